@@ -1,0 +1,743 @@
+/*
+ * binding_ops.c: tensor methods and metamethods, and the module-level ops
+ * (cat, stack, einsum, where, embedding). Each function checks its Lua
+ * arguments, converts 1-based dims, calls the engine and pushes the result.
+ */
+#include "binding.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static tc_tensor *self(lua_State *L, const char *function) { return binding_check_tensor(L, 1, function); }
+
+/* Takes the result by address: C leaves the order of argument evaluation
+ * open, so the call that fills *out must not race a read of it. */
+static int push_result(lua_State *L, tc_status status, tc_tensor **out) {
+    binding_check(L, status);
+    binding_push_tensor(L, *out);
+    return 1;
+}
+
+/* ---- metadata ---- */
+
+static int push_shape(lua_State *L, tc_tensor *t) {
+    int ndim = tc_tensor_ndim(t);
+    const int64_t *shape = tc_tensor_shape(t);
+    lua_createtable(L, ndim, 0);
+    for (int i = 0; i < ndim; i++) {
+        lua_pushinteger(L, shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_dim(lua_State *L) {
+    lua_pushinteger(L, tc_tensor_ndim(self(L, "dim")));
+    return 1;
+}
+
+static int m_numel(lua_State *L) {
+    lua_pushinteger(L, tc_tensor_numel(self(L, "numel")));
+    return 1;
+}
+
+static int m_size(lua_State *L) {
+    tc_tensor *t = self(L, "size");
+    if (lua_isnoneornil(L, 2)) return push_shape(L, t);
+    int dim = binding_check_dim(L, 2, "size");
+    int ndim = tc_tensor_ndim(t);
+    int d = dim < 0 ? dim + ndim : dim;
+    if (d < 0 || d >= ndim)
+        return luaL_error(L, "size: dim %d is out of range for a tensor with %d dims", (int)lua_tointeger(L, 2), ndim);
+    lua_pushinteger(L, tc_tensor_shape(t)[d]);
+    return 1;
+}
+
+static int m_stride(lua_State *L) {
+    tc_tensor *t = self(L, "stride");
+    int ndim = tc_tensor_ndim(t);
+    lua_createtable(L, ndim, 0);
+    for (int i = 0; i < ndim; i++) {
+        lua_pushinteger(L, tc_tensor_strides(t)[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_is_contiguous(lua_State *L) {
+    lua_pushboolean(L, tc_tensor_is_contiguous(self(L, "is_contiguous")));
+    return 1;
+}
+
+static void push_number(lua_State *L, tc_dtype dtype, double value) {
+    if (dtype == TC_BOOL) lua_pushboolean(L, value != 0);
+    else if (tc_dtype_is_floating(dtype)) lua_pushnumber(L, value);
+    else lua_pushinteger(L, (lua_Integer)value);
+}
+
+static int m_item(lua_State *L) {
+    tc_tensor *t = self(L, "item");
+    double value;
+    binding_check(L, tc_item(t, &value));
+    push_number(L, tc_tensor_dtype(t), value);
+    return 1;
+}
+
+static void build_table(lua_State *L, tc_dtype dtype, const int64_t *shape, int ndim, int depth, const double *values,
+                        const int64_t *integers, int64_t *position) {
+    lua_createtable(L, (int)shape[depth], 0);
+    for (int64_t i = 0; i < shape[depth]; i++) {
+        if (depth + 1 < ndim) {
+            build_table(L, dtype, shape, ndim, depth + 1, values, integers, position);
+        } else if (integers) {
+            lua_pushinteger(L, integers[(*position)++]);
+        } else {
+            push_number(L, dtype, values[(*position)++]);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int m_totable(lua_State *L) {
+    tc_tensor *t = self(L, "totable");
+    int64_t n = tc_tensor_numel(t);
+    tc_dtype dtype = tc_tensor_dtype(t);
+    if (tc_tensor_ndim(t) == 0) return m_item(L);
+    bool integral = dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8;
+    void *buffer = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
+    if (integral) binding_check(L, tc_copy_to_int64(t, buffer, n));
+    else binding_check(L, tc_copy_to_doubles(t, buffer, n));
+    int64_t position = 0;
+    build_table(L, dtype, tc_tensor_shape(t), tc_tensor_ndim(t), 0, integral ? NULL : buffer,
+                integral ? buffer : NULL, &position);
+    return 1;
+}
+
+/* Raw contiguous bytes of the tensor, for writers. */
+static int m_tobytes(lua_State *L) {
+    tc_tensor *t = self(L, "tobytes"), *c;
+    tc_tensor *host;
+    binding_check(L, tc_to_device(t, TC_CPU, &host));
+    tc_status status = tc_contiguous(host, &c);
+    tc_tensor_release(host);
+    binding_check(L, status);
+    lua_pushlstring(L, tc_tensor_data(c), (size_t)tc_tensor_numel(c) * tc_dtype_size(tc_tensor_dtype(c)));
+    tc_tensor_release(c);
+    return 1;
+}
+
+/* ---- element-wise ---- */
+
+static int binary(lua_State *L, tc_binary_op op) {
+    const char *name = tc_binary_op_name(op);
+    tc_tensor *a_tensor = binding_test_tensor(L, 1), *b_tensor = binding_test_tensor(L, 2);
+    tc_tensor *out;
+    if (!a_tensor && !b_tensor) {
+        binding_check_tensor(L, 1, name);
+    }
+    if (a_tensor && b_tensor) return push_result(L, tc_binary(op, a_tensor, b_tensor, &out), &out);
+    int number_index = a_tensor ? 2 : 1;
+    if (lua_type(L, number_index) != LUA_TNUMBER && lua_type(L, number_index) != LUA_TBOOLEAN) {
+        if (luaL_testudata(L, number_index, TENSOR_METATABLE))
+            binding_check_tensor(L, number_index, name); /* closed tensor */
+        return luaL_error(L, "%s: argument %d must be a tensor or a number, got %s", name, number_index,
+                          luaL_typename(L, number_index));
+    }
+    double value = lua_type(L, number_index) == LUA_TBOOLEAN ? lua_toboolean(L, number_index)
+                                                              : lua_tonumber(L, number_index);
+    tc_tensor *t = a_tensor ? a_tensor : b_tensor;
+    if (!a_tensor) binding_check_tensor(L, 2, name);
+    else binding_check_tensor(L, 1, name);
+    return push_result(L, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
+}
+
+#define BINARY_METHOD(NAME, OP)                                                                                    \
+    static int m_##NAME(lua_State *L) { return binary(L, OP); }
+BINARY_METHOD(add, TC_ADD)
+BINARY_METHOD(sub, TC_SUB)
+BINARY_METHOD(mul, TC_MUL)
+BINARY_METHOD(div, TC_DIV)
+BINARY_METHOD(pow, TC_POW)
+BINARY_METHOD(maximum, TC_MAXIMUM)
+BINARY_METHOD(minimum, TC_MINIMUM)
+BINARY_METHOD(eq, TC_EQ)
+BINARY_METHOD(ne, TC_NE)
+BINARY_METHOD(lt, TC_LT)
+BINARY_METHOD(le, TC_LE)
+BINARY_METHOD(gt, TC_GT)
+BINARY_METHOD(ge, TC_GE)
+BINARY_METHOD(logical_and, TC_LOGICAL_AND)
+BINARY_METHOD(logical_or, TC_LOGICAL_OR)
+
+static int unary(lua_State *L, tc_unary_op op) {
+    tc_tensor *out;
+    return push_result(L, tc_unary(op, self(L, tc_unary_op_name(op)), &out), &out);
+}
+
+#define UNARY_METHOD(NAME, OP)                                                                                     \
+    static int m_##NAME(lua_State *L) { return unary(L, OP); }
+UNARY_METHOD(neg, TC_NEG)
+UNARY_METHOD(exp, TC_EXP)
+UNARY_METHOD(log, TC_LOG)
+UNARY_METHOD(sqrt, TC_SQRT)
+UNARY_METHOD(abs, TC_ABS)
+UNARY_METHOD(tanh, TC_TANH)
+UNARY_METHOD(sigmoid, TC_SIGMOID)
+UNARY_METHOD(relu, TC_RELU)
+UNARY_METHOD(silu, TC_SILU)
+UNARY_METHOD(sin, TC_SIN)
+UNARY_METHOD(cos, TC_COS)
+UNARY_METHOD(rsqrt, TC_RSQRT)
+UNARY_METHOD(square, TC_SQUARE)
+UNARY_METHOD(sign, TC_SIGN)
+UNARY_METHOD(logical_not, TC_LOGICAL_NOT)
+
+/* gelu() is exact; gelu("tanh") is GPT-2's approximation. */
+static int m_gelu(lua_State *L) {
+    const char *approximate = luaL_optstring(L, 2, "none");
+    if (strcmp(approximate, "tanh") == 0) return unary(L, TC_GELU_TANH);
+    if (strcmp(approximate, "none") != 0)
+        return luaL_error(L, "gelu: approximate must be \"none\" or \"tanh\", got \"%s\"", approximate);
+    return unary(L, TC_GELU);
+}
+
+static int m_clamp(lua_State *L) {
+    tc_tensor *t = self(L, "clamp"), *out;
+    double min = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
+    double max = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+    return push_result(L, tc_clamp(t, min, max, &out), &out);
+}
+
+static int m_masked_fill(lua_State *L) {
+    tc_tensor *t = self(L, "masked_fill"), *out;
+    tc_tensor *mask = binding_check_tensor(L, 2, "masked_fill");
+    return push_result(L, tc_masked_fill(t, mask, luaL_checknumber(L, 3), &out), &out);
+}
+
+/* where(cond, a, b): a and b may be numbers. */
+static int f_where(lua_State *L) {
+    tc_tensor *cond = binding_check_tensor(L, 1, "where");
+    tc_tensor *like = binding_test_tensor(L, 2) ? binding_test_tensor(L, 2) : binding_test_tensor(L, 3);
+    if (!like) return luaL_error(L, "where: at least one of arguments 2 and 3 must be a tensor");
+    tc_tensor *a = binding_tensor_or_scalar(L, 2, like, "where");
+    tc_tensor *b = binding_tensor_or_scalar(L, 3, like, "where");
+    tc_tensor *out;
+    tc_status status = tc_where(cond, a, b, &out);
+    tc_tensor_release(a);
+    tc_tensor_release(b);
+    return push_result(L, status, &out);
+}
+
+/* ---- reductions ---- */
+
+/* Reads dims from a number, a table of numbers, or nil (all dims). */
+static int read_dims(lua_State *L, int idx, int *dims, const char *function) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (lua_istable(L, idx)) {
+        int n = (int)luaL_len(L, idx);
+        if (n > TC_MAX_DIMS) luaL_error(L, "%s: at most %d dims", function, TC_MAX_DIMS);
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, idx, i + 1);
+            dims[i] = binding_check_dim(L, lua_gettop(L), function);
+            lua_pop(L, 1);
+        }
+        if (n == 0) luaL_error(L, "%s: the list of dims is empty", function);
+        return n;
+    }
+    dims[0] = binding_check_dim(L, idx, function);
+    return 1;
+}
+
+static int reduce(lua_State *L, tc_reduce_op op, const char *name) {
+    tc_tensor *t = self(L, name), *out;
+    int dims[TC_MAX_DIMS];
+    int n = read_dims(L, 2, dims, name);
+    bool keepdim = lua_toboolean(L, 3);
+    return push_result(L, tc_reduce(op, t, n, dims, keepdim, &out), &out);
+}
+
+static int m_sum(lua_State *L) { return reduce(L, TC_REDUCE_SUM, "sum"); }
+static int m_mean(lua_State *L) { return reduce(L, TC_REDUCE_MEAN, "mean"); }
+static int m_argmax(lua_State *L) { return reduce(L, TC_REDUCE_ARGMAX, "argmax"); }
+static int m_argmin(lua_State *L) { return reduce(L, TC_REDUCE_ARGMIN, "argmin"); }
+
+/* max()/min() give the value; with a dim they also give the 0-based indices. */
+static int extreme(lua_State *L, tc_reduce_op op, tc_reduce_op arg_op, const char *name) {
+    if (lua_isnoneornil(L, 2)) return reduce(L, op, name);
+    if (binding_test_tensor(L, 2)) return binary(L, op == TC_REDUCE_MAX ? TC_MAXIMUM : TC_MINIMUM);
+    reduce(L, op, name);
+    reduce(L, arg_op, name);
+    return 2;
+}
+
+static int m_max(lua_State *L) { return extreme(L, TC_REDUCE_MAX, TC_REDUCE_ARGMAX, "max"); }
+static int m_min(lua_State *L) { return extreme(L, TC_REDUCE_MIN, TC_REDUCE_ARGMIN, "min"); }
+
+/* var(dims, {correction = 1, keepdim = false}) */
+static int m_var(lua_State *L) {
+    tc_tensor *t = self(L, "var"), *out;
+    int dims[TC_MAX_DIMS];
+    int n = read_dims(L, 2, dims, "var");
+    int correction = 1;
+    bool keepdim = false;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "correction");
+        if (!lua_isnil(L, -1)) correction = (int)luaL_checkinteger(L, -1);
+        lua_getfield(L, 3, "keepdim");
+        keepdim = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+    } else {
+        keepdim = lua_toboolean(L, 3);
+    }
+    return push_result(L, tc_var(t, n, dims, correction, keepdim, &out), &out);
+}
+
+/* ---- linear algebra and nn ---- */
+
+static int m_matmul(lua_State *L) {
+    tc_tensor *a = self(L, "matmul"), *b = binding_check_tensor(L, 2, "matmul"), *out;
+    return push_result(L, tc_matmul(a, b, &out), &out);
+}
+
+static int m_softmax(lua_State *L) {
+    tc_tensor *t = self(L, "softmax"), *out;
+    return push_result(L, tc_softmax(t, binding_check_dim(L, 2, "softmax"), &out), &out);
+}
+
+static int m_log_softmax(lua_State *L) {
+    tc_tensor *t = self(L, "log_softmax"), *out;
+    return push_result(L, tc_log_softmax(t, binding_check_dim(L, 2, "log_softmax"), &out), &out);
+}
+
+static int m_dropout(lua_State *L) {
+    tc_tensor *t = self(L, "dropout"), *out;
+    double p = luaL_checknumber(L, 2);
+    bool training = lua_isnoneornil(L, 3) ? true : lua_toboolean(L, 3);
+    return push_result(L, tc_dropout(t, p, training, &out), &out);
+}
+
+/* einsum(equation, t1, t2, ...) or einsum(equation, {t1, t2, ...}) */
+static int f_einsum(lua_State *L) {
+    const char *equation = luaL_checkstring(L, 1);
+    tc_tensor *operands[32];
+    int n = 0;
+    if (lua_istable(L, 2)) {
+        n = (int)luaL_len(L, 2);
+        if (n > 32) return luaL_error(L, "einsum: at most 32 operands");
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, 2, i + 1);
+            operands[i] = binding_check_tensor(L, lua_gettop(L), "einsum");
+            lua_pop(L, 1);
+        }
+    } else {
+        n = lua_gettop(L) - 1;
+        if (n > 32) return luaL_error(L, "einsum: at most 32 operands");
+        for (int i = 0; i < n; i++) operands[i] = binding_check_tensor(L, i + 2, "einsum");
+    }
+    tc_tensor *out;
+    return push_result(L, tc_einsum(equation, n, operands, &out), &out);
+}
+
+static int list_of_tensors(lua_State *L, int idx, tc_tensor **tensors, int capacity, const char *function) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int n = (int)luaL_len(L, idx);
+    if (n == 0) luaL_error(L, "%s: the list of tensors is empty", function);
+    if (n > capacity) luaL_error(L, "%s: at most %d tensors", function, capacity);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        tc_tensor *t = binding_test_tensor(L, -1);
+        if (!t) luaL_error(L, "%s: entry %d of the list is a %s, expected a tensor", function, i + 1, luaL_typename(L, -1));
+        tensors[i] = t;
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+static int f_cat(lua_State *L) {
+    tc_tensor *tensors[256], *out;
+    int n = list_of_tensors(L, 1, tensors, 256, "cat");
+    int dim = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "cat");
+    return push_result(L, tc_cat(n, tensors, dim, &out), &out);
+}
+
+static int f_stack(lua_State *L) {
+    tc_tensor *tensors[256], *out;
+    int n = list_of_tensors(L, 1, tensors, 256, "stack");
+    int dim = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "stack");
+    return push_result(L, tc_stack(n, tensors, dim, &out), &out);
+}
+
+static int f_embedding(lua_State *L) {
+    tc_tensor *weight = binding_check_tensor(L, 1, "embedding"), *ids = binding_check_tensor(L, 2, "embedding"), *out;
+    return push_result(L, tc_embedding(weight, ids, &out), &out);
+}
+
+static int m_gather(lua_State *L) {
+    tc_tensor *t = self(L, "gather"), *out;
+    int dim = binding_check_dim(L, 2, "gather");
+    tc_tensor *index = binding_check_tensor(L, 3, "gather");
+    return push_result(L, tc_gather(t, dim, index, &out), &out);
+}
+
+static int m_index_select(lua_State *L) {
+    tc_tensor *t = self(L, "index_select"), *out;
+    int dim = binding_check_dim(L, 2, "index_select");
+    tc_tensor *index = binding_check_tensor(L, 3, "index_select");
+    return push_result(L, tc_index_select(t, dim, index, &out), &out);
+}
+
+/* ---- views ---- */
+
+static int m_reshape(lua_State *L) {
+    tc_tensor *t = self(L, "reshape"), *out;
+    int64_t shape[TC_MAX_DIMS];
+    int n = binding_check_shape(L, 2, shape, "reshape");
+    return push_result(L, tc_reshape(t, n, shape, &out), &out);
+}
+
+static int m_view(lua_State *L) {
+    tc_tensor *t = self(L, "view"), *out;
+    int64_t shape[TC_MAX_DIMS];
+    int n = binding_check_shape(L, 2, shape, "view");
+    return push_result(L, tc_view(t, n, shape, &out), &out);
+}
+
+static int m_expand(lua_State *L) {
+    tc_tensor *t = self(L, "expand"), *out;
+    int64_t shape[TC_MAX_DIMS];
+    int n = binding_check_shape(L, 2, shape, "expand");
+    return push_result(L, tc_expand(t, n, shape, &out), &out);
+}
+
+static int m_transpose(lua_State *L) {
+    tc_tensor *t = self(L, "transpose"), *out;
+    int a = lua_isnoneornil(L, 2) ? -2 : binding_check_dim(L, 2, "transpose");
+    int b = lua_isnoneornil(L, 3) ? -1 : binding_check_dim(L, 3, "transpose");
+    return push_result(L, tc_transpose(t, a, b, &out), &out);
+}
+
+static int m_permute(lua_State *L) {
+    tc_tensor *t = self(L, "permute"), *out;
+    int dims[TC_MAX_DIMS], n = 0;
+    if (lua_istable(L, 2)) {
+        n = read_dims(L, 2, dims, "permute");
+    } else {
+        for (int i = 2; i <= lua_gettop(L) && n < TC_MAX_DIMS; i++) dims[n++] = binding_check_dim(L, i, "permute");
+    }
+    return push_result(L, tc_permute(t, n, dims, &out), &out);
+}
+
+/* narrow(dim, start, length): start is 1-based (negative from the end). */
+static int m_narrow(lua_State *L) {
+    tc_tensor *t = self(L, "narrow"), *out;
+    int dim = binding_check_dim(L, 2, "narrow");
+    lua_Integer start = luaL_checkinteger(L, 3), length = luaL_checkinteger(L, 4);
+    int d = dim < 0 ? dim + tc_tensor_ndim(t) : dim;
+    if (start == 0) return luaL_error(L, "narrow: start 0 does not exist; positions are 1-based");
+    if (start < 0 && d >= 0 && d < tc_tensor_ndim(t)) start += tc_tensor_shape(t)[d] + 1;
+    return push_result(L, tc_narrow(t, dim, start - 1, length, &out), &out);
+}
+
+/* select(dim, index): index is 1-based (negative from the end). */
+static int m_select(lua_State *L) {
+    tc_tensor *t = self(L, "select"), *out;
+    int dim = binding_check_dim(L, 2, "select");
+    lua_Integer index = luaL_checkinteger(L, 3);
+    if (index == 0) return luaL_error(L, "select: index 0 does not exist; positions are 1-based");
+    return push_result(L, tc_select(t, dim, index > 0 ? index - 1 : index, &out), &out);
+}
+
+static int m_squeeze(lua_State *L) {
+    tc_tensor *t = self(L, "squeeze"), *out;
+    if (!lua_isnoneornil(L, 2)) return push_result(L, tc_squeeze(t, binding_check_dim(L, 2, "squeeze"), &out), &out);
+    int64_t shape[TC_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < tc_tensor_ndim(t); i++)
+        if (tc_tensor_shape(t)[i] != 1) shape[n++] = tc_tensor_shape(t)[i];
+    return push_result(L, tc_reshape(t, n, shape, &out), &out);
+}
+
+static int m_unsqueeze(lua_State *L) {
+    tc_tensor *t = self(L, "unsqueeze"), *out;
+    return push_result(L, tc_unsqueeze(t, binding_check_dim(L, 2, "unsqueeze"), &out), &out);
+}
+
+static int m_flatten(lua_State *L) {
+    tc_tensor *t = self(L, "flatten"), *out;
+    int start = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "flatten");
+    int end = lua_isnoneornil(L, 3) ? -1 : binding_check_dim(L, 3, "flatten");
+    return push_result(L, tc_flatten(t, start, end, &out), &out);
+}
+
+static int m_contiguous(lua_State *L) {
+    tc_tensor *t = self(L, "contiguous"), *out;
+    return push_result(L, tc_contiguous(t, &out), &out);
+}
+
+static int m_clone(lua_State *L) {
+    tc_tensor *t = self(L, "clone"), *out;
+    return push_result(L, tc_clone(t, &out), &out);
+}
+
+static int m_detach(lua_State *L) {
+    tc_tensor *t = self(L, "detach"), *out;
+    return push_result(L, tc_detach(t, &out), &out);
+}
+
+/* to(dtype) or to(device) */
+static int m_to(lua_State *L) {
+    tc_tensor *t = self(L, "to"), *out;
+    const char *target = luaL_checkstring(L, 2);
+    tc_dtype dtype;
+    if (tc_dtype_from_name(target, &dtype)) return push_result(L, tc_to_dtype(t, dtype, &out), &out);
+    if (strcmp(target, "cpu") == 0) return push_result(L, tc_to_device(t, TC_CPU, &out), &out);
+    if (strcmp(target, "cuda") == 0) return push_result(L, tc_to_device(t, TC_CUDA, &out), &out);
+    return luaL_error(L, "to: '%s' is neither a dtype nor a device (cpu, cuda)", target);
+}
+
+/* ---- autograd and in-place updates ---- */
+
+static int m_zero_grad(lua_State *L) {
+    binding_check(L, tc_tensor_set_grad(self(L, "zero_grad"), NULL));
+    return 0;
+}
+
+static int m_requires_grad_(lua_State *L) {
+    tc_tensor *t = self(L, "requires_grad_");
+    binding_check(L, tc_tensor_set_requires_grad(t, lua_isnoneornil(L, 2) ? true : lua_toboolean(L, 2)));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_copy_(lua_State *L) {
+    tc_tensor *t = self(L, "copy_");
+    binding_check(L, tc_copy_(t, binding_check_tensor(L, 2, "copy_")));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_fill_(lua_State *L) {
+    tc_tensor *t = self(L, "fill_");
+    binding_check(L, tc_fill_(t, luaL_checknumber(L, 2)));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_storage_bytes(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)tc_tensor_storage_bytes(self(L, "storage_bytes")));
+    return 1;
+}
+
+/* ---- metamethods ---- */
+
+static int mm_gc(lua_State *L) {
+    lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
+    tc_tensor_release(box->tensor);
+    box->tensor = NULL;
+    return 0;
+}
+
+static int mm_len(lua_State *L) {
+    tc_tensor *t = self(L, "#");
+    if (tc_tensor_ndim(t) == 0) return luaL_error(L, "#: a 0-dim tensor has no length");
+    lua_pushinteger(L, tc_tensor_shape(t)[0]);
+    return 1;
+}
+
+static int field(lua_State *L, tc_tensor *t, const char *key) {
+    if (strcmp(key, "shape") == 0) return push_shape(L, t);
+    if (strcmp(key, "dtype") == 0) {
+        lua_pushstring(L, tc_dtype_name(tc_tensor_dtype(t)));
+        return 1;
+    }
+    if (strcmp(key, "device") == 0) {
+        lua_pushstring(L, tc_device_name(tc_tensor_device(t)));
+        return 1;
+    }
+    if (strcmp(key, "requires_grad") == 0) {
+        lua_pushboolean(L, tc_tensor_requires_grad(t));
+        return 1;
+    }
+    if (strcmp(key, "grad") == 0) {
+        tc_tensor *grad = tc_tensor_grad(t);
+        if (!grad) {
+            lua_pushnil(L);
+            return 1;
+        }
+        tc_tensor_retain(grad);
+        binding_push_tensor(L, grad);
+        return 1;
+    }
+    if (strcmp(key, "is_leaf") == 0) {
+        lua_pushboolean(L, tc_tensor_is_leaf(t));
+        return 1;
+    }
+    if (strcmp(key, "grad_fn") == 0) {
+        const char *name = tc_tensor_grad_fn_name(t);
+        if (name) lua_pushstring(L, name);
+        else lua_pushnil(L);
+        return 1;
+    }
+    if (strcmp(key, "ndim") == 0) {
+        lua_pushinteger(L, tc_tensor_ndim(t));
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* t.key: methods first, then fields; t[i] selects along the first dim. */
+static int mm_index(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+        lua_pop(L, 1);
+        lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
+        if (!box->tensor) return luaL_error(L, "tensor: field '%s' of a tensor that was closed", lua_tostring(L, 2));
+        return field(L, box->tensor, lua_tostring(L, 2));
+    }
+    if (lua_isinteger(L, 2)) {
+        tc_tensor *t = self(L, "[]"), *out;
+        lua_Integer index = lua_tointeger(L, 2);
+        if (tc_tensor_ndim(t) == 0) return luaL_error(L, "[]: a 0-dim tensor cannot be indexed");
+        if (index == 0) return luaL_error(L, "[]: index 0 does not exist; positions are 1-based");
+        return push_result(L, tc_select(t, 0, index > 0 ? index - 1 : index, &out), &out);
+    }
+    return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
+}
+
+static int mm_newindex(lua_State *L) {
+    tc_tensor *t = self(L, "tensor");
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "grad") == 0) {
+        tc_tensor *grad = lua_isnil(L, 3) ? NULL : binding_check_tensor(L, 3, "grad");
+        binding_check(L, tc_tensor_set_grad(t, grad));
+        return 0;
+    }
+    if (strcmp(key, "requires_grad") == 0) {
+        binding_check(L, tc_tensor_set_requires_grad(t, lua_toboolean(L, 3)));
+        return 0;
+    }
+    return luaL_error(L, "tensor: field '%s' cannot be assigned (only grad and requires_grad)", key);
+}
+
+static int mm_tostring_plain(lua_State *L) {
+    lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
+    if (!box->tensor) {
+        lua_pushstring(L, "tensor(closed)");
+        return 1;
+    }
+    char shape[128];
+    size_t used = 0;
+    for (int i = 0; i < tc_tensor_ndim(box->tensor) && used < sizeof shape; i++)
+        used += (size_t)snprintf(shape + used, sizeof shape - used, i ? ", %lld" : "%lld",
+                                 (long long)tc_tensor_shape(box->tensor)[i]);
+    if (!used) shape[0] = '\0';
+    lua_pushfstring(L, "tensor(shape={%s}, dtype=%s)", shape, tc_dtype_name(tc_tensor_dtype(box->tensor)));
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"dim", m_dim},
+    {"numel", m_numel},
+    {"size", m_size},
+    {"stride", m_stride},
+    {"is_contiguous", m_is_contiguous},
+    {"item", m_item},
+    {"totable", m_totable},
+    {"tobytes", m_tobytes},
+    {"add", m_add},
+    {"sub", m_sub},
+    {"mul", m_mul},
+    {"div", m_div},
+    {"pow", m_pow},
+    {"maximum", m_maximum},
+    {"minimum", m_minimum},
+    {"eq", m_eq},
+    {"ne", m_ne},
+    {"lt", m_lt},
+    {"le", m_le},
+    {"gt", m_gt},
+    {"ge", m_ge},
+    {"logical_and", m_logical_and},
+    {"logical_or", m_logical_or},
+    {"logical_not", m_logical_not},
+    {"neg", m_neg},
+    {"exp", m_exp},
+    {"log", m_log},
+    {"sqrt", m_sqrt},
+    {"abs", m_abs},
+    {"tanh", m_tanh},
+    {"sigmoid", m_sigmoid},
+    {"relu", m_relu},
+    {"gelu", m_gelu},
+    {"silu", m_silu},
+    {"sin", m_sin},
+    {"cos", m_cos},
+    {"rsqrt", m_rsqrt},
+    {"square", m_square},
+    {"sign", m_sign},
+    {"clamp", m_clamp},
+    {"masked_fill", m_masked_fill},
+    {"sum", m_sum},
+    {"mean", m_mean},
+    {"max", m_max},
+    {"min", m_min},
+    {"argmax", m_argmax},
+    {"argmin", m_argmin},
+    {"var", m_var},
+    {"matmul", m_matmul},
+    {"softmax", m_softmax},
+    {"log_softmax", m_log_softmax},
+    {"dropout", m_dropout},
+    {"gather", m_gather},
+    {"index_select", m_index_select},
+    {"reshape", m_reshape},
+    {"view", m_view},
+    {"expand", m_expand},
+    {"transpose", m_transpose},
+    {"permute", m_permute},
+    {"narrow", m_narrow},
+    {"select", m_select},
+    {"squeeze", m_squeeze},
+    {"unsqueeze", m_unsqueeze},
+    {"flatten", m_flatten},
+    {"contiguous", m_contiguous},
+    {"clone", m_clone},
+    {"detach", m_detach},
+    {"to", m_to},
+    {"zero_grad", m_zero_grad},
+    {"requires_grad_", m_requires_grad_},
+    {"copy_", m_copy_},
+    {"fill_", m_fill_},
+    {"storage_bytes", m_storage_bytes},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_ops[] = {
+    {"where", f_where},   {"einsum", f_einsum}, {"cat", f_cat},
+    {"stack", f_stack},   {"embedding", f_embedding}, {NULL, NULL},
+};
+
+void binding_register_ops(lua_State *L, int methods_index, int module_index) {
+    lua_pushvalue(L, methods_index);
+    luaL_setfuncs(L, methods, 0);
+    lua_pop(L, 1);
+    lua_pushvalue(L, module_index);
+    luaL_setfuncs(L, module_ops, 0);
+    lua_pop(L, 1);
+    /* The metatable is on the stack just below the methods table. */
+    int metatable = methods_index - 1;
+    static const luaL_Reg metamethods[] = {
+        {"__add", m_add},   {"__sub", m_sub}, {"__mul", m_mul},           {"__div", m_div},
+        {"__pow", m_pow},   {"__unm", m_neg}, {"__len", mm_len},          {"__gc", mm_gc},
+        {"__close", mm_gc}, {"__newindex", mm_newindex}, {"__tostring", mm_tostring_plain}, {NULL, NULL},
+    };
+    lua_pushvalue(L, metatable);
+    luaL_setfuncs(L, metamethods, 0);
+    lua_pushvalue(L, methods_index);
+    lua_pushcclosure(L, mm_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

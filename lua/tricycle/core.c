@@ -1,0 +1,632 @@
+/*
+ * core.c: the `tricycle.core` Lua module: one engine context per Lua state,
+ * tensor userdata, creation functions, autograd entry points and the memory
+ * accounting that lets Lua's collector see native memory.
+ *
+ * Positions seen from Lua (dims, narrow/select starts) are 1-based, negative
+ * counting from the end; integer data (ids, indices, argmax results) are
+ * 0-based. The conversion happens here and nowhere else.
+ */
+#include "binding.h"
+
+#include <lualib.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONTEXT_KEY "tricycle.context"
+#define MINIMUM_COLLECT_BYTES (64u << 20)
+
+/* Per-state binding data, owned by a userdata in the registry. */
+typedef struct binding_state {
+    tc_context *ctx;
+    size_t collect_threshold; /* collect when native memory passes this */
+    lua_State *active;        /* the thread running backward, for Lua functions on the tape */
+    int log_ref;
+} binding_state;
+
+static int state_gc(lua_State *L) {
+    binding_state *state = luaL_checkudata(L, 1, CONTEXT_KEY);
+    if (state->ctx) tc_context_free(state->ctx);
+    state->ctx = NULL;
+    return 0;
+}
+
+static binding_state *get_state(lua_State *L) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CONTEXT_KEY) == LUA_TUSERDATA) {
+        binding_state *state = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return state;
+    }
+    lua_pop(L, 1);
+    binding_state *state = lua_newuserdatauv(L, sizeof *state, 0);
+    memset(state, 0, sizeof *state);
+    state->log_ref = LUA_NOREF;
+    state->ctx = tc_context_new();
+    if (!state->ctx) luaL_error(L, "tricycle: could not create the engine context (out of memory)");
+    state->collect_threshold = MINIMUM_COLLECT_BYTES;
+    if (luaL_newmetatable(L, CONTEXT_KEY)) {
+        lua_pushcfunction(L, state_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, CONTEXT_KEY);
+    return state;
+}
+
+tc_context *tc_lua_context(lua_State *L) { return get_state(L)->ctx; }
+
+void binding_check(lua_State *L, tc_status status) {
+    if (status == TC_OK) return;
+    tc_context *ctx = tc_lua_context(L);
+    const char *message = tc_last_error(ctx);
+    lua_pushstring(L, message[0] ? message : "tricycle: operation failed");
+    tc_clear_error(ctx);
+    lua_error(L);
+}
+
+/* ---- tensor userdata ---- */
+
+void binding_push_tensor(lua_State *L, tc_tensor *t) {
+    binding_state *state = get_state(L);
+    /* Native memory is invisible to Lua's collector: when it has grown past
+     * the threshold since the last collection, collect now, then set the
+     * next threshold from what survived. */
+    size_t in_use = tc_memory_in_use(state->ctx);
+    if (in_use > state->collect_threshold) {
+        lua_gc(L, LUA_GCCOLLECT);
+        in_use = tc_memory_in_use(state->ctx);
+        state->collect_threshold = in_use * 2 > MINIMUM_COLLECT_BYTES ? in_use * 2 : MINIMUM_COLLECT_BYTES;
+    }
+    lua_tensor *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->tensor = t;
+    luaL_setmetatable(L, TENSOR_METATABLE);
+}
+
+tc_tensor *binding_test_tensor(lua_State *L, int idx) {
+    lua_tensor *box = luaL_testudata(L, idx, TENSOR_METATABLE);
+    return box ? box->tensor : NULL;
+}
+
+tc_tensor *binding_check_tensor(lua_State *L, int idx, const char *function) {
+    lua_tensor *box = luaL_testudata(L, idx, TENSOR_METATABLE);
+    if (!box) {
+        luaL_error(L, "%s: argument %d must be a tensor, got %s", function, idx, luaL_typename(L, idx));
+        return NULL;
+    }
+    if (!box->tensor) {
+        luaL_error(L, "%s: argument %d is a tensor that was closed (used after <close>)", function, idx);
+        return NULL;
+    }
+    return box->tensor;
+}
+
+tc_tensor *binding_tensor_or_scalar(lua_State *L, int idx, tc_tensor *like, const char *function) {
+    if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TBOOLEAN) {
+        double value = lua_type(L, idx) == LUA_TBOOLEAN ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
+        tc_dtype dtype = tc_tensor_dtype(like);
+        if (!tc_dtype_is_floating(dtype) && value != floor(value)) dtype = TC_FLOAT32;
+        tc_tensor *t;
+        binding_check(L, tc_empty(tc_lua_context(L), dtype, 0, NULL, &t));
+        tc_status status = tc_fill_(t, value);
+        if (status == TC_OK && tc_tensor_device(like) != TC_CPU) {
+            tc_tensor *moved;
+            status = tc_to_device(t, tc_tensor_device(like), &moved);
+            tc_tensor_release(t);
+            t = moved;
+        }
+        binding_check(L, status);
+        return t;
+    }
+    tc_tensor *t = binding_check_tensor(L, idx, function);
+    tc_tensor_retain(t);
+    return t;
+}
+
+int binding_check_dim(lua_State *L, int idx, const char *function) {
+    if (!lua_isinteger(L, idx)) {
+        luaL_error(L, "%s: argument %d (dim) must be an integer, got %s", function, idx, luaL_typename(L, idx));
+        return 0;
+    }
+    lua_Integer dim = lua_tointeger(L, idx);
+    if (dim == 0) luaL_error(L, "%s: dim 0 does not exist; dims are 1-based (negative count from the end)", function);
+    if (dim > 64 || dim < -64) luaL_error(L, "%s: dim %d is out of range", function, (int)dim);
+    return dim > 0 ? (int)dim - 1 : (int)dim;
+}
+
+int binding_check_shape(lua_State *L, int idx, int64_t *shape, const char *function) {
+    int n = 0;
+    if (lua_istable(L, idx)) {
+        n = (int)luaL_len(L, idx);
+        if (n > TC_MAX_DIMS) luaL_error(L, "%s: a shape has at most %d dims, got %d", function, TC_MAX_DIMS, n);
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, idx, i + 1);
+            if (!lua_isinteger(L, -1))
+                luaL_error(L, "%s: shape entry %d must be an integer, got %s", function, i + 1, luaL_typename(L, -1));
+            shape[i] = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        return n;
+    }
+    int top = lua_gettop(L);
+    for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
+        if (n == TC_MAX_DIMS) luaL_error(L, "%s: a shape has at most %d dims", function, TC_MAX_DIMS);
+        if (!lua_isinteger(L, i)) luaL_error(L, "%s: size %d must be an integer", function, n + 1);
+        shape[n++] = lua_tointeger(L, i);
+    }
+    return n;
+}
+
+tc_dtype binding_opt_dtype(lua_State *L, int idx, const char *field, tc_dtype fallback, const char *function) {
+    if (idx == 0 || !lua_istable(L, idx)) return fallback;
+    tc_dtype dtype = fallback;
+    if (lua_getfield(L, idx, field) == LUA_TSTRING) {
+        const char *name = lua_tostring(L, -1);
+        if (!tc_dtype_from_name(name, &dtype))
+            luaL_error(L, "%s: unknown dtype '%s' (float32, float64, int32, int64, uint8, bool)", function, name);
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: option %s must be a string, got %s", function, field, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return dtype;
+}
+
+/* Index of the options table: the last argument when it is a table and not
+ * the shape itself. */
+static int options_index(lua_State *L, int first) {
+    int top = lua_gettop(L);
+    return top >= first && lua_istable(L, top) && (top > first || !lua_isinteger(L, -1)) ? top : 0;
+}
+
+static void apply_requires_grad(lua_State *L, tc_tensor *t, int options) {
+    if (options && lua_getfield(L, options, "requires_grad") != LUA_TNIL) {
+        bool requires = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        binding_check(L, tc_tensor_set_requires_grad(t, requires));
+        return;
+    }
+    if (options) lua_pop(L, 1);
+}
+
+/* ---- creation ---- */
+
+typedef enum { CREATE_EMPTY, CREATE_ZEROS, CREATE_ONES, CREATE_RAND, CREATE_RANDN } create_kind;
+
+static int create(lua_State *L, create_kind kind, const char *function) {
+    int64_t shape[TC_MAX_DIMS];
+    int options = 0;
+    int ndim;
+    if (lua_istable(L, 1)) {
+        ndim = binding_check_shape(L, 1, shape, function);
+        options = lua_istable(L, 2) ? 2 : 0;
+    } else {
+        ndim = binding_check_shape(L, 1, shape, function);
+        int top = lua_gettop(L);
+        options = top > ndim && lua_istable(L, top) ? top : 0;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) luaL_error(L, "%s: size %d is negative (%d)", function, i + 1, (int)shape[i]);
+    tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, function);
+    tc_context *ctx = tc_lua_context(L);
+    tc_tensor *t = NULL;
+    tc_status status;
+    switch (kind) {
+    case CREATE_EMPTY: status = tc_empty(ctx, dtype, ndim, shape, &t); break;
+    case CREATE_ZEROS: status = tc_zeros(ctx, dtype, ndim, shape, &t); break;
+    case CREATE_ONES: status = tc_ones(ctx, dtype, ndim, shape, &t); break;
+    case CREATE_RAND: status = tc_rand(ctx, dtype, ndim, shape, &t); break;
+    default: status = tc_randn(ctx, dtype, ndim, shape, &t); break;
+    }
+    binding_check(L, status);
+    binding_push_tensor(L, t);
+    apply_requires_grad(L, t, options);
+    return 1;
+}
+
+static int l_empty(lua_State *L) { return create(L, CREATE_EMPTY, "empty"); }
+static int l_zeros(lua_State *L) { return create(L, CREATE_ZEROS, "zeros"); }
+static int l_ones(lua_State *L) { return create(L, CREATE_ONES, "ones"); }
+static int l_rand(lua_State *L) { return create(L, CREATE_RAND, "rand"); }
+static int l_randn(lua_State *L) { return create(L, CREATE_RANDN, "randn"); }
+
+static int l_full(lua_State *L) {
+    int64_t shape[TC_MAX_DIMS];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int ndim = binding_check_shape(L, 1, shape, "full");
+    double value = luaL_checknumber(L, 2);
+    int options = lua_istable(L, 3) ? 3 : 0;
+    tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, "full");
+    tc_tensor *t;
+    binding_check(L, tc_full(tc_lua_context(L), dtype, ndim, shape, value, &t));
+    binding_push_tensor(L, t);
+    apply_requires_grad(L, t, options);
+    return 1;
+}
+
+/* arange(end), arange(start, end), arange(start, end, step), each with an
+ * optional options table last. Default dtype: int64 when every bound is an
+ * integer, float32 otherwise. */
+static int l_arange(lua_State *L) {
+    int options = options_index(L, 2);
+    int count = options ? options - 1 : lua_gettop(L);
+    double start = 0, end, step = 1;
+    bool integral = true;
+    for (int i = 1; i <= count; i++) {
+        luaL_checknumber(L, i);
+        if (!lua_isinteger(L, i)) integral = false;
+    }
+    if (count == 1) end = lua_tonumber(L, 1);
+    else if (count >= 2) {
+        start = lua_tonumber(L, 1);
+        end = lua_tonumber(L, 2);
+        if (count >= 3) step = lua_tonumber(L, 3);
+    } else return luaL_error(L, "arange: expects (end), (start, end) or (start, end, step)");
+    tc_dtype dtype = binding_opt_dtype(L, options, "dtype", integral ? TC_INT64 : TC_FLOAT32, "arange");
+    tc_tensor *t;
+    binding_check(L, tc_arange(tc_lua_context(L), dtype, start, end, step, &t));
+    binding_push_tensor(L, t);
+    apply_requires_grad(L, t, options);
+    return 1;
+}
+
+/* Walks nested tables to find the shape, then fills values row-major. */
+static void nested_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *shape, bool *has_bool) {
+    if (depth >= TC_MAX_DIMS) luaL_error(L, "tensor: data nests deeper than %d levels", TC_MAX_DIMS);
+    lua_Integer n = luaL_len(L, idx);
+    shape[depth] = n;
+    *ndim = depth + 1;
+    if (n == 0) return;
+    int type = lua_geti(L, idx, 1);
+    if (type == LUA_TTABLE) nested_shape(L, lua_gettop(L), depth + 1, ndim, shape, has_bool);
+    else if (type == LUA_TBOOLEAN) *has_bool = true;
+    lua_pop(L, 1);
+}
+
+static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *shape, double *values,
+                        int64_t *position) {
+    lua_Integer n = luaL_len(L, idx);
+    if (n != shape[depth]) {
+        luaL_error(L, "tensor: ragged data: a list at depth %d has %d entries where %d were expected", depth + 1,
+                   (int)n, (int)shape[depth]);
+    }
+    for (lua_Integer i = 1; i <= n; i++) {
+        int type = lua_geti(L, idx, i);
+        if (depth + 1 < ndim) {
+            if (type != LUA_TTABLE)
+                luaL_error(L, "tensor: ragged data: entry %d at depth %d is a %s, expected a list", (int)i, depth + 1,
+                           lua_typename(L, type));
+            nested_fill(L, lua_gettop(L), depth + 1, ndim, shape, values, position);
+        } else if (type == LUA_TNUMBER) {
+            values[(*position)++] = lua_tonumber(L, -1);
+        } else if (type == LUA_TBOOLEAN) {
+            values[(*position)++] = lua_toboolean(L, -1);
+        } else {
+            luaL_error(L, "tensor: entry %d at depth %d is a %s, expected a number", (int)i, depth + 1,
+                       lua_typename(L, type));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static int l_tensor(lua_State *L) {
+    tc_context *ctx = tc_lua_context(L);
+    int options = lua_istable(L, 2) ? 2 : 0;
+    tc_tensor *t;
+    if (lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TBOOLEAN) {
+        double value = lua_type(L, 1) == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+        tc_dtype dtype = binding_opt_dtype(L, options, "dtype", lua_type(L, 1) == LUA_TBOOLEAN ? TC_BOOL : TC_FLOAT32,
+                                           "tensor");
+        binding_check(L, tc_full(ctx, dtype, 0, NULL, value, &t));
+    } else if (binding_test_tensor(L, 1)) {
+        tc_tensor *source = binding_check_tensor(L, 1, "tensor");
+        tc_dtype dtype = binding_opt_dtype(L, options, "dtype", tc_tensor_dtype(source), "tensor");
+        tc_tensor *detached, *cast;
+        binding_check(L, tc_detach(source, &detached));
+        tc_status status = tc_to_dtype(detached, dtype, &cast);
+        tc_tensor_release(detached);
+        binding_check(L, status);
+        status = tc_clone(cast, &t);
+        tc_tensor_release(cast);
+        binding_check(L, status);
+    } else {
+        if (!lua_istable(L, 1))
+            return luaL_error(L, "tensor: argument 1 must be a number, a (nested) table or a tensor, got %s",
+                              luaL_typename(L, 1));
+        int ndim = 0;
+        int64_t shape[TC_MAX_DIMS];
+        bool has_bool = false;
+        nested_shape(L, 1, 0, &ndim, shape, &has_bool);
+        tc_dtype dtype = binding_opt_dtype(L, options, "dtype", has_bool ? TC_BOOL : TC_FLOAT32, "tensor");
+        int64_t numel = 1;
+        for (int i = 0; i < ndim; i++) numel *= shape[i];
+        double *values = lua_newuserdatauv(L, sizeof(double) * (size_t)(numel ? numel : 1), 0);
+        int64_t position = 0;
+        nested_fill(L, 1, 0, ndim, shape, values, &position);
+        binding_check(L, tc_from_data(ctx, dtype, ndim, shape, values, TC_FLOAT64, &t));
+        lua_pop(L, 1);
+    }
+    binding_push_tensor(L, t);
+    apply_requires_grad(L, t, options);
+    return 1;
+}
+
+/* from_string(bytes, dtype, shape): a tensor over a copy of packed
+ * little-endian data (used by file loaders written in Lua). */
+static int l_from_bytes(lua_State *L) {
+    size_t length;
+    const char *bytes = luaL_checklstring(L, 1, &length);
+    tc_dtype dtype;
+    if (!tc_dtype_from_name(luaL_checkstring(L, 2), &dtype)) return luaL_argerror(L, 2, "unknown dtype");
+    int64_t shape[TC_MAX_DIMS];
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int ndim = binding_check_shape(L, 3, shape, "from_bytes");
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= shape[i];
+    if ((size_t)numel * tc_dtype_size(dtype) != length)
+        return luaL_error(L, "from_bytes: %d bytes do not hold %d elements of %s", (int)length, (int)numel,
+                          tc_dtype_name(dtype));
+    tc_tensor *t;
+    binding_check(L, tc_from_data(tc_lua_context(L), dtype, ndim, shape, bytes, dtype, &t));
+    binding_push_tensor(L, t);
+    return 1;
+}
+
+/* ---- context-wide settings ---- */
+
+static int l_manual_seed(lua_State *L) {
+    tc_manual_seed(tc_lua_context(L), (uint64_t)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static int l_rng_state(lua_State *L) {
+    uint64_t seed, offset;
+    tc_rng_get_state(tc_lua_context(L), &seed, &offset);
+    lua_pushinteger(L, (lua_Integer)seed);
+    lua_pushinteger(L, (lua_Integer)offset);
+    return 2;
+}
+
+static int l_set_rng_state(lua_State *L) {
+    tc_rng_set_state(tc_lua_context(L), (uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+static int l_set_grad_enabled(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    tc_set_grad_enabled(tc_lua_context(L), lua_toboolean(L, 1));
+    return 0;
+}
+
+static int l_is_grad_enabled(lua_State *L) {
+    lua_pushboolean(L, tc_is_grad_enabled(tc_lua_context(L)));
+    return 1;
+}
+
+static int l_memory(lua_State *L) {
+    tc_context *ctx = tc_lua_context(L);
+    lua_pushinteger(L, (lua_Integer)tc_memory_in_use(ctx));
+    lua_pushinteger(L, (lua_Integer)tc_memory_peak(ctx));
+    return 2;
+}
+
+static int l_set_num_threads(lua_State *L) {
+    tc_set_num_threads(tc_lua_context(L), (int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static int l_num_threads(lua_State *L) {
+    lua_pushinteger(L, tc_num_threads(tc_lua_context(L)));
+    return 1;
+}
+
+static int l_ops(lua_State *L) {
+    int n = tc_op_count();
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const tc_op_info *info = tc_op_at(i);
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, info->name);
+        lua_setfield(L, -2, "name");
+        lua_pushinteger(L, info->arity);
+        lua_setfield(L, -2, "arity");
+        lua_pushboolean(L, info->differentiable);
+        lua_setfield(L, -2, "differentiable");
+        lua_pushstring(L, info->summary);
+        lua_setfield(L, -2, "summary");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static void log_to_lua(void *user, tc_log_level level, const char *message) {
+    lua_State *L = user;
+    binding_state *state = get_state(L);
+    if (state->log_ref == LUA_NOREF) return;
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    lua_rawgeti(L, LUA_REGISTRYINDEX, state->log_ref);
+    lua_pushstring(L, names[level]);
+    lua_pushstring(L, message);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
+static int l_set_log_callback(lua_State *L) {
+    binding_state *state = get_state(L);
+    luaL_unref(L, LUA_REGISTRYINDEX, state->log_ref);
+    state->log_ref = LUA_NOREF;
+    if (lua_isfunction(L, 1)) {
+        lua_pushvalue(L, 1);
+        state->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        tc_set_log_callback(state->ctx, log_to_lua, lua_tothread(L, -1));
+        lua_pop(L, 1);
+    } else {
+        tc_set_log_callback(state->ctx, NULL, NULL);
+    }
+    return 0;
+}
+
+/* ---- autograd ---- */
+
+static int l_backward(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "backward");
+    tc_tensor *grad = lua_isnoneornil(L, 2) ? NULL : binding_check_tensor(L, 2, "backward");
+    bool retain = false;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "retain_graph");
+        retain = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    binding_state *state = get_state(L);
+    lua_State *previous = state->active;
+    state->active = L;
+    tc_status status = tc_backward(t, grad, retain);
+    state->active = previous;
+    binding_check(L, status);
+    return 0;
+}
+
+/* A Lua function on the tape: its backward is a Lua function called with
+ * the output's gradient, returning one gradient (or nil) per input. */
+typedef struct lua_function_node {
+    binding_state *state;
+    lua_State *main;
+    int backward_ref;
+    int n_inputs;
+    char name[64];
+} lua_function_node;
+
+static tc_status lua_function_backward(void *user, tc_tensor *grad_output, int n_inputs, tc_tensor **grad_inputs) {
+    lua_function_node *fn = user;
+    lua_State *L = fn->state->active ? fn->state->active : fn->main;
+    tc_context *ctx = fn->state->ctx;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn->backward_ref);
+    tc_tensor_retain(grad_output);
+    binding_push_tensor(L, grad_output);
+    if (lua_pcall(L, 1, n_inputs, 0) != LUA_OK) {
+        char message[768];
+        snprintf(message, sizeof message, "backward of '%s' raised an error: %s", fn->name, lua_tostring(L, -1));
+        tc_status status = tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+        lua_settop(L, top);
+        return status;
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        int idx = top + 1 + i;
+        if (lua_isnil(L, idx)) continue;
+        tc_tensor *g = binding_test_tensor(L, idx);
+        if (!g) {
+            for (int j = 0; j < i; j++) {
+                tc_tensor_release(grad_inputs[j]);
+                grad_inputs[j] = NULL;
+            }
+            char message[256];
+            snprintf(message, sizeof message, "backward of '%s' returned a %s for input %d, expected a tensor or nil",
+                     fn->name, luaL_typename(L, idx), i + 1);
+            tc_status status = tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+            lua_settop(L, top);
+            return status;
+        }
+        tc_tensor_retain(g);
+        grad_inputs[i] = g;
+    }
+    lua_settop(L, top);
+    return TC_OK;
+}
+
+static void lua_function_release(void *user) {
+    lua_function_node *fn = user;
+    luaL_unref(fn->main, LUA_REGISTRYINDEX, fn->backward_ref);
+    free(fn);
+}
+
+/* custom_apply(name, inputs, output, backward): output recorded on the tape
+ * as a function of inputs. */
+static int l_custom_apply(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    tc_tensor *output = binding_check_tensor(L, 3, "Function");
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    int n = (int)luaL_len(L, 2);
+    if (n > 64) return luaL_error(L, "Function '%s': at most 64 inputs", name);
+    tc_tensor *inputs[64];
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        inputs[i] = binding_test_tensor(L, -1);
+        if (!inputs[i]) return luaL_error(L, "Function '%s': input %d is not a tensor", name, i + 1);
+        lua_pop(L, 1);
+    }
+    lua_function_node *fn = calloc(1, sizeof *fn);
+    if (!fn) return luaL_error(L, "Function '%s': out of memory", name);
+    fn->state = get_state(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    fn->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 4);
+    fn->backward_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    fn->n_inputs = n;
+    snprintf(fn->name, sizeof fn->name, "%s", name);
+    tc_custom_function spec = {fn->name, lua_function_backward, lua_function_release, fn};
+    tc_tensor *out;
+    binding_check(L, tc_custom_apply(&spec, n, inputs, output, &out));
+    binding_push_tensor(L, out);
+    return 1;
+}
+
+/* ---- module ---- */
+
+static const luaL_Reg module_functions[] = {
+    {"tensor", l_tensor},
+    {"empty", l_empty},
+    {"zeros", l_zeros},
+    {"ones", l_ones},
+    {"full", l_full},
+    {"arange", l_arange},
+    {"rand", l_rand},
+    {"randn", l_randn},
+    {"from_bytes", l_from_bytes},
+    {"manual_seed", l_manual_seed},
+    {"rng_state", l_rng_state},
+    {"set_rng_state", l_set_rng_state},
+    {"set_grad_enabled", l_set_grad_enabled},
+    {"is_grad_enabled", l_is_grad_enabled},
+    {"memory", l_memory},
+    {"set_num_threads", l_set_num_threads},
+    {"num_threads", l_num_threads},
+    {"ops", l_ops},
+    {"set_log_callback", l_set_log_callback},
+    {"backward", l_backward},
+    {"custom_apply", l_custom_apply},
+    {NULL, NULL},
+};
+
+/* Optional parts of the binding register themselves here when linked in. */
+int tc_lua_open_tokenizer(lua_State *L) __attribute__((weak));
+void binding_register_fused(lua_State *L, int module_index) __attribute__((weak));
+void binding_register_io(lua_State *L, int module_index) __attribute__((weak));
+
+int luaopen_tricycle_core(lua_State *L);
+
+int luaopen_tricycle_core(lua_State *L) {
+    get_state(L);
+    luaL_newlib(L, module_functions);
+    int module = lua_gettop(L);
+    luaL_newmetatable(L, TENSOR_METATABLE);
+    int metatable = lua_gettop(L);
+    lua_newtable(L); /* methods */
+    int methods = lua_gettop(L);
+    binding_register_ops(L, methods, module);
+    lua_pushvalue(L, methods);
+    lua_setfield(L, metatable, "methods");
+    lua_pushvalue(L, metatable);
+    lua_setfield(L, module, "Tensor");
+    lua_settop(L, module);
+    if (binding_register_fused) binding_register_fused(L, module);
+    if (binding_register_io) binding_register_io(L, module);
+    lua_settop(L, module);
+    if (tc_lua_open_tokenizer) {
+        tc_lua_open_tokenizer(L);
+        lua_setfield(L, module, "tokenizer");
+    }
+    return 1;
+}

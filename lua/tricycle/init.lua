@@ -1,0 +1,107 @@
+--- tricycle: tensors, autograd and neural networks for Lua 5.4, on a C engine.
+-- `local tc = require("tricycle")` gives the tensor functions of the C core
+-- plus the Lua modules (tc.nn, tc.optim, tc.data, ...), loaded on first use.
+--
+-- Positions seen from Lua (dims, narrow/select starts, t[i]) are 1-based,
+-- negative counting from the end; integer data (token ids, class labels,
+-- gather/embedding indices, argmax results) are 0-based.
+local core = require("tricycle.core")
+
+local tricycle = {}
+for name, value in pairs(core) do
+  tricycle[name] = value
+end
+
+local Tensor = core.Tensor
+local methods = Tensor.methods
+tricycle.Tensor = Tensor
+
+--- Backpropagates from this tensor; grad is needed unless it has one element.
+-- options.retain_graph keeps the graph for a second backward.
+function methods.backward(self, grad, options)
+  core.backward(self, grad, options)
+end
+
+function methods.float(self) return self:to("float32") end
+function methods.double(self) return self:to("float64") end
+function methods.long(self) return self:to("int64") end
+function methods.int(self) return self:to("int32") end
+function methods.bool(self) return self:to("bool") end
+function methods.cpu(self) return self:to("cpu") end
+function methods.cuda(self) return self:to("cuda") end
+function methods.where(cond, a, b) return core.where(cond, a, b) end
+
+Tensor.__tostring = require("tricycle.format").tensor
+
+--- A guard that turns grad mode off until closed:
+--   local guard <close> = tc.no_grad()
+-- or, with a function, runs it with grad mode off and returns its results.
+local guard_metatable = {
+  __close = function(guard)
+    if not guard.closed then
+      guard.closed = true
+      core.set_grad_enabled(true)
+    end
+  end,
+  __name = "tricycle.NoGradGuard",
+}
+guard_metatable.__index = { close = guard_metatable.__close }
+
+function tricycle.no_grad(fn, ...)
+  core.set_grad_enabled(false)
+  if fn == nil then
+    return setmetatable({ closed = false }, guard_metatable)
+  end
+  local results = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(true)
+  if not results[1] then
+    error(results[2], 0)
+  end
+  return table.unpack(results, 2, results.n)
+end
+
+--- A differentiable function written in Lua:
+--   local Square = tc.Function{name = "square",
+--     forward = function(ctx, x) ctx.x = x; return x * x end,
+--     backward = function(ctx, grad) return grad * 2 * ctx.x end}
+--   local y = Square(x)
+-- forward runs with grad mode off; backward returns one gradient (or nil)
+-- per tensor input.
+function tricycle.Function(spec)
+  assert(type(spec) == "table", "Function: expects a table with forward and backward")
+  assert(type(spec.forward) == "function", "Function: forward must be a function")
+  assert(type(spec.backward) == "function", "Function: backward must be a function")
+  local name = spec.name or "lua_function"
+  return function(...)
+    local inputs, arguments = {}, table.pack(...)
+    for i = 1, arguments.n do
+      if getmetatable(arguments[i]) == Tensor then
+        inputs[#inputs + 1] = arguments[i]
+      end
+    end
+    local saved = {}
+    local output = tricycle.no_grad(spec.forward, saved, ...)
+    if getmetatable(output) ~= Tensor then
+      error(("Function '%s': forward must return a tensor, got %s"):format(name, type(output)), 2)
+    end
+    return core.custom_apply(name, inputs, output, function(grad)
+      return spec.backward(saved, grad)
+    end)
+  end
+end
+
+local submodules = {
+  nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
+  tokenizer = true, io = true, generate = true, cuda = true,
+}
+
+return setmetatable(tricycle, {
+  __index = function(module, key)
+    if submodules[key] then
+      local loaded = require("tricycle." .. key)
+      rawset(module, key, loaded)
+      return loaded
+    end
+    return nil
+  end,
+})

@@ -1,0 +1,336 @@
+/*
+ * autograd.c: the tape. Each differentiable op result holds the node that
+ * made it; a node holds its inputs. backward() orders the nodes reachable
+ * from the root topologically and runs their backward functions in C,
+ * summing gradients into each input. Saved tensors are freed as soon as a
+ * node has run unless the graph is retained.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+void tc_node_release(tc_node *node);
+
+static void node_free_saved(tc_node *node) {
+    for (int i = 0; i < TC_NODE_MAX_SAVED; i++) {
+        tc_tensor_release(node->saved[i]);
+        node->saved[i] = NULL;
+    }
+    if (node->release_extra && node->extra) node->release_extra(node->extra);
+    node->extra = NULL;
+    node->release_extra = NULL;
+}
+
+void tc_node_release(tc_node *node) {
+    if (!node || --node->refcount > 0) return;
+    /* Deep chains (long RNN-like graphs) release iteratively through inputs
+     * whose refcount drops to zero one at a time; recursion depth equals
+     * the graph depth, which the tape's users keep modest. */
+    node_free_saved(node);
+    for (int i = 0; i < node->n_inputs; i++) tc_tensor_release(node->inputs[i]);
+    tc_tensor_release(node->pending_grad);
+    tc_free(node->inputs);
+    tc_free(node);
+}
+
+bool tc_should_record(tc_context *ctx, int n, tc_tensor *const *inputs) {
+    if (ctx->grad_disabled_depth > 0) return false;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && inputs[i]->requires_grad) return true;
+    return false;
+}
+
+tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor *out, tc_node **node_out) {
+    tc_context *ctx = out->ctx;
+    tc_node *node = tc_calloc(ctx, 1, sizeof *node);
+    if (!node) return TC_ERROR_MEMORY;
+    node->inputs = tc_calloc(ctx, (size_t)n, sizeof *node->inputs);
+    if (!node->inputs) {
+        tc_free(node);
+        return TC_ERROR_MEMORY;
+    }
+    node->refcount = 1;
+    node->op = op;
+    node->ctx = ctx;
+    node->n_inputs = n;
+    for (int i = 0; i < n; i++) {
+        node->inputs[i] = inputs[i];
+        tc_tensor_retain(inputs[i]);
+    }
+    node->out_ndim = out->ndim;
+    memcpy(node->out_shape, out->shape, sizeof out->shape);
+    node->out_dtype = out->dtype;
+    if (out->grad_fn) tc_node_release(out->grad_fn);
+    out->grad_fn = node;
+    out->requires_grad = true;
+    if (node_out) *node_out = node;
+    return TC_OK;
+}
+
+tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t) {
+    tc_tensor *alias;
+    TC_TRY(tc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset, &alias));
+    tc_tensor_release(node->saved[slot]);
+    node->saved[slot] = alias;
+    return TC_OK;
+}
+
+bool tc_node_input_needs_grad(const tc_node *node, int index) {
+    const tc_tensor *input = node->inputs[index];
+    return input && input->requires_grad;
+}
+
+const char *tc_tensor_grad_fn_name(const tc_tensor *t) { return t->grad_fn ? t->grad_fn->op->name : NULL; }
+
+tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_tensor **out) {
+    int lead = grad->ndim - ndim;
+    int dims[TC_MAX_DIMS], ndims = 0;
+    bool any = false;
+    for (int d = 0; d < grad->ndim; d++) {
+        int s = d - lead;
+        if (s < 0 || (shape[s] == 1 && grad->shape[d] != 1)) {
+            dims[ndims++] = d;
+            any = true;
+        }
+    }
+    if (!any) {
+        tc_tensor_retain(grad);
+        *out = grad;
+        return TC_OK;
+    }
+    tc_tensor *summed;
+    TC_TRY(tc_reduce(TC_REDUCE_SUM, grad, ndims, dims, true, &summed));
+    tc_status status = tc_reshape(summed, ndim, shape, out);
+    tc_tensor_release(summed);
+    return status;
+}
+
+tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad) {
+    if (!*accumulator) {
+        tc_tensor_retain(grad);
+        *accumulator = grad;
+        return TC_OK;
+    }
+    tc_tensor *sum;
+    TC_TRY(tc_binary(TC_ADD, *accumulator, grad, &sum));
+    tc_tensor_release(*accumulator);
+    *accumulator = sum;
+    return TC_OK;
+}
+
+/* Collects nodes reachable from root in reverse topological order (root
+ * first), iteratively so that deep graphs cannot overflow the C stack. */
+typedef struct node_list {
+    tc_node **items;
+    int count, capacity;
+} node_list;
+
+static tc_status list_push(tc_context *ctx, node_list *list, tc_node *node) {
+    if (list->count == list->capacity) {
+        int capacity = list->capacity ? list->capacity * 2 : 64;
+        tc_node **items = tc_malloc(ctx, sizeof *items * (size_t)capacity);
+        if (!items) return TC_ERROR_MEMORY;
+        if (list->items) memcpy(items, list->items, sizeof *items * (size_t)list->count);
+        tc_free(list->items);
+        list->items = items;
+        list->capacity = capacity;
+    }
+    list->items[list->count++] = node;
+    return TC_OK;
+}
+
+static tc_status topological_order(tc_context *ctx, tc_node *root, node_list *order) {
+    uint64_t mark = ++ctx->backward_mark;
+    node_list stack = {0};
+    tc_status status = TC_OK;
+    /* Count, for each node, how many consumers in this graph feed it. */
+    root->visit_mark = mark;
+    root->dependencies = 0;
+    if ((status = list_push(ctx, &stack, root)) != TC_OK) goto done;
+    while (stack.count) {
+        tc_node *node = stack.items[--stack.count];
+        for (int i = 0; i < node->n_inputs; i++) {
+            tc_node *next = node->inputs[i] ? node->inputs[i]->grad_fn : NULL;
+            if (!next) continue;
+            if (next->visit_mark != mark) {
+                next->visit_mark = mark;
+                next->dependencies = 0;
+                if ((status = list_push(ctx, &stack, next)) != TC_OK) goto done;
+            }
+            next->dependencies++;
+        }
+    }
+    /* Kahn's algorithm: a node runs once every consumer has passed its grad. */
+    if ((status = list_push(ctx, &stack, root)) != TC_OK) goto done;
+    while (stack.count) {
+        tc_node *node = stack.items[--stack.count];
+        if ((status = list_push(ctx, order, node)) != TC_OK) goto done;
+        for (int i = 0; i < node->n_inputs; i++) {
+            tc_node *next = node->inputs[i] ? node->inputs[i]->grad_fn : NULL;
+            if (next && --next->dependencies == 0)
+                if ((status = list_push(ctx, &stack, next)) != TC_OK) goto done;
+        }
+    }
+done:
+    tc_free(stack.items);
+    return status;
+}
+
+static tc_status run_node(tc_node *node, bool retain_graph) {
+    tc_context *ctx = node->ctx;
+    tc_tensor *grad = node->pending_grad;
+    node->pending_grad = NULL;
+    if (!grad) return TC_OK; /* no path from the root reaches this node */
+    if (node->released) {
+        tc_tensor_release(grad);
+        return tc_fail(ctx, TC_ERROR_STATE,
+                       "backward: the graph through '%s' was already freed by an earlier backward; "
+                       "pass retain_graph = true to the first backward to run it twice",
+                       node->op->name);
+    }
+    tc_tensor *stack_grads[8] = {0};
+    tc_tensor **grad_inputs = stack_grads;
+    if (node->n_inputs > 8) {
+        grad_inputs = tc_calloc(ctx, (size_t)node->n_inputs, sizeof *grad_inputs);
+        if (!grad_inputs) {
+            tc_tensor_release(grad);
+            return TC_ERROR_MEMORY;
+        }
+    }
+    tc_status status = node->op->backward(node, grad, grad_inputs);
+    tc_tensor_release(grad);
+    for (int i = 0; i < node->n_inputs; i++) {
+        tc_tensor *input = node->inputs[i];
+        tc_tensor *g = grad_inputs[i];
+        if (!g) continue;
+        if (status == TC_OK && input->requires_grad) {
+            if (!tc_same_shape(g, input)) {
+                status = tc_fail(ctx, TC_ERROR_SHAPE, "backward of '%s': gradient %d has shape %s, input has %s",
+                                 node->op->name, i + 1, TC_SHAPE(g), TC_SHAPE(input));
+            } else if (input->grad_fn) {
+                status = tc_accumulate(&input->grad_fn->pending_grad, g);
+            } else {
+                tc_tensor *cast = NULL;
+                status = tc_cast_if_needed(g, input->dtype, &cast);
+                if (status == TC_OK) {
+                    /* Leaves keep their own buffer so that later in-place
+                     * updates cannot alias a gradient of some other tensor. */
+                    if (!input->grad) {
+                        tc_tensor *copy;
+                        status = tc_contiguous_copy(cast, &copy);
+                        if (status == TC_OK) input->grad = copy;
+                    } else {
+                        status = tc_accumulate(&input->grad, cast);
+                    }
+                }
+                tc_tensor_release(cast);
+            }
+        }
+        tc_tensor_release(g);
+    }
+    if (grad_inputs != stack_grads) tc_free(grad_inputs);
+    if (!retain_graph) {
+        node_free_saved(node);
+        node->released = true;
+    }
+    return status;
+}
+
+tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
+    tc_context *ctx = t->ctx;
+    if (!t->requires_grad)
+        return tc_fail(ctx, TC_ERROR_STATE,
+                       "backward: the tensor does not require grad (no input required grad, or grad mode was off)");
+    tc_tensor *seed;
+    if (grad) {
+        if (!tc_same_shape(grad, t))
+            return tc_fail(ctx, TC_ERROR_SHAPE, "backward: gradient of shape %s does not match tensor of shape %s",
+                           TC_SHAPE(grad), TC_SHAPE(t));
+        TC_TRY(tc_check_same_device("backward", t, grad));
+        TC_TRY(tc_cast_if_needed(grad, t->dtype, &seed));
+    } else {
+        if (tc_tensor_numel(t) != 1)
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "backward: a tensor of shape %s is not a scalar; pass a gradient of its shape",
+                           TC_SHAPE(t));
+        TC_TRY(tc_tensor_new(ctx, t->dtype, t->storage->device, t->ndim, t->shape, &seed));
+        tc_status status = tc_fill_(seed, 1.0);
+        if (status != TC_OK) {
+            tc_tensor_release(seed);
+            return status;
+        }
+    }
+    if (!t->grad_fn) { /* a leaf: its gradient is the seed itself */
+        tc_status status = tc_accumulate(&t->grad, seed);
+        tc_tensor_release(seed);
+        return status;
+    }
+    node_list order = {0};
+    tc_status status = topological_order(ctx, t->grad_fn, &order);
+    if (status == TC_OK) {
+        tc_tensor_release(t->grad_fn->pending_grad);
+        t->grad_fn->pending_grad = seed;
+        seed = NULL;
+        tc_set_grad_enabled(ctx, false);
+        for (int i = 0; i < order.count && status == TC_OK; i++) status = run_node(order.items[i], retain_graph);
+        tc_set_grad_enabled(ctx, true);
+        /* After a failure, drop the gradients still in flight. */
+        for (int i = 0; i < order.count; i++) {
+            tc_tensor_release(order.items[i]->pending_grad);
+            order.items[i]->pending_grad = NULL;
+        }
+    }
+    tc_tensor_release(seed);
+    tc_free(order.items);
+    return status;
+}
+
+/* ---- user-defined functions ---- */
+
+typedef struct custom_state {
+    tc_custom_function fn;
+} custom_state;
+
+static void custom_release(void *extra) {
+    custom_state *state = extra;
+    if (state->fn.release) state->fn.release(state->fn.user);
+    tc_free(state);
+}
+
+static tc_status custom_backward(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs) {
+    custom_state *state = node->extra;
+    tc_status status = state->fn.backward(state->fn.user, grad_output, node->n_inputs, grad_inputs);
+    if (status != TC_OK && node->ctx->last_status == TC_OK)
+        tc_fail(node->ctx, status, "backward of custom function '%s' failed", state->fn.name);
+    return status;
+}
+
+static const tc_op custom_op = {"custom", custom_backward};
+
+tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor **inputs, tc_tensor *output,
+                          tc_tensor **out) {
+    tc_context *ctx = output->ctx;
+    if (!fn || !fn->backward) return tc_fail(ctx, TC_ERROR_ARGUMENT, "custom function: a backward is required");
+    for (int i = 0; i < n_inputs; i++) TC_TRY(tc_check_same_device("custom function", inputs[i], output));
+    TC_TRY(tc_tensor_alias(output, output->ndim, output->shape, output->strides, output->offset, out));
+    if (!tc_should_record(ctx, n_inputs, inputs)) {
+        if (fn->release) fn->release(fn->user);
+        return TC_OK;
+    }
+    custom_state *state = tc_malloc(ctx, sizeof *state);
+    if (!state) {
+        tc_tensor_release(*out);
+        return TC_ERROR_MEMORY;
+    }
+    state->fn = *fn;
+    tc_node *node;
+    tc_status status = tc_record(&custom_op, n_inputs, inputs, *out, &node);
+    if (status != TC_OK) {
+        custom_release(state);
+        tc_tensor_release(*out);
+        return status;
+    }
+    node->extra = state;
+    node->release_extra = custom_release;
+    return TC_OK;
+}

@@ -1,0 +1,177 @@
+/*
+ * context.c: the context object, errors, logging and storage memory.
+ * All mutable engine state lives in a tc_context; there is none elsewhere.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *default_allocate(void *user, size_t bytes, size_t alignment) {
+    (void)user;
+    size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+    return aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
+}
+
+static void default_release(void *user, void *pointer, size_t bytes) {
+    (void)user;
+    (void)bytes;
+    free(pointer);
+}
+
+tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
+    tc_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    if (allocator && allocator->allocate && allocator->release) {
+        ctx->allocator = *allocator;
+        ctx->custom_allocator = true;
+    } else {
+        ctx->allocator.allocate = default_allocate;
+        ctx->allocator.release = default_release;
+    }
+    ctx->num_threads = 1;
+    ctx->default_device = TC_CPU;
+    ctx->backends[TC_CPU] = tc_cpu_backend();
+    return ctx;
+}
+
+tc_context *tc_context_new(void) { return tc_context_new_with_allocator(NULL); }
+
+void tc_context_free(tc_context *ctx) { free(ctx); }
+
+const char *tc_last_error(const tc_context *ctx) { return ctx->error; }
+tc_status tc_last_status(const tc_context *ctx) { return ctx->last_status; }
+
+void tc_clear_error(tc_context *ctx) {
+    ctx->error[0] = '\0';
+    ctx->last_status = TC_OK;
+}
+
+tc_status tc_set_error(tc_context *ctx, tc_status status, const char *message) {
+    return tc_fail(ctx, status, "%s", message);
+}
+
+void tc_set_log_callback(tc_context *ctx, tc_log_fn fn, void *user) {
+    ctx->log_fn = fn;
+    ctx->log_user = user;
+}
+
+void tc_set_memory_budget(tc_context *ctx, size_t bytes) { ctx->memory_budget = bytes; }
+size_t tc_memory_in_use(const tc_context *ctx) { return ctx->memory_in_use; }
+size_t tc_memory_peak(const tc_context *ctx) { return ctx->memory_peak; }
+
+void tc_set_num_threads(tc_context *ctx, int threads) { ctx->num_threads = threads < 1 ? 1 : threads; }
+int tc_num_threads(const tc_context *ctx) { return ctx->num_threads; }
+
+void tc_set_default_device(tc_context *ctx, tc_device device) { ctx->default_device = device; }
+tc_device tc_default_device(const tc_context *ctx) { return ctx->default_device; }
+
+void tc_manual_seed(tc_context *ctx, uint64_t seed) {
+    ctx->rng_seed = seed;
+    ctx->rng_offset = 0;
+}
+
+void tc_rng_get_state(const tc_context *ctx, uint64_t *seed, uint64_t *offset) {
+    *seed = ctx->rng_seed;
+    *offset = ctx->rng_offset;
+}
+
+void tc_rng_set_state(tc_context *ctx, uint64_t seed, uint64_t offset) {
+    ctx->rng_seed = seed;
+    ctx->rng_offset = offset;
+}
+
+void tc_set_grad_enabled(tc_context *ctx, bool enabled) {
+    if (enabled) {
+        if (ctx->grad_disabled_depth > 0) ctx->grad_disabled_depth--;
+    } else {
+        ctx->grad_disabled_depth++;
+    }
+}
+
+bool tc_is_grad_enabled(const tc_context *ctx) { return ctx->grad_disabled_depth == 0; }
+
+tc_status tc_fail(tc_context *ctx, tc_status status, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(ctx->error, sizeof ctx->error, format, args);
+    va_end(args);
+    ctx->last_status = status;
+    return status;
+}
+
+void tc_log(tc_context *ctx, tc_log_level level, const char *format, ...) {
+    if (!ctx->log_fn) return;
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    ctx->log_fn(ctx->log_user, level, message);
+}
+
+const char *tc_shape_string(int ndim, const int64_t *shape, char *buffer, size_t size) {
+    size_t used = 0;
+    used += (size_t)snprintf(buffer + used, size - used, "{");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buffer + used, size - used, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (used < size) snprintf(buffer + used, size - used, "}");
+    return buffer;
+}
+
+tc_shape_text tc_shape_text_of(const tc_tensor *t) {
+    tc_shape_text text;
+    tc_shape_string(t->ndim, t->shape, text.text, sizeof text.text);
+    return text;
+}
+
+void *tc_allocate(tc_context *ctx, size_t bytes) {
+    if (ctx->memory_budget && ctx->memory_in_use + bytes > ctx->memory_budget) {
+        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory budget: %zu bytes asked, %zu of %zu in use", bytes,
+                ctx->memory_in_use, ctx->memory_budget);
+        return NULL;
+    }
+    void *data = ctx->allocator.allocate(ctx->allocator.user, bytes, TC_ALIGNMENT);
+    if (!data) {
+        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu bytes", bytes);
+        return NULL;
+    }
+    ctx->memory_in_use += bytes;
+    if (ctx->memory_in_use > ctx->memory_peak) ctx->memory_peak = ctx->memory_in_use;
+    return data;
+}
+
+void tc_release_memory(tc_context *ctx, void *data, size_t bytes) {
+    if (!data) return;
+    ctx->allocator.release(ctx->allocator.user, data, bytes);
+    ctx->memory_in_use -= bytes;
+}
+
+void *tc_malloc(tc_context *ctx, size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu bytes", bytes);
+    return p;
+}
+
+void *tc_calloc(tc_context *ctx, size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu x %zu bytes", count, size);
+    return p;
+}
+
+void tc_free(void *p) { free(p); }
+
+tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend) {
+    if ((int)device < 0 || device >= TC_DEVICE_COUNT)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "unknown device %d", (int)device);
+    if (!ctx->backends[device]) {
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "device %s is not available: %s", tc_device_name(device),
+                       ctx->backend_unavailable_reason[0] ? ctx->backend_unavailable_reason
+                                                          : "the CUDA backend is not built into this installation");
+    }
+    *backend = ctx->backends[device];
+    return TC_OK;
+}
+
+const tc_backend *tc_backend_of(const tc_tensor *t) { return t->ctx->backends[t->storage->device]; }

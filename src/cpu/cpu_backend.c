@@ -1,0 +1,33 @@
+/*
+ * cpu_backend.c: the CPU backend table. Constant: it holds no state.
+ */
+#include "cpu_backend.h"
+
+static void *cpu_allocate(tc_context *ctx, size_t bytes) { return tc_allocate(ctx, bytes); }
+static void cpu_release(tc_context *ctx, void *data, size_t bytes) { tc_release_memory(ctx, data, bytes); }
+
+static const tc_backend cpu_backend_table = {
+    .name = "cpu",
+    .device = TC_CPU,
+    .allocate = cpu_allocate,
+    .release = cpu_release,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .unary = cpu_unary,
+    .unary_backward = cpu_unary_backward,
+    .binary = cpu_binary,
+    .clamp = cpu_clamp,
+    .where = cpu_where,
+    .reduce = cpu_reduce,
+    .gemm = cpu_gemm,
+    .softmax = cpu_softmax,
+    .softmax_backward = cpu_softmax_backward,
+    .gather = cpu_gather,
+    .scatter_add = cpu_scatter_add,
+    .index_select = cpu_index_select,
+    .index_add = cpu_index_add,
+    .random = cpu_random,
+    .dropout = cpu_dropout,
+};
+
+const tc_backend *tc_cpu_backend(void) { return &cpu_backend_table; }

@@ -1,0 +1,348 @@
+/*
+ * cpu_elementwise.c: CPU kernels for copies, fills, unary and binary maps,
+ * clamp and where. Floating math goes through <tgmath.h> so float data use
+ * the float functions.
+ */
+#include "cpu_backend.h"
+
+#include <math.h>
+#include <tgmath.h>
+
+/* Generic integer kernels test signs that unsigned types cannot have. */
+#pragma GCC diagnostic ignored "-Wtype-limits"
+
+/* ---- copy with conversion ---- */
+
+#define COPY_FROM(DST_T, SRC_T)                                                                                    \
+    for (int64_t i = 0; i < n; i++) ELEMENT(DST_T, p[0], s[0], i) = (DST_T)ELEMENT(SRC_T, p[1], s[1], i);
+
+#define COPY_SOURCE_CASE(SRC_ENUM, SRC_T)                                                                          \
+    case SRC_ENUM: COPY_FROM(DST_T_, SRC_T) break;
+
+#define COPY_DEST_FN(DST_ENUM, DST_T)                                                                              \
+    static void copy_to_##DST_T(int64_t n, char **p, const int64_t *s, void *state) {                             \
+        tc_dtype source = *(const tc_dtype *)state;                                                                \
+        typedef DST_T DST_T_;                                                                                      \
+        switch (source) {                                                                                          \
+            ALL_DTYPES_NESTED(COPY_SOURCE_CASE)                                                                           \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    }
+ALL_DTYPES(COPY_DEST_FN)
+
+/* Converting into bool must give 0/1, not truncation. */
+static void copy_to_bool(int64_t n, char **p, const int64_t *s, void *state) {
+    tc_dtype source = *(const tc_dtype *)state;
+    for (int64_t i = 0; i < n; i++) {
+        bool value = false;
+        switch (source) {
+#define BOOL_SOURCE(E, T)                                                                                          \
+    case E: value = ELEMENT(T, p[1], s[1], i) != 0; break;
+            ALL_DTYPES(BOOL_SOURCE)
+#undef BOOL_SOURCE
+        default: break;
+        }
+        ELEMENT(tc_bool_t, p[0], s[0], i) = value;
+    }
+}
+
+tc_status cpu_copy(tc_tensor *dst, const tc_tensor *src) {
+    const tc_tensor *operands[2] = {dst, src};
+    tc_dtype source = src->dtype;
+    cpu_inner_fn inner = NULL;
+    switch (dst->dtype) {
+    case TC_FLOAT32: inner = copy_to_float; break;
+    case TC_FLOAT64: inner = copy_to_double; break;
+    case TC_INT32: inner = copy_to_int32_t; break;
+    case TC_INT64: inner = copy_to_int64_t; break;
+    case TC_UINT8: inner = copy_to_uint8_t; break;
+    case TC_BOOL: inner = copy_to_bool; break;
+    default: return tc_fail(dst->ctx, TC_ERROR_DTYPE, "copy: unknown dtype");
+    }
+    (void)copy_to_tc_bool_t;
+    cpu_for_each(2, operands, inner, &source);
+    return TC_OK;
+}
+
+/* ---- fill ---- */
+
+#define FILL_FN(E, T)                                                                                              \
+    static void fill_##T(int64_t n, char **p, const int64_t *s, void *state) {                                    \
+        T value = (T)(*(const double *)state);                                                                     \
+        for (int64_t i = 0; i < n; i++) ELEMENT(T, p[0], s[0], i) = value;                                         \
+    }
+ALL_DTYPES(FILL_FN)
+
+tc_status cpu_fill(tc_tensor *t, double value) {
+    const tc_tensor *operands[1] = {t};
+    cpu_inner_fn inner = NULL;
+    if (t->dtype == TC_BOOL) value = value != 0.0;
+    switch (t->dtype) {
+#define FILL_CASE(E, T)                                                                                            \
+    case E: inner = fill_##T; break;
+        ALL_DTYPES(FILL_CASE)
+#undef FILL_CASE
+    default: return tc_fail(t->ctx, TC_ERROR_DTYPE, "fill: unknown dtype");
+    }
+    cpu_for_each(1, operands, inner, &value);
+    return TC_OK;
+}
+
+/* ---- unary maps ---- */
+
+#define SQRT_HALF 0.70710678118654752440
+#define SQRT_2_OVER_PI 0.79788456080286535588
+#define INV_SQRT_2PI 0.39894228040143267794
+#define GELU_CUBIC 0.044715
+
+#define MAP(T, EXPR)                                                                                               \
+    for (int64_t i = 0; i < n; i++) {                                                                              \
+        T x = ELEMENT(T, p[1], s[1], i);                                                                           \
+        ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                     \
+    }                                                                                                              \
+    break;
+
+#define UNARY_FLOAT_FN(E, T)                                                                                       \
+    static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
+        const T one = 1, half = (T)0.5;                                                                            \
+        switch (*(const tc_unary_op *)state) {                                                                     \
+        case TC_NEG: MAP(T, -x)                                                                                    \
+        case TC_EXP: MAP(T, exp(x))                                                                                \
+        case TC_LOG: MAP(T, log(x))                                                                                \
+        case TC_SQRT: MAP(T, sqrt(x))                                                                              \
+        case TC_ABS: MAP(T, fabs(x))                                                                               \
+        case TC_TANH: MAP(T, tanh(x))                                                                              \
+        case TC_SIGMOID: MAP(T, one / (one + exp(-x)))                                                             \
+        case TC_RELU: MAP(T, x > 0 ? x : (T)0)                                                                     \
+        case TC_GELU: MAP(T, half * x * (one + erf(x * (T)SQRT_HALF)))                                             \
+        case TC_GELU_TANH: MAP(T, half * x * (one + tanh((T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x))))    \
+        case TC_SILU: MAP(T, x / (one + exp(-x)))                                                                  \
+        case TC_SIN: MAP(T, sin(x))                                                                                \
+        case TC_COS: MAP(T, cos(x))                                                                                \
+        case TC_RSQRT: MAP(T, one / sqrt(x))                                                                       \
+        case TC_SQUARE: MAP(T, x * x)                                                                              \
+        case TC_SIGN: MAP(T, (x > 0) - (x < 0))                                                                    \
+        case TC_LOGICAL_NOT: MAP(T, x == 0)                                                                        \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    }
+FLOAT_DTYPES(UNARY_FLOAT_FN)
+
+/* Integer dtypes support the ops that stay integral. */
+#define UNARY_INTEGER_FN(E, T)                                                                                     \
+    static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
+        switch (*(const tc_unary_op *)state) {                                                                     \
+        case TC_NEG: MAP(T, -x)                                                                                    \
+        case TC_ABS: MAP(T, x < 0 ? -x : x)                                                                        \
+        case TC_RELU: MAP(T, x > 0 ? x : 0)                                                                        \
+        case TC_SQUARE: MAP(T, x * x)                                                                              \
+        case TC_SIGN: MAP(T, (x > 0) - (x < 0))                                                                    \
+        case TC_LOGICAL_NOT: MAP(T, x == 0)                                                                        \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    }
+INTEGER_DTYPES(UNARY_INTEGER_FN)
+UNARY_INTEGER_FN(TC_BOOL, tc_bool_t)
+
+static cpu_inner_fn unary_inner(tc_dtype dtype) {
+    switch (dtype) {
+#define UNARY_CASE(E, T)                                                                                           \
+    case E: return unary_##T;
+        ALL_DTYPES(UNARY_CASE)
+#undef UNARY_CASE
+    default: return NULL;
+    }
+}
+
+tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
+    const tc_tensor *operands[2] = {out, x};
+    cpu_for_each(2, operands, unary_inner(x->dtype), &op);
+    return TC_OK;
+}
+
+/* ---- unary derivatives: grad_x = grad * f'(x), using y = f(x) ---- */
+
+#define DERIVE(T, EXPR)                                                                                            \
+    for (int64_t i = 0; i < n; i++) {                                                                              \
+        T x = ELEMENT(T, p[1], s[1], i);                                                                           \
+        T y = ELEMENT(T, p[2], s[2], i);                                                                           \
+        T g = ELEMENT(T, p[3], s[3], i);                                                                           \
+        (void)x;                                                                                                   \
+        (void)y;                                                                                                   \
+        (void)g;                                                                                                   \
+        ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                     \
+    }                                                                                                              \
+    break;
+
+#define UNARY_BACKWARD_FN(E, T)                                                                                    \
+    static void unary_backward_##T(int64_t n, char **p, const int64_t *s, void *state) {                          \
+        const T one = 1, half = (T)0.5;                                                                            \
+        switch (*(const tc_unary_op *)state) {                                                                     \
+        case TC_NEG: DERIVE(T, -g)                                                                                 \
+        case TC_EXP: DERIVE(T, g * y)                                                                              \
+        case TC_LOG: DERIVE(T, g / x)                                                                              \
+        case TC_SQRT: DERIVE(T, g * half / y)                                                                      \
+        case TC_ABS: DERIVE(T, g * (T)((x > 0) - (x < 0)))                                                         \
+        case TC_TANH: DERIVE(T, g * (one - y * y))                                                                 \
+        case TC_SIGMOID: DERIVE(T, g * y * (one - y))                                                              \
+        case TC_RELU: DERIVE(T, x > 0 ? g : (T)0)                                                                  \
+        case TC_GELU:                                                                                              \
+            DERIVE(T, g * (half * (one + erf(x * (T)SQRT_HALF)) + x * (T)INV_SQRT_2PI * exp(-half * x * x)))       \
+        case TC_GELU_TANH:                                                                                         \
+            for (int64_t i = 0; i < n; i++) {                                                                      \
+                T x = ELEMENT(T, p[1], s[1], i);                                                                   \
+                T g = ELEMENT(T, p[3], s[3], i);                                                                   \
+                T u = (T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x);                                         \
+                T t = tanh(u);                                                                                     \
+                T du = (T)SQRT_2_OVER_PI * (one + (T)(3 * GELU_CUBIC) * x * x);                                    \
+                ELEMENT(T, p[0], s[0], i) = g * (half * (one + t) + half * x * (one - t * t) * du);                \
+            }                                                                                                      \
+            break;                                                                                                 \
+        case TC_SILU:                                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                                      \
+                T x = ELEMENT(T, p[1], s[1], i);                                                                   \
+                T g = ELEMENT(T, p[3], s[3], i);                                                                   \
+                T sig = one / (one + exp(-x));                                                                     \
+                ELEMENT(T, p[0], s[0], i) = g * sig * (one + x * (one - sig));                                     \
+            }                                                                                                      \
+            break;                                                                                                 \
+        case TC_SIN: DERIVE(T, g * cos(x))                                                                         \
+        case TC_COS: DERIVE(T, -g * sin(x))                                                                        \
+        case TC_RSQRT: DERIVE(T, -half * g * y * y * y)                                                            \
+        case TC_SQUARE: DERIVE(T, 2 * g * x)                                                                       \
+        default: DERIVE(T, 0)                                                                                      \
+        }                                                                                                          \
+    }
+FLOAT_DTYPES(UNARY_BACKWARD_FN)
+
+tc_status cpu_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad,
+                             tc_tensor *grad_x) {
+    const tc_tensor *operands[4] = {grad_x, x, y, grad};
+    cpu_for_each(4, operands, x->dtype == TC_FLOAT32 ? unary_backward_float : unary_backward_double, &op);
+    return TC_OK;
+}
+
+/* ---- binary maps ---- */
+
+#define COMBINE(T, OUT_T, EXPR)                                                                                    \
+    for (int64_t i = 0; i < n; i++) {                                                                              \
+        T a = ELEMENT(T, p[1], s[1], i);                                                                           \
+        T b = ELEMENT(T, p[2], s[2], i);                                                                           \
+        ELEMENT(OUT_T, p[0], s[0], i) = (OUT_T)(EXPR);                                                             \
+    }                                                                                                              \
+    break;
+
+#define COMPARISON_CASES(T)                                                                                        \
+    case TC_EQ: COMBINE(T, tc_bool_t, a == b)                                                                      \
+    case TC_NE: COMBINE(T, tc_bool_t, a != b)                                                                      \
+    case TC_LT: COMBINE(T, tc_bool_t, a < b)                                                                       \
+    case TC_LE: COMBINE(T, tc_bool_t, a <= b)                                                                      \
+    case TC_GT: COMBINE(T, tc_bool_t, a > b)                                                                       \
+    case TC_GE: COMBINE(T, tc_bool_t, a >= b)                                                                      \
+    case TC_LOGICAL_AND: COMBINE(T, tc_bool_t, a != 0 && b != 0)                                                   \
+    case TC_LOGICAL_OR: COMBINE(T, tc_bool_t, a != 0 || b != 0)
+
+#define BINARY_FLOAT_FN(E, T)                                                                                      \
+    static void binary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                  \
+        switch (*(const tc_binary_op *)state) {                                                                    \
+        case TC_ADD: COMBINE(T, T, a + b)                                                                          \
+        case TC_SUB: COMBINE(T, T, a - b)                                                                          \
+        case TC_MUL: COMBINE(T, T, a * b)                                                                          \
+        case TC_DIV: COMBINE(T, T, a / b)                                                                          \
+        case TC_POW: COMBINE(T, T, pow(a, b))                                                                      \
+        case TC_MAXIMUM: COMBINE(T, T, (a > b || a != a) ? a : b)                                                  \
+        case TC_MINIMUM: COMBINE(T, T, (a < b || a != a) ? a : b)                                                  \
+            COMPARISON_CASES(T)                                                                                    \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    }
+FLOAT_DTYPES(BINARY_FLOAT_FN)
+
+/* Integer division and powers are turned into float ops by the op layer;
+ * here they still guard against division by zero. */
+#define BINARY_INTEGER_FN(E, T)                                                                                    \
+    static void binary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                  \
+        switch (*(const tc_binary_op *)state) {                                                                    \
+        case TC_ADD: COMBINE(T, T, a + b)                                                                          \
+        case TC_SUB: COMBINE(T, T, a - b)                                                                          \
+        case TC_MUL: COMBINE(T, T, a * b)                                                                          \
+        case TC_DIV: COMBINE(T, T, b == 0 ? 0 : a / b)                                                             \
+        case TC_MAXIMUM: COMBINE(T, T, a > b ? a : b)                                                              \
+        case TC_MINIMUM: COMBINE(T, T, a < b ? a : b)                                                              \
+            COMPARISON_CASES(T)                                                                                    \
+        default: break;                                                                                            \
+        }                                                                                                          \
+    }
+INTEGER_DTYPES(BINARY_INTEGER_FN)
+BINARY_INTEGER_FN(TC_BOOL, tc_bool_t)
+
+tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out) {
+    const tc_tensor *operands[3] = {out, a, b};
+    cpu_inner_fn inner = NULL;
+    switch (a->dtype) {
+#define BINARY_CASE(E, T)                                                                                          \
+    case E: inner = binary_##T; break;
+        ALL_DTYPES(BINARY_CASE)
+#undef BINARY_CASE
+    default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "binary: unknown dtype");
+    }
+    cpu_for_each(3, operands, inner, &op);
+    return TC_OK;
+}
+
+/* ---- clamp and where ---- */
+
+typedef struct clamp_bounds {
+    double min, max;
+} clamp_bounds;
+
+#define CLAMP_FN(E, T)                                                                                             \
+    static void clamp_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
+        const clamp_bounds *bounds = state;                                                                        \
+        bool has_min = !isnan(bounds->min), has_max = !isnan(bounds->max);                                         \
+        for (int64_t i = 0; i < n; i++) {                                                                          \
+            T x = ELEMENT(T, p[1], s[1], i);                                                                       \
+            if (has_min && x < (T)bounds->min) x = (T)bounds->min;                                                 \
+            if (has_max && x > (T)bounds->max) x = (T)bounds->max;                                                 \
+            ELEMENT(T, p[0], s[0], i) = x;                                                                         \
+        }                                                                                                          \
+    }
+ALL_DTYPES(CLAMP_FN)
+
+tc_status cpu_clamp(const tc_tensor *x, double min, double max, tc_tensor *out) {
+    const tc_tensor *operands[2] = {out, x};
+    clamp_bounds bounds = {min, max};
+    cpu_inner_fn inner = NULL;
+    switch (x->dtype) {
+#define CLAMP_CASE(E, T)                                                                                           \
+    case E: inner = clamp_##T; break;
+        ALL_DTYPES(CLAMP_CASE)
+#undef CLAMP_CASE
+    default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "clamp: unknown dtype");
+    }
+    cpu_for_each(2, operands, inner, &bounds);
+    return TC_OK;
+}
+
+#define WHERE_FN(E, T)                                                                                             \
+    static void where_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
+        (void)state;                                                                                               \
+        for (int64_t i = 0; i < n; i++)                                                                            \
+            ELEMENT(T, p[0], s[0], i) =                                                                            \
+                ELEMENT(uint8_t, p[1], s[1], i) ? ELEMENT(T, p[2], s[2], i) : ELEMENT(T, p[3], s[3], i);           \
+    }
+ALL_DTYPES(WHERE_FN)
+
+tc_status cpu_where(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out) {
+    const tc_tensor *operands[4] = {out, cond, a, b};
+    cpu_inner_fn inner = NULL;
+    switch (out->dtype) {
+#define WHERE_CASE(E, T)                                                                                           \
+    case E: inner = where_##T; break;
+        ALL_DTYPES(WHERE_CASE)
+#undef WHERE_CASE
+    default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "where: unknown dtype");
+    }
+    cpu_for_each(4, operands, inner, NULL);
+    return TC_OK;
+}

@@ -1,0 +1,231 @@
+/*
+ * internal.h: the engine's private structures, shared by src/ and cuda/.
+ * Nothing here is part of the public API.
+ */
+#ifndef TRICYCLE_INTERNAL_H
+#define TRICYCLE_INTERNAL_H
+
+#include "tricycle.h"
+
+#include <stdarg.h>
+
+#define TC_ALIGNMENT 64
+#define TC_ERROR_CAPACITY 1024
+#define TC_NODE_MAX_SAVED 6
+
+/* Refcounted bytes on one device; views share it. */
+typedef struct tc_storage {
+    int refcount;
+    tc_context *ctx;
+    tc_device device;
+    void *data;
+    size_t nbytes;
+    bool external; /* memory owned by someone else (mmap, host buffer) */
+    void (*release_external)(void *user, void *data, size_t nbytes);
+    void *external_user;
+} tc_storage;
+
+struct tc_tensor {
+    int refcount;
+    tc_context *ctx;
+    tc_storage *storage;
+    int64_t offset; /* in elements */
+    int ndim;
+    int64_t shape[TC_MAX_DIMS];
+    int64_t strides[TC_MAX_DIMS]; /* in elements */
+    tc_dtype dtype;
+    bool requires_grad;
+    tc_tensor *grad;  /* leaves only */
+    tc_node *grad_fn; /* the tape entry that produced this tensor */
+};
+
+/* Computes the gradients of a node's inputs from the gradient of its output.
+ * grad_inputs[i] is NULL on entry; set it (an owned reference) for every
+ * input that needs a gradient (tc_node_input_needs_grad). Runs with grad
+ * mode off. */
+typedef tc_status (*tc_backward_fn)(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs);
+
+typedef struct tc_op {
+    const char *name;
+    tc_backward_fn backward;
+} tc_op;
+
+/* One entry on the tape: the op that made a tensor, its inputs (held), what
+ * backward needs, and the gradient being accumulated for the output. */
+struct tc_node {
+    int refcount;
+    const tc_op *op;
+    tc_context *ctx;
+    int n_inputs;
+    tc_tensor **inputs;
+    tc_tensor *saved[TC_NODE_MAX_SAVED];
+    int64_t ints[TC_MAX_DIMS * 2];
+    double reals[4];
+    int n_ints;
+    /* The output's shape and dtype, for making gradients without holding it. */
+    int out_ndim;
+    int64_t out_shape[TC_MAX_DIMS];
+    tc_dtype out_dtype;
+    void *extra;
+    void (*release_extra)(void *extra);
+    /* Backward bookkeeping. */
+    tc_tensor *pending_grad;
+    uint64_t visit_mark;
+    int dependencies;
+    bool released; /* saved state freed after a backward without retain */
+};
+
+/* A backend: memory and kernels for one device. Kernels get validated
+ * arguments; outputs are allocated by the caller with the right shape. */
+typedef struct tc_backend {
+    const char *name;
+    tc_device device;
+    void *(*allocate)(tc_context *ctx, size_t bytes);
+    void (*release)(tc_context *ctx, void *data, size_t bytes);
+    /* dst = src, broadcasting src to dst's shape and converting dtype. */
+    tc_status (*copy)(tc_tensor *dst, const tc_tensor *src);
+    tc_status (*fill)(tc_tensor *t, double value);
+    tc_status (*unary)(tc_unary_op op, const tc_tensor *x, tc_tensor *out);
+    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it). */
+    tc_status (*unary_backward)(tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad,
+                                tc_tensor *grad_x);
+    /* a and b already broadcast to out's shape (strides may be 0). */
+    tc_status (*binary)(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
+    tc_status (*clamp)(const tc_tensor *x, double min, double max, tc_tensor *out);
+    /* cond, a, b already broadcast to out's shape. */
+    tc_status (*where)(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
+    /* Reduces the dims set in `mask` (bit d for dim d); out keeps those dims
+     * with size 1. For ARGMAX/ARGMIN exactly one bit is set. */
+    tc_status (*reduce)(tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out);
+    /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given
+     * element strides between batches; alpha/beta as in BLAS. */
+    tc_status (*gemm)(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                      int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b,
+                      int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c,
+                      int64_t batch);
+    /* Softmax or log-softmax over dim of a contiguous x. */
+    tc_status (*softmax)(const tc_tensor *x, int dim, bool log, tc_tensor *out);
+    tc_status (*softmax_backward)(const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x);
+    /* out = x gathered along dim by index (all shaped like out). */
+    tc_status (*gather)(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
+    /* grad_x[index[...]] += grad along dim (grad_x zeroed by the caller). */
+    tc_status (*scatter_add)(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad);
+    /* out = slices of x along dim picked by 1-D index. */
+    tc_status (*index_select)(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
+    /* grad_x slices along dim += grad slices (grad_x zeroed by the caller). */
+    tc_status (*index_add)(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad);
+    /* Philox uniform [0,1) or normal numbers into a contiguous tensor. */
+    tc_status (*random)(tc_tensor *out, bool normal, uint64_t seed, uint64_t offset);
+    /* out = x * keep / (1 - p) with keep drawn from Philox; mask gets keep. */
+    tc_status (*dropout)(const tc_tensor *x, double p, uint64_t seed, uint64_t offset, tc_tensor *mask,
+                         tc_tensor *out);
+} tc_backend;
+
+struct tc_context {
+    tc_allocator allocator;
+    bool custom_allocator;
+    size_t memory_budget;
+    size_t memory_in_use;
+    size_t memory_peak;
+    int num_threads;
+    uint64_t rng_seed;
+    uint64_t rng_offset;
+    int grad_disabled_depth;
+    tc_device default_device;
+    tc_status last_status;
+    char error[TC_ERROR_CAPACITY];
+    tc_log_fn log_fn;
+    void *log_user;
+    uint64_t backward_mark;
+    const tc_backend *backends[TC_DEVICE_COUNT];
+    char backend_unavailable_reason[256];
+    void *cuda_library; /* dlopen handle of the CUDA backend, when loaded */
+};
+
+/* ---- errors and logging (context.c) ---- */
+
+/* Records a formatted message and returns status, for `return tc_fail(...)`. */
+tc_status tc_fail(tc_context *ctx, tc_status status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+void tc_log(tc_context *ctx, tc_log_level level, const char *format, ...) __attribute__((format(printf, 3, 4)));
+/* Writes "{2, 3}" into buffer; returns buffer. */
+const char *tc_shape_string(int ndim, const int64_t *shape, char *buffer, size_t size);
+#define TC_SHAPE_STRING_SIZE 160
+/* Wraps a tensor's shape for messages: TC_SHAPE(t) gives a temporary string. */
+typedef struct tc_shape_text {
+    char text[TC_SHAPE_STRING_SIZE];
+} tc_shape_text;
+tc_shape_text tc_shape_text_of(const tc_tensor *t);
+#define TC_SHAPE(t) (tc_shape_text_of(t).text)
+
+#define TC_TRY(expression)                                                                                         \
+    do {                                                                                                           \
+        tc_status tc_try_status_ = (expression);                                                                   \
+        if (tc_try_status_ != TC_OK) return tc_try_status_;                                                        \
+    } while (0)
+
+/* ---- memory (context.c) ---- */
+
+void *tc_allocate(tc_context *ctx, size_t bytes);
+void tc_release_memory(tc_context *ctx, void *data, size_t bytes);
+/* Plain heap memory for engine bookkeeping (not tensor storage). */
+void *tc_malloc(tc_context *ctx, size_t bytes);
+void *tc_calloc(tc_context *ctx, size_t count, size_t size);
+void tc_free(void *p);
+
+const tc_backend *tc_cpu_backend(void);
+/* The backend for a device, loading it if needed; fails with the reason. */
+tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend);
+const tc_backend *tc_backend_of(const tc_tensor *t);
+
+/* ---- tensors (tensor.c) ---- */
+
+/* A new contiguous tensor on `device` with uninitialised storage. */
+tc_status tc_tensor_new(tc_context *ctx, tc_dtype dtype, tc_device device, int ndim, const int64_t *shape,
+                        tc_tensor **out);
+/* Same shape/dtype/device as t, uninitialised or zeroed. */
+tc_status tc_empty_like(const tc_tensor *t, tc_tensor **out);
+tc_status tc_zeros_like(const tc_tensor *t, tc_tensor **out);
+tc_status tc_empty_shaped(const tc_tensor *like, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+/* A view sharing t's storage with new metadata; not on the tape. */
+tc_status tc_tensor_alias(const tc_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                          int64_t offset, tc_tensor **out);
+/* A tensor over existing memory owned by someone else. */
+tc_status tc_tensor_wrap(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, void *data,
+                         size_t nbytes, void (*release)(void *user, void *data, size_t nbytes), void *user,
+                         tc_tensor **out);
+void tc_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+int64_t tc_shape_numel(int ndim, const int64_t *shape);
+bool tc_same_shape(const tc_tensor *a, const tc_tensor *b);
+/* Normalises a possibly negative dim against ndim; false when out of range. */
+bool tc_normalize_dim(int dim, int ndim, int *out);
+/* Checks that tensors share a context and device; names the function. */
+tc_status tc_check_same_device(const char *function, const tc_tensor *a, const tc_tensor *b);
+/* Broadcast shape of a and b (NumPy rules); fails with a message. */
+tc_status tc_broadcast_shapes(tc_context *ctx, const char *function, int ndim_a, const int64_t *shape_a,
+                              int ndim_b, const int64_t *shape_b, int *ndim_out, int64_t *shape_out);
+/* A view of t broadcast to shape (stride 0 on expanded dims). */
+tc_status tc_broadcast_view(const tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out);
+tc_dtype tc_promote_dtypes(tc_dtype a, tc_dtype b);
+/* A copy of t converted to dtype, or t retained when it already is. */
+tc_status tc_cast_if_needed(tc_tensor *t, tc_dtype dtype, tc_tensor **out);
+void *tc_tensor_data_at_offset(const tc_tensor *t);
+/* A fresh contiguous copy of t with the same dtype; not on the tape. */
+tc_status tc_contiguous_copy(const tc_tensor *t, tc_tensor **out);
+
+/* ---- autograd (autograd.c) ---- */
+
+/* True when grad mode is on and any of the tensors requires grad. */
+bool tc_should_record(tc_context *ctx, int n, tc_tensor *const *inputs);
+/* Puts a node for op on the tape with the given inputs (retained) and makes
+ * it out's grad_fn. The node is returned (borrowed) to attach saved state. */
+tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor *out, tc_node **node);
+/* Holds t (a detached alias, so saving an op's output makes no cycle). */
+tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t);
+bool tc_node_input_needs_grad(const tc_node *node, int index);
+/* Sums grad over broadcast dims so it has `shape`; owned result. */
+tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_tensor **out);
+/* Adds grad into *accumulator (creating it if NULL). */
+tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad);
+
+#endif

@@ -1,0 +1,389 @@
+/*
+ * ops_elementwise.c: unary and binary maps, clamp, where and masked_fill:
+ * argument checks, dtype promotion, broadcasting, and each op's backward
+ * beside its forward.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const unary_names[TC_UNARY_OP_COUNT] = {
+    "neg", "exp",  "log", "sqrt", "abs",   "tanh",   "sigmoid", "relu",       "gelu",
+    "gelu_tanh", "silu", "sin", "cos",  "rsqrt", "square", "sign",    "logical_not",
+};
+
+static const char *const binary_names[TC_BINARY_OP_COUNT] = {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+    "logical_and", "logical_or",
+};
+
+const char *tc_unary_op_name(tc_unary_op op) {
+    return (unsigned)op < TC_UNARY_OP_COUNT ? unary_names[op] : "unknown";
+}
+
+const char *tc_binary_op_name(tc_binary_op op) {
+    return (unsigned)op < TC_BINARY_OP_COUNT ? binary_names[op] : "unknown";
+}
+
+/* ---- small helpers used by backward functions ---- */
+
+static tc_status scalar_like(const tc_tensor *t, double value, tc_tensor **out) {
+    TC_TRY(tc_tensor_new(t->ctx, t->dtype, t->storage->device, 0, NULL, out));
+    tc_status status = tc_fill_(*out, value);
+    if (status != TC_OK) tc_tensor_release(*out);
+    return status;
+}
+
+/* out = sum_to_shape(value, shape of input index) and release value. */
+static tc_status reduce_into(tc_node *node, int index, tc_tensor *value, tc_tensor **grad_inputs) {
+    const tc_tensor *input = node->inputs[index];
+    tc_status status = tc_sum_to_shape(value, input->ndim, input->shape, &grad_inputs[index]);
+    tc_tensor_release(value);
+    return status;
+}
+
+/* ---- unary ---- */
+
+static bool unary_is_float_only(tc_unary_op op) {
+    switch (op) {
+    case TC_NEG:
+    case TC_ABS:
+    case TC_RELU:
+    case TC_SQUARE:
+    case TC_SIGN:
+    case TC_LOGICAL_NOT: return false;
+    default: return true;
+    }
+}
+
+static tc_status unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_unary_op op = (tc_unary_op)node->ints[0];
+    const tc_tensor *x = node->inputs[0];
+    tc_tensor *grad_x;
+    TC_TRY(tc_empty_like(grad, &grad_x));
+    tc_status status = tc_backend_of(grad)->unary_backward(op, x, node->saved[0], grad, grad_x);
+    if (status != TC_OK) {
+        tc_tensor_release(grad_x);
+        return status;
+    }
+    grad_inputs[0] = grad_x;
+    return TC_OK;
+}
+
+/* One tape entry kind per op, so a tensor's grad_fn names its op. */
+static const tc_op unary_ops[TC_UNARY_OP_COUNT] = {
+    {"neg", unary_backward},     {"exp", unary_backward},     {"log", unary_backward},
+    {"sqrt", unary_backward},    {"abs", unary_backward},     {"tanh", unary_backward},
+    {"sigmoid", unary_backward}, {"relu", unary_backward},    {"gelu", unary_backward},
+    {"gelu_tanh", unary_backward}, {"silu", unary_backward},  {"sin", unary_backward},
+    {"cos", unary_backward},     {"rsqrt", unary_backward},   {"square", unary_backward},
+    {"sign", unary_backward},    {"logical_not", unary_backward},
+};
+
+tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
+    if ((unsigned)op >= TC_UNARY_OP_COUNT) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "unary: unknown op %d", (int)op);
+    tc_tensor *input;
+    tc_dtype dtype = x->dtype;
+    if (unary_is_float_only(op) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
+    if (op == TC_NEG && dtype == TC_BOOL)
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "neg: a bool tensor cannot be negated (use logical_not)");
+    TC_TRY(tc_cast_if_needed(x, dtype, &input));
+    tc_dtype out_dtype = op == TC_LOGICAL_NOT ? TC_BOOL : dtype;
+    tc_status status = tc_empty_shaped(input, dtype, input->ndim, input->shape, out);
+    if (status == TC_OK) status = tc_backend_of(input)->unary(op, input, *out);
+    if (status == TC_OK && out_dtype != dtype) {
+        tc_tensor *converted;
+        status = tc_cast_if_needed(*out, out_dtype, &converted);
+        tc_tensor_release(*out);
+        *out = status == TC_OK ? converted : NULL;
+    }
+    if (status == TC_OK && op != TC_SIGN && op != TC_LOGICAL_NOT && tc_should_record(x->ctx, 1, &input)) {
+        tc_node *node;
+        status = tc_record(&unary_ops[op], 1, &input, *out, &node);
+        if (status == TC_OK) {
+            node->ints[0] = op;
+            node->n_ints = 1;
+            status = tc_node_save(node, 0, *out);
+        }
+    }
+    if (status != TC_OK && *out) {
+        tc_tensor_release(*out);
+        *out = NULL;
+    }
+    tc_tensor_release(input);
+    return status;
+}
+
+/* ---- binary ---- */
+
+static bool binary_is_differentiable(tc_binary_op op) { return op <= TC_MINIMUM; }
+
+static tc_status binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_binary_op op = (tc_binary_op)node->ints[0];
+    tc_tensor *a = node->inputs[0], *b = node->inputs[1];
+    bool need_a = tc_node_input_needs_grad(node, 0), need_b = tc_node_input_needs_grad(node, 1);
+    tc_tensor *value = NULL, *t1 = NULL, *t2 = NULL;
+    tc_status status = TC_OK;
+    switch (op) {
+    case TC_ADD:
+    case TC_SUB:
+        if (need_a) {
+            tc_tensor_retain(grad);
+            TC_TRY(reduce_into(node, 0, grad, grad_inputs));
+        }
+        if (need_b) {
+            if (op == TC_SUB) TC_TRY(tc_unary(TC_NEG, grad, &value));
+            else {
+                tc_tensor_retain(grad);
+                value = grad;
+            }
+            TC_TRY(reduce_into(node, 1, value, grad_inputs));
+        }
+        return TC_OK;
+    case TC_MUL:
+        if (need_a) {
+            TC_TRY(tc_binary(TC_MUL, grad, b, &value));
+            TC_TRY(reduce_into(node, 0, value, grad_inputs));
+        }
+        if (need_b) {
+            TC_TRY(tc_binary(TC_MUL, grad, a, &value));
+            TC_TRY(reduce_into(node, 1, value, grad_inputs));
+        }
+        return TC_OK;
+    case TC_DIV:
+        if (need_a) {
+            TC_TRY(tc_binary(TC_DIV, grad, b, &value));
+            TC_TRY(reduce_into(node, 0, value, grad_inputs));
+        }
+        if (need_b) { /* -g * out / b */
+            status = tc_binary(TC_MUL, grad, node->saved[0], &t1);
+            if (status == TC_OK) status = tc_binary(TC_DIV, t1, b, &t2);
+            if (status == TC_OK) status = tc_unary(TC_NEG, t2, &value);
+            if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
+        }
+        break;
+    case TC_POW:
+        if (need_a) { /* g * b * a^(b-1) */
+            tc_tensor *one;
+            status = scalar_like(b, 1.0, &one);
+            if (status == TC_OK) {
+                status = tc_binary(TC_SUB, b, one, &t1);
+                tc_tensor_release(one);
+            }
+            if (status == TC_OK) status = tc_binary(TC_POW, a, t1, &t2);
+            tc_tensor_release(t1);
+            t1 = NULL;
+            if (status == TC_OK) status = tc_binary(TC_MUL, t2, b, &t1);
+            tc_tensor_release(t2);
+            t2 = NULL;
+            if (status == TC_OK) status = tc_binary(TC_MUL, t1, grad, &value);
+            tc_tensor_release(t1);
+            t1 = NULL;
+            if (status == TC_OK) status = reduce_into(node, 0, value, grad_inputs);
+        }
+        if (status == TC_OK && need_b) { /* g * out * log(a) */
+            status = tc_unary(TC_LOG, a, &t1);
+            if (status == TC_OK) status = tc_binary(TC_MUL, t1, node->saved[0], &t2);
+            if (status == TC_OK) status = tc_binary(TC_MUL, t2, grad, &value);
+            if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
+        }
+        break;
+    case TC_MAXIMUM:
+    case TC_MINIMUM: {
+        /* The winner takes the gradient; ties split it evenly. */
+        tc_tensor *wins_a = NULL, *ties = NULL, *half = NULL, *weight = NULL, *zero = NULL, *float_a = NULL;
+        status = tc_binary(op == TC_MAXIMUM ? TC_GT : TC_LT, a, b, &wins_a);
+        if (status == TC_OK) status = tc_binary(TC_EQ, a, b, &ties);
+        if (status == TC_OK) status = tc_cast_if_needed(wins_a, grad->dtype, &float_a);
+        if (status == TC_OK) status = scalar_like(grad, 0.5, &half);
+        if (status == TC_OK) status = tc_where(ties, half, float_a, &weight); /* weight of a */
+        if (status == TC_OK && need_a) {
+            status = tc_binary(TC_MUL, grad, weight, &value);
+            if (status == TC_OK) status = reduce_into(node, 0, value, grad_inputs);
+        }
+        if (status == TC_OK && need_b) {
+            status = scalar_like(grad, 1.0, &zero);
+            if (status == TC_OK) status = tc_binary(TC_SUB, zero, weight, &t1);
+            if (status == TC_OK) status = tc_binary(TC_MUL, grad, t1, &value);
+            if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
+        }
+        tc_tensor_release(wins_a);
+        tc_tensor_release(ties);
+        tc_tensor_release(half);
+        tc_tensor_release(weight);
+        tc_tensor_release(zero);
+        tc_tensor_release(float_a);
+        break;
+    }
+    default: return tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", binary_names[op]);
+    }
+    tc_tensor_release(t1);
+    tc_tensor_release(t2);
+    return status;
+}
+
+static const tc_op binary_ops[TC_MINIMUM + 1] = {
+    {"add", binary_backward}, {"sub", binary_backward},     {"mul", binary_backward},     {"div", binary_backward},
+    {"pow", binary_backward}, {"maximum", binary_backward}, {"minimum", binary_backward},
+};
+
+tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out) {
+    if ((unsigned)op >= TC_BINARY_OP_COUNT)
+        return tc_fail(a->ctx, TC_ERROR_ARGUMENT, "binary: unknown op %d", (int)op);
+    const char *name = binary_names[op];
+    TC_TRY(tc_check_same_device(name, a, b));
+    tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
+    if ((op == TC_DIV || op == TC_POW) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
+    if ((op == TC_SUB) && dtype == TC_BOOL)
+        return tc_fail(a->ctx, TC_ERROR_DTYPE, "sub: bool tensors cannot be subtracted (use logical ops)");
+    int ndim;
+    int64_t shape[TC_MAX_DIMS];
+    TC_TRY(tc_broadcast_shapes(a->ctx, name, a->ndim, a->shape, b->ndim, b->shape, &ndim, shape));
+    tc_tensor *ca = NULL, *cb = NULL, *va = NULL, *vb = NULL;
+    *out = NULL;
+    tc_status status = tc_to_dtype(a, dtype, &ca);
+    if (status == TC_OK) status = tc_to_dtype(b, dtype, &cb);
+    if (status == TC_OK) status = tc_broadcast_view(ca, ndim, shape, &va);
+    if (status == TC_OK) status = tc_broadcast_view(cb, ndim, shape, &vb);
+    bool comparison = !binary_is_differentiable(op);
+    if (status == TC_OK) status = tc_empty_shaped(ca, comparison ? TC_BOOL : dtype, ndim, shape, out);
+    if (status == TC_OK) status = tc_backend_of(ca)->binary(op, va, vb, *out);
+    tc_tensor *inputs[2] = {ca, cb};
+    if (status == TC_OK && !comparison && tc_should_record(a->ctx, 2, inputs)) {
+        tc_node *node;
+        status = tc_record(&binary_ops[op], 2, inputs, *out, &node);
+        if (status == TC_OK) {
+            node->ints[0] = op;
+            node->n_ints = 1;
+            if (op == TC_DIV || op == TC_POW) status = tc_node_save(node, 0, *out);
+        }
+    }
+    if (status != TC_OK && *out) {
+        tc_tensor_release(*out);
+        *out = NULL;
+    }
+    tc_tensor_release(ca);
+    tc_tensor_release(cb);
+    tc_tensor_release(va);
+    tc_tensor_release(vb);
+    return status;
+}
+
+tc_status tc_binary_scalar(tc_binary_op op, tc_tensor *t, double value, bool scalar_first, tc_tensor **out) {
+    tc_dtype dtype = t->dtype;
+    if (!tc_dtype_is_floating(dtype) && value != floor(value)) dtype = TC_FLOAT32;
+    if (dtype == TC_BOOL && op <= TC_MINIMUM) dtype = TC_INT64;
+    tc_tensor *scalar;
+    TC_TRY(tc_tensor_new(t->ctx, dtype, t->storage->device, 0, NULL, &scalar));
+    tc_status status = tc_fill_(scalar, value);
+    if (status == TC_OK) status = scalar_first ? tc_binary(op, scalar, t, out) : tc_binary(op, t, scalar, out);
+    tc_tensor_release(scalar);
+    return status;
+}
+
+/* ---- clamp ---- */
+
+static tc_status clamp_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    /* The gradient passes where the input was inside [min, max]. */
+    tc_tensor *inside, *zero, *value;
+    TC_TRY(tc_binary(TC_EQ, node->saved[0], node->inputs[0], &inside));
+    tc_status status = scalar_like(grad, 0.0, &zero);
+    if (status == TC_OK) {
+        status = tc_where(inside, grad, zero, &value);
+        tc_tensor_release(zero);
+        if (status == TC_OK) grad_inputs[0] = value;
+    }
+    tc_tensor_release(inside);
+    return status;
+}
+
+static const tc_op clamp_op = {"clamp", clamp_backward};
+
+tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
+    if (!isnan(min) && !isnan(max) && min > max)
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "clamp: min %g is greater than max %g", min, max);
+    TC_TRY(tc_empty_like(x, out));
+    tc_status status = tc_backend_of(x)->clamp(x, min, max, *out);
+    if (status == TC_OK && tc_should_record(x->ctx, 1, &x)) {
+        tc_node *node;
+        status = tc_record(&clamp_op, 1, &x, *out, &node);
+        if (status == TC_OK) status = tc_node_save(node, 0, *out);
+    }
+    if (status != TC_OK) {
+        tc_tensor_release(*out);
+        *out = NULL;
+    }
+    return status;
+}
+
+/* ---- where and masked_fill ---- */
+
+static tc_status where_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_tensor *cond = node->inputs[0], *zero, *value;
+    TC_TRY(scalar_like(grad, 0.0, &zero));
+    tc_status status = TC_OK;
+    if (tc_node_input_needs_grad(node, 1)) {
+        status = tc_where(cond, grad, zero, &value);
+        if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
+    }
+    if (status == TC_OK && tc_node_input_needs_grad(node, 2)) {
+        status = tc_where(cond, zero, grad, &value);
+        if (status == TC_OK) status = reduce_into(node, 2, value, grad_inputs);
+    }
+    tc_tensor_release(zero);
+    return status;
+}
+
+static const tc_op where_op = {"where", where_backward};
+
+tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out) {
+    TC_TRY(tc_check_same_device("where", cond, a));
+    TC_TRY(tc_check_same_device("where", a, b));
+    if (cond->dtype != TC_BOOL && cond->dtype != TC_UINT8)
+        return tc_fail(a->ctx, TC_ERROR_DTYPE, "where: the condition must be bool or uint8, got %s",
+                       tc_dtype_name(cond->dtype));
+    int ndim;
+    int64_t shape[TC_MAX_DIMS];
+    TC_TRY(tc_broadcast_shapes(a->ctx, "where", a->ndim, a->shape, b->ndim, b->shape, &ndim, shape));
+    TC_TRY(tc_broadcast_shapes(a->ctx, "where", cond->ndim, cond->shape, ndim, shape, &ndim, shape));
+    tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
+    tc_tensor *ca = NULL, *cb = NULL, *vc = NULL, *va = NULL, *vb = NULL;
+    *out = NULL;
+    tc_status status = tc_to_dtype(a, dtype, &ca);
+    if (status == TC_OK) status = tc_to_dtype(b, dtype, &cb);
+    if (status == TC_OK) status = tc_broadcast_view(cond, ndim, shape, &vc);
+    if (status == TC_OK) status = tc_broadcast_view(ca, ndim, shape, &va);
+    if (status == TC_OK) status = tc_broadcast_view(cb, ndim, shape, &vb);
+    if (status == TC_OK) status = tc_empty_shaped(ca, dtype, ndim, shape, out);
+    if (status == TC_OK) status = tc_backend_of(ca)->where(vc, va, vb, *out);
+    tc_tensor *inputs[3] = {cond, ca, cb};
+    if (status == TC_OK && tc_should_record(a->ctx, 3, inputs)) status = tc_record(&where_op, 3, inputs, *out, NULL);
+    if (status != TC_OK && *out) {
+        tc_tensor_release(*out);
+        *out = NULL;
+    }
+    tc_tensor_release(ca);
+    tc_tensor_release(cb);
+    tc_tensor_release(vc);
+    tc_tensor_release(va);
+    tc_tensor_release(vb);
+    return status;
+}
+
+tc_status tc_masked_fill(tc_tensor *x, tc_tensor *mask, double value, tc_tensor **out) {
+    if (mask->dtype != TC_BOOL && mask->dtype != TC_UINT8)
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "masked_fill: the mask must be bool or uint8, got %s",
+                       tc_dtype_name(mask->dtype));
+    int ndim;
+    int64_t shape[TC_MAX_DIMS];
+    TC_TRY(tc_broadcast_shapes(x->ctx, "masked_fill", x->ndim, x->shape, mask->ndim, mask->shape, &ndim, shape));
+    if (ndim != x->ndim || tc_shape_numel(ndim, shape) != tc_tensor_numel(x))
+        return tc_fail(x->ctx, TC_ERROR_SHAPE, "masked_fill: a mask of shape %s does not broadcast to shape %s",
+                       TC_SHAPE(mask), TC_SHAPE(x));
+    tc_tensor *fill;
+    TC_TRY(scalar_like(x, value, &fill));
+    tc_status status = tc_where(mask, fill, x, out);
+    tc_tensor_release(fill);
+    return status;
+}

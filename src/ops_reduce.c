@@ -1,0 +1,172 @@
+/*
+ * ops_reduce.c: sum, mean, max, min, argmax, argmin and var over any dims,
+ * with keepdim; each backward beside its forward.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static const char *const reduce_names[TC_REDUCE_OP_COUNT] = {"sum", "mean", "max", "min", "argmax", "argmin", "var"};
+
+/* Shape of x with the masked dims set to 1. */
+static void kept_shape(const tc_tensor *x, uint32_t mask, int64_t *shape) {
+    for (int d = 0; d < x->ndim; d++) shape[d] = (mask & (1u << d)) ? 1 : x->shape[d];
+}
+
+/* The gradient of the output, brought back to x's rank (size 1 on reduced
+ * dims) so it broadcasts against x. */
+static tc_status grad_with_kept_dims(tc_node *node, tc_tensor *grad, tc_tensor **out) {
+    const tc_tensor *x = node->inputs[0];
+    int64_t shape[TC_MAX_DIMS];
+    kept_shape(x, (uint32_t)node->ints[1], shape);
+    return tc_reshape(grad, x->ndim, shape, out);
+}
+
+static tc_status reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_reduce_op op = (tc_reduce_op)node->ints[0];
+    tc_tensor *x = node->inputs[0];
+    int64_t count = node->ints[2];
+    tc_tensor *g = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL;
+    TC_TRY(grad_with_kept_dims(node, grad, &g));
+    tc_status status = TC_OK;
+    switch (op) {
+    case TC_REDUCE_SUM: status = tc_expand(g, x->ndim, x->shape, &t1); break;
+    case TC_REDUCE_MEAN:
+        status = tc_binary_scalar(TC_DIV, g, (double)count, false, &t2);
+        if (status == TC_OK) status = tc_expand(t2, x->ndim, x->shape, &t1);
+        break;
+    case TC_REDUCE_MAX:
+    case TC_REDUCE_MIN: {
+        /* Ties share the gradient evenly. */
+        tc_tensor *hits = NULL, *hit_count = NULL;
+        status = tc_binary(TC_EQ, x, node->saved[0], &hits);
+        if (status == TC_OK) status = tc_to_dtype(hits, grad->dtype, &t2);
+        int dims[TC_MAX_DIMS], ndims = 0;
+        for (int d = 0; d < x->ndim; d++)
+            if (node->ints[1] & (1 << d)) dims[ndims++] = d;
+        if (status == TC_OK) status = tc_reduce(TC_REDUCE_SUM, t2, ndims, dims, true, &hit_count);
+        if (status == TC_OK) status = tc_binary(TC_DIV, g, hit_count, &t3);
+        if (status == TC_OK) status = tc_binary(TC_MUL, t2, t3, &t1);
+        tc_tensor_release(hits);
+        tc_tensor_release(hit_count);
+        break;
+    }
+    case TC_REDUCE_VAR: { /* g * 2 (x - mean) / (N - correction) */
+        tc_tensor *mean = NULL, *centered = NULL;
+        int dims[TC_MAX_DIMS], ndims = 0;
+        for (int d = 0; d < x->ndim; d++)
+            if (node->ints[1] & (1 << d)) dims[ndims++] = d;
+        status = tc_reduce(TC_REDUCE_MEAN, x, ndims, dims, true, &mean);
+        if (status == TC_OK) status = tc_binary(TC_SUB, x, mean, &centered);
+        if (status == TC_OK)
+            status = tc_binary_scalar(TC_MUL, centered, 2.0 / (double)(count - node->ints[3]), false, &t2);
+        if (status == TC_OK) status = tc_binary(TC_MUL, t2, g, &t1);
+        tc_tensor_release(mean);
+        tc_tensor_release(centered);
+        break;
+    }
+    default: status = tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", reduce_names[op]);
+    }
+    tc_tensor_release(g);
+    tc_tensor_release(t2);
+    tc_tensor_release(t3);
+    if (status == TC_OK) grad_inputs[0] = t1;
+    else tc_tensor_release(t1);
+    return status;
+}
+
+static const tc_op reduce_ops[TC_REDUCE_OP_COUNT] = {
+    {"sum", reduce_backward}, {"mean", reduce_backward},   {"max", reduce_backward}, {"min", reduce_backward},
+    {"argmax", reduce_backward}, {"argmin", reduce_backward}, {"var", reduce_backward},
+};
+
+static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, int correction,
+                             bool keepdim, tc_tensor **out) {
+    if ((unsigned)op >= TC_REDUCE_OP_COUNT)
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "reduce: unknown op %d", (int)op);
+    const char *name = reduce_names[op];
+    bool arg = op == TC_REDUCE_ARGMAX || op == TC_REDUCE_ARGMIN;
+    uint32_t mask = 0;
+    for (int i = 0; i < ndims; i++) {
+        int d;
+        if (!tc_normalize_dim(dims[i], x->ndim, &d))
+            return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "%s: dim %d is out of range for a tensor of shape %s", name,
+                           dims[i] + (dims[i] >= 0), TC_SHAPE(x));
+        if (x->ndim) mask |= 1u << d;
+    }
+    if (ndims == 0) mask = x->ndim ? (1u << x->ndim) - 1 : 0;
+    if (arg && ndims == 0 && x->ndim > 1) { /* over the flattened tensor */
+        tc_tensor *flat;
+        int64_t n = tc_tensor_numel(x);
+        TC_TRY(tc_reshape(x, 1, &n, &flat));
+        tc_status status = reduce_impl(op, flat, 0, NULL, correction, false, out);
+        tc_tensor_release(flat);
+        if (status != TC_OK || !keepdim) return status;
+        int64_t ones[TC_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 1, 1};
+        tc_tensor *shaped;
+        status = tc_reshape(*out, x->ndim, ones, &shaped);
+        tc_tensor_release(*out);
+        *out = status == TC_OK ? shaped : NULL;
+        return status;
+    }
+    if (arg && __builtin_popcount(mask) > 1)
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "%s: takes one dim (or none for the whole tensor), got %d", name,
+                       ndims);
+    tc_dtype dtype = x->dtype;
+    if (arg) dtype = TC_INT64;
+    else if ((op == TC_REDUCE_MEAN || op == TC_REDUCE_VAR) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
+    else if (op == TC_REDUCE_SUM && !tc_dtype_is_floating(dtype)) dtype = TC_INT64;
+    tc_tensor *input;
+    tc_dtype compute_dtype = arg ? x->dtype : dtype;
+    TC_TRY(tc_cast_if_needed(x, compute_dtype, &input));
+    int64_t shape[TC_MAX_DIMS];
+    kept_shape(input, mask, shape);
+    int64_t count = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask & (1u << d)) count *= x->shape[d];
+    tc_tensor *kept = NULL;
+    tc_status status = tc_empty_shaped(input, dtype, input->ndim, shape, &kept);
+    if (status == TC_OK) status = tc_backend_of(input)->reduce(op, input, mask, correction, kept);
+    *out = NULL;
+    if (status == TC_OK) {
+        if (keepdim) {
+            tc_tensor_retain(kept);
+            *out = kept;
+        } else {
+            int64_t squeezed[TC_MAX_DIMS];
+            int n = 0;
+            for (int d = 0; d < input->ndim; d++)
+                if (!(mask & (1u << d))) squeezed[n++] = input->shape[d];
+            int64_t strides[TC_MAX_DIMS];
+            tc_contiguous_strides(n, squeezed, strides);
+            status = tc_tensor_alias(kept, n, squeezed, strides, kept->offset, out);
+        }
+    }
+    if (status == TC_OK && !arg && tc_should_record(x->ctx, 1, &input)) {
+        tc_node *node;
+        status = tc_record(&reduce_ops[op], 1, &input, *out, &node);
+        if (status == TC_OK) {
+            node->ints[0] = op;
+            node->ints[1] = mask;
+            node->ints[2] = count;
+            node->ints[3] = correction;
+            node->n_ints = 4;
+            if (op == TC_REDUCE_MAX || op == TC_REDUCE_MIN) status = tc_node_save(node, 0, kept);
+        }
+    }
+    if (status != TC_OK && *out) {
+        tc_tensor_release(*out);
+        *out = NULL;
+    }
+    tc_tensor_release(kept);
+    tc_tensor_release(input);
+    return status;
+}
+
+tc_status tc_reduce(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, bool keepdim, tc_tensor **out) {
+    return reduce_impl(op, x, ndims, dims, 1, keepdim, out);
+}
+
+tc_status tc_var(tc_tensor *x, int ndims, const int *dims, int correction, bool keepdim, tc_tensor **out) {
+    return reduce_impl(TC_REDUCE_VAR, x, ndims, dims, correction, keepdim, out);
+}

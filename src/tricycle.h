@@ -1,0 +1,348 @@
+/*
+ * tricycle.h: the whole public C API of the tricycle engine.
+ *
+ * A context owns every piece of mutable state (allocator, RNG, thread count,
+ * error message, log callback, grad mode, backends). Every call returns a
+ * tc_status; on failure the context holds a message naming the function, the
+ * argument and the shapes involved (tc_last_error). The engine never exits,
+ * aborts or writes to stdout/stderr.
+ *
+ * Conventions of the C API: dimensions are 0-based and may be negative
+ * (counting from the end); integer data (indices, token ids) are 0-based.
+ * Tensors are reference counted: every tensor returned through an out
+ * parameter is owned by the caller, who releases it with tc_tensor_release.
+ */
+#ifndef TRICYCLE_H
+#define TRICYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TC_MAX_DIMS 8
+
+typedef enum tc_status {
+    TC_OK = 0,
+    TC_ERROR_ARGUMENT,    /* a bad argument: wrong value, out-of-range dim */
+    TC_ERROR_SHAPE,       /* shapes that do not fit together */
+    TC_ERROR_DTYPE,       /* a dtype the operation does not accept */
+    TC_ERROR_MEMORY,      /* allocation failed or the byte budget is spent */
+    TC_ERROR_IO,          /* a file could not be read or written */
+    TC_ERROR_FORMAT,      /* a file's contents are malformed */
+    TC_ERROR_STATE,       /* wrong state: graph already freed, closed tensor */
+    TC_ERROR_UNSUPPORTED, /* not available: device, backend, dtype combo */
+    TC_ERROR_CALLBACK     /* a user callback (custom autograd function) failed */
+} tc_status;
+
+typedef enum tc_dtype {
+    TC_FLOAT32 = 0,
+    TC_FLOAT64,
+    TC_INT32,
+    TC_INT64,
+    TC_UINT8,
+    TC_BOOL,
+    TC_DTYPE_COUNT
+} tc_dtype;
+
+typedef enum tc_device { TC_CPU = 0, TC_CUDA = 1, TC_DEVICE_COUNT } tc_device;
+
+typedef enum tc_log_level { TC_LOG_DEBUG = 0, TC_LOG_INFO, TC_LOG_WARNING, TC_LOG_ERROR } tc_log_level;
+
+typedef struct tc_context tc_context;
+typedef struct tc_tensor tc_tensor;
+typedef struct tc_node tc_node;
+
+/* ---- context ---------------------------------------------------------- */
+
+typedef void (*tc_log_fn)(void *user, tc_log_level level, const char *message);
+
+/* A host may supply its own allocator; alignment is always a power of two. */
+typedef struct tc_allocator {
+    void *(*allocate)(void *user, size_t bytes, size_t alignment);
+    void (*release)(void *user, void *pointer, size_t bytes);
+    void *user;
+} tc_allocator;
+
+/* Creates a context with the default allocator, seed 0, grad mode on. NULL on
+ * allocation failure (the only call that cannot report through a context). */
+tc_context *tc_context_new(void);
+/* Creates a context with a host allocator (NULL for the default). */
+tc_context *tc_context_new_with_allocator(const tc_allocator *allocator);
+void tc_context_free(tc_context *ctx);
+
+const char *tc_last_error(const tc_context *ctx);
+tc_status tc_last_status(const tc_context *ctx);
+void tc_clear_error(tc_context *ctx);
+/* Records an error (for host callbacks such as custom functions); returns status. */
+tc_status tc_set_error(tc_context *ctx, tc_status status, const char *message);
+void tc_set_log_callback(tc_context *ctx, tc_log_fn fn, void *user);
+/* Caps the bytes of tensor storage alive at once; 0 means no cap. */
+void tc_set_memory_budget(tc_context *ctx, size_t bytes);
+size_t tc_memory_in_use(const tc_context *ctx);
+size_t tc_memory_peak(const tc_context *ctx);
+void tc_set_num_threads(tc_context *ctx, int threads);
+int tc_num_threads(const tc_context *ctx);
+void tc_set_default_device(tc_context *ctx, tc_device device);
+tc_device tc_default_device(const tc_context *ctx);
+
+/* The RNG is Philox 4x32-10 keyed by (seed, offset): the same seed gives the
+ * same numbers on every device and any thread count. */
+void tc_manual_seed(tc_context *ctx, uint64_t seed);
+void tc_rng_get_state(const tc_context *ctx, uint64_t *seed, uint64_t *offset);
+void tc_rng_set_state(tc_context *ctx, uint64_t seed, uint64_t offset);
+
+/* Grad mode: while disabled no op records on the tape. Calls nest. */
+void tc_set_grad_enabled(tc_context *ctx, bool enabled);
+bool tc_is_grad_enabled(const tc_context *ctx);
+
+/* ---- dtypes ----------------------------------------------------------- */
+
+size_t tc_dtype_size(tc_dtype dtype);
+const char *tc_dtype_name(tc_dtype dtype);
+/* Parses "float32", "float", "float64", "double", "int32", "int64", "long",
+ * "uint8", "bool"; returns false for anything else. */
+bool tc_dtype_from_name(const char *name, tc_dtype *dtype);
+bool tc_dtype_is_floating(tc_dtype dtype);
+const char *tc_device_name(tc_device device);
+
+/* ---- tensors: lifetime and metadata ----------------------------------- */
+
+void tc_tensor_retain(tc_tensor *t);
+void tc_tensor_release(tc_tensor *t);
+
+tc_context *tc_tensor_context(const tc_tensor *t);
+int tc_tensor_ndim(const tc_tensor *t);
+const int64_t *tc_tensor_shape(const tc_tensor *t);
+const int64_t *tc_tensor_strides(const tc_tensor *t);
+int64_t tc_tensor_numel(const tc_tensor *t);
+tc_dtype tc_tensor_dtype(const tc_tensor *t);
+tc_device tc_tensor_device(const tc_tensor *t);
+bool tc_tensor_is_contiguous(const tc_tensor *t);
+/* Bytes of storage behind the tensor (shared by its views). */
+size_t tc_tensor_storage_bytes(const tc_tensor *t);
+/* Host pointer to the first element (CPU tensors only), honouring the view
+ * offset; the layout is given by shape and strides (in elements). */
+void *tc_tensor_data(const tc_tensor *t);
+
+bool tc_tensor_requires_grad(const tc_tensor *t);
+tc_status tc_tensor_set_requires_grad(tc_tensor *t, bool requires_grad);
+/* The accumulated gradient of a leaf, or NULL. Borrowed: retain to keep. */
+tc_tensor *tc_tensor_grad(const tc_tensor *t);
+/* Replaces the gradient (NULL clears it). The shape must match. */
+tc_status tc_tensor_set_grad(tc_tensor *t, tc_tensor *grad);
+bool tc_tensor_is_leaf(const tc_tensor *t);
+/* Name of the op that produced t on the tape, or NULL for a leaf. */
+const char *tc_tensor_grad_fn_name(const tc_tensor *t);
+
+/* ---- tensors: creation ------------------------------------------------ */
+
+tc_status tc_empty(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_zeros(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_ones(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_full(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, double value, tc_tensor **out);
+/* start, start+step, ... while < end (or > end for a negative step). */
+tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, double step, tc_tensor **out);
+/* Uniform in [0, 1) and standard normal, from the context's RNG. */
+tc_status tc_rand(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_randn(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
+/* Copies count contiguous elements of `source_dtype` from host memory,
+ * converting to `dtype`. */
+tc_status tc_from_data(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, const void *data,
+                       tc_dtype source_dtype, tc_tensor **out);
+/* Reads one element as double; index has ndim entries. */
+tc_status tc_get(const tc_tensor *t, const int64_t *index, double *value);
+/* The single element of a one-element tensor. */
+tc_status tc_item(const tc_tensor *t, double *value);
+/* Copies all elements, in row-major order, converted to double. */
+tc_status tc_copy_to_doubles(const tc_tensor *t, double *values, int64_t count);
+/* Copies all elements, in row-major order, as int64 (for integer dtypes). */
+tc_status tc_copy_to_int64(const tc_tensor *t, int64_t *values, int64_t count);
+
+/* ---- copies, casts, devices ------------------------------------------- */
+
+/* A contiguous tensor with the same values: t itself (retained) if it is. */
+tc_status tc_contiguous(tc_tensor *t, tc_tensor **out);
+/* A fresh contiguous copy; differentiable. */
+tc_status tc_clone(tc_tensor *t, tc_tensor **out);
+/* Shares storage, not on the tape, requires_grad false. */
+tc_status tc_detach(tc_tensor *t, tc_tensor **out);
+/* Converts to dtype (a differentiable copy between floating dtypes). */
+tc_status tc_to_dtype(tc_tensor *t, tc_dtype dtype, tc_tensor **out);
+tc_status tc_to_device(tc_tensor *t, tc_device device, tc_tensor **out);
+/* In place: dst = src (broadcast to dst's shape, converted); not recorded. */
+tc_status tc_copy_(tc_tensor *dst, tc_tensor *src);
+/* In place: every element of t = value; not recorded. */
+tc_status tc_fill_(tc_tensor *t, double value);
+
+/* ---- views (share storage; differentiable) ---------------------------- */
+
+/* One entry of shape may be -1 (inferred). Copies when the strides do not
+ * allow a view (reshape); tc_view fails instead. */
+tc_status tc_reshape(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_view(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_transpose(tc_tensor *t, int dim0, int dim1, tc_tensor **out);
+tc_status tc_permute(tc_tensor *t, int ndim, const int *dims, tc_tensor **out);
+tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_tensor **out);
+tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out);
+/* Entries of -1 keep the size; new leading dims may be added. */
+tc_status tc_expand(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out);
+tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out);
+tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out);
+tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out);
+
+/* ---- element-wise ops ------------------------------------------------- */
+
+typedef enum tc_unary_op {
+    TC_NEG = 0,
+    TC_EXP,
+    TC_LOG,
+    TC_SQRT,
+    TC_ABS,
+    TC_TANH,
+    TC_SIGMOID,
+    TC_RELU,
+    TC_GELU,      /* exact: x * Phi(x) */
+    TC_GELU_TANH, /* GPT-2's tanh approximation */
+    TC_SILU,
+    TC_SIN,
+    TC_COS,
+    TC_RSQRT,
+    TC_SQUARE,
+    TC_SIGN,
+    TC_LOGICAL_NOT,
+    TC_UNARY_OP_COUNT
+} tc_unary_op;
+
+typedef enum tc_binary_op {
+    TC_ADD = 0,
+    TC_SUB,
+    TC_MUL,
+    TC_DIV,
+    TC_POW,
+    TC_MAXIMUM,
+    TC_MINIMUM,
+    TC_EQ, /* comparisons give bool tensors and are not differentiable */
+    TC_NE,
+    TC_LT,
+    TC_LE,
+    TC_GT,
+    TC_GE,
+    TC_LOGICAL_AND,
+    TC_LOGICAL_OR,
+    TC_BINARY_OP_COUNT
+} tc_binary_op;
+
+const char *tc_unary_op_name(tc_unary_op op);
+const char *tc_binary_op_name(tc_binary_op op);
+
+tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out);
+/* NumPy broadcasting; mixed dtypes promote (bool < uint8 < int32 < int64 <
+ * float32 < float64). */
+tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out);
+/* A number as a 0-dim tensor of t's dtype (float32 for an integer t when the
+ * number has a fraction), for `t op number` and `number op t`. */
+tc_status tc_binary_scalar(tc_binary_op op, tc_tensor *t, double value, bool scalar_first, tc_tensor **out);
+/* min/max may be NAN for "no bound". */
+tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out);
+/* cond ? a : b, broadcasting all three; cond is bool or uint8. */
+tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out);
+tc_status tc_masked_fill(tc_tensor *x, tc_tensor *mask, double value, tc_tensor **out);
+
+/* ---- reductions ------------------------------------------------------- */
+
+typedef enum tc_reduce_op {
+    TC_REDUCE_SUM = 0,
+    TC_REDUCE_MEAN,
+    TC_REDUCE_MAX,
+    TC_REDUCE_MIN,
+    TC_REDUCE_ARGMAX, /* int64 results, 0-based; one dim only */
+    TC_REDUCE_ARGMIN,
+    TC_REDUCE_VAR,    /* `correction` in tc_reduce_options: 1 unbiased, 0 biased */
+    TC_REDUCE_OP_COUNT
+} tc_reduce_op;
+
+/* dims: ndims dimensions to reduce (0-based, negative allowed); ndims == 0
+ * reduces over all of them. */
+tc_status tc_reduce(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, bool keepdim, tc_tensor **out);
+tc_status tc_var(tc_tensor *x, int ndims, const int *dims, int correction, bool keepdim, tc_tensor **out);
+
+/* ---- linear algebra --------------------------------------------------- */
+
+/* torch.matmul semantics: 1-D and 2-D operands, batched with broadcast
+ * batch dims; float32 and float64 through BLAS. */
+tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out);
+/* Einstein summation over any number of operands, with `...` and repeated
+ * indices ("ii->i" takes a diagonal). Contractions of two operands are
+ * lowered to batched matmul. */
+tc_status tc_einsum(const char *equation, int count, tc_tensor **operands, tc_tensor **out);
+
+/* ---- shaping many tensors, indexing ----------------------------------- */
+
+tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out);
+tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out);
+/* out[i][j] = x[index[i][j]][j] for dim 0, and alike; index is int64/int32. */
+tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
+/* Picks whole slices along dim by a 1-D index. */
+tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
+/* weight [n, d], ids of any shape -> [..., d]. */
+tc_status tc_embedding(tc_tensor *weight, tc_tensor *ids, tc_tensor **out);
+
+/* ---- neural-network ops ----------------------------------------------- */
+
+tc_status tc_softmax(tc_tensor *x, int dim, tc_tensor **out);
+tc_status tc_log_softmax(tc_tensor *x, int dim, tc_tensor **out);
+/* Zeroes each element with probability p and scales the rest by 1/(1-p);
+ * the identity when !training or p == 0. */
+tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out);
+
+/* ---- autograd --------------------------------------------------------- */
+
+/* Backpropagates from t. grad may be NULL only when t has one element.
+ * Gradients accumulate (+=) into .grad of leaves that require grad. The
+ * graph is freed unless retain_graph. */
+tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph);
+
+/* A user-defined differentiable function. backward receives the gradient of
+ * the output and fills grad_inputs[i] (owned references, or NULL for none)
+ * for each of the n inputs; a non-OK status aborts the backward pass. */
+typedef struct tc_custom_function {
+    const char *name;
+    tc_status (*backward)(void *user, tc_tensor *grad_output, int n_inputs, tc_tensor **grad_inputs);
+    void (*release)(void *user); /* called once when the tape entry is freed */
+    void *user;
+} tc_custom_function;
+
+/* Records `output` (computed by the caller from `inputs` with grad off) on
+ * the tape as the result of fn; out is a new tensor sharing output's storage. */
+tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor **inputs, tc_tensor *output,
+                          tc_tensor **out);
+
+/* ---- op table --------------------------------------------------------- */
+
+typedef struct tc_op_info {
+    const char *name;
+    int arity;           /* tensor inputs; -1 for a list */
+    bool differentiable;
+    const char *summary;
+} tc_op_info;
+
+/* The ops the engine provides, for docs and for test coverage checks. */
+int tc_op_count(void);
+const tc_op_info *tc_op_at(int index);
+
+/* ---- fused neural-network ops ------------------------------------------ */
+/* (layer norm, attention, cross-entropy, AdamW: see ops_fused.c) */
+
+/* ---- files: safetensors ----------------------------------------------- */
+
+/* ---- tokenizers ------------------------------------------------------- */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
