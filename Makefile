@@ -1,12 +1,39 @@
 # tricycle: `make` builds the engine and the Lua module, `make test` runs every test.
+# `make V=1` shows the full compiler command lines.
 LUA ?= lua5.4
 LUA_INCDIR ?= /usr/include/lua5.4
 BLAS_LIBS ?= -lopenblas
 CC ?= cc
+LIBFLAG ?= -shared
 BUILD ?= build
 SANITIZE ?=
+# Warnings are errors in development; a packager may build with WERROR= .
+WERROR ?= -Werror
 
-WARNINGS = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-align -Wstrict-prototypes \
+# Where `make install` puts the Lua module (luarocks passes its own).
+PREFIX ?= /usr/local
+INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+
+# The tests find the dataset through TRICYCLE_DATA; default to ../shared/data when it exists.
+ifeq ($(origin TRICYCLE_DATA),undefined)
+  ifneq ($(wildcard ../shared/data),)
+    TRICYCLE_DATA := $(abspath ../shared/data)
+  endif
+endif
+ifdef TRICYCLE_DATA
+  export TRICYCLE_DATA
+endif
+
+ifeq ($(V),1)
+  Q =
+  say = @true
+else
+  Q = @
+  say = @printf '  %-6s %s\n'
+endif
+
+WARNINGS = -Wall -Wextra $(WERROR) -Wshadow -Wpointer-arith -Wcast-align -Wstrict-prototypes \
            -Wmissing-prototypes -Wwrite-strings -Wundef -Wvla -Wformat=2 -Wno-format-nonliteral
 OPTIMIZE ?= -O2 -g
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC $(OPTIMIZE) $(WARNINGS) $(SANITIZE) $(CFLAGS)
@@ -22,46 +49,78 @@ LUA_MODULE = $(BUILD)/lua/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 
-.PHONY: all test test-c test-lua clean install asan bench deps
+.PHONY: all module test test-c test-lua clean install asan bench deps
 
 all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS)
 
+# Only what `require("tricycle")` needs (the rockspec builds this).
+module: $(LUA_MODULE)
+
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) -c $< -o $@
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) -c $< -o $@
 
 $(ENGINE_LIB): $(ENGINE_OBJECTS)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(ENGINE_SHARED): $(ENGINE_OBJECTS)
-	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(LIBFLAG) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
 $(LUA_MODULE): $(BINDING_OBJECTS) $(ENGINE_OBJECTS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(LIBFLAG) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
 $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
 # The specs run under Lua 5.4 whatever `lua` points to.
-test: all
-	@for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
-	TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
+RUN_C_TESTS = @for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
+RUN_SPECS = TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
 
+test: all
+	$(RUN_C_TESTS)
+	$(RUN_SPECS)
+
+test-c: all
+	$(RUN_C_TESTS)
+
+test-lua: all
+	$(RUN_SPECS)
+
+# The whole suite (C tests and specs) under AddressSanitizer and UBSan, in build-asan/.
+# Lua itself is not instrumented, so the ASan runtime is preloaded for the specs.
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 asan:
-	$(MAKE) BUILD=build-asan OPTIMIZE="-O1 -g -fno-omit-frame-pointer" \
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan OPTIMIZE="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	@for t in $(patsubst $(BUILD)/%,build-asan/%,$(C_TESTS)); do echo "== $$t"; $(ASAN_ENV) $$t || exit 1; done
+	$(ASAN_ENV) LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	  TRICYCLE_BUILD=build-asan $(LUA) spec/run.lua $(SPEC_ARGS)
 
+# Every bench/*_bench.lua in turn, or the ones named: make bench BENCHES=bench/x_bench.lua
+BENCHES ?= $(wildcard bench/*_bench.lua)
 bench: all
-	$(LUA) bench/run.lua
+	@for b in $(BENCHES); do echo "== $$b"; TRICYCLE_BUILD=$(BUILD) $(LUA) $$b || exit 1; done
+
+# Installs the Lua module: core.so into INST_LIBDIR/tricycle, every Lua file under
+# lua/tricycle/ (subfolders included) into INST_LUADIR/tricycle.
+install: $(LUA_MODULE)
+	install -d $(DESTDIR)$(INST_LIBDIR)/tricycle $(DESTDIR)$(INST_LUADIR)/tricycle
+	install -m 755 $(LUA_MODULE) $(DESTDIR)$(INST_LIBDIR)/tricycle/core.so
+	cd lua && find tricycle -name '*.lua' | while read -r file; do \
+	  install -D -m 644 "$$file" "$(DESTDIR)$(INST_LUADIR)/$$file" || exit 1; done
 
 clean:
 	rm -rf build build-asan
 
 # Installs the system packages a fresh Debian/Ubuntu machine lacks (root).
 deps:
-	.ci/install-deps
+	bash .ci/install-deps

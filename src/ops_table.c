@@ -67,6 +67,14 @@ static const tc_op_info op_table[] = {
     {"contiguous", 1, true, "a row-major copy when needed"},
     {"clone", 1, true, "a copy"},
     {"to_dtype", 1, true, "a copy in another dtype"},
+    {"layer_norm", 3, true, "layer norm over the last dim, optional weight and bias"},
+    {"rms_norm", 2, true, "RMS norm over the last dim, optional weight"},
+    {"attention", 1, true, "multi-head self-attention over packed qkv {B, T, 3C}, causal or not"},
+    {"cross_entropy", 2, true, "mean softmax cross-entropy over targets not equal to ignore_index"},
+    {"adamw_step", 4, false, "in-place AdamW update of param, m, v"},
+    {"sgd_step", 3, false, "in-place SGD update with optional (Nesterov) momentum"},
+    {"global_norm", -1, false, "sqrt of the sum of squares over a list of tensors"},
+    {"scale_", 1, false, "in-place multiplication by a number"},
 };
 
 int tc_op_count(void) { return (int)(sizeof op_table / sizeof op_table[0]); }

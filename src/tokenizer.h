@@ -3,15 +3,17 @@
  * GPT-2 files, and a character-level tokenizer).
  *
  * A tokenizer is immutable once made and belongs to the context it was made
- * with: errors are reported there. Token ids are 0-based int32. Buffers that
- * a call returns are owned by the caller and released with the matching
+ * with: errors are reported there, so like its context it is used by one
+ * thread at a time. Token ids are 0-based int32. Buffers that a call
+ * returns are owned by the caller and released with the matching
  * tc_tokenizer_free_* function.
  *
  * Byte-level BPE: a token is a byte string. A trained tokenizer has the 256
  * single bytes as ids 0..255 and merge number r (0-based, in training order)
  * as id 256 + r. Encoding applies the merges by rank (lowest first, all
- * occurrences of one merge left to right before the next), so any text can
- * be encoded and decoding gives the text back byte for byte.
+ * occurrences of one merge left to right before the next), so any bytes can
+ * be encoded, and tc_tokenizer_decode_bytes gives them back exactly
+ * (tc_tokenizer_decode too, when they are valid UTF-8).
  *
  * GPT-2 pre-splitting: with it, text is first cut into pieces by GPT-2's
  * pattern
@@ -64,15 +66,19 @@ tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, c
  * and renames it over path, so a failed save leaves path untouched. */
 tc_status tc_tokenizer_save(const tc_tokenizer *tok, const char *path);
 tc_status tc_tokenizer_load(tc_context *ctx, const char *path, tc_tokenizer **out);
+/* The same text form in memory (for embedding in checkpoints): *text is a
+ * fresh NUL-terminated buffer of *len bytes, freed with
+ * tc_tokenizer_free_text; errors name the line as `<text>:LINE`. */
+tc_status tc_tokenizer_serialize(const tc_tokenizer *tok, char **text, size_t *len);
+tc_status tc_tokenizer_deserialize(tc_context *ctx, const char *text, size_t len, tc_tokenizer **out);
 
 void tc_tokenizer_free(tc_tokenizer *tok);
 
-/* Encodes len bytes of text. *ids is a fresh array of *count ids (possibly
+/* Encodes len bytes of text (len below 2^31). *ids is a fresh array of *count ids (possibly
  * zero ids, never NULL on success); free it with tc_tokenizer_free_ids.
  * BPE never fails on content; a character tokenizer fails on a character
  * outside its vocabulary, naming it and its byte offset. */
-tc_status tc_tokenizer_encode(const tc_tokenizer *tok, const char *text, size_t len, int32_t **ids,
-                              size_t *count);
+tc_status tc_tokenizer_encode(const tc_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *count);
 void tc_tokenizer_free_ids(int32_t *ids);
 
 /* Decodes ids to text. *text is a fresh NUL-terminated buffer of *len bytes
@@ -80,8 +86,7 @@ void tc_tokenizer_free_ids(int32_t *ids);
  * that are not valid UTF-8 (a multi-byte character cut between tokens, say)
  * become U+FFFD, one per maximal invalid subpart, never an error. An id
  * outside 0..vocab_size-1 is an error naming its position and value. */
-tc_status tc_tokenizer_decode(const tc_tokenizer *tok, const int32_t *ids, size_t count, char **text,
-                              size_t *len);
+tc_status tc_tokenizer_decode(const tc_tokenizer *tok, const int32_t *ids, size_t count, char **text, size_t *len);
 /* Same, but returns the tokens' bytes as they are, without UTF-8 repair. */
 tc_status tc_tokenizer_decode_bytes(const tc_tokenizer *tok, const int32_t *ids, size_t count, char **bytes,
                                     size_t *len);

@@ -335,9 +335,82 @@ int tc_op_count(void);
 const tc_op_info *tc_op_at(int index);
 
 /* ---- fused neural-network ops ------------------------------------------ */
-/* (layer norm, attention, cross-entropy, AdamW: see ops_fused.c) */
+/* Hand-written forward and backward kernels (ops_fused.c). Float32 and
+ * float64; inputs are made contiguous; CPU only for now. */
+
+/* Layer norm over the last dim of x [..., C]; weight and bias are [C] or
+ * NULL. Differentiable in x, weight and bias; keeps the per-row mean and
+ * 1/std for the backward. */
+tc_status tc_layer_norm(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, double eps, tc_tensor **out);
+/* x / sqrt(mean(x^2) + eps) * weight over the last dim; weight [C] or NULL. */
+tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **out);
+/* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v concatenated
+ * on the last dim, C = n_head * head_dim) giving [B, T, C] with the heads
+ * merged; scores scaled by 1/sqrt(head_dim), masked above the diagonal when
+ * causal. Keeps only the row log-sum-exp [B, n_head, T] for the backward,
+ * which recomputes the probabilities. */
+tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out);
+/* Mean softmax cross-entropy of logits [..., V] against 0-based targets
+ * [...] (int32 or int64) over the targets that are not ignore_index; 0 (and
+ * zero gradients) when every target is ignored. A 0-dim result;
+ * differentiable in logits. */
+tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore_index, tc_tensor **out);
+/* In-place AdamW update of param, m and v from grad (all the same shape and
+ * floating dtype, contiguous); step counts from 1. Decoupled weight decay:
+ * p -= lr*wd*p, then p -= lr * mhat / (sqrt(vhat) + eps). Not recorded. */
+tc_status tc_adamw_step(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step, double lr,
+                        double beta1, double beta2, double eps, double weight_decay);
+/* In-place SGD: g = grad + wd*p; with momentum, buf = momentum*buf +
+ * (1-dampening)*g (buf starts at zeros) and g = buf, or g + momentum*buf
+ * when nesterov; p -= lr*g. momentum_buffer may be NULL when momentum is 0. */
+tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buffer, double lr, double momentum,
+                      double dampening, bool nesterov, double weight_decay);
+/* sqrt of the sum of squares of every element of every tensor (NULL entries
+ * are skipped), accumulated in double; for gradient clipping. */
+tc_status tc_global_norm(int count, tc_tensor **tensors, double *out);
+/* In place: t *= factor (floating t); not recorded. */
+tc_status tc_scale_(tc_tensor *t, double factor);
 
 /* ---- files: safetensors ----------------------------------------------- */
+
+/* The safetensors format: an 8-byte little-endian header length N, N bytes
+ * of JSON ({name: {dtype, shape, data_offsets: [begin, end)}, optional
+ * "__metadata__": {string: string}}), then the data section. Dtypes map as
+ * F32 float32, F64 float64, I32 int32, I64 int64, U8 uint8, BOOL bool;
+ * loading also accepts F16 and BF16 and converts them to float32. */
+typedef struct tc_safetensors_file tc_safetensors_file;
+
+/* Writes count tensors under their names (distinct, non-empty, not
+ * "__metadata__"), in name order, to a temporary file next to path, fsyncs
+ * it and renames it over path: a crash leaves the old file or the new one,
+ * never a mix. Tensors may be views or on any device (copied to host as
+ * needed). metadata_json is NULL or a JSON object whose values are all
+ * strings; it becomes "__metadata__". */
+tc_status tc_safetensors_save(tc_context *ctx, const char *path, int count, const char **names, tc_tensor **tensors,
+                              const char *metadata_json);
+/* Opens path, maps it (MAP_PRIVATE) and validates the whole header: header
+ * length, JSON, dtypes, shapes, offsets in bounds and non-overlapping, and
+ * byte lengths matching shape x dtype size. Errors name the path and the
+ * offending tensor and field. On success *out is owned by the caller. */
+tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out);
+/* Number of tensors; index i in [0, count) lists them in name order. */
+int tc_safetensors_count(const tc_safetensors_file *file);
+const char *tc_safetensors_name(const tc_safetensors_file *file, int index);
+/* The tensor at index i (owned by the caller). It wraps the mapped bytes
+ * without copying and keeps the mapping alive after tc_safetensors_close;
+ * writes to it change private copy-on-write pages, never the file. A tensor
+ * whose bytes are not aligned for its dtype, or stored as F16/BF16, is a
+ * copy instead. */
+tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **out);
+/* The same by name; TC_ERROR_ARGUMENT naming the file when absent. */
+tc_status tc_safetensors_get_by_name(tc_safetensors_file *file, const char *name, tc_tensor **out);
+/* Index of name, or -1. */
+int tc_safetensors_find(const tc_safetensors_file *file, const char *name);
+/* The "__metadata__" object as compact JSON text, or NULL when absent.
+ * Borrowed: valid until tc_safetensors_close. */
+const char *tc_safetensors_metadata(const tc_safetensors_file *file);
+/* Releases the handle; tensors taken from it stay valid. NULL is fine. */
+void tc_safetensors_close(tc_safetensors_file *file);
 
 /* ---- tokenizers ------------------------------------------------------- */
 

@@ -133,7 +133,7 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out) 
     if (t->ndim == 0) return tc_reshape(t, 1, (int64_t[]){1}, out);
     if (!tc_normalize_dim(start_dim, t->ndim, &start) || !tc_normalize_dim(end_dim, t->ndim, &end) || start > end)
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "flatten: dims %d..%d are out of range for a tensor of shape %s",
-                       start_dim, end_dim, TC_SHAPE(t));
+                       start_dim + (start_dim >= 0), end_dim + (end_dim >= 0), TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
     for (int d = 0; d < start; d++) shape[n++] = t->shape[d];
@@ -147,7 +147,7 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out) 
 tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out) {
     int d;
     if (!tc_normalize_dim(dim, t->ndim, &d) || t->ndim == 0)
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s", dim,
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
                        TC_SHAPE(t));
     if (t->shape[d] != 1) return tc_reshape(t, t->ndim, t->shape, out);
     int64_t shape[TC_MAX_DIMS];
@@ -160,7 +160,7 @@ tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out) {
 tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out) {
     int d;
     if (t->ndim >= TC_MAX_DIMS || !tc_normalize_dim(dim, t->ndim + 1, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "unsqueeze: dim %d is out of range for a tensor of shape %s", dim,
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "unsqueeze: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
                        TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
@@ -214,8 +214,8 @@ tc_status tc_transpose(tc_tensor *t, int dim0, int dim1, tc_tensor **out) {
     int a, b;
     if (t->ndim == 0) return tc_reshape(t, 0, NULL, out);
     if (!tc_normalize_dim(dim0, t->ndim, &a) || !tc_normalize_dim(dim1, t->ndim, &b))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "transpose: dims %d and %d are out of range for shape %s", dim0,
-                       dim1, TC_SHAPE(t));
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "transpose: dims %d and %d are out of range for shape %s",
+                       dim0 + (dim0 >= 0), dim1 + (dim1 >= 0), TC_SHAPE(t));
     int order[TC_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) order[i] = i;
     order[a] = b;
@@ -266,12 +266,12 @@ static const tc_op select_op = {"select", slice_backward};
 tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", dim,
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
                        TC_SHAPE(t));
     if (start < 0 || length < 0 || start + length > t->shape[d])
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
                        "narrow: start %lld and length %lld do not fit dim %d of size %lld (shape %s)",
-                       (long long)start, (long long)length, d + 1, (long long)t->shape[d], TC_SHAPE(t));
+                       (long long)start + (start >= 0), (long long)length, d + 1, (long long)t->shape[d], TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[d] = length;
@@ -290,12 +290,14 @@ tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_ten
 tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s", dim,
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
                        TC_SHAPE(t));
+    /* Messages count dims and positions from 1, as the Lua side does. */
+    int64_t requested = index;
     if (index < 0) index += t->shape[d];
     if (index < 0 || index >= t->shape[d])
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: index %lld is out of range for dim %d of size %lld",
-                       (long long)index, d + 1, (long long)t->shape[d]);
+                       (long long)(requested + (requested >= 0)), d + 1, (long long)t->shape[d]);
     int64_t shape[TC_MAX_DIMS], strides[TC_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < t->ndim; i++) {

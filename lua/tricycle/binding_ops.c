@@ -266,6 +266,9 @@ static int m_argmin(lua_State *L) { return reduce(L, TC_REDUCE_ARGMIN, "argmin")
 static int extreme(lua_State *L, tc_reduce_op op, tc_reduce_op arg_op, const char *name) {
     if (lua_isnoneornil(L, 2)) return reduce(L, op, name);
     if (binding_test_tensor(L, 2)) return binary(L, op == TC_REDUCE_MAX ? TC_MAXIMUM : TC_MINIMUM);
+    /* Fix the arguments at self, dim, keepdim: the values pushed by the first
+     * reduce must not be read as the second one's keepdim. */
+    lua_settop(L, 3);
     reduce(L, op, name);
     reduce(L, arg_op, name);
     return 2;

@@ -14,9 +14,72 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define CONTEXT_KEY "tricycle.context"
 #define MINIMUM_COLLECT_BYTES (64u << 20)
+
+/* Tensor storage for the Lua state's context. Large blocks are mapped and
+ * unmapped directly: through malloc, freed multi-megabyte blocks stay in the
+ * heap (glibc raises its mmap threshold after the first frees), so a loop
+ * that drops 8 MiB tensors would keep hundreds of MiB resident. A few freed
+ * blocks (at most CACHE_BYTES) are kept for reuse by a same-sized request,
+ * which spares a training step the page faults of fresh mappings. */
+#define MAPPED_BYTES ((size_t)1 << 20)
+#define CACHE_SLOTS 8
+#define CACHE_BYTES ((size_t)64 << 20)
+
+typedef struct block_cache {
+    void *blocks[CACHE_SLOTS];
+    size_t sizes[CACHE_SLOTS];
+    size_t cached;
+} block_cache;
+
+static void *storage_allocate(void *user, size_t bytes, size_t alignment) {
+    block_cache *cache = user;
+    if (bytes >= MAPPED_BYTES && alignment <= 4096) {
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            if (cache->blocks[i] && cache->sizes[i] == bytes) {
+                void *p = cache->blocks[i];
+                cache->blocks[i] = NULL;
+                cache->cached -= bytes;
+                return p;
+            }
+        }
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+    }
+    size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+    return aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
+}
+
+static void storage_release(void *user, void *pointer, size_t bytes) {
+    block_cache *cache = user;
+    if (!pointer) return;
+    if (bytes < MAPPED_BYTES) {
+        free(pointer);
+        return;
+    }
+    if (cache->cached + bytes <= CACHE_BYTES) {
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            if (!cache->blocks[i]) {
+                cache->blocks[i] = pointer;
+                cache->sizes[i] = bytes;
+                cache->cached += bytes;
+                return;
+            }
+        }
+    }
+    munmap(pointer, bytes);
+}
+
+static void cache_clear(block_cache *cache) {
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (cache->blocks[i]) munmap(cache->blocks[i], cache->sizes[i]);
+        cache->blocks[i] = NULL;
+    }
+    cache->cached = 0;
+}
 
 /* Per-state binding data, owned by a userdata in the registry. */
 typedef struct binding_state {
@@ -24,12 +87,14 @@ typedef struct binding_state {
     size_t collect_threshold; /* collect when native memory passes this */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
     int log_ref;
+    block_cache cache; /* the context's freed large blocks */
 } binding_state;
 
 static int state_gc(lua_State *L) {
     binding_state *state = luaL_checkudata(L, 1, CONTEXT_KEY);
     if (state->ctx) tc_context_free(state->ctx);
     state->ctx = NULL;
+    cache_clear(&state->cache);
     return 0;
 }
 
@@ -43,7 +108,8 @@ static binding_state *get_state(lua_State *L) {
     binding_state *state = lua_newuserdatauv(L, sizeof *state, 0);
     memset(state, 0, sizeof *state);
     state->log_ref = LUA_NOREF;
-    state->ctx = tc_context_new();
+    tc_allocator allocator = {storage_allocate, storage_release, &state->cache};
+    state->ctx = tc_context_new_with_allocator(&allocator);
     if (!state->ctx) luaL_error(L, "tricycle: could not create the engine context (out of memory)");
     state->collect_threshold = MINIMUM_COLLECT_BYTES;
     if (luaL_newmetatable(L, CONTEXT_KEY)) {
@@ -392,9 +458,17 @@ static int l_set_rng_state(lua_State *L) {
     return 0;
 }
 
+/* Sets grad mode to the given value, whatever it was (the engine counts
+ * nested disables; Lua code saves and restores the boolean instead, so a
+ * restore to false inside a no_grad block must not disable once more). */
 static int l_set_grad_enabled(lua_State *L) {
     luaL_checktype(L, 1, LUA_TBOOLEAN);
-    tc_set_grad_enabled(tc_lua_context(L), lua_toboolean(L, 1));
+    tc_context *ctx = tc_lua_context(L);
+    if (lua_toboolean(L, 1)) {
+        while (!tc_is_grad_enabled(ctx)) tc_set_grad_enabled(ctx, true);
+    } else if (tc_is_grad_enabled(ctx)) {
+        tc_set_grad_enabled(ctx, false);
+    }
     return 0;
 }
 

@@ -94,6 +94,8 @@ end
 
 --- The text of a tensor, like PyTorch prints it.
 function format.tensor(t)
+  -- A tensor released by <close> has no fields left to show.
+  if not pcall(function() return t.dtype end) then return "tensor(closed)" end
   local ok, result = pcall(function()
     local dtype = t.dtype
     local elide = t:numel() > THRESHOLD

@@ -40,7 +40,7 @@ local guard_metatable = {
   __close = function(guard)
     if not guard.closed then
       guard.closed = true
-      core.set_grad_enabled(true)
+      core.set_grad_enabled(guard.previous)
     end
   end,
   __name = "tricycle.NoGradGuard",
@@ -48,12 +48,13 @@ local guard_metatable = {
 guard_metatable.__index = { close = guard_metatable.__close }
 
 function tricycle.no_grad(fn, ...)
+  local previous = core.is_grad_enabled()
   core.set_grad_enabled(false)
   if fn == nil then
-    return setmetatable({ closed = false }, guard_metatable)
+    return setmetatable({ closed = false, previous = previous }, guard_metatable)
   end
   local results = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(true)
+  core.set_grad_enabled(previous)
   if not results[1] then
     error(results[2], 0)
   end

@@ -1,0 +1,62 @@
+-- Tokenizer speed: BPE training to vocab 1024 on Tiny Shakespeare, then
+-- encoding and decoding throughput, with and without GPT-2 pre-splitting,
+-- and the character tokenizer.
+--
+--   lua5.4 bench/tokenizer_bench.lua
+--
+-- Run from the repository root; the build is found through $TRICYCLE_BUILD
+-- (default build), the data through $TRICYCLE_DATA (default ../shared/data).
+
+local build = os.getenv("TRICYCLE_BUILD")
+if not build or build == "" then build = "build" end
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = build .. "/lua/?.so;" .. package.cpath
+
+local tokenizer = require("tricycle.tokenizer")
+
+local data = os.getenv("TRICYCLE_DATA")
+if not data or data == "" then data = "../shared/data" end
+local path = data .. "/tinyshakespeare.txt"
+local f = io.open(path, "rb")
+if not f then
+  print("tokenizer bench: " .. path .. " is missing, nothing to measure")
+  return
+end
+local text = f:read("a")
+f:close()
+local megabytes = #text / 1e6
+
+-- Best of `repeats` runs of fn, in seconds of CPU time.
+local function best_time(repeats, fn)
+  local best = math.huge
+  local result
+  for _ = 1, repeats do
+    collectgarbage()
+    local start = os.clock()
+    result = fn()
+    local elapsed = os.clock() - start
+    if elapsed < best then best = elapsed end
+  end
+  return best, result
+end
+
+print(string.format("Tiny Shakespeare: %.2f MB", megabytes))
+for _, split in ipairs({ false, true }) do
+  local label = split and "gpt2_split" or "no split  "
+  local train_time, tok = best_time(3, function()
+    return tokenizer.BPETokenizer.train(text, { vocab_size = 1024, gpt2_split = split })
+  end)
+  local encode_time, packed = best_time(5, function() return tok:encode_packed(text) end)
+  local table_time, ids = best_time(3, function() return tok:encode(text) end)
+  local decode_time, back = best_time(3, function() return tok:decode(ids) end)
+  assert(back == text, "decode(encode(text)) differs from text")
+  print(string.format(
+    "BPE %s  train vocab 1024: %.3f s   encode: %.1f MB/s (%.1f MB/s into a Lua table)   decode: %.1f MB/s   %d tokens",
+    label, train_time, megabytes / encode_time, megabytes / table_time, megabytes / decode_time, #packed // 4))
+  tok:close()
+end
+
+local build_time, chars = best_time(3, function() return tokenizer.CharTokenizer.new(text) end)
+local encode_time, packed = best_time(5, function() return chars:encode_packed(text) end)
+print(string.format("char            build: %.3f s   encode: %.1f MB/s   %d tokens, vocab %d", build_time,
+  megabytes / encode_time, #packed // 4, chars:vocab_size()))

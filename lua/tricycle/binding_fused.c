@@ -1,0 +1,225 @@
+/*
+ * binding_fused.c: the fused neural-network ops in the `tricycle.core`
+ * module table: tc.layer_norm, tc.rms_norm, tc.attention, tc.cross_entropy,
+ * tc.adamw_step, tc.sgd_step, tc.global_norm and tc.scale_. Each function
+ * checks its Lua arguments, reads its options table (unknown keys are an
+ * error, so a misspelt option is not silently ignored), calls the engine and
+ * pushes the result.
+ */
+#include "binding.h"
+
+#include <string.h>
+
+void binding_register_fused(lua_State *L, int module_index);
+
+/* ---- arguments and options ---- */
+
+/* A tensor or nil at idx (NULL for nil). */
+static tc_tensor *opt_tensor(lua_State *L, int idx, const char *function) {
+    if (lua_isnoneornil(L, idx)) return NULL;
+    return binding_check_tensor(L, idx, function);
+}
+
+/* The options table at idx (0 when absent); raises an error for a key that is
+ * not in `allowed` (NULL-terminated). */
+static int check_options(lua_State *L, int idx, const char *function, const char *const *allowed) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: argument %d (options) must be a table, got %s", function, idx, luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        bool known = false;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (const char *const *name = allowed; *name && !known; name++)
+                known = strcmp(*name, lua_tostring(L, -1)) == 0;
+        if (!known) {
+            luaL_Buffer names;
+            luaL_buffinit(L, &names);
+            for (const char *const *name = allowed; *name; name++) {
+                if (name != allowed) luaL_addstring(&names, ", ");
+                luaL_addstring(&names, *name);
+            }
+            luaL_pushresult(&names);
+            const char *key = luaL_tolstring(L, -2, NULL);
+            luaL_error(L, "%s: unknown option '%s' (known: %s)", function, key, lua_tostring(L, -2));
+        }
+    }
+    return idx;
+}
+
+static double opt_number_field(lua_State *L, int options, const char *field, double fallback, const char *function) {
+    if (!options) return fallback;
+    double value = fallback;
+    int type = lua_getfield(L, options, field);
+    if (type == LUA_TNUMBER) value = lua_tonumber(L, -1);
+    else if (type != LUA_TNIL)
+        luaL_error(L, "%s: option %s must be a number, got %s", function, field, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return value;
+}
+
+static lua_Integer opt_integer_field(lua_State *L, int options, const char *field, lua_Integer fallback,
+                                     bool required, const char *function) {
+    lua_Integer value = fallback;
+    int type = options ? lua_getfield(L, options, field) : LUA_TNIL;
+    if (type == LUA_TNIL && required) luaL_error(L, "%s: option %s is required", function, field);
+    if (type != LUA_TNIL && !lua_isinteger(L, -1))
+        luaL_error(L, "%s: option %s must be an integer, got %s", function, field,
+                   type == LUA_TNUMBER ? "a number with a fraction" : luaL_typename(L, -1));
+    if (type != LUA_TNIL) value = lua_tointeger(L, -1);
+    if (options) lua_pop(L, 1);
+    return value;
+}
+
+static bool opt_boolean_field(lua_State *L, int options, const char *field, bool fallback, const char *function) {
+    if (!options) return fallback;
+    bool value = fallback;
+    int type = lua_getfield(L, options, field);
+    if (type == LUA_TBOOLEAN) value = lua_toboolean(L, -1);
+    else if (type != LUA_TNIL)
+        luaL_error(L, "%s: option %s must be a boolean, got %s", function, field, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return value;
+}
+
+static int push_result(lua_State *L, tc_status status, tc_tensor **out) {
+    binding_check(L, status);
+    binding_push_tensor(L, *out);
+    return 1;
+}
+
+/* ---- ops ---- */
+
+/* tc.layer_norm(x, weight, bias, eps): weight and bias may be nil; eps 1e-5. */
+static int l_layer_norm(lua_State *L) {
+    tc_tensor *x = binding_check_tensor(L, 1, "layer_norm");
+    tc_tensor *weight = opt_tensor(L, 2, "layer_norm"), *bias = opt_tensor(L, 3, "layer_norm");
+    double eps = luaL_optnumber(L, 4, 1e-5);
+    tc_tensor *out = NULL;
+    return push_result(L, tc_layer_norm(x, weight, bias, eps, &out), &out);
+}
+
+/* tc.rms_norm(x, weight, eps): weight may be nil; eps 1e-5. */
+static int l_rms_norm(lua_State *L) {
+    tc_tensor *x = binding_check_tensor(L, 1, "rms_norm");
+    tc_tensor *weight = opt_tensor(L, 2, "rms_norm");
+    double eps = luaL_optnumber(L, 3, 1e-5);
+    tc_tensor *out = NULL;
+    return push_result(L, tc_rms_norm(x, weight, eps, &out), &out);
+}
+
+/* tc.attention(qkv, n_head, {causal = true}). */
+static int l_attention(lua_State *L) {
+    static const char *const allowed[] = {"causal", NULL};
+    tc_tensor *qkv = binding_check_tensor(L, 1, "attention");
+    if (!lua_isinteger(L, 2))
+        return luaL_error(L, "attention: argument 2 (n_head) must be an integer, got %s", luaL_typename(L, 2));
+    lua_Integer n_head = lua_tointeger(L, 2);
+    if (n_head < 1 || n_head > 1 << 20) return luaL_error(L, "attention: n_head must be >= 1, got %d", (int)n_head);
+    int options = check_options(L, 3, "attention", allowed);
+    bool causal = opt_boolean_field(L, options, "causal", true, "attention");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_attention(qkv, (int)n_head, causal, &out), &out);
+}
+
+/* tc.cross_entropy(logits, targets, {ignore_index = -100}): logits [..., V],
+ * targets [...] of 0-based class ids; returns the mean loss (0-dim). */
+static int l_cross_entropy(lua_State *L) {
+    static const char *const allowed[] = {"ignore_index", NULL};
+    tc_tensor *logits = binding_check_tensor(L, 1, "cross_entropy");
+    tc_tensor *targets = binding_check_tensor(L, 2, "cross_entropy");
+    int options = check_options(L, 3, "cross_entropy", allowed);
+    lua_Integer ignore_index = opt_integer_field(L, options, "ignore_index", -100, false, "cross_entropy");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_cross_entropy(logits, targets, ignore_index, &out), &out);
+}
+
+/* tc.adamw_step(param, grad, m, v, {step =, lr =, beta1 =, beta2 =, eps =,
+ * weight_decay =}) updates param, m and v in place; step is required and
+ * counts from 1; defaults lr 1e-3, betas 0.9 and 0.999, eps 1e-8,
+ * weight_decay 0.01 (PyTorch's). Returns param. */
+static int l_adamw_step(lua_State *L) {
+    static const char *const allowed[] = {"step", "lr", "beta1", "beta2", "eps", "weight_decay", NULL};
+    const char *function = "adamw_step";
+    tc_tensor *param = binding_check_tensor(L, 1, function), *grad = binding_check_tensor(L, 2, function);
+    tc_tensor *m = binding_check_tensor(L, 3, function), *v = binding_check_tensor(L, 4, function);
+    if (lua_isnoneornil(L, 5)) return luaL_error(L, "%s: argument 5 (options with step) is required", function);
+    int options = check_options(L, 5, function, allowed);
+    lua_Integer step = opt_integer_field(L, options, "step", 0, true, function);
+    double lr = opt_number_field(L, options, "lr", 1e-3, function);
+    double beta1 = opt_number_field(L, options, "beta1", 0.9, function);
+    double beta2 = opt_number_field(L, options, "beta2", 0.999, function);
+    double eps = opt_number_field(L, options, "eps", 1e-8, function);
+    double weight_decay = opt_number_field(L, options, "weight_decay", 0.01, function);
+    binding_check(L, tc_adamw_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* tc.sgd_step(param, grad, momentum_buffer_or_nil, {lr =, momentum = 0,
+ * dampening = 0, nesterov = false, weight_decay = 0}); lr is required. The
+ * momentum buffer starts at zeros. Returns param. */
+static int l_sgd_step(lua_State *L) {
+    static const char *const allowed[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay", NULL};
+    const char *function = "sgd_step";
+    tc_tensor *param = binding_check_tensor(L, 1, function), *grad = binding_check_tensor(L, 2, function);
+    tc_tensor *buffer = opt_tensor(L, 3, function);
+    if (lua_isnoneornil(L, 4)) return luaL_error(L, "%s: argument 4 (options with lr) is required", function);
+    int options = check_options(L, 4, function, allowed);
+    lua_getfield(L, options, "lr");
+    if (lua_isnil(L, -1)) return luaL_error(L, "%s: option lr is required", function);
+    lua_pop(L, 1);
+    double lr = opt_number_field(L, options, "lr", 0, function);
+    double momentum = opt_number_field(L, options, "momentum", 0, function);
+    double dampening = opt_number_field(L, options, "dampening", 0, function);
+    bool nesterov = opt_boolean_field(L, options, "nesterov", false, function);
+    double weight_decay = opt_number_field(L, options, "weight_decay", 0, function);
+    binding_check(L, tc_sgd_step(param, grad, buffer, lr, momentum, dampening, nesterov, weight_decay));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* tc.global_norm({t1, t2, ...}) -> number: sqrt of the sum of squares of
+ * every element, in double. */
+static int l_global_norm(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (n < 0 || n > 1 << 24) return luaL_error(L, "global_norm: expected a list of tensors, got %d entries", (int)n);
+    /* A userdata buffer, so that an error below cannot leak it. */
+    tc_tensor **tensors = lua_newuserdatauv(L, sizeof *tensors * (size_t)(n ? n : 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        tc_tensor *t = binding_test_tensor(L, -1);
+        if (!t)
+            return luaL_error(L, "global_norm: entry %d of the list must be a tensor, got %s", (int)i,
+                              luaL_typename(L, -1));
+        tensors[i - 1] = t;
+        lua_pop(L, 1);
+    }
+    double norm;
+    binding_check(L, tc_global_norm((int)n, tensors, &norm));
+    lua_pushnumber(L, norm);
+    return 1;
+}
+
+/* tc.scale_(t, factor): t *= factor in place; returns t. */
+static int l_scale_(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "scale_");
+    double factor = luaL_checknumber(L, 2);
+    binding_check(L, tc_scale_(t, factor));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static const luaL_Reg fused_functions[] = {
+    {"layer_norm", l_layer_norm},       {"rms_norm", l_rms_norm},     {"attention", l_attention},
+    {"cross_entropy", l_cross_entropy}, {"adamw_step", l_adamw_step}, {"sgd_step", l_sgd_step},
+    {"global_norm", l_global_norm},     {"scale_", l_scale_},         {NULL, NULL},
+};
+
+void binding_register_fused(lua_State *L, int module_index) {
+    lua_pushvalue(L, module_index);
+    luaL_setfuncs(L, fused_functions, 0);
+    lua_pop(L, 1);
+}

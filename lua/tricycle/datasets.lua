@@ -1,0 +1,275 @@
+--- tricycle.datasets: text corpora found locally, in a cache, or downloaded.
+--
+--   local text = tc.datasets.shakespeare()             -- the whole of tiny Shakespeare
+--   local text = tc.datasets.shakespeare{path = "input.txt"}
+--
+-- Where tiny Shakespeare is looked for, in order:
+--   1. options.path, when given (and only there);
+--   2. $TRICYCLE_DATA/tinyshakespeare.txt;
+--   3. the cache: $XDG_CACHE_HOME/tricycle/tinyshakespeare.txt, or
+--      ~/.cache/tricycle/tinyshakespeare.txt;
+--   4. a download (curl, else wget) from its public address, or from
+--      $TRICYCLE_SHAKESPEARE_URL, checked against its SHA-256 (sha256sum)
+--      and stored in the cache (written to a temporary file, then renamed).
+-- When none works the error lists every place tried.
+--
+-- Every function takes options.env: a table (or a function name -> value)
+-- read in place of os.getenv, so callers and tests can point it elsewhere.
+local M = {}
+
+M.SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+M.SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+M.SHAKESPEARE_FILE = "tinyshakespeare.txt"
+
+local function getenv_from(env)
+  if env == nil then
+    return os.getenv
+  elseif type(env) == "function" then
+    return env
+  elseif type(env) == "table" then
+    return function(name)
+      return env[name]
+    end
+  end
+  error("datasets: options.env must be a table or a function, got " .. type(env), 3)
+end
+
+local function nonempty(value)
+  if value ~= nil and value ~= "" then
+    return value
+  end
+  return nil
+end
+
+--- Single-quotes a string for /bin/sh.
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = shell_quote
+
+local function read_file(path)
+  local file = io.open(path, "rb")
+  if not file then
+    return nil
+  end
+  local text = file:read("a")
+  file:close()
+  return text
+end
+
+local function file_exists(path)
+  local file = io.open(path, "rb")
+  if file then
+    file:close()
+    return true
+  end
+  return false
+end
+
+--- Runs a shell command quietly; true when it exited 0.
+local function run_quiet(command)
+  local ok, how, code = os.execute(command .. " >/dev/null 2>&1")
+  return ok == true and how == "exit" and code == 0
+end
+
+--- The cache folder: $XDG_CACHE_HOME/tricycle, else $HOME/.cache/tricycle (nil when neither is set).
+function M.cache_dir(options)
+  local getenv = getenv_from(options and options.env)
+  local xdg = nonempty(getenv("XDG_CACHE_HOME"))
+  if xdg then
+    return xdg .. "/tricycle"
+  end
+  local home = nonempty(getenv("HOME"))
+  if home then
+    return home .. "/.cache/tricycle"
+  end
+  return nil
+end
+
+--- The SHA-256 of a file as lowercase hex (via sha256sum), or nil and a reason.
+function M.sha256_file(path)
+  local pipe = io.popen("sha256sum " .. shell_quote(path) .. " 2>/dev/null")
+  if not pipe then
+    return nil, "cannot run sha256sum"
+  end
+  local out = pipe:read("a") or ""
+  pipe:close()
+  local hex = out:match("^(%x+)")
+  if not hex or #hex ~= 64 then
+    return nil, "sha256sum gave no digest (is it installed?)"
+  end
+  return hex:lower()
+end
+
+--- Downloads url to dest atomically, checked against sha256 (when given).
+-- Returns true, or nil and a reason.
+function M.download(url, dest, sha256)
+  local dir = dest:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" and not run_quiet("mkdir -p " .. shell_quote(dir)) then
+    return nil, "cannot create the folder " .. dir
+  end
+  local temp = ("%s.part.%d.%d"):format(dest, os.time(), math.random(1, 1 << 30))
+  local fetched, last
+  if run_quiet("command -v curl") then
+    fetched = run_quiet(("curl -fsSL --connect-timeout 20 --max-time 300 -o %s %s"):format(shell_quote(temp), shell_quote(url)))
+    last = "curl could not fetch " .. url
+  elseif run_quiet("command -v wget") then
+    fetched = run_quiet(("wget -q -T 20 -O %s %s"):format(shell_quote(temp), shell_quote(url)))
+    last = "wget could not fetch " .. url
+  else
+    return nil, "neither curl nor wget is installed"
+  end
+  if not fetched then
+    os.remove(temp)
+    return nil, last
+  end
+  if sha256 then
+    local digest, why = M.sha256_file(temp)
+    if not digest then
+      os.remove(temp)
+      return nil, why
+    end
+    if digest ~= sha256:lower() then
+      os.remove(temp)
+      return nil, ("the file from %s has SHA-256 %s, expected %s; not kept"):format(url, digest, sha256:lower())
+    end
+  end
+  local ok, why = os.rename(temp, dest)
+  if not ok then
+    os.remove(temp)
+    return nil, ("cannot move the download into %s: %s"):format(dest, tostring(why))
+  end
+  return true
+end
+
+--- Finds (or downloads) a file by the lookup order above. spec: {file =,
+-- url =, url_env =, sha256 =, name =}. Returns its path.
+function M.locate(spec, options)
+  options = options or {}
+  local getenv = getenv_from(options.env)
+  local tried = {}
+  if options.path ~= nil then
+    if file_exists(options.path) then
+      return options.path
+    end
+    error(("datasets.%s: no file at the given path %s"):format(spec.name, options.path), 3)
+  end
+  local data = nonempty(getenv("TRICYCLE_DATA"))
+  if data then
+    local path = data .. "/" .. spec.file
+    if file_exists(path) then
+      return path
+    end
+    tried[#tried + 1] = path .. " ($TRICYCLE_DATA)"
+  else
+    tried[#tried + 1] = "$TRICYCLE_DATA/" .. spec.file .. " ($TRICYCLE_DATA is not set)"
+  end
+  local cache = M.cache_dir(options)
+  local cached = cache and (cache .. "/" .. spec.file)
+  if cached then
+    if file_exists(cached) then
+      return cached
+    end
+    tried[#tried + 1] = cached .. " (cache)"
+  else
+    tried[#tried + 1] = "the cache ($XDG_CACHE_HOME and $HOME are not set)"
+  end
+  local url = nonempty(spec.url_env and getenv(spec.url_env)) or spec.url
+  local why
+  if options.download == false then
+    why = "downloading is turned off"
+  elseif not cached then
+    why = "no cache folder to download into"
+  else
+    local ok
+    ok, why = M.download(url, cached, options.sha256 or spec.sha256)
+    if ok then
+      return cached
+    end
+  end
+  tried[#tried + 1] = url .. " (download: " .. tostring(why) .. ")"
+  error(("datasets.%s: cannot find %s. Looked in:\n  %s\nPut the file at one of the paths above (or set TRICYCLE_DATA "
+    .. "to the folder holding it, or pass {path = ...}).")
+    :format(spec.name, spec.file, table.concat(tried, "\n  ")), 3)
+end
+
+--- The text of tiny Shakespeare (about 1.1 MB). options: path, env,
+-- download (false to never download), sha256 (expected digest of a
+-- download), split ("train" = the first 90% of characters, "validation" =
+-- the rest; default: all of it).
+function M.shakespeare(options)
+  options = options or {}
+  if type(options) ~= "table" then
+    error("datasets.shakespeare: options must be a table, got " .. type(options), 2)
+  end
+  local path = M.locate({
+    name = "shakespeare",
+    file = M.SHAKESPEARE_FILE,
+    url = M.SHAKESPEARE_URL,
+    url_env = "TRICYCLE_SHAKESPEARE_URL",
+    sha256 = M.SHAKESPEARE_SHA256,
+  }, options)
+  local text = read_file(path)
+  if not text then
+    error("datasets.shakespeare: cannot read " .. path, 2)
+  end
+  if options.split == nil then
+    return text, path
+  end
+  local cut = math.floor(#text * 0.9)
+  if options.split == "train" then
+    return text:sub(1, cut), path
+  elseif options.split == "validation" or options.split == "val" then
+    return text:sub(cut + 1), path
+  end
+  error("datasets.shakespeare: split must be 'train' or 'validation', got " .. tostring(options.split), 2)
+end
+
+--- SHA-256 (hex) of a string, through a temporary file and sha256sum.
+function M.sha256_string(text)
+  local temp = os.tmpname()
+  local file = io.open(temp, "wb")
+  if not file then
+    return nil, "cannot write a temporary file"
+  end
+  file:write(text)
+  file:close()
+  local digest, why = M.sha256_file(temp)
+  os.remove(temp)
+  return digest, why
+end
+
+--- The ids of text under a tokenizer as a packed string of native int32s
+-- (what tokenizer:encode_packed gives), cached in the cache folder under a
+-- name made from the SHA-256 of the tokenizer's saved form and the text, so
+-- a second run with the same tokenizer skips encoding. options: env,
+-- cache_dir (default: the cache folder). Falls back to encoding when there
+-- is no cache folder or sha256sum.
+function M.tokenize_cached(text, tokenizer, options)
+  options = options or {}
+  local dir = options.cache_dir or M.cache_dir(options)
+  local key = dir and M.sha256_string(tokenizer:serialize() .. "\0" .. text)
+  if not key then
+    return tokenizer:encode_packed(text), nil
+  end
+  local path = ("%s/tokens-%s.i32"):format(dir, key:sub(1, 32))
+  local cached = read_file(path)
+  if cached and #cached % 4 == 0 then
+    return cached, path
+  end
+  local packed = tokenizer:encode_packed(text)
+  if run_quiet("mkdir -p " .. shell_quote(dir)) then
+    local temp = ("%s.part.%d"):format(path, math.random(1, 1 << 30))
+    local file = io.open(temp, "wb")
+    if file then
+      file:write(packed)
+      file:close()
+      if not os.rename(temp, path) then
+        os.remove(temp)
+      end
+    end
+  end
+  return packed, path
+end
+
+return M

@@ -1,0 +1,236 @@
+--- tricycle.generate: sampling text from a causal language model.
+--
+--   local ids, info = tc.generate(model, tok:encode("ROMEO:"), {
+--     max_tokens = 200, temperature = 0.8, top_k = 40, top_p = 0.95, seed = 1,
+--     on_token = function(id) io.write(tok:decode({id})); io.flush() end,
+--   })
+--
+-- Returns the generated ids (0-based, the prompt not included) and
+-- info = {cropped = number of prompt tokens dropped from the left,
+-- prompt_length = tokens of prompt used}.
+--
+-- With use_cache (the default) the prompt is run once to fill the model's
+-- key/value cache, then each step runs one token. When the cache is full,
+-- the last context_length/2 tokens are run again into a fresh cache (a
+-- slide), so generation can go on past the context. Without the cache every
+-- step runs the last context_length tokens again.
+--
+-- temperature 0 or top_k 1 is greedy (argmax). Otherwise draws use the
+-- engine's RNG (tc.rand), seeded with tc.manual_seed(seed) when a seed is given.
+local core = require("tricycle.core")
+
+local M = {}
+
+--- Turns logits (a Lua table, index i = id i - 1) into the candidate list
+-- of {id, probability}, highest first, after temperature, top-k and top-p.
+-- Greedy settings give one candidate with probability 1.
+function M.candidates(logits, options)
+  options = options or {}
+  local temperature = options.temperature
+  if temperature == nil then
+    temperature = 1
+  end
+  local top_k, top_p = options.top_k, options.top_p
+  local V = #logits
+  if V == 0 then
+    error("generate: empty logits", 2)
+  end
+  -- candidates sorted by logit, ties by lower id (so greedy = argmax, first of equals)
+  local order = {}
+  for i = 1, V do
+    order[i] = i
+  end
+  local greedy = temperature <= 0 or top_k == 1
+  if greedy then
+    local best = 1
+    for i = 2, V do
+      if logits[i] > logits[best] then
+        best = i
+      end
+    end
+    return { { best - 1, 1.0 } }
+  end
+  table.sort(order, function(a, b)
+    local la, lb = logits[a], logits[b]
+    if la ~= lb then
+      return la > lb
+    end
+    return a < b
+  end)
+  local keep = V
+  if top_k and top_k > 0 and top_k < V then
+    keep = top_k
+  end
+  local top = logits[order[1]]
+  local weights, total = {}, 0
+  for r = 1, keep do
+    local w = math.exp((logits[order[r]] - top) / temperature)
+    weights[r] = w
+    total = total + w
+  end
+  if top_p and top_p < 1 then
+    -- the smallest prefix whose probability reaches top_p (at least one token)
+    local cumulative, cut = 0, keep
+    for r = 1, keep do
+      cumulative = cumulative + weights[r] / total
+      if cumulative >= top_p then
+        cut = r
+        break
+      end
+    end
+    keep = cut
+    total = 0
+    for r = 1, keep do
+      total = total + weights[r]
+    end
+  end
+  local result = {}
+  for r = 1, keep do
+    result[r] = { order[r] - 1, weights[r] / total }
+  end
+  return result
+end
+
+--- Picks an id from logits with a uniform number u in [0, 1).
+function M.sample(logits, options, u)
+  local candidates = M.candidates(logits, options)
+  if #candidates == 1 then
+    return candidates[1][1]
+  end
+  local cumulative = 0
+  for r = 1, #candidates do
+    cumulative = cumulative + candidates[r][2]
+    if u < cumulative then
+      return candidates[r][1]
+    end
+  end
+  return candidates[#candidates][1]
+end
+
+local function ids_tensor(ids, first, last)
+  local row = {}
+  for i = first, last do
+    row[#row + 1] = ids[i]
+  end
+  return core.tensor({ row }, { dtype = "int64" })
+end
+
+--- The last position's logits of a [1, T, V] tensor as a Lua table.
+local function last_logits(logits)
+  local T = logits:size(2)
+  return logits:select(1, 1):select(1, T):to("float32"):to("cpu"):totable()
+end
+
+local function check_options(options)
+  if options ~= nil and type(options) ~= "table" then
+    error("generate: options must be a table, got " .. type(options), 3)
+  end
+  options = options or {}
+  local max_tokens = options.max_tokens or 100
+  if math.type(max_tokens) ~= "integer" or max_tokens < 0 then
+    error("generate: max_tokens must be a non-negative integer, got " .. tostring(options.max_tokens), 3)
+  end
+  local t = options.temperature
+  if t ~= nil and (type(t) ~= "number" or t < 0) then
+    error("generate: temperature must be a non-negative number, got " .. tostring(t), 3)
+  end
+  if options.top_k ~= nil and (math.type(options.top_k) ~= "integer" or options.top_k < 0) then
+    error("generate: top_k must be a non-negative integer, got " .. tostring(options.top_k), 3)
+  end
+  local p = options.top_p
+  if p ~= nil and (type(p) ~= "number" or p <= 0 or p > 1) then
+    error("generate: top_p must be in (0, 1], got " .. tostring(p), 3)
+  end
+  if options.seed ~= nil and math.type(options.seed) ~= "integer" then
+    error("generate: seed must be an integer, got " .. tostring(options.seed), 3)
+  end
+  return options, max_tokens
+end
+
+--- generate(model, prompt_ids, options) -> ids, info (see the top of this file).
+function M.generate(model, prompt_ids, options)
+  local max_tokens
+  options, max_tokens = check_options(options)
+  if type(prompt_ids) ~= "table" or getmetatable(prompt_ids) == core.Tensor then
+    error("generate: prompt_ids must be a Lua table of 0-based ids, got " .. type(prompt_ids), 2)
+  end
+  if #prompt_ids == 0 then
+    error("generate: the prompt needs at least one token", 2)
+  end
+  local context = model.config and model.config.context_length
+  if math.type(context) ~= "integer" then
+    error("generate: model.config.context_length must be an integer", 2)
+  end
+  if options.seed ~= nil then
+    core.manual_seed(options.seed)
+  end
+  local use_cache = options.use_cache ~= false
+
+  local sequence = {}
+  local cropped = math.max(0, #prompt_ids - context)
+  for i = cropped + 1, #prompt_ids do
+    sequence[#sequence + 1] = prompt_ids[i]
+  end
+  local info = { cropped = cropped, prompt_length = #sequence }
+
+  local was_training = model.training
+  if model.eval then
+    model:eval()
+  end
+  local generated = {}
+  local grad_was_enabled = core.is_grad_enabled()
+  core.set_grad_enabled(false)
+  local ok, failure = pcall(function()
+    local cache, logits
+    if use_cache then
+      cache = model:new_cache(1)
+      logits = last_logits(model:forward(ids_tensor(sequence, 1, #sequence), { cache = cache }))
+    else
+      local first = math.max(1, #sequence - context + 1)
+      logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence)))
+    end
+    for step = 1, max_tokens do
+      local u = 0
+      local greedy = options.temperature == 0 or options.top_k == 1
+      if not greedy then
+        u = core.rand({ 1 }):item()
+      end
+      local id = M.sample(logits, options, u)
+      sequence[#sequence + 1] = id
+      generated[step] = id
+      if options.on_token then
+        options.on_token(id)
+      end
+      if step == max_tokens then
+        break
+      end
+      if use_cache then
+        if cache.position >= context then
+          -- slide: keep the most recent half of the context
+          local keep = math.max(1, context // 2)
+          cache = model:new_cache(1)
+          logits = last_logits(model:forward(ids_tensor(sequence, #sequence - keep + 1, #sequence), { cache = cache }))
+        else
+          logits = last_logits(model:forward(ids_tensor(sequence, #sequence, #sequence), { cache = cache }))
+        end
+      else
+        local first = math.max(1, #sequence - context + 1)
+        logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence)))
+      end
+    end
+  end)
+  core.set_grad_enabled(grad_was_enabled)
+  if was_training and model.train then
+    model:train()
+  end
+  if not ok then
+    error(failure, 0)
+  end
+  return generated, info
+end
+
+return setmetatable(M, {
+  __call = function(_, ...)
+    return M.generate(...)
+  end,
+})

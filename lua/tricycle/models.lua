@@ -1,0 +1,15 @@
+--- tricycle.models: ready-made model families and their checkpoint formats.
+-- Each entry loads on first use: tc.models.gpt2.load(path, config).
+local families = { gpt2 = "tricycle.models.gpt2" }
+
+return setmetatable({}, {
+  __index = function(models, key)
+    local name = families[key]
+    if not name then
+      return nil
+    end
+    local loaded = require(name)
+    rawset(models, key, loaded)
+    return loaded
+  end,
+})

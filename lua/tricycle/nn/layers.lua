@@ -1,0 +1,297 @@
+--- Basic layers: Linear, Embedding, norms, dropout, activations, Sequential.
+-- Each takes an optional options table last; {dtype = "float64"} makes its
+-- parameters in that dtype (float32 by default).
+local core = require("tricycle.core")
+local Module = require("tricycle.nn.module")
+
+local no_grad, shape_string = Module.no_grad, Module.shape_string
+
+local layers = {}
+
+local function dtype_of(options)
+  return options and options.dtype or "float32"
+end
+
+local function check_positive_integer(function_name, argument, value)
+  if math.type(value) ~= "integer" or value <= 0 then
+    error(("%s: %s must be a positive integer, got %s"):format(function_name, argument, tostring(value)), 3)
+  end
+end
+
+local function check_input(function_name, x)
+  if getmetatable(x) ~= core.Tensor then
+    error(("%s: input must be a tensor, got %s"):format(function_name, type(x)), 3)
+  end
+end
+
+--- A leaf parameter filled by `fill(shape, dtype)` without recording a graph.
+function layers.parameter(shape, dtype, fill)
+  local t = no_grad(function()
+    return fill(shape, dtype)
+  end)
+  return t:requires_grad_(true)
+end
+
+function layers.uniform(bound)
+  return function(shape, dtype)
+    return (core.rand(shape, { dtype = dtype }) * 2 - 1) * bound
+  end
+end
+
+function layers.normal(std)
+  return function(shape, dtype)
+    return core.randn(shape, { dtype = dtype }) * std
+  end
+end
+
+function layers.constant(value)
+  return function(shape, dtype)
+    return core.full(shape, value, { dtype = dtype })
+  end
+end
+
+--- Refills an existing parameter in place (used by model initialisers).
+function layers.reset(tensor, fill)
+  no_grad(function()
+    tensor:copy_(fill(tensor.shape, tensor.dtype))
+  end)
+end
+
+-- ---------------------------------------------------------------- Linear
+
+--- y = x W^T + b with W [out, in]; init uniform(-1/sqrt(in), 1/sqrt(in)).
+local Linear = Module:extend("Linear")
+layers.Linear = Linear
+
+function Linear:init(in_features, out_features, options)
+  check_positive_integer("Linear", "in_features", in_features)
+  check_positive_integer("Linear", "out_features", out_features)
+  options = options or {}
+  self.in_features, self.out_features = in_features, out_features
+  local dtype, bound = dtype_of(options), 1 / math.sqrt(in_features)
+  self.weight = layers.parameter({ out_features, in_features }, dtype, layers.uniform(bound))
+  if options.bias ~= false then
+    self.bias = layers.parameter({ out_features }, dtype, layers.uniform(bound))
+  end
+end
+
+function Linear:forward(x)
+  check_input("Linear", x)
+  local shape = x.shape
+  local n = #shape
+  if n == 0 or shape[n] ~= self.in_features then
+    error(("Linear: input shape %s does not end in in_features %d"):format(shape_string(shape), self.in_features), 2)
+  end
+  -- One GEMM over all leading dims.
+  local rows = x:numel() // self.in_features
+  local y = x:reshape({ rows, self.in_features }):matmul(self.weight:transpose(1, 2))
+  if self.bias then
+    y = y + self.bias
+  end
+  shape[n] = self.out_features
+  return y:reshape(shape)
+end
+
+function Linear:extra_repr()
+  return ("%d -> %d%s"):format(self.in_features, self.out_features, self.bias and "" or ", bias=false")
+end
+
+-- ---------------------------------------------------------------- Embedding
+
+--- Rows of weight [n, d] picked by integer ids (0-based); init normal(0, 1).
+local Embedding = Module:extend("Embedding")
+layers.Embedding = Embedding
+
+function Embedding:init(num_embeddings, embedding_dim, options)
+  check_positive_integer("Embedding", "num_embeddings", num_embeddings)
+  check_positive_integer("Embedding", "embedding_dim", embedding_dim)
+  self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+  self.weight = layers.parameter({ num_embeddings, embedding_dim }, dtype_of(options), layers.normal(1))
+end
+
+local integer_dtypes = { int64 = true, int32 = true }
+
+function Embedding:forward(ids)
+  check_input("Embedding", ids)
+  if not integer_dtypes[ids.dtype] then
+    error(("Embedding: ids must be an int64 or int32 tensor, got %s"):format(ids.dtype), 2)
+  end
+  return core.embedding(self.weight, ids)
+end
+
+function Embedding:extra_repr()
+  return ("%d, %d"):format(self.num_embeddings, self.embedding_dim)
+end
+
+-- ---------------------------------------------------------------- norms
+
+local function check_last_dim(name, x, d)
+  local shape = x.shape
+  if #shape == 0 or shape[#shape] ~= d then
+    error(("%s: input shape %s does not end in %d"):format(name, shape_string(shape), d), 3)
+  end
+end
+
+--- LayerNorm(d, {eps = 1e-5, bias = true}) over the last dim.
+local LayerNorm = Module:extend("LayerNorm")
+layers.LayerNorm = LayerNorm
+
+function LayerNorm:init(d, options)
+  check_positive_integer("LayerNorm", "d", d)
+  options = options or {}
+  self.normalized_shape, self.eps = d, options.eps or 1e-5
+  self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
+  if options.bias ~= false then
+    self.bias = layers.parameter({ d }, dtype_of(options), layers.constant(0))
+  end
+end
+
+function LayerNorm:forward(x)
+  check_input("LayerNorm", x)
+  check_last_dim("LayerNorm", x, self.normalized_shape)
+  return core.layer_norm(x, self.weight, self.bias, self.eps)
+end
+
+function LayerNorm:extra_repr()
+  return ("%d, eps=%g"):format(self.normalized_shape, self.eps)
+end
+
+--- RMSNorm(d, {eps = 1e-5}): x / sqrt(mean(x^2) + eps) * weight.
+local RMSNorm = Module:extend("RMSNorm")
+layers.RMSNorm = RMSNorm
+
+function RMSNorm:init(d, options)
+  check_positive_integer("RMSNorm", "d", d)
+  options = options or {}
+  self.normalized_shape, self.eps = d, options.eps or 1e-5
+  self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
+end
+
+function RMSNorm:forward(x)
+  check_input("RMSNorm", x)
+  check_last_dim("RMSNorm", x, self.normalized_shape)
+  return core.rms_norm(x, self.weight, self.eps)
+end
+
+function RMSNorm:extra_repr()
+  return ("%d, eps=%g"):format(self.normalized_shape, self.eps)
+end
+
+-- ---------------------------------------------------------------- dropout and activations
+
+local Dropout = Module:extend("Dropout")
+layers.Dropout = Dropout
+
+function Dropout:init(p)
+  p = p or 0.5
+  if type(p) ~= "number" or p < 0 or p >= 1 then
+    error(("Dropout: p must be a number in [0, 1), got %s"):format(tostring(p)), 3)
+  end
+  self.p = p
+end
+
+function Dropout:forward(x)
+  if self.p == 0 or not self.training then
+    return x
+  end
+  return x:dropout(self.p, true)
+end
+
+function Dropout:extra_repr()
+  return ("p=%g"):format(self.p)
+end
+
+local function activation(name, apply)
+  local class = Module:extend(name)
+  function class:forward(x)
+    check_input(name, x)
+    return apply(self, x)
+  end
+  return class
+end
+
+layers.ReLU = activation("ReLU", function(_, x) return x:relu() end)
+layers.SiLU = activation("SiLU", function(_, x) return x:silu() end)
+layers.Tanh = activation("Tanh", function(_, x) return x:tanh() end)
+layers.Sigmoid = activation("Sigmoid", function(_, x) return x:sigmoid() end)
+layers.Identity = activation("Identity", function(_, x) return x end)
+
+--- GELU({approximate = "none" | "tanh"}).
+local GELU = activation("GELU", function(self, x) return x:gelu(self.approximate) end)
+layers.GELU = GELU
+
+function GELU:init(options)
+  local approximate = options and options.approximate or "none"
+  if approximate ~= "none" and approximate ~= "tanh" then
+    error(("GELU: approximate must be \"none\" or \"tanh\", got %q"):format(tostring(approximate)), 3)
+  end
+  self.approximate = approximate
+end
+
+function GELU:extra_repr()
+  return ("approximate=%q"):format(self.approximate)
+end
+
+-- ---------------------------------------------------------------- containers
+
+--- Sequential(m1, m2, ...) or Sequential({m1, m2, ...}): children named "1", "2", ...
+local Sequential = Module:extend("Sequential")
+layers.Sequential = Sequential
+
+function Sequential:init(...)
+  local list = table.pack(...)
+  if list.n == 1 and type(list[1]) == "table" and not Module.is_module(list[1]) then
+    list = list[1]
+    list.n = #list
+  end
+  self.length = 0
+  for i = 1, list.n do
+    self:append(list[i])
+  end
+end
+
+function Sequential:append(module)
+  if not Module.is_module(module) then
+    error(("Sequential: entry %d is a %s, expected a module"):format(self.length + 1, type(module)), 2)
+  end
+  self.length = self.length + 1
+  self:add_module(tostring(self.length), module)
+  return self
+end
+
+function Sequential:get(i)
+  return rawget(self, tostring(i))
+end
+
+function Sequential:forward(x, ...)
+  for i = 1, self.length do
+    x = rawget(self, tostring(i)):forward(x, ...)
+  end
+  return x
+end
+
+--- MLP(sizes, {activation = nn.ReLU, bias = true, dtype =}): Linear layers of
+-- sizes[1] -> sizes[2] -> ... with the activation between them.
+local MLP = Module:extend("MLP")
+layers.MLP = MLP
+
+function MLP:init(sizes, options)
+  if type(sizes) ~= "table" or #sizes < 2 then
+    error("MLP: expects a list of at least two layer sizes, e.g. MLP({2, 64, 3})", 3)
+  end
+  options = options or {}
+  local make_activation = options.activation or layers.ReLU
+  self.net = Sequential()
+  for i = 1, #sizes - 1 do
+    self.net:append(Linear(sizes[i], sizes[i + 1], { bias = options.bias, dtype = options.dtype }))
+    if i < #sizes - 1 then
+      self.net:append(make_activation())
+    end
+  end
+end
+
+function MLP:forward(x)
+  return self.net:forward(x)
+end
+
+return layers

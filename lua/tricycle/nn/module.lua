@@ -1,0 +1,387 @@
+--- tricycle.nn.Module: the base class of every layer.
+--
+-- A module is a Lua table whose metatable is its class. Assigning a leaf
+-- tensor that requires grad, or another module, to a new field registers it
+-- (in assignment order) as a parameter or a child; `add_buffer` registers
+-- state that is saved but not trained. A class is made with
+-- `Module:extend(name)` and gets `init(self, ...)` as its constructor;
+-- calling an instance runs `forward`:
+--
+--   local Scale = nn.Module:extend("Scale")
+--   function Scale:init(d) self.gain = tc.ones({d}, {requires_grad = true}) end
+--   function Scale:forward(x) return x * self.gain end
+--   local layer = Scale(4)
+local core = require("tricycle.core")
+
+local Module = {}
+Module.__name = "Module"
+
+local function no_grad(fn)
+  local enabled = core.is_grad_enabled()
+  core.set_grad_enabled(false)
+  local ok, result = pcall(fn)
+  core.set_grad_enabled(enabled)
+  if not ok then
+    error(result, 0)
+  end
+  return result
+end
+
+local function is_tensor(value)
+  return getmetatable(value) == core.Tensor
+end
+
+local function is_module(value)
+  local mt = getmetatable(value)
+  return type(value) == "table" and type(mt) == "table" and rawget(mt, "__is_module_class") == true
+end
+
+local function shape_string(shape)
+  return "{" .. table.concat(shape, ", ") .. "}"
+end
+
+-- Registration: remembers the name and its kind the first time a field is set.
+local function register(self, kind, name, value)
+  local entries = rawget(self, "_entries")
+  if not entries then
+    error(("%s: Module.init(self) was not called before assigning '%s'"):format(self.__name, name), 3)
+  end
+  local kinds = rawget(self, "_kinds")
+  if not kinds[name] then
+    entries[#entries + 1] = name
+  end
+  kinds[name] = kind
+  rawset(self, name, value)
+end
+
+local function instance_newindex(self, key, value)
+  if type(key) == "string" and rawget(self, "_entries") then
+    if is_module(value) then
+      register(self, "module", key, value)
+      return
+    elseif is_tensor(value) and value.requires_grad and value.is_leaf then
+      register(self, "parameter", key, value)
+      return
+    end
+  end
+  rawset(self, key, value)
+end
+
+local function instance_call(self, ...)
+  return self:forward(...)
+end
+
+local function instance_tostring(self)
+  return self:describe("")
+end
+
+local class_metatable = {}
+
+function class_metatable.__call(class, ...)
+  local instance = setmetatable({}, class)
+  Module.init(instance)
+  class.init(instance, ...)
+  return instance
+end
+
+function class_metatable.__index(class, key)
+  local parent = rawget(class, "super")
+  return parent and parent[key]
+end
+
+--- A subclass; `name` shows in errors and printing.
+function Module:extend(name)
+  local class = {
+    __name = name or "Module",
+    __index = nil,
+    __newindex = instance_newindex,
+    __call = instance_call,
+    __tostring = instance_tostring,
+    __is_module_class = true,
+    super = self,
+  }
+  class.__index = class
+  return setmetatable(class, class_metatable)
+end
+
+--- Base setup; subclasses' init need not call it (construction does).
+function Module:init()
+  rawset(self, "_entries", rawget(self, "_entries") or {})
+  rawset(self, "_kinds", rawget(self, "_kinds") or {})
+  rawset(self, "training", true)
+end
+
+function Module:forward()
+  error(("%s: forward is not implemented"):format(self.__name), 2)
+end
+
+--- Registers a tensor as a parameter (makes it require grad).
+function Module:add_parameter(name, tensor)
+  if tensor ~= nil then
+    tensor:requires_grad_(true)
+  end
+  register(self, "parameter", name, tensor)
+  return tensor
+end
+
+--- Registers a tensor that is part of the state but not trained.
+function Module:add_buffer(name, tensor)
+  register(self, "buffer", name, tensor)
+  return tensor
+end
+
+function Module:add_module(name, module)
+  if not is_module(module) then
+    error(("%s: add_module('%s') expects a module"):format(self.__name, name), 2)
+  end
+  register(self, "module", name, module)
+  return module
+end
+
+-- Walks the tree depth first in registration order, calling visit(kind,
+-- dotted name, value, owner, local name) for parameters and buffers.
+local function walk(self, prefix, visit)
+  for _, name in ipairs(rawget(self, "_entries")) do
+    local kind = self._kinds[name]
+    local value = rawget(self, name)
+    if value ~= nil then
+      if kind == "module" then
+        walk(value, prefix .. name .. ".", visit)
+      else
+        visit(kind, prefix .. name, value, self, name)
+      end
+    end
+  end
+end
+
+--- A list of {name, tensor} pairs (dotted names, registration order); a tensor
+-- shared by two modules appears once, under its first name.
+function Module:named_parameters()
+  local seen, result = {}, {}
+  walk(self, "", function(kind, name, value)
+    if kind == "parameter" and not seen[value] then
+      seen[value] = true
+      result[#result + 1] = { name, value }
+    end
+  end)
+  return result
+end
+
+--- The unique parameter tensors, in a fixed order.
+function Module:parameters()
+  local result = {}
+  for i, pair in ipairs(self:named_parameters()) do
+    result[i] = pair[2]
+  end
+  return result
+end
+
+function Module:named_buffers()
+  local result = {}
+  walk(self, "", function(kind, name, value)
+    if kind == "buffer" then
+      result[#result + 1] = { name, value }
+    end
+  end)
+  return result
+end
+
+--- The direct children as a list of {name, module}.
+function Module:named_children()
+  local result = {}
+  for _, name in ipairs(rawget(self, "_entries")) do
+    local value = rawget(self, name)
+    if self._kinds[name] == "module" and value ~= nil then
+      result[#result + 1] = { name, value }
+    end
+  end
+  return result
+end
+
+function Module:children()
+  local result = {}
+  for i, pair in ipairs(self:named_children()) do
+    result[i] = pair[2]
+  end
+  return result
+end
+
+--- Every module of the tree, this one first, each once.
+function Module:modules()
+  local result, seen = {}, {}
+  local function visit(module)
+    if seen[module] then
+      return
+    end
+    seen[module] = true
+    result[#result + 1] = module
+    for _, child in ipairs(module:children()) do
+      visit(child)
+    end
+  end
+  visit(self)
+  return result
+end
+
+function Module:train(mode)
+  if mode == nil then
+    mode = true
+  end
+  for _, module in ipairs(self:modules()) do
+    rawset(module, "training", mode)
+  end
+  return self
+end
+
+function Module:eval()
+  return self:train(false)
+end
+
+function Module:num_parameters()
+  local total = 0
+  for _, p in ipairs(self:parameters()) do
+    total = total + p:numel()
+  end
+  return total
+end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do
+    p.grad = nil
+  end
+end
+
+--- name -> tensor for every parameter and buffer (the tensors themselves,
+-- not copies).
+function Module:state_dict()
+  local result = {}
+  walk(self, "", function(_, name, value)
+    result[name] = value
+  end)
+  return result
+end
+
+--- The names of state_dict in a fixed order.
+function Module:state_keys()
+  local result = {}
+  walk(self, "", function(_, name)
+    result[#result + 1] = name
+  end)
+  return result
+end
+
+--- Copies values from `state` (name -> tensor) into this module's tensors,
+-- in place and without recording gradients. Strict (the default): every key
+-- must match both ways. Shapes must always match. Returns {missing =,
+-- unexpected =} (lists of names).
+function Module:load_state_dict(state, options)
+  if type(state) ~= "table" then
+    error(("load_state_dict: expects a table of name -> tensor, got %s"):format(type(state)), 2)
+  end
+  local strict = true
+  if options and options.strict ~= nil then
+    strict = options.strict
+  end
+  local own = self:state_dict()
+  local missing, unexpected, mismatched = {}, {}, {}
+  for _, name in ipairs(self:state_keys()) do
+    local value = state[name]
+    if value == nil then
+      missing[#missing + 1] = name
+    elseif not is_tensor(value) then
+      mismatched[#mismatched + 1] = ("%s (a %s, expected a tensor)"):format(name, type(value))
+    else
+      local want, have = own[name].shape, value.shape
+      if shape_string(want) ~= shape_string(have) then
+        mismatched[#mismatched + 1] = ("%s (checkpoint %s, model %s)"):format(name, shape_string(have),
+          shape_string(want))
+      end
+    end
+  end
+  for name in pairs(state) do
+    if own[name] == nil then
+      unexpected[#unexpected + 1] = tostring(name)
+    end
+  end
+  table.sort(unexpected)
+  local problems = {}
+  if strict and #missing > 0 then
+    problems[#problems + 1] = "missing keys: " .. table.concat(missing, ", ")
+  end
+  if strict and #unexpected > 0 then
+    problems[#problems + 1] = "unexpected keys: " .. table.concat(unexpected, ", ")
+  end
+  if #mismatched > 0 then
+    problems[#problems + 1] = "mis-shaped keys: " .. table.concat(mismatched, ", ")
+  end
+  if #problems > 0 then
+    error(("load_state_dict: the state does not fit %s; %s"):format(self.__name, table.concat(problems, "; ")), 2)
+  end
+  no_grad(function()
+    for name, tensor in pairs(own) do
+      local value = state[name]
+      if value ~= nil and value ~= tensor then
+        tensor:copy_(value)
+      end
+    end
+  end)
+  return { missing = missing, unexpected = unexpected }
+end
+
+--- Moves or casts every parameter and buffer ("float64", "cuda", ...),
+-- keeping shared tensors shared. Gradients are dropped.
+function Module:to(target)
+  local converted = {}
+  no_grad(function()
+    for _, module in ipairs(self:modules()) do
+      for _, name in ipairs(rawget(module, "_entries")) do
+        local kind, value = module._kinds[name], rawget(module, name)
+        if kind ~= "module" and value ~= nil then
+          local new = converted[value]
+          if not new then
+            new = value:to(target)
+            if kind == "parameter" then
+              new = new:detach()
+              new:requires_grad_(true)
+            end
+            converted[value] = new
+          end
+          rawset(module, name, new)
+        end
+      end
+    end
+  end)
+  return self
+end
+
+function Module:extra_repr()
+  return ""
+end
+
+function Module:describe(indent)
+  local children = self:named_children()
+  local head = self.__name .. "(" .. self:extra_repr()
+  if #children == 0 then
+    return head .. ")"
+  end
+  local lines = { head }
+  for _, pair in ipairs(children) do
+    lines[#lines + 1] = indent .. "  (" .. pair[1] .. "): " .. pair[2]:describe(indent .. "  ")
+  end
+  lines[#lines + 1] = indent .. ")"
+  return table.concat(lines, "\n")
+end
+
+Module.__index = Module
+Module.__newindex = instance_newindex
+Module.__call = instance_call
+Module.__tostring = instance_tostring
+Module.__is_module_class = true
+setmetatable(Module, { __call = class_metatable.__call })
+
+Module.is_module = is_module
+Module.is_tensor = is_tensor
+Module.no_grad = no_grad
+Module.shape_string = shape_string
+
+return Module

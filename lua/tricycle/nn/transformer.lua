@@ -1,0 +1,145 @@
+--- Transformer parts: causal self-attention, the GPT feed-forward block and
+-- the pre-norm residual block. Names of children follow GPT-2's (c_attn,
+-- c_proj, c_fc, ln_1, ln_2) so checkpoints map one to one.
+local core = require("tricycle.core")
+local Module = require("tricycle.nn.module")
+local layers = require("tricycle.nn.layers")
+
+local shape_string = Module.shape_string
+
+local transformer = {}
+
+local function check_config(name, config, fields)
+  if type(config) ~= "table" then
+    error(("%s: expects a table of options {%s}"):format(name, table.concat(fields, ", ")), 4)
+  end
+  for _, field in ipairs(fields) do
+    local value = config[field]
+    if math.type(value) ~= "integer" or value <= 0 then
+      error(("%s: option %s must be a positive integer, got %s"):format(name, field, tostring(value)), 4)
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- attention
+
+--- MultiHeadSelfAttention{n_embd =, n_head =, bias = true, dropout = 0,
+-- causal = true, dtype =}: one Linear to q|k|v (3C), the fused attention op,
+-- then the output projection. Dropout applies to the projected output (the
+-- fused op has no attention-weight dropout).
+local MultiHeadSelfAttention = Module:extend("MultiHeadSelfAttention")
+transformer.MultiHeadSelfAttention = MultiHeadSelfAttention
+
+function MultiHeadSelfAttention:init(config)
+  check_config("MultiHeadSelfAttention", config, { "n_embd", "n_head" })
+  if config.n_embd % config.n_head ~= 0 then
+    error(("MultiHeadSelfAttention: n_embd %d is not divisible by n_head %d"):format(config.n_embd, config.n_head), 3)
+  end
+  self.n_embd, self.n_head = config.n_embd, config.n_head
+  self.head_dim = config.n_embd // config.n_head
+  self.causal = config.causal ~= false
+  local options = { bias = config.bias, dtype = config.dtype }
+  self.c_attn = layers.Linear(config.n_embd, 3 * config.n_embd, options)
+  self.c_proj = layers.Linear(config.n_embd, config.n_embd, options)
+  self.resid_dropout = layers.Dropout(config.dropout or 0)
+end
+
+--- x [B, T, C] -> [B, T, C]. With `cache` (one layer's {k =, v =} of
+-- [B, H, context, D]) and `position` (how many positions it already holds),
+-- the new keys and values are written into the cache and the new queries
+-- attend to every cached position (causally within the new block).
+function MultiHeadSelfAttention:forward(x, cache, position)
+  if getmetatable(x) ~= core.Tensor then
+    error(("MultiHeadSelfAttention: input must be a tensor, got %s"):format(type(x)), 2)
+  end
+  local shape = x.shape
+  if #shape ~= 3 or shape[3] ~= self.n_embd then
+    error(("MultiHeadSelfAttention: input must be [B, T, %d], got %s"):format(self.n_embd, shape_string(shape)), 2)
+  end
+  local qkv = self.c_attn(x)
+  local y
+  if cache then
+    y = self:attend_cached(qkv, cache, position or 0)
+  else
+    y = core.attention(qkv, self.n_head, { causal = self.causal })
+  end
+  return self.resid_dropout(self.c_proj(y))
+end
+
+-- [B, T, C] slice of qkv -> [B, H, T, D]
+local function heads(qkv, which, B, T, H, D)
+  local C = H * D
+  return qkv:narrow(3, which * C + 1, C):reshape({ B, T, H, D }):transpose(2, 3)
+end
+
+function MultiHeadSelfAttention:attend_cached(qkv, cache, position)
+  local B, T = qkv:size(1), qkv:size(2)
+  local H, D = self.n_head, self.head_dim
+  local capacity = cache.k:size(3)
+  if cache.k:size(1) ~= B then
+    error(("MultiHeadSelfAttention: the cache holds batch size %d, the input has %d"):format(cache.k:size(1), B), 3)
+  end
+  if position + T > capacity then
+    error(("MultiHeadSelfAttention: the cache holds %d positions; %d cached + %d new do not fit"):format(capacity,
+      position, T), 3)
+  end
+  local q = heads(qkv, 0, B, T, H, D)
+  cache.k:narrow(3, position + 1, T):copy_(heads(qkv, 1, B, T, H, D))
+  cache.v:narrow(3, position + 1, T):copy_(heads(qkv, 2, B, T, H, D))
+  local S = position + T
+  local keys = cache.k:narrow(3, 1, S)
+  local values = cache.v:narrow(3, 1, S)
+  local scores = q:matmul(keys:transpose(3, 4)) * (1 / math.sqrt(D)) -- [B, H, T, S]
+  if self.causal and T > 1 then
+    -- query i (absolute position + i) sees keys j <= position + i
+    local key_positions = core.arange(S):reshape({ 1, S })
+    local query_positions = (core.arange(T) + position):reshape({ T, 1 })
+    scores = scores:masked_fill(key_positions:gt(query_positions), -math.huge)
+  end
+  local y = scores:softmax(-1):matmul(values) -- [B, H, T, D]
+  return y:transpose(2, 3):reshape({ B, T, H * D })
+end
+
+-- ---------------------------------------------------------------- feed-forward
+
+--- FeedForward{n_embd =, hidden = 4 * n_embd, bias = true, dropout = 0,
+-- gelu = "tanh" | "none", dtype =}: c_fc, GELU, c_proj, dropout.
+local FeedForward = Module:extend("FeedForward")
+transformer.FeedForward = FeedForward
+
+function FeedForward:init(config)
+  check_config("FeedForward", config, { "n_embd" })
+  local hidden = config.hidden or 4 * config.n_embd
+  local options = { bias = config.bias, dtype = config.dtype }
+  self.c_fc = layers.Linear(config.n_embd, hidden, options)
+  self.gelu = layers.GELU({ approximate = config.gelu or "tanh" })
+  self.c_proj = layers.Linear(hidden, config.n_embd, options)
+  self.dropout = layers.Dropout(config.dropout or 0)
+end
+
+function FeedForward:forward(x)
+  return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+end
+
+-- ---------------------------------------------------------------- block
+
+--- TransformerBlock{n_embd =, n_head =, bias =, dropout =, gelu =, causal =,
+-- dtype =}, pre-norm: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+local TransformerBlock = Module:extend("TransformerBlock")
+transformer.TransformerBlock = TransformerBlock
+
+function TransformerBlock:init(config)
+  check_config("TransformerBlock", config, { "n_embd", "n_head" })
+  local norm = { bias = config.bias, dtype = config.dtype, eps = config.eps }
+  self.ln_1 = layers.LayerNorm(config.n_embd, norm)
+  self.attn = MultiHeadSelfAttention(config)
+  self.ln_2 = layers.LayerNorm(config.n_embd, norm)
+  self.mlp = FeedForward(config)
+end
+
+function TransformerBlock:forward(x, cache, position)
+  x = x + self.attn(self.ln_1(x), cache, position)
+  return x + self.mlp(self.ln_2(x))
+end
+
+return transformer

@@ -1,0 +1,47 @@
+--- AdamW(params_or_groups, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
+-- weight_decay = 0.01}): Adam with bias correction and decoupled weight decay
+-- (p = p - lr * wd * p), one fused in-place op per parameter.
+local core = require("tricycle.core")
+local Optimizer = require("tricycle.optim.optimizer")
+
+local AdamW = setmetatable({ name = "AdamW", state_tensors = { "exp_avg", "exp_avg_sq" } }, { __index = Optimizer })
+AdamW.__index = AdamW
+
+local defaults = { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0.01 }
+
+function AdamW.check_group(group)
+  if type(group.lr) ~= "number" or group.lr < 0 then
+    error(("AdamW: lr must be a non-negative number, got %s"):format(tostring(group.lr)), 5)
+  end
+  local betas = group.betas
+  if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number"
+    or betas[1] < 0 or betas[1] >= 1 or betas[2] < 0 or betas[2] >= 1 then
+    error("AdamW: betas must be two numbers in [0, 1), e.g. {0.9, 0.999}", 5)
+  end
+end
+
+function AdamW.new(params, options)
+  return Optimizer.create(AdamW, params, options, defaults)
+end
+
+function AdamW:update(p, grad, state, group)
+  if not state.exp_avg then
+    state.exp_avg = Optimizer.zeros_like(p)
+    state.exp_avg_sq = Optimizer.zeros_like(p)
+  end
+  core.adamw_step(p, grad, state.exp_avg, state.exp_avg_sq, {
+    step = state.step,
+    lr = group.lr,
+    beta1 = group.betas[1],
+    beta2 = group.betas[2],
+    eps = group.eps,
+    weight_decay = group.weight_decay,
+  })
+end
+
+return setmetatable(AdamW, {
+  __index = Optimizer,
+  __call = function(_, params, options)
+    return AdamW.new(params, options)
+  end,
+})

@@ -1,0 +1,50 @@
+--- tricycle.optim: optimisers (SGD, AdamW) over the engine's fused in-place
+-- update ops, parameter groups and learning-rate schedules.
+--
+--   local opt = optim.AdamW(optim.gpt_param_groups(model, 0.1), {lr = 3e-4})
+--   opt:zero_grad(); loss:backward(); opt:step()
+local schedule = require("tricycle.optim.schedule")
+
+local optim = {
+  Optimizer = require("tricycle.optim.optimizer"),
+  SGD = require("tricycle.optim.sgd"),
+  AdamW = require("tricycle.optim.adamw"),
+  cosine_schedule = schedule.cosine,
+}
+
+--- Sets the learning rate of every group.
+function optim.set_lr(optimizer, lr)
+  if type(lr) ~= "number" or lr < 0 then
+    error(("set_lr: lr must be a non-negative number, got %s"):format(tostring(lr)), 2)
+  end
+  for _, group in ipairs(optimizer.param_groups) do
+    group.lr = lr
+  end
+end
+
+--- Two groups for a transformer: the weights of Linear layers (2-D matrices)
+-- decay with `weight_decay`; everything else does not: biases, norm weights,
+-- embeddings, and so the tied head (which is the token embedding).
+function optim.gpt_param_groups(model, weight_decay)
+  local Linear = require("tricycle.nn").Linear
+  local decayed = {}
+  for _, module in ipairs(model:modules()) do
+    if getmetatable(module) == Linear then
+      decayed[module.weight] = true
+    end
+  end
+  local decay, no_decay = {}, {}
+  for _, p in ipairs(model:parameters()) do
+    if decayed[p] and p:dim() == 2 then
+      decay[#decay + 1] = p
+    else
+      no_decay[#no_decay + 1] = p
+    end
+  end
+  return {
+    { params = decay, weight_decay = weight_decay or 0.1 },
+    { params = no_decay, weight_decay = 0 },
+  }
+end
+
+return optim

@@ -1,0 +1,50 @@
+-- `luarocks --lua-version=5.4 make rockspec/tricycle-scm-1.rockspec`, run from the
+-- repository root, builds the working tree (source.url is not fetched) and installs
+-- tricycle.core (C) and the tricycle.* Lua modules. Needs liblua5.4-dev and OpenBLAS.
+rockspec_format = "3.0"
+package = "tricycle"
+version = "scm-1"
+
+source = {
+  url = "git+file:///work/main",
+  branch = "main",
+}
+
+description = {
+  summary = "Tensors, autograd and neural networks for Lua 5.4, on a C engine",
+  detailed = [[
+tricycle is a deep learning library: a C engine (tensors, a tape-based
+autograd, CPU kernels over OpenBLAS, an optional CUDA backend) with a thin
+Lua 5.4 binding and plain-Lua modules for layers, optimisers and data.
+]],
+  license = "MIT",
+  labels = { "deep-learning", "tensor", "autograd" },
+}
+
+dependencies = {
+  "lua >= 5.4",
+}
+
+external_dependencies = {
+  OPENBLAS = { library = "openblas" },
+}
+
+build = {
+  type = "make",
+  build_target = "module",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    BLAS_LIBS = "-L$(OPENBLAS_LIBDIR) -lopenblas",
+    BUILD = "build/rock",
+    WERROR = "",
+  },
+  install_target = "install",
+  install_variables = {
+    BUILD = "build/rock",
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+  },
+}

@@ -1,0 +1,169 @@
+--- Generates text from a checkpoint written by train_shakespeare.lua (or any
+-- tricycle checkpoint holding a GPT's config and its tokenizer).
+--
+--   lua scripts/generate.lua out/shakespeare/checkpoint.safetensors --prompt "ROMEO:" --max-tokens 200
+--   echo "To be" | lua scripts/generate.lua out/shakespeare/checkpoint.safetensors --temperature 0.7
+--
+-- Tokens are printed as they are produced. A prompt longer than the model's
+-- context is cropped from the left, with a notice on stderr.
+
+local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local root = script_dir .. "/.."
+local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = build .. "/lua/?.so;" .. package.cpath
+do
+  local core_path = build .. "/lua/tricycle/core.so"
+  local f = io.open(core_path, "rb")
+  if not f then
+    io.stderr:write(("generate: %s is missing: run make first (in %s)\n"):format(core_path, root))
+    os.exit(1)
+  end
+  f:close()
+end
+
+local tc = require("tricycle")
+local cli = require("tricycle.cli")
+local tokenizer_module = require("tricycle.tokenizer")
+
+local USAGE = "lua scripts/generate.lua CHECKPOINT [--prompt TEXT] [--max-tokens N] [--temperature T] "
+  .. "[--top-k K] [--top-p P] [--seed S]"
+
+local OPTIONS = {
+  { name = "prompt", metavar = "TEXT", help = "the prompt (default: read from stdin; empty: a newline)" },
+  { name = "max_tokens", type = "integer", help = "tokens to generate (default 200)" },
+  { name = "temperature", type = "number", help = "sampling temperature; 0 is greedy (default 0.8)" },
+  { name = "top_k", type = "integer", help = "sample among the k most likely tokens (default: all)" },
+  { name = "top_p", type = "number", help = "sample among the most likely tokens reaching probability p" },
+  { name = "seed", type = "integer", help = "seed for sampling (default: 1337)" },
+  { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to run (default auto)" },
+  { name = "no_cache", type = "flag", help = "recompute the whole context at every step (slow; for checking)" },
+}
+
+local function fail_usage(message)
+  io.stderr:write("generate: ", message, "\n", "usage: ", USAGE, "\n")
+  os.exit(2)
+end
+
+local function fail(message)
+  io.stderr:write("generate: ", message, "\n")
+  os.exit(1)
+end
+
+local ok_parse, values, positional = pcall(cli.parse, arg, OPTIONS, { { name = "CHECKPOINT", required = true } })
+if not ok_parse then
+  if cli.is_usage_error(values) then
+    fail_usage(values.message)
+  end
+  error(values, 0)
+end
+if values.help then
+  io.write(cli.help(USAGE, "Prints text generated from a checkpoint, token by token.", OPTIONS))
+  os.exit(0)
+end
+local max_tokens = values.max_tokens or 200
+if max_tokens < 0 then
+  fail_usage("--max-tokens must be non-negative")
+end
+if values.temperature and values.temperature < 0 then
+  fail_usage("--temperature must be non-negative")
+end
+if values.top_k and values.top_k < 0 then
+  fail_usage("--top-k must be non-negative")
+end
+if values.top_p and (values.top_p <= 0 or values.top_p > 1) then
+  fail_usage("--top-p must be in (0, 1]")
+end
+
+local path = positional[1]
+local f = io.open(path, "rb")
+if not f then
+  fail(("no checkpoint at %s"):format(path))
+end
+f:close()
+local ok_load, state = pcall(tc.checkpoint.load, path)
+if not ok_load then
+  fail(tostring(state))
+end
+if not state.tokenizer then
+  fail(("%s holds no tokenizer"):format(path))
+end
+local config = state.config or {}
+for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
+  if math.type(config[key]) ~= "integer" then
+    fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
+  end
+end
+
+local tok = tokenizer_module.deserialize(state.tokenizer)
+local model = tc.nn.GPT({
+  vocab_size = config.vocab_size, context_length = config.context_length, n_layer = config.n_layer,
+  n_head = config.n_head, n_embd = config.n_embd, dropout = 0, bias = config.bias ~= false,
+  tie_weights = config.tie_weights ~= false,
+})
+model:load_state_dict(state.model)
+local device = values.device or "auto"
+if device == "auto" then
+  device = tc.cuda.pick_device()
+end
+if device ~= "cpu" then
+  model:to(device)
+end
+model:eval()
+
+local prompt = values.prompt
+if prompt == nil then
+  prompt = io.read("a") or ""
+end
+if prompt == "" then
+  prompt = "\n"
+end
+local prompt_ids = tok:encode(prompt)
+if #prompt_ids == 0 then
+  fail("the prompt encodes to no tokens")
+end
+if #prompt_ids > config.context_length then
+  io.stderr:write(("generate: the prompt has %d tokens; only its last %d (the context length) are used\n")
+    :format(#prompt_ids, config.context_length))
+end
+
+-- Bytes of a multi-byte character may arrive in separate tokens: hold back
+-- an incomplete UTF-8 tail until the next token completes it.
+local pending = ""
+local function emit(id)
+  local text = pending .. tok:decode_bytes({ id })
+  local cut = #text
+  -- find where a trailing incomplete sequence starts
+  for back = 1, math.min(3, #text) do
+    local byte = text:byte(#text - back + 1)
+    if byte >= 0xC0 then
+      local need = byte >= 0xF0 and 4 or byte >= 0xE0 and 3 or 2
+      if back < need then
+        cut = #text - back
+      end
+      break
+    elseif byte < 0x80 then
+      break
+    end
+  end
+  io.write(text:sub(1, cut))
+  io.flush()
+  pending = text:sub(cut + 1)
+end
+
+io.write(prompt)
+io.flush()
+local ok_generate, failure = pcall(tc.generate, model, prompt_ids, {
+  max_tokens = max_tokens, temperature = values.temperature or 0.8, top_k = values.top_k, top_p = values.top_p,
+  seed = values.seed or 1337, on_token = emit, use_cache = not values.no_cache,
+})
+if pending ~= "" then
+  io.write(pending)
+end
+io.write("\n")
+if not ok_generate then
+  if tostring(failure):find("interrupted!", 1, true) then
+    os.exit(130)
+  end
+  fail(tostring(failure))
+end

@@ -1,0 +1,404 @@
+--- Trains a small GPT on tiny Shakespeare.
+--
+--   lua scripts/train_shakespeare.lua                     -- the cpu preset (or gpu when one is found)
+--   lua scripts/train_shakespeare.lua --preset gpu --steps 2000
+--   lua scripts/train_shakespeare.lua --resume            -- goes on from out/shakespeare/checkpoint.safetensors
+--
+-- Writes to --out (default out/shakespeare): checkpoint.safetensors (at
+-- intervals, at the end, and on Ctrl-C), metrics.jsonl (one JSON object per
+-- logged step / evaluation), loss.svg (train and validation loss) and
+-- sample.txt. Validation loss is reported in nats per token and in bits per
+-- character, which compares across tokenizers.
+
+-- Find the library relative to this file, wherever it is run from.
+local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local root = script_dir .. "/.."
+local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = build .. "/lua/?.so;" .. package.cpath
+do
+  local core_path = build .. "/lua/tricycle/core.so"
+  local f = io.open(core_path, "rb")
+  if not f then
+    io.stderr:write(("train_shakespeare: %s is missing: run make first (in %s)\n"):format(core_path, root))
+    os.exit(1)
+  end
+  f:close()
+end
+
+local tc = require("tricycle")
+local cli = require("tricycle.cli")
+local tokenizer_module = require("tricycle.tokenizer")
+
+local USAGE = "lua scripts/train_shakespeare.lua [--preset cpu|gpu] [--steps N] [--out DIR] [--resume] [options]"
+
+local PRESETS = {
+  cpu = {
+    -- about 9 minutes on two cores at the engine's current ~4,500 tokens/s
+    -- (2.5M tokens), ending near 1.65-1.7 nats per character
+    tokenizer = "char", vocab_size = 0, n_layer = 4, n_head = 4, n_embd = 128, context_length = 64,
+    batch_size = 32, steps = 1200, lr = 3e-3, min_lr = 3e-4, warmup = 100, weight_decay = 0.1, dropout = 0.0,
+    beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 200, eval_batches = 20, checkpoint_every = 200,
+    log_every = 10, sample_tokens = 300,
+  },
+  gpu = {
+    tokenizer = "bpe", vocab_size = 1024, n_layer = 6, n_head = 6, n_embd = 384, context_length = 256,
+    batch_size = 128, steps = 5000, lr = 1e-2, min_lr = 1e-4, warmup = 100, weight_decay = 0.1, dropout = 0.2,
+    beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 250, eval_batches = 50, checkpoint_every = 500,
+    log_every = 10, sample_tokens = 300,
+  },
+}
+
+local OPTIONS = {
+  { name = "preset", type = "choice", choices = { "cpu", "gpu" }, help = "starting values (default: gpu when a GPU is found, else cpu)" },
+  { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to train (default auto)" },
+  { name = "seed", type = "integer", help = "seed for initialisation, dropout and batches (default 1337)" },
+  { name = "out", metavar = "DIR", help = "output folder (default out/shakespeare)" },
+  { name = "resume", type = "flag", help = "go on from DIR/checkpoint.safetensors" },
+  { name = "data", metavar = "FILE", help = "the tiny Shakespeare text (default: TRICYCLE_DATA, cache, download)" },
+  { name = "steps", type = "integer", help = "optimiser steps in total" },
+  { name = "batch_size", type = "integer", help = "sequences per step" },
+  { name = "context_length", type = "integer", help = "tokens per sequence" },
+  { name = "n_layer", type = "integer", help = "transformer blocks" },
+  { name = "n_head", type = "integer", help = "attention heads" },
+  { name = "n_embd", type = "integer", help = "embedding width" },
+  { name = "dropout", type = "number", help = "dropout probability" },
+  { name = "tokenizer", type = "choice", choices = { "char", "bpe" }, help = "character-level or byte-level BPE" },
+  { name = "vocab_size", type = "integer", help = "BPE vocabulary size" },
+  { name = "lr", type = "number", help = "peak learning rate" },
+  { name = "min_lr", type = "number", help = "final learning rate of the cosine schedule" },
+  { name = "warmup", type = "integer", help = "linear warmup steps" },
+  { name = "weight_decay", type = "number", help = "AdamW weight decay (matrices only)" },
+  { name = "beta1", type = "number", help = "AdamW beta1" },
+  { name = "beta2", type = "number", help = "AdamW beta2" },
+  { name = "grad_clip", type = "number", help = "clip the gradient norm to this (0: off)" },
+  { name = "eval_every", type = "integer", help = "steps between validation passes (0: only at the end)" },
+  { name = "eval_batches", type = "integer", help = "batches per periodic validation pass (0: all); the final pass is always complete" },
+  { name = "checkpoint_every", type = "integer", help = "steps between checkpoints (0: only at the end)" },
+  { name = "log_every", type = "integer", help = "steps between metric lines" },
+  { name = "sample_tokens", type = "integer", help = "tokens to generate at the end (0: none)" },
+  { name = "threads", type = "integer", help = "CPU threads for the engine" },
+}
+
+local function fail_usage(message)
+  io.stderr:write("train_shakespeare: ", message, "\n", "usage: ", USAGE, "\n", "(--help lists every option)\n")
+  os.exit(2)
+end
+
+local function fail(message)
+  io.stderr:write("train_shakespeare: ", message, "\n")
+  os.exit(1)
+end
+
+local ok_parse, values = pcall(cli.parse, arg, OPTIONS)
+if not ok_parse then
+  if cli.is_usage_error(values) then
+    fail_usage(values.message)
+  end
+  error(values, 0)
+end
+if values.help then
+  io.write(cli.help(USAGE, "Trains a small GPT on tiny Shakespeare and writes checkpoints, metrics and a loss chart.",
+    OPTIONS))
+  os.exit(0)
+end
+
+-- ---------------------------------------------------------------- configuration
+
+local device, device_notice = values.device or "auto", nil
+if device == "auto" then
+  device, device_notice = tc.cuda.pick_device()
+elseif device == "cuda" then
+  local available, reason = tc.cuda.is_available()
+  if not available then
+    fail("--device cuda: " .. tostring(reason))
+  end
+end
+local preset_name = values.preset or (device == "cuda" and "gpu" or "cpu")
+local config = {}
+for key, value in pairs(PRESETS[preset_name]) do
+  config[key] = value
+end
+config.preset = preset_name
+config.seed = 1337
+for key, value in pairs(values) do
+  if config[key] ~= nil or key == "seed" then
+    config[key] = value
+  end
+end
+local out_dir = values.out or "out/shakespeare"
+local checkpoint_path = out_dir .. "/checkpoint.safetensors"
+local metrics_path = out_dir .. "/metrics.jsonl"
+
+for _, key in ipairs({ "steps", "batch_size", "context_length", "n_layer", "n_head", "n_embd" }) do
+  if config[key] <= 0 then
+    fail_usage(("--%s must be positive, got %d"):format(key:gsub("_", "-"), config[key]))
+  end
+end
+if config.n_embd % config.n_head ~= 0 then
+  fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
+end
+if config.dropout < 0 or config.dropout >= 1 then
+  fail_usage("--dropout must be in [0, 1)")
+end
+if config.tokenizer == "bpe" and config.vocab_size < 256 then
+  fail_usage("--vocab-size must be at least 256 for the BPE tokenizer")
+end
+if values.threads and tc.set_num_threads then
+  tc.set_num_threads(values.threads)
+end
+
+-- ---------------------------------------------------------------- resume
+
+local resumed
+if values.resume then
+  local f = io.open(checkpoint_path, "rb")
+  if not f then
+    fail(("--resume: no checkpoint at %s"):format(checkpoint_path))
+  end
+  f:close()
+  resumed = tc.checkpoint.load(checkpoint_path)
+  -- the model's shape and the tokenizer come from the checkpoint; the run's
+  -- length and intervals may be changed on the command line
+  local saved = resumed.config or {}
+  for _, key in ipairs({ "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "context_length" }) do
+    if values[key] ~= nil and saved[key] ~= nil and values[key] ~= saved[key] then
+      io.stderr:write(("train_shakespeare: --%s %s ignored: the checkpoint has %s\n")
+        :format(key:gsub("_", "-"), tostring(values[key]), tostring(saved[key])))
+    end
+  end
+  for key, value in pairs(saved) do
+    if values[key] == nil or key == "tokenizer" or key == "vocab_size" or key == "n_layer" or key == "n_head"
+      or key == "n_embd" or key == "context_length" then
+      config[key] = value
+    end
+  end
+end
+
+os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'")
+
+-- ---------------------------------------------------------------- data
+
+local ok_text, text = pcall(tc.datasets.shakespeare, { path = values.data })
+if not ok_text then
+  fail(tostring(text))
+end
+
+local tok
+if resumed and resumed.tokenizer then
+  tok = tokenizer_module.deserialize(resumed.tokenizer)
+elseif config.tokenizer == "char" then
+  tok = tokenizer_module.CharTokenizer.new(text)
+else
+  local started = os.clock()
+  tok = tokenizer_module.BPETokenizer.train(text, { vocab_size = config.vocab_size, gpt2_split = true })
+  print(("trained a BPE tokenizer: %d tokens in %.1fs"):format(tok:vocab_size(), os.clock() - started))
+end
+local vocab_size = tok:vocab_size()
+config.vocab_size = vocab_size
+
+-- BPE encoding takes a few seconds: keep the ids in the cache, keyed by the tokenizer
+local packed = config.tokenizer == "bpe" and tc.datasets.tokenize_cached(text, tok) or tok:encode_packed(text)
+local dataset = tc.data.CausalLMDataset({
+  tokens = packed, context_length = config.context_length, batch_size = config.batch_size, seed = config.seed,
+  split = { train = 0.9 },
+})
+packed = nil -- luacheck: ignore
+
+-- characters per validation token, for bits per character
+local validation_chars_per_token
+do
+  local part = dataset.parts.validation
+  local ids = dataset.tokens:narrow(1, part.start + 1, part.length):totable()
+  local decoded = tok:decode(ids)
+  validation_chars_per_token = utf8.len(decoded) and (utf8.len(decoded) / part.length) or (#decoded / part.length)
+end
+
+-- ---------------------------------------------------------------- model
+
+tc.manual_seed(config.seed)
+local model = tc.nn.GPT({
+  vocab_size = vocab_size, context_length = config.context_length, n_layer = config.n_layer,
+  n_head = config.n_head, n_embd = config.n_embd, dropout = config.dropout, bias = true, tie_weights = true,
+})
+if device ~= "cpu" then
+  model:to(device)
+end
+local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_decay), {
+  lr = config.lr, betas = { config.beta1, config.beta2 }, weight_decay = config.weight_decay,
+})
+local scheduler = tc.optim.cosine_schedule({
+  max_lr = config.lr, min_lr = config.min_lr, warmup = math.min(config.warmup, config.steps), total = config.steps,
+})
+
+local start_step = 0
+if resumed then
+  tc.checkpoint.restore(resumed, { model = model, optimizer = optimizer })
+  start_step = resumed.step or 0
+  scheduler.step = start_step
+  local extra = resumed.extra or {}
+  if extra.dataset then
+    dataset:set_state(extra.dataset)
+  end
+  -- keep the metrics of the steps the checkpoint holds, drop any later ones
+  local kept = {}
+  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
+    if (record.step or 0) <= start_step then
+      kept[#kept + 1] = cli.json_line(record)
+    end
+  end
+  cli.write_atomic(metrics_path, #kept > 0 and (table.concat(kept, "\n") .. "\n") or "")
+  print(("resumed from %s at step %d"):format(checkpoint_path, start_step))
+else
+  cli.write_atomic(metrics_path, "")
+end
+
+local tokens_per_step = config.batch_size * config.context_length
+print(("%s preset on %s: %d parameters, %s tokenizer (%d tokens), %d training tokens, %d steps of %d tokens")
+  :format(preset_name, device, model:num_parameters(), config.tokenizer, vocab_size, dataset:split_size("train"),
+    config.steps, tokens_per_step))
+if device_notice then
+  print(device_notice)
+end
+
+-- ---------------------------------------------------------------- helpers
+
+local function to_device(t)
+  if device ~= "cpu" then
+    return t:to(device)
+  end
+  return t
+end
+
+-- Mean validation loss over the first eval_batches batches of the
+-- validation pass (all of it when full or eval_batches is 0).
+local function evaluate(full)
+  model:eval()
+  local total, count = 0, 0
+  local limit = (not full and config.eval_batches > 0) and config.eval_batches or nil
+  tc.no_grad(function()
+    for x, y, n in dataset:evaluation_batches({ max_batches = limit }) do
+      local _, loss = model(to_device(x), { targets = to_device(y) })
+      total = total + loss:item() * n
+      count = count + n
+    end
+  end)
+  model:train()
+  local nats = total / math.max(count, 1)
+  return nats, nats / validation_chars_per_token / math.log(2)
+end
+
+local function save_checkpoint(step)
+  tc.checkpoint.save(checkpoint_path, {
+    model = model, optimizer = optimizer, scheduler = scheduler:state_dict(), step = step,
+    config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state() },
+  })
+end
+
+local function write_chart()
+  local train_points, validation_points = {}, {}
+  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
+    if record.loss then
+      train_points[#train_points + 1] = { record.step, record.loss }
+    end
+    if record.val_loss then
+      validation_points[#validation_points + 1] = { record.step, record.val_loss }
+    end
+  end
+  cli.write_atomic(out_dir .. "/loss.svg", cli.svg_chart({
+    { name = "train", points = train_points },
+    { name = "validation", points = validation_points },
+  }, { title = "tiny Shakespeare: loss (nats per token)", x_label = "step", y_label = "loss" }))
+end
+
+-- ---------------------------------------------------------------- training
+
+local progress = cli.Progress.new({ total = config.steps, terminal = cli.stdout_is_terminal(), every = config.log_every })
+local step = start_step
+local loss_sum, loss_count = 0, 0
+local window_start, window_tokens = os.clock(), 0
+local wall_start = os.time()
+
+local function log_eval(full)
+  local nats, bpc = evaluate(full)
+  progress:print(("step %d: validation loss %.4f nats/token, %.4f bits/char%s"):format(step, nats, bpc,
+    full and " (full validation pass)" or ""))
+  cli.append_jsonl(metrics_path, { step = step, val_loss = nats, val_bpc = bpc })
+  write_chart()
+  return nats, bpc
+end
+
+model:train()
+local ok_loop, failure = pcall(function()
+  while step < config.steps do
+    local lr = scheduler:lr(step)
+    tc.optim.set_lr(optimizer, lr)
+    local x, y = dataset:batch()
+    local _, loss = model(to_device(x), { targets = to_device(y) })
+    optimizer:zero_grad()
+    loss:backward()
+    if config.grad_clip > 0 then
+      tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
+    end
+    optimizer:step()
+    step = step + 1
+    scheduler.step = step
+    local value = loss:item()
+    loss_sum, loss_count = loss_sum + value, loss_count + 1
+    window_tokens = window_tokens + tokens_per_step
+    -- os.clock is process CPU time; with several threads it over-counts, so
+    -- tokens/s uses wall time once a second has passed
+    local elapsed_wall = os.time() - wall_start
+    local rate
+    if elapsed_wall >= 2 then
+      rate = (step - start_step) * tokens_per_step / elapsed_wall
+    else
+      rate = window_tokens / math.max(os.clock() - window_start, 1e-6)
+    end
+    local eta = (config.steps - step) * tokens_per_step / rate
+    progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
+    if step % config.log_every == 0 or step == config.steps then
+      cli.append_jsonl(metrics_path, { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate })
+      loss_sum, loss_count = 0, 0
+    end
+    if config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
+      log_eval()
+    end
+    if config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps then
+      save_checkpoint(step)
+    end
+  end
+end)
+
+if not ok_loop then
+  progress:finish_line()
+  if tostring(failure):find("interrupted!", 1, true) then
+    io.stderr:write(("\ninterrupted at step %d: saving %s\n"):format(step, checkpoint_path))
+    local saved, why = pcall(save_checkpoint, step)
+    if not saved then
+      io.stderr:write("could not save the checkpoint: ", tostring(why), "\n")
+    end
+    pcall(write_chart)
+    os.exit(130)
+  end
+  fail(tostring(failure))
+end
+progress:finish_line()
+
+local nats, bpc = log_eval(true)
+save_checkpoint(step)
+print(("done: %d steps in %s; validation %.4f nats/token, %.4f bits/char; checkpoint %s")
+  :format(step, cli.format_duration(os.time() - wall_start), nats, bpc, checkpoint_path))
+
+if config.sample_tokens > 0 then
+  local prompt = tok:encode("\n")
+  if #prompt == 0 then
+    prompt = { 0 }
+  end
+  local ids = tc.generate(model, prompt, { max_tokens = config.sample_tokens, temperature = 0.8, top_k = 40,
+    seed = config.seed })
+  local sample = tok:decode(ids)
+  cli.write_atomic(out_dir .. "/sample.txt", sample)
+  print("sample:")
+  print(sample)
+end

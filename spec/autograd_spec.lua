@@ -1,0 +1,233 @@
+-- Autograd behaviours: reuse of a tensor, shared weights, accumulation,
+-- no-grad, detach, zeroing, non-scalar outputs, freed graphs, Lua functions.
+local tc = require("tricycle")
+local G = require("helpers.gradcheck")
+
+local F64 = { dtype = "float64" }
+local function leaf(values) return tc.tensor(values, { dtype = "float64", requires_grad = true }) end
+
+describe("autograd", function()
+  it("sums the gradients of a tensor used twice", function()
+    local x = leaf({ 1, -2, 3 })
+    ;(x * x):sum():backward()
+    assert.are.same({ 2, -4, 6 }, x.grad:totable())
+    local y = leaf({ 1, -2, 3 })
+    ;(y + y):sum():backward()
+    assert.are.same({ 2, 2, 2 }, y.grad:totable())
+    local z = leaf({ 0.5, 2 })
+    ;(z * z * z + z):sum():backward()
+    G.assert_close(z.grad:totable(), { 3 * 0.25 + 1, 3 * 4 + 1 }, { rtol = 1e-12 })
+  end)
+
+  it("gives a layer-like function called twice the sum of both uses", function()
+    local w = leaf({ 0.5, -1.5, 2 })
+    local function layer(input) return (input * w):tanh() end
+    local x = tc.tensor({ 0.3, 0.2, -0.4 }, F64)
+    local out = layer(layer(x)):sum()
+    out:backward()
+    -- reference by hand: h = tanh(x w), y = tanh(h w)
+    local expected = {}
+    for i, xi in ipairs({ 0.3, 0.2, -0.4 }) do
+      local wi = ({ 0.5, -1.5, 2 })[i]
+      local h = math.tanh(xi * wi)
+      local y = math.tanh(h * wi)
+      local dy = 1 - y * y
+      local dh = 1 - h * h
+      expected[i] = dy * (h + wi * dh * xi)
+    end
+    G.assert_close(w.grad:totable(), expected, { rtol = 1e-10 })
+    assert.is_true(G.gradcheck(tc, function(weight)
+      local function again(input) return (input * weight):tanh() end
+      return again(again(tc.tensor({ 0.3, 0.2, -0.4 }, F64)))
+    end, { leaf({ 0.5, -1.5, 2 }) }))
+  end)
+
+  it("accumulates gradients across two backward calls", function()
+    local x = leaf({ 1, 2 })
+    ;(x * 3):sum():backward()
+    ;(x * x):sum():backward()
+    assert.are.same({ 3 + 2, 3 + 4 }, x.grad:totable())
+  end)
+
+  it("records nothing under tc.no_grad(fn)", function()
+    local x = leaf({ 1, 2 })
+    local y, extra = tc.no_grad(function(a) return a * 2, "second" end, x)
+    assert.is_false(y.requires_grad)
+    assert.is_nil(y.grad_fn)
+    assert.are.equal("second", extra)
+    assert.is_true(tc.is_grad_enabled())
+    local z = x * 2
+    assert.is_true(z.requires_grad)
+    assert.are.equal("string", type(z.grad_fn))
+  end)
+
+  it("restores grad mode when the function given to no_grad raises", function()
+    local ok, message = pcall(tc.no_grad, function() error("inside") end)
+    assert.is_false(ok)
+    assert.matches("inside", message)
+    assert.is_true(tc.is_grad_enabled())
+  end)
+
+  it("records nothing inside a <close> no_grad guard and resumes after it", function()
+    local x = leaf({ 1, 2 })
+    do
+      local guard <close> = tc.no_grad()
+      local y = x * 2
+      assert.is_false(y.requires_grad)
+      assert.is_nil(y.grad_fn)
+      assert.is_false(tc.is_grad_enabled())
+    end
+    assert.is_true(tc.is_grad_enabled())
+    assert.is_true((x * 2).requires_grad)
+  end)
+
+  it("nests no_grad blocks and restores the state each one found", function()
+    local x = leaf({ 1 })
+    tc.no_grad(function()
+      tc.no_grad(function() end)
+      assert.is_false(tc.is_grad_enabled())
+      do
+        local inner <close> = tc.no_grad()
+      end
+      assert.is_false(tc.is_grad_enabled())
+      -- code that saves and restores the mode (as optimisers do) inside no_grad
+      local saved = tc.is_grad_enabled()
+      tc.set_grad_enabled(false)
+      tc.set_grad_enabled(saved)
+      assert.is_false((x * 2).requires_grad)
+    end)
+    assert.is_true(tc.is_grad_enabled())
+    assert.is_true((x * 2).requires_grad)
+  end)
+
+  it("detaches: no gradient flows through a detached tensor, storage is shared", function()
+    local x = leaf({ 1, 2 })
+    local d = x:detach()
+    assert.is_false(d.requires_grad)
+    assert.is_nil(d.grad_fn)
+    ;(x * d):sum():backward()
+    assert.are.same({ 1, 2 }, x.grad:totable())
+    d:fill_(5)
+    assert.are.same({ 5, 5 }, x:totable())
+  end)
+
+  it("clears gradients with zero_grad and with x.grad = nil", function()
+    local x = leaf({ 1, 2 })
+    ;(x * x):sum():backward()
+    x:zero_grad()
+    assert.is_true(x.grad == nil or x.grad:sum():item() == 0)
+    ;(x * 3):sum():backward()
+    assert.are.same({ 3, 3 }, x.grad:totable())
+    x.grad = nil
+    assert.is_nil(x.grad)
+    ;(x * 4):sum():backward()
+    assert.are.same({ 4, 4 }, x.grad:totable())
+  end)
+
+  it("needs a gradient for a non-scalar backward and uses one when given", function()
+    local x = leaf({ 1, 2, 3 })
+    local y = x * x
+    local ok, message = pcall(function() y:backward() end)
+    assert.is_false(ok)
+    assert.matches("backward", message)
+    y:backward(tc.tensor({ 1, 0.5, -1 }, F64))
+    assert.are.same({ 2, 2, -6 }, x.grad:totable())
+  end)
+
+  it("errors clearly on a second backward through a freed graph, and retains with retain_graph", function()
+    local x = leaf({ 1, 2 })
+    local y = (x * x):sum()
+    y:backward()
+    local ok, message = pcall(function() y:backward() end)
+    assert.is_false(ok)
+    assert.matches("backward", message)
+    assert.matches("retain_graph", message)
+
+    local z = leaf({ 1, 2 })
+    local w = (z * z):sum()
+    w:backward(nil, { retain_graph = true })
+    w:backward()
+    assert.are.same({ 4, 8 }, z.grad:totable())
+  end)
+
+  it("leaves non-leaf tensors without .grad and marks leaves", function()
+    local x = leaf({ 1, 2 })
+    local y = x * 2
+    assert.is_true(x.is_leaf)
+    assert.is_false(y.is_leaf)
+    y:sum():backward()
+    assert.is_nil(y.grad)
+  end)
+
+  it("does not give gradients to inputs that do not require them", function()
+    local x = leaf({ 1, 2 })
+    local c = tc.tensor({ 3, 4 }, F64)
+    ;(x * c):sum():backward()
+    assert.is_nil(c.grad)
+    assert.are.same({ 3, 4 }, x.grad:totable())
+  end)
+end)
+
+describe("tc.Function (a differentiable op written in Lua)", function()
+  local Cube = tc.Function {
+    name = "cube",
+    forward = function(ctx, x, scale)
+      ctx.x, ctx.scale = x, scale
+      return x * x * x * scale
+    end,
+    backward = function(ctx, grad)
+      return grad * ctx.x * ctx.x * (3 * ctx.scale)
+    end,
+  }
+
+  it("computes its forward and backprops through its backward", function()
+    local x = leaf({ 1, -2 })
+    local y = Cube(x, 2)
+    assert.are.same({ 2, -16 }, y:totable())
+    assert.is_true(y.requires_grad)
+    y:sum():backward()
+    assert.are.same({ 6, 24 }, x.grad:totable())
+  end)
+
+  it("passes a gradient check, inside a larger graph", function()
+    assert.is_true(G.gradcheck(tc, function(a, b) return Cube(a * b, 0.5):sin() end,
+      { leaf({ { 0.3, -0.7 }, { 1.1, 0.2 } }), leaf({ 0.9, -1.3 }) }))
+  end)
+
+  it("is caught by the gradient check when its backward is wrong", function()
+    local Wrong = tc.Function {
+      forward = function(ctx, x) ctx.x = x; return x * x end,
+      backward = function(ctx, grad) return grad * ctx.x end, -- misses the factor 2
+    }
+    local ok, message = pcall(G.gradcheck, tc, function(x) return Wrong(x) end, { leaf({ 0.5, 1.5 }) })
+    assert.is_false(ok)
+    assert.matches("finite differences", message)
+  end)
+
+  it("raises a Lua error when its backward raises", function()
+    local Broken = tc.Function {
+      name = "broken",
+      forward = function(_, x) return x * 2 end,
+      backward = function() error("deliberate failure in backward") end,
+    }
+    local x = leaf({ 1, 2 })
+    local ok, message = pcall(function() Broken(x):sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("broken", message)
+    assert.matches("deliberate failure in backward", message)
+    -- the state is still usable
+    ;(x * x):sum():backward()
+    assert.are.same({ 2, 4 }, x.grad:totable())
+  end)
+
+  it("raises when its backward returns something that is not a tensor", function()
+    local Odd = tc.Function {
+      name = "odd",
+      forward = function(_, x) return x * 2 end,
+      backward = function() return "not a tensor" end,
+    }
+    local ok, message = pcall(function() Odd(leaf({ 1 })):sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("odd", message)
+  end)
+end)

@@ -1,0 +1,33 @@
+-- The examples run as a user would run them and reach what they promise.
+local build = os.getenv("TRICYCLE_BUILD") or "build"
+local fused_ready = rawget(require("tricycle.core"), "cross_entropy") ~= nil
+local fused_it = fused_ready and it or pending
+
+local function run(script)
+  local command = ("TRICYCLE_BUILD=%q lua5.4 %s 2>&1"):format(build, script)
+  local pipe = io.popen(command)
+  local output = pipe:read("a")
+  local ok, _, code = pipe:close()
+  return output, ok, code
+end
+
+describe("examples", function()
+  fused_it("classifier.lua separates the spirals with at least 95% accuracy", function()
+    local output, ok = run("examples/classifier.lua")
+    assert.is_true(ok, output)
+    local accuracy = tonumber(output:match("final accuracy ([%d%.]+)%%"))
+    assert.is_not_nil(accuracy, output)
+    assert.is_true(accuracy >= 95, output)
+  end)
+
+  fused_it("gpt_minimal.lua trains: its last loss is well below its first", function()
+    local output, ok = run("examples/gpt_minimal.lua")
+    assert.is_true(ok, output)
+    local losses = {}
+    for value in output:gmatch("loss ([%d%.]+)") do
+      losses[#losses + 1] = tonumber(value)
+    end
+    assert.is_true(#losses >= 5, output)
+    assert.is_true(losses[#losses] < 0.5 * losses[1], output)
+  end)
+end)

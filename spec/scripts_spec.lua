@@ -1,0 +1,221 @@
+-- scripts/train_shakespeare.lua and scripts/generate.lua as a user runs
+-- them: help, bad flags, a tiny training run, resuming, generating. Also the
+-- command-line helpers they use (tricycle.cli).
+local cli = require("tricycle.cli")
+
+local build = os.getenv("TRICYCLE_BUILD") or "build"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a command; returns exit code, stdout, stderr.
+local function run(command, stdin)
+  local pipe = assert(io.popen("mktemp -d"))
+  local dir = pipe:read("l")
+  pipe:close()
+  local input = ""
+  if stdin then
+    local f = assert(io.open(dir .. "/stdin", "wb"))
+    f:write(stdin)
+    f:close()
+    input = " < " .. shell_quote(dir .. "/stdin")
+  else
+    input = " < /dev/null"
+  end
+  local full = ("TRICYCLE_BUILD=%s %s%s > %s 2> %s"):format(shell_quote(build), command, input,
+    shell_quote(dir .. "/out"), shell_quote(dir .. "/err"))
+  local _, _, code = os.execute(full)
+  local function slurp(name)
+    local f = io.open(dir .. "/" .. name, "rb")
+    local text = f and f:read("a") or ""
+    if f then
+      f:close()
+    end
+    return text
+  end
+  local out, err = slurp("out"), slurp("err")
+  os.execute("rm -rf " .. shell_quote(dir))
+  return code, out, err
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+    return true
+  end
+  return false
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+describe("cli.parse", function()
+  local options = {
+    { name = "steps", type = "integer" }, { name = "lr", type = "number" }, { name = "out" },
+    { name = "resume", type = "flag" }, { name = "preset", type = "choice", choices = { "cpu", "gpu" } },
+  }
+
+  it("reads --name value, --name=value, flags and positionals", function()
+    local values, rest = cli.parse({ "--steps", "20", "--lr=3e-3", "--resume", "file", "--preset", "gpu" }, options,
+      { { name = "FILE" } })
+    assert.are.same({ steps = 20, lr = 3e-3, resume = true, preset = "gpu" }, values)
+    assert.are.same({ "file" }, rest)
+    assert.are.equal("integer", math.type(values.steps))
+  end)
+
+  it("rejects unknown flags, bad values and missing values as usage errors", function()
+    for _, argv in ipairs({ { "--bogus" }, { "--steps", "x" }, { "--steps", "2.5" }, { "--steps" },
+      { "--preset", "tpu" }, { "extra" }, { "-x" } }) do
+      local ok, err = pcall(cli.parse, argv, options)
+      assert.is_false(ok, table.concat(argv, " "))
+      assert.is_true(cli.is_usage_error(err), table.concat(argv, " "))
+    end
+  end)
+
+  it("JSON lines round-trip through read_jsonl", function()
+    local path = os.tmpname()
+    os.remove(path)
+    cli.append_jsonl(path, { step = 1, loss = 2.5, name = "a" })
+    cli.append_jsonl(path, { step = 2, val_loss = 1.25, ok = true })
+    local records = cli.read_jsonl(path)
+    os.remove(path)
+    assert.are.same({ { step = 1, loss = 2.5, name = "a" }, { step = 2, val_loss = 1.25, ok = true } }, records)
+  end)
+
+  it("draws every series of the SVG chart", function()
+    local svg = cli.svg_chart({
+      { name = "train", points = { { 1, 4.0 }, { 2, 3.0 }, { 3, 2.5 } } },
+      { name = "validation", points = { { 2, 3.2 }, { 3, 2.9 } } },
+    }, { title = "loss" })
+    assert.truthy(svg:match("^<svg"))
+    assert.truthy(svg:find("</svg>", 1, true))
+    local polylines = 0
+    for _ in svg:gmatch("<polyline") do
+      polylines = polylines + 1
+    end
+    assert.are.equal(2, polylines)
+    assert.truthy(svg:find(">validation<", 1, true))
+  end)
+end)
+
+local core_built = exists(build .. "/lua/tricycle/core.so")
+local data = os.getenv("TRICYCLE_DATA")
+local have_data = data and exists(data .. "/tinyshakespeare.txt")
+local script_it = core_built and it or pending
+local training_it = (core_built and have_data) and it or pending
+
+describe("scripts", function()
+  script_it("train_shakespeare.lua --help exits 0 with the usage", function()
+    local code, out = run("lua5.4 scripts/train_shakespeare.lua --help")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("usage: ", 1, true))
+    assert.truthy(out:find("--n-layer", 1, true))
+  end)
+
+  script_it("a bad flag exits 2 with the usage line", function()
+    local code, out, err = run("lua5.4 scripts/train_shakespeare.lua --no-such-flag 3")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("--no-such-flag", 1, true))
+    assert.truthy(err:find("usage: ", 1, true))
+    assert.are.equal("", out)
+    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --steps lots")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("usage: ", 1, true))
+    code, _, err = run("lua5.4 scripts/generate.lua")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("CHECKPOINT", 1, true))
+  end)
+
+  script_it("missing files are named", function()
+    local code, _, err = run("lua5.4 scripts/generate.lua /nonexistent/ck.safetensors")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("/nonexistent/ck.safetensors", 1, true))
+    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --data /nonexistent/shakespeare.txt --steps 1")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("/nonexistent/shakespeare.txt", 1, true))
+    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --resume --out /nonexistent/run")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("/nonexistent/run/checkpoint.safetensors", 1, true))
+  end)
+
+  describe("a tiny run", function()
+    local out_dir
+    setup(function()
+      out_dir = os.tmpname()
+      os.remove(out_dir)
+    end)
+    teardown(function()
+      os.execute("rm -rf " .. shell_quote(out_dir))
+    end)
+    local tiny = "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 4 --eval-every 10 "
+      .. "--eval-batches 2 --checkpoint-every 10 --log-every 5 --sample-tokens 20"
+
+    training_it("trains, writing a checkpoint, metrics.jsonl and loss.svg", function()
+      local code, out, err = run(("lua5.4 scripts/train_shakespeare.lua --steps 20 %s --out %s"):format(tiny,
+        shell_quote(out_dir)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("validation loss", 1, true))
+      assert.truthy(out:find("bits/char", 1, true))
+      assert.is_true(exists(out_dir .. "/checkpoint.safetensors"))
+      local records = cli.read_jsonl(out_dir .. "/metrics.jsonl")
+      local last_train, evals = 0, 0
+      for _, r in ipairs(records) do
+        if r.loss then
+          last_train = math.max(last_train, r.step)
+          assert.is_true(r.loss > 0 and r.loss < 10)
+        end
+        if r.val_loss then
+          evals = evals + 1
+          assert.is_true(r.val_bpc > 0)
+        end
+      end
+      assert.are.equal(20, last_train)
+      assert.are.equal(2, evals)
+      local svg = read(out_dir .. "/loss.svg")
+      assert.truthy(svg:match("^<svg"))
+      assert.truthy(svg:find("<polyline", 1, true))
+    end)
+
+    training_it("--resume goes on from the checkpoint", function()
+      local code, out, err = run(("lua5.4 scripts/train_shakespeare.lua --steps 30 --resume %s --out %s")
+        :format(tiny, shell_quote(out_dir)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("resumed from .* at step 20"))
+      local steps = {}
+      for _, r in ipairs(cli.read_jsonl(out_dir .. "/metrics.jsonl")) do
+        if r.loss then
+          steps[#steps + 1] = r.step
+        end
+      end
+      assert.are.same({ 5, 10, 15, 20, 25, 30 }, steps)
+    end)
+
+    training_it("generate.lua prints text from the checkpoint, with a prompt or from stdin", function()
+      local checkpoint = out_dir .. "/checkpoint.safetensors"
+      local code, out, err = run(("lua5.4 scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
+        :format(shell_quote(checkpoint)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:match("^ROMEO:"))
+      -- a char-level model: 25 more characters and the final newline
+      assert.are.equal(#"ROMEO:" + 25 + 1, #out)
+      local again = select(2, run(("lua5.4 scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
+        :format(shell_quote(checkpoint))))
+      assert.are.equal(out, again)
+      code, out = run(("lua5.4 scripts/generate.lua %s --max-tokens 5 --temperature 0"):format(shell_quote(checkpoint)),
+        "To be")
+      assert.are.equal(0, code)
+      assert.truthy(out:match("^To be"))
+      -- a prompt longer than the context (16) is cropped, with a notice
+      code, out, err = run(("lua5.4 scripts/generate.lua %s --prompt %s --max-tokens 3")
+        :format(shell_quote(checkpoint), shell_quote(string.rep("abcd ", 10))))
+      assert.are.equal(0, code)
+      assert.truthy(err:find("only its last 16", 1, true))
+    end)
+  end)
+end)

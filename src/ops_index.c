@@ -1,0 +1,353 @@
+/*
+ * ops_index.c: ops over many tensors (cat, stack) and indexing (gather,
+ * index_select, embedding), each backward beside its forward. Index tensors
+ * are int32 or int64 and 0-based; the kernels get them as contiguous int64
+ * and report any index out of range, naming its value.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The gradient arriving at a node in the node's output dtype, contiguous. */
+static tc_status contiguous_grad(const tc_node *node, tc_tensor *grad, tc_tensor **out) {
+    tc_tensor *cast;
+    TC_TRY(tc_cast_if_needed(grad, node->out_dtype, &cast));
+    tc_status status = tc_contiguous(cast, out);
+    tc_tensor_release(cast);
+    return status;
+}
+
+/* A contiguous int64 copy of an int32 or int64 index (the index itself,
+ * retained, when it already is one). */
+static tc_status index_as_int64(const char *function, const char *argument, tc_tensor *index, tc_tensor **out) {
+    if (index->dtype != TC_INT32 && index->dtype != TC_INT64)
+        return tc_fail(index->ctx, TC_ERROR_DTYPE, "%s: %s must be int32 or int64, got %s of shape %s", function,
+                       argument, tc_dtype_name(index->dtype), TC_SHAPE(index));
+    if (index->dtype == TC_INT64) {
+        if (tc_tensor_is_contiguous(index)) {
+            tc_tensor_retain(index);
+            *out = index;
+            return TC_OK;
+        }
+        return tc_contiguous_copy(index, out);
+    }
+    return tc_cast_if_needed(index, TC_INT64, out);
+}
+
+/* ---- cat and stack ---- */
+
+/* Each input's gradient is its slice of the output's gradient along dim. */
+static tc_status cat_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    int dim = (int)node->ints[0];
+    int64_t start = 0;
+    for (int i = 0; i < node->n_inputs; i++) {
+        int64_t length = node->inputs[i]->shape[dim];
+        if (tc_node_input_needs_grad(node, i)) TC_TRY(tc_narrow(grad, dim, start, length, &grad_inputs[i]));
+        start += length;
+    }
+    return TC_OK;
+}
+
+static const tc_op cat_op = {"cat", cat_backward};
+
+/* The context of the first tensor in the list, or NULL when there is none. */
+static tc_context *list_context(int count, tc_tensor **tensors) {
+    for (int i = 0; i < count; i++)
+        if (tensors[i]) return tensors[i]->ctx;
+    return NULL;
+}
+
+/* Checks a list of tensors: present and on one device. */
+static tc_status check_list(const char *function, int count, tc_tensor **tensors) {
+    tc_context *ctx = tensors ? list_context(count, tensors) : NULL;
+    if (count <= 0 || !ctx)
+        return ctx ? tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: no tensors given", function)
+                   : TC_ERROR_ARGUMENT; /* no tensor, so no context to report through */
+    for (int i = 0; i < count; i++) {
+        if (!tensors[i])
+            return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: tensor %d of %d is missing", function, i + 1, count);
+        if (i > 0) TC_TRY(tc_check_same_device(function, tensors[0], tensors[i]));
+    }
+    return TC_OK;
+}
+
+tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(check_list("cat", count, tensors));
+    const tc_tensor *first = tensors[0];
+    tc_context *ctx = first->ctx;
+    if (first->ndim == 0)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "cat: tensors must have at least 1 dim, tensor 1 is 0-dim");
+    int d;
+    if (!tc_normalize_dim(dim, first->ndim, &d))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "cat: dim %d is out of range for tensors of shape %s", dim + (dim >= 0),
+                       TC_SHAPE(first));
+    int64_t shape[TC_MAX_DIMS];
+    memcpy(shape, first->shape, sizeof shape);
+    shape[d] = 0;
+    tc_dtype dtype = first->dtype;
+    for (int i = 0; i < count; i++) {
+        const tc_tensor *t = tensors[i];
+        if (t->ndim != first->ndim)
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "cat: tensor %d has shape %s but tensor 1 has shape %s (all need the same number of dims)",
+                           i + 1, TC_SHAPE(t), TC_SHAPE(first));
+        for (int e = 0; e < t->ndim; e++)
+            if (e != d && t->shape[e] != first->shape[e])
+                return tc_fail(ctx, TC_ERROR_SHAPE,
+                               "cat: tensor %d of shape %s does not match tensor 1 of shape %s in dim %d (only dim "
+                               "%d may differ)",
+                               i + 1, TC_SHAPE(t), TC_SHAPE(first), e + 1, d + 1);
+        shape[d] += t->shape[d];
+        dtype = tc_promote_dtypes(dtype, t->dtype);
+    }
+    tc_tensor **inputs = tc_calloc(ctx, (size_t)count, sizeof *inputs);
+    if (!inputs) return TC_ERROR_MEMORY;
+    tc_tensor *result = NULL;
+    tc_status status = tc_empty_shaped(first, dtype, first->ndim, shape, &result);
+    int64_t start = 0;
+    for (int i = 0; i < count && status == TC_OK; i++) {
+        status = tc_to_dtype(tensors[i], dtype, &inputs[i]);
+        tc_tensor *slice = NULL;
+        if (status == TC_OK)
+            status = tc_tensor_alias(result, result->ndim, inputs[i]->shape, result->strides,
+                                     result->offset + start * result->strides[d], &slice);
+        if (status == TC_OK && tc_tensor_numel(slice) > 0) status = tc_backend_of(result)->copy(slice, inputs[i]);
+        tc_tensor_release(slice);
+        if (status == TC_OK) start += inputs[i]->shape[d];
+    }
+    if (status == TC_OK && tc_should_record(ctx, count, inputs)) {
+        tc_node *node;
+        status = tc_record(&cat_op, count, inputs, result, &node);
+        if (status == TC_OK) {
+            node->ints[0] = d;
+            node->n_ints = 1;
+        }
+    }
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    for (int i = 0; i < count; i++)
+        tc_tensor_release(inputs[i]);
+    tc_free(inputs);
+    return status;
+}
+
+tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(check_list("stack", count, tensors));
+    const tc_tensor *first = tensors[0];
+    tc_context *ctx = first->ctx;
+    for (int i = 1; i < count; i++)
+        if (!tc_same_shape(tensors[i], first))
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "stack: tensor %d has shape %s but tensor 1 has shape %s (all must have the same shape)",
+                           i + 1, TC_SHAPE(tensors[i]), TC_SHAPE(first));
+    if (first->ndim >= TC_MAX_DIMS)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "stack: tensors of shape %s already have the most dims (%d)",
+                       TC_SHAPE(first), TC_MAX_DIMS);
+    int d;
+    if (!tc_normalize_dim(dim, first->ndim + 1, &d))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "stack: dim %d is out of range for stacking tensors of shape %s",
+                       dim + (dim >= 0), TC_SHAPE(first));
+    tc_tensor **expanded = tc_calloc(ctx, (size_t)count, sizeof *expanded);
+    if (!expanded) return TC_ERROR_MEMORY;
+    tc_status status = TC_OK;
+    for (int i = 0; i < count && status == TC_OK; i++)
+        status = tc_unsqueeze(tensors[i], d, &expanded[i]);
+    if (status == TC_OK) status = tc_cat(count, expanded, d, out);
+    for (int i = 0; i < count; i++)
+        tc_tensor_release(expanded[i]);
+    tc_free(expanded);
+    return status;
+}
+
+/* ---- gather ----
+ * Saved: the int64 index; ints: dim. */
+
+static tc_status gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    int dim = (int)node->ints[0];
+    tc_tensor *g = NULL, *grad_x = NULL;
+    TC_TRY(contiguous_grad(node, grad, &g));
+    tc_status status = tc_zeros_like(node->inputs[0], &grad_x);
+    if (status == TC_OK && tc_tensor_numel(g) > 0)
+        status = tc_backend_of(g)->scatter_add(grad_x, dim, node->saved[0], g);
+    tc_tensor_release(g);
+    if (status != TC_OK) {
+        tc_tensor_release(grad_x);
+        return status;
+    }
+    grad_inputs[0] = grad_x;
+    return TC_OK;
+}
+
+static const tc_op gather_op = {"gather", gather_backward};
+
+/* A 0-dim x and index are gathered as 1-D tensors of one element. */
+static tc_status gather_scalar(tc_tensor *x, tc_tensor *index, tc_tensor **out) {
+    int64_t one = 1;
+    tc_tensor *x1 = NULL, *index1 = NULL, *picked = NULL;
+    tc_status status = tc_reshape(x, 1, &one, &x1);
+    if (status == TC_OK) status = tc_reshape(index, 1, &one, &index1);
+    if (status == TC_OK) status = tc_gather(x1, 0, index1, &picked);
+    if (status == TC_OK) status = tc_reshape(picked, 0, NULL, out);
+    tc_tensor_release(x1);
+    tc_tensor_release(index1);
+    tc_tensor_release(picked);
+    return status;
+}
+
+tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_same_device("gather", x, index));
+    tc_context *ctx = x->ctx;
+    if (index->dtype != TC_INT32 && index->dtype != TC_INT64)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "gather: index must be int32 or int64, got %s of shape %s",
+                       tc_dtype_name(index->dtype), TC_SHAPE(index));
+    if (index->ndim != x->ndim)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "gather: index of shape %s must have as many dims as x of shape %s",
+                       TC_SHAPE(index), TC_SHAPE(x));
+    int d;
+    if (!tc_normalize_dim(dim, x->ndim > 0 ? x->ndim : 1, &d))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "gather: dim %d is out of range for x of shape %s", dim + (dim >= 0),
+                       TC_SHAPE(x));
+    if (x->ndim == 0) return gather_scalar(x, index, out);
+    for (int e = 0; e < x->ndim; e++)
+        if (e != d && index->shape[e] > x->shape[e])
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "gather: index of shape %s is larger than x of shape %s in dim %d (only dim %d, the "
+                           "gathered one, may be larger)",
+                           TC_SHAPE(index), TC_SHAPE(x), e + 1, d + 1);
+    tc_tensor *input = NULL, *ids = NULL, *result = NULL;
+    tc_status status = tc_contiguous(x, &input);
+    if (status == TC_OK) status = index_as_int64("gather", "index", index, &ids);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, ids->ndim, ids->shape, &result);
+    if (status == TC_OK && tc_tensor_numel(ids) > 0) status = tc_backend_of(input)->gather(input, d, ids, result);
+    if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
+        tc_node *node;
+        status = tc_record(&gather_op, 1, &input, result, &node);
+        if (status == TC_OK) {
+            node->ints[0] = d;
+            node->n_ints = 1;
+            status = tc_node_save(node, 0, ids);
+        }
+    }
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(ids);
+    tc_tensor_release(input);
+    return status;
+}
+
+/* ---- index_select ----
+ * Saved: the 1-D int64 index; ints: dim. */
+
+static tc_status index_select_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    int dim = (int)node->ints[0];
+    tc_tensor *g = NULL, *grad_x = NULL;
+    TC_TRY(contiguous_grad(node, grad, &g));
+    tc_status status = tc_zeros_like(node->inputs[0], &grad_x);
+    if (status == TC_OK && tc_tensor_numel(g) > 0) status = tc_backend_of(g)->index_add(grad_x, dim, node->saved[0], g);
+    tc_tensor_release(g);
+    if (status != TC_OK) {
+        tc_tensor_release(grad_x);
+        return status;
+    }
+    grad_inputs[0] = grad_x;
+    return TC_OK;
+}
+
+static const tc_op index_select_op = {"index_select", index_select_backward};
+
+tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_same_device("index_select", x, index));
+    tc_context *ctx = x->ctx;
+    if (index->dtype != TC_INT32 && index->dtype != TC_INT64)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "index_select: index must be int32 or int64, got %s of shape %s",
+                       tc_dtype_name(index->dtype), TC_SHAPE(index));
+    if (index->ndim > 1)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "index_select: index must be 1-D, got shape %s", TC_SHAPE(index));
+    if (x->ndim == 0)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "index_select: x must have at least 1 dim, got a 0-dim tensor");
+    int d;
+    if (!tc_normalize_dim(dim, x->ndim, &d))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "index_select: dim %d is out of range for x of shape %s",
+                       dim + (dim >= 0), TC_SHAPE(x));
+    int64_t count = tc_tensor_numel(index), shape[TC_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[d] = count;
+    tc_tensor *input = NULL, *ids = NULL, *flat = NULL, *result = NULL;
+    tc_status status = tc_contiguous(x, &input);
+    if (status == TC_OK) status = index_as_int64("index_select", "index", index, &ids);
+    if (status == TC_OK) status = tc_tensor_alias(ids, 1, &count, (const int64_t[]){1}, ids->offset, &flat);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, input->ndim, shape, &result);
+    if (status == TC_OK) status = tc_backend_of(input)->index_select(input, d, flat, result);
+    if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
+        tc_node *node;
+        status = tc_record(&index_select_op, 1, &input, result, &node);
+        if (status == TC_OK) {
+            node->ints[0] = d;
+            node->n_ints = 1;
+            status = tc_node_save(node, 0, flat);
+        }
+    }
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(flat);
+    tc_tensor_release(ids);
+    tc_tensor_release(input);
+    return status;
+}
+
+/* ---- embedding ---- */
+
+/* On the CPU, names the first id outside [0, rows) before any work. */
+static tc_status check_ids(const tc_tensor *weight, const tc_tensor *ids) {
+    const int64_t *values = tc_tensor_data(ids);
+    if (!values) return TC_OK; /* on a device: the kernel checks */
+    int64_t n = tc_tensor_numel(ids), rows = weight->shape[0];
+    for (int64_t i = 0; i < n; i++)
+        if (values[i] < 0 || values[i] >= rows)
+            return tc_fail(weight->ctx, TC_ERROR_ARGUMENT,
+                           "embedding: id %lld (element %lld of ids) is out of range for a weight of shape %s (ids "
+                           "are 0-based, below %lld)",
+                           (long long)values[i], (long long)i + 1, TC_SHAPE(weight), (long long)rows);
+    return TC_OK;
+}
+
+tc_status tc_embedding(tc_tensor *weight, tc_tensor *ids, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_same_device("embedding", weight, ids));
+    tc_context *ctx = weight->ctx;
+    if (weight->ndim != 2)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "embedding: weight must be 2-D [n, d], got shape %s", TC_SHAPE(weight));
+    if (ids->dtype != TC_INT32 && ids->dtype != TC_INT64)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "embedding: ids must be int32 or int64, got %s of shape %s",
+                       tc_dtype_name(ids->dtype), TC_SHAPE(ids));
+    if (ids->ndim >= TC_MAX_DIMS)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "embedding: ids of shape %s have too many dims (at most %d)", TC_SHAPE(ids),
+                       TC_MAX_DIMS - 1);
+    int64_t n = tc_tensor_numel(ids), shape[TC_MAX_DIMS];
+    memcpy(shape, ids->shape, sizeof(int64_t) * (size_t)ids->ndim);
+    shape[ids->ndim] = weight->shape[1];
+    tc_tensor *flat_ids = NULL, *flat = NULL, *rows = NULL;
+    tc_status status = index_as_int64("embedding", "ids", ids, &flat_ids);
+    if (status == TC_OK) status = check_ids(weight, flat_ids);
+    if (status == TC_OK) status = tc_reshape(flat_ids, 1, &n, &flat);
+    if (status == TC_OK) status = tc_index_select(weight, 0, flat, &rows);
+    if (status == TC_OK) status = tc_reshape(rows, ids->ndim + 1, shape, out);
+    tc_tensor_release(rows);
+    tc_tensor_release(flat);
+    tc_tensor_release(flat_ids);
+    return status;
+}
