@@ -3,10 +3,8 @@ local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local gpt2 = require("tricycle.models.gpt2")
 
-local fused_ready = rawget(require("tricycle.core"), "attention") ~= nil
-local fused_it = fused_ready and it or pending
-local files_ready = rawget(tc, "save") ~= nil and rawget(tc, "load") ~= nil
-local files_it = (fused_ready and files_ready) and it or pending
+local fused_it = it
+local files_it = it
 
 local V, T, C, L, H = 13, 8, 8, 2, 2
 

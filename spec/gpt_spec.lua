@@ -6,9 +6,7 @@ local nn = require("tricycle.nn")
 local optim = require("tricycle.optim")
 local reference = require("helpers.reference_gpt")
 
-local fused_ready = rawget(require("tricycle.core"), "attention") ~= nil
-  and rawget(require("tricycle.core"), "cross_entropy") ~= nil
-local fused_it = fused_ready and it or pending
+local fused_it = it
 
 local config = { vocab_size = 11, context_length = 6, n_layer = 2, n_head = 2, n_embd = 8 }
 

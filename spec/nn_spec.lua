@@ -5,8 +5,7 @@ local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local reference = require("helpers.reference_gpt")
 
-local fused_ready = rawget(require("tricycle.core"), "layer_norm") ~= nil
-local fused_it = fused_ready and it or pending
+local fused_it = it
 
 local function flatten(value, out)
   out = out or {}

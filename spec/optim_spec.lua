@@ -4,8 +4,7 @@ local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local optim = require("tricycle.optim")
 
-local fused_ready = rawget(require("tricycle.core"), "adamw_step") ~= nil
-local fused_it = fused_ready and it or pending
+local fused_it = it
 
 local function close(actual, expected, tolerance, what)
   assert.are.equal(#expected, #actual)

@@ -1,14 +1,14 @@
 /*
  * tokenizer.c: byte-level BPE (training, encoding, the GPT-2 file format),
  * a character tokenizer, and the tokenizer text file format. The contracts
- * are in tokenizer.h.
+ * are in the tokenizers section of tricycle.h.
  *
  * Inside, a tokenizer is a table of tokens (byte strings, by id) and, for
  * BPE, a list of merges in rank order, each `left right -> result`. The
  * single-byte tokens are found through byte_id, the merges through a hash
  * map keyed by the (left, right) pair.
  */
-#include "tokenizer.h"
+#include "tricycle.h"
 
 #include "internal.h"
 

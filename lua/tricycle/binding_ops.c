@@ -338,6 +338,7 @@ static int f_einsum(lua_State *L) {
         if (n > 32) return luaL_error(L, "einsum: at most 32 operands");
         for (int i = 0; i < n; i++) operands[i] = binding_check_tensor(L, i + 2, "einsum");
     }
+    if (n == 0) return luaL_error(L, "einsum: no operands for equation '%s'", equation);
     tc_tensor *out;
     return push_result(L, tc_einsum(equation, n, operands, &out), &out);
 }

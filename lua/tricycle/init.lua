@@ -30,6 +30,7 @@ function methods.bool(self) return self:to("bool") end
 function methods.cpu(self) return self:to("cpu") end
 function methods.cuda(self) return self:to("cuda") end
 function methods.where(cond, a, b) return core.where(cond, a, b) end
+function methods.scale_(self, factor) return core.scale_(self, factor) end
 
 Tensor.__tostring = require("tricycle.format").tensor
 

@@ -1,5 +1,5 @@
 /*
- * tokenizer_binding.c: the Lua face of the tokenizers (src/tokenizer.h).
+ * tokenizer_binding.c: the Lua face of the tokenizers (the tokenizers section of src/tricycle.h).
  *
  * tc_lua_open_tokenizer leaves a table of functions on the stack:
  *   train(text, {vocab_size = N, gpt2_split = false}), char(text),
@@ -15,7 +15,7 @@
  *   gpt2_split() -> boolean, close()
  * Errors raise Lua errors with the engine's message.
  */
-#include "tokenizer.h"
+#include "tricycle.h"
 
 #include "binding.h"
 

@@ -1,12 +1,12 @@
 /*
- * tokenizer_test.c: tests of the tokenizer C API (src/tokenizer.h).
+ * tokenizer_test.c: tests of the tokenizer C API (the tokenizers section of src/tricycle.h).
  *
  * Prints one line per failed check and a closing `N passed, M failed` line;
  * exits non-zero when a check fails. Tiny Shakespeare is read from
  * $TRICYCLE_DATA/tinyshakespeare.txt (default ../shared/data, relative to
  * the repository root); the checks on it are skipped when it is missing.
  */
-#include "tokenizer.h"
+#include "tricycle.h"
 
 #include <stdarg.h>
 #include <stdio.h>
