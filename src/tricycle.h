@@ -95,7 +95,10 @@ void tc_manual_seed(tc_context *ctx, uint64_t seed);
 void tc_rng_get_state(const tc_context *ctx, uint64_t *seed, uint64_t *offset);
 void tc_rng_set_state(tc_context *ctx, uint64_t seed, uint64_t offset);
 
-/* Grad mode: while disabled no op records on the tape. Calls nest. */
+/* Grad mode: while disabled no op records on the tape. Calls nest like a
+ * stack: each tc_set_grad_enabled(ctx, false) is undone by one later
+ * tc_set_grad_enabled(ctx, true), so a library disabling it inside a
+ * caller's disabled region leaves it disabled on return. */
 void tc_set_grad_enabled(tc_context *ctx, bool enabled);
 bool tc_is_grad_enabled(const tc_context *ctx);
 
