@@ -1,0 +1,344 @@
+-- CPU speed against PyTorch: GPT training steps (configs A and B) and KV-cache
+-- generation, ours and PyTorch's alternately, at 1 and 2 threads; sgemm
+-- GFLOP/s of raw OpenBLAS and of tc's matmul on the GEMM shapes of a config-B
+-- step; model FLOP utilisation against that sgemm ceiling. docs/BENCHMARKS.md
+-- explains what each number is.
+--
+--   lua5.4 bench/gpt_bench.lua [--quick] [--configs A,B] [--modes train,gen]
+--                              [--threads 1,2] [--no-torch] [--out STEM]
+--
+-- Run from the repository root (`make bench` does). BENCH_QUICK=1 is --quick
+-- (2 steps, 32 tokens: a smoke test, not a measurement). PyTorch runs when
+-- Debian's python3-torch imports under $BENCH_PYTHON (default /usr/bin/python3)
+-- and $TORCH_GPT (default ../shared/bench/torch_gpt.py) exists. Every line is
+-- its own process (bench/gpt_line.lua, torch_gpt.py), so peak RSS is per line.
+-- Results: bench/results/latest.md and .json (quick runs: quick.md, .json;
+-- --out STEM writes STEM.md and STEM.json instead).
+local here = arg[0]:match("^(.*)/") or "."
+local common = dofile(here .. "/common.lua")
+local report = dofile(here .. "/gpt_report.lua")
+local tc = common.tricycle()
+local clock = common.clock_for(tc)
+
+local usage = "usage: lua5.4 bench/gpt_bench.lua [--quick] [--configs A,B] [--modes train,gen] "
+  .. "[--threads 1,2] [--no-torch] [--steps 10] [--warmup 3] [--gen-tokens 256] [--gen-reps 3] "
+  .. "[--sgemm-reps 5] [--sgemm-rounds 2] [--out bench/results/name]"
+local options = common.parse_args(arg, {
+  quick = false, configs = "A,B", modes = "train,gen", threads = "1,2", no_torch = false,
+  steps = 10, warmup = 3, gen_tokens = 256, gen_reps = 3, sgemm_reps = 5, sgemm_rounds = 2, out = "",
+}, usage)
+local quick_env = os.getenv("BENCH_QUICK")
+if options.quick or (quick_env and quick_env ~= "" and quick_env ~= "0") then
+  options.quick = true
+  options.steps, options.warmup, options.gen_tokens, options.gen_reps = 2, 1, 32, 1
+  options.sgemm_reps, options.sgemm_rounds = 2, 1
+end
+
+local function split(text)
+  local items = {}
+  for item in text:gmatch("[^,%s]+") do items[#items + 1] = item end
+  return items
+end
+local configs, modes = split(options.configs), split(options.modes)
+local thread_counts = {}
+for _, t in ipairs(split(options.threads)) do
+  thread_counts[#thread_counts + 1] = assert(math.tointeger(tonumber(t)), "--threads: a list of integers")
+end
+for _, c in ipairs(configs) do assert(common.configs[c], "--configs: A and/or B") end
+
+local build = os.getenv("TRICYCLE_BUILD")
+if not build or build == "" then build = "build" end
+local lua = os.getenv("LUA") or "lua5.4"
+local python = os.getenv("BENCH_PYTHON") or "/usr/bin/python3"
+local torch_script = os.getenv("TORCH_GPT") or "../shared/bench/torch_gpt.py"
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Environment that holds a process to `threads` threads of BLAS and OpenMP.
+local function thread_env(threads)
+  return ("OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d "):format(threads, threads)
+end
+
+-- Runs a shell command; returns its stdout and whether it exited with 0.
+local function run(command)
+  local pipe = assert(io.popen(command .. " 2>&1"))
+  local output = pipe:read("a")
+  local ok = pipe:close()
+  return output, ok == true
+end
+
+-- The JSON lines of a command's output as tables, or nil and the output.
+local function run_json(command)
+  local output, ok = run(command)
+  local results = {}
+  for line in output:gmatch("[^\n]+") do
+    if line:sub(1, 1) == "{" then
+      local decoded, value = pcall(tc.json_decode, line)
+      if decoded then results[#results + 1] = value end
+    end
+  end
+  if not ok or #results == 0 then return nil, output end
+  return results
+end
+
+local function file_exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Why PyTorch does not run, or nil when it does.
+local function torch_unavailable()
+  if options.no_torch then return "--no-torch was given" end
+  if not file_exists(torch_script) then
+    return torch_script .. " is missing (set TORCH_GPT to torch_gpt.py)"
+  end
+  local _, ok = run(quote(python) .. " -c 'import torch' >/dev/null")
+  if not ok then return python .. " cannot import torch (apt-get install python3-torch)" end
+  return nil
+end
+
+local torch_reason = torch_unavailable()
+local torch_version
+if not torch_reason then
+  torch_version = run(quote(python) .. " -c 'import torch; print(torch.__version__)'"):match("[^\n]+")
+end
+
+-- The GEMMs of a config-B training step (B T = 2048 rows, C = 384): each Linear
+-- y = x W^T forward (n,t), input gradient dy W (n,n), weight gradient dy^T x
+-- (t,n); then attention's per-head QK^T and AV over B H = 48 heads.
+local gemm_shapes = {}
+do
+  local rows, c = 2048, 384
+  local linears = { { "qkv", c, 3 * c }, { "attn proj", c, c }, { "fc", c, 4 * c }, { "fc proj", 4 * c, c },
+    { "head", c, 1024 } }
+  for _, linear in ipairs(linears) do
+    local name, n_in, n_out = linear[1], linear[2], linear[3]
+    gemm_shapes[#gemm_shapes + 1] = { use = name .. " fwd", m = rows, k = n_in, n = n_out, ta = "n", tb = "t" }
+    gemm_shapes[#gemm_shapes + 1] = { use = name .. " dx", m = rows, k = n_out, n = n_in, ta = "n", tb = "n" }
+    gemm_shapes[#gemm_shapes + 1] = { use = name .. " dW", m = n_out, k = rows, n = n_in, ta = "t", tb = "n" }
+  end
+  gemm_shapes[#gemm_shapes + 1] = { use = "attn QK^T", m = 256, k = 64, n = 256, ta = "n", tb = "t", batch = 48 }
+  gemm_shapes[#gemm_shapes + 1] = { use = "attn AV", m = 256, k = 256, n = 64, ta = "n", tb = "n", batch = 48 }
+  for _, s in ipairs(gemm_shapes) do
+    s.batch = s.batch or 1
+    s.spec = ("%d,%d,%d,%s,%s,%d"):format(s.m, s.k, s.n, s.ta, s.tb, s.batch)
+  end
+end
+
+local started = clock()
+local function say(text)
+  io.write(("[%6.1fs] %s\n"):format(clock() - started, text))
+  io.flush()
+end
+
+-- A failure of ours fails the run; one of PyTorch's or OpenBLAS's is reported only.
+local failures, ours_failed = {}, false
+local function failed(what, output, is_ours)
+  failures[#failures + 1] = ("%s failed:\n%s"):format(what, output)
+  if is_ours then ours_failed = true end
+  say(failures[#failures])
+end
+
+-- sgemm GFLOP/s per thread count: raw OpenBLAS and tc.matmul in alternating
+-- rounds, keeping each shape's best rate (load from elsewhere only slows runs).
+local sgemm, sgemm_note = {}, nil
+local sgemm_binary = build .. "/bench/sgemm_bench"
+if not file_exists(sgemm_binary) then
+  sgemm_note = sgemm_binary .. " is missing (`make bench` builds it): no raw OpenBLAS ceiling, no MFU"
+  say(sgemm_note)
+end
+local specs = {}
+for i, s in ipairs(gemm_shapes) do specs[i] = s.spec end
+
+-- Runs one round of `command` and keeps the best GFLOP/s per shape in `best`.
+local function gemm_round(what, command, best, is_ours)
+  local results, failure = run_json(command)
+  if not results then
+    failed(what, failure, is_ours)
+    return false
+  end
+  for _, r in ipairs(results) do best[r.shape] = math.max(best[r.shape] or 0, r.gflops) end
+  return true
+end
+
+for _, t in ipairs(thread_counts) do
+  sgemm[t] = { raw = {}, ours = {} }
+  local raw_command = ("%s%s %d %d %s"):format(thread_env(t), quote(sgemm_binary), t, options.sgemm_reps,
+    table.concat(specs, " "))
+  local ours_command = ("%sTRICYCLE_BUILD=%s %s %s/matmul_line.lua --threads %d --reps %d --shapes %s"):format(
+    thread_env(t), quote(build), lua, quote(here), t, options.sgemm_reps, quote(table.concat(specs, ";")))
+  local raw_ok, ours_ok = not sgemm_note, true
+  for _ = 1, options.sgemm_rounds do
+    if raw_ok then raw_ok = gemm_round("sgemm_bench", raw_command, sgemm[t].raw, false) end
+    if ours_ok then ours_ok = gemm_round("matmul_line", ours_command, sgemm[t].ours, true) end
+  end
+  local best = 0
+  for _, g in pairs(sgemm[t].raw) do best = math.max(best, g) end
+  sgemm[t].ceiling = best > 0 and best or nil
+  say(("sgemm %d thread(s): raw OpenBLAS ceiling %s GFLOP/s"):format(t, sgemm[t].ceiling and
+    ("%.1f"):format(best) or "-"))
+end
+
+-- The lines, ours then PyTorch's for each.
+local lines = {}
+local function line_args(config, mode, threads)
+  local a = ("--config %s --mode %s --threads %d --seed 0"):format(config, mode, threads)
+  if mode == "train" then
+    return a .. (" --warmup %d --steps %d"):format(options.warmup, options.steps)
+  end
+  return a .. (" --gen-tokens %d --gen-reps %d"):format(options.gen_tokens, options.gen_reps)
+end
+
+local function measure(system, command, label)
+  local t0 = clock()
+  local results, failure = run_json(command)
+  local result = results and results[#results]
+  if result then
+    local load = result.cpu_per_wall and ("  cpu/wall %.2f"):format(result.cpu_per_wall) or ""
+    say(("%-22s %-8s %10.1f tok/s  peak RSS %7.1f MiB  (%.1f s)%s"):format(label, system, report.rate(result) or 0,
+      result.peak_rss_mib_self or 0, clock() - t0, load))
+  else
+    failed(label .. " " .. system, failure, system == "ours")
+  end
+  return result
+end
+
+for _, t in ipairs(thread_counts) do
+  for _, mode in ipairs(modes) do
+    for _, config in ipairs(configs) do
+      local name = ("%s %s, %d thread%s"):format(mode, config, t, t == 1 and "" or "s")
+      local args = line_args(config, mode, t)
+      local line = { name = name, config = config, mode = mode, threads = t }
+      line.ours = measure("ours", ("%sTRICYCLE_BUILD=%s %s %s/gpt_line.lua %s"):format(thread_env(t), quote(build),
+        lua, quote(here), args), name)
+      if not torch_reason then
+        local torch_mode = mode == "gen" and " --kv cache" or ""
+        line.torch = measure("PyTorch", ("%sOMP_WAIT_POLICY=PASSIVE %s %s %s%s"):format(thread_env(t), quote(python),
+          quote(torch_script), args, torch_mode), name)
+      end
+      lines[#lines + 1] = line
+    end
+  end
+end
+
+-- Parameter counts, which must agree, and the MFU rows.
+local params, params_ok = {}, true
+for _, line in ipairs(lines) do
+  local p = params[line.config] or {}
+  p.ours = p.ours or (line.ours and line.ours.params)
+  p.torch = p.torch or (line.torch and line.torch.params)
+  params[line.config] = p
+end
+local param_lines = {}
+for _, config in ipairs(configs) do
+  local p = params[config] or {}
+  local same = p.ours and p.torch and p.ours == p.torch
+  if p.ours and p.torch and not same then params_ok = false end
+  param_lines[#param_lines + 1] = ("- config %s: ours %s parameters, PyTorch %s%s"):format(config,
+    tostring(p.ours or "-"), tostring(p.torch or "-"), (p.ours and p.torch) and (same and " (identical)" or
+    " (DIFFERENT: the comparison is not like for like)") or "")
+end
+
+local mfu_rows = {}
+for _, line in ipairs(lines) do
+  if line.mode == "train" then
+    local cfg = common.configs[line.config]
+    local p = params[line.config].ours or params[line.config].torch
+    if p then
+      local flops = report.step_flops(cfg, p)
+      local tokens = cfg.batch * cfg.ctx
+      local ceiling = sgemm[line.threads] and sgemm[line.threads].ceiling
+      local function rate(result)
+        local r = report.rate(result)
+        return r and flops * r / tokens * 1e-9
+      end
+      local row = { name = line.name, step_gflop = flops * 1e-9, ceiling = ceiling, ours_gflops = rate(line.ours),
+        torch_gflops = rate(line.torch) }
+      row.ours_mfu = ceiling and row.ours_gflops and row.ours_gflops / ceiling
+      row.torch_mfu = ceiling and row.torch_gflops and row.torch_gflops / ceiling
+      mfu_rows[#mfu_rows + 1] = row
+    end
+  end
+end
+
+-- The report.
+local cpu = "unknown CPU"
+do
+  local f = io.open("/proc/cpuinfo", "r")
+  if f then
+    cpu = f:read("a"):match("model name%s*:%s*([^\n]+)") or cpu
+    f:close()
+  end
+end
+local cores = (run("nproc"):match("%d+")) or "?"
+local settings = options.quick and "QUICK RUN (a smoke test: too few steps to measure anything)"
+  or ("training: median of %d steps after %d warm-up; generation: median of %d runs of %d tokens"):format(
+    options.steps, options.warmup, options.gen_reps, options.gen_tokens)
+
+local md = {
+  "# GPT benchmark: tricycle against PyTorch on the CPU",
+  "",
+  ("%s, %s cores, %s UTC. %s."):format(cpu, cores, os.date("!%Y-%m-%d %H:%M"), settings),
+  torch_reason and ("PyTorch not run: %s. Our numbers only."):format(torch_reason)
+    or ("PyTorch %s (%s, OMP_WAIT_POLICY=PASSIVE), run alternately with ours, line by line."):format(
+      torch_version or "?", python),
+  "Each line is one process limited to N threads (set_num_threads, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS).",
+  "Ratios above 1 mean we are faster. The machine may be shared: treat differences under ~10% as noise.",
+  "",
+  "## Training step and generation",
+  "",
+  report.lines_table(lines),
+  "",
+  table.concat(param_lines, "\n"),
+  "",
+  "## sgemm GFLOP/s on the GEMMs of a config-B training step",
+  "",
+  sgemm_note or ("Best of %d rounds of %d timed runs after warm-up, OpenBLAS and tc.matmul alternating; "
+    .. "tc.matmul allocates its output each call."):format(options.sgemm_rounds, options.sgemm_reps),
+  "",
+  report.sgemm_table(gemm_shapes, sgemm, thread_counts),
+  "",
+  "## Model FLOP utilisation",
+  "",
+  report.flops_formula .. ". MFU = model FLOP/s over the sgemm ceiling (the best raw OpenBLAS rate above at the "
+    .. "same thread count).",
+  "",
+  report.mfu_table(mfu_rows),
+  "",
+  ("Total time %.0f s."):format(clock() - started),
+}
+if #failures > 0 then
+  md[#md + 1] = ""
+  md[#md + 1] = "## Failures"
+  for _, f in ipairs(failures) do md[#md + 1] = "\n```\n" .. f .. "\n```" end
+end
+local text = table.concat(md, "\n") .. "\n"
+print("\n" .. text)
+
+local stem = options.out
+if stem == "" then stem = here .. "/results/" .. (options.quick and "quick" or "latest") end
+local results_dir = stem:match("^(.*)/")
+if results_dir then os.execute("mkdir -p " .. quote(results_dir)) end
+local f = assert(io.open(stem .. ".md", "w"))
+f:write(text)
+f:close()
+local sgemm_json = {}
+for _, t in ipairs(thread_counts) do
+  sgemm_json[#sgemm_json + 1] = { threads = t, ceiling_gflops = sgemm[t].ceiling, openblas = sgemm[t].raw,
+    tc_matmul = sgemm[t].ours }
+end
+f = assert(io.open(stem .. ".json", "w"))
+f:write(tc.json_encode({
+  date_utc = os.date("!%Y-%m-%dT%H:%M:%SZ"), cpu = cpu, cores = tonumber(cores), quick = options.quick,
+  settings = { steps = options.steps, warmup = options.warmup, gen_tokens = options.gen_tokens,
+    gen_reps = options.gen_reps, sgemm_reps = options.sgemm_reps, sgemm_rounds = options.sgemm_rounds },
+  torch = torch_version, torch_skipped = torch_reason, params_identical = params_ok,
+  flops_formula = report.flops_formula, lines = lines, sgemm = sgemm_json, mfu = mfu_rows,
+  failures = failures,
+}) .. "\n")
+f:close()
+say("results written to " .. stem .. ".md and " .. stem .. ".json")
+if ours_failed or not params_ok then os.exit(1) end

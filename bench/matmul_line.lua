@@ -1,0 +1,61 @@
+-- GFLOP/s of tc's matmul on given GEMM shapes at one thread count, the twin
+-- of bench/sgemm_bench.c (raw OpenBLAS) for bench/gpt_bench.lua: the same
+-- shape strings, the best and median of --reps timed runs, after three
+-- warm-up calls (the C program, which reuses one output buffer, needs one).
+--
+--   lua5.4 bench/matmul_line.lua --threads N --reps R --shapes "M,K,N,TA,TB,BATCH;..."
+--
+-- op(A) with TA = t is a transposed view of a stored [K, M] tensor (as the
+-- backward pass passes it), likewise op(B); BATCH > 1 makes 3-D operands.
+-- The output is allocated by each call, as in a training step. One JSON
+-- line per shape.
+local here = arg[0]:match("^(.*)/") or "."
+local common = dofile(here .. "/common.lua")
+local tc = common.tricycle()
+local clock = common.clock_for(tc)
+
+local usage = 'usage: lua5.4 bench/matmul_line.lua --threads N --reps R --shapes "M,K,N,TA,TB,BATCH;..."'
+local options = common.parse_args(arg, { threads = 1, reps = 5, shapes = "" }, usage)
+tc.set_num_threads(options.threads)
+tc.manual_seed(0)
+
+-- A [batch, rows, cols] operand stored as given, or as [batch, cols, rows]
+-- and viewed transposed; 2-D when batch is 1.
+local function operand(batch, rows, cols, transposed)
+  local stored = transposed and { cols, rows } or { rows, cols }
+  if batch > 1 then table.insert(stored, 1, batch) end
+  local t = tc.rand(stored) - 0.5
+  if transposed then t = t:transpose(-2, -1) end
+  return t
+end
+
+local guard <close> = tc.no_grad()
+for text in options.shapes:gmatch("[^;]+") do
+  collectgarbage() -- the previous shape's tensors go before this one is timed
+  local m, k, n, ta, tb, batch = text:match("^(%d+),(%d+),(%d+),([nt]),([nt]),(%d+)$")
+  if not m then error(("matmul_line: shape '%s' is not M,K,N,TA,TB,BATCH"):format(text)) end
+  m, k, n, batch = tonumber(m), tonumber(k), tonumber(n), tonumber(batch)
+  local a = operand(batch, m, k, ta == "t")
+  local b = operand(batch, k, n, tb == "t")
+  local c = a:matmul(b)
+  assert(c:size(-2) == m and c:size(-1) == n, "matmul_line: unexpected output shape")
+  -- two more warm-up calls: the first few fresh outputs of a shape are the
+  -- slowest (memory touched for the first time)
+  for _ = 1, 2 do
+    c = nil
+    c = a:matmul(b)
+  end
+  local times = {}
+  for r = 1, options.reps do
+    c = nil
+    local started = clock()
+    c = a:matmul(b)
+    times[r] = clock() - started
+  end
+  local median, best = common.median(times), math.min(table.unpack(times))
+  local flops = 2 * m * n * k * batch
+  print(tc.json_encode({
+    shape = text, ms_best = common.round(best * 1e3, 4), ms_median = common.round(median * 1e3, 4),
+    gflops = common.round(flops / best * 1e-9, 2), gflops_median = common.round(flops / median * 1e-9, 2),
+  }))
+end
