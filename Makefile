@@ -49,12 +49,16 @@ LUA_MODULE = $(BUILD)/lua/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 
-.PHONY: all module test test-c test-lua clean install asan bench deps
+.DEFAULT_GOAL := all
+# The CUDA backend: `make cuda`, `make cuda-emulated`, `make test-cuda` (see cuda/cuda.mk).
+include cuda/cuda.mk
 
-all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS)
+.PHONY: all module test test-c test-lua clean install asan bench deps cuda cuda-emulated cuda-kernels test-cuda test-gpu
 
-# Only what `require("tricycle")` needs (the rockspec builds this).
-module: $(LUA_MODULE)
+all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB))
+
+# Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend).
+module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB))
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
@@ -100,7 +104,7 @@ test-lua: all
 # curl hangs with it preloaded, so the specs' downloads run curl without it.
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan OPTIMIZE="-O1 -g -fno-omit-frame-pointer" \
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan WITH_CUDA=0 OPTIMIZE="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
 	@for t in $(patsubst $(BUILD)/%,build-asan/%,$(C_TESTS)); do echo "== $$t"; $(ASAN_ENV) $$t || exit 1; done
 	@mkdir -p build-asan/bin
@@ -110,15 +114,23 @@ asan:
 	  TRICYCLE_BUILD=build-asan $(LUA) spec/run.lua $(SPEC_ARGS)
 
 # Every bench/*_bench.lua in turn, or the ones named: make bench BENCHES=bench/x_bench.lua
+# bench/gpt_bench.lua times raw OpenBLAS through $(SGEMM_BENCH); BENCH_QUICK=1 makes it short.
 BENCHES ?= $(wildcard bench/*_bench.lua)
-bench: all
+SGEMM_BENCH = $(BUILD)/bench/sgemm_bench
+bench: all $(SGEMM_BENCH)
 	@for b in $(BENCHES); do echo "== $$b"; TRICYCLE_BUILD=$(BUILD) $(LUA) $$b || exit 1; done
+
+$(SGEMM_BENCH): bench/sgemm_bench.c
+	@mkdir -p $(dir $@)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(BLAS_LIBS)
 
 # Installs the Lua module: core.so into INST_LIBDIR/tricycle, every Lua file under
 # lua/tricycle/ (subfolders included) into INST_LUADIR/tricycle.
 install: $(LUA_MODULE)
 	install -d $(DESTDIR)$(INST_LIBDIR)/tricycle $(DESTDIR)$(INST_LUADIR)/tricycle
 	install -m 755 $(LUA_MODULE) $(DESTDIR)$(INST_LIBDIR)/tricycle/core.so
+	if [ -f $(CUDA_LIB) ]; then install -m 755 $(CUDA_LIB) $(DESTDIR)$(INST_LIBDIR)/tricycle/libtricycle_cuda.so; fi
 	cd lua && find tricycle -name '*.lua' | while read -r file; do \
 	  install -D -m 644 "$$file" "$(DESTDIR)$(INST_LUADIR)/$$file" || exit 1; done
 

@@ -1,6 +1,10 @@
 -- `luarocks --lua-version=5.4 make rockspec/tricycle-scm-1.rockspec`, run from the
 -- repository root, builds the working tree (source.url is not fetched) and installs
 -- tricycle.core (C) and the tricycle.* Lua modules. Needs liblua5.4-dev and OpenBLAS.
+-- `WITH_CUDA=1 luarocks --lua-version=5.4 make rockspec/tricycle-scm-1.rockspec` also
+-- builds the CUDA backend (needs nvcc; NVCC=/path/to/nvcc when it is not on the PATH
+-- or in /usr/local/cuda) and installs it beside tricycle.core, where it is found at
+-- run time; without it the cuda device reports that no backend library is installed.
 rockspec_format = "3.0"
 package = "tricycle"
 version = "scm-1"

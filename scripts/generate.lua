@@ -104,7 +104,11 @@ local model = tc.nn.GPT({
 model:load_state_dict(state.model)
 local device = values.device or "auto"
 if device == "auto" then
-  device = tc.cuda.pick_device()
+  local notice
+  device, notice = tc.cuda.pick_device()
+  if notice then
+    io.stderr:write(notice, "\n")
+  end
 end
 if device ~= "cpu" then
   model:to(device)

@@ -4,8 +4,15 @@
 --   lua scripts/train_shakespeare.lua --preset gpu --steps 2000
 --   lua scripts/train_shakespeare.lua --resume            -- goes on from out/shakespeare/checkpoint.safetensors
 --
+-- --steps is the total number of optimiser steps of the run, counted from
+-- its start: --resume --steps 3000 after 2000 steps trains 1000 more. The
+-- learning-rate schedule (warmup, then a cosine to --min-lr at the run's
+-- total) is fixed by the first run and kept in the checkpoint, so a resumed
+-- run follows the same curve; steps past its end use --min-lr.
+--
 -- Writes to --out (default out/shakespeare): checkpoint.safetensors (at
--- intervals, at the end, and on Ctrl-C), metrics.jsonl (one JSON object per
+-- intervals, at the end, and on Ctrl-C, which takes effect between two
+-- steps and exits with status 130), metrics.jsonl (one JSON object per
 -- logged step / evaluation), loss.svg (train and validation loss) and
 -- sample.txt. Validation loss is reported in nats per token and in bits per
 -- character, which compares across tokenizers.
@@ -56,7 +63,7 @@ local OPTIONS = {
   { name = "out", metavar = "DIR", help = "output folder (default out/shakespeare)" },
   { name = "resume", type = "flag", help = "go on from DIR/checkpoint.safetensors" },
   { name = "data", metavar = "FILE", help = "the tiny Shakespeare text (default: TRICYCLE_DATA, cache, download)" },
-  { name = "steps", type = "integer", help = "optimiser steps in total" },
+  { name = "steps", type = "integer", help = "optimiser steps in total, counted from the start of the run (also on --resume)" },
   { name = "batch_size", type = "integer", help = "sequences per step" },
   { name = "context_length", type = "integer", help = "tokens per sequence" },
   { name = "n_layer", type = "integer", help = "transformer blocks" },
@@ -67,7 +74,7 @@ local OPTIONS = {
   { name = "vocab_size", type = "integer", help = "BPE vocabulary size" },
   { name = "lr", type = "number", help = "peak learning rate" },
   { name = "min_lr", type = "number", help = "final learning rate of the cosine schedule" },
-  { name = "warmup", type = "integer", help = "linear warmup steps" },
+  { name = "warmup", type = "integer", help = "linear warmup steps (default: the preset's, at most a tenth of --steps)" },
   { name = "weight_decay", type = "number", help = "AdamW weight decay (matrices only)" },
   { name = "beta1", type = "number", help = "AdamW beta1" },
   { name = "beta2", type = "number", help = "AdamW beta2" },
@@ -227,15 +234,32 @@ end
 local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_decay), {
   lr = config.lr, betas = { config.beta1, config.beta2 }, weight_decay = config.weight_decay,
 })
+-- The preset's warmup is for its own length: a short run warms up over at
+-- most a tenth of its steps, so it still reaches the cosine part.
+local warmup = values.warmup and math.min(values.warmup, config.steps)
+  or math.min(config.warmup, config.steps // 10)
 local scheduler = tc.optim.cosine_schedule({
-  max_lr = config.lr, min_lr = config.min_lr, warmup = math.min(config.warmup, config.steps), total = config.steps,
+  max_lr = config.lr, min_lr = config.min_lr, warmup = warmup, total = config.steps,
 })
 
 local start_step = 0
 if resumed then
-  tc.checkpoint.restore(resumed, { model = model, optimizer = optimizer })
+  -- the schedule (its warmup and total included) comes from the checkpoint
+  local targets = { model = model, optimizer = optimizer, scheduler = resumed.scheduler and scheduler or nil }
+  tc.checkpoint.restore(resumed, targets)
   start_step = resumed.step or 0
   scheduler.step = start_step
+  for _, key in ipairs({ "lr", "min_lr", "warmup" }) do
+    if values[key] ~= nil and resumed.scheduler then
+      io.stderr:write(("train_shakespeare: --%s ignored: the learning-rate schedule comes from the checkpoint\n")
+        :format(key:gsub("_", "-")))
+    end
+  end
+  if config.steps ~= scheduler.total then
+    print(("--steps %d: training to step %d; the learning-rate schedule of the checkpoint ends at step %d%s")
+      :format(config.steps, config.steps, scheduler.total,
+        config.steps > scheduler.total and " (--min-lr after it)" or ""))
+  end
   local extra = resumed.extra or {}
   if extra.dataset then
     dataset:set_state(extra.dataset)
@@ -328,62 +352,63 @@ local function log_eval(full)
   return nats, bpc
 end
 
-model:train()
-local ok_loop, failure = pcall(function()
-  while step < config.steps do
-    local lr = scheduler:lr(step)
-    tc.optim.set_lr(optimizer, lr)
-    local x, y = dataset:batch()
-    local _, loss = model(to_device(x), { targets = to_device(y) })
-    optimizer:zero_grad()
-    loss:backward()
-    if config.grad_clip > 0 then
-      tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
-    end
-    optimizer:step()
-    step = step + 1
-    scheduler.step = step
-    local value = loss:item()
-    loss_sum, loss_count = loss_sum + value, loss_count + 1
-    window_tokens = window_tokens + tokens_per_step
-    -- os.clock is process CPU time; with several threads it over-counts, so
-    -- tokens/s uses wall time once a second has passed
-    local elapsed_wall = os.time() - wall_start
-    local rate
-    if elapsed_wall >= 2 then
-      rate = (step - start_step) * tokens_per_step / elapsed_wall
-    else
-      rate = window_tokens / math.max(os.clock() - window_start, 1e-6)
-    end
-    local eta = (config.steps - step) * tokens_per_step / rate
-    progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
-    if step % config.log_every == 0 or step == config.steps then
-      cli.append_jsonl(metrics_path, { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate })
-      loss_sum, loss_count = 0, 0
-    end
-    if config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
-      log_eval()
-    end
-    if config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps then
-      save_checkpoint(step)
-    end
+-- One optimiser step (and the logging, evaluation and checkpoint due after it).
+local function train_step()
+  local lr = scheduler:lr(step)
+  tc.optim.set_lr(optimizer, lr)
+  local x, y = dataset:batch()
+  local _, loss = model(to_device(x), { targets = to_device(y) })
+  optimizer:zero_grad()
+  loss:backward()
+  if config.grad_clip > 0 then
+    tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
   end
-end)
-
-if not ok_loop then
-  progress:finish_line()
-  if tostring(failure):find("interrupted!", 1, true) then
-    io.stderr:write(("\ninterrupted at step %d: saving %s\n"):format(step, checkpoint_path))
-    local saved, why = pcall(save_checkpoint, step)
-    if not saved then
-      io.stderr:write("could not save the checkpoint: ", tostring(why), "\n")
-    end
-    pcall(write_chart)
-    os.exit(130)
+  optimizer:step()
+  step = step + 1
+  scheduler.step = step
+  local value = loss:item()
+  loss_sum, loss_count = loss_sum + value, loss_count + 1
+  window_tokens = window_tokens + tokens_per_step
+  -- os.clock is process CPU time; with several threads it over-counts, so
+  -- tokens/s uses wall time once a second has passed
+  local elapsed_wall = os.time() - wall_start
+  local rate
+  if elapsed_wall >= 2 then
+    rate = (step - start_step) * tokens_per_step / elapsed_wall
+  else
+    rate = window_tokens / math.max(os.clock() - window_start, 1e-6)
   end
-  fail(tostring(failure))
+  local eta = (config.steps - step) * tokens_per_step / rate
+  progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
+  if step % config.log_every == 0 or step == config.steps then
+    cli.append_jsonl(metrics_path, { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate })
+    loss_sum, loss_count = 0, 0
+  end
+  if config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
+    log_eval()
+  end
+  if config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps then
+    save_checkpoint(step)
+  end
 end
+
+model:train()
+-- Ctrl-C takes effect between two steps (see cli.run_steps), so the
+-- checkpoint it writes holds a whole number of steps.
+local ok_loop, finished = pcall(cli.run_steps, function() return step < config.steps end, train_step)
 progress:finish_line()
+if not ok_loop then
+  fail(tostring(finished))
+end
+if not finished then
+  io.stderr:write(("\ninterrupted after step %d: saving %s\n"):format(step, checkpoint_path))
+  local saved, why = pcall(save_checkpoint, step)
+  if not saved then
+    io.stderr:write("could not save the checkpoint: ", tostring(why), "\n")
+  end
+  pcall(write_chart)
+  os.exit(130)
+end
 
 local nats, bpc = log_eval(true)
 save_checkpoint(step)

@@ -231,3 +231,77 @@ describe("tc.Function (a differentiable op written in Lua)", function()
     assert.matches("odd", message)
   end)
 end)
+
+describe("autograd and in-place operations", function()
+  local function failure(fn)
+    local ok, message = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    return tostring(message)
+  end
+
+  it("refuses an in-place write into a leaf that requires grad while grad mode is on", function()
+    local w = leaf({ 1, 2 })
+    local expected = "a leaf that requires grad is used in an in-place operation; wrap it in tc.no_grad"
+    assert.matches("fill_: " .. expected, failure(function() w:fill_(0) end), 1, true)
+    assert.matches("copy_: " .. expected, failure(function() w:copy_(tc.zeros({ 2 }, F64)) end), 1, true)
+    assert.are.same({ 1, 2 }, w:totable())
+    -- the same writes under no_grad (as optimisers and initialisers do) are fine
+    tc.no_grad(function()
+      w:fill_(3)
+      w:narrow(1, 2, 1):copy_(tc.tensor({ 5 }, F64))
+    end)
+    assert.are.same({ 3, 5 }, w:totable())
+  end)
+
+  it("refuses an in-place write into the result of a recorded op while grad mode is on", function()
+    local x = leaf({ 1, 2 })
+    local y = x * 2
+    assert.matches("fill_: the tensor is the result of 'mul' and requires grad", failure(function() y:fill_(0) end), 1,
+      true)
+  end)
+
+  it("fails a backward whose saved tensor was written in place, naming the op", function()
+    local x = leaf({ 1, 2 })
+    local y = x / tc.tensor({ 2, 4 }, F64) -- div saves its output
+    local out = y:sum()
+    tc.no_grad(function() y:fill_(7) end)
+    local message = failure(function() out:backward() end)
+    assert.matches("backward of 'div': a tensor it saved (shape {2}) was modified by an in-place operation", message, 1,
+      true)
+  end)
+
+  it("fails a backward whose input was written in place, instead of giving a wrong gradient", function()
+    local x = leaf({ 1, 2 })
+    local w = tc.tensor({ 3, 4 }, F64) -- not requiring grad: writable in grad mode
+    local loss = (x * w):sum()
+    w:fill_(10) -- dloss/dx would silently become 10 instead of {3, 4}
+    assert.matches("backward of 'mul': its input 2 (shape {2}) was modified by an in-place operation",
+      failure(function() loss:backward() end), 1, true)
+    -- a write through another view of the same storage counts too
+    local v = tc.tensor({ 3, 4, 5 }, F64)
+    loss = (x * v:narrow(1, 1, 2)):sum()
+    v:narrow(1, 3, 1):fill_(0)
+    assert.matches("backward of", failure(function() loss:backward() end), 1, true)
+    -- and so does one through a detached alias of a leaf
+    local p = leaf({ 2, 2 })
+    loss = (p * p):sum()
+    p:detach():fill_(1)
+    assert.matches("backward of 'mul'", failure(function() loss:backward() end), 1, true)
+    -- without a write, the same graph runs
+    x.grad = nil
+    ;(x * w):sum():backward()
+    assert.are.same({ 10, 10 }, x.grad:totable())
+  end)
+
+  it("lets an optimiser update parameters between steps", function()
+    local w = leaf({ 1, -1 })
+    local optimizer = tc.optim.SGD({ w }, { lr = 0.5 })
+    for _ = 1, 3 do
+      optimizer:zero_grad()
+      ;(w * w):sum():backward()
+      optimizer:step()
+    end
+    -- w <- w - 0.5 * 2w = 0 after the first step, and stays there
+    assert.are.same({ 0, 0 }, w:totable())
+  end)
+end)

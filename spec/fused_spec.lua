@@ -257,6 +257,30 @@ describe("layer_norm", function()
     assert_close(flat(x.grad:transpose(2, 3):contiguous()), flat(reference.grad), 1e-12, "transposed grad")
   end)
 
+  it("float32 (vector rows with a ragged tail, several row blocks) agrees with float64, values and gradients",
+    function()
+      local rows, cols = 70, 37
+      local xv, wv, bv = random_values(rows * cols, 61), random_values(cols, 62), random_values(cols, 63)
+      local gv = random_values(rows * cols, 64)
+      local results = {}
+      for _, dtype in ipairs({ "float64", "float32" }) do
+        for _, rms in ipairs({ false, true }) do
+          local x = make(xv, { rows, cols }, dtype):requires_grad_()
+          local w = make(wv, { cols }, dtype):requires_grad_()
+          local b = make(bv, { cols }, dtype):requires_grad_()
+          local y = rms and tc.rms_norm(x, w) or tc.layer_norm(x, w, b)
+          ;(y * make(gv, { rows, cols }, dtype)):sum():backward()
+          results[dtype .. tostring(rms)] = { flat(y), flat(x.grad), flat(w.grad), rms and {} or flat(b.grad) }
+        end
+      end
+      for _, rms in ipairs({ false, true }) do
+        local single, double = results["float32" .. tostring(rms)], results["float64" .. tostring(rms)]
+        for i, what in ipairs({ "y", "dx", "dweight", "dbias" }) do
+          assert_close(single[i], double[i], 2e-5, ("%s (rms %s)"):format(what, tostring(rms)))
+        end
+      end
+    end)
+
   it("refuses bad inputs with messages naming the function and shapes", function()
     local x = make(x_values, { B, T, C })
     assert.has_error(function()
@@ -342,6 +366,37 @@ describe("attention", function()
     end
   end)
 
+  it("tiles sequences longer than one query block (T = 70) exactly, forward and gradients", function()
+    local b, t, c, h = 1, 70, 4, 2
+    local values = random_values(b * t * 3 * c, 31)
+    for _, causal in ipairs({ true, false }) do
+      local out = tc.attention(make(values, { b, t, 3 * c }), h, { causal = causal })
+      assert_close(flat(out), attention_reference(values, b, t, c, h, causal), 1e-12, "T 70 causal=" .. tostring(causal))
+      local out32 = tc.attention(make(values, { b, t, 3 * c }, "float32"), h, { causal = causal })
+      assert_close(flat(out32), attention_reference(values, b, t, c, h, causal), 1e-5, "T 70 float32")
+      gradcheck(function(x)
+        return tc.attention(x[1], h, { causal = causal })
+      end, { { values = values, shape = { b, t, 3 * c }, grad = true } }, "attention T 70 causal=" .. tostring(causal))
+    end
+  end)
+
+  it("gives the same bits with 1 and 2 threads, forward and backward", function()
+    local threads = tc.num_threads()
+    local function run(n)
+      tc.set_num_threads(n)
+      tc.manual_seed(5)
+      local qkv = tc.randn({ 3, 70, 3 * 16 }, { requires_grad = true })
+      local out = tc.attention(qkv, 4)
+      out:sum():backward()
+      return out:tobytes(), qkv.grad:tobytes()
+    end
+    local out1, grad1 = run(1)
+    local out2, grad2 = run(2)
+    tc.set_num_threads(threads)
+    assert.is_true(out1 == out2, "forward differs between 1 and 2 threads")
+    assert.is_true(grad1 == grad2, "backward differs between 1 and 2 threads")
+  end)
+
   it("keeps only the row log-sum-exp for backward, not the T x T probabilities", function()
     local b, t, c, h = 2, 64, 8, 2
     collectgarbage()
@@ -372,6 +427,60 @@ describe("attention", function()
     ok, message = pcall(tc.attention, tc.zeros({ B, T, 3 * C }), H, { casual = true })
     assert.is_false(ok)
     assert.matches("attention: unknown option 'casual'", message, 1, true)
+  end)
+end)
+
+describe("attention_cached", function()
+  -- Feeding a sequence in pieces through the cache gives, for each piece,
+  -- the rows of full attention over the whole sequence.
+  local function check_pieces(b, t, c, h, pieces, causal, dtype, tolerance)
+    local values = random_values(b * t * 3 * c, 41)
+    local qkv = make(values, { b, t, 3 * c }, dtype)
+    local full = tc.attention(qkv, h, { causal = causal })
+    local k = tc.zeros({ b, h, t + 3, c // h }, { dtype = dtype })
+    local v = tc.zeros({ b, h, t + 3, c // h }, { dtype = dtype })
+    local position = 0
+    for _, length in ipairs(pieces) do
+      local out = tc.attention_cached(qkv:narrow(2, position + 1, length), k, v, position, h, { causal = causal })
+      assert.are.same({ b, length, c }, out.shape)
+      if causal then -- without the mask, earlier pieces see fewer keys than the full pass
+        assert_close(flat(out), flat(full:narrow(2, position + 1, length)), tolerance,
+          ("piece at %d (%s)"):format(position, dtype))
+      end
+      position = position + length
+    end
+    -- the cache holds the keys and values of every position, in [B, H, T, D]
+    local keys = qkv:narrow(3, c + 1, c):reshape({ b, t, h, c // h }):transpose(2, 3)
+    assert_close(flat(k:narrow(3, 1, t)), flat(keys), 0, "cached keys")
+    assert_close(flat(k:narrow(3, t + 1, 3)), flat(tc.zeros({ b, h, 3, c // h })), 0, "untouched cache rows")
+    return position
+  end
+
+  it("matches full causal attention piece by piece, across query blocks", function()
+    check_pieces(2, 9, 4, 2, { 4, 1, 1, 3 }, true, "float64", 1e-12)
+    check_pieces(1, 75, 8, 2, { 70, 1, 4 }, true, "float64", 1e-12)
+    check_pieces(1, 75, 8, 2, { 1, 73, 1 }, true, "float32", 1e-5)
+  end)
+
+  it("without the mask, one piece over an empty cache equals full attention", function()
+    local values = random_values(2 * 5 * 12, 43)
+    local qkv = make(values, { 2, 5, 12 })
+    local k, v = tc.zeros({ 2, 2, 5, 2 }, { dtype = "float64" }), tc.zeros({ 2, 2, 5, 2 }, { dtype = "float64" })
+    local out = tc.attention_cached(qkv, k, v, 0, 2, { causal = false })
+    assert_close(flat(out), attention_reference(values, 2, 5, 4, 2, false), 1e-12, "non-causal")
+  end)
+
+  it("refuses caches that do not fit, naming the shapes", function()
+    local qkv = tc.zeros({ 1, 2, 12 }, { dtype = "float64" })
+    local k, v = tc.zeros({ 1, 2, 3, 2 }, { dtype = "float64" }), tc.zeros({ 1, 2, 3, 2 }, { dtype = "float64" })
+    local ok, message = pcall(tc.attention_cached, qkv, k, v, 2, 2)
+    assert.is_false(ok)
+    assert.matches("2 cached + 2 new positions do not fit", message, 1, true)
+    ok, message = pcall(tc.attention_cached, qkv, tc.zeros({ 1, 3, 3, 2 }, { dtype = "float64" }), v, 0, 2)
+    assert.is_false(ok)
+    assert.matches("k_cache of shape {1, 3, 3, 2} does not fit", message, 1, true)
+    ok, message = pcall(tc.attention_cached, qkv, k:transpose(3, 4), v, 0, 2)
+    assert.is_false(ok)
   end)
 end)
 
@@ -538,6 +647,39 @@ describe("adamw_step", function()
   end)
 end)
 
+describe("adamw_steps", function()
+  it("gives the same bits as one adamw_step per parameter, with per-parameter steps", function()
+    local options = { lr = 1e-2, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.1 }
+    local function setup()
+      tc.manual_seed(3)
+      local params = { tc.randn({ 3, 5 }), tc.randn({ 20000 }), tc.randn({ 7 }) } -- one spans several blocks
+      local grads = { tc.randn({ 5, 3 }):transpose(1, 2), tc.randn({ 20000 }), tc.randn({ 7 }) } -- one not contiguous
+      local ms, vs = {}, {}
+      for i, p in ipairs(params) do
+        ms[i], vs[i] = tc.randn(p.shape) * 0.1, tc.rand(p.shape) * 0.1
+      end
+      return params, grads, ms, vs
+    end
+    local steps = { 1, 7, 3 }
+    local p1, g1, m1, v1 = setup()
+    for i = 1, 3 do
+      local one = {}
+      for k, value in pairs(options) do one[k] = value end
+      one.step = steps[i]
+      tc.adamw_step(p1[i], g1[i], m1[i], v1[i], one)
+    end
+    local p2, g2, m2, v2 = setup()
+    tc.adamw_steps(p2, g2, m2, v2, steps, options)
+    for i = 1, 3 do
+      assert.is_true(p1[i]:tobytes() == p2[i]:tobytes(), "param " .. i)
+      assert.is_true(m1[i]:tobytes() == m2[i]:tobytes() and v1[i]:tobytes() == v2[i]:tobytes(), "state " .. i)
+    end
+    local ok, message = pcall(tc.adamw_steps, p2, g2, m2, { v2[1] }, steps, options)
+    assert.is_false(ok)
+    assert.matches("vs has 1 entries but params has 3", message, 1, true)
+  end)
+end)
+
 describe("sgd_step", function()
   it("matches plain and momentum SGD computed by hand", function()
     local p0, g = { 1.0, -2.0, 0.5 }, { 0.3, -0.1, 0.2 }
@@ -597,6 +739,105 @@ describe("global_norm and scale_", function()
     local ok, message = pcall(tc.scale_, tc.zeros({ 2 }, { dtype = "int64" }), 2)
     assert.is_false(ok)
     assert.matches("scale_: t must be float32 or float64", message, 1, true)
+  end)
+end)
+
+describe("linear and linear_gelu", function()
+  local rows, n_in, n_out = 5, 4, 3
+  local x_values = random_values(rows * n_in, 21)
+  local w_values = random_values(n_out * n_in, 22)
+  local b_values = random_values(n_out, 23)
+
+  local function gelu_tanh(v)
+    return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ^ 3)))
+  end
+
+  -- x [rows, in] @ w^T + b, plain Lua
+  local function reference(with_bias, activation)
+    local out = {}
+    for r = 0, rows - 1 do
+      for o = 0, n_out - 1 do
+        local acc = with_bias and b_values[o + 1] or 0
+        for i = 1, n_in do
+          acc = acc + x_values[r * n_in + i] * w_values[o * n_in + i]
+        end
+        out[r * n_out + o + 1] = activation and activation(acc) or acc
+      end
+    end
+    return out
+  end
+
+  it("matches x @ w^T + b, with and without bias, float64 and float32", function()
+    for _, dtype in ipairs({ "float64", "float32" }) do
+      local tolerance = dtype == "float64" and 1e-12 or 1e-5
+      local x, w = make(x_values, { rows, n_in }, dtype), make(w_values, { n_out, n_in }, dtype)
+      local b = make(b_values, { n_out }, dtype)
+      assert_close(flat(tc.linear(x, w, b)), reference(true), tolerance, "linear " .. dtype)
+      assert_close(flat(tc.linear(x, w)), reference(false), tolerance, "linear without bias " .. dtype)
+      assert_close(flat(tc.linear_gelu(x, w, b)), reference(true, gelu_tanh), tolerance, "linear_gelu " .. dtype)
+    end
+  end)
+
+  it("keeps leading dims and reads a transposed weight view in place", function()
+    local x = make(x_values, { 1, rows, n_in })
+    local w_t = make(w_values, { n_out, n_in }):transpose(1, 2):contiguous():transpose(1, 2) -- column-major
+    assert.is_false(w_t:is_contiguous())
+    local out = tc.linear(x, w_t, make(b_values, { n_out }))
+    assert.are.same({ 1, rows, n_out }, out.shape)
+    assert_close(flat(out), reference(true), 1e-12, "column-major weight")
+  end)
+
+  it("computes one row (the matrix-vector path) like the others, for both weight layouts", function()
+    local n_big_in, n_big_out = 70, 200 -- more than one output block
+    local xv, wv, bv = random_values(n_big_in, 51), random_values(n_big_out * n_big_in, 52), random_values(n_big_out, 53)
+    local expected = {}
+    for o = 0, n_big_out - 1 do
+      local acc = bv[o + 1]
+      for i = 1, n_big_in do
+        acc = acc + xv[i] * wv[o * n_big_in + i]
+      end
+      expected[o + 1] = acc
+    end
+    for _, dtype in ipairs({ "float64", "float32" }) do
+      local tolerance = dtype == "float64" and 1e-12 or 1e-5
+      local x, b = make(xv, { 1, 1, n_big_in }, dtype), make(bv, { n_big_out }, dtype)
+      local w = make(wv, { n_big_out, n_big_in }, dtype)
+      assert_close(flat(tc.linear(x, w, b)), expected, tolerance, "one row, row-major weight " .. dtype)
+      local w_column_major = w:transpose(1, 2):contiguous():transpose(1, 2)
+      assert_close(flat(tc.linear(x, w_column_major, b)), expected, tolerance, "one row, column-major " .. dtype)
+    end
+  end)
+
+  it("has gradients matching finite differences for x, weight and bias", function()
+    local inputs = function()
+      return {
+        { values = x_values, shape = { rows, n_in }, grad = true },
+        { values = w_values, shape = { n_out, n_in }, grad = true },
+        { values = b_values, shape = { n_out }, grad = true },
+      }
+    end
+    gradcheck(function(t)
+      return tc.linear(t[1], t[2], t[3])
+    end, inputs(), "linear")
+    gradcheck(function(t)
+      return tc.linear_gelu(t[1], t[2], t[3])
+    end, inputs(), "linear_gelu")
+    gradcheck(function(t)
+      return tc.linear(t[1]:reshape({ 1, rows, n_in }), t[2]:transpose(1, 2):contiguous():transpose(1, 2))
+    end, { inputs()[1], inputs()[2] }, "linear, 3-D x, column-major weight, no bias")
+  end)
+
+  it("refuses mismatched shapes and dtypes, naming them", function()
+    local x, w = make(x_values, { rows, n_in }), make(w_values, { n_out, n_in })
+    local ok, message = pcall(tc.linear, x, make(w_values, { n_in, n_out }))
+    assert.is_false(ok)
+    assert.matches("linear: x of shape {5, 4} does not end in in_features 3", message, 1, true)
+    ok, message = pcall(tc.linear, x, w, make({ 1, 2 }, { 2 }))
+    assert.is_false(ok)
+    assert.matches("bias of shape {2}", message, 1, true)
+    ok, message = pcall(tc.linear_gelu, x, make(w_values, { n_out, n_in }, "float32"))
+    assert.is_false(ok)
+    assert.matches("one dtype", message, 1, true)
   end)
 end)
 

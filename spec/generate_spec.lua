@@ -133,6 +133,34 @@ local has_model = pcall(function()
 end)
 local model_it = has_model and it or pending
 
+describe("sampling in C (tc.sample_logits)", function()
+  local tc = require("tricycle")
+
+  it("picks the same id as generate.sample for every rule and uniform number", function()
+    local next_number = lcg(99)
+    local settings = {
+      {}, { temperature = 0.7 }, { top_k = 5 }, { top_p = 0.8 }, { top_k = 8, top_p = 0.5, temperature = 1.3 },
+      { temperature = 0 }, { top_k = 1 }, { top_p = 0.01 },
+    }
+    local compared = 0
+    for _, n in ipairs({ 1, 2, 17, 65 }) do
+      local logits = random_logits(n, next_number)
+      logits[n] = logits[1] -- a tie: the lower id comes first
+      local tensor = tc.tensor(logits)
+      for _, options in ipairs(settings) do
+        for _ = 1, 25 do
+          local u = next_number()
+          local expected = generate.sample(logits, options, u)
+          local got = tc.sample_logits(tensor, u, options.temperature, options.top_k, options.top_p)
+          assert.are.equal(expected, got)
+          compared = compared + 1
+        end
+      end
+    end
+    assert.are.equal(4 * #settings * 25, compared)
+  end)
+end)
+
 describe("generate with a model", function()
   local tc
   local function tiny_model(seed, context)
@@ -215,5 +243,30 @@ describe("generate with a model", function()
     model:train()
     generate(model, { 1 }, { max_tokens = 2 })
     assert.is_true(model.training)
+  end)
+
+  model_it("with a seed, leaves the caller's random stream where it was", function()
+    local model = tiny_model(6)
+    tc.manual_seed(123)
+    tc.rand({ 3 }) -- move the stream off its start
+    local seed, offset = tc.rng_state()
+    local expected = tc.rand({ 4 }):totable()
+    tc.set_rng_state(seed, offset)
+    generate(model, { 1 }, { max_tokens = 5, seed = 7 })
+    assert.are.same({ seed, offset }, { tc.rng_state() })
+    assert.are.same(expected, tc.rand({ 4 }):totable())
+    -- also when generation fails part way
+    tc.set_rng_state(seed, offset)
+    local ok = pcall(generate, model, { 1 }, { max_tokens = 5, seed = 7, on_token = function() error("stop") end })
+    assert.is_false(ok)
+    assert.are.same({ seed, offset }, { tc.rng_state() })
+  end)
+
+  model_it("names an unknown option and lists the valid ones", function()
+    local model = tiny_model(1)
+    local ok, message = pcall(generate, model, { 1 }, { max_token = 5 })
+    assert.is_false(ok)
+    assert.matches("generate: unknown option 'max_token' (valid: max_tokens, ", message, 1, true)
+    assert.matches("use_cache", message, 1, true)
   end)
 end)

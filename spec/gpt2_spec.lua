@@ -142,4 +142,34 @@ describe("models.gpt2", function()
     os.remove(path)
     assert_same_logits(model, back, tc.tensor({ { 1, 2, 3, 4 } }, { dtype = "int64" }))
   end)
+
+  files_it("export stores the config in the metadata, and load uses it", function()
+    -- heads of 4 (not GPT-2's 64), a non-default eps and the exact GELU: none can be read from shapes
+    local config = { vocab_size = V, context_length = T, n_layer = 1, n_head = 2, n_embd = C, eps = 1e-3,
+      gelu = "none" }
+    local model = nn.GPT(config):to("float64")
+    local path = os.tmpname()
+    gpt2.export(model, path)
+    local _, metadata = tc.load(path)
+    assert.are.equal("pt", metadata.format)
+    assert.are.equal("2", metadata.n_head)
+    assert.are.equal("1", metadata.n_layer)
+    local back = gpt2.load(path)
+    for key, value in pairs(config) do
+      assert.are.equal(value, back.config[key], key)
+    end
+    assert_same_logits(model, back:to("float64"), tc.tensor({ { 1, 2, 3, 4 } }, { dtype = "int64" }))
+    -- an explicit config that agrees is fine; one that disagrees names both values
+    assert.are.equal(2, gpt2.load(path, { n_head = 2, dtype = "float64" }).config.n_head)
+    local ok, message = pcall(gpt2.load, path, { n_head = 4 })
+    assert.is_false(ok)
+    assert.matches("config.n_head = 4 conflicts with n_head = 2 in the metadata", message, 1, true)
+    -- a file without our metadata (as Hugging Face writes it) still loads, guessing n_head
+    tc.save(path, gpt2.to_hf_state(model), { format = "pt" })
+    local ok_guess, guessed = pcall(gpt2.load, path)
+    assert.is_false(ok_guess) -- n_embd 8 is not a multiple of 64: the guess fails and says so
+    assert.matches("give config.n_head", guessed, 1, true)
+    assert.are.equal(2, gpt2.load(path, { n_head = 2 }).config.n_head)
+    os.remove(path)
+  end)
 end)

@@ -246,6 +246,41 @@ forward_case("add", "dtype promotion", function()
   assert.are.same({ 1.5, 2.5 }, (i + 0.5):totable())
 end)
 
+forward_case("add", "an integer tensor with a scalar it cannot hold is an error, not a wrap", function()
+  local u = tc.tensor({ 1, 2, 250 }, { dtype = "uint8" })
+  local function message(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    return err
+  end
+  assert.matches("add: the scalar 300 is out of the range of uint8 (0 to 255)", message(function() return u + 300 end),
+    1, true)
+  assert.matches("sub: the scalar -1 is out of the range of uint8", message(function() return u - (-1) end), 1, true)
+  assert.matches("mul: the scalar 3000000000 is out of the range of int32",
+    message(function() return tc.tensor({ 1 }, { dtype = "int32" }) * 3000000000 end), 1, true)
+  assert.matches("add: the scalar 9.2233720368547758e+18 is out of the range of int64",
+    message(function() return tc.tensor({ 1 }, { dtype = "int64" }) + 2 ^ 63 end), 1, true)
+  assert.matches("mul: the scalar inf is out of the range of int64",
+    message(function() return tc.tensor({ 1 }, { dtype = "int64" }) * math.huge end), 1, true)
+  -- where a tensor keeps its integer dtype, a fraction cannot be stored either
+  assert.matches("fill_: the scalar 2.5 is not an integer, so a uint8 tensor cannot hold it",
+    message(function() return tc.zeros({ 2 }, { dtype = "uint8" }):fill_(2.5) end), 1, true)
+  assert.matches("masked_fill: the scalar 256 is out of the range of uint8",
+    message(function() return u:masked_fill(u:gt(1), 256) end), 1, true)
+  assert.matches("where: the scalar -5 is out of the range of uint8",
+    message(function() return tc.where(u:gt(1), u, -5) end), 1, true)
+  assert.matches("full: the scalar 10000000000 is out of the range of int32",
+    message(function() return tc.full({ 2 }, 1e10, { dtype = "int32" }) end), 1, true)
+  -- values in range keep the dtype; a fraction still promotes to float32
+  assert.are.same({ 6, 7, 255 }, (u + 5):to("int64"):totable())
+  assert.are.equal("uint8", (u + 5).dtype)
+  assert.are.equal("float32", (u + 0.5).dtype)
+  assert.are.equal("int64", (tc.tensor({ 1 }, { dtype = "int64" }) + 2 ^ 62).dtype)
+  -- a bool compared with a value other than 0 or 1 is compared as a number
+  assert.are.same({ false, false }, tc.tensor({ true, false }):eq(2):totable())
+  assert.are.same({ true, false }, tc.tensor({ true, false }):eq(1):totable())
+end)
+
 for name, ref in pairs(comparison_reference) do
   forward_case(name, "broadcast, gives bool", function()
     local a = { { 0, 1, 2 }, { 3, 1, -1 } }

@@ -104,6 +104,45 @@ describe("cli.parse", function()
   end)
 end)
 
+describe("cli.run_steps", function()
+  -- What the standalone lua does on SIGINT: a hook on the thread running
+  -- the loop that raises "interrupted!" at its next instruction.
+  local function simulate_interrupt(thread)
+    debug.sethook(thread, function()
+      debug.sethook(thread)
+      error("interrupted!")
+    end, "crl", 1)
+  end
+
+  it("lets an interrupted step finish and stops before the next one", function()
+    local caller = coroutine.running()
+    local started, finished = 0, 0
+    local done = cli.run_steps(function() return started < 10 end, function()
+      started = started + 1
+      if started == 3 then
+        simulate_interrupt(caller) -- Ctrl-C in the middle of step 3
+      end
+      local x = 0
+      for i = 1, 1000 do
+        x = x + i -- work that the hook would otherwise interrupt
+      end
+      finished = finished + 1
+    end)
+    assert.is_false(done)
+    assert.are.equal(3, started)
+    assert.are.equal(3, finished)
+  end)
+
+  it("runs every step when nothing interrupts, and raises a step's error", function()
+    local count = 0
+    assert.is_true(cli.run_steps(function() return count < 5 end, function() count = count + 1 end))
+    assert.are.equal(5, count)
+    local ok, message = pcall(cli.run_steps, function() return true end, function() error("bad step", 0) end)
+    assert.is_false(ok)
+    assert.are.equal("bad step", message)
+  end)
+end)
+
 local core_built = exists(build .. "/lua/tricycle/core.so")
 local data = os.getenv("TRICYCLE_DATA")
 local have_data = data and exists(data .. "/tinyshakespeare.txt")
@@ -177,6 +216,13 @@ describe("scripts", function()
       end
       assert.are.equal(20, last_train)
       assert.are.equal(2, evals)
+      -- the warmup is a tenth of the run (2 steps), so the cosine reaches near --min-lr (3e-4) by step 20
+      local lr_at = {}
+      for _, r in ipairs(records) do
+        lr_at[r.step] = r.lr or lr_at[r.step]
+      end
+      assert.is_true(lr_at[20] < 4e-4, tostring(lr_at[20]))
+      assert.is_true(lr_at[5] > lr_at[10] and lr_at[10] > lr_at[15], "decays")
       local svg = read(out_dir .. "/loss.svg")
       assert.truthy(svg:match("^<svg"))
       assert.truthy(svg:find("<polyline", 1, true))
@@ -194,6 +240,30 @@ describe("scripts", function()
         end
       end
       assert.are.same({ 5, 10, 15, 20, 25, 30 }, steps)
+      -- --steps is the total; the schedule of the first run (ending at step 20) is kept, so min_lr after it
+      assert.truthy(out:find("schedule of the checkpoint ends at step 20", 1, true))
+      for _, r in ipairs(cli.read_jsonl(out_dir .. "/metrics.jsonl")) do
+        if r.loss and r.step > 20 then
+          assert.is_true(math.abs(r.lr - 3e-4) < 1e-12, ("lr %g at step %d"):format(r.lr, r.step))
+        end
+      end
+    end)
+
+    training_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
+      local dir = out_dir .. "-interrupted"
+      -- log every step; interrupt once the first steps are logged
+      local script = ("lua5.4 scripts/train_shakespeare.lua --steps 100000 %s --log-every 1 --eval-every 0 "
+        .. "--checkpoint-every 0 --out %s & pid=$!; "
+        .. "while [ \"$(wc -l < %s 2>/dev/null || echo 0)\" -lt 3 ]; do sleep 0.1; done; "
+        .. "kill -INT $pid; wait $pid; echo \"exit $?\" >&2")
+        :format(tiny, shell_quote(dir), shell_quote(dir .. "/metrics.jsonl"))
+      local _, _, err = run("sh -c " .. shell_quote(script))
+      local stopped = tonumber(err:match("interrupted after step (%d+)"))
+      assert.truthy(err:find("exit 130", 1, true), err)
+      assert.truthy(stopped, err)
+      local state = require("tricycle").checkpoint.load(dir .. "/checkpoint.safetensors")
+      assert.are.equal(stopped, state.step)
+      os.execute("rm -rf " .. shell_quote(dir))
     end)
 
     training_it("generate.lua prints text from the checkpoint, with a prompt or from stdin", function()

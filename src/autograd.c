@@ -29,7 +29,7 @@ void tc_node_release(tc_node *node) {
     node_free_saved(node);
     for (int i = 0; i < node->n_inputs; i++) tc_tensor_release(node->inputs[i]);
     tc_tensor_release(node->pending_grad);
-    tc_free(node->inputs);
+    tc_free(node->input_versions); /* the allocation that holds the inputs too */
     tc_free(node);
 }
 
@@ -44,11 +44,13 @@ tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor 
     tc_context *ctx = out->ctx;
     tc_node *node = tc_calloc(ctx, 1, sizeof *node);
     if (!node) return TC_ERROR_MEMORY;
-    node->inputs = tc_calloc(ctx, (size_t)n, sizeof *node->inputs);
-    if (!node->inputs) {
+    /* One allocation: the inputs' storage versions, then the inputs. */
+    node->input_versions = tc_calloc(ctx, (size_t)n, sizeof *node->input_versions + sizeof *node->inputs);
+    if (!node->input_versions) {
         tc_free(node);
         return TC_ERROR_MEMORY;
     }
+    node->inputs = (tc_tensor **)(void *)(node->input_versions + n);
     node->refcount = 1;
     node->op = op;
     node->ctx = ctx;
@@ -72,6 +74,54 @@ tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t) {
     TC_TRY(tc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset, &alias));
     tc_tensor_release(node->saved[slot]);
     node->saved[slot] = alias;
+    node->saved_versions[slot] = t->storage->version;
+    return TC_OK;
+}
+
+void tc_node_reads_input(tc_node *node, int index) {
+    const tc_tensor *input = node->inputs[index];
+    if (input) node->input_versions[index] = input->storage->version + 1;
+}
+
+tc_status tc_inplace_begin(tc_tensor *t, const char *op) {
+    if (t->requires_grad && t->ctx->grad_disabled_depth == 0) {
+        if (!t->grad_fn)
+            return tc_fail(t->ctx, TC_ERROR_STATE,
+                           "%s: a leaf that requires grad is used in an in-place operation; wrap it in tc.no_grad",
+                           op);
+        return tc_fail(t->ctx, TC_ERROR_STATE,
+                       "%s: the tensor is the result of '%s' and requires grad; in-place operations are not "
+                       "recorded, so its gradient would be wrong: use an out-of-place op, or wrap it in tc.no_grad",
+                       op, t->grad_fn->op->name);
+    }
+    t->storage->version++;
+    return TC_OK;
+}
+
+/* Fails when a tensor the node will read (saved, or an input) was written
+ * in place since the forward: its gradient would be computed from the new
+ * values. */
+static tc_status check_versions(const tc_node *node) {
+    for (int i = 0; i < TC_NODE_MAX_SAVED; i++) {
+        const tc_tensor *t = node->saved[i];
+        if (t && t->storage->version != node->saved_versions[i])
+            return tc_fail(node->ctx, TC_ERROR_STATE,
+                           "backward of '%s': a tensor it saved (shape %s) was modified by an in-place operation "
+                           "after the forward (version %llu, saved at version %llu); change it after backward, or "
+                           "change a clone",
+                           node->op->name, TC_SHAPE(t), (unsigned long long)t->storage->version,
+                           (unsigned long long)node->saved_versions[i]);
+    }
+    for (int i = 0; i < node->n_inputs; i++) {
+        const tc_tensor *t = node->inputs[i];
+        if (t && node->input_versions[i] && t->storage->version + 1 != node->input_versions[i])
+            return tc_fail(node->ctx, TC_ERROR_STATE,
+                           "backward of '%s': its input %d (shape %s) was modified by an in-place operation after "
+                           "the forward (version %llu, saved at version %llu); change it after backward, or change "
+                           "a clone",
+                           node->op->name, i + 1, TC_SHAPE(t), (unsigned long long)t->storage->version,
+                           (unsigned long long)node->input_versions[i] - 1);
+    }
     return TC_OK;
 }
 
@@ -187,6 +237,11 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
                        "backward: the graph through '%s' was already freed by an earlier backward; "
                        "pass retain_graph = true to the first backward to run it twice",
                        node->op->name);
+    }
+    tc_status checked = check_versions(node);
+    if (checked != TC_OK) {
+        tc_tensor_release(grad);
+        return checked;
     }
     tc_tensor *stack_grads[8] = {0};
     tc_tensor **grad_inputs = stack_grads;

@@ -4,9 +4,16 @@
  */
 #include "internal.h"
 
+#include "block_cache.h"
+#include "cpu/cpu_pool.h"
+
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* More threads rarely pay for the small tensors of one op. */
+#define DEFAULT_MAX_THREADS 16
 
 static void *default_allocate(void *user, size_t bytes, size_t alignment) {
     (void)user;
@@ -30,7 +37,11 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
         ctx->allocator.allocate = default_allocate;
         ctx->allocator.release = default_release;
     }
-    ctx->num_threads = 1;
+    ctx->num_threads = cpu_pool_available_processors();
+    if (ctx->num_threads > DEFAULT_MAX_THREADS) ctx->num_threads = DEFAULT_MAX_THREADS;
+    /* A host allocator sees every request and release as it happens (it may
+     * account or pool them itself); only our own allocator gets the cache. */
+    if (!ctx->custom_allocator) ctx->block_cache = tc_block_cache_new(); /* NULL: no reuse */
     ctx->default_device = TC_CPU;
     ctx->backends[TC_CPU] = tc_cpu_backend();
     return ctx;
@@ -38,7 +49,14 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
 
 tc_context *tc_context_new(void) { return tc_context_new_with_allocator(NULL); }
 
-void tc_context_free(tc_context *ctx) { free(ctx); }
+void tc_context_free(tc_context *ctx) {
+    if (!ctx) return;
+    if (ctx->cuda_release_state) ctx->cuda_release_state(ctx);
+    if (ctx->cuda_library) dlclose(ctx->cuda_library);
+    cpu_pool_free(ctx->cpu_pool);
+    tc_block_cache_free(ctx->block_cache, &ctx->allocator);
+    free(ctx);
+}
 
 const char *tc_last_error(const tc_context *ctx) { return ctx->error; }
 tc_status tc_last_status(const tc_context *ctx) { return ctx->last_status; }
@@ -61,7 +79,21 @@ void tc_set_memory_budget(tc_context *ctx, size_t bytes) { ctx->memory_budget = 
 size_t tc_memory_in_use(const tc_context *ctx) { return ctx->memory_in_use; }
 size_t tc_memory_peak(const tc_context *ctx) { return ctx->memory_peak; }
 
-void tc_set_num_threads(tc_context *ctx, int threads) { ctx->num_threads = threads < 1 ? 1 : threads; }
+/* A new count retires the pool; the next parallel kernel starts one of the
+ * new size. */
+void tc_set_num_threads(tc_context *ctx, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads == ctx->num_threads) return;
+    cpu_pool_free(ctx->cpu_pool);
+    ctx->cpu_pool = NULL;
+    ctx->num_threads = threads;
+}
+
+struct cpu_pool *tc_context_pool(tc_context *ctx) {
+    if (ctx->num_threads <= 1) return NULL;
+    if (!ctx->cpu_pool) ctx->cpu_pool = cpu_pool_new(ctx->num_threads);
+    return ctx->cpu_pool;
+}
 int tc_num_threads(const tc_context *ctx) { return ctx->num_threads; }
 
 void tc_set_default_device(tc_context *ctx, tc_device device) { ctx->default_device = device; }
@@ -132,7 +164,14 @@ void *tc_allocate(tc_context *ctx, size_t bytes) {
                 ctx->memory_in_use, ctx->memory_budget);
         return NULL;
     }
-    void *data = ctx->allocator.allocate(ctx->allocator.user, bytes, TC_ALIGNMENT);
+    tc_block_cache_decay(ctx->block_cache, &ctx->allocator);
+    void *data = ctx->block_cache ? tc_block_cache_take(ctx->block_cache, bytes) : NULL;
+    size_t asked = ctx->block_cache ? tc_block_cache_rounded(bytes) : bytes;
+    if (!data) data = ctx->allocator.allocate(ctx->allocator.user, asked, TC_ALIGNMENT);
+    if (!data && tc_block_cache_bytes(ctx->block_cache) > 0) {
+        tc_block_cache_flush(ctx->block_cache, &ctx->allocator);
+        data = ctx->allocator.allocate(ctx->allocator.user, asked, TC_ALIGNMENT);
+    }
     if (!data) {
         tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu bytes", bytes);
         return NULL;
@@ -144,8 +183,13 @@ void *tc_allocate(tc_context *ctx, size_t bytes) {
 
 void tc_release_memory(tc_context *ctx, void *data, size_t bytes) {
     if (!data) return;
-    ctx->allocator.release(ctx->allocator.user, data, bytes);
     ctx->memory_in_use -= bytes;
+    if (!ctx->block_cache) {
+        ctx->allocator.release(ctx->allocator.user, data, bytes);
+        return;
+    }
+    if (tc_block_cache_put(ctx->block_cache, data, bytes, tc_block_cache_limit(ctx->memory_peak))) return;
+    ctx->allocator.release(ctx->allocator.user, data, tc_block_cache_rounded(bytes));
 }
 
 void *tc_malloc(tc_context *ctx, size_t bytes) {
@@ -165,6 +209,7 @@ void tc_free(void *p) { free(p); }
 tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend) {
     if ((int)device < 0 || device >= TC_DEVICE_COUNT)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "unknown device %d", (int)device);
+    if (device == TC_CUDA && !ctx->backends[device]) tc_load_cuda_backend(ctx);
     if (!ctx->backends[device]) {
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "device %s is not available: %s", tc_device_name(device),
                        ctx->backend_unavailable_reason[0] ? ctx->backend_unavailable_reason

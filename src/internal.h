@@ -23,6 +23,7 @@ typedef struct tc_storage {
     bool external; /* memory owned by someone else (mmap, host buffer) */
     void (*release_external)(void *user, void *data, size_t nbytes);
     void *external_user;
+    uint64_t version; /* in-place writes so far (tc_inplace_begin); backward checks it */
 } tc_storage;
 
 struct tc_tensor {
@@ -59,6 +60,11 @@ struct tc_node {
     int n_inputs;
     tc_tensor **inputs;
     tc_tensor *saved[TC_NODE_MAX_SAVED];
+    /* Storage versions of the saved tensors, and 1 + those of the inputs the
+     * backward reads (0: not read; in the inputs' allocation), at forward
+     * time; backward refuses changed ones. */
+    uint64_t saved_versions[TC_NODE_MAX_SAVED];
+    uint64_t *input_versions;
     int64_t ints[TC_MAX_DIMS * 2];
     double reals[4];
     int n_ints;
@@ -74,6 +80,16 @@ struct tc_node {
     int dependencies;
     bool released; /* saved state freed after a backward without retain */
 };
+
+/* One tensor of a multi-tensor optimiser kernel: contiguous buffers of
+ * numel elements on the backend's device. */
+typedef struct tc_step_tensor {
+    void *param; /* updated in place */
+    const void *grad;
+    void *state[2];      /* AdamW: m and v; SGD: the momentum buffer (or NULL) */
+    int64_t numel;
+    double bias1, bias2; /* AdamW: 1 - beta1^step and 1 - beta2^step */
+} tc_step_tensor;
 
 /* A backend: memory and kernels for one device. Kernels get validated
  * arguments; outputs are allocated by the caller with the right shape. */
@@ -103,6 +119,12 @@ typedef struct tc_backend {
                       int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b,
                       int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c,
                       int64_t batch);
+    /* y = alpha * op(a) @ x + beta * y for one row-major matrix a [m, n]
+     * (leading dimension lda; op(a) = a^T [n, m] when transpose), x and y
+     * contiguous vectors. Optional (NULL: callers use gemm); for products
+     * with one row, where GEMM's packing of a costs more than the product. */
+    tc_status (*gemv)(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha,
+                      const void *a, int64_t lda, const void *x, double beta, void *y);
     /* Softmax or log-softmax over dim of a contiguous x. */
     tc_status (*softmax)(const tc_tensor *x, int dim, bool log, tc_tensor *out);
     tc_status (*softmax_backward)(const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x);
@@ -119,6 +141,72 @@ typedef struct tc_backend {
     /* out = x * keep / (1 - p) with keep drawn from Philox; mask gets keep. */
     tc_status (*dropout)(const tc_tensor *x, double p, uint64_t seed, uint64_t offset, tc_tensor *mask,
                          tc_tensor *out);
+
+    /* ---- fused neural-network kernels (CPU versions: cpu/cpu_fused.c) ----
+     * Shared contract: arguments are validated by ops_fused.c; `dtype` is
+     * TC_FLOAT32 or TC_FLOAT64 and names the element type of every floating
+     * pointer; pointers are device memory of this backend, contiguous and
+     * row-major; outputs are allocated by the caller. A kernel that needs
+     * scratch allocates it itself and fails only with TC_ERROR_MEMORY. Scalar
+     * results go to host double* out-parameters. Results depend only on the
+     * inputs and ctx->num_threads (fixed chunking, ordered reductions). */
+
+    /* Layer norm (!rms: y = (x - mean) * rstd * w + b) or RMS norm (rms: y =
+     * x * rstd * w, mean written as 0) of `rows` rows of `cols` values.
+     * weight and bias may be NULL. mean and rstd get one value per row. */
+    tc_status (*layer_norm_forward)(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
+                                    const void *bias, double eps, int64_t rows, int64_t cols, void *out, void *mean,
+                                    void *rstd);
+    /* dx (overwritten) and dweight, dbias (overwritten, summed over rows)
+     * from dout; any of dx, dweight, dbias may be NULL (not wanted). */
+    tc_status (*layer_norm_backward)(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
+                                     const void *mean, const void *rstd, const void *dout, int64_t rows,
+                                     int64_t cols, void *dx, void *dweight, void *dbias);
+    /* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v on the
+     * last dim; head h at columns h*hd .. h*hd+hd-1 of each), out [B, T, C]
+     * with the heads merged, lse [B, n_head, T] the log-sum-exp of each row
+     * of scores scaled by 1/sqrt(hd) (masked above the diagonal when causal). */
+    tc_status (*attention_forward)(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                   int64_t channels, int64_t n_head, bool causal, void *out, void *lse);
+    /* dqkv [B, T, 3C] (overwritten) from dout [B, T, C], given the forward's
+     * qkv, out and lse; the probabilities are recomputed, never stored. */
+    tc_status (*attention_backward)(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out,
+                                    const void *lse, const void *dout, int64_t batch, int64_t time, int64_t channels,
+                                    int64_t n_head, bool causal, void *dqkv);
+    /* Incremental decoding, no gradient: the keys and values of qkv [B, T,
+     * 3C] (T new positions) are written into k_cache and v_cache [B, n_head,
+     * capacity, hd] at positions position .. position+T-1, then the T
+     * queries attend to cached positions 0 .. position+T-1 (new query i sees
+     * up to position+i when causal); out [B, T, C]. position + T <= capacity. */
+    tc_status (*attention_cached)(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                  int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
+                                  int64_t capacity, int64_t position, void *out);
+    /* Softmax cross-entropy over rows of logits [rows, classes]; targets are
+     * int32 or int64 (target_dtype) in [0, classes) or equal to
+     * ignore_index. Writes lse per row, the loss summed over kept rows to
+     * *loss_sum and their number to *count. */
+    tc_status (*cross_entropy_forward)(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
+                                       const void *targets, int64_t rows, int64_t classes, int64_t ignore_index,
+                                       void *lse, double *loss_sum, int64_t *count);
+    /* dlogits = scale * (softmax - onehot) on kept rows, 0 on ignored rows. */
+    tc_status (*cross_entropy_backward)(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
+                                        const void *targets, const void *lse, int64_t rows, int64_t classes,
+                                        int64_t ignore_index, double scale, void *dlogits);
+    /* AdamW over `count` tensors at once (m = state[0], v = state[1]), in
+     * place; bias1 and bias2 (1 - beta^step, per tensor) in each entry. */
+    tc_status (*adamw_step)(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
+                            double beta1, double beta2, double eps, double weight_decay);
+    /* SGD over `count` tensors (momentum buffer = state[0], NULL when
+     * momentum is 0), in place. */
+    tc_status (*sgd_step)(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
+                          double momentum, double dampening, bool nesterov, double weight_decay);
+    /* *out = the sum of squares of every element of `count` buffers of
+     * sizes[i] elements, accumulated in double. */
+    tc_status (*sum_squares)(tc_context *ctx, tc_dtype dtype, int count, const void *const *x, const int64_t *sizes,
+                             double *out);
+    /* x[i] *= factor in place for `count` buffers of sizes[i] elements. */
+    tc_status (*scale)(tc_context *ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes,
+                       double factor);
 } tc_backend;
 
 struct tc_context {
@@ -140,6 +228,10 @@ struct tc_context {
     const tc_backend *backends[TC_DEVICE_COUNT];
     char backend_unavailable_reason[256];
     void *cuda_library; /* dlopen handle of the CUDA backend, when loaded */
+    void *cuda_state;   /* the CUDA backend's stream, cuBLAS handle and memory cache */
+    void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
+    struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
+    struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
 };
 
 /* ---- errors and logging (context.c) ---- */
@@ -168,12 +260,26 @@ tc_shape_text tc_shape_text_of(const tc_tensor *t);
 
 void *tc_allocate(tc_context *ctx, size_t bytes);
 void tc_release_memory(tc_context *ctx, void *data, size_t bytes);
+/* The context's worker pool, started on first use with num_threads threads;
+ * NULL when the context runs on one thread (or no worker could start). */
+struct cpu_pool *tc_context_pool(tc_context *ctx);
 /* Plain heap memory for engine bookkeeping (not tensor storage). */
 void *tc_malloc(tc_context *ctx, size_t bytes);
 void *tc_calloc(tc_context *ctx, size_t count, size_t size);
 void tc_free(void *p);
 
 const tc_backend *tc_cpu_backend(void);
+/* The CUDA backend library's entry point (cuda/cuda_backend.cu), found with
+ * dlsym: the table, or NULL with the reason written. `abi` must equal the
+ * library's TC_BACKEND_ABI, so a library built against other structures is
+ * refused instead of misread. */
+#define TC_CUDA_ENTRY_POINT "tricycle_cuda_backend"
+#define TC_BACKEND_ABI                                                                                             \
+    ((uint64_t)sizeof(tc_backend) << 40 | (uint64_t)sizeof(tc_context) << 20 | (uint64_t)sizeof(tc_tensor))
+typedef const tc_backend *(*tc_cuda_entry_fn)(tc_context *ctx, uint64_t abi, char *reason, size_t reason_size);
+/* Loads the CUDA backend into ctx->backends (cuda_loader.c); on failure
+ * ctx->backend_unavailable_reason says why. */
+void tc_load_cuda_backend(tc_context *ctx);
 /* The backend for a device, loading it if needed; fails with the reason. */
 tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend);
 const tc_backend *tc_backend_of(const tc_tensor *t);
@@ -223,6 +329,14 @@ tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor 
 /* Holds t (a detached alias, so saving an op's output makes no cycle). */
 tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t);
 bool tc_node_input_needs_grad(const tc_node *node, int index);
+/* Declares that the backward reads the values of input `index` (not only
+ * its shape): the backward then fails if it was written in place since. */
+void tc_node_reads_input(tc_node *node, int index);
+/* Call before op writes into t in place. Fails when t requires grad while
+ * grad mode is on (the write is not recorded, so its gradient would be
+ * wrong); otherwise bumps the version of t's storage, so that a backward
+ * that saved t fails instead of using the new values. */
+tc_status tc_inplace_begin(tc_tensor *t, const char *op);
 /* Sums grad over broadcast dims so it has `shape`; owned result. */
 tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_tensor **out);
 /* Adds grad into *accumulator (creating it if NULL). */

@@ -104,6 +104,7 @@ tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
         if (status == TC_OK) {
             node->ints[0] = op;
             node->n_ints = 1;
+            tc_node_reads_input(node, 0);
             status = tc_node_save(node, 0, *out);
         }
     }
@@ -256,6 +257,10 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
         if (status == TC_OK) {
             node->ints[0] = op;
             node->n_ints = 1;
+            if (op != TC_ADD && op != TC_SUB) { /* the others' gradients depend on the operands */
+                tc_node_reads_input(node, 0);
+                tc_node_reads_input(node, 1);
+            }
             if (op == TC_DIV || op == TC_POW) status = tc_node_save(node, 0, *out);
         }
     }
@@ -273,7 +278,10 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
 tc_status tc_binary_scalar(tc_binary_op op, tc_tensor *t, double value, bool scalar_first, tc_tensor **out) {
     tc_dtype dtype = t->dtype;
     if (!tc_dtype_is_floating(dtype) && value != floor(value)) dtype = TC_FLOAT32;
-    if (dtype == TC_BOOL && op <= TC_MINIMUM) dtype = TC_INT64;
+    /* bool arithmetic counts in int64; so does comparing a bool with a value that is not 0 or 1 */
+    if (dtype == TC_BOOL && (op <= TC_MINIMUM || (value != 0.0 && value != 1.0))) dtype = TC_INT64;
+    /* an integer tensor keeps its dtype: a value it cannot hold is an error, not a silent wrap */
+    TC_TRY(tc_check_scalar(t->ctx, tc_binary_op_name(op), value, dtype));
     tc_tensor *scalar;
     TC_TRY(tc_tensor_new(t->ctx, dtype, t->storage->device, 0, NULL, &scalar));
     tc_status status = tc_fill_(scalar, value);
@@ -308,6 +316,7 @@ tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
     if (status == TC_OK && tc_should_record(x->ctx, 1, &x)) {
         tc_node *node;
         status = tc_record(&clamp_op, 1, &x, *out, &node);
+        if (status == TC_OK) tc_node_reads_input(node, 0);
         if (status == TC_OK) status = tc_node_save(node, 0, *out);
     }
     if (status != TC_OK) {
@@ -358,7 +367,11 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
     if (status == TC_OK) status = tc_empty_shaped(ca, dtype, ndim, shape, out);
     if (status == TC_OK) status = tc_backend_of(ca)->where(vc, va, vb, *out);
     tc_tensor *inputs[3] = {cond, ca, cb};
-    if (status == TC_OK && tc_should_record(a->ctx, 3, inputs)) status = tc_record(&where_op, 3, inputs, *out, NULL);
+    if (status == TC_OK && tc_should_record(a->ctx, 3, inputs)) {
+        tc_node *node;
+        status = tc_record(&where_op, 3, inputs, *out, &node);
+        if (status == TC_OK) tc_node_reads_input(node, 0); /* the condition routes the gradient */
+    }
     if (status != TC_OK && *out) {
         tc_tensor_release(*out);
         *out = NULL;
@@ -382,6 +395,7 @@ tc_status tc_masked_fill(tc_tensor *x, tc_tensor *mask, double value, tc_tensor 
         return tc_fail(x->ctx, TC_ERROR_SHAPE, "masked_fill: a mask of shape %s does not broadcast to shape %s",
                        TC_SHAPE(mask), TC_SHAPE(x));
     tc_tensor *fill;
+    TC_TRY(tc_check_scalar(x->ctx, "masked_fill", value, x->dtype));
     TC_TRY(scalar_like(x, value, &fill));
     tc_status status = tc_where(mask, fill, x, out);
     tc_tensor_release(fill);

@@ -6,14 +6,11 @@
  * contiguous, runs its kernel and records a tape entry whose backward is
  * written by hand beside it.
  *
- * The kernels are called directly as cpu_* functions (cpu/cpu_fused.h); the
- * CUDA backend will get slots for them in tc_backend, and these ops will then
- * dispatch through tc_backend_of like the element-wise ones. Until then a
- * tensor on another device is refused with TC_ERROR_UNSUPPORTED.
+ * The kernels are reached through tc_backend_of (the fused slots of
+ * tc_backend, internal.h); a backend that leaves a slot empty makes the op
+ * fail with TC_ERROR_UNSUPPORTED naming the device.
  */
 #include "internal.h"
-
-#include "cpu/cpu_fused.h"
 
 #include <limits.h>
 #include <math.h>
@@ -25,11 +22,17 @@ static tc_status check_floating(const char *function, const char *argument, cons
     if (!tc_dtype_is_floating(t->dtype))
         return tc_fail(t->ctx, TC_ERROR_DTYPE, "%s: %s must be float32 or float64, got %s of shape %s", function,
                        argument, tc_dtype_name(t->dtype), TC_SHAPE(t));
-    if (t->storage->device != TC_CPU)
-        return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED, "%s: %s is on %s; this op runs on the CPU only for now",
-                       function, argument, tc_device_name(t->storage->device));
     return TC_OK;
 }
+
+/* Fails unless t's backend has the kernel (slot non-NULL). */
+static tc_status check_kernel(const char *function, const tc_tensor *t, bool present) {
+    if (present) return TC_OK;
+    return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED, "%s: the %s backend has no kernel for this op (tensor of shape %s)",
+                   function, tc_device_name(t->storage->device), TC_SHAPE(t));
+}
+
+#define BACKEND_HAS(t, slot) (tc_backend_of(t)->slot != NULL)
 
 /* `other` must match `like` in dtype and device (its shape is checked by the caller). */
 static tc_status check_companion(const char *function, const char *argument, const tc_tensor *like,
@@ -70,15 +73,17 @@ static tc_status norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_
     if (status == TC_OK && tc_node_input_needs_grad(node, 0)) status = tc_empty_like(x, &dx);
     if (status == TC_OK && weight && tc_node_input_needs_grad(node, 1)) status = tc_empty_like(weight, &dweight);
     if (status == TC_OK && bias && tc_node_input_needs_grad(node, 2)) status = tc_empty_like(bias, &dbias);
-    double *scratch = status == TC_OK ? tc_malloc(node->ctx, sizeof(double) * 2 * (size_t)(cols ? cols : 1)) : NULL;
-    if (status == TC_OK && !scratch) status = TC_ERROR_MEMORY;
+    if (status == TC_OK && rows > 0 && cols > 0)
+        status = tc_backend_of(x)->layer_norm_backward(
+            node->ctx, x->dtype, rms, tc_tensor_data_at_offset(x), weight ? tc_tensor_data_at_offset(weight) : NULL,
+            tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(node->saved[1]),
+            tc_tensor_data_at_offset(g), rows, cols, dx ? tc_tensor_data_at_offset(dx) : NULL,
+            dweight ? tc_tensor_data_at_offset(dweight) : NULL, dbias ? tc_tensor_data_at_offset(dbias) : NULL);
+    else if (status == TC_OK) {
+        if (dweight) status = tc_fill_(dweight, 0);
+        if (status == TC_OK && dbias) status = tc_fill_(dbias, 0);
+    }
     if (status == TC_OK) {
-        cpu_layer_norm_backward(x->dtype, rms, tc_tensor_data_at_offset(x),
-                                weight ? tc_tensor_data_at_offset(weight) : NULL,
-                                tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(node->saved[1]),
-                                tc_tensor_data_at_offset(g), rows, cols, dx ? tc_tensor_data_at_offset(dx) : NULL,
-                                dweight ? tc_tensor_data_at_offset(dweight) : NULL,
-                                dbias ? tc_tensor_data_at_offset(dbias) : NULL, scratch);
         grad_inputs[0] = dx;
         grad_inputs[1] = dweight;
         if (!rms) grad_inputs[2] = dbias;
@@ -86,7 +91,6 @@ static tc_status norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_
         tc_tensor *all[3] = {dx, dweight, dbias};
         release_all(3, all);
     }
-    tc_free(scratch);
     tc_tensor_release(g);
     return status;
 }
@@ -108,6 +112,7 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
                            double eps, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating(function, "x", x));
+    TC_TRY(check_kernel(function, x, BACKEND_HAS(x, layer_norm_forward) && BACKEND_HAS(x, layer_norm_backward)));
     if (x->ndim < 1)
         return tc_fail(x->ctx, TC_ERROR_SHAPE,
                        "%s: x must have at least 1 dim (normalised over the last), got shape %s", function,
@@ -126,11 +131,11 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
     if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &mean);
     if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &rstd);
     if (status == TC_OK && rows > 0 && cols > 0)
-        cpu_layer_norm_forward(x->dtype, rms, tc_tensor_data_at_offset(inputs[0]),
-                               inputs[1] ? tc_tensor_data_at_offset(inputs[1]) : NULL,
-                               inputs[2] ? tc_tensor_data_at_offset(inputs[2]) : NULL, eps, rows, cols,
-                               tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(mean),
-                               tc_tensor_data_at_offset(rstd));
+        status = tc_backend_of(x)->layer_norm_forward(
+            x->ctx, x->dtype, rms, tc_tensor_data_at_offset(inputs[0]),
+            inputs[1] ? tc_tensor_data_at_offset(inputs[1]) : NULL,
+            inputs[2] ? tc_tensor_data_at_offset(inputs[2]) : NULL, eps, rows, cols, tc_tensor_data_at_offset(result),
+            tc_tensor_data_at_offset(mean), tc_tensor_data_at_offset(rstd));
     int n_inputs = rms ? 2 : 3;
     if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
         tc_node *node;
@@ -162,13 +167,11 @@ tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **o
 
 /* ---- attention ----
  * What is kept for backward: the row log-sum-exp of the scaled, masked
- * scores, [B, n_head, T] in qkv's dtype (flash-attention style), plus qkv
- * itself, which the node holds as its input anyway. The backward recomputes
- * S = scale * Q K^T per (batch, head) with the same GEMM and takes
- * P = exp(S - lse), so the [B, n_head, T, T] probabilities never outlive a
- * call: forward and backward each use a T*T (backward 2*T*T) scratch for one
- * head at a time. For GPT-2 small (B=8, T=1024, 12 heads, float32) that is
- * 384 KiB kept instead of 384 MiB. */
+ * scores, [B, n_head, T] in qkv's dtype (flash-attention style), and the
+ * output [B, T, C] (a detached alias of the result, which the next layer
+ * holds anyway; backward needs rowsum(dout * out) per row); qkv is the
+ * node's input. The [B, n_head, T, T] probabilities never exist: kernels
+ * work on tiles of keys and recompute P = exp(S - lse) in backward. */
 
 static tc_status attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *qkv = node->inputs[0];
@@ -176,21 +179,19 @@ static tc_status attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **
     int64_t heads = node->ints[0];
     bool causal = node->ints[1] != 0;
     if (!tc_node_input_needs_grad(node, 0)) return TC_OK;
-    tc_tensor *g = NULL, *dqkv = NULL, *scratch = NULL;
-    int64_t scratch_shape[3] = {2, time, time};
+    tc_tensor *g = NULL, *dqkv = NULL;
     tc_status status = prepare_grad(node, grad, &g);
-    if (status == TC_OK) status = tc_zeros_like(qkv, &dqkv);
-    if (status == TC_OK) status = tc_empty_shaped(qkv, qkv->dtype, 3, scratch_shape, &scratch);
+    if (status == TC_OK) status = tc_empty_like(qkv, &dqkv);
     if (status == TC_OK && tc_tensor_numel(qkv) > 0)
-        cpu_attention_backward(qkv->dtype, tc_tensor_data_at_offset(qkv), tc_tensor_data_at_offset(node->saved[0]),
-                               tc_tensor_data_at_offset(g), batch, time, channels, heads, causal,
-                               tc_tensor_data_at_offset(dqkv), tc_tensor_data_at_offset(scratch));
+        status = tc_backend_of(qkv)->attention_backward(
+            node->ctx, qkv->dtype, tc_tensor_data_at_offset(qkv), tc_tensor_data_at_offset(node->saved[1]),
+            tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(g), batch, time, channels, heads, causal,
+            tc_tensor_data_at_offset(dqkv));
     if (status == TC_OK) {
         grad_inputs[0] = dqkv;
         dqkv = NULL;
     }
     tc_tensor_release(dqkv);
-    tc_tensor_release(scratch);
     tc_tensor_release(g);
     return status;
 }
@@ -200,6 +201,8 @@ static const tc_op attention_op = {"attention", attention_backward};
 tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("attention", "qkv", qkv));
+    TC_TRY(check_kernel("attention", qkv,
+                        BACKEND_HAS(qkv, attention_forward) && BACKEND_HAS(qkv, attention_backward)));
     if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
         return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
                        "attention: qkv must be {B, T, 3C} (q, k, v packed on the last dim), got shape %s",
@@ -212,18 +215,15 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
     if (3 * channels > INT_MAX || time > INT_MAX)
         return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "attention: qkv of shape %s exceeds BLAS's 32-bit sizes",
                        TC_SHAPE(qkv));
-    tc_tensor *input = NULL, *result = NULL, *lse = NULL, *scores = NULL;
+    tc_tensor *input = NULL, *result = NULL, *lse = NULL;
     int64_t out_shape[3] = {batch, time, channels}, lse_shape[3] = {batch, n_head, time};
-    int64_t scores_shape[2] = {time, time};
     tc_status status = tc_contiguous(qkv, &input);
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, lse_shape, &lse);
-    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 2, scores_shape, &scores);
     if (status == TC_OK && tc_tensor_numel(result) > 0)
-        cpu_attention_forward(qkv->dtype, tc_tensor_data_at_offset(input), batch, time, channels, n_head, causal,
-                              tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(lse),
-                              tc_tensor_data_at_offset(scores));
-    tc_tensor_release(scores);
+        status = tc_backend_of(qkv)->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch,
+                                                       time, channels, n_head, causal,
+                                                       tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(lse));
     if (status == TC_OK && tc_should_record(qkv->ctx, 1, &input)) {
         tc_node *node;
         status = tc_record(&attention_op, 1, &input, result, &node);
@@ -233,6 +233,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
             node->n_ints = 2;
             status = tc_node_save(node, 0, lse);
         }
+        if (status == TC_OK) status = tc_node_save(node, 1, result);
     }
     if (status == TC_OK) {
         *out = result;
@@ -240,6 +241,67 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
     }
     tc_tensor_release(result);
     tc_tensor_release(lse);
+    tc_tensor_release(input);
+    return status;
+}
+
+/* Checks a key or value cache for tc_attention_cached: [B, n_head,
+ * capacity, hd], contiguous, like qkv in dtype and device. */
+static tc_status check_cache(const char *argument, const tc_tensor *qkv, const tc_tensor *cache, int n_head,
+                             int64_t head_dim) {
+    TC_TRY(check_companion("attention_cached", argument, qkv, "qkv", cache));
+    if (cache->ndim != 4 || cache->shape[0] != qkv->shape[0] || cache->shape[1] != n_head ||
+        cache->shape[3] != head_dim)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "attention_cached: %s of shape %s does not fit qkv of shape %s with %d heads (expected {%lld, "
+                       "%d, capacity, %lld})",
+                       argument, TC_SHAPE(cache), TC_SHAPE(qkv), n_head, (long long)qkv->shape[0], n_head,
+                       (long long)head_dim);
+    if (!tc_tensor_is_contiguous(cache))
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: %s (shape %s) must be contiguous, since it is written in place", argument,
+                       TC_SHAPE(cache));
+    return TC_OK;
+}
+
+tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
+                              bool causal, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(check_floating("attention_cached", "qkv", qkv));
+    TC_TRY(check_kernel("attention_cached", qkv, BACKEND_HAS(qkv, attention_cached)));
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "attention_cached: qkv must be {B, T, 3C} (q, k, v packed on the last dim), got shape %s",
+                       TC_SHAPE(qkv));
+    int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = qkv->shape[2] / 3;
+    if (n_head < 1 || channels % n_head != 0)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: n_head %d does not divide C = %lld (qkv of shape %s)", n_head,
+                       (long long)channels, TC_SHAPE(qkv));
+    TC_TRY(check_cache("k_cache", qkv, k_cache, n_head, channels / n_head));
+    TC_TRY(check_cache("v_cache", qkv, v_cache, n_head, channels / n_head));
+    int64_t capacity = k_cache->shape[2];
+    if (v_cache->shape[2] != capacity || position < 0 || position + time > capacity)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: %lld cached + %lld new positions do not fit caches of shapes %s and %s",
+                       (long long)position, (long long)time, TC_SHAPE(k_cache), TC_SHAPE(v_cache));
+    if (3 * channels > INT_MAX || capacity > INT_MAX)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "attention_cached: qkv of shape %s exceeds BLAS's 32-bit sizes",
+                       TC_SHAPE(qkv));
+    tc_tensor *input = NULL, *result = NULL;
+    int64_t out_shape[3] = {batch, time, channels};
+    tc_status status = tc_contiguous(qkv, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = tc_backend_of(qkv)->attention_cached(
+            qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time, channels, n_head, causal,
+            tc_tensor_data_at_offset(k_cache), tc_tensor_data_at_offset(v_cache), capacity, position,
+            tc_tensor_data_at_offset(result));
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
     tc_tensor_release(input);
     return status;
 }
@@ -259,34 +321,48 @@ static tc_status cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tenso
     TC_TRY(tc_empty_like(logits, &dlogits));
     /* With every target ignored the loss is the constant 0: zero gradients. */
     double scale = count > 0 ? g / count : 0.0;
+    tc_status status = TC_OK;
     if (rows > 0)
-        cpu_cross_entropy_backward(logits->dtype, tc_tensor_data_at_offset(logits), targets->dtype,
-                                   tc_tensor_data_at_offset(targets), tc_tensor_data_at_offset(node->saved[0]), rows,
-                                   classes, node->ints[0], scale, tc_tensor_data_at_offset(dlogits));
+        status = tc_backend_of(logits)->cross_entropy_backward(
+            node->ctx, logits->dtype, tc_tensor_data_at_offset(logits), targets->dtype,
+            tc_tensor_data_at_offset(targets), tc_tensor_data_at_offset(node->saved[0]), rows, classes, node->ints[0],
+            scale, tc_tensor_data_at_offset(dlogits));
+    if (status != TC_OK) {
+        tc_tensor_release(dlogits);
+        return status;
+    }
     grad_inputs[0] = dlogits;
     return TC_OK;
 }
 
 static const tc_op cross_entropy_op = {"cross_entropy", cross_entropy_backward};
 
-static tc_status check_targets(const tc_tensor *logits, const tc_tensor *targets, int64_t ignore_index) {
-    int64_t classes = logits->shape[logits->ndim - 1], n = tc_tensor_numel(targets);
+static tc_status check_targets(const tc_tensor *logits, tc_tensor *device_targets, int64_t ignore_index) {
+    int64_t classes = logits->shape[logits->ndim - 1], n = tc_tensor_numel(device_targets);
+    tc_tensor *targets;
+    TC_TRY(tc_to_device(device_targets, TC_CPU, &targets));
+    tc_status status = TC_OK;
     const void *data = tc_tensor_data_at_offset(targets);
     for (int64_t i = 0; i < n; i++) {
         int64_t t = targets->dtype == TC_INT32 ? (int64_t)((const int32_t *)data)[i] : ((const int64_t *)data)[i];
-        if (t != ignore_index && (t < 0 || t >= classes))
-            return tc_fail(logits->ctx, TC_ERROR_ARGUMENT,
+        if (t != ignore_index && (t < 0 || t >= classes)) {
+            status = tc_fail(logits->ctx, TC_ERROR_ARGUMENT,
                            "cross_entropy: target %lld (at flat position %lld of targets) is out of range for "
                            "V = %lld classes (expected 0..%lld, or ignore_index %lld)",
                            (long long)t, (long long)i, (long long)classes, (long long)(classes - 1),
                            (long long)ignore_index);
+            break;
+        }
     }
-    return TC_OK;
+    tc_tensor_release(targets);
+    return status;
 }
 
 tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore_index, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("cross_entropy", "logits", logits));
+    TC_TRY(check_kernel("cross_entropy", logits,
+                        BACKEND_HAS(logits, cross_entropy_forward) && BACKEND_HAS(logits, cross_entropy_backward)));
     TC_TRY(tc_check_same_device("cross_entropy", logits, targets));
     if (targets->dtype != TC_INT32 && targets->dtype != TC_INT64)
         return tc_fail(logits->ctx, TC_ERROR_DTYPE,
@@ -316,9 +392,10 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
     int64_t count = 0;
     double total = 0;
     if (status == TC_OK && rows > 0)
-        total = cpu_cross_entropy_forward(logits->dtype, tc_tensor_data_at_offset(inputs[0]), targets->dtype,
-                                          tc_tensor_data_at_offset(inputs[1]), rows, classes, ignore_index,
-                                          tc_tensor_data_at_offset(lse), &count);
+        status = tc_backend_of(logits)->cross_entropy_forward(
+            logits->ctx, logits->dtype, tc_tensor_data_at_offset(inputs[0]), targets->dtype,
+            tc_tensor_data_at_offset(inputs[1]), rows, classes, ignore_index, tc_tensor_data_at_offset(lse), &total,
+            &count);
     if (status == TC_OK) status = tc_fill_(result, count > 0 ? total / (double)count : 0.0);
     if (status == TC_OK && tc_should_record(logits->ctx, 1, inputs)) {
         tc_node *node;
@@ -366,10 +443,12 @@ static tc_status contiguous_untracked(tc_tensor *t, tc_tensor **out) {
     return tc_contiguous_copy(t, out);
 }
 
-tc_status tc_adamw_step(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step, double lr,
-                        double beta1, double beta2, double eps, double weight_decay) {
+/* The checks of one AdamW tensor; fills its kernel entry. */
+static tc_status prepare_adamw(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step,
+                               tc_step_tensor *entry) {
     const char *function = "adamw_step";
     TC_TRY(check_floating(function, "param", param));
+    TC_TRY(check_kernel(function, param, BACKEND_HAS(param, adamw_step)));
     if (!tc_tensor_is_contiguous(param))
         return tc_fail(param->ctx, TC_ERROR_ARGUMENT, "%s: param (shape %s) must be contiguous", function,
                        TC_SHAPE(param));
@@ -378,28 +457,75 @@ tc_status tc_adamw_step(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tens
     TC_TRY(check_state(function, "v", param, v, true));
     if (step < 1)
         return tc_fail(param->ctx, TC_ERROR_ARGUMENT, "%s: step counts from 1, got %lld", function, (long long)step);
+    *entry = (tc_step_tensor){.param = tc_tensor_data_at_offset(param),
+                              .grad = tc_tensor_data_at_offset(grad),
+                              .state = {tc_tensor_data_at_offset(m), tc_tensor_data_at_offset(v)},
+                              .numel = tc_tensor_numel(param)};
+    return TC_OK;
+}
+
+static tc_status check_adamw_hyper(tc_context *ctx, double lr, double beta1, double beta2, double eps,
+                                   double weight_decay) {
     if (!(lr >= 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps >= 0) ||
         !(weight_decay >= 0))
-        return tc_fail(param->ctx, TC_ERROR_ARGUMENT,
-                       "%s: expected lr >= 0, 0 <= beta1, beta2 < 1, eps >= 0, weight_decay >= 0; got lr %g, "
-                       "beta1 %g, beta2 %g, eps %g, weight_decay %g",
-                       function, lr, beta1, beta2, eps, weight_decay);
-    /* The bias corrections in double: in float32, 1 - beta2^step loses most
-     * of its digits for beta2 near 1. */
-    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
-    tc_tensor *g;
-    TC_TRY(contiguous_untracked(grad, &g));
-    cpu_adamw_step(param->dtype, tc_tensor_data_at_offset(param), tc_tensor_data_at_offset(g),
-                   tc_tensor_data_at_offset(m), tc_tensor_data_at_offset(v), tc_tensor_numel(param), lr, beta1, beta2,
-                   eps, weight_decay, bias1, bias2);
-    tc_tensor_release(g);
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "adamw_step: expected lr >= 0, 0 <= beta1, beta2 < 1, eps >= 0, weight_decay >= 0; got lr "
+                       "%g, beta1 %g, beta2 %g, eps %g, weight_decay %g",
+                       lr, beta1, beta2, eps, weight_decay);
     return TC_OK;
+}
+
+tc_status tc_adamw_step_many(int count, tc_tensor **params, tc_tensor **grads, tc_tensor **m, tc_tensor **v,
+                             const int64_t *steps, double lr, double beta1, double beta2, double eps,
+                             double weight_decay) {
+    if (count <= 0) return TC_OK;
+    tc_context *ctx = params[0]->ctx;
+    TC_TRY(check_adamw_hyper(ctx, lr, beta1, beta2, eps, weight_decay));
+    tc_step_tensor *entries = tc_malloc(ctx, sizeof *entries * (size_t)count);
+    tc_tensor **contiguous_grads = tc_calloc(ctx, (size_t)count, sizeof *contiguous_grads);
+    if (!entries || !contiguous_grads) {
+        tc_free(entries);
+        tc_free(contiguous_grads);
+        return tc_fail(ctx, TC_ERROR_MEMORY, "adamw_step: out of memory for %d tensors", count);
+    }
+    tc_status status = TC_OK;
+    /* Runs of the same dtype and device go to the kernel in one call. */
+    int begin = 0;
+    for (int i = 0; i < count && status == TC_OK; i++) {
+        status = prepare_adamw(params[i], grads[i], m[i], v[i], steps[i], &entries[i]);
+        if (status == TC_OK) status = contiguous_untracked(grads[i], &contiguous_grads[i]);
+        if (status != TC_OK) break;
+        entries[i].grad = tc_tensor_data_at_offset(contiguous_grads[i]);
+        /* The bias corrections in double: in float32, 1 - beta2^step loses
+         * most of its digits for beta2 near 1. */
+        entries[i].bias1 = 1.0 - pow(beta1, (double)steps[i]);
+        entries[i].bias2 = 1.0 - pow(beta2, (double)steps[i]);
+        if (i > 0 && (params[i]->dtype != params[begin]->dtype ||
+                      params[i]->storage->device != params[begin]->storage->device)) {
+            status = tc_backend_of(params[begin])->adamw_step(ctx, params[begin]->dtype, i - begin, entries + begin,
+                                                              lr, beta1, beta2, eps, weight_decay);
+            begin = i;
+        }
+    }
+    if (status == TC_OK)
+        status = tc_backend_of(params[begin])->adamw_step(ctx, params[begin]->dtype, count - begin, entries + begin,
+                                                          lr, beta1, beta2, eps, weight_decay);
+    release_all(count, contiguous_grads);
+    tc_free(contiguous_grads);
+    tc_free(entries);
+    return status;
+}
+
+tc_status tc_adamw_step(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step, double lr,
+                        double beta1, double beta2, double eps, double weight_decay) {
+    return tc_adamw_step_many(1, &param, &grad, &m, &v, &step, lr, beta1, beta2, eps, weight_decay);
 }
 
 tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buffer, double lr, double momentum,
                       double dampening, bool nesterov, double weight_decay) {
     const char *function = "sgd_step";
     TC_TRY(check_floating(function, "param", param));
+    TC_TRY(check_kernel(function, param, BACKEND_HAS(param, sgd_step)));
     if (!tc_tensor_is_contiguous(param))
         return tc_fail(param->ctx, TC_ERROR_ARGUMENT, "%s: param (shape %s) must be contiguous", function,
                        TC_SHAPE(param));
@@ -422,42 +548,86 @@ tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buf
     }
     tc_tensor *g;
     TC_TRY(contiguous_untracked(grad, &g));
-    cpu_sgd_step(param->dtype, tc_tensor_data_at_offset(param), tc_tensor_data_at_offset(g),
-                 momentum != 0 ? tc_tensor_data_at_offset(momentum_buffer) : NULL, tc_tensor_numel(param), lr,
-                 momentum, dampening, nesterov, weight_decay);
+    tc_step_tensor entry = {.param = tc_tensor_data_at_offset(param),
+                            .grad = tc_tensor_data_at_offset(g),
+                            .state = {momentum != 0 ? tc_tensor_data_at_offset(momentum_buffer) : NULL, NULL},
+                            .numel = tc_tensor_numel(param)};
+    tc_status status = tc_backend_of(param)->sgd_step(param->ctx, param->dtype, 1, &entry, lr, momentum, dampening,
+                                                      nesterov, weight_decay);
     tc_tensor_release(g);
-    return TC_OK;
+    return status;
+}
+
+/* Adds the sum of squares of tensors[begin .. end) (one dtype and device,
+ * contiguous) to *total. */
+static tc_status add_sum_squares(tc_tensor **tensors, int begin, int end, double *total) {
+    tc_context *ctx = tensors[begin]->ctx;
+    int n = end - begin;
+    const void **data = tc_malloc(ctx, sizeof *data * (size_t)n);
+    int64_t *sizes = tc_malloc(ctx, sizeof *sizes * (size_t)n);
+    tc_status status = data && sizes ? TC_OK : tc_fail(ctx, TC_ERROR_MEMORY, "global_norm: out of memory");
+    for (int i = 0; status == TC_OK && i < n; i++) {
+        data[i] = tc_tensor_data_at_offset(tensors[begin + i]);
+        sizes[i] = tc_tensor_numel(tensors[begin + i]);
+    }
+    double partial = 0;
+    if (status == TC_OK)
+        status = tc_backend_of(tensors[begin])->sum_squares(ctx, tensors[begin]->dtype, n, data, sizes, &partial);
+    *total += partial;
+    tc_free(data);
+    tc_free(sizes);
+    return status;
 }
 
 tc_status tc_global_norm(int count, tc_tensor **tensors, double *out) {
-    double total = 0;
     *out = 0;
+    tc_tensor **held = NULL;
+    int n = 0;
+    tc_status status = TC_OK;
     for (int i = 0; i < count; i++) {
         tc_tensor *t = tensors[i];
         if (!t) continue;
-        if (!tc_dtype_is_floating(t->dtype) || t->storage->device != TC_CPU)
-            return tc_fail(t->ctx, TC_ERROR_DTYPE,
-                           "global_norm: tensor %d must be a float32 or float64 CPU tensor, got %s %s on %s", i + 1,
-                           tc_dtype_name(t->dtype), TC_SHAPE(t), tc_device_name(t->storage->device));
-        tc_tensor *c;
-        TC_TRY(contiguous_untracked(t, &c));
-        total += cpu_sum_squares(c->dtype, tc_tensor_data_at_offset(c), tc_tensor_numel(c));
-        tc_tensor_release(c);
+        if (!held) {
+            held = tc_calloc(t->ctx, (size_t)count, sizeof *held);
+            if (!held) return tc_fail(t->ctx, TC_ERROR_MEMORY, "global_norm: out of memory for %d tensors", count);
+        }
+        if (!tc_dtype_is_floating(t->dtype)) {
+            status = tc_fail(t->ctx, TC_ERROR_DTYPE, "global_norm: tensor %d must be float32 or float64, got %s %s",
+                             i + 1, tc_dtype_name(t->dtype), TC_SHAPE(t));
+            break;
+        }
+        status = check_kernel("global_norm", t, BACKEND_HAS(t, sum_squares));
+        if (status == TC_OK) status = contiguous_untracked(t, &held[n]);
+        if (status != TC_OK) break;
+        n++;
     }
-    *out = sqrt(total);
-    return TC_OK;
+    double total = 0;
+    int begin = 0;
+    for (int i = 1; status == TC_OK && i <= n; i++)
+        if (i == n || held[i]->dtype != held[begin]->dtype ||
+            held[i]->storage->device != held[begin]->storage->device) {
+            status = add_sum_squares(held, begin, i, &total);
+            begin = i;
+        }
+    if (held) release_all(n, held);
+    tc_free(held);
+    if (status == TC_OK) *out = sqrt(total);
+    return status;
 }
 
 tc_status tc_scale_(tc_tensor *t, double factor) {
     TC_TRY(check_floating("scale_", "t", t));
+    TC_TRY(check_kernel("scale_", t, BACKEND_HAS(t, scale)));
+    int64_t n = tc_tensor_numel(t);
     if (tc_tensor_is_contiguous(t)) {
-        cpu_scale(t->dtype, tc_tensor_data_at_offset(t), tc_tensor_numel(t), factor);
-        return TC_OK;
+        void *data = tc_tensor_data_at_offset(t);
+        return tc_backend_of(t)->scale(t->ctx, t->dtype, 1, &data, &n, factor);
     }
     tc_tensor *c;
     TC_TRY(tc_contiguous_copy(t, &c));
-    cpu_scale(c->dtype, tc_tensor_data_at_offset(c), tc_tensor_numel(c), factor);
-    tc_status status = tc_copy_(t, c);
+    void *data = tc_tensor_data_at_offset(c);
+    tc_status status = tc_backend_of(c)->scale(c->ctx, c->dtype, 1, &data, &n, factor);
+    if (status == TC_OK) status = tc_copy_(t, c);
     tc_tensor_release(c);
     return status;
 }

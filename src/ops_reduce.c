@@ -146,6 +146,8 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
         tc_node *node;
         status = tc_record(&reduce_ops[op], 1, &input, *out, &node);
         if (status == TC_OK) {
+            /* sum and mean need only x's shape; the others its values */
+            if (op != TC_REDUCE_SUM && op != TC_REDUCE_MEAN) tc_node_reads_input(node, 0);
             node->ints[0] = op;
             node->ints[1] = mask;
             node->ints[2] = count;

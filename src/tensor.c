@@ -351,7 +351,28 @@ tc_status tc_ones(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shap
 
 tc_status tc_full(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, double value,
                   tc_tensor **out) {
+    TC_TRY(tc_check_scalar(ctx, "full", value, dtype));
     return filled(ctx, dtype, ndim, shape, value, out);
+}
+
+tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtype dtype) {
+    int64_t min, max;
+    switch (dtype) {
+    case TC_UINT8: min = 0; max = UINT8_MAX; break;
+    case TC_INT32: min = INT32_MIN; max = INT32_MAX; break;
+    case TC_INT64: min = INT64_MIN; max = INT64_MAX; break;
+    default: return TC_OK; /* floating dtypes round; bool keeps value != 0 */
+    }
+    if (value != floor(value))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: the scalar %.17g is not an integer, so a %s tensor cannot hold it",
+                       op, value, tc_dtype_name(dtype));
+    /* (double)max + 1 is exact for uint8 and int32, and rounds to 2^63 (the
+     * first double past int64's range) for int64. */
+    if (value < (double)min || value >= (double)max + 1.0)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "%s: the scalar %.17g is out of the range of %s (%lld to %lld); use a wider dtype", op, value,
+                       tc_dtype_name(dtype), (long long)min, (long long)max);
+    return TC_OK;
 }
 
 static void store_double(void *data, tc_dtype dtype, int64_t i, double v) {
@@ -522,6 +543,7 @@ tc_status tc_copy_(tc_tensor *dst, tc_tensor *src) {
     if (ndim != dst->ndim || tc_shape_numel(ndim, shape) != tc_tensor_numel(dst))
         return tc_fail(dst->ctx, TC_ERROR_SHAPE, "copy_: source of shape %s does not fit destination of shape %s",
                        TC_SHAPE(src), TC_SHAPE(dst));
+    TC_TRY(tc_inplace_begin(dst, "copy_"));
     tc_tensor *view;
     TC_TRY(tc_broadcast_view(src, dst->ndim, dst->shape, &view));
     tc_status status = tc_backend_of(dst)->copy(dst, view);
@@ -529,7 +551,11 @@ tc_status tc_copy_(tc_tensor *dst, tc_tensor *src) {
     return status;
 }
 
-tc_status tc_fill_(tc_tensor *t, double value) { return tc_backend_of(t)->fill(t, value); }
+tc_status tc_fill_(tc_tensor *t, double value) {
+    TC_TRY(tc_check_scalar(t->ctx, "fill_", value, t->dtype));
+    TC_TRY(tc_inplace_begin(t, "fill_"));
+    return tc_backend_of(t)->fill(t, value);
+}
 
 tc_status tc_cast_if_needed(tc_tensor *t, tc_dtype dtype, tc_tensor **out) {
     if (t->dtype == dtype) {

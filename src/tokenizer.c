@@ -764,10 +764,10 @@ const char *tc_tokenizer_kind_name(tc_tokenizer_kind kind) {
 tc_status tc_tokenizer_token_bytes(const tc_tokenizer *tok, int32_t id, const char **bytes, size_t *len) {
     if (!tok) return TC_ERROR_ARGUMENT;
     if (!bytes || !len)
-        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "tc_tokenizer_token_bytes: bytes and len must not be NULL");
+        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "token: bytes and len must not be NULL");
     if (id < 0 || id >= tok->vocab_size)
         return tc_fail(tok->ctx, TC_ERROR_ARGUMENT,
-                       "tc_tokenizer_token_bytes: id %d is out of range for a vocabulary of %d tokens", (int)id,
+                       "token: id %d is out of range for a vocabulary of %d tokens", (int)id,
                        (int)tok->vocab_size);
     *bytes = (const char *)token_data(tok, id);
     *len = token_length(tok, id);
@@ -1008,7 +1008,7 @@ static bool trainer_layout(trainer *t, const unsigned char *s, size_t len, bool 
 
 tc_status tc_bpe_train(tc_context *ctx, const char *text, size_t len, int vocab_size, bool gpt2_split,
                        tc_tokenizer **out) {
-    static const char *const fn = "tc_bpe_train";
+    static const char *const fn = "BPETokenizer.train";
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     if (!text && len > 0) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: text is NULL with len %zu", fn, len);
@@ -1350,14 +1350,14 @@ static inline bool id_buffer_reserve(id_buffer *b, size_t more) {
 
 static tc_status encode_bpe_whole(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
     if (!id_buffer_reserve(out, len))
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory for %zu ids", len);
+        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory for %zu ids", len);
     for (size_t i = 0; i < len; i++) out->ids[i] = tok->byte_id[s[i]];
     bpe_work w;
     memset(&w, 0, sizeof w);
     size_t n = bpe_merge(tok, out->ids, len, &w);
     bpe_work_free(&w);
     if (n == SIZE_MAX)
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory encoding %zu bytes", len);
+        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory encoding %zu bytes", len);
     out->count = n;
     return TC_OK;
 }
@@ -1367,7 +1367,7 @@ static tc_status encode_bpe_whole(const tc_tokenizer *tok, const unsigned char *
 static tc_status encode_bpe_split(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
     bytes_map cache;
     if (!bytes_map_init(&cache, 4096))
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory for the word cache");
+        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory for the word cache");
     id_buffer pool = {NULL, 0, 0}; /* per cached word: count, then ids */
     id_buffer word = {NULL, 0, 0};
     bpe_work w;
@@ -1419,13 +1419,13 @@ static tc_status encode_bpe_split(const tc_tokenizer *tok, const unsigned char *
     free(word.ids);
     free(pool.ids);
     bytes_map_free(&cache);
-    if (!ok) return tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory encoding %zu bytes", len);
+    if (!ok) return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory encoding %zu bytes", len);
     return TC_OK;
 }
 
 static tc_status encode_chars(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
     if (!id_buffer_reserve(out, len))
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory for %zu ids", len);
+        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory for %zu ids", len);
     size_t n = 0;
     for (size_t i = 0; i < len;) {
         int32_t id;
@@ -1440,14 +1440,14 @@ static tc_status encode_chars(const tc_tokenizer *tok, const unsigned char *s, s
         if (id == NO_ID) {
             if (cp == INVALID_CODEPOINT)
                 return tc_fail(tok->ctx, TC_ERROR_ARGUMENT,
-                               "tc_tokenizer_encode: byte 0x%02x at byte offset %zu is not in the vocabulary", s[i], i);
+                               "encode: byte 0x%02x at byte offset %zu is not in the vocabulary", s[i], i);
             if (cp >= 0x20 && cp != 0x7F)
                 return tc_fail(tok->ctx, TC_ERROR_ARGUMENT,
-                               "tc_tokenizer_encode: character '%.*s' (U+%04X) at byte offset %zu is not in the "
+                               "encode: character '%.*s' (U+%04X) at byte offset %zu is not in the "
                                "vocabulary",
                                (int)l, (const char *)s + i, (unsigned)cp, i);
             return tc_fail(tok->ctx, TC_ERROR_ARGUMENT,
-                           "tc_tokenizer_encode: character U+%04X at byte offset %zu is not in the vocabulary",
+                           "encode: character U+%04X at byte offset %zu is not in the vocabulary",
                            (unsigned)cp, i);
         }
         out->ids[n++] = id;
@@ -1460,14 +1460,14 @@ static tc_status encode_chars(const tc_tokenizer *tok, const unsigned char *s, s
 tc_status tc_tokenizer_encode(const tc_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *count) {
     if (!tok) return TC_ERROR_ARGUMENT;
     if (!ids || !count)
-        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "tc_tokenizer_encode: ids and count must not be NULL");
+        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "encode: ids and count must not be NULL");
     *ids = NULL;
     *count = 0;
     if (!text && len > 0)
-        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "tc_tokenizer_encode: text is NULL with len %zu", len);
+        return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "encode: text is NULL with len %zu", len);
     if (len > MAX_TEXT_BYTES)
         return tc_fail(tok->ctx, TC_ERROR_ARGUMENT,
-                       "tc_tokenizer_encode: text of %zu bytes is over the limit of %zu bytes", len, MAX_TEXT_BYTES);
+                       "encode: text of %zu bytes is over the limit of %zu bytes", len, MAX_TEXT_BYTES);
     const unsigned char *s = (const unsigned char *)text;
     id_buffer out = {NULL, 0, 0};
     tc_status status;
@@ -1480,7 +1480,7 @@ tc_status tc_tokenizer_encode(const tc_tokenizer *tok, const char *text, size_t 
     }
     if (status == TC_OK && !out.ids) {
         out.ids = malloc(sizeof *out.ids);
-        if (!out.ids) status = tc_fail(tok->ctx, TC_ERROR_MEMORY, "tc_tokenizer_encode: out of memory");
+        if (!out.ids) status = tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory");
     }
     if (status != TC_OK) {
         free(out.ids);
@@ -1575,12 +1575,12 @@ static tc_status decode_common(const tc_tokenizer *tok, const char *fn, const in
 }
 
 tc_status tc_tokenizer_decode(const tc_tokenizer *tok, const int32_t *ids, size_t count, char **text, size_t *len) {
-    return decode_common(tok, "tc_tokenizer_decode", ids, count, true, text, len);
+    return decode_common(tok, "decode", ids, count, true, text, len);
 }
 
 tc_status tc_tokenizer_decode_bytes(const tc_tokenizer *tok, const int32_t *ids, size_t count, char **bytes,
                                     size_t *len) {
-    return decode_common(tok, "tc_tokenizer_decode_bytes", ids, count, false, bytes, len);
+    return decode_common(tok, "decode_bytes", ids, count, false, bytes, len);
 }
 
 void tc_tokenizer_free_text(char *text) { free(text); }
@@ -1601,7 +1601,7 @@ static int compare_units(const void *a, const void *b) {
 }
 
 tc_status tc_char_tokenizer_new(tc_context *ctx, const char *text, size_t len, tc_tokenizer **out) {
-    static const char *const fn = "tc_char_tokenizer_new";
+    static const char *const fn = "CharTokenizer.new";
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     if (!text && len > 0) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: text is NULL with len %zu", fn, len);
@@ -1782,7 +1782,7 @@ static void write_tokenizer(FILE *f, const tc_tokenizer *tok) {
 }
 
 tc_status tc_tokenizer_save(const tc_tokenizer *tok, const char *path) {
-    static const char *const fn = "tc_tokenizer_save";
+    static const char *const fn = "save";
     if (!tok) return TC_ERROR_ARGUMENT;
     tc_context *ctx = tok->ctx;
     if (!path || !*path) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: path must not be NULL or empty", fn);
@@ -1828,7 +1828,7 @@ tc_status tc_tokenizer_save(const tc_tokenizer *tok, const char *path) {
 }
 
 tc_status tc_tokenizer_serialize(const tc_tokenizer *tok, char **text, size_t *len) {
-    static const char *const fn = "tc_tokenizer_serialize";
+    static const char *const fn = "serialize";
     if (!tok) return TC_ERROR_ARGUMENT;
     if (!text || !len) return tc_fail(tok->ctx, TC_ERROR_ARGUMENT, "%s: text and len must not be NULL", fn);
     *text = NULL;
@@ -2042,7 +2042,7 @@ static tc_status load_tokenizer_text(load_state *st, tc_tokenizer **out) {
 }
 
 tc_status tc_tokenizer_load(tc_context *ctx, const char *path, tc_tokenizer **out) {
-    static const char *const fn = "tc_tokenizer_load";
+    static const char *const fn = "tokenizer.load";
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     unsigned char *data;
@@ -2055,7 +2055,7 @@ tc_status tc_tokenizer_load(tc_context *ctx, const char *path, tc_tokenizer **ou
 }
 
 tc_status tc_tokenizer_deserialize(tc_context *ctx, const char *text, size_t len, tc_tokenizer **out) {
-    static const char *const fn = "tc_tokenizer_deserialize";
+    static const char *const fn = "tokenizer.deserialize";
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     if (!text && len > 0) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: text is NULL with len %zu", fn, len);
@@ -2464,7 +2464,7 @@ static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char 
 
 tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, const char *merges_txt_path,
                                  tc_tokenizer **out) {
-    static const char *const fn = "tc_tokenizer_load_gpt2";
+    static const char *const fn = "BPETokenizer.load_gpt2";
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     if (!vocab_json_path || !merges_txt_path)

@@ -180,6 +180,10 @@ tc_status tc_to_device(tc_tensor *t, tc_device device, tc_tensor **out);
 tc_status tc_copy_(tc_tensor *dst, tc_tensor *src);
 /* In place: every element of t = value; not recorded. */
 tc_status tc_fill_(tc_tensor *t, double value);
+/* TC_OK when a tensor of dtype holds value exactly: for an integer dtype, an
+ * integer in its range; any value for floating and bool dtypes. Otherwise
+ * fails with a message naming op, the value and the dtype. */
+tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtype dtype);
 
 /* ---- views (share storage; differentiable) ---------------------------- */
 
@@ -278,6 +282,14 @@ tc_status tc_var(tc_tensor *x, int ndims, const int *dims, int correction, bool 
 /* torch.matmul semantics: 1-D and 2-D operands, batched with broadcast
  * batch dims; float32 and float64 through BLAS. */
 tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out);
+/* A linear layer in one op: x [..., in] @ weight^T + bias, weight [out, in]
+ * (row- or column-major; a transposed view is read in place), bias [out] or
+ * NULL; out [..., out]. The bias initialises the GEMM's output (beta = 1);
+ * backward is three GEMMs (dx, dweight, and dbias as ones^T @ grad).
+ * tc_linear_gelu applies the tanh GELU to the result in the same op and
+ * keeps the pre-activation for backward. */
+tc_status tc_linear(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, tc_tensor **out);
+tc_status tc_linear_gelu(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, tc_tensor **out);
 /* Einstein summation over any number of operands, with `...` and repeated
  * indices ("ii->i" takes a diagonal). Contractions of two operands are
  * lowered to batched matmul. */
@@ -350,9 +362,16 @@ tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **o
 /* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v concatenated
  * on the last dim, C = n_head * head_dim) giving [B, T, C] with the heads
  * merged; scores scaled by 1/sqrt(head_dim), masked above the diagonal when
- * causal. Keeps only the row log-sum-exp [B, n_head, T] for the backward,
- * which recomputes the probabilities. */
+ * causal. Keeps only the row log-sum-exp [B, n_head, T] (and holds the
+ * output) for the backward, which recomputes the probabilities. */
 tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out);
+/* Incremental decoding (never recorded): writes the keys and values of qkv
+ * [B, T, 3C] into k_cache and v_cache ([B, n_head, capacity, head_dim],
+ * contiguous) at positions position .. position+T-1, then attends the T
+ * queries to cached positions 0 .. position+T-1 (causally within the new
+ * block); out [B, T, C]. */
+tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
+                              bool causal, tc_tensor **out);
 /* Mean softmax cross-entropy of logits [..., V] against 0-based targets
  * [...] (int32 or int64) over the targets that are not ignore_index; 0 (and
  * zero gradients) when every target is ignored. A 0-dim result;
@@ -363,6 +382,11 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
  * p -= lr*wd*p, then p -= lr * mhat / (sqrt(vhat) + eps). Not recorded. */
 tc_status tc_adamw_step(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step, double lr,
                         double beta1, double beta2, double eps, double weight_decay);
+/* tc_adamw_step over `count` parameters in one call, each with its own
+ * step; the same hyper-parameters for all. */
+tc_status tc_adamw_step_many(int count, tc_tensor **params, tc_tensor **grads, tc_tensor **m, tc_tensor **v,
+                             const int64_t *steps, double lr, double beta1, double beta2, double eps,
+                             double weight_decay);
 /* In-place SGD: g = grad + wd*p; with momentum, buf = momentum*buf +
  * (1-dampening)*g (buf starts at zeros) and g = buf, or g + momentum*buf
  * when nesterov; p -= lr*g. momentum_buffer may be NULL when momentum is 0. */

@@ -1,13 +1,17 @@
 /*
  * binding_fused.c: the fused neural-network ops in the `tricycle.core`
  * module table: tc.layer_norm, tc.rms_norm, tc.attention, tc.cross_entropy,
- * tc.adamw_step, tc.sgd_step, tc.global_norm and tc.scale_. Each function
+ * tc.attention_cached, tc.sample_logits, tc.linear, tc.linear_gelu,
+ * tc.adamw_step, tc.adamw_steps, tc.sgd_step, tc.global_norm and
+ * tc.scale_. Each function
  * checks its Lua arguments, reads its options table (unknown keys are an
  * error, so a misspelt option is not silently ignored), calls the engine and
  * pushes the result.
  */
 #include "binding.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void binding_register_fused(lua_State *L, int module_index);
@@ -123,6 +127,115 @@ static int l_attention(lua_State *L) {
     return push_result(L, tc_attention(qkv, (int)n_head, causal, &out), &out);
 }
 
+/* tc.linear(x, weight, bias_or_nil): x [..., in] @ weight^T + bias, weight
+ * [out, in]; one op on the tape. */
+static int l_linear(lua_State *L) {
+    tc_tensor *x = binding_check_tensor(L, 1, "linear"), *weight = binding_check_tensor(L, 2, "linear");
+    tc_tensor *bias = opt_tensor(L, 3, "linear");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_linear(x, weight, bias, &out), &out);
+}
+
+/* tc.linear_gelu(x, weight, bias_or_nil): the tanh GELU of tc.linear, one op. */
+static int l_linear_gelu(lua_State *L) {
+    tc_tensor *x = binding_check_tensor(L, 1, "linear_gelu"), *weight = binding_check_tensor(L, 2, "linear_gelu");
+    tc_tensor *bias = opt_tensor(L, 3, "linear_gelu");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_linear_gelu(x, weight, bias, &out), &out);
+}
+
+/* tc.attention_cached(qkv, k_cache, v_cache, position, n_head, {causal =
+ * true}): writes the new keys and values into the caches at `position`
+ * (0-based count of cached positions) and attends; not recorded. */
+static int l_attention_cached(lua_State *L) {
+    static const char *const allowed[] = {"causal", NULL};
+    const char *function = "attention_cached";
+    tc_tensor *qkv = binding_check_tensor(L, 1, function);
+    tc_tensor *k_cache = binding_check_tensor(L, 2, function), *v_cache = binding_check_tensor(L, 3, function);
+    lua_Integer position = luaL_checkinteger(L, 4);
+    lua_Integer n_head = luaL_checkinteger(L, 5);
+    if (n_head < 1 || n_head > 1 << 20) return luaL_error(L, "%s: n_head must be >= 1, got %d", function, (int)n_head);
+    int options = check_options(L, 6, function, allowed);
+    bool causal = opt_boolean_field(L, options, "causal", true, function);
+    tc_tensor *out = NULL;
+    return push_result(L, tc_attention_cached(qkv, k_cache, v_cache, position, (int)n_head, causal, &out), &out);
+}
+
+/* ---- sampling ----
+ * The rules of tricycle.generate's candidates/sample, on a logits tensor:
+ * candidates sorted by logit (ties: lower id first), temperature, top-k,
+ * then top-p; the same arithmetic in the same order, so the same id comes
+ * out for the same uniform number. */
+
+typedef struct scored_id {
+    double logit;
+    int64_t id;
+} scored_id;
+
+static int by_logit_then_id(const void *a, const void *b) {
+    const scored_id *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* tc.sample_logits(logits, u, temperature, top_k, top_p) -> 0-based id;
+ * temperature defaults to 1, top_k and top_p to off (nil). */
+static int l_sample_logits(lua_State *L) {
+    tc_tensor *logits = binding_check_tensor(L, 1, "sample_logits");
+    double u = luaL_checknumber(L, 2), temperature = luaL_optnumber(L, 3, 1.0);
+    lua_Integer top_k = luaL_optinteger(L, 4, 0);
+    double top_p = luaL_optnumber(L, 5, 1.0);
+    int64_t n = tc_tensor_numel(logits);
+    if (n < 1) return luaL_error(L, "generate: empty logits");
+    /* One userdata for both buffers, so that an error cannot leak them. */
+    double *values = lua_newuserdatauv(L, (size_t)n * (sizeof(double) + sizeof(scored_id)), 0);
+    scored_id *order = (scored_id *)(values + n);
+    binding_check(L, tc_copy_to_doubles(logits, values, n));
+    if (temperature <= 0 || top_k == 1) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < n; i++)
+            if (values[i] > values[best]) best = i;
+        lua_pushinteger(L, best);
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++) order[i] = (scored_id){values[i], i};
+    qsort(order, (size_t)n, sizeof *order, by_logit_then_id);
+    int64_t keep = top_k > 0 && top_k < n ? top_k : n;
+    double top = order[0].logit, total = 0;
+    for (int64_t r = 0; r < keep; r++) {
+        order[r].logit = exp((order[r].logit - top) / temperature); /* now the weight */
+        total += order[r].logit;
+    }
+    if (top_p < 1) {
+        double cumulative = 0;
+        int64_t cut = keep;
+        for (int64_t r = 0; r < keep; r++) {
+            cumulative += order[r].logit / total;
+            if (cumulative >= top_p) {
+                cut = r + 1;
+                break;
+            }
+        }
+        keep = cut;
+        total = 0;
+        for (int64_t r = 0; r < keep; r++) total += order[r].logit;
+    }
+    if (keep == 1) {
+        lua_pushinteger(L, order[0].id);
+        return 1;
+    }
+    double cumulative = 0;
+    for (int64_t r = 0; r < keep; r++) {
+        cumulative += order[r].logit / total;
+        if (u < cumulative) {
+            lua_pushinteger(L, order[r].id);
+            return 1;
+        }
+    }
+    lua_pushinteger(L, order[keep - 1].id);
+    return 1;
+}
+
 /* tc.cross_entropy(logits, targets, {ignore_index = -100}): logits [..., V],
  * targets [...] of 0-based class ids; returns the mean loss (0-dim). */
 static int l_cross_entropy(lua_State *L) {
@@ -155,6 +268,55 @@ static int l_adamw_step(lua_State *L) {
     binding_check(L, tc_adamw_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay));
     lua_settop(L, 1);
     return 1;
+}
+
+/* Reads entry i (1-based) of the list at idx as a tensor. */
+static tc_tensor *list_tensor(lua_State *L, int idx, lua_Integer i, const char *function, const char *list) {
+    lua_geti(L, idx, i);
+    tc_tensor *t = binding_test_tensor(L, -1);
+    if (!t)
+        luaL_error(L, "%s: entry %d of %s must be a tensor, got %s", function, (int)i, list, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return t;
+}
+
+/* tc.adamw_steps(params, grads, ms, vs, steps, {lr =, beta1 =, beta2 =, eps =,
+ * weight_decay =}): tc.adamw_step over lists of equal length in one call
+ * (steps: a list of integers, one per parameter). */
+static int l_adamw_steps(lua_State *L) {
+    static const char *const allowed[] = {"lr", "beta1", "beta2", "eps", "weight_decay", NULL};
+    static const char *const lists[] = {"params", "grads", "ms", "vs", "steps"};
+    const char *function = "adamw_steps";
+    for (int a = 1; a <= 5; a++) luaL_checktype(L, a, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (n > 1 << 24) return luaL_error(L, "%s: too many parameters (%d)", function, (int)n);
+    for (int a = 2; a <= 5; a++)
+        if (luaL_len(L, a) != n)
+            return luaL_error(L, "%s: %s has %d entries but params has %d", function, lists[a - 1],
+                              (int)luaL_len(L, a), (int)n);
+    int options = check_options(L, 6, function, allowed);
+    double lr = opt_number_field(L, options, "lr", 1e-3, function);
+    double beta1 = opt_number_field(L, options, "beta1", 0.9, function);
+    double beta2 = opt_number_field(L, options, "beta2", 0.999, function);
+    double eps = opt_number_field(L, options, "eps", 1e-8, function);
+    double weight_decay = opt_number_field(L, options, "weight_decay", 0.01, function);
+    size_t count = (size_t)(n ? n : 1);
+    /* One userdata buffer, so that an error below cannot leak it. */
+    tc_tensor **tensors = lua_newuserdatauv(L, count * (4 * sizeof(tc_tensor *) + sizeof(int64_t)), 0);
+    int64_t *steps = (int64_t *)(tensors + 4 * count);
+    for (lua_Integer i = 1; i <= n; i++) {
+        for (int a = 0; a < 4; a++)
+            tensors[(size_t)a * count + (size_t)(i - 1)] = list_tensor(L, a + 1, i, function, lists[a]);
+        lua_geti(L, 5, i);
+        if (!lua_isinteger(L, -1))
+            return luaL_error(L, "%s: entry %d of steps must be an integer, got %s", function, (int)i,
+                              luaL_typename(L, -1));
+        steps[i - 1] = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    binding_check(L, tc_adamw_step_many((int)n, tensors, tensors + count, tensors + 2 * count, tensors + 3 * count,
+                                        steps, lr, beta1, beta2, eps, weight_decay));
+    return 0;
 }
 
 /* tc.sgd_step(param, grad, momentum_buffer_or_nil, {lr =, momentum = 0,
@@ -215,7 +377,9 @@ static int l_scale_(lua_State *L) {
 static const luaL_Reg fused_functions[] = {
     {"layer_norm", l_layer_norm},       {"rms_norm", l_rms_norm},     {"attention", l_attention},
     {"cross_entropy", l_cross_entropy}, {"adamw_step", l_adamw_step}, {"sgd_step", l_sgd_step},
-    {"global_norm", l_global_norm},     {"scale_", l_scale_},         {NULL, NULL},
+    {"global_norm", l_global_norm},     {"scale_", l_scale_},         {"linear", l_linear},
+    {"linear_gelu", l_linear_gelu},     {"adamw_steps", l_adamw_steps}, {"attention_cached", l_attention_cached},
+    {"sample_logits", l_sample_logits}, {NULL, NULL},
 };
 
 void binding_register_fused(lua_State *L, int module_index) {

@@ -16,36 +16,23 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "block_cache.h"
+
 #define CONTEXT_KEY "tricycle.context"
 #define MINIMUM_COLLECT_BYTES (64u << 20)
 
 /* Tensor storage for the Lua state's context. Large blocks are mapped and
  * unmapped directly: through malloc, freed multi-megabyte blocks stay in the
  * heap (glibc raises its mmap threshold after the first frees), so a loop
- * that drops 8 MiB tensors would keep hundreds of MiB resident. A few freed
- * blocks (at most CACHE_BYTES) are kept for reuse by a same-sized request,
- * which spares a training step the page faults of fresh mappings. */
+ * that drops 8 MiB tensors would keep hundreds of MiB resident. Freed blocks
+ * go to a size-class cache first (bounded by tc_block_cache_limit), so a
+ * steady training loop reuses mapped, touched memory: no system calls and
+ * no page faults per step. */
 #define MAPPED_BYTES ((size_t)1 << 20)
-#define CACHE_SLOTS 8
-#define CACHE_BYTES ((size_t)64 << 20)
 
-typedef struct block_cache {
-    void *blocks[CACHE_SLOTS];
-    size_t sizes[CACHE_SLOTS];
-    size_t cached;
-} block_cache;
-
-static void *storage_allocate(void *user, size_t bytes, size_t alignment) {
-    block_cache *cache = user;
+static void *map_allocate(void *user, size_t bytes, size_t alignment) {
+    (void)user;
     if (bytes >= MAPPED_BYTES && alignment <= 4096) {
-        for (int i = 0; i < CACHE_SLOTS; i++) {
-            if (cache->blocks[i] && cache->sizes[i] == bytes) {
-                void *p = cache->blocks[i];
-                cache->blocks[i] = NULL;
-                cache->cached -= bytes;
-                return p;
-            }
-        }
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? NULL : p;
     }
@@ -53,33 +40,14 @@ static void *storage_allocate(void *user, size_t bytes, size_t alignment) {
     return aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
 }
 
-static void storage_release(void *user, void *pointer, size_t bytes) {
-    block_cache *cache = user;
+static void map_release(void *user, void *pointer, size_t bytes) {
+    (void)user;
     if (!pointer) return;
-    if (bytes < MAPPED_BYTES) {
-        free(pointer);
-        return;
-    }
-    if (cache->cached + bytes <= CACHE_BYTES) {
-        for (int i = 0; i < CACHE_SLOTS; i++) {
-            if (!cache->blocks[i]) {
-                cache->blocks[i] = pointer;
-                cache->sizes[i] = bytes;
-                cache->cached += bytes;
-                return;
-            }
-        }
-    }
-    munmap(pointer, bytes);
+    if (bytes < MAPPED_BYTES) free(pointer);
+    else munmap(pointer, bytes);
 }
 
-static void cache_clear(block_cache *cache) {
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        if (cache->blocks[i]) munmap(cache->blocks[i], cache->sizes[i]);
-        cache->blocks[i] = NULL;
-    }
-    cache->cached = 0;
-}
+static const tc_allocator map_allocator = {map_allocate, map_release, NULL};
 
 /* Per-state binding data, owned by a userdata in the registry. */
 typedef struct binding_state {
@@ -87,14 +55,33 @@ typedef struct binding_state {
     size_t collect_threshold; /* collect when native memory passes this */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
     int log_ref;
-    block_cache cache; /* the context's freed large blocks */
+    tc_block_cache *cache; /* freed storage for reuse; NULL: none */
 } binding_state;
 
+static void *storage_allocate(void *user, size_t bytes, size_t alignment) {
+    binding_state *state = user;
+    tc_block_cache_decay(state->cache, &map_allocator);
+    void *block = state->cache && alignment <= 64 ? tc_block_cache_take(state->cache, bytes) : NULL;
+    return block ? block : map_allocate(NULL, tc_block_cache_rounded(bytes), alignment);
+}
+
+static void storage_release(void *user, void *pointer, size_t bytes) {
+    binding_state *state = user;
+    if (!pointer) return;
+    size_t limit = tc_block_cache_limit(state->ctx ? tc_memory_peak(state->ctx) : 0);
+    if (state->cache && tc_block_cache_put(state->cache, pointer, bytes, limit)) return;
+    map_release(NULL, pointer, tc_block_cache_rounded(bytes));
+}
+
 static int state_gc(lua_State *L) {
-    binding_state *state = luaL_checkudata(L, 1, CONTEXT_KEY);
+    /* Not luaL_checkudata: registry[CONTEXT_KEY] holds this userdata, not
+     * its metatable, so that check fails and the context would never be
+     * freed (nor its storage cache released). */
+    binding_state *state = lua_touserdata(L, 1);
     if (state->ctx) tc_context_free(state->ctx);
     state->ctx = NULL;
-    cache_clear(&state->cache);
+    tc_block_cache_free(state->cache, &map_allocator);
+    state->cache = NULL;
     return 0;
 }
 
@@ -108,7 +95,8 @@ static binding_state *get_state(lua_State *L) {
     binding_state *state = lua_newuserdatauv(L, sizeof *state, 0);
     memset(state, 0, sizeof *state);
     state->log_ref = LUA_NOREF;
-    tc_allocator allocator = {storage_allocate, storage_release, &state->cache};
+    state->cache = tc_block_cache_new();
+    tc_allocator allocator = {storage_allocate, storage_release, state};
     state->ctx = tc_context_new_with_allocator(&allocator);
     if (!state->ctx) luaL_error(L, "tricycle: could not create the engine context (out of memory)");
     state->collect_threshold = MINIMUM_COLLECT_BYTES;
@@ -173,6 +161,7 @@ tc_tensor *binding_tensor_or_scalar(lua_State *L, int idx, tc_tensor *like, cons
         double value = lua_type(L, idx) == LUA_TBOOLEAN ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
         tc_dtype dtype = tc_tensor_dtype(like);
         if (!tc_dtype_is_floating(dtype) && value != floor(value)) dtype = TC_FLOAT32;
+        binding_check(L, tc_check_scalar(tc_lua_context(L), function, value, dtype));
         tc_tensor *t;
         binding_check(L, tc_empty(tc_lua_context(L), dtype, 0, NULL, &t));
         tc_status status = tc_fill_(t, value);
@@ -245,6 +234,39 @@ static int options_index(lua_State *L, int first) {
     return top >= first && lua_istable(L, top) && (top > first || !lua_isinteger(L, -1)) ? top : 0;
 }
 
+/* Fails when the options table at idx (0: none) holds a key not in allowed
+ * (NULL-terminated), naming the key and listing the valid ones, so that a
+ * misspelt option is not silently ignored. */
+static void check_option_keys(lua_State *L, int idx, const char *function, const char *const *allowed) {
+    if (idx == 0) return;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1); /* the value */
+        bool known = false;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *key = lua_tostring(L, -1);
+            for (int i = 0; allowed[i] && !known; i++) known = strcmp(key, allowed[i]) == 0;
+        }
+        if (!known) {
+            luaL_Buffer valid;
+            luaL_buffinit(L, &valid);
+            for (int i = 0; allowed[i]; i++) {
+                if (i) luaL_addstring(&valid, ", ");
+                luaL_addstring(&valid, allowed[i]);
+            }
+            luaL_pushresult(&valid);
+            if (lua_type(L, -2) == LUA_TSTRING)
+                luaL_error(L, "%s: unknown option '%s' (valid: %s)", function, lua_tostring(L, -2),
+                           lua_tostring(L, -1));
+            luaL_error(L, "%s: unknown option key of type %s (valid: %s)", function, luaL_typename(L, -2),
+                       lua_tostring(L, -1));
+        }
+    }
+}
+
+/* The options of every tensor-creating function. */
+static const char *const creation_options[] = {"dtype", "requires_grad", NULL};
+
 static void apply_requires_grad(lua_State *L, tc_tensor *t, int options) {
     if (options && lua_getfield(L, options, "requires_grad") != LUA_TNIL) {
         bool requires = lua_toboolean(L, -1);
@@ -273,6 +295,7 @@ static int create(lua_State *L, create_kind kind, const char *function) {
     }
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0) luaL_error(L, "%s: size %d is negative (%d)", function, i + 1, (int)shape[i]);
+    check_option_keys(L, options, function, creation_options);
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, function);
     tc_context *ctx = tc_lua_context(L);
     tc_tensor *t = NULL;
@@ -302,6 +325,7 @@ static int l_full(lua_State *L) {
     int ndim = binding_check_shape(L, 1, shape, "full");
     double value = luaL_checknumber(L, 2);
     int options = lua_istable(L, 3) ? 3 : 0;
+    check_option_keys(L, options, "full", creation_options);
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, "full");
     tc_tensor *t;
     binding_check(L, tc_full(tc_lua_context(L), dtype, ndim, shape, value, &t));
@@ -315,6 +339,7 @@ static int l_full(lua_State *L) {
  * integer, float32 otherwise. */
 static int l_arange(lua_State *L) {
     int options = options_index(L, 2);
+    check_option_keys(L, options, "arange", creation_options);
     int count = options ? options - 1 : lua_gettop(L);
     double start = 0, end, step = 1;
     bool integral = true;
@@ -378,6 +403,7 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
 static int l_tensor(lua_State *L) {
     tc_context *ctx = tc_lua_context(L);
     int options = lua_istable(L, 2) ? 2 : 0;
+    check_option_keys(L, options, "tensor", creation_options);
     tc_tensor *t;
     if (lua_type(L, 1) == LUA_TNUMBER || lua_type(L, 1) == LUA_TBOOLEAN) {
         double value = lua_type(L, 1) == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
@@ -700,7 +726,8 @@ int luaopen_tricycle_core(lua_State *L) {
     lua_settop(L, module);
     if (tc_lua_open_tokenizer) {
         tc_lua_open_tokenizer(L);
-        lua_setfield(L, module, "tokenizer");
+        /* not "tokenizer": tricycle.tokenizer is the Lua module built on this table */
+        lua_setfield(L, module, "tokenizer_core");
     }
     return 1;
 }

@@ -1,12 +1,17 @@
 --- tricycle.cuda: whether a CUDA device can be used, and why not.
--- The CUDA backend is a separate shared library loaded only when a CUDA
--- device is asked for; this build does not ship one yet, so every answer
--- explains that instead of failing later.
+-- The CUDA backend is a separate shared library (libtricycle_cuda.so, built
+-- by `make cuda`) that the engine loads with dlopen the first time a tensor
+-- is moved to "cuda"; requiring tricycle loads nothing of CUDA. When the
+-- device cannot be used, the reason says which of these it is: no backend
+-- library, no NVIDIA driver, no CUDA device, or no kernel image for this GPU.
+-- TRICYCLE_CUDA_LIBRARY=path loads another build of the library (the CPU
+-- emulation used by the specs, for one).
 local core = require("tricycle.core")
 
 local cuda = {}
 
 --- true when tensors can be moved to "cuda"; otherwise false and the reason.
+-- The first call loads the backend library (once per process and context).
 function cuda.is_available()
   local ok, message = pcall(function()
     return core.zeros({ 1 }):to("cuda")
@@ -19,7 +24,8 @@ function cuda.is_available()
 end
 
 --- The device scripts should use: "cuda" when available, else "cpu" and a
--- one-line notice explaining why.
+-- one-line notice explaining why ("GPU not used: ..."). Asking for "cpu"
+-- loads nothing.
 function cuda.pick_device(requested)
   if requested == "cpu" then
     return "cpu"

@@ -20,6 +20,7 @@
 -- construction there is no Lua value per token.
 local core = require("tricycle.core")
 local tokenizer = require("tricycle.tokenizer")
+local check_options = require("tricycle.options").check_options
 
 local M = {
   BPETokenizer = tokenizer.BPETokenizer,
@@ -95,6 +96,10 @@ function CausalLMDataset.new(options)
   local who = "CausalLMDataset"
   if type(options) ~= "table" then
     error(("%s: expects a table of options, got %s"):format(who, type(options)), 2)
+  end
+  check_options(who, options, { "tokens", "context_length", "context_window", "batch_size", "seed", "split" })
+  if type(options.split) == "table" then
+    check_options(who .. ": split", options.split, { "train" })
   end
   local T = options.context_length or options.context_window
   check_positive_integer(T, "context_length", who)
@@ -243,7 +248,7 @@ end
 -- may be smaller). Does not touch the random stream. Yields x, y, count.
 -- options.max_batches stops early (a deterministic prefix of the pass).
 function CausalLMDataset:evaluation_batches(options)
-  options = options or {}
+  options = check_options("CausalLMDataset:evaluation_batches", options or {}, { "split", "batch_size", "max_batches" })
   local split = options.split or "validation"
   local part = part_of(self, split, "CausalLMDataset:evaluation_batches")
   local total = self:evaluation_windows(split)

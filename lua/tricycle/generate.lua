@@ -115,10 +115,9 @@ local function ids_tensor(ids, first, last)
   return core.tensor({ row }, { dtype = "int64" })
 end
 
---- The last position's logits of a [1, T, V] tensor as a Lua table.
+--- The last position's logits of a [1, T, V] tensor (a view).
 local function last_logits(logits)
-  local T = logits:size(2)
-  return logits:select(1, 1):select(1, T):to("float32"):to("cpu"):totable()
+  return logits:select(1, 1):select(1, logits:size(2))
 end
 
 local function check_options(options)
@@ -149,6 +148,8 @@ end
 
 --- generate(model, prompt_ids, options) -> ids, info (see the top of this file).
 function M.generate(model, prompt_ids, options)
+  require("tricycle.options").check_options("generate", options,
+    { "max_tokens", "temperature", "top_k", "top_p", "seed", "on_token", "use_cache" })
   local max_tokens
   options, max_tokens = check_options(options)
   if type(prompt_ids) ~= "table" or getmetatable(prompt_ids) == core.Tensor then
@@ -161,7 +162,10 @@ function M.generate(model, prompt_ids, options)
   if math.type(context) ~= "integer" then
     error("generate: model.config.context_length must be an integer", 2)
   end
+  -- a seed draws from its own stream: the caller's (training) stream is put back at the end
+  local caller_seed, caller_offset
   if options.seed ~= nil then
+    caller_seed, caller_offset = core.rng_state()
     core.manual_seed(options.seed)
   end
   local use_cache = options.use_cache ~= false
@@ -195,7 +199,8 @@ function M.generate(model, prompt_ids, options)
       if not greedy then
         u = core.rand({ 1 }):item()
       end
-      local id = M.sample(logits, options, u)
+      -- M.sample's rules, run in C on the logits tensor (the same id for the same u)
+      local id = core.sample_logits(logits, u, options.temperature, options.top_k, options.top_p)
       sequence[#sequence + 1] = id
       generated[step] = id
       if options.on_token then
@@ -222,6 +227,9 @@ function M.generate(model, prompt_ids, options)
   core.set_grad_enabled(grad_was_enabled)
   if was_training and model.train then
     model:train()
+  end
+  if caller_seed ~= nil then
+    core.set_rng_state(caller_seed, caller_offset)
   end
   if not ok then
     error(failure, 0)

@@ -7,9 +7,20 @@
 -- gather/embedding indices, argmax results) are 0-based.
 local core = require("tricycle.core")
 
+-- Submodules, loaded on first use (see the metatable at the end). A core
+-- field of the same name would hide one, so none is copied.
+local submodules = {
+  nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
+  tokenizer = true, io = true, generate = true, cuda = true,
+}
+-- The C tokenizer table, reached through tricycle.tokenizer.
+local private = { tokenizer_core = true }
+
 local tricycle = {}
 for name, value in pairs(core) do
-  tricycle[name] = value
+  if not submodules[name] and not private[name] then
+    tricycle[name] = value
+  end
 end
 
 local Tensor = core.Tensor
@@ -91,11 +102,6 @@ function tricycle.Function(spec)
     end)
   end
 end
-
-local submodules = {
-  nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
-  tokenizer = true, io = true, generate = true, cuda = true,
-}
 
 return setmetatable(tricycle, {
   __index = function(module, key)

@@ -16,7 +16,7 @@
 -- ("bpe" or "char"), :gpt2_split(), :close(). Tokenizers are freed by the
 -- garbage collector, or at once by :close() or a `<close>` variable.
 
-local core = require("tricycle.core").tokenizer
+local core = require("tricycle.core").tokenizer_core
 
 local M = {}
 

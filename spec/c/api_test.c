@@ -258,6 +258,43 @@ static bool test_custom_function(void) {
     return true;
 }
 
+/* A scalar an integer tensor cannot hold, in-place writes into tensors that
+ * require grad, and a backward whose input was overwritten: each an error. */
+static bool test_scalar_and_in_place_checks(void) {
+    tc_context *ctx = tc_context_new();
+    tc_tensor *u = NULL, *out = NULL, *x = NULL, *w = NULL, *y = NULL, *loss = NULL;
+    CHECK(tc_full(ctx, TC_UINT8, 1, (int64_t[]){2}, 7, &u) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_binary_scalar(TC_ADD, u, 300, false, &out) == TC_ERROR_ARGUMENT, "uint8 + 300 should fail");
+    CHECK(strstr(tc_last_error(ctx), "add: the scalar 300 is out of the range of uint8"), "message: %s",
+          tc_last_error(ctx));
+    CHECK(tc_fill_(u, 2.5) == TC_ERROR_ARGUMENT && strstr(tc_last_error(ctx), "fill_: the scalar 2.5"),
+          "fill_ 2.5: %s", tc_last_error(ctx));
+    CHECK(tc_binary_scalar(TC_ADD, u, 200, false, &out) == TC_OK, "%s", tc_last_error(ctx));
+    tc_tensor_release(out);
+
+    CHECK(tc_from_data(ctx, TC_FLOAT64, 1, (int64_t[]){2}, (double[]){1, 2}, TC_FLOAT64, &x) == TC_OK, "data");
+    CHECK(tc_tensor_set_requires_grad(x, true) == TC_OK, "requires_grad");
+    CHECK(tc_fill_(x, 0) == TC_ERROR_STATE && strstr(tc_last_error(ctx), "a leaf that requires grad"), "fill_: %s",
+          tc_last_error(ctx));
+    tc_set_grad_enabled(ctx, false);
+    CHECK(tc_fill_(x, 1) == TC_OK, "fill_ under no-grad: %s", tc_last_error(ctx));
+    tc_set_grad_enabled(ctx, true);
+
+    CHECK(tc_full(ctx, TC_FLOAT64, 1, (int64_t[]){2}, 3, &w) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_binary(TC_MUL, x, w, &y) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_reduce(TC_REDUCE_SUM, y, 0, NULL, false, &loss) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_fill_(w, 5) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_backward(loss, NULL, false) == TC_ERROR_STATE, "backward after overwriting an input should fail");
+    CHECK(strstr(tc_last_error(ctx), "backward of 'mul': its input 2"), "message: %s", tc_last_error(ctx));
+    tc_tensor_release(loss);
+    tc_tensor_release(y);
+    tc_tensor_release(w);
+    tc_tensor_release(x);
+    tc_tensor_release(u);
+    tc_context_free(ctx);
+    return true;
+}
+
 int main(void) {
     run("tensors and ops", test_tensors_and_ops);
     run("backward", test_backward);
@@ -265,6 +302,7 @@ int main(void) {
     run("host allocator and byte budget", test_allocator_and_budget);
     run("log callback", test_log_callback);
     run("custom function", test_custom_function);
+    run("scalar and in-place checks", test_scalar_and_in_place_checks);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

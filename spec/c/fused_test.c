@@ -1,6 +1,6 @@
 /*
  * fused_test.c: the fused ops through the public C API: attention and
- * cross-entropy (and layer norm, AdamW) against plain C references, their
+ * cross-entropy (and layer norm, linear, linear + GELU, AdamW) against plain C references, their
  * gradients against central finite differences in float64, ignore_index,
  * the all-ignored case and the error messages for bad inputs.
  * Prints one line per failure and ends with "N passed, M failed".
@@ -225,6 +225,19 @@ static void test_attention(tc_context *ctx) {
             CHECK(error < 1e-6, "attention gradient (T 9, %d heads): error %g", heads, error);
         }
     }
+    /* longer than one query block of the kernel (64 rows): several tiles */
+    {
+        enum { T3 = 70, C3 = 4 };
+        int64_t shape3[3] = {1, T3, 3 * C3};
+        double *values = malloc(sizeof(double) * T3 * 3 * C3);
+        fill_values(values, T3 * 3 * C3, 7);
+        for (int causal = 1; causal >= 0; causal--) {
+            attention_args args = {2, causal};
+            double error = gradcheck(ctx, "attention", attention_op, &args, 3, shape3, values);
+            CHECK(error < 1e-6, "attention gradient (T 70, causal %d): error %g", causal, error);
+        }
+        free(values);
+    }
     /* errors */
     {
         int64_t bad[3] = {B, T, 10};
@@ -366,6 +379,64 @@ static void test_layer_norm(tc_context *ctx) {
     tc_tensor_release(parameters[1]);
 }
 
+/* ---- linear and linear + GELU ---- */
+
+typedef struct linear_args {
+    tc_tensor *other; /* the weight when x varies, x when the weight varies */
+    tc_tensor *bias;
+    bool gelu, vary_weight;
+} linear_args;
+
+static tc_status linear_op(tc_tensor *t, void *extra, tc_tensor **out) {
+    const linear_args *args = extra;
+    tc_tensor *x = args->vary_weight ? args->other : t, *w = args->vary_weight ? t : args->other;
+    return args->gelu ? tc_linear_gelu(x, w, args->bias, out) : tc_linear(x, w, args->bias, out);
+}
+
+static void test_linear(tc_context *ctx) {
+    enum { ROWS = 6, IN = 5, OUT = 4 };
+    int64_t x_shape[3] = {2, ROWS / 2, IN}, w_shape[2] = {OUT, IN}, b_shape[1] = {OUT};
+    double x[ROWS * IN], w[OUT * IN], b[OUT];
+    fill_values(x, ROWS * IN, 11);
+    fill_values(w, OUT * IN, 12);
+    fill_values(b, OUT, 13);
+    tc_tensor *xt = tensor_of(ctx, TC_FLOAT64, 3, x_shape, x), *wt = tensor_of(ctx, TC_FLOAT64, 2, w_shape, w);
+    tc_tensor *bt = tensor_of(ctx, TC_FLOAT64, 1, b_shape, b);
+    for (int gelu = 0; gelu <= 1; gelu++) {
+        /* forward against a plain loop */
+        tc_tensor *y = NULL;
+        CHECK(linear_op(xt, &(linear_args){wt, bt, gelu, false}, &y) == TC_OK, "linear: %s", tc_last_error(ctx));
+        double actual[ROWS * OUT], expected[ROWS * OUT];
+        if (y && tc_copy_to_doubles(y, actual, ROWS * OUT) == TC_OK) {
+            for (int r = 0; r < ROWS; r++)
+                for (int o = 0; o < OUT; o++) {
+                    double h = b[o];
+                    for (int i = 0; i < IN; i++) h += x[r * IN + i] * w[o * IN + i];
+                    expected[r * OUT + o] =
+                        gelu ? 0.5 * h * (1 + tanh(0.7978845608028654 * (h + 0.044715 * h * h * h))) : h;
+                }
+            double error = max_relative_error(actual, expected, ROWS * OUT);
+            CHECK(error < 1e-12, "linear forward (gelu %d): error %g", gelu, error);
+        }
+        tc_tensor_release(y);
+        double error = gradcheck(ctx, "linear x", linear_op, &(linear_args){wt, bt, gelu, false}, 3, x_shape, x);
+        CHECK(error < 1e-6, "linear gradient of x (gelu %d): error %g", gelu, error);
+        error = gradcheck(ctx, "linear weight", linear_op, &(linear_args){xt, bt, gelu, true}, 2, w_shape, w);
+        CHECK(error < 1e-6, "linear gradient of weight (gelu %d): error %g", gelu, error);
+    }
+    /* a weight of the wrong shape names both shapes */
+    {
+        tc_tensor *y = NULL;
+        CHECK(tc_linear(bt, wt, NULL, &y) == TC_ERROR_SHAPE && !y, "linear accepted {4} @ {4, 5}^T");
+        CHECK(strstr(tc_last_error(ctx), "x of shape {4} does not end in in_features 5") &&
+                  strstr(tc_last_error(ctx), "weight of shape {4, 5}"),
+              "message: %s", tc_last_error(ctx));
+    }
+    tc_tensor_release(xt);
+    tc_tensor_release(wt);
+    tc_tensor_release(bt);
+}
+
 /* ---- AdamW ---- */
 
 static void test_adamw(tc_context *ctx) {
@@ -398,6 +469,7 @@ int main(void) {
     test_attention(ctx);
     test_cross_entropy(ctx);
     test_layer_norm(ctx);
+    test_linear(ctx);
     test_adamw(ctx);
     CHECK(tc_memory_in_use(ctx) == 0, "%zu bytes of tensor storage still in use", tc_memory_in_use(ctx));
     tc_context_free(ctx);

@@ -421,7 +421,7 @@ static void test_save_load_odd_bytes(tc_context *ctx) {
 static void test_bad_tokenizer_files(tc_context *ctx) {
     tc_tokenizer *tok = NULL;
     const char *missing = temp_path("does-not-exist.tok");
-    CHECK_FAILS(ctx, tc_tokenizer_load(ctx, missing, &tok), TC_ERROR_IO, "tc_tokenizer_load", missing);
+    CHECK_FAILS(ctx, tc_tokenizer_load(ctx, missing, &tok), TC_ERROR_IO, "tokenizer.load", missing);
     CHECK(tok == NULL);
 
     const char *path = temp_path("bad.tok");
@@ -456,7 +456,7 @@ static void test_bad_tokenizer_files(tc_context *ctx) {
     /* The in-memory form reports lines the same way. */
     const char *text = "tricycle-tokenizer 1\nkind bpe\nsplit gpt2\ntokens x\n";
     CHECK_FAILS(ctx, tc_tokenizer_deserialize(ctx, text, strlen(text), &tok), TC_ERROR_FORMAT,
-                "tc_tokenizer_deserialize: <text>:4: expected `tokens N`");
+                "tokenizer.deserialize: <text>:4: expected `tokens N`");
 
     /* Damage a real file: truncate it, break a merge. */
     if (!CHECK_OK(ctx, tc_bpe_train(ctx, "aaabdaaabac", 11, 259, false, &tok))) return;
@@ -663,7 +663,7 @@ static void test_decode(tc_context *ctx) {
     const int32_t bad[] = {97, 257};
     char *text = NULL;
     size_t len = 0;
-    CHECK_FAILS(ctx, tc_tokenizer_decode(tok, bad, 2, &text, &len), TC_ERROR_ARGUMENT, "tc_tokenizer_decode",
+    CHECK_FAILS(ctx, tc_tokenizer_decode(tok, bad, 2, &text, &len), TC_ERROR_ARGUMENT, "decode",
                 "ids[1] = 257", "257 tokens");
     CHECK(text == NULL);
     const int32_t negative[] = {-1};
@@ -737,12 +737,12 @@ static void test_char(tc_context *ctx) {
     CHECK_FAILS(ctx, tc_tokenizer_encode(tok, "h\xc3\xbc", 3, &none, &count), TC_ERROR_ARGUMENT, "U+00FC",
                 "byte offset 1");
     tc_tokenizer_free(tok);
-    CHECK_FAILS(ctx, tc_char_tokenizer_new(ctx, "", 0, &tok), TC_ERROR_ARGUMENT, "tc_char_tokenizer_new", "empty");
+    CHECK_FAILS(ctx, tc_char_tokenizer_new(ctx, "", 0, &tok), TC_ERROR_ARGUMENT, "CharTokenizer.new", "empty");
 }
 
 static void test_arguments(tc_context *ctx) {
     tc_tokenizer *tok = NULL;
-    CHECK_FAILS(ctx, tc_bpe_train(ctx, "abc", 3, 100, false, &tok), TC_ERROR_ARGUMENT, "tc_bpe_train",
+    CHECK_FAILS(ctx, tc_bpe_train(ctx, "abc", 3, 100, false, &tok), TC_ERROR_ARGUMENT, "BPETokenizer.train",
                 "vocab_size is 100");
     CHECK(tok == NULL);
     CHECK_FAILS(ctx, tc_bpe_train(ctx, NULL, 3, 300, false, &tok), TC_ERROR_ARGUMENT, "text is NULL");

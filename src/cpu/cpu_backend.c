@@ -2,6 +2,7 @@
  * cpu_backend.c: the CPU backend table. Constant: it holds no state.
  */
 #include "cpu_backend.h"
+#include "cpu_fused.h"
 
 static void *cpu_allocate(tc_context *ctx, size_t bytes) { return tc_allocate(ctx, bytes); }
 static void cpu_release(tc_context *ctx, void *data, size_t bytes) { tc_release_memory(ctx, data, bytes); }
@@ -20,6 +21,7 @@ static const tc_backend cpu_backend_table = {
     .where = cpu_where,
     .reduce = cpu_reduce,
     .gemm = cpu_gemm,
+    .gemv = cpu_gemv,
     .softmax = cpu_softmax,
     .softmax_backward = cpu_softmax_backward,
     .gather = cpu_gather,
@@ -28,6 +30,17 @@ static const tc_backend cpu_backend_table = {
     .index_add = cpu_index_add,
     .random = cpu_random,
     .dropout = cpu_dropout,
+    .layer_norm_forward = cpu_layer_norm_forward,
+    .layer_norm_backward = cpu_layer_norm_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .attention_cached = cpu_attention_cached,
+    .cross_entropy_forward = cpu_cross_entropy_forward,
+    .cross_entropy_backward = cpu_cross_entropy_backward,
+    .adamw_step = cpu_adamw_step,
+    .sgd_step = cpu_sgd_step,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
 };
 
 const tc_backend *tc_cpu_backend(void) { return &cpu_backend_table; }

@@ -1,15 +1,26 @@
 /*
  * cpu_elementwise.c: CPU kernels for copies, fills, unary and binary maps,
- * clamp and where. Floating math goes through <tgmath.h> so float data use
- * the float functions.
+ * clamp and where, split over the context's threads (cpu_for_each_parallel:
+ * each thread takes a static range of elements, so results do not depend on
+ * the thread count). float32 ops with a vector loop (cpu_elementwise_f32.c)
+ * take it on contiguous runs; the generic loops below handle the rest, with
+ * floating math through <tgmath.h> so float data use the float functions.
  */
 #include "cpu_backend.h"
+#include "cpu_elementwise_f32.h"
+
+#include <string.h>
 
 #include <math.h>
 #include <tgmath.h>
 
 /* Generic integer kernels test signs that unsigned types cannot have. */
 #pragma GCC diagnostic ignored "-Wtype-limits"
+
+/* Elements per chunk below which a second thread does not pay: loads and
+ * stores (copy, arithmetic), and transcendental maps. */
+#define GRAIN_SIMPLE 32768
+#define GRAIN_MATH 4096
 
 /* ---- copy with conversion ---- */
 
@@ -46,9 +57,24 @@ static void copy_to_bool(int64_t n, char **p, const int64_t *s, void *state) {
     }
 }
 
+/* Same dtype: contiguous runs are memcpy'd. */
+static void copy_same(int64_t n, char **p, const int64_t *s, void *state) {
+    size_t size = *(const size_t *)state;
+    if (s[0] == (int64_t)size && s[1] == (int64_t)size) {
+        memcpy(p[0], p[1], (size_t)n * size);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], p[1] + i * s[1], size);
+}
+
 tc_status cpu_copy(tc_tensor *dst, const tc_tensor *src) {
     const tc_tensor *operands[2] = {dst, src};
     tc_dtype source = src->dtype;
+    if (source == dst->dtype) {
+        size_t size = tc_dtype_size(source);
+        cpu_for_each_parallel(2, operands, GRAIN_SIMPLE, copy_same, &size);
+        return TC_OK;
+    }
     cpu_inner_fn inner = NULL;
     switch (dst->dtype) {
     case TC_FLOAT32: inner = copy_to_float; break;
@@ -60,7 +86,7 @@ tc_status cpu_copy(tc_tensor *dst, const tc_tensor *src) {
     default: return tc_fail(dst->ctx, TC_ERROR_DTYPE, "copy: unknown dtype");
     }
     (void)copy_to_tc_bool_t;
-    cpu_for_each(2, operands, inner, &source);
+    cpu_for_each_parallel(2, operands, GRAIN_SIMPLE, inner, &source);
     return TC_OK;
 }
 
@@ -84,7 +110,7 @@ tc_status cpu_fill(tc_tensor *t, double value) {
 #undef FILL_CASE
     default: return tc_fail(t->ctx, TC_ERROR_DTYPE, "fill: unknown dtype");
     }
-    cpu_for_each(1, operands, inner, &value);
+    cpu_for_each_parallel(1, operands, GRAIN_SIMPLE, inner, &value);
     return TC_OK;
 }
 
@@ -104,7 +130,7 @@ tc_status cpu_fill(tc_tensor *t, double value) {
 
 #define UNARY_FLOAT_FN(E, T)                                                                                       \
     static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
-        const T one = 1, half = (T)0.5;                                                                            \
+        const T one = 1;                                                                                           \
         switch (*(const tc_unary_op *)state) {                                                                     \
         case TC_NEG: MAP(T, -x)                                                                                    \
         case TC_EXP: MAP(T, exp(x))                                                                                \
@@ -114,8 +140,9 @@ tc_status cpu_fill(tc_tensor *t, double value) {
         case TC_TANH: MAP(T, tanh(x))                                                                              \
         case TC_SIGMOID: MAP(T, one / (one + exp(-x)))                                                             \
         case TC_RELU: MAP(T, x > 0 ? x : (T)0)                                                                     \
-        case TC_GELU: MAP(T, half * x * (one + erf(x * (T)SQRT_HALF)))                                             \
-        case TC_GELU_TANH: MAP(T, half * x * (one + tanh((T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x))))    \
+        case TC_GELU: MAP(T, 0.5 * (double)x * erfc(-(double)x * SQRT_HALF))                                      \
+        case TC_GELU_TANH: /* (1 + tanh u) / 2 = 1 / (1 + e^-2u), without the cancellation */                   \
+            MAP(T, x / (one + exp((T)(-2 * SQRT_2_OVER_PI) * (x + (T)GELU_CUBIC * x * x * x))))                    \
         case TC_SILU: MAP(T, x / (one + exp(-x)))                                                                  \
         case TC_SIN: MAP(T, sin(x))                                                                                \
         case TC_COS: MAP(T, cos(x))                                                                                \
@@ -154,9 +181,36 @@ static cpu_inner_fn unary_inner(tc_dtype dtype) {
     }
 }
 
+/* Runs of up to this many strided values are packed for the vector loops. */
+#define PACK 256
+
+/* float32 through the vector loop: in place on contiguous runs, packed
+ * into a buffer otherwise. */
+static void unary_float_vector(int64_t n, char **p, const int64_t *s, void *state) {
+    tc_unary_op op = *(const tc_unary_op *)state;
+    if (s[0] == sizeof(float) && s[1] == sizeof(float)) {
+        f32_unary(op, (const float *)p[1], (float *)p[0], n);
+        return;
+    }
+    float buffer[PACK];
+    for (int64_t start = 0; start < n; start += PACK) {
+        int64_t m = n - start < PACK ? n - start : PACK;
+        for (int64_t i = 0; i < m; i++) buffer[i] = ELEMENT(float, p[1], s[1], start + i);
+        f32_unary(op, buffer, buffer, m);
+        for (int64_t i = 0; i < m; i++) ELEMENT(float, p[0], s[0], start + i) = buffer[i];
+    }
+}
+
+static bool is_transcendental(tc_unary_op op) {
+    return op != TC_NEG && op != TC_ABS && op != TC_RELU && op != TC_SQUARE && op != TC_SIGN &&
+           op != TC_LOGICAL_NOT;
+}
+
 tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     const tc_tensor *operands[2] = {out, x};
-    cpu_for_each(2, operands, unary_inner(x->dtype), &op);
+    bool vector = x->dtype == TC_FLOAT32 && f32_unary_supported(op);
+    cpu_for_each_parallel(2, operands, is_transcendental(op) ? GRAIN_MATH : GRAIN_SIMPLE,
+                          vector ? unary_float_vector : unary_inner(x->dtype), &op);
     return TC_OK;
 }
 
@@ -187,7 +241,8 @@ tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
         case TC_SIGMOID: DERIVE(T, g * y * (one - y))                                                              \
         case TC_RELU: DERIVE(T, x > 0 ? g : (T)0)                                                                  \
         case TC_GELU:                                                                                              \
-            DERIVE(T, g * (half * (one + erf(x * (T)SQRT_HALF)) + x * (T)INV_SQRT_2PI * exp(-half * x * x)))       \
+            DERIVE(T, (double)g * (0.5 * erfc(-(double)x * SQRT_HALF) +                                            \
+                                   (double)x * INV_SQRT_2PI * exp(-0.5 * (double)x * (double)x)))                  \
         case TC_GELU_TANH:                                                                                         \
             for (int64_t i = 0; i < n; i++) {                                                                      \
                 T x = ELEMENT(T, p[1], s[1], i);                                                                   \
@@ -215,10 +270,23 @@ tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     }
 FLOAT_DTYPES(UNARY_BACKWARD_FN)
 
+/* float32 through the vector loop on contiguous runs, the generic loop on
+ * strided ones (backward operands are almost always fresh and contiguous). */
+static void unary_backward_float_vector(int64_t n, char **p, const int64_t *s, void *state) {
+    tc_unary_op op = *(const tc_unary_op *)state;
+    if (s[0] == sizeof(float) && s[1] == sizeof(float) && s[2] == sizeof(float) && s[3] == sizeof(float)) {
+        f32_unary_backward(op, (const float *)p[1], (const float *)p[2], (const float *)p[3], (float *)p[0], n);
+        return;
+    }
+    unary_backward_float(n, p, s, state);
+}
+
 tc_status cpu_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad,
                              tc_tensor *grad_x) {
     const tc_tensor *operands[4] = {grad_x, x, y, grad};
-    cpu_for_each(4, operands, x->dtype == TC_FLOAT32 ? unary_backward_float : unary_backward_double, &op);
+    cpu_inner_fn inner = x->dtype == TC_FLOAT32 ? unary_backward_float : unary_backward_double;
+    if (x->dtype == TC_FLOAT32 && f32_unary_backward_supported(op)) inner = unary_backward_float_vector;
+    cpu_for_each_parallel(4, operands, is_transcendental(op) ? GRAIN_MATH : GRAIN_SIMPLE, inner, &op);
     return TC_OK;
 }
 
@@ -276,9 +344,25 @@ FLOAT_DTYPES(BINARY_FLOAT_FN)
 INTEGER_DTYPES(BINARY_INTEGER_FN)
 BINARY_INTEGER_FN(TC_BOOL, tc_bool_t)
 
+/* float32 arithmetic through the vector loop when out is contiguous and
+ * each input is contiguous or one broadcast value. */
+static void binary_float_vector(int64_t n, char **p, const int64_t *s, void *state) {
+    const int64_t size = sizeof(float);
+    if (s[0] == size && (s[1] == size || s[1] == 0) && (s[2] == size || s[2] == 0)) {
+        f32_binary(*(const tc_binary_op *)state, (const float *)p[1], s[1] / size, (const float *)p[2],
+                   s[2] / size, (float *)p[0], n);
+        return;
+    }
+    binary_float(n, p, s, state);
+}
+
 tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out) {
     const tc_tensor *operands[3] = {out, a, b};
     cpu_inner_fn inner = NULL;
+    if (a->dtype == TC_FLOAT32 && f32_binary_supported(op)) {
+        cpu_for_each_parallel(3, operands, GRAIN_SIMPLE, binary_float_vector, &op);
+        return TC_OK;
+    }
     switch (a->dtype) {
 #define BINARY_CASE(E, T)                                                                                          \
     case E: inner = binary_##T; break;
@@ -286,7 +370,7 @@ tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc
 #undef BINARY_CASE
     default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "binary: unknown dtype");
     }
-    cpu_for_each(3, operands, inner, &op);
+    cpu_for_each_parallel(3, operands, op == TC_POW ? GRAIN_MATH : GRAIN_SIMPLE, inner, &op);
     return TC_OK;
 }
 
@@ -320,7 +404,7 @@ tc_status cpu_clamp(const tc_tensor *x, double min, double max, tc_tensor *out) 
 #undef CLAMP_CASE
     default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "clamp: unknown dtype");
     }
-    cpu_for_each(2, operands, inner, &bounds);
+    cpu_for_each_parallel(2, operands, GRAIN_SIMPLE, inner, &bounds);
     return TC_OK;
 }
 
@@ -343,6 +427,6 @@ tc_status cpu_where(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *
 #undef WHERE_CASE
     default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "where: unknown dtype");
     }
-    cpu_for_each(4, operands, inner, NULL);
+    cpu_for_each_parallel(4, operands, GRAIN_SIMPLE, inner, NULL);
     return TC_OK;
 }

@@ -1,48 +1,131 @@
 /*
  * cpu_fused.c: CPU kernels of the fused neural-network ops, each forward
- * beside its backward. Plain loops (and OpenBLAS for attention's matrix
- * products); reductions accumulate in double. Every kernel is written once
- * as a macro over the element type and instantiated for float and double.
+ * beside its backward. Every kernel is written once as a macro over the
+ * element type and instantiated for float and double; float32 hot loops use
+ * the vector math of cpu_simd.h (exp, tanh), float64 uses libm and serves
+ * the gradient checks.
  *
- * Contracts are in cpu_fused.h. The CUDA backend will get kernel slots with
- * the same contracts; these are the oracle those kernels are checked against.
+ * Parallel work goes through cpu_parallel_for in chunks that write disjoint
+ * outputs; every reduction across chunks (layer-norm parameter gradients,
+ * losses, sums of squares) is made over fixed blocks that depend only on the
+ * sizes, and summed in block order, so results are the same bits for any
+ * thread count.
+ *
+ * Contracts are on the tc_backend slots (internal.h). These are the oracle
+ * the CUDA kernels are checked against.
  */
 #include "cpu_fused.h"
 
+#include "cpu_iterate.h"
 #include "cpu_types.h"
+#include "cpu_simd.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Row-major GEMM with the BLAS argument order, one name per element type so
  * the macros below can paste it. Sizes were checked against INT_MAX. */
 static void gemm_float(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, double alpha,
-                       const float *a, int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
+                       const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c, int64_t ldc) {
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+                (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
 }
 
 static void gemm_double(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, double alpha,
-                        const double *a, int64_t lda, const double *b, int64_t ldb, double *c, int64_t ldc) {
+                        const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                        int64_t ldc) {
     cblas_dgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0, c, (int)ldc);
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+/* The lanes of v summed pairwise (halves, then quarters, ...): a fixed
+ * order, shorter than a chain. */
+SIMD_INLINE float lanes_tree_sum(simd_f32 v) {
+    float lanes[SIMD_LANES];
+    simd_store(lanes, v);
+    for (int width = SIMD_LANES / 2; width >= 1; width /= 2)
+        for (int k = 0; k < width; k++) lanes[k] += lanes[k + width];
+    return lanes[0];
+}
+
+/* x[i] = exp(x[i] - shift) for i < n; returns the sum of the new values
+ * (lane partials, then the lanes pairwise). */
+SIMD_INLINE double exp_shift_inline(float *x, int64_t n, double shift) {
+    const float s = (float)shift;
+    simd_f32 total = {0};
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
+        simd_f32 e = simd_exp(simd_load(x + i) - s);
+        simd_store(x + i, e);
+        total += e;
+    }
+    if (i < n) {
+        const simd_i32 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        float tail[SIMD_LANES] = {0};
+        memcpy(tail, x + i, sizeof(float) * (size_t)(n - i));
+        simd_f32 e = simd_exp(simd_load(tail) - s);
+        simd_store(tail, e);
+        memcpy(x + i, tail, sizeof(float) * (size_t)(n - i));
+        total += simd_select(lane < (int32_t)(n - i), e, simd_splat(0.0f));
+    }
+    return (double)lanes_tree_sum(total);
+}
+
+static SIMD_CLONES double exp_shift_float(float *x, int64_t n, double shift) { return exp_shift_inline(x, n, shift); }
+
+static double exp_shift_double(double *x, int64_t n, double shift) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = exp(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
 }
 
 static int64_t target_at(tc_dtype dtype, const void *targets, int64_t i) {
     return dtype == TC_INT32 ? (int64_t)((const int32_t *)targets)[i] : ((const int64_t *)targets)[i];
 }
 
-/* ---- layer norm and RMS norm ---- */
+/* A grain giving chunks of about `work` multiply-adds when one item costs
+ * `item_cost`. */
+static int64_t grain_for(int64_t item_cost, int64_t work) {
+    int64_t grain = work / (item_cost > 0 ? item_cost : 1);
+    return grain > 0 ? grain : 1;
+}
+
+#define CHUNK_WORK ((int64_t)1 << 15)
+
+/* ---- layer norm and RMS norm ----
+ * Rows are independent; the parameter gradients are summed over blocks of
+ * norm_block_rows(rows) rows (partials in double), then over blocks in
+ * order. */
+
+static int64_t norm_block_rows(int64_t rows) {
+    int64_t block = (rows + 63) / 64;
+    return block < 32 ? 32 : block;
+}
+
+typedef struct norm_job {
+    bool rms;
+    const void *x, *weight, *bias, *mean_in, *rstd_in, *dout;
+    double eps;
+    int64_t rows, cols, block_rows;
+    void *out, *mean, *rstd, *dx;
+    double *partials; /* [blocks][2 * cols]: dweight then dbias sums */
+} norm_job;
 
 #define LAYER_NORM_FNS(E, T)                                                                                       \
-    static void layer_norm_forward_##T(bool rms, const T *x, const T *w, const T *b, double eps, int64_t rows,     \
-                                       int64_t cols, T *out, T *mean_out, T *rstd_out) {                           \
-        for (int64_t r = 0; r < rows; r++) {                                                                       \
-            const T *row = x + r * cols;                                                                           \
-            T *y = out + r * cols;                                                                                 \
+    static void layer_norm_forward_rows_##T(int64_t begin, int64_t end, void *argument) {                          \
+        const norm_job *job = argument;                                                                            \
+        const T *w = job->weight, *b = job->bias;                                                                  \
+        int64_t cols = job->cols;                                                                                  \
+        for (int64_t r = begin; r < end; r++) {                                                                    \
+            const T *row = (const T *)job->x + r * cols;                                                           \
+            T *y = (T *)job->out + r * cols;                                                                       \
             double mean = 0;                                                                                       \
-            if (!rms) {                                                                                            \
+            if (!job->rms) {                                                                                       \
                 for (int64_t c = 0; c < cols; c++) mean += (double)row[c];                                         \
                 mean /= (double)cols;                                                                              \
             }                                                                                                      \
@@ -51,277 +134,756 @@ static int64_t target_at(tc_dtype dtype, const void *targets, int64_t i) {
                 double d = (double)row[c] - mean;                                                                  \
                 var += d * d;                                                                                      \
             }                                                                                                      \
-            double rstd = 1.0 / sqrt(var / (double)cols + eps);                                                    \
+            double rstd = 1.0 / sqrt(var / (double)cols + job->eps);                                               \
             for (int64_t c = 0; c < cols; c++) {                                                                   \
                 double v = ((double)row[c] - mean) * rstd;                                                         \
                 if (w) v *= (double)w[c];                                                                          \
                 if (b) v += (double)b[c];                                                                          \
                 y[c] = (T)v;                                                                                       \
             }                                                                                                      \
-            mean_out[r] = (T)mean;                                                                                 \
-            rstd_out[r] = (T)rstd;                                                                                 \
+            ((T *)job->mean)[r] = (T)mean;                                                                         \
+            ((T *)job->rstd)[r] = (T)rstd;                                                                         \
         }                                                                                                          \
     }                                                                                                              \
     /* With xhat = (x - mean) * rstd and g = dout * w:                                                             \
      * layer norm: dx = rstd * (g - mean(g) - xhat * mean(g * xhat));                                              \
-     * RMS norm:   dx = rstd * (g - xhat * mean(g * xhat)). */                                                     \
-    static void layer_norm_backward_##T(bool rms, const T *x, const T *w, const T *mean, const T *rstd,            \
-                                        const T *dout, int64_t rows, int64_t cols, T *dx, T *dw, T *db,            \
-                                        double *scratch) {                                                         \
-        double *sum_w = scratch, *sum_b = scratch + cols;                                                          \
-        memset(scratch, 0, sizeof(double) * 2 * (size_t)cols);                                                     \
-        for (int64_t r = 0; r < rows; r++) {                                                                       \
-            const T *row = x + r * cols, *g = dout + r * cols;                                                     \
-            double mu = rms ? 0.0 : (double)mean[r], rs = (double)rstd[r];                                         \
-            double sum_g = 0, sum_g_xhat = 0;                                                                      \
-            for (int64_t c = 0; c < cols; c++) {                                                                   \
-                double xhat = ((double)row[c] - mu) * rs;                                                          \
-                double gc = (double)g[c] * (w ? (double)w[c] : 1.0);                                               \
-                sum_g += gc;                                                                                       \
-                sum_g_xhat += gc * xhat;                                                                           \
-                sum_w[c] += (double)g[c] * xhat;                                                                   \
-                sum_b[c] += (double)g[c];                                                                          \
-            }                                                                                                      \
-            if (!dx) continue;                                                                                     \
-            double mean_g = rms ? 0.0 : sum_g / (double)cols, mean_g_xhat = sum_g_xhat / (double)cols;             \
-            T *d = dx + r * cols;                                                                                  \
-            for (int64_t c = 0; c < cols; c++) {                                                                   \
-                double xhat = ((double)row[c] - mu) * rs;                                                          \
-                double gc = (double)g[c] * (w ? (double)w[c] : 1.0);                                               \
-                d[c] = (T)(rs * (gc - mean_g - xhat * mean_g_xhat));                                               \
+     * RMS norm:   dx = rstd * (g - xhat * mean(g * xhat)).                                                        \
+     * Items are blocks of rows; block i sums its rows' dweight and dbias                                         \
+     * terms into partials[i]. */                                                                                  \
+    static void layer_norm_backward_blocks_##T(int64_t begin, int64_t end, void *argument) {                       \
+        const norm_job *job = argument;                                                                            \
+        const T *w = job->weight, *mean = job->mean_in, *rstd = job->rstd_in;                                      \
+        int64_t cols = job->cols;                                                                                  \
+        for (int64_t block = begin; block < end; block++) {                                                        \
+            double *sum_w = job->partials + block * 2 * cols, *sum_b = sum_w + cols;                               \
+            memset(sum_w, 0, sizeof(double) * 2 * (size_t)cols);                                                   \
+            int64_t first = block * job->block_rows, last = first + job->block_rows;                               \
+            if (last > job->rows) last = job->rows;                                                                \
+            for (int64_t r = first; r < last; r++) {                                                               \
+                const T *row = (const T *)job->x + r * cols, *g = (const T *)job->dout + r * cols;                 \
+                double mu = job->rms ? 0.0 : (double)mean[r], rs = (double)rstd[r];                                \
+                double total_g = 0, total_g_xhat = 0;                                                              \
+                for (int64_t c = 0; c < cols; c++) {                                                               \
+                    double xhat = ((double)row[c] - mu) * rs;                                                      \
+                    double gc = (double)g[c] * (w ? (double)w[c] : 1.0);                                           \
+                    total_g += gc;                                                                                 \
+                    total_g_xhat += gc * xhat;                                                                     \
+                    sum_w[c] += (double)g[c] * xhat;                                                               \
+                    sum_b[c] += (double)g[c];                                                                      \
+                }                                                                                                  \
+                if (!job->dx) continue;                                                                            \
+                double mean_g = job->rms ? 0.0 : total_g / (double)cols;                                           \
+                double mean_g_xhat = total_g_xhat / (double)cols;                                                  \
+                T *d = (T *)job->dx + r * cols;                                                                    \
+                for (int64_t c = 0; c < cols; c++) {                                                               \
+                    double xhat = ((double)row[c] - mu) * rs;                                                      \
+                    double gc = (double)g[c] * (w ? (double)w[c] : 1.0);                                           \
+                    d[c] = (T)(rs * (gc - mean_g - xhat * mean_g_xhat));                                           \
+                }                                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
-        if (dw)                                                                                                    \
-            for (int64_t c = 0; c < cols; c++) dw[c] = (T)sum_w[c];                                                \
-        if (db)                                                                                                    \
-            for (int64_t c = 0; c < cols; c++) db[c] = (T)sum_b[c];                                                \
     }
-FLOAT_DTYPES(LAYER_NORM_FNS)
+LAYER_NORM_FNS(TC_FLOAT64, double)
 
-void cpu_layer_norm_forward(tc_dtype dtype, bool rms, const void *x, const void *weight, const void *bias,
-                            double eps, int64_t rows, int64_t cols, void *out, void *mean, void *rstd) {
-    if (dtype == TC_FLOAT32) layer_norm_forward_float(rms, x, weight, bias, eps, rows, cols, out, mean, rstd);
-    else layer_norm_forward_double(rms, x, weight, bias, eps, rows, cols, out, mean, rstd);
+/* The float32 rows, vectorised: lane partial sums (then the lanes in
+ * order, in double), the element arithmetic in float. The parameter
+ * gradient partials of a block are float (partials holds 2 * cols floats
+ * per block in its double-sized slots). */
+
+/* Sum of the lanes of v, in order, in double. */
+SIMD_INLINE double lanes_sum(simd_f32 v) {
+    double sum = 0;
+    for (int k = 0; k < SIMD_LANES; k++) sum += (double)v[k];
+    return sum;
 }
 
-void cpu_layer_norm_backward(tc_dtype dtype, bool rms, const void *x, const void *weight, const void *mean,
-                             const void *rstd, const void *dout, int64_t rows, int64_t cols, void *dx, void *dweight,
-                             void *dbias, double *column_scratch) {
-    if (dtype == TC_FLOAT32)
-        layer_norm_backward_float(rms, x, weight, mean, rstd, dout, rows, cols, dx, dweight, dbias, column_scratch);
-    else
-        layer_norm_backward_double(rms, x, weight, mean, rstd, dout, rows, cols, dx, dweight, dbias, column_scratch);
+static SIMD_CLONES void layer_norm_forward_rows_float(int64_t begin, int64_t end, void *argument) {
+    const norm_job *job = argument;
+    const float *w = job->weight, *b = job->bias;
+    int64_t cols = job->cols, full = cols - cols % SIMD_LANES;
+    for (int64_t r = begin; r < end; r++) {
+        const float *row = (const float *)job->x + r * cols;
+        float *y = (float *)job->out + r * cols;
+        int64_t c;
+        float mean = 0;
+        if (!job->rms) {
+            simd_f32 acc = {0};
+            double tail = 0;
+            for (c = 0; c < full; c += SIMD_LANES) acc += simd_load(row + c);
+            for (; c < cols; c++) tail += (double)row[c];
+            mean = (float)((lanes_sum(acc) + tail) / (double)cols);
+        }
+        simd_f32 acc = {0};
+        double tail = 0;
+        for (c = 0; c < full; c += SIMD_LANES) {
+            simd_f32 d = simd_load(row + c) - mean;
+            acc += d * d;
+        }
+        for (; c < cols; c++) {
+            float d = row[c] - mean;
+            tail += (double)(d * d);
+        }
+        float rstd = (float)(1.0 / sqrt((lanes_sum(acc) + tail) / (double)cols + job->eps));
+        for (c = 0; c < full; c += SIMD_LANES) {
+            simd_f32 v = (simd_load(row + c) - mean) * rstd;
+            if (w) v *= simd_load(w + c);
+            if (b) v += simd_load(b + c);
+            simd_store(y + c, v);
+        }
+        for (; c < cols; c++) {
+            float v = (row[c] - mean) * rstd;
+            if (w) v *= w[c];
+            if (b) v += b[c];
+            y[c] = v;
+        }
+        ((float *)job->mean)[r] = mean;
+        ((float *)job->rstd)[r] = rstd;
+    }
+}
+
+static SIMD_CLONES void layer_norm_backward_blocks_float(int64_t begin, int64_t end, void *argument) {
+    const norm_job *job = argument;
+    const float *w = job->weight, *mean = job->mean_in, *rstd = job->rstd_in;
+    int64_t cols = job->cols, full = cols - cols % SIMD_LANES;
+    const simd_f32 ones = simd_splat(1.0f);
+    for (int64_t block = begin; block < end; block++) {
+        float *sum_w = (float *)(job->partials + block * 2 * cols), *sum_b = sum_w + cols;
+        memset(sum_w, 0, sizeof(float) * 2 * (size_t)cols);
+        int64_t first = block * job->block_rows, last = first + job->block_rows;
+        if (last > job->rows) last = job->rows;
+        for (int64_t r = first; r < last; r++) {
+            const float *row = (const float *)job->x + r * cols, *g = (const float *)job->dout + r * cols;
+            float mu = job->rms ? 0.0f : mean[r], rs = rstd[r];
+            simd_f32 acc_g = {0}, acc_gx = {0};
+            double tail_g = 0, tail_gx = 0;
+            int64_t c;
+            for (c = 0; c < full; c += SIMD_LANES) {
+                simd_f32 xhat = (simd_load(row + c) - mu) * rs, gv = simd_load(g + c);
+                simd_f32 gw = gv * (w ? simd_load(w + c) : ones);
+                acc_g += gw;
+                acc_gx += gw * xhat;
+                simd_store(sum_w + c, simd_load(sum_w + c) + gv * xhat);
+                simd_store(sum_b + c, simd_load(sum_b + c) + gv);
+            }
+            for (; c < cols; c++) {
+                float xhat = (row[c] - mu) * rs, gw = g[c] * (w ? w[c] : 1.0f);
+                tail_g += (double)gw;
+                tail_gx += (double)(gw * xhat);
+                sum_w[c] += g[c] * xhat;
+                sum_b[c] += g[c];
+            }
+            if (!job->dx) continue;
+            float mean_g = job->rms ? 0.0f : (float)((lanes_sum(acc_g) + tail_g) / (double)cols);
+            float mean_gx = (float)((lanes_sum(acc_gx) + tail_gx) / (double)cols);
+            float *d = (float *)job->dx + r * cols;
+            for (c = 0; c < full; c += SIMD_LANES) {
+                simd_f32 xhat = (simd_load(row + c) - mu) * rs;
+                simd_f32 gw = simd_load(g + c) * (w ? simd_load(w + c) : ones);
+                simd_store(d + c, rs * (gw - mean_g - xhat * mean_gx));
+            }
+            for (; c < cols; c++) {
+                float xhat = (row[c] - mu) * rs, gw = g[c] * (w ? w[c] : 1.0f);
+                d[c] = rs * (gw - mean_g - xhat * mean_gx);
+            }
+        }
+    }
+}
+
+tc_status cpu_layer_norm_forward(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
+                                 const void *bias, double eps, int64_t rows, int64_t cols, void *out, void *mean,
+                                 void *rstd) {
+    norm_job job = {.rms = rms, .x = x, .weight = weight, .bias = bias, .eps = eps, .rows = rows, .cols = cols,
+                    .out = out, .mean = mean, .rstd = rstd};
+    cpu_parallel_for(ctx, rows, grain_for(3 * cols, CHUNK_WORK),
+                     dtype == TC_FLOAT32 ? layer_norm_forward_rows_float : layer_norm_forward_rows_double, &job);
+    return TC_OK;
+}
+
+tc_status cpu_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
+                                  const void *mean, const void *rstd, const void *dout, int64_t rows, int64_t cols,
+                                  void *dx, void *dweight, void *dbias) {
+    int64_t block_rows = norm_block_rows(rows), blocks = (rows + block_rows - 1) / block_rows;
+    double *partials = tc_malloc(ctx, sizeof(double) * 2 * (size_t)(cols * blocks));
+    if (!partials) return TC_ERROR_MEMORY;
+    norm_job job = {.rms = rms, .x = x, .weight = weight, .mean_in = mean, .rstd_in = rstd, .dout = dout,
+                    .rows = rows, .cols = cols, .block_rows = block_rows, .dx = dx, .partials = partials};
+    cpu_parallel_for(ctx, blocks, 1,
+                     dtype == TC_FLOAT32 ? layer_norm_backward_blocks_float : layer_norm_backward_blocks_double, &job);
+    for (int64_t c = 0; c < cols; c++) {
+        double sum_w = 0, sum_b = 0;
+        for (int64_t block = 0; block < blocks; block++) {
+            const double *slots = partials + block * 2 * cols;
+            if (dtype == TC_FLOAT32) {
+                sum_w += (double)((const float *)slots)[c];
+                sum_b += (double)((const float *)slots)[cols + c];
+            } else {
+                sum_w += slots[c];
+                sum_b += slots[cols + c];
+            }
+        }
+        if (dtype == TC_FLOAT32) {
+            if (dweight) ((float *)dweight)[c] = (float)sum_w;
+            if (dbias) ((float *)dbias)[c] = (float)sum_b;
+        } else {
+            if (dweight) ((double *)dweight)[c] = sum_w;
+            if (dbias) ((double *)dbias)[c] = sum_b;
+        }
+    }
+    tc_free(partials);
+    return TC_OK;
 }
 
 /* ---- attention ----
- * Per (batch, head): S = scale * Q K^T (one GEMM reading q and k in place
- * inside qkv, leading dimension 3C), row softmax with the causal mask
- * applied by never reading above the diagonal, O = P V (one GEMM writing the
- * head's columns of out, leading dimension C). Only the row log-sum-exp is
- * kept; backward recomputes P = exp(S - lse) exactly as forward made it. */
+ * One task per (batch, head), in parallel; each walks its queries in blocks
+ * of ATTENTION_BLOCK rows. For a block, S = scale * Q_blk K^T covers only
+ * the keys the block can see (causal: up to its last row's position), so
+ * the blocks above the diagonal are never computed; rows are softmaxed in
+ * place and O_blk = P V. Both products are small GEMMs reading q, k, v in
+ * place (leading dimension 3C, or hd for a cache). What a task holds is one
+ * ATTENTION_BLOCK x T_k tile (two in backward); what outlives the forward is
+ * the row log-sum-exp. Backward recomputes each tile's P = exp(S - lse) and
+ * uses D = rowsum(dO * O) from the saved output:
+ * dV += P^T dO, dP = dO V^T, dS = P * (dP - D), dQ = scale dS K,
+ * dK += scale dS^T Q. */
+
+#define ATTENTION_BLOCK 64
+
+/* Where one head's rows live and how many keys each query row sees. */
+typedef struct attention_job {
+    const void *qkv;
+    const void *out_in, *lse_in, *dout;
+    void *out, *lse, *dqkv;
+    void *k_cache, *v_cache;
+    int64_t batch, heads, head_dim, channels;
+    int64_t queries, keys, capacity, position;
+    bool causal, cached;
+    int failed; /* a task could not get its scratch */
+} attention_job;
+
+/* Keys visible to query row i: all, or those up to its position. */
+static int64_t visible_keys(const attention_job *job, int64_t i) {
+    if (!job->causal) return job->keys;
+    int64_t n = i + 1 + (job->keys - job->queries);
+    return n < job->keys ? n : job->keys;
+}
+
+/* The row work of a tile of `rows` rows of `keys` scores; row r sees
+ * first_visible + r keys when causal, all otherwise. Float32 versions are
+ * vectorised (ragged ends go through a padded vector), float64 versions
+ * are plain loops. */
+
+/* Each row: softmax over its visible keys in place, 0 beyond; row_lse gets
+ * max + log(sum). */
+static void softmax_rows_double(double *s, int64_t rows, int64_t keys, int64_t first_visible, bool causal,
+                                double *row_lse) {
+    for (int64_t r = 0; r < rows; r++) {
+        double *row = s + r * keys;
+        int64_t n = causal ? first_visible + r : keys;
+        double max = row[0];
+        for (int64_t j = 1; j < n; j++)
+            if (row[j] > max) max = row[j];
+        double sum = exp_shift_double(row, n, max), inverse = 1.0 / sum;
+        for (int64_t j = 0; j < n; j++) row[j] *= inverse;
+        for (int64_t j = n; j < keys; j++) row[j] = 0;
+        row_lse[r] = max + log(sum);
+    }
+}
+
+/* Each row: p = exp(s - lse) over its visible keys, 0 beyond. */
+static void probability_rows_double(double *s, int64_t rows, int64_t keys, int64_t first_visible, bool causal,
+                                    const double *lse) {
+    for (int64_t r = 0; r < rows; r++) {
+        double *row = s + r * keys;
+        int64_t n = causal ? first_visible + r : keys;
+        exp_shift_double(row, n, lse[r]);
+        for (int64_t j = n; j < keys; j++) row[j] = 0;
+    }
+}
+
+/* dS = P * (dP - D), row by row, into dp. */
+static void softmax_grad_rows_double(const double *p, double *dp, int64_t rows, int64_t keys, const double *row_d) {
+    for (int64_t i = 0; i < rows * keys; i++) dp[i] = p[i] * (dp[i] - row_d[i / keys]);
+}
+
+/* The largest of x[0 .. n), n >= 1. */
+SIMD_INLINE float max_float(const float *x, int64_t n) {
+    simd_f32 best = simd_splat(x[0]);
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
+        simd_f32 v = simd_load(x + i);
+        best = simd_select(v > best, v, best);
+    }
+    float max = best[0];
+    for (int k = 1; k < SIMD_LANES; k++)
+        if (best[k] > max) max = best[k];
+    for (; i < n; i++)
+        if (x[i] > max) max = x[i];
+    return max;
+}
+
+/* x[0 .. n) *= factor; x[n .. end) = 0. */
+SIMD_INLINE void scale_and_clear_float(float *x, int64_t n, int64_t end, float factor) {
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) simd_store(x + i, simd_load(x + i) * factor);
+    for (; i < n; i++) x[i] *= factor;
+    if (end > n) memset(x + n, 0, sizeof(float) * (size_t)(end - n));
+}
+
+static SIMD_CLONES void softmax_rows_float(float *s, int64_t rows, int64_t keys, int64_t first_visible, bool causal,
+                                           float *row_lse) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = s + r * keys;
+        int64_t n = causal ? first_visible + r : keys;
+        float max = max_float(row, n);
+        double sum = exp_shift_inline(row, n, max);
+        scale_and_clear_float(row, n, keys, (float)(1.0 / sum));
+        row_lse[r] = (float)((double)max + log(sum));
+    }
+}
+
+static SIMD_CLONES void probability_rows_float(float *s, int64_t rows, int64_t keys, int64_t first_visible,
+                                               bool causal, const float *lse) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = s + r * keys;
+        int64_t n = causal ? first_visible + r : keys;
+        exp_shift_inline(row, n, lse[r]);
+        scale_and_clear_float(row, n, keys, 1.0f);
+    }
+}
+
+static SIMD_CLONES void softmax_grad_rows_float(const float *p, float *dp, int64_t rows, int64_t keys,
+                                                const float *row_d) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *pr = p + r * keys;
+        float *dr = dp + r * keys, d = row_d[r];
+        int64_t j = 0;
+        for (; j + SIMD_LANES <= keys; j += SIMD_LANES)
+            simd_store(dr + j, simd_load(pr + j) * (simd_load(dr + j) - d));
+        for (; j < keys; j++) dr[j] = pr[j] * (dr[j] - d);
+    }
+}
 
 #define ATTENTION_FNS(E, T)                                                                                        \
-    static void attention_forward_##T(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,  \
-                                      bool causal, T *out, T *lse, T *s) {                                         \
-        int64_t hd = channels / heads, ld = 3 * channels;                                                          \
-        double scale = 1.0 / sqrt((double)hd);                                                                     \
-        for (int64_t b = 0; b < batch; b++)                                                                        \
-            for (int64_t h = 0; h < heads; h++) {                                                                  \
-                const T *q = qkv + b * time * ld + h * hd, *k = q + channels, *v = q + 2 * channels;               \
-                gemm_##T(false, true, time, time, hd, scale, q, ld, k, ld, s, time);                               \
-                T *l = lse + (b * heads + h) * time;                                                               \
-                for (int64_t i = 0; i < time; i++) {                                                               \
-                    T *row = s + i * time;                                                                         \
-                    int64_t n = causal ? i + 1 : time;                                                             \
-                    T max = row[0];                                                                                \
-                    for (int64_t j = 1; j < n; j++)                                                                \
-                        if (row[j] > max) max = row[j];                                                            \
-                    double sum = 0;                                                                                \
-                    for (int64_t j = 0; j < n; j++) sum += exp((double)(row[j] - max));                            \
-                    double inverse = 1.0 / sum;                                                                    \
-                    for (int64_t j = 0; j < n; j++) row[j] = (T)(exp((double)(row[j] - max)) * inverse);           \
-                    for (int64_t j = n; j < time; j++) row[j] = 0;                                                 \
-                    l[i] = (T)((double)max + log(sum));                                                            \
-                }                                                                                                  \
-                gemm_##T(false, false, time, hd, time, 1.0, s, time, v, ld, out + b * time * channels + h * hd,    \
-                         channels);                                                                                \
-            }                                                                                                      \
+    /* Pointers of head h of batch b: q rows, k and v rows with their leading                                      \
+     * dimension (the packed qkv, or the cache). */                                                                \
+    static void head_pointers_##T(const attention_job *job, int64_t b, int64_t h, const T **q, const T **k,        \
+                                  const T **v, int64_t *kv_ld) {                                                   \
+        int64_t hd = job->head_dim, ld = 3 * job->channels;                                                        \
+        *q = (const T *)job->qkv + b * job->queries * ld + h * hd;                                                 \
+        if (job->cached) {                                                                                         \
+            int64_t head = (b * job->heads + h) * job->capacity * hd;                                              \
+            *k = (const T *)job->k_cache + head;                                                                   \
+            *v = (const T *)job->v_cache + head;                                                                   \
+            *kv_ld = hd;                                                                                           \
+        } else {                                                                                                   \
+            *k = *q + job->channels;                                                                               \
+            *v = *q + 2 * job->channels;                                                                           \
+            *kv_ld = ld;                                                                                           \
+        }                                                                                                          \
     }                                                                                                              \
-    /* dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(P * dP));                                                   \
-     * dQ = scale * dS K; dK = scale * dS^T Q. */                                                                  \
-    static void attention_backward_##T(const T *qkv, const T *lse, const T *dout, int64_t batch, int64_t time,     \
-                                       int64_t channels, int64_t heads, bool causal, T *dqkv, T *scratch) {        \
-        int64_t hd = channels / heads, ld = 3 * channels;                                                          \
+    static void attention_forward_heads_##T(int64_t begin, int64_t end, void *argument) {                          \
+        attention_job *job = argument;                                                                             \
+        int64_t hd = job->head_dim, ld = 3 * job->channels, C = job->channels;                                     \
         double scale = 1.0 / sqrt((double)hd);                                                                     \
-        T *p = scratch, *dp = scratch + time * time;                                                               \
-        for (int64_t b = 0; b < batch; b++)                                                                        \
-            for (int64_t h = 0; h < heads; h++) {                                                                  \
-                const T *q = qkv + b * time * ld + h * hd, *k = q + channels, *v = q + 2 * channels;               \
-                const T *g = dout + b * time * channels + h * hd;                                                  \
-                T *dq = dqkv + b * time * ld + h * hd, *dk = dq + channels, *dv = dq + 2 * channels;               \
-                const T *l = lse + (b * heads + h) * time;                                                         \
-                gemm_##T(false, true, time, time, hd, scale, q, ld, k, ld, p, time);                               \
-                for (int64_t i = 0; i < time; i++) {                                                               \
-                    T *row = p + i * time;                                                                         \
-                    int64_t n = causal ? i + 1 : time;                                                             \
-                    for (int64_t j = 0; j < n; j++) row[j] = (T)exp((double)(row[j] - l[i]));                      \
-                    for (int64_t j = n; j < time; j++) row[j] = 0;                                                 \
-                }                                                                                                  \
-                gemm_##T(true, false, time, hd, time, 1.0, p, time, g, channels, dv, ld);                          \
-                gemm_##T(false, true, time, time, hd, 1.0, g, channels, v, ld, dp, time);                          \
-                for (int64_t i = 0; i < time; i++) {                                                               \
-                    T *pr = p + i * time, *dr = dp + i * time;                                                     \
-                    int64_t n = causal ? i + 1 : time;                                                             \
-                    double dot = 0;                                                                                \
-                    for (int64_t j = 0; j < n; j++) dot += (double)pr[j] * (double)dr[j];                          \
-                    for (int64_t j = 0; j < n; j++) dr[j] = (T)((double)pr[j] * ((double)dr[j] - dot));            \
-                    for (int64_t j = n; j < time; j++) dr[j] = 0;                                                  \
-                }                                                                                                  \
-                gemm_##T(false, false, time, hd, time, scale, dp, time, k, ld, dq, ld);                            \
-                gemm_##T(true, false, time, hd, time, scale, dp, time, q, ld, dk, ld);                             \
+        int64_t block = job->queries < ATTENTION_BLOCK ? job->queries : ATTENTION_BLOCK;                           \
+        T *s = malloc(sizeof(T) * (size_t)(block * job->keys + block));                                            \
+        if (!s) {                                                                                                  \
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED); /* any chunk may set it */                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        T *row_lse = s + block * job->keys;                                                                        \
+        for (int64_t task = begin; task < end; task++) {                                                           \
+            int64_t b = task / job->heads, h = task % job->heads;                                                  \
+            const T *q, *k, *v;                                                                                    \
+            int64_t kv_ld;                                                                                         \
+            head_pointers_##T(job, b, h, &q, &k, &v, &kv_ld);                                                      \
+            T *o = (T *)job->out + b * job->queries * C + h * hd;                                                  \
+            T *lse = job->lse ? (T *)job->lse + (b * job->heads + h) * job->queries : NULL;                        \
+            for (int64_t i0 = 0; i0 < job->queries; i0 += block) {                                                 \
+                int64_t rows = job->queries - i0 < block ? job->queries - i0 : block;                              \
+                int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
+                gemm_##T(false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, s, keys);             \
+                softmax_rows_##T(s, rows, keys, visible_keys(job, i0), job->causal, row_lse);                      \
+                if (lse) memcpy(lse + i0, row_lse, sizeof(T) * (size_t)rows);                                      \
+                gemm_##T(false, false, rows, hd, keys, 1.0, s, keys, v, kv_ld, 0.0, o + i0 * C, C);                \
             }                                                                                                      \
+        }                                                                                                          \
+        free(s);                                                                                                   \
+    }                                                                                                              \
+    static void attention_backward_heads_##T(int64_t begin, int64_t end, void *argument) {                         \
+        attention_job *job = argument;                                                                             \
+        int64_t hd = job->head_dim, ld = 3 * job->channels, C = job->channels, t_all = job->queries;               \
+        double scale = 1.0 / sqrt((double)hd);                                                                     \
+        int64_t block = t_all < ATTENTION_BLOCK ? t_all : ATTENTION_BLOCK;                                         \
+        T *p = malloc(sizeof(T) * (size_t)(2 * block * t_all + block));                                            \
+        if (!p) {                                                                                                  \
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED); /* any chunk may set it */                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        T *dp = p + block * t_all, *row_d = dp + block * t_all;                                                    \
+        for (int64_t task = begin; task < end; task++) {                                                           \
+            int64_t b = task / job->heads, h = task % job->heads;                                                  \
+            const T *q, *k, *v;                                                                                    \
+            int64_t kv_ld;                                                                                         \
+            head_pointers_##T(job, b, h, &q, &k, &v, &kv_ld);                                                      \
+            const T *o = (const T *)job->out_in + b * t_all * C + h * hd;                                          \
+            const T *g = (const T *)job->dout + b * t_all * C + h * hd;                                            \
+            const T *lse = (const T *)job->lse_in + (b * job->heads + h) * t_all;                                  \
+            T *dq = (T *)job->dqkv + b * t_all * ld + h * hd, *dk = dq + C, *dv = dq + 2 * C;                      \
+            for (int64_t j = 0; j < t_all; j++) {                                                                  \
+                memset(dk + j * ld, 0, sizeof(T) * (size_t)hd);                                                    \
+                memset(dv + j * ld, 0, sizeof(T) * (size_t)hd);                                                    \
+            }                                                                                                      \
+            for (int64_t i0 = 0; i0 < t_all; i0 += block) {                                                        \
+                int64_t rows = t_all - i0 < block ? t_all - i0 : block;                                            \
+                int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
+                gemm_##T(false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, p, keys);             \
+                probability_rows_##T(p, rows, keys, visible_keys(job, i0), job->causal, lse + i0);                 \
+                for (int64_t r = 0; r < rows; r++) {                                                               \
+                    const T *gr = g + (i0 + r) * C, *orow = o + (i0 + r) * C;                                      \
+                    double d = 0;                                                                                  \
+                    for (int64_t c = 0; c < hd; c++) d += (double)gr[c] * (double)orow[c];                         \
+                    row_d[r] = (T)d;                                                                               \
+                }                                                                                                  \
+                gemm_##T(true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C, 1.0, dv, ld);                   \
+                gemm_##T(false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld, 0.0, dp, keys);                \
+                softmax_grad_rows_##T(p, dp, rows, keys, row_d);                                                   \
+                gemm_##T(false, false, rows, hd, keys, scale, dp, keys, k, kv_ld, 0.0, dq + i0 * ld, ld);          \
+                gemm_##T(true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld, ld, 1.0, dk, ld);              \
+            }                                                                                                      \
+        }                                                                                                          \
+        free(p);                                                                                                   \
+    }                                                                                                              \
+    /* Copies the new keys and values of one (batch, head) into the cache. */                                      \
+    static void cache_write_heads_##T(int64_t begin, int64_t end, void *argument) {                                \
+        attention_job *job = argument;                                                                             \
+        int64_t hd = job->head_dim, ld = 3 * job->channels;                                                        \
+        for (int64_t task = begin; task < end; task++) {                                                           \
+            int64_t b = task / job->heads, h = task % job->heads;                                                  \
+            const T *source = (const T *)job->qkv + b * job->queries * ld + h * hd;                                \
+            int64_t head = ((b * job->heads + h) * job->capacity + job->position) * hd;                            \
+            T *k = (T *)job->k_cache + head, *v = (T *)job->v_cache + head;                                        \
+            for (int64_t t = 0; t < job->queries; t++) {                                                           \
+                memcpy(k + t * hd, source + t * ld + job->channels, sizeof(T) * (size_t)hd);                       \
+                memcpy(v + t * hd, source + t * ld + 2 * job->channels, sizeof(T) * (size_t)hd);                   \
+            }                                                                                                      \
+        }                                                                                                          \
     }
 FLOAT_DTYPES(ATTENTION_FNS)
 
-void cpu_attention_forward(tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t channels,
-                           int64_t n_head, bool causal, void *out, void *lse, void *scores) {
-    if (dtype == TC_FLOAT32) attention_forward_float(qkv, batch, time, channels, n_head, causal, out, lse, scores);
-    else attention_forward_double(qkv, batch, time, channels, n_head, causal, out, lse, scores);
+static tc_status attention_run(tc_context *ctx, attention_job *job, void (*body)(int64_t, int64_t, void *),
+                               int64_t cost_per_head) {
+    cpu_blas_single_threaded();
+    cpu_parallel_for(ctx, job->batch * job->heads, grain_for(cost_per_head, 4 * CHUNK_WORK), body, job);
+    if (job->failed) return tc_fail(ctx, TC_ERROR_MEMORY, "attention: out of memory for a scratch tile");
+    return TC_OK;
 }
 
-void cpu_attention_backward(tc_dtype dtype, const void *qkv, const void *lse, const void *dout, int64_t batch,
-                            int64_t time, int64_t channels, int64_t n_head, bool causal, void *dqkv, void *scratch) {
-    if (dtype == TC_FLOAT32)
-        attention_backward_float(qkv, lse, dout, batch, time, channels, n_head, causal, dqkv, scratch);
-    else attention_backward_double(qkv, lse, dout, batch, time, channels, n_head, causal, dqkv, scratch);
+tc_status cpu_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                int64_t channels, int64_t n_head, bool causal, void *out, void *lse) {
+    attention_job job = {.qkv = qkv, .out = out, .lse = lse, .batch = batch, .heads = n_head,
+                         .head_dim = channels / n_head, .channels = channels, .queries = time, .keys = time,
+                         .causal = causal};
+    return attention_run(ctx, &job,
+                         dtype == TC_FLOAT32 ? attention_forward_heads_float : attention_forward_heads_double,
+                         time * time * channels / n_head);
 }
 
-/* ---- softmax cross-entropy ---- */
+tc_status cpu_attention_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse,
+                                 const void *dout, int64_t batch, int64_t time, int64_t channels, int64_t n_head,
+                                 bool causal, void *dqkv) {
+    attention_job job = {.qkv = qkv, .out_in = out, .lse_in = lse, .dout = dout, .dqkv = dqkv, .batch = batch,
+                         .heads = n_head, .head_dim = channels / n_head, .channels = channels, .queries = time,
+                         .keys = time, .causal = causal};
+    return attention_run(ctx, &job,
+                         dtype == TC_FLOAT32 ? attention_backward_heads_float : attention_backward_heads_double,
+                         3 * time * time * channels / n_head);
+}
+
+tc_status cpu_attention_cached(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                               int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
+                               int64_t capacity, int64_t position, void *out) {
+    attention_job job = {.qkv = qkv, .out = out, .k_cache = k_cache, .v_cache = v_cache, .batch = batch,
+                         .heads = n_head, .head_dim = channels / n_head, .channels = channels, .queries = time,
+                         .keys = position + time, .capacity = capacity, .position = position, .causal = causal,
+                         .cached = true};
+    cpu_parallel_for(ctx, batch * n_head, grain_for(time * channels / n_head, CHUNK_WORK),
+                     dtype == TC_FLOAT32 ? cache_write_heads_float : cache_write_heads_double, &job);
+    return attention_run(ctx, &job,
+                         dtype == TC_FLOAT32 ? attention_forward_heads_float : attention_forward_heads_double,
+                         time * (position + time) * channels / n_head);
+}
+
+/* ---- softmax cross-entropy ----
+ * Rows are independent; the forward writes each row's loss (0 for an
+ * ignored row) to a double scratch, summed in row order afterwards. */
+
+typedef struct cross_entropy_job {
+    const void *logits, *targets, *lse_in;
+    tc_dtype target_dtype;
+    int64_t classes, ignore_index;
+    double scale;
+    void *lse, *dlogits;
+    double *row_loss;
+    int failed;
+} cross_entropy_job;
 
 #define CROSS_ENTROPY_FNS(E, T)                                                                                    \
-    static double cross_entropy_forward_##T(const T *logits, tc_dtype target_dtype, const void *targets,           \
-                                            int64_t rows, int64_t classes, int64_t ignore_index, T *lse,           \
-                                            int64_t *count) {                                                      \
-        double total = 0;                                                                                          \
-        int64_t kept = 0;                                                                                          \
-        for (int64_t r = 0; r < rows; r++) {                                                                       \
-            const T *row = logits + r * classes;                                                                   \
+    static void cross_entropy_forward_rows_##T(int64_t begin, int64_t end, void *argument) {                       \
+        cross_entropy_job *job = argument;                                                                         \
+        int64_t classes = job->classes;                                                                            \
+        T *buffer = malloc(sizeof(T) * (size_t)classes);                                                           \
+        if (!buffer) {                                                                                             \
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED); /* any chunk may set it */                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int64_t r = begin; r < end; r++) {                                                                    \
+            const T *row = (const T *)job->logits + r * classes;                                                   \
             T max = row[0];                                                                                        \
             for (int64_t c = 1; c < classes; c++)                                                                  \
                 if (row[c] > max) max = row[c];                                                                    \
-            double sum = 0;                                                                                        \
-            for (int64_t c = 0; c < classes; c++) sum += exp((double)(row[c] - max));                              \
-            double l = (double)max + log(sum);                                                                     \
-            lse[r] = (T)l;                                                                                         \
-            int64_t t = target_at(target_dtype, targets, r);                                                       \
-            if (t == ignore_index) continue;                                                                       \
-            total += l - (double)row[t];                                                                           \
-            kept++;                                                                                                \
+            memcpy(buffer, row, sizeof(T) * (size_t)classes);                                                      \
+            double l = (double)max + log(exp_shift_##T(buffer, classes, (double)max));                             \
+            ((T *)job->lse)[r] = (T)l;                                                                             \
+            int64_t t = target_at(job->target_dtype, job->targets, r);                                             \
+            job->row_loss[r] = t == job->ignore_index ? 0.0 : l - (double)row[t];                                  \
         }                                                                                                          \
-        *count = kept;                                                                                             \
-        return total;                                                                                              \
+        free(buffer);                                                                                              \
     }                                                                                                              \
-    static void cross_entropy_backward_##T(const T *logits, tc_dtype target_dtype, const void *targets,           \
-                                           const T *lse, int64_t rows, int64_t classes, int64_t ignore_index,      \
-                                           double scale, T *dlogits) {                                             \
-        for (int64_t r = 0; r < rows; r++) {                                                                       \
-            const T *row = logits + r * classes;                                                                   \
-            T *d = dlogits + r * classes;                                                                          \
-            int64_t t = target_at(target_dtype, targets, r);                                                       \
-            if (t == ignore_index) {                                                                               \
+    static void cross_entropy_backward_rows_##T(int64_t begin, int64_t end, void *argument) {                      \
+        cross_entropy_job *job = argument;                                                                         \
+        int64_t classes = job->classes;                                                                            \
+        for (int64_t r = begin; r < end; r++) {                                                                    \
+            const T *row = (const T *)job->logits + r * classes;                                                   \
+            T *d = (T *)job->dlogits + r * classes;                                                                \
+            int64_t t = target_at(job->target_dtype, job->targets, r);                                             \
+            if (t == job->ignore_index) {                                                                          \
                 memset(d, 0, sizeof(T) * (size_t)classes);                                                         \
                 continue;                                                                                          \
             }                                                                                                      \
-            double l = (double)lse[r];                                                                             \
-            for (int64_t c = 0; c < classes; c++) d[c] = (T)(scale * exp((double)row[c] - l));                     \
-            d[t] = (T)((double)d[t] - scale);                                                                      \
+            memcpy(d, row, sizeof(T) * (size_t)classes);                                                           \
+            exp_shift_##T(d, classes, (double)((const T *)job->lse_in)[r]);                                        \
+            T scale = (T)job->scale;                                                                               \
+            for (int64_t c = 0; c < classes; c++) d[c] *= scale;                                                   \
+            d[t] = (T)((double)d[t] - job->scale);                                                                 \
         }                                                                                                          \
     }
 FLOAT_DTYPES(CROSS_ENTROPY_FNS)
 
-double cpu_cross_entropy_forward(tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,
-                                 int64_t rows, int64_t classes, int64_t ignore_index, void *lse, int64_t *count) {
-    if (dtype == TC_FLOAT32)
-        return cross_entropy_forward_float(logits, target_dtype, targets, rows, classes, ignore_index, lse, count);
-    return cross_entropy_forward_double(logits, target_dtype, targets, rows, classes, ignore_index, lse, count);
+tc_status cpu_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
+                                    const void *targets, int64_t rows, int64_t classes, int64_t ignore_index,
+                                    void *lse, double *loss_sum, int64_t *count) {
+    double *row_loss = tc_malloc(ctx, sizeof(double) * (size_t)rows);
+    if (!row_loss) return TC_ERROR_MEMORY;
+    cross_entropy_job job = {.logits = logits, .targets = targets, .target_dtype = target_dtype, .classes = classes,
+                             .ignore_index = ignore_index, .lse = lse, .row_loss = row_loss};
+    cpu_parallel_for(ctx, rows, grain_for(4 * classes, CHUNK_WORK),
+                     dtype == TC_FLOAT32 ? cross_entropy_forward_rows_float : cross_entropy_forward_rows_double, &job);
+    double total = 0;
+    int64_t kept = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        total += row_loss[r];
+        kept += target_at(target_dtype, targets, r) != ignore_index;
+    }
+    tc_free(row_loss);
+    if (job.failed) return tc_fail(ctx, TC_ERROR_MEMORY, "cross_entropy: out of memory for a row buffer");
+    *loss_sum = total;
+    *count = kept;
+    return TC_OK;
 }
 
-void cpu_cross_entropy_backward(tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,
-                                const void *lse, int64_t rows, int64_t classes, int64_t ignore_index, double scale,
-                                void *dlogits) {
-    if (dtype == TC_FLOAT32)
-        cross_entropy_backward_float(logits, target_dtype, targets, lse, rows, classes, ignore_index, scale, dlogits);
-    else
-        cross_entropy_backward_double(logits, target_dtype, targets, lse, rows, classes, ignore_index, scale,
-                                      dlogits);
+tc_status cpu_cross_entropy_backward(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
+                                     const void *targets, const void *lse, int64_t rows, int64_t classes,
+                                     int64_t ignore_index, double scale, void *dlogits) {
+    cross_entropy_job job = {.logits = logits, .targets = targets, .lse_in = lse, .target_dtype = target_dtype,
+                             .classes = classes, .ignore_index = ignore_index, .scale = scale, .dlogits = dlogits};
+    cpu_parallel_for(ctx, rows, grain_for(4 * classes, CHUNK_WORK),
+                     dtype == TC_FLOAT32 ? cross_entropy_backward_rows_float : cross_entropy_backward_rows_double,
+                     &job);
+    return TC_OK;
 }
 
-/* ---- optimiser steps ----
- * Element arithmetic is in the parameter's dtype with coefficients prepared
+/* ---- multi-tensor steps ----
+ * The elements of all tensors are cut into fixed spans of STEP_SPAN
+ * elements (a span never crosses tensors); spans run in parallel. The
+ * element arithmetic is in the parameter's dtype with coefficients prepared
  * in double. Weight decay is applied as p -= (lr * wd) * p rather than
  * p *= (1 - lr * wd): in float32 the factor 1 - lr*wd rounds to exactly 1
  * for small lr*wd, which would silently drop the decay. */
 
-#define OPTIMIZER_FNS(E, T)                                                                                        \
-    static void adamw_step_##T(T *param, const T *grad, T *m, T *v, int64_t n, double lr, double beta1,           \
-                               double beta2, double eps, double weight_decay, double bias1, double bias2) {        \
-        const T b1 = (T)beta1, one_minus_b1 = (T)(1.0 - beta1);                                                    \
-        const T b2 = (T)beta2, one_minus_b2 = (T)(1.0 - beta2);                                                    \
-        const T decay = (T)(lr * weight_decay), step_size = (T)(lr / bias1);                                       \
-        const T inverse_sqrt_bias2 = (T)(1.0 / sqrt(bias2)), epsilon = (T)eps;                                     \
-        for (int64_t i = 0; i < n; i++) {                                                                          \
-            T g = grad[i];                                                                                         \
-            T mi = b1 * m[i] + one_minus_b1 * g;                                                                   \
-            T vi = b2 * v[i] + one_minus_b2 * g * g;                                                               \
-            m[i] = mi;                                                                                             \
-            v[i] = vi;                                                                                             \
-            T p = param[i];                                                                                        \
-            p -= decay * param[i];                                                                                 \
-            p -= step_size * mi / ((T)sqrt(vi) * inverse_sqrt_bias2 + epsilon);                                    \
-            param[i] = p;                                                                                          \
-        }                                                                                                          \
-    }                                                                                                              \
-    static void sgd_step_##T(T *param, const T *grad, T *buffer, int64_t n, double lr, double momentum,           \
-                             double dampening, bool nesterov, double weight_decay) {                               \
-        const T mu = (T)momentum, keep = (T)(1.0 - dampening), wd = (T)weight_decay, rate = (T)lr;                 \
-        for (int64_t i = 0; i < n; i++) {                                                                          \
-            T g = grad[i] + wd * param[i];                                                                         \
-            if (buffer) {                                                                                          \
-                T b = mu * buffer[i] + keep * g;                                                                   \
-                buffer[i] = b;                                                                                     \
-                g = nesterov ? g + mu * b : b;                                                                     \
-            }                                                                                                      \
-            param[i] -= rate * g;                                                                                  \
-        }                                                                                                          \
-    }                                                                                                              \
-    static double sum_squares_##T(const T *x, int64_t n) {                                                         \
-        double total = 0;                                                                                          \
-        for (int64_t i = 0; i < n; i++) total += (double)x[i] * (double)x[i];                                      \
-        return total;                                                                                              \
-    }                                                                                                              \
-    static void scale_##T(T *x, int64_t n, double factor) {                                                        \
-        const T f = (T)factor;                                                                                     \
-        for (int64_t i = 0; i < n; i++) x[i] *= f;                                                                 \
+#define STEP_SPAN 8192
+
+typedef struct span_job {
+    int count;
+    const tc_step_tensor *tensors;
+    void *const *buffers; /* sum_squares and scale: plain buffers with sizes */
+    const int64_t *sizes;
+    const int64_t *first_span; /* [count + 1]: the first span of each tensor */
+    double lr, beta1, beta2, eps, weight_decay, momentum, dampening, factor;
+    bool nesterov;
+    double *span_sums;
+} span_job;
+
+/* The tensor holding `span` (first_span is increasing) and the span's
+ * first element in it. */
+static int span_tensor(const span_job *job, int64_t span, int64_t *first) {
+    int lo = 0, hi = job->count - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (job->first_span[mid] <= span) lo = mid;
+        else hi = mid - 1;
     }
-FLOAT_DTYPES(OPTIMIZER_FNS)
-
-void cpu_adamw_step(tc_dtype dtype, void *param, const void *grad, void *m, void *v, int64_t n, double lr,
-                    double beta1, double beta2, double eps, double weight_decay, double bias1, double bias2) {
-    if (dtype == TC_FLOAT32) adamw_step_float(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bias1, bias2);
-    else adamw_step_double(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bias1, bias2);
+    *first = (span - job->first_span[lo]) * STEP_SPAN;
+    return lo;
 }
 
-void cpu_sgd_step(tc_dtype dtype, void *param, const void *grad, void *buffer, int64_t n, double lr, double momentum,
-                  double dampening, bool nesterov, double weight_decay) {
-    if (dtype == TC_FLOAT32) sgd_step_float(param, grad, buffer, n, lr, momentum, dampening, nesterov, weight_decay);
-    else sgd_step_double(param, grad, buffer, n, lr, momentum, dampening, nesterov, weight_decay);
+static int64_t span_size(const span_job *job, int i) {
+    return job->tensors ? job->tensors[i].numel : job->sizes[i];
 }
 
-double cpu_sum_squares(tc_dtype dtype, const void *x, int64_t n) {
-    return dtype == TC_FLOAT32 ? sum_squares_float(x, n) : sum_squares_double(x, n);
+/* Fills first_span and returns the number of spans. */
+static int64_t plan_spans(span_job *job, int64_t *first_span) {
+    int64_t spans = 0;
+    for (int i = 0; i < job->count; i++) {
+        first_span[i] = spans;
+        spans += (span_size(job, i) + STEP_SPAN - 1) / STEP_SPAN;
+    }
+    first_span[job->count] = spans;
+    job->first_span = first_span;
+    return spans;
 }
 
-void cpu_scale(tc_dtype dtype, void *x, int64_t n, double factor) {
-    if (dtype == TC_FLOAT32) scale_float(x, n, factor);
-    else scale_double(x, n, factor);
+#define STEP_FNS(E, T)                                                                                             \
+    static void adamw_spans_##T(int64_t begin, int64_t end, void *argument) {                                      \
+        const span_job *job = argument;                                                                            \
+        const T b1 = (T)job->beta1, one_minus_b1 = (T)(1.0 - job->beta1);                                          \
+        const T b2 = (T)job->beta2, one_minus_b2 = (T)(1.0 - job->beta2);                                          \
+        const T decay = (T)(job->lr * job->weight_decay), epsilon = (T)job->eps;                                   \
+        for (int64_t span = begin; span < end; span++) {                                                           \
+            int64_t first, last;                                                                                   \
+            int i = span_tensor(job, span, &first);                                                                \
+            const tc_step_tensor *t = &job->tensors[i];                                                            \
+            last = first + STEP_SPAN < t->numel ? first + STEP_SPAN : t->numel;                                    \
+            const T step_size = (T)(job->lr / t->bias1), inverse_sqrt_bias2 = (T)(1.0 / sqrt(t->bias2));          \
+            T *param = t->param, *m = t->state[0], *v = t->state[1];                                               \
+            const T *grad = t->grad;                                                                               \
+            for (int64_t k = first; k < last; k++) {                                                               \
+                T g = grad[k];                                                                                     \
+                T mi = b1 * m[k] + one_minus_b1 * g;                                                               \
+                T vi = b2 * v[k] + one_minus_b2 * g * g;                                                           \
+                m[k] = mi;                                                                                         \
+                v[k] = vi;                                                                                         \
+                T p = param[k];                                                                                    \
+                p -= decay * param[k];                                                                             \
+                p -= step_size * mi / ((T)sqrt(vi) * inverse_sqrt_bias2 + epsilon);                           \
+                param[k] = p;                                                                                      \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    static void sgd_spans_##T(int64_t begin, int64_t end, void *argument) {                                        \
+        const span_job *job = argument;                                                                            \
+        const T mu = (T)job->momentum, keep = (T)(1.0 - job->dampening), wd = (T)job->weight_decay;               \
+        const T rate = (T)job->lr;                                                                                 \
+        for (int64_t span = begin; span < end; span++) {                                                           \
+            int64_t first, last;                                                                                   \
+            int i = span_tensor(job, span, &first);                                                                \
+            const tc_step_tensor *t = &job->tensors[i];                                                            \
+            last = first + STEP_SPAN < t->numel ? first + STEP_SPAN : t->numel;                                    \
+            T *param = t->param, *buffer = t->state[0];                                                            \
+            const T *grad = t->grad;                                                                               \
+            for (int64_t k = first; k < last; k++) {                                                               \
+                T g = grad[k] + wd * param[k];                                                                     \
+                if (buffer) {                                                                                      \
+                    T b = mu * buffer[k] + keep * g;                                                               \
+                    buffer[k] = b;                                                                                 \
+                    g = job->nesterov ? g + mu * b : b;                                                            \
+                }                                                                                                  \
+                param[k] -= rate * g;                                                                              \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    static void sum_squares_spans_##T(int64_t begin, int64_t end, void *argument) {                                \
+        const span_job *job = argument;                                                                            \
+        for (int64_t span = begin; span < end; span++) {                                                           \
+            int64_t first, last;                                                                                   \
+            int i = span_tensor(job, span, &first);                                                                \
+            last = first + STEP_SPAN < job->sizes[i] ? first + STEP_SPAN : job->sizes[i];                          \
+            const T *x = job->buffers[i];                                                                          \
+            double total = 0;                                                                                      \
+            for (int64_t k = first; k < last; k++) total += (double)x[k] * (double)x[k];                           \
+            job->span_sums[span] = total;                                                                          \
+        }                                                                                                          \
+    }                                                                                                              \
+    static void scale_spans_##T(int64_t begin, int64_t end, void *argument) {                                      \
+        const span_job *job = argument;                                                                            \
+        const T f = (T)job->factor;                                                                                \
+        for (int64_t span = begin; span < end; span++) {                                                           \
+            int64_t first, last;                                                                                   \
+            int i = span_tensor(job, span, &first);                                                                \
+            last = first + STEP_SPAN < job->sizes[i] ? first + STEP_SPAN : job->sizes[i];                          \
+            T *x = job->buffers[i];                                                                                \
+            for (int64_t k = first; k < last; k++) x[k] *= f;                                                      \
+        }                                                                                                          \
+    }
+FLOAT_DTYPES(STEP_FNS)
+
+/* Plans the spans of job and runs body over them in parallel; with
+ * want_sums, job->span_sums gets one slot per span (the caller frees it). */
+static tc_status run_spans(tc_context *ctx, span_job *job, void (*body)(int64_t, int64_t, void *), bool want_sums,
+                           int64_t *span_count) {
+    *span_count = 0;
+    if (job->count <= 0) return TC_OK;
+    int64_t *first_span = tc_malloc(ctx, sizeof(int64_t) * (size_t)(job->count + 1));
+    if (!first_span) return TC_ERROR_MEMORY;
+    int64_t spans = plan_spans(job, first_span);
+    tc_status status = TC_OK;
+    if (want_sums) {
+        job->span_sums = tc_calloc(ctx, (size_t)(spans ? spans : 1), sizeof(double));
+        if (!job->span_sums) status = TC_ERROR_MEMORY;
+    }
+    if (status == TC_OK) cpu_parallel_for(ctx, spans, 1, body, job);
+    tc_free(first_span);
+    *span_count = spans;
+    return status;
+}
+
+tc_status cpu_adamw_step(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
+                         double beta1, double beta2, double eps, double weight_decay) {
+    span_job job = {.count = count, .tensors = tensors, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
+                    .weight_decay = weight_decay};
+    int64_t spans;
+    return run_spans(ctx, &job, dtype == TC_FLOAT32 ? adamw_spans_float : adamw_spans_double, false, &spans);
+}
+
+tc_status cpu_sgd_step(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
+                       double momentum, double dampening, bool nesterov, double weight_decay) {
+    span_job job = {.count = count, .tensors = tensors, .lr = lr, .momentum = momentum, .dampening = dampening,
+                    .nesterov = nesterov, .weight_decay = weight_decay};
+    int64_t spans;
+    return run_spans(ctx, &job, dtype == TC_FLOAT32 ? sgd_spans_float : sgd_spans_double, false, &spans);
+}
+
+tc_status cpu_sum_squares(tc_context *ctx, tc_dtype dtype, int count, const void *const *x, const int64_t *sizes,
+                          double *out) {
+    span_job job = {.count = count, .buffers = (void *const *)x, .sizes = sizes};
+    int64_t spans;
+    *out = 0;
+    if (count <= 0) return TC_OK;
+    tc_status status =
+        run_spans(ctx, &job, dtype == TC_FLOAT32 ? sum_squares_spans_float : sum_squares_spans_double, true, &spans);
+    if (status != TC_OK) {
+        tc_free(job.span_sums);
+        return status;
+    }
+    double total = 0;
+    for (int64_t s = 0; s < spans; s++) total += job.span_sums[s];
+    tc_free(job.span_sums);
+    *out = total;
+    return TC_OK;
+}
+
+tc_status cpu_scale(tc_context *ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes, double factor) {
+    span_job job = {.count = count, .buffers = x, .sizes = sizes, .factor = factor};
+    int64_t spans;
+    return run_spans(ctx, &job, dtype == TC_FLOAT32 ? scale_spans_float : scale_spans_double, false, &spans);
 }

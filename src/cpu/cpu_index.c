@@ -1,7 +1,11 @@
 /*
  * cpu_index.c: gather / scatter-add and index-select / index-add, each
  * forward beside its backward. Operands are contiguous; indices are int64
- * and checked against the indexed dim.
+ * and checked against the indexed dim before any work. gather, index_select
+ * and index_add are split over the context's threads, each output element
+ * written by one thread in a fixed order (index_add splits the columns, so
+ * repeated indices add up in index order whatever the thread count);
+ * scatter_add, whose targets may collide anywhere, stays on one thread.
  */
 #include "cpu_backend.h"
 
@@ -38,16 +42,39 @@ static tc_status gather_offsets(const tc_tensor *x, int dim, const tc_tensor *in
     return TC_OK;
 }
 
-tc_status cpu_gather(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out) {
+/* Copies per chunk below which a second thread does not pay. */
+#define GRAIN_ELEMENTS 16384
+
+static tc_status check_ids(const tc_tensor *x, int dim, const tc_tensor *index, const char *function) {
+    const int64_t *ids = tc_tensor_data_at_offset(index);
     int64_t n = tc_tensor_numel(index);
-    size_t size = tc_dtype_size(x->dtype);
-    const char *source = tc_tensor_data_at_offset(x);
-    char *target = tc_tensor_data_at_offset(out);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t at;
-        TC_TRY(gather_offsets(x, dim, index, "gather", i, &at));
-        memcpy(target + (size_t)i * size, source + (size_t)at * size, size);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= x->shape[dim]) return bad_index(x, function, dim, ids[i]);
+    return TC_OK;
+}
+
+typedef struct gather_job {
+    const tc_tensor *x, *index;
+    int dim;
+    size_t size;
+    const char *source;
+    char *target;
+} gather_job;
+
+static void gather_chunk(int64_t begin, int64_t end, void *argument) {
+    const gather_job *job = argument;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t at = 0;
+        gather_offsets(job->x, job->dim, job->index, "gather", i, &at); /* ids checked */
+        memcpy(job->target + (size_t)i * job->size, job->source + (size_t)at * job->size, job->size);
     }
+}
+
+tc_status cpu_gather(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out) {
+    TC_TRY(check_ids(x, dim, index, "gather"));
+    gather_job job = {x, index, dim, tc_dtype_size(x->dtype), tc_tensor_data_at_offset(x),
+                      tc_tensor_data_at_offset(out)};
+    cpu_parallel_for(x->ctx, tc_tensor_numel(index), GRAIN_ELEMENTS / 4, gather_chunk, &job);
     return TC_OK;
 }
 
@@ -64,39 +91,66 @@ tc_status cpu_scatter_add(tc_tensor *grad_x, int dim, const tc_tensor *index, co
     return TC_OK;
 }
 
+typedef struct select_job {
+    const int64_t *ids;
+    int64_t count, size_in, inner, outer;
+    size_t row; /* bytes of one slice */
+    tc_dtype dtype;
+    const char *source;
+    char *target;
+} select_job;
+
+/* Slices numbered o * count + j, [begin, end) of them. */
+static void index_select_chunk(int64_t begin, int64_t end, void *argument) {
+    const select_job *job = argument;
+    for (int64_t slice = begin; slice < end; slice++) {
+        int64_t o = slice / job->count, j = slice % job->count;
+        memcpy(job->target + (size_t)slice * job->row,
+               job->source + (size_t)(o * job->size_in + job->ids[j]) * job->row, job->row);
+    }
+}
+
 tc_status cpu_index_select(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out) {
-    int64_t outer, inner, count = tc_tensor_numel(index), size_in = x->shape[dim];
+    int64_t outer, inner, count = tc_tensor_numel(index);
     split_at(x, dim, &outer, &inner);
-    const int64_t *ids = tc_tensor_data_at_offset(index);
-    size_t row = (size_t)inner * tc_dtype_size(x->dtype);
-    const char *source = tc_tensor_data_at_offset(x);
-    char *target = tc_tensor_data_at_offset(out);
-    for (int64_t j = 0; j < count; j++)
-        if (ids[j] < 0 || ids[j] >= size_in) return bad_index(x, "index_select", dim, ids[j]);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < count; j++)
-            memcpy(target + (size_t)(o * count + j) * row, source + (size_t)(o * size_in + ids[j]) * row, row);
+    TC_TRY(check_ids(x, dim, index, "index_select"));
+    select_job job = {tc_tensor_data_at_offset(index), count, x->shape[dim], inner, outer,
+                      (size_t)inner * tc_dtype_size(x->dtype), x->dtype, tc_tensor_data_at_offset(x),
+                      tc_tensor_data_at_offset(out)};
+    int64_t grain = GRAIN_ELEMENTS / (inner > 0 ? inner : 1);
+    cpu_parallel_for(x->ctx, outer * count, grain > 1 ? grain : 1, index_select_chunk, &job);
     return TC_OK;
 }
 
-tc_status cpu_index_add(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad) {
-    int64_t outer, inner, count = tc_tensor_numel(index), size_in = grad_x->shape[dim];
-    split_at(grad_x, dim, &outer, &inner);
-    const int64_t *ids = tc_tensor_data_at_offset(index);
-    for (int64_t j = 0; j < count; j++)
-        if (ids[j] < 0 || ids[j] >= size_in) return bad_index(grad_x, "index_select backward", dim, ids[j]);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < count; j++) {
-            int64_t to = (o * size_in + ids[j]) * inner, from = (o * count + j) * inner;
-            if (grad_x->dtype == TC_FLOAT32) {
-                float *dst = (float *)tc_tensor_data_at_offset(grad_x) + to;
-                const float *src = (const float *)tc_tensor_data_at_offset(grad) + from;
-                for (int64_t i = 0; i < inner; i++) dst[i] += src[i];
+/* Adds slices with columns [first, last) of each; every o, j in order. */
+static void index_add_columns(const select_job *job, int64_t first, int64_t last) {
+    for (int64_t o = 0; o < job->outer; o++)
+        for (int64_t j = 0; j < job->count; j++) {
+            int64_t to = (o * job->size_in + job->ids[j]) * job->inner, from = (o * job->count + j) * job->inner;
+            if (job->dtype == TC_FLOAT32) {
+                float *dst = (float *)(void *)job->target + to;
+                const float *src = (const float *)(const void *)job->source + from;
+                for (int64_t i = first; i < last; i++) dst[i] += src[i];
             } else {
-                double *dst = (double *)tc_tensor_data_at_offset(grad_x) + to;
-                const double *src = (const double *)tc_tensor_data_at_offset(grad) + from;
-                for (int64_t i = 0; i < inner; i++) dst[i] += src[i];
+                double *dst = (double *)(void *)job->target + to;
+                const double *src = (const double *)(const void *)job->source + from;
+                for (int64_t i = first; i < last; i++) dst[i] += src[i];
             }
         }
+}
+
+static void index_add_chunk(int64_t begin, int64_t end, void *argument) {
+    index_add_columns(argument, begin, end);
+}
+
+tc_status cpu_index_add(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad) {
+    int64_t outer, inner, count = tc_tensor_numel(index);
+    split_at(grad_x, dim, &outer, &inner);
+    TC_TRY(check_ids(grad_x, dim, index, "index_select backward"));
+    select_job job = {tc_tensor_data_at_offset(index), count, grad_x->shape[dim], inner, outer, 0, grad_x->dtype,
+                      tc_tensor_data_at_offset(grad), tc_tensor_data_at_offset(grad_x)};
+    /* Columns split over threads: slices with the same index never race. */
+    int64_t grain = GRAIN_ELEMENTS / (outer * count > 0 ? outer * count : 1);
+    cpu_parallel_for(grad_x->ctx, inner, grain > 16 ? grain : 16, index_add_chunk, &job);
     return TC_OK;
 }

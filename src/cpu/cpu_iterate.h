@@ -15,8 +15,23 @@ typedef void (*cpu_inner_fn)(int64_t count, char **pointers, const int64_t *stri
 
 void cpu_for_each(int n_operands, const tc_tensor *const *operands, cpu_inner_fn inner, void *state);
 
-/* Splits [0, count) into chunks over the context's threads and runs
- * body(begin, end, state) on each; runs inline for small counts. */
+/* cpu_for_each split over the context's threads (the context of
+ * operands[0]) in chunks of at least `grain` elements. The inner function
+ * may run on several threads at once, on disjoint elements. */
+void cpu_for_each_parallel(int n_operands, const tc_tensor *const *operands, int64_t grain, cpu_inner_fn inner,
+                           void *state);
+
+/* How many chunks cpu_parallel_for splits [0, count) into: at most the
+ * thread count and count / grain, at least 1. Depends only on the arguments
+ * and the context's thread count. */
+int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain);
+
+/* Splits [0, count) into cpu_parallel_chunks(ctx, count, grain) static
+ * chunks (boundaries on multiples of 16 when count allows) and runs
+ * body(begin, end, state) on each, one per thread; inline when there is one
+ * chunk or when called from inside a chunk. Returns when all are done. The
+ * split depends only on count, grain and the thread count, so a kernel
+ * whose chunks write disjoint outputs gives the same bits every run. */
 void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain, void (*body)(int64_t begin, int64_t end, void *state),
                       void *state);
 

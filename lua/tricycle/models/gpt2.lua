@@ -28,7 +28,10 @@ local function strip(tensors)
 end
 
 --- The config of a GPT-2 state (name -> tensor), from its shapes; fields in
--- `config` win. n_head cannot be read from shapes: GPT-2 uses heads of 64.
+-- `config` win. n_head cannot be read from shapes: when neither `config`
+-- nor the file's metadata (see gpt2.load) gives it, it is guessed as
+-- n_embd / 64, GPT-2's head size, which is only right for GPT-2's own
+-- checkpoints and files written by other tools.
 function gpt2.config_of(state, config)
   config = config or {}
   local wte, wpe = state["wte.weight"], state["wpe.weight"]
@@ -53,7 +56,8 @@ function gpt2.config_of(state, config)
   if not result.n_head then
     error(("gpt2: n_embd %d is not a multiple of 64; give config.n_head"):format(n_embd), 3)
   end
-  result.gelu, result.eps, result.bias, result.tie_weights = "tanh", 1e-5, true, true
+  result.gelu, result.eps = result.gelu or "tanh", result.eps or 1e-5
+  result.bias, result.tie_weights = true, true
   result.dropout = result.dropout or 0
   result.dtype = result.dtype or wte.dtype
   return result
@@ -167,14 +171,69 @@ function gpt2.to_hf_state(model)
   return result
 end
 
---- Reads a GPT-2 safetensors file (tc.load) into an nn.GPT.
-function gpt2.load(path, config)
-  return gpt2.from_hf_state(require("tricycle").load(path), config)
+-- The config fields export stores in the file's metadata (all strings
+-- there), with how each is read back.
+local metadata_fields = { vocab_size = "integer", context_length = "integer", n_layer = "integer",
+  n_head = "integer", n_embd = "integer", eps = "number", gelu = "string" }
+
+-- The config written in a file's metadata by export ({} for files from
+-- elsewhere, which have none).
+local function metadata_config(metadata, path)
+  local config = {}
+  for field, kind in pairs(metadata_fields) do
+    local text = metadata[field]
+    if text ~= nil then
+      local value = text
+      if kind ~= "string" then
+        value = tonumber(text)
+        if kind == "integer" then
+          value = value and math.tointeger(value)
+        end
+      end
+      if value == nil then
+        error(("gpt2.load: '%s': metadata %s = '%s' is not %s %s"):format(path, field, text,
+          kind == "integer" and "an" or "a", kind), 3)
+      end
+      config[field] = value
+    end
+  end
+  return config
 end
 
---- Writes an nn.GPT as a GPT-2 safetensors file (tc.save).
+--- Reads a GPT-2 safetensors file (tc.load) into an nn.GPT. The config is
+-- the file's metadata (written by export) plus `config`; a field given by
+-- both with different values is an error. Without metadata (files from
+-- elsewhere), see gpt2.config_of.
+function gpt2.load(path, config)
+  if config ~= nil and type(config) ~= "table" then
+    error("gpt2.load: config must be a table or nil, got " .. type(config), 2)
+  end
+  local tensors, metadata = require("tricycle").load(path)
+  local merged = metadata_config(metadata or {}, path)
+  for key, value in pairs(config or {}) do
+    if merged[key] ~= nil and merged[key] ~= value then
+      error(("gpt2.load: config.%s = %s conflicts with %s = %s in the metadata of '%s'"):format(key,
+        tostring(value), key, tostring(merged[key]), path), 2)
+    end
+    merged[key] = value
+  end
+  return gpt2.from_hf_state(tensors, merged)
+end
+
+--- Writes an nn.GPT as a GPT-2 safetensors file (tc.save), its config
+-- (metadata_fields) in the metadata, next to Hugging Face's format = "pt".
 function gpt2.export(model, path)
-  require("tricycle").save(path, gpt2.to_hf_state(model), { format = "pt" })
+  local state = gpt2.to_hf_state(model)
+  local metadata = { format = "pt" }
+  for field in pairs(metadata_fields) do
+    local value = model.config[field]
+    if math.type(value) == "float" then
+      metadata[field] = ("%.17g"):format(value) -- reads back as the same double
+    elseif value ~= nil then
+      metadata[field] = tostring(value)
+    end
+  end
+  require("tricycle").save(path, state, metadata)
 end
 
 return gpt2

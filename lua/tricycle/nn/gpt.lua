@@ -13,6 +13,7 @@ local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
 local transformer = require("tricycle.nn.transformer")
+local check_options = require("tricycle.options").check_options
 
 local no_grad, shape_string = Module.no_grad, Module.shape_string
 
@@ -25,6 +26,7 @@ function GPT:init(options)
   if type(options) ~= "table" then
     error("GPT: expects a config table {vocab_size =, context_length =, n_layer =, n_head =, n_embd =}", 3)
   end
+  check_options("GPT", options, transformer.config_keys, 3)
   local config = {}
   for key, value in pairs(defaults) do
     config[key] = value
@@ -132,15 +134,16 @@ end
 
 function GPT:run(ids, T, start, cache)
   local positions = core.arange(start, start + T)
+  if ids.device ~= "cpu" then
+    positions = positions:to(ids.device)
+  end
   local x = self.wte(ids) + self.wpe(positions)
   x = self.drop(x)
   for i = 1, self.h.length do
     x = self.h:get(i)(x, cache and cache.layers[i], start)
   end
   x = self.ln_f(x)
-  local B, C = x:size(1), self.config.n_embd
-  local logits = x:reshape({ B * T, C }):matmul(self:head_weight():transpose(1, 2))
-  return logits:reshape({ B, T, self.config.vocab_size })
+  return core.linear(x, self:head_weight()) -- [B, T, V], the head weight read in place
 end
 
 --- A key/value cache for incremental decoding: per layer k and v of

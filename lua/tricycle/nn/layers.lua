@@ -3,6 +3,7 @@
 -- parameters in that dtype (float32 by default).
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
+local check_options = require("tricycle.options").check_options
 
 local no_grad, shape_string = Module.no_grad, Module.shape_string
 
@@ -66,7 +67,7 @@ layers.Linear = Linear
 function Linear:init(in_features, out_features, options)
   check_positive_integer("Linear", "in_features", in_features)
   check_positive_integer("Linear", "out_features", out_features)
-  options = options or {}
+  options = check_options("Linear", options, { "bias", "dtype" }, 3) or {}
   self.in_features, self.out_features = in_features, out_features
   local dtype, bound = dtype_of(options), 1 / math.sqrt(in_features)
   self.weight = layers.parameter({ out_features, in_features }, dtype, layers.uniform(bound))
@@ -77,19 +78,12 @@ end
 
 function Linear:forward(x)
   check_input("Linear", x)
-  local shape = x.shape
-  local n = #shape
-  if n == 0 or shape[n] ~= self.in_features then
-    error(("Linear: input shape %s does not end in in_features %d"):format(shape_string(shape), self.in_features), 2)
+  local n = x:dim()
+  if n == 0 or x:size(n) ~= self.in_features then
+    error(("Linear: input shape %s does not end in in_features %d"):format(shape_string(x.shape), self.in_features), 2)
   end
-  -- One GEMM over all leading dims.
-  local rows = x:numel() // self.in_features
-  local y = x:reshape({ rows, self.in_features }):matmul(self.weight:transpose(1, 2))
-  if self.bias then
-    y = y + self.bias
-  end
-  shape[n] = self.out_features
-  return y:reshape(shape)
+  -- One op: a GEMM over all leading dims with the bias in its output.
+  return core.linear(x, self.weight, self.bias)
 end
 
 function Linear:extra_repr()
@@ -105,6 +99,7 @@ layers.Embedding = Embedding
 function Embedding:init(num_embeddings, embedding_dim, options)
   check_positive_integer("Embedding", "num_embeddings", num_embeddings)
   check_positive_integer("Embedding", "embedding_dim", embedding_dim)
+  check_options("Embedding", options, { "dtype" }, 3)
   self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
   self.weight = layers.parameter({ num_embeddings, embedding_dim }, dtype_of(options), layers.normal(1))
 end
@@ -138,7 +133,7 @@ layers.LayerNorm = LayerNorm
 
 function LayerNorm:init(d, options)
   check_positive_integer("LayerNorm", "d", d)
-  options = options or {}
+  options = check_options("LayerNorm", options, { "eps", "bias", "dtype" }, 3) or {}
   self.normalized_shape, self.eps = d, options.eps or 1e-5
   self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
   if options.bias ~= false then
@@ -162,7 +157,7 @@ layers.RMSNorm = RMSNorm
 
 function RMSNorm:init(d, options)
   check_positive_integer("RMSNorm", "d", d)
-  options = options or {}
+  options = check_options("RMSNorm", options, { "eps", "dtype" }, 3) or {}
   self.normalized_shape, self.eps = d, options.eps or 1e-5
   self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
 end
@@ -221,6 +216,7 @@ local GELU = activation("GELU", function(self, x) return x:gelu(self.approximate
 layers.GELU = GELU
 
 function GELU:init(options)
+  check_options("GELU", options, { "approximate" }, 3)
   local approximate = options and options.approximate or "none"
   if approximate ~= "none" and approximate ~= "tanh" then
     error(("GELU: approximate must be \"none\" or \"tanh\", got %q"):format(tostring(approximate)), 3)
@@ -279,7 +275,7 @@ function MLP:init(sizes, options)
   if type(sizes) ~= "table" or #sizes < 2 then
     error("MLP: expects a list of at least two layer sizes, e.g. MLP({2, 64, 3})", 3)
   end
-  options = options or {}
+  options = check_options("MLP", options, { "activation", "bias", "dtype" }, 3) or {}
   local make_activation = options.activation or layers.ReLU
   self.net = Sequential()
   for i = 1, #sizes - 1 do

@@ -4,15 +4,23 @@
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
+local check_options = require("tricycle.options").check_options
 
 local shape_string = Module.shape_string
 
 local transformer = {}
 
+--- The keys of a transformer config. One config table is handed down from
+-- GPT to its blocks and their parts, so each part accepts all of them
+-- (GPT's own keys included) and rejects any other.
+transformer.config_keys = { "vocab_size", "context_length", "n_layer", "n_head", "n_embd", "hidden", "bias",
+  "dropout", "gelu", "causal", "eps", "dtype", "tie_weights" }
+
 local function check_config(name, config, fields)
   if type(config) ~= "table" then
     error(("%s: expects a table of options {%s}"):format(name, table.concat(fields, ", ")), 4)
   end
+  check_options(name, config, transformer.config_keys, 4)
   for _, field in ipairs(fields) do
     local value = config[field]
     if math.type(value) ~= "integer" or value <= 0 then
@@ -66,38 +74,20 @@ function MultiHeadSelfAttention:forward(x, cache, position)
   return self.resid_dropout(self.c_proj(y))
 end
 
--- [B, T, C] slice of qkv -> [B, H, T, D]
-local function heads(qkv, which, B, T, H, D)
-  local C = H * D
-  return qkv:narrow(3, which * C + 1, C):reshape({ B, T, H, D }):transpose(2, 3)
-end
-
 function MultiHeadSelfAttention:attend_cached(qkv, cache, position)
   local B, T = qkv:size(1), qkv:size(2)
-  local H, D = self.n_head, self.head_dim
-  local capacity = cache.k:size(3)
-  if cache.k:size(1) ~= B then
-    error(("MultiHeadSelfAttention: the cache holds batch size %d, the input has %d"):format(cache.k:size(1), B), 3)
+  local k = cache.k
+  if k:size(1) ~= B then
+    error(("MultiHeadSelfAttention: the cache holds batch size %d, the input has %d"):format(k:size(1), B), 3)
   end
+  local capacity = k:size(3)
   if position + T > capacity then
     error(("MultiHeadSelfAttention: the cache holds %d positions; %d cached + %d new do not fit"):format(capacity,
       position, T), 3)
   end
-  local q = heads(qkv, 0, B, T, H, D)
-  cache.k:narrow(3, position + 1, T):copy_(heads(qkv, 1, B, T, H, D))
-  cache.v:narrow(3, position + 1, T):copy_(heads(qkv, 2, B, T, H, D))
-  local S = position + T
-  local keys = cache.k:narrow(3, 1, S)
-  local values = cache.v:narrow(3, 1, S)
-  local scores = q:matmul(keys:transpose(3, 4)) * (1 / math.sqrt(D)) -- [B, H, T, S]
-  if self.causal and T > 1 then
-    -- query i (absolute position + i) sees keys j <= position + i
-    local key_positions = core.arange(S):reshape({ 1, S })
-    local query_positions = (core.arange(T) + position):reshape({ T, 1 })
-    scores = scores:masked_fill(key_positions:gt(query_positions), -math.huge)
-  end
-  local y = scores:softmax(-1):matmul(values) -- [B, H, T, D]
-  return y:transpose(2, 3):reshape({ B, T, H * D })
+  -- One op: the new keys and values go into the cache in place, and the
+  -- queries attend to the cached prefix where it lies.
+  return core.attention_cached(qkv, k, cache.v, position, self.n_head, { causal = self.causal })
 end
 
 -- ---------------------------------------------------------------- feed-forward
@@ -118,7 +108,13 @@ function FeedForward:init(config)
 end
 
 function FeedForward:forward(x)
-  return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+  local h
+  if self.gelu.approximate == "tanh" and getmetatable(self.c_fc) == layers.Linear then
+    h = core.linear_gelu(x, self.c_fc.weight, self.c_fc.bias) -- one op for GEMM, bias and GELU
+  else
+    h = self.gelu(self.c_fc(x))
+  end
+  return self.dropout(self.c_proj(h))
 end
 
 -- ---------------------------------------------------------------- block

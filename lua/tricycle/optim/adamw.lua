@@ -1,6 +1,6 @@
 --- AdamW(params_or_groups, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
 -- weight_decay = 0.01}): Adam with bias correction and decoupled weight decay
--- (p = p - lr * wd * p), one fused in-place op per parameter.
+-- (p = p - lr * wd * p): one multi-tensor fused call per parameter group.
 local core = require("tricycle.core")
 local Optimizer = require("tricycle.optim.optimizer")
 
@@ -31,6 +31,26 @@ function AdamW:update(p, grad, state, group)
   end
   core.adamw_step(p, grad, state.exp_avg, state.exp_avg_sq, {
     step = state.step,
+    lr = group.lr,
+    beta1 = group.betas[1],
+    beta2 = group.betas[2],
+    eps = group.eps,
+    weight_decay = group.weight_decay,
+  })
+end
+
+--- All parameters of a group with gradients in one engine call.
+function AdamW:update_group(params, grads, states, group)
+  local ms, vs, steps = {}, {}, {}
+  for i, p in ipairs(params) do
+    local state = states[i]
+    if not state.exp_avg then
+      state.exp_avg = Optimizer.zeros_like(p)
+      state.exp_avg_sq = Optimizer.zeros_like(p)
+    end
+    ms[i], vs[i], steps[i] = state.exp_avg, state.exp_avg_sq, state.step
+  end
+  core.adamw_steps(params, grads, ms, vs, steps, {
     lr = group.lr,
     beta1 = group.betas[1],
     beta2 = group.betas[2],

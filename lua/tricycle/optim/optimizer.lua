@@ -101,24 +101,52 @@ function Optimizer:zero_grad()
   end
 end
 
---- One update of every parameter that has a gradient.
+--- One update of every parameter that has a gradient. A subclass with
+-- `update_group(params, grads, states, group)` gets each group's parameters
+-- that have gradients in one call (a multi-tensor step); otherwise
+-- `update(p, grad, state, group)` runs per parameter.
 function Optimizer:step()
   no_grad(function()
     for _, group in ipairs(self.param_groups) do
-      for _, p in ipairs(group.params) do
-        local grad = p.grad
-        if grad ~= nil then
-          local state = self.state[p]
-          if not state then
-            state = { step = 0 }
-            self.state[p] = state
+      if self.update_group then
+        local params, grads, states = {}, {}, {}
+        for _, p in ipairs(group.params) do
+          local grad = p.grad
+          if grad ~= nil then
+            local state = self.state[p]
+            if not state then
+              state = { step = 0 }
+              self.state[p] = state
+            end
+            state.step = state.step + 1
+            local n = #params + 1
+            params[n], grads[n], states[n] = p, grad, state
           end
-          state.step = state.step + 1
-          self:update(p, grad, state, group)
         end
+        if #params > 0 then
+          self:update_group(params, grads, states, group)
+        end
+      else
+        self:step_each(group)
       end
     end
   end)
+end
+
+-- One `update` call per parameter of the group that has a gradient.
+function Optimizer:step_each(group)
+  for _, p in ipairs(group.params) do
+    local grad = p.grad
+    if grad ~= nil then
+      local state = self.state[p]
+      if not state then
+        state = { step = 0 }
+        self.state[p] = state
+      end
+      state.step = state.step + 1
+      self:update(p, grad, state, group)
+    end
+  end
 end
 
 local function zeros_like(p)

@@ -1,0 +1,84 @@
+-- #gpu: the CUDA backend on a real GPU (`make test-gpu`, which also runs
+-- spec/cuda_emulation_spec.lua against the real library: every kernel
+-- against the CPU backend). Here: the emulator's test kernels compiled by
+-- nvcc, and the time of a GPT training step on the GPU next to the CPU's,
+-- with the same first losses. Pending, with the reason, on a machine
+-- without a usable GPU or when the emulated library is in use.
+local tc = require("tricycle")
+local nn = require("tricycle.nn")
+local optim = require("tricycle.optim")
+
+local build = os.getenv("TRICYCLE_BUILD") or "build"
+-- Asked in another process: without a GPU nothing of CUDA is loaded here.
+local available, reason = require("helpers.cuda_probe").cuda_available()
+local emulated = os.getenv("TRICYCLE_CUDA_LIBRARY")
+
+local function wall_clock()
+  local ok, system = pcall(require, "system")
+  if ok and type(system) == "table" and system.monotime then return system.monotime end
+  return os.clock
+end
+
+describe("#gpu CUDA on a real GPU", function()
+  if not available then
+    print("\nGPU specs skipped: " .. tostring(reason))
+    pending("no usable GPU: " .. tostring(reason))
+    return
+  end
+  if emulated then
+    print("\nGPU specs skipped: TRICYCLE_CUDA_LIBRARY points at " .. emulated)
+    pending("the CUDA library in use is " .. emulated .. ", not the GPU build")
+    return
+  end
+
+  it("runs the emulator's test kernels on the GPU", function()
+    local program = build .. "/cuda/gpu_test"
+    local pipe = assert(io.popen(program .. " 2>&1"))
+    local output = pipe:read("a")
+    local _, _, code = pipe:close()
+    assert.are.equal(0, code, output)
+    assert.truthy(output:find("passed: 0 failures", 1, true), output)
+  end)
+
+  it("times a GPT training step (float32, TF32 off) against the CPU", function()
+    local clock = wall_clock()
+    local config = { vocab_size = 512, context_length = 128, n_layer = 4, n_head = 4, n_embd = 256 }
+    local B = 16
+    local function train(device, steps)
+      tc.manual_seed(1)
+      local model = nn.GPT(config)
+      if device == "cuda" then model:to("cuda") end
+      local opt = optim.AdamW(model:parameters(), { lr = 1e-3 })
+      math.randomseed(1)
+      local x, y = {}, {}
+      for b = 1, B do
+        x[b], y[b] = {}, {}
+        for t = 1, config.context_length do
+          x[b][t] = math.random(0, config.vocab_size - 1)
+          y[b][t] = (x[b][t] + 1) % config.vocab_size
+        end
+      end
+      local ids, targets = tc.tensor(x, { dtype = "int64" }), tc.tensor(y, { dtype = "int64" })
+      if device == "cuda" then ids, targets = ids:cuda(), targets:cuda() end
+      local losses, started = {}, nil
+      for step = 1, steps do
+        if step == 3 then started = clock() end -- two warm-up steps
+        local _, loss = model(ids, { targets = targets })
+        opt:zero_grad()
+        loss:backward()
+        opt:step()
+        losses[step] = loss:item() -- waits for the device
+      end
+      return losses, (clock() - started) / (steps - 2)
+    end
+    local gpu_losses, gpu_seconds = train("cuda", 12)
+    local cpu_losses, cpu_seconds = train("cpu", 4)
+    print(("\nGPT step (B %d, T %d, %d layers, width %d): %.2f ms on the GPU, %.1f ms on the CPU"):format(B,
+      config.context_length, config.n_layer, config.n_embd, gpu_seconds * 1e3, cpu_seconds * 1e3))
+    for step = 1, 4 do
+      local difference = math.abs(gpu_losses[step] - cpu_losses[step]) / cpu_losses[step]
+      assert.is_true(difference < 1e-3, ("step %d: %.6f on the GPU, %.6f on the CPU"):format(step,
+        gpu_losses[step], cpu_losses[step]))
+    end
+  end)
+end)

@@ -1,0 +1,124 @@
+-- The cuda device on a machine that cannot use it: requiring the module and
+-- running on the CPU load no CUDA library; asking for cuda fails cleanly with
+-- the reason (no backend library, no driver, no device, no kernel image);
+-- the training script falls back to the CPU with a one-line notice. Each
+-- case runs in a fresh Lua process so that nothing loaded earlier counts.
+-- On a machine where CUDA works these cases are pending.
+local probe = require("helpers.cuda_probe")
+local build = os.getenv("TRICYCLE_BUILD") or "build"
+local shell_quote = probe.shell_quote
+
+-- Runs Lua code in a fresh process; `library` sets TRICYCLE_CUDA_LIBRARY,
+-- which is otherwise unset.
+local function lua_process(code, library)
+  return probe.run(code, library and ("TRICYCLE_CUDA_LIBRARY=" .. shell_quote(library)) or "-u TRICYCLE_CUDA_LIBRARY")
+end
+
+local reasons = { "no CUDA backend library", "no usable NVIDIA driver", "no CUDA device", "no kernel image",
+                  "could not be loaded", "could not be started", "a test kernel failed",
+                  "built for another version of the engine" }
+
+local function known_reason(text)
+  for _, reason in ipairs(reasons) do
+    if text:find(reason, 1, true) then return true end
+  end
+  return false
+end
+
+local status, answer = lua_process([[
+  local available, reason = require("tricycle").cuda.is_available()
+  io.write(available and "available" or ("unavailable: " .. reason))]])
+local cuda_works = status == 0 and answer == "available"
+
+describe("the cuda device without a usable GPU", function()
+  if cuda_works then
+    pending("CUDA works on this machine: nothing to fall back from")
+    return
+  end
+
+  it("requiring tricycle and computing on the CPU loads no CUDA library", function()
+    local code, output = lua_process([[
+      local tc = require("tricycle")
+      local x = tc.randn({ 4, 5 })
+      local _ = (x:matmul(x:transpose(1, 2)):softmax(2):sum()):item()
+      for line in io.lines("/proc/self/maps") do
+        for _, name in ipairs({ "libcuda.so", "libcudart", "libcublas", "libtricycle_cuda" }) do
+          if line:find(name, 1, true) then print("loaded: " .. line) end
+        end
+      end
+      print("done")]])
+    assert.are.equal(0, code, output)
+    assert.truthy(output:find("done", 1, true), output)
+    assert.falsy(output:find("loaded:", 1, true), output)
+  end)
+
+  it("is_available() is false with a reason, and t:cuda() fails with the same reason", function()
+    local code, output = lua_process([[
+      local tc = require("tricycle")
+      local available, reason = tc.cuda.is_available()
+      assert(available == false and type(reason) == "string" and #reason > 0, "no reason")
+      local ok, message = pcall(function() return tc.ones({ 2 }):cuda() end)
+      assert(not ok, "t:cuda() worked")
+      assert(tostring(message):find("device cuda is not available: " .. reason, 1, true), tostring(message))
+      local again_ok, again = pcall(function() return tc.ones({ 2 }):to("cuda") end)
+      assert(not again_ok and tostring(again):find(reason, 1, true), "the second ask differs")
+      local device, notice = tc.cuda.pick_device()
+      assert(device == "cpu" and notice == "GPU not used: " .. reason, tostring(notice))
+      assert(tc.cuda.pick_device("cpu") == "cpu")
+      print("reason: " .. reason)]])
+    assert.are.equal(0, code, output)
+    assert.is_true(known_reason(output), output)
+  end)
+
+  it("a model refuses to move to cuda with the reason, and still works on the CPU", function()
+    local code, output = lua_process([[
+      local tc = require("tricycle")
+      local nn = require("tricycle.nn")
+      local model = nn.Linear(3, 2)
+      local ok, message = pcall(function() model:to("cuda") end)
+      assert(not ok and tostring(message):find("device cuda is not available", 1, true), tostring(message))
+      local y = model(tc.ones({ 4, 3 }))
+      assert(y.device == "cpu" and y.shape[1] == 4)
+      print("ok")]])
+    assert.are.equal(0, code, output)
+  end)
+
+  it("names a library that cannot be loaded or has no entry point", function()
+    local code, output = lua_process([[
+      local available, reason = require("tricycle").cuda.is_available()
+      print(reason)]], "/nonexistent/libtricycle_cuda.so")
+    assert.are.equal(0, code, output)
+    assert.truthy(output:find("could not be loaded", 1, true), output)
+    code, output = lua_process([[
+      local available, reason = require("tricycle").cuda.is_available()
+      print(reason)]], build .. "/lua/tricycle/core.so")
+    assert.are.equal(0, code, output)
+    assert.truthy(output:find("has no entry point tricycle_cuda_backend", 1, true), output)
+  end)
+
+  it("the training script falls back to the CPU with a one-line notice", function()
+    local data = os.getenv("TRICYCLE_DATA")
+    if not data then
+      pending("TRICYCLE_DATA is not set")
+      return
+    end
+    local out = os.tmpname()
+    os.remove(out)
+    local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s lua5.4 scripts/train_shakespeare.lua --steps 2 "
+      .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 0 --eval-batches 1 "
+      .. "--sample-tokens 5 --out %s 2>&1"):format(shell_quote(build), shell_quote(out))
+    local pipe = assert(io.popen(command))
+    local output = pipe:read("a")
+    local _, _, code = pipe:close()
+    os.execute("rm -rf " .. shell_quote(out))
+    assert.are.equal(0, code, output)
+    local notices = 0
+    for line in output:gmatch("[^\n]+") do
+      if line:find("^GPU not used: ") then
+        notices = notices + 1
+        assert.is_true(known_reason(line), line)
+      end
+    end
+    assert.are.equal(1, notices, output)
+  end)
+end)

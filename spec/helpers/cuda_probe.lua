@@ -1,0 +1,38 @@
+--- Whether the cuda device works, asked in a separate Lua process, so that a
+-- spec can decide to skip without loading any CUDA library into the process
+-- running the specs (the CUDA runtime and cuBLAS alone hold hundreds of MiB,
+-- which the memory specs would count). TRICYCLE_CUDA_LIBRARY is inherited.
+local probe = {}
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- Runs Lua `code` in a fresh process with the repository's paths; returns
+-- the exit status and stdout+stderr. `environment` is put before the command
+-- (e.g. "-u TRICYCLE_CUDA_LIBRARY").
+function probe.run(code, environment)
+  local build = os.getenv("TRICYCLE_BUILD") or "build"
+  local prelude = ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; "
+    .. "package.cpath = %q .. '/lua/?.so;' .. package.cpath; "):format(build)
+  local command = ("env %s lua5.4 -e %s 2>&1"):format(environment or "", shell_quote(prelude .. code))
+  local pipe = assert(io.popen(command))
+  local output = pipe:read("a")
+  local _, _, status = pipe:close()
+  return status, output
+end
+
+probe.shell_quote = shell_quote
+
+--- true, or false and the reason the cuda device cannot be used.
+function probe.cuda_available()
+  local status, output = probe.run([[
+    local available, reason = require("tricycle").cuda.is_available()
+    io.write(available and "available" or ("unavailable: " .. reason))]])
+  if status == 0 and output == "available" then
+    return true
+  end
+  return false, (output:gsub("^unavailable: ", ""))
+end
+
+return probe

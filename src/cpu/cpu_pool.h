@@ -1,0 +1,41 @@
+/*
+ * cpu_pool.h: the worker threads of one context. A pool runs one job at a
+ * time: n_tasks calls of task(index, state), each index run once, by
+ * whichever thread (the caller or a worker) claims it first; a task's work
+ * must depend only on its index, so results do not depend on who ran it.
+ * Workers spin for a short while after a job (the next one usually follows
+ * within microseconds), then sleep on a condition variable, so an idle pool
+ * costs nothing and never competes with another pool for cores. Only the
+ * thread that drives the context may start jobs.
+ */
+#ifndef TRICYCLE_CPU_POOL_H
+#define TRICYCLE_CPU_POOL_H
+
+#include <stdbool.h>
+
+typedef struct cpu_pool cpu_pool;
+
+typedef void (*cpu_pool_task)(int index, void *state);
+
+/* A pool with threads - 1 workers (started here); NULL when out of memory or
+ * when no thread could be started. */
+cpu_pool *cpu_pool_new(int threads);
+
+/* Joins the workers and frees the pool; NULL is ignored. */
+void cpu_pool_free(cpu_pool *pool);
+
+/* The number of threads a job can use (workers + the caller). */
+int cpu_pool_threads(const cpu_pool *pool);
+
+/* Runs task(0..n_tasks-1) and returns when all are done. n_tasks is at most
+ * cpu_pool_threads(pool). A call made while a job runs (from inside a task)
+ * runs its tasks inline, in order. */
+void cpu_pool_run(cpu_pool *pool, int n_tasks, cpu_pool_task task, void *state);
+
+/* True while a job runs (so a call from inside a task would run inline). */
+bool cpu_pool_running(const cpu_pool *pool);
+
+/* The processors this process may run on, at least 1. */
+int cpu_pool_available_processors(void);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * cuda_loader.c: finds and loads the CUDA backend library the first time a
+ * context asks for the cuda device. The engine never links CUDA: the
+ * library (cuda/, built by `make cuda`) is opened with dlopen, and when it
+ * cannot be used the reason is kept in the context for the error messages
+ * and tc.cuda.is_available().
+ *
+ * Where the library is looked for: TRICYCLE_CUDA_LIBRARY when set (a path,
+ * e.g. the emulated build), else libtricycle_cuda.so next to the module
+ * holding the engine (core.so), else the system's library path.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CUDA_LIBRARY_NAME "libtricycle_cuda.so"
+
+/* Long paths are cut to the reason's size. */
+static void set_reason(tc_context *ctx, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(tc_context *ctx, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(ctx->backend_unavailable_reason, sizeof ctx->backend_unavailable_reason, format, args);
+    va_end(args);
+}
+
+/* The path of libtricycle_cuda.so beside the file this code was loaded from. */
+static bool library_beside_engine(char *path, size_t size) {
+    Dl_info info;
+    if (!dladdr((void *)tc_load_cuda_backend, &info) || !info.dli_fname) return false;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (!slash) return false;
+    int written = snprintf(path, size, "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, CUDA_LIBRARY_NAME);
+    return written > 0 && (size_t)written < size && access(path, F_OK) == 0;
+}
+
+/* RTLD_NODELETE: the CUDA runtime inside must outlive every context. */
+static void *open_library(tc_context *ctx) {
+    const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
+    const char *chosen = getenv("TRICYCLE_CUDA_LIBRARY");
+    char beside[4096];
+    if (!chosen || !chosen[0]) chosen = library_beside_engine(beside, sizeof beside) ? beside : NULL;
+    void *library = dlopen(chosen ? chosen : CUDA_LIBRARY_NAME, flags);
+    if (library) return library;
+    const char *error = dlerror();
+    if (chosen)
+        set_reason(ctx, "the CUDA backend library could not be loaded: %s", error ? error : chosen);
+    else
+        set_reason(ctx, "no CUDA backend library (%s is not installed; build it with `make cuda` on a machine with "
+                        "the CUDA toolkit)",
+                   CUDA_LIBRARY_NAME);
+    return NULL;
+}
+
+void tc_load_cuda_backend(tc_context *ctx) {
+    if (ctx->backends[TC_CUDA] || ctx->backend_unavailable_reason[0]) return;
+    void *library = open_library(ctx);
+    if (!library) return;
+    tc_cuda_entry_fn entry;
+    *(void **)&entry = dlsym(library, TC_CUDA_ENTRY_POINT);
+    if (!entry) {
+        set_reason(ctx, "the CUDA backend library has no entry point %s", TC_CUDA_ENTRY_POINT);
+        dlclose(library);
+        return;
+    }
+    char reason[sizeof ctx->backend_unavailable_reason];
+    reason[0] = '\0';
+    const tc_backend *backend = entry(ctx, TC_BACKEND_ABI, reason, sizeof reason);
+    if (!backend) {
+        set_reason(ctx, "%s", reason[0] ? reason : "the CUDA backend library refused to start");
+        if (ctx->cuda_release_state) ctx->cuda_release_state(ctx);
+        ctx->cuda_release_state = NULL;
+        dlclose(library);
+        return;
+    }
+    ctx->cuda_library = library;
+    ctx->backends[TC_CUDA] = backend;
+}

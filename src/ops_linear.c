@@ -1,0 +1,220 @@
+/*
+ * ops_linear.c: the linear layer as one differentiable op, optionally with
+ * the tanh GELU after it (the transformer's MLP input).
+ *
+ * Forward: out rows start as the bias (a broadcast copy) and one GEMM adds
+ * x @ W^T (beta = 1), so the bias costs no extra pass. Backward, with
+ * dh = grad (times gelu'(h) with the activation): dx = dh @ W, dW = dh^T @ x
+ * and db = ones^T @ dh, each one GEMM reading its operands in place
+ * (transposes are GEMM flags). Saved for backward: nothing for the plain
+ * linear (x, W, b are the node's inputs); with GELU the pre-activation h and
+ * the output (a detached alias), both [rows, out].
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* How gemm reads W^T [in, out] from a weight [out, in] laid out row-major
+ * (strides (ld, 1): transposed) or column-major (strides (1, ld)); false
+ * when it is neither and needs a copy. */
+static bool weight_layout(const tc_tensor *w, bool *transpose, int64_t *leading) {
+    int64_t rows = w->shape[0], cols = w->shape[1];
+    if ((cols == 1 || w->strides[1] == 1) && (rows == 1 || w->strides[0] >= cols)) {
+        *transpose = true;
+        *leading = rows == 1 ? (cols > 1 ? cols : 1) : w->strides[0];
+        return true;
+    }
+    if ((rows == 1 || w->strides[0] == 1) && (cols == 1 || w->strides[1] >= rows)) {
+        *transpose = false;
+        *leading = cols == 1 ? (rows > 1 ? rows : 1) : w->strides[1];
+        return true;
+    }
+    return false;
+}
+
+/* w itself (retained) when gemm can read it, else a contiguous copy (not on
+ * the tape); sets the layout. */
+static tc_status readable_weight(tc_tensor *w, tc_tensor **out, bool *transpose, int64_t *leading) {
+    if (weight_layout(w, transpose, leading)) {
+        tc_tensor_retain(w);
+        *out = w;
+        return TC_OK;
+    }
+    TC_TRY(tc_contiguous_copy(w, out));
+    weight_layout(*out, transpose, leading);
+    return TC_OK;
+}
+
+/* ---- backward ---- */
+
+static tc_status linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    bool gelu = node->ints[0] != 0;
+    int64_t out_features = w->shape[0], in_features = w->shape[1];
+    int64_t rows = tc_shape_numel(x->ndim - 1, x->shape);
+    const tc_backend *backend = tc_backend_of(x);
+    tc_context *ctx = node->ctx;
+    tc_dtype dtype = x->dtype;
+    tc_tensor *cast = NULL, *g = NULL, *dh = NULL, *weight = NULL, *ones = NULL;
+    tc_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    bool transpose_w = false;
+    int64_t ldw = 0;
+    tc_status status = tc_cast_if_needed(grad, dtype, &cast);
+    if (status == TC_OK) status = tc_contiguous(cast, &g);
+    if (status == TC_OK && gelu) {
+        status = tc_empty_like(g, &dh);
+        if (status == TC_OK)
+            status = backend->unary_backward(TC_GELU_TANH, node->saved[0], node->saved[1], g, dh);
+    } else if (status == TC_OK) {
+        tc_tensor_retain(g);
+        dh = g;
+    }
+    const void *dh_data = status == TC_OK ? tc_tensor_data_at_offset(dh) : NULL;
+    bool empty = rows == 0 || out_features == 0 || in_features == 0; /* a GEMM with nothing to sum */
+    if (status == TC_OK && tc_node_input_needs_grad(node, 0)) {
+        status = readable_weight(w, &weight, &transpose_w, &ldw);
+        if (status == TC_OK) status = tc_empty_like(x, &dx);
+        /* dx [rows, in] = dh [rows, out] @ W [out, in] */
+        if (status == TC_OK && !empty)
+            status = backend->gemm(ctx, dtype, false, !transpose_w, rows, in_features, out_features, 1.0, dh_data,
+                                   out_features, 0, tc_tensor_data_at_offset(weight), ldw, 0, 0.0,
+                                   tc_tensor_data_at_offset(dx), in_features, 0, 1);
+        else if (status == TC_OK) status = tc_fill_(dx, 0.0);
+    }
+    if (status == TC_OK && tc_node_input_needs_grad(node, 1)) {
+        int64_t shape[2] = {out_features, in_features};
+        status = tc_empty_shaped(x, dtype, 2, shape, &dw);
+        /* dW [out, in] = dh^T [out, rows] @ x [rows, in] */
+        if (status == TC_OK && !empty)
+            status = backend->gemm(ctx, dtype, true, false, out_features, in_features, rows, 1.0, dh_data,
+                                   out_features, 0, tc_tensor_data_at_offset(x), in_features, 0, 0.0,
+                                   tc_tensor_data_at_offset(dw), in_features, 0, 1);
+        else if (status == TC_OK) status = tc_fill_(dw, 0.0);
+    }
+    if (status == TC_OK && b && tc_node_input_needs_grad(node, 2)) {
+        status = tc_empty_shaped(x, dtype, 1, &out_features, &db);
+        if (status == TC_OK) status = tc_empty_shaped(x, dtype, 1, &rows, &ones);
+        if (status == TC_OK && rows > 0) status = tc_fill_(ones, 1.0);
+        /* db [1, out] = ones [1, rows] @ dh [rows, out] */
+        if (status == TC_OK && rows > 0 && out_features > 0)
+            status = backend->gemm(ctx, dtype, false, false, 1, out_features, rows, 1.0,
+                                   tc_tensor_data_at_offset(ones), rows, 0, dh_data, out_features, 0, 0.0,
+                                   tc_tensor_data_at_offset(db), out_features, 0, 1);
+        else if (status == TC_OK) status = tc_fill_(db, 0.0);
+    }
+    if (status == TC_OK) {
+        grad_inputs[0] = dx;
+        grad_inputs[1] = dw;
+        if (b) grad_inputs[2] = db;
+    } else {
+        tc_tensor_release(dx);
+        tc_tensor_release(dw);
+        tc_tensor_release(db);
+    }
+    tc_tensor_release(ones);
+    tc_tensor_release(weight);
+    tc_tensor_release(dh);
+    tc_tensor_release(g);
+    tc_tensor_release(cast);
+    return status;
+}
+
+static const tc_op linear_op = {"linear", linear_backward};
+static const tc_op linear_gelu_op = {"linear_gelu", linear_backward};
+
+/* ---- forward ---- */
+
+static tc_status check_linear(const char *function, const tc_tensor *x, const tc_tensor *w, const tc_tensor *b) {
+    if (!tc_dtype_is_floating(x->dtype))
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x must be float32 or float64, got %s of shape %s", function,
+                       tc_dtype_name(x->dtype), TC_SHAPE(x));
+    TC_TRY(tc_check_same_device(function, x, w));
+    if (b) TC_TRY(tc_check_same_device(function, x, b));
+    if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x is %s, weight %s%s%s (they must have one dtype)", function,
+                       tc_dtype_name(x->dtype), tc_dtype_name(w->dtype), b ? ", bias " : "",
+                       b ? tc_dtype_name(b->dtype) : "");
+    if (w->ndim != 2)
+        return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: weight must be [out, in], got shape %s", function, TC_SHAPE(w));
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return tc_fail(x->ctx, TC_ERROR_SHAPE,
+                       "%s: x of shape %s does not end in in_features %lld (weight of shape %s is [out, in])",
+                       function, TC_SHAPE(x), (long long)w->shape[1], TC_SHAPE(w));
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+        return tc_fail(x->ctx, TC_ERROR_SHAPE,
+                       "%s: bias of shape %s does not match weight of shape %s (expected {%lld})", function,
+                       TC_SHAPE(b), TC_SHAPE(w), (long long)w->shape[0]);
+    if (w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX || tc_shape_numel(x->ndim - 1, x->shape) > INT32_MAX)
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT,
+                       "%s: x of shape %s and weight of shape %s exceed BLAS's 32-bit sizes", function, TC_SHAPE(x),
+                       TC_SHAPE(w));
+    return TC_OK;
+}
+
+static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
+                             tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(check_linear(function, x, w, b));
+    const tc_backend *backend = tc_backend_of(x);
+    int64_t out_features = w->shape[0], in_features = w->shape[1];
+    int64_t rows = tc_shape_numel(x->ndim - 1, x->shape);
+    int64_t shape[TC_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = out_features;
+    tc_tensor *xc = NULL, *weight = NULL, *pre = NULL, *result = NULL, *bias_rows = NULL;
+    bool transpose_w = false;
+    int64_t ldw = 0;
+    tc_status status = tc_contiguous(x, &xc);
+    if (status == TC_OK) status = readable_weight(w, &weight, &transpose_w, &ldw);
+    if (status == TC_OK) status = tc_empty_shaped(x, x->dtype, x->ndim, shape, &pre);
+    if (status == TC_OK && b) status = tc_broadcast_view(b, x->ndim, shape, &bias_rows);
+    if (status == TC_OK) status = b ? backend->copy(pre, bias_rows) : tc_fill_(pre, 0.0);
+    if (status == TC_OK && rows == 1 && out_features > 0 && in_features > 0 && backend->gemv)
+        /* One row (decoding): y = W x + y, with W^T's layout read as is. */
+        status = backend->gemv(x->ctx, x->dtype, !transpose_w, transpose_w ? out_features : in_features,
+                               transpose_w ? in_features : out_features, 1.0, tc_tensor_data_at_offset(weight), ldw,
+                               tc_tensor_data_at_offset(xc), 1.0, tc_tensor_data_at_offset(pre));
+    else if (status == TC_OK && rows > 0 && out_features > 0 && in_features > 0)
+        status = backend->gemm(x->ctx, x->dtype, false, transpose_w, rows, out_features, in_features, 1.0,
+                               tc_tensor_data_at_offset(xc), in_features, 0, tc_tensor_data_at_offset(weight), ldw, 0,
+                               1.0, tc_tensor_data_at_offset(pre), out_features, 0, 1);
+    if (status == TC_OK && gelu) {
+        status = tc_empty_like(pre, &result);
+        if (status == TC_OK && rows > 0 && out_features > 0) status = backend->unary(TC_GELU_TANH, pre, result);
+    } else if (status == TC_OK) {
+        result = pre;
+        pre = NULL;
+    }
+    tc_tensor *inputs[3] = {xc, w, b};
+    int n_inputs = b ? 3 : 2;
+    if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
+        tc_node *node;
+        status = tc_record(gelu ? &linear_gelu_op : &linear_op, n_inputs, inputs, result, &node);
+        if (status == TC_OK) {
+            node->ints[0] = gelu;
+            node->n_ints = 1;
+            tc_node_reads_input(node, 0); /* dweight needs x, dx needs weight */
+            tc_node_reads_input(node, 1);
+            if (gelu) status = tc_node_save(node, 0, pre);
+            if (status == TC_OK && gelu) status = tc_node_save(node, 1, result);
+        }
+    }
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(pre);
+    tc_tensor_release(bias_rows);
+    tc_tensor_release(weight);
+    tc_tensor_release(xc);
+    return status;
+}
+
+tc_status tc_linear(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, tc_tensor **out) {
+    return linear_impl("linear", false, x, weight, bias, out);
+}
+
+tc_status tc_linear_gelu(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, tc_tensor **out) {
+    return linear_impl("linear_gelu", true, x, weight, bias, out);
+}
