@@ -96,7 +96,7 @@ function M.parse_args(argv, defaults, usage)
   return options
 end
 
---- The model configs, as in /work/shared/bench/torch_gpt.py.
+--- The model configs, as in ../shared/bench/torch_gpt.py.
 M.configs = {
   A = { vocab = 65, ctx = 64, n_layer = 4, n_head = 4, n_embd = 128, batch = 16 },
   B = { vocab = 1024, ctx = 256, n_layer = 6, n_head = 6, n_embd = 384, batch = 8 },

@@ -1,6 +1,6 @@
 -- One line of the GPT benchmark, in its own process so that its peak RSS is
 -- its own: an AdamW training step or KV-cache generation for one config at
--- one thread count, measured exactly as /work/shared/bench/torch_gpt.py
+-- one thread count, measured exactly as ../shared/bench/torch_gpt.py
 -- measures PyTorch, and printed as one JSON line with the same fields.
 --
 --   lua5.4 bench/gpt_line.lua --config A --mode train --threads 1 [--steps 10 --warmup 3]
