@@ -17,6 +17,10 @@ tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc
 tc_status cpu_clamp(const tc_tensor *x, double min, double max, tc_tensor *out);
 tc_status cpu_where(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
 tc_status cpu_reduce(tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out);
+/* Keeps OpenBLAS to one thread per call (the policy explained in
+ * cpu_matmul.c); call it before any BLAS call made from the context's
+ * parallel chunks. */
+void cpu_blas_single_threaded(void);
 tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
                    int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
                    int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch);

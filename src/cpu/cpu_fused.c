@@ -16,6 +16,8 @@
  */
 #include "cpu_fused.h"
 
+#include "cpu_backend.h"
+
 #include "cpu_iterate.h"
 #include "cpu_types.h"
 #include "cpu_simd.h"

@@ -11,10 +11,6 @@
 
 #include "../internal.h"
 
-/* Keeps OpenBLAS to one thread per call, as cpu_gemm does, before kernels
- * call BLAS from inside the context's parallel chunks (cpu_gemv.c). */
-void cpu_blas_single_threaded(void);
-
 /* The gemv slot (cpu_gemv.c). */
 tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha, const void *a,
                    int64_t lda, const void *x, double beta, void *y);

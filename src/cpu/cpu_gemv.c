@@ -7,19 +7,11 @@
  */
 #include "cpu_fused.h"
 
+#include "cpu_backend.h"
+
 #include "cpu_iterate.h"
 
 #include <cblas.h>
-
-#pragma weak openblas_set_num_threads
-#pragma weak openblas_get_num_threads
-
-void cpu_blas_single_threaded(void) {
-    /* The same process-wide setting as cpu_gemm's (cpu_matmul.c): OpenBLAS
-     * runs one thread per call and the context's pool does the splitting. */
-    if (openblas_get_num_threads && openblas_set_num_threads && openblas_get_num_threads() != 1)
-        openblas_set_num_threads(1);
-}
 
 /* Output blocks are multiples of this many elements. */
 #define GEMV_BLOCK 64

@@ -26,6 +26,11 @@
 #pragma weak openblas_set_num_threads
 #pragma weak openblas_get_num_threads
 
+void cpu_blas_single_threaded(void) {
+    if (openblas_get_num_threads && openblas_set_num_threads && openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
 /* Blocks of op(a)'s rows (or op(b)'s columns) are multiples of this, the
  * height of OpenBLAS's AVX-512 micro-tiles, so no chunk gets a ragged edge
  * the whole-matrix call would not have. */
@@ -105,8 +110,7 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
     if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64)
         return tc_fail(ctx, TC_ERROR_DTYPE, "matmul: dtype %s is not supported (float32 or float64)",
                        tc_dtype_name(dtype));
-    if (openblas_get_num_threads && openblas_set_num_threads && openblas_get_num_threads() != 1)
-        openblas_set_num_threads(1);
+    cpu_blas_single_threaded();
     gemm_job job = {
         .dtype = dtype,
         .ta = transpose_a ? CblasTrans : CblasNoTrans,
