@@ -6,6 +6,7 @@
 
 #include "block_cache.h"
 #include "cpu/cpu_pool.h"
+#include "cpu/cpu_sgemm.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -44,6 +45,9 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     if (!ctx->custom_allocator) ctx->block_cache = tc_block_cache_new(); /* NULL: no reuse */
     ctx->default_device = TC_CPU;
     ctx->backends[TC_CPU] = tc_cpu_backend();
+    /* TRICYCLE_SGEMM=blas keeps float32 GEMMs on the BLAS, to compare. */
+    const char *sgemm = getenv("TRICYCLE_SGEMM");
+    ctx->native_sgemm = cpu_sgemm_available() && !(sgemm && strcmp(sgemm, "blas") == 0);
     return ctx;
 }
 

@@ -119,6 +119,12 @@ typedef struct tc_backend {
                       int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b,
                       int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c,
                       int64_t batch);
+    /* c[m, n] = op(a) @ op(b) + bias for one row-major matrix, the
+     * contiguous bias [n] added to every row (c is not read). Optional
+     * (NULL: callers copy the bias rows into c and use gemm with beta 1). */
+    tc_status (*gemm_bias)(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                           int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias,
+                           void *c, int64_t ldc);
     /* y = alpha * op(a) @ x + beta * y for one row-major matrix a [m, n]
      * (leading dimension lda; op(a) = a^T [n, m] when transpose), x and y
      * contiguous vectors. Optional (NULL: callers use gemm); for products
@@ -231,6 +237,7 @@ struct tc_context {
     void *cuda_state;   /* the CUDA backend's stream, cuBLAS handle and memory cache */
     void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
+    bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
 };
 

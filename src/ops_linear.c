@@ -2,8 +2,9 @@
  * ops_linear.c: the linear layer as one differentiable op, optionally with
  * the tanh GELU after it (the transformer's MLP input).
  *
- * Forward: out rows start as the bias (a broadcast copy) and one GEMM adds
- * x @ W^T (beta = 1), so the bias costs no extra pass. Backward, with
+ * Forward: one GEMM x @ W^T with the bias added as each output tile is
+ * written (the backend's gemm_bias), or, without that slot, out rows that
+ * start as the bias (a broadcast copy) and a GEMM adding to them. Backward, with
  * dh = grad (times gelu'(h) with the activation): dx = dh @ W, dW = dh^T @ x
  * and db = ones^T @ dh, each one GEMM reading its operands in place
  * (transposes are GEMM flags). Saved for backward: nothing for the plain
@@ -151,33 +152,59 @@ static tc_status check_linear(const char *function, const tc_tensor *x, const tc
     return TC_OK;
 }
 
+/* pre [rows, out] = xc [rows, in] @ W^T (+ b): one GEMM with the bias in
+ * it when the backend has gemm_bias; else pre starts as the bias rows (a
+ * broadcast copy) and the GEMM (or, for one row, GEMV) adds with beta = 1. */
+static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *weight,
+                             bool transpose_w, int64_t ldw, tc_tensor *b, int64_t rows, tc_tensor *pre) {
+    int64_t out_features = pre->shape[pre->ndim - 1], in_features = xc->shape[xc->ndim - 1];
+    const void *x_data = tc_tensor_data_at_offset(xc), *w_data = tc_tensor_data_at_offset(weight);
+    void *pre_data = tc_tensor_data_at_offset(pre);
+    bool empty = rows == 0 || out_features == 0 || in_features == 0;
+    if (b && !empty && rows > 1 && backend->gemm_bias) {
+        tc_tensor *bias = NULL;
+        tc_status status = tc_contiguous(b, &bias);
+        if (status == TC_OK)
+            status = backend->gemm_bias(ctx, xc->dtype, false, transpose_w, rows, out_features, in_features, x_data,
+                                        in_features, w_data, ldw, tc_tensor_data_at_offset(bias), pre_data,
+                                        out_features);
+        tc_tensor_release(bias);
+        return status;
+    }
+    if (b) {
+        tc_tensor *bias_rows = NULL;
+        tc_status status = tc_broadcast_view(b, pre->ndim, pre->shape, &bias_rows);
+        if (status == TC_OK) status = backend->copy(pre, bias_rows);
+        tc_tensor_release(bias_rows);
+        TC_TRY(status);
+    } else {
+        TC_TRY(tc_fill_(pre, 0.0));
+    }
+    if (empty) return TC_OK;
+    if (rows == 1 && backend->gemv) /* one row (decoding): y = W x + y, W^T's layout read as is */
+        return backend->gemv(ctx, xc->dtype, !transpose_w, transpose_w ? out_features : in_features,
+                             transpose_w ? in_features : out_features, 1.0, w_data, ldw, x_data, 1.0, pre_data);
+    return backend->gemm(ctx, xc->dtype, false, transpose_w, rows, out_features, in_features, 1.0, x_data,
+                         in_features, 0, w_data, ldw, 0, 1.0, pre_data, out_features, 0, 1);
+}
+
 static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
                              tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_linear(function, x, w, b));
     const tc_backend *backend = tc_backend_of(x);
-    int64_t out_features = w->shape[0], in_features = w->shape[1];
+    int64_t out_features = w->shape[0];
     int64_t rows = tc_shape_numel(x->ndim - 1, x->shape);
     int64_t shape[TC_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = out_features;
-    tc_tensor *xc = NULL, *weight = NULL, *pre = NULL, *result = NULL, *bias_rows = NULL;
+    tc_tensor *xc = NULL, *weight = NULL, *pre = NULL, *result = NULL;
     bool transpose_w = false;
     int64_t ldw = 0;
     tc_status status = tc_contiguous(x, &xc);
     if (status == TC_OK) status = readable_weight(w, &weight, &transpose_w, &ldw);
     if (status == TC_OK) status = tc_empty_shaped(x, x->dtype, x->ndim, shape, &pre);
-    if (status == TC_OK && b) status = tc_broadcast_view(b, x->ndim, shape, &bias_rows);
-    if (status == TC_OK) status = b ? backend->copy(pre, bias_rows) : tc_fill_(pre, 0.0);
-    if (status == TC_OK && rows == 1 && out_features > 0 && in_features > 0 && backend->gemv)
-        /* One row (decoding): y = W x + y, with W^T's layout read as is. */
-        status = backend->gemv(x->ctx, x->dtype, !transpose_w, transpose_w ? out_features : in_features,
-                               transpose_w ? in_features : out_features, 1.0, tc_tensor_data_at_offset(weight), ldw,
-                               tc_tensor_data_at_offset(xc), 1.0, tc_tensor_data_at_offset(pre));
-    else if (status == TC_OK && rows > 0 && out_features > 0 && in_features > 0)
-        status = backend->gemm(x->ctx, x->dtype, false, transpose_w, rows, out_features, in_features, 1.0,
-                               tc_tensor_data_at_offset(xc), in_features, 0, tc_tensor_data_at_offset(weight), ldw, 0,
-                               1.0, tc_tensor_data_at_offset(pre), out_features, 0, 1);
+    if (status == TC_OK) status = affine_rows(x->ctx, backend, xc, weight, transpose_w, ldw, b, rows, pre);
     if (status == TC_OK && gelu) {
         status = tc_empty_like(pre, &result);
         if (status == TC_OK && rows > 0 && out_features > 0) status = backend->unary(TC_GELU_TANH, pre, result);
@@ -205,7 +232,6 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     }
     tc_tensor_release(result);
     tc_tensor_release(pre);
-    tc_tensor_release(bias_rows);
     tc_tensor_release(weight);
     tc_tensor_release(xc);
     return status;

@@ -21,6 +21,7 @@ static const tc_backend cpu_backend_table = {
     .where = cpu_where,
     .reduce = cpu_reduce,
     .gemm = cpu_gemm,
+    .gemm_bias = cpu_gemm_bias,
     .gemv = cpu_gemv,
     .softmax = cpu_softmax,
     .softmax_backward = cpu_softmax_backward,

@@ -1,6 +1,8 @@
 /*
- * cpu_matmul.c: batched GEMM through BLAS (row-major cblas), split over the
- * context's worker pool.
+ * cpu_matmul.c: batched GEMM, split over the context's worker pool. Each
+ * chunk runs our AVX-512 float32 GEMM (cpu_sgemm.c) when the context uses
+ * it (ctx->native_sgemm: the CPU has AVX-512 and TRICYCLE_SGEMM is not
+ * "blas"), else the BLAS (row-major cblas); float64 always uses the BLAS.
  *
  * One pool runs on the cores, never two: OpenBLAS is kept single-threaded
  * and the context's pool calls it once per chunk, over the batch when there
@@ -21,7 +23,10 @@
  */
 #include "cpu_backend.h"
 
+#include "cpu_sgemm.h"
+
 #include <cblas.h>
+#include <string.h>
 
 #pragma weak openblas_set_num_threads
 #pragma weak openblas_get_num_threads
@@ -41,25 +46,39 @@ void cpu_blas_single_threaded(void) {
 
 typedef struct gemm_job {
     tc_dtype dtype;
+    bool native; /* float32 through cpu_sgemm */
     enum CBLAS_TRANSPOSE ta, tb;
     int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c;
     double alpha, beta;
     const char *a, *b;
+    const char *bias; /* [n], added to every row of c (beta 0), or NULL */
     char *c;
     size_t element;
     enum { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLUMNS } split;
     int64_t units; /* what the chunks divide: matrices, or blocks of rows / columns */
 } gemm_job;
 
-static void gemm_one(const gemm_job *job, const char *a, const char *b, char *c, int64_t m, int64_t n) {
+/* One product of m rows and n columns; bias (when the job has one) is at
+ * the block's first column. */
+static void gemm_one(const gemm_job *job, const char *a, const char *b, const char *bias, char *c, int64_t m,
+                     int64_t n) {
     if (m <= 0 || n <= 0) return;
+    if (job->native && cpu_sgemm(job->ta == CblasTrans, job->tb == CblasTrans, m, n, job->k, (float)job->alpha,
+                                 (const float *)a, job->lda, (const float *)b, job->ldb, (float)job->beta,
+                                 (const float *)bias, (float *)c, job->ldc))
+        return;
+    double beta = job->beta;
+    if (bias) { /* the BLAS adds to rows that start as the bias */
+        for (int64_t i = 0; i < m; i++) memcpy(c + (size_t)(i * job->ldc) * job->element, bias, (size_t)n * job->element);
+        beta = 1.0;
+    }
     if (job->dtype == TC_FLOAT32)
         cblas_sgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, (float)job->alpha,
-                    (const float *)a, (int)job->lda, (const float *)b, (int)job->ldb, (float)job->beta, (float *)c,
+                    (const float *)a, (int)job->lda, (const float *)b, (int)job->ldb, (float)beta, (float *)c,
                     (int)job->ldc);
     else
         cblas_dgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, job->alpha, (const double *)a,
-                    (int)job->lda, (const double *)b, (int)job->ldb, job->beta, (double *)c, (int)job->ldc);
+                    (int)job->lda, (const double *)b, (int)job->ldb, beta, (double *)c, (int)job->ldc);
 }
 
 static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
@@ -68,7 +87,7 @@ static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
     if (job->split == SPLIT_BATCH) {
         for (int64_t i = begin; i < end; i++)
             gemm_one(job, job->a + (size_t)(i * job->stride_a) * e, job->b + (size_t)(i * job->stride_b) * e,
-                     job->c + (size_t)(i * job->stride_c) * e, job->m, job->n);
+                     job->bias, job->c + (size_t)(i * job->stride_c) * e, job->m, job->n);
         return;
     }
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT;
@@ -76,12 +95,14 @@ static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
         if (last > job->m) last = job->m;
         /* Rows of op(a): rows of a, or columns of a when transposed. */
         size_t a_offset = (size_t)(job->ta == CblasNoTrans ? first * job->lda : first) * e;
-        gemm_one(job, job->a + a_offset, job->b, job->c + (size_t)(first * job->ldc) * e, last - first, job->n);
+        gemm_one(job, job->a + a_offset, job->b, job->bias, job->c + (size_t)(first * job->ldc) * e, last - first,
+                 job->n);
     } else {
         if (last > job->n) last = job->n;
         /* Columns of op(b): columns of b, or rows of b when transposed. */
         size_t b_offset = (size_t)(job->tb == CblasNoTrans ? first : first * job->ldb) * e;
-        gemm_one(job, job->a, job->b + b_offset, job->c + (size_t)first * e, job->m, last - first);
+        gemm_one(job, job->a, job->b + b_offset, job->bias ? job->bias + (size_t)first * e : NULL,
+                 job->c + (size_t)first * e, job->m, last - first);
     }
 }
 
@@ -102,17 +123,35 @@ static void choose_split(gemm_job *job, int64_t batch, int threads) {
     }
 }
 
-tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
-                   int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
-                   int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
+static tc_status check_gemm(tc_context *ctx, tc_dtype dtype, int64_t m, int64_t n, int64_t k, int64_t lda,
+                            int64_t ldb, int64_t ldc) {
     if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: a dimension exceeds BLAS's 32-bit limit");
     if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64)
         return tc_fail(ctx, TC_ERROR_DTYPE, "matmul: dtype %s is not supported (float32 or float64)",
                        tc_dtype_name(dtype));
+    return TC_OK;
+}
+
+/* Runs the job's `batch` products over the context's pool. */
+static void run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     cpu_blas_single_threaded();
+    int threads = ctx->num_threads;
+    choose_split(job, batch, threads);
+    int64_t work = job->m * job->n * (job->k > 0 ? job->k : 1) * batch;
+    int64_t chunks = work / MINIMUM_CHUNK_WORK;
+    if (chunks > threads) chunks = threads;
+    int64_t grain = chunks > 1 ? job->units / chunks : job->units;
+    cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, gemm_chunk, job);
+}
+
+tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                   int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
+                   int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
+    TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
     gemm_job job = {
         .dtype = dtype,
+        .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
         .ta = transpose_a ? CblasTrans : CblasNoTrans,
         .tb = transpose_b ? CblasTrans : CblasNoTrans,
         .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
@@ -120,12 +159,23 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
         .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c,
         .element = tc_dtype_size(dtype),
     };
-    int threads = ctx->num_threads;
-    choose_split(&job, batch, threads);
-    int64_t work = m * n * (k > 0 ? k : 1) * batch;
-    int64_t chunks = work / MINIMUM_CHUNK_WORK;
-    if (chunks > threads) chunks = threads;
-    int64_t grain = chunks > 1 ? job.units / chunks : job.units;
-    cpu_parallel_for(ctx, job.units, grain > 0 ? grain : 1, gemm_chunk, &job);
+    run_gemm(ctx, &job, batch);
+    return TC_OK;
+}
+
+tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                        int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias, void *c,
+                        int64_t ldc) {
+    TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
+    gemm_job job = {
+        .dtype = dtype,
+        .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
+        .ta = transpose_a ? CblasTrans : CblasNoTrans,
+        .tb = transpose_b ? CblasTrans : CblasNoTrans,
+        .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .bias = bias, .c = c,
+        .element = tc_dtype_size(dtype),
+    };
+    run_gemm(ctx, &job, 1);
     return TC_OK;
 }

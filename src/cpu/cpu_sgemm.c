@@ -1,0 +1,290 @@
+/*
+ * cpu_sgemm.c: our own float32 GEMM for CPUs with AVX-512, used instead of
+ * the BLAS's sgemm where the CPU has AVX-512F (cpu_sgemm_available).
+ *
+ * Why it exists: a BLAS picks its kernels from the CPU model it recognises,
+ * and a BLAS older than the CPU (or one told to, through OPENBLAS_CORETYPE)
+ * runs 8-lane AVX2 kernels on a core that executes 16-lane FMAs at full
+ * rate: half the speed the hardware has. This file does not depend on that
+ * choice.
+ *
+ * The blocked scheme of GotoBLAS, with op(a) read in place: C is computed
+ * in TILE_ROWS x TILE_COLUMNS tiles, each a sum over depth blocks of
+ * DEPTH_BLOCK. For each depth block, a block of op(b) (DEPTH_BLOCK x
+ * COLUMN_BLOCK) is packed into k-major column panels (a transposed b goes
+ * through 16 x 16 register transposes); the tile kernel keeps the tile in
+ * 24 vector registers, streams one b panel (32 KiB, held in L1) and
+ * broadcasts op(a)'s values straight from its rows (or, transposed, its
+ * columns), walking ROW_BLOCK rows at a time so they stay in L2. Packing
+ * op(a) too cost more than it saved on every shape of a GPT step (measured:
+ * 150-200 against 180-218 GFLOP/s on one Zen 5 core). Only the last, ragged
+ * rows are packed (zero-padded), and ragged tiles are computed into a
+ * scratch tile and merged.
+ *
+ * Every element of C is its own chain of fused multiply-adds in order of
+ * k, so results do not depend on how callers split M or N between threads:
+ * the same bits for any thread count.
+ */
+#include "cpu_sgemm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TILE_ROWS 12
+#define TILE_COLUMNS 32
+#define DEPTH_BLOCK 256
+#define ROW_BLOCK (TILE_ROWS * 12)
+#define COLUMN_BLOCK (TILE_COLUMNS * 32)
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+
+bool cpu_sgemm_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+/* What the kernel does with a finished tile: C = alpha * acc + beta * C
+ * (C not read when beta is 0), plus bias[j] of its column when bias is
+ * given. */
+typedef struct tile_merge {
+    float alpha, beta;
+    const float *bias; /* at the tile's first column, or NULL */
+} tile_merge;
+
+/* One full tile: c[TILE_ROWS][TILE_COLUMNS] (leading dimension ldc) merged
+ * with the product of a row panel (depth x TILE_ROWS, k-major) and a column
+ * panel (depth x TILE_COLUMNS, k-major). */
+static AVX512 void tile_kernel(int64_t depth, const float *a_panel, int64_t a_row_step, int64_t a_depth_step,
+                               const float *b_panel, float *c, int64_t ldc, const tile_merge *merge) {
+    __m512 sum[TILE_ROWS][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < TILE_ROWS; r++) {
+        sum[r][0] = sum[r][1] = _mm512_setzero_ps();
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0); /* the tile is merged into C at the end */
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
+    for (int64_t k = 0; k < depth; k++) {
+        __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < TILE_ROWS; r++) {
+            __m512 a = _mm512_set1_ps(a_panel[r * a_row_step]);
+            sum[r][0] = _mm512_fmadd_ps(a, b0, sum[r][0]);
+            sum[r][1] = _mm512_fmadd_ps(a, b1, sum[r][1]);
+        }
+        a_panel += a_depth_step;
+        b_panel += TILE_COLUMNS;
+    }
+    __m512 alpha = _mm512_set1_ps(merge->alpha), beta = _mm512_set1_ps(merge->beta);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (merge->bias) {
+        bias0 = _mm512_loadu_ps(merge->bias);
+        bias1 = _mm512_loadu_ps(merge->bias + 16);
+    }
+    bool read_c = merge->beta != 0.0f;
+#pragma GCC unroll 12
+    for (int r = 0; r < TILE_ROWS; r++) {
+        float *row = c + r * ldc;
+        __m512 v0 = _mm512_fmadd_ps(alpha, sum[r][0], bias0), v1 = _mm512_fmadd_ps(alpha, sum[r][1], bias1);
+        if (read_c) {
+            v0 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(row), v0);
+            v1 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(row + 16), v1);
+        }
+        _mm512_storeu_ps(row, v0);
+        _mm512_storeu_ps(row + 16, v1);
+    }
+}
+
+/* A ragged tile (rows x columns, fewer than a full tile): the kernel into a
+ * scratch tile, then the merge of the valid part, element by element with
+ * the same operations as the kernel's, so a ragged edge gives the bits a
+ * full tile would. */
+static AVX512 void ragged_tile(int64_t depth, const float *a_panel, int64_t a_row_step, int64_t a_depth_step,
+                               const float *b_panel, float *c, int64_t ldc, int64_t rows, int64_t columns,
+                               const tile_merge *merge) {
+    float scratch[TILE_ROWS * TILE_COLUMNS] __attribute__((aligned(64)));
+    tile_merge plain = {1.0f, 0.0f, NULL};
+    tile_kernel(depth, a_panel, a_row_step, a_depth_step, b_panel, scratch, TILE_COLUMNS, &plain);
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = c + r * ldc;
+        const float *sum = scratch + r * TILE_COLUMNS;
+        for (int64_t j = 0; j < columns; j++) {
+            float v = __builtin_fmaf(merge->alpha, sum[j], merge->bias ? merge->bias[j] : 0.0f);
+            if (merge->beta != 0.0f) v = __builtin_fmaf(merge->beta, row[j], v);
+            row[j] = v;
+        }
+    }
+}
+
+/* Packs the last `height` (< TILE_ROWS) rows of op(a), from row0, over
+ * depths [k0, k0 + depth) into one k-major panel, the missing rows as
+ * zeros, so the tile kernel never reads past op(a)'s end. */
+static void pack_last_rows(bool transpose, const float *a, int64_t lda, int64_t row0, int64_t height, int64_t k0,
+                           int64_t depth, float *panel) {
+    for (int64_t k = 0; k < depth; k++)
+        for (int64_t r = 0; r < TILE_ROWS; r++)
+            panel[k * TILE_ROWS + r] =
+                r < height ? (transpose ? a[(k0 + k) * lda + row0 + r] : a[(row0 + r) * lda + k0 + k]) : 0.0f;
+}
+
+/* out[t] = (in[0][t], ..., in[15][t]): a 16 x 16 transpose in registers. */
+static AVX512 void transpose_16x16(const __m512 in[16], __m512 out[16]) {
+    __m512 pairs[16];
+    for (int i = 0; i < 16; i += 2) {
+        pairs[i] = _mm512_unpacklo_ps(in[i], in[i + 1]);
+        pairs[i + 1] = _mm512_unpackhi_ps(in[i], in[i + 1]);
+    }
+    /* quads[4g + s], 128-bit lane L: rows 4g..4g+3 at column 4L + s */
+    __m512 quads[16];
+    for (int g = 0; g < 4; g++) {
+        __m512d low = _mm512_castps_pd(pairs[4 * g]), high = _mm512_castps_pd(pairs[4 * g + 1]);
+        __m512d low2 = _mm512_castps_pd(pairs[4 * g + 2]), high2 = _mm512_castps_pd(pairs[4 * g + 3]);
+        quads[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(low, low2));
+        quads[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(low, low2));
+        quads[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(high, high2));
+        quads[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(high, high2));
+    }
+    for (int s = 0; s < 4; s++) {
+        __m512 even01 = _mm512_shuffle_f32x4(quads[s], quads[4 + s], 0x88);
+        __m512 odd01 = _mm512_shuffle_f32x4(quads[s], quads[4 + s], 0xdd);
+        __m512 even23 = _mm512_shuffle_f32x4(quads[8 + s], quads[12 + s], 0x88);
+        __m512 odd23 = _mm512_shuffle_f32x4(quads[8 + s], quads[12 + s], 0xdd);
+        out[s] = _mm512_shuffle_f32x4(even01, even23, 0x88);
+        out[8 + s] = _mm512_shuffle_f32x4(even01, even23, 0xdd);
+        out[4 + s] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
+        out[12 + s] = _mm512_shuffle_f32x4(odd01, odd23, 0xdd);
+    }
+}
+
+/* One column panel from a transposed b (op(b)[k][j] = b[j][k], each column
+ * contiguous in k): 16 x 16 blocks transposed in registers, columns past
+ * `width` and depths past `depth` as zeros. */
+static AVX512 void pack_transposed_panel(const float *columns, int64_t ldb, int64_t width, int64_t depth,
+                                         float *panel) {
+    for (int64_t k = 0; k < depth; k += 16) {
+        int64_t count = depth - k < 16 ? depth - k : 16;
+        __mmask16 mask = (__mmask16)(count == 16 ? 0xffff : (1u << count) - 1);
+        for (int half = 0; half < 2; half++) {
+            __m512 in[16], out[16];
+            for (int j = 0; j < 16; j++) {
+                int64_t column = half * 16 + j;
+                in[j] = column < width ? _mm512_maskz_loadu_ps(mask, columns + column * ldb + k) : _mm512_setzero_ps();
+            }
+            transpose_16x16(in, out);
+            for (int64_t t = 0; t < count; t++) _mm512_store_ps(panel + (k + t) * TILE_COLUMNS + half * 16, out[t]);
+        }
+    }
+}
+
+/* Packs columns [column0, column0 + columns) of op(b) over depths [k0, k0 +
+ * depth) into column panels of TILE_COLUMNS (k-major, columns past the end
+ * as zeros). */
+static AVX512 void pack_b(bool transpose, const float *b, int64_t ldb, int64_t column0, int64_t columns, int64_t k0,
+                          int64_t depth, float *packed) {
+    for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
+        int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
+        float *panel = packed + q * depth;
+        if (transpose) {
+            pack_transposed_panel(b + (column0 + q) * ldb + k0, ldb, width, depth, panel);
+        } else if (width == TILE_COLUMNS) { /* rows of b: two vectors per k */
+            for (int64_t k = 0; k < depth; k++) {
+                const float *source = b + (k0 + k) * ldb + column0 + q;
+                _mm512_store_ps(panel + k * TILE_COLUMNS, _mm512_loadu_ps(source));
+                _mm512_store_ps(panel + k * TILE_COLUMNS + 16, _mm512_loadu_ps(source + 16));
+            }
+        } else {
+            __mmask16 low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1);
+            __mmask16 high = (__mmask16)(width <= 16 ? 0 : (1u << (width - 16)) - 1);
+            for (int64_t k = 0; k < depth; k++) {
+                const float *source = b + (k0 + k) * ldb + column0 + q;
+                _mm512_store_ps(panel + k * TILE_COLUMNS, _mm512_maskz_loadu_ps(low, source));
+                _mm512_store_ps(panel + k * TILE_COLUMNS + 16, _mm512_maskz_loadu_ps(high, source + 16));
+            }
+        }
+    }
+}
+
+/* C = beta * C (+ bias), for a product with nothing to sum (k == 0 or
+ * alpha == 0), as BLAS does: C not read when beta is 0. */
+static void scale_only(int64_t m, int64_t n, float beta, const float *bias, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float base = bias ? bias[j] : 0.0f;
+            c[i * ldc + j] = beta != 0.0f ? __builtin_fmaf(beta, c[i * ldc + j], base) : base;
+        }
+}
+
+static inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return true;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, bias, c, ldc);
+        return true;
+    }
+    int64_t depth_max = k < DEPTH_BLOCK ? k : DEPTH_BLOCK;
+    int64_t columns_max = round_up(n < COLUMN_BLOCK ? n : COLUMN_BLOCK, TILE_COLUMNS);
+    float *last_rows = aligned_alloc(64, sizeof(float) * (size_t)round_up(TILE_ROWS * depth_max, 16));
+    float *packed_b = aligned_alloc(64, sizeof(float) * (size_t)round_up(columns_max * depth_max, 16));
+    if (!last_rows || !packed_b) {
+        free(last_rows);
+        free(packed_b);
+        return false;
+    }
+    for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
+        int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
+        for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
+            int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
+            bool first = k0 == 0;
+            pack_b(transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
+            for (int64_t i0 = 0; i0 < m; i0 += ROW_BLOCK) {
+                int64_t rows = m - i0 < ROW_BLOCK ? m - i0 : ROW_BLOCK;
+                int64_t full_rows = rows / TILE_ROWS * TILE_ROWS;
+                if (full_rows < rows)
+                    pack_last_rows(transpose_a, a, lda, i0 + full_rows, rows - full_rows, k0, depth, last_rows);
+                for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
+                    int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
+                    const float *b_panel = packed_b + q * depth;
+                    tile_merge merge = {alpha, first ? beta : 1.0f, first && bias ? bias + j0 + q : NULL};
+                    for (int64_t p = 0; p < rows; p += TILE_ROWS) {
+                        float *tile = c + (i0 + p) * ldc + j0 + q;
+                        if (p < full_rows) { /* op(a)'s rows read in place */
+                            int64_t i = i0 + p;
+                            const float *a_panel = transpose_a ? a + k0 * lda + i : a + i * lda + k0;
+                            int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
+                            if (width == TILE_COLUMNS)
+                                tile_kernel(depth, a_panel, row_step, depth_step, b_panel, tile, ldc, &merge);
+                            else
+                                ragged_tile(depth, a_panel, row_step, depth_step, b_panel, tile, ldc, TILE_ROWS,
+                                            width, &merge);
+                        } else {
+                            ragged_tile(depth, last_rows, 1, TILE_ROWS, b_panel, tile, ldc, rows - full_rows, width,
+                                        &merge);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(last_rows);
+    free(packed_b);
+    return true;
+}
+
+#else
+
+bool cpu_sgemm_available(void) { return false; }
+
+bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc) {
+    (void)transpose_a, (void)transpose_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
+    (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc;
+    return false;
+}
+
+#endif
