@@ -17,9 +17,9 @@
  * broadcasts op(a)'s values straight from its rows (or, transposed, its
  * columns), walking ROW_BLOCK rows at a time so they stay in L2. Packing
  * op(a) too cost more than it saved on every shape of a GPT step (measured:
- * 150-200 against 180-218 GFLOP/s on one Zen 5 core). Only the last, ragged
- * rows are packed (zero-padded), and ragged tiles are computed into a
- * scratch tile and merged.
+ * 150-200 against 180-218 GFLOP/s on one Zen 5 core). A tile of fewer
+ * rows runs a copy of the kernel made for its height; one of fewer columns
+ * reads a zero-padded panel and masks its loads and stores of C.
  *
  * Every element of C is its own chain of fused multiply-adds in order of
  * k, so results do not depend on how callers split M or N between threads:
@@ -36,6 +36,7 @@
 #define DEPTH_BLOCK 256
 #define ROW_BLOCK (TILE_ROWS * 12)
 #define COLUMN_BLOCK (TILE_COLUMNS * 32)
+#define SMALL_PACK_FLOATS 4096 /* 16 KiB: 64 columns x 64 depths */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -50,20 +51,24 @@ bool cpu_sgemm_available(void) {
 
 /* What the kernel does with a finished tile: C = alpha * acc + beta * C
  * (C not read when beta is 0), plus bias[j] of its column when bias is
- * given. */
+ * given; only the tile's first `width` columns are read or written. */
 typedef struct tile_merge {
     float alpha, beta;
     const float *bias; /* at the tile's first column, or NULL */
+    __mmask16 low, high; /* the valid columns among 0-15 and 16-31 */
 } tile_merge;
 
-/* One full tile: c[TILE_ROWS][TILE_COLUMNS] (leading dimension ldc) merged
- * with the product of a row panel (depth x TILE_ROWS, k-major) and a column
- * panel (depth x TILE_COLUMNS, k-major). */
-static AVX512 void tile_kernel(int64_t depth, const float *a_panel, int64_t a_row_step, int64_t a_depth_step,
-                               const float *b_panel, float *c, int64_t ldc, const tile_merge *merge) {
+/* The tile of `height` rows (a compile-time constant once inlined, so the
+ * sums stay in registers): c[height][columns of the masks] merged with the
+ * product of op(a)'s rows (value (r, k) at a[r * a_row_step + k *
+ * a_depth_step]) and a k-major column panel of TILE_COLUMNS. */
+static inline __attribute__((always_inline)) AVX512 void tile_rows(int height, int64_t depth, const float *a,
+                                                                   int64_t a_row_step, int64_t a_depth_step,
+                                                                   const float *b_panel, float *c, int64_t ldc,
+                                                                   const tile_merge *merge) {
     __m512 sum[TILE_ROWS][2];
 #pragma GCC unroll 12
-    for (int r = 0; r < TILE_ROWS; r++) {
+    for (int r = 0; r < height; r++) {
         sum[r][0] = sum[r][1] = _mm512_setzero_ps();
         _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0); /* the tile is merged into C at the end */
         _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
@@ -71,64 +76,46 @@ static AVX512 void tile_kernel(int64_t depth, const float *a_panel, int64_t a_ro
     for (int64_t k = 0; k < depth; k++) {
         __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < TILE_ROWS; r++) {
-            __m512 a = _mm512_set1_ps(a_panel[r * a_row_step]);
-            sum[r][0] = _mm512_fmadd_ps(a, b0, sum[r][0]);
-            sum[r][1] = _mm512_fmadd_ps(a, b1, sum[r][1]);
+        for (int r = 0; r < height; r++) {
+            __m512 value = _mm512_set1_ps(a[r * a_row_step]);
+            sum[r][0] = _mm512_fmadd_ps(value, b0, sum[r][0]);
+            sum[r][1] = _mm512_fmadd_ps(value, b1, sum[r][1]);
         }
-        a_panel += a_depth_step;
+        a += a_depth_step;
         b_panel += TILE_COLUMNS;
     }
     __m512 alpha = _mm512_set1_ps(merge->alpha), beta = _mm512_set1_ps(merge->beta);
     __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
     if (merge->bias) {
-        bias0 = _mm512_loadu_ps(merge->bias);
-        bias1 = _mm512_loadu_ps(merge->bias + 16);
+        bias0 = _mm512_maskz_loadu_ps(merge->low, merge->bias);
+        bias1 = _mm512_maskz_loadu_ps(merge->high, merge->bias + 16);
     }
     bool read_c = merge->beta != 0.0f;
 #pragma GCC unroll 12
-    for (int r = 0; r < TILE_ROWS; r++) {
+    for (int r = 0; r < height; r++) {
         float *row = c + r * ldc;
         __m512 v0 = _mm512_fmadd_ps(alpha, sum[r][0], bias0), v1 = _mm512_fmadd_ps(alpha, sum[r][1], bias1);
         if (read_c) {
-            v0 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(row), v0);
-            v1 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(row + 16), v1);
+            v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->low, row), v0);
+            v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->high, row + 16), v1);
         }
-        _mm512_storeu_ps(row, v0);
-        _mm512_storeu_ps(row + 16, v1);
+        _mm512_mask_storeu_ps(row, merge->low, v0);
+        _mm512_mask_storeu_ps(row + 16, merge->high, v1);
     }
 }
 
-/* A ragged tile (rows x columns, fewer than a full tile): the kernel into a
- * scratch tile, then the merge of the valid part, element by element with
- * the same operations as the kernel's, so a ragged edge gives the bits a
- * full tile would. */
-static AVX512 void ragged_tile(int64_t depth, const float *a_panel, int64_t a_row_step, int64_t a_depth_step,
-                               const float *b_panel, float *c, int64_t ldc, int64_t rows, int64_t columns,
-                               const tile_merge *merge) {
-    float scratch[TILE_ROWS * TILE_COLUMNS] __attribute__((aligned(64)));
-    tile_merge plain = {1.0f, 0.0f, NULL};
-    tile_kernel(depth, a_panel, a_row_step, a_depth_step, b_panel, scratch, TILE_COLUMNS, &plain);
-    for (int64_t r = 0; r < rows; r++) {
-        float *row = c + r * ldc;
-        const float *sum = scratch + r * TILE_COLUMNS;
-        for (int64_t j = 0; j < columns; j++) {
-            float v = __builtin_fmaf(merge->alpha, sum[j], merge->bias ? merge->bias[j] : 0.0f);
-            if (merge->beta != 0.0f) v = __builtin_fmaf(merge->beta, row[j], v);
-            row[j] = v;
-        }
+/* One tile of 1..TILE_ROWS rows, through the copy of tile_rows made for
+ * that height. */
+static AVX512 void tile_kernel(int height, int64_t depth, const float *a, int64_t a_row_step, int64_t a_depth_step,
+                               const float *b_panel, float *c, int64_t ldc, const tile_merge *merge) {
+#define TILE_CASE(h)                                                                                               \
+    case h: tile_rows(h, depth, a, a_row_step, a_depth_step, b_panel, c, ldc, merge); break;
+    switch (height) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
+        TILE_CASE(7) TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+    default: break;
     }
-}
-
-/* Packs the last `height` (< TILE_ROWS) rows of op(a), from row0, over
- * depths [k0, k0 + depth) into one k-major panel, the missing rows as
- * zeros, so the tile kernel never reads past op(a)'s end. */
-static void pack_last_rows(bool transpose, const float *a, int64_t lda, int64_t row0, int64_t height, int64_t k0,
-                           int64_t depth, float *panel) {
-    for (int64_t k = 0; k < depth; k++)
-        for (int64_t r = 0; r < TILE_ROWS; r++)
-            panel[k * TILE_ROWS + r] =
-                r < height ? (transpose ? a[(k0 + k) * lda + row0 + r] : a[(row0 + r) * lda + k0 + k]) : 0.0f;
+#undef TILE_CASE
 }
 
 /* out[t] = (in[0][t], ..., in[15][t]): a 16 x 16 transpose in registers. */
@@ -229,50 +216,40 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
     }
     int64_t depth_max = k < DEPTH_BLOCK ? k : DEPTH_BLOCK;
     int64_t columns_max = round_up(n < COLUMN_BLOCK ? n : COLUMN_BLOCK, TILE_COLUMNS);
-    float *last_rows = aligned_alloc(64, sizeof(float) * (size_t)round_up(TILE_ROWS * depth_max, 16));
-    float *packed_b = aligned_alloc(64, sizeof(float) * (size_t)round_up(columns_max * depth_max, 16));
-    if (!last_rows || !packed_b) {
-        free(last_rows);
-        free(packed_b);
-        return false;
-    }
+    /* small products (attention's per-head tiles) pack on the stack: no
+     * allocator call for a product of a few microseconds */
+    float small_panels[SMALL_PACK_FLOATS] __attribute__((aligned(64)));
+    int64_t panel_floats = round_up(columns_max * depth_max, 16);
+    float *packed_b = panel_floats <= SMALL_PACK_FLOATS ? small_panels
+                                                        : aligned_alloc(64, sizeof(float) * (size_t)panel_floats);
+    if (!packed_b) return false;
     for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
         int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
         for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
             int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
             bool first = k0 == 0;
             pack_b(transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
+            /* op(a)[i][k] at a[i * row_step + k * depth_step] */
+            int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
             for (int64_t i0 = 0; i0 < m; i0 += ROW_BLOCK) {
                 int64_t rows = m - i0 < ROW_BLOCK ? m - i0 : ROW_BLOCK;
-                int64_t full_rows = rows / TILE_ROWS * TILE_ROWS;
-                if (full_rows < rows)
-                    pack_last_rows(transpose_a, a, lda, i0 + full_rows, rows - full_rows, k0, depth, last_rows);
                 for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
                     int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
-                    const float *b_panel = packed_b + q * depth;
-                    tile_merge merge = {alpha, first ? beta : 1.0f, first && bias ? bias + j0 + q : NULL};
+                    tile_merge merge = {
+                        .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + j0 + q : NULL,
+                        .low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1),
+                        .high = (__mmask16)(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1),
+                    };
                     for (int64_t p = 0; p < rows; p += TILE_ROWS) {
-                        float *tile = c + (i0 + p) * ldc + j0 + q;
-                        if (p < full_rows) { /* op(a)'s rows read in place */
-                            int64_t i = i0 + p;
-                            const float *a_panel = transpose_a ? a + k0 * lda + i : a + i * lda + k0;
-                            int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
-                            if (width == TILE_COLUMNS)
-                                tile_kernel(depth, a_panel, row_step, depth_step, b_panel, tile, ldc, &merge);
-                            else
-                                ragged_tile(depth, a_panel, row_step, depth_step, b_panel, tile, ldc, TILE_ROWS,
-                                            width, &merge);
-                        } else {
-                            ragged_tile(depth, last_rows, 1, TILE_ROWS, b_panel, tile, ldc, rows - full_rows, width,
-                                        &merge);
-                        }
+                        int64_t i = i0 + p, height = rows - p < TILE_ROWS ? rows - p : TILE_ROWS;
+                        tile_kernel((int)height, depth, a + i * row_step + k0 * depth_step, row_step, depth_step,
+                                    packed_b + q * depth, c + i * ldc + j0 + q, ldc, &merge);
                     }
                 }
             }
         }
     }
-    free(last_rows);
-    free(packed_b);
+    if (packed_b != small_panels) free(packed_b);
     return true;
 }
 
