@@ -778,6 +778,22 @@ describe("linear and linear_gelu", function()
     end
   end)
 
+  it("gives linear-then-GELU's exact float32 bits at 1 and 2 threads, with and without bias", function()
+    local threads = tc.num_threads()
+    local x, w, b = tc.randn({ 3, 50, 40 }), tc.randn({ 90, 40 }), tc.randn({ 90 })
+    for _, n in ipairs({ 1, 2 }) do
+      tc.set_num_threads(n)
+      for _, bias in ipairs({ b, tc.zeros({ 90 }), false }) do
+        local fused = tc.linear_gelu(x, w, bias or nil)
+        local separate = tc.linear(x, w, bias or nil):gelu("tanh")
+        assert.are.equal(0, (fused - separate):abs():max():item(),
+          ("%d thread(s), %s"):format(n, bias and "bias" or "no bias"))
+        assert.is_true(fused:abs():sum():item() > 0)
+      end
+    end
+    tc.set_num_threads(threads)
+  end)
+
   it("keeps leading dims and reads a transposed weight view in place", function()
     local x = make(x_values, { 1, rows, n_in })
     local w_t = make(w_values, { n_out, n_in }):transpose(1, 2):contiguous():transpose(1, 2) -- column-major

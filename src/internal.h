@@ -120,11 +120,14 @@ typedef struct tc_backend {
                       int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c,
                       int64_t batch);
     /* c[m, n] = op(a) @ op(b) + bias for one row-major matrix, the
-     * contiguous bias [n] added to every row (c is not read). Optional
-     * (NULL: callers copy the bias rows into c and use gemm with beta 1). */
+     * contiguous bias [n] (or NULL: none) added to every row (c is not
+     * read); when gelu is
+     * not NULL (float32 only) it also gets the tanh GELU of c (leading
+     * dimension ldc), the bits unary(TC_GELU_TANH) would give. Optional (NULL: callers copy the
+     * bias rows into c, use gemm with beta 1, then unary). */
     tc_status (*gemm_bias)(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
                            int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias,
-                           void *c, int64_t ldc);
+                           void *c, int64_t ldc, void *gelu);
     /* y = alpha * op(a) @ x + beta * y for one row-major matrix a [m, n]
      * (leading dimension lda; op(a) = a^T [n, m] when transpose), x and y
      * contiguous vectors. Optional (NULL: callers use gemm); for products

@@ -2,9 +2,10 @@
  * ops_linear.c: the linear layer as one differentiable op, optionally with
  * the tanh GELU after it (the transformer's MLP input).
  *
- * Forward: one GEMM x @ W^T with the bias added as each output tile is
- * written (the backend's gemm_bias), or, without that slot, out rows that
- * start as the bias (a broadcast copy) and a GEMM adding to them. Backward, with
+ * Forward: one GEMM x @ W^T with the bias added, and for float32 the GELU
+ * taken, as each output tile is written (the backend's gemm_bias); without
+ * that slot, out rows that start as the bias (a broadcast copy), a GEMM
+ * adding to them, and the GELU as its own pass. Backward, with
  * dh = grad (times gelu'(h) with the activation): dx = dh @ W, dW = dh^T @ x
  * and db = ones^T @ dh, each one GEMM reading its operands in place
  * (transposes are GEMM flags). Saved for backward: nothing for the plain
@@ -152,23 +153,29 @@ static tc_status check_linear(const char *function, const tc_tensor *x, const tc
     return TC_OK;
 }
 
-/* pre [rows, out] = xc [rows, in] @ W^T (+ b): one GEMM with the bias in
- * it when the backend has gemm_bias; else pre starts as the bias rows (a
- * broadcast copy) and the GEMM (or, for one row, GEMV) adds with beta = 1. */
+/* pre [rows, out] = xc [rows, in] @ W^T (+ b), and activated = GELU(pre)
+ * when activated is given. With the backend's gemm_bias, one GEMM adds the
+ * bias (and, for float32, writes the GELU) as it writes each tile; else pre
+ * starts as the bias rows (a broadcast copy), the GEMM (or, for one row,
+ * GEMV) adds with beta = 1, and the GELU is its own pass. */
 static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *weight,
-                             bool transpose_w, int64_t ldw, tc_tensor *b, int64_t rows, tc_tensor *pre) {
+                             bool transpose_w, int64_t ldw, tc_tensor *b, int64_t rows, tc_tensor *pre,
+                             tc_tensor *activated) {
     int64_t out_features = pre->shape[pre->ndim - 1], in_features = xc->shape[xc->ndim - 1];
     const void *x_data = tc_tensor_data_at_offset(xc), *w_data = tc_tensor_data_at_offset(weight);
     void *pre_data = tc_tensor_data_at_offset(pre);
     bool empty = rows == 0 || out_features == 0 || in_features == 0;
-    if (b && !empty && rows > 1 && backend->gemm_bias) {
+    bool fused_gelu = activated && xc->dtype == TC_FLOAT32;
+    if ((b || fused_gelu) && !empty && rows > 1 && backend->gemm_bias) {
         tc_tensor *bias = NULL;
-        tc_status status = tc_contiguous(b, &bias);
+        tc_status status = b ? tc_contiguous(b, &bias) : TC_OK;
         if (status == TC_OK)
             status = backend->gemm_bias(ctx, xc->dtype, false, transpose_w, rows, out_features, in_features, x_data,
-                                        in_features, w_data, ldw, tc_tensor_data_at_offset(bias), pre_data,
-                                        out_features);
+                                        in_features, w_data, ldw, bias ? tc_tensor_data_at_offset(bias) : NULL,
+                                        pre_data, out_features,
+                                        fused_gelu ? tc_tensor_data_at_offset(activated) : NULL);
         tc_tensor_release(bias);
+        if (status == TC_OK && activated && !fused_gelu) status = backend->unary(TC_GELU_TANH, pre, activated);
         return status;
     }
     if (b) {
@@ -180,12 +187,14 @@ static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tens
     } else {
         TC_TRY(tc_fill_(pre, 0.0));
     }
-    if (empty) return TC_OK;
-    if (rows == 1 && backend->gemv) /* one row (decoding): y = W x + y, W^T's layout read as is */
-        return backend->gemv(ctx, xc->dtype, !transpose_w, transpose_w ? out_features : in_features,
-                             transpose_w ? in_features : out_features, 1.0, w_data, ldw, x_data, 1.0, pre_data);
-    return backend->gemm(ctx, xc->dtype, false, transpose_w, rows, out_features, in_features, 1.0, x_data,
-                         in_features, 0, w_data, ldw, 0, 1.0, pre_data, out_features, 0, 1);
+    if (!empty && rows == 1 && backend->gemv) /* one row (decoding): y = W x + y, W^T's layout read as is */
+        TC_TRY(backend->gemv(ctx, xc->dtype, !transpose_w, transpose_w ? out_features : in_features,
+                             transpose_w ? in_features : out_features, 1.0, w_data, ldw, x_data, 1.0, pre_data));
+    else if (!empty)
+        TC_TRY(backend->gemm(ctx, xc->dtype, false, transpose_w, rows, out_features, in_features, 1.0, x_data,
+                             in_features, 0, w_data, ldw, 0, 1.0, pre_data, out_features, 0, 1));
+    if (activated && rows > 0 && out_features > 0) return backend->unary(TC_GELU_TANH, pre, activated);
+    return TC_OK;
 }
 
 static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
@@ -204,11 +213,9 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     tc_status status = tc_contiguous(x, &xc);
     if (status == TC_OK) status = readable_weight(w, &weight, &transpose_w, &ldw);
     if (status == TC_OK) status = tc_empty_shaped(x, x->dtype, x->ndim, shape, &pre);
-    if (status == TC_OK) status = affine_rows(x->ctx, backend, xc, weight, transpose_w, ldw, b, rows, pre);
-    if (status == TC_OK && gelu) {
-        status = tc_empty_like(pre, &result);
-        if (status == TC_OK && rows > 0 && out_features > 0) status = backend->unary(TC_GELU_TANH, pre, result);
-    } else if (status == TC_OK) {
+    if (status == TC_OK && gelu) status = tc_empty_like(pre, &result);
+    if (status == TC_OK) status = affine_rows(x->ctx, backend, xc, weight, transpose_w, ldw, b, rows, pre, result);
+    if (status == TC_OK && !gelu) {
         result = pre;
         pre = NULL;
     }

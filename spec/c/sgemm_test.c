@@ -5,9 +5,11 @@
  * leading dimensions, alpha, beta and a bias. Also: C is not read when beta
  * is 0 (NaN there must not leak), k == 0 and alpha == 0 only scale C, and
  * a product split into row or column blocks gives the same bits as the
- * whole (what makes results independent of the thread count). Prints why
+ * whole (what makes results independent of the thread count); the GELU
+ * output has the bits of the element-wise GELU of C. Prints why
  * and passes when the CPU has no AVX-512.
  */
+#include "cpu/cpu_elementwise_f32.h"
 #include "cpu/cpu_sgemm.h"
 
 #include <math.h>
@@ -110,7 +112,27 @@ static void free_product(product *p) {
 
 static bool run(const product *p, float *c) {
     return cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
-                     p->bias, c, p->ldc);
+                     p->bias, c, p->ldc, NULL);
+}
+
+/* The same product with the GELU output: C as without it, and the GELU of
+ * C with the bits of the element-wise op. */
+static void check_gelu_output(const product *p, const float *c_in, const float *c_plain) {
+    size_t bytes = sizeof(float) * (size_t)(p->m * p->ldc);
+    float *c = malloc(bytes), *gelu = malloc(bytes), *expected = malloc(bytes);
+    memcpy(c, c_in, bytes);
+    for (int64_t i = 0; i < p->m * p->ldc; i++) gelu[i] = expected[i] = -7.0f;
+    CHECK(cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
+                    p->bias, c, p->ldc, gelu),
+          "cpu_sgemm failed");
+    CHECK(memcmp(c, c_plain, bytes) == 0, "asking for the GELU changed C (m %lld n %lld k %lld)", (long long)p->m,
+          (long long)p->n, (long long)p->k);
+    for (int64_t i = 0; i < p->m; i++) f32_unary(TC_GELU_TANH, c + i * p->ldc, expected + i * p->ldc, p->n);
+    CHECK(memcmp(gelu, expected, bytes) == 0, "GELU output differs from the element-wise op (m %lld n %lld k %lld)",
+          (long long)p->m, (long long)p->n, (long long)p->k);
+    free(c);
+    free(gelu);
+    free(expected);
 }
 
 static void random_shapes(void) {
@@ -126,6 +148,7 @@ static void random_shapes(void) {
         memcpy(c, c_in, sizeof(float) * (size_t)(m * p.ldc));
         CHECK(run(&p, c), "cpu_sgemm failed");
         check_against_reference(&p, c_in, c, "random shape");
+        if (trial % 3 == 0) check_gelu_output(&p, c_in, c);
         free(c_in);
         free(c);
         free_product(&p);
@@ -154,6 +177,11 @@ static void special_cases(void) {
         q.a = q.b = &nan_operand; /* must not be read */
         q.lda = q.ldb = 1;
         for (int64_t i = 0; i < q.m * q.ldc; i++) c[i] = c_in[i] = uniform();
+        float *plain = malloc(sizeof(float) * (size_t)(q.m * q.ldc));
+        memcpy(plain, c, sizeof(float) * (size_t)(q.m * q.ldc));
+        CHECK(run(&q, plain), "cpu_sgemm failed");
+        check_gelu_output(&q, c_in, plain);
+        free(plain);
         CHECK(run(&q, c), "cpu_sgemm failed");
         for (int64_t i = 0; i < q.m; i++)
             for (int64_t j = 0; j < q.n; j++) {

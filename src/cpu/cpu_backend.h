@@ -26,7 +26,7 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
                    int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch);
 tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
                         int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias, void *c,
-                        int64_t ldc);
+                        int64_t ldc, void *gelu);
 tc_status cpu_softmax(const tc_tensor *x, int dim, bool log, tc_tensor *out);
 tc_status cpu_softmax_backward(const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x);
 tc_status cpu_gather(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);

@@ -23,6 +23,7 @@
  */
 #include "cpu_backend.h"
 
+#include "cpu_elementwise_f32.h"
 #include "cpu_sgemm.h"
 
 #include <cblas.h>
@@ -52,31 +53,34 @@ typedef struct gemm_job {
     double alpha, beta;
     const char *a, *b;
     const char *bias; /* [n], added to every row of c (beta 0), or NULL */
+    char *gelu;       /* GELU(c), laid out like c, or NULL (float32 with cpu_sgemm only) */
     char *c;
     size_t element;
     enum { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLUMNS } split;
     int64_t units; /* what the chunks divide: matrices, or blocks of rows / columns */
 } gemm_job;
 
-/* One product of m rows and n columns; bias (when the job has one) is at
- * the block's first column. */
-static void gemm_one(const gemm_job *job, const char *a, const char *b, const char *bias, char *c, int64_t m,
-                     int64_t n) {
+/* One product of m rows and n columns; bias and gelu (when the job has
+ * them) are at the block's first column and element. */
+static void gemm_one(const gemm_job *job, const char *a, const char *b, const char *bias, char *c, char *gelu,
+                     int64_t m, int64_t n) {
     if (m <= 0 || n <= 0) return;
     if (job->native && cpu_sgemm(job->ta == CblasTrans, job->tb == CblasTrans, m, n, job->k, (float)job->alpha,
                                  (const float *)a, job->lda, (const float *)b, job->ldb, (float)job->beta,
-                                 (const float *)bias, (float *)c, job->ldc))
+                                 (const float *)bias, (float *)c, job->ldc, (float *)gelu))
         return;
     double beta = job->beta;
     if (bias) { /* the BLAS adds to rows that start as the bias */
         for (int64_t i = 0; i < m; i++) memcpy(c + (size_t)(i * job->ldc) * job->element, bias, (size_t)n * job->element);
         beta = 1.0;
     }
-    if (job->dtype == TC_FLOAT32)
+    if (job->dtype == TC_FLOAT32) {
         cblas_sgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, (float)job->alpha,
                     (const float *)a, (int)job->lda, (const float *)b, (int)job->ldb, (float)beta, (float *)c,
                     (int)job->ldc);
-    else
+        for (int64_t i = 0; gelu && i < m; i++) /* the element-wise op's loop: its bits */
+            f32_unary(TC_GELU_TANH, (const float *)c + i * job->ldc, (float *)gelu + i * job->ldc, n);
+    } else
         cblas_dgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, job->alpha, (const double *)a,
                     (int)job->lda, (const double *)b, (int)job->ldb, beta, (double *)c, (int)job->ldc);
 }
@@ -87,7 +91,8 @@ static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
     if (job->split == SPLIT_BATCH) {
         for (int64_t i = begin; i < end; i++)
             gemm_one(job, job->a + (size_t)(i * job->stride_a) * e, job->b + (size_t)(i * job->stride_b) * e,
-                     job->bias, job->c + (size_t)(i * job->stride_c) * e, job->m, job->n);
+                     job->bias, job->c + (size_t)(i * job->stride_c) * e,
+                     job->gelu ? job->gelu + (size_t)(i * job->stride_c) * e : NULL, job->m, job->n);
         return;
     }
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT;
@@ -95,14 +100,15 @@ static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
         if (last > job->m) last = job->m;
         /* Rows of op(a): rows of a, or columns of a when transposed. */
         size_t a_offset = (size_t)(job->ta == CblasNoTrans ? first * job->lda : first) * e;
-        gemm_one(job, job->a + a_offset, job->b, job->bias, job->c + (size_t)(first * job->ldc) * e, last - first,
-                 job->n);
+        size_t c_offset = (size_t)(first * job->ldc) * e;
+        gemm_one(job, job->a + a_offset, job->b, job->bias, job->c + c_offset, job->gelu ? job->gelu + c_offset : NULL,
+                 last - first, job->n);
     } else {
         if (last > job->n) last = job->n;
         /* Columns of op(b): columns of b, or rows of b when transposed. */
         size_t b_offset = (size_t)(job->tb == CblasNoTrans ? first : first * job->ldb) * e;
         gemm_one(job, job->a, job->b + b_offset, job->bias ? job->bias + (size_t)first * e : NULL,
-                 job->c + (size_t)first * e, job->m, last - first);
+                 job->c + (size_t)first * e, job->gelu ? job->gelu + (size_t)first * e : NULL, job->m, last - first);
     }
 }
 
@@ -165,15 +171,18 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
 
 tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
                         int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias, void *c,
-                        int64_t ldc) {
+                        int64_t ldc, void *gelu) {
     TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
+    if (gelu && dtype != TC_FLOAT32)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "linear: the fused GELU output is float32 only, got %s",
+                       tc_dtype_name(dtype));
     gemm_job job = {
         .dtype = dtype,
         .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
         .ta = transpose_a ? CblasTrans : CblasNoTrans,
         .tb = transpose_b ? CblasTrans : CblasNoTrans,
         .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .bias = bias, .c = c,
+        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .bias = bias, .c = c, .gelu = gelu,
         .element = tc_dtype_size(dtype),
     };
     run_gemm(ctx, &job, 1);

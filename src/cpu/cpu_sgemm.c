@@ -27,6 +27,8 @@
  */
 #include "cpu_sgemm.h"
 
+#include "cpu_simd.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +53,12 @@ bool cpu_sgemm_available(void) {
 
 /* What the kernel does with a finished tile: C = alpha * acc + beta * C
  * (C not read when beta is 0), plus bias[j] of its column when bias is
- * given; only the tile's first `width` columns are read or written. */
+ * given, and GELU(C) into gelu when given (the last depth block); only the
+ * tile's first `width` columns are read or written. */
 typedef struct tile_merge {
     float alpha, beta;
     const float *bias; /* at the tile's first column, or NULL */
+    float *gelu;       /* at the tile's first element (C's leading dimension), or NULL */
     __mmask16 low, high; /* the valid columns among 0-15 and 16-31 */
 } tile_merge;
 
@@ -101,6 +105,10 @@ static inline __attribute__((always_inline)) AVX512 void tile_rows(int height, i
         }
         _mm512_mask_storeu_ps(row, merge->low, v0);
         _mm512_mask_storeu_ps(row + 16, merge->high, v1);
+        if (merge->gelu) {
+            _mm512_mask_storeu_ps(merge->gelu + r * ldc, merge->low, (__m512)simd_gelu_tanh((simd_f32)v0));
+            _mm512_mask_storeu_ps(merge->gelu + r * ldc + 16, merge->high, (__m512)simd_gelu_tanh((simd_f32)v1));
+        }
     }
 }
 
@@ -196,22 +204,28 @@ static AVX512 void pack_b(bool transpose, const float *b, int64_t ldb, int64_t c
 }
 
 /* C = beta * C (+ bias), for a product with nothing to sum (k == 0 or
- * alpha == 0), as BLAS does: C not read when beta is 0. */
-static void scale_only(int64_t m, int64_t n, float beta, const float *bias, float *c, int64_t ldc) {
-    for (int64_t i = 0; i < m; i++)
+ * alpha == 0), as BLAS does: C not read when beta is 0; then GELU(C) into
+ * gelu when given (through a padded vector, the kernel's arithmetic). */
+static void scale_only(int64_t m, int64_t n, float beta, const float *bias, float *c, int64_t ldc, float *gelu) {
+    for (int64_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
         for (int64_t j = 0; j < n; j++) {
             float base = bias ? bias[j] : 0.0f;
-            c[i * ldc + j] = beta != 0.0f ? __builtin_fmaf(beta, c[i * ldc + j], base) : base;
+            row[j] = beta != 0.0f ? __builtin_fmaf(beta, row[j], base) : base;
         }
+        for (int64_t j = 0; gelu && j < n; j += SIMD_LANES)
+            SIMD_TAIL(row + j, gelu + i * ldc + j, n - j < SIMD_LANES ? n - j : SIMD_LANES, simd_gelu_tanh);
+    }
 }
 
 static inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc) {
+               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
+               float *gelu) {
     if (m <= 0 || n <= 0) return true;
     if (k <= 0 || alpha == 0.0f) {
-        scale_only(m, n, beta, bias, c, ldc);
+        scale_only(m, n, beta, bias, c, ldc, gelu);
         return true;
     }
     int64_t depth_max = k < DEPTH_BLOCK ? k : DEPTH_BLOCK;
@@ -227,7 +241,7 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
         int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
         for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
             int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
-            bool first = k0 == 0;
+            bool first = k0 == 0, last = k0 + depth == k;
             pack_b(transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
             /* op(a)[i][k] at a[i * row_step + k * depth_step] */
             int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
@@ -237,13 +251,16 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                     int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
                     tile_merge merge = {
                         .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + j0 + q : NULL,
+                        .gelu = last && gelu ? gelu + j0 + q : NULL,
                         .low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1),
                         .high = (__mmask16)(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1),
                     };
                     for (int64_t p = 0; p < rows; p += TILE_ROWS) {
                         int64_t i = i0 + p, height = rows - p < TILE_ROWS ? rows - p : TILE_ROWS;
+                        tile_merge here = merge;
+                        if (here.gelu) here.gelu += i * ldc;
                         tile_kernel((int)height, depth, a + i * row_step + k0 * depth_step, row_step, depth_step,
-                                    packed_b + q * depth, c + i * ldc + j0 + q, ldc, &merge);
+                                    packed_b + q * depth, c + i * ldc + j0 + q, ldc, &here);
                     }
                 }
             }
@@ -258,9 +275,10 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
 bool cpu_sgemm_available(void) { return false; }
 
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc) {
+               int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
+               float *gelu) {
     (void)transpose_a, (void)transpose_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
-    (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc;
+    (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
     return false;
 }
 
