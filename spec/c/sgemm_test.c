@@ -235,6 +235,45 @@ static void split_invariance(void) {
     }
 }
 
+/* op(b) packed once (in two halves of its panels, as two threads would)
+ * and rows of C computed from it in two parts give the bits of cpu_sgemm. */
+static void shared_packing(void) {
+    for (int trial = 0; trial < 20; trial++) {
+        int64_t m = 2 + below(150), n = 1 + below(300), k = 1 + below(700);
+        product p = random_product(m, n, k);
+        size_t bytes = sizeof(float) * (size_t)(m * p.ldc);
+        float *c_in = random_floats(m * p.ldc), *whole = malloc(bytes), *parts = malloc(bytes);
+        float *gelu_whole = malloc(bytes), *gelu_parts = malloc(bytes);
+        memcpy(whole, c_in, bytes);
+        memcpy(parts, c_in, bytes);
+        memset(gelu_whole, 0, bytes);
+        memset(gelu_parts, 0, bytes);
+        CHECK(cpu_sgemm(p.transpose_a, p.transpose_b, m, n, k, p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, p.bias, whole,
+                        p.ldc, gelu_whole),
+              "cpu_sgemm failed");
+        float *packed = aligned_alloc(64, sizeof(float) * (size_t)cpu_sgemm_packed_floats(n, k));
+        int64_t panels = cpu_sgemm_panel_count(n, k), half_panels = panels / 2;
+        cpu_sgemm_pack(p.transpose_b, n, k, p.b, p.ldb, packed, half_panels, panels);
+        cpu_sgemm_pack(p.transpose_b, n, k, p.b, p.ldb, packed, 0, half_panels);
+        int64_t cut = m / 2;
+        for (int part = 0; part < 2; part++) {
+            int64_t first = part ? cut : 0, rows = part ? m - cut : cut;
+            const float *a = p.transpose_a ? p.a + first : p.a + first * p.lda;
+            cpu_sgemm_packed(p.transpose_a, rows, n, k, p.alpha, a, p.lda, packed, p.beta, p.bias,
+                             parts + first * p.ldc, p.ldc, gelu_parts + first * p.ldc);
+        }
+        CHECK(memcmp(whole, parts, bytes) == 0 && memcmp(gelu_whole, gelu_parts, bytes) == 0,
+              "shared packing changed the bits (m %lld n %lld k %lld)", (long long)m, (long long)n, (long long)k);
+        free(packed);
+        free(c_in);
+        free(whole);
+        free(parts);
+        free(gelu_whole);
+        free(gelu_parts);
+        free_product(&p);
+    }
+}
+
 int main(void) {
     if (!cpu_sgemm_available()) {
         printf("sgemm_test: this CPU has no AVX-512; the BLAS serves float32 GEMMs (nothing to test)\n");
@@ -243,6 +282,7 @@ int main(void) {
     random_shapes();
     special_cases();
     split_invariance();
+    shared_packing();
     printf("%d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -139,8 +139,40 @@ static tc_status check_gemm(tc_context *ctx, tc_dtype dtype, int64_t m, int64_t 
     return TC_OK;
 }
 
+/* One matrix split over rows with cpu_sgemm: op(b) is packed once, its
+ * panels shared out between the threads, then each thread multiplies its
+ * rows from the shared panels (instead of every chunk packing all of op(b)
+ * for itself). Up to this many floats of packed op(b). */
+#define SHARED_PACK_LIMIT ((int64_t)1 << 23)
+
+typedef struct shared_pack_job {
+    const gemm_job *gemm;
+    float *packed;
+} shared_pack_job;
+
+static void pack_panels(int64_t begin, int64_t end, void *argument) {
+    const shared_pack_job *job = argument;
+    const gemm_job *g = job->gemm;
+    cpu_sgemm_pack(g->tb == CblasTrans, g->n, g->k, (const float *)g->b, g->ldb, job->packed, begin, end);
+}
+
+static void packed_rows(int64_t begin, int64_t end, void *argument) {
+    const shared_pack_job *job = argument;
+    const gemm_job *g = job->gemm;
+    int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < g->m ? end * SPLIT_ALIGNMENT : g->m;
+    const float *a = (const float *)g->a + (g->ta == CblasNoTrans ? first * g->lda : first);
+    float *gelu = g->gelu ? (float *)g->gelu + first * g->ldc : NULL;
+    cpu_sgemm_packed(g->ta == CblasTrans, last - first, g->n, g->k, (float)g->alpha, a, g->lda, job->packed,
+                     (float)g->beta, (const float *)g->bias, (float *)g->c + first * g->ldc, g->ldc, gelu);
+}
+
+static bool shares_packing(const gemm_job *job, int64_t batch, int64_t chunks) {
+    return job->native && batch == 1 && job->split == SPLIT_ROWS && chunks > 1 && job->k > 0 && job->alpha != 0.0 &&
+           cpu_sgemm_packed_floats(job->n, job->k) <= SHARED_PACK_LIMIT;
+}
+
 /* Runs the job's `batch` products over the context's pool. */
-static void run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
+static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     cpu_blas_single_threaded();
     int threads = ctx->num_threads;
     choose_split(job, batch, threads);
@@ -148,7 +180,18 @@ static void run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     int64_t chunks = work / MINIMUM_CHUNK_WORK;
     if (chunks > threads) chunks = threads;
     int64_t grain = chunks > 1 ? job->units / chunks : job->units;
-    cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, gemm_chunk, job);
+    if (!shares_packing(job, batch, chunks)) {
+        cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, gemm_chunk, job);
+        return TC_OK;
+    }
+    size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(job->n, job->k);
+    shared_pack_job shared = {job, tc_allocate(ctx, bytes)};
+    if (!shared.packed) return tc_last_status(ctx);
+    int64_t panels = cpu_sgemm_panel_count(job->n, job->k);
+    cpu_parallel_for(ctx, panels, panels / chunks > 0 ? panels / chunks : 1, pack_panels, &shared);
+    cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, packed_rows, &shared);
+    tc_release_memory(ctx, shared.packed, bytes);
+    return TC_OK;
 }
 
 tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -165,8 +208,7 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
         .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c,
         .element = tc_dtype_size(dtype),
     };
-    run_gemm(ctx, &job, batch);
-    return TC_OK;
+    return run_gemm(ctx, &job, batch);
 }
 
 tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -185,6 +227,5 @@ tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool 
         .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .bias = bias, .c = c, .gelu = gelu,
         .element = tc_dtype_size(dtype),
     };
-    run_gemm(ctx, &job, 1);
-    return TC_OK;
+    return run_gemm(ctx, &job, 1);
 }

@@ -220,6 +220,35 @@ static void scale_only(int64_t m, int64_t n, float beta, const float *bias, floa
 
 static inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 
+/* Rows [0, m) of C, columns [0, columns) and depths [k0, k0 + depth) of
+ * the product: op(a) read in place, op(b) from that block's packed panels
+ * (column q at panels + q * depth). bias, c and gelu point at the block's
+ * first column; `first` and `last` say whether this depth block is the
+ * first (beta and bias apply) and the last (the GELU is taken). */
+static AVX512 void multiply_block(bool transpose_a, int64_t m, int64_t columns, int64_t k0, int64_t depth, bool first,
+                                  bool last, float alpha, const float *a, int64_t lda, const float *panels, float beta,
+                                  const float *bias, float *c, int64_t ldc, float *gelu) {
+    /* op(a)[i][k] at a[i * row_step + k * depth_step] */
+    int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
+    for (int64_t i0 = 0; i0 < m; i0 += ROW_BLOCK) {
+        int64_t rows = m - i0 < ROW_BLOCK ? m - i0 : ROW_BLOCK;
+        for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
+            int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
+            for (int64_t p = 0; p < rows; p += TILE_ROWS) {
+                int64_t i = i0 + p, height = rows - p < TILE_ROWS ? rows - p : TILE_ROWS;
+                tile_merge merge = {
+                    .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + q : NULL,
+                    .gelu = last && gelu ? gelu + i * ldc + q : NULL,
+                    .low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1),
+                    .high = (__mmask16)(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1),
+                };
+                tile_kernel((int)height, depth, a + i * row_step + k0 * depth_step, row_step, depth_step,
+                            panels + q * depth, c + i * ldc + q, ldc, &merge);
+            }
+        }
+    }
+}
+
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
                float *gelu) {
@@ -241,38 +270,70 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
         int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
         for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
             int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
-            bool first = k0 == 0, last = k0 + depth == k;
             pack_b(transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
-            /* op(a)[i][k] at a[i * row_step + k * depth_step] */
-            int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
-            for (int64_t i0 = 0; i0 < m; i0 += ROW_BLOCK) {
-                int64_t rows = m - i0 < ROW_BLOCK ? m - i0 : ROW_BLOCK;
-                for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
-                    int64_t width = columns - q < TILE_COLUMNS ? columns - q : TILE_COLUMNS;
-                    tile_merge merge = {
-                        .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + j0 + q : NULL,
-                        .gelu = last && gelu ? gelu + j0 + q : NULL,
-                        .low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1),
-                        .high = (__mmask16)(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1),
-                    };
-                    for (int64_t p = 0; p < rows; p += TILE_ROWS) {
-                        int64_t i = i0 + p, height = rows - p < TILE_ROWS ? rows - p : TILE_ROWS;
-                        tile_merge here = merge;
-                        if (here.gelu) here.gelu += i * ldc;
-                        tile_kernel((int)height, depth, a + i * row_step + k0 * depth_step, row_step, depth_step,
-                                    packed_b + q * depth, c + i * ldc + j0 + q, ldc, &here);
-                    }
-                }
-            }
+            multiply_block(transpose_a, m, columns, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda, packed_b,
+                           beta, bias ? bias + j0 : NULL, c + j0, ldc, gelu ? gelu + j0 : NULL);
         }
     }
     if (packed_b != small_panels) free(packed_b);
     return true;
 }
 
+/* The whole of op(b) packed: depth block k0 (of `depth`) starts at k0 *
+ * round_up(n, TILE_COLUMNS) floats, its column panel q at q * depth more. */
+int64_t cpu_sgemm_packed_floats(int64_t n, int64_t k) { return round_up(n, TILE_COLUMNS) * (k > 0 ? k : 0); }
+
+int64_t cpu_sgemm_panel_count(int64_t n, int64_t k) {
+    return (k + DEPTH_BLOCK - 1) / DEPTH_BLOCK * ((n + TILE_COLUMNS - 1) / TILE_COLUMNS);
+}
+
+void cpu_sgemm_pack(bool transpose_b, int64_t n, int64_t k, const float *b, int64_t ldb, float *packed,
+                    int64_t first_panel, int64_t end_panel) {
+    int64_t panels_per_block = (n + TILE_COLUMNS - 1) / TILE_COLUMNS, width_all = round_up(n, TILE_COLUMNS);
+    for (int64_t u = first_panel; u < end_panel; u++) {
+        int64_t k0 = u / panels_per_block * DEPTH_BLOCK, q = u % panels_per_block * TILE_COLUMNS;
+        int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
+        int64_t columns = n - q < TILE_COLUMNS ? n - q : TILE_COLUMNS;
+        pack_b(transpose_b, b, ldb, q, columns, k0, depth, packed + k0 * width_all + q * depth);
+    }
+}
+
+void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                      const float *packed, float beta, const float *bias, float *c, int64_t ldc, float *gelu) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_only(m, n, beta, bias, c, ldc, gelu);
+        return;
+    }
+    int64_t width_all = round_up(n, TILE_COLUMNS);
+    for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
+        int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
+        multiply_block(transpose_a, m, n, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda, packed + k0 * width_all,
+                       beta, bias, c, ldc, gelu);
+    }
+}
+
 #else
 
 bool cpu_sgemm_available(void) { return false; }
+
+int64_t cpu_sgemm_packed_floats(int64_t n, int64_t k) { return n * k; }
+
+int64_t cpu_sgemm_panel_count(int64_t n, int64_t k) {
+    (void)n, (void)k;
+    return 0;
+}
+
+void cpu_sgemm_pack(bool transpose_b, int64_t n, int64_t k, const float *b, int64_t ldb, float *packed,
+                    int64_t first_panel, int64_t end_panel) {
+    (void)transpose_b, (void)n, (void)k, (void)b, (void)ldb, (void)packed, (void)first_panel, (void)end_panel;
+}
+
+void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                      const float *packed, float beta, const float *bias, float *c, int64_t ldc, float *gelu) {
+    (void)transpose_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)packed, (void)beta;
+    (void)bias, (void)c, (void)ldc, (void)gelu;
+}
 
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,

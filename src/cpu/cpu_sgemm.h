@@ -22,4 +22,16 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
                float *gelu);
 
+/* For threads sharing one packed op(b): the floats it takes, the number of
+ * panels to pack (units that may be packed in parallel), packing panels
+ * [first_panel, end_panel), and rows of C computed from it (a, c and gelu
+ * at the caller's first row) with cpu_sgemm's contract and bits. Only when
+ * cpu_sgemm_available(); `packed` 64-byte aligned. */
+int64_t cpu_sgemm_packed_floats(int64_t n, int64_t k);
+int64_t cpu_sgemm_panel_count(int64_t n, int64_t k);
+void cpu_sgemm_pack(bool transpose_b, int64_t n, int64_t k, const float *b, int64_t ldb, float *packed,
+                    int64_t first_panel, int64_t end_panel);
+void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                      const float *packed, float beta, const float *bias, float *c, int64_t ldc, float *gelu);
+
 #endif
