@@ -21,35 +21,52 @@
 #include "cpu_iterate.h"
 #include "cpu_types.h"
 #include "cpu_simd.h"
+#include "cpu_sgemm.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Row-major GEMM with the BLAS argument order, one name per element type so
- * the macros below can paste it. Sizes were checked against INT_MAX. */
-static void gemm_float(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, double alpha,
-                       const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c, int64_t ldc) {
+ * the macros below can paste it; `native` takes float32 through cpu_sgemm
+ * (the context's choice). Sizes were checked against INT_MAX. */
+static void gemm_float(bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                       double alpha, const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c,
+                       int64_t ldc) {
+    if (native && cpu_sgemm(transpose_a, transpose_b, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, NULL, c, ldc, NULL))
+        return;
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
 }
 
-static void gemm_double(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, double alpha,
-                        const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
-                        int64_t ldc) {
+static void gemm_double(bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                        double alpha, const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                        double *c, int64_t ldc) {
+    (void)native;
     cblas_dgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
-/* The lanes of v summed pairwise (halves, then quarters, ...): a fixed
- * order, shorter than a chain. */
+/* v's lanes rearranged: lane k gets lane index[k] (constants). */
+#ifdef __clang__
+#define LANES_SHUFFLE(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define LANES_SHUFFLE(v, ...) __builtin_shuffle(v, (simd_i32){__VA_ARGS__})
+#endif
+
+/* The lanes of v summed pairwise (lane k of the lower half plus lane k of
+ * the upper half, then the same on the quarters, ...): a fixed order,
+ * shorter than a chain. */
 SIMD_INLINE float lanes_tree_sum(simd_f32 v) {
-    float lanes[SIMD_LANES];
-    simd_store(lanes, v);
-    for (int width = SIMD_LANES / 2; width >= 1; width /= 2)
-        for (int k = 0; k < width; k++) lanes[k] += lanes[k + width];
-    return lanes[0];
+    v += LANES_SHUFFLE(v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+    v += LANES_SHUFFLE(v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+    v += LANES_SHUFFLE(v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    v += LANES_SHUFFLE(v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    return v[0];
 }
 
 /* x[i] = exp(x[i] - shift) for i < n; returns the sum of the new values
@@ -359,6 +376,7 @@ typedef struct attention_job {
     int64_t batch, heads, head_dim, channels;
     int64_t queries, keys, capacity, position;
     bool causal, cached;
+    bool native; /* float32 GEMMs through cpu_sgemm */
     int failed; /* a task could not get its scratch */
 } attention_job;
 
@@ -407,49 +425,135 @@ static void softmax_grad_rows_double(const double *p, double *dp, int64_t rows, 
     for (int64_t i = 0; i < rows * keys; i++) dp[i] = p[i] * (dp[i] - row_d[i / keys]);
 }
 
-/* The largest of x[0 .. n), n >= 1. */
-SIMD_INLINE float max_float(const float *x, int64_t n) {
-    simd_f32 best = simd_splat(x[0]);
-    int64_t i = 0;
-    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
-        simd_f32 v = simd_load(x + i);
-        best = simd_select(v > best, v, best);
-    }
-    float max = best[0];
-    for (int k = 1; k < SIMD_LANES; k++)
-        if (best[k] > max) max = best[k];
-    for (; i < n; i++)
-        if (x[i] > max) max = x[i];
-    return max;
+/* The float32 rows keep a row's ragged end in one masked vector: lanes at
+ * and past the row's visible count are computed on whatever the tile holds
+ * there and then replaced (by the running max, or by 0), so a row costs
+ * whole-vector work only. Where the vector would run past the tile row
+ * (keys not a multiple of SIMD_LANES) it goes through a padded copy. The
+ * results are those of the element-by-element definitions: the max is
+ * exact in any order, and the sum is in a fixed order (lane partials, then
+ * lanes_tree_sum). */
+
+static const simd_i32 lane_index = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* The vector of the `count` (< SIMD_LANES) floats at x; lanes from `count`
+ * on are unspecified. `room` is how many floats may be read at x. */
+SIMD_INLINE simd_f32 load_ragged(const float *x, int64_t count, int64_t room) {
+    if (room >= SIMD_LANES) return simd_load(x);
+    float padded[SIMD_LANES] = {0};
+    memcpy(padded, x, sizeof(float) * (size_t)count);
+    return simd_load(padded);
 }
 
-/* x[0 .. n) *= factor; x[n .. end) = 0. */
-SIMD_INLINE void scale_and_clear_float(float *x, int64_t n, int64_t end, float factor) {
-    int64_t i = 0;
-    for (; i + SIMD_LANES <= n; i += SIMD_LANES) simd_store(x + i, simd_load(x + i) * factor);
-    for (; i < n; i++) x[i] *= factor;
-    if (end > n) memset(x + n, 0, sizeof(float) * (size_t)(end - n));
+/* Stores the first `count` (< SIMD_LANES) lanes of v at x, and the others
+ * too (v holds zeros there) when `room` floats may be written. Returns how
+ * many floats it wrote. */
+SIMD_INLINE int64_t store_ragged(float *x, simd_f32 v, int64_t count, int64_t room) {
+    if (room >= SIMD_LANES) {
+        simd_store(x, v);
+        return SIMD_LANES;
+    }
+    float padded[SIMD_LANES];
+    simd_store(padded, v);
+    memcpy(x, padded, sizeof(float) * (size_t)count);
+    return count;
 }
+
+/* x[0 .. n) = 0, in whole vectors where they fit. */
+SIMD_INLINE void clear_floats(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) simd_store(x + i, simd_splat(0.0f));
+    for (; i < n; i++) x[i] = 0;
+}
+
+/* The largest lane of v, pairwise like lanes_tree_sum: a NaN in lane 0
+ * wins, NaNs elsewhere lose, as in a scan from lane 0 with `>`. */
+SIMD_INLINE float lanes_max(simd_f32 v) {
+    simd_f32 h = LANES_SHUFFLE(v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+    v = simd_select(h > v, h, v);
+    h = LANES_SHUFFLE(v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+    v = simd_select(h > v, h, v);
+    h = LANES_SHUFFLE(v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    v = simd_select(h > v, h, v);
+    h = LANES_SHUFFLE(v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    v = simd_select(h > v, h, v);
+    return v[0];
+}
+
+/* Lane partial maxima of row[0 .. n), 1 <= n <= keys: every lane is row[0]
+ * or a larger element, so lanes_max gives the row's max (NaN when row[0]
+ * is). */
+SIMD_INLINE simd_f32 row_max_lanes(const float *row, int64_t n, int64_t keys) {
+    simd_f32 best = simd_splat(row[0]);
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
+        simd_f32 v = simd_load(row + i);
+        best = simd_select(v > best, v, best);
+    }
+    if (i < n) {
+        simd_f32 v = load_ragged(row + i, n - i, keys - i);
+        best = simd_select((lane_index < (int32_t)(n - i)) & (v > best), v, best);
+    }
+    return best;
+}
+
+/* row[j] = exp(row[j] - shift) for j < n, 0 for n <= j < keys; returns the
+ * lane partial sums of the new values. */
+SIMD_INLINE simd_f32 row_exp_shift(float *row, int64_t n, int64_t keys, float shift) {
+    simd_f32 total = {0};
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
+        simd_f32 e = simd_exp(simd_load(row + i) - shift);
+        simd_store(row + i, e);
+        total += e;
+    }
+    if (i < n) {
+        simd_f32 e = simd_exp(load_ragged(row + i, n - i, keys - i) - shift);
+        e = simd_select(lane_index < (int32_t)(n - i), e, simd_splat(0.0f));
+        total += e;
+        i += store_ragged(row + i, e, n - i, keys - i);
+    }
+    clear_floats(row + i, keys - i);
+    return total;
+}
+
+/* row[0 .. n) *= factor, past which the row is already 0 (row_exp_shift). */
+SIMD_INLINE void row_scale(float *row, int64_t n, int64_t keys, float factor) {
+    int64_t i = 0;
+    for (; i + SIMD_LANES <= n; i += SIMD_LANES) simd_store(row + i, simd_load(row + i) * factor);
+    if (i < n) {
+        simd_f32 v = simd_select(lane_index < (int32_t)(n - i), load_ragged(row + i, n - i, keys - i) * factor,
+                                 simd_splat(0.0f));
+        store_ragged(row + i, v, n - i, keys - i);
+    }
+}
+
+/* Rows go in groups, each step over the whole group before the next
+ * (maxima, exponentials, scaling, then the logs), so that the rows' short
+ * dependent chains overlap and the libm calls come together. */
+#define SOFTMAX_GROUP 16
 
 static SIMD_CLONES void softmax_rows_float(float *s, int64_t rows, int64_t keys, int64_t first_visible, bool causal,
                                            float *row_lse) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *row = s + r * keys;
-        int64_t n = causal ? first_visible + r : keys;
-        float max = max_float(row, n);
-        double sum = exp_shift_inline(row, n, max);
-        scale_and_clear_float(row, n, keys, (float)(1.0 / sum));
-        row_lse[r] = (float)((double)max + log(sum));
+    for (int64_t r0 = 0; r0 < rows; r0 += SOFTMAX_GROUP) {
+        int64_t group = rows - r0 < SOFTMAX_GROUP ? rows - r0 : SOFTMAX_GROUP;
+        int64_t n = causal ? first_visible + r0 : keys; /* visible keys of the group's first row */
+        float *first = s + r0 * keys, max[SOFTMAX_GROUP], sum[SOFTMAX_GROUP];
+        for (int64_t r = 0; r < group; r++)
+            max[r] = lanes_max(row_max_lanes(first + r * keys, causal ? n + r : n, keys));
+        for (int64_t r = 0; r < group; r++)
+            sum[r] = lanes_tree_sum(row_exp_shift(first + r * keys, causal ? n + r : n, keys, max[r]));
+        for (int64_t r = 0; r < group; r++)
+            row_scale(first + r * keys, causal ? n + r : n, keys, (float)(1.0 / (double)sum[r]));
+        for (int64_t r = 0; r < group; r++) row_lse[r0 + r] = (float)((double)max[r] + log((double)sum[r]));
     }
 }
 
 static SIMD_CLONES void probability_rows_float(float *s, int64_t rows, int64_t keys, int64_t first_visible,
                                                bool causal, const float *lse) {
     for (int64_t r = 0; r < rows; r++) {
-        float *row = s + r * keys;
         int64_t n = causal ? first_visible + r : keys;
-        exp_shift_inline(row, n, lse[r]);
-        scale_and_clear_float(row, n, keys, 1.0f);
+        row_exp_shift(s + r * keys, n, keys, lse[r]);
     }
 }
 
@@ -463,6 +567,46 @@ static SIMD_CLONES void softmax_grad_rows_float(const float *p, float *dp, int64
             simd_store(dr + j, simd_load(pr + j) * (simd_load(dr + j) - d));
         for (; j < keys; j++) dr[j] = pr[j] * (dr[j] - d);
     }
+}
+
+/* out[r] = the dot product of rows r of a and b (leading dimension ld,
+ * `cols` long), summed in double in order of the columns (float products
+ * are exact in double). Four rows go together so that their chains of
+ * additions overlap; each row's order is unchanged. */
+#define ROW_DOTS(T, ATTRIBUTES)                                                                                    \
+    static ATTRIBUTES void row_dots_##T(const T *a, const T *b, int64_t ld, int64_t rows, int64_t cols, T *out) {  \
+        int64_t r = 0;                                                                                             \
+        for (; r + 4 <= rows; r += 4) {                                                                            \
+            const T *a0 = a + r * ld, *a1 = a0 + ld, *a2 = a1 + ld, *a3 = a2 + ld;                                 \
+            const T *b0 = b + r * ld, *b1 = b0 + ld, *b2 = b1 + ld, *b3 = b2 + ld;                                 \
+            double d0 = 0, d1 = 0, d2 = 0, d3 = 0;                                                                 \
+            for (int64_t c = 0; c < cols; c++) {                                                                   \
+                d0 += (double)a0[c] * (double)b0[c];                                                               \
+                d1 += (double)a1[c] * (double)b1[c];                                                               \
+                d2 += (double)a2[c] * (double)b2[c];                                                               \
+                d3 += (double)a3[c] * (double)b3[c];                                                               \
+            }                                                                                                      \
+            out[r] = (T)d0;                                                                                        \
+            out[r + 1] = (T)d1;                                                                                    \
+            out[r + 2] = (T)d2;                                                                                    \
+            out[r + 3] = (T)d3;                                                                                    \
+        }                                                                                                          \
+        for (; r < rows; r++) {                                                                                    \
+            double d = 0;                                                                                          \
+            for (int64_t c = 0; c < cols; c++) d += (double)a[r * ld + c] * (double)b[r * ld + c];                 \
+            out[r] = (T)d;                                                                                         \
+        }                                                                                                          \
+    }
+ROW_DOTS(float, SIMD_CLONES)
+ROW_DOTS(double, )
+
+/* x[r * ld + c] = 0 for r < rows, c < cols. */
+static void clear_rows_double(double *x, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) memset(x + r * ld, 0, sizeof(double) * (size_t)cols);
+}
+
+static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) clear_floats(x + r * ld, cols);
 }
 
 #define ATTENTION_FNS(E, T)                                                                                        \
@@ -504,10 +648,10 @@ static SIMD_CLONES void softmax_grad_rows_float(const float *p, float *dp, int64
             for (int64_t i0 = 0; i0 < job->queries; i0 += block) {                                                 \
                 int64_t rows = job->queries - i0 < block ? job->queries - i0 : block;                              \
                 int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
-                gemm_##T(false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, s, keys);             \
+                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, s, keys);             \
                 softmax_rows_##T(s, rows, keys, visible_keys(job, i0), job->causal, row_lse);                      \
                 if (lse) memcpy(lse + i0, row_lse, sizeof(T) * (size_t)rows);                                      \
-                gemm_##T(false, false, rows, hd, keys, 1.0, s, keys, v, kv_ld, 0.0, o + i0 * C, C);                \
+                gemm_##T(job->native, false, false, rows, hd, keys, 1.0, s, keys, v, kv_ld, 0.0, o + i0 * C, C);                \
             }                                                                                                      \
         }                                                                                                          \
         free(s);                                                                                                   \
@@ -532,26 +676,19 @@ static SIMD_CLONES void softmax_grad_rows_float(const float *p, float *dp, int64
             const T *g = (const T *)job->dout + b * t_all * C + h * hd;                                            \
             const T *lse = (const T *)job->lse_in + (b * job->heads + h) * t_all;                                  \
             T *dq = (T *)job->dqkv + b * t_all * ld + h * hd, *dk = dq + C, *dv = dq + 2 * C;                      \
-            for (int64_t j = 0; j < t_all; j++) {                                                                  \
-                memset(dk + j * ld, 0, sizeof(T) * (size_t)hd);                                                    \
-                memset(dv + j * ld, 0, sizeof(T) * (size_t)hd);                                                    \
-            }                                                                                                      \
+            clear_rows_##T(dk, t_all, hd, ld);                                                                     \
+            clear_rows_##T(dv, t_all, hd, ld);                                                                     \
             for (int64_t i0 = 0; i0 < t_all; i0 += block) {                                                        \
                 int64_t rows = t_all - i0 < block ? t_all - i0 : block;                                            \
                 int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
-                gemm_##T(false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, p, keys);             \
+                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, p, keys);             \
                 probability_rows_##T(p, rows, keys, visible_keys(job, i0), job->causal, lse + i0);                 \
-                for (int64_t r = 0; r < rows; r++) {                                                               \
-                    const T *gr = g + (i0 + r) * C, *orow = o + (i0 + r) * C;                                      \
-                    double d = 0;                                                                                  \
-                    for (int64_t c = 0; c < hd; c++) d += (double)gr[c] * (double)orow[c];                         \
-                    row_d[r] = (T)d;                                                                               \
-                }                                                                                                  \
-                gemm_##T(true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C, 1.0, dv, ld);                   \
-                gemm_##T(false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld, 0.0, dp, keys);                \
+                row_dots_##T(g + i0 * C, o + i0 * C, C, rows, hd, row_d);                                         \
+                gemm_##T(job->native, true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C, 1.0, dv, ld);                   \
+                gemm_##T(job->native, false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld, 0.0, dp, keys);                \
                 softmax_grad_rows_##T(p, dp, rows, keys, row_d);                                                   \
-                gemm_##T(false, false, rows, hd, keys, scale, dp, keys, k, kv_ld, 0.0, dq + i0 * ld, ld);          \
-                gemm_##T(true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld, ld, 1.0, dk, ld);              \
+                gemm_##T(job->native, false, false, rows, hd, keys, scale, dp, keys, k, kv_ld, 0.0, dq + i0 * ld, ld);          \
+                gemm_##T(job->native, true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld, ld, 1.0, dk, ld);              \
             }                                                                                                      \
         }                                                                                                          \
         free(p);                                                                                                   \
@@ -576,6 +713,7 @@ FLOAT_DTYPES(ATTENTION_FNS)
 static tc_status attention_run(tc_context *ctx, attention_job *job, void (*body)(int64_t, int64_t, void *),
                                int64_t cost_per_head) {
     cpu_blas_single_threaded();
+    job->native = ctx->native_sgemm;
     cpu_parallel_for(ctx, job->batch * job->heads, grain_for(cost_per_head, 4 * CHUNK_WORK), body, job);
     if (job->failed) return tc_fail(ctx, TC_ERROR_MEMORY, "attention: out of memory for a scratch tile");
     return TC_OK;
@@ -755,53 +893,191 @@ static int64_t plan_spans(span_job *job, int64_t *first_span) {
     return spans;
 }
 
+/* The coefficients of one update in the element type (prepared in double),
+ * and the update of n consecutive elements: AdamW of param, m, v from grad;
+ * SGD of param and the momentum buffer (NULL without momentum). */
+#define STEP_COEFFICIENTS(E, T)                                                                                    \
+    typedef struct adamw_coefficients_##T {                                                                        \
+        T b1, one_minus_b1, b2, one_minus_b2, decay, epsilon, step_size, inverse_sqrt_bias2;                       \
+    } adamw_coefficients_##T;                                                                                      \
+    typedef struct sgd_coefficients_##T {                                                                          \
+        T mu, keep, wd, rate;                                                                                      \
+        bool nesterov;                                                                                             \
+    } sgd_coefficients_##T;
+FLOAT_DTYPES(STEP_COEFFICIENTS)
+
+/* The element arithmetic, one element at a time; the float32 versions below
+ * do exactly these operations lane by lane. sqrt of a double holding a
+ * float, rounded to float, is the correctly rounded float square root. */
+static void adamw_range_double(const adamw_coefficients_double *c, double *param, double *m, double *v,
+                               const double *grad, int64_t n) {
+    for (int64_t k = 0; k < n; k++) {
+        double g = grad[k];
+        double mi = c->b1 * m[k] + c->one_minus_b1 * g;
+        double vi = c->b2 * v[k] + c->one_minus_b2 * g * g;
+        m[k] = mi;
+        v[k] = vi;
+        double p = param[k];
+        p -= c->decay * p;
+        p -= c->step_size * mi / (sqrt(vi) * c->inverse_sqrt_bias2 + c->epsilon);
+        param[k] = p;
+    }
+}
+
+static void sgd_range_double(const sgd_coefficients_double *c, double *param, double *buffer, const double *grad,
+                             int64_t n) {
+    for (int64_t k = 0; k < n; k++) {
+        double g = grad[k] + c->wd * param[k];
+        if (buffer) {
+            double b = c->mu * buffer[k] + c->keep * g;
+            buffer[k] = b;
+            g = c->nesterov ? g + c->mu * b : b;
+        }
+        param[k] -= c->rate * g;
+    }
+}
+
+/* Float32 AdamW over n elements, n a multiple of SIMD_LANES. The square
+ * root needs the hardware's vector instruction (the compiler keeps sqrtf
+ * scalar for errno's sake), so there is one copy per instruction set with
+ * its own lanes_sqrt, picked at run time; all give the same bits. */
+#define ADAMW_FLOAT_LANES(name, target, lanes_sqrt)                                                                \
+    target static void name(const adamw_coefficients_float *c, float *param, float *m, float *v, const float *grad, \
+                            int64_t n) {                                                                           \
+        for (int64_t k = 0; k < n; k += SIMD_LANES) {                                                              \
+            simd_f32 g = simd_load(grad + k);                                                                      \
+            simd_f32 mi = c->b1 * simd_load(m + k) + c->one_minus_b1 * g;                                          \
+            simd_f32 vi = c->b2 * simd_load(v + k) + c->one_minus_b2 * g * g;                                      \
+            simd_store(m + k, mi);                                                                                 \
+            simd_store(v + k, vi);                                                                                 \
+            simd_f32 p = simd_load(param + k);                                                                     \
+            p -= c->decay * p;                                                                                     \
+            p -= c->step_size * mi / (lanes_sqrt(vi) * c->inverse_sqrt_bias2 + c->epsilon);                        \
+            simd_store(param + k, p);                                                                              \
+        }                                                                                                          \
+    }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#define TARGET_AVX512F __attribute__((target("avx512f")))
+#define TARGET_AVX __attribute__((target("avx")))
+
+TARGET_AVX512F SIMD_INLINE simd_f32 lanes_sqrt_avx512f(simd_f32 x) { return (simd_f32)_mm512_sqrt_ps((__m512)x); }
+
+TARGET_AVX SIMD_INLINE simd_f32 lanes_sqrt_avx(simd_f32 x) {
+    __m256 half[2];
+    memcpy(half, &x, sizeof half);
+    half[0] = _mm256_sqrt_ps(half[0]);
+    half[1] = _mm256_sqrt_ps(half[1]);
+    memcpy(&x, half, sizeof x);
+    return x;
+}
+
+SIMD_INLINE simd_f32 lanes_sqrt_sse(simd_f32 x) {
+    __m128 quarter[4];
+    memcpy(quarter, &x, sizeof quarter);
+    for (int k = 0; k < 4; k++) quarter[k] = _mm_sqrt_ps(quarter[k]);
+    memcpy(&x, quarter, sizeof x);
+    return x;
+}
+
+ADAMW_FLOAT_LANES(adamw_lanes_avx512f, TARGET_AVX512F, lanes_sqrt_avx512f)
+ADAMW_FLOAT_LANES(adamw_lanes_avx, TARGET_AVX, lanes_sqrt_avx)
+ADAMW_FLOAT_LANES(adamw_lanes_sse, , lanes_sqrt_sse)
+
+static void adamw_lanes_float(const adamw_coefficients_float *c, float *param, float *m, float *v,
+                              const float *grad, int64_t n) {
+    if (__builtin_cpu_supports("avx512f")) adamw_lanes_avx512f(c, param, m, v, grad, n);
+    else if (__builtin_cpu_supports("avx")) adamw_lanes_avx(c, param, m, v, grad, n);
+    else adamw_lanes_sse(c, param, m, v, grad, n);
+}
+
+#else
+
+SIMD_INLINE simd_f32 lanes_sqrt_scalar(simd_f32 x) {
+    for (int k = 0; k < SIMD_LANES; k++) x[k] = sqrtf(x[k]);
+    return x;
+}
+
+ADAMW_FLOAT_LANES(adamw_lanes_float, , lanes_sqrt_scalar)
+
+#endif
+
+/* The last n % SIMD_LANES elements go through one padded vector. */
+static void adamw_range_float(const adamw_coefficients_float *c, float *param, float *m, float *v, const float *grad,
+                              int64_t n) {
+    int64_t full = n - n % SIMD_LANES;
+    adamw_lanes_float(c, param, m, v, grad, full);
+    if (full == n) return;
+    float pad[4][SIMD_LANES] = {{0}};
+    size_t bytes = sizeof(float) * (size_t)(n - full);
+    memcpy(pad[0], param + full, bytes);
+    memcpy(pad[1], m + full, bytes);
+    memcpy(pad[2], v + full, bytes);
+    memcpy(pad[3], grad + full, bytes);
+    adamw_lanes_float(c, pad[0], pad[1], pad[2], pad[3], SIMD_LANES);
+    memcpy(param + full, pad[0], bytes);
+    memcpy(m + full, pad[1], bytes);
+    memcpy(v + full, pad[2], bytes);
+}
+
+/* Float32 SGD over n elements, n a multiple of SIMD_LANES. */
+static SIMD_CLONES void sgd_lanes_float(const sgd_coefficients_float *c, float *param, float *buffer,
+                                        const float *grad, int64_t n) {
+    for (int64_t k = 0; k < n; k += SIMD_LANES) {
+        simd_f32 g = simd_load(grad + k) + c->wd * simd_load(param + k);
+        if (buffer) {
+            simd_f32 b = c->mu * simd_load(buffer + k) + c->keep * g;
+            simd_store(buffer + k, b);
+            g = c->nesterov ? g + c->mu * b : b;
+        }
+        simd_store(param + k, simd_load(param + k) - c->rate * g);
+    }
+}
+
+static void sgd_range_float(const sgd_coefficients_float *c, float *param, float *buffer, const float *grad,
+                            int64_t n) {
+    int64_t full = n - n % SIMD_LANES;
+    sgd_lanes_float(c, param, buffer, grad, full);
+    if (full == n) return;
+    float pad[3][SIMD_LANES] = {{0}};
+    size_t bytes = sizeof(float) * (size_t)(n - full);
+    memcpy(pad[0], param + full, bytes);
+    if (buffer) memcpy(pad[1], buffer + full, bytes);
+    memcpy(pad[2], grad + full, bytes);
+    sgd_lanes_float(c, pad[0], buffer ? pad[1] : NULL, pad[2], SIMD_LANES);
+    memcpy(param + full, pad[0], bytes);
+    if (buffer) memcpy(buffer + full, pad[1], bytes);
+}
+
 #define STEP_FNS(E, T)                                                                                             \
     static void adamw_spans_##T(int64_t begin, int64_t end, void *argument) {                                      \
         const span_job *job = argument;                                                                            \
-        const T b1 = (T)job->beta1, one_minus_b1 = (T)(1.0 - job->beta1);                                          \
-        const T b2 = (T)job->beta2, one_minus_b2 = (T)(1.0 - job->beta2);                                          \
-        const T decay = (T)(job->lr * job->weight_decay), epsilon = (T)job->eps;                                   \
+        adamw_coefficients_##T c = {.b1 = (T)job->beta1, .one_minus_b1 = (T)(1.0 - job->beta1),                    \
+                                    .b2 = (T)job->beta2, .one_minus_b2 = (T)(1.0 - job->beta2),                    \
+                                    .decay = (T)(job->lr * job->weight_decay), .epsilon = (T)job->eps};            \
         for (int64_t span = begin; span < end; span++) {                                                           \
             int64_t first, last;                                                                                   \
             int i = span_tensor(job, span, &first);                                                                \
             const tc_step_tensor *t = &job->tensors[i];                                                            \
             last = first + STEP_SPAN < t->numel ? first + STEP_SPAN : t->numel;                                    \
-            const T step_size = (T)(job->lr / t->bias1), inverse_sqrt_bias2 = (T)(1.0 / sqrt(t->bias2));          \
-            T *param = t->param, *m = t->state[0], *v = t->state[1];                                               \
-            const T *grad = t->grad;                                                                               \
-            for (int64_t k = first; k < last; k++) {                                                               \
-                T g = grad[k];                                                                                     \
-                T mi = b1 * m[k] + one_minus_b1 * g;                                                               \
-                T vi = b2 * v[k] + one_minus_b2 * g * g;                                                           \
-                m[k] = mi;                                                                                         \
-                v[k] = vi;                                                                                         \
-                T p = param[k];                                                                                    \
-                p -= decay * param[k];                                                                             \
-                p -= step_size * mi / ((T)sqrt(vi) * inverse_sqrt_bias2 + epsilon);                           \
-                param[k] = p;                                                                                      \
-            }                                                                                                      \
+            c.step_size = (T)(job->lr / t->bias1);                                                                 \
+            c.inverse_sqrt_bias2 = (T)(1.0 / sqrt(t->bias2));                                                      \
+            adamw_range_##T(&c, (T *)t->param + first, (T *)t->state[0] + first, (T *)t->state[1] + first,         \
+                            (const T *)t->grad + first, last - first);                                             \
         }                                                                                                          \
     }                                                                                                              \
     static void sgd_spans_##T(int64_t begin, int64_t end, void *argument) {                                        \
         const span_job *job = argument;                                                                            \
-        const T mu = (T)job->momentum, keep = (T)(1.0 - job->dampening), wd = (T)job->weight_decay;               \
-        const T rate = (T)job->lr;                                                                                 \
+        sgd_coefficients_##T c = {.mu = (T)job->momentum, .keep = (T)(1.0 - job->dampening),                      \
+                                  .wd = (T)job->weight_decay, .rate = (T)job->lr, .nesterov = job->nesterov};      \
         for (int64_t span = begin; span < end; span++) {                                                           \
             int64_t first, last;                                                                                   \
             int i = span_tensor(job, span, &first);                                                                \
             const tc_step_tensor *t = &job->tensors[i];                                                            \
             last = first + STEP_SPAN < t->numel ? first + STEP_SPAN : t->numel;                                    \
-            T *param = t->param, *buffer = t->state[0];                                                            \
-            const T *grad = t->grad;                                                                               \
-            for (int64_t k = first; k < last; k++) {                                                               \
-                T g = grad[k] + wd * param[k];                                                                     \
-                if (buffer) {                                                                                      \
-                    T b = mu * buffer[k] + keep * g;                                                               \
-                    buffer[k] = b;                                                                                 \
-                    g = job->nesterov ? g + mu * b : b;                                                            \
-                }                                                                                                  \
-                param[k] -= rate * g;                                                                              \
-            }                                                                                                      \
+            T *buffer = t->state[0] ? (T *)t->state[0] + first : NULL;                                             \
+            sgd_range_##T(&c, (T *)t->param + first, buffer, (const T *)t->grad + first, last - first);            \
         }                                                                                                          \
     }                                                                                                              \
     static void sum_squares_spans_##T(int64_t begin, int64_t end, void *argument) {                                \
