@@ -120,10 +120,11 @@ SGEMM_BENCH = $(BUILD)/bench/sgemm_bench
 bench: all $(SGEMM_BENCH)
 	@for b in $(BENCHES); do echo "== $$b"; TRICYCLE_BUILD=$(BUILD) $(LUA) $$b || exit 1; done
 
-$(SGEMM_BENCH): bench/sgemm_bench.c
+# sgemm_bench times OpenBLAS and the engine's own cpu_sgemm, so it links the engine library.
+$(SGEMM_BENCH): bench/sgemm_bench.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(BLAS_LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -I src $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) $(LIBS)
 
 # Installs the Lua module: core.so into INST_LIBDIR/tricycle, every Lua file under
 # lua/tricycle/ (subfolders included) into INST_LUADIR/tricycle.

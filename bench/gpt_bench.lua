@@ -1,8 +1,9 @@
 -- CPU speed against PyTorch: GPT training steps (configs A and B) and KV-cache
 -- generation, ours and PyTorch's alternately, at 1 and 2 threads; sgemm
--- GFLOP/s of raw OpenBLAS and of tc's matmul on the GEMM shapes of a config-B
--- step; model FLOP utilisation against that sgemm ceiling. docs/BENCHMARKS.md
--- explains what each number is.
+-- GFLOP/s of raw OpenBLAS (with the environment's OPENBLAS_CORETYPE and
+-- auto-detected), of the engine's raw cpu_sgemm and of tc's matmul on the GEMM
+-- shapes of a config-B step; model FLOP utilisation against the best raw rate.
+-- docs/BENCHMARKS.md explains what each number is.
 --
 --   lua5.4 bench/gpt_bench.lua [--quick] [--configs A,B] [--modes train,gen]
 --                              [--threads 1,2] [--no-torch] [--out STEM]
@@ -12,6 +13,8 @@
 -- Debian's python3-torch imports under $BENCH_PYTHON (default /usr/bin/python3)
 -- and $TORCH_GPT (default ../shared/bench/torch_gpt.py) exists. Every line is
 -- its own process (bench/gpt_line.lua, torch_gpt.py), so peak RSS is per line.
+-- PyTorch's lines run without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (its
+-- best: OpenBLAS picks its kernels for the CPU); ours keep the environment.
 -- Results: bench/results/latest.md and .json (quick runs: quick.md, .json;
 -- --out STEM writes STEM.md and STEM.json instead).
 local here = arg[0]:match("^(.*)/") or "."
@@ -61,17 +64,19 @@ local function thread_env(threads)
   return ("OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d "):format(threads, threads)
 end
 
--- Runs a shell command; returns its stdout and whether it exited with 0.
+-- Runs a shell command; returns its stdout and stderr, whether it exited
+-- with 0, and its exit status.
 local function run(command)
   local pipe = assert(io.popen(command .. " 2>&1"))
   local output = pipe:read("a")
-  local ok = pipe:close()
-  return output, ok == true
+  local ok, _, code = pipe:close()
+  return output, ok == true, code
 end
 
--- The JSON lines of a command's output as tables, or nil and the output.
+-- The JSON lines of a command's output as tables, or nil, the output and
+-- the exit status.
 local function run_json(command)
-  local output, ok = run(command)
+  local output, ok, code = run(command)
   local results = {}
   for line in output:gmatch("[^\n]+") do
     if line:sub(1, 1) == "{" then
@@ -79,8 +84,26 @@ local function run_json(command)
       if decoded then results[#results + 1] = value end
     end
   end
-  if not ok or #results == 0 then return nil, output end
+  if not ok or #results == 0 then return nil, output, code end
   return results
+end
+
+-- The machine's environment may pin OpenBLAS's kernels (OPENBLAS_CORETYPE)
+-- and cache size (OPENBLAS_L2_SIZE); docs/BENCHMARKS.md says why. `pinned`
+-- lists the ones set; `unpinned` is a command prefix that removes them.
+local pinned, unpinned = {}, ""
+for _, name in ipairs({ "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE" }) do
+  local value = os.getenv(name)
+  if value and value ~= "" then
+    pinned[#pinned + 1] = { name = name, value = value }
+    unpinned = unpinned .. "-u " .. name .. " "
+  end
+end
+if unpinned ~= "" then unpinned = "env " .. unpinned end
+
+-- The "Core: NAME" OpenBLAS prints at load under OPENBLAS_VERBOSE=2, or nil.
+local function openblas_core(output)
+  return output and output:match("Core:%s*([%w_%-]+)")
 end
 
 local function file_exists(path)
@@ -100,10 +123,15 @@ local function torch_unavailable()
   return nil
 end
 
+-- PyTorch's version and the OpenBLAS core its runs get (under `unpinned`),
+-- read from PyTorch itself: OpenBLAS prints its core when torch loads it.
 local torch_reason = torch_unavailable()
-local torch_version
+local torch_version, torch_core
 if not torch_reason then
-  torch_version = run(quote(python) .. " -c 'import torch; print(torch.__version__)'"):match("[^\n]+")
+  local output = run(unpinned .. "OPENBLAS_VERBOSE=2 " .. quote(python)
+    .. " -c 'import torch; print(\"version \" + torch.__version__)'")
+  torch_version = output:match("version ([^\n]+)")
+  torch_core = openblas_core(output) or "none reported (not linked to OpenBLAS?)"
 end
 
 -- The GEMMs of a config-B training step (B T = 2048 rows, C = 384): each Linear
@@ -142,45 +170,103 @@ local function failed(what, output, is_ours)
   say(failures[#failures])
 end
 
--- sgemm GFLOP/s per thread count: raw OpenBLAS and tc.matmul in alternating
--- rounds, keeping each shape's best rate (load from elsewhere only slows runs).
+-- sgemm GFLOP/s per thread count, each implementation's best per shape over
+-- alternating rounds (load from elsewhere only slows runs). The
+-- implementations, in the order of a round (report.sgemm_tables' columns):
+--   openblas_env   raw OpenBLAS with the environment as given
+--   openblas_auto  raw OpenBLAS with `pinned` removed (only when something is pinned)
+--   cpu_sgemm      the engine's raw GEMM (AVX-512 CPUs only)
+--   tc_matmul      tc.matmul, allocation and dispatch included
 local sgemm, sgemm_note = {}, nil
 local sgemm_binary = build .. "/bench/sgemm_bench"
 if not file_exists(sgemm_binary) then
-  sgemm_note = sgemm_binary .. " is missing (`make bench` builds it): no raw OpenBLAS ceiling, no MFU"
+  sgemm_note = sgemm_binary .. " is missing (`make bench` builds it): no raw GEMM rates, no MFU"
   say(sgemm_note)
 end
 local specs = {}
 for i, s in ipairs(gemm_shapes) do specs[i] = s.spec end
 
--- Runs one round of `command` and keeps the best GFLOP/s per shape in `best`.
-local function gemm_round(what, command, best, is_ours)
-  local results, failure = run_json(command)
-  if not results then
-    failed(what, failure, is_ours)
-    return false
+-- The OpenBLAS cores of the environment as given and auto-detected.
+local env_core, auto_core
+if not sgemm_note then
+  local probe = quote(sgemm_binary) .. " openblas 1 1 16,16,16,n,n,1"
+  env_core = openblas_core(run("OPENBLAS_VERBOSE=2 " .. probe)) or "?"
+  auto_core = #pinned > 0 and (openblas_core(run(unpinned .. "OPENBLAS_VERBOSE=2 " .. probe)) or "?") or env_core
+end
+
+-- What tc.matmul runs for float32 (src/context.c: cpu_sgemm on AVX-512
+-- CPUs unless TRICYCLE_SGEMM=blas), known once the cpu_sgemm column ran.
+local sgemm_choice = os.getenv("TRICYCLE_SGEMM")
+local cpu_sgemm_missing -- why the cpu_sgemm column is absent, or nil
+
+-- Runs one round of `commands` and keeps the best GFLOP/s per shape in
+-- `best`; false (and the failure recorded) when one failed.
+local function gemm_round(what, commands, best, is_ours)
+  for _, command in ipairs(commands) do
+    local results, failure, code = run_json(command)
+    if not results then
+      if what == "cpu_sgemm" and code == 3 then -- sgemm_bench: no AVX-512
+        cpu_sgemm_missing = "this CPU has no AVX-512 (cpu_sgemm_available() is false)"
+        say("cpu_sgemm column absent: " .. cpu_sgemm_missing)
+      else
+        failed(what, failure, is_ours)
+      end
+      return false
+    end
+    for _, r in ipairs(results) do best[r.shape] = math.max(best[r.shape] or 0, r.gflops) end
   end
-  for _, r in ipairs(results) do best[r.shape] = math.max(best[r.shape] or 0, r.gflops) end
   return true
 end
 
 for _, t in ipairs(thread_counts) do
-  sgemm[t] = { raw = {}, ours = {} }
-  local raw_command = ("%s%s %d %d %s"):format(thread_env(t), quote(sgemm_binary), t, options.sgemm_reps,
-    table.concat(specs, " "))
-  local ours_command = ("%sTRICYCLE_BUILD=%s %s %s/matmul_line.lua --threads %d --reps %d --shapes %s"):format(
-    thread_env(t), quote(build), lua, quote(here), t, options.sgemm_reps, quote(table.concat(specs, ";")))
-  local raw_ok, ours_ok = not sgemm_note, true
-  for _ = 1, options.sgemm_rounds do
-    if raw_ok then raw_ok = gemm_round("sgemm_bench", raw_command, sgemm[t].raw, false) end
-    if ours_ok then ours_ok = gemm_round("matmul_line", ours_command, sgemm[t].ours, true) end
+  local rates = { openblas_env = {}, cpu_sgemm = {}, tc_matmul = {} }
+  if #pinned > 0 then rates.openblas_auto = {} end
+  local function raw(impl, prefix)
+    return ("%s%s%s %s %d %d %s"):format(prefix, thread_env(t), quote(sgemm_binary), impl, t, options.sgemm_reps,
+      table.concat(specs, " "))
   end
-  local best = 0
-  for _, g in pairs(sgemm[t].raw) do best = math.max(best, g) end
-  sgemm[t].ceiling = best > 0 and best or nil
-  say(("sgemm %d thread(s): raw OpenBLAS ceiling %s GFLOP/s"):format(t, sgemm[t].ceiling and
-    ("%.1f"):format(best) or "-"))
+  local runs = {}
+  if not sgemm_note then
+    runs[#runs + 1] = { key = "openblas_env", what = "sgemm_bench openblas", commands = { raw("openblas", "") } }
+    if rates.openblas_auto then
+      runs[#runs + 1] = { key = "openblas_auto", what = "sgemm_bench openblas (auto-detected core)",
+        commands = { raw("openblas", unpinned) } }
+    end
+    if not cpu_sgemm_missing then
+      runs[#runs + 1] = { key = "cpu_sgemm", what = "cpu_sgemm", commands = { raw("tricycle", "") }, is_ours = true }
+    end
+  end
+  -- tc.matmul: one process per shape, so the engine's block cache holds only
+  -- that shape's blocks, as in a training loop (bench/matmul_line.lua says why).
+  local per_shape = {}
+  for i, spec in ipairs(specs) do
+    per_shape[i] = ("%sTRICYCLE_BUILD=%s %s %s/matmul_line.lua --threads %d --reps %d --shapes %s"):format(
+      thread_env(t), quote(build), lua, quote(here), t, options.sgemm_reps, spec)
+  end
+  runs[#runs + 1] = { key = "tc_matmul", what = "matmul_line", is_ours = true, commands = per_shape }
+  for _ = 1, options.sgemm_rounds do
+    for _, r in ipairs(runs) do
+      if not r.stopped then r.stopped = not gemm_round(r.what, r.commands, rates[r.key], r.is_ours) end
+    end
+  end
+  if cpu_sgemm_missing then rates.cpu_sgemm = nil end
+  -- The ceiling: the best raw rate of any implementation on any shape.
+  local ceiling = { gflops = 0 }
+  for _, key in ipairs({ "openblas_env", "openblas_auto", "cpu_sgemm" }) do
+    for _, shape in ipairs(gemm_shapes) do
+      local g = rates[key] and rates[key][shape.spec]
+      if g and g > ceiling.gflops then ceiling = { gflops = g, implementation = key, shape = shape.spec,
+        use = shape.use } end
+    end
+  end
+  rates.ceiling = ceiling.gflops > 0 and ceiling or nil
+  sgemm[t] = rates
+  say(("sgemm %d thread(s): ceiling %s"):format(t, report.ceiling_text(rates.ceiling, #pinned > 0)))
 end
+local tc_matmul_gemm = sgemm_choice == "blas" and "OpenBLAS (TRICYCLE_SGEMM=blas)"
+  or cpu_sgemm_missing and "OpenBLAS (no AVX-512)"
+  or sgemm_note and "cpu_sgemm on AVX-512 CPUs, else OpenBLAS"
+  or "cpu_sgemm"
 
 -- The lines, ours then PyTorch's for each.
 local lines = {}
@@ -216,8 +302,8 @@ for _, t in ipairs(thread_counts) do
         lua, quote(here), args), name)
       if not torch_reason then
         local torch_mode = mode == "gen" and " --kv cache" or ""
-        line.torch = measure("PyTorch", ("%sOMP_WAIT_POLICY=PASSIVE %s %s %s%s"):format(thread_env(t), quote(python),
-          quote(torch_script), args, torch_mode), name)
+        line.torch = measure("PyTorch", ("%s%sOMP_WAIT_POLICY=PASSIVE %s %s %s%s"):format(unpinned, thread_env(t),
+          quote(python), quote(torch_script), args, torch_mode), name)
       end
       lines[#lines + 1] = line
     end
@@ -250,12 +336,14 @@ for _, line in ipairs(lines) do
     if p then
       local flops = report.step_flops(cfg, p)
       local tokens = cfg.batch * cfg.ctx
-      local ceiling = sgemm[line.threads] and sgemm[line.threads].ceiling
+      local best = sgemm[line.threads] and sgemm[line.threads].ceiling
+      local ceiling = best and best.gflops
       local function rate(result)
         local r = report.rate(result)
         return r and flops * r / tokens * 1e-9
       end
-      local row = { name = line.name, step_gflop = flops * 1e-9, ceiling = ceiling, ours_gflops = rate(line.ours),
+      local row = { name = line.name, step_gflop = flops * 1e-9, ceiling = ceiling,
+        ceiling_from = best and report.ceiling_source(best, #pinned > 0), ours_gflops = rate(line.ours),
         torch_gflops = rate(line.torch) }
       row.ours_mfu = ceiling and row.ours_gflops and row.ours_gflops / ceiling
       row.torch_mfu = ceiling and row.torch_gflops and row.torch_gflops / ceiling
@@ -278,6 +366,35 @@ local settings = options.quick and "QUICK RUN (a smoke test: too few steps to me
   or ("training: median of %d steps after %d warm-up; generation: median of %d runs of %d tokens"):format(
     options.steps, options.warmup, options.gen_reps, options.gen_tokens)
 
+-- Which OpenBLAS kernels each side got, and why.
+local pinned_text, pinned_names, pinned_json = {}, {}, {}
+for _, p in ipairs(pinned) do
+  pinned_text[#pinned_text + 1] = p.name .. "=" .. p.value
+  pinned_names[#pinned_names + 1] = p.name
+  pinned_json[p.name] = p.value
+end
+local openblas_text
+if #pinned > 0 then
+  openblas_text = ("OpenBLAS: this machine's environment sets %s (OpenBLAS core %s; auto-detected: %s). "
+    .. "PyTorch's lines run with %s removed (`env -u`), its best: OpenBLAS core in PyTorch's runs: %s. "
+    .. "Ours run with the environment as given; tc.matmul's float32 GEMM is %s."):format(
+    table.concat(pinned_text, " "), env_core or "?", auto_core or "?", table.concat(pinned_names, " and "),
+    torch_core or "- (not run)", tc_matmul_gemm)
+else
+  openblas_text = ("OpenBLAS: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set: core %s for the raw runs, "
+    .. "%s in PyTorch's runs. tc.matmul's float32 GEMM is %s."):format(env_core or "?", torch_core or "- (not run)",
+    tc_matmul_gemm)
+end
+local sgemm_text = sgemm_note or ("GFLOP/s = 2 M N K batch / the best of %d rounds of %d timed runs after "
+  .. "warm-up, the columns' programs alternating in each round. Raw columns: bench/sgemm_bench.c, one reused "
+  .. "output buffer; OpenBLAS threads itself, cpu_sgemm is split over threads as tc.matmul splits it. "
+  .. "tc.matmul (one process per shape) allocates its output each call, the previous one freed "
+  .. "(collectgarbage) outside the timed region, as in a training step. `tc / best raw` is tc.matmul over "
+  .. "the best raw column of its row."):format(
+  options.sgemm_rounds, options.sgemm_reps)
+if cpu_sgemm_missing then sgemm_text = sgemm_text .. (" cpu_sgemm column absent: %s."):format(cpu_sgemm_missing) end
+local labels = { pinned = #pinned > 0, env_core = env_core, auto_core = auto_core }
+
 local md = {
   "# GPT benchmark: tricycle against PyTorch on the CPU",
   "",
@@ -285,6 +402,7 @@ local md = {
   torch_reason and ("PyTorch not run: %s. Our numbers only."):format(torch_reason)
     or ("PyTorch %s (%s, OMP_WAIT_POLICY=PASSIVE), run alternately with ours, line by line."):format(
       torch_version or "?", python),
+  openblas_text,
   "Each line is one process limited to N threads (set_num_threads, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS).",
   "Ratios above 1 mean we are faster. The machine may be shared: treat differences under ~10% as noise.",
   "",
@@ -296,15 +414,14 @@ local md = {
   "",
   "## sgemm GFLOP/s on the GEMMs of a config-B training step",
   "",
-  sgemm_note or ("Best of %d rounds of %d timed runs after warm-up, OpenBLAS and tc.matmul alternating; "
-    .. "tc.matmul allocates its output each call."):format(options.sgemm_rounds, options.sgemm_reps),
+  sgemm_text,
   "",
-  report.sgemm_table(gemm_shapes, sgemm, thread_counts),
+  report.sgemm_tables(gemm_shapes, sgemm, thread_counts, labels),
   "",
   "## Model FLOP utilisation",
   "",
-  report.flops_formula .. ". MFU = model FLOP/s over the sgemm ceiling (the best raw OpenBLAS rate above at the "
-    .. "same thread count).",
+  report.flops_formula .. ". MFU = model FLOP/s over the sgemm ceiling: the best raw rate of any implementation "
+    .. "on any shape of the sgemm tables at the same thread count (named under `ceiling from`).",
   "",
   report.mfu_table(mfu_rows),
   "",
@@ -327,8 +444,10 @@ f:write(text)
 f:close()
 local sgemm_json = {}
 for _, t in ipairs(thread_counts) do
-  sgemm_json[#sgemm_json + 1] = { threads = t, ceiling_gflops = sgemm[t].ceiling, openblas = sgemm[t].raw,
-    tc_matmul = sgemm[t].ours }
+  local rates = sgemm[t]
+  sgemm_json[#sgemm_json + 1] = { threads = t, ceiling_gflops = rates.ceiling and rates.ceiling.gflops,
+    ceiling = rates.ceiling, openblas_env = rates.openblas_env, openblas_auto = rates.openblas_auto,
+    cpu_sgemm = rates.cpu_sgemm, tc_matmul = rates.tc_matmul }
 end
 f = assert(io.open(stem .. ".json", "w"))
 f:write(tc.json_encode({
@@ -336,6 +455,9 @@ f:write(tc.json_encode({
   settings = { steps = options.steps, warmup = options.warmup, gen_tokens = options.gen_tokens,
     gen_reps = options.gen_reps, sgemm_reps = options.sgemm_reps, sgemm_rounds = options.sgemm_rounds },
   torch = torch_version, torch_skipped = torch_reason, params_identical = params_ok,
+  openblas = { pinned_env = pinned_json, env_core = env_core, auto_core = auto_core, torch_core = torch_core,
+    torch_env_removed = pinned_names, ours_env = "as given" },
+  tc_matmul_gemm = tc_matmul_gemm, cpu_sgemm_absent = cpu_sgemm_missing,
   flops_formula = report.flops_formula, lines = lines, sgemm = sgemm_json, mfu = mfu_rows,
   failures = failures,
 }) .. "\n")

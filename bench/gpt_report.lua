@@ -1,5 +1,6 @@
 --- Tables of the GPT benchmark (bench/gpt_bench.lua): the ours-vs-PyTorch
--- lines, the sgemm comparison and model FLOP utilisation, as markdown.
+-- lines, the sgemm comparison (raw OpenBLAS, raw cpu_sgemm, tc.matmul) and
+-- model FLOP utilisation, as markdown.
 local M = {}
 
 local function fmt(value, pattern)
@@ -47,24 +48,73 @@ function M.lines_table(lines)
   return table.concat(out, "\n")
 end
 
---- The sgemm table: one row per shape, raw OpenBLAS and tc matmul per thread count.
-function M.sgemm_table(shapes, sgemm, thread_counts)
-  local header = { "| GEMM (M×K·K×N, transposes, batch) | use |" }
-  local rule = { "| --- | --- |" }
-  for _, t in ipairs(thread_counts) do
-    header[#header + 1] = (" OpenBLAS %dT | tc.matmul %dT | ratio %dT |"):format(t, t, t)
-    rule[#rule + 1] = " ---: | ---: | ---: |"
+-- The raw implementations of the sgemm tables, in column order, as named in
+-- gpt_bench.lua's results.
+local raw_keys = { "openblas_env", "openblas_auto", "cpu_sgemm" }
+local implementation_names = { openblas_env = "OpenBLAS env", openblas_auto = "OpenBLAS auto",
+  cpu_sgemm = "cpu_sgemm raw" }
+
+--- Where an sgemm ceiling ({gflops, implementation, shape, use}) came from,
+-- e.g. "cpu_sgemm raw, fc proj dx (2048,1536,384,n,n,1)"; `pinned` as in
+-- sgemm_tables' labels (without it there is one OpenBLAS column).
+function M.ceiling_source(ceiling, pinned)
+  local name = implementation_names[ceiling.implementation] or ceiling.implementation
+  if ceiling.implementation == "openblas_env" and not pinned then name = "OpenBLAS" end
+  return ("%s, %s (%s)"):format(name, ceiling.use, ceiling.shape)
+end
+
+--- A ceiling as "210.3 GFLOP/s (source)", or "-".
+function M.ceiling_text(ceiling, pinned)
+  if not ceiling then return "-" end
+  return ("%.1f GFLOP/s (%s)"):format(ceiling.gflops, M.ceiling_source(ceiling, pinned))
+end
+
+--- The sgemm tables, one per thread count: a row per shape with raw OpenBLAS
+-- under the environment's settings (`env`), raw OpenBLAS auto-detected
+-- (`auto`, only when labels.pinned: otherwise the two are the same run),
+-- the engine's raw cpu_sgemm, tc.matmul, and tc.matmul over the best raw
+-- rate of the row; then the ceiling. labels: {pinned, env_core, auto_core}.
+function M.sgemm_tables(shapes, sgemm, thread_counts, labels)
+  local columns = { { key = "openblas_env", title = labels.pinned and ("OpenBLAS env (%s)"):format(
+    labels.env_core or "?") or ("OpenBLAS (%s)"):format(labels.env_core or "?") } }
+  if labels.pinned then
+    columns[#columns + 1] = { key = "openblas_auto", title = ("OpenBLAS auto (%s)"):format(labels.auto_core or "?") }
   end
-  local out = { table.concat(header), table.concat(rule) }
-  for _, shape in ipairs(shapes) do
-    local row = { ("| %s×%s·%s×%s %s%s ×%s | %s |"):format(shape.m, shape.k, shape.k, shape.n, shape.ta, shape.tb,
-      shape.batch, shape.use) }
-    for _, t in ipairs(thread_counts) do
-      local raw = sgemm[t] and sgemm[t].raw[shape.spec]
-      local ours = sgemm[t] and sgemm[t].ours[shape.spec]
-      row[#row + 1] = (" %s | %s | %s |"):format(fmt(raw), fmt(ours), fmt(ratio(ours, raw), "%.2f"))
+  columns[#columns + 1] = { key = "cpu_sgemm", title = "cpu_sgemm raw" }
+  columns[#columns + 1] = { key = "tc_matmul", title = "tc.matmul" }
+  local header, rule = { "| GEMM (M×K·K×N, transposes, batch) | use |" }, { "| --- | --- |" }
+  for _, c in ipairs(columns) do
+    header[#header + 1] = (" %s |"):format(c.title)
+    rule[#rule + 1] = " ---: |"
+  end
+  header[#header + 1] = " tc / best raw |"
+  rule[#rule + 1] = " ---: |"
+  local out = {}
+  for _, t in ipairs(thread_counts) do
+    local rates = sgemm[t] or {}
+    out[#out + 1] = ("### %d thread%s\n"):format(t, t == 1 and "" or "s")
+    out[#out + 1] = table.concat(header)
+    out[#out + 1] = table.concat(rule)
+    for _, shape in ipairs(shapes) do
+      local row = { ("| %s×%s·%s×%s %s%s ×%s | %s |"):format(shape.m, shape.k, shape.k, shape.n, shape.ta,
+        shape.tb, shape.batch, shape.use) }
+      for _, c in ipairs(columns) do
+        if c.key == "cpu_sgemm" and not rates.cpu_sgemm then
+          row[#row + 1] = " absent |"
+        else
+          row[#row + 1] = (" %s |"):format(fmt(rates[c.key] and rates[c.key][shape.spec]))
+        end
+      end
+      local best_raw
+      for _, key in ipairs(raw_keys) do
+        local g = rates[key] and rates[key][shape.spec]
+        if g and (not best_raw or g > best_raw) then best_raw = g end
+      end
+      row[#row + 1] = (" %s |"):format(fmt(ratio(rates.tc_matmul and rates.tc_matmul[shape.spec], best_raw), "%.2f"))
+      out[#out + 1] = table.concat(row)
     end
-    out[#out + 1] = table.concat(row)
+    out[#out + 1] = ("\nCeiling at %d thread%s: %s.\n"):format(t, t == 1 and "" or "s",
+      M.ceiling_text(rates.ceiling, labels.pinned))
   end
   return table.concat(out, "\n")
 end
@@ -73,13 +123,14 @@ end
 -- sgemm ceiling at the same thread count, ours and PyTorch.
 function M.mfu_table(rows)
   local out = {
-    "| line | GFLOP/step | sgemm ceiling GFLOP/s | ours GFLOP/s | ours MFU | PyTorch GFLOP/s | PyTorch MFU |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| line | GFLOP/step | sgemm ceiling GFLOP/s | ceiling from | ours GFLOP/s | ours MFU | PyTorch GFLOP/s "
+      .. "| PyTorch MFU |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
   }
   for _, r in ipairs(rows) do
     local function pct(x) return x and ("%.1f%%"):format(100 * x) or "-" end
-    out[#out + 1] = ("| %s | %.2f | %s | %s | %s | %s | %s |"):format(r.name, r.step_gflop, fmt(r.ceiling),
-      fmt(r.ours_gflops), pct(r.ours_mfu), fmt(r.torch_gflops), pct(r.torch_mfu))
+    out[#out + 1] = ("| %s | %.2f | %s | %s | %s | %s | %s | %s |"):format(r.name, r.step_gflop, fmt(r.ceiling),
+      r.ceiling_from or "-", fmt(r.ours_gflops), pct(r.ours_mfu), fmt(r.torch_gflops), pct(r.torch_mfu))
   end
   return table.concat(out, "\n")
 end

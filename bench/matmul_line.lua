@@ -1,14 +1,28 @@
 -- GFLOP/s of tc's matmul on given GEMM shapes at one thread count, the twin
--- of bench/sgemm_bench.c (raw OpenBLAS) for bench/gpt_bench.lua: the same
--- shape strings, the best and median of --reps timed runs, after three
--- warm-up calls (the C program, which reuses one output buffer, needs one).
+-- of bench/sgemm_bench.c (raw OpenBLAS and cpu_sgemm) for bench/gpt_bench.lua:
+-- the same shape strings, the best and median of --reps timed runs, after
+-- three warm-up calls (as many as the C program's warm-up runs).
 --
 --   lua5.4 bench/matmul_line.lua --threads N --reps R --shapes "M,K,N,TA,TB,BATCH;..."
 --
 -- op(A) with TA = t is a transposed view of a stored [K, M] tensor (as the
 -- backward pass passes it), likewise op(B); BATCH > 1 makes 3-D operands.
--- The output is allocated by each call, as in a training step. One JSON
--- line per shape.
+-- One JSON line per shape.
+--
+-- Each call allocates its output, as in a training step, and memory is reused
+-- as in a training step: before each call, outside the timed region, the
+-- previous output is dropped and a full collectgarbage() frees it, so its
+-- block goes back to the engine's block cache and the next call gets it back
+-- (mapped pages already touched). Without that, an output lives until Lua's
+-- collector happens to run, each call maps fresh pages, and on 8-12 MB
+-- outputs the page faults alone made tc.matmul look ~0.4 of raw.
+--
+-- Give one shape per process to compare with a training step:
+-- bench/gpt_bench.lua does. In one process the blocks of the earlier shapes'
+-- operands and outputs stay in the cache (up to its 64 MiB floor) and can
+-- leave no room for a later shape's output, which then gets fresh pages again
+-- (measured: [2048x384]@[384x1024] at ~40 GFLOP/s as the 13th shape of a
+-- config-B list, ~180 alone).
 local here = arg[0]:match("^(.*)/") or "."
 local common = dofile(here .. "/common.lua")
 local tc = common.tricycle()
@@ -39,15 +53,16 @@ for text in options.shapes:gmatch("[^;]+") do
   local b = operand(batch, k, n, tb == "t")
   local c = a:matmul(b)
   assert(c:size(-2) == m and c:size(-1) == n, "matmul_line: unexpected output shape")
-  -- two more warm-up calls: the first few fresh outputs of a shape are the
-  -- slowest (memory touched for the first time)
+  -- two more warm-up calls, so the block cache holds this shape's output
   for _ = 1, 2 do
     c = nil
+    collectgarbage()
     c = a:matmul(b)
   end
   local times = {}
   for r = 1, options.reps do
     c = nil
+    collectgarbage() -- outside the timed region: frees the previous output into the cache
     local started = clock()
     c = a:matmul(b)
     times[r] = clock() - started
