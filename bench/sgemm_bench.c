@@ -145,7 +145,7 @@ static bool tricycle_chunk(const gemm_work *w, int parts, int index) {
         chunk_range(s->batch, parts, index, &begin, &end);
         for (int64_t i = begin; i < end; i++)
             ok &= cpu_sgemm(ta, tb, s->m, s->n, s->k, 1.0f, w->a + i * size_a(s), lda, w->b + i * size_b(s), ldb,
-                            0.0f, NULL, w->c + i * size_c(s), s->n, NULL);
+                            0.0f, NULL, w->c + i * size_c(s), s->n, NULL, NULL);
         return ok;
     }
     bool by_rows = s->m >= s->n;
@@ -158,10 +158,10 @@ static bool tricycle_chunk(const gemm_work *w, int parts, int index) {
         float *c = w->c + i * size_c(s);
         if (by_rows)
             ok &= cpu_sgemm(ta, tb, last - first, s->n, s->k, 1.0f, a + (ta ? first : first * lda), lda, b, ldb,
-                            0.0f, NULL, c + first * s->n, s->n, NULL);
+                            0.0f, NULL, c + first * s->n, s->n, NULL, NULL);
         else
             ok &= cpu_sgemm(ta, tb, s->m, last - first, s->k, 1.0f, a, lda, b + (tb ? first * ldb : first), ldb,
-                            0.0f, NULL, c + first, s->n, NULL);
+                            0.0f, NULL, c + first, s->n, NULL, NULL);
     }
     return ok;
 }

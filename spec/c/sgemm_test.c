@@ -6,7 +6,8 @@
  * is 0 (NaN there must not leak), k == 0 and alpha == 0 only scale C, and
  * a product split into row or column blocks gives the same bits as the
  * whole (what makes results independent of the thread count); the GELU
- * output has the bits of the element-wise GELU of C. Prints why
+ * output has the bits of the element-wise GELU of C; and cpu_sgemv the
+ * same way. Prints why
  * and passes when the CPU has no AVX-512.
  */
 #include "cpu/cpu_elementwise_f32.h"
@@ -112,7 +113,7 @@ static void free_product(product *p) {
 
 static bool run(const product *p, float *c) {
     return cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
-                     p->bias, c, p->ldc, NULL);
+                     p->bias, c, p->ldc, NULL, NULL);
 }
 
 /* The same product with the GELU output: C as without it, and the GELU of
@@ -123,7 +124,7 @@ static void check_gelu_output(const product *p, const float *c_in, const float *
     memcpy(c, c_in, bytes);
     for (int64_t i = 0; i < p->m * p->ldc; i++) gelu[i] = expected[i] = -7.0f;
     CHECK(cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
-                    p->bias, c, p->ldc, gelu),
+                    p->bias, c, p->ldc, gelu, NULL),
           "cpu_sgemm failed");
     CHECK(memcmp(c, c_plain, bytes) == 0, "asking for the GELU changed C (m %lld n %lld k %lld)", (long long)p->m,
           (long long)p->n, (long long)p->k);
@@ -249,7 +250,7 @@ static void shared_packing(void) {
         memset(gelu_whole, 0, bytes);
         memset(gelu_parts, 0, bytes);
         CHECK(cpu_sgemm(p.transpose_a, p.transpose_b, m, n, k, p.alpha, p.a, p.lda, p.b, p.ldb, p.beta, p.bias, whole,
-                        p.ldc, gelu_whole),
+                        p.ldc, gelu_whole, NULL),
               "cpu_sgemm failed");
         float *packed = aligned_alloc(64, sizeof(float) * (size_t)cpu_sgemm_packed_floats(n, k));
         int64_t panels = cpu_sgemm_panel_count(n, k), half_panels = panels / 2;
@@ -274,6 +275,56 @@ static void shared_packing(void) {
     }
 }
 
+/* cpu_sgemv against float64, both layouts, with alpha and beta (NaN in y
+ * with beta 0 must not leak), and blocks of outputs computed apart (as
+ * threads do) giving the whole's bits. */
+static void matrix_vector(void) {
+    for (int trial = 0; trial < 200; trial++) {
+        bool transpose = below(2);
+        int64_t m = 1 + below(300), n = 1 + below(300), lda = n + below(3);
+        float alpha = below(2) ? 1.0f : 0.75f, beta = (float[]){0.0f, 1.0f, 0.5f}[below(3)];
+        int64_t outputs = transpose ? n : m, inner = transpose ? m : n;
+        float *a = random_floats(m * lda), *x = random_floats(inner), *y_in = random_floats(outputs);
+        float *y = malloc(sizeof(float) * (size_t)outputs), *parts = malloc(sizeof(float) * (size_t)outputs);
+        for (int64_t i = 0; i < outputs; i++) {
+            y[i] = parts[i] = beta == 0.0f ? NAN : y_in[i];
+            if (beta == 0.0f) y_in[i] = 0.0f;
+        }
+        cpu_sgemv(transpose, m, n, alpha, a, lda, x, beta, y);
+        double worst = 0;
+        for (int64_t o = 0; o < outputs; o++) {
+            double sum = 0, magnitude = 0;
+            for (int64_t i = 0; i < inner; i++) {
+                double term = (double)(transpose ? a[i * lda + o] : a[o * lda + i]) * (double)x[i];
+                sum += term;
+                magnitude += fabs(term);
+            }
+            double base = beta * (double)y_in[o], expected = alpha * sum + base;
+            double bound = 4.0 * (double)(inner + 2) * 0x1p-24 * (fabs(alpha) * magnitude + fabs(base)) + 1e-30;
+            double error = fabs((double)y[o] - expected) / bound;
+            if (!(error <= worst)) worst = error;
+        }
+        CHECK(worst <= 1.0, "gemv m %lld n %lld transpose %d: error %.3g of the bound", (long long)m, (long long)n,
+              transpose, worst);
+        int64_t cut = outputs > 64 ? 64 * (1 + below(outputs / 64)) : outputs / 2;
+        if (cut >= outputs) cut = outputs / 2;
+        if (transpose) {
+            cpu_sgemv(true, m, cut, alpha, a, lda, x, beta, parts);
+            cpu_sgemv(true, m, n - cut, alpha, a + cut, lda, x, beta, parts + cut);
+        } else {
+            cpu_sgemv(false, cut, n, alpha, a, lda, x, beta, parts);
+            cpu_sgemv(false, m - cut, n, alpha, a + cut * lda, lda, x, beta, parts + cut);
+        }
+        CHECK(memcmp(y, parts, sizeof(float) * (size_t)outputs) == 0, "gemv split at %lld changed the bits",
+              (long long)cut);
+        free(a);
+        free(x);
+        free(y_in);
+        free(y);
+        free(parts);
+    }
+}
+
 int main(void) {
     if (!cpu_sgemm_available()) {
         printf("sgemm_test: this CPU has no AVX-512; the BLAS serves float32 GEMMs (nothing to test)\n");
@@ -283,6 +334,7 @@ int main(void) {
     special_cases();
     split_invariance();
     shared_packing();
+    matrix_vector();
     printf("%d failures\n", failures);
     return failures ? 1 : 0;
 }

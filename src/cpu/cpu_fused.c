@@ -33,11 +33,20 @@
 
 /* Row-major GEMM with the BLAS argument order, one name per element type so
  * the macros below can paste it; `native` takes float32 through cpu_sgemm
- * (the context's choice). Sizes were checked against INT_MAX. */
+ * (the context's choice). One row (decoding's single query) is a
+ * matrix-vector product: the BLAS's GEMV reads op(b) once, where a GEMM
+ * would pack it first. Sizes were checked against INT_MAX. */
 static void gemm_float(bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
                        double alpha, const float *a, int64_t lda, const float *b, int64_t ldb, double beta, float *c,
                        int64_t ldc) {
-    if (native && cpu_sgemm(transpose_a, transpose_b, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, NULL, c, ldc, NULL))
+    if (m == 1 && k > 0) { /* c[n] = alpha op(b)^T a + beta c, a strided when transposed */
+        cblas_sgemv(CblasRowMajor, transpose_b ? CblasNoTrans : CblasTrans, (int)(transpose_b ? n : k),
+                    (int)(transpose_b ? k : n), (float)alpha, b, (int)ldb, a, transpose_a ? (int)lda : 1, (float)beta,
+                    c, 1);
+        return;
+    }
+    if (native && cpu_sgemm(transpose_a, transpose_b, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, NULL, c, ldc,
+                            NULL, NULL))
         return;
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);

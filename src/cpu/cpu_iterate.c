@@ -105,6 +105,7 @@ typedef struct parallel_job {
     int64_t count;
     int chunks;
     void (*body)(int64_t begin, int64_t end, void *state);
+    void (*indexed_body)(int chunk, int64_t begin, int64_t end, void *state); /* used when body is NULL */
     void *state;
 } parallel_job;
 
@@ -119,7 +120,11 @@ static void run_chunk(int index, void *argument) {
         begin -= begin % CHUNK_ALIGNMENT;
         if (index + 1 < job->chunks) end -= end % CHUNK_ALIGNMENT;
     }
-    if (begin < end) job->body(begin, end, job->state);
+    if (begin >= end) return;
+    if (job->body)
+        job->body(begin, end, job->state);
+    else
+        job->indexed_body(index, begin, end, job->state);
 }
 
 int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain) {
@@ -138,6 +143,18 @@ void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain, void (*body
         body(0, count, state);
         return;
     }
-    parallel_job job = {count, chunks, body, state};
+    parallel_job job = {count, chunks, body, NULL, state};
+    cpu_pool_run(ctx->cpu_pool, chunks, run_chunk, &job);
+}
+
+void cpu_parallel_for_indexed(tc_context *ctx, int64_t count, int64_t grain,
+                              void (*body)(int chunk, int64_t begin, int64_t end, void *state), void *state) {
+    if (count <= 0) return;
+    int chunks = cpu_parallel_chunks(ctx, count, grain);
+    if (chunks <= 1) {
+        body(0, 0, count, state);
+        return;
+    }
+    parallel_job job = {count, chunks, NULL, body, state};
     cpu_pool_run(ctx->cpu_pool, chunks, run_chunk, &job);
 }

@@ -35,4 +35,10 @@ int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain);
 void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain, void (*body)(int64_t begin, int64_t end, void *state),
                       void *state);
 
+/* cpu_parallel_for whose body also gets its chunk's index, in [0,
+ * cpu_parallel_chunks(ctx, count, grain)) as asked just before: for
+ * per-chunk scratch the caller allocates. */
+void cpu_parallel_for_indexed(tc_context *ctx, int64_t count, int64_t grain,
+                              void (*body)(int chunk, int64_t begin, int64_t end, void *state), void *state);
+
 #endif

@@ -58,16 +58,18 @@ typedef struct gemm_job {
     size_t element;
     enum { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLUMNS } split;
     int64_t units; /* what the chunks divide: matrices, or blocks of rows / columns */
+    float *scratch;          /* cpu_sgemm's packing space, scratch_floats per chunk, or NULL */
+    int64_t scratch_floats;
 } gemm_job;
 
 /* One product of m rows and n columns; bias and gelu (when the job has
  * them) are at the block's first column and element. */
 static void gemm_one(const gemm_job *job, const char *a, const char *b, const char *bias, char *c, char *gelu,
-                     int64_t m, int64_t n) {
+                     int64_t m, int64_t n, float *scratch) {
     if (m <= 0 || n <= 0) return;
     if (job->native && cpu_sgemm(job->ta == CblasTrans, job->tb == CblasTrans, m, n, job->k, (float)job->alpha,
                                  (const float *)a, job->lda, (const float *)b, job->ldb, (float)job->beta,
-                                 (const float *)bias, (float *)c, job->ldc, (float *)gelu))
+                                 (const float *)bias, (float *)c, job->ldc, (float *)gelu, scratch))
         return;
     double beta = job->beta;
     if (bias) { /* the BLAS adds to rows that start as the bias */
@@ -85,14 +87,15 @@ static void gemm_one(const gemm_job *job, const char *a, const char *b, const ch
                     (int)job->lda, (const double *)b, (int)job->ldb, beta, (double *)c, (int)job->ldc);
 }
 
-static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
+static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
     const gemm_job *job = argument;
     size_t e = job->element;
+    float *scratch = job->scratch ? job->scratch + chunk * job->scratch_floats : NULL;
     if (job->split == SPLIT_BATCH) {
         for (int64_t i = begin; i < end; i++)
             gemm_one(job, job->a + (size_t)(i * job->stride_a) * e, job->b + (size_t)(i * job->stride_b) * e,
                      job->bias, job->c + (size_t)(i * job->stride_c) * e,
-                     job->gelu ? job->gelu + (size_t)(i * job->stride_c) * e : NULL, job->m, job->n);
+                     job->gelu ? job->gelu + (size_t)(i * job->stride_c) * e : NULL, job->m, job->n, scratch);
         return;
     }
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT;
@@ -102,13 +105,14 @@ static void gemm_chunk(int64_t begin, int64_t end, void *argument) {
         size_t a_offset = (size_t)(job->ta == CblasNoTrans ? first * job->lda : first) * e;
         size_t c_offset = (size_t)(first * job->ldc) * e;
         gemm_one(job, job->a + a_offset, job->b, job->bias, job->c + c_offset, job->gelu ? job->gelu + c_offset : NULL,
-                 last - first, job->n);
+                 last - first, job->n, scratch);
     } else {
         if (last > job->n) last = job->n;
         /* Columns of op(b): columns of b, or rows of b when transposed. */
         size_t b_offset = (size_t)(job->tb == CblasNoTrans ? first : first * job->ldb) * e;
         gemm_one(job, job->a, job->b + b_offset, job->bias ? job->bias + (size_t)first * e : NULL,
-                 job->c + (size_t)first * e, job->gelu ? job->gelu + (size_t)first * e : NULL, job->m, last - first);
+                 job->c + (size_t)first * e, job->gelu ? job->gelu + (size_t)first * e : NULL, job->m, last - first,
+                 scratch);
     }
 }
 
@@ -180,8 +184,19 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     int64_t chunks = work / MINIMUM_CHUNK_WORK;
     if (chunks > threads) chunks = threads;
     int64_t grain = chunks > 1 ? job->units / chunks : job->units;
+    if (grain < 1) grain = 1;
     if (!shares_packing(job, batch, chunks)) {
-        cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, gemm_chunk, job);
+        /* each chunk packs into its own scratch, from the context's cache
+         * (no fresh pages in a steady loop) */
+        size_t bytes = 0;
+        if (job->native) {
+            job->scratch_floats = cpu_sgemm_scratch_floats(job->n, job->k);
+            bytes = sizeof(float) * (size_t)(job->scratch_floats * cpu_parallel_chunks(ctx, job->units, grain));
+            job->scratch = bytes ? tc_allocate(ctx, bytes) : NULL;
+            if (bytes && !job->scratch) return tc_last_status(ctx);
+        }
+        cpu_parallel_for_indexed(ctx, job->units, grain, gemm_chunk, job);
+        if (job->scratch) tc_release_memory(ctx, job->scratch, bytes);
         return TC_OK;
     }
     size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(job->n, job->k);
@@ -189,7 +204,7 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     if (!shared.packed) return tc_last_status(ctx);
     int64_t panels = cpu_sgemm_panel_count(job->n, job->k);
     cpu_parallel_for(ctx, panels, panels / chunks > 0 ? panels / chunks : 1, pack_panels, &shared);
-    cpu_parallel_for(ctx, job->units, grain > 0 ? grain : 1, packed_rows, &shared);
+    cpu_parallel_for(ctx, job->units, grain, packed_rows, &shared);
     tc_release_memory(ctx, shared.packed, bytes);
     return TC_OK;
 }

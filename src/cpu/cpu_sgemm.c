@@ -249,22 +249,27 @@ static AVX512 void multiply_block(bool transpose_a, int64_t m, int64_t columns, 
     }
 }
 
+int64_t cpu_sgemm_scratch_floats(int64_t n, int64_t k) {
+    int64_t depth_max = k < DEPTH_BLOCK ? k : DEPTH_BLOCK;
+    int64_t columns_max = round_up(n < COLUMN_BLOCK ? n : COLUMN_BLOCK, TILE_COLUMNS);
+    return round_up(columns_max * (depth_max > 0 ? depth_max : 0), 16);
+}
+
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
-               float *gelu) {
+               float *gelu, float *scratch) {
     if (m <= 0 || n <= 0) return true;
     if (k <= 0 || alpha == 0.0f) {
         scale_only(m, n, beta, bias, c, ldc, gelu);
         return true;
     }
-    int64_t depth_max = k < DEPTH_BLOCK ? k : DEPTH_BLOCK;
-    int64_t columns_max = round_up(n < COLUMN_BLOCK ? n : COLUMN_BLOCK, TILE_COLUMNS);
-    /* small products (attention's per-head tiles) pack on the stack: no
-     * allocator call for a product of a few microseconds */
+    /* without scratch, small products (attention's per-head tiles) pack on
+     * the stack: no allocator call for a product of a few microseconds */
     float small_panels[SMALL_PACK_FLOATS] __attribute__((aligned(64)));
-    int64_t panel_floats = round_up(columns_max * depth_max, 16);
-    float *packed_b = panel_floats <= SMALL_PACK_FLOATS ? small_panels
-                                                        : aligned_alloc(64, sizeof(float) * (size_t)panel_floats);
+    int64_t panel_floats = cpu_sgemm_scratch_floats(n, k);
+    float *packed_b = scratch                              ? scratch
+                      : panel_floats <= SMALL_PACK_FLOATS ? small_panels
+                                                          : aligned_alloc(64, sizeof(float) * (size_t)panel_floats);
     if (!packed_b) return false;
     for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
         int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
@@ -275,7 +280,7 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
                            beta, bias ? bias + j0 : NULL, c + j0, ldc, gelu ? gelu + j0 : NULL);
         }
     }
-    if (packed_b != small_panels) free(packed_b);
+    if (packed_b != small_panels && packed_b != scratch) free(packed_b);
     return true;
 }
 
@@ -313,9 +318,87 @@ void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float a
     }
 }
 
+/* Mask of the first `count` (0..16) lanes. */
+static inline __mmask16 first_lanes(int64_t count) {
+    return (__mmask16)(count >= 16 ? 0xffff : count <= 0 ? 0 : (1u << count) - 1);
+}
+
+/* y[i] = alpha dot(a[i, :], x) + beta y[i] for rows [0, m): four rows at a
+ * time, each dot in 16 lane sums (ragged end masked) added pairwise. */
+static AVX512 void gemv_rows(int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
+                             float beta, float *y) {
+    int64_t i = 0;
+    for (; i < m; i += 4) {
+        int64_t rows = m - i < 4 ? m - i : 4;
+        const float *row[4];
+        for (int r = 0; r < 4; r++) row[r] = a + (i + (r < rows ? r : 0)) * lda;
+        __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m512 xv = _mm512_loadu_ps(x + j);
+            sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(row[0] + j), xv, sum0);
+            sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(row[1] + j), xv, sum1);
+            sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(row[2] + j), xv, sum2);
+            sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(row[3] + j), xv, sum3);
+        }
+        if (j < n) {
+            __mmask16 mask = first_lanes(n - j);
+            __m512 xv = _mm512_maskz_loadu_ps(mask, x + j);
+            sum0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[0] + j), xv, sum0);
+            sum1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[1] + j), xv, sum1);
+            sum2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[2] + j), xv, sum2);
+            sum3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[3] + j), xv, sum3);
+        }
+        __m512 sum[4] = {sum0, sum1, sum2, sum3};
+        for (int r = 0; r < rows; r++) {
+            float dot = _mm512_reduce_add_ps(sum[r]);
+            y[i + r] = beta != 0.0f ? __builtin_fmaf(beta, y[i + r], alpha * dot) : alpha * dot;
+        }
+    }
+}
+
+/* y[j] = alpha sum_i a[i, j] x[i] + beta y[j] for columns [0, n): 64
+ * columns at a time, rows added in order. */
+static AVX512 void gemv_columns(int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
+                                float beta, float *y) {
+    for (int64_t j = 0; j < n; j += 64) {
+        __mmask16 mask[4];
+        __m512 sum[4];
+        for (int v = 0; v < 4; v++) {
+            mask[v] = first_lanes(n - j - 16 * v);
+            sum[v] = _mm512_setzero_ps();
+        }
+        for (int64_t i = 0; i < m; i++) {
+            __m512 xi = _mm512_set1_ps(x[i]);
+            const float *row = a + i * lda + j;
+            for (int v = 0; v < 4; v++)
+                sum[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], row + 16 * v), xi, sum[v]);
+        }
+        for (int v = 0; v < 4; v++) {
+            __m512 out = _mm512_mul_ps(_mm512_set1_ps(alpha), sum[v]);
+            if (beta != 0.0f)
+                out = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask[v], y + j + 16 * v), out);
+            _mm512_mask_storeu_ps(y + j + 16 * v, mask[v], out);
+        }
+    }
+}
+
+void cpu_sgemv(bool transpose, int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
+               float beta, float *y) {
+    if (transpose)
+        gemv_columns(m, n, alpha, a, lda, x, beta, y);
+    else
+        gemv_rows(m, n, alpha, a, lda, x, beta, y);
+}
+
 #else
 
 bool cpu_sgemm_available(void) { return false; }
+
+void cpu_sgemv(bool transpose, int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
+               float beta, float *y) {
+    (void)transpose, (void)m, (void)n, (void)alpha, (void)a, (void)lda, (void)x, (void)beta, (void)y;
+}
 
 int64_t cpu_sgemm_packed_floats(int64_t n, int64_t k) { return n * k; }
 
@@ -335,11 +418,13 @@ void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float a
     (void)bias, (void)c, (void)ldc, (void)gelu;
 }
 
+int64_t cpu_sgemm_scratch_floats(int64_t n, int64_t k) { return n * k; }
+
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
-               float *gelu) {
+               float *gelu, float *scratch) {
     (void)transpose_a, (void)transpose_b, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
-    (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
+    (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu, (void)scratch;
     return false;
 }
 

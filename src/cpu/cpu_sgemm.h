@@ -14,13 +14,23 @@ bool cpu_sgemm_available(void);
  * column j when bias is not NULL), single-threaded; op transposes when
  * asked, as in cblas_sgemm. When gelu is not NULL it also gets GPT-2's tanh
  * GELU of each element of the result (the same leading dimension ldc; the
- * same bits as the element-wise op). C is not read when beta is 0; a and b are not
+ * same bits as the element-wise op). scratch: NULL, or
+ * cpu_sgemm_scratch_floats(n, k) floats, 64-byte aligned, for the packed
+ * panels (without it they go on the stack when small, else to malloc). C is not read when beta is 0; a and b are not
  * read when k is 0 or alpha is 0. Call it only when cpu_sgemm_available();
  * false, with C untouched, when its packing buffers cannot be allocated
  * (or on a build without the AVX-512 code). */
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,
-               float *gelu);
+               float *gelu, float *scratch);
+int64_t cpu_sgemm_scratch_floats(int64_t n, int64_t k);
+
+/* Row-major matrix-vector product, single-threaded: y = alpha a x + beta y
+ * for a [m, n] (y [m], x [n]), or with transpose y = alpha a^T x + beta y
+ * (y [n], x [m]); y not read when beta is 0. Only when
+ * cpu_sgemm_available(). */
+void cpu_sgemv(bool transpose, int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
+               float beta, float *y);
 
 /* For threads sharing one packed op(b): the floats it takes, the number of
  * panels to pack (units that may be packed in parallel), packing panels
