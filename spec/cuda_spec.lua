@@ -70,6 +70,23 @@ describe("the cuda device without a usable GPU", function()
     assert.is_true(known_reason(output), output)
   end)
 
+  it("without the NVIDIA driver, asking maps neither the CUDA runtime nor cuBLAS", function()
+    local code, output = lua_process([[
+      local available, reason = require("tricycle").cuda.is_available()
+      print("reason: " .. tostring(reason))
+      for line in io.lines("/proc/self/maps") do
+        for _, name in ipairs({ "libcudart", "libcublas", "libtricycle_cuda" }) do
+          if line:find(name, 1, true) then print("loaded: " .. line) end
+        end
+      end]])
+    assert.are.equal(0, code, output)
+    if not output:find("libcuda.so.1 cannot be loaded", 1, true) then
+      pending("this machine's reason is another: " .. output:match("reason: ([^\n]*)"))
+      return
+    end
+    assert.falsy(output:find("loaded:", 1, true), output)
+  end)
+
   it("a model refuses to move to cuda with the reason, and still works on the CPU", function()
     local code, output = lua_process([[
       local tc = require("tricycle")
