@@ -12,19 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define CHECK(condition, ...)                                                                                      \
-    do {                                                                                                           \
-        if (condition) {                                                                                           \
-            passed++;                                                                                              \
-        } else {                                                                                                   \
-            failed++;                                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-            printf(__VA_ARGS__);                                                                                   \
-            printf("\n");                                                                                          \
-        }                                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Deterministic values in [-1, 1). */
 static void fill_values(double *values, int64_t n, unsigned seed) {

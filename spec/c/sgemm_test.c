@@ -18,17 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK(condition, ...)                                                                                      \
-    do {                                                                                                           \
-        if (!(condition)) {                                                                                        \
-            printf("  line %d: ", __LINE__);                                                                       \
-            printf(__VA_ARGS__);                                                                                   \
-            printf("\n");                                                                                          \
-            failures++;                                                                                            \
-        }                                                                                                          \
-    } while (0)
+#include "check.h"
 
 static uint64_t random_state = 0x9e3779b97f4a7c15u;
 
@@ -335,6 +325,6 @@ int main(void) {
     split_invariance();
     shared_packing();
     matrix_vector();
-    printf("%d failures\n", failures);
-    return failures ? 1 : 0;
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
 }

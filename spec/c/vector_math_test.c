@@ -14,17 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int failures = 0;
-
-#define CHECK(condition, ...)                                                                                      \
-    do {                                                                                                           \
-        if (!(condition)) {                                                                                        \
-            printf("  line %d: ", __LINE__);                                                                       \
-            printf(__VA_ARGS__);                                                                                   \
-            printf("\n");                                                                                          \
-            failures++;                                                                                            \
-        }                                                                                                          \
-    } while (0)
+#include "check.h"
 
 typedef enum { FN_EXP, FN_TANH, FN_SIGMOID, FN_SILU, FN_GELU_TANH, FN_COUNT } function;
 static const char *const names[FN_COUNT] = {"exp", "tanh", "sigmoid", "silu", "gelu_tanh"};
@@ -154,6 +144,6 @@ int main(void) {
     CHECK(isnan(y[0]), "gelu_tanh(NaN) = %g", y[0]);
     CHECK(y[11] == 20.0f && y[12] == 0.0f, "gelu_tanh(+-20) = %g %g", y[11], y[12]);
 
-    printf("%d failures\n", failures);
-    return failures ? 1 : 0;
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
 }

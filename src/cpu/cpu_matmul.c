@@ -209,20 +209,31 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     return TC_OK;
 }
 
-tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
-                   int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
-                   int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
-    TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
-    gemm_job job = {
+/* The job of one product c = op(a) op(b) (alpha 1, beta 0, one matrix). */
+static gemm_job product_job(const tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m,
+                            int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
+                            int64_t ldc) {
+    return (gemm_job){
         .dtype = dtype,
         .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
         .ta = transpose_a ? CblasTrans : CblasNoTrans,
         .tb = transpose_b ? CblasTrans : CblasNoTrans,
         .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-        .stride_a = stride_a, .stride_b = stride_b, .stride_c = stride_c,
-        .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c,
+        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .c = c,
         .element = tc_dtype_size(dtype),
     };
+}
+
+tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                   int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
+                   int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
+    TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
+    gemm_job job = product_job(ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc);
+    job.alpha = alpha;
+    job.beta = beta;
+    job.stride_a = stride_a;
+    job.stride_b = stride_b;
+    job.stride_c = stride_c;
     return run_gemm(ctx, &job, batch);
 }
 
@@ -233,14 +244,8 @@ tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool 
     if (gelu && dtype != TC_FLOAT32)
         return tc_fail(ctx, TC_ERROR_DTYPE, "linear: the fused GELU output is float32 only, got %s",
                        tc_dtype_name(dtype));
-    gemm_job job = {
-        .dtype = dtype,
-        .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
-        .ta = transpose_a ? CblasTrans : CblasNoTrans,
-        .tb = transpose_b ? CblasTrans : CblasNoTrans,
-        .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .bias = bias, .c = c, .gelu = gelu,
-        .element = tc_dtype_size(dtype),
-    };
+    gemm_job job = product_job(ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc);
+    job.bias = bias;
+    job.gelu = gelu;
     return run_gemm(ctx, &job, 1);
 }
