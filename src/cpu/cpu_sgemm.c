@@ -323,37 +323,62 @@ static inline __mmask16 first_lanes(int64_t count) {
     return (__mmask16)(count >= 16 ? 0xffff : count <= 0 ? 0 : (1u << count) - 1);
 }
 
-/* y[i] = alpha dot(a[i, :], x) + beta y[i] for rows [0, m): four rows at a
- * time, each dot in 16 lane sums (ragged end masked) added pairwise. */
+/* Lane l of the result is the sum of the 16 lanes of sums[l]: three rounds
+ * of halving ((chunks 0+2) + (1+3) of 4 lanes, then of their halves, then
+ * of single lanes), the same order for every l, so a row's sum does not
+ * depend on which rows share its group. */
+static AVX512 __m512 sum_lanes_16(const __m512 sums[16]) {
+    __m512 halves[8], quarters[4];
+    for (int p = 0; p < 8; p++) { /* rows 2p, 2p+1: 8 partial sums each */
+        __m512 low = _mm512_shuffle_f32x4(sums[2 * p], sums[2 * p + 1], 0x44);
+        __m512 high = _mm512_shuffle_f32x4(sums[2 * p], sums[2 * p + 1], 0xee);
+        halves[p] = _mm512_add_ps(low, high);
+    }
+    for (int q = 0; q < 4; q++) { /* rows 4q .. 4q+3, one 128-bit lane each */
+        __m512 even = _mm512_shuffle_f32x4(halves[2 * q], halves[2 * q + 1], 0x88);
+        __m512 odd = _mm512_shuffle_f32x4(halves[2 * q], halves[2 * q + 1], 0xdd);
+        quarters[q] = _mm512_add_ps(even, odd);
+    }
+    __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(quarters[0], quarters[1]),
+                               _mm512_unpackhi_ps(quarters[0], quarters[1]));
+    __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(quarters[2], quarters[3]),
+                               _mm512_unpackhi_ps(quarters[2], quarters[3]));
+    __m512 totals = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23))));
+    /* lane 4l + j holds row 4j + l */
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    return _mm512_permutexvar_ps(order, totals);
+}
+
+/* y[i] = alpha dot(a[i, :], x) + beta y[i] for rows [0, m): sixteen rows at
+ * a time, each dot in 16 lane sums (ragged end masked) added by
+ * sum_lanes_16. */
 static AVX512 void gemv_rows(int64_t m, int64_t n, float alpha, const float *a, int64_t lda, const float *x,
                              float beta, float *y) {
-    int64_t i = 0;
-    for (; i < m; i += 4) {
-        int64_t rows = m - i < 4 ? m - i : 4;
-        const float *row[4];
-        for (int r = 0; r < 4; r++) row[r] = a + (i + (r < rows ? r : 0)) * lda;
-        __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0, sum2 = sum0, sum3 = sum0;
+    for (int64_t i = 0; i < m; i += 16) {
+        int64_t rows = m - i < 16 ? m - i : 16;
+        const float *row[16];
+        for (int r = 0; r < 16; r++) row[r] = a + (i + (r < rows ? r : 0)) * lda; /* missing rows reread row 0 */
+        __m512 sums[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) sums[r] = _mm512_setzero_ps();
         int64_t j = 0;
         for (; j + 16 <= n; j += 16) {
             __m512 xv = _mm512_loadu_ps(x + j);
-            sum0 = _mm512_fmadd_ps(_mm512_loadu_ps(row[0] + j), xv, sum0);
-            sum1 = _mm512_fmadd_ps(_mm512_loadu_ps(row[1] + j), xv, sum1);
-            sum2 = _mm512_fmadd_ps(_mm512_loadu_ps(row[2] + j), xv, sum2);
-            sum3 = _mm512_fmadd_ps(_mm512_loadu_ps(row[3] + j), xv, sum3);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++) sums[r] = _mm512_fmadd_ps(_mm512_loadu_ps(row[r] + j), xv, sums[r]);
         }
         if (j < n) {
             __mmask16 mask = first_lanes(n - j);
             __m512 xv = _mm512_maskz_loadu_ps(mask, x + j);
-            sum0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[0] + j), xv, sum0);
-            sum1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[1] + j), xv, sum1);
-            sum2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[2] + j), xv, sum2);
-            sum3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[3] + j), xv, sum3);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++) sums[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[r] + j), xv, sums[r]);
         }
-        __m512 sum[4] = {sum0, sum1, sum2, sum3};
-        for (int r = 0; r < rows; r++) {
-            float dot = _mm512_reduce_add_ps(sum[r]);
-            y[i + r] = beta != 0.0f ? __builtin_fmaf(beta, y[i + r], alpha * dot) : alpha * dot;
-        }
+        __mmask16 valid = first_lanes(rows);
+        __m512 out = _mm512_mul_ps(_mm512_set1_ps(alpha), sum_lanes_16(sums));
+        if (beta != 0.0f) out = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(valid, y + i), out);
+        _mm512_mask_storeu_ps(y + i, valid, out);
     }
 }
 
