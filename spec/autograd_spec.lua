@@ -19,6 +19,26 @@ describe("autograd", function()
     G.assert_close(z.grad:totable(), { 3 * 0.25 + 1, 3 * 4 + 1 }, { rtol = 1e-12 })
   end)
 
+  it("gives every leaf a gradient buffer of its own, even where backward hands one tensor to several", function()
+    -- add's backward passes one fresh gradient (k, from the product) to all three leaves
+    local a, b, c = leaf({ 1, 2, 3 }), leaf({ 4, 5, 6 }), leaf({ 7, 8, 9 })
+    local k = tc.tensor({ 2, 3, 4 }, F64)
+    ;(((a + b) + c) * k):sum():backward()
+    assert.are.same({ 2, 3, 4 }, a.grad:totable())
+    a.grad:fill_(10)
+    assert.are.same({ 2, 3, 4 }, b.grad:totable())
+    assert.are.same({ 2, 3, 4 }, c.grad:totable())
+    b.grad:scale_(3)
+    assert.are.same({ 10, 10, 10 }, a.grad:totable())
+    assert.are.same({ 2, 3, 4 }, c.grad:totable())
+    -- a gradient that is a view of something larger is copied, not kept
+    local w = leaf({ { 1, 2 }, { 3, 4 } })
+    local r = w:reshape({ 4 })
+    r:sum():backward()
+    assert.is_true(w.grad:is_contiguous())
+    assert.are.same({ { 1, 1 }, { 1, 1 } }, w.grad:totable())
+  end)
+
   it("gives a layer-like function called twice the sum of both uses", function()
     local w = leaf({ 0.5, -1.5, 2 })
     local function layer(input) return (input * w):tanh() end

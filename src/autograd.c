@@ -226,6 +226,15 @@ done:
     return status;
 }
 
+/* Whether g (held once by the backward's outputs, and by `cast` when that
+ * is g itself) is the only view of a whole, contiguous, engine-owned
+ * storage outside the tape: a leaf can keep it as its gradient. */
+static bool sole_owner(const tc_tensor *g, const tc_tensor *cast) {
+    int holders = cast == g ? 2 : 1;
+    return cast == g && g->refcount == holders && g->storage->refcount == 1 && !g->storage->external &&
+           g->offset == 0 && !g->grad_fn && !g->requires_grad && tc_tensor_is_contiguous(g);
+}
+
 static tc_status run_node(tc_node *node, bool retain_graph) {
     tc_context *ctx = node->ctx;
     tc_tensor *grad = node->pending_grad;
@@ -269,8 +278,13 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
                 status = tc_cast_if_needed(g, input->dtype, &cast);
                 if (status == TC_OK) {
                     /* Leaves keep their own buffer so that later in-place
-                     * updates cannot alias a gradient of some other tensor. */
-                    if (!input->grad) {
+                     * updates cannot alias a gradient of some other tensor:
+                     * a fresh gradient nothing else holds is kept as it is,
+                     * anything else is copied. */
+                    if (!input->grad && sole_owner(g, cast)) {
+                        tc_tensor_retain(g);
+                        input->grad = g;
+                    } else if (!input->grad) {
                         tc_tensor *copy;
                         status = tc_contiguous_copy(cast, &copy);
                         if (status == TC_OK) input->grad = copy;

@@ -154,8 +154,9 @@ static tc_status check_linear(const char *function, const tc_tensor *x, const tc
 }
 
 /* pre [rows, out] = xc [rows, in] @ W^T (+ b), and activated = GELU(pre)
- * when activated is given. With the backend's gemm_bias, one GEMM adds the
- * bias (and, for float32, writes the GELU) as it writes each tile; else pre
+ * when activated is given. With the backend's gemm_bias, one GEMM writes
+ * pre, adding the bias if any (and, for float32, writing the GELU), as it
+ * writes each tile (pre is never zero-filled first); else pre
  * starts as the bias rows (a broadcast copy), the GEMM (or, for one row,
  * GEMV) adds with beta = 1, and the GELU is its own pass. */
 static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *weight,
@@ -166,7 +167,7 @@ static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tens
     void *pre_data = tc_tensor_data_at_offset(pre);
     bool empty = rows == 0 || out_features == 0 || in_features == 0;
     bool fused_gelu = activated && xc->dtype == TC_FLOAT32;
-    if ((b || fused_gelu) && !empty && rows > 1 && backend->gemm_bias) {
+    if (!empty && rows > 1 && backend->gemm_bias) {
         tc_tensor *bias = NULL;
         tc_status status = b ? tc_contiguous(b, &bias) : TC_OK;
         if (status == TC_OK)
