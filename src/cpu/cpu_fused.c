@@ -657,10 +657,10 @@ static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, i
             for (int64_t i0 = 0; i0 < job->queries; i0 += block) {                                                 \
                 int64_t rows = job->queries - i0 < block ? job->queries - i0 : block;                              \
                 int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
-                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, s, keys);             \
+                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, s, keys);    \
                 softmax_rows_##T(s, rows, keys, visible_keys(job, i0), job->causal, row_lse);                      \
                 if (lse) memcpy(lse + i0, row_lse, sizeof(T) * (size_t)rows);                                      \
-                gemm_##T(job->native, false, false, rows, hd, keys, 1.0, s, keys, v, kv_ld, 0.0, o + i0 * C, C);                \
+                gemm_##T(job->native, false, false, rows, hd, keys, 1.0, s, keys, v, kv_ld, 0.0, o + i0 * C, C);       \
             }                                                                                                      \
         }                                                                                                          \
         free(s);                                                                                                   \
@@ -690,14 +690,14 @@ static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, i
             for (int64_t i0 = 0; i0 < t_all; i0 += block) {                                                        \
                 int64_t rows = t_all - i0 < block ? t_all - i0 : block;                                            \
                 int64_t keys = visible_keys(job, i0 + rows - 1);                                                   \
-                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, p, keys);             \
+                gemm_##T(job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k, kv_ld, 0.0, p, keys);    \
                 probability_rows_##T(p, rows, keys, visible_keys(job, i0), job->causal, lse + i0);                 \
                 row_dots_##T(g + i0 * C, o + i0 * C, C, rows, hd, row_d);                                         \
-                gemm_##T(job->native, true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C, 1.0, dv, ld);                   \
-                gemm_##T(job->native, false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld, 0.0, dp, keys);                \
+                gemm_##T(job->native, true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C, 1.0, dv, ld);          \
+                gemm_##T(job->native, false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld, 0.0, dp, keys);       \
                 softmax_grad_rows_##T(p, dp, rows, keys, row_d);                                                   \
-                gemm_##T(job->native, false, false, rows, hd, keys, scale, dp, keys, k, kv_ld, 0.0, dq + i0 * ld, ld);          \
-                gemm_##T(job->native, true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld, ld, 1.0, dk, ld);              \
+                gemm_##T(job->native, false, false, rows, hd, keys, scale, dp, keys, k, kv_ld, 0.0, dq + i0 * ld, ld); \
+                gemm_##T(job->native, true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld, ld, 1.0, dk, ld);     \
             }                                                                                                      \
         }                                                                                                          \
         free(p);                                                                                                   \

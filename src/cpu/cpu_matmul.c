@@ -73,7 +73,8 @@ static void gemm_one(const gemm_job *job, const char *a, const char *b, const ch
         return;
     double beta = job->beta;
     if (bias) { /* the BLAS adds to rows that start as the bias */
-        for (int64_t i = 0; i < m; i++) memcpy(c + (size_t)(i * job->ldc) * job->element, bias, (size_t)n * job->element);
+        for (int64_t i = 0; i < m; i++)
+            memcpy(c + (size_t)(i * job->ldc) * job->element, bias, (size_t)n * job->element);
         beta = 1.0;
     }
     if (job->dtype == TC_FLOAT32) {

@@ -373,7 +373,8 @@ static AVX512 void gemv_rows(int64_t m, int64_t n, float alpha, const float *a, 
             __mmask16 mask = first_lanes(n - j);
             __m512 xv = _mm512_maskz_loadu_ps(mask, x + j);
 #pragma GCC unroll 16
-            for (int r = 0; r < 16; r++) sums[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[r] + j), xv, sums[r]);
+            for (int r = 0; r < 16; r++)
+                sums[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row[r] + j), xv, sums[r]);
         }
         __mmask16 valid = first_lanes(rows);
         __m512 out = _mm512_mul_ps(_mm512_set1_ps(alpha), sum_lanes_16(sums));
