@@ -313,6 +313,37 @@ describe("autograd and in-place operations", function()
     assert.are.same({ 10, 10 }, x.grad:totable())
   end)
 
+  it("fails the backward of matmul, layer_norm, attention and cross_entropy whose input was written in place",
+    function()
+      -- build() returns the loss and the op's input to overwrite after the forward
+      local function check(op, build)
+        local loss, input = build()
+        tc.no_grad(function() input:fill_(1) end)
+        assert.matches(("backward of '%s': its input"):format(op), failure(function() loss:backward() end), 1, true)
+      end
+      local x = leaf({ { 1, 2 }, { 3, 4 } })
+      check("matmul", function()
+        local w = tc.tensor({ { 5, 6 }, { 7, 8 } }, F64)
+        return x:matmul(w):sum(), w
+      end)
+      local y = leaf({ { 1, 2, 4 }, { 3, 5, 9 } })
+      check("layer_norm", function()
+        local input = y * 2
+        local out = tc.layer_norm(input, tc.ones({ 3 }, F64), tc.zeros({ 3 }, F64))
+        return (out * out):sum(), input
+      end)
+      local q = leaf(tc.randn({ 1, 3, 6 }, F64):totable())
+      check("attention", function()
+        local input = q * 2
+        return tc.attention(input, 1, { causal = true }):sum(), input
+      end)
+      local logits = leaf({ { 1, 2, 3 }, { 3, 1, 2 } })
+      check("cross_entropy", function()
+        local targets = tc.tensor({ 2, 0 }, { dtype = "int64" })
+        return tc.cross_entropy(logits, targets), targets
+      end)
+    end)
+
   it("lets an optimiser update parameters between steps", function()
     local w = leaf({ 1, -1 })
     local optimizer = tc.optim.SGD({ w }, { lr = 0.5 })

@@ -144,6 +144,8 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
             node->ints[0] = rms;
             node->n_ints = 1;
             node->reals[0] = eps;
+            tc_node_reads_input(node, 0); /* dx and the parameter gradients read x and the weight */
+            if (inputs[1]) tc_node_reads_input(node, 1);
             status = tc_node_save(node, 0, mean);
         }
         if (status == TC_OK) status = tc_node_save(node, 1, rstd);
@@ -231,6 +233,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
             node->ints[0] = n_head;
             node->ints[1] = causal;
             node->n_ints = 2;
+            tc_node_reads_input(node, 0); /* backward recomputes the scores from qkv */
             status = tc_node_save(node, 0, lse);
         }
         if (status == TC_OK) status = tc_node_save(node, 1, result);
@@ -404,6 +407,8 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
             node->ints[0] = ignore_index;
             node->n_ints = 1;
             node->reals[0] = (double)count;
+            tc_node_reads_input(node, 0); /* the softmax is recomputed from the logits, */
+            tc_node_reads_input(node, 1); /* and the targets pick the rows' classes */
             status = tc_node_save(node, 0, lse);
         }
     }
