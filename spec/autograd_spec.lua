@@ -344,6 +344,25 @@ describe("autograd and in-place operations", function()
       end)
     end)
 
+  it("counts scale_ and the optimisers' steps as in-place writes", function()
+    local x = leaf({ 1, 2 })
+    local w = tc.tensor({ 3, 4 }, F64)
+    local loss = (x * w):sum()
+    w:scale_(2)
+    assert.matches("backward of 'mul': its input 2", failure(function() loss:backward() end), 1, true)
+    for _, make in ipairs({
+      function(p) return tc.optim.AdamW({ p }, { lr = 0.1 }) end,
+      function(p) return tc.optim.SGD({ p }, { lr = 0.1, momentum = 0.9 }) end,
+    }) do
+      local p = leaf({ 1, -1 })
+      local optimizer = make(p)
+      ;(p * p):sum():backward()
+      local pending = (p * p):sum() -- mul reads p's values in backward
+      optimizer:step() -- writes p in place
+      assert.matches("backward of 'mul'", failure(function() pending:backward() end), 1, true)
+    end
+  end)
+
   it("lets an optimiser update parameters between steps", function()
     local w = leaf({ 1, -1 })
     local optimizer = tc.optim.SGD({ w }, { lr = 0.5 })

@@ -498,6 +498,10 @@ tc_status tc_adamw_step_many(int count, tc_tensor **params, tc_tensor **grads, t
     int begin = 0;
     for (int i = 0; i < count && status == TC_OK; i++) {
         status = prepare_adamw(params[i], grads[i], m[i], v[i], steps[i], &entries[i]);
+        /* the update writes param and state in place: refused in grad mode, counted as writes */
+        if (status == TC_OK) status = tc_inplace_begin(params[i], "adamw_step");
+        if (status == TC_OK) status = tc_inplace_begin(m[i], "adamw_step");
+        if (status == TC_OK) status = tc_inplace_begin(v[i], "adamw_step");
         if (status == TC_OK) status = contiguous_untracked(grads[i], &contiguous_grads[i]);
         if (status != TC_OK) break;
         entries[i].grad = tc_tensor_data_at_offset(contiguous_grads[i]);
@@ -551,6 +555,8 @@ tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buf
                            TC_SHAPE(param));
         TC_TRY(check_state(function, "momentum_buffer", param, momentum_buffer, true));
     }
+    TC_TRY(tc_inplace_begin(param, function));
+    if (momentum != 0) TC_TRY(tc_inplace_begin(momentum_buffer, function));
     tc_tensor *g;
     TC_TRY(contiguous_untracked(grad, &g));
     tc_step_tensor entry = {.param = tc_tensor_data_at_offset(param),
@@ -623,6 +629,7 @@ tc_status tc_global_norm(int count, tc_tensor **tensors, double *out) {
 tc_status tc_scale_(tc_tensor *t, double factor) {
     TC_TRY(check_floating("scale_", "t", t));
     TC_TRY(check_kernel("scale_", t, BACKEND_HAS(t, scale)));
+    TC_TRY(tc_inplace_begin(t, "scale_"));
     int64_t n = tc_tensor_numel(t);
     if (tc_tensor_is_contiguous(t)) {
         void *data = tc_tensor_data_at_offset(t);
