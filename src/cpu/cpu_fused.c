@@ -78,31 +78,6 @@ SIMD_INLINE float lanes_tree_sum(simd_f32 v) {
     return v[0];
 }
 
-/* x[i] = exp(x[i] - shift) for i < n; returns the sum of the new values
- * (lane partials, then the lanes pairwise). */
-SIMD_INLINE double exp_shift_inline(float *x, int64_t n, double shift) {
-    const float s = (float)shift;
-    simd_f32 total = {0};
-    int64_t i = 0;
-    for (; i + SIMD_LANES <= n; i += SIMD_LANES) {
-        simd_f32 e = simd_exp(simd_load(x + i) - s);
-        simd_store(x + i, e);
-        total += e;
-    }
-    if (i < n) {
-        const simd_i32 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-        float tail[SIMD_LANES] = {0};
-        memcpy(tail, x + i, sizeof(float) * (size_t)(n - i));
-        simd_f32 e = simd_exp(simd_load(tail) - s);
-        simd_store(tail, e);
-        memcpy(x + i, tail, sizeof(float) * (size_t)(n - i));
-        total += simd_select(lane < (int32_t)(n - i), e, simd_splat(0.0f));
-    }
-    return (double)lanes_tree_sum(total);
-}
-
-static SIMD_CLONES double exp_shift_float(float *x, int64_t n, double shift) { return exp_shift_inline(x, n, shift); }
-
 static double exp_shift_double(double *x, int64_t n, double shift) {
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -524,6 +499,12 @@ SIMD_INLINE simd_f32 row_exp_shift(float *row, int64_t n, int64_t keys, float sh
     }
     clear_floats(row + i, keys - i);
     return total;
+}
+
+/* x[i] = exp(x[i] - shift) for i < n; returns the sum of the new values
+ * (lane partials, then the lanes pairwise). */
+static SIMD_CLONES double exp_shift_float(float *x, int64_t n, double shift) {
+    return (double)lanes_tree_sum(row_exp_shift(x, n, n, (float)shift));
 }
 
 /* row[0 .. n) *= factor, past which the row is already 0 (row_exp_shift). */
