@@ -58,6 +58,18 @@ local cases = {
   { "an unknown dtype", function() return tc.zeros({ 2 }, { dtype = "float16x" }) end, { "zeros", "float16x" } },
   { "a ragged nested table", function() return tc.tensor({ { 1, 2 }, { 3 } }) end, { "tensor", "ragged" } },
   { "a string in the data", function() return tc.tensor({ 1, "a" }) end, { "tensor", "string" } },
+  { "300 in a uint8 tensor", function() return tc.tensor({ 1, 300 }, { dtype = "uint8" }) end,
+    { "tensor", "entry [2]", "300", "uint8", "range" } },
+  { "-1 in a uint8 tensor", function() return tc.tensor({ { 0, 1 }, { -1, 2 } }, { dtype = "uint8" }) end,
+    { "tensor", "entry [2][1]", "uint8" } },
+  { "2^31 in an int32 tensor", function() return tc.tensor({ 2 ^ 31 }, { dtype = "int32" }) end,
+    { "tensor", "entry [1]", "int32", "range" } },
+  { "2^63 in an int64 tensor", function() return tc.tensor({ 2 ^ 63 }, { dtype = "int64" }) end,
+    { "tensor", "int64", "range" } },
+  { "NaN in an int64 tensor", function() return tc.tensor({ 0 / 0 }, { dtype = "int64" }) end,
+    { "tensor", "int64", "not an integer" } },
+  { "a fraction in an int64 tensor", function() return tc.tensor({ 1, 2.5 }, { dtype = "int64" }) end,
+    { "tensor", "entry [2]", "2.5", "not an integer" } },
   { "a negative size", function() return tc.zeros({ 2, -1 }) end, { "zeros", "negative" } },
   { "item of a tensor with several elements", function() return tc.zeros({ 2, 2 }):item() end, { "item" } },
   { "copy_ from a shape that does not broadcast", function() return tc.zeros({ 2, 3 }):copy_(tc.zeros({ 4 })) end,
@@ -97,6 +109,30 @@ describe("errors", function()
     assert.is_false(ok)
     assert.truthy(message:find("backward", 1, true))
     assert.truthy(message:find("retain_graph", 1, true))
+  end)
+
+  it("integer tensors take every integer of their range from a table", function()
+    assert.are.same({ 0, 255 }, tc.tensor({ 0, 255 }, { dtype = "uint8" }):totable())
+    assert.are.same({ -2147483648, 2147483647 }, tc.tensor({ -2 ^ 31, 2 ^ 31 - 1 }, { dtype = "int32" }):totable())
+    assert.are.same({ math.mininteger, 2 ^ 53 }, tc.tensor({ -2 ^ 63, 2 ^ 53 }, { dtype = "int64" }):totable())
+    assert.are.same({ 1, 0 }, tc.tensor({ true, false }, { dtype = "int64" }):totable())
+  end)
+
+  it("a constructor's argument error names the line that called it", function()
+    local nn = require("tricycle.nn")
+    local this_file = debug.getinfo(1, "S").short_src
+    local constructors = {
+      function() local m = nn.Linear(0, 3) return m end,
+      function() local m = nn.Dropout(2) return m end,
+      function() local m = nn.GPT({ vocab_size = 10, context_length = 8, n_layer = 1, n_head = 3, n_embd = 16 }) return m end,
+      function() local m = nn.Sequential(nn.Linear(2, 3), nn.Embedding(-1, 2)) return m end,
+    }
+    for i, construct in ipairs(constructors) do
+      local ok, message = pcall(construct)
+      assert.is_false(ok)
+      assert.are.equal(this_file .. ":", message:sub(1, #this_file + 1), ("constructor %d: %s"):format(i, message))
+      assert.is_nil(message:find("module.lua", 1, true), message)
+    end
   end)
 
   it("survives many errors in a row", function()

@@ -355,24 +355,34 @@ tc_status tc_full(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shap
     return filled(ctx, dtype, ndim, shape, value, out);
 }
 
-tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtype dtype) {
-    int64_t min, max;
+/* The range of an integer dtype; false for floating and bool dtypes. */
+static bool integer_range(tc_dtype dtype, int64_t *min, int64_t *max) {
     switch (dtype) {
-    case TC_UINT8: min = 0; max = UINT8_MAX; break;
-    case TC_INT32: min = INT32_MIN; max = INT32_MAX; break;
-    case TC_INT64: min = INT64_MIN; max = INT64_MAX; break;
-    default: return TC_OK; /* floating dtypes round; bool keeps value != 0 */
+    case TC_UINT8: *min = 0; *max = UINT8_MAX; return true;
+    case TC_INT32: *min = INT32_MIN; *max = INT32_MAX; return true;
+    case TC_INT64: *min = INT64_MIN; *max = INT64_MAX; return true;
+    default: return false;
     }
+}
+
+bool tc_dtype_holds(tc_dtype dtype, double value) {
+    int64_t min, max;
+    if (!integer_range(dtype, &min, &max)) return true; /* floating dtypes round; bool keeps value != 0 */
+    /* (double)max + 1 is exact for uint8 and int32, and rounds to 2^63 (the
+     * first double past int64's range) for int64; NaN fails every comparison. */
+    return value == floor(value) && value >= (double)min && value < (double)max + 1.0;
+}
+
+tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtype dtype) {
+    if (tc_dtype_holds(dtype, value)) return TC_OK;
+    int64_t min = 0, max = 0;
+    integer_range(dtype, &min, &max);
     if (value != floor(value))
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: the scalar %.17g is not an integer, so a %s tensor cannot hold it",
                        op, value, tc_dtype_name(dtype));
-    /* (double)max + 1 is exact for uint8 and int32, and rounds to 2^63 (the
-     * first double past int64's range) for int64. */
-    if (value < (double)min || value >= (double)max + 1.0)
-        return tc_fail(ctx, TC_ERROR_ARGUMENT,
-                       "%s: the scalar %.17g is out of the range of %s (%lld to %lld); use a wider dtype", op, value,
-                       tc_dtype_name(dtype), (long long)min, (long long)max);
-    return TC_OK;
+    return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                   "%s: the scalar %.17g is out of the range of %s (%lld to %lld); use a wider dtype", op, value,
+                   tc_dtype_name(dtype), (long long)min, (long long)max);
 }
 
 static void store_double(void *data, tc_dtype dtype, int64_t i, double v) {
@@ -448,6 +458,21 @@ tc_status tc_from_data(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t 
                        tc_dtype source_dtype, tc_tensor **out) {
     TC_TRY(tc_tensor_new(ctx, dtype, TC_CPU, ndim, shape, out));
     int64_t n = tc_tensor_numel(*out);
+    if (dtype != source_dtype && source_dtype != TC_BOOL && dtype != TC_BOOL) {
+        for (int64_t i = 0; i < n; i++) {
+            bool holds = source_dtype == TC_INT64 && dtype == TC_INT32
+                             ? ((const int64_t *)data)[i] >= INT32_MIN && ((const int64_t *)data)[i] <= INT32_MAX
+                             : tc_dtype_holds(dtype, load_double(data, source_dtype, i));
+            if (holds) continue;
+            tc_tensor_release(*out);
+            *out = NULL;
+            return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                           "from_data: element %lld (%.17g, %s) does not fit %s: it is not an integer or out of its "
+                           "range",
+                           (long long)i, load_double(data, source_dtype, i), tc_dtype_name(source_dtype),
+                           tc_dtype_name(dtype));
+        }
+    }
     void *dst = tc_tensor_data(*out);
     if (dtype == source_dtype) {
         if (n) memcpy(dst, data, (size_t)n * tc_dtype_size(dtype));

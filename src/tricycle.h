@@ -110,6 +110,9 @@ const char *tc_dtype_name(tc_dtype dtype);
  * "uint8", "bool"; returns false for anything else. */
 bool tc_dtype_from_name(const char *name, tc_dtype *dtype);
 bool tc_dtype_is_floating(tc_dtype dtype);
+/* Whether a tensor of dtype holds value exactly: for an integer dtype, an
+ * integer in its range (never NaN); true for floating and bool dtypes. */
+bool tc_dtype_holds(tc_dtype dtype, double value);
 const char *tc_device_name(tc_device device);
 
 /* ---- tensors: lifetime and metadata ----------------------------------- */
@@ -180,9 +183,8 @@ tc_status tc_to_device(tc_tensor *t, tc_device device, tc_tensor **out);
 tc_status tc_copy_(tc_tensor *dst, tc_tensor *src);
 /* In place: every element of t = value; not recorded. */
 tc_status tc_fill_(tc_tensor *t, double value);
-/* TC_OK when a tensor of dtype holds value exactly: for an integer dtype, an
- * integer in its range; any value for floating and bool dtypes. Otherwise
- * fails with a message naming op, the value and the dtype. */
+/* TC_OK when tc_dtype_holds(dtype, value); otherwise fails with a message
+ * naming op, the value and the dtype. */
 tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtype dtype);
 
 /* ---- views (share storage; differentiable) ---------------------------- */

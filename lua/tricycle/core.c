@@ -400,6 +400,28 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
     }
 }
 
+/* Raises an error naming the first entry (as t[i][j]...) that a tensor of
+ * dtype cannot hold: a fraction, NaN or a value out of an integer range. */
+static void check_entries_fit(lua_State *L, const double *values, int ndim, const int64_t *shape, int64_t numel,
+                              tc_dtype dtype) {
+    for (int64_t i = 0; i < numel; i++) {
+        if (tc_dtype_holds(dtype, values[i])) continue;
+        char position[TC_MAX_DIMS * 24 + 1] = "";
+        size_t used = 0;
+        int64_t rest = i;
+        for (int d = ndim - 1; d >= 0; d--) {
+            char step[24];
+            int length = snprintf(step, sizeof step, "[%lld]", (long long)(rest % shape[d] + 1));
+            memmove(position + length, position, used + 1);
+            memcpy(position, step, (size_t)length);
+            used += (size_t)length;
+            rest /= shape[d];
+        }
+        luaL_error(L, "tensor: entry %s is %f, which dtype %s cannot hold (%s)", position, (lua_Number)values[i],
+                   tc_dtype_name(dtype), values[i] != floor(values[i]) ? "not an integer" : "out of its range");
+    }
+}
+
 static int l_tensor(lua_State *L) {
     tc_context *ctx = tc_lua_context(L);
     int options = lua_istable(L, 2) ? 2 : 0;
@@ -435,6 +457,7 @@ static int l_tensor(lua_State *L) {
         double *values = lua_newuserdatauv(L, sizeof(double) * (size_t)(numel ? numel : 1), 0);
         int64_t position = 0;
         nested_fill(L, 1, 0, ndim, shape, values, &position);
+        check_entries_fit(L, values, ndim, shape, numel, dtype);
         binding_check(L, tc_from_data(ctx, dtype, ndim, shape, values, TC_FLOAT64, &t));
         lua_pop(L, 1);
     }

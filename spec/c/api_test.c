@@ -271,6 +271,21 @@ static bool test_scalar_and_in_place_checks(void) {
           "fill_ 2.5: %s", tc_last_error(ctx));
     CHECK(tc_binary_scalar(TC_ADD, u, 200, false, &out) == TC_OK, "%s", tc_last_error(ctx));
     tc_tensor_release(out);
+    out = NULL;
+
+    /* Data converted into an integer dtype must fit it, element by element. */
+    CHECK(tc_from_data(ctx, TC_UINT8, 1, (int64_t[]){3}, (double[]){0, 255, 256}, TC_FLOAT64, &out) ==
+                  TC_ERROR_ARGUMENT && out == NULL,
+          "256 as uint8 should fail");
+    CHECK(strstr(tc_last_error(ctx), "element 2 (256, float64) does not fit uint8"), "message: %s", tc_last_error(ctx));
+    CHECK(tc_from_data(ctx, TC_INT32, 1, (int64_t[]){2}, (int64_t[]){1, (int64_t)1 << 40}, TC_INT64, &out) ==
+                  TC_ERROR_ARGUMENT,
+          "2^40 as int32 should fail");
+    CHECK(tc_from_data(ctx, TC_INT64, 1, (int64_t[]){1}, (double[]){NAN}, TC_FLOAT64, &out) == TC_ERROR_ARGUMENT,
+          "NaN as int64 should fail");
+    CHECK(tc_from_data(ctx, TC_INT32, 1, (int64_t[]){2}, (int64_t[]){INT32_MIN, INT32_MAX}, TC_INT64, &out) == TC_OK,
+          "%s", tc_last_error(ctx));
+    tc_tensor_release(out);
 
     CHECK(tc_from_data(ctx, TC_FLOAT64, 1, (int64_t[]){2}, (double[]){1, 2}, TC_FLOAT64, &x) == TC_OK, "data");
     CHECK(tc_tensor_set_requires_grad(x, true) == TC_OK, "requires_grad");

@@ -77,10 +77,21 @@ end
 
 local class_metatable = {}
 
+local this_file = debug.getinfo(1, "S").short_src
+
+-- An error an init raises about its arguments names the constructor's caller:
+-- whether the init aimed it at its own caller (here, pcall: no position) or
+-- one level further (this file), it is raised again at the caller of the class.
 function class_metatable.__call(class, ...)
   local instance = setmetatable({}, class)
   Module.init(instance)
-  class.init(instance, ...)
+  local ok, message = pcall(class.init, instance, ...)
+  if not ok then
+    if type(message) == "string" and message:sub(1, #this_file + 1) == this_file .. ":" then
+      message = message:sub(#this_file + 2):gsub("^%d+: ", "", 1)
+    end
+    error(message, 2)
+  end
   return instance
 end
 
