@@ -83,6 +83,10 @@ FORWARD(gemm, ctx,
          double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch),
         (ctx, dtype, transpose_a, transpose_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
          stride_c, batch))
+FORWARD(gemm_bias, ctx,
+        (tc_context * ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+         const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias, void *c, int64_t ldc, void *gelu),
+        (ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, bias, c, ldc, gelu))
 FORWARD(softmax, x->ctx, (const tc_tensor *x, int dim, bool log, tc_tensor *out), (x, dim, log, out))
 FORWARD(softmax_backward, y->ctx, (const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x),
         (y, grad, dim, log, grad_x))
@@ -159,6 +163,7 @@ static tc_backend make_table() {
     table.where = table_where;
     table.reduce = table_reduce;
     table.gemm = table_gemm;
+    table.gemm_bias = table_gemm_bias;
     table.softmax = table_softmax;
     table.softmax_backward = table_softmax_backward;
     table.gather = table_gather;

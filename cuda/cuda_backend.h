@@ -61,6 +61,9 @@ TC_CUDA_OPTIONAL tc_status cuda_gemm(tc_context *ctx, tc_dtype dtype, bool trans
                                      int64_t n, int64_t k, double alpha, const void *a, int64_t lda,
                                      int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b, double beta,
                                      void *c, int64_t ldc, int64_t stride_c, int64_t batch);
+TC_CUDA_OPTIONAL tc_status cuda_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b,
+                                          int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, const void *b,
+                                          int64_t ldb, const void *bias, void *c, int64_t ldc, void *gelu);
 TC_CUDA_OPTIONAL tc_status cuda_softmax(const tc_tensor *x, int dim, bool log, tc_tensor *out);
 TC_CUDA_OPTIONAL tc_status cuda_softmax_backward(const tc_tensor *y, const tc_tensor *grad, int dim, bool log,
                                                  tc_tensor *grad_x);

@@ -11,9 +11,7 @@
 #include "cuda_kernels.h"
 
 #define SQRT_HALF 0.70710678118654752440
-#define SQRT_2_OVER_PI 0.79788456080286535588
 #define INV_SQRT_2PI 0.39894228040143267794
-#define GELU_CUBIC 0.044715
 
 /* ---- kernels ---- */
 
@@ -46,7 +44,7 @@ template <typename T> __device__ __forceinline__ T unary_value(tc_unary_op op, T
         case TC_SIGMOID: return one / (one + cuda_exp(-x));
         case TC_RELU: return x > 0 ? x : (T)0;
         case TC_GELU: return half * x * (one + cuda_erf(x * (T)SQRT_HALF));
-        case TC_GELU_TANH: return half * x * (one + cuda_tanh((T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x)));
+        case TC_GELU_TANH: return cuda_gelu_tanh(x);
         case TC_SILU: return x / (one + cuda_exp(-x));
         case TC_SIN: return cuda_sin(x);
         case TC_COS: return cuda_cos(x);
@@ -99,9 +97,9 @@ template <typename T> __device__ __forceinline__ T unary_derivative(tc_unary_op 
     case TC_GELU:
         return g * (half * (one + cuda_erf(x * (T)SQRT_HALF)) + x * (T)INV_SQRT_2PI * cuda_exp(-half * x * x));
     case TC_GELU_TANH: {
-        T u = (T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x);
+        T u = (T)CUDA_SQRT_2_OVER_PI * (x + (T)CUDA_GELU_CUBIC * x * x * x);
         T t = cuda_tanh(u);
-        T du = (T)SQRT_2_OVER_PI * (one + (T)(3 * GELU_CUBIC) * x * x);
+        T du = (T)CUDA_SQRT_2_OVER_PI * (one + (T)(3 * CUDA_GELU_CUBIC) * x * x);
         return g * (half * (one + t) + half * x * (one - t * t) * du);
     }
     case TC_SILU: {

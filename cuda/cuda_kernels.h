@@ -136,6 +136,14 @@ __device__ __forceinline__ double cuda_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float cuda_erf(float x) { return erff(x); }
 __device__ __forceinline__ double cuda_erf(double x) { return erf(x); }
 
+/* The tanh approximation of GELU, one formula for unary(TC_GELU_TANH) and
+ * the GEMM epilogue (cuda_gemm_bias), so both give the same bits. */
+#define CUDA_SQRT_2_OVER_PI 0.79788456080286535588
+#define CUDA_GELU_CUBIC 0.044715
+template <typename T> __device__ __forceinline__ T cuda_gelu_tanh(T x) {
+    return (T)0.5 * x * ((T)1 + cuda_tanh((T)CUDA_SQRT_2_OVER_PI * (x + (T)CUDA_GELU_CUBIC * x * x * x)));
+}
+
 /* sin and cos without the device library's reduction of huge arguments,
  * whose table lives in local memory (the build rejects local memory): x =
  * k*pi + r with pi in two parts and fused multiply-adds (r exact to about

@@ -6,7 +6,14 @@
  * The engine's matrices are row-major and cuBLAS's column-major: a row-major
  * C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so the operands
  * swap places and m and n trade.
+ *
+ * The linear layer's GEMM (cuda_gemm_bias, the twin of cpu_gemm_bias) is
+ * cuBLAS writing the product, then one pass adding the bias and taking the
+ * GELU: the output is written once by cuBLAS and once by the epilogue,
+ * where copying the bias in first, a GEMM with beta 1 and a separate GELU
+ * would touch it five times.
  */
+#include "cuda_kernels.h"
 #include "cuda_state.h"
 
 #include <limits.h>
@@ -53,4 +60,39 @@ extern "C" tc_status cuda_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a
                        cublasGetStatusString(status), (long long)m, (long long)n, (long long)k, (long long)lda,
                        (long long)ldb, (long long)ldc, (long long)batch);
     return TC_OK;
+}
+
+/* c[i, j] += bias[j] (bias may be NULL) and, when gelu is not NULL,
+ * gelu[i, j] = GELU_tanh(c[i, j]), over m rows of n (leading dimension ldc
+ * for both). */
+template <typename T>
+__global__ void bias_gelu_epilogue_kernel(T *c, int64_t ldc, const T *bias, T *gelu, int64_t m, int64_t n) {
+    int64_t total = m * n;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t row = i / n, column = i - row * n;
+        int64_t at = row * ldc + column;
+        T value = c[at];
+        if (bias) {
+            value += bias[column];
+            c[at] = value;
+        }
+        if (gelu) gelu[at] = cuda_gelu_tanh(value);
+    }
+}
+
+extern "C" tc_status cuda_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m,
+                                    int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
+                                    const void *bias, void *c, int64_t ldc, void *gelu) {
+    if (gelu && dtype != TC_FLOAT32)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "linear: the fused GELU output is float32 only, got %s",
+                       tc_dtype_name(dtype));
+    TC_TRY(cuda_gemm(ctx, dtype, transpose_a, transpose_b, m, n, k, 1.0, a, lda, 0, b, ldb, 0, 0.0, c, ldc, 0, 1));
+    if (m == 0 || n == 0 || (!bias && !gelu)) return TC_OK;
+    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        TC_LAUNCH(bias_gelu_epilogue_kernel<T>, cuda_blocks_for(m * n), CUDA_BLOCK, 0, cuda_stream_of(ctx),
+                  static_cast<T *>(c), ldc, static_cast<const T *>(bias), static_cast<T *>(gelu), m, n);
+    });
+    if (!known) return tc_fail(ctx, TC_ERROR_DTYPE, "linear: unknown dtype");
+    return cuda_check_launch(ctx, "linear");
 }

@@ -179,6 +179,14 @@ case("matmul batched, broadcast", function(a, b) return a:matmul(b) end, { float
 case("matmul of transposes", function(a, b) return a:matmul(b) end,
   { float({ 7, 5 }, { view = transpose }), float({ 3, 7 }, { view = transpose }) })
 case("matmul vector", function(a, b) return a:matmul(b) end, { float({ 4, 6 }), float({ 6 }) })
+case("linear with bias", function(x, w, b) return tc.linear(x, w, b) end,
+  { float({ 2, 5, 7 }), float({ 3, 7 }), float({ 3 }) })
+case("linear without bias, column-major weight", function(x, w) return tc.linear(x, w) end,
+  { float({ 6, 7 }), float({ 7, 4 }, { view = transpose }) })
+case("linear of one row", function(x, w, b) return tc.linear(x, w, b) end, { float({ 1, 9 }), float({ 5, 9 }), float({ 5 }) })
+case("linear_gelu with bias", function(x, w, b) return tc.linear_gelu(x, w, b) end,
+  { float({ 3, 4, 9 }), float({ 33, 9 }), float({ 33 }) })
+case("linear_gelu without bias", function(x, w) return tc.linear_gelu(x, w) end, { float({ 5, 8 }), float({ 6, 8 }) })
 
 for _, op in ipairs({ "softmax", "log_softmax" }) do
   case(op .. " over the last dim", function(x) return x[op](x, -1) end, { float({ 4, 5, 33 }) })
