@@ -40,45 +40,95 @@ describe("#gpu CUDA on a real GPU", function()
     assert.truthy(output:find("passed: 0 failures", 1, true), output)
   end)
 
-  it("times a GPT training step (float32, TF32 off) against the CPU", function()
+  -- One GPT training step timed on `device` after two warm-up steps; the
+  -- losses of every step and the seconds per timed step.
+  local function train(config, B, device, steps)
     local clock = wall_clock()
+    tc.manual_seed(1)
+    local model = nn.GPT(config)
+    if device == "cuda" then model:to("cuda") end
+    local opt = optim.AdamW(model:parameters(), { lr = 1e-3 })
+    math.randomseed(1)
+    local x, y = {}, {}
+    for b = 1, B do
+      x[b], y[b] = {}, {}
+      for t = 1, config.context_length do
+        x[b][t] = math.random(0, config.vocab_size - 1)
+        y[b][t] = (x[b][t] + 1) % config.vocab_size
+      end
+    end
+    local ids, targets = tc.tensor(x, { dtype = "int64" }), tc.tensor(y, { dtype = "int64" })
+    if device == "cuda" then ids, targets = ids:cuda(), targets:cuda() end
+    local losses, started = {}, nil
+    for step = 1, steps do
+      if step == 3 then started = clock() end
+      local _, loss = model(ids, { targets = targets })
+      opt:zero_grad()
+      loss:backward()
+      opt:step()
+      losses[step] = loss:item() -- waits for the device
+    end
+    return losses, (clock() - started) / (steps - 2)
+  end
+
+  local function command_output(command)
+    local pipe = io.popen(command .. " 2>/dev/null")
+    if not pipe then return nil end
+    local text = pipe:read("a")
+    pipe:close()
+    text = text and text:gsub("%s+$", "")
+    return text ~= "" and text or nil
+  end
+
+  local rows = {}
+
+  it("times a GPT training step (float32, TF32 off) against the CPU", function()
     local config = { vocab_size = 512, context_length = 128, n_layer = 4, n_head = 4, n_embd = 256 }
     local B = 16
-    local function train(device, steps)
-      tc.manual_seed(1)
-      local model = nn.GPT(config)
-      if device == "cuda" then model:to("cuda") end
-      local opt = optim.AdamW(model:parameters(), { lr = 1e-3 })
-      math.randomseed(1)
-      local x, y = {}, {}
-      for b = 1, B do
-        x[b], y[b] = {}, {}
-        for t = 1, config.context_length do
-          x[b][t] = math.random(0, config.vocab_size - 1)
-          y[b][t] = (x[b][t] + 1) % config.vocab_size
-        end
-      end
-      local ids, targets = tc.tensor(x, { dtype = "int64" }), tc.tensor(y, { dtype = "int64" })
-      if device == "cuda" then ids, targets = ids:cuda(), targets:cuda() end
-      local losses, started = {}, nil
-      for step = 1, steps do
-        if step == 3 then started = clock() end -- two warm-up steps
-        local _, loss = model(ids, { targets = targets })
-        opt:zero_grad()
-        loss:backward()
-        opt:step()
-        losses[step] = loss:item() -- waits for the device
-      end
-      return losses, (clock() - started) / (steps - 2)
-    end
-    local gpu_losses, gpu_seconds = train("cuda", 12)
-    local cpu_losses, cpu_seconds = train("cpu", 4)
+    local gpu_losses, gpu_seconds = train(config, B, "cuda", 12)
+    local cpu_losses, cpu_seconds = train(config, B, "cpu", 4)
     print(("\nGPT step (B %d, T %d, %d layers, width %d): %.2f ms on the GPU, %.1f ms on the CPU"):format(B,
       config.context_length, config.n_layer, config.n_embd, gpu_seconds * 1e3, cpu_seconds * 1e3))
+    rows[#rows + 1] = { config = config, B = B, gpu = gpu_seconds, cpu = cpu_seconds,
+      losses = ("%.5f/%.5f"):format(gpu_losses[4], cpu_losses[4]) }
     for step = 1, 4 do
       local difference = math.abs(gpu_losses[step] - cpu_losses[step]) / cpu_losses[step]
       assert.is_true(difference < 1e-3, ("step %d: %.6f on the GPU, %.6f on the CPU"):format(step,
         gpu_losses[step], cpu_losses[step]))
     end
+  end)
+
+  it("times the GPU preset's training step and records the figures in bench/results/gpu.md", function()
+    local config = { vocab_size = 1024, context_length = 256, n_layer = 6, n_head = 6, n_embd = 384 }
+    local B = 64
+    local losses, seconds = train(config, B, "cuda", 12)
+    for step, loss in ipairs(losses) do
+      assert.is_true(loss == loss and loss < 10, ("step %d: loss %s"):format(step, tostring(loss)))
+    end
+    assert.is_true(losses[12] < losses[1], ("loss went from %.4f to %.4f"):format(losses[1], losses[12]))
+    print(("\nGPU preset step (B %d, T %d, %d layers, width %d): %.2f ms, %.0f tokens/s"):format(B,
+      config.context_length, config.n_layer, config.n_embd, seconds * 1e3, B * config.context_length / seconds))
+    rows[#rows + 1] = { config = config, B = B, gpu = seconds, losses = ("%.5f"):format(losses[4]) }
+
+    local path = os.getenv("TRICYCLE_GPU_RESULTS") or "bench/results/gpu.md"
+    local file = assert(io.open(path .. ".tmp", "w"))
+    file:write("# GPT training step on a GPU\n\n")
+    file:write(("%s. GPU: %s. CPU side: %s.\n"):format(os.date("!%Y-%m-%d %H:%M UTC"),
+      command_output("nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader") or "unknown",
+      command_output("nproc") and (command_output("nproc") .. " threads") or "unknown"))
+    file:write("Written by `make test-gpu` (spec/cuda_gpu_spec.lua). Float32, TF32 off, AdamW; the mean of 10 steps"
+      .. " after 2 warm-up steps.\n\n")
+    file:write("| config (layers × width, T) | B | GPU ms/step | GPU tokens/s | CPU ms/step | CPU time / GPU time | loss at step 4 (GPU/CPU) |\n")
+    file:write("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+    for _, row in ipairs(rows) do
+      local tokens = row.B * row.config.context_length
+      file:write(("| %d × %d, %d | %d | %.2f | %.0f | %s | %s | %s |\n"):format(row.config.n_layer, row.config.n_embd,
+        row.config.context_length, row.B, row.gpu * 1e3, tokens / row.gpu,
+        row.cpu and ("%.1f"):format(row.cpu * 1e3) or "—", row.cpu and ("%.1f"):format(row.cpu / row.gpu) or "—",
+        row.losses))
+    end
+    file:close()
+    assert(os.rename(path .. ".tmp", path))
+    print("figures written to " .. path)
   end)
 end)
