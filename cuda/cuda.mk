@@ -3,7 +3,8 @@
 #   make cuda           the backend library with nvcc: $(BUILD)/lua/tricycle/libtricycle_cuda.so
 #   make cuda-kernels   lists the kernels in its fat binary per architecture; fails when one is missing
 #   make cuda-emulated  the same sources as C++ on the CPU: $(BUILD)/cuda-emulated/libtricycle_cuda_emulated.so
-#   make test-cuda      the emulation tests and specs under ASan, in forward and shuffled thread order
+#   make test-cuda      the emulation tests and specs under ASan, in forward and shuffled thread order,
+#                       and once with device memory fenced from the host
 #   make test-gpu       the specs tagged gpu with the real library (needs a GPU; they skip without one)
 #
 # WITH_CUDA=1 requires nvcc, WITH_CUDA=0 never builds the real library; by
@@ -138,9 +139,18 @@ test-cuda:
 	  echo "FAIL: the out-of-bounds read was not caught"; exit 1; fi; \
 	if grep -q "heap-buffer-overflow" $$log && grep -q "read_past_end" $$log; then echo "ok   caught in read_past_end"; \
 	else echo "FAIL: no AddressSanitizer report naming the kernel"; cat $$log; exit 1; fi
-	@for order in forward shuffled:$(CUDA_SHUFFLE_SEED); do \
-	  echo "== $(CUDA_SPECS) (thread order $$order)"; \
+	@echo "== host code reading device memory is stopped by the fence"
+	@log=$(CUDA_ASAN_BUILD)/cuda-emulated/host-reads-device.log; \
+	if $(ASAN_ENV) TRICYCLE_CUDA_EMULATION_FENCE=1 $(CUDA_ASAN_BUILD)/cuda-emulated/emulation_test host-reads-device \
+	  > $$log 2>&1; then echo "FAIL: the host read of device memory was not caught"; cat $$log; exit 1; fi; \
+	if grep -q "host code touched device memory" $$log; then echo "ok   caught"; \
+	else echo "FAIL: no report of the host access"; cat $$log; exit 1; fi
+	@for mode in forward shuffled:$(CUDA_SHUFFLE_SEED) fenced; do \
+	  case $$mode in fenced) order=forward; fence=1; label="forward, device memory fenced";; \
+	                 *) order=$$mode; fence=0; label=$$mode;; esac; \
+	  echo "== $(CUDA_SPECS) (thread order $$label)"; \
 	  $(ASAN_ENV) LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) TRICYCLE_CUDA_EMULATION_ORDER=$$order \
+	    TRICYCLE_CUDA_EMULATION_FENCE=$$fence \
 	    TRICYCLE_CUDA_LIBRARY=$(CURDIR)/$(CUDA_ASAN_BUILD)/cuda-emulated/libtricycle_cuda_emulated.so \
 	    TRICYCLE_BUILD=$(CUDA_ASAN_BUILD) $(LUA) spec/run.lua $(CUDA_SPECS) || exit 1; \
 	done

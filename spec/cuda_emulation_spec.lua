@@ -240,6 +240,60 @@ describe_cuda("CUDA kernels on the emulated device (thread order " .. order .. "
     end)
   end
 
+  it("generates the CPU's tokens (greedy and sampled, with and without the cache)", function()
+    local function tokens(device, options)
+      tc.manual_seed(5)
+      local model = nn.GPT({ vocab_size = 17, context_length = 8, n_layer = 2, n_head = 2, n_embd = 16 }):to("float64")
+      if device == "cuda" then model:to("cuda") end
+      return tc.generate(model, { 1, 2, 3 }, options)
+    end
+    for _, options in ipairs({
+      { max_tokens = 12, temperature = 0 },
+      { max_tokens = 12, temperature = 0, use_cache = false },
+      { max_tokens = 12, temperature = 0.9, top_k = 5, seed = 3 },
+    }) do
+      assert.are.same(tokens("cpu", options), tokens("cuda", options))
+    end
+  end)
+
+  it("the training and generation scripts run on the device (train, evaluate, checkpoint, sample)", function()
+    local data = os.getenv("TRICYCLE_DATA")
+    if not data then
+      pending("TRICYCLE_DATA is not set")
+      return
+    end
+    local function shell_quote(text) return "'" .. text:gsub("'", "'\\''") .. "'" end
+    local function run(command)
+      local pipe = assert(io.popen(command .. " 2>&1"))
+      local output = pipe:read("a")
+      local _, _, code = pipe:close()
+      return code, output
+    end
+    local out = os.tmpname()
+    os.remove(out)
+    -- The first 20,000 characters, so that the final full validation pass is short on the emulated device.
+    local source = assert(io.open(data .. "/tinyshakespeare.txt", "rb"))
+    local text = source:read(20000)
+    source:close()
+    local excerpt = os.tmpname()
+    local file = assert(io.open(excerpt, "wb"))
+    file:write(text)
+    file:close()
+    -- The child processes inherit TRICYCLE_CUDA_LIBRARY (this emulated device) and the fence setting.
+    local code, output = run(("lua5.4 scripts/train_shakespeare.lua --device cuda --preset cpu --data %s --steps 3 "
+      .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 2 --eval-batches 1 "
+      .. "--sample-tokens 8 --out %s"):format(shell_quote(excerpt), shell_quote(out)))
+    local generated_code, generated = run(("lua5.4 scripts/generate.lua %s --device cuda --prompt ROMEO "
+      .. "--max-tokens 8 --top-k 5"):format(shell_quote(out .. "/checkpoint.safetensors")))
+    os.execute("rm -rf " .. shell_quote(out))
+    os.remove(excerpt)
+    assert.are.equal(0, code, output)
+    assert.truthy(output:find("on cuda", 1, true), output)
+    assert.is_nil(output:find("GPU not used", 1, true), output)
+    assert.are.equal(0, generated_code, generated)
+    assert.truthy(generated:find("ROMEO", 1, true), generated)
+  end)
+
   for _, dtype in ipairs({ "float64", "float32" }) do
     it("trains a tiny GPT 4 steps with the CPU's losses (" .. dtype .. ")", function()
       local function train(device)

@@ -3,6 +3,7 @@
  * with cuBLAS's argument checks.
  */
 #include "cublas_emulation.h"
+#include "emulation_internal.h"
 
 #include <cblas.h>
 
@@ -81,6 +82,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     if (!single && !twice) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0 || batchCount == 0) return CUBLAS_STATUS_SUCCESS;
     if (!A || !B || !C) return CUBLAS_STATUS_INVALID_VALUE;
+    tc_emulation::device_work work;
     CBLAS_TRANSPOSE ta = transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
     CBLAS_TRANSPOSE tb = transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
     for (int i = 0; i < batchCount; i++) {

@@ -32,6 +32,20 @@ void set_error(cudaError_t error, const char *format, ...) __attribute__((format
 /* Frees a stream's cached fiber stacks. */
 void release_stacks(tc_emulation_stream *stream);
 
+/* Device buffers (device_memory.cc): 256-byte aligned; NULL when out of memory. */
+void *device_allocate(size_t bytes);
+void device_free(void *pointer);
+
+/* Held while the emulated device works on device memory (a kernel, a copy, a
+ * memset, a GEMM): with the fence enabled, the only time that memory can be
+ * touched. Nests. */
+struct device_work {
+    device_work();
+    ~device_work();
+    device_work(const device_work &) = delete;
+    device_work &operator=(const device_work &) = delete;
+};
+
 } /* namespace tc_emulation */
 
 #endif

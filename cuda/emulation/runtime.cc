@@ -1,7 +1,6 @@
 /*
  * runtime.cc: the CUDA runtime calls the backend makes, over host memory.
- * One emulated device; device pointers are host pointers from malloc, so
- * AddressSanitizer checks every kernel access against the buffer's size.
+ * One emulated device; device pointers are host pointers (device_memory.cc).
  */
 #include "emulation_internal.h"
 
@@ -54,8 +53,8 @@ using tc_emulation::set_error;
 cudaError_t cudaMalloc(void **pointer, size_t bytes) {
     *pointer = nullptr;
     if (bytes == 0) return cudaSuccess;
-    if (posix_memalign(pointer, 256, bytes) != 0) {
-        *pointer = nullptr;
+    *pointer = tc_emulation::device_allocate(bytes);
+    if (!*pointer) {
         set_error(cudaErrorMemoryAllocation, "cudaMalloc: out of memory for %zu bytes", bytes);
         return cudaErrorMemoryAllocation;
     }
@@ -63,12 +62,13 @@ cudaError_t cudaMalloc(void **pointer, size_t bytes) {
 }
 
 cudaError_t cudaFree(void *pointer) {
-    free(pointer);
+    tc_emulation::device_free(pointer);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     (void)kind;
+    tc_emulation::device_work work;
     if (bytes) memcpy(dst, src, bytes);
     return cudaSuccess;
 }
@@ -79,6 +79,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
+    tc_emulation::device_work work;
     if (bytes) memset(dst, value, bytes);
     return cudaSuccess;
 }

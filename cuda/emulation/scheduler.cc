@@ -432,6 +432,7 @@ void run_grid(const char *kernel_name, dim3 grid, dim3 block, size_t dynamic_sha
         for (uint64_t i = 0; i < blocks; i++) block_order[i] = i;
         shuffle_in_place(block_order, &rng);
     }
+    device_work work;
     block_run *outer = active_run;
     active_run = &run;
     for (uint64_t i = 0; i < blocks; i++) {

@@ -107,12 +107,23 @@ function M.sample(logits, options, u)
   return candidates[#candidates][1]
 end
 
-local function ids_tensor(ids, first, last)
+-- ids[first..last] as a [1, T] int64 tensor on `device`.
+local function ids_tensor(ids, first, last, device)
   local row = {}
   for i = first, last do
     row[#row + 1] = ids[i]
   end
-  return core.tensor({ row }, { dtype = "int64" })
+  local t = core.tensor({ row }, { dtype = "int64" })
+  if device ~= "cpu" then
+    t = t:to(device)
+  end
+  return t
+end
+
+-- Where the model's parameters are ("cpu" when it has none).
+local function model_device(model)
+  local parameters = type(model.parameters) == "function" and model:parameters() or {}
+  return parameters[1] and parameters[1].device or "cpu"
 end
 
 --- The last position's logits of a [1, T, V] tensor (a view).
@@ -169,6 +180,7 @@ function M.generate(model, prompt_ids, options)
     core.manual_seed(options.seed)
   end
   local use_cache = options.use_cache ~= false
+  local device = model_device(model)
 
   local sequence = {}
   local cropped = math.max(0, #prompt_ids - context)
@@ -188,10 +200,10 @@ function M.generate(model, prompt_ids, options)
     local cache, logits
     if use_cache then
       cache = model:new_cache(1)
-      logits = last_logits(model:forward(ids_tensor(sequence, 1, #sequence), { cache = cache }))
+      logits = last_logits(model:forward(ids_tensor(sequence, 1, #sequence, device), { cache = cache }))
     else
       local first = math.max(1, #sequence - context + 1)
-      logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence)))
+      logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence, device)))
     end
     for step = 1, max_tokens do
       local u = 0
@@ -214,13 +226,14 @@ function M.generate(model, prompt_ids, options)
           -- slide: keep the most recent half of the context
           local keep = math.max(1, context // 2)
           cache = model:new_cache(1)
-          logits = last_logits(model:forward(ids_tensor(sequence, #sequence - keep + 1, #sequence), { cache = cache }))
+          local recent = ids_tensor(sequence, #sequence - keep + 1, #sequence, device)
+          logits = last_logits(model:forward(recent, { cache = cache }))
         else
-          logits = last_logits(model:forward(ids_tensor(sequence, #sequence, #sequence), { cache = cache }))
+          logits = last_logits(model:forward(ids_tensor(sequence, #sequence, #sequence, device), { cache = cache }))
         end
       else
         local first = math.max(1, #sequence - context + 1)
-        logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence)))
+        logits = last_logits(model:forward(ids_tensor(sequence, first, #sequence, device)))
       end
     end
   end)

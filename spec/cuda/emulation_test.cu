@@ -13,7 +13,9 @@
  *  - the cuBLAS shim matches a naive product and refuses bad arguments.
  *
  * `emulation_test out-of-bounds` runs a kernel reading past its buffer and
- * must be stopped by AddressSanitizer (make test-cuda checks that it is).
+ * must be stopped by AddressSanitizer, and `emulation_test host-reads-device`
+ * reads device memory on the host and must be stopped by the fence
+ * (TRICYCLE_CUDA_EMULATION_FENCE=1); make test-cuda checks both.
  * Compiled by nvcc instead, the correct kernels run on a GPU.
  */
 #include "cuda_common.h"
@@ -377,11 +379,22 @@ static int out_of_bounds(void) {
     return 0;
 }
 
+/* A host read of device memory: fine on emulated memory unless the fence
+ * (TRICYCLE_CUDA_EMULATION_FENCE=1) is on, a crash or garbage on a GPU. */
+static int host_reads_device(void) {
+    std::vector<float> x(100, 1.0f);
+    float *dx = to_device(x);
+    volatile float value = dx[3];
+    printf("the host read %g from device memory unnoticed\n", (double)value);
+    return 0;
+}
+
 #endif
 
 int main(int argc, char **argv) {
 #ifdef TC_CUDA_EMULATION
     if (argc > 1 && strcmp(argv[1], "out-of-bounds") == 0) return out_of_bounds();
+    if (argc > 1 && strcmp(argv[1], "host-reads-device") == 0) return host_reads_device();
     cudaStream_t forward, shuffled;
     cudaStreamCreate(&forward);
     cudaStreamCreate(&shuffled);
