@@ -15,12 +15,30 @@
 
 /* ---- kernels ---- */
 
+/* value as D: a floating value into an integer type is truncated toward
+ * zero, saturating at the type's range, NaN as 0 (the CPU backend's rules:
+ * cpu_elementwise.c's float_to_*; a bare conversion is undefined out of range
+ * and differs between the GPU and the host). Integer to integer wraps. */
+template <typename D, typename S> __device__ __forceinline__ D copy_value(S value) {
+    if constexpr (std::is_floating_point<S>::value && std::is_integral<D>::value) {
+        constexpr int value_bits = (int)sizeof(D) * 8 - (std::is_signed<D>::value ? 1 : 0);
+        constexpr D highest = (D)((1ull << value_bits) - 1), lowest = (D)(std::is_signed<D>::value ? -highest - 1 : 0);
+        double v = (double)value;
+        if (v != v) return (D)0;
+        if (v <= (double)lowest) return lowest;
+        if (v >= (double)(1ull << value_bits)) return highest; /* 2^bits: exact, unlike (double)highest */
+        return (D)v;
+    } else {
+        return (D)value;
+    }
+}
+
 /* Converting into bool gives 0/1, not truncation. */
 template <typename D, typename S, bool to_bool>
 __global__ void copy_kernel(D *dst, cuda_strided dst_view, const S *src, cuda_strided src_view, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         S value = src[cuda_offset(src_view, i)];
-        dst[cuda_offset(dst_view, i)] = to_bool ? (D)(value != (S)0) : (D)value;
+        dst[cuda_offset(dst_view, i)] = to_bool ? (D)(value != (S)0) : copy_value<D>(value);
     }
 }
 

@@ -10,14 +10,12 @@
 
 /* ---- kernels ---- */
 
-/* Records an id outside [0, limit) in found[0] (a flag) and found[1]. */
-__global__ void check_ids_kernel(const int64_t *ids, int64_t n, int64_t limit, int64_t *found) {
+/* *first = the lowest position of an id outside [0, limit) (left as is,
+ * all ones, when there is none): the id the CPU backend reports. */
+__global__ void check_ids_kernel(const int64_t *ids, int64_t n, int64_t limit, unsigned long long *first) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t id = ids[i];
-        if (id < 0 || id >= limit) {
-            found[0] = 1;
-            found[1] = id;
-        }
+        if (id < 0 || id >= limit) atomicMin(first, (unsigned long long)i);
     }
 }
 
@@ -63,26 +61,28 @@ template <typename T> static T *data_at(const tc_tensor *t) {
     return static_cast<T *>(t->storage->data) + t->offset;
 }
 
-/* Fails like the CPU backend when an id of index lies outside x's dim. */
+/* Fails like the CPU backend when an id of index lies outside x's dim,
+ * naming the first such id. */
 static tc_status check_ids(const tc_tensor *x, const char *function, int dim, const tc_tensor *index) {
     tc_context *ctx = x->ctx;
     int64_t n = tc_tensor_numel(index);
     if (n == 0) return TC_OK;
-    int64_t *found = static_cast<int64_t *>(cuda_allocate(ctx, 2 * sizeof(int64_t)));
-    if (!found) return TC_ERROR_MEMORY;
-    int64_t host[2] = {0, 0};
-    tc_status status = cuda_check(ctx, cudaMemsetAsync(found, 0, 2 * sizeof(int64_t), cuda_stream_of(ctx)), function);
+    unsigned long long *first = static_cast<unsigned long long *>(cuda_allocate(ctx, sizeof(unsigned long long)));
+    if (!first) return TC_ERROR_MEMORY;
+    unsigned long long position = 0;
+    tc_status status = cuda_check(ctx, cudaMemsetAsync(first, 0xff, sizeof *first, cuda_stream_of(ctx)), function);
     if (status == TC_OK) {
         TC_LAUNCH(check_ids_kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(ctx), data_at<int64_t>(index),
-                  n, x->shape[dim], found);
+                  n, x->shape[dim], first);
         status = cuda_check_launch(ctx, function);
     }
-    if (status == TC_OK) status = cuda_copy_to_host(ctx, host, found, sizeof host);
-    cuda_release(ctx, found, 2 * sizeof(int64_t));
-    if (status == TC_OK && host[0])
-        status = tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: index %lld is out of range for dim %d of size %lld (shape %s)",
-                         function, (long long)host[1], dim + 1, (long long)x->shape[dim], TC_SHAPE(x));
-    return status;
+    if (status == TC_OK) status = cuda_copy_to_host(ctx, &position, first, sizeof position);
+    cuda_release(ctx, first, sizeof(unsigned long long));
+    if (status != TC_OK || position == ~0ull) return status;
+    int64_t id = 0;
+    TC_TRY(cuda_copy_to_host(ctx, &id, data_at<int64_t>(index) + position, sizeof id));
+    return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: index %lld is out of range for dim %d of size %lld (shape %s)", function,
+                   (long long)id, dim + 1, (long long)x->shape[dim], TC_SHAPE(x));
 }
 
 /* index's shape with x's strides, 0 on dim (see gather_kernel). */

@@ -24,8 +24,11 @@ static size_t block_size_for(size_t bytes) {
     return rounded ? rounded : step;
 }
 
-/* Gives every cached block back to the driver. */
+/* Gives every cached block back to the driver, once the stream's queued
+ * work (which may still use them) has finished. */
 static void free_cached_blocks(cuda_state *state) {
+    if (state->free_blocks.empty()) return;
+    if (state->stream) cudaStreamSynchronize(state->stream);
     for (auto &entry : state->free_blocks)
         for (void *block : entry.second) {
             UNPOISON(block, entry.first);

@@ -155,6 +155,9 @@ case("copy: narrow and permute", function(x) return x:narrow(2, 2, 3):permute({ 
   { float({ 4, 6, 5 }) })
 case("copy: dtype conversions", function(x) return x:to("int32"):to("float64") + x:to("bool"):to("float64") end,
   { float({ 6, 7 }, { grad = false }) })
+case("copy: floats into integers saturate, NaN as 0", function(x)
+  return tc.stack({ x:to("int32"):to("int64"), x:to("uint8"):to("int64"), x:to("int64") })
+end, { { values = { 0 / 0, 1 / 0, -1 / 0, 1e10, -1e10, 300, -1.5, 2.7, -2.7, 255.9, 2 ^ 63, -2 ^ 63 } } })
 case("copy: cat and stack", function(a, b) return tc.cat({ a, b }, 1):sum(1) + tc.stack({ a, b }):mean(1) end,
   { float({ 3, 4 }), float({ 3, 4 }) })
 case("fill", function(x) local y = x:detach():clone(); y:fill_(2.5); return y * x end, { float({ 3, 5 }) })
@@ -239,6 +242,29 @@ describe_cuda("CUDA kernels on the emulated device (thread order " .. order .. "
       end
     end)
   end
+
+  it("reports the first id out of range, as the CPU does", function()
+    local ids = { 1, 12, 3, -4, 40, 2, 11 }
+    local function message(device, run)
+      local weight, index = tc.randn({ 10, 4 }), tc.tensor(ids, { dtype = "int64" })
+      if device == "cuda" then weight, index = weight:cuda(), index:cuda() end
+      local ok, text = pcall(run, weight, index)
+      assert.is_false(ok, device .. " did not fail")
+      return text
+    end
+    for _, run in ipairs({
+      function(w, i) return w:index_select(1, i) end,
+      function(w, i) return w:gather(1, i:reshape(7, 1):expand(7, 4):contiguous()) end,
+    }) do
+      local expected, actual = message("cpu", run), message("cuda", run)
+      assert.truthy(expected:find("index 12 ", 1, true), expected)
+      assert.are.equal(expected, actual)
+    end
+    -- On the CPU, embedding checks its ids itself (naming the element); on the
+    -- device, index_select's check reports them, without reading them back first.
+    local embedding = message("cuda", function(w, i) return tc.embedding(w, i) end)
+    assert.truthy(embedding:find("index 12 is out of range for dim 1 of size 10", 1, true), embedding)
+  end)
 
   it("generates the CPU's tokens (greedy and sampled, with and without the cache)", function()
     local function tokens(device, options)

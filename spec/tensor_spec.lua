@@ -40,6 +40,18 @@ describe("tensor creation", function()
     assert.are.equal("float", math.type(tc.tensor({ 7 }):totable()[1]))
   end)
 
+  it("converts floats into integers by truncation, saturating at the range, NaN as 0", function()
+    local x = tc.tensor({ 0 / 0, 1 / 0, -1 / 0, 1e10, -1e10, 300, -1.5, 2.7, -2.7, 255.9 }, { dtype = "float64" })
+    assert.are.same({ 0, 2147483647, -2147483648, 2147483647, -2147483648, 300, -1, 2, -2, 255 },
+      x:to("int32"):totable())
+    assert.are.same({ 0, math.maxinteger, math.mininteger, 10000000000, -10000000000, 300, -1, 2, -2, 255 },
+      x:to("int64"):totable())
+    assert.are.same({ 0, 255, 0, 255, 0, 255, 0, 2, 0, 255 }, x:to("uint8"):totable())
+    assert.are.same({ 0, 255, 0, 255, 0, 255, 0, 2, 0, 255 }, x:to("float32"):to("uint8"):totable())
+    -- integer into integer wraps, as C defines it
+    assert.are.same({ 255, 0, 44 }, tc.tensor({ -1, 256, 300 }, { dtype = "int64" }):to("uint8"):totable())
+  end)
+
   it("makes 0-dim tensors from numbers", function()
     local t = tc.tensor(3.5)
     assert.are.same({}, t.shape)

@@ -183,6 +183,11 @@ static inline int atomicMin(int *address, int value) {
     if (value < old) *address = value;
     return old;
 }
+static inline unsigned long long atomicMin(unsigned long long *address, unsigned long long value) {
+    unsigned long long old = *address;
+    if (value < old) *address = value;
+    return old;
+}
 template <typename T> static inline T atomicExch(T *address, T value) {
     T old = *address;
     *address = value;

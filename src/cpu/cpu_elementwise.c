@@ -24,8 +24,25 @@
 
 /* ---- copy with conversion ---- */
 
+/* A floating value as an integer type: truncated toward zero, saturating at
+ * the type's range, NaN as 0 (C leaves out-of-range conversions undefined;
+ * cuda_elementwise.cu's copy_value follows the same rules). Integer to
+ * integer conversions wrap, as C defines them. */
+static inline int32_t float_to_int32(double v) {
+    return v != v ? 0 : v <= -2147483648.0 ? INT32_MIN : v >= 2147483647.0 ? INT32_MAX : (int32_t)v;
+}
+static inline int64_t float_to_int64(double v) {
+    return v != v ? 0 : v <= -9223372036854775808.0 ? INT64_MIN : v >= 9223372036854775808.0 ? INT64_MAX : (int64_t)v;
+}
+static inline uint8_t float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v; }
+
+#define FLOAT_TO(DST_T, x)                                                                                         \
+    _Generic((DST_T)0, int32_t: float_to_int32((double)(x)), int64_t: float_to_int64((double)(x)),                \
+             uint8_t: float_to_uint8((double)(x)), default: (DST_T)(x))
+#define CONVERT(DST_T, x) _Generic((x), float: FLOAT_TO(DST_T, x), double: FLOAT_TO(DST_T, x), default: (DST_T)(x))
+
 #define COPY_FROM(DST_T, SRC_T)                                                                                    \
-    for (int64_t i = 0; i < n; i++) ELEMENT(DST_T, p[0], s[0], i) = (DST_T)ELEMENT(SRC_T, p[1], s[1], i);
+    for (int64_t i = 0; i < n; i++) ELEMENT(DST_T, p[0], s[0], i) = CONVERT(DST_T, ELEMENT(SRC_T, p[1], s[1], i));
 
 #define COPY_SOURCE_CASE(SRC_ENUM, SRC_T)                                                                          \
     case SRC_ENUM: COPY_FROM(DST_T_, SRC_T) break;
