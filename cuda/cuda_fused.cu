@@ -7,9 +7,10 @@
  * - Layer / RMS norm: a block per row; the weight and bias gradients are
  *   column sums over rows, done in fixed row chunks then summed in order,
  *   so they are deterministic without atomics.
- * - Attention: a block per query row (forward, dq) or key row (dk, dv),
- *   keys or queries taken in tiles of one per thread with an online softmax;
- *   no T x T matrix exists anywhere. Backward uses D_i = dout_i . out_i.
+ * - Attention: tiled kernels (cuda_attention_tiled.cu) for head dimensions
+ *   up to 128; otherwise a block per query row (forward, dq) or key row
+ *   (dk, dv), keys or queries taken in tiles of one per thread with an online
+ *   softmax; no T x T matrix exists anywhere. Backward uses D_i = dout_i . out_i.
  *   Cached attention (decoding) writes the new keys and values into the
  *   caches, then runs the forward's row routine over the cached positions.
  * - Cross-entropy: a block per row; the loss sum and kept count are reduced
@@ -17,6 +18,7 @@
  * - Optimiser steps, sum of squares, scale: grid-stride loops per tensor,
  *   element arithmetic in the parameter's dtype like the CPU.
  */
+#include "cuda_attention_tiled.h"
 #include "cuda_kernels.h"
 
 #define ATTENTION_THREADS 64
@@ -24,7 +26,6 @@
 #define NORM_CHUNKS 64
 #define SQUARES_BLOCKS 128
 
-template <typename T> __device__ __forceinline__ T nan_max(T a, T b) { return (b > a || b != b) ? b : a; }
 
 /* ---- layer norm and RMS norm: kernels ---- */
 
@@ -515,6 +516,10 @@ tc_status cuda_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qk
     int64_t rows = batch * n_head * time, hd = channels / n_head;
     if (rows == 0) return TC_OK;
     double scale = 1.0 / sqrt((double)hd);
+    if (cuda_attention_tiled_fits(dtype, hd)) {
+        cuda_attention_tiled_forward(ctx, dtype, qkv, batch, time, channels, n_head, causal, scale, out, lse);
+        return cuda_check_launch(ctx, "attention");
+    }
     bool known = cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         size_t shared = sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS);
@@ -564,6 +569,11 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
         T *D = static_cast<T *>(rowdot), *dq = static_cast<T *>(dqkv);
         TC_LAUNCH(attention_rowdot_kernel<T>, cuda_blocks_for(rows), CUDA_BLOCK, 0, stream,
                   static_cast<const T *>(out), g, batch, time, channels, n_head, D);
+        if (cuda_attention_tiled_fits(dtype, hd)) {
+            cuda_attention_tiled_backward(ctx, dtype, qkv, lse, rowdot, dout, batch, time, channels, n_head, causal,
+                                          scale, dqkv);
+            return;
+        }
         TC_LAUNCH(attention_backward_query_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
                   sizeof(T) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, batch, time, channels, n_head,
                   causal, (T)scale, dq);

@@ -218,6 +218,9 @@ template <typename T> __device__ T block_sum(T value) {
     return warp_sum(value);
 }
 
+/* The larger of a and b, NaN when either is NaN (first NaN wins). */
+template <typename T> __device__ __forceinline__ T nan_max(T a, T b) { return (b > a || b != b) ? b : a; }
+
 /* Maxima propagate NaN, like the CPU's row maxima. */
 template <typename T> __device__ T block_max(T value) {
     __shared__ T partial[CUDA_WARP];

@@ -13,8 +13,6 @@
 
 /* ---- kernels ---- */
 
-template <typename T> __device__ __forceinline__ T nan_max(T a, T b) { return (b > a || b != b) ? b : a; }
-
 /* The row maximum as the softmax uses it: NaN if any, 0 for an all -inf
  * (or empty) row so that exp(x - max) stays defined. */
 template <typename T> __device__ __forceinline__ T usable_max(T max) { return max == -cuda_infinity<T>() ? (T)0 : max; }

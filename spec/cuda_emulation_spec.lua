@@ -208,6 +208,13 @@ case("layer_norm", function(x, w, b) return tc.layer_norm(x, w, b) end, { float(
 case("rms_norm", function(x, w) return tc.rms_norm(x, w) end, { float({ 6, 40 }), float({ 40 }) })
 case("attention (causal)", function(qkv) return tc.attention(qkv, 2, { causal = true }) end, { float({ 2, 5, 24 }) })
 case("attention (not causal)", function(qkv) return tc.attention(qkv, 3, { causal = false }) end, { float({ 1, 7, 18 }) })
+case("attention over several tiles (causal)", function(qkv) return tc.attention(qkv, 2, { causal = true }) end,
+  { float({ 2, 45, 240 }) })
+case("attention over several tiles (not causal)", function(qkv) return tc.attention(qkv, 1, { causal = false }) end,
+  { float({ 1, 70, 96 }) })
+case("attention with heads wider than 128 (the row kernels)", function(qkv)
+  return tc.attention(qkv, 1, { causal = true })
+end, { float({ 1, 6, 3 * 130 }) })
 case("cross_entropy", function(logits, targets) return tc.cross_entropy(logits, targets) end,
   { float({ 6, 11 }), { values = { 0, 10, 3, 3, -100, 7 }, dtype = "int64" } })
 

@@ -1,0 +1,307 @@
+/*
+ * cuda_attention_tiled.cu: attention's forward and backward in tiles, for
+ * head dimensions up to 128. The row kernels of cuda_fused.cu give a block
+ * one query and re-read every key and value for it, with each thread reading
+ * a whole key row (strided across the warp); here a block takes 32 rows of
+ * one (batch, head) (queries for the forward and dq, keys for dk and dv), 4
+ * per warp, and walks the other side in tiles of 32 rows staged in shared
+ * memory by coalesced loads, so each key and value is read once per 32
+ * queries instead of once per query.
+ *
+ * Within a warp, lane t computes the score against the tile's row t; the
+ * accumulators live in registers, lane d holding dimensions d, d + 32, ...;
+ * probabilities pass from score lanes to accumulator lanes by shuffles.
+ * Every branch around a shuffle or barrier depends on the row or the tile
+ * only, never on the lane, so whole warps take it. The maths is the row
+ * kernels' (online softmax, lse saved, D = rowsum(dout * out) from
+ * attention_rowdot_kernel); sums run in another order, so results agree with
+ * the CPU within rounding, not bit for bit.
+ */
+#include "cuda_attention_tiled.h"
+#include "cuda_kernels.h"
+
+#define TILE 32 /* rows per tile: one per lane */
+#define TILE_WARPS 8
+#define ROWS_PER_WARP (TILE / TILE_WARPS)
+#define LANE_DIMS 4 /* head dimensions per lane: at most 128 in all */
+#define TILED_THREADS (TILE_WARPS * CUDA_WARP)
+#define TILED_SHARED_LIMIT (48 * 1024)
+
+/* Rows start .. start+31 of a [*, ld] matrix into shared [32][stride], rows
+ * at or past limit as zeros; consecutive threads read consecutive elements. */
+template <typename T>
+__device__ __forceinline__ void stage_rows(T *tile, int64_t stride, const T *base, int64_t ld, int64_t start,
+                                           int64_t limit, int64_t hd) {
+    for (int64_t e = threadIdx.x; e < TILE * hd; e += blockDim.x) {
+        int64_t r = e / hd, d = e - r * hd;
+        tile[r * stride + d] = start + r < limit ? base[(start + r) * ld + d] : (T)0;
+    }
+}
+
+/* a . tile row (a in global memory, read by every lane alike). */
+template <typename T> __device__ __forceinline__ T dot_row(const T *a, const T *tile_row, int64_t hd) {
+    T sum = 0;
+    for (int64_t d = 0; d < hd; d++) sum += a[d] * tile_row[d];
+    return sum;
+}
+
+/* (b, h, tile) of a block number, tiles fastest. */
+struct tile_position {
+    int64_t b, h, tile;
+};
+__device__ __forceinline__ tile_position position_of(int64_t block, int64_t heads, int64_t tiles) {
+    return tile_position{block / tiles / heads, block / tiles % heads, block % tiles};
+}
+
+/* ---- forward ---- */
+
+/* out and lse for the 32 queries of a block; shared: keys and values [32][hd+1]. */
+template <typename T>
+__global__ void attention_forward_tiled_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels,
+                                               int64_t heads, bool causal, T scale, T *out, T *lse) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    T *keys = shared, *values = shared + TILE * stride;
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
+        tile_position at = position_of(block, heads, tiles);
+        const T *head = qkv + at.b * time * ld + at.h * hd;
+        int64_t first = at.tile * TILE + warp * ROWS_PER_WARP;
+        T m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][LANE_DIMS];
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) {
+            m[r] = -cuda_infinity<T>();
+            l[r] = 0;
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
+        }
+        int64_t key_end = causal && (at.tile + 1) * TILE < time ? (at.tile + 1) * TILE : time;
+        for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
+            __syncthreads(); /* the previous tile is no longer read */
+            stage_rows(keys, stride, head + channels, ld, j0, time, hd);
+            stage_rows(values, stride, head + 2 * channels, ld, j0, time, hd);
+            __syncthreads();
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; r++) {
+                int64_t i = first + r, visible = causal ? i + 1 : time;
+                if (i >= time || j0 >= visible) continue;
+                T s = -cuda_infinity<T>();
+                if (j0 + lane < visible) s = dot_row(head + i * ld, keys + lane * stride, hd) * scale;
+                T m_new = nan_max(m[r], warp_max(s));
+                T p = j0 + lane < visible ? cuda_exp(s - m_new) : (T)0;
+                T correction = m[r] == -cuda_infinity<T>() ? (T)0 : cuda_exp(m[r] - m_new);
+                l[r] = l[r] * correction + p; /* this lane's share; summed over the warp at the end */
+#pragma unroll
+                for (int u = 0; u < LANE_DIMS; u++) acc[r][u] *= correction;
+                int count = visible - j0 < TILE ? (int)(visible - j0) : TILE;
+                for (int t = 0; t < count; t++) {
+                    T weight = __shfl_sync(CUDA_FULL_MASK, p, t);
+#pragma unroll
+                    for (int u = 0; u < LANE_DIMS; u++) {
+                        int64_t d = lane + u * CUDA_WARP;
+                        if (d < hd) acc[r][u] += weight * values[t * stride + d];
+                    }
+                }
+                m[r] = m_new;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) {
+            int64_t i = first + r;
+            if (i >= time) continue;
+            T total = warp_sum(l[r]);
+            T inverse = (T)1 / total;
+            T *out_row = out + (at.b * time + i) * channels + at.h * hd;
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) {
+                int64_t d = lane + u * CUDA_WARP;
+                if (d < hd) out_row[d] = acc[r][u] * inverse;
+            }
+            if (lane == 0) lse[(at.b * heads + at.h) * time + i] = m[r] + cuda_log(total);
+        }
+    }
+}
+
+/* ---- backward ---- */
+
+/* dq_i = scale * sum_j P_ij (dP_ij - D_i) k_j for the block's 32 queries,
+ * P_ij = exp(s_ij - lse_i), dP_ij = dout_i . v_j. Shared: keys and values
+ * [32][hd+1]. */
+template <typename T>
+__global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
+                                                      int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                                      bool causal, T scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    T *keys = shared, *values = shared + TILE * stride;
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
+        tile_position at = position_of(block, heads, tiles);
+        const T *head = qkv + at.b * time * ld + at.h * hd;
+        const T *grads = dout + at.b * time * channels + at.h * hd;
+        int64_t rows = (at.b * heads + at.h) * time, first = at.tile * TILE + warp * ROWS_PER_WARP;
+        T acc[ROWS_PER_WARP][LANE_DIMS];
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++)
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
+        int64_t key_end = causal && (at.tile + 1) * TILE < time ? (at.tile + 1) * TILE : time;
+        for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
+            __syncthreads();
+            stage_rows(keys, stride, head + channels, ld, j0, time, hd);
+            stage_rows(values, stride, head + 2 * channels, ld, j0, time, hd);
+            __syncthreads();
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; r++) {
+                int64_t i = first + r, visible = causal ? i + 1 : time;
+                if (i >= time || j0 >= visible) continue;
+                T ds = 0;
+                if (j0 + lane < visible) {
+                    T p = cuda_exp(dot_row(head + i * ld, keys + lane * stride, hd) * scale - lse[rows + i]);
+                    ds = p * (dot_row(grads + i * channels, values + lane * stride, hd) - rowdot[rows + i]);
+                }
+                int count = visible - j0 < TILE ? (int)(visible - j0) : TILE;
+                for (int t = 0; t < count; t++) {
+                    T weight = __shfl_sync(CUDA_FULL_MASK, ds, t);
+#pragma unroll
+                    for (int u = 0; u < LANE_DIMS; u++) {
+                        int64_t d = lane + u * CUDA_WARP;
+                        if (d < hd) acc[r][u] += weight * keys[t * stride + d];
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) {
+            int64_t i = first + r;
+            if (i >= time) continue;
+            T *dq = dqkv + (at.b * time + i) * ld + at.h * hd;
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) {
+                int64_t d = lane + u * CUDA_WARP;
+                if (d < hd) dq[d] = acc[r][u] * scale;
+            }
+        }
+    }
+}
+
+/* For the block's 32 keys j: dv_j = sum_i P_ij dout_i and dk_j = scale *
+ * sum_i P_ij (dP_ij - D_i) q_i over the queries that see j. Shared: queries
+ * and dout rows [32][hd+1], then the tile's lse and D. */
+template <typename T>
+__global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
+                                                    int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                                    bool causal, T scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    T *queries = shared, *grads = shared + TILE * stride, *tile_lse = shared + 2 * TILE * stride;
+    T *tile_dot = tile_lse + TILE;
+    int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
+        tile_position at = position_of(block, heads, tiles);
+        const T *head = qkv + at.b * time * ld + at.h * hd;
+        const T *head_grads = dout + at.b * time * channels + at.h * hd;
+        int64_t rows = (at.b * heads + at.h) * time, first = at.tile * TILE + warp * ROWS_PER_WARP;
+        T acc_k[ROWS_PER_WARP][LANE_DIMS], acc_v[ROWS_PER_WARP][LANE_DIMS];
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++)
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) acc_k[r][u] = acc_v[r][u] = 0;
+        /* Causal: queries before the block's first key see none of its keys. */
+        for (int64_t i0 = causal ? at.tile * TILE : 0; i0 < time; i0 += TILE) {
+            __syncthreads();
+            stage_rows(queries, stride, head, ld, i0, time, hd);
+            stage_rows(grads, stride, head_grads, channels, i0, time, hd);
+            for (int64_t t = threadIdx.x; t < TILE; t += blockDim.x) {
+                tile_lse[t] = i0 + t < time ? lse[rows + i0 + t] : (T)0;
+                tile_dot[t] = i0 + t < time ? rowdot[rows + i0 + t] : (T)0;
+            }
+            __syncthreads();
+            int count = time - i0 < TILE ? (int)(time - i0) : TILE;
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; r++) {
+                int64_t j = first + r;
+                if (j >= time || (causal && i0 + TILE <= j)) continue;
+                int64_t i = i0 + lane;
+                T p = 0, ds = 0;
+                if (i < time && (!causal || i >= j)) {
+                    p = cuda_exp(dot_row(head + channels + j * ld, queries + lane * stride, hd) * scale - tile_lse[lane]);
+                    ds = p * (dot_row(head + 2 * channels + j * ld, grads + lane * stride, hd) - tile_dot[lane]);
+                }
+                for (int t = 0; t < count; t++) {
+                    T weight_v = __shfl_sync(CUDA_FULL_MASK, p, t), weight_k = __shfl_sync(CUDA_FULL_MASK, ds, t);
+#pragma unroll
+                    for (int u = 0; u < LANE_DIMS; u++) {
+                        int64_t d = lane + u * CUDA_WARP;
+                        if (d < hd) {
+                            acc_v[r][u] += weight_v * grads[t * stride + d];
+                            acc_k[r][u] += weight_k * queries[t * stride + d];
+                        }
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) {
+            int64_t j = first + r;
+            if (j >= time) continue;
+            T *dk = dqkv + (at.b * time + j) * ld + channels + at.h * hd, *dv = dk + channels;
+#pragma unroll
+            for (int u = 0; u < LANE_DIMS; u++) {
+                int64_t d = lane + u * CUDA_WARP;
+                if (d < hd) {
+                    dk[d] = acc_k[r][u] * scale;
+                    dv[d] = acc_v[r][u];
+                }
+            }
+        }
+    }
+}
+
+/* ---- launchers ---- */
+
+/* Shared bytes of the key kernel, the largest of the three. */
+static size_t tiled_shared_bytes(size_t element, int64_t hd) {
+    return element * (size_t)(2 * TILE * (hd + 1) + 2 * TILE);
+}
+
+bool cuda_attention_tiled_fits(tc_dtype dtype, int64_t hd) {
+    return hd >= 1 && hd <= LANE_DIMS * CUDA_WARP && tiled_shared_bytes(tc_dtype_size(dtype), hd) <= TILED_SHARED_LIMIT;
+}
+
+static unsigned tiled_blocks(int64_t batch, int64_t heads, int64_t time) {
+    return cuda_rows_for(batch * heads * ((time + TILE - 1) / TILE));
+}
+
+void cuda_attention_tiled_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                  int64_t channels, int64_t heads, bool causal, double scale, void *out, void *lse) {
+    int64_t hd = channels / heads;
+    cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        TC_LAUNCH(attention_forward_tiled_kernel<T>, tiled_blocks(batch, heads, time), TILED_THREADS,
+                  sizeof(T) * (size_t)(2 * TILE * (hd + 1)), cuda_stream_of(ctx), static_cast<const T *>(qkv),
+                  batch, time, channels, heads, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
+    });
+}
+
+void cuda_attention_tiled_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *lse,
+                                   const void *rowdot, const void *dout, int64_t batch, int64_t time,
+                                   int64_t channels, int64_t heads, bool causal, double scale, void *dqkv) {
+    int64_t hd = channels / heads;
+    cuda_stream stream = cuda_stream_of(ctx);
+    cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse);
+        const T *D = static_cast<const T *>(rowdot), *g = static_cast<const T *>(dout);
+        T *dq = static_cast<T *>(dqkv);
+        unsigned blocks = tiled_blocks(batch, heads, time);
+        TC_LAUNCH(attention_backward_query_tiled_kernel<T>, blocks, TILED_THREADS,
+                  sizeof(T) * (size_t)(2 * TILE * (hd + 1)), stream, q, l, D, g, batch, time, channels, heads, causal,
+                  (T)scale, dq);
+        TC_LAUNCH(attention_backward_key_tiled_kernel<T>, blocks, TILED_THREADS, tiled_shared_bytes(sizeof(T), hd),
+                  stream, q, l, D, g, batch, time, channels, heads, causal, (T)scale, dq);
+    });
+}

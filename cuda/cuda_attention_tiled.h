@@ -1,0 +1,25 @@
+/*
+ * cuda_attention_tiled.h: the tiled attention kernels (cuda_attention_tiled.cu)
+ * that cuda_fused.cu's attention slots use when they fit; the row kernels of
+ * cuda_fused.cu take the rest.
+ */
+#ifndef TRICYCLE_CUDA_ATTENTION_TILED_H
+#define TRICYCLE_CUDA_ATTENTION_TILED_H
+
+#include "cuda_backend.h"
+
+/* Whether the tiled kernels take heads of hd dimensions in dtype (float32 or
+ * float64): hd at most 128 and the tiles within 48 KiB of shared memory. */
+bool cuda_attention_tiled_fits(tc_dtype dtype, int64_t hd);
+
+/* Launches the forward (out, and lse per (b, h, i) row) on the context's
+ * stream; the caller checks the launch. */
+void cuda_attention_tiled_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                  int64_t channels, int64_t heads, bool causal, double scale, void *out, void *lse);
+
+/* Launches dq, then dk and dv, into dqkv, given lse and rowdot (D per row). */
+void cuda_attention_tiled_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *lse,
+                                   const void *rowdot, const void *dout, int64_t batch, int64_t time,
+                                   int64_t channels, int64_t heads, bool causal, double scale, void *dqkv);
+
+#endif
