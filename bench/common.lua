@@ -100,6 +100,7 @@ end
 M.configs = {
   A = { vocab = 65, ctx = 64, n_layer = 4, n_head = 4, n_embd = 128, batch = 16 },
   B = { vocab = 1024, ctx = 256, n_layer = 6, n_head = 6, n_embd = 384, batch = 8 },
+  C = { vocab = 50257, ctx = 1024, n_layer = 12, n_head = 12, n_embd = 768, batch = 1 },
 }
 
 return M

@@ -1,4 +1,5 @@
--- CPU speed against PyTorch: GPT training steps (configs A and B) and KV-cache
+-- CPU speed against PyTorch: GPT training steps (configs A and B by default; C,
+-- the GPT-2 124M shape, with --configs C) and KV-cache
 -- generation, ours and PyTorch's alternately, at 1 and 2 threads; sgemm
 -- GFLOP/s of raw OpenBLAS (with the environment's OPENBLAS_CORETYPE and
 -- auto-detected), of the engine's raw cpu_sgemm and of tc's matmul on the GEMM
@@ -47,7 +48,7 @@ local thread_counts = {}
 for _, t in ipairs(split(options.threads)) do
   thread_counts[#thread_counts + 1] = assert(math.tointeger(tonumber(t)), "--threads: a list of integers")
 end
-for _, c in ipairs(configs) do assert(common.configs[c], "--configs: A and/or B") end
+for _, c in ipairs(configs) do assert(common.configs[c], "--configs: A, B and/or C") end
 
 local build = os.getenv("TRICYCLE_BUILD")
 if not build or build == "" then build = "build" end

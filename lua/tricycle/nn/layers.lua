@@ -33,15 +33,22 @@ function layers.parameter(shape, dtype, fill)
   return t:requires_grad_(true)
 end
 
+-- The fills close their intermediate tensors as soon as they are used, so
+-- initialising a large model does not leave several parameter-sized
+-- temporaries per parameter for the garbage collector.
 function layers.uniform(bound)
   return function(shape, dtype)
-    return (core.rand(shape, { dtype = dtype }) * 2 - 1) * bound
+    local unit <close> = core.rand(shape, { dtype = dtype })
+    local doubled <close> = unit * 2
+    local centred <close> = doubled - 1
+    return centred * bound
   end
 end
 
 function layers.normal(std)
   return function(shape, dtype)
-    return core.randn(shape, { dtype = dtype }) * std
+    local standard <close> = core.randn(shape, { dtype = dtype })
+    return standard * std
   end
 end
 
@@ -54,7 +61,8 @@ end
 --- Refills an existing parameter in place (used by model initialisers).
 function layers.reset(tensor, fill)
   no_grad(function()
-    tensor:copy_(fill(tensor.shape, tensor.dtype))
+    local fresh <close> = fill(tensor.shape, tensor.dtype)
+    tensor:copy_(fresh)
   end)
 end
 
