@@ -68,6 +68,40 @@ describe("memory", function()
     assert.is_true(in_use < 200 * MiB, ("engine holds %.1f MiB"):format(in_use / MiB))
   end)
 
+  -- Storage counted by the engine (tc.memory), in a fresh process so that the
+  -- peak is the construction's alone.
+  it("initialises a model holding at most two tensors of a parameter's size at a time", function()
+    local program = [[
+      local build = os.getenv("TRICYCLE_BUILD") or "build"
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      package.cpath = build .. "/lua/?.so;" .. package.cpath
+      local tc = require("tricycle")
+      local layer = tc.nn.Linear(1024, 1024)
+      local _, linear_peak = tc.memory()
+      local model = tc.nn.GPT({ vocab_size = 4096, context_length = 64, n_layer = 2, n_head = 4, n_embd = 256 })
+      local in_use, peak = tc.memory()
+      print(linear_peak, in_use, peak, layer.weight:numel() + model:num_parameters())
+    ]]
+    local path = os.tmpname()
+    local file = assert(io.open(path, "w"))
+    file:write(program)
+    file:close()
+    local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
+    local output = pipe:read("a")
+    pipe:close()
+    os.remove(path)
+    local linear_peak, in_use, peak = output:match("^(%d+)%s+(%d+)%s+(%d+)")
+    assert.is_not_nil(linear_peak, "the child process failed: " .. output)
+    linear_peak, in_use, peak = tonumber(linear_peak), tonumber(in_use), tonumber(peak)
+    local weight = 1024 * 1024 * 4
+    -- the weight and one temporary of its size (plus the bias and its temporary)
+    assert.is_true(linear_peak <= 2 * weight + 4 * 1024 * 4,
+      ("Linear(1024, 1024): peak %.2f weights' worth"):format(linear_peak / weight))
+    -- the largest parameter (the 4 MiB token embedding) once more, at most
+    assert.is_true(peak <= in_use + 4096 * 256 * 4 + 64 * 1024,
+      ("GPT: peak %.1f MiB with %.1f MiB in use"):format(peak / MiB, in_use / MiB))
+  end)
+
   it("frees the graph and saved tensors of a training-like loop", function()
     local w = tc.randn({ 256, 512 }, { requires_grad = true })
     local start = resident_bytes()

@@ -33,22 +33,24 @@ function layers.parameter(shape, dtype, fill)
   return t:requires_grad_(true)
 end
 
--- The fills close their intermediate tensors as soon as they are used, so
--- initialising a large model does not leave several parameter-sized
--- temporaries per parameter for the garbage collector.
+-- The fills scale in place and close their one intermediate tensor as soon
+-- as it is used, so initialising a model holds at most two tensors of a
+-- parameter's size at a time and leaves nothing for the garbage collector
+-- (the values are those of `(rand * 2 - 1) * bound` and `randn * std`).
 function layers.uniform(bound)
   return function(shape, dtype)
-    local unit <close> = core.rand(shape, { dtype = dtype })
-    local doubled <close> = unit * 2
-    local centred <close> = doubled - 1
-    return centred * bound
+    local centred
+    do
+      local doubled <close> = core.rand(shape, { dtype = dtype }):scale_(2)
+      centred = doubled - 1
+    end
+    return centred:scale_(bound)
   end
 end
 
 function layers.normal(std)
   return function(shape, dtype)
-    local standard <close> = core.randn(shape, { dtype = dtype })
-    return standard * std
+    return core.randn(shape, { dtype = dtype }):scale_(std)
   end
 end
 
