@@ -102,6 +102,40 @@ describe("memory", function()
       ("GPT: peak %.1f MiB with %.1f MiB in use"):format(peak / MiB, in_use / MiB))
   end)
 
+  -- Dropped tensors wait for a collection; the binding collects when storage
+  -- passes 1.25 times what survived the last one (or 64 MiB), so garbage
+  -- stays a quarter of what a big model keeps (it once was as much again).
+  it("keeps dropped storage within a quarter of the storage that survives", function()
+    local program = [[
+      local build = os.getenv("TRICYCLE_BUILD") or "build"
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      package.cpath = build .. "/lua/?.so;" .. package.cpath
+      local tc = require("tricycle")
+      local kept = {}
+      for i = 1, 40 do kept[i] = tc.zeros({ 2097152 }) end -- 320 MiB that survive
+      collectgarbage()
+      for _ = 1, 200 do
+        local t = tc.full({ 2097152 }, 1.5) * 2 -- 8 MiB dropped, twice per iteration
+        assert(t:numel() == 2097152)
+      end
+      print(tc.memory())
+    ]]
+    local path = os.tmpname()
+    local file = assert(io.open(path, "w"))
+    file:write(program)
+    file:close()
+    local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
+    local output = pipe:read("a")
+    pipe:close()
+    os.remove(path)
+    local in_use, peak = output:match("^(%d+)%s+(%d+)")
+    assert.is_not_nil(in_use, "the child process failed: " .. output)
+    peak = tonumber(peak)
+    local kept = 320 * MiB
+    assert.is_true(peak <= kept * 1.25 + 3 * 8 * MiB,
+      ("peak %.0f MiB of storage with %.0f MiB kept"):format(peak / MiB, kept / MiB))
+  end)
+
   it("frees the graph and saved tensors of a training-like loop", function()
     local w = tc.randn({ 256, 512 }, { requires_grad = true })
     local start = resident_bytes()

@@ -126,12 +126,16 @@ void binding_push_tensor(lua_State *L, tc_tensor *t) {
     binding_state *state = get_state(L);
     /* Native memory is invisible to Lua's collector: when it has grown past
      * the threshold since the last collection, collect now, then set the
-     * next threshold from what survived. */
+     * next threshold to 1.25 times what survived (at least 64 MiB). Twice
+     * what survived let a GPT-2-sized training loop hold as much garbage as
+     * live storage, reach fresh pages for it every step, and be 8% slower on
+     * a config-B step. */
     size_t in_use = tc_memory_in_use(state->ctx);
     if (in_use > state->collect_threshold) {
         lua_gc(L, LUA_GCCOLLECT);
         in_use = tc_memory_in_use(state->ctx);
-        state->collect_threshold = in_use * 2 > MINIMUM_COLLECT_BYTES ? in_use * 2 : MINIMUM_COLLECT_BYTES;
+        size_t next = in_use + in_use / 4;
+        state->collect_threshold = next > MINIMUM_COLLECT_BYTES ? next : MINIMUM_COLLECT_BYTES;
     }
     lua_tensor *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->tensor = t;
