@@ -1,9 +1,9 @@
 /*
  * block_cache.c: per-context free lists of storage blocks by size class.
  * A cached block holds the link to the next one of its class in its first
- * word and the decay period it was cached in in its second (it is free
- * memory the cache owns, at least 64 bytes), so the cache needs no other
- * memory.
+ * word, the decay period it was cached in in its second and the time in its
+ * third (it is free memory the cache owns, at least 64 bytes), so the cache
+ * needs no other memory.
  */
 #include "block_cache.h"
 
@@ -22,13 +22,17 @@
 struct tc_block_cache {
     void *heads[CLASS_COUNT];
     size_t bytes;
-    uint64_t period;       /* the current decay period, counted from 1 */
-    int64_t period_start;  /* when it began, CLOCK_MONOTONIC seconds */
+    uint64_t period;        /* the current decay period, counted from 1 */
+    int64_t period_start;   /* when it began, CLOCK_MONOTONIC seconds */
+    int64_t period_seconds; /* how long it lasts */
+    int64_t now;            /* the time at the last decay call */
+    int64_t longest_reuse;  /* the longest a block sat before being taken, this period */
 };
 
 typedef struct block_header {
     void *next;
     uint64_t period;
+    int64_t cached_at; /* seconds, from the last decay call */
 } block_header;
 
 /* The class of a request and its rounded size; -1 when it is not cached. */
@@ -73,6 +77,7 @@ void *tc_block_cache_take(tc_block_cache *cache, size_t bytes) {
     memcpy(&header, block, sizeof header);
     cache->heads[index] = header.next;
     cache->bytes -= rounded;
+    if (cache->now - header.cached_at > cache->longest_reuse) cache->longest_reuse = cache->now - header.cached_at;
     return block;
 }
 
@@ -80,7 +85,7 @@ bool tc_block_cache_put(tc_block_cache *cache, void *block, size_t bytes, size_t
     size_t rounded;
     int index = class_of(bytes, &rounded);
     if (index < 0 || cache->bytes + rounded > limit) return false;
-    block_header header = {cache->heads[index], cache->period};
+    block_header header = {cache->heads[index], cache->period, cache->now};
     memcpy(block, &header, sizeof header);
     cache->heads[index] = block;
     cache->bytes += rounded;
@@ -121,16 +126,27 @@ void tc_block_cache_decay(tc_block_cache *cache, const tc_allocator *allocator) 
     if (!cache) return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
+    cache->now = now.tv_sec;
     if (cache->period == 0) {
         cache->period = 1;
         cache->period_start = now.tv_sec;
+        cache->period_seconds = TC_BLOCK_CACHE_DECAY_SECONDS;
         return;
     }
-    if (now.tv_sec - cache->period_start < TC_BLOCK_CACHE_DECAY_SECONDS) return;
+    if (now.tv_sec - cache->period_start < cache->period_seconds) return;
     /* Blocks cached before the period that is ending sat unused through it. */
     release_older(cache, allocator, cache->period);
     cache->period++;
     cache->period_start = now.tv_sec;
+    int64_t seconds = 2 * cache->longest_reuse;
+    cache->period_seconds = seconds < TC_BLOCK_CACHE_DECAY_SECONDS   ? TC_BLOCK_CACHE_DECAY_SECONDS
+                            : seconds > TC_BLOCK_CACHE_LONGEST_SECONDS ? TC_BLOCK_CACHE_LONGEST_SECONDS
+                                                                     : seconds;
+    cache->longest_reuse = 0;
+}
+
+int64_t tc_block_cache_period_seconds(const tc_block_cache *cache) {
+    return cache && cache->period ? cache->period_seconds : TC_BLOCK_CACHE_DECAY_SECONDS;
 }
 
 #define CACHE_FLOOR_BYTES ((size_t)64 << 20)

@@ -35,17 +35,24 @@ void tc_block_cache_flush(tc_block_cache *cache, const tc_allocator *allocator);
  * its blocks while a one-off peak cannot pin more than it once needed; 0
  * under AddressSanitizer, which must see every free to catch a use after it. */
 size_t tc_block_cache_limit(size_t peak_in_use);
-/* Blocks unused for a whole period (between one and two periods) are
- * released: long enough for a slow training step (config B takes about 2 s
- * on a loaded 2-core machine; a 2 s period still cost it faults) to reuse
- * its blocks. */
+/* Blocks unused for a whole period are released (so a block sits between
+ * one and two periods unused before it goes). A period lasts twice the
+ * longest time a block sat in the cache before being taken during the
+ * previous one, within TC_BLOCK_CACHE_DECAY_SECONDS ..
+ * TC_BLOCK_CACHE_LONGEST_SECONDS: a loop keeps every block it reuses once
+ * per step however long a step takes (under a fixed 5 s period, a
+ * GPT-2-sized step of 7-13 s on one core lost 40% of its time to page
+ * faults), while blocks cached at an old peak go back to the system once the
+ * program has moved on. */
 #define TC_BLOCK_CACHE_DECAY_SECONDS 5
+#define TC_BLOCK_CACHE_LONGEST_SECONDS 600
 
-/* Hands back to allocator the blocks that have sat unused in the cache for
- * a whole decay period (checked at most once per period), so memory cached at an old peak returns to the system
- * once the program has moved on, while a loop that reuses its blocks every
- * few seconds keeps them. Call it on each allocation. */
+/* Ends the current period when it has lasted its time, handing back to
+ * allocator the blocks that sat unused through it. Call it on each
+ * allocation (it also reads the clock for the blocks taken and put next). */
 void tc_block_cache_decay(tc_block_cache *cache, const tc_allocator *allocator);
+/* The current period's length in seconds. */
+int64_t tc_block_cache_period_seconds(const tc_block_cache *cache);
 /* Bytes held (rounded sizes). */
 size_t tc_block_cache_bytes(const tc_block_cache *cache);
 
