@@ -18,6 +18,19 @@ local MiB = 1024 * 1024
 -- make the resident size say nothing about the engine.
 local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) ~= nil
 
+-- What a Lua program prints when run by itself in a fresh process.
+local function run_program(program)
+  local path = os.tmpname()
+  local file = assert(io.open(path, "w"))
+  file:write(program)
+  file:close()
+  local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
+  local output = pipe:read("a")
+  pipe:close()
+  os.remove(path)
+  return output
+end
+
 describe("memory", function()
   -- Run in a fresh process so that the resident size is the loop's alone,
   -- not whatever earlier specs left in this one.
@@ -52,14 +65,7 @@ describe("memory", function()
       end
       print(start, peak, tc.memory())
     ]]
-    local path = os.tmpname()
-    local file = assert(io.open(path, "w"))
-    file:write(program)
-    file:close()
-    local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
-    local output = pipe:read("a")
-    pipe:close()
-    os.remove(path)
+    local output = run_program(program)
     local start, peak, in_use = output:match("^(%d+)%s+(%d+)%s+(%d+)")
     assert.is_not_nil(start, "the child process failed: " .. output)
     start, peak, in_use = tonumber(start), tonumber(peak), tonumber(in_use)
@@ -82,14 +88,7 @@ describe("memory", function()
       local in_use, peak = tc.memory()
       print(linear_peak, in_use, peak, layer.weight:numel() + model:num_parameters())
     ]]
-    local path = os.tmpname()
-    local file = assert(io.open(path, "w"))
-    file:write(program)
-    file:close()
-    local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
-    local output = pipe:read("a")
-    pipe:close()
-    os.remove(path)
+    local output = run_program(program)
     local linear_peak, in_use, peak = output:match("^(%d+)%s+(%d+)%s+(%d+)")
     assert.is_not_nil(linear_peak, "the child process failed: " .. output)
     linear_peak, in_use, peak = tonumber(linear_peak), tonumber(in_use), tonumber(peak)
@@ -120,14 +119,7 @@ describe("memory", function()
       end
       print(tc.memory())
     ]]
-    local path = os.tmpname()
-    local file = assert(io.open(path, "w"))
-    file:write(program)
-    file:close()
-    local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
-    local output = pipe:read("a")
-    pipe:close()
-    os.remove(path)
+    local output = run_program(program)
     local in_use, peak = output:match("^(%d+)%s+(%d+)")
     assert.is_not_nil(in_use, "the child process failed: " .. output)
     peak = tonumber(peak)
