@@ -38,6 +38,23 @@ __device__ __forceinline__ void stage_rows(T *tile, int64_t stride, const T *bas
     }
 }
 
+/* Keys and values of rows j0 .. j0+31 of a head (q of row i at head + i*3C,
+ * k at +C, v at +2C) into their shared tiles, between barriers: the previous
+ * tile is no longer read before, the new one is whole after. */
+template <typename T>
+__device__ __forceinline__ void stage_keys_values(T *keys, T *values, int64_t stride, const T *head,
+                                                  int64_t channels, int64_t j0, int64_t time, int64_t hd) {
+    __syncthreads();
+    stage_rows(keys, stride, head + channels, 3 * channels, j0, time, hd);
+    stage_rows(values, stride, head + 2 * channels, 3 * channels, j0, time, hd);
+    __syncthreads();
+}
+
+/* The keys the queries of a tile see: up to the tile's end when causal. */
+__device__ __forceinline__ int64_t keys_seen(int64_t tile, int64_t time, bool causal) {
+    return causal && (tile + 1) * TILE < time ? (tile + 1) * TILE : time;
+}
+
 /* a . tile row (a in global memory, read by every lane alike). */
 template <typename T> __device__ __forceinline__ T dot_row(const T *a, const T *tile_row, int64_t hd) {
     T sum = 0;
@@ -76,12 +93,9 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, int64_t batch, int6
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
         }
-        int64_t key_end = causal && (at.tile + 1) * TILE < time ? (at.tile + 1) * TILE : time;
+        int64_t key_end = keys_seen(at.tile, time, causal);
         for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
-            __syncthreads(); /* the previous tile is no longer read */
-            stage_rows(keys, stride, head + channels, ld, j0, time, hd);
-            stage_rows(values, stride, head + 2 * channels, ld, j0, time, hd);
-            __syncthreads();
+            stage_keys_values(keys, values, stride, head, channels, j0, time, hd);
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;
@@ -147,12 +161,9 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
         for (int r = 0; r < ROWS_PER_WARP; r++)
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
-        int64_t key_end = causal && (at.tile + 1) * TILE < time ? (at.tile + 1) * TILE : time;
+        int64_t key_end = keys_seen(at.tile, time, causal);
         for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
-            __syncthreads();
-            stage_rows(keys, stride, head + channels, ld, j0, time, hd);
-            stage_rows(values, stride, head + 2 * channels, ld, j0, time, hd);
-            __syncthreads();
+            stage_keys_values(keys, values, stride, head, channels, j0, time, hd);
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;

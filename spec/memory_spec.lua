@@ -18,11 +18,16 @@ local MiB = 1024 * 1024
 -- make the resident size say nothing about the engine.
 local sanitized = (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) ~= nil
 
--- What a Lua program prints when run by itself in a fresh process.
+-- What a Lua program prints when run by itself in a fresh process, with
+-- the source tree and $TRICYCLE_BUILD on its paths.
 local function run_program(program)
   local path = os.tmpname()
   local file = assert(io.open(path, "w"))
-  file:write(program)
+  file:write([[
+    local build = os.getenv("TRICYCLE_BUILD") or "build"
+    package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+    package.cpath = build .. "/lua/?.so;" .. package.cpath
+  ]], program)
   file:close()
   local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
   local output = pipe:read("a")
@@ -41,9 +46,6 @@ describe("memory", function()
       return
     end
     local program = [[
-      local build = os.getenv("TRICYCLE_BUILD") or "build"
-      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-      package.cpath = build .. "/lua/?.so;" .. package.cpath
       local tc = require("tricycle")
       local function resident()
         local f = assert(io.open("/proc/self/status", "r"))
@@ -78,9 +80,6 @@ describe("memory", function()
   -- peak is the construction's alone.
   it("initialises a model holding at most two tensors of a parameter's size at a time", function()
     local program = [[
-      local build = os.getenv("TRICYCLE_BUILD") or "build"
-      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-      package.cpath = build .. "/lua/?.so;" .. package.cpath
       local tc = require("tricycle")
       local layer = tc.nn.Linear(1024, 1024)
       local _, linear_peak = tc.memory()
@@ -106,9 +105,6 @@ describe("memory", function()
   -- stays a quarter of what a big model keeps (it once was as much again).
   it("keeps dropped storage within a quarter of the storage that survives", function()
     local program = [[
-      local build = os.getenv("TRICYCLE_BUILD") or "build"
-      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-      package.cpath = build .. "/lua/?.so;" .. package.cpath
       local tc = require("tricycle")
       local kept = {}
       for i = 1, 40 do kept[i] = tc.zeros({ 2097152 }) end -- 320 MiB that survive
