@@ -273,15 +273,10 @@ tc_shape_text tc_shape_text_of(const tc_tensor *t);
  * that come from outside (arguments, files, results of several tensors)
  * goes through these. */
 
-/* a * b or a + b of non-negative sizes; false on overflow or a negative. */
+/* a * b or a + b of non-negative sizes; false on overflow or a negative.
+ * (tc_check_shape and tc_checked_numel, in tricycle.h, are the others.) */
 bool tc_mul_sizes(int64_t a, int64_t b, int64_t *out);
 bool tc_add_sizes(int64_t a, int64_t b, int64_t *out);
-/* Fails, naming op and the shape, unless a tensor of this shape and dtype
- * obeys the rule. */
-tc_status tc_check_shape(tc_context *ctx, const char *op, int ndim, const int64_t *shape, tc_dtype dtype);
-/* The element count of a shape whose sizes are >= 0; fails naming op and the
- * shape when it overflows int64. */
-tc_status tc_checked_numel(tc_context *ctx, const char *op, int ndim, const int64_t *shape, int64_t *numel);
 
 /* ---- memory (context.c) ---- */
 

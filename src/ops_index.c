@@ -99,7 +99,9 @@ tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
                                "cat: tensor %d of shape %s does not match tensor 1 of shape %s in dim %d (only dim "
                                "%d may differ)",
                                i + 1, TC_SHAPE(t), TC_SHAPE(first), e + 1, d + 1);
-        shape[d] += t->shape[d];
+        if (!tc_add_sizes(shape[d], t->shape[d], &shape[d]))
+            return tc_fail(ctx, TC_ERROR_SHAPE, "cat: the sizes of dim %d add up to more than 2^63 (tensor %d)", d + 1,
+                           i + 1);
         dtype = tc_promote_dtypes(dtype, t->dtype);
     }
     tc_tensor **inputs = tc_calloc(ctx, (size_t)count, sizeof *inputs);

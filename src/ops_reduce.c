@@ -118,9 +118,16 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
     else if (op == TC_REDUCE_SUM && !tc_dtype_is_floating(dtype)) dtype = TC_INT64;
     tc_tensor *input;
     tc_dtype compute_dtype = arg ? x->dtype : dtype;
-    TC_TRY(tc_cast_if_needed(x, compute_dtype, &input));
     int64_t shape[TC_MAX_DIMS];
-    kept_shape(input, mask, shape);
+    kept_shape(x, mask, shape);
+    bool extreme = op == TC_REDUCE_MAX || op == TC_REDUCE_MIN || arg;
+    for (int d = 0; d < x->ndim && extreme; d++)
+        if ((mask & (1u << d)) && x->shape[d] == 0 && tc_shape_numel(x->ndim, shape) > 0)
+            return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: dim %d of a tensor of shape %s is empty, so it has no %s",
+                           name, d + 1, TC_SHAPE(x), op == TC_REDUCE_MAX || op == TC_REDUCE_ARGMAX ? "maximum" : "minimum");
+    TC_TRY(tc_check_shape(x->ctx, name, x->ndim, x->shape, compute_dtype));
+    TC_TRY(tc_check_shape(x->ctx, name, x->ndim, shape, dtype));
+    TC_TRY(tc_cast_if_needed(x, compute_dtype, &input));
     int64_t count = 1;
     for (int d = 0; d < x->ndim; d++)
         if (mask & (1u << d)) count *= x->shape[d];

@@ -40,7 +40,7 @@ tc_status tc_check_shape(tc_context *ctx, const char *op, int ndim, const int64_
     if (!shape_span(ndim, shape, &span) || !tc_mul_sizes(span, (int64_t)tc_dtype_size(dtype), &bytes)) {
         char text[TC_SHAPE_STRING_SIZE];
         return tc_fail(ctx, TC_ERROR_ARGUMENT,
-                       "%s: shape %s is too large: its %s elements would need more than 2^63 bytes", op,
+                       "%s: shape %s is too large: its %s elements would need 2^63 bytes or more", op,
                        tc_shape_string(ndim, shape, text, sizeof text), tc_dtype_name(dtype));
     }
     return TC_OK;

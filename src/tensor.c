@@ -219,19 +219,17 @@ tc_status tc_broadcast_shapes(tc_context *ctx, const char *function, int ndim_a,
         shape_out[i] = sa == 1 ? sb : sa;
     }
     *ndim_out = ndim;
+    int64_t numel;
+    if (tc_checked_numel(ctx, function, ndim, shape_out, &numel) != TC_OK) {
+        char left[TC_SHAPE_STRING_SIZE], right[TC_SHAPE_STRING_SIZE];
+        return tc_fail(ctx, TC_ERROR_SHAPE, "%s: shapes %s and %s broadcast to more than 2^63 elements", function,
+                       tc_shape_string(ndim_a, shape_a, left, sizeof left),
+                       tc_shape_string(ndim_b, shape_b, right, sizeof right));
+    }
     return TC_OK;
 }
 
 /* ---- creation ---- */
-
-static tc_status check_shape(tc_context *ctx, int ndim, const int64_t *shape) {
-    if (ndim < 0 || ndim > TC_MAX_DIMS)
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "tensors have 0 to %d dims, got %d", TC_MAX_DIMS, ndim);
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0)
-            return tc_fail(ctx, TC_ERROR_ARGUMENT, "size %lld of dim %d is negative", (long long)shape[i], i + 1);
-    return TC_OK;
-}
 
 static tc_tensor *tensor_struct(tc_context *ctx, tc_storage *storage, tc_dtype dtype) {
     tc_tensor *t = tc_calloc(ctx, 1, sizeof *t);
@@ -243,10 +241,12 @@ static tc_tensor *tensor_struct(tc_context *ctx, tc_storage *storage, tc_dtype d
     return t;
 }
 
-tc_status tc_tensor_new(tc_context *ctx, tc_dtype dtype, tc_device device, int ndim, const int64_t *shape,
-                        tc_tensor **out) {
-    TC_TRY(check_shape(ctx, ndim, shape));
-    if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "unknown dtype %d", (int)dtype);
+/* The shape rule (sizes.c) is checked here for every new tensor; callers
+ * that know the op check first, so the error names it. */
+static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtype, tc_device device, int ndim,
+                                  const int64_t *shape, tc_tensor **out) {
+    if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+    TC_TRY(tc_check_shape(ctx, op, ndim, shape, dtype));
     size_t nbytes = (size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype);
     tc_storage *storage = NULL;
     TC_TRY(storage_new(ctx, device, nbytes, &storage));
@@ -262,12 +262,21 @@ tc_status tc_tensor_new(tc_context *ctx, tc_dtype dtype, tc_device device, int n
     return TC_OK;
 }
 
+tc_status tc_tensor_new(tc_context *ctx, tc_dtype dtype, tc_device device, int ndim, const int64_t *shape,
+                        tc_tensor **out) {
+    return tensor_new_named(ctx, "new tensor", dtype, device, ndim, shape, out);
+}
+
 tc_status tc_tensor_wrap(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, void *data,
                          size_t nbytes, void (*release)(void *user, void *data, size_t nbytes), void *user,
                          tc_tensor **out) {
-    TC_TRY(check_shape(ctx, ndim, shape));
-    if ((size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype) > nbytes)
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "wrap: %zu bytes are too few for the shape", nbytes);
+    if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "wrap: unknown dtype %d", (int)dtype);
+    TC_TRY(tc_check_shape(ctx, "wrap", ndim, shape, dtype));
+    if ((size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype) > nbytes) {
+        char text[TC_SHAPE_STRING_SIZE];
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "wrap: %zu bytes are too few for shape %s of %s", nbytes,
+                       tc_shape_string(ndim, shape, text, sizeof text), tc_dtype_name(dtype));
+    }
     tc_storage *storage = tc_calloc(ctx, 1, sizeof *storage);
     if (!storage) return TC_ERROR_MEMORY;
     storage->refcount = 1;
@@ -305,8 +314,32 @@ tc_status tc_zeros_like(const tc_tensor *t, tc_tensor **out) {
     return status;
 }
 
+/* Fails unless every element of a view (offset, shape, strides) lies in
+ * its storage, so that no kernel can reach outside it whatever made the
+ * view. */
+static tc_status check_view_bounds(const tc_tensor *t, const char *op, int ndim, const int64_t *shape,
+                                   const int64_t *strides, int64_t offset) {
+    TC_TRY(tc_check_shape(t->ctx, op, ndim, shape, t->dtype));
+    int64_t last = offset;
+    bool empty = false, fits = offset >= 0;
+    for (int d = 0; d < ndim && fits; d++) {
+        if (shape[d] == 0) empty = true;
+        int64_t reach;
+        fits = strides[d] >= 0 && tc_mul_sizes(shape[d] > 0 ? shape[d] - 1 : 0, strides[d], &reach) &&
+               tc_add_sizes(last, reach, &last);
+    }
+    if (fits && (empty || last < (int64_t)(t->storage->nbytes / tc_dtype_size(t->dtype)))) return TC_OK;
+    char text[TC_SHAPE_STRING_SIZE];
+    return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
+                   "%s: a view of shape %s at offset %lld does not fit the %zu bytes of storage of a tensor of "
+                   "shape %s",
+                   op, tc_shape_string(ndim, shape, text, sizeof text), (long long)offset, t->storage->nbytes,
+                   TC_SHAPE(t));
+}
+
 tc_status tc_tensor_alias(const tc_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
                           int64_t offset, tc_tensor **out) {
+    TC_TRY(check_view_bounds(t, "view", ndim, shape, strides, offset));
     tc_tensor *view = tensor_struct(t->ctx, t->storage, t->dtype);
     if (!view) return TC_ERROR_MEMORY;
     t->storage->refcount++;
@@ -329,30 +362,30 @@ tc_status tc_broadcast_view(const tc_tensor *t, int ndim, const int64_t *shape, 
     return tc_tensor_alias(t, ndim, shape, strides, t->offset, out);
 }
 
-static tc_status filled(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, double value,
-                        tc_tensor **out) {
-    TC_TRY(tc_tensor_new(ctx, dtype, ctx->default_device, ndim, shape, out));
+static tc_status filled(tc_context *ctx, const char *op, tc_dtype dtype, int ndim, const int64_t *shape,
+                        double value, tc_tensor **out) {
+    TC_TRY(tensor_new_named(ctx, op, dtype, ctx->default_device, ndim, shape, out));
     tc_status status = tc_backend_of(*out)->fill(*out, value);
     if (status != TC_OK) tc_tensor_release(*out);
     return status;
 }
 
 tc_status tc_empty(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out) {
-    return tc_tensor_new(ctx, dtype, ctx->default_device, ndim, shape, out);
+    return tensor_new_named(ctx, "empty", dtype, ctx->default_device, ndim, shape, out);
 }
 
 tc_status tc_zeros(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out) {
-    return filled(ctx, dtype, ndim, shape, 0.0, out);
+    return filled(ctx, "zeros", dtype, ndim, shape, 0.0, out);
 }
 
 tc_status tc_ones(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out) {
-    return filled(ctx, dtype, ndim, shape, 1.0, out);
+    return filled(ctx, "ones", dtype, ndim, shape, 1.0, out);
 }
 
 tc_status tc_full(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, double value,
                   tc_tensor **out) {
     TC_TRY(tc_check_scalar(ctx, "full", value, dtype));
-    return filled(ctx, dtype, ndim, shape, value, out);
+    return filled(ctx, "full", dtype, ndim, shape, value, out);
 }
 
 /* The range of an integer dtype; false for floating and bool dtypes. */
@@ -416,7 +449,7 @@ tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, d
     if (count < 0) count = 0;
     if (count > 1e12) return tc_fail(ctx, TC_ERROR_ARGUMENT, "arange: %g elements are too many", count);
     int64_t n = (int64_t)count;
-    TC_TRY(tc_tensor_new(ctx, dtype, TC_CPU, 1, &n, out));
+    TC_TRY(tensor_new_named(ctx, "arange", dtype, TC_CPU, 1, &n, out));
     void *data = tc_tensor_data(*out);
     for (int64_t i = 0; i < n; i++) store_double(data, dtype, i, start + (double)i * step);
     if (ctx->default_device != TC_CPU) {
@@ -434,7 +467,7 @@ static tc_status random_tensor(tc_context *ctx, tc_dtype dtype, int ndim, const 
     if (!tc_dtype_is_floating(dtype))
         return tc_fail(ctx, TC_ERROR_DTYPE, "%s: dtype must be float32 or float64, got %s",
                        normal ? "randn" : "rand", tc_dtype_name(dtype));
-    TC_TRY(tc_tensor_new(ctx, dtype, ctx->default_device, ndim, shape, out));
+    TC_TRY(tensor_new_named(ctx, normal ? "randn" : "rand", dtype, ctx->default_device, ndim, shape, out));
     int64_t n = tc_tensor_numel(*out);
     tc_status status = tc_backend_of(*out)->random(*out, normal, ctx->rng_seed, ctx->rng_offset);
     if (status != TC_OK) {
@@ -456,7 +489,7 @@ tc_status tc_randn(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *sha
 
 tc_status tc_from_data(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, const void *data,
                        tc_dtype source_dtype, tc_tensor **out) {
-    TC_TRY(tc_tensor_new(ctx, dtype, TC_CPU, ndim, shape, out));
+    TC_TRY(tensor_new_named(ctx, "from_data", dtype, TC_CPU, ndim, shape, out));
     int64_t n = tc_tensor_numel(*out);
     if (dtype != source_dtype && source_dtype != TC_BOOL && dtype != TC_BOOL) {
         for (int64_t i = 0; i < n; i++) {

@@ -146,6 +146,15 @@ const char *tc_tensor_grad_fn_name(const tc_tensor *t);
 
 /* ---- tensors: creation ------------------------------------------------ */
 
+/* Every tensor's shape obeys one rule: 0 to TC_MAX_DIMS sizes, each >= 0,
+ * whose product (a size of 0 counted as 1) times the element size fits in
+ * int64. Functions that make tensors refuse other shapes; this checks one
+ * beforehand (op names the caller in the message). */
+tc_status tc_check_shape(tc_context *ctx, const char *op, int ndim, const int64_t *shape, tc_dtype dtype);
+/* The element count of a shape of sizes >= 0; fails, naming op and the
+ * shape, when it does not fit in int64. */
+tc_status tc_checked_numel(tc_context *ctx, const char *op, int ndim, const int64_t *shape, int64_t *numel);
+
 tc_status tc_empty(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
 tc_status tc_zeros(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);
 tc_status tc_ones(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out);

@@ -50,8 +50,10 @@ static tc_status infer_shape(tc_tensor *t, const char *function, int ndim, const
         } else if (shape[i] < 0) {
             return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "%s: size %lld of dim %d is negative", function,
                            (long long)shape[i], i + 1);
-        } else {
-            known *= shape[i];
+        } else if (!tc_mul_sizes(known, shape[i], &known)) {
+            char wanted[TC_SHAPE_STRING_SIZE];
+            return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "%s: shape %s has more than 2^63 elements", function,
+                           tc_shape_string(ndim, shape, wanted, sizeof wanted));
         }
         resolved[i] = shape[i];
     }
@@ -62,7 +64,7 @@ static tc_status infer_shape(tc_tensor *t, const char *function, int ndim, const
     } else if (known != numel) {
         goto mismatch;
     }
-    return TC_OK;
+    return tc_check_shape(t->ctx, function, ndim, resolved, t->dtype);
 mismatch : {
     char wanted[TC_SHAPE_STRING_SIZE];
     return tc_fail(t->ctx, TC_ERROR_SHAPE, "%s: shape %s does not fit a tensor of shape %s (%lld elements)",
@@ -159,9 +161,14 @@ tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out) {
 
 tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out) {
     int d;
-    if (t->ndim >= TC_MAX_DIMS || !tc_normalize_dim(dim, t->ndim + 1, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "unsqueeze: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
-                       TC_SHAPE(t));
+    if (t->ndim >= TC_MAX_DIMS)
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
+                       "unsqueeze: a tensor of shape %s already has %d dims, the most a tensor can have", TC_SHAPE(t),
+                       TC_MAX_DIMS);
+    if (!tc_normalize_dim(dim, t->ndim + 1, &d))
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
+                       "unsqueeze: dim %d is out of range for a tensor of shape %s (valid: %d to %d)", dim + (dim >= 0),
+                       TC_SHAPE(t), -(t->ndim + 1), t->ndim + 1);
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -191,10 +198,15 @@ tc_status tc_permute(tc_tensor *t, int ndim, const int *dims, tc_tensor **out) {
     bool seen[TC_MAX_DIMS] = {false};
     for (int i = 0; i < ndim; i++) {
         int d;
-        if (!tc_normalize_dim(dims[i], ndim, &d) || seen[d])
+        if (!tc_normalize_dim(dims[i], ndim, &d))
             return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
-                           "permute: dims must be a permutation of the %d dims of a tensor of shape %s (entry %d)",
-                           ndim, TC_SHAPE(t), i + 1);
+                           "permute: dim %d (entry %d) is out of range for a tensor of shape %s", dims[i] + (dims[i] >= 0),
+                           i + 1, TC_SHAPE(t));
+        if (seen[d])
+            return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
+                           "permute: dim %d appears twice (entry %d); dims must be a permutation of the %d dims of a "
+                           "tensor of shape %s",
+                           d + 1, i + 1, ndim, TC_SHAPE(t));
         seen[d] = true;
         order[i] = d;
         shape[i] = t->shape[d];
@@ -268,10 +280,11 @@ tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_ten
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
                        TC_SHAPE(t));
-    if (start < 0 || length < 0 || start + length > t->shape[d])
+    int64_t end;
+    if (!tc_add_sizes(start, length, &end) || end > t->shape[d])
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
                        "narrow: start %lld and length %lld do not fit dim %d of size %lld (shape %s)",
-                       (long long)start + (start >= 0), (long long)length, d + 1, (long long)t->shape[d], TC_SHAPE(t));
+                       (long long)start + (start >= 0 && start < INT64_MAX), (long long)length, d + 1, (long long)t->shape[d], TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[d] = length;
@@ -297,7 +310,7 @@ tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
     if (index < 0) index += t->shape[d];
     if (index < 0 || index >= t->shape[d])
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: index %lld is out of range for dim %d of size %lld",
-                       (long long)(requested + (requested >= 0)), d + 1, (long long)t->shape[d]);
+                       (long long)requested + (requested >= 0 && requested < INT64_MAX), d + 1, (long long)t->shape[d]);
     int64_t shape[TC_MAX_DIMS], strides[TC_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -342,6 +355,7 @@ tc_status tc_expand(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **ou
         }
         resolved[i] = want;
     }
+    TC_TRY(tc_check_shape(t->ctx, "expand", ndim, resolved, t->dtype));
     TC_TRY(tc_broadcast_view(t, ndim, resolved, out));
     return finish_view(t, &expand_op, *out, NULL);
 }

@@ -22,6 +22,10 @@ tc_context *tc_lua_context(lua_State *L);
 
 /* Raises the context's last error as a Lua error unless status is TC_OK. */
 void binding_check(lua_State *L, tc_status status);
+/* The same, with "function: " in front of a message that does not start
+ * with it (an inner op's error, or one that names no op, such as running out
+ * of memory), so the error says which call failed. */
+void binding_check_in(lua_State *L, tc_status status, const char *function);
 
 /* Pushes a new userdata owning t (the caller's reference moves into it);
  * may run a garbage collection step sized by native memory. */

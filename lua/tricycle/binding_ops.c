@@ -13,8 +13,8 @@ static tc_tensor *self(lua_State *L, const char *function) { return binding_chec
 
 /* Takes the result by address: C leaves the order of argument evaluation
  * open, so the call that fills *out must not race a read of it. */
-static int push_result(lua_State *L, tc_status status, tc_tensor **out) {
-    binding_check(L, status);
+static int push_result(lua_State *L, const char *function, tc_status status, tc_tensor **out) {
+    binding_check_in(L, status, function);
     binding_push_tensor(L, *out);
     return 1;
 }
@@ -76,13 +76,26 @@ static void push_number(lua_State *L, tc_dtype dtype, double value) {
     else lua_pushinteger(L, (lua_Integer)value);
 }
 
+static bool is_integral(tc_dtype dtype) { return dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8; }
+
+/* Integers are read as int64, so int64 values past 2^53 stay exact. */
 static int m_item(lua_State *L) {
     tc_tensor *t = self(L, "item");
     double value;
-    binding_check(L, tc_item(t, &value));
-    push_number(L, tc_tensor_dtype(t), value);
+    if (!is_integral(tc_tensor_dtype(t)) || tc_tensor_numel(t) != 1) {
+        binding_check(L, tc_item(t, &value));
+        push_number(L, tc_tensor_dtype(t), value);
+        return 1;
+    }
+    int64_t integer;
+    binding_check(L, tc_copy_to_int64(t, &integer, 1));
+    lua_pushinteger(L, integer);
     return 1;
 }
+
+/* Nested tables totable makes beyond the element count: an empty tensor
+ * with a huge leading size would otherwise build one table per row. */
+#define TOTABLE_EMPTY_TABLES ((int64_t)1 << 24)
 
 static void build_table(lua_State *L, tc_dtype dtype, const int64_t *shape, int ndim, int depth, const double *values,
                         const int64_t *integers, int64_t *position) {
@@ -104,7 +117,15 @@ static int m_totable(lua_State *L) {
     int64_t n = tc_tensor_numel(t);
     tc_dtype dtype = tc_tensor_dtype(t);
     if (tc_tensor_ndim(t) == 0) return m_item(L);
-    bool integral = dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8;
+    int64_t tables = 1, rows = 1;
+    for (int d = 0; d + 1 < tc_tensor_ndim(t); d++) {
+        rows *= tc_tensor_shape(t)[d]; /* a prefix of a valid shape: within its span */
+        if (__builtin_add_overflow(tables, rows, &tables) || tables > TOTABLE_EMPTY_TABLES + n)
+            return luaL_error(L, "totable: a tensor of %I elements whose leading dims hold more than %I rows would "
+                                 "need too many nested tables",
+                              (lua_Integer)n, (lua_Integer)TOTABLE_EMPTY_TABLES);
+    }
+    bool integral = is_integral(dtype);
     void *buffer = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
     if (integral) binding_check(L, tc_copy_to_int64(t, buffer, n));
     else binding_check(L, tc_copy_to_doubles(t, buffer, n));
@@ -136,7 +157,7 @@ static int binary(lua_State *L, tc_binary_op op) {
     if (!a_tensor && !b_tensor) {
         binding_check_tensor(L, 1, name);
     }
-    if (a_tensor && b_tensor) return push_result(L, tc_binary(op, a_tensor, b_tensor, &out), &out);
+    if (a_tensor && b_tensor) return push_result(L, name, tc_binary(op, a_tensor, b_tensor, &out), &out);
     int number_index = a_tensor ? 2 : 1;
     if (lua_type(L, number_index) != LUA_TNUMBER && lua_type(L, number_index) != LUA_TBOOLEAN) {
         if (luaL_testudata(L, number_index, TENSOR_METATABLE))
@@ -149,7 +170,7 @@ static int binary(lua_State *L, tc_binary_op op) {
     tc_tensor *t = a_tensor ? a_tensor : b_tensor;
     if (!a_tensor) binding_check_tensor(L, 2, name);
     else binding_check_tensor(L, 1, name);
-    return push_result(L, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
+    return push_result(L, name, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
 }
 
 #define BINARY_METHOD(NAME, OP)                                                                                    \
@@ -172,7 +193,7 @@ BINARY_METHOD(logical_or, TC_LOGICAL_OR)
 
 static int unary(lua_State *L, tc_unary_op op) {
     tc_tensor *out;
-    return push_result(L, tc_unary(op, self(L, tc_unary_op_name(op)), &out), &out);
+    return push_result(L, tc_unary_op_name(op), tc_unary(op, self(L, tc_unary_op_name(op)), &out), &out);
 }
 
 #define UNARY_METHOD(NAME, OP)                                                                                     \
@@ -206,13 +227,13 @@ static int m_clamp(lua_State *L) {
     tc_tensor *t = self(L, "clamp"), *out;
     double min = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
     double max = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
-    return push_result(L, tc_clamp(t, min, max, &out), &out);
+    return push_result(L, "clamp", tc_clamp(t, min, max, &out), &out);
 }
 
 static int m_masked_fill(lua_State *L) {
     tc_tensor *t = self(L, "masked_fill"), *out;
     tc_tensor *mask = binding_check_tensor(L, 2, "masked_fill");
-    return push_result(L, tc_masked_fill(t, mask, luaL_checknumber(L, 3), &out), &out);
+    return push_result(L, "masked_fill", tc_masked_fill(t, mask, luaL_checknumber(L, 3), &out), &out);
 }
 
 /* where(cond, a, b): a and b may be numbers. */
@@ -226,7 +247,7 @@ static int f_where(lua_State *L) {
     tc_status status = tc_where(cond, a, b, &out);
     tc_tensor_release(a);
     tc_tensor_release(b);
-    return push_result(L, status, &out);
+    return push_result(L, "where", status, &out);
 }
 
 /* ---- reductions ---- */
@@ -254,7 +275,7 @@ static int reduce(lua_State *L, tc_reduce_op op, const char *name) {
     int dims[TC_MAX_DIMS];
     int n = read_dims(L, 2, dims, name);
     bool keepdim = lua_toboolean(L, 3);
-    return push_result(L, tc_reduce(op, t, n, dims, keepdim, &out), &out);
+    return push_result(L, name, tc_reduce(op, t, n, dims, keepdim, &out), &out);
 }
 
 static int m_sum(lua_State *L) { return reduce(L, TC_REDUCE_SUM, "sum"); }
@@ -293,31 +314,31 @@ static int m_var(lua_State *L) {
     } else {
         keepdim = lua_toboolean(L, 3);
     }
-    return push_result(L, tc_var(t, n, dims, correction, keepdim, &out), &out);
+    return push_result(L, "var", tc_var(t, n, dims, correction, keepdim, &out), &out);
 }
 
 /* ---- linear algebra and nn ---- */
 
 static int m_matmul(lua_State *L) {
     tc_tensor *a = self(L, "matmul"), *b = binding_check_tensor(L, 2, "matmul"), *out;
-    return push_result(L, tc_matmul(a, b, &out), &out);
+    return push_result(L, "matmul", tc_matmul(a, b, &out), &out);
 }
 
 static int m_softmax(lua_State *L) {
     tc_tensor *t = self(L, "softmax"), *out;
-    return push_result(L, tc_softmax(t, binding_check_dim(L, 2, "softmax"), &out), &out);
+    return push_result(L, "softmax", tc_softmax(t, binding_check_dim(L, 2, "softmax"), &out), &out);
 }
 
 static int m_log_softmax(lua_State *L) {
     tc_tensor *t = self(L, "log_softmax"), *out;
-    return push_result(L, tc_log_softmax(t, binding_check_dim(L, 2, "log_softmax"), &out), &out);
+    return push_result(L, "log_softmax", tc_log_softmax(t, binding_check_dim(L, 2, "log_softmax"), &out), &out);
 }
 
 static int m_dropout(lua_State *L) {
     tc_tensor *t = self(L, "dropout"), *out;
     double p = luaL_checknumber(L, 2);
     bool training = lua_isnoneornil(L, 3) ? true : lua_toboolean(L, 3);
-    return push_result(L, tc_dropout(t, p, training, &out), &out);
+    return push_result(L, "dropout", tc_dropout(t, p, training, &out), &out);
 }
 
 /* einsum(equation, t1, t2, ...) or einsum(equation, {t1, t2, ...}) */
@@ -340,7 +361,7 @@ static int f_einsum(lua_State *L) {
     }
     if (n == 0) return luaL_error(L, "einsum: no operands for equation '%s'", equation);
     tc_tensor *out;
-    return push_result(L, tc_einsum(equation, n, operands, &out), &out);
+    return push_result(L, "einsum", tc_einsum(equation, n, operands, &out), &out);
 }
 
 static int list_of_tensors(lua_State *L, int idx, tc_tensor **tensors, int capacity, const char *function) {
@@ -362,33 +383,33 @@ static int f_cat(lua_State *L) {
     tc_tensor *tensors[256], *out;
     int n = list_of_tensors(L, 1, tensors, 256, "cat");
     int dim = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "cat");
-    return push_result(L, tc_cat(n, tensors, dim, &out), &out);
+    return push_result(L, "cat", tc_cat(n, tensors, dim, &out), &out);
 }
 
 static int f_stack(lua_State *L) {
     tc_tensor *tensors[256], *out;
     int n = list_of_tensors(L, 1, tensors, 256, "stack");
     int dim = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "stack");
-    return push_result(L, tc_stack(n, tensors, dim, &out), &out);
+    return push_result(L, "stack", tc_stack(n, tensors, dim, &out), &out);
 }
 
 static int f_embedding(lua_State *L) {
     tc_tensor *weight = binding_check_tensor(L, 1, "embedding"), *ids = binding_check_tensor(L, 2, "embedding"), *out;
-    return push_result(L, tc_embedding(weight, ids, &out), &out);
+    return push_result(L, "embedding", tc_embedding(weight, ids, &out), &out);
 }
 
 static int m_gather(lua_State *L) {
     tc_tensor *t = self(L, "gather"), *out;
     int dim = binding_check_dim(L, 2, "gather");
     tc_tensor *index = binding_check_tensor(L, 3, "gather");
-    return push_result(L, tc_gather(t, dim, index, &out), &out);
+    return push_result(L, "gather", tc_gather(t, dim, index, &out), &out);
 }
 
 static int m_index_select(lua_State *L) {
     tc_tensor *t = self(L, "index_select"), *out;
     int dim = binding_check_dim(L, 2, "index_select");
     tc_tensor *index = binding_check_tensor(L, 3, "index_select");
-    return push_result(L, tc_index_select(t, dim, index, &out), &out);
+    return push_result(L, "index_select", tc_index_select(t, dim, index, &out), &out);
 }
 
 /* ---- views ---- */
@@ -397,28 +418,28 @@ static int m_reshape(lua_State *L) {
     tc_tensor *t = self(L, "reshape"), *out;
     int64_t shape[TC_MAX_DIMS];
     int n = binding_check_shape(L, 2, shape, "reshape");
-    return push_result(L, tc_reshape(t, n, shape, &out), &out);
+    return push_result(L, "reshape", tc_reshape(t, n, shape, &out), &out);
 }
 
 static int m_view(lua_State *L) {
     tc_tensor *t = self(L, "view"), *out;
     int64_t shape[TC_MAX_DIMS];
     int n = binding_check_shape(L, 2, shape, "view");
-    return push_result(L, tc_view(t, n, shape, &out), &out);
+    return push_result(L, "view", tc_view(t, n, shape, &out), &out);
 }
 
 static int m_expand(lua_State *L) {
     tc_tensor *t = self(L, "expand"), *out;
     int64_t shape[TC_MAX_DIMS];
     int n = binding_check_shape(L, 2, shape, "expand");
-    return push_result(L, tc_expand(t, n, shape, &out), &out);
+    return push_result(L, "expand", tc_expand(t, n, shape, &out), &out);
 }
 
 static int m_transpose(lua_State *L) {
     tc_tensor *t = self(L, "transpose"), *out;
     int a = lua_isnoneornil(L, 2) ? -2 : binding_check_dim(L, 2, "transpose");
     int b = lua_isnoneornil(L, 3) ? -1 : binding_check_dim(L, 3, "transpose");
-    return push_result(L, tc_transpose(t, a, b, &out), &out);
+    return push_result(L, "transpose", tc_transpose(t, a, b, &out), &out);
 }
 
 static int m_permute(lua_State *L) {
@@ -429,7 +450,7 @@ static int m_permute(lua_State *L) {
     } else {
         for (int i = 2; i <= lua_gettop(L) && n < TC_MAX_DIMS; i++) dims[n++] = binding_check_dim(L, i, "permute");
     }
-    return push_result(L, tc_permute(t, n, dims, &out), &out);
+    return push_result(L, "permute", tc_permute(t, n, dims, &out), &out);
 }
 
 /* narrow(dim, start, length): start is 1-based (negative from the end). */
@@ -440,7 +461,7 @@ static int m_narrow(lua_State *L) {
     int d = dim < 0 ? dim + tc_tensor_ndim(t) : dim;
     if (start == 0) return luaL_error(L, "narrow: start 0 does not exist; positions are 1-based");
     if (start < 0 && d >= 0 && d < tc_tensor_ndim(t)) start += tc_tensor_shape(t)[d] + 1;
-    return push_result(L, tc_narrow(t, dim, start - 1, length, &out), &out);
+    return push_result(L, "narrow", tc_narrow(t, dim, start - 1, length, &out), &out);
 }
 
 /* select(dim, index): index is 1-based (negative from the end). */
@@ -449,44 +470,45 @@ static int m_select(lua_State *L) {
     int dim = binding_check_dim(L, 2, "select");
     lua_Integer index = luaL_checkinteger(L, 3);
     if (index == 0) return luaL_error(L, "select: index 0 does not exist; positions are 1-based");
-    return push_result(L, tc_select(t, dim, index > 0 ? index - 1 : index, &out), &out);
+    return push_result(L, "select", tc_select(t, dim, index > 0 ? index - 1 : index, &out), &out);
 }
 
 static int m_squeeze(lua_State *L) {
     tc_tensor *t = self(L, "squeeze"), *out;
-    if (!lua_isnoneornil(L, 2)) return push_result(L, tc_squeeze(t, binding_check_dim(L, 2, "squeeze"), &out), &out);
+    if (!lua_isnoneornil(L, 2))
+        return push_result(L, "squeeze", tc_squeeze(t, binding_check_dim(L, 2, "squeeze"), &out), &out);
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < tc_tensor_ndim(t); i++)
         if (tc_tensor_shape(t)[i] != 1) shape[n++] = tc_tensor_shape(t)[i];
-    return push_result(L, tc_reshape(t, n, shape, &out), &out);
+    return push_result(L, "squeeze", tc_reshape(t, n, shape, &out), &out);
 }
 
 static int m_unsqueeze(lua_State *L) {
     tc_tensor *t = self(L, "unsqueeze"), *out;
-    return push_result(L, tc_unsqueeze(t, binding_check_dim(L, 2, "unsqueeze"), &out), &out);
+    return push_result(L, "unsqueeze", tc_unsqueeze(t, binding_check_dim(L, 2, "unsqueeze"), &out), &out);
 }
 
 static int m_flatten(lua_State *L) {
     tc_tensor *t = self(L, "flatten"), *out;
     int start = lua_isnoneornil(L, 2) ? 0 : binding_check_dim(L, 2, "flatten");
     int end = lua_isnoneornil(L, 3) ? -1 : binding_check_dim(L, 3, "flatten");
-    return push_result(L, tc_flatten(t, start, end, &out), &out);
+    return push_result(L, "flatten", tc_flatten(t, start, end, &out), &out);
 }
 
 static int m_contiguous(lua_State *L) {
     tc_tensor *t = self(L, "contiguous"), *out;
-    return push_result(L, tc_contiguous(t, &out), &out);
+    return push_result(L, "contiguous", tc_contiguous(t, &out), &out);
 }
 
 static int m_clone(lua_State *L) {
     tc_tensor *t = self(L, "clone"), *out;
-    return push_result(L, tc_clone(t, &out), &out);
+    return push_result(L, "clone", tc_clone(t, &out), &out);
 }
 
 static int m_detach(lua_State *L) {
     tc_tensor *t = self(L, "detach"), *out;
-    return push_result(L, tc_detach(t, &out), &out);
+    return push_result(L, "detach", tc_detach(t, &out), &out);
 }
 
 /* to(dtype) or to(device) */
@@ -494,9 +516,9 @@ static int m_to(lua_State *L) {
     tc_tensor *t = self(L, "to"), *out;
     const char *target = luaL_checkstring(L, 2);
     tc_dtype dtype;
-    if (tc_dtype_from_name(target, &dtype)) return push_result(L, tc_to_dtype(t, dtype, &out), &out);
-    if (strcmp(target, "cpu") == 0) return push_result(L, tc_to_device(t, TC_CPU, &out), &out);
-    if (strcmp(target, "cuda") == 0) return push_result(L, tc_to_device(t, TC_CUDA, &out), &out);
+    if (tc_dtype_from_name(target, &dtype)) return push_result(L, "to", tc_to_dtype(t, dtype, &out), &out);
+    if (strcmp(target, "cpu") == 0) return push_result(L, "to", tc_to_device(t, TC_CPU, &out), &out);
+    if (strcmp(target, "cuda") == 0) return push_result(L, "to", tc_to_device(t, TC_CUDA, &out), &out);
     return luaL_error(L, "to: '%s' is neither a dtype nor a device (cpu, cuda)", target);
 }
 
@@ -606,7 +628,7 @@ static int mm_index(lua_State *L) {
         lua_Integer index = lua_tointeger(L, 2);
         if (tc_tensor_ndim(t) == 0) return luaL_error(L, "[]: a 0-dim tensor cannot be indexed");
         if (index == 0) return luaL_error(L, "[]: index 0 does not exist; positions are 1-based");
-        return push_result(L, tc_select(t, 0, index > 0 ? index - 1 : index, &out), &out);
+        return push_result(L, "[]", tc_select(t, 0, index > 0 ? index - 1 : index, &out), &out);
     }
     return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
 }

@@ -120,6 +120,17 @@ void binding_check(lua_State *L, tc_status status) {
     lua_error(L);
 }
 
+void binding_check_in(lua_State *L, tc_status status, const char *function) {
+    if (status == TC_OK) return;
+    tc_context *ctx = tc_lua_context(L);
+    const char *message = tc_last_error(ctx);
+    size_t length = strlen(function);
+    if (strncmp(message, function, length) == 0 && message[length] == ':') binding_check(L, status);
+    lua_pushfstring(L, "%s: %s", function, message[0] ? message : "operation failed");
+    tc_clear_error(ctx);
+    lua_error(L);
+}
+
 /* ---- tensor userdata ---- */
 
 void binding_push_tensor(lua_State *L, tc_tensor *t) {
@@ -298,7 +309,7 @@ static int create(lua_State *L, create_kind kind, const char *function) {
         options = top > ndim && lua_istable(L, top) ? top : 0;
     }
     for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) luaL_error(L, "%s: size %d is negative (%d)", function, i + 1, (int)shape[i]);
+        if (shape[i] < 0) luaL_error(L, "%s: size %d is negative (%I)", function, i + 1, (lua_Integer)shape[i]);
     check_option_keys(L, options, function, creation_options);
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, function);
     tc_context *ctx = tc_lua_context(L);
@@ -311,7 +322,7 @@ static int create(lua_State *L, create_kind kind, const char *function) {
     case CREATE_RAND: status = tc_rand(ctx, dtype, ndim, shape, &t); break;
     default: status = tc_randn(ctx, dtype, ndim, shape, &t); break;
     }
-    binding_check(L, status);
+    binding_check_in(L, status, function);
     binding_push_tensor(L, t);
     apply_requires_grad(L, t, options);
     return 1;
@@ -332,7 +343,7 @@ static int l_full(lua_State *L) {
     check_option_keys(L, options, "full", creation_options);
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, "full");
     tc_tensor *t;
-    binding_check(L, tc_full(tc_lua_context(L), dtype, ndim, shape, value, &t));
+    binding_check_in(L, tc_full(tc_lua_context(L), dtype, ndim, shape, value, &t), "full");
     binding_push_tensor(L, t);
     apply_requires_grad(L, t, options);
     return 1;
@@ -359,7 +370,7 @@ static int l_arange(lua_State *L) {
     } else return luaL_error(L, "arange: expects (end), (start, end) or (start, end, step)");
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", integral ? TC_INT64 : TC_FLOAT32, "arange");
     tc_tensor *t;
-    binding_check(L, tc_arange(tc_lua_context(L), dtype, start, end, step, &t));
+    binding_check_in(L, tc_arange(tc_lua_context(L), dtype, start, end, step, &t), "arange");
     binding_push_tensor(L, t);
     apply_requires_grad(L, t, options);
     return 1;
@@ -378,7 +389,17 @@ static void nested_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *s
     lua_pop(L, 1);
 }
 
-static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *shape, double *values,
+/* Where nested_fill puts the entries: doubles, or (for int64 tensors, so
+ * that integers past 2^53 stay exact) int64 values, with the position of the
+ * first float entry that is not an int64 value. */
+typedef struct entries {
+    double *reals;
+    int64_t *integers;
+    int64_t first_bad;
+    double bad_value;
+} entries;
+
+static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *shape, entries *values,
                         int64_t *position) {
     lua_Integer n = luaL_len(L, idx);
     if (n != shape[depth]) {
@@ -392,10 +413,20 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
                 luaL_error(L, "tensor: ragged data: entry %d at depth %d is a %s, expected a list", (int)i, depth + 1,
                            lua_typename(L, type));
             nested_fill(L, lua_gettop(L), depth + 1, ndim, shape, values, position);
-        } else if (type == LUA_TNUMBER) {
-            values[(*position)++] = lua_tonumber(L, -1);
-        } else if (type == LUA_TBOOLEAN) {
-            values[(*position)++] = lua_toboolean(L, -1);
+        } else if (type == LUA_TNUMBER || type == LUA_TBOOLEAN) {
+            double real = type == LUA_TBOOLEAN ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
+            if (!values->integers) {
+                values->reals[*position] = real;
+            } else if (lua_isinteger(L, -1)) {
+                values->integers[*position] = lua_tointeger(L, -1);
+            } else {
+                if (!tc_dtype_holds(TC_INT64, real) && values->first_bad < 0) {
+                    values->first_bad = *position;
+                    values->bad_value = real;
+                }
+                values->integers[*position] = tc_dtype_holds(TC_INT64, real) ? (int64_t)real : 0;
+            }
+            (*position)++;
         } else {
             luaL_error(L, "tensor: entry %d at depth %d is a %s, expected a number", (int)i, depth + 1,
                        lua_typename(L, type));
@@ -404,26 +435,32 @@ static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_
     }
 }
 
-/* Raises an error naming the first entry (as t[i][j]...) that a tensor of
+/* Raises an error naming entry i (as t[i][j]...), whose value a tensor of
  * dtype cannot hold: a fraction, NaN or a value out of an integer range. */
-static void check_entries_fit(lua_State *L, const double *values, int ndim, const int64_t *shape, int64_t numel,
-                              tc_dtype dtype) {
-    for (int64_t i = 0; i < numel; i++) {
-        if (tc_dtype_holds(dtype, values[i])) continue;
-        char position[TC_MAX_DIMS * 24 + 1] = "";
-        size_t used = 0;
-        int64_t rest = i;
-        for (int d = ndim - 1; d >= 0; d--) {
-            char step[24];
-            int length = snprintf(step, sizeof step, "[%lld]", (long long)(rest % shape[d] + 1));
-            memmove(position + length, position, used + 1);
-            memcpy(position, step, (size_t)length);
-            used += (size_t)length;
-            rest /= shape[d];
-        }
-        luaL_error(L, "tensor: entry %s is %f, which dtype %s cannot hold (%s)", position, (lua_Number)values[i],
-                   tc_dtype_name(dtype), values[i] != floor(values[i]) ? "not an integer" : "out of its range");
+static void entry_error(lua_State *L, int64_t i, double value, int ndim, const int64_t *shape, tc_dtype dtype) {
+    char position[TC_MAX_DIMS * 24 + 1] = "";
+    size_t used = 0;
+    int64_t rest = i;
+    for (int d = ndim - 1; d >= 0; d--) {
+        char step[24];
+        int length = snprintf(step, sizeof step, "[%lld]", (long long)(rest % shape[d] + 1));
+        memmove(position + length, position, used + 1);
+        memcpy(position, step, (size_t)length);
+        used += (size_t)length;
+        rest /= shape[d];
     }
+    luaL_error(L, "tensor: entry %s is %f, which dtype %s cannot hold (%s)", position, (lua_Number)value,
+               tc_dtype_name(dtype), value != floor(value) ? "not an integer" : "out of its range");
+}
+
+static void check_entries_fit(lua_State *L, const entries *values, int ndim, const int64_t *shape, int64_t numel,
+                              tc_dtype dtype) {
+    if (values->integers) {
+        if (values->first_bad >= 0) entry_error(L, values->first_bad, values->bad_value, ndim, shape, dtype);
+        return;
+    }
+    for (int64_t i = 0; i < numel; i++)
+        if (!tc_dtype_holds(dtype, values->reals[i])) entry_error(L, i, values->reals[i], ndim, shape, dtype);
 }
 
 static int l_tensor(lua_State *L) {
@@ -435,7 +472,12 @@ static int l_tensor(lua_State *L) {
         double value = lua_type(L, 1) == LUA_TBOOLEAN ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
         tc_dtype dtype = binding_opt_dtype(L, options, "dtype", lua_type(L, 1) == LUA_TBOOLEAN ? TC_BOOL : TC_FLOAT32,
                                            "tensor");
-        binding_check(L, tc_full(ctx, dtype, 0, NULL, value, &t));
+        if (dtype == TC_INT64 && lua_isinteger(L, 1)) {
+            int64_t exact = lua_tointeger(L, 1);
+            binding_check_in(L, tc_from_data(ctx, dtype, 0, NULL, &exact, TC_INT64, &t), "tensor");
+        } else {
+            binding_check_in(L, tc_full(ctx, dtype, 0, NULL, value, &t), "tensor");
+        }
     } else if (binding_test_tensor(L, 1)) {
         tc_tensor *source = binding_check_tensor(L, 1, "tensor");
         tc_dtype dtype = binding_opt_dtype(L, options, "dtype", tc_tensor_dtype(source), "tensor");
@@ -456,13 +498,20 @@ static int l_tensor(lua_State *L) {
         bool has_bool = false;
         nested_shape(L, 1, 0, &ndim, shape, &has_bool);
         tc_dtype dtype = binding_opt_dtype(L, options, "dtype", has_bool ? TC_BOOL : TC_FLOAT32, "tensor");
-        int64_t numel = 1;
-        for (int i = 0; i < ndim; i++) numel *= shape[i];
-        double *values = lua_newuserdatauv(L, sizeof(double) * (size_t)(numel ? numel : 1), 0);
+        /* The shape is read from the first entry at each depth, before the
+         * rest is checked, so lists that repeat one table can claim any size. */
+        binding_check(L, tc_check_shape(ctx, "tensor", ndim, shape, TC_FLOAT64));
+        int64_t numel;
+        binding_check(L, tc_checked_numel(ctx, "tensor", ndim, shape, &numel));
+        void *buffer = lua_newuserdatauv(L, sizeof(double) * (size_t)(numel ? numel : 1), 0);
+        entries values = {NULL, NULL, -1, 0.0};
+        if (dtype == TC_INT64) values.integers = buffer;
+        else values.reals = buffer;
         int64_t position = 0;
-        nested_fill(L, 1, 0, ndim, shape, values, &position);
-        check_entries_fit(L, values, ndim, shape, numel, dtype);
-        binding_check(L, tc_from_data(ctx, dtype, ndim, shape, values, TC_FLOAT64, &t));
+        nested_fill(L, 1, 0, ndim, shape, &values, &position);
+        check_entries_fit(L, &values, ndim, shape, numel, dtype);
+        binding_check_in(L, tc_from_data(ctx, dtype, ndim, shape, buffer, values.integers ? TC_INT64 : TC_FLOAT64, &t),
+                         "tensor");
         lua_pop(L, 1);
     }
     binding_push_tensor(L, t);
@@ -480,13 +529,15 @@ static int l_from_bytes(lua_State *L) {
     int64_t shape[TC_MAX_DIMS];
     luaL_checktype(L, 3, LUA_TTABLE);
     int ndim = binding_check_shape(L, 3, shape, "from_bytes");
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= shape[i];
+    tc_context *ctx = tc_lua_context(L);
+    binding_check(L, tc_check_shape(ctx, "from_bytes", ndim, shape, dtype));
+    int64_t numel;
+    binding_check(L, tc_checked_numel(ctx, "from_bytes", ndim, shape, &numel));
     if ((size_t)numel * tc_dtype_size(dtype) != length)
-        return luaL_error(L, "from_bytes: %d bytes do not hold %d elements of %s", (int)length, (int)numel,
-                          tc_dtype_name(dtype));
+        return luaL_error(L, "from_bytes: %I bytes do not hold %I elements of %s", (lua_Integer)length,
+                          (lua_Integer)numel, tc_dtype_name(dtype));
     tc_tensor *t;
-    binding_check(L, tc_from_data(tc_lua_context(L), dtype, ndim, shape, bytes, dtype, &t));
+    binding_check_in(L, tc_from_data(ctx, dtype, ndim, shape, bytes, dtype, &t), "from_bytes");
     binding_push_tensor(L, t);
     return 1;
 }

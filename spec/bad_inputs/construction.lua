@@ -1,0 +1,99 @@
+-- Making tensors: sizes, dtypes, data and options.
+local tc = require("tricycle")
+
+local big = 1 << 62
+local huge = { 1 << 32, 1 << 32 } -- 2^64 elements: the count wraps int64 to 0
+
+return {
+  -- before: the byte count wrapped size_t, a tiny block was allocated and the fill wrote past it
+  { "zeros of 2^62 elements", function() return tc.zeros({ big }) end, { "zeros", "{4611686018427387904}", "too large" } },
+  { "ones of 2^62 elements", function() return tc.ones({ big }) end, { "ones", "too large" } },
+  { "full of 2^62 elements", function() return tc.full({ big }, 1) end, { "full", "too large" } },
+  { "rand of 2^62 elements", function() return tc.rand({ big }) end, { "rand", "too large" } },
+  { "randn of 2^62 elements", function() return tc.randn({ big }) end, { "randn", "too large" } },
+  -- before: numel was 0, shapes were accepted and t[2]:sum() read out of bounds
+  { "empty of 2^32 x 2^32", function() local t = tc.empty(huge); return t[2]:sum() end,
+    { "empty", "{4294967296, 4294967296}", "too large" } },
+  -- before: numel() returned 0
+  { "zeros of 2^32 x 2^32", function() return tc.zeros(huge):numel() end, { "zeros", "{4294967296, 4294967296}" } },
+  -- before: storage_bytes() returned -8
+  { "float64 of 2^61 - 1 elements", function()
+    return tc.empty({ (1 << 61) - 1 }, { dtype = "float64" }):storage_bytes()
+  end, { "empty", "float64", "too large" } },
+  { "int64 of 2^60 elements", function() return tc.zeros({ 1 << 60 }, { dtype = "int64" }) end, { "zeros", "int64" } },
+  { "maxinteger as a size", function() return tc.zeros({ math.maxinteger }) end, { "zeros", "too large" } },
+  { "2^62 with a zero size beside it (float32)", function() return tc.ones({ big, 0 }) end,
+    { "ones", "{4611686018427387904, 0}" } },
+  { "three sizes of 2^21 and one of 2^22", function() return tc.empty({ 1 << 21, 1 << 21, 1 << 21, 1 << 22 }) end,
+    { "empty", "too large" } },
+  { "sizes as numbers past 2^63", function() return tc.zeros(1 << 31, 1 << 31, 1 << 31) end, { "zeros", "too large" } },
+  -- before: a 2^64-element shape passed the length check and read past the string
+  { "from_bytes with a wrapping shape", function() return tc.from_bytes("", "float32", huge) end,
+    { "from_bytes", "{4294967296, 4294967296}" } },
+  { "from_bytes with too few bytes", function() return tc.from_bytes("abc", "float32", { 1 }) end,
+    { "from_bytes", "3 bytes", "1 elements" } },
+  { "from_bytes with too many bytes", function() return tc.from_bytes("abcdefgh", "float32", { 1 }) end,
+    { "from_bytes", "8 bytes" } },
+  { "from_bytes with a negative size", function() return tc.from_bytes("", "float32", { -1 }) end,
+    { "from_bytes", "negative" } },
+  { "from_bytes with an unknown dtype", function() return tc.from_bytes("", "float8", { 0 }) end, { "unknown dtype" } },
+  { "from_bytes with a fractional size", function() return tc.from_bytes("", "float32", { 0.5 }) end,
+    { "from_bytes", "integer" } },
+  { "a negative size", function() return tc.zeros({ 2, -3 }) end, { "zeros", "negative", "-3" } },
+  { "the smallest integer as a size", function() return tc.empty({ math.mininteger }) end,
+    { "empty", "negative", tostring(math.mininteger) } },
+  { "a fractional size", function() return tc.zeros({ 2.5 }) end, { "zeros", "integer" } },
+  { "a string as a size", function() return tc.zeros({ "2" }) end, { "zeros", "integer", "string" } },
+  { "NaN as a size", function() return tc.ones({ 0 / 0 }) end, { "ones", "integer" } },
+  { "nine dims", function() return tc.zeros({ 1, 1, 1, 1, 1, 1, 1, 1, 1 }) end, { "zeros", "8 dims" } },
+  { "nine sizes as numbers", function() return tc.zeros(1, 1, 1, 1, 1, 1, 1, 1, 1) end, { "zeros", "8 dims" } },
+  { "an unknown dtype", function() return tc.zeros({ 2 }, { dtype = "complex64" }) end, { "zeros", "complex64" } },
+  { "a dtype that is not a string", function() return tc.ones({ 2 }, { dtype = 4 }) end, { "ones", "dtype", "number" } },
+  { "an unknown option", function() return tc.zeros({ 2 }, { dtypes = "float64" }) end,
+    { "zeros", "dtypes", "valid: dtype, requires_grad" } },
+  { "an option with a number key", function() return tc.full({ 2 }, 1, { "float64" }) end, { "full", "unknown option" } },
+  { "requires_grad on an int32 tensor", function() return tc.ones({ 2 }, { dtype = "int32", requires_grad = true }) end,
+    { "requires_grad", "int32" } },
+  { "full with NaN in an int64 tensor", function() return tc.full({ 2 }, 0 / 0, { dtype = "int64" }) end,
+    { "full", "not an integer" } },
+  { "full with 2^63 in an int64 tensor", function() return tc.full({ 2 }, 2 ^ 63, { dtype = "int64" }) end,
+    { "full", "int64" } },
+  { "full with 256 in a uint8 tensor", function() return tc.full({ 2 }, 256, { dtype = "uint8" }) end,
+    { "full", "256", "uint8" } },
+  { "full without a value", function() return tc.full({ 2 }) end, { "full", "number" } },
+  { "arange with step 0", function() return tc.arange(0, 10, 0) end, { "arange", "step" } },
+  { "arange with NaN", function() return tc.arange(0, 0 / 0) end, { "arange", "finite" } },
+  { "arange with infinity", function() return tc.arange(0, math.huge) end, { "arange", "finite" } },
+  { "arange of 2^62 elements", function() return tc.arange(0, 2 ^ 62) end, { "arange", "too many" } },
+  { "arange without bounds", function() return tc.arange() end, { "arange" } },
+  { "arange with a string", function() return tc.arange("x") end, { "arange", "number" } },
+  { "arange with an unknown option", function() return tc.arange(3, { dtyp = "int32" }) end,
+    { "arange", "dtyp", "valid" } },
+  { "rand of int64", function() return tc.rand({ 2 }, { dtype = "int64" }) end, { "rand", "int64" } },
+  { "randn of bool", function() return tc.randn({ 2 }, { dtype = "bool" }) end, { "randn", "bool" } },
+  -- before: four levels of 2^16 entries that repeat one table claimed 2^64 values; the buffer for them wrapped
+  { "nested data claiming 2^64 entries", function()
+    local level = { 1 }
+    for _ = 1, 4 do
+      local outer = {}
+      for i = 1, 1 << 16 do outer[i] = level end
+      level = outer
+    end
+    return tc.tensor(level)
+  end, { "tensor", "too large" } },
+  { "nested data deeper than 8 levels", function()
+    return tc.tensor({ { { { { { { { { 1 } } } } } } } } })
+  end, { "tensor", "8" } },
+  { "ragged data", function() return tc.tensor({ { 1, 2 }, { 3 } }) end, { "tensor", "ragged" } },
+  { "a table where a number is expected", function() return tc.tensor({ 1, { 2 } }) end, { "tensor", "table" } },
+  { "a number where a list is expected", function() return tc.tensor({ { 1 }, 2 }) end, { "tensor", "ragged" } },
+  { "nil in the data", function() return tc.tensor({ 1, nil, 3 }) end, { "tensor" } },
+  { "a function as data", function() return tc.tensor(print) end, { "tensor", "function" } },
+  { "300 in a uint8 tensor", function() return tc.tensor({ 300 }, { dtype = "uint8" }) end, { "tensor", "300", "uint8" } },
+  { "-2^31 - 1 in an int32 tensor", function() return tc.tensor({ -2 ^ 31 - 1 }, { dtype = "int32" }) end,
+    { "tensor", "int32", "range" } },
+  { "infinity in an int64 tensor", function() return tc.tensor({ math.huge }, { dtype = "int64" }) end,
+    { "tensor", "int64" } },
+  { "an unknown option of tensor", function() return tc.tensor({ 1 }, { device = "cpu", dtype = "float32" }) end,
+    { "tensor", "device", "valid" } },
+}

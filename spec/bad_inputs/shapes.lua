@@ -1,0 +1,109 @@
+-- Views, reshapes, broadcasting and reductions: shapes that do not fit or
+-- whose arithmetic overflows.
+local tc = require("tricycle")
+
+local huge = { 1 << 32, 1 << 32 }
+
+return {
+  -- before: a 0-element tensor reshaped to 2^64 elements was accepted, and indexing it read out of bounds
+  { "reshape of 0 elements to 2^32 x 2^32", function() return tc.zeros({ 0 }):reshape(huge)[2] end,
+    { "reshape", "{4294967296, 4294967296}" } },
+  { "view of 0 elements to 2^32 x 2^32 x 0", function() return tc.zeros({ 0 }):view(1 << 32, 1 << 32, 0) end,
+    { "view", "{4294967296, 4294967296, 0}" } },
+  { "reshape with -1 beside 2^32 x 2^32", function() return tc.zeros({ 0 }):reshape(1 << 32, 1 << 32, -1) end,
+    { "reshape" } },
+  { "reshape with -1 and a 0", function() return tc.zeros({ 0 }):reshape(0, -1) end, { "reshape", "{0, -1}" } },
+  { "reshape with two -1", function() return tc.zeros({ 4 }):reshape(-1, -1) end, { "reshape", "-1" } },
+  { "reshape with -2", function() return tc.zeros({ 4 }):reshape(-2, -2) end, { "reshape", "negative" } },
+  { "reshape to a wrong count", function() return tc.zeros({ 2, 3 }):reshape(7) end, { "reshape", "{7}", "{2, 3}" } },
+  { "reshape to nine dims", function() return tc.zeros({ 1 }):reshape(1, 1, 1, 1, 1, 1, 1, 1, 1) end,
+    { "reshape", "8 dims" } },
+  { "view of a transposed tensor", function() return tc.zeros({ 2, 3 }):transpose(1, 2):view(6) end, { "view", "reshape" } },
+  -- before: expand to 2^64 elements reported 0 elements
+  { "expand to 2^32 x 2^32", function() return tc.zeros({ 1 }):expand(huge):numel() end,
+    { "expand", "{4294967296, 4294967296}", "too large" } },
+  { "expand to 2^62 float32", function() return tc.zeros({ 1 }):expand(1 << 62):sum() end, { "expand", "too large" } },
+  { "expand a size that is not 1", function() return tc.zeros({ 2 }):expand(3) end, { "expand", "{2}", "{3}" } },
+  { "expand to fewer dims", function() return tc.zeros({ 1, 2 }):expand(2) end, { "expand", "{1, 2}" } },
+  { "expand with a negative size", function() return tc.zeros({ 1 }):expand(-3) end, { "expand", "-3" } },
+  { "expand with -1 on a new dim", function() return tc.zeros({ 2 }):expand(-1, 2) end, { "expand" } },
+  -- before: start + length wrapped around and the view reached past the storage
+  { "narrow with length 2^63 - 1", function() return tc.ones({ 3 }):narrow(1, 2, (1 << 63) - 1):sum() end,
+    { "narrow", "9223372036854775807", "dim 1 of size 3" } },
+  { "narrow with the largest start", function() return tc.ones({ 3 }):narrow(1, math.maxinteger, 2) end,
+    { "narrow", "dim 1 of size 3" } },
+  { "narrow with the smallest start", function() return tc.ones({ 3 }):narrow(1, math.mininteger, 1) end,
+    { "narrow", "dim 1 of size 3" } },
+  { "narrow with a negative length", function() return tc.ones({ 3 }):narrow(1, 1, -1) end, { "narrow", "-1" } },
+  { "narrow with start 0", function() return tc.ones({ 3 }):narrow(1, 0, 1) end, { "narrow", "1-based" } },
+  { "narrow past the end", function() return tc.ones({ 3 }):narrow(1, 3, 2) end, { "narrow", "start 3" } },
+  { "narrow on dim 3 of a 2-D tensor", function() return tc.ones({ 3, 3 }):narrow(3, 1, 1) end, { "narrow", "3" } },
+  { "narrow of a 0-dim tensor", function() return tc.tensor(1):narrow(1, 1, 1) end, { "narrow", "{}" } },
+  { "select the largest index", function() return tc.ones({ 3 }):select(1, math.maxinteger) end,
+    { "select", "9223372036854775807" } },
+  { "select the smallest index", function() return tc.ones({ 3 }):select(1, math.mininteger) end, { "select" } },
+  { "select of a 0-dim tensor", function() return tc.tensor(1):select(1, 1) end, { "select" } },
+  { "unsqueeze past 8 dims", function()
+    return tc.zeros({ 1, 1, 1, 1, 1, 1, 1, 1 }):unsqueeze(1)
+  end, { "unsqueeze", "8 dims", "{1, 1, 1, 1, 1, 1, 1, 1}" } },
+  { "unsqueeze at dim 4 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):unsqueeze(4) end,
+    { "unsqueeze", "dim 4", "{2, 2}" } },
+  { "squeeze at dim 3 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):squeeze(3) end, { "squeeze", "3" } },
+  { "permute with too few dims", function() return tc.zeros({ 2, 3, 4 }):permute(1, 2) end, { "permute", "{2, 3, 4}" } },
+  { "permute with a repeated dim", function() return tc.zeros({ 2, 3 }):permute(2, 2) end, { "permute" } },
+  { "permute with dim 9", function() return tc.zeros({ 2, 3 }):permute(1, 9) end, { "permute", "9" } },
+  { "transpose of dims out of range", function() return tc.zeros({ 2 }):transpose(1, 2) end, { "transpose", "{2}" } },
+  { "flatten with start after end", function() return tc.zeros({ 2, 3, 4 }):flatten(3, 1) end, { "flatten", "{2, 3, 4}" } },
+  { "a dim past 64", function() return tc.zeros({ 2 }):sum(1000) end, { "sum", "1000" } },
+  { "a dim of the smallest integer", function() return tc.zeros({ 2 }):sum(math.mininteger) end, { "sum" } },
+  -- before: the sum of a 2^62 x 0 uint8 tensor made a 2^62 x 1 int64 result whose byte count wrapped
+  { "sum of 2^62 x 0 uint8 over dim 2", function() return tc.ones({ 1 << 62, 0 }, { dtype = "uint8" }):sum(2) end,
+    { "sum", "{4611686018427387904, 0}", "int64" } },
+  { "mean of 2^62 x 0 uint8 over dim 2", function() return tc.ones({ 1 << 62, 0 }, { dtype = "uint8" }):mean(2) end,
+    { "mean", "float32" } },
+  { "max over dim 1 of an empty tensor", function() return tc.zeros({ 0, 3 }):max(1) end, { "max", "{0, 3}" } },
+  { "argmax of an empty tensor", function() return tc.zeros({ 0 }):argmax() end, { "argmax", "{0}" } },
+  { "argmax over two dims", function() return tc.zeros({ 2, 2 }):argmax({ 1, 2 }) end, { "argmax" } },
+  { "broadcast of 2^40 x 1 and 1 x 2^40", function()
+    return tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1 << 40, 1) + tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1, 1 << 40)
+  end, { "add", "{1099511627776, 1}", "{1, 1099511627776}", "2^63" } },
+  { "a sum of 4 TiB", function() return tc.zeros({ 1 }):expand(1 << 40) + 1 end, { "add", "out of memory" } },
+  { "ones of 4 TiB", function() return tc.ones({ 1 << 40 }) end, { "ones", "out of memory" } },
+  { "broadcast of 0 x 2^32 and 2^32 x 1", function()
+    return tc.zeros({ 0, 1 << 32 }, { dtype = "uint8" }) * tc.zeros({ 1, 1 }, { dtype = "uint8" }):expand(1 << 32, 1)
+  end, { "mul", "{0, 4294967296}", "{4294967296, 1}" } },
+  { "add of shapes that do not broadcast", function() return tc.zeros({ 2, 3 }) + tc.zeros({ 3, 2 }) end,
+    { "add", "{2, 3}", "{3, 2}" } },
+  { "where of shapes that do not broadcast", function()
+    return tc.where(tc.zeros({ 2 }, { dtype = "bool" }), tc.zeros({ 3 }), tc.zeros({ 2 }))
+  end, { "where", "{3}" } },
+  { "masked_fill with a mask of another shape", function()
+    return tc.zeros({ 2, 3 }):masked_fill(tc.zeros({ 4 }, { dtype = "bool" }), 1)
+  end, { "masked_fill", "{4}" } },
+  { "copy_ into a smaller tensor", function() return tc.zeros({ 2 }):copy_(tc.zeros({ 2, 2 })) end,
+    { "copy_", "{2, 2}", "{2}" } },
+  { "matmul of 0-dim tensors", function() return tc.tensor(1):matmul(tc.tensor(2)) end, { "matmul" } },
+  { "matmul of {2, 3} and {2, 3}", function() return tc.zeros({ 2, 3 }):matmul(tc.zeros({ 2, 3 })) end,
+    { "matmul", "{2, 3}" } },
+  { "matmul with batches that do not broadcast", function()
+    return tc.zeros({ 2, 2, 3 }):matmul(tc.zeros({ 3, 3, 4 }))
+  end, { "matmul", "{2, 2, 3}", "{3, 3, 4}" } },
+  { "cat of 0-dim tensors", function() return tc.cat({ tc.tensor(1), tc.tensor(2) }) end, { "cat", "0-dim" } },
+  { "cat along dim 3 of 2-D tensors", function() return tc.cat({ tc.zeros({ 2, 2 }), tc.zeros({ 2, 2 }) }, 3) end,
+    { "cat", "3" } },
+  { "cat of an empty list", function() return tc.cat({}) end, { "cat" } },
+  { "cat of tensors with different ranks", function() return tc.cat({ tc.zeros({ 2 }), tc.zeros({ 2, 1 }) }) end,
+    { "cat", "{2, 1}" } },
+  { "stack of tensors of different shapes", function() return tc.stack({ tc.zeros({ 2 }), tc.zeros({ 2, 1 }) }) end,
+    { "stack", "{2, 1}" } },
+  { "stack of 8-dim tensors", function()
+    local t = tc.zeros({ 1, 1, 1, 1, 1, 1, 1, 1 })
+    return tc.stack({ t, t })
+  end, { "stack", "8" } },
+  { "einsum with an operand of the wrong rank", function() return tc.einsum("ij->i", tc.zeros({ 2 })) end,
+    { "einsum" } },
+  { "einsum with a bad character", function() return tc.einsum("i$->i", tc.zeros({ 2, 2 })) end, { "einsum", "$" } },
+  { "einsum with an output letter not in the inputs", function() return tc.einsum("i->j", tc.zeros({ 2 })) end,
+    { "einsum", "j" } },
+  { "softmax over dim 2 of a 1-D tensor", function() return tc.zeros({ 2 }):softmax(2) end, { "softmax", "2" } },
+}
