@@ -284,7 +284,8 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
     TC_TRY(check_cache("k_cache", qkv, k_cache, n_head, channels / n_head));
     TC_TRY(check_cache("v_cache", qkv, v_cache, n_head, channels / n_head));
     int64_t capacity = k_cache->shape[2];
-    if (v_cache->shape[2] != capacity || position < 0 || position + time > capacity)
+    int64_t end;
+    if (v_cache->shape[2] != capacity || !tc_add_sizes(position, time, &end) || end > capacity)
         return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
                        "attention_cached: %lld cached + %lld new positions do not fit caches of shapes %s and %s",
                        (long long)position, (long long)time, TC_SHAPE(k_cache), TC_SHAPE(v_cache));

@@ -588,8 +588,16 @@ static int l_memory(lua_State *L) {
     return 2;
 }
 
+/* More threads than this is a mistake (each is a system thread). */
+#define MAX_THREADS 1024
+
 static int l_set_num_threads(lua_State *L) {
-    tc_set_num_threads(tc_lua_context(L), (int)luaL_checkinteger(L, 1));
+    if (!lua_isinteger(L, 1))
+        return luaL_error(L, "set_num_threads: the count must be an integer, got %s", luaL_typename(L, 1));
+    lua_Integer threads = lua_tointeger(L, 1);
+    if (threads < 1 || threads > MAX_THREADS)
+        return luaL_error(L, "set_num_threads: the count must be from 1 to %d, got %I", MAX_THREADS, threads);
+    tc_set_num_threads(tc_lua_context(L), (int)threads);
     return 0;
 }
 
