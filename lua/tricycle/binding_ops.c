@@ -202,10 +202,20 @@ static int m_gelu(lua_State *L) {
     return unary(L, TC_GELU);
 }
 
+/* A bound of clamp: nil for none. NaN is refused: the engine reads it as
+ * "no bound", which a NaN computed by mistake must not silently become. */
+static double clamp_bound(lua_State *L, int idx, const char *name) {
+    if (lua_isnoneornil(L, idx)) return NAN;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "clamp: %s must be a number or nil, got %s", name, luaL_typename(L, idx));
+    double bound = lua_tonumber(L, idx);
+    if (isnan(bound)) luaL_error(L, "clamp: %s is NaN (give nil for no bound)", name);
+    return bound;
+}
+
 static int m_clamp(lua_State *L) {
     tc_tensor *t = self(L, "clamp"), *out;
-    double min = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
-    double max = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+    double min = clamp_bound(L, 2, "min"), max = clamp_bound(L, 3, "max");
     return push_result(L, tc_clamp(t, min, max, &out), &out);
 }
 
