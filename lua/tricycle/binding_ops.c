@@ -597,6 +597,10 @@ static int field(lua_State *L, tc_tensor *t, const char *key) {
         lua_pushinteger(L, tc_tensor_ndim(t));
         return 1;
     }
+    if (strcmp(key, "data") == 0) { /* as t:detach() */
+        tc_tensor *out;
+        return push_result(L, tc_detach(t, &out), &out);
+    }
     lua_pushnil(L);
     return 1;
 }
@@ -621,9 +625,38 @@ static int mm_index(lua_State *L) {
     return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
 }
 
+/* t.data = source, PyTorch's `.data` assignment: the Lua object t then
+ * holds source's values (sharing its storage), dtype, device and shape. It
+ * keeps its identity and requires_grad, so whoever holds it (an optimiser,
+ * another module) sees the change, and drops its gradient. Only a leaf's:
+ * an op's result belongs to its graph. */
+static int set_data(lua_State *L) {
+    lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
+    tc_tensor *t = box->tensor;
+    tc_tensor *source = binding_check_tensor(L, 3, "data");
+    if (!tc_tensor_is_leaf(t))
+        return luaL_error(L, "data: only a leaf tensor's data can be replaced (this one is the result of '%s')",
+                          tc_tensor_grad_fn_name(t));
+    bool requires_grad = tc_tensor_requires_grad(t);
+    if (requires_grad && !tc_dtype_is_floating(tc_tensor_dtype(source)))
+        return luaL_error(L, "data: a tensor that requires grad holds float32 or float64 data, got %s",
+                          tc_dtype_name(tc_tensor_dtype(source)));
+    tc_tensor *replacement;
+    binding_check(L, tc_detach(source, &replacement));
+    tc_status status = tc_tensor_set_requires_grad(replacement, requires_grad);
+    if (status != TC_OK) {
+        tc_tensor_release(replacement);
+        binding_check(L, status);
+    }
+    box->tensor = replacement;
+    tc_tensor_release(t);
+    return 0;
+}
+
 static int mm_newindex(lua_State *L) {
     tc_tensor *t = self(L, "tensor");
     const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "data") == 0) return set_data(L);
     if (strcmp(key, "grad") == 0) {
         tc_tensor *grad = lua_isnil(L, 3) ? NULL : binding_check_tensor(L, 3, "grad");
         binding_check(L, tc_tensor_set_grad(t, grad));
@@ -633,7 +666,7 @@ static int mm_newindex(lua_State *L) {
         binding_check(L, tc_tensor_set_requires_grad(t, lua_toboolean(L, 3)));
         return 0;
     }
-    return luaL_error(L, "tensor: field '%s' cannot be assigned (only grad and requires_grad)", key);
+    return luaL_error(L, "tensor: field '%s' cannot be assigned (only data, grad and requires_grad)", key);
 }
 
 static int mm_tostring_plain(lua_State *L) {
