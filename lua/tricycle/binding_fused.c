@@ -405,7 +405,11 @@ static int l_global_norm(lua_State *L) {
 /* tc.scale_(t, factor): t *= factor in place; returns t. */
 static int l_scale_(lua_State *L) {
     tc_tensor *t = binding_check_tensor(L, 1, "scale_");
-    double factor = luaL_checknumber(L, 2);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "scale_: argument 2 (factor) must be a number, got %s", luaL_typename(L, 2));
+    double factor = lua_tonumber(L, 2);
+    /* every element would become NaN (or inf and NaN): a factor computed by mistake */
+    if (!isfinite(factor)) return luaL_error(L, "scale_: factor must be finite, got %f", factor);
     binding_check(L, tc_scale_(t, factor));
     lua_settop(L, 1);
     return 1;

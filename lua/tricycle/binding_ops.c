@@ -502,7 +502,10 @@ static int m_detach(lua_State *L) {
 /* to(dtype) or to(device) */
 static int m_to(lua_State *L) {
     tc_tensor *t = self(L, "to"), *out;
-    const char *target = luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "to: expects a dtype or device name (\"float64\", \"cuda\", ...), got %s",
+                          luaL_typename(L, 2));
+    const char *target = lua_tostring(L, 2);
     tc_dtype dtype;
     if (tc_dtype_from_name(target, &dtype)) return push_result(L, tc_to_dtype(t, dtype, &out), &out);
     if (strcmp(target, "cpu") == 0) return push_result(L, tc_to_device(t, TC_CPU, &out), &out);
