@@ -28,6 +28,23 @@ describe("integer arithmetic at the range edges", function()
     assert.are.same({ 0, 1 }, (u8 * 255):totable())
   end)
 
+  it("reads and takes int64 values past 2^53 exactly (item, and numbers in arithmetic)", function()
+    -- before: item() went through a double (2^63 - 1 came back as 2^63, converted out of range),
+    -- and a Lua integer operand was rounded to a double (0 + (2^53 + 1) gave 2^53)
+    local max = edges.tensor("int64", { math.maxinteger }, "cpu")
+    assert.are.equal(math.maxinteger, max:item())
+    assert.are.equal(math.maxinteger, max:sum():item())
+    local zero = edges.tensor("int64", { 0 }, "cpu")
+    local odd = (1 << 53) + 1
+    assert.are.equal(odd, (zero + odd):item())
+    assert.are.equal(odd, (odd + zero):item())
+    assert.are.equal(-odd, (zero - odd):item())
+    assert.are.equal(odd * 3, (zero + odd):mul(3):item())
+    assert.is_false(zero:eq(odd):item())
+    assert.is_true((zero + odd):eq(odd):item())
+    assert.are.equal(math.maxinteger - 1, (max - 1):item())
+  end)
+
   it("keeps bool arithmetic logical: + is or, * is and", function()
     local a, b = tc.tensor({ true, true, false, false }), tc.tensor({ true, false, true, false })
     assert.are.same({ true, true, true, false }, (a + b):totable())

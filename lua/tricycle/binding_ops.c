@@ -76,9 +76,19 @@ static void push_number(lua_State *L, tc_dtype dtype, double value) {
     else lua_pushinteger(L, (lua_Integer)value);
 }
 
+static bool is_integer_dtype(tc_dtype dtype) { return dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8; }
+
+/* An integer element is read as int64, not through a double: int64 values
+ * past 2^53 would be rounded, and 2^63 - 1 would round out of range. */
 static int m_item(lua_State *L) {
     tc_tensor *t = self(L, "item");
     double value;
+    if (is_integer_dtype(tc_tensor_dtype(t)) && tc_tensor_numel(t) == 1) {
+        int64_t integer;
+        binding_check(L, tc_copy_to_int64(t, &integer, 1));
+        lua_pushinteger(L, (lua_Integer)integer);
+        return 1;
+    }
     binding_check(L, tc_item(t, &value));
     push_number(L, tc_tensor_dtype(t), value);
     return 1;
@@ -129,6 +139,25 @@ static int m_tobytes(lua_State *L) {
 
 /* ---- element-wise ---- */
 
+/* int64 tensor op Lua integer, for an integer a double cannot hold exactly
+ * (past 2^53): the number becomes a 0-dim int64 tensor from its bits, where
+ * a double would round it (t + (2^53 + 1) would add 2^53). */
+static int binary_exact_int64(lua_State *L, tc_binary_op op, tc_tensor *t, lua_Integer number, bool number_first) {
+    int64_t bits = (int64_t)number;
+    tc_tensor *scalar, *out = NULL;
+    binding_check(L, tc_from_data(tc_tensor_context(t), TC_INT64, 0, NULL, &bits, TC_INT64, &scalar));
+    tc_status status = TC_OK;
+    if (tc_tensor_device(t) != TC_CPU) {
+        tc_tensor *moved;
+        status = tc_to_device(scalar, tc_tensor_device(t), &moved);
+        tc_tensor_release(scalar);
+        scalar = status == TC_OK ? moved : NULL;
+    }
+    if (status == TC_OK) status = number_first ? tc_binary(op, scalar, t, &out) : tc_binary(op, t, scalar, &out);
+    tc_tensor_release(scalar);
+    return push_result(L, status, &out);
+}
+
 static int binary(lua_State *L, tc_binary_op op) {
     const char *name = tc_binary_op_name(op);
     tc_tensor *a_tensor = binding_test_tensor(L, 1), *b_tensor = binding_test_tensor(L, 2);
@@ -149,6 +178,9 @@ static int binary(lua_State *L, tc_binary_op op) {
     tc_tensor *t = a_tensor ? a_tensor : b_tensor;
     if (!a_tensor) binding_check_tensor(L, 2, name);
     else binding_check_tensor(L, 1, name);
+    if (lua_isinteger(L, number_index) && tc_tensor_dtype(t) == TC_INT64 &&
+        (lua_Integer)value != lua_tointeger(L, number_index))
+        return binary_exact_int64(L, op, t, lua_tointeger(L, number_index), a_tensor == NULL);
     return push_result(L, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
 }
 

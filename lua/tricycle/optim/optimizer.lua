@@ -1,6 +1,13 @@
 --- The optimiser base: parameter groups, per-parameter state, zero_grad and
 -- an exact state_dict / load_state_dict. Subclasses supply `update(p, grad,
--- state, group)`, `state_tensors` (names of their tensor state) and defaults.
+-- state, group)`, `state_tensors` (names of their tensor state), defaults
+-- and `check_group(group, prefix)` for their options.
+--
+-- Parameters are checked when the optimiser is built (open floating leaf
+-- tensors, each once) and errors name them by position, and by name when
+-- they came as model:named_parameters() pairs. The optimiser holds the
+-- tensors themselves: model:to() converts them in place, and a step brings
+-- each parameter's state to its current dtype and device.
 local core = require("tricycle.core")
 
 local Optimizer = {}
