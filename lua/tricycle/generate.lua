@@ -17,6 +17,10 @@
 --
 -- temperature 0 or top_k 1 is greedy (argmax). Otherwise draws use the
 -- engine's RNG (tc.rand), seeded with tc.manual_seed(seed) when a seed is given.
+--
+-- Every option, the model and the prompt are checked before anything runs:
+-- a NaN or infinite number, a value out of its range or of the wrong type,
+-- an unknown key, an id outside the vocabulary are errors naming them.
 local core = require("tricycle.core")
 local check_options_keys = require("tricycle.options").check_options
 
