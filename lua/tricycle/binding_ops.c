@@ -139,21 +139,36 @@ static int m_tobytes(lua_State *L) {
 
 /* ---- element-wise ---- */
 
-/* int64 tensor op Lua integer, for an integer a double cannot hold exactly
- * (past 2^53): the number becomes a 0-dim int64 tensor from its bits, where
- * a double would round it (t + (2^53 + 1) would add 2^53). */
-static int binary_exact_int64(lua_State *L, tc_binary_op op, tc_tensor *t, lua_Integer number, bool number_first) {
-    int64_t bits = (int64_t)number;
-    tc_tensor *scalar, *out = NULL;
-    binding_check(L, tc_from_data(tc_tensor_context(t), TC_INT64, 0, NULL, &bits, TC_INT64, &scalar));
-    tc_status status = TC_OK;
-    if (tc_tensor_device(t) != TC_CPU) {
-        tc_tensor *moved;
-        status = tc_to_device(scalar, tc_tensor_device(t), &moved);
-        tc_tensor_release(scalar);
-        scalar = status == TC_OK ? moved : NULL;
+/* Whether the number at idx is a Lua integer past 2^53 (where a double
+ * cannot hold every integer) and `t` is int64: the engine takes scalars as
+ * doubles, which would round it (t + (2^53 + 1) would add 2^53), so the
+ * callers pass it as a 0-dim int64 tensor instead. */
+static bool needs_exact_int64(lua_State *L, int idx, const tc_tensor *t) {
+    if (!lua_isinteger(L, idx) || tc_tensor_dtype(t) != TC_INT64) return false;
+    lua_Integer number = lua_tointeger(L, idx), limit = (lua_Integer)1 << 53;
+    return number > limit || number < -limit;
+}
+
+/* The Lua integer at idx as a 0-dim int64 tensor on t's device, from its
+ * bits (an owned reference). */
+static tc_status exact_int64(lua_State *L, int idx, const tc_tensor *t, tc_tensor **out) {
+    int64_t bits = (int64_t)lua_tointeger(L, idx);
+    tc_tensor *scalar;
+    tc_status created = tc_from_data(tc_tensor_context(t), TC_INT64, 0, NULL, &bits, TC_INT64, &scalar);
+    if (created != TC_OK) return created;
+    if (tc_tensor_device(t) == TC_CPU) {
+        *out = scalar;
+        return TC_OK;
     }
-    if (status == TC_OK) status = number_first ? tc_binary(op, scalar, t, &out) : tc_binary(op, t, scalar, &out);
+    tc_status status = tc_to_device(scalar, tc_tensor_device(t), out);
+    tc_tensor_release(scalar);
+    return status;
+}
+
+static int binary_exact_int64(lua_State *L, tc_binary_op op, tc_tensor *t, int number_index, bool number_first) {
+    tc_tensor *scalar, *out = NULL;
+    binding_check(L, exact_int64(L, number_index, t, &scalar));
+    tc_status status = number_first ? tc_binary(op, scalar, t, &out) : tc_binary(op, t, scalar, &out);
     tc_tensor_release(scalar);
     return push_result(L, status, &out);
 }
@@ -178,9 +193,7 @@ static int binary(lua_State *L, tc_binary_op op) {
     tc_tensor *t = a_tensor ? a_tensor : b_tensor;
     if (!a_tensor) binding_check_tensor(L, 2, name);
     else binding_check_tensor(L, 1, name);
-    if (lua_isinteger(L, number_index) && tc_tensor_dtype(t) == TC_INT64 &&
-        (lua_Integer)value != lua_tointeger(L, number_index))
-        return binary_exact_int64(L, op, t, lua_tointeger(L, number_index), a_tensor == NULL);
+    if (needs_exact_int64(L, number_index, t)) return binary_exact_int64(L, op, t, number_index, a_tensor == NULL);
     return push_result(L, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
 }
 
@@ -254,7 +267,17 @@ static int m_clamp(lua_State *L) {
 static int m_masked_fill(lua_State *L) {
     tc_tensor *t = self(L, "masked_fill"), *out;
     tc_tensor *mask = binding_check_tensor(L, 2, "masked_fill");
-    return push_result(L, tc_masked_fill(t, mask, luaL_checknumber(L, 3), &out), &out);
+    double value = luaL_checknumber(L, 3);
+    if (!needs_exact_int64(L, 3, t)) return push_result(L, tc_masked_fill(t, mask, value, &out), &out);
+    /* masked_fill with 0 checks the mask as for any value; where puts the
+     * exact value in (see needs_exact_int64) */
+    tc_tensor *checked, *scalar = NULL;
+    binding_check(L, tc_masked_fill(t, mask, 0, &checked));
+    tc_status status = exact_int64(L, 3, t, &scalar);
+    if (status == TC_OK) status = tc_where(mask, scalar, checked, &out);
+    tc_tensor_release(checked);
+    tc_tensor_release(scalar);
+    return push_result(L, status, &out);
 }
 
 /* where(cond, a, b): a and b may be numbers. */
@@ -568,7 +591,16 @@ static int m_copy_(lua_State *L) {
 
 static int m_fill_(lua_State *L) {
     tc_tensor *t = self(L, "fill_");
-    binding_check(L, tc_fill_(t, luaL_checknumber(L, 2)));
+    double value = luaL_checknumber(L, 2);
+    if (!needs_exact_int64(L, 2, t)) {
+        binding_check(L, tc_fill_(t, value));
+    } else { /* copied from an exact 0-dim tensor (see needs_exact_int64) */
+        tc_tensor *scalar;
+        binding_check(L, exact_int64(L, 2, t, &scalar));
+        tc_status status = tc_copy_(t, scalar);
+        tc_tensor_release(scalar);
+        binding_check(L, status);
+    }
     lua_settop(L, 1);
     return 1;
 }
