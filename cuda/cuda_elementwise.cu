@@ -47,6 +47,27 @@ template <typename T> __global__ void fill_kernel(T *data, cuda_strided view, T 
         data[cuda_offset(view, i)] = value;
 }
 
+/* Integer arithmetic wraps around as two's complement: computed in the
+ * unsigned type of the same width and converted back, as cpu_elementwise.c's
+ * WRAP_* do (uint8 arithmetic runs in int there and here). Signed overflow
+ * would be undefined: -INT64_MIN, INT32_MAX + 1. */
+template <typename T> __device__ __forceinline__ T wrap_add(T a, T b) {
+    typedef typename std::make_unsigned<T>::type U;
+    return (T)((U)a + (U)b);
+}
+template <typename T> __device__ __forceinline__ T wrap_sub(T a, T b) {
+    typedef typename std::make_unsigned<T>::type U;
+    return (T)((U)a - (U)b);
+}
+template <typename T> __device__ __forceinline__ T wrap_mul(T a, T b) {
+    typedef typename std::make_unsigned<T>::type U;
+    return (T)((U)a * (U)b);
+}
+template <typename T> __device__ __forceinline__ T wrap_neg(T a) {
+    typedef typename std::make_unsigned<T>::type U;
+    return (T)(0u - (U)a);
+}
+
 /* f(x) for one element, in the element type; ops an integer dtype does not
  * have are rejected by the launcher. */
 template <typename T> __device__ __forceinline__ T unary_value(tc_unary_op op, T x) {
@@ -76,14 +97,14 @@ template <typename T> __device__ __forceinline__ T unary_value(tc_unary_op op, T
         (void)one;
         (void)half;
         switch (op) {
-        case TC_NEG: return (T)(-x);
+        case TC_NEG: return wrap_neg(x);
         case TC_ABS:
             if constexpr (std::is_unsigned<T>::value) return x;
-            else return x < 0 ? (T)(-x) : x;
+            else return x < 0 ? wrap_neg(x) : x;
         case TC_RELU:
             if constexpr (std::is_unsigned<T>::value) return x;
             else return x > 0 ? x : (T)0;
-        case TC_SQUARE: return (T)(x * x);
+        case TC_SQUARE: return wrap_mul(x, x);
         case TC_SIGN:
             if constexpr (std::is_unsigned<T>::value) return (T)(x != 0);
             else return (T)((x > 0) - (x < 0));
@@ -157,17 +178,30 @@ template <typename T> __device__ __forceinline__ uint8_t compare_values(tc_binar
     }
 }
 
-/* Arithmetic; integer division by zero gives 0 (the op layer turns true
- * division of integers into float ops), float maximum/minimum propagate NaN
- * from a. */
+/* Arithmetic; integers wrap around, and an integer division (which the op
+ * layer turns into a float op) would be defined too: by zero 0, the most
+ * negative value by -1 itself. Float maximum/minimum propagate NaN from a;
+ * bool arithmetic never comes here (the op layer makes it logic). */
 template <typename T> __device__ __forceinline__ T combine_values(tc_binary_op op, T a, T b) {
+    if constexpr (std::is_integral<T>::value) {
+        switch (op) {
+        case TC_ADD: return wrap_add(a, b);
+        case TC_SUB: return wrap_sub(a, b);
+        case TC_MUL: return wrap_mul(a, b);
+        case TC_DIV:
+            if constexpr (std::is_signed<T>::value)
+                if (b == (T)-1) return wrap_neg(a);
+            return b == 0 ? (T)0 : (T)(a / b);
+        default: break;
+        }
+    }
     switch (op) {
     case TC_ADD: return (T)(a + b);
     case TC_SUB: return (T)(a - b);
     case TC_MUL: return (T)(a * b);
     case TC_DIV:
         if constexpr (std::is_floating_point<T>::value) return a / b;
-        else return b == 0 ? (T)0 : (T)(a / b);
+        else return a;
     case TC_POW:
         if constexpr (std::is_floating_point<T>::value) return cuda_pow(a, b);
         else return a;
@@ -327,7 +361,8 @@ tc_status cuda_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, t
     return cuda_check_launch(out->ctx, tc_binary_op_name(op));
 }
 
-/* min or max may be NaN for "no bound"; a bound converts to x's dtype. */
+/* min or max may be NaN for "no bound"; a bound converts to x's dtype (for
+ * an integer dtype the op layer has checked that it fits). */
 tc_status cuda_clamp(const tc_tensor *x, double min, double max, tc_tensor *out) {
     int64_t n = tc_tensor_numel(out);
     if (n == 0) return TC_OK;

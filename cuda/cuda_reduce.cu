@@ -7,10 +7,11 @@
  * Two kernels share the element rules: one thread per output element
  * (reading neighbouring runs side by side, for runs that are strided in
  * memory such as a sum over the batch dim), or one block per output element
- * (long contiguous runs). Sums accumulate in double as on the CPU; max, min
- * and their arg versions keep (value, index) pairs with the CPU's rules:
- * the first NaN wins, then the extreme value, ties to the lowest index, so
- * the answer does not depend on the order the pairs are combined in.
+ * (long contiguous runs). Sums accumulate in double as on the CPU, integer
+ * sums in unsigned 64-bit, wrapping around; max, min and their arg versions
+ * keep (value, index) pairs with the CPU's rules: the first NaN wins, then
+ * the extreme value, ties to the lowest index, so the answer does not
+ * depend on the order the pairs are combined in.
  */
 #include "cuda_kernels.h"
 
@@ -78,6 +79,17 @@ __device__ __forceinline__ double run_sum(const T *x, const cuda_strided &run, i
     return sum;
 }
 
+/* An integer sum wraps around as two's complement, exactly: added as
+ * unsigned 64-bit values, where the wrap-around is defined, as
+ * cpu_reduce.c does (the op layer sums integers as int64). */
+template <typename T>
+__device__ __forceinline__ unsigned long long run_sum_wrapping(const T *x, const cuda_strided &run, int64_t base,
+                                                               int64_t begin, int64_t step, int64_t length) {
+    unsigned long long sum = 0;
+    for (int64_t i = begin; i < length; i += step) sum += (unsigned long long)x[base + cuda_offset(run, i)];
+    return sum;
+}
+
 template <typename T>
 __device__ __forceinline__ double run_squares(const T *x, const cuda_strided &run, int64_t base, int64_t begin,
                                               int64_t step, int64_t length, double mean) {
@@ -113,6 +125,12 @@ __global__ void reduce_by_thread_kernel(tc_reduce_op op, int correction, const T
                                         cuda_strided run, int64_t runs, int64_t length, void *out) {
     for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < runs; r += (int64_t)gridDim.x * blockDim.x) {
         int64_t base = cuda_offset(kept, r);
+        if constexpr (std::is_integral<T>::value) {
+            if (op == TC_REDUCE_SUM) {
+                static_cast<T *>(out)[r] = (T)run_sum_wrapping(x, run, base, 0, 1, length);
+                continue;
+            }
+        }
         if (op == TC_REDUCE_SUM || op == TC_REDUCE_MEAN) {
             double sum = run_sum(x, run, base, 0, 1, length);
             static_cast<T *>(out)[r] = (T)(op == TC_REDUCE_MEAN ? sum / (double)length : sum);
@@ -137,6 +155,13 @@ __global__ void reduce_by_block_kernel(tc_reduce_op op, int correction, const T 
                                        cuda_strided run, int64_t runs, int64_t length, void *out) {
     for (int64_t r = blockIdx.x; r < runs; r += gridDim.x) {
         int64_t base = cuda_offset(kept, r);
+        if constexpr (std::is_integral<T>::value) {
+            if (op == TC_REDUCE_SUM) {
+                unsigned long long sum = block_sum(run_sum_wrapping(x, run, base, threadIdx.x, blockDim.x, length));
+                if (threadIdx.x == 0) static_cast<T *>(out)[r] = (T)sum;
+                continue;
+            }
+        }
         if (op == TC_REDUCE_SUM || op == TC_REDUCE_MEAN || op == TC_REDUCE_VAR) {
             double sum = block_sum(run_sum(x, run, base, threadIdx.x, blockDim.x, length));
             double value = op == TC_REDUCE_SUM ? sum : sum / (double)length;

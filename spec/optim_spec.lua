@@ -207,6 +207,59 @@ describe("optim.AdamW", function()
   end)
 end)
 
+describe("optimisers and model:to()", function()
+  -- Before: to() made new tensors, the optimiser went on updating the old
+  -- ones, and the model never changed again.
+  fused_it("keep updating the model's parameters after a change of dtype, moments converted", function()
+    tc.manual_seed(4)
+    local model = nn.Linear(3, 2)
+    local reference = nn.Linear(3, 2)
+    reference:load_state_dict(model:state_dict())
+    local x = tc.randn({ 5, 3 })
+    local function step(m, opt, input)
+      opt:zero_grad()
+      m(input):sum():backward()
+      opt:step()
+    end
+    local opt = optim.AdamW(model:parameters(), { lr = 0.1 })
+    local reference_opt = optim.AdamW(reference:parameters(), { lr = 0.1 })
+    step(model, opt, x)
+    step(reference, reference_opt, x)
+    local weight = model.weight
+    model:to("float64")
+    assert.are.equal(weight, model.weight) -- the same Lua object, converted in place
+    assert.are.equal("float64", weight.dtype)
+    assert.is_true(weight.requires_grad and weight.is_leaf)
+    assert.is_nil(weight.grad)
+    for _, pair in ipairs({ { opt.param_groups[1].params[1], model.weight }, { opt.param_groups[1].params[2],
+      model.bias } }) do
+      assert.are.equal(pair[2], pair[1])
+    end
+    local before = model.weight:totable()
+    step(model, opt, x:to("float64"))
+    assert.are_not.same(before, model.weight:totable())
+    local state = opt.state[model.weight]
+    assert.are.equal("float64", state.exp_avg.dtype)
+    assert.are.equal("float64", state.exp_avg_sq.dtype)
+    assert.are.equal(2, state.step)
+    -- the same two steps in float32 throughout agree to float32 precision: the moments carried over
+    step(reference, reference_opt, x)
+    close(reference.weight:reshape({ 6 }):totable(), model.weight:reshape({ 6 }):totable(), 1e-5, "weight")
+  end)
+
+  fused_it("keep SGD's momentum buffer across a change of dtype", function()
+    local p = param(start)
+    local opt = optim.SGD({ p }, { lr = 0.1, momentum = 0.9 })
+    set_grad(p, grads[1])
+    opt:step()
+    p.data = p:to("float32")
+    p.grad = tc.tensor(grads[2])
+    opt:step()
+    assert.are.equal("float32", opt.state[p].momentum_buffer.dtype)
+    close(p:totable(), sgd_reference(start, { lr = 0.1, momentum = 0.9 }, 2), 1e-6, "SGD across dtypes")
+  end)
+end)
+
 describe("optim.gpt_param_groups", function()
   it("decays only Linear weights, not biases, norms or (tied) embeddings", function()
     local model = nn.GPT({ vocab_size = 7, context_length = 4, n_layer = 2, n_head = 2, n_embd = 4 })

@@ -78,6 +78,16 @@ describe("cli.parse", function()
     end
   end)
 
+  it("refuses a number option that reads as an infinity or NaN", function()
+    -- before: "1e999" was accepted as math.huge (a learning rate, a temperature)
+    for _, text in ipairs({ "1e999", "-1e999", "nan", "inf" }) do
+      local ok, err = pcall(cli.parse, { "--lr", text }, options)
+      assert.is_false(ok, text)
+      assert.is_true(cli.is_usage_error(err), text)
+      assert.truthy(err.message:find("--lr expects a finite number, got '" .. text .. "'", 1, true), err.message)
+    end
+  end)
+
   it("JSON lines round-trip through read_jsonl", function()
     local path = os.tmpname()
     os.remove(path)

@@ -316,6 +316,10 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
             return tc_fail(ctx, TC_ERROR_SHAPE, "backward: gradient of shape %s does not match tensor of shape %s",
                            TC_SHAPE(grad), TC_SHAPE(t));
         TC_TRY(tc_check_same_device("backward", t, grad));
+        if (!tc_dtype_is_floating(grad->dtype))
+            return tc_fail(ctx, TC_ERROR_DTYPE,
+                           "backward: the gradient (shape %s) must be float32 or float64, got %s (the tensor is %s)",
+                           TC_SHAPE(grad), tc_dtype_name(grad->dtype), tc_dtype_name(t->dtype));
         TC_TRY(tc_cast_if_needed(grad, t->dtype, &seed));
     } else {
         if (tc_tensor_numel(t) != 1)
@@ -366,11 +370,40 @@ static void custom_release(void *extra) {
     tc_free(state);
 }
 
+/* A gradient from a user's backward must be one the input can take: its
+ * shape, dtype and device. Another dtype is refused rather than converted,
+ * so that a backward computing in the wrong precision (or an integer one)
+ * is noticed where it happens. */
+static tc_status check_custom_gradient(const tc_node *node, const char *name, int i, const tc_tensor *g) {
+    const tc_tensor *input = node->inputs[i];
+    if (!tc_same_shape(g, input))
+        return tc_fail(node->ctx, TC_ERROR_SHAPE,
+                       "backward of custom function '%s': the gradient for input %d has shape %s, expected %s (the "
+                       "input's shape)",
+                       name, i + 1, TC_SHAPE(g), TC_SHAPE(input));
+    if (g->dtype != input->dtype)
+        return tc_fail(node->ctx, TC_ERROR_DTYPE,
+                       "backward of custom function '%s': the gradient for input %d (shape %s) has dtype %s, expected "
+                       "%s (the input's dtype)",
+                       name, i + 1, TC_SHAPE(g), tc_dtype_name(g->dtype), tc_dtype_name(input->dtype));
+    if (g->storage->device != input->storage->device)
+        return tc_fail(node->ctx, TC_ERROR_ARGUMENT,
+                       "backward of custom function '%s': the gradient for input %d (shape %s) is on %s, expected %s "
+                       "(the input's device)",
+                       name, i + 1, TC_SHAPE(g), tc_device_name(g->storage->device),
+                       tc_device_name(input->storage->device));
+    return TC_OK;
+}
+
 static tc_status custom_backward(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs) {
     custom_state *state = node->extra;
     tc_status status = state->fn.backward(state->fn.user, grad_output, node->n_inputs, grad_inputs);
     if (status != TC_OK && node->ctx->last_status == TC_OK)
         tc_fail(node->ctx, status, "backward of custom function '%s' failed", state->fn.name);
+    /* gradients for inputs that need none are dropped unread, as for built-in ops */
+    for (int i = 0; i < node->n_inputs && status == TC_OK; i++)
+        if (grad_inputs[i] && tc_node_input_needs_grad(node, i))
+            status = check_custom_gradient(node, state->fn.name, i, grad_inputs[i]);
     return status;
 }
 

@@ -238,6 +238,10 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
     if ((op == TC_DIV || op == TC_POW) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
     if ((op == TC_SUB) && dtype == TC_BOOL)
         return tc_fail(a->ctx, TC_ERROR_DTYPE, "sub: bool tensors cannot be subtracted (use logical ops)");
+    /* bool arithmetic is logic, as in PyTorch: + and maximum are or, * and
+     * minimum are and; the sum 1 + 1 would leave a 2 in a bool tensor. */
+    if (dtype == TC_BOOL && (op == TC_ADD || op == TC_MAXIMUM)) op = TC_LOGICAL_OR;
+    if (dtype == TC_BOOL && (op == TC_MUL || op == TC_MINIMUM)) op = TC_LOGICAL_AND;
     int ndim;
     int64_t shape[TC_MAX_DIMS];
     TC_TRY(tc_broadcast_shapes(a->ctx, name, a->ndim, a->shape, b->ndim, b->shape, &ndim, shape));
@@ -308,9 +312,32 @@ static tc_status clamp_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
 
 static const tc_op clamp_op = {"clamp", clamp_backward};
 
+static bool is_fraction(double bound) { return !isnan(bound) && !isinf(bound) && bound != floor(bound); }
+
 tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
+    *out = NULL;
     if (!isnan(min) && !isnan(max) && min > max)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "clamp: min %g is greater than max %g", min, max);
+    if (x->dtype == TC_BOOL)
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "clamp: a bool tensor (shape %s) cannot be clamped; convert it first",
+                       TC_SHAPE(x));
+    if (!tc_dtype_is_floating(x->dtype)) {
+        /* An integer tensor with a fractional bound is clamped as float32,
+         * as `t + 0.5` is added; an infinite bound on the open side is no
+         * bound; any other bound must fit the dtype (the kernels convert
+         * it to the element type). */
+        if (is_fraction(min) || is_fraction(max)) {
+            tc_tensor *promoted;
+            TC_TRY(tc_to_dtype(x, TC_FLOAT32, &promoted));
+            tc_status status = tc_clamp(promoted, min, max, out);
+            tc_tensor_release(promoted);
+            return status;
+        }
+        if (isinf(min) && min < 0) min = NAN;
+        if (isinf(max) && max > 0) max = NAN;
+        if (!isnan(min)) TC_TRY(tc_check_scalar(x->ctx, "clamp", min, x->dtype));
+        if (!isnan(max)) TC_TRY(tc_check_scalar(x->ctx, "clamp", max, x->dtype));
+    }
     TC_TRY(tc_empty_like(x, out));
     tc_status status = tc_backend_of(x)->clamp(x, min, max, *out);
     if (status == TC_OK && tc_should_record(x->ctx, 1, &x)) {

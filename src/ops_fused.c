@@ -284,11 +284,22 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
     TC_TRY(check_cache("k_cache", qkv, k_cache, n_head, channels / n_head));
     TC_TRY(check_cache("v_cache", qkv, v_cache, n_head, channels / n_head));
     int64_t capacity = k_cache->shape[2];
-    int64_t end;
-    if (v_cache->shape[2] != capacity || !tc_add_sizes(position, time, &end) || end > capacity)
+    if (v_cache->shape[2] != capacity)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "attention_cached: k_cache of shape %s and v_cache of shape %s hold different numbers of "
+                       "positions (%lld and %lld)",
+                       TC_SHAPE(k_cache), TC_SHAPE(v_cache), (long long)capacity, (long long)v_cache->shape[2]);
+    if (position < 0)
         return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
-                       "attention_cached: %lld cached + %lld new positions do not fit caches of shapes %s and %s",
-                       (long long)position, (long long)time, TC_SHAPE(k_cache), TC_SHAPE(v_cache));
+                       "attention_cached: position %lld is negative (it counts the positions already cached, from 0)",
+                       (long long)position);
+    /* position + time could overflow: compared the other way round */
+    if (position > capacity - time)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: %lld cached + %lld new positions do not fit caches of %lld positions "
+                       "(shapes %s and %s)",
+                       (long long)position, (long long)time, (long long)capacity, TC_SHAPE(k_cache),
+                       TC_SHAPE(v_cache));
     if (3 * channels > INT_MAX || capacity > INT_MAX)
         return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "attention_cached: qkv of shape %s exceeds BLAS's 32-bit sizes",
                        TC_SHAPE(qkv));

@@ -257,14 +257,21 @@ typedef enum tc_binary_op {
 const char *tc_unary_op_name(tc_unary_op op);
 const char *tc_binary_op_name(tc_binary_op op);
 
+/* neg, abs, relu, square, sign and logical_not keep an integer dtype (neg,
+ * abs and square wrapping around as two's complement); the other ops compute
+ * integers as float32. */
 tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out);
 /* NumPy broadcasting; mixed dtypes promote (bool < uint8 < int32 < int64 <
- * float32 < float64). */
+ * float32 < float64). Integer add, sub and mul wrap around as two's
+ * complement; integer div and pow are float32 ops; on bool, add and maximum
+ * are logical or, mul and minimum logical and. */
 tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out);
 /* A number as a 0-dim tensor of t's dtype (float32 for an integer t when the
  * number has a fraction), for `t op number` and `number op t`. */
 tc_status tc_binary_scalar(tc_binary_op op, tc_tensor *t, double value, bool scalar_first, tc_tensor **out);
-/* min/max may be NAN for "no bound". */
+/* min/max may be NAN for "no bound". For an integer x, a fractional bound
+ * clamps a float32 copy, an infinite bound on its open side is no bound, and
+ * any other bound must fit the dtype; a bool x is refused. */
 tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out);
 /* cond ? a : b, broadcasting all three; cond is bool or uint8. */
 tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out);
@@ -273,7 +280,7 @@ tc_status tc_masked_fill(tc_tensor *x, tc_tensor *mask, double value, tc_tensor 
 /* ---- reductions ------------------------------------------------------- */
 
 typedef enum tc_reduce_op {
-    TC_REDUCE_SUM = 0,
+    TC_REDUCE_SUM = 0, /* int64 for integer and bool x, wrapping around modulo 2^64 */
     TC_REDUCE_MEAN,
     TC_REDUCE_MAX,
     TC_REDUCE_MIN,
@@ -327,7 +334,8 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out);
 
 /* ---- autograd --------------------------------------------------------- */
 
-/* Backpropagates from t. grad may be NULL only when t has one element.
+/* Backpropagates from t. grad may be NULL only when t has one element;
+ * otherwise it has t's shape and device and a floating dtype.
  * Gradients accumulate (+=) into .grad of leaves that require grad. The
  * graph is freed unless retain_graph. */
 tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph);
@@ -343,7 +351,10 @@ typedef struct tc_custom_function {
 } tc_custom_function;
 
 /* Records `output` (computed by the caller from `inputs` with grad off) on
- * the tape as the result of fn; out is a new tensor sharing output's storage. */
+ * the tape as the result of fn; out is a new tensor sharing output's storage.
+ * A gradient fn->backward gives for an input that requires grad must have
+ * that input's shape, dtype and device; anything else fails the backward
+ * with a message naming fn and the input's position. */
 tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor **inputs, tc_tensor *output,
                           tc_tensor **out);
 
@@ -380,7 +391,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
  * [B, T, 3C] into k_cache and v_cache ([B, n_head, capacity, head_dim],
  * contiguous) at positions position .. position+T-1, then attends the T
  * queries to cached positions 0 .. position+T-1 (causally within the new
- * block); out [B, T, C]. */
+ * block); out [B, T, C]. position runs from 0 to capacity - T. */
 tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
                               bool causal, tc_tensor **out);
 /* Mean softmax cross-entropy of logits [..., V] against 0-based targets

@@ -87,6 +87,16 @@ static bool opt_boolean_field(lua_State *L, int options, const char *field, bool
     return value;
 }
 
+/* An integer argument; anything else (a fraction, NaN, a string) is an
+ * error naming the function, the argument and what was given. */
+static lua_Integer check_integer_argument(lua_State *L, int idx, const char *argument, const char *function) {
+    if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        luaL_error(L, "%s: argument %d (%s) must be an integer, got %f", function, idx, argument, lua_tonumber(L, idx));
+    luaL_error(L, "%s: argument %d (%s) must be an integer, got %s", function, idx, argument, luaL_typename(L, idx));
+    return 0;
+}
+
 static int push_result(lua_State *L, tc_status status, tc_tensor **out) {
     binding_check(L, status);
     binding_push_tensor(L, *out);
@@ -152,9 +162,10 @@ static int l_attention_cached(lua_State *L) {
     const char *function = "attention_cached";
     tc_tensor *qkv = binding_check_tensor(L, 1, function);
     tc_tensor *k_cache = binding_check_tensor(L, 2, function), *v_cache = binding_check_tensor(L, 3, function);
-    lua_Integer position = luaL_checkinteger(L, 4);
-    lua_Integer n_head = luaL_checkinteger(L, 5);
-    if (n_head < 1 || n_head > 1 << 20) return luaL_error(L, "%s: n_head must be >= 1, got %d", function, (int)n_head);
+    lua_Integer position = check_integer_argument(L, 4, "position", function);
+    lua_Integer n_head = check_integer_argument(L, 5, "n_head", function);
+    if (n_head < 1 || n_head > 1 << 20)
+        return luaL_error(L, "%s: n_head must be between 1 and %d, got %I", function, 1 << 20, n_head);
     int options = check_options(L, 6, function, allowed);
     bool causal = opt_boolean_field(L, options, "causal", true, function);
     tc_tensor *out = NULL;
@@ -180,17 +191,43 @@ static int by_logit_then_id(const void *a, const void *b) {
 
 /* tc.sample_logits(logits, u, temperature, top_k, top_p) -> 0-based id;
  * temperature defaults to 1, top_k and top_p to off (nil). */
+/* An optional number argument (nil: fallback) that is finite. */
+static double opt_finite_argument(lua_State *L, int idx, const char *argument, double fallback) {
+    if (lua_isnoneornil(L, idx)) return fallback;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "sample_logits: argument %d (%s) must be a number, got %s", idx, argument, luaL_typename(L, idx));
+    double value = lua_tonumber(L, idx);
+    if (!isfinite(value)) luaL_error(L, "sample_logits: %s must be finite, got %f", argument, value);
+    return value;
+}
+
 static int l_sample_logits(lua_State *L) {
     tc_tensor *logits = binding_check_tensor(L, 1, "sample_logits");
-    double u = luaL_checknumber(L, 2), temperature = luaL_optnumber(L, 3, 1.0);
-    lua_Integer top_k = luaL_optinteger(L, 4, 0);
-    double top_p = luaL_optnumber(L, 5, 1.0);
+    if (lua_isnoneornil(L, 2)) return luaL_error(L, "sample_logits: argument 2 (u) is required");
+    double u = opt_finite_argument(L, 2, "u", 0), temperature = opt_finite_argument(L, 3, "temperature", 1.0);
+    lua_Integer top_k = lua_isnoneornil(L, 4) ? 0 : check_integer_argument(L, 4, "top_k", "sample_logits");
+    double top_p = opt_finite_argument(L, 5, "top_p", 1.0);
+    /* NaN compares false with every bound: each range is checked as it must hold */
+    if (!(u >= 0 && u < 1)) return luaL_error(L, "sample_logits: u must be in [0, 1), got %f", u);
+    if (!(temperature >= 0)) return luaL_error(L, "sample_logits: temperature must be >= 0, got %f", temperature);
+    if (top_k < 0) return luaL_error(L, "sample_logits: top_k must be >= 0 (0 is off), got %I", top_k);
+    if (!(top_p > 0 && top_p <= 1)) return luaL_error(L, "sample_logits: top_p must be in (0, 1], got %f", top_p);
     int64_t n = tc_tensor_numel(logits);
     if (n < 1) return luaL_error(L, "generate: empty logits");
     /* One userdata for both buffers, so that an error cannot leak them. */
     double *values = lua_newuserdatauv(L, (size_t)n * (sizeof(double) + sizeof(scored_id)), 0);
     scored_id *order = (scored_id *)(values + n);
     binding_check(L, tc_copy_to_doubles(logits, values, n));
+    /* NaN or +inf would make the ordering inconsistent (qsort's comparator
+     * must be) and the weights NaN; -inf is a token never drawn. */
+    bool finite = false;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(values[i]) || values[i] == INFINITY)
+            return luaL_error(L, "generate: logit of id %I is %f; logits must not be NaN or +inf",
+                              (lua_Integer)i, values[i]);
+        finite = finite || values[i] != -INFINITY;
+    }
+    if (!finite) return luaL_error(L, "generate: every logit is -inf; there is nothing to draw");
     if (temperature <= 0 || top_k == 1) {
         int64_t best = 0;
         for (int64_t i = 1; i < n; i++)
@@ -368,7 +405,11 @@ static int l_global_norm(lua_State *L) {
 /* tc.scale_(t, factor): t *= factor in place; returns t. */
 static int l_scale_(lua_State *L) {
     tc_tensor *t = binding_check_tensor(L, 1, "scale_");
-    double factor = luaL_checknumber(L, 2);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return luaL_error(L, "scale_: argument 2 (factor) must be a number, got %s", luaL_typename(L, 2));
+    double factor = lua_tonumber(L, 2);
+    /* every element would become NaN (or inf and NaN): a factor computed by mistake */
+    if (!isfinite(factor)) return luaL_error(L, "scale_: factor must be finite, got %f", factor);
     binding_check(L, tc_scale_(t, factor));
     lua_settop(L, 1);
     return 1;

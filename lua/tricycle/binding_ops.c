@@ -76,20 +76,21 @@ static void push_number(lua_State *L, tc_dtype dtype, double value) {
     else lua_pushinteger(L, (lua_Integer)value);
 }
 
-static bool is_integral(tc_dtype dtype) { return dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8; }
+static bool is_integer_dtype(tc_dtype dtype) { return dtype == TC_INT64 || dtype == TC_INT32 || dtype == TC_UINT8; }
 
-/* Integers are read as int64, so int64 values past 2^53 stay exact. */
+/* An integer element is read as int64, not through a double: int64 values
+ * past 2^53 would be rounded, and 2^63 - 1 would round out of range. */
 static int m_item(lua_State *L) {
     tc_tensor *t = self(L, "item");
     double value;
-    if (!is_integral(tc_tensor_dtype(t)) || tc_tensor_numel(t) != 1) {
-        binding_check(L, tc_item(t, &value));
-        push_number(L, tc_tensor_dtype(t), value);
+    if (is_integer_dtype(tc_tensor_dtype(t)) && tc_tensor_numel(t) == 1) {
+        int64_t integer;
+        binding_check(L, tc_copy_to_int64(t, &integer, 1));
+        lua_pushinteger(L, (lua_Integer)integer);
         return 1;
     }
-    int64_t integer;
-    binding_check(L, tc_copy_to_int64(t, &integer, 1));
-    lua_pushinteger(L, integer);
+    binding_check(L, tc_item(t, &value));
+    push_number(L, tc_tensor_dtype(t), value);
     return 1;
 }
 
@@ -125,7 +126,7 @@ static int m_totable(lua_State *L) {
                                  "need too many nested tables",
                               (lua_Integer)n, (lua_Integer)TOTABLE_EMPTY_TABLES);
     }
-    bool integral = is_integral(dtype);
+    bool integral = is_integer_dtype(dtype);
     void *buffer = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
     if (integral) binding_check(L, tc_copy_to_int64(t, buffer, n));
     else binding_check(L, tc_copy_to_doubles(t, buffer, n));
@@ -150,6 +151,40 @@ static int m_tobytes(lua_State *L) {
 
 /* ---- element-wise ---- */
 
+/* Whether the number at idx is a Lua integer past 2^53 (where a double
+ * cannot hold every integer) and `t` is int64: the engine takes scalars as
+ * doubles, which would round it (t + (2^53 + 1) would add 2^53), so the
+ * callers pass it as a 0-dim int64 tensor instead. */
+static bool needs_exact_int64(lua_State *L, int idx, const tc_tensor *t) {
+    if (!lua_isinteger(L, idx) || tc_tensor_dtype(t) != TC_INT64) return false;
+    lua_Integer number = lua_tointeger(L, idx), limit = (lua_Integer)1 << 53;
+    return number > limit || number < -limit;
+}
+
+/* The Lua integer at idx as a 0-dim int64 tensor on t's device, from its
+ * bits (an owned reference). */
+static tc_status exact_int64(lua_State *L, int idx, const tc_tensor *t, tc_tensor **out) {
+    int64_t bits = (int64_t)lua_tointeger(L, idx);
+    tc_tensor *scalar;
+    tc_status created = tc_from_data(tc_tensor_context(t), TC_INT64, 0, NULL, &bits, TC_INT64, &scalar);
+    if (created != TC_OK) return created;
+    if (tc_tensor_device(t) == TC_CPU) {
+        *out = scalar;
+        return TC_OK;
+    }
+    tc_status status = tc_to_device(scalar, tc_tensor_device(t), out);
+    tc_tensor_release(scalar);
+    return status;
+}
+
+static int binary_exact_int64(lua_State *L, tc_binary_op op, tc_tensor *t, int number_index, bool number_first) {
+    tc_tensor *scalar, *out = NULL;
+    binding_check(L, exact_int64(L, number_index, t, &scalar));
+    tc_status status = number_first ? tc_binary(op, scalar, t, &out) : tc_binary(op, t, scalar, &out);
+    tc_tensor_release(scalar);
+    return push_result(L, tc_binary_op_name(op), status, &out);
+}
+
 static int binary(lua_State *L, tc_binary_op op) {
     const char *name = tc_binary_op_name(op);
     tc_tensor *a_tensor = binding_test_tensor(L, 1), *b_tensor = binding_test_tensor(L, 2);
@@ -170,6 +205,7 @@ static int binary(lua_State *L, tc_binary_op op) {
     tc_tensor *t = a_tensor ? a_tensor : b_tensor;
     if (!a_tensor) binding_check_tensor(L, 2, name);
     else binding_check_tensor(L, 1, name);
+    if (needs_exact_int64(L, number_index, t)) return binary_exact_int64(L, op, t, number_index, a_tensor == NULL);
     return push_result(L, name, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
 }
 
@@ -223,17 +259,37 @@ static int m_gelu(lua_State *L) {
     return unary(L, TC_GELU);
 }
 
+/* A bound of clamp: nil for none. NaN is refused: the engine reads it as
+ * "no bound", which a NaN computed by mistake must not silently become. */
+static double clamp_bound(lua_State *L, int idx, const char *name) {
+    if (lua_isnoneornil(L, idx)) return NAN;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "clamp: %s must be a number or nil, got %s", name, luaL_typename(L, idx));
+    double bound = lua_tonumber(L, idx);
+    if (isnan(bound)) luaL_error(L, "clamp: %s is NaN (give nil for no bound)", name);
+    return bound;
+}
+
 static int m_clamp(lua_State *L) {
     tc_tensor *t = self(L, "clamp"), *out;
-    double min = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
-    double max = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+    double min = clamp_bound(L, 2, "min"), max = clamp_bound(L, 3, "max");
     return push_result(L, "clamp", tc_clamp(t, min, max, &out), &out);
 }
 
 static int m_masked_fill(lua_State *L) {
     tc_tensor *t = self(L, "masked_fill"), *out;
     tc_tensor *mask = binding_check_tensor(L, 2, "masked_fill");
-    return push_result(L, "masked_fill", tc_masked_fill(t, mask, luaL_checknumber(L, 3), &out), &out);
+    double value = luaL_checknumber(L, 3);
+    if (!needs_exact_int64(L, 3, t)) return push_result(L, "masked_fill", tc_masked_fill(t, mask, value, &out), &out);
+    /* masked_fill with 0 checks the mask as for any value; where puts the
+     * exact value in (see needs_exact_int64) */
+    tc_tensor *checked, *scalar = NULL;
+    binding_check(L, tc_masked_fill(t, mask, 0, &checked));
+    tc_status status = exact_int64(L, 3, t, &scalar);
+    if (status == TC_OK) status = tc_where(mask, scalar, checked, &out);
+    tc_tensor_release(checked);
+    tc_tensor_release(scalar);
+    return push_result(L, "masked_fill", status, &out);
 }
 
 /* where(cond, a, b): a and b may be numbers. */
@@ -514,7 +570,10 @@ static int m_detach(lua_State *L) {
 /* to(dtype) or to(device) */
 static int m_to(lua_State *L) {
     tc_tensor *t = self(L, "to"), *out;
-    const char *target = luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "to: expects a dtype or device name (\"float64\", \"cuda\", ...), got %s",
+                          luaL_typename(L, 2));
+    const char *target = lua_tostring(L, 2);
     tc_dtype dtype;
     if (tc_dtype_from_name(target, &dtype)) return push_result(L, "to", tc_to_dtype(t, dtype, &out), &out);
     if (strcmp(target, "cpu") == 0) return push_result(L, "to", tc_to_device(t, TC_CPU, &out), &out);
@@ -545,7 +604,16 @@ static int m_copy_(lua_State *L) {
 
 static int m_fill_(lua_State *L) {
     tc_tensor *t = self(L, "fill_");
-    binding_check(L, tc_fill_(t, luaL_checknumber(L, 2)));
+    double value = luaL_checknumber(L, 2);
+    if (!needs_exact_int64(L, 2, t)) {
+        binding_check(L, tc_fill_(t, value));
+    } else { /* copied from an exact 0-dim tensor (see needs_exact_int64) */
+        tc_tensor *scalar;
+        binding_check(L, exact_int64(L, 2, t, &scalar));
+        tc_status status = tc_copy_(t, scalar);
+        tc_tensor_release(scalar);
+        binding_check(L, status);
+    }
     lua_settop(L, 1);
     return 1;
 }
@@ -609,6 +677,10 @@ static int field(lua_State *L, tc_tensor *t, const char *key) {
         lua_pushinteger(L, tc_tensor_ndim(t));
         return 1;
     }
+    if (strcmp(key, "data") == 0) { /* as t:detach() */
+        tc_tensor *out;
+        return push_result(L, "data", tc_detach(t, &out), &out);
+    }
     lua_pushnil(L);
     return 1;
 }
@@ -633,9 +705,38 @@ static int mm_index(lua_State *L) {
     return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
 }
 
+/* t.data = source, PyTorch's `.data` assignment: the Lua object t then
+ * holds source's values (sharing its storage), dtype, device and shape. It
+ * keeps its identity and requires_grad, so whoever holds it (an optimiser,
+ * another module) sees the change, and drops its gradient. Only a leaf's:
+ * an op's result belongs to its graph. */
+static int set_data(lua_State *L) {
+    lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
+    tc_tensor *t = box->tensor;
+    tc_tensor *source = binding_check_tensor(L, 3, "data");
+    if (!tc_tensor_is_leaf(t))
+        return luaL_error(L, "data: only a leaf tensor's data can be replaced (this one is the result of '%s')",
+                          tc_tensor_grad_fn_name(t));
+    bool requires_grad = tc_tensor_requires_grad(t);
+    if (requires_grad && !tc_dtype_is_floating(tc_tensor_dtype(source)))
+        return luaL_error(L, "data: a tensor that requires grad holds float32 or float64 data, got %s",
+                          tc_dtype_name(tc_tensor_dtype(source)));
+    tc_tensor *replacement;
+    binding_check(L, tc_detach(source, &replacement));
+    tc_status status = tc_tensor_set_requires_grad(replacement, requires_grad);
+    if (status != TC_OK) {
+        tc_tensor_release(replacement);
+        binding_check(L, status);
+    }
+    box->tensor = replacement;
+    tc_tensor_release(t);
+    return 0;
+}
+
 static int mm_newindex(lua_State *L) {
     tc_tensor *t = self(L, "tensor");
     const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "data") == 0) return set_data(L);
     if (strcmp(key, "grad") == 0) {
         tc_tensor *grad = lua_isnil(L, 3) ? NULL : binding_check_tensor(L, 3, "grad");
         binding_check(L, tc_tensor_set_grad(t, grad));
@@ -645,7 +746,7 @@ static int mm_newindex(lua_State *L) {
         binding_check(L, tc_tensor_set_requires_grad(t, lua_toboolean(L, 3)));
         return 0;
     }
-    return luaL_error(L, "tensor: field '%s' cannot be assigned (only grad and requires_grad)", key);
+    return luaL_error(L, "tensor: field '%s' cannot be assigned (only data, grad and requires_grad)", key);
 }
 
 static int mm_tostring_plain(lua_State *L) {

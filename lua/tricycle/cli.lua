@@ -79,9 +79,11 @@ local function convert(option, text, flag)
     end
     return value
   elseif kind == "number" then
+    -- "1e999" reads as infinity and "-nan" or "0/0" never as a number: no
+    -- option means either, so both are refused here
     local value = tonumber(text)
-    if not value then
-      usage_error("%s expects a number, got '%s'", flag, text)
+    if not value or value ~= value or value == math.huge or value == -math.huge then
+      usage_error("%s expects a finite number, got '%s'", flag, text)
     end
     return value
   elseif kind == "boolean" then

@@ -655,11 +655,17 @@ static int l_set_log_callback(lua_State *L) {
 /* ---- autograd ---- */
 
 static int l_backward(lua_State *L) {
+    static const char *const allowed[] = {"retain_graph", NULL};
     tc_tensor *t = binding_check_tensor(L, 1, "backward");
     tc_tensor *grad = lua_isnoneornil(L, 2) ? NULL : binding_check_tensor(L, 2, "backward");
     bool retain = false;
-    if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "retain_graph");
+    if (!lua_isnoneornil(L, 3)) {
+        if (!lua_istable(L, 3))
+            return luaL_error(L, "backward: argument 3 (options) must be a table, got %s", luaL_typename(L, 3));
+        check_option_keys(L, 3, "backward", allowed);
+        int type = lua_getfield(L, 3, "retain_graph");
+        if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+            return luaL_error(L, "backward: option retain_graph must be a boolean, got %s", lua_typename(L, type));
         retain = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
@@ -687,16 +693,31 @@ static tc_status lua_function_backward(void *user, tc_tensor *grad_output, int n
     lua_State *L = fn->state->active ? fn->state->active : fn->main;
     tc_context *ctx = fn->state->ctx;
     int top = lua_gettop(L);
+    if (!lua_checkstack(L, n_inputs + 2))
+        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a custom function's gradients");
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn->backward_ref);
     tc_tensor_retain(grad_output);
     binding_push_tensor(L, grad_output);
-    if (lua_pcall(L, 1, n_inputs, 0) != LUA_OK) {
+    if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
         char message[768];
         snprintf(message, sizeof message, "backward of '%s' raised an error: %s", fn->name, lua_tostring(L, -1));
         tc_status status = tc_set_error(ctx, TC_ERROR_CALLBACK, message);
         lua_settop(L, top);
         return status;
     }
+    /* Fewer results than inputs leave the rest nil (no gradient); more
+     * means the backward does not match the inputs it was recorded with. */
+    int returned = lua_gettop(L) - top;
+    if (returned > n_inputs) {
+        char message[256];
+        snprintf(message, sizeof message,
+                 "backward of '%s' returned %d gradients for %d tensor inputs (one, or nil, per input)", fn->name,
+                 returned, n_inputs);
+        tc_status status = tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+        lua_settop(L, top);
+        return status;
+    }
+    lua_settop(L, top + n_inputs);
     for (int i = 0; i < n_inputs; i++) {
         int idx = top + 1 + i;
         if (lua_isnil(L, idx)) continue;

@@ -17,23 +17,71 @@
 --
 -- temperature 0 or top_k 1 is greedy (argmax). Otherwise draws use the
 -- engine's RNG (tc.rand), seeded with tc.manual_seed(seed) when a seed is given.
+--
+-- Every option, the model and the prompt are checked before anything runs:
+-- a NaN or infinite number, a value out of its range or of the wrong type,
+-- an unknown key, an id outside the vocabulary are errors naming them.
 local core = require("tricycle.core")
+local check_options_keys = require("tricycle.options").check_options
 
 local M = {}
 
+local function is_finite(x)
+  return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+-- The sampling options, each a finite value in its range: NaN compares false
+-- with every bound, so a plain `t < 0` test would let it through and the
+-- draw would silently fall on the last candidate.
+local function check_sampling(name, options, level)
+  local t = options.temperature
+  if t ~= nil and not (is_finite(t) and t >= 0) then
+    error(("%s: temperature must be a finite number >= 0 (0 is greedy), got %s"):format(name, tostring(t)), level)
+  end
+  local k = options.top_k
+  if k ~= nil and (math.type(k) ~= "integer" or k < 0) then
+    error(("%s: top_k must be a non-negative integer (0 is off), got %s"):format(name, tostring(k)), level)
+  end
+  local p = options.top_p
+  if p ~= nil and not (is_finite(p) and p > 0 and p <= 1) then
+    error(("%s: top_p must be a number in (0, 1], got %s"):format(name, tostring(p)), level)
+  end
+end
+
 --- Turns logits (a Lua table, index i = id i - 1) into the candidate list
 -- of {id, probability}, highest first, after temperature, top-k and top-p.
--- Greedy settings give one candidate with probability 1.
+-- Greedy settings give one candidate with probability 1. Logits may be
+-- -inf (never drawn), not NaN or +inf, and not all -inf.
 function M.candidates(logits, options)
+  if options ~= nil and type(options) ~= "table" then
+    error(("generate: options must be a table, got %s"):format(type(options)), 2)
+  end
   options = options or {}
+  check_options_keys("generate", options, { "temperature", "top_k", "top_p" }, 2)
+  check_sampling("generate", options, 3)
   local temperature = options.temperature
   if temperature == nil then
     temperature = 1
   end
   local top_k, top_p = options.top_k, options.top_p
+  if type(logits) ~= "table" then
+    error(("generate: logits must be a Lua list of numbers, got %s"):format(type(logits)), 2)
+  end
   local V = #logits
   if V == 0 then
     error("generate: empty logits", 2)
+  end
+  local finite = false
+  for i = 1, V do
+    local l = logits[i]
+    if type(l) ~= "number" or l ~= l or l == math.huge then
+      error(("generate: logit %d (id %d) is %s; logits must be numbers, not NaN or +inf"):format(i, i - 1,
+        tostring(l)), 2)
+    end
+    finite = finite or l ~= -math.huge
+  end
+  if not finite then
+    error("generate: every logit is -inf; there is nothing to draw", 2)
   end
   -- candidates sorted by logit, ties by lower id (so greedy = argmax, first of equals)
   local order = {}
@@ -93,6 +141,9 @@ end
 
 --- Picks an id from logits with a uniform number u in [0, 1).
 function M.sample(logits, options, u)
+  if not (is_finite(u) and u >= 0 and u < 1) then
+    error(("generate: the uniform number u must be in [0, 1), got %s"):format(tostring(u)), 2)
+  end
   local candidates = M.candidates(logits, options)
   if #candidates == 1 then
     return candidates[1][1]
@@ -140,39 +191,59 @@ local function check_options(options)
   if math.type(max_tokens) ~= "integer" or max_tokens < 0 then
     error("generate: max_tokens must be a non-negative integer, got " .. tostring(options.max_tokens), 3)
   end
-  local t = options.temperature
-  if t ~= nil and (type(t) ~= "number" or t < 0) then
-    error("generate: temperature must be a non-negative number, got " .. tostring(t), 3)
-  end
-  if options.top_k ~= nil and (math.type(options.top_k) ~= "integer" or options.top_k < 0) then
-    error("generate: top_k must be a non-negative integer, got " .. tostring(options.top_k), 3)
-  end
-  local p = options.top_p
-  if p ~= nil and (type(p) ~= "number" or p <= 0 or p > 1) then
-    error("generate: top_p must be in (0, 1], got " .. tostring(p), 3)
-  end
+  check_sampling("generate", options, 4)
   if options.seed ~= nil and math.type(options.seed) ~= "integer" then
     error("generate: seed must be an integer, got " .. tostring(options.seed), 3)
+  end
+  local on_token = options.on_token
+  if on_token ~= nil and type(on_token) ~= "function"
+    and not (type(getmetatable(on_token)) == "table" and getmetatable(on_token).__call) then
+    error("generate: on_token must be a function, got " .. type(on_token), 3)
+  end
+  if options.use_cache ~= nil and type(options.use_cache) ~= "boolean" then
+    error("generate: use_cache must be a boolean, got " .. tostring(options.use_cache), 3)
   end
   return options, max_tokens
 end
 
+-- The model must be callable as a causal LM with a context length (and a
+-- cache when one is used); the prompt a list of integer ids it knows.
+local function check_model_and_prompt(model, prompt_ids, use_cache)
+  if type(model) ~= "table" or type(model.forward) ~= "function" then
+    error("generate: model must be a module with forward (an nn.GPT), got " .. type(model), 3)
+  end
+  local config = type(model.config) == "table" and model.config or {}
+  local context = config.context_length
+  if math.type(context) ~= "integer" or context <= 0 then
+    error("generate: model.config.context_length must be a positive integer, got " .. tostring(context), 3)
+  end
+  if use_cache and type(model.new_cache) ~= "function" then
+    error("generate: use_cache needs a model with new_cache (an nn.GPT); pass use_cache = false", 3)
+  end
+  if type(prompt_ids) ~= "table" or getmetatable(prompt_ids) == core.Tensor then
+    error("generate: prompt_ids must be a Lua table of 0-based ids, got " .. type(prompt_ids), 3)
+  end
+  if #prompt_ids == 0 then
+    error("generate: the prompt needs at least one token", 3)
+  end
+  local vocab = math.type(config.vocab_size) == "integer" and config.vocab_size or math.maxinteger
+  for i = 1, #prompt_ids do
+    local id = prompt_ids[i]
+    if math.type(id) ~= "integer" or id < 0 or id >= vocab then
+      error(("generate: prompt id %d is %s; ids are integers from 0 to vocab_size - 1 (%s)"):format(i,
+        tostring(id), tostring(vocab - 1)), 3)
+    end
+  end
+  return context
+end
+
 --- generate(model, prompt_ids, options) -> ids, info (see the top of this file).
 function M.generate(model, prompt_ids, options)
-  require("tricycle.options").check_options("generate", options,
+  check_options_keys("generate", options,
     { "max_tokens", "temperature", "top_k", "top_p", "seed", "on_token", "use_cache" })
   local max_tokens
   options, max_tokens = check_options(options)
-  if type(prompt_ids) ~= "table" or getmetatable(prompt_ids) == core.Tensor then
-    error("generate: prompt_ids must be a Lua table of 0-based ids, got " .. type(prompt_ids), 2)
-  end
-  if #prompt_ids == 0 then
-    error("generate: the prompt needs at least one token", 2)
-  end
-  local context = model.config and model.config.context_length
-  if math.type(context) ~= "integer" then
-    error("generate: model.config.context_length must be an integer", 2)
-  end
+  local context = check_model_and_prompt(model, prompt_ids, options.use_cache ~= false)
   -- a seed draws from its own stream: the caller's (training) stream is put back at the end
   local caller_seed, caller_offset
   if options.seed ~= nil then

@@ -30,7 +30,7 @@ tricycle.Tensor = Tensor
 --- Backpropagates from this tensor; grad is needed unless it has one element.
 -- options.retain_graph keeps the graph for a second backward.
 function methods.backward(self, grad, options)
-  core.backward(self, grad, options)
+  return core.backward(self, grad, options) -- a tail call: errors point at the caller
 end
 
 function methods.float(self) return self:to("float32") end
@@ -60,6 +60,9 @@ local guard_metatable = {
 guard_metatable.__index = { close = guard_metatable.__close }
 
 function tricycle.no_grad(fn, ...)
+  if fn ~= nil and type(fn) ~= "function" then
+    error(("no_grad: expects a function or nothing, got %s"):format(type(fn)), 2)
+  end
   local previous = core.is_grad_enabled()
   core.set_grad_enabled(false)
   if fn == nil then
@@ -81,9 +84,18 @@ end
 -- forward runs with grad mode off; backward returns one gradient (or nil)
 -- per tensor input.
 function tricycle.Function(spec)
-  assert(type(spec) == "table", "Function: expects a table with forward and backward")
-  assert(type(spec.forward) == "function", "Function: forward must be a function")
-  assert(type(spec.backward) == "function", "Function: backward must be a function")
+  if type(spec) ~= "table" then
+    error(("Function: expects a table {name =, forward =, backward =}, got %s"):format(type(spec)), 2)
+  end
+  require("tricycle.options").check_options("Function", spec, { "name", "forward", "backward" }, 2)
+  for _, field in ipairs({ "forward", "backward" }) do
+    if type(spec[field]) ~= "function" then
+      error(("Function: %s must be a function, got %s"):format(field, type(spec[field])), 2)
+    end
+  end
+  if spec.name ~= nil and type(spec.name) ~= "string" then
+    error(("Function: name must be a string, got %s"):format(type(spec.name)), 2)
+  end
   local name = spec.name or "lua_function"
   return function(...)
     local inputs, arguments = {}, table.pack(...)

@@ -172,14 +172,28 @@ tc_status cpu_fill(tc_tensor *t, double value) {
     }
 FLOAT_DTYPES(UNARY_FLOAT_FN)
 
-/* Integer dtypes support the ops that stay integral. */
+/* Integer arithmetic wraps around as two's complement (as in PyTorch):
+ * signed values are computed in the unsigned type of the same width, where
+ * C defines the wrap-around, and converted back (GCC defines that
+ * conversion as reduction modulo 2^N). Signed overflow would be undefined:
+ * -INT64_MIN, INT32_MAX + 1. uint8 arithmetic runs in int and is
+ * converted back, which wraps too. cuda_elementwise.cu's wrap_* follow the
+ * same rules. */
+#define WRAPPING(x) _Generic((x), int32_t: (uint32_t)(x), int64_t: (uint64_t)(x), default: (x))
+#define WRAP_ADD(T, a, b) ((T)(WRAPPING(a) + WRAPPING(b)))
+#define WRAP_SUB(T, a, b) ((T)(WRAPPING(a) - WRAPPING(b)))
+#define WRAP_MUL(T, a, b) ((T)(WRAPPING(a) * WRAPPING(b)))
+#define WRAP_NEG(T, a) ((T)(0u - WRAPPING(a)))
+
+/* Integer dtypes support the ops that stay integral; abs of the most
+ * negative value is itself, as its negation wraps. */
 #define UNARY_INTEGER_FN(E, T)                                                                                     \
     static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
         switch (*(const tc_unary_op *)state) {                                                                     \
-        case TC_NEG: MAP(T, -x)                                                                                    \
-        case TC_ABS: MAP(T, x < 0 ? -x : x)                                                                        \
+        case TC_NEG: MAP(T, WRAP_NEG(T, x))                                                                        \
+        case TC_ABS: MAP(T, x < 0 ? WRAP_NEG(T, x) : x)                                                            \
         case TC_RELU: MAP(T, x > 0 ? x : 0)                                                                        \
-        case TC_SQUARE: MAP(T, x * x)                                                                              \
+        case TC_SQUARE: MAP(T, WRAP_MUL(T, x, x))                                                                  \
         case TC_SIGN: MAP(T, (x > 0) - (x < 0))                                                                    \
         case TC_LOGICAL_NOT: MAP(T, x == 0)                                                                        \
         default: break;                                                                                            \
@@ -344,14 +358,15 @@ tc_status cpu_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor
 FLOAT_DTYPES(BINARY_FLOAT_FN)
 
 /* Integer division and powers are turned into float ops by the op layer;
- * here they still guard against division by zero. */
+ * were they not, a division would still be defined: by zero it gives 0,
+ * and the most negative value divided by -1 wraps to itself. */
 #define BINARY_INTEGER_FN(E, T)                                                                                    \
     static void binary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                  \
         switch (*(const tc_binary_op *)state) {                                                                    \
-        case TC_ADD: COMBINE(T, T, a + b)                                                                          \
-        case TC_SUB: COMBINE(T, T, a - b)                                                                          \
-        case TC_MUL: COMBINE(T, T, a * b)                                                                          \
-        case TC_DIV: COMBINE(T, T, b == 0 ? 0 : a / b)                                                             \
+        case TC_ADD: COMBINE(T, T, WRAP_ADD(T, a, b))                                                              \
+        case TC_SUB: COMBINE(T, T, WRAP_SUB(T, a, b))                                                              \
+        case TC_MUL: COMBINE(T, T, WRAP_MUL(T, a, b))                                                              \
+        case TC_DIV: COMBINE(T, T, b == 0 ? 0 : b == -1 ? WRAP_NEG(T, a) : a / b)                                 \
         case TC_MAXIMUM: COMBINE(T, T, a > b ? a : b)                                                              \
         case TC_MINIMUM: COMBINE(T, T, a < b ? a : b)                                                              \
             COMPARISON_CASES(T)                                                                                    \
@@ -359,7 +374,7 @@ FLOAT_DTYPES(BINARY_FLOAT_FN)
         }                                                                                                          \
     }
 INTEGER_DTYPES(BINARY_INTEGER_FN)
-BINARY_INTEGER_FN(TC_BOOL, tc_bool_t)
+BINARY_INTEGER_FN(TC_BOOL, tc_bool_t) /* only logic reaches it: see tc_binary */
 
 /* float32 arithmetic through the vector loop when out is contiguous and
  * each input is contiguous or one broadcast value. */

@@ -42,6 +42,11 @@ static double sum_doubles(const double *x, int64_t n) {
     return total;
 }
 
+/* An integer sum wraps around as two's complement, exactly (the op layer
+ * sums integers as int64, so the result is the int64 sum modulo 2^64): the
+ * values are added as uint64, where C defines the wrap-around, and
+ * converted back. In double it would lose digits past 2^53, and the
+ * conversion back of a sum past the range would be undefined. */
 typedef struct reduce_job {
     tc_reduce_op op;
     int correction;
@@ -55,11 +60,14 @@ typedef struct reduce_job {
             switch (job->op) {                                                                                     \
             case TC_REDUCE_SUM:                                                                                    \
             case TC_REDUCE_MEAN: {                                                                                 \
-                double sum = 0;                                                                                    \
-                if (E == TC_FLOAT32) sum = sum_floats((const float *)(const void *)run, length);                   \
-                else if (E == TC_FLOAT64) sum = sum_doubles((const double *)(const void *)run, length);            \
-                else                                                                                               \
-                    for (int64_t i = 0; i < length; i++) sum += (double)run[i];                                    \
+                if (E != TC_FLOAT32 && E != TC_FLOAT64) { /* integers: see above */                               \
+                    uint64_t total = 0;                                                                            \
+                    for (int64_t i = 0; i < length; i++) total += (uint64_t)run[i];                                \
+                    ((T *)out)[r] = (T)total;                                                                      \
+                    break;                                                                                         \
+                }                                                                                                  \
+                double sum = E == TC_FLOAT32 ? sum_floats((const float *)(const void *)run, length)                \
+                                             : sum_doubles((const double *)(const void *)run, length);             \
                 if (job->op == TC_REDUCE_MEAN) sum /= (double)length;                                              \
                 ((T *)out)[r] = (T)sum;                                                                            \
                 break;                                                                                             \

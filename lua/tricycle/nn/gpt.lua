@@ -43,6 +43,7 @@ function GPT:init(options)
   if config.n_embd % config.n_head ~= 0 then
     error(("GPT: n_embd %d is not divisible by n_head %d"):format(config.n_embd, config.n_head), 3)
   end
+  transformer.check_config_values("GPT", config, 3)
   rawset(self, "config", config)
   local dtype = config.dtype
   self.wte = layers.Embedding(config.vocab_size, config.n_embd, { dtype = dtype })
@@ -88,6 +89,51 @@ end
 
 local integer_dtypes = { int64 = true, int32 = true }
 
+-- A cache from new_cache that fits this model and `batch` rows, with an
+-- integer position: a tampered or foreign cache would otherwise run some
+-- layers without it, or fail deep inside with a message about something else.
+local function check_cache(self, cache, batch)
+  if type(cache) ~= "table" then
+    error(("GPT: options.cache must be a cache made by model:new_cache(batch_size), got %s"):format(type(cache)), 5)
+  end
+  local position = cache.position
+  if math.type(position) ~= "integer" or position < 0 then
+    error(("GPT: cache.position must be a non-negative integer (the positions already cached), got %s"):format(
+      tostring(position)), 5)
+  end
+  local c = self.config
+  local layers_found = type(cache.layers) == "table" and #cache.layers or type(cache.layers)
+  if layers_found ~= c.n_layer then
+    error(("GPT: cache.layers must hold one {k =, v =} per layer (%d), got %s; make the cache with "
+      .. "model:new_cache"):format(c.n_layer, tostring(layers_found)), 5)
+  end
+  local weight = self.wte.weight
+  local want = shape_string({ batch, c.n_head, c.context_length, c.n_embd // c.n_head })
+  for i, layer in ipairs(cache.layers) do
+    for _, name in ipairs({ "k", "v" }) do
+      local t = type(layer) == "table" and layer[name] or nil
+      if getmetatable(t) ~= core.Tensor then
+        error(("GPT: cache.layers[%d].%s must be a tensor, got %s"):format(i, name, type(t)), 5)
+      end
+      local shape = t.shape
+      if shape[1] ~= batch and #shape == 4 then
+        error(("GPT: the cache holds batch size %d, the input has %d (cache.layers[%d].%s has shape %s)"):format(
+          shape[1], batch, i, name, shape_string(shape)), 5)
+      end
+      local have = shape_string(shape)
+      if have ~= want then
+        error(("GPT: cache.layers[%d].%s has shape %s, expected %s ({batch, n_head, context_length, head_dim})")
+          :format(i, name, have, want), 5)
+      end
+      if t.dtype ~= weight.dtype or t.device ~= weight.device then
+        error(("GPT: cache.layers[%d].%s is %s on %s, the model %s on %s"):format(i, name, t.dtype, t.device,
+          weight.dtype, weight.device), 5)
+      end
+    end
+  end
+  return position
+end
+
 local function check_ids(self, ids, cache)
   if getmetatable(ids) ~= core.Tensor then
     error(("GPT: ids must be an integer tensor [B, T], got %s"):format(type(ids)), 4)
@@ -100,7 +146,7 @@ local function check_ids(self, ids, cache)
     error(("GPT: ids must be [B, T], got shape %s"):format(shape_string(shape)), 4)
   end
   local T, context = shape[2], self.config.context_length
-  local start = cache and cache.position or 0
+  local start = cache and check_cache(self, cache, shape[1]) or 0
   if start + T > context then
     if cache then
       error(("GPT: T = %d new positions after %d cached exceed context_length %d"):format(T, start, context), 4)
@@ -114,8 +160,14 @@ end
 -- -> logits [B, T, V], and the mean cross-entropy when targets are given.
 -- With a cache, runs without recording gradients and advances the cache.
 function GPT:forward(ids, options)
-  options = options or {}
+  if options ~= nil and type(options) ~= "table" then
+    error(("GPT: options must be a table {targets =, ignore_index =, cache =}, got %s"):format(type(options)), 2)
+  end
+  options = check_options("GPT", options, { "targets", "ignore_index", "cache" }, 2) or {}
   local cache = options.cache
+  if cache ~= nil and options.targets ~= nil then
+    error("GPT: targets cannot be given with a cache (a cached forward records no graph to train)", 2)
+  end
   local _, T, start = check_ids(self, ids, cache)
   if cache then
     return no_grad(function()

@@ -9,8 +9,10 @@ local no_grad, shape_string = Module.no_grad, Module.shape_string
 
 local layers = {}
 
+local floating = { float32 = "float32", float = "float32", float64 = "float64", double = "float64" }
+
 local function dtype_of(options)
-  return options and options.dtype or "float32"
+  return options and floating[options.dtype] or "float32"
 end
 
 local function check_positive_integer(function_name, argument, value)
@@ -19,11 +21,43 @@ local function check_positive_integer(function_name, argument, value)
   end
 end
 
+local function is_finite(x)
+  return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+--- Checks a layer's options table: its keys (unknown ones are an error
+-- listing the valid ones), `dtype` (parameters are floating), `bias` (a
+-- boolean) and `eps` (finite and > 0: 0 divides by zero on a constant
+-- row). Returns the table, or {} for nil. `level` as for error().
+function layers.check_layer_options(name, options, allowed, level)
+  level = (level or 2) + 1
+  if options ~= nil and type(options) ~= "table" then
+    error(("%s: options must be a table, got %s"):format(name, type(options)), level)
+  end
+  check_options(name, options, allowed, level)
+  options = options or {}
+  if options.dtype ~= nil and not floating[options.dtype] then
+    error(("%s: option dtype must be float32 or float64 (parameters are trained), got %s"):format(name,
+      tostring(options.dtype)), level)
+  end
+  if options.bias ~= nil and type(options.bias) ~= "boolean" then
+    error(("%s: option bias must be a boolean, got %s"):format(name, tostring(options.bias)), level)
+  end
+  if options.eps ~= nil and not (is_finite(options.eps) and options.eps > 0) then
+    error(("%s: option eps must be a finite number > 0, got %s"):format(name, tostring(options.eps)), level)
+  end
+  return options
+end
+
 local function check_input(function_name, x)
   if getmetatable(x) ~= core.Tensor then
     error(("%s: input must be a tensor, got %s"):format(function_name, type(x)), 3)
   end
+  if not pcall(function() return x.dtype end) then
+    error(("%s: the input is a tensor that was closed"):format(function_name), 3)
+  end
 end
+layers.check_input = check_input
 
 --- A leaf parameter filled by `fill(shape, dtype)` without recording a graph.
 function layers.parameter(shape, dtype, fill)
@@ -37,7 +71,14 @@ end
 -- as it is used, so initialising a model holds at most two tensors of a
 -- parameter's size at a time and leaves nothing for the garbage collector
 -- (the values are those of `(rand * 2 - 1) * bound` and `randn * std`).
+local function check_init_number(name, argument, value)
+  if not is_finite(value) then
+    error(("%s: %s must be a finite number, got %s"):format(name, argument, tostring(value)), 3)
+  end
+end
+
 function layers.uniform(bound)
+  check_init_number("init.uniform", "bound", bound)
   return function(shape, dtype)
     local centred
     do
@@ -49,12 +90,17 @@ function layers.uniform(bound)
 end
 
 function layers.normal(std)
+  check_init_number("init.normal", "std", std)
+  if std < 0 then
+    error(("init.normal: std must be >= 0, got %s"):format(tostring(std)), 2)
+  end
   return function(shape, dtype)
     return core.randn(shape, { dtype = dtype }):scale_(std)
   end
 end
 
 function layers.constant(value)
+  check_init_number("init.constant", "value", value)
   return function(shape, dtype)
     return core.full(shape, value, { dtype = dtype })
   end
@@ -62,6 +108,12 @@ end
 
 --- Refills an existing parameter in place (used by model initialisers).
 function layers.reset(tensor, fill)
+  if getmetatable(tensor) ~= core.Tensor then
+    error(("init.reset: argument 1 must be a tensor, got %s"):format(type(tensor)), 2)
+  end
+  if type(fill) ~= "function" then
+    error(("init.reset: argument 2 must be a fill function (init.normal(std), ...), got %s"):format(type(fill)), 2)
+  end
   no_grad(function()
     local fresh <close> = fill(tensor.shape, tensor.dtype)
     tensor:copy_(fresh)
@@ -77,7 +129,7 @@ layers.Linear = Linear
 function Linear:init(in_features, out_features, options)
   check_positive_integer("Linear", "in_features", in_features)
   check_positive_integer("Linear", "out_features", out_features)
-  options = check_options("Linear", options, { "bias", "dtype" }, 3) or {}
+  options = layers.check_layer_options("Linear", options, { "bias", "dtype" }, 2)
   self.in_features, self.out_features = in_features, out_features
   local dtype, bound = dtype_of(options), 1 / math.sqrt(in_features)
   self.weight = layers.parameter({ out_features, in_features }, dtype, layers.uniform(bound))
@@ -109,7 +161,7 @@ layers.Embedding = Embedding
 function Embedding:init(num_embeddings, embedding_dim, options)
   check_positive_integer("Embedding", "num_embeddings", num_embeddings)
   check_positive_integer("Embedding", "embedding_dim", embedding_dim)
-  check_options("Embedding", options, { "dtype" }, 3)
+  layers.check_layer_options("Embedding", options, { "dtype" }, 2)
   self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
   self.weight = layers.parameter({ num_embeddings, embedding_dim }, dtype_of(options), layers.normal(1))
 end
@@ -143,7 +195,7 @@ layers.LayerNorm = LayerNorm
 
 function LayerNorm:init(d, options)
   check_positive_integer("LayerNorm", "d", d)
-  options = check_options("LayerNorm", options, { "eps", "bias", "dtype" }, 3) or {}
+  options = layers.check_layer_options("LayerNorm", options, { "eps", "bias", "dtype" }, 2)
   self.normalized_shape, self.eps = d, options.eps or 1e-5
   self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
   if options.bias ~= false then
@@ -167,7 +219,7 @@ layers.RMSNorm = RMSNorm
 
 function RMSNorm:init(d, options)
   check_positive_integer("RMSNorm", "d", d)
-  options = check_options("RMSNorm", options, { "eps", "dtype" }, 3) or {}
+  options = layers.check_layer_options("RMSNorm", options, { "eps", "dtype" }, 2)
   self.normalized_shape, self.eps = d, options.eps or 1e-5
   self.weight = layers.parameter({ d }, dtype_of(options), layers.constant(1))
 end
@@ -189,7 +241,7 @@ layers.Dropout = Dropout
 
 function Dropout:init(p)
   p = p or 0.5
-  if type(p) ~= "number" or p < 0 or p >= 1 then
+  if not (is_finite(p) and p >= 0 and p < 1) then
     error(("Dropout: p must be a number in [0, 1), got %s"):format(tostring(p)), 3)
   end
   self.p = p
@@ -226,7 +278,7 @@ local GELU = activation("GELU", function(self, x) return x:gelu(self.approximate
 layers.GELU = GELU
 
 function GELU:init(options)
-  check_options("GELU", options, { "approximate" }, 3)
+  layers.check_layer_options("GELU", options, { "approximate" }, 2)
   local approximate = options and options.approximate or "none"
   if approximate ~= "none" and approximate ~= "tanh" then
     error(("GELU: approximate must be \"none\" or \"tanh\", got %q"):format(tostring(approximate)), 3)
@@ -285,8 +337,16 @@ function MLP:init(sizes, options)
   if type(sizes) ~= "table" or #sizes < 2 then
     error("MLP: expects a list of at least two layer sizes, e.g. MLP({2, 64, 3})", 3)
   end
-  options = check_options("MLP", options, { "activation", "bias", "dtype" }, 3) or {}
+  for i, size in ipairs(sizes) do
+    if math.type(size) ~= "integer" or size <= 0 then
+      error(("MLP: size %d must be a positive integer, got %s"):format(i, tostring(size)), 3)
+    end
+  end
+  options = layers.check_layer_options("MLP", options, { "activation", "bias", "dtype" }, 2)
   local make_activation = options.activation or layers.ReLU
+  if type(make_activation) ~= "table" or rawget(make_activation, "__is_module_class") ~= true then
+    error(("MLP: option activation must be a module class such as nn.ReLU, got %s"):format(type(make_activation)), 3)
+  end
   self.net = Sequential()
   for i = 1, #sizes - 1 do
     self.net:append(Linear(sizes[i], sizes[i + 1], { bias = options.bias, dtype = options.dtype }))

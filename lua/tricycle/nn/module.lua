@@ -40,6 +40,19 @@ local function shape_string(shape)
   return "{" .. table.concat(shape, ", ") .. "}"
 end
 
+-- Fails unless self is a module instance: a method called with `.`
+-- instead of `:` gets its first argument (or nil) as self.
+local function check_self(self, method)
+  if not is_module(self) then
+    error(("Module:%s: call it as module:%s(...), got a %s for the module"):format(method, method, type(self)), 3)
+  end
+end
+
+-- Whether t is a tensor that was closed (its fields cannot be read).
+local function is_closed(t)
+  return not pcall(function() return t.dtype end)
+end
+
 -- Registration: remembers the name and its kind the first time a field is set.
 local function register(self, kind, name, value)
   local entries = rawget(self, "_entries")
@@ -102,6 +115,9 @@ end
 
 --- A subclass; `name` shows in errors and printing.
 function Module:extend(name)
+  if name ~= nil and type(name) ~= "string" then
+    error(("Module:extend: name must be a string, got %s"):format(type(name)), 2)
+  end
   local class = {
     __name = name or "Module",
     __index = nil,
@@ -128,7 +144,18 @@ end
 
 --- Registers a tensor as a parameter (makes it require grad).
 function Module:add_parameter(name, tensor)
+  check_self(self, "add_parameter")
+  if type(name) ~= "string" then
+    error(("%s: add_parameter: name must be a string, got %s"):format(self.__name, type(name)), 2)
+  end
   if tensor ~= nil then
+    if not is_tensor(tensor) then
+      error(("%s: add_parameter('%s') expects a tensor, got %s"):format(self.__name, name, type(tensor)), 2)
+    end
+    if is_closed(tensor) or (tensor.dtype ~= "float32" and tensor.dtype ~= "float64") then
+      error(("%s: add_parameter('%s') expects a float32 or float64 tensor, got %s"):format(self.__name, name,
+        is_closed(tensor) and "a closed tensor" or tensor.dtype), 2)
+    end
     tensor:requires_grad_(true)
   end
   register(self, "parameter", name, tensor)
@@ -137,13 +164,19 @@ end
 
 --- Registers a tensor that is part of the state but not trained.
 function Module:add_buffer(name, tensor)
+  check_self(self, "add_buffer")
+  if type(name) ~= "string" or (tensor ~= nil and not is_tensor(tensor)) then
+    error(("%s: add_buffer(name, tensor) expects a string and a tensor, got %s and %s"):format(self.__name,
+      type(name), type(tensor)), 2)
+  end
   register(self, "buffer", name, tensor)
   return tensor
 end
 
 function Module:add_module(name, module)
+  check_self(self, "add_module")
   if not is_module(module) then
-    error(("%s: add_module('%s') expects a module"):format(self.__name, name), 2)
+    error(("%s: add_module('%s') expects a module, got %s"):format(self.__name, tostring(name), type(module)), 2)
   end
   register(self, "module", name, module)
   return module
@@ -168,6 +201,7 @@ end
 --- A list of {name, tensor} pairs (dotted names, registration order); a tensor
 -- shared by two modules appears once, under its first name.
 function Module:named_parameters()
+  check_self(self, "named_parameters")
   local seen, result = {}, {}
   walk(self, "", function(kind, name, value)
     if kind == "parameter" and not seen[value] then
@@ -180,6 +214,7 @@ end
 
 --- The unique parameter tensors, in a fixed order.
 function Module:parameters()
+  check_self(self, "parameters")
   local result = {}
   for i, pair in ipairs(self:named_parameters()) do
     result[i] = pair[2]
@@ -188,6 +223,7 @@ function Module:parameters()
 end
 
 function Module:named_buffers()
+  check_self(self, "named_buffers")
   local result = {}
   walk(self, "", function(kind, name, value)
     if kind == "buffer" then
@@ -199,6 +235,7 @@ end
 
 --- The direct children as a list of {name, module}.
 function Module:named_children()
+  check_self(self, "named_children")
   local result = {}
   for _, name in ipairs(rawget(self, "_entries")) do
     local value = rawget(self, name)
@@ -210,6 +247,7 @@ function Module:named_children()
 end
 
 function Module:children()
+  check_self(self, "children")
   local result = {}
   for i, pair in ipairs(self:named_children()) do
     result[i] = pair[2]
@@ -219,6 +257,7 @@ end
 
 --- Every module of the tree, this one first, each once.
 function Module:modules()
+  check_self(self, "modules")
   local result, seen = {}, {}
   local function visit(module)
     if seen[module] then
@@ -235,8 +274,12 @@ function Module:modules()
 end
 
 function Module:train(mode)
+  check_self(self, "train")
   if mode == nil then
     mode = true
+  end
+  if type(mode) ~= "boolean" then
+    error(("%s:train: mode must be a boolean (or nil for true), got %s"):format(self.__name, tostring(mode)), 2)
   end
   for _, module in ipairs(self:modules()) do
     rawset(module, "training", mode)
@@ -249,6 +292,7 @@ function Module:eval()
 end
 
 function Module:num_parameters()
+  check_self(self, "num_parameters")
   local total = 0
   for _, p in ipairs(self:parameters()) do
     total = total + p:numel()
@@ -257,6 +301,7 @@ function Module:num_parameters()
 end
 
 function Module:zero_grad()
+  check_self(self, "zero_grad")
   for _, p in ipairs(self:parameters()) do
     p.grad = nil
   end
@@ -265,6 +310,7 @@ end
 --- name -> tensor for every parameter and buffer (the tensors themselves,
 -- not copies).
 function Module:state_dict()
+  check_self(self, "state_dict")
   local result = {}
   walk(self, "", function(_, name, value)
     result[name] = value
@@ -274,6 +320,7 @@ end
 
 --- The names of state_dict in a fixed order.
 function Module:state_keys()
+  check_self(self, "state_keys")
   local result = {}
   walk(self, "", function(_, name)
     result[#result + 1] = name
@@ -286,12 +333,20 @@ end
 -- must match both ways. Shapes must always match. Returns {missing =,
 -- unexpected =} (lists of names).
 function Module:load_state_dict(state, options)
-  if type(state) ~= "table" then
+  check_self(self, "load_state_dict")
+  if type(state) ~= "table" or is_tensor(state) then
     error(("load_state_dict: expects a table of name -> tensor, got %s"):format(type(state)), 2)
   end
+  if options ~= nil and type(options) ~= "table" then
+    error(("load_state_dict: options must be a table {strict =}, got %s"):format(type(options)), 2)
+  end
+  require("tricycle.options").check_options("load_state_dict", options, { "strict" }, 2)
   local strict = true
   if options and options.strict ~= nil then
     strict = options.strict
+    if type(strict) ~= "boolean" then
+      error(("load_state_dict: option strict must be a boolean, got %s"):format(tostring(strict)), 2)
+    end
   end
   local own = self:state_dict()
   local missing, unexpected, mismatched = {}, {}, {}
@@ -301,6 +356,8 @@ function Module:load_state_dict(state, options)
       missing[#missing + 1] = name
     elseif not is_tensor(value) then
       mismatched[#mismatched + 1] = ("%s (a %s, expected a tensor)"):format(name, type(value))
+    elseif is_closed(value) then
+      mismatched[#mismatched + 1] = ("%s (a tensor that was closed)"):format(name)
     else
       local want, have = own[name].shape, value.shape
       if shape_string(want) ~= shape_string(have) then
@@ -339,31 +396,72 @@ function Module:load_state_dict(state, options)
   return { missing = missing, unexpected = unexpected }
 end
 
+local dtype_names = {
+  float32 = "float32", float = "float32", float64 = "float64", double = "float64", int32 = "int32", int = "int32",
+  int64 = "int64", long = "int64", uint8 = "uint8", byte = "uint8", bool = "bool",
+}
+
 --- Moves or casts every parameter and buffer ("float64", "cuda", ...),
--- keeping shared tensors shared. Gradients are dropped.
+-- keeping shared tensors shared. Parameters are converted in place, as in
+-- PyTorch (`p.data = p:to(target)`): each stays the same Lua object, so an
+-- optimiser built before keeps updating the model's parameters. Buffers are
+-- replaced. Gradients are dropped. Every tensor is converted before any is
+-- changed, so a failure leaves the module as it was.
 function Module:to(target)
+  if not is_module(self) then
+    error(("Module:to: call it as module:to(target), got a %s for the module"):format(type(self)), 2)
+  end
+  if type(target) ~= "string" then
+    error(("%s:to: target must be a dtype or device name (\"float64\", \"cuda\", ...), got %s"):format(
+      self.__name, type(target)), 2)
+  end
+  local dtype = dtype_names[target]
+  if dtype == nil and target ~= "cpu" and target ~= "cuda" then
+    error(("%s:to: '%s' is neither a dtype nor a device (cpu, cuda)"):format(self.__name, target), 2)
+  end
+  local parameters = self:named_parameters()
+  if dtype and dtype ~= "float32" and dtype ~= "float64" and #parameters > 0 then
+    error(("%s:to: parameters must stay float32 or float64 (they require grad), got %s; parameter %s would "
+      .. "become %s"):format(self.__name, target, parameters[1][1], dtype), 2)
+  end
   local converted = {}
   no_grad(function()
     for _, module in ipairs(self:modules()) do
       for _, name in ipairs(rawget(module, "_entries")) do
-        local kind, value = module._kinds[name], rawget(module, name)
-        if kind ~= "module" and value ~= nil then
-          local new = converted[value]
-          if not new then
-            new = value:to(target)
-            if kind == "parameter" then
-              new = new:detach()
-              new:requires_grad_(true)
-            end
-            converted[value] = new
-          end
-          rawset(module, name, new)
+        local value = rawget(module, name)
+        if module._kinds[name] ~= "module" and value ~= nil and not converted[value] then
+          converted[value] = value:to(target)
         end
       end
     end
   end)
+  local parameter = {}
+  for _, pair in ipairs(parameters) do
+    parameter[pair[2]] = true
+  end
+  for _, module in ipairs(self:modules()) do
+    for _, name in ipairs(rawget(module, "_entries")) do
+      local value = rawget(module, name)
+      if module._kinds[name] ~= "module" and value ~= nil then
+        if parameter[value] then
+          if converted[value] ~= value then
+            value.data = converted[value]
+            converted[value] = value
+          end
+        else
+          rawset(module, name, converted[value])
+        end
+      end
+    end
+  end
   return self
 end
+
+--- Shorthands for to(): float32, float64, the CPU, the CUDA device.
+function Module:float() return self:to("float32") end
+function Module:double() return self:to("float64") end
+function Module:cpu() return self:to("cpu") end
+function Module:cuda() return self:to("cuda") end
 
 function Module:extra_repr()
   return ""

@@ -16,6 +16,35 @@ local transformer = {}
 transformer.config_keys = { "vocab_size", "context_length", "n_layer", "n_head", "n_embd", "hidden", "bias",
   "dropout", "gelu", "causal", "eps", "dtype", "tie_weights" }
 
+local function is_finite(x)
+  return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+--- Checks the optional keys of a transformer config, each of its type and
+-- range, so that a bad value is reported under the name of the module the
+-- user built (not of a layer deep inside it), or does not pass silently
+-- (dropout = NaN, bias = "no"). `level` as for error().
+function transformer.check_config_values(name, config, level)
+  local function fail(field, expected)
+    error(("%s: option %s must be %s, got %s"):format(name, field, expected, tostring(config[field])), level + 1)
+  end
+  local hidden = config.hidden
+  if hidden ~= nil and (math.type(hidden) ~= "integer" or hidden <= 0) then fail("hidden", "a positive integer") end
+  for _, field in ipairs({ "bias", "causal", "tie_weights" }) do
+    if config[field] ~= nil and type(config[field]) ~= "boolean" then fail(field, "a boolean") end
+  end
+  local dropout = config.dropout
+  if dropout ~= nil and not (is_finite(dropout) and dropout >= 0 and dropout < 1) then
+    fail("dropout", "a number in [0, 1)")
+  end
+  if config.gelu ~= nil and config.gelu ~= "tanh" and config.gelu ~= "none" then fail("gelu", '"tanh" or "none"') end
+  if config.eps ~= nil and not (is_finite(config.eps) and config.eps > 0) then fail("eps", "a finite number > 0") end
+  local dtype = config.dtype
+  if dtype ~= nil and dtype ~= "float32" and dtype ~= "float64" and dtype ~= "float" and dtype ~= "double" then
+    fail("dtype", "float32 or float64")
+  end
+end
+
 local function check_config(name, config, fields)
   if type(config) ~= "table" then
     error(("%s: expects a table of options {%s}"):format(name, table.concat(fields, ", ")), 4)
@@ -27,6 +56,7 @@ local function check_config(name, config, fields)
       error(("%s: option %s must be a positive integer, got %s"):format(name, field, tostring(value)), 4)
     end
   end
+  transformer.check_config_values(name, config, 4)
 end
 
 -- ---------------------------------------------------------------- attention
@@ -76,6 +106,13 @@ end
 
 function MultiHeadSelfAttention:attend_cached(qkv, cache, position)
   local B, T = qkv:size(1), qkv:size(2)
+  if type(cache) ~= "table" or getmetatable(cache.k) ~= core.Tensor or getmetatable(cache.v) ~= core.Tensor then
+    error("MultiHeadSelfAttention: the cache must be a table {k =, v =} of tensors [B, n_head, capacity, head_dim]", 3)
+  end
+  if math.type(position) ~= "integer" or position < 0 then
+    error(("MultiHeadSelfAttention: position must be a non-negative integer (the positions already cached), got %s")
+      :format(tostring(position)), 3)
+  end
   local k = cache.k
   if k:size(1) ~= B then
     error(("MultiHeadSelfAttention: the cache holds batch size %d, the input has %d"):format(k:size(1), B), 3)

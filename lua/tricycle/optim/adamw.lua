@@ -9,15 +9,24 @@ AdamW.__index = AdamW
 
 local defaults = { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0.01 }
 
-function AdamW.check_group(group)
-  if type(group.lr) ~= "number" or group.lr < 0 then
-    error(("AdamW: lr must be a non-negative number, got %s"):format(tostring(group.lr)), 5)
-  end
+local function non_negative(x) return x >= 0 end
+local function positive(x) return x > 0 end
+local function fraction(x) return x >= 0 and x < 1 end
+
+--- Every option of a group, each finite and in its range (eps > 0: it keeps
+-- the update's denominator away from 0). `prefix` names the group.
+function AdamW.check_group(group, prefix)
+  prefix = prefix or ""
+  Optimizer.check_number("AdamW", prefix, "lr", group.lr, non_negative, "a finite number >= 0")
   local betas = group.betas
-  if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number"
-    or betas[1] < 0 or betas[1] >= 1 or betas[2] < 0 or betas[2] >= 1 then
-    error("AdamW: betas must be two numbers in [0, 1), e.g. {0.9, 0.999}", 5)
+  if type(betas) ~= "table" or #betas ~= 2 then
+    error(("AdamW: %soption betas must be a list of two numbers in [0, 1), e.g. {0.9, 0.999}, got %s"):format(prefix,
+      type(betas) == "table" and ("a list of " .. #betas) or tostring(betas)), 5)
   end
+  Optimizer.check_number("AdamW", prefix, "betas[1]", betas[1], fraction, "a number in [0, 1)")
+  Optimizer.check_number("AdamW", prefix, "betas[2]", betas[2], fraction, "a number in [0, 1)")
+  Optimizer.check_number("AdamW", prefix, "eps", group.eps, positive, "a finite number > 0")
+  Optimizer.check_number("AdamW", prefix, "weight_decay", group.weight_decay, non_negative, "a finite number >= 0")
 end
 
 function AdamW.new(params, options)

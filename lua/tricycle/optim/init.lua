@@ -14,8 +14,11 @@ local optim = {
 
 --- Sets the learning rate of every group.
 function optim.set_lr(optimizer, lr)
-  if type(lr) ~= "number" or lr < 0 then
-    error(("set_lr: lr must be a non-negative number, got %s"):format(tostring(lr)), 2)
+  if type(optimizer) ~= "table" or type(optimizer.param_groups) ~= "table" then
+    error(("set_lr: argument 1 must be an optimiser, got %s"):format(type(optimizer)), 2)
+  end
+  if type(lr) ~= "number" or lr ~= lr or lr == math.huge or lr < 0 then
+    error(("set_lr: lr must be a finite number >= 0, got %s"):format(tostring(lr)), 2)
   end
   for _, group in ipairs(optimizer.param_groups) do
     group.lr = lr
@@ -26,7 +29,15 @@ end
 -- decay with `weight_decay`; everything else does not: biases, norm weights,
 -- embeddings, and so the tied head (which is the token embedding).
 function optim.gpt_param_groups(model, weight_decay)
-  local Linear = require("tricycle.nn").Linear
+  local nn = require("tricycle.nn")
+  if not nn.Module.is_module(model) then
+    error(("gpt_param_groups: argument 1 must be a module, got %s"):format(type(model)), 2)
+  end
+  if weight_decay ~= nil and (type(weight_decay) ~= "number" or weight_decay ~= weight_decay
+    or weight_decay == math.huge or weight_decay < 0) then
+    error(("gpt_param_groups: weight_decay must be a finite number >= 0, got %s"):format(tostring(weight_decay)), 2)
+  end
+  local Linear = nn.Linear
   local decayed = {}
   for _, module in ipairs(model:modules()) do
     if getmetatable(module) == Linear then

@@ -1,4 +1,6 @@
 --- Learning-rate schedules.
+local check_options = require("tricycle.options").check_options
+
 local schedule = {}
 
 local Cosine = {}
@@ -9,9 +11,13 @@ local function check(config)
     error("cosine_schedule: expects {max_lr =, min_lr =, warmup =, total =}", 3)
   end
   for _, field in ipairs({ "max_lr", "min_lr" }) do
-    if type(config[field]) ~= "number" then
-      error(("cosine_schedule: %s must be a number, got %s"):format(field, tostring(config[field])), 3)
+    local value = config[field]
+    if type(value) ~= "number" or value ~= value or value == math.huge or value < 0 then
+      error(("cosine_schedule: %s must be a finite number >= 0, got %s"):format(field, tostring(value)), 3)
     end
+  end
+  if config.min_lr > config.max_lr then
+    error(("cosine_schedule: min_lr %s is above max_lr %s"):format(tostring(config.min_lr), tostring(config.max_lr)), 3)
   end
   for _, field in ipairs({ "warmup", "total" }) do
     if math.type(config[field]) ~= "integer" or config[field] < 0 then
@@ -29,6 +35,10 @@ end
 -- step `total`, and min_lr after it. `:lr(step)` is pure; `:next()` returns
 -- the rate for the current step and advances it.
 function schedule.cosine(config)
+  if config ~= nil and type(config) ~= "table" then
+    error(("cosine_schedule: expects {max_lr =, min_lr =, warmup =, total =}, got %s"):format(type(config)), 2)
+  end
+  check_options("cosine_schedule", config, { "max_lr", "min_lr", "warmup", "total" }, 2)
   local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
     warmup = config and config.warmup or 0, total = config and config.total }
   check(c)
@@ -36,7 +46,19 @@ function schedule.cosine(config)
   return setmetatable(c, Cosine)
 end
 
+local function check_self(self, method)
+  if getmetatable(self) ~= Cosine then
+    error(("cosine_schedule:%s: call it as schedule:%s(...), got a %s for the schedule"):format(method, method,
+      type(self)), 3)
+  end
+end
+
 function Cosine:lr(step)
+  check_self(self, "lr")
+  if step ~= nil and (math.type(step) ~= "integer" or step < 0) then
+    error(("cosine_schedule:lr: step must be a non-negative integer (counted from 0), got %s"):format(tostring(step)),
+      2)
+  end
   step = step or self.step
   if step < self.warmup then
     return self.max_lr * (step + 1) / self.warmup
@@ -50,6 +72,7 @@ function Cosine:lr(step)
 end
 
 function Cosine:next()
+  check_self(self, "next")
   local rate = self:lr(self.step)
   self.step = self.step + 1
   return rate
@@ -60,7 +83,13 @@ function Cosine:state_dict()
 end
 
 function Cosine:load_state_dict(state)
+  check_self(self, "load_state_dict")
   check(state)
+  check_options("cosine_schedule:load_state_dict", state, { "max_lr", "min_lr", "warmup", "total", "step" }, 2)
+  if state.step ~= nil and (math.type(state.step) ~= "integer" or state.step < 0) then
+    error(("cosine_schedule:load_state_dict: step must be a non-negative integer, got %s"):format(
+      tostring(state.step)), 2)
+  end
   self.max_lr, self.min_lr, self.warmup, self.total = state.max_lr, state.min_lr, state.warmup, state.total
   self.step = state.step or 0
 end

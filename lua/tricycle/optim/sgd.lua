@@ -9,12 +9,24 @@ SGD.__index = SGD
 
 local defaults = { lr = false, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0 }
 
-function SGD.check_group(group)
-  if type(group.lr) ~= "number" or group.lr < 0 then
-    error(("SGD: lr must be a non-negative number, got %s"):format(tostring(group.lr)), 5)
+local function non_negative(x) return x >= 0 end
+local function unit(x) return x >= 0 and x <= 1 end
+
+--- Every option of a group, each finite and in its range; lr has no
+-- default. `prefix` names the group.
+function SGD.check_group(group, prefix)
+  prefix = prefix or ""
+  if group.lr == false then
+    error(("SGD: %soption lr is required (SGD has no default learning rate)"):format(prefix), 5)
   end
+  Optimizer.check_number("SGD", prefix, "lr", group.lr, non_negative, "a finite number >= 0")
+  Optimizer.check_number("SGD", prefix, "momentum", group.momentum, non_negative, "a finite number >= 0")
+  Optimizer.check_number("SGD", prefix, "dampening", group.dampening, unit, "a number in [0, 1]")
+  Optimizer.check_number("SGD", prefix, "weight_decay", group.weight_decay, non_negative, "a finite number >= 0")
+  Optimizer.check_boolean("SGD", prefix, "nesterov", group.nesterov)
   if group.nesterov and (group.momentum <= 0 or group.dampening ~= 0) then
-    error("SGD: nesterov needs momentum > 0 and dampening = 0", 5)
+    error(("SGD: %snesterov needs momentum > 0 and dampening = 0, got momentum %s and dampening %s"):format(prefix,
+      tostring(group.momentum), tostring(group.dampening)), 5)
   end
 end
 

@@ -1,0 +1,77 @@
+-- Bad inputs: dtypes (conversions, integer/float mixing, bool ops, ops that
+-- need floating tensors). See spec/bad_inputs_spec.lua for the format.
+local tc = require("tricycle")
+
+local function int64(values) return tc.tensor(values, { dtype = "int64" }) end
+local function int32(values) return tc.tensor(values, { dtype = "int32" }) end
+local function uint8(values) return tc.tensor(values, { dtype = "uint8" }) end
+local function bools() return tc.tensor({ true, false }) end
+
+return {
+  { "to an unknown dtype", function() return tc.ones({ 2 }):to("float16") end, { "to", "float16" } },
+  -- before: the number was read as the string "5"
+  { "to with a number", function() return tc.ones({ 2 }):to(5) end, { "to", "number" } },
+  { "to with nothing", function() return tc.ones({ 2 }):to() end, { "to", "no value" } },
+  { "an unknown dtype option", function() return tc.zeros({ 2 }, { dtype = "half" }) end, { "zeros", "half" } },
+  { "a dtype option that is not a string", function() return tc.ones({ 2 }, { dtype = 64 }) end,
+    { "ones", "dtype", "number" } },
+  { "int64 + infinity", function() return int64({ 1 }) + math.huge end, { "add", "inf", "int64" } },
+  { "int64 * 1e30", function() return int64({ 1 }) * 1e30 end, { "mul", "1e+30", "int64" } },
+  { "uint8 + 300", function() return uint8({ 1 }) + 300 end, { "add", "300", "uint8" } },
+  { "uint8 + -1", function() return uint8({ 1 }) + -1 end, { "add", "-1", "uint8" } },
+  { "uint8 compared with -1", function() return uint8({ 1 }):lt(-1) end, { "lt", "-1", "uint8" } },
+  { "bool - bool", function() return bools() - bools() end, { "sub", "bool" } },
+  { "-bool", function() return -bools() end, { "neg", "bool" } },
+  { "matmul of bools", function() return bools():matmul(bools()) end, { "matmul", "bool" } },
+  { "matmul of int64", function() return int64({ 1, 2 }):matmul(int64({ 1, 2 })) end, { "matmul", "int64" } },
+  { "softmax of int64", function() return int64({ 1, 2 }):softmax(1) end, { "softmax", "int64" } },
+  { "einsum of int64", function() return tc.einsum("i,i->", int64({ 1 }), int64({ 1 })) end, { "einsum", "int64" } },
+  { "an int32 tensor that requires grad", function()
+    return tc.ones({ 2 }, { dtype = "int32", requires_grad = true })
+  end,
+    { "requires_grad", "int32" } },
+  { "an int64 condition for where", function() return tc.where(int64({ 1 }), int64({ 1 }), int64({ 2 })) end,
+    { "where", "int64" } },
+  { "a float32 mask for masked_fill", function() return int64({ 1 }):masked_fill(tc.ones({ 1 }), 0) end,
+    { "masked_fill", "float32" } },
+  { "masked_fill of int64 with 0.5", function() return int64({ 1, 2 }):masked_fill(bools(), 0.5) end,
+    { "masked_fill", "0.5", "int64" } },
+  { "a float32 index for gather", function() return tc.ones({ 2 }):gather(1, tc.tensor({ 0 })) end,
+    { "gather", "float32" } },
+  { "uint8 ids for embedding", function() return tc.embedding(tc.ones({ 3, 2 }), uint8({ 1 })) end,
+    { "embedding", "uint8" } },
+  { "uint8 targets for cross_entropy", function() return tc.cross_entropy(tc.ones({ 2, 3 }), uint8({ 1, 1 })) end,
+    { "cross_entropy", "uint8" } },
+  { "layer_norm of int64", function() return tc.layer_norm(int64({ 1, 2 })) end, { "layer_norm", "int64" } },
+  { "attention of int64", function() return tc.attention(tc.ones({ 1, 1, 3 }, { dtype = "int64" }), 1) end,
+    { "attention", "int64" } },
+  { "dropout of int64", function() return int64({ 1, 2 }):dropout(0.5) end, { "dropout", "int64" } },
+  { "scale_ of int64", function() return tc.scale_(int64({ 1, 2 }), 2) end, { "scale_", "int64" } },
+  -- before: every element became NaN
+  { "scale_ by NaN", function() return tc.scale_(tc.ones({ 2 }), 0 / 0) end, { "scale_", "factor", "nan" } },
+  { "scale_ by infinity", function() return tc.scale_(tc.ones({ 2 }), math.huge) end, { "scale_", "factor", "inf" } },
+  { "global_norm of int64", function() return tc.global_norm({ int64({ 1 }) }) end, { "global_norm", "int64" } },
+  -- before: the bounds were converted to int32 with undefined behaviour (the result was -2147483648)
+  { "clamp of int32 with bounds it cannot hold", function() return int32({ 1 }):clamp(-1e30, 1e30) end,
+    { "clamp", "-1e+30", "int32" } },
+  { "clamp of uint8 with a negative bound", function() return uint8({ 1 }):clamp(-1, 3) end,
+    { "clamp", "-1", "uint8" } },
+  -- before: a NaN bound meant "no bound" and the tensor came back unclamped
+  { "clamp with a NaN min", function() return tc.ones({ 2 }):clamp(0 / 0, 1) end, { "clamp", "min", "NaN" } },
+  { "clamp with a NaN max", function() return int64({ 1 }):clamp(0, 0 / 0) end, { "clamp", "max", "NaN" } },
+  -- before: clamp(2) stored a 2 in a bool tensor
+  { "clamp of a bool tensor", function() return bools():clamp(2) end, { "clamp", "bool" } },
+  { "clamp with a string bound", function() return tc.ones({ 2 }):clamp("1") end, { "clamp", "min", "string" } },
+  { "fill_ of int32 with 1e30", function() return int32({ 1 }):fill_(1e30) end, { "fill_", "1e+30", "int32" } },
+  { "fill_ of int64 with NaN", function() return int64({ 1 }):fill_(0 / 0) end,
+    { "fill_", "int64", "not an integer" } },
+  { "tensor of int64 from 1.5", function() return tc.tensor({ 1, 1.5 }, { dtype = "int64" }) end,
+    { "tensor", "[2]", "1.5", "int64" } },
+  { "full of int32 with NaN", function() return tc.full({ 2 }, 0 / 0, { dtype = "int32" }) end, { "full", "int32" } },
+  { "data of a parameter set to int64", function()
+    local p = tc.ones({ 2 }, { requires_grad = true })
+    p.data = int64({ 1, 2 })
+  end, { "data", "int64" } },
+  { "from_bytes with an unknown dtype", function() return tc.from_bytes("\0\0", "float16", { 1 }) end,
+    { "from_bytes", "dtype" } },
+}

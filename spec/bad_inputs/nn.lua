@@ -1,0 +1,183 @@
+-- Bad inputs: tc.nn (constructors, forward, GPT config, state dicts, to()).
+-- See spec/bad_inputs_spec.lua for the format.
+local tc = require("tricycle")
+local nn = require("tricycle.nn")
+
+local function gpt(extra)
+  local config = { vocab_size = 10, context_length = 4, n_layer = 1, n_head = 2, n_embd = 8 }
+  for key, value in pairs(extra or {}) do
+    config[key] = value
+  end
+  return nn.GPT(config)
+end
+
+local function ids(rows)
+  return tc.tensor(rows, { dtype = "int64" })
+end
+
+local converted -- the module of a failed to(), for its `after` check
+
+local function linear_state(weight, bias)
+  return { weight = weight or tc.zeros({ 2, 2 }), bias = bias or tc.zeros({ 2 }) }
+end
+
+return {
+  { "Linear with in_features 0", function() return nn.Linear(0, 3) end, { "Linear", "in_features", "0" } },
+  { "Linear with out_features 2.5", function() return nn.Linear(2, 2.5) end, { "Linear", "out_features", "2.5" } },
+  -- before: the error came from rand, not naming Linear
+  { "Linear with dtype int64", function() return nn.Linear(2, 2, { dtype = "int64" }) end,
+    { "Linear", "dtype", "int64" } },
+  { "Linear with dtype float16", function() return nn.Linear(2, 2, { dtype = "float16" }) end,
+    { "Linear", "dtype", "float16" } },
+  -- before: any value but false meant a bias
+  { "Linear with bias = \"no\"", function() return nn.Linear(2, 2, { bias = "no" }) end, { "Linear", "bias", "no" } },
+  -- before: "attempt to index a number value (local 'options')"
+  { "Linear with a number for options", function() return nn.Linear(2, 2, 5) end, { "Linear", "options", "number" } },
+  { "Linear with a misspelt option", function() return nn.Linear(2, 2, { biass = false }) end,
+    { "Linear", "biass", "valid" } },
+  { "Linear on a wrong last dim", function() return nn.Linear(4, 2)(tc.randn({ 3, 5 })) end,
+    { "Linear", "{3, 5}", "4" } },
+  { "Linear on a string", function() return nn.Linear(4, 2)("x") end,
+    { "Linear", "input must be a tensor", "string" } },
+  -- before: the error named dim
+  { "Linear on a closed tensor", function()
+    local x = tc.ones({ 1, 2 })
+    do
+      local _ <close> = x
+    end
+    return nn.Linear(2, 2)(x)
+  end, { "Linear", "closed" } },
+  { "Linear on float64 input with float32 weights", function()
+    return nn.Linear(2, 2)(tc.ones({ 1, 2 }, { dtype = "float64" }))
+  end, { "linear", "float64", "float32" } },
+  { "Embedding of float ids", function() return nn.Embedding(4, 2)(tc.tensor({ 1 })) end, { "Embedding", "float32" } },
+  { "Embedding of an id past the table", function() return nn.Embedding(4, 2)(ids({ 4 })) end,
+    { "embedding", "id 4" } },
+  -- before: the error came from randn
+  { "Embedding with dtype int32", function() return nn.Embedding(4, 2, { dtype = "int32" }) end,
+    { "Embedding", "dtype", "int32" } },
+  -- before: accepted; every output was NaN
+  { "LayerNorm with eps NaN", function() return nn.LayerNorm(4, { eps = 0 / 0 }) end, { "LayerNorm", "eps", "nan" } },
+  -- before: accepted; a constant row gave NaN
+  { "LayerNorm with eps -1", function() return nn.LayerNorm(4, { eps = -1 }) end, { "LayerNorm", "eps", "-1" } },
+  { "LayerNorm on a wrong last dim", function() return nn.LayerNorm(4)(tc.ones({ 2, 3 })) end,
+    { "LayerNorm", "{2, 3}", "4" } },
+  -- before: accepted, and printing the layer raised a format error
+  { "RMSNorm with eps a string", function() return nn.RMSNorm(4, { eps = "x" }) end, { "RMSNorm", "eps", "x" } },
+  -- before: accepted; NaN passed the range test
+  { "Dropout with p NaN", function() return nn.Dropout(0 / 0) end, { "Dropout", "nan" } },
+  { "Dropout with p 1", function() return nn.Dropout(1) end, { "Dropout", "1" } },
+  { "GELU with approximate \"fast\"", function() return nn.GELU({ approximate = "fast" }) end, { "GELU", "fast" } },
+  -- before: "attempt to call a number value (local 'make_activation')"
+  { "MLP with a number for activation", function() return nn.MLP({ 2, 3, 4 }, { activation = 5 }) end,
+    { "MLP", "activation", "number" } },
+  { "MLP with a fractional size", function() return nn.MLP({ 2, 3.5 }) end, { "MLP", "size 2", "3.5" } },
+  { "Sequential of a number", function() return nn.Sequential(5) end, { "Sequential", "entry 1", "number" } },
+  { "MultiHeadSelfAttention with n_head not dividing n_embd", function()
+    return nn.MultiHeadSelfAttention({ n_embd = 6, n_head = 4 })
+  end, { "MultiHeadSelfAttention", "not divisible" } },
+  -- before: accepted; training gave NaN
+  { "GPT with dropout NaN", function() return gpt({ dropout = 0 / 0 }) end, { "GPT", "dropout", "nan" } },
+  -- before: the error came from GELU behind three positions
+  { "GPT with gelu \"relu\"", function() return gpt({ gelu = "relu" }) end, { "GPT", "gelu", "relu" } },
+  -- before: accepted
+  { "GPT with eps -1", function() return gpt({ eps = -1 }) end, { "GPT", "eps", "-1" } },
+  -- before: the error came from randn
+  { "GPT with dtype int64", function() return gpt({ dtype = "int64" }) end, { "GPT", "dtype", "int64" } },
+  -- before: accepted as true
+  { "GPT with bias = \"no\"", function() return gpt({ bias = "no" }) end, { "GPT", "bias", "no" } },
+  -- before: accepted as true
+  { "GPT with tie_weights = 0", function() return gpt({ tie_weights = 0 }) end, { "GPT", "tie_weights", "0" } },
+  -- before: the error named Linear
+  { "GPT with hidden 2.5", function() return gpt({ hidden = 2.5 }) end, { "GPT", "hidden", "2.5" } },
+  -- before: accepted as true
+  { "GPT with causal = \"no\"", function() return gpt({ causal = "no" }) end, { "GPT", "causal", "no" } },
+  { "GPT with a misspelt key", function() return gpt({ n_heads = 2 }) end, { "GPT", "n_heads", "valid" } },
+  { "GPT with n_embd not divisible by n_head", function() return gpt({ n_head = 3 }) end,
+    { "GPT", "not divisible", "3" } },
+  { "GPT without n_embd", function() return gpt({ n_embd = false }) end, { "GPT", "n_embd" } },
+  { "GPT on float ids", function() return gpt()(tc.zeros({ 1, 3 })) end, { "GPT", "float32" } },
+  { "GPT on a sequence past its context", function() return gpt()(ids({ { 1, 2, 3, 4, 5 } })) end,
+    { "GPT", "T = 5", "context_length 4" } },
+  -- before: the misspelt option was ignored and no loss came back
+  { "GPT forward with a misspelt option", function()
+    return gpt()(ids({ { 1, 2 } }), { targetz = ids({ { 2, 3 } }) })
+  end,
+    { "GPT", "targetz", "valid" } },
+  -- before: the targets were ignored
+  { "GPT forward with targets and a cache", function()
+    local model = gpt()
+    return model(ids({ { 1 } }), { cache = model:new_cache(1), targets = ids({ { 2 } }) })
+  end, { "GPT", "targets", "cache" } },
+  { "GPT forward with targets of another shape", function()
+    return gpt()(ids({ { 1, 2 } }), { targets = ids({ { 1 } }) })
+  end, { "cross_entropy", "{1, 1}" } },
+  { "GPT new_cache of 0 rows", function() return gpt():new_cache(0) end, { "new_cache", "batch_size", "0" } },
+  { "load_state_dict without a key", function() nn.Linear(2, 2):load_state_dict({ weight = tc.zeros({ 2, 2 }) }) end,
+    { "load_state_dict", "missing keys: bias" } },
+  { "load_state_dict with an extra key", function()
+    local state = linear_state()
+    state.extra = tc.zeros({ 1 })
+    nn.Linear(2, 2):load_state_dict(state)
+  end, { "load_state_dict", "unexpected keys: extra" } },
+  { "load_state_dict with a mis-shaped tensor", function()
+    nn.Linear(2, 2):load_state_dict(linear_state(tc.zeros({ 2, 3 })))
+  end, { "load_state_dict", "weight", "{2, 3}", "{2, 2}" } },
+  { "load_state_dict with a string for a tensor", function()
+    nn.Linear(2, 2):load_state_dict(linear_state("x"))
+  end, { "load_state_dict", "weight", "string" } },
+  -- before: the error was about a field of a closed tensor, without load_state_dict or the key
+  { "load_state_dict with a closed tensor", function()
+    local w = tc.zeros({ 2, 2 })
+    do
+      local _ <close> = w
+    end
+    nn.Linear(2, 2):load_state_dict(linear_state(w))
+  end, { "load_state_dict", "weight", "closed" } },
+  -- before: any value meant strict
+  { "load_state_dict with strict = \"no\"", function()
+    nn.Linear(2, 2):load_state_dict(linear_state(), { strict = "no" })
+  end, { "load_state_dict", "strict", "no" } },
+  -- before: the misspelt option was ignored
+  { "load_state_dict with a misspelt option", function()
+    nn.Linear(2, 2):load_state_dict(linear_state(), { strcit = false })
+  end, { "load_state_dict", "strcit", "valid" } },
+  { "load_state_dict of a number", function() nn.Linear(2, 2):load_state_dict(5) end, { "load_state_dict", "number" } },
+  { "to an unknown target", function() nn.Linear(2, 2):to("tpu") end, { "Linear:to", "tpu" } },
+  -- before: some tensors were converted, then requires_grad_ failed, leaving the model half converted
+  { "to an integer dtype", function()
+    converted = nn.Linear(2, 2)
+    converted:to("int64")
+  end, { "Linear:to", "int64", "float32 or float64", "weight" }, after = function()
+    assert(converted.weight.dtype == "float32" and converted.bias.dtype == "float32",
+      "the failed to() changed a tensor")
+  end },
+  -- before: "bad argument #2 to 'to'"
+  { "to a number", function() nn.Linear(2, 2):to(5) end, { "Linear:to", "number" } },
+  -- before: "attempt to index a nil value (local 'self')"
+  { "parameters called with a dot", function() return nn.Linear(2, 2).parameters() end,
+    { "Module:parameters", "nil" } },
+  -- before: training became the string "yes"
+  { "train with a string", function() nn.Linear(2, 2):train("yes") end, { "train", "yes" } },
+  { "add_parameter of an int64 tensor", function()
+    nn.Linear(2, 2):add_parameter("scale", tc.zeros({ 1 }, { dtype = "int64" }))
+  end, { "add_parameter", "scale", "int64" } },
+  { "add_module of a number", function() nn.Linear(2, 2):add_module("child", 5) end,
+    { "add_module", "child", "number" } },
+  { "a class named by a number", function() return nn.Module:extend(5) end, { "extend", "number" } },
+  -- before: accepted; every weight was NaN
+  { "init.normal with std NaN", function() return nn.init.normal(0 / 0) end, { "init.normal", "nan" } },
+  { "init.reset with a number", function() nn.init.reset(tc.zeros({ 2 }), 5) end, { "init.reset", "number" } },
+  -- before: accepted; NaN compared false and nothing was clipped
+  { "clip_grad_norm with max_norm NaN", function() return nn.clip_grad_norm({}, 0 / 0) end,
+    { "clip_grad_norm", "nan" } },
+  -- before: "attempt to index a number value (local 'p')"
+  { "clip_grad_norm of a list with a number", function() return nn.clip_grad_norm({ 5 }, 1) end,
+    { "clip_grad_norm", "parameter 1", "number" } },
+  -- before: the misspelt option was ignored
+  { "cross_entropy with a misspelt option", function()
+    return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { ignore = 1 })
+  end, { "cross_entropy", "ignore", "ignore_index" } },
+  { "mse_loss of different shapes", function() return nn.mse_loss(tc.ones({ 2 }), tc.ones({ 3 })) end,
+    { "mse_loss", "{2}", "{3}" } },
+}

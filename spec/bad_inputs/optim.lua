@@ -1,0 +1,170 @@
+-- Bad inputs: tc.optim (optimiser construction and options, steps, state
+-- dicts, set_lr, gpt_param_groups, the cosine schedule). See
+-- spec/bad_inputs_spec.lua for the format.
+local tc = require("tricycle")
+local nn = require("tricycle.nn")
+local optim = require("tricycle.optim")
+
+local function param()
+  return tc.zeros({ 2 }, { requires_grad = true })
+end
+
+local function adamw(options)
+  return optim.AdamW({ param() }, options)
+end
+
+local function sgd(options)
+  return optim.SGD({ param() }, options)
+end
+
+local loaded -- the optimiser of a failed load, for its `after` check
+
+return {
+  -- before: accepted; the first step failed in adamw_step without naming the parameter
+  { "AdamW over an int64 tensor", function() return optim.AdamW({ param(), tc.zeros({ 2 }, { dtype = "int64" }) }) end,
+    { "AdamW", "parameter 2", "int64" } },
+  -- before: accepted
+  { "SGD over an int64 tensor", function() return optim.SGD({ tc.zeros({ 2 }, { dtype = "int64" }) }, { lr = 1 }) end,
+    { "SGD", "parameter 1", "int64" } },
+  { "AdamW over a named uint8 tensor", function()
+    return optim.AdamW({ { "scale", tc.zeros({ 1 }, { dtype = "uint8" }) } })
+  end, { "AdamW", "parameter 1", "'scale'", "uint8" } },
+  -- before: "AdamW: group 1 must be a table with a list `params`"
+  { "AdamW over a list starting with a number", function() return optim.AdamW({ 5, param() }) end,
+    { "AdamW", "parameter 1", "number" } },
+  { "AdamW over a list with a string", function() return optim.AdamW({ param(), "x" }) end,
+    { "AdamW", "parameter 2", "string" } },
+  -- before: accepted as an optimiser of nothing
+  { "AdamW over a module", function() return optim.AdamW(nn.Linear(2, 2)) end,
+    { "AdamW", "module", "parameters()" } },
+  { "AdamW over a tensor", function() return optim.AdamW(param()) end, { "AdamW", "tensor" } },
+  -- before: accepted
+  { "AdamW over an empty list", function() return optim.AdamW({}) end, { "AdamW", "empty" } },
+  { "AdamW over a non-leaf", function() return optim.AdamW({ param() * 2 }) end, { "AdamW", "not a leaf", "mul" } },
+  { "AdamW over a closed tensor", function()
+    local p = param()
+    do
+      local _ <close> = p
+    end
+    return optim.AdamW({ p })
+  end, { "AdamW", "parameter 1", "closed" } },
+  { "AdamW over one tensor twice", function()
+    local p = param()
+    return optim.AdamW({ p, p })
+  end, { "AdamW", "parameter 2", "twice" } },
+  -- before: accepted; NaN passed the range test
+  { "AdamW with lr NaN", function() return adamw({ lr = 0 / 0 }) end, { "AdamW", "lr", "nan" } },
+  { "AdamW with lr infinite", function() return adamw({ lr = math.huge }) end, { "AdamW", "lr", "inf" } },
+  { "AdamW with lr -1", function() return adamw({ lr = -1 }) end, { "AdamW", "lr", "-1" } },
+  -- before: accepted
+  { "AdamW with eps 0", function() return adamw({ eps = 0 }) end, { "AdamW", "eps", "0" } },
+  -- before: accepted
+  { "AdamW with eps NaN", function() return adamw({ eps = 0 / 0 }) end, { "AdamW", "eps", "nan" } },
+  { "AdamW with beta2 1", function() return adamw({ betas = { 0.9, 1 } }) end, { "AdamW", "betas[2]", "1" } },
+  -- before: accepted; NaN passed the range test
+  { "AdamW with beta1 NaN", function() return adamw({ betas = { 0 / 0, 0.9 } }) end, { "AdamW", "betas[1]", "nan" } },
+  { "AdamW with three betas", function() return adamw({ betas = { 0.9, 0.9, 0.9 } }) end,
+    { "AdamW", "betas", "list of 3" } },
+  { "AdamW with betas a number", function() return adamw({ betas = 0.9 }) end, { "AdamW", "betas", "0.9" } },
+  -- before: accepted; the first step failed in adamw_step
+  { "AdamW with weight_decay -1", function() return adamw({ weight_decay = -1 }) end,
+    { "AdamW", "weight_decay", "-1" } },
+  { "AdamW with a misspelt option", function() return adamw({ learning_rate = 1 }) end,
+    { "AdamW", "learning_rate", "valid: betas, eps, lr, weight_decay" } },
+  -- before: "bad argument #1 to 'for iterator'"
+  { "AdamW with a number for options", function() return adamw(0.1) end, { "AdamW", "options", "number" } },
+  { "AdamW with a misspelt group option", function() return optim.AdamW({ { params = { param() }, lrr = 1 } }) end,
+    { "AdamW", "group 1", "lrr", "valid" } },
+  { "AdamW with a group without params", function() return optim.AdamW({ { params = { param() } }, { lr = 1 } }) end,
+    { "AdamW", "group 2", "params" } },
+  { "SGD without lr", function() return sgd({}) end, { "SGD", "lr", "required" } },
+  -- before: accepted
+  { "SGD with momentum NaN", function() return sgd({ lr = 1, momentum = 0 / 0 }) end, { "SGD", "momentum", "nan" } },
+  -- before: accepted; the first step failed in sgd_step
+  { "SGD with dampening 2", function() return sgd({ lr = 1, dampening = 2 }) end, { "SGD", "dampening", "2" } },
+  -- before: any value meant true
+  { "SGD with nesterov = \"yes\"", function() return sgd({ lr = 1, nesterov = "yes" }) end,
+    { "SGD", "nesterov", "yes" } },
+  { "SGD with nesterov and no momentum", function() return sgd({ lr = 1, nesterov = true }) end,
+    { "SGD", "nesterov needs momentum" } },
+  { "a step after lr was set to NaN", function()
+    local p = param()
+    local opt = optim.AdamW({ p })
+    opt.param_groups[1].lr = 0 / 0
+    p.grad = tc.ones({ 2 })
+    opt:step()
+  end, { "AdamW.step", "lr", "nan" } },
+  -- before: "attempt to index a nil value (local 'self')"
+  { "step called with a dot", function() adamw().step() end, { "Optimizer:step", "nil" } },
+  { "a step over a closed parameter", function()
+    local p = param()
+    local opt = optim.AdamW({ p })
+    do
+      local _ <close> = p
+    end
+    opt:step()
+  end, { "AdamW.step", "parameter 1", "closed" } },
+  { "load_state_dict of another optimiser's state", function()
+    adamw():load_state_dict(sgd({ lr = 1 }):state_dict())
+  end, { "AdamW:load_state_dict", "SGD" } },
+  -- before: the bad lr was copied into the optimiser
+  { "load_state_dict with a negative lr", function()
+    loaded = adamw({ lr = 0.5 })
+    local state = loaded:state_dict()
+    state.values.groups[1].lr = -1
+    loaded:load_state_dict(state)
+  end, { "AdamW:load_state_dict", "lr", "-1" }, after = function()
+    assert(loaded.param_groups[1].lr == 0.5, "the failed load changed lr")
+  end },
+  -- before: the unknown key was copied into the group
+  { "load_state_dict with an unknown option", function()
+    local opt = adamw()
+    local state = opt:state_dict()
+    state.values.groups[1].momentum = 0.9
+    opt:load_state_dict(state)
+  end, { "AdamW:load_state_dict", "momentum" } },
+  { "load_state_dict with another number of groups", function()
+    adamw():load_state_dict(optim.AdamW({ { params = { param() } }, { params = { param() } } }):state_dict())
+  end, { "load_state_dict", "2 parameter groups", "1" } },
+  { "load_state_dict of a number", function() adamw():load_state_dict(5) end, { "load_state_dict", "number" } },
+  { "load_state_dict with a mis-shaped moment", function()
+    local p = param()
+    local opt = optim.AdamW({ p })
+    p.grad = tc.ones({ 2 })
+    opt:step()
+    local state = opt:state_dict()
+    state.tensors["1.1.exp_avg"] = tc.zeros({ 3 })
+    opt:load_state_dict(state)
+  end, { "load_state_dict", "exp_avg", "{3}", "{2}" } },
+  -- before: accepted; NaN passed the range test
+  { "set_lr to NaN", function() optim.set_lr(adamw(), 0 / 0) end, { "set_lr", "nan" } },
+  { "set_lr of a number", function() optim.set_lr(5, 0.1) end, { "set_lr", "number" } },
+  { "gpt_param_groups of a number", function() return optim.gpt_param_groups(5) end,
+    { "gpt_param_groups", "number" } },
+  { "gpt_param_groups with weight_decay NaN", function() return optim.gpt_param_groups(nn.Linear(2, 2), 0 / 0) end,
+    { "gpt_param_groups", "weight_decay", "nan" } },
+  -- before: accepted; every rate was NaN
+  { "cosine_schedule with max_lr NaN", function() return optim.cosine_schedule({ max_lr = 0 / 0, total = 10 }) end,
+    { "cosine_schedule", "max_lr", "nan" } },
+  -- before: the misspelt key was ignored and warmup was 0
+  { "cosine_schedule with a misspelt key", function()
+    return optim.cosine_schedule({ max_lr = 1, total = 10, warmpu = 2 })
+  end, { "cosine_schedule", "warmpu", "valid" } },
+  { "cosine_schedule with min_lr above max_lr", function()
+    return optim.cosine_schedule({ max_lr = 1, min_lr = 2, total = 10 })
+  end, { "cosine_schedule", "min_lr 2", "max_lr 1" } },
+  { "cosine_schedule with total below warmup", function()
+    return optim.cosine_schedule({ max_lr = 1, warmup = 5, total = 3 })
+  end, { "cosine_schedule", "total 3", "warmup 5" } },
+  { "cosine_schedule lr of a negative step", function()
+    return optim.cosine_schedule({ max_lr = 1, total = 10 }):lr(-1)
+  end, { "cosine_schedule:lr", "-1" } },
+  { "cosine_schedule lr called with a dot", function()
+    return optim.cosine_schedule({ max_lr = 1, total = 10 }).lr(3)
+  end,
+    { "cosine_schedule:lr", "number" } },
+  { "cosine_schedule load_state_dict with a fractional step", function()
+    optim.cosine_schedule({ max_lr = 1, total = 10 }):load_state_dict({ max_lr = 1, min_lr = 0, warmup = 0, total = 10,
+      step = 2.5 })
+  end, { "cosine_schedule:load_state_dict", "step", "2.5" } },
+}
