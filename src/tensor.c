@@ -410,6 +410,9 @@ tc_status tc_check_scalar(tc_context *ctx, const char *op, double value, tc_dtyp
     if (tc_dtype_holds(dtype, value)) return TC_OK;
     int64_t min = 0, max = 0;
     integer_range(dtype, &min, &max);
+    if (isnan(value))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: the scalar is NaN, which a tensor of %s cannot hold", op,
+                       tc_dtype_name(dtype));
     if (value != floor(value))
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: the scalar %.17g is not an integer, so a %s tensor cannot hold it",
                        op, value, tc_dtype_name(dtype));
@@ -449,6 +452,12 @@ tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, d
     if (count < 0) count = 0;
     if (count > 1e12) return tc_fail(ctx, TC_ERROR_ARGUMENT, "arange: %g elements are too many", count);
     int64_t n = (int64_t)count;
+    if (n > 0 && (!tc_dtype_holds(dtype, start) || !tc_dtype_holds(dtype, step) ||
+                  !tc_dtype_holds(dtype, start + (double)(n - 1) * step)))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "arange: start %.17g, step %.17g and last value %.17g are not all values of %s (integers in "
+                       "its range)",
+                       start, step, start + (double)(n - 1) * step, tc_dtype_name(dtype));
     TC_TRY(tensor_new_named(ctx, "arange", dtype, TC_CPU, 1, &n, out));
     void *data = tc_tensor_data(*out);
     for (int64_t i = 0; i < n; i++) store_double(data, dtype, i, start + (double)i * step);
@@ -584,7 +593,11 @@ tc_status tc_copy_to_int64(const tc_tensor *t, int64_t *values, int64_t count) {
         switch (t->dtype) {
         case TC_INT64: values[i] = ((const int64_t *)data)[i]; break;
         case TC_INT32: values[i] = ((const int32_t *)data)[i]; break;
-        default: values[i] = (int64_t)load_double(data, t->dtype, i); break;
+        default: { /* truncated, saturating, NaN as 0: the copy kernels' rule */
+            double v = load_double(data, t->dtype, i);
+            values[i] = v != v ? 0 : v <= -0x1p63 ? INT64_MIN : v >= 0x1p63 ? INT64_MAX : (int64_t)v;
+            break;
+        }
         }
     }
     tc_tensor_release(host);

@@ -343,7 +343,21 @@ static int l_full(lua_State *L) {
     check_option_keys(L, options, "full", creation_options);
     tc_dtype dtype = binding_opt_dtype(L, options, "dtype", TC_FLOAT32, "full");
     tc_tensor *t;
-    binding_check_in(L, tc_full(tc_lua_context(L), dtype, ndim, shape, value, &t), "full");
+    tc_context *ctx = tc_lua_context(L);
+    if (dtype == TC_INT64 && lua_isinteger(L, 2)) { /* exact past 2^53, where a double rounds */
+        int64_t exact = lua_tointeger(L, 2);
+        tc_tensor *scalar;
+        binding_check_in(L, tc_from_data(ctx, TC_INT64, 0, NULL, &exact, TC_INT64, &scalar), "full");
+        tc_status status = tc_empty(ctx, dtype, ndim, shape, &t);
+        if (status == TC_OK) {
+            status = tc_copy_(t, scalar);
+            if (status != TC_OK) tc_tensor_release(t);
+        }
+        tc_tensor_release(scalar);
+        binding_check_in(L, status, "full");
+    } else {
+        binding_check_in(L, tc_full(ctx, dtype, ndim, shape, value, &t), "full");
+    }
     binding_push_tensor(L, t);
     apply_requires_grad(L, t, options);
     return 1;

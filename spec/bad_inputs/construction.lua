@@ -55,7 +55,7 @@ return {
   { "requires_grad on an int32 tensor", function() return tc.ones({ 2 }, { dtype = "int32", requires_grad = true }) end,
     { "requires_grad", "int32" } },
   { "full with NaN in an int64 tensor", function() return tc.full({ 2 }, 0 / 0, { dtype = "int64" }) end,
-    { "full", "not an integer" } },
+    { "full", "NaN" } },
   { "full with 2^63 in an int64 tensor", function() return tc.full({ 2 }, 2 ^ 63, { dtype = "int64" }) end,
     { "full", "int64" } },
   { "full with 256 in a uint8 tensor", function() return tc.full({ 2 }, 256, { dtype = "uint8" }) end,
@@ -66,6 +66,16 @@ return {
   { "arange with infinity", function() return tc.arange(0, math.huge) end, { "arange", "finite" } },
   { "arange of 2^62 elements", function() return tc.arange(0, 2 ^ 62) end, { "arange", "too many" } },
   { "arange without bounds", function() return tc.arange() end, { "arange" } },
+  -- before: the steps were truncated to 0, 0, 1, 1, ...
+  { "arange of int64 with a fractional step", function() return tc.arange(0, 5, 0.5, { dtype = "int64" }) end,
+    { "arange", "0.5", "int64" } },
+  -- before: values past int32's range were converted with undefined behaviour
+  { "arange of int32 past its range", function() return tc.arange(0, 2 ^ 32, 2 ^ 31, { dtype = "int32" }) end,
+    { "arange", "int32" } },
+  { "arange of uint8 from -1", function() return tc.arange(-1, 3, { dtype = "uint8" }) end, { "arange", "uint8" } },
+  -- before: the message said "-nan"
+  { "full with NaN in an int32 tensor", function() return tc.full({ 2 }, 0 / 0, { dtype = "int32" }) end,
+    { "full", "NaN", "int32" } },
   { "arange with a string", function() return tc.arange("x") end, { "arange", "number" } },
   { "arange with an unknown option", function() return tc.arange(3, { dtyp = "int32" }) end,
     { "arange", "dtyp", "valid" } },
