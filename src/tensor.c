@@ -570,6 +570,13 @@ tc_status tc_item(const tc_tensor *t, double *value) {
     return tc_get(t, zeros, value);
 }
 
+tc_status tc_item_int64(const tc_tensor *t, int64_t *value) {
+    if (tc_tensor_numel(t) != 1)
+        return tc_fail(t->ctx, TC_ERROR_SHAPE, "item: the tensor must have exactly one element, it has shape %s",
+                       TC_SHAPE(t));
+    return tc_copy_to_int64(t, value, 1);
+}
+
 tc_status tc_copy_to_doubles(const tc_tensor *t, double *values, int64_t count) {
     int64_t n = tc_tensor_numel(t);
     if (count < n) return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "copy_to_doubles: room for %lld of %lld values",

@@ -172,6 +172,9 @@ tc_status tc_from_data(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t 
 tc_status tc_get(const tc_tensor *t, const int64_t *index, double *value);
 /* The single element of a one-element tensor. */
 tc_status tc_item(const tc_tensor *t, double *value);
+/* The same as an int64 (exact for int64 tensors past 2^53, where a double
+ * rounds; floats are truncated, saturated, NaN as 0). */
+tc_status tc_item_int64(const tc_tensor *t, int64_t *value);
 /* Copies all elements, in row-major order, converted to double. */
 tc_status tc_copy_to_doubles(const tc_tensor *t, double *values, int64_t count);
 /* Copies all elements, in row-major order, as int64 (for integer dtypes). */

@@ -85,7 +85,7 @@ static int m_item(lua_State *L) {
     double value;
     if (is_integer_dtype(tc_tensor_dtype(t)) && tc_tensor_numel(t) == 1) {
         int64_t integer;
-        binding_check(L, tc_copy_to_int64(t, &integer, 1));
+        binding_check(L, tc_item_int64(t, &integer));
         lua_pushinteger(L, (lua_Integer)integer);
         return 1;
     }

@@ -310,6 +310,41 @@ static bool test_scalar_and_in_place_checks(void) {
     return true;
 }
 
+/* The shape rule through the C API: shapes whose element or byte counts
+ * overflow are refused where they are made, naming the function. */
+static bool test_size_arithmetic(void) {
+    tc_context *ctx = tc_context_new();
+    tc_tensor *t = NULL, *v = NULL;
+    int64_t wraps[2] = {(int64_t)1 << 32, (int64_t)1 << 32}, big = (int64_t)1 << 62;
+    CHECK(tc_zeros(ctx, TC_FLOAT32, 1, &big, &t) == TC_ERROR_ARGUMENT, "zeros of 2^62 floats was accepted");
+    CHECK(strstr(tc_last_error(ctx), "zeros") && strstr(tc_last_error(ctx), "4611686018427387904"), "%s",
+          tc_last_error(ctx));
+    CHECK(tc_empty(ctx, TC_UINT8, 2, wraps, &t) != TC_OK, "2^64 elements were accepted");
+    CHECK(tc_check_shape(ctx, "probe", 2, wraps, TC_UINT8) != TC_OK && strstr(tc_last_error(ctx), "probe"), "%s",
+          tc_last_error(ctx));
+    int64_t numel = 0;
+    CHECK(tc_checked_numel(ctx, "probe", 2, wraps, &numel) != TC_OK, "numel of 2^64 did not fail");
+    CHECK(tc_checked_numel(ctx, "probe", 2, (int64_t[]){(int64_t)1 << 40, 0}, &numel) == TC_OK && numel == 0,
+          "numel of {2^40, 0}");
+    CHECK(tc_zeros(ctx, TC_FLOAT32, 1, (int64_t[]){0}, &t) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_reshape(t, 2, wraps, &v) != TC_OK && strstr(tc_last_error(ctx), "reshape"), "%s", tc_last_error(ctx));
+    CHECK(tc_expand(t, 2, wraps, &v) != TC_OK, "expand to 2^64 elements was accepted");
+    tc_tensor_release(t);
+    CHECK(tc_ones(ctx, TC_FLOAT32, 1, (int64_t[]){3}, &t) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_narrow(t, 0, 1, INT64_MAX, &v) != TC_OK && strstr(tc_last_error(ctx), "narrow"), "%s",
+          tc_last_error(ctx));
+    CHECK(tc_narrow(t, 0, INT64_MAX, 1, &v) != TC_OK, "narrow from INT64_MAX was accepted");
+    CHECK(tc_select(t, 0, INT64_MIN, &v) != TC_OK && tc_select(t, 0, INT64_MAX, &v) != TC_OK, "select");
+    tc_tensor_release(t);
+    int64_t exact = INT64_MAX - 1, read = 0;
+    CHECK(tc_from_data(ctx, TC_INT64, 0, NULL, &exact, TC_INT64, &t) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_item_int64(t, &read) == TC_OK && read == INT64_MAX - 1, "item_int64 read %lld", (long long)read);
+    tc_tensor_release(t);
+    CHECK(tc_memory_in_use(ctx) == 0, "%zu bytes still in use", tc_memory_in_use(ctx));
+    tc_context_free(ctx);
+    return true;
+}
+
 int main(void) {
     run("tensors and ops", test_tensors_and_ops);
     run("backward", test_backward);
@@ -318,6 +353,7 @@ int main(void) {
     run("log callback", test_log_callback);
     run("custom function", test_custom_function);
     run("scalar and in-place checks", test_scalar_and_in_place_checks);
+    run("size arithmetic", test_size_arithmetic);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
