@@ -745,6 +745,79 @@ end)
 grad_case("attention", "causal, two heads", function(qkv) return tc.attention(qkv, 2) end,
   function() return { leaf(vals({ 1, 3, 12 }, -1.5, 1.5, 146)) } end)
 
+-- linear and linear_gelu: x @ w^T + b in one op
+local function linear_reference(x, w, b, gelu)
+  local out = matmul_reference(x, transpose_reference(w))
+  for i, row in ipairs(out) do
+    for j, v in ipairs(row) do
+      v = v + (b and b[j] or 0)
+      if gelu then v = 0.5 * v * (1 + tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ^ 3))) end
+      row[j] = v
+    end
+    out[i] = row
+  end
+  return out
+end
+for _, op in ipairs({ "linear", "linear_gelu" }) do
+  forward_case(op, "with and without a bias", function()
+    local x, w, b = vals({ 3, 4 }, -1, 1, 151), vals({ 5, 4 }, -1, 1, 152), vals({ 5 }, -1, 1, 153)
+    G.assert_close(tc[op](f64(x), f64(w), f64(b)):totable(), linear_reference(x, w, b, op == "linear_gelu"),
+      { rtol = 1e-12, atol = 1e-12 })
+    G.assert_close(tc[op](f64(x), f64(w)):totable(), linear_reference(x, w, nil, op == "linear_gelu"),
+      { rtol = 1e-12, atol = 1e-12 })
+  end)
+  grad_case(op, "x, weight and bias", function(x, w, b) return tc[op](x, w, b) end,
+    function()
+      return { leaf(vals({ 2, 3, 4 }, -1, 1, 154)), leaf(vals({ 5, 4 }, -1, 1, 155)), leaf(vals({ 5 }, -1, 1, 156)) }
+    end)
+end
+
+-- einsum_diagonal: einsum's view of a repeated index
+forward_case("einsum_diagonal", "ii->i and iij->ij", function()
+  local sq = vals({ 3, 3 }, -1, 1, 161)
+  G.assert_close(tc.einsum("ii->i", f64(sq)):totable(), { sq[1][1], sq[2][2], sq[3][3] })
+  local cube = vals({ 2, 2, 3 }, -1, 1, 162)
+  G.assert_close(tc.einsum("iij->ij", f64(cube)):totable(), { cube[1][1], cube[2][2] })
+end)
+grad_case("einsum_diagonal", "a diagonal inside the graph", function(x) return tc.einsum("ii->i", x) end,
+  function() return { leaf(vals({ 3, 3 }, -1, 1, 163)) } end)
+
+-- to_device: a copy on another device (on a machine without one, to("cpu") is the tensor itself)
+local cuda = require("helpers.cuda_probe").cuda_available() and "cuda" or nil
+forward_case("to_device", "there and back", function()
+  local x = vals({ 2, 3 }, -1, 1, 171)
+  G.assert_close(f64(x):to(cuda or "cpu"):to("cpu"):totable(), x)
+end)
+grad_case("to_device", "there and back inside the graph", function(x) return (x:to(cuda or "cpu") * 2):to("cpu") end,
+  function() return { leaf(vals({ 2, 3 }, -1, 1, 172)) } end)
+
+-- custom: a function whose backward is written in Lua (tc.Function)
+local cube = tc.Function({
+  name = "cube",
+  forward = function(ctx, x)
+    ctx.x = x
+    return x * x * x
+  end,
+  backward = function(ctx, grad) return grad * ctx.x * ctx.x * 3 end,
+})
+forward_case("custom", "tc.Function", function()
+  local x = vals({ 4 }, -2, 2, 181)
+  G.assert_close(cube(f64(x)):totable(), G.map(function(v) return v ^ 3 end, x), { rtol = 1e-12 })
+end)
+grad_case("custom", "tc.Function's Lua backward", function(x) return cube(x) end,
+  function() return { leaf(vals({ 2, 3 }, -2, 2, 182)) } end)
+
+-- attention_cached: decoding position by position gives causal attention's rows
+forward_case("attention_cached", "one position at a time equals causal attention", function()
+  local qkv = f64(vals({ 2, 4, 12 }, -1.5, 1.5, 191))
+  local full = tc.attention(qkv, 2)
+  local k, v = tc.zeros({ 2, 2, 5, 2 }, F64), tc.zeros({ 2, 2, 5, 2 }, F64)
+  for t = 1, 4 do
+    local out = tc.attention_cached(qkv:narrow(2, t, 1), k, v, t - 1, 2)
+    G.assert_close(out:totable(), full:narrow(2, t, 1):totable(), { rtol = 1e-9, atol = 1e-12 })
+  end
+end)
+
 -- optimiser steps and helpers (not differentiable)
 forward_case("sgd_step", "plain and with weight decay", function()
   local p, g = f64({ 1, -2 }), f64({ 0.5, 0.25 })

@@ -395,7 +395,7 @@ static tc_status check_custom_gradient(const tc_node *node, const char *name, in
     return TC_OK;
 }
 
-static tc_status custom_backward(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs) {
+tc_status tc_custom_backward(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs) {
     custom_state *state = node->extra;
     tc_status status = state->fn.backward(state->fn.user, grad_output, node->n_inputs, grad_inputs);
     if (status != TC_OK && node->ctx->last_status == TC_OK)
@@ -407,7 +407,6 @@ static tc_status custom_backward(tc_node *node, tc_tensor *grad_output, tc_tenso
     return status;
 }
 
-static const tc_op custom_op = {"custom", custom_backward};
 
 tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor **inputs, tc_tensor *output,
                           tc_tensor **out) {
@@ -426,7 +425,7 @@ tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor 
     }
     state->fn = *fn;
     tc_node *node;
-    tc_status status = tc_record(&custom_op, n_inputs, inputs, *out, &node);
+    tc_status status = tc_record(&tc_tape_ops[TC_OP_CUSTOM], n_inputs, inputs, *out, &node);
     if (status != TC_OK) {
         custom_release(state);
         tc_tensor_release(*out);

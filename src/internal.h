@@ -51,6 +51,14 @@ typedef struct tc_op {
     tc_backward_fn backward;
 } tc_op;
 
+/* Every op's tape descriptor, indexed by tc_op_id (ops_table.c), and the
+ * backward functions its rows name, defined beside the ops' forwards. */
+extern const tc_op tc_tape_ops[TC_OP_COUNT];
+typedef tc_status tc_backward_function(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs);
+#define TC_DECLARE_BACKWARD(ID, name, arity, backward, properties, summary) tc_backward_function backward;
+TC_OP_LIST(TC_DECLARE_BACKWARD)
+#undef TC_DECLARE_BACKWARD
+
 /* One entry on the tape: the op that made a tensor, its inputs (held), what
  * backward needs, and the gradient being accumulated for the output. */
 struct tc_node {

@@ -8,22 +8,12 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const unary_names[TC_UNARY_OP_COUNT] = {
-    "neg", "exp",  "log", "sqrt", "abs",   "tanh",   "sigmoid", "relu",       "gelu",
-    "gelu_tanh", "silu", "sin", "cos",  "rsqrt", "square", "sign",    "logical_not",
-};
-
-static const char *const binary_names[TC_BINARY_OP_COUNT] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-    "logical_and", "logical_or",
-};
-
 const char *tc_unary_op_name(tc_unary_op op) {
-    return (unsigned)op < TC_UNARY_OP_COUNT ? unary_names[op] : "unknown";
+    return (unsigned)op < TC_UNARY_OP_COUNT ? tc_tape_ops[TC_OP_NEG + op].name : "unknown";
 }
 
 const char *tc_binary_op_name(tc_binary_op op) {
-    return (unsigned)op < TC_BINARY_OP_COUNT ? binary_names[op] : "unknown";
+    return (unsigned)op < TC_BINARY_OP_COUNT ? tc_tape_ops[TC_OP_ADD + op].name : "unknown";
 }
 
 /* ---- small helpers used by backward functions ---- */
@@ -46,18 +36,10 @@ static tc_status reduce_into(tc_node *node, int index, tc_tensor *value, tc_tens
 /* ---- unary ---- */
 
 static bool unary_is_float_only(tc_unary_op op) {
-    switch (op) {
-    case TC_NEG:
-    case TC_ABS:
-    case TC_RELU:
-    case TC_SQUARE:
-    case TC_SIGN:
-    case TC_LOGICAL_NOT: return false;
-    default: return true;
-    }
+    return (tc_op_at(TC_OP_NEG + op)->properties & TC_OP_FLOAT_ONLY) != 0;
 }
 
-static tc_status unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_unary_op op = (tc_unary_op)node->ints[0];
     const tc_tensor *x = node->inputs[0];
     tc_tensor *grad_x;
@@ -70,16 +52,6 @@ static tc_status unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
     grad_inputs[0] = grad_x;
     return TC_OK;
 }
-
-/* One tape entry kind per op, so a tensor's grad_fn names its op. */
-static const tc_op unary_ops[TC_UNARY_OP_COUNT] = {
-    {"neg", unary_backward},     {"exp", unary_backward},     {"log", unary_backward},
-    {"sqrt", unary_backward},    {"abs", unary_backward},     {"tanh", unary_backward},
-    {"sigmoid", unary_backward}, {"relu", unary_backward},    {"gelu", unary_backward},
-    {"gelu_tanh", unary_backward}, {"silu", unary_backward},  {"sin", unary_backward},
-    {"cos", unary_backward},     {"rsqrt", unary_backward},   {"square", unary_backward},
-    {"sign", unary_backward},    {"logical_not", unary_backward},
-};
 
 tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
     if ((unsigned)op >= TC_UNARY_OP_COUNT) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "unary: unknown op %d", (int)op);
@@ -100,7 +72,7 @@ tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
     }
     if (status == TC_OK && op != TC_SIGN && op != TC_LOGICAL_NOT && tc_should_record(x->ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&unary_ops[op], 1, &input, *out, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_NEG + op], 1, &input, *out, &node);
         if (status == TC_OK) {
             node->ints[0] = op;
             node->n_ints = 1;
@@ -118,9 +90,11 @@ tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
 
 /* ---- binary ---- */
 
-static bool binary_is_differentiable(tc_binary_op op) { return op <= TC_MINIMUM; }
+static bool binary_is_differentiable(tc_binary_op op) {
+    return (tc_op_at(TC_OP_ADD + op)->properties & TC_OP_DIFFERENTIABLE) != 0;
+}
 
-static tc_status binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_binary_op op = (tc_binary_op)node->ints[0];
     tc_tensor *a = node->inputs[0], *b = node->inputs[1];
     bool need_a = tc_node_input_needs_grad(node, 0), need_b = tc_node_input_needs_grad(node, 1);
@@ -217,22 +191,17 @@ static tc_status binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
         tc_tensor_release(float_a);
         break;
     }
-    default: return tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", binary_names[op]);
+    default: return tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", tc_binary_op_name(op));
     }
     tc_tensor_release(t1);
     tc_tensor_release(t2);
     return status;
 }
 
-static const tc_op binary_ops[TC_MINIMUM + 1] = {
-    {"add", binary_backward}, {"sub", binary_backward},     {"mul", binary_backward},     {"div", binary_backward},
-    {"pow", binary_backward}, {"maximum", binary_backward}, {"minimum", binary_backward},
-};
-
 tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if ((unsigned)op >= TC_BINARY_OP_COUNT)
         return tc_fail(a->ctx, TC_ERROR_ARGUMENT, "binary: unknown op %d", (int)op);
-    const char *name = binary_names[op];
+    const char *name = tc_binary_op_name(op);
     TC_TRY(tc_check_same_device(name, a, b));
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
     if ((op == TC_DIV || op == TC_POW) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
@@ -257,7 +226,7 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
     tc_tensor *inputs[2] = {ca, cb};
     if (status == TC_OK && !comparison && tc_should_record(a->ctx, 2, inputs)) {
         tc_node *node;
-        status = tc_record(&binary_ops[op], 2, inputs, *out, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_ADD + op], 2, inputs, *out, &node);
         if (status == TC_OK) {
             node->ints[0] = op;
             node->n_ints = 1;
@@ -296,7 +265,7 @@ tc_status tc_binary_scalar(tc_binary_op op, tc_tensor *t, double value, bool sca
 
 /* ---- clamp ---- */
 
-static tc_status clamp_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_clamp_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     /* The gradient passes where the input was inside [min, max]. */
     tc_tensor *inside, *zero, *value;
     TC_TRY(tc_binary(TC_EQ, node->saved[0], node->inputs[0], &inside));
@@ -310,7 +279,6 @@ static tc_status clamp_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
     return status;
 }
 
-static const tc_op clamp_op = {"clamp", clamp_backward};
 
 static bool is_fraction(double bound) { return !isnan(bound) && !isinf(bound) && bound != floor(bound); }
 
@@ -342,7 +310,7 @@ tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
     tc_status status = tc_backend_of(x)->clamp(x, min, max, *out);
     if (status == TC_OK && tc_should_record(x->ctx, 1, &x)) {
         tc_node *node;
-        status = tc_record(&clamp_op, 1, &x, *out, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_CLAMP], 1, &x, *out, &node);
         if (status == TC_OK) tc_node_reads_input(node, 0);
         if (status == TC_OK) status = tc_node_save(node, 0, *out);
     }
@@ -355,7 +323,7 @@ tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
 
 /* ---- where and masked_fill ---- */
 
-static tc_status where_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_where_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *cond = node->inputs[0], *zero, *value;
     TC_TRY(scalar_like(grad, 0.0, &zero));
     tc_status status = TC_OK;
@@ -371,7 +339,6 @@ static tc_status where_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
     return status;
 }
 
-static const tc_op where_op = {"where", where_backward};
 
 tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     TC_TRY(tc_check_same_device("where", cond, a));
@@ -396,7 +363,7 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
     tc_tensor *inputs[3] = {cond, ca, cb};
     if (status == TC_OK && tc_should_record(a->ctx, 3, inputs)) {
         tc_node *node;
-        status = tc_record(&where_op, 3, inputs, *out, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_WHERE], 3, inputs, *out, &node);
         if (status == TC_OK) tc_node_reads_input(node, 0); /* the condition routes the gradient */
     }
     if (status != TC_OK && *out) {

@@ -64,7 +64,7 @@ static void release_all(int count, tc_tensor **tensors) {
  * x and weight are held as the node's inputs. The normalised tensor is not
  * kept: backward recomputes it from x, mean and rstd. */
 
-static tc_status norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     bool rms = node->ints[0] != 0;
     tc_tensor *x = node->inputs[0], *weight = node->inputs[1], *bias = rms ? NULL : node->inputs[2];
     int64_t cols = x->shape[x->ndim - 1], rows = cols ? tc_tensor_numel(x) / cols : 0;
@@ -95,8 +95,6 @@ static tc_status norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_
     return status;
 }
 
-static const tc_op layer_norm_op = {"layer_norm", norm_backward};
-static const tc_op rms_norm_op = {"rms_norm", norm_backward};
 
 static tc_status check_norm_parameter(const char *function, const char *argument, const tc_tensor *x,
                                       const tc_tensor *p) {
@@ -139,7 +137,7 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
     int n_inputs = rms ? 2 : 3;
     if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
         tc_node *node;
-        status = tc_record(rms ? &rms_norm_op : &layer_norm_op, n_inputs, inputs, result, &node);
+        status = tc_record(rms ? &tc_tape_ops[TC_OP_RMS_NORM] : &tc_tape_ops[TC_OP_LAYER_NORM], n_inputs, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = rms;
             node->n_ints = 1;
@@ -175,7 +173,7 @@ tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **o
  * node's input. The [B, n_head, T, T] probabilities never exist: kernels
  * work on tiles of keys and recompute P = exp(S - lse) in backward. */
 
-static tc_status attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *qkv = node->inputs[0];
     int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = qkv->shape[2] / 3;
     int64_t heads = node->ints[0];
@@ -198,7 +196,6 @@ static tc_status attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **
     return status;
 }
 
-static const tc_op attention_op = {"attention", attention_backward};
 
 tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out) {
     *out = NULL;
@@ -228,7 +225,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
                                                        tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(lse));
     if (status == TC_OK && tc_should_record(qkv->ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&attention_op, 1, &input, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_ATTENTION], 1, &input, result, &node);
         if (status == TC_OK) {
             node->ints[0] = n_head;
             node->ints[1] = causal;
@@ -326,7 +323,7 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
  * targets are held as the node's inputs; the count of kept targets is in
  * reals[0] and ignore_index in ints[0]. */
 
-static tc_status cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *logits = node->inputs[0], *targets = node->inputs[1];
     if (!tc_node_input_needs_grad(node, 0)) return TC_OK;
     int64_t classes = logits->shape[logits->ndim - 1], rows = tc_tensor_numel(targets);
@@ -350,7 +347,6 @@ static tc_status cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tenso
     return TC_OK;
 }
 
-static const tc_op cross_entropy_op = {"cross_entropy", cross_entropy_backward};
 
 static tc_status check_targets(const tc_tensor *logits, tc_tensor *device_targets, int64_t ignore_index) {
     int64_t classes = logits->shape[logits->ndim - 1], n = tc_tensor_numel(device_targets);
@@ -414,7 +410,7 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
     if (status == TC_OK) status = tc_fill_(result, count > 0 ? total / (double)count : 0.0);
     if (status == TC_OK && tc_should_record(logits->ctx, 1, inputs)) {
         tc_node *node;
-        status = tc_record(&cross_entropy_op, 2, inputs, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_CROSS_ENTROPY], 2, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = ignore_index;
             node->n_ints = 1;

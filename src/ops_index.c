@@ -38,7 +38,7 @@ static tc_status index_as_int64(const char *function, const char *argument, tc_t
 /* ---- cat and stack ---- */
 
 /* Each input's gradient is its slice of the output's gradient along dim. */
-static tc_status cat_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_cat_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
     int64_t start = 0;
     for (int i = 0; i < node->n_inputs; i++) {
@@ -49,7 +49,6 @@ static tc_status cat_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_i
     return TC_OK;
 }
 
-static const tc_op cat_op = {"cat", cat_backward};
 
 /* The context of the first tensor in the list, or NULL when there is none. */
 static tc_context *list_context(int count, tc_tensor **tensors) {
@@ -121,7 +120,7 @@ tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
     }
     if (status == TC_OK && tc_should_record(ctx, count, inputs)) {
         tc_node *node;
-        status = tc_record(&cat_op, count, inputs, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_CAT], count, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = d;
             node->n_ints = 1;
@@ -170,7 +169,7 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
 /* ---- gather ----
  * Saved: the int64 index; ints: dim. */
 
-static tc_status gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
     tc_tensor *g = NULL, *grad_x = NULL;
     TC_TRY(contiguous_grad(node, grad, &g));
@@ -186,7 +185,6 @@ static tc_status gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
     return TC_OK;
 }
 
-static const tc_op gather_op = {"gather", gather_backward};
 
 /* A 0-dim x and index are gathered as 1-D tensors of one element. */
 static tc_status gather_scalar(tc_tensor *x, tc_tensor *index, tc_tensor **out) {
@@ -230,7 +228,7 @@ tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
     if (status == TC_OK && tc_tensor_numel(ids) > 0) status = tc_backend_of(input)->gather(input, d, ids, result);
     if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&gather_op, 1, &input, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_GATHER], 1, &input, result, &node);
         if (status == TC_OK) {
             node->ints[0] = d;
             node->n_ints = 1;
@@ -250,7 +248,7 @@ tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
 /* ---- index_select ----
  * Saved: the 1-D int64 index; ints: dim. */
 
-static tc_status index_select_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_index_select_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
     tc_tensor *g = NULL, *grad_x = NULL;
     TC_TRY(contiguous_grad(node, grad, &g));
@@ -265,7 +263,6 @@ static tc_status index_select_backward(tc_node *node, tc_tensor *grad, tc_tensor
     return TC_OK;
 }
 
-static const tc_op index_select_op = {"index_select", index_select_backward};
 
 tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
     *out = NULL;
@@ -293,7 +290,7 @@ tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **o
     if (status == TC_OK) status = tc_backend_of(input)->index_select(input, d, flat, result);
     if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&index_select_op, 1, &input, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_INDEX_SELECT], 1, &input, result, &node);
         if (status == TC_OK) {
             node->ints[0] = d;
             node->n_ints = 1;

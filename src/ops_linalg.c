@@ -150,7 +150,7 @@ static tc_status run_gemm(tc_tensor *a, tc_tensor *b, int batch_dims, const int6
 /* grad_a = grad @ b^T and grad_b = a^T @ grad on the promoted matrix stacks,
  * summed over the batch dims the operand was broadcast along, then given the
  * operand's own shape back. */
-static tc_status matmul_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_matmul_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *a = node->inputs[0], *b = node->inputs[1];
     tc_tensor *a2 = NULL, *b2 = NULL, *g = NULL, *g2 = NULL, *flipped = NULL, *product = NULL, *summed = NULL;
     int64_t shape[TC_MAX_DIMS];
@@ -188,7 +188,6 @@ static tc_status matmul_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
     return status;
 }
 
-static const tc_op matmul_op = {"matmul", matmul_backward};
 
 static tc_status check_matmul_operand(const char *name, const tc_tensor *t) {
     if (!tc_dtype_is_floating(t->dtype))
@@ -243,7 +242,7 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     tc_tensor *inputs[2] = {ca, cb};
     if (status == TC_OK && tc_should_record(ctx, 2, inputs)) {
         tc_node *node;
-        status = tc_record(&matmul_op, 2, inputs, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_MATMUL], 2, inputs, result, &node);
         if (status == TC_OK) { /* da reads b, db reads a */
             tc_node_reads_input(node, 0);
             tc_node_reads_input(node, 1);
@@ -477,7 +476,7 @@ static tc_status plan_einsum(einsum_plan *plan, tc_tensor **operands) {
 
 /* Writes grad into the diagonal of zeros shaped like the input; node->ints[d]
  * is the output dim that input dim d was folded into. */
-static tc_status diagonal_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_diagonal_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *input = node->inputs[0];
     tc_tensor *zeros = NULL, *diagonal = NULL;
     TC_TRY(tc_tensor_new(grad->ctx, grad->dtype, grad->storage->device, input->ndim, input->shape, &zeros));
@@ -496,7 +495,6 @@ static tc_status diagonal_backward(tc_node *node, tc_tensor *grad, tc_tensor **g
     return TC_OK;
 }
 
-static const tc_op diagonal_op = {"einsum_diagonal", diagonal_backward};
 
 /* An operand with each repeated label folded into one dim (a strided view
  * over the diagonal: the strides of the repeated dims add up); labels gets
@@ -528,7 +526,7 @@ static tc_status take_diagonals(tc_tensor *t, const int *dim_labels, int *labels
     TC_TRY(tc_tensor_alias(t, n, shape, strides, t->offset, out));
     if (!tc_should_record(t->ctx, 1, &t)) return TC_OK;
     tc_node *node;
-    tc_status status = tc_record(&diagonal_op, 1, &t, *out, &node);
+    tc_status status = tc_record(&tc_tape_ops[TC_OP_EINSUM_DIAGONAL], 1, &t, *out, &node);
     if (status != TC_OK) {
         tc_tensor_release(*out);
         *out = NULL;

@@ -49,7 +49,7 @@ static tc_status readable_weight(tc_tensor *w, tc_tensor **out, bool *transpose,
 
 /* ---- backward ---- */
 
-static tc_status linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     bool gelu = node->ints[0] != 0;
     int64_t out_features = w->shape[0], in_features = w->shape[1];
@@ -121,8 +121,6 @@ static tc_status linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
     return status;
 }
 
-static const tc_op linear_op = {"linear", linear_backward};
-static const tc_op linear_gelu_op = {"linear_gelu", linear_backward};
 
 /* ---- forward ---- */
 
@@ -224,7 +222,7 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     int n_inputs = b ? 3 : 2;
     if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
         tc_node *node;
-        status = tc_record(gelu ? &linear_gelu_op : &linear_op, n_inputs, inputs, result, &node);
+        status = tc_record(gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR], n_inputs, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = gelu;
             node->n_ints = 1;

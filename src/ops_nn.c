@@ -24,7 +24,7 @@ static tc_status contiguous_grad(const tc_node *node, tc_tensor *grad, tc_tensor
  * Saved: the output y (both backward formulas are written in terms of y);
  * ints: dim, log flag. */
 
-static tc_status softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
     bool log = node->ints[1] != 0;
     tc_tensor *g = NULL, *grad_x = NULL;
@@ -40,8 +40,6 @@ static tc_status softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **gr
     return TC_OK;
 }
 
-static const tc_op softmax_op = {"softmax", softmax_backward};
-static const tc_op log_softmax_op = {"log_softmax", softmax_backward};
 
 static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int dim, tc_tensor **out) {
     *out = NULL;
@@ -56,7 +54,7 @@ static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int 
     if (status == TC_OK && tc_tensor_numel(input) > 0) status = tc_backend_of(input)->softmax(input, d, log, result);
     if (status == TC_OK && tc_should_record(x->ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(log ? &log_softmax_op : &softmax_op, 1, &input, result, &node);
+        status = tc_record(log ? &tc_tape_ops[TC_OP_LOG_SOFTMAX] : &tc_tape_ops[TC_OP_SOFTMAX], 1, &input, result, &node);
         if (status == TC_OK) {
             node->ints[0] = d;
             node->ints[1] = log;
@@ -83,7 +81,7 @@ tc_status tc_log_softmax(tc_tensor *x, int dim, tc_tensor **out) {
  * Saved: the uint8 keep mask; reals[0]: p. With p == 1 nothing is kept and
  * the gradient is zero. */
 
-static tc_status dropout_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_dropout_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     double p = node->reals[0];
     tc_tensor *g = NULL, *keep = NULL, *kept = NULL;
     TC_TRY(tc_cast_if_needed(grad, node->out_dtype, &g));
@@ -101,7 +99,6 @@ static tc_status dropout_backward(tc_node *node, tc_tensor *grad, tc_tensor **gr
     return status;
 }
 
-static const tc_op dropout_op = {"dropout", dropout_backward};
 
 tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out) {
     *out = NULL;
@@ -127,7 +124,7 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out) {
     }
     if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&dropout_op, 1, &input, result, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_DROPOUT], 1, &input, result, &node);
         if (status == TC_OK) {
             node->reals[0] = p;
             status = tc_node_save(node, 0, mask);

@@ -6,7 +6,6 @@
 
 #include <string.h>
 
-static const char *const reduce_names[TC_REDUCE_OP_COUNT] = {"sum", "mean", "max", "min", "argmax", "argmin", "var"};
 
 /* Shape of x with the masked dims set to 1. */
 static void kept_shape(const tc_tensor *x, uint32_t mask, int64_t *shape) {
@@ -22,7 +21,7 @@ static tc_status grad_with_kept_dims(tc_node *node, tc_tensor *grad, tc_tensor *
     return tc_reshape(grad, x->ndim, shape, out);
 }
 
-static tc_status reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_reduce_op op = (tc_reduce_op)node->ints[0];
     tc_tensor *x = node->inputs[0];
     int64_t count = node->ints[2];
@@ -65,7 +64,7 @@ static tc_status reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
         tc_tensor_release(centered);
         break;
     }
-    default: status = tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", reduce_names[op]);
+    default: status = tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", tc_tape_ops[TC_OP_SUM + op].name);
     }
     tc_tensor_release(g);
     tc_tensor_release(t2);
@@ -75,16 +74,11 @@ static tc_status reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **gra
     return status;
 }
 
-static const tc_op reduce_ops[TC_REDUCE_OP_COUNT] = {
-    {"sum", reduce_backward}, {"mean", reduce_backward},   {"max", reduce_backward}, {"min", reduce_backward},
-    {"argmax", reduce_backward}, {"argmin", reduce_backward}, {"var", reduce_backward},
-};
-
 static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, int correction,
                              bool keepdim, tc_tensor **out) {
     if ((unsigned)op >= TC_REDUCE_OP_COUNT)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "reduce: unknown op %d", (int)op);
-    const char *name = reduce_names[op];
+    const char *name = tc_tape_ops[TC_OP_SUM + op].name;
     bool arg = op == TC_REDUCE_ARGMAX || op == TC_REDUCE_ARGMIN;
     uint32_t mask = 0;
     for (int i = 0; i < ndims; i++) {
@@ -151,7 +145,7 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
     }
     if (status == TC_OK && !arg && tc_should_record(x->ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(&reduce_ops[op], 1, &input, *out, &node);
+        status = tc_record(&tc_tape_ops[TC_OP_SUM + op], 1, &input, *out, &node);
         if (status == TC_OK) {
             /* sum and mean need only x's shape; the others its values */
             if (op != TC_REDUCE_SUM && op != TC_REDUCE_MEAN) tc_node_reads_input(node, 0);

@@ -1,84 +1,34 @@
 /*
- * ops_table.c: the list of ops the engine provides. Docs and the
- * gradient-check specs are driven from it: a differentiable op that is not
- * covered by a gradient check fails the spec that walks this table.
+ * ops_table.c: the tables op_list.h's rows make: each op's public
+ * description (tc_op_at, tc.ops()) and its tape descriptor (name and
+ * backward), both indexed by tc_op_id.
  */
 #include "internal.h"
 
-static const tc_op_info op_table[] = {
-    {"neg", 1, true, "-x"},
-    {"exp", 1, true, "e^x"},
-    {"log", 1, true, "natural logarithm"},
-    {"sqrt", 1, true, "square root"},
-    {"abs", 1, true, "absolute value"},
-    {"tanh", 1, true, "hyperbolic tangent"},
-    {"sigmoid", 1, true, "1 / (1 + e^-x)"},
-    {"relu", 1, true, "max(x, 0)"},
-    {"gelu", 1, true, "x * Phi(x), exact"},
-    {"gelu_tanh", 1, true, "GPT-2's tanh approximation of gelu"},
-    {"silu", 1, true, "x * sigmoid(x)"},
-    {"sin", 1, true, "sine"},
-    {"cos", 1, true, "cosine"},
-    {"rsqrt", 1, true, "1 / sqrt(x)"},
-    {"square", 1, true, "x * x"},
-    {"sign", 1, false, "-1, 0 or 1"},
-    {"logical_not", 1, false, "x == 0, as bool"},
-    {"add", 2, true, "a + b, broadcasting"},
-    {"sub", 2, true, "a - b, broadcasting"},
-    {"mul", 2, true, "a * b, broadcasting"},
-    {"div", 2, true, "a / b, broadcasting"},
-    {"pow", 2, true, "a ^ b, broadcasting"},
-    {"maximum", 2, true, "element-wise max of a and b"},
-    {"minimum", 2, true, "element-wise min of a and b"},
-    {"eq", 2, false, "a == b, as bool"},
-    {"ne", 2, false, "a ~= b, as bool"},
-    {"lt", 2, false, "a < b, as bool"},
-    {"le", 2, false, "a <= b, as bool"},
-    {"gt", 2, false, "a > b, as bool"},
-    {"ge", 2, false, "a >= b, as bool"},
-    {"logical_and", 2, false, "a and b, as bool"},
-    {"logical_or", 2, false, "a or b, as bool"},
-    {"clamp", 1, true, "x limited to [min, max]"},
-    {"where", 3, true, "cond ? a : b"},
-    {"masked_fill", 2, true, "x with value where mask is true"},
-    {"sum", 1, true, "sum over dims"},
-    {"mean", 1, true, "mean over dims"},
-    {"max", 1, true, "max over dims"},
-    {"min", 1, true, "min over dims"},
-    {"argmax", 1, false, "0-based index of the max along a dim"},
-    {"argmin", 1, false, "0-based index of the min along a dim"},
-    {"var", 1, true, "variance over dims"},
-    {"matmul", 2, true, "matrix product, batched and broadcast"},
-    {"einsum", -1, true, "Einstein summation"},
-    {"softmax", 1, true, "softmax along a dim"},
-    {"log_softmax", 1, true, "log of softmax along a dim"},
-    {"cat", -1, true, "concatenation along a dim"},
-    {"stack", -1, true, "stacking along a new dim"},
-    {"gather", 2, true, "values picked along a dim by an index tensor"},
-    {"index_select", 2, true, "slices picked along a dim by a 1-D index"},
-    {"embedding", 2, true, "rows of a weight matrix picked by ids"},
-    {"dropout", 1, true, "random zeroing with rescaling"},
-    {"reshape", 1, true, "same elements, new shape"},
-    {"transpose", 1, true, "two dims swapped (a view)"},
-    {"permute", 1, true, "dims reordered (a view)"},
-    {"narrow", 1, true, "a range along a dim (a view)"},
-    {"select", 1, true, "one index along a dim, dim removed (a view)"},
-    {"expand", 1, true, "size-1 dims repeated (a view)"},
-    {"contiguous", 1, true, "a row-major copy when needed"},
-    {"clone", 1, true, "a copy"},
-    {"to_dtype", 1, true, "a copy in another dtype"},
-    {"layer_norm", 3, true, "layer norm over the last dim, optional weight and bias"},
-    {"rms_norm", 2, true, "RMS norm over the last dim, optional weight"},
-    {"attention", 1, true, "multi-head self-attention over packed qkv {B, T, 3C}, causal or not"},
-    {"cross_entropy", 2, true, "mean softmax cross-entropy over targets not equal to ignore_index"},
-    {"adamw_step", 4, false, "in-place AdamW update of param, m, v"},
-    {"sgd_step", 3, false, "in-place SGD update with optional (Nesterov) momentum"},
-    {"global_norm", -1, false, "sqrt of the sum of squares over a list of tensors"},
-    {"scale_", 1, false, "in-place multiplication by a number"},
-};
+#define INFO_ENTRY(ID, name, arity, backward, properties, summary)                                                \
+    [TC_OP_##ID] = {name, arity, ((properties) & TC_OP_DIFFERENTIABLE) != 0, summary, properties},
+static const tc_op_info op_infos[] = {TC_OP_LIST(INFO_ENTRY)};
+#undef INFO_ENTRY
 
-int tc_op_count(void) { return (int)(sizeof op_table / sizeof op_table[0]); }
+#define TAPE_ENTRY(ID, name, arity, backward, properties, summary) [TC_OP_##ID] = {name, backward},
+const tc_op tc_tape_ops[TC_OP_COUNT] = {TC_OP_LIST(TAPE_ENTRY)};
+#undef TAPE_ENTRY
 
-const tc_op_info *tc_op_at(int index) {
-    return index >= 0 && index < tc_op_count() ? &op_table[index] : NULL;
+_Static_assert(sizeof op_infos / sizeof op_infos[0] == TC_OP_COUNT, "one description per op");
+/* The element-wise lists come first, in the order of their public enums. */
+_Static_assert((int)TC_OP_NEG == 0 && (int)TC_OP_LOGICAL_NOT == (int)TC_LOGICAL_NOT, "unary ids are the unary enum");
+_Static_assert((int)TC_OP_ADD == (int)TC_UNARY_OP_COUNT && (int)TC_OP_LOGICAL_OR == TC_OP_ADD + (int)TC_LOGICAL_OR,
+               "binary ids follow the unary ones in the binary enum's order");
+_Static_assert((int)TC_OP_SUM == TC_OP_ADD + (int)TC_BINARY_OP_COUNT &&
+                   (int)TC_OP_VAR == TC_OP_SUM + (int)TC_REDUCE_VAR,
+               "reduction ids follow the binary ones in the reduction enum's order");
+
+tc_status tc_no_backward(tc_node *node, tc_tensor *grad_output, tc_tensor **grad_inputs) {
+    (void)grad_output;
+    (void)grad_inputs;
+    return tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s puts no node of its own on the tape", node->op->name);
 }
+
+int tc_op_count(void) { return TC_OP_COUNT; }
+
+const tc_op_info *tc_op_at(int index) { return index >= 0 && index < TC_OP_COUNT ? &op_infos[index] : NULL; }

@@ -23,6 +23,8 @@
 extern "C" {
 #endif
 
+#include "op_list.h"
+
 #define TC_MAX_DIMS 8
 
 typedef enum tc_status {
@@ -217,45 +219,12 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out);
 
 /* ---- element-wise ops ------------------------------------------------- */
 
-typedef enum tc_unary_op {
-    TC_NEG = 0,
-    TC_EXP,
-    TC_LOG,
-    TC_SQRT,
-    TC_ABS,
-    TC_TANH,
-    TC_SIGMOID,
-    TC_RELU,
-    TC_GELU,      /* exact: x * Phi(x) */
-    TC_GELU_TANH, /* GPT-2's tanh approximation */
-    TC_SILU,
-    TC_SIN,
-    TC_COS,
-    TC_RSQRT,
-    TC_SQUARE,
-    TC_SIGN,
-    TC_LOGICAL_NOT,
-    TC_UNARY_OP_COUNT
-} tc_unary_op;
-
-typedef enum tc_binary_op {
-    TC_ADD = 0,
-    TC_SUB,
-    TC_MUL,
-    TC_DIV,
-    TC_POW,
-    TC_MAXIMUM,
-    TC_MINIMUM,
-    TC_EQ, /* comparisons give bool tensors and are not differentiable */
-    TC_NE,
-    TC_LT,
-    TC_LE,
-    TC_GT,
-    TC_GE,
-    TC_LOGICAL_AND,
-    TC_LOGICAL_OR,
-    TC_BINARY_OP_COUNT
-} tc_binary_op;
+/* The element-wise ops, from the lists in op_list.h. */
+#define TC_ENUM_ENTRY(ID, name, arity, backward, properties, summary) TC_##ID,
+typedef enum tc_unary_op { TC_UNARY_OP_LIST(TC_ENUM_ENTRY) TC_UNARY_OP_COUNT } tc_unary_op;
+/* Comparisons and logical ops give bool tensors and are not differentiable. */
+typedef enum tc_binary_op { TC_BINARY_OP_LIST(TC_ENUM_ENTRY) TC_BINARY_OP_COUNT } tc_binary_op;
+#undef TC_ENUM_ENTRY
 
 const char *tc_unary_op_name(tc_unary_op op);
 const char *tc_binary_op_name(tc_binary_op op);
@@ -282,16 +251,11 @@ tc_status tc_masked_fill(tc_tensor *x, tc_tensor *mask, double value, tc_tensor 
 
 /* ---- reductions ------------------------------------------------------- */
 
-typedef enum tc_reduce_op {
-    TC_REDUCE_SUM = 0, /* int64 for integer and bool x, wrapping around modulo 2^64 */
-    TC_REDUCE_MEAN,
-    TC_REDUCE_MAX,
-    TC_REDUCE_MIN,
-    TC_REDUCE_ARGMAX, /* int64 results, 0-based; one dim only */
-    TC_REDUCE_ARGMIN,
-    TC_REDUCE_VAR,    /* `correction` in tc_reduce_options: 1 unbiased, 0 biased */
-    TC_REDUCE_OP_COUNT
-} tc_reduce_op;
+/* argmax and argmin give int64 results, 0-based, over one dim; var takes
+ * a `correction` (tc_var): 1 unbiased, 0 biased. */
+#define TC_REDUCE_ENUM_ENTRY(ID, name, arity, backward, properties, summary) TC_REDUCE_##ID,
+typedef enum tc_reduce_op { TC_REDUCE_OP_LIST(TC_REDUCE_ENUM_ENTRY) TC_REDUCE_OP_COUNT } tc_reduce_op;
+#undef TC_REDUCE_ENUM_ENTRY
 
 /* dims: ndims dimensions to reduce (0-based, negative allowed); ndims == 0
  * reduces over all of them. */
@@ -363,14 +327,33 @@ tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor 
 
 /* ---- op table --------------------------------------------------------- */
 
+/* Properties of an op (tc_op_info.properties). */
+enum {
+    TC_OP_DIFFERENTIABLE = 1 << 0, /* gradients flow to its floating inputs */
+    TC_OP_FLOAT_ONLY = 1 << 1,     /* integer inputs are computed in float32, or refused */
+    TC_OP_INTEGERS = 1 << 2,       /* computes on integer dtypes in their own dtype */
+    TC_OP_BOOL_RESULT = 1 << 3,    /* gives a bool tensor */
+    TC_OP_VIEW = 1 << 4,           /* shares its input's storage */
+    TC_OP_IN_PLACE = 1 << 5,       /* writes into an argument */
+    TC_OP_FUSED = 1 << 6,          /* a hand-written kernel with its own backward */
+    TC_OP_METHOD = 1 << 7,         /* a tensor method taking only tensors (or numbers) */
+    TC_OP_INTERNAL = 1 << 8,       /* made by other ops, not called by name */
+};
+
+/* Every op: TC_OP_<ID>, in the order of op_list.h. */
+#define TC_OP_ENUM_ENTRY(ID, name, arity, backward, properties, summary) TC_OP_##ID,
+typedef enum tc_op_id { TC_OP_LIST(TC_OP_ENUM_ENTRY) TC_OP_COUNT } tc_op_id;
+#undef TC_OP_ENUM_ENTRY
+
 typedef struct tc_op_info {
     const char *name;
-    int arity;           /* tensor inputs; -1 for a list */
+    int arity; /* tensor inputs; -1 for a list */
     bool differentiable;
     const char *summary;
+    unsigned properties; /* TC_OP_* flags */
 } tc_op_info;
 
-/* The ops the engine provides, for docs and for test coverage checks. */
+/* The ops the engine provides, one per row of op_list.h (index = id). */
 int tc_op_count(void);
 const tc_op_info *tc_op_at(int index);
 

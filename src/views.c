@@ -10,21 +10,18 @@
 /* ---- backward functions shared by several views ---- */
 
 /* The gradient of any op that only re-labels elements in row-major order. */
-static tc_status reshape_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_reshape_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *input = node->inputs[0];
     return tc_reshape(grad, input->ndim, input->shape, &grad_inputs[0]);
 }
 
-static tc_status identity_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_identity_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     (void)node;
     tc_tensor_retain(grad);
     grad_inputs[0] = grad;
     return TC_OK;
 }
 
-static const tc_op reshape_op = {"reshape", reshape_backward};
-static const tc_op contiguous_op = {"contiguous", identity_backward};
-static const tc_op clone_op = {"clone", identity_backward};
 
 static tc_status finish_view(tc_tensor *input, const tc_op *op, tc_tensor *out, tc_node **node) {
     if (node) *node = NULL;
@@ -108,7 +105,7 @@ static tc_status reshape_impl(tc_tensor *t, const char *function, bool allow_cop
     TC_TRY(infer_shape(t, function, ndim, shape, resolved));
     if (view_strides(t, ndim, resolved, strides)) {
         TC_TRY(tc_tensor_alias(t, ndim, resolved, strides, t->offset, out));
-        return finish_view(t, &reshape_op, *out, NULL);
+        return finish_view(t, &tc_tape_ops[TC_OP_RESHAPE], *out, NULL);
     }
     if (!allow_copy)
         return tc_fail(t->ctx, TC_ERROR_SHAPE,
@@ -181,13 +178,12 @@ tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out) {
 
 /* ---- permutations ---- */
 
-static tc_status permute_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_permute_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int inverse[TC_MAX_DIMS];
     for (int i = 0; i < node->n_ints; i++) inverse[node->ints[i]] = i;
     return tc_permute(grad, node->n_ints, inverse, &grad_inputs[0]);
 }
 
-static const tc_op permute_op = {"permute", permute_backward};
 
 tc_status tc_permute(tc_tensor *t, int ndim, const int *dims, tc_tensor **out) {
     if (ndim != t->ndim)
@@ -214,7 +210,7 @@ tc_status tc_permute(tc_tensor *t, int ndim, const int *dims, tc_tensor **out) {
     }
     TC_TRY(tc_tensor_alias(t, ndim, shape, strides, t->offset, out));
     tc_node *node;
-    TC_TRY(finish_view(t, &permute_op, *out, &node));
+    TC_TRY(finish_view(t, &tc_tape_ops[TC_OP_PERMUTE], *out, &node));
     if (node) {
         node->n_ints = ndim;
         for (int i = 0; i < ndim; i++) node->ints[i] = order[i];
@@ -239,7 +235,7 @@ tc_status tc_transpose(tc_tensor *t, int dim0, int dim1, tc_tensor **out) {
 
 /* grad_input = zeros shaped like the input with grad written into the slice
  * that narrow/select took (ints: dim, start, length, squeeze flag). */
-static tc_status slice_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_slice_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *input = node->inputs[0];
     int dim = (int)node->ints[0];
     tc_tensor *zeros, *slice;
@@ -272,8 +268,6 @@ fail:
     return status;
 }
 
-static const tc_op narrow_op = {"narrow", slice_backward};
-static const tc_op select_op = {"select", slice_backward};
 
 tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_tensor **out) {
     int d;
@@ -290,7 +284,7 @@ tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_ten
     shape[d] = length;
     TC_TRY(tc_tensor_alias(t, t->ndim, shape, t->strides, t->offset + start * t->strides[d], out));
     tc_node *node;
-    TC_TRY(finish_view(t, &narrow_op, *out, &node));
+    TC_TRY(finish_view(t, &tc_tape_ops[TC_OP_NARROW], *out, &node));
     if (node) {
         node->ints[0] = d;
         node->ints[1] = start;
@@ -320,7 +314,7 @@ tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
     }
     TC_TRY(tc_tensor_alias(t, n, shape, strides, t->offset + index * t->strides[d], out));
     tc_node *node;
-    TC_TRY(finish_view(t, &select_op, *out, &node));
+    TC_TRY(finish_view(t, &tc_tape_ops[TC_OP_SELECT], *out, &node));
     if (node) {
         node->ints[0] = d;
         node->ints[1] = index;
@@ -332,12 +326,11 @@ tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
 
 /* ---- expand ---- */
 
-static tc_status expand_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_expand_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *input = node->inputs[0];
     return tc_sum_to_shape(grad, input->ndim, input->shape, &grad_inputs[0]);
 }
 
-static const tc_op expand_op = {"expand", expand_backward};
 
 tc_status tc_expand(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out) {
     if (ndim < t->ndim || ndim > TC_MAX_DIMS)
@@ -357,7 +350,7 @@ tc_status tc_expand(tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **ou
     }
     TC_TRY(tc_check_shape(t->ctx, "expand", ndim, resolved, t->dtype));
     TC_TRY(tc_broadcast_view(t, ndim, resolved, out));
-    return finish_view(t, &expand_op, *out, NULL);
+    return finish_view(t, &tc_tape_ops[TC_OP_EXPAND], *out, NULL);
 }
 
 /* ---- copies ---- */
@@ -369,23 +362,22 @@ tc_status tc_contiguous(tc_tensor *t, tc_tensor **out) {
         return TC_OK;
     }
     TC_TRY(tc_contiguous_copy(t, out));
-    return finish_view(t, &contiguous_op, *out, NULL);
+    return finish_view(t, &tc_tape_ops[TC_OP_CONTIGUOUS], *out, NULL);
 }
 
 tc_status tc_clone(tc_tensor *t, tc_tensor **out) {
     TC_TRY(tc_contiguous_copy(t, out));
-    return finish_view(t, &clone_op, *out, NULL);
+    return finish_view(t, &tc_tape_ops[TC_OP_CLONE], *out, NULL);
 }
 
 tc_status tc_detach(tc_tensor *t, tc_tensor **out) {
     return tc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset, out);
 }
 
-static tc_status cast_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_cast_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     return tc_to_dtype(grad, node->inputs[0]->dtype, &grad_inputs[0]);
 }
 
-static const tc_op cast_op = {"to_dtype", cast_backward};
 
 tc_status tc_to_dtype(tc_tensor *t, tc_dtype dtype, tc_tensor **out) {
     if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(t->ctx, TC_ERROR_DTYPE, "to: unknown dtype %d", (int)dtype);
@@ -396,14 +388,13 @@ tc_status tc_to_dtype(tc_tensor *t, tc_dtype dtype, tc_tensor **out) {
     }
     TC_TRY(tc_cast_if_needed(t, dtype, out));
     if (!tc_dtype_is_floating(dtype)) return TC_OK;
-    return finish_view(t, &cast_op, *out, NULL);
+    return finish_view(t, &tc_tape_ops[TC_OP_TO_DTYPE], *out, NULL);
 }
 
-static tc_status device_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+tc_status tc_device_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     return tc_to_device(grad, node->inputs[0]->storage->device, &grad_inputs[0]);
 }
 
-static const tc_op device_op = {"to_device", device_backward};
 
 /* Copies between host and device go through the device backend's copy,
  * which accepts one host operand. */
@@ -425,5 +416,5 @@ tc_status tc_to_device(tc_tensor *t, tc_device device, tc_tensor **out) {
     }
     tc_tensor_release(source);
     if (status != TC_OK) return status;
-    return finish_view(t, &device_op, *out, NULL);
+    return finish_view(t, &tc_tape_ops[TC_OP_TO_DEVICE], *out, NULL);
 }

@@ -209,46 +209,16 @@ static int binary(lua_State *L, tc_binary_op op) {
     return push_result(L, name, tc_binary_scalar(op, t, value, a_tensor == NULL, &out), &out);
 }
 
-#define BINARY_METHOD(NAME, OP)                                                                                    \
-    static int m_##NAME(lua_State *L) { return binary(L, OP); }
-BINARY_METHOD(add, TC_ADD)
-BINARY_METHOD(sub, TC_SUB)
-BINARY_METHOD(mul, TC_MUL)
-BINARY_METHOD(div, TC_DIV)
-BINARY_METHOD(pow, TC_POW)
-BINARY_METHOD(maximum, TC_MAXIMUM)
-BINARY_METHOD(minimum, TC_MINIMUM)
-BINARY_METHOD(eq, TC_EQ)
-BINARY_METHOD(ne, TC_NE)
-BINARY_METHOD(lt, TC_LT)
-BINARY_METHOD(le, TC_LE)
-BINARY_METHOD(gt, TC_GT)
-BINARY_METHOD(ge, TC_GE)
-BINARY_METHOD(logical_and, TC_LOGICAL_AND)
-BINARY_METHOD(logical_or, TC_LOGICAL_OR)
+/* The methods op_list.h marks TC_OP_METHOD, one closure per op: its enum
+ * value is the upvalue. */
+static int binary_method(lua_State *L) { return binary(L, (tc_binary_op)lua_tointeger(L, lua_upvalueindex(1))); }
 
 static int unary(lua_State *L, tc_unary_op op) {
     tc_tensor *out;
     return push_result(L, tc_unary_op_name(op), tc_unary(op, self(L, tc_unary_op_name(op)), &out), &out);
 }
 
-#define UNARY_METHOD(NAME, OP)                                                                                     \
-    static int m_##NAME(lua_State *L) { return unary(L, OP); }
-UNARY_METHOD(neg, TC_NEG)
-UNARY_METHOD(exp, TC_EXP)
-UNARY_METHOD(log, TC_LOG)
-UNARY_METHOD(sqrt, TC_SQRT)
-UNARY_METHOD(abs, TC_ABS)
-UNARY_METHOD(tanh, TC_TANH)
-UNARY_METHOD(sigmoid, TC_SIGMOID)
-UNARY_METHOD(relu, TC_RELU)
-UNARY_METHOD(silu, TC_SILU)
-UNARY_METHOD(sin, TC_SIN)
-UNARY_METHOD(cos, TC_COS)
-UNARY_METHOD(rsqrt, TC_RSQRT)
-UNARY_METHOD(square, TC_SQUARE)
-UNARY_METHOD(sign, TC_SIGN)
-UNARY_METHOD(logical_not, TC_LOGICAL_NOT)
+static int unary_method(lua_State *L) { return unary(L, (tc_unary_op)lua_tointeger(L, lua_upvalueindex(1))); }
 
 /* gelu() is exact; gelu("tanh") is GPT-2's approximation. */
 static int m_gelu(lua_State *L) {
@@ -334,10 +304,10 @@ static int reduce(lua_State *L, tc_reduce_op op, const char *name) {
     return push_result(L, name, tc_reduce(op, t, n, dims, keepdim, &out), &out);
 }
 
-static int m_sum(lua_State *L) { return reduce(L, TC_REDUCE_SUM, "sum"); }
-static int m_mean(lua_State *L) { return reduce(L, TC_REDUCE_MEAN, "mean"); }
-static int m_argmax(lua_State *L) { return reduce(L, TC_REDUCE_ARGMAX, "argmax"); }
-static int m_argmin(lua_State *L) { return reduce(L, TC_REDUCE_ARGMIN, "argmin"); }
+static int reduce_method(lua_State *L) {
+    tc_reduce_op op = (tc_reduce_op)lua_tointeger(L, lua_upvalueindex(1));
+    return reduce(L, op, tc_op_at(TC_OP_SUM + op)->name);
+}
 
 /* max()/min() give the value; with a dim they also give the 0-based indices. */
 static int extreme(lua_State *L, tc_reduce_op op, tc_reduce_op arg_op, const char *name) {
@@ -428,7 +398,8 @@ static int list_of_tensors(lua_State *L, int idx, tc_tensor **tensors, int capac
     for (int i = 0; i < n; i++) {
         lua_geti(L, idx, i + 1);
         tc_tensor *t = binding_test_tensor(L, -1);
-        if (!t) luaL_error(L, "%s: entry %d of the list is a %s, expected a tensor", function, i + 1, luaL_typename(L, -1));
+        if (!t)
+            luaL_error(L, "%s: entry %d of the list is a %s, expected a tensor", function, i + 1, luaL_typename(L, -1));
         tensors[i] = t;
         lua_pop(L, 1);
     }
@@ -774,45 +745,11 @@ static const luaL_Reg methods[] = {
     {"item", m_item},
     {"totable", m_totable},
     {"tobytes", m_tobytes},
-    {"add", m_add},
-    {"sub", m_sub},
-    {"mul", m_mul},
-    {"div", m_div},
-    {"pow", m_pow},
-    {"maximum", m_maximum},
-    {"minimum", m_minimum},
-    {"eq", m_eq},
-    {"ne", m_ne},
-    {"lt", m_lt},
-    {"le", m_le},
-    {"gt", m_gt},
-    {"ge", m_ge},
-    {"logical_and", m_logical_and},
-    {"logical_or", m_logical_or},
-    {"logical_not", m_logical_not},
-    {"neg", m_neg},
-    {"exp", m_exp},
-    {"log", m_log},
-    {"sqrt", m_sqrt},
-    {"abs", m_abs},
-    {"tanh", m_tanh},
-    {"sigmoid", m_sigmoid},
-    {"relu", m_relu},
     {"gelu", m_gelu},
-    {"silu", m_silu},
-    {"sin", m_sin},
-    {"cos", m_cos},
-    {"rsqrt", m_rsqrt},
-    {"square", m_square},
-    {"sign", m_sign},
     {"clamp", m_clamp},
     {"masked_fill", m_masked_fill},
-    {"sum", m_sum},
-    {"mean", m_mean},
     {"max", m_max},
     {"min", m_min},
-    {"argmax", m_argmax},
-    {"argmin", m_argmin},
     {"var", m_var},
     {"matmul", m_matmul},
     {"softmax", m_softmax},
@@ -850,6 +787,14 @@ static const luaL_Reg module_ops[] = {
 void binding_register_ops(lua_State *L, int methods_index, int module_index) {
     lua_pushvalue(L, methods_index);
     luaL_setfuncs(L, methods, 0);
+    for (int id = 0; id < tc_op_count(); id++) {
+        const tc_op_info *op = tc_op_at(id);
+        if (!(op->properties & TC_OP_METHOD)) continue;
+        lua_CFunction method = id < TC_OP_ADD ? unary_method : id < TC_OP_SUM ? binary_method : reduce_method;
+        lua_pushinteger(L, id < TC_OP_ADD ? id : id < TC_OP_SUM ? id - TC_OP_ADD : id - TC_OP_SUM);
+        lua_pushcclosure(L, method, 1);
+        lua_setfield(L, -2, op->name);
+    }
     lua_pop(L, 1);
     lua_pushvalue(L, module_index);
     luaL_setfuncs(L, module_ops, 0);
@@ -857,12 +802,18 @@ void binding_register_ops(lua_State *L, int methods_index, int module_index) {
     /* The metatable is on the stack just below the methods table. */
     int metatable = methods_index - 1;
     static const luaL_Reg metamethods[] = {
-        {"__add", m_add},   {"__sub", m_sub}, {"__mul", m_mul},           {"__div", m_div},
-        {"__pow", m_pow},   {"__unm", m_neg}, {"__len", mm_len},          {"__gc", mm_gc},
-        {"__close", mm_gc}, {"__newindex", mm_newindex}, {"__tostring", mm_tostring_plain}, {NULL, NULL},
+        {"__len", mm_len},           {"__gc", mm_gc}, {"__close", mm_gc}, {"__newindex", mm_newindex},
+        {"__tostring", mm_tostring_plain}, {NULL, NULL},
+    };
+    static const char *const operators[][2] = {
+        {"__add", "add"}, {"__sub", "sub"}, {"__mul", "mul"}, {"__div", "div"}, {"__pow", "pow"}, {"__unm", "neg"},
     };
     lua_pushvalue(L, metatable);
     luaL_setfuncs(L, metamethods, 0);
+    for (size_t i = 0; i < sizeof operators / sizeof operators[0]; i++) {
+        lua_getfield(L, methods_index, operators[i][1]);
+        lua_setfield(L, -2, operators[i][0]);
+    }
     lua_pushvalue(L, methods_index);
     lua_pushcclosure(L, mm_index, 1);
     lua_setfield(L, -2, "__index");

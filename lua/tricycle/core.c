@@ -625,7 +625,7 @@ static int l_ops(lua_State *L) {
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         const tc_op_info *info = tc_op_at(i);
-        lua_createtable(L, 0, 4);
+        lua_createtable(L, 0, 12);
         lua_pushstring(L, info->name);
         lua_setfield(L, -2, "name");
         lua_pushinteger(L, info->arity);
@@ -634,6 +634,18 @@ static int l_ops(lua_State *L) {
         lua_setfield(L, -2, "differentiable");
         lua_pushstring(L, info->summary);
         lua_setfield(L, -2, "summary");
+        static const struct {
+            unsigned flag;
+            const char *name;
+        } properties[] = {
+            {TC_OP_FLOAT_ONLY, "float_only"}, {TC_OP_INTEGERS, "integers"}, {TC_OP_BOOL_RESULT, "bool_result"},
+            {TC_OP_VIEW, "view"},             {TC_OP_IN_PLACE, "in_place"}, {TC_OP_FUSED, "fused"},
+            {TC_OP_METHOD, "method"},         {TC_OP_INTERNAL, "internal"},
+        };
+        for (size_t p = 0; p < sizeof properties / sizeof properties[0]; p++) {
+            lua_pushboolean(L, (info->properties & properties[p].flag) != 0);
+            lua_setfield(L, -2, properties[p].name);
+        }
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
