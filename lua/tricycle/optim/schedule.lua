@@ -4,22 +4,23 @@ local schedule = {}
 local Cosine = {}
 Cosine.__index = Cosine
 
-local function check(config)
+local function check(config, name)
+  name = name or "cosine_schedule"
   if type(config) ~= "table" then
-    error("cosine_schedule: expects {max_lr =, min_lr =, warmup =, total =}", 3)
+    error(name .. ": expects {max_lr =, min_lr =, warmup =, total =}", 3)
   end
   for _, field in ipairs({ "max_lr", "min_lr" }) do
     if type(config[field]) ~= "number" then
-      error(("cosine_schedule: %s must be a number, got %s"):format(field, tostring(config[field])), 3)
+      error(("%s: %s must be a number, got %s"):format(name, field, tostring(config[field])), 3)
     end
   end
   for _, field in ipairs({ "warmup", "total" }) do
     if math.type(config[field]) ~= "integer" or config[field] < 0 then
-      error(("cosine_schedule: %s must be a non-negative integer, got %s"):format(field, tostring(config[field])), 3)
+      error(("%s: %s must be a non-negative integer, got %s"):format(name, field, tostring(config[field])), 3)
     end
   end
   if config.total < config.warmup then
-    error(("cosine_schedule: total %d is shorter than warmup %d"):format(config.total, config.warmup), 3)
+    error(("%s: total %d is shorter than warmup %d"):format(name, config.total, config.warmup), 3)
   end
 end
 
@@ -61,6 +62,38 @@ end
 
 function Cosine:load_state_dict(state)
   check(state)
+  self.max_lr, self.min_lr, self.warmup, self.total = state.max_lr, state.min_lr, state.warmup, state.total
+  self.step = state.step or 0
+end
+
+local Linear = setmetatable({}, { __index = Cosine })
+Linear.__index = Linear
+
+--- linear_schedule{max_lr =, min_lr = 0, warmup = 0, total =}: the same
+-- warmup as the cosine, then a straight line from max_lr down to min_lr
+-- reached at step `total`, and min_lr after it.
+function schedule.linear(config)
+  local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
+    warmup = config and config.warmup or 0, total = config and config.total }
+  check(c, "linear_schedule")
+  c.step = 0
+  return setmetatable(c, Linear)
+end
+
+function Linear:lr(step)
+  step = step or self.step
+  if step < self.warmup then
+    return self.max_lr * (step + 1) / self.warmup
+  end
+  if step >= self.total then
+    return self.min_lr
+  end
+  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  return self.max_lr + ratio * (self.min_lr - self.max_lr)
+end
+
+function Linear:load_state_dict(state)
+  check(state, "linear_schedule")
   self.max_lr, self.min_lr, self.warmup, self.total = state.max_lr, state.min_lr, state.warmup, state.total
   self.step = state.step or 0
 end
