@@ -325,7 +325,7 @@ function M.glob(pattern, who)
   local lua_pattern = "^" .. name:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
   local ok, entries = pcall(core.shards.list_dir, dir)
   if not ok then
-    error(("%s: '%s': %s"):format(who, pattern, tostring(entries)), 2)
+    error(("%s: no file matches '%s' (%s)"):format(who, pattern, tostring(entries)), 2)
   end
   local found = {}
   for _, entry in ipairs(entries) do
