@@ -49,7 +49,8 @@ local USAGE = "lua scripts/prepare_data.lua (--gpt2 DIR | --gpt2-vocab FILE --gp
   .. "--out DIR [options] INPUT..."
 
 local OPTIONS = {
-  { name = "gpt2", metavar = "DIR", help = "GPT-2's tokenizer from DIR: vocab.json (or encoder.json) and merges.txt (or vocab.bpe)" },
+  { name = "gpt2", metavar = "DIR",
+    help = "GPT-2's tokenizer from DIR: vocab.json (or encoder.json) and merges.txt (or vocab.bpe)" },
   { name = "gpt2_vocab", metavar = "FILE", help = "GPT-2's vocab.json" },
   { name = "gpt2_merges", metavar = "FILE", help = "GPT-2's merges.txt" },
   { name = "tokenizer", metavar = "FILE", help = "a tokenizer saved by tricycle (tok:save)" },
@@ -57,8 +58,9 @@ local OPTIONS = {
   { name = "name", help = "prefix of the output files (default corpus)" },
   { name = "format", type = "choice", choices = { "auto", "text", "jsonl" },
     help = "input format (default auto: .jsonl and .ndjson files are JSON Lines, everything else text)" },
-  { name = "doc_separator", metavar = "TEXT", help = "text files: a document ends after each TEXT (\\n, \\r, \\t, \\\\ escapes), "
-    .. "which stays with it; default: one document per file" },
+  { name = "doc_separator", metavar = "TEXT",
+    help = "text files: a document ends after each TEXT (\\n, \\r, \\t, \\\\ escapes), which stays with it; "
+      .. "default: one document per file" },
   { name = "val_docs", type = "integer", help = "the first N documents go to the validation shards" },
   { name = "val_tokens", type = "integer", help = "the first N tokens go to the validation shards" },
   { name = "shard_tokens", type = "integer", help = "tokens per shard (default 100000000)" },
@@ -326,6 +328,8 @@ local function Writer(split)
     writer.written[#writer.written + 1] = path
     writer.tokens = writer.tokens + writer.count
     writer.index, writer.count = writer.index + 1, 0
+    bytes = nil -- luacheck: ignore
+    collectgarbage() -- the shard's pieces and copy go now, so memory stays about two shards' worth
   end
 
   --- Appends packed ids, writing each shard as it fills.

@@ -52,7 +52,8 @@ local USAGE = "lua scripts/train_gpt2.lua --data PREFIX [--model 124M|350M|774M|
 local MODELS = { "124M", "350M", "774M", "1.5B" }
 
 local OPTIONS = {
-  { name = "data", metavar = "PREFIX", help = "shards PREFIX_train_*.bin and PREFIX_val_*.bin, PREFIX.tokenizer, PREFIX.json" },
+  { name = "data", metavar = "PREFIX",
+    help = "shards PREFIX_train_*.bin and PREFIX_val_*.bin, PREFIX.tokenizer, PREFIX.json" },
   { name = "train", metavar = "GLOB", help = "training shards (instead of PREFIX_train_*.bin)" },
   { name = "val", metavar = "GLOB", help = "validation shards (instead of PREFIX_val_*.bin)" },
   { name = "tokenizer", metavar = "FILE", help = "tokenizer for samples and checkpoints (default PREFIX.tokenizer)" },
@@ -67,7 +68,8 @@ local OPTIONS = {
   { name = "dropout", type = "number", help = "dropout probability (default 0)" },
   { name = "init_from", metavar = "FILE", help = "start from GPT-2 weights (a Hugging Face-layout safetensors file)" },
   { name = "batch_size", type = "integer", help = "sequences per micro-batch (default 4)" },
-  { name = "total_batch", type = "integer", help = "tokens per optimiser step, a multiple of batch size × context (default: one micro-batch)" },
+  { name = "total_batch", type = "integer",
+    help = "tokens per optimiser step, a multiple of batch size × context (default: one micro-batch)" },
   { name = "steps", type = "integer", help = "optimiser steps in total, counted from the start (default 1000)" },
   { name = "lr", type = "number", help = "peak learning rate (default 6e-4)" },
   { name = "min_lr", type = "number", help = "final learning rate (default lr / 10)" },
@@ -89,7 +91,8 @@ local OPTIONS = {
   { name = "tensorboard", metavar = "DIR", help = "also write TensorBoard event files there" },
   { name = "stop_at", type = "integer", help = "stop after this step (checkpoint, exit 0; --resume goes on)" },
   { name = "time_limit", type = "number", help = "stop after this many seconds of training (as --stop-at)" },
-  { name = "peak_flops", type = "number", help = "FLOP/s that MFU divides by (default: a matmul measured at the start)" },
+  { name = "peak_flops", type = "number",
+    help = "FLOP/s that MFU divides by (default: a matmul measured at the start)" },
   { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to train (default auto)" },
   { name = "threads", type = "integer", help = "CPU threads for the engine" },
 }

@@ -107,8 +107,9 @@ describe("prepare_data.lua", function()
   end)
 
   with_gpt2("prepares tiny Shakespeare in documents as llm.c does: same token counts, the reference's ids", function()
-    local code, out, err = run(("%s --gpt2 %s --out %s --name shakespeare --doc-separator '\\n\\n' --val-tokens 32768 %s")
-      :format(prepare, shell_quote(gpt2_dir), shell_quote(work .. "/llmc"), shell_quote(shakespeare)))
+    local code, out, err = run(("%s --gpt2 %s --out %s --name shakespeare --doc-separator '\\n\\n' "
+      .. "--val-tokens 32768 %s"):format(prepare, shell_quote(gpt2_dir), shell_quote(work .. "/llmc"),
+      shell_quote(shakespeare)))
     assert.are.equal(0, code, err)
     assert.truthy(out:find("MB/s", 1, true))
     assert.are.same({ "shakespeare.json", "shakespeare.tokenizer", "shakespeare_train_000000.bin",
@@ -220,8 +221,9 @@ describe("prepare_data.lua", function()
   with_gpt2("leaves only complete shards when interrupted", function()
     local out = work .. "/interrupted"
     -- the corpus arrives on a pipe; Ctrl-C comes after its first half, so before the end of the input
-    local script = ("mkfifo %s/pipe; %s --gpt2 %s --out %s --shard-tokens 1000 --block-bytes 10000 - < %s/pipe > /dev/null 2> %s/err & "
-      .. "pid=$!; { head -c 200000 %s; sleep 1; kill -INT $pid; cat %s; } > %s/pipe; wait $pid; echo $? > %s/status")
+    local script = ("mkfifo %s/pipe; %s --gpt2 %s --out %s --shard-tokens 1000 --block-bytes 10000 - < %s/pipe "
+      .. "> /dev/null 2> %s/err & pid=$!; { head -c 200000 %s; sleep 1; kill -INT $pid; cat %s; } > %s/pipe; "
+      .. "wait $pid; echo $? > %s/status")
       :format(shell_quote(work), prepare, shell_quote(gpt2_dir), shell_quote(out), shell_quote(work),
         shell_quote(work), shell_quote(shakespeare), shell_quote(shakespeare), shell_quote(work), shell_quote(work))
     run("sh -c " .. shell_quote(script))
@@ -350,8 +352,8 @@ describe("train_gpt2.lua", function()
     require("tricycle.models.gpt2").export(source, work .. "/weights.safetensors")
     local prefix = shell_quote(work .. "/small/shakespeare")
     local code, out, err = run(("%s --data %s --init-from %s --context-length 32 --batch-size 2 --steps 2 "
-      .. "--val-batches 1 --sample-tokens 8 --out %s"):format(train, prefix, shell_quote(work .. "/weights.safetensors"),
-      shell_quote(work .. "/tuned")))
+      .. "--val-batches 1 --sample-tokens 8 --out %s"):format(train, prefix,
+      shell_quote(work .. "/weights.safetensors"), shell_quote(work .. "/tuned")))
     assert.are.equal(0, code, err)
     assert.truthy(out:find("from " .. work .. "/weights.safetensors", 1, true), out)
     assert.truthy(exists(work .. "/tuned/sample.txt"))

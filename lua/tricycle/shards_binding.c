@@ -180,9 +180,11 @@ static int shards_encoder(lua_State *L) {
     lua_Integer threads = integer_field(L, 2, "threads", 1, "batch_encoder");
     lua_Integer eot = integer_field(L, 2, "eot", -1, "batch_encoder");
     lua_Integer id_bytes = integer_field(L, 2, "id_bytes", 2, "batch_encoder");
-    if (threads < 1 || threads > 1024) return luaL_error(L, "batch_encoder: threads must be from 1 to 1024, got %I", threads);
+    if (threads < 1 || threads > 1024)
+        return luaL_error(L, "batch_encoder: threads must be from 1 to 1024, got %I", threads);
     if (eot < -1 || eot > INT32_MAX) return luaL_error(L, "batch_encoder: eot %I is neither -1 nor a valid id", eot);
-    if (id_bytes != 2 && id_bytes != 4) return luaL_error(L, "batch_encoder: id_bytes must be 2 or 4, got %I", id_bytes);
+    if (id_bytes != 2 && id_bytes != 4)
+        return luaL_error(L, "batch_encoder: id_bytes must be 2 or 4, got %I", id_bytes);
     options.threads = (int)threads;
     options.eot = (int32_t)eot;
     options.id_bytes = (int)id_bytes;

@@ -77,7 +77,8 @@ local function length_delimited(field, bytes)
   return key(field, 2) .. varint(#bytes) .. bytes
 end
 
---- An Event's bytes: event = {wall_time =, step =, file_version = | summary = {{tag, value}, ...} | session_start = true}.
+--- An Event's bytes: event = {wall_time =, step =, and one of file_version =,
+-- summary = {{tag, value}, ...}, session_start = true}.
 function M.event(event)
   local parts = { key(1, 1) .. string.pack("<d", event.wall_time), key(2, 0) .. varint(event.step or 0) }
   if event.file_version then

@@ -55,7 +55,9 @@ return {
     context_length = 2 }) end, { "TokenShards", "no file matches", "/nonexistent/x_*.bin" } },
   { "a wildcard in the folder of a glob", function() return data.glob("/tmp/*/x.bin") end,
     { "glob", "/tmp/*/x.bin", "file name only" } },
-  { "a folder as a shard", function() return data.TokenShards({ files = "/tmp", batch_size = 1, context_length = 2 }) end,
+  { "a folder as a shard", function()
+    return data.TokenShards({ files = "/tmp", batch_size = 1, context_length = 2 })
+  end,
     { "TokenShards", "'/tmp'", "not a regular file" } },
   { "an empty file", function() return shards("") end,
     { "TokenShards", "0 bytes", "1024-byte header" } },
@@ -142,7 +144,8 @@ return {
   { "a header of -1 tokens", function() return core.shards.header(-1, 2) end, { "token_shard_header", "-1" } },
   { "a header of 2^31 tokens", function() return core.shards.header(1 << 31, 2) end,
     { "token_shard_header", "2147483648" } },
-  { "a header of 3-byte ids", function() return core.shards.header(1, 3) end, { "token_shard_header", "id_bytes", "3" } },
+  { "a header of 3-byte ids", function() return core.shards.header(1, 3) end,
+    { "token_shard_header", "id_bytes", "3" } },
   { "a batch past the end of a shard", function()
     return with_file(good, function(path) return core.shards.open(path):batch(2, 1, 2) end)
   end, { "token_shard_batch", "3 tokens from token 2", "4 tokens" } },
