@@ -304,6 +304,8 @@ if #existing > 0 and not values.overwrite then
   fail(("%s already holds %d shards named %s_* (%s ...): pass --overwrite to replace them, or choose another --name "
     .. "or --out"):format(out_dir, #existing, config.name, existing[1]))
 end
+-- the manifest describes complete runs only: while shards are being replaced there is none
+os.remove(out_dir .. "/" .. config.name .. ".json")
 
 -- The shard being written: its name is only ever a complete file (see cli.write_atomic), but an interrupted
 -- write leaves the temporary beside it, which is removed on the way out.
@@ -592,9 +594,9 @@ end
 
 report(true)
 if val_docs_left > 0 or val_tokens_left > 0 then
-  io.stderr:write(("prepare_data: the corpus ended before the validation share was full (%d %s short); "
-    .. "there are no training shards\n"):format(val_docs_left > 0 and val_docs_left or val_tokens_left,
-    val_docs_left > 0 and "documents" or "tokens"))
+  io.stderr:write(("prepare_data: the corpus ended before the validation share was full (%d %s short)%s\n")
+    :format(val_docs_left > 0 and val_docs_left or val_tokens_left, val_docs_left > 0 and "documents" or "tokens",
+      train.tokens == 0 and "; there are no training shards" or ""))
 end
 
 -- shards of an earlier run under this name that this run did not replace

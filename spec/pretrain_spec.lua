@@ -193,6 +193,44 @@ describe("prepare_data.lua", function()
       assert.are.same({ train = 2, val = 1 }, manifest.documents)
     end)
 
+  it("takes a tokenizer saved by tricycle: the end-of-text id after its vocabulary, uint32 ids past 65535", function()
+    local tokenizer = require("tricycle.tokenizer")
+    local text = "the cat sat on the mat.\n\nthe dog sat on the log.\n\n"
+    local bpe = tokenizer.BPETokenizer.train(text, { vocab_size = 280, gpt2_split = true })
+    bpe:save(work .. "/small.tok")
+    write(work .. "/small.txt", text)
+    local code, _, err = run(("%s --tokenizer %s --out %s --name small --doc-separator '\\n\\n' %s"):format(prepare,
+      shell_quote(work .. "/small.tok"), shell_quote(work .. "/own"), shell_quote(work .. "/small.txt")))
+    assert.are.equal(0, code, err)
+    local manifest = tc.json_decode(read(work .. "/own/small.json"))
+    assert.are.equal(bpe:vocab_size(), manifest.eot)
+    assert.are.equal(bpe:vocab_size() + 1, manifest.vocab_size)
+    local shard = require("tricycle.core").shards.open(work .. "/own/small_train_000000.bin")
+    local ids = shard:read(0, shard:count()):totable()
+    assert.are.equal(manifest.eot, ids[1])
+    local second = #bpe:encode("the cat sat on the mat.\n\n") + 2
+    assert.are.equal(manifest.eot, ids[second])
+    assert.are.same(bpe:encode("the dog sat on the log.\n\n"), { table.unpack(ids, second + 1) })
+    -- 70,000 characters: ids do not fit 16 bits, so the shard is llm.c's uint32 variant
+    local chars = {}
+    for cp = 0x10000, 0x10000 + 69999 do
+      chars[#chars + 1] = utf8.char(cp)
+    end
+    tokenizer.CharTokenizer.new(table.concat(chars)):save(work .. "/wide.tok")
+    write(work .. "/wide.txt", utf8.char(0x10000 + 69999, 0x10000))
+    code, _, err = run(("%s --tokenizer %s --out %s --name wide %s"):format(prepare, shell_quote(work .. "/wide.tok"),
+      shell_quote(work .. "/own"), shell_quote(work .. "/wide.txt")))
+    assert.are.equal(0, code, err)
+    local bytes = read(work .. "/own/wide_train_000000.bin")
+    local function three(format, at)
+      local a, b, c = string.unpack(format, bytes, at)
+      return { a, b, c }
+    end
+    assert.are.same({ 20240801, 7, 3 }, three("<i4i4i4", 1))
+    assert.are.same({ 70000, 69999, 0 }, three("<I4I4I4", 1025)) -- the end-of-text id, then the two characters
+    assert.are.equal(1024 + 3 * 4, #bytes)
+  end)
+
   with_gpt2("stops with the file, line and offset of bad input, writing nothing", function()
     write(work .. "/bad.txt", "good line\nline two \192\175 bad\n")
     local code, _, err = run(("%s --gpt2 %s --out %s %s"):format(prepare, shell_quote(gpt2_dir),
