@@ -132,8 +132,8 @@ end
 if config.threads < 1 or config.threads > 1024 then
   fail_usage(("--threads must be from 1 to 1024, got %d"):format(config.threads))
 end
-if config.block_bytes < 1 then
-  fail_usage(("--block-bytes must be positive, got %d"):format(config.block_bytes))
+if config.block_bytes < 1 or config.block_bytes > (1 << 30) then
+  fail_usage(("--block-bytes must be from 1 to 1073741824, got %d"):format(config.block_bytes))
 end
 if not config.name:match("^[%w._-]+$") then
   fail_usage(("--name must be letters, digits, '.', '_' or '-', got '%s'"):format(config.name))
