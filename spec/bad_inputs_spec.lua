@@ -8,7 +8,7 @@
 local tc = require("tricycle")
 
 local areas = {
-  "construction", "shapes", "indices", "dtypes", "autograd", "nn", "optim", "files", "tokenizers", "generation",
+  "construction", "shapes", "indices", "dtypes", "autograd", "nn", "optim", "files", "tokenizers", "generation", "data",
 }
 
 local function state_works()

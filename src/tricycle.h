@@ -546,6 +546,102 @@ int tc_tokenizer_merge_count(const tc_tokenizer *tok);
 tc_status tc_tokenizer_token_bytes(const tc_tokenizer *tok, int32_t id, const char **bytes, size_t *len);
 tc_context *tc_tokenizer_context(const tc_tokenizer *tok);
 
+/* ---- batch encoding --------------------------------------------------- */
+
+/*
+ * Encodes blocks of text on several threads into packed ids, in block
+ * order, for preparing token shards. A block is either text (documents end
+ * after each occurrence of the encoder's separator, which stays with the
+ * document it ends; without a separator the block is one document) or JSON
+ * Lines (each line that is not blank is an object whose string "text" is a
+ * document). Each document is encoded on its own, after the end-of-text
+ * id; empty documents are skipped. Text must be well-formed UTF-8.
+ *
+ * Every thread has its own context and its own copy of the tokenizer, made
+ * by tc_batch_encoder_new; the encoder, like a tokenizer, is used by one
+ * thread at a time and reports errors in the tokenizer's context.
+ */
+
+typedef enum tc_block_format { TC_BLOCK_TEXT = 0, TC_BLOCK_JSONL } tc_block_format;
+
+typedef struct tc_text_block {
+    const char *data;
+    size_t length;
+    tc_block_format format;
+    /* Text blocks: the first document goes on from the previous block (a
+     * long document cut where encoding both parts apart gives the same ids):
+     * no end-of-text id before it, and it is not counted. */
+    bool continues;
+    const char *name; /* for messages: the file it came from (NULL: "<input>") */
+    int64_t line;     /* 1-based line of data[0] in that file */
+    int64_t offset;   /* byte offset of data[0] in that file */
+} tc_text_block;
+
+typedef struct tc_batch_encoder_options {
+    int threads;            /* 1 to 1024; the calling thread is one of them */
+    int32_t eot;            /* the id before every document; -1 for none */
+    int id_bytes;           /* 2 or 4: the width of each packed little-endian id */
+    const char *separator;  /* text blocks: documents end after it (NULL or length 0: none) */
+    size_t separator_length;
+} tc_batch_encoder_options;
+
+typedef struct tc_batch_encoder tc_batch_encoder;
+
+/* Fails when the tokenizer's ids or eot do not fit id_bytes. */
+tc_status tc_batch_encoder_new(const tc_tokenizer *tok, const tc_batch_encoder_options *options,
+                               tc_batch_encoder **out);
+void tc_batch_encoder_free(tc_batch_encoder *enc);
+int tc_batch_encoder_threads(const tc_batch_encoder *enc);
+int tc_batch_encoder_id_bytes(const tc_batch_encoder *enc);
+/* Encodes count blocks: *ids is a fresh buffer of *id_count packed ids
+ * (free it with tc_batch_encode_free); documents, when not NULL, receives
+ * the number of documents begun in each block. The first failing block (in
+ * order) is reported: malformed UTF-8 or JSON, a record without a string
+ * "text", naming the block's file, line and byte offset. */
+tc_status tc_batch_encode(tc_batch_encoder *enc, const tc_text_block *blocks, size_t count, unsigned char **ids,
+                          size_t *id_count, int64_t *documents);
+void tc_batch_encode_free(unsigned char *ids);
+
+/* ---- token shards ----------------------------------------------------- */
+
+/*
+ * Token shards in llm.c's layout: a header of 256 little-endian int32
+ * (magic, version, number of tokens, then zeros) followed by the ids,
+ * little-endian. Magic 20240520 version 1 holds uint16 ids (GPT-2's
+ * vocabulary); magic 20240801 version 7 holds uint32 ids, for vocabularies
+ * past 65536, which readers of the uint16 layout refuse by its magic. The
+ * token count is an int32, so a shard holds fewer than 2^31 tokens.
+ * Shards are mapped read-only, never read whole into memory.
+ */
+#define TC_SHARD_HEADER_INTS 256
+#define TC_SHARD_MAGIC_UINT16 20240520
+#define TC_SHARD_VERSION_UINT16 1
+#define TC_SHARD_MAGIC_UINT32 20240801
+#define TC_SHARD_VERSION_UINT32 7
+
+typedef struct tc_token_shard tc_token_shard;
+
+/* The 1024-byte header of a shard of count ids of id_bytes (2 or 4) each. */
+tc_status tc_token_shard_header(tc_context *ctx, int64_t count, int id_bytes, unsigned char header[1024]);
+/* Maps path and checks its header: a known magic and version, and a token
+ * count that agrees with the file's size. Errors name the path. */
+tc_status tc_token_shard_open(tc_context *ctx, const char *path, tc_token_shard **out);
+void tc_token_shard_close(tc_token_shard *shard);
+int64_t tc_token_shard_count(const tc_token_shard *shard);
+/* 2 or 4. */
+int tc_token_shard_id_bytes(const tc_token_shard *shard);
+const char *tc_token_shard_path(const tc_token_shard *shard);
+/* Fails, naming the path, the position and the id, when an id is at or
+ * above vocab_size (reads every id once; later calls with a vocabulary at
+ * least as large return at once). */
+tc_status tc_token_shard_check_ids(tc_token_shard *shard, int64_t vocab_size);
+/* ids [start, start + count) (0-based) as an int64 tensor [count]. */
+tc_status tc_token_shard_read(tc_token_shard *shard, int64_t start, int64_t count, tc_tensor **out);
+/* rows × length consecutive ids from start as int64 [rows, length] inputs,
+ * and the same shifted by one as targets: rows · length + 1 ids in all. */
+tc_status tc_token_shard_batch(tc_token_shard *shard, int64_t start, int64_t rows, int64_t length, tc_tensor **x,
+                               tc_tensor **y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,5 +47,7 @@ tc_dtype binding_opt_dtype(lua_State *L, int idx, const char *field, tc_dtype fa
 
 void binding_register_ops(lua_State *L, int methods_index, int module_index);
 int tc_lua_open_tokenizer(lua_State *L);
+/* The open tokenizer at index (a Lua error otherwise), for other binding files. */
+tc_tokenizer *binding_check_tokenizer(lua_State *L, int index);
 
 #endif

@@ -222,6 +222,26 @@ function M.stdout_is_terminal(getenv)
   return ok == true and how == "exit" and code == 0
 end
 
+--- The terminal's width in columns: $COLUMNS, else `stty size` on the
+-- controlling terminal, else 80.
+function M.terminal_columns(getenv)
+  getenv = getenv or os.getenv
+  local columns = math.tointeger(tonumber(getenv("COLUMNS") or ""))
+  if columns and columns > 0 then
+    return columns
+  end
+  local pipe = io.popen("stty size < /dev/tty 2> /dev/null")
+  if pipe then
+    local text = pipe:read("a") or ""
+    pipe:close()
+    columns = math.tointeger(tonumber(text:match("^%s*%d+%s+(%d+)") or ""))
+    if columns and columns > 0 then
+      return columns
+    end
+  end
+  return 80
+end
+
 --- "1h02m", "3m05s", "12s".
 function M.format_duration(seconds)
   if seconds ~= seconds or seconds == math.huge or seconds < 0 then
@@ -238,8 +258,10 @@ end
 
 --- A progress display: on a terminal one line redrawn with \r, otherwise a
 -- plain log line every `every` updates (and the last).
--- progress = cli.Progress{total =, terminal = bool, out = io.stdout, every = 10, width = 24}
--- progress:update(step, {loss =, lr =, tokens_per_second =, eta =})
+-- progress = cli.Progress{total =, terminal = bool, out = io.stdout, every = 10, width = 24, columns =}
+-- progress:update(step, {loss =, lr =, tokens_per_second =, mfu =, eta =})
+-- With columns (the terminal's width), the redrawn line never wraps: the
+-- bar goes first, then fields from the right.
 local Progress = {}
 Progress.__index = Progress
 M.Progress = Progress
@@ -251,12 +273,13 @@ function Progress.new(options)
     out = options.out or io.stdout,
     every = options.every or 10,
     width = options.width or 24,
+    columns = options.columns,
     drawn = false,
   }, Progress)
   return self
 end
 
-function Progress:line(step, fields)
+function Progress:parts(step, fields)
   local parts = { ("step %d/%d"):format(step, self.total) }
   if fields.loss then
     parts[#parts + 1] = ("loss %.4f"):format(fields.loss)
@@ -267,17 +290,38 @@ function Progress:line(step, fields)
   if fields.tokens_per_second then
     parts[#parts + 1] = ("%.0f tok/s"):format(fields.tokens_per_second)
   end
+  if fields.mfu then
+    parts[#parts + 1] = ("MFU %.1f%%"):format(100 * fields.mfu)
+  end
   if fields.eta then
     parts[#parts + 1] = "ETA " .. M.format_duration(fields.eta)
   end
-  return table.concat(parts, " | ")
+  return parts
+end
+
+function Progress:line(step, fields)
+  return table.concat(self:parts(step, fields), " | ")
+end
+
+--- The bar and the line, cut to fit `columns` (nil: no limit).
+function Progress:fitted(step, fields)
+  local done = math.floor(self.width * step / math.max(1, self.total) + 1e-9)
+  local bar = "[" .. string.rep("#", done) .. string.rep(".", self.width - done) .. "] "
+  local parts = self:parts(step, fields)
+  local limit = self.columns and self.columns - 1
+  local line = bar .. table.concat(parts, " | ")
+  if not limit or #line <= limit then
+    return line
+  end
+  while #parts > 1 and #table.concat(parts, " | ") > limit do
+    parts[#parts] = nil
+  end
+  return table.concat(parts, " | "):sub(1, limit)
 end
 
 function Progress:update(step, fields)
   if self.terminal then
-    local done = math.floor(self.width * step / math.max(1, self.total) + 1e-9)
-    local bar = "[" .. string.rep("#", done) .. string.rep(".", self.width - done) .. "] "
-    self.out:write("\r\27[K", bar, self:line(step, fields))
+    self.out:write("\r\27[K", self:fitted(step, fields))
     self.out:flush()
     self.drawn = true
   elseif step % self.every == 0 or step == self.total then

@@ -837,6 +837,7 @@ static const luaL_Reg module_functions[] = {
 int tc_lua_open_tokenizer(lua_State *L) __attribute__((weak));
 void binding_register_fused(lua_State *L, int module_index) __attribute__((weak));
 void binding_register_io(lua_State *L, int module_index) __attribute__((weak));
+void binding_register_shards(lua_State *L, int module_index) __attribute__((weak));
 
 int luaopen_tricycle_core(lua_State *L);
 
@@ -856,6 +857,7 @@ int luaopen_tricycle_core(lua_State *L) {
     lua_settop(L, module);
     if (binding_register_fused) binding_register_fused(L, module);
     if (binding_register_io) binding_register_io(L, module);
+    if (binding_register_shards) binding_register_shards(L, module);
     lua_settop(L, module);
     if (tc_lua_open_tokenizer) {
         tc_lua_open_tokenizer(L);

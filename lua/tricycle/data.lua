@@ -18,6 +18,15 @@
 --
 -- Memory: the tokens live in one int32 (or int64) tensor; after
 -- construction there is no Lua value per token.
+--
+-- TokenShards reads a corpus too large for memory: token shards in llm.c's
+-- layout (written by scripts/prepare_data.lua, llm.c or modded-nanogpt's
+-- tools), memory-mapped, read in order a batch at a time:
+--
+--   local train = data.TokenShards{files = "data/corpus_train_*.bin", batch_size = 4,
+--                                  context_length = 1024, vocab_size = 50257, shuffle = true, seed = 1}
+--   local x, y = train:batch()                      -- int64 [B, T], y is x shifted by one
+--   checkpoint.extra.data = train:state_dict()      -- and train:load_state_dict(state) to resume
 local core = require("tricycle.core")
 local tokenizer = require("tricycle.tokenizer")
 local check_options = require("tricycle.options").check_options
@@ -289,6 +298,331 @@ end
 function CausalLMDataset:__tostring()
   return ("CausalLMDataset(tokens=%d, train=%d, validation=%d, context_length=%d, batch_size=%d)")
     :format(self.num_tokens, self.parts.train.length, self.parts.validation.length, self.context_length, self.batch_size)
+end
+
+-- ---------------------------------------------------------------- token shards
+
+--- The files matching a glob (`*` and `?` in the last part of the path
+-- only), sorted by name; a path without wildcards is itself. Errors name
+-- the pattern when nothing matches.
+function M.glob(pattern, who)
+  who = who or "glob"
+  if type(pattern) ~= "string" or pattern == "" then
+    error(("%s: expects a path or pattern, got %s"):format(who, tostring(pattern)), 2)
+  end
+  local dir, name = pattern:match("^(.*)/([^/]*)$")
+  if not dir then
+    dir, name = ".", pattern
+  elseif dir == "" then
+    dir = "/"
+  end
+  if dir:find("[*?]") then
+    error(("%s: '%s': wildcards are allowed in the file name only"):format(who, pattern), 2)
+  end
+  if not name:find("[*?]") then
+    return { pattern }
+  end
+  local lua_pattern = "^" .. name:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+  local ok, entries = pcall(core.shards.list_dir, dir)
+  if not ok then
+    error(("%s: no file matches '%s' (%s)"):format(who, pattern, tostring(entries)), 2)
+  end
+  local found = {}
+  for _, entry in ipairs(entries) do
+    if entry.kind == "file" and entry.name:match(lua_pattern) then
+      found[#found + 1] = (pattern:find("/") and dir:gsub("/$", "") .. "/" or "") .. entry.name
+    end
+  end
+  if #found == 0 then
+    error(("%s: no file matches '%s'"):format(who, pattern), 2)
+  end
+  table.sort(found)
+  return found
+end
+
+local TokenShards = {}
+TokenShards.__index = TokenShards
+TokenShards.__name = "tricycle.data.TokenShards"
+M.TokenShards = TokenShards
+
+local function basename(path)
+  return path:match("([^/]*)$")
+end
+
+--- TokenShards{files =, batch_size =, context_length =, vocab_size = nil,
+-- shuffle = false, seed = 0, rank = 0, world_size = 1}.
+-- files: a list of shard paths, or one path or glob ("dir/x_train_*.bin").
+-- A batch is batch_size rows of context_length consecutive tokens, taken
+-- from one shard: llm.c's layout, rows · T + 1 tokens read at once. Shards
+-- are read in order, each from its start, a batch after the other; with
+-- world_size > 1 the ranks take interleaved batches of the same shard, so
+-- together they read what one process with world_size times the batch
+-- would. With shuffle, each epoch visits the shards in a new order and
+-- starts each at a new offset in [0, context_length), both drawn from
+-- (seed, epoch): a resumed run, given :state_dict(), reads exactly the
+-- tokens the first would have. vocab_size checks every id once, at
+-- construction. Errors name the file.
+function TokenShards.new(options)
+  local who = "TokenShards"
+  if type(options) ~= "table" then
+    error(("%s: expects a table of options, got %s"):format(who, type(options)), 2)
+  end
+  check_options(who, options, { "files", "batch_size", "context_length", "vocab_size", "shuffle", "seed", "rank",
+    "world_size" })
+  local B, T = options.batch_size, options.context_length
+  check_positive_integer(B, "batch_size", who)
+  check_positive_integer(T, "context_length", who)
+  local world_size, rank = options.world_size or 1, options.rank or 0
+  check_positive_integer(world_size, "world_size", who)
+  if math.type(rank) ~= "integer" or rank < 0 or rank >= world_size then
+    error(("%s: rank must be an integer in [0, world_size - 1] = [0, %d], got %s"):format(who, world_size - 1,
+      tostring(rank)), 2)
+  end
+  local seed = options.seed or 0
+  if math.type(seed) ~= "integer" then
+    error(("%s: seed must be an integer, got %s"):format(who, tostring(seed)), 2)
+  end
+  if options.shuffle ~= nil and type(options.shuffle) ~= "boolean" then
+    error(("%s: shuffle must be a boolean, got %s"):format(who, tostring(options.shuffle)), 2)
+  end
+  local vocab_size = options.vocab_size
+  if vocab_size ~= nil then
+    check_positive_integer(vocab_size, "vocab_size", who)
+  end
+  local files = options.files
+  if type(files) == "string" then
+    local ok, found = pcall(M.glob, files, who)
+    if not ok then
+      error(found, 2)
+    end
+    files = found
+  elseif type(files) ~= "table" or #files == 0 then
+    error(("%s: files must be a path, a glob or a non-empty list of paths, got %s"):format(who,
+      type(files) == "table" and "an empty list" or type(files)), 2)
+  end
+  local per_batch = B * T
+  local stride = per_batch * world_size -- tokens the ranks take together per step
+  if per_batch // B ~= T or stride // world_size ~= per_batch then
+    error(("%s: batch_size %d × context_length %d × world_size %d overflows"):format(who, B, T, world_size), 2)
+  end
+  local shards, largest = {}, nil
+  for i, path in ipairs(files) do
+    if type(path) ~= "string" then
+      error(("%s: files[%d] must be a path, got %s"):format(who, i, type(path)), 2)
+    end
+    local ok, shard = pcall(core.shards.open, path)
+    if not ok then
+      for _, opened in ipairs(shards) do
+        opened:close()
+      end
+      error(("%s: %s"):format(who, tostring(shard)), 2)
+    end
+    if vocab_size then
+      local checked, why = pcall(shard.check_ids, shard, vocab_size)
+      if not checked then
+        shard:close()
+        for _, opened in ipairs(shards) do
+          opened:close()
+        end
+        error(("%s: %s"):format(who, tostring(why)), 2)
+      end
+    end
+    shards[i] = shard
+    if not largest or shard:count() > largest:count() then
+      largest = shard
+    end
+  end
+  if largest:count() < stride + 1 then
+    local message = ("%s: no shard holds one batch of batch_size %d × context_length %d%s + 1 = %d tokens; the "
+      .. "largest, '%s', holds %d"):format(who, B, T, world_size > 1 and (" × world_size %d"):format(world_size) or "",
+      stride + 1, largest:path(), largest:count())
+    for _, opened in ipairs(shards) do
+      opened:close()
+    end
+    error(message, 2)
+  end
+  local self = setmetatable({
+    shards = shards, batch_size = B, context_length = T, shuffle = options.shuffle or false, seed = seed,
+    rank = rank, world_size = world_size, vocab_size = vocab_size, stride = stride,
+    epoch = 0, position = 1, batch_index = 0,
+  }, TokenShards)
+  self:start_epoch(0)
+  return self
+end
+
+setmetatable(TokenShards, {
+  __call = function(_, options)
+    return TokenShards.new(options)
+  end,
+})
+
+-- Draws of the shuffle: order and offsets of epoch e come from disjoint
+-- counters of the (seed, counter) stream.
+local ORDER_DRAW, OFFSET_DRAW = 0, 1 << 31
+
+--- Sets the order and offsets of an epoch and goes to its first batch.
+function TokenShards:start_epoch(epoch)
+  local n = #self.shards
+  local order, offsets = {}, {}
+  for i = 1, n do
+    order[i] = i
+  end
+  if self.shuffle then
+    for i = n, 2, -1 do
+      local j = 1 + uniform_below(self.seed, (epoch << 32) | ORDER_DRAW | i, i)
+      order[i], order[j] = order[j], order[i]
+    end
+  end
+  for i = 1, n do
+    local spare = self.shards[i]:count() - self.stride - 1 -- offsets that still leave one batch
+    offsets[i] = 0
+    if self.shuffle and spare > 0 then
+      offsets[i] = uniform_below(self.seed, (epoch << 32) | OFFSET_DRAW | i, math.min(self.context_length, spare + 1))
+    end
+  end
+  self.epoch, self.order, self.offsets, self.position, self.batch_index = epoch, order, offsets, 1, 0
+end
+
+--- Batches shard i yields in the current epoch (per rank).
+function TokenShards:shard_batches(i)
+  local available = self.shards[i]:count() - self.offsets[i] - 1
+  return available >= self.stride and available // self.stride or 0
+end
+
+--- The next batch: x, y int64 [B, T] (y is x shifted by one token).
+function TokenShards:batch()
+  local guard = 0
+  while self:shard_batches(self.order[self.position]) <= self.batch_index do
+    self.position, self.batch_index = self.position + 1, 0
+    if self.position > #self.order then
+      self:start_epoch(self.epoch + 1)
+      guard = guard + 1
+      if guard > 1 then
+        error("TokenShards:batch: no shard holds a batch (the files changed?)", 2)
+      end
+    end
+  end
+  local i = self.order[self.position]
+  local start = self.offsets[i] + self.batch_index * self.stride + self.rank * self.batch_size * self.context_length
+  self.batch_index = self.batch_index + 1
+  return self.shards[i]:batch(start, self.batch_size, self.context_length)
+end
+
+--- Back to the start of epoch 0 (for a validation pass).
+function TokenShards:reset()
+  self:start_epoch(0)
+end
+
+--- Batches (per rank) in one pass over epoch 0's order and offsets.
+function TokenShards:batches_per_epoch()
+  local saved = { self.epoch, self.order, self.offsets, self.position, self.batch_index }
+  self:start_epoch(0)
+  local total = 0
+  for i = 1, #self.shards do
+    total = total + self:shard_batches(i)
+  end
+  self.epoch, self.order, self.offsets, self.position, self.batch_index = table.unpack(saved)
+  return total
+end
+
+--- Tokens in all the shards.
+function TokenShards:num_tokens()
+  local total = 0
+  for _, shard in ipairs(self.shards) do
+    total = total + shard:count()
+  end
+  return total
+end
+
+--- The reading position and what it refers to, as plain values for a checkpoint.
+function TokenShards:state_dict()
+  local files = {}
+  for i, shard in ipairs(self.shards) do
+    files[i] = { name = basename(shard:path()), tokens = shard:count() }
+  end
+  return {
+    epoch = self.epoch, position = self.position, batch = self.batch_index, seed = self.seed,
+    shuffle = self.shuffle, batch_size = self.batch_size, context_length = self.context_length, rank = self.rank,
+    world_size = self.world_size, files = files,
+  }
+end
+
+--- Goes back to a position from :state_dict(); the shards (names and
+-- sizes), batch shape, ranks and shuffle must be the ones it was saved with.
+function TokenShards:load_state_dict(state)
+  local who = "TokenShards:load_state_dict"
+  if type(state) ~= "table" or math.type(state.epoch) ~= "integer" or math.type(state.position) ~= "integer"
+    or math.type(state.batch) ~= "integer" or type(state.files) ~= "table" then
+    error(who .. ": expects the table :state_dict() returns", 2)
+  end
+  for _, key in ipairs({ "seed", "shuffle", "batch_size", "context_length", "rank", "world_size" }) do
+    if state[key] ~= self[key] then
+      error(("%s: the state was saved with %s = %s, these shards have %s"):format(who, key, tostring(state[key]),
+        tostring(self[key])), 2)
+    end
+  end
+  if #state.files ~= #self.shards then
+    error(("%s: the state was saved for %d shards, these are %d"):format(who, #state.files, #self.shards), 2)
+  end
+  for i, shard in ipairs(self.shards) do
+    local saved = state.files[i]
+    if type(saved) ~= "table" or saved.name ~= basename(shard:path()) or saved.tokens ~= shard:count() then
+      error(("%s: shard %d was '%s' (%s tokens) when saved, now '%s' (%d tokens)"):format(who, i,
+        tostring(type(saved) == "table" and saved.name), tostring(type(saved) == "table" and saved.tokens),
+        basename(shard:path()), shard:count()), 2)
+    end
+  end
+  if state.epoch < 0 or state.position < 1 or state.position > #self.shards or state.batch < 0 then
+    error(("%s: position epoch %d, shard %d, batch %d is out of range"):format(who, state.epoch, state.position,
+      state.batch), 2)
+  end
+  self:start_epoch(state.epoch)
+  self.position, self.batch_index = state.position, state.batch
+end
+
+--- Unmaps the shards; the object cannot be used afterwards.
+function TokenShards:close()
+  for _, shard in ipairs(self.shards) do
+    shard:close()
+  end
+end
+
+function TokenShards:__tostring()
+  return ("TokenShards(%d shards, %d tokens, batch_size=%d, context_length=%d%s%s)"):format(#self.shards,
+    self:num_tokens(), self.batch_size, self.context_length, self.shuffle and ", shuffle" or "",
+    self.world_size > 1 and (", rank %d of %d"):format(self.rank, self.world_size) or "")
+end
+
+--- The bytes of a token shard holding ids (a Lua table of 0-based ids),
+-- in llm.c's layout: uint16 ids when every id fits, else (or when
+-- options.id_bytes = 4) the uint32 variant.
+function M.token_shard_bytes(ids, options)
+  local who = "token_shard_bytes"
+  if type(ids) ~= "table" then
+    error(("%s: ids must be a table of 0-based ids, got %s"):format(who, type(ids)), 2)
+  end
+  options = check_options(who, options or {}, { "id_bytes" })
+  local largest = -1
+  for i, id in ipairs(ids) do
+    if math.type(id) ~= "integer" or id < 0 or id > 0xffffffff then
+      error(("%s: ids[%d] = %s is not an id from 0 to 4294967295"):format(who, i, tostring(id)), 2)
+    end
+    largest = math.max(largest, id)
+  end
+  local id_bytes = options.id_bytes or (largest < 65536 and 2 or 4)
+  if id_bytes ~= 2 and id_bytes ~= 4 then
+    error(("%s: id_bytes must be 2 or 4, got %s"):format(who, tostring(id_bytes)), 2)
+  end
+  if id_bytes == 2 and largest >= 65536 then
+    error(("%s: id %d does not fit in uint16 (id_bytes = 2)"):format(who, largest), 2)
+  end
+  local parts = { core.shards.header(#ids, id_bytes) }
+  local format = id_bytes == 2 and "<I2" or "<I4"
+  for i = 1, #ids, 1024 do
+    local chunk = table.move(ids, i, math.min(i + 1023, #ids), 1, {})
+    parts[#parts + 1] = string.pack(format:rep(#chunk), table.unpack(chunk))
+  end
+  return table.concat(parts)
 end
 
 return M

@@ -11,7 +11,7 @@ local core = require("tricycle.core")
 -- field of the same name would hide one, so none is copied.
 local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
-  tokenizer = true, io = true, generate = true, cuda = true,
+  tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
 }
 -- The C tokenizer table, reached through tricycle.tokenizer.
 local private = { tokenizer_core = true }

@@ -59,6 +59,8 @@ static tc_tokenizer *check_tokenizer(lua_State *L, int index) {
     return box->tok;
 }
 
+tc_tokenizer *binding_check_tokenizer(lua_State *L, int index) { return check_tokenizer(L, index); }
+
 /* Pushes a new, empty tokenizer userdata; fill its tok afterwards. */
 static tokenizer_box *push_box(lua_State *L) {
     tokenizer_box *box = lua_newuserdatauv(L, sizeof *box, 0);

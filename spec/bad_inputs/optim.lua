@@ -162,7 +162,7 @@ return {
   { "cosine_schedule lr called with a dot", function()
     return optim.cosine_schedule({ max_lr = 1, total = 10 }).lr(3)
   end,
-    { "cosine_schedule:lr", "number" } },
+    { "schedule:lr", "number" } },
   { "cosine_schedule load_state_dict with a fractional step", function()
     optim.cosine_schedule({ max_lr = 1, total = 10 }):load_state_dict({ max_lr = 1, min_lr = 0, warmup = 0, total = 10,
       step = 2.5 })

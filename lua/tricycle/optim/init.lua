@@ -10,6 +10,7 @@ local optim = {
   SGD = require("tricycle.optim.sgd"),
   AdamW = require("tricycle.optim.adamw"),
   cosine_schedule = schedule.cosine,
+  linear_schedule = schedule.linear,
 }
 
 --- Sets the learning rate of every group.

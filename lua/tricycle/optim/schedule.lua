@@ -5,27 +5,31 @@ local schedule = {}
 
 local Cosine = {}
 Cosine.__index = Cosine
+-- The linear schedule shares the cosine's warmup, checks and methods.
+local Linear = setmetatable({}, { __index = Cosine })
+Linear.__index = Linear
 
-local function check(config)
+local function check(config, name)
+  name = name or "cosine_schedule"
   if type(config) ~= "table" then
-    error("cosine_schedule: expects {max_lr =, min_lr =, warmup =, total =}", 3)
+    error(name .. ": expects {max_lr =, min_lr =, warmup =, total =}", 3)
   end
   for _, field in ipairs({ "max_lr", "min_lr" }) do
     local value = config[field]
     if type(value) ~= "number" or value ~= value or value == math.huge or value < 0 then
-      error(("cosine_schedule: %s must be a finite number >= 0, got %s"):format(field, tostring(value)), 3)
+      error(("%s: %s must be a finite number >= 0, got %s"):format(name, field, tostring(value)), 3)
     end
   end
   if config.min_lr > config.max_lr then
-    error(("cosine_schedule: min_lr %s is above max_lr %s"):format(tostring(config.min_lr), tostring(config.max_lr)), 3)
+    error(("%s: min_lr %s is above max_lr %s"):format(name, tostring(config.min_lr), tostring(config.max_lr)), 3)
   end
   for _, field in ipairs({ "warmup", "total" }) do
     if math.type(config[field]) ~= "integer" or config[field] < 0 then
-      error(("cosine_schedule: %s must be a non-negative integer, got %s"):format(field, tostring(config[field])), 3)
+      error(("%s: %s must be a non-negative integer, got %s"):format(name, field, tostring(config[field])), 3)
     end
   end
   if config.total < config.warmup then
-    error(("cosine_schedule: total %d is shorter than warmup %d"):format(config.total, config.warmup), 3)
+    error(("%s: total %d is shorter than warmup %d"):format(name, config.total, config.warmup), 3)
   end
 end
 
@@ -46,20 +50,27 @@ function schedule.cosine(config)
   return setmetatable(c, Cosine)
 end
 
-local function check_self(self, method)
-  if getmetatable(self) ~= Cosine then
-    error(("cosine_schedule:%s: call it as schedule:%s(...), got a %s for the schedule"):format(method, method,
-      type(self)), 3)
+-- level: that of the method's caller, as seen from here.
+local function check_self(self, method, level)
+  local class = getmetatable(self)
+  if class ~= Cosine and class ~= Linear then
+    error(("schedule:%s: call it as schedule:%s(...), got a %s for the schedule"):format(method, method,
+      type(self)), level or 3)
   end
+  return class == Linear and "linear_schedule" or "cosine_schedule"
+end
+
+-- The rate of `step` (nil: the schedule's own), after checking it.
+local function checked_step(self, step)
+  local name = check_self(self, "lr", 4)
+  if step ~= nil and (math.type(step) ~= "integer" or step < 0) then
+    error(("%s:lr: step must be a non-negative integer (counted from 0), got %s"):format(name, tostring(step)), 3)
+  end
+  return step or self.step
 end
 
 function Cosine:lr(step)
-  check_self(self, "lr")
-  if step ~= nil and (math.type(step) ~= "integer" or step < 0) then
-    error(("cosine_schedule:lr: step must be a non-negative integer (counted from 0), got %s"):format(tostring(step)),
-      2)
-  end
-  step = step or self.step
+  step = checked_step(self, step)
   if step < self.warmup then
     return self.max_lr * (step + 1) / self.warmup
   end
@@ -83,15 +94,41 @@ function Cosine:state_dict()
 end
 
 function Cosine:load_state_dict(state)
-  check_self(self, "load_state_dict")
-  check(state)
-  check_options("cosine_schedule:load_state_dict", state, { "max_lr", "min_lr", "warmup", "total", "step" }, 2)
+  local name = check_self(self, "load_state_dict")
+  check(state, name)
+  check_options(name .. ":load_state_dict", state, { "max_lr", "min_lr", "warmup", "total", "step" }, 2)
   if state.step ~= nil and (math.type(state.step) ~= "integer" or state.step < 0) then
-    error(("cosine_schedule:load_state_dict: step must be a non-negative integer, got %s"):format(
-      tostring(state.step)), 2)
+    error(("%s:load_state_dict: step must be a non-negative integer, got %s"):format(name, tostring(state.step)), 2)
   end
   self.max_lr, self.min_lr, self.warmup, self.total = state.max_lr, state.min_lr, state.warmup, state.total
   self.step = state.step or 0
+end
+
+--- linear_schedule{max_lr =, min_lr = 0, warmup = 0, total =}: the same
+-- warmup as the cosine, then a straight line from max_lr down to min_lr
+-- reached at step `total`, and min_lr after it.
+function schedule.linear(config)
+  if config ~= nil and type(config) ~= "table" then
+    error(("linear_schedule: expects {max_lr =, min_lr =, warmup =, total =}, got %s"):format(type(config)), 2)
+  end
+  check_options("linear_schedule", config, { "max_lr", "min_lr", "warmup", "total" }, 2)
+  local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
+    warmup = config and config.warmup or 0, total = config and config.total }
+  check(c, "linear_schedule")
+  c.step = 0
+  return setmetatable(c, Linear)
+end
+
+function Linear:lr(step)
+  step = checked_step(self, step)
+  if step < self.warmup then
+    return self.max_lr * (step + 1) / self.warmup
+  end
+  if step >= self.total then
+    return self.min_lr
+  end
+  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  return self.max_lr + ratio * (self.min_lr - self.max_lr)
 end
 
 return schedule
