@@ -101,7 +101,7 @@ static int tokenizer_char(lua_State *L) {
 }
 
 static int tokenizer_load(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = binding_check_path(L, 1, "tokenizer.load");
     tc_context *ctx = tc_lua_context(L);
     tokenizer_box *box = push_box(L);
     if (tc_tokenizer_load(ctx, path, &box->tok) != TC_OK) return fail(L, ctx);
@@ -109,8 +109,8 @@ static int tokenizer_load(lua_State *L) {
 }
 
 static int tokenizer_load_gpt2(lua_State *L) {
-    const char *vocab = luaL_checkstring(L, 1);
-    const char *merges = luaL_checkstring(L, 2);
+    const char *vocab = binding_check_path(L, 1, "BPETokenizer.load_gpt2");
+    const char *merges = binding_check_path(L, 2, "BPETokenizer.load_gpt2");
     tc_context *ctx = tc_lua_context(L);
     tokenizer_box *box = push_box(L);
     if (tc_tokenizer_load_gpt2(ctx, vocab, merges, &box->tok) != TC_OK) return fail(L, ctx);
@@ -220,7 +220,7 @@ static int method_token(lua_State *L) {
 
 static int method_save(lua_State *L) {
     tc_tokenizer *tok = check_tokenizer(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = binding_check_path(L, 2, "save");
     if (tc_tokenizer_save(tok, path) != TC_OK) return fail(L, tc_tokenizer_context(tok));
     return 0;
 }
