@@ -136,8 +136,8 @@ static tc_status append_metadata(tc_context *ctx, tc_json_buffer *header, const 
             /* Names and texts stay C strings for every reader. */
             size_t key_nul = strlen(m->key), value_nul = strlen(m->value.as.string.data);
             if (key_nul != m->key_length) {
-                status = tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors save '%s': metadata key \"%s...\" has a NUL "
-                                 "byte at position %zu", path, m->key, key_nul + 1);
+                status = tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors save '%s': metadata key starting \"%s\" has a "
+                                 "NUL byte at position %zu", path, m->key, key_nul + 1);
                 break;
             }
             if (value_nul != m->value.as.string.length) {
@@ -628,8 +628,10 @@ tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **o
                 status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors '%s': tensor '%s': BOOL element %zu is %u, not 0 "
                                  "or 1", file->path, e->name, i, bytes[i]);
     }
-    /* After the read: a change made before or during it shows now. */
-    if (status == TC_OK) status = tc_file_check_unchanged(ctx, fn, file->path, file->fd, &file->identity);
+    /* After the read: a change made before or during it shows now. When
+     * the read failed (a file cut short), a change is the better reason. */
+    tc_status changed = tc_file_check_unchanged(ctx, fn, file->path, file->fd, &file->identity);
+    if (status == TC_OK) status = changed;
     if (status != TC_OK) {
         tc_tensor_release(t);
         return status;

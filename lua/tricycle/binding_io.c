@@ -47,7 +47,19 @@ static void path_append(char *path, size_t size, const char *format, const char 
     else snprintf(path + n, size - n, format, (long long)index);
 }
 
-static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* A key of a Lua table being encoded (alive as a key of the table). */
+typedef struct key_text {
+    const char *text;
+    size_t length;
+} key_text;
+
+/* Byte order, a prefix first: keys may hold NUL bytes. */
+static int compare_keys(const void *a, const void *b) {
+    const key_text *x = a, *y = b;
+    int c = memcmp(x->text, y->text, x->length < y->length ? x->length : y->length);
+    if (c) return c;
+    return x->length < y->length ? -1 : x->length > y->length;
+}
 
 static bool encode_value(lua_State *L, json_encoder *e, int idx, int depth);
 
@@ -100,28 +112,29 @@ static bool encode_table(lua_State *L, json_encoder *e, int idx, int depth) {
                                            : "a table mixing key types (or with non-string keys) has no JSON form");
     }
     /* Objects are written with sorted keys, so equal tables give equal text. */
-    const char **keys = malloc(sizeof *keys * (size_t)count);
+    key_text *keys = malloc(sizeof *keys * (size_t)count);
     if (!keys) return encode_error(e, "out of memory");
     lua_Integer n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        keys[n++] = lua_tostring(L, -2); /* the key stays alive in the table */
+        keys[n].text = lua_tolstring(L, -2, &keys[n].length); /* the key stays alive in the table */
+        n++;
         lua_pop(L, 1);
     }
-    qsort(keys, (size_t)n, sizeof *keys, compare_strings);
+    qsort(keys, (size_t)n, sizeof *keys, compare_keys);
     bool ok = true;
     tc_json_append_raw(&e->buffer, "{", 1);
     for (lua_Integer i = 0; i < n && ok; i++) {
         if (i) tc_json_append_raw(&e->buffer, ",", 1);
-        size_t length = strlen(keys[i]);
-        if (!tc_json_valid_utf8(keys[i], length)) {
+        if (!tc_json_valid_utf8(keys[i].text, keys[i].length)) {
             ok = encode_error(e, "a key that is not valid UTF-8 has no JSON form");
             break;
         }
-        tc_json_append_string(&e->buffer, keys[i], length);
+        tc_json_append_string(&e->buffer, keys[i].text, keys[i].length);
         tc_json_append_raw(&e->buffer, ":", 1);
-        lua_getfield(L, idx, keys[i]);
-        path_append(e->path, sizeof e->path, mark ? ".%s" : "%s", keys[i], 0);
+        lua_pushlstring(L, keys[i].text, keys[i].length);
+        lua_rawget(L, idx);
+        path_append(e->path, sizeof e->path, mark ? ".%s" : "%s", keys[i].text, 0);
         ok = encode_value(L, e, lua_gettop(L), depth + 1);
         if (ok) e->path[mark] = '\0';
         lua_pop(L, 1);
