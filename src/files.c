@@ -411,7 +411,7 @@ static void sync_directory(const char *directory) {
     }
 }
 
-tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path, tc_file_write_fn write,
+tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path, tc_file_write_fn fill,
                                void *user) {
     if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: the path is empty", fn);
     char *target = NULL;
@@ -437,7 +437,7 @@ tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path
     tc_status status = create_temporary(ctx, fn, target, directory, prefix, exists ? &existing : NULL, &temporary,
                                         &fd);
     if (status == TC_OK) {
-        status = write(user, fd, temporary);
+        status = fill(user, fd, temporary);
         if (status == TC_OK && fsync(fd) != 0)
             status = tc_fail(ctx, TC_ERROR_IO, "%s: writing '%s' failed: %s", fn, target, strerror(errno));
         /* Renamed while still locked, so no cleaner takes it for stale. */

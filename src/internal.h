@@ -402,10 +402,10 @@ tc_status tc_file_write_all(tc_context *ctx, const char *fn, int fd, const void 
 /* Writes a file's contents into fd (a fresh temporary named `temporary`). */
 typedef tc_status (*tc_file_write_fn)(void *user, int fd, const char *temporary);
 /* Replaces path (or the end of its symbolic links) atomically with what
- * write writes: temporary file beside it, fsync, rename, fsync of the
+ * fill writes: temporary file beside it, fsync, rename, fsync of the
  * directory. Keeps an existing file's mode; removes temporaries that dead
  * writers left for the same name. See files.c. */
-tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path, tc_file_write_fn write,
+tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path, tc_file_write_fn fill,
                                void *user);
 tc_status tc_file_write_bytes_atomic(tc_context *ctx, const char *fn, const char *path, const void *data,
                                      size_t size);
