@@ -154,7 +154,8 @@ describe("atomic saves", function()
       end)
     end)
 
-    it(name .. " saves to a 255-byte file name (before: 252 bytes failed, the temporary's name was too long)", function()
+    local long_names = " saves to a 255-byte file name (before: 252 bytes failed: the temporary's name was too long)"
+    it(name .. long_names, function()
       scratch.in_dir(function(dir)
         for _, length in ipairs({ 252, 255 }) do
           local path = dir .. "/" .. ("n"):rep(length)

@@ -324,7 +324,8 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
     const tc_json *shape = tc_json_get(info, "shape");
     const tc_json *offsets = tc_json_get(info, "data_offsets");
     if (!dtype || dtype->type != TC_JSON_STRING)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': field \"dtype\" is %s, expected a string",
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': field \"dtype\" is %s, expected a string",
                          path, name, dtype ? tc_json_type_name(dtype->type) : "missing");
     int kind = -1;
     for (int k = 0; k < FILE_DTYPE_COUNT; k++)
@@ -336,7 +337,8 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
                          "safetensors load '%s': tensor '%s': dtype \"%.32s\" is not supported (F32, F64, I32, I64, "
                          "U8, BOOL, F16, BF16)", path, name, dtype->as.string.data);
     if (!shape || shape->type != TC_JSON_ARRAY)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': field \"shape\" is %s, expected an array",
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': field \"shape\" is %s, expected an array",
                          path, name, shape ? tc_json_type_name(shape->type) : "missing");
     if (shape->as.array.count > TC_MAX_DIMS)
         return LOAD_FAIL(TC_ERROR_UNSUPPORTED, "safetensors load '%s': tensor '%s': %zu dims, at most %d are supported",
@@ -360,11 +362,13 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
     e->begin = offsets->as.array.items[0].as.integer;
     e->end = offsets->as.array.items[1].as.integer;
     if (e->begin > e->end)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] end before they "
-                         "begin", path, name, (long long)e->begin, (long long)e->end);
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] end before they begin", path,
+                         name, (long long)e->begin, (long long)e->end);
     if (e->end > data_size)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] lie outside the "
-                         "data section (%lld bytes; the file is truncated or corrupt)", path, name,
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] lie outside the data section"
+                         " (%lld bytes; the file is truncated or corrupt)", path, name,
                          (long long)e->begin, (long long)e->end, (long long)data_size);
     /* The shape must make a valid tensor of the dtype it loads as, and its
      * bytes in the file must be exactly the offsets' span. */
@@ -420,8 +424,9 @@ static tc_status check_overlaps(tc_context *ctx, tc_safetensors_file *file) {
     tc_status status = TC_OK;
     for (int k = 1; k < n; k++) {
         if (sorted[k]->begin < sorted[k - 1]->end) {
-            status = LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensors '%s' [%lld, %lld] and '%s' [%lld, %lld] "
-                               "overlap in the data section", file->path, sorted[k - 1]->name,
+            status = LOAD_FAIL(TC_ERROR_FORMAT,
+                               "safetensors load '%s': tensors '%s' [%lld, %lld] and '%s' [%lld, %lld] overlap in the "
+                               "data section", file->path, sorted[k - 1]->name,
                                (long long)sorted[k - 1]->begin, (long long)sorted[k - 1]->end, sorted[k]->name,
                                (long long)sorted[k]->begin, (long long)sorted[k]->end);
             break;

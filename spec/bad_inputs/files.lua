@@ -145,7 +145,8 @@ return {
     load_crafted('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
       .. '"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', F32_2),
     { "safetensors load", "duplicate key \"a\"" } },
-  { "tensor name with a NUL byte", load_crafted('{"a\\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', F32_2),
+  { "tensor name with a NUL byte",
+    load_crafted('{"a\\u0000b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', F32_2),
     { "safetensors load", "a tensor name contains a NUL byte" } },
   { "empty tensor name", load_crafted('{"":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', F32_2),
     { "safetensors load", "a tensor has an empty name" } },
@@ -190,18 +191,20 @@ return {
   { "a file truncated in place after opening (before: SIGBUS on reading the tensor)", get_after(function(path)
     assert(os.execute("truncate -s 100 " .. scratch.shell_quote(path)))
   end), { "safetensors load: tensor 'w'", "model.safetensors' changed since it was opened", "bytes then, 100 now" } },
-  { "a file rewritten in place by cp after opening (before: SIGBUS on reading the tensor)", get_after(function(path, dir)
-    tc.save(dir .. "/other.safetensors", { w = tc.zeros({ 10 }) })
-    assert(os.execute(("cp %s %s"):format(scratch.shell_quote(dir .. "/other.safetensors"),
-      scratch.shell_quote(path))))
-  end), { "safetensors load: tensor 'w'", "model.safetensors' changed since it was opened", "bytes then, 104 now" } },
-  { "a file rewritten in place with the same size (before: read the new bytes as the old tensor)", get_after(function(path)
-    local file = assert(io.open(path, "r+b"))
-    file:seek("end", -4)
-    file:write("abcd")
-    file:close()
-    assert(os.execute("touch -d '2001-02-03 04:05:06' " .. scratch.shell_quote(path)))
-  end), { "safetensors load: tensor 'w'", "model.safetensors' changed since it was opened (it was rewritten" } },
+  { "a file rewritten in place by cp after opening (before: SIGBUS on reading the tensor)",
+    get_after(function(path, dir)
+      tc.save(dir .. "/other.safetensors", { w = tc.zeros({ 10 }) })
+      assert(os.execute(("cp %s %s"):format(scratch.shell_quote(dir .. "/other.safetensors"),
+        scratch.shell_quote(path))))
+    end), { "safetensors load: tensor 'w'", "model.safetensors' changed since it was opened", "bytes then, 104 now" } },
+  { "a file rewritten in place with the same size (before: read the new bytes as the old tensor)",
+    get_after(function(path)
+      local file = assert(io.open(path, "r+b"))
+      file:seek("end", -4)
+      file:write("abcd")
+      file:close()
+      assert(os.execute("touch -d '2001-02-03 04:05:06' " .. scratch.shell_quote(path)))
+    end), { "safetensors load: tensor 'w'", "model.safetensors' changed since it was opened (it was rewritten" } },
   { "get with a NUL byte in the name (before: returned tensor 'a')", function()
     in_dir(function(dir)
       local path = dir .. "/m.safetensors"
@@ -276,7 +279,8 @@ return {
   end, { "safetensors save: cannot create a temporary file in", "missing' to write", "No such file" } },
   { "tc.save through a loop of symbolic links (before: replaced the link by a file)", function()
     in_dir(function(dir)
-      os.execute(("ln -s b %s && ln -s a %s"):format(scratch.shell_quote(dir .. "/a"), scratch.shell_quote(dir .. "/b")))
+      local a, b = scratch.shell_quote(dir .. "/a"), scratch.shell_quote(dir .. "/b")
+      os.execute(("ln -s b %s && ln -s a %s"):format(a, b))
       tc.save(dir .. "/a", { a = tc.ones({ 1 }) })
     end)
   end, { "safetensors save", "more than 40 symbolic links" } },
