@@ -236,7 +236,7 @@ describe("atomic saves", function()
       ]]):format(path))
       local command = ("%s %s"):format(scratch.lua_command(), q(script))
       local left = 0
-      for kill = 1, 40 do
+      for kill = 1, 30 do
         local delay = 0.02 + (kill % 6) * 0.02
         os.execute(("sh -c %s >/dev/null 2>&1"):format(q(("%s & pid=$!; sleep %.2f; kill -9 $pid; wait $pid")
           :format(command, delay))))
