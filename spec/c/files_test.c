@@ -132,7 +132,8 @@ static void test_atomic_writes(tc_context *ctx) {
           "failing writer: %s", tc_last_error(ctx));
     char *data;
     size_t size;
-    CHECK(tc_file_read_all(ctx, "probe", target, 100, &data, &size) == TC_OK && size == 3 && memcmp(data, "two", 3) == 0,
+    CHECK(tc_file_read_all(ctx, "probe", target, 100, &data, &size) == TC_OK && size == 3 &&
+              memcmp(data, "two", 3) == 0,
           "old contents kept");
     free(data);
     CHECK(count_temporaries() == 0, "no temporary left by the failing writer");
