@@ -101,6 +101,13 @@ return {
   { "tokenizer.load of /dev/zero (before: read until memory ran out)", function()
     tokenizer.load("/dev/zero")
   end, { "tokenizer.load", "'/dev/zero' is a character device, not a regular file" } },
+  { "tokenizer.load of a 3 GiB sparse file (before: read it all into memory)", function()
+    in_dir(function(dir)
+      local path = write(dir .. "/huge", "")
+      assert(os.execute("truncate -s 3G " .. scratch.shell_quote(path)))
+      tokenizer.load(path)
+    end)
+  end, { "tokenizer.load", "huge' is 3221225472 bytes, more than the 2147483646 this reads" } },
   { "tokenizer.load of a directory", function()
     in_dir(function(dir)
       tokenizer.load(dir)
