@@ -311,6 +311,14 @@ describe("plain files through the engine", function()
     end)
   end)
 
+  it("JSON keeps keys with NUL bytes, so checkpoints keep them (before: the key was cut and its value lost)", function()
+    assert.are.equal('{"a":2,"a\\u0000b":1}', tc.json_encode({ ["a\0b"] = 1, a = 2 }))
+    scratch.in_dir(function(dir)
+      tc.checkpoint.save(dir .. "/ckpt", { config = { ["x\0y"] = "kept" } })
+      assert.are.equal("kept", tc.checkpoint.load(dir .. "/ckpt").config["x\0y"])
+    end)
+  end)
+
   it("cli's JSON-lines log reads back what it appended", function()
     scratch.in_dir(function(dir)
       local path = dir .. "/metrics.jsonl"
