@@ -157,14 +157,18 @@ tc_status tc_file_read_all(tc_context *ctx, const char *fn, const char *path, si
     tc_status status = buffer ? TC_OK : tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory reading '%s'", fn, path);
     while (status == TC_OK) {
         if (length == capacity - 1) {
-            if (length >= max_bytes) {
-                char probe;
-                ssize_t n = read(fd, &probe, 1);
-                if (n < 0 && errno == EINTR) continue;
+            /* Full: one more byte says whether the file goes on. */
+            char probe;
+            ssize_t n = read(fd, &probe, 1);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
                 if (n < 0) status = tc_fail(ctx, TC_ERROR_IO, "%s: reading '%s' failed: %s", fn, path,
                                             strerror(errno));
-                else if (n > 0) status = tc_fail(ctx, TC_ERROR_IO, "%s: '%s' holds more than the %zu bytes this "
-                                                 "reads", fn, path, max_bytes);
+                break;
+            }
+            if (length >= max_bytes) {
+                status = tc_fail(ctx, TC_ERROR_IO, "%s: '%s' holds more than the %zu bytes this reads", fn, path,
+                                 max_bytes);
                 break;
             }
             size_t want = length < 32768 ? 65536 : length > SIZE_MAX / 4 ? max_bytes : length * 2;
@@ -176,6 +180,8 @@ tc_status tc_file_read_all(tc_context *ctx, const char *fn, const char *path, si
             }
             buffer = bigger;
             capacity = want + 1;
+            buffer[length++] = probe;
+            continue;
         }
         size_t room = capacity - 1 - length;
         ssize_t n = read(fd, buffer + length, room < IO_CHUNK ? room : IO_CHUNK);

@@ -75,6 +75,15 @@ static void test_readers(tc_context *ctx) {
               memcmp(data, "0123456789", 11) == 0,
           "exactly at the limit, NUL after");
     free(data);
+    /* A file whose size says 0 but which holds more is read to its end,
+     * within the limit. */
+    CHECK(tc_file_read_all(ctx, "probe", "/proc/self/status", 1 << 20, &data, &size) == TC_OK && size > 100 &&
+              strncmp(data, "Name:", 5) == 0,
+          "a /proc file");
+    free(data);
+    CHECK(tc_file_read_all(ctx, "probe", "/proc/self/status", 10, &data, &size) == TC_ERROR_IO &&
+              contains(tc_last_error(ctx), "holds more than the 10 bytes"),
+          "a /proc file over the limit: %s", tc_last_error(ctx));
     CHECK(strcmp(tc_file_kind(fifo), "fifo") == 0 && strcmp(tc_file_kind(dir), "directory") == 0 &&
               strcmp(tc_file_kind(file), "file") == 0 && tc_file_kind("/nonexistent/x") == NULL,
           "file kinds");
