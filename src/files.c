@@ -377,9 +377,13 @@ static tc_status create_temporary(tc_context *ctx, const char *fn, const char *t
             if (saved == EEXIST || saved == EINTR) continue;
             break;
         }
-        if (flock(opened, LOCK_EX | LOCK_NB) != 0 || !entry_is(dir_fd, entry, opened)) {
-            /* Taken for stale by another writer's cleaning, which removes
-             * it: start again under a new name. */
+        /* A cleaner that holds the lock (it took the new file for stale)
+         * removes it, as it does a file it unlinked before the lock was
+         * taken here: start again under a new name. A file system without
+         * locks fails every flock alike, so its cleaners remove nothing and
+         * the write goes on unlocked. */
+        bool taken = flock(opened, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        if (taken || !entry_is(dir_fd, entry, opened)) {
             close(opened);
             continue;
         }
