@@ -17,8 +17,10 @@
  * NAME_MAX. Its writer holds an flock on it until the rename, so a
  * temporary nobody holds was left by a writer that died (the kernel drops
  * the lock with the process); each save removes such leftovers for the same
- * target name. No signal handler, no global state: a lock belongs to an open
- * file, so threads and processes are alike.
+ * target name (any unlocked regular file named like one, so the pattern is
+ * kept unusual). Where the file system has no flock, nothing is removed.
+ * No signal handler, no global state: a lock belongs to an open file, so
+ * threads and processes are alike.
  */
 #include "internal.h"
 
