@@ -17,6 +17,8 @@
 --
 -- Every function takes options.env: a table (or a function name -> value)
 -- read in place of os.getenv, so callers and tests can point it elsewhere.
+local check_options = require("tricycle.options").check_options
+
 local M = {}
 
 M.SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -212,6 +214,7 @@ function M.shakespeare(options)
   if type(options) ~= "table" then
     error("datasets.shakespeare: options must be a table, got " .. type(options), 2)
   end
+  check_options("datasets.shakespeare", options, { "path", "split", "download", "sha256", "env" })
   local path = M.locate({
     name = "shakespeare",
     file = M.SHAKESPEARE_FILE,
@@ -257,6 +260,7 @@ end
 -- is no cache folder or sha256sum.
 function M.tokenize_cached(text, tokenizer, options)
   options = options or {}
+  check_options("datasets.tokenize_cached", options, { "cache_dir", "env" })
   local dir = options.cache_dir or M.cache_dir(options)
   local key = dir and M.sha256_string(tokenizer:serialize() .. "\0" .. text)
   if not key then

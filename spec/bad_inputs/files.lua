@@ -104,6 +104,12 @@ return {
       require("tricycle.cli").read_jsonl(scratch.mkfifo(dir .. "/metrics.jsonl"))
     end)
   end, { "cli.read_jsonl", "metrics.jsonl' is a FIFO" } },
+  { "datasets.shakespeare with an unknown option (before: ignored)", function()
+    tc.datasets.shakespeare({ paht = "input.txt" })
+  end, { "datasets.shakespeare: unknown option 'paht' (valid: download, env, path, sha256, split)" } },
+  { "datasets.tokenize_cached with an unknown option (before: ignored)", function()
+    tc.datasets.tokenize_cached("abc", require("tricycle.tokenizer").CharTokenizer.new("abc"), { cache = "/tmp" })
+  end, { "datasets.tokenize_cached: unknown option 'cache' (valid: cache_dir, env)" } },
   { "datasets.shakespeare from a FIFO (before: hung)", function()
     in_dir(function(dir)
       tc.datasets.shakespeare({ path = scratch.mkfifo(dir .. "/input.txt") })
