@@ -159,11 +159,9 @@ end
 
 local resumed
 if values.resume then
-  local f = io.open(checkpoint_path, "rb")
-  if not f then
+  if tc.io.file_kind(checkpoint_path) == nil then
     fail(("--resume: no checkpoint at %s"):format(checkpoint_path))
   end
-  f:close()
   resumed = tc.checkpoint.load(checkpoint_path)
   -- the model's shape and the tokenizer come from the checkpoint; the run's
   -- length and intervals may be changed on the command line

@@ -340,7 +340,7 @@ describe("tc.save / tc.load (safetensors)", function()
     assert.matches("cannot open '.*missing.safetensors'", message)
   end)
 
-  it("maps files copy-on-write: writing a loaded tensor never changes the file", function()
+  it("reads tensors into memory of their own: writing one never changes the file", function()
     local path = dir .. "/cow.safetensors"
     tc.save(path, { w = tc.tensor({ 1, 2, 3 }) })
     local before = read_file(path)
@@ -393,7 +393,7 @@ describe("tc.save / tc.load (safetensors)", function()
     else
       local ok, message = pcall(tc.save, path, { w = tc.tensor({ 5, 6, 7 }) }, { version = "new" })
       assert.is_false(ok)
-      assert.matches("temporary file next to '.*model.safetensors'", message)
+      assert.matches("cannot create a temporary file in '.*' to write '.*model.safetensors'", message)
       assert.are.equal(old, read_file(path))
       local t, metadata = tc.load(path)
       assert.are.same({ 1, 2 }, t.w:totable())
@@ -401,16 +401,16 @@ describe("tc.save / tc.load (safetensors)", function()
     end
     os.execute("chattr -i '" .. dir .. "' 2>/dev/null")
     os.execute("chmod 755 '" .. dir .. "'")
-    -- A rename that fails (the target is a directory): an error, and no
-    -- temporary file left behind.
+    -- A target that is a directory: an error, and no temporary file left
+    -- behind.
     local blocked = dir .. "/blocked"
     assert(lfs.mkdir(blocked))
     write_file(blocked .. "/keep", "x")
     local ok, message = pcall(tc.save, blocked, { w = tc.tensor({ 1 }) })
     assert.is_false(ok)
-    assert.matches("cannot rename", message)
+    assert.matches("is a directory, not a regular file", message)
     for name in lfs.dir(dir) do
-      assert.is_falsy(name:match("%.tmp%-"), "temporary file left: " .. name)
+      assert.is_falsy(name:match("%.tc%-tmp%-"), "temporary file left: " .. name)
     end
   end)
 

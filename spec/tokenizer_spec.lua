@@ -87,7 +87,7 @@ describe("tricycle.tokenizer", function()
 
     it("checks its options", function()
       assert.has_error(function() BPETokenizer.train("abc", {}) end,
-        "BPETokenizer.train: opts.vocab_size must be an integer of at least 256, got nil")
+        "BPETokenizer.train: opts.vocab_size must be an integer from 256 to 2147483647, got nil")
       assert.has_error(function() BPETokenizer.train("abc", { vocab_size = 100 }) end)
       assert.has_error(function() BPETokenizer.train("abc", { vocab_size = 300.5 }) end)
       assert.has_error(function() BPETokenizer.train("abc", { vocab_size = 300, gpt2_split = "yes" }) end)
@@ -133,7 +133,7 @@ describe("tricycle.tokenizer", function()
     it("rejects ids out of range and values that are not integers", function()
       local ok, message = pcall(tok.decode, tok, { 97, 257 })
       assert.is_false(ok)
-      assert.matches("ids%[1%] = 257 is out of range", message)
+      assert.matches("ids%[2%] = 257 is out of range", message) -- positions from 1, as Lua counts
       ok, message = pcall(tok.decode, tok, { 97, 1.5 })
       assert.is_false(ok)
       assert.matches("ids%[2%] must be an integer", message)

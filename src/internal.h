@@ -372,4 +372,52 @@ tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_te
 /* Adds grad into *accumulator (creating it if NULL). */
 tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad);
 
+/* ---- files (files.c) ----
+ * Every file the engine reads or writes goes through these; `fn` names the
+ * calling function in messages, which also name the path. Loaders accept
+ * regular files only (never blocking on a FIFO or reading a device without
+ * end); writers replace files atomically. */
+
+/* What a file was when opened, to notice a change made while it is read. */
+typedef struct tc_file_identity {
+    int64_t size;
+    int64_t mtime_ns;
+} tc_file_identity;
+/* Opens a regular file for reading (*fd, blocking reads, close-on-exec);
+ * anything else (directory, FIFO, device, socket) is an error, found
+ * without blocking. identity may be NULL. */
+tc_status tc_file_open_regular(tc_context *ctx, const char *fn, const char *path, int *fd,
+                               tc_file_identity *identity);
+/* Fails when the open file's size or modification time differs from
+ * identity (it was truncated or rewritten in place). */
+tc_status tc_file_check_unchanged(tc_context *ctx, const char *fn, const char *path, int fd,
+                                  const tc_file_identity *identity);
+/* Reads exactly size bytes at offset; a file that ends first is an error. */
+tc_status tc_file_read_at(tc_context *ctx, const char *fn, const char *path, int fd, void *data, size_t size,
+                          int64_t offset);
+/* A whole regular file of at most max_bytes (more is an error) into a
+ * malloc'd buffer followed by a NUL (not counted in *size). */
+tc_status tc_file_read_all(tc_context *ctx, const char *fn, const char *path, size_t max_bytes, char **data,
+                           size_t *size);
+/* write() until done, or an error naming path. */
+tc_status tc_file_write_all(tc_context *ctx, const char *fn, int fd, const void *data, size_t size,
+                            const char *path);
+/* Writes a file's contents into fd (a fresh temporary named `temporary`). */
+typedef tc_status (*tc_file_write_fn)(void *user, int fd, const char *temporary);
+/* Replaces path (or the end of its symbolic links) atomically with what
+ * fill writes: temporary file beside it, fsync, rename, fsync of the
+ * directory. Keeps an existing file's mode; removes temporaries that dead
+ * writers left for the same name. See files.c. */
+tc_status tc_file_write_atomic(tc_context *ctx, const char *fn, const char *path, tc_file_write_fn fill,
+                               void *user);
+tc_status tc_file_write_bytes_atomic(tc_context *ctx, const char *fn, const char *path, const void *data,
+                                     size_t size);
+/* Appends to a regular file (created when missing) without blocking on
+ * anything else. */
+tc_status tc_file_append(tc_context *ctx, const char *fn, const char *path, const void *data, size_t size);
+/* "file", "directory", "fifo", "character device", "block device",
+ * "socket" or "other" for what path names (links followed); NULL when
+ * nothing is there. Opens nothing. */
+const char *tc_file_kind(const char *path);
+
 #endif

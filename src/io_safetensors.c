@@ -1,29 +1,30 @@
 /*
  * io_safetensors.c: reading and writing the safetensors format.
  *
- * Writing goes to a temporary file beside the target, is fsynced and then
- * renamed over the target, so readers (and a crash) see either the old file
- * or the whole new one. Reading maps the file copy-on-write (MAP_PRIVATE on
- * a read-only descriptor) and validates the entire header before handing
- * out anything; tensors wrap the mapped bytes and hold a reference on the
- * mapping, so they outlive the file handle. Writing into such a tensor
- * touches private pages only; the file never changes.
+ * Writing goes through tc_file_write_atomic (files.c): a temporary file
+ * beside the target, fsynced and renamed over it, so readers (and a crash)
+ * see either the old file or the whole new one.
  *
- * Not handled: a file truncated by another process while it is mapped
- * (reading the lost pages raises SIGBUS, as with any mapping), and
- * big-endian hosts (refused with TC_ERROR_UNSUPPORTED).
+ * Reading validates the entire header before handing out anything, every
+ * size in it through the checked arithmetic of sizes.c. Tensors are read
+ * with pread into memory of their own (from the context's allocator, so
+ * counted against its budget), never mapped: a mapping of a file that
+ * another program truncates or rewrites in place kills the reader with
+ * SIGBUS when it touches the lost pages, and catching that would take a
+ * process-wide signal handler. The handle keeps the file open; after each
+ * tensor is read, the file's size and modification time are compared with
+ * those at opening, so a file changed in place gives an error instead of
+ * bytes from two versions. (A file replaced by rename, as our own saves do,
+ * leaves the open one intact: the handle goes on reading the old file.)
+ *
+ * Not handled: big-endian hosts (refused with TC_ERROR_UNSUPPORTED).
  */
 #include "internal.h"
 #include "json.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A header above this is corrupt (the reference implementation uses the
@@ -64,61 +65,27 @@ static bool host_is_little_endian(void) {
     return first == 1;
 }
 
-/* ---- the mapping, shared by the handle and the tensors it gave out ---- */
-
-typedef struct mapping {
-    int refcount;
-    void *base;
-    size_t size;
-} mapping;
-
-static void mapping_drop(mapping *m) {
-    if (!m || --m->refcount > 0) return;
-    if (m->base) munmap(m->base, m->size);
-    free(m);
-}
-
-static void mapping_release_tensor(void *user, void *data, size_t nbytes) {
-    (void)data;
-    (void)nbytes;
-    mapping_drop(user);
-}
-
 typedef struct entry {
     char *name;
     file_dtype kind;
     int ndim;
     int64_t shape[TC_MAX_DIMS];
-    uint64_t begin, end; /* relative to the data section */
+    int64_t begin, end; /* relative to the data section */
 } entry;
 
 struct tc_safetensors_file {
     tc_context *ctx;
     char *path;
-    mapping *map;
-    const unsigned char *data; /* the data section */
-    uint64_t data_size;
+    int fd;
+    tc_file_identity identity; /* at opening */
+    int64_t data_start;         /* where the data section begins in the file */
+    int64_t data_size;
     int count;
     entry *entries; /* sorted by name */
     char *metadata_json;
 };
 
 /* ---- writing ---- */
-
-static tc_status write_all(tc_context *ctx, int fd, const void *data, size_t size, const char *path) {
-    const char *p = data;
-    while (size > 0) {
-        size_t chunk = size > ((size_t)1 << 30) ? ((size_t)1 << 30) : size;
-        ssize_t n = write(fd, p, chunk);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return tc_fail(ctx, TC_ERROR_IO, "safetensors save: writing '%s' failed: %s", path, strerror(errno));
-        }
-        p += n;
-        size -= (size_t)n;
-    }
-    return TC_OK;
-}
 
 typedef struct name_index {
     const char *name;
@@ -166,6 +133,18 @@ static tc_status append_metadata(tc_context *ctx, tc_json_buffer *header, const 
                                  m->key, tc_json_type_name(m->value.type));
                 break;
             }
+            /* Names and texts stay C strings for every reader. */
+            size_t key_nul = strlen(m->key), value_nul = strlen(m->value.as.string.data);
+            if (key_nul != m->key_length) {
+                status = tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors save '%s': metadata key starting \"%s\" has a "
+                                 "NUL byte at position %zu", path, m->key, key_nul + 1);
+                break;
+            }
+            if (value_nul != m->value.as.string.length) {
+                status = tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors save '%s': metadata value of \"%s\" has a "
+                                 "NUL byte at position %zu", path, m->key, value_nul + 1);
+                break;
+            }
         }
     }
     if (status == TC_OK) {
@@ -187,14 +166,18 @@ static tc_status build_header(tc_context *ctx, const char *path, int count, cons
         TC_TRY(append_metadata(ctx, header, metadata_json, path));
         first = false;
     }
-    uint64_t offset = 0;
+    int64_t offset = 0;
     for (int k = 0; k < count; k++) {
         const tc_tensor *t = tensors[order[k].index];
         const char *dtype = file_dtype_name_of(t->dtype);
         if (!dtype)
             return tc_fail(ctx, TC_ERROR_DTYPE, "safetensors save '%s': tensor '%s' has dtype %s, which has no "
                            "safetensors form", path, order[k].name, tc_dtype_name(t->dtype));
-        uint64_t bytes = (uint64_t)tc_tensor_numel(t) * tc_dtype_size(t->dtype);
+        int64_t bytes, end;
+        if (!tc_mul_sizes(tc_tensor_numel(t), (int64_t)tc_dtype_size(t->dtype), &bytes) ||
+            !tc_add_sizes(offset, bytes, &end))
+            return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors save '%s': the tensors up to '%s' hold more than "
+                           "2^63 bytes", path, order[k].name);
         if (!first) tc_json_append_raw(header, ",", 1);
         first = false;
         tc_json_append_string(header, order[k].name, strlen(order[k].name));
@@ -206,11 +189,11 @@ static tc_status build_header(tc_context *ctx, const char *path, int count, cons
             tc_json_append_integer(header, t->shape[d]);
         }
         tc_json_append_raw(header, "],\"data_offsets\":[", 18);
-        tc_json_append_integer(header, (int64_t)offset);
+        tc_json_append_integer(header, offset);
         tc_json_append_raw(header, ",", 1);
-        tc_json_append_integer(header, (int64_t)(offset + bytes));
+        tc_json_append_integer(header, end);
         tc_json_append_raw(header, "]}", 2);
-        offset += bytes;
+        offset = end;
     }
     tc_json_append_raw(header, "}", 1);
     while (header->length % 8 != 0) tc_json_append_raw(header, " ", 1);
@@ -218,64 +201,33 @@ static tc_status build_header(tc_context *ctx, const char *path, int count, cons
     return TC_OK;
 }
 
-/* Creates a fresh file beside path (O_EXCL, so never someone else's). */
-static tc_status create_temporary(tc_context *ctx, const char *path, char **temporary, int *fd) {
-    size_t size = strlen(path) + 64;
-    char *name = malloc(size);
-    if (!name) return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors save '%s': out of memory", path);
-    for (int attempt = 0; attempt < 64; attempt++) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        snprintf(name, size, "%s.tmp-%ld-%lx-%d", path, (long)getpid(),
-                 (unsigned long)now.tv_nsec ^ (unsigned long)(uintptr_t)&now, attempt);
-        *fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (*fd >= 0) {
-            *temporary = name;
-            return TC_OK;
-        }
-        if (errno != EEXIST && errno != EINTR) break;
-    }
-    tc_status status = tc_fail(ctx, TC_ERROR_IO, "safetensors save: cannot create a temporary file next to '%s': %s",
-                               path, strerror(errno));
-    free(name);
-    return status;
-}
+typedef struct file_contents {
+    tc_context *ctx;
+    int count;
+    const name_index *order;
+    tc_tensor **tensors;
+    const tc_json_buffer *header;
+} file_contents;
 
-/* fsync of the directory makes the rename itself durable; some file
- * systems refuse it, which costs durability only, so it is best effort. */
-static void sync_directory_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) dir = strdup(".");
-    else if (slash == path) dir = strdup("/");
-    else dir = strndup(path, (size_t)(slash - path));
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-static tc_status write_file(tc_context *ctx, const char *path, int fd, const char *temporary, int count,
-                            const name_index *order, tc_tensor **tensors, const tc_json_buffer *header) {
+/* The length, the header, then each tensor's bytes in name order. */
+static tc_status write_contents(void *user, int fd, const char *temporary) {
+    const file_contents *c = user;
+    tc_context *ctx = c->ctx;
     unsigned char length[8];
-    uint64_t n = header->length;
+    uint64_t n = c->header->length;
     for (int i = 0; i < 8; i++) length[i] = (unsigned char)(n >> (8 * i));
-    TC_TRY(write_all(ctx, fd, length, 8, temporary));
-    TC_TRY(write_all(ctx, fd, header->data, header->length, temporary));
-    for (int k = 0; k < count; k++) {
+    TC_TRY(tc_file_write_all(ctx, "safetensors save", fd, length, 8, temporary));
+    TC_TRY(tc_file_write_all(ctx, "safetensors save", fd, c->header->data, c->header->length, temporary));
+    for (int k = 0; k < c->count; k++) {
         tc_tensor *host;
-        TC_TRY(host_contiguous_copy(tensors[order[k].index], &host));
+        TC_TRY(host_contiguous_copy(c->tensors[c->order[k].index], &host));
         size_t bytes = (size_t)tc_tensor_numel(host) * tc_dtype_size(host->dtype);
-        tc_status status = bytes ? write_all(ctx, fd, tc_tensor_data(host), bytes, temporary) : TC_OK;
+        tc_status status = bytes ? tc_file_write_all(ctx, "safetensors save", fd, tc_tensor_data(host), bytes,
+                                                     temporary)
+                                 : TC_OK;
         tc_tensor_release(host);
         TC_TRY(status);
     }
-    if (fsync(fd) != 0)
-        return tc_fail(ctx, TC_ERROR_IO, "safetensors save: fsync of '%s' failed: %s", temporary, strerror(errno));
-    (void)path;
     return TC_OK;
 }
 
@@ -315,21 +267,10 @@ tc_status tc_safetensors_save(tc_context *ctx, const char *path, int count, cons
     tc_json_buffer header;
     tc_json_buffer_init(&header);
     if (status == TC_OK) status = build_header(ctx, path, count, order, tensors, metadata_json, &header);
-    char *temporary = NULL;
-    int fd = -1;
-    if (status == TC_OK) status = create_temporary(ctx, path, &temporary, &fd);
     if (status == TC_OK) {
-        status = write_file(ctx, path, fd, temporary, count, order, tensors, &header);
-        if (close(fd) != 0 && status == TC_OK)
-            status = tc_fail(ctx, TC_ERROR_IO, "safetensors save: closing '%s' failed: %s", temporary,
-                             strerror(errno));
-        if (status == TC_OK && rename(temporary, path) != 0)
-            status = tc_fail(ctx, TC_ERROR_IO, "safetensors save: cannot rename '%s' to '%s': %s", temporary, path,
-                             strerror(errno));
-        if (status != TC_OK) unlink(temporary);
-        else sync_directory_of(path);
+        file_contents contents = {ctx, count, order, tensors, &header};
+        status = tc_file_write_atomic(ctx, "safetensors save", path, write_contents, &contents);
     }
-    free(temporary);
     tc_json_buffer_free(&header);
     free(order);
     return status;
@@ -343,7 +284,7 @@ static void file_free(tc_safetensors_file *file) {
     free(file->entries);
     free(file->metadata_json);
     free(file->path);
-    mapping_drop(file->map);
+    if (file->fd >= 0) close(file->fd);
     free(file);
 }
 
@@ -361,8 +302,15 @@ static int compare_entry_offsets(const void *a, const void *b) {
 
 #define LOAD_FAIL(status, ...) tc_fail(ctx, status, __VA_ARGS__)
 
+/* The context's last error again, as a fault of the file. */
+static tc_status as_format_error(tc_context *ctx) {
+    char message[TC_ERROR_CAPACITY];
+    snprintf(message, sizeof message, "%s", tc_last_error(ctx));
+    return tc_fail(ctx, TC_ERROR_FORMAT, "%s", message);
+}
+
 /* Reads one header entry: {"dtype": .., "shape": [..], "data_offsets": [b, e]}. */
-static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_member *member, uint64_t data_size,
+static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_member *member, int64_t data_size,
                             entry *e) {
     const char *name = member->key;
     const tc_json *info = &member->value;
@@ -376,7 +324,8 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
     const tc_json *shape = tc_json_get(info, "shape");
     const tc_json *offsets = tc_json_get(info, "data_offsets");
     if (!dtype || dtype->type != TC_JSON_STRING)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': field \"dtype\" is %s, expected a string",
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': field \"dtype\" is %s, expected a string",
                          path, name, dtype ? tc_json_type_name(dtype->type) : "missing");
     int kind = -1;
     for (int k = 0; k < FILE_DTYPE_COUNT; k++)
@@ -388,15 +337,14 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
                          "safetensors load '%s': tensor '%s': dtype \"%.32s\" is not supported (F32, F64, I32, I64, "
                          "U8, BOOL, F16, BF16)", path, name, dtype->as.string.data);
     if (!shape || shape->type != TC_JSON_ARRAY)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': field \"shape\" is %s, expected an array",
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': field \"shape\" is %s, expected an array",
                          path, name, shape ? tc_json_type_name(shape->type) : "missing");
     if (shape->as.array.count > TC_MAX_DIMS)
         return LOAD_FAIL(TC_ERROR_UNSUPPORTED, "safetensors load '%s': tensor '%s': %zu dims, at most %d are supported",
                          path, name, shape->as.array.count, TC_MAX_DIMS);
     e->kind = (file_dtype)kind;
     e->ndim = (int)shape->as.array.count;
-    uint64_t numel = 1;
-    bool overflow = false;
     for (int d = 0; d < e->ndim; d++) {
         const tc_json *size = &shape->as.array.items[d];
         if (size->type != TC_JSON_INTEGER || size->as.integer < 0)
@@ -404,9 +352,6 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
                              "safetensors load '%s': tensor '%s': shape entry %d must be a non-negative integer", path,
                              name, d + 1);
         e->shape[d] = size->as.integer;
-        uint64_t s = (uint64_t)size->as.integer;
-        if (s && numel > UINT64_MAX / s) overflow = true;
-        else numel *= s;
     }
     if (!offsets || offsets->type != TC_JSON_ARRAY || offsets->as.array.count != 2 ||
         offsets->as.array.items[0].type != TC_JSON_INTEGER || offsets->as.array.items[1].type != TC_JSON_INTEGER ||
@@ -414,26 +359,34 @@ static tc_status read_entry(tc_context *ctx, const char *path, const tc_json_mem
         return LOAD_FAIL(TC_ERROR_FORMAT,
                          "safetensors load '%s': tensor '%s': field \"data_offsets\" must be two non-negative integers "
                          "[begin, end]", path, name);
-    e->begin = (uint64_t)offsets->as.array.items[0].as.integer;
-    e->end = (uint64_t)offsets->as.array.items[1].as.integer;
+    e->begin = offsets->as.array.items[0].as.integer;
+    e->end = offsets->as.array.items[1].as.integer;
     if (e->begin > e->end)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': data_offsets [%llu, %llu] end before they "
-                         "begin", path, name, (unsigned long long)e->begin, (unsigned long long)e->end);
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] end before they begin", path,
+                         name, (long long)e->begin, (long long)e->end);
     if (e->end > data_size)
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': data_offsets [%llu, %llu] lie outside the "
-                         "data section (%llu bytes; the file is truncated or corrupt)", path, name,
-                         (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)data_size);
-    size_t element = file_dtypes[kind].size;
-    if (overflow || numel > UINT64_MAX / element || numel * element != e->end - e->begin) {
-        char shape_text[TC_SHAPE_STRING_SIZE], need[32];
-        tc_shape_string(e->ndim, e->shape, shape_text, sizeof shape_text);
-        if (overflow || numel > UINT64_MAX / element) snprintf(need, sizeof need, "more than 2^64");
-        else snprintf(need, sizeof need, "%llu", (unsigned long long)(numel * element));
-        return LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensor '%s': shape %s of %s needs %s bytes but "
-                         "data_offsets [%llu, %llu] hold %llu", path, name, shape_text, file_dtypes[kind].name, need,
-                         (unsigned long long)e->begin, (unsigned long long)e->end,
-                         (unsigned long long)(e->end - e->begin));
-    }
+        return LOAD_FAIL(TC_ERROR_FORMAT,
+                         "safetensors load '%s': tensor '%s': data_offsets [%lld, %lld] lie outside the data section"
+                         " (%lld bytes; the file is truncated or corrupt)", path, name,
+                         (long long)e->begin, (long long)e->end, (long long)data_size);
+    /* The shape must make a valid tensor of the dtype it loads as, and its
+     * bytes in the file must be exactly the offsets' span. */
+    char op[400];
+    snprintf(op, sizeof op, "safetensors load '%.200s': tensor '%.100s'", path, name);
+    int64_t numel, bytes;
+    if (tc_check_shape(ctx, op, e->ndim, e->shape, file_dtypes[kind].dtype) != TC_OK ||
+        tc_checked_numel(ctx, op, e->ndim, e->shape, &numel) != TC_OK)
+        return as_format_error(ctx);
+    char shape_text[TC_SHAPE_STRING_SIZE];
+    tc_shape_string(e->ndim, e->shape, shape_text, sizeof shape_text);
+    if (!tc_mul_sizes(numel, (int64_t)file_dtypes[kind].size, &bytes))
+        return LOAD_FAIL(TC_ERROR_FORMAT, "%s: shape %s of %s needs more than 2^63 bytes", op, shape_text,
+                         file_dtypes[kind].name);
+    if (bytes != e->end - e->begin)
+        return LOAD_FAIL(TC_ERROR_FORMAT, "%s: shape %s of %s needs %lld bytes but data_offsets [%lld, %lld] hold "
+                         "%lld", op, shape_text, file_dtypes[kind].name, (long long)bytes, (long long)e->begin,
+                         (long long)e->end, (long long)(e->end - e->begin));
     e->name = strdup(name);
     if (!e->name) return LOAD_FAIL(TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
     return TC_OK;
@@ -471,11 +424,11 @@ static tc_status check_overlaps(tc_context *ctx, tc_safetensors_file *file) {
     tc_status status = TC_OK;
     for (int k = 1; k < n; k++) {
         if (sorted[k]->begin < sorted[k - 1]->end) {
-            status = LOAD_FAIL(TC_ERROR_FORMAT, "safetensors load '%s': tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] "
-                               "overlap in the data section", file->path, sorted[k - 1]->name,
-                               (unsigned long long)sorted[k - 1]->begin, (unsigned long long)sorted[k - 1]->end,
-                               sorted[k]->name, (unsigned long long)sorted[k]->begin,
-                               (unsigned long long)sorted[k]->end);
+            status = LOAD_FAIL(TC_ERROR_FORMAT,
+                               "safetensors load '%s': tensors '%s' [%lld, %lld] and '%s' [%lld, %lld] overlap in the "
+                               "data section", file->path, sorted[k - 1]->name,
+                               (long long)sorted[k - 1]->begin, (long long)sorted[k - 1]->end, sorted[k]->name,
+                               (long long)sorted[k]->begin, (long long)sorted[k]->end);
             break;
         }
     }
@@ -524,68 +477,58 @@ tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_
     if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: path is empty");
     if (!host_is_little_endian())
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tc_fail(ctx, TC_ERROR_IO, "safetensors load: cannot open '%s': %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fd, &info) != 0) {
-        tc_status status = tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': %s", path, strerror(errno));
-        close(fd);
-        return status;
-    }
-    if (!S_ISREG(info.st_mode)) {
-        close(fd);
-        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': not a regular file", path);
-    }
-    if (info.st_size < 8) {
-        close(fd);
-        return tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the file is %lld bytes, too short to hold the "
-                       "8-byte header length (truncated or not a safetensors file)", path, (long long)info.st_size);
-    }
+    int fd;
+    tc_file_identity identity;
+    TC_TRY(tc_file_open_regular(ctx, "safetensors load", path, &fd, &identity));
     tc_safetensors_file *file = calloc(1, sizeof *file);
-    mapping *map = calloc(1, sizeof *map);
     char *path_copy = strdup(path);
-    if (!file || !map || !path_copy) {
+    if (!file || !path_copy) {
         free(file);
-        free(map);
         free(path_copy);
         close(fd);
         return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
     }
     file->ctx = ctx;
     file->path = path_copy;
-    file->map = map;
-    map->refcount = 1;
-    map->size = (size_t)info.st_size;
-    /* Writable but private: tensors are mutable, and their writes must
-     * never reach the file. */
-    void *base = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    int mmap_errno = errno;
-    close(fd);
-    if (base == MAP_FAILED) {
-        file_free(file);
-        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': cannot map the file: %s", path, strerror(mmap_errno));
-    }
-    map->base = base;
-    const unsigned char *bytes = base;
-    uint64_t header_length = 0;
-    for (int i = 7; i >= 0; i--) header_length = (header_length << 8) | bytes[i];
-    uint64_t available = (uint64_t)map->size - 8;
+    file->fd = fd;
+    file->identity = identity;
     tc_status status = TC_OK;
-    if (header_length > available)
-        status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu exceeds the %llu bytes after "
-                         "it (truncated or not a safetensors file)", path, (unsigned long long)header_length,
-                         (unsigned long long)available);
-    else if (header_length > MAX_HEADER_BYTES)
-        status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu is above the %llu-byte limit",
-                         path, (unsigned long long)header_length, (unsigned long long)MAX_HEADER_BYTES);
-    else if (header_length < 2 || bytes[8] != '{')
+    unsigned char length_bytes[8];
+    uint64_t header_length = 0;
+    if (identity.size < 8)
+        status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the file is %lld bytes, too short to hold the "
+                         "8-byte header length (truncated or not a safetensors file)", path, (long long)identity.size);
+    if (status == TC_OK) status = tc_file_read_at(ctx, "safetensors load", path, fd, length_bytes, 8, 0);
+    if (status == TC_OK) {
+        for (int i = 7; i >= 0; i--) header_length = (header_length << 8) | length_bytes[i];
+        int64_t available = identity.size - 8;
+        if (header_length > (uint64_t)available)
+            status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu exceeds the %lld bytes "
+                             "after it (truncated or not a safetensors file)", path,
+                             (unsigned long long)header_length, (long long)available);
+        else if (header_length > MAX_HEADER_BYTES)
+            status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu is above the %llu-byte "
+                             "limit", path, (unsigned long long)header_length, (unsigned long long)MAX_HEADER_BYTES);
+        else if (header_length < 2)
+            status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu is too short for a JSON "
+                             "object (not a safetensors file)", path, (unsigned long long)header_length);
+    }
+    char *header = NULL;
+    if (status == TC_OK) {
+        /* Both fit int64: header_length <= available = size - 8. */
+        file->data_start = 8 + (int64_t)header_length;
+        file->data_size = identity.size - file->data_start;
+        header = malloc((size_t)header_length);
+        if (!header) status = tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory for a header of "
+                                      "%llu bytes", path, (unsigned long long)header_length);
+    }
+    if (status == TC_OK) status = tc_file_read_at(ctx, "safetensors load", path, fd, header, (size_t)header_length, 8);
+    if (status == TC_OK && header[0] != '{')
         status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the header does not start with '{' (not a "
                          "safetensors file)", path);
-    if (status == TC_OK) {
-        file->data = bytes + 8 + header_length;
-        file->data_size = available - header_length;
-        status = parse_header(ctx, file, (const char *)bytes + 8, (size_t)header_length);
-    }
+    if (status == TC_OK) status = parse_header(ctx, file, header, (size_t)header_length);
+    if (status == TC_OK) status = tc_file_check_unchanged(ctx, "safetensors load", path, fd, &identity);
+    free(header);
     if (status != TC_OK) {
         file_free(file);
         return status;
@@ -650,48 +593,56 @@ static float bfloat_to_float(uint16_t h) {
     return value;
 }
 
+/* F16 or BF16 values of e, converted to float32 into values, read in
+ * pieces through a small buffer. */
+static tc_status read_halves(tc_safetensors_file *file, const entry *e, const char *fn, float *values) {
+    uint16_t halves[4096];
+    int64_t count = (e->end - e->begin) / 2;
+    for (int64_t done = 0; done < count;) {
+        int64_t n = count - done < 4096 ? count - done : 4096;
+        TC_TRY(tc_file_read_at(file->ctx, fn, file->path, file->fd, halves, (size_t)n * 2,
+                               file->data_start + e->begin + done * 2));
+        for (int64_t i = 0; i < n; i++)
+            values[done + i] = e->kind == FILE_F16 ? half_to_float(halves[i]) : bfloat_to_float(halves[i]);
+        done += n;
+    }
+    return TC_OK;
+}
+
 tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **out) {
     if (!file || !out) return TC_ERROR_ARGUMENT;
     tc_context *ctx = file->ctx;
+    *out = NULL;
     if (index < 0 || index >= file->count)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors '%s': tensor index %d is out of range (%d tensors)",
                        file->path, index, file->count);
     const entry *e = &file->entries[index];
-    const unsigned char *bytes = file->data + e->begin;
+    char fn[160];
+    snprintf(fn, sizeof fn, "safetensors load: tensor '%.100s'", e->name);
     size_t nbytes = (size_t)(e->end - e->begin);
-    size_t element = file_dtypes[e->kind].size;
-    tc_dtype dtype = file_dtypes[e->kind].dtype;
-    int64_t numel = (int64_t)(nbytes / element);
-    if (e->kind == FILE_BOOL) {
-        for (size_t i = 0; i < nbytes; i++)
+    tc_tensor *t;
+    TC_TRY(tc_tensor_new(ctx, file_dtypes[e->kind].dtype, TC_CPU, e->ndim, e->shape, &t));
+    tc_status status = TC_OK;
+    if (e->kind == FILE_F16 || e->kind == FILE_BF16) status = read_halves(file, e, fn, tc_tensor_data(t));
+    else if (nbytes) status = tc_file_read_at(ctx, fn, file->path, file->fd, tc_tensor_data(t), nbytes,
+                                              file->data_start + e->begin);
+    if (status == TC_OK && e->kind == FILE_BOOL) {
+        const unsigned char *bytes = tc_tensor_data(t);
+        for (size_t i = 0; i < nbytes && status == TC_OK; i++)
             if (bytes[i] > 1)
-                return tc_fail(ctx, TC_ERROR_FORMAT, "safetensors '%s': tensor '%s': BOOL element %zu is %u, not 0 or 1",
-                               file->path, e->name, i, bytes[i]);
+                status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors '%s': tensor '%s': BOOL element %zu is %u, not 0 "
+                                 "or 1", file->path, e->name, i, bytes[i]);
     }
-    if (e->kind == FILE_F16 || e->kind == FILE_BF16) {
-        TC_TRY(tc_tensor_new(ctx, TC_FLOAT32, TC_CPU, e->ndim, e->shape, out));
-        float *values = tc_tensor_data(*out);
-        for (int64_t i = 0; i < numel; i++) {
-            uint16_t h = (uint16_t)(bytes[2 * i] | (bytes[2 * i + 1] << 8));
-            values[i] = e->kind == FILE_F16 ? half_to_float(h) : bfloat_to_float(h);
-        }
-        return TC_OK;
+    /* After the read: a change made before or during it shows now. When
+     * the read failed (a file cut short), a change is the better reason. */
+    tc_status changed = tc_file_check_unchanged(ctx, fn, file->path, file->fd, &file->identity);
+    if (status == TC_OK) status = changed;
+    if (status != TC_OK) {
+        tc_tensor_release(t);
+        return status;
     }
-    if (numel == 0 || (uintptr_t)bytes % element != 0) {
-        /* Misaligned for its dtype (the format does not promise alignment):
-         * a copy the kernels can read directly. */
-        TC_TRY(tc_tensor_new(ctx, dtype, TC_CPU, e->ndim, e->shape, out));
-        if (nbytes) memcpy(tc_tensor_data(*out), bytes, nbytes);
-        return TC_OK;
-    }
-    mapping *map = file->map;
-    int before = map->refcount;
-    map->refcount++;
-    tc_status status =
-        tc_tensor_wrap(ctx, dtype, e->ndim, e->shape, (void *)bytes, nbytes, mapping_release_tensor, map, out);
-    /* tc_tensor_wrap calls the release callback on some failures only. */
-    if (status != TC_OK && map->refcount > before) map->refcount--;
-    return status;
+    *out = t;
+    return TC_OK;
 }
 
 tc_status tc_safetensors_get_by_name(tc_safetensors_file *file, const char *name, tc_tensor **out) {

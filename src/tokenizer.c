@@ -12,13 +12,10 @@
 
 #include "internal.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define NO_ID (-1)
 #define INVALID_CODEPOINT UINT32_MAX
@@ -1670,36 +1667,13 @@ tc_status tc_char_tokenizer_new(tc_context *ctx, const char *text, size_t len, t
 
 /* ---- files -------------------------------------------------------------- */
 
-/* Reads a whole file; the buffer gets a NUL after the data. */
+/* Reads a whole regular file (no FIFO, device or directory; at most
+ * MAX_TEXT_BYTES); the buffer gets a NUL after the data. */
 static tc_status read_file(tc_context *ctx, const char *fn, const char *path, unsigned char **data, size_t *len) {
     *data = NULL;
     *len = 0;
     if (!path) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: path must not be NULL", fn);
-    FILE *f = fopen(path, "rb");
-    if (!f) return tc_fail(ctx, TC_ERROR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
-    unsigned char *buffer = NULL;
-    size_t n = 0, capacity = 0;
-    for (;;) {
-        if (!reserve((void **)&buffer, &capacity, n + 65536 + 1, 1)) {
-            free(buffer);
-            fclose(f);
-            return tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory reading '%s'", fn, path);
-        }
-        size_t got = fread(buffer + n, 1, capacity - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f) != 0;
-    int saved_errno = errno;
-    fclose(f);
-    if (failed) {
-        free(buffer);
-        return tc_fail(ctx, TC_ERROR_IO, "%s: cannot read '%s': %s", fn, path, strerror(saved_errno));
-    }
-    buffer[n] = 0;
-    *data = buffer;
-    *len = n;
-    return TC_OK;
+    return tc_file_read_all(ctx, fn, path, MAX_TEXT_BYTES, (char **)data, len);
 }
 
 /* Lines of a buffer, numbered from 1, without the line break ("\n" or
@@ -1786,45 +1760,12 @@ tc_status tc_tokenizer_save(const tc_tokenizer *tok, const char *path) {
     if (!tok) return TC_ERROR_ARGUMENT;
     tc_context *ctx = tok->ctx;
     if (!path || !*path) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: path must not be NULL or empty", fn);
-    size_t path_len = strlen(path);
-    char *temp = malloc(path_len + 16);
-    if (!temp) return tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", fn);
-    memcpy(temp, path, path_len);
-    memcpy(temp + path_len, ".tmp-XXXXXX", 12);
-    int fd = mkstemp(temp);
-    if (fd < 0) {
-        tc_status status =
-            tc_fail(ctx, TC_ERROR_IO, "%s: cannot create a temporary file beside '%s': %s", fn, path, strerror(errno));
-        free(temp);
-        return status;
-    }
-    (void)fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        tc_status status = tc_fail(ctx, TC_ERROR_IO, "%s: cannot write '%s': %s", fn, temp, strerror(errno));
-        close(fd);
-        unlink(temp);
-        free(temp);
-        return status;
-    }
-    write_tokenizer(f, tok);
-    bool failed = fflush(f) != 0 || ferror(f) != 0;
-    int saved_errno = errno;
-    if (fclose(f) != 0 && !failed) {
-        failed = true;
-        saved_errno = errno;
-    }
-    if (!failed && rename(temp, path) != 0) {
-        failed = true;
-        saved_errno = errno;
-    }
-    if (failed) {
-        unlink(temp);
-        free(temp);
-        return tc_fail(ctx, TC_ERROR_IO, "%s: cannot write '%s': %s", fn, path, strerror(saved_errno));
-    }
-    free(temp);
-    return TC_OK;
+    char *text;
+    size_t len;
+    TC_TRY(tc_tokenizer_serialize(tok, &text, &len));
+    tc_status status = tc_file_write_bytes_atomic(ctx, fn, path, text, len);
+    free(text);
+    return status;
 }
 
 tc_status tc_tokenizer_serialize(const tc_tokenizer *tok, char **text, size_t *len) {

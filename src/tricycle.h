@@ -418,24 +418,31 @@ typedef struct tc_safetensors_file tc_safetensors_file;
 /* Writes count tensors under their names (distinct, non-empty, not
  * "__metadata__"), in name order, to a temporary file next to path, fsyncs
  * it and renames it over path: a crash leaves the old file or the new one,
- * never a mix. Tensors may be views or on any device (copied to host as
- * needed). metadata_json is NULL or a JSON object whose values are all
- * strings; it becomes "__metadata__". */
+ * never a mix. A symbolic link is followed (its target is replaced), an
+ * existing file keeps its mode, and a path that names something other than
+ * a regular file is an error. Tensors may be views or on any device (copied
+ * to host as needed). metadata_json is NULL or a JSON object whose values
+ * are all strings, with no NUL byte in its keys and values; it becomes
+ * "__metadata__". */
 tc_status tc_safetensors_save(tc_context *ctx, const char *path, int count, const char **names, tc_tensor **tensors,
                               const char *metadata_json);
-/* Opens path, maps it (MAP_PRIVATE) and validates the whole header: header
- * length, JSON, dtypes, shapes, offsets in bounds and non-overlapping, and
- * byte lengths matching shape x dtype size. Errors name the path and the
- * offending tensor and field. On success *out is owned by the caller. */
+/* Opens path (a regular file: a directory, FIFO or device is an error, found
+ * without blocking), reads and validates the whole header: header length,
+ * JSON, dtypes, shapes (each a valid tensor shape, sizes checked against
+ * overflow), offsets in bounds and non-overlapping, and byte lengths
+ * matching shape x dtype size. Errors name the path and the offending
+ * tensor and field. The handle keeps the file open. On success *out is
+ * owned by the caller. */
 tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out);
 /* Number of tensors; index i in [0, count) lists them in name order. */
 int tc_safetensors_count(const tc_safetensors_file *file);
 const char *tc_safetensors_name(const tc_safetensors_file *file, int index);
-/* The tensor at index i (owned by the caller). It wraps the mapped bytes
- * without copying and keeps the mapping alive after tc_safetensors_close;
- * writes to it change private copy-on-write pages, never the file. A tensor
- * whose bytes are not aligned for its dtype, or stored as F16/BF16, is a
- * copy instead. */
+/* The tensor at index i (owned by the caller), read from the file into
+ * memory of its own (the context's allocator, so within its budget); it
+ * outlives tc_safetensors_close and never changes the file. The file is
+ * not mapped, so another program truncating or rewriting it cannot crash
+ * this one: a file whose size or modification time changed since it was
+ * opened is an error (TC_ERROR_IO) naming it. F16/BF16 become float32. */
 tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **out);
 /* The same by name; TC_ERROR_ARGUMENT naming the file when absent. */
 tc_status tc_safetensors_get_by_name(tc_safetensors_file *file, const char *name, tc_tensor **out);
@@ -504,8 +511,11 @@ tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, c
                                  tc_tokenizer **out);
 
 /* Writes a tokenizer to a text file (tokens and merges, one per line) that
- * tc_tokenizer_load reads back exactly. Writes a temporary file beside path
- * and renames it over path, so a failed save leaves path untouched. */
+ * tc_tokenizer_load reads back exactly. Replaces path atomically as
+ * tc_safetensors_save does, so a failed save leaves path untouched.
+ * Loading, here and in tc_tokenizer_load_gpt2, accepts regular files only
+ * (a FIFO or a device is an error, never a read that blocks or does not
+ * end). */
 tc_status tc_tokenizer_save(const tc_tokenizer *tok, const char *path);
 tc_status tc_tokenizer_load(tc_context *ctx, const char *path, tc_tokenizer **out);
 /* The same text form in memory (for embedding in checkpoints): *text is a

@@ -43,6 +43,9 @@ tc_tensor *binding_tensor_or_scalar(lua_State *L, int idx, tc_tensor *like, cons
 int binding_check_dim(lua_State *L, int idx, const char *function);
 /* Reads a shape given as a table or as numbers from idx on. */
 int binding_check_shape(lua_State *L, int idx, int64_t *shape, const char *function);
+/* The path string at idx; a Lua error naming function when it is not a
+ * string, is empty or holds a NUL byte (C would cut it there). */
+const char *binding_check_path(lua_State *L, int idx, const char *function);
 tc_dtype binding_opt_dtype(lua_State *L, int idx, const char *field, tc_dtype fallback, const char *function);
 
 void binding_register_ops(lua_State *L, int methods_index, int module_index);

@@ -5,11 +5,19 @@
  *   safetensors_open(path) -> handle with :keys(), :get(name), :metadata(),
  *                             :close() (also a to-be-closed value)
  *   json_encode(value) -> text, json_decode(text) -> value
+ *   read_file(path, max_bytes?, fn?) -> text    a whole regular file
+ *   write_file(path, text, fn?)                 atomic replacement
+ *   append_file(path, text, fn?)                to a regular file
+ *   file_kind(path) -> "file" | "directory" | "fifo" | ... | nil
+ * (fn names the Lua function that calls, in messages.) Every file the Lua
+ * modules read or write goes through these and the engine's files.c, so
+ * they share its rules: regular files only, never blocking on a FIFO, and
+ * atomic saves that keep modes and follow links.
  *
- * Loaded tensors wrap a private copy-on-write mapping of the file: they cost
- * no copy, and writing into them changes memory only, never the file.
+ * Loaded tensors are read into memory of their own (see io_safetensors.c).
  */
 #include "binding.h"
+#include "internal.h"
 #include "json.h"
 
 #include <math.h>
@@ -19,6 +27,7 @@
 
 #define FILE_METATABLE "tricycle.SafetensorsFile"
 #define JSON_TREE_METATABLE "tricycle.JsonTree"
+#define BYTES_METATABLE "tricycle.FileBytes"
 #define JSON_DEPTH 128
 
 void binding_register_io(lua_State *L, int module_index);
@@ -38,7 +47,19 @@ static void path_append(char *path, size_t size, const char *format, const char 
     else snprintf(path + n, size - n, format, (long long)index);
 }
 
-static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* A key of a Lua table being encoded (alive as a key of the table). */
+typedef struct key_text {
+    const char *text;
+    size_t length;
+} key_text;
+
+/* Byte order, a prefix first: keys may hold NUL bytes. */
+static int compare_keys(const void *a, const void *b) {
+    const key_text *x = a, *y = b;
+    int c = memcmp(x->text, y->text, x->length < y->length ? x->length : y->length);
+    if (c) return c;
+    return x->length < y->length ? -1 : x->length > y->length;
+}
 
 static bool encode_value(lua_State *L, json_encoder *e, int idx, int depth);
 
@@ -91,28 +112,29 @@ static bool encode_table(lua_State *L, json_encoder *e, int idx, int depth) {
                                            : "a table mixing key types (or with non-string keys) has no JSON form");
     }
     /* Objects are written with sorted keys, so equal tables give equal text. */
-    const char **keys = malloc(sizeof *keys * (size_t)count);
+    key_text *keys = malloc(sizeof *keys * (size_t)count);
     if (!keys) return encode_error(e, "out of memory");
     lua_Integer n = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        keys[n++] = lua_tostring(L, -2); /* the key stays alive in the table */
+        keys[n].text = lua_tolstring(L, -2, &keys[n].length); /* the key stays alive in the table */
+        n++;
         lua_pop(L, 1);
     }
-    qsort(keys, (size_t)n, sizeof *keys, compare_strings);
+    qsort(keys, (size_t)n, sizeof *keys, compare_keys);
     bool ok = true;
     tc_json_append_raw(&e->buffer, "{", 1);
     for (lua_Integer i = 0; i < n && ok; i++) {
         if (i) tc_json_append_raw(&e->buffer, ",", 1);
-        size_t length = strlen(keys[i]);
-        if (!tc_json_valid_utf8(keys[i], length)) {
+        if (!tc_json_valid_utf8(keys[i].text, keys[i].length)) {
             ok = encode_error(e, "a key that is not valid UTF-8 has no JSON form");
             break;
         }
-        tc_json_append_string(&e->buffer, keys[i], length);
+        tc_json_append_string(&e->buffer, keys[i].text, keys[i].length);
         tc_json_append_raw(&e->buffer, ":", 1);
-        lua_getfield(L, idx, keys[i]);
-        path_append(e->path, sizeof e->path, mark ? ".%s" : "%s", keys[i], 0);
+        lua_pushlstring(L, keys[i].text, keys[i].length);
+        lua_rawget(L, idx);
+        path_append(e->path, sizeof e->path, mark ? ".%s" : "%s", keys[i].text, 0);
         ok = encode_value(L, e, lua_gettop(L), depth + 1);
         if (ok) e->path[mark] = '\0';
         lua_pop(L, 1);
@@ -244,6 +266,112 @@ static int l_json_decode(lua_State *L) {
     return 1;
 }
 
+/* ---- paths and plain files ---- */
+
+/* Pushes s as a quoted Lua-style literal: printable ASCII as is, "\0" for
+ * NUL, \ddd for other bytes. */
+static void push_quoted(lua_State *L, const char *s, size_t length) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '"');
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            luaL_addchar(&b, '\\');
+            luaL_addchar(&b, (char)c);
+        } else if (c >= 0x20 && c < 0x7f) {
+            luaL_addchar(&b, (char)c);
+        } else {
+            char escape[8];
+            snprintf(escape, sizeof escape, "\\%u", (unsigned)c);
+            luaL_addstring(&b, escape);
+        }
+    }
+    luaL_addchar(&b, '"');
+    luaL_pushresult(&b);
+}
+
+const char *binding_check_path(lua_State *L, int idx, const char *function) {
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_error(L, "%s: argument %d (path) must be a string, got %s", function, idx, luaL_typename(L, idx));
+    size_t length;
+    const char *path = lua_tolstring(L, idx, &length);
+    size_t nul = strlen(path);
+    if (nul != length) {
+        push_quoted(L, path, length);
+        luaL_error(L, "%s: argument %d (path) %s has a NUL byte at position %d", function, idx, lua_tostring(L, -1),
+                   (int)nul + 1);
+    }
+    if (length == 0) luaL_error(L, "%s: argument %d (path) is empty", function, idx);
+    return path;
+}
+
+/* The optional function name at idx (for messages), or fallback. */
+static const char *opt_function(lua_State *L, int idx, const char *fallback) {
+    return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : fallback;
+}
+
+typedef struct bytes_box {
+    char *data;
+} bytes_box;
+
+static int bytes_box_gc(lua_State *L) {
+    bytes_box *box = luaL_checkudata(L, 1, BYTES_METATABLE);
+    free(box->data);
+    box->data = NULL;
+    return 0;
+}
+
+static int l_read_file(lua_State *L) {
+    const char *function = opt_function(L, 3, "read_file");
+    const char *path = binding_check_path(L, 1, function);
+    lua_Integer max_bytes = PTRDIFF_MAX;
+    if (!lua_isnoneornil(L, 2)) {
+        int is_integer;
+        max_bytes = lua_tointegerx(L, 2, &is_integer);
+        if (!is_integer || max_bytes < 0)
+            luaL_error(L, "%s: max_bytes must be a non-negative integer, got %s", function, luaL_tolstring(L, 2, NULL));
+    }
+    bytes_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->data = NULL;
+    luaL_setmetatable(L, BYTES_METATABLE);
+    size_t size;
+    binding_check(L, tc_file_read_all(tc_lua_context(L), function, path, (size_t)max_bytes, &box->data, &size));
+    lua_pushlstring(L, box->data, size);
+    free(box->data);
+    box->data = NULL;
+    return 1;
+}
+
+static int l_write_file(lua_State *L) {
+    const char *function = opt_function(L, 3, "write_file");
+    const char *path = binding_check_path(L, 1, function);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        luaL_error(L, "%s: argument 2 (text) must be a string, got %s", function, luaL_typename(L, 2));
+    size_t size;
+    const char *text = lua_tolstring(L, 2, &size);
+    binding_check(L, tc_file_write_bytes_atomic(tc_lua_context(L), function, path, text, size));
+    return 0;
+}
+
+static int l_append_file(lua_State *L) {
+    const char *function = opt_function(L, 3, "append_file");
+    const char *path = binding_check_path(L, 1, function);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        luaL_error(L, "%s: argument 2 (text) must be a string, got %s", function, luaL_typename(L, 2));
+    size_t size;
+    const char *text = lua_tolstring(L, 2, &size);
+    binding_check(L, tc_file_append(tc_lua_context(L), function, path, text, size));
+    return 0;
+}
+
+static int l_file_kind(lua_State *L) {
+    const char *kind = tc_file_kind(binding_check_path(L, 1, opt_function(L, 2, "file_kind")));
+    if (kind) lua_pushstring(L, kind);
+    else lua_pushnil(L);
+    return 1;
+}
+
 /* ---- safetensors ---- */
 
 typedef struct file_box {
@@ -280,7 +408,7 @@ static void push_metadata(lua_State *L, tc_safetensors_file *file) {
 }
 
 static int l_load(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = binding_check_path(L, 1, "load");
     tc_safetensors_file *file = push_opened(L, path);
     int handle = lua_gettop(L);
     int count = tc_safetensors_count(file);
@@ -333,7 +461,7 @@ static const char *metadata_json(lua_State *L, int idx) {
 }
 
 static int l_save(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = binding_check_path(L, 1, "save");
     lua_settop(L, 3); /* scratch values go above the arguments */
     if (!lua_istable(L, 2))
         return luaL_error(L, "save: argument 2 must be a table {name = tensor, ...}, got %s", luaL_typename(L, 2));
@@ -343,6 +471,13 @@ static int l_save(lua_State *L) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return luaL_error(L, "save: argument 2: keys must be strings (tensor names), got a %s key",
                               luaL_typename(L, -2));
+        size_t length;
+        const char *name = lua_tolstring(L, -2, &length);
+        if (strlen(name) != length) {
+            push_quoted(L, name, length);
+            return luaL_error(L, "save: tensor name %s has a NUL byte at position %d", lua_tostring(L, -1),
+                              (int)strlen(name) + 1);
+        }
         if (!binding_test_tensor(L, -1)) {
             if (luaL_testudata(L, -1, TENSOR_METATABLE))
                 return luaL_error(L, "save: tensor '%s' was closed (used after <close>)", lua_tostring(L, -2));
@@ -369,7 +504,7 @@ static int l_save(lua_State *L) {
 }
 
 static int l_safetensors_open(lua_State *L) {
-    push_opened(L, luaL_checkstring(L, 1));
+    push_opened(L, binding_check_path(L, 1, "open"));
     return 1;
 }
 
@@ -384,9 +519,22 @@ static int file_keys(lua_State *L) {
     return 1;
 }
 
+/* The name at idx; NULL when it holds a NUL byte (no tensor has one). */
+static const char *check_tensor_name(lua_State *L, int idx) {
+    size_t length;
+    const char *name = luaL_checklstring(L, idx, &length);
+    return strlen(name) == length ? name : NULL;
+}
+
 static int file_get(lua_State *L) {
     tc_safetensors_file *file = check_open_file(L, 1, "get");
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_tensor_name(L, 2);
+    if (!name) {
+        size_t length;
+        const char *text = lua_tolstring(L, 2, &length);
+        push_quoted(L, text, length);
+        return luaL_error(L, "get: no tensor named %s (names have no NUL byte)", lua_tostring(L, -1));
+    }
     tc_tensor *t;
     binding_check(L, tc_safetensors_get_by_name(file, name, &t));
     binding_push_tensor(L, t);
@@ -395,7 +543,8 @@ static int file_get(lua_State *L) {
 
 static int file_has(lua_State *L) {
     tc_safetensors_file *file = check_open_file(L, 1, "has");
-    lua_pushboolean(L, tc_safetensors_find(file, luaL_checkstring(L, 2)) >= 0);
+    const char *name = check_tensor_name(L, 2);
+    lua_pushboolean(L, name && tc_safetensors_find(file, name) >= 0);
     return 1;
 }
 
@@ -427,6 +576,10 @@ static const luaL_Reg io_functions[] = {
     {"safetensors_open", l_safetensors_open},
     {"json_encode", l_json_encode},
     {"json_decode", l_json_decode},
+    {"read_file", l_read_file},
+    {"write_file", l_write_file},
+    {"append_file", l_append_file},
+    {"file_kind", l_file_kind},
     {NULL, NULL},
 };
 
@@ -447,6 +600,11 @@ void binding_register_io(lua_State *L, int module_index) {
     lua_pop(L, 1);
     if (luaL_newmetatable(L, JSON_TREE_METATABLE)) {
         lua_pushcfunction(L, json_tree_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, BYTES_METATABLE)) {
+        lua_pushcfunction(L, bytes_box_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);

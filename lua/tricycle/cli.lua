@@ -1,6 +1,7 @@
 --- tricycle.cli: small helpers for command-line programs: argument parsing,
--- a progress line, JSON-lines logs and an SVG loss chart. No dependencies
--- beyond the standard library.
+-- a progress line, JSON-lines logs and an SVG loss chart. Files are read and
+-- written through the engine (tricycle.core, loaded on first use): regular
+-- files only, and atomic replacement for write_atomic.
 local M = {}
 
 -- ---------------------------------------------------------------- interrupts
@@ -399,25 +400,32 @@ function M.json_line(record)
   return json_value(record)
 end
 
---- Appends one JSON object as a line to path.
+local function core()
+  return require("tricycle.core")
+end
+
+--- Appends one JSON object as a line to path (a regular file, created when
+-- missing).
 function M.append_jsonl(path, record)
-  local file, why = io.open(path, "a")
-  if not file then
-    error("cannot write " .. path .. ": " .. tostring(why), 2)
+  local ok, why = pcall(core().append_file, path, json_value(record) .. "\n", "cli.append_jsonl")
+  if not ok then
+    error(why, 2)
   end
-  file:write(json_value(record), "\n")
-  file:close()
 end
 
 --- Reads a JSON-lines file written by append_jsonl into a list of records
--- (the simple subset it writes: flat objects of numbers, strings, booleans).
+-- (the simple subset it writes: flat objects of numbers, strings, booleans);
+-- {} when there is no file.
 function M.read_jsonl(path)
-  local file = io.open(path, "r")
-  if not file then
+  if core().file_kind(path, "cli.read_jsonl") == nil then
     return {}
   end
+  local ok, text = pcall(core().read_file, path, nil, "cli.read_jsonl")
+  if not ok then
+    error(text, 2)
+  end
   local records = {}
-  for line in file:lines() do
+  for line in text:gmatch("[^\n]+") do
     if line:match("%S") then
       local record = {}
       for key, value in line:gmatch('"([^"]+)":([^,}]+)') do
@@ -432,25 +440,17 @@ function M.read_jsonl(path)
       records[#records + 1] = record
     end
   end
-  file:close()
   return records
 end
 
 -- ---------------------------------------------------------------- files
 
---- Writes text to path atomically (temporary file, then rename).
+--- Writes text to path atomically, with the engine's writer (tc.io.write_file:
+-- temporary file beside it, fsync, rename; modes kept, links followed).
 function M.write_atomic(path, text)
-  local temp = path .. ".tmp"
-  local file, why = io.open(temp, "wb")
-  if not file then
-    error("cannot write " .. temp .. ": " .. tostring(why), 2)
-  end
-  file:write(text)
-  file:close()
-  local ok, err = os.rename(temp, path)
+  local ok, why = pcall(core().write_file, path, text, "cli.write_atomic")
   if not ok then
-    os.remove(temp)
-    error("cannot rename " .. temp .. " to " .. path .. ": " .. tostring(err), 2)
+    error(why, 2)
   end
 end
 

@@ -10,11 +10,15 @@
 --      ~/.cache/tricycle/tinyshakespeare.txt;
 --   4. a download (curl, else wget) from its public address, or from
 --      $TRICYCLE_SHAKESPEARE_URL, checked against its SHA-256 (sha256sum)
---      and stored in the cache (written to a temporary file, then renamed).
--- When none works the error lists every place tried.
+--      and stored in the cache (written atomically, as tc.io.write_file).
+-- When none works the error lists every place tried. Files are read and
+-- written through the engine (tricycle.core): only regular files are read,
+-- so a FIFO or a directory at one of the paths is an error naming it.
 --
 -- Every function takes options.env: a table (or a function name -> value)
 -- read in place of os.getenv, so callers and tests can point it elsewhere.
+local check_options = require("tricycle.options").check_options
+
 local M = {}
 
 M.SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -47,23 +51,27 @@ local function shell_quote(s)
 end
 M.shell_quote = shell_quote
 
-local function read_file(path)
-  local file = io.open(path, "rb")
-  if not file then
-    return nil
-  end
-  local text = file:read("a")
-  file:close()
-  return text
+local function core()
+  return require("tricycle.core")
 end
 
-local function file_exists(path)
-  local file = io.open(path, "rb")
-  if file then
-    file:close()
-    return true
+--- The text of a regular file; nil when nothing is at path; an error naming
+-- `who` and the path for anything else (a directory, a FIFO, unreadable).
+local function read_file(path, who)
+  if core().file_kind(path, who) == nil then
+    return nil
   end
-  return false
+  return core().read_file(path, nil, who)
+end
+
+--- True when path names a regular file, false when nothing is there; an
+-- error naming `who` when it is something else.
+local function file_exists(path, who)
+  local kind = core().file_kind(path, who)
+  if kind ~= nil and kind ~= "file" then
+    error(("%s: %s is a %s, not a regular file"):format(who, path, kind), 0)
+  end
+  return kind == "file"
 end
 
 --- Runs a shell command quietly; true when it exited 0.
@@ -102,42 +110,45 @@ function M.sha256_file(path)
 end
 
 --- Downloads url to dest atomically, checked against sha256 (when given).
+-- The body is held in memory until it is checked, then written with the
+-- engine's atomic writer: nothing partial or unchecked ever sits at dest.
 -- Returns true, or nil and a reason.
 function M.download(url, dest, sha256)
   local dir = dest:match("^(.*)/[^/]*$")
   if dir and dir ~= "" and not run_quiet("mkdir -p " .. shell_quote(dir)) then
     return nil, "cannot create the folder " .. dir
   end
-  local temp = ("%s.part.%d.%d"):format(dest, os.time(), math.random(1, 1 << 30))
-  local fetched, last
+  local command, tool
   if run_quiet("command -v curl") then
-    fetched = run_quiet(("curl -fsSL --connect-timeout 20 --max-time 300 -o %s %s"):format(shell_quote(temp), shell_quote(url)))
-    last = "curl could not fetch " .. url
+    command = ("curl -fsSL --connect-timeout 20 --max-time 300 %s 2>/dev/null"):format(shell_quote(url))
+    tool = "curl"
   elseif run_quiet("command -v wget") then
-    fetched = run_quiet(("wget -q -T 20 -O %s %s"):format(shell_quote(temp), shell_quote(url)))
-    last = "wget could not fetch " .. url
+    command = ("wget -q -T 20 -O - %s 2>/dev/null"):format(shell_quote(url))
+    tool = "wget"
   else
     return nil, "neither curl nor wget is installed"
   end
-  if not fetched then
-    os.remove(temp)
-    return nil, last
+  local pipe = io.popen(command, "r")
+  if not pipe then
+    return nil, "cannot run " .. tool
+  end
+  local body = pipe:read("a")
+  local fetched, how, code = pipe:close()
+  if not (fetched and how == "exit" and code == 0) or not body then
+    return nil, tool .. " could not fetch " .. url
   end
   if sha256 then
-    local digest, why = M.sha256_file(temp)
+    local digest, why = M.sha256_string(body)
     if not digest then
-      os.remove(temp)
       return nil, why
     end
     if digest ~= sha256:lower() then
-      os.remove(temp)
       return nil, ("the file from %s has SHA-256 %s, expected %s; not kept"):format(url, digest, sha256:lower())
     end
   end
-  local ok, why = os.rename(temp, dest)
+  local ok, why = pcall(core().write_file, dest, body, "datasets.download")
   if not ok then
-    os.remove(temp)
-    return nil, ("cannot move the download into %s: %s"):format(dest, tostring(why))
+    return nil, ("cannot store the download in %s: %s"):format(dest, tostring(why))
   end
   return true
 end
@@ -148,8 +159,9 @@ function M.locate(spec, options)
   options = options or {}
   local getenv = getenv_from(options.env)
   local tried = {}
+  local who = "datasets." .. tostring(spec.name)
   if options.path ~= nil then
-    if file_exists(options.path) then
+    if file_exists(options.path, who) then
       return options.path
     end
     error(("datasets.%s: no file at the given path %s"):format(spec.name, options.path), 3)
@@ -157,7 +169,7 @@ function M.locate(spec, options)
   local data = nonempty(getenv("TRICYCLE_DATA"))
   if data then
     local path = data .. "/" .. spec.file
-    if file_exists(path) then
+    if file_exists(path, who) then
       return path
     end
     tried[#tried + 1] = path .. " ($TRICYCLE_DATA)"
@@ -167,7 +179,7 @@ function M.locate(spec, options)
   local cache = M.cache_dir(options)
   local cached = cache and (cache .. "/" .. spec.file)
   if cached then
-    if file_exists(cached) then
+    if file_exists(cached, who) then
       return cached
     end
     tried[#tried + 1] = cached .. " (cache)"
@@ -202,6 +214,7 @@ function M.shakespeare(options)
   if type(options) ~= "table" then
     error("datasets.shakespeare: options must be a table, got " .. type(options), 2)
   end
+  check_options("datasets.shakespeare", options, { "path", "split", "download", "sha256", "env" })
   local path = M.locate({
     name = "shakespeare",
     file = M.SHAKESPEARE_FILE,
@@ -209,7 +222,7 @@ function M.shakespeare(options)
     url_env = "TRICYCLE_SHAKESPEARE_URL",
     sha256 = M.SHAKESPEARE_SHA256,
   }, options)
-  local text = read_file(path)
+  local text = read_file(path, "datasets.shakespeare")
   if not text then
     error("datasets.shakespeare: cannot read " .. path, 2)
   end
@@ -247,27 +260,21 @@ end
 -- is no cache folder or sha256sum.
 function M.tokenize_cached(text, tokenizer, options)
   options = options or {}
+  check_options("datasets.tokenize_cached", options, { "cache_dir", "env" })
   local dir = options.cache_dir or M.cache_dir(options)
   local key = dir and M.sha256_string(tokenizer:serialize() .. "\0" .. text)
   if not key then
     return tokenizer:encode_packed(text), nil
   end
   local path = ("%s/tokens-%s.i32"):format(dir, key:sub(1, 32))
-  local cached = read_file(path)
+  local cached = read_file(path, "datasets.tokenize_cached")
   if cached and #cached % 4 == 0 then
     return cached, path
   end
   local packed = tokenizer:encode_packed(text)
+  -- The cache only saves time: a folder that cannot be written is no error.
   if run_quiet("mkdir -p " .. shell_quote(dir)) then
-    local temp = ("%s.part.%d"):format(path, math.random(1, 1 << 30))
-    local file = io.open(temp, "wb")
-    if file then
-      file:write(packed)
-      file:close()
-      if not os.rename(temp, path) then
-        os.remove(temp)
-      end
-    end
+    pcall(core().write_file, path, packed, "datasets.tokenize_cached")
   end
   return packed, path
 end

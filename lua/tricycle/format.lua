@@ -1,4 +1,9 @@
 --- PyTorch-like text for tensors: values aligned, large tensors elided.
+--
+-- The work is bounded for every shape: a tensor of more than THRESHOLD
+-- elements shows at most 2 * EDGE entries of each dim (PyTorch's rule), an
+-- empty tensor shows no entries whatever its sizes (a shape such as
+-- {2^60, 0} costs nothing), and the innermost rows are read in one piece.
 local format = {}
 
 local EDGE = 3          -- entries kept at each end of an elided dim
@@ -18,9 +23,25 @@ local function kept_positions(size, elide)
   return positions
 end
 
--- Collects the displayed values (row by row) of t as a nested table.
+-- The displayed values of a 1-dim t, read a piece at a time.
+local function collect_row(t, elide)
+  local size = t:size(1)
+  if not elide or size <= 2 * EDGE then
+    return t:totable()
+  end
+  local row = t:narrow(1, 1, EDGE):totable()
+  row[#row + 1] = ELIDED
+  for _, v in ipairs(t:narrow(1, size - EDGE + 1, EDGE):totable()) do
+    row[#row + 1] = v
+  end
+  return row
+end
+
+-- Collects the displayed values (row by row) of a non-empty t as a nested
+-- table.
 local function collect(t, elide)
   if t:dim() == 0 then return t:item() end
+  if t:dim() == 1 then return collect_row(t, elide) end
   local rows = {}
   for _, position in ipairs(kept_positions(t:size(1), elide)) do
     if position == ELIDED then
@@ -99,7 +120,8 @@ function format.tensor(t)
   local ok, result = pcall(function()
     local dtype = t.dtype
     local elide = t:numel() > THRESHOLD
-    local data = collect(t, elide)
+    local data = {}
+    if t:numel() > 0 then data = collect(t, elide) end
     local values = {}
     each_value(data, function(v) values[#values + 1] = v end)
     local fmt = number_formatter(values, dtype)

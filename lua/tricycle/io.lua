@@ -4,21 +4,31 @@
 --   local tensors, metadata = io.load(path)       -- metadata is {} when the file has none
 --   local f <close> = io.open(path)               -- lazy: f:keys(), f:has(name), f:get(name), f:metadata()
 --   io.json_encode(value), io.json_decode(text)   -- strict JSON (the engine's own reader and writer)
+--   io.read_file(path, {max_bytes = n})           -- a whole regular file as a string
+--   io.write_file(path, text)                     -- atomic replacement, like save
+--   io.append_file(path, text), io.file_kind(path)
 --
 -- The files are safetensors, the format PyTorch, JAX and the Hugging Face
 -- libraries read and write. Dtypes map as float32 F32, float64 F64, int32
 -- I32, int64 I64, uint8 U8, bool BOOL; F16 and BF16 files load as float32.
 --
--- Saving writes a temporary file next to `path`, flushes it to disk and
--- renames it over `path`: whoever reads `path`, even after a crash, finds
--- the old file or the complete new one.
+-- Saving (save, write_file) writes a temporary file next to `path`,
+-- flushes it to disk and renames it over `path`: whoever reads `path`, even
+-- after a crash, finds the old file or the complete new one. A symbolic
+-- link is followed (its target is replaced, the link stays), an existing
+-- file keeps its permissions, and temporaries left by killed saves are
+-- removed by the next save to the same name.
 --
--- Loading maps the file instead of reading it: tensors are views of a
--- private copy-on-write mapping, so a large file costs no copy, and writing
--- into a loaded tensor changes only this process's memory, never the file.
--- Loaded tensors stay valid after the file is overwritten or removed.
--- (A tensor whose bytes are not aligned for its dtype is copied.)
+-- Loading reads each tensor into memory of its own: writing into a loaded
+-- tensor never changes the file, and loaded tensors stay valid whatever
+-- happens to the file afterwards. A file changed in place while a handle
+-- from open() reads it gives an error, not a mix of old and new bytes.
+--
+-- Every reader takes regular files only: a directory, FIFO, device or
+-- socket is an error naming the path (never a read that blocks or does not
+-- end). Paths are strings without NUL bytes.
 local core = require("tricycle.core")
+local check_options = require("tricycle.options").check_options
 
 local M = {}
 
@@ -49,6 +59,37 @@ function M.open(path)
     error(("open: argument 1 (path) must be a string, got %s"):format(type(path)), 2)
   end
   return core.safetensors_open(path)
+end
+
+--- The whole of a regular file as a string. options.max_bytes (default
+-- unlimited) makes a longer file an error.
+function M.read_file(path, options)
+  check_options("read_file", options, { "max_bytes" })
+  if options ~= nil and type(options) ~= "table" then
+    error(("read_file: argument 2 (options) must be a table or nil, got %s"):format(type(options)), 2)
+  end
+  local max_bytes = options and options.max_bytes
+  if max_bytes ~= nil and (math.type(max_bytes) ~= "integer" or max_bytes < 0) then
+    error(("read_file: options.max_bytes must be a non-negative integer, got %s"):format(tostring(max_bytes)), 2)
+  end
+  return core.read_file(path, max_bytes, "read_file")
+end
+
+--- Replaces path with text atomically (as save does).
+function M.write_file(path, text)
+  core.write_file(path, text, "write_file")
+end
+
+--- Appends text to a regular file, creating it when missing.
+function M.append_file(path, text)
+  core.append_file(path, text, "append_file")
+end
+
+--- What path names (symbolic links followed): "file", "directory",
+-- "fifo", "character device", "block device", "socket", "other", or nil
+-- when nothing is there. Opens nothing, so it never blocks.
+function M.file_kind(path)
+  return core.file_kind(path, "file_kind")
 end
 
 --- Strict JSON. Arrays are tables with keys 1..n, objects tables with

@@ -15,8 +15,16 @@
 -- form as a string, :vocab_size(), :kind()
 -- ("bpe" or "char"), :gpt2_split(), :close(). Tokenizers are freed by the
 -- garbage collector, or at once by :close() or a `<close>` variable.
+--
+-- Files are read whole, and only regular files (a FIFO, a device or a
+-- directory is an error naming the path); :save replaces its file
+-- atomically, as tc.save does (see tricycle.io).
 
 local core = require("tricycle.core").tokenizer_core
+local check_options = require("tricycle.options").check_options
+
+-- Ids are int32 in the engine.
+local MAX_VOCAB = 2147483647
 
 local M = {}
 
@@ -50,9 +58,12 @@ function BPETokenizer.train(text, opts)
     error("BPETokenizer.train: opts must be a table, got " .. type(opts), 2)
   end
   opts = opts or {}
+  check_options("BPETokenizer.train", opts, { "vocab_size", "gpt2_split" })
   local vocab_size = type(opts.vocab_size) == "number" and math.tointeger(opts.vocab_size)
-  if not vocab_size or vocab_size < 256 then
-    error("BPETokenizer.train: opts.vocab_size must be an integer of at least 256, got " .. tostring(opts.vocab_size), 2)
+  if not vocab_size or vocab_size < 256 or vocab_size > MAX_VOCAB then
+    local given = opts.vocab_size
+    error(("BPETokenizer.train: opts.vocab_size must be an integer from 256 to %d, got %s"):format(MAX_VOCAB,
+      type(given) == "string" and ("%q"):format(given) or tostring(given)), 2)
   end
   local split = opts.gpt2_split
   if split ~= nil and type(split) ~= "boolean" then

@@ -103,7 +103,7 @@ static int tokenizer_char(lua_State *L) {
 }
 
 static int tokenizer_load(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = binding_check_path(L, 1, "tokenizer.load");
     tc_context *ctx = tc_lua_context(L);
     tokenizer_box *box = push_box(L);
     if (tc_tokenizer_load(ctx, path, &box->tok) != TC_OK) return fail(L, ctx);
@@ -111,8 +111,8 @@ static int tokenizer_load(lua_State *L) {
 }
 
 static int tokenizer_load_gpt2(lua_State *L) {
-    const char *vocab = luaL_checkstring(L, 1);
-    const char *merges = luaL_checkstring(L, 2);
+    const char *vocab = binding_check_path(L, 1, "BPETokenizer.load_gpt2");
+    const char *merges = binding_check_path(L, 2, "BPETokenizer.load_gpt2");
     tc_context *ctx = tc_lua_context(L);
     tokenizer_box *box = push_box(L);
     if (tc_tokenizer_load_gpt2(ctx, vocab, merges, &box->tok) != TC_OK) return fail(L, ctx);
@@ -163,35 +163,51 @@ static int method_encode_packed(lua_State *L) {
     return 1;
 }
 
-/* Reads the ids table at argument 2 into a buffer box pushed on the stack. */
-static const int32_t *ids_arg(lua_State *L, size_t *count) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
+/* Raises "function: what must be an integer, got VALUE" for the number or
+ * other value at idx. */
+static int not_an_integer(lua_State *L, int idx, const char *function, const char *what) {
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        return luaL_error(L, "%s: %s must be an integer, got %s", function, what, lua_tostring(L, idx));
+    return luaL_error(L, "%s: %s must be an integer, got %s", function, what, luaL_typename(L, idx));
+}
+
+/* Reads the ids table at argument 2 (its raw length: a __len cannot make
+ * it claim more entries than it holds) into a buffer box pushed on the
+ * stack; every id must lie in 0 .. vocab_size - 1. Positions in messages
+ * are Lua's, from 1. */
+static const int32_t *ids_arg(lua_State *L, const tc_tokenizer *tok, const char *function, size_t *count) {
+    if (!lua_istable(L, 2))
+        luaL_error(L, "%s: argument 1 (ids) must be a table of integers, got %s", function, luaL_typename(L, 2));
+    size_t n = lua_rawlen(L, 2);
+    if (n > (size_t)INT32_MAX) luaL_error(L, "%s: %I ids are too many", function, (lua_Integer)n);
     buffer_box *box = push_buffer_box(L);
-    box->data = malloc((n > 0 ? (size_t)n : 1) * sizeof(int32_t));
-    if (!box->data) luaL_error(L, "decode: out of memory for %I ids", n);
+    box->data = malloc((n > 0 ? n : 1) * sizeof(int32_t));
+    if (!box->data) luaL_error(L, "%s: out of memory for %I ids", function, (lua_Integer)n);
     int32_t *ids = box->data;
-    for (lua_Integer i = 1; i <= n; i++) {
-        int type = lua_rawgeti(L, 2, i);
+    int32_t vocab_size = tc_tokenizer_vocab_size(tok);
+    for (size_t i = 1; i <= n; i++) {
+        int type = lua_rawgeti(L, 2, (lua_Integer)i);
         int is_integer;
         lua_Integer v = lua_tointegerx(L, -1, &is_integer);
-        if (type != LUA_TNUMBER || !is_integer)
-            luaL_argerror(L, 2,
-                          lua_pushfstring(L, "ids[%I] must be an integer, got %s", i,
-                                          type == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1)));
-        if (v < INT32_MIN || v > INT32_MAX)
-            luaL_argerror(L, 2, lua_pushfstring(L, "ids[%I] = %I is out of range", i, v));
+        if (type != LUA_TNUMBER || !is_integer) {
+            char what[48];
+            snprintf(what, sizeof what, "ids[%zu]", i);
+            not_an_integer(L, -1, function, what);
+        }
+        if (v < 0 || v >= vocab_size)
+            luaL_error(L, "%s: ids[%I] = %I is out of range for a vocabulary of %d tokens (0..%d)", function,
+                       (lua_Integer)i, v, (int)vocab_size, (int)vocab_size - 1);
         ids[i - 1] = (int32_t)v;
         lua_pop(L, 1);
     }
-    *count = (size_t)(n > 0 ? n : 0);
+    *count = n;
     return ids;
 }
 
 static int decode_with(lua_State *L, bool repair) {
     tc_tokenizer *tok = check_tokenizer(L, 1);
     size_t count;
-    const int32_t *ids = ids_arg(L, &count);
+    const int32_t *ids = ids_arg(L, tok, repair ? "decode" : "decode_bytes", &count);
     buffer_box *text_box = push_buffer_box(L);
     char *text;
     size_t len;
@@ -208,11 +224,12 @@ static int method_decode_bytes(lua_State *L) { return decode_with(L, false); }
 
 static int method_token(lua_State *L) {
     tc_tokenizer *tok = check_tokenizer(L, 1);
-    lua_Integer id = luaL_checkinteger(L, 2);
+    int is_integer;
+    lua_Integer id = lua_tointegerx(L, 2, &is_integer);
+    if (lua_type(L, 2) != LUA_TNUMBER || !is_integer) return not_an_integer(L, 2, "token", "id");
     if (id < 0 || id >= tc_tokenizer_vocab_size(tok))
-        return luaL_argerror(L, 2,
-                             lua_pushfstring(L, "id %I is out of range for a vocabulary of %d tokens", id,
-                                             tc_tokenizer_vocab_size(tok)));
+        return luaL_error(L, "token: id %I is out of range for a vocabulary of %d tokens (0..%d)", id,
+                          tc_tokenizer_vocab_size(tok), tc_tokenizer_vocab_size(tok) - 1);
     const char *bytes;
     size_t len;
     if (tc_tokenizer_token_bytes(tok, (int32_t)id, &bytes, &len) != TC_OK) return fail(L, tc_tokenizer_context(tok));
@@ -222,7 +239,7 @@ static int method_token(lua_State *L) {
 
 static int method_save(lua_State *L) {
     tc_tokenizer *tok = check_tokenizer(L, 1);
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = binding_check_path(L, 2, "save");
     if (tc_tokenizer_save(tok, path) != TC_OK) return fail(L, tc_tokenizer_context(tok));
     return 0;
 }
