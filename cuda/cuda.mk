@@ -36,6 +36,7 @@ NVCC_FLAGS = -std=c++17 -O3 -lineinfo $(CUDA_GENCODE) -Werror all-warnings \
              -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unknown-pragmas$(if $(WERROR),$(comma)-Werror) \
              -I src -I cuda
 comma := ,
+space := $(subst ,, )
 
 cuda:
 	@if [ -z "$(NVCC)" ]; then echo "make cuda: nvcc not found (install the CUDA toolkit or set NVCC=)"; exit 1; fi
@@ -46,13 +47,16 @@ $(BUILD)/cuda/%.o: cuda/%.cu $(CUDA_HEADERS)
 	$(say) NVCC $<
 	$(Q)$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 
-# The engine is linked in (hidden): the library needs its helpers (tc_fail,
-# shapes, dtypes) but cannot see core.so's, which Lua loads privately.
-$(CUDA_LIB): $(CUDA_OBJECTS) $(ENGINE_LIB)
+# The engine is not linked in: the library calls the engine that loads it
+# through the table of functions it is handed (cuda_common.h). -z defs makes
+# a call to any other engine function a link error instead of a library that
+# cannot load.
+CUDA_LINK_CHECK = -z defs
+$(CUDA_LIB): $(CUDA_OBJECTS)
 	@mkdir -p $(dir $@)
 	$(say) NVLD $@
-	$(Q)$(NVCC) -shared $(CUDA_GENCODE) -o $@ $(CUDA_OBJECTS) $(ENGINE_LIB) -Xlinker --exclude-libs,ALL \
-	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64 -lcublas $(BLAS_LIBS) -lm -lpthread -ldl
+	$(Q)$(NVCC) -shared $(CUDA_GENCODE) -o $@ $(CUDA_OBJECTS) -Xlinker $(subst $(space),$(comma),$(CUDA_LINK_CHECK)) \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64 -lcublas -lm -lpthread -ldl
 
 # Every __global__ function in cuda/*.cu must be in the fat binary for each
 # architecture. The fat binary is read by cuda/fatbin_kernels.c, since not
@@ -91,9 +95,11 @@ $(CUDA_EMULATED_DIR)/emulation/%.o: cuda/emulation/%.cc $(EMULATION_HEADERS)
 	$(say) CXX $<
 	$(Q)$(CXX_EMULATION) -c $< -o $@
 
-$(CUDA_EMULATED_LIB): $(CUDA_EMULATED_OBJECTS) $(ENGINE_LIB)
+# Linked like the real library: no engine code (the BLAS is the emulated cuBLAS's).
+$(CUDA_EMULATED_LIB): $(CUDA_EMULATED_OBJECTS)
 	$(say) LD $@
-	$(Q)$(CXX) -shared -o $@ $(CUDA_EMULATED_OBJECTS) $(ENGINE_LIB) -Wl,--exclude-libs,ALL $(LDFLAGS_ALL) $(LIBS)
+	$(Q)$(CXX) -shared -o $@ $(CUDA_EMULATED_OBJECTS) -Wl,$(subst $(space),$(comma),$(CUDA_LINK_CHECK)) \
+	  $(LDFLAGS_ALL) $(LIBS)
 
 # The emulator's own test: correct kernels pass in both orders, planted bugs are caught.
 $(EMULATION_TEST): spec/cuda/emulation_test.cu $(CUDA_HEADERS) $(EMULATION_HEADERS) \

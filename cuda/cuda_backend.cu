@@ -9,15 +9,39 @@
  * weak, and a slot whose kernel file is missing fails with a message. Copies
  * between the host and the device are done here; cuda_copy does the copies
  * within the device.
+ *
+ * The engine's functions are reached through the table the entry point gets
+ * (cuda_engine; cuda_common.h sends their names there).
  */
 #include "cuda_state.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
 #include <new>
+
+/* ---- the engine ---- */
+
+/* Every engine that loads this library hands over the same functions (the
+ * ABI check admits only the structures they were built for); the first one
+ * is kept. The module holding it is pinned, since this library, never
+ * unloaded, keeps calling into it after that engine's Lua state has closed. */
+static std::atomic<const tc_engine_functions *> engine_functions;
+
+static void keep_engine(const tc_engine_functions *engine) {
+    const tc_engine_functions *none = NULL;
+    if (!engine_functions.compare_exchange_strong(none, engine)) return;
+    Dl_info info;
+    /* A NULL return (the engine linked into the program) is fine: the
+     * program is never unloaded. */
+    if (dladdr(static_cast<const void *>(engine), &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+extern "C" const tc_engine_functions *cuda_engine(void) { return engine_functions.load(std::memory_order_acquire); }
 
 /* ---- the table ---- */
 
@@ -152,8 +176,8 @@ static tc_backend make_table() {
     table.name = "cuda";
 #endif
     table.device = TC_CUDA;
-    table.allocate = cuda_allocate;
-    table.release = cuda_release;
+    table.allocate = cuda_block_allocate;
+    table.release = cuda_block_release;
     table.copy = table_copy;
     table.fill = table_fill;
     table.unary = table_unary;
@@ -267,20 +291,16 @@ static bool probe_kernel_image(cudaStream_t stream, char *reason, size_t size) {
     return true;
 }
 
-static bool environment_flag(const char *name) {
-    const char *value = getenv(name);
-    return value && value[0] && strcmp(value, "0") != 0;
-}
-
 /* The entry point: the table for ctx, or NULL with the reason. */
-extern "C" __attribute__((visibility("default"))) const tc_backend *tricycle_cuda_backend(tc_context *ctx,
-                                                                                         uint64_t abi, char *reason,
-                                                                                         size_t reason_size) {
+extern "C" __attribute__((visibility("default"))) const tc_backend *
+tricycle_cuda_backend(tc_context *ctx, uint64_t abi, char *reason, size_t reason_size,
+                      const tc_engine_functions *engine) {
     if (abi != TC_BACKEND_ABI) {
         say(reason, reason_size,
             "the CUDA backend library was built for another version of the engine (rebuild it with the engine)");
         return NULL;
     }
+    keep_engine(engine);
     cuda_state *state = new (std::nothrow) cuda_state();
     if (!state) {
         say(reason, reason_size, "out of memory starting the CUDA backend");
@@ -288,7 +308,7 @@ extern "C" __attribute__((visibility("default"))) const tc_backend *tricycle_cud
     }
     ctx->cuda_state = state;
     ctx->cuda_release_state = release_state;
-    state->allow_tf32 = environment_flag("TRICYCLE_CUDA_TF32");
+    state->allow_tf32 = ctx->cuda_tf32;
     if (!probe_device(reason, reason_size)) return NULL;
     cudaError_t error = cudaSetDevice(0);
     if (error == cudaSuccess) error = cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking);

@@ -27,8 +27,9 @@ extern "C" {
 
 /* ---- the context's device state (cuda_backend.cu) ---- */
 
-/* Device memory from the context's cache; NULL (with the context's error
- * set) when the device is out of memory or the budget is spent. */
+/* Device memory from the context's cache, counted by the engine like
+ * storage; NULL (with the context's error set) when the device is out of
+ * memory or the budget is spent. */
 void *cuda_allocate(tc_context *ctx, size_t bytes);
 /* Returns memory to the cache; work queued on the stream may still use it. */
 void cuda_release(tc_context *ctx, void *data, size_t bytes);
@@ -40,8 +41,8 @@ tc_status cuda_check(tc_context *ctx, cudaError_t error, const char *what);
 tc_status cuda_check_launch(tc_context *ctx, const char *what);
 /* Copies bytes from device memory to the host after the stream's work. */
 tc_status cuda_copy_to_host(tc_context *ctx, void *host, const void *device, size_t bytes);
-/* Whether matmuls may use TF32 (TRICYCLE_CUDA_TF32=1 when the context's
- * CUDA state was made); float32 matmuls are exact-float32 otherwise. */
+/* Whether matmuls may use TF32 (tc_set_cuda_tf32 before the backend
+ * started for the context); float32 matmuls are exact-float32 otherwise. */
 bool cuda_allow_tf32(tc_context *ctx);
 
 /* ---- the slots (cuda/cuda_<op>.cu) ---- */

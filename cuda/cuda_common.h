@@ -23,7 +23,25 @@
 
 extern "C" {
 #include "internal.h"
+
+/* The engine functions this library calls go through the table the engine
+ * handed over when it loaded the library (src/cuda_loader.c): the library
+ * links no engine code, and one that calls an engine function not listed
+ * here fails to link (-z defs). */
+const tc_engine_functions *cuda_engine(void);
 }
+#define tc_fail(...) (cuda_engine()->fail(__VA_ARGS__))
+#define tc_dtype_name(...) (cuda_engine()->dtype_name(__VA_ARGS__))
+#define tc_dtype_size(...) (cuda_engine()->dtype_size(__VA_ARGS__))
+#define tc_dtype_is_floating(...) (cuda_engine()->dtype_is_floating(__VA_ARGS__))
+#define tc_unary_op_name(...) (cuda_engine()->unary_op_name(__VA_ARGS__))
+#define tc_binary_op_name(...) (cuda_engine()->binary_op_name(__VA_ARGS__))
+#define tc_tensor_numel(...) (cuda_engine()->tensor_numel(__VA_ARGS__))
+#define tc_tensor_data_at_offset(...) (cuda_engine()->tensor_data_at_offset(__VA_ARGS__))
+#define tc_same_shape(...) (cuda_engine()->same_shape(__VA_ARGS__))
+#define tc_shape_text_of(...) (cuda_engine()->shape_text_of(__VA_ARGS__))
+#define tc_device_allocate(...) (cuda_engine()->device_allocate(__VA_ARGS__))
+#define tc_device_release(...) (cuda_engine()->device_release(__VA_ARGS__))
 
 /* Kernels run on the context's stream (cuda_stream_of in cuda_backend.h). */
 typedef cudaStream_t cuda_stream;

@@ -1,7 +1,7 @@
 /*
  * cuda_matmul.cu: batched GEMM through cuBLAS (cublasGemmStridedBatchedEx) on
  * the context's stream. Float32 is computed in float32 unless TF32 was asked
- * for (TRICYCLE_CUDA_TF32=1); float64 in float64.
+ * for (tc_set_cuda_tf32; TRICYCLE_CUDA_TF32=1 from Lua); float64 in float64.
  *
  * The engine's matrices are row-major and cuBLAS's column-major: a row-major
  * C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so the operands

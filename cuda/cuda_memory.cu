@@ -2,7 +2,8 @@
  * cuda_memory.cu: device memory for a context (a cache of blocks by size,
  * reused in stream order, so steady training allocates nothing from the
  * driver), and the helpers every kernel file uses to check CUDA calls and
- * read results back.
+ * read results back. The engine counts the memory (the budget, the bytes in
+ * use, the peak: src/memory.c); the blocks come from here.
  */
 #include "cuda_state.h"
 
@@ -40,13 +41,8 @@ static void free_cached_blocks(cuda_state *state) {
 
 extern "C" void cuda_release_cache(tc_context *ctx) { free_cached_blocks(cuda_state_of(ctx)); }
 
-extern "C" void *cuda_allocate(tc_context *ctx, size_t bytes) {
+extern "C" void *cuda_block_allocate(tc_context *ctx, size_t bytes) {
     cuda_state *state = cuda_state_of(ctx);
-    if (ctx->memory_budget && ctx->memory_in_use + bytes > ctx->memory_budget) {
-        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory budget: %zu bytes asked on cuda, %zu of %zu in use", bytes,
-                ctx->memory_in_use, ctx->memory_budget);
-        return NULL;
-    }
     size_t size = block_size_for(bytes);
     void *block = NULL;
     auto cached = state->free_blocks.find(size);
@@ -71,21 +67,24 @@ extern "C" void *cuda_allocate(tc_context *ctx, size_t bytes) {
         POISON(block, size);
         UNPOISON(block, bytes);
     }
-    ctx->memory_in_use += bytes;
-    if (ctx->memory_in_use > ctx->memory_peak) ctx->memory_peak = ctx->memory_in_use;
     return block;
 }
 
 /* Later work on the context's one stream runs after the work that used the
  * block, so it can be handed out again at once. */
-extern "C" void cuda_release(tc_context *ctx, void *data, size_t bytes) {
+extern "C" void cuda_block_release(tc_context *ctx, void *data, size_t bytes) {
     if (!data) return;
     cuda_state *state = cuda_state_of(ctx);
     size_t size = block_size_for(bytes);
     POISON(data, size);
     state->free_blocks[size].push_back(data);
     state->cached_bytes += size;
-    ctx->memory_in_use -= bytes;
+}
+
+extern "C" void *cuda_allocate(tc_context *ctx, size_t bytes) { return tc_device_allocate(ctx, TC_CUDA, bytes); }
+
+extern "C" void cuda_release(tc_context *ctx, void *data, size_t bytes) {
+    tc_device_release(ctx, TC_CUDA, data, bytes);
 }
 
 extern "C" cuda_stream cuda_stream_of(tc_context *ctx) { return cuda_state_of(ctx)->stream; }

@@ -1,6 +1,9 @@
 /*
- * context.c: the context object, errors, logging and storage memory.
- * All mutable engine state lives in a tc_context; there is none elsewhere.
+ * context.c: the context object, its settings, errors and logging (storage
+ * memory is memory.c's). All mutable engine state lives in a tc_context;
+ * there is none elsewhere, and the engine reads no environment variables:
+ * hosts pass settings through the setters (the Lua binding reads the
+ * TRICYCLE_* variables and calls them).
  */
 #include "internal.h"
 
@@ -16,18 +19,6 @@
 /* More threads rarely pay for the small tensors of one op. */
 #define DEFAULT_MAX_THREADS 16
 
-static void *default_allocate(void *user, size_t bytes, size_t alignment) {
-    (void)user;
-    size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-    return aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
-}
-
-static void default_release(void *user, void *pointer, size_t bytes) {
-    (void)user;
-    (void)bytes;
-    free(pointer);
-}
-
 tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     tc_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NULL;
@@ -35,8 +26,7 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
         ctx->allocator = *allocator;
         ctx->custom_allocator = true;
     } else {
-        ctx->allocator.allocate = default_allocate;
-        ctx->allocator.release = default_release;
+        ctx->allocator = tc_default_allocator;
     }
     ctx->num_threads = cpu_pool_available_processors();
     if (ctx->num_threads > DEFAULT_MAX_THREADS) ctx->num_threads = DEFAULT_MAX_THREADS;
@@ -45,9 +35,7 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     if (!ctx->custom_allocator) ctx->block_cache = tc_block_cache_new(); /* NULL: no reuse */
     ctx->default_device = TC_CPU;
     ctx->backends[TC_CPU] = tc_cpu_backend();
-    /* TRICYCLE_SGEMM=blas keeps float32 GEMMs on the BLAS, to compare. */
-    const char *sgemm = getenv("TRICYCLE_SGEMM");
-    ctx->native_sgemm = cpu_sgemm_available() && !(sgemm && strcmp(sgemm, "blas") == 0);
+    ctx->native_sgemm = cpu_sgemm_available();
     return ctx;
 }
 
@@ -57,6 +45,7 @@ void tc_context_free(tc_context *ctx) {
     if (!ctx) return;
     if (ctx->cuda_release_state) ctx->cuda_release_state(ctx);
     if (ctx->cuda_library) dlclose(ctx->cuda_library);
+    free(ctx->cuda_library_path);
     cpu_pool_free(ctx->cpu_pool);
     tc_block_cache_free(ctx->block_cache, &ctx->allocator);
     free(ctx);
@@ -79,10 +68,6 @@ void tc_set_log_callback(tc_context *ctx, tc_log_fn fn, void *user) {
     ctx->log_user = user;
 }
 
-void tc_set_memory_budget(tc_context *ctx, size_t bytes) { ctx->memory_budget = bytes; }
-size_t tc_memory_in_use(const tc_context *ctx) { return ctx->memory_in_use; }
-size_t tc_memory_peak(const tc_context *ctx) { return ctx->memory_peak; }
-
 /* A new count retires the pool; the next parallel kernel starts one of the
  * new size. */
 void tc_set_num_threads(tc_context *ctx, int threads) {
@@ -102,6 +87,43 @@ int tc_num_threads(const tc_context *ctx) { return ctx->num_threads; }
 
 void tc_set_default_device(tc_context *ctx, tc_device device) { ctx->default_device = device; }
 tc_device tc_default_device(const tc_context *ctx) { return ctx->default_device; }
+
+void tc_set_native_sgemm(tc_context *ctx, bool enabled) { ctx->native_sgemm = enabled && cpu_sgemm_available(); }
+bool tc_native_sgemm(const tc_context *ctx) { return ctx->native_sgemm; }
+
+/* The CUDA settings are read when the backend starts for the context. */
+static tc_status check_cuda_not_started(tc_context *ctx, const char *function) {
+    if (!ctx->backends[TC_CUDA]) return TC_OK;
+    return tc_fail(ctx, TC_ERROR_STATE,
+                   "%s: the CUDA backend has already started for this context (set it before the first use of "
+                   "the cuda device)",
+                   function);
+}
+
+tc_status tc_set_cuda_library(tc_context *ctx, const char *path) {
+    TC_TRY(check_cuda_not_started(ctx, "tc_set_cuda_library"));
+    char *copy = NULL;
+    if (path && path[0]) {
+        copy = tc_malloc(ctx, strlen(path) + 1);
+        if (!copy) return TC_ERROR_MEMORY;
+        strcpy(copy, path);
+    }
+    free(ctx->cuda_library_path);
+    ctx->cuda_library_path = copy;
+    ctx->backend_unavailable_reason[0] = '\0'; /* the next use of the device tries this library */
+    return TC_OK;
+}
+
+const char *tc_cuda_library(const tc_context *ctx) { return ctx->cuda_library_path; }
+
+tc_status tc_set_cuda_tf32(tc_context *ctx, bool allowed) {
+    if (allowed == ctx->cuda_tf32) return TC_OK;
+    TC_TRY(check_cuda_not_started(ctx, "tc_set_cuda_tf32"));
+    ctx->cuda_tf32 = allowed;
+    return TC_OK;
+}
+
+bool tc_cuda_tf32(const tc_context *ctx) { return ctx->cuda_tf32; }
 
 void tc_manual_seed(tc_context *ctx, uint64_t seed) {
     ctx->rng_seed = seed;
@@ -161,54 +183,6 @@ tc_shape_text tc_shape_text_of(const tc_tensor *t) {
     tc_shape_string(t->ndim, t->shape, text.text, sizeof text.text);
     return text;
 }
-
-void *tc_allocate(tc_context *ctx, size_t bytes) {
-    if (ctx->memory_budget && ctx->memory_in_use + bytes > ctx->memory_budget) {
-        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory budget: %zu bytes asked, %zu of %zu in use", bytes,
-                ctx->memory_in_use, ctx->memory_budget);
-        return NULL;
-    }
-    tc_block_cache_decay(ctx->block_cache, &ctx->allocator);
-    void *data = ctx->block_cache ? tc_block_cache_take(ctx->block_cache, bytes) : NULL;
-    size_t asked = ctx->block_cache ? tc_block_cache_rounded(bytes) : bytes;
-    if (!data) data = ctx->allocator.allocate(ctx->allocator.user, asked, TC_ALIGNMENT);
-    if (!data && tc_block_cache_bytes(ctx->block_cache) > 0) {
-        tc_block_cache_flush(ctx->block_cache, &ctx->allocator);
-        data = ctx->allocator.allocate(ctx->allocator.user, asked, TC_ALIGNMENT);
-    }
-    if (!data) {
-        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu bytes", bytes);
-        return NULL;
-    }
-    ctx->memory_in_use += bytes;
-    if (ctx->memory_in_use > ctx->memory_peak) ctx->memory_peak = ctx->memory_in_use;
-    return data;
-}
-
-void tc_release_memory(tc_context *ctx, void *data, size_t bytes) {
-    if (!data) return;
-    ctx->memory_in_use -= bytes;
-    if (!ctx->block_cache) {
-        ctx->allocator.release(ctx->allocator.user, data, bytes);
-        return;
-    }
-    if (tc_block_cache_put(ctx->block_cache, data, bytes, tc_block_cache_limit(ctx->memory_peak))) return;
-    ctx->allocator.release(ctx->allocator.user, data, tc_block_cache_rounded(bytes));
-}
-
-void *tc_malloc(tc_context *ctx, size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu bytes", bytes);
-    return p;
-}
-
-void *tc_calloc(tc_context *ctx, size_t count, size_t size) {
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) tc_fail(ctx, TC_ERROR_MEMORY, "out of memory: could not allocate %zu x %zu bytes", count, size);
-    return p;
-}
-
-void tc_free(void *p) { free(p); }
 
 tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend) {
     if ((int)device < 0 || device >= TC_DEVICE_COUNT)

@@ -5,17 +5,20 @@
  * cannot be used the reason is kept in the context for the error messages
  * and tc.cuda.is_available().
  *
- * Where the library is looked for: TRICYCLE_CUDA_LIBRARY when set (a path,
- * e.g. the emulated build), else libtricycle_cuda.so next to the module
- * holding the engine (core.so), loaded only when the NVIDIA driver's
- * library is there, else the system's library path.
+ * Where the library is looked for: the path tc_set_cuda_library gave (e.g.
+ * the emulated build; the Lua binding passes TRICYCLE_CUDA_LIBRARY), else
+ * libtricycle_cuda.so next to the module holding the engine (core.so),
+ * loaded only when the NVIDIA driver's library is there, else the system's
+ * library path.
+ *
+ * The library links no engine code of its own: its entry point gets
+ * tc_engine_functions, the engine functions it calls.
  */
 #include "internal.h"
 
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -57,12 +60,12 @@ static bool driver_present(tc_context *ctx) {
 /* RTLD_NODELETE: the CUDA runtime inside must outlive every context. */
 static void *open_library(tc_context *ctx) {
     const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
-    const char *chosen = getenv("TRICYCLE_CUDA_LIBRARY");
+    const char *chosen = ctx->cuda_library_path;
     char beside[4096];
-    if (!chosen || !chosen[0]) {
+    if (!chosen) {
         chosen = library_beside_engine(beside, sizeof beside) ? beside : NULL;
-        /* a library named by TRICYCLE_CUDA_LIBRARY (the emulated build)
-         * may not need the driver; ours beside the engine does */
+        /* a library named by tc_set_cuda_library (the emulated build) may
+         * not need the driver; ours beside the engine does */
         if (chosen && !driver_present(ctx)) return NULL;
     }
     void *library = dlopen(chosen ? chosen : CUDA_LIBRARY_NAME, flags);
@@ -77,6 +80,15 @@ static void *open_library(tc_context *ctx) {
     return NULL;
 }
 
+/* The fields of TC_BACKEND_ABI must not spill into each other. */
+_Static_assert(sizeof(tc_tensor) < (1 << 20) && sizeof(tc_context) < (1 << 20) && sizeof(tc_backend) < (1 << 12) &&
+                   sizeof(tc_engine_functions) < (1 << 12),
+               "a structure outgrew its field of TC_BACKEND_ABI");
+
+#define TC_ENGINE_FUNCTION_ENTRY(name) .name = tc_##name,
+static const tc_engine_functions engine_functions = {TC_ENGINE_FUNCTIONS(TC_ENGINE_FUNCTION_ENTRY)};
+#undef TC_ENGINE_FUNCTION_ENTRY
+
 void tc_load_cuda_backend(tc_context *ctx) {
     if (ctx->backends[TC_CUDA] || ctx->backend_unavailable_reason[0]) return;
     void *library = open_library(ctx);
@@ -90,7 +102,7 @@ void tc_load_cuda_backend(tc_context *ctx) {
     }
     char reason[sizeof ctx->backend_unavailable_reason];
     reason[0] = '\0';
-    const tc_backend *backend = entry(ctx, TC_BACKEND_ABI, reason, sizeof reason);
+    const tc_backend *backend = entry(ctx, TC_BACKEND_ABI, reason, sizeof reason, &engine_functions);
     if (!backend) {
         set_reason(ctx, "%s", reason[0] ? reason : "the CUDA backend library refused to start");
         if (ctx->cuda_release_state) ctx->cuda_release_state(ctx);

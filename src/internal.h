@@ -104,6 +104,9 @@ typedef struct tc_step_tensor {
 typedef struct tc_backend {
     const char *name;
     tc_device device;
+    /* The device's own memory: blocks, not counted. Storage and scratch go
+     * through tc_device_allocate, which keeps the budget and the counters
+     * and calls these. allocate fails with the context's error set. */
     void *(*allocate)(tc_context *ctx, size_t bytes);
     void (*release)(tc_context *ctx, void *data, size_t bytes);
     /* dst = src, broadcasting src to dst's shape and converting dtype. */
@@ -230,7 +233,7 @@ struct tc_context {
     tc_allocator allocator;
     bool custom_allocator;
     size_t memory_budget;
-    size_t memory_in_use;
+    size_t memory_in_use; /* storage and scratch on every device (memory.c) */
     size_t memory_peak;
     int num_threads;
     uint64_t rng_seed;
@@ -245,6 +248,8 @@ struct tc_context {
     const tc_backend *backends[TC_DEVICE_COUNT];
     char backend_unavailable_reason[256];
     void *cuda_library; /* dlopen handle of the CUDA backend, when loaded */
+    char *cuda_library_path; /* where to load it from (tc_set_cuda_library); NULL: the usual places */
+    bool cuda_tf32;          /* float32 matmuls on cuda may use TF32 (tc_set_cuda_tf32) */
     void *cuda_state;   /* the CUDA backend's stream, cuBLAS handle and memory cache */
     void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
@@ -286,10 +291,25 @@ tc_shape_text tc_shape_text_of(const tc_tensor *t);
 bool tc_mul_sizes(int64_t a, int64_t b, int64_t *out);
 bool tc_add_sizes(int64_t a, int64_t b, int64_t *out);
 
-/* ---- memory (context.c) ---- */
+/* ---- memory (memory.c) ----
+ * Every byte of storage and scratch, on every device, is counted here: the
+ * budget, memory_in_use and memory_peak are kept by these two functions,
+ * which get the blocks from the device's backend (allocate / release). */
 
+/* NULL with the context's error set when the budget is spent or the device
+ * is out of memory. */
+void *tc_device_allocate(tc_context *ctx, tc_device device, size_t bytes);
+void tc_device_release(tc_context *ctx, tc_device device, void *data, size_t bytes);
+/* The same on the CPU (kernels' scratch). */
 void *tc_allocate(tc_context *ctx, size_t bytes);
 void tc_release_memory(tc_context *ctx, void *data, size_t bytes);
+/* The CPU backend's blocks: the context's allocator, and for the engine's
+ * own allocator a cache of freed blocks by size class (block_cache.h). */
+void *tc_host_allocate(tc_context *ctx, size_t bytes);
+void tc_host_release(tc_context *ctx, void *data, size_t bytes);
+/* The engine's own allocator: large blocks mapped from the system, small
+ * ones from the C heap. */
+extern const tc_allocator tc_default_allocator;
 /* The context's worker pool, started on first use with num_threads threads;
  * NULL when the context runs on one thread (or no worker could start). */
 struct cpu_pool *tc_context_pool(tc_context *ctx);
@@ -299,14 +319,7 @@ void *tc_calloc(tc_context *ctx, size_t count, size_t size);
 void tc_free(void *p);
 
 const tc_backend *tc_cpu_backend(void);
-/* The CUDA backend library's entry point (cuda/cuda_backend.cu), found with
- * dlsym: the table, or NULL with the reason written. `abi` must equal the
- * library's TC_BACKEND_ABI, so a library built against other structures is
- * refused instead of misread. */
-#define TC_CUDA_ENTRY_POINT "tricycle_cuda_backend"
-#define TC_BACKEND_ABI                                                                                             \
-    ((uint64_t)sizeof(tc_backend) << 40 | (uint64_t)sizeof(tc_context) << 20 | (uint64_t)sizeof(tc_tensor))
-typedef const tc_backend *(*tc_cuda_entry_fn)(tc_context *ctx, uint64_t abi, char *reason, size_t reason_size);
+
 /* Loads the CUDA backend into ctx->backends (cuda_loader.c); on failure
  * ctx->backend_unavailable_reason says why. */
 void tc_load_cuda_backend(tc_context *ctx);
@@ -419,5 +432,38 @@ tc_status tc_file_append(tc_context *ctx, const char *fn, const char *path, cons
  * "socket" or "other" for what path names (links followed); NULL when
  * nothing is there. Opens nothing. */
 const char *tc_file_kind(const char *path);
+
+/* ---- the CUDA backend library (cuda_loader.c) ---- */
+
+/* The engine functions the CUDA backend library calls. The library links no
+ * engine code: the engine that loads it hands over this table
+ * (cuda_loader.c), and cuda/cuda_common.h sends each of these names through
+ * it. A row here is a field of the table and an entry of the engine's copy. */
+#define TC_ENGINE_FUNCTIONS(X)                                                                                     \
+    X(fail) X(dtype_name) X(dtype_size) X(dtype_is_floating) X(unary_op_name) X(binary_op_name) X(tensor_numel)    \
+    X(tensor_data_at_offset) X(same_shape) X(shape_text_of) X(device_allocate) X(device_release)
+#ifdef __cplusplus
+#define TC_TYPE_OF(expression) decltype(expression)
+#else
+#define TC_TYPE_OF(expression) __typeof__(expression)
+#endif
+#define TC_ENGINE_FUNCTION_FIELD(name) TC_TYPE_OF(tc_##name) *name;
+typedef struct tc_engine_functions {
+    TC_ENGINE_FUNCTIONS(TC_ENGINE_FUNCTION_FIELD)
+} tc_engine_functions;
+#undef TC_ENGINE_FUNCTION_FIELD
+
+/* The CUDA backend library's entry point (cuda/cuda_backend.cu), found with
+ * dlsym: the table, or NULL with the reason written. `abi` must equal the
+ * library's TC_BACKEND_ABI, so a library built against other structures is
+ * refused instead of misread (it is checked before `engine` is read; the
+ * reason comes before it so that a library expecting fewer arguments still
+ * writes it in the right place). */
+#define TC_CUDA_ENTRY_POINT "tricycle_cuda_backend"
+#define TC_BACKEND_ABI                                                                                             \
+    ((uint64_t)sizeof(tc_engine_functions) << 52 | (uint64_t)sizeof(tc_backend) << 40 |                           \
+     (uint64_t)sizeof(tc_context) << 20 | (uint64_t)sizeof(tc_tensor))
+typedef const tc_backend *(*tc_cuda_entry_fn)(tc_context *ctx, uint64_t abi, char *reason, size_t reason_size,
+                                               const tc_engine_functions *engine);
 
 #endif

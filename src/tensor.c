@@ -66,7 +66,7 @@ static tc_status storage_new(tc_context *ctx, tc_device device, size_t nbytes, t
     TC_TRY(tc_backend_for(ctx, device, &backend));
     tc_storage *storage = tc_calloc(ctx, 1, sizeof *storage);
     if (!storage) return TC_ERROR_MEMORY;
-    storage->data = backend->allocate(ctx, nbytes);
+    storage->data = tc_device_allocate(ctx, device, nbytes);
     if (!storage->data) {
         tc_free(storage);
         return ctx->last_status;
@@ -85,7 +85,7 @@ static void storage_release(tc_storage *storage) {
         if (storage->release_external)
             storage->release_external(storage->external_user, storage->data, storage->nbytes);
     } else {
-        storage->ctx->backends[storage->device]->release(storage->ctx, storage->data, storage->nbytes);
+        tc_device_release(storage->ctx, storage->device, storage->data, storage->nbytes);
     }
     tc_free(storage);
 }

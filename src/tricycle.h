@@ -90,6 +90,23 @@ void tc_set_num_threads(tc_context *ctx, int threads);
 int tc_num_threads(const tc_context *ctx);
 void tc_set_default_device(tc_context *ctx, tc_device device);
 tc_device tc_default_device(const tc_context *ctx);
+/* Float32 matrix products on the CPU run on the engine's own AVX-512 kernel
+ * when the CPU has it (the default), or on the BLAS when disabled (to
+ * compare). tc_native_sgemm says which is used. */
+void tc_set_native_sgemm(tc_context *ctx, bool enabled);
+bool tc_native_sgemm(const tc_context *ctx);
+/* The CUDA backend library to load (a path, e.g. the CPU-emulated build);
+ * NULL or "" for the usual places: libtricycle_cuda.so beside the module
+ * holding the engine when the NVIDIA driver is present, else the system's
+ * library path. The path is copied. Clears a recorded failure to load, so
+ * the next use of the device tries again. */
+tc_status tc_set_cuda_library(tc_context *ctx, const char *path);
+const char *tc_cuda_library(const tc_context *ctx); /* NULL: the usual places */
+/* Whether float32 matmuls on cuda may use TF32 tensor cores (default: no,
+ * exact float32). Both CUDA settings fail with TC_ERROR_STATE once the
+ * backend has started for the context (its first use of the device). */
+tc_status tc_set_cuda_tf32(tc_context *ctx, bool allowed);
+bool tc_cuda_tf32(const tc_context *ctx);
 
 /* The RNG is Philox 4x32-10 keyed by (seed, offset): the same seed gives the
  * same numbers on every device and any thread count. */

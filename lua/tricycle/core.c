@@ -14,40 +14,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#include "block_cache.h"
 
 #define CONTEXT_KEY "tricycle.context"
 #define MINIMUM_COLLECT_BYTES (64u << 20)
-
-/* Tensor storage for the Lua state's context. Large blocks are mapped and
- * unmapped directly: through malloc, freed multi-megabyte blocks stay in the
- * heap (glibc raises its mmap threshold after the first frees), so a loop
- * that drops 8 MiB tensors would keep hundreds of MiB resident. Freed blocks
- * go to a size-class cache first (bounded by tc_block_cache_limit), so a
- * steady training loop reuses mapped, touched memory: no system calls and
- * no page faults per step. */
-#define MAPPED_BYTES ((size_t)1 << 20)
-
-static void *map_allocate(void *user, size_t bytes, size_t alignment) {
-    (void)user;
-    if (bytes >= MAPPED_BYTES && alignment <= 4096) {
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        return p == MAP_FAILED ? NULL : p;
-    }
-    size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-    return aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
-}
-
-static void map_release(void *user, void *pointer, size_t bytes) {
-    (void)user;
-    if (!pointer) return;
-    if (bytes < MAPPED_BYTES) free(pointer);
-    else munmap(pointer, bytes);
-}
-
-static const tc_allocator map_allocator = {map_allocate, map_release, NULL};
 
 /* Per-state binding data, owned by a userdata in the registry. */
 typedef struct binding_state {
@@ -55,34 +24,31 @@ typedef struct binding_state {
     size_t collect_threshold; /* collect when native memory passes this */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
     int log_ref;
-    tc_block_cache *cache; /* freed storage for reuse; NULL: none */
 } binding_state;
-
-static void *storage_allocate(void *user, size_t bytes, size_t alignment) {
-    binding_state *state = user;
-    tc_block_cache_decay(state->cache, &map_allocator);
-    void *block = state->cache && alignment <= 64 ? tc_block_cache_take(state->cache, bytes) : NULL;
-    return block ? block : map_allocate(NULL, tc_block_cache_rounded(bytes), alignment);
-}
-
-static void storage_release(void *user, void *pointer, size_t bytes) {
-    binding_state *state = user;
-    if (!pointer) return;
-    size_t limit = tc_block_cache_limit(state->ctx ? tc_memory_peak(state->ctx) : 0);
-    if (state->cache && tc_block_cache_put(state->cache, pointer, bytes, limit)) return;
-    map_release(NULL, pointer, tc_block_cache_rounded(bytes));
-}
 
 static int state_gc(lua_State *L) {
     /* Not luaL_checkudata: registry[CONTEXT_KEY] holds this userdata, not
      * its metatable, so that check fails and the context would never be
-     * freed (nor its storage cache released). */
+     * freed (nor its cached storage released). */
     binding_state *state = lua_touserdata(L, 1);
     if (state->ctx) tc_context_free(state->ctx);
     state->ctx = NULL;
-    tc_block_cache_free(state->cache, &map_allocator);
-    state->cache = NULL;
     return 0;
+}
+
+/* The environment's engine settings, read when a Lua state makes its
+ * context: TRICYCLE_SGEMM=blas keeps float32 GEMMs on the BLAS (to
+ * compare), TRICYCLE_CUDA_LIBRARY names the CUDA backend library to load
+ * (the emulated build, for one), TRICYCLE_CUDA_TF32 (not empty, not 0) lets
+ * float32 matmuls on cuda use TF32. */
+static tc_status apply_environment(tc_context *ctx) {
+    const char *sgemm = getenv("TRICYCLE_SGEMM");
+    if (sgemm && strcmp(sgemm, "blas") == 0) tc_set_native_sgemm(ctx, false);
+    const char *library = getenv("TRICYCLE_CUDA_LIBRARY");
+    tc_status status = library && library[0] ? tc_set_cuda_library(ctx, library) : TC_OK;
+    const char *tf32 = getenv("TRICYCLE_CUDA_TF32");
+    if (status == TC_OK && tf32 && tf32[0] && strcmp(tf32, "0") != 0) status = tc_set_cuda_tf32(ctx, true);
+    return status;
 }
 
 static binding_state *get_state(lua_State *L) {
@@ -95,9 +61,7 @@ static binding_state *get_state(lua_State *L) {
     binding_state *state = lua_newuserdatauv(L, sizeof *state, 0);
     memset(state, 0, sizeof *state);
     state->log_ref = LUA_NOREF;
-    state->cache = tc_block_cache_new();
-    tc_allocator allocator = {storage_allocate, storage_release, state};
-    state->ctx = tc_context_new_with_allocator(&allocator);
+    state->ctx = tc_context_new();
     if (!state->ctx) luaL_error(L, "tricycle: could not create the engine context (out of memory)");
     state->collect_threshold = MINIMUM_COLLECT_BYTES;
     if (luaL_newmetatable(L, CONTEXT_KEY)) {
@@ -106,6 +70,8 @@ static binding_state *get_state(lua_State *L) {
     }
     lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, CONTEXT_KEY);
+    if (apply_environment(state->ctx) != TC_OK)
+        luaL_error(L, "tricycle: the environment's settings could not be applied: %s", tc_last_error(state->ctx));
     return state;
 }
 

@@ -853,7 +853,7 @@ static bool wanted(const char *name, int argc, char **argv) {
 
 int main(int argc, char **argv) {
     ctx = tc_context_new();
-    if (!ctx) return 1;
+    if (!ctx || tc_set_cuda_library(ctx, getenv("TRICYCLE_CUDA_LIBRARY")) != TC_OK) return 1;
     cpu = tc_cpu_backend();
     if (tc_backend_for(ctx, TC_CUDA, &gpu) != TC_OK) {
         printf("cuda_kernels_test: skipped, no CUDA backend: %s\n0 passed, 0 failed\n", tc_last_error(ctx));

@@ -2,7 +2,8 @@
  * parallel_test.c: the context's worker pool and the kernels split over it.
  * cpu_parallel_for covers every index once, nests inline and survives
  * thread-count changes; destroying a context joins its workers; the block
- * cache hands freed storage back; and every parallel kernel gives the same
+ * cache hands freed storage back, and a default context gives large blocks
+ * back to the system; and every parallel kernel gives the same
  * bits with 1, 2 and 3 threads, and agrees with a double-precision
  * reference computed here.
  */
@@ -187,6 +188,50 @@ static bool test_block_cache_reuses_storage(void) {
     tc_context_free(ctx);
     return true;
 }
+
+#ifndef __SANITIZE_ADDRESS__ /* its shadow memory says nothing about ours */
+/* Resident memory in bytes (VmRSS), or -1 when /proc cannot be read. */
+static long long resident_bytes(void) {
+    FILE *file = fopen("/proc/self/status", "r");
+    if (!file) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, file))
+        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtoll(line + 6, NULL, 10);
+    fclose(file);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* A C host's context has the engine's allocator: large blocks are mapped
+ * and, past the cache's limit, given back to the system. Cycling through
+ * tensors of 1 to 24 MiB (at most 48 MiB in use) stays within the cache's
+ * 64 MiB of that; through aligned_alloc, glibc kept the freed blocks in its
+ * heap and resident memory grew by 180-220 MiB. */
+static bool test_default_context_gives_memory_back(void) {
+    tc_context *ctx = tc_context_new();
+    CHECK(ctx, "no context");
+    long long start = resident_bytes(), peak = start;
+    if (start < 0) {
+        tc_context_free(ctx);
+        return true;
+    }
+    for (int i = 0; i < 48; i++) {
+        int64_t n = (int64_t)262144 * (1 + (i * 7919) % 24);
+        tc_tensor *a = NULL, *b = NULL;
+        TRY(tc_full(ctx, TC_FLOAT32, 1, &n, 1.5, &a));
+        TRY(tc_binary_scalar(TC_MUL, a, 2.0, false, &b));
+        tc_tensor_release(a);
+        tc_tensor_release(b);
+        long long now = resident_bytes();
+        if (now > peak) peak = now;
+    }
+    tc_context_free(ctx);
+    CHECK(peak - start < 100ll << 20, "resident memory grew by %.1f MiB", (double)(peak - start) / (1 << 20));
+    return true;
+}
+#else
+static bool test_default_context_gives_memory_back(void) { return true; }
+#endif
 
 static int released_blocks = 0;
 
@@ -527,6 +572,7 @@ int main(void) {
     run("workers start lazily and are joined", test_workers_start_lazily_and_join);
     run("the block cache reuses freed storage", test_block_cache_reuses_storage);
     run("the block cache releases blocks left unused for a period", test_block_cache_decays);
+    run("a default context gives large blocks back to the system", test_default_context_gives_memory_back);
     run("kernels give the same bits for 1, 2, 3 threads and match references",
         test_kernels_same_bits_for_any_thread_count);
     printf("%d passed, %d failed\n", passed, failed);

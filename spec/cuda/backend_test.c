@@ -4,10 +4,13 @@
  * `make test-cuda`): rand and randn made on the device equal the CPU's for
  * the same seed (one Philox stream for both), the device's memory is counted
  * and given back (the caching allocator), the memory budget holds on the
- * device, and each context gets its own backend state.
+ * device, each context gets its own backend state, the CUDA settings are
+ * refused once the backend started, and a library built for other
+ * structures is refused.
  */
-#include "tricycle.h"
+#include "internal.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +78,19 @@ static void test_memory(tc_context *ctx) {
     check(tc_memory_in_use(ctx) == before, "everything is given back");
 }
 
+/* A context loading the library TRICYCLE_CUDA_LIBRARY names (the engine
+ * reads no environment; the Lua binding does the same). */
+static tc_context *new_context(void) {
+    tc_context *ctx = tc_context_new();
+    if (ctx && tc_set_cuda_library(ctx, getenv("TRICYCLE_CUDA_LIBRARY")) != TC_OK) {
+        tc_context_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 static void test_contexts(void) {
-    tc_context *a = tc_context_new(), *b = tc_context_new();
+    tc_context *a = new_context(), *b = new_context();
     int64_t shape[1] = {8};
     tc_tensor *x = NULL, *y = NULL, *xa = NULL, *yb = NULL;
     bool ok = tc_full(a, TC_FLOAT64, 1, shape, 2.0, &x) == TC_OK && tc_full(b, TC_FLOAT64, 1, shape, 3.0, &y) == TC_OK;
@@ -93,8 +107,54 @@ static void test_contexts(void) {
     tc_context_free(b);
 }
 
-int main(void) {
+/* The settings read when the backend starts cannot change after it. */
+static void test_settings(tc_context *ctx) {
+    const char *library = tc_cuda_library(ctx);
+    tc_status status = tc_set_cuda_library(ctx, "/elsewhere/libtricycle_cuda.so");
+    check(status == TC_ERROR_STATE && strstr(tc_last_error(ctx), "tc_set_cuda_library: the CUDA backend has already "
+                                                                 "started") != NULL &&
+              tc_cuda_library(ctx) == library,
+          "tc_set_cuda_library after the backend started is refused");
+    tc_clear_error(ctx);
+    status = tc_set_cuda_tf32(ctx, !tc_cuda_tf32(ctx));
+    check(status == TC_ERROR_STATE && strstr(tc_last_error(ctx), "tc_set_cuda_tf32") != NULL,
+          "tc_set_cuda_tf32 after the backend started is refused");
+    tc_clear_error(ctx);
+    check(tc_set_cuda_tf32(ctx, tc_cuda_tf32(ctx)) == TC_OK, "setting tf32 to what it is stays allowed");
+}
+
+/* A failed load is kept as the reason, and a new library path clears it. */
+static void test_library_path(const char *library) {
     tc_context *ctx = tc_context_new();
+    tc_tensor *x = NULL, *moved = NULL;
+    bool ok = ctx && tc_set_cuda_library(ctx, "/nonexistent/libtricycle_cuda.so") == TC_OK &&
+              tc_zeros(ctx, TC_FLOAT32, 1, (int64_t[]){2}, &x) == TC_OK;
+    tc_status status = ok ? tc_to_device(x, TC_CUDA, &moved) : TC_ERROR_STATE;
+    check(ok && status == TC_ERROR_UNSUPPORTED && strstr(tc_last_error(ctx), "/nonexistent/") != NULL,
+          "a library that cannot be loaded is named");
+    ok = ok && tc_set_cuda_library(ctx, library) == TC_OK && tc_to_device(x, TC_CUDA, &moved) == TC_OK;
+    check(ok && tc_tensor_device(moved) == TC_CUDA, "setting another library path tries again");
+    tc_tensor_release(moved);
+    tc_tensor_release(x);
+    tc_context_free(ctx);
+}
+
+/* The entry point refuses an engine of other structures before using it. */
+static void test_abi(const char *library) {
+    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    tc_cuda_entry_fn entry = NULL;
+    if (handle) *(void **)&entry = dlsym(handle, TC_CUDA_ENTRY_POINT);
+    char reason[256] = "";
+    tc_context *ctx = tc_context_new();
+    const tc_backend *backend = entry ? entry(ctx, TC_BACKEND_ABI + 1, reason, sizeof reason, NULL) : NULL;
+    check(entry && !backend && strstr(reason, "built for another version of the engine") != NULL,
+          "a library built for other structures is refused");
+    tc_context_free(ctx);
+    if (handle) dlclose(handle);
+}
+
+int main(void) {
+    tc_context *ctx = new_context();
     tc_tensor *probe = NULL;
     int64_t shape[1] = {1};
     if (tc_zeros(ctx, TC_FLOAT32, 1, shape, &probe) != TC_OK) return 1;
@@ -110,7 +170,13 @@ int main(void) {
     test_random(ctx);
     test_memory(ctx);
     test_contexts();
+    test_settings(ctx);
     tc_context_free(ctx);
+    const char *library = getenv("TRICYCLE_CUDA_LIBRARY");
+    if (library && library[0]) {
+        test_library_path(library);
+        test_abi(library);
+    }
     printf("%s: %d failure%s\n", failures ? "FAILED" : "passed", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }

@@ -4,14 +4,11 @@
 #include "cpu_backend.h"
 #include "cpu_fused.h"
 
-static void *cpu_allocate(tc_context *ctx, size_t bytes) { return tc_allocate(ctx, bytes); }
-static void cpu_release(tc_context *ctx, void *data, size_t bytes) { tc_release_memory(ctx, data, bytes); }
-
 static const tc_backend cpu_backend_table = {
     .name = "cpu",
     .device = TC_CPU,
-    .allocate = cpu_allocate,
-    .release = cpu_release,
+    .allocate = tc_host_allocate,
+    .release = tc_host_release,
     .copy = cpu_copy,
     .fill = cpu_fill,
     .unary = cpu_unary,
