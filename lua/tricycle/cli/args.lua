@@ -182,6 +182,11 @@ function M.parse(argv, options, positional)
   if type(argv) ~= "table" then
     error(("cli.parse: argument 1 (argv) must be a list of strings, got %s"):format(type(argv)), 2)
   end
+  for i = 1, #argv do
+    if type(argv[i]) ~= "string" then
+      error(("cli.parse: argv[%d] must be a string, got %s"):format(i, type(argv[i])), 2)
+    end
+  end
   positional = positional or {}
   local by_flag = {}
   for _, option in ipairs(options) do
@@ -191,9 +196,6 @@ function M.parse(argv, options, positional)
   local i = 1
   while i <= #argv do
     local arg = argv[i]
-    if type(arg) ~= "string" then
-      error(("cli.parse: argv[%d] must be a string, got %s"):format(i, type(arg)), 2)
-    end
     if arg == "--help" or arg == "-h" then
       values.help = true
     elseif arg == "--" then
@@ -323,18 +325,31 @@ function M.program(spec)
   }, Program)
 end
 
+-- Whether argv asks for help before any "--" (a command line that also
+-- holds a mistake still gets the help it asks for).
+local function asks_for_help(argv)
+  for _, word in ipairs(argv) do
+    if word == "--" then
+      return false
+    elseif word == "--help" or word == "-h" then
+      return true
+    end
+  end
+  return false
+end
+
 --- Parses argv (the script's `arg`): returns values and positionals as
 -- cli.parse does; after --help, prints the help and exits 0; on a usage
 -- error, exits as fail_usage does.
 function Program:parse(argv)
   local ok, values, rest = pcall(M.parse, argv, self.options, self.positional)
-  if not ok then
+  if not ok and not (M.is_usage_error(values) and asks_for_help(argv)) then
     if M.is_usage_error(values) then
       return self:fail_usage(values.message)
     end
     error(values, 0)
   end
-  if values.help then
+  if not ok or values.help then
     self.stdout:write(M.help(self.usage, self.description, self.options))
     self.stdout:flush()
     return self.exit(0)
