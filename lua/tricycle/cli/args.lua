@@ -49,6 +49,15 @@ local function describe(value)
   return type(value) == "string" and ("'" .. value .. "'") or tostring(value)
 end
 
+local function is_choice(option, value)
+  for _, c in ipairs(option.choices) do
+    if c == value then
+      return true
+    end
+  end
+  return false
+end
+
 -- Whether value is one that an option of this kind can hold.
 local function fits(option, value)
   local kind = option.type or "string"
@@ -59,12 +68,7 @@ local function fits(option, value)
   elseif kind == "boolean" or kind == "flag" then
     return type(value) == "boolean"
   elseif kind == "choice" then
-    for _, c in ipairs(option.choices) do
-      if c == value then
-        return true
-      end
-    end
-    return false
+    return is_choice(option, value)
   end
   return type(value) == "string"
 end
@@ -158,10 +162,8 @@ local function convert(option, text, flag)
     end
     usage_error("%s expects true or false, got '%s'", flag, text)
   elseif kind == "choice" then
-    for _, c in ipairs(option.choices) do
-      if c == text then
-        return text
-      end
+    if is_choice(option, text) then
+      return text
     end
     usage_error("%s expects one of %s, got '%s'", flag, table.concat(option.choices, ", "), text)
   end
