@@ -6,7 +6,8 @@
 --   tricycle.cli.interrupts  a loop that Ctrl-C stops between two steps
 -- This module gathers their functions in one table (cli.parse, cli.Progress,
 -- cli.svg_chart, cli.append_jsonl, cli.run_steps, ...). None of them loads
--- tricycle.core before it needs it.
+-- tricycle.core before it needs it. (This file stays lua/tricycle/cli.lua, beside
+-- the folder, as models.lua does: an install over an older one replaces it.)
 local M = {}
 
 for _, name in ipairs({ "args", "progress", "chart", "metrics", "interrupts" }) do
