@@ -288,7 +288,7 @@ function M.help(usage, description, options)
   lines[#lines + 1] = ("  %-" .. width .. "s  %s"):format("-h, --help", "show this help and exit")
   for k, option in ipairs(options) do
     local help = option.help or ""
-    if option.default ~= nil and option.default ~= false then
+    if option.default ~= nil and option.default ~= false and option.default ~= "" then
       help = help .. (help ~= "" and " " or "") .. ("(default %s)"):format(tostring(option.default))
     end
     lines[#lines + 1] = ("  %-" .. width .. "s  %s"):format(left[k], help)
