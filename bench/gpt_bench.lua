@@ -41,7 +41,8 @@ local program = common.program({
     { name = "gen_reps", type = "integer", default = 3, help = "generation runs per line" },
     { name = "sgemm_reps", type = "integer", default = 5, help = "timed calls per GEMM shape" },
     { name = "sgemm_rounds", type = "integer", default = 2, help = "rounds over the implementations" },
-    { name = "out", metavar = "STEM", default = "", help = "write STEM.md and STEM.json (default bench/results/latest)" },
+    { name = "out", metavar = "STEM", default = "",
+      help = "write STEM.md and STEM.json (default bench/results/latest)" },
   },
 })
 local options = program:parse(arg)
