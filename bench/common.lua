@@ -1,16 +1,38 @@
---- Shared pieces of the benchmark scripts: finding the build, a monotonic
--- wall clock, peak resident memory, medians and `--name value` arguments.
+--- Shared pieces of the benchmark scripts: finding the build, their
+-- command lines (the scripts' parser, tricycle.cli.args), a monotonic wall
+-- clock, peak resident memory and medians.
 -- Not a benchmark itself (`make bench` runs only bench/*_bench.lua).
 local M = {}
 
---- Points package.path/cpath at the source tree and $TRICYCLE_BUILD
--- (default build); returns require("tricycle").
-function M.tricycle()
+--- $TRICYCLE_BUILD, default build.
+function M.build()
   local build = os.getenv("TRICYCLE_BUILD")
   if not build or build == "" then build = "build" end
-  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-  package.cpath = build .. "/lua/?.so;" .. package.cpath
+  return build
+end
+
+--- Points package.path/cpath at the source tree (and `extra`, such as
+-- "spec/?.lua;") and the build, once.
+function M.use_source_tree(extra)
+  local path = "lua/?.lua;lua/?/init.lua;" .. (extra or "")
+  if package.path:sub(1, #path) ~= path then
+    package.path = path .. package.path
+    package.cpath = M.build() .. "/lua/?.so;" .. package.cpath
+  end
+end
+
+--- require("tricycle") from the source tree and the build.
+function M.tricycle()
+  M.use_source_tree()
   return require("tricycle")
+end
+
+--- The bench's command line (tricycle.cli.program): values, positionals.
+-- --help prints the help and exits 0; bad usage exits 2 naming the option.
+-- spec: {name =, usage =, description =, options =, positional =}.
+function M.program(spec)
+  M.use_source_tree()
+  return require("tricycle.cli").program(spec)
 end
 
 -- os.clock is CPU time summed over threads, so it over-counts with several
@@ -55,45 +77,6 @@ end
 function M.round(x, digits)
   local scale = 10 ^ (digits or 0)
   return math.floor(x * scale + 0.5) / scale
-end
-
---- Parses `--name value` and bare `--flag` arguments into a copy of
--- `defaults`: integer defaults take integers, boolean defaults are flags.
--- Unknown names are an error that lists the known ones.
-function M.parse_args(argv, defaults, usage)
-  local options = {}
-  for k, v in pairs(defaults) do options[k] = v end
-  local i = 1
-  while i <= #argv do
-    local name = argv[i]:match("^%-%-([%w%-]+)$")
-    local key = name and name:gsub("%-", "_")
-    if not key or defaults[key] == nil then
-      io.stderr:write(("unknown argument '%s'\n%s\n"):format(argv[i], usage))
-      os.exit(2)
-    end
-    local default = defaults[key]
-    if type(default) == "boolean" then
-      options[key] = true
-      i = i + 1
-    else
-      local value = argv[i + 1]
-      if value == nil then
-        io.stderr:write(("--%s needs a value\n%s\n"):format(name, usage))
-        os.exit(2)
-      end
-      if math.type(default) == "integer" then
-        local n = math.tointeger(tonumber(value))
-        if not n then
-          io.stderr:write(("--%s expects an integer, got '%s'\n"):format(name, value))
-          os.exit(2)
-        end
-        value = n
-      end
-      options[key] = value
-      i = i + 2
-    end
-  end
-  return options
 end
 
 --- The model configs, as in ../shared/bench/torch_gpt.py.

@@ -24,13 +24,28 @@ local report = dofile(here .. "/gpt_report.lua")
 local tc = common.tricycle()
 local clock = common.clock_for(tc)
 
-local usage = "usage: lua5.4 bench/gpt_bench.lua [--quick] [--configs A,B] [--modes train,gen] "
-  .. "[--threads 1,2] [--no-torch] [--steps 10] [--warmup 3] [--gen-tokens 256] [--gen-reps 3] "
-  .. "[--sgemm-reps 5] [--sgemm-rounds 2] [--out bench/results/name]"
-local options = common.parse_args(arg, {
-  quick = false, configs = "A,B", modes = "train,gen", threads = "1,2", no_torch = false,
-  steps = 10, warmup = 3, gen_tokens = 256, gen_reps = 3, sgemm_reps = 5, sgemm_rounds = 2, out = "",
-}, usage)
+local program = common.program({
+  name = "gpt_bench", usage = "lua5.4 bench/gpt_bench.lua [--quick] [--configs A,B] [--modes train,gen] "
+    .. "[--threads 1,2] [--no-torch] [options]",
+  description = "GPT training and generation speed against PyTorch, sgemm rates and MFU (docs/BENCHMARKS.md).",
+  options = {
+    { name = "quick", type = "flag", default = false,
+      help = "2 steps, 32 tokens: a smoke test, not a measurement (also BENCH_QUICK=1)" },
+    { name = "configs", metavar = "LIST", default = "A,B", help = "model configs, of A, B and C" },
+    { name = "modes", metavar = "LIST", default = "train,gen", help = "lines to run, of train and gen" },
+    { name = "threads", metavar = "LIST", default = "1,2", help = "thread counts" },
+    { name = "no_torch", type = "flag", default = false, help = "leave PyTorch out" },
+    { name = "steps", type = "integer", default = 10, help = "timed training steps per line" },
+    { name = "warmup", type = "integer", default = 3, help = "training steps before the timed ones" },
+    { name = "gen_tokens", type = "integer", default = 256, help = "tokens per generation run" },
+    { name = "gen_reps", type = "integer", default = 3, help = "generation runs per line" },
+    { name = "sgemm_reps", type = "integer", default = 5, help = "timed calls per GEMM shape" },
+    { name = "sgemm_rounds", type = "integer", default = 2, help = "rounds over the implementations" },
+    { name = "out", metavar = "STEM", default = "",
+      help = "write STEM.md and STEM.json (default bench/results/latest)" },
+  },
+})
+local options = program:parse(arg)
 local quick_env = os.getenv("BENCH_QUICK")
 if options.quick or (quick_env and quick_env ~= "" and quick_env ~= "0") then
   options.quick = true
@@ -46,9 +61,22 @@ end
 local configs, modes = split(options.configs), split(options.modes)
 local thread_counts = {}
 for _, t in ipairs(split(options.threads)) do
-  thread_counts[#thread_counts + 1] = assert(math.tointeger(tonumber(t)), "--threads: a list of integers")
+  local count = math.tointeger(tonumber(t))
+  if not count or count < 1 then
+    program:fail_usage(("--threads expects a list of positive integers, got '%s'"):format(options.threads))
+  end
+  thread_counts[#thread_counts + 1] = count
 end
-for _, c in ipairs(configs) do assert(common.configs[c], "--configs: A, B and/or C") end
+for _, c in ipairs(configs) do
+  if not common.configs[c] then
+    program:fail_usage(("--configs expects a list of A, B and C, got '%s'"):format(options.configs))
+  end
+end
+for _, m in ipairs(modes) do
+  if m ~= "train" and m ~= "gen" then
+    program:fail_usage(("--modes expects a list of train and gen, got '%s'"):format(options.modes))
+  end
+end
 
 local build = os.getenv("TRICYCLE_BUILD")
 if not build or build == "" then build = "build" end

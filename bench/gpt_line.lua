@@ -17,17 +17,29 @@ local common = dofile(here .. "/common.lua")
 local tc = common.tricycle()
 local clock = common.clock_for(tc)
 
-local usage = "usage: lua5.4 bench/gpt_line.lua --config A|B --mode train|gen --threads N "
-  .. "[--warmup 3 --steps 10 --gen-tokens 256 --gen-reps 3 --seed 0]"
-local options = common.parse_args(arg, {
-  config = "A", mode = "train", threads = 2, warmup = 3, steps = 10,
-  gen_tokens = 256, gen_reps = 3, seed = 0,
-}, usage)
+local program = common.program({
+  name = "gpt_line", usage = "lua5.4 bench/gpt_line.lua --config A|B|C --mode train|gen --threads N [options]",
+  description = "One line of bench/gpt_bench.lua, printed as one JSON line.",
+  options = {
+    { name = "config", type = "choice", choices = { "A", "B", "C" }, default = "A", help = "model config" },
+    { name = "mode", type = "choice", choices = { "train", "gen" }, default = "train", help = "what to time" },
+    { name = "threads", type = "integer", default = 2, help = "engine threads" },
+    { name = "warmup", type = "integer", default = 3, help = "training steps before the timed ones" },
+    { name = "steps", type = "integer", default = 10, help = "timed training steps" },
+    { name = "gen_tokens", type = "integer", default = 256, help = "tokens per generation run" },
+    { name = "gen_reps", type = "integer", default = 3, help = "timed generation runs" },
+    { name = "seed", type = "integer", default = 0, help = "seed of the model and the token ids" },
+  },
+})
+local options = program:parse(arg)
 local cfg = common.configs[options.config]
-if not cfg then error("unknown config " .. options.config .. " (A or B)") end
-if options.mode ~= "train" and options.mode ~= "gen" then error("--mode is train or gen") end
-if options.steps < 1 or options.gen_reps < 1 or options.gen_tokens < 1 then
-  error("--steps, --gen-reps and --gen-tokens must be positive")
+for _, key in ipairs({ "threads", "steps", "gen_tokens", "gen_reps" }) do
+  if options[key] < 1 then
+    program:fail_usage(("%s must be positive, got %d"):format(require("tricycle.cli").flag_of(key), options[key]))
+  end
+end
+if options.warmup < 0 then
+  program:fail_usage(("--warmup must be at least 0, got %d"):format(options.warmup))
 end
 
 tc.set_num_threads(options.threads)

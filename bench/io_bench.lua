@@ -10,13 +10,32 @@
 -- Run from the repository root; the build is found through $TRICYCLE_BUILD.
 local common = require("bench.common")
 
-local USAGE = "usage: lua5.4 bench/io_bench.lua [--mib N] [--repeats N] [--dir DIR] [--no-gpt2]"
+local program = common.program({
+  name = "io_bench", usage = "lua5.4 bench/io_bench.lua [--mib N] [--repeats N] [--dir DIR] [--no-gpt2]",
+  description = "Wall time and peak memory of tc.load and models.gpt2.load, each in a process of its own.",
+  options = {
+    { name = "mib", type = "integer", default = 512, help = "size of the file of eight tensors, in MiB" },
+    { name = "repeats", type = "integer", default = 3, help = "timed loads per measurement" },
+    { name = "dir", metavar = "DIR", default = "/tmp", help = "where the files are written" },
+    { name = "no_gpt2", type = "flag", default = false, help = "leave out the GPT-2 124M file" },
+    { name = "child", type = "choice", choices = { "load", "load_read", "gpt2" },
+      help = "(internal) measure one load of PATH and print \"seconds peak_mib load_seconds\"" },
+  },
+  positional = { { name = "PATH" } },
+})
+local options, rest = program:parse(arg)
+if options.mib < 1 or options.repeats < 1 then
+  program:fail_usage(("--mib and --repeats must be positive, got %d and %d"):format(options.mib, options.repeats))
+end
+if (options.child == nil) ~= (rest[1] == nil) then
+  program:fail_usage("--child MODE and PATH go together")
+end
 
--- A child: `--child MODE PATH` measures one load and prints "seconds peak_mib".
-if arg[1] == "--child" then
+-- A child: `--child MODE PATH` measures one load and prints "seconds peak_mib load_seconds".
+if options.child then
   local tc = common.tricycle()
   local clock = common.clock_for(tc)
-  local mode, path = arg[2], arg[3]
+  local mode, path = options.child, rest[1]
   local start = clock()
   if mode == "load" then
     local tensors = tc.load(path)
@@ -39,14 +58,11 @@ if arg[1] == "--child" then
     assert(model.config.n_layer == 12)
     io.write(("%.4f %.1f %.4f\n"):format(clock() - start, common.peak_rss_mib(), loaded - start))
     return
-  else
-    error("unknown mode " .. tostring(mode))
   end
   io.write(("%.4f %.1f %.4f\n"):format(clock() - start, common.peak_rss_mib(), clock() - start))
   return
 end
 
-local options = common.parse_args(arg, { mib = 512, repeats = 3, dir = "/tmp", no_gpt2 = false }, USAGE)
 local tc = common.tricycle()
 local lua = "lua5.4"
 

@@ -28,8 +28,19 @@ local common = dofile(here .. "/common.lua")
 local tc = common.tricycle()
 local clock = common.clock_for(tc)
 
-local usage = 'usage: lua5.4 bench/matmul_line.lua --threads N --reps R --shapes "M,K,N,TA,TB,BATCH;..."'
-local options = common.parse_args(arg, { threads = 1, reps = 5, shapes = "" }, usage)
+local program = common.program({
+  name = "matmul_line", usage = 'lua5.4 bench/matmul_line.lua --threads N --reps R --shapes "M,K,N,TA,TB,BATCH;..."',
+  description = "GFLOP/s of tc.matmul on GEMM shapes, one JSON line per shape.",
+  options = {
+    { name = "threads", type = "integer", default = 1, help = "engine threads" },
+    { name = "reps", type = "integer", default = 5, help = "timed calls per shape" },
+    { name = "shapes", metavar = "LIST", default = "", help = "M,K,N,TA,TB,BATCH of each shape, separated by ;" },
+  },
+})
+local options = program:parse(arg)
+if options.threads < 1 or options.reps < 1 then
+  program:fail_usage(("--threads and --reps must be positive, got %d and %d"):format(options.threads, options.reps))
+end
 tc.set_num_threads(options.threads)
 tc.manual_seed(0)
 
@@ -47,7 +58,7 @@ local guard <close> = tc.no_grad()
 for text in options.shapes:gmatch("[^;]+") do
   collectgarbage() -- the previous shape's tensors go before this one is timed
   local m, k, n, ta, tb, batch = text:match("^(%d+),(%d+),(%d+),([nt]),([nt]),(%d+)$")
-  if not m then error(("matmul_line: shape '%s' is not M,K,N,TA,TB,BATCH"):format(text)) end
+  if not m then program:fail_usage(("--shapes: '%s' is not M,K,N,TA,TB,BATCH"):format(text)) end
   m, k, n, batch = tonumber(m), tonumber(k), tonumber(n), tonumber(batch)
   local a = operand(batch, m, k, ta == "t")
   local b = operand(batch, k, n, tb == "t")

@@ -15,10 +15,15 @@
 -- changes less. GPT-2's
 -- files come from $TRICYCLE_GPT2_TOKENIZER or the cache the specs fill
 -- (spec/helpers/gpt2_files.lua); the peak RSS from /usr/bin/time.
-local build = os.getenv("TRICYCLE_BUILD")
-if not build or build == "" then build = "build" end
-package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+local here = arg[0]:match("^(.*)/") or "."
+local common = dofile(here .. "/common.lua")
+common.use_source_tree("spec/?.lua;")
+common.program({
+  name = "prepare_bench", usage = "[PREPARE_BENCH_MB=300] [PREPARE_BENCH_THREADS=N] lua5.4 bench/prepare_bench.lua",
+  description = "Speed and peak memory of scripts/prepare_data.lua with GPT-2's tokenizer on generated JSON Lines.",
+}):parse(arg)
+local cli = require("tricycle.cli")
+local build = common.build()
 
 local data_dir = os.getenv("TRICYCLE_DATA")
 if not data_dir or data_dir == "" then data_dir = "../shared/data" end
@@ -60,12 +65,6 @@ for i = 1, #words - 1 do
   list[#list + 1] = words[i + 1]
 end
 
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return ({ ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n" })[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
-end
-
 --- Writes about `bytes` of text as JSON Lines to path.
 local function generate(path, bytes)
   math.randomseed(20240520)
@@ -81,7 +80,7 @@ local function generate(path, bytes)
       size = size + #word + 1
       parts[#parts + 1] = math.random(12) == 1 and "\n" or " "
     end
-    local line = '{"text": ' .. json_string(table.concat(parts)) .. "}\n"
+    local line = cli.json_line({ text = table.concat(parts) }) .. "\n"
     out:write(line)
     written = written + size
   end

@@ -7,10 +7,12 @@
 -- Run from the repository root; the build is found through $TRICYCLE_BUILD
 -- (default build), the data through $TRICYCLE_DATA (default ../shared/data).
 
-local build = os.getenv("TRICYCLE_BUILD")
-if not build or build == "" then build = "build" end
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+local here = arg[0]:match("^(.*)/") or "."
+local common = dofile(here .. "/common.lua")
+common.program({
+  name = "tokenizer_bench", usage = "lua5.4 bench/tokenizer_bench.lua",
+  description = "BPE training, encoding and decoding speed on tiny Shakespeare.",
+}):parse(arg)
 
 local tokenizer = require("tricycle.tokenizer")
 

@@ -1,6 +1,10 @@
 -- `luarocks --lua-version=5.4 make rockspec/tricycle-scm-1.rockspec`, run from the
 -- repository root, builds the working tree (source.url is not fetched) and installs
--- tricycle.core (C) and the tricycle.* Lua modules. Needs liblua5.4-dev and OpenBLAS.
+-- tricycle.core (C) and the tricycle.* Lua modules: the Makefile's install rule copies
+-- every lua/tricycle/**/*.lua (tricycle.cli.args and the like included), so there is no
+-- module list here to keep. Needs liblua5.4-dev and OpenBLAS; no other rock (the
+-- argument parser is tricycle.cli.args, not the argparse rock, which an offline
+-- `luarocks make` could not fetch).
 -- `WITH_CUDA=1 luarocks --lua-version=5.4 make rockspec/tricycle-scm-1.rockspec` also
 -- builds the CUDA backend (needs nvcc; NVCC=/path/to/nvcc when it is not on the PATH
 -- or in /usr/local/cuda) and installs it beside tricycle.core, where it is found at

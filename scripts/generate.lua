@@ -40,58 +40,41 @@ local OPTIONS = {
   { name = "no_cache", type = "flag", help = "recompute the whole context at every step (slow; for checking)" },
 }
 
-local function fail_usage(message)
-  io.stderr:write("generate: ", message, "\n", "usage: ", USAGE, "\n")
-  os.exit(2)
-end
-
-local function fail(message)
-  io.stderr:write("generate: ", message, "\n")
-  os.exit(1)
-end
-
-local ok_parse, values, positional = pcall(cli.parse, arg, OPTIONS, { { name = "CHECKPOINT", required = true } })
-if not ok_parse then
-  if cli.is_usage_error(values) then
-    fail_usage(values.message)
-  end
-  error(values, 0)
-end
-if values.help then
-  io.write(cli.help(USAGE, "Prints text generated from a checkpoint, token by token.", OPTIONS))
-  os.exit(0)
-end
+local program = cli.program({ name = "generate", usage = USAGE, options = OPTIONS,
+  positional = { { name = "CHECKPOINT", required = true } },
+  description = "Prints text generated from a checkpoint, token by token." })
+local values, positional = program:parse(arg)
 local max_tokens = values.max_tokens or 200
 if max_tokens < 0 then
-  fail_usage("--max-tokens must be non-negative")
+  program:fail_usage("--max-tokens must be non-negative")
 end
 if values.temperature and values.temperature < 0 then
-  fail_usage("--temperature must be non-negative")
+  program:fail_usage("--temperature must be non-negative")
 end
 if values.top_k and values.top_k < 0 then
-  fail_usage("--top-k must be non-negative")
+  program:fail_usage("--top-k must be non-negative")
 end
 if values.top_p and (values.top_p <= 0 or values.top_p > 1) then
-  fail_usage("--top-p must be in (0, 1]")
+  program:fail_usage("--top-p must be in (0, 1]")
 end
 
 local path = positional[1]
 -- file_kind opens nothing: a FIFO or a directory here is left to
 -- checkpoint.load, which names it, instead of an open that blocks.
 if tc.io.file_kind(path) == nil then
-  fail(("no checkpoint at %s"):format(path))
+  program:fail(("no checkpoint at %s"):format(path))
 end
 local ok_load, state = pcall(tc.checkpoint.load, path)
 if not ok_load then
-  fail(tostring(state))
+  program:fail(tostring(state))
 end
 if not state.tokenizer then
-  fail(("%s holds no tokenizer"):format(path))
+  program:fail(("%s holds no tokenizer"):format(path))
 end
 local config = state.config or {}
 for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
   if math.type(config[key]) ~= "integer" then
-    fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
+    program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
   end
 end
 
@@ -124,7 +107,7 @@ if prompt == "" then
 end
 local prompt_ids = tok:encode(prompt)
 if #prompt_ids == 0 then
-  fail("the prompt encodes to no tokens")
+  program:fail("the prompt encodes to no tokens")
 end
 if #prompt_ids > config.context_length then
   io.stderr:write(("generate: the prompt has %d tokens; only its last %d (the context length) are used\n")
@@ -169,5 +152,5 @@ if not ok_generate then
   if tostring(failure):find("interrupted!", 1, true) then
     os.exit(130)
   end
-  fail(tostring(failure))
+  program:fail(tostring(failure))
 end

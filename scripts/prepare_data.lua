@@ -69,33 +69,11 @@ local OPTIONS = {
   { name = "overwrite", type = "flag", help = "replace shards of the same name in --out" },
 }
 
-local function fail_usage(message)
-  io.stderr:write("prepare_data: ", message, "\n", "usage: ", USAGE, "\n", "(--help lists every option)\n")
-  os.exit(2)
-end
-
-local function fail(message)
-  io.stderr:write("prepare_data: ", tostring(message), "\n")
-  os.exit(1)
-end
-
 -- every word that is not an option is an input
-local positional = {}
-for i = 1, #arg do
-  positional[i] = { name = "INPUT" }
-end
-local ok_parse, values, inputs = pcall(cli.parse, arg, OPTIONS, positional)
-if not ok_parse then
-  if cli.is_usage_error(values) then
-    fail_usage(values.message)
-  end
-  error(values, 0)
-end
-if values.help then
-  io.write(cli.help(USAGE, "Encodes text files, folders, JSON Lines or standard input into token shards "
-    .. "(llm.c's layout).", OPTIONS))
-  os.exit(0)
-end
+local program = cli.program({ name = "prepare_data", usage = USAGE, options = OPTIONS,
+  positional = { { name = "INPUT", many = true } },
+  description = "Encodes text files, folders, JSON Lines or standard input into token shards (llm.c's layout)." })
+local values, inputs = program:parse(arg)
 
 -- ---------------------------------------------------------------- options
 
@@ -104,39 +82,40 @@ local config = {
   threads = values.threads or tc.num_threads(), block_bytes = values.block_bytes or (1 << 20),
 }
 if not values.out then
-  fail_usage("--out DIR is required")
+  program:fail_usage("--out DIR is required")
 end
 if #inputs == 0 then
-  fail_usage("no INPUT: give files, folders or - for standard input")
+  program:fail_usage("no INPUT: give files, folders or - for standard input")
 end
 local sources_given = (values.gpt2 and 1 or 0) + ((values.gpt2_vocab or values.gpt2_merges) and 1 or 0)
   + (values.tokenizer and 1 or 0)
 if sources_given ~= 1 then
-  fail_usage("give exactly one tokenizer: --gpt2 DIR, --gpt2-vocab FILE with --gpt2-merges FILE, or --tokenizer FILE")
+  program:fail_usage("give exactly one tokenizer: --gpt2 DIR, --gpt2-vocab FILE with --gpt2-merges FILE, "
+    .. "or --tokenizer FILE")
 end
 if (values.gpt2_vocab == nil) ~= (values.gpt2_merges == nil) then
-  fail_usage("--gpt2-vocab and --gpt2-merges go together")
+  program:fail_usage("--gpt2-vocab and --gpt2-merges go together")
 end
 if values.val_docs and values.val_tokens then
-  fail_usage("give --val-docs or --val-tokens, not both")
+  program:fail_usage("give --val-docs or --val-tokens, not both")
 end
 for _, key in ipairs({ "val_docs", "val_tokens" }) do
   if values[key] and values[key] < 0 then
-    fail_usage(("%s must be at least 0, got %d"):format(cli.flag_of(key), values[key]))
+    program:fail_usage(("%s must be at least 0, got %d"):format(cli.flag_of(key), values[key]))
   end
 end
 if config.shard_tokens < 1 or config.shard_tokens > 0x7fffffff then
-  fail_usage(("--shard-tokens must be from 1 to 2147483647 (the header holds an int32), got %d")
+  program:fail_usage(("--shard-tokens must be from 1 to 2147483647 (the header holds an int32), got %d")
     :format(config.shard_tokens))
 end
 if config.threads < 1 or config.threads > 1024 then
-  fail_usage(("--threads must be from 1 to 1024, got %d"):format(config.threads))
+  program:fail_usage(("--threads must be from 1 to 1024, got %d"):format(config.threads))
 end
 if config.block_bytes < 1 or config.block_bytes > (1 << 30) then
-  fail_usage(("--block-bytes must be from 1 to 1073741824, got %d"):format(config.block_bytes))
+  program:fail_usage(("--block-bytes must be from 1 to 1073741824, got %d"):format(config.block_bytes))
 end
 if not config.name:match("^[%w._-]+$") then
-  fail_usage(("--name must be letters, digits, '.', '_' or '-', got '%s'"):format(config.name))
+  program:fail_usage(("--name must be letters, digits, '.', '_' or '-', got '%s'"):format(config.name))
 end
 
 local separator
@@ -151,10 +130,10 @@ if values.doc_separator then
     return escapes[c]
   end)
   if bad then
-    fail_usage(("--doc-separator: unknown escape '\\%s' (\\n, \\r, \\t and \\\\ are known)"):format(bad))
+    program:fail_usage(("--doc-separator: unknown escape '\\%s' (\\n, \\r, \\t and \\\\ are known)"):format(bad))
   end
   if separator == "" then
-    fail_usage("--doc-separator must not be empty")
+    program:fail_usage("--doc-separator must not be empty")
   end
 end
 
@@ -192,7 +171,7 @@ do
     return tokenizer_module.BPETokenizer.load_gpt2(vocab, merges)
   end)
   if not ok then
-    fail(result)
+    program:fail(result)
   end
   tok = result
 end
@@ -238,7 +217,7 @@ local sources = {}
 local function add_folder(dir)
   local ok, entries = pcall(core.shards.list_dir, dir)
   if not ok then
-    fail(entries)
+    program:fail(entries)
   end
   table.sort(entries, function(a, b) return a.name < b.name end)
   for _, entry in ipairs(entries) do
@@ -263,7 +242,7 @@ for _, input in ipairs(inputs) do
     else
       local f, why = io.open(input, "rb")
       if not f then
-        fail(("cannot read '%s': %s"):format(input, tostring(why)))
+        program:fail(("cannot read '%s': %s"):format(input, tostring(why)))
       end
       f:close()
       sources[#sources + 1] = { path = input, format = format_of(input), size = file_size(input) or 0 }
@@ -271,7 +250,7 @@ for _, input in ipairs(inputs) do
   end
 end
 if #sources == 0 then
-  fail("the inputs hold no files: " .. table.concat(inputs, ", "))
+  program:fail("the inputs hold no files: " .. table.concat(inputs, ", "))
 end
 local total_bytes = 0
 for _, source in ipairs(sources) do
@@ -290,7 +269,7 @@ local existing = {}
 do
   local ok, entries = pcall(core.shards.list_dir, out_dir)
   if not ok then
-    fail(("cannot use --out %s: %s"):format(out_dir, tostring(entries)))
+    program:fail(("cannot use --out %s: %s"):format(out_dir, tostring(entries)))
   end
   local pattern = "^" .. config.name:gsub("%p", "%%%0") .. "_%a+_%d+%.bin$"
   for _, entry in ipairs(entries) do
@@ -301,7 +280,8 @@ do
   table.sort(existing)
 end
 if #existing > 0 and not values.overwrite then
-  fail(("%s already holds %d shards named %s_* (%s ...): pass --overwrite to replace them, or choose another --name "
+  program:fail(("%s already holds %d shards named %s_* (%s ...): pass --overwrite to replace them, "
+    .. "or choose another --name "
     .. "or --out"):format(out_dir, #existing, config.name, existing[1]))
 end
 -- the manifest describes complete runs only: while shards are being replaced there is none
@@ -498,7 +478,7 @@ local function read_source(source)
   else
     file, why = io.open(source.path, "rb")
     if not file then
-      fail(("cannot read '%s': %s"):format(source.path, tostring(why)))
+      program:fail(("cannot read '%s': %s"):format(source.path, tostring(why)))
     end
   end
   local jsonl = source.format == "jsonl"
@@ -515,7 +495,7 @@ local function read_source(source)
   while true do
     local chunk, read_error = file:read(config.block_bytes)
     if read_error then
-      fail(("cannot read '%s': %s"):format(name, tostring(read_error)))
+      program:fail(("cannot read '%s': %s"):format(name, tostring(read_error)))
     end
     local buf = chunk and carry .. chunk or carry
     carry = ""

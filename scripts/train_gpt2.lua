@@ -110,28 +110,10 @@ local DEFAULTS = {
   log_every = 1,
 }
 
-local function fail_usage(message)
-  io.stderr:write("train_gpt2: ", message, "\n", "usage: ", USAGE, "\n", "(--help lists every option)\n")
-  os.exit(2)
-end
-
-local function fail(message)
-  io.stderr:write("train_gpt2: ", tostring(message), "\n")
-  os.exit(1)
-end
-
-local ok_parse, values = pcall(cli.parse, arg, OPTIONS)
-if not ok_parse then
-  if cli.is_usage_error(values) then
-    fail_usage(values.message)
-  end
-  error(values, 0)
-end
-if values.help then
-  io.write(cli.help(USAGE, "Pretrains or fine-tunes a GPT-2-shaped model on token shards, with gradient "
-    .. "accumulation, validation, samples, checkpoints and metrics.", OPTIONS))
-  os.exit(0)
-end
+local program = cli.program({ name = "train_gpt2", usage = USAGE, options = OPTIONS,
+  description = "Pretrains or fine-tunes a GPT-2-shaped model on token shards, with gradient accumulation, "
+    .. "validation, samples, checkpoints and metrics." })
+local values = program:parse(arg)
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -156,16 +138,16 @@ local resumed, resumed_path
 if values.resume then
   local found = training.list_checkpoints(out_dir)
   if #found == 0 then
-    fail(("--resume: no checkpoint_*.safetensors in %s"):format(out_dir))
+    program:fail(("--resume: no checkpoint_*.safetensors in %s"):format(out_dir))
   end
   resumed_path = found[#found].path
   local ok, state = pcall(tc.checkpoint.load, resumed_path)
   if not ok then
-    fail(state)
+    program:fail(state)
   end
   resumed = state
   if type(resumed.config) ~= "table" or math.type(resumed.config.n_layer) ~= "integer" then
-    fail(("%s was not written by train_gpt2.lua (its config has no n_layer)"):format(resumed_path))
+    program:fail(("%s was not written by train_gpt2.lua (its config has no n_layer)"):format(resumed_path))
   end
 end
 
@@ -208,7 +190,7 @@ if prefix then
     f:close()
     local ok, decoded = pcall(tc.json_decode, text)
     if not ok or type(decoded) ~= "table" then
-      fail(("%s is not a manifest written by prepare_data.lua: %s"):format(manifest_path, tostring(decoded)))
+      program:fail(("%s is not a manifest written by prepare_data.lua: %s"):format(manifest_path, tostring(decoded)))
     end
     manifest = decoded
   end
@@ -219,7 +201,7 @@ local init_state
 if config.init_from then
   local ok, tensors, metadata = pcall(tc.load, config.init_from)
   if not ok then
-    fail(tensors)
+    program:fail(tensors)
   end
   local stripped = {}
   for name, tensor in pairs(tensors) do
@@ -227,7 +209,7 @@ if config.init_from then
   end
   local wte, wpe = stripped["wte.weight"], stripped["wpe.weight"]
   if not wte or not wpe then
-    fail(("--init-from %s: no wte.weight or wpe.weight; not GPT-2 weights"):format(config.init_from))
+    program:fail(("--init-from %s: no wte.weight or wpe.weight; not GPT-2 weights"):format(config.init_from))
   end
   local n_layer = 0
   while stripped["h." .. n_layer .. ".ln_1.weight"] do
@@ -238,8 +220,8 @@ if config.init_from then
   for _, key in ipairs(SHAPE_KEYS) do
     local given = values[key]
     if given ~= nil and given ~= file_shape[key] and not (key == "context_length" and given < file_shape[key]) then
-      fail(("--%s %d conflicts with %s, whose %s is %d (weights of another shape)"):format(key:gsub("_", "-"), given,
-        config.init_from, key, file_shape[key]))
+      program:fail(("--%s %d conflicts with %s, whose %s is %d (weights of another shape)"):format(
+        cli.flag_of(key):sub(3), given, config.init_from, key, file_shape[key]))
     end
     if key ~= "context_length" or values.context_length == nil then
       config[key] = file_shape[key]
@@ -254,13 +236,13 @@ end
 if resumed then
   for _, key in ipairs(SHAPE_KEYS) do
     if values[key] ~= nil and values[key] ~= resumed.config[key] then
-      fail(("--%s %d conflicts with the checkpoint %s, whose %s is %s (a checkpoint of another shape; drop the "
+      program:fail(("--%s %d conflicts with the checkpoint %s, whose %s is %s (a checkpoint of another shape; drop the "
         .. "option or use another --out)"):format(key:gsub("_", "-"), values[key], resumed_path, key,
         tostring(resumed.config[key])))
     end
   end
   if values.model and training.gpt2_shapes[values.model].n_layer ~= resumed.config.n_layer then
-    fail(("--model %s conflicts with the checkpoint %s (%d layers of %d): a checkpoint of another shape")
+    program:fail(("--model %s conflicts with the checkpoint %s (%d layers of %d): a checkpoint of another shape")
       :format(values.model, resumed_path, resumed.config.n_layer, resumed.config.n_embd))
   end
 end
@@ -271,27 +253,27 @@ config.warmup = config.warmup or math.min(700, config.steps // 10)
 for _, key in ipairs({ "steps", "batch_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_size",
   "keep_checkpoints", "log_every" }) do
   if config[key] <= 0 then
-    fail_usage(("--%s must be positive, got %d"):format(key:gsub("_", "-"), config[key]))
+    program:fail_usage(("--%s must be positive, got %d"):format(key:gsub("_", "-"), config[key]))
   end
 end
 for _, key in ipairs({ "val_every", "val_batches", "sample_every", "sample_tokens", "checkpoint_every", "warmup" }) do
   if config[key] < 0 then
-    fail_usage(("--%s must be at least 0, got %d"):format(key:gsub("_", "-"), config[key]))
+    program:fail_usage(("--%s must be at least 0, got %d"):format(key:gsub("_", "-"), config[key]))
   end
 end
 if config.n_embd % config.n_head ~= 0 then
-  fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
+  program:fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
 end
 if config.dropout < 0 or config.dropout >= 1 then
-  fail_usage(("--dropout must be in [0, 1), got %g"):format(config.dropout))
+  program:fail_usage(("--dropout must be in [0, 1), got %g"):format(config.dropout))
 end
 if config.lr <= 0 or config.min_lr < 0 or config.grad_clip < 0 or config.weight_decay < 0 then
-  fail_usage("--lr must be positive; --min-lr, --grad-clip and --weight-decay at least 0")
+  program:fail_usage("--lr must be positive; --min-lr, --grad-clip and --weight-decay at least 0")
 end
 local micro_tokens = config.batch_size * config.context_length
 config.total_batch = config.total_batch or micro_tokens
 if config.total_batch <= 0 or config.total_batch % micro_tokens ~= 0 then
-  fail_usage(("--total-batch %d is not a positive multiple of --batch-size × --context-length = %d × %d = %d")
+  program:fail_usage(("--total-batch %d is not a positive multiple of --batch-size × --context-length = %d × %d = %d")
     :format(config.total_batch, config.batch_size, config.context_length, micro_tokens))
 end
 local accumulation = config.total_batch // micro_tokens
@@ -305,7 +287,7 @@ if device == "auto" then
 elseif device == "cuda" then
   local available, reason = tc.cuda.is_available()
   if not available then
-    fail("--device cuda: " .. tostring(reason))
+    program:fail("--device cuda: " .. tostring(reason))
   end
 end
 
@@ -313,7 +295,7 @@ end
 
 local train_glob = config.train or (prefix and prefix .. "_train_*.bin")
 if not train_glob then
-  fail_usage("give --data PREFIX (or --train GLOB)")
+  program:fail_usage("give --data PREFIX (or --train GLOB)")
 end
 local val_glob = config.val
 if not val_glob and prefix and pcall(tc.data.glob, prefix .. "_val_*.bin") then
@@ -324,7 +306,7 @@ local function open_shards(glob, shuffle)
   local ok, shards = pcall(tc.data.TokenShards, { files = glob, batch_size = config.batch_size,
     context_length = config.context_length, vocab_size = config.vocab_size, shuffle = shuffle, seed = config.seed })
   if not ok then
-    fail(shards)
+    program:fail(shards)
   end
   return shards
 end
@@ -342,7 +324,7 @@ do
   elseif path then
     local ok, loaded = pcall(tokenizer_module.load, path)
     if not ok then
-      fail(loaded)
+      program:fail(loaded)
     end
     tok = loaded
     tokenizer_text = tok:serialize()
@@ -359,7 +341,7 @@ local model
 if init_state then
   local ok, loaded = pcall(gpt2.from_hf_state, init_state, { n_head = config.n_head, dropout = config.dropout })
   if not ok then
-    fail(("--init-from %s: %s"):format(config.init_from, tostring(loaded)))
+    program:fail(("--init-from %s: %s"):format(config.init_from, tostring(loaded)))
   end
   model = loaded
   init_state = nil -- luacheck: ignore
@@ -384,17 +366,11 @@ if resumed then
     train_data:load_state_dict(resumed.extra and resumed.extra.data)
   end)
   if not ok then
-    fail(("cannot resume from %s: %s"):format(resumed_path, tostring(failure)))
+    program:fail(("cannot resume from %s: %s"):format(resumed_path, tostring(failure)))
   end
   step = resumed.step or 0
   scheduler.step = step
-  local kept = {}
-  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
-    if (record.step or 0) <= step then
-      kept[#kept + 1] = cli.json_line(record)
-    end
-  end
-  cli.write_atomic(metrics_path, #kept > 0 and (table.concat(kept, "\n") .. "\n") or "")
+  cli.keep_records_through(metrics_path, step)
   resumed = nil -- the tensors now live in the model and optimiser
 else
   cli.write_atomic(metrics_path, "")
@@ -409,7 +385,7 @@ local writer
 if config.tensorboard then
   local ok, opened = pcall(tensorboard.Writer, config.tensorboard)
   if not ok then
-    fail(opened)
+    program:fail(opened)
   end
   writer = opened
   if start_step > 0 then
@@ -489,19 +465,7 @@ local function sample_text()
 end
 
 local function write_chart()
-  local train_points, validation_points = {}, {}
-  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
-    if record.loss then
-      train_points[#train_points + 1] = { record.step, record.loss }
-    end
-    if record.val_loss then
-      validation_points[#validation_points + 1] = { record.step, record.val_loss }
-    end
-  end
-  cli.write_atomic(out_dir .. "/loss.svg", cli.svg_chart({
-    { name = "train", points = train_points },
-    { name = "validation", points = validation_points },
-  }, { title = "loss (nats per token)", x_label = "step", y_label = "loss" }))
+  cli.write_atomic(out_dir .. "/loss.svg", cli.loss_chart(cli.read_jsonl(metrics_path), "loss (nats per token)"))
 end
 
 local function save_checkpoint()
@@ -603,7 +567,7 @@ model:train()
 local ok_loop, finished = pcall(cli.run_steps, more, train_step)
 progress:finish_line()
 if not ok_loop then
-  fail(finished)
+  program:fail(finished)
 end
 if not finished then
   io.stderr:write(("\ninterrupted after step %d: saving a checkpoint\n"):format(step))

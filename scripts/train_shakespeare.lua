@@ -87,28 +87,9 @@ local OPTIONS = {
   { name = "threads", type = "integer", help = "CPU threads for the engine" },
 }
 
-local function fail_usage(message)
-  io.stderr:write("train_shakespeare: ", message, "\n", "usage: ", USAGE, "\n", "(--help lists every option)\n")
-  os.exit(2)
-end
-
-local function fail(message)
-  io.stderr:write("train_shakespeare: ", message, "\n")
-  os.exit(1)
-end
-
-local ok_parse, values = pcall(cli.parse, arg, OPTIONS)
-if not ok_parse then
-  if cli.is_usage_error(values) then
-    fail_usage(values.message)
-  end
-  error(values, 0)
-end
-if values.help then
-  io.write(cli.help(USAGE, "Trains a small GPT on tiny Shakespeare and writes checkpoints, metrics and a loss chart.",
-    OPTIONS))
-  os.exit(0)
-end
+local program = cli.program({ name = "train_shakespeare", usage = USAGE, options = OPTIONS,
+  description = "Trains a small GPT on tiny Shakespeare and writes checkpoints, metrics and a loss chart." })
+local values = program:parse(arg)
 
 -- ---------------------------------------------------------------- configuration
 
@@ -118,7 +99,7 @@ if device == "auto" then
 elseif device == "cuda" then
   local available, reason = tc.cuda.is_available()
   if not available then
-    fail("--device cuda: " .. tostring(reason))
+    program:fail("--device cuda: " .. tostring(reason))
   end
 end
 local preset_name = values.preset or (device == "cuda" and "gpu" or "cpu")
@@ -139,17 +120,17 @@ local metrics_path = out_dir .. "/metrics.jsonl"
 
 for _, key in ipairs({ "steps", "batch_size", "context_length", "n_layer", "n_head", "n_embd" }) do
   if config[key] <= 0 then
-    fail_usage(("--%s must be positive, got %d"):format(key:gsub("_", "-"), config[key]))
+    program:fail_usage(("--%s must be positive, got %d"):format(key:gsub("_", "-"), config[key]))
   end
 end
 if config.n_embd % config.n_head ~= 0 then
-  fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
+  program:fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
 end
 if config.dropout < 0 or config.dropout >= 1 then
-  fail_usage("--dropout must be in [0, 1)")
+  program:fail_usage("--dropout must be in [0, 1)")
 end
 if config.tokenizer == "bpe" and config.vocab_size < 256 then
-  fail_usage("--vocab-size must be at least 256 for the BPE tokenizer")
+  program:fail_usage("--vocab-size must be at least 256 for the BPE tokenizer")
 end
 if values.threads and tc.set_num_threads then
   tc.set_num_threads(values.threads)
@@ -160,7 +141,7 @@ end
 local resumed
 if values.resume then
   if tc.io.file_kind(checkpoint_path) == nil then
-    fail(("--resume: no checkpoint at %s"):format(checkpoint_path))
+    program:fail(("--resume: no checkpoint at %s"):format(checkpoint_path))
   end
   resumed = tc.checkpoint.load(checkpoint_path)
   -- the model's shape and the tokenizer come from the checkpoint; the run's
@@ -186,7 +167,7 @@ os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'")
 
 local ok_text, text = pcall(tc.datasets.shakespeare, { path = values.data })
 if not ok_text then
-  fail(tostring(text))
+  program:fail(tostring(text))
 end
 
 local tok
@@ -263,13 +244,7 @@ if resumed then
     dataset:set_state(extra.dataset)
   end
   -- keep the metrics of the steps the checkpoint holds, drop any later ones
-  local kept = {}
-  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
-    if (record.step or 0) <= start_step then
-      kept[#kept + 1] = cli.json_line(record)
-    end
-  end
-  cli.write_atomic(metrics_path, #kept > 0 and (table.concat(kept, "\n") .. "\n") or "")
+  cli.keep_records_through(metrics_path, start_step)
   print(("resumed from %s at step %d"):format(checkpoint_path, start_step))
 else
   cli.write_atomic(metrics_path, "")
@@ -318,19 +293,8 @@ local function save_checkpoint(step)
 end
 
 local function write_chart()
-  local train_points, validation_points = {}, {}
-  for _, record in ipairs(cli.read_jsonl(metrics_path)) do
-    if record.loss then
-      train_points[#train_points + 1] = { record.step, record.loss }
-    end
-    if record.val_loss then
-      validation_points[#validation_points + 1] = { record.step, record.val_loss }
-    end
-  end
-  cli.write_atomic(out_dir .. "/loss.svg", cli.svg_chart({
-    { name = "train", points = train_points },
-    { name = "validation", points = validation_points },
-  }, { title = "tiny Shakespeare: loss (nats per token)", x_label = "step", y_label = "loss" }))
+  cli.write_atomic(out_dir .. "/loss.svg",
+    cli.loss_chart(cli.read_jsonl(metrics_path), "tiny Shakespeare: loss (nats per token)"))
 end
 
 -- ---------------------------------------------------------------- training
@@ -396,7 +360,7 @@ model:train()
 local ok_loop, finished = pcall(cli.run_steps, function() return step < config.steps end, train_step)
 progress:finish_line()
 if not ok_loop then
-  fail(tostring(finished))
+  program:fail(tostring(finished))
 end
 if not finished then
   io.stderr:write(("\ninterrupted after step %d: saving %s\n"):format(step, checkpoint_path))

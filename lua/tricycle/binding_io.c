@@ -5,6 +5,8 @@
  *   safetensors_open(path) -> handle with :keys(), :get(name), :metadata(),
  *                             :close() (also a to-be-closed value)
  *   json_encode(value) -> text, json_decode(text) -> value
+ *   json_line(record, fn?) -> text, json_lines(text, fn?, name?) -> {record, ...}
+ *                                               JSON Lines (tricycle.cli's logs)
  *   read_file(path, max_bytes?, fn?) -> text    a whole regular file
  *   write_file(path, text, fn?)                 atomic replacement
  *   append_file(path, text, fn?)                to a regular file
@@ -36,6 +38,7 @@ void binding_register_io(lua_State *L, int module_index);
 
 typedef struct json_encoder {
     tc_json_buffer buffer;
+    bool non_finite_as_null; /* JSON Lines logs: a diverged loss is kept as null, not refused */
     char path[256]; /* where in the value we are, for messages */
     char error[512];
 } json_encoder;
@@ -156,8 +159,9 @@ static bool encode_value(lua_State *L, json_encoder *e, int idx, int depth) {
             tc_json_append_integer(&e->buffer, lua_tointeger(L, idx));
         } else {
             double value = lua_tonumber(L, idx);
-            if (!isfinite(value)) return encode_error(e, "a number that is not finite has no JSON form");
-            tc_json_append_double(&e->buffer, value);
+            if (isfinite(value)) tc_json_append_double(&e->buffer, value);
+            else if (e->non_finite_as_null) tc_json_append_raw(&e->buffer, "null", 4);
+            else return encode_error(e, "a number that is not finite has no JSON form");
         }
         return true;
     case LUA_TSTRING: {
@@ -179,10 +183,11 @@ static bool encode_value(lua_State *L, json_encoder *e, int idx, int depth) {
 
 /* Encodes the value at idx and pushes the text; raises "function: ..." on
  * values with no JSON form. */
-static void push_json(lua_State *L, int idx, const char *function) {
+static void push_json(lua_State *L, int idx, const char *function, bool non_finite_as_null) {
     json_encoder *e = malloc(sizeof *e);
     if (!e) luaL_error(L, "%s: out of memory", function);
     tc_json_buffer_init(&e->buffer);
+    e->non_finite_as_null = non_finite_as_null;
     e->path[0] = '\0';
     e->error[0] = '\0';
     bool ok = encode_value(L, e, lua_absindex(L, idx), 0);
@@ -255,7 +260,7 @@ static void push_decoded(lua_State *L, const char *text, size_t length, const ch
 
 static int l_json_encode(lua_State *L) {
     luaL_checkany(L, 1);
-    push_json(L, 1, "json_encode");
+    push_json(L, 1, "json_encode", false);
     return 1;
 }
 
@@ -263,6 +268,77 @@ static int l_json_decode(lua_State *L) {
     size_t length;
     const char *text = luaL_checklstring(L, 1, &length);
     push_decoded(L, text, length, "json_decode", "the text");
+    return 1;
+}
+
+/* ---- JSON Lines: one record (an object) per line ---- */
+
+/* The optional function name at idx (for messages), or fallback. */
+static const char *opt_function(lua_State *L, int idx, const char *fallback) {
+    return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : fallback;
+}
+
+/* A record as one line (without its newline). Unlike json_encode, a number
+ * that is not finite is written as null: the log of a run whose loss went to
+ * NaN keeps that line instead of stopping the run. */
+static int l_json_line(lua_State *L) {
+    const char *function = opt_function(L, 2, "json_line");
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "%s: argument 1 (record) must be a table, got %s", function, luaL_typename(L, 1));
+    push_json(L, 1, function, true);
+    if (lua_tostring(L, -1)[0] != '{')
+        return luaL_error(L, "%s: argument 1 (record) must be a table with string keys (a JSON object), got a list",
+                          function);
+    return 1;
+}
+
+static bool is_json_blank(const char *text, size_t length) {
+    for (size_t i = 0; i < length; i++)
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r') return false;
+    return true;
+}
+
+/* The records of JSON Lines text, in order; blank lines are skipped and
+ * messages name the line. A last line without its newline that does not
+ * parse is left out: every writer ends its lines, so it is an append cut
+ * short (a full disk, a crash), which a resumed run then rewrites. */
+static int l_json_lines(lua_State *L) {
+    size_t length;
+    const char *text = luaL_checklstring(L, 1, &length);
+    const char *function = opt_function(L, 2, "json_lines");
+    const char *name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : "the text";
+    lua_settop(L, 3);
+    lua_newtable(L);
+    json_tree_box *box = lua_newuserdatauv(L, sizeof *box, 0); /* frees a tree that an error leaves */
+    box->tree = NULL;
+    luaL_setmetatable(L, JSON_TREE_METATABLE);
+    lua_Integer count = 0, line = 0;
+    size_t start = 0;
+    while (start < length) {
+        const char *newline = memchr(text + start, '\n', length - start);
+        size_t end = newline ? (size_t)(newline - text) : length;
+        line++;
+        if (!is_json_blank(text + start, end - start)) {
+            char error[256];
+            if (!tc_json_parse(text + start, end - start, JSON_DEPTH, &box->tree, error, sizeof error)) {
+                if (!newline) break;
+                return luaL_error(L, "%s: %s line %I is not valid JSON: %s", function, name, line, error);
+            }
+            if (box->tree->type != TC_JSON_OBJECT) {
+                const char *type = tc_json_type_name(box->tree->type);
+                tc_json_free(box->tree);
+                box->tree = NULL;
+                return luaL_error(L, "%s: %s line %I holds %s, not a record (a JSON object)", function, name, line,
+                                  type);
+            }
+            push_json_value(L, box->tree);
+            tc_json_free(box->tree);
+            box->tree = NULL;
+            lua_rawseti(L, 4, ++count);
+        }
+        start = end + 1;
+    }
+    lua_settop(L, 4);
     return 1;
 }
 
@@ -304,11 +380,6 @@ const char *binding_check_path(lua_State *L, int idx, const char *function) {
     }
     if (length == 0) luaL_error(L, "%s: argument %d (path) is empty", function, idx);
     return path;
-}
-
-/* The optional function name at idx (for messages), or fallback. */
-static const char *opt_function(lua_State *L, int idx, const char *fallback) {
-    return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : fallback;
 }
 
 typedef struct bytes_box {
@@ -455,7 +526,7 @@ static const char *metadata_json(lua_State *L, int idx) {
         }
         lua_rawset(L, copy);
     }
-    push_json(L, copy, "save: argument 3 (metadata)");
+    push_json(L, copy, "save: argument 3 (metadata)", false);
     lua_remove(L, copy);
     return lua_tostring(L, -1);
 }
@@ -576,6 +647,8 @@ static const luaL_Reg io_functions[] = {
     {"safetensors_open", l_safetensors_open},
     {"json_encode", l_json_encode},
     {"json_decode", l_json_decode},
+    {"json_line", l_json_line},
+    {"json_lines", l_json_lines},
     {"read_file", l_read_file},
     {"write_file", l_write_file},
     {"append_file", l_append_file},

@@ -13,8 +13,9 @@ local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
   tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
 }
--- The C tokenizer table, reached through tricycle.tokenizer.
-local private = { tokenizer_core = true }
+-- Core pieces reached through a Lua module: the C tokenizer table
+-- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).
+local private = { tokenizer_core = true, json_line = true, json_lines = true }
 
 local tricycle = {}
 for name, value in pairs(core) do
