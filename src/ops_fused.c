@@ -6,7 +6,7 @@
  * contiguous, runs its kernel and records a tape entry whose backward is
  * written by hand beside it.
  *
- * The kernels are reached through tc_backend_of (the fused slots of
+ * The kernels are reached through tc_backend_kernels (the fused slots of
  * tc_backend, internal.h); a backend that leaves a slot empty makes the op
  * fail with TC_ERROR_UNSUPPORTED naming the device.
  */
@@ -24,15 +24,6 @@ static tc_status check_floating(const char *function, const char *argument, cons
                        argument, tc_dtype_name(t->dtype), TC_SHAPE(t));
     return TC_OK;
 }
-
-/* Fails unless t's backend has the kernel (slot non-NULL). */
-static tc_status check_kernel(const char *function, const tc_tensor *t, bool present) {
-    if (present) return TC_OK;
-    return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED, "%s: the %s backend has no kernel for this op (tensor of shape %s)",
-                   function, tc_device_name(t->storage->device), TC_SHAPE(t));
-}
-
-#define BACKEND_HAS(t, slot) (tc_backend_of(t)->slot != NULL)
 
 /* `other` must match `like` in dtype and device (its shape is checked by the caller). */
 static tc_status check_companion(const char *function, const char *argument, const tc_tensor *like,
@@ -69,12 +60,14 @@ tc_status tc_norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inpu
     tc_tensor *x = node->inputs[0], *weight = node->inputs[1], *bias = rms ? NULL : node->inputs[2];
     int64_t cols = x->shape[x->ndim - 1], rows = cols ? tc_tensor_numel(x) / cols : 0;
     tc_tensor *g = NULL, *dx = NULL, *dweight = NULL, *dbias = NULL;
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, rms ? "rms_norm" : "layer_norm", TC_SLOT_BIT(layer_norm_backward), &backend));
     tc_status status = prepare_grad(node, grad, &g);
     if (status == TC_OK && tc_node_input_needs_grad(node, 0)) status = tc_empty_like(x, &dx);
     if (status == TC_OK && weight && tc_node_input_needs_grad(node, 1)) status = tc_empty_like(weight, &dweight);
     if (status == TC_OK && bias && tc_node_input_needs_grad(node, 2)) status = tc_empty_like(bias, &dbias);
     if (status == TC_OK && rows > 0 && cols > 0)
-        status = tc_backend_of(x)->layer_norm_backward(
+        status = backend->layer_norm_backward(
             node->ctx, x->dtype, rms, tc_tensor_data_at_offset(x), weight ? tc_tensor_data_at_offset(weight) : NULL,
             tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(node->saved[1]),
             tc_tensor_data_at_offset(g), rows, cols, dx ? tc_tensor_data_at_offset(dx) : NULL,
@@ -110,7 +103,9 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
                            double eps, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating(function, "x", x));
-    TC_TRY(check_kernel(function, x, BACKEND_HAS(x, layer_norm_forward) && BACKEND_HAS(x, layer_norm_backward)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward),
+                              &backend));
     if (x->ndim < 1)
         return tc_fail(x->ctx, TC_ERROR_SHAPE,
                        "%s: x must have at least 1 dim (normalised over the last), got shape %s", function,
@@ -129,7 +124,7 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
     if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &mean);
     if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &rstd);
     if (status == TC_OK && rows > 0 && cols > 0)
-        status = tc_backend_of(x)->layer_norm_forward(
+        status = backend->layer_norm_forward(
             x->ctx, x->dtype, rms, tc_tensor_data_at_offset(inputs[0]),
             inputs[1] ? tc_tensor_data_at_offset(inputs[1]) : NULL,
             inputs[2] ? tc_tensor_data_at_offset(inputs[2]) : NULL, eps, rows, cols, tc_tensor_data_at_offset(result),
@@ -179,11 +174,13 @@ tc_status tc_attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
     int64_t heads = node->ints[0];
     bool causal = node->ints[1] != 0;
     if (!tc_node_input_needs_grad(node, 0)) return TC_OK;
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_backward), &backend));
     tc_tensor *g = NULL, *dqkv = NULL;
     tc_status status = prepare_grad(node, grad, &g);
     if (status == TC_OK) status = tc_empty_like(qkv, &dqkv);
     if (status == TC_OK && tc_tensor_numel(qkv) > 0)
-        status = tc_backend_of(qkv)->attention_backward(
+        status = backend->attention_backward(
             node->ctx, qkv->dtype, tc_tensor_data_at_offset(qkv), tc_tensor_data_at_offset(node->saved[1]),
             tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(g), batch, time, channels, heads, causal,
             tc_tensor_data_at_offset(dqkv));
@@ -200,8 +197,9 @@ tc_status tc_attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
 tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("attention", "qkv", qkv));
-    TC_TRY(check_kernel("attention", qkv,
-                        BACKEND_HAS(qkv, attention_forward) && BACKEND_HAS(qkv, attention_backward)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward),
+                              &backend));
     if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
         return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
                        "attention: qkv must be {B, T, 3C} (q, k, v packed on the last dim), got shape %s",
@@ -220,9 +218,9 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, lse_shape, &lse);
     if (status == TC_OK && tc_tensor_numel(result) > 0)
-        status = tc_backend_of(qkv)->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch,
-                                                       time, channels, n_head, causal,
-                                                       tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(lse));
+        status = backend->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time,
+                                            channels, n_head, causal, tc_tensor_data_at_offset(result),
+                                            tc_tensor_data_at_offset(lse));
     if (status == TC_OK && tc_should_record(qkv->ctx, 1, &input)) {
         tc_node *node;
         status = tc_record(&tc_tape_ops[TC_OP_ATTENTION], 1, &input, result, &node);
@@ -268,7 +266,8 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
                               bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("attention_cached", "qkv", qkv));
-    TC_TRY(check_kernel("attention_cached", qkv, BACKEND_HAS(qkv, attention_cached)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention_cached", TC_SLOT_BIT(attention_cached), &backend));
     if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
         return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
                        "attention_cached: qkv must be {B, T, 3C} (q, k, v packed on the last dim), got shape %s",
@@ -305,7 +304,7 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
     tc_status status = tc_contiguous(qkv, &input);
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
     if (status == TC_OK && tc_tensor_numel(result) > 0)
-        status = tc_backend_of(qkv)->attention_cached(
+        status = backend->attention_cached(
             qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time, channels, n_head, causal,
             tc_tensor_data_at_offset(k_cache), tc_tensor_data_at_offset(v_cache), capacity, position,
             tc_tensor_data_at_offset(result));
@@ -326,6 +325,8 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
 tc_status tc_cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *logits = node->inputs[0], *targets = node->inputs[1];
     if (!tc_node_input_needs_grad(node, 0)) return TC_OK;
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(logits, "cross_entropy", TC_SLOT_BIT(cross_entropy_backward), &backend));
     int64_t classes = logits->shape[logits->ndim - 1], rows = tc_tensor_numel(targets);
     double count = node->reals[0], g;
     TC_TRY(tc_item(grad, &g));
@@ -335,7 +336,7 @@ tc_status tc_cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tensor **
     double scale = count > 0 ? g / count : 0.0;
     tc_status status = TC_OK;
     if (rows > 0)
-        status = tc_backend_of(logits)->cross_entropy_backward(
+        status = backend->cross_entropy_backward(
             node->ctx, logits->dtype, tc_tensor_data_at_offset(logits), targets->dtype,
             tc_tensor_data_at_offset(targets), tc_tensor_data_at_offset(node->saved[0]), rows, classes, node->ints[0],
             scale, tc_tensor_data_at_offset(dlogits));
@@ -372,8 +373,9 @@ static tc_status check_targets(const tc_tensor *logits, tc_tensor *device_target
 tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore_index, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("cross_entropy", "logits", logits));
-    TC_TRY(check_kernel("cross_entropy", logits,
-                        BACKEND_HAS(logits, cross_entropy_forward) && BACKEND_HAS(logits, cross_entropy_backward)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(logits, "cross_entropy",
+                              TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward), &backend));
     TC_TRY(tc_check_same_device("cross_entropy", logits, targets));
     if (targets->dtype != TC_INT32 && targets->dtype != TC_INT64)
         return tc_fail(logits->ctx, TC_ERROR_DTYPE,
@@ -403,7 +405,7 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
     int64_t count = 0;
     double total = 0;
     if (status == TC_OK && rows > 0)
-        status = tc_backend_of(logits)->cross_entropy_forward(
+        status = backend->cross_entropy_forward(
             logits->ctx, logits->dtype, tc_tensor_data_at_offset(inputs[0]), targets->dtype,
             tc_tensor_data_at_offset(inputs[1]), rows, classes, ignore_index, tc_tensor_data_at_offset(lse), &total,
             &count);
@@ -456,12 +458,13 @@ static tc_status contiguous_untracked(tc_tensor *t, tc_tensor **out) {
     return tc_contiguous_copy(t, out);
 }
 
-/* The checks of one AdamW tensor; fills its kernel entry. */
+/* The checks of one AdamW tensor; fills its kernel entry and gives its
+ * backend. */
 static tc_status prepare_adamw(tc_tensor *param, tc_tensor *grad, tc_tensor *m, tc_tensor *v, int64_t step,
-                               tc_step_tensor *entry) {
+                               tc_step_tensor *entry, const tc_backend **backend) {
     const char *function = "adamw_step";
     TC_TRY(check_floating(function, "param", param));
-    TC_TRY(check_kernel(function, param, BACKEND_HAS(param, adamw_step)));
+    TC_TRY(tc_backend_kernels(param, function, TC_SLOT_BIT(adamw_step), backend));
     if (!tc_tensor_is_contiguous(param))
         return tc_fail(param->ctx, TC_ERROR_ARGUMENT, "%s: param (shape %s) must be contiguous", function,
                        TC_SHAPE(param));
@@ -502,10 +505,11 @@ tc_status tc_adamw_step_many(int count, tc_tensor **params, tc_tensor **grads, t
         return tc_fail(ctx, TC_ERROR_MEMORY, "adamw_step: out of memory for %d tensors", count);
     }
     tc_status status = TC_OK;
-    /* Runs of the same dtype and device go to the kernel in one call. */
+    /* Runs of the same dtype and device go to their backend's kernel in one call. */
     int begin = 0;
+    const tc_backend *backend = NULL, *run_backend = NULL;
     for (int i = 0; i < count && status == TC_OK; i++) {
-        status = prepare_adamw(params[i], grads[i], m[i], v[i], steps[i], &entries[i]);
+        status = prepare_adamw(params[i], grads[i], m[i], v[i], steps[i], &entries[i], &backend);
         /* the update writes param and state in place: refused in grad mode, counted as writes */
         if (status == TC_OK) status = tc_inplace_begin(params[i], "adamw_step");
         if (status == TC_OK) status = tc_inplace_begin(m[i], "adamw_step");
@@ -519,14 +523,15 @@ tc_status tc_adamw_step_many(int count, tc_tensor **params, tc_tensor **grads, t
         entries[i].bias2 = 1.0 - pow(beta2, (double)steps[i]);
         if (i > 0 && (params[i]->dtype != params[begin]->dtype ||
                       params[i]->storage->device != params[begin]->storage->device)) {
-            status = tc_backend_of(params[begin])->adamw_step(ctx, params[begin]->dtype, i - begin, entries + begin,
-                                                              lr, beta1, beta2, eps, weight_decay);
+            status = run_backend->adamw_step(ctx, params[begin]->dtype, i - begin, entries + begin, lr, beta1,
+                                             beta2, eps, weight_decay);
             begin = i;
         }
+        if (i == begin) run_backend = backend;
     }
     if (status == TC_OK)
-        status = tc_backend_of(params[begin])->adamw_step(ctx, params[begin]->dtype, count - begin, entries + begin,
-                                                          lr, beta1, beta2, eps, weight_decay);
+        status = run_backend->adamw_step(ctx, params[begin]->dtype, count - begin, entries + begin, lr, beta1, beta2,
+                                         eps, weight_decay);
     release_all(count, contiguous_grads);
     tc_free(contiguous_grads);
     tc_free(entries);
@@ -542,7 +547,8 @@ tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buf
                       double dampening, bool nesterov, double weight_decay) {
     const char *function = "sgd_step";
     TC_TRY(check_floating(function, "param", param));
-    TC_TRY(check_kernel(function, param, BACKEND_HAS(param, sgd_step)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(param, function, TC_SLOT_BIT(sgd_step), &backend));
     if (!tc_tensor_is_contiguous(param))
         return tc_fail(param->ctx, TC_ERROR_ARGUMENT, "%s: param (shape %s) must be contiguous", function,
                        TC_SHAPE(param));
@@ -571,8 +577,8 @@ tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buf
                             .grad = tc_tensor_data_at_offset(g),
                             .state = {momentum != 0 ? tc_tensor_data_at_offset(momentum_buffer) : NULL, NULL},
                             .numel = tc_tensor_numel(param)};
-    tc_status status = tc_backend_of(param)->sgd_step(param->ctx, param->dtype, 1, &entry, lr, momentum, dampening,
-                                                      nesterov, weight_decay);
+    tc_status status =
+        backend->sgd_step(param->ctx, param->dtype, 1, &entry, lr, momentum, dampening, nesterov, weight_decay);
     tc_tensor_release(g);
     return status;
 }
@@ -581,6 +587,8 @@ tc_status tc_sgd_step(tc_tensor *param, tc_tensor *grad, tc_tensor *momentum_buf
  * contiguous) to *total. */
 static tc_status add_sum_squares(tc_tensor **tensors, int begin, int end, double *total) {
     tc_context *ctx = tensors[begin]->ctx;
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(tensors[begin], "global_norm", TC_SLOT_BIT(sum_squares), &backend));
     int n = end - begin;
     const void **data = tc_malloc(ctx, sizeof *data * (size_t)n);
     int64_t *sizes = tc_malloc(ctx, sizeof *sizes * (size_t)n);
@@ -591,7 +599,7 @@ static tc_status add_sum_squares(tc_tensor **tensors, int begin, int end, double
     }
     double partial = 0;
     if (status == TC_OK)
-        status = tc_backend_of(tensors[begin])->sum_squares(ctx, tensors[begin]->dtype, n, data, sizes, &partial);
+        status = backend->sum_squares(ctx, tensors[begin]->dtype, n, data, sizes, &partial);
     *total += partial;
     tc_free(data);
     tc_free(sizes);
@@ -615,7 +623,8 @@ tc_status tc_global_norm(int count, tc_tensor **tensors, double *out) {
                              i + 1, tc_dtype_name(t->dtype), TC_SHAPE(t));
             break;
         }
-        status = check_kernel("global_norm", t, BACKEND_HAS(t, sum_squares));
+        const tc_backend *backend;
+        status = tc_backend_kernels(t, "global_norm", TC_SLOT_BIT(sum_squares), &backend);
         if (status == TC_OK) status = contiguous_untracked(t, &held[n]);
         if (status != TC_OK) break;
         n++;
@@ -636,17 +645,18 @@ tc_status tc_global_norm(int count, tc_tensor **tensors, double *out) {
 
 tc_status tc_scale_(tc_tensor *t, double factor) {
     TC_TRY(check_floating("scale_", "t", t));
-    TC_TRY(check_kernel("scale_", t, BACKEND_HAS(t, scale)));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(t, "scale_", TC_SLOT_BIT(scale), &backend));
     TC_TRY(tc_inplace_begin(t, "scale_"));
     int64_t n = tc_tensor_numel(t);
     if (tc_tensor_is_contiguous(t)) {
         void *data = tc_tensor_data_at_offset(t);
-        return tc_backend_of(t)->scale(t->ctx, t->dtype, 1, &data, &n, factor);
+        return backend->scale(t->ctx, t->dtype, 1, &data, &n, factor);
     }
     tc_tensor *c;
     TC_TRY(tc_contiguous_copy(t, &c));
     void *data = tc_tensor_data_at_offset(c);
-    tc_status status = tc_backend_of(c)->scale(c->ctx, c->dtype, 1, &data, &n, factor);
+    tc_status status = backend->scale(c->ctx, c->dtype, 1, &data, &n, factor);
     if (status == TC_OK) status = tc_copy_(t, c);
     tc_tensor_release(c);
     return status;
