@@ -223,7 +223,8 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     int n_inputs = b ? 3 : 2;
     if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
         tc_node *node;
-        status = tc_record(gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR], n_inputs, inputs, result, &node);
+        const tc_op *op = gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR];
+        status = tc_record(op, n_inputs, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = gelu;
             node->n_ints = 1;

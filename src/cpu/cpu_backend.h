@@ -14,7 +14,10 @@
 #include "cpu_iterate.h"
 #include "cpu_types.h"
 
-#define CPU_DECLARE_KERNEL(name, kind, result, parameters) tc_slot_##name cpu_##name;
+/* Hidden: a kernel declared but not written fails the engine's link (an
+ * undefined hidden symbol cannot wait for the loader). */
+#define CPU_DECLARE_KERNEL(name, kind, result, parameters)                                                           \
+    __attribute__((visibility("hidden"))) tc_slot_##name cpu_##name;
 TC_BACKEND_SLOTS(CPU_DECLARE_KERNEL)
 #undef CPU_DECLARE_KERNEL
 
