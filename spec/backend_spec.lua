@@ -91,6 +91,31 @@ describe("backend tables", function()
     assert.matches("test backend: a slot has two kernels", output, 1, true)
   end)
 
+  -- Callers get a backend for optional slots from tc_backend_kernels (or
+  -- ask tc_backend_supports), never from tc_backend_of or the context's
+  -- table directly.
+  it("have their optional slots called only after the check", function()
+    local pipe = assert(io.popen("ls src/*.c src/cpu/*.c lua/tricycle/*.c"))
+    local paths = pipe:read("a")
+    pipe:close()
+    local checked = 0
+    for path in paths:gmatch("[^\n]+") do
+      local file = assert(io.open(path, "r"))
+      local text = file:read("a")
+      file:close()
+      checked = checked + 1
+      for _, slot in ipairs(slots) do
+        if slot.kind == "OPTIONAL" then
+          local direct = { "tc_backend_of%b()%->" .. slot.name .. "%(", "backends%b[]%->" .. slot.name .. "%(" }
+          for _, pattern in ipairs(direct) do
+            assert.is_nil(text:find(pattern), ("%s calls %s without the check"):format(path, slot.name))
+          end
+        end
+      end
+    end
+    assert.is_true(checked > 20)
+  end)
+
   it("do not compile with a NULL kernel or a kernel of another signature", function()
     local rows = rows_for(required)
     rows[#rows + 1] = "X(gemv, NULL)"

@@ -89,7 +89,8 @@ static void test_forward_refused(tc_context *ctx) {
     tc_tensor *grad = random_tensor(ctx, TC_FLOAT32, 2, logits_shape, 5);
     tc_tensor *m = NULL, *v = NULL, *targets = NULL, *out = NULL;
     int64_t ids[2] = {0, 2};
-    if (tc_zeros(ctx, TC_FLOAT32, 2, logits_shape, &m) != TC_OK || tc_zeros(ctx, TC_FLOAT32, 2, logits_shape, &v) != TC_OK ||
+    if (tc_zeros(ctx, TC_FLOAT32, 2, logits_shape, &m) != TC_OK ||
+        tc_zeros(ctx, TC_FLOAT32, 2, logits_shape, &v) != TC_OK ||
         tc_from_data(ctx, TC_INT64, 1, rows, ids, TC_INT64, &targets) != TC_OK || !x || !qkv || !k_cache ||
         !v_cache || !grad) {
         CHECK(false, "inputs: %s", tc_last_error(ctx));

@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- attention ----
- * One task per (batch, head), in parallel; each walks its queries in blocks
+/* One task per (batch, head), in parallel; each walks its queries in blocks
  * of ATTENTION_BLOCK rows. For a block, S = scale * Q_blk K^T covers only
  * the keys the block can see (causal: up to its last row's position), so
  * the blocks above the diagonal are never computed; rows are softmaxed in

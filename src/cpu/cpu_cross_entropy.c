@@ -24,10 +24,6 @@ static SIMD_CLONES double exp_shift_float(float *x, int64_t n, double shift) {
     return (double)lanes_tree_sum(row_exp_shift(x, n, n, (float)shift));
 }
 
-/* ---- softmax cross-entropy ----
- * Rows are independent; the forward writes each row's loss (0 for an
- * ignored row) to a double scratch, summed in row order afterwards. */
-
 typedef struct cross_entropy_job {
     const void *logits, *targets, *lse_in;
     tc_dtype target_dtype;

@@ -14,10 +14,8 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- layer norm and RMS norm ----
- * Rows are independent; the parameter gradients are summed over blocks of
- * norm_block_rows(rows) rows (partials in double), then over blocks in
- * order. */
+/* The parameter gradients are summed over blocks of norm_block_rows(rows)
+ * rows (partials in double), then over blocks in order. */
 
 static int64_t norm_block_rows(int64_t rows) {
     int64_t block = (rows + 63) / 64;

@@ -14,8 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- multi-tensor steps ----
- * The elements of all tensors are cut into fixed spans of STEP_SPAN
+/* The elements of all tensors are cut into fixed spans of STEP_SPAN
  * elements (a span never crosses tensors); spans run in parallel. The
  * element arithmetic is in the parameter's dtype with coefficients prepared
  * in double. Weight decay is applied as p -= (lr * wd) * p rather than
