@@ -1,6 +1,6 @@
 /*
  * cuda_attention_tiled.cu: attention's forward and backward in tiles, for
- * head dimensions up to 128. The row kernels of cuda_fused.cu give a block
+ * head dimensions up to 128. The row kernels of cuda_attention.cu give a block
  * one query and re-read every key and value for it, with each thread reading
  * a whole key row (strided across the warp); here a block takes 32 rows of
  * one (batch, head) (queries for the forward and dq, keys for dk and dv), 4

@@ -1,7 +1,7 @@
 /*
  * cuda_attention_tiled.h: the tiled attention kernels (cuda_attention_tiled.cu)
- * that cuda_fused.cu's attention slots use when they fit; the row kernels of
- * cuda_fused.cu take the rest.
+ * that cuda_attention.cu's slots use when they fit; the row kernels of
+ * cuda_attention.cu take the rest.
  */
 #ifndef TRICYCLE_CUDA_ATTENTION_TILED_H
 #define TRICYCLE_CUDA_ATTENTION_TILED_H

@@ -5,10 +5,9 @@
  * image for its architecture) and makes the context's stream, cuBLAS handle
  * and memory cache.
  *
- * The table's slots call the kernel files' cuda_<slot> functions; those are
- * weak, and a slot whose kernel file is missing fails with a message. Copies
- * between the host and the device are done here; cuda_copy does the copies
- * within the device.
+ * The table is made from CUDA_KERNELS (cuda_backend.h), which the static
+ * checks below hold against the slot list. Copies between the host and the
+ * device are done here; cuda_copy does the copies within the device.
  *
  * The engine's functions are reached through the table the entry point gets
  * (cuda_engine; cuda_common.h sends their names there).
@@ -45,17 +44,6 @@ extern "C" const tc_engine_functions *cuda_engine(void) { return engine_function
 
 /* ---- the table ---- */
 
-static tc_status missing_kernel(tc_context *ctx, const char *slot) {
-    return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s: not implemented on cuda yet (no CUDA kernel in this build)", slot);
-}
-
-/* A slot that forwards to cuda_<slot> when the kernel file is linked in. */
-#define FORWARD(slot, ctx_of, parameters, arguments)                                                                \
-    static tc_status table_##slot parameters {                                                                     \
-        if (!cuda_##slot) return missing_kernel(ctx_of, #slot);                                                     \
-        return cuda_##slot arguments;                                                                              \
-    }
-
 static bool is_contiguous(const tc_tensor *t) {
     int64_t expected = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
@@ -67,12 +55,9 @@ static bool is_contiguous(const tc_tensor *t) {
 
 /* Host <-> device transfers take contiguous tensors of one dtype and shape
  * (tc_to_device makes them so); anything else runs on the device. */
-static tc_status table_copy(tc_tensor *dst, const tc_tensor *src) {
+tc_status cuda_copy_or_transfer(tc_tensor *dst, const tc_tensor *src) {
     bool dst_on_device = dst->storage->device == TC_CUDA, src_on_device = src->storage->device == TC_CUDA;
-    if (dst_on_device && src_on_device) {
-        if (!cuda_copy) return missing_kernel(dst->ctx, "copy");
-        return cuda_copy(dst, src);
-    }
+    if (dst_on_device && src_on_device) return cuda_copy(dst, src);
     tc_context *ctx = dst->ctx;
     if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !is_contiguous(dst) || !is_contiguous(src))
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED,
@@ -90,83 +75,6 @@ static tc_status table_copy(tc_tensor *dst, const tc_tensor *src) {
     return cuda_check(ctx, cudaStreamSynchronize(stream), "copy to cuda");
 }
 
-FORWARD(fill, t->ctx, (tc_tensor * t, double value), (t, value))
-FORWARD(unary, x->ctx, (tc_unary_op op, const tc_tensor *x, tc_tensor *out), (op, x, out))
-FORWARD(unary_backward, x->ctx,
-        (tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad, tc_tensor *grad_x),
-        (op, x, y, grad, grad_x))
-FORWARD(binary, a->ctx, (tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out), (op, a, b, out))
-FORWARD(clamp, x->ctx, (const tc_tensor *x, double min, double max, tc_tensor *out), (x, min, max, out))
-FORWARD(where, out->ctx, (const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out),
-        (cond, a, b, out))
-FORWARD(reduce, x->ctx, (tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out),
-        (op, x, mask, correction, out))
-FORWARD(gemm, ctx,
-        (tc_context * ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
-         double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b,
-         double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch),
-        (ctx, dtype, transpose_a, transpose_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-         stride_c, batch))
-FORWARD(gemm_bias, ctx,
-        (tc_context * ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
-         const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias, void *c, int64_t ldc, void *gelu),
-        (ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, bias, c, ldc, gelu))
-FORWARD(softmax, x->ctx, (const tc_tensor *x, int dim, bool log, tc_tensor *out), (x, dim, log, out))
-FORWARD(softmax_backward, y->ctx, (const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x),
-        (y, grad, dim, log, grad_x))
-FORWARD(gather, x->ctx, (const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out), (x, dim, index, out))
-FORWARD(scatter_add, grad_x->ctx, (tc_tensor * grad_x, int dim, const tc_tensor *index, const tc_tensor *grad),
-        (grad_x, dim, index, grad))
-FORWARD(index_select, x->ctx, (const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out),
-        (x, dim, index, out))
-FORWARD(index_add, grad_x->ctx, (tc_tensor * grad_x, int dim, const tc_tensor *index, const tc_tensor *grad),
-        (grad_x, dim, index, grad))
-FORWARD(random, out->ctx, (tc_tensor * out, bool normal, uint64_t seed, uint64_t offset), (out, normal, seed, offset))
-FORWARD(dropout, x->ctx,
-        (const tc_tensor *x, double p, uint64_t seed, uint64_t offset, tc_tensor *mask, tc_tensor *out),
-        (x, p, seed, offset, mask, out))
-FORWARD(layer_norm_forward, ctx,
-        (tc_context * ctx, tc_dtype dtype, bool rms, const void *x, const void *weight, const void *bias, double eps,
-         int64_t rows, int64_t cols, void *out, void *mean, void *rstd),
-        (ctx, dtype, rms, x, weight, bias, eps, rows, cols, out, mean, rstd))
-FORWARD(layer_norm_backward, ctx,
-        (tc_context * ctx, tc_dtype dtype, bool rms, const void *x, const void *weight, const void *mean,
-         const void *rstd, const void *dout, int64_t rows, int64_t cols, void *dx, void *dweight, void *dbias),
-        (ctx, dtype, rms, x, weight, mean, rstd, dout, rows, cols, dx, dweight, dbias))
-FORWARD(attention_forward, ctx,
-        (tc_context * ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t channels,
-         int64_t n_head, bool causal, void *out, void *lse),
-        (ctx, dtype, qkv, batch, time, channels, n_head, causal, out, lse))
-FORWARD(attention_backward, ctx,
-        (tc_context * ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse, const void *dout,
-         int64_t batch, int64_t time, int64_t channels, int64_t n_head, bool causal, void *dqkv),
-        (ctx, dtype, qkv, out, lse, dout, batch, time, channels, n_head, causal, dqkv))
-FORWARD(attention_cached, ctx,
-        (tc_context * ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t channels,
-         int64_t n_head, bool causal, void *k_cache, void *v_cache, int64_t capacity, int64_t position, void *out),
-        (ctx, dtype, qkv, batch, time, channels, n_head, causal, k_cache, v_cache, capacity, position, out))
-FORWARD(cross_entropy_forward, ctx,
-        (tc_context * ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,
-         int64_t rows, int64_t classes, int64_t ignore_index, void *lse, double *loss_sum, int64_t *count),
-        (ctx, dtype, logits, target_dtype, targets, rows, classes, ignore_index, lse, loss_sum, count))
-FORWARD(cross_entropy_backward, ctx,
-        (tc_context * ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,
-         const void *lse, int64_t rows, int64_t classes, int64_t ignore_index, double scale, void *dlogits),
-        (ctx, dtype, logits, target_dtype, targets, lse, rows, classes, ignore_index, scale, dlogits))
-FORWARD(adamw_step, ctx,
-        (tc_context * ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr, double beta1,
-         double beta2, double eps, double weight_decay),
-        (ctx, dtype, count, tensors, lr, beta1, beta2, eps, weight_decay))
-FORWARD(sgd_step, ctx,
-        (tc_context * ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr, double momentum,
-         double dampening, bool nesterov, double weight_decay),
-        (ctx, dtype, count, tensors, lr, momentum, dampening, nesterov, weight_decay))
-FORWARD(sum_squares, ctx,
-        (tc_context * ctx, tc_dtype dtype, int count, const void *const *x, const int64_t *sizes, double *out),
-        (ctx, dtype, count, x, sizes, out))
-FORWARD(scale, ctx, (tc_context * ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes, double factor),
-        (ctx, dtype, count, x, sizes, factor))
-
 static tc_backend make_table() {
     tc_backend table;
     memset(&table, 0, sizeof table);
@@ -176,39 +84,12 @@ static tc_backend make_table() {
     table.name = "cuda";
 #endif
     table.device = TC_CUDA;
-    table.allocate = cuda_block_allocate;
-    table.release = cuda_block_release;
-    table.copy = table_copy;
-    table.fill = table_fill;
-    table.unary = table_unary;
-    table.unary_backward = table_unary_backward;
-    table.binary = table_binary;
-    table.clamp = table_clamp;
-    table.where = table_where;
-    table.reduce = table_reduce;
-    table.gemm = table_gemm;
-    table.gemm_bias = table_gemm_bias;
-    table.softmax = table_softmax;
-    table.softmax_backward = table_softmax_backward;
-    table.gather = table_gather;
-    table.scatter_add = table_scatter_add;
-    table.index_select = table_index_select;
-    table.index_add = table_index_add;
-    table.random = table_random;
-    table.dropout = table_dropout;
-    table.layer_norm_forward = table_layer_norm_forward;
-    table.layer_norm_backward = table_layer_norm_backward;
-    table.attention_forward = table_attention_forward;
-    table.attention_backward = table_attention_backward;
-    table.attention_cached = table_attention_cached;
-    table.cross_entropy_forward = table_cross_entropy_forward;
-    table.cross_entropy_backward = table_cross_entropy_backward;
-    table.adamw_step = table_adamw_step;
-    table.sgd_step = table_sgd_step;
-    table.sum_squares = table_sum_squares;
-    table.scale = table_scale;
+#define CUDA_TABLE_ENTRY(slot, kernel) table.slot = &kernel;
+    CUDA_KERNELS(CUDA_TABLE_ENTRY)
+#undef CUDA_TABLE_ENTRY
     return table;
 }
+TC_BACKEND_CHECK("cuda", CUDA_KERNELS);
 
 /* Constant once made (C++ guarantees one thread-safe initialisation). */
 static const tc_backend *cuda_table() {

@@ -1,12 +1,18 @@
 /*
- * cuda_backend.h: the host entry points of the CUDA backend. Each cuda_<slot>
- * has exactly the signature and contract of its slot in tc_backend
- * (src/internal.h) and lives in cuda/cuda_<op>.cu, named like the CPU
- * backend's src/cpu/cpu_<op>.c.
+ * cuda_backend.h: the host entry points of the CUDA backend. CUDA_KERNELS
+ * lists the kernel of every slot the backend fills (src/backend_slots.h);
+ * the kernels are declared from it with their slot's type, and the table
+ * (cuda_backend.cu) is made from it, checked when it compiles: every
+ * required slot is there, none twice, each kernel of its slot's exact type,
+ * and a kernel listed but not written fails the library's link. The
+ * optional slots left out (gemv: linear's one-row products use gemm) are
+ * NULL, and the engine's tc_backend_supports sees it.
  *
- * The entry points are weak: a kernel file not written yet leaves its slots
- * NULL, and the table (cuda_backend.cu) then fails that op with
- * TC_ERROR_UNSUPPORTED naming it, instead of crashing.
+ * The kernels cuda_<slot> live in cuda/cuda_<op>.cu, named like the CPU
+ * backend's src/cpu/cpu_<op>.c: cuda_elementwise.cu, cuda_reduce.cu,
+ * cuda_matmul.cu, cuda_softmax.cu, cuda_index.cu, cuda_random.cu, and the
+ * fused kernels' cuda_norm.cu, cuda_attention.cu (with
+ * cuda_attention_tiled.cu), cuda_cross_entropy.cu and cuda_optim.cu.
  *
  * Conventions for the kernel files:
  *  - every launch goes on cuda_stream_of(ctx) through TC_LAUNCH, followed by
@@ -20,8 +26,6 @@
 #define TRICYCLE_CUDA_BACKEND_H
 
 #include "cuda_common.h"
-
-#define TC_CUDA_OPTIONAL __attribute__((weak))
 
 extern "C" {
 
@@ -45,75 +49,53 @@ tc_status cuda_copy_to_host(tc_context *ctx, void *host, const void *device, siz
  * started for the context); float32 matmuls are exact-float32 otherwise. */
 bool cuda_allow_tf32(tc_context *ctx);
 
-/* ---- the slots (cuda/cuda_<op>.cu) ---- */
+/* ---- the slots ---- */
 
-/* Device-to-device only (the table handles host <-> device transfers). */
-TC_CUDA_OPTIONAL tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src);
-TC_CUDA_OPTIONAL tc_status cuda_fill(tc_tensor *t, double value);
-TC_CUDA_OPTIONAL tc_status cuda_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor *y,
-                                               const tc_tensor *grad, tc_tensor *grad_x);
-TC_CUDA_OPTIONAL tc_status cuda_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_clamp(const tc_tensor *x, double min, double max, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_where(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_reduce(tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction,
-                                       tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m,
-                                     int64_t n, int64_t k, double alpha, const void *a, int64_t lda,
-                                     int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b, double beta,
-                                     void *c, int64_t ldc, int64_t stride_c, int64_t batch);
-TC_CUDA_OPTIONAL tc_status cuda_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b,
-                                          int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, const void *b,
-                                          int64_t ldb, const void *bias, void *c, int64_t ldc, void *gelu);
-TC_CUDA_OPTIONAL tc_status cuda_softmax(const tc_tensor *x, int dim, bool log, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_softmax_backward(const tc_tensor *y, const tc_tensor *grad, int dim, bool log,
-                                                 tc_tensor *grad_x);
-TC_CUDA_OPTIONAL tc_status cuda_gather(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_scatter_add(tc_tensor *grad_x, int dim, const tc_tensor *index,
-                                            const tc_tensor *grad);
-TC_CUDA_OPTIONAL tc_status cuda_index_select(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
-TC_CUDA_OPTIONAL tc_status cuda_index_add(tc_tensor *grad_x, int dim, const tc_tensor *index,
-                                          const tc_tensor *grad);
-TC_CUDA_OPTIONAL tc_status cuda_random(tc_tensor *out, bool normal, uint64_t seed, uint64_t offset);
-TC_CUDA_OPTIONAL tc_status cuda_dropout(const tc_tensor *x, double p, uint64_t seed, uint64_t offset,
-                                        tc_tensor *mask, tc_tensor *out);
+/* X(slot, kernel) for every slot the backend fills. */
+#define CUDA_KERNELS(X)                                                                                              \
+    X(allocate, cuda_block_allocate)                                                                                 \
+    X(release, cuda_block_release)                                                                                   \
+    X(copy, cuda_copy_or_transfer)                                                                                   \
+    X(fill, cuda_fill)                                                                                               \
+    X(unary, cuda_unary)                                                                                             \
+    X(unary_backward, cuda_unary_backward)                                                                           \
+    X(binary, cuda_binary)                                                                                           \
+    X(clamp, cuda_clamp)                                                                                             \
+    X(where, cuda_where)                                                                                             \
+    X(reduce, cuda_reduce)                                                                                           \
+    X(gemm, cuda_gemm)                                                                                               \
+    X(gemm_bias, cuda_gemm_bias)                                                                                     \
+    X(softmax, cuda_softmax)                                                                                         \
+    X(softmax_backward, cuda_softmax_backward)                                                                       \
+    X(gather, cuda_gather)                                                                                           \
+    X(scatter_add, cuda_scatter_add)                                                                                 \
+    X(index_select, cuda_index_select)                                                                               \
+    X(index_add, cuda_index_add)                                                                                     \
+    X(random, cuda_random)                                                                                           \
+    X(dropout, cuda_dropout)                                                                                         \
+    X(layer_norm_forward, cuda_layer_norm_forward)                                                                   \
+    X(layer_norm_backward, cuda_layer_norm_backward)                                                                 \
+    X(attention_forward, cuda_attention_forward)                                                                     \
+    X(attention_backward, cuda_attention_backward)                                                                   \
+    X(attention_cached, cuda_attention_cached)                                                                       \
+    X(cross_entropy_forward, cuda_cross_entropy_forward)                                                             \
+    X(cross_entropy_backward, cuda_cross_entropy_backward)                                                           \
+    X(adamw_step, cuda_adamw_step)                                                                                   \
+    X(sgd_step, cuda_sgd_step)                                                                                       \
+    X(sum_squares, cuda_sum_squares)                                                                                 \
+    X(scale, cuda_scale)
 
-/* fused kernels */
-TC_CUDA_OPTIONAL tc_status cuda_layer_norm_forward(tc_context *ctx, tc_dtype dtype, bool rms, const void *x,
-                                                   const void *weight, const void *bias, double eps, int64_t rows,
-                                                   int64_t cols, void *out, void *mean, void *rstd);
-TC_CUDA_OPTIONAL tc_status cuda_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, const void *x,
-                                                    const void *weight, const void *mean, const void *rstd,
-                                                    const void *dout, int64_t rows, int64_t cols, void *dx,
-                                                    void *dweight, void *dbias);
-TC_CUDA_OPTIONAL tc_status cuda_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch,
-                                                  int64_t time, int64_t channels, int64_t n_head, bool causal,
-                                                  void *out, void *lse);
-TC_CUDA_OPTIONAL tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *qkv,
-                                                   const void *out, const void *lse, const void *dout,
-                                                   int64_t batch, int64_t time, int64_t channels, int64_t n_head,
-                                                   bool causal, void *dqkv);
-TC_CUDA_OPTIONAL tc_status cuda_attention_cached(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch,
-                                                 int64_t time, int64_t channels, int64_t n_head, bool causal,
-                                                 void *k_cache, void *v_cache, int64_t capacity, int64_t position,
-                                                 void *out);
-TC_CUDA_OPTIONAL tc_status cuda_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void *logits,
-                                                      tc_dtype target_dtype, const void *targets, int64_t rows,
-                                                      int64_t classes, int64_t ignore_index, void *lse,
-                                                      double *loss_sum, int64_t *count);
-TC_CUDA_OPTIONAL tc_status cuda_cross_entropy_backward(tc_context *ctx, tc_dtype dtype, const void *logits,
-                                                       tc_dtype target_dtype, const void *targets, const void *lse,
-                                                       int64_t rows, int64_t classes, int64_t ignore_index,
-                                                       double scale, void *dlogits);
-TC_CUDA_OPTIONAL tc_status cuda_adamw_step(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors,
-                                           double lr, double beta1, double beta2, double eps, double weight_decay);
-TC_CUDA_OPTIONAL tc_status cuda_sgd_step(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors,
-                                         double lr, double momentum, double dampening, bool nesterov,
-                                         double weight_decay);
-TC_CUDA_OPTIONAL tc_status cuda_sum_squares(tc_context *ctx, tc_dtype dtype, int count, const void *const *x,
-                                            const int64_t *sizes, double *out);
-TC_CUDA_OPTIONAL tc_status cuda_scale(tc_context *ctx, tc_dtype dtype, int count, void *const *x,
-                                      const int64_t *sizes, double factor);
+/* Hidden: the library's own link must find every kernel (an undefined
+ * hidden symbol is a link error), and only the entry point is exported. */
+#define CUDA_KERNEL __attribute__((visibility("hidden")))
+#define CUDA_DECLARE_KERNEL(slot, kernel) CUDA_KERNEL tc_slot_##slot kernel;
+CUDA_KERNELS(CUDA_DECLARE_KERNEL)
+#undef CUDA_DECLARE_KERNEL
+
+/* Copies within the device (cuda_elementwise.cu); the copy slot's
+ * cuda_copy_or_transfer (cuda_backend.cu) also moves contiguous tensors
+ * between the host and the device. */
+CUDA_KERNEL tc_slot_copy cuda_copy;
 
 } /* extern "C" */
 

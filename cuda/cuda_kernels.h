@@ -37,6 +37,19 @@ static inline unsigned cuda_rows_for(int64_t rows) {
     return (unsigned)(rows > 65535 ? 65535 : rows);
 }
 
+/* Threads for a block per row: enough warps to cover the row, at most CUDA_BLOCK. */
+static inline unsigned cuda_row_threads(int64_t size) {
+    int64_t threads = (size + CUDA_WARP - 1) / CUDA_WARP * CUDA_WARP;
+    if (threads < CUDA_WARP) threads = CUDA_WARP;
+    return (unsigned)(threads > CUDA_BLOCK ? CUDA_BLOCK : threads);
+}
+
+/* The error of a floating-point kernel given another dtype. */
+static inline tc_status cuda_unsupported_dtype(tc_context *ctx, const char *function, tc_dtype dtype) {
+    return tc_fail(ctx, TC_ERROR_DTYPE, "%s: dtype %s is not supported (float32 or float64)", function,
+                   tc_dtype_name(dtype));
+}
+
 /* ---- the dtype switch ----
  * `f(type_tag<T>())` runs with T the element type of dtype; bool data are
  * bytes holding 0 or 1, like the CPU backend's tc_bool_t. */

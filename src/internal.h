@@ -99,135 +99,58 @@ typedef struct tc_step_tensor {
     double bias1, bias2; /* AdamW: 1 - beta1^step and 1 - beta2^step */
 } tc_step_tensor;
 
-/* A backend: memory and kernels for one device. Kernels get validated
- * arguments; outputs are allocated by the caller with the right shape. */
+/* ---- backends (the slot list: backend_slots.h; the queries: backend.c) ---- */
+
+#include "backend_slots.h"
+
+#ifdef __cplusplus
+#define TC_STATIC_ASSERT(condition, message) static_assert(condition, message)
+#else
+#define TC_STATIC_ASSERT(condition, message) _Static_assert(condition, message)
+#endif
+
+/* Each slot's function type, tc_slot_<name>: backends declare their kernels
+ * with it (`tc_slot_fill cpu_fill;`), so a signature is written once. */
+#define TC_SLOT_TYPE(name, kind, result, parameters) typedef result tc_slot_##name parameters;
+TC_BACKEND_SLOTS(TC_SLOT_TYPE)
+#undef TC_SLOT_TYPE
+
+/* Slot ids, TC_SLOT_<name> after the member's name, and their bits. */
+#define TC_SLOT_ID(name, kind, result, parameters) TC_SLOT_##name,
+typedef enum tc_backend_slot { TC_BACKEND_SLOTS(TC_SLOT_ID) TC_SLOT_COUNT } tc_backend_slot;
+#undef TC_SLOT_ID
+TC_STATIC_ASSERT(TC_SLOT_COUNT <= 64, "slot sets are 64-bit masks");
+#define TC_SLOT_BIT(name) ((uint64_t)1 << TC_SLOT_##name)
+
+/* The slots every backend fills. */
+#define TC_SLOT_KIND_REQUIRED 1
+#define TC_SLOT_KIND_OPTIONAL 0
+#define TC_SLOT_IF_REQUIRED(name, kind, result, parameters) | (TC_SLOT_KIND_##kind ? TC_SLOT_BIT(name) : 0)
+#define TC_REQUIRED_SLOTS (0 TC_BACKEND_SLOTS(TC_SLOT_IF_REQUIRED))
+
+/* A backend: memory and kernels for one device, a member per slot. */
+#define TC_SLOT_MEMBER(name, kind, result, parameters) tc_slot_##name *name;
 typedef struct tc_backend {
     const char *name;
     tc_device device;
-    /* The device's own memory: blocks, not counted. Storage and scratch go
-     * through tc_device_allocate, which keeps the budget and the counters
-     * and calls these. allocate fails with the context's error set. */
-    void *(*allocate)(tc_context *ctx, size_t bytes);
-    void (*release)(tc_context *ctx, void *data, size_t bytes);
-    /* dst = src, broadcasting src to dst's shape and converting dtype. */
-    tc_status (*copy)(tc_tensor *dst, const tc_tensor *src);
-    tc_status (*fill)(tc_tensor *t, double value);
-    tc_status (*unary)(tc_unary_op op, const tc_tensor *x, tc_tensor *out);
-    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it). */
-    tc_status (*unary_backward)(tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad,
-                                tc_tensor *grad_x);
-    /* a and b already broadcast to out's shape (strides may be 0). */
-    tc_status (*binary)(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
-    tc_status (*clamp)(const tc_tensor *x, double min, double max, tc_tensor *out);
-    /* cond, a, b already broadcast to out's shape. */
-    tc_status (*where)(const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out);
-    /* Reduces the dims set in `mask` (bit d for dim d); out keeps those dims
-     * with size 1. For ARGMAX/ARGMIN exactly one bit is set. */
-    tc_status (*reduce)(tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out);
-    /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given
-     * element strides between batches; alpha/beta as in BLAS. */
-    tc_status (*gemm)(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
-                      int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b,
-                      int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c,
-                      int64_t batch);
-    /* c[m, n] = op(a) @ op(b) + bias for one row-major matrix, the
-     * contiguous bias [n] (or NULL: none) added to every row (c is not
-     * read); when gelu is
-     * not NULL (float32 only) it also gets the tanh GELU of c (leading
-     * dimension ldc), the bits unary(TC_GELU_TANH) would give. Optional (NULL: callers copy the
-     * bias rows into c, use gemm with beta 1, then unary). */
-    tc_status (*gemm_bias)(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
-                           int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, const void *bias,
-                           void *c, int64_t ldc, void *gelu);
-    /* y = alpha * op(a) @ x + beta * y for one row-major matrix a [m, n]
-     * (leading dimension lda; op(a) = a^T [n, m] when transpose), x and y
-     * contiguous vectors. Optional (NULL: callers use gemm); for products
-     * with one row, where GEMM's packing of a costs more than the product. */
-    tc_status (*gemv)(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha,
-                      const void *a, int64_t lda, const void *x, double beta, void *y);
-    /* Softmax or log-softmax over dim of a contiguous x. */
-    tc_status (*softmax)(const tc_tensor *x, int dim, bool log, tc_tensor *out);
-    tc_status (*softmax_backward)(const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x);
-    /* out = x gathered along dim by index (all shaped like out). */
-    tc_status (*gather)(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
-    /* grad_x[index[...]] += grad along dim (grad_x zeroed by the caller). */
-    tc_status (*scatter_add)(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad);
-    /* out = slices of x along dim picked by 1-D index. */
-    tc_status (*index_select)(const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out);
-    /* grad_x slices along dim += grad slices (grad_x zeroed by the caller). */
-    tc_status (*index_add)(tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad);
-    /* Philox uniform [0,1) or normal numbers into a contiguous tensor. */
-    tc_status (*random)(tc_tensor *out, bool normal, uint64_t seed, uint64_t offset);
-    /* out = x * keep / (1 - p) with keep drawn from Philox; mask gets keep. */
-    tc_status (*dropout)(const tc_tensor *x, double p, uint64_t seed, uint64_t offset, tc_tensor *mask,
-                         tc_tensor *out);
-
-    /* ---- fused neural-network kernels (CPU versions: cpu/cpu_fused.c) ----
-     * Shared contract: arguments are validated by ops_fused.c; `dtype` is
-     * TC_FLOAT32 or TC_FLOAT64 and names the element type of every floating
-     * pointer; pointers are device memory of this backend, contiguous and
-     * row-major; outputs are allocated by the caller. A kernel that needs
-     * scratch allocates it itself and fails only with TC_ERROR_MEMORY. Scalar
-     * results go to host double* out-parameters. Results depend only on the
-     * inputs and ctx->num_threads (fixed chunking, ordered reductions). */
-
-    /* Layer norm (!rms: y = (x - mean) * rstd * w + b) or RMS norm (rms: y =
-     * x * rstd * w, mean written as 0) of `rows` rows of `cols` values.
-     * weight and bias may be NULL. mean and rstd get one value per row. */
-    tc_status (*layer_norm_forward)(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
-                                    const void *bias, double eps, int64_t rows, int64_t cols, void *out, void *mean,
-                                    void *rstd);
-    /* dx (overwritten) and dweight, dbias (overwritten, summed over rows)
-     * from dout; any of dx, dweight, dbias may be NULL (not wanted). */
-    tc_status (*layer_norm_backward)(tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight,
-                                     const void *mean, const void *rstd, const void *dout, int64_t rows,
-                                     int64_t cols, void *dx, void *dweight, void *dbias);
-    /* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v on the
-     * last dim; head h at columns h*hd .. h*hd+hd-1 of each), out [B, T, C]
-     * with the heads merged, lse [B, n_head, T] the log-sum-exp of each row
-     * of scores scaled by 1/sqrt(hd) (masked above the diagonal when causal). */
-    tc_status (*attention_forward)(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                   int64_t channels, int64_t n_head, bool causal, void *out, void *lse);
-    /* dqkv [B, T, 3C] (overwritten) from dout [B, T, C], given the forward's
-     * qkv, out and lse; the probabilities are recomputed, never stored. */
-    tc_status (*attention_backward)(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out,
-                                    const void *lse, const void *dout, int64_t batch, int64_t time, int64_t channels,
-                                    int64_t n_head, bool causal, void *dqkv);
-    /* Incremental decoding, no gradient: the keys and values of qkv [B, T,
-     * 3C] (T new positions) are written into k_cache and v_cache [B, n_head,
-     * capacity, hd] at positions position .. position+T-1, then the T
-     * queries attend to cached positions 0 .. position+T-1 (new query i sees
-     * up to position+i when causal); out [B, T, C]. position + T <= capacity. */
-    tc_status (*attention_cached)(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                  int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
-                                  int64_t capacity, int64_t position, void *out);
-    /* Softmax cross-entropy over rows of logits [rows, classes]; targets are
-     * int32 or int64 (target_dtype) in [0, classes) or equal to
-     * ignore_index. Writes lse per row, the loss summed over kept rows to
-     * *loss_sum and their number to *count. */
-    tc_status (*cross_entropy_forward)(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
-                                       const void *targets, int64_t rows, int64_t classes, int64_t ignore_index,
-                                       void *lse, double *loss_sum, int64_t *count);
-    /* dlogits = scale * (softmax - onehot) on kept rows, 0 on ignored rows. */
-    tc_status (*cross_entropy_backward)(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
-                                        const void *targets, const void *lse, int64_t rows, int64_t classes,
-                                        int64_t ignore_index, double scale, void *dlogits);
-    /* AdamW over `count` tensors at once (m = state[0], v = state[1]), in
-     * place; bias1 and bias2 (1 - beta^step, per tensor) in each entry. */
-    tc_status (*adamw_step)(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
-                            double beta1, double beta2, double eps, double weight_decay);
-    /* SGD over `count` tensors (momentum buffer = state[0], NULL when
-     * momentum is 0), in place. */
-    tc_status (*sgd_step)(tc_context *ctx, tc_dtype dtype, int count, const tc_step_tensor *tensors, double lr,
-                          double momentum, double dampening, bool nesterov, double weight_decay);
-    /* *out = the sum of squares of every element of `count` buffers of
-     * sizes[i] elements, accumulated in double. */
-    tc_status (*sum_squares)(tc_context *ctx, tc_dtype dtype, int count, const void *const *x, const int64_t *sizes,
-                             double *out);
-    /* x[i] *= factor in place for `count` buffers of sizes[i] elements. */
-    tc_status (*scale)(tc_context *ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes,
-                       double factor);
+    TC_BACKEND_SLOTS(TC_SLOT_MEMBER)
 } tc_backend;
+#undef TC_SLOT_MEMBER
+
+/* Building a backend's table from LIST(X), its rows X(slot, kernel):
+ * TC_BACKEND_ENTRY makes the designated initialisers (C), and
+ * TC_BACKEND_CHECK fails to compile unless the rows name every required
+ * slot, none twice. A kernel is taken as &kernel, so NULL or a kernel of
+ * another signature does not compile either; an optional slot a backend
+ * lacks is left out of its rows. */
+#define TC_BACKEND_ENTRY(slot, kernel) .slot = &kernel,
+#define TC_BACKEND_ROW_OR(slot, kernel) | TC_SLOT_BIT(slot)
+#define TC_BACKEND_ROW_SUM(slot, kernel) +TC_SLOT_BIT(slot)
+#define TC_BACKEND_CHECK(backend, LIST)                                                                            \
+    TC_STATIC_ASSERT(((0 LIST(TC_BACKEND_ROW_OR)) & TC_REQUIRED_SLOTS) == TC_REQUIRED_SLOTS,                       \
+                     backend " backend: a required slot (backend_slots.h) has no kernel");                         \
+    TC_STATIC_ASSERT((0 LIST(TC_BACKEND_ROW_OR)) == (0 LIST(TC_BACKEND_ROW_SUM)),                                 \
+                     backend " backend: a slot has two kernels")
 
 struct tc_context {
     tc_allocator allocator;
@@ -326,6 +249,14 @@ void tc_load_cuda_backend(tc_context *ctx);
 /* The backend for a device, loading it if needed; fails with the reason. */
 tc_status tc_backend_for(tc_context *ctx, tc_device device, const tc_backend **backend);
 const tc_backend *tc_backend_of(const tc_tensor *t);
+/* Whether a backend fills a slot (required slots always do). */
+bool tc_backend_supports(const tc_backend *backend, tc_backend_slot slot);
+const char *tc_backend_slot_name(tc_backend_slot slot);
+/* The one check before calling optional slots: t's backend when it fills
+ * every slot of `slots` (TC_SLOT_BIT(name) | ...); else fails with
+ * TC_ERROR_UNSUPPORTED, "<op>: not supported on <device> (...)", the
+ * missing slot named, and *backend set to NULL. */
+tc_status tc_backend_kernels(const tc_tensor *t, const char *op, uint64_t slots, const tc_backend **backend);
 
 /* ---- tensors (tensor.c) ---- */
 

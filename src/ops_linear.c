@@ -165,7 +165,7 @@ static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tens
     void *pre_data = tc_tensor_data_at_offset(pre);
     bool empty = rows == 0 || out_features == 0 || in_features == 0;
     bool fused_gelu = activated && xc->dtype == TC_FLOAT32;
-    if (!empty && rows > 1 && backend->gemm_bias) {
+    if (!empty && rows > 1 && tc_backend_supports(backend, TC_SLOT_gemm_bias)) {
         tc_tensor *bias = NULL;
         tc_status status = b ? tc_contiguous(b, &bias) : TC_OK;
         if (status == TC_OK)
@@ -186,7 +186,8 @@ static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tens
     } else {
         TC_TRY(tc_fill_(pre, 0.0));
     }
-    if (!empty && rows == 1 && backend->gemv) /* one row (decoding): y = W x + y, W^T's layout read as is */
+    /* one row (decoding), through the backend's GEMV when it has one: y = W x + y, W^T's layout read as is */
+    if (!empty && rows == 1 && tc_backend_supports(backend, TC_SLOT_gemv))
         TC_TRY(backend->gemv(ctx, xc->dtype, !transpose_w, transpose_w ? out_features : in_features,
                              transpose_w ? in_features : out_features, 1.0, w_data, ldw, x_data, 1.0, pre_data));
     else if (!empty)
@@ -222,7 +223,8 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     int n_inputs = b ? 3 : 2;
     if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
         tc_node *node;
-        status = tc_record(gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR], n_inputs, inputs, result, &node);
+        const tc_op *op = gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR];
+        status = tc_record(op, n_inputs, inputs, result, &node);
         if (status == TC_OK) {
             node->ints[0] = gelu;
             node->n_ints = 1;

@@ -106,4 +106,44 @@ return {
   { "einsum with an output letter not in the inputs", function() return tc.einsum("i->j", tc.zeros({ 2 })) end,
     { "einsum", "j" } },
   { "softmax over dim 2 of a 1-D tensor", function() return tc.zeros({ 2 }):softmax(2) end, { "softmax", "2" } },
+  -- the fused ops' shapes
+  { "attention of a 2-D qkv", function() return tc.attention(tc.zeros({ 4, 6 }), 1) end,
+    { "attention", "{B, T, 3C}", "{4, 6}" } },
+  { "attention of a qkv whose last dim is not 3C", function() return tc.attention(tc.zeros({ 1, 4, 7 }), 1) end,
+    { "attention", "{1, 4, 7}" } },
+  { "attention with 4 heads of C = 6", function() return tc.attention(tc.zeros({ 1, 4, 18 }), 4) end,
+    { "attention", "n_head 4", "C = 6", "{1, 4, 18}" } },
+  { "attention_cached with 4 heads of C = 6", function()
+    return tc.attention_cached(tc.zeros({ 1, 1, 18 }), tc.zeros({ 1, 4, 8, 1 }), tc.zeros({ 1, 4, 8, 1 }), 0, 4)
+  end, { "attention_cached", "n_head 4", "C = 6", "{1, 1, 18}" } },
+  { "attention_cached of a 2-D qkv", function()
+    return tc.attention_cached(tc.zeros({ 1, 18 }), tc.zeros({ 1, 2, 8, 3 }), tc.zeros({ 1, 2, 8, 3 }), 0, 2)
+  end, { "attention_cached", "{B, T, 3C}", "{1, 18}" } },
+  { "layer_norm with a weight of another size", function() return tc.layer_norm(tc.zeros({ 2, 3 }), tc.ones({ 4 })) end,
+    { "layer_norm", "weight", "{4}", "{2, 3}" } },
+  { "layer_norm with a 2-D bias", function() return tc.layer_norm(tc.zeros({ 2, 3 }), nil, tc.ones({ 1, 3 })) end,
+    { "layer_norm", "bias", "{1, 3}" } },
+  { "rms_norm with a weight of another size", function() return tc.rms_norm(tc.zeros({ 2, 3 }), tc.ones({ 2 })) end,
+    { "rms_norm", "weight", "{2}", "{2, 3}" } },
+  { "layer_norm of a 0-dim tensor", function() return tc.layer_norm(tc.tensor(1.0)) end, { "layer_norm", "{}" } },
+  { "linear with in_features that do not match", function()
+    return tc.linear(tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 }))
+  end, { "linear", "{2, 3}", "{4, 5}" } },
+  { "linear with a bias of another size", function()
+    return tc.linear(tc.zeros({ 1, 3 }), tc.zeros({ 4, 3 }), tc.zeros({ 3 }))
+  end, { "linear", "bias", "{3}", "{4, 3}" } },
+  { "linear_gelu with a 1-D weight", function() return tc.linear_gelu(tc.zeros({ 1, 3 }), tc.zeros({ 3 })) end,
+    { "linear_gelu", "weight", "{3}" } },
+  { "adamw_step with m of another shape", function()
+    return tc.adamw_step(tc.zeros({ 3 }), tc.zeros({ 3 }), tc.zeros({ 4 }), tc.zeros({ 3 }), { step = 1 })
+  end, { "adamw_step", "m", "{4}", "{3}" } },
+  { "sgd_step with grad of another shape", function()
+    return tc.sgd_step(tc.zeros({ 3 }), tc.zeros({ 2, 3 }), nil, { lr = 0.1 })
+  end, { "sgd_step", "grad", "{2, 3}", "{3}" } },
+  { "cross_entropy with targets of another shape", function()
+    return tc.cross_entropy(tc.zeros({ 2, 3 }), tc.tensor({ 0, 1, 2 }, { dtype = "int64" }))
+  end, { "cross_entropy", "{2, 3}", "{3}" } },
+  { "cross_entropy over 0 classes", function()
+    return tc.cross_entropy(tc.zeros({ 2, 0 }), tc.tensor({ 0, 1 }, { dtype = "int64" }))
+  end, { "cross_entropy", "{2, 0}", "V = 0" } },
 }

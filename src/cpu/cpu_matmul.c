@@ -1,8 +1,19 @@
 /*
- * cpu_matmul.c: batched GEMM, split over the context's worker pool. Each
- * chunk runs our AVX-512 float32 GEMM (cpu_sgemm.c) when the context uses
- * it (ctx->native_sgemm: the CPU has AVX-512 and TRICYCLE_SGEMM is not
- * "blas"), else the BLAS (row-major cblas); float64 always uses the BLAS.
+ * cpu_matmul.c: the CPU's one GEMM dispatcher. Every product of the CPU
+ * backend comes here: the gemm slot (matmul, linear's backward), gemm_bias
+ * (linear and linear_gelu), gemv (one-row linear) and, through
+ * cpu_matmul_in_task, the fused kernels' products. What runs a product:
+ *  - float32, when the context uses it (ctx->native_sgemm: the CPU has
+ *    AVX-512 and TRICYCLE_SGEMM is not "blas"), our cpu_sgemm / cpu_sgemv
+ *    (cpu_sgemm.c); otherwise, and float64 always, the BLAS (row-major
+ *    cblas);
+ *  - gemm and gemm_bias: split over the context's worker pool (below), one
+ *    product per chunk; gemv: split by blocks of the output, one GEMV each;
+ *  - a product inside a task of the pool (the fused kernels): one product
+ *    on the calling thread, except that a float32 product of one row goes
+ *    to the BLAS's GEMV, which reads op(b) once where a GEMM would pack it
+ *    first and takes the strided x a transposed a gives (cpu_sgemv reads a
+ *    contiguous x).
  *
  * One pool runs on the cores, never two: OpenBLAS is kept single-threaded
  * and the context's pool calls it once per chunk, over the batch when there
@@ -20,9 +31,14 @@
  * several threads cannot undo one another, and each context's parallelism
  * is its own pool's. When the BLAS is not OpenBLAS the weak symbols are
  * absent and nothing is set.
+ *
+ * GEMV output blocks: each output element is one dot over the whole of x,
+ * in a split that depends only on the sizes and the thread count; cpu_sgemv
+ * is about 1.5x OpenBLAS's AVX2 GEMV on config B's weights.
  */
-#include "cpu_backend.h"
+#include "cpu_matmul.h"
 
+#include "cpu_backend.h"
 #include "cpu_elementwise_f32.h"
 #include "cpu_sgemm.h"
 
@@ -37,6 +53,75 @@ void cpu_blas_single_threaded(void) {
         openblas_set_num_threads(1);
 }
 
+/* ---- one product on the calling thread ---- */
+
+/* c = alpha op(a) op(b) + beta c of m x n, plus bias [n] on every row
+ * (with beta 0) and gelu = GELU(c) (laid out like c; float32) when they are
+ * not NULL. */
+typedef struct product {
+    tc_dtype dtype;
+    bool native; /* float32 through cpu_sgemm */
+    bool transpose_a, transpose_b;
+    int64_t m, n, k, lda, ldb, ldc;
+    double alpha, beta;
+    const void *a, *b, *bias;
+    void *c, *gelu;
+    float *scratch; /* cpu_sgemm's packing space, cpu_sgemm_scratch_floats(n, k), or NULL */
+} product;
+
+static void product_run(const product *p) {
+    if (p->m <= 0 || p->n <= 0) return;
+    if (p->native && cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, (float)p->alpha, p->a, p->lda, p->b,
+                               p->ldb, (float)p->beta, p->bias, p->c, p->ldc, p->gelu, p->scratch))
+        return;
+    enum CBLAS_TRANSPOSE ta = p->transpose_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = p->transpose_b ? CblasTrans : CblasNoTrans;
+    double beta = p->beta;
+    if (p->bias) { /* the BLAS adds to rows that start as the bias */
+        size_t element = tc_dtype_size(p->dtype);
+        for (int64_t i = 0; i < p->m; i++)
+            memcpy((char *)p->c + (size_t)(i * p->ldc) * element, p->bias, (size_t)p->n * element);
+        beta = 1.0;
+    }
+    if (p->dtype == TC_FLOAT32) {
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, (float)p->alpha, p->a, (int)p->lda, p->b,
+                    (int)p->ldb, (float)beta, p->c, (int)p->ldc);
+        for (int64_t i = 0; p->gelu && i < p->m; i++) /* the element-wise op's loop: its bits */
+            f32_unary(TC_GELU_TANH, (const float *)p->c + i * p->ldc, (float *)p->gelu + i * p->ldc, p->n);
+    } else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, p->alpha, p->a, (int)p->lda, p->b,
+                    (int)p->ldb, beta, p->c, (int)p->ldc);
+}
+
+/* y = alpha op(a) x + beta y for a [m, n] (op(a) = a^T when transpose), x
+ * every incx elements; y not read when beta is 0. */
+static void gemv_run(tc_dtype dtype, bool native, bool transpose, int64_t m, int64_t n, double alpha, const void *a,
+                     int64_t lda, const void *x, int64_t incx, double beta, void *y) {
+    enum CBLAS_TRANSPOSE op = transpose ? CblasTrans : CblasNoTrans;
+    if (dtype == TC_FLOAT64)
+        cblas_dgemv(CblasRowMajor, op, (int)m, (int)n, alpha, a, (int)lda, x, (int)incx, beta, y, 1);
+    else if (native && incx == 1)
+        cpu_sgemv(transpose, m, n, (float)alpha, a, lda, x, (float)beta, y);
+    else
+        cblas_sgemv(CblasRowMajor, op, (int)m, (int)n, (float)alpha, a, (int)lda, x, (int)incx, (float)beta, y, 1);
+}
+
+void cpu_matmul_in_task(tc_dtype dtype, bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                        int64_t k, double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
+                        void *c, int64_t ldc) {
+    if (dtype == TC_FLOAT32 && m == 1 && k > 0) { /* c[n] = alpha op(b)^T a + beta c, a strided when transposed */
+        gemv_run(dtype, false, !transpose_b, transpose_b ? n : k, transpose_b ? k : n, alpha, b, ldb, a,
+                 transpose_a ? lda : 1, beta, c);
+        return;
+    }
+    product p = {.dtype = dtype, .native = native && dtype == TC_FLOAT32, .transpose_a = transpose_a,
+                 .transpose_b = transpose_b, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+                 .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+    product_run(&p);
+}
+
+/* ---- gemm and gemm_bias: products split over the pool ---- */
+
 /* Blocks of op(a)'s rows (or op(b)'s columns) are multiples of this, the
  * height of OpenBLAS's AVX-512 micro-tiles, so no chunk gets a ragged edge
  * the whole-matrix call would not have. */
@@ -46,75 +131,49 @@ void cpu_blas_single_threaded(void) {
 #define MINIMUM_CHUNK_WORK ((int64_t)1 << 17)
 
 typedef struct gemm_job {
-    tc_dtype dtype;
-    bool native; /* float32 through cpu_sgemm */
-    enum CBLAS_TRANSPOSE ta, tb;
-    int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c;
-    double alpha, beta;
-    const char *a, *b;
-    const char *bias; /* [n], added to every row of c (beta 0), or NULL */
-    char *gelu;       /* GELU(c), laid out like c, or NULL (float32 with cpu_sgemm only) */
-    char *c;
-    size_t element;
+    product whole; /* the first matrix's product, bias and gelu included */
+    int64_t stride_a, stride_b, stride_c;
     enum { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLUMNS } split;
     int64_t units; /* what the chunks divide: matrices, or blocks of rows / columns */
-    float *scratch;          /* cpu_sgemm's packing space, scratch_floats per chunk, or NULL */
+    float *scratch; /* cpu_sgemm's packing space, scratch_floats per chunk, or NULL */
     int64_t scratch_floats;
 } gemm_job;
 
-/* One product of m rows and n columns; bias and gelu (when the job has
- * them) are at the block's first column and element. */
-static void gemm_one(const gemm_job *job, const char *a, const char *b, const char *bias, char *c, char *gelu,
-                     int64_t m, int64_t n, float *scratch) {
-    if (m <= 0 || n <= 0) return;
-    if (job->native && cpu_sgemm(job->ta == CblasTrans, job->tb == CblasTrans, m, n, job->k, (float)job->alpha,
-                                 (const float *)a, job->lda, (const float *)b, job->ldb, (float)job->beta,
-                                 (const float *)bias, (float *)c, job->ldc, (float *)gelu, scratch))
-        return;
-    double beta = job->beta;
-    if (bias) { /* the BLAS adds to rows that start as the bias */
-        for (int64_t i = 0; i < m; i++)
-            memcpy(c + (size_t)(i * job->ldc) * job->element, bias, (size_t)n * job->element);
-        beta = 1.0;
-    }
-    if (job->dtype == TC_FLOAT32) {
-        cblas_sgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, (float)job->alpha,
-                    (const float *)a, (int)job->lda, (const float *)b, (int)job->ldb, (float)beta, (float *)c,
-                    (int)job->ldc);
-        for (int64_t i = 0; gelu && i < m; i++) /* the element-wise op's loop: its bits */
-            f32_unary(TC_GELU_TANH, (const float *)c + i * job->ldc, (float *)gelu + i * job->ldc, n);
-    } else
-        cblas_dgemm(CblasRowMajor, job->ta, job->tb, (int)m, (int)n, (int)job->k, job->alpha, (const double *)a,
-                    (int)job->lda, (const double *)b, (int)job->ldb, beta, (double *)c, (int)job->ldc);
-}
-
 static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
     const gemm_job *job = argument;
-    size_t e = job->element;
-    float *scratch = job->scratch ? job->scratch + chunk * job->scratch_floats : NULL;
+    const product *whole = &job->whole;
+    size_t e = tc_dtype_size(whole->dtype);
+    product p = *whole;
+    p.scratch = job->scratch ? job->scratch + chunk * job->scratch_floats : NULL;
     if (job->split == SPLIT_BATCH) {
-        for (int64_t i = begin; i < end; i++)
-            gemm_one(job, job->a + (size_t)(i * job->stride_a) * e, job->b + (size_t)(i * job->stride_b) * e,
-                     job->bias, job->c + (size_t)(i * job->stride_c) * e,
-                     job->gelu ? job->gelu + (size_t)(i * job->stride_c) * e : NULL, job->m, job->n, scratch);
+        for (int64_t i = begin; i < end; i++) {
+            p.a = (const char *)whole->a + (size_t)(i * job->stride_a) * e;
+            p.b = (const char *)whole->b + (size_t)(i * job->stride_b) * e;
+            p.c = (char *)whole->c + (size_t)(i * job->stride_c) * e;
+            p.gelu = whole->gelu ? (char *)whole->gelu + (size_t)(i * job->stride_c) * e : NULL;
+            product_run(&p);
+        }
         return;
     }
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT;
     if (job->split == SPLIT_ROWS) {
-        if (last > job->m) last = job->m;
+        if (last > whole->m) last = whole->m;
         /* Rows of op(a): rows of a, or columns of a when transposed. */
-        size_t a_offset = (size_t)(job->ta == CblasNoTrans ? first * job->lda : first) * e;
-        size_t c_offset = (size_t)(first * job->ldc) * e;
-        gemm_one(job, job->a + a_offset, job->b, job->bias, job->c + c_offset, job->gelu ? job->gelu + c_offset : NULL,
-                 last - first, job->n, scratch);
+        size_t c_offset = (size_t)(first * whole->ldc) * e;
+        p.a = (const char *)whole->a + (size_t)(whole->transpose_a ? first : first * whole->lda) * e;
+        p.c = (char *)whole->c + c_offset;
+        p.gelu = whole->gelu ? (char *)whole->gelu + c_offset : NULL;
+        p.m = last - first;
     } else {
-        if (last > job->n) last = job->n;
+        if (last > whole->n) last = whole->n;
         /* Columns of op(b): columns of b, or rows of b when transposed. */
-        size_t b_offset = (size_t)(job->tb == CblasNoTrans ? first : first * job->ldb) * e;
-        gemm_one(job, job->a, job->b + b_offset, job->bias ? job->bias + (size_t)first * e : NULL,
-                 job->c + (size_t)first * e, job->gelu ? job->gelu + (size_t)first * e : NULL, job->m, last - first,
-                 scratch);
+        p.b = (const char *)whole->b + (size_t)(whole->transpose_b ? first * whole->ldb : first) * e;
+        p.bias = whole->bias ? (const char *)whole->bias + (size_t)first * e : NULL;
+        p.c = (char *)whole->c + (size_t)first * e;
+        p.gelu = whole->gelu ? (char *)whole->gelu + (size_t)first * e : NULL;
+        p.n = last - first;
     }
+    product_run(&p);
 }
 
 /* Batches of at least one matrix per thread split over the batch (no
@@ -122,15 +181,16 @@ static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
  * of op(a)'s rows and op(b)'s columns, so each chunk keeps the whole K
  * (every output element is one BLAS dot product, the same as unsplit). */
 static void choose_split(gemm_job *job, int64_t batch, int threads) {
+    int64_t m = job->whole.m, n = job->whole.n;
     if (batch >= threads) {
         job->split = SPLIT_BATCH;
         job->units = batch;
-    } else if (job->m >= job->n) {
+    } else if (m >= n) {
         job->split = SPLIT_ROWS;
-        job->units = (job->m + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT;
+        job->units = (m + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT;
     } else {
         job->split = SPLIT_COLUMNS;
-        job->units = (job->n + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT;
+        job->units = (n + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT;
     }
 }
 
@@ -151,37 +211,39 @@ static tc_status check_gemm(tc_context *ctx, tc_dtype dtype, int64_t m, int64_t 
 #define SHARED_PACK_LIMIT ((int64_t)1 << 23)
 
 typedef struct shared_pack_job {
-    const gemm_job *gemm;
+    const product *whole;
     float *packed;
 } shared_pack_job;
 
 static void pack_panels(int64_t begin, int64_t end, void *argument) {
     const shared_pack_job *job = argument;
-    const gemm_job *g = job->gemm;
-    cpu_sgemm_pack(g->tb == CblasTrans, g->n, g->k, (const float *)g->b, g->ldb, job->packed, begin, end);
+    const product *p = job->whole;
+    cpu_sgemm_pack(p->transpose_b, p->n, p->k, p->b, p->ldb, job->packed, begin, end);
 }
 
 static void packed_rows(int64_t begin, int64_t end, void *argument) {
     const shared_pack_job *job = argument;
-    const gemm_job *g = job->gemm;
-    int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < g->m ? end * SPLIT_ALIGNMENT : g->m;
-    const float *a = (const float *)g->a + (g->ta == CblasNoTrans ? first * g->lda : first);
-    float *gelu = g->gelu ? (float *)g->gelu + first * g->ldc : NULL;
-    cpu_sgemm_packed(g->ta == CblasTrans, last - first, g->n, g->k, (float)g->alpha, a, g->lda, job->packed,
-                     (float)g->beta, (const float *)g->bias, (float *)g->c + first * g->ldc, g->ldc, gelu);
+    const product *p = job->whole;
+    int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < p->m ? end * SPLIT_ALIGNMENT : p->m;
+    const float *a = (const float *)p->a + (p->transpose_a ? first : first * p->lda);
+    float *gelu = p->gelu ? (float *)p->gelu + first * p->ldc : NULL;
+    cpu_sgemm_packed(p->transpose_a, last - first, p->n, p->k, (float)p->alpha, a, p->lda, job->packed,
+                     (float)p->beta, p->bias, (float *)p->c + first * p->ldc, p->ldc, gelu);
 }
 
 static bool shares_packing(const gemm_job *job, int64_t batch, int64_t chunks) {
-    return job->native && batch == 1 && job->split == SPLIT_ROWS && chunks > 1 && job->k > 0 && job->alpha != 0.0 &&
-           cpu_sgemm_packed_floats(job->n, job->k) <= SHARED_PACK_LIMIT;
+    const product *p = &job->whole;
+    return p->native && batch == 1 && job->split == SPLIT_ROWS && chunks > 1 && p->k > 0 && p->alpha != 0.0 &&
+           cpu_sgemm_packed_floats(p->n, p->k) <= SHARED_PACK_LIMIT;
 }
 
 /* Runs the job's `batch` products over the context's pool. */
 static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     cpu_blas_single_threaded();
+    const product *p = &job->whole;
     int threads = ctx->num_threads;
     choose_split(job, batch, threads);
-    int64_t work = job->m * job->n * (job->k > 0 ? job->k : 1) * batch;
+    int64_t work = p->m * p->n * (p->k > 0 ? p->k : 1) * batch;
     int64_t chunks = work / MINIMUM_CHUNK_WORK;
     if (chunks > threads) chunks = threads;
     int64_t grain = chunks > 1 ? job->units / chunks : job->units;
@@ -190,8 +252,8 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
         /* each chunk packs into its own scratch, from the context's cache
          * (no fresh pages in a steady loop) */
         size_t bytes = 0;
-        if (job->native) {
-            job->scratch_floats = cpu_sgemm_scratch_floats(job->n, job->k);
+        if (p->native) {
+            job->scratch_floats = cpu_sgemm_scratch_floats(p->n, p->k);
             bytes = sizeof(float) * (size_t)(job->scratch_floats * cpu_parallel_chunks(ctx, job->units, grain));
             job->scratch = bytes ? tc_allocate(ctx, bytes) : NULL;
             if (bytes && !job->scratch) return tc_last_status(ctx);
@@ -200,10 +262,10 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
         if (job->scratch) tc_release_memory(ctx, job->scratch, bytes);
         return TC_OK;
     }
-    size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(job->n, job->k);
-    shared_pack_job shared = {job, tc_allocate(ctx, bytes)};
+    size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(p->n, p->k);
+    shared_pack_job shared = {p, tc_allocate(ctx, bytes)};
     if (!shared.packed) return tc_last_status(ctx);
-    int64_t panels = cpu_sgemm_panel_count(job->n, job->k);
+    int64_t panels = cpu_sgemm_panel_count(p->n, p->k);
     cpu_parallel_for(ctx, panels, panels / chunks > 0 ? panels / chunks : 1, pack_panels, &shared);
     cpu_parallel_for(ctx, job->units, grain, packed_rows, &shared);
     tc_release_memory(ctx, shared.packed, bytes);
@@ -214,15 +276,10 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
 static gemm_job product_job(const tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m,
                             int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
                             int64_t ldc) {
-    return (gemm_job){
-        .dtype = dtype,
-        .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
-        .ta = transpose_a ? CblasTrans : CblasNoTrans,
-        .tb = transpose_b ? CblasTrans : CblasNoTrans,
-        .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
-        .alpha = 1.0, .beta = 0.0, .a = a, .b = b, .c = c,
-        .element = tc_dtype_size(dtype),
-    };
+    return (gemm_job){.whole = {.dtype = dtype, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
+                                .transpose_a = transpose_a, .transpose_b = transpose_b, .m = m, .n = n, .k = k,
+                                .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = 1.0, .beta = 0.0, .a = a, .b = b,
+                                .c = c}};
 }
 
 tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -230,8 +287,8 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
                    int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
     TC_TRY(check_gemm(ctx, dtype, m, n, k, lda, ldb, ldc));
     gemm_job job = product_job(ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc);
-    job.alpha = alpha;
-    job.beta = beta;
+    job.whole.alpha = alpha;
+    job.whole.beta = beta;
     job.stride_a = stride_a;
     job.stride_b = stride_b;
     job.stride_c = stride_c;
@@ -246,7 +303,52 @@ tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool 
         return tc_fail(ctx, TC_ERROR_DTYPE, "linear: the fused GELU output is float32 only, got %s",
                        tc_dtype_name(dtype));
     gemm_job job = product_job(ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc);
-    job.bias = bias;
-    job.gelu = gelu;
+    job.whole.bias = bias;
+    job.whole.gelu = gelu;
     return run_gemm(ctx, &job, 1);
+}
+
+/* ---- gemv: blocks of the output over the pool ---- */
+
+/* Output blocks are multiples of this many elements. */
+#define GEMV_BLOCK 64
+/* Below this many multiply-adds per chunk a second thread does not pay. */
+#define GEMV_CHUNK_WORK ((int64_t)1 << 16)
+
+typedef struct gemv_job {
+    tc_dtype dtype;
+    bool transpose;
+    bool native; /* float32 through cpu_sgemv */
+    int64_t m, n, lda;
+    double alpha, beta;
+    const void *a, *x;
+    void *y;
+} gemv_job;
+
+/* Output blocks [begin, end) of GEMV_BLOCK elements: rows of a (no
+ * transpose) or columns of a (transpose). */
+static void gemv_blocks(int64_t begin, int64_t end, void *argument) {
+    const gemv_job *job = argument;
+    int64_t outputs = job->transpose ? job->n : job->m, inner = job->transpose ? job->m : job->n;
+    int64_t first = begin * GEMV_BLOCK, last = end * GEMV_BLOCK < outputs ? end * GEMV_BLOCK : outputs;
+    int64_t count = last - first;
+    size_t e = tc_dtype_size(job->dtype);
+    const char *a = (const char *)job->a + (size_t)(job->transpose ? first : first * job->lda) * e;
+    gemv_run(job->dtype, job->native, job->transpose, job->transpose ? inner : count, job->transpose ? count : inner,
+             job->alpha, a, job->lda, job->x, 1, job->beta, (char *)job->y + (size_t)first * e);
+}
+
+tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha, const void *a,
+                   int64_t lda, const void *x, double beta, void *y) {
+    if (m > INT32_MAX || n > INT32_MAX || lda > INT32_MAX)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "gemv: a dimension exceeds BLAS's 32-bit limit");
+    cpu_blas_single_threaded();
+    gemv_job job = {.dtype = dtype, .transpose = transpose, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
+                    .m = m, .n = n, .lda = lda, .alpha = alpha, .beta = beta, .a = a, .x = x, .y = y};
+    int64_t outputs = transpose ? n : m, inner = transpose ? m : n;
+    int64_t blocks = (outputs + GEMV_BLOCK - 1) / GEMV_BLOCK;
+    int64_t block_work = GEMV_BLOCK * (inner > 0 ? inner : 1);
+    int64_t grain = GEMV_CHUNK_WORK / block_work;
+    cpu_parallel_for(ctx, blocks, grain > 0 ? grain : 1, gemv_blocks, &job);
+    return TC_OK;
 }

@@ -1,0 +1,295 @@
+/*
+ * cuda_attention.cu: multi-head self-attention, forward beside backward,
+ * and the cached forward of decoding: the twin of src/cpu/cpu_attention.c.
+ * Heads of up to 128 dimensions go to the tiled kernels
+ * (cuda_attention_tiled.cu); the rest here, a block per query row (forward,
+ * dq) or key row (dk, dv), keys or queries taken in tiles of one per thread
+ * with an online softmax; no T x T matrix exists anywhere. Backward uses
+ * D_i = dout_i . out_i. Cached attention (decoding) writes the new keys and
+ * values into the caches, then runs the forward's row routine over the
+ * cached positions. Contracts are on the slots (src/backend_slots.h).
+ */
+#include "cuda_attention_tiled.h"
+#include "cuda_kernels.h"
+
+#define ATTENTION_THREADS 64
+
+/* ---- kernels ----
+ * Row r of the B*H*T query (or key) rows is (b, h, i) with i fastest. Row i
+ * of head h's q is at qkv + (b*T + i)*3C + h*hd, its k at +C, its v at +2C. */
+
+template <typename T> __device__ __forceinline__ T dot(const T *a, const T *b, int64_t n) {
+    T sum = 0;
+    for (int64_t d = 0; d < n; d++) sum += a[d] * b[d];
+    return sum;
+}
+
+/* One query row against keys 0 .. n-1 (key j at keys + j*key_stride, its
+ * value at values + j*key_stride), by the whole block. Online softmax: per
+ * tile of blockDim keys, the running sum l and the accumulator are rescaled
+ * by exp(m - m_new); out = acc / l. Returns lse = m + log(l) (in every
+ * thread). shared holds hd + hd + blockDim elements; q_row is copied in. */
+template <typename T>
+__device__ __forceinline__ double attend_row(const T *q_row, const T *keys, const T *values, int64_t key_stride,
+                                             int64_t n, int64_t hd, T scale, T *shared, T *out_row) {
+    T *q = shared, *acc = shared + hd, *p = shared + 2 * hd;
+    __syncthreads(); /* the block's previous row is done with shared */
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        q[d] = q_row[d];
+        acc[d] = 0;
+    }
+    __syncthreads();
+    T m = -cuda_infinity<T>();
+    double l = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += blockDim.x) {
+        int64_t j = j0 + threadIdx.x;
+        T s = j < n ? dot(q, keys + j * key_stride, hd) * scale : -cuda_infinity<T>();
+        T m_new = nan_max(m, block_max(s));
+        T e = j < n ? cuda_exp(s - m_new) : (T)0;
+        p[threadIdx.x] = e;
+        double tile_sum = block_sum((double)e); /* also publishes p */
+        T correction = m == -cuda_infinity<T>() ? (T)0 : cuda_exp(m - m_new);
+        l = l * (double)correction + tile_sum;
+        int64_t count = n - j0 < (int64_t)blockDim.x ? n - j0 : (int64_t)blockDim.x;
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+            T a = acc[d] * correction;
+            for (int64_t t = 0; t < count; t++) a += p[t] * values[(j0 + t) * key_stride + d];
+            acc[d] = a;
+        }
+        __syncthreads(); /* p is rewritten by the next tile */
+        m = m_new;
+    }
+    T inverse = (T)(1.0 / l);
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out_row[d] = acc[d] * inverse;
+    return (double)m + log(l);
+}
+
+/* A block per query row of qkv; keys and values from qkv too. */
+template <typename T>
+__global__ void attention_forward_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                         bool causal, T scale, T *out, T *lse) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t i = row % time, h = row / time % heads, b = row / time / heads;
+        const T *keys = qkv + b * time * ld + channels + h * hd;
+        double row_lse = attend_row(qkv + (b * time + i) * ld + h * hd, keys, keys + channels, ld,
+                                    causal ? i + 1 : time, hd, scale, shared, out + (b * time + i) * channels + h * hd);
+        if (threadIdx.x == 0) lse[row] = (T)row_lse;
+    }
+}
+
+/* Copies the new keys and values of qkv into the caches [B, H, capacity, hd]
+ * at positions position .. position+T-1. */
+template <typename T>
+__global__ void cache_write_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                   T *k_cache, T *v_cache, int64_t capacity, int64_t position) {
+    int64_t hd = channels / heads, n = batch * time * channels;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = e % channels, t = e / channels % time, b = e / channels / time;
+        int64_t at = ((b * heads + c / hd) * capacity + position + t) * hd + c % hd;
+        k_cache[at] = qkv[(b * time + t) * 3 * channels + channels + c];
+        v_cache[at] = qkv[(b * time + t) * 3 * channels + 2 * channels + c];
+    }
+}
+
+/* A block per new query row, attending to the cached positions it sees. */
+template <typename T>
+__global__ void attention_cached_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                        bool causal, const T *k_cache, const T *v_cache, int64_t capacity,
+                                        int64_t position, T scale, T *out) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, rows = batch * heads * time;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t i = row % time, h = row / time % heads, b = row / time / heads;
+        int64_t head = (b * heads + h) * capacity * hd;
+        attend_row(qkv + (b * time + i) * 3 * channels + h * hd, k_cache + head, v_cache + head, hd,
+                   causal ? position + i + 1 : position + time, hd, scale, shared,
+                   out + (b * time + i) * channels + h * hd);
+    }
+}
+
+/* D[row] = dout_i . out_i for each (b, h, i): the rowsum of P * dP. */
+template <typename T>
+__global__ void attention_rowdot_kernel(const T *out, const T *dout, int64_t batch, int64_t time, int64_t channels,
+                                        int64_t heads, T *rowdot) {
+    int64_t hd = channels / heads, rows = batch * heads * time;
+    for (int64_t row = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; row < rows;
+         row += (int64_t)gridDim.x * blockDim.x) {
+        int64_t i = row % time, h = row / time % heads, b = row / time / heads;
+        int64_t at = (b * time + i) * channels + h * hd;
+        rowdot[row] = dot(out + at, dout + at, hd);
+    }
+}
+
+/* dq_i = scale * sum_j P_ij (dP_ij - D_i) k_j with P_ij = exp(s_ij - lse_i),
+ * dP_ij = dout_i . v_j. Shared: q[hd], g[hd] (dout_i), acc[hd], ds[blockDim]. */
+template <typename T>
+__global__ void attention_backward_query_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
+                                                int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                                bool causal, T scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    T *q = shared, *g = shared + hd, *acc = shared + 2 * hd, *ds = shared + 3 * hd;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t i = row % time, h = row / time % heads, b = row / time / heads;
+        const T *keys = qkv + b * time * ld + channels + h * hd, *values = keys + channels;
+        __syncthreads();
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+            q[d] = qkv[(b * time + i) * ld + h * hd + d];
+            g[d] = dout[(b * time + i) * channels + h * hd + d];
+            acc[d] = 0;
+        }
+        __syncthreads();
+        int64_t n = causal ? i + 1 : time;
+        T row_lse = lse[row], row_dot = rowdot[row];
+        for (int64_t j0 = 0; j0 < n; j0 += blockDim.x) {
+            int64_t j = j0 + threadIdx.x;
+            T value = 0;
+            if (j < n) {
+                T p = cuda_exp(dot(q, keys + j * ld, hd) * scale - row_lse);
+                value = p * (dot(g, values + j * ld, hd) - row_dot);
+            }
+            ds[threadIdx.x] = value;
+            __syncthreads();
+            int64_t count = n - j0 < (int64_t)blockDim.x ? n - j0 : (int64_t)blockDim.x;
+            for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+                T a = acc[d];
+                for (int64_t t = 0; t < count; t++) a += ds[t] * keys[(j0 + t) * ld + d];
+                acc[d] = a;
+            }
+            __syncthreads();
+        }
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) dqkv[(b * time + i) * ld + h * hd + d] = acc[d] * scale;
+    }
+}
+
+/* For key row j: dv_j = sum_i P_ij dout_i, dk_j = scale * sum_i P_ij (dP_ij -
+ * D_i) q_i over the queries that see j. Shared: k[hd], v[hd], acc_k[hd],
+ * acc_v[hd], p[blockDim], ds[blockDim]. */
+template <typename T>
+__global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
+                                              int64_t batch, int64_t time, int64_t channels, int64_t heads,
+                                              bool causal, T scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(T, shared);
+    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    T *k = shared, *v = shared + hd, *acc_k = shared + 2 * hd, *acc_v = shared + 3 * hd;
+    T *p = shared + 4 * hd, *ds = p + blockDim.x;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t j = row % time, h = row / time % heads, b = row / time / heads;
+        const T *queries = qkv + b * time * ld + h * hd;
+        const T *grads = dout + b * time * channels + h * hd;
+        const T *head_lse = lse + (b * heads + h) * time, *head_dot = rowdot + (b * heads + h) * time;
+        __syncthreads();
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+            k[d] = qkv[(b * time + j) * ld + channels + h * hd + d];
+            v[d] = qkv[(b * time + j) * ld + 2 * channels + h * hd + d];
+            acc_k[d] = 0;
+            acc_v[d] = 0;
+        }
+        __syncthreads();
+        for (int64_t i0 = causal ? j : 0; i0 < time; i0 += blockDim.x) {
+            int64_t i = i0 + threadIdx.x;
+            T probability = 0, value = 0;
+            if (i < time) {
+                probability = cuda_exp(dot(queries + i * ld, k, hd) * scale - head_lse[i]);
+                value = probability * (dot(grads + i * channels, v, hd) - head_dot[i]);
+            }
+            p[threadIdx.x] = probability;
+            ds[threadIdx.x] = value;
+            __syncthreads();
+            int64_t count = time - i0 < (int64_t)blockDim.x ? time - i0 : (int64_t)blockDim.x;
+            for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+                T a_k = acc_k[d], a_v = acc_v[d];
+                for (int64_t t = 0; t < count; t++) {
+                    a_k += ds[t] * queries[(i0 + t) * ld + d];
+                    a_v += p[t] * grads[(i0 + t) * channels + d];
+                }
+                acc_k[d] = a_k;
+                acc_v[d] = a_v;
+            }
+            __syncthreads();
+        }
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+            dqkv[(b * time + j) * ld + channels + h * hd + d] = acc_k[d] * scale;
+            dqkv[(b * time + j) * ld + 2 * channels + h * hd + d] = acc_v[d];
+        }
+    }
+}
+
+/* ---- launchers ---- */
+
+tc_status cuda_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                 int64_t channels, int64_t n_head, bool causal, void *out, void *lse) {
+    int64_t rows = batch * n_head * time, hd = channels / n_head;
+    if (rows == 0) return TC_OK;
+    double scale = 1.0 / sqrt((double)hd);
+    if (cuda_attention_tiled_fits(dtype, hd)) {
+        cuda_attention_tiled_forward(ctx, dtype, qkv, batch, time, channels, n_head, causal, scale, out, lse);
+        return cuda_check_launch(ctx, "attention");
+    }
+    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        size_t shared = sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS);
+        TC_LAUNCH(attention_forward_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS, shared, cuda_stream_of(ctx),
+                  static_cast<const T *>(qkv), batch, time, channels, n_head, causal, (T)scale,
+                  static_cast<T *>(out), static_cast<T *>(lse));
+    });
+    if (!known) return cuda_unsupported_dtype(ctx, "attention", dtype);
+    return cuda_check_launch(ctx, "attention");
+}
+
+tc_status cuda_attention_cached(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
+                                int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
+                                int64_t capacity, int64_t position, void *out) {
+    int64_t rows = batch * n_head * time, hd = channels / n_head;
+    if (rows == 0) return TC_OK;
+    double scale = 1.0 / sqrt((double)hd);
+    cuda_stream stream = cuda_stream_of(ctx);
+    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        TC_LAUNCH(cache_write_kernel<T>, cuda_blocks_for(batch * time * channels), CUDA_BLOCK, 0, stream,
+                  static_cast<const T *>(qkv), batch, time, channels, n_head, static_cast<T *>(k_cache),
+                  static_cast<T *>(v_cache), capacity, position);
+        TC_LAUNCH(attention_cached_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
+                  sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS), stream, static_cast<const T *>(qkv), batch, time,
+                  channels, n_head, causal, static_cast<const T *>(k_cache), static_cast<const T *>(v_cache),
+                  capacity, position, (T)scale, static_cast<T *>(out));
+    });
+    if (!known) return cuda_unsupported_dtype(ctx, "attention_cached", dtype);
+    return cuda_check_launch(ctx, "attention_cached");
+}
+
+tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse,
+                                  const void *dout, int64_t batch, int64_t time, int64_t channels, int64_t n_head,
+                                  bool causal, void *dqkv) {
+    int64_t rows = batch * n_head * time, hd = channels / n_head;
+    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64) return cuda_unsupported_dtype(ctx, "attention backward", dtype);
+    if (rows == 0) return TC_OK;
+    double scale = 1.0 / sqrt((double)hd);
+    size_t bytes = tc_dtype_size(dtype) * (size_t)rows;
+    void *rowdot = cuda_allocate(ctx, bytes);
+    if (!rowdot) return TC_ERROR_MEMORY;
+    cuda_stream stream = cuda_stream_of(ctx);
+    cuda_dispatch_float(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse), *g = static_cast<const T *>(dout);
+        T *D = static_cast<T *>(rowdot), *dq = static_cast<T *>(dqkv);
+        TC_LAUNCH(attention_rowdot_kernel<T>, cuda_blocks_for(rows), CUDA_BLOCK, 0, stream,
+                  static_cast<const T *>(out), g, batch, time, channels, n_head, D);
+        if (cuda_attention_tiled_fits(dtype, hd)) {
+            cuda_attention_tiled_backward(ctx, dtype, qkv, lse, rowdot, dout, batch, time, channels, n_head, causal,
+                                          scale, dqkv);
+            return;
+        }
+        TC_LAUNCH(attention_backward_query_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
+                  sizeof(T) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, batch, time, channels, n_head,
+                  causal, (T)scale, dq);
+        TC_LAUNCH(attention_backward_key_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
+                  sizeof(T) * (size_t)(4 * hd + 2 * ATTENTION_THREADS), stream, q, l, D, g, batch, time, channels,
+                  n_head, causal, (T)scale, dq);
+    });
+    tc_status status = cuda_check_launch(ctx, "attention backward");
+    cuda_release(ctx, rowdot, bytes);
+    return status;
+}

@@ -1,0 +1,23 @@
+/*
+ * cpu_matmul.h: the CPU's one GEMM dispatcher (cpu_matmul.c) as the fused
+ * kernels use it, from inside tasks of the context's pool. The gemm,
+ * gemm_bias and gemv slots are its other entries (cpu_backend.h).
+ */
+#ifndef TRICYCLE_CPU_MATMUL_H
+#define TRICYCLE_CPU_MATMUL_H
+
+#include "../internal.h"
+
+/* Keeps OpenBLAS to one thread per call (the policy explained in
+ * cpu_matmul.c); call it before any BLAS call made from the context's
+ * parallel chunks. */
+void cpu_blas_single_threaded(void);
+
+/* c = alpha op(a) op(b) + beta c for one row-major matrix, on the calling
+ * thread; `native` is the context's native_sgemm (ignored for float64).
+ * Sizes were checked against INT_MAX. */
+void cpu_matmul_in_task(tc_dtype dtype, bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                        int64_t k, double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
+                        void *c, int64_t ldc);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * ops_attention.c: multi-head self-attention over packed qkv, forward
+ * beside backward, and the cached forward of decoding (the kernels: the
+ * attention_forward, attention_backward and attention_cached slots).
+ */
+#include "ops_fused.h"
+
+#include <limits.h>
+
+/* What is kept for backward: the row log-sum-exp of the scaled, masked
+ * scores, [B, n_head, T] in qkv's dtype (flash-attention style), and the
+ * output [B, T, C] (a detached alias of the result, which the next layer
+ * holds anyway; backward needs rowsum(dout * out) per row); qkv is the
+ * node's input. The [B, n_head, T, T] probabilities never exist: kernels
+ * work on tiles of keys and recompute P = exp(S - lse) in backward. */
+
+tc_status tc_attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_tensor *qkv = node->inputs[0];
+    int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = qkv->shape[2] / 3;
+    int64_t heads = node->ints[0];
+    bool causal = node->ints[1] != 0;
+    if (!tc_node_input_needs_grad(node, 0)) return TC_OK;
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_backward), &backend));
+    tc_tensor *g = NULL, *dqkv = NULL;
+    tc_status status = tc_prepare_grad(node, grad, &g);
+    if (status == TC_OK) status = tc_empty_like(qkv, &dqkv);
+    if (status == TC_OK && tc_tensor_numel(qkv) > 0)
+        status = backend->attention_backward(
+            node->ctx, qkv->dtype, tc_tensor_data_at_offset(qkv), tc_tensor_data_at_offset(node->saved[1]),
+            tc_tensor_data_at_offset(node->saved[0]), tc_tensor_data_at_offset(g), batch, time, channels, heads, causal,
+            tc_tensor_data_at_offset(dqkv));
+    if (status == TC_OK) {
+        grad_inputs[0] = dqkv;
+        dqkv = NULL;
+    }
+    tc_tensor_release(dqkv);
+    tc_tensor_release(g);
+    return status;
+}
+
+/* qkv must be {B, T, 3C} (q, k, v packed on the last dim), n_head dividing C. */
+static tc_status check_qkv(const char *function, const tc_tensor *qkv, int n_head) {
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "%s: qkv must be {B, T, 3C} (q, k, v packed on the last dim), got shape %s", function,
+                       TC_SHAPE(qkv));
+    int64_t channels = qkv->shape[2] / 3;
+    if (n_head < 1 || channels % n_head != 0)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "%s: n_head %d does not divide C = %lld (qkv of shape %s has 3C = %lld)", function, n_head,
+                       (long long)channels, TC_SHAPE(qkv), (long long)(3 * channels));
+    return TC_OK;
+}
+
+tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_floating("attention", "qkv", qkv));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward),
+                              &backend));
+    TC_TRY(check_qkv("attention", qkv, n_head));
+    int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = qkv->shape[2] / 3;
+    if (3 * channels > INT_MAX || time > INT_MAX)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "attention: qkv of shape %s exceeds BLAS's 32-bit sizes",
+                       TC_SHAPE(qkv));
+    tc_tensor *input = NULL, *result = NULL, *lse = NULL;
+    int64_t out_shape[3] = {batch, time, channels}, lse_shape[3] = {batch, n_head, time};
+    tc_status status = tc_contiguous(qkv, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
+    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, lse_shape, &lse);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = backend->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time,
+                                            channels, n_head, causal, tc_tensor_data_at_offset(result),
+                                            tc_tensor_data_at_offset(lse));
+    if (status == TC_OK && tc_should_record(qkv->ctx, 1, &input)) {
+        tc_node *node;
+        status = tc_record(&tc_tape_ops[TC_OP_ATTENTION], 1, &input, result, &node);
+        if (status == TC_OK) {
+            node->ints[0] = n_head;
+            node->ints[1] = causal;
+            node->n_ints = 2;
+            tc_node_reads_input(node, 0); /* backward recomputes the scores from qkv */
+            status = tc_node_save(node, 0, lse);
+        }
+        if (status == TC_OK) status = tc_node_save(node, 1, result);
+    }
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(lse);
+    tc_tensor_release(input);
+    return status;
+}
+
+/* Checks a key or value cache for tc_attention_cached: [B, n_head,
+ * capacity, hd], contiguous, like qkv in dtype and device. */
+static tc_status check_cache(const char *argument, const tc_tensor *qkv, const tc_tensor *cache, int n_head,
+                             int64_t head_dim) {
+    TC_TRY(tc_check_companion("attention_cached", argument, qkv, "qkv", cache));
+    if (cache->ndim != 4 || cache->shape[0] != qkv->shape[0] || cache->shape[1] != n_head ||
+        cache->shape[3] != head_dim)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "attention_cached: %s of shape %s does not fit qkv of shape %s with %d heads (expected {%lld, "
+                       "%d, capacity, %lld})",
+                       argument, TC_SHAPE(cache), TC_SHAPE(qkv), n_head, (long long)qkv->shape[0], n_head,
+                       (long long)head_dim);
+    if (!tc_tensor_is_contiguous(cache))
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: %s (shape %s) must be contiguous, since it is written in place", argument,
+                       TC_SHAPE(cache));
+    return TC_OK;
+}
+
+tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
+                              bool causal, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_floating("attention_cached", "qkv", qkv));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(qkv, "attention_cached", TC_SLOT_BIT(attention_cached), &backend));
+    TC_TRY(check_qkv("attention_cached", qkv, n_head));
+    int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = qkv->shape[2] / 3;
+    TC_TRY(check_cache("k_cache", qkv, k_cache, n_head, channels / n_head));
+    TC_TRY(check_cache("v_cache", qkv, v_cache, n_head, channels / n_head));
+    int64_t capacity = k_cache->shape[2];
+    if (v_cache->shape[2] != capacity)
+        return tc_fail(qkv->ctx, TC_ERROR_SHAPE,
+                       "attention_cached: k_cache of shape %s and v_cache of shape %s hold different numbers of "
+                       "positions (%lld and %lld)",
+                       TC_SHAPE(k_cache), TC_SHAPE(v_cache), (long long)capacity, (long long)v_cache->shape[2]);
+    if (position < 0)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: position %lld is negative (it counts the positions already cached, from 0)",
+                       (long long)position);
+    /* position + time could overflow: compared the other way round */
+    if (position > capacity - time)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT,
+                       "attention_cached: %lld cached + %lld new positions do not fit caches of %lld positions "
+                       "(shapes %s and %s)",
+                       (long long)position, (long long)time, (long long)capacity, TC_SHAPE(k_cache),
+                       TC_SHAPE(v_cache));
+    if (3 * channels > INT_MAX || capacity > INT_MAX)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "attention_cached: qkv of shape %s exceeds BLAS's 32-bit sizes",
+                       TC_SHAPE(qkv));
+    tc_tensor *input = NULL, *result = NULL;
+    int64_t out_shape[3] = {batch, time, channels};
+    tc_status status = tc_contiguous(qkv, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = backend->attention_cached(
+            qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time, channels, n_head, causal,
+            tc_tensor_data_at_offset(k_cache), tc_tensor_data_at_offset(v_cache), capacity, position,
+            tc_tensor_data_at_offset(result));
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(input);
+    return status;
+}
