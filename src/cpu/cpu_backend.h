@@ -36,7 +36,4 @@ tc_status cpu_index_add(tc_tensor *grad_x, int dim, const tc_tensor *index, cons
 tc_status cpu_random(tc_tensor *out, bool normal, uint64_t seed, uint64_t offset);
 tc_status cpu_dropout(const tc_tensor *x, double p, uint64_t seed, uint64_t offset, tc_tensor *mask, tc_tensor *out);
 
-/* Philox 4x32-10: four 32-bit words for a 64-bit counter under a 64-bit key. */
-void cpu_philox(uint64_t counter, uint64_t key, uint32_t out[4]);
-
 #endif
