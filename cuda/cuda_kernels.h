@@ -126,16 +126,12 @@ __device__ __forceinline__ int64_t cuda_offset(const cuda_strided &view, int64_t
 
 /* ---- type-generic math (float and double) ---- */
 
-__device__ __forceinline__ float cuda_exp(float x) { return expf(x); }
-__device__ __forceinline__ double cuda_exp(double x) { return exp(x); }
-__device__ __forceinline__ float cuda_log(float x) { return logf(x); }
-__device__ __forceinline__ double cuda_log(double x) { return log(x); }
-__device__ __forceinline__ float cuda_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double cuda_sqrt(double x) { return sqrt(x); }
-__device__ __forceinline__ float cuda_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double cuda_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float cuda_erfc(float x) { return erfcf(x); }
-__device__ __forceinline__ double cuda_erfc(double x) { return erfc(x); }
+/* cuda_exp, cuda_log, ...: the device library's function for each of
+ * ops_math.h's TC_MATH_LIBRARY, overloaded for float and double. */
+#define CUDA_LIBRARY_FUNCTIONS(name)                                                                               \
+    __device__ __forceinline__ float cuda_##name(float x) { return name##f(x); }                                   \
+    __device__ __forceinline__ double cuda_##name(double x) { return name(x); }
+TC_MATH_LIBRARY(CUDA_LIBRARY_FUNCTIONS)
 
 /* sin and cos without the device library's reduction of huge arguments,
  * whose table lives in local memory (the build rejects local memory): x =
@@ -173,8 +169,6 @@ __device__ __forceinline__ float cuda_sin(float x) { return (float)cuda_sin((dou
 __device__ __forceinline__ float cuda_cos(float x) { return (float)cuda_cos((double)x); }
 __device__ __forceinline__ float cuda_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double cuda_pow(double x, double y) { return pow(x, y); }
-__device__ __forceinline__ float cuda_fabs(float x) { return fabsf(x); }
-__device__ __forceinline__ double cuda_fabs(double x) { return fabs(x); }
 
 template <typename T> __device__ __forceinline__ T cuda_infinity() { return (T)INFINITY; }
 

@@ -41,7 +41,13 @@
  * tanh u for negative x, and the GEMM epilogues (cpu_sgemm.c, cuda
  * matmul) take the same helper, so linear_gelu gives linear-then-GELU's
  * bits. Exact GELU goes through erfc (no cancellation for negative x), in
- * double on the CPU (float_wide) as it always was.
+ * double for float32 data (float_wide, cuda_wide) as the CPU always did.
+ *
+ * A new unary op, after its row in op_list.h: TC_MATH_<ID> and _GRAD here
+ * (a math library function they need that no kit has goes into
+ * TC_MATH_LIBRARY); a row in TC_MATH_INTEGER_UNARY if it has
+ * TC_OP_INTEGERS; in TC_MATH_VECTOR_UNARY if the simd kit can compute it.
+ * The CPU and CUDA kernels then have it, forward and backward.
  */
 #ifndef TRICYCLE_OPS_MATH_H
 #define TRICYCLE_OPS_MATH_H
@@ -274,36 +280,34 @@ TC_MATH_FN int64_t tc_float_to_int64(double v) {
 TC_MATH_FN uint8_t tc_float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v; }
 
 /* ---- the C kits: libm's float and double functions ---- */
+
+/* The functions every kit but simd takes from the math library: X(name)
+ * for name(double) and name##f(float), wrapped as float_<name> and
+ * double_<name> below and as cuda_<name> by cuda_kernels.h. sin, cos and
+ * pow each kit provides itself. */
+#define TC_MATH_LIBRARY(X) X(exp) X(log) X(sqrt) X(tanh) X(erfc) X(fabs)
+
 #ifndef __cplusplus
 #include <math.h>
+
+#define TC_MATH_C_FUNCTIONS(name)                                                                                  \
+    static inline float float_##name(float x) { return name##f(x); }                                               \
+    static inline double double_##name(double x) { return name(x); }
+TC_MATH_LIBRARY(TC_MATH_C_FUNCTIONS)
+TC_MATH_C_FUNCTIONS(sin)
+TC_MATH_C_FUNCTIONS(cos)
+static inline float float_pow(float a, float b) { return powf(a, b); }
+static inline double double_pow(double a, double b) { return pow(a, b); }
 
 #define float_real float
 #define float_const(c) ((float)(c))
 #define float_select(m, a, b) ((m) ? (a) : (b))
-#define float_exp expf
-#define float_log logf
-#define float_sqrt sqrtf
-#define float_tanh tanhf
-#define float_sin sinf
-#define float_cos cosf
-#define float_fabs fabsf
-#define float_erfc erfcf
-#define float_pow powf
 #define float_fn static inline
 #define float_wide double
 
 #define double_real double
 #define double_const(c) ((double)(c))
 #define double_select(m, a, b) ((m) ? (a) : (b))
-#define double_exp exp
-#define double_log log
-#define double_sqrt sqrt
-#define double_tanh tanh
-#define double_sin sin
-#define double_cos cos
-#define double_fabs fabs
-#define double_erfc erfc
-#define double_pow pow
 #define double_fn static inline
 #define double_wide double
 

@@ -121,7 +121,19 @@ tc_status cpu_fill(tc_tensor *t, double value) {
  * One loop per op and dtype, from ops_math.h's formulas: the float and
  * double kits for every op of op_list.h, the integer formulas of
  * TC_MATH_INTEGER_UNARY for int32, int64 and uint8 (bool data are uint8
- * holding 0 or 1). Each loop converts its formula's value to the dtype. */
+ * holding 0 or 1). Each loop converts its formula's value to the dtype,
+ * and a table [op][dtype] finds it (NULL where the dtype lacks the op). */
+
+/* LOOP(NAME_<dtype>, C type, ...) for the integer dtypes (the float and
+ * double loops differ in their kit too, so callers spell them out). */
+#define INTEGER_LOOPS(LOOP, NAME, ...)                                                                             \
+    LOOP(NAME##_int32, int32_t, __VA_ARGS__)                                                                       \
+    LOOP(NAME##_int64, int64_t, __VA_ARGS__) LOOP(NAME##_uint8, uint8_t, __VA_ARGS__)
+/* The table entries of op ID's loops NAME_<dtype>. */
+#define FLOAT_ENTRIES(ID, NAME) [TC_##ID][TC_FLOAT32] = NAME##_float, [TC_##ID][TC_FLOAT64] = NAME##_double,
+#define INTEGER_ENTRIES(ID, NAME)                                                                                  \
+    [TC_##ID][TC_INT32] = NAME##_int32, [TC_##ID][TC_INT64] = NAME##_int64, [TC_##ID][TC_UINT8] = NAME##_uint8,    \
+    [TC_##ID][TC_BOOL] = NAME##_uint8,
 
 #define UNARY_LOOP(NAME, T, EXPR)                                                                                  \
     static void NAME(int64_t n, char **p, const int64_t *s, void *state) {                                        \
@@ -135,20 +147,23 @@ tc_status cpu_fill(tc_tensor *t, double value) {
     UNARY_LOOP(unary_##ID##_float, float, TC_MATH_##ID(float, x))                                                  \
     UNARY_LOOP(unary_##ID##_double, double, TC_MATH_##ID(double, x))
 TC_UNARY_OP_LIST(UNARY_FLOAT_LOOPS)
-#define UNARY_INTEGER_LOOPS(ID, formula)                                                                           \
-    UNARY_LOOP(unary_##ID##_int32, int32_t, formula(integer, x))                                                   \
-    UNARY_LOOP(unary_##ID##_int64, int64_t, formula(integer, x))                                                   \
-    UNARY_LOOP(unary_##ID##_uint8, uint8_t, formula(integer, x))
+#define UNARY_INTEGER_LOOPS(ID, formula) INTEGER_LOOPS(UNARY_LOOP, unary_##ID, formula(integer, x))
 TC_MATH_INTEGER_UNARY(UNARY_INTEGER_LOOPS)
 
-/* unary_loops[op][dtype]; NULL where the dtype does not have the op. */
-#define UNARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary)                                        \
-    [TC_##ID][TC_FLOAT32] = unary_##ID##_float, [TC_##ID][TC_FLOAT64] = unary_##ID##_double,
-#define UNARY_INTEGER_ENTRIES(ID, formula)                                                                         \
-    [TC_##ID][TC_INT32] = unary_##ID##_int32, [TC_##ID][TC_INT64] = unary_##ID##_int64,                           \
-    [TC_##ID][TC_UINT8] = unary_##ID##_uint8, [TC_##ID][TC_BOOL] = unary_##ID##_uint8,
+#define UNARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary) FLOAT_ENTRIES(ID, unary_##ID)
+#define UNARY_INTEGER_ENTRIES(ID, formula) INTEGER_ENTRIES(ID, unary_##ID)
 static const cpu_inner_fn unary_loops[TC_UNARY_OP_COUNT][TC_DTYPE_COUNT] = {
     TC_UNARY_OP_LIST(UNARY_FLOAT_ENTRIES) TC_MATH_INTEGER_UNARY(UNARY_INTEGER_ENTRIES)};
+
+/* loops[op][t's dtype] of a table of count ops, or a failure naming the op
+ * (the op layer sends no op a dtype lacks, so it is a bug elsewhere). */
+static tc_status find_loop(const cpu_inner_fn (*loops)[TC_DTYPE_COUNT], int count, int op, const char *name,
+                           const tc_tensor *t, cpu_inner_fn *inner) {
+    *inner = op >= 0 && op < count && (unsigned)t->dtype < TC_DTYPE_COUNT ? loops[op][t->dtype] : NULL;
+    if (!*inner)
+        return tc_fail(t->ctx, TC_ERROR_DTYPE, "%s: dtype %s is not supported", name, tc_dtype_name(t->dtype));
+    return TC_OK;
+}
 
 /* Runs of up to this many strided values are packed for the vector loops. */
 #define PACK 256
@@ -178,12 +193,8 @@ static int64_t unary_grain(tc_unary_op op) {
 
 tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     const tc_tensor *operands[2] = {out, x};
-    cpu_inner_fn inner = (unsigned)op < TC_UNARY_OP_COUNT && (unsigned)x->dtype < TC_DTYPE_COUNT
-                             ? unary_loops[op][x->dtype]
-                             : NULL;
-    if (!inner)
-        return tc_fail(out->ctx, TC_ERROR_DTYPE, "%s: dtype %s is not supported", tc_unary_op_name(op),
-                       tc_dtype_name(x->dtype));
+    cpu_inner_fn inner;
+    TC_TRY(find_loop(unary_loops, TC_UNARY_OP_COUNT, (int)op, tc_unary_op_name(op), x, &inner));
     if (x->dtype == TC_FLOAT32 && f32_unary_supported(op)) inner = unary_float_vector;
     cpu_for_each_parallel(2, operands, unary_grain(op), inner, &op);
     return TC_OK;
@@ -264,18 +275,12 @@ tc_status cpu_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor
 #define BOOL_RESULT(ID) ((TC_MATH_BINARY_BOOL_RESULTS >> TC_##ID) & 1)
 TC_BINARY_OP_LIST(BINARY_FLOAT_LOOPS)
 #define BINARY_INTEGER_LOOPS(ID, formula)                                                                          \
-    BINARY_LOOP(binary_##ID##_int32, int32_t, formula(integer, a, b), BOOL_RESULT(ID))                             \
-    BINARY_LOOP(binary_##ID##_int64, int64_t, formula(integer, a, b), BOOL_RESULT(ID))                             \
-    BINARY_LOOP(binary_##ID##_uint8, uint8_t, formula(integer, a, b), BOOL_RESULT(ID))
+    INTEGER_LOOPS(BINARY_LOOP, binary_##ID, formula(integer, a, b), BOOL_RESULT(ID))
 TC_MATH_INTEGER_BINARY(BINARY_INTEGER_LOOPS)
 
-/* binary_loops[op][dtype]; NULL where the dtype does not have the op (bool
- * arithmetic reaches here as logic: see tc_binary). */
-#define BINARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary)                                       \
-    [TC_##ID][TC_FLOAT32] = binary_##ID##_float, [TC_##ID][TC_FLOAT64] = binary_##ID##_double,
-#define BINARY_INTEGER_ENTRIES(ID, formula)                                                                        \
-    [TC_##ID][TC_INT32] = binary_##ID##_int32, [TC_##ID][TC_INT64] = binary_##ID##_int64,                         \
-    [TC_##ID][TC_UINT8] = binary_##ID##_uint8, [TC_##ID][TC_BOOL] = binary_##ID##_uint8,
+/* (Bool arithmetic reaches here as logic: see tc_binary.) */
+#define BINARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary) FLOAT_ENTRIES(ID, binary_##ID)
+#define BINARY_INTEGER_ENTRIES(ID, formula) INTEGER_ENTRIES(ID, binary_##ID)
 static const cpu_inner_fn binary_loops[TC_BINARY_OP_COUNT][TC_DTYPE_COUNT] = {
     TC_BINARY_OP_LIST(BINARY_FLOAT_ENTRIES) TC_MATH_INTEGER_BINARY(BINARY_INTEGER_ENTRIES)};
 
@@ -293,12 +298,8 @@ static void binary_float_vector(int64_t n, char **p, const int64_t *s, void *sta
 
 tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out) {
     const tc_tensor *operands[3] = {out, a, b};
-    cpu_inner_fn inner = (unsigned)op < TC_BINARY_OP_COUNT && (unsigned)a->dtype < TC_DTYPE_COUNT
-                             ? binary_loops[op][a->dtype]
-                             : NULL;
-    if (!inner)
-        return tc_fail(out->ctx, TC_ERROR_DTYPE, "%s: dtype %s is not supported", tc_binary_op_name(op),
-                       tc_dtype_name(a->dtype));
+    cpu_inner_fn inner;
+    TC_TRY(find_loop(binary_loops, TC_BINARY_OP_COUNT, (int)op, tc_binary_op_name(op), a, &inner));
     if (a->dtype == TC_FLOAT32 && f32_binary_supported(op)) {
         cpu_for_each_parallel(3, operands, GRAIN_SIMPLE, binary_float_vector, &op);
         return TC_OK;
