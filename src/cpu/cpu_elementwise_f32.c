@@ -10,8 +10,6 @@
 
 #include "cpu_simd.h"
 
-#include <math.h>
-
 /* One value function and one derivative function per op. */
 #define VECTOR_FUNCTIONS(ID)                                                                                       \
     SIMD_INLINE simd_f32 value_##ID(simd_f32 x) { return TC_MATH_##ID(simd, x); }                                  \
