@@ -1,8 +1,9 @@
 /*
  * cuda_elementwise.cu: CUDA kernels for copies (broadcasting and converting
  * dtype), fills, unary maps and their derivatives, binary maps, clamp and
- * where: the twins of src/cpu/cpu_elementwise.c, with the same results per
- * element (same formulas, same integer rules, same NaN handling).
+ * where: the twins of src/cpu/cpu_elementwise.c, with the same formulas
+ * (src/ops_math.h, expanded here from op_list.h's rows), integer rules and
+ * NaN handling.
  *
  * Every kernel is a grid-stride loop over the output's elements; operands
  * are cuda_strided views coalesced together (cuda_kernels.h), so broadcast
@@ -10,27 +11,19 @@
  */
 #include "cuda_kernels.h"
 
-#define SQRT_HALF 0.70710678118654752440
-#define INV_SQRT_2PI 0.39894228040143267794
-
 /* ---- kernels ---- */
 
-/* value as D: a floating value into an integer type is truncated toward
- * zero, saturating at the type's range, NaN as 0 (the CPU backend's rules:
- * cpu_elementwise.c's float_to_*; a bare conversion is undefined out of range
- * and differs between the GPU and the host). Integer to integer wraps. */
+/* value as D: a floating value into an integer type saturates (ops_math.h's
+ * tc_float_to_*, the CPU backend's rules); integer to integer wraps. */
 template <typename D, typename S> __device__ __forceinline__ D copy_value(S value) {
-    if constexpr (std::is_floating_point<S>::value && std::is_integral<D>::value) {
-        constexpr int value_bits = (int)sizeof(D) * 8 - (std::is_signed<D>::value ? 1 : 0);
-        constexpr D highest = (D)((1ull << value_bits) - 1), lowest = (D)(std::is_signed<D>::value ? -highest - 1 : 0);
-        double v = (double)value;
-        if (v != v) return (D)0;
-        if (v <= (double)lowest) return lowest;
-        if (v >= (double)(1ull << value_bits)) return highest; /* 2^bits: exact, unlike (double)highest */
-        return (D)v;
-    } else {
+    if constexpr (std::is_floating_point<S>::value && std::is_same<D, int32_t>::value)
+        return tc_float_to_int32((double)value);
+    else if constexpr (std::is_floating_point<S>::value && std::is_same<D, int64_t>::value)
+        return tc_float_to_int64((double)value);
+    else if constexpr (std::is_floating_point<S>::value && std::is_same<D, uint8_t>::value)
+        return tc_float_to_uint8((double)value);
+    else
         return (D)value;
-    }
 }
 
 /* Converting into bool gives 0/1, not truncation. */
@@ -47,68 +40,22 @@ template <typename T> __global__ void fill_kernel(T *data, cuda_strided view, T 
         data[cuda_offset(view, i)] = value;
 }
 
-/* Integer arithmetic wraps around as two's complement: computed in the
- * unsigned type of the same width and converted back, as cpu_elementwise.c's
- * WRAP_* do (uint8 arithmetic runs in int there and here). Signed overflow
- * would be undefined: -INT64_MIN, INT32_MAX + 1. */
-template <typename T> __device__ __forceinline__ T wrap_add(T a, T b) {
-    typedef typename std::make_unsigned<T>::type U;
-    return (T)((U)a + (U)b);
-}
-template <typename T> __device__ __forceinline__ T wrap_sub(T a, T b) {
-    typedef typename std::make_unsigned<T>::type U;
-    return (T)((U)a - (U)b);
-}
-template <typename T> __device__ __forceinline__ T wrap_mul(T a, T b) {
-    typedef typename std::make_unsigned<T>::type U;
-    return (T)((U)a * (U)b);
-}
-template <typename T> __device__ __forceinline__ T wrap_neg(T a) {
-    typedef typename std::make_unsigned<T>::type U;
-    return (T)(0u - (U)a);
-}
-
-/* f(x) for one element, in the element type; ops an integer dtype does not
- * have are rejected by the launcher. */
+/* f(x) for one element: ops_math.h's formulas in the cuda kit for float
+ * and double, its integer formulas for the integer dtypes (and bool, as
+ * uint8); ops an integer dtype does not have are rejected by the launcher. */
 template <typename T> __device__ __forceinline__ T unary_value(tc_unary_op op, T x) {
-    const T one = (T)1, half = (T)0.5;
     if constexpr (std::is_floating_point<T>::value) {
         switch (op) {
-        case TC_NEG: return -x;
-        case TC_EXP: return cuda_exp(x);
-        case TC_LOG: return cuda_log(x);
-        case TC_SQRT: return cuda_sqrt(x);
-        case TC_ABS: return cuda_fabs(x);
-        case TC_TANH: return cuda_tanh(x);
-        case TC_SIGMOID: return one / (one + cuda_exp(-x));
-        case TC_RELU: return x > 0 ? x : (T)0;
-        case TC_GELU: return half * x * (one + cuda_erf(x * (T)SQRT_HALF));
-        case TC_GELU_TANH: return cuda_gelu_tanh(x);
-        case TC_SILU: return x / (one + cuda_exp(-x));
-        case TC_SIN: return cuda_sin(x);
-        case TC_COS: return cuda_cos(x);
-        case TC_RSQRT: return one / cuda_sqrt(x);
-        case TC_SQUARE: return x * x;
-        case TC_SIGN: return (T)((x > 0) - (x < 0));
-        case TC_LOGICAL_NOT: return (T)(x == 0);
+#define FLOAT_UNARY_CASE(ID, name, arity, backward, properties, summary)                                           \
+    case TC_##ID: return (T)TC_MATH_##ID(cuda, x);
+            TC_UNARY_OP_LIST(FLOAT_UNARY_CASE)
         default: return x;
         }
     } else {
-        (void)one;
-        (void)half;
         switch (op) {
-        case TC_NEG: return wrap_neg(x);
-        case TC_ABS:
-            if constexpr (std::is_unsigned<T>::value) return x;
-            else return x < 0 ? wrap_neg(x) : x;
-        case TC_RELU:
-            if constexpr (std::is_unsigned<T>::value) return x;
-            else return x > 0 ? x : (T)0;
-        case TC_SQUARE: return wrap_mul(x, x);
-        case TC_SIGN:
-            if constexpr (std::is_unsigned<T>::value) return (T)(x != 0);
-            else return (T)((x > 0) - (x < 0));
-        case TC_LOGICAL_NOT: return (T)(x == 0);
+#define INTEGER_UNARY_CASE(ID, formula)                                                                            \
+    case TC_##ID: return (T)formula(integer, x);
+            TC_MATH_INTEGER_UNARY(INTEGER_UNARY_CASE)
         default: return x;
         }
     }
@@ -121,34 +68,13 @@ __global__ void unary_kernel(tc_unary_op op, const T *x, cuda_strided x_view, T 
         out[cuda_offset(out_view, i)] = unary_value(op, x[cuda_offset(x_view, i)]);
 }
 
-/* grad * f'(x), using y = f(x) where the derivative is cheaper that way. */
+/* g * f'(x), from x and y = f(x). */
 template <typename T> __device__ __forceinline__ T unary_derivative(tc_unary_op op, T x, T y, T g) {
-    const T one = (T)1, half = (T)0.5;
+    (void)y;
     switch (op) {
-    case TC_NEG: return -g;
-    case TC_EXP: return g * y;
-    case TC_LOG: return g / x;
-    case TC_SQRT: return g * half / y;
-    case TC_ABS: return g * (T)((x > 0) - (x < 0));
-    case TC_TANH: return g * (one - y * y);
-    case TC_SIGMOID: return g * y * (one - y);
-    case TC_RELU: return x > 0 ? g : (T)0;
-    case TC_GELU:
-        return g * (half * (one + cuda_erf(x * (T)SQRT_HALF)) + x * (T)INV_SQRT_2PI * cuda_exp(-half * x * x));
-    case TC_GELU_TANH: {
-        T u = (T)CUDA_SQRT_2_OVER_PI * (x + (T)CUDA_GELU_CUBIC * x * x * x);
-        T t = cuda_tanh(u);
-        T du = (T)CUDA_SQRT_2_OVER_PI * (one + (T)(3 * CUDA_GELU_CUBIC) * x * x);
-        return g * (half * (one + t) + half * x * (one - t * t) * du);
-    }
-    case TC_SILU: {
-        T sig = one / (one + cuda_exp(-x));
-        return g * sig * (one + x * (one - sig));
-    }
-    case TC_SIN: return g * cuda_cos(x);
-    case TC_COS: return -g * cuda_sin(x);
-    case TC_RSQRT: return -half * g * y * y * y;
-    case TC_SQUARE: return 2 * g * x;
+#define DERIVATIVE_CASE(ID, name, arity, backward, properties, summary)                                            \
+    case TC_##ID: return (T)TC_MATH_##ID##_GRAD(cuda, x, y, g);
+        TC_UNARY_OP_LIST(DERIVATIVE_CASE)
     default: return (T)0;
     }
 }
@@ -162,67 +88,34 @@ __global__ void unary_backward_kernel(tc_unary_op op, const T *x, cuda_strided x
                                                                grad[cuda_offset(grad_view, i)]);
 }
 
-static bool is_comparison(tc_binary_op op) { return op >= TC_EQ && op <= TC_LOGICAL_OR; }
+static bool is_bool_result(tc_binary_op op) { return (TC_MATH_BINARY_BOOL_RESULTS >> op) & 1; }
 
-template <typename T> __device__ __forceinline__ uint8_t compare_values(tc_binary_op op, T a, T b) {
-    switch (op) {
-    case TC_EQ: return a == b;
-    case TC_NE: return a != b;
-    case TC_LT: return a < b;
-    case TC_LE: return a <= b;
-    case TC_GT: return a > b;
-    case TC_GE: return a >= b;
-    case TC_LOGICAL_AND: return a != 0 && b != 0;
-    case TC_LOGICAL_OR: return a != 0 || b != 0;
-    default: return 0;
-    }
-}
-
-/* Arithmetic; integers wrap around, and an integer division (which the op
- * layer turns into a float op) would be defined too: by zero 0, the most
- * negative value by -1 itself. Float maximum/minimum propagate NaN from a;
- * bool arithmetic never comes here (the op layer makes it logic). */
-template <typename T> __device__ __forceinline__ T combine_values(tc_binary_op op, T a, T b) {
-    if constexpr (std::is_integral<T>::value) {
+/* a op b for one element, as R (T, or uint8_t for comparisons and logic):
+ * ops_math.h's formulas as for unary ops; bool arithmetic never comes here
+ * (the op layer makes it logic). */
+template <typename T, typename R> __device__ __forceinline__ R binary_value(tc_binary_op op, T a, T b) {
+    if constexpr (std::is_floating_point<T>::value) {
         switch (op) {
-        case TC_ADD: return wrap_add(a, b);
-        case TC_SUB: return wrap_sub(a, b);
-        case TC_MUL: return wrap_mul(a, b);
-        case TC_DIV:
-            if constexpr (std::is_signed<T>::value)
-                if (b == (T)-1) return wrap_neg(a);
-            return b == 0 ? (T)0 : (T)(a / b);
-        default: break;
+#define FLOAT_BINARY_CASE(ID, name, arity, backward, properties, summary)                                          \
+    case TC_##ID: return (R)TC_MATH_##ID(cuda, a, b);
+            TC_BINARY_OP_LIST(FLOAT_BINARY_CASE)
+        default: return (R)0;
+        }
+    } else {
+        switch (op) {
+#define INTEGER_BINARY_CASE(ID, formula)                                                                           \
+    case TC_##ID: return (R)formula(integer, a, b);
+            TC_MATH_INTEGER_BINARY(INTEGER_BINARY_CASE)
+        default: return (R)0;
         }
     }
-    switch (op) {
-    case TC_ADD: return (T)(a + b);
-    case TC_SUB: return (T)(a - b);
-    case TC_MUL: return (T)(a * b);
-    case TC_DIV:
-        if constexpr (std::is_floating_point<T>::value) return a / b;
-        else return a;
-    case TC_POW:
-        if constexpr (std::is_floating_point<T>::value) return cuda_pow(a, b);
-        else return a;
-    case TC_MAXIMUM: return (a > b || a != a) ? a : b;
-    case TC_MINIMUM: return (a < b || a != a) ? a : b;
-    default: return a;
-    }
 }
 
-template <typename T>
+template <typename T, typename R>
 __global__ void binary_kernel(tc_binary_op op, const T *a, cuda_strided a_view, const T *b, cuda_strided b_view,
-                              T *out, cuda_strided out_view, int64_t n) {
+                              R *out, cuda_strided out_view, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[cuda_offset(out_view, i)] = combine_values(op, a[cuda_offset(a_view, i)], b[cuda_offset(b_view, i)]);
-}
-
-template <typename T>
-__global__ void compare_kernel(tc_binary_op op, const T *a, cuda_strided a_view, const T *b, cuda_strided b_view,
-                               uint8_t *out, cuda_strided out_view, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[cuda_offset(out_view, i)] = compare_values(op, a[cuda_offset(a_view, i)], b[cuda_offset(b_view, i)]);
+        out[cuda_offset(out_view, i)] = binary_value<T, R>(op, a[cuda_offset(a_view, i)], b[cuda_offset(b_view, i)]);
 }
 
 template <typename T>
@@ -295,10 +188,8 @@ tc_status cuda_fill(tc_tensor *t, double value) {
     return cuda_check_launch(t->ctx, "fill");
 }
 
-/* The unary ops an integer (or bool) tensor has, as in the CPU backend. */
-static bool integer_unary(tc_unary_op op) {
-    return op == TC_NEG || op == TC_ABS || op == TC_RELU || op == TC_SQUARE || op == TC_SIGN || op == TC_LOGICAL_NOT;
-}
+/* The unary ops an integer (or bool) tensor has (op_list.h's TC_OP_INTEGERS). */
+static bool integer_unary(tc_unary_op op) { return (TC_MATH_UNARY_INTEGERS >> op) & 1; }
 
 tc_status cuda_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     int64_t n = tc_tensor_numel(out);
@@ -347,15 +238,18 @@ tc_status cuda_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, t
     cuda_strided views[3];
     cuda_coalesce(3, operands, views);
     cuda_stream stream = cuda_stream_of(out->ctx);
-    bool comparison = is_comparison(op);
+    bool bool_result = is_bool_result(op);
     bool known = cuda_dispatch_all(a->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        if (comparison)
-            TC_LAUNCH(compare_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, op, data_of<T>(a), views[1],
-                      data_of<T>(b), views[2], data_of<uint8_t>(out), views[0], n);
-        else
-            TC_LAUNCH(binary_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, op, data_of<T>(a), views[1],
-                      data_of<T>(b), views[2], data_of<T>(out), views[0], n);
+        if (bool_result) {
+            auto kernel = binary_kernel<T, uint8_t>;
+            TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, op, data_of<T>(a), views[1], data_of<T>(b),
+                      views[2], data_of<uint8_t>(out), views[0], n);
+        } else {
+            auto kernel = binary_kernel<T, T>;
+            TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, op, data_of<T>(a), views[1], data_of<T>(b),
+                      views[2], data_of<T>(out), views[0], n);
+        }
     });
     if (!known) return tc_fail(out->ctx, TC_ERROR_DTYPE, "binary: unknown dtype");
     return cuda_check_launch(out->ctx, tc_binary_op_name(op));

@@ -13,6 +13,7 @@
 #define TRICYCLE_CUDA_KERNELS_H
 
 #include "cuda_backend.h"
+#include "ops_math.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -138,24 +139,12 @@ __device__ __forceinline__ int64_t cuda_offset(const cuda_strided &view, int64_t
 
 /* ---- type-generic math (float and double) ---- */
 
-__device__ __forceinline__ float cuda_exp(float x) { return expf(x); }
-__device__ __forceinline__ double cuda_exp(double x) { return exp(x); }
-__device__ __forceinline__ float cuda_log(float x) { return logf(x); }
-__device__ __forceinline__ double cuda_log(double x) { return log(x); }
-__device__ __forceinline__ float cuda_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double cuda_sqrt(double x) { return sqrt(x); }
-__device__ __forceinline__ float cuda_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double cuda_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float cuda_erf(float x) { return erff(x); }
-__device__ __forceinline__ double cuda_erf(double x) { return erf(x); }
-
-/* The tanh approximation of GELU, one formula for unary(TC_GELU_TANH) and
- * the GEMM epilogue (cuda_gemm_bias), so both give the same bits. */
-#define CUDA_SQRT_2_OVER_PI 0.79788456080286535588
-#define CUDA_GELU_CUBIC 0.044715
-template <typename T> __device__ __forceinline__ T cuda_gelu_tanh(T x) {
-    return (T)0.5 * x * ((T)1 + cuda_tanh((T)CUDA_SQRT_2_OVER_PI * (x + (T)CUDA_GELU_CUBIC * x * x * x)));
-}
+/* cuda_exp, cuda_log, ...: the device library's function for each of
+ * ops_math.h's TC_MATH_LIBRARY, overloaded for float and double. */
+#define CUDA_LIBRARY_FUNCTIONS(name)                                                                               \
+    __device__ __forceinline__ float cuda_##name(float x) { return name##f(x); }                                   \
+    __device__ __forceinline__ double cuda_##name(double x) { return name(x); }
+TC_MATH_LIBRARY(CUDA_LIBRARY_FUNCTIONS)
 
 /* sin and cos without the device library's reduction of huge arguments,
  * whose table lives in local memory (the build rejects local memory): x =
@@ -193,10 +182,26 @@ __device__ __forceinline__ float cuda_sin(float x) { return (float)cuda_sin((dou
 __device__ __forceinline__ float cuda_cos(float x) { return (float)cuda_cos((double)x); }
 __device__ __forceinline__ float cuda_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double cuda_pow(double x, double y) { return pow(x, y); }
-__device__ __forceinline__ float cuda_fabs(float x) { return fabsf(x); }
-__device__ __forceinline__ double cuda_fabs(double x) { return fabs(x); }
 
 template <typename T> __device__ __forceinline__ T cuda_infinity() { return (T)INFINITY; }
+
+/* The cuda math kit of ops_math.h: its element-wise formulas over T (float
+ * or double, the kernel's template parameter), with the functions above.
+ * Its helpers (cuda_sigmoid, cuda_silu, cuda_gelu_tanh and their slopes)
+ * are the same formulas as the CPU's; cuda_gelu_tanh also serves the GEMM
+ * epilogue, so linear_gelu gives linear-then-gelu_tanh's bits. */
+#define cuda_real T
+#define cuda_const(c) ((T)(c))
+#define cuda_select(m, a, b) ((m) ? (a) : (b))
+#define cuda_fn template <typename T> __device__ __forceinline__
+TC_MATH_HELPERS(cuda)
+/* Exact GELU is evaluated in double, as on the CPU (in float, erfc's
+ * argument rounding alone costs about 2 z^2 ulps). */
+#define cuda_wide cuda_double
+#define cuda_double_real double
+#define cuda_double_const(c) ((double)(c))
+#define cuda_double_exp cuda_exp
+#define cuda_double_erfc cuda_erfc
 
 /* ---- reductions ----
  * Warp reductions leave the result in every lane; block reductions in

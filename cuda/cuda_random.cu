@@ -1,59 +1,28 @@
 /*
- * cuda_random.cu: Philox 4x32-10 and the kernels drawing from it, the twin
- * of src/cpu/cpu_random.c with the same counter layout and conversions, so
- * a seeded draw gives the same numbers on both devices: uniforms and
- * dropout masks bit for bit; normals through the device's double log, sqrt
- * and cos, which may differ from the host's in the last bit of a float64.
+ * cuda_random.cu: the kernels drawing from Philox 4x32-10 (src/philox.h),
+ * the twin of src/cpu/cpu_random.c with the same generator, counter layout
+ * and conversions, so a seeded draw gives the same numbers on both
+ * devices: uniforms and dropout masks bit for bit; normals through the
+ * device's double log, sqrt and cos, which may differ from the host's in
+ * the last bit of a float64.
  *
  * Element i of a draw uses counter offset + i/4 (word i%4) for uniforms and
  * dropout, counter offset + i/2 (words 2(i%2), 2(i%2)+1) for normals, under
  * key = seed. Each thread computes one counter's block of words.
  */
 #include "cuda_kernels.h"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
+#include "philox.h"
 
 /* ---- kernels ---- */
-
-struct philox_words {
-    uint32_t word[4];
-};
-
-__device__ __forceinline__ philox_words philox(uint64_t counter, uint64_t key) {
-    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-#pragma unroll
-    for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c0 = n0;
-        c1 = n1;
-        c2 = n2;
-        c3 = n3;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    philox_words out = {{c0, c1, c2, c3}};
-    return out;
-}
-
-/* Uniform in [0, 1) with 24 bits (exact in float) from one word. */
-__device__ __forceinline__ double uniform_word(uint32_t word) { return (double)(word >> 8) * (1.0 / 16777216.0); }
 
 template <typename T> __global__ void uniform_kernel(T *out, int64_t n, uint64_t seed, uint64_t offset) {
     int64_t counters = (n + 3) / 4;
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < counters;
          c += (int64_t)gridDim.x * blockDim.x) {
-        philox_words words = philox(offset + (uint64_t)c, seed);
+        tc_philox_words words = tc_philox(offset + (uint64_t)c, seed);
 #pragma unroll
         for (int w = 0; w < 4; w++)
-            if (c * 4 + w < n) out[c * 4 + w] = (T)uniform_word(words.word[w]);
+            if (c * 4 + w < n) out[c * 4 + w] = (T)tc_philox_uniform(words.word[w]);
     }
 }
 
@@ -62,12 +31,12 @@ template <typename T> __global__ void normal_kernel(T *out, int64_t n, uint64_t 
     int64_t counters = (n + 1) / 2;
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < counters;
          c += (int64_t)gridDim.x * blockDim.x) {
-        philox_words words = philox(offset + (uint64_t)c, seed);
+        tc_philox_words words = tc_philox(offset + (uint64_t)c, seed);
 #pragma unroll
         for (int pair = 0; pair < 2; pair++) {
             if (c * 2 + pair >= n) break;
-            double u1 = ((double)words.word[2 * pair] + 1.0) * (1.0 / 4294967296.0); /* (0, 1] */
-            double u2 = (double)words.word[2 * pair + 1] * (1.0 / 4294967296.0);
+            double u1 = tc_philox_unit_nonzero(words.word[2 * pair]);
+            double u2 = tc_philox_unit(words.word[2 * pair + 1]);
             /* cos(2 pi u2) as cospi(2 u2): the same argument (doubling is exact)
              * without the device's local-memory reduction of large ones. */
             out[c * 2 + pair] = (T)(sqrt(-2.0 * log(u1)) * cospi(2.0 * u2));
@@ -81,12 +50,12 @@ __global__ void dropout_kernel(const T *x, double p, T scale, uint64_t seed, uin
     int64_t counters = (n + 3) / 4;
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < counters;
          c += (int64_t)gridDim.x * blockDim.x) {
-        philox_words words = philox(offset + (uint64_t)c, seed);
+        tc_philox_words words = tc_philox(offset + (uint64_t)c, seed);
 #pragma unroll
         for (int w = 0; w < 4; w++) {
             int64_t i = c * 4 + w;
             if (i >= n) break;
-            bool keep = (double)words.word[w] * (1.0 / 4294967296.0) >= p;
+            bool keep = tc_philox_unit(words.word[w]) >= p;
             mask[i] = keep;
             out[i] = keep ? x[i] * scale : (T)0;
         }

@@ -375,3 +375,15 @@ describe("autograd and in-place operations", function()
     assert.are.same({ 0, 0 }, w:totable())
   end)
 end)
+
+describe("relu's gradient", function()
+  it("is 0 where x <= 0 whatever arrives there, an infinite or NaN gradient included (float32 and float64)", function()
+    for _, dtype in ipairs({ "float32", "float64" }) do
+      local x = tc.tensor({ -1, 0, 2, -3 }, { dtype = dtype, requires_grad = true })
+      x:relu():backward(tc.tensor({ math.huge, 0 / 0, 5, -7 }, { dtype = dtype }))
+      local grad = x.grad:totable()
+      assert.are.same({ 0, 0, 5, 0 }, grad)
+      assert.are.equal(math.huge, 1 / grad[4], dtype .. ": a -0 where a negative gradient arrives at x <= 0")
+    end
+  end)
+end)

@@ -21,7 +21,4 @@
 TC_BACKEND_SLOTS(CPU_DECLARE_KERNEL)
 #undef CPU_DECLARE_KERNEL
 
-/* Philox 4x32-10: four 32-bit words for a 64-bit counter under a 64-bit key. */
-void cpu_philox(uint64_t counter, uint64_t key, uint32_t out[4]);
-
 #endif

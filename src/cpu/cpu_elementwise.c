@@ -2,20 +2,16 @@
  * cpu_elementwise.c: CPU kernels for copies, fills, unary and binary maps,
  * clamp and where, split over the context's threads (cpu_for_each_parallel:
  * each thread takes a static range of elements, so results do not depend on
- * the thread count). float32 ops with a vector loop (cpu_elementwise_f32.c)
- * take it on contiguous runs; the generic loops below handle the rest, with
- * floating math through <tgmath.h> so float data use the float functions.
+ * the thread count). The maps' formulas are ops_math.h's; float32 ops with
+ * a vector loop (cpu_elementwise_f32.c) take it, on contiguous runs or
+ * packed ones, and the generic loops below handle the rest.
  */
 #include "cpu_backend.h"
 #include "cpu_elementwise_f32.h"
-
-#include <string.h>
+#include "../ops_math.h"
 
 #include <math.h>
-#include <tgmath.h>
-
-/* Generic integer kernels test signs that unsigned types cannot have. */
-#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <string.h>
 
 /* Elements per chunk below which a second thread does not pay: loads and
  * stores (copy, arithmetic), and transcendental maps. */
@@ -24,21 +20,11 @@
 
 /* ---- copy with conversion ---- */
 
-/* A floating value as an integer type: truncated toward zero, saturating at
- * the type's range, NaN as 0 (C leaves out-of-range conversions undefined;
- * cuda_elementwise.cu's copy_value follows the same rules). Integer to
- * integer conversions wrap, as C defines them. */
-static inline int32_t float_to_int32(double v) {
-    return v != v ? 0 : v <= -2147483648.0 ? INT32_MIN : v >= 2147483647.0 ? INT32_MAX : (int32_t)v;
-}
-static inline int64_t float_to_int64(double v) {
-    return v != v ? 0 : v <= -9223372036854775808.0 ? INT64_MIN : v >= 9223372036854775808.0 ? INT64_MAX : (int64_t)v;
-}
-static inline uint8_t float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v; }
-
+/* A floating value into an integer dtype saturates (ops_math.h's
+ * tc_float_to_*); integer to integer conversions wrap, as C defines them. */
 #define FLOAT_TO(DST_T, x)                                                                                         \
-    _Generic((DST_T)0, int32_t: float_to_int32((double)(x)), int64_t: float_to_int64((double)(x)),                \
-             uint8_t: float_to_uint8((double)(x)), default: (DST_T)(x))
+    _Generic((DST_T)0, int32_t: tc_float_to_int32((double)(x)), int64_t: tc_float_to_int64((double)(x)),          \
+             uint8_t: tc_float_to_uint8((double)(x)), default: (DST_T)(x))
 #define CONVERT(DST_T, x) _Generic((x), float: FLOAT_TO(DST_T, x), double: FLOAT_TO(DST_T, x), default: (DST_T)(x))
 
 #define COPY_FROM(DST_T, SRC_T)                                                                                    \
@@ -52,7 +38,7 @@ static inline uint8_t float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 :
         tc_dtype source = *(const tc_dtype *)state;                                                                \
         typedef DST_T DST_T_;                                                                                      \
         switch (source) {                                                                                          \
-            ALL_DTYPES_NESTED(COPY_SOURCE_CASE)                                                                           \
+            ALL_DTYPES_NESTED(COPY_SOURCE_CASE)                                                                    \
         default: break;                                                                                            \
         }                                                                                                          \
     }
@@ -131,85 +117,52 @@ tc_status cpu_fill(tc_tensor *t, double value) {
     return TC_OK;
 }
 
-/* ---- unary maps ---- */
+/* ---- unary maps ----
+ * One loop per op and dtype, from ops_math.h's formulas: the float and
+ * double kits for every op of op_list.h, the integer formulas of
+ * TC_MATH_INTEGER_UNARY for int32, int64 and uint8 (bool data are uint8
+ * holding 0 or 1). Each loop converts its formula's value to the dtype,
+ * and a table [op][dtype] finds it (NULL where the dtype lacks the op). */
 
-#define SQRT_HALF 0.70710678118654752440
-#define SQRT_2_OVER_PI 0.79788456080286535588
-#define INV_SQRT_2PI 0.39894228040143267794
-#define GELU_CUBIC 0.044715
+/* LOOP(NAME_<dtype>, C type, ...) for the integer dtypes (the float and
+ * double loops differ in their kit too, so callers spell them out). */
+#define INTEGER_LOOPS(LOOP, NAME, ...)                                                                             \
+    LOOP(NAME##_int32, int32_t, __VA_ARGS__)                                                                       \
+    LOOP(NAME##_int64, int64_t, __VA_ARGS__) LOOP(NAME##_uint8, uint8_t, __VA_ARGS__)
+/* The table entries of op ID's loops NAME_<dtype>. */
+#define FLOAT_ENTRIES(ID, NAME) [TC_##ID][TC_FLOAT32] = NAME##_float, [TC_##ID][TC_FLOAT64] = NAME##_double,
+#define INTEGER_ENTRIES(ID, NAME)                                                                                  \
+    [TC_##ID][TC_INT32] = NAME##_int32, [TC_##ID][TC_INT64] = NAME##_int64, [TC_##ID][TC_UINT8] = NAME##_uint8,    \
+    [TC_##ID][TC_BOOL] = NAME##_uint8,
 
-#define MAP(T, EXPR)                                                                                               \
-    for (int64_t i = 0; i < n; i++) {                                                                              \
-        T x = ELEMENT(T, p[1], s[1], i);                                                                           \
-        ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                     \
-    }                                                                                                              \
-    break;
-
-#define UNARY_FLOAT_FN(E, T)                                                                                       \
-    static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
-        const T one = 1;                                                                                           \
-        switch (*(const tc_unary_op *)state) {                                                                     \
-        case TC_NEG: MAP(T, -x)                                                                                    \
-        case TC_EXP: MAP(T, exp(x))                                                                                \
-        case TC_LOG: MAP(T, log(x))                                                                                \
-        case TC_SQRT: MAP(T, sqrt(x))                                                                              \
-        case TC_ABS: MAP(T, fabs(x))                                                                               \
-        case TC_TANH: MAP(T, tanh(x))                                                                              \
-        case TC_SIGMOID: MAP(T, one / (one + exp(-x)))                                                             \
-        case TC_RELU: MAP(T, x > 0 ? x : (T)0)                                                                     \
-        case TC_GELU: MAP(T, 0.5 * (double)x * erfc(-(double)x * SQRT_HALF))                                      \
-        case TC_GELU_TANH: /* (1 + tanh u) / 2 = 1 / (1 + e^-2u), without the cancellation */                   \
-            MAP(T, x / (one + exp((T)(-2 * SQRT_2_OVER_PI) * (x + (T)GELU_CUBIC * x * x * x))))                    \
-        case TC_SILU: MAP(T, x / (one + exp(-x)))                                                                  \
-        case TC_SIN: MAP(T, sin(x))                                                                                \
-        case TC_COS: MAP(T, cos(x))                                                                                \
-        case TC_RSQRT: MAP(T, one / sqrt(x))                                                                       \
-        case TC_SQUARE: MAP(T, x * x)                                                                              \
-        case TC_SIGN: MAP(T, (x > 0) - (x < 0))                                                                    \
-        case TC_LOGICAL_NOT: MAP(T, x == 0)                                                                        \
-        default: break;                                                                                            \
+#define UNARY_LOOP(NAME, T, EXPR)                                                                                  \
+    static void NAME(int64_t n, char **p, const int64_t *s, void *state) {                                        \
+        (void)state;                                                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                                          \
+            T x = ELEMENT(T, p[1], s[1], i);                                                                       \
+            ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                 \
         }                                                                                                          \
     }
-FLOAT_DTYPES(UNARY_FLOAT_FN)
+#define UNARY_FLOAT_LOOPS(ID, name, arity, backward, properties, summary)                                          \
+    UNARY_LOOP(unary_##ID##_float, float, TC_MATH_##ID(float, x))                                                  \
+    UNARY_LOOP(unary_##ID##_double, double, TC_MATH_##ID(double, x))
+TC_UNARY_OP_LIST(UNARY_FLOAT_LOOPS)
+#define UNARY_INTEGER_LOOPS(ID, formula) INTEGER_LOOPS(UNARY_LOOP, unary_##ID, formula(integer, x))
+TC_MATH_INTEGER_UNARY(UNARY_INTEGER_LOOPS)
 
-/* Integer arithmetic wraps around as two's complement (as in PyTorch):
- * signed values are computed in the unsigned type of the same width, where
- * C defines the wrap-around, and converted back (GCC defines that
- * conversion as reduction modulo 2^N). Signed overflow would be undefined:
- * -INT64_MIN, INT32_MAX + 1. uint8 arithmetic runs in int and is
- * converted back, which wraps too. cuda_elementwise.cu's wrap_* follow the
- * same rules. */
-#define WRAPPING(x) _Generic((x), int32_t: (uint32_t)(x), int64_t: (uint64_t)(x), default: (x))
-#define WRAP_ADD(T, a, b) ((T)(WRAPPING(a) + WRAPPING(b)))
-#define WRAP_SUB(T, a, b) ((T)(WRAPPING(a) - WRAPPING(b)))
-#define WRAP_MUL(T, a, b) ((T)(WRAPPING(a) * WRAPPING(b)))
-#define WRAP_NEG(T, a) ((T)(0u - WRAPPING(a)))
+#define UNARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary) FLOAT_ENTRIES(ID, unary_##ID)
+#define UNARY_INTEGER_ENTRIES(ID, formula) INTEGER_ENTRIES(ID, unary_##ID)
+static const cpu_inner_fn unary_loops[TC_UNARY_OP_COUNT][TC_DTYPE_COUNT] = {
+    TC_UNARY_OP_LIST(UNARY_FLOAT_ENTRIES) TC_MATH_INTEGER_UNARY(UNARY_INTEGER_ENTRIES)};
 
-/* Integer dtypes support the ops that stay integral; abs of the most
- * negative value is itself, as its negation wraps. */
-#define UNARY_INTEGER_FN(E, T)                                                                                     \
-    static void unary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                   \
-        switch (*(const tc_unary_op *)state) {                                                                     \
-        case TC_NEG: MAP(T, WRAP_NEG(T, x))                                                                        \
-        case TC_ABS: MAP(T, x < 0 ? WRAP_NEG(T, x) : x)                                                            \
-        case TC_RELU: MAP(T, x > 0 ? x : 0)                                                                        \
-        case TC_SQUARE: MAP(T, WRAP_MUL(T, x, x))                                                                  \
-        case TC_SIGN: MAP(T, (x > 0) - (x < 0))                                                                    \
-        case TC_LOGICAL_NOT: MAP(T, x == 0)                                                                        \
-        default: break;                                                                                            \
-        }                                                                                                          \
-    }
-INTEGER_DTYPES(UNARY_INTEGER_FN)
-UNARY_INTEGER_FN(TC_BOOL, tc_bool_t)
-
-static cpu_inner_fn unary_inner(tc_dtype dtype) {
-    switch (dtype) {
-#define UNARY_CASE(E, T)                                                                                           \
-    case E: return unary_##T;
-        ALL_DTYPES(UNARY_CASE)
-#undef UNARY_CASE
-    default: return NULL;
-    }
+/* loops[op][t's dtype] of a table of count ops, or a failure naming the op
+ * (the op layer sends no op a dtype lacks, so it is a bug elsewhere). */
+static tc_status find_loop(const cpu_inner_fn (*loops)[TC_DTYPE_COUNT], int count, int op, const char *name,
+                           const tc_tensor *t, cpu_inner_fn *inner) {
+    *inner = op >= 0 && op < count && (unsigned)t->dtype < TC_DTYPE_COUNT ? loops[op][t->dtype] : NULL;
+    if (!*inner)
+        return tc_fail(t->ctx, TC_ERROR_DTYPE, "%s: dtype %s is not supported", name, tc_dtype_name(t->dtype));
+    return TC_OK;
 }
 
 /* Runs of up to this many strided values are packed for the vector loops. */
@@ -232,175 +185,124 @@ static void unary_float_vector(int64_t n, char **p, const int64_t *s, void *stat
     }
 }
 
-static bool is_transcendental(tc_unary_op op) {
-    return op != TC_NEG && op != TC_ABS && op != TC_RELU && op != TC_SQUARE && op != TC_SIGN &&
-           op != TC_LOGICAL_NOT;
+/* The ops integer dtypes have are the cheap ones per element; the others
+ * (transcendental) pay a second thread on smaller chunks. */
+static int64_t unary_grain(tc_unary_op op) {
+    return (TC_MATH_UNARY_INTEGERS >> op) & 1 ? GRAIN_SIMPLE : GRAIN_MATH;
 }
 
 tc_status cpu_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     const tc_tensor *operands[2] = {out, x};
-    bool vector = x->dtype == TC_FLOAT32 && f32_unary_supported(op);
-    cpu_for_each_parallel(2, operands, is_transcendental(op) ? GRAIN_MATH : GRAIN_SIMPLE,
-                          vector ? unary_float_vector : unary_inner(x->dtype), &op);
+    cpu_inner_fn inner;
+    TC_TRY(find_loop(unary_loops, TC_UNARY_OP_COUNT, (int)op, tc_unary_op_name(op), x, &inner));
+    if (x->dtype == TC_FLOAT32 && f32_unary_supported(op)) inner = unary_float_vector;
+    cpu_for_each_parallel(2, operands, unary_grain(op), inner, &op);
     return TC_OK;
 }
 
-/* ---- unary derivatives: grad_x = grad * f'(x), using y = f(x) ---- */
+/* ---- unary derivatives: grad_x = g * f'(x), using y = f(x) ---- */
 
-#define DERIVE(T, EXPR)                                                                                            \
-    for (int64_t i = 0; i < n; i++) {                                                                              \
-        T x = ELEMENT(T, p[1], s[1], i);                                                                           \
-        T y = ELEMENT(T, p[2], s[2], i);                                                                           \
-        T g = ELEMENT(T, p[3], s[3], i);                                                                           \
-        (void)x;                                                                                                   \
-        (void)y;                                                                                                   \
-        (void)g;                                                                                                   \
-        ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                     \
-    }                                                                                                              \
-    break;
-
-#define UNARY_BACKWARD_FN(E, T)                                                                                    \
-    static void unary_backward_##T(int64_t n, char **p, const int64_t *s, void *state) {                          \
-        const T one = 1, half = (T)0.5;                                                                            \
-        switch (*(const tc_unary_op *)state) {                                                                     \
-        case TC_NEG: DERIVE(T, -g)                                                                                 \
-        case TC_EXP: DERIVE(T, g * y)                                                                              \
-        case TC_LOG: DERIVE(T, g / x)                                                                              \
-        case TC_SQRT: DERIVE(T, g * half / y)                                                                      \
-        case TC_ABS: DERIVE(T, g * (T)((x > 0) - (x < 0)))                                                         \
-        case TC_TANH: DERIVE(T, g * (one - y * y))                                                                 \
-        case TC_SIGMOID: DERIVE(T, g * y * (one - y))                                                              \
-        case TC_RELU: DERIVE(T, x > 0 ? g : (T)0)                                                                  \
-        case TC_GELU:                                                                                              \
-            DERIVE(T, (double)g * (0.5 * erfc(-(double)x * SQRT_HALF) +                                            \
-                                   (double)x * INV_SQRT_2PI * exp(-0.5 * (double)x * (double)x)))                  \
-        case TC_GELU_TANH:                                                                                         \
-            for (int64_t i = 0; i < n; i++) {                                                                      \
-                T x = ELEMENT(T, p[1], s[1], i);                                                                   \
-                T g = ELEMENT(T, p[3], s[3], i);                                                                   \
-                T u = (T)SQRT_2_OVER_PI * (x + (T)GELU_CUBIC * x * x * x);                                         \
-                T t = tanh(u);                                                                                     \
-                T du = (T)SQRT_2_OVER_PI * (one + (T)(3 * GELU_CUBIC) * x * x);                                    \
-                ELEMENT(T, p[0], s[0], i) = g * (half * (one + t) + half * x * (one - t * t) * du);                \
-            }                                                                                                      \
-            break;                                                                                                 \
-        case TC_SILU:                                                                                              \
-            for (int64_t i = 0; i < n; i++) {                                                                      \
-                T x = ELEMENT(T, p[1], s[1], i);                                                                   \
-                T g = ELEMENT(T, p[3], s[3], i);                                                                   \
-                T sig = one / (one + exp(-x));                                                                     \
-                ELEMENT(T, p[0], s[0], i) = g * sig * (one + x * (one - sig));                                     \
-            }                                                                                                      \
-            break;                                                                                                 \
-        case TC_SIN: DERIVE(T, g * cos(x))                                                                         \
-        case TC_COS: DERIVE(T, -g * sin(x))                                                                        \
-        case TC_RSQRT: DERIVE(T, -half * g * y * y * y)                                                            \
-        case TC_SQUARE: DERIVE(T, 2 * g * x)                                                                       \
-        default: DERIVE(T, 0)                                                                                      \
+#define DERIVATIVE_LOOP(NAME, T, EXPR)                                                                             \
+    static void NAME(int64_t n, char **p, const int64_t *s, void *state) {                                        \
+        (void)state;                                                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                                          \
+            T x = ELEMENT(T, p[1], s[1], i);                                                                       \
+            T y = ELEMENT(T, p[2], s[2], i);                                                                       \
+            T g = ELEMENT(T, p[3], s[3], i);                                                                       \
+            (void)x;                                                                                               \
+            (void)y;                                                                                               \
+            (void)g;                                                                                               \
+            ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                                 \
         }                                                                                                          \
     }
-FLOAT_DTYPES(UNARY_BACKWARD_FN)
+#define DERIVATIVE_LOOPS(ID, name, arity, backward, properties, summary)                                           \
+    DERIVATIVE_LOOP(derivative_##ID##_float, float, TC_MATH_##ID##_GRAD(float, x, y, g))                           \
+    DERIVATIVE_LOOP(derivative_##ID##_double, double, TC_MATH_##ID##_GRAD(double, x, y, g))
+TC_UNARY_OP_LIST(DERIVATIVE_LOOPS)
 
-/* float32 through the vector loop on contiguous runs, the generic loop on
- * strided ones (backward operands are almost always fresh and contiguous). */
+#define DERIVATIVE_ENTRIES(ID, name, arity, backward, properties, summary)                                         \
+    [TC_##ID] = {derivative_##ID##_float, derivative_##ID##_double},
+static const cpu_inner_fn derivative_loops[TC_UNARY_OP_COUNT][2] = {TC_UNARY_OP_LIST(DERIVATIVE_ENTRIES)};
+
+/* float32 through the vector loop: in place on contiguous runs, packed
+ * into buffers otherwise, so a strided input gives the same bits. */
 static void unary_backward_float_vector(int64_t n, char **p, const int64_t *s, void *state) {
     tc_unary_op op = *(const tc_unary_op *)state;
     if (s[0] == sizeof(float) && s[1] == sizeof(float) && s[2] == sizeof(float) && s[3] == sizeof(float)) {
         f32_unary_backward(op, (const float *)p[1], (const float *)p[2], (const float *)p[3], (float *)p[0], n);
         return;
     }
-    unary_backward_float(n, p, s, state);
+    float buffer[4][PACK];
+    for (int64_t start = 0; start < n; start += PACK) {
+        int64_t m = n - start < PACK ? n - start : PACK;
+        for (int k = 1; k < 4; k++)
+            for (int64_t i = 0; i < m; i++) buffer[k][i] = ELEMENT(float, p[k], s[k], start + i);
+        f32_unary_backward(op, buffer[1], buffer[2], buffer[3], buffer[0], m);
+        for (int64_t i = 0; i < m; i++) ELEMENT(float, p[0], s[0], start + i) = buffer[0][i];
+    }
 }
 
 tc_status cpu_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad,
                              tc_tensor *grad_x) {
     const tc_tensor *operands[4] = {grad_x, x, y, grad};
-    cpu_inner_fn inner = x->dtype == TC_FLOAT32 ? unary_backward_float : unary_backward_double;
-    if (x->dtype == TC_FLOAT32 && f32_unary_backward_supported(op)) inner = unary_backward_float_vector;
-    cpu_for_each_parallel(4, operands, is_transcendental(op) ? GRAIN_MATH : GRAIN_SIMPLE, inner, &op);
+    if ((unsigned)op >= TC_UNARY_OP_COUNT || !tc_dtype_is_floating(x->dtype))
+        return tc_fail(grad_x->ctx, TC_ERROR_DTYPE, "%s backward: dtype %s is not supported (float32 or float64)",
+                       tc_unary_op_name(op), tc_dtype_name(x->dtype));
+    cpu_inner_fn inner = derivative_loops[op][x->dtype == TC_FLOAT64];
+    if (x->dtype == TC_FLOAT32 && f32_unary_supported(op)) inner = unary_backward_float_vector;
+    cpu_for_each_parallel(4, operands, unary_grain(op), inner, &op);
     return TC_OK;
 }
 
-/* ---- binary maps ---- */
+/* ---- binary maps ----
+ * One loop per op and dtype, as for unary maps; comparisons and logic
+ * store bool. */
 
-#define COMBINE(T, OUT_T, EXPR)                                                                                    \
-    for (int64_t i = 0; i < n; i++) {                                                                              \
-        T a = ELEMENT(T, p[1], s[1], i);                                                                           \
-        T b = ELEMENT(T, p[2], s[2], i);                                                                           \
-        ELEMENT(OUT_T, p[0], s[0], i) = (OUT_T)(EXPR);                                                             \
-    }                                                                                                              \
-    break;
-
-#define COMPARISON_CASES(T)                                                                                        \
-    case TC_EQ: COMBINE(T, tc_bool_t, a == b)                                                                      \
-    case TC_NE: COMBINE(T, tc_bool_t, a != b)                                                                      \
-    case TC_LT: COMBINE(T, tc_bool_t, a < b)                                                                       \
-    case TC_LE: COMBINE(T, tc_bool_t, a <= b)                                                                      \
-    case TC_GT: COMBINE(T, tc_bool_t, a > b)                                                                       \
-    case TC_GE: COMBINE(T, tc_bool_t, a >= b)                                                                      \
-    case TC_LOGICAL_AND: COMBINE(T, tc_bool_t, a != 0 && b != 0)                                                   \
-    case TC_LOGICAL_OR: COMBINE(T, tc_bool_t, a != 0 || b != 0)
-
-#define BINARY_FLOAT_FN(E, T)                                                                                      \
-    static void binary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                  \
-        switch (*(const tc_binary_op *)state) {                                                                    \
-        case TC_ADD: COMBINE(T, T, a + b)                                                                          \
-        case TC_SUB: COMBINE(T, T, a - b)                                                                          \
-        case TC_MUL: COMBINE(T, T, a * b)                                                                          \
-        case TC_DIV: COMBINE(T, T, a / b)                                                                          \
-        case TC_POW: COMBINE(T, T, pow(a, b))                                                                      \
-        case TC_MAXIMUM: COMBINE(T, T, (a > b || a != a) ? a : b)                                                  \
-        case TC_MINIMUM: COMBINE(T, T, (a < b || a != a) ? a : b)                                                  \
-            COMPARISON_CASES(T)                                                                                    \
-        default: break;                                                                                            \
+#define BINARY_LOOP(NAME, T, EXPR, bool_result)                                                                    \
+    static void NAME(int64_t n, char **p, const int64_t *s, void *state) {                                        \
+        (void)state;                                                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                                          \
+            T a = ELEMENT(T, p[1], s[1], i);                                                                       \
+            T b = ELEMENT(T, p[2], s[2], i);                                                                       \
+            if (bool_result) ELEMENT(tc_bool_t, p[0], s[0], i) = (tc_bool_t)(EXPR);                                \
+            else ELEMENT(T, p[0], s[0], i) = (T)(EXPR);                                                            \
         }                                                                                                          \
     }
-FLOAT_DTYPES(BINARY_FLOAT_FN)
+#define BINARY_FLOAT_LOOPS(ID, name, arity, backward, properties, summary)                                         \
+    BINARY_LOOP(binary_##ID##_float, float, TC_MATH_##ID(float, a, b), (properties) & TC_OP_BOOL_RESULT)           \
+    BINARY_LOOP(binary_##ID##_double, double, TC_MATH_##ID(double, a, b), (properties) & TC_OP_BOOL_RESULT)
+/* (The mask is made from op_list.h's rows, so it cannot be used inside them.) */
+#define BOOL_RESULT(ID) ((TC_MATH_BINARY_BOOL_RESULTS >> TC_##ID) & 1)
+TC_BINARY_OP_LIST(BINARY_FLOAT_LOOPS)
+#define BINARY_INTEGER_LOOPS(ID, formula)                                                                          \
+    INTEGER_LOOPS(BINARY_LOOP, binary_##ID, formula(integer, a, b), BOOL_RESULT(ID))
+TC_MATH_INTEGER_BINARY(BINARY_INTEGER_LOOPS)
 
-/* Integer division and powers are turned into float ops by the op layer;
- * were they not, a division would still be defined: by zero it gives 0,
- * and the most negative value divided by -1 wraps to itself. */
-#define BINARY_INTEGER_FN(E, T)                                                                                    \
-    static void binary_##T(int64_t n, char **p, const int64_t *s, void *state) {                                  \
-        switch (*(const tc_binary_op *)state) {                                                                    \
-        case TC_ADD: COMBINE(T, T, WRAP_ADD(T, a, b))                                                              \
-        case TC_SUB: COMBINE(T, T, WRAP_SUB(T, a, b))                                                              \
-        case TC_MUL: COMBINE(T, T, WRAP_MUL(T, a, b))                                                              \
-        case TC_DIV: COMBINE(T, T, b == 0 ? 0 : b == -1 ? WRAP_NEG(T, a) : a / b)                                 \
-        case TC_MAXIMUM: COMBINE(T, T, a > b ? a : b)                                                              \
-        case TC_MINIMUM: COMBINE(T, T, a < b ? a : b)                                                              \
-            COMPARISON_CASES(T)                                                                                    \
-        default: break;                                                                                            \
-        }                                                                                                          \
-    }
-INTEGER_DTYPES(BINARY_INTEGER_FN)
-BINARY_INTEGER_FN(TC_BOOL, tc_bool_t) /* only logic reaches it: see tc_binary */
+/* (Bool arithmetic reaches here as logic: see tc_binary.) */
+#define BINARY_FLOAT_ENTRIES(ID, name, arity, backward, properties, summary) FLOAT_ENTRIES(ID, binary_##ID)
+#define BINARY_INTEGER_ENTRIES(ID, formula) INTEGER_ENTRIES(ID, binary_##ID)
+static const cpu_inner_fn binary_loops[TC_BINARY_OP_COUNT][TC_DTYPE_COUNT] = {
+    TC_BINARY_OP_LIST(BINARY_FLOAT_ENTRIES) TC_MATH_INTEGER_BINARY(BINARY_INTEGER_ENTRIES)};
 
 /* float32 arithmetic through the vector loop when out is contiguous and
  * each input is contiguous or one broadcast value. */
 static void binary_float_vector(int64_t n, char **p, const int64_t *s, void *state) {
+    tc_binary_op op = *(const tc_binary_op *)state;
     const int64_t size = sizeof(float);
     if (s[0] == size && (s[1] == size || s[1] == 0) && (s[2] == size || s[2] == 0)) {
-        f32_binary(*(const tc_binary_op *)state, (const float *)p[1], s[1] / size, (const float *)p[2],
-                   s[2] / size, (float *)p[0], n);
+        f32_binary(op, (const float *)p[1], s[1] / size, (const float *)p[2], s[2] / size, (float *)p[0], n);
         return;
     }
-    binary_float(n, p, s, state);
+    binary_loops[op][TC_FLOAT32](n, p, s, state);
 }
 
 tc_status cpu_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, tc_tensor *out) {
     const tc_tensor *operands[3] = {out, a, b};
-    cpu_inner_fn inner = NULL;
+    cpu_inner_fn inner;
+    TC_TRY(find_loop(binary_loops, TC_BINARY_OP_COUNT, (int)op, tc_binary_op_name(op), a, &inner));
     if (a->dtype == TC_FLOAT32 && f32_binary_supported(op)) {
         cpu_for_each_parallel(3, operands, GRAIN_SIMPLE, binary_float_vector, &op);
         return TC_OK;
-    }
-    switch (a->dtype) {
-#define BINARY_CASE(E, T)                                                                                          \
-    case E: inner = binary_##T; break;
-        ALL_DTYPES(BINARY_CASE)
-#undef BINARY_CASE
-    default: return tc_fail(out->ctx, TC_ERROR_DTYPE, "binary: unknown dtype");
     }
     cpu_for_each_parallel(3, operands, op == TC_POW ? GRAIN_MATH : GRAIN_SIMPLE, inner, &op);
     return TC_OK;

@@ -28,6 +28,8 @@
 #ifndef TRICYCLE_CPU_SIMD_H
 #define TRICYCLE_CPU_SIMD_H
 
+#include "../ops_math.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -112,13 +114,6 @@ SIMD_INLINE simd_f32 simd_exp(simd_f32 x) {
     return p * scale1 * scale2;
 }
 
-/* 1 / (1 + e^-x), from e = e^-|x| so neither tail loses precision. */
-SIMD_INLINE simd_f32 simd_sigmoid(simd_f32 x) {
-    simd_f32 e = simd_exp(-simd_abs(x));
-    simd_f32 s = 1.0f / (1.0f + e);
-    return simd_select(x >= 0.0f, s, e * s);
-}
-
 /* tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above,
  * with x's sign. */
 SIMD_INLINE simd_f32 simd_tanh(simd_f32 x) {
@@ -134,15 +129,15 @@ SIMD_INLINE simd_f32 simd_tanh(simd_f32 x) {
     return simd_copysign(simd_select(a < 0.625f, small, large), x);
 }
 
-/* GPT-2's GELU, x/2 (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
- * as x sigmoid(2u): the same function without the cancellation of 1 + tanh
- * for negative x. */
-SIMD_INLINE simd_f32 simd_gelu_tanh(simd_f32 x) {
-    simd_f32 u = x * (0.7978845608f + 0.0356774081f * (x * x));
-    return x * simd_sigmoid(u + u);
-}
-
-SIMD_INLINE simd_f32 simd_silu(simd_f32 x) { return x * simd_sigmoid(x); }
+/* The simd math kit of ops_math.h: the element-wise formulas over vectors,
+ * with the exp and tanh above. Its helpers (simd_sigmoid, simd_silu,
+ * simd_gelu_tanh and their slopes) are the same formulas every backend
+ * computes; see there for the forms and why. */
+#define simd_real simd_f32
+#define simd_const(c) simd_splat((float)(c))
+#define simd_fabs simd_abs
+#define simd_fn SIMD_INLINE
+TC_MATH_HELPERS(simd)
 
 /* Applies f to the n (< SIMD_LANES) values at x, writing y, through a
  * padded vector so tails get the same arithmetic as full vectors. */
