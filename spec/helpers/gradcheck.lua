@@ -237,8 +237,9 @@ function gradcheck.gradcheck(tc, fn, inputs, options)
   assert(output.grad_fn ~= nil, label .. ": the output is not on the tape")
   local n = output:numel()
   local w = weights(n, 99)
-  local w_tensor = tc.tensor(gradcheck.nest(w, output.shape), { dtype = output.dtype })
-  if output:dim() == 0 then w_tensor = tc.tensor(w[1], { dtype = output.dtype }) end
+  local w_tensor = n == 0 and tc.zeros(output.shape, { dtype = output.dtype })
+    or tc.tensor(w, { dtype = output.dtype }):reshape(output.shape)
+  if output.device ~= "cpu" then w_tensor = w_tensor:to(output.device) end
   local loss = (output * w_tensor):sum()
   loss:backward()
 
