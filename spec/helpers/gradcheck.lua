@@ -6,7 +6,7 @@
 -- with fixed pseudo-random weights W, so every output element gets its own
 -- upstream gradient. Elements are perturbed in place through a 0-dim view of
 -- the input itself, so transposed or narrowed inputs keep their layout while
--- the numeric derivative is taken.
+-- the numeric derivative is taken; inputs on the cuda device stay there.
 --
 -- The forward helpers work on plain Lua values (totable() results): they
 -- flatten nested tables, broadcast like NumPy and compare element by element,
