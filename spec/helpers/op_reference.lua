@@ -8,92 +8,16 @@ local G = require("helpers.gradcheck")
 
 local R = {}
 
-R.flatten, R.nest = G.flatten, G.nest
-
--- Row-major strides of a shape.
-local function strides_of(shape)
-  local strides, step = {}, 1
-  for d = #shape, 1, -1 do
-    strides[d] = step
-    step = step * shape[d]
-  end
-  return strides
-end
-
---- Element-wise fn over operands broadcast like NumPy (nested tables or
--- numbers); a nested table, or a number when every operand is one.
-function R.map(fn, ...)
-  local operands = table.pack(...)
-  local flats, shapes = {}, {}
-  for i = 1, operands.n do flats[i], shapes[i] = G.flatten(operands[i]) end
-  local shape = G.broadcast_shape(table.unpack(shapes, 1, operands.n))
-  local ndim, n = #shape, G.numel(shape)
-  -- each operand's step along each output dim (0 where it broadcasts)
-  local steps = {}
-  for i = 1, operands.n do
-    local s, own = {}, strides_of(shapes[i])
-    for d = 1, ndim do
-      local k = d - (ndim - #shapes[i])
-      s[d] = (k >= 1 and shapes[i][k] ~= 1) and own[k] or 0
-    end
-    steps[i] = s
-  end
-  local index, positions, out, args = {}, {}, {}, {}
-  for d = 1, ndim do index[d] = 0 end
-  for i = 1, operands.n do positions[i] = 0 end
-  for k = 1, n do
-    for i = 1, operands.n do args[i] = flats[i][positions[i] + 1] end
-    out[k] = fn(table.unpack(args, 1, operands.n))
-    for d = ndim, 1, -1 do -- the next index, row-major
-      index[d] = index[d] + 1
-      for i = 1, operands.n do positions[i] = positions[i] + steps[i][d] end
-      if index[d] < shape[d] then break end
-      for i = 1, operands.n do positions[i] = positions[i] - steps[i][d] * shape[d] end
-      index[d] = 0
-    end
-  end
-  return G.nest(out, shape)
-end
-
---- Reduces a nested table over the (1-based, negative from the end) dims
--- in `dims` (all when nil) with fn(list); keepdim keeps size-1 dims.
-function R.reduce(value, dims, keepdim, fn)
-  local flat, shape = G.flatten(value)
-  local reduced = {}
-  if dims == nil then
-    for d = 1, #shape do reduced[d] = true end
-  else
-    for _, d in ipairs(type(dims) == "table" and dims or { dims }) do reduced[d < 0 and #shape + d + 1 or d] = true end
-  end
-  local out_shape, kept_shape = {}, {}
-  for d = 1, #shape do
-    kept_shape[d] = reduced[d] and 1 or shape[d]
-    if not reduced[d] then out_shape[#out_shape + 1] = shape[d] end
-  end
-  local kept_strides = strides_of(kept_shape)
-  local groups = {}
-  for k = 1, G.numel(kept_shape) do groups[k] = {} end
-  local index = {}
-  for d = 1, #shape do index[d] = 0 end
-  for k = 1, #flat do
-    local key = 0
-    for d = 1, #shape do
-      if not reduced[d] then key = key + index[d] * kept_strides[d] end
-    end
-    local group = groups[key + 1]
-    group[#group + 1] = flat[k]
-    for d = #shape, 1, -1 do
-      index[d] = index[d] + 1
-      if index[d] < shape[d] then break end
-      index[d] = 0
-    end
-  end
-  local out = {}
-  for k, group in ipairs(groups) do out[k] = fn(group) end
-  return G.nest(out, keepdim and kept_shape or out_shape)
-end
+R.flatten, R.nest, R.map, R.reduce = G.flatten, G.nest, G.map, G.reduce
 
 local function is_nan(v) return v ~= v end
+
+-- The 1-based row-major position of a 1-based multi-index in `shape`.
+local function position_of(shape, index)
+  local position = 0
+  for d = 1, #shape do position = position * shape[d] + index[d] - 1 end
+  return position + 1
+end
 
 -- Maclaurin series; exact to double precision for the |x| < 3 used here.
 function R.erf(x)
@@ -239,9 +163,7 @@ function R.permute(value, order)
     local index = G.unflatten_index(k, out_shape)
     local source = {}
     for d, from in ipairs(order) do source[from] = index[d] end
-    local position = 0
-    for d = 1, #shape do position = position * shape[d] + source[d] - 1 end
-    out[k] = flat[position + 1]
+    out[k] = flat[position_of(shape, source)]
   end
   return G.nest(out, out_shape)
 end
@@ -312,20 +234,24 @@ function R.matmul_nd(a, b)
   return out
 end
 
---- Concatenation of nested tables along `dim` (1-based, negative from the end).
-function R.cat(list, dim, ndim)
-  if dim < 0 then dim = ndim + dim + 1 end
+-- fn(parts, dim - 1) over the i-th entries of the tables in `list`, for each i.
+local function zip_along(list, dim, fn)
   local out = {}
-  if dim == 1 then
-    for _, t in ipairs(list) do
-      for _, v in ipairs(t) do out[#out + 1] = v end
-    end
-    return out
-  end
   for i = 1, #list[1] do
     local parts = {}
     for k, t in ipairs(list) do parts[k] = t[i] end
-    out[i] = R.cat(parts, dim - 1)
+    out[i] = fn(parts, dim - 1)
+  end
+  return out
+end
+
+--- Concatenation of nested tables along `dim` (1-based, negative from the end).
+function R.cat(list, dim, ndim)
+  if dim < 0 then dim = ndim + dim + 1 end
+  if dim > 1 then return zip_along(list, dim, R.cat) end
+  local out = {}
+  for _, t in ipairs(list) do
+    for _, v in ipairs(t) do out[#out + 1] = v end
   end
   return out
 end
@@ -333,13 +259,7 @@ end
 --- Stacking of nested tables along a new `dim`.
 function R.stack(list, dim)
   if dim == 1 then return list end
-  local out = {}
-  for i = 1, #list[1] do
-    local parts = {}
-    for k, t in ipairs(list) do parts[k] = t[i] end
-    out[i] = R.stack(parts, dim - 1)
-  end
-  return out
+  return zip_along(list, dim, R.stack)
 end
 
 --- out[...] = x[... with dim replaced by index[...] + 1] (0-based index).
@@ -350,9 +270,7 @@ function R.gather(x, dim, index)
   for k = 1, #flat_i do
     local at = G.unflatten_index(k, shape_i)
     at[dim] = flat_i[k] + 1
-    local position = 0
-    for d = 1, #shape_x do position = position * shape_x[d] + at[d] - 1 end
-    out[k] = flat_x[position + 1]
+    out[k] = flat_x[position_of(shape_x, at)]
   end
   return G.nest(out, shape_i)
 end
@@ -366,9 +284,7 @@ function R.index_select(x, dim, index)
   for k = 1, G.numel(shape) do
     local at = G.unflatten_index(k, shape)
     at[dim] = index[at[dim]] + 1
-    local position = 0
-    for d = 1, #shape_x do position = position * shape_x[d] + at[d] - 1 end
-    out[k] = flat_x[position + 1]
+    out[k] = flat_x[position_of(shape_x, at)]
   end
   return G.nest(out, shape)
 end

@@ -23,8 +23,9 @@ local runner = {}
 
 local FLOATING = { float32 = true, float64 = true }
 local DEFAULT_TOLERANCE = { float64 = 1e-12, float32 = { rtol = 1e-5, atol = 1e-6 } }
--- Half of what the device comparisons allowed relative to the largest
--- magnitude before they were measured element by element.
+-- Half of the 1e-9 and 1e-4 the device comparisons allowed relative to a
+-- result's largest magnitude: element by element relative to 1 + |cpu|,
+-- that is never looser.
 local DEFAULT_DEVICE_TOLERANCE = { float64 = 5e-10, float32 = 5e-5 }
 local DEFAULT_GRAD32 = 1e-4
 
@@ -91,7 +92,7 @@ local function flat_values(spec, dtype)
     for k = 1, G.numel(spec.shape) do flat[k] = 0 end
   else
     local lo, hi = spec.range[1], spec.range[2]
-    if dtype == "uint8" and lo < 0 then lo, hi = 0, math.max(hi, 1) - lo end
+    if dtype == "uint8" and lo < 0 then lo, hi = 0, math.max(hi, 1) - lo end -- as wide, without negatives
     flat = G.flatten(G.values(spec.shape, lo, hi, spec.seed))
     if spec.shape and G.numel(spec.shape) == 0 then flat = {} end
   end
@@ -102,10 +103,8 @@ local function flat_values(spec, dtype)
   end
   for k, v in ipairs(flat) do
     if dtype == "bool" then
-      if type(v) ~= "boolean" then
-        local mid = spec.range and (spec.range[1] + spec.range[2]) / 2 or 0.5
-        flat[k] = v > mid
-      end
+      -- random values: half of them true; given ones: true when not 0
+      if type(v) ~= "boolean" then flat[k] = spec.range and v > (spec.range[1] + spec.range[2]) / 2 or v ~= 0 end
     elseif not FLOATING[dtype] then
       if type(v) == "boolean" then v = v and 1 or 0 end
       flat[k] = math.tointeger(math.floor(v)) or v
@@ -401,9 +400,9 @@ end
 local function compare_run(case, expected, actual, dtype, label)
   assert(expected.n == actual.n, label .. ": a different number of results on the CPU")
   for i = 1, actual.n do
-    compare_results(case, expected.hosted[i], actual.hosted[i], dtype, ("%s, result %d against the CPU"):format(label,
-      i),
-      false, expected.plain[i], actual.plain[i])
+    local what = ("%s, result %d against the CPU"):format(label, i)
+    compare_results(case, expected.hosted[i], actual.hosted[i], dtype, what, false, expected.plain[i],
+      actual.plain[i])
   end
   for i, grad in pairs(expected.grads or {}) do
     local own = actual.grads and actual.grads[i]
@@ -445,8 +444,8 @@ function runner.check_case(op, case, dtype, device, other, smallest_of_row)
   if with_grad and dtype == "float32" and own.grads and case.grad32 ~= false and device == "cpu" then
     local grads64 = run_on(case, "float64", device, other, true, false).grads
     for i, grad in pairs(own.grads) do
-      assert((grad == false) == (grads64[i] == false), ("%s: input %d has a gradient in one dtype only"):format(label,
-        i))
+      assert((grad == false) == (grads64[i] == false),
+        ("%s: input %d has a gradient in one dtype only"):format(label, i))
       if grad then
         compare_values(plain(grads64[i]), plain(grad), case.grad32 or DEFAULT_GRAD32,
           ("%s, float32 gradient of input %d against float64's"):format(label, i))
