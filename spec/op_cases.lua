@@ -43,6 +43,7 @@
 -- coverage spec fails until the row is there.
 local tc = require("tricycle")
 local assert = require("luassert")
+local G = require("helpers.gradcheck")
 local R = require("helpers.op_reference")
 
 local methods = tc.Tensor.methods
@@ -1156,6 +1157,11 @@ row("attention", {
   attention_case("causal {1, 3, 12}", { 1, 3, 12 }, 2, true),
   attention_case("causal {2, 3, 12}", { 2, 3, 12 }, 2, true),
   attention_case("not causal {2, 3, 12}", { 2, 3, 12 }, 2, false),
+  { name = "not causal differs from causal on these inputs", dtypes = FLOAT64, check = function(env)
+    local qkv = env.tensor(G.values({ 2, 3, 12 }, -1, 1, 5), { dtype = "float64" })
+    local difference = (tc.attention(qkv, 2, { causal = false }) - tc.attention(qkv, 2)):abs():max():item()
+    assert.is_true(difference > 1e-6, "the mask changes nothing: " .. difference)
+  end },
   { name = "one head and three heads, T = 7", inputs = { float({ 1, 7, 18 }, -1, 1) },
     run = function(qkv) return tc.attention(qkv, 1), tc.attention(qkv, 3) end,
     reference = function(qkv) return R.attention(qkv, 1, true), R.attention(qkv, 3, true) end, fd = false },
