@@ -44,22 +44,13 @@ extern "C" const tc_engine_functions *cuda_engine(void) { return engine_function
 
 /* ---- the table ---- */
 
-static bool is_contiguous(const tc_tensor *t) {
-    int64_t expected = 1;
-    for (int d = t->ndim - 1; d >= 0; d--) {
-        if (t->shape[d] != 1 && t->strides[d] != expected) return false;
-        expected *= t->shape[d];
-    }
-    return true;
-}
-
 /* Host <-> device transfers take contiguous tensors of one dtype and shape
  * (tc_to_device makes them so); anything else runs on the device. */
 tc_status cuda_copy_or_transfer(tc_tensor *dst, const tc_tensor *src) {
     bool dst_on_device = dst->storage->device == TC_CUDA, src_on_device = src->storage->device == TC_CUDA;
     if (dst_on_device && src_on_device) return cuda_copy(dst, src);
     tc_context *ctx = dst->ctx;
-    if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !is_contiguous(dst) || !is_contiguous(src))
+    if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !tc_tensor_is_contiguous(dst) || !tc_tensor_is_contiguous(src))
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED,
                        "copy between cpu and cuda: both tensors must be contiguous with one dtype and shape "
                        "(got %s %s and %s %s)",

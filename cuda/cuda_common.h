@@ -39,6 +39,7 @@ const tc_engine_functions *cuda_engine(void);
 #define tc_tensor_numel(...) (cuda_engine()->tensor_numel(__VA_ARGS__))
 #define tc_tensor_data_at_offset(...) (cuda_engine()->tensor_data_at_offset(__VA_ARGS__))
 #define tc_same_shape(...) (cuda_engine()->same_shape(__VA_ARGS__))
+#define tc_tensor_is_contiguous(...) (cuda_engine()->tensor_is_contiguous(__VA_ARGS__))
 #define tc_shape_text_of(...) (cuda_engine()->shape_text_of(__VA_ARGS__))
 #define tc_device_allocate(...) (cuda_engine()->device_allocate(__VA_ARGS__))
 #define tc_device_release(...) (cuda_engine()->device_release(__VA_ARGS__))

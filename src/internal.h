@@ -372,7 +372,8 @@ const char *tc_file_kind(const char *path);
  * it. A row here is a field of the table and an entry of the engine's copy. */
 #define TC_ENGINE_FUNCTIONS(X)                                                                                     \
     X(fail) X(dtype_name) X(dtype_size) X(dtype_is_floating) X(unary_op_name) X(binary_op_name) X(tensor_numel)    \
-    X(tensor_data_at_offset) X(same_shape) X(shape_text_of) X(device_allocate) X(device_release)
+    X(tensor_data_at_offset) X(same_shape) X(shape_text_of) X(device_allocate) X(device_release)                   \
+    X(tensor_is_contiguous)
 #ifdef __cplusplus
 #define TC_TYPE_OF(expression) decltype(expression)
 #else

@@ -123,7 +123,10 @@ void *tc_tensor_data(const tc_tensor *t) {
     return t->storage->device == TC_CPU ? tc_tensor_data_at_offset(t) : NULL;
 }
 
+/* An empty tensor is contiguous whatever its strides: it has no element to
+ * be out of place. */
 bool tc_tensor_is_contiguous(const tc_tensor *t) {
+    if (tc_tensor_numel(t) == 0) return true;
     int64_t expected = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
         if (t->shape[d] != 1 && t->strides[d] != expected) return false;

@@ -316,6 +316,9 @@ static int extreme(lua_State *L, tc_reduce_op op, tc_reduce_op arg_op, const cha
     /* Fix the arguments at self, dim, keepdim: the values pushed by the first
      * reduce must not be read as the second one's keepdim. */
     lua_settop(L, 3);
+    if (lua_istable(L, 2) && luaL_len(L, 2) > 1)
+        return luaL_error(L, "%s: over a dim it gives values and indices, so it takes one dim, got %I", name,
+                          (lua_Integer)luaL_len(L, 2));
     reduce(L, op, name);
     reduce(L, arg_op, name);
     return 2;

@@ -64,6 +64,9 @@ return {
   { "max over dim 1 of an empty tensor", function() return tc.zeros({ 0, 3 }):max(1) end, { "max", "{0, 3}" } },
   { "argmax of an empty tensor", function() return tc.zeros({ 0 }):argmax() end, { "argmax", "{0}" } },
   { "argmax over two dims", function() return tc.zeros({ 2, 2 }):argmax({ 1, 2 }) end, { "argmax" } },
+  -- before: "max: argmax: takes one dim", naming two ops
+  { "max with indices over two dims", function() return tc.zeros({ 2, 2 }):max({ 1, 2 }) end,
+    { "max: over a dim", "takes one dim, got 2" } },
   { "broadcast of 2^40 x 1 and 1 x 2^40", function()
     return tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1 << 40, 1) + tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1, 1 << 40)
   end, { "add", "{1099511627776, 1}", "{1, 1099511627776}", "2^63" } },

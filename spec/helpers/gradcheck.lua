@@ -6,7 +6,7 @@
 -- with fixed pseudo-random weights W, so every output element gets its own
 -- upstream gradient. Elements are perturbed in place through a 0-dim view of
 -- the input itself, so transposed or narrowed inputs keep their layout while
--- the numeric derivative is taken.
+-- the numeric derivative is taken; inputs on the cuda device stay there.
 --
 -- The forward helpers work on plain Lua values (totable() results): they
 -- flatten nested tables, broadcast like NumPy and compare element by element,
@@ -94,68 +94,87 @@ function gradcheck.broadcast_shape(...)
   return out
 end
 
---- Element-wise map over broadcast operands given as nested tables or
--- numbers; returns a nested table (or a number for 0-dim results).
+-- Row-major strides of a shape.
+local function strides_of(shape)
+  local strides, step = {}, 1
+  for d = #shape, 1, -1 do
+    strides[d] = step
+    step = step * shape[d]
+  end
+  return strides
+end
+
+--- Element-wise fn over operands broadcast like NumPy (nested tables or
+-- numbers); a nested table, or a number when every operand is one.
 function gradcheck.map(fn, ...)
   local operands = table.pack(...)
   local flats, shapes = {}, {}
-  for i = 1, operands.n do
-    flats[i], shapes[i] = gradcheck.flatten(operands[i])
-  end
+  for i = 1, operands.n do flats[i], shapes[i] = gradcheck.flatten(operands[i]) end
   local shape = gradcheck.broadcast_shape(table.unpack(shapes, 1, operands.n))
-  local out = {}
-  for k = 1, numel(shape) do
-    local index = unflatten_index(k, shape)
-    local args = {}
-    for i = 1, operands.n do
-      local s = shapes[i]
-      local flat_position = 0
-      for d = 1, #s do
-        local position = s[d] == 1 and 1 or index[#shape - #s + d]
-        flat_position = flat_position * s[d] + (position - 1)
-      end
-      args[i] = flats[i][flat_position + 1]
+  local ndim, n = #shape, gradcheck.numel(shape)
+  -- each operand's step along each output dim (0 where it broadcasts)
+  local steps = {}
+  for i = 1, operands.n do
+    local s, own = {}, strides_of(shapes[i])
+    for d = 1, ndim do
+      local k = d - (ndim - #shapes[i])
+      s[d] = (k >= 1 and shapes[i][k] ~= 1) and own[k] or 0
     end
+    steps[i] = s
+  end
+  local index, positions, out, args = {}, {}, {}, {}
+  for d = 1, ndim do index[d] = 0 end
+  for i = 1, operands.n do positions[i] = 0 end
+  for k = 1, n do
+    for i = 1, operands.n do args[i] = flats[i][positions[i] + 1] end
     out[k] = fn(table.unpack(args, 1, operands.n))
+    for d = ndim, 1, -1 do -- the next index, row-major
+      index[d] = index[d] + 1
+      for i = 1, operands.n do positions[i] = positions[i] + steps[i][d] end
+      if index[d] < shape[d] then break end
+      for i = 1, operands.n do positions[i] = positions[i] - steps[i][d] * shape[d] end
+      index[d] = 0
+    end
   end
   return gradcheck.nest(out, shape)
 end
 
---- Reduces a nested table over the (1-based) dims in `dims` (all when nil)
--- with fn(list) -> number; keepdim keeps size-1 dims.
+--- Reduces a nested table over the (1-based, negative from the end) dims
+-- in `dims` (all when nil) with fn(list); keepdim keeps size-1 dims.
 function gradcheck.reduce(value, dims, keepdim, fn)
   local flat, shape = gradcheck.flatten(value)
   local reduced = {}
   if dims == nil then
     for d = 1, #shape do reduced[d] = true end
   else
-    for _, d in ipairs(type(dims) == "table" and dims or { dims }) do
-      reduced[d < 0 and #shape + d + 1 or d] = true
-    end
+    for _, d in ipairs(type(dims) == "table" and dims or { dims }) do reduced[d < 0 and #shape + d + 1 or d] = true end
   end
   local out_shape, kept_shape = {}, {}
   for d = 1, #shape do
-    if reduced[d] then
-      kept_shape[d] = 1
-    else
-      kept_shape[d] = shape[d]
-      out_shape[#out_shape + 1] = shape[d]
-    end
+    kept_shape[d] = reduced[d] and 1 or shape[d]
+    if not reduced[d] then out_shape[#out_shape + 1] = shape[d] end
   end
+  local kept_strides = strides_of(kept_shape)
   local groups = {}
+  for k = 1, gradcheck.numel(kept_shape) do groups[k] = {} end
+  local index = {}
+  for d = 1, #shape do index[d] = 0 end
   for k = 1, #flat do
-    local index = unflatten_index(k, shape)
     local key = 0
     for d = 1, #shape do
-      key = key * kept_shape[d] + (reduced[d] and 0 or index[d] - 1)
+      if not reduced[d] then key = key + index[d] * kept_strides[d] end
     end
-    groups[key + 1] = groups[key + 1] or {}
-    table.insert(groups[key + 1], flat[k])
+    local group = groups[key + 1]
+    group[#group + 1] = flat[k]
+    for d = #shape, 1, -1 do
+      index[d] = index[d] + 1
+      if index[d] < shape[d] then break end
+      index[d] = 0
+    end
   end
   local out = {}
-  for k = 1, numel(out_shape) do out[k] = fn(groups[k]) end
-  if keepdim then return gradcheck.nest(out, kept_shape) end
-  return gradcheck.nest(out, out_shape)
+  for k, group in ipairs(groups) do out[k] = fn(group) end
+  return gradcheck.nest(out, keepdim and kept_shape or out_shape)
 end
 
 local function close_enough(a, b, atol, rtol)
@@ -237,8 +256,9 @@ function gradcheck.gradcheck(tc, fn, inputs, options)
   assert(output.grad_fn ~= nil, label .. ": the output is not on the tape")
   local n = output:numel()
   local w = weights(n, 99)
-  local w_tensor = tc.tensor(gradcheck.nest(w, output.shape), { dtype = output.dtype })
-  if output:dim() == 0 then w_tensor = tc.tensor(w[1], { dtype = output.dtype }) end
+  local w_tensor = n == 0 and tc.zeros(output.shape, { dtype = output.dtype })
+    or tc.tensor(w, { dtype = output.dtype }):reshape(output.shape)
+  if output.device ~= "cpu" then w_tensor = w_tensor:to(output.device) end
   local loss = (output * w_tensor):sum()
   loss:backward()
 

@@ -1,0 +1,1484 @@
+--- The op list: one row per op of src/op_list.h (tc.ops()), each a list of
+-- cases that spec/helpers/op_runner.lua runs on every backend present
+-- (spec/ops_spec.lua on the CPU, spec/cuda_emulation_spec.lua on the cuda
+-- device, emulated or real). A row is {op = "name", cases = {...}}; a case:
+--
+--   name              what it shows
+--   inputs            input specs, made by the constructors below: float
+--                     (random floating values in the case's dtype, with a
+--                     gradient), const (the same without one), given
+--                     (explicit values), index (fixed integers), mask
+--                     (booleans), zeros; options: layout ("transposed",
+--                     "strided" or a permutation order the stored tensor is
+--                     seen through), view (a function applied to the leaf
+--                     inside the graph), grad = false, patch (flat index ->
+--                     value, or a function(flat, dtype))
+--   run(args..., env) calls the op; returns its result(s). env.device,
+--                     env.dtype and env.other (the other device) are given
+--   reference(values..., env)
+--                     the expected result(s) in plain Lua from the inputs'
+--                     values (helpers/op_reference.lua)
+--   dtypes            the dtypes floating inputs take (default float64 and
+--                     float32; integer and bool runs compare exactly)
+--   tolerance         per dtype against the reference (atol = rtol, or
+--                     {atol =, rtol =}); default 1e-12 and 1e-5
+--   device_tolerance  per dtype against the CPU on another device,
+--                     element by element relative to 1 + |cpu|
+--   fd                false: no finite differences (sizes chosen for the
+--                     device kernels' paths); "cpu": on the CPU only
+--   fd_options        {eps =, atol =, rtol =} for the finite differences
+--   grad32            tolerance of float32 gradients against float64's
+--                     (default 1e-4), or false
+--   check(env)        further assertions; env.tensor(values, options)
+--                     makes a tensor on the backend
+--   backends          the backends the case runs on (default all)
+--   fenced = false    left out of make test-cuda's pass with device memory
+--                     fenced from host code (the cases moved from
+--                     spec/c/cuda_kernels_test.c, which ran in the two
+--                     thread orders only)
+--   shape             the expected shape of the first result
+--
+-- Adding an op: its row here, with a reference, a gradient case when it is
+-- differentiable and an integer case when it takes integers; ops_spec's
+-- coverage spec fails until the row is there.
+local tc = require("tricycle")
+local assert = require("luassert")
+local G = require("helpers.gradcheck")
+local R = require("helpers.op_reference")
+
+local methods = tc.Tensor.methods
+local map = R.map
+local nan, inf = 0 / 0, math.huge
+
+local FLOAT64 = { "float64" }
+local EVERY = { "float64", "float32", "int64", "int32", "uint8", "bool" }
+local NO_BOOL = { "float64", "float32", "int64", "int32", "uint8" }
+
+-- The tolerances spec/c/cuda_kernels_test.c held these kernels to.
+local KERNEL = { float32 = 2e-6, float64 = 1e-13 }
+local ELEMENTWISE = { float32 = 1e-6 }
+local EXACT = 0
+-- Slow on the emulated device, and covered there by the device's own cases.
+local CPU = { "cpu" }
+
+-- ---- inputs ----
+
+local next_seed = 1000
+local function input(kind, shape, range, options)
+  next_seed = next_seed + 1
+  local spec = { kind = kind, shape = shape, range = range, seed = next_seed }
+  for k, v in pairs(options or {}) do spec[k] = v end
+  return spec
+end
+local function float(shape, lo, hi, options) return input("float", shape, { lo or -2, hi or 2 }, options) end
+local function const(shape, lo, hi, options)
+  local spec = float(shape, lo, hi, options)
+  spec.grad = false
+  return spec
+end
+local function given(values, options)
+  local spec = { kind = "float", values = values }
+  for k, v in pairs(options or {}) do spec[k] = v end
+  return spec
+end
+local function index(values, dtype) return { kind = "int", values = values, dtype = dtype or "int64" } end
+local function mask(values) return { kind = "bool", values = values } end
+local function bools(shape, options) return input("bool", shape, { 0, 1 }, options) end
+local function zeros(shape) return { kind = "zeros", shape = shape } end
+
+local function expand_to(...)
+  local shape = { ... }
+  return function(t) return t:expand(table.unpack(shape)) end
+end
+
+-- Results of integer and bool runs: wrapped into the dtype, as the engine's
+-- arithmetic wraps; bool values count as 0 and 1.
+local function number(v) if type(v) == "boolean" then return v and 1 or 0 end return v end
+local function into(v, dtype)
+  if dtype == "bool" then return v ~= 0 end
+  if dtype == "float64" or dtype == "float32" then return v end
+  return R.wrap(v, dtype)
+end
+
+local rows = {}
+local function row(op, cases) rows[#rows + 1] = { op = op, cases = cases } end
+
+-- ---- unary ops ----
+
+local function unary_reference(fn)
+  return function(x, env) return map(function(v) return into(fn(number(v)), env.dtype) end, x) end
+end
+
+-- The cases every unary op gets; integer_dtypes: the dtypes it takes besides floats.
+local function unary_cases(name, fn, lo, hi, integer_dtypes)
+  local call = name == "gelu_tanh" and function(x) return x:gelu("tanh") end or function(x) return x[name](x) end
+  local ref = unary_reference(fn)
+  local narrow = function(t) return t:narrow(2, 2, 2) end
+  return {
+    { name = "{2, 3}", inputs = { float({ 2, 3 }, lo, hi) }, run = call, reference = ref },
+    { name = "a transposed leaf", inputs = { float({ 3, 2 }, lo, hi, { layout = "transposed" }) }, run = call,
+      reference = ref },
+    { name = "a narrowed view inside the graph", inputs = { float({ 2, 4 }, lo, hi, { view = narrow }) },
+      run = call, reference = ref },
+    { name = "{37, 19}", inputs = { float({ 37, 19 }, lo, hi) }, run = call, reference = ref, fd = false },
+    { name = "{6, 50} transposed" .. (integer_dtypes and ", every dtype" or ""),
+      inputs = { float({ 6, 50 }, lo, hi + (integer_dtypes and 1 or 0), { layout = "transposed" }) }, run = call,
+      reference = ref, fd = false, device_tolerance = ELEMENTWISE, fenced = false, dtypes = integer_dtypes },
+    { name = "empty {0, 3}", inputs = { float({ 0, 3 }, lo, hi) }, run = call, shape = { 0, 3 } },
+  }
+end
+
+local function sqrt_inverse(v) return 1 / math.sqrt(v) end
+local unary_math = {
+  { "exp", math.exp, -2, 2 }, { "log", math.log, 0.3, 3 }, { "sqrt", math.sqrt, 0.3, 3 },
+  { "tanh", R.tanh, -2, 2 }, { "sigmoid", R.sigmoid, -3, 3 }, { "gelu", R.gelu, -2.5, 2.5 },
+  { "gelu_tanh", R.gelu_tanh, -2.5, 2.5 }, { "silu", function(v) return v * R.sigmoid(v) end, -3, 3 },
+  { "sin", math.sin, -3, 3 }, { "cos", math.cos, -3, 3 }, { "rsqrt", sqrt_inverse, 0.3, 3 },
+}
+local unary_exact = {
+  { "neg", function(v) return -v end, NO_BOOL }, { "abs", math.abs, EVERY },
+  { "relu", function(v) return v > 0 and v or 0 end, EVERY }, { "square", function(v) return v * v end, EVERY },
+}
+for _, u in ipairs(unary_math) do row(u[1], unary_cases(u[1], u[2], u[3], u[4])) end
+for _, u in ipairs(unary_exact) do row(u[1], unary_cases(u[1], u[2], -2, 2, u[3])) end
+
+local function sign(v)
+  if v ~= v then return 0 end
+  return v > 0 and 1 or v < 0 and -1 or 0
+end
+row("sign", {
+  { name = "values, zero and NaN", inputs = { given({ -2.5, 0, 3, -0.1, nan }) },
+    run = function(x) return x:sign() end, reference = unary_reference(sign) },
+  { name = "{37, 19}", inputs = { float({ 37, 19 }) }, run = function(x) return x:sign() end,
+    reference = unary_reference(sign) },
+  { name = "{6, 50} transposed, every dtype", inputs = { float({ 6, 50 }, -3, 3, { layout = "transposed" }) },
+    run = function(x) return x:sign() end, reference = unary_reference(sign), dtypes = EVERY },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:sign() end, shape = { 0, 3 } },
+})
+
+local function is_zero(x) return map(function(v) return number(v) == 0 end, x) end
+row("logical_not", {
+  { name = "gives bool", inputs = { given({ 0, 1, -2 }) }, run = function(x) return x:logical_not() end,
+    reference = is_zero },
+  { name = "{6, 50} transposed, every dtype", inputs = { float({ 6, 50 }, -3, 3, { layout = "transposed" }) },
+    run = function(x) return x:logical_not() end, reference = is_zero, dtypes = EVERY },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:logical_not() end,
+    shape = { 0, 3 } },
+})
+
+-- ---- binary ops ----
+
+-- Arithmetic in integer dtypes wraps; division and powers are float32 there.
+local function binary_reference(fn, float_result)
+  return function(a, b, env)
+    return map(function(x, y)
+      local v = fn(number(x), number(y))
+      if float_result or env.dtype == "float64" or env.dtype == "float32" then return v end
+      if env.dtype == "bool" then return v ~= 0 end
+      return R.wrap(v, env.dtype)
+    end, a, b)
+  end
+end
+
+local binary_arithmetic = {
+  { "add", function(a, b) return a + b end, { -2, 2 }, { -2, 2 }, EVERY },
+  { "sub", function(a, b) return a - b end, { -2, 2 }, { -2, 2 }, NO_BOOL },
+  { "mul", function(a, b) return a * b end, { -2, 2 }, { -2, 2 }, EVERY },
+  { "div", function(a, b) return a / b end, { -2, 2 }, { 0.5, 2 }, EVERY, true },
+  { "pow", function(a, b) return a ^ b end, { 0.5, 2 }, { -1.5, 1.5 }, NO_BOOL, true },
+  { "maximum", R.maximum, { -2, 2 }, { -2, 2 }, EVERY },
+  { "minimum", R.minimum, { -2, 2 }, { -2, 2 }, EVERY },
+}
+
+local function nan_case(name)
+  local op = methods[name]
+  local fn = ({ maximum = R.maximum, minimum = R.minimum, eq = function(a, b) return a == b end,
+    ne = function(a, b) return a ~= b end, lt = function(a, b) return a < b end,
+    le = function(a, b) return a <= b end, gt = function(a, b) return a > b end,
+    ge = function(a, b) return a >= b end, logical_and = function(a, b) return a ~= 0 and b ~= 0 end,
+    logical_or = function(a, b) return a ~= 0 or b ~= 0 end })[name]
+  return { name = "NaN on either side", inputs = { given({ nan, 1, nan, -2 }, { grad = false }),
+    given({ 1, nan, nan, -2 }, { grad = false }) }, run = function(a, b) return op(a, b) end,
+    reference = function(a, b) return map(fn, a, b) end, device_tolerance = EXACT }
+end
+
+for _, spec in ipairs(binary_arithmetic) do
+  local name, fn, ra, rb, every, float_result = table.unpack(spec)
+  local op = methods[name]
+  local call = function(a, b) return op(a, b) end
+  local ref = binary_reference(fn, float_result)
+  local number_a, number_b = (ra[1] + ra[2]) / 2 + 0.3, (rb[1] + rb[2]) / 2 + 0.3
+  local every_a, every_b = name == "pow" and { 0.1, 3 } or { -3, 3 }, name == "pow" and { -2, 3 } or { -3, 3 }
+  local cases = {
+    { name = "same shape {2, 3}", inputs = { float({ 2, 3 }, ra[1], ra[2]), float({ 2, 3 }, rb[1], rb[2]) },
+      run = call, reference = ref },
+    { name = "broadcast {3, 1} with {1, 4}", inputs = { float({ 3, 1 }, ra[1], ra[2]), float({ 1, 4 }, rb[1], rb[2]) },
+      run = call, reference = ref, shape = { 3, 4 } },
+    { name = "broadcast {2, 4} with {4}", inputs = { float({ 2, 4 }, ra[1], ra[2]), float({ 4 }, rb[1], rb[2]) },
+      run = call, reference = ref },
+    { name = "a number on the right", inputs = { float({ 2, 3 }, ra[1], ra[2]) },
+      run = function(a) return op(a, number_b) end,
+      reference = function(a, env) return ref(a, number_b, env) end },
+    { name = "a number on the left", inputs = { float({ 2, 3 }, rb[1], rb[2]) },
+      run = function(b) return op(number_a, b) end,
+      reference = function(b, env) return ref(number_a, b, env) end },
+    { name = "a transposed leaf with a 0-dim tensor",
+      inputs = { float({ 3, 2 }, ra[1], ra[2], { layout = "transposed" }), float({}, rb[1], rb[2]) },
+      run = call, reference = ref },
+    { name = "transposed {7, 5} with {5, 7}",
+      inputs = { float({ 5, 7 }, ra[1], ra[2], { layout = "transposed" }), float({ 5, 7 }, rb[1], rb[2]) },
+      run = call, reference = ref, fd = false },
+    { name = "broadcast {4, 1, 6} with {5, 1}",
+      inputs = { float({ 4, 1, 6 }, ra[1], ra[2]), float({ 5, 1 }, rb[1], rb[2]) },
+      run = call, reference = ref, fd = false },
+    { name = "{7, 40} transposed with a broadcast row, every dtype",
+      inputs = { const({ 7, 40 }, every_a[1], every_a[2], { layout = "transposed" }),
+        const({ 40 }, every_b[1], every_b[2], { view = expand_to(7, 40) }) },
+      run = call, reference = ref, fd = false, dtypes = every, device_tolerance = ELEMENTWISE, fenced = false },
+    { name = "empty {0, 3} with {3}", inputs = { float({ 0, 3 }, ra[1], ra[2]), float({ 3 }, rb[1], rb[2]) },
+      run = call, shape = { 0, 3 } },
+  }
+  if name == "maximum" or name == "minimum" then cases[#cases + 1] = nan_case(name) end
+  row(name, cases)
+end
+
+-- The operators, promotion and scalar range checks, kept with add as before.
+local add_row = rows[#rows - #binary_arithmetic + 1].cases
+add_row[#add_row + 1] = {
+  name = "operators +, -, *, /, ^ and unary minus", dtypes = FLOAT64,
+  check = function(env)
+    local a = env.tensor({ { 1, 2 }, { 3, 4 } }, { dtype = "float64" })
+    local b = env.tensor({ 10, 20 }, { dtype = "float64" })
+    assert.are.same({ { 11, 22 }, { 13, 24 } }, (a + b):to("cpu"):totable())
+    assert.are.same({ { -9, -18 }, { -7, -16 } }, (a - b):to("cpu"):totable())
+    assert.are.same({ { 10, 40 }, { 30, 80 } }, (a * b):to("cpu"):totable())
+    assert.are.same({ { 2, 4 }, { 6, 8 } }, (2 * a):to("cpu"):totable())
+    assert.are.same({ { 0.5, 1 }, { 1.5, 2 } }, (a / 2):to("cpu"):totable())
+    assert.are.same({ { 1, 4 }, { 9, 16 } }, (a ^ 2):to("cpu"):totable())
+    assert.are.same({ { -1, -2 }, { -3, -4 } }, (-a):to("cpu"):totable())
+    assert.are.same({ { 2, 4 }, { 8, 16 } }, (2 ^ a):to("cpu"):totable())
+  end,
+}
+add_row[#add_row + 1] = {
+  name = "dtype promotion", dtypes = FLOAT64,
+  check = function(env)
+    local i = env.tensor({ 1, 2 }, { dtype = "int64" })
+    assert.are.equal("int64", (i + i).dtype)
+    assert.are.equal("float32", (i + env.tensor({ 1.5, 1 })).dtype)
+    assert.are.equal("float64", (env.tensor({ 1, 2 }) + env.tensor({ 1, 2 }, { dtype = "float64" })).dtype)
+    assert.are.equal("float32", (i + 0.5).dtype)
+    assert.are.same({ 1.5, 2.5 }, (i + 0.5):to("cpu"):totable())
+  end,
+}
+add_row[#add_row + 1] = {
+  name = "an integer tensor with a scalar it cannot hold is an error, not a wrap", dtypes = FLOAT64,
+  check = function(env)
+    local u = env.tensor({ 1, 2, 250 }, { dtype = "uint8" })
+    local function message(fn)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("add: the scalar 300 is out of the range of uint8 (0 to 255)",
+      message(function() return u + 300 end), 1, true)
+    assert.matches("sub: the scalar -1 is out of the range of uint8", message(function() return u - (-1) end), 1, true)
+    assert.matches("mul: the scalar 3000000000 is out of the range of int32",
+      message(function() return env.tensor({ 1 }, { dtype = "int32" }) * 3000000000 end), 1, true)
+    assert.matches("add: the scalar 9.2233720368547758e+18 is out of the range of int64",
+      message(function() return env.tensor({ 1 }, { dtype = "int64" }) + 2 ^ 63 end), 1, true)
+    assert.matches("mul: the scalar inf is out of the range of int64",
+      message(function() return env.tensor({ 1 }, { dtype = "int64" }) * math.huge end), 1, true)
+    -- where a tensor keeps its integer dtype, a fraction cannot be stored either
+    assert.matches("fill_: the scalar 2.5 is not an integer, so a uint8 tensor cannot hold it",
+      message(function() return env.tensor({ 0, 0 }, { dtype = "uint8" }):fill_(2.5) end), 1, true)
+    assert.matches("masked_fill: the scalar 256 is out of the range of uint8",
+      message(function() return u:masked_fill(u:gt(1), 256) end), 1, true)
+    assert.matches("where: the scalar -5 is out of the range of uint8",
+      message(function() return tc.where(u:gt(1), u, -5) end), 1, true)
+    assert.matches("full: the scalar 10000000000 is out of the range of int32",
+      message(function() return tc.full({ 2 }, 1e10, { dtype = "int32" }) end), 1, true)
+    -- values in range keep the dtype; a fraction still promotes to float32
+    assert.are.same({ 6, 7, 255 }, (u + 5):to("int64"):to("cpu"):totable())
+    assert.are.equal("uint8", (u + 5).dtype)
+    assert.are.equal("float32", (u + 0.5).dtype)
+    assert.are.equal("int64", (env.tensor({ 1 }, { dtype = "int64" }) + 2 ^ 62).dtype)
+    -- a bool compared with a value other than 0 or 1 is compared as a number
+    assert.are.same({ false, false }, env.tensor({ true, false }):eq(2):to("cpu"):totable())
+    assert.are.same({ true, false }, env.tensor({ true, false }):eq(1):to("cpu"):totable())
+  end,
+}
+
+local comparisons = {
+  { "eq", function(a, b) return a == b end }, { "ne", function(a, b) return a ~= b end },
+  { "lt", function(a, b) return a < b end }, { "le", function(a, b) return a <= b end },
+  { "gt", function(a, b) return a > b end }, { "ge", function(a, b) return a >= b end },
+  { "logical_and", function(a, b) return a ~= 0 and b ~= 0 end },
+  { "logical_or", function(a, b) return a ~= 0 or b ~= 0 end },
+}
+for _, spec in ipairs(comparisons) do
+  local name, fn = spec[1], spec[2]
+  local op = methods[name]
+  local call = function(a, b) return op(a, b) end
+  local ref = function(a, b) return map(function(x, y) return fn(number(x), number(y)) end, a, b) end
+  row(name, {
+    { name = "broadcast {2, 3} with {3}, with ties",
+      inputs = { given({ { 0, 1, 2 }, { 3, 1, -1 } }), given({ 1, 1, 0 }) }, run = call, reference = ref },
+    { name = "a number", inputs = { given({ { 0, 1, 2 }, { 3, 1, -1 } }) }, run = function(a) return op(a, 1) end,
+      reference = function(a) return ref(a, 1) end },
+    { name = "broadcast {6, 1} with {5}", inputs = { float({ 6, 1 }), float({ 5 }) }, run = call, reference = ref },
+    { name = "{7, 40} transposed with a broadcast row, every dtype",
+      inputs = { float({ 7, 40 }, -3, 3, { layout = "transposed" }),
+        float({ 40 }, -3, 3, { view = expand_to(7, 40) }) },
+      run = call, reference = ref, dtypes = EVERY, fenced = false },
+    nan_case(name),
+    { name = "empty {0, 3} with {3}", inputs = { float({ 0, 3 }), float({ 3 }) }, run = call, shape = { 0, 3 } },
+  })
+end
+
+-- ---- reductions ----
+
+-- Quarters (so maxima tie) with three NaNs in floating runs.
+local function quarters_with_nans(flat, dtype)
+  if dtype ~= "float64" and dtype ~= "float32" then return end
+  for k, v in ipairs(flat) do flat[k] = math.floor(v * 4 + 0.5) / 4 end
+  flat[8], flat[1235], flat[1501] = nan, nan, nan
+end
+
+local function reduce_reference(fn, dims, keepdim, float_result)
+  return function(x, env)
+    local value = R.reduce(map(number, x), dims, keepdim, fn)
+    if float_result or env.dtype == "float64" or env.dtype == "float32" then return value end
+    return map(function(v) return R.wrap(v, "int64") end, value)
+  end
+end
+
+-- sum, mean and var return one tensor; max and min values and indices.
+local reductions = {
+  { "sum", R.sum, NO_BOOL, KERNEL },
+  { "mean", R.mean, nil, KERNEL },
+  { "max", R.max, NO_BOOL, EXACT, R.argmax },
+  { "min", R.min, NO_BOOL, EXACT, R.argmin },
+  { "var", R.var(1), nil, KERNEL },
+}
+for _, spec in ipairs(reductions) do
+  local name, fn, integer_dtypes, device_tolerance, arg_fn = table.unpack(spec)
+  local with_indices = arg_fn ~= nil
+  local float_result = name == "mean" or name == "var"
+  -- one call's results and their references
+  local function call(x, dims, keepdim)
+    if dims == nil then return x[name](x) end
+    if name == "var" then return x:var(dims, { keepdim = keepdim }) end
+    return x[name](x, dims, keepdim)
+  end
+  local function expected(x, env, dims, keepdim)
+    local value = reduce_reference(fn, dims, keepdim, float_result)(x, env)
+    if with_indices and dims ~= nil then
+      local indices = R.reduce(map(number, x), dims, keepdim, arg_fn)
+      if env.dtype == "bool" then value = map(function(v) return v ~= 0 end, value) end
+      return value, indices
+    end
+    if env.dtype == "bool" and not float_result and name ~= "sum" then
+      return map(function(v) return v ~= 0 end, value)
+    end
+    return value
+  end
+  local function calls(list)
+    return function(x)
+      local results = {}
+      for _, c in ipairs(list) do
+        for _, r in ipairs({ call(x, c[1], c[2]) }) do results[#results + 1] = r end
+      end
+      return table.unpack(results)
+    end, function(x, env)
+      local results = {}
+      for _, c in ipairs(list) do
+        for _, r in ipairs({ expected(x, env, c[1], c[2]) }) do results[#results + 1] = r end
+      end
+      return table.unpack(results)
+    end
+  end
+  local several = name == "sum" or name == "mean" or name == "var"
+  local forward_calls = { { nil }, { 2, false }, { -1, true } }
+  if several then forward_calls[#forward_calls + 1] = { { 1, 3 }, false } end
+  local forward_run, forward_reference = calls(forward_calls)
+  local one = function(dims, keepdim) return calls({ { dims, keepdim } }) end
+  local all_run, all_reference = one(nil)
+  local dim2_run, dim2_reference = one(2, false)
+  local last_run, last_reference = one(-1, true)
+  local t_run, t_reference = calls({ { 1, false }, { 2, false } })
+  local mid_run, mid_reference = one(2, false)
+  local keep_run, keep_reference = one(several and { 1, 3 } or 3, true)
+  local dim_sets = { { 2, true }, { 3, true }, { 1, true }, { nil } }
+  if several then table.insert(dim_sets, 4, { { 1, 3 }, true }) end
+  local sets_run, sets_reference = calls(dim_sets)
+  local cases = {
+    { name = "{2, 3, 4}: all, dim 2, dim -1 with keepdim" .. (several and ", dims {1, 3}" or ""),
+      inputs = { float({ 2, 3, 4 }) }, run = forward_run, reference = forward_reference, fd = false },
+    { name = "over everything {2, 3}", inputs = { float({ 2, 3 }) }, run = all_run, reference = all_reference },
+    { name = "over dim 2 of a transposed leaf", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+      run = dim2_run, reference = dim2_reference },
+    { name = "over dim -1 with keepdim", inputs = { float({ 2, 2, 3 }) }, run = last_run, reference = last_reference },
+    { name = "{9, 40} transposed over dims 1 and 2", inputs = { float({ 9, 40 }, -2, 2, { layout = "transposed" }) },
+      run = t_run, reference = t_reference, fd = false },
+    { name = "{6, 33, 4} over dim 2", inputs = { float({ 6, 33, 4 }) }, run = mid_run, reference = mid_reference,
+      fd = false },
+    { name = "{6, 5, 7} over " .. (several and "dims {1, 3}" or "dim 3") .. " with keepdim",
+      inputs = { float({ 6, 5, 7 }) }, run = keep_run, reference = keep_reference, fd = false },
+    { name = "{300, 7} over everything", inputs = { float({ 300, 7 }) }, run = all_run, reference = all_reference,
+      fd = false, tolerance = { float32 = 1e-5, float64 = 1e-12 } },
+  }
+  for _, layout in ipairs({ false, { 3, 2, 1 } }) do
+    cases[#cases + 1] = {
+      name = "{2, 300, 3} in quarters with NaNs" .. (layout and " (a permuted view)" or "")
+        .. ", over each dim set" .. (integer_dtypes and ", integers too" or ""),
+      inputs = { const({ 2, 300, 3 }, -3, 3, { layout = layout or nil, patch = quarters_with_nans }) },
+      run = sets_run, reference = sets_reference, fd = false, device_tolerance = device_tolerance, fenced = false,
+      dtypes = integer_dtypes,
+    }
+  end
+  if with_indices then
+    cases[#cases + 1] = { name = "with a dim gives values and 0-based int64 indices",
+      inputs = { given({ { 1, 5, 3 }, { 7, 2, 4 } }) }, run = function(x)
+        local v2, i2 = x[name](x, 2)
+        local v1, i1 = x[name](x, 1)
+        assert.are.equal("int64", i2.dtype)
+        return v2, i2, v1, i1
+      end, reference = function(x, env)
+        local v2, i2 = expected(x, env, 2, false)
+        local v1, i1 = expected(x, env, 1, false)
+        return v2, i2, v1, i1
+      end, fd = false }
+    cases[#cases + 1] = { name = "over an empty dim is an error on every device", dtypes = FLOAT64,
+      check = function(env)
+        local empty = env.tensor({}):reshape(3, 0)
+        local ok, message = pcall(empty[name], empty, 2)
+        assert.is_false(ok)
+        assert.matches(name .. ": dim 2 of a tensor of shape {3, 0} is empty", message, 1, true)
+      end }
+  else
+    cases[#cases + 1] = { name = "over an empty dim", inputs = { float({ 3, 0 }) }, run = function(x)
+      return call(x, 2, false)
+    end, reference = function(x, env)
+      local value = name == "sum" and 0 or nan
+      return { value, value, value }
+    end, shape = { 3 } }
+  end
+  if integer_dtypes then
+    cases[#cases + 1] = { name = "{4, 5} over dim 2 and everything, every dtype",
+      inputs = { float({ 4, 5 }, -3, 3) }, run = calls({ { 2, false }, { nil } }),
+      reference = select(2, calls({ { 2, false }, { nil } })), dtypes = EVERY, fd = false }
+  end
+  if name == "var" then
+    cases[#cases + 1] = { name = "unbiased and biased, keepdim", inputs = { float({ 3, 4 }) }, run = function(x)
+      return x:var(), x:var(2), x:var(1, { correction = 0 }), x:var(2, { keepdim = true })
+    end, reference = function(x)
+      return R.reduce(x, nil, false, R.var(1)), R.reduce(x, 2, false, R.var(1)), R.reduce(x, 1, false, R.var(0)),
+        R.reduce(x, 2, true, R.var(1))
+    end, fd = false }
+    cases[#cases + 1] = { name = "biased over dim 1 of a transposed leaf",
+      inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+      run = function(x) return x:var(1, { correction = 0 }) end,
+      reference = function(x) return R.reduce(x, 1, false, R.var(0)) end }
+    cases[#cases + 1] = { name = "{2, 300, 3} biased, over each dim set",
+      inputs = { const({ 2, 300, 3 }, -3, 3, { patch = quarters_with_nans }) }, run = function(x)
+        return x:var(2, { correction = 0, keepdim = true }), x:var({ 1, 3 }, { correction = 0, keepdim = true }),
+          x:var(nil, { correction = 0 })
+      end, reference = function(x)
+        return R.reduce(x, 2, true, R.var(0)), R.reduce(x, { 1, 3 }, true, R.var(0)), R.reduce(x, nil, false, R.var(0))
+      end, fd = false, device_tolerance = KERNEL, fenced = false }
+  end
+  if name == "sum" then
+    cases[#cases + 1] = { name = "over dims {1, 3}", inputs = { float({ 2, 3, 2 }) },
+      run = function(x) return x:sum({ 1, 3 }) end,
+      reference = function(x) return R.reduce(x, { 1, 3 }, false, R.sum) end }
+  elseif name == "mean" then
+    cases[#cases + 1] = { name = "over dims {1, 2}", inputs = { float({ 2, 3, 2 }) },
+      run = function(x) return x:mean({ 1, 2 }) end,
+      reference = function(x) return R.reduce(x, { 1, 2 }, false, R.mean) end }
+  end
+  row(name, cases)
+end
+
+for _, spec in ipairs({ { "argmax", R.argmax }, { "argmin", R.argmin } }) do
+  local name, fn = spec[1], spec[2]
+  local function ref(dim, keepdim)
+    return function(x) return R.reduce(map(number, x), dim, keepdim, fn) end
+  end
+  row(name, {
+    { name = "0-based along dims 2 and 1", inputs = { float({ 3, 5 }) },
+      run = function(x) return x[name](x, 2), x[name](x, 1) end,
+      reference = function(x) return ref(2)(x), ref(1)(x) end },
+    { name = "{7, 9} along dims 2 and 1", inputs = { float({ 7, 9 }) },
+      run = function(x) return x[name](x, 2), x[name](x, 1) end,
+      reference = function(x) return ref(2)(x), ref(1)(x) end },
+    { name = "{2, 300, 3} in quarters with NaNs, a permuted view, every dim, every dtype",
+      inputs = { float({ 2, 300, 3 }, -3, 3, { layout = { 3, 2, 1 }, patch = quarters_with_nans }) },
+      run = function(x) return x[name](x, 1, true), x[name](x, 2, true), x[name](x, 3, true), x[name](x) end,
+      reference = function(x)
+        return ref(1, true)(x), ref(2, true)(x), ref(3, true)(x), fn(R.flatten(map(number, x)))
+      end, dtypes = EVERY, fenced = false },
+    { name = "{2, 300, 3} in quarters with NaNs, contiguous",
+      inputs = { float({ 2, 300, 3 }, -3, 3, { patch = quarters_with_nans }) },
+      run = function(x) return x[name](x, 1, true), x[name](x, 2, true), x[name](x, 3, true) end,
+      reference = function(x) return ref(1, true)(x), ref(2, true)(x), ref(3, true)(x) end, fenced = false },
+  })
+end
+
+-- ---- clamp, where, masked_fill ----
+
+local function clamp_value(v, lo, hi)
+  if v ~= v then return v end
+  if lo and v < lo then v = lo end
+  if hi and v > hi then v = hi end
+  return v
+end
+local function clamp_reference(lo, hi)
+  return function(x) return map(function(v) return clamp_value(v, lo, hi) end, x) end
+end
+-- Both bounds, the upper only and the lower only, in values the dtype holds.
+local function clamp_bounds(dtype)
+  if dtype == "uint8" then return 1, 2, 1 end
+  if dtype == "int64" or dtype == "int32" then return -1, 1, 0 end
+  return -1, 1, 0.5
+end
+row("clamp", {
+  { name = "both bounds and one bound", inputs = { float({ 2, 3 }) },
+    run = function(x) return x:clamp(-0.5, 0.5), x:clamp(nil, 0.5), x:clamp(-0.5) end,
+    reference = function(x) return clamp_reference(-0.5, 0.5)(x), clamp_reference(nil, 0.5)(x),
+      clamp_reference(-0.5)(x) end, fd = false },
+  { name = "both bounds {3, 4}", inputs = { float({ 3, 4 }) }, run = function(x) return x:clamp(-0.5, 0.5) end,
+    reference = clamp_reference(-0.5, 0.5) },
+  { name = "the upper bound on a transposed leaf", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:clamp(nil, 0.3) end, reference = clamp_reference(nil, 0.3) },
+  { name = "{9, 11}", inputs = { float({ 9, 11 }) }, run = function(x) return x:clamp(-0.5, 0.7) end,
+    reference = clamp_reference(-0.5, 0.7), fd = false },
+  { name = "{5, 30} transposed, both bounds and either one, every dtype but bool",
+    inputs = { const({ 5, 30 }, -3, 3, { layout = "transposed" }) }, run = function(x, env)
+      local lo, hi, one = clamp_bounds(env.dtype)
+      return x:clamp(lo, hi), x:clamp(nil, one), x:clamp(one)
+    end, reference = function(x, env)
+      local lo, hi, one = clamp_bounds(env.dtype)
+      return clamp_reference(lo, hi)(x), clamp_reference(nil, one)(x), clamp_reference(one)(x)
+    end, dtypes = NO_BOOL, fd = false, device_tolerance = EXACT, fenced = false },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:clamp(-0.5, 0.5) end,
+    shape = { 0, 3 } },
+})
+
+local function pick(c, a, b)
+  return map(function(ci, x, y)
+    if ci then return x end
+    return y
+  end, c, a, b)
+end
+local condition = { { true, false, true }, { false, false, true } }
+row("where", {
+  { name = "broadcast b {1, 3}, and numbers for a or b", inputs = { mask(condition), float({ 2, 3 }), float({ 1, 3 }) },
+    run = function(c, a, b) return tc.where(c, a, b), tc.where(c, a, 7), c:where(-1, b) end,
+    reference = function(c, a, b) return pick(c, a, b), pick(c, a, 7), pick(c, -1, b) end },
+  { name = "a number for b, a transposed leaf for a",
+    inputs = { mask(condition), float({ 2, 3 }, -2, 2, { layout = "transposed" }) },
+    run = function(c, a) return tc.where(c, a, 0.5) end, reference = function(c, a) return pick(c, a, 0.5) end },
+  { name = "cond {4, 1}, a {4, 6}, b {6}", inputs = { bools({ 4, 1 }), float({ 4, 6 }), float({ 6 }) },
+    run = function(c, a, b) return tc.where(c, a, b) end, reference = pick, fd = false },
+  { name = "a broadcast cond, a transposed, every dtype",
+    inputs = { bools({ 30 }, { view = expand_to(5, 30) }), const({ 5, 30 }, -3, 3, { layout = "transposed" }),
+      const({ 5, 30 }, -3, 3) },
+    run = function(c, a, b) return tc.where(c, a, b) end, reference = pick, dtypes = EVERY, fd = false,
+    device_tolerance = EXACT, fenced = false },
+  { name = "empty {0, 3}", inputs = { bools({ 0, 3 }), float({ 0, 3 }), float({ 3 }) },
+    run = function(c, a, b) return tc.where(c, a, b) end, shape = { 0, 3 } },
+})
+
+local function fill_value(dtype) return dtype == "bool" and 1 or 3 end
+local function filled(x, m, value, dtype)
+  if dtype == "bool" then value = value ~= 0 end
+  return map(function(v, mi)
+    if mi then return value end
+    return v
+  end, x, m)
+end
+row("masked_fill", {
+  { name = "a broadcast mask {1, 3}", inputs = { float({ 2, 3 }), mask({ { false, true, false } }) },
+    run = function(x, m) return x:masked_fill(m, -9) end, reference = function(x, m) return filled(x, m, -9) end },
+  { name = "a mask {2, 3}", inputs = { float({ 2, 3 }), mask(condition) },
+    run = function(x, m) return x:masked_fill(m, 3) end, reference = function(x, m) return filled(x, m, 3) end },
+  { name = "{5, 6} with a mask {6}", inputs = { float({ 5, 6 }), bools({ 6 }) },
+    run = function(x, m) return x:masked_fill(m, -3) end, reference = function(x, m) return filled(x, m, -3) end,
+    fd = false },
+  { name = "{4, 5} with a mask {5}, every dtype", inputs = { float({ 4, 5 }, -3, 3), bools({ 5 }) },
+    run = function(x, m, env) return x:masked_fill(m, fill_value(env.dtype)) end,
+    reference = function(x, m, env) return filled(x, m, fill_value(env.dtype), env.dtype) end, dtypes = EVERY,
+    fd = false },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }), bools({ 3 }) },
+    run = function(x, m) return x:masked_fill(m, 1) end, shape = { 0, 3 } },
+})
+
+-- ---- linear algebra ----
+
+local MATMUL32 = { float32 = { rtol = 1e-5, atol = 1e-5 } }
+local function matmul(a, b) return a:matmul(b) end
+local function matmul_case(name, a, b, options)
+  local case = { name = name, inputs = { a, b }, run = matmul, reference = R.matmul_nd, tolerance = MATMUL32 }
+  for k, v in pairs(options or {}) do case[k] = v end
+  return case
+end
+row("matmul", {
+  matmul_case("{2, 3} @ {3, 4}", float({ 2, 3 }), float({ 3, 4 })),
+  matmul_case("{2, 3} @ a transposed {3, 4}", float({ 2, 3 }), float({ 3, 4 }, -2, 2, { layout = "transposed" })),
+  matmul_case("batched {2, 2, 3} @ {3, 2} (broadcast)", float({ 2, 2, 3 }), float({ 3, 2 })),
+  matmul_case("batched {2, 2, 3} @ {2, 3, 4}", float({ 2, 2, 3 }), float({ 2, 3, 4 })),
+  matmul_case("a vector {3} @ {3, 2}", float({ 3 }), float({ 3, 2 })),
+  matmul_case("{2, 3} @ a vector {3}", float({ 2, 3 }), float({ 3 })),
+  matmul_case("{5, 7} @ {7, 3}", float({ 5, 7 }), float({ 7, 3 }), { fd = false }),
+  matmul_case("batched {2, 5, 7} @ {7, 3}", float({ 2, 5, 7 }), float({ 7, 3 }), { fd = false }),
+  matmul_case("transposes {7, 5}^T @ {3, 7}^T", float({ 5, 7 }, -2, 2, { layout = "transposed" }),
+    float({ 7, 3 }, -2, 2, { layout = "transposed" }), { fd = false }),
+  matmul_case("{4, 6} @ a vector {6}", float({ 4, 6 }), float({ 6 }), { fd = false }),
+  { name = "empty {0, 3} @ {3, 4}", inputs = { float({ 0, 3 }), float({ 3, 4 }) }, run = matmul, shape = { 0, 4 } },
+  { name = "{2, 0} @ {0, 3} gives zeros", inputs = { float({ 2, 0 }), float({ 0, 3 }) }, run = matmul,
+    reference = function() return { { 0, 0, 0 }, { 0, 0, 0 } } end, shape = { 2, 3 } },
+})
+
+local function diagonal(x)
+  local out = {}
+  for i = 1, #x do out[i] = x[i][i] end
+  return out
+end
+local function einsum_case(name, equation, inputs, reference, options)
+  local case = { name = name .. " (" .. equation .. ")", inputs = inputs,
+    run = function(...)
+      local operands = { ... }
+      operands[#operands] = nil
+      if options and options.list then return tc.einsum(equation, operands) end
+      return tc.einsum(equation, table.unpack(operands))
+    end, reference = reference, tolerance = MATMUL32 }
+  return case
+end
+row("einsum", {
+  einsum_case("a matmul", "ij,jk->ik", { float({ 2, 3 }), float({ 3, 4 }) }, R.matmul),
+  einsum_case("operands in a list", "ij,jk->ik", { float({ 2, 3 }), float({ 3, 4 }) }, R.matmul, { list = true }),
+  einsum_case("a transpose", "ij->ji", { float({ 2, 3 }) }, R.transpose),
+  einsum_case("a diagonal", "ii->i", { float({ 3, 3 }) }, diagonal),
+  einsum_case("a dot product", "i,i->", { float({ 4 }), float({ 4 }) }, R.matmul_nd),
+  einsum_case("a batched matmul", "bij,bjk->bik", { float({ 2, 2, 3 }), float({ 2, 3, 2 }) }, R.matmul_nd),
+  einsum_case("a transposed operand", "ij,kj->ik", { float({ 2, 3 }, -2, 2, { layout = "transposed" }),
+    float({ 4, 3 }) }, function(a, b) return R.matmul(a, R.transpose(b)) end),
+})
+
+row("einsum_diagonal", {
+  einsum_case("a square's diagonal", "ii->i", { float({ 3, 3 }, -1, 1) }, diagonal),
+  einsum_case("a repeated leading index", "iij->ij", { float({ 2, 2, 3 }, -1, 1) },
+    function(x) return { x[1][1], x[2][2] } end),
+})
+
+for _, name in ipairs({ "linear", "linear_gelu" }) do
+  local gelu = name == "linear_gelu"
+  local op = tc[name]
+  local function with_bias(x, w, b) return op(x, w, b) end
+  local function without_bias(x, w) return op(x, w) end
+  local function with_bias_reference(x, w, b) return R.linear(x, w, b, gelu) end
+  local function without_bias_reference(x, w) return R.linear(x, w, nil, gelu) end
+  local column_major = { layout = "transposed" }
+  local function case(case_name, inputs, options)
+    local c = { name = case_name, inputs = inputs, run = #inputs == 3 and with_bias or without_bias,
+      reference = #inputs == 3 and with_bias_reference or without_bias_reference, tolerance = MATMUL32 }
+    for k, v in pairs(options or {}) do c[k] = v end
+    return c
+  end
+  row(name, {
+    case("x {2, 3, 4}, weight {5, 4}, bias {5}",
+      { float({ 2, 3, 4 }, -1, 1), float({ 5, 4 }, -1, 1), float({ 5 }, -1, 1) }),
+    case("x {1, 2}, weight {2, 2}, bias {2}", { float({ 1, 2 }, -1, 1), float({ 2, 2 }, -1, 1), float({ 2 }, -1, 1) }),
+    case("x {3, 4}, weight {5, 4}, no bias", { float({ 3, 4 }, -1, 1), float({ 5, 4 }, -1, 1) }),
+    case("x {1, 5, 4}, a column-major weight, bias",
+      { float({ 1, 5, 4 }, -1, 1), float({ 3, 4 }, -1, 1, column_major), float({ 3 }, -1, 1) }),
+    case("x {1, 5, 4}, a column-major weight, no bias",
+      { float({ 1, 5, 4 }, -1, 1), float({ 3, 4 }, -1, 1, column_major) }),
+    case("one row {1, 1, 70}, weight {200, 70}", { float({ 1, 1, 70 }, -1, 1), float({ 200, 70 }, -1, 1),
+      float({ 200 }, -1, 1) }, { fd = false }),
+    case("one row {1, 1, 70}, a column-major weight {200, 70}", { float({ 1, 1, 70 }, -1, 1),
+      float({ 200, 70 }, -1, 1, column_major), float({ 200 }, -1, 1) }, { fd = false }),
+    case("x {2, 5, 7}, weight {3, 7}, bias {3}", { float({ 2, 5, 7 }), float({ 3, 7 }), float({ 3 }) }, { fd = false }),
+    case("x {6, 7}, a column-major weight {4, 7}, no bias", { float({ 6, 7 }), float({ 4, 7 }, -2, 2, column_major) },
+      { fd = false }),
+    case("one row {1, 9}, weight {5, 9}, bias {5}", { float({ 1, 9 }), float({ 5, 9 }), float({ 5 }) }, { fd = false }),
+    case("x {3, 4, 9}, weight {33, 9}, bias {33}", { float({ 3, 4, 9 }), float({ 33, 9 }), float({ 33 }) },
+      { fd = false }),
+    case("x {5, 8}, weight {6, 8}, no bias", { float({ 5, 8 }), float({ 6, 8 }) }, { fd = false }),
+  })
+end
+
+-- ---- softmax ----
+
+for _, name in ipairs({ "softmax", "log_softmax" }) do
+  local log = name == "log_softmax"
+  local function along(dim)
+    return function(x) return R.along(x, dim, function(r) return R.softmax_row(r, log) end) end
+  end
+  local function call(dim) return function(x) return x[name](x, dim) end end
+  row(name, {
+    { name = "{3, 4} over dims 2, -1 and 1", inputs = { float({ 3, 4 }, -3, 3) },
+      run = function(x) return x[name](x, 2), x[name](x, -1), x[name](x, 1) end,
+      reference = function(x) return along(2)(x), along(-1)(x), along(1)(x) end, fd = false },
+    { name = "large values", inputs = { given({ { 1000, 1001 }, { -1000, -1003 } }) }, run = call(2),
+      reference = along(2) },
+    { name = "over the last dim", inputs = { float({ 3, 4 }, -3, 3) }, run = call(-1), reference = along(-1) },
+    { name = "over dim 1 of a transposed leaf", inputs = { float({ 3, 4 }, -3, 3, { layout = "transposed" }) },
+      run = call(1), reference = along(1) },
+    { name = "{4, 5, 33} over the last dim", inputs = { float({ 4, 5, 33 }) }, run = call(-1), reference = along(-1),
+      fd = false },
+    { name = "{4, 5, 6} over dim 2", inputs = { float({ 4, 5, 6 }) }, run = call(2), reference = along(2), fd = false },
+    { name = "{4, 5, 300} over the last dim, one logit -inf",
+      inputs = { float({ 4, 5, 300 }, -4, 4, { patch = { [4] = -inf } }) },
+      run = call(-1), reference = along(-1), fd = false, device_tolerance = KERNEL, fenced = false },
+    { name = "{4, 7, 30} over dim 2, one logit -inf",
+      inputs = { float({ 4, 7, 30 }, -4, 4, { patch = { [4] = -inf } }) },
+      run = call(2), reference = along(2), fd = false, device_tolerance = KERNEL, fenced = false },
+    { name = "empty {0, 4}", inputs = { float({ 0, 4 }) }, run = call(2), shape = { 0, 4 } },
+  })
+end
+
+-- ---- many tensors and indexing ----
+
+row("cat", {
+  { name = "dims 1, 2 and the default", inputs = { float({ 2, 3 }), float({ 1, 3 }), float({ 2, 2 }) },
+    run = function(a, b, c) return tc.cat({ a, b }, 1), tc.cat({ a, c }, 2), tc.cat({ a, b }) end,
+    reference = function(a, b, c) return R.cat({ a, b }, 1), R.cat({ a, c }, 2), R.cat({ a, b }, 1) end, fd = false },
+  { name = "dim 1", inputs = { float({ 2, 3 }), float({ 1, 3 }) }, run = function(a, b) return tc.cat({ a, b }, 1) end,
+    reference = function(a, b) return R.cat({ a, b }, 1) end },
+  { name = "dim -1, a transposed leaf given twice", inputs = { float({ 2, 3 }, -2, 2, { layout = "transposed" }),
+    float({ 2, 2 }) }, run = function(a, b) return tc.cat({ a, b, a }, -1) end,
+    reference = function(a, b) return R.cat({ a, b, a }, -1, 2) end },
+  { name = "{3, 4} and {3, 4} along dims 1 and 2", inputs = { float({ 3, 4 }), float({ 3, 4 }) },
+    run = function(a, b) return tc.cat({ a, b }, 1), tc.cat({ a, b }, 2) end,
+    reference = function(a, b) return R.cat({ a, b }, 1), R.cat({ a, b }, 2) end, fd = false },
+  { name = "every dtype", inputs = { float({ 2, 3 }, -3, 3), float({ 1, 3 }, -3, 3) },
+    run = function(a, b) return tc.cat({ a, b }, 1) end, reference = function(a, b) return R.cat({ a, b }, 1) end,
+    dtypes = EVERY },
+  { name = "an empty {0, 3} with {2, 3}", inputs = { float({ 0, 3 }), float({ 2, 3 }) },
+    run = function(a, b) return tc.cat({ a, b }, 1) end, reference = function(_, b) return b end, shape = { 2, 3 } },
+})
+
+row("stack", {
+  { name = "new dims 1 and 2", inputs = { float({ 2, 3 }), float({ 2, 3 }) },
+    run = function(a, b) return tc.stack({ a, b }, 1), tc.stack({ a, b }, 2) end,
+    reference = function(a, b) return R.stack({ a, b }, 1), R.stack({ a, b }, 2) end, fd = false },
+  { name = "dim 2, one input transposed",
+    inputs = { float({ 2, 3 }), float({ 2, 3 }, -2, 2, { layout = "transposed" }) },
+    run = function(a, b) return tc.stack({ a, b }, 2) end, reference = function(a, b) return R.stack({ a, b }, 2) end },
+  { name = "every dtype", inputs = { float({ 2, 3 }, -3, 3), float({ 2, 3 }, -3, 3) },
+    run = function(a, b) return tc.stack({ a, b }, 1) end, reference = function(a, b) return R.stack({ a, b }, 1) end,
+    dtypes = EVERY },
+  { name = "two empty {0, 3}", inputs = { float({ 0, 3 }), float({ 0, 3 }) },
+    run = function(a, b) return tc.stack({ a, b }, 1) end, shape = { 2, 0, 3 } },
+})
+
+local function random_index(shape, size) return input("int", shape, { 0, size }, { dtype = "int64" }) end
+-- Results compared exactly with the CPU's, gradients (sums) within KERNEL.
+local EXACT_FORWARD = { float32 = 0, float64 = 0, gradients = KERNEL }
+
+local rows_of = { { 0, 3 }, { 2, 2 }, { 1, 0 } }
+local columns_of = { { 2, 0, 1, 1 } }
+row("gather", {
+  { name = "dims 2 and 1, 0-based", inputs = { float({ 3, 4 }), index(rows_of), index(columns_of) },
+    run = function(x, i, j) return x:gather(2, i), x:gather(1, j) end,
+    reference = function(x, i, j) return R.gather(x, 2, i), R.gather(x, 1, j) end, fd = false },
+  { name = "dim 2 with repeated indices", inputs = { float({ 3, 4 }), index(rows_of) },
+    run = function(x, i) return x:gather(2, i) end, reference = function(x, i) return R.gather(x, 2, i) end },
+  { name = "dim 1 of a transposed leaf",
+    inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }), index(columns_of) },
+    run = function(x, i) return x:gather(1, i) end, reference = function(x, i) return R.gather(x, 1, i) end },
+  { name = "{4, 6} along dim 2",
+    inputs = { float({ 4, 6 }), index({ { 0, 5, 5 }, { 1, 1, 2 }, { 3, 0, 4 }, { 5, 5, 5 } }) },
+    run = function(x, i) return x:gather(2, i) end, reference = function(x, i) return R.gather(x, 2, i) end,
+    fd = false },
+  { name = "{5, 6, 7} along dim 2 by a random {5, 4, 7} index",
+    inputs = { float({ 5, 6, 7 }, -3, 3), random_index({ 5, 4, 7 }, 6) },
+    run = function(x, i) return x:gather(2, i) end, reference = function(x, i) return R.gather(x, 2, i) end, fd = false,
+    dtypes = { "float32", "float64", "int32", "uint8" }, device_tolerance = EXACT_FORWARD, fenced = false },
+  { name = "an empty index {3, 0}", inputs = { float({ 3, 4 }), index({ {}, {}, {} }) },
+    run = function(x, i) return x:gather(2, i) end, shape = { 3, 0 } },
+})
+
+local function selected(dim)
+  return function(x, i) return R.index_select(x, dim, i) end
+end
+row("index_select", {
+  { name = "dims 1 and 2", inputs = { float({ 4, 3 }), index({ 2, 0, 2 }), index({ 1 }) },
+    run = function(x, i, j) return x:index_select(1, i), x:index_select(2, j) end,
+    reference = function(x, i, j) return R.index_select(x, 1, i), R.index_select(x, 2, j) end, fd = false },
+  { name = "dim 1 with a repeat", inputs = { float({ 4, 3 }), index({ 2, 0, 2 }) },
+    run = function(x, i) return x:index_select(1, i) end, reference = selected(1) },
+  { name = "dim 2 of a transposed leaf",
+    inputs = { float({ 4, 3 }, -2, 2, { layout = "transposed" }), index({ 1, 1, 0 }) },
+    run = function(x, i) return x:index_select(2, i) end, reference = selected(2) },
+  { name = "{5, 3} along dim 1", inputs = { float({ 5, 3 }), index({ 4, 0, 4, 2, 2, 2 }) },
+    run = function(x, i) return x:index_select(1, i) end, reference = selected(1), fd = false },
+  { name = "{6, 6, 7} along dim 1 by 9 random indices", inputs = { float({ 6, 6, 7 }, -3, 3), random_index({ 9 }, 6) },
+    run = function(x, i) return x:index_select(1, i) end, reference = selected(1), fd = false,
+    dtypes = { "float32", "float64", "int64", "bool" }, device_tolerance = EXACT_FORWARD, fenced = false },
+  { name = "{5, 6, 6} along dim 3 by 9 random indices", inputs = { float({ 5, 6, 6 }, -3, 3), random_index({ 9 }, 6) },
+    run = function(x, i) return x:index_select(3, i) end, reference = selected(3), fd = false,
+    dtypes = { "float32", "float64", "int64", "bool" }, device_tolerance = EXACT_FORWARD, fenced = false },
+  { name = "an empty index", inputs = { float({ 4, 3 }), index({}) },
+    run = function(x, i) return x:index_select(1, i) end, shape = { 0, 3 } },
+})
+
+local function embedded(w, ids) return map(function(i) return w[i + 1] end, ids) end
+row("embedding", {
+  { name = "ids {2, 2}, and int32 ids",
+    inputs = { float({ 5, 3 }), index({ { 1, 4 }, { 4, 0 } }), index({ 3 }, "int32") },
+    run = function(w, ids, ids32) return tc.embedding(w, ids), tc.embedding(w, ids32) end,
+    reference = function(w, ids, ids32) return embedded(w, ids), embedded(w, ids32) end, fd = false },
+  { name = "repeated ids", inputs = { float({ 5, 3 }), index({ { 1, 4 }, { 4, 0 } }) },
+    run = function(w, ids) return tc.embedding(w, ids) end, reference = embedded },
+  { name = "w {3, 2}, ids repeated", inputs = { float({ 3, 2 }), index({ 2, 0, 2 }) },
+    run = function(w, ids) return tc.embedding(w, ids) end, reference = embedded },
+  { name = "w {10, 4}, ids {2, 3}", inputs = { float({ 10, 4 }), index({ { 1, 9, 1 }, { 0, 3, 3 } }) },
+    run = function(w, ids) return tc.embedding(w, ids) end, reference = embedded, fd = false },
+  { name = "every dtype", inputs = { float({ 5, 3 }, -3, 3), index({ { 1, 4 }, { 4, 0 } }) },
+    run = function(w, ids) return tc.embedding(w, ids) end, reference = embedded, dtypes = EVERY },
+  { name = "no ids", inputs = { float({ 5, 3 }), index({}) }, run = function(w, ids) return tc.embedding(w, ids) end,
+    shape = { 0, 3 } },
+})
+
+-- dropout's mask comes from the context's Philox stream, the same on every device.
+local function dropout_with_seed(seed, p)
+  return function(x)
+    tc.manual_seed(seed)
+    return x:dropout(p)
+  end
+end
+row("dropout", {
+  { name = "zeroes about p and rescales the rest", dtypes = FLOAT64, backends = CPU, check = function(env)
+    tc.manual_seed(3)
+    local x = env.tensor({ 1 }, { dtype = "float64" }):expand(20000):contiguous()
+    local zeros, kept = 0, 0
+    for _, v in ipairs(x:dropout(0.25):to("cpu"):totable()) do
+      if v == 0 then zeros = zeros + 1
+      else
+        kept = kept + 1
+        assert.is_true(math.abs(v - 1 / 0.75) < 1e-12)
+      end
+    end
+    assert.is_true(math.abs(zeros / 20000 - 0.25) < 0.02, "fraction zeroed " .. zeros / 20000)
+    assert.are.same(x:to("cpu"):totable(), x:dropout(0.25, false):to("cpu"):totable())
+    assert.are.same(x:to("cpu"):totable(), x:dropout(0):to("cpu"):totable())
+  end },
+  { name = "p = 0.5 with a fixed seed", inputs = { float({ 4, 5 }) }, run = dropout_with_seed(5, 0.5) },
+  { name = "{2, 3}, p = 0.5 with a fixed seed", inputs = { float({ 2, 3 }) }, run = dropout_with_seed(6, 0.5) },
+  { name = "{8, 50}, p = 0.3", inputs = { float({ 8, 50 }) }, run = dropout_with_seed(7, 0.3), fd = false,
+    device_tolerance = EXACT },
+  { name = "{1001}, p = 0.3", inputs = { float({ 1001 }) }, run = dropout_with_seed(99, 0.3), fd = false,
+    device_tolerance = EXACT, fenced = false },
+})
+
+-- ---- views and copies ----
+
+local function narrow_first_two(t) return t:narrow(1, 1, 2) end
+row("reshape", {
+  { name = "contiguous {2, 3}: reshape(3, 2), reshape({-1}), view(1, 6)", inputs = { float({ 2, 3 }) },
+    run = function(x) return x:reshape(3, 2), x:reshape({ -1 }), x:view(1, 6) end,
+    reference = function(x)
+      local flat = R.flatten(x)
+      return R.nest(flat, { 3, 2 }), flat, { flat }
+    end, fd = false },
+  { name = "a transposed view reshaped to {6} (copies)", inputs = { float({ 2, 3 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:reshape(6) end, reference = function(x) return (R.flatten(x)) end },
+  { name = "twice inside the graph", inputs = { float({ 2, 3 }) },
+    run = function(x) return x:reshape(3, 2) * x:reshape(3, 2) end,
+    reference = function(x) return R.nest(R.flatten(map(function(v) return v * v end, x)), { 3, 2 }) end },
+  { name = "every dtype", inputs = { float({ 2, 3 }, -3, 3) }, run = function(x) return x:reshape(3, 2) end,
+    reference = function(x) return R.nest(R.flatten(x), { 3, 2 }) end, dtypes = EVERY },
+  { name = "empty {0, 3} to {3, 0}", inputs = { float({ 0, 3 }) }, run = function(x) return x:reshape(3, 0) end,
+    shape = { 3, 0 } },
+})
+
+row("transpose", {
+  { name = "2-D, dims 1 and 2 and the default", inputs = { float({ 2, 3 }) }, run = function(x)
+    assert.is_false(x:transpose():is_contiguous())
+    return x:transpose(1, 2), x:transpose()
+  end, reference = function(x) return R.transpose(x), R.transpose(x) end, fd = false },
+  { name = "3-D, dims 1 and 3", inputs = { float({ 2, 3, 2 }) }, run = function(x) return x:transpose(1, 3) end,
+    reference = function(x) return R.permute(x, { 3, 2, 1 }) end },
+  { name = "every dtype", inputs = { float({ 2, 3 }, -3, 3) }, run = function(x) return x:transpose() end,
+    reference = R.transpose, dtypes = EVERY },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:transpose() end, shape = { 3, 0 } },
+})
+
+row("permute", {
+  { name = "3-D, as arguments and as a table", inputs = { float({ 2, 3, 4 }) },
+    run = function(x) return x:permute(3, 1, 2), x:permute({ 3, 1, 2 }) end,
+    reference = function(x) return R.permute(x, { 3, 1, 2 }), R.permute(x, { 3, 1, 2 }) end, fd = false },
+  { name = "3-D {2, 3, 2}", inputs = { float({ 2, 3, 2 }) }, run = function(x) return x:permute(2, 3, 1) end,
+    reference = function(x) return R.permute(x, { 2, 3, 1 }) end },
+  { name = "every dtype", inputs = { float({ 2, 3, 4 }, -3, 3) }, run = function(x) return x:permute(2, 3, 1) end,
+    reference = function(x) return R.permute(x, { 2, 3, 1 }) end, dtypes = EVERY },
+  { name = "empty {2, 0, 3}", inputs = { float({ 2, 0, 3 }) }, run = function(x) return x:permute(3, 1, 2) end,
+    shape = { 3, 2, 0 } },
+})
+
+local function columns(x, first, count)
+  return R.rows(x, function(r) return { table.unpack(r, first, first + count - 1) } end)
+end
+row("narrow", {
+  { name = "1-based and negative starts", inputs = { float({ 3, 5 }) },
+    run = function(x) return x:narrow(2, 2, 3), x:narrow(1, -1, 1) end,
+    reference = function(x) return columns(x, 2, 3), { x[3] } end, fd = false },
+  { name = "dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:narrow(2, 2, 2) end,
+    reference = function(x) return columns(x, 2, 2) end },
+  { name = "dim 1 of a transposed leaf", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:narrow(1, 2, 2) end, reference = function(x) return { x[2], x[3] } end },
+  { name = "every dtype", inputs = { float({ 3, 5 }, -3, 3) }, run = function(x) return x:narrow(2, 2, 3) end,
+    reference = function(x) return columns(x, 2, 3) end, dtypes = EVERY },
+  { name = "to length 0", inputs = { float({ 3, 4 }) }, run = function(x) return x:narrow(2, 2, 0) end,
+    shape = { 3, 0 } },
+})
+
+row("select", {
+  { name = "1-based, negative, t[i]", inputs = { float({ 3, 4 }) },
+    run = function(x) return x:select(1, 2), x:select(2, -1), x[3], x[-1] end,
+    reference = function(x) return x[2], { x[1][4], x[2][4], x[3][4] }, x[3], x[3] end, fd = false },
+  { name = "dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:select(2, 3) end,
+    reference = function(x) return { x[1][3], x[2][3], x[3][3] } end },
+  { name = "t[i] of a transposed leaf", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x[2] end, reference = function(x) return x[2] end },
+  { name = "every dtype", inputs = { float({ 3, 4 }, -3, 3) }, run = function(x) return x:select(2, -1) end,
+    reference = function(x) return { x[1][4], x[2][4], x[3][4] } end, dtypes = EVERY },
+  { name = "of an empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:select(2, 1) end,
+    shape = { 0 } },
+})
+
+row("expand", {
+  { name = "size-1 dims and a new leading dim, -1", inputs = { float({ 3, 1 }) },
+    run = function(x) return x:expand(2, 3, 4), x:expand(-1, 5) end,
+    reference = function(x) return R.expand(x, { 2, 3, 4 }), R.expand(x, { 3, 5 }) end, fd = false },
+  { name = "{3, 1} to {2, 3, 4}", inputs = { float({ 3, 1 }) }, run = function(x) return x:expand(2, 3, 4) end,
+    reference = function(x) return R.expand(x, { 2, 3, 4 }) end },
+  { name = "{4, 1} to {3, 4, 5}, made contiguous", inputs = { float({ 4, 1 }) },
+    run = function(x) return x:expand({ 3, 4, 5 }):contiguous() end,
+    reference = function(x) return R.expand(x, { 3, 4, 5 }) end, fd = false },
+  { name = "every dtype", inputs = { float({ 3, 1 }, -3, 3) }, run = function(x) return x:expand(2, 3, 4) end,
+    reference = function(x) return R.expand(x, { 2, 3, 4 }) end, dtypes = EVERY },
+  { name = "an empty {0, 1} to {0, 4}", inputs = { float({ 0, 1 }) }, run = function(x) return x:expand(0, 4) end,
+    shape = { 0, 4 } },
+})
+
+row("contiguous", {
+  { name = "of a transposed view", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) }, run = function(x)
+    local out = x:contiguous()
+    assert.is_true(out:is_contiguous())
+    return out * 2
+  end, reference = function(x) return map(function(v) return 2 * v end, x) end },
+  { name = "{5, 8} transposed", inputs = { float({ 5, 8 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:contiguous() end, reference = function(x) return x end, fd = false },
+  { name = "narrowed and permuted {4, 6, 5}", inputs = { float({ 4, 6, 5 }) },
+    run = function(x) return x:narrow(2, 2, 3):permute({ 3, 1, 2 }):contiguous() end,
+    reference = function(x)
+      return R.permute(R.rows(R.permute(x, { 1, 3, 2 }), function(r) return { r[2], r[3], r[4] } end), { 2, 1, 3 })
+    end, fd = false },
+  { name = "strided, every dtype", inputs = { float({ 4, 5 }, -3, 3, { layout = "strided" }) },
+    run = function(x) return x:contiguous() end, reference = function(x) return x end, dtypes = EVERY },
+  { name = "empty {0, 3} transposed", inputs = { float({ 0, 3 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:contiguous() end, shape = { 0, 3 } },
+})
+
+row("clone", {
+  { name = "a copy that does not share storage", dtypes = FLOAT64, check = function(env)
+    local t = env.tensor({ 1, 2, 3 }, { dtype = "float64" })
+    local c = t:clone()
+    c:fill_(0)
+    assert.are.same({ 1, 2, 3 }, t:to("cpu"):totable())
+  end },
+  { name = "of a narrowed view", inputs = { float({ 3, 2 }, -2, 2, { view = narrow_first_two }) },
+    run = function(x) return x:clone() end, reference = function(x) return x end },
+  { name = "a transposed view, every dtype", inputs = { float({ 4, 5 }, -3, 3, { layout = "transposed" }) },
+    run = function(x) return x:clone() end, reference = function(x) return x end, dtypes = EVERY },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:clone() end, shape = { 0, 3 } },
+})
+
+local function to_every_dtype(x)
+  local results = {}
+  for i, dtype in ipairs(EVERY) do results[i] = x:to(dtype) end
+  return table.unpack(results)
+end
+local function converted_to_every_dtype(x)
+  local results = {}
+  for i, dtype in ipairs(EVERY) do results[i] = map(function(v) return R.convert(v, dtype) end, x) end
+  return table.unpack(results)
+end
+local saturating = { nan, inf, -inf, 1e10, -1e10, 300, -1.5, 2.7, -2.7, 255.9, 2 ^ 63, -2 ^ 63 }
+row("to_dtype", {
+  { name = "into every dtype from a transposed source", inputs = { const({ 4, 5 }, -3, 3, { layout = "transposed" }) },
+    run = to_every_dtype, reference = converted_to_every_dtype, dtypes = EVERY, device_tolerance = EXACT,
+    fenced = false },
+  { name = "into every dtype from a broadcast source", inputs = { const({ 5 }, -3, 3, { view = expand_to(4, 5) }) },
+    run = to_every_dtype, reference = converted_to_every_dtype, dtypes = EVERY, device_tolerance = EXACT,
+    fenced = false },
+  { name = "floats into integers saturate, NaN as 0", inputs = { given(saturating, { grad = false }) },
+    run = to_every_dtype, reference = converted_to_every_dtype, device_tolerance = EXACT },
+  { name = "float64 to float32 and back inside the graph", inputs = { float({ 2, 3 }) }, dtypes = FLOAT64,
+    run = function(x) return x:to("float32"):to("float64") * x end,
+    reference = function(x) return map(function(v) return R.convert(v, "float32") * v end, x) end,
+    fd_options = { eps = 1e-3, atol = 1e-4, rtol = 1e-3 } },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:to("int32") end, shape = { 0, 3 },
+    fd = false },
+})
+
+row("to_device", {
+  { name = "there and back", inputs = { float({ 2, 3 }) },
+    run = function(x, env) return x:to(env.other):to(env.device) end, reference = function(x) return x end,
+    fd = false },
+  { name = "there and back inside the graph", inputs = { float({ 2, 3 }) },
+    run = function(x, env) return (x:to(env.other) * 2):to(env.device) end,
+    reference = function(x) return map(function(v) return 2 * v end, x) end },
+  { name = "every dtype, strided", inputs = { float({ 3, 4 }, -3, 3, { layout = "strided" }) },
+    run = function(x, env) return x:to(env.other):to(env.device) end, reference = function(x) return x end,
+    dtypes = EVERY, fd = false },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) },
+    run = function(x, env) return x:to(env.other):to(env.device) end, shape = { 0, 3 }, fd = false },
+})
+
+-- A function whose backward is written in Lua.
+local cube = tc.Function({
+  name = "cube",
+  forward = function(ctx, x)
+    ctx.x = x
+    return x * x * x
+  end,
+  backward = function(ctx, grad) return grad * ctx.x * ctx.x * 3 end,
+})
+row("custom", {
+  { name = "tc.Function's forward and Lua backward", inputs = { float({ 2, 3 }) }, run = function(x) return cube(x) end,
+    reference = function(x) return map(function(v) return v ^ 3 end, x) end },
+  { name = "of a transposed leaf", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return cube(x) end, reference = function(x) return map(function(v) return v ^ 3 end, x) end },
+})
+
+-- ---- fused ops ----
+
+local NORM = { float64 = 1e-12, float32 = 1e-5 }
+local function norm_case(name, rms, inputs, options)
+  local op = rms and tc.rms_norm or tc.layer_norm
+  local case = { name = name, inputs = inputs, tolerance = NORM,
+    run = function(x, w, b)
+      if rms then return op(x, #inputs > 1 and w or nil) end
+      return op(x, #inputs > 1 and w or nil, #inputs > 2 and b or nil)
+    end,
+    reference = function(x, w, b)
+      return R.layer_norm(x, #inputs > 1 and w or nil, #inputs > 2 and b or nil, 1e-5, rms)
+    end }
+  for k, v in pairs(options or {}) do case[k] = v end
+  if case.reference == false then case.reference = nil end -- an empty result has no values to compare
+  return case
+end
+
+-- The gradient through a non-contiguous input equals the gradient of its contiguous copy.
+local function transposed_input_check(op)
+  return function(env)
+    tc.manual_seed(9)
+    local base = tc.randn({ 2, 4, 3 }, { dtype = "float64" })
+    local weights = env.tensor(tc.randn({ 2, 3, 4 }, { dtype = "float64" }))
+    local x = env.tensor(base):requires_grad_()
+    ;(op(x:transpose(2, 3)) * weights):sum():backward()
+    local copy = env.tensor(base:transpose(2, 3):contiguous()):requires_grad_()
+    ;(op(copy) * weights):sum():backward()
+    assert.are.same({ 2, 4, 3 }, x.grad.shape)
+    local difference = (x.grad:transpose(2, 3) - copy.grad):abs():max():item()
+    assert.is_true(difference <= 1e-12, "the gradients differ by " .. difference)
+  end
+end
+
+row("layer_norm", {
+  { name = "{2, 3, 4} with weight and bias, without them, and weight only with eps 0.5",
+    inputs = { float({ 2, 3, 4 }, -1, 1), float({ 4 }, -1, 1), float({ 4 }, -1, 1) }, tolerance = NORM,
+    run = function(x, w, b) return tc.layer_norm(x, w, b, 1e-5), tc.layer_norm(x), tc.layer_norm(x, w, nil, 0.5) end,
+    reference = function(x, w, b)
+      return R.layer_norm(x, w, b, 1e-5), R.layer_norm(x, nil, nil, 1e-5), R.layer_norm(x, w, nil, 0.5)
+    end, fd = false },
+  norm_case("x, weight and bias {3, 4}", false, { float({ 3, 4 }), float({ 4 }, 0.5, 1.5), float({ 4 }, -1, 1) }),
+  norm_case("x alone {2, 3, 4}", false, { float({ 2, 3, 4 }, -1, 1) }),
+  norm_case("the weight alone (x and bias constant)", false,
+    { const({ 2, 3, 4 }, -1, 1), float({ 4 }, -1, 1), const({ 4 }, -1, 1) }),
+  norm_case("{6, 33}", false, { float({ 6, 33 }), float({ 33 }), float({ 33 }) }, { fd = false }),
+  norm_case("{7, 300} with weight and bias", false,
+    { float({ 7, 300 }, -2, 3), float({ 300 }, 0.5, 1.5), float({ 300 }, -1, 1) },
+    { fd = false, device_tolerance = KERNEL, fenced = false }),
+  norm_case("{7, 300} without them", false, { float({ 7, 300 }, -2, 3) },
+    { fd = false, device_tolerance = KERNEL, fenced = false }),
+  norm_case("{70, 37}: several row blocks, a ragged tail", false,
+    { float({ 70, 37 }, -1, 1), float({ 37 }, -1, 1), float({ 37 }, -1, 1) }, { fd = false, grad32 = 2e-5 }),
+  { name = "a transposed input: the gradient equals its contiguous copy's", dtypes = FLOAT64,
+    check = transposed_input_check(function(x) return tc.layer_norm(x) end) },
+  { name = "the composition of basic ops", dtypes = FLOAT64, check = function(env)
+    tc.manual_seed(4)
+    local x = env.tensor(tc.rand({ 2, 3, 4 }, { dtype = "float64" }) * 2 - 1)
+    local composed = (x - x:mean(-1, true)) / (x:var(-1, { correction = 0, keepdim = true }) + 1e-5):sqrt()
+    assert.is_true((tc.layer_norm(x) - composed):abs():max():item() <= 1e-10)
+  end },
+  norm_case("empty {0, 4}", false, { float({ 0, 4 }), float({ 4 }), float({ 4 }) }, { reference = false,
+    shape = { 0, 4 } }),
+})
+
+row("rms_norm", {
+  { name = "{2, 3, 4} with weight (eps 1e-6) and without", inputs = { float({ 2, 3, 4 }, -1, 1), float({ 4 }, -1, 1) },
+    tolerance = NORM, run = function(x, w) return tc.rms_norm(x, w, 1e-6), tc.rms_norm(x) end,
+    reference = function(x, w) return R.layer_norm(x, w, nil, 1e-6, true), R.layer_norm(x, nil, nil, 1e-5, true) end,
+    fd = false },
+  norm_case("x and weight {3, 4}", true, { float({ 3, 4 }), float({ 4 }, 0.5, 1.5) }),
+  { name = "x and weight {2, 3, 4}, eps 1e-6", inputs = { float({ 2, 3, 4 }, -1, 1), float({ 4 }, -1, 1) },
+    run = function(x, w) return tc.rms_norm(x, w, 1e-6) end,
+    reference = function(x, w) return R.layer_norm(x, w, nil, 1e-6, true) end },
+  norm_case("{6, 40}", true, { float({ 6, 40 }), float({ 40 }) }, { fd = false }),
+  norm_case("{7, 300} with weight", true, { float({ 7, 300 }, -2, 3), float({ 300 }, 0.5, 1.5) },
+    { fd = false, device_tolerance = KERNEL, fenced = false }),
+  norm_case("{7, 300} without it", true, { float({ 7, 300 }, -2, 3) },
+    { fd = false, device_tolerance = KERNEL, fenced = false }),
+  norm_case("{70, 37}: several row blocks, a ragged tail", true, { float({ 70, 37 }, -1, 1), float({ 37 }, -1, 1) },
+    { fd = false, grad32 = 2e-5 }),
+  { name = "a transposed input: the gradient equals its contiguous copy's", dtypes = FLOAT64,
+    check = transposed_input_check(function(x) return tc.rms_norm(x) end) },
+  norm_case("empty {0, 4}", true, { float({ 0, 4 }), float({ 4 }) }, { reference = false, shape = { 0, 4 } }),
+})
+
+local ATTENTION_DEVICE = { float32 = 2e-5, float64 = 1e-12 }
+local function attention_case(name, shape, n_head, causal, options)
+  local case = { name = name, inputs = { float(shape, -1.5, 1.5) },
+    run = function(qkv) return tc.attention(qkv, n_head, { causal = causal }) end,
+    reference = function(qkv) return R.attention(qkv, n_head, causal) end }
+  for k, v in pairs(options or {}) do case[k] = v end
+  return case
+end
+row("attention", {
+  { name = "causal {2, 3, 12}, two heads, and causal by default", inputs = { float({ 2, 3, 12 }, -1, 1) },
+    run = function(qkv) return tc.attention(qkv, 2, { causal = true }), tc.attention(qkv, 2) end,
+    reference = function(qkv) return R.attention(qkv, 2, true), R.attention(qkv, 2, true) end, fd = false },
+  attention_case("causal {1, 2, 6}, head width 1", { 1, 2, 6 }, 2, true),
+  attention_case("causal {1, 3, 12}", { 1, 3, 12 }, 2, true),
+  attention_case("causal {2, 3, 12}", { 2, 3, 12 }, 2, true),
+  attention_case("not causal {2, 3, 12}", { 2, 3, 12 }, 2, false),
+  { name = "not causal differs from causal on these inputs", dtypes = FLOAT64, check = function(env)
+    local qkv = env.tensor(G.values({ 2, 3, 12 }, -1, 1, 5), { dtype = "float64" })
+    local difference = (tc.attention(qkv, 2, { causal = false }) - tc.attention(qkv, 2)):abs():max():item()
+    assert.is_true(difference > 1e-6, "the mask changes nothing: " .. difference)
+  end },
+  { name = "one head and three heads, T = 7", inputs = { float({ 1, 7, 18 }, -1, 1) },
+    run = function(qkv) return tc.attention(qkv, 1), tc.attention(qkv, 3) end,
+    reference = function(qkv) return R.attention(qkv, 1, true), R.attention(qkv, 3, true) end, fd = false },
+  -- the device's tiles get {2, 70, 36} and {1, 70, 96} below
+  attention_case("T = 70 over two query tiles, causal", { 1, 70, 12 }, 2, true, { backends = CPU }),
+  attention_case("T = 70 over two query tiles, not causal", { 1, 70, 12 }, 2, false, { backends = CPU }),
+  attention_case("{2, 5, 24}, two heads, causal", { 2, 5, 24 }, 2, true, { fd = false }),
+  attention_case("{1, 7, 18}, three heads, not causal", { 1, 7, 18 }, 3, false, { fd = false }),
+  attention_case("several tiles {2, 45, 240}, causal", { 2, 45, 240 }, 2, true, { fd = false }),
+  attention_case("several tiles {1, 70, 96}, one head, not causal", { 1, 70, 96 }, 1, false, { fd = false }),
+  attention_case("heads wider than 128 (the row kernels)", { 1, 6, 3 * 130 }, 1, true, { fd = false }),
+  attention_case("{2, 70, 36}, head width 4, causal", { 2, 70, 36 }, 3, true,
+    { fd = false, device_tolerance = ATTENTION_DEVICE, fenced = false }),
+  attention_case("{2, 70, 36}, head width 4, not causal", { 2, 70, 36 }, 3, false,
+    { fd = false, device_tolerance = ATTENTION_DEVICE, fenced = false }),
+  attention_case("{1, 5, 48}, causal", { 1, 5, 48 }, 2, true,
+    { fd = false, device_tolerance = ATTENTION_DEVICE, fenced = false }),
+  attention_case("{1, 5, 48}, not causal", { 1, 5, 48 }, 2, false,
+    { fd = false, device_tolerance = ATTENTION_DEVICE, fenced = false }),
+})
+
+-- Feeds qkv through the caches in pieces; returns the pieces' results
+-- joined, and the caches.
+local function cached_run(n_head, pieces, causal)
+  return function(qkv, k, v)
+    local outs, position = {}, 0
+    for i, length in ipairs(pieces) do
+      outs[i] = tc.attention_cached(qkv:narrow(2, position + 1, length), k, v, position, n_head, { causal = causal })
+      assert.are.same({ qkv.shape[1], length, qkv.shape[3] // 3 }, outs[i].shape)
+      position = position + length
+    end
+    return tc.cat(outs, 2), k, v
+  end
+end
+-- Full attention's rows, and caches holding every position's keys and
+-- values head-major ({B, H, capacity, hd}), zero past the last.
+local function cached_reference(n_head, causal)
+  return function(qkv, k)
+    local capacity = #k[1][1]
+    local C = #qkv[1][1] // 3
+    local hd = C // n_head
+    local keys, values = {}, {}
+    for b = 1, #qkv do
+      keys[b], values[b] = {}, {}
+      for h = 1, n_head do
+        keys[b][h], values[b][h] = {}, {}
+        for t = 1, capacity do
+          local key, value = {}, {}
+          for d = 1, hd do
+            local row_t = qkv[b][t]
+            key[d] = row_t and row_t[C + (h - 1) * hd + d] or 0
+            value[d] = row_t and row_t[2 * C + (h - 1) * hd + d] or 0
+          end
+          keys[b][h][t], values[b][h][t] = key, value
+        end
+      end
+    end
+    return R.attention(qkv, n_head, causal), keys, values
+  end
+end
+local function cached_case(name, B, T, C, n_head, capacity, pieces, causal, options)
+  local hd = C // n_head
+  local case = { name = name, inputs = { float({ B, T, 3 * C }, -1.5, 1.5), zeros({ B, n_head, capacity, hd }),
+    zeros({ B, n_head, capacity, hd }) }, run = cached_run(n_head, pieces, causal),
+    reference = cached_reference(n_head, causal) }
+  for k, v in pairs(options or {}) do case[k] = v end
+  return case
+end
+row("attention_cached", {
+  cached_case("one position at a time equals causal attention", 2, 4, 4, 2, 5, { 1, 1, 1, 1 }, true),
+  cached_case("pieces of 4, 1, 1 and 3", 2, 9, 4, 2, 12, { 4, 1, 1, 3 }, true),
+  cached_case("pieces of 70, 1 and 4, across query blocks", 1, 75, 8, 2, 78, { 70, 1, 4 }, true,
+    { dtypes = FLOAT64 }),
+  cached_case("pieces of 1, 73 and 1, across query blocks", 1, 75, 8, 2, 78, { 1, 73, 1 }, true,
+    { dtypes = { "float32" } }),
+  cached_case("a prompt of 5, then one at a time, three heads", 2, 9, 12, 3, 11, { 5, 1, 1, 1, 1 }, true,
+    { device_tolerance = ATTENTION_DEVICE, fenced = false }),
+  cached_case("not causal: one piece over an empty cache equals full attention", 2, 5, 4, 2, 5, { 5 }, false),
+  cached_case("not causal, three heads, all positions at once", 2, 9, 12, 3, 11, { 9 }, false,
+    { device_tolerance = ATTENTION_DEVICE, fenced = false }),
+})
+
+local function cross_entropy_reference(ignore)
+  return function(logits, targets) return R.cross_entropy(logits, targets, ignore or -100) end
+end
+local logit_targets = { 0, 4, 2, 1, 3, 3 }
+row("cross_entropy", {
+  { name = "logits {6, 5}; ignore_index -100, 4 and 1", inputs = { float({ 6, 5 }, -1, 1), index(logit_targets) },
+    run = function(logits, targets)
+      return tc.cross_entropy(logits, targets), tc.cross_entropy(logits, targets, { ignore_index = 4 }),
+        tc.cross_entropy(logits, targets, { ignore_index = 1 })
+    end, reference = function(logits, targets)
+      return R.cross_entropy(logits, targets, -100), R.cross_entropy(logits, targets, 4),
+        R.cross_entropy(logits, targets, 1)
+    end, fd = false },
+  { name = "logits {2, 3, 5} with targets {2, 3}, int64 and int32",
+    inputs = { float({ 2, 3, 5 }, -1, 1), index({ { 0, 4, 2 }, { 1, 3, 3 } }),
+      index({ { 0, 4, 2 }, { 1, 3, 3 } }, "int32") },
+    run = function(logits, t64, t32) return tc.cross_entropy(logits, t64), tc.cross_entropy(logits, t32) end,
+    reference = function(logits, t64, t32)
+      return R.cross_entropy(logits, t64, -100), R.cross_entropy(logits, t32, -100)
+    end, fd = false },
+  { name = "logits {2, 3}", inputs = { float({ 2, 3 }, -3, 3), index({ 2, 0 }) },
+    run = function(logits, targets) return tc.cross_entropy(logits, targets) end,
+    reference = cross_entropy_reference() },
+  { name = "with an ignored target, ignore_index 0", inputs = { float({ 4, 5 }, -3, 3), index({ 1, 4, 0, 2 }) },
+    run = function(logits, targets) return tc.cross_entropy(logits, targets, { ignore_index = 0 }) end,
+    reference = cross_entropy_reference(0) },
+  { name = "logits {2, 3, 5} with a target of -100",
+    inputs = { float({ 2, 3, 5 }, -1, 1), index({ { 0, -100, 2 }, { 1, 4, 3 } }) },
+    run = function(logits, targets) return tc.cross_entropy(logits, targets) end,
+    reference = cross_entropy_reference() },
+  { name = "ignored rows get exactly zero gradient, the others sum to zero", dtypes = FLOAT64, check = function(env)
+    tc.manual_seed(10)
+    local targets = { 0, -100, 2, -100, 3, 3 }
+    local logits = env.tensor(tc.randn({ 6, 5 }, { dtype = "float64" })):requires_grad_()
+    tc.cross_entropy(logits, env.tensor(targets, { dtype = "int64" })):backward()
+    local grad = logits.grad:to("cpu"):totable()
+    for r, target in ipairs(targets) do
+      local row_sum, row_abs = 0, 0
+      for _, g in ipairs(grad[r]) do row_sum, row_abs = row_sum + g, row_abs + math.abs(g) end
+      assert.is_true(math.abs(row_sum) < 1e-12)
+      if target == -100 then assert.are.equal(0, row_abs) else assert.is_true(row_abs > 0) end
+    end
+  end },
+  { name = "every target ignored: 0 and zero gradients, not NaN", dtypes = FLOAT64, check = function(env)
+    local logits = env.tensor(tc.randn({ 6, 5 }, { dtype = "float64" })):requires_grad_()
+    local loss = tc.cross_entropy(logits, env.tensor({ -100, -100, -100, -100, -100, -100 }, { dtype = "int64" }))
+    assert.are.equal(0, loss:item())
+    loss:backward()
+    for _, g in ipairs(R.flatten(logits.grad:to("cpu"):totable())) do assert.are.equal(0, g) end
+  end },
+  { name = "{6, 11} with a target of -100", inputs = { float({ 6, 11 }), index({ 0, 10, 3, 3, -100, 7 }) },
+    run = function(logits, targets) return tc.cross_entropy(logits, targets) end,
+    reference = cross_entropy_reference(), fd = false },
+  { name = "{9, 300}, int64 and int32 targets, two of -100",
+    inputs = { float({ 9, 300 }, -5, 5), index({ 17, 250, -100, 3, 299, -100, 0, 120, 64 }),
+      index({ 17, 250, -100, 3, 299, -100, 0, 120, 64 }, "int32") },
+    run = function(logits, t64, t32) return tc.cross_entropy(logits, t64), tc.cross_entropy(logits, t32) end,
+    reference = function(logits, t64, t32)
+      return R.cross_entropy(logits, t64, -100), R.cross_entropy(logits, t32, -100)
+    end, fd = false, device_tolerance = KERNEL, fenced = false },
+  { name = "no rows", inputs = { float({ 0, 5 }), index({}) },
+    run = function(logits, targets) return tc.cross_entropy(logits, targets) end, reference = function() return 0 end },
+})
+
+-- ---- optimiser steps ----
+
+local ADAMW = { lr = 0.01, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.1 }
+local function with_step(step, options)
+  local o = { step = step }
+  for k, v in pairs(options) do o[k] = v end
+  return o
+end
+row("adamw_step", {
+  { name = "two steps by hand", inputs = { given({ { 0.5, -1.25 }, { 2.0, 0.0 } }),
+    given({ { 0.1, -0.2 }, { 0.3, -0.4 } }), given({ { -0.05, 0.5 }, { 0.25, 0.0 } }), zeros({ 2, 2 }),
+    zeros({ 2, 2 }) }, tolerance = { float64 = 1e-13 },
+    run = function(p, g1, g2, m, v)
+      for step, g in ipairs({ g1, g2 }) do
+        assert.are.equal(p, tc.adamw_step(p, g, m, v, with_step(step, ADAMW)))
+      end
+      return p, m, v
+    end, reference = function(p, g1, g2, m, v)
+      local grads = { R.flatten(g1), R.flatten(g2) }
+      local rp, rm, rv = R.adamw(R.flatten(p), grads, R.flatten(m), R.flatten(v), { 1, 2 }, ADAMW)
+      return R.nest(rp, { 2, 2 }), R.nest(rm, { 2, 2 }), R.nest(rv, { 2, 2 })
+    end },
+  { name = "a first step with weight decay",
+    inputs = { given({ 1, -2 }), given({ 0.5, -0.25 }), zeros({ 2 }), zeros({ 2 }) },
+    run = function(p, g, m, v)
+      tc.adamw_step(p, g, m, v, { step = 1, lr = 0.1, weight_decay = 0.1, eps = 1e-8 })
+      return p, m
+    end, reference = function(p, g, m, v)
+      local options = { lr = 0.1, weight_decay = 0.1, eps = 1e-8, beta1 = 0.9, beta2 = 0.999 }
+      local rp, rm = R.adamw(p, { g }, m, v, { 1 }, options)
+      return rp, rm
+    end, tolerance = { float64 = 1e-9 } },
+  { name = "{7, 5} with moments, step 3",
+    inputs = { float({ 7, 5 }), float({ 7, 5 }), float({ 7, 5 }, -0.1, 0.1), float({ 7, 5 }, 0, 0.01) },
+    run = function(p, g, m, v)
+      tc.adamw_step(p, g, m, v, with_step(3, ADAMW))
+      return p, m, v
+    end, reference = function(p, g, m, v)
+      local rp, rm, rv = R.adamw(R.flatten(p), { R.flatten(g) }, R.flatten(m), R.flatten(v), { 3 }, ADAMW)
+      return R.nest(rp, { 7, 5 }), R.nest(rm, { 7, 5 }), R.nest(rv, { 7, 5 })
+    end },
+  { name = "adamw_steps: {1000} and {7} with their own steps",
+    inputs = { float({ 1000 }, -1, 1), float({ 1000 }, -1, 1), float({ 1000 }, -0.1, 0.1), float({ 1000 }, 0, 0.01),
+      float({ 7 }, -1, 1), float({ 7 }, -1, 1), float({ 7 }, -0.1, 0.1), float({ 7 }, 0, 0.01) },
+    run = function(p1, g1, m1, v1, p2, g2, m2, v2)
+      tc.adamw_steps({ p1, p2 }, { g1, g2 }, { m1, m2 }, { v1, v2 }, { 3, 4 }, ADAMW)
+      return p1, m1, v1, p2, m2, v2
+    end, reference = function(p1, g1, m1, v1, p2, g2, m2, v2)
+      local a, b, c = R.adamw(p1, { g1 }, m1, v1, { 3 }, ADAMW)
+      local d, e, f = R.adamw(p2, { g2 }, m2, v2, { 4 }, ADAMW)
+      return a, b, c, d, e, f
+    end, device_tolerance = KERNEL, fenced = false },
+  { name = "a float32 parameter moves even with a tiny lr", dtypes = { "float32" }, check = function(env)
+    local param, grad = env.tensor(tc.ones({ 8 })), env.tensor(tc.full({ 8 }, 1e-3))
+    local m, v = env.tensor(tc.zeros({ 8 })), env.tensor(tc.zeros({ 8 }))
+    tc.adamw_step(param, grad, m, v, { step = 1, lr = 1e-6, weight_decay = 0 })
+    for _, value in ipairs(param:to("cpu"):totable()) do
+      assert.is_true(value < 1)
+      assert.is_true(math.abs(value - (1 - 1e-6)) < 2e-7)
+    end
+    local before = param:to("cpu"):totable()[1]
+    for step = 2, 10 do tc.adamw_step(param, grad, m, v, { step = step, lr = 1e-6, weight_decay = 0 }) end
+    assert.is_true(param:to("cpu"):totable()[1] < before)
+  end },
+  { name = "adamw_steps gives adamw_step's bits, per-parameter steps", dtypes = { "float32" }, backends = CPU,
+    check = function()
+      local options = { lr = 1e-2, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.1 }
+      local function setup()
+        tc.manual_seed(3)
+        local params = { tc.randn({ 3, 5 }), tc.randn({ 20000 }), tc.randn({ 7 }) } -- one spans several blocks
+        local grads = { tc.randn({ 5, 3 }):transpose(1, 2), tc.randn({ 20000 }), tc.randn({ 7 }) } -- not contiguous
+        local ms, vs = {}, {}
+        for i, p in ipairs(params) do ms[i], vs[i] = tc.randn(p.shape) * 0.1, tc.rand(p.shape) * 0.1 end
+        return params, grads, ms, vs
+      end
+      local steps = { 1, 7, 3 }
+      local p1, g1, m1, v1 = setup()
+      for i = 1, 3 do tc.adamw_step(p1[i], g1[i], m1[i], v1[i], with_step(steps[i], options)) end
+      local p2, g2, m2, v2 = setup()
+      tc.adamw_steps(p2, g2, m2, v2, steps, options)
+      for i = 1, 3 do
+        assert.is_true(p1[i]:tobytes() == p2[i]:tobytes(), "param " .. i)
+        assert.is_true(m1[i]:tobytes() == m2[i]:tobytes() and v1[i]:tobytes() == v2[i]:tobytes(), "state " .. i)
+      end
+    end },
+})
+
+local SGD = { lr = 0.1, momentum = 0.9, weight_decay = 0.01 }
+local function sgd_case(name, options, steps)
+  return { name = name, inputs = { given({ 1.0, -2.0, 0.5 }), given({ 0.3, -0.1, 0.2 }), zeros({ 3 }) },
+    tolerance = { float64 = 1e-14 }, run = function(p, g, buffer)
+      for _ = 1, steps do assert.are.equal(p, tc.sgd_step(p, g, options.momentum and buffer or nil, options)) end
+      return p, buffer
+    end, reference = function(p, g, buffer)
+      local grads = {}
+      for i = 1, steps do grads[i] = g end
+      return R.sgd(p, grads, buffer, options)
+    end }
+end
+row("sgd_step", {
+  sgd_case("two momentum steps by hand", SGD, 2),
+  sgd_case("two Nesterov steps by hand", { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01 }, 2),
+  sgd_case("plain", { lr = 0.1 }, 1),
+  sgd_case("plain with weight decay", { lr = 0.1, weight_decay = 0.5 }, 1),
+  { name = "{33}, momentum with a buffer, Nesterov and weight decay",
+    inputs = { float({ 33 }), float({ 33 }), float({ 33 }) },
+    run = function(p, g, buffer)
+      tc.sgd_step(p, g, buffer, { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01 })
+      return p, buffer
+    end, reference = function(p, g, buffer)
+      return R.sgd(p, { g }, buffer, { lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01 })
+    end },
+  { name = "{1000} with dampening",
+    inputs = { float({ 1000 }, -1, 1), float({ 1000 }, -1, 1), float({ 1000 }, -0.1, 0.1) },
+    run = function(p, g, buffer)
+      tc.sgd_step(p, g, buffer, { lr = 1e-2, momentum = 0.9, dampening = 0.1, weight_decay = 0.01 })
+      return p, buffer
+    end, reference = function(p, g, buffer)
+      return R.sgd(p, { g }, buffer, { lr = 1e-2, momentum = 0.9, dampening = 0.1, weight_decay = 0.01 })
+    end, device_tolerance = KERNEL, fenced = false },
+})
+
+-- sqrt of the sum of squares over a list of nested tables
+local function norm_of(list)
+  local s = 0
+  for _, t in ipairs(list) do
+    for _, v in ipairs(R.flatten(t)) do s = s + v * v end
+  end
+  return math.sqrt(s)
+end
+local function two_lists(a, b) return tc.global_norm({ a, b }) end
+row("global_norm", {
+  { name = "over a list, float64 and float32 together", inputs = { given({ 3, 4 }, { dtype = "float64" }),
+    given({ { 1, 2 }, { 2, 0 } }, { dtype = "float32" }) }, dtypes = FLOAT64, run = two_lists,
+    reference = function(a, b) return norm_of({ a, b }) end, tolerance = { float64 = 0 } },
+  { name = "over a list", inputs = { given({ 3, 0 }), given({ { 4 } }) }, run = two_lists,
+    reference = function(a, b) return norm_of({ a, b }) end },
+  { name = "a narrowed view counts its own elements only",
+    inputs = { given({ { 1, 2, 3 }, { 4, 5, 6 } }, { view = function(t) return t:narrow(2, 2, 1) end }) },
+    run = function(x) return tc.global_norm({ x }) end,
+    reference = function(x) return norm_of({ x }) end, tolerance = { float64 = 1e-15 } },
+  { name = "{1000}, an empty tensor and {33}", inputs = { float({ 1000 }), float({ 0 }), float({ 33 }) },
+    run = function(a, b, c) return tc.global_norm({ a, b, c }) end,
+    reference = function(a, b, c) return norm_of({ a, b, c }) end, device_tolerance = 5e-13, fenced = false },
+  { name = "an empty list is 0", dtypes = FLOAT64, check = function() assert.are.equal(0, tc.global_norm({})) end },
+})
+
+local function scaled(factor) return function(x) return map(function(v) return v * factor end, x) end end
+row("scale_", {
+  { name = "in place, returning the tensor", inputs = { given({ 1, -2 }) }, run = function(t)
+    assert.are.equal(t, tc.scale_(t, 3))
+    return t
+  end, reference = scaled(3) },
+  { name = "a non-contiguous column", inputs = { given({ { 1, 2 }, { 3, 4 } }) }, run = function(t)
+    tc.scale_(t, 0.5)
+    tc.scale_(t:transpose(1, 2):narrow(1, 1, 1), 10) -- the first column
+    return t
+  end, reference = function() return { { 5, 1 }, { 15, 2 } } end, tolerance = 0 },
+  { name = "{1000}, an empty tensor and {33} by 0.37", inputs = { float({ 1000 }), float({ 0 }), float({ 33 }) },
+    run = function(a, b, c)
+      for _, t in ipairs({ a, b, c }) do tc.scale_(t, 0.37) end
+      return a, b, c
+    end, reference = function(a, b, c, env)
+      local function product(v)
+        return env.dtype == "float32" and R.convert(R.convert(v, "float32") * R.convert(0.37, "float32"), "float32")
+          or v * 0.37
+      end
+      return map(product, a), b, map(product, c)
+    end, device_tolerance = EXACT, fenced = false },
+  { name = "{33} by 0.5", inputs = { float({ 33 }) }, run = function(t) return tc.scale_(t, 0.5) end,
+    reference = scaled(0.5) },
+})
+
+return rows
