@@ -268,7 +268,7 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
     if (rows == 0) return TC_OK;
     double scale = 1.0 / sqrt((double)hd);
     size_t bytes = tc_dtype_size(dtype) * (size_t)rows;
-    void *rowdot = cuda_allocate(ctx, bytes);
+    void *rowdot = cuda_scratch_allocate(ctx, bytes);
     if (!rowdot) return TC_ERROR_MEMORY;
     cuda_stream stream = cuda_stream_of(ctx);
     cuda_dispatch_float(dtype, [&](auto tag) {
@@ -290,6 +290,6 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
                   n_head, causal, (T)scale, dq);
     });
     tc_status status = cuda_check_launch(ctx, "attention backward");
-    cuda_release(ctx, rowdot, bytes);
+    cuda_scratch_release(ctx, rowdot, bytes);
     return status;
 }

@@ -5,9 +5,8 @@
  * image for its architecture) and makes the context's stream, cuBLAS handle
  * and memory cache.
  *
- * The table is made from CUDA_KERNELS (cuda_backend.h), which the static
- * checks below hold against the slot list. Copies between the host and the
- * device are done here; cuda_copy does the copies within the device.
+ * The table has a kernel cuda_<slot> for every slot of the slot list. Copies between the host and the
+ * device are done here; cuda_copy_within does the copies within the device.
  *
  * The engine's functions are reached through the table the entry point gets
  * (cuda_engine; cuda_common.h sends their names there).
@@ -46,9 +45,9 @@ extern "C" const tc_engine_functions *cuda_engine(void) { return engine_function
 
 /* Host <-> device transfers take contiguous tensors of one dtype and shape
  * (tc_to_device makes them so); anything else runs on the device. */
-tc_status cuda_copy_or_transfer(tc_tensor *dst, const tc_tensor *src) {
+tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
     bool dst_on_device = dst->storage->device == TC_CUDA, src_on_device = src->storage->device == TC_CUDA;
-    if (dst_on_device && src_on_device) return cuda_copy(dst, src);
+    if (dst_on_device && src_on_device) return cuda_copy_within(dst, src);
     tc_context *ctx = dst->ctx;
     if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !tc_tensor_is_contiguous(dst) || !tc_tensor_is_contiguous(src))
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED,
@@ -75,12 +74,11 @@ static tc_backend make_table() {
     table.name = "cuda";
 #endif
     table.device = TC_CUDA;
-#define CUDA_TABLE_ENTRY(slot, kernel) table.slot = &kernel;
-    CUDA_KERNELS(CUDA_TABLE_ENTRY)
+#define CUDA_TABLE_ENTRY(name, kind, result, parameters) table.name = &cuda_##name;
+    TC_BACKEND_SLOTS(CUDA_TABLE_ENTRY)
 #undef CUDA_TABLE_ENTRY
     return table;
 }
-TC_BACKEND_CHECK("cuda", CUDA_KERNELS);
 
 /* Constant once made (C++ guarantees one thread-safe initialisation). */
 static const tc_backend *cuda_table() {

@@ -1,12 +1,10 @@
 /*
- * cuda_backend.h: the host entry points of the CUDA backend. CUDA_KERNELS
- * lists the kernel of every slot the backend fills (src/backend_slots.h);
- * the kernels are declared from it with their slot's type, and the table
- * (cuda_backend.cu) is made from it, checked when it compiles: every
- * required slot is there, none twice, each kernel of its slot's exact type,
- * and a kernel listed but not written fails the library's link. The
- * optional slots left out (gemv: linear's one-row products use gemm) are
- * NULL, and the engine's tc_backend_supports sees it.
+ * cuda_backend.h: the host entry points of the CUDA backend. The backend
+ * fills every slot of src/backend_slots.h with its kernel cuda_<slot>,
+ * declared here from the slot list with its slot's type; the table
+ * (cuda_backend.cu) is made from the same list, so a new slot needs no line
+ * here, and a kernel not written fails the library's link (the kernels are
+ * hidden symbols, so the link must find every one).
  *
  * The kernels cuda_<slot> live in cuda/cuda_<op>.cu, named like the CPU
  * backend's src/cpu/cpu_<op>.c: cuda_elementwise.cu, cuda_reduce.cu,
@@ -17,7 +15,7 @@
  * Conventions for the kernel files:
  *  - every launch goes on cuda_stream_of(ctx) through TC_LAUNCH, followed by
  *    `TC_TRY(cuda_check_launch(ctx, "op name"))`;
- *  - scratch device memory comes from cuda_allocate / cuda_release (the
+ *  - scratch device memory comes from cuda_scratch_allocate / cuda_scratch_release (the
  *    context's caching allocator), never cudaMalloc;
  *  - results the host needs (a loss, a count) are copied with
  *    cuda_copy_to_host, which waits for the stream.
@@ -34,9 +32,9 @@ extern "C" {
 /* Device memory from the context's cache, counted by the engine like
  * storage; NULL (with the context's error set) when the device is out of
  * memory or the budget is spent. */
-void *cuda_allocate(tc_context *ctx, size_t bytes);
+void *cuda_scratch_allocate(tc_context *ctx, size_t bytes);
 /* Returns memory to the cache; work queued on the stream may still use it. */
-void cuda_release(tc_context *ctx, void *data, size_t bytes);
+void cuda_scratch_release(tc_context *ctx, void *data, size_t bytes);
 /* The context's stream: all of its work is ordered on it. */
 cuda_stream cuda_stream_of(tc_context *ctx);
 /* TC_OK, or the error recorded as "what: cudaErrorName: description". */
@@ -51,51 +49,17 @@ bool cuda_allow_tf32(tc_context *ctx);
 
 /* ---- the slots ---- */
 
-/* X(slot, kernel) for every slot the backend fills. */
-#define CUDA_KERNELS(X)                                                                                              \
-    X(allocate, cuda_block_allocate)                                                                                 \
-    X(release, cuda_block_release)                                                                                   \
-    X(copy, cuda_copy_or_transfer)                                                                                   \
-    X(fill, cuda_fill)                                                                                               \
-    X(unary, cuda_unary)                                                                                             \
-    X(unary_backward, cuda_unary_backward)                                                                           \
-    X(binary, cuda_binary)                                                                                           \
-    X(clamp, cuda_clamp)                                                                                             \
-    X(where, cuda_where)                                                                                             \
-    X(reduce, cuda_reduce)                                                                                           \
-    X(gemm, cuda_gemm)                                                                                               \
-    X(gemm_bias, cuda_gemm_bias)                                                                                     \
-    X(softmax, cuda_softmax)                                                                                         \
-    X(softmax_backward, cuda_softmax_backward)                                                                       \
-    X(gather, cuda_gather)                                                                                           \
-    X(scatter_add, cuda_scatter_add)                                                                                 \
-    X(index_select, cuda_index_select)                                                                               \
-    X(index_add, cuda_index_add)                                                                                     \
-    X(random, cuda_random)                                                                                           \
-    X(dropout, cuda_dropout)                                                                                         \
-    X(layer_norm_forward, cuda_layer_norm_forward)                                                                   \
-    X(layer_norm_backward, cuda_layer_norm_backward)                                                                 \
-    X(attention_forward, cuda_attention_forward)                                                                     \
-    X(attention_backward, cuda_attention_backward)                                                                   \
-    X(attention_cached, cuda_attention_cached)                                                                       \
-    X(cross_entropy_forward, cuda_cross_entropy_forward)                                                             \
-    X(cross_entropy_backward, cuda_cross_entropy_backward)                                                           \
-    X(adamw_step, cuda_adamw_step)                                                                                   \
-    X(sgd_step, cuda_sgd_step)                                                                                       \
-    X(sum_squares, cuda_sum_squares)                                                                                 \
-    X(scale, cuda_scale)
-
 /* Hidden: the library's own link must find every kernel (an undefined
  * hidden symbol is a link error), and only the entry point is exported. */
 #define CUDA_KERNEL __attribute__((visibility("hidden")))
-#define CUDA_DECLARE_KERNEL(slot, kernel) CUDA_KERNEL tc_slot_##slot kernel;
-CUDA_KERNELS(CUDA_DECLARE_KERNEL)
+#define CUDA_DECLARE_KERNEL(name, kind, result, parameters) CUDA_KERNEL tc_slot_##name cuda_##name;
+TC_BACKEND_SLOTS(CUDA_DECLARE_KERNEL)
 #undef CUDA_DECLARE_KERNEL
 
 /* Copies within the device (cuda_elementwise.cu); the copy slot's
- * cuda_copy_or_transfer (cuda_backend.cu) also moves contiguous tensors
+ * cuda_copy (cuda_backend.cu) also moves contiguous tensors
  * between the host and the device. */
-CUDA_KERNEL tc_slot_copy cuda_copy;
+CUDA_KERNEL tc_slot_copy cuda_copy_within;
 
 } /* extern "C" */
 

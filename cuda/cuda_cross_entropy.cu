@@ -75,7 +75,7 @@ tc_status cuda_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void
     *count = 0;
     if (rows == 0) return TC_OK;
     size_t bytes = sizeof(double) * (size_t)(2 * rows + 2);
-    double *scratch = static_cast<double *>(cuda_allocate(ctx, bytes));
+    double *scratch = static_cast<double *>(cuda_scratch_allocate(ctx, bytes));
     if (!scratch) return TC_ERROR_MEMORY;
     double *losses = scratch, *kept = scratch + rows, *result = scratch + 2 * rows;
     cuda_stream stream = cuda_stream_of(ctx);
@@ -90,7 +90,7 @@ tc_status cuda_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void
     tc_status status = cuda_check_launch(ctx, "cross_entropy");
     double host[2] = {0, 0};
     if (status == TC_OK) status = cuda_copy_to_host(ctx, host, result, sizeof host);
-    cuda_release(ctx, scratch, bytes);
+    cuda_scratch_release(ctx, scratch, bytes);
     *loss_sum = host[0];
     *count = (int64_t)host[1];
     return status;

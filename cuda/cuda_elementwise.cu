@@ -158,7 +158,7 @@ template <typename D> static void launch_copy(tc_tensor *dst, const tc_tensor *s
     });
 }
 
-tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
+tc_status cuda_copy_within(tc_tensor *dst, const tc_tensor *src) {
     int64_t n = tc_tensor_numel(dst);
     if (n == 0) return TC_OK;
     const tc_tensor *operands[2] = {dst, src};

@@ -62,6 +62,14 @@ extern "C" tc_status cuda_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a
     return TC_OK;
 }
 
+/* A matrix-vector product as a GEMM of one column, for which cuBLAS picks
+ * its matrix-vector kernels: y = alpha op(a) x + beta y, a [m, n] row-major. */
+extern "C" tc_status cuda_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha,
+                               const void *a, int64_t lda, const void *x, double beta, void *y) {
+    int64_t rows = transpose ? n : m, inner = transpose ? m : n;
+    return cuda_gemm(ctx, dtype, transpose, false, rows, 1, inner, alpha, a, lda, 0, x, 1, 0, beta, y, 1, 0, 1);
+}
+
 /* c[i, j] += bias[j] (bias may be NULL) and, when gelu is not NULL,
  * gelu[i, j] = GELU_tanh(c[i, j]), over m rows of n (leading dimension ldc
  * for both). */

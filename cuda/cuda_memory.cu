@@ -41,7 +41,7 @@ static void free_cached_blocks(cuda_state *state) {
 
 extern "C" void cuda_release_cache(tc_context *ctx) { free_cached_blocks(cuda_state_of(ctx)); }
 
-extern "C" void *cuda_block_allocate(tc_context *ctx, size_t bytes) {
+extern "C" void *cuda_allocate(tc_context *ctx, size_t bytes) {
     cuda_state *state = cuda_state_of(ctx);
     size_t size = block_size_for(bytes);
     void *block = NULL;
@@ -72,7 +72,7 @@ extern "C" void *cuda_block_allocate(tc_context *ctx, size_t bytes) {
 
 /* Later work on the context's one stream runs after the work that used the
  * block, so it can be handed out again at once. */
-extern "C" void cuda_block_release(tc_context *ctx, void *data, size_t bytes) {
+extern "C" void cuda_release(tc_context *ctx, void *data, size_t bytes) {
     if (!data) return;
     cuda_state *state = cuda_state_of(ctx);
     size_t size = block_size_for(bytes);
@@ -81,9 +81,9 @@ extern "C" void cuda_block_release(tc_context *ctx, void *data, size_t bytes) {
     state->cached_bytes += size;
 }
 
-extern "C" void *cuda_allocate(tc_context *ctx, size_t bytes) { return tc_device_allocate(ctx, TC_CUDA, bytes); }
+extern "C" void *cuda_scratch_allocate(tc_context *ctx, size_t bytes) { return tc_device_allocate(ctx, TC_CUDA, bytes); }
 
-extern "C" void cuda_release(tc_context *ctx, void *data, size_t bytes) {
+extern "C" void cuda_scratch_release(tc_context *ctx, void *data, size_t bytes) {
     tc_device_release(ctx, TC_CUDA, data, bytes);
 }
 

@@ -141,7 +141,7 @@ tc_status cuda_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, co
     int64_t chunks = rows < NORM_CHUNKS ? (rows > 0 ? rows : 1) : NORM_CHUNKS;
     int64_t chunk_rows = (rows + chunks - 1) / chunks;
     size_t bytes = sizeof(double) * 2 * (size_t)(chunks * cols);
-    double *partial = static_cast<double *>(cuda_allocate(ctx, bytes));
+    double *partial = static_cast<double *>(cuda_scratch_allocate(ctx, bytes));
     if (!partial) return TC_ERROR_MEMORY;
     cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
@@ -152,6 +152,6 @@ tc_status cuda_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, co
                   partial + chunks * cols, cols, chunks, static_cast<T *>(dweight), static_cast<T *>(dbias));
     });
     tc_status status = cuda_check_launch(ctx, name);
-    cuda_release(ctx, partial, bytes);
+    cuda_scratch_release(ctx, partial, bytes);
     return status;
 }

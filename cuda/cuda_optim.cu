@@ -122,7 +122,7 @@ tc_status cuda_sum_squares(tc_context *ctx, tc_dtype dtype, int count, const voi
     for (int i = 0; i < count; i++) slots += squares_blocks(sizes[i]);
     if (slots == 0) return TC_OK;
     size_t bytes = sizeof(double) * (size_t)(slots + 1);
-    double *partial = static_cast<double *>(cuda_allocate(ctx, bytes));
+    double *partial = static_cast<double *>(cuda_scratch_allocate(ctx, bytes));
     if (!partial) return TC_ERROR_MEMORY;
     cuda_stream stream = cuda_stream_of(ctx);
     int64_t slot = 0;
@@ -138,7 +138,7 @@ tc_status cuda_sum_squares(tc_context *ctx, tc_dtype dtype, int count, const voi
     TC_LAUNCH(sum_partials_kernel, 1, CUDA_BLOCK, 0, stream, partial, slots, partial + slots);
     tc_status status = cuda_check_launch(ctx, "sum_squares");
     if (status == TC_OK) status = cuda_copy_to_host(ctx, out, partial + slots, sizeof(double));
-    cuda_release(ctx, partial, bytes);
+    cuda_scratch_release(ctx, partial, bytes);
     return status;
 }
 

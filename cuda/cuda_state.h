@@ -29,10 +29,9 @@ struct cuda_state {
 
 /* Frees the cached blocks (cuda_memory.cu). */
 extern "C" void cuda_release_cache(tc_context *ctx);
-/* The backend table's allocate and release (cuda_memory.cu): blocks from
- * the cache or the driver, not counted (the engine counts them). */
-extern "C" void *cuda_block_allocate(tc_context *ctx, size_t bytes);
-extern "C" void cuda_block_release(tc_context *ctx, void *data, size_t bytes);
+/* The backend table's allocate and release (cuda_allocate, cuda_release in
+ * cuda_memory.cu) give blocks from the cache or the driver, not counted
+ * (the engine counts them). */
 
 static inline cuda_state *cuda_state_of(tc_context *ctx) { return static_cast<cuda_state *>(ctx->cuda_state); }
 
