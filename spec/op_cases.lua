@@ -1248,6 +1248,56 @@ row("attention_cached", {
     { device_tolerance = ATTENTION_DEVICE, fenced = false }),
 })
 
+-- ---- rope ----
+
+-- x's values rotated pair by pair: {B, T, H, D} (time_dim 2) or {B, H, T, D} (time_dim 3); positions {T} or {B, T}.
+local function rope_reference(options)
+  local time_dim, base, interleaved = options.time_dim or 2, options.base or 10000, options.interleaved
+  return function(x, positions)
+    local out = {}
+    for b, outer in ipairs(x) do
+      out[b] = {}
+      for j, middle in ipairs(outer) do
+        out[b][j] = {}
+        for k, values in ipairs(middle) do
+          local t = time_dim == 2 and j or k
+          local position = type(positions[1]) == "table" and positions[b][t] or positions[t]
+          local dim, rotated = #values, {}
+          local half = dim // 2
+          for i = 0, half - 1 do
+            local first, second = interleaved and 2 * i + 1 or i + 1, interleaved and 2 * i + 2 or i + 1 + half
+            local angle = position * base ^ (-2 * i / dim)
+            rotated[first] = values[first] * math.cos(angle) - values[second] * math.sin(angle)
+            rotated[second] = values[first] * math.sin(angle) + values[second] * math.cos(angle)
+          end
+          out[b][j][k] = rotated
+        end
+      end
+    end
+    return out
+  end
+end
+local function rope_case(name, x, positions, options, extra)
+  local case = { name = name, inputs = { x, positions },
+    run = function(t, p) return tc.rope(t, p, options) end, reference = rope_reference(options) }
+  for k, v in pairs(extra or {}) do case[k] = v end
+  return case
+end
+row("rope", {
+  rope_case("{2, 3, 2, 4} at positions 0, 1, 2", float({ 2, 3, 2, 4 }), index({ 0, 1, 2 }), {}),
+  rope_case("{2, 2, 3, 6}, time dim 3, positions per batch (int32), base 500, interleaved",
+    float({ 2, 2, 3, 6 }), index({ { 3, 1, 4 }, { 0, 5, 9 } }, "int32"),
+    { time_dim = 3, base = 500, interleaved = true }),
+  rope_case("a permuted input {1, 3, 2, 4}", float({ 1, 3, 2, 4 }, -2, 2, { layout = { 1, 3, 2, 4 } }),
+    index({ 7, 8, 9 }), { base = 10 }),
+  rope_case("{1, 5, 3, 64} at positions 1000 to 1004", float({ 1, 5, 3, 64 }), index({ 1000, 1001, 1002, 1003, 1004 }),
+    {}, { fd = false }),
+  rope_case("{2, 4, 17, 8}, time dim 3, interleaved", float({ 2, 4, 17, 8 }),
+    index({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 }), { time_dim = 3, interleaved = true },
+    { fd = false }),
+  rope_case("empty {1, 0, 2, 4}", float({ 1, 0, 2, 4 }), index({}), {}, { shape = { 1, 0, 2, 4 } }),
+})
+
 local function cross_entropy_reference(ignore)
   return function(logits, targets) return R.cross_entropy(logits, targets, ignore or -100) end
 end

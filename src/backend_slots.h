@@ -144,6 +144,14 @@
       (tc_context *ctx, tc_dtype dtype, int count, const void *const *x, const int64_t *sizes, double *out))         \
     /* x[i] *= factor in place for `count` buffers of sizes[i] elements. */                                          \
     X(scale, OPTIONAL, tc_status,                                                                                    \
-      (tc_context *ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes, double factor))
+      (tc_context *ctx, tc_dtype dtype, int count, void *const *x, const int64_t *sizes, double factor))             \
+    /* Rotary position embedding: out = x with each pair of a row's values                                           \
+     * rotated by an angle. x and out are [batch, before, time, after, dim];                                         \
+     * table [table_batch, time, dim/2, 2] holds (cos, sin) of each pair's angle                                     \
+     * (table_batch 1 or batch). Pair i is (2i, 2i+1) when interleaved, else                                         \
+     * (i, i + dim/2); inverse rotates by the opposite angle (the backward). */                                      \
+    X(rope, OPTIONAL, tc_status,                                                                                     \
+      (tc_context *ctx, tc_dtype dtype, const void *x, const void *table, int64_t batch, int64_t before,             \
+       int64_t time, int64_t after, int64_t dim, int64_t table_batch, bool interleaved, bool inverse, void *out))
 
 #endif

@@ -132,6 +132,8 @@
       "multi-head self-attention over packed qkv {B, T, 3C}, causal or not")                                         \
     X(ATTENTION_CACHED, "attention_cached", 3, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED | TC_OP_IN_PLACE,      \
       "attention of new positions over a key/value cache it extends in place (decoding)")                            \
+    X(ROPE, "rope", 2, tc_rope_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                       \
+      "rotary position embedding of {B, T, H, D} or {B, H, T, D} at given positions")                                \
     X(CROSS_ENTROPY, "cross_entropy", 2, tc_cross_entropy_backward,                                                  \
       TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                                                         \
       "mean softmax cross-entropy over targets not equal to ignore_index")                                           \

@@ -397,6 +397,13 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
  * block); out [B, T, C]. position runs from 0 to capacity - T. */
 tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
                               bool causal, tc_tensor **out);
+/* Rotary position embedding (RoPE) of x, [B, T, H, D] (time_dim 1) or
+ * [B, H, T, D] (time_dim 2), D even: each head's pairs of values are
+ * rotated by position * base^(-2i/D) for pair i, the positions (int32 or
+ * int64, [T] or [B, T]) giving each row's. Pairs are (i, i + D/2), Hugging
+ * Face's rotate_half, or (2i, 2i+1) when interleaved (GPT-J, Meta's Llama).
+ * Differentiable in x. */
+tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base, bool interleaved, tc_tensor **out);
 /* Mean softmax cross-entropy of logits [..., V] against 0-based targets
  * [...] (int32 or int64) over the targets that are not ignore_index; 0 (and
  * zero gradients) when every target is ignored. A 0-dim result;

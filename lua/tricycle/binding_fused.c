@@ -137,6 +137,21 @@ static int l_attention(lua_State *L) {
     return push_result(L, tc_attention(qkv, (int)n_head, causal, &out), &out);
 }
 
+/* tc.rope(x, positions, {base = 10000, time_dim = 2, interleaved = false}):
+ * x {B, T, H, D} (time_dim 2) or {B, H, T, D} (time_dim 3). */
+static int l_rope(lua_State *L) {
+    static const char *const allowed[] = {"base", "time_dim", "interleaved", NULL};
+    tc_tensor *x = binding_check_tensor(L, 1, "rope"), *positions = binding_check_tensor(L, 2, "rope");
+    int options = check_options(L, 3, "rope", allowed);
+    double base = opt_number_field(L, options, "base", 10000.0, "rope");
+    lua_Integer time_dim = opt_integer_field(L, options, "time_dim", 2, false, "rope");
+    if (time_dim != 2 && time_dim != 3)
+        return luaL_error(L, "rope: time_dim must be 2 ({B, T, H, D}) or 3 ({B, H, T, D}), got %I", time_dim);
+    bool interleaved = opt_boolean_field(L, options, "interleaved", false, "rope");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_rope(x, positions, (int)time_dim - 1, base, interleaved, &out), &out);
+}
+
 /* tc.linear(x, weight, bias_or_nil): x [..., in] @ weight^T + bias, weight
  * [out, in]; one op on the tape. */
 static int l_linear(lua_State *L) {
@@ -420,7 +435,7 @@ static const luaL_Reg fused_functions[] = {
     {"cross_entropy", l_cross_entropy}, {"adamw_step", l_adamw_step}, {"sgd_step", l_sgd_step},
     {"global_norm", l_global_norm},     {"scale_", l_scale_},         {"linear", l_linear},
     {"linear_gelu", l_linear_gelu},     {"adamw_steps", l_adamw_steps}, {"attention_cached", l_attention_cached},
-    {"sample_logits", l_sample_logits}, {NULL, NULL},
+    {"sample_logits", l_sample_logits}, {"rope", l_rope},         {NULL, NULL},
 };
 
 void binding_register_fused(lua_State *L, int module_index) {
