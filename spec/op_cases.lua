@@ -129,7 +129,14 @@ local function unary_cases(name, fn, lo, hi, integer_dtypes)
 end
 
 local function sqrt_inverse(v) return 1 / math.sqrt(v) end
+-- log(1 + v) without the rounding of 1 + v; softplus without overflow.
+local function log1p(v)
+  local u = 1 + v
+  return u == 1 and v or math.log(u) * v / (u - 1)
+end
+local function softplus(v) return math.max(v, 0) + log1p(math.exp(-math.abs(v))) end
 local unary_math = {
+  { "log1p", log1p, -0.5, 2 }, { "softplus", softplus, -5, 5 },
   { "exp", math.exp, -2, 2 }, { "log", math.log, 0.3, 3 }, { "sqrt", math.sqrt, 0.3, 3 },
   { "tanh", R.tanh, -2, 2 }, { "sigmoid", R.sigmoid, -3, 3 }, { "gelu", R.gelu, -2.5, 2.5 },
   { "gelu_tanh", R.gelu_tanh, -2.5, 2.5 }, { "silu", function(v) return v * R.sigmoid(v) end, -3, 3 },
@@ -139,7 +146,21 @@ local unary_exact = {
   { "neg", function(v) return -v end, NO_BOOL }, { "abs", math.abs, EVERY },
   { "relu", function(v) return v > 0 and v or 0 end, EVERY }, { "square", function(v) return v * v end, EVERY },
 }
-for _, u in ipairs(unary_math) do row(u[1], unary_cases(u[1], u[2], u[3], u[4])) end
+-- The tails: log1p keeps the digits of tiny x that log(1 + x) loses; softplus is x for large x (no overflow to
+-- inf) and e^x for very negative x.
+local tails = {
+  log1p = { given({ 1e-10, -1e-12, 3e-8, 0 }), { 1e-10 - 5e-21, -1e-12 - 5e-25, 3e-8 - 4.5e-16, 0 } },
+  softplus = { given({ 100, 1000, -50, -800 }), { 100, 1000, math.exp(-50), 0 } },
+}
+for _, u in ipairs(unary_math) do
+  local cases = unary_cases(u[1], u[2], u[3], u[4])
+  local tail = tails[u[1]]
+  if tail then
+    cases[#cases + 1] = { name = "the tails", inputs = { tail[1] }, dtypes = FLOAT64, run = function(x) return x[u[1]](x) end,
+      reference = function() return tail[2] end, tolerance = { rtol = 1e-15, atol = 1e-300 } }
+  end
+  row(u[1], cases)
+end
 for _, u in ipairs(unary_exact) do row(u[1], unary_cases(u[1], u[2], -2, 2, u[3])) end
 
 local function sign(v)

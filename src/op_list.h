@@ -45,6 +45,8 @@
     X(COS, "cos", 1, tc_unary_backward, TC_OPS_MATH, "cosine")                                                       \
     X(RSQRT, "rsqrt", 1, tc_unary_backward, TC_OPS_MATH, "1 / sqrt(x)")                                              \
     X(SQUARE, "square", 1, tc_unary_backward, TC_OPS_EXACT, "x * x")                                                 \
+    X(LOG1P, "log1p", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + x), exact near 0")                                 \
+    X(SOFTPLUS, "softplus", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + e^x), a smooth relu")                         \
     X(SIGN, "sign", 1, tc_no_backward, TC_OP_INTEGERS | TC_OP_METHOD, "-1, 0 or 1")                                  \
     X(LOGICAL_NOT, "logical_not", 1, tc_no_backward, TC_OPS_TEST, "x == 0, as bool")
 

@@ -160,6 +160,15 @@
 #define TC_MATH_SQUARE(K, x) ((x) * (x))
 #define TC_MATH_SQUARE_GRAD(K, x, y, g) ((g) * ((x) + (x)))
 
+#define TC_MATH_LOG1P(K, x) K##_log1p(x)
+#define TC_MATH_LOG1P_GRAD(K, x, y, g) ((g) / (K##_const(1) + (x)))
+
+/* log(1 + e^x) as max(x, 0) + log1p(e^-|x|): e^x cannot overflow for large
+ * x, nor lose the small values of negative x; the slope is sigmoid(x). */
+#define TC_MATH_SOFTPLUS(K, x)                                                                                     \
+    (K##_select((x) > K##_const(0), (x), K##_const(0)) + K##_log1p(K##_exp(-K##_fabs(x))))
+#define TC_MATH_SOFTPLUS_GRAD(K, x, y, g) ((g) * K##_sigmoid(x))
+
 /* -1, 0 or 1; NaN gives 0. Not differentiable (zero almost everywhere). */
 #define TC_MATH_SIGN(K, x)                                                                                         \
     K##_select((x) > K##_const(0), K##_const(1), K##_select((x) < K##_const(0), K##_const(-1), K##_const(0)))
@@ -287,7 +296,7 @@ TC_MATH_FN uint8_t tc_float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 :
  * for name(double) and name##f(float), wrapped as float_<name> and
  * double_<name> below and as cuda_<name> by cuda_kernels.h. sin, cos and
  * pow each kit provides itself. */
-#define TC_MATH_LIBRARY(X) X(exp) X(log) X(sqrt) X(tanh) X(erfc) X(fabs)
+#define TC_MATH_LIBRARY(X) X(exp) X(log) X(log1p) X(sqrt) X(tanh) X(erfc) X(fabs)
 
 #ifndef __cplusplus
 #include <math.h>
