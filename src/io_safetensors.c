@@ -518,58 +518,31 @@ done:
     return status;
 }
 
-tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out) {
-    if (!ctx || !out) return TC_ERROR_ARGUMENT;
-    *out = NULL;
-    if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: path is empty");
-    if (!host_is_little_endian())
-        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tc_fail(ctx, TC_ERROR_IO, "safetensors load: cannot open '%s': %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fd, &info) != 0) {
-        tc_status status = tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': %s", path, strerror(errno));
-        close(fd);
-        return status;
-    }
-    if (!S_ISREG(info.st_mode)) {
-        close(fd);
-        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': not a regular file", path);
-    }
-    if (info.st_size < 8) {
-        close(fd);
-        return tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the file is %lld bytes, too short to hold the "
-                       "8-byte header length (truncated or not a safetensors file)", path, (long long)info.st_size);
+/* Validates the header of the `size` bytes at `bytes` and makes the handle.
+ * The handle takes over the caller's reference on map (what keeps the bytes
+ * alive; NULL when there are fewer than 8 bytes), dropping it on failure.
+ * path names the file in messages. */
+static tc_status load_bytes(tc_context *ctx, const char *path, mapping *map, const unsigned char *bytes, size_t size,
+                            tc_safetensors_file **out) {
+    if (size < 8) {
+        mapping_drop(map);
+        return tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the file is %zu bytes, too short to hold the "
+                       "8-byte header length (truncated or not a safetensors file)", path, size);
     }
     tc_safetensors_file *file = calloc(1, sizeof *file);
-    mapping *map = calloc(1, sizeof *map);
     char *path_copy = strdup(path);
-    if (!file || !map || !path_copy) {
+    if (!file || !path_copy) {
         free(file);
-        free(map);
         free(path_copy);
-        close(fd);
+        mapping_drop(map);
         return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
     }
     file->ctx = ctx;
     file->path = path_copy;
     file->map = map;
-    map->refcount = 1;
-    map->size = (size_t)info.st_size;
-    /* Writable but private: tensors are mutable, and their writes must
-     * never reach the file. */
-    void *base = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    int mmap_errno = errno;
-    close(fd);
-    if (base == MAP_FAILED) {
-        file_free(file);
-        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': cannot map the file: %s", path, strerror(mmap_errno));
-    }
-    map->base = base;
-    const unsigned char *bytes = base;
     uint64_t header_length = 0;
     for (int i = 7; i >= 0; i--) header_length = (header_length << 8) | bytes[i];
-    uint64_t available = (uint64_t)map->size - 8;
+    uint64_t available = (uint64_t)size - 8;
     tc_status status = TC_OK;
     if (header_length > available)
         status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu exceeds the %llu bytes after "
@@ -592,6 +565,68 @@ tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_
     }
     *out = file;
     return TC_OK;
+}
+
+tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out) {
+    if (!ctx || !out) return TC_ERROR_ARGUMENT;
+    *out = NULL;
+    if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: path is empty");
+    if (!host_is_little_endian())
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tc_fail(ctx, TC_ERROR_IO, "safetensors load: cannot open '%s': %s", path, strerror(errno));
+    struct stat info;
+    if (fstat(fd, &info) != 0) {
+        tc_status status = tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': %s", path, strerror(errno));
+        close(fd);
+        return status;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(fd);
+        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': not a regular file", path);
+    }
+    if (info.st_size < 8) { /* nothing to map: load_bytes reports the size */
+        close(fd);
+        return load_bytes(ctx, path, NULL, NULL, (size_t)info.st_size, out);
+    }
+    mapping *map = calloc(1, sizeof *map);
+    if (!map) {
+        close(fd);
+        return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
+    }
+    map->refcount = 1;
+    map->size = (size_t)info.st_size;
+    /* Writable but private: tensors are mutable, and their writes must
+     * never reach the file. */
+    void *base = mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    int mmap_errno = errno;
+    close(fd);
+    if (base == MAP_FAILED) {
+        free(map);
+        return tc_fail(ctx, TC_ERROR_IO, "safetensors load '%s': cannot map the file: %s", path, strerror(mmap_errno));
+    }
+    map->base = base;
+    return load_bytes(ctx, path, map, base, map->size, out);
+}
+
+tc_status tc_safetensors_load_memory(tc_context *ctx, const char *name, const void *bytes, size_t size,
+                                     tc_safetensors_file **out) {
+    if (!ctx || !out) return TC_ERROR_ARGUMENT;
+    *out = NULL;
+    if (!name || (!bytes && size > 0))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: name or bytes is NULL (%zu bytes)", size);
+    if (!host_is_little_endian())
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", name);
+    /* The copy lives in the mapping record's own block, with base NULL:
+     * dropping the last reference frees both, and nothing is unmapped. */
+    mapping *map = size <= SIZE_MAX - sizeof *map ? malloc(sizeof *map + size) : NULL;
+    if (!map) return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory for %zu bytes", name, size);
+    map->refcount = 1;
+    map->base = NULL;
+    map->size = 0;
+    unsigned char *copy = (unsigned char *)(map + 1);
+    if (size) memcpy(copy, bytes, size);
+    return load_bytes(ctx, name, map, copy, size, out);
 }
 
 int tc_safetensors_count(const tc_safetensors_file *file) { return file ? file->count : 0; }
