@@ -39,7 +39,9 @@ static void check_metadata(const char *metadata) {
 /* Reads every byte of t's elements (a fresh tensor from the file is
  * contiguous); returns their sum so the reads are not optimised away. */
 static unsigned touch(const tc_tensor *t) {
-    FUZZ_REQUIRE(tc_tensor_is_contiguous(t), "a loaded tensor is not contiguous");
+    /* tc_tensor_is_contiguous says no for some empty shapes ({2, 0, 3}):
+     * a finding of the shapes target, not of the reader. */
+    FUZZ_REQUIRE(tc_tensor_numel(t) == 0 || tc_tensor_is_contiguous(t), "a loaded tensor is not contiguous");
     int64_t numel = 1;
     for (int d = 0; d < tc_tensor_ndim(t); d++) {
         FUZZ_REQUIRE(tc_tensor_shape(t)[d] >= 0, "negative size");
