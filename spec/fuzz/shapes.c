@@ -20,15 +20,17 @@
  *
  * Each call must either succeed or fail with a status equal to the
  * context's and a non-empty message (cat and stack of no tensors have no
- * context to report to: they must only fail). A tensor it gives must have 0 to 8
- * dims, sizes >= 0 whose product is its numel, and storage that holds every
- * element its strides and offset reach (the first and last are read). The
+ * context to report to: they must only fail). A tensor it gives must have
+ * 0 to 8 dims, sizes >= 0 whose product is its numel, and storage that
+ * holds every element its strides and offset reach (the first and last are
+ * read). The
  * context has a 1 MiB memory budget, so a huge tensor fails cleanly rather
  * than exhausting the machine, and exact-size storage (fuzz.h), so a kernel
  * that steps outside it is caught. Reductions and matmuls whose work (not
  * their output) would be large are skipped, so that a slow but correct
  * computation over a huge broadcast view is not taken for a hang. At the
  * end, with every tensor released, no storage may remain.
+ * TRICYCLE_FUZZ_TRACE=1 prints each call and its outcome.
  */
 #include "fuzz.h"
 #include "internal.h"
@@ -51,38 +53,14 @@ typedef struct program {
 static uint8_t next_byte(program *p) { return p->at < p->size ? p->data[p->at++] : 0; }
 
 static const int64_t edge_sizes[32] = {
-    -1,
-    -2,
-    -7,
-    INT64_MIN,
-    INT64_MIN + 1,
-    -((int64_t)1 << 31),
-    -((int64_t)1 << 32),
-    INT32_MAX,
-    (int64_t)1 << 31,
-    ((int64_t)1 << 31) + 1,
-    ((int64_t)1 << 32) - 1,
-    (int64_t)1 << 32,
-    ((int64_t)1 << 32) + 1,
-    (int64_t)1 << 62,
-    ((int64_t)1 << 62) + 1,
-    ((int64_t)1 << 62) - 1,
-    INT64_MAX,
-    INT64_MAX - 1,
-    (int64_t)1 << 61,
-    (int64_t)1 << 40,
+    -1, -2, -7, INT64_MIN, INT64_MIN + 1, -((int64_t)1 << 31), -((int64_t)1 << 32),
+    INT32_MAX, (int64_t)1 << 31, ((int64_t)1 << 31) + 1, ((int64_t)1 << 32) - 1, (int64_t)1 << 32,
+    ((int64_t)1 << 32) + 1, (int64_t)1 << 62, ((int64_t)1 << 62) + 1, ((int64_t)1 << 62) - 1, INT64_MAX,
+    INT64_MAX - 1, (int64_t)1 << 61, (int64_t)1 << 40,
     (int64_t)1 << 21, /* cubed: 2^63 */
     3037000499,       /* squared: just under 2^63 */
     3037000500,       /* squared: just over */
-    (int64_t)1 << 20,
-    (int64_t)1 << 16,
-    65535,
-    1000,
-    255,
-    17,
-    16,
-    8,
-    7,
+    (int64_t)1 << 20, (int64_t)1 << 16, 65535, 1000, 255, 17, 16, 8, 7,
 };
 
 static int64_t next_size(program *p) {
