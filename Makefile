@@ -52,6 +52,8 @@ LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 .DEFAULT_GOAL := all
 # The CUDA backend: `make cuda`, `make cuda-emulated`, `make test-cuda` (see cuda/cuda.mk).
 include cuda/cuda.mk
+# The fuzzers (clang, libFuzzer): `make fuzz`, `make fuzz FUZZ_TARGETS=json` (see spec/fuzz/fuzz.mk).
+include spec/fuzz/fuzz.mk
 
 .PHONY: all module test test-c test-lua clean install asan bench deps cuda cuda-emulated cuda-kernels test-cuda test-gpu
 
@@ -136,7 +138,7 @@ install: $(LUA_MODULE)
 	  install -D -m 644 "$$file" "$(DESTDIR)$(INST_LUADIR)/$$file" || exit 1; done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # Installs the system packages a fresh Debian/Ubuntu machine lacks (root).
 deps:

@@ -17,6 +17,9 @@
  * bytes from two versions. (A file replaced by rename, as our own saves do,
  * leaves the open one intact: the handle goes on reading the old file.)
  *
+ * tc_safetensors_load_memory reads the same format from bytes in memory
+ * (a copy of its own), through the same checks: what the fuzzer drives.
+ *
  * Not handled: big-endian hosts (refused with TC_ERROR_UNSUPPORTED).
  */
 #include "internal.h"
@@ -76,8 +79,9 @@ typedef struct entry {
 struct tc_safetensors_file {
     tc_context *ctx;
     char *path;
-    int fd;
-    tc_file_identity identity; /* at opening */
+    int fd;                    /* the file, or -1 when read from memory */
+    unsigned char *memory;     /* the bytes read from memory (a copy), or NULL */
+    tc_file_identity identity; /* at opening: size and modification time */
     int64_t data_start;         /* where the data section begins in the file */
     int64_t data_size;
     int count;
@@ -285,6 +289,7 @@ static void file_free(tc_safetensors_file *file) {
     free(file->metadata_json);
     free(file->path);
     if (file->fd >= 0) close(file->fd);
+    free(file->memory);
     free(file);
 }
 
@@ -471,37 +476,38 @@ done:
     return status;
 }
 
-tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out) {
-    if (!ctx || !out) return TC_ERROR_ARGUMENT;
-    *out = NULL;
-    if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: path is empty");
-    if (!host_is_little_endian())
-        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", path);
-    int fd;
-    tc_file_identity identity;
-    TC_TRY(tc_file_open_regular(ctx, "safetensors load", path, &fd, &identity));
-    tc_safetensors_file *file = calloc(1, sizeof *file);
-    char *path_copy = strdup(path);
-    if (!file || !path_copy) {
-        free(file);
-        free(path_copy);
-        close(fd);
-        return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
-    }
-    file->ctx = ctx;
-    file->path = path_copy;
-    file->fd = fd;
-    file->identity = identity;
+/* size bytes at offset of the file (or of the bytes in memory). */
+static tc_status read_source(tc_safetensors_file *file, const char *fn, void *data, size_t size, int64_t offset) {
+    if (file->fd >= 0) return tc_file_read_at(file->ctx, fn, file->path, file->fd, data, size, offset);
+    if (offset < 0 || offset > file->identity.size || (int64_t)size > file->identity.size - offset)
+        return tc_fail(file->ctx, TC_ERROR_FORMAT, "%s: '%s' ends before byte %lld", fn, file->path,
+                       (long long)offset + (long long)size);
+    if (size) memcpy(data, file->memory + offset, size);
+    return TC_OK;
+}
+
+/* A file read from disk must not have changed since it was opened. */
+static tc_status check_source_unchanged(tc_safetensors_file *file, const char *fn) {
+    if (file->fd < 0) return TC_OK;
+    return tc_file_check_unchanged(file->ctx, fn, file->path, file->fd, &file->identity);
+}
+
+/* Reads and checks the header of a handle whose source (fd or memory) and
+ * identity.size are set; the handle is freed on failure. */
+static tc_status load_handle(tc_safetensors_file *file, tc_safetensors_file **out) {
+    tc_context *ctx = file->ctx;
+    const char *path = file->path;
     tc_status status = TC_OK;
     unsigned char length_bytes[8];
     uint64_t header_length = 0;
-    if (identity.size < 8)
+    if (file->identity.size < 8)
         status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the file is %lld bytes, too short to hold the "
-                         "8-byte header length (truncated or not a safetensors file)", path, (long long)identity.size);
-    if (status == TC_OK) status = tc_file_read_at(ctx, "safetensors load", path, fd, length_bytes, 8, 0);
+                         "8-byte header length (truncated or not a safetensors file)", path,
+                         (long long)file->identity.size);
+    if (status == TC_OK) status = read_source(file, "safetensors load", length_bytes, 8, 0);
     if (status == TC_OK) {
         for (int i = 7; i >= 0; i--) header_length = (header_length << 8) | length_bytes[i];
-        int64_t available = identity.size - 8;
+        int64_t available = file->identity.size - 8;
         if (header_length > (uint64_t)available)
             status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': header length %llu exceeds the %lld bytes "
                              "after it (truncated or not a safetensors file)", path,
@@ -517,17 +523,17 @@ tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_
     if (status == TC_OK) {
         /* Both fit int64: header_length <= available = size - 8. */
         file->data_start = 8 + (int64_t)header_length;
-        file->data_size = identity.size - file->data_start;
+        file->data_size = file->identity.size - file->data_start;
         header = malloc((size_t)header_length);
         if (!header) status = tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory for a header of "
                                       "%llu bytes", path, (unsigned long long)header_length);
     }
-    if (status == TC_OK) status = tc_file_read_at(ctx, "safetensors load", path, fd, header, (size_t)header_length, 8);
+    if (status == TC_OK) status = read_source(file, "safetensors load", header, (size_t)header_length, 8);
     if (status == TC_OK && header[0] != '{')
         status = tc_fail(ctx, TC_ERROR_FORMAT, "safetensors load '%s': the header does not start with '{' (not a "
                          "safetensors file)", path);
     if (status == TC_OK) status = parse_header(ctx, file, header, (size_t)header_length);
-    if (status == TC_OK) status = tc_file_check_unchanged(ctx, "safetensors load", path, fd, &identity);
+    if (status == TC_OK) status = check_source_unchanged(file, "safetensors load");
     free(header);
     if (status != TC_OK) {
         file_free(file);
@@ -535,6 +541,63 @@ tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_
     }
     *out = file;
     return TC_OK;
+}
+
+/* A handle named `path` for messages; NULL when out of memory. */
+static tc_safetensors_file *new_handle(tc_context *ctx, const char *path) {
+    tc_safetensors_file *file = calloc(1, sizeof *file);
+    char *path_copy = strdup(path);
+    if (!file || !path_copy) {
+        free(file);
+        free(path_copy);
+        return NULL;
+    }
+    file->ctx = ctx;
+    file->path = path_copy;
+    file->fd = -1;
+    return file;
+}
+
+tc_status tc_safetensors_load(tc_context *ctx, const char *path, tc_safetensors_file **out) {
+    if (!ctx || !out) return TC_ERROR_ARGUMENT;
+    *out = NULL;
+    if (!path || !path[0]) return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: path is empty");
+    if (!host_is_little_endian())
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", path);
+    int fd;
+    tc_file_identity identity;
+    TC_TRY(tc_file_open_regular(ctx, "safetensors load", path, &fd, &identity));
+    tc_safetensors_file *file = new_handle(ctx, path);
+    if (!file) {
+        close(fd);
+        return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory", path);
+    }
+    file->fd = fd;
+    file->identity = identity;
+    return load_handle(file, out);
+}
+
+tc_status tc_safetensors_load_memory(tc_context *ctx, const char *name, const void *bytes, size_t size,
+                                     tc_safetensors_file **out) {
+    if (!ctx || !out) return TC_ERROR_ARGUMENT;
+    *out = NULL;
+    if (!name || (!bytes && size > 0))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load: name or bytes is NULL (%zu bytes)", size);
+    if (!host_is_little_endian())
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "safetensors load '%s': big-endian hosts are not supported", name);
+    if (size > (size_t)INT64_MAX)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "safetensors load '%s': %zu bytes are too many", name, size);
+    tc_safetensors_file *file = new_handle(ctx, name);
+    unsigned char *copy = malloc(size ? size : 1);
+    if (!file || !copy) {
+        free(copy);
+        file_free(file);
+        return tc_fail(ctx, TC_ERROR_MEMORY, "safetensors load '%s': out of memory for %zu bytes", name, size);
+    }
+    if (size) memcpy(copy, bytes, size);
+    file->memory = copy;
+    file->identity.size = (int64_t)size;
+    return load_handle(file, out);
 }
 
 int tc_safetensors_count(const tc_safetensors_file *file) { return file ? file->count : 0; }
@@ -600,8 +663,7 @@ static tc_status read_halves(tc_safetensors_file *file, const entry *e, const ch
     int64_t count = (e->end - e->begin) / 2;
     for (int64_t done = 0; done < count;) {
         int64_t n = count - done < 4096 ? count - done : 4096;
-        TC_TRY(tc_file_read_at(file->ctx, fn, file->path, file->fd, halves, (size_t)n * 2,
-                               file->data_start + e->begin + done * 2));
+        TC_TRY(read_source(file, fn, halves, (size_t)n * 2, file->data_start + e->begin + done * 2));
         for (int64_t i = 0; i < n; i++)
             values[done + i] = e->kind == FILE_F16 ? half_to_float(halves[i]) : bfloat_to_float(halves[i]);
         done += n;
@@ -624,8 +686,7 @@ tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **o
     TC_TRY(tc_tensor_new(ctx, file_dtypes[e->kind].dtype, TC_CPU, e->ndim, e->shape, &t));
     tc_status status = TC_OK;
     if (e->kind == FILE_F16 || e->kind == FILE_BF16) status = read_halves(file, e, fn, tc_tensor_data(t));
-    else if (nbytes) status = tc_file_read_at(ctx, fn, file->path, file->fd, tc_tensor_data(t), nbytes,
-                                              file->data_start + e->begin);
+    else if (nbytes) status = read_source(file, fn, tc_tensor_data(t), nbytes, file->data_start + e->begin);
     if (status == TC_OK && e->kind == FILE_BOOL) {
         const unsigned char *bytes = tc_tensor_data(t);
         for (size_t i = 0; i < nbytes && status == TC_OK; i++)
@@ -635,7 +696,7 @@ tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **o
     }
     /* After the read: a change made before or during it shows now. When
      * the read failed (a file cut short), a change is the better reason. */
-    tc_status changed = tc_file_check_unchanged(ctx, fn, file->path, file->fd, &file->identity);
+    tc_status changed = check_source_unchanged(file, fn);
     if (status == TC_OK) status = changed;
     if (status != TC_OK) {
         tc_tensor_release(t);

@@ -2248,20 +2248,17 @@ static int compare_entry_ids(const void *a, const void *b) {
     return (x->offset > y->offset) - (x->offset < y->offset); /* file order */
 }
 
-/* Fills tok's tokens from vocab.json and indexes them by bytes in *by_bytes. */
-static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *path,
-                                 const int16_t byte_of[GPT2_ALPHABET_END], bytes_map *by_bytes) {
+/* Fills tok's tokens from the text of vocab.json and indexes them by bytes
+ * in *by_bytes. */
+static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *path, const unsigned char *data,
+                                 size_t len, const int16_t byte_of[GPT2_ALPHABET_END], bytes_map *by_bytes) {
     tc_context *ctx = tok->ctx;
-    unsigned char *data;
-    size_t len;
-    TC_TRY(read_file(ctx, fn, path, &data, &len));
     size_t bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     json_reader r = {ctx, fn, path, data, len, bom, 1, bom};
     vocab_entry *entries = NULL;
     size_t count = 0;
     unsigned char *pool = NULL;
     tc_status status = parse_vocab_json(&r, byte_of, &entries, &count, &pool);
-    free(data);
     if (status == TC_OK) {
         qsort(entries, count, sizeof *entries, compare_entry_ids);
         for (size_t i = 0; i < count && status == TC_OK; i++) {
@@ -2313,12 +2310,9 @@ static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *
     return status;
 }
 
-static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char *path,
-                                  const int16_t byte_of[GPT2_ALPHABET_END], const bytes_map *by_bytes) {
+static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char *path, const unsigned char *data,
+                                  size_t len, const int16_t byte_of[GPT2_ALPHABET_END], const bytes_map *by_bytes) {
     tc_context *ctx = tok->ctx;
-    unsigned char *data;
-    size_t len;
-    TC_TRY(read_file(ctx, fn, path, &data, &len));
     size_t bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     line_reader lines = {data, len, bom, 0};
     const unsigned char *line;
@@ -2399,8 +2393,40 @@ static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char 
     u64_map_free(&seen);
     free(merge_lines);
     free(scratch);
-    free(data);
     return status;
+}
+
+tc_status tc_tokenizer_load_gpt2_memory(tc_context *ctx, const char *vocab_json, size_t vocab_len,
+                                        const char *vocab_name, const char *merges_txt, size_t merges_len,
+                                        const char *merges_name, tc_tokenizer **out) {
+    static const char *const fn = "BPETokenizer.load_gpt2";
+    if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
+    *out = NULL;
+    if ((!vocab_json && vocab_len) || (!merges_txt && merges_len) || !vocab_name || !merges_name)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: a text or a name is NULL (vocab %zu bytes, merges %zu bytes)", fn,
+                       vocab_len, merges_len);
+    int16_t byte_of[GPT2_ALPHABET_END];
+    gpt2_alphabet(byte_of);
+    tc_tokenizer *tok = tokenizer_new(ctx, fn, TC_TOKENIZER_BPE, true);
+    if (!tok) return TC_ERROR_MEMORY;
+    bytes_map by_bytes = {NULL, 0, NULL, 0, 0};
+    tc_status status =
+        gpt2_load_vocab(tok, fn, vocab_name, (const unsigned char *)vocab_json, vocab_len, byte_of, &by_bytes);
+    if (status == TC_OK)
+        status =
+            gpt2_load_merges(tok, fn, merges_name, (const unsigned char *)merges_txt, merges_len, byte_of, &by_bytes);
+    bytes_map_free(&by_bytes);
+    if (status == TC_OK) {
+        char where[600];
+        snprintf(where, sizeof where, "%s: '%s'", fn, vocab_name);
+        status = tokenizer_index(tok, where);
+    }
+    if (status != TC_OK) {
+        tc_tokenizer_free(tok);
+        return status;
+    }
+    *out = tok;
+    return TC_OK;
 }
 
 tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, const char *merges_txt_path,
@@ -2410,23 +2436,15 @@ tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, c
     *out = NULL;
     if (!vocab_json_path || !merges_txt_path)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: vocab_json_path and merges_txt_path must not be NULL", fn);
-    int16_t byte_of[GPT2_ALPHABET_END];
-    gpt2_alphabet(byte_of);
-    tc_tokenizer *tok = tokenizer_new(ctx, fn, TC_TOKENIZER_BPE, true);
-    if (!tok) return TC_ERROR_MEMORY;
-    bytes_map by_bytes = {NULL, 0, NULL, 0, 0};
-    tc_status status = gpt2_load_vocab(tok, fn, vocab_json_path, byte_of, &by_bytes);
-    if (status == TC_OK) status = gpt2_load_merges(tok, fn, merges_txt_path, byte_of, &by_bytes);
-    bytes_map_free(&by_bytes);
+    unsigned char *vocab, *merges;
+    size_t vocab_len, merges_len;
+    TC_TRY(read_file(ctx, fn, vocab_json_path, &vocab, &vocab_len));
+    tc_status status = read_file(ctx, fn, merges_txt_path, &merges, &merges_len);
     if (status == TC_OK) {
-        char where[600];
-        snprintf(where, sizeof where, "%s: '%s'", fn, vocab_json_path);
-        status = tokenizer_index(tok, where);
+        status = tc_tokenizer_load_gpt2_memory(ctx, (const char *)vocab, vocab_len, vocab_json_path,
+                                               (const char *)merges, merges_len, merges_txt_path, out);
+        free(merges);
     }
-    if (status != TC_OK) {
-        tc_tokenizer_free(tok);
-        return status;
-    }
-    *out = tok;
-    return TC_OK;
+    free(vocab);
+    return status;
 }

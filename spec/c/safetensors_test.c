@@ -2,7 +2,7 @@
  * safetensors_test.c: the JSON reader/writer and the safetensors reader and
  * writer, from C: round trips of every dtype, a file written by hand, the
  * validation errors, atomic replacement, tensors outliving their file
- * handle, and a small fuzz (truncations and byte flips of a valid file must
+ * handle, loading from memory, and a small fuzz (truncations and byte flips of a valid file must
  * load or fail cleanly; run under AddressSanitizer by `make asan`).
  */
 #include "internal.h"
@@ -398,6 +398,52 @@ static void test_hand_written(tc_context *ctx) {
     tc_safetensors_close(file);
 }
 
+/* tc_safetensors_load_memory reads a file's bytes as tc_safetensors_load
+ * reads the file; it keeps its own copy, so the tensors outlive both the
+ * handle and the caller's buffer. */
+static void test_from_memory(tc_context *ctx) {
+    char path[512];
+    path_in(path, sizeof path, "memory.safetensors");
+    const double values[4] = {1.0, -2.5, 1e300, 0.0};
+    const uint8_t bytes3[3] = {7, 8, 9};
+    int64_t s22[] = {2, 2}, s3[] = {3};
+    tc_tensor *tensors[] = {make(ctx, TC_FLOAT64, 2, s22, values), make(ctx, TC_UINT8, 1, s3, bytes3)};
+    const char *names[] = {"w", "b"};
+    CHECK(tc_safetensors_save(ctx, path, 2, names, tensors, "{\"k\":\"v\"}") == TC_OK, "save: %s",
+          tc_last_error(ctx));
+    size_t size = 0;
+    unsigned char *bytes = read_bytes(path, &size);
+    CHECK(bytes != NULL, "read back");
+    if (!bytes) return;
+    tc_safetensors_file *file = NULL;
+    CHECK(tc_safetensors_load_memory(ctx, "in memory", bytes, size, &file) == TC_OK, "load: %s", tc_last_error(ctx));
+    memset(bytes, 0, size);
+    free(bytes);
+    if (file) {
+        CHECK(tc_safetensors_count(file) == 2 && strcmp(tc_safetensors_name(file, 0), "b") == 0, "listing");
+        CHECK(tc_safetensors_metadata(file) && strcmp(tc_safetensors_metadata(file), "{\"k\":\"v\"}") == 0,
+              "metadata %s", tc_safetensors_metadata(file));
+        tc_tensor *w = NULL, *b = NULL;
+        CHECK(tc_safetensors_get_by_name(file, "w", &w) == TC_OK && tc_safetensors_get_by_name(file, "b", &b) == TC_OK,
+              "get: %s", tc_last_error(ctx));
+        tc_safetensors_close(file);
+        if (w) CHECK(same_tensor(w, tensors[0]), "w from memory");
+        if (b) CHECK(same_tensor(b, tensors[1]), "b from memory");
+        tc_tensor_release(w);
+        tc_tensor_release(b);
+    }
+    /* Errors name the name given; short input is refused before any read. */
+    const unsigned char short_input[5] = {1, 0, 0, 0, 0};
+    CHECK(tc_safetensors_load_memory(ctx, "in memory", short_input, 5, &file) == TC_ERROR_FORMAT && file == NULL &&
+              strstr(tc_last_error(ctx), "'in memory': the file is 5 bytes, too short"),
+          "short: %s", tc_last_error(ctx));
+    CHECK(tc_safetensors_load_memory(ctx, "in memory", NULL, 0, &file) == TC_ERROR_FORMAT && file == NULL,
+          "empty: %s", tc_last_error(ctx));
+    tc_tensor_release(tensors[0]);
+    tc_tensor_release(tensors[1]);
+    unlink(path);
+}
+
 /* Each corrupt header fails to load with a message naming the path and the
  * problem. */
 static void test_corrupt(tc_context *ctx) {
@@ -575,6 +621,7 @@ int main(void) {
     test_views_and_save_errors(ctx);
     test_hand_written(ctx);
     test_corrupt(ctx);
+    test_from_memory(ctx);
     test_fuzz(ctx);
     tc_context_free(ctx);
     char command[600];

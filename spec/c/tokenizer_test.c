@@ -8,6 +8,8 @@
  */
 #include "tricycle.h"
 
+#include "internal.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -553,6 +555,23 @@ static void test_gpt2(tc_context *ctx) {
     CHECK(tc_tokenizer_merge_count(tok) == 4);
     CHECK(tc_tokenizer_gpt2_split(tok));
     CHECK(token_is(tok, 258, " the") && token_is(tok, 260, "<|endoftext|>") && token_is(tok, gpt2_byte_id(' '), " "));
+    /* The same texts from memory (the path-based loader reads the files and
+     * calls this): the same tokenizer; errors name the names given. */
+    size_t vocab_len, merges_len;
+    char *vocab_text = read_all(vocab, &vocab_len), *merges_text = read_all(merges, &merges_len);
+    tc_tokenizer *from_memory = NULL;
+    if (vocab_text && merges_text &&
+        CHECK_OK(ctx, tc_tokenizer_load_gpt2_memory(ctx, vocab_text, vocab_len, "v.json", merges_text, merges_len,
+                                                    "m.txt", &from_memory)))
+        CHECK(same_tokenizer(tok, from_memory));
+    tc_tokenizer_free(from_memory);
+    CHECK_FAILS(ctx,
+                tc_tokenizer_load_gpt2_memory(ctx, vocab_text, vocab_len, "v.json", "x y\n", 4, "m.txt",
+                                              &from_memory),
+                TC_ERROR_FORMAT, "m.txt:1: the merged token \"xy\" is not in the vocabulary");
+    CHECK(from_memory == NULL);
+    free(vocab_text);
+    free(merges_text);
     /* " the cat": pieces " the" and " cat". " the" = Ġ t h e: rank 0 (Ġ t)
      * first, then rank 1 (h e), then rank 2 (Ġt he) -> 258. " cat" has no
      * ranked pair but (Ġ a)? No: its pairs are (Ġ c) (c a) (a t) -> bytes. */

@@ -16,16 +16,8 @@ local core = require("tricycle.core")
 local Module = {}
 Module.__name = "Module"
 
-local function no_grad(fn)
-  local enabled = core.is_grad_enabled()
-  core.set_grad_enabled(false)
-  local ok, result = pcall(fn)
-  core.set_grad_enabled(enabled)
-  if not ok then
-    error(result, 0)
-  end
-  return result
-end
+-- Grad mode off around a function (tc.no_grad, the one definition).
+local no_grad = require("tricycle").no_grad
 
 local function is_tensor(value)
   return getmetatable(value) == core.Tensor

@@ -28,15 +28,8 @@ local function copy_value(value)
   return result
 end
 
-local function no_grad(fn)
-  local enabled = core.is_grad_enabled()
-  core.set_grad_enabled(false)
-  local ok, message = pcall(fn)
-  core.set_grad_enabled(enabled)
-  if not ok then
-    error(message, 0)
-  end
-end
+-- Grad mode off around a function (tc.no_grad, the one definition).
+local no_grad = require("tricycle").no_grad
 
 local function sorted_keys(defaults)
   local names = {}
