@@ -277,6 +277,9 @@ tc_status tc_tensor_wrap(tc_context *ctx, tc_dtype dtype, int ndim, const int64_
 void tc_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
 int64_t tc_shape_numel(int ndim, const int64_t *shape);
 bool tc_same_shape(const tc_tensor *a, const tc_tensor *b);
+/* A dim as messages show it: counted from 1 as Lua counts, negative ones as
+ * given (INT_MAX, past any tensor's dims, stays itself rather than overflow). */
+static inline int tc_dim_shown(int dim) { return dim >= 0 && dim < INT32_MAX ? dim + 1 : dim; }
 /* Normalises a possibly negative dim against ndim; false when out of range. */
 bool tc_normalize_dim(int dim, int ndim, int *out);
 /* Checks that tensors share a context and device; names the function. */

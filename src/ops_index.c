@@ -80,7 +80,7 @@ tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
         return tc_fail(ctx, TC_ERROR_SHAPE, "cat: tensors must have at least 1 dim, tensor 1 is 0-dim");
     int d;
     if (!tc_normalize_dim(dim, first->ndim, &d))
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "cat: dim %d is out of range for tensors of shape %s", dim + (dim >= 0),
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "cat: dim %d is out of range for tensors of shape %s", tc_dim_shown(dim),
                        TC_SHAPE(first));
     int64_t shape[TC_MAX_DIMS];
     memcpy(shape, first->shape, sizeof shape);
@@ -153,7 +153,7 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
     int d;
     if (!tc_normalize_dim(dim, first->ndim + 1, &d))
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "stack: dim %d is out of range for stacking tensors of shape %s",
-                       dim + (dim >= 0), TC_SHAPE(first));
+                       tc_dim_shown(dim), TC_SHAPE(first));
     tc_tensor **expanded = tc_calloc(ctx, (size_t)count, sizeof *expanded);
     if (!expanded) return TC_ERROR_MEMORY;
     tc_status status = TC_OK;
@@ -212,7 +212,7 @@ tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
                        TC_SHAPE(index), TC_SHAPE(x));
     int d;
     if (!tc_normalize_dim(dim, x->ndim > 0 ? x->ndim : 1, &d))
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "gather: dim %d is out of range for x of shape %s", dim + (dim >= 0),
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "gather: dim %d is out of range for x of shape %s", tc_dim_shown(dim),
                        TC_SHAPE(x));
     if (x->ndim == 0) return gather_scalar(x, index, out);
     for (int e = 0; e < x->ndim; e++)
@@ -278,7 +278,7 @@ tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **o
     int d;
     if (!tc_normalize_dim(dim, x->ndim, &d))
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "index_select: dim %d is out of range for x of shape %s",
-                       dim + (dim >= 0), TC_SHAPE(x));
+                       tc_dim_shown(dim), TC_SHAPE(x));
     int64_t count = tc_tensor_numel(index), shape[TC_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[d] = count;

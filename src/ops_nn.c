@@ -47,7 +47,7 @@ static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int 
     int d;
     if (!tc_normalize_dim(dim, x->ndim > 0 ? x->ndim : 1, &d))
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "%s: dim %d is out of range for a tensor of shape %s", function,
-                       dim + (dim >= 0), TC_SHAPE(x));
+                       tc_dim_shown(dim), TC_SHAPE(x));
     tc_tensor *input = NULL, *result = NULL;
     tc_status status = tc_contiguous(x, &input);
     if (status == TC_OK) status = tc_empty_like(input, &result);

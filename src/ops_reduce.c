@@ -85,7 +85,7 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
         int d;
         if (!tc_normalize_dim(dims[i], x->ndim, &d))
             return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "%s: dim %d is out of range for a tensor of shape %s", name,
-                           dims[i] + (dims[i] >= 0), TC_SHAPE(x));
+                           tc_dim_shown(dims[i]), TC_SHAPE(x));
         if (x->ndim) mask |= 1u << d;
     }
     if (ndims == 0) mask = x->ndim ? (1u << x->ndim) - 1 : 0;

@@ -132,7 +132,7 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out) 
     if (t->ndim == 0) return tc_reshape(t, 1, (int64_t[]){1}, out);
     if (!tc_normalize_dim(start_dim, t->ndim, &start) || !tc_normalize_dim(end_dim, t->ndim, &end) || start > end)
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "flatten: dims %d..%d are out of range for a tensor of shape %s",
-                       start_dim + (start_dim >= 0), end_dim + (end_dim >= 0), TC_SHAPE(t));
+                       tc_dim_shown(start_dim), tc_dim_shown(end_dim), TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
     for (int d = 0; d < start; d++) shape[n++] = t->shape[d];
@@ -146,7 +146,7 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out) 
 tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out) {
     int d;
     if (!tc_normalize_dim(dim, t->ndim, &d) || t->ndim == 0)
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
                        TC_SHAPE(t));
     if (t->shape[d] != 1) return tc_reshape(t, t->ndim, t->shape, out);
     int64_t shape[TC_MAX_DIMS];
@@ -164,7 +164,7 @@ tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out) {
                        TC_MAX_DIMS);
     if (!tc_normalize_dim(dim, t->ndim + 1, &d))
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
-                       "unsqueeze: dim %d is out of range for a tensor of shape %s (valid: %d to %d)", dim + (dim >= 0),
+                       "unsqueeze: dim %d is out of range for a tensor of shape %s (valid: %d to %d)", tc_dim_shown(dim),
                        TC_SHAPE(t), -(t->ndim + 1), t->ndim + 1);
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
@@ -196,7 +196,7 @@ tc_status tc_permute(tc_tensor *t, int ndim, const int *dims, tc_tensor **out) {
         int d;
         if (!tc_normalize_dim(dims[i], ndim, &d))
             return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
-                           "permute: dim %d (entry %d) is out of range for a tensor of shape %s", dims[i] + (dims[i] >= 0),
+                           "permute: dim %d (entry %d) is out of range for a tensor of shape %s", tc_dim_shown(dims[i]),
                            i + 1, TC_SHAPE(t));
         if (seen[d])
             return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
@@ -223,7 +223,7 @@ tc_status tc_transpose(tc_tensor *t, int dim0, int dim1, tc_tensor **out) {
     if (t->ndim == 0) return tc_reshape(t, 0, NULL, out);
     if (!tc_normalize_dim(dim0, t->ndim, &a) || !tc_normalize_dim(dim1, t->ndim, &b))
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "transpose: dims %d and %d are out of range for shape %s",
-                       dim0 + (dim0 >= 0), dim1 + (dim1 >= 0), TC_SHAPE(t));
+                       tc_dim_shown(dim0), tc_dim_shown(dim1), TC_SHAPE(t));
     int order[TC_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) order[i] = i;
     order[a] = b;
@@ -272,7 +272,7 @@ fail:
 tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
                        TC_SHAPE(t));
     int64_t end;
     if (!tc_add_sizes(start, length, &end) || end > t->shape[d])
@@ -297,7 +297,7 @@ tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_ten
 tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s", dim + (dim >= 0),
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
                        TC_SHAPE(t));
     /* Messages count dims and positions from 1, as the Lua side does. */
     int64_t requested = index;
