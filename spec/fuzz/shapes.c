@@ -358,7 +358,10 @@ static bool matmul_too_slow(const tc_tensor *a, const tc_tensor *b) {
     int64_t m = a->ndim >= 2 ? a->shape[a->ndim - 2] : 1;
     int64_t n = b->ndim >= 2 ? b->shape[b->ndim - 1] : 1;
     if (k == 0 || m == 0 || n == 0) return false;
-    int64_t batch_a = tc_tensor_numel(a) / (m * k), batch_b = tc_tensor_numel(b) / (k * n);
+    /* k is a's; b's may differ (the call then fails), so its product is checked. */
+    int64_t a_matrix, b_matrix;
+    if (!tc_mul_sizes(m, k, &a_matrix) || !tc_mul_sizes(k, n, &b_matrix)) return false;
+    int64_t batch_a = tc_tensor_numel(a) / a_matrix, batch_b = tc_tensor_numel(b) / b_matrix;
     int64_t batch = batch_a > batch_b ? batch_a : batch_b, out_numel, work;
     if (!tc_mul_sizes(batch, m, &out_numel) || !tc_mul_sizes(out_numel, n, &out_numel)) return false;
     if (out_numel > (int64_t)(MEMORY_BUDGET / tc_dtype_size(a->dtype))) return false; /* fails to allocate */
