@@ -239,7 +239,8 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
                 int64_t i = i0 + lane;
                 T p = 0, ds = 0;
                 if (i < time && (!causal || i >= j)) {
-                    p = cuda_exp(dot_row(head + channels + j * ld, queries + lane * stride, hd) * scale - tile_lse[lane]);
+                    p = cuda_exp(dot_row(head + channels + j * ld, queries + lane * stride, hd) * scale -
+                                 tile_lse[lane]);
                     ds = p * (dot_row(head + 2 * channels + j * ld, grads + lane * stride, hd) - tile_dot[lane]);
                 }
                 for (int t = 0; t < count; t++) {

@@ -49,7 +49,8 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
     bool dst_on_device = dst->storage->device == TC_CUDA, src_on_device = src->storage->device == TC_CUDA;
     if (dst_on_device && src_on_device) return cuda_copy_within(dst, src);
     tc_context *ctx = dst->ctx;
-    if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !tc_tensor_is_contiguous(dst) || !tc_tensor_is_contiguous(src))
+    if (dst->dtype != src->dtype || !tc_same_shape(dst, src) || !tc_tensor_is_contiguous(dst) ||
+        !tc_tensor_is_contiguous(src))
         return tc_fail(ctx, TC_ERROR_UNSUPPORTED,
                        "copy between cpu and cuda: both tensors must be contiguous with one dtype and shape "
                        "(got %s %s and %s %s)",

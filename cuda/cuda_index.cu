@@ -67,7 +67,8 @@ static tc_status check_ids(const tc_tensor *x, const char *function, int dim, co
     tc_context *ctx = x->ctx;
     int64_t n = tc_tensor_numel(index);
     if (n == 0) return TC_OK;
-    unsigned long long *first = static_cast<unsigned long long *>(cuda_scratch_allocate(ctx, sizeof(unsigned long long)));
+    unsigned long long *first =
+        static_cast<unsigned long long *>(cuda_scratch_allocate(ctx, sizeof(unsigned long long)));
     if (!first) return TC_ERROR_MEMORY;
     unsigned long long position = 0;
     tc_status status = cuda_check(ctx, cudaMemsetAsync(first, 0xff, sizeof *first, cuda_stream_of(ctx)), function);
@@ -81,8 +82,8 @@ static tc_status check_ids(const tc_tensor *x, const char *function, int dim, co
     if (status != TC_OK || position == ~0ull) return status;
     int64_t id = 0;
     TC_TRY(cuda_copy_to_host(ctx, &id, data_at<int64_t>(index) + position, sizeof id));
-    return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: index %lld is out of range for dim %d of size %lld (shape %s)", function,
-                   (long long)id, dim + 1, (long long)x->shape[dim], TC_SHAPE(x));
+    return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: index %lld is out of range for dim %d of size %lld (shape %s)",
+                   function, (long long)id, dim + 1, (long long)x->shape[dim], TC_SHAPE(x));
 }
 
 /* index's shape with x's strides, 0 on dim (see gather_kernel). */

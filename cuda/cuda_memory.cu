@@ -81,7 +81,9 @@ extern "C" void cuda_release(tc_context *ctx, void *data, size_t bytes) {
     state->cached_bytes += size;
 }
 
-extern "C" void *cuda_scratch_allocate(tc_context *ctx, size_t bytes) { return tc_device_allocate(ctx, TC_CUDA, bytes); }
+extern "C" void *cuda_scratch_allocate(tc_context *ctx, size_t bytes) {
+    return tc_device_allocate(ctx, TC_CUDA, bytes);
+}
 
 extern "C" void cuda_scratch_release(tc_context *ctx, void *data, size_t bytes) {
     tc_device_release(ctx, TC_CUDA, data, bytes);

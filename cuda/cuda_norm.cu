@@ -114,9 +114,9 @@ tc_status cuda_layer_norm_forward(tc_context *ctx, tc_dtype dtype, bool rms, con
     if (rows == 0) return TC_OK;
     bool known = cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(layer_norm_forward_kernel<T>, cuda_rows_for(rows), cuda_row_threads(cols), 0, cuda_stream_of(ctx), rms,
-                  static_cast<const T *>(x), static_cast<const T *>(weight), static_cast<const T *>(bias), eps, rows,
-                  cols, static_cast<T *>(out), static_cast<T *>(mean), static_cast<T *>(rstd));
+        TC_LAUNCH(layer_norm_forward_kernel<T>, cuda_rows_for(rows), cuda_row_threads(cols), 0, cuda_stream_of(ctx),
+                  rms, static_cast<const T *>(x), static_cast<const T *>(weight), static_cast<const T *>(bias), eps,
+                  rows, cols, static_cast<T *>(out), static_cast<T *>(mean), static_cast<T *>(rstd));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "layer_norm", dtype);
     return cuda_check_launch(ctx, rms ? "rms_norm" : "layer_norm");

@@ -118,7 +118,8 @@ describe("#gpu CUDA on a real GPU", function()
       command_output("nproc") and (command_output("nproc") .. " threads") or "unknown"))
     file:write("Written by `make test-gpu` (spec/cuda_gpu_spec.lua). Float32, TF32 off, AdamW; the mean of 10 steps"
       .. " after 2 warm-up steps.\n\n")
-    file:write("| config (layers × width, T) | B | GPU ms/step | GPU tokens/s | CPU ms/step | CPU time / GPU time | loss at step 4 (GPU/CPU) |\n")
+    file:write("| config (layers × width, T) | B | GPU ms/step | GPU tokens/s | CPU ms/step | CPU time / GPU time | "
+      .. "loss at step 4 (GPU/CPU) |\n")
     file:write("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
     for _, row in ipairs(rows) do
       local tokens = row.B * row.config.context_length

@@ -12,7 +12,8 @@ local cases = {
     { "mul", "{2, 3}", "{3, 2}" } },
   { "matmul with shapes that do not align", function() return tc.zeros({ 2, 3 }):matmul(tc.zeros({ 4, 5 })) end,
     { "matmul", "{2, 3}", "{4, 5}" } },
-  { "requires_grad on an int64 tensor", function() return tc.zeros({ 2 }, { dtype = "int64", requires_grad = true }) end,
+  { "requires_grad on an int64 tensor",
+    function() return tc.zeros({ 2 }, { dtype = "int64", requires_grad = true }) end,
     { "int64" } },
   { "setting requires_grad on an int64 tensor", function() int64({ 1 }).requires_grad = true end, { "int64" } },
   { "where with a float condition", function() return tc.where(tc.zeros({ 2 }), tc.ones({ 2 }), tc.zeros({ 2 })) end,
@@ -27,7 +28,8 @@ local cases = {
   { "transpose with dim 9", function() return tc.zeros({ 2, 3 }):transpose(1, 9) end, { "transpose", "1 and 9" } },
   { "dim 0 (dims are 1-based)", function() return tc.zeros({ 2, 3 }):sum(0) end, { "sum", "0", "1-based" } },
   { "softmax over dim 3 of a 2-D tensor", function() return tc.zeros({ 2, 3 }):softmax(3) end, { "softmax", "3" } },
-  { "backward on a non-scalar without a gradient", function() (tc.zeros({ 2 }, { requires_grad = true }) * 2):backward() end,
+  { "backward on a non-scalar without a gradient",
+    function() (tc.zeros({ 2 }, { requires_grad = true }) * 2):backward() end,
     { "backward", "{2}" } },
   { "backward on a tensor that does not require grad", function() tc.zeros({}):backward() end, { "backward" } },
   { "use after <close>", function()
@@ -38,7 +40,8 @@ local cases = {
     end
     return escaped:exp()
   end, { "exp", "closed" } },
-  { "gather with an index out of range", function() return tc.zeros({ 2, 3 }):gather(2, int64({ { 0, 3 }, { 1, 1 } })) end,
+  { "gather with an index out of range",
+    function() return tc.zeros({ 2, 3 }):gather(2, int64({ { 0, 3 }, { 1, 1 } })) end,
     { "gather", "3" } },
   { "gather with a float index", function() return tc.zeros({ 2, 3 }):gather(2, tc.zeros({ 2, 1 })) end,
     { "gather", "float32" } },
@@ -48,9 +51,11 @@ local cases = {
     { "embedding", "-1" } },
   { "index_select with an index out of range", function() return tc.zeros({ 4, 3 }):index_select(1, int64({ 4 })) end,
     { "index_select", "4" } },
-  { "reshape to a wrong size", function() return tc.zeros({ 2, 3 }):reshape(4, 2) end, { "reshape", "{4, 2}", "{2, 3}" } },
+  { "reshape to a wrong size", function() return tc.zeros({ 2, 3 }):reshape(4, 2) end,
+    { "reshape", "{4, 2}", "{2, 3}" } },
   { "view of a non-contiguous tensor", function() return tc.zeros({ 2, 3 }):transpose(1, 2):view(6) end, { "view" } },
-  { "narrow past the end", function() return tc.zeros({ 2, 5 }):narrow(2, 4, 3) end, { "narrow", "start 4", "dim 2", "5" } },
+  { "narrow past the end", function() return tc.zeros({ 2, 5 }):narrow(2, 4, 3) end,
+    { "narrow", "start 4", "dim 2", "5" } },
   { "select past the end", function() return tc.zeros({ 2, 5 }):select(1, 3) end, { "select", "3" } },
   { "t[i] past the end", function() return tc.zeros({ 2, 5 })[7] end, { "7" } },
   { "expand of a size that is not 1", function() return tc.zeros({ 2, 3 }):expand(4, 3) end, { "expand", "{2, 3}" } },
@@ -74,8 +79,10 @@ local cases = {
   { "item of a tensor with several elements", function() return tc.zeros({ 2, 2 }):item() end, { "item" } },
   { "copy_ from a shape that does not broadcast", function() return tc.zeros({ 2, 3 }):copy_(tc.zeros({ 4 })) end,
     { "copy_", "{4}" } },
-  { "einsum with a wrong operand count", function() return tc.einsum("ij,jk->ik", tc.zeros({ 2, 3 })) end, { "einsum" } },
-  { "einsum with sizes that disagree", function() return tc.einsum("ij,jk->ik", tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 })) end,
+  { "einsum with a wrong operand count", function() return tc.einsum("ij,jk->ik", tc.zeros({ 2, 3 })) end,
+    { "einsum" } },
+  { "einsum with sizes that disagree",
+    function() return tc.einsum("ij,jk->ik", tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 })) end,
     { "einsum" } },
   { "dropout with p outside [0, 1)", function() return tc.zeros({ 2 }):dropout(1.5) end, { "dropout", "1.5" } },
   { "gelu with an unknown approximation", function() return tc.zeros({ 2 }):gelu("fast") end, { "gelu", "fast" } },
@@ -124,7 +131,10 @@ describe("errors", function()
     local constructors = {
       function() local m = nn.Linear(0, 3) return m end,
       function() local m = nn.Dropout(2) return m end,
-      function() local m = nn.GPT({ vocab_size = 10, context_length = 8, n_layer = 1, n_head = 3, n_embd = 16 }) return m end,
+      function()
+        local m = nn.GPT({ vocab_size = 10, context_length = 8, n_layer = 1, n_head = 3, n_embd = 16 })
+        return m
+      end,
       function() local m = nn.Sequential(nn.Linear(2, 3), nn.Embedding(-1, 2)) return m end,
     }
     for i, construct in ipairs(constructors) do

@@ -156,7 +156,8 @@ for _, u in ipairs(unary_math) do
   local cases = unary_cases(u[1], u[2], u[3], u[4])
   local tail = tails[u[1]]
   if tail then
-    cases[#cases + 1] = { name = "the tails", inputs = { tail[1] }, dtypes = FLOAT64, run = function(x) return x[u[1]](x) end,
+    cases[#cases + 1] = { name = "the tails", inputs = { tail[1] }, dtypes = FLOAT64,
+      run = function(x) return x[u[1]](x) end,
       reference = function() return tail[2] end, tolerance = { rtol = 1e-15, atol = 1e-300 } }
   end
   row(u[1], cases)

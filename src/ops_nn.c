@@ -54,7 +54,8 @@ static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int 
     if (status == TC_OK && tc_tensor_numel(input) > 0) status = tc_backend_of(input)->softmax(input, d, log, result);
     if (status == TC_OK && tc_should_record(x->ctx, 1, &input)) {
         tc_node *node;
-        status = tc_record(log ? &tc_tape_ops[TC_OP_LOG_SOFTMAX] : &tc_tape_ops[TC_OP_SOFTMAX], 1, &input, result, &node);
+        status =
+            tc_record(log ? &tc_tape_ops[TC_OP_LOG_SOFTMAX] : &tc_tape_ops[TC_OP_SOFTMAX], 1, &input, result, &node);
         if (status == TC_OK) {
             node->ints[0] = d;
             node->ints[1] = log;

@@ -64,7 +64,9 @@ tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
         tc_tensor_release(centered);
         break;
     }
-    default: status = tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", tc_tape_ops[TC_OP_SUM + op].name);
+    default:
+        status =
+            tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", tc_tape_ops[TC_OP_SUM + op].name);
     }
     tc_tensor_release(g);
     tc_tensor_release(t2);
@@ -117,8 +119,8 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
     bool extreme = op == TC_REDUCE_MAX || op == TC_REDUCE_MIN || arg;
     for (int d = 0; d < x->ndim && extreme; d++)
         if ((mask & (1u << d)) && x->shape[d] == 0 && tc_shape_numel(x->ndim, shape) > 0)
-            return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: dim %d of a tensor of shape %s is empty, so it has no %s",
-                           name, d + 1, TC_SHAPE(x), op == TC_REDUCE_MAX || op == TC_REDUCE_ARGMAX ? "maximum" : "minimum");
+            return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: dim %d of a tensor of shape %s is empty, so it has no %s", name,
+                           d + 1, TC_SHAPE(x), op == TC_REDUCE_MAX || op == TC_REDUCE_ARGMAX ? "maximum" : "minimum");
     TC_TRY(tc_check_shape(x->ctx, name, x->ndim, x->shape, compute_dtype));
     TC_TRY(tc_check_shape(x->ctx, name, x->ndim, shape, dtype));
     TC_TRY(tc_cast_if_needed(x, compute_dtype, &input));

@@ -146,8 +146,8 @@ tc_status tc_flatten(tc_tensor *t, int start_dim, int end_dim, tc_tensor **out) 
 tc_status tc_squeeze(tc_tensor *t, int dim, tc_tensor **out) {
     int d;
     if (!tc_normalize_dim(dim, t->ndim, &d) || t->ndim == 0)
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
-                       TC_SHAPE(t));
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "squeeze: dim %d is out of range for a tensor of shape %s",
+                       tc_dim_shown(dim), TC_SHAPE(t));
     if (t->shape[d] != 1) return tc_reshape(t, t->ndim, t->shape, out);
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
@@ -164,8 +164,8 @@ tc_status tc_unsqueeze(tc_tensor *t, int dim, tc_tensor **out) {
                        TC_MAX_DIMS);
     if (!tc_normalize_dim(dim, t->ndim + 1, &d))
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
-                       "unsqueeze: dim %d is out of range for a tensor of shape %s (valid: %d to %d)", tc_dim_shown(dim),
-                       TC_SHAPE(t), -(t->ndim + 1), t->ndim + 1);
+                       "unsqueeze: dim %d is out of range for a tensor of shape %s (valid: %d to %d)",
+                       tc_dim_shown(dim), TC_SHAPE(t), -(t->ndim + 1), t->ndim + 1);
     int64_t shape[TC_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -272,13 +272,14 @@ fail:
 tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
-                       TC_SHAPE(t));
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "narrow: dim %d is out of range for a tensor of shape %s",
+                       tc_dim_shown(dim), TC_SHAPE(t));
     int64_t end;
     if (!tc_add_sizes(start, length, &end) || end > t->shape[d])
         return tc_fail(t->ctx, TC_ERROR_ARGUMENT,
                        "narrow: start %lld and length %lld do not fit dim %d of size %lld (shape %s)",
-                       (long long)start + (start >= 0 && start < INT64_MAX), (long long)length, d + 1, (long long)t->shape[d], TC_SHAPE(t));
+                       (long long)start + (start >= 0 && start < INT64_MAX), (long long)length, d + 1,
+                       (long long)t->shape[d], TC_SHAPE(t));
     int64_t shape[TC_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[d] = length;
@@ -297,8 +298,8 @@ tc_status tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length, tc_ten
 tc_status tc_select(tc_tensor *t, int dim, int64_t index, tc_tensor **out) {
     int d;
     if (t->ndim == 0 || !tc_normalize_dim(dim, t->ndim, &d))
-        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s", tc_dim_shown(dim),
-                       TC_SHAPE(t));
+        return tc_fail(t->ctx, TC_ERROR_ARGUMENT, "select: dim %d is out of range for a tensor of shape %s",
+                       tc_dim_shown(dim), TC_SHAPE(t));
     /* Messages count dims and positions from 1, as the Lua side does. */
     int64_t requested = index;
     if (index < 0) index += t->shape[d];

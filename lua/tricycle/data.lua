@@ -75,7 +75,8 @@ local function table_to_tensor(ids, who)
       end
       chunk[i - start + 1] = id
     end
-    chunks[#chunks + 1] = string.pack("<" .. string.rep("i4", stop - start + 1), table.unpack(chunk, 1, stop - start + 1))
+    local count = stop - start + 1
+    chunks[#chunks + 1] = string.pack("<" .. string.rep("i4", count), table.unpack(chunk, 1, count))
   end
   if n == 0 then
     return nil
@@ -297,7 +298,8 @@ end
 
 function CausalLMDataset:__tostring()
   return ("CausalLMDataset(tokens=%d, train=%d, validation=%d, context_length=%d, batch_size=%d)")
-    :format(self.num_tokens, self.parts.train.length, self.parts.validation.length, self.context_length, self.batch_size)
+    :format(self.num_tokens, self.parts.train.length, self.parts.validation.length, self.context_length,
+      self.batch_size)
 end
 
 -- ---------------------------------------------------------------- token shards

@@ -18,7 +18,8 @@ return {
   { "reshape to a wrong count", function() return tc.zeros({ 2, 3 }):reshape(7) end, { "reshape", "{7}", "{2, 3}" } },
   { "reshape to nine dims", function() return tc.zeros({ 1 }):reshape(1, 1, 1, 1, 1, 1, 1, 1, 1) end,
     { "reshape", "8 dims" } },
-  { "view of a transposed tensor", function() return tc.zeros({ 2, 3 }):transpose(1, 2):view(6) end, { "view", "reshape" } },
+  { "view of a transposed tensor", function() return tc.zeros({ 2, 3 }):transpose(1, 2):view(6) end,
+    { "view", "reshape" } },
   -- before: expand to 2^64 elements reported 0 elements
   { "expand to 2^32 x 2^32", function() return tc.zeros({ 1 }):expand(huge):numel() end,
     { "expand", "{4294967296, 4294967296}", "too large" } },
@@ -49,11 +50,13 @@ return {
   { "unsqueeze at dim 4 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):unsqueeze(4) end,
     { "unsqueeze", "dim 4", "{2, 2}" } },
   { "squeeze at dim 3 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):squeeze(3) end, { "squeeze", "3" } },
-  { "permute with too few dims", function() return tc.zeros({ 2, 3, 4 }):permute(1, 2) end, { "permute", "{2, 3, 4}" } },
+  { "permute with too few dims", function() return tc.zeros({ 2, 3, 4 }):permute(1, 2) end,
+    { "permute", "{2, 3, 4}" } },
   { "permute with a repeated dim", function() return tc.zeros({ 2, 3 }):permute(2, 2) end, { "permute" } },
   { "permute with dim 9", function() return tc.zeros({ 2, 3 }):permute(1, 9) end, { "permute", "9" } },
   { "transpose of dims out of range", function() return tc.zeros({ 2 }):transpose(1, 2) end, { "transpose", "{2}" } },
-  { "flatten with start after end", function() return tc.zeros({ 2, 3, 4 }):flatten(3, 1) end, { "flatten", "{2, 3, 4}" } },
+  { "flatten with start after end", function() return tc.zeros({ 2, 3, 4 }):flatten(3, 1) end,
+    { "flatten", "{2, 3, 4}" } },
   { "a dim past 64", function() return tc.zeros({ 2 }):sum(1000) end, { "sum", "1000" } },
   { "a dim of the smallest integer", function() return tc.zeros({ 2 }):sum(math.mininteger) end, { "sum" } },
   -- before: the sum of a 2^62 x 0 uint8 tensor made a 2^62 x 1 int64 result whose byte count wrapped
@@ -68,7 +71,8 @@ return {
   { "max with indices over two dims", function() return tc.zeros({ 2, 2 }):max({ 1, 2 }) end,
     { "max: over a dim", "takes one dim, got 2" } },
   { "broadcast of 2^40 x 1 and 1 x 2^40", function()
-    return tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1 << 40, 1) + tc.ones({ 1, 1 }, { dtype = "uint8" }):expand(1, 1 << 40)
+    local one = tc.ones({ 1, 1 }, { dtype = "uint8" })
+    return one:expand(1 << 40, 1) + one:expand(1, 1 << 40)
   end, { "add", "{1099511627776, 1}", "{1, 1099511627776}", "2^63" } },
   { "a sum of 4 TiB", function() return tc.zeros({ 1 }):expand(1 << 40) + 1 end, { "add", "out of memory" } },
   { "ones of 4 TiB", function() return tc.ones({ 1 << 40 }) end, { "ones", "out of memory" } },

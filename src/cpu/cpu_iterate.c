@@ -135,8 +135,8 @@ int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain) {
     return (int)(chunks < threads ? chunks : threads);
 }
 
-void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain, void (*body)(int64_t begin, int64_t end, void *state),
-                      void *state) {
+void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain,
+                      void (*body)(int64_t begin, int64_t end, void *state), void *state) {
     if (count <= 0) return;
     int chunks = cpu_parallel_chunks(ctx, count, grain);
     if (chunks <= 1) {

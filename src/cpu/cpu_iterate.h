@@ -32,8 +32,8 @@ int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain);
  * chunk or when called from inside a chunk. Returns when all are done. The
  * split depends only on count, grain and the thread count, so a kernel
  * whose chunks write disjoint outputs gives the same bits every run. */
-void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain, void (*body)(int64_t begin, int64_t end, void *state),
-                      void *state);
+void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain,
+                      void (*body)(int64_t begin, int64_t end, void *state), void *state);
 
 /* cpu_parallel_for whose body also gets its chunk's index, in [0,
  * cpu_parallel_chunks(ctx, count, grain)) as asked just before: for
