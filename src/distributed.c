@@ -233,8 +233,8 @@ static void check_ranks(struct tc_distributed *d, const tc_collective *c, double
         if (d->left_after[r] >= 0) {
             if (c && d->left_after[r] < c->sequence)
                 break_world(d,
-                            "rank %d left the world after %lld collectives, without starting collective #%lld (a "
-                            "%s): the ranks did not run the same collectives (its program ended early?)",
+                            "rank %d left the world after %lld collectives, without starting collective #%lld "
+                            "(%s): the ranks did not run the same collectives (its program ended early?)",
                             r, (long long)d->left_after[r], (long long)c->sequence, kind_names[c->kind]);
             continue;
         }
@@ -436,7 +436,7 @@ static void wait_for(tc_collective *c) {
         check_ranks(d, c, t);
         if (!c->done && d->timeout > 0 && t - started > d->timeout)
             break_world(d,
-                        "rank %d waited %g s (the timeout) for the other ranks in collective #%lld (a %s); they "
+                        "rank %d waited %g s (the timeout) for the other ranks in collective #%lld (%s); they "
                         "did not all start it",
                         d->rank, d->timeout, (long long)c->sequence, kind_names[c->kind]);
         if (!c->done) back_off(&rounds);

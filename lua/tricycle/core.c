@@ -24,6 +24,8 @@ typedef struct binding_state {
     tc_context *ctx;
     size_t collect_threshold; /* collect when native memory passes this */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
+    lua_Integer backwards;       /* backwards begun so far */
+    lua_Integer backward_serial; /* the number of the one running, while active */
     int log_ref;
 } binding_state;
 
@@ -684,9 +686,12 @@ static int l_backward(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
     lua_State *previous = state->active;
+    lua_Integer previous_serial = state->backward_serial;
     state->active = L;
+    state->backward_serial = ++state->backwards;
     tc_status status = tc_backward(t, grad, retain);
     state->active = previous;
+    state->backward_serial = previous_serial; /* back in the outer backward, if any */
     lua_pushvalue(L, outer);
     lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
     binding_check(L, status);
@@ -703,6 +708,15 @@ static int l_on_backward_end(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_seti(L, -2, luaL_len(L, -2) + 1);
     return 0;
+}
+
+/* backward_serial(): the number of the backward now running (each has its
+ * own), or nil outside a backward: tells a hook which backward it is in. */
+static int l_backward_serial(lua_State *L) {
+    binding_state *state = get_state(L);
+    if (state->active) lua_pushinteger(L, state->backward_serial);
+    else lua_pushnil(L);
+    return 1;
 }
 
 /* A Lua function as a leaf's gradient hook (tc_tensor_set_grad_hook):
@@ -908,6 +922,7 @@ static const luaL_Reg module_functions[] = {
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
     {"on_backward_end", l_on_backward_end},
+    {"backward_serial", l_backward_serial},
     {"custom_apply", l_custom_apply},
     {"set_cuda_device", l_set_cuda_device},
     {"cuda_device", l_cuda_device},
