@@ -794,7 +794,11 @@ static tc_status agree(tc_context *ctx, const char *function, bool ok, int64_t *
     tc_status status = tc_all_reduce(flag, TC_COLLECTIVE_SUM, NULL);
     if (status == TC_OK) *failures = *(int64_t *)tc_tensor_data(flag);
     tc_tensor_release(flag);
-    if (status != TC_OK) return tc_fail(ctx, status, "%s: %s", function, tc_last_error(ctx));
+    if (status != TC_OK) {
+        char message[TC_ERROR_CAPACITY];
+        snprintf(message, sizeof message, "%s", tc_last_error(ctx));
+        return tc_fail(ctx, status, "%s: the ranks could not agree on starting NCCL: %s", function, message);
+    }
     return TC_OK;
 }
 

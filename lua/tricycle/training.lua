@@ -90,6 +90,31 @@ function M.matmul_flops(options)
   return 2 * m * n * k / math.max(best, 1e-9)
 end
 
+-- ---------------------------------------------------------------- several ranks
+
+--- For data-parallel scripts, once per step: the mean of `value` over the
+-- ranks of tc.distributed and whether any rank asked to stop, in one
+-- all-reduce, so that every rank logs the same loss and stops at the same
+-- step. A world of one returns them as they are.
+function M.agree_step(value, stop)
+  local distributed = require("tricycle.distributed")
+  if type(value) ~= "number" then
+    error(("agree_step: value must be a number, got %s"):format(type(value)), 2)
+  end
+  if not distributed.is_initialized() or distributed.world_size() == 1 then
+    return value, stop and true or false
+  end
+  local t = core.tensor({ value, stop and 1 or 0 }, { dtype = "float64" })
+  distributed.all_reduce(t)
+  local totals = t:totable()
+  return totals[1] / distributed.world_size(), totals[2] > 0
+end
+
+--- A stand-in for cli.Progress on ranks other than 0, which print nothing.
+M.silent_progress = setmetatable({}, { __index = function()
+  return function() end
+end })
+
 -- ---------------------------------------------------------------- checkpoints
 
 --- DIR/checkpoint_00001200.safetensors for step 1200.
