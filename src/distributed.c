@@ -927,14 +927,15 @@ static tc_status open_glue(tc_context *ctx, const char *path, const tc_mpi_glue 
 static void free_state(tc_context *ctx, struct tc_distributed *d, bool keep_mpi) {
     for (tc_collective *c = d->head, *next; c; c = next) {
         next = c->next;
-        if (!c->done) c->abandoned = c->abandoned || c->request != NULL;
+        bool finished = c->done;
+        if (!finished) c->abandoned = c->abandoned || c->request != NULL;
         release_tensors(c);
         if (!c->freed) {
-            /* the caller still holds it: it stays, finished and failed, detached from the world */
+            /* the caller still holds it: it stays, finished (or failed), detached from the world */
             c->done = true;
             c->detached = true;
             c->next = NULL;
-            if (c->status == TC_OK && !c->message[0]) {
+            if (!finished) {
                 c->status = TC_ERROR_STATE;
                 snprintf(c->message, sizeof c->message, "%s: the context left its world before it finished",
                          kind_names[c->kind]);

@@ -52,22 +52,23 @@ function AdamW.new(params, options)
   return self
 end
 
+-- (self may be anything: the base checks it and says how to call)
 function AdamW:step()
-  if self.zero then
+  if type(self) == "table" and self.zero then
     return self.zero:step(self)
   end
   return Optimizer.step(self)
 end
 
 function AdamW:state_dict()
-  if self.zero then
+  if type(self) == "table" and self.zero then
     return self.zero:state_dict(self)
   end
   return Optimizer.state_dict(self)
 end
 
 function AdamW:load_state_dict(sd)
-  if self.zero then
+  if type(self) == "table" and self.zero then
     return self.zero:load_state_dict(self, sd)
   end
   return Optimizer.load_state_dict(self, sd)
