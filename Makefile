@@ -72,7 +72,8 @@ endif
 # The CUDA backend: `make cuda`, `make cuda-emulated`, `make test-cuda` (see cuda/cuda.mk).
 include cuda/cuda.mk
 
-.PHONY: all module test test-c test-lua clean install asan bench deps cuda cuda-emulated cuda-kernels test-cuda test-gpu
+.PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
+        test-cuda test-gpu
 
 all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) \
      $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
@@ -124,6 +125,10 @@ test-c: all
 
 test-lua: all
 	$(RUN_SPECS)
+
+# The multi-process specs (several ranks under mpirun): a missing MPI fails them instead of leaving them pending.
+test-distributed: all
+	TRICYCLE_REQUIRE_MPI=1 TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua spec/distributed_spec.lua
 
 # The whole suite (C tests and specs) under AddressSanitizer and UBSan, in build-asan/.
 # Lua itself is not instrumented, so the ASan runtime is preloaded for the specs;

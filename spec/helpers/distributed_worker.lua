@@ -8,6 +8,7 @@
 --   GPT trained with DistributedDataParallel on each rank's rows of every
 --   batch; rank 0 also trains it alone on the whole batches and prints one
 --   JSON line comparing the two.
+-- cuda: an all_reduce of a CUDA tensor; prints its outcome.
 -- fault KIND: rank 1 fails in the middle of step 3 (error: raises; kill: is
 --   killed; exit: ends without a word; leave: returns and closes cleanly);
 --   each rank prints what ended it, with the time it took.
@@ -232,6 +233,15 @@ function modes.fault()
   if not ok then
     os.exit(1, false)
   end
+end
+
+-- CUDA tensors with the library TRICYCLE_CUDA_LIBRARY names, every rank on
+-- device 0: prints what all_reduce said.
+function modes.cuda()
+  tc.cuda.set_device(0)
+  local t = tc.ones({ 4 }):to("cuda")
+  local ok, message = pcall(dist.all_reduce, t)
+  print(("rank %d: %s"):format(rank, ok and "reduced" or message))
 end
 
 local run = modes[mode]
