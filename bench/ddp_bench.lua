@@ -19,7 +19,8 @@ local program = common.program({
   name = "ddp_bench", usage = "lua5.4 bench/ddp_bench.lua [--quick] [--config B] [--steps N] [--warmup N]",
   description = "2 ranks of 1 thread against 1 process of 2 threads, communication waits, ZeRO-1 memory.",
   options = {
-    { name = "quick", type = "flag", default = false, help = "2 timed steps after 1: a smoke test (also BENCH_QUICK=1)" },
+    { name = "quick", type = "flag", default = false,
+      help = "2 timed steps after 1: a smoke test (also BENCH_QUICK=1)" },
     { name = "config", type = "choice", choices = { "A", "B", "C" }, default = "B", help = "model config" },
     { name = "steps", type = "integer", default = 10, help = "timed steps per line" },
     { name = "warmup", type = "integer", default = 3, help = "steps before the timed ones" },

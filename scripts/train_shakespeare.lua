@@ -355,7 +355,8 @@ end
 
 -- (a launcher's ranks may see a terminal that is not one: they log lines)
 local progress = is_main and cli.Progress.new({ total = config.steps,
-  terminal = world == 1 and cli.stdout_is_terminal(), every = config.log_every }) or require("tricycle.training").silent_progress
+  terminal = world == 1 and cli.stdout_is_terminal(), every = config.log_every })
+  or require("tricycle.training").silent_progress
 local step = start_step
 local loss_sum, loss_count = 0, 0
 local window_start, window_tokens = os.clock(), 0

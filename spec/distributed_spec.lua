@@ -372,7 +372,7 @@ describe("#mpi several ranks", function()
     assert.are.equal(20 * result.buckets, result.all_gather)
   end)
 
-  with_mpi("gradient accumulation with no_sync gives what averaging every micro-batch gives, in 1 all-reduce", function()
+  with_mpi("gradient accumulation with no_sync gives what averaging each micro-batch gives, in 1 all-reduce", function()
     local deferred = train_result({ steps = 10, accumulation = 4, bucket_mb = 100 })
     local every = train_result({ steps = 10, accumulation = 4, bucket_mb = 100, no_sync = false })
     assert.are.equal(1, deferred.buckets)
@@ -454,8 +454,9 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
     end
   end)
 
-  local tiny = "--n-layer 2 --n-head 2 --n-embd 32 --context-length 16 --vocab-size 64 --batch-size 4 --total-batch 128 "
-    .. "--steps 6 --val-every 3 --val-batches 2 --checkpoint-every 3 --sample-tokens 0 --threads 1 --lr 1e-2 --warmup 1"
+  local tiny = "--n-layer 2 --n-head 2 --n-embd 32 --context-length 16 --vocab-size 64 --batch-size 4 "
+    .. "--total-batch 128 --steps 6 --val-every 3 --val-batches 2 --checkpoint-every 3 --sample-tokens 0 "
+    .. "--threads 1 --lr 1e-2 --warmup 1"
 
   local function train_gpt2(np, extra)
     local command = ("lua5.4 scripts/train_gpt2.lua --data %s %s %s"):format(shell_quote(work .. "/d"), tiny, extra)
@@ -477,7 +478,7 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
     return worst
   end
 
-  with_mpi("train_gpt2: 2 ranks train as one process on the whole batch; ZeRO-1 and a resume end bit for bit", function()
+  with_mpi("train_gpt2: 2 ranks train as one process on the whole batch; ZeRO-1 and a resume, bit for bit", function()
     local code, out, err = train_gpt2(1, "--out " .. shell_quote(work .. "/one"))
     assert.are.equal(0, code, out .. err)
     code, out, err = train_gpt2(2, "--out " .. shell_quote(work .. "/two"))

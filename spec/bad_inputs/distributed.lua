@@ -38,7 +38,8 @@ return {
     { "distributed.init", "MPI cannot be used", "/nonexistent/libtricycle_mpi.so" }, after = leave },
   { "init with an MPI library that is not ours", function()
     dist.init({ mpi = true, mpi_library = package.searchpath("tricycle.core", package.cpath) })
-  end, { "distributed.init", "MPI cannot be used", "core.so", "not a library of this engine's version" }, after = leave },
+  end, { "distributed.init", "MPI cannot be used", "core.so", "not a library of this engine's version" },
+    after = leave },
   { "run with a non-function", function() dist.run(42) end, { "distributed.run", "argument 1", "number" } },
 
   -- collectives
