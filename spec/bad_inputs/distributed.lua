@@ -131,6 +131,12 @@ return {
   { "clip_grad_norm with max_norm 0", joined(function()
     tc.nn.DistributedDataParallel(tiny_model()):clip_grad_norm(0)
   end), { "clip_grad_norm", "max_norm", "> 0", "0" }, after = leave },
+  { "a model cast after it was wrapped", joined(function()
+    local model = tiny_model()
+    local ddp = tc.nn.DistributedDataParallel(model)
+    model:to("float64")
+    ddp(tc.ones({ 1, 2 }, { dtype = "float64" })):sum():backward()
+  end), { "DistributedDataParallel", "became float64 on cpu", "float32 on cpu", "before wrapping" }, after = leave },
   { "a wrapper method called with a dot", joined(function()
     local ddp = tc.nn.DistributedDataParallel(tiny_model())
     ddp.no_sync()

@@ -226,6 +226,12 @@ end
 function DDP:launch(b)
   local bucket = self.buckets[b]
   local buffer = self:bucket_buffer(bucket)
+  for _, p in ipairs(bucket.params) do
+    if p.dtype ~= bucket.dtype or p.device ~= bucket.device then
+      error(("%s: a parameter became %s on %s after the model was wrapped (%s on %s then); move or cast the "
+        .. "model before wrapping it"):format(NAME, p.dtype, p.device, bucket.dtype, bucket.device), 0)
+    end
+  end
   no_grad(function()
     for slot, p in ipairs(bucket.params) do
       local segment = buffer:narrow(1, bucket.offsets[slot] + 1, p:numel())
