@@ -414,6 +414,14 @@ describe("#mpi several ranks", function()
       output)
   end)
 
+  with_mpi("two contexts of each process, on two threads at once, each with communicators of its own", function()
+    local library = build .. "/lua/tricycle/libtricycle_mpi.so"
+    local code, out, err = launch(2, ("%s/spec/c/distributed_test --mpi %s"):format(build, shell_quote(library)))
+    assert.are.equal(0, code, out .. err)
+    local _, reports = out:gsub("distributed_test %-%-mpi: %d+ passed, 0 failed", "")
+    assert.are.equal(2, reports, out)
+  end)
+
   with_mpi("MPI in one process without a launcher (asked for): a world of one over MPI", function()
     local code, out, err = run("lua5.4 -e " .. shell_quote([[
       package.path = "lua/?.lua;lua/?/init.lua;" .. package.path

@@ -6,7 +6,9 @@
  * tape's gradient hooks: called once per backward when a leaf's gradient
  * is final (after every use of the leaf), not for a leaf the backward does
  * not reach, moved with tc_tensor_move_grad_hook, and a failing hook stops
- * the backward. (spec/distributed_spec.lua runs several ranks under mpirun.)
+ * the backward. With `--mpi LIBRARY` under mpirun: two contexts of each
+ * process join through MPI and run collectives on two threads at once
+ * (spec/distributed_spec.lua runs it, and several ranks of Lua).
  */
 #include "check.h"
 #include "tricycle.h"
@@ -267,7 +269,56 @@ static void test_hooks(void) {
     tc_context_free(ctx);
 }
 
-int main(void) {
+/* ---- under mpirun: two contexts of one process, used on two threads at once ---- */
+
+typedef struct mpi_job {
+    tc_context *ctx;
+    float expected;
+    int ok;
+} mpi_job;
+
+static void *mpi_thread_job(void *argument) {
+    mpi_job *job = argument;
+    int rank = tc_distributed_rank(job->ctx);
+    job->ok = 1;
+    for (int i = 0; i < 100 && job->ok; i++) {
+        tc_tensor *t = NULL;
+        job->ok = tc_full(job->ctx, TC_FLOAT32, 1, (int64_t[]){1000}, rank + 1 + job->expected, &t) == TC_OK &&
+                  tc_all_reduce(t, TC_COLLECTIVE_SUM, NULL) == TC_OK;
+        int world = tc_distributed_world_size(job->ctx);
+        float sum = (float)(world * (world + 1) / 2) + job->expected * (float)world;
+        if (job->ok && at(t, 999) != sum) job->ok = 0;
+        tc_tensor_release(t);
+    }
+    return NULL;
+}
+
+/* Contexts join in the same order on every process (communicators are
+ * made collectively); their collectives then run on two threads at once. */
+static void test_mpi_threads(const char *library) {
+    tc_distributed_options options = {.use_mpi = true, .mpi_library = library, .timeout = 60};
+    mpi_job jobs[2] = {{tc_context_new(), 0, 0}, {tc_context_new(), 100, 0}};
+    for (int i = 0; i < 2; i++)
+        CHECK(tc_distributed_init(jobs[i].ctx, &options) == TC_OK, "context %d joins: %s", i,
+              tc_last_error(jobs[i].ctx));
+    CHECK(strcmp(tc_distributed_backend(jobs[0].ctx), "mpi") == 0, "over MPI");
+    CHECK(tc_distributed_world_size(jobs[0].ctx) >= 2, "several ranks (run under mpirun -np 2 or more)");
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, mpi_thread_job, &jobs[i]);
+    for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+    CHECK(jobs[0].ok && jobs[1].ok, "both contexts' sums on two threads at once: %d %d", jobs[0].ok, jobs[1].ok);
+    for (int i = 0; i < 2; i++) {
+        CHECK(tc_distributed_shutdown(jobs[i].ctx) == TC_OK, "context %d leaves: %s", i, tc_last_error(jobs[i].ctx));
+        tc_context_free(jobs[i].ctx);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--mpi") == 0) {
+        test_mpi_threads(argv[2]);
+        printf("distributed_test --mpi: %d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 0;
+    }
     test_world_of_one();
     test_threads();
     test_hooks();
