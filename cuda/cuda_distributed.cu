@@ -81,6 +81,7 @@ static tc_status emulated(tc_context *ctx) {
                    "kernels on the CPU)");
 }
 
+static tc_status available(tc_context *ctx) { return emulated(ctx); }
 static tc_status unique_id(tc_context *ctx, unsigned char *) { return emulated(ctx); }
 static tc_status comm_new(tc_context *ctx, const unsigned char *, int, int, void **) { return emulated(ctx); }
 static void comm_free(tc_context *, void *, bool) {}
@@ -181,7 +182,7 @@ tc_status nccl_check(tc_context *ctx, nccl_result result, const char *what) {
     return tc_fail(ctx, TC_ERROR_STATE, "%s: NCCL failed: %s (%d)", what, nccl().get_error_string(result), result);
 }
 
-tc_status available(tc_context *ctx) {
+tc_status nccl_available(tc_context *ctx) {
     if (nccl().loaded) return TC_OK;
     return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s", nccl().reason);
 }
@@ -210,7 +211,7 @@ tc_status record_done(tc_context *ctx, communicator *c, void **event) {
 
 /* A whole NCCL call (or group) between follow_context and record_done. */
 template <typename Body> tc_status enqueue(tc_context *ctx, void *comm, const char *what, void **event, Body body) {
-    TC_TRY(available(ctx));
+    TC_TRY(nccl_available(ctx));
     communicator *c = static_cast<communicator *>(comm);
     TC_TRY(follow_context(ctx, c));
     TC_TRY(nccl_check(ctx, body(c), what));
@@ -225,8 +226,10 @@ bool equal_counts(const int64_t *counts, int world) {
 
 } // namespace
 
+static tc_status available(tc_context *ctx) { return nccl_available(ctx); }
+
 static tc_status unique_id(tc_context *ctx, unsigned char *id) {
-    TC_TRY(available(ctx));
+    TC_TRY(nccl_available(ctx));
     nccl_unique_id unique;
     TC_TRY(nccl_check(ctx, nccl().get_unique_id(&unique), "ncclGetUniqueId"));
     memcpy(id, unique.internal, sizeof unique.internal);
@@ -234,7 +237,7 @@ static tc_status unique_id(tc_context *ctx, unsigned char *id) {
 }
 
 static tc_status comm_new(tc_context *ctx, const unsigned char *id, int world, int rank, void **out) {
-    TC_TRY(available(ctx));
+    TC_TRY(nccl_available(ctx));
     communicator *c = new (std::nothrow) communicator();
     if (!c) return tc_fail(ctx, TC_ERROR_MEMORY, "NCCL: out of memory for a communicator");
     tc_status status = cuda_check(ctx, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "NCCL stream");
@@ -348,7 +351,8 @@ static tc_status test(tc_context *ctx, void *comm, void **event, bool *done) {
 #endif
 
 static const tc_cuda_collectives collectives = {
-    TC_BACKEND_ABI, unique_id, comm_new, comm_free, all_reduce, broadcast, all_gather, reduce_scatter, test,
+    TC_BACKEND_ABI, available,  unique_id,      comm_new, comm_free,
+    all_reduce,     broadcast,  all_gather,     reduce_scatter, test,
 };
 
 extern "C" __attribute__((visibility("default"))) const tc_cuda_collectives *tricycle_cuda_collectives(void) {

@@ -826,7 +826,7 @@ static tc_status nccl_ready(tc_context *ctx, struct tc_distributed *d, const cha
         tc_status status;
         unsigned char id[TC_NCCL_ID_BYTES];
         memset(id, 0, sizeof id);
-        bool loaded = d->rank == 0 ? d->cuda->unique_id(ctx, id) == TC_OK : true;
+        bool loaded = d->cuda->available(ctx) == TC_OK && (d->rank != 0 || d->cuda->unique_id(ctx, id) == TC_OK);
         if (!loaded) snprintf(reason, sizeof reason, "%s", tc_last_error(ctx));
         if (d->world == 1) {
             if (!loaded) return TC_OK; /* a world of one copies locally */
@@ -838,8 +838,8 @@ static tc_status nccl_ready(tc_context *ctx, struct tc_distributed *d, const cha
         int64_t failures = 0;
         TC_TRY(agree(ctx, function, loaded, &failures));
         if (failures > 0)
-            return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s: NCCL cannot be used for CUDA tensors%s%s", function,
-                           d->rank == 0 ? ": " : " (rank 0 could not start it)", d->rank == 0 ? reason : "");
+            return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s: NCCL cannot be used for CUDA tensors: %s", function,
+                           loaded ? "another rank could not start it" : reason);
         tc_tensor *shared;
         int64_t size = TC_NCCL_ID_BYTES;
         TC_TRY(tc_tensor_new(ctx, TC_UINT8, TC_CPU, 1, &size, &shared));

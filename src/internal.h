@@ -488,7 +488,8 @@ typedef const tc_backend *(*tc_cuda_entry_fn)(tc_context *ctx, uint64_t abi, cha
 #define TC_NCCL_ID_BYTES 128
 typedef struct tc_cuda_collectives {
     uint64_t abi; /* TC_BACKEND_ABI of the library */
-    /* TC_ERROR_UNSUPPORTED with the reason when NCCL cannot be used. */
+    /* TC_ERROR_UNSUPPORTED with the reason when NCCL cannot be used (all of them). */
+    tc_status (*available)(tc_context *ctx);
     tc_status (*unique_id)(tc_context *ctx, unsigned char id[TC_NCCL_ID_BYTES]);
     tc_status (*comm_new)(tc_context *ctx, const unsigned char id[TC_NCCL_ID_BYTES], int world, int rank,
                           void **comm);
