@@ -93,6 +93,14 @@ describe("tc.distributed in a world of one", function()
     assert.is_false(dist.is_initialized())
     dist.init({ mpi = false, timeout = 5 })
     assert.are.equal("local", dist.backend())
+    -- nothing of MPI was loaded: the core does not link it, and a world of one does not open it
+    local maps = io.open("/proc/self/maps", "rb")
+    if maps then
+      local text = maps:read("a")
+      maps:close()
+      assert.is_nil(text:find("libmpi", 1, true))
+      assert.is_nil(text:find("libtricycle_mpi", 1, true))
+    end
   end)
 
   it("runs every collective as the identity of one rank", function()
