@@ -49,18 +49,40 @@ LUA_MODULE = $(BUILD)/lua/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 
+# The MPI glue (src/mpi/), libtricycle_mpi.so beside core.so, which the engine
+# opens only when a context joins a world of processes: built when Open MPI's
+# mpicc is found (WITH_MPI=0 leaves it out, WITH_MPI=1 requires it). Its
+# headers are system headers to our warnings; -z defs makes a missing MPI
+# symbol a link error instead of a library that cannot load.
+WITH_MPI ?= auto
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI_CFLAGS ?= $(if $(MPICC),$(patsubst -I%,-isystem %,$(shell $(MPICC) --showme:compile 2>/dev/null)))
+MPI_LDFLAGS ?= $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null))
+MPI_LIB = $(BUILD)/lua/tricycle/libtricycle_mpi.so
+ifeq ($(WITH_MPI),auto)
+  BUILD_MPI := $(if $(MPI_LDFLAGS),1,0)
+else
+  BUILD_MPI := $(WITH_MPI)
+endif
+ifeq ($(BUILD_MPI)$(MPI_LDFLAGS),1)
+  $(error WITH_MPI=1 but mpicc was not found: install libopenmpi-dev or set MPICC=/path/to/mpicc)
+endif
+
 .DEFAULT_GOAL := all
 # The CUDA backend: `make cuda`, `make cuda-emulated`, `make test-cuda` (see cuda/cuda.mk).
 include cuda/cuda.mk
 # The fuzzers (clang, libFuzzer): `make fuzz`, `make fuzz FUZZ_TARGETS=json` (see spec/fuzz/fuzz.mk).
 include spec/fuzz/fuzz.mk
 
-.PHONY: all module test test-c test-lua clean install asan bench deps cuda cuda-emulated cuda-kernels test-cuda test-gpu
+.PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
+        test-cuda test-gpu
 
-all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB))
+all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) \
+     $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 
-# Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend).
-module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB))
+# Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend,
+# and the MPI glue comes along when mpicc is found).
+module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB)) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
@@ -82,6 +104,11 @@ $(LUA_MODULE): $(BINDING_OBJECTS) $(ENGINE_OBJECTS)
 	$(say) LD $@
 	$(Q)$(CC) $(LIBFLAG) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
+$(MPI_LIB): src/mpi/mpi_glue.c src/distributed_glue.h src/tricycle.h src/op_list.h
+	@mkdir -p $(dir $@)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(LIBFLAG) -I src $(MPI_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(MPI_LDFLAGS) -lpthread -Wl,-z,defs
+
 $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
@@ -100,6 +127,10 @@ test-c: all
 
 test-lua: all
 	$(RUN_SPECS)
+
+# The multi-process specs (several ranks under mpirun): a missing MPI fails them instead of leaving them pending.
+test-distributed: all
+	TRICYCLE_REQUIRE_MPI=1 TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua spec/distributed_spec.lua
 
 # The whole suite (C tests and specs) under AddressSanitizer and UBSan, in build-asan/.
 # Lua itself is not instrumented, so the ASan runtime is preloaded for the specs;
@@ -130,10 +161,11 @@ $(SGEMM_BENCH): bench/sgemm_bench.c $(ENGINE_LIB)
 
 # Installs the Lua module: core.so into INST_LIBDIR/tricycle, every Lua file under
 # lua/tricycle/ (subfolders included) into INST_LUADIR/tricycle.
-install: $(LUA_MODULE)
+install: $(LUA_MODULE) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 	install -d $(DESTDIR)$(INST_LIBDIR)/tricycle $(DESTDIR)$(INST_LUADIR)/tricycle
 	install -m 755 $(LUA_MODULE) $(DESTDIR)$(INST_LIBDIR)/tricycle/core.so
 	if [ -f $(CUDA_LIB) ]; then install -m 755 $(CUDA_LIB) $(DESTDIR)$(INST_LIBDIR)/tricycle/libtricycle_cuda.so; fi
+	if [ -f $(MPI_LIB) ]; then install -m 755 $(MPI_LIB) $(DESTDIR)$(INST_LIBDIR)/tricycle/libtricycle_mpi.so; fi
 	cd lua && find tricycle -name '*.lua' | while read -r file; do \
 	  install -D -m 644 "$$file" "$(DESTDIR)$(INST_LUADIR)/$$file" || exit 1; done
 

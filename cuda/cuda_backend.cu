@@ -181,7 +181,14 @@ tricycle_cuda_backend(tc_context *ctx, uint64_t abi, char *reason, size_t reason
     ctx->cuda_release_state = release_state;
     state->allow_tf32 = ctx->cuda_tf32;
     if (!probe_device(reason, reason_size)) return NULL;
-    cudaError_t error = cudaSetDevice(0);
+    int devices = 0;
+    cudaGetDeviceCount(&devices);
+    if (ctx->cuda_device >= devices) {
+        say(reason, reason_size, "the context asks for CUDA device %d (tc_set_cuda_device; one device per local rank) "
+            "but this machine has %d", ctx->cuda_device, devices);
+        return NULL;
+    }
+    cudaError_t error = cudaSetDevice(ctx->cuda_device);
     if (error == cudaSuccess) error = cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking);
     if (error != cudaSuccess) {
         state->stream = NULL;

@@ -9,6 +9,8 @@
 -- builds the CUDA backend (needs nvcc; NVCC=/path/to/nvcc when it is not on the PATH
 -- or in /usr/local/cuda) and installs it beside tricycle.core, where it is found at
 -- run time; without it the cuda device reports that no backend library is installed.
+-- When Open MPI's mpicc is found, libtricycle_mpi.so (tc.distributed's MPI glue) is built
+-- and installed beside tricycle.core too; without it tc.distributed.init says so under mpirun.
 rockspec_format = "3.0"
 package = "tricycle"
 version = "scm-1"

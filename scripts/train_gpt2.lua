@@ -22,6 +22,14 @@
 -- the newest checkpoint with the model, optimiser, schedule, random state
 -- and data position it holds, so the run ends where an uninterrupted one
 -- would, to the bit.
+--
+-- Data-parallel: `mpirun -np N lua scripts/train_gpt2.lua ...` trains on N
+-- ranks (tc.distributed, tc.nn.DistributedDataParallel): each rank reads its
+-- own --batch-size rows of every micro-batch, a step is still --total-batch
+-- tokens (a multiple of N × batch size × context), and rank 0 alone prints,
+-- evaluates, samples and writes. --zero shards AdamW's moments over the
+-- ranks (ZeRO-1). --resume goes on at the same number of ranks. Ctrl-C stops
+-- every rank without a new checkpoint (--stop-at and --time-limit write one).
 
 -- Find the library relative to this file, wherever it is run from.
 local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
@@ -95,13 +103,14 @@ local OPTIONS = {
     help = "FLOP/s that MFU divides by (default: a matmul measured at the start)" },
   { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to train (default auto)" },
   { name = "threads", type = "integer", help = "CPU threads for the engine" },
+  { name = "zero", type = "flag", help = "shard AdamW's moments over the ranks of an mpirun job (ZeRO-1)" },
 }
 
 -- Settings that fix the model's shape: a checkpoint or weights of another shape is an error.
 local SHAPE_KEYS = { "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }
 -- Settings of one invocation, never taken from a checkpoint.
 local PER_RUN = { stop_at = true, time_limit = true, peak_flops = true, threads = true, device = true,
-  init_from = true }
+  init_from = true, zero = true }
 
 local DEFAULTS = {
   model = "124M", context_length = 1024, dropout = 0, batch_size = 4, steps = 1000, lr = 6e-4, decay = "cosine",
@@ -114,6 +123,29 @@ local program = cli.program({ name = "train_gpt2", usage = USAGE, options = OPTI
   description = "Pretrains or fine-tunes a GPT-2-shaped model on token shards, with gradient accumulation, "
     .. "validation, samples, checkpoints and metrics." })
 local values = program:parse(arg)
+
+-- Under a launcher (mpirun) this process is one rank of several; alone, a world of one.
+local dist = tc.distributed
+do
+  local joined, why = pcall(dist.init)
+  if not joined then
+    program:fail(why)
+  end
+end
+local rank, world = dist.rank(), dist.world_size()
+local is_main = rank == 0
+local say = is_main and print or function() end
+if world > 1 then
+  -- a failing rank tells the others, which then stop naming it
+  local fail = program.fail
+  function program.fail(self, message)
+    message = tostring(message)
+    if not dist.failure() then
+      pcall(dist.abort, message)
+    end
+    return fail(self, ("rank %d: %s"):format(rank, message))
+  end
+end
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -241,6 +273,12 @@ if resumed then
         tostring(resumed.config[key])))
     end
   end
+  local saved_world = type(resumed.extra) == "table" and type(resumed.extra.data) == "table"
+    and resumed.extra.data.world_size or 1
+  if saved_world ~= world then
+    program:fail(("--resume: %s was written by a run of %d rank%s, this one has %d; resume with as many ranks")
+      :format(resumed_path, saved_world, saved_world == 1 and "" or "s", world))
+  end
   if values.model and training.gpt2_shapes[values.model].n_layer ~= resumed.config.n_layer then
     program:fail(("--model %s conflicts with the checkpoint %s (%d layers of %d): a checkpoint of another shape")
       :format(values.model, resumed_path, resumed.config.n_layer, resumed.config.n_embd))
@@ -270,11 +308,12 @@ end
 if config.lr <= 0 or config.min_lr < 0 or config.grad_clip < 0 or config.weight_decay < 0 then
   program:fail_usage("--lr must be positive; --min-lr, --grad-clip and --weight-decay at least 0")
 end
-local micro_tokens = config.batch_size * config.context_length
+local micro_tokens = config.batch_size * config.context_length * world -- every rank's rows together
 config.total_batch = config.total_batch or micro_tokens
 if config.total_batch <= 0 or config.total_batch % micro_tokens ~= 0 then
-  program:fail_usage(("--total-batch %d is not a positive multiple of --batch-size × --context-length = %d × %d = %d")
-    :format(config.total_batch, config.batch_size, config.context_length, micro_tokens))
+  program:fail_usage(("--total-batch %d is not a positive multiple of %s--batch-size × --context-length = "
+    .. "%s%d × %d = %d"):format(config.total_batch, world > 1 and "ranks × " or "", world > 1 and (world .. " × ") or "",
+      config.batch_size, config.context_length, micro_tokens))
 end
 local accumulation = config.total_batch // micro_tokens
 if values.threads then
@@ -302,16 +341,18 @@ if not val_glob and prefix and pcall(tc.data.glob, prefix .. "_val_*.bin") then
   val_glob = prefix .. "_val_*.bin" -- validation shards are optional
 end
 
-local function open_shards(glob, shuffle)
+local function open_shards(glob, shuffle, part_of_world)
   local ok, shards = pcall(tc.data.TokenShards, { files = glob, batch_size = config.batch_size,
-    context_length = config.context_length, vocab_size = config.vocab_size, shuffle = shuffle, seed = config.seed })
+    context_length = config.context_length, vocab_size = config.vocab_size, shuffle = shuffle, seed = config.seed,
+    rank = part_of_world and rank or 0, world_size = part_of_world and world or 1 })
   if not ok then
     program:fail(shards)
   end
   return shards
 end
-local train_data = open_shards(train_glob, config.shuffle)
-local val_data = val_glob and open_shards(val_glob, false) or nil
+-- each rank reads its rows of every step; rank 0 alone validates, on all of the validation shards
+local train_data = open_shards(train_glob, config.shuffle, true)
+local val_data = is_main and val_glob and open_shards(val_glob, false, false) or nil
 local val_total = val_data and val_data:batches_per_epoch() or 0
 
 -- the tokenizer (optional): samples, and a checkpoint that generate.lua can read
@@ -351,28 +392,40 @@ end
 if device ~= "cpu" then
   model:to(device)
 end
+-- several ranks (or ZeRO-1 on one): rank 0's weights everywhere, gradients averaged over the ranks
+local ddp = (world > 1 or config.zero) and tc.nn.DistributedDataParallel(model) or nil
 local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_decay), {
   lr = config.lr, betas = { config.beta1, config.beta2 }, weight_decay = config.weight_decay,
+  zero_stage = config.zero and 1 or 0, ddp = config.zero and ddp or nil,
 })
 local make_schedule = config.decay == "linear" and tc.optim.linear_schedule or tc.optim.cosine_schedule
 local scheduler = make_schedule({ max_lr = config.lr, min_lr = config.min_lr, warmup = math.min(config.warmup,
   config.steps), total = config.steps })
 
-os.execute("mkdir -p " .. shell_quote(out_dir))
+if is_main then
+  os.execute("mkdir -p " .. shell_quote(out_dir))
+end
 local step = 0
 if resumed then
   local ok, failure = pcall(function()
     tc.checkpoint.restore(resumed, { model = model, optimizer = optimizer, scheduler = scheduler })
-    train_data:load_state_dict(resumed.extra and resumed.extra.data)
+    -- rank 0 saved its own reading position; every rank is at the same one in its own rows
+    local data_state = resumed.extra and resumed.extra.data
+    if type(data_state) == "table" and data_state.rank == 0 then
+      data_state.rank = rank
+    end
+    train_data:load_state_dict(data_state)
   end)
   if not ok then
     program:fail(("cannot resume from %s: %s"):format(resumed_path, tostring(failure)))
   end
   step = resumed.step or 0
   scheduler.step = step
-  cli.keep_records_through(metrics_path, step)
+  if is_main then
+    cli.keep_records_through(metrics_path, step)
+  end
   resumed = nil -- the tensors now live in the model and optimiser
-else
+elseif is_main then
   cli.write_atomic(metrics_path, "")
 end
 local start_step = step
@@ -382,7 +435,7 @@ local flops_per_token = training.gpt_flops_per_token(config, parameters)
 local peak_flops = config.peak_flops or training.matmul_flops({ device = device })
 
 local writer
-if config.tensorboard then
+if config.tensorboard and is_main then
   local ok, opened = pcall(tensorboard.Writer, config.tensorboard)
   if not ok then
     program:fail(opened)
@@ -393,20 +446,24 @@ if config.tensorboard then
   end
 end
 
-print(("GPT on %s: %d parameters (%d layers, %d heads, width %d, context %d, vocabulary %d)%s"):format(device,
+say(("GPT on %s: %d parameters (%d layers, %d heads, width %d, context %d, vocabulary %d)%s"):format(device,
   parameters, config.n_layer, config.n_head, config.n_embd, config.context_length, config.vocab_size,
   config.init_from and (", from " .. config.init_from) or ""))
-print(("data: %d training tokens in %d shards%s; a step is %d tokens (%d × %d, %d micro-batches)"):format(
+say(("data: %d training tokens in %d shards%s; a step is %d tokens (%s%d × %d, %d micro-batches)"):format(
   train_data:num_tokens(), #train_data.shards, val_data and (", %d validation tokens (%d batches)")
-  :format(val_data:num_tokens(), val_total) or ", no validation shards", config.total_batch, config.batch_size,
-  config.context_length, accumulation))
-print(("MFU is model FLOPs (%.3g per token) over %.1f GFLOP/s%s"):format(flops_per_token, peak_flops / 1e9,
-  config.peak_flops and "" or " (a matmul measured just now)"))
+  :format(val_data:num_tokens(), val_total) or (val_glob and "" or ", no validation shards"), config.total_batch,
+  world > 1 and (world .. " ranks × ") or "", config.batch_size, config.context_length, accumulation))
+say(("MFU is model FLOPs (%.3g per token) over %.1f GFLOP/s%s%s"):format(flops_per_token, peak_flops / 1e9,
+  config.peak_flops and "" or " (a matmul measured just now)", world > 1 and ", per rank" or ""))
+if ddp then
+  say(("data-parallel: %d ranks over %s, gradients in %d buckets%s"):format(world, dist.backend(), #ddp.buckets,
+    config.zero and ", AdamW's moments sharded (ZeRO-1)" or ""))
+end
 if device_notice then
-  print(device_notice)
+  say(device_notice)
 end
 if start_step > 0 then
-  print(("resumed from %s at step %d"):format(resumed_path, start_step))
+  say(("resumed from %s at step %d"):format(resumed_path, start_step))
 end
 
 -- ---------------------------------------------------------------- helpers
@@ -468,21 +525,26 @@ local function write_chart()
   cli.write_atomic(out_dir .. "/loss.svg", cli.loss_chart(cli.read_jsonl(metrics_path), "loss (nats per token)"))
 end
 
+-- Every rank calls it (ZeRO-1 gathers the moments); rank 0 writes.
 local function save_checkpoint()
   local path = training.checkpoint_path(out_dir, step)
-  tc.checkpoint.save(path, {
-    model = model, optimizer = optimizer, scheduler = scheduler:state_dict(), step = step, config = config,
-    tokenizer = tokenizer_text, extra = { data = train_data:state_dict() },
-  })
-  training.prune_checkpoints(out_dir, config.keep_checkpoints)
+  local optimizer_state = optimizer:state_dict()
+  if is_main then
+    tc.checkpoint.save(path, {
+      model = model, optimizer = optimizer_state, scheduler = scheduler:state_dict(), step = step, config = config,
+      tokenizer = tokenizer_text, extra = { data = train_data:state_dict() },
+    })
+    training.prune_checkpoints(out_dir, config.keep_checkpoints)
+  end
   return path
 end
 
 -- ---------------------------------------------------------------- training
 
-local terminal = cli.stdout_is_terminal()
-local progress = cli.Progress.new({ total = config.steps, terminal = terminal, every = config.log_every,
-  columns = terminal and cli.terminal_columns() or nil })
+-- (a launcher's ranks may see a terminal that is not one: they log lines)
+local terminal = world == 1 and cli.stdout_is_terminal()
+local progress = is_main and cli.Progress.new({ total = config.steps, terminal = terminal, every = config.log_every,
+  columns = terminal and cli.terminal_columns() or nil }) or training.silent_progress
 local loss_sum, loss_count = 0, 0
 local train_seconds, timed_steps = 0, 0
 local run_started = tc.wall_time()
@@ -513,11 +575,21 @@ local function train_step()
   local lr = scheduler:lr(step)
   tc.optim.set_lr(optimizer, lr)
   optimizer:zero_grad()
-  local loss = training.accumulate_gradients(model, next_batch, accumulation)
-  local norm = tc.nn.clip_grad_norm(model:parameters(), config.grad_clip > 0 and config.grad_clip or math.huge)
+  local loss = training.accumulate_gradients(ddp or model, next_batch, accumulation)
+  local max_norm = config.grad_clip > 0 and config.grad_clip or math.huge
+  local norm = ddp and ddp:clip_grad_norm(max_norm) or tc.nn.clip_grad_norm(model:parameters(), max_norm)
   optimizer:step()
   step = step + 1
   scheduler.step = step
+  if world > 1 then
+    -- the ranks' mean loss, and --time-limit seen by every rank at the same step
+    local out_of_time = config.time_limit ~= nil and tc.wall_time() - run_started >= config.time_limit
+    local stop_now
+    loss, stop_now = training.agree_step(loss, out_of_time)
+    if stop_now and not stopped then
+      stopped = ("--time-limit %gs"):format(config.time_limit or 0)
+    end
+  end
   train_seconds, timed_steps = train_seconds + (tc.wall_time() - started), timed_steps + 1
   local seconds_per_step = train_seconds / timed_steps
   local rate = config.total_batch / seconds_per_step
@@ -525,7 +597,7 @@ local function train_step()
   loss_sum, loss_count = loss_sum + loss, loss_count + 1
   progress:update(step, { loss = loss, lr = lr, tokens_per_second = rate, mfu = mfu,
     eta = (config.steps - step) * seconds_per_step })
-  if step % config.log_every == 0 or step == config.steps then
+  if is_main and (step % config.log_every == 0 or step == config.steps) then
     local record = { step = step, loss = loss_sum / loss_count, lr = lr, grad_norm = norm, tokens_per_second = rate,
       mfu = mfu, tokens = step * config.total_batch }
     cli.append_jsonl(metrics_path, record)
@@ -538,7 +610,7 @@ local function train_step()
   if val_data and config.val_every > 0 and step % config.val_every == 0 and step < config.steps then
     log_eval(false)
   end
-  if config.sample_every > 0 and step % config.sample_every == 0 and step < config.steps then
+  if is_main and config.sample_every > 0 and step % config.sample_every == 0 and step < config.steps then
     log_sample()
   end
   if config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps then
@@ -554,11 +626,10 @@ local function more()
     stopped = ("--stop-at %d"):format(config.stop_at)
     return false
   end
-  if config.time_limit and tc.wall_time() - run_started >= config.time_limit then
+  if world == 1 and config.time_limit and tc.wall_time() - run_started >= config.time_limit then
     stopped = ("--time-limit %gs"):format(config.time_limit)
-    return false
   end
-  return true
+  return not stopped -- with several ranks, --time-limit is agreed at the end of a step
 end
 
 model:train()
@@ -568,6 +639,11 @@ local ok_loop, finished = pcall(cli.run_steps, more, train_step)
 progress:finish_line()
 if not ok_loop then
   program:fail(finished)
+end
+if not finished and world > 1 then
+  -- the ranks are not at one step: no checkpoint (the last periodic one stays)
+  program:fail(("interrupted after step %d: stopped without a checkpoint (--resume goes on from the last one)")
+    :format(step))
 end
 if not finished then
   io.stderr:write(("\ninterrupted after step %d: saving a checkpoint\n"):format(step))
@@ -584,15 +660,17 @@ end
 
 local val_loss = val_data and log_eval(true) or nil
 local checkpoint_path = save_checkpoint()
-write_chart()
+if is_main then
+  write_chart()
+end
 local elapsed = tc.wall_time() - run_started
 if stopped then
-  print(("stopped at step %d of %d (%s) after %s; checkpoint %s; --resume goes on"):format(step, config.steps,
+  say(("stopped at step %d of %d (%s) after %s; checkpoint %s; --resume goes on"):format(step, config.steps,
     stopped, cli.format_duration(elapsed), checkpoint_path))
 else
-  print(("done: %d steps in %s%s; checkpoint %s"):format(step, cli.format_duration(elapsed),
+  say(("done: %d steps in %s%s; checkpoint %s"):format(step, cli.format_duration(elapsed),
     val_loss and ("; validation loss %.4f"):format(val_loss) or "", checkpoint_path))
-  local text = log_sample()
+  local text = is_main and log_sample()
   if text then
     cli.write_atomic(out_dir .. "/sample.txt", text)
   end

@@ -16,6 +16,14 @@
 -- logged step / evaluation), loss.svg (train and validation loss) and
 -- sample.txt. Validation loss is reported in nats per token and in bits per
 -- character, which compares across tokenizers.
+--
+-- Data-parallel: `mpirun -np N lua scripts/train_shakespeare.lua ...` trains
+-- on N ranks: every rank draws the same N × --batch-size sequences of a step
+-- and trains on its own --batch-size of them, the gradients are averaged
+-- (tc.nn.DistributedDataParallel), and rank 0 alone prints, evaluates,
+-- samples and writes the checkpoint. --zero shards AdamW's moments (ZeRO-1).
+-- --resume goes on at the same number of ranks; Ctrl-C stops every rank
+-- without a new checkpoint.
 
 -- Find the library relative to this file, wherever it is run from.
 local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
@@ -85,11 +93,34 @@ local OPTIONS = {
   { name = "log_every", type = "integer", help = "steps between metric lines" },
   { name = "sample_tokens", type = "integer", help = "tokens to generate at the end (0: none)" },
   { name = "threads", type = "integer", help = "CPU threads for the engine" },
+  { name = "zero", type = "flag", help = "shard AdamW's moments over the ranks of an mpirun job (ZeRO-1)" },
 }
 
 local program = cli.program({ name = "train_shakespeare", usage = USAGE, options = OPTIONS,
   description = "Trains a small GPT on tiny Shakespeare and writes checkpoints, metrics and a loss chart." })
 local values = program:parse(arg)
+
+-- Under a launcher (mpirun) this process is one rank of several; alone, a world of one.
+local dist = tc.distributed
+do
+  local joined, why = pcall(dist.init)
+  if not joined then
+    program:fail(why)
+  end
+end
+local rank, world = dist.rank(), dist.world_size()
+local is_main = rank == 0
+local say = is_main and print or function() end
+if world > 1 then
+  local fail = program.fail
+  function program.fail(self, message)
+    message = tostring(message)
+    if not dist.failure() then
+      pcall(dist.abort, message)
+    end
+    return fail(self, ("rank %d: %s"):format(rank, message))
+  end
+end
 
 -- ---------------------------------------------------------------- configuration
 
@@ -144,6 +175,11 @@ if values.resume then
     program:fail(("--resume: no checkpoint at %s"):format(checkpoint_path))
   end
   resumed = tc.checkpoint.load(checkpoint_path)
+  local saved_world = type(resumed.extra) == "table" and resumed.extra.world_size or 1
+  if saved_world ~= world then
+    program:fail(("--resume: %s was written by a run of %d rank%s, this one has %d; resume with as many ranks")
+      :format(checkpoint_path, saved_world, saved_world == 1 and "" or "s", world))
+  end
   -- the model's shape and the tokenizer come from the checkpoint; the run's
   -- length and intervals may be changed on the command line
   local saved = resumed.config or {}
@@ -161,7 +197,9 @@ if values.resume then
   end
 end
 
-os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'")
+if is_main then
+  os.execute("mkdir -p '" .. out_dir:gsub("'", "'\\''") .. "'")
+end
 
 -- ---------------------------------------------------------------- data
 
@@ -178,15 +216,16 @@ elseif config.tokenizer == "char" then
 else
   local started = os.clock()
   tok = tokenizer_module.BPETokenizer.train(text, { vocab_size = config.vocab_size, gpt2_split = true })
-  print(("trained a BPE tokenizer: %d tokens in %.1fs"):format(tok:vocab_size(), os.clock() - started))
+  say(("trained a BPE tokenizer: %d tokens in %.1fs"):format(tok:vocab_size(), os.clock() - started))
 end
 local vocab_size = tok:vocab_size()
 config.vocab_size = vocab_size
 
 -- BPE encoding takes a few seconds: keep the ids in the cache, keyed by the tokenizer
 local packed = config.tokenizer == "bpe" and tc.datasets.tokenize_cached(text, tok) or tok:encode_packed(text)
+-- every rank draws the whole step's batch (world × batch_size rows) and keeps its own rows
 local dataset = tc.data.CausalLMDataset({
-  tokens = packed, context_length = config.context_length, batch_size = config.batch_size, seed = config.seed,
+  tokens = packed, context_length = config.context_length, batch_size = config.batch_size * world, seed = config.seed,
   split = { train = 0.9 },
 })
 packed = nil -- luacheck: ignore
@@ -210,8 +249,12 @@ local model = tc.nn.GPT({
 if device ~= "cpu" then
   model:to(device)
 end
+-- several ranks (or ZeRO-1 on one): rank 0's weights everywhere, gradients averaged over the ranks
+local zero = values.zero or false
+local ddp = (world > 1 or zero) and tc.nn.DistributedDataParallel(model) or nil
 local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_decay), {
   lr = config.lr, betas = { config.beta1, config.beta2 }, weight_decay = config.weight_decay,
+  zero_stage = zero and 1 or 0, ddp = zero and ddp or nil,
 })
 -- The preset's warmup is for its own length: a short run warms up over at
 -- most a tenth of its steps, so it still reaches the cosine part.
@@ -235,7 +278,7 @@ if resumed then
     end
   end
   if config.steps ~= scheduler.total then
-    print(("--steps %d: training to step %d; the learning-rate schedule of the checkpoint ends at step %d%s")
+    say(("--steps %d: training to step %d; the learning-rate schedule of the checkpoint ends at step %d%s")
       :format(config.steps, config.steps, scheduler.total,
         config.steps > scheduler.total and " (--min-lr after it)" or ""))
   end
@@ -244,18 +287,24 @@ if resumed then
     dataset:set_state(extra.dataset)
   end
   -- keep the metrics of the steps the checkpoint holds, drop any later ones
-  cli.keep_records_through(metrics_path, start_step)
-  print(("resumed from %s at step %d"):format(checkpoint_path, start_step))
-else
+  if is_main then
+    cli.keep_records_through(metrics_path, start_step)
+  end
+  say(("resumed from %s at step %d"):format(checkpoint_path, start_step))
+elseif is_main then
   cli.write_atomic(metrics_path, "")
 end
 
-local tokens_per_step = config.batch_size * config.context_length
-print(("%s preset on %s: %d parameters, %s tokenizer (%d tokens), %d training tokens, %d steps of %d tokens")
+local tokens_per_step = config.batch_size * config.context_length * world
+say(("%s preset on %s: %d parameters, %s tokenizer (%d tokens), %d training tokens, %d steps of %d tokens")
   :format(preset_name, device, model:num_parameters(), config.tokenizer, vocab_size, dataset:split_size("train"),
     config.steps, tokens_per_step))
+if ddp then
+  say(("data-parallel: %d ranks over %s, %d sequences each per step%s"):format(world, dist.backend(),
+    config.batch_size, zero and ", AdamW's moments sharded (ZeRO-1)" or ""))
+end
 if device_notice then
-  print(device_notice)
+  say(device_notice)
 end
 
 -- ---------------------------------------------------------------- helpers
@@ -285,10 +334,15 @@ local function evaluate(full)
   return nats, nats / validation_chars_per_token / math.log(2)
 end
 
+-- Every rank calls it (ZeRO-1 gathers the moments); rank 0 writes.
 local function save_checkpoint(step)
+  local optimizer_state = optimizer:state_dict()
+  if not is_main then
+    return
+  end
   tc.checkpoint.save(checkpoint_path, {
-    model = model, optimizer = optimizer, scheduler = scheduler:state_dict(), step = step,
-    config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state() },
+    model = model, optimizer = optimizer_state, scheduler = scheduler:state_dict(), step = step,
+    config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state(), world_size = world },
   })
 end
 
@@ -299,7 +353,10 @@ end
 
 -- ---------------------------------------------------------------- training
 
-local progress = cli.Progress.new({ total = config.steps, terminal = cli.stdout_is_terminal(), every = config.log_every })
+-- (a launcher's ranks may see a terminal that is not one: they log lines)
+local progress = is_main and cli.Progress.new({ total = config.steps,
+  terminal = world == 1 and cli.stdout_is_terminal(), every = config.log_every })
+  or require("tricycle.training").silent_progress
 local step = start_step
 local loss_sum, loss_count = 0, 0
 local window_start, window_tokens = os.clock(), 0
@@ -319,16 +376,27 @@ local function train_step()
   local lr = scheduler:lr(step)
   tc.optim.set_lr(optimizer, lr)
   local x, y = dataset:batch()
-  local _, loss = model(to_device(x), { targets = to_device(y) })
+  if world > 1 then
+    x, y = x:narrow(1, rank * config.batch_size + 1, config.batch_size),
+      y:narrow(1, rank * config.batch_size + 1, config.batch_size)
+  end
+  local _, loss = (ddp or model)(to_device(x), { targets = to_device(y) })
   optimizer:zero_grad()
   loss:backward()
   if config.grad_clip > 0 then
-    tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
+    if ddp then
+      ddp:clip_grad_norm(config.grad_clip)
+    else
+      tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
+    end
   end
   optimizer:step()
   step = step + 1
   scheduler.step = step
   local value = loss:item()
+  if world > 1 then
+    value = require("tricycle.training").agree_step(value, false) -- the ranks' mean loss
+  end
   loss_sum, loss_count = loss_sum + value, loss_count + 1
   window_tokens = window_tokens + tokens_per_step
   -- os.clock is process CPU time; with several threads it over-counts, so
@@ -342,11 +410,11 @@ local function train_step()
   end
   local eta = (config.steps - step) * tokens_per_step / rate
   progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
-  if step % config.log_every == 0 or step == config.steps then
+  if is_main and (step % config.log_every == 0 or step == config.steps) then
     cli.append_jsonl(metrics_path, { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate })
     loss_sum, loss_count = 0, 0
   end
-  if config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
+  if is_main and config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
     log_eval()
   end
   if config.checkpoint_every > 0 and step % config.checkpoint_every == 0 and step < config.steps then
@@ -362,6 +430,11 @@ progress:finish_line()
 if not ok_loop then
   program:fail(tostring(finished))
 end
+if not finished and world > 1 then
+  -- the ranks are not at one step: no checkpoint (the last periodic one stays)
+  program:fail(("interrupted after step %d: stopped without a checkpoint (--resume goes on from the last one)")
+    :format(step))
+end
 if not finished then
   io.stderr:write(("\ninterrupted after step %d: saving %s\n"):format(step, checkpoint_path))
   local saved, why = pcall(save_checkpoint, step)
@@ -372,8 +445,11 @@ if not finished then
   os.exit(130)
 end
 
-local nats, bpc = log_eval(true)
 save_checkpoint(step)
+if not is_main then
+  return
+end
+local nats, bpc = log_eval(true)
 print(("done: %d steps in %s; validation %.4f nats/token, %.4f bits/char; checkpoint %s")
   :format(step, cli.format_duration(os.time() - wall_start), nats, bpc, checkpoint_path))
 

@@ -3,7 +3,9 @@
  * made it; a node holds its inputs. backward() orders the nodes reachable
  * from the root topologically and runs their backward functions in C,
  * summing gradients into each input. Saved tensors are freed as soon as a
- * node has run unless the graph is retained.
+ * node has run unless the graph is retained. A leaf with a gradient hook
+ * has it called as soon as the last node of the backward that feeds it has
+ * run (data-parallel training sends gradients while the backward goes on).
  */
 #include "internal.h"
 
@@ -31,6 +33,102 @@ void tc_node_release(tc_node *node) {
     tc_tensor_release(node->pending_grad);
     tc_free(node->input_versions); /* the allocation that holds the inputs too */
     tc_free(node);
+}
+
+/* ---- gradient hooks ---- */
+
+struct tc_grad_hook {
+    tc_grad_hook_fn fn;
+    void (*release)(void *user);
+    void *user;
+    /* Bookkeeping of one backward (the context's backward_mark when set):
+     * the nodes still to run that feed the leaf, and whether any gave it a
+     * gradient. */
+    uint64_t mark;
+    int pending;
+    bool received;
+};
+
+void tc_grad_hook_free(struct tc_grad_hook *hook) {
+    if (!hook) return;
+    if (hook->release) hook->release(hook->user);
+    tc_free(hook);
+}
+
+tc_status tc_tensor_set_grad_hook(tc_tensor *t, tc_grad_hook_fn fn, void (*release)(void *user), void *user) {
+    struct tc_grad_hook *hook = NULL;
+    if (fn) {
+        if (t->grad_fn) {
+            if (release) release(user);
+            return tc_fail(t->ctx, TC_ERROR_STATE,
+                           "set_grad_hook: the tensor (shape %s) is the result of '%s', not a leaf; only leaves "
+                           "keep a gradient",
+                           TC_SHAPE(t), t->grad_fn->op->name);
+        }
+        hook = tc_calloc(t->ctx, 1, sizeof *hook);
+        if (!hook) {
+            if (release) release(user);
+            return TC_ERROR_MEMORY;
+        }
+        hook->fn = fn;
+        hook->release = release;
+        hook->user = user;
+    }
+    struct tc_grad_hook *previous = t->grad_hook;
+    t->grad_hook = hook;
+    tc_grad_hook_free(previous);
+    return TC_OK;
+}
+
+bool tc_tensor_has_grad_hook(const tc_tensor *t) { return t->grad_hook != NULL; }
+
+void tc_tensor_move_grad_hook(tc_tensor *from, tc_tensor *to) {
+    if (from == to || !from->grad_hook) return;
+    tc_grad_hook_free(to->grad_hook);
+    to->grad_hook = from->grad_hook;
+    from->grad_hook = NULL;
+}
+
+/* A leaf's hook takes part in this backward when it requires grad. */
+static struct tc_grad_hook *hook_of(const tc_tensor *input) {
+    return input && !input->grad_fn && input->requires_grad ? input->grad_hook : NULL;
+}
+
+/* Counts, for each hooked leaf, the nodes of this backward that feed it
+ * (once per input slot, as run_node passes them one by one). */
+static void count_hook_feeds(tc_node *const *nodes, int count, uint64_t mark) {
+    for (int n = 0; n < count; n++) {
+        const tc_node *node = nodes[n];
+        for (int i = 0; i < node->n_inputs; i++) {
+            struct tc_grad_hook *hook = hook_of(node->inputs[i]);
+            if (!hook) continue;
+            if (hook->mark != mark) {
+                hook->mark = mark;
+                hook->pending = 0;
+                hook->received = false;
+            }
+            hook->pending++;
+        }
+    }
+}
+
+/* After node ran (or was skipped): its leaves are one feed nearer final. */
+static tc_status pass_hooked_leaves(const tc_node *node, uint64_t mark) {
+    for (int i = 0; i < node->n_inputs; i++) {
+        tc_tensor *leaf = node->inputs[i];
+        struct tc_grad_hook *hook = hook_of(leaf);
+        if (!hook || hook->mark != mark || hook->pending <= 0) continue;
+        if (--hook->pending == 0 && hook->received) {
+            tc_status status = hook->fn(hook->user, leaf);
+            if (status != TC_OK) {
+                if (node->ctx->last_status == TC_OK)
+                    tc_fail(node->ctx, status, "backward: the gradient hook of a leaf (shape %s) failed",
+                            TC_SHAPE(leaf));
+                return status;
+            }
+        }
+    }
+    return TC_OK;
 }
 
 bool tc_should_record(tc_context *ctx, int n, tc_tensor *const *inputs) {
@@ -291,6 +389,7 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
                     } else {
                         status = tc_accumulate(&input->grad, cast);
                     }
+                    if (status == TC_OK && input->grad_hook) input->grad_hook->received = true;
                 }
                 tc_tensor_release(cast);
             }
@@ -336,16 +435,26 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
     if (!t->grad_fn) { /* a leaf: its gradient is the seed itself */
         tc_status status = tc_accumulate(&t->grad, seed);
         tc_tensor_release(seed);
+        if (status == TC_OK && t->grad_hook) {
+            tc_set_grad_enabled(ctx, false);
+            status = t->grad_hook->fn(t->grad_hook->user, t);
+            tc_set_grad_enabled(ctx, true);
+        }
         return status;
     }
     node_list order = {0};
     tc_status status = topological_order(ctx, t->grad_fn, &order);
     if (status == TC_OK) {
+        uint64_t mark = ctx->backward_mark;
+        count_hook_feeds(order.items, order.count, mark);
         tc_tensor_release(t->grad_fn->pending_grad);
         t->grad_fn->pending_grad = seed;
         seed = NULL;
         tc_set_grad_enabled(ctx, false);
-        for (int i = 0; i < order.count && status == TC_OK; i++) status = run_node(order.items[i], retain_graph);
+        for (int i = 0; i < order.count && status == TC_OK; i++) {
+            status = run_node(order.items[i], retain_graph);
+            if (status == TC_OK) status = pass_hooked_leaves(order.items[i], mark);
+        }
         tc_set_grad_enabled(ctx, true);
         /* After a failure, drop the gradients still in flight. */
         for (int i = 0; i < order.count; i++) {

@@ -43,6 +43,7 @@ tc_context *tc_context_new(void) { return tc_context_new_with_allocator(NULL); }
 
 void tc_context_free(tc_context *ctx) {
     if (!ctx) return;
+    tc_distributed_release(ctx); /* first: its NCCL communicator lives on the CUDA device */
     if (ctx->cuda_release_state) ctx->cuda_release_state(ctx);
     if (ctx->cuda_library) dlclose(ctx->cuda_library);
     free(ctx->cuda_library_path);
@@ -124,6 +125,18 @@ tc_status tc_set_cuda_tf32(tc_context *ctx, bool allowed) {
 }
 
 bool tc_cuda_tf32(const tc_context *ctx) { return ctx->cuda_tf32; }
+
+tc_status tc_set_cuda_device(tc_context *ctx, int device) {
+    if (device == ctx->cuda_device) return TC_OK;
+    if (device < 0)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "tc_set_cuda_device: the device index must be >= 0, got %d", device);
+    TC_TRY(check_cuda_not_started(ctx, "tc_set_cuda_device"));
+    ctx->cuda_device = device;
+    ctx->backend_unavailable_reason[0] = '\0'; /* another device may start where this one did not */
+    return TC_OK;
+}
+
+int tc_cuda_device(const tc_context *ctx) { return ctx->cuda_device; }
 
 void tc_manual_seed(tc_context *ctx, uint64_t seed) {
     ctx->rng_seed = seed;

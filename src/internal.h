@@ -38,6 +38,7 @@ struct tc_tensor {
     bool requires_grad;
     tc_tensor *grad;  /* leaves only */
     tc_node *grad_fn; /* the tape entry that produced this tensor */
+    struct tc_grad_hook *grad_hook; /* leaves only: tc_tensor_set_grad_hook (autograd.c) */
 };
 
 /* Computes the gradients of a node's inputs from the gradient of its output.
@@ -173,11 +174,13 @@ struct tc_context {
     void *cuda_library; /* dlopen handle of the CUDA backend, when loaded */
     char *cuda_library_path; /* where to load it from (tc_set_cuda_library); NULL: the usual places */
     bool cuda_tf32;          /* float32 matmuls on cuda may use TF32 (tc_set_cuda_tf32) */
+    int cuda_device;         /* the device the CUDA backend starts on (tc_set_cuda_device) */
     void *cuda_state;   /* the CUDA backend's stream, cuBLAS handle and memory cache */
     void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
     bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
+    struct tc_distributed *distributed; /* the world this context joined (distributed.c), or NULL */
 };
 
 /* ---- errors and logging (context.c) ---- */
@@ -331,6 +334,13 @@ tc_status tc_inplace_begin(tc_tensor *t, const char *op);
 tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_tensor **out);
 /* Adds grad into *accumulator (creating it if NULL). */
 tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad);
+/* Releases a tensor's gradient hook (tc_tensor_release). */
+void tc_grad_hook_free(struct tc_grad_hook *hook);
+
+/* ---- distributed (distributed.c) ---- */
+
+/* Leaves the world and frees the context's distributed state (tc_context_free). */
+void tc_distributed_release(tc_context *ctx);
 
 /* ---- files (files.c) ----
  * Every file the engine reads or writes goes through these; `fn` names the
@@ -413,5 +423,36 @@ typedef struct tc_engine_functions {
      (uint64_t)sizeof(tc_context) << 20 | (uint64_t)sizeof(tc_tensor))
 typedef const tc_backend *(*tc_cuda_entry_fn)(tc_context *ctx, uint64_t abi, char *reason, size_t reason_size,
                                                const tc_engine_functions *engine);
+
+/* The CUDA library's collectives on device memory, through NCCL
+ * (cuda/cuda_distributed.cu), found with dlsym under
+ * TC_CUDA_COLLECTIVES_ENTRY_POINT; the engine's distributed.c drives them.
+ * A communicator has a stream of its own: each operation waits for the work
+ * already queued on the context's stream, runs on it, and records an event
+ * that `test` polls (a finished event is freed and *event set to NULL).
+ * Counts are elements of dtype; counts[r] is rank r's segment. Failures set
+ * the context's error. */
+#define TC_CUDA_COLLECTIVES_ENTRY_POINT "tricycle_cuda_collectives"
+#define TC_NCCL_ID_BYTES 128
+typedef struct tc_cuda_collectives {
+    uint64_t abi; /* TC_BACKEND_ABI of the library */
+    /* TC_ERROR_UNSUPPORTED with the reason when NCCL cannot be used (all of them). */
+    tc_status (*available)(tc_context *ctx);
+    tc_status (*unique_id)(tc_context *ctx, unsigned char id[TC_NCCL_ID_BYTES]);
+    tc_status (*comm_new)(tc_context *ctx, const unsigned char id[TC_NCCL_ID_BYTES], int world, int rank,
+                          void **comm);
+    /* abort: the peers may be gone (ncclCommAbort rather than a collective destroy). */
+    void (*comm_free)(tc_context *ctx, void *comm, bool abort);
+    tc_status (*all_reduce)(tc_context *ctx, void *comm, void *data, int64_t count, tc_dtype dtype,
+                            tc_collective_op op, void **event);
+    tc_status (*broadcast)(tc_context *ctx, void *comm, void *data, int64_t count, tc_dtype dtype, int root,
+                           void **event);
+    tc_status (*all_gather)(tc_context *ctx, void *comm, const void *send, void *recv, const int64_t *counts,
+                            tc_dtype dtype, void **event);
+    tc_status (*reduce_scatter)(tc_context *ctx, void *comm, const void *send, void *recv, const int64_t *counts,
+                                tc_dtype dtype, tc_collective_op op, void **event);
+    tc_status (*test)(tc_context *ctx, void *comm, void **event, bool *done);
+} tc_cuda_collectives;
+typedef const tc_cuda_collectives *(*tc_cuda_collectives_fn)(void);
 
 #endif

@@ -102,6 +102,7 @@ void tc_tensor_release(tc_tensor *t) {
     if (!t || --t->refcount > 0) return;
     if (t->grad) tc_tensor_release(t->grad);
     if (t->grad_fn) tc_node_release(t->grad_fn);
+    tc_grad_hook_free(t->grad_hook);
     storage_release(t->storage);
     tc_free(t);
 }

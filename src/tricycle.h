@@ -107,6 +107,11 @@ const char *tc_cuda_library(const tc_context *ctx); /* NULL: the usual places */
  * backend has started for the context (its first use of the device). */
 tc_status tc_set_cuda_tf32(tc_context *ctx, bool allowed);
 bool tc_cuda_tf32(const tc_context *ctx);
+/* The CUDA device (0-based) the backend starts on for this context:
+ * default 0; tc_distributed_init sets the local rank, one device per rank
+ * of a machine. Fails with TC_ERROR_STATE once the backend started. */
+tc_status tc_set_cuda_device(tc_context *ctx, int device);
+int tc_cuda_device(const tc_context *ctx);
 
 /* The RNG is Philox 4x32-10 keyed by (seed, offset): the same seed gives the
  * same numbers on every device and any thread count. */
@@ -341,6 +346,23 @@ typedef struct tc_custom_function {
  * with a message naming fn and the input's position. */
 tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor **inputs, tc_tensor *output,
                           tc_tensor **out);
+
+/* A leaf's "gradient ready" hook: called during a backward once the leaf's
+ * gradient is final in it (every node of that backward that feeds the leaf
+ * has run, so .grad holds the sum), with the leaf; only for leaves the
+ * backward gave a gradient. Data-parallel training starts sending a group of
+ * gradients as soon as all of them are ready, while the backward goes on.
+ * Runs with grad mode off; a status other than TC_OK stops the backward
+ * (the hook sets the context's error). One hook per tensor: setting one
+ * replaces (and releases) the previous; fn NULL removes it. release, when
+ * not NULL, is called once with user when the hook is replaced or the
+ * tensor freed. */
+typedef tc_status (*tc_grad_hook_fn)(void *user, tc_tensor *leaf);
+tc_status tc_tensor_set_grad_hook(tc_tensor *t, tc_grad_hook_fn fn, void (*release)(void *user), void *user);
+bool tc_tensor_has_grad_hook(const tc_tensor *t);
+/* Moves the hook of from (a leaf) to to, as when a leaf's data is replaced
+ * by another tensor that takes its place. */
+void tc_tensor_move_grad_hook(tc_tensor *from, tc_tensor *to);
 
 /* ---- op table --------------------------------------------------------- */
 
@@ -675,6 +697,100 @@ tc_status tc_token_shard_read(tc_token_shard *shard, int64_t start, int64_t coun
  * and the same shifted by one as targets: rows · length + 1 ids in all. */
 tc_status tc_token_shard_batch(tc_token_shard *shard, int64_t start, int64_t rows, int64_t length, tc_tensor **x,
                                tc_tensor **y);
+
+/* ---- distributed: collectives between processes ----------------------- */
+
+/*
+ * A context joins a world of ranks 0 .. world_size-1 with
+ * tc_distributed_init. Without MPI the world is this process alone and every
+ * collective is local. With MPI (use_mpi: the processes a launcher such as
+ * mpirun started), the engine opens libtricycle_mpi.so with dlopen (never
+ * linked; distributed_glue.h) and gives the context communicators of its
+ * own, so several contexts may join, in the same order on every process.
+ * CPU tensors go through MPI; CUDA tensors through NCCL inside the CUDA
+ * backend (its id sent over MPI).
+ *
+ * Every rank must start the same collectives, in the same order, on tensors
+ * of the same dtype and size. A collective given `pending` returns at once
+ * with a handle to test or wait on (the tensors are held until it is done);
+ * with pending NULL it waits. Sums are formed once per element and sent to
+ * every rank, so all ranks get the same bits.
+ *
+ * Faults: a rank that calls tc_distributed_abort tells the others why; one
+ * whose context closes tells them it left. A rank waiting in a collective
+ * then fails it with a message naming that rank, as it does when a rank on
+ * the same machine ends without a word (it is looked for by its process id
+ * while waiting), or when the wait passes the timeout. After such a failure
+ * the context's world is broken: every later collective fails at once with
+ * the same message, and MPI is not finalised (the launcher ends the job).
+ */
+
+typedef enum tc_collective_op { TC_COLLECTIVE_SUM = 0, TC_COLLECTIVE_AVG, TC_COLLECTIVE_MAX } tc_collective_op;
+
+typedef struct tc_distributed_options {
+    bool use_mpi;            /* join the other processes through MPI; false: a world of one */
+    const char *mpi_library; /* NULL or "": libtricycle_mpi.so beside the engine, else the system's path */
+    double timeout;          /* seconds a collective may wait; 0: no limit (a dead or failed rank still ends it) */
+} tc_distributed_options;
+
+/* Fails when the context already joined (TC_ERROR_STATE), or with the reason
+ * MPI cannot be used (TC_ERROR_UNSUPPORTED). */
+tc_status tc_distributed_init(tc_context *ctx, const tc_distributed_options *options);
+bool tc_distributed_is_initialized(const tc_context *ctx);
+/* 0, 1, 0, 1 before init. */
+int tc_distributed_rank(const tc_context *ctx);
+int tc_distributed_world_size(const tc_context *ctx);
+/* Among the ranks on this machine (same host name). */
+int tc_distributed_local_rank(const tc_context *ctx);
+int tc_distributed_local_size(const tc_context *ctx);
+/* "mpi" or "local" (a world of one without MPI); NULL before init. */
+const char *tc_distributed_backend(const tc_context *ctx);
+/* Why the world is broken, or NULL. */
+const char *tc_distributed_failure(const tc_context *ctx);
+/* Tells every other rank that this one stopped because of message, and
+ * breaks this context's world. */
+tc_status tc_distributed_abort(tc_context *ctx, const char *message);
+/* Leaves the world: tells the others, waits until each has left too (or
+ * the world breaks), frees the communicators and, with the last context of
+ * the process, finalises MPI. Called by tc_context_free; a context may
+ * init again afterwards. */
+tc_status tc_distributed_shutdown(tc_context *ctx);
+
+typedef struct tc_collective tc_collective;
+
+/* In place: t = op over every rank's t (AVG: the sum / world_size; floating
+ * dtypes only). */
+tc_status tc_all_reduce(tc_tensor *t, tc_collective_op op, tc_collective **pending);
+/* In place: every rank's t = root's t. */
+tc_status tc_broadcast(tc_tensor *t, int root, tc_collective **pending);
+/* out (contiguous) = every rank's t in rank order. counts NULL: each rank
+ * gives numel(t) elements; otherwise rank r gives counts[r] (t holds
+ * counts[rank] elements) and out holds their sum. */
+tc_status tc_all_gather(tc_tensor *t, const int64_t *counts, tc_tensor *out, tc_collective **pending);
+/* out (contiguous) = this rank's segment of op over every rank's t: with
+ * counts NULL, numel(t) / world_size elements (numel(t) divisible by it),
+ * otherwise counts[rank] of t's sum(counts) elements, the segments in rank
+ * order. */
+tc_status tc_reduce_scatter(tc_tensor *t, const int64_t *counts, tc_collective_op op, tc_tensor *out,
+                            tc_collective **pending);
+tc_status tc_barrier(tc_context *ctx);
+/* Waits for a pending collective; its failure is returned here. */
+tc_status tc_collective_wait(tc_collective *c);
+/* *done once finished (TC_OK or the failure); moves it along meanwhile. */
+tc_status tc_collective_test(tc_collective *c, bool *done);
+/* Frees the handle; a collective still running goes on and is finished by
+ * the context's later collectives (its tensors are held until then). */
+void tc_collective_free(tc_collective *c);
+
+/* Counters since init or the last reset, for measuring. */
+typedef struct tc_distributed_stats {
+    int64_t all_reduce, broadcast, all_gather, reduce_scatter, barrier; /* collectives started */
+    int64_t bytes;       /* bytes of the tensors given to them */
+    int64_t nccl;        /* of those, the ones on CUDA tensors (NCCL) */
+    double wait_seconds; /* time spent waiting for collectives to finish */
+} tc_distributed_stats;
+void tc_distributed_get_stats(const tc_context *ctx, tc_distributed_stats *out);
+void tc_distributed_reset_stats(tc_context *ctx);
 
 #ifdef __cplusplus
 }

@@ -702,6 +702,7 @@ static int set_data(lua_State *L) {
         tc_tensor_release(replacement);
         binding_check(L, status);
     }
+    tc_tensor_move_grad_hook(t, replacement); /* the hook belongs to the Lua object, which stays */
     box->tensor = replacement;
     tc_tensor_release(t);
     return 0;

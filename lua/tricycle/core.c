@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define CONTEXT_KEY "tricycle.context"
+#define BACKWARD_END_KEY "tricycle.backward_end"
 #define MINIMUM_COLLECT_BYTES (64u << 20)
 
 /* Per-state binding data, owned by a userdata in the registry. */
@@ -23,6 +24,8 @@ typedef struct binding_state {
     tc_context *ctx;
     size_t collect_threshold; /* collect when native memory passes this */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
+    lua_Integer backwards;       /* backwards begun so far */
+    lua_Integer backward_serial; /* the number of the one running, while active */
     int log_ref;
 } binding_state;
 
@@ -646,6 +649,19 @@ static int l_set_log_callback(lua_State *L) {
 
 /* ---- autograd ---- */
 
+/* Runs the functions on_backward_end queued during the backward that just
+ * ended (the list at the top of the stack, popped), in order; an error in
+ * one is raised after the list is dropped. */
+static void run_backward_end(lua_State *L) {
+    int list = lua_gettop(L);
+    lua_Integer count = luaL_len(L, list);
+    for (lua_Integer i = 1; i <= count; i++) {
+        lua_geti(L, list, i);
+        lua_call(L, 0, 0);
+    }
+    lua_settop(L, list - 1);
+}
+
 static int l_backward(lua_State *L) {
     static const char *const allowed[] = {"retain_graph", NULL};
     tc_tensor *t = binding_check_tensor(L, 1, "backward");
@@ -662,12 +678,122 @@ static int l_backward(lua_State *L) {
         lua_pop(L, 1);
     }
     binding_state *state = get_state(L);
+    /* a fresh list for this backward's on_backward_end; the outer one
+     * (a backward inside a hook) is put back after */
+    lua_getfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    int outer = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
     lua_State *previous = state->active;
+    lua_Integer previous_serial = state->backward_serial;
     state->active = L;
+    state->backward_serial = ++state->backwards;
     tc_status status = tc_backward(t, grad, retain);
     state->active = previous;
+    state->backward_serial = previous_serial; /* back in the outer backward, if any */
+    lua_pushvalue(L, outer);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
     binding_check(L, status);
+    run_backward_end(L);
     return 0;
+}
+
+/* on_backward_end(fn): runs fn once the backward now running has ended
+ * (after its gradient hooks), for work that needs every gradient. */
+static int l_on_backward_end(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY) != LUA_TTABLE || !get_state(L)->active)
+        return luaL_error(L, "on_backward_end: no backward is running (call it from a gradient hook)");
+    lua_pushvalue(L, 1);
+    lua_seti(L, -2, luaL_len(L, -2) + 1);
+    return 0;
+}
+
+/* backward_serial(): the number of the backward now running (each has its
+ * own), or nil outside a backward: tells a hook which backward it is in. */
+static int l_backward_serial(lua_State *L) {
+    binding_state *state = get_state(L);
+    if (state->active) lua_pushinteger(L, state->backward_serial);
+    else lua_pushnil(L);
+    return 1;
+}
+
+/* A Lua function as a leaf's gradient hook (tc_tensor_set_grad_hook):
+ * called with the leaf during the backward that made its gradient final. */
+typedef struct grad_hook {
+    binding_state *state;
+    lua_State *main;
+    int function_ref;
+} grad_hook;
+
+static tc_status call_grad_hook(void *user, tc_tensor *leaf) {
+    grad_hook *hook = user;
+    lua_State *L = hook->state->active ? hook->state->active : hook->main;
+    tc_context *ctx = hook->state->ctx;
+    int top = lua_gettop(L);
+    if (!lua_checkstack(L, 3))
+        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a gradient hook");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->function_ref);
+    tc_tensor_retain(leaf);
+    binding_push_tensor(L, leaf);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        char message[768];
+        snprintf(message, sizeof message, "backward: a gradient hook raised an error: %s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+    }
+    lua_settop(L, top);
+    return TC_OK;
+}
+
+static void release_grad_hook(void *user) {
+    grad_hook *hook = user;
+    luaL_unref(hook->main, LUA_REGISTRYINDEX, hook->function_ref);
+    free(hook);
+}
+
+/* t:on_grad_ready(fn): fn(t) runs in each backward once t's gradient is
+ * final in it; nil removes it. One per tensor (a new one replaces it). */
+static int l_on_grad_ready(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "on_grad_ready");
+    if (lua_isnoneornil(L, 2)) {
+        binding_check(L, tc_tensor_set_grad_hook(t, NULL, NULL, NULL));
+        return 0;
+    }
+    if (!lua_isfunction(L, 2))
+        return luaL_error(L, "on_grad_ready: argument 2 must be a function (or nil to remove the hook), got %s",
+                          luaL_typename(L, 2));
+    if (!tc_tensor_is_leaf(t))
+        return luaL_error(L, "on_grad_ready: the tensor is the result of '%s', not a leaf; only leaves keep a gradient",
+                          tc_tensor_grad_fn_name(t));
+    if (!tc_tensor_requires_grad(t))
+        return luaL_error(L, "on_grad_ready: the tensor does not require grad, so no backward gives it a gradient");
+    grad_hook *hook = calloc(1, sizeof *hook);
+    if (!hook) return luaL_error(L, "on_grad_ready: out of memory");
+    hook->state = get_state(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    hook->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    binding_check(L, tc_tensor_set_grad_hook(t, call_grad_hook, release_grad_hook, hook));
+    return 0;
+}
+
+static int l_set_cuda_device(lua_State *L) {
+    if (!lua_isinteger(L, 1))
+        return luaL_error(L, "set_cuda_device: the device index must be an integer, got %s", luaL_typename(L, 1));
+    lua_Integer device = lua_tointeger(L, 1);
+    if (device < 0 || device > 1 << 20)
+        return luaL_error(L, "set_cuda_device: the device index must be >= 0 (0-based), got %I", device);
+    binding_check(L, tc_set_cuda_device(tc_lua_context(L), (int)device));
+    return 0;
+}
+
+static int l_cuda_device(lua_State *L) {
+    lua_pushinteger(L, tc_cuda_device(tc_lua_context(L)));
+    return 1;
 }
 
 /* A Lua function on the tape: its backward is a Lua function called with
@@ -795,7 +921,11 @@ static const luaL_Reg module_functions[] = {
     {"ops", l_ops},
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
+    {"on_backward_end", l_on_backward_end},
+    {"backward_serial", l_backward_serial},
     {"custom_apply", l_custom_apply},
+    {"set_cuda_device", l_set_cuda_device},
+    {"cuda_device", l_cuda_device},
     {NULL, NULL},
 };
 
@@ -804,6 +934,7 @@ int tc_lua_open_tokenizer(lua_State *L) __attribute__((weak));
 void binding_register_fused(lua_State *L, int module_index) __attribute__((weak));
 void binding_register_io(lua_State *L, int module_index) __attribute__((weak));
 void binding_register_shards(lua_State *L, int module_index) __attribute__((weak));
+void binding_register_distributed(lua_State *L, int module_index) __attribute__((weak));
 
 int luaopen_tricycle_core(lua_State *L);
 
@@ -818,12 +949,15 @@ int luaopen_tricycle_core(lua_State *L) {
     binding_register_ops(L, methods, module);
     lua_pushvalue(L, methods);
     lua_setfield(L, metatable, "methods");
+    lua_pushcfunction(L, l_on_grad_ready);
+    lua_setfield(L, methods, "on_grad_ready");
     lua_pushvalue(L, metatable);
     lua_setfield(L, module, "Tensor");
     lua_settop(L, module);
     if (binding_register_fused) binding_register_fused(L, module);
     if (binding_register_io) binding_register_io(L, module);
     if (binding_register_shards) binding_register_shards(L, module);
+    if (binding_register_distributed) binding_register_distributed(L, module);
     lua_settop(L, module);
     if (tc_lua_open_tokenizer) {
         tc_lua_open_tokenizer(L);

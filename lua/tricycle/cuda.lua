@@ -23,6 +23,18 @@ function cuda.is_available()
   return false, reason
 end
 
+--- Makes the CUDA device with 0-based `index` the one this process's
+-- tensors go to; only before the first use of "cuda" (an error after).
+-- tc.distributed.init() already picks the local rank's device.
+function cuda.set_device(index)
+  core.set_cuda_device(index)
+end
+
+--- The 0-based index of the device "cuda" means (or will mean).
+function cuda.device()
+  return core.cuda_device()
+end
+
 --- The device scripts should use: "cuda" when available, else "cpu" and a
 -- one-line notice explaining why ("GPU not used: ..."). Asking for "cpu"
 -- loads nothing.

@@ -12,6 +12,7 @@ local core = require("tricycle.core")
 local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
   tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
+  distributed = true,
 }
 -- Core pieces reached through a Lua module: the C tokenizer table
 -- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).

@@ -24,7 +24,9 @@ M.gpt2_shapes = {
 -- mean loss over all the micro-batches, as one batch of all their rows
 -- would give (for micro-batches of equal size). Call zero_grad before.
 -- model(x, {targets = y}) must return the logits and the mean loss, as
--- nn.GPT does. Returns the mean loss (a number).
+-- nn.GPT does. Returns the mean loss (a number). A model with no_sync (a
+-- tc.nn.DistributedDataParallel wrapper) runs every backward but the last
+-- in it, so the ranks average the gradients once per call.
 function M.accumulate_gradients(model, next_batch, micro_steps)
   if type(next_batch) ~= "function" then
     error(("accumulate_gradients: next_batch must be a function returning x, y, got %s"):format(type(next_batch)), 2)
@@ -34,14 +36,22 @@ function M.accumulate_gradients(model, next_batch, micro_steps)
   end
   local scale = 1 / micro_steps
   local losses = {}
-  for i = 1, micro_steps do
+  local function micro_step(i)
     local x, y = next_batch(i)
     local _, loss = model(x, { targets = y })
     if loss == nil then
-      error("accumulate_gradients: model(x, {targets = y}) returned no loss", 2)
+      error("accumulate_gradients: model(x, {targets = y}) returned no loss", 3)
     end
     ;(loss * scale):backward()
     losses[i] = loss:detach()
+  end
+  local deferred = type(model) == "table" and type(model.no_sync) == "function"
+  for i = 1, micro_steps do
+    if deferred and i < micro_steps then
+      model:no_sync(micro_step, i)
+    else
+      micro_step(i)
+    end
   end
   -- read the losses only now, so a device is not made to wait between micro-batches
   local total = 0
@@ -79,6 +89,31 @@ function M.matmul_flops(options)
   end
   return 2 * m * n * k / math.max(best, 1e-9)
 end
+
+-- ---------------------------------------------------------------- several ranks
+
+--- For data-parallel scripts, once per step: the mean of `value` over the
+-- ranks of tc.distributed and whether any rank asked to stop, in one
+-- all-reduce, so that every rank logs the same loss and stops at the same
+-- step. A world of one returns them as they are.
+function M.agree_step(value, stop)
+  local distributed = require("tricycle.distributed")
+  if type(value) ~= "number" then
+    error(("agree_step: value must be a number, got %s"):format(type(value)), 2)
+  end
+  if not distributed.is_initialized() or distributed.world_size() == 1 then
+    return value, stop and true or false
+  end
+  local t = core.tensor({ value, stop and 1 or 0 }, { dtype = "float64" })
+  distributed.all_reduce(t)
+  local totals = t:totable()
+  return totals[1] / distributed.world_size(), totals[2] > 0
+end
+
+--- A stand-in for cli.Progress on ranks other than 0, which print nothing.
+M.silent_progress = setmetatable({}, { __index = function()
+  return function() end
+end })
 
 -- ---------------------------------------------------------------- checkpoints
 

@@ -70,7 +70,7 @@ return {
   { "AdamW with weight_decay -1", function() return adamw({ weight_decay = -1 }) end,
     { "AdamW", "weight_decay", "-1" } },
   { "AdamW with a misspelt option", function() return adamw({ learning_rate = 1 }) end,
-    { "AdamW", "learning_rate", "valid: betas, eps, lr, weight_decay" } },
+    { "AdamW", "learning_rate", "valid: betas, ddp, eps, lr, weight_decay, zero_stage" } },
   -- before: "bad argument #1 to 'for iterator'"
   { "AdamW with a number for options", function() return adamw(0.1) end, { "AdamW", "options", "number" } },
   { "AdamW with a misspelt group option", function() return optim.AdamW({ { params = { param() }, lrr = 1 } }) end,

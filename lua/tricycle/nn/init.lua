@@ -12,6 +12,7 @@ local functional = require("tricycle.nn.functional")
 local nn = {
   Module = Module,
   GPT = require("tricycle.nn.gpt"),
+  DistributedDataParallel = require("tricycle.nn.distributed"),
   functional = functional,
   cross_entropy = functional.cross_entropy,
   mse_loss = functional.mse_loss,

@@ -1,6 +1,11 @@
 --- AdamW(params_or_groups, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8,
 -- weight_decay = 0.01}): Adam with bias correction and decoupled weight decay
 -- (p = p - lr * wd * p): one multi-tensor fused call per parameter group.
+--
+-- {zero_stage = 1, ddp = wrapper} shards the moments over the ranks of a
+-- tc.nn.DistributedDataParallel wrapper of the model (ZeRO-1, see
+-- tricycle.optim.zero): each rank keeps 1 / world_size of them, and
+-- state_dict still gives (and load_state_dict takes) the whole state.
 local core = require("tricycle.core")
 local Optimizer = require("tricycle.optim.optimizer")
 
@@ -29,8 +34,44 @@ function AdamW.check_group(group, prefix)
   Optimizer.check_number("AdamW", prefix, "weight_decay", group.weight_decay, non_negative, "a finite number >= 0")
 end
 
+local OWN_OPTIONS = { "zero_stage", "ddp" }
+
 function AdamW.new(params, options)
-  return Optimizer.create(AdamW, params, options, defaults)
+  local self = Optimizer.create(AdamW, params, options, defaults, OWN_OPTIONS)
+  local zero_stage = type(options) == "table" and options.zero_stage or 0
+  if zero_stage ~= 0 and zero_stage ~= 1 then
+    error(("AdamW: option zero_stage must be 0 (off) or 1 (shard the moments), got %s"):format(tostring(zero_stage)),
+      3)
+  end
+  local ddp = type(options) == "table" and options.ddp or nil
+  if zero_stage == 1 then
+    self.zero = require("tricycle.optim.zero").new(self, ddp, "AdamW")
+  elseif ddp ~= nil then
+    error("AdamW: option ddp is for zero_stage = 1 (the wrapper whose layout the moments are sharded in)", 3)
+  end
+  return self
+end
+
+-- (self may be anything: the base checks it and says how to call)
+function AdamW:step()
+  if type(self) == "table" and self.zero then
+    return self.zero:step(self)
+  end
+  return Optimizer.step(self)
+end
+
+function AdamW:state_dict()
+  if type(self) == "table" and self.zero then
+    return self.zero:state_dict(self)
+  end
+  return Optimizer.state_dict(self)
+end
+
+function AdamW:load_state_dict(sd)
+  if type(self) == "table" and self.zero then
+    return self.zero:load_state_dict(self, sd)
+  end
+  return Optimizer.load_state_dict(self, sd)
 end
 
 function AdamW:update(p, grad, state, group)

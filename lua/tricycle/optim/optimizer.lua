@@ -31,9 +31,14 @@ end
 -- Grad mode off around a function (tc.no_grad, the one definition).
 local no_grad = require("tricycle").no_grad
 
-local function sorted_keys(defaults)
+-- The option names, sorted: the keys of defaults and the names in extra (a
+-- list of options an optimiser takes besides its group options).
+local function sorted_keys(defaults, extra)
   local names = {}
   for key in pairs(defaults) do
+    names[#names + 1] = key
+  end
+  for _, key in ipairs(extra or {}) do
     names[#names + 1] = key
   end
   table.sort(names)
@@ -95,7 +100,7 @@ end
 
 -- A list of tensors (or {name, tensor} pairs), or a list of groups
 -- {params = {...}, lr = ...}. Returns the groups and a table tensor -> name.
-local function normalise_groups(name, params_or_groups, defaults, options)
+local function normalise_groups(name, params_or_groups, defaults, options, extra)
   if type(params_or_groups) ~= "table" or is_tensor(params_or_groups) then
     error(("%s: expects a list of parameters or of parameter groups, got %s"):format(name,
       is_tensor(params_or_groups) and "a tensor (wrap it in a list: {t})" or type(params_or_groups)), 5)
@@ -114,9 +119,13 @@ local function normalise_groups(name, params_or_groups, defaults, options)
   if not grouped then
     raw = { { params = raw } }
   end
+  local is_extra = {}
+  for _, key in ipairs(extra or {}) do
+    is_extra[key] = true
+  end
   for key in pairs(options or {}) do
-    if defaults[key] == nil then
-      error(("%s: unknown option '%s' (valid: %s)"):format(name, tostring(key), sorted_keys(defaults)), 5)
+    if defaults[key] == nil and not is_extra[key] then
+      error(("%s: unknown option '%s' (valid: %s)"):format(name, tostring(key), sorted_keys(defaults, extra)), 5)
     end
   end
   local groups, seen, names, count = {}, {}, {}, 0
@@ -130,7 +139,9 @@ local function normalise_groups(name, params_or_groups, defaults, options)
       group[key] = copy_value(value)
     end
     for key, value in pairs(options or {}) do
-      group[key] = copy_value(value)
+      if not is_extra[key] then
+        group[key] = copy_value(value)
+      end
     end
     for key, value in pairs(spec) do
       if key ~= "params" then
@@ -173,9 +184,12 @@ local function normalise_groups(name, params_or_groups, defaults, options)
 end
 
 --- Builds an optimiser of `class` (which names itself in class.name).
-function Optimizer.create(class, params_or_groups, options, defaults)
+-- `extra` lists options that are the optimiser's own rather than its
+-- groups' (the subclass reads them from options; they are not copied into
+-- the groups).
+function Optimizer.create(class, params_or_groups, options, defaults, extra)
   local self = setmetatable({}, class)
-  self.param_groups, self.names = normalise_groups(class.name, params_or_groups, defaults, options)
+  self.param_groups, self.names = normalise_groups(class.name, params_or_groups, defaults, options, extra)
   self.state = {}
   for g, group in ipairs(self.param_groups) do
     class.check_group(group, #self.param_groups > 1 and ("group %d: "):format(g) or "")
@@ -184,6 +198,9 @@ function Optimizer.create(class, params_or_groups, options, defaults)
 end
 
 function Optimizer.check_group() end
+
+--- fn() with grad mode off (errors raised again).
+Optimizer.no_grad_call = no_grad
 
 --- Checks of hyper-parameters for check_group: `value` must be a finite
 -- number with `test(value)` true; the message names the optimiser, the
