@@ -286,7 +286,9 @@ static tc_status scale_by_world(struct tc_distributed *d, tc_tensor *t) {
     void *data = data_of(t);
     int64_t n = tc_tensor_numel(t);
     if (n == 0) return TC_OK;
-    return tc_backend_of(t)->scale(t->ctx, t->dtype, 1, &data, &n, 1.0 / d->world);
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(t, "all_reduce", TC_SLOT_BIT(scale), &backend));
+    return backend->scale(t->ctx, t->dtype, 1, &data, &n, 1.0 / d->world);
 }
 
 /* The whole collective's result is in place: the average's division, the
