@@ -287,7 +287,9 @@ tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **o
     if (status == TC_OK) status = index_as_int64("index_select", "index", index, &ids);
     if (status == TC_OK) status = tc_tensor_alias(ids, 1, &count, (const int64_t[]){1}, ids->offset, &flat);
     if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, input->ndim, shape, &result);
-    if (status == TC_OK) status = tc_backend_of(input)->index_select(input, d, flat, result);
+    /* An empty result has nothing to copy (its slices may be many, each of 0 bytes). */
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = tc_backend_of(input)->index_select(input, d, flat, result);
     if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
         tc_node *node;
         status = tc_record(&tc_tape_ops[TC_OP_INDEX_SELECT], 1, &input, result, &node);

@@ -30,7 +30,8 @@ tc_status tc_softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_i
     tc_tensor *g = NULL, *grad_x = NULL;
     TC_TRY(contiguous_grad(node, grad, &g));
     tc_status status = tc_empty_like(g, &grad_x);
-    if (status == TC_OK) status = tc_backend_of(g)->softmax_backward(node->saved[0], g, dim, log, grad_x);
+    if (status == TC_OK && tc_tensor_numel(g) > 0)
+        status = tc_backend_of(g)->softmax_backward(node->saved[0], g, dim, log, grad_x);
     tc_tensor_release(g);
     if (status != TC_OK) {
         tc_tensor_release(grad_x);
