@@ -7,6 +7,8 @@
  */
 #include "json.h"
 
+#include "utf8.h"
+
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -129,53 +131,6 @@ static bool read_hex4(parser *p, unsigned *out) {
     return true;
 }
 
-static size_t encode_utf8(unsigned code, char *out) {
-    if (code < 0x80) {
-        out[0] = (char)code;
-        return 1;
-    }
-    if (code < 0x800) {
-        out[0] = (char)(0xC0 | (code >> 6));
-        out[1] = (char)(0x80 | (code & 0x3F));
-        return 2;
-    }
-    if (code < 0x10000) {
-        out[0] = (char)(0xE0 | (code >> 12));
-        out[1] = (char)(0x80 | ((code >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (code & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (code >> 18));
-    out[1] = (char)(0x80 | ((code >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((code >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (code & 0x3F));
-    return 4;
-}
-
-/* Length of the valid UTF-8 sequence starting at s (at most `available`
- * bytes), or 0 when it is not valid. */
-static size_t utf8_sequence_length(const unsigned char *s, size_t available) {
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char low = 0x80, high = 0xBF;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) low = 0xA0;
-        if (c == 0xED) high = 0x9F; /* no encoded surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) low = 0x90;
-        if (c == 0xF4) high = 0x8F;
-    } else return 0;
-    if (available < n) return 0;
-    if (s[1] < low || s[1] > high) return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return n;
-}
-
 /* Reads a string starting at the opening quote into a fresh buffer. */
 static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
     size_t start = p->position;
@@ -243,7 +198,7 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
                     }
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
                 }
-                n = encode_utf8(code, decoded);
+                n = tc_utf8_encode(code, (unsigned char *)decoded);
                 break;
             }
             default:
@@ -264,8 +219,9 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
         while (p->position < p->length) {
             unsigned char d = p->text[p->position];
             if (d == '"' || d == '\\' || d < 0x20) break;
-            size_t n = utf8_sequence_length(p->text + p->position, p->length - p->position);
-            if (n == 0) {
+            uint32_t code;
+            size_t n = tc_utf8_decode(p->text + p->position, p->length - p->position, &code);
+            if (code == TC_UTF8_INVALID) {
                 free(b.data);
                 return fail_at(p, p->position, "invalid UTF-8 in a string");
             }
@@ -599,14 +555,7 @@ const char *tc_json_type_name(tc_json_type type) {
 }
 
 bool tc_json_valid_utf8(const char *text, size_t length) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < length) {
-        size_t n = utf8_sequence_length(s + i, length - i);
-        if (n == 0) return false;
-        i += n;
-    }
-    return true;
+    return tc_utf8_invalid_at((const unsigned char *)text, length) == SIZE_MAX;
 }
 
 /* ---- writer ---- */
