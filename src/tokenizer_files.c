@@ -48,6 +48,12 @@ static void write_quoted(FILE *f, const unsigned char *s, size_t len) {
     fputc('"', f);
 }
 
+static int hex_digit(unsigned c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
 
 /* Writes the text form:
  *   tricycle-tokenizer 1
@@ -129,6 +135,20 @@ static tc_status load_error(load_state *st, const char *format, ...) {
 
 static bool load_next(load_state *st) { return next_line(&st->lines, &st->line, &st->line_len); }
 
+/* Parses a decimal int32 at s[*at] (no sign), advancing *at. */
+static bool parse_int(const unsigned char *s, size_t len, size_t *at, int32_t *value) {
+    size_t i = *at;
+    int64_t v = 0;
+    if (i >= len || s[i] < '0' || s[i] > '9') return false;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        v = v * 10 + (s[i] - '0');
+        if (v > INT32_MAX) return false;
+        i++;
+    }
+    *value = (int32_t)v;
+    *at = i;
+    return true;
+}
 
 /* The line must be `keyword N`. */
 static tc_status load_count(load_state *st, const char *keyword, int32_t *count) {

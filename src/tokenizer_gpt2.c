@@ -3,12 +3,12 @@
  */
 #include "tokenizer_internal.h"
 
+#include "json.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- GPT-2 files -------------------------------------------------------- */
 
 /* GPT-2 writes each byte as one character: the printable bytes ! to ~,
  * U+00A1 to U+00AC and U+00AE to U+00FF as themselves, the other 68 bytes
@@ -24,136 +24,26 @@ static void gpt2_alphabet(int16_t byte_of[GPT2_ALPHABET_END]) {
     }
 }
 
-typedef struct json_reader {
-    tc_context *ctx;
-    const char *fn;
-    const char *path;
-    const unsigned char *s;
-    size_t n, at;
-    int line;
-    size_t line_start;
-} json_reader;
-
-static tc_status json_error_at(json_reader *r, size_t at, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static tc_status json_error_at(json_reader *r, size_t at, const char *format, ...) {
-    char message[512];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
-    va_end(args);
-    return tc_fail(r->ctx, TC_ERROR_FORMAT, "%s: %s:%d:%zu: %s", r->fn, r->path, r->line,
-                   at >= r->line_start ? at - r->line_start + 1 : 1, message);
-}
-
-static void json_skip_space(json_reader *r) {
-    while (r->at < r->n) {
-        unsigned c = r->s[r->at];
-        if (c == '\n') {
-            r->line++;
-            r->line_start = r->at + 1;
-        } else if (c != ' ' && c != '\t' && c != '\r') {
-            break;
-        }
-        r->at++;
-    }
-}
-
-static tc_status json_expect(json_reader *r, char c, const char *what) {
-    json_skip_space(r);
-    if (r->at >= r->n) return json_error_at(r, r->at, "the file ends where %s should be (truncated?)", what);
-    if (r->s[r->at] != (unsigned char)c)
-        return json_error_at(r, r->at, "expected %s, found '%c'", what,
-                             r->s[r->at] >= 0x20 && r->s[r->at] < 0x7F ? r->s[r->at] : '?');
-    r->at++;
-    return TC_OK;
-}
-
-static int json_hex4(const unsigned char *s) {
-    int v = 0;
-    for (int k = 0; k < 4; k++) {
-        int d = hex_digit(s[k]);
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* Reads a JSON string (the opening quote at r->at) as UTF-8 into *buffer. */
-static tc_status json_string(json_reader *r, unsigned char **buffer, size_t *len, size_t *capacity) {
-    size_t start = r->at;
-    r->at++;
-    *len = 0;
-    for (;;) {
-        if (r->at >= r->n) return json_error_at(r, start, "string not closed before the end of the file (truncated?)");
-        if (!reserve((void **)buffer, capacity, *len + 4, 1))
-            return tc_fail(r->ctx, TC_ERROR_MEMORY, "%s: out of memory reading '%s'", r->fn, r->path);
-        unsigned c = r->s[r->at];
-        if (c == '"') {
-            r->at++;
-            return TC_OK;
-        }
-        if (c < 0x20) return json_error_at(r, r->at, "control byte 0x%02x inside a string (must be escaped)", c);
-        if (c != '\\') {
-            (*buffer)[(*len)++] = (unsigned char)c;
-            r->at++;
-            continue;
-        }
-        if (r->at + 1 >= r->n) return json_error_at(r, r->at, "the file ends inside an escape (truncated?)");
-        unsigned e = r->s[r->at + 1];
-        const char *simple = strchr("\"\\/bfnrt", (int)e);
-        if (e != 0 && simple) {
-            static const char replacement[] = "\"\\/\b\f\n\r\t";
-            (*buffer)[(*len)++] = (unsigned char)replacement[simple - "\"\\/bfnrt"];
-            r->at += 2;
-            continue;
-        }
-        if (e != 'u') return json_error_at(r, r->at, "unknown escape '\\%c'", e >= 0x20 && e < 0x7F ? (int)e : '?');
-        int unit = r->at + 6 <= r->n ? json_hex4(r->s + r->at + 2) : -1;
-        if (unit < 0) return json_error_at(r, r->at, "\\u must be followed by four hex digits");
-        uint32_t cp = (uint32_t)unit;
-        size_t escape_at = r->at;
-        r->at += 6;
-        if (unit >= 0xDC00 && unit <= 0xDFFF)
-            return json_error_at(r, escape_at, "\\u%04X is a low surrogate without a high surrogate before it", unit);
-        if (unit >= 0xD800 && unit <= 0xDBFF) {
-            int low =
-                r->at + 6 <= r->n && r->s[r->at] == '\\' && r->s[r->at + 1] == 'u' ? json_hex4(r->s + r->at + 2) : -1;
-            if (low < 0xDC00 || low > 0xDFFF)
-                return json_error_at(r, escape_at, "\\u%04X is a high surrogate without a low surrogate after it",
-                                     unit);
-            cp = 0x10000 + (((uint32_t)unit - 0xD800) << 10) + ((uint32_t)low - 0xDC00);
-            r->at += 6;
-        }
-        *len += tc_utf8_encode(cp, *buffer + *len);
-    }
-}
-
-/* Turns a GPT-2 token string (UTF-8) into its bytes, in place; fails with
+/* Turns a GPT-2 token string (UTF-8) into its bytes in out (which may be s:
+ * it is never longer), or only counts them when out is NULL; fails with
  * the offending character in *bad. */
-static bool gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], unsigned char *s, size_t *len, uint32_t *bad) {
-    size_t out = 0;
-    for (size_t i = 0; i < *len;) {
+static bool gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], const unsigned char *s, size_t len,
+                             unsigned char *out, size_t *out_len, uint32_t *bad) {
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t l = tc_utf8_decode(s + i, *len - i, &cp);
+        size_t l = tc_utf8_decode(s + i, len - i, &cp);
         if (cp >= GPT2_ALPHABET_END || byte_of[cp] < 0) {
             *bad = cp;
             return false;
         }
-        s[out++] = (unsigned char)byte_of[cp];
+        if (out) out[n] = (unsigned char)byte_of[cp];
+        n++;
         i += l;
     }
-    *len = out;
+    *out_len = n;
     return true;
 }
-
-typedef struct vocab_entry {
-    size_t offset, len; /* bytes in the pool */
-    int32_t id;
-    int line;
-    size_t column;
-} vocab_entry;
 
 static void describe_character(uint32_t cp, char *out, size_t size) {
     if (cp == TC_UTF8_INVALID)
@@ -162,155 +52,216 @@ static void describe_character(uint32_t cp, char *out, size_t size) {
         snprintf(out, size, "U+%04X", (unsigned)cp);
 }
 
-/* Parses vocab.json into entries whose bytes live in *pool. */
-static tc_status parse_vocab_json(json_reader *r, const int16_t byte_of[GPT2_ALPHABET_END], vocab_entry **entries,
-                                  size_t *count, unsigned char **pool) {
-    size_t capacity = 0, pool_len = 0, pool_capacity = 0, key_capacity = 0, key_len = 0;
-    unsigned char *key = NULL;
-    tc_status status = json_expect(r, '{', "'{' (vocab.json holds one object of token: id)");
-    json_skip_space(r);
-    bool empty = status == TC_OK && r->at < r->n && r->s[r->at] == '}';
-    if (empty) r->at++;
-    while (status == TC_OK && !empty) {
-        json_skip_space(r);
-        if (r->at >= r->n) {
-            status = json_error_at(r, r->at, "the file ends where a token string should be (truncated?)");
-            break;
-        }
-        if (r->s[r->at] != '"') {
-            status = json_error_at(r, r->at, "expected a token string in double quotes");
-            break;
-        }
-        int line = r->line;
-        size_t column = r->at - r->line_start + 1;
-        status = json_string(r, &key, &key_len, &key_capacity);
-        if (status != TC_OK) break;
-        uint32_t bad;
-        size_t text_len = key_len;
-        if (!gpt2_token_bytes(byte_of, key, &key_len, &bad)) {
-            char what[64];
-            describe_character(bad, what, sizeof what);
-            status = tc_fail(r->ctx, TC_ERROR_FORMAT,
-                             "%s: %s:%d:%zu: token \"%.*s\" holds %s, which is not in GPT-2's byte alphabet", r->fn,
-                             r->path, line, column, (int)(text_len > 40 ? 40 : text_len), (const char *)key, what);
-            break;
-        }
-        if (key_len == 0) {
-            status = json_error_at(r, r->at, "the empty string is not a token");
-            break;
-        }
-        status = json_expect(r, ':', "':' after the token string");
-        if (status != TC_OK) break;
-        json_skip_space(r);
-        size_t number_at = r->at;
-        int32_t id;
-        if (r->at < r->n && r->s[r->at] == '-') {
-            status = json_error_at(r, number_at, "token ids must not be negative");
-            break;
-        }
-        if (!parse_int(r->s, r->n, &r->at, &id)) {
-            status = json_error_at(r, number_at,
-                                   r->at < r->n ? "expected a token id (an integer below 2^31)"
-                                                : "the file ends where a token id should be (truncated?)");
-            break;
-        }
-        if (r->at < r->n && (r->s[r->at] == '.' || r->s[r->at] == 'e' || r->s[r->at] == 'E')) {
-            status = json_error_at(r, number_at, "token id is not an integer");
-            break;
-        }
-        if (!reserve((void **)entries, &capacity, *count + 1, sizeof **entries) ||
-            !reserve((void **)pool, &pool_capacity, pool_len + key_len, 1)) {
-            status = tc_fail(r->ctx, TC_ERROR_MEMORY, "%s: out of memory reading '%s'", r->fn, r->path);
-            break;
-        }
-        memcpy(*pool + pool_len, key, key_len);
-        (*entries)[(*count)++] = (vocab_entry){pool_len, key_len, id, line, column};
-        pool_len += key_len;
-        json_skip_space(r);
-        if (r->at >= r->n) {
-            status = json_error_at(r, r->at, "the file ends inside the object (truncated?)");
-        } else if (r->s[r->at] == ',') {
-            r->at++;
-        } else if (r->s[r->at] == '}') {
-            r->at++;
-            break;
-        } else {
-            status = json_error_at(r, r->at, "expected ',' or '}' after a token id");
-        }
+/* vocab.json's text (after a byte order mark), for messages that name a
+ * place in it as line:column. */
+typedef struct vocab_text {
+    tc_context *ctx;
+    const char *fn;
+    const char *path;
+    const unsigned char *s;
+    size_t n;
+} vocab_text;
+
+/* Line and column (in bytes), both from 1, of byte `offset`. */
+static void line_column(const vocab_text *v, size_t offset, int *line, size_t *column) {
+    int l = 1;
+    size_t line_start = 0;
+    const unsigned char *p = v->s, *end = v->s + offset;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        l++;
+        line_start = (size_t)(++p - v->s);
     }
-    free(key);
-    if (status != TC_OK) return status;
-    json_skip_space(r);
-    if (r->at < r->n) return json_error_at(r, r->at, "unexpected text after the closing '}'");
-    if (*count == 0) return json_error_at(r, r->at, "the vocabulary is empty");
+    *line = l;
+    *column = offset - line_start + 1;
+}
+
+static tc_status vocab_error(const vocab_text *v, size_t offset, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static tc_status vocab_error(const vocab_text *v, size_t offset, const char *format, ...) {
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    int line;
+    size_t column;
+    line_column(v, offset, &line, &column);
+    return tc_fail(v->ctx, TC_ERROR_FORMAT, "%s: %s:%d:%zu: %s", v->fn, v->path, line, column, message);
+}
+
+static char printable(unsigned c) { return c >= 0x20 && c < 0x7F ? (char)c : '?'; }
+
+/* The JSON reader's failure, in the words of this format. */
+static tc_status vocab_json_failure(const vocab_text *v, const tc_json_error *e) {
+    switch (e->problem) {
+    case TC_JSON_OUT_OF_MEMORY:
+        return tc_fail(v->ctx, TC_ERROR_MEMORY, "%s: out of memory reading '%s'", v->fn, v->path);
+    case TC_JSON_ENDS_EARLY:
+        if (e->string_offset != SIZE_MAX)
+            return vocab_error(v, e->string_offset, "string not closed before the end of the file (truncated?)");
+        return vocab_error(v, e->offset, "the file ends inside the object (truncated?)");
+    case TC_JSON_TRAILING_TEXT: return vocab_error(v, e->offset, "unexpected text after the closing '}'");
+    case TC_JSON_INVALID_UTF8: {
+        int line;
+        size_t column;
+        line_column(v, e->offset, &line, &column);
+        return vocab_error(v, e->string_offset, "a string holds a byte that is not valid UTF-8 (0x%02x at column %zu)",
+                           v->s[e->offset], column);
+    }
+    case TC_JSON_MALFORMED: break;
+    }
+    return vocab_error(v, e->offset, "%s", e->message);
+}
+
+/* The id a member gives its token: a JSON integer from 0 to 2^31 - 1. */
+static tc_status vocab_id(const vocab_text *v, const tc_json *value, int32_t *id) {
+    if (v->s[value->offset] == '-') return vocab_error(v, value->offset, "token ids must not be negative");
+    if (value->type == TC_JSON_DOUBLE) {
+        size_t end = value->offset;
+        while (end < v->n && v->s[end] >= '0' && v->s[end] <= '9') end++;
+        bool fraction = end < v->n && (v->s[end] == '.' || v->s[end] == 'e' || v->s[end] == 'E');
+        if (fraction) return vocab_error(v, value->offset, "token id is not an integer");
+    }
+    if (value->type != TC_JSON_INTEGER || value->as.integer > INT32_MAX)
+        return vocab_error(v, value->offset, "expected a token id (an integer below 2^31)");
+    *id = (int32_t)value->as.integer;
     return TC_OK;
 }
 
-static int compare_entry_ids(const void *a, const void *b) {
-    const vocab_entry *x = a, *y = b;
-    if (x->id != y->id) return (x->id > y->id) - (x->id < y->id);
-    return (x->offset > y->offset) - (x->offset < y->offset); /* file order */
+/* Checks vocab.json's members (in file order: the first problem in the file
+ * is the one reported), and gives each member's id and its token's length
+ * in bytes. */
+static tc_status vocab_members(const vocab_text *v, const tc_json *root, const int16_t byte_of[GPT2_ALPHABET_END],
+                               int32_t *ids, size_t *lengths) {
+    for (size_t m = 0; m < root->as.object.count; m++) {
+        const tc_json_member *member = &root->as.object.members[m];
+        const unsigned char *key = (const unsigned char *)member->key;
+        uint32_t bad;
+        if (!gpt2_token_bytes(byte_of, key, member->key_length, NULL, &lengths[m], &bad)) {
+            char what[64];
+            describe_character(bad, what, sizeof what);
+            return vocab_error(v, member->key_offset, "token \"%.*s\" holds %s, which is not in GPT-2's byte alphabet",
+                               (int)(member->key_length > 40 ? 40 : member->key_length), member->key, what);
+        }
+        if (lengths[m] == 0) return vocab_error(v, member->key_offset, "the empty string is not a token");
+        TC_TRY(vocab_id(v, &member->value, &ids[m]));
+    }
+    return TC_OK;
 }
 
-/* Fills tok's tokens from the text of vocab.json and indexes them by bytes
- * in *by_bytes. */
+/* Ids must run from 0 to count - 1, each once. The first id (in id order)
+ * that is used twice or missing is reported, as a sort by id would find it;
+ * the members of ids 0..count-1 in id order land in *member_of. */
+static tc_status vocab_ids_complete(const vocab_text *v, const tc_json *root, const int32_t *ids,
+                                    int32_t *member_of) {
+    size_t count = root->as.object.count;
+    int32_t *second = malloc(count * sizeof *second);
+    if (!second) return tc_fail(v->ctx, TC_ERROR_MEMORY, "%s: out of memory for %zu tokens", v->fn, count);
+    for (size_t i = 0; i < count; i++) member_of[i] = second[i] = NO_ID;
+    for (size_t m = 0; m < count; m++) {
+        size_t id = (size_t)ids[m];
+        if (id >= count) continue; /* then some id below count is missing */
+        if (member_of[id] == NO_ID) {
+            member_of[id] = (int32_t)m;
+        } else if (second[id] == NO_ID) {
+            second[id] = (int32_t)m;
+        }
+    }
+    tc_status status = TC_OK;
+    for (size_t id = 0; id < count && status == TC_OK; id++) {
+        if (member_of[id] == NO_ID) {
+            status = tc_fail(v->ctx, TC_ERROR_FORMAT,
+                             "%s: '%s': ids must run from 0 to %zu without gaps, but id %zu is missing", v->fn,
+                             v->path, count - 1, id);
+        } else if (second[id] != NO_ID) {
+            int line;
+            size_t column;
+            line_column(v, root->as.object.members[member_of[id]].key_offset, &line, &column);
+            status = vocab_error(v, root->as.object.members[second[id]].key_offset,
+                                 "id %zu is used twice (also at line %d, column %zu)", id, line, column);
+        }
+    }
+    free(second);
+    return status;
+}
+
+/* Fills tok's tokens from the text of vocab.json (read by json.c, each
+ * token's id checked here) and indexes them by bytes in *by_bytes. */
 static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *path, const unsigned char *data,
                                  size_t len, const int16_t byte_of[GPT2_ALPHABET_END], bytes_map *by_bytes) {
     tc_context *ctx = tok->ctx;
     size_t bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-    json_reader r = {ctx, fn, path, data, len, bom, 1, bom};
-    vocab_entry *entries = NULL;
-    size_t count = 0;
-    unsigned char *pool = NULL;
-    tc_status status = parse_vocab_json(&r, byte_of, &entries, &count, &pool);
-    if (status == TC_OK) {
-        qsort(entries, count, sizeof *entries, compare_entry_ids);
-        for (size_t i = 0; i < count && status == TC_OK; i++) {
-            if (i > 0 && entries[i].id == entries[i - 1].id)
-                status = tc_fail(
-                    ctx, TC_ERROR_FORMAT, "%s: %s:%d:%zu: id %d is used twice (also at line %d, column %zu)", fn, path,
-                    entries[i].line, entries[i].column, (int)entries[i].id, entries[i - 1].line, entries[i - 1].column);
-            else if ((size_t)entries[i].id != i)
-                status = tc_fail(ctx, TC_ERROR_FORMAT,
-                                 "%s: '%s': ids must run from 0 to %zu without gaps, but id %zu is missing", fn, path,
-                                 count - 1, i);
-        }
+    vocab_text v = {ctx, fn, path, data + bom, len - bom};
+    size_t first = 0;
+    while (first < v.n && (v.s[first] == ' ' || v.s[first] == '\t' || v.s[first] == '\n' || v.s[first] == '\r'))
+        first++;
+    if (first == v.n)
+        return vocab_error(&v, first, "the file ends where '{' (vocab.json holds one object of token: id) should be "
+                                      "(truncated?)");
+    if (v.s[first] != '{')
+        return vocab_error(&v, first, "expected '{' (vocab.json holds one object of token: id), found '%c'",
+                           printable(v.s[first]));
+    /* Keys repeated are tokens repeated, reported below with both ids. */
+    const tc_json_options options = {0, true};
+    tc_json *root;
+    tc_json_error error;
+    if (!tc_json_parse_with((const char *)v.s, v.n, &options, &root, &error)) return vocab_json_failure(&v, &error);
+    size_t count = root->as.object.count;
+    if (count == 0) {
+        tc_json_free(root);
+        return vocab_error(&v, v.n, "the vocabulary is empty");
     }
+    int32_t *ids = malloc(count * sizeof *ids), *member_of = malloc(count * sizeof *member_of);
+    size_t *lengths = malloc(count * sizeof *lengths);
+    tc_status status = TC_OK;
+    if (!ids || !member_of || !lengths)
+        status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory for %zu tokens", fn, count);
+    if (status == TC_OK) status = vocab_members(&v, root, byte_of, ids, lengths);
+    if (status == TC_OK) status = vocab_ids_complete(&v, root, ids, member_of);
     if (status == TC_OK) {
         tok->vocab_size = (int32_t)count;
         tok->token_offset = malloc((count + 1) * sizeof *tok->token_offset);
         size_t total = 0;
-        for (size_t i = 0; i < count; i++) total += entries[i].len;
+        for (size_t m = 0; m < count; m++) total += lengths[m];
         tok->token_bytes = malloc(total ? total : 1);
         if (!tok->token_offset || !tok->token_bytes || !bytes_map_init(by_bytes, count))
             status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory for %zu tokens", fn, count);
     }
     if (status == TC_OK) {
         size_t at = 0;
-        for (size_t i = 0; i < count; i++) {
-            tok->token_offset[i] = at;
-            memcpy(tok->token_bytes + at, pool + entries[i].offset, entries[i].len);
-            at += entries[i].len;
+        for (size_t id = 0; id < count; id++) {
+            const tc_json_member *member = &root->as.object.members[member_of[id]];
+            uint32_t bad;
+            size_t l;
+            tok->token_offset[id] = at;
+            gpt2_token_bytes(byte_of, (const unsigned char *)member->key, member->key_length, tok->token_bytes + at,
+                             &l, &bad);
+            at += l;
         }
         tok->token_offset[count] = at;
-        for (size_t i = 0; i < count && status == TC_OK; i++) {
-            const unsigned char *s = token_data(tok, (int32_t)i);
-            size_t l = token_length(tok, (int32_t)i);
+        for (size_t id = 0; id < count && status == TC_OK; id++) {
+            const unsigned char *s = token_data(tok, (int32_t)id);
+            size_t l = token_length(tok, (int32_t)id);
             uint64_t hash = hash_bytes(s, l);
             int32_t e = bytes_map_find(by_bytes, s, l, hash);
             if (e != NO_ID) {
-                const vocab_entry *first = &entries[by_bytes->entries[e].value];
-                status = tc_fail(ctx, TC_ERROR_FORMAT,
-                                 "%s: %s:%d:%zu: token with id %d repeats the token with id %d (line %d, column %zu)",
-                                 fn, path, entries[i].line, entries[i].column, (int)i, (int)first->id, first->line,
-                                 first->column);
-            } else if (bytes_map_add(by_bytes, s, l, hash, (int32_t)i) == NO_ID) {
+                int32_t first_id = by_bytes->entries[e].value;
+                int line;
+                size_t column;
+                line_column(&v, root->as.object.members[member_of[first_id]].key_offset, &line, &column);
+                status = vocab_error(&v, root->as.object.members[member_of[id]].key_offset,
+                                     "token with id %zu repeats the token with id %d (line %d, column %zu)", id,
+                                     (int)first_id, line, column);
+            } else if (bytes_map_add(by_bytes, s, l, hash, (int32_t)id) == NO_ID) {
                 status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory for %zu tokens", fn, count);
             }
         }
     }
-    free(entries);
-    free(pool);
+    free(ids);
+    free(member_of);
+    free(lengths);
+    tc_json_free(root);
     return status;
 }
 
@@ -340,20 +291,19 @@ static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char 
                              lines.line, (int)(line_len > 60 ? 60 : line_len), (const char *)line);
             break;
         }
-        if (!reserve((void **)&scratch, &scratch_capacity, 2 * line_len, 1)) {
+        if (!reserve((void **)&scratch, &scratch_capacity, line_len, 1)) {
             status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", fn);
             break;
         }
         int32_t ids[3];
         const unsigned char *parts[2] = {line, space + 1};
         size_t part_len[2] = {left_len, right_len};
-        size_t joined = 0;
+        size_t joined = 0; /* the two tokens' bytes, one after the other, in scratch */
         for (int k = 0; k < 2 && status == TC_OK; k++) {
-            unsigned char *bytes = scratch + line_len + joined;
-            size_t l = part_len[k];
-            memcpy(bytes, parts[k], l);
+            unsigned char *bytes = scratch + joined;
+            size_t l;
             uint32_t bad;
-            if (!gpt2_token_bytes(byte_of, bytes, &l, &bad)) {
+            if (!gpt2_token_bytes(byte_of, parts[k], part_len[k], bytes, &l, &bad)) {
                 char what[64];
                 describe_character(bad, what, sizeof what);
                 status = tc_fail(ctx, TC_ERROR_FORMAT,
@@ -365,7 +315,6 @@ static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char 
             if (ids[k] == NO_ID)
                 status = tc_fail(ctx, TC_ERROR_FORMAT, "%s: %s:%d: token \"%.*s\" is not in the vocabulary", fn, path,
                                  lines.line, (int)part_len[k], (const char *)parts[k]);
-            memmove(scratch + joined, bytes, l);
             joined += l;
         }
         if (status != TC_OK) break;

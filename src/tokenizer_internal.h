@@ -31,28 +31,6 @@
 #define PREFETCH(address) __builtin_prefetch(address)
 #else
 #define PREFETCH(address) ((void)(address))
-static inline int hex_digit(unsigned c) {
-    if (c >= '0' && c <= '9') return (int)(c - '0');
-    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* Parses a decimal int32 at s[*at] (no sign), advancing *at. */
-static inline bool parse_int(const unsigned char *s, size_t len, size_t *at, int32_t *value) {
-    size_t i = *at;
-    int64_t v = 0;
-    if (i >= len || s[i] < '0' || s[i] > '9') return false;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        v = v * 10 + (s[i] - '0');
-        if (v > INT32_MAX) return false;
-        i++;
-    }
-    *value = (int32_t)v;
-    *at = i;
-    return true;
-}
-
 #endif
 #define PREFETCH_AHEAD 8
 
@@ -121,29 +99,6 @@ static inline bool next_line(line_reader *r, const unsigned char **start, size_t
     if (l > 0 && s[l - 1] == '\r') l--;
     *start = s;
     *len = l;
-    return true;
-}
-
-
-static inline int hex_digit(unsigned c) {
-    if (c >= '0' && c <= '9') return (int)(c - '0');
-    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* Parses a decimal int32 at s[*at] (no sign), advancing *at. */
-static inline bool parse_int(const unsigned char *s, size_t len, size_t *at, int32_t *value) {
-    size_t i = *at;
-    int64_t v = 0;
-    if (i >= len || s[i] < '0' || s[i] > '9') return false;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        v = v * 10 + (s[i] - '0');
-        if (v > INT32_MAX) return false;
-        i++;
-    }
-    *value = (int32_t)v;
-    *at = i;
     return true;
 }
 
