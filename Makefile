@@ -62,7 +62,7 @@ all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(B
 # Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend).
 module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB))
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/*.h src/unicode/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
 	$(say) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) -c $< -o $@
