@@ -357,6 +357,12 @@ return {
   { "a character tokenizer's encode of invalid UTF-8", function()
     Char.new("hello"):encode("h\255")
   end, { "encode: byte 0xff at byte offset 1 is not in the vocabulary" } },
+  { "split_incomplete_utf8 of nil", function()
+    tokenizer.split_incomplete_utf8(nil)
+  end, { "tokenizer.split_incomplete_utf8: bytes must be a string, got nil" } },
+  { "split_incomplete_utf8 of a number", function()
+    tokenizer.split_incomplete_utf8(42)
+  end, { "tokenizer.split_incomplete_utf8: bytes must be a string, got number" } },
   { "encode with a closed tokenizer", function()
     local tok = Char.new("ab")
     tok:close()
