@@ -29,14 +29,13 @@ typedef struct parser {
 } parser;
 
 /* Records the first failure (later ones are consequences of it). */
-static bool fail_with(parser *p, tc_json_problem problem, size_t offset, const char *format, va_list args) {
-    if (p->failed) return false;
+static void fail_with(parser *p, tc_json_problem problem, size_t offset, const char *format, va_list args) {
+    if (p->failed) return;
     p->failed = true;
     p->error->problem = problem;
     p->error->offset = offset;
     p->error->string_offset = p->string_start;
     vsnprintf(p->error->message, sizeof p->error->message, format, args);
-    return false;
 }
 
 __attribute__((format(printf, 4, 5))) static bool fail_as(parser *p, tc_json_problem problem, size_t offset,

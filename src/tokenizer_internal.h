@@ -73,8 +73,10 @@ tc_status tc_tokenizer_index(tc_tokenizer *tok, const char *where);
  * produce ids 256, 257, ... in order. */
 tc_status tc_tokenizer_tokens_from_merges(tc_tokenizer *tok, const char *where);
 
-/* End of the GPT-2 piece that starts at s[i] (i < n). */
-size_t tc_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
+/* End of the GPT-2 piece that starts at s[i] (i < n). Called once a piece:
+ * hidden, so that it is called directly, not through the shared library's
+ * table of exported functions. */
+__attribute__((visibility("hidden"))) size_t tc_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
 
 /* Reads a whole regular file (no FIFO, device or directory; at most
  * MAX_TEXT_BYTES); the buffer gets a NUL after the data. */

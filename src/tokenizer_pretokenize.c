@@ -32,8 +32,12 @@ static inline int ascii_class(unsigned c) {
     return CLASS_OTHER;
 }
 
-static int unicode_class(uint32_t cp) {
-    if (cp < 0x80) return ascii_class(cp);
+/* Class of the character that starts s[0..n) above ASCII (or of a byte
+ * that starts no character), its length in *len. Kept out of line so that
+ * the ASCII path of class_at stays small enough to inline. */
+static __attribute__((noinline)) int unicode_class_at(const unsigned char *s, size_t n, size_t *len) {
+    uint32_t cp;
+    *len = tc_utf8_decode(s, n, &cp);
     if (cp == TC_UTF8_INVALID) return CLASS_OTHER;
     if (in_ranges(space_ranges, sizeof space_ranges / sizeof space_ranges[0], cp)) return CLASS_SPACE;
     if (in_ranges(letter_ranges, sizeof letter_ranges / sizeof letter_ranges[0], cp)) return CLASS_LETTER;
@@ -48,9 +52,7 @@ static inline int class_at(const unsigned char *s, size_t n, size_t i, size_t *l
         *len = 1;
         return ascii_class(c);
     }
-    uint32_t cp;
-    *len = tc_utf8_decode(s + i, n - i, &cp);
-    return unicode_class(cp);
+    return unicode_class_at(s + i, n - i, len);
 }
 
 /* End of the GPT-2 piece that starts at s[i] (i < n). The alternatives of
