@@ -8,23 +8,6 @@
 
 #include "unicode/classes.h"
 
-enum { CLASS_OTHER = 0, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE };
-
-static bool in_ranges(const uint32_t (*ranges)[2], size_t count, uint32_t cp) {
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < ranges[mid][0]) {
-            hi = mid;
-        } else if (cp > ranges[mid][1]) {
-            lo = mid + 1;
-        } else {
-            return true;
-        }
-    }
-    return false;
-}
-
 static inline int ascii_class(unsigned c) {
     if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return CLASS_LETTER;
     if (c >= '0' && c <= '9') return CLASS_NUMBER;
@@ -32,27 +15,35 @@ static inline int ascii_class(unsigned c) {
     return CLASS_OTHER;
 }
 
-/* Class of the character that starts s[0..n) above ASCII (or of a byte
- * that starts no character), its length in *len. Kept out of line so that
- * the ASCII path of class_at stays small enough to inline. */
-static __attribute__((noinline)) int unicode_class_at(const unsigned char *s, size_t n, size_t *len) {
-    uint32_t cp;
-    *len = tc_utf8_decode(s, n, &cp);
-    if (cp == TC_UTF8_INVALID) return CLASS_OTHER;
-    if (in_ranges(space_ranges, sizeof space_ranges / sizeof space_ranges[0], cp)) return CLASS_SPACE;
-    if (in_ranges(letter_ranges, sizeof letter_ranges / sizeof letter_ranges[0], cp)) return CLASS_LETTER;
-    if (in_ranges(number_ranges, sizeof number_ranges / sizeof number_ranges[0], cp)) return CLASS_NUMBER;
+/* Class of a code point above ASCII: one binary search of the generated
+ * ranges (TC_UTF8_INVALID, past them all, is CLASS_OTHER). Out of line,
+ * with class_at always inline: the loops over text, mostly ASCII, then make
+ * no call for an ASCII character. */
+static __attribute__((noinline)) int unicode_class(uint32_t cp) {
+    size_t lo = 0, hi = sizeof class_ranges / sizeof class_ranges[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < class_ranges[mid][0]) {
+            hi = mid;
+        } else if (cp > class_ranges[mid][1]) {
+            lo = mid + 1;
+        } else {
+            return (int)class_ranges[mid][2];
+        }
+    }
     return CLASS_OTHER;
 }
 
 /* Class of the character at s[i] (i < n), its length in *len. */
-static inline int class_at(const unsigned char *s, size_t n, size_t i, size_t *len) {
+static inline __attribute__((always_inline)) int class_at(const unsigned char *s, size_t n, size_t i, size_t *len) {
     unsigned c = s[i];
     if (c < 0x80) {
         *len = 1;
         return ascii_class(c);
     }
-    return unicode_class_at(s + i, n - i, len);
+    uint32_t cp;
+    *len = tc_utf8_decode(s + i, n - i, &cp);
+    return unicode_class(cp);
 }
 
 /* End of the GPT-2 piece that starts at s[i] (i < n). The alternatives of
