@@ -7,6 +7,7 @@
  *   tokenizer_encode.c       BPE and character encoding
  *   tokenizer_files.c        our tokenizer file: save, load, serialize, deserialize
  *   tokenizer_gpt2.c         GPT-2's vocab.json and merges.txt
+ *   (tokenizer_batch.c       encoding on threads, through the public API only)
  *
  * Inside, a tokenizer is a table of tokens (byte strings, by id) and, for
  * BPE, a list of merges in rank order, each `left right -> result`. The
