@@ -191,6 +191,7 @@ static tc_status vocab_ids_complete(const vocab_text *v, const tc_json *root, co
 static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *path, const unsigned char *data,
                                  size_t len, const int16_t byte_of[GPT2_ALPHABET_END], bytes_map *by_bytes) {
     tc_context *ctx = tok->ctx;
+    if (!data) data = (const unsigned char *)""; /* an empty text from memory */
     size_t bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     vocab_text v = {ctx, fn, path, data + bom, len - bom};
     size_t first = 0;
