@@ -84,7 +84,7 @@ all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(B
 # and the MPI glue comes along when mpicc is found).
 module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB)) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/*.h src/unicode/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
 	$(say) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) -c $< -o $@

@@ -118,24 +118,10 @@ end
 -- an incomplete UTF-8 tail until the next token completes it.
 local pending = ""
 local function emit(id)
-  local text = pending .. tok:decode_bytes({ id })
-  local cut = #text
-  -- find where a trailing incomplete sequence starts
-  for back = 1, math.min(3, #text) do
-    local byte = text:byte(#text - back + 1)
-    if byte >= 0xC0 then
-      local need = byte >= 0xF0 and 4 or byte >= 0xE0 and 3 or 2
-      if back < need then
-        cut = #text - back
-      end
-      break
-    elseif byte < 0x80 then
-      break
-    end
-  end
-  io.write(text:sub(1, cut))
+  local complete
+  complete, pending = tokenizer_module.split_incomplete_utf8(pending .. tok:decode_bytes({ id }))
+  io.write(complete)
   io.flush()
-  pending = text:sub(cut + 1)
 end
 
 io.write(prompt)

@@ -253,6 +253,32 @@ describe("tricycle.tokenizer", function()
     end)
   end)
 
+  describe("split_incomplete_utf8", function()
+    it("holds back a character cut short, to print streamed bytes whole", function()
+      local split = tokenizer.split_incomplete_utf8
+      assert.are.same({ "ab", "\xE2\x82" }, { split("ab\xE2\x82") })
+      assert.are.same({ "ab\u{20AC}", "" }, { split("ab\u{20AC}") })
+      assert.are.same({ "", "\xF0\x9F\x98" }, { split("\xF0\x9F\x98") })
+      assert.are.same({ "", "" }, { split("") })
+      -- bytes that can never become a character are not held back
+      assert.are.same({ "a\xC0", "" }, { split("a\xC0") })
+      assert.are.same({ "\xED\xA0", "" }, { split("\xED\xA0") })
+      assert.are.same({ "\x80\x80\x80", "" }, { split("\x80\x80\x80") })
+      -- token by token, the printed bytes are the decoded text, and every piece printed is valid UTF-8
+      local text = "caf\u{E9} \u{20AC}5 \u{1F600}!"
+      local tok = BPETokenizer.train(text, { vocab_size = 256 })
+      local printed, pending = {}, ""
+      for _, id in ipairs(tok:encode(text)) do
+        local complete
+        complete, pending = split(pending .. tok:decode_bytes({ id }))
+        assert.is_truthy(utf8.len(complete))
+        printed[#printed + 1] = complete
+      end
+      assert.are.equal("", pending)
+      assert.are.equal(text, table.concat(printed))
+    end)
+  end)
+
   describe("lifetime", function()
     it("closes once, by :close() or a <close> variable", function()
       local tok = CharTokenizer.new("ab")

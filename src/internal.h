@@ -299,7 +299,7 @@ void *tc_tensor_data_at_offset(const tc_tensor *t);
 /* A fresh contiguous copy of t with the same dtype; not on the tape. */
 tc_status tc_contiguous_copy(const tc_tensor *t, tc_tensor **out);
 
-/* ---- files from memory (io_safetensors.c, tokenizer.c) ----
+/* ---- files from memory (io_safetensors.c, tokenizer_gpt2.c) ----
  * The file readers on bytes already in memory, for tests and fuzzing: the
  * same checks and messages as the path-based calls (which read the file
  * and share the code), with `name` standing for the path. */

@@ -7,6 +7,8 @@
  */
 #include "json.h"
 
+#include "utf8.h"
+
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -20,22 +22,41 @@ typedef struct parser {
     size_t position;
     int depth;
     int max_depth;
-    char *error;
-    size_t error_size;
+    bool allow_duplicate_keys;
+    size_t string_start; /* the opening quote of the string being read, SIZE_MAX outside strings */
+    tc_json_error *error;
     bool failed;
 } parser;
 
-__attribute__((format(printf, 3, 4))) static bool fail_at(parser *p, size_t offset, const char *format, ...) {
-    if (p->failed) return false;
+/* Records the first failure (later ones are consequences of it). */
+static void fail_with(parser *p, tc_json_problem problem, size_t offset, const char *format, va_list args) {
+    if (p->failed) return;
     p->failed = true;
-    if (!p->error || p->error_size == 0) return false;
-    int n = snprintf(p->error, p->error_size, "at byte %zu: ", offset);
-    if (n < 0 || (size_t)n >= p->error_size) return false;
+    p->error->problem = problem;
+    p->error->offset = offset;
+    p->error->string_offset = p->string_start;
+    vsnprintf(p->error->message, sizeof p->error->message, format, args);
+}
+
+__attribute__((format(printf, 4, 5))) static bool fail_as(parser *p, tc_json_problem problem, size_t offset,
+                                                          const char *format, ...) {
     va_list args;
     va_start(args, format);
-    vsnprintf(p->error + n, p->error_size - (size_t)n, format, args);
+    fail_with(p, problem, offset, format, args);
     va_end(args);
     return false;
+}
+
+__attribute__((format(printf, 3, 4))) static bool fail_at(parser *p, size_t offset, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    fail_with(p, TC_JSON_MALFORMED, offset, format, args);
+    va_end(args);
+    return false;
+}
+
+static bool out_of_memory(parser *p, size_t offset) {
+    return fail_as(p, TC_JSON_OUT_OF_MEMORY, offset, "out of memory");
 }
 
 static void describe_byte(const parser *p, char *out, size_t size) {
@@ -51,7 +72,8 @@ static void describe_byte(const parser *p, char *out, size_t size) {
 static bool unexpected(parser *p, const char *expected) {
     char seen[32];
     describe_byte(p, seen, sizeof seen);
-    return fail_at(p, p->position, "expected %s, found %s", expected, seen);
+    return fail_as(p, p->position >= p->length ? TC_JSON_ENDS_EARLY : TC_JSON_MALFORMED, p->position,
+                   "expected %s, found %s", expected, seen);
 }
 
 static void skip_whitespace(parser *p) {
@@ -129,62 +151,16 @@ static bool read_hex4(parser *p, unsigned *out) {
     return true;
 }
 
-static size_t encode_utf8(unsigned code, char *out) {
-    if (code < 0x80) {
-        out[0] = (char)code;
-        return 1;
-    }
-    if (code < 0x800) {
-        out[0] = (char)(0xC0 | (code >> 6));
-        out[1] = (char)(0x80 | (code & 0x3F));
-        return 2;
-    }
-    if (code < 0x10000) {
-        out[0] = (char)(0xE0 | (code >> 12));
-        out[1] = (char)(0x80 | ((code >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (code & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (code >> 18));
-    out[1] = (char)(0x80 | ((code >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((code >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (code & 0x3F));
-    return 4;
-}
-
-/* Length of the valid UTF-8 sequence starting at s (at most `available`
- * bytes), or 0 when it is not valid. */
-static size_t utf8_sequence_length(const unsigned char *s, size_t available) {
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char low = 0x80, high = 0xBF;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) low = 0xA0;
-        if (c == 0xED) high = 0x9F; /* no encoded surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) low = 0x90;
-        if (c == 0xF4) high = 0x8F;
-    } else return 0;
-    if (available < n) return 0;
-    if (s[1] < low || s[1] > high) return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return n;
-}
-
 /* Reads a string starting at the opening quote into a fresh buffer. */
 static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
     size_t start = p->position;
+    p->string_start = start;
     p->position++; /* the quote */
     byte_buffer b = {0};
     for (;;) {
         if (p->position >= p->length) {
             free(b.data);
-            return fail_at(p, start, "unterminated string");
+            return fail_as(p, TC_JSON_ENDS_EARLY, start, "unterminated string");
         }
         unsigned char c = p->text[p->position];
         if (c == '"') {
@@ -199,7 +175,7 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
             size_t escape_at = p->position;
             if (p->position + 1 >= p->length) {
                 free(b.data);
-                return fail_at(p, start, "unterminated string");
+                return fail_as(p, TC_JSON_ENDS_EARLY, start, "unterminated string");
             }
             unsigned char e = p->text[p->position + 1];
             p->position += 2;
@@ -229,7 +205,10 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
                     if (p->length - p->position < 2 || p->text[p->position] != '\\' ||
                         p->text[p->position + 1] != 'u') {
                         free(b.data);
-                        return fail_at(p, escape_at, "high surrogate \\u%04X is not followed by a low one", code);
+                        return fail_at(p, escape_at,
+                                       "\\u%04X is a high surrogate without a low surrogate: it is not followed by a "
+                                       "low one",
+                                       code);
                     }
                     p->position += 2;
                     if (!read_hex4(p, &low)) {
@@ -238,12 +217,14 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
                     }
                     if (low < 0xDC00 || low > 0xDFFF) {
                         free(b.data);
-                        return fail_at(p, escape_at, "high surrogate \\u%04X is followed by \\u%04X, not a low one",
+                        return fail_at(p, escape_at,
+                                       "\\u%04X is a high surrogate without a low surrogate: it is followed by "
+                                       "\\u%04X, not a low one",
                                        code, low);
                     }
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
                 }
-                n = encode_utf8(code, decoded);
+                n = tc_utf8_encode(code, (unsigned char *)decoded);
                 break;
             }
             default:
@@ -253,7 +234,7 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
             }
             if (!bytes_reserve(&b, n)) {
                 free(b.data);
-                return fail_at(p, start, "out of memory");
+                return out_of_memory(p, start);
             }
             memcpy(b.data + b.length, decoded, n);
             b.length += n;
@@ -264,28 +245,30 @@ static bool parse_string_raw(parser *p, char **out, size_t *out_length) {
         while (p->position < p->length) {
             unsigned char d = p->text[p->position];
             if (d == '"' || d == '\\' || d < 0x20) break;
-            size_t n = utf8_sequence_length(p->text + p->position, p->length - p->position);
-            if (n == 0) {
+            uint32_t code;
+            size_t n = tc_utf8_decode(p->text + p->position, p->length - p->position, &code);
+            if (code == TC_UTF8_INVALID) {
                 free(b.data);
-                return fail_at(p, p->position, "invalid UTF-8 in a string");
+                return fail_as(p, TC_JSON_INVALID_UTF8, p->position, "invalid UTF-8 in a string");
             }
             p->position += n;
         }
         size_t run = p->position - run_start;
         if (!bytes_reserve(&b, run)) {
             free(b.data);
-            return fail_at(p, start, "out of memory");
+            return out_of_memory(p, start);
         }
         memcpy(b.data + b.length, p->text + run_start, run);
         b.length += run;
     }
     if (!bytes_reserve(&b, 0)) {
         free(b.data);
-        return fail_at(p, start, "out of memory");
+        return out_of_memory(p, start);
     }
     b.data[b.length] = '\0';
     *out = b.data;
     *out_length = b.length;
+    p->string_start = SIZE_MAX;
     return true;
 }
 
@@ -354,7 +337,7 @@ static bool parse_number(parser *p, tc_json *value) {
     size_t n = i - start;
     char small[64];
     char *copy = n < sizeof small ? small : malloc(n + 1);
-    if (!copy) return fail_at(p, start, "out of memory");
+    if (!copy) return out_of_memory(p, start);
     memcpy(copy, p->text + start, n);
     copy[n] = '\0';
     const struct lconv *locale = localeconv();
@@ -396,12 +379,13 @@ static bool check_duplicate_keys(parser *p, const tc_json *object) {
         return true;
     }
     tc_json_member **sorted = malloc(count * sizeof *sorted);
-    if (!sorted) return fail_at(p, object->offset, "out of memory");
+    if (!sorted) return out_of_memory(p, object->offset);
     for (size_t i = 0; i < count; i++) sorted[i] = &object->as.object.members[i];
     qsort(sorted, count, sizeof *sorted, compare_member_keys);
     for (size_t i = 1; i < count; i++) {
         if (!compare_member_keys(&sorted[i - 1], &sorted[i])) {
-            const tc_json_member *later = sorted[i]->value.offset > sorted[i - 1]->value.offset ? sorted[i] : sorted[i - 1];
+            const tc_json_member *later =
+                sorted[i]->value.offset > sorted[i - 1]->value.offset ? sorted[i] : sorted[i - 1];
             bool ok = fail_at(p, later->value.offset, "duplicate key \"%s\" in an object", later->key);
             free(sorted);
             return ok;
@@ -428,7 +412,7 @@ static bool parse_array(parser *p, tc_json *value) {
         if (value->as.array.count == capacity) {
             size_t grown = capacity ? capacity * 2 : 4;
             tc_json *items = realloc(value->as.array.items, grown * sizeof *items);
-            if (!items) return fail_at(p, p->position, "out of memory");
+            if (!items) return out_of_memory(p, p->position);
             value->as.array.items = items;
             capacity = grown;
         }
@@ -472,13 +456,14 @@ static bool parse_object(parser *p, tc_json *value) {
         if (value->as.object.count == capacity) {
             size_t grown = capacity ? capacity * 2 : 4;
             tc_json_member *members = realloc(value->as.object.members, grown * sizeof *members);
-            if (!members) return fail_at(p, p->position, "out of memory");
+            if (!members) return out_of_memory(p, p->position);
             value->as.object.members = members;
             capacity = grown;
         }
         tc_json_member *member = &value->as.object.members[value->as.object.count];
         member->key = NULL;
         member->key_length = 0;
+        member->key_offset = p->position;
         member->value.type = TC_JSON_NULL;
         member->value.offset = p->position;
         if (!parse_string_raw(p, &member->key, &member->key_length)) return false;
@@ -500,7 +485,7 @@ static bool parse_object(parser *p, tc_json *value) {
         return unexpected(p, "',' or '}' in an object");
     }
     p->depth--;
-    return check_duplicate_keys(p, value);
+    return p->allow_duplicate_keys || check_duplicate_keys(p, value);
 }
 
 static bool match_word(parser *p, const char *word) {
@@ -553,19 +538,29 @@ static bool parse_value(parser *p, tc_json *value) {
     return unexpected(p, "a value (object, array, string, number, true, false or null)");
 }
 
-bool tc_json_parse(const char *text, size_t length, int max_depth, tc_json **out, char *error, size_t error_size) {
+bool tc_json_parse_with(const char *text, size_t length, const tc_json_options *options, tc_json **out,
+                        tc_json_error *error) {
     *out = NULL;
-    if (error && error_size) error[0] = '\0';
-    parser p = {(const unsigned char *)text, length, 0, 0, max_depth > 0 ? max_depth : TC_JSON_DEFAULT_DEPTH,
-                error, error_size, false};
+    tc_json_error ignored;
+    parser p = {(const unsigned char *)text, length, 0, 0, TC_JSON_DEFAULT_DEPTH, false, SIZE_MAX,
+                error ? error : &ignored, false};
+    if (options) {
+        if (options->max_depth > 0) p.max_depth = options->max_depth;
+        p.allow_duplicate_keys = options->allow_duplicate_keys;
+    }
     if (!text && length) return fail_at(&p, 0, "no text");
     tc_json *root = calloc(1, sizeof *root);
-    if (!root) return fail_at(&p, 0, "out of memory");
+    if (!root) return out_of_memory(&p, 0);
     skip_whitespace(&p);
     bool ok = parse_value(&p, root);
     if (ok) {
         skip_whitespace(&p);
-        if (p.position != p.length) ok = unexpected(&p, "the end of the text after the value");
+        if (p.position != p.length) {
+            char seen[32];
+            describe_byte(&p, seen, sizeof seen);
+            ok = fail_as(&p, TC_JSON_TRAILING_TEXT, p.position,
+                         "expected the end of the text after the value, found %s", seen);
+        }
     }
     if (!ok) {
         tc_json_free(root);
@@ -573,6 +568,17 @@ bool tc_json_parse(const char *text, size_t length, int max_depth, tc_json **out
     }
     *out = root;
     return true;
+}
+
+bool tc_json_parse(const char *text, size_t length, int max_depth, tc_json **out, char *error, size_t error_size) {
+    tc_json_options options = {max_depth, false};
+    tc_json_error detail;
+    bool ok = tc_json_parse_with(text, length, &options, out, &detail);
+    if (error && error_size) {
+        if (ok) error[0] = '\0';
+        else snprintf(error, error_size, "at byte %zu: %s", detail.offset, detail.message);
+    }
+    return ok;
 }
 
 const tc_json *tc_json_get(const tc_json *object, const char *key) {
@@ -599,14 +605,7 @@ const char *tc_json_type_name(tc_json_type type) {
 }
 
 bool tc_json_valid_utf8(const char *text, size_t length) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < length) {
-        size_t n = utf8_sequence_length(s + i, length - i);
-        if (n == 0) return false;
-        i += n;
-    }
-    return true;
+    return tc_utf8_invalid_at((const unsigned char *)text, length) == SIZE_MAX;
 }
 
 /* ---- writer ---- */

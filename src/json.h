@@ -6,7 +6,8 @@
  * a tree in one heap block per node array, and reports the first problem
  * with its byte offset. It rejects what RFC 8259 rejects (trailing commas,
  * comments, single quotes, leading zeros, invalid UTF-8, lone surrogates,
- * control characters in strings) and also duplicate object keys. Numbers
+ * control characters in strings) and also duplicate object keys, unless a
+ * caller that checks keys itself allows them. Numbers
  * without fraction or exponent that fit in int64 are integers; every other
  * number is a double. The writer appends to a growable buffer.
  *
@@ -59,6 +60,7 @@ struct tc_json {
 struct tc_json_member {
     char *key; /* NUL-terminated */
     size_t key_length;
+    size_t key_offset; /* byte offset of the key's opening quote in the parsed text */
     tc_json value;
 };
 
@@ -67,6 +69,33 @@ struct tc_json_member {
  * returned; on failure *out is NULL and error holds "at byte N: ...".
  * max_depth bounds the nesting of arrays and objects (0: the default). */
 bool tc_json_parse(const char *text, size_t length, int max_depth, tc_json **out, char *error, size_t error_size);
+
+/* For readers of a file format built on JSON, which word their own messages
+ * (a file name, a line and a column) and check some things themselves. */
+typedef struct tc_json_options {
+    int max_depth;             /* 0: TC_JSON_DEFAULT_DEPTH */
+    bool allow_duplicate_keys; /* the caller checks keys itself */
+} tc_json_options;
+
+typedef enum tc_json_problem {
+    TC_JSON_MALFORMED = 0, /* anything not below; the message says what */
+    TC_JSON_ENDS_EARLY,    /* the text ends inside the value (truncated?) */
+    TC_JSON_TRAILING_TEXT, /* something follows the value */
+    TC_JSON_INVALID_UTF8,  /* a string holds bytes that are not UTF-8 */
+    TC_JSON_OUT_OF_MEMORY
+} tc_json_problem;
+
+typedef struct tc_json_error {
+    tc_json_problem problem;
+    size_t offset;        /* byte offset of the problem */
+    size_t string_offset; /* the opening quote of the string the problem is in; SIZE_MAX outside strings */
+    char message[256];    /* what is wrong, without the offset */
+} tc_json_error;
+
+/* tc_json_parse with options (NULL: the defaults) and the failure, when
+ * error is not NULL, in *error. */
+bool tc_json_parse_with(const char *text, size_t length, const tc_json_options *options, tc_json **out,
+                        tc_json_error *error);
 void tc_json_free(tc_json *value);
 
 /* The member of an object with this key, or NULL (also for non-objects). */

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "json.h"
+#include "utf8.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,47 +59,6 @@ typedef struct worker {
     batch_job *job;
     int index;
 } worker;
-
-/* Offset of the first byte that does not start a well-formed UTF-8
- * character (overlong forms, surrogates and values past U+10FFFF are
- * malformed), or SIZE_MAX when all of s is well-formed. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        while (i + 8 <= n) {
-            uint64_t word;
-            memcpy(&word, s + i, sizeof word);
-            if (word & 0x8080808080808080ull) break;
-            i += 8;
-        }
-        if (i >= n) break;
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp, smallest;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1, cp = c & 0x1F, smallest = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2, cp = c & 0x0F, smallest = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3, cp = c & 0x07, smallest = 0x10000;
-        } else {
-            return i;
-        }
-        if (n - i <= need) return i;
-        for (size_t k = 1; k <= need; k++) {
-            unsigned d = s[i + k];
-            if ((d & 0xC0) != 0x80) return i;
-            cp = (cp << 6) | (d & 0x3F);
-        }
-        if (cp < smallest || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += need + 1;
-    }
-    return SIZE_MAX;
-}
 
 /* The 1-based line of byte `at` of a block. */
 static int64_t line_of(const tc_text_block *block, size_t at) {
@@ -194,7 +154,7 @@ static void encode_document(const tc_batch_encoder *enc, int thread, const tc_te
 static void encode_text_block(const tc_batch_encoder *enc, int thread, const tc_text_block *block,
                               block_result *r) {
     const unsigned char *s = (const unsigned char *)block->data;
-    size_t bad = utf8_invalid_at(s, block->length);
+    size_t bad = tc_utf8_invalid_at(s, block->length);
     if (bad != SIZE_MAX) {
         block_fail(r, TC_ERROR_FORMAT, block, line_of(block, bad), "invalid UTF-8 (byte 0x%02X at byte offset %lld)",
                    s[bad], (long long)(block->offset + (int64_t)bad));

@@ -15,6 +15,8 @@
 -- form as a string, :vocab_size(), :kind()
 -- ("bpe" or "char"), :gpt2_split(), :close(). Tokenizers are freed by the
 -- garbage collector, or at once by :close() or a `<close>` variable.
+-- tokenizer.split_incomplete_utf8(bytes) holds back a character cut short
+-- when printing :decode_bytes() output as it streams.
 --
 -- Files are read whole, and only regular files (a FIFO, a device or a
 -- directory is an error naming the path); :save replaces its file
@@ -115,6 +117,15 @@ end
 function M.deserialize(text)
   check_string(text, "tokenizer.deserialize: text", 2)
   return core.deserialize(text)
+end
+
+--- For printing decoded bytes as they stream in: returns the bytes up to a
+-- UTF-8 character cut short at the end, and that character's start ("" when
+-- there is none), to hold back until the rest arrives. Bytes that can never
+-- become a character are not held back.
+function M.split_incomplete_utf8(bytes)
+  check_string(bytes, "tokenizer.split_incomplete_utf8: bytes", 2)
+  return core.split_incomplete_utf8(bytes)
 end
 
 return M

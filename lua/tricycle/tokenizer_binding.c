@@ -13,11 +13,14 @@
  *   save(path), serialize() -> string (what save writes),
  *   vocab_size(), merge_count(), kind() -> "bpe" | "char",
  *   gpt2_split() -> boolean, close()
+ * and split_incomplete_utf8(bytes) -> complete, tail, for streaming decoded
+ * bytes (src/utf8.h decides what a character cut short is).
  * Errors raise Lua errors with the engine's message.
  */
 #include "tricycle.h"
 
 #include "binding.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +297,18 @@ static int method_tostring(lua_State *L) {
     return 1;
 }
 
+/* bytes -> the bytes up to a last character cut short, and that character's
+ * bytes ("" when the bytes end on a whole character, or on bytes that can
+ * never become one, which are not held back). */
+static int tokenizer_split_incomplete_utf8(lua_State *L) {
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 1, &len);
+    size_t tail = tc_utf8_incomplete_tail((const unsigned char *)bytes, len);
+    lua_pushlstring(L, bytes, len - tail);
+    lua_pushlstring(L, bytes + len - tail, tail);
+    return 2;
+}
+
 static const luaL_Reg tokenizer_methods[] = {
     {"encode", method_encode},
     {"encode_packed", method_encode_packed},
@@ -316,6 +331,7 @@ static const luaL_Reg tokenizer_functions[] = {
     {"load", tokenizer_load},
     {"load_gpt2", tokenizer_load_gpt2},
     {"deserialize", tokenizer_deserialize},
+    {"split_incomplete_utf8", tokenizer_split_incomplete_utf8},
     {NULL, NULL},
 };
 

@@ -248,6 +248,45 @@ return {
     { "vocab.json:1:1", "the file ends where '{'" } },
   { "vocab.json without the 256 byte tokens", gpt2('{"a":0,"b":1}', ""),
     { "BPETokenizer.load_gpt2", "vocab.json': no token for the byte 0x00" } },
+  { "vocab.json with a token outside GPT-2's alphabet after two that are in it (before: quoted it garbled)",
+    gpt2('{"\\u0120\\u0120\\u00e9 ":0}', ""),
+    { "vocab.json:1:2", "token \"\u{120}\u{120}\u{e9} \" holds U+0020, which is not in GPT-2's byte alphabet" } },
+  { "vocab.json with an id written with a leading zero (before: read as 7; JSON has no such number)",
+    gpt2('{"a":07}', ""), { "vocab.json:1:6", "leading zeros are not allowed in numbers" } },
+  { "vocab.json cut inside a token string", gpt2('{"ab', ""),
+    { "vocab.json:1:2", "string not closed before the end of the file (truncated?)" } },
+  { "vocab.json cut after a colon", gpt2('{"a":0,\n "b":\n', ""),
+    { "vocab.json:3:1", "the file ends inside the object (truncated?)" } },
+  { "vocab.json cut inside a \\u escape", gpt2('{"\\u01', ""), { "vocab.json:1:5", "four hex digits" } },
+  { "vocab.json with a trailing comma", gpt2('{"a":0,}', ""),
+    { "vocab.json:1:8", "expected a string key in an object, found '}'" } },
+  { "vocab.json with a high surrogate before another escape", gpt2('{"\\ud800\\u0041":0}', ""),
+    { "vocab.json:1:3", "\\uD800 is a high surrogate without a low surrogate", "followed by \\u0041, not a low one" } },
+  { "vocab.json with a lone low surrogate", gpt2('{"\\udc00":0}', ""),
+    { "vocab.json:1:3", "lone low surrogate \\uDC00" } },
+  { "vocab.json with a raw control byte in a token", gpt2('{"a\1":0}', ""),
+    { "vocab.json:1:4", "control character 0x01 in a string (escape it)" } },
+  { "vocab.json with invalid UTF-8 in a value", gpt2('{"a":"\255"}', ""),
+    { "vocab.json:1:6", "a string holds a byte that is not valid UTF-8 (0xff at column 7)" } },
+  { "vocab.json with an array for an id", gpt2('{"a":[1]}', ""),
+    { "vocab.json:1:6", "expected a token id (an integer below 2^31)" } },
+  { "vocab.json with arrays nested past JSON's depth limit",
+    gpt2('{"a":' .. ("["):rep(100) .. ("]"):rep(100) .. "}", ""),
+    { "vocab.json:1:69", "nesting deeper than 64 levels" } },
+  { "vocab.json with an id past 2^63", gpt2('{"a":123456789012345678901234567890}', ""),
+    { "vocab.json:1:6", "expected a token id (an integer below 2^31)" } },
+  { "vocab.json with an id in exponent form", gpt2('{"a":1e3}', ""),
+    { "vocab.json:1:6", "token id is not an integer" } },
+  { "vocab.json with the id -0", gpt2('{"a":-0}', ""), { "vocab.json:1:6", "token ids must not be negative" } },
+  { "vocab.json with an empty token", gpt2('{"":0}', ""), { "vocab.json:1:2", "the empty string is not a token" } },
+  { "vocab.json with one id twice on two lines", gpt2('{"a":0,\n  "b":0}', ""),
+    { "vocab.json:2:3", "id 0 is used twice (also at line 1, column 2)" } },
+  { "vocab.json with a byte order mark, then a negative id", gpt2('\239\187\191{"a":-1}', ""),
+    { "vocab.json:1:6", "token ids must not be negative" } },
+  { "vocab.json with a byte order mark and nothing else", gpt2('\239\187\191', ""),
+    { "vocab.json:1:1", "the file ends where '{'" } },
+  { "vocab.json that is a number", gpt2(" 12", ""),
+    { "vocab.json:1:2", "expected '{' (vocab.json holds one object of token: id), found '1'" } },
   { "a merges.txt line with one token", gpt2(full_vocab({ "ab" }), "#version: 0.2\nab\n"),
     { "merges.txt:2", "expected a merge `LEFT RIGHT` (two tokens, one space), found 'ab'" } },
   { "a merges.txt line with two spaces", gpt2(full_vocab({ "ab" }), "a  b\n"),
@@ -318,6 +357,12 @@ return {
   { "a character tokenizer's encode of invalid UTF-8", function()
     Char.new("hello"):encode("h\255")
   end, { "encode: byte 0xff at byte offset 1 is not in the vocabulary" } },
+  { "split_incomplete_utf8 of nil", function()
+    tokenizer.split_incomplete_utf8(nil)
+  end, { "tokenizer.split_incomplete_utf8: bytes must be a string, got nil" } },
+  { "split_incomplete_utf8 of a number", function()
+    tokenizer.split_incomplete_utf8(42)
+  end, { "tokenizer.split_incomplete_utf8: bytes must be a string, got number" } },
   { "encode with a closed tokenizer", function()
     local tok = Char.new("ab")
     tok:close()

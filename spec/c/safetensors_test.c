@@ -197,6 +197,66 @@ static void test_json(void) {
     CHECK(!tc_json_parse("\"a\0b\"", 5, 0, &v, error, sizeof error), "a raw NUL is a control character");
 }
 
+/* tc_json_parse_with: what a reader of a format built on JSON gets to word
+ * its own messages: the kind of problem, where, and the string it is in. */
+static void test_json_options(void) {
+    static const struct {
+        const char *text;
+        tc_json_problem problem;
+        size_t offset, string_offset;
+        const char *message;
+    } bad[] = {
+        {"", TC_JSON_ENDS_EARLY, 0, SIZE_MAX, "expected a value"},
+        {"{\"a\": 1", TC_JSON_ENDS_EARLY, 7, SIZE_MAX, "',' or '}'"},
+        {"[\"abc", TC_JSON_ENDS_EARLY, 1, 1, "unterminated string"},
+        {"[1] 2", TC_JSON_TRAILING_TEXT, 4, SIZE_MAX, "the end of the text after the value, found '2'"},
+        {"[\"a\xff" "b\"]", TC_JSON_INVALID_UTF8, 3, 1, "invalid UTF-8"},
+        {"[1,]", TC_JSON_MALFORMED, 3, SIZE_MAX, "expected a value"},
+        {"{\"k\": 1, \"k\": 2}", TC_JSON_MALFORMED, 14, SIZE_MAX, "duplicate key \"k\""},
+        {"[\"x\\ud800\"]", TC_JSON_MALFORMED, 3, 1, "\\uD800 is a high surrogate without a low surrogate"},
+        {"[\"x\\ud800\\u0041\"]", TC_JSON_MALFORMED, 3, 1, "it is followed by \\u0041, not a low one"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tc_json *v = NULL;
+        tc_json_error e;
+        bool ok = tc_json_parse_with(bad[i].text, strlen(bad[i].text), NULL, &v, &e);
+        CHECK(!ok && v == NULL, "'%s' should not parse", bad[i].text);
+        if (ok) {
+            tc_json_free(v);
+            continue;
+        }
+        CHECK(e.problem == bad[i].problem && e.offset == bad[i].offset && e.string_offset == bad[i].string_offset,
+              "'%s': problem %d at %zu in the string at %zu", bad[i].text, (int)e.problem, e.offset, e.string_offset);
+        CHECK(strstr(e.message, bad[i].message) != NULL && strstr(e.message, "at byte") == NULL,
+              "'%s': message '%s' lacks '%s'", bad[i].text, e.message, bad[i].message);
+    }
+    /* Keys keep where they start; a caller that checks keys itself may allow them twice. */
+    const char *text = "{\"k\": 1,\n  \"k\": 2, \"\\u00e9\": 3}";
+    const tc_json_options allow = {0, true};
+    tc_json *v = NULL;
+    CHECK(tc_json_parse_with(text, strlen(text), &allow, &v, NULL) && v->as.object.count == 3,
+          "duplicate keys when allowed");
+    if (v && v->as.object.count == 3) {
+        CHECK(v->as.object.members[0].key_offset == 1 && v->as.object.members[1].key_offset == 11 &&
+                  v->as.object.members[2].key_offset == 19,
+              "key offsets %zu %zu %zu", v->as.object.members[0].key_offset, v->as.object.members[1].key_offset,
+              v->as.object.members[2].key_offset);
+        CHECK(v->as.object.members[1].value.as.integer == 2 && strcmp(v->as.object.members[2].key, "\xc3\xa9") == 0,
+              "values and decoded keys");
+    }
+    tc_json_free(v);
+    v = NULL;
+    CHECK(!tc_json_parse_with(text, strlen(text), NULL, &v, NULL) && v == NULL, "duplicate keys by default");
+    /* The depth limit is an option too; a NULL error is allowed. */
+    const tc_json_options shallow = {1, false};
+    tc_json_error e;
+    CHECK(!tc_json_parse_with("[[1]]", 5, &shallow, &v, &e) && strstr(e.message, "nesting deeper than 1"),
+          "max_depth 1");
+    CHECK(tc_json_parse_with("[1]", 3, &shallow, &v, &e), "one level with max_depth 1: %s", e.message);
+    tc_json_free(v);
+    CHECK(!tc_json_parse_with("[", 1, NULL, &v, NULL) && v == NULL, "no error to fill");
+}
+
 /* ---- safetensors ---- */
 
 static tc_tensor *make(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, const void *data) {
@@ -617,6 +677,7 @@ int main(void) {
     }
     tc_context *ctx = tc_context_new();
     test_json();
+    test_json_options();
     test_round_trip(ctx);
     test_views_and_save_errors(ctx);
     test_hand_written(ctx);

@@ -570,6 +570,9 @@ static void test_gpt2(tc_context *ctx) {
                                               &from_memory),
                 TC_ERROR_FORMAT, "m.txt:1: the merged token \"xy\" is not in the vocabulary");
     CHECK(from_memory == NULL);
+    CHECK_FAILS(ctx, tc_tokenizer_load_gpt2_memory(ctx, NULL, 0, "v.json", NULL, 0, "m.txt", &from_memory),
+                TC_ERROR_FORMAT, "v.json:1:1: the file ends where '{'");
+    CHECK(from_memory == NULL);
     free(vocab_text);
     free(merges_text);
     /* " the cat": pieces " the" and " cat". " the" = Ġ t h e: rank 0 (Ġ t)

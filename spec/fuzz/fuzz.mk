@@ -54,7 +54,7 @@ fuzz-build: $(addprefix $(FUZZ_BUILD)/bin/,$(FUZZ_TARGETS))
 # fused kernels, which no target calls.
 FUZZ_AVX512_FILES = cpu_sgemm cpu_norm cpu_attention cpu_cross_entropy cpu_optim
 $(patsubst %,$(FUZZ_BUILD)/obj/src/cpu/%.o,$(FUZZ_AVX512_FILES)): FUZZ_FILE_FLAGS = -mavx512f
-$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard src/*.h src/cpu/*.h lua/tricycle/*.h)
+$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard src/*.h src/unicode/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
 	$(say) FUZZCC $<
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FILE_FLAGS) -fsanitize=fuzzer-no-link -I src -I $(LUA_INCDIR) -c $< -o $@

@@ -1,5 +1,5 @@
 /*
- * gpt2.c (fuzz target): GPT-2's vocab.json and merges.txt (src/tokenizer.c,
+ * gpt2.c (fuzz target): GPT-2's vocab.json and merges.txt (src/tokenizer_gpt2.c,
  * tc_tokenizer_load_gpt2_memory, which tc_tokenizer_load_gpt2 calls after
  * reading the two files).
  *

@@ -1,5 +1,5 @@
 /*
- * tokenizer.c (fuzz target): the tokenizer text format (src/tokenizer.c,
+ * tokenizer.c (fuzz target): the tokenizer text format (src/tokenizer_files.c,
  * tc_tokenizer_deserialize), then the loaded tokenizer at work.
  *
  * A failure must carry a status and a message naming the call and the text

@@ -1,0 +1,108 @@
+/*
+ * tokenizer_internal.h: what the tokenizer's files share (a private header).
+ *
+ *   tokenizer.c              the object: tokens, merges, lookups, decoding, the character tokenizer
+ *   tokenizer_pretokenize.c  GPT-2's split pattern and its character classes
+ *   tokenizer_train.c        BPE training
+ *   tokenizer_encode.c       BPE and character encoding
+ *   tokenizer_files.c        our tokenizer file: save, load, serialize, deserialize
+ *   tokenizer_gpt2.c         GPT-2's vocab.json and merges.txt
+ *   (tokenizer_batch.c       encoding on threads, through the public API only)
+ *
+ * Inside, a tokenizer is a table of tokens (byte strings, by id) and, for
+ * BPE, a list of merges in rank order, each `left right -> result`. The
+ * single-byte tokens are found through byte_id, the merges through a hash
+ * map keyed by the (left, right) pair.
+ */
+#ifndef TRICYCLE_TOKENIZER_INTERNAL_H
+#define TRICYCLE_TOKENIZER_INTERNAL_H
+
+#include "tricycle.h"
+
+#include "internal.h"
+#include "tokenizer_maps.h"
+#include "utf8.h"
+
+/* Texts and token counts are indexed with int32 inside the algorithms. */
+#define MAX_TEXT_BYTES ((size_t)INT32_MAX - 1)
+
+/* Long sequences visit symbols all over the text; asking for them a few
+ * steps ahead hides most of the memory latency. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
+#define PREFETCH_AHEAD 8
+
+struct tc_tokenizer {
+    tc_context *ctx;
+    tc_tokenizer_kind kind;
+    bool gpt2_split;
+    int32_t vocab_size;
+    size_t *token_offset; /* vocab_size + 1 offsets into token_bytes */
+    unsigned char *token_bytes;
+    int32_t byte_id[256]; /* id of each single-byte token, NO_ID when none */
+    int32_t merge_count;
+    int32_t *merges;    /* merge_count triples (left, right, result) in rank order */
+    u64_map merge_rank; /* pair_key(left, right) -> rank */
+    u64_map char_id;    /* character tokenizers: packed multi-byte character -> id */
+    bool monotone;      /* every merge using a token ranks after every merge making it */
+};
+
+static inline size_t token_length(const tc_tokenizer *tok, int32_t id) {
+    return tok->token_offset[id + 1] - tok->token_offset[id];
+}
+
+static inline const unsigned char *token_data(const tc_tokenizer *tok, int32_t id) {
+    return tok->token_bytes + tok->token_offset[id];
+}
+
+/* A multi-byte character packed into a map key (its bytes and length). */
+static inline uint64_t char_key(const unsigned char *s, size_t len) {
+    uint64_t key = (uint64_t)len << 32;
+    for (size_t k = 0; k < len; k++) key |= (uint64_t)s[k] << (8 * k);
+    return key;
+}
+
+/* A new tokenizer without tokens; NULL (the error set) when out of memory. */
+tc_tokenizer *tc_tokenizer_create(tc_context *ctx, const char *function, tc_tokenizer_kind kind, bool split);
+/* Builds the lookup structures once tokens and merges are in place, and
+ * checks what every tokenizer must satisfy; `where` starts messages. */
+tc_status tc_tokenizer_index(tc_tokenizer *tok, const char *where);
+/* Fills the tokens of a BPE whose ids 0..255 are the bytes and whose merges
+ * produce ids 256, 257, ... in order. */
+tc_status tc_tokenizer_tokens_from_merges(tc_tokenizer *tok, const char *where);
+
+/* End of the GPT-2 piece that starts at s[i] (i < n). Called once a piece:
+ * hidden, so that it is called directly, not through the shared library's
+ * table of exported functions. */
+__attribute__((visibility("hidden"))) size_t tc_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
+
+/* Reads a whole regular file (no FIFO, device or directory; at most
+ * MAX_TEXT_BYTES); the buffer gets a NUL after the data. */
+tc_status tc_tokenizer_read_file(tc_context *ctx, const char *fn, const char *path, unsigned char **data,
+                                 size_t *len);
+
+/* Lines of a buffer, numbered from 1, without the line break ("\n" or
+ * "\r\n"). */
+typedef struct line_reader {
+    const unsigned char *data;
+    size_t len, at;
+    int line;
+} line_reader;
+
+static inline bool next_line(line_reader *r, const unsigned char **start, size_t *len) {
+    if (r->at >= r->len) return false;
+    const unsigned char *s = r->data + r->at;
+    const unsigned char *nl = memchr(s, '\n', r->len - r->at);
+    size_t l = nl ? (size_t)(nl - s) : r->len - r->at;
+    r->at += l + (nl ? 1 : 0);
+    r->line++;
+    if (l > 0 && s[l - 1] == '\r') l--;
+    *start = s;
+    *len = l;
+    return true;
+}
+
+#endif
