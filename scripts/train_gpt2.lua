@@ -312,8 +312,8 @@ local micro_tokens = config.batch_size * config.context_length * world -- every 
 config.total_batch = config.total_batch or micro_tokens
 if config.total_batch <= 0 or config.total_batch % micro_tokens ~= 0 then
   program:fail_usage(("--total-batch %d is not a positive multiple of %s--batch-size × --context-length = "
-    .. "%s%d × %d = %d"):format(config.total_batch, world > 1 and "ranks × " or "", world > 1 and (world .. " × ") or "",
-      config.batch_size, config.context_length, micro_tokens))
+    .. "%s%d × %d = %d"):format(config.total_batch, world > 1 and "ranks × " or "",
+      world > 1 and (world .. " × ") or "", config.batch_size, config.context_length, micro_tokens))
 end
 local accumulation = config.total_batch // micro_tokens
 if values.threads then

@@ -111,7 +111,8 @@ describe("GPT-2's character classes", function()
     -- GPT-2's pattern, with \s as White_Space (JavaScript's \s adds U+FEFF and lacks U+0085).
     local text_path, program_path = os.tmpname(), os.tmpname()
     write(text_path, text)
-    write(program_path, "const pattern = /'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\p{White_Space}\\p{L}\\p{N}]+|"
+    write(program_path, "const pattern = /'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?"
+      .. "[^\\p{White_Space}\\p{L}\\p{N}]+|"
       .. "\\p{White_Space}+(?!\\P{White_Space})|\\p{White_Space}+/gu;"
       .. "console.log(JSON.stringify(require('fs').readFileSync(process.argv[2], 'utf8').match(pattern)));")
     local json = output("node " .. program_path .. " " .. text_path)

@@ -167,6 +167,20 @@ tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor 
     return TC_OK;
 }
 
+tc_status tc_record_op(tc_op_id id, int n, tc_tensor *const *inputs, tc_tensor *out, const tc_node_state *state) {
+    if (!tc_should_record(out->ctx, n, inputs)) return TC_OK;
+    tc_node *node;
+    TC_TRY(tc_record(&tc_tape_ops[id], n, inputs, out, &node));
+    node->n_ints = state->n_ints;
+    memcpy(node->ints, state->ints, sizeof state->ints);
+    node->reals[0] = state->real;
+    for (int i = 0; i < n; i++)
+        if (state->reads & TC_READS(i)) tc_node_reads_input(node, i);
+    for (int slot = 0; slot < 3; slot++)
+        if (state->saved[slot]) TC_TRY(tc_node_save(node, slot, state->saved[slot]));
+    return TC_OK;
+}
+
 tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t) {
     tc_tensor *alias;
     TC_TRY(tc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset, &alias));

@@ -180,7 +180,7 @@ struct tc_context {
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
     bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
-    struct tc_distributed *distributed; /* the world this context joined (distributed.c), or NULL */
+    struct tc_distributed *distributed; /* the world this context joined (distributed_world.c), or NULL */
 };
 
 /* ---- errors and logging (context.c) ---- */
@@ -319,6 +319,20 @@ bool tc_should_record(tc_context *ctx, int n, tc_tensor *const *inputs);
 /* Puts a node for op on the tape with the given inputs (retained) and makes
  * it out's grad_fn. The node is returned (borrowed) to attach saved state. */
 tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor *out, tc_node **node);
+/* What an op's node keeps for its backward: integers, a real, the tensors
+ * saved in slots 0.. (NULL: none in that slot), and which inputs' values
+ * the backward reads (TC_READS(i) for input i). */
+typedef struct tc_node_state {
+    int n_ints;
+    int64_t ints[4];
+    double real;
+    const tc_tensor *saved[3];
+    unsigned reads;
+} tc_node_state;
+#define TC_READS(i) (1u << (i))
+/* Records op `id` on the tape with that state when grad mode is on and an
+ * input requires grad; does nothing otherwise. */
+tc_status tc_record_op(tc_op_id id, int n, tc_tensor *const *inputs, tc_tensor *out, const tc_node_state *state);
 /* Holds t (a detached alias, so saving an op's output makes no cycle). */
 tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t);
 bool tc_node_input_needs_grad(const tc_node *node, int index);
@@ -337,7 +351,7 @@ tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad);
 /* Releases a tensor's gradient hook (tc_tensor_release). */
 void tc_grad_hook_free(struct tc_grad_hook *hook);
 
-/* ---- distributed (distributed.c) ---- */
+/* ---- distributed (distributed_world.c, distributed.c) ---- */
 
 /* Leaves the world and frees the context's distributed state (tc_context_free). */
 void tc_distributed_release(tc_context *ctx);

@@ -73,18 +73,11 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out)
         status = backend->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time,
                                             channels, n_head, causal, tc_tensor_data_at_offset(result),
                                             tc_tensor_data_at_offset(lse));
-    if (status == TC_OK && tc_should_record(qkv->ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_ATTENTION], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = n_head;
-            node->ints[1] = causal;
-            node->n_ints = 2;
-            tc_node_reads_input(node, 0); /* backward recomputes the scores from qkv */
-            status = tc_node_save(node, 0, lse);
-        }
-        if (status == TC_OK) status = tc_node_save(node, 1, result);
-    }
+    /* backward recomputes the scores from qkv */
+    if (status == TC_OK)
+        status = tc_record_op(
+            TC_OP_ATTENTION, 1, &input, result,
+            &(tc_node_state){.n_ints = 2, .ints = {n_head, causal}, .reads = TC_READS(0), .saved = {lse, result}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

@@ -95,18 +95,14 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
             tc_tensor_data_at_offset(inputs[1]), rows, classes, ignore_index, tc_tensor_data_at_offset(lse), &total,
             &count);
     if (status == TC_OK) status = tc_fill_(result, count > 0 ? total / (double)count : 0.0);
-    if (status == TC_OK && tc_should_record(logits->ctx, 1, inputs)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_CROSS_ENTROPY], 2, inputs, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = ignore_index;
-            node->n_ints = 1;
-            node->reals[0] = (double)count;
-            tc_node_reads_input(node, 0); /* the softmax is recomputed from the logits, */
-            tc_node_reads_input(node, 1); /* and the targets pick the rows' classes */
-            status = tc_node_save(node, 0, lse);
-        }
-    }
+    /* The softmax is recomputed from the logits, and the targets pick the rows' classes. */
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_CROSS_ENTROPY, 2, inputs, result,
+                              &(tc_node_state){.n_ints = 1,
+                                               .ints = {ignore_index},
+                                               .real = (double)count,
+                                               .reads = TC_READS(0) | TC_READS(1),
+                                               .saved = {lse}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

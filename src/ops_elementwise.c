@@ -70,16 +70,9 @@ tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
         tc_tensor_release(*out);
         *out = status == TC_OK ? converted : NULL;
     }
-    if (status == TC_OK && op != TC_SIGN && op != TC_LOGICAL_NOT && tc_should_record(x->ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_NEG + op], 1, &input, *out, &node);
-        if (status == TC_OK) {
-            node->ints[0] = op;
-            node->n_ints = 1;
-            tc_node_reads_input(node, 0);
-            status = tc_node_save(node, 0, *out);
-        }
-    }
+    if (status == TC_OK && op != TC_SIGN && op != TC_LOGICAL_NOT)
+        status = tc_record_op((tc_op_id)(TC_OP_NEG + op), 1, &input, *out,
+                              &(tc_node_state){.n_ints = 1, .ints = {op}, .reads = TC_READS(0), .saved = {*out}});
     if (status != TC_OK && *out) {
         tc_tensor_release(*out);
         *out = NULL;
@@ -224,19 +217,14 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
     if (status == TC_OK) status = tc_empty_shaped(ca, comparison ? TC_BOOL : dtype, ndim, shape, out);
     if (status == TC_OK) status = tc_backend_of(ca)->binary(op, va, vb, *out);
     tc_tensor *inputs[2] = {ca, cb};
-    if (status == TC_OK && !comparison && tc_should_record(a->ctx, 2, inputs)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_ADD + op], 2, inputs, *out, &node);
-        if (status == TC_OK) {
-            node->ints[0] = op;
-            node->n_ints = 1;
-            if (op != TC_ADD && op != TC_SUB) { /* the others' gradients depend on the operands */
-                tc_node_reads_input(node, 0);
-                tc_node_reads_input(node, 1);
-            }
-            if (op == TC_DIV || op == TC_POW) status = tc_node_save(node, 0, *out);
-        }
-    }
+    /* Only add's and sub's gradients do not depend on the operands. */
+    bool reads = op != TC_ADD && op != TC_SUB, saves_out = op == TC_DIV || op == TC_POW;
+    if (status == TC_OK && !comparison)
+        status = tc_record_op((tc_op_id)(TC_OP_ADD + op), 2, inputs, *out,
+                              &(tc_node_state){.n_ints = 1,
+                                               .ints = {op},
+                                               .reads = reads ? TC_READS(0) | TC_READS(1) : 0,
+                                               .saved = {saves_out ? *out : NULL}});
     if (status != TC_OK && *out) {
         tc_tensor_release(*out);
         *out = NULL;
@@ -308,12 +296,8 @@ tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
     }
     TC_TRY(tc_empty_like(x, out));
     tc_status status = tc_backend_of(x)->clamp(x, min, max, *out);
-    if (status == TC_OK && tc_should_record(x->ctx, 1, &x)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_CLAMP], 1, &x, *out, &node);
-        if (status == TC_OK) tc_node_reads_input(node, 0);
-        if (status == TC_OK) status = tc_node_save(node, 0, *out);
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_CLAMP, 1, &x, *out, &(tc_node_state){.reads = TC_READS(0), .saved = {*out}});
     if (status != TC_OK) {
         tc_tensor_release(*out);
         *out = NULL;
@@ -361,11 +345,8 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
     if (status == TC_OK) status = tc_empty_shaped(ca, dtype, ndim, shape, out);
     if (status == TC_OK) status = tc_backend_of(ca)->where(vc, va, vb, *out);
     tc_tensor *inputs[3] = {cond, ca, cb};
-    if (status == TC_OK && tc_should_record(a->ctx, 3, inputs)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_WHERE], 3, inputs, *out, &node);
-        if (status == TC_OK) tc_node_reads_input(node, 0); /* the condition routes the gradient */
-    }
+    if (status == TC_OK) /* the condition routes the gradient */
+        status = tc_record_op(TC_OP_WHERE, 3, inputs, *out, &(tc_node_state){.reads = TC_READS(0)});
     if (status != TC_OK && *out) {
         tc_tensor_release(*out);
         *out = NULL;

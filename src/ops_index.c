@@ -118,14 +118,8 @@ tc_status tc_cat(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
         tc_tensor_release(slice);
         if (status == TC_OK) start += inputs[i]->shape[d];
     }
-    if (status == TC_OK && tc_should_record(ctx, count, inputs)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_CAT], count, inputs, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = d;
-            node->n_ints = 1;
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_CAT, count, inputs, result, &(tc_node_state){.n_ints = 1, .ints = {d}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;
@@ -226,15 +220,9 @@ tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
     if (status == TC_OK) status = index_as_int64("gather", "index", index, &ids);
     if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, ids->ndim, ids->shape, &result);
     if (status == TC_OK && tc_tensor_numel(ids) > 0) status = tc_backend_of(input)->gather(input, d, ids, result);
-    if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_GATHER], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = d;
-            node->n_ints = 1;
-            status = tc_node_save(node, 0, ids);
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_GATHER, 1, &input, result,
+                              &(tc_node_state){.n_ints = 1, .ints = {d}, .saved = {ids}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;
@@ -290,15 +278,9 @@ tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **o
     /* An empty result has nothing to copy (its slices may be many, each of 0 bytes). */
     if (status == TC_OK && tc_tensor_numel(result) > 0)
         status = tc_backend_of(input)->index_select(input, d, flat, result);
-    if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_INDEX_SELECT], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = d;
-            node->n_ints = 1;
-            status = tc_node_save(node, 0, flat);
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_INDEX_SELECT, 1, &input, result,
+                              &(tc_node_state){.n_ints = 1, .ints = {d}, .saved = {flat}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

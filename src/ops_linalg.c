@@ -240,14 +240,8 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if (status == TC_OK) status = tc_empty_shaped(ca, dtype, out_ndim, out_shape, &result);
     if (status == TC_OK) status = run_gemm(a2, b2, batch_dims, batch_shape, result);
     tc_tensor *inputs[2] = {ca, cb};
-    if (status == TC_OK && tc_should_record(ctx, 2, inputs)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_MATMUL], 2, inputs, result, &node);
-        if (status == TC_OK) { /* da reads b, db reads a */
-            tc_node_reads_input(node, 0);
-            tc_node_reads_input(node, 1);
-        }
-    }
+    if (status == TC_OK) /* da reads b, db reads a */
+        status = tc_record_op(TC_OP_MATMUL, 2, inputs, result, &(tc_node_state){.reads = TC_READS(0) | TC_READS(1)});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

@@ -221,19 +221,12 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     }
     tc_tensor *inputs[3] = {xc, w, b};
     int n_inputs = b ? 3 : 2;
-    if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
-        tc_node *node;
-        const tc_op *op = gelu ? &tc_tape_ops[TC_OP_LINEAR_GELU] : &tc_tape_ops[TC_OP_LINEAR];
-        status = tc_record(op, n_inputs, inputs, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = gelu;
-            node->n_ints = 1;
-            tc_node_reads_input(node, 0); /* dweight needs x, dx needs weight */
-            tc_node_reads_input(node, 1);
-            if (gelu) status = tc_node_save(node, 0, pre);
-            if (status == TC_OK && gelu) status = tc_node_save(node, 1, result);
-        }
-    }
+    if (status == TC_OK) /* dweight needs x, dx needs weight */
+        status = tc_record_op(gelu ? TC_OP_LINEAR_GELU : TC_OP_LINEAR, n_inputs, inputs, result,
+                              &(tc_node_state){.n_ints = 1,
+                                               .ints = {gelu},
+                                               .reads = TC_READS(0) | TC_READS(1),
+                                               .saved = {gelu ? pre : NULL, gelu ? result : NULL}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

@@ -53,17 +53,9 @@ static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int 
     tc_status status = tc_contiguous(x, &input);
     if (status == TC_OK) status = tc_empty_like(input, &result);
     if (status == TC_OK && tc_tensor_numel(input) > 0) status = tc_backend_of(input)->softmax(input, d, log, result);
-    if (status == TC_OK && tc_should_record(x->ctx, 1, &input)) {
-        tc_node *node;
-        status =
-            tc_record(log ? &tc_tape_ops[TC_OP_LOG_SOFTMAX] : &tc_tape_ops[TC_OP_SOFTMAX], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = d;
-            node->ints[1] = log;
-            node->n_ints = 2;
-            status = tc_node_save(node, 0, result);
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(log ? TC_OP_LOG_SOFTMAX : TC_OP_SOFTMAX, 1, &input, result,
+                              &(tc_node_state){.n_ints = 2, .ints = {d, log}, .saved = {result}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;
@@ -124,14 +116,8 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out) {
         status = tc_backend_of(input)->dropout(input, p, ctx->rng_seed, ctx->rng_offset, mask, result);
         if (status == TC_OK) ctx->rng_offset += (uint64_t)(n + 3) / 4;
     }
-    if (status == TC_OK && tc_should_record(ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_DROPOUT], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->reals[0] = p;
-            status = tc_node_save(node, 0, mask);
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_DROPOUT, 1, &input, result, &(tc_node_state){.real = p, .saved = {mask}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

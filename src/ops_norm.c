@@ -84,20 +84,13 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
             inputs[2] ? tc_tensor_data_at_offset(inputs[2]) : NULL, eps, rows, cols, tc_tensor_data_at_offset(result),
             tc_tensor_data_at_offset(mean), tc_tensor_data_at_offset(rstd));
     int n_inputs = rms ? 2 : 3;
-    if (status == TC_OK && tc_should_record(x->ctx, n_inputs, inputs)) {
-        tc_node *node;
-        const tc_op *op = rms ? &tc_tape_ops[TC_OP_RMS_NORM] : &tc_tape_ops[TC_OP_LAYER_NORM];
-        status = tc_record(op, n_inputs, inputs, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = rms;
-            node->n_ints = 1;
-            node->reals[0] = eps;
-            tc_node_reads_input(node, 0); /* dx and the parameter gradients read x and the weight */
-            if (inputs[1]) tc_node_reads_input(node, 1);
-            status = tc_node_save(node, 0, mean);
-        }
-        if (status == TC_OK) status = tc_node_save(node, 1, rstd);
-    }
+    if (status == TC_OK) /* dx and the parameter gradients read x and the weight */
+        status = tc_record_op(rms ? TC_OP_RMS_NORM : TC_OP_LAYER_NORM, n_inputs, inputs, result,
+                              &(tc_node_state){.n_ints = 1,
+                                               .ints = {rms},
+                                               .real = eps,
+                                               .reads = TC_READS(0) | TC_READS(1),
+                                               .saved = {mean, rstd}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

@@ -145,20 +145,14 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
             status = tc_tensor_alias(kept, n, squeezed, strides, kept->offset, out);
         }
     }
-    if (status == TC_OK && !arg && tc_should_record(x->ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_SUM + op], 1, &input, *out, &node);
-        if (status == TC_OK) {
-            /* sum and mean need only x's shape; the others its values */
-            if (op != TC_REDUCE_SUM && op != TC_REDUCE_MEAN) tc_node_reads_input(node, 0);
-            node->ints[0] = op;
-            node->ints[1] = mask;
-            node->ints[2] = count;
-            node->ints[3] = correction;
-            node->n_ints = 4;
-            if (op == TC_REDUCE_MAX || op == TC_REDUCE_MIN) status = tc_node_save(node, 0, kept);
-        }
-    }
+    /* sum and mean need only x's shape; the others its values */
+    bool by_value = op != TC_REDUCE_SUM && op != TC_REDUCE_MEAN;
+    if (status == TC_OK && !arg)
+        status = tc_record_op((tc_op_id)(TC_OP_SUM + op), 1, &input, *out,
+                              &(tc_node_state){.n_ints = 4,
+                                               .ints = {op, mask, count, correction},
+                                               .reads = by_value ? TC_READS(0) : 0,
+                                               .saved = {extreme ? kept : NULL}});
     if (status != TC_OK && *out) {
         tc_tensor_release(*out);
         *out = NULL;

@@ -112,16 +112,9 @@ tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base,
     if (status == TC_OK) status = tc_contiguous(x, &input);
     if (status == TC_OK) status = tc_empty_like(input, &result);
     if (status == TC_OK) status = rotate(backend, input, table, time_dim, interleaved, false, result);
-    if (status == TC_OK && tc_should_record(x->ctx, 1, &input)) {
-        tc_node *node;
-        status = tc_record(&tc_tape_ops[TC_OP_ROPE], 1, &input, result, &node);
-        if (status == TC_OK) {
-            node->ints[0] = time_dim;
-            node->ints[1] = interleaved;
-            node->n_ints = 2;
-            status = tc_node_save(node, 0, table);
-        }
-    }
+    if (status == TC_OK)
+        status = tc_record_op(TC_OP_ROPE, 1, &input, result,
+                              &(tc_node_state){.n_ints = 2, .ints = {time_dim, interleaved}, .saved = {table}});
     if (status == TC_OK) {
         *out = result;
         result = NULL;

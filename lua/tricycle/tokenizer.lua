@@ -40,7 +40,8 @@ local function check_kind(tok, want, who, path)
   local kind = tok:kind()
   if kind ~= want then
     tok:close()
-    error(string.format("%s: '%s' holds a %s tokenizer, not %s (tokenizer.load reads any kind)", who, path, kind, want), 3)
+    error(string.format("%s: '%s' holds a %s tokenizer, not %s (tokenizer.load reads any kind)",
+      who, path, kind, want), 3)
   end
   return tok
 end
