@@ -163,13 +163,18 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
 /* ---- gather ----
  * Saved: the int64 index; ints: dim. */
 
-tc_status tc_gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+/* The gradient of a gather along the node's dim (ints[0]) by its saved
+ * index: zeros of x's shape, into which scatter_add (by_element) or
+ * index_add sums grad. */
+static tc_status indexed_grad(tc_node *node, tc_tensor *grad, bool by_element, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
     tc_tensor *g = NULL, *grad_x = NULL;
     TC_TRY(contiguous_grad(node, grad, &g));
     tc_status status = tc_zeros_like(node->inputs[0], &grad_x);
+    const tc_backend *backend = tc_backend_of(g);
     if (status == TC_OK && tc_tensor_numel(g) > 0)
-        status = tc_backend_of(g)->scatter_add(grad_x, dim, node->saved[0], g);
+        status = by_element ? backend->scatter_add(grad_x, dim, node->saved[0], g)
+                            : backend->index_add(grad_x, dim, node->saved[0], g);
     tc_tensor_release(g);
     if (status != TC_OK) {
         tc_tensor_release(grad_x);
@@ -179,6 +184,9 @@ tc_status tc_gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
     return TC_OK;
 }
 
+tc_status tc_gather_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    return indexed_grad(node, grad, true, grad_inputs);
+}
 
 /* A 0-dim x and index are gathered as 1-D tensors of one element. */
 static tc_status gather_scalar(tc_tensor *x, tc_tensor *index, tc_tensor **out) {
@@ -237,20 +245,8 @@ tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
  * Saved: the 1-D int64 index; ints: dim. */
 
 tc_status tc_index_select_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
-    int dim = (int)node->ints[0];
-    tc_tensor *g = NULL, *grad_x = NULL;
-    TC_TRY(contiguous_grad(node, grad, &g));
-    tc_status status = tc_zeros_like(node->inputs[0], &grad_x);
-    if (status == TC_OK && tc_tensor_numel(g) > 0) status = tc_backend_of(g)->index_add(grad_x, dim, node->saved[0], g);
-    tc_tensor_release(g);
-    if (status != TC_OK) {
-        tc_tensor_release(grad_x);
-        return status;
-    }
-    grad_inputs[0] = grad_x;
-    return TC_OK;
+    return indexed_grad(node, grad, false, grad_inputs);
 }
-
 
 tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out) {
     *out = NULL;

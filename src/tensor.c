@@ -247,13 +247,10 @@ static tc_tensor *tensor_struct(tc_context *ctx, tc_storage *storage, tc_dtype d
 
 /* The shape rule (sizes.c) is checked here for every new tensor; callers
  * that know the op check first, so the error names it. */
-static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtype, tc_device device, int ndim,
-                                  const int64_t *shape, tc_tensor **out) {
-    if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
-    TC_TRY(tc_check_shape(ctx, op, ndim, shape, dtype));
-    size_t nbytes = (size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype);
-    tc_storage *storage = NULL;
-    TC_TRY(storage_new(ctx, device, nbytes, &storage));
+/* A contiguous tensor of that shape at the start of storage, which it takes
+ * over (released on failure). */
+static tc_status contiguous_over(tc_context *ctx, tc_storage *storage, tc_dtype dtype, int ndim, const int64_t *shape,
+                                 tc_tensor **out) {
     tc_tensor *t = tensor_struct(ctx, storage, dtype);
     if (!t) {
         storage_release(storage);
@@ -264,6 +261,16 @@ static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtyp
     tc_contiguous_strides(ndim, shape, t->strides);
     *out = t;
     return TC_OK;
+}
+
+static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtype, tc_device device, int ndim,
+                                  const int64_t *shape, tc_tensor **out) {
+    if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+    TC_TRY(tc_check_shape(ctx, op, ndim, shape, dtype));
+    size_t nbytes = (size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype);
+    tc_storage *storage = NULL;
+    TC_TRY(storage_new(ctx, device, nbytes, &storage));
+    return contiguous_over(ctx, storage, dtype, ndim, shape, out);
 }
 
 tc_status tc_tensor_new(tc_context *ctx, tc_dtype dtype, tc_device device, int ndim, const int64_t *shape,
@@ -291,16 +298,7 @@ tc_status tc_tensor_wrap(tc_context *ctx, tc_dtype dtype, int ndim, const int64_
     storage->external = true;
     storage->release_external = release;
     storage->external_user = user;
-    tc_tensor *t = tensor_struct(ctx, storage, dtype);
-    if (!t) {
-        storage_release(storage);
-        return TC_ERROR_MEMORY;
-    }
-    t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    tc_contiguous_strides(ndim, shape, t->strides);
-    *out = t;
-    return TC_OK;
+    return contiguous_over(ctx, storage, dtype, ndim, shape, out);
 }
 
 tc_status tc_empty_shaped(const tc_tensor *like, tc_dtype dtype, int ndim, const int64_t *shape, tc_tensor **out) {
