@@ -112,7 +112,7 @@ void binding_push_tensor(lua_State *L, tc_tensor *t) {
      * a config-B step. */
     size_t in_use = tc_memory_in_use(state->ctx);
     if (in_use > state->collect_threshold) {
-        lua_gc(L, LUA_GCCOLLECT);
+        lua_gc(L, LUA_GCCOLLECT, 0);
         in_use = tc_memory_in_use(state->ctx);
         size_t next = in_use + in_use / 4;
         state->collect_threshold = next > MINIMUM_COLLECT_BYTES ? next : MINIMUM_COLLECT_BYTES;
@@ -638,7 +638,7 @@ static int l_set_log_callback(lua_State *L) {
     if (lua_isfunction(L, 1)) {
         lua_pushvalue(L, 1);
         state->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        compat_push_main_thread(L);
         tc_set_log_callback(state->ctx, log_to_lua, lua_tothread(L, -1));
         lua_pop(L, 1);
     } else {
@@ -772,7 +772,7 @@ static int l_on_grad_ready(lua_State *L) {
     grad_hook *hook = calloc(1, sizeof *hook);
     if (!hook) return luaL_error(L, "on_grad_ready: out of memory");
     hook->state = get_state(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    compat_push_main_thread(L);
     hook->main = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, 2);
@@ -884,7 +884,7 @@ static int l_custom_apply(lua_State *L) {
     lua_function_node *fn = calloc(1, sizeof *fn);
     if (!fn) return luaL_error(L, "Function '%s': out of memory", name);
     fn->state = get_state(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    compat_push_main_thread(L);
     fn->main = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, 4);
@@ -939,6 +939,7 @@ void binding_register_distributed(lua_State *L, int module_index) __attribute__(
 int luaopen_tricycle_core(lua_State *L);
 
 int luaopen_tricycle_core(lua_State *L) {
+    compat_remember_main_thread(L);
     get_state(L);
     luaL_newlib(L, module_functions);
     int module = lua_gettop(L);
