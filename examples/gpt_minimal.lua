@@ -3,6 +3,7 @@
 local root = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 package.path = root .. "/../lua/?.lua;" .. root .. "/../lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("TRICYCLE_BUILD") or (root .. "/../build")) .. "/lua/?.so;" .. package.cpath
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 
 local text = ("to be, or not to be, that is the question. "):rep(4)
@@ -19,7 +20,7 @@ for step = 1, 150 do
   local x, y = {}, {}
   for b = 1, B do
     local s = math.random(1, #ids - T)
-    x[b], y[b] = {table.unpack(ids, s, s + T - 1)}, {table.unpack(ids, s + 1, s + T)}
+    x[b], y[b] = {compat.unpack(ids, s, s + T - 1)}, {compat.unpack(ids, s + 1, s + T)}
   end
   local _, loss = model(tc.tensor(x, {dtype = "int64"}), {targets = tc.tensor(y, {dtype = "int64"})})
   optimizer:zero_grad(); loss:backward(); tc.nn.clip_grad_norm(model:parameters(), 1.0); optimizer:step()

@@ -22,6 +22,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local tokenizer_module = require("tricycle.tokenizer")
@@ -73,7 +74,7 @@ if not state.tokenizer then
 end
 local config = state.config or {}
 for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
-  if math.type(config[key]) ~= "integer" then
+  if not compat.is_integer(config[key]) then
     program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
   end
 end

@@ -41,6 +41,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local tokenizer_module = require("tricycle.tokenizer")
@@ -236,7 +237,7 @@ do
   local part = dataset.parts.validation
   local ids = dataset.tokens:narrow(1, part.start + 1, part.length):totable()
   local decoded = tok:decode(ids)
-  validation_chars_per_token = utf8.len(decoded) and (utf8.len(decoded) / part.length) or (#decoded / part.length)
+  validation_chars_per_token = compat.utf8_len(decoded) and (compat.utf8_len(decoded) / part.length) or (#decoded / part.length)
 end
 
 -- ---------------------------------------------------------------- model
@@ -259,7 +260,7 @@ local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_
 -- The preset's warmup is for its own length: a short run warms up over at
 -- most a tenth of its steps, so it still reaches the cosine part.
 local warmup = values.warmup and math.min(values.warmup, config.steps)
-  or math.min(config.warmup, config.steps // 10)
+  or math.min(config.warmup, compat.idiv(config.steps, 10))
 local scheduler = tc.optim.cosine_schedule({
   max_lr = config.lr, min_lr = config.min_lr, warmup = warmup, total = config.steps,
 })
