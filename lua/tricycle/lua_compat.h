@@ -32,12 +32,46 @@
 /* The largest integer every Lua number holds exactly. */
 #define COMPAT_EXACT_LIMIT 9007199254740992.0 /* 2^53 */
 
+/* Searches the table at the top of the stack, and tables in it down to depth
+ * levels, for the value at function; on success pushes its key (the last
+ * one: "narrow" for tricycle.core.Tensor.methods.narrow) and returns true. */
+static inline bool compat_find_key(lua_State *L, int function, int depth) {
+    int table = lua_gettop(L);
+    if (!lua_checkstack(L, 4)) return false;
+    lua_pushnil(L);
+    while (lua_next(L, table)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            if (lua_rawequal(L, -1, function)) {
+                lua_pop(L, 1);
+                return true; /* the key is on the top */
+            }
+            if (depth > 0 && lua_type(L, -1) == LUA_TTABLE && compat_find_key(L, function, depth - 1)) {
+                lua_replace(L, table);
+                lua_settop(L, table);
+                return true;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return false;
+}
+
 /* The name the running C function was called by, for errors raised where no
- * name is at hand. */
+ * name is at hand. A tail call leaves no name; then the function is looked
+ * up in the loaded modules (as 5.3+ does) and the tables they hold. The name
+ * is left on the stack (the caller raises an error right after). */
 static inline const char *compat_function_name(lua_State *L) {
     lua_Debug ar;
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
-    return "tricycle";
+    if (!lua_getstack(L, 0, &ar)) return "?";
+    if (lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
+    int top = lua_gettop(L);
+    if (lua_checkstack(L, 4) && lua_getinfo(L, "f", &ar)) {
+        int function = lua_gettop(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+        if (lua_type(L, -1) == LUA_TTABLE && compat_find_key(L, function, 3)) return lua_tostring(L, -1);
+    }
+    lua_settop(L, top);
+    return "?";
 }
 
 /* Whether the value at idx is an integer that every Lua holds exactly: a
@@ -135,10 +169,12 @@ static inline void compat_seti(lua_State *L, int idx, lua_Integer i) {
 #define lua_gettable(L, idx) (lua_gettable((L), (idx)), lua_type((L), -1))
 #define lua_rawget(L, idx) (lua_rawget((L), (idx)), lua_type((L), -1))
 
+/* An integral number in int64's range: what 5.3+ would read as an integer
+ * (larger magnitudes, the infinities and NaN stay floats, as they are there). */
 static inline int compat_isinteger(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TNUMBER) return 0;
     lua_Number value = lua_tonumber(L, idx);
-    return value == floor(value); /* false for NaN and the infinities */
+    return value == floor(value) && value >= -9223372036854775808.0 && value < 9223372036854775808.0;
 }
 #define lua_isinteger compat_isinteger
 
@@ -150,8 +186,11 @@ static inline const char *compat_push_exact(lua_State *L, lua_Number value) {
     return lua_tostring(L, -1);
 }
 
+/* value as a lua_Integer; an error naming function (NULL: the running one)
+ * past 2^53. */
 static inline lua_Integer compat_checked_number(lua_State *L, lua_Number value, const char *function) {
     if (fabs(value) > COMPAT_EXACT_LIMIT) {
+        if (!function) function = compat_function_name(L);
         luaL_error(L, "%s: the integer %s is past 2^53 (9007199254740992), the largest this Lua (%s) holds exactly; "
                       "use Lua 5.3 or 5.4 for larger integers",
                    function, compat_push_exact(L, value), LUA_VERSION);
@@ -163,7 +202,7 @@ static inline lua_Integer compat_tointeger(lua_State *L, int idx) {
     lua_Number value = lua_tonumber(L, idx);
     if (value != value) return 0;
     if (value != floor(value) && fabs(value) <= COMPAT_EXACT_LIMIT) return (lua_Integer)value;
-    return compat_checked_number(L, value, compat_function_name(L));
+    return compat_checked_number(L, value, NULL);
 }
 #undef lua_tointeger
 #define lua_tointeger compat_tointeger
@@ -177,12 +216,49 @@ static inline lua_Integer compat_tointegerx(lua_State *L, int idx, int *is_integ
 #undef lua_tointegerx
 #define lua_tointegerx compat_tointegerx
 
+/* luaL_argerror naming the function as 5.3+ does when the call left no name
+ * (a tail call), so that every Lua's message says which function failed. */
+static inline int compat_argerror(lua_State *L, int arg, const char *message) {
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return luaL_argerror(L, arg, message);
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, compat_function_name(L), message);
+}
+static inline void compat_typeerror(lua_State *L, int arg, const char *expected) {
+    compat_argerror(L, arg, lua_pushfstring(L, "%s expected, got %s", expected, luaL_typename(L, arg)));
+}
+static inline lua_Number compat_checknumber(lua_State *L, int arg) {
+    if (lua_type(L, arg) != LUA_TNUMBER && !lua_isnumber(L, arg)) compat_typeerror(L, arg, "number");
+    return lua_tonumber(L, arg);
+}
+static inline const char *compat_checklstring(lua_State *L, int arg, size_t *length) {
+    if (!lua_isstring(L, arg)) compat_typeerror(L, arg, "string");
+    return lua_tolstring(L, arg, length);
+}
+static inline void compat_checktype(lua_State *L, int arg, int type) {
+    if (lua_type(L, arg) != type) compat_typeerror(L, arg, lua_typename(L, type));
+}
+static inline void *compat_checkudata(lua_State *L, int arg, const char *name) {
+    void *data = luaL_testudata(L, arg, name);
+    if (!data) compat_typeerror(L, arg, name);
+    return data;
+}
+#define luaL_argerror compat_argerror
+#define luaL_checknumber compat_checknumber
+#define luaL_optnumber(L, arg, fallback) (lua_isnoneornil((L), (arg)) ? (fallback) : compat_checknumber((L), (arg)))
+#undef luaL_checkstring
+#define luaL_checkstring(L, arg) compat_checklstring((L), (arg), NULL)
+#define luaL_checklstring compat_checklstring
+#undef luaL_optstring
+#define luaL_optstring(L, arg, fallback) (lua_isnoneornil((L), (arg)) ? (fallback) : compat_checklstring((L), (arg), NULL))
+#define luaL_checktype compat_checktype
+#define luaL_checkudata compat_checkudata
+
 static inline lua_Integer compat_checkinteger(lua_State *L, int arg) {
-    lua_Number value = luaL_checknumber(L, arg);
-    if (value != floor(value)) luaL_argerror(L, arg, "number has no integer representation");
+    lua_Number value = compat_checknumber(L, arg);
+    if (value != floor(value)) compat_argerror(L, arg, "number has no integer representation");
     if (fabs(value) > COMPAT_EXACT_LIMIT) {
         compat_push_exact(L, value);
-        luaL_argerror(L, arg,
+        compat_argerror(L, arg,
                       lua_pushfstring(L, "the integer %s is past 2^53, the largest this Lua (%s) holds exactly",
                                       lua_tostring(L, -1), LUA_VERSION));
     }
