@@ -456,7 +456,8 @@ function TokenShards:start_epoch(epoch)
     local spare = self.shards[i]:count() - self.stride - 1 -- offsets that still leave one batch
     offsets[i] = 0
     if self.shuffle and spare > 0 then
-      offsets[i] = uniform_below(self.seed, epoch * 4294967296 + OFFSET_DRAW + i, math.min(self.context_length, spare + 1))
+      offsets[i] = uniform_below(self.seed, epoch * 4294967296 + OFFSET_DRAW
+        + i, math.min(self.context_length, spare + 1))
     end
   end
   self.epoch, self.order, self.offsets, self.position, self.batch_index = epoch, order, offsets, 1, 0

@@ -23,13 +23,15 @@ return {
   { "float64 of 2^61 - 1 elements", wide = true, function()
     return tc.empty({ (wide(61)) - 1 }, { dtype = "float64" }):storage_bytes()
   end, { "empty", "float64", "too large" } },
-  { "int64 of 2^60 elements", wide = true, function() return tc.zeros({ wide(60) }, { dtype = "int64" }) end, { "zeros", "int64" } },
+  { "int64 of 2^60 elements", wide = true,
+    function() return tc.zeros({ wide(60) }, { dtype = "int64" }) end, { "zeros", "int64" } },
   { "maxinteger as a size", wide = true, function() return tc.zeros({ (wide(63) - 1) }) end, { "zeros", "too large" } },
   { "2^62 with a zero size beside it (float32)", wide = true, function() return tc.ones({ big, 0 }) end,
     { "ones", "{4611686018427387904, 0}" } },
   { "three sizes of 2^21 and one of 2^22", function() return tc.empty({ 2097152, 2097152, 2097152, 4194304 }) end,
     { "empty", "too large" } },
-  { "sizes as numbers past 2^63", function() return tc.zeros(2147483648, 2147483648, 2147483648) end, { "zeros", "too large" } },
+  { "sizes as numbers past 2^63",
+    function() return tc.zeros(2147483648, 2147483648, 2147483648) end, { "zeros", "too large" } },
   -- before: a 2^64-element shape passed the length check and read past the string
   { "from_bytes with a wrapping shape", function() return tc.from_bytes("", "float32", huge) end,
     { "from_bytes", "{4294967296, 4294967296}" } },

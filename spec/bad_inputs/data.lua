@@ -111,7 +111,8 @@ return {
   { "a number among the files", function()
     return data.TokenShards({ files = { 5 }, batch_size = 1, context_length = 1 })
   end, { "TokenShards", "files[1]", "number" } },
-  { "a batch overflowing int64", function() return shards(good, { batch_size = 1099511627776, context_length = 1099511627776 }) end,
+  { "a batch overflowing int64",
+    function() return shards(good, { batch_size = 1099511627776, context_length = 1099511627776 }) end,
     { "TokenShards", "overflows" } },
 
   -- reader state

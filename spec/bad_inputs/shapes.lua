@@ -25,7 +25,8 @@ return {
   -- before: expand to 2^64 elements reported 0 elements
   { "expand to 2^32 x 2^32", function() return tc.zeros({ 1 }):expand(huge):numel() end,
     { "expand", "{4294967296, 4294967296}", "too large" } },
-  { "expand to 2^62 float32", wide = true, function() return tc.zeros({ 1 }):expand(wide(62)):sum() end, { "expand", "too large" } },
+  { "expand to 2^62 float32", wide = true,
+    function() return tc.zeros({ 1 }):expand(wide(62)):sum() end, { "expand", "too large" } },
   { "expand a size that is not 1", function() return tc.zeros({ 2 }):expand(3) end, { "expand", "{2}", "{3}" } },
   { "expand to fewer dims", function() return tc.zeros({ 1, 2 }):expand(2) end, { "expand", "{1, 2}" } },
   { "expand with a negative size", function() return tc.zeros({ 1 }):expand(-3) end, { "expand", "-3" } },
@@ -44,7 +45,8 @@ return {
   { "narrow of a 0-dim tensor", function() return tc.tensor(1):narrow(1, 1, 1) end, { "narrow", "{}" } },
   { "select the largest index", wide = true, function() return tc.ones({ 3 }):select(1, (wide(63) - 1)) end,
     { "select", "9223372036854775807" } },
-  { "select the smallest index", wide = true, function() return tc.ones({ 3 }):select(1, (-wide(63))) end, { "select" } },
+  { "select the smallest index", wide = true,
+    function() return tc.ones({ 3 }):select(1, (-wide(63))) end, { "select" } },
   { "select of a 0-dim tensor", function() return tc.tensor(1):select(1, 1) end, { "select" } },
   { "unsqueeze past 8 dims", function()
     return tc.zeros({ 1, 1, 1, 1, 1, 1, 1, 1 }):unsqueeze(1)
@@ -62,9 +64,11 @@ return {
   { "a dim past 64", function() return tc.zeros({ 2 }):sum(1000) end, { "sum", "1000" } },
   { "a dim of the smallest integer", wide = true, function() return tc.zeros({ 2 }):sum((-wide(63))) end, { "sum" } },
   -- before: the sum of a 2^62 x 0 uint8 tensor made a 2^62 x 1 int64 result whose byte count wrapped
-  { "sum of 2^62 x 0 uint8 over dim 2", wide = true, function() return tc.ones({ wide(62), 0 }, { dtype = "uint8" }):sum(2) end,
+  { "sum of 2^62 x 0 uint8 over dim 2", wide = true,
+    function() return tc.ones({ wide(62), 0 }, { dtype = "uint8" }):sum(2) end,
     { "sum", "{4611686018427387904, 0}", "int64" } },
-  { "mean of 2^62 x 0 uint8 over dim 2", wide = true, function() return tc.ones({ wide(62), 0 }, { dtype = "uint8" }):mean(2) end,
+  { "mean of 2^62 x 0 uint8 over dim 2", wide = true,
+    function() return tc.ones({ wide(62), 0 }, { dtype = "uint8" }):mean(2) end,
     { "mean", "float32" } },
   { "max over dim 1 of an empty tensor", function() return tc.zeros({ 0, 3 }):max(1) end, { "max", "{0, 3}" } },
   { "argmax of an empty tensor", function() return tc.zeros({ 0 }):argmax() end, { "argmax", "{0}" } },
@@ -79,7 +83,8 @@ return {
   { "a sum of 4 TiB", function() return tc.zeros({ 1 }):expand(1099511627776) + 1 end, { "add", "out of memory" } },
   { "ones of 4 TiB", function() return tc.ones({ 1099511627776 }) end, { "ones", "out of memory" } },
   { "broadcast of 0 x 2^32 and 2^32 x 1", function()
-    return tc.zeros({ 0, 4294967296 }, { dtype = "uint8" }) * tc.zeros({ 1, 1 }, { dtype = "uint8" }):expand(4294967296, 1)
+    return tc.zeros({ 0, 4294967296 }, { dtype = "uint8" })
+      * tc.zeros({ 1, 1 }, { dtype = "uint8" }):expand(4294967296, 1)
   end, { "mul", "{0, 4294967296}", "{4294967296, 1}" } },
   { "add of shapes that do not broadcast", function() return tc.zeros({ 2, 3 }) + tc.zeros({ 3, 2 }) end,
     { "add", "{2, 3}", "{3, 2}" } },
