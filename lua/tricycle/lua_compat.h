@@ -249,8 +249,8 @@ static inline void *compat_checkudata(lua_State *L, int arg, const char *name) {
 #define luaL_checkstring(L, arg) compat_checklstring((L), (arg), NULL)
 #define luaL_checklstring compat_checklstring
 #undef luaL_optstring
-#define luaL_optstring(L, arg, fallback) (lua_isnoneornil((L), (arg))
-    ? (fallback) : compat_checklstring((L), (arg), NULL))
+#define luaL_optstring(L, arg, fallback) \
+    (lua_isnoneornil((L), (arg)) ? (fallback) : compat_checklstring((L), (arg), NULL))
 #define luaL_checktype compat_checktype
 #define luaL_checkudata compat_checkudata
 
