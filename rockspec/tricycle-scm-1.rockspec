@@ -21,7 +21,7 @@ source = {
 }
 
 description = {
-  summary = "Tensors, autograd and neural networks for Lua 5.4, on a C engine",
+  summary = "Tensors, autograd and neural networks for Lua 5.1-5.4 and LuaJIT, on a C engine",
   detailed = [[
 tricycle is a deep learning library: a C engine (tensors, a tape-based
 autograd, CPU kernels over OpenBLAS, an optional CUDA backend) with a thin
@@ -31,8 +31,10 @@ Lua 5.4 binding and plain-Lua modules for layers, optimisers and data.
   labels = { "deep-learning", "tensor", "autograd" },
 }
 
+-- One binding for Lua 5.1, LuaJIT 2.1 (through luarocks' 5.1 tree), 5.2, 5.3 and 5.4: luarocks passes
+-- the headers of the Lua it installs for as LUA_INCDIR (`luarocks --lua-version=5.1 make ...`).
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1, < 5.5",
 }
 
 external_dependencies = {

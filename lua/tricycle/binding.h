@@ -8,8 +8,7 @@
 
 #include "tricycle.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "lua_compat.h"
 
 #define TENSOR_METATABLE "tricycle.Tensor"
 
