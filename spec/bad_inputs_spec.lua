@@ -9,7 +9,7 @@ local tc = require("tricycle")
 
 local areas = {
   "construction", "shapes", "indices", "dtypes", "autograd", "nn", "optim", "files", "tokenizers", "generation", "data",
-  "cli", "distributed",
+  "cli", "distributed", "hosts",
 }
 
 local function state_works()
