@@ -47,6 +47,7 @@ ENGINE_LIB = $(BUILD)/libtricycle.a
 ENGINE_SHARED = $(BUILD)/libtricycle.so
 LUA_MODULE = $(BUILD)/lua/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
+HOST_EXAMPLE = $(BUILD)/examples/host/host
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 
 # The MPI glue (src/mpi/), libtricycle_mpi.so beside core.so, which the engine
@@ -74,10 +75,10 @@ include cuda/cuda.mk
 # The fuzzers (clang, libFuzzer): `make fuzz`, `make fuzz FUZZ_TARGETS=json` (see spec/fuzz/fuzz.mk).
 include spec/fuzz/fuzz.mk
 
-.PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
+.PHONY: examples-host all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
         test-cuda test-gpu
 
-all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) \
+all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(HOST_EXAMPLE) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) \
      $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 
 # Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend,
@@ -113,6 +114,16 @@ $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+
+# A C program embedding Lua 5.4 with the module linked in statically (examples/host/host.c);
+# it finds the Lua modules and examples/host/frame.lua in this source tree (TRICYCLE_ROOT overrides).
+examples-host: $(HOST_EXAMPLE)
+
+$(HOST_EXAMPLE): examples/host/host.c $(BINDING_OBJECTS) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I lua/tricycle -I $(LUA_INCDIR) -DTRICYCLE_SOURCE_ROOT='"$(CURDIR)"' $< \
+	  -o $@ $(BINDING_OBJECTS) $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
 # The specs run under Lua 5.4 whatever `lua` points to.
 RUN_C_TESTS = @for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
