@@ -99,6 +99,8 @@ tc_status tc_set_thread_spin(tc_context *ctx, int64_t microseconds) {
 
 int64_t tc_thread_spin(const tc_context *ctx) { return ctx->thread_spin_microseconds; }
 
+void tc_park_threads(tc_context *ctx) { cpu_pool_park(ctx->cpu_pool); }
+
 tc_status tc_start_threads(tc_context *ctx) {
     if (ctx->num_threads <= 1 || tc_context_pool(ctx)) return TC_OK;
     return tc_fail(ctx, TC_ERROR_STATE, "tc_start_threads: no worker thread of %d could be started",

@@ -102,6 +102,11 @@ int tc_num_threads(const tc_context *ctx);
 #define TC_MAX_THREAD_SPIN_MICROSECONDS 1000000
 tc_status tc_set_thread_spin(tc_context *ctx, int64_t microseconds);
 int64_t tc_thread_spin(const tc_context *ctx);
+/* Tells the worker threads that no kernel follows soon (a frame's work is
+ * done): they stop spinning and sleep now; the next parallel kernel wakes
+ * them and spinning resumes. With it a host keeps the spin's speed inside
+ * a frame and idle workers between frames. */
+void tc_park_threads(tc_context *ctx);
 /* Starts the worker threads now rather than in the first parallel kernel
  * (a host's load step, so that no frame pays for it); TC_ERROR_STATE when
  * none could be started. */

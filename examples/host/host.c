@@ -46,7 +46,9 @@ typedef struct host_options {
     long long floor_bytes;
     long long budget_bytes;
     int warmup_frames;  /* run at load time, not timed */
+    long long warmup_ms; /* ... and for at least this long after the start (see below) */
     int bad_frame;      /* 1-based frame given a bad input; 0: none */
+    bool park;          /* tc_park_threads after each frame */
     const char *checkpoint;
     const char *root;
 } host_options;
@@ -54,10 +56,10 @@ typedef struct host_options {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: host [--frames N] [--cadence-ms MS] [--threads N] [--spin US] [--floor BYTES]\n"
-            "            [--budget BYTES] [--warmup N] [--bad-frame K] [--checkpoint PATH] [--root DIR]\n"
-            "            [--defaults]\n"
-            "  --defaults keeps the engine's defaults (100 us spin, 64 MiB collector floor, no budget,\n"
-            "  no warm-up) to compare; later options still apply.\n");
+            "            [--budget BYTES] [--warmup N] [--warmup-ms MS] [--bad-frame K] [--checkpoint PATH] [--root DIR]\n"
+            "            [--no-park] [--defaults]\n"
+            "  --defaults keeps the engine's defaults (64 MiB collector floor, no budget, no warm-up,\n"
+            "  no parking of the workers after a frame) to compare; later options still apply.\n");
 }
 
 static bool parse_integer(const char *text, long long low, long long high, long long *value) {
@@ -71,8 +73,8 @@ static bool parse_integer(const char *text, long long low, long long high, long 
 
 /* Fills options from argv; false (with a message) on a bad one. */
 static bool parse_options(int argc, char **argv, host_options *options) {
-    *options = (host_options){.frames = 300, .cadence_ms = 16.6, .spin_us = 0, .floor_bytes = 4 << 20,
-                              .budget_bytes = 256 << 20, .warmup_frames = 3};
+    *options = (host_options){.frames = 300, .cadence_ms = 16.6, .spin_us = TC_DEFAULT_THREAD_SPIN_MICROSECONDS, .park = true, .floor_bytes = 4 << 20,
+                              .budget_bytes = 256 << 20, .warmup_frames = 3, .warmup_ms = 150};
     options->root = getenv("TRICYCLE_ROOT") ? getenv("TRICYCLE_ROOT") : TRICYCLE_SOURCE_ROOT;
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
@@ -81,6 +83,12 @@ static bool parse_options(int argc, char **argv, host_options *options) {
             options->floor_bytes = (long long)TC_LUA_DEFAULT_COLLECT_FLOOR;
             options->budget_bytes = 0;
             options->warmup_frames = 0;
+            options->warmup_ms = 0;
+            options->park = false;
+            continue;
+        }
+        if (strcmp(name, "--no-park") == 0) {
+            options->park = false;
             continue;
         }
         if (strcmp(name, "--help") == 0) {
@@ -113,6 +121,8 @@ static bool parse_options(int argc, char **argv, host_options *options) {
         } else if (strcmp(name, "--warmup") == 0) {
             ok = parse_integer(text, 0, 1000, &value);
             options->warmup_frames = (int)value;
+        } else if (strcmp(name, "--warmup-ms") == 0) {
+            ok = parse_integer(text, 0, 60000, &options->warmup_ms);
         } else if (strcmp(name, "--bad-frame") == 0) {
             ok = parse_integer(text, 0, 1000000, &value);
             options->bad_frame = (int)value;
@@ -291,6 +301,7 @@ static bool call(lua_State *L, int nargs, const char *what) {
 int main(int argc, char **argv) {
     host_options options;
     if (!parse_options(argc, argv, &options)) return 2;
+    int64_t program_start = now_ns();
     long long rss_at_start = resident_bytes();
 
     lua_State *L = luaL_newstate();
@@ -350,13 +361,17 @@ int main(int argc, char **argv) {
     int n_tokens = (int)lua_tointeger(L, -1);
     lua_pop(L, 5); /* the info table and its fields */
     frame_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    printf("settings: threads %d, spin %lld us, collector floor %lld bytes, budget %lld bytes, warm-up %d frames\n",
-           tc_num_threads(ctx), (long long)tc_thread_spin(ctx), (long long)tc_lua_collect_floor(L),
-           (long long)tc_memory_budget(ctx), options.warmup_frames);
+    printf("settings: threads %d, spin %lld us, %s, collector floor %lld bytes, budget %lld bytes, "
+           "warm-up %d frames and %lld ms\n",
+           tc_num_threads(ctx), (long long)tc_thread_spin(ctx), options.park ? "parked after each frame" : "no parking",
+           (long long)tc_lua_collect_floor(L), (long long)tc_memory_budget(ctx), options.warmup_frames,
+           options.warmup_ms);
 
     /* Warm-up at load time: the first passes fault in the blocks the
-     * allocator keeps and reach the collector's steady state. */
-    for (int i = 0; i < options.warmup_frames; i++) {
+     * allocator keeps and reach the collector's steady state. It also lasts
+     * past OpenBLAS's start: its thread, made when the library loads, spins
+     * on a core for its first ~65 ms (the engine never gives it work). */
+    for (int i = 0; i < options.warmup_frames || now_ns() - program_start < options.warmup_ms * 1000000; i++) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, frame_ref);
         lua_pushinteger(L, n_tokens);
         if (!call(L, 1, "warm-up frame")) break;
@@ -405,6 +420,7 @@ int main(int argc, char **argv) {
         double elapsed_ms = (double)(now_ns() - start) / 1e6;
         double cpu_ms = (double)(thread_cpu_ns() - cpu_start) / 1e6;
         bool preempted = preemptions() != preemptions_before;
+        if (options.park) tc_park_threads(ctx); /* the workers sleep until the next frame */
         faults[frame <= FIRST_FRAMES ? 0 : 1] += page_faults() - faults_before;
         busy_worker_ns += read_thread_times(&after_sleep) - worker_at_start;
         if (!ok) {

@@ -654,6 +654,11 @@ static int l_thread_spin(lua_State *L) {
     return 1;
 }
 
+static int l_park_threads(lua_State *L) {
+    tc_park_threads(tc_lua_context(L));
+    return 0;
+}
+
 static int l_start_threads(lua_State *L) {
     binding_check(L, tc_start_threads(tc_lua_context(L)));
     return 0;
@@ -995,6 +1000,7 @@ static const luaL_Reg module_functions[] = {
     {"set_thread_spin", l_set_thread_spin},
     {"thread_spin", l_thread_spin},
     {"start_threads", l_start_threads},
+    {"park_threads", l_park_threads},
     {"ops", l_ops},
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},

@@ -52,6 +52,7 @@ struct cpu_pool {
     atomic_bool caller_sleeping;
     atomic_bool stopping;
     atomic_int_fast64_t idle_spin_nanoseconds; /* how long a worker spins for the next job before it sleeps */
+    atomic_bool parked; /* no job is coming soon: spinning workers go to sleep (cpu_pool_park) */
     bool running; /* touched only by the driving thread and its tasks */
     /* The job being run, valid from a generation bump to its completion. */
     cpu_pool_task task;
@@ -83,7 +84,8 @@ static uint64_t spin_for_generation(cpu_pool *pool, uint64_t seen) {
             if (g != seen) return g;
             cpu_relax();
         }
-        if (now_nanoseconds() - start > spin) return seen;
+        if (now_nanoseconds() - start > spin || atomic_load_explicit(&pool->parked, memory_order_relaxed))
+            return seen;
     }
 }
 
@@ -182,6 +184,7 @@ cpu_pool *cpu_pool_new(int threads, int64_t idle_spin_nanoseconds) {
     atomic_init(&pool->caller_sleeping, false);
     atomic_init(&pool->stopping, false);
     atomic_init(&pool->idle_spin_nanoseconds, idle_spin_nanoseconds);
+    atomic_init(&pool->parked, false);
     for (int i = 0; i < threads - 1; i++) {
         pool->workers[i] = (worker){pool, i + 1};
         if (pthread_create(&pool->threads[i], NULL, worker_main, &pool->workers[i]) != 0) break;
@@ -210,6 +213,10 @@ void cpu_pool_free(cpu_pool *pool) {
     free(pool);
 }
 
+void cpu_pool_park(cpu_pool *pool) {
+    if (pool) atomic_store_explicit(&pool->parked, true, memory_order_relaxed);
+}
+
 void cpu_pool_set_idle_spin(cpu_pool *pool, int64_t nanoseconds) {
     if (pool) atomic_store_explicit(&pool->idle_spin_nanoseconds, nanoseconds, memory_order_relaxed);
 }
@@ -223,6 +230,7 @@ void cpu_pool_run(cpu_pool *pool, int n_tasks, cpu_pool_task task, void *state) 
     }
     if (n_tasks > pool->n_workers + 1) n_tasks = pool->n_workers + 1;
     pool->running = true;
+    atomic_store_explicit(&pool->parked, false, memory_order_relaxed);
     pool->task = task;
     pool->state = state;
     atomic_store(&pool->n_tasks, n_tasks);

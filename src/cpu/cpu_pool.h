@@ -32,6 +32,12 @@ void cpu_pool_set_idle_spin(cpu_pool *pool, int64_t nanoseconds);
 /* Joins the workers and frees the pool; NULL is ignored. */
 void cpu_pool_free(cpu_pool *pool);
 
+/* Tells the workers that no job follows soon (a host's frame is over):
+ * those spinning stop and sleep at once; the next job clears it, so the
+ * spin still bridges the gaps between that job and the ones after it. NULL
+ * is ignored. */
+void cpu_pool_park(cpu_pool *pool);
+
 /* The number of threads a job can use (workers + the caller). */
 int cpu_pool_threads(const cpu_pool *pool);
 
