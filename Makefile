@@ -1,7 +1,20 @@
 # tricycle: `make` builds the engine and the Lua module, `make test` runs every test.
 # `make V=1` shows the full compiler command lines.
+# LUA picks the Lua the module is built for and the specs run under: lua5.4 (the default), lua5.3,
+# lua5.2, lua5.1 or luajit (2.1). Lua 5.4's module is build/lua/tricycle/core.so; each other Lua's
+# is build/<LUA>/tricycle/core.so (build/luajit/tricycle/core.so, ...). The engine is shared.
 LUA ?= lua5.4
-LUA_INCDIR ?= /usr/include/lua5.4
+LUA_NAME := $(notdir $(LUA))
+LUA_NAMES = lua5.1 luajit lua5.2 lua5.3 lua5.4
+ifeq ($(LUA_NAME),luajit)
+  LUA_INCDIR ?= /usr/include/luajit-2.1
+else ifneq ($(filter lua5.1 lua5.2 lua5.3,$(LUA_NAME)),)
+  LUA_INCDIR ?= /usr/include/$(LUA_NAME)
+else
+  LUA_INCDIR ?= /usr/include/lua5.4
+endif
+# The C tests embed Lua 5.4 whichever Lua the module is built for.
+C_TEST_LUA_INCDIR ?= /usr/include/lua5.4
 BLAS_LIBS ?= -lopenblas
 CC ?= cc
 LIBFLAG ?= -shared
@@ -42,10 +55,11 @@ LDFLAGS_ALL = $(SANITIZE) $(LDFLAGS)
 ENGINE_SOURCES = $(wildcard src/*.c src/cpu/*.c)
 ENGINE_OBJECTS = $(ENGINE_SOURCES:%.c=$(BUILD)/%.o)
 BINDING_SOURCES = $(wildcard lua/tricycle/*.c)
-BINDING_OBJECTS = $(BINDING_SOURCES:%.c=$(BUILD)/%.o)
+LUA_MODULE_DIR = $(BUILD)/$(if $(filter lua5.1 lua5.2 lua5.3 luajit,$(LUA_NAME)),$(LUA_NAME),lua)
+BINDING_OBJECTS = $(BINDING_SOURCES:lua/%.c=$(LUA_MODULE_DIR)/%.o)
 ENGINE_LIB = $(BUILD)/libtricycle.a
 ENGINE_SHARED = $(BUILD)/libtricycle.so
-LUA_MODULE = $(BUILD)/lua/tricycle/core.so
+LUA_MODULE = $(LUA_MODULE_DIR)/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
 HOST_EXAMPLE = $(BUILD)/examples/host/host
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
@@ -75,17 +89,38 @@ include cuda/cuda.mk
 # The fuzzers (clang, libFuzzer): `make fuzz`, `make fuzz FUZZ_TARGETS=json` (see spec/fuzz/fuzz.mk).
 include spec/fuzz/fuzz.mk
 
-.PHONY: examples-host all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
-        test-cuda test-gpu
+.PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
+        test-cuda test-gpu lua-all test-luajit test-luas examples-host
 
-all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(HOST_EXAMPLE) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) \
-     $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
+# The CUDA backend and the MPI glue are built once, in $(BUILD)/lua/tricycle/; another Lua's module
+# finds them through links beside it (the engine looks for them beside core.so).
+SIDE_LIBS = $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
+SIDE_LINKS = $(if $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),,$(patsubst $(BUILD)/lua/%,$(LUA_MODULE_DIR)/%,$(SIDE_LIBS)))
+# The C host example embeds Lua 5.4: built with the 5.4 module only.
+HOST_EXAMPLES = $(if $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),$(HOST_EXAMPLE))
+
+all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(SIDE_LIBS) $(SIDE_LINKS) $(HOST_EXAMPLES)
 
 # Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend,
 # and the MPI glue comes along when mpicc is found).
 module: $(LUA_MODULE) $(if $(filter 1,$(WITH_CUDA)),$(CUDA_LIB)) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 
+# The module for every supported Lua (each needs its -dev package): build/lua5.1/tricycle/core.so,
+# build/luajit/..., build/lua5.2/..., build/lua5.3/... and build/lua/tricycle/core.so for 5.4.
+lua-all:
+	$(Q)for lua in $(LUA_NAMES); do $(MAKE) --no-print-directory LUA=$$lua module || exit 1; done
+
+$(LUA_MODULE_DIR)/tricycle/lib%.so: $(BUILD)/lua/tricycle/lib%.so
+	@mkdir -p $(dir $@)
+	$(Q)ln -sf ../../lua/tricycle/$(notdir $<) $@
+
 $(BUILD)/%.o: %.c $(wildcard src/*.h src/unicode/*.h src/cpu/*.h lua/tricycle/*.h)
+	@mkdir -p $(dir $@)
+	$(say) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(C_TEST_LUA_INCDIR) -c $< -o $@
+
+# The binding, against the headers of the Lua it is built for.
+$(LUA_MODULE_DIR)/%.o: lua/%.c $(wildcard src/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)
 	$(say) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) -c $< -o $@
@@ -113,25 +148,41 @@ $(MPI_LIB): src/mpi/mpi_glue.c src/distributed_glue.h src/tricycle.h src/op_list
 $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
-	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(C_TEST_LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
 # A C program embedding Lua 5.4 with the module linked in statically (examples/host/host.c);
 # it finds the Lua modules and examples/host/frame.lua in this source tree (TRICYCLE_ROOT overrides).
 examples-host: $(HOST_EXAMPLE)
 
-$(HOST_EXAMPLE): examples/host/host.c $(BINDING_OBJECTS) $(ENGINE_LIB)
+$(HOST_EXAMPLE): examples/host/host.c $(BUILD)/lua/tricycle/core.so
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
-	$(Q)$(CC) $(CFLAGS_ALL) -I src -I lua/tricycle -I $(LUA_INCDIR) -DTRICYCLE_SOURCE_ROOT='"$(CURDIR)"' $< \
-	  -o $@ $(BINDING_OBJECTS) $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I lua/tricycle -I $(C_TEST_LUA_INCDIR) -DTRICYCLE_SOURCE_ROOT='"$(CURDIR)"' $< \
+	  -o $@ $(BINDING_SOURCES:lua/%.c=$(BUILD)/lua/%.o) $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
-# The specs run under Lua 5.4 whatever `lua` points to.
+# The specs run under $(LUA) (Lua 5.4 by default, whatever `lua` points to); spec/run.lua picks the module
+# built for the Lua running it.
 RUN_C_TESTS = @for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
 RUN_SPECS = TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
 
 test: all
 	$(RUN_C_TESTS)
 	$(RUN_SPECS)
+	$(if $(filter 1,$(TEST_LUAS)),$(Q)$(MAKE) --no-print-directory test-luas)
+
+# The whole spec suite under LuaJIT 2.1.
+test-luajit:
+	$(Q)$(MAKE) --no-print-directory LUA=luajit all
+	TRICYCLE_BUILD=$(BUILD) luajit spec/run.lua $(SPEC_ARGS)
+
+# The smoke spec (tensors, autograd, a GPT training step, generation, a checkpoint) under Lua 5.1, 5.2
+# and 5.3, then the whole suite under LuaJIT.
+SMOKE_LUAS = lua5.1 lua5.2 lua5.3
+test-luas:
+	$(Q)for lua in $(SMOKE_LUAS); do $(MAKE) --no-print-directory LUA=$$lua module || exit 1; \
+	  echo "== smoke spec under $$lua"; TRICYCLE_BUILD=$(BUILD) $$lua spec/run.lua spec/smoke/smoke_spec.lua || exit 1; \
+	done
+	$(Q)$(MAKE) --no-print-directory test-luajit
 
 test-c: all
 	$(RUN_C_TESTS)

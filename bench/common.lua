@@ -17,7 +17,10 @@ function M.use_source_tree(extra)
   local path = "lua/?.lua;lua/?/init.lua;" .. (extra or "")
   if package.path:sub(1, #path) ~= path then
     package.path = path .. package.path
-    package.cpath = M.build() .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+    package.cpath = M.build() .. "/" .. lua_dir .. "/?.so;" .. package.cpath
   end
 end
 

@@ -4,7 +4,10 @@
 local root = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 local build = os.getenv("TRICYCLE_BUILD") or (root .. "/../build")
 package.path = root .. "/../lua/?.lua;" .. root .. "/../lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = build .. "/" .. lua_dir .. "/?.so;" .. package.cpath
 
 local tc = require("tricycle")
 local nn, optim = tc.nn, tc.optim

@@ -2,7 +2,11 @@
 --   lua5.4 examples/gpt_minimal.lua
 local root = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
 package.path = root .. "/../lua/?.lua;" .. root .. "/../lua/?/init.lua;" .. package.path
-package.cpath = (os.getenv("TRICYCLE_BUILD") or (root .. "/../build")) .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = (os.getenv("TRICYCLE_BUILD") or (root .. "/../build")) .. "/" .. lua_dir .. "/?.so;" .. package.cpath
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 
 local text = ("to be, or not to be, that is the question. "):rep(4)
@@ -19,7 +23,7 @@ for step = 1, 150 do
   local x, y = {}, {}
   for b = 1, B do
     local s = math.random(1, #ids - T)
-    x[b], y[b] = {table.unpack(ids, s, s + T - 1)}, {table.unpack(ids, s + 1, s + T)}
+    x[b], y[b] = {compat.unpack(ids, s, s + T - 1)}, {compat.unpack(ids, s + 1, s + T)}
   end
   local _, loss = model(tc.tensor(x, {dtype = "int64"}), {targets = tc.tensor(y, {dtype = "int64"})})
   optimizer:zero_grad(); loss:backward(); tc.nn.clip_grad_norm(model:parameters(), 1.0); optimizer:step()

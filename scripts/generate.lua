@@ -11,9 +11,12 @@ local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = script_dir .. "/.."
 local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = build .. "/" .. lua_dir .. "/?.so;" .. package.cpath
 do
-  local core_path = build .. "/lua/tricycle/core.so"
+  local core_path = build .. "/" .. lua_dir .. "/tricycle/core.so"
   local f = io.open(core_path, "rb")
   if not f then
     io.stderr:write(("generate: %s is missing: run make first (in %s)\n"):format(core_path, root))
@@ -22,6 +25,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local tokenizer_module = require("tricycle.tokenizer")
@@ -73,7 +77,7 @@ if not state.tokenizer then
 end
 local config = state.config or {}
 for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
-  if math.type(config[key]) ~= "integer" then
+  if not compat.is_integer(config[key]) then
     program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
   end
 end

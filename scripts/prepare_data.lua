@@ -29,9 +29,12 @@ local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = script_dir .. "/.."
 local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = build .. "/" .. lua_dir .. "/?.so;" .. package.cpath
 do
-  local core_path = build .. "/lua/tricycle/core.so"
+  local core_path = build .. "/" .. lua_dir .. "/tricycle/core.so"
   local f = io.open(core_path, "rb")
   if not f then
     io.stderr:write(("prepare_data: %s is missing: run make first (in %s)\n"):format(core_path, root))
@@ -40,6 +43,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local core = require("tricycle.core")
@@ -79,7 +83,7 @@ local values, inputs = program:parse(arg)
 
 local config = {
   name = values.name or "corpus", format = values.format or "auto", shard_tokens = values.shard_tokens or 100000000,
-  threads = values.threads or tc.num_threads(), block_bytes = values.block_bytes or (1 << 20),
+  threads = values.threads or tc.num_threads(), block_bytes = values.block_bytes or 1048576,
 }
 if not values.out then
   program:fail_usage("--out DIR is required")
@@ -111,7 +115,7 @@ end
 if config.threads < 1 or config.threads > 1024 then
   program:fail_usage(("--threads must be from 1 to 1024, got %d"):format(config.threads))
 end
-if config.block_bytes < 1 or config.block_bytes > (1 << 30) then
+if config.block_bytes < 1 or config.block_bytes > 1073741824 then
   program:fail_usage(("--block-bytes must be from 1 to 1073741824, got %d"):format(config.block_bytes))
 end
 if not config.name:match("^[%w._-]+$") then
@@ -321,7 +325,7 @@ local function Writer(split)
       local room = (config.shard_tokens - writer.count) * id_bytes
       local take = math.min(room, #bytes - at + 1)
       writer.pieces[#writer.pieces + 1] = at == 1 and take == #bytes and bytes or bytes:sub(at, at + take - 1)
-      writer.count = writer.count + take // id_bytes
+      writer.count = writer.count + compat.idiv(take, id_bytes)
       at = at + take
       if writer.count == config.shard_tokens then
         writer.flush()
@@ -355,9 +359,9 @@ local function route(packed, documents)
     return
   end
   if val_tokens_left > 0 then
-    local take = math.min(val_tokens_left, #packed // id_bytes)
+    local take = math.min(val_tokens_left, compat.idiv(#packed, id_bytes))
     local part = packed:sub(1, take * id_bytes)
-    local _, begun = core.shards.find_id(part, id_bytes, eot, math.maxinteger)
+    local _, begun = core.shards.find_id(part, id_bytes, eot, compat.max_integer)
     validation.add(part)
     validation.documents = validation.documents + begun
     documents = documents - begun
@@ -422,7 +426,7 @@ local function encode_pending()
   end
   stats.bytes = stats.bytes + pending_bytes
   stats.documents = stats.documents + count
-  stats.tokens = stats.tokens + #packed // id_bytes
+  stats.tokens = stats.tokens + compat.idiv(#packed, id_bytes)
   pending, pending_bytes = {}, 0
   route(packed, count)
   report(false)

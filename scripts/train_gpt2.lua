@@ -36,9 +36,12 @@ local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = script_dir .. "/.."
 local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = build .. "/" .. lua_dir .. "/?.so;" .. package.cpath
 do
-  local core_path = build .. "/lua/tricycle/core.so"
+  local core_path = build .. "/" .. lua_dir .. "/tricycle/core.so"
   local f = io.open(core_path, "rb")
   if not f then
     io.stderr:write(("train_gpt2: %s is missing: run make first (in %s)\n"):format(core_path, root))
@@ -47,6 +50,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local training = require("tricycle.training")
@@ -178,7 +182,7 @@ if values.resume then
     program:fail(state)
   end
   resumed = state
-  if type(resumed.config) ~= "table" or math.type(resumed.config.n_layer) ~= "integer" then
+  if type(resumed.config) ~= "table" or not compat.is_integer(resumed.config.n_layer) then
     program:fail(("%s was not written by train_gpt2.lua (its config has no n_layer)"):format(resumed_path))
   end
 end
@@ -248,7 +252,7 @@ if config.init_from then
     n_layer = n_layer + 1
   end
   local file_shape = { vocab_size = wte:size(1), context_length = wpe:size(1), n_layer = n_layer, n_embd = wte:size(2),
-    n_head = math.tointeger(tonumber(metadata and metadata.n_head or "")) or wte:size(2) // 64 }
+    n_head = compat.tointeger(tonumber(metadata and metadata.n_head or "")) or compat.idiv(wte:size(2), 64) }
   for _, key in ipairs(SHAPE_KEYS) do
     local given = values[key]
     if given ~= nil and given ~= file_shape[key] and not (key == "context_length" and given < file_shape[key]) then
@@ -284,9 +288,9 @@ if resumed then
       :format(values.model, resumed_path, resumed.config.n_layer, resumed.config.n_embd))
   end
 end
-config.vocab_size = config.vocab_size or (manifest and math.tointeger(manifest.vocab_size)) or 50257
+config.vocab_size = config.vocab_size or (manifest and compat.tointeger(manifest.vocab_size)) or 50257
 config.min_lr = config.min_lr or config.lr / 10
-config.warmup = config.warmup or math.min(700, config.steps // 10)
+config.warmup = config.warmup or math.min(700, compat.idiv(config.steps, 10))
 
 for _, key in ipairs({ "steps", "batch_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_size",
   "keep_checkpoints", "log_every" }) do
@@ -315,7 +319,7 @@ if config.total_batch <= 0 or config.total_batch % micro_tokens ~= 0 then
     .. "%s%d × %d = %d"):format(config.total_batch, world > 1 and "ranks × " or "", world > 1 and (world .. " × ") or "",
       config.batch_size, config.context_length, micro_tokens))
 end
-local accumulation = config.total_batch // micro_tokens
+local accumulation = compat.idiv(config.total_batch, micro_tokens)
 if values.threads then
   tc.set_num_threads(values.threads)
 end
@@ -371,7 +375,7 @@ do
     tokenizer_text = tok:serialize()
   end
 end
-local eot = manifest and math.tointeger(manifest.eot) or (config.vocab_size == 50257 and 50256 or nil)
+local eot = manifest and compat.tointeger(manifest.eot) or (config.vocab_size == 50257 and 50256 or nil)
 
 -- ---------------------------------------------------------------- model
 

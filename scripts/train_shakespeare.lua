@@ -30,9 +30,12 @@ local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = script_dir .. "/.."
 local build = os.getenv("TRICYCLE_BUILD") or (root .. "/build")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+-- Lua 5.4's module is in <build>/lua/, each other Lua's in <build>/<lua5.1|luajit|lua5.2|lua5.3>/.
+local lua_dir = rawget(_G, "jit") and "luajit"
+  or ({ ["Lua 5.1"] = "lua5.1", ["Lua 5.2"] = "lua5.2", ["Lua 5.3"] = "lua5.3" })[_VERSION] or "lua"
+package.cpath = build .. "/" .. lua_dir .. "/?.so;" .. package.cpath
 do
-  local core_path = build .. "/lua/tricycle/core.so"
+  local core_path = build .. "/" .. lua_dir .. "/tricycle/core.so"
   local f = io.open(core_path, "rb")
   if not f then
     io.stderr:write(("train_shakespeare: %s is missing: run make first (in %s)\n"):format(core_path, root))
@@ -41,6 +44,7 @@ do
   f:close()
 end
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local tokenizer_module = require("tricycle.tokenizer")
@@ -236,7 +240,7 @@ do
   local part = dataset.parts.validation
   local ids = dataset.tokens:narrow(1, part.start + 1, part.length):totable()
   local decoded = tok:decode(ids)
-  validation_chars_per_token = utf8.len(decoded) and (utf8.len(decoded) / part.length) or (#decoded / part.length)
+  validation_chars_per_token = compat.utf8_len(decoded) and (compat.utf8_len(decoded) / part.length) or (#decoded / part.length)
 end
 
 -- ---------------------------------------------------------------- model
@@ -259,7 +263,7 @@ local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_
 -- The preset's warmup is for its own length: a short run warms up over at
 -- most a tenth of its steps, so it still reaches the cosine part.
 local warmup = values.warmup and math.min(values.warmup, config.steps)
-  or math.min(config.warmup, config.steps // 10)
+  or math.min(config.warmup, compat.idiv(config.steps, 10))
 local scheduler = tc.optim.cosine_schedule({
   max_lr = config.lr, min_lr = config.min_lr, warmup = warmup, total = config.steps,
 })

@@ -9,8 +9,7 @@
 #include "tricycle.h"
 #include "tricycle_lua.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "lua_compat.h"
 
 #define TENSOR_METATABLE "tricycle.Tensor"
 

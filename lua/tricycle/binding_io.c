@@ -155,7 +155,7 @@ static bool encode_value(lua_State *L, json_encoder *e, int idx, int depth) {
         else tc_json_append_raw(&e->buffer, "false", 5);
         return true;
     case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
+        if (compat_is_exact_integer(L, idx)) { /* a float past 2^53 on Luas without integers */
             tc_json_append_integer(&e->buffer, lua_tointeger(L, idx));
         } else {
             double value = lua_tonumber(L, idx);

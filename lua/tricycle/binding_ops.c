@@ -599,6 +599,9 @@ static int m_storage_bytes(lua_State *L) {
 
 /* ---- metamethods ---- */
 
+/* __gc, __close and t:free(): releases the tensor's reference now, on every
+ * Lua (free is the plain form of 5.4's `local t <close> = ...`); a later use
+ * is an error saying the tensor was closed, a second free does nothing. */
 static int mm_gc(lua_State *L) {
     lua_tensor *box = luaL_checkudata(L, 1, TENSOR_METATABLE);
     tc_tensor_release(box->tensor);

@@ -30,6 +30,7 @@
 --
 -- Writing is atomic (a temporary file renamed over `path`), so a crash
 -- while saving leaves the previous checkpoint intact.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 
 local M = {}
@@ -228,13 +229,13 @@ function M.save(path, state)
         .. "put anything else in extra)"):format(tostring(key)), 2)
     end
   end
-  if state.step ~= nil and math.type(state.step) ~= "integer" then
+  if state.step ~= nil and not compat.is_integer(state.step) then
     error(("checkpoint.save: step must be an integer, got %s"):format(tostring(state.step)), 2)
   end
   local rng = state.rng
   if rng == nil then
     rng = { core.rng_state() }
-  elseif type(rng) ~= "table" or math.type(rng[1]) ~= "integer" or math.type(rng[2]) ~= "integer" then
+  elseif type(rng) ~= "table" or not compat.is_integer(rng[1]) or not compat.is_integer(rng[2]) then
     error("checkpoint.save: rng must be {seed, offset} (two integers), as tc.rng_state() returns", 2)
   end
   local tokenizer = state.tokenizer

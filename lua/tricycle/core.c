@@ -129,7 +129,7 @@ void binding_push_tensor(lua_State *L, tc_tensor *t) {
      * a config-B step. */
     size_t in_use = tc_memory_in_use(state->ctx);
     if (in_use > state->collect_threshold) {
-        lua_gc(L, LUA_GCCOLLECT);
+        lua_gc(L, LUA_GCCOLLECT, 0);
         state->collect_threshold = next_collect_threshold(state, tc_memory_in_use(state->ctx));
     }
     lua_tensor *box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -149,7 +149,7 @@ tc_tensor *binding_check_tensor(lua_State *L, int idx, const char *function) {
         return NULL;
     }
     if (!box->tensor) {
-        luaL_error(L, "%s: argument %d is a tensor that was closed (used after <close>)", function, idx);
+        luaL_error(L, "%s: argument %d is a tensor that was closed (t:free() or <close>)", function, idx);
         return NULL;
     }
     return box->tensor;
@@ -560,6 +560,21 @@ static int l_set_rng_state(lua_State *L) {
     return 0;
 }
 
+/* uniform_below(seed, counter, n): a uniform integer in [0, n) from the
+ * SplitMix64 finaliser over (seed, counter), in 64-bit unsigned arithmetic
+ * (wrapping modulo 2^64), the same on every Lua; tricycle.data's shuffles. */
+static int l_uniform_below(lua_State *L) {
+    uint64_t seed = (uint64_t)luaL_checkinteger(L, 1), counter = (uint64_t)luaL_checkinteger(L, 2);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    if (n < 1) return luaL_error(L, "uniform_below: n must be at least 1, got %I", n);
+    uint64_t z = seed * 0x9E3779B97F4A7C15u + (counter + 1) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    z ^= z >> 31;
+    lua_pushinteger(L, (lua_Integer)((z >> 2) % (uint64_t)n));
+    return 1;
+}
+
 /* Sets grad mode to the given value, whatever it was (the engine counts
  * nested disables; Lua code saves and restores the boolean instead, so a
  * restore to false inside a no_grad block must not disable once more). */
@@ -611,8 +626,15 @@ static size_t check_bytes(lua_State *L, int idx, const char *function, const cha
                    lua_type(L, idx) == LUA_TNUMBER ? "a float" : luaL_typename(L, idx));
     lua_Integer bytes = lua_tointeger(L, idx);
     if (bytes < 0) luaL_error(L, "%s: %s must be >= 0 bytes, got %I", function, what, bytes);
-    if ((lua_Unsigned)bytes > SIZE_MAX) luaL_error(L, "%s: %s of %I bytes is too large", function, what, bytes);
+    if ((uint64_t)bytes > SIZE_MAX) luaL_error(L, "%s: %s of %I bytes is too large", function, what, bytes);
     return (size_t)bytes;
+}
+
+/* A byte count to Lua: an integer when every Lua holds it exactly (a C
+ * host may have set SIZE_MAX, which a float approximates). */
+static void push_bytes(lua_State *L, size_t bytes) {
+    if (bytes <= ((size_t)1 << 53)) lua_pushinteger(L, (lua_Integer)bytes);
+    else lua_pushnumber(L, (lua_Number)bytes);
 }
 
 static int l_set_memory_budget(lua_State *L) {
@@ -621,8 +643,7 @@ static int l_set_memory_budget(lua_State *L) {
 }
 
 static int l_memory_budget(lua_State *L) {
-    size_t budget = tc_memory_budget(tc_lua_context(L));
-    lua_pushinteger(L, budget > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)budget);
+    push_bytes(L, tc_memory_budget(tc_lua_context(L)));
     return 1;
 }
 
@@ -632,8 +653,7 @@ static int l_set_collect_floor(lua_State *L) {
 }
 
 static int l_collect_floor(lua_State *L) {
-    size_t floor_bytes = tc_lua_collect_floor(L);
-    lua_pushinteger(L, floor_bytes > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)floor_bytes);
+    push_bytes(L, tc_lua_collect_floor(L));
     return 1;
 }
 
@@ -713,7 +733,7 @@ static int l_set_log_callback(lua_State *L) {
     if (lua_isfunction(L, 1)) {
         lua_pushvalue(L, 1);
         state->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        compat_push_main_thread(L);
         tc_set_log_callback(state->ctx, log_to_lua, lua_tothread(L, -1));
         lua_pop(L, 1);
     } else {
@@ -847,7 +867,7 @@ static int l_on_grad_ready(lua_State *L) {
     grad_hook *hook = calloc(1, sizeof *hook);
     if (!hook) return luaL_error(L, "on_grad_ready: out of memory");
     hook->state = get_state(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    compat_push_main_thread(L);
     hook->main = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, 2);
@@ -959,7 +979,7 @@ static int l_custom_apply(lua_State *L) {
     lua_function_node *fn = calloc(1, sizeof *fn);
     if (!fn) return luaL_error(L, "Function '%s': out of memory", name);
     fn->state = get_state(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    compat_push_main_thread(L);
     fn->main = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, 4);
@@ -986,6 +1006,7 @@ static const luaL_Reg module_functions[] = {
     {"randn", l_randn},
     {"from_bytes", l_from_bytes},
     {"manual_seed", l_manual_seed},
+    {"uniform_below", l_uniform_below},
     {"rng_state", l_rng_state},
     {"set_rng_state", l_set_rng_state},
     {"set_grad_enabled", l_set_grad_enabled},
@@ -1020,6 +1041,7 @@ void binding_register_shards(lua_State *L, int module_index) __attribute__((weak
 void binding_register_distributed(lua_State *L, int module_index) __attribute__((weak));
 
 int luaopen_tricycle_core(lua_State *L) {
+    compat_remember_main_thread(L);
     get_state(L);
     luaL_newlib(L, module_functions);
     int module = lua_gettop(L);
@@ -1032,6 +1054,8 @@ int luaopen_tricycle_core(lua_State *L) {
     lua_setfield(L, metatable, "methods");
     lua_pushcfunction(L, l_on_grad_ready);
     lua_setfield(L, methods, "on_grad_ready");
+    lua_getfield(L, metatable, "__gc");
+    lua_setfield(L, methods, "free");
     lua_pushvalue(L, metatable);
     lua_setfield(L, module, "Tensor");
     lua_settop(L, module);

@@ -27,6 +27,7 @@
 --                                  context_length = 1024, vocab_size = 50257, shuffle = true, seed = 1}
 --   local x, y = train:batch()                      -- int64 [B, T], y is x shifted by one
 --   checkpoint.extra.data = train:state_dict()      -- and train:load_state_dict(state) to resume
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local tokenizer = require("tricycle.tokenizer")
 local check_options = require("tricycle.options").check_options
@@ -38,54 +39,30 @@ local M = {
 
 local Tensor = core.Tensor
 
---- SplitMix64 finaliser over (seed, counter): a well-mixed 64-bit integer.
--- Lua integers wrap modulo 2^64, which is exactly the arithmetic it needs.
-local function mix64(seed, counter)
-  local z = seed * 0x9E3779B97F4A7C15 + (counter + 1) * 0xBF58476D1CE4E5B9
-  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
-  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
-  return z ~ (z >> 31)
-end
-M.mix64 = mix64
+--- A uniform integer in [0, n) from the (seed, counter) stream (SplitMix64 in the
+-- binding, in 64-bit arithmetic on every Lua); n < 2^62.
+local uniform_below = core.uniform_below
 
---- A uniform integer in [0, n) from the stream; n < 2^62.
-local function uniform_below(seed, counter, n)
-  return (mix64(seed, counter) >> 2) % n
-end
-
---- Packs a Lua table of ids into an int32 tensor, a chunk at a time so no
--- second per-token table is built.
+--- Packs a Lua table of ids into an int32 tensor, after checking every id.
 local function table_to_tensor(ids, who)
   local n = #ids
-  local chunks, chunk = {}, {}
-  local size = 4096
-  for start = 1, n, size do
-    local stop = math.min(start + size - 1, n)
-    for i = start, stop do
-      local id = ids[i]
-      if math.type(id) ~= "integer" then
-        if type(id) == "number" and id == math.floor(id) then
-          id = math.tointeger(id)
-        else
-          error(("%s: tokens[%d] must be an integer id, got %s"):format(who, i, tostring(id)), 3)
-        end
-      end
-      if id < 0 or id > 0x7fffffff then
-        error(("%s: tokens[%d] = %d is not a valid 0-based id"):format(who, i, id), 3)
-      end
-      chunk[i - start + 1] = id
+  for i = 1, n do
+    local id = ids[i]
+    if not compat.is_integer(id) and not (type(id) == "number" and id == math.floor(id)) then
+      error(("%s: tokens[%d] must be an integer id, got %s"):format(who, i, tostring(id)), 3)
     end
-    local count = stop - start + 1
-    chunks[#chunks + 1] = string.pack("<" .. string.rep("i4", count), table.unpack(chunk, 1, count))
+    if id < 0 or id > 0x7fffffff then
+      error(("%s: tokens[%d] = %d is not a valid 0-based id"):format(who, i, id), 3)
+    end
   end
   if n == 0 then
     return nil
   end
-  return core.from_bytes(table.concat(chunks), "int32", { n })
+  return core.tensor(ids, { dtype = "int32" })
 end
 
 local function check_positive_integer(value, name, who)
-  if math.type(value) ~= "integer" or value <= 0 then
+  if not compat.is_integer(value) or value <= 0 then
     error(("%s: %s must be a positive integer, got %s"):format(who, name, tostring(value)), 3)
   end
 end
@@ -116,7 +93,7 @@ function CausalLMDataset.new(options)
   local B = options.batch_size
   check_positive_integer(B, "batch_size", who)
   local seed = options.seed or 0
-  if math.type(seed) ~= "integer" then
+  if not compat.is_integer(seed) then
     error(("%s: seed must be an integer, got %s"):format(who, tostring(seed)), 2)
   end
 
@@ -127,7 +104,7 @@ function CausalLMDataset.new(options)
     if #tokens % 4 ~= 0 then
       error(("%s: a packed token string must hold whole int32s, got %d bytes"):format(who, #tokens), 2)
     end
-    tokens = #tokens > 0 and core.from_bytes(tokens, "int32", { #tokens // 4 }) or nil
+    tokens = #tokens > 0 and core.from_bytes(tokens, "int32", { compat.idiv(#tokens, 4) }) or nil
   elseif getmetatable(tokens) == Tensor then
     if tokens.dtype ~= "int32" and tokens.dtype ~= "int64" then
       error(("%s: tokens must be an int32 or int64 tensor, got dtype %s"):format(who, tokens.dtype), 2)
@@ -250,7 +227,7 @@ function CausalLMDataset:evaluation_windows(split)
   end
   -- window i holds positions [i*T, i*T + T]: targets never repeat, and a
   -- short tail (at least one target) is dropped only when it cannot fill a window.
-  return (part.length - 1) // self.context_length
+  return compat.idiv((part.length - 1), self.context_length)
 end
 
 --- An iterator over every non-overlapping window of the validation part
@@ -290,7 +267,7 @@ end
 
 --- Resumes the random stream from :state().
 function CausalLMDataset:set_state(state)
-  if type(state) ~= "table" or math.type(state.seed) ~= "integer" or math.type(state.counter) ~= "integer" then
+  if type(state) ~= "table" or not compat.is_integer(state.seed) or not compat.is_integer(state.counter) then
     error("CausalLMDataset:set_state: expects {seed = integer, counter = integer}, as :state() returns", 2)
   end
   self.seed, self.counter = state.seed, state.counter
@@ -376,12 +353,12 @@ function TokenShards.new(options)
   check_positive_integer(T, "context_length", who)
   local world_size, rank = options.world_size or 1, options.rank or 0
   check_positive_integer(world_size, "world_size", who)
-  if math.type(rank) ~= "integer" or rank < 0 or rank >= world_size then
+  if not compat.is_integer(rank) or rank < 0 or rank >= world_size then
     error(("%s: rank must be an integer in [0, world_size - 1] = [0, %d], got %s"):format(who, world_size - 1,
       tostring(rank)), 2)
   end
   local seed = options.seed or 0
-  if math.type(seed) ~= "integer" then
+  if not compat.is_integer(seed) then
     error(("%s: seed must be an integer, got %s"):format(who, tostring(seed)), 2)
   end
   if options.shuffle ~= nil and type(options.shuffle) ~= "boolean" then
@@ -404,7 +381,7 @@ function TokenShards.new(options)
   end
   local per_batch = B * T
   local stride = per_batch * world_size -- tokens the ranks take together per step
-  if per_batch // B ~= T or stride // world_size ~= per_batch then
+  if compat.idiv(per_batch, B) ~= T or compat.idiv(stride, world_size) ~= per_batch then
     error(("%s: batch_size %d × context_length %d × world_size %d overflows"):format(who, B, T, world_size), 2)
   end
   local shards, largest = {}, nil
@@ -460,7 +437,7 @@ setmetatable(TokenShards, {
 
 -- Draws of the shuffle: order and offsets of epoch e come from disjoint
 -- counters of the (seed, counter) stream.
-local ORDER_DRAW, OFFSET_DRAW = 0, 1 << 31
+local ORDER_DRAW, OFFSET_DRAW = 0, 2147483648 -- 2^31; counters are epoch * 2^32 + draw + i
 
 --- Sets the order and offsets of an epoch and goes to its first batch.
 function TokenShards:start_epoch(epoch)
@@ -471,7 +448,7 @@ function TokenShards:start_epoch(epoch)
   end
   if self.shuffle then
     for i = n, 2, -1 do
-      local j = 1 + uniform_below(self.seed, (epoch << 32) | ORDER_DRAW | i, i)
+      local j = 1 + uniform_below(self.seed, epoch * 4294967296 + ORDER_DRAW + i, i)
       order[i], order[j] = order[j], order[i]
     end
   end
@@ -479,7 +456,7 @@ function TokenShards:start_epoch(epoch)
     local spare = self.shards[i]:count() - self.stride - 1 -- offsets that still leave one batch
     offsets[i] = 0
     if self.shuffle and spare > 0 then
-      offsets[i] = uniform_below(self.seed, (epoch << 32) | OFFSET_DRAW | i, math.min(self.context_length, spare + 1))
+      offsets[i] = uniform_below(self.seed, epoch * 4294967296 + OFFSET_DRAW + i, math.min(self.context_length, spare + 1))
     end
   end
   self.epoch, self.order, self.offsets, self.position, self.batch_index = epoch, order, offsets, 1, 0
@@ -488,7 +465,7 @@ end
 --- Batches shard i yields in the current epoch (per rank).
 function TokenShards:shard_batches(i)
   local available = self.shards[i]:count() - self.offsets[i] - 1
-  return available >= self.stride and available // self.stride or 0
+  return available >= self.stride and compat.idiv(available, self.stride) or 0
 end
 
 --- The next batch: x, y int64 [B, T] (y is x shifted by one token).
@@ -523,7 +500,7 @@ function TokenShards:batches_per_epoch()
   for i = 1, #self.shards do
     total = total + self:shard_batches(i)
   end
-  self.epoch, self.order, self.offsets, self.position, self.batch_index = table.unpack(saved)
+  self.epoch, self.order, self.offsets, self.position, self.batch_index = compat.unpack(saved)
   return total
 end
 
@@ -553,8 +530,8 @@ end
 -- sizes), batch shape, ranks and shuffle must be the ones it was saved with.
 function TokenShards:load_state_dict(state)
   local who = "TokenShards:load_state_dict"
-  if type(state) ~= "table" or math.type(state.epoch) ~= "integer" or math.type(state.position) ~= "integer"
-    or math.type(state.batch) ~= "integer" or type(state.files) ~= "table" then
+  if type(state) ~= "table" or not compat.is_integer(state.epoch) or not compat.is_integer(state.position)
+    or not compat.is_integer(state.batch) or type(state.files) ~= "table" then
     error(who .. ": expects the table :state_dict() returns", 2)
   end
   for _, key in ipairs({ "seed", "shuffle", "batch_size", "context_length", "rank", "world_size" }) do
@@ -606,7 +583,7 @@ function M.token_shard_bytes(ids, options)
   options = check_options(who, options or {}, { "id_bytes" })
   local largest = -1
   for i, id in ipairs(ids) do
-    if math.type(id) ~= "integer" or id < 0 or id > 0xffffffff then
+    if not compat.is_integer(id) or id < 0 or id > 0xffffffff then
       error(("%s: ids[%d] = %s is not an id from 0 to 4294967295"):format(who, i, tostring(id)), 2)
     end
     largest = math.max(largest, id)
@@ -619,10 +596,15 @@ function M.token_shard_bytes(ids, options)
     error(("%s: id %d does not fit in uint16 (id_bytes = 2)"):format(who, largest), 2)
   end
   local parts = { core.shards.header(#ids, id_bytes) }
-  local format = id_bytes == 2 and "<I2" or "<I4"
-  for i = 1, #ids, 1024 do
-    local chunk = table.move(ids, i, math.min(i + 1023, #ids), 1, {})
-    parts[#parts + 1] = string.pack(format:rep(#chunk), table.unpack(chunk))
+  -- Little-endian ids, as the engine stores them: the low bytes of each int64 (the machine is little-endian,
+  -- as the shard format is).
+  if #ids > 0 then
+    local bytes = core.tensor(ids, { dtype = "int64" }):tobytes()
+    local pieces = {}
+    for i = 1, #ids do
+      pieces[i] = bytes:sub(8 * i - 7, 8 * i - 8 + id_bytes)
+    end
+    parts[#parts + 1] = table.concat(pieces)
   end
   return table.concat(parts)
 end

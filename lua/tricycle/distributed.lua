@@ -15,6 +15,7 @@
 -- the same dtype and size. When a rank fails (dist.abort, or dist.run
 -- catching its error), ends without closing, or is killed, the ranks that
 -- wait for it stop with an error naming it instead of hanging.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
 
@@ -135,7 +136,7 @@ function M.broadcast(t, options)
   check_tensor("broadcast", t)
   options = check_options("broadcast", options or {}, { "root", "async" }, 2)
   local root = options.root or 0
-  if math.type(root) ~= "integer" or root < 0 or root >= native.world_size() then
+  if not compat.is_integer(root) or root < 0 or root >= native.world_size() then
     error(("broadcast: root must be a rank from 0 to %d, got %s"):format(native.world_size() - 1,
       tostring(options.root)), 2)
   end
@@ -159,7 +160,7 @@ local function counts_total(function_name, counts)
   end
   local total = 0
   for i, n in ipairs(counts) do
-    if math.type(n) ~= "integer" or n < 0 then
+    if not compat.is_integer(n) or n < 0 then
       error(("%s: counts[%d] must be an integer >= 0, got %s"):format(function_name, i, tostring(n)), 3)
     end
     total = total + n
@@ -215,14 +216,14 @@ function M.reduce_scatter(t, options)
     if options.counts ~= nil then
       counts_total("reduce_scatter", options.counts)
       local mine = options.counts[native.rank() + 1]
-      out = empty_like(t, { math.type(mine) == "integer" and mine >= 0 and mine or 0 })
+      out = empty_like(t, { compat.is_integer(mine) and mine >= 0 and mine or 0 })
     else
       local shape = t.shape
       if #shape == 0 or shape[1] % world ~= 0 then
         error(("reduce_scatter: the first dim of the tensor (shape {%s}) must split into %d equal parts (one per "
           .. "rank); give counts otherwise"):format(table.concat(shape, ", "), world), 2)
       end
-      shape[1] = shape[1] // world
+      shape[1] = compat.idiv(shape[1], world)
       out = empty_like(t, shape)
     end
   end
@@ -238,11 +239,11 @@ function M.run(main, ...)
   if type(main) ~= "function" then
     error(("distributed.run: argument 1 must be a function, got %s"):format(type(main)), 2)
   end
-  local results = table.pack(xpcall(main, function(message)
+  local results = compat.pack(xpcall(main, function(message)
     return message
   end, ...))
   if results[1] then
-    return table.unpack(results, 2, results.n)
+    return compat.unpack(results, 2, results.n)
   end
   local message = results[2]
   if native.is_initialized() and native.world_size() > 1 then

@@ -21,6 +21,7 @@
 -- Every option, the model and the prompt are checked before anything runs:
 -- a NaN or infinite number, a value out of its range or of the wrong type,
 -- an unknown key, an id outside the vocabulary are errors naming them.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options_keys = require("tricycle.options").check_options
 
@@ -39,7 +40,7 @@ local function check_sampling(name, options, level)
     error(("%s: temperature must be a finite number >= 0 (0 is greedy), got %s"):format(name, tostring(t)), level)
   end
   local k = options.top_k
-  if k ~= nil and (math.type(k) ~= "integer" or k < 0) then
+  if k ~= nil and (not compat.is_integer(k) or k < 0) then
     error(("%s: top_k must be a non-negative integer (0 is off), got %s"):format(name, tostring(k)), level)
   end
   local p = options.top_p
@@ -188,11 +189,11 @@ local function check_options(options)
   end
   options = options or {}
   local max_tokens = options.max_tokens or 100
-  if math.type(max_tokens) ~= "integer" or max_tokens < 0 then
+  if not compat.is_integer(max_tokens) or max_tokens < 0 then
     error("generate: max_tokens must be a non-negative integer, got " .. tostring(options.max_tokens), 3)
   end
   check_sampling("generate", options, 4)
-  if options.seed ~= nil and math.type(options.seed) ~= "integer" then
+  if options.seed ~= nil and not compat.is_integer(options.seed) then
     error("generate: seed must be an integer, got " .. tostring(options.seed), 3)
   end
   local on_token = options.on_token
@@ -214,7 +215,7 @@ local function check_model_and_prompt(model, prompt_ids, use_cache)
   end
   local config = type(model.config) == "table" and model.config or {}
   local context = config.context_length
-  if math.type(context) ~= "integer" or context <= 0 then
+  if not compat.is_integer(context) or context <= 0 then
     error("generate: model.config.context_length must be a positive integer, got " .. tostring(context), 3)
   end
   if use_cache and type(model.new_cache) ~= "function" then
@@ -226,10 +227,10 @@ local function check_model_and_prompt(model, prompt_ids, use_cache)
   if #prompt_ids == 0 then
     error("generate: the prompt needs at least one token", 3)
   end
-  local vocab = math.type(config.vocab_size) == "integer" and config.vocab_size or math.maxinteger
+  local vocab = compat.is_integer(config.vocab_size) and config.vocab_size or compat.max_integer
   for i = 1, #prompt_ids do
     local id = prompt_ids[i]
-    if math.type(id) ~= "integer" or id < 0 or id >= vocab then
+    if not compat.is_integer(id) or id < 0 or id >= vocab then
       error(("generate: prompt id %d is %s; ids are integers from 0 to vocab_size - 1 (%s)"):format(i,
         tostring(id), tostring(vocab - 1)), 3)
     end
@@ -295,7 +296,7 @@ function M.generate(model, prompt_ids, options)
       if use_cache then
         if cache.position >= context then
           -- slide: keep the most recent half of the context
-          local keep = math.max(1, context // 2)
+          local keep = math.max(1, compat.idiv(context, 2))
           cache = model:new_cache(1)
           local recent = ids_tensor(sequence, #sequence - keep + 1, #sequence, device)
           logits = last_logits(model:forward(recent, { cache = cache }))

@@ -5,6 +5,7 @@
 -- Positions seen from Lua (dims, narrow/select starts, t[i]) are 1-based,
 -- negative counting from the end; integer data (token ids, class labels,
 -- gather/embedding indices, argmax results) are 0-based.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 
 -- Submodules, loaded on first use (see the metatable at the end). A core
@@ -70,12 +71,12 @@ function tricycle.no_grad(fn, ...)
   if fn == nil then
     return setmetatable({ closed = false, previous = previous }, guard_metatable)
   end
-  local results = table.pack(pcall(fn, ...))
+  local results = compat.pack(pcall(fn, ...))
   core.set_grad_enabled(previous)
   if not results[1] then
     error(results[2], 0)
   end
-  return table.unpack(results, 2, results.n)
+  return compat.unpack(results, 2, results.n)
 end
 
 --- A differentiable function written in Lua:
@@ -100,7 +101,7 @@ function tricycle.Function(spec)
   end
   local name = spec.name or "lua_function"
   return function(...)
-    local inputs, arguments = {}, table.pack(...)
+    local inputs, arguments = {}, compat.pack(...)
     for i = 1, arguments.n do
       if getmetatable(arguments[i]) == Tensor then
         inputs[#inputs + 1] = arguments[i]

@@ -27,6 +27,7 @@
 -- Every reader takes regular files only: a directory, FIFO, device or
 -- socket is an error naming the path (never a read that blocks or does not
 -- end). Paths are strings without NUL bytes.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
 
@@ -69,7 +70,7 @@ function M.read_file(path, options)
     error(("read_file: argument 2 (options) must be a table or nil, got %s"):format(type(options)), 2)
   end
   local max_bytes = options and options.max_bytes
-  if max_bytes ~= nil and (math.type(max_bytes) ~= "integer" or max_bytes < 0) then
+  if max_bytes ~= nil and (not compat.is_integer(max_bytes) or max_bytes < 0) then
     error(("read_file: options.max_bytes must be a non-negative integer, got %s"):format(tostring(max_bytes)), 2)
   end
   return core.read_file(path, max_bytes, "read_file")

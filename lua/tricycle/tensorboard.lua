@@ -18,6 +18,7 @@
 -- appended to record by record and flushed after each call, so a crash
 -- loses at most the call under way. A resumed run calls :start_session(step):
 -- TensorBoard then drops the earlier files' points after that step.
+local compat = require("tricycle.compat")
 local M = {}
 
 local CRC32C_POLYNOMIAL = 0x82F63B78 -- Castagnoli, bit-reversed
@@ -27,10 +28,10 @@ local crc_table = {}
 for i = 0, 255 do
   local c = i
   for _ = 1, 8 do
-    if c & 1 ~= 0 then
-      c = (c >> 1) ~ CRC32C_POLYNOMIAL
+    if c % 2 ~= 0 then
+      c = compat.bxor(compat.rshift(c, 1), CRC32C_POLYNOMIAL)
     else
-      c = c >> 1
+      c = compat.rshift(c, 1)
     end
   end
   crc_table[i] = c
@@ -40,21 +41,37 @@ end
 function M.crc32c(s)
   local crc = 0xFFFFFFFF
   for i = 1, #s do
-    crc = crc_table[(crc ~ s:byte(i)) & 0xFF] ~ (crc >> 8)
+    crc = compat.bxor(crc_table[compat.bxor(crc, s:byte(i)) % 256], compat.rshift(crc, 8))
   end
-  return crc ~ 0xFFFFFFFF
+  return compat.bxor(crc, 0xFFFFFFFF)
 end
 
 --- The masked CRC the record format stores (a rotation plus a constant).
 function M.masked_crc32c(s)
   local crc = M.crc32c(s)
-  return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + CRC_MASK_DELTA) & 0xFFFFFFFF
+  local rotated = compat.rshift(crc, 15) + (crc % 32768) * 131072 -- (crc >> 15) | (crc << 17), in 32 bits
+  return (rotated + CRC_MASK_DELTA) % 4294967296
+end
+
+--- value (a non-negative integer below 2^53) as `count` little-endian bytes.
+local function little_endian(value, count)
+  local bytes = {}
+  for i = 1, count do
+    bytes[i] = string.char(value % 256)
+    value = math.floor(value / 256)
+  end
+  return table.concat(bytes)
+end
+
+--- A number's IEEE bytes as the engine (little-endian, like the format) stores them.
+local function float_bytes(value, dtype)
+  return require("tricycle.core").tensor(value, { dtype = dtype }):tobytes()
 end
 
 --- One record around data.
 function M.record(data)
-  local length = string.pack("<I8", #data)
-  return length .. string.pack("<I4", M.masked_crc32c(length)) .. data .. string.pack("<I4", M.masked_crc32c(data))
+  local length = little_endian(#data, 8)
+  return length .. little_endian(M.masked_crc32c(length), 4) .. data .. little_endian(M.masked_crc32c(data), 4)
 end
 
 -- ---------------------------------------------------------------- protocol buffers
@@ -62,15 +79,16 @@ end
 local function varint(n)
   local bytes = {}
   repeat
-    local byte = n & 0x7F
-    n = n >> 7 -- logical shift: a negative int64 takes ten bytes, as protobuf writes it
-    bytes[#bytes + 1] = string.char(n ~= 0 and (byte | 0x80) or byte)
+    local byte = n % 128
+    -- logical shift on 5.3+: a negative int64 takes ten bytes, as protobuf writes it
+    n = compat.has_integers and compat.rshift(n, 7) or math.floor(n / 128)
+    bytes[#bytes + 1] = string.char(n ~= 0 and byte + 0x80 or byte)
   until n == 0
   return table.concat(bytes)
 end
 
 local function key(field, wire_type)
-  return varint((field << 3) | wire_type)
+  return varint(field * 8 + wire_type)
 end
 
 local function length_delimited(field, bytes)
@@ -80,13 +98,13 @@ end
 --- An Event's bytes: event = {wall_time =, step =, and one of file_version =,
 -- summary = {{tag, value}, ...}, session_start = true}.
 function M.event(event)
-  local parts = { key(1, 1) .. string.pack("<d", event.wall_time), key(2, 0) .. varint(event.step or 0) }
+  local parts = { key(1, 1) .. float_bytes(event.wall_time, "float64"), key(2, 0) .. varint(event.step or 0) }
   if event.file_version then
     parts[#parts + 1] = length_delimited(3, event.file_version)
   elseif event.summary then
     local values = {}
     for i, pair in ipairs(event.summary) do
-      values[i] = length_delimited(1, length_delimited(1, pair[1]) .. key(2, 5) .. string.pack("<f", pair[2]))
+      values[i] = length_delimited(1, length_delimited(1, pair[1]) .. key(2, 5) .. float_bytes(pair[2], "float32"))
     end
     parts[#parts + 1] = length_delimited(5, table.concat(values))
   elseif event.session_start then
@@ -155,7 +173,7 @@ function Writer:write_event(event)
 end
 
 local function check_step(step, who)
-  if math.type(step) ~= "integer" or step < 0 then
+  if not compat.is_integer(step) or step < 0 then
     error(("%s: step must be a non-negative integer, got %s"):format(who, tostring(step)), 3)
   end
 end

@@ -22,6 +22,7 @@
 -- directory is an error naming the path); :save replaces its file
 -- atomically, as tc.save does (see tricycle.io).
 
+local compat = require("tricycle.compat")
 local core = require("tricycle.core").tokenizer_core
 local check_options = require("tricycle.options").check_options
 
@@ -61,7 +62,7 @@ function BPETokenizer.train(text, opts)
   end
   opts = opts or {}
   check_options("BPETokenizer.train", opts, { "vocab_size", "gpt2_split" })
-  local vocab_size = type(opts.vocab_size) == "number" and math.tointeger(opts.vocab_size)
+  local vocab_size = type(opts.vocab_size) == "number" and compat.tointeger(opts.vocab_size)
   if not vocab_size or vocab_size < 256 or vocab_size > MAX_VOCAB then
     local given = opts.vocab_size
     error(("BPETokenizer.train: opts.vocab_size must be an integer from 256 to %d, got %s"):format(MAX_VOCAB,

@@ -5,6 +5,7 @@
 --
 --   local loss = training.accumulate_gradients(model, function() return data:batch() end, 4)
 --   -- the gradients of one batch four times as large are now in .grad
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
 
@@ -31,7 +32,7 @@ function M.accumulate_gradients(model, next_batch, micro_steps)
   if type(next_batch) ~= "function" then
     error(("accumulate_gradients: next_batch must be a function returning x, y, got %s"):format(type(next_batch)), 2)
   end
-  if math.type(micro_steps) ~= "integer" or micro_steps < 1 then
+  if not compat.is_integer(micro_steps) or micro_steps < 1 then
     error(("accumulate_gradients: micro_steps must be a positive integer, got %s"):format(tostring(micro_steps)), 2)
   end
   local scale = 1 / micro_steps
@@ -132,7 +133,7 @@ function M.list_checkpoints(dir)
   for _, entry in ipairs(entries) do
     local step = entry.kind == "file" and entry.name:match("^checkpoint_(%d+)%.safetensors$")
     if step then
-      found[#found + 1] = { path = dir .. "/" .. entry.name, step = math.tointeger(tonumber(step)) }
+      found[#found + 1] = { path = dir .. "/" .. entry.name, step = compat.tointeger(tonumber(step)) }
     end
   end
   table.sort(found, function(a, b) return a.step < b.step end)
@@ -141,7 +142,7 @@ end
 
 --- Removes all but the newest `keep` numbered checkpoints of dir.
 function M.prune_checkpoints(dir, keep)
-  if math.type(keep) ~= "integer" or keep < 1 then
+  if not compat.is_integer(keep) or keep < 1 then
     error(("prune_checkpoints: keep must be a positive integer, got %s"):format(tostring(keep)), 2)
   end
   local found = M.list_checkpoints(dir)

@@ -13,6 +13,7 @@
 -- wrapper restoring all that is as long as this parser, and declaring the
 -- rock makes `luarocks make` look for it on the network (the Debian package
 -- is not in luarocks' manifest), which offline CI cannot reach.
+local compat = require("tricycle.compat")
 local check_options = require("tricycle.options").check_options
 
 local M = {}
@@ -62,7 +63,7 @@ end
 local function fits(option, value)
   local kind = option.type or "string"
   if kind == "integer" then
-    return math.type(value) == "integer"
+    return compat.is_integer(value)
   elseif kind == "number" then
     return type(value) == "number"
   elseif kind == "boolean" or kind == "flag" then
@@ -141,7 +142,7 @@ end
 local function convert(option, text, flag)
   local kind = option.type or "string"
   if kind == "integer" then
-    local value = math.tointeger(tonumber(text))
+    local value = compat.tointeger(tonumber(text))
     if not value then
       usage_error("%s expects an integer, got '%s'", flag, text)
     end

@@ -10,6 +10,7 @@
 -- its newline that is not valid JSON (an append cut short by a full disk or
 -- a crash) is left out when reading; any other invalid line is an error
 -- naming the file and the line.
+local compat = require("tricycle.compat")
 local M = {}
 
 local function core()
@@ -19,11 +20,11 @@ end
 --- Calls core[name](...) and raises its error at the level of whoever
 -- called the caller, as that caller's own.
 local function call(name, ...)
-  local results = table.pack(pcall(core()[name], ...))
+  local results = compat.pack(pcall(core()[name], ...))
   if not results[1] then
     error(results[2], 3)
   end
-  return table.unpack(results, 2, results.n)
+  return compat.unpack(results, 2, results.n)
 end
 
 --- One record (a table with string keys) as one line of JSON, without the

@@ -1,6 +1,7 @@
 --- tricycle.cli.progress: what a long run shows on the terminal: a progress
 -- line (redrawn in place on a terminal, a log line every few steps
 -- otherwise), durations, and whether stdout is a terminal and how wide.
+local compat = require("tricycle.compat")
 local check_options = require("tricycle.options").check_options
 
 local M = {}
@@ -21,7 +22,7 @@ end
 -- controlling terminal, else 80.
 function M.terminal_columns(getenv)
   getenv = getenv or os.getenv
-  local columns = math.tointeger(tonumber(getenv("COLUMNS") or ""))
+  local columns = compat.tointeger(tonumber(getenv("COLUMNS") or ""))
   if columns and columns > 0 then
     return columns
   end
@@ -29,7 +30,7 @@ function M.terminal_columns(getenv)
   if pipe then
     local text = pipe:read("a") or ""
     pipe:close()
-    columns = math.tointeger(tonumber(text:match("^%s*%d+%s+(%d+)") or ""))
+    columns = compat.tointeger(tonumber(text:match("^%s*%d+%s+(%d+)") or ""))
     if columns and columns > 0 then
       return columns
     end
@@ -44,9 +45,9 @@ function M.format_duration(seconds)
   end
   seconds = math.floor(seconds + 0.5)
   if seconds >= 3600 then
-    return ("%dh%02dm"):format(seconds // 3600, (seconds % 3600) // 60)
+    return ("%dh%02dm"):format(compat.idiv(seconds, 3600), compat.idiv((seconds % 3600), 60))
   elseif seconds >= 60 then
-    return ("%dm%02ds"):format(seconds // 60, seconds % 60)
+    return ("%dm%02ds"):format(compat.idiv(seconds, 60), seconds % 60)
   end
   return ("%ds"):format(seconds)
 end
@@ -66,7 +67,7 @@ function Progress.new(options)
     error(("cli.Progress.new: argument 1 must be a table {total =, ...}, got %s"):format(type(options)), 2)
   end
   check_options("cli.Progress.new", options, { "total", "terminal", "out", "every", "width", "columns" })
-  if math.type(options.total) ~= "integer" or options.total < 0 then
+  if not compat.is_integer(options.total) or options.total < 0 then
     error(("cli.Progress.new: total must be a non-negative integer, got %s"):format(tostring(options.total)), 2)
   end
   local self = setmetatable({

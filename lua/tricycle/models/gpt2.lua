@@ -7,6 +7,7 @@
 -- layers are Conv1D, whose weight is [in, out]: the transpose of our
 -- Linear's [out, in]. The causal-mask buffers (attn.bias, attn.masked_bias)
 -- and a separate lm_head.weight (GPT-2 ties it to wte) are ignored.
+local compat = require("tricycle.compat")
 local gpt2 = {}
 
 local conv1d = { ["attn.c_attn.weight"] = true, ["attn.c_proj.weight"] = true, ["mlp.c_fc.weight"] = true,
@@ -48,7 +49,7 @@ function gpt2.config_of(state, config)
     context_length = wpe:size(1),
     n_layer = n_layer,
     n_embd = n_embd,
-    n_head = n_embd % 64 == 0 and n_embd // 64 or nil,
+    n_head = n_embd % 64 == 0 and compat.idiv(n_embd, 64) or nil,
   }
   for key, value in pairs(config) do
     result[key] = value
@@ -187,7 +188,7 @@ local function metadata_config(metadata, path)
       if kind ~= "string" then
         value = tonumber(text)
         if kind == "integer" then
-          value = value and math.tointeger(value)
+          value = value and compat.tointeger(value)
         end
       end
       if value == nil then
@@ -227,7 +228,7 @@ function gpt2.export(model, path)
   local metadata = { format = "pt" }
   for field in pairs(metadata_fields) do
     local value = model.config[field]
-    if math.type(value) == "float" then
+    if compat.is_float(value) then
       metadata[field] = ("%.17g"):format(value) -- reads back as the same double
     elseif value ~= nil then
       metadata[field] = tostring(value)

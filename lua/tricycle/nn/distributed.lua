@@ -25,6 +25,7 @@
 -- buckets are reduce-scattered instead: each rank gets the averaged
 -- gradients of its own slice of the parameters only (.grad stays empty;
 -- ddp:clip_grad_norm measures the slices together).
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local functional = require("tricycle.nn.functional")
@@ -312,12 +313,12 @@ function DDP:no_sync(fn, ...)
   if fn == nil then
     return setmetatable({ closed = false, previous = previous, ddp = self }, guard_metatable)
   end
-  local results = table.pack(pcall(fn, ...))
+  local results = compat.pack(pcall(fn, ...))
   self.syncing = previous
   if not results[1] then
     error(results[2], 0)
   end
-  return table.unpack(results, 2, results.n)
+  return compat.unpack(results, 2, results.n)
 end
 
 --- Scales the averaged gradients so that their global norm is at most
@@ -367,7 +368,7 @@ function DDP:enable_zero()
   end
   local counts, starts, start = {}, {}, 0
   for r = 1, world do
-    counts[r] = self.numel // world + ((r - 1) < self.numel % world and 1 or 0)
+    counts[r] = compat.idiv(self.numel, world) + ((r - 1) < self.numel % world and 1 or 0)
     starts[r] = start
     start = start + counts[r]
   end

@@ -9,6 +9,7 @@
 -- matrix, so its gradient is the sum of both uses. Initialised like GPT-2:
 -- normal(0, 0.02) weights, zero biases, and normal(0, 0.02 / sqrt(2 n_layer))
 -- for the two residual projections of each block.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
@@ -36,7 +37,7 @@ function GPT:init(options)
   end
   for _, field in ipairs(required) do
     local value = config[field]
-    if math.type(value) ~= "integer" or value <= 0 then
+    if not compat.is_integer(value) or value <= 0 then
       error(("GPT: config.%s must be a positive integer, got %s"):format(field, tostring(value)), 3)
     end
   end
@@ -97,7 +98,7 @@ local function check_cache(self, cache, batch)
     error(("GPT: options.cache must be a cache made by model:new_cache(batch_size), got %s"):format(type(cache)), 5)
   end
   local position = cache.position
-  if math.type(position) ~= "integer" or position < 0 then
+  if not compat.is_integer(position) or position < 0 then
     error(("GPT: cache.position must be a non-negative integer (the positions already cached), got %s"):format(
       tostring(position)), 5)
   end
@@ -108,7 +109,7 @@ local function check_cache(self, cache, batch)
       .. "model:new_cache"):format(c.n_layer, tostring(layers_found)), 5)
   end
   local weight = self.wte.weight
-  local want = shape_string({ batch, c.n_head, c.context_length, c.n_embd // c.n_head })
+  local want = shape_string({ batch, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) })
   for i, layer in ipairs(cache.layers) do
     for _, name in ipairs({ "k", "v" }) do
       local t = type(layer) == "table" and layer[name] or nil
@@ -202,12 +203,12 @@ end
 -- [batch_size, n_head, context_length, head_dim], and the number of
 -- positions filled so far.
 function GPT:new_cache(batch_size)
-  if math.type(batch_size) ~= "integer" or batch_size <= 0 then
+  if not compat.is_integer(batch_size) or batch_size <= 0 then
     error(("GPT:new_cache: batch_size must be a positive integer, got %s"):format(tostring(batch_size)), 2)
   end
   local c = self.config
   local weight = self.wte.weight
-  local shape = { batch_size, c.n_head, c.context_length, c.n_embd // c.n_head }
+  local shape = { batch_size, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) }
   local cache = { position = 0, batch_size = batch_size, layers = {} }
   for i = 1, c.n_layer do
     local k = core.zeros(shape, { dtype = weight.dtype })

@@ -1,6 +1,7 @@
 --- Basic layers: Linear, Embedding, norms, dropout, activations, Sequential.
 -- Each takes an optional options table last; {dtype = "float64"} makes its
 -- parameters in that dtype (float32 by default).
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local check_options = require("tricycle.options").check_options
@@ -16,7 +17,7 @@ local function dtype_of(options)
 end
 
 local function check_positive_integer(function_name, argument, value)
-  if math.type(value) ~= "integer" or value <= 0 then
+  if not compat.is_integer(value) or value <= 0 then
     error(("%s: %s must be a positive integer, got %s"):format(function_name, argument, tostring(value)), 3)
   end
 end
@@ -80,11 +81,9 @@ end
 function layers.uniform(bound)
   check_init_number("init.uniform", "bound", bound)
   return function(shape, dtype)
-    local centred
-    do
-      local doubled <close> = core.rand(shape, { dtype = dtype }):scale_(2)
-      centred = doubled - 1
-    end
+    local doubled = core.rand(shape, { dtype = dtype }):scale_(2)
+    local centred = doubled - 1
+    doubled:free()
     return centred:scale_(bound)
   end
 end
@@ -115,8 +114,10 @@ function layers.reset(tensor, fill)
     error(("init.reset: argument 2 must be a fill function (init.normal(std), ...), got %s"):format(type(fill)), 2)
   end
   no_grad(function()
-    local fresh <close> = fill(tensor.shape, tensor.dtype)
-    tensor:copy_(fresh)
+    local fresh = fill(tensor.shape, tensor.dtype)
+    local ok, failure = pcall(tensor.copy_, tensor, fresh)
+    fresh:free()
+    if not ok then error(failure, 0) end
   end)
 end
 
@@ -297,7 +298,7 @@ local Sequential = Module:extend("Sequential")
 layers.Sequential = Sequential
 
 function Sequential:init(...)
-  local list = table.pack(...)
+  local list = compat.pack(...)
   if list.n == 1 and type(list[1]) == "table" and not Module.is_module(list[1]) then
     list = list[1]
     list.n = #list
@@ -338,7 +339,7 @@ function MLP:init(sizes, options)
     error("MLP: expects a list of at least two layer sizes, e.g. MLP({2, 64, 3})", 3)
   end
   for i, size in ipairs(sizes) do
-    if math.type(size) ~= "integer" or size <= 0 then
+    if not compat.is_integer(size) or size <= 0 then
       error(("MLP: size %d must be a positive integer, got %s"):format(i, tostring(size)), 3)
     end
   end

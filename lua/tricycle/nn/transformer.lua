@@ -1,6 +1,7 @@
 --- Transformer parts: causal self-attention, the GPT feed-forward block and
 -- the pre-norm residual block. Names of children follow GPT-2's (c_attn,
 -- c_proj, c_fc, ln_1, ln_2) so checkpoints map one to one.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
@@ -29,7 +30,7 @@ function transformer.check_config_values(name, config, level)
     error(("%s: option %s must be %s, got %s"):format(name, field, expected, tostring(config[field])), level + 1)
   end
   local hidden = config.hidden
-  if hidden ~= nil and (math.type(hidden) ~= "integer" or hidden <= 0) then fail("hidden", "a positive integer") end
+  if hidden ~= nil and (not compat.is_integer(hidden) or hidden <= 0) then fail("hidden", "a positive integer") end
   for _, field in ipairs({ "bias", "causal", "tie_weights" }) do
     if config[field] ~= nil and type(config[field]) ~= "boolean" then fail(field, "a boolean") end
   end
@@ -52,7 +53,7 @@ local function check_config(name, config, fields)
   check_options(name, config, transformer.config_keys, 4)
   for _, field in ipairs(fields) do
     local value = config[field]
-    if math.type(value) ~= "integer" or value <= 0 then
+    if not compat.is_integer(value) or value <= 0 then
       error(("%s: option %s must be a positive integer, got %s"):format(name, field, tostring(value)), 4)
     end
   end
@@ -74,7 +75,7 @@ function MultiHeadSelfAttention:init(config)
     error(("MultiHeadSelfAttention: n_embd %d is not divisible by n_head %d"):format(config.n_embd, config.n_head), 3)
   end
   self.n_embd, self.n_head = config.n_embd, config.n_head
-  self.head_dim = config.n_embd // config.n_head
+  self.head_dim = compat.idiv(config.n_embd, config.n_head)
   self.causal = config.causal ~= false
   local options = { bias = config.bias, dtype = config.dtype }
   self.c_attn = layers.Linear(config.n_embd, 3 * config.n_embd, options)
@@ -109,7 +110,7 @@ function MultiHeadSelfAttention:attend_cached(qkv, cache, position)
   if type(cache) ~= "table" or getmetatable(cache.k) ~= core.Tensor or getmetatable(cache.v) ~= core.Tensor then
     error("MultiHeadSelfAttention: the cache must be a table {k =, v =} of tensors [B, n_head, capacity, head_dim]", 3)
   end
-  if math.type(position) ~= "integer" or position < 0 then
+  if not compat.is_integer(position) or position < 0 then
     error(("MultiHeadSelfAttention: position must be a non-negative integer (the positions already cached), got %s")
       :format(tostring(position)), 3)
   end

@@ -8,6 +8,7 @@
 -- they came as model:named_parameters() pairs. The optimiser holds the
 -- tensors themselves: model:to() converts them in place, and a step brings
 -- each parameter's state to its current dtype and device.
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 
 local Optimizer = {}
@@ -155,7 +156,7 @@ local function normalise_groups(name, params_or_groups, defaults, options, extra
     group.params = {}
     local n = #spec.params
     for key in pairs(spec.params) do
-      if math.type(key) ~= "integer" or key < 1 or key > n then
+      if not compat.is_integer(key) or key < 1 or key > n then
         error(("%s: the parameter list%s has an entry under key %s; expected a list (1, 2, ...)"):format(name,
           grouped and (" of group " .. g) or "", tostring(key)), 5)
       end
@@ -400,7 +401,7 @@ function Optimizer:load_state_dict(sd)
       local prefix = g .. "." .. i
       local step = values.steps[prefix]
       if step ~= nil then
-        if math.type(step) ~= "integer" or step < 0 then
+        if not compat.is_integer(step) or step < 0 then
           fail("the step of %s (%s) must be a non-negative integer, got %s", prefix, self:describe(g, i),
             tostring(step))
         end

@@ -1,4 +1,5 @@
 --- Learning-rate schedules.
+local compat = require("tricycle.compat")
 local check_options = require("tricycle.options").check_options
 
 local schedule = {}
@@ -24,7 +25,7 @@ local function check(config, name)
     error(("%s: min_lr %s is above max_lr %s"):format(name, tostring(config.min_lr), tostring(config.max_lr)), 3)
   end
   for _, field in ipairs({ "warmup", "total" }) do
-    if math.type(config[field]) ~= "integer" or config[field] < 0 then
+    if not compat.is_integer(config[field]) or config[field] < 0 then
       error(("%s: %s must be a non-negative integer, got %s"):format(name, field, tostring(config[field])), 3)
     end
   end
@@ -63,7 +64,7 @@ end
 -- The rate of `step` (nil: the schedule's own), after checking it.
 local function checked_step(self, step)
   local name = check_self(self, "lr", 4)
-  if step ~= nil and (math.type(step) ~= "integer" or step < 0) then
+  if step ~= nil and (not compat.is_integer(step) or step < 0) then
     error(("%s:lr: step must be a non-negative integer (counted from 0), got %s"):format(name, tostring(step)), 3)
   end
   return step or self.step
@@ -97,7 +98,7 @@ function Cosine:load_state_dict(state)
   local name = check_self(self, "load_state_dict")
   check(state, name)
   check_options(name .. ":load_state_dict", state, { "max_lr", "min_lr", "warmup", "total", "step" }, 2)
-  if state.step ~= nil and (math.type(state.step) ~= "integer" or state.step < 0) then
+  if state.step ~= nil and (not compat.is_integer(state.step) or state.step < 0) then
     error(("%s:load_state_dict: step must be a non-negative integer, got %s"):format(name, tostring(state.step)), 2)
   end
   self.max_lr, self.min_lr, self.warmup, self.total = state.max_lr, state.min_lr, state.warmup, state.total
