@@ -1,17 +1,20 @@
 -- examples/host/host.c: a C program embedding Lua with the module linked in
 -- runs a GPT forward pass per frame; a frame whose Lua call fails is reported
 -- through lua_pcall and the frames after it run.
+local command = require("helpers.command")
 local build = os.getenv("TRICYCLE_BUILD") or "build"
 local host = build .. "/examples/host/host"
 
 local function run(arguments)
-  local pipe = io.popen(("%s %s 2>&1"):format(host, arguments))
-  local output = pipe:read("a")
-  local _, _, code = pipe:close()
-  return output, code
+  return command.run(("%s %s"):format(host, arguments))
 end
 
 describe("the C host example", function()
+  if not command.exists(host) then
+    it("runs", function() pending(host .. " is not built (it embeds Lua 5.4: `make examples-host`)") end)
+    return
+  end
+
   it("reports a bad frame's error and runs the frames after it", function()
     local output, code = run("--frames 30 --cadence-ms 1 --warmup-ms 0 --bad-frame 12")
     assert.are.equal(0, code, output)
