@@ -90,7 +90,7 @@ include cuda/cuda.mk
 include spec/fuzz/fuzz.mk
 
 .PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
-        test-cuda test-gpu lua-all test-luajit test-luas examples-host
+        test-cuda test-gpu lua-all test-luajit test-luas examples-host luajit-module test-hosts
 
 # The CUDA backend and the MPI glue are built once, in $(BUILD)/lua/tricycle/; another Lua's module
 # finds them through links beside it (the engine looks for them beside core.so).
@@ -160,12 +160,24 @@ $(HOST_EXAMPLE): examples/host/host.c $(BUILD)/lua/tricycle/core.so
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I lua/tricycle -I $(C_TEST_LUA_INCDIR) -DTRICYCLE_SOURCE_ROOT='"$(CURDIR)"' $< \
 	  -o $@ $(BINDING_SOURCES:lua/%.c=$(BUILD)/lua/%.o) $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
+# The Neovim and LÖVE examples (spec/nvim_spec.lua, spec/love_spec.lua) run on LuaJIT: `make test` builds
+# its module too when LuaJIT's headers are installed (else those specs are pending, saying why).
+# `make test-hosts` runs just the host specs (C host, Neovim, LÖVE).
+HOST_LUAJIT_MODULE = $(if $(and $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),$(wildcard /usr/include/luajit-2.1/lua.h)),\
+  luajit-module)
+HOST_SPECS = spec/hosts_spec.lua spec/host_example_spec.lua spec/nvim_spec.lua spec/love_spec.lua
+luajit-module:
+	$(Q)$(MAKE) --no-print-directory LUA=luajit module
+
+test-hosts: all luajit-module
+	TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(HOST_SPECS)
+
 # The specs run under $(LUA) (Lua 5.4 by default, whatever `lua` points to); spec/run.lua picks the module
 # built for the Lua running it.
 RUN_C_TESTS = @for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
 RUN_SPECS = TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
 
-test: all
+test: all $(HOST_LUAJIT_MODULE)
 	$(RUN_C_TESTS)
 	$(RUN_SPECS)
 	$(if $(filter 1,$(TEST_LUAS)),$(Q)$(MAKE) --no-print-directory test-luas)
