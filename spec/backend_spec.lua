@@ -7,6 +7,7 @@
 -- the CPU kernels serve as the kernels. spec/c/backend_test.c checks what
 -- happens at run time.
 
+local compat = require("tricycle.compat")
 local compiler = os.getenv("CC") or "cc"
 
 -- The slots in the list's order: { name =, kind = "REQUIRED" or "OPTIONAL" }.
@@ -74,7 +75,7 @@ describe("backend tables", function()
   end)
 
   it("do not compile without a required slot", function()
-    for _, missing in ipairs({ 1, #required // 2, #required }) do
+    for _, missing in ipairs({ 1, compat.idiv(#required, 2), #required }) do
       local rows = rows_for(required)
       table.remove(rows, missing)
       local ok, output = compile_table(rows)

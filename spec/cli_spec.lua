@@ -2,6 +2,8 @@
 -- files written before, torn and broken lines), the option lists the parser
 -- checks, programs' exits, and every bench and script answering bad usage
 -- with exit status 2 through the one parser.
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
 local cli = require("tricycle.cli")
 local scratch = require("helpers.scratch")
 
@@ -251,7 +253,7 @@ describe("cli.program", function()
   end)
 end)
 
-local core_built = io.open(build .. "/lua/tricycle/core.so", "rb")
+local core_built = io.open(build .. "/" .. module_dir .. "/tricycle/core.so", "rb")
 if core_built then
   core_built:close()
 end
@@ -274,11 +276,11 @@ describe("the command lines of the scripts and benches", function()
     assert.is_true(#programs >= 10)
     for _, path in ipairs(programs) do
       local name = path:match("([%w_]+)%.lua$")
-      local code, out, err = run("lua5.4 " .. path .. " --no-such-option")
+      local code, out, err = run(lua_command .. " " .. path .. " --no-such-option")
       assert.are.equal(2, code, path .. ": " .. err)
       assert.are.equal("", out, path)
       assert.truthy(err:find(name .. ": unknown option --no-such-option\nusage: ", 1, true), path .. ": " .. err)
-      code, out = run("lua5.4 " .. path .. " --help")
+      code, out = run(lua_command .. " " .. path .. " --help")
       assert.are.equal(0, code, path)
       assert.truthy(out:find("^usage: "), path .. ": " .. out)
       assert.truthy(out:find("-h, --help", 1, true), path)
@@ -301,7 +303,7 @@ describe("the command lines of the scripts and benches", function()
       { "bench/tokenizer_bench.lua extra", "tokenizer_bench: unexpected argument 'extra'" },
     }
     for _, case in ipairs(cases) do
-      local code, _, err = run("lua5.4 " .. case[1])
+      local code, _, err = run(lua_command .. " " .. case[1])
       assert.are.equal(2, code, case[1] .. ": " .. err)
       assert.truthy(err:find(case[2] .. "\nusage: ", 1, true), case[1] .. ": " .. err)
     end

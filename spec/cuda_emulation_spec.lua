@@ -17,6 +17,7 @@
 -- named as on the CPU, generation, the scripts, and a tiny GPT trained 4 steps
 -- on each device from the same weights and batches, whose losses agree
 -- within 1e-9 (float64) and 1e-4 (float32) relative.
+local lua_command = require("helpers.interpreter")
 local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local optim = require("tricycle.optim")
@@ -150,10 +151,10 @@ describe_cuda("the cuda device (thread order " .. order .. ")", function()
     file:write(text)
     file:close()
     -- The child processes inherit TRICYCLE_CUDA_LIBRARY (this emulated device) and the fence setting.
-    local code, output = run(("lua5.4 scripts/train_shakespeare.lua --device cuda --preset cpu --data %s --steps 3 "
+    local code, output = run((lua_command .. " scripts/train_shakespeare.lua --device cuda --preset cpu --data %s --steps 3 "
       .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 2 --eval-batches 1 "
       .. "--sample-tokens 8 --out %s"):format(shell_quote(excerpt), shell_quote(out)))
-    local generated_code, generated = run(("lua5.4 scripts/generate.lua %s --device cuda --prompt ROMEO "
+    local generated_code, generated = run((lua_command .. " scripts/generate.lua %s --device cuda --prompt ROMEO "
       .. "--max-tokens 8 --top-k 5"):format(shell_quote(out .. "/checkpoint.safetensors")))
     os.execute("rm -rf " .. shell_quote(out))
     os.remove(excerpt)

@@ -4,6 +4,8 @@
 -- the training script falls back to the CPU with a one-line notice. Each
 -- case runs in a fresh Lua process so that nothing loaded earlier counts.
 -- On a machine where CUDA works these cases are pending.
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
 local probe = require("helpers.cuda_probe")
 local build = os.getenv("TRICYCLE_BUILD") or "build"
 local shell_quote = probe.shell_quote
@@ -108,7 +110,7 @@ describe("the cuda device without a usable GPU", function()
     assert.truthy(output:find("could not be loaded", 1, true), output)
     code, output = lua_process([[
       local available, reason = require("tricycle").cuda.is_available()
-      print(reason)]], build .. "/lua/tricycle/core.so")
+      print(reason)]], build .. "/" .. module_dir .. "/tricycle/core.so")
     assert.are.equal(0, code, output)
     assert.truthy(output:find("has no entry point tricycle_cuda_backend", 1, true), output)
   end)
@@ -121,7 +123,7 @@ describe("the cuda device without a usable GPU", function()
     end
     local out = os.tmpname()
     os.remove(out)
-    local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s lua5.4 scripts/train_shakespeare.lua --steps 2 "
+    local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s " .. lua_command .. " scripts/train_shakespeare.lua --steps 2 "
       .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 0 --eval-batches 1 "
       .. "--sample-tokens 5 --out %s 2>&1"):format(shell_quote(build), shell_quote(out))
     local pipe = assert(io.popen(command))

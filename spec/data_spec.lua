@@ -1,5 +1,7 @@
 -- tricycle.data.CausalLMDataset: windows, determinism, the split, memory,
 -- the evaluation pass and resuming.
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local data = require("tricycle.data")
 
@@ -167,7 +169,7 @@ describe("CausalLMDataset", function()
 
   it("accepts int32/int64 tensors and packed strings with the same windows", function()
     local ids = make_tokens(500)
-    local packed = string.pack("<" .. string.rep("i4", #ids), table.unpack(ids))
+    local packed = binpack.pack("<" .. string.rep("i4", #ids), compat.unpack(ids))
     local sources = {
       ids,
       packed,
@@ -191,12 +193,12 @@ describe("CausalLMDataset", function()
     local ds
     do
       local packed = {}
-      for i = 1, n // 1000 do
+      for i = 1, compat.idiv(n, 1000) do
         local chunk = {}
         for j = 1, 1000 do
           chunk[j] = ((i - 1) * 1000 + j) % 50000
         end
-        packed[i] = string.pack("<" .. string.rep("i4", 1000), table.unpack(chunk))
+        packed[i] = binpack.pack("<" .. string.rep("i4", 1000), compat.unpack(chunk))
       end
       packed = table.concat(packed)
       collectgarbage("collect")

@@ -1,5 +1,7 @@
 -- tricycle.datasets: where tiny Shakespeare is looked for, the checked
 -- download (against a local HTTP server) and the offline error.
+local lua_command = require("helpers.interpreter")
+local binpack = require("helpers.binpack")
 local datasets = require("tricycle.datasets")
 
 local function shell_quote(s)
@@ -132,7 +134,7 @@ describe_download("datasets download", function()
     dir = temp_dir()
     write(dir .. "/served.txt", body)
     local ready = dir .. "/ready"
-    local pipe = assert(io.popen(("lua5.4 spec/helpers/http_server.lua 0 %s %s >/dev/null 2>&1 & echo $!")
+    local pipe = assert(io.popen((lua_command .. " spec/helpers/http_server.lua 0 %s %s >/dev/null 2>&1 & echo $!")
       :format(shell_quote(dir .. "/served.txt"), shell_quote(ready))))
     pid = pipe:read("l")
     pipe:close()
@@ -209,9 +211,9 @@ describe("datasets.tokenize_cached", function()
     assert.are.equal(first, read(path))
     -- the cached file is what is read the second time: alter it and see
     local f = assert(io.open(path, "wb"))
-    f:write(string.pack("<i4", 7))
+    f:write(binpack.pack("<i4", 7))
     f:close()
-    assert.are.equal(string.pack("<i4", 7), (datasets.tokenize_cached(text, tok, { cache_dir = dir })))
+    assert.are.equal(binpack.pack("<i4", 7), (datasets.tokenize_cached(text, tok, { cache_dir = dir })))
     -- another tokenizer (or text) has another file
     local other = tokenizer.CharTokenizer.new(text .. "!")
     local second, other_path = datasets.tokenize_cached(text, other, { cache_dir = dir })

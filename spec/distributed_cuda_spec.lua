@@ -5,6 +5,7 @@
 -- runs kernels on the CPU; NCCL needs NVIDIA GPUs). On a real GPU (#gpu,
 -- `make test-gpu`): a world of one goes through NCCL and trains exactly as
 -- the plain CUDA run. Pending where the backend cannot start.
+local lua_command = require("helpers.interpreter")
 local tc = require("tricycle")
 local dist = tc.distributed
 
@@ -117,7 +118,7 @@ describe("#gpu distributed CUDA tensors with two ranks", function()
 
   with_ranks("the emulated backend says that NCCL cannot run there", function()
     local out = os.tmpname()
-    os.execute(("timeout -k 5 120 %s --allow-run-as-root --oversubscribe -np 2 lua5.4 "
+    os.execute(("timeout -k 5 120 %s --allow-run-as-root --oversubscribe -np 2 " .. lua_command .. " "
       .. "spec/helpers/distributed_worker.lua cuda > %s 2>&1 < /dev/null"):format(mpirun, shell_quote(out)))
     local f = assert(io.open(out, "rb"))
     local text = f:read("a")

@@ -11,6 +11,8 @@
 -- libtricycle_mpi.so; they are pending without them. Each starts mpirun
 -- (0.5 to 2 s); those running the training scripts are tagged #mpi_scripts
 -- (about 10 s together).
+local lua_command = require("helpers.interpreter")
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local dist = tc.distributed
 local core = require("tricycle.core")
@@ -72,7 +74,7 @@ local function launch(np, program, limit)
 end
 
 local function worker(np, mode, options, limit)
-  return launch(np, ("lua5.4 spec/helpers/distributed_worker.lua %s %s"):format(mode,
+  return launch(np, (lua_command .. " spec/helpers/distributed_worker.lua %s %s"):format(mode,
     shell_quote(tc.json_encode(options or {}))), limit)
 end
 
@@ -224,7 +226,7 @@ local function batch(step, micro)
       local row = {}
       for j = 1, 8 do
         state = (state * 1103515245 + 12345) % 2147483648
-        row[j] = (state // 65536) % 16
+        row[j] = (compat.idiv(state, 65536)) % 16
       end
       rows[i] = row
     end
@@ -287,10 +289,11 @@ describe("DistributedDataParallel in a world of one", function()
       loss:backward()
     end)
     do
-      local guard <close> = ddp:no_sync()
+      local guard = ddp:no_sync()
       local x, y = batch(1, 2)
       local _, loss = ddp(x, { targets = y })
       loss:backward()
+      guard:close()
     end
     assert.are.equal(0, dist.stats().all_reduce)
     local x, y = batch(1, 3)
@@ -374,7 +377,7 @@ describe("#mpi several ranks", function()
     assert.is_true(result.identical)
     assert.truthy(result.max_difference < 5e-4, result.max_difference)
     assert.truthy(result.max_state_difference < 1e-6, result.max_state_difference)
-    assert.are.same({ result.parameters // 2, result.parameters - result.parameters // 2 }, result.state_numels)
+    assert.are.same({ compat.idiv(result.parameters, 2), result.parameters - compat.idiv(result.parameters, 2) }, result.state_numels)
     assert.are.equal(2 * result.parameters, result.gathered_state_numel) -- state_dict still holds it all
     assert.are.equal(20 * result.buckets, result.reduce_scatter)
     assert.are.equal(20 * result.buckets, result.all_gather)
@@ -431,9 +434,9 @@ describe("#mpi several ranks", function()
   end)
 
   with_mpi("MPI in one process without a launcher (asked for): a world of one over MPI", function()
-    local code, out, err = run("lua5.4 -e " .. shell_quote([[
-      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-      package.cpath = os.getenv("TRICYCLE_BUILD") .. "/lua/?.so;" .. package.cpath
+    local code, out, err = run(lua_command .. " -e " .. shell_quote([[
+      package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+      package.cpath = os.getenv("TRICYCLE_BUILD") .. "/" .. require("helpers.module_dir") .. "/?.so;" .. package.cpath
       local tc = require("tricycle")
       tc.distributed.init({ mpi = true })
       local t = tc.tensor({ 1, 2 })
@@ -455,7 +458,7 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
       local ids, s = {}, seed
       for i = 1, n do
         s = (s * 1103515245 + 12345) % 2147483648
-        ids[i] = (s // 65536) % 64
+        ids[i] = (compat.idiv(s, 65536)) % 64
       end
       local f = assert(io.open(path, "wb"))
       f:write(tc.data.token_shard_bytes(ids))
@@ -475,7 +478,7 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
     .. "--threads 1 --lr 1e-2 --warmup 1"
 
   local function train_gpt2(np, extra)
-    local command = ("lua5.4 scripts/train_gpt2.lua --data %s %s %s"):format(shell_quote(work .. "/d"), tiny, extra)
+    local command = (lua_command .. " scripts/train_gpt2.lua --data %s %s %s"):format(shell_quote(work .. "/d"), tiny, extra)
     if np == 1 then
       return run(command)
     end
@@ -524,7 +527,7 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
   end
 
   with_text("train_shakespeare: 2 ranks of 4 sequences train as one process of 8", function()
-    local common = ("lua5.4 scripts/train_shakespeare.lua --data %s --device cpu --steps 6 --context-length 32 "
+    local common = (lua_command .. " scripts/train_shakespeare.lua --data %s --device cpu --steps 6 --context-length 32 "
       .. "--n-layer 2 --n-head 2 --n-embd 32 --eval-every 3 --eval-batches 2 --checkpoint-every 3 --sample-tokens 8 "
       .. "--threads 1"):format(shell_quote(shakespeare))
     local code, out, err = run(common .. " --batch-size 8 --out " .. shell_quote(work .. "/s1"))

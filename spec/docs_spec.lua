@@ -1,3 +1,5 @@
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
 -- The code samples of README.md and docs/*.md are real programs. Every
 -- ```lua block must at least compile; a block whose info string reads
 -- "lua run" is run as a program (in a scratch folder, against this build)
@@ -58,8 +60,8 @@ local function run_program(code)
   local file = assert(io.open(dir .. "/sample.lua", "wb"))
   file:write(code)
   file:close()
-  local command = ("cd %s && LUA_PATH=%s LUA_CPATH=%s lua5.4 sample.lua 2>&1"):format(shell_quote(dir),
-    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), shell_quote(build_dir .. "/lua/?.so;;"))
+  local command = ("cd %s && LUA_PATH=%s LUA_CPATH=%s " .. lua_command .. " sample.lua 2>&1"):format(shell_quote(dir),
+    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), shell_quote(build_dir .. "/" .. module_dir .. "/?.so;;"))
   local pipe = assert(io.popen(command))
   local output = pipe:read("a")
   local ok = pipe:close()

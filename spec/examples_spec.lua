@@ -1,9 +1,10 @@
+local lua_command = require("helpers.interpreter")
 -- The examples run as a user would run them and reach what they promise.
 local build = os.getenv("TRICYCLE_BUILD") or "build"
 local fused_it = it
 
 local function run(script)
-  local command = ("TRICYCLE_BUILD=%q lua5.4 %s 2>&1"):format(build, script)
+  local command = ("TRICYCLE_BUILD=%q " .. lua_command .. " %s 2>&1"):format(build, script)
   local pipe = io.popen(command)
   local output = pipe:read("a")
   local ok, _, code = pipe:close()

@@ -1,5 +1,6 @@
 -- tricycle.generate: the sampling rules on hand-made distributions, and
 -- generation with the key/value cache against full recomputation.
+local compat = require("tricycle.compat")
 local generate = require("tricycle.generate")
 
 local function argmax(values)
@@ -233,7 +234,7 @@ describe("generate with a model", function()
     assert.are.equal(30, #ids)
     assert.are.same(ids, seen)
     -- with greedy decoding the cropped prompt gives what its last 8 tokens give
-    local cropped_prompt = { table.unpack(prompt, 4) }
+    local cropped_prompt = { compat.unpack(prompt, 4) }
     assert.are.same(generate(model, cropped_prompt, { max_tokens = 5, temperature = 0 }),
       (generate(model, prompt, { max_tokens = 5, temperature = 0 })))
   end)

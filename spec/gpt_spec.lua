@@ -1,6 +1,7 @@
 -- nn.GPT against an independent plain-Lua GPT (logits, loss, gradients),
 -- weight tying, GPT-2 initialisation, the KV cache, training on a fixed
 -- text, and errors for bad inputs.
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local optim = require("tricycle.optim")
@@ -84,7 +85,7 @@ describe("nn.GPT", function()
       local name, tensor = pair[1], pair[2]
       local grad = flatten(tensor.grad:totable())
       local n = #grad
-      local picks = { 1, n, (n + 1) // 2, (n // 3) + 1, (2 * n // 3) + 1 }
+      local picks = { 1, n, compat.idiv((n + 1), 2), (compat.idiv(n, 3)) + 1, (compat.idiv(2 * n, 3)) + 1 }
       for _, i in ipairs(picks) do
         local numeric = reference.numeric_grad(p, model.config, ids_table, targets_table, name, i, 1e-5)
         local ok = math.abs(grad[i] - numeric) <= 1e-4 * math.max(math.abs(numeric), 1e-3)
@@ -186,7 +187,7 @@ describe("nn.GPT", function()
     local function chunk(first, last)
       local rows = {}
       for b = 1, 2 do
-        rows[b] = { table.unpack(sequence[b], first, last) }
+        rows[b] = { compat.unpack(sequence[b], first, last) }
       end
       return tc.tensor(rows, { dtype = "int64" })
     end
@@ -233,8 +234,8 @@ describe("nn.GPT", function()
       local x, y = {}, {}
       for b = 1, B do
         local start = (step * 7 + b * 5) % (#text) + 1
-        x[b] = { table.unpack(ids, start, start + T - 1) }
-        y[b] = { table.unpack(ids, start + 1, start + T) }
+        x[b] = { compat.unpack(ids, start, start + T - 1) }
+        y[b] = { compat.unpack(ids, start + 1, start + T) }
       end
       return tc.tensor(x, { dtype = "int64" }), tc.tensor(y, { dtype = "int64" })
     end

@@ -2,6 +2,8 @@
 -- hand in this spec and against a second reader written here (string.unpack
 -- and a small JSON parser), so the writer and reader do not just agree with
 -- each other.
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local lfs = require("lfs")
 
@@ -41,7 +43,7 @@ end
 
 --- A safetensors file from a header text and packed data.
 local function write_safetensors(path, header, data)
-  write_file(path, string.pack("<I8", #header) .. header .. (data or ""))
+  write_file(path, binpack.pack("<I8", #header) .. header .. (data or ""))
 end
 
 -- ---- an independent reader -------------------------------------------
@@ -135,7 +137,7 @@ local function parse_json(text)
       local number = text:match("^-?%d+", position)
       assert(number, "number expected at " .. position)
       position = position + #number
-      return math.tointeger(tonumber(number))
+      return compat.tointeger(tonumber(number))
     end
   end
   local result, order = value()
@@ -148,7 +150,7 @@ end
 -- raw header text, data section.
 local function independent_read(path)
   local bytes = read_file(path)
-  local n = string.unpack("<I8", bytes)
+  local n = binpack.unpack("<I8", bytes)
   local header_text = bytes:sub(9, 8 + n)
   local header, order = parse_json(header_text)
   return header, order, header_text, bytes:sub(9 + n)
@@ -161,7 +163,7 @@ local function unpack_values(dtype, data, first, last)
   local values, position = {}, first + 1
   while position <= last do
     local v
-    v, position = string.unpack(formats[dtype], data, position)
+    v, position = binpack.unpack(formats[dtype], data, position)
     values[#values + 1] = v
   end
   return values
@@ -188,13 +190,13 @@ describe("tc.save / tc.load (safetensors)", function()
       .. '"flags":{"dtype":"BOOL","shape":[2],"data_offsets":[48,50]},'
       .. '"bytes":{"dtype":"U8","shape":[1,3],"data_offsets":[50,53]},'
       .. '"n":{"dtype":"I32","shape":[2],"data_offsets":[56,64]}}'
-    local data = string.pack("<ffff", 1.5, -2, 0.25, 1e10)
-      .. string.pack("<i8i8i8", 7, -1, math.maxinteger)
-      .. string.pack("<d", 1 / 3)
-      .. string.pack("BB", 1, 0)
-      .. string.pack("BBB", 0, 128, 255)
+    local data = binpack.pack("<ffff", 1.5, -2, 0.25, 1e10)
+      .. binpack.pack("<i8i8i8", 7, -1, compat.max_integer)
+      .. binpack.pack("<d", 1 / 3)
+      .. binpack.pack("BB", 1, 0)
+      .. binpack.pack("BBB", 0, 128, 255)
       .. "\0\0\0" -- a hole before n: allowed
-      .. string.pack("<i4i4", -5, 2147483647)
+      .. binpack.pack("<i4i4", -5, 2147483647)
     local path = dir .. "/hand.safetensors"
     write_safetensors(path, header, data)
     local t, metadata = tc.load(path)
@@ -202,7 +204,7 @@ describe("tc.save / tc.load (safetensors)", function()
     assert.are.same({ 2, 2 }, t.w.shape)
     assert.are.same({ { 1.5, -2 }, { 0.25, 1e10 } }, t.w:totable())
     assert.are.equal("int64", t.ids.dtype)
-    assert.are.same({ 7, -1, math.maxinteger }, t.ids:totable())
+    assert.are.same({ 7, -1, compat.max_integer }, t.ids:totable())
     assert.are.equal("float64", t.s.dtype)
     assert.are.equal(0, t.s:dim())
     assert.are.equal(1 / 3, t.s:item())
@@ -267,7 +269,7 @@ describe("tc.save / tc.load (safetensors)", function()
     assert.are.same({}, values("empty"))
     -- The metadata comes first in the header, then the tensors in name order.
     assert.are.equal("__metadata__", order[1])
-    assert.are.same(names, { table.unpack(order, 2) })
+    assert.are.same(names, { compat.unpack(order, 2) })
   end)
 
   it("round-trips every dtype, 0-dim and empty tensors", function()
@@ -425,7 +427,7 @@ describe("tc.save / tc.load (safetensors)", function()
 
     it("header length larger than the file", function()
       local path = dir .. "/long.safetensors"
-      write_file(path, string.pack("<I8", 1000) .. "{}")
+      write_file(path, binpack.pack("<I8", 1000) .. "{}")
       assert.matches("header length 1000 exceeds", load_error(path))
     end)
 
@@ -476,8 +478,8 @@ describe("tc.save / tc.load (safetensors)", function()
       local path = dir .. "/cut.safetensors"
       tc.save(path, { a = tc.ones({ 4 }), b = tc.zeros({ 2, 2 }) })
       local whole = read_file(path)
-      local header_length = string.unpack("<I8", whole)
-      for _, keep in ipairs({ 0, 4, 8, 9, 8 + header_length // 2, 8 + header_length, #whole - 1 }) do
+      local header_length = binpack.unpack("<I8", whole)
+      for _, keep in ipairs({ 0, 4, 8, 9, 8 + compat.idiv(header_length, 2), 8 + header_length, #whole - 1 }) do
         write_file(path, whole:sub(1, keep))
         load_error(path)
       end
@@ -492,7 +494,7 @@ describe("tc.save / tc.load (safetensors)", function()
       assert.are.same({ 1 }, tensors.a:totable())
       assert.are.same({ k = "v" }, metadata)
       do
-        local f <close> = tc.io.open(path)
+        local f = tc.io.open(path)
         assert.are.equal(2, #f)
         assert.are.same({ "a", "b" }, f:keys())
         assert.is_true(f:has("b"))

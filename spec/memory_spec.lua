@@ -1,5 +1,6 @@
 -- Native memory is visible to Lua's collector: a loop that allocates and drops
 -- large tensors stays flat without any collectgarbage() call in the loop.
+local lua_command = require("helpers.interpreter")
 local tc = require("tricycle")
 
 -- Resident set size in bytes, from /proc/self/status (VmRSS, in kB).
@@ -25,11 +26,11 @@ local function run_program(program)
   local file = assert(io.open(path, "w"))
   file:write([[
     local build = os.getenv("TRICYCLE_BUILD") or "build"
-    package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-    package.cpath = build .. "/lua/?.so;" .. package.cpath
+    package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+    package.cpath = build .. "/" .. require("helpers.module_dir") .. "/?.so;" .. package.cpath
   ]], program)
   file:close()
-  local pipe = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
+  local pipe = assert(io.popen(lua_command .. " " .. path .. " 2>&1"))
   local output = pipe:read("a")
   pipe:close()
   os.remove(path)

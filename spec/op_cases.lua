@@ -41,6 +41,7 @@
 -- Adding an op: its row here, with a reference, a gradient case when it is
 -- differentiable and an integer case when it takes integers; ops_spec's
 -- coverage spec fails until the row is there.
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local assert = require("luassert")
 local G = require("helpers.gradcheck")
@@ -88,7 +89,7 @@ local function zeros(shape) return { kind = "zeros", shape = shape } end
 
 local function expand_to(...)
   local shape = { ... }
-  return function(t) return t:expand(table.unpack(shape)) end
+  return function(t) return t:expand(compat.unpack(shape)) end
 end
 
 -- Results of integer and bool runs: wrapped into the dtype, as the engine's
@@ -225,7 +226,7 @@ local function nan_case(name)
 end
 
 for _, spec in ipairs(binary_arithmetic) do
-  local name, fn, ra, rb, every, float_result = table.unpack(spec)
+  local name, fn, ra, rb, every, float_result = compat.unpack(spec)
   local op = methods[name]
   local call = function(a, b) return op(a, b) end
   local ref = binary_reference(fn, float_result)
@@ -383,7 +384,7 @@ local reductions = {
   { "var", R.var(1), nil, KERNEL },
 }
 for _, spec in ipairs(reductions) do
-  local name, fn, integer_dtypes, device_tolerance, arg_fn = table.unpack(spec)
+  local name, fn, integer_dtypes, device_tolerance, arg_fn = compat.unpack(spec)
   local with_indices = arg_fn ~= nil
   local float_result = name == "mean" or name == "var"
   -- one call's results and their references
@@ -410,13 +411,13 @@ for _, spec in ipairs(reductions) do
       for _, c in ipairs(list) do
         for _, r in ipairs({ call(x, c[1], c[2]) }) do results[#results + 1] = r end
       end
-      return table.unpack(results)
+      return compat.unpack(results)
     end, function(x, env)
       local results = {}
       for _, c in ipairs(list) do
         for _, r in ipairs({ expected(x, env, c[1], c[2]) }) do results[#results + 1] = r end
       end
-      return table.unpack(results)
+      return compat.unpack(results)
     end
   end
   local several = name == "sum" or name == "mean" or name == "var"
@@ -672,7 +673,7 @@ local function einsum_case(name, equation, inputs, reference, options)
       local operands = { ... }
       operands[#operands] = nil
       if options and options.list then return tc.einsum(equation, operands) end
-      return tc.einsum(equation, table.unpack(operands))
+      return tc.einsum(equation, compat.unpack(operands))
     end, reference = reference, tolerance = MATMUL32 }
   return case
 end
@@ -941,7 +942,7 @@ row("permute", {
 })
 
 local function columns(x, first, count)
-  return R.rows(x, function(r) return { table.unpack(r, first, first + count - 1) } end)
+  return R.rows(x, function(r) return { compat.unpack(r, first, first + count - 1) } end)
 end
 row("narrow", {
   { name = "1-based and negative starts", inputs = { float({ 3, 5 }) },
@@ -1026,12 +1027,12 @@ row("clone", {
 local function to_every_dtype(x)
   local results = {}
   for i, dtype in ipairs(EVERY) do results[i] = x:to(dtype) end
-  return table.unpack(results)
+  return compat.unpack(results)
 end
 local function converted_to_every_dtype(x)
   local results = {}
   for i, dtype in ipairs(EVERY) do results[i] = map(function(v) return R.convert(v, dtype) end, x) end
-  return table.unpack(results)
+  return compat.unpack(results)
 end
 local saturating = { nan, inf, -inf, 1e10, -1e10, 300, -1.5, 2.7, -2.7, 255.9, 2 ^ 63, -2 ^ 63 }
 row("to_dtype", {
@@ -1216,7 +1217,7 @@ local function cached_run(n_head, pieces, causal)
     local outs, position = {}, 0
     for i, length in ipairs(pieces) do
       outs[i] = tc.attention_cached(qkv:narrow(2, position + 1, length), k, v, position, n_head, { causal = causal })
-      assert.are.same({ qkv.shape[1], length, qkv.shape[3] // 3 }, outs[i].shape)
+      assert.are.same({ qkv.shape[1], length, compat.idiv(qkv.shape[3], 3) }, outs[i].shape)
       position = position + length
     end
     return tc.cat(outs, 2), k, v
@@ -1227,8 +1228,8 @@ end
 local function cached_reference(n_head, causal)
   return function(qkv, k)
     local capacity = #k[1][1]
-    local C = #qkv[1][1] // 3
-    local hd = C // n_head
+    local C = compat.idiv(#qkv[1][1], 3)
+    local hd = compat.idiv(C, n_head)
     local keys, values = {}, {}
     for b = 1, #qkv do
       keys[b], values[b] = {}, {}
@@ -1249,7 +1250,7 @@ local function cached_reference(n_head, causal)
   end
 end
 local function cached_case(name, B, T, C, n_head, capacity, pieces, causal, options)
-  local hd = C // n_head
+  local hd = compat.idiv(C, n_head)
   local case = { name = name, inputs = { float({ B, T, 3 * C }, -1.5, 1.5), zeros({ B, n_head, capacity, hd }),
     zeros({ B, n_head, capacity, hd }) }, run = cached_run(n_head, pieces, causal),
     reference = cached_reference(n_head, causal) }
@@ -1285,7 +1286,7 @@ local function rope_reference(options)
           local t = time_dim == 2 and j or k
           local position = type(positions[1]) == "table" and positions[b][t] or positions[t]
           local dim, rotated = #values, {}
-          local half = dim // 2
+          local half = compat.idiv(dim, 2)
           for i = 0, half - 1 do
             local first, second = interleaved and 2 * i + 1 or i + 1, interleaved and 2 * i + 2 or i + 1 + half
             local angle = position * base ^ (-2 * i / dim)

@@ -1,5 +1,6 @@
 -- tricycle.optim: steps against updates computed by hand in Lua numbers,
 -- parameter groups, state round trips and the cosine schedule.
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local optim = require("tricycle.optim")
@@ -28,7 +29,7 @@ local grads = { { 0.5, -1.0, 2.0 }, { -0.25, 0.75, 1.5 }, { 1.0, 0.1, -0.3 }, { 
 
 -- PyTorch's SGD by hand.
 local function sgd_reference(x, options, steps)
-  x = { table.unpack(x) }
+  x = { compat.unpack(x) }
   local buf
   for s = 1, steps do
     local g = {}
@@ -38,7 +39,7 @@ local function sgd_reference(x, options, steps)
     local momentum = options.momentum or 0
     if momentum ~= 0 then
       if not buf then
-        buf = { table.unpack(g) }
+        buf = { compat.unpack(g) }
       else
         for i = 1, #x do
           buf[i] = momentum * buf[i] + (1 - (options.dampening or 0)) * g[i]
@@ -57,7 +58,7 @@ end
 
 -- AdamW by hand: decoupled decay, bias-corrected moments.
 local function adamw_reference(x, options, steps)
-  x = { table.unpack(x) }
+  x = { compat.unpack(x) }
   local m, v = { 0, 0, 0 }, { 0, 0, 0 }
   local b1, b2 = options.betas[1], options.betas[2]
   for s = 1, steps do

@@ -4,6 +4,9 @@
 -- form, bad inputs and interruptions that lose nothing, and training with
 -- gradient accumulation that stops, resumes and ends bit for bit where an
 -- uninterrupted run ends. GPT-2's files come from npm (spec/helpers/gpt2_files.lua).
+local lua_command = require("helpers.interpreter")
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local gpt2_files = require("helpers.gpt2_files")
@@ -71,8 +74,8 @@ local with_gpt2 = (have_text and gpt2_dir) and it or function(name)
 end
 
 local work
-local prepare = "lua5.4 scripts/prepare_data.lua"
-local train = "lua5.4 scripts/train_gpt2.lua"
+local prepare = lua_command .. " scripts/prepare_data.lua"
+local train = lua_command .. " scripts/train_gpt2.lua"
 
 setup(function()
   work = os.tmpname()
@@ -118,7 +121,7 @@ describe("prepare_data.lua", function()
     local val, train_bytes = read(work .. "/llmc/shakespeare_val_000000.bin"),
       read(work .. "/llmc/shakespeare_train_000000.bin")
     local function header(bytes)
-      local magic, version, count = string.unpack("<i4i4i4", bytes)
+      local magic, version, count = binpack.unpack("<i4i4i4", bytes)
       return { magic, version, count }
     end
     assert.are.same({ 20240520, 1, 32768 }, header(val))
@@ -149,7 +152,7 @@ describe("prepare_data.lua", function()
         expected[#expected + 1] = id
       end
     end
-    local got = { string.unpack("<" .. string.rep("I2", #expected), val, 1025) }
+    local got = { binpack.unpack("<" .. string.rep("I2", #expected), val, 1025) }
     got[#got] = nil -- string.unpack's next position
     assert.are.same(expected, got)
   end)
@@ -210,7 +213,7 @@ describe("prepare_data.lua", function()
     assert.are.equal(manifest.eot, ids[1])
     local second = #bpe:encode("the cat sat on the mat.\n\n") + 2
     assert.are.equal(manifest.eot, ids[second])
-    assert.are.same(bpe:encode("the dog sat on the log.\n\n"), { table.unpack(ids, second + 1) })
+    assert.are.same(bpe:encode("the dog sat on the log.\n\n"), { compat.unpack(ids, second + 1) })
     -- 70,000 characters: ids do not fit 16 bits, so the shard is llm.c's uint32 variant
     local chars = {}
     for cp = 0x10000, 0x10000 + 69999 do
@@ -223,7 +226,7 @@ describe("prepare_data.lua", function()
     assert.are.equal(0, code, err)
     local bytes = read(work .. "/own/wide_train_000000.bin")
     local function three(format, at)
-      local a, b, c = string.unpack(format, bytes, at)
+      local a, b, c = binpack.unpack(format, bytes, at)
       return { a, b, c }
     end
     assert.are.same({ 20240801, 7, 3 }, three("<i4i4i4", 1))
@@ -298,7 +301,7 @@ describe("train_gpt2.lua", function()
     assert.are.equal(1, code)
     assert.truthy(err:find("TokenShards: no file matches '" .. work .. "/nothing/here_train_*.bin'", 1, true), err)
     os.execute("mkdir -p " .. shell_quote(work .. "/broken"))
-    write(work .. "/broken/x_train_000000.bin", string.pack("<i4i4i4", 20240520, 1, 100) .. string.rep("\0", 1012 + 10))
+    write(work .. "/broken/x_train_000000.bin", binpack.pack("<i4i4i4", 20240520, 1, 100) .. string.rep("\0", 1012 + 10))
     code, _, err = run(train .. " --data " .. shell_quote(work .. "/broken/x"))
     assert.are.equal(1, code)
     assert.truthy(err:find("x_train_000000.bin': the header says 100 tokens", 1, true), err)
@@ -364,7 +367,7 @@ describe("train_gpt2.lua", function()
     local found = 0
     for step, loss in pairs(a) do
       local tag = "train/loss"
-      local float = string.pack("<f", loss)
+      local float = binpack.pack("<f", loss)
       -- Summary.Value{tag = 1, simple_value = 2}: the tag, then the float's key 0x15 and its 4 bytes
       if bytes:find(string.char(0x0a, #tag) .. tag .. "\x15" .. float, 1, true) then
         found = found + 1

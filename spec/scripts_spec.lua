@@ -1,6 +1,8 @@
 -- scripts/train_shakespeare.lua and scripts/generate.lua as a user runs
 -- them: help, bad flags, a tiny training run, resuming, generating. Also the
 -- command-line helpers they use (tricycle.cli).
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
 local cli = require("tricycle.cli")
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
@@ -153,7 +155,7 @@ describe("cli.run_steps", function()
   end)
 end)
 
-local core_built = exists(build .. "/lua/tricycle/core.so")
+local core_built = exists(build .. "/" .. module_dir .. "/tricycle/core.so")
 local data = os.getenv("TRICYCLE_DATA")
 local have_data = data and exists(data .. "/tinyshakespeare.txt")
 local script_it = core_built and it or pending
@@ -161,34 +163,34 @@ local training_it = (core_built and have_data) and it or pending
 
 describe("scripts", function()
   script_it("train_shakespeare.lua --help exits 0 with the usage", function()
-    local code, out = run("lua5.4 scripts/train_shakespeare.lua --help")
+    local code, out = run(lua_command .. " scripts/train_shakespeare.lua --help")
     assert.are.equal(0, code)
     assert.truthy(out:find("usage: ", 1, true))
     assert.truthy(out:find("--n-layer", 1, true))
   end)
 
   script_it("a bad flag exits 2 with the usage line", function()
-    local code, out, err = run("lua5.4 scripts/train_shakespeare.lua --no-such-flag 3")
+    local code, out, err = run(lua_command .. " scripts/train_shakespeare.lua --no-such-flag 3")
     assert.are.equal(2, code)
     assert.truthy(err:find("--no-such-flag", 1, true))
     assert.truthy(err:find("usage: ", 1, true))
     assert.are.equal("", out)
-    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --steps lots")
+    code, _, err = run(lua_command .. " scripts/train_shakespeare.lua --steps lots")
     assert.are.equal(2, code)
     assert.truthy(err:find("usage: ", 1, true))
-    code, _, err = run("lua5.4 scripts/generate.lua")
+    code, _, err = run(lua_command .. " scripts/generate.lua")
     assert.are.equal(2, code)
     assert.truthy(err:find("CHECKPOINT", 1, true))
   end)
 
   script_it("missing files are named", function()
-    local code, _, err = run("lua5.4 scripts/generate.lua /nonexistent/ck.safetensors")
+    local code, _, err = run(lua_command .. " scripts/generate.lua /nonexistent/ck.safetensors")
     assert.are.equal(1, code)
     assert.truthy(err:find("/nonexistent/ck.safetensors", 1, true))
-    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --data /nonexistent/shakespeare.txt --steps 1")
+    code, _, err = run(lua_command .. " scripts/train_shakespeare.lua --data /nonexistent/shakespeare.txt --steps 1")
     assert.are.equal(1, code)
     assert.truthy(err:find("/nonexistent/shakespeare.txt", 1, true))
-    code, _, err = run("lua5.4 scripts/train_shakespeare.lua --resume --out /nonexistent/run")
+    code, _, err = run(lua_command .. " scripts/train_shakespeare.lua --resume --out /nonexistent/run")
     assert.are.equal(1, code)
     assert.truthy(err:find("/nonexistent/run/checkpoint.safetensors", 1, true))
   end)
@@ -206,7 +208,7 @@ describe("scripts", function()
       .. "--eval-batches 2 --checkpoint-every 10 --log-every 5 --sample-tokens 20"
 
     training_it("trains, writing a checkpoint, metrics.jsonl and loss.svg", function()
-      local code, out, err = run(("lua5.4 scripts/train_shakespeare.lua --steps 20 %s --out %s"):format(tiny,
+      local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 20 %s --out %s"):format(tiny,
         shell_quote(out_dir)))
       assert.are.equal(0, code, err)
       assert.truthy(out:find("validation loss", 1, true))
@@ -239,7 +241,7 @@ describe("scripts", function()
     end)
 
     training_it("--resume goes on from the checkpoint", function()
-      local code, out, err = run(("lua5.4 scripts/train_shakespeare.lua --steps 30 --resume %s --out %s")
+      local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 30 --resume %s --out %s")
         :format(tiny, shell_quote(out_dir)))
       assert.are.equal(0, code, err)
       assert.truthy(out:find("resumed from .* at step 20"))
@@ -262,7 +264,7 @@ describe("scripts", function()
     training_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
       local dir = out_dir .. "-interrupted"
       -- log every step; interrupt once the first steps are logged
-      local script = ("lua5.4 scripts/train_shakespeare.lua --steps 100000 %s --log-every 1 --eval-every 0 "
+      local script = (lua_command .. " scripts/train_shakespeare.lua --steps 100000 %s --log-every 1 --eval-every 0 "
         .. "--checkpoint-every 0 --out %s & pid=$!; "
         .. "while [ \"$(wc -l < %s 2>/dev/null || echo 0)\" -lt 3 ]; do sleep 0.1; done; "
         .. "kill -INT $pid; wait $pid; echo \"exit $?\" >&2")
@@ -278,21 +280,21 @@ describe("scripts", function()
 
     training_it("generate.lua prints text from the checkpoint, with a prompt or from stdin", function()
       local checkpoint = out_dir .. "/checkpoint.safetensors"
-      local code, out, err = run(("lua5.4 scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
+      local code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
         :format(shell_quote(checkpoint)))
       assert.are.equal(0, code, err)
       assert.truthy(out:match("^ROMEO:"))
       -- a char-level model: 25 more characters and the final newline
       assert.are.equal(#"ROMEO:" + 25 + 1, #out)
-      local again = select(2, run(("lua5.4 scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
+      local again = select(2, run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
         :format(shell_quote(checkpoint))))
       assert.are.equal(out, again)
-      code, out = run(("lua5.4 scripts/generate.lua %s --max-tokens 5 --temperature 0"):format(shell_quote(checkpoint)),
+      code, out = run((lua_command .. " scripts/generate.lua %s --max-tokens 5 --temperature 0"):format(shell_quote(checkpoint)),
         "To be")
       assert.are.equal(0, code)
       assert.truthy(out:match("^To be"))
       -- a prompt longer than the context (16) is cropped, with a notice
-      code, out, err = run(("lua5.4 scripts/generate.lua %s --prompt %s --max-tokens 3")
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt %s --max-tokens 3")
         :format(shell_quote(checkpoint), shell_quote(string.rep("abcd ", 10))))
       assert.are.equal(0, code)
       assert.truthy(err:find("only its last 16", 1, true))

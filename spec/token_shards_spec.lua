@@ -2,6 +2,8 @@
 -- accumulation (tricycle.training), TensorBoard event files checked by a
 -- reader written here from the record format, the linear schedule and the
 -- progress line that fits the terminal.
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local data = require("tricycle.data")
 local training = require("tricycle.training")
@@ -34,9 +36,9 @@ local function llmc_shard(ids, wide)
   for i = 4, 256 do
     header[i] = 0
   end
-  local parts = { string.pack("<" .. string.rep("i4", 256), table.unpack(header)) }
+  local parts = { binpack.pack("<" .. string.rep("i4", 256), compat.unpack(header)) }
   for _, id in ipairs(ids) do
-    parts[#parts + 1] = string.pack(wide and "<I4" or "<I2", id)
+    parts[#parts + 1] = binpack.pack(wide and "<I4" or "<I2", id)
   end
   return table.concat(parts)
 end
@@ -142,7 +144,7 @@ describe("token shards", function()
     -- every batch starts inside one shard at an offset below context_length
     local shards_seen = {}
     for _, start in ipairs(sequence) do
-      shards_seen[start // 1000] = true
+      shards_seen[compat.idiv(start, 1000)] = true
       assert.is_true(start % 1000 % 8 < 4)
     end
     assert.are.same({ [0] = true, [1] = true, [2] = true }, shards_seen)
@@ -250,21 +252,21 @@ end)
 local function crc32c_bitwise(s)
   local crc = 0xFFFFFFFF
   for i = 1, #s do
-    crc = crc ~ s:byte(i)
+    crc = compat.bxor(crc, s:byte(i))
     for _ = 1, 8 do
-      local low = crc & 1
-      crc = crc >> 1
+      local low = crc % 2
+      crc = compat.rshift(crc, 1)
       if low == 1 then
-        crc = crc ~ 0x82F63B78
+        crc = compat.bxor(crc, 0x82F63B78)
       end
     end
   end
-  return crc ~ 0xFFFFFFFF
+  return compat.bxor(crc, 0xFFFFFFFF)
 end
 
 local function masked(s)
   local crc = crc32c_bitwise(s)
-  local rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
+  local rotated = compat.rshift(crc, 15) + (crc % 32768) * 131072
   return (rotated + 0xa282ead8) % 4294967296
 end
 
@@ -272,7 +274,7 @@ local function read_varint(s, at)
   local value, shift = 0, 0
   while true do
     local byte = s:byte(at)
-    value = value | ((byte & 0x7F) << shift)
+    value = value + compat.lshift(byte % 128, shift)
     at = at + 1
     if byte < 0x80 then
       return value, at
@@ -287,7 +289,7 @@ local function fields(s)
   while at <= #s do
     local key
     key, at = read_varint(s, at)
-    local field, wire = key >> 3, key & 7
+    local field, wire = compat.rshift(key, 3), key % 8
     local value
     if wire == 0 then
       value, at = read_varint(s, at)
@@ -314,14 +316,14 @@ local function read_events(path)
   local events, at = {}, 1
   while at <= #bytes do
     local length_bytes = bytes:sub(at, at + 7)
-    local length = string.unpack("<I8", length_bytes)
-    assert.are.equal(masked(length_bytes), string.unpack("<I4", bytes, at + 8), "length CRC")
+    local length = binpack.unpack("<I8", length_bytes)
+    assert.are.equal(masked(length_bytes), binpack.unpack("<I4", bytes, at + 8), "length CRC")
     local payload = bytes:sub(at + 12, at + 12 + length - 1)
     assert.are.equal(length, #payload, "truncated record")
-    assert.are.equal(masked(payload), string.unpack("<I4", bytes, at + 12 + length), "data CRC")
+    assert.are.equal(masked(payload), binpack.unpack("<I4", bytes, at + 12 + length), "data CRC")
     at = at + 12 + length + 4
     local f = fields(payload)
-    local event = { wall_time = string.unpack("<d", f[1][1]), step = f[2] and f[2][1] or 0 }
+    local event = { wall_time = binpack.unpack("<d", f[1][1]), step = f[2] and f[2][1] or 0 }
     if f[3] then
       event.file_version = f[3][1]
     end
@@ -329,7 +331,7 @@ local function read_events(path)
       event.scalars = {}
       for _, value in ipairs(fields(f[5][1])[1]) do
         local v = fields(value)
-        event.scalars[v[1][1]] = string.unpack("<f", v[2][1])
+        event.scalars[v[1][1]] = binpack.unpack("<f", v[2][1])
       end
     end
     if f[7] then
@@ -341,7 +343,7 @@ local function read_events(path)
 end
 
 local function float32(x)
-  return string.unpack("<f", string.pack("<f", x))
+  return binpack.unpack("<f", binpack.pack("<f", x))
 end
 
 describe("tensorboard", function()
@@ -360,7 +362,7 @@ describe("tensorboard", function()
     clock = clock + 1
     writer:scalar("val/loss", 3.14159, 250)
     writer:start_session(200)
-    writer:scalars({ ["train/loss"] = 0 / 0 }, 1 << 40)
+    writer:scalars({ ["train/loss"] = 0 / 0 }, 1099511627776)
     writer:close()
     assert.truthy(writer.path:find("/tb/events.out.tfevents.1700000000.", 1, true))
     local events = read_events(writer.path)
@@ -374,7 +376,7 @@ describe("tensorboard", function()
     assert.are.equal(1700000001, events[3].wall_time)
     assert.are.equal(1, events[4].session_status) -- SessionLog.START
     assert.are.equal(200, events[4].step)
-    assert.are.equal(1 << 40, events[5].step)
+    assert.are.equal(1099511627776, events[5].step)
     local nan = events[5].scalars["train/loss"]
     assert.is_true(nan ~= nan)
     -- a second writer in the same second gets a file of its own

@@ -1,5 +1,8 @@
 -- Specs of tricycle.tokenizer (the Lua face of the C tokenizers).
 
+local lua54 = require("helpers.lua54")
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local tokenizer = require("tricycle.tokenizer")
 local BPETokenizer = tokenizer.BPETokenizer
 local CharTokenizer = tokenizer.CharTokenizer
@@ -118,7 +121,7 @@ describe("tricycle.tokenizer", function()
       assert.are.equal("integer", math.type(ids[1]))
       local packed = tok:encode_packed("abxab")
       assert.are.equal(12, #packed)
-      local a, b, c = string.unpack("=i4i4i4", packed)
+      local a, b, c = binpack.unpack("=i4i4i4", packed)
       assert.are.same(ids, { a, b, c })
       assert.are.same({}, tok:encode(""))
       assert.are.equal("", tok:decode({}))
@@ -271,7 +274,7 @@ describe("tricycle.tokenizer", function()
       for _, id in ipairs(tok:encode(text)) do
         local complete
         complete, pending = split(pending .. tok:decode_bytes({ id }))
-        assert.is_truthy(utf8.len(complete))
+        assert.is_truthy(compat.utf8_len(complete))
         printed[#printed + 1] = complete
       end
       assert.are.equal("", pending)
@@ -289,10 +292,11 @@ describe("tricycle.tokenizer", function()
       local ok, message = pcall(tok.encode, tok, "a")
       assert.is_false(ok)
       assert.matches("closed", message)
-      do
+      lua54([[
+        local CharTokenizer, assert = ...
         local scoped <close> = CharTokenizer.new("xy")
         assert.are.same({ 0, 1 }, scoped:encode("xy"))
-      end
+      ]], CharTokenizer, assert)
     end)
   end)
 

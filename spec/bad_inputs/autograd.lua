@@ -94,9 +94,7 @@ return {
   end, { "backward", "retain_graph", "string" } },
   { "backward of a closed tensor", function()
     local y = (leaf() * 2):sum()
-    do
-      local _ <close> = y
-    end
+    y:free()
     y:backward()
   end, { "backward", "closed" } },
   { "an in-place write into a leaf that requires grad", function() leaf():fill_(0) end, { "fill_", "leaf" } },

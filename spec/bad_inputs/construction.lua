@@ -1,8 +1,10 @@
 -- Making tensors: sizes, dtypes, data and options.
+local compat = require("tricycle.compat")
+local wide = require("helpers.wide")
 local tc = require("tricycle")
 
-local big = 1 << 62
-local huge = { 1 << 32, 1 << 32 } -- 2^64 elements: the count wraps int64 to 0
+local big = wide(62)
+local huge = { 4294967296, 4294967296 } -- 2^64 elements: the count wraps int64 to 0
 
 return {
   -- before: the byte count wrapped size_t, a tiny block was allocated and the fill wrote past it
@@ -19,15 +21,15 @@ return {
   { "zeros of 2^32 x 2^32", function() return tc.zeros(huge):numel() end, { "zeros", "{4294967296, 4294967296}" } },
   -- before: storage_bytes() returned -8
   { "float64 of 2^61 - 1 elements", function()
-    return tc.empty({ (1 << 61) - 1 }, { dtype = "float64" }):storage_bytes()
+    return tc.empty({ (wide(61)) - 1 }, { dtype = "float64" }):storage_bytes()
   end, { "empty", "float64", "too large" } },
-  { "int64 of 2^60 elements", function() return tc.zeros({ 1 << 60 }, { dtype = "int64" }) end, { "zeros", "int64" } },
-  { "maxinteger as a size", function() return tc.zeros({ math.maxinteger }) end, { "zeros", "too large" } },
+  { "int64 of 2^60 elements", function() return tc.zeros({ wide(60) }, { dtype = "int64" }) end, { "zeros", "int64" } },
+  { "maxinteger as a size", function() return tc.zeros({ compat.max_integer }) end, { "zeros", "too large" } },
   { "2^62 with a zero size beside it (float32)", function() return tc.ones({ big, 0 }) end,
     { "ones", "{4611686018427387904, 0}" } },
-  { "three sizes of 2^21 and one of 2^22", function() return tc.empty({ 1 << 21, 1 << 21, 1 << 21, 1 << 22 }) end,
+  { "three sizes of 2^21 and one of 2^22", function() return tc.empty({ 2097152, 2097152, 2097152, 4194304 }) end,
     { "empty", "too large" } },
-  { "sizes as numbers past 2^63", function() return tc.zeros(1 << 31, 1 << 31, 1 << 31) end, { "zeros", "too large" } },
+  { "sizes as numbers past 2^63", function() return tc.zeros(2147483648, 2147483648, 2147483648) end, { "zeros", "too large" } },
   -- before: a 2^64-element shape passed the length check and read past the string
   { "from_bytes with a wrapping shape", function() return tc.from_bytes("", "float32", huge) end,
     { "from_bytes", "{4294967296, 4294967296}" } },
@@ -89,7 +91,7 @@ return {
     local level = { 1 }
     for _ = 1, 4 do
       local outer = {}
-      for i = 1, 1 << 16 do outer[i] = level end
+      for i = 1, 65536 do outer[i] = level end
       level = outer
     end
     return tc.tensor(level)

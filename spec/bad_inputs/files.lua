@@ -3,12 +3,13 @@
 -- Lua modules that read files) and to the writers (tc.save,
 -- checkpoint.save, tc.io.write_file, tc.io.append_file). Tokenizer files
 -- are in tokenizers.lua. Each case works in a scratch folder of its own.
+local binpack = require("helpers.binpack")
 local tc = require("tricycle")
 local scratch = require("helpers.scratch")
 
 local in_dir, write, safetensors = scratch.in_dir, scratch.write, scratch.safetensors
 
-local F32_2 = string.pack("<ff", 1, 2)
+local F32_2 = binpack.pack("<ff", 1, 2)
 
 --- A file holding header and data, loaded with tc.load.
 local function load_crafted(header, data)
@@ -26,7 +27,7 @@ local function get_after(change)
     in_dir(function(dir)
       local path = dir .. "/model.safetensors"
       tc.save(path, { w = tc.arange(10000, { dtype = "float32" }) })
-      local file <close> = tc.io.open(path)
+      local file = tc.io.open(path)
       change(path, dir)
       file:get("w"):sum():item()
     end)
@@ -124,19 +125,19 @@ return {
   end, { "safetensors load", "the file is 5 bytes, too short" } },
   { "header length past the end of the file", function()
     in_dir(function(dir)
-      tc.load(write(dir .. "/long", string.pack("<I8", 1000) .. "{}"))
+      tc.load(write(dir .. "/long", binpack.pack("<I8", 1000) .. "{}"))
     end)
   end, { "safetensors load", "header length 1000 exceeds the 2 bytes after it" } },
   { "header length above the 100 MiB limit (a sparse file)", function()
     in_dir(function(dir)
-      local path = write(dir .. "/sparse", string.pack("<I8", 200 << 20) .. "{}")
+      local path = write(dir .. "/sparse", binpack.pack("<I8", 209715200) .. "{}")
       assert(os.execute("truncate -s 300M " .. scratch.shell_quote(path)))
       tc.load(path)
     end)
   end, { "safetensors load", "header length 209715200 is above the 104857600-byte limit" } },
   { "header length 1", function()
     in_dir(function(dir)
-      tc.load(write(dir .. "/one", string.pack("<I8", 1) .. "{"))
+      tc.load(write(dir .. "/one", binpack.pack("<I8", 1) .. "{"))
     end)
   end, { "safetensors load", "header length 1 is too short" } },
   { "header that is not JSON", load_crafted('{"a": {"dtype": "F32",', ""),
@@ -215,7 +216,7 @@ return {
     in_dir(function(dir)
       local path = dir .. "/m.safetensors"
       tc.save(path, { a = tc.ones({ 1 }) })
-      local file <close> = tc.io.open(path)
+      local file = tc.io.open(path)
       file:get("a\0b")
     end)
   end, { "get: no tensor named \"a\\0b\"" } },
@@ -223,7 +224,7 @@ return {
     in_dir(function(dir)
       local path = dir .. "/m.safetensors"
       tc.save(path, { a = tc.ones({ 1 }) })
-      local file <close> = tc.io.open(path)
+      local file = tc.io.open(path)
       file:get("b")
     end)
   end, { "no tensor named 'b'" } },

@@ -1,6 +1,7 @@
 -- Bad inputs: generation (tc.generate, its sampling rules, tc.sample_logits,
 -- the key/value cache of nn.GPT and tc.attention_cached). See
 -- spec/bad_inputs_spec.lua for the format.
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local nn = require("tricycle.nn")
 
@@ -124,7 +125,7 @@ return {
   { "sample_logits with top_k 1.5", function() return tc.sample_logits(logits, 0.5, 1, 1.5) end,
     { "sample_logits", "top_k", "1.5" } },
   -- before: position + T overflowed, passed the check and the keys were written far past the cache (heap corruption)
-  { "attention_cached at position 2^63 - 1", function() return attention(math.maxinteger) end,
+  { "attention_cached at position 2^63 - 1", function() return attention(compat.max_integer) end,
     { "attention_cached", "9223372036854775807", "8 positions" } },
   { "attention_cached at a negative position", function() return attention(-1) end,
     { "attention_cached", "position -1", "negative" } },

@@ -1,4 +1,5 @@
 -- Indexing: positions from Lua (1-based) and index tensors (0-based).
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 
 local function int64(values) return tc.tensor(values, { dtype = "int64" }) end
@@ -8,7 +9,7 @@ return {
   { "t[0]", function() return tc.zeros({ 3 })[0] end, { "[]", "1-based" } },
   { "t[4] of 3 rows", function() return tc.zeros({ 3 })[4] end, { "4", "size 3" } },
   { "t[-4] of 3 rows", function() return tc.zeros({ 3 })[-4] end, { "-4", "size 3" } },
-  { "t[maxinteger]", function() return tc.zeros({ 3 })[math.maxinteger] end, { "9223372036854775807" } },
+  { "t[maxinteger]", function() return tc.zeros({ 3 })[compat.max_integer] end, { "9223372036854775807" } },
   { "t[mininteger]", function() return tc.zeros({ 3 })[math.mininteger] end, { "size 3" } },
   { "t[1.5]", function() return tc.zeros({ 3 })[1.5] end, { "number" } },
   { "t[{}]", function() return tc.zeros({ 3 })[{}] end, { "table" } },
@@ -25,8 +26,8 @@ return {
     return tc.zeros({ 2, 3 }):gather(2, int64({ { math.mininteger }, { 0 } }))
   end, { "gather", tostring(math.mininteger) } },
   { "gather with the largest int64", function()
-    return tc.zeros({ 2, 3 }):gather(2, int64({ { math.maxinteger }, { 0 } }))
-  end, { "gather", tostring(math.maxinteger) } },
+    return tc.zeros({ 2, 3 }):gather(2, int64({ { compat.max_integer }, { 0 } }))
+  end, { "gather", tostring(compat.max_integer) } },
   { "gather with the smallest int32", function()
     return tc.zeros({ 2, 3 }):gather(2, int32({ { -2 ^ 31 }, { 0 } }))
   end, { "gather", "-2147483648" } },

@@ -43,9 +43,7 @@ return {
   { "AdamW over a non-leaf", function() return optim.AdamW({ param() * 2 }) end, { "AdamW", "not a leaf", "mul" } },
   { "AdamW over a closed tensor", function()
     local p = param()
-    do
-      local _ <close> = p
-    end
+    p:free()
     return optim.AdamW({ p })
   end, { "AdamW", "parameter 1", "closed" } },
   { "AdamW over one tensor twice", function()
@@ -99,9 +97,7 @@ return {
   { "a step over a closed parameter", function()
     local p = param()
     local opt = optim.AdamW({ p })
-    do
-      local _ <close> = p
-    end
+    p:free()
     opt:step()
   end, { "AdamW.step", "parameter 1", "closed" } },
   { "load_state_dict of another optimiser's state", function()

@@ -9,6 +9,8 @@ local build = os.getenv("TRICYCLE_BUILD") or "build"
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = build .. "/lua/?.so;" .. package.cpath
 
+local lua_command = require("helpers.interpreter")
+local binpack = require("helpers.binpack")
 local tc = require("tricycle")
 local tokenizer = require("tricycle.tokenizer")
 local checkpoint = require("tricycle.checkpoint")
@@ -16,7 +18,7 @@ local tio = require("tricycle.io")
 
 local output = arg[1]
 if not output then
-  io.stderr:write("usage: lua5.4 spec/fuzz/make_corpus.lua OUTPUT_FOLDER\n")
+  io.stderr:write("usage: " .. lua_command .. " spec/fuzz/make_corpus.lua OUTPUT_FOLDER\n")
   os.exit(2)
 end
 
@@ -73,7 +75,7 @@ local function save(name, tensors, metadata)
   tio.save(path, tensors, metadata)
   count = count + 1
   local bytes = read(path)
-  local length = string.unpack("<I8", bytes)
+  local length = binpack.unpack("<I8", bytes)
   seed("json", "header-" .. name .. ".json", bytes:sub(9, 8 + length))
 end
 
@@ -169,7 +171,7 @@ checkpoint.save(checkpoint_path, {
 })
 count = count + 1
 do
-  local file <close> = tio.open(checkpoint_path)
+  local file = tio.open(checkpoint_path)
   local record = file:metadata()["tricycle.checkpoint"]
   seed("checkpoint", "record.json", record)
   seed("json", "checkpoint-record.json", record)
@@ -177,7 +179,7 @@ end
 checkpoint.save(safetensors .. "/checkpoint-minimal.safetensors", { step = 0 })
 count = count + 1
 do
-  local file <close> = tio.open(safetensors .. "/checkpoint-minimal.safetensors")
+  local file = tio.open(safetensors .. "/checkpoint-minimal.safetensors")
   seed("checkpoint", "record-minimal.json", file:metadata()["tricycle.checkpoint"])
 end
 

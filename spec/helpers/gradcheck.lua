@@ -11,6 +11,7 @@
 -- The forward helpers work on plain Lua values (totable() results): they
 -- flatten nested tables, broadcast like NumPy and compare element by element,
 -- so a reference computed in Lua never goes through the engine.
+local compat = require("tricycle.compat")
 local gradcheck = {}
 
 --- Flattens a nested table (or a number) into a list and its shape.
@@ -68,7 +69,7 @@ local function unflatten_index(k, shape)
   local rest = k - 1
   for d = #shape, 1, -1 do
     index[d] = rest % shape[d] + 1
-    rest = rest // shape[d]
+    rest = compat.idiv(rest, shape[d])
   end
   return index
 end
@@ -107,10 +108,10 @@ end
 --- Element-wise fn over operands broadcast like NumPy (nested tables or
 -- numbers); a nested table, or a number when every operand is one.
 function gradcheck.map(fn, ...)
-  local operands = table.pack(...)
+  local operands = compat.pack(...)
   local flats, shapes = {}, {}
   for i = 1, operands.n do flats[i], shapes[i] = gradcheck.flatten(operands[i]) end
-  local shape = gradcheck.broadcast_shape(table.unpack(shapes, 1, operands.n))
+  local shape = gradcheck.broadcast_shape(compat.unpack(shapes, 1, operands.n))
   local ndim, n = #shape, gradcheck.numel(shape)
   -- each operand's step along each output dim (0 where it broadcasts)
   local steps = {}
@@ -127,7 +128,7 @@ function gradcheck.map(fn, ...)
   for i = 1, operands.n do positions[i] = 0 end
   for k = 1, n do
     for i = 1, operands.n do args[i] = flats[i][positions[i] + 1] end
-    out[k] = fn(table.unpack(args, 1, operands.n))
+    out[k] = fn(compat.unpack(args, 1, operands.n))
     for d = ndim, 1, -1 do -- the next index, row-major
       index[d] = index[d] + 1
       for i = 1, operands.n do positions[i] = positions[i] + steps[i][d] end
@@ -252,7 +253,7 @@ function gradcheck.gradcheck(tc, fn, inputs, options)
   for _, x in ipairs(inputs) do
     if x.requires_grad then x.grad = nil end
   end
-  local output = fn(table.unpack(inputs))
+  local output = fn(compat.unpack(inputs))
   assert(output.grad_fn ~= nil, label .. ": the output is not on the tape")
   local n = output:numel()
   local w = weights(n, 99)
@@ -277,9 +278,9 @@ function gradcheck.gradcheck(tc, fn, inputs, options)
           local cell = element_view(base, unflatten_index(k, shape))
           local original = cell:item()
           cell:fill_(original + eps)
-          local plus = weighted_sum(fn(table.unpack(inputs)), w)
+          local plus = weighted_sum(fn(compat.unpack(inputs)), w)
           cell:fill_(original - eps)
-          local minus = weighted_sum(fn(table.unpack(inputs)), w)
+          local minus = weighted_sum(fn(compat.unpack(inputs)), w)
           cell:fill_(original)
           numeric[k] = (plus - minus) / (2 * eps)
         end

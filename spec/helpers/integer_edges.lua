@@ -6,6 +6,9 @@
 -- arithmetic, which wraps at 64 bits, narrowed to the dtype's width.
 -- Tensors are made from packed bytes and read back with totable, so int64
 -- values never pass through a double.
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
+local wide = require("helpers.wide")
 local tc = require("tricycle")
 local assert = require("luassert")
 
@@ -15,16 +18,16 @@ local formats = { int32 = "<i4", int64 = "<i8", uint8 = "<I1" }
 
 M.dtypes = {
   int32 = { min = -2147483648, max = 2147483647 },
-  int64 = { min = math.mininteger, max = math.maxinteger },
+  int64 = { min = math.mininteger, max = compat.max_integer },
   uint8 = { min = 0, max = 255 },
 }
 
 --- v reduced to the dtype's width, as two's complement.
 function M.wrap(dtype, v)
   if dtype == "int32" then
-    return ((v + 2147483648) & 0xFFFFFFFF) - 2147483648
+    return compat.band(v + 2147483648, 0xFFFFFFFF) - 2147483648
   elseif dtype == "uint8" then
-    return v & 0xFF
+    return v % 256
   end
   return v
 end
@@ -33,7 +36,7 @@ end
 function M.tensor(dtype, values, device)
   local parts = {}
   for i, v in ipairs(values) do
-    parts[i] = string.pack(formats[dtype], dtype == "uint8" and v & 0xFF or v)
+    parts[i] = binpack.pack(formats[dtype], dtype == "uint8" and v % 256 or v)
   end
   local t = tc.from_bytes(table.concat(parts), dtype, { #values })
   if device ~= "cpu" then
@@ -68,7 +71,7 @@ local function cases(dtype, device)
   local sum_dtype = "int64"
   local low, high = min + 1, max - 1
   if dtype == "int64" then
-    low, high = -(1 << 62), 1 << 62
+    low, high = -(wide(62)), wide(62)
   end
   local list = {
     { "x + 1", function() return x + 1 end, each(function(v) return w(v + 1) end) },
@@ -128,7 +131,7 @@ local function cases(dtype, device)
 end
 
 local function float32(v)
-  return (string.unpack("<f", string.pack("<f", v)))
+  return (binpack.unpack("<f", binpack.pack("<f", v)))
 end
 
 -- Division and powers of integers are float32 ops (true division, as

@@ -4,6 +4,8 @@
 -- bug with the kernels it checks. NaN follows the engine's rules: it
 -- propagates through maximum, minimum, max and min, and argmax and argmin
 -- pick it.
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local G = require("helpers.gradcheck")
 
 local R = {}
@@ -63,9 +65,9 @@ function R.wrap(v, dtype)
   if dtype == "bool" then return v ~= 0 and v ~= false end
   local n = bits[dtype]
   if not n or n == 64 then return v end
-  local m = 1 << n
-  v = math.tointeger(v) % m
-  if dtype ~= "uint8" and v >= m // 2 then v = v - m end
+  local m = compat.lshift(1, n)
+  v = compat.tointeger(v) % m
+  if dtype ~= "uint8" and v >= compat.idiv(m, 2) then v = v - m end
   return v
 end
 
@@ -76,16 +78,16 @@ function R.convert(v, dtype)
   if type(v) == "boolean" then v = v and 1 or 0 end
   if dtype == "bool" then return v ~= 0 end
   if dtype == "float64" then return v + 0.0 end
-  if dtype == "float32" then return string.unpack("<f", string.pack("<f", v)) end
-  if math.type(v) == "float" then
+  if dtype == "float32" then return binpack.unpack("<f", binpack.pack("<f", v)) end
+  if compat.is_float(v) then
     if is_nan(v) then return 0 end
     local lo, hi
     if dtype == "uint8" then lo, hi = 0, 255
     elseif dtype == "int32" then lo, hi = -2147483648, 2147483647
-    else lo, hi = math.mininteger, math.maxinteger end
+    else lo, hi = math.mininteger, compat.max_integer end
     if v >= 2.0 ^ (bits[dtype] - (dtype == "uint8" and 0 or 1)) then return hi end
     if v <= -(2.0 ^ 63) or v < lo then return lo end
-    v = math.tointeger(v < 0 and math.ceil(v) or math.floor(v))
+    v = compat.tointeger(v < 0 and math.ceil(v) or math.floor(v))
     return math.max(lo, math.min(hi, v))
   end
   return R.wrap(v, dtype)
@@ -278,7 +280,7 @@ end
 --- Slices of x along `dim` picked by a list of 0-based indices.
 function R.index_select(x, dim, index)
   local flat_x, shape_x = G.flatten(x)
-  local shape = { table.unpack(shape_x) }
+  local shape = { compat.unpack(shape_x) }
   shape[dim] = #index
   local out = {}
   for k = 1, G.numel(shape) do
@@ -338,8 +340,8 @@ end
 function R.attention(qkv, n_head, causal, first, last)
   local out = {}
   for b, rows in ipairs(qkv) do
-    local T, C = #rows, #rows[1] // 3
-    local hd = C // n_head
+    local T, C = #rows, compat.idiv(#rows[1], 3)
+    local hd = compat.idiv(C, n_head)
     out[b] = {}
     for t = first or 1, last or T do
       local row = {}
@@ -381,7 +383,7 @@ end
 
 --- AdamW steps on flat lists (decoupled weight decay, bias-corrected).
 function R.adamw(p, grads, m, v, steps, o)
-  p, m, v = { table.unpack(p) }, { table.unpack(m) }, { table.unpack(v) }
+  p, m, v = { compat.unpack(p) }, { compat.unpack(m) }, { compat.unpack(v) }
   for k, step in ipairs(steps) do
     for i = 1, #p do
       local g = grads[k][i]
@@ -399,7 +401,7 @@ end
 -- lists, with a momentum buffer that is given (not started from the first
 -- gradient).
 function R.sgd(p, grads, buffer, o)
-  p, buffer = { table.unpack(p) }, buffer and { table.unpack(buffer) }
+  p, buffer = { compat.unpack(p) }, buffer and { compat.unpack(buffer) }
   for _, g in ipairs(grads) do
     for i = 1, #p do
       local d = g[i] + (o.weight_decay or 0) * p[i]

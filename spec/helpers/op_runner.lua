@@ -14,6 +14,7 @@
 --     sees writes to its source, a float_only op given integers gives a
 --     floating result or an error naming the op.
 -- runner.coverage() checks the list against tc.ops().
+local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local assert = require("luassert")
 local G = require("helpers.gradcheck")
@@ -107,7 +108,7 @@ local function flat_values(spec, dtype)
       if type(v) ~= "boolean" then flat[k] = spec.range and v > (spec.range[1] + spec.range[2]) / 2 or v ~= 0 end
     elseif not FLOATING[dtype] then
       if type(v) == "boolean" then v = v and 1 or 0 end
-      flat[k] = math.tointeger(math.floor(v)) or v
+      flat[k] = compat.tointeger(math.floor(v)) or v
     end
   end
   return flat
@@ -155,13 +156,13 @@ local function build_input(spec, dtype, device, with_grad)
     -- every other element of a tensor twice as long in the last dim, the
     -- others a value the op must never read into its result
     local filler = kind_dtype == "bool" and true or FLOATING[kind_dtype] and 0 / 0 or 77
-    local wide, stored_shape = {}, { table.unpack(shape) }
+    local wide, stored_shape = {}, { compat.unpack(shape) }
     stored_shape[#shape] = shape[#shape] * 2
     for k, v in ipairs(flat) do
       wide[2 * k - 1], wide[2 * k] = v, filler
     end
     local stored = moved(make_tensor(wide, stored_shape, kind_dtype), device)
-    local pairs_shape = { table.unpack(shape) }
+    local pairs_shape = { compat.unpack(shape) }
     pairs_shape[#shape + 1] = 2
     leaf = stored:reshape(pairs_shape):select(#shape + 1, 1)
   elseif spec.layout then
@@ -213,9 +214,9 @@ end
 
 local function run_case(case, arguments, env)
   local n = #(case.inputs or {})
-  local call = { table.unpack(arguments, 1, n) }
+  local call = { compat.unpack(arguments, 1, n) }
   call[n + 1] = env
-  return table.pack(case.run(table.unpack(call, 1, n + 1)))
+  return compat.pack(case.run(compat.unpack(call, 1, n + 1)))
 end
 
 local function tolerance_for(table_or_nil, dtype, default)
@@ -248,7 +249,7 @@ end
 
 local function check_reference(case, run, values, label)
   local env = values[values.n]
-  local expected = table.pack(case.reference(table.unpack(values, 1, values.n)))
+  local expected = compat.pack(case.reference(compat.unpack(values, 1, values.n)))
   assert(expected.n == run.n, ("%s: the reference gives %d results, the op %d"):format(label, expected.n, run.n))
   for i = 1, run.n do
     local dtype = result_dtype(run.hosted[i], env.dtype)
@@ -271,7 +272,7 @@ local function compare_values(expected, actual, tolerance, what)
   for k, e in ipairs(e_flat) do
     local a = a_flat[k]
     local same
-    if type(e) == "boolean" or type(a) == "boolean" or math.type(e) == "integer" and math.type(a) == "integer" then
+    if type(e) == "boolean" or type(a) == "boolean" or compat.is_integer(e) and compat.is_integer(a) then
       same = e == a
     elseif e ~= e then
       same = a ~= a

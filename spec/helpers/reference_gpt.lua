@@ -44,6 +44,7 @@ local function gelu_tanh(x)
 end
 
 -- erf by its series (|x| is small in these tests); enough for 1e-12.
+local compat = require("tricycle.compat")
 local gelu_exact = require("helpers.op_reference").gelu
 
 local function add(a, b)
@@ -57,8 +58,8 @@ end
 -- Causal multi-head attention over one sequence: qkv[t] has 3C entries q|k|v.
 local function attention(qkv, n_head, causal)
   local T = #qkv
-  local C = #qkv[1] // 3
-  local D = C // n_head
+  local C = compat.idiv(#qkv[1], 3)
+  local D = compat.idiv(C, n_head)
   local scale = 1 / math.sqrt(D)
   local out = {}
   for t = 1, T do
@@ -172,7 +173,7 @@ local function locate(value, flat)
     inner = inner * #probe
     probe = probe[1]
   end
-  local row = (flat - 1) // inner + 1
+  local row = compat.idiv((flat - 1), inner) + 1
   return locate(value[row], (flat - 1) % inner + 1)
 end
 

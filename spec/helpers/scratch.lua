@@ -1,6 +1,10 @@
 -- Scratch folders and hand-made files for the specs of hostile files: a
 -- folder that is removed whatever the body does, FIFOs, and safetensors
 -- files written byte by byte.
+local module_dir = require("helpers.module_dir")
+local lua_command = require("helpers.interpreter")
+local binpack = require("helpers.binpack")
+local compat = require("tricycle.compat")
 local M = {}
 
 function M.shell_quote(s)
@@ -26,12 +30,12 @@ end
 -- body returned or raises its error again unchanged.
 function M.in_dir(body)
   local dir = M.new_dir()
-  local results = table.pack(pcall(body, dir))
+  local results = compat.pack(pcall(body, dir))
   M.remove_dir(dir)
   if not results[1] then
     error(results[2], 0)
   end
-  return table.unpack(results, 2, results.n)
+  return compat.unpack(results, 2, results.n)
 end
 
 function M.write(path, bytes)
@@ -59,7 +63,7 @@ end
 --- The bytes of a safetensors file: the header's length (8 bytes, little
 -- endian), the header text, then the data.
 function M.safetensors(header, data)
-  return string.pack("<I8", #header) .. header .. (data or "")
+  return binpack.pack("<I8", #header) .. header .. (data or "")
 end
 
 --- The names in dir (without . and ..), sorted.
@@ -86,9 +90,9 @@ end
 -- run, for child processes.
 function M.lua_command()
   local build = os.getenv("TRICYCLE_BUILD") or "build"
-  return ("TRICYCLE_BUILD=%s lua5.4 -e %s"):format(M.shell_quote(build), M.shell_quote(
+  return ("TRICYCLE_BUILD=%s " .. lua_command .. " -e %s"):format(M.shell_quote(build), M.shell_quote(
     ("package.path = 'lua/?.lua;lua/?/init.lua;spec/?.lua;' .. package.path; "
-      .. "package.cpath = '%s/lua/?.so;' .. package.cpath"):format(build)))
+      .. "package.cpath = '%s/%s/?.so;' .. package.cpath"):format(build, module_dir)))
 end
 
 return M
