@@ -449,8 +449,8 @@ int main(int argc, char **argv) {
            (double)rss_at_start / MiB, (double)rss_after_load / MiB, (double)rss_most / MiB,
            (double)tensor_bytes / MiB,
            tensor_bytes > 0 ? (double)(rss_most - rss_at_start) / (double)tensor_bytes : 0);
-    printf("storage in use %.1f MiB, peak %.1f MiB\n", (double)tc_memory_in_use(ctx) / MiB,
-           (double)tc_memory_peak(ctx) / MiB);
+    printf("storage in use %.1f MiB, peak %.1f MiB; Lua heap %.1f MiB\n", (double)tc_memory_in_use(ctx) / MiB,
+           (double)tc_memory_peak(ctx) / MiB, (double)lua_gc(L, LUA_GCCOUNT, 0) / 1024.0);
     printf("worker CPU: %.3f ms while the host slept %.1f ms (%.3f%% of a core), %.1f ms during frames\n",
            (double)idle_worker_ns / 1e6, (double)idle_wall_ns / 1e6,
            idle_wall_ns > 0 ? 100.0 * (double)idle_worker_ns / (double)idle_wall_ns : 0,
