@@ -61,6 +61,7 @@ ENGINE_LIB = $(BUILD)/libtricycle.a
 ENGINE_SHARED = $(BUILD)/libtricycle.so
 LUA_MODULE = $(LUA_MODULE_DIR)/tricycle/core.so
 C_TESTS = $(patsubst spec/c/%.c,$(BUILD)/spec/c/%,$(wildcard spec/c/*.c))
+HOST_EXAMPLE = $(BUILD)/examples/host/host
 LIBS = $(BLAS_LIBS) -lm -lpthread -ldl
 
 # The MPI glue (src/mpi/), libtricycle_mpi.so beside core.so, which the engine
@@ -89,14 +90,16 @@ include cuda/cuda.mk
 include spec/fuzz/fuzz.mk
 
 .PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
-        test-cuda test-gpu lua-all test-luajit test-luas test-smoke-luas
+        test-cuda test-gpu lua-all test-luajit test-luas test-smoke-luas examples-host luajit-module test-hosts
 
 # The CUDA backend and the MPI glue are built once, in $(BUILD)/lua/tricycle/; another Lua's module
 # finds them through links beside it (the engine looks for them beside core.so).
 SIDE_LIBS = $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
 SIDE_LINKS = $(if $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),,$(patsubst $(BUILD)/lua/%,$(LUA_MODULE_DIR)/%,$(SIDE_LIBS)))
+# The C host example embeds Lua 5.4: built with the 5.4 module only.
+HOST_EXAMPLES = $(if $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),$(HOST_EXAMPLE))
 
-all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(SIDE_LIBS) $(SIDE_LINKS)
+all: $(ENGINE_LIB) $(ENGINE_SHARED) $(LUA_MODULE) $(C_TESTS) $(SIDE_LIBS) $(SIDE_LINKS) $(HOST_EXAMPLES)
 
 # Only what `require("tricycle")` needs (the rockspec builds this; WITH_CUDA=1 adds the CUDA backend,
 # and the MPI glue comes along when mpicc is found).
@@ -147,12 +150,34 @@ $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(C_TEST_LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 
+# A C program embedding Lua 5.4 with the module linked in statically (examples/host/host.c);
+# it finds the Lua modules and examples/host/frame.lua in this source tree (TRICYCLE_ROOT overrides).
+examples-host: $(HOST_EXAMPLE)
+
+$(HOST_EXAMPLE): examples/host/host.c $(BUILD)/lua/tricycle/core.so
+	@mkdir -p $(dir $@)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) -I src -I lua/tricycle -I $(C_TEST_LUA_INCDIR) -DTRICYCLE_SOURCE_ROOT='"$(CURDIR)"' $< \
+	  -o $@ $(BINDING_SOURCES:lua/%.c=$(BUILD)/lua/%.o) $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+
+# The Neovim and LÖVE examples (spec/nvim_spec.lua, spec/love_spec.lua) run on LuaJIT: `make test` builds
+# its module too when LuaJIT's headers are installed (else those specs are pending, saying why).
+# `make test-hosts` runs just the host specs (C host, Neovim, LÖVE).
+HOST_LUAJIT_MODULE = $(if $(and $(filter $(BUILD)/lua,$(LUA_MODULE_DIR)),$(wildcard /usr/include/luajit-2.1/lua.h)),\
+  luajit-module)
+HOST_SPECS = spec/hosts_spec.lua spec/host_example_spec.lua spec/nvim_spec.lua spec/love_spec.lua
+luajit-module:
+	$(Q)$(MAKE) --no-print-directory LUA=luajit module
+
+test-hosts: all luajit-module
+	TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(HOST_SPECS)
+
 # The specs run under $(LUA) (Lua 5.4 by default, whatever `lua` points to); spec/run.lua picks the module
 # built for the Lua running it.
 RUN_C_TESTS = @for t in $(C_TESTS); do echo "== $$t"; $$t || exit 1; done
 RUN_SPECS = TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
 
-test: all
+test: all $(HOST_LUAJIT_MODULE)
 	$(RUN_C_TESTS)
 	$(RUN_SPECS)
 	$(Q)$(MAKE) --no-print-directory test-smoke-luas

@@ -14,7 +14,7 @@ local compat = require("tricycle.compat")
 
 local areas = {
   "construction", "shapes", "indices", "dtypes", "autograd", "nn", "optim", "files", "tokenizers", "generation", "data",
-  "cli", "distributed",
+  "cli", "distributed", "hosts",
 }
 
 local function state_works()

@@ -30,6 +30,7 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     }
     ctx->num_threads = cpu_pool_available_processors();
     if (ctx->num_threads > DEFAULT_MAX_THREADS) ctx->num_threads = DEFAULT_MAX_THREADS;
+    ctx->thread_spin_microseconds = TC_DEFAULT_THREAD_SPIN_MICROSECONDS;
     /* A host allocator sees every request and release as it happens (it may
      * account or pool them itself); only our own allocator gets the cache. */
     if (!ctx->custom_allocator) ctx->block_cache = tc_block_cache_new(); /* NULL: no reuse */
@@ -81,10 +82,30 @@ void tc_set_num_threads(tc_context *ctx, int threads) {
 
 struct cpu_pool *tc_context_pool(tc_context *ctx) {
     if (ctx->num_threads <= 1) return NULL;
-    if (!ctx->cpu_pool) ctx->cpu_pool = cpu_pool_new(ctx->num_threads);
+    if (!ctx->cpu_pool) ctx->cpu_pool = cpu_pool_new(ctx->num_threads, ctx->thread_spin_microseconds * 1000);
     return ctx->cpu_pool;
 }
 int tc_num_threads(const tc_context *ctx) { return ctx->num_threads; }
+
+tc_status tc_set_thread_spin(tc_context *ctx, int64_t microseconds) {
+    if (microseconds < 0 || microseconds > TC_MAX_THREAD_SPIN_MICROSECONDS)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "tc_set_thread_spin: the spin time must be from 0 to %d microseconds, got %lld",
+                       TC_MAX_THREAD_SPIN_MICROSECONDS, (long long)microseconds);
+    ctx->thread_spin_microseconds = microseconds;
+    cpu_pool_set_idle_spin(ctx->cpu_pool, microseconds * 1000);
+    return TC_OK;
+}
+
+int64_t tc_thread_spin(const tc_context *ctx) { return ctx->thread_spin_microseconds; }
+
+void tc_park_threads(tc_context *ctx) { cpu_pool_park(ctx->cpu_pool); }
+
+tc_status tc_start_threads(tc_context *ctx) {
+    if (ctx->num_threads <= 1 || tc_context_pool(ctx)) return TC_OK;
+    return tc_fail(ctx, TC_ERROR_STATE, "tc_start_threads: no worker thread of %d could be started",
+                   ctx->num_threads - 1);
+}
 
 void tc_set_default_device(tc_context *ctx, tc_device device) { ctx->default_device = device; }
 tc_device tc_default_device(const tc_context *ctx) { return ctx->default_device; }

@@ -160,6 +160,7 @@ struct tc_context {
     size_t memory_in_use; /* storage and scratch on every device (memory.c) */
     size_t memory_peak;
     int num_threads;
+    int64_t thread_spin_microseconds; /* idle workers spin this long before they sleep (tc_set_thread_spin) */
     uint64_t rng_seed;
     uint64_t rng_offset;
     int grad_disabled_depth;

@@ -42,6 +42,7 @@ static void default_release(void *user, void *pointer, size_t bytes) {
 const tc_allocator tc_default_allocator = {default_allocate, default_release, NULL};
 
 void tc_set_memory_budget(tc_context *ctx, size_t bytes) { ctx->memory_budget = bytes; }
+size_t tc_memory_budget(const tc_context *ctx) { return ctx->memory_budget; }
 size_t tc_memory_in_use(const tc_context *ctx) { return ctx->memory_in_use; }
 size_t tc_memory_peak(const tc_context *ctx) { return ctx->memory_peak; }
 

@@ -82,12 +82,35 @@ void tc_clear_error(tc_context *ctx);
 /* Records an error (for host callbacks such as custom functions); returns status. */
 tc_status tc_set_error(tc_context *ctx, tc_status status, const char *message);
 void tc_set_log_callback(tc_context *ctx, tc_log_fn fn, void *user);
-/* Caps the bytes of tensor storage alive at once; 0 means no cap. */
+/* Caps the bytes of tensor storage alive at once; 0 means no cap. An
+ * allocation past it fails with TC_ERROR_MEMORY, naming the bytes asked and
+ * in use; storage already alive is kept. */
 void tc_set_memory_budget(tc_context *ctx, size_t bytes);
+size_t tc_memory_budget(const tc_context *ctx);
 size_t tc_memory_in_use(const tc_context *ctx);
 size_t tc_memory_peak(const tc_context *ctx);
+/* Threads for CPU kernels (the caller and threads - 1 workers, started by
+ * the first parallel kernel or tc_start_threads). */
 void tc_set_num_threads(tc_context *ctx, int threads);
 int tc_num_threads(const tc_context *ctx);
+/* How long idle worker threads spin for the next job before they sleep:
+ * TC_DEFAULT_THREAD_SPIN_MICROSECONDS bridges the gaps between the ops of a
+ * training step; a host that runs a forward pass once per frame sets 0 so
+ * that between frames the workers sleep and use no CPU. 0 ..
+ * TC_MAX_THREAD_SPIN_MICROSECONDS, else TC_ERROR_ARGUMENT. */
+#define TC_DEFAULT_THREAD_SPIN_MICROSECONDS 100
+#define TC_MAX_THREAD_SPIN_MICROSECONDS 1000000
+tc_status tc_set_thread_spin(tc_context *ctx, int64_t microseconds);
+int64_t tc_thread_spin(const tc_context *ctx);
+/* Tells the worker threads that no kernel follows soon (a frame's work is
+ * done): they stop spinning and sleep now; the next parallel kernel wakes
+ * them and spinning resumes. With it a host keeps the spin's speed inside
+ * a frame and idle workers between frames. */
+void tc_park_threads(tc_context *ctx);
+/* Starts the worker threads now rather than in the first parallel kernel
+ * (a host's load step, so that no frame pays for it); TC_ERROR_STATE when
+ * none could be started. */
+tc_status tc_start_threads(tc_context *ctx);
 void tc_set_default_device(tc_context *ctx, tc_device device);
 tc_device tc_default_device(const tc_context *ctx);
 /* Float32 matrix products on the CPU run on the engine's own AVX-512 kernel

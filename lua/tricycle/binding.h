@@ -7,6 +7,7 @@
 #define TRICYCLE_BINDING_H
 
 #include "tricycle.h"
+#include "tricycle_lua.h"
 
 #include "lua_compat.h"
 
@@ -15,9 +16,6 @@
 typedef struct lua_tensor {
     tc_tensor *tensor; /* NULL once closed */
 } lua_tensor;
-
-/* The context of this Lua state, created on first use. */
-tc_context *tc_lua_context(lua_State *L);
 
 /* Raises the context's last error as a Lua error unless status is TC_OK. */
 void binding_check(lua_State *L, tc_status status);

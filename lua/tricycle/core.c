@@ -17,12 +17,12 @@
 
 #define CONTEXT_KEY "tricycle.context"
 #define BACKWARD_END_KEY "tricycle.backward_end"
-#define MINIMUM_COLLECT_BYTES (64u << 20)
 
 /* Per-state binding data, owned by a userdata in the registry. */
 typedef struct binding_state {
     tc_context *ctx;
     size_t collect_threshold; /* collect when native memory passes this */
+    size_t collect_floor;     /* the least collect_threshold may be (tc_lua_set_collect_floor) */
     lua_State *active;        /* the thread running backward, for Lua functions on the tape */
     lua_Integer backwards;       /* backwards begun so far */
     lua_Integer backward_serial; /* the number of the one running, while active */
@@ -66,7 +66,8 @@ static binding_state *get_state(lua_State *L) {
     state->log_ref = LUA_NOREF;
     state->ctx = tc_context_new();
     if (!state->ctx) luaL_error(L, "tricycle: could not create the engine context (out of memory)");
-    state->collect_threshold = MINIMUM_COLLECT_BYTES;
+    state->collect_floor = TC_LUA_DEFAULT_COLLECT_FLOOR;
+    state->collect_threshold = TC_LUA_DEFAULT_COLLECT_FLOOR;
     if (luaL_newmetatable(L, CONTEXT_KEY)) {
         lua_pushcfunction(L, state_gc);
         lua_setfield(L, -2, "__gc");
@@ -79,6 +80,22 @@ static binding_state *get_state(lua_State *L) {
 }
 
 tc_context *tc_lua_context(lua_State *L) { return get_state(L)->ctx; }
+
+/* The next threshold after a collection left in_use bytes alive. */
+static size_t next_collect_threshold(const binding_state *state, size_t in_use) {
+    size_t next = in_use + in_use / 4;
+    return next > state->collect_floor ? next : state->collect_floor;
+}
+
+/* A new floor counts at once: a lower one must not wait for the collection
+ * that the old, higher threshold would have started. */
+void tc_lua_set_collect_floor(lua_State *L, size_t bytes) {
+    binding_state *state = get_state(L);
+    state->collect_floor = bytes;
+    state->collect_threshold = next_collect_threshold(state, tc_memory_in_use(state->ctx));
+}
+
+size_t tc_lua_collect_floor(lua_State *L) { return get_state(L)->collect_floor; }
 
 void binding_check(lua_State *L, tc_status status) {
     if (status == TC_OK) return;
@@ -106,16 +123,14 @@ void binding_push_tensor(lua_State *L, tc_tensor *t) {
     binding_state *state = get_state(L);
     /* Native memory is invisible to Lua's collector: when it has grown past
      * the threshold since the last collection, collect now, then set the
-     * next threshold to 1.25 times what survived (at least 64 MiB). Twice
+     * next threshold to 1.25 times what survived (at least the floor). Twice
      * what survived let a GPT-2-sized training loop hold as much garbage as
      * live storage, reach fresh pages for it every step, and be 8% slower on
      * a config-B step. */
     size_t in_use = tc_memory_in_use(state->ctx);
     if (in_use > state->collect_threshold) {
         lua_gc(L, LUA_GCCOLLECT, 0);
-        in_use = tc_memory_in_use(state->ctx);
-        size_t next = in_use + in_use / 4;
-        state->collect_threshold = next > MINIMUM_COLLECT_BYTES ? next : MINIMUM_COLLECT_BYTES;
+        state->collect_threshold = next_collect_threshold(state, tc_memory_in_use(state->ctx));
     }
     lua_tensor *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->tensor = t;
@@ -604,6 +619,71 @@ static int l_num_threads(lua_State *L) {
     return 1;
 }
 
+/* A byte count from Lua: a non-negative integer (0 often meaning "none"). */
+static size_t check_bytes(lua_State *L, int idx, const char *function, const char *what) {
+    if (!lua_isinteger(L, idx))
+        luaL_error(L, "%s: %s must be an integer number of bytes, got %s", function, what,
+                   lua_type(L, idx) == LUA_TNUMBER ? "a float" : luaL_typename(L, idx));
+    lua_Integer bytes = lua_tointeger(L, idx);
+    if (bytes < 0) luaL_error(L, "%s: %s must be >= 0 bytes, got %I", function, what, bytes);
+    if ((uint64_t)bytes > SIZE_MAX) luaL_error(L, "%s: %s of %I bytes is too large", function, what, bytes);
+    return (size_t)bytes;
+}
+
+/* A byte count to Lua: an integer when every Lua holds it exactly (a C
+ * host may have set SIZE_MAX, which a float approximates). */
+static void push_bytes(lua_State *L, size_t bytes) {
+    if (bytes <= ((size_t)1 << 53)) lua_pushinteger(L, (lua_Integer)bytes);
+    else lua_pushnumber(L, (lua_Number)bytes);
+}
+
+static int l_set_memory_budget(lua_State *L) {
+    tc_set_memory_budget(tc_lua_context(L), check_bytes(L, 1, "set_memory_budget", "the budget"));
+    return 0;
+}
+
+static int l_memory_budget(lua_State *L) {
+    push_bytes(L, tc_memory_budget(tc_lua_context(L)));
+    return 1;
+}
+
+static int l_set_collect_floor(lua_State *L) {
+    tc_lua_set_collect_floor(L, check_bytes(L, 1, "set_collect_floor", "the floor"));
+    return 0;
+}
+
+static int l_collect_floor(lua_State *L) {
+    push_bytes(L, tc_lua_collect_floor(L));
+    return 1;
+}
+
+static int l_set_thread_spin(lua_State *L) {
+    if (!lua_isinteger(L, 1))
+        return luaL_error(L, "set_thread_spin: the spin time must be an integer number of microseconds, got %s",
+                          lua_type(L, 1) == LUA_TNUMBER ? "a float" : luaL_typename(L, 1));
+    lua_Integer microseconds = lua_tointeger(L, 1);
+    if (microseconds < 0 || microseconds > TC_MAX_THREAD_SPIN_MICROSECONDS)
+        return luaL_error(L, "set_thread_spin: the spin time must be from 0 to %d microseconds, got %I",
+                          TC_MAX_THREAD_SPIN_MICROSECONDS, microseconds);
+    binding_check(L, tc_set_thread_spin(tc_lua_context(L), (int64_t)microseconds));
+    return 0;
+}
+
+static int l_thread_spin(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)tc_thread_spin(tc_lua_context(L)));
+    return 1;
+}
+
+static int l_park_threads(lua_State *L) {
+    tc_park_threads(tc_lua_context(L));
+    return 0;
+}
+
+static int l_start_threads(lua_State *L) {
+    binding_check(L, tc_start_threads(tc_lua_context(L)));
+    return 0;
+}
+
 static int l_ops(lua_State *L) {
     int n = tc_op_count();
     lua_createtable(L, n, 0);
@@ -934,6 +1014,14 @@ static const luaL_Reg module_functions[] = {
     {"memory", l_memory},
     {"set_num_threads", l_set_num_threads},
     {"num_threads", l_num_threads},
+    {"set_memory_budget", l_set_memory_budget},
+    {"memory_budget", l_memory_budget},
+    {"set_collect_floor", l_set_collect_floor},
+    {"collect_floor", l_collect_floor},
+    {"set_thread_spin", l_set_thread_spin},
+    {"thread_spin", l_thread_spin},
+    {"start_threads", l_start_threads},
+    {"park_threads", l_park_threads},
     {"ops", l_ops},
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
@@ -951,8 +1039,6 @@ void binding_register_fused(lua_State *L, int module_index) __attribute__((weak)
 void binding_register_io(lua_State *L, int module_index) __attribute__((weak));
 void binding_register_shards(lua_State *L, int module_index) __attribute__((weak));
 void binding_register_distributed(lua_State *L, int module_index) __attribute__((weak));
-
-int luaopen_tricycle_core(lua_State *L);
 
 int luaopen_tricycle_core(lua_State *L) {
     compat_remember_main_thread(L);

@@ -118,6 +118,41 @@ function tricycle.Function(spec)
   end
 end
 
+-- The engine settings a host steers, each with core.set_<name> / core.<name>.
+local setting_names = { "num_threads", "memory_budget", "collect_floor", "thread_spin" }
+
+--- The engine settings now: {num_threads =, memory_budget =, collect_floor =, thread_spin =}.
+function tricycle.settings()
+  local settings = {}
+  for _, name in ipairs(setting_names) do
+    settings[name] = core[name]()
+  end
+  return settings
+end
+
+--- Applies the settings given (keys as tc.settings() returns; nil keeps one)
+-- and returns the settings as they were, so tc.configure(previous) restores
+-- them. A bad value is an error naming it, and leaves every setting as it was.
+function tricycle.configure(settings)
+  if type(settings) ~= "table" then
+    error(("configure: expects a table of settings, got %s"):format(type(settings)), 2)
+  end
+  require("tricycle.options").check_options("configure", settings, setting_names)
+  local previous = tricycle.settings()
+  for _, name in ipairs(setting_names) do
+    if settings[name] ~= nil then
+      local ok, failure = pcall(core["set_" .. name], settings[name])
+      if not ok then
+        for _, restored in ipairs(setting_names) do
+          core["set_" .. restored](previous[restored])
+        end
+        error(("configure: %s: %s"):format(name, failure), 2)
+      end
+    end
+  end
+  return previous
+end
+
 return setmetatable(tricycle, {
   __index = function(module, key)
     if submodules[key] then

@@ -3,15 +3,17 @@
  *
  * A job is published by writing its fields, then `claim` (the job's
  * generation in the high 32 bits, the next unclaimed task in the low ones),
- * then bumping `generation`. Workers wait for the bump, spinning for
- * SPIN_NANOSECONDS and then sleeping on `wake`; the caller and the woken
+ * then bumping `generation`. Workers wait for the bump, spinning for the
+ * pool's idle spin time (0: not at all) and then sleeping on `wake`; the
+ * caller and the woken
  * workers then claim tasks one at a time with a compare-and-swap that also
  * checks the generation, so a worker that wakes late can never take a task
  * of a later job. Which thread runs a task does not change what the task
  * computes (its range is fixed by its index), so results stay the same bits
  * while a descheduled worker cannot hold the caller up: on a busy machine
  * the caller simply runs the tasks nobody has claimed. The caller waits for
- * `completed` to reach n_tasks the same way (spin, then sleep on `done`).
+ * `completed` to reach n_tasks the same way (spin for CALLER_SPIN_NANOSECONDS,
+ * then sleep on `done`).
  * The sleepers / flags are sequentially consistent atomics, so a waker
  * either sees the sleeper's mark and signals under the mutex, or the
  * sleeper sees the new value before it blocks: no wake-up can be lost.
@@ -27,10 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Long enough to bridge the gap between the ops of a training step (a few
- * microseconds of Lua and bookkeeping), short enough that an idle pool does
- * not hold a core that another process or pool wants. */
-#define SPIN_NANOSECONDS 100000
+/* The caller waits for the tasks of a job it runs itself: they end within
+ * microseconds, so it spins that long before it sleeps. */
+#define CALLER_SPIN_NANOSECONDS 100000
 
 typedef struct worker {
     cpu_pool *pool;
@@ -50,6 +51,8 @@ struct cpu_pool {
     atomic_int completed;
     atomic_bool caller_sleeping;
     atomic_bool stopping;
+    atomic_int_fast64_t idle_spin_nanoseconds; /* how long a worker spins for the next job before it sleeps */
+    atomic_bool parked; /* no job is coming soon: spinning workers go to sleep (cpu_pool_park) */
     bool running; /* touched only by the driving thread and its tasks */
     /* The job being run, valid from a generation bump to its completion. */
     cpu_pool_task task;
@@ -72,6 +75,8 @@ static int64_t now_nanoseconds(void) {
 /* Spins until generation differs from seen or the spin time is over;
  * returns the generation observed. */
 static uint64_t spin_for_generation(cpu_pool *pool, uint64_t seen) {
+    int64_t spin = atomic_load_explicit(&pool->idle_spin_nanoseconds, memory_order_relaxed);
+    if (spin <= 0) return atomic_load_explicit(&pool->generation, memory_order_acquire);
     int64_t start = now_nanoseconds();
     for (;;) {
         for (int i = 0; i < 64; i++) {
@@ -79,7 +84,8 @@ static uint64_t spin_for_generation(cpu_pool *pool, uint64_t seen) {
             if (g != seen) return g;
             cpu_relax();
         }
-        if (now_nanoseconds() - start > SPIN_NANOSECONDS) return seen;
+        if (now_nanoseconds() - start > spin || atomic_load_explicit(&pool->parked, memory_order_relaxed))
+            return seen;
     }
 }
 
@@ -145,7 +151,7 @@ static void wait_for_workers(cpu_pool *pool) {
     int n_tasks = atomic_load(&pool->n_tasks);
     while (atomic_load_explicit(&pool->completed, memory_order_acquire) < n_tasks) {
         for (int i = 0; i < 64; i++) cpu_relax();
-        if (now_nanoseconds() - start > SPIN_NANOSECONDS) break;
+        if (now_nanoseconds() - start > CALLER_SPIN_NANOSECONDS) break;
     }
     if (atomic_load(&pool->completed) == n_tasks) return;
     pthread_mutex_lock(&pool->mutex);
@@ -155,7 +161,7 @@ static void wait_for_workers(cpu_pool *pool) {
     pthread_mutex_unlock(&pool->mutex);
 }
 
-cpu_pool *cpu_pool_new(int threads) {
+cpu_pool *cpu_pool_new(int threads, int64_t idle_spin_nanoseconds) {
     if (threads < 2) return NULL;
     cpu_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
@@ -177,6 +183,8 @@ cpu_pool *cpu_pool_new(int threads) {
     atomic_init(&pool->completed, 0);
     atomic_init(&pool->caller_sleeping, false);
     atomic_init(&pool->stopping, false);
+    atomic_init(&pool->idle_spin_nanoseconds, idle_spin_nanoseconds);
+    atomic_init(&pool->parked, false);
     for (int i = 0; i < threads - 1; i++) {
         pool->workers[i] = (worker){pool, i + 1};
         if (pthread_create(&pool->threads[i], NULL, worker_main, &pool->workers[i]) != 0) break;
@@ -205,6 +213,14 @@ void cpu_pool_free(cpu_pool *pool) {
     free(pool);
 }
 
+void cpu_pool_park(cpu_pool *pool) {
+    if (pool) atomic_store_explicit(&pool->parked, true, memory_order_relaxed);
+}
+
+void cpu_pool_set_idle_spin(cpu_pool *pool, int64_t nanoseconds) {
+    if (pool) atomic_store_explicit(&pool->idle_spin_nanoseconds, nanoseconds, memory_order_relaxed);
+}
+
 int cpu_pool_threads(const cpu_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
 
 void cpu_pool_run(cpu_pool *pool, int n_tasks, cpu_pool_task task, void *state) {
@@ -214,6 +230,7 @@ void cpu_pool_run(cpu_pool *pool, int n_tasks, cpu_pool_task task, void *state) 
     }
     if (n_tasks > pool->n_workers + 1) n_tasks = pool->n_workers + 1;
     pool->running = true;
+    atomic_store_explicit(&pool->parked, false, memory_order_relaxed);
     pool->task = task;
     pool->state = state;
     atomic_store(&pool->n_tasks, n_tasks);
