@@ -8,7 +8,8 @@
 -- naming the function and the value: a `wide` case's message must then hold its first fragment (the
 -- function) and "past 2^53".
 -- A case that crashed, hung or gave a wrong answer before being made an error
--- says so in its name's note (see the files).
+-- says so in its name's note (see the files). No message may start with a location inside the library
+-- (lua/tricycle/...:LINE:): errors read as if the caller had made a direct call.
 local tc = require("tricycle")
 local compat = require("tricycle.compat")
 
@@ -39,6 +40,10 @@ describe("bad inputs", function()
               assert.truthy(message:find(fragment, 1, true), ("message %q lacks %q"):format(message, fragment))
             end
             if case.after then case.after() end
+            -- raised at the caller's level: no location inside the library (before: 88 cases began with
+            -- "lua/tricycle/tokenizer.lua:121:" and the like)
+            assert.is_nil(message:find("^[^\n:]-tricycle[/\\][%w_/\\]+%.lua:%d+: "),
+              ("message %q carries a location inside the library"):format(message))
             state_works()
           end)
         end

@@ -27,7 +27,7 @@ end
 -- tensors go to; only before the first use of "cuda" (an error after).
 -- tc.distributed.init() already picks the local rank's device.
 function cuda.set_device(index)
-  core.set_cuda_device(index)
+  require("tricycle.errors").call(core.set_cuda_device, index)
 end
 
 --- The 0-based index of the device "cuda" means (or will mean).

@@ -471,6 +471,9 @@ end
 
 --- The next batch: x, y int64 [B, T] (y is x shifted by one token).
 function TokenShards:batch()
+  if self.closed then
+    error("TokenShards:batch: the reader is closed (reader:close() was called)", 2)
+  end
   local guard = 0
   while self:shard_batches(self.order[self.position]) <= self.batch_index do
     self.position, self.batch_index = self.position + 1, 0
@@ -565,6 +568,7 @@ function TokenShards:close()
   for _, shard in ipairs(self.shards) do
     shard:close()
   end
+  self.closed = true
 end
 
 function TokenShards:__tostring()

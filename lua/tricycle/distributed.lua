@@ -18,6 +18,7 @@
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
+local call = require("tricycle.errors").call
 
 local native = core.distributed
 local M = {}
@@ -81,7 +82,7 @@ function M.init(options)
   if use_mpi == nil then
     use_mpi = M.launcher() ~= nil
   end
-  native.init({ use_mpi = use_mpi, timeout = timeout,
+  call(native.init, { use_mpi = use_mpi, timeout = timeout,
     mpi_library = options.mpi_library or os.getenv("TRICYCLE_MPI_LIBRARY") })
 end
 
@@ -127,7 +128,7 @@ function M.all_reduce(t, options)
   options = check_options("all_reduce", options or {}, { "op", "async" }, 2)
   local op = check_op("all_reduce", options.op)
   check_async("all_reduce", options)
-  local handle = native.all_reduce(t, op, options.async)
+  local handle = call(native.all_reduce, t, op, options.async)
   return handle or t
 end
 
@@ -141,7 +142,7 @@ function M.broadcast(t, options)
       tostring(options.root)), 2)
   end
   check_async("broadcast", options)
-  local handle = native.broadcast(t, root, options.async)
+  local handle = call(native.broadcast, t, root, options.async)
   return handle or t
 end
 
@@ -192,7 +193,7 @@ function M.all_gather(t, options)
       out = empty_like(t, shape)
     end
   end
-  local handle = native.all_gather(t, out, options.counts, options.async)
+  local handle = call(native.all_gather, t, out, options.counts, options.async)
   return out, handle
 end
 
@@ -227,7 +228,7 @@ function M.reduce_scatter(t, options)
       out = empty_like(t, shape)
     end
   end
-  local handle = native.reduce_scatter(t, out, op, options.counts, options.async)
+  local handle = call(native.reduce_scatter, t, out, op, options.counts, options.async)
   return out, handle
 end
 

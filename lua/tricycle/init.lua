@@ -7,6 +7,7 @@
 -- gather/embedding indices, argmax results) are 0-based.
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
+local errors = require("tricycle.errors")
 
 -- Submodules, loaded on first use (see the metatable at the end). A core
 -- field of the same name would hide one, so none is copied.
@@ -33,18 +34,18 @@ tricycle.Tensor = Tensor
 --- Backpropagates from this tensor; grad is needed unless it has one element.
 -- options.retain_graph keeps the graph for a second backward.
 function methods.backward(self, grad, options)
-  return core.backward(self, grad, options) -- a tail call: errors point at the caller
+  return errors.call(core.backward, self, grad, options)
 end
 
-function methods.float(self) return self:to("float32") end
-function methods.double(self) return self:to("float64") end
-function methods.long(self) return self:to("int64") end
-function methods.int(self) return self:to("int32") end
-function methods.bool(self) return self:to("bool") end
-function methods.cpu(self) return self:to("cpu") end
-function methods.cuda(self) return self:to("cuda") end
-function methods.where(cond, a, b) return core.where(cond, a, b) end
-function methods.scale_(self, factor) return core.scale_(self, factor) end
+function methods.float(self) return errors.call(methods.to, self, "float32") end
+function methods.double(self) return errors.call(methods.to, self, "float64") end
+function methods.long(self) return errors.call(methods.to, self, "int64") end
+function methods.int(self) return errors.call(methods.to, self, "int32") end
+function methods.bool(self) return errors.call(methods.to, self, "bool") end
+function methods.cpu(self) return errors.call(methods.to, self, "cpu") end
+function methods.cuda(self) return errors.call(methods.to, self, "cuda") end
+methods.where = core.where
+methods.scale_ = core.scale_
 
 Tensor.__tostring = require("tricycle.format").tensor
 

@@ -29,6 +29,7 @@
 -- end). Paths are strings without NUL bytes.
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
+local call = require("tricycle.errors").call
 local check_options = require("tricycle.options").check_options
 
 local M = {}
@@ -39,7 +40,7 @@ function M.save(path, tensors, metadata)
   if type(path) ~= "string" then
     error(("save: argument 1 (path) must be a string, got %s"):format(type(path)), 2)
   end
-  core.save(path, tensors, metadata)
+  call(core.save, path, tensors, metadata)
 end
 
 --- Reads a safetensors file: returns a table name -> tensor, and the
@@ -48,7 +49,7 @@ function M.load(path)
   if type(path) ~= "string" then
     error(("load: argument 1 (path) must be a string, got %s"):format(type(path)), 2)
   end
-  return core.load(path)
+  return call(core.load, path)
 end
 
 --- Opens a safetensors file without loading every tensor: the handle has
@@ -59,7 +60,7 @@ function M.open(path)
   if type(path) ~= "string" then
     error(("open: argument 1 (path) must be a string, got %s"):format(type(path)), 2)
   end
-  return core.safetensors_open(path)
+  return call(core.safetensors_open, path)
 end
 
 --- The whole of a regular file as a string. options.max_bytes (default
@@ -73,24 +74,24 @@ function M.read_file(path, options)
   if max_bytes ~= nil and (not compat.is_integer(max_bytes) or max_bytes < 0) then
     error(("read_file: options.max_bytes must be a non-negative integer, got %s"):format(tostring(max_bytes)), 2)
   end
-  return core.read_file(path, max_bytes, "read_file")
+  return call(core.read_file, path, max_bytes, "read_file")
 end
 
 --- Replaces path with text atomically (as save does).
 function M.write_file(path, text)
-  core.write_file(path, text, "write_file")
+  call(core.write_file, path, text, "write_file")
 end
 
 --- Appends text to a regular file, creating it when missing.
 function M.append_file(path, text)
-  core.append_file(path, text, "append_file")
+  call(core.append_file, path, text, "append_file")
 end
 
 --- What path names (symbolic links followed): "file", "directory",
 -- "fifo", "character device", "block device", "socket", "other", or nil
 -- when nothing is there. Opens nothing, so it never blocks.
 function M.file_kind(path)
-  return core.file_kind(path, "file_kind")
+  return call(core.file_kind, path, "file_kind")
 end
 
 --- Strict JSON. Arrays are tables with keys 1..n, objects tables with

@@ -174,7 +174,7 @@ end
 
 local function check_step(step, who)
   if not compat.is_integer(step) or step < 0 then
-    error(("%s: step must be a non-negative integer, got %s"):format(who, tostring(step)), 3)
+    require("tricycle.errors").raise(("%s: step must be a non-negative integer, got %s"):format(who, tostring(step)))
   end
 end
 

@@ -24,6 +24,7 @@
 
 local compat = require("tricycle.compat")
 local core = require("tricycle.core").tokenizer_core
+local call = require("tricycle.errors").call
 local check_options = require("tricycle.options").check_options
 
 -- Ids are int32 in the engine.
@@ -73,13 +74,13 @@ function BPETokenizer.train(text, opts)
   if split ~= nil and type(split) ~= "boolean" then
     error("BPETokenizer.train: opts.gpt2_split must be a boolean, got " .. type(split), 2)
   end
-  return core.train(text, { vocab_size = vocab_size, gpt2_split = split or false })
+  return call(core.train, text, { vocab_size = vocab_size, gpt2_split = split or false })
 end
 
 --- Loads a BPE saved with :save().
 function BPETokenizer.load(path)
   check_string(path, "BPETokenizer.load: path", 2)
-  return check_kind(core.load(path), "bpe", "BPETokenizer.load", path)
+  return check_kind(call(core.load, path), "bpe", "BPETokenizer.load", path)
 end
 
 --- Loads GPT-2's vocab.json and merges.txt. Encoding then matches GPT-2's
@@ -88,7 +89,7 @@ end
 function BPETokenizer.load_gpt2(vocab_path, merges_path)
   check_string(vocab_path, "BPETokenizer.load_gpt2: vocab_path", 2)
   check_string(merges_path, "BPETokenizer.load_gpt2: merges_path", 2)
-  return core.load_gpt2(vocab_path, merges_path)
+  return call(core.load_gpt2, vocab_path, merges_path)
 end
 
 --- One token per character (UTF-8 character; a byte outside valid UTF-8
@@ -99,26 +100,26 @@ M.CharTokenizer = CharTokenizer
 --- The vocabulary is the distinct characters of text, sorted by code point.
 function CharTokenizer.new(text)
   check_string(text, "CharTokenizer.new: text", 2)
-  return core.char(text)
+  return call(core.char, text)
 end
 
 --- Loads a character tokenizer saved with :save().
 function CharTokenizer.load(path)
   check_string(path, "CharTokenizer.load: path", 2)
-  return check_kind(core.load(path), "char", "CharTokenizer.load", path)
+  return check_kind(call(core.load, path), "char", "CharTokenizer.load", path)
 end
 
 --- Loads any tokenizer saved with :save().
 function M.load(path)
   check_string(path, "tokenizer.load: path", 2)
-  return core.load(path)
+  return call(core.load, path)
 end
 
 --- Makes a tokenizer from the string :serialize() returned (the text of a
 -- saved file).
 function M.deserialize(text)
   check_string(text, "tokenizer.deserialize: text", 2)
-  return core.deserialize(text)
+  return call(core.deserialize, text)
 end
 
 --- For printing decoded bytes as they stream in: returns the bytes up to a

@@ -5,6 +5,7 @@ local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local check_options = require("tricycle.options").check_options
+local errors = require("tricycle.errors")
 
 local no_grad, shape_string = Module.no_grad, Module.shape_string
 
@@ -311,7 +312,7 @@ end
 
 function Sequential:append(module)
   if not Module.is_module(module) then
-    error(("Sequential: entry %d is a %s, expected a module"):format(self.length + 1, type(module)), 2)
+    errors.raise(("Sequential: entry %d is a %s, expected a module"):format(self.length + 1, type(module)))
   end
   self.length = self.length + 1
   self:add_module(tostring(self.length), module)
