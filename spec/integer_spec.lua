@@ -7,6 +7,7 @@ local binpack = require("helpers.binpack")
 local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local edges = require("helpers.integer_edges")
+local wide = require("helpers.wide")
 
 describe("integer arithmetic at the range edges", function()
   it("wraps around in add, sub, mul, neg, abs, square and sums; divides and raises to powers as float32", function()
@@ -52,6 +53,25 @@ describe("integer arithmetic at the range edges", function()
     local ok, message = pcall(zero.masked_fill, zero, tc.tensor({ 1.0 }), odd)
     assert.is_false(ok)
     assert.truthy(message:find("masked_fill: the mask must be bool or uint8", 1, true), message)
+  end)
+
+  it("makes int64 tensors from Lua lists exactly: past 2^53, math.maxinteger, item and sum", function()
+    if not compat.has_integers then
+      pending("needs 64-bit Lua integers (5.3, 5.4)")
+      return
+    end
+    local odd = wide(53) + 1
+    local t = tc.tensor({ odd, compat.max_integer, math.mininteger }, { dtype = "int64" })
+    assert.are.same({ odd, compat.max_integer, math.mininteger }, t:totable())
+    assert.are.equal(odd, t[1]:item())
+    assert.are.equal(compat.max_integer, tc.tensor({ compat.max_integer }, { dtype = "int64" }):item())
+    assert.are.equal(odd + 2, tc.tensor({ odd, 2 }, { dtype = "int64" }):sum():item())
+    assert.are.equal(compat.max_integer, tc.tensor({ compat.max_integer - 1, 1 }, { dtype = "int64" }):sum():item())
+    assert.are.equal(compat.max_integer, tc.tensor({ { compat.max_integer } }, { dtype = "int64" }):sum(2):item())
+    -- a Lua float is refused when int64 cannot hold it exactly
+    local ok, message = pcall(tc.tensor, { 2 ^ 63 }, { dtype = "int64" })
+    assert.is_false(ok)
+    assert.truthy(message:find("out of its range", 1, true), message)
   end)
 
   it("keeps bool arithmetic logical: + is or, * is and", function()

@@ -46,7 +46,7 @@ static int check_options(lua_State *L, int idx, const char *function, const char
             }
             luaL_pushresult(&names);
             const char *key = luaL_tolstring(L, -2, NULL);
-            luaL_error(L, "%s: unknown option '%s' (known: %s)", function, key, lua_tostring(L, -2));
+            luaL_error(L, "%s: unknown option '%s' (valid: %s)", function, key, lua_tostring(L, -2));
         }
     }
     return idx;

@@ -81,7 +81,7 @@ local function run_quiet(command)
 end
 
 --- The cache folder: $XDG_CACHE_HOME/tricycle, else $HOME/.cache/tricycle (nil when neither is set).
-function M.cache_dir(options)
+local function cache_dir(options)
   local getenv = getenv_from(options and options.env)
   local xdg = nonempty(getenv("XDG_CACHE_HOME"))
   if xdg then
@@ -92,6 +92,14 @@ function M.cache_dir(options)
     return home .. "/.cache/tricycle"
   end
   return nil
+end
+
+function M.cache_dir(options)
+  if options ~= nil and type(options) ~= "table" then
+    error("datasets.cache_dir: options must be a table {env =}, got " .. type(options), 2)
+  end
+  check_options("datasets.cache_dir", options, { "env" })
+  return cache_dir(options)
 end
 
 --- The SHA-256 of a file as lowercase hex (via sha256sum), or nil and a reason.
@@ -176,7 +184,7 @@ function M.locate(spec, options)
   else
     tried[#tried + 1] = "$TRICYCLE_DATA/" .. spec.file .. " ($TRICYCLE_DATA is not set)"
   end
-  local cache = M.cache_dir(options)
+  local cache = cache_dir(options)
   local cached = cache and (cache .. "/" .. spec.file)
   if cached then
     if file_exists(cached, who) then
@@ -261,7 +269,7 @@ end
 function M.tokenize_cached(text, tokenizer, options)
   options = options or {}
   check_options("datasets.tokenize_cached", options, { "cache_dir", "env" })
-  local dir = options.cache_dir or M.cache_dir(options)
+  local dir = options.cache_dir or cache_dir(options)
   local key = dir and M.sha256_string(tokenizer:serialize() .. "\0" .. text)
   if not key then
     return tokenizer:encode_packed(text), nil

@@ -138,11 +138,18 @@ return {
     local reader = shards(good)
     reader:load_state_dict(42)
   end, { "TokenShards:load_state_dict", "state_dict" } },
+  -- before: "calling 'count' on bad self", placed at lua/tricycle/data.lua:468
   { "a batch from a closed reader", function()
     local reader = shards(good)
     reader:close()
     reader:batch()
-  end, { "closed" } },
+  end, { "TokenShards:batch", "closed" } },
+  { "datasets.cache_dir with a misspelt option", function()
+    return tc.datasets.cache_dir({ enf = {} })
+  end, { "datasets.cache_dir", "enf", "valid: env" } },
+  { "datasets.cache_dir with a string for options", function()
+    return tc.datasets.cache_dir("HOME")
+  end, { "datasets.cache_dir", "string" } },
 
   -- the shard functions underneath
   { "a header of -1 tokens", function() return core.shards.header(-1, 2) end, { "token_shard_header", "-1" } },

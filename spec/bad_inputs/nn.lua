@@ -174,6 +174,24 @@ return {
   { "cross_entropy with a misspelt option", function()
     return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { ignore = 1 })
   end, { "cross_entropy", "ignore", "ignore_index" } },
+  { "cross_entropy with label_smoothing (not an option)", function()
+    return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { label_smoothing = 0.1 })
+  end, { "cross_entropy", "label_smoothing", "valid: ignore_index" } },
+  { "tc.cross_entropy with label_smoothing", function()
+    return tc.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { label_smoothing = 0.1 })
+  end, { "cross_entropy", "label_smoothing", "valid: ignore_index" } },
+  { "GPT forward with target (a typo of targets)", function()
+    return gpt()(ids({ { 1, 2 } }), { target = ids({ { 2, 3 } }) })
+  end, { "GPT", "'target'", "targets" } },
+  { "gpt2.from_hf_state with a misspelt config key", function()
+    return require("tricycle.models.gpt2").from_hf_state({}, { n_heads = 2 })
+  end, { "gpt2.from_hf_state", "n_heads", "n_head" } },
+  { "gpt2.config_of with a misspelt config key", function()
+    return require("tricycle.models.gpt2").config_of({}, { dropuot = 0.1 })
+  end, { "gpt2.config_of", "dropuot", "dropout" } },
+  { "gpt2.load with a misspelt config key", function()
+    return require("tricycle.models.gpt2").load("/nonexistent/gpt2.safetensors", { eps_ = 1e-5 })
+  end, { "gpt2.load", "eps_", "valid" } },
   { "mse_loss of different shapes", function() return nn.mse_loss(tc.ones({ 2 }), tc.ones({ 3 })) end,
     { "mse_loss", "{2}", "{3}" } },
 }

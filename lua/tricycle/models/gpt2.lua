@@ -8,6 +8,8 @@
 -- Linear's [out, in]. The causal-mask buffers (attn.bias, attn.masked_bias)
 -- and a separate lm_head.weight (GPT-2 ties it to wte) are ignored.
 local compat = require("tricycle.compat")
+local check_options = require("tricycle.options").check_options
+local config_keys = require("tricycle.nn.transformer").config_keys
 local gpt2 = {}
 
 local conv1d = { ["attn.c_attn.weight"] = true, ["attn.c_proj.weight"] = true, ["mlp.c_fc.weight"] = true,
@@ -34,6 +36,10 @@ end
 -- n_embd / 64, GPT-2's head size, which is only right for GPT-2's own
 -- checkpoints and files written by other tools.
 function gpt2.config_of(state, config)
+  if config ~= nil and type(config) ~= "table" then
+    error("gpt2.config_of: config must be a table or nil, got " .. type(config), 2)
+  end
+  check_options("gpt2.config_of", config, config_keys)
   config = config or {}
   local wte, wpe = state["wte.weight"], state["wpe.weight"]
   if not wte or not wpe then
@@ -142,6 +148,10 @@ function gpt2.from_hf_state(tensors, config)
   if type(tensors) ~= "table" then
     error("gpt2.from_hf_state: expects a table of name -> tensor", 2)
   end
+  if config ~= nil and type(config) ~= "table" then
+    error("gpt2.from_hf_state: config must be a table or nil, got " .. type(config), 2)
+  end
+  check_options("gpt2.from_hf_state", config, config_keys)
   local state = strip(tensors)
   config = gpt2.config_of(state, config)
   check_state(state, config)
@@ -209,6 +219,7 @@ function gpt2.load(path, config)
   if config ~= nil and type(config) ~= "table" then
     error("gpt2.load: config must be a table or nil, got " .. type(config), 2)
   end
+  check_options("gpt2.load", config, config_keys)
   local tensors, metadata = require("tricycle").load(path)
   local merged = metadata_config(metadata or {}, path)
   for key, value in pairs(config or {}) do
