@@ -104,12 +104,66 @@ model:eval()
 
 local prompt = values.prompt
 if prompt == nil then
+  if cli.stdin_is_terminal() then
+    io.stderr:write("generate: reading the prompt from standard input, Ctrl-D to end\n")
+  end
   prompt = io.read("a") or ""
 end
 if prompt == "" then
   prompt = "\n"
 end
-local prompt_ids = tok:encode(prompt)
+
+--- The UTF-8 characters of text (a byte outside valid UTF-8 counts as one), each once, in order.
+local function distinct_characters(text)
+  local list, seen, i = {}, {}, 1
+  while i <= #text do
+    local lead = text:byte(i)
+    local length = lead >= 0xF0 and 4 or lead >= 0xE0 and 3 or lead >= 0xC0 and 2 or 1
+    local character = text:sub(i, i + length - 1)
+    if #character ~= length or not character:sub(2):match("^[\128-\191]*$") then
+      character, length = text:sub(i, i), 1
+    end
+    if not seen[character] then
+      seen[character] = true
+      list[#list + 1] = character
+    end
+    i = i + length
+  end
+  return list
+end
+
+--- 'é' (U+00E9), or the byte in hex for one outside UTF-8.
+local function describe_character(character)
+  local bytes = { character:byte(1, -1) }
+  if #bytes == 1 and bytes[1] < 0x80 then
+    return ("'%s' (U+%04X)"):format(bytes[1] < 0x20 and ("\\x%02X"):format(bytes[1]) or character, bytes[1])
+  elseif #bytes == 1 then
+    return ("the byte 0x%02X"):format(bytes[1])
+  end
+  local code = bytes[1] % (2 ^ (7 - #bytes))
+  for k = 2, #bytes do
+    code = code * 64 + bytes[k] % 64
+  end
+  return ("'%s' (U+%04X)"):format(character, code)
+end
+
+local ok_encode, prompt_ids = pcall(tok.encode, tok, prompt)
+if not ok_encode then
+  -- a character tokenizer knows only the characters of its training text: name every one it lacks
+  local missing = {}
+  for _, character in ipairs(distinct_characters(prompt)) do
+    if not pcall(tok.encode, tok, character) then
+      missing[#missing + 1] = describe_character(character)
+    end
+  end
+  if #missing == 0 then
+    program:fail(("the prompt cannot be encoded: %s"):format(tostring(prompt_ids)))
+  end
+  local shown = #missing > 10 and table.concat(missing, ", ", 1, 10) .. (", and %d more"):format(#missing - 10)
+    or table.concat(missing, ", ")
+  program:fail(("the prompt has %d character%s that the checkpoint's %s tokenizer (%d tokens) lacks: %s")
+    :format(#missing, #missing == 1 and "" or "s", tok:kind(), tok:vocab_size(), shown))
+end
 if #prompt_ids == 0 then
   program:fail("the prompt encodes to no tokens")
 end

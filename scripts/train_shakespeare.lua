@@ -213,7 +213,9 @@ end
 
 local ok_text, text = pcall(tc.datasets.shakespeare, { path = values.data })
 if not ok_text then
-  program:fail(tostring(text))
+  -- the library's hint names its own option; here the flag is what the reader can give
+  local message = tostring(text):gsub("or pass {path = %.%.%.}", "or give --data FILE")
+  program:fail(message)
 end
 
 local tok
@@ -273,6 +275,10 @@ local scheduler = tc.optim.cosine_schedule({
 })
 
 local start_step = 0
+-- what the runs before a --resume left: their training time, and the losses
+-- of the steps after their last metrics line (so the first line after the
+-- resume averages all the steps it stands for)
+local earlier_seconds, carried_loss_sum, carried_loss_count = 0, 0, 0
 if resumed then
   -- the schedule (its warmup and total included) comes from the checkpoint
   local targets = { model = model, optimizer = optimizer, scheduler = resumed.scheduler and scheduler or nil }
@@ -293,6 +299,14 @@ if resumed then
   local extra = resumed.extra or {}
   if extra.dataset then
     dataset:set_state(extra.dataset)
+  end
+  if type(extra.train_seconds) == "number" and extra.train_seconds >= 0 then
+    earlier_seconds = extra.train_seconds
+  end
+  local window = extra.loss_window
+  if type(window) == "table" and type(window.sum) == "number" and compat.is_integer(window.count)
+    and window.count > 0 then
+    carried_loss_sum, carried_loss_count = window.sum, window.count
   end
   -- keep the metrics of the steps the checkpoint holds, drop any later ones
   if is_main then
@@ -342,6 +356,14 @@ local function evaluate(full)
   return nats, nats / validation_chars_per_token / math.log(2)
 end
 
+local loss_sum, loss_count = carried_loss_sum, carried_loss_count -- the losses since the last metrics line
+local run_started -- tc.wall_time() when this run's training loop started
+
+--- Seconds of training over the whole run, the runs before a --resume included.
+local function train_seconds()
+  return earlier_seconds + (run_started and tc.wall_time() - run_started or 0)
+end
+
 -- Every rank calls it (ZeRO-1 gathers the moments); rank 0 writes.
 local function save_checkpoint(step)
   local optimizer_state = optimizer:state_dict()
@@ -350,7 +372,8 @@ local function save_checkpoint(step)
   end
   tc.checkpoint.save(checkpoint_path, {
     model = model, optimizer = optimizer_state, scheduler = scheduler:state_dict(), step = step,
-    config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state(), world_size = world },
+    config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state(), world_size = world,
+      train_seconds = train_seconds(), loss_window = { sum = loss_sum, count = loss_count } },
   })
 end
 
@@ -362,13 +385,12 @@ end
 -- ---------------------------------------------------------------- training
 
 -- (a launcher's ranks may see a terminal that is not one: they log lines)
-local progress = is_main and cli.Progress.new({ total = config.steps,
-  terminal = world == 1 and cli.stdout_is_terminal(), every = config.log_every })
+local terminal = world == 1 and cli.stdout_is_terminal()
+local progress = is_main and cli.Progress.new({ total = config.steps, terminal = terminal,
+  every = config.log_every, columns = terminal and cli.terminal_columns() or nil })
   or require("tricycle.training").silent_progress
 local step = start_step
-local loss_sum, loss_count = 0, 0
-local window_start, window_tokens = os.clock(), 0
-local wall_start = os.time()
+run_started = tc.wall_time() -- a monotonic wall clock: rates are neither CPU time nor whole seconds
 
 local function log_eval(full)
   local nats, bpc = evaluate(full)
@@ -406,16 +428,8 @@ local function train_step()
     value = require("tricycle.training").agree_step(value, false) -- the ranks' mean loss
   end
   loss_sum, loss_count = loss_sum + value, loss_count + 1
-  window_tokens = window_tokens + tokens_per_step
-  -- os.clock is process CPU time; with several threads it over-counts, so
-  -- tokens/s uses wall time once a second has passed
-  local elapsed_wall = os.time() - wall_start
-  local rate
-  if elapsed_wall >= 2 then
-    rate = (step - start_step) * tokens_per_step / elapsed_wall
-  else
-    rate = window_tokens / math.max(os.clock() - window_start, 1e-6)
-  end
+  -- this run's steps over this run's wall time (the resumed part only: earlier runs may have had other hardware)
+  local rate = (step - start_step) * tokens_per_step / math.max(tc.wall_time() - run_started, 1e-6)
   local eta = (config.steps - step) * tokens_per_step / rate
   progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
   if is_main and (step % config.log_every == 0 or step == config.steps) then
@@ -458,8 +472,10 @@ if not is_main then
   return
 end
 local nats, bpc = log_eval(true)
-print(("done: %d steps in %s; validation %.4f nats/token, %.4f bits/char; checkpoint %s")
-  :format(step, cli.format_duration(os.time() - wall_start), nats, bpc, checkpoint_path))
+local this_run = step - start_step < step and (" (%d in this run, %s)"):format(step - start_step,
+  cli.format_duration(tc.wall_time() - run_started)) or ""
+print(("done: %d steps in %s%s; validation %.4f nats/token, %.4f bits/char; checkpoint %s")
+  :format(step, cli.format_duration(train_seconds()), this_run, nats, bpc, checkpoint_path))
 
 if config.sample_tokens > 0 then
   local prompt = tok:encode("\n")

@@ -195,6 +195,19 @@ describe("scripts", function()
     assert.truthy(err:find("/nonexistent/run/checkpoint.safetensors", 1, true))
   end)
 
+  script_it("a missing dataset: the hint names --data, not the library's {path = ...}", function()
+    local empty = os.tmpname()
+    os.remove(empty)
+    assert.is_true(os.execute("mkdir " .. shell_quote(empty)) ~= false)
+    local env = ("HOME=%s XDG_CACHE_HOME=%s TRICYCLE_DATA=%s TRICYCLE_SHAKESPEARE_URL=file:///nonexistent ")
+      :format(shell_quote(empty), shell_quote(empty), shell_quote(empty))
+    local code, _, err = run(env .. lua_command .. " scripts/train_shakespeare.lua --steps 1")
+    os.execute("rm -rf " .. shell_quote(empty))
+    assert.are.equal(1, code)
+    assert.truthy(err:find("or give --data FILE", 1, true), err)
+    assert.is_nil(err:find("{path =", 1, true))
+  end)
+
   describe("a tiny run", function()
     local out_dir
     setup(function()
@@ -245,6 +258,11 @@ describe("scripts", function()
         :format(tiny, shell_quote(out_dir)))
       assert.are.equal(0, code, err)
       assert.truthy(out:find("resumed from .* at step 20"))
+      -- the time is the whole run's, the earlier run's included (before: only the resumed part's)
+      assert.truthy(out:find("done: 30 steps in %d+s %(10 in this run, %d+s%)"), out)
+      local saved = require("tricycle").checkpoint.load(out_dir .. "/checkpoint.safetensors").extra
+      assert.is_true(saved.train_seconds > 0)
+      assert.are.same({ sum = 0, count = 0 }, saved.loss_window) -- step 30 was logged
       local steps = {}
       for _, r in ipairs(cli.read_jsonl(out_dir .. "/metrics.jsonl")) do
         if r.loss then
@@ -289,10 +307,19 @@ describe("scripts", function()
       local again = select(2, run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
         :format(shell_quote(checkpoint))))
       assert.are.equal(out, again)
-      code, out = run((lua_command .. " scripts/generate.lua %s --max-tokens 5 --temperature 0"):format(shell_quote(checkpoint)),
-        "To be")
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --max-tokens 5 --temperature 0")
+        :format(shell_quote(checkpoint)), "To be")
       assert.are.equal(0, code)
       assert.truthy(out:match("^To be"))
+      assert.is_nil(err:find("reading the prompt", 1, true)) -- said only when stdin is a terminal
+      -- before: a stack trace from encode; now every character the vocabulary lacks, once each
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt %s --max-tokens 3")
+        :format(shell_quote(checkpoint), shell_quote("caf\195\169 na\195\175ve caf\195\169")))
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.truthy(err:find("generate: the prompt has 2 characters that the checkpoint's char tokenizer "
+        .. "(65 tokens) lacks: '\195\169' (U+00E9), '\195\175' (U+00EF)", 1, true), err)
+      assert.is_nil(err:find("stack traceback", 1, true))
       -- a prompt longer than the context (16) is cropped, with a notice
       code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt %s --max-tokens 3")
         :format(shell_quote(checkpoint), shell_quote(string.rep("abcd ", 10))))

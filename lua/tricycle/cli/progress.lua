@@ -18,6 +18,13 @@ function M.stdout_is_terminal(getenv)
   return ok == true and how == "exit" and code == 0
 end
 
+--- True when stdin is a terminal (a program reading its input from it says
+-- so, instead of waiting silently).
+function M.stdin_is_terminal()
+  local ok, how, code = os.execute("test -t 0")
+  return ok == true and how == "exit" and code == 0
+end
+
 --- The terminal's width in columns: $COLUMNS, else `stty size` on the
 -- controlling terminal, else 80.
 function M.terminal_columns(getenv)
