@@ -379,9 +379,9 @@ describe("nn.Module", function()
     sd["scale"] = tc.ones({ 4 })
     local ok, message = pcall(m.load_state_dict, m, sd)
     assert.is_false(ok)
-    assert.matches("missing keys: first.bias", message, 1, true)
-    assert.matches("unexpected keys: extra.weight", message, 1, true)
-    assert.matches("scale (checkpoint {4}, model {3})", message, 1, true)
+    assert.matches("1 missing key: first.bias", message, 1, true)
+    assert.matches("1 unexpected key: extra.weight", message, 1, true)
+    assert.matches("1 mis-shaped key: scale (checkpoint {4}, model {3})", message, 1, true)
     -- not strict: missing and unexpected are reported, shapes still checked
     sd["scale"] = tc.full({ 3 }, 2)
     local result = m:load_state_dict(sd, { strict = false })
@@ -389,6 +389,25 @@ describe("nn.Module", function()
     assert.are.same({ "extra.weight" }, result.unexpected)
     assert.are.same({ 2, 2, 2 }, m.scale:totable())
   end)
+
+  it("load_state_dict of another size: a short summary, and checkpoint.restore names the configs' differences",
+    function()
+      -- before: every one of the 28 mis-shaped keys, about 1,500 characters, and no hint
+      local small = nn.GPT({ vocab_size = 65, context_length = 16, n_layer = 2, n_head = 2, n_embd = 16 })
+      local large = nn.GPT({ vocab_size = 50, context_length = 32, n_layer = 2, n_head = 2, n_embd = 32 })
+      local ok, message = pcall(large.load_state_dict, large, small:state_dict())
+      assert.is_false(ok)
+      assert.truthy(message:find("28 mis-shaped keys: wte.weight (checkpoint {65, 16}, model {50, 32}), ", 1, true),
+        message)
+      assert.truthy(message:find(", and 24 more; build the model from the config the state was saved with", 1, true))
+      assert.is_true(#message < 500, #message)
+      local saved = { model = small:state_dict(), config = small.config }
+      ok, message = pcall(tc.checkpoint.restore, saved, { model = large })
+      assert.is_false(ok)
+      assert.truthy(message:find(": the checkpoint's has context_length 16 (the model's 32), n_embd 16 "
+        .. "(the model's 32), vocab_size 65 (the model's 50); tc.nn.GPT(state.config) builds it", 1, true), message)
+      assert.is_nil(message:find("checkpoint.lua", 1, true))
+    end)
 
   it("to() casts every tensor and keeps parameters trainable", function()
     local m = Pair():to("float64")

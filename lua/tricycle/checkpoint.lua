@@ -32,6 +32,7 @@
 -- while saving leaves the previous checkpoint intact.
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
+local errors = require("tricycle.errors")
 
 local M = {}
 
@@ -309,6 +310,29 @@ function M.load(path)
   return state
 end
 
+-- ": the checkpoint's has n_embd 16 (the model's 32), ...; tc.nn.GPT(state.config) builds it", or ""
+-- when either config is missing or they agree.
+local function config_differences(saved, own)
+  if type(saved) ~= "table" or type(own) ~= "table" then
+    return ""
+  end
+  local keys = {}
+  for key, value in pairs(saved) do
+    if type(key) == "string" and own[key] ~= nil and own[key] ~= value then
+      keys[#keys + 1] = key
+    end
+  end
+  if #keys == 0 then
+    return ""
+  end
+  table.sort(keys)
+  for i, key in ipairs(keys) do
+    keys[i] = ("%s %s (the model's %s)"):format(key, tostring(saved[key]), tostring(own[key]))
+  end
+  return (": the checkpoint's has %s; tc.nn.GPT(state.config) builds it")
+    :format(table.concat(keys, ", "))
+end
+
 --- Puts a loaded state back: targets.model/optimizer/scheduler receive
 -- load_state_dict(state.<part>), and the RNG is restored from state.rng
 -- (unless targets.rng == false), so a resumed run draws the numbers the
@@ -327,7 +351,14 @@ function M.restore(state, targets)
       if type(target.load_state_dict) ~= "function" then
         error(("checkpoint.restore: %s has no load_state_dict method"):format(part), 2)
       end
-      target:load_state_dict(state[part])
+      local ok, failure = pcall(target.load_state_dict, target, state[part])
+      if not ok then
+        local message = errors.strip_location(failure)
+        if type(message) == "string" and part == "model" then
+          message = message .. config_differences(state.config, target.config)
+        end
+        errors.raise(message)
+      end
     end
   end
   if targets.rng ~= false and type(state.rng) == "table" then

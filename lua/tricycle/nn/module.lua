@@ -324,6 +324,18 @@ end
 -- in place and without recording gradients. Strict (the default): every key
 -- must match both ways. Shapes must always match. Returns {missing =,
 -- unexpected =} (lists of names).
+-- "3 mis-shaped keys: a (...), b (...), c (...)": the first few of a list, so
+-- that a state of another size reads as a short message, not every key.
+local SHOWN_KEYS = 4
+local function summary(count, what, list)
+  local shown = {}
+  for i = 1, math.min(count, SHOWN_KEYS) do
+    shown[i] = list[i]
+  end
+  local more = count > SHOWN_KEYS and (", and %d more"):format(count - SHOWN_KEYS) or ""
+  return ("%d %s%s: %s%s"):format(count, what, count == 1 and "" or "s", table.concat(shown, ", "), more)
+end
+
 function Module:load_state_dict(state, options)
   check_self(self, "load_state_dict")
   if type(state) ~= "table" or is_tensor(state) then
@@ -366,16 +378,19 @@ function Module:load_state_dict(state, options)
   table.sort(unexpected)
   local problems = {}
   if strict and #missing > 0 then
-    problems[#problems + 1] = "missing keys: " .. table.concat(missing, ", ")
+    problems[#problems + 1] = summary(#missing, "missing key", missing)
   end
   if strict and #unexpected > 0 then
-    problems[#problems + 1] = "unexpected keys: " .. table.concat(unexpected, ", ")
+    problems[#problems + 1] = summary(#unexpected, "unexpected key", unexpected)
   end
   if #mismatched > 0 then
-    problems[#problems + 1] = "mis-shaped keys: " .. table.concat(mismatched, ", ")
+    problems[#problems + 1] = summary(#mismatched, "mis-shaped key", mismatched)
   end
   if #problems > 0 then
-    error(("load_state_dict: the state does not fit %s; %s"):format(self.__name, table.concat(problems, "; ")), 2)
+    local hint = type(rawget(self, "config")) == "table"
+      and "; build the model from the config the state was saved with" or ""
+    error(("load_state_dict: the state does not fit %s: %s%s"):format(self.__name, table.concat(problems, "; "),
+      hint), 2)
   end
   no_grad(function()
     for name, tensor in pairs(own) do
