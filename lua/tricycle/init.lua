@@ -49,6 +49,15 @@ methods.scale_ = core.scale_
 
 Tensor.__tostring = require("tricycle.format").tensor
 
+-- Creation functions and shape methods made of the ops above (see tricycle/composed.lua).
+local composed = require("tricycle.composed")
+for name, fn in pairs(composed.functions) do
+  tricycle[name] = fn
+end
+for name, fn in pairs(composed.methods) do
+  methods[name] = fn
+end
+
 --- A guard that turns grad mode off until closed:
 --   local guard <close> = tc.no_grad()
 -- or, with a function, runs it with grad mode off and returns its results.

@@ -1,0 +1,461 @@
+--- tricycle.composed: creation functions and shape methods made of the
+-- engine's ops, so each runs on every device the ops run on and is
+-- differentiable through them (none records a node of its own):
+--   tc.linspace, tc.randint, tc.randperm, tc.eye, tc.zeros_like, tc.ones_like,
+--   tc.full_like, tc.empty_like, tc.rand_like, tc.randn_like;
+--   t:split, t:chunk, t:unbind (narrow/select views), t:t(), t:flip and
+--   t:tril/t:triu (index_select, where), t:tile and t["repeat"] (expand then
+--   reshape), t:pad (cat with constant blocks, narrow for negative pads).
+-- Dims are 1-based, negative from the end, as everywhere in the binding.
+-- init.lua installs `functions` into the tricycle table and `methods` into
+-- the tensor methods.
+local compat = require("tricycle.compat")
+local core = require("tricycle.core")
+local check_options = require("tricycle.options").check_options
+local errors = require("tricycle.errors")
+
+local Tensor = core.Tensor
+local M = { functions = {}, methods = {} }
+local functions, methods = M.functions, M.methods
+
+local function fail(format, ...)
+  errors.raise(format:format(...))
+end
+
+local function describe(value)
+  if type(value) == "string" then
+    return ("%q"):format(value)
+  end
+  return tostring(value)
+end
+
+local function check_tensor(name, argument, value)
+  if getmetatable(value) ~= Tensor then
+    fail("%s: %s must be a tensor, got %s", name, argument, type(value))
+  end
+end
+
+local function check_integer(name, argument, value, minimum)
+  if not compat.is_integer(value) or value < minimum then
+    fail("%s: %s must be an integer >= %d, got %s", name, argument, minimum, describe(value))
+  end
+end
+
+--- A 1-based dim of t from a 1-based or negative one (default `default`).
+local function dim_of(name, t, dim, default)
+  if dim == nil then
+    dim = default
+  end
+  local n = t:dim()
+  if not compat.is_integer(dim) or dim == 0 or dim > n or dim < -n then
+    fail("%s: dim %s is out of range for a tensor of %d dims (1 to %d, or -%d to -1)", name, describe(dim), n, n, n)
+  end
+  return dim < 0 and n + dim + 1 or dim
+end
+
+local function shape_string(shape)
+  return "{" .. table.concat(shape, ", ") .. "}"
+end
+
+-- The options of a creation function: dtype (one of `dtypes`, default the first) and requires_grad.
+local function creation_options(name, options, default_dtype, dtypes)
+  if options ~= nil and type(options) ~= "table" then
+    fail("%s: options must be a table {dtype =, requires_grad =}, got %s", name, type(options))
+  end
+  options = options or {}
+  check_options(name, options, { "dtype", "requires_grad" }, 3)
+  local dtype = options.dtype or default_dtype
+  if dtypes and not dtypes[dtype] then
+    local names = {}
+    for key in pairs(dtypes) do
+      names[#names + 1] = key
+    end
+    table.sort(names)
+    fail("%s: dtype must be %s, got %s", name, table.concat(names, " or "), describe(options.dtype))
+  end
+  if options.requires_grad ~= nil and type(options.requires_grad) ~= "boolean" then
+    fail("%s: option requires_grad must be a boolean, got %s", name, describe(options.requires_grad))
+  end
+  return dtype, options.requires_grad
+end
+
+local function finish(t, requires_grad)
+  if requires_grad then
+    t:requires_grad_(true)
+  end
+  return t
+end
+
+local floats = { float32 = true, float64 = true }
+local integers = { int32 = true, int64 = true }
+
+-- ---------------------------------------------------------------- creation
+
+--- `steps` values from start to stop, both included (stop exactly).
+function functions.linspace(start, stop, steps, options)
+  for _, pair in ipairs({ { "start", start }, { "stop", stop } }) do
+    local value = pair[2]
+    if type(value) ~= "number" or value ~= value or value == math.huge or value == -math.huge then
+      fail("linspace: %s must be a finite number, got %s", pair[1], describe(value))
+    end
+  end
+  check_integer("linspace", "steps", steps, 0)
+  local dtype, requires_grad = creation_options("linspace", options, "float32", floats)
+  -- the first half counts up from start, the second down from stop, so both ends are exact
+  local delta = steps > 1 and (stop - start) / (steps - 1) or 0
+  local values = {}
+  for i = 0, steps - 1 do
+    values[i + 1] = i < steps / 2 and start + i * delta or stop - (steps - 1 - i) * delta
+  end
+  if steps == 0 then
+    return finish(core.empty({ 0 }, { dtype = dtype }), requires_grad)
+  end
+  return finish(core.tensor(values, { dtype = dtype }), requires_grad)
+end
+
+local function check_shape(name, shape)
+  if type(shape) ~= "table" then
+    fail("%s: shape must be a table of sizes, got %s", name, type(shape))
+  end
+end
+
+--- Integers uniform in [low, high): randint(high, shape) or randint(low, high, shape), options last.
+function functions.randint(a, b, c, d)
+  local low, high, shape, options
+  if type(b) == "table" then
+    low, high, shape, options = 0, a, b, c
+  else
+    low, high, shape, options = a, b, c, d
+  end
+  if not compat.is_integer(low) or not compat.is_integer(high) then
+    fail("randint: low and high must be integers, got %s and %s", describe(low), describe(high))
+  end
+  if high <= low then
+    fail("randint: high (%s) must be above low (%s)", describe(high), describe(low))
+  end
+  local range = high - low
+  -- float64 draws hold every integer of a range up to 2^52 (range < 0: high - low wrapped around)
+  if range < 0 or range > 4503599627370496 then
+    fail("randint: high - low must be at most 2^52, got [%s, %s)", describe(low), describe(high))
+  end
+  check_shape("randint", shape)
+  local dtype, requires_grad = creation_options("randint", options, "int64", integers)
+  if requires_grad then
+    fail("randint: an integer tensor cannot require grad")
+  end
+  local draws = core.rand(shape, { dtype = "float64" })
+  -- u * range is below range; the clamp guards a rounding up to it
+  return (draws * range):to("int64"):clamp(0, range - 1):add(low):to(dtype)
+end
+
+--- A random permutation of 0 .. n - 1 (int64 by default).
+function functions.randperm(n, options)
+  check_integer("randperm", "n", n, 0)
+  if n > 4503599627370496 then
+    fail("randperm: n must be at most 2^52, got %s", describe(n))
+  end
+  local dtype, requires_grad = creation_options("randperm", options, "int64", integers)
+  if requires_grad then
+    fail("randperm: an integer tensor cannot require grad")
+  end
+  if n == 0 then
+    return core.empty({ 0 }, { dtype = dtype })
+  end
+  -- Fisher-Yates over draws from the engine's generator (so tc.manual_seed repeats it)
+  local draws = core.rand({ n }, { dtype = "float64" }):totable()
+  local values = {}
+  for i = 1, n do
+    values[i] = i - 1
+  end
+  for i = n, 2, -1 do
+    local j = math.min(i, math.floor(draws[i] * i) + 1)
+    values[i], values[j] = values[j], values[i]
+  end
+  return core.tensor(values, { dtype = dtype })
+end
+
+--- The n x m identity (m defaults to n).
+function functions.eye(n, m, options)
+  if type(m) == "table" and options == nil then
+    m, options = nil, m
+  end
+  check_integer("eye", "n", n, 0)
+  if m ~= nil then
+    check_integer("eye", "m", m, 0)
+  end
+  m = m or n
+  local dtype, requires_grad = creation_options("eye", options, "float32")
+  local rows = core.arange(n):unsqueeze(2)
+  local columns = core.arange(m):unsqueeze(1)
+  return finish(rows:eq(columns):to(dtype), requires_grad)
+end
+
+-- The *_like functions: t's shape, dtype and device unless options say another dtype.
+local function like(name, t, options, make)
+  check_tensor(name, "argument 1", t)
+  local dtype, requires_grad = creation_options(name, options, t.dtype)
+  local made = make(t.shape, dtype)
+  if t.device ~= "cpu" then
+    made = made:to(t.device)
+  end
+  return finish(made, requires_grad)
+end
+
+function functions.zeros_like(t, options)
+  return like("zeros_like", t, options, function(shape, dtype) return core.zeros(shape, { dtype = dtype }) end)
+end
+
+function functions.ones_like(t, options)
+  return like("ones_like", t, options, function(shape, dtype) return core.ones(shape, { dtype = dtype }) end)
+end
+
+function functions.empty_like(t, options)
+  return like("empty_like", t, options, function(shape, dtype) return core.empty(shape, { dtype = dtype }) end)
+end
+
+function functions.full_like(t, value, options)
+  return like("full_like", t, options, function(shape, dtype)
+    local ok, made = pcall(core.full, shape, value, { dtype = dtype })
+    if not ok then
+      fail("full_like: %s", errors.strip_location(made):gsub("^full: ", ""))
+    end
+    return made
+  end)
+end
+
+local function random_like(name, draw)
+  return function(t, options)
+    check_tensor(name, "argument 1", t)
+    if options ~= nil and type(options) ~= "table" then
+      fail("%s: options must be a table {dtype =, requires_grad =}, got %s", name, type(options))
+    end
+    local dtype = options and options.dtype or t.dtype
+    if not floats[dtype] then
+      fail("%s: dtype must be float32 or float64, got %s (give {dtype =} for an integer tensor)", name, describe(dtype))
+    end
+    return like(name, t, options, function(shape) return draw(shape, { dtype = dtype }) end)
+  end
+end
+
+functions.rand_like = random_like("rand_like", core.rand)
+functions.randn_like = random_like("randn_like", core.randn)
+
+-- ---------------------------------------------------------------- shape
+
+--- Views of t along dim: pieces of `size` (the last may be shorter), or of the sizes of a list.
+function methods.split(t, sizes, dim)
+  check_tensor("split", "self", t)
+  dim = dim_of("split", t, dim, 1)
+  local length = t:size(dim)
+  local pieces = {}
+  if type(sizes) == "table" then
+    local total = 0
+    for i, size in ipairs(sizes) do
+      if not compat.is_integer(size) or size < 0 then
+        fail("split: sizes[%d] must be an integer >= 0, got %s", i, describe(size))
+      end
+      total = total + size
+    end
+    if total ~= length or #sizes == 0 then
+      fail("split: the sizes %s add up to %d, dim %d has size %d", shape_string(sizes), total, dim, length)
+    end
+    local start = 1
+    for i, size in ipairs(sizes) do
+      pieces[i] = t:narrow(dim, start, size)
+      start = start + size
+    end
+    return pieces
+  end
+  if not compat.is_integer(sizes) or sizes < 1 then
+    fail("split: the size of a piece must be an integer >= 1 (or a list of sizes), got %s", describe(sizes))
+  end
+  local start = 1
+  repeat
+    local size = math.min(sizes, length - start + 1)
+    pieces[#pieces + 1] = t:narrow(dim, start, size)
+    start = start + size
+  until start > length
+  return pieces
+end
+
+--- At most `chunks` views of equal size along dim (the last may be shorter), as torch.chunk.
+function methods.chunk(t, chunks, dim)
+  check_tensor("chunk", "self", t)
+  check_integer("chunk", "chunks", chunks, 1)
+  dim = dim_of("chunk", t, dim, 1)
+  local length = t:size(dim)
+  local size = math.max(1, compat.idiv(length + chunks - 1, chunks))
+  return methods.split(t, size, dim)
+end
+
+--- The slices of t along dim, each without that dim (views).
+function methods.unbind(t, dim)
+  check_tensor("unbind", "self", t)
+  dim = dim_of("unbind", t, dim, 1)
+  local slices = {}
+  for i = 1, t:size(dim) do
+    slices[i] = t:select(dim, i)
+  end
+  return slices
+end
+
+--- The transpose of a 2-D tensor (a 0-D or 1-D tensor is returned as is).
+function methods.t(t)
+  check_tensor("t", "self", t)
+  local n = t:dim()
+  if n > 2 then
+    fail("t: expects a tensor of at most 2 dims, got shape %s (use transpose or permute)", shape_string(t.shape))
+  end
+  return n == 2 and t:transpose(1, 2) or t
+end
+
+-- A list of distinct 1-based dims from a dim or a list of dims.
+local function dims_of(name, t, dims)
+  if type(dims) ~= "table" then
+    dims = { dims }
+  end
+  local seen, result = {}, {}
+  for i = 1, #dims do
+    local dim = dim_of(name, t, dims[i])
+    if seen[dim] then
+      fail("%s: dim %d is given twice", name, dim)
+    end
+    seen[dim] = true
+    result[i] = dim
+  end
+  return result
+end
+
+local function reversed_index(n, device)
+  local index = core.arange(n - 1, -1, -1)
+  return device ~= "cpu" and index:to(device) or index
+end
+
+--- t with the order of its elements reversed along each of dims.
+function methods.flip(t, dims)
+  check_tensor("flip", "self", t)
+  if dims == nil then
+    fail("flip: dims is required (a dim or a list of dims)")
+  end
+  for _, dim in ipairs(dims_of("flip", t, dims)) do
+    local n = t:size(dim)
+    if n > 1 then
+      t = t:index_select(dim, reversed_index(n, t.device))
+    end
+  end
+  return t
+end
+
+-- The bool mask over the last two dims of t: column - row <= k (tril) or >= k (triu).
+local function triangle(name, t, k, lower)
+  check_tensor(name, "self", t)
+  if t:dim() < 2 then
+    fail("%s: expects a tensor of at least 2 dims, got shape %s", name, shape_string(t.shape))
+  end
+  k = k or 0
+  if not compat.is_integer(k) then
+    fail("%s: diagonal must be an integer, got %s", name, describe(k))
+  end
+  local rows, columns = t:size(-2), t:size(-1)
+  local offset = core.arange(columns):unsqueeze(1) - core.arange(rows):unsqueeze(2) -- column - row
+  local keep = lower and offset:le(k) or offset:ge(k)
+  if t.device ~= "cpu" then
+    keep = keep:to(t.device)
+  end
+  return keep:where(t, 0)
+end
+
+--- The lower triangle of the last two dims (column - row <= diagonal), zeros elsewhere.
+function methods.tril(t, diagonal)
+  return triangle("tril", t, diagonal, true)
+end
+
+--- The upper triangle of the last two dims (column - row >= diagonal), zeros elsewhere.
+function methods.triu(t, diagonal)
+  return triangle("triu", t, diagonal, false)
+end
+
+--- t repeated `sizes[i]` times along dim i (torch's repeat): t:tile({2, 3}) or t:tile(2, 3);
+-- more sizes than dims add leading dims.
+function methods.tile(t, ...)
+  check_tensor("tile", "self", t)
+  local sizes = select("#", ...) == 1 and type((...)) == "table" and (...) or { ... }
+  local n = t:dim()
+  if #sizes < n then
+    fail("tile: needs a count for each of the %d dims of a tensor of shape %s, got %d", n, shape_string(t.shape),
+      #sizes)
+  end
+  local shape = t.shape
+  local pad = #sizes - n
+  local spread, expanded, result = {}, {}, {}
+  for i, count in ipairs(sizes) do
+    if not compat.is_integer(count) or count < 0 then
+      fail("tile: count %d must be an integer >= 0, got %s", i, describe(count))
+    end
+    local size = i > pad and shape[i - pad] or 1
+    spread[#spread + 1], spread[#spread + 2] = 1, size
+    expanded[#expanded + 1], expanded[#expanded + 2] = count, size
+    result[i] = count * size
+  end
+  return t:reshape(spread):expand(expanded):reshape(result)
+end
+methods["repeat"] = methods.tile
+
+--- Pads the last dims with `value` (default 0): pads = {before_last, after_last, before_second_last, ...}
+-- as torch.nn.functional.pad; a negative pad crops.
+function methods.pad(t, pads, value)
+  check_tensor("pad", "self", t)
+  if type(pads) ~= "table" or #pads % 2 ~= 0 or #pads == 0 then
+    fail("pad: pads must be a list of an even number of integers {before, after, ...}, got %s",
+      type(pads) == "table" and shape_string(pads) or type(pads))
+  end
+  if #pads / 2 > t:dim() then
+    fail("pad: pads %s cover %d dims; the tensor has shape %s", shape_string(pads), #pads / 2, shape_string(t.shape))
+  end
+  value = value == nil and 0 or value
+  if type(value) ~= "number" and type(value) ~= "boolean" then
+    fail("pad: value must be a number, got %s", type(value))
+  end
+  for i, amount in ipairs(pads) do
+    if not compat.is_integer(amount) then
+      fail("pad: pads[%d] must be an integer, got %s", i, describe(amount))
+    end
+  end
+  local n = t:dim()
+  for pair = 1, #pads / 2 do
+    local dim = n - pair + 1
+    local before, after = pads[2 * pair - 1], pads[2 * pair]
+    local size = t:size(dim)
+    local kept = size + math.min(before, 0) + math.min(after, 0)
+    if kept < 0 then
+      fail("pad: pads %d and %d crop more than the %d elements of dim %d", before, after, size, dim)
+    end
+    if before < 0 or after < 0 then
+      t = t:narrow(dim, 1 - math.min(before, 0), kept)
+    end
+    local parts = {}
+    for _, amount in ipairs({ math.max(before, 0), -1, math.max(after, 0) }) do
+      if amount == -1 then
+        parts[#parts + 1] = t
+      elseif amount > 0 then
+        local shape = t.shape
+        shape[dim] = amount
+        local ok, block = pcall(core.full, shape, value, { dtype = t.dtype })
+        if not ok then
+          fail("pad: %s", (errors.strip_location(block):gsub("^full: ", "")))
+        end
+        parts[#parts + 1] = t.device ~= "cpu" and block:to(t.device) or block
+      end
+    end
+    if #parts > 1 then
+      t = core.cat(parts, dim)
+    end
+  end
+  return t
+end
+
+function functions.pad(t, pads, value)
+  return methods.pad(t, pads, value)
+end
+
+return M
