@@ -112,12 +112,12 @@ return {
   end, { "cross_entropy", "{1, 1}" } },
   { "GPT new_cache of 0 rows", function() return gpt():new_cache(0) end, { "new_cache", "batch_size", "0" } },
   { "load_state_dict without a key", function() nn.Linear(2, 2):load_state_dict({ weight = tc.zeros({ 2, 2 }) }) end,
-    { "load_state_dict", "missing keys: bias" } },
+    { "load_state_dict", "1 missing key: bias" } },
   { "load_state_dict with an extra key", function()
     local state = linear_state()
     state.extra = tc.zeros({ 1 })
     nn.Linear(2, 2):load_state_dict(state)
-  end, { "load_state_dict", "unexpected keys: extra" } },
+  end, { "load_state_dict", "1 unexpected key: extra" } },
   { "load_state_dict with a mis-shaped tensor", function()
     nn.Linear(2, 2):load_state_dict(linear_state(tc.zeros({ 2, 3 })))
   end, { "load_state_dict", "weight", "{2, 3}", "{2, 2}" } },

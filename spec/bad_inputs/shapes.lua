@@ -160,4 +160,34 @@ return {
   { "cross_entropy over 0 classes", function()
     return tc.cross_entropy(tc.zeros({ 2, 0 }), tc.tensor({ 0, 1 }, { dtype = "int64" }))
   end, { "cross_entropy", "{2, 0}", "V = 0" } },
+  -- the composed shape methods (tricycle/composed.lua)
+  { "split into pieces of 0", function() return tc.zeros({ 4 }):split(0) end, { "split", "0" } },
+  { "split with sizes that miss elements", function() return tc.zeros({ 2, 5 }):split({ 1, 2 }, 2) end,
+    { "split", "{1, 2}", "3", "5" } },
+  { "split with a negative size", function() return tc.zeros({ 4 }):split({ 5, -1 }) end, { "split", "sizes[2]", "-1" } },
+  { "split along dim 3 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):split(1, 3) end,
+    { "split", "dim 3", "2 dims" } },
+  { "chunk into 0 chunks", function() return tc.zeros({ 4 }):chunk(0) end, { "chunk", "chunks", "0" } },
+  { "unbind a 0-D tensor", function() return tc.tensor(1):unbind() end, { "unbind", "dim 1", "0 dims" } },
+  { "t() of a 3-D tensor", function() return tc.zeros({ 2, 3, 4 }):t() end, { "t:", "{2, 3, 4}" } },
+  { "flip without dims", function() return tc.zeros({ 2 }):flip() end, { "flip", "dims" } },
+  { "flip of one dim twice", function() return tc.zeros({ 2, 2 }):flip({ 1, -2 }) end, { "flip", "dim 1", "twice" } },
+  { "flip along dim -3 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):flip(-3) end, { "flip", "-3" } },
+  { "tril of a 1-D tensor", function() return tc.zeros({ 3 }):tril() end, { "tril", "{3}" } },
+  { "triu with a fractional diagonal", function() return tc.zeros({ 3, 3 }):triu(0.5) end,
+    { "triu", "diagonal", "0.5" } },
+  { "tile with fewer counts than dims", function() return tc.zeros({ 2, 3 }):tile(2) end, { "tile", "{2, 3}", "1" } },
+  { "repeat with a negative count", function() local t = tc.zeros({ 2 }) return t["repeat"](t, -1) end,
+    { "tile", "count 1", "-1" } },
+  { "tile past the size limit (before: checked where the view is made)", function()
+    return tc.zeros({ 2 }):tile(4294967296, 4294967296)
+  end, { "expand" } },
+  { "pad with an odd number of pads", function() return tc.zeros({ 2, 2 }):pad({ 1, 2, 3 }) end,
+    { "pad", "{1, 2, 3}", "even" } },
+  { "pad of more dims than the tensor has", function() return tc.zeros({ 2 }):pad({ 1, 1, 1, 1 }) end,
+    { "pad", "2 dims", "{2}" } },
+  { "pad cropping past the size", function() return tc.zeros({ 3 }):pad({ -2, -2 }) end, { "pad", "-2", "3" } },
+  { "pad with a string value", function() return tc.zeros({ 2 }):pad({ 1, 1 }, "x") end, { "pad", "value", "string" } },
+  { "pad of 1.5 into an int32 tensor", function() return tc.zeros({ 2 }, { dtype = "int32" }):pad({ 1, 0 }, 1.5) end,
+    { "pad", "1.5" } },
 }
