@@ -143,6 +143,7 @@ return {
     { "full_like", "1.5" } },
   { "rand_like of an int64 tensor", function() return tc.rand_like(tc.zeros({ 2 }, { dtype = "int64" })) end,
     { "rand_like", "int64" } },
-  { "randn_like with requires_grad a string", function() return tc.randn_like(tc.zeros({ 2 }), { requires_grad = "yes" })
+  { "randn_like with requires_grad a string", function()
+    return tc.randn_like(tc.zeros({ 2 }), { requires_grad = "yes" })
   end, { "randn_like", "requires_grad", "yes" } },
 }

@@ -70,7 +70,8 @@ function M.check(device)
   assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, values(tc.zeros_like(x)))
   assert.are.same({ { 1, 1, 1 }, { 1, 1, 1 } }, values(tc.ones_like(x, { dtype = "int32" })))
   assert.are.same({ { 7, 7, 7 }, { 7, 7, 7 } }, values(tc.full_like(x, 7)))
-  for _, made in ipairs({ tc.zeros_like(x), tc.empty_like(x), tc.rand_like(x), tc.randn_like(x), tc.full_like(x, 1) }) do
+  local made_like = { tc.zeros_like(x), tc.empty_like(x), tc.rand_like(x), tc.randn_like(x), tc.full_like(x, 1) }
+  for _, made in ipairs(made_like) do
     assert.are.equal(device, made.device)
     assert.are.equal("float64", made.dtype)
     assert.are.same({ 2, 3 }, made.shape)
