@@ -148,4 +148,25 @@ describe("errors", function()
     end
     assert.are.same({ 3 }, (tc.ones({ 1 }) * 3):totable())
   end)
+
+  it("places an error raised inside the library at the caller's line, not at lua/tricycle/...:LINE:", function()
+    -- before: "lua/tricycle/tokenizer.lua:114: tokenizer.load: ..." (the wrapper's line)
+    local ok, message = pcall(function()
+      local tok = tc.tokenizer.load("/nonexistent/tokenizer.txt")
+      return tok
+    end)
+    assert.is_false(ok)
+    assert.truthy(message:find("^spec/errors_spec%.lua:%d+: tokenizer%.load: "), message)
+    ok, message = pcall(function()
+      local layers = tc.nn.Sequential(tc.nn.Linear(2, 2), 5)
+      return layers
+    end)
+    assert.is_false(ok)
+    assert.truthy(message:find("^spec/errors_spec%.lua:%d+: Sequential: entry 2 is a number"), message)
+    -- a user's own error passing through a library wrapper keeps its location
+    local errors = require("tricycle.errors")
+    ok, message = pcall(errors.call, function() error("mine") end)
+    assert.is_false(ok)
+    assert.truthy(message:find("^spec/errors_spec%.lua:%d+: mine$"), message)
+  end)
 end)
