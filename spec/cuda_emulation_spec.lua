@@ -204,9 +204,3 @@ describe_cuda("the cuda device (thread order " .. order .. ")", function()
     end)
   end
 end)
-
-describe_cuda("composed functions on the cuda device (thread order " .. order .. ")", function()
-  it("shape methods and *_like functions: values, views and exact gradients", function()
-    require("helpers.composed_checks").check("cuda")
-  end)
-end)

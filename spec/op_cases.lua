@@ -1558,4 +1558,320 @@ row("scale_", {
     reference = scaled(0.5) },
 })
 
+-- ---- composed functions (lua/tricycle/composed.lua; tc.ops() lists them with composed = true) ----
+
+-- A nested table of out_shape whose element at a 1-based multi-index is x's at source(index), or `fill` where
+-- source gives nil.
+local function remap(x, out_shape, source, fill)
+  local flat, shape = G.flatten(x)
+  local out = {}
+  for k = 1, G.numel(out_shape) do
+    local from = source(G.unflatten_index(k, out_shape), shape)
+    if from then
+      local position = 0
+      for d = 1, #shape do position = position * shape[d] + from[d] - 1 end
+      out[k] = flat[position + 1]
+    else
+      out[k] = fill
+    end
+  end
+  return G.nest(out, out_shape)
+end
+local function shape_of_value(x) return select(2, G.flatten(x)) end
+-- x narrowed along dim to `length` elements from `start` (1-based).
+local function narrowed(x, dim, start, length)
+  local shape = shape_of_value(x)
+  shape[dim] = length
+  return remap(x, shape, function(at)
+    at[dim] = at[dim] + start - 1
+    return at
+  end)
+end
+-- The i-th slice of x along dim, without that dim.
+local function sliced(x, dim, i)
+  local shape = shape_of_value(x)
+  table.remove(shape, dim)
+  return remap(x, shape, function(at)
+    table.insert(at, dim, i)
+    return at
+  end)
+end
+local function flipped(x, dims)
+  local shape = shape_of_value(x)
+  return remap(x, shape, function(at)
+    for _, dim in ipairs(dims) do at[dim] = shape[dim] - at[dim] + 1 end
+    return at
+  end)
+end
+-- Column - row <= k (lower) or >= k kept over the last two dims, zeros elsewhere.
+local function triangle(x, k, lower, env)
+  local shape = shape_of_value(x)
+  local n = #shape
+  return remap(x, shape, function(at)
+    local offset = at[n] - at[n - 1]
+    if lower and offset <= k or not lower and offset >= k then return at end
+  end, into(0, env.dtype))
+end
+local function tiled(x, counts)
+  local shape = shape_of_value(x)
+  local pad = #counts - #shape
+  local out_shape = {}
+  for i, count in ipairs(counts) do out_shape[i] = count * (i > pad and shape[i - pad] or 1) end
+  return remap(x, out_shape, function(at)
+    local from = {}
+    for d = 1, #shape do from[d] = (at[d + pad] - 1) % shape[d] + 1 end
+    return from
+  end)
+end
+-- x padded (or cropped, by negative amounts) as torch.nn.functional.pad: pads = {before_last, after_last, ...}.
+local function padded(x, pads, value)
+  local shape = shape_of_value(x)
+  local n = #shape
+  local out_shape = { compat.unpack(shape) }
+  for pair = 1, #pads / 2 do
+    local dim = n - pair + 1
+    out_shape[dim] = shape[dim] + pads[2 * pair - 1] + pads[2 * pair]
+  end
+  return remap(x, out_shape, function(at)
+    for pair = 1, #pads / 2 do
+      local dim = n - pair + 1
+      at[dim] = at[dim] - pads[2 * pair - 1]
+      if at[dim] < 1 or at[dim] > shape[dim] then return nil end
+    end
+    return at
+  end, value)
+end
+local function all_equal(x, value)
+  return map(function() return value end, x)
+end
+
+row("linspace", {
+  { name = "both ends exact, evenly spaced", run = function()
+    return tc.linspace(0, 1, 5), tc.linspace(-3, 7, 11, { dtype = "float64" }), tc.linspace(2, 5, 1)
+  end, reference = function()
+    return { 0, 0.25, 0.5, 0.75, 1 }, { -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7 }, { 2 }
+  end, tolerance = 0, dtypes = FLOAT64 },
+  { name = "0.1 to 0.7 in 7: the ends exact, float64", run = function()
+    return tc.linspace(0.1, 0.7, 7, { dtype = "float64" })
+  end, reference = function()
+    local values = {}
+    for i = 1, 7 do values[i] = 0.1 * i end
+    return values
+  end, check = function()
+    local long = tc.linspace(0.1, 0.7, 7, { dtype = "float64" }):totable()
+    assert.are.equal(0.1, long[1])
+    assert.are.equal(0.7, long[7])
+    assert.are.equal("float64", tc.linspace(0, 1, 2, { dtype = "float64" }).dtype)
+  end, dtypes = FLOAT64 },
+  { name = "no steps, and requires_grad", run = function() return tc.linspace(0, 1, 0) end, shape = { 0 },
+    check = function() assert.is_true(tc.linspace(0, 1, 3, { requires_grad = true }).requires_grad) end,
+    dtypes = FLOAT64 },
+})
+
+row("randint", {
+  { name = "integers in [low, high), repeatable under manual_seed, every value reached", check = function()
+    tc.manual_seed(5)
+    local first = tc.randint(-2, 3, { 400 })
+    tc.manual_seed(5)
+    assert.are.same(first:totable(), tc.randint(-2, 3, { 400 }):totable())
+    assert.are.equal("int64", first.dtype)
+    local seen = {}
+    for _, v in ipairs(first:totable()) do
+      assert.is_true(v >= -2 and v < 3, v)
+      seen[v] = true
+    end
+    for v = -2, 2 do assert.is_true(seen[v], "never drew " .. v) end
+  end, dtypes = FLOAT64 },
+  { name = "randint(high, shape), int32", run = function() return tc.randint(10, { 2, 3 }, { dtype = "int32" }) end,
+    check = function() assert.are.equal("int32", tc.randint(10, { 2 }, { dtype = "int32" }).dtype) end,
+    shape = { 2, 3 }, dtypes = FLOAT64 },
+})
+
+row("randperm", {
+  { name = "a permutation of 0 .. n - 1, repeatable under manual_seed", check = function()
+    tc.manual_seed(3)
+    local p = tc.randperm(50):totable()
+    tc.manual_seed(3)
+    assert.are.same(p, tc.randperm(50):totable())
+    local sorted = { compat.unpack(p) }
+    table.sort(sorted)
+    for i = 1, 50 do assert.are.equal(i - 1, sorted[i]) end
+    assert.are_not.same(sorted, p)
+  end, dtypes = FLOAT64 },
+  { name = "n = 0 and n = 1", run = function() return tc.randperm(0), tc.randperm(1) end,
+    reference = function() return {}, { 0 } end, dtypes = FLOAT64 },
+})
+
+row("eye", {
+  { name = "square and rectangular, any dtype", run = function()
+    return tc.eye(2), tc.eye(2, 3, { dtype = "int64" }), tc.eye(3, 2, { dtype = "bool" })
+  end, reference = function()
+    return { { 1, 0 }, { 0, 1 } }, { { 1, 0, 0 }, { 0, 1, 0 } }, { { true, false }, { false, true }, { false, false } }
+  end, check = function()
+    assert.are.equal("float64", tc.eye(2, { dtype = "float64" }).dtype)
+    assert.are.equal("int64", tc.eye(2, 3, { dtype = "int64" }).dtype)
+  end, dtypes = FLOAT64 },
+  { name = "{0, 4}", run = function() return tc.eye(0, 4) end, shape = { 0, 4 }, dtypes = FLOAT64 },
+})
+
+-- A *_like result: the input's shape, the dtype asked for (default the input's) and the input's device.
+local function like_result(made, x, env, dtype)
+  assert.are.equal(env.device, made.device)
+  assert.are.equal(dtype or x.dtype, made.dtype)
+  assert.are.same(x.shape, made.shape)
+  return made
+end
+row("zeros_like", {
+  { name = "{2, 3}, every dtype", inputs = { float({ 2, 3 }) },
+    run = function(x, env) return like_result(tc.zeros_like(x), x, env) end,
+    reference = function(x, env) return all_equal(x, into(0, env.dtype)) end, dtypes = EVERY },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return tc.zeros_like(x) end,
+    shape = { 0, 3 } },
+})
+row("ones_like", {
+  { name = "{2, 3} as int32, every dtype", inputs = { float({ 2, 3 }) },
+    run = function(x, env) return like_result(tc.ones_like(x, { dtype = "int32" }), x, env, "int32") end,
+    reference = function(x) return all_equal(x, 1) end, dtypes = EVERY },
+  { name = "requires_grad", inputs = { float({ 2, 3 }) }, run = function(x, env)
+    local made = like_result(tc.ones_like(x, { requires_grad = true }), x, env)
+    assert.is_true(made.requires_grad)
+    return made
+  end, reference = function(x) return all_equal(x, 1) end },
+})
+row("full_like", {
+  { name = "{2, 3} filled with 7, every dtype but bool", inputs = { float({ 2, 3 }) },
+    run = function(x, env) return like_result(tc.full_like(x, 7), x, env) end,
+    reference = function(x) return all_equal(x, 7) end, dtypes = NO_BOOL },
+})
+row("empty_like", {
+  { name = "{2, 3}, every dtype", inputs = { float({ 2, 3 }) }, run = function(x, env)
+    like_result(tc.empty_like(x), x, env)
+    return like_result(tc.empty_like(x, { dtype = "float64" }), x, env, "float64")
+  end, shape = { 2, 3 }, dtypes = EVERY },
+})
+row("rand_like", {
+  { name = "{20, 30}: in [0, 1)", inputs = { float({ 20, 30 }) }, run = function(x, env)
+    local made = like_result(tc.rand_like(x), x, env)
+    assert.is_true(made:min():item() >= 0 and made:max():item() < 1)
+    assert.is_true(math.abs(made:mean():item() - 0.5) < 0.1)
+    return made
+  end, shape = { 20, 30 } },
+})
+row("randn_like", {
+  { name = "{20, 30}: mean near 0, variance near 1", inputs = { float({ 20, 30 }) }, run = function(x, env)
+    local made = like_result(tc.randn_like(x), x, env)
+    assert.is_true(math.abs(made:mean():item()) < 0.2 and math.abs(made:var():item() - 1) < 0.2)
+    return made
+  end, shape = { 20, 30 } },
+})
+
+row("split", {
+  { name = "pieces of 2 along dim 2", inputs = { float({ 2, 5 }) },
+    run = function(x) return compat.unpack(x:split(2, 2)) end,
+    reference = function(x) return narrowed(x, 2, 1, 2), narrowed(x, 2, 3, 2), narrowed(x, 2, 5, 1) end },
+  { name = "sizes {2, 3} along dim -1: the second piece", inputs = { float({ 2, 5 }) },
+    run = function(x) return x:split({ 2, 3 }, -1)[2] end, reference = function(x) return narrowed(x, 2, 3, 3) end },
+  { name = "sizes {1, 4} along dim 2, every dtype", inputs = { float({ 2, 5 }, -3, 3) },
+    run = function(x) return compat.unpack(x:split({ 1, 4 }, 2)) end,
+    reference = function(x) return narrowed(x, 2, 1, 1), narrowed(x, 2, 2, 4) end, dtypes = EVERY, fd = false },
+  { name = "a transposed leaf along dim 1", inputs = { float({ 4, 3 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return compat.unpack(x:split(3)) end,
+    reference = function(x) return narrowed(x, 1, 1, 3), narrowed(x, 1, 4, 1) end },
+  { name = "empty {0, 3}: one piece", inputs = { float({ 0, 3 }) }, run = function(x)
+    local pieces = x:split(2)
+    assert.are.equal(1, #pieces)
+    return pieces[1]
+  end, shape = { 0, 3 } },
+})
+row("chunk", {
+  { name = "3 chunks of dim 2 (sizes 2, 2, 1)", inputs = { float({ 2, 5 }) },
+    run = function(x) return compat.unpack(x:chunk(3, 2)) end,
+    reference = function(x) return narrowed(x, 2, 1, 2), narrowed(x, 2, 3, 2), narrowed(x, 2, 5, 1) end },
+  { name = "3 chunks of a dim of 2: 2, every dtype", inputs = { float({ 2, 5 }, -3, 3) },
+    run = function(x) return compat.unpack(x:chunk(3, 1)) end,
+    reference = function(x) return narrowed(x, 1, 1, 1), narrowed(x, 1, 2, 1) end, dtypes = EVERY, fd = false },
+  { name = "6 chunks of a dim of 4: 4", inputs = { float({ 4 }) }, run = function(x)
+    local pieces = x:chunk(6)
+    assert.are.equal(4, #pieces)
+    return compat.unpack(pieces)
+  end, reference = function(x) return { x[1] }, { x[2] }, { x[3] }, { x[4] } end },
+})
+row("unbind", {
+  { name = "the columns of {2, 5}", inputs = { float({ 2, 5 }) },
+    run = function(x) return compat.unpack(x:unbind(2)) end, reference = function(x)
+      local slices = {}
+      for i = 1, 5 do slices[i] = sliced(x, 2, i) end
+      return compat.unpack(slices)
+    end },
+  { name = "the second row of {3, 2}", inputs = { float({ 3, 2 }) }, run = function(x) return x:unbind(1)[2] end,
+    reference = function(x) return sliced(x, 1, 2) end },
+  { name = "the rows of {3, 4}, every dtype", inputs = { float({ 3, 4 }, -3, 3) },
+    run = function(x) return compat.unpack(x:unbind(1)) end,
+    reference = function(x) return sliced(x, 1, 1), sliced(x, 1, 2), sliced(x, 1, 3) end, dtypes = EVERY,
+    fd = false },
+})
+row("t", {
+  { name = "{2, 5}", inputs = { float({ 2, 5 }) }, run = function(x) return x:t() end, reference = R.transpose },
+  { name = "{3, 4}, every dtype", inputs = { float({ 3, 4 }, -3, 3) }, run = function(x) return x:t() end,
+    reference = R.transpose, dtypes = EVERY, fd = false },
+  { name = "1-D and 0-D as they are (the input itself)", inputs = { const({ 3 }), given(3, { grad = false }) },
+    run = function(x, s) return x:t(), s:t() end, reference = function(x, s) return x, s end },
+})
+row("flip", {
+  { name = "dim 2, then dims {1, -1}", inputs = { float({ 2, 5 }) }, run = function(x) return x:flip(2), x:flip({ 1, -1 }) end,
+    reference = function(x) return flipped(x, { 2 }), flipped(x, { 1, 2 }) end },
+  { name = "{2, 3} over both dims", inputs = { float({ 2, 3 }) }, run = function(x) return x:flip({ 1, 2 }) end,
+    reference = function(x) return flipped(x, { 1, 2 }) end },
+  { name = "{3, 4, 2} along dim 2, every dtype", inputs = { float({ 3, 4, 2 }, -3, 3) },
+    run = function(x) return x:flip(2) end, reference = function(x) return flipped(x, { 2 }) end, dtypes = EVERY,
+    fd = false },
+  { name = "a transposed leaf", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:flip(1) end, reference = function(x) return flipped(x, { 1 }) end },
+})
+for _, name in ipairs({ "tril", "triu" }) do
+  local lower = name == "tril"
+  local diagonals = { -5, -1, 0, 2, 5 }
+  row(name, {
+    { name = "{4, 4} at diagonals -5, -1, 0, 2, 5, every dtype but bool", inputs = { float({ 4, 4 }, -3, 3) },
+      run = function(x)
+        local results = {}
+        for i, k in ipairs(diagonals) do results[i] = x[name](x, k) end
+        return compat.unpack(results)
+      end, reference = function(x, env)
+        local results = {}
+        for i, k in ipairs(diagonals) do results[i] = triangle(x, k, lower, env) end
+        return compat.unpack(results)
+      end, dtypes = NO_BOOL, fd = false },
+    { name = "{3, 3} off the diagonal", inputs = { float({ 3, 3 }) }, run = function(x)
+      return x[name](x, lower and -1 or 1)
+    end, reference = function(x, env) return triangle(x, lower and -1 or 1, lower, env) end },
+    { name = "a batch {2, 3, 4} seen through expand", inputs = { float({ 3, 4 }, -2, 2, { view = expand_to(2, 3, 4) }) },
+      run = function(x) return x[name](x) end, reference = function(x, env) return triangle(x, 0, lower, env) end },
+  })
+end
+row("tile", {
+  { name = "{2} by (2, 2)", inputs = { given({ 1, 2 }) }, run = function(x) return x:tile(2, 2) end,
+    reference = function() return { { 1, 2, 1, 2 }, { 1, 2, 1, 2 } } end },
+  { name = "{2, 3} by {2, 1, 2} (a leading dim), and by repeat", inputs = { float({ 2, 3 }) },
+    run = function(x) return x:tile({ 2, 1, 2 }), x["repeat"](x, 2, 1, 2) end,
+    reference = function(x) return tiled(x, { 2, 1, 2 }), tiled(x, { 2, 1, 2 }) end },
+  { name = "{2, 5} by (3, 2), every dtype", inputs = { float({ 2, 5 }, -3, 3) }, run = function(x)
+    return x:tile(3, 2)
+  end, reference = function(x) return tiled(x, { 3, 2 }) end, dtypes = EVERY, fd = false },
+  { name = "a count of 0", inputs = { float({ 2, 5 }) }, run = function(x) return x:tile(0, 2) end, shape = { 0, 10 } },
+})
+row("pad", {
+  { name = "{2, 2}: after and before, value -1", inputs = { float({ 2, 2 }) },
+    run = function(x) return x:pad({ 1, 2 }), tc.pad(x, { 0, 0, 1, 0 }, -1) end,
+    reference = function(x) return padded(x, { 1, 2 }, 0), padded(x, { 0, 0, 1, 0 }, -1) end },
+  { name = "{2, 3}: padding and cropping two dims", inputs = { float({ 2, 3 }) },
+    run = function(x) return x:pad({ 1, -1, 2, 0 }, 3) end,
+    reference = function(x) return padded(x, { 1, -1, 2, 0 }, 3) end },
+  { name = "{4}: crop 1 before, pad 1 after, every dtype but bool", inputs = { float({ 4 }, -3, 3) },
+    run = function(x) return x:pad({ -1, 1 }) end, reference = function(x) return padded(x, { -1, 1 }, 0) end,
+    dtypes = NO_BOOL, fd = false },
+  { name = "a transposed leaf {3, 2} by 2 on each side", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:pad({ 2, 2, 2, 2 }) end, reference = function(x) return padded(x, { 2, 2, 2, 2 }, 0) end },
+})
+
 return rows

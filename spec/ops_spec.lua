@@ -1,7 +1,8 @@
 -- The op list (spec/op_cases.lua) on the CPU: every case's forward values
 -- against its plain-Lua reference, gradients against central finite
 -- differences in float64 and float32 gradients against float64's, and each
--- op's properties from tc.ops() (spec/helpers/op_runner.lua says how). The
+-- op's properties from tc.ops() (spec/helpers/op_runner.lua says how), the
+-- engine's ops and the functions composed of them in Lua alike. The
 -- same list runs on the cuda device in spec/cuda_emulation_spec.lua. The
 -- coverage spec below fails when an op of tc.ops() has no row, a row names
 -- an op that is not listed, or a row lacks the gradient or integer case its
@@ -31,10 +32,27 @@ describe("ops: the op list", function()
       seen[op.name] = true
       assert.are.equal("number", type(op.arity))
       for _, property in ipairs({ "differentiable", "float_only", "integers", "bool_result", "view", "in_place",
-        "fused", "method", "internal" }) do
+        "fused", "method", "internal", "composed" }) do
         assert.are.equal("boolean", type(op[property]), op.name .. "." .. property)
       end
       assert.is_true(type(op.summary) == "string" and #op.summary > 0)
+    end
+  end)
+
+  it("lists every function of tricycle.composed, each reachable by its name", function()
+    local composed = require("tricycle.composed")
+    local listed = {}
+    for _, op in ipairs(ops) do
+      if op.composed then
+        listed[op.name] = true
+        local fn = op.method and tc.Tensor.methods[op.name] or tc[op.name]
+        assert.are.equal("function", type(fn), op.name)
+      end
+    end
+    for _, names in ipairs({ composed.functions, composed.methods }) do
+      for name in pairs(names) do
+        assert.is_true(listed[name] or name == "repeat", name .. " is composed but not in tc.ops()")
+      end
     end
   end)
 

@@ -8,7 +8,8 @@
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads).
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
--- the tensor methods.
+-- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
+-- spec/op_cases.lua holds a row for each, run on every backend present.
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
@@ -17,6 +18,39 @@ local errors = require("tricycle.errors")
 local Tensor = core.Tensor
 local M = { functions = {}, methods = {} }
 local functions, methods = M.functions, M.methods
+
+-- The composed functions as tc.ops() lists them: name, arity (tensor inputs), properties, summary. A property
+-- left out is false; `method` is set for those in `methods`, by init.lua.
+M.ops = {
+  { name = "linspace", arity = 0, summary = "evenly spaced values, both ends exact" },
+  { name = "randint", arity = 0, summary = "uniform random integers in [low, high)" },
+  { name = "randperm", arity = 0, summary = "a random permutation of 0 .. n - 1" },
+  { name = "eye", arity = 0, summary = "the identity matrix (an eq of aranges)" },
+  { name = "zeros_like", arity = 1, integers = true, summary = "zeros of a tensor's shape, dtype and device" },
+  { name = "ones_like", arity = 1, integers = true, summary = "ones of a tensor's shape, dtype and device" },
+  { name = "full_like", arity = 1, integers = true, summary = "a value in a tensor's shape, dtype and device" },
+  { name = "empty_like", arity = 1, integers = true, summary = "uninitialised, a tensor's shape, dtype and device" },
+  { name = "rand_like", arity = 1, summary = "uniform [0, 1) draws in a tensor's shape and device" },
+  { name = "randn_like", arity = 1, summary = "normal draws in a tensor's shape and device" },
+  { name = "split", arity = 1, differentiable = true, integers = true, view = true,
+    summary = "views of pieces along a dim (narrow)" },
+  { name = "chunk", arity = 1, differentiable = true, integers = true, view = true,
+    summary = "views of n equal pieces along a dim (split)" },
+  { name = "unbind", arity = 1, differentiable = true, integers = true, view = true,
+    summary = "the slices along a dim (select)" },
+  { name = "t", arity = 1, differentiable = true, integers = true, view = true,
+    summary = "the transpose of a matrix (transpose)" },
+  { name = "flip", arity = 1, differentiable = true, integers = true,
+    summary = "elements reversed along dims (index_select)" },
+  { name = "tril", arity = 1, differentiable = true, integers = true,
+    summary = "the lower triangle, zeros above (where)" },
+  { name = "triu", arity = 1, differentiable = true, integers = true,
+    summary = "the upper triangle, zeros below (where)" },
+  { name = "tile", arity = 1, differentiable = true, integers = true,
+    summary = "repeated along dims (expand, reshape); t[\"repeat\"] too" },
+  { name = "pad", arity = 1, differentiable = true, integers = true,
+    summary = "constant padding or cropping of the last dims (cat, narrow)" },
+}
 
 local function fail(format, ...)
   errors.raise(format:format(...))

@@ -58,6 +58,27 @@ for name, fn in pairs(composed.methods) do
   methods[name] = fn
 end
 
+local OP_PROPERTIES = { "differentiable", "float_only", "integers", "bool_result", "view", "in_place", "fused",
+  "method", "internal" }
+
+--- The engine's ops (core.ops(), `composed = false`), then the functions of tricycle/composed.lua
+-- (`composed = true`), each with every property as a boolean.
+function tricycle.ops()
+  local list = core.ops()
+  for _, op in ipairs(list) do
+    op.composed = false
+  end
+  for _, op in ipairs(composed.ops) do
+    local entry = { name = op.name, arity = op.arity, summary = op.summary, composed = true }
+    for _, property in ipairs(OP_PROPERTIES) do
+      entry[property] = op[property] == true
+    end
+    entry.method = composed.methods[op.name] ~= nil
+    list[#list + 1] = entry
+  end
+  return list
+end
+
 --- A guard that turns grad mode off until closed:
 --   local guard <close> = tc.no_grad()
 -- or, with a function, runs it with grad mode off and returns its results.
