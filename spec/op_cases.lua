@@ -165,6 +165,38 @@ for _, u in ipairs(unary_math) do
 end
 for _, u in ipairs(unary_exact) do row(u[1], unary_cases(u[1], u[2], -2, 2, u[3])) end
 
+-- Integers nearby in plain Lua, for any float (math.floor and math.ceil keep infinities and NaN as floats).
+local function round_half_even(v)
+  if v ~= v or v == inf or v == -inf then return v end
+  local below = math.floor(v)
+  local rest = v - below
+  if rest > 0.5 or rest == 0.5 and below % 2 == 1 then return below + 1 end
+  return below
+end
+local function trunc(v)
+  if v ~= v then return v end
+  return v < 0 and math.ceil(v) or math.floor(v)
+end
+local rounding = {
+  { "floor", math.floor }, { "ceil", math.ceil }, { "round", round_half_even }, { "trunc", trunc },
+}
+-- Halves (to even under round), values a rounding of x + 0.5 gets wrong, 2^52 + 1 and 2^53 (past them every float is
+-- an integer), the tails and NaN.
+local rounding_edges = { -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, -0.49999999999999994, 4503599627370497,
+  9007199254740992, -3.7, 3.7, 1e300, -1e300, inf, -inf, nan, 0 }
+for _, u in ipairs(rounding) do
+  local name, fn = u[1], u[2]
+  local cases = unary_cases(name, fn, -3, 3, EVERY)
+  cases[#cases + 1] = { name = "halves, ties, the tails and NaN", inputs = { given(rounding_edges) },
+    run = function(x) return x[name](x) end, reference = unary_reference(fn), tolerance = 0, fd = false }
+  cases[#cases + 1] = { name = "a zero gradient, at a tie too", check = function(env)
+    local x = env.tensor({ { 0.5, -1.25, 2 }, { 7.75, -0.5, 1e-3 } }, { dtype = env.dtype }):requires_grad_(true)
+    x[name](x):sum():backward()
+    assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, x.grad:to("cpu"):totable())
+  end }
+  row(name, cases)
+end
+
 local function sign(v)
   if v ~= v then return 0 end
   return v > 0 and 1 or v < 0 and -1 or 0

@@ -48,7 +48,11 @@
     X(LOG1P, "log1p", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + x), exact near 0")                                 \
     X(SOFTPLUS, "softplus", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + e^x), a smooth relu")                         \
     X(SIGN, "sign", 1, tc_no_backward, TC_OP_INTEGERS | TC_OP_METHOD, "-1, 0 or 1")                                  \
-    X(LOGICAL_NOT, "logical_not", 1, tc_no_backward, TC_OPS_TEST, "x == 0, as bool")
+    X(LOGICAL_NOT, "logical_not", 1, tc_no_backward, TC_OPS_TEST, "x == 0, as bool")                              \
+    X(FLOOR, "floor", 1, tc_unary_backward, TC_OPS_EXACT, "the largest integer <= x (zero gradient)")                \
+    X(CEIL, "ceil", 1, tc_unary_backward, TC_OPS_EXACT, "the smallest integer >= x (zero gradient)")                 \
+    X(ROUND, "round", 1, tc_unary_backward, TC_OPS_EXACT, "the nearest integer, halves to even (zero gradient)")     \
+    X(TRUNC, "trunc", 1, tc_unary_backward, TC_OPS_EXACT, "x rounded toward zero (zero gradient)")
 
 #define TC_BINARY_OP_LIST(X)                                                                                         \
     X(ADD, "add", 2, tc_binary_backward, TC_OPS_EXACT, "a + b, broadcasting")                                        \

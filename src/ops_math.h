@@ -178,6 +178,18 @@
 #define TC_MATH_LOGICAL_NOT(K, x) K##_select((x) == K##_const(0), K##_const(1), K##_const(0))
 #define TC_MATH_LOGICAL_NOT_GRAD(K, x, y, g) K##_const(0)
 
+/* Integers nearby: floor, ceil, round (halves to even: rint in the default
+ * rounding mode, as PyTorch) and trunc. Their gradient is zero, as
+ * PyTorch's: constant almost everywhere. Integer dtypes keep x. */
+#define TC_MATH_FLOOR(K, x) K##_floor(x)
+#define TC_MATH_FLOOR_GRAD(K, x, y, g) K##_const(0)
+#define TC_MATH_CEIL(K, x) K##_ceil(x)
+#define TC_MATH_CEIL_GRAD(K, x, y, g) K##_const(0)
+#define TC_MATH_ROUND(K, x) K##_rint(x)
+#define TC_MATH_ROUND_GRAD(K, x, y, g) K##_const(0)
+#define TC_MATH_TRUNC(K, x) K##_trunc(x)
+#define TC_MATH_TRUNC_GRAD(K, x, y, g) K##_const(0)
+
 /* ---- binary ops ----
  * Comparisons and logic give 0 or 1 (the kernels store them as bool).
  * maximum and minimum propagate a NaN in a. */
@@ -232,6 +244,7 @@ TC_MATH_FN uint64_t tc_wrap_div(int64_t a, int64_t b) {
 #define TC_MATH_ABS_INTEGER(K, x) tc_wrap_abs(x)
 #define TC_MATH_SQUARE_INTEGER(K, x) TC_WRAP_MUL(x, x)
 #define TC_MATH_SIGN_INTEGER(K, x) tc_integer_sign(x)
+#define TC_MATH_INTEGER_SAME(K, x) (x)
 #define TC_MATH_ADD_INTEGER(K, a, b) TC_WRAP_ADD(a, b)
 #define TC_MATH_SUB_INTEGER(K, a, b) TC_WRAP_SUB(a, b)
 #define TC_MATH_MUL_INTEGER(K, a, b) TC_WRAP_MUL(a, b)
@@ -242,7 +255,9 @@ TC_MATH_FN uint64_t tc_wrap_div(int64_t a, int64_t b) {
 /* X(ID, formula): the ops integer (and bool) dtypes compute, and how. */
 #define TC_MATH_INTEGER_UNARY(X)                                                                                   \
     X(NEG, TC_MATH_NEG_INTEGER) X(ABS, TC_MATH_ABS_INTEGER) X(RELU, TC_MATH_RELU)                                  \
-    X(SQUARE, TC_MATH_SQUARE_INTEGER) X(SIGN, TC_MATH_SIGN_INTEGER) X(LOGICAL_NOT, TC_MATH_LOGICAL_NOT)
+    X(SQUARE, TC_MATH_SQUARE_INTEGER) X(SIGN, TC_MATH_SIGN_INTEGER) X(LOGICAL_NOT, TC_MATH_LOGICAL_NOT)            \
+    X(FLOOR, TC_MATH_INTEGER_SAME) X(CEIL, TC_MATH_INTEGER_SAME) X(ROUND, TC_MATH_INTEGER_SAME)                    \
+    X(TRUNC, TC_MATH_INTEGER_SAME)
 #define TC_MATH_INTEGER_BINARY(X)                                                                                  \
     X(ADD, TC_MATH_ADD_INTEGER) X(SUB, TC_MATH_SUB_INTEGER) X(MUL, TC_MATH_MUL_INTEGER)                            \
     X(DIV, TC_MATH_DIV_INTEGER) X(MAXIMUM, TC_MATH_MAXIMUM_INTEGER) X(MINIMUM, TC_MATH_MINIMUM_INTEGER)            \
@@ -296,7 +311,7 @@ TC_MATH_FN uint8_t tc_float_to_uint8(double v) { return v != v || v <= 0.0 ? 0 :
  * for name(double) and name##f(float), wrapped as float_<name> and
  * double_<name> below and as cuda_<name> by cuda_kernels.h. sin, cos and
  * pow each kit provides itself. */
-#define TC_MATH_LIBRARY(X) X(exp) X(log) X(log1p) X(sqrt) X(tanh) X(erfc) X(fabs)
+#define TC_MATH_LIBRARY(X) X(exp) X(log) X(log1p) X(sqrt) X(tanh) X(erfc) X(fabs) X(floor) X(ceil) X(rint) X(trunc)
 
 #ifndef __cplusplus
 #include <math.h>

@@ -218,7 +218,15 @@ static int unary(lua_State *L, tc_unary_op op) {
     return push_result(L, tc_unary_op_name(op), tc_unary(op, self(L, tc_unary_op_name(op)), &out), &out);
 }
 
-static int unary_method(lua_State *L) { return unary(L, (tc_unary_op)lua_tointeger(L, lua_upvalueindex(1))); }
+/* A unary method takes the tensor alone: an argument would be ignored (t:round(2) is not round to 2 decimals).
+ * Lua calls __unm (neg) with the operand twice. */
+static int unary_method(lua_State *L) {
+    tc_unary_op op = (tc_unary_op)lua_tointeger(L, lua_upvalueindex(1));
+    if (lua_gettop(L) > 1 && !(lua_gettop(L) == 2 && lua_rawequal(L, 1, 2)))
+        return luaL_error(L, "%s: takes no argument besides the tensor, got %d more (argument 2 a %s)",
+                          tc_unary_op_name(op), lua_gettop(L) - 1, luaL_typename(L, 2));
+    return unary(L, op);
+}
 
 /* gelu() is exact; gelu("tanh") is GPT-2's approximation. */
 static int m_gelu(lua_State *L) {

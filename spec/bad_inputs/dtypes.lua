@@ -22,6 +22,12 @@ return {
   { "uint8 compared with -1", function() return uint8({ 1 }):lt(-1) end, { "lt", "-1", "uint8" } },
   { "bool - bool", function() return bools() - bools() end, { "sub", "bool" } },
   { "-bool", function() return -bools() end, { "neg", "bool" } },
+  -- before: the 2 was ignored, giving 2 and not 2.46
+  { "round with decimals", function() return tc.tensor({ 2.456 }):round(2) end, { "round", "1 more", "number" } },
+  { "floor with an argument", function() return tc.tensor({ 2.5 }):floor("down") end, { "floor", "string" } },
+  { "ceil of a number", function() return tc.Tensor.methods.ceil(2.5) end, { "ceil", "tensor", "number" } },
+  { "trunc of nothing", function() return tc.Tensor.methods.trunc() end, { "trunc", "tensor" } },
+  { "exp with an argument", function() return tc.tensor({ 1 }):exp(2) end, { "exp", "1 more" } },
   { "matmul of bools", function() return bools():matmul(bools()) end, { "matmul", "bool" } },
   { "matmul of int64", function() return int64({ 1, 2 }):matmul(int64({ 1, 2 })) end, { "matmul", "int64" } },
   { "softmax of int64", function() return int64({ 1, 2 }):softmax(1) end, { "softmax", "int64" } },
