@@ -1906,4 +1906,180 @@ row("pad", {
     run = function(x) return x:pad({ 2, 2, 2, 2 }) end, reference = function(x) return padded(x, { 2, 2, 2, 2 }, 0) end },
 })
 
+local function std_of(correction)
+  local var = R.var(correction)
+  return function(list) return math.sqrt(var(list)) end
+end
+row("std", {
+  { name = "{3, 4} over dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:std(2) end,
+    reference = function(x) return R.reduce(x, 2, false, std_of(1)) end },
+  { name = "all, biased over dim 1, keepdim", inputs = { float({ 3, 4 }) }, run = function(x)
+    return x:std(), x:std(1, { correction = 0 }), x:std(2, { keepdim = true }), x:std({ 1, 2 }, { correction = 0 })
+  end, reference = function(x)
+    return R.reduce(x, nil, false, std_of(1)), R.reduce(x, 1, false, std_of(0)), R.reduce(x, 2, true, std_of(1)),
+      R.reduce(x, { 1, 2 }, false, std_of(0))
+  end, fd = false },
+  { name = "a transposed leaf over dim 1", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:std(1) end, reference = function(x) return R.reduce(x, 1, false, std_of(1)) end },
+})
+
+-- m + log(sum(exp(v - m))) in plain Lua, m the largest finite-or-not value (an infinite m is the result).
+local function logsumexp_of(list)
+  local m = -inf
+  for _, v in ipairs(list) do if v > m or v ~= v then m = v end end
+  if m ~= m or m == inf or m == -inf then return m end
+  local total = 0
+  for _, v in ipairs(list) do total = total + math.exp(v - m) end
+  return m + math.log(total)
+end
+row("logsumexp", {
+  { name = "{3, 4} over dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:logsumexp(2) end,
+    reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end },
+  { name = "{2, 3, 4} over dims {1, 3} keepdim, and over all", inputs = { float({ 2, 3, 4 }, -3, 3) },
+    run = function(x) return x:logsumexp({ 1, 3 }, true), x:logsumexp() end,
+    reference = function(x) return R.reduce(x, { 1, 3 }, true, logsumexp_of), R.reduce(x, nil, false, logsumexp_of) end },
+  { name = "no overflow at 1000, no underflow at -1000, -inf and +inf rows", inputs = {
+    given({ { 1000, 1000, 999 }, { -1000, -1001, -inf }, { -inf, -inf, -inf }, { 1, inf, 2 } }) },
+    run = function(x) return x:logsumexp(2) end, reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end,
+    fd = false },
+  { name = "a transposed leaf over dim 1", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:logsumexp(1) end, reference = function(x) return R.reduce(x, 1, false, logsumexp_of) end },
+  { name = "{37, 19} over dim 2", inputs = { float({ 37, 19 }, -20, 20) }, run = function(x) return x:logsumexp(-1) end,
+    reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end, fd = false },
+  { name = "over an empty dim: -inf", inputs = { float({ 0, 3 }) }, run = function(x) return x:logsumexp(1) end,
+    reference = function() return { -inf, -inf, -inf } end, shape = { 3 } },
+})
+
+-- Some zeros among the values: the third row all zeros, a few more elsewhere.
+local function with_zeros(flat)
+  for k = 11, 15 do flat[k] = 0 end
+  flat[2], flat[19] = 0, 0
+end
+for _, name in ipairs({ "any", "all" }) do
+  local function test(list)
+    for _, v in ipairs(list) do
+      local nonzero = v ~= 0 and v ~= false
+      if name == "any" and nonzero then return true end
+      if name == "all" and not nonzero then return false end
+    end
+    return name == "all"
+  end
+  row(name, {
+    { name = "{4, 5} with zeros, over dim 2, dim 1 keepdim and all, every dtype",
+      inputs = { float({ 4, 5 }, -3, 3, { patch = with_zeros }) },
+      run = function(x) return x[name](x, 2), x[name](x, 1, true), x[name](x) end,
+      reference = function(x)
+        return R.reduce(x, 2, false, test), R.reduce(x, 1, true, test), R.reduce(x, nil, false, test)
+      end, dtypes = EVERY },
+    { name = "NaN counts as non-zero", inputs = { given({ { nan, 0 }, { nan, 1 } }) },
+      run = function(x) return x[name](x, 2) end, reference = function(x) return R.reduce(x, 2, false, test) end },
+    { name = "a transposed leaf over dims {1, 2}", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+      run = function(x) return x[name](x, { 1, 2 }) end, reference = function(x) return test(R.flatten(x)) end },
+    { name = "over an empty dim", inputs = { float({ 0, 3 }) }, run = function(x) return x[name](x, 1) end,
+      reference = function() return { name == "all", name == "all", name == "all" } end, shape = { 3 } },
+  })
+end
+
+local function bmm_reference(a, b)
+  local out = {}
+  for i = 1, #a do out[i] = R.matmul(a[i], b[i]) end
+  return out
+end
+row("mm", {
+  { name = "{2, 3} @ {3, 4}", inputs = { float({ 2, 3 }), float({ 3, 4 }) }, run = function(a, b) return a:mm(b) end,
+    reference = R.matmul },
+  { name = "tc.mm with a transposed leaf", inputs = { float({ 2, 3 }, -2, 2, { layout = "transposed" }), float({ 3, 2 }) },
+    run = function(a, b) return tc.mm(a, b) end, reference = R.matmul },
+  { name = "{37, 19} @ {19, 5}", inputs = { float({ 37, 19 }), float({ 19, 5 }) },
+    run = function(a, b) return a:mm(b) end, reference = R.matmul, fd = false, device_tolerance = KERNEL,
+    tolerance = { float32 = 1e-4 } },
+})
+row("bmm", {
+  { name = "{2, 2, 3} @ {2, 3, 2}", inputs = { float({ 2, 2, 3 }), float({ 2, 3, 2 }) },
+    run = function(a, b) return a:bmm(b) end, reference = bmm_reference },
+  { name = "tc.bmm of {3, 5, 7} @ {3, 7, 4}", inputs = { float({ 3, 5, 7 }), float({ 3, 7, 4 }) },
+    run = function(a, b) return tc.bmm(a, b) end, reference = bmm_reference, fd = false, device_tolerance = KERNEL,
+    tolerance = { float32 = 1e-4 } },
+  { name = "empty batch", inputs = { float({ 0, 2, 3 }), float({ 0, 3, 2 }) },
+    run = function(a, b) return a:bmm(b) end, shape = { 0, 2, 2 } },
+})
+
+local function one_hot_reference(classes)
+  return function(index)
+    return map(function(id)
+      local vector = {}
+      for c = 1, classes do vector[c] = c - 1 == id and 1 or 0 end
+      return vector
+    end, index)
+  end
+end
+-- G.map keeps a table result as one element; flatten it back into the nested result.
+local function nested(value)
+  if type(value) ~= "table" then return value end
+  local out = {}
+  for i, v in ipairs(value) do out[i] = nested(v) end
+  return out
+end
+row("one_hot", {
+  { name = "ids {0, 2, 1, 2}: 3 classes by default, 5 given", inputs = { index({ 0, 2, 1, 2 }) },
+    run = function(ids) return tc.one_hot(ids), tc.one_hot(ids, 5) end,
+    reference = function(ids) return nested(one_hot_reference(3)(ids)), nested(one_hot_reference(5)(ids)) end,
+    dtypes = { "int64" } },
+  { name = "a {2, 2} int32 index, 4 classes", inputs = { index({ { 1, 0 }, { 3, 2 } }, "int32") },
+    run = function(ids) return tc.one_hot(ids, 4) end,
+    reference = function(ids) return nested(one_hot_reference(4)(ids)) end, dtypes = { "int32" } },
+  { name = "an empty index with num_classes", inputs = { index({}) },
+    run = function(ids) return tc.one_hot(ids, 3) end, shape = { 0, 3 }, dtypes = { "int64" } },
+})
+
+local function close_reference(rtol, atol, equal_nan)
+  return function(a, b)
+    return map(function(x, y)
+      x, y = number(x), number(y)
+      if x ~= x or y ~= y then return equal_nan == true and x ~= x and y ~= y end
+      return x == y or math.abs(x - y) <= atol + rtol * math.abs(y)
+    end, a, b)
+  end
+end
+-- Half of b a copy of a, a quarter nudged by 1e-6 relative, the rest as drawn.
+local function near_copies(flat, dtype)
+  for k = 1, #flat do
+    local v = G.values({ #flat }, -3, 3, 7)[k]
+    if dtype == "float32" or dtype == "float64" then
+      flat[k] = k % 4 == 0 and flat[k] or k % 4 == 1 and v * (1 + 1e-6) or v
+    else
+      flat[k] = k % 2 == 0 and flat[k] or math.floor(math.abs(v))
+    end
+  end
+end
+row("isclose", {
+  { name = "{4, 5}, defaults, every dtype", inputs = { const({ 4, 5 }, -3, 3, { seed = 7 }),
+    const({ 4, 5 }, -3, 3, { patch = near_copies }) },
+    run = function(a, b) return a:isclose(b) end, reference = close_reference(1e-5, 1e-8), dtypes = EVERY },
+  { name = "NaN, infinities and tolerances", inputs = { given({ nan, nan, inf, inf, 1, 1, 100, 0 }),
+    given({ nan, 1, inf, -inf, 1.05, 1.2, 100.5, 1e-9 }) },
+    run = function(a, b)
+      return tc.isclose(a, b), a:isclose(b, { equal_nan = true }), a:isclose(b, { rtol = 0.1, atol = 0 }),
+        a:isclose(b, { rtol = 0, atol = 0.5 })
+    end, reference = function(a, b)
+      return close_reference(1e-5, 1e-8)(a, b), close_reference(1e-5, 1e-8, true)(a, b),
+        close_reference(0.1, 0)(a, b), close_reference(0, 0.5)(a, b)
+    end, dtypes = FLOAT64 },
+  { name = "broadcasting {3, 1} against {4}", inputs = { const({ 3, 1 }), const({ 4 }) },
+    run = function(a, b) return a:isclose(b, { atol = 1 }) end, reference = function(a, b)
+      local rows = {}
+      for i = 1, 3 do rows[i] = close_reference(1e-5, 1)({ a[i][1], a[i][1], a[i][1], a[i][1] }, b) end
+      return rows
+    end },
+})
+row("allclose", {
+  { name = "equal, within, beyond the tolerance, every dtype", inputs = { const({ 3, 4 }, -3, 3, { seed = 11 }) },
+    run = function(a)
+      return tc.allclose(a, a), a:allclose(a + 1, { atol = 1.5 }), a:allclose(a + 1)
+    end, reference = function() return true, true, false end, dtypes = NO_BOOL },
+  { name = "NaN only with equal_nan", inputs = { given({ 1, nan }) },
+    run = function(a) return a:allclose(a), a:allclose(a, { equal_nan = true }) end,
+    reference = function() return false, true end, dtypes = FLOAT64 },
+})
+
 return rows

@@ -5,7 +5,9 @@
 --   tc.full_like, tc.empty_like, tc.rand_like, tc.randn_like;
 --   t:split, t:chunk, t:unbind (narrow/select views), t:t(), t:flip and
 --   t:tril/t:triu (index_select, where), t:tile and t["repeat"] (expand then
---   reshape), t:pad (cat with constant blocks, narrow for negative pads).
+--   reshape), t:pad (cat with constant blocks, narrow for negative pads);
+--   t:std (var), t:logsumexp, t:all, t:any (reductions), mm and bmm (matmul
+--   with their own shape checks), tc.one_hot (eq), isclose and allclose.
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
@@ -50,6 +52,18 @@ M.ops = {
     summary = "repeated along dims (expand, reshape); t[\"repeat\"] too" },
   { name = "pad", arity = 1, differentiable = true, integers = true,
     summary = "constant padding or cropping of the last dims (cat, narrow)" },
+  { name = "std", arity = 1, differentiable = true, float_only = true, summary = "standard deviation (sqrt of var)" },
+  { name = "logsumexp", arity = 1, differentiable = true, float_only = true,
+    summary = "log(sum(exp(x))) over dims, shifted by the max so it neither overflows nor underflows" },
+  { name = "all", arity = 1, integers = true, bool_result = true, summary = "whether every element is non-zero" },
+  { name = "any", arity = 1, integers = true, bool_result = true, summary = "whether some element is non-zero" },
+  { name = "mm", arity = 2, differentiable = true, float_only = true, summary = "matrix product of two matrices" },
+  { name = "bmm", arity = 2, differentiable = true, float_only = true,
+    summary = "batched matrix product of {B, n, k} and {B, k, m}" },
+  { name = "one_hot", arity = 1, integers = true, summary = "int64 one-hot vectors of 0-based class ids" },
+  { name = "isclose", arity = 2, integers = true, bool_result = true,
+    summary = "|a - b| <= atol + rtol * |b|, element-wise, broadcasting" },
+  { name = "allclose", arity = 2, integers = true, summary = "whether isclose holds everywhere (a boolean)" },
 }
 
 local function fail(format, ...)
@@ -491,5 +505,213 @@ end
 function functions.pad(t, pads, value)
   return methods.pad(t, pads, value)
 end
+
+-- ---------------------------------------------------------------- reductions
+
+-- The 1-based dims a reduction's `dims` (nil: all, a dim or a list) names, distinct.
+local function reduced_dims(name, t, dims)
+  if dims == nil then
+    local all = {}
+    for d = 1, t:dim() do
+      all[d] = d
+    end
+    return all
+  end
+  return dims_of(name, t, dims)
+end
+
+local function check_keepdim(name, keepdim)
+  if keepdim ~= nil and type(keepdim) ~= "boolean" then
+    fail("%s: keepdim must be a boolean, got %s", name, describe(keepdim))
+  end
+end
+
+--- The standard deviation over dims: sqrt of var with the same arguments (correction 1 by default).
+function methods.std(t, dims, options)
+  check_tensor("std", "self", t)
+  local ok, variance = pcall(t.var, t, dims, options)
+  if not ok then
+    fail("std: %s", (errors.strip_location(variance):gsub("^var: ", "")))
+  end
+  return variance:sqrt()
+end
+
+--- log(sum(exp(t))) over dims (nil: all): the max m of each slice is taken out first, m + log(sum(exp(t - m))), so
+-- large values do not overflow nor very negative ones vanish; an infinite m stays as it is. Integers: as float32.
+function methods.logsumexp(t, dims, keepdim)
+  check_tensor("logsumexp", "self", t)
+  check_keepdim("logsumexp", keepdim)
+  local list = reduced_dims("logsumexp", t, dims)
+  if not floats[t.dtype] then
+    t = t:to("float32")
+  end
+  local shift
+  if t:numel() > 0 then
+    shift = t:detach()
+    for _, dim in ipairs(list) do
+      shift = shift:max(dim, true)
+    end
+    -- a slice of -inf (or +inf) keeps its infinity: shifting by it would give NaN
+    shift = shift:abs():eq(math.huge):where(0, shift)
+  else
+    local shape = t.shape
+    for _, dim in ipairs(list) do
+      shape[dim] = 1
+    end
+    shift = core.zeros(shape, { dtype = t.dtype })
+    shift = t.device ~= "cpu" and shift:to(t.device) or shift
+  end
+  local result = (t - shift):exp():sum(list, true):log() + shift
+  if not keepdim and #list > 0 then
+    local shape = {}
+    local kept = {}
+    for _, dim in ipairs(list) do
+      kept[dim] = true
+    end
+    for d, size in ipairs(result.shape) do
+      if not kept[d] then
+        shape[#shape + 1] = size
+      end
+    end
+    result = #shape == 0 and result:reshape({}) or result:reshape(shape)
+  end
+  return result
+end
+
+--- Whether some element over dims (nil: all) is non-zero (NaN counts), as bool.
+function methods.any(t, dims, keepdim)
+  check_tensor("any", "self", t)
+  check_keepdim("any", keepdim)
+  local list = reduced_dims("any", t, dims)
+  return t:ne(0):to("int64"):sum(list, keepdim or false):gt(0)
+end
+
+--- Whether every element over dims (nil: all) is non-zero, as bool; true over nothing.
+function methods.all(t, dims, keepdim)
+  check_tensor("all", "self", t)
+  check_keepdim("all", keepdim)
+  local list = reduced_dims("all", t, dims)
+  return t:eq(0):to("int64"):sum(list, keepdim or false):eq(0)
+end
+
+-- ---------------------------------------------------------------- products
+
+local function check_float_matrices(name, a, b, ndim)
+  check_tensor(name, "argument 1", a)
+  check_tensor(name, "argument 2", b)
+  if a:dim() ~= ndim or b:dim() ~= ndim then
+    fail("%s: expects two %d-D tensors, got shapes %s and %s", name, ndim, shape_string(a.shape),
+      shape_string(b.shape))
+  end
+  if not floats[a.dtype] or a.dtype ~= b.dtype then
+    fail("%s: expects two float32 or two float64 tensors, got %s and %s", name, a.dtype, b.dtype)
+  end
+  if a:size(-1) ~= b:size(-2) then
+    fail("%s: the shapes %s and %s do not fit: %d columns against %d rows", name, shape_string(a.shape),
+      shape_string(b.shape), a:size(-1), b:size(-2))
+  end
+end
+
+--- The product of an {n, k} and a {k, m} matrix (matmul without broadcasting).
+function methods.mm(a, b)
+  check_float_matrices("mm", a, b, 2)
+  return a:matmul(b)
+end
+
+--- The products of {B, n, k} and {B, k, m} batches, matrix by matrix (matmul without broadcasting).
+function methods.bmm(a, b)
+  check_float_matrices("bmm", a, b, 3)
+  if a:size(1) ~= b:size(1) then
+    fail("bmm: the batch sizes differ: shapes %s and %s", shape_string(a.shape), shape_string(b.shape))
+  end
+  return a:matmul(b)
+end
+
+functions.mm = methods.mm
+functions.bmm = methods.bmm
+
+-- ---------------------------------------------------------------- one_hot, isclose
+
+--- {..., num_classes} int64 one-hot vectors of the 0-based ids of an integer tensor; num_classes defaults to the
+-- largest id + 1.
+function functions.one_hot(index, num_classes)
+  check_tensor("one_hot", "index", index)
+  if not integers[index.dtype] and index.dtype ~= "uint8" then
+    fail("one_hot: index must be an integer tensor, got %s", index.dtype)
+  end
+  if num_classes ~= nil then
+    check_integer("one_hot", "num_classes", num_classes, 1)
+  end
+  if index:numel() == 0 then
+    if num_classes == nil then
+      fail("one_hot: num_classes is needed for an empty index (shape %s)", shape_string(index.shape))
+    end
+  else
+    local low, high = index:min():item(), index:max():item()
+    num_classes = num_classes or high + 1
+    if low < 0 or high >= num_classes then
+      fail("one_hot: index %s is out of range for %s classes (ids are 0 to %s)", describe(low < 0 and low or high),
+        describe(num_classes), describe(num_classes - 1))
+    end
+  end
+  local classes = core.arange(num_classes)
+  classes = index.device ~= "cpu" and classes:to(index.device) or classes
+  return index:to("int64"):unsqueeze(-1):eq(classes):to("int64")
+end
+
+local function close_options(name, options)
+  if options ~= nil and type(options) ~= "table" then
+    fail("%s: options must be a table {rtol =, atol =, equal_nan =}, got %s", name, type(options))
+  end
+  options = options or {}
+  check_options(name, options, { "rtol", "atol", "equal_nan" }, 3)
+  local rtol, atol = options.rtol or 1e-5, options.atol or 1e-8
+  for _, pair in ipairs({ { "rtol", rtol }, { "atol", atol } }) do
+    if type(pair[2]) ~= "number" or not (pair[2] >= 0) then
+      fail("%s: %s must be a number >= 0, got %s", name, pair[1], describe(pair[2]))
+    end
+  end
+  if options.equal_nan ~= nil and type(options.equal_nan) ~= "boolean" then
+    fail("%s: equal_nan must be a boolean, got %s", name, describe(options.equal_nan))
+  end
+  return rtol, atol, options.equal_nan
+end
+
+--- |a - b| <= atol + rtol * |b| element by element (broadcasting), as bool; equal infinities are close, NaN is
+-- close to NaN only with equal_nan. Compared in float64 (integers too).
+local function isclose(name, a, b, options)
+  check_tensor(name, "argument 1", a)
+  if type(b) == "number" then
+    b = core.tensor(b, { dtype = "float64" })
+    b = a.device ~= "cpu" and b:to(a.device) or b
+  end
+  check_tensor(name, "argument 2", b)
+  local rtol, atol, equal_nan = close_options(name, options)
+  if a.device ~= b.device then
+    fail("%s: the tensors are on different devices: %s and %s", name, a.device, b.device)
+  end
+  local x, y = a:detach():to("float64"), b:detach():to("float64")
+  local ok, difference = pcall(function() return (x - y):abs() end)
+  if not ok then
+    fail("%s: %s", name, (errors.strip_location(difference):gsub("^sub: ", "")))
+  end
+  local close = difference:le(y:abs() * rtol + atol):logical_or(x:eq(y))
+  if equal_nan then
+    close = close:logical_or(x:ne(x):logical_and(y:ne(y)))
+  end
+  return close
+end
+
+function methods.isclose(a, b, options)
+  return isclose("isclose", a, b, options)
+end
+
+--- Whether isclose(a, b, options) holds for every element: a Lua boolean.
+function methods.allclose(a, b, options)
+  return isclose("allclose", a, b, options):all():item()
+end
+
+functions.isclose = methods.isclose
+functions.allclose = methods.allclose
 
 return M
