@@ -43,6 +43,9 @@ int binding_check_shape(lua_State *L, int idx, int64_t *shape, const char *funct
 /* The path string at idx; a Lua error naming function when it is not a
  * string, is empty or holds a NUL byte (C would cut it there). */
 const char *binding_check_path(lua_State *L, int idx, const char *function);
+/* The options table at idx (0 when absent); raises an error for a key that is
+ * not in `allowed` (NULL-terminated). */
+int binding_check_options(lua_State *L, int idx, const char *function, const char *const *allowed);
 tc_dtype binding_opt_dtype(lua_State *L, int idx, const char *field, tc_dtype fallback, const char *function);
 
 void binding_register_ops(lua_State *L, int methods_index, int module_index);

@@ -24,34 +24,6 @@ static tc_tensor *opt_tensor(lua_State *L, int idx, const char *function) {
     return binding_check_tensor(L, idx, function);
 }
 
-/* The options table at idx (0 when absent); raises an error for a key that is
- * not in `allowed` (NULL-terminated). */
-static int check_options(lua_State *L, int idx, const char *function, const char *const *allowed) {
-    if (lua_isnoneornil(L, idx)) return 0;
-    if (!lua_istable(L, idx))
-        luaL_error(L, "%s: argument %d (options) must be a table, got %s", function, idx, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        bool known = false;
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (const char *const *name = allowed; *name && !known; name++)
-                known = strcmp(*name, lua_tostring(L, -1)) == 0;
-        if (!known) {
-            luaL_Buffer names;
-            luaL_buffinit(L, &names);
-            for (const char *const *name = allowed; *name; name++) {
-                if (name != allowed) luaL_addstring(&names, ", ");
-                luaL_addstring(&names, *name);
-            }
-            luaL_pushresult(&names);
-            const char *key = luaL_tolstring(L, -2, NULL);
-            luaL_error(L, "%s: unknown option '%s' (valid: %s)", function, key, lua_tostring(L, -2));
-        }
-    }
-    return idx;
-}
-
 static double opt_number_field(lua_State *L, int options, const char *field, double fallback, const char *function) {
     if (!options) return fallback;
     double value = fallback;
@@ -131,7 +103,7 @@ static int l_attention(lua_State *L) {
         return luaL_error(L, "attention: argument 2 (n_head) must be an integer, got %s", luaL_typename(L, 2));
     lua_Integer n_head = lua_tointeger(L, 2);
     if (n_head < 1 || n_head > 1 << 20) return luaL_error(L, "attention: n_head must be >= 1, got %d", (int)n_head);
-    int options = check_options(L, 3, "attention", allowed);
+    int options = binding_check_options(L, 3, "attention", allowed);
     bool causal = opt_boolean_field(L, options, "causal", true, "attention");
     tc_tensor *out = NULL;
     return push_result(L, tc_attention(qkv, (int)n_head, causal, &out), &out);
@@ -142,7 +114,7 @@ static int l_attention(lua_State *L) {
 static int l_rope(lua_State *L) {
     static const char *const allowed[] = {"base", "time_dim", "interleaved", NULL};
     tc_tensor *x = binding_check_tensor(L, 1, "rope"), *positions = binding_check_tensor(L, 2, "rope");
-    int options = check_options(L, 3, "rope", allowed);
+    int options = binding_check_options(L, 3, "rope", allowed);
     double base = opt_number_field(L, options, "base", 10000.0, "rope");
     lua_Integer time_dim = opt_integer_field(L, options, "time_dim", 2, false, "rope");
     if (time_dim != 2 && time_dim != 3)
@@ -181,7 +153,7 @@ static int l_attention_cached(lua_State *L) {
     lua_Integer n_head = check_integer_argument(L, 5, "n_head", function);
     if (n_head < 1 || n_head > 1 << 20)
         return luaL_error(L, "%s: n_head must be between 1 and %d, got %I", function, 1 << 20, n_head);
-    int options = check_options(L, 6, function, allowed);
+    int options = binding_check_options(L, 6, function, allowed);
     bool causal = opt_boolean_field(L, options, "causal", true, function);
     tc_tensor *out = NULL;
     return push_result(L, tc_attention_cached(qkv, k_cache, v_cache, position, (int)n_head, causal, &out), &out);
@@ -294,7 +266,7 @@ static int l_cross_entropy(lua_State *L) {
     static const char *const allowed[] = {"ignore_index", NULL};
     tc_tensor *logits = binding_check_tensor(L, 1, "cross_entropy");
     tc_tensor *targets = binding_check_tensor(L, 2, "cross_entropy");
-    int options = check_options(L, 3, "cross_entropy", allowed);
+    int options = binding_check_options(L, 3, "cross_entropy", allowed);
     lua_Integer ignore_index = opt_integer_field(L, options, "ignore_index", -100, false, "cross_entropy");
     tc_tensor *out = NULL;
     return push_result(L, tc_cross_entropy(logits, targets, ignore_index, &out), &out);
@@ -310,7 +282,7 @@ static int l_adamw_step(lua_State *L) {
     tc_tensor *param = binding_check_tensor(L, 1, function), *grad = binding_check_tensor(L, 2, function);
     tc_tensor *m = binding_check_tensor(L, 3, function), *v = binding_check_tensor(L, 4, function);
     if (lua_isnoneornil(L, 5)) return luaL_error(L, "%s: argument 5 (options with step) is required", function);
-    int options = check_options(L, 5, function, allowed);
+    int options = binding_check_options(L, 5, function, allowed);
     lua_Integer step = opt_integer_field(L, options, "step", 0, true, function);
     double lr = opt_number_field(L, options, "lr", 1e-3, function);
     double beta1 = opt_number_field(L, options, "beta1", 0.9, function);
@@ -346,7 +318,7 @@ static int l_adamw_steps(lua_State *L) {
         if (luaL_len(L, a) != n)
             return luaL_error(L, "%s: %s has %d entries but params has %d", function, lists[a - 1],
                               (int)luaL_len(L, a), (int)n);
-    int options = check_options(L, 6, function, allowed);
+    int options = binding_check_options(L, 6, function, allowed);
     double lr = opt_number_field(L, options, "lr", 1e-3, function);
     double beta1 = opt_number_field(L, options, "beta1", 0.9, function);
     double beta2 = opt_number_field(L, options, "beta2", 0.999, function);
@@ -380,7 +352,7 @@ static int l_sgd_step(lua_State *L) {
     tc_tensor *param = binding_check_tensor(L, 1, function), *grad = binding_check_tensor(L, 2, function);
     tc_tensor *buffer = opt_tensor(L, 3, function);
     if (lua_isnoneornil(L, 4)) return luaL_error(L, "%s: argument 4 (options with lr) is required", function);
-    int options = check_options(L, 4, function, allowed);
+    int options = binding_check_options(L, 4, function, allowed);
     lua_getfield(L, options, "lr");
     if (lua_isnil(L, -1)) return luaL_error(L, "%s: option lr is required", function);
     lua_pop(L, 1);

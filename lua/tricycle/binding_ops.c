@@ -5,6 +5,7 @@
  */
 #include "binding.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -335,19 +336,60 @@ static int extreme(lua_State *L, tc_reduce_op op, tc_reduce_op arg_op, const cha
 static int m_max(lua_State *L) { return extreme(L, TC_REDUCE_MAX, TC_REDUCE_ARGMAX, "max"); }
 static int m_min(lua_State *L) { return extreme(L, TC_REDUCE_MIN, TC_REDUCE_ARGMIN, "min"); }
 
-/* var(dims, {correction = 1, keepdim = false}) */
+/* The options table at idx (0 when absent); raises an error for a key that is
+ * not in `allowed` (NULL-terminated). */
+int binding_check_options(lua_State *L, int idx, const char *function, const char *const *allowed) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: argument %d (options) must be a table, got %s", function, idx, luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        bool known = false;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (const char *const *name = allowed; *name && !known; name++)
+                known = strcmp(*name, lua_tostring(L, -1)) == 0;
+        if (!known) {
+            luaL_Buffer names;
+            luaL_buffinit(L, &names);
+            for (const char *const *name = allowed; *name; name++) {
+                if (name != allowed) luaL_addstring(&names, ", ");
+                luaL_addstring(&names, *name);
+            }
+            luaL_pushresult(&names);
+            const char *key = luaL_tolstring(L, -2, NULL);
+            luaL_error(L, "%s: unknown option '%s' (valid: %s)", function, key, lua_tostring(L, -2));
+        }
+    }
+    return idx;
+}
+
+/* var(dims, {correction = 1, keepdim = false}) or var(dims, keepdim): correction an integer from 0 to INT_MAX,
+ * keepdim a boolean. */
 static int m_var(lua_State *L) {
     tc_tensor *t = self(L, "var"), *out;
     int dims[TC_MAX_DIMS];
     int n = read_dims(L, 2, dims, "var");
     int correction = 1;
     bool keepdim = false;
+    static const char *const var_options[] = {"correction", "keepdim", NULL};
     if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "correction");
-        if (!lua_isnil(L, -1)) correction = (int)luaL_checkinteger(L, -1);
-        lua_getfield(L, 3, "keepdim");
+        binding_check_options(L, 3, "var", var_options);
+        if (lua_getfield(L, 3, "correction") != LUA_TNIL) {
+            lua_Integer value = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+            if (value < 0 || value > INT_MAX)
+                return luaL_error(L, "var: correction must be an integer from 0 to %d, got %s", INT_MAX,
+                                  luaL_tolstring(L, -1, NULL));
+            correction = (int)value;
+        }
+        int keepdim_type = lua_getfield(L, 3, "keepdim");
+        if (keepdim_type != LUA_TNIL && keepdim_type != LUA_TBOOLEAN)
+            return luaL_error(L, "var: keepdim must be a boolean, got %s", luaL_typename(L, -1));
         keepdim = lua_toboolean(L, -1);
         lua_pop(L, 2);
+    } else if (!lua_isnoneornil(L, 3) && !lua_isboolean(L, 3)) {
+        return luaL_error(L, "var: argument 3 must be an options table {correction =, keepdim =} or keepdim, got %s",
+                          luaL_typename(L, 3));
     } else {
         keepdim = lua_toboolean(L, 3);
     }

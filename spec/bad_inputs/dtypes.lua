@@ -28,6 +28,23 @@ return {
   { "ceil of a number", function() return tc.Tensor.methods.ceil(2.5) end, { "ceil", "tensor", "number" } },
   { "trunc of nothing", function() return tc.Tensor.methods.trunc() end, { "trunc", "tensor" } },
   { "exp with an argument", function() return tc.tensor({ 1 }):exp(2) end, { "exp", "1 more" } },
+  { "mm of int64", function() return tc.mm(int64({ { 1 } }), int64({ { 1 } })) end, { "mm", "int64" } },
+  { "bmm of float32 and float64", function()
+    return tc.bmm(tc.zeros({ 1, 1, 1 }), tc.zeros({ 1, 1, 1 }, { dtype = "float64" }))
+  end, { "bmm", "float32", "float64" } },
+  { "one_hot of a float tensor", function() return tc.one_hot(tc.tensor({ 1.0 })) end,
+    { "one_hot", "integer", "float32" } },
+  { "isclose with a misspelt option", function() return tc.isclose(tc.zeros({ 1 }), tc.zeros({ 1 }), { tol = 1 }) end,
+    { "isclose", "tol", "valid: atol, equal_nan, rtol" } },
+  { "isclose with a negative rtol", function() return tc.zeros({ 1 }):isclose(tc.zeros({ 1 }), { rtol = -1 }) end,
+    { "isclose", "rtol", "-1" } },
+  { "isclose with a NaN atol", function() return tc.zeros({ 1 }):isclose(tc.zeros({ 1 }), { atol = 0 / 0 }) end,
+    { "isclose", "atol", "nan" } },
+  { "allclose with equal_nan a string", function()
+    return tc.allclose(tc.zeros({ 1 }), tc.zeros({ 1 }), { equal_nan = "yes" })
+  end, { "allclose", "equal_nan", "yes" } },
+  { "allclose of a tensor and a string", function() return tc.allclose(tc.zeros({ 1 }), "0") end,
+    { "allclose", "argument 2", "string" } },
   { "matmul of bools", function() return bools():matmul(bools()) end, { "matmul", "bool" } },
   { "matmul of int64", function() return int64({ 1, 2 }):matmul(int64({ 1, 2 })) end, { "matmul", "int64" } },
   { "softmax of int64", function() return int64({ 1, 2 }):softmax(1) end, { "softmax", "int64" } },

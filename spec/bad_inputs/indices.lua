@@ -87,4 +87,17 @@ return {
   { "a dim given as a string", function() return tc.zeros({ 2 }):sum("1") end, { "sum", "string" } },
   { "a dim given as a fraction", function() return tc.zeros({ 2 }):sum(1.5) end, { "sum", "integer" } },
   { "item of an empty tensor", function() return tc.zeros({ 0 }):item() end, { "item", "{0}" } },
+  -- before: one_hot did not exist; eq against arange would give an all-zero row for an id out of range
+  { "one_hot of an id past num_classes", function() return tc.one_hot(tc.tensor({ 0, 3 }, { dtype = "int64" }), 3) end,
+    { "one_hot", "index 3", "3 classes" } },
+  { "one_hot of a negative id", function() return tc.one_hot(tc.tensor({ -1, 0 }, { dtype = "int64" })) end,
+    { "one_hot", "index -1" } },
+  { "one_hot with 0 classes", function() return tc.one_hot(tc.tensor({ 0 }, { dtype = "int64" }), 0) end,
+    { "one_hot", "num_classes", "0" } },
+  { "one_hot with 2.5 classes", function() return tc.one_hot(tc.tensor({ 0 }, { dtype = "int64" }), 2.5) end,
+    { "one_hot", "num_classes", "2.5" } },
+  { "one_hot of an empty index without num_classes", function()
+    return tc.one_hot(tc.zeros({ 0 }, { dtype = "int64" }))
+  end, { "one_hot", "num_classes", "empty", "{0}" } },
+  { "one_hot of a number", function() return tc.one_hot(3, 4) end, { "one_hot", "index", "number" } },
 }
