@@ -1714,7 +1714,10 @@ row("randint", {
     end
     for v = -2, 2 do assert.is_true(seen[v], "never drew " .. v) end
   end, dtypes = FLOAT64 },
-  { name = "randint(high, shape), int32", run = function() return tc.randint(10, { 2, 3 }, { dtype = "int32" }) end,
+  { name = "randint(high, shape), int32, seeded (so every backend draws alike)", run = function()
+    tc.manual_seed(7)
+    return tc.randint(10, { 2, 3 }, { dtype = "int32" })
+  end,
     check = function() assert.are.equal("int32", tc.randint(10, { 2 }, { dtype = "int32" }).dtype) end,
     shape = { 2, 3 }, dtypes = FLOAT64 },
 })
@@ -1782,7 +1785,8 @@ row("empty_like", {
   end, shape = { 2, 3 }, dtypes = EVERY },
 })
 row("rand_like", {
-  { name = "{20, 30}: in [0, 1)", inputs = { float({ 20, 30 }) }, run = function(x, env)
+  { name = "{20, 30}: in [0, 1), seeded", inputs = { float({ 20, 30 }) }, run = function(x, env)
+    tc.manual_seed(7)
     local made = like_result(tc.rand_like(x), x, env)
     assert.is_true(made:min():item() >= 0 and made:max():item() < 1)
     assert.is_true(math.abs(made:mean():item() - 0.5) < 0.1)
@@ -1790,7 +1794,8 @@ row("rand_like", {
   end, shape = { 20, 30 } },
 })
 row("randn_like", {
-  { name = "{20, 30}: mean near 0, variance near 1", inputs = { float({ 20, 30 }) }, run = function(x, env)
+  { name = "{20, 30}: mean near 0, variance near 1, seeded", inputs = { float({ 20, 30 }) }, run = function(x, env)
+    tc.manual_seed(7)
     local made = like_result(tc.randn_like(x), x, env)
     assert.is_true(math.abs(made:mean():item()) < 0.2 and math.abs(made:var():item() - 1) < 0.2)
     return made
@@ -1850,7 +1855,8 @@ row("t", {
     run = function(x, s) return x:t(), s:t() end, reference = function(x, s) return x, s end },
 })
 row("flip", {
-  { name = "dim 2, then dims {1, -1}", inputs = { float({ 2, 5 }) }, run = function(x) return x:flip(2), x:flip({ 1, -1 }) end,
+  { name = "dim 2, then dims {1, -1}", inputs = { float({ 2, 5 }) },
+    run = function(x) return x:flip(2), x:flip({ 1, -1 }) end,
     reference = function(x) return flipped(x, { 2 }), flipped(x, { 1, 2 }) end },
   { name = "{2, 3} over both dims", inputs = { float({ 2, 3 }) }, run = function(x) return x:flip({ 1, 2 }) end,
     reference = function(x) return flipped(x, { 1, 2 }) end },
@@ -1877,7 +1883,8 @@ for _, name in ipairs({ "tril", "triu" }) do
     { name = "{3, 3} off the diagonal", inputs = { float({ 3, 3 }) }, run = function(x)
       return x[name](x, lower and -1 or 1)
     end, reference = function(x, env) return triangle(x, lower and -1 or 1, lower, env) end },
-    { name = "a batch {2, 3, 4} seen through expand", inputs = { float({ 3, 4 }, -2, 2, { view = expand_to(2, 3, 4) }) },
+    { name = "a batch {2, 3, 4} seen through expand",
+      inputs = { float({ 3, 4 }, -2, 2, { view = expand_to(2, 3, 4) }) },
       run = function(x) return x[name](x) end, reference = function(x, env) return triangle(x, 0, lower, env) end },
   })
 end
@@ -1903,7 +1910,8 @@ row("pad", {
     run = function(x) return x:pad({ -1, 1 }) end, reference = function(x) return padded(x, { -1, 1 }, 0) end,
     dtypes = NO_BOOL, fd = false },
   { name = "a transposed leaf {3, 2} by 2 on each side", inputs = { float({ 3, 2 }, -2, 2, { layout = "transposed" }) },
-    run = function(x) return x:pad({ 2, 2, 2, 2 }) end, reference = function(x) return padded(x, { 2, 2, 2, 2 }, 0) end },
+    run = function(x) return x:pad({ 2, 2, 2, 2 }) end,
+    reference = function(x) return padded(x, { 2, 2, 2, 2 }, 0) end },
 })
 
 local function std_of(correction)
@@ -1937,13 +1945,16 @@ row("logsumexp", {
     reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end },
   { name = "{2, 3, 4} over dims {1, 3} keepdim, and over all", inputs = { float({ 2, 3, 4 }, -3, 3) },
     run = function(x) return x:logsumexp({ 1, 3 }, true), x:logsumexp() end,
-    reference = function(x) return R.reduce(x, { 1, 3 }, true, logsumexp_of), R.reduce(x, nil, false, logsumexp_of) end },
+    reference = function(x)
+      return R.reduce(x, { 1, 3 }, true, logsumexp_of), R.reduce(x, nil, false, logsumexp_of)
+    end },
   { name = "no overflow at 1000, no underflow at -1000, -inf and +inf rows", inputs = {
     given({ { 1000, 1000, 999 }, { -1000, -1001, -inf }, { -inf, -inf, -inf }, { 1, inf, 2 } }) },
     run = function(x) return x:logsumexp(2) end, reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end,
     fd = false },
   { name = "a transposed leaf over dim 1", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
-    run = function(x) return x:logsumexp(1) end, reference = function(x) return R.reduce(x, 1, false, logsumexp_of) end },
+    run = function(x) return x:logsumexp(1) end,
+    reference = function(x) return R.reduce(x, 1, false, logsumexp_of) end },
   { name = "{37, 19} over dim 2", inputs = { float({ 37, 19 }, -20, 20) }, run = function(x) return x:logsumexp(-1) end,
     reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end, fd = false },
   { name = "over an empty dim: -inf", inputs = { float({ 0, 3 }) }, run = function(x) return x:logsumexp(1) end,
@@ -1988,7 +1999,8 @@ end
 row("mm", {
   { name = "{2, 3} @ {3, 4}", inputs = { float({ 2, 3 }), float({ 3, 4 }) }, run = function(a, b) return a:mm(b) end,
     reference = R.matmul },
-  { name = "tc.mm with a transposed leaf", inputs = { float({ 2, 3 }, -2, 2, { layout = "transposed" }), float({ 3, 2 }) },
+  { name = "tc.mm with a transposed leaf",
+    inputs = { float({ 2, 3 }, -2, 2, { layout = "transposed" }), float({ 3, 2 }) },
     run = function(a, b) return tc.mm(a, b) end, reference = R.matmul },
   { name = "{37, 19} @ {19, 5}", inputs = { float({ 37, 19 }), float({ 19, 5 }) },
     run = function(a, b) return a:mm(b) end, reference = R.matmul, fd = false, device_tolerance = KERNEL,
