@@ -2094,4 +2094,76 @@ row("allclose", {
     reference = function() return false, true end, dtypes = FLOAT64 },
 })
 
+local function product(list)
+  local total = 1
+  for _, v in ipairs(list) do total = total * number(v) end
+  return total
+end
+row("prod", {
+  { name = "{3, 4} over dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:prod(2) end,
+    reference = function(x) return R.reduce(x, 2, false, product) end },
+  { name = "{3, 5} with a zero, over dim 1 keepdim and all",
+    inputs = { float({ 3, 5 }, -2, 2, { patch = { [4] = 0 } }) },
+    run = function(x) return x:prod(1, true), x:prod() end,
+    reference = function(x) return R.reduce(x, 1, true, product), R.reduce(x, nil, false, product) end },
+  { name = "{2, 3, 5} over dims {1, 3}", inputs = { float({ 2, 3, 5 }, 0.5, 1.5) },
+    run = function(x) return x:prod({ 1, 3 }) end,
+    reference = function(x) return R.reduce(x, { 1, 3 }, false, product) end },
+  { name = "{4, 5} over dim 2 and all, every dtype (int64 for integers)", inputs = { float({ 4, 5 }, -3, 3) },
+    run = function(x) return x:prod(2), x:prod() end,
+    reference = function(x) return R.reduce(x, 2, false, product), R.reduce(x, nil, false, product) end,
+    check = function(env)
+      local t = env.tensor({ 1, 2 }, { dtype = env.dtype })
+      assert.are.equal((env.dtype == "float32" or env.dtype == "float64") and env.dtype or "int64", t:prod().dtype)
+    end, dtypes = EVERY, fd = false },
+  { name = "a transposed leaf over dim 1", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:prod(1) end, reference = function(x) return R.reduce(x, 1, false, product) end },
+  { name = "{37, 19} in [0.9, 1.1] over dim 2", inputs = { float({ 37, 19 }, 0.9, 1.1) },
+    run = function(x) return x:prod(-1) end, reference = function(x) return R.reduce(x, 2, false, product) end,
+    fd = false },
+  { name = "over an empty dim: 1", inputs = { float({ 0, 3 }) }, run = function(x) return x:prod(1) end,
+    reference = function() return { 1, 1, 1 } end, shape = { 3 } },
+  { name = "over dims of size 1: a copy", inputs = { float({ 1, 3 }) }, run = function(x)
+    local p = x:prod(1)
+    x:detach():fill_(5)
+    return p
+  end, reference = function(x) return x[1] end },
+})
+
+local function running_sums(row_values)
+  local out, total = {}, 0
+  for i, v in ipairs(row_values) do
+    total = total + number(v)
+    out[i] = total
+  end
+  return out
+end
+row("cumsum", {
+  { name = "{3, 4} along dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:cumsum(2) end,
+    reference = function(x) return R.along(x, 2, running_sums) end },
+  { name = "{5, 3} along dim 1 and dim -1", inputs = { float({ 5, 3 }) },
+    run = function(x) return x:cumsum(1), x:cumsum(-1) end,
+    reference = function(x) return R.along(x, 1, running_sums), R.along(x, 2, running_sums) end },
+  { name = "{4, 7} along both dims, every dtype (int64 for integers)", inputs = { float({ 4, 7 }, -3, 3) },
+    run = function(x) return x:cumsum(2), x:cumsum(1) end,
+    reference = function(x) return R.along(x, 2, running_sums), R.along(x, 1, running_sums) end,
+    check = function(env)
+      local t = env.tensor({ 1, 2 }, { dtype = env.dtype })
+      assert.are.equal((env.dtype == "float32" or env.dtype == "float64") and env.dtype or "int64", t:cumsum(1).dtype)
+    end, dtypes = EVERY, fd = false },
+  { name = "a transposed leaf along dim 2", inputs = { float({ 3, 5 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:cumsum(2) end, reference = function(x) return R.along(x, 2, running_sums) end },
+  { name = "{3, 300} along dim 2", inputs = { float({ 3, 300 }) }, run = function(x) return x:cumsum(2) end,
+    reference = function(x) return R.along(x, 2, running_sums) end, fd = false,
+    tolerance = { float32 = { rtol = 1e-5, atol = 1e-4 } } },
+  { name = "0-D", inputs = { given(3) }, run = function(x) return x:cumsum(1), x:cumsum(-1) end,
+    reference = function(x) return x, x end },
+  { name = "a dim of 1: a copy", inputs = { float({ 1, 2 }) }, run = function(x)
+    local sums = x:cumsum(1)
+    x:detach():fill_(5)
+    return sums
+  end, reference = function(x) return x end },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:cumsum(1) end, shape = { 0, 3 } },
+})
+
 return rows

@@ -6,7 +6,8 @@
 --   t:split, t:chunk, t:unbind (narrow/select views), t:t(), t:flip and
 --   t:tril/t:triu (index_select, where), t:tile and t["repeat"] (expand then
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads);
---   t:std (var), t:logsumexp, t:all, t:any (reductions), mm and bmm (matmul
+--   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
+--   (shifted adds), mm and bmm (matmul
 --   with their own shape checks), tc.one_hot (eq), isclose and allclose.
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
@@ -55,6 +56,10 @@ M.ops = {
   { name = "std", arity = 1, differentiable = true, float_only = true, summary = "standard deviation (sqrt of var)" },
   { name = "logsumexp", arity = 1, differentiable = true, float_only = true,
     summary = "log(sum(exp(x))) over dims, shifted by the max so it neither overflows nor underflows" },
+  { name = "prod", arity = 1, differentiable = true, integers = true,
+    summary = "product over dims (pairwise products; integers as int64)" },
+  { name = "cumsum", arity = 1, differentiable = true, integers = true,
+    summary = "running sums along a dim (shifted adds; integers as int64)" },
   { name = "all", arity = 1, integers = true, bool_result = true, summary = "whether every element is non-zero" },
   { name = "any", arity = 1, integers = true, bool_result = true, summary = "whether some element is non-zero" },
   { name = "mm", arity = 2, differentiable = true, float_only = true, summary = "matrix product of two matrices" },
@@ -520,6 +525,23 @@ local function reduced_dims(name, t, dims)
   return dims_of(name, t, dims)
 end
 
+-- result (reduced over `list` with keepdim) without those dims unless keepdim.
+local function without_dims(result, list, keepdim)
+  if keepdim or #list == 0 then
+    return result
+  end
+  local reduced, shape = {}, {}
+  for _, dim in ipairs(list) do
+    reduced[dim] = true
+  end
+  for d, size in ipairs(result.shape) do
+    if not reduced[d] then
+      shape[#shape + 1] = size
+    end
+  end
+  return result:reshape(shape)
+end
+
 local function check_keepdim(name, keepdim)
   if keepdim ~= nil and type(keepdim) ~= "boolean" then
     fail("%s: keepdim must be a boolean, got %s", name, describe(keepdim))
@@ -561,19 +583,68 @@ function methods.logsumexp(t, dims, keepdim)
     shift = core.zeros(shape, { dtype = t.dtype })
     shift = t.device ~= "cpu" and shift:to(t.device) or shift
   end
-  local result = (t - shift):exp():sum(list, true):log() + shift
-  if not keepdim and #list > 0 then
-    local shape = {}
-    local kept = {}
-    for _, dim in ipairs(list) do
-      kept[dim] = true
+  return without_dims((t - shift):exp():sum(list, true):log() + shift, list, keepdim)
+end
+
+-- Integer and bool tensors as int64 (sums and products of them are int64, as PyTorch's), floats as they are.
+local function widened(t)
+  return floats[t.dtype] and t or t:to("int64")
+end
+
+--- The product over dims (nil: all), by halving each dim with element-wise products (exact gradients where
+-- elements are 0 too); an empty dim gives 1. Integer and bool tensors give int64.
+function methods.prod(t, dims, keepdim)
+  check_tensor("prod", "self", t)
+  check_keepdim("prod", keepdim)
+  local list = reduced_dims("prod", t, dims)
+  local result, multiplied = widened(t), false
+  for _, dim in ipairs(list) do
+    local n = result:size(dim)
+    if n == 0 then
+      -- ones, on the tape as PyTorch's are: the empty sum (0) plus 1
+      result, multiplied = result:sum(dim, true) + 1, true
     end
-    for d, size in ipairs(result.shape) do
-      if not kept[d] then
-        shape[#shape + 1] = size
+    while n > 1 do
+      local half = compat.idiv(n, 2)
+      local paired = result:narrow(dim, 1, half) * result:narrow(dim, half + 1, half)
+      if n % 2 == 1 then
+        paired = core.cat({ paired, result:narrow(dim, n, 1) }, dim)
       end
+      result, multiplied, n = paired, true, half + n % 2
     end
-    result = #shape == 0 and result:reshape({}) or result:reshape(shape)
+  end
+  result = without_dims(result, list, keepdim)
+  -- dims of size 1 only: a copy, not a view of t
+  return multiplied and result or result:clone()
+end
+
+--- Running sums along dim: out[i] = t[1] + ... + t[i], in log2(n) steps of shifted adds. Integer and bool tensors
+-- give int64 (wrapping, as their add).
+function methods.cumsum(t, dim)
+  check_tensor("cumsum", "self", t)
+  if dim == nil then
+    fail("cumsum: dim is required")
+  end
+  if t:dim() == 0 then
+    if dim ~= 1 and dim ~= -1 then
+      fail("cumsum: dim %s is out of range for a 0-dim tensor (1 or -1)", describe(dim))
+    end
+    return widened(t):clone()
+  end
+  dim = dim_of("cumsum", t, dim)
+  local result = widened(t)
+  local n = result:size(dim)
+  local offset = 1
+  if n <= 1 then
+    return rawequal(result, t) and result:clone() or result
+  end
+  while offset < n do
+    local shape = result.shape
+    shape[dim] = offset
+    local zeros = core.zeros(shape, { dtype = result.dtype })
+    zeros = result.device ~= "cpu" and zeros:to(result.device) or zeros
+    result = result + core.cat({ zeros, result:narrow(dim, 1, n - offset) }, dim)
+    offset = offset * 2
   end
   return result
 end
