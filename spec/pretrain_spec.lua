@@ -217,10 +217,10 @@ describe("prepare_data.lua", function()
     -- 70,000 characters: ids do not fit 16 bits, so the shard is llm.c's uint32 variant
     local chars = {}
     for cp = 0x10000, 0x10000 + 69999 do
-      chars[#chars + 1] = utf8.char(cp)
+      chars[#chars + 1] = compat.utf8_char(cp)
     end
     tokenizer.CharTokenizer.new(table.concat(chars)):save(work .. "/wide.tok")
-    write(work .. "/wide.txt", utf8.char(0x10000 + 69999, 0x10000))
+    write(work .. "/wide.txt", compat.utf8_char(0x10000 + 69999, 0x10000))
     code, _, err = run(("%s --tokenizer %s --out %s --name wide %s"):format(prepare, shell_quote(work .. "/wide.tok"),
       shell_quote(work .. "/own"), shell_quote(work .. "/wide.txt")))
     assert.are.equal(0, code, err)

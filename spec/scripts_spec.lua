@@ -3,6 +3,7 @@
 -- command-line helpers they use (tricycle.cli).
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
+local number_type = require("helpers.number_type")
 local cli = require("tricycle.cli")
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
@@ -68,7 +69,7 @@ describe("cli.parse", function()
       { { name = "FILE" } })
     assert.are.same({ steps = 20, lr = 3e-3, resume = true, preset = "gpu" }, values)
     assert.are.same({ "file" }, rest)
-    assert.are.equal("integer", math.type(values.steps))
+    assert.are.equal("integer", number_type(values.steps))
   end)
 
   it("rejects unknown flags, bad values and missing values as usage errors", function()

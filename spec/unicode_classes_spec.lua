@@ -2,6 +2,7 @@
 -- src/unicode/generate.js under node): the committed table is what the generator writes, and text is
 -- cut into GPT-2's pieces as node's own regular expressions cut it, at every edge of every range.
 
+local compat = require("tricycle.compat")
 local tokenizer = require("tricycle.tokenizer")
 
 local HEADER = "src/unicode/classes.h"
@@ -98,7 +99,7 @@ describe("GPT-2's character classes", function()
     table.sort(samples)
     local parts = {}
     for _, cp in ipairs(samples) do
-      local c = utf8.char(cp)
+      local c = compat.utf8_char(cp)
       parts[#parts + 1] = "x" .. c .. "1" .. c .. " " .. c .. c .. "!" .. c .. "  " .. c .. "'s" .. c .. " \n"
     end
     local text = table.concat(parts)

@@ -205,7 +205,7 @@ return {
     -- a character tokenizer of 70000 characters (CJK and beyond, past the surrogates)
     local chars = {}
     for cp = 0x10000, 0x10000 + 69999 do
-      chars[#chars + 1] = utf8.char(cp)
+      chars[#chars + 1] = compat.utf8_char(cp)
     end
     local tok = tokenizer.CharTokenizer.new(table.concat(chars))
     return core.shards.encoder(tok, { eot = -1, id_bytes = 2 })
