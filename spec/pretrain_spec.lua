@@ -7,6 +7,7 @@
 local lua_command = require("helpers.interpreter")
 local binpack = require("helpers.binpack")
 local compat = require("tricycle.compat")
+local shell = require("helpers.command")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local gpt2_files = require("helpers.gpt2_files")
@@ -20,7 +21,7 @@ end
 -- Runs a command with stdin from a file (default /dev/null); returns exit code, stdout, stderr.
 local function run(command, stdin)
   local out, err = os.tmpname(), os.tmpname()
-  local _, _, code = os.execute(("TRICYCLE_BUILD=%s %s < %s > %s 2> %s"):format(shell_quote(build), command,
+  local _, code = shell.execute(("TRICYCLE_BUILD=%s %s < %s > %s 2> %s"):format(shell_quote(build), command,
     shell_quote(stdin or "/dev/null"), shell_quote(out), shell_quote(err)))
   local function slurp(path)
     local f = io.open(path, "rb")
