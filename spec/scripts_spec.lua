@@ -269,7 +269,11 @@ describe("scripts", function()
       end
     end)
 
-    training_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
+    -- (LuaJIT's debug hook is shared by every coroutine: its Ctrl-C ends the step it lands in)
+    local interrupt_it = rawget(_G, "jit") and function(name)
+      pending(name .. " (LuaJIT: Ctrl-C ends the running step; see cli.run_steps)")
+    end or training_it
+    interrupt_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
       local dir = out_dir .. "-interrupted"
       -- log every step; interrupt once the first steps are logged
       local script = (lua_command .. " scripts/train_shakespeare.lua --steps 100000 %s --log-every 1 --eval-every 0 "

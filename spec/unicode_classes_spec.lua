@@ -23,10 +23,8 @@ end
 -- Output of a command (no quotes in it) run without the AddressSanitizer runtime that `make asan` preloads
 -- (node aborts with it), or nil when it fails.
 local function output(command)
-  local pipe = io.popen("env -u LD_PRELOAD sh -c '" .. command .. "' 2> /dev/null")
-  local text = pipe:read("a")
-  local ok = pipe:close()
-  return ok and text or nil
+  local text, status = compat.popen_read("env -u LD_PRELOAD sh -c '" .. command .. "' 2> /dev/null")
+  return status == 0 and text or nil
 end
 
 --- The ranges of a table's text, in its order: { {first, last, class}, ... }.

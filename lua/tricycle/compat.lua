@@ -111,6 +111,36 @@ else
   end
 end
 
+-- os.execute(command) as true when the command exited 0 (else false) and its exit status: 5.1 and
+-- LuaJIT return the raw wait status, 5.2+ true or nil, "exit" or "signal", and the code.
+function M.execute(command)
+  local first, how, code = os.execute(command)
+  if type(first) == "number" then
+    local status = first >= 256 and math.floor(first / 256) or first
+    return status == 0, status
+  end
+  if how == "signal" then
+    return false, 128 + code
+  end
+  return first == true, code
+end
+
+-- The standard output of a shell command and its exit status (5.1's pipe:close gives no status, so
+-- the shell writes it after the output); nil and a reason when the command cannot be started.
+function M.popen_read(command)
+  local pipe = io.popen(command .. '; printf "\n%d" "$?"', "r")
+  if not pipe then
+    return nil, "cannot run " .. command
+  end
+  local output = pipe:read("*a")
+  pipe:close()
+  local body, status = output:match("^(.*)\n(%d+)$")
+  if not body then
+    return nil, "no exit status from " .. command
+  end
+  return body, tonumber(status)
+end
+
 -- The UTF-8 encoding of the code points given (utf8.char where it exists), for code points below 2^31.
 if rawget(_G, "utf8") then
   M.utf8_char = utf8.char

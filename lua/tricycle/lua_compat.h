@@ -169,15 +169,13 @@ static inline void compat_seti(lua_State *L, int idx, lua_Integer i) {
 #define lua_gettable(L, idx) (lua_gettable((L), (idx)), lua_type((L), -1))
 #define lua_rawget(L, idx) (lua_rawget((L), (idx)), lua_type((L), -1))
 
-/* An integral number in int64's range: what 5.3+ would read as an integer,
- * and 2^63 too, the double that 2^63 - 1 (math.maxinteger) rounds to, so that
- * the conversion after the check refuses it by name ("past 2^53") instead of a
- * caller calling it "not an integer". Larger magnitudes, the infinities and
- * NaN stay floats, as they are there. */
+/* An integral number in int64's range: what 5.3+ would read as an integer
+ * (larger magnitudes, the infinities and NaN stay floats, as they are there;
+ * 2^63 - 1 written in Lua is the double 2^63, such a float). */
 static inline int compat_isinteger(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TNUMBER) return 0;
     lua_Number value = lua_tonumber(L, idx);
-    return value == floor(value) && value >= -9223372036854775808.0 && value <= 9223372036854775808.0;
+    return value == floor(value) && value >= -9223372036854775808.0 && value < 9223372036854775808.0;
 }
 #define lua_isinteger compat_isinteger
 

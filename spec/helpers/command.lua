@@ -11,20 +11,8 @@ function M.run(command)
   return output:gsub("exit status %d+\n?$", ""), code
 end
 
--- os.execute(command) as true when the command exited with status 0, else false, and its exit status:
--- 5.1 and LuaJIT return the shell's raw wait status (a number, 0 on success), 5.2+ true or nil, "exit"
--- or "signal", and the code.
-function M.execute(command)
-  local first, how, code = os.execute(command)
-  if type(first) == "number" then
-    local status = first >= 256 and math.floor(first / 256) or first
-    return status == 0, status
-  end
-  if how == "signal" then
-    return false, 128 + code
-  end
-  return first == true, code
-end
+-- os.execute(command) as true when the command exited with status 0, else false, and its exit status.
+M.execute = require("tricycle.compat").execute
 
 -- Whether a program is on PATH.
 function M.found(program)
