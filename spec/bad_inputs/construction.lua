@@ -106,7 +106,12 @@ return {
   { "ragged data", function() return tc.tensor({ { 1, 2 }, { 3 } }) end, { "tensor", "ragged" } },
   { "a table where a number is expected", function() return tc.tensor({ 1, { 2 } }) end, { "tensor", "table" } },
   { "a number where a list is expected", function() return tc.tensor({ { 1 }, 2 }) end, { "tensor", "ragged" } },
-  { "nil in the data", function() return tc.tensor({ 1, nil, 3 }) end, { "tensor" } },
+  -- before (LuaJIT, where #{1, nil, 3} is 1): a tensor of the entries before the nil, the rest dropped
+  { "nil in the data", function() return tc.tensor({ 1, nil, 3 }) end, { "tensor", "entry 2 at depth 1 is a nil" } },
+  { "nil in a nested row", function() return tc.tensor({ { 1, 2 }, { 3, nil, 5 } }) end,
+    { "tensor", "ragged data", "3 entries where 2" } },
+  -- before (LuaJIT): zeros({2, nil, 3}) made a tensor of shape {2}
+  { "nil in a shape", function() return tc.zeros({ 2, nil, 3 }) end, { "zeros", "shape entry 2", "nil" } },
   { "a function as data", function() return tc.tensor(print) end, { "tensor", "function" } },
   { "300 in a uint8 tensor", function() return tc.tensor({ 300 }, { dtype = "uint8" }) end,
     { "tensor", "300", "uint8" } },
