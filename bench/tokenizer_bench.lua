@@ -54,11 +54,11 @@ for _, split in ipairs({ false, true }) do
   assert(back == text, "decode(encode(text)) differs from text")
   print(string.format(
     "BPE %s  train vocab 1024: %.3f s   encode: %.1f MB/s (%.1f MB/s into a Lua table)   decode: %.1f MB/s   %d tokens",
-    label, train_time, megabytes / encode_time, megabytes / table_time, megabytes / decode_time, #packed // 4))
+    label, train_time, megabytes / encode_time, megabytes / table_time, megabytes / decode_time, #packed / 4))
   tok:close()
 end
 
 local build_time, chars = best_time(3, function() return tokenizer.CharTokenizer.new(text) end)
 local encode_time, packed = best_time(5, function() return chars:encode_packed(text) end)
 print(string.format("char            build: %.3f s   encode: %.1f MB/s   %d tokens, vocab %d", build_time,
-  megabytes / encode_time, #packed // 4, chars:vocab_size()))
+  megabytes / encode_time, #packed / 4, chars:vocab_size()))

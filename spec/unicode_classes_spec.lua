@@ -2,6 +2,7 @@
 -- src/unicode/generate.js under node): the committed table is what the generator writes, and text is
 -- cut into GPT-2's pieces as node's own regular expressions cut it, at every edge of every range.
 
+local compat = require("tricycle.compat")
 local tokenizer = require("tricycle.tokenizer")
 
 local HEADER = "src/unicode/classes.h"
@@ -22,10 +23,8 @@ end
 -- Output of a command (no quotes in it) run without the AddressSanitizer runtime that `make asan` preloads
 -- (node aborts with it), or nil when it fails.
 local function output(command)
-  local pipe = io.popen("env -u LD_PRELOAD sh -c '" .. command .. "' 2> /dev/null")
-  local text = pipe:read("a")
-  local ok = pipe:close()
-  return ok and text or nil
+  local text, status = compat.popen_read("env -u LD_PRELOAD sh -c '" .. command .. "' 2> /dev/null")
+  return status == 0 and text or nil
 end
 
 --- The ranges of a table's text, in its order: { {first, last, class}, ... }.
@@ -98,7 +97,7 @@ describe("GPT-2's character classes", function()
     table.sort(samples)
     local parts = {}
     for _, cp in ipairs(samples) do
-      local c = utf8.char(cp)
+      local c = compat.utf8_char(cp)
       parts[#parts + 1] = "x" .. c .. "1" .. c .. " " .. c .. c .. "!" .. c .. "  " .. c .. "'s" .. c .. " \n"
     end
     local text = table.concat(parts)

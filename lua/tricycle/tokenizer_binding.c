@@ -181,7 +181,7 @@ static int not_an_integer(lua_State *L, int idx, const char *function, const cha
 static const int32_t *ids_arg(lua_State *L, const tc_tokenizer *tok, const char *function, size_t *count) {
     if (!lua_istable(L, 2))
         luaL_error(L, "%s: argument 1 (ids) must be a table of integers, got %s", function, luaL_typename(L, 2));
-    size_t n = lua_rawlen(L, 2);
+    size_t n = (size_t)binding_list_length(L, 2, false);
     if (n > (size_t)INT32_MAX) luaL_error(L, "%s: %I ids are too many", function, (lua_Integer)n);
     buffer_box *box = push_buffer_box(L);
     box->data = malloc((n > 0 ? n : 1) * sizeof(int32_t));

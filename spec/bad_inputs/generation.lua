@@ -127,7 +127,8 @@ return {
     { "sample_logits", "top_k", "1.5" } },
   -- before: position + T overflowed, passed the check and the keys were written far past the cache (heap corruption)
   { "attention_cached at position 2^63 - 1", wide = true, function() return attention((wide(63) - 1)) end,
-    { "attention_cached", "9223372036854775807", "8 positions" } },
+    { "attention_cached", "9223372036854775807", "8 positions" },
+    on_doubles = { "attention_cached", "position", "must be an integer", "9.2233720368548e+18" } },
   { "attention_cached at a negative position", function() return attention(-1) end,
     { "attention_cached", "position -1", "negative" } },
   { "attention_cached past the capacity", function() return attention(7) end,

@@ -19,9 +19,9 @@ do
   for b = 0, 255 do
     local printable = (b >= 33 and b <= 126) or (b >= 0xA1 and b <= 0xAC) or (b >= 0xAE and b <= 0xFF)
     if printable then
-      byte_char[b] = utf8.char(b)
+      byte_char[b] = compat.utf8_char(b)
     else
-      byte_char[b] = utf8.char(256 + extra)
+      byte_char[b] = compat.utf8_char(256 + extra)
       extra = extra + 1
     end
   end

@@ -84,7 +84,7 @@ function R.convert(v, dtype)
     local lo, hi
     if dtype == "uint8" then lo, hi = 0, 255
     elseif dtype == "int32" then lo, hi = -2147483648, 2147483647
-    else lo, hi = math.mininteger, compat.max_integer end
+    else lo, hi = compat.min_integer, compat.max_integer end
     if v >= 2.0 ^ (bits[dtype] - (dtype == "uint8" and 0 or 1)) then return hi end
     if v <= -(2.0 ^ 63) or v < lo then return lo end
     v = compat.tointeger(v < 0 and math.ceil(v) or math.floor(v))
