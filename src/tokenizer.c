@@ -153,6 +153,14 @@ tc_status tc_tokenizer_index_hf(tc_tokenizer *tok, const char *where) {
     for (int32_t k = 0; k < tok->special_count; k++) is_added[tok->special_ids[k]] = true;
     tc_status status = TC_OK;
     if (tok->sentencepiece) {
+        tok->words_at_spaces = true;
+        for (int32_t id = 0; id < tok->vocab_size && tok->words_at_spaces; id++) {
+            const unsigned char *s = token_data(tok, id);
+            size_t len = token_length(tok, id);
+            for (size_t i = 1; i < len && !is_added[id]; i++) {
+                if (s[i] == ' ' && s[i - 1] != ' ') tok->words_at_spaces = false;
+            }
+        }
         /* the characters that start a word, beside the byte tokens */
         if (!u64_map_init(&tok->char_id, 1024)) status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
         for (int32_t id = 0; id < tok->vocab_size && status == TC_OK; id++) {

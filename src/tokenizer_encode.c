@@ -353,6 +353,14 @@ static bool encode_characters_whole(const tc_tokenizer *tok, encode_state *st, c
     return merge_word(tok, st, out);
 }
 
+/* SentencePiece's words when they can be cut: from a run of spaces to the
+ * next one. */
+static size_t space_word_end(const unsigned char *s, size_t n, size_t i) {
+    while (i < n && s[i] == ' ') i++;
+    while (i < n && s[i] != ' ') i++;
+    return i;
+}
+
 /* Pre-split encoding: each piece is merged once and its ids cached (the
  * cache lives for one text, keyed by the bytes of the text itself). */
 static bool encode_pieces(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
@@ -361,12 +369,12 @@ static bool encode_pieces(const tc_tokenizer *tok, encode_state *st, const unsig
         if (!bytes_map_init(&st->cache, 4096)) return false;
         st->cache_ready = true;
     }
-    piece_end_fn piece_end = tc_piece_end_for(tok->pattern);
+    piece_end_fn piece_end = tok->sentencepiece ? space_word_end : tc_piece_end_for(tok->pattern);
     bool ok = id_buffer_reserve(out, len / 3 + 16);
     for (size_t i = 0; i < len && ok;) {
         size_t end = tok->pattern == SPLIT_GPT2 ? tc_gpt2_piece_end(s, len, i) : piece_end(s, len, i);
         size_t piece = end - i;
-        if (piece == 1) {
+        if (piece == 1 && !tok->sentencepiece) {
             ok = id_buffer_reserve(out, 1);
             if (ok) out->ids[out->count++] = tok->byte_id[s[i]];
             i = end;
@@ -390,6 +398,8 @@ static bool encode_pieces(const tc_tokenizer *tok, encode_state *st, const unsig
         if (whole != NO_ID) {
             ok = id_buffer_reserve(out, 1);
             if (ok) out->ids[out->count++] = tok->by_bytes.entries[whole].value;
+        } else if (tok->sentencepiece) {
+            ok = encode_characters_whole(tok, st, s + i, piece, out);
         } else {
             st->word.count = 0;
             ok = id_buffer_reserve(&st->word, piece);
@@ -415,7 +425,8 @@ static bool encode_pieces(const tc_tokenizer *tok, encode_state *st, const unsig
 
 bool tc_encode_section(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
                        id_buffer *out) {
-    if (tok->sentencepiece) return encode_characters_whole(tok, st, s, len, out);
+    if (tok->sentencepiece && !tok->words_at_spaces) return encode_characters_whole(tok, st, s, len, out);
+    if (tok->sentencepiece) return encode_pieces(tok, st, s, len, out);
     if (tok->pattern != SPLIT_NONE) return encode_pieces(tok, st, s, len, out);
     return encode_bytes_whole(tok, st, s, len, out);
 }

@@ -52,6 +52,8 @@ struct tc_tokenizer {
     bool ignore_merges; /* a piece that is a whole token is that token */
     bool merge_each;    /* merges one at a time by (rank, position), for any table */
     bool strip_space;   /* decoding drops one leading space */
+    bool words_at_spaces; /* SentencePiece: no token holds a space after another byte, so merges never
+                           * cross the start of a run of spaces and words can be cut there */
     int32_t special_count;
     int32_t *special_ids; /* added tokens, matched in the text before anything else, sorted by first
                            * byte, then longest first; */

@@ -23,15 +23,10 @@ static int32_t added_token_at(const tc_tokenizer *tok, const unsigned char *s, s
     return NO_ID;
 }
 
-/* " " + s with U+2581 written as " ", in scratch's storage (no word
- * cache for SentencePiece: a section is one word). */
-static bool sentencepiece_text(const unsigned char *s, size_t n, id_buffer *scratch, unsigned char **out,
-                               size_t *out_len) {
-    /* the bytes go in an id_buffer's storage: it grows by the same rules */
-    size_t words = (n + 1) / sizeof(int32_t) + 1;
-    scratch->count = 0;
-    if (!id_buffer_reserve(scratch, words)) return false;
-    unsigned char *b = (unsigned char *)scratch->ids;
+/* " " + s with U+2581 written as " ", in a fresh buffer. */
+static unsigned char *sentencepiece_text(const unsigned char *s, size_t n, size_t *out_len) {
+    unsigned char *b = n < SIZE_MAX ? malloc(n + 1) : NULL;
+    if (!b) return NULL;
     size_t o = 0;
     b[o++] = ' ';
     for (size_t i = 0; i < n; i++) {
@@ -42,41 +37,33 @@ static bool sentencepiece_text(const unsigned char *s, size_t n, id_buffer *scra
             b[o++] = s[i];
         }
     }
-    *out = b;
     *out_len = o;
-    return true;
+    return b;
 }
 
 /* The normalized sections of one text: the word cache keeps pointers into
- * them, so they live until the text is encoded. */
+ * them, so they live until the whole text is encoded. */
 typedef struct kept_buffers {
     unsigned char **items;
     size_t count, capacity;
 } kept_buffers;
 
-static bool encode_one_section(const tc_tokenizer *tok, encode_state *st, id_buffer *scratch, kept_buffers *kept,
+static bool encode_one_section(const tc_tokenizer *tok, encode_state *st, kept_buffers *kept,
                                const unsigned char *s, size_t n, id_buffer *out) {
     if (n == 0) return true;
-    if (tok->nfc) {
-        unsigned char *normal;
-        if (!reserve((void **)&kept->items, &kept->capacity, kept->count + 1, sizeof *kept->items) ||
-            !tc_nfc(s, n, &normal, &n))
-            return false;
+    for (int step = 0; step < 2; step++) {
+        if (!(step == 0 ? tok->nfc : tok->sentencepiece)) continue;
+        if (!reserve((void **)&kept->items, &kept->capacity, kept->count + 1, sizeof *kept->items)) return false;
+        unsigned char *normal = NULL;
+        if (step == 0 ? !tc_nfc(s, n, &normal, &n) : !(normal = sentencepiece_text(s, n, &n))) return false;
         kept->items[kept->count++] = normal;
         s = normal;
     }
-    bool ok = true;
-    if (tok->sentencepiece) {
-        unsigned char *spaced;
-        ok = sentencepiece_text(s, n, scratch, &spaced, &n);
-        s = spaced;
-    }
-    return ok && tc_encode_section(tok, st, s, n, out);
+    return tc_encode_section(tok, st, s, n, out);
 }
 
 tc_status tc_encode_sections(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
     encode_state *st = tc_encode_state_new();
-    id_buffer scratch = {NULL, 0, 0};
     kept_buffers kept = {NULL, 0, 0};
     bool ok = st != NULL;
     size_t start = 0;
@@ -87,13 +74,12 @@ tc_status tc_encode_sections(const tc_tokenizer *tok, const unsigned char *s, si
             i++;
             continue;
         }
-        ok = encode_one_section(tok, st, &scratch, &kept, s + start, i - start, out) && id_buffer_reserve(out, 1);
+        ok = encode_one_section(tok, st, &kept, s + start, i - start, out) && id_buffer_reserve(out, 1);
         if (ok) out->ids[out->count++] = id;
         i += l;
         start = i;
     }
-    ok = ok && encode_one_section(tok, st, &scratch, &kept, s + start, len - start, out);
-    free(scratch.ids);
+    ok = ok && encode_one_section(tok, st, &kept, s + start, len - start, out);
     for (size_t k = 0; k < kept.count; k++) free(kept.items[k]);
     free(kept.items);
     tc_encode_state_free(st);
