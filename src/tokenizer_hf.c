@@ -70,9 +70,8 @@ static tc_status check_keys(const hf_reader *r, const tc_json *object, const cha
 
 static tc_status need(const hf_reader *r, const tc_json *value, tc_json_type type, const char *where) {
     if (!value) return hf_error(r, "%s is missing", where);
-    if (value->type != type)
-        return hf_error(r, "%s must be a %s, found a %s", where, tc_json_type_name(type),
-                        tc_json_type_name(value->type));
+    if (value->type != type) /* the names come with their article */
+        return hf_error(r, "%s must be %s, found %s", where, tc_json_type_name(type), tc_json_type_name(value->type));
     return TC_OK;
 }
 
@@ -505,7 +504,7 @@ static tc_status build(const hf_reader *r, const tc_json *root, tc_tokenizer *to
                     part_len[p] = m->as.array.items[p].as.string.length;
                 }
             } else {
-                status = hf_error(r, "model.merges[%zu] must be a string `LEFT RIGHT` or a pair of strings, found a %s",
+                status = hf_error(r, "model.merges[%zu] must be a string `LEFT RIGHT` or a pair of strings, found %s",
                                   k, tc_json_type_name(m->type));
             }
             if (status != TC_OK) break;
