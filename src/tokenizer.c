@@ -290,7 +290,9 @@ static tc_status decode_common(const tc_tokenizer *tok, const char *fn, const in
         at += l;
     }
     bytes[total] = 0;
-    if (tok->strip_space && total > 0 && bytes[0] == ' ') { /* SentencePiece's space in front */
+    /* SentencePiece's space in front; decode_bytes keeps it, so that tokens
+     * decoded one at a time (streaming) keep their spaces */
+    if (repair && tok->strip_space && total > 0 && bytes[0] == ' ') {
         memmove(bytes, bytes + 1, total);
         total--;
     }

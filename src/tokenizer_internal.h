@@ -51,7 +51,7 @@ struct tc_tokenizer {
     bool sentencepiece; /* a section is one word of characters after " " is prepended; bytes are the fallback */
     bool ignore_merges; /* a piece that is a whole token is that token */
     bool merge_each;    /* merges one at a time by (rank, position), for any table */
-    bool strip_space;   /* decoding drops one leading space */
+    bool strip_space;   /* tc_tokenizer_decode drops one leading space */
     bool words_at_spaces; /* SentencePiece: no token holds a space after another byte, so merges never
                            * cross the start of a run of spaces and words can be cut there */
     int32_t special_count;

@@ -589,7 +589,8 @@ tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, c
  * the text first, longest first, and become their ids; nothing is added in
  * front (no BOS). Merges apply one at a time by (rank, position). Tokens
  * hold the bytes they decode to (SentencePiece's "▁" is " ", <0xNN> the
- * byte), and decoding drops SentencePiece's leading space. What else a file
+ * byte); tc_tokenizer_decode drops SentencePiece's leading space,
+ * tc_tokenizer_decode_bytes keeps it (for decoding one token at a time). What else a file
  * asks for (another model or pattern, lstrip, dropout ...) is an error
  * naming the field. */
 tc_status tc_tokenizer_load_hf(tc_context *ctx, const char *path, tc_tokenizer **out);
