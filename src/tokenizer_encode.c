@@ -313,6 +313,7 @@ void tc_encode_state_free(encode_state *st) {
 
 /* Merges the symbols in st->word and appends the result to out. */
 static bool merge_word(const tc_tokenizer *tok, encode_state *st, id_buffer *out) {
+    if (st->word.count == 0) return true; /* an empty text */
     size_t n = bpe_merge(tok, st->word.ids, st->word.count, &st->w);
     if (n == SIZE_MAX || !id_buffer_reserve(out, n)) return false;
     memcpy(out->ids + out->count, st->word.ids, n * sizeof *st->word.ids);
