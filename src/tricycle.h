@@ -579,6 +579,24 @@ tc_status tc_char_tokenizer_new(tc_context *ctx, const char *text, size_t len, t
 tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, const char *merges_txt_path,
                                  tc_tokenizer **out);
 
+/* Loads Hugging Face's tokenizer.json of a BPE model: byte-level ones (a
+ * ByteLevel pre-tokenizer, alone or after a Split by GPT-2's, Llama 3's or
+ * Qwen's pattern; normalizer null or NFC; ignore_merges) as in Llama 3,
+ * Qwen 2/3 and GPT-2, and SentencePiece ones with byte fallback (Prepend
+ * "▁" and Replace " " -> "▁" normalizer, no pre-tokenizer) as in Llama 2.
+ * Encoding matches transformers.js (tokenizer.encode(text,
+ * {add_special_tokens: false})): added tokens (special or not) are found in
+ * the text first, longest first, and become their ids; nothing is added in
+ * front (no BOS). Merges apply one at a time by (rank, position). Tokens
+ * hold the bytes they decode to (SentencePiece's "▁" is " ", <0xNN> the
+ * byte); tc_tokenizer_decode drops SentencePiece's leading space,
+ * tc_tokenizer_decode_bytes keeps it (for decoding one token at a time). What else a file
+ * asks for (another model or pattern, lstrip, dropout ...) is an error
+ * naming the field. */
+tc_status tc_tokenizer_load_hf(tc_context *ctx, const char *path, tc_tokenizer **out);
+/* The lowest id whose token is exactly these bytes; -1 when none. */
+int32_t tc_tokenizer_find_token(const tc_tokenizer *tok, const char *bytes, size_t len);
+
 /* Writes a tokenizer to a text file (tokens and merges, one per line) that
  * tc_tokenizer_load reads back exactly. Replaces path atomically as
  * tc_safetensors_save does, so a failed save leaves path untouched.
