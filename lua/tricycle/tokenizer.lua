@@ -102,7 +102,7 @@ end
 -- Unsupported fields of the file are errors naming the field.
 function BPETokenizer.load_hf(path)
   check_string(path, "tokenizer.load_hf: path", 2)
-  return core.load_hf(path)
+  return call(core.load_hf, path)
 end
 M.load_hf = BPETokenizer.load_hf
 
