@@ -31,8 +31,9 @@ end
 -- raised at `level` (as error's, counted from the caller of config_of).
 local function config_of(hf_config, overrides, where, level)
   level = level + 1
-  if type(hf_config) ~= "table" then
-    error(("%s: config.json must hold a JSON object, got %s"):format(where, type(hf_config)), level)
+  if type(hf_config) ~= "table" or hf_config[1] ~= nil then
+    error(("%s: config.json must hold a JSON object, got %s"):format(where,
+      type(hf_config) == "table" and "an array" or type(hf_config)), level)
   end
   if overrides ~= nil and type(overrides) ~= "table" then
     error(("%s: overrides must be a table or nil, got %s"):format(where, type(overrides)), level)
