@@ -46,6 +46,9 @@ tc_status tc_attention_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
  * gets hd. With KV = H the messages speak of the plain {B, T, 3C}. */
 static tc_status check_qkv(const char *function, const tc_tensor *qkv, int n_head, int n_kv_head,
                            int64_t *head_dim) {
+    if (n_head < 1)
+        return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "%s: n_head %d must be >= 1 (qkv of shape %s)", function, n_head,
+                       TC_SHAPE(qkv));
     if (n_kv_head < 1 || n_kv_head > n_head || n_head % n_kv_head != 0)
         return tc_fail(qkv->ctx, TC_ERROR_ARGUMENT, "%s: n_kv_head %d must divide n_head %d (qkv of shape %s)",
                        function, n_kv_head, n_head, TC_SHAPE(qkv));

@@ -244,6 +244,24 @@ static void test_attention(tc_context *ctx) {
         tc_zeros(ctx, TC_INT64, 3, shape, &x);
         CHECK(tc_attention(x, H, H, true, &y) == TC_ERROR_DTYPE, "attention accepted int64");
         tc_tensor_release(x);
+        /* grouped queries: qkv {B, T, (n_head + 2 n_kv_head) head_dim} */
+        int64_t grouped[3] = {B, T, 20};
+        tc_zeros(ctx, TC_FLOAT32, 3, grouped, &x);
+        CHECK(tc_attention(x, 4, 3, true, &y) == TC_ERROR_ARGUMENT && y == NULL, "attention accepted 3 k/v heads of 4");
+        CHECK(strstr(tc_last_error(ctx), "n_kv_head 3 must divide n_head 4") != NULL, "message: %s",
+              tc_last_error(ctx));
+        CHECK(tc_attention(x, 0, 1, true, &y) == TC_ERROR_ARGUMENT, "attention accepted 0 heads");
+        CHECK(strstr(tc_last_error(ctx), "n_head 0 must be >= 1") != NULL, "message: %s", tc_last_error(ctx));
+        CHECK(tc_attention(x, 4, 2, true, &y) == TC_ERROR_SHAPE, "attention accepted width 20 for 4 + 2 * 2 heads");
+        CHECK(strstr(tc_last_error(ctx), "{B, T, 8 * head_dim}") && strstr(tc_last_error(ctx), "{2, 3, 20}"),
+              "message: %s", tc_last_error(ctx));
+        tc_tensor_release(x);
+        grouped[2] = 18; /* 4 query heads and 1 k/v head of 3 */
+        tc_zeros(ctx, TC_FLOAT32, 3, grouped, &x);
+        CHECK(tc_attention(x, 4, 1, true, &y) == TC_OK && y && tc_tensor_shape(y)[2] == 12, "grouped attention: %s",
+              tc_last_error(ctx));
+        tc_tensor_release(y);
+        tc_tensor_release(x);
     }
 }
 
