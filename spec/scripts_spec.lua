@@ -287,6 +287,27 @@ describe("scripts", function()
       end
     end)
 
+    training_it("--arch llama trains Llama blocks with grouped queries, and generate.lua samples them", function()
+      local dir = out_dir .. "-llama"
+      local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 10 %s --arch llama "
+        .. "--n-kv-head 1 --out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("llama blocks", 1, true))
+      local state = require("tricycle").checkpoint.load(dir .. "/checkpoint.safetensors")
+      assert.are.equal("llama", state.config.arch)
+      -- one k/v head of 8: qkv_proj has (2 + 2 * 1) * 8 rows
+      assert.are.same({ 32, 16 }, state.model["layers.1.self_attn.qkv_proj.weight"].shape)
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 12 --seed 3")
+        :format(shell_quote(dir .. "/checkpoint.safetensors")))
+      assert.are.equal(0, code, err)
+      assert.are.equal(#"ROMEO:" + 12 + 1, #out)
+      code, _, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 1 %s --arch llama --n-kv-head 3 "
+        .. "--out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(2, code)
+      assert.truthy(err:find("--n-kv-head 3 does not divide --n-head 2", 1, true), err)
+      os.execute("rm -rf " .. shell_quote(dir))
+    end)
+
     -- (LuaJIT's debug hook is shared by every coroutine: its Ctrl-C ends the step it lands in)
     local interrupt_it = rawget(_G, "jit") and function(name)
       pending(name .. " (LuaJIT: Ctrl-C ends the running step; see cli.run_steps)")

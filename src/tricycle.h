@@ -429,19 +429,24 @@ const tc_op_info *tc_op_at(int index);
 tc_status tc_layer_norm(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, double eps, tc_tensor **out);
 /* x / sqrt(mean(x^2) + eps) * weight over the last dim; weight [C] or NULL. */
 tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **out);
-/* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v concatenated
- * on the last dim, C = n_head * head_dim) giving [B, T, C] with the heads
- * merged; scores scaled by 1/sqrt(head_dim), masked above the diagonal when
- * causal. Keeps only the row log-sum-exp [B, n_head, T] (and holds the
- * output) for the backward, which recomputes the probabilities. */
-tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out);
+/* Multi-head self-attention over packed qkv [B, T, (n_head + 2 n_kv_head)
+ * * head_dim] (q, k, v concatenated on the last dim: n_head query heads,
+ * n_kv_head key and value heads) giving [B, T, n_head * head_dim] with the
+ * heads merged. n_kv_head divides n_head and query head h attends with
+ * key/value head h / (n_head / n_kv_head) (grouped-query attention;
+ * n_kv_head = n_head is plain multi-head attention over [B, T, 3C], 1 is
+ * multi-query). Scores scaled by 1/sqrt(head_dim), masked above the
+ * diagonal when causal. Keeps only the row log-sum-exp [B, n_head, T] (and
+ * holds the output) for the backward, which recomputes the probabilities. */
+tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out);
 /* Incremental decoding (never recorded): writes the keys and values of qkv
- * [B, T, 3C] into k_cache and v_cache ([B, n_head, capacity, head_dim],
- * contiguous) at positions position .. position+T-1, then attends the T
- * queries to cached positions 0 .. position+T-1 (causally within the new
- * block); out [B, T, C]. position runs from 0 to capacity - T. */
+ * (packed as for tc_attention, T new positions) into k_cache and v_cache
+ * ([B, n_kv_head, capacity, head_dim], contiguous) at positions position ..
+ * position+T-1, then attends the T queries to cached positions 0 ..
+ * position+T-1 (causally within the new block); out [B, T, n_head *
+ * head_dim]. position runs from 0 to capacity - T. */
 tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
-                              bool causal, tc_tensor **out);
+                              int n_kv_head, bool causal, tc_tensor **out);
 /* Rotary position embedding (RoPE) of x, [B, T, H, D] (time_dim 1) or
  * [B, H, T, D] (time_dim 2), D even: each head's pairs of values are
  * rotated by position * base^(-2i/D) for pair i, the positions (int32 or

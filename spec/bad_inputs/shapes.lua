@@ -191,4 +191,20 @@ return {
   { "pad with a string value", function() return tc.zeros({ 2 }):pad({ 1, 1 }, "x") end, { "pad", "value", "string" } },
   { "pad of 1.5 into an int32 tensor", function() return tc.zeros({ 2 }, { dtype = "int32" }):pad({ 1, 0 }, 1.5) end,
     { "pad", "1.5" } },
+  -- grouped-query attention: qkv {B, T, (n_head + 2 n_kv_head) * head_dim}
+  { "attention with n_kv_head 3 of 4 heads", function()
+    return tc.attention(tc.zeros({ 1, 2, 20 }), 4, { n_kv_head = 3 })
+  end, { "attention", "n_kv_head 3", "n_head 4", "{1, 2, 20}" } },
+  { "attention with n_kv_head 8 of 4 heads", function()
+    return tc.attention(tc.zeros({ 1, 2, 20 }), 4, { n_kv_head = 8 })
+  end, { "attention", "n_kv_head", "n_head 4", "8" } },
+  { "attention with n_kv_head 1.5", function() return tc.attention(tc.zeros({ 1, 2, 12 }), 4, { n_kv_head = 1.5 }) end,
+    { "attention", "n_kv_head", "integer" } },
+  { "grouped attention of a qkv whose last dim is not (4 + 2) * head_dim", function()
+    return tc.attention(tc.zeros({ 1, 2, 16 }), 4, { n_kv_head = 1 })
+  end, { "attention", "(n_head + 2 n_kv_head) * head_dim", "6 * head_dim", "{1, 2, 16}" } },
+  { "grouped attention of a 2-D qkv", function() return tc.attention(tc.zeros({ 2, 12 }), 4, { n_kv_head = 1 }) end,
+    { "attention", "{2, 12}", "n_kv_head 1" } },
+  { "attention with an unknown option", function() return tc.attention(tc.zeros({ 1, 2, 12 }), 2, { kv_heads = 1 }) end,
+    { "attention", "kv_heads", "n_kv_head" } },
 }
