@@ -89,6 +89,9 @@ void tc_set_memory_budget(tc_context *ctx, size_t bytes);
 size_t tc_memory_budget(const tc_context *ctx);
 size_t tc_memory_in_use(const tc_context *ctx);
 size_t tc_memory_peak(const tc_context *ctx);
+/* Hands the freed storage kept for reuse back to the allocator (the system),
+ * as a host may after loading a model; later allocations refill the cache. */
+void tc_memory_release_cached(tc_context *ctx);
 /* Threads for CPU kernels (the caller and threads - 1 workers, started by
  * the first parallel kernel or tc_start_threads). */
 void tc_set_num_threads(tc_context *ctx, int threads);

@@ -617,6 +617,12 @@ static int l_memory(lua_State *L) {
     return 2;
 }
 
+static int l_release_cached_memory(lua_State *L) {
+    if (lua_gettop(L) != 0) return luaL_error(L, "release_cached_memory: takes no arguments");
+    tc_memory_release_cached(tc_lua_context(L));
+    return 0;
+}
+
 /* More threads than this is a mistake (each is a system thread). */
 #define MAX_THREADS 1024
 
@@ -1028,6 +1034,7 @@ static const luaL_Reg module_functions[] = {
     {"set_grad_enabled", l_set_grad_enabled},
     {"is_grad_enabled", l_is_grad_enabled},
     {"memory", l_memory},
+    {"release_cached_memory", l_release_cached_memory},
     {"set_num_threads", l_set_num_threads},
     {"num_threads", l_num_threads},
     {"set_memory_budget", l_set_memory_budget},
