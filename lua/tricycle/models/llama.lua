@@ -14,6 +14,8 @@
 -- lm_head.weight (absent, or ignored, when tie_word_embeddings), block index
 -- i from 0. Our qkv_proj is q_proj, k_proj and v_proj stacked by rows.
 -- Rotary inv_freq buffers of older checkpoints are ignored.
+local errors = require("tricycle.errors")
+
 local llama = {}
 
 -- The config.json keys nn.Llama takes; the others (architectures,
@@ -185,7 +187,7 @@ end
 -- overrides.dtype says otherwise.
 function llama.from_hf_state(tensors, hf_config, overrides)
   if type(tensors) ~= "table" then
-    error("llama.from_hf_state: expects a table of name -> tensor", 2)
+    errors.raise("llama.from_hf_state: expects a table of name -> tensor")
   end
   return build(tensors, hf_config, overrides, "llama.from_hf_state", 2)
 end
@@ -194,7 +196,7 @@ end
 function llama.to_hf_state(model)
   local config = type(model) == "table" and model.config
   if type(config) ~= "table" or not config.num_key_value_heads then
-    error("llama.to_hf_state: expects an nn.Llama", 2)
+    errors.raise("llama.to_hf_state: expects an nn.Llama")
   end
   local hd, H, KV = config.head_dim, config.num_attention_heads, config.num_key_value_heads
   local result = {}
