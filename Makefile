@@ -90,7 +90,7 @@ include cuda/cuda.mk
 include spec/fuzz/fuzz.mk
 
 .PHONY: all module test test-c test-lua test-distributed clean install asan bench deps cuda cuda-emulated cuda-kernels \
-        test-cuda test-gpu lua-all test-luajit test-luas test-smoke-luas examples-host luajit-module test-hosts
+        test-cuda test-gpu lua-all test-luajit test-luajit-if-installed test-luas test-smoke-luas examples-host luajit-module test-hosts
 
 # The CUDA backend and the MPI glue are built once, in $(BUILD)/lua/tricycle/; another Lua's module
 # finds them through links beside it (the engine looks for them beside core.so).
@@ -180,6 +180,7 @@ RUN_SPECS = TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua $(SPEC_ARGS)
 test: all $(HOST_LUAJIT_MODULE)
 	$(RUN_C_TESTS)
 	$(RUN_SPECS)
+	$(Q)$(MAKE) --no-print-directory test-luajit-if-installed
 	$(Q)$(MAKE) --no-print-directory test-smoke-luas
 
 # The whole spec suite under LuaJIT 2.1 (its module in build/luajit/).
@@ -187,10 +188,16 @@ test-luajit:
 	$(Q)$(MAKE) --no-print-directory LUA=luajit all
 	TRICYCLE_BUILD=$(BUILD) luajit spec/run.lua $(SPEC_ARGS)
 
+# `make test`'s LuaJIT suite: skipped with a notice when LuaJIT or its headers are missing.
+test-luajit-if-installed:
+	$(Q)if ! command -v luajit > /dev/null 2>&1 || [ ! -f /usr/include/luajit-2.1/lua.h ]; then \
+	  echo "== the spec suite under LuaJIT: skipped (luajit or its headers are not installed)"; \
+	else echo "== the spec suite under LuaJIT"; $(MAKE) --no-print-directory test-luajit || exit 1; fi
+
 # The smoke spec (tensors, autograd, a GPT training step, generation, a checkpoint round trip) under
-# Lua 5.1, LuaJIT, 5.2 and 5.3, each with its own module; `make test` runs it after the 5.4 suite. A Lua
-# whose interpreter or headers are missing is skipped with a notice (.ci/install-deps installs them all).
-SMOKE_LUAS = lua5.1 luajit lua5.2 lua5.3
+# Lua 5.1, 5.2 and 5.3, each with its own module; `make test` runs it after the 5.4 and LuaJIT suites. A
+# Lua whose interpreter or headers are missing is skipped with a notice (.ci/install-deps installs them all).
+SMOKE_LUAS = lua5.1 lua5.2 lua5.3
 test-smoke-luas:
 	$(Q)for lua in $(SMOKE_LUAS); do \
 	  incdir=/usr/include/$$lua; [ $$lua = luajit ] && incdir=/usr/include/luajit-2.1; \
@@ -200,7 +207,7 @@ test-smoke-luas:
 	  echo "== smoke spec under $$lua"; TRICYCLE_BUILD=$(BUILD) $$lua spec/run.lua spec/smoke/smoke_spec.lua || exit 1; \
 	done
 
-# The smoke spec under 5.1, LuaJIT, 5.2 and 5.3, then the whole suite under LuaJIT.
+# The smoke spec under 5.1, 5.2 and 5.3, then the whole suite under LuaJIT.
 test-luas: test-smoke-luas test-luajit
 
 test-c: all

@@ -73,8 +73,9 @@ function M.median(values)
   table.sort(sorted)
   local n = #sorted
   assert(n > 0, "median of an empty list")
-  if n % 2 == 1 then return sorted[(n + 1) // 2] end
-  return (sorted[n // 2] + sorted[n // 2 + 1]) / 2
+  local half = math.floor(n / 2)
+  if n % 2 == 1 then return sorted[half + 1] end
+  return (sorted[half] + sorted[half + 1]) / 2
 end
 
 function M.round(x, digits)

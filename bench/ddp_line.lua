@@ -42,7 +42,7 @@ local cfg = common.configs[options.config]
 if cfg.batch % world ~= 0 then
   program:fail(("config %s's batch of %d does not split over %d ranks"):format(options.config, cfg.batch, world))
 end
-local rows = cfg.batch // world
+local rows = cfg.batch / world -- (a whole number: checked above)
 
 tc.set_num_threads(options.threads)
 tc.manual_seed(0)

@@ -61,7 +61,7 @@ end
 local configs, modes = split(options.configs), split(options.modes)
 local thread_counts = {}
 for _, t in ipairs(split(options.threads)) do
-  local count = math.tointeger(tonumber(t))
+  local count = require("tricycle.compat").tointeger(tonumber(t))
   if not count or count < 1 then
     program:fail_usage(("--threads expects a list of positive integers, got '%s'"):format(options.threads))
   end

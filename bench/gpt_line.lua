@@ -102,8 +102,8 @@ if options.mode == "train" then
   for i, t in ipairs(times) do all[i] = common.round(t, 1) end
   out.warmup, out.steps = options.warmup, options.steps
   out.ms_median = common.round(med, 2)
-  out.ms_min = common.round(math.min(table.unpack(times)), 2)
-  out.ms_max = common.round(math.max(table.unpack(times)), 2)
+  out.ms_min = common.round(math.min((table.unpack or unpack)(times)), 2)
+  out.ms_max = common.round(math.max((table.unpack or unpack)(times)), 2)
   out.tokens_per_s = common.round(B * T / med * 1e3, 1)
   out.first_loss = common.round(losses[1], 4)
   out.last_loss = common.round(losses[#losses], 4)

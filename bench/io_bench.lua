@@ -52,7 +52,7 @@ if options.child then
     local loaded = clock()
     local config = {}
     for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
-      config[key] = math.tointeger(tonumber(metadata[key]))
+      config[key] = require("tricycle.compat").tointeger(tonumber(metadata[key]))
     end
     local model = tc.models.gpt2.from_hf_state(tensors, config)
     assert(model.config.n_layer == 12)
@@ -85,9 +85,10 @@ local function measure(label, mode, path)
     times[i], peaks[i], loads[i] = run_child(mode, path)
   end
   local line = ("%-32s %7.3f s (best %.3f)  %7.1f MiB peak RSS"):format(label, common.median(times),
-    math.min(table.unpack(times)), common.median(peaks))
+    math.min((table.unpack or unpack)(times)), common.median(peaks))
   if mode == "gpt2" then
-    line = line .. ("; its tc.load %.3f s (best %.3f)"):format(common.median(loads), math.min(table.unpack(loads)))
+    line = line .. ("; its tc.load %.3f s (best %.3f)"):format(common.median(loads),
+      math.min((table.unpack or unpack)(loads)))
   end
   print(line .. (" [median of %d]"):format(options.repeats))
 end
@@ -96,7 +97,7 @@ local path = ("%s/io_bench_%d.safetensors"):format(options.dir, options.mib)
 do
   -- Eight tensors of equal size, float32, values that are not all equal.
   local tensors = {}
-  local per_tensor = options.mib * 1024 * 1024 // 8 // 4
+  local per_tensor = math.floor(options.mib * 1024 * 1024 / 8 / 4)
   for i = 1, 8 do
     tensors["t" .. i] = tc.arange(per_tensor, { dtype = "float32" }) * (1 / per_tensor)
   end

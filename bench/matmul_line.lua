@@ -54,7 +54,7 @@ local function operand(batch, rows, cols, transposed)
   return t
 end
 
-local guard <close> = tc.no_grad()
+local guard = tc.no_grad() -- (closed at the end: `<close>` is 5.4 only)
 for text in options.shapes:gmatch("[^;]+") do
   collectgarbage() -- the previous shape's tensors go before this one is timed
   local m, k, n, ta, tb, batch = text:match("^(%d+),(%d+),(%d+),([nt]),([nt]),(%d+)$")
@@ -78,10 +78,11 @@ for text in options.shapes:gmatch("[^;]+") do
     c = a:matmul(b)
     times[r] = clock() - started
   end
-  local median, best = common.median(times), math.min(table.unpack(times))
+  local median, best = common.median(times), math.min((table.unpack or unpack)(times))
   local flops = 2 * m * n * k * batch
   print(tc.json_encode({
     shape = text, ms_best = common.round(best * 1e3, 4), ms_median = common.round(median * 1e3, 4),
     gflops = common.round(flops / best * 1e-9, 2), gflops_median = common.round(flops / median * 1e-9, 2),
   }))
 end
+guard:close()

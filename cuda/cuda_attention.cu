@@ -15,8 +15,9 @@
 #define ATTENTION_THREADS 64
 
 /* ---- kernels ----
- * Row r of the B*H*T query (or key) rows is (b, h, i) with i fastest. Row i
- * of head h's q is at qkv + (b*T + i)*3C + h*hd, its k at +C, its v at +2C. */
+ * Row r of the B*H*T query rows (B*KV*T key rows) is (b, h, i) with i
+ * fastest; heads live in qkv as attention_layout says. A key row walks the
+ * query heads of its group in turn, so dk and dv have one writer. */
 
 template <typename T> __device__ __forceinline__ T dot(const T *a, const T *b, int64_t n) {
     T sum = 0;
@@ -66,54 +67,54 @@ __device__ __forceinline__ double attend_row(const T *q_row, const T *keys, cons
 
 /* A block per query row of qkv; keys and values from qkv too. */
 template <typename T>
-__global__ void attention_forward_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                         bool causal, T scale, T *out, T *lse) {
+__global__ void attention_forward_kernel(const T *qkv, attention_layout shape, bool causal, T scale, T *out, T *lse) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    int64_t time = shape.time, heads = shape.heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
+    int64_t rows = shape.batch * heads * time;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
-        const T *keys = qkv + b * time * ld + channels + h * hd;
-        double row_lse = attend_row(qkv + (b * time + i) * ld + h * hd, keys, keys + channels, ld,
+        const T *keys = qkv + b * time * ld + channels + h / shape.group * hd;
+        double row_lse = attend_row(qkv + (b * time + i) * ld + h * hd, keys, keys + shape.kv_heads * hd, ld,
                                     causal ? i + 1 : time, hd, scale, shared, out + (b * time + i) * channels + h * hd);
         if (threadIdx.x == 0) lse[row] = (T)row_lse;
     }
 }
 
-/* Copies the new keys and values of qkv into the caches [B, H, capacity, hd]
- * at positions position .. position+T-1. */
+/* Copies the new keys and values of qkv into the caches [B, KV, capacity,
+ * hd] at positions position .. position+T-1. */
 template <typename T>
-__global__ void cache_write_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                   T *k_cache, T *v_cache, int64_t capacity, int64_t position) {
-    int64_t hd = channels / heads, n = batch * time * channels;
+__global__ void cache_write_kernel(const T *qkv, attention_layout shape, T *k_cache, T *v_cache, int64_t capacity,
+                                   int64_t position) {
+    int64_t hd = shape.hd, width = shape.kv_heads * hd, time = shape.time, n = shape.batch * time * width;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-        int64_t c = e % channels, t = e / channels % time, b = e / channels / time;
-        int64_t at = ((b * heads + c / hd) * capacity + position + t) * hd + c % hd;
-        k_cache[at] = qkv[(b * time + t) * 3 * channels + channels + c];
-        v_cache[at] = qkv[(b * time + t) * 3 * channels + 2 * channels + c];
+        int64_t c = e % width, t = e / width % time, b = e / width / time;
+        int64_t at = ((b * shape.kv_heads + c / hd) * capacity + position + t) * hd + c % hd;
+        const T *row = qkv + (b * time + t) * shape.ld + shape.channels;
+        k_cache[at] = row[c];
+        v_cache[at] = row[width + c];
     }
 }
 
 /* A block per new query row, attending to the cached positions it sees. */
 template <typename T>
-__global__ void attention_cached_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                        bool causal, const T *k_cache, const T *v_cache, int64_t capacity,
-                                        int64_t position, T scale, T *out) {
+__global__ void attention_cached_kernel(const T *qkv, attention_layout shape, bool causal, const T *k_cache,
+                                        const T *v_cache, int64_t capacity, int64_t position, T scale, T *out) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, rows = batch * heads * time;
+    int64_t time = shape.time, heads = shape.heads, hd = shape.hd, rows = shape.batch * heads * time;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
-        int64_t head = (b * heads + h) * capacity * hd;
-        attend_row(qkv + (b * time + i) * 3 * channels + h * hd, k_cache + head, v_cache + head, hd,
+        int64_t head = (b * shape.kv_heads + h / shape.group) * capacity * hd;
+        attend_row(qkv + (b * time + i) * shape.ld + h * hd, k_cache + head, v_cache + head, hd,
                    causal ? position + i + 1 : position + time, hd, scale, shared,
-                   out + (b * time + i) * channels + h * hd);
+                   out + (b * time + i) * shape.channels + h * hd);
     }
 }
 
 /* D[row] = dout_i . out_i for each (b, h, i): the rowsum of P * dP. */
 template <typename T>
-__global__ void attention_rowdot_kernel(const T *out, const T *dout, int64_t batch, int64_t time, int64_t channels,
-                                        int64_t heads, T *rowdot) {
-    int64_t hd = channels / heads, rows = batch * heads * time;
+__global__ void attention_rowdot_kernel(const T *out, const T *dout, attention_layout shape, T *rowdot) {
+    int64_t time = shape.time, heads = shape.heads, hd = shape.hd, channels = shape.channels;
+    int64_t rows = shape.batch * heads * time;
     for (int64_t row = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; row < rows;
          row += (int64_t)gridDim.x * blockDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
@@ -126,14 +127,14 @@ __global__ void attention_rowdot_kernel(const T *out, const T *dout, int64_t bat
  * dP_ij = dout_i . v_j. Shared: q[hd], g[hd] (dout_i), acc[hd], ds[blockDim]. */
 template <typename T>
 __global__ void attention_backward_query_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                                bool causal, T scale, T *dqkv) {
+                                                attention_layout shape, bool causal, T scale, T *dqkv) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    int64_t time = shape.time, heads = shape.heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
+    int64_t rows = shape.batch * heads * time;
     T *q = shared, *g = shared + hd, *acc = shared + 2 * hd, *ds = shared + 3 * hd;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
-        const T *keys = qkv + b * time * ld + channels + h * hd, *values = keys + channels;
+        const T *keys = qkv + b * time * ld + channels + h / shape.group * hd, *values = keys + shape.kv_heads * hd;
         __syncthreads();
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
             q[d] = qkv[(b * time + i) * ld + h * hd + d];
@@ -164,55 +165,59 @@ __global__ void attention_backward_query_kernel(const T *qkv, const T *lse, cons
     }
 }
 
-/* For key row j: dv_j = sum_i P_ij dout_i, dk_j = scale * sum_i P_ij (dP_ij -
- * D_i) q_i over the queries that see j. Shared: k[hd], v[hd], acc_k[hd],
- * acc_v[hd], p[blockDim], ds[blockDim]. */
+/* For key row j of k/v head kv: dv_j = sum_i P_ij dout_i, dk_j = scale *
+ * sum_i P_ij (dP_ij - D_i) q_i over the queries of the group's heads that
+ * see j, head by head. Shared: k[hd], v[hd], acc_k[hd], acc_v[hd],
+ * p[blockDim], ds[blockDim]. */
 template <typename T>
 __global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                              int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                              bool causal, T scale, T *dqkv) {
+                                              attention_layout shape, bool causal, T scale, T *dqkv) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, rows = batch * heads * time;
+    int64_t time = shape.time, kv_heads = shape.kv_heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
+    int64_t rows = shape.batch * kv_heads * time;
     T *k = shared, *v = shared + hd, *acc_k = shared + 2 * hd, *acc_v = shared + 3 * hd;
     T *p = shared + 4 * hd, *ds = p + blockDim.x;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        int64_t j = row % time, h = row / time % heads, b = row / time / heads;
-        const T *queries = qkv + b * time * ld + h * hd;
-        const T *grads = dout + b * time * channels + h * hd;
-        const T *head_lse = lse + (b * heads + h) * time, *head_dot = rowdot + (b * heads + h) * time;
+        int64_t j = row % time, kv = row / time % kv_heads, b = row / time / kv_heads;
+        T *dk = dqkv + (b * time + j) * ld + channels + kv * hd, *dv = dk + kv_heads * hd;
         __syncthreads();
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            k[d] = qkv[(b * time + j) * ld + channels + h * hd + d];
-            v[d] = qkv[(b * time + j) * ld + 2 * channels + h * hd + d];
+            k[d] = qkv[(b * time + j) * ld + channels + kv * hd + d];
+            v[d] = qkv[(b * time + j) * ld + channels + (kv_heads + kv) * hd + d];
             acc_k[d] = 0;
             acc_v[d] = 0;
         }
         __syncthreads();
-        for (int64_t i0 = causal ? j : 0; i0 < time; i0 += blockDim.x) {
-            int64_t i = i0 + threadIdx.x;
-            T probability = 0, value = 0;
-            if (i < time) {
-                probability = cuda_exp(dot(queries + i * ld, k, hd) * scale - head_lse[i]);
-                value = probability * (dot(grads + i * channels, v, hd) - head_dot[i]);
-            }
-            p[threadIdx.x] = probability;
-            ds[threadIdx.x] = value;
-            __syncthreads();
-            int64_t count = time - i0 < (int64_t)blockDim.x ? time - i0 : (int64_t)blockDim.x;
-            for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-                T a_k = acc_k[d], a_v = acc_v[d];
-                for (int64_t t = 0; t < count; t++) {
-                    a_k += ds[t] * queries[(i0 + t) * ld + d];
-                    a_v += p[t] * grads[(i0 + t) * channels + d];
+        for (int64_t h = kv * shape.group; h < (kv + 1) * shape.group; h++) {
+            const T *queries = qkv + b * time * ld + h * hd;
+            const T *grads = dout + b * time * channels + h * hd;
+            const T *head_lse = lse + (b * shape.heads + h) * time, *head_dot = rowdot + (b * shape.heads + h) * time;
+            for (int64_t i0 = causal ? j : 0; i0 < time; i0 += blockDim.x) {
+                int64_t i = i0 + threadIdx.x;
+                T probability = 0, value = 0;
+                if (i < time) {
+                    probability = cuda_exp(dot(queries + i * ld, k, hd) * scale - head_lse[i]);
+                    value = probability * (dot(grads + i * channels, v, hd) - head_dot[i]);
                 }
-                acc_k[d] = a_k;
-                acc_v[d] = a_v;
+                p[threadIdx.x] = probability;
+                ds[threadIdx.x] = value;
+                __syncthreads();
+                int64_t count = time - i0 < (int64_t)blockDim.x ? time - i0 : (int64_t)blockDim.x;
+                for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+                    T a_k = acc_k[d], a_v = acc_v[d];
+                    for (int64_t t = 0; t < count; t++) {
+                        a_k += ds[t] * queries[(i0 + t) * ld + d];
+                        a_v += p[t] * grads[(i0 + t) * channels + d];
+                    }
+                    acc_k[d] = a_k;
+                    acc_v[d] = a_v;
+                }
+                __syncthreads();
             }
-            __syncthreads();
         }
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            dqkv[(b * time + j) * ld + channels + h * hd + d] = acc_k[d] * scale;
-            dqkv[(b * time + j) * ld + 2 * channels + h * hd + d] = acc_v[d];
+            dk[d] = acc_k[d] * scale;
+            dv[d] = acc_v[d];
         }
     }
 }
@@ -220,52 +225,55 @@ __global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const 
 /* ---- launchers ---- */
 
 tc_status cuda_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                 int64_t channels, int64_t n_head, bool causal, void *out, void *lse) {
-    int64_t rows = batch * n_head * time, hd = channels / n_head;
+                                 int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal, void *out,
+                                 void *lse) {
+    int64_t rows = batch * n_head * time, hd = head_dim;
     if (rows == 0) return TC_OK;
+    attention_layout shape = attention_layout_of(batch, time, n_head, n_kv_head, head_dim);
     double scale = 1.0 / sqrt((double)hd);
     if (cuda_attention_tiled_fits(dtype, hd)) {
-        cuda_attention_tiled_forward(ctx, dtype, qkv, batch, time, channels, n_head, causal, scale, out, lse);
+        cuda_attention_tiled_forward(ctx, dtype, qkv, shape, causal, scale, out, lse);
         return cuda_check_launch(ctx, "attention");
     }
     bool known = cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         size_t shared = sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS);
         TC_LAUNCH(attention_forward_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS, shared, cuda_stream_of(ctx),
-                  static_cast<const T *>(qkv), batch, time, channels, n_head, causal, (T)scale,
-                  static_cast<T *>(out), static_cast<T *>(lse));
+                  static_cast<const T *>(qkv), shape, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "attention", dtype);
     return cuda_check_launch(ctx, "attention");
 }
 
 tc_status cuda_attention_cached(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
-                                int64_t capacity, int64_t position, void *out) {
-    int64_t rows = batch * n_head * time, hd = channels / n_head;
+                                int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal, void *k_cache,
+                                void *v_cache, int64_t capacity, int64_t position, void *out) {
+    int64_t rows = batch * n_head * time, hd = head_dim;
     if (rows == 0) return TC_OK;
+    attention_layout shape = attention_layout_of(batch, time, n_head, n_kv_head, head_dim);
     double scale = 1.0 / sqrt((double)hd);
     cuda_stream stream = cuda_stream_of(ctx);
     bool known = cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(cache_write_kernel<T>, cuda_blocks_for(batch * time * channels), CUDA_BLOCK, 0, stream,
-                  static_cast<const T *>(qkv), batch, time, channels, n_head, static_cast<T *>(k_cache),
-                  static_cast<T *>(v_cache), capacity, position);
+        TC_LAUNCH(cache_write_kernel<T>, cuda_blocks_for(batch * time * n_kv_head * hd), CUDA_BLOCK, 0, stream,
+                  static_cast<const T *>(qkv), shape, static_cast<T *>(k_cache), static_cast<T *>(v_cache), capacity,
+                  position);
         TC_LAUNCH(attention_cached_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
-                  sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS), stream, static_cast<const T *>(qkv), batch, time,
-                  channels, n_head, causal, static_cast<const T *>(k_cache), static_cast<const T *>(v_cache),
-                  capacity, position, (T)scale, static_cast<T *>(out));
+                  sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS), stream, static_cast<const T *>(qkv), shape,
+                  causal, static_cast<const T *>(k_cache), static_cast<const T *>(v_cache), capacity, position,
+                  (T)scale, static_cast<T *>(out));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "attention_cached", dtype);
     return cuda_check_launch(ctx, "attention_cached");
 }
 
 tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse,
-                                  const void *dout, int64_t batch, int64_t time, int64_t channels, int64_t n_head,
-                                  bool causal, void *dqkv) {
-    int64_t rows = batch * n_head * time, hd = channels / n_head;
+                                  const void *dout, int64_t batch, int64_t time, int64_t n_head, int64_t n_kv_head,
+                                  int64_t head_dim, bool causal, void *dqkv) {
+    int64_t rows = batch * n_head * time, hd = head_dim;
     if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64) return cuda_unsupported_dtype(ctx, "attention backward", dtype);
     if (rows == 0) return TC_OK;
+    attention_layout shape = attention_layout_of(batch, time, n_head, n_kv_head, head_dim);
     double scale = 1.0 / sqrt((double)hd);
     size_t bytes = tc_dtype_size(dtype) * (size_t)rows;
     void *rowdot = cuda_scratch_allocate(ctx, bytes);
@@ -276,18 +284,16 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
         const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse), *g = static_cast<const T *>(dout);
         T *D = static_cast<T *>(rowdot), *dq = static_cast<T *>(dqkv);
         TC_LAUNCH(attention_rowdot_kernel<T>, cuda_blocks_for(rows), CUDA_BLOCK, 0, stream,
-                  static_cast<const T *>(out), g, batch, time, channels, n_head, D);
+                  static_cast<const T *>(out), g, shape, D);
         if (cuda_attention_tiled_fits(dtype, hd)) {
-            cuda_attention_tiled_backward(ctx, dtype, qkv, lse, rowdot, dout, batch, time, channels, n_head, causal,
-                                          scale, dqkv);
+            cuda_attention_tiled_backward(ctx, dtype, qkv, lse, rowdot, dout, shape, causal, scale, dqkv);
             return;
         }
         TC_LAUNCH(attention_backward_query_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
-                  sizeof(T) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, batch, time, channels, n_head,
-                  causal, (T)scale, dq);
-        TC_LAUNCH(attention_backward_key_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
-                  sizeof(T) * (size_t)(4 * hd + 2 * ATTENTION_THREADS), stream, q, l, D, g, batch, time, channels,
-                  n_head, causal, (T)scale, dq);
+                  sizeof(T) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (T)scale, dq);
+        TC_LAUNCH(attention_backward_key_kernel<T>, cuda_rows_for(batch * n_kv_head * time), ATTENTION_THREADS,
+                  sizeof(T) * (size_t)(4 * hd + 2 * ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (T)scale,
+                  dq);
     });
     tc_status status = cuda_check_launch(ctx, "attention backward");
     cuda_scratch_release(ctx, rowdot, bytes);

@@ -15,7 +15,9 @@
  * only, never on the lane, so whole warps take it. The maths is the row
  * kernels' (online softmax, lse saved, D = rowsum(dout * out) from
  * attention_rowdot_kernel); sums run in another order, so results agree with
- * the CPU within rounding, not bit for bit.
+ * the CPU within rounding, not bit for bit. With grouped queries a key
+ * block walks the query heads of its k/v head in turn, so dk and dv have
+ * one writer.
  */
 #include "cuda_attention_tiled.h"
 #include "cuda_kernels.h"
@@ -38,15 +40,17 @@ __device__ __forceinline__ void stage_rows(T *tile, int64_t stride, const T *bas
     }
 }
 
-/* Keys and values of rows j0 .. j0+31 of a head (q of row i at head + i*3C,
- * k at +C, v at +2C) into their shared tiles, between barriers: the previous
- * tile is no longer read before, the new one is whole after. */
+/* Keys and values of rows j0 .. j0+31 of a k/v head (key row j at
+ * key_head + j*ld, its value at value_head + j*ld) into their shared tiles,
+ * between barriers: the previous tile is no longer read before, the new one
+ * is whole after. */
 template <typename T>
-__device__ __forceinline__ void stage_keys_values(T *keys, T *values, int64_t stride, const T *head,
-                                                  int64_t channels, int64_t j0, int64_t time, int64_t hd) {
+__device__ __forceinline__ void stage_keys_values(T *keys, T *values, int64_t stride, const T *key_head,
+                                                  const T *value_head, int64_t ld, int64_t j0, int64_t time,
+                                                  int64_t hd) {
     __syncthreads();
-    stage_rows(keys, stride, head + channels, 3 * channels, j0, time, hd);
-    stage_rows(values, stride, head + 2 * channels, 3 * channels, j0, time, hd);
+    stage_rows(keys, stride, key_head, ld, j0, time, hd);
+    stage_rows(values, stride, value_head, ld, j0, time, hd);
     __syncthreads();
 }
 
@@ -74,16 +78,18 @@ __device__ __forceinline__ tile_position position_of(int64_t block, int64_t head
 
 /* out and lse for the 32 queries of a block; shared: keys and values [32][hd+1]. */
 template <typename T>
-__global__ void attention_forward_tiled_kernel(const T *qkv, int64_t batch, int64_t time, int64_t channels,
-                                               int64_t heads, bool causal, T scale, T *out, T *lse) {
+__global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout shape, bool causal, T scale, T *out,
+                                               T *lse) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    int64_t time = shape.time, heads = shape.heads, channels = shape.channels;
+    int64_t hd = shape.hd, ld = shape.ld, stride = hd + 1;
     T *keys = shared, *values = shared + TILE * stride;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
-    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
         tile_position at = position_of(block, heads, tiles);
         const T *head = qkv + at.b * time * ld + at.h * hd;
+        const T *key_head = qkv + at.b * time * ld + channels + at.h / shape.group * hd;
         int64_t first = at.tile * TILE + warp * ROWS_PER_WARP;
         T m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][LANE_DIMS];
 #pragma unroll
@@ -95,7 +101,7 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, int64_t batch, int6
         }
         int64_t key_end = keys_seen(at.tile, time, causal);
         for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
-            stage_keys_values(keys, values, stride, head, channels, j0, time, hd);
+            stage_keys_values(keys, values, stride, key_head, key_head + shape.kv_heads * hd, ld, j0, time, hd);
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;
@@ -144,16 +150,17 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, int64_t batch, int6
  * [32][hd+1]. */
 template <typename T>
 __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                      int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                                      bool causal, T scale, T *dqkv) {
+                                                      attention_layout shape, bool causal, T scale, T *dqkv) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    int64_t time = shape.time, heads = shape.heads, channels = shape.channels;
+    int64_t hd = shape.hd, ld = shape.ld, stride = hd + 1;
     T *keys = shared, *values = shared + TILE * stride;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
-    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
         tile_position at = position_of(block, heads, tiles);
         const T *head = qkv + at.b * time * ld + at.h * hd;
+        const T *key_head = qkv + at.b * time * ld + channels + at.h / shape.group * hd;
         const T *grads = dout + at.b * time * channels + at.h * hd;
         int64_t rows = (at.b * heads + at.h) * time, first = at.tile * TILE + warp * ROWS_PER_WARP;
         T acc[ROWS_PER_WARP][LANE_DIMS];
@@ -163,7 +170,7 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
             for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
         int64_t key_end = keys_seen(at.tile, time, causal);
         for (int64_t j0 = 0; j0 < key_end; j0 += TILE) {
-            stage_keys_values(keys, values, stride, head, channels, j0, time, hd);
+            stage_keys_values(keys, values, stride, key_head, key_head + shape.kv_heads * hd, ld, j0, time, hd);
 #pragma unroll
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;
@@ -198,59 +205,64 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
     }
 }
 
-/* For the block's 32 keys j: dv_j = sum_i P_ij dout_i and dk_j = scale *
- * sum_i P_ij (dP_ij - D_i) q_i over the queries that see j. Shared: queries
- * and dout rows [32][hd+1], then the tile's lse and D. */
+/* For the block's 32 keys j of k/v head kv: dv_j = sum_i P_ij dout_i and
+ * dk_j = scale * sum_i P_ij (dP_ij - D_i) q_i over the queries of the heads
+ * of its group that see j, head by head. Shared: queries and dout rows
+ * [32][hd+1], then the tile's lse and D. */
 template <typename T>
 __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                    int64_t batch, int64_t time, int64_t channels, int64_t heads,
-                                                    bool causal, T scale, T *dqkv) {
+                                                    attention_layout shape, bool causal, T scale, T *dqkv) {
     TC_DYNAMIC_SHARED(T, shared);
-    int64_t hd = channels / heads, ld = 3 * channels, stride = hd + 1;
+    int64_t time = shape.time, channels = shape.channels, hd = shape.hd, ld = shape.ld, stride = hd + 1;
     T *queries = shared, *grads = shared + TILE * stride, *tile_lse = shared + 2 * TILE * stride;
     T *tile_dot = tile_lse + TILE;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
-    int64_t tiles = (time + TILE - 1) / TILE, blocks = batch * heads * tiles;
+    int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * shape.kv_heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
-        tile_position at = position_of(block, heads, tiles);
-        const T *head = qkv + at.b * time * ld + at.h * hd;
-        const T *head_grads = dout + at.b * time * channels + at.h * hd;
-        int64_t rows = (at.b * heads + at.h) * time, first = at.tile * TILE + warp * ROWS_PER_WARP;
+        tile_position at = position_of(block, shape.kv_heads, tiles); /* at.h: the k/v head */
+        const T *key_head = qkv + at.b * time * ld + channels + at.h * hd;
+        const T *value_head = key_head + shape.kv_heads * hd;
+        int64_t first = at.tile * TILE + warp * ROWS_PER_WARP;
         T acc_k[ROWS_PER_WARP][LANE_DIMS], acc_v[ROWS_PER_WARP][LANE_DIMS];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; r++)
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) acc_k[r][u] = acc_v[r][u] = 0;
-        /* Causal: queries before the block's first key see none of its keys. */
-        for (int64_t i0 = causal ? at.tile * TILE : 0; i0 < time; i0 += TILE) {
-            __syncthreads();
-            stage_rows(queries, stride, head, ld, i0, time, hd);
-            stage_rows(grads, stride, head_grads, channels, i0, time, hd);
-            for (int64_t t = threadIdx.x; t < TILE; t += blockDim.x) {
-                tile_lse[t] = i0 + t < time ? lse[rows + i0 + t] : (T)0;
-                tile_dot[t] = i0 + t < time ? rowdot[rows + i0 + t] : (T)0;
-            }
-            __syncthreads();
-            int count = time - i0 < TILE ? (int)(time - i0) : TILE;
-#pragma unroll
-            for (int r = 0; r < ROWS_PER_WARP; r++) {
-                int64_t j = first + r;
-                if (j >= time || (causal && i0 + TILE <= j)) continue;
-                int64_t i = i0 + lane;
-                T p = 0, ds = 0;
-                if (i < time && (!causal || i >= j)) {
-                    p = cuda_exp(dot_row(head + channels + j * ld, queries + lane * stride, hd) * scale -
-                                 tile_lse[lane]);
-                    ds = p * (dot_row(head + 2 * channels + j * ld, grads + lane * stride, hd) - tile_dot[lane]);
+        for (int64_t h = at.h * shape.group; h < (at.h + 1) * shape.group; h++) {
+            const T *head = qkv + at.b * time * ld + h * hd;
+            const T *head_grads = dout + at.b * time * channels + h * hd;
+            int64_t rows = (at.b * shape.heads + h) * time;
+            /* Causal: queries before the block's first key see none of its keys. */
+            for (int64_t i0 = causal ? at.tile * TILE : 0; i0 < time; i0 += TILE) {
+                __syncthreads();
+                stage_rows(queries, stride, head, ld, i0, time, hd);
+                stage_rows(grads, stride, head_grads, channels, i0, time, hd);
+                for (int64_t t = threadIdx.x; t < TILE; t += blockDim.x) {
+                    tile_lse[t] = i0 + t < time ? lse[rows + i0 + t] : (T)0;
+                    tile_dot[t] = i0 + t < time ? rowdot[rows + i0 + t] : (T)0;
                 }
-                for (int t = 0; t < count; t++) {
-                    T weight_v = __shfl_sync(CUDA_FULL_MASK, p, t), weight_k = __shfl_sync(CUDA_FULL_MASK, ds, t);
+                __syncthreads();
+                int count = time - i0 < TILE ? (int)(time - i0) : TILE;
 #pragma unroll
-                    for (int u = 0; u < LANE_DIMS; u++) {
-                        int64_t d = lane + u * CUDA_WARP;
-                        if (d < hd) {
-                            acc_v[r][u] += weight_v * grads[t * stride + d];
-                            acc_k[r][u] += weight_k * queries[t * stride + d];
+                for (int r = 0; r < ROWS_PER_WARP; r++) {
+                    int64_t j = first + r;
+                    if (j >= time || (causal && i0 + TILE <= j)) continue;
+                    int64_t i = i0 + lane;
+                    T p = 0, ds = 0;
+                    if (i < time && (!causal || i >= j)) {
+                        p = cuda_exp(dot_row(key_head + j * ld, queries + lane * stride, hd) * scale - tile_lse[lane]);
+                        ds = p * (dot_row(value_head + j * ld, grads + lane * stride, hd) - tile_dot[lane]);
+                    }
+                    for (int t = 0; t < count; t++) {
+                        T weight_v = __shfl_sync(CUDA_FULL_MASK, p, t);
+                        T weight_k = __shfl_sync(CUDA_FULL_MASK, ds, t);
+#pragma unroll
+                        for (int u = 0; u < LANE_DIMS; u++) {
+                            int64_t d = lane + u * CUDA_WARP;
+                            if (d < hd) {
+                                acc_v[r][u] += weight_v * grads[t * stride + d];
+                                acc_k[r][u] += weight_k * queries[t * stride + d];
+                            }
                         }
                     }
                 }
@@ -260,7 +272,7 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
         for (int r = 0; r < ROWS_PER_WARP; r++) {
             int64_t j = first + r;
             if (j >= time) continue;
-            T *dk = dqkv + (at.b * time + j) * ld + channels + at.h * hd, *dv = dk + channels;
+            T *dk = dqkv + (at.b * time + j) * ld + channels + at.h * hd, *dv = dk + shape.kv_heads * hd;
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) {
                 int64_t d = lane + u * CUDA_WARP;
@@ -288,32 +300,30 @@ static unsigned tiled_blocks(int64_t batch, int64_t heads, int64_t time) {
     return cuda_rows_for(batch * heads * ((time + TILE - 1) / TILE));
 }
 
-void cuda_attention_tiled_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                  int64_t channels, int64_t heads, bool causal, double scale, void *out, void *lse) {
-    int64_t hd = channels / heads;
+void cuda_attention_tiled_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, attention_layout shape,
+                                  bool causal, double scale, void *out, void *lse) {
     cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(attention_forward_tiled_kernel<T>, tiled_blocks(batch, heads, time), TILED_THREADS,
-                  sizeof(T) * (size_t)(2 * TILE * (hd + 1)), cuda_stream_of(ctx), static_cast<const T *>(qkv),
-                  batch, time, channels, heads, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
+        TC_LAUNCH(attention_forward_tiled_kernel<T>, tiled_blocks(shape.batch, shape.heads, shape.time),
+                  TILED_THREADS, sizeof(T) * (size_t)(2 * TILE * (shape.hd + 1)), cuda_stream_of(ctx),
+                  static_cast<const T *>(qkv), shape, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
     });
 }
 
 void cuda_attention_tiled_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *lse,
-                                   const void *rowdot, const void *dout, int64_t batch, int64_t time,
-                                   int64_t channels, int64_t heads, bool causal, double scale, void *dqkv) {
-    int64_t hd = channels / heads;
+                                   const void *rowdot, const void *dout, attention_layout shape, bool causal,
+                                   double scale, void *dqkv) {
     cuda_stream stream = cuda_stream_of(ctx);
     cuda_dispatch_float(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse);
         const T *D = static_cast<const T *>(rowdot), *g = static_cast<const T *>(dout);
         T *dq = static_cast<T *>(dqkv);
-        unsigned blocks = tiled_blocks(batch, heads, time);
-        TC_LAUNCH(attention_backward_query_tiled_kernel<T>, blocks, TILED_THREADS,
-                  sizeof(T) * (size_t)(2 * TILE * (hd + 1)), stream, q, l, D, g, batch, time, channels, heads, causal,
+        TC_LAUNCH(attention_backward_query_tiled_kernel<T>, tiled_blocks(shape.batch, shape.heads, shape.time),
+                  TILED_THREADS, sizeof(T) * (size_t)(2 * TILE * (shape.hd + 1)), stream, q, l, D, g, shape, causal,
                   (T)scale, dq);
-        TC_LAUNCH(attention_backward_key_tiled_kernel<T>, blocks, TILED_THREADS, tiled_shared_bytes(sizeof(T), hd),
-                  stream, q, l, D, g, batch, time, channels, heads, causal, (T)scale, dq);
+        TC_LAUNCH(attention_backward_key_tiled_kernel<T>, tiled_blocks(shape.batch, shape.kv_heads, shape.time),
+                  TILED_THREADS, tiled_shared_bytes(sizeof(T), shape.hd), stream, q, l, D, g, shape, causal, (T)scale,
+                  dq);
     });
 }

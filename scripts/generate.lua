@@ -76,18 +76,29 @@ if not state.tokenizer then
   program:fail(("%s holds no tokenizer"):format(path))
 end
 local config = state.config or {}
-for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd" }) do
+for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd",
+  config.arch == "llama" and "intermediate_size" or nil }) do
   if not compat.is_integer(config[key]) then
     program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
   end
 end
 
 local tok = tokenizer_module.deserialize(state.tokenizer)
-local model = tc.nn.GPT({
-  vocab_size = config.vocab_size, context_length = config.context_length, n_layer = config.n_layer,
-  n_head = config.n_head, n_embd = config.n_embd, dropout = 0, bias = config.bias ~= false,
-  tie_weights = config.tie_weights ~= false,
-})
+local model
+if config.arch == "llama" then -- train_shakespeare.lua --arch llama
+  model = tc.nn.Llama({
+    vocab_size = config.vocab_size, hidden_size = config.n_embd, intermediate_size = config.intermediate_size,
+    num_hidden_layers = config.n_layer, num_attention_heads = config.n_head,
+    num_key_value_heads = (config.n_kv_head or 0) > 0 and config.n_kv_head or config.n_head,
+    max_position_embeddings = config.context_length, tie_word_embeddings = true,
+  })
+else
+  model = tc.nn.GPT({
+    vocab_size = config.vocab_size, context_length = config.context_length, n_layer = config.n_layer,
+    n_head = config.n_head, n_embd = config.n_embd, dropout = 0, bias = config.bias ~= false,
+    tie_weights = config.tie_weights ~= false,
+  })
+end
 model:load_state_dict(state.model)
 local device = values.device or "auto"
 if device == "auto" then

@@ -2,6 +2,7 @@
 --
 --   lua scripts/train_shakespeare.lua                     -- the cpu preset (or gpu when one is found)
 --   lua scripts/train_shakespeare.lua --preset gpu --steps 2000
+--   lua scripts/train_shakespeare.lua --arch llama        -- Llama blocks (nn.Llama) of the preset's size
 --   lua scripts/train_shakespeare.lua --resume            -- goes on from out/shakespeare/checkpoint.safetensors
 --
 -- --steps is the total number of optimiser steps of the run, counted from
@@ -58,13 +59,13 @@ local PRESETS = {
     tokenizer = "char", vocab_size = 0, n_layer = 4, n_head = 4, n_embd = 128, context_length = 64,
     batch_size = 32, steps = 3000, lr = 3e-3, min_lr = 3e-4, warmup = 100, weight_decay = 0.1, dropout = 0.0,
     beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 250, eval_batches = 20, checkpoint_every = 500,
-    log_every = 10, sample_tokens = 300,
+    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0,
   },
   gpu = {
     tokenizer = "bpe", vocab_size = 1024, n_layer = 6, n_head = 6, n_embd = 384, context_length = 256,
     batch_size = 128, steps = 5000, lr = 1e-2, min_lr = 1e-4, warmup = 100, weight_decay = 0.1, dropout = 0.2,
     beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 250, eval_batches = 50, checkpoint_every = 500,
-    log_every = 10, sample_tokens = 300,
+    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0,
   },
 }
 
@@ -82,6 +83,10 @@ local OPTIONS = {
   { name = "context_length", type = "integer", help = "tokens per sequence" },
   { name = "n_layer", type = "integer", help = "transformer blocks" },
   { name = "n_head", type = "integer", help = "attention heads" },
+  { name = "arch", type = "choice", choices = { "gpt", "llama" },
+    help = "GPT-2's blocks, or Llama's (RMSNorm, RoPE, SwiGLU, grouped-query attention; no dropout)" },
+  { name = "n_kv_head", type = "integer",
+    help = "key/value heads of --arch llama, dividing --n-head (default --n-head)" },
   { name = "n_embd", type = "integer", help = "embedding width" },
   { name = "dropout", type = "number", help = "dropout probability" },
   { name = "tokenizer", type = "choice", choices = { "char", "bpe" }, help = "character-level or byte-level BPE" },
@@ -165,6 +170,9 @@ end
 if config.n_embd % config.n_head ~= 0 then
   program:fail_usage(("--n-embd %d is not divisible by --n-head %d"):format(config.n_embd, config.n_head))
 end
+if config.n_kv_head < 0 or (config.n_kv_head > 0 and config.n_head % config.n_kv_head ~= 0) then
+  program:fail_usage(("--n-kv-head %d does not divide --n-head %d"):format(config.n_kv_head, config.n_head))
+end
 if config.dropout < 0 or config.dropout >= 1 then
   program:fail_usage("--dropout must be in [0, 1)")
 end
@@ -191,18 +199,21 @@ if values.resume then
   -- the model's shape and the tokenizer come from the checkpoint; the run's
   -- length and intervals may be changed on the command line
   local saved = resumed.config or {}
-  for _, key in ipairs({ "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "context_length" }) do
+  local shape_keys = { tokenizer = true, vocab_size = true, n_layer = true, n_head = true, n_embd = true,
+    context_length = true, arch = true, n_kv_head = true }
+  for key in pairs(shape_keys) do
     if values[key] ~= nil and saved[key] ~= nil and values[key] ~= saved[key] then
       io.stderr:write(("train_shakespeare: --%s %s ignored: the checkpoint has %s\n")
         :format(key:gsub("_", "-"), tostring(values[key]), tostring(saved[key])))
     end
   end
   for key, value in pairs(saved) do
-    if values[key] == nil or key == "tokenizer" or key == "vocab_size" or key == "n_layer" or key == "n_head"
-      or key == "n_embd" or key == "context_length" then
+    if values[key] == nil or shape_keys[key] then
       config[key] = value
     end
   end
+  -- checkpoints from before --arch hold GPTs
+  config.arch, config.n_kv_head = saved.arch or "gpt", saved.n_kv_head or 0
 end
 
 if is_main then
@@ -252,10 +263,25 @@ end
 -- ---------------------------------------------------------------- model
 
 tc.manual_seed(config.seed)
-local model = tc.nn.GPT({
-  vocab_size = vocab_size, context_length = config.context_length, n_layer = config.n_layer,
-  n_head = config.n_head, n_embd = config.n_embd, dropout = config.dropout, bias = true, tie_weights = true,
-})
+local model
+if config.arch == "llama" then
+  -- the SwiGLU width Llama takes for a 4C GELU MLP's parameters: 8C/3, rounded up to 32
+  config.intermediate_size = config.intermediate_size or 32 * math.ceil(8 * config.n_embd / 3 / 32)
+  model = tc.nn.Llama({
+    vocab_size = vocab_size, hidden_size = config.n_embd, intermediate_size = config.intermediate_size,
+    num_hidden_layers = config.n_layer, num_attention_heads = config.n_head,
+    num_key_value_heads = config.n_kv_head > 0 and config.n_kv_head or config.n_head,
+    max_position_embeddings = config.context_length, tie_word_embeddings = true,
+  })
+  if config.dropout > 0 then
+    say(("--arch llama: dropout %g is not used (the Llama block has none)"):format(config.dropout))
+  end
+else
+  model = tc.nn.GPT({
+    vocab_size = vocab_size, context_length = config.context_length, n_layer = config.n_layer,
+    n_head = config.n_head, n_embd = config.n_embd, dropout = config.dropout, bias = true, tie_weights = true,
+  })
+end
 if device ~= "cpu" then
   model:to(device)
 end
@@ -318,9 +344,9 @@ elseif is_main then
 end
 
 local tokens_per_step = config.batch_size * config.context_length * world
-say(("%s preset on %s: %d parameters, %s tokenizer (%d tokens), %d training tokens, %d steps of %d tokens")
-  :format(preset_name, device, model:num_parameters(), config.tokenizer, vocab_size, dataset:split_size("train"),
-    config.steps, tokens_per_step))
+say(("%s preset on %s, %s blocks: %d parameters, %s tokenizer (%d tokens), %d training tokens, %d steps of %d "
+  .. "tokens"):format(preset_name, device, config.arch, model:num_parameters(), config.tokenizer, vocab_size,
+    dataset:split_size("train"), config.steps, tokens_per_step))
 if ddp then
   say(("data-parallel: %d ranks over %s, %d sequences each per step%s"):format(world, dist.backend(),
     config.batch_size, zero and ", AdamW's moments sharded (ZeRO-1)" or ""))

@@ -37,11 +37,9 @@ local function compile_table(rows)
   -- the compiler runs without the sanitizer `make asan` preloads into Lua
   local command = ("env -u LD_PRELOAD %s -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsyntax-only -I src %s 2>&1")
     :format(compiler, path)
-  local pipe = assert(io.popen(command))
-  local output = pipe:read("a")
-  local ok = pipe:close()
+  local output, status = assert(compat.popen_read(command))
   os.remove(path)
-  return ok == true, output
+  return status == 0, output
 end
 
 -- Rows for the given slots with their CPU kernels.

@@ -1,6 +1,7 @@
 -- tricycle.checkpoint: one safetensors file holding a model, an optimiser,
 -- a schedule, the step, the RNG state, a config and a tokenizer.
 local tc = require("tricycle")
+local number_type = require("helpers.number_type")
 local checkpoint = require("tricycle.checkpoint")
 local lfs = require("lfs")
 
@@ -114,8 +115,8 @@ describe("tricycle.checkpoint", function()
     assert.are.equal(17, state.step)
     assert.are.same({ seed, offset }, state.rng)
     assert.are.same(config, state.config)
-    assert.are.equal("float", math.type(state.config.model.dropout))
-    assert.are.equal("integer", math.type(state.config.model.n_layer))
+    assert.are.equal("float", number_type(state.config.model.dropout))
+    assert.are.equal("integer", number_type(state.config.model.n_layer))
     assert.are.equal(tokenizer, state.tokenizer)
     assert.are.same({ last_step = 17, base = 6e-4 }, state.scheduler)
     for name, p in pairs(model.params) do

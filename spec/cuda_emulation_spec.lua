@@ -135,9 +135,7 @@ describe_cuda("the cuda device (thread order " .. order .. ")", function()
     end
     local function shell_quote(text) return "'" .. text:gsub("'", "'\\''") .. "'" end
     local function run(command)
-      local pipe = assert(io.popen(command .. " 2>&1"))
-      local output = pipe:read("a")
-      local _, _, code = pipe:close()
+      local output, code = assert(require("tricycle.compat").popen_read(command .. " 2>&1"))
       return code, output
     end
     local out = os.tmpname()

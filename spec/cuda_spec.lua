@@ -7,6 +7,7 @@
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
 local probe = require("helpers.cuda_probe")
+local compat = require("tricycle.compat")
 local build = os.getenv("TRICYCLE_BUILD") or "build"
 local shell_quote = probe.shell_quote
 
@@ -126,9 +127,7 @@ describe("the cuda device without a usable GPU", function()
     local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s " .. lua_command .. " scripts/train_shakespeare.lua --steps 2 "
       .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 0 --eval-batches 1 "
       .. "--sample-tokens 5 --out %s 2>&1"):format(shell_quote(build), shell_quote(out))
-    local pipe = assert(io.popen(command))
-    local output = pipe:read("a")
-    local _, _, code = pipe:close()
+    local output, code = assert(compat.popen_read(command))
     os.execute("rm -rf " .. shell_quote(out))
     assert.are.equal(0, code, output)
     local notices = 0

@@ -46,7 +46,7 @@ end
 local function run(command)
   local out, err = os.tmpname(), os.tmpname()
   local started = core.wall_time()
-  local _, _, code = os.execute(("TRICYCLE_BUILD=%s %s < /dev/null > %s 2> %s"):format(shell_quote(build), command,
+  local _, code = compat.execute(("TRICYCLE_BUILD=%s %s < /dev/null > %s 2> %s"):format(shell_quote(build), command,
     shell_quote(out), shell_quote(err)))
   return code, slurp(out), slurp(err), core.wall_time() - started
 end
@@ -444,7 +444,8 @@ describe("#mpi several ranks", function()
       tc.distributed.all_reduce(t, { op = "avg" })
       print(tc.distributed.backend(), tc.distributed.world_size(), table.concat(t:totable(), " "))]]))
     assert.are.equal(0, code, out .. err)
-    assert.truthy(out:find("mpi\t1\t1.0 2.0", 1, true), out)
+    -- (LuaJIT and 5.1/5.2 print 1.0 as 1)
+    assert.truthy(out:find(compat.has_integers and "mpi\t1\t1.0 2.0" or "mpi\t1\t1 2", 1, true), out)
   end)
 end)
 

@@ -5,10 +5,8 @@ local fused_it = it
 
 local function run(script)
   local command = ("TRICYCLE_BUILD=%q " .. lua_command .. " %s 2>&1"):format(build, script)
-  local pipe = io.popen(command)
-  local output = pipe:read("a")
-  local ok, _, code = pipe:close()
-  return output, ok, code
+  local output, code = assert(require("tricycle.compat").popen_read(command))
+  return output, code == 0 or nil, code
 end
 
 describe("examples", function()

@@ -1,5 +1,6 @@
 local binpack = require("helpers.binpack")
 local compat = require("tricycle.compat")
+local shell = require("helpers.command")
 local wide = require("helpers.wide")
 -- Files under hostile conditions: loaded tensors when their file is cut or
 -- rewritten in place, what atomic saves keep (modes, links, long names),
@@ -19,11 +20,9 @@ local function run_child(code, shell_prefix)
   local script = os.tmpname()
   scratch.write(script, code)
   local command = ("%s%s %s 2>&1"):format(shell_prefix or "", scratch.lua_command(), q(script))
-  local pipe = assert(io.popen("sh -c " .. q(command)))
-  local output = pipe:read("a")
-  local ok, how, status = pipe:close()
+  local output, status = shell.run("sh -c " .. q(command))
   os.remove(script)
-  return output, ok == true and how == "exit" and status == 0
+  return output, status == 0
 end
 
 local function temporaries(dir)
@@ -41,16 +40,17 @@ describe("loaded tensors and files changed in place", function()
     -- In a child: a crash there fails this spec instead of ending the run.
     local output, ok = run_child([[
       local scratch = require("helpers.scratch")
+      local shell = require("helpers.command")
       local tc = require("tricycle")
       local dir = scratch.new_dir()
       local path = dir .. "/model.safetensors"
       tc.save(path, { w = tc.arange(100000, { dtype = "float32" }), b = tc.ones({ 3000 }) })
       local tensors = tc.load(path)
       local sum = tensors.w:sum():item()
-      assert(os.execute("truncate -s 100 " .. scratch.shell_quote(path)))
+      assert(shell.execute("truncate -s 100 " .. scratch.shell_quote(path)))
       io.write(tostring(tensors.w:sum():item() == sum), " ")
       tc.save(dir .. "/small", { w = tc.zeros({ 2 }) })
-      assert(os.execute(("cp %s %s"):format(scratch.shell_quote(dir .. "/small"), scratch.shell_quote(path))))
+      assert(shell.execute(("cp %s %s"):format(scratch.shell_quote(dir .. "/small"), scratch.shell_quote(path))))
       io.write(("%.0f %.0f"):format(tensors.w[100000]:item(), tensors.b:sum():item()))
       scratch.remove_dir(dir)
     ]])
@@ -75,7 +75,7 @@ describe("loaded tensors and files changed in place", function()
       tc.save(path, { w = tc.tensor({ 1, 2, 3 }) })
       local file = tc.io.open(path)
       tc.save(dir .. "/new", { w = tc.tensor({ 4, 5, 6, 7 }) })
-      assert(os.execute(("cp %s %s"):format(q(dir .. "/new"), q(path))))
+      assert(shell.execute(("cp %s %s"):format(q(dir .. "/new"), q(path))))
       local ok, message = pcall(file.get, file, "w")
       assert.is_false(ok)
       assert.truthy(message:find("changed since it was opened", 1, true), message)
@@ -108,6 +108,13 @@ describe("loaded tensors and files changed in place", function()
       local path = scratch.write(dir .. "/empty.safetensors",
         scratch.safetensors('{"e":{"dtype":"F32","shape":[1152921504606846976,0],"data_offsets":[0,0]}}'))
       local e = tc.load(path).e
+      if not compat.has_integers then -- (the size is past 2^53 there: the shape is refused by name)
+        assert.are.equal(0, e:numel())
+        local ok, message = pcall(function() return e.shape end)
+        assert.is_false(ok)
+        assert.truthy(message:find("the integer 1152921504606846976 is past 2^53", 1, true), message)
+        return
+      end
       assert.are.same({ wide(60), 0 }, e.shape)
       assert.are.equal("tensor([], size={1152921504606846976, 0})", tostring(e))
     end)
@@ -127,10 +134,10 @@ describe("atomic saves", function()
     it(name .. " keeps an existing file's mode (before: 0644 for tc.save and tokenizer:save)", function()
       scratch.in_dir(function(dir)
         local path = scratch.write(dir .. "/kept", "old")
-        assert(os.execute("chmod 600 " .. q(path)))
+        assert(shell.execute("chmod 600 " .. q(path)))
         save(path)
         assert.are.equal("600", scratch.mode(path))
-        assert(os.execute("chmod 640 " .. q(path)))
+        assert(shell.execute("chmod 640 " .. q(path)))
         save(path)
         assert.are.equal("640", scratch.mode(path))
         assert.are.same({ "kept" }, scratch.listing(dir))
@@ -140,7 +147,7 @@ describe("atomic saves", function()
     it(name .. " writes through a symbolic link to its target (before: replaced the link)", function()
       scratch.in_dir(function(dir)
         -- link2 -> links/link1 -> ../real/file: relative links, resolved from the folder of each.
-        assert(os.execute(("mkdir %s %s && ln -s ../real/file %s && ln -s links/link1 %s"):format(q(dir .. "/real"),
+        assert(shell.execute(("mkdir %s %s && ln -s ../real/file %s && ln -s links/link1 %s"):format(q(dir .. "/real"),
           q(dir .. "/links"), q(dir .. "/links/link1"), q(dir .. "/link2"))))
         save(dir .. "/link2") -- a dangling chain: the target is created
         assert.is_truthy(scratch.read(dir .. "/real/file"))
@@ -149,7 +156,7 @@ describe("atomic saves", function()
         save(dir .. "/link2")
         assert.are.equal(first, scratch.read(dir .. "/real/file"))
         for _, link in ipairs({ "links/link1", "link2" }) do
-          assert.is_true(os.execute("test -L " .. q(dir .. "/" .. link)), link .. " is no longer a link")
+          assert.is_true(shell.execute("test -L " .. q(dir .. "/" .. link)), link .. " is no longer a link")
         end
         assert.are.same({ "link2", "links", "real" }, scratch.listing(dir))
         assert.are.same({ "link1" }, scratch.listing(dir .. "/links"))
@@ -209,10 +216,10 @@ describe("atomic saves", function()
       scratch.write(other, "another target's")
       -- A live writer holds an flock on its temporary until its rename.
       local ready = dir .. "/holding"
-      assert(os.execute(("flock -x %s sh -c 'touch %s; sleep 3' >/dev/null 2>&1 &"):format(q(live), q(ready))))
+      assert(shell.execute(("flock -x %s sh -c 'touch %s; sleep 3' >/dev/null 2>&1 &"):format(q(live), q(ready))))
       for _ = 1, 100 do
         if scratch.read(ready) then break end
-        os.execute("sleep 0.02")
+        shell.execute("sleep 0.02")
       end
       assert.is_truthy(scratch.read(ready), "flock did not start")
       tc.save(path, { w = tc.ones({ 1 }) })
@@ -220,7 +227,7 @@ describe("atomic saves", function()
       assert.are.equal("being written", scratch.read(live))
       assert.are.equal("another target's", scratch.read(other))
       -- Once its holder is gone, the next save removes it too.
-      os.execute(("flock -x %s true"):format(q(live)))
+      shell.execute(("flock -x %s true"):format(q(live)))
       tc.save(path, { w = tc.ones({ 1 }) })
       assert.is_nil(scratch.read(live))
       assert.are.same({ ".other.safetensors.tc-tmp-Qwe456", "holding", "model.safetensors" }, scratch.listing(dir))
@@ -241,7 +248,7 @@ describe("atomic saves", function()
       local left = 0
       for kill = 1, 30 do
         local delay = 0.02 + (kill % 6) * 0.02
-        os.execute(("sh -c %s >/dev/null 2>&1"):format(q(("%s & pid=$!; sleep %.2f; kill -9 $pid; wait $pid")
+        shell.execute(("sh -c %s >/dev/null 2>&1"):format(q(("%s & pid=$!; sleep %.2f; kill -9 $pid; wait $pid")
           :format(command, delay))))
         local tensors, metadata = tc.load(path) -- never torn: loads, and holds one version throughout
         local version = tonumber(metadata.version)
@@ -284,12 +291,12 @@ describe("atomic saves", function()
       tokenizer.CharTokenizer.new("ab"):save(path)
       local old = scratch.read(path)
       -- Root ignores permissions; the immutable flag binds it too.
-      if not os.execute("chattr +i " .. q(dir) .. " 2>/dev/null") then
+      if not shell.execute("chattr +i " .. q(dir) .. " 2>/dev/null") then
         pending("chattr +i is not available here")
         return
       end
       local ok, message = pcall(function() tokenizer.CharTokenizer.new("xyz"):save(path) end)
-      os.execute("chattr -i " .. q(dir))
+      shell.execute("chattr -i " .. q(dir))
       assert.is_false(ok)
       assert.truthy(message:find("save: cannot create a temporary file in '" .. dir .. "'", 1, true), message)
       assert.are.equal(old, scratch.read(path))

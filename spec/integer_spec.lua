@@ -10,11 +10,16 @@ local edges = require("helpers.integer_edges")
 local wide = require("helpers.wide")
 
 describe("integer arithmetic at the range edges", function()
-  it("wraps around in add, sub, mul, neg, abs, square and sums; divides and raises to powers as float32", function()
-    edges.check("cpu")
-  end)
+  -- The references compute int64's wrap-around in Lua integers, which 5.1, LuaJIT and 5.2 lack (their
+  -- refusal of integers past 2^53 is checked in tensor_spec and the catalogue).
+  local exact_it = compat.has_integers and it
+    or function(name) pending(name .. " (needs Lua 5.3+'s 64-bit integers for its references)") end
+  exact_it("wraps around in add, sub, mul, neg, abs, square and sums; divides and raises to powers as float32",
+    function()
+      edges.check("cpu")
+    end)
 
-  it("gives the documented literal values", function()
+  exact_it("gives the documented literal values", function()
     local i32 = edges.tensor("int32", { 2147483647, -2147483648 }, "cpu")
     assert.are.same({ -2147483648, 2147483647 }, (i32 + tc.from_bytes(binpack.pack("<i4i4", 1, -1), "int32", { 2 }))
       :totable())
@@ -31,7 +36,7 @@ describe("integer arithmetic at the range edges", function()
     assert.are.same({ 0, 1 }, (u8 * 255):totable())
   end)
 
-  it("reads and takes int64 values past 2^53 exactly (item, and numbers in arithmetic)", function()
+  exact_it("reads and takes int64 values past 2^53 exactly (item, and numbers in arithmetic)", function()
     -- before: item() went through a double (2^63 - 1 came back as 2^63, converted out of range),
     -- and a Lua integer operand was rounded to a double (0 + (2^53 + 1) gave 2^53)
     local max = edges.tensor("int64", { compat.max_integer }, "cpu")

@@ -4,6 +4,7 @@
 -- each other.
 local binpack = require("helpers.binpack")
 local compat = require("tricycle.compat")
+local number_type = require("helpers.number_type")
 local tc = require("tricycle")
 local lfs = require("lfs")
 
@@ -74,7 +75,7 @@ local function parse_json(text)
           position = position + 2
         elseif e == "u" then
           local code = tonumber(text:sub(position + 2, position + 5), 16)
-          parts[#parts + 1] = utf8.char(code)
+          parts[#parts + 1] = compat.utf8_char(code)
           position = position + 6
         else
           error("bad escape")
@@ -221,7 +222,7 @@ describe("tc.save / tc.load (safetensors)", function()
       alpha = tc.tensor({ 1, 2, 3 }, { dtype = "uint8" }),
       mid = tc.tensor({ 1 / 3, -1e300 }, { dtype = "float64" }),
       ["b.int"] = tc.tensor({ { -7 }, { 2147483647 } }, { dtype = "int32" }),
-      long = tc.tensor({ math.mininteger, 5 }, { dtype = "int64" }),
+      long = tc.tensor({ compat.min_integer, 5 }, { dtype = "int64" }),
       mask = tc.tensor({ true, false, true, true }),
       scalar = tc.tensor(2.5),
       empty = tc.zeros({ 0, 4 }),
@@ -263,7 +264,7 @@ describe("tc.save / tc.load (safetensors)", function()
     assert.are.same({ 1, 2, 3 }, values("alpha"))
     assert.are.same({ 1 / 3, -1e300 }, values("mid"))
     assert.are.same({ -7, 2147483647 }, values("b.int"))
-    assert.are.same({ math.mininteger, 5 }, values("long"))
+    assert.are.same({ compat.min_integer, 5 }, values("long"))
     assert.are.same({ 1, 0, 1, 1 }, values("mask"))
     assert.are.same({ 2.5 }, values("scalar"))
     assert.are.same({}, values("empty"))
@@ -521,8 +522,10 @@ describe("tc.save / tc.load (safetensors)", function()
       assert.are.equal(
         '{"empty":{},"list":[1,2.5,true,false],"name":"x\\"\\n\\u0001é","nested":{"deep":[-3]}}', text)
       assert.are.same(value, tc.io.json_decode(text))
-      assert.are.equal("float", math.type(tc.io.json_decode("1.0")))
-      assert.are.equal("integer", math.type(tc.io.json_decode("1")))
+      if compat.has_integers then -- (1.0 is a float only where integers are a type of their own)
+        assert.are.equal("float", number_type(tc.io.json_decode("1.0")))
+      end
+      assert.are.equal("integer", number_type(tc.io.json_decode("1")))
       assert.are.equal("😀", tc.io.json_decode('"\\ud83d\\ude00"'))
       assert.has_error(function()
         tc.io.json_decode("[1,]")

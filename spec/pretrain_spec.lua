@@ -7,6 +7,7 @@
 local lua_command = require("helpers.interpreter")
 local binpack = require("helpers.binpack")
 local compat = require("tricycle.compat")
+local shell = require("helpers.command")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local gpt2_files = require("helpers.gpt2_files")
@@ -20,7 +21,7 @@ end
 -- Runs a command with stdin from a file (default /dev/null); returns exit code, stdout, stderr.
 local function run(command, stdin)
   local out, err = os.tmpname(), os.tmpname()
-  local _, _, code = os.execute(("TRICYCLE_BUILD=%s %s < %s > %s 2> %s"):format(shell_quote(build), command,
+  local _, code = shell.execute(("TRICYCLE_BUILD=%s %s < %s > %s 2> %s"):format(shell_quote(build), command,
     shell_quote(stdin or "/dev/null"), shell_quote(out), shell_quote(err)))
   local function slurp(path)
     local f = io.open(path, "rb")
@@ -217,10 +218,10 @@ describe("prepare_data.lua", function()
     -- 70,000 characters: ids do not fit 16 bits, so the shard is llm.c's uint32 variant
     local chars = {}
     for cp = 0x10000, 0x10000 + 69999 do
-      chars[#chars + 1] = utf8.char(cp)
+      chars[#chars + 1] = compat.utf8_char(cp)
     end
     tokenizer.CharTokenizer.new(table.concat(chars)):save(work .. "/wide.tok")
-    write(work .. "/wide.txt", utf8.char(0x10000 + 69999, 0x10000))
+    write(work .. "/wide.txt", compat.utf8_char(0x10000 + 69999, 0x10000))
     code, _, err = run(("%s --tokenizer %s --out %s --name wide %s"):format(prepare, shell_quote(work .. "/wide.tok"),
       shell_quote(work .. "/own"), shell_quote(work .. "/wide.txt")))
     assert.are.equal(0, code, err)
@@ -404,7 +405,11 @@ describe("train_gpt2.lua", function()
     assert.truthy(err:find("--n-layer 2 conflicts with", 1, true), err)
   end)
 
-  with_gpt2("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
+  -- (LuaJIT's debug hook is shared by every coroutine: its Ctrl-C ends the step it lands in)
+  local interrupt_it = rawget(_G, "jit") and function(name)
+    pending(name .. " (LuaJIT: Ctrl-C ends the running step; see cli.run_steps)")
+  end or with_gpt2
+  interrupt_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
     local dir = work .. "/ctrl-c"
     local script = ("%s --data %s %s --steps 100000 --log-every 1 --val-every 0 --checkpoint-every 0 --out %s & "
       .. "pid=$!; while [ \"$(wc -l < %s 2>/dev/null || echo 0)\" -lt 3 ]; do sleep 0.1; done; "

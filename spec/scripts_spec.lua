@@ -3,6 +3,8 @@
 -- command-line helpers they use (tricycle.cli).
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
+local number_type = require("helpers.number_type")
+local shell = require("helpers.command")
 local cli = require("tricycle.cli")
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
@@ -27,7 +29,7 @@ local function run(command, stdin)
   end
   local full = ("TRICYCLE_BUILD=%s %s%s > %s 2> %s"):format(shell_quote(build), command, input,
     shell_quote(dir .. "/out"), shell_quote(dir .. "/err"))
-  local _, _, code = os.execute(full)
+  local _, code = shell.execute(full)
   local function slurp(name)
     local f = io.open(dir .. "/" .. name, "rb")
     local text = f and f:read("a") or ""
@@ -68,7 +70,7 @@ describe("cli.parse", function()
       { { name = "FILE" } })
     assert.are.same({ steps = 20, lr = 3e-3, resume = true, preset = "gpu" }, values)
     assert.are.same({ "file" }, rest)
-    assert.are.equal("integer", math.type(values.steps))
+    assert.are.equal("integer", number_type(values.steps))
   end)
 
   it("rejects unknown flags, bad values and missing values as usage errors", function()
@@ -126,7 +128,13 @@ describe("cli.run_steps", function()
     end, "crl", 1)
   end
 
-  it("lets an interrupted step finish and stops before the next one", function()
+  -- LuaJIT keeps one debug hook for all its coroutines, so its Ctrl-C lands inside the step.
+  local per_thread_hooks = not rawget(_G, "jit")
+  local hook_it = per_thread_hooks and it or function(name)
+    pending(name .. " (LuaJIT's debug hook is shared by every coroutine: Ctrl-C ends the step it lands in)")
+  end
+
+  hook_it("lets an interrupted step finish and stops before the next one", function()
     local caller = coroutine.running()
     local started, finished = 0, 0
     local done = cli.run_steps(function() return started < 10 end, function()
@@ -279,7 +287,32 @@ describe("scripts", function()
       end
     end)
 
-    training_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
+    training_it("--arch llama trains Llama blocks with grouped queries, and generate.lua samples them", function()
+      local dir = out_dir .. "-llama"
+      local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 10 %s --arch llama "
+        .. "--n-kv-head 1 --out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("llama blocks", 1, true))
+      local state = require("tricycle").checkpoint.load(dir .. "/checkpoint.safetensors")
+      assert.are.equal("llama", state.config.arch)
+      -- one k/v head of 8: qkv_proj has (2 + 2 * 1) * 8 rows
+      assert.are.same({ 32, 16 }, state.model["layers.1.self_attn.qkv_proj.weight"].shape)
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 12 --seed 3")
+        :format(shell_quote(dir .. "/checkpoint.safetensors")))
+      assert.are.equal(0, code, err)
+      assert.are.equal(#"ROMEO:" + 12 + 1, #out)
+      code, _, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 1 %s --arch llama --n-kv-head 3 "
+        .. "--out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(2, code)
+      assert.truthy(err:find("--n-kv-head 3 does not divide --n-head 2", 1, true), err)
+      os.execute("rm -rf " .. shell_quote(dir))
+    end)
+
+    -- (LuaJIT's debug hook is shared by every coroutine: its Ctrl-C ends the step it lands in)
+    local interrupt_it = rawget(_G, "jit") and function(name)
+      pending(name .. " (LuaJIT: Ctrl-C ends the running step; see cli.run_steps)")
+    end or training_it
+    interrupt_it("Ctrl-C saves a checkpoint between two steps and exits with 130", function()
       local dir = out_dir .. "-interrupted"
       -- log every step; interrupt once the first steps are logged
       local script = (lua_command .. " scripts/train_shakespeare.lua --steps 100000 %s --log-every 1 --eval-every 0 "

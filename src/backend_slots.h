@@ -97,26 +97,31 @@
     X(layer_norm_backward, OPTIONAL, tc_status,                                                                      \
       (tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight, const void *mean,               \
        const void *rstd, const void *dout, int64_t rows, int64_t cols, void *dx, void *dweight, void *dbias))        \
-    /* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v on the                                          \
-     * last dim; head h at columns h*hd .. h*hd+hd-1 of each), out [B, T, C]                                         \
-     * with the heads merged, lse [B, n_head, T] the log-sum-exp of each row                                         \
-     * of scores scaled by 1/sqrt(hd) (masked above the diagonal when causal). */                                    \
+    /* Multi-head self-attention over packed qkv [B, T, (H + 2 KV) hd]: q                                            \
+     * head h at columns h*hd, k/v head j at H*hd + j*hd and (H + KV)*hd +                                           \
+     * j*hd; KV divides H and q head h reads k/v head h / (H / KV) (grouped                                          \
+     * queries; KV = H is plain multi-head). out [B, T, H hd] with the heads                                         \
+     * merged, lse [B, H, T] the log-sum-exp of each row of scores scaled by                                         \
+     * 1/sqrt(hd) (masked above the diagonal when causal). */                                                        \
     X(attention_forward, OPTIONAL, tc_status,                                                                        \
-      (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t channels,              \
-       int64_t n_head, bool causal, void *out, void *lse))                                                           \
-    /* dqkv [B, T, 3C] (overwritten) from dout [B, T, C], given the forward's                                        \
-     * qkv, out and lse; the probabilities are recomputed, never stored. */                                          \
+      (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t n_head,                \
+       int64_t n_kv_head, int64_t head_dim, bool causal, void *out, void *lse))                                      \
+    /* dqkv [B, T, (H + 2 KV) hd] (overwritten) from dout [B, T, H hd], given                                        \
+     * the forward's qkv, out and lse; the probabilities are recomputed, never                                       \
+     * stored. */                                                                                                    \
     X(attention_backward, OPTIONAL, tc_status,                                                                       \
       (tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse, const void *dout,         \
-       int64_t batch, int64_t time, int64_t channels, int64_t n_head, bool causal, void *dqkv))                      \
-    /* Incremental decoding, no gradient: the keys and values of qkv [B, T,                                          \
-     * 3C] (T new positions) are written into k_cache and v_cache [B, n_head,                                        \
+       int64_t batch, int64_t time, int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal, void *dqkv))   \
+    /* Incremental decoding, no gradient: the keys and values of qkv (as                                             \
+     * above, T new positions) are written into k_cache and v_cache [B, KV,                                          \
      * capacity, hd] at positions position .. position+T-1, then the T                                               \
      * queries attend to cached positions 0 .. position+T-1 (new query i sees                                        \
-     * up to position+i when causal); out [B, T, C]. position + T <= capacity. */                                    \
+     * up to position+i when causal); out [B, T, H hd]. position + T <=                                              \
+     * capacity. */                                                                                                  \
     X(attention_cached, OPTIONAL, tc_status,                                                                         \
-      (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t channels,              \
-       int64_t n_head, bool causal, void *k_cache, void *v_cache, int64_t capacity, int64_t position, void *out))    \
+      (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t n_head,                \
+       int64_t n_kv_head, int64_t head_dim, bool causal, void *k_cache, void *v_cache, int64_t capacity,             \
+       int64_t position, void *out))                                                                                 \
     /* Softmax cross-entropy over rows of logits [rows, classes]; targets are                                        \
      * int32 or int64 (target_dtype) in [0, classes) or equal to                                                     \
      * ignore_index. Writes lse per row, the loss summed over kept rows to                                           \

@@ -300,7 +300,7 @@ void *tc_tensor_data_at_offset(const tc_tensor *t);
 /* A fresh contiguous copy of t with the same dtype; not on the tape. */
 tc_status tc_contiguous_copy(const tc_tensor *t, tc_tensor **out);
 
-/* ---- files from memory (io_safetensors.c, tokenizer_gpt2.c) ----
+/* ---- files from memory (io_safetensors.c, tokenizer_gpt2.c, tokenizer_hf.c) ----
  * The file readers on bytes already in memory, for tests and fuzzing: the
  * same checks and messages as the path-based calls (which read the file
  * and share the code), with `name` standing for the path. */
@@ -308,6 +308,9 @@ tc_status tc_contiguous_copy(const tc_tensor *t, tc_tensor **out);
 /* tc_safetensors_load on a private copy of the size bytes at bytes. */
 tc_status tc_safetensors_load_memory(tc_context *ctx, const char *name, const void *bytes, size_t size,
                                      tc_safetensors_file **out);
+/* tc_tokenizer_load_hf on the text of tokenizer.json. */
+tc_status tc_tokenizer_load_hf_memory(tc_context *ctx, const char *json, size_t len, const char *name,
+                                      tc_tokenizer **out);
 /* tc_tokenizer_load_gpt2 on the texts of vocab.json and merges.txt. */
 tc_status tc_tokenizer_load_gpt2_memory(tc_context *ctx, const char *vocab_json, size_t vocab_len,
                                         const char *vocab_name, const char *merges_txt, size_t merges_len,

@@ -88,6 +88,10 @@ void *tc_host_allocate(tc_context *ctx, size_t bytes) {
     return data;
 }
 
+void tc_memory_release_cached(tc_context *ctx) {
+    if (ctx->block_cache) tc_block_cache_flush(ctx->block_cache, &ctx->allocator);
+}
+
 void tc_host_release(tc_context *ctx, void *data, size_t bytes) {
     if (!ctx->block_cache) {
         ctx->allocator.release(ctx->allocator.user, data, bytes);

@@ -135,7 +135,7 @@
     X(RMS_NORM, "rms_norm", 2, tc_norm_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,              \
       "RMS norm over the last dim, optional weight")                                                                 \
     X(ATTENTION, "attention", 1, tc_attention_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,       \
-      "multi-head self-attention over packed qkv {B, T, 3C}, causal or not")                                         \
+      "multi-head or grouped-query self-attention over packed qkv, causal or not")                                         \
     X(ATTENTION_CACHED, "attention_cached", 3, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED | TC_OP_IN_PLACE,      \
       "attention of new positions over a key/value cache it extends in place (decoding)")                            \
     X(ROPE, "rope", 2, tc_rope_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                       \

@@ -17,6 +17,8 @@ void tc_tokenizer_free(tc_tokenizer *tok) {
     free(tok->merges);
     u64_map_free(&tok->merge_rank);
     u64_map_free(&tok->char_id);
+    free(tok->special_ids);
+    bytes_map_free(&tok->by_bytes);
     free(tok);
 }
 
@@ -29,6 +31,7 @@ tc_tokenizer *tc_tokenizer_create(tc_context *ctx, const char *function, tc_toke
     tok->ctx = ctx;
     tok->kind = kind;
     tok->gpt2_split = split;
+    tok->pattern = split ? SPLIT_GPT2 : SPLIT_NONE;
     for (int b = 0; b < 256; b++) tok->byte_id[b] = NO_ID;
     return tok;
 }
@@ -110,6 +113,84 @@ tc_status tc_tokenizer_index(tc_tokenizer *tok, const char *where) {
     return TC_OK;
 }
 
+/* Sorts the added tokens by first byte, then longest first, then id
+ * (insertion sort: a few hundred at most, and no global for qsort). */
+static void sort_added(tc_tokenizer *tok) {
+    int32_t *ids = tok->special_ids;
+    for (int32_t k = 1; k < tok->special_count; k++) {
+        int32_t id = ids[k], j = k;
+        unsigned first = token_data(tok, id)[0];
+        size_t len = token_length(tok, id);
+        while (j > 0) {
+            int32_t other = ids[j - 1];
+            unsigned other_first = token_data(tok, other)[0];
+            size_t other_len = token_length(tok, other);
+            bool after = other_first > first || (other_first == first && (other_len < len ||
+                                                                          (other_len == len && other > id)));
+            if (!after) break;
+            ids[j] = other;
+            j--;
+        }
+        ids[j] = id;
+    }
+    int32_t k = 0;
+    for (int b = 0; b <= 256; b++) {
+        while (b < 256 && k < tok->special_count && token_data(tok, ids[k])[0] < b) k++;
+        tok->special_first[b] = b < 256 ? k : tok->special_count;
+    }
+}
+
+tc_status tc_tokenizer_index_hf(tc_tokenizer *tok, const char *where) {
+    tc_context *ctx = tok->ctx;
+    for (int32_t k = 0; k < tok->special_count; k++) {
+        if (tok->special_ids[k] < 0 || tok->special_ids[k] >= tok->vocab_size)
+            return tc_fail(ctx, TC_ERROR_FORMAT, "%s: added token id %d is out of range (0..%d)", where,
+                           (int)tok->special_ids[k], (int)tok->vocab_size - 1);
+    }
+    sort_added(tok);
+    bool *is_added = calloc((size_t)tok->vocab_size, sizeof *is_added);
+    if (!is_added) return tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
+    for (int32_t k = 0; k < tok->special_count; k++) is_added[tok->special_ids[k]] = true;
+    tc_status status = TC_OK;
+    if (tok->sentencepiece) {
+        tok->words_at_spaces = true;
+        for (int32_t id = 0; id < tok->vocab_size && tok->words_at_spaces; id++) {
+            const unsigned char *s = token_data(tok, id);
+            size_t len = token_length(tok, id);
+            for (size_t i = 1; i < len && !is_added[id]; i++) {
+                if (s[i] == ' ' && s[i - 1] != ' ') tok->words_at_spaces = false;
+            }
+        }
+        /* the characters that start a word, beside the byte tokens */
+        if (!u64_map_init(&tok->char_id, 1024)) status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
+        for (int32_t id = 0; id < tok->vocab_size && status == TC_OK; id++) {
+            const unsigned char *s = token_data(tok, id);
+            size_t len = token_length(tok, id);
+            uint32_t cp;
+            if (is_added[id] || (len == 1 && tok->byte_id[s[0]] == id)) continue;
+            if (len > 4 || (len > 1 && tc_utf8_decode(s, len, &cp) != len)) continue;
+            bool found;
+            int32_t *slot = u64_map_slot(&tok->char_id, char_key(s, len), &found);
+            if (!slot) status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
+            else if (!found) *slot = id;
+        }
+    }
+    if (tok->ignore_merges && status == TC_OK) {
+        if (!bytes_map_init(&tok->by_bytes, (size_t)tok->vocab_size))
+            status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
+        for (int32_t id = 0; id < tok->vocab_size && status == TC_OK; id++) {
+            const unsigned char *s = token_data(tok, id);
+            size_t len = token_length(tok, id);
+            uint64_t hash = hash_bytes(s, len);
+            if (is_added[id] || bytes_map_find(&tok->by_bytes, s, len, hash) != NO_ID) continue;
+            if (bytes_map_add(&tok->by_bytes, s, len, hash, id) == NO_ID)
+                status = tc_fail(ctx, TC_ERROR_MEMORY, "%s: out of memory", where);
+        }
+    }
+    free(is_added);
+    return status;
+}
+
 /* Fills token_offset/token_bytes of a BPE whose ids 0..255 are the bytes and
  * whose merges produce ids 256, 257, ... in order. */
 tc_status tc_tokenizer_tokens_from_merges(tc_tokenizer *tok, const char *where) {
@@ -175,6 +256,14 @@ tc_status tc_tokenizer_token_bytes(const tc_tokenizer *tok, int32_t id, const ch
     return TC_OK;
 }
 
+int32_t tc_tokenizer_find_token(const tc_tokenizer *tok, const char *bytes, size_t len) {
+    if (!tok || (!bytes && len > 0)) return NO_ID;
+    for (int32_t id = 0; id < tok->vocab_size; id++) {
+        if (token_length(tok, id) == len && memcmp(token_data(tok, id), bytes, len) == 0) return id;
+    }
+    return NO_ID;
+}
+
 /* ---- decoding ----------------------------------------------------------- */
 
 static tc_status decode_common(const tc_tokenizer *tok, const char *fn, const int32_t *ids, size_t count, bool repair,
@@ -201,6 +290,12 @@ static tc_status decode_common(const tc_tokenizer *tok, const char *fn, const in
         at += l;
     }
     bytes[total] = 0;
+    /* SentencePiece's space in front; decode_bytes keeps it, so that tokens
+     * decoded one at a time (streaming) keep their spaces */
+    if (repair && tok->strip_space && total > 0 && bytes[0] == ' ') {
+        memmove(bytes, bytes + 1, total);
+        total--;
+    }
     size_t bad = total;
     if (repair) {
         for (size_t i = 0; i < total;) {

@@ -71,14 +71,19 @@ static size_t bpe_merge_small(const tc_tokenizer *tok, int32_t *ids, size_t n) {
     for (size_t i = 0; i + 1 < n; i++) ranks[i] = merge_rank(tok, ids[i], ids[i + 1]);
     while (n >= 2) {
         int32_t best = INT32_MAX;
+        size_t first = 0;
         for (size_t i = 0; i + 1 < n; i++) {
-            if (ranks[i] != NO_ID && ranks[i] < best) best = ranks[i];
+            if (ranks[i] != NO_ID && ranks[i] < best) {
+                best = ranks[i];
+                first = i;
+            }
         }
         if (best == INT32_MAX) break;
         int32_t id = tok->merges[3 * best + 2];
         size_t out = 0;
         for (size_t i = 0; i < n;) {
-            if (i + 1 < n && ranks[i] == best) {
+            /* merge_each: only the leftmost, since the pairs it makes may rank lower */
+            if (i + 1 < n && ranks[i] == best && (!tok->merge_each || i == first)) {
                 ids[out++] = id;
                 i += 2;
             } else {
@@ -150,11 +155,14 @@ static bool bpe_merge_heap(const tc_tokenizer *tok, size_t n, bpe_work *w) {
     }
     for (size_t i = n_heap / 2; i-- > 0;) min_heap_sift_down(heap, n_heap, i);
     while (n_heap > 0) {
-        /* A whole rank at once, so pairs it creates wait for the next round. */
+        /* A whole rank at once, so pairs it creates wait for the next round;
+         * with merge_each one position at a time, so a pair it creates that
+         * ranks lower goes first (Hugging Face's order). */
         uint32_t rank = (uint32_t)(heap[0] >> 32);
         size_t n_round = 0;
-        while (n_heap > 0 && (uint32_t)(heap[0] >> 32) == rank)
+        do {
             round[n_round++] = (uint32_t)min_heap_pop(heap, &n_heap);
+        } while (!tok->merge_each && n_heap > 0 && (uint32_t)(heap[0] >> 32) == rank);
         int32_t left = tok->merges[3 * rank], right = tok->merges[3 * rank + 1], id = tok->merges[3 * rank + 2];
         for (size_t k = 0; k < n_round; k++) {
             int32_t p = (int32_t)round[k];
@@ -284,53 +292,99 @@ static size_t bpe_merge(const tc_tokenizer *tok, int32_t *ids, size_t n, bpe_wor
     return out;
 }
 
-typedef struct id_buffer {
-    int32_t *ids;
-    size_t count, capacity;
-} id_buffer;
+struct encode_state {
+    bytes_map cache; /* piece bytes -> offset in pool (the text's own bytes are the keys) */
+    bool cache_ready;
+    id_buffer pool; /* per cached piece: count, then ids */
+    id_buffer word;
+    bpe_work w;
+};
 
-static inline bool id_buffer_reserve(id_buffer *b, size_t more) {
-    return reserve((void **)&b->ids, &b->capacity, b->count + more, sizeof *b->ids);
+encode_state *tc_encode_state_new(void) { return calloc(1, sizeof(encode_state)); }
+
+void tc_encode_state_free(encode_state *st) {
+    if (!st) return;
+    if (st->cache_ready) bytes_map_free(&st->cache);
+    free(st->pool.ids);
+    free(st->word.ids);
+    bpe_work_free(&st->w);
+    free(st);
 }
 
-static tc_status encode_bpe_whole(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
-    if (!id_buffer_reserve(out, len))
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory for %zu ids", len);
-    for (size_t i = 0; i < len; i++) out->ids[i] = tok->byte_id[s[i]];
-    bpe_work w;
-    memset(&w, 0, sizeof w);
-    size_t n = bpe_merge(tok, out->ids, len, &w);
-    bpe_work_free(&w);
-    if (n == SIZE_MAX)
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory encoding %zu bytes", len);
-    out->count = n;
-    return TC_OK;
+/* Merges the symbols in st->word and appends the result to out. */
+static bool merge_word(const tc_tokenizer *tok, encode_state *st, id_buffer *out) {
+    if (st->word.count == 0) return true; /* an empty text */
+    size_t n = bpe_merge(tok, st->word.ids, st->word.count, &st->w);
+    if (n == SIZE_MAX || !id_buffer_reserve(out, n)) return false;
+    memcpy(out->ids + out->count, st->word.ids, n * sizeof *st->word.ids);
+    out->count += n;
+    return true;
+}
+
+/* The whole section as one sequence of bytes. */
+static bool encode_bytes_whole(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
+                               id_buffer *out) {
+    st->word.count = 0;
+    if (!id_buffer_reserve(&st->word, len)) return false;
+    for (size_t i = 0; i < len; i++) st->word.ids[i] = tok->byte_id[s[i]];
+    st->word.count = len;
+    return merge_word(tok, st, out);
+}
+
+/* SentencePiece: the section (spaces already written as " ") is one word
+ * whose symbols are characters, or the byte tokens of a character that is
+ * not a token (byte fallback). */
+static bool encode_characters_whole(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
+                                    id_buffer *out) {
+    st->word.count = 0;
+    if (!id_buffer_reserve(&st->word, len)) return false;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t l = s[i] < 0x80 ? 1 : tc_utf8_decode(s + i, len - i, &cp);
+        int32_t id = u64_map_get(&tok->char_id, char_key(s + i, l));
+        if (id != NO_ID) {
+            st->word.ids[n++] = id;
+        } else {
+            for (size_t k = 0; k < l; k++) st->word.ids[n++] = tok->byte_id[s[i + k]];
+        }
+        i += l;
+    }
+    st->word.count = n;
+    return merge_word(tok, st, out);
+}
+
+/* SentencePiece's words when they can be cut: from a run of spaces to the
+ * next one. */
+static size_t space_word_end(const unsigned char *s, size_t n, size_t i) {
+    while (i < n && s[i] == ' ') i++;
+    while (i < n && s[i] != ' ') i++;
+    return i;
 }
 
 /* Pre-split encoding: each piece is merged once and its ids cached (the
- * cache lives for one call, keyed by the bytes of the text itself). */
-static tc_status encode_bpe_split(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
-    bytes_map cache;
-    if (!bytes_map_init(&cache, 4096))
-        return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory for the word cache");
-    id_buffer pool = {NULL, 0, 0}; /* per cached word: count, then ids */
-    id_buffer word = {NULL, 0, 0};
-    bpe_work w;
-    memset(&w, 0, sizeof w);
+ * cache lives for one text, keyed by the bytes of the text itself). */
+static bool encode_pieces(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
+                          id_buffer *out) {
+    if (!st->cache_ready) {
+        if (!bytes_map_init(&st->cache, 4096)) return false;
+        st->cache_ready = true;
+    }
+    piece_end_fn piece_end = tok->sentencepiece ? space_word_end : tc_piece_end_for(tok->pattern);
     bool ok = id_buffer_reserve(out, len / 3 + 16);
     for (size_t i = 0; i < len && ok;) {
-        size_t end = tc_gpt2_piece_end(s, len, i);
+        size_t end = tok->pattern == SPLIT_GPT2 ? tc_gpt2_piece_end(s, len, i) : piece_end(s, len, i);
         size_t piece = end - i;
-        if (piece == 1) {
+        if (piece == 1 && !tok->sentencepiece) {
             ok = id_buffer_reserve(out, 1);
             if (ok) out->ids[out->count++] = tok->byte_id[s[i]];
             i = end;
             continue;
         }
         uint64_t hash = hash_bytes(s + i, piece);
-        int32_t e = bytes_map_find(&cache, s + i, piece, hash);
+        int32_t e = bytes_map_find(&st->cache, s + i, piece, hash);
         if (e != NO_ID) {
-            const int32_t *cached = pool.ids + cache.entries[e].value;
+            const int32_t *cached = st->pool.ids + st->cache.entries[e].value;
             size_t n = (size_t)cached[0];
             ok = id_buffer_reserve(out, n);
             if (ok) {
@@ -340,32 +394,42 @@ static tc_status encode_bpe_split(const tc_tokenizer *tok, const unsigned char *
             i = end;
             continue;
         }
-        word.count = 0;
-        ok = id_buffer_reserve(&word, piece);
-        if (!ok) break;
-        for (size_t k = 0; k < piece; k++) word.ids[k] = tok->byte_id[s[i + k]];
-        size_t n = bpe_merge(tok, word.ids, piece, &w);
-        ok = n != SIZE_MAX && id_buffer_reserve(out, n);
-        if (!ok) break;
-        memcpy(out->ids + out->count, word.ids, n * sizeof *word.ids);
-        out->count += n;
-        if (cache.count < WORD_CACHE_LIMIT && pool.count + n + 1 <= (size_t)INT32_MAX) {
-            ok = id_buffer_reserve(&pool, n + 1) &&
-                 bytes_map_add(&cache, s + i, piece, hash, (int32_t)pool.count) != NO_ID;
+        size_t before = out->count;
+        int32_t whole = tok->ignore_merges ? bytes_map_find(&tok->by_bytes, s + i, piece, hash) : NO_ID;
+        if (whole != NO_ID) {
+            ok = id_buffer_reserve(out, 1);
+            if (ok) out->ids[out->count++] = tok->by_bytes.entries[whole].value;
+        } else if (tok->sentencepiece) {
+            ok = encode_characters_whole(tok, st, s + i, piece, out);
+        } else {
+            st->word.count = 0;
+            ok = id_buffer_reserve(&st->word, piece);
+            if (!ok) break;
+            for (size_t k = 0; k < piece; k++) st->word.ids[k] = tok->byte_id[s[i + k]];
+            st->word.count = piece;
+            ok = merge_word(tok, st, out);
+        }
+        size_t n = out->count - before;
+        if (ok && st->cache.count < WORD_CACHE_LIMIT && st->pool.count + n + 1 <= (size_t)INT32_MAX) {
+            ok = id_buffer_reserve(&st->pool, n + 1) &&
+                 bytes_map_add(&st->cache, s + i, piece, hash, (int32_t)st->pool.count) != NO_ID;
             if (ok) {
-                pool.ids[pool.count] = (int32_t)n;
-                memcpy(pool.ids + pool.count + 1, word.ids, n * sizeof *word.ids);
-                pool.count += n + 1;
+                st->pool.ids[st->pool.count] = (int32_t)n;
+                memcpy(st->pool.ids + st->pool.count + 1, out->ids + before, n * sizeof *out->ids);
+                st->pool.count += n + 1;
             }
         }
         i = end;
     }
-    bpe_work_free(&w);
-    free(word.ids);
-    free(pool.ids);
-    bytes_map_free(&cache);
-    if (!ok) return tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory encoding %zu bytes", len);
-    return TC_OK;
+    return ok;
+}
+
+bool tc_encode_section(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
+                       id_buffer *out) {
+    if (tok->sentencepiece && !tok->words_at_spaces) return encode_characters_whole(tok, st, s, len, out);
+    if (tok->sentencepiece) return encode_pieces(tok, st, s, len, out);
+    if (tok->pattern != SPLIT_NONE) return encode_pieces(tok, st, s, len, out);
+    return encode_bytes_whole(tok, st, s, len, out);
 }
 
 static tc_status encode_chars(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out) {
@@ -418,10 +482,14 @@ tc_status tc_tokenizer_encode(const tc_tokenizer *tok, const char *text, size_t 
     tc_status status;
     if (tok->kind == TC_TOKENIZER_CHAR) {
         status = encode_chars(tok, s, len, &out);
-    } else if (tok->gpt2_split) {
-        status = encode_bpe_split(tok, s, len, &out);
+    } else if (tok->special_count > 0 || tok->nfc || tok->sentencepiece) {
+        status = tc_encode_sections(tok, s, len, &out);
     } else {
-        status = encode_bpe_whole(tok, s, len, &out);
+        encode_state *st = tc_encode_state_new();
+        status = st && tc_encode_section(tok, st, s, len, &out)
+                     ? TC_OK
+                     : tc_fail(tok->ctx, TC_ERROR_MEMORY, "encode: out of memory encoding %zu bytes", len);
+        tc_encode_state_free(st);
     }
     if (status == TC_OK && !out.ids) {
         out.ids = malloc(sizeof *out.ids);

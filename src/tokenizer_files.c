@@ -58,14 +58,31 @@ static int hex_digit(unsigned c) {
 /* Writes the text form:
  *   tricycle-tokenizer 1
  *   kind bpe|char
- *   split none|gpt2
+ *   split none|gpt2|llama3|qwen2
+ *   hf FLAG ...       optional: nfc sentencepiece ignore_merges merge_each strip_space (Hugging Face's options)
+ *   added N ID ...    optional: the added tokens' ids, on one line
+ *   bytes ID ...      optional, with sentencepiece: the 256 byte tokens' ids
  *   tokens N          then N lines `id "bytes"`, ids 0..N-1 in order
  *   merges M          then M lines `left right result`, in rank order
  *   end */
 static void write_tokenizer(FILE *f, const tc_tokenizer *tok) {
     fprintf(f, "%s\n", FILE_MAGIC);
     fprintf(f, "kind %s\n", tc_tokenizer_kind_name(tok->kind));
-    fprintf(f, "split %s\n", tok->gpt2_split ? "gpt2" : "none");
+    fprintf(f, "split %s\n", tc_split_pattern_name(tok->pattern));
+    if (tok->nfc || tok->sentencepiece || tok->ignore_merges || tok->merge_each || tok->strip_space)
+        fprintf(f, "hf%s%s%s%s%s\n", tok->nfc ? " nfc" : "", tok->sentencepiece ? " sentencepiece" : "",
+                tok->ignore_merges ? " ignore_merges" : "", tok->merge_each ? " merge_each" : "",
+                tok->strip_space ? " strip_space" : "");
+    if (tok->special_count > 0) {
+        fprintf(f, "added %d", (int)tok->special_count);
+        for (int32_t k = 0; k < tok->special_count; k++) fprintf(f, " %d", (int)tok->special_ids[k]);
+        fputc('\n', f);
+    }
+    if (tok->sentencepiece) {
+        fprintf(f, "bytes");
+        for (int b = 0; b < 256; b++) fprintf(f, " %d", (int)tok->byte_id[b]);
+        fputc('\n', f);
+    }
     fprintf(f, "tokens %d\n", (int)tok->vocab_size);
     for (int32_t id = 0; id < tok->vocab_size; id++) {
         fprintf(f, "%d ", (int)id);
@@ -179,19 +196,106 @@ static tc_status load_choice(load_state *st, const char *keyword, const char *a,
                       (int)(st->line_len > 60 ? 60 : st->line_len), (const char *)st->line);
 }
 
+static tc_status load_split(load_state *st, split_pattern *split) {
+    if (!load_next(st)) return load_error(st, "the file ends where `split` should be");
+    for (int p = SPLIT_NONE; p <= SPLIT_QWEN2; p++) {
+        const char *name = tc_split_pattern_name((split_pattern)p);
+        size_t l = strlen(name);
+        if (st->line_len == 6 + l && memcmp(st->line, "split ", 6) == 0 && memcmp(st->line + 6, name, l) == 0) {
+            *split = (split_pattern)p;
+            return TC_OK;
+        }
+    }
+    return load_error(st, "expected `split none`, `split gpt2`, `split llama3` or `split qwen2`, found '%.*s'",
+                      (int)(st->line_len > 60 ? 60 : st->line_len), (const char *)st->line);
+}
+
+/* Whether the line starts with `word ` (or is `word`). */
+static bool line_starts(const load_state *st, const char *word) {
+    size_t l = strlen(word);
+    return st->line_len >= l && memcmp(st->line, word, l) == 0 && (st->line_len == l || st->line[l] == ' ');
+}
+
+/* Parses ` N` numbers after the keyword into ids (count of them), or fails. */
+static tc_status load_ids(load_state *st, size_t at, int32_t *ids, int32_t count, const char *keyword) {
+    for (int32_t k = 0; k < count; k++) {
+        if (at >= st->line_len || st->line[at] != ' ' || (at++, !parse_int(st->line, st->line_len, &at, &ids[k])))
+            return load_error(st, "`%s`: expected %d ids, found %d", keyword, (int)count, (int)k);
+    }
+    if (at != st->line_len) return load_error(st, "`%s`: more than %d ids", keyword, (int)count);
+    return TC_OK;
+}
+
+/* The optional lines of Hugging Face's options before `tokens`. */
+static tc_status load_hf_lines(load_state *st, tc_tokenizer *tok) {
+    for (;;) {
+        line_reader saved = st->lines;
+        if (!load_next(st)) return load_error(st, "the file ends where `tokens N` should be");
+        if (line_starts(st, "hf")) {
+            static const char *const flags[] = {"nfc", "sentencepiece", "ignore_merges", "merge_each", "strip_space"};
+            bool *fields[] = {&tok->nfc, &tok->sentencepiece, &tok->ignore_merges, &tok->merge_each,
+                              &tok->strip_space};
+            size_t at = 2;
+            while (at < st->line_len) {
+                size_t start = ++at;
+                while (at < st->line_len && st->line[at] != ' ') at++;
+                bool known = false;
+                for (int f = 0; f < 5 && !known; f++) {
+                    known = at - start == strlen(flags[f]) && memcmp(st->line + start, flags[f], at - start) == 0;
+                    if (known) *fields[f] = true;
+                }
+                if (!known)
+                    return load_error(st, "`hf`: unknown option '%.*s' (nfc, sentencepiece, ignore_merges, "
+                                          "merge_each, strip_space)", (int)(at - start > 40 ? 40 : at - start),
+                                      (const char *)st->line + start);
+            }
+        } else if (line_starts(st, "added")) {
+            size_t at = 6;
+            int32_t count;
+            if (st->line_len < 7 || !parse_int(st->line, st->line_len, &at, &count) || count == 0 ||
+                (size_t)count > st->line_len / 2)
+                return load_error(st, "expected `added N ID ...`");
+            free(tok->special_ids);
+            tok->special_ids = malloc((size_t)count * sizeof *tok->special_ids);
+            if (!tok->special_ids) return tc_fail(st->ctx, TC_ERROR_MEMORY, "%s: out of memory", st->fn);
+            tok->special_count = 0;
+            TC_TRY(load_ids(st, at, tok->special_ids, count, "added"));
+            tok->special_count = count;
+        } else if (line_starts(st, "bytes")) {
+            TC_TRY(load_ids(st, 5, tok->byte_id, 256, "bytes"));
+        } else {
+            st->lines = saved;
+            break;
+        }
+    }
+    if (tok->sentencepiece && tok->byte_id[0] == NO_ID)
+        return load_error(st, "a sentencepiece tokenizer needs its `bytes` line");
+    return TC_OK;
+}
+
 static tc_status load_tokenizer_text(load_state *st, tc_tokenizer **out) {
     if (!load_next(st) || st->line_len != strlen(FILE_MAGIC) || memcmp(st->line, FILE_MAGIC, st->line_len) != 0)
         return load_error(st, "not a tokenizer file: the first line should be `%s`", FILE_MAGIC);
-    int kind, split;
+    int kind = 0;
+    split_pattern split = SPLIT_NONE;
     TC_TRY(load_choice(st, "kind", "bpe", "char", &kind));
-    TC_TRY(load_choice(st, "split", "none", "gpt2", &split));
-    int32_t n_tokens;
-    TC_TRY(load_count(st, "tokens", &n_tokens));
-    if ((size_t)n_tokens > st->lines.len / 4)
-        return load_error(st, "%d tokens cannot fit in a file of %zu bytes", (int)n_tokens, st->lines.len);
-    tc_tokenizer *tok = tc_tokenizer_create(st->ctx, st->fn, kind ? TC_TOKENIZER_CHAR : TC_TOKENIZER_BPE, split == 1);
+    TC_TRY(load_split(st, &split));
+    tc_tokenizer *tok = tc_tokenizer_create(st->ctx, st->fn, kind ? TC_TOKENIZER_CHAR : TC_TOKENIZER_BPE,
+                                            split == SPLIT_GPT2);
     if (!tok) return TC_ERROR_MEMORY;
-    tc_status status = TC_OK;
+    tok->pattern = split;
+    int32_t n_tokens = 0;
+    tc_status status = load_hf_lines(st, tok);
+    if (status == TC_OK && kind == 1 && (tok->pattern != SPLIT_NONE || tok->special_count > 0 || tok->nfc ||
+                                         tok->sentencepiece || tok->ignore_merges || tok->strip_space))
+        status = load_error(st, "a character tokenizer has no split pattern, added tokens or Hugging Face options");
+    if (status == TC_OK) status = load_count(st, "tokens", &n_tokens);
+    if (status == TC_OK && (size_t)n_tokens > st->lines.len / 4)
+        status = load_error(st, "%d tokens cannot fit in a file of %zu bytes", (int)n_tokens, st->lines.len);
+    if (status != TC_OK) {
+        tc_tokenizer_free(tok);
+        return status;
+    }
     tok->token_offset = malloc(((size_t)n_tokens + 1) * sizeof *tok->token_offset);
     tok->token_bytes = malloc(st->lines.len + 1); /* the tokens' bytes cannot outnumber the file's */
     if (!tok->token_offset || !tok->token_bytes)
@@ -292,10 +396,20 @@ static tc_status load_tokenizer_text(load_state *st, tc_tokenizer **out) {
     while (status == TC_OK && load_next(st)) {
         if (st->line_len != 0) status = load_error(st, "unexpected text after `end`");
     }
+    for (int32_t k = 0; k < tok->special_count && status == TC_OK; k++) {
+        if (tok->special_ids[k] >= n_tokens)
+            status = load_error(st, "added token id %d is past the %d tokens", (int)tok->special_ids[k], (int)n_tokens);
+    }
+    for (int b = 0; b < 256 && status == TC_OK; b++) { /* only the `bytes` line has set them so far */
+        int32_t id = tok->byte_id[b];
+        if (id != NO_ID && (id >= n_tokens || token_length(tok, id) != 1 || token_data(tok, id)[0] != b))
+            status = load_error(st, "`bytes`: token %d is not the byte 0x%02x", (int)id, b);
+    }
     if (status == TC_OK) {
         char where[600];
         snprintf(where, sizeof where, "%s: '%s'", st->fn, st->path);
         status = tc_tokenizer_index(tok, where);
+        if (status == TC_OK) status = tc_tokenizer_index_hf(tok, where);
     }
     if (status != TC_OK) {
         tc_tokenizer_free(tok);

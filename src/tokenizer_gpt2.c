@@ -13,9 +13,7 @@
 /* GPT-2 writes each byte as one character: the printable bytes ! to ~,
  * U+00A1 to U+00AC and U+00AE to U+00FF as themselves, the other 68 bytes
  * as U+0100 onwards in byte order. */
-#define GPT2_ALPHABET_END 0x144
-
-static void gpt2_alphabet(int16_t byte_of[GPT2_ALPHABET_END]) {
+void tc_gpt2_alphabet(int16_t byte_of[GPT2_ALPHABET_END]) {
     for (int cp = 0; cp < GPT2_ALPHABET_END; cp++) byte_of[cp] = -1;
     int extra = 0;
     for (int b = 0; b < 256; b++) {
@@ -27,7 +25,7 @@ static void gpt2_alphabet(int16_t byte_of[GPT2_ALPHABET_END]) {
 /* Turns a GPT-2 token string (UTF-8) into its bytes in out (which may be s:
  * it is never longer), or only counts them when out is NULL; fails with
  * the offending character in *bad. */
-static bool gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], const unsigned char *s, size_t len,
+bool tc_gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], const unsigned char *s, size_t len,
                              unsigned char *out, size_t *out_len, uint32_t *bad) {
     size_t n = 0;
     for (size_t i = 0; i < len;) {
@@ -138,7 +136,7 @@ static tc_status vocab_members(const vocab_text *v, const tc_json *root, const i
         const tc_json_member *member = &root->as.object.members[m];
         const unsigned char *key = (const unsigned char *)member->key;
         uint32_t bad;
-        if (!gpt2_token_bytes(byte_of, key, member->key_length, NULL, &lengths[m], &bad)) {
+        if (!tc_gpt2_token_bytes(byte_of, key, member->key_length, NULL, &lengths[m], &bad)) {
             char what[64];
             describe_character(bad, what, sizeof what);
             return vocab_error(v, member->key_offset, "token \"%.*s\" holds %s, which is not in GPT-2's byte alphabet",
@@ -236,7 +234,7 @@ static tc_status gpt2_load_vocab(tc_tokenizer *tok, const char *fn, const char *
             uint32_t bad;
             size_t l;
             tok->token_offset[id] = at;
-            gpt2_token_bytes(byte_of, (const unsigned char *)member->key, member->key_length, tok->token_bytes + at,
+            tc_gpt2_token_bytes(byte_of, (const unsigned char *)member->key, member->key_length, tok->token_bytes + at,
                              &l, &bad);
             at += l;
         }
@@ -304,7 +302,7 @@ static tc_status gpt2_load_merges(tc_tokenizer *tok, const char *fn, const char 
             unsigned char *bytes = scratch + joined;
             size_t l;
             uint32_t bad;
-            if (!gpt2_token_bytes(byte_of, parts[k], part_len[k], bytes, &l, &bad)) {
+            if (!tc_gpt2_token_bytes(byte_of, parts[k], part_len[k], bytes, &l, &bad)) {
                 char what[64];
                 describe_character(bad, what, sizeof what);
                 status = tc_fail(ctx, TC_ERROR_FORMAT,
@@ -360,7 +358,7 @@ tc_status tc_tokenizer_load_gpt2_memory(tc_context *ctx, const char *vocab_json,
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: a text or a name is NULL (vocab %zu bytes, merges %zu bytes)", fn,
                        vocab_len, merges_len);
     int16_t byte_of[GPT2_ALPHABET_END];
-    gpt2_alphabet(byte_of);
+    tc_gpt2_alphabet(byte_of);
     tc_tokenizer *tok = tc_tokenizer_create(ctx, fn, TC_TOKENIZER_BPE, true);
     if (!tok) return TC_ERROR_MEMORY;
     bytes_map by_bytes = {NULL, 0, NULL, 0, 0};

@@ -7,6 +7,9 @@
  *   tokenizer_encode.c       BPE and character encoding
  *   tokenizer_files.c        our tokenizer file: save, load, serialize, deserialize
  *   tokenizer_gpt2.c         GPT-2's vocab.json and merges.txt
+ *   tokenizer_hf.c           Hugging Face's tokenizer.json
+ *   tokenizer_sections.c     added tokens, NFC and SentencePiece's spaces before BPE
+ *   tokenizer_nfc.c          Unicode normalization form C (tables in unicode/nfc.h)
  *   (tokenizer_batch.c       encoding on threads, through the public API only)
  *
  * Inside, a tokenizer is a table of tokens (byte strings, by id) and, for
@@ -35,10 +38,27 @@
 #endif
 #define PREFETCH_AHEAD 8
 
+/* The split patterns of byte-level BPE (tokenizer_pretokenize.c). */
+typedef enum split_pattern { SPLIT_NONE = 0, SPLIT_GPT2, SPLIT_LLAMA3, SPLIT_QWEN2 } split_pattern;
+
 struct tc_tokenizer {
     tc_context *ctx;
     tc_tokenizer_kind kind;
-    bool gpt2_split;
+    bool gpt2_split;     /* pattern == SPLIT_GPT2 */
+    split_pattern pattern;
+    /* Hugging Face's pipelines (tokenizer_hf.c); all false for our own. */
+    bool nfc;           /* sections are NFC-normalized first */
+    bool sentencepiece; /* a section is one word of characters after " " is prepended; bytes are the fallback */
+    bool ignore_merges; /* a piece that is a whole token is that token */
+    bool merge_each;    /* merges one at a time by (rank, position), for any table */
+    bool strip_space;   /* tc_tokenizer_decode drops one leading space */
+    bool words_at_spaces; /* SentencePiece: no token holds a space after another byte, so merges never
+                           * cross the start of a run of spaces and words can be cut there */
+    int32_t special_count;
+    int32_t *special_ids; /* added tokens, matched in the text before anything else, sorted by first
+                           * byte, then longest first; */
+    int32_t special_first[257]; /* those starting with byte b are special_ids[special_first[b] .. [b + 1]) */
+    bytes_map by_bytes;   /* ignore_merges: token bytes -> id */
     int32_t vocab_size;
     size_t *token_offset; /* vocab_size + 1 offsets into token_bytes */
     unsigned char *token_bytes;
@@ -74,10 +94,55 @@ tc_status tc_tokenizer_index(tc_tokenizer *tok, const char *where);
  * produce ids 256, 257, ... in order. */
 tc_status tc_tokenizer_tokens_from_merges(tc_tokenizer *tok, const char *where);
 
+/* The piece matcher of a split pattern (not SPLIT_NONE). */
+typedef size_t (*piece_end_fn)(const unsigned char *s, size_t n, size_t i);
+piece_end_fn tc_piece_end_for(split_pattern pattern);
+const char *tc_split_pattern_name(split_pattern pattern);
+
+/* Builds what the Hugging Face options need once tokens are indexed:
+ * the SentencePiece character map, the ignore_merges map, the added tokens'
+ * order; `where` starts messages. */
+tc_status tc_tokenizer_index_hf(tc_tokenizer *tok, const char *where);
+
+/* NFC of s[0..n) into a fresh buffer (*out, *out_len; freed with free);
+ * bytes that are not UTF-8 pass through. False when out of memory. */
+bool tc_nfc(const unsigned char *s, size_t n, unsigned char **out, size_t *out_len);
+
+typedef struct id_buffer {
+    int32_t *ids;
+    size_t count, capacity;
+} id_buffer;
+
+static inline bool id_buffer_reserve(id_buffer *b, size_t more) {
+    return more <= SIZE_MAX - b->count && reserve((void **)&b->ids, &b->capacity, b->count + more, sizeof *b->ids);
+}
+
+/* What encoding keeps between the sections of one text (the word cache and
+ * the merge buffers); NULL when out of memory. */
+typedef struct encode_state encode_state;
+encode_state *tc_encode_state_new(void);
+void tc_encode_state_free(encode_state *st);
+/* Encodes one section (no added token in it, already normalized) with the
+ * tokenizer's BPE, appending to out; false when out of memory. */
+bool tc_encode_section(const tc_tokenizer *tok, encode_state *st, const unsigned char *s, size_t len,
+                       id_buffer *out);
+/* Encodes a text of a tokenizer with added tokens or normalization
+ * (tokenizer_sections.c). */
+tc_status tc_encode_sections(const tc_tokenizer *tok, const unsigned char *s, size_t len, id_buffer *out);
+
 /* End of the GPT-2 piece that starts at s[i] (i < n). Called once a piece:
  * hidden, so that it is called directly, not through the shared library's
  * table of exported functions. */
 __attribute__((visibility("hidden"))) size_t tc_gpt2_piece_end(const unsigned char *s, size_t n, size_t i);
+
+/* GPT-2 writes each byte as one character (tokenizer_gpt2.c): byte_of maps
+ * the characters below GPT2_ALPHABET_END to bytes (-1: none). */
+#define GPT2_ALPHABET_END 0x144
+void tc_gpt2_alphabet(int16_t byte_of[GPT2_ALPHABET_END]);
+/* A token written so (UTF-8) as bytes into out (which may be s), or only
+ * counted when out is NULL; false with the offending character in *bad. */
+bool tc_gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], const unsigned char *s, size_t len,
+                         unsigned char *out, size_t *out_len, uint32_t *bad);
 
 /* Reads a whole regular file (no FIFO, device or directory; at most
  * MAX_TEXT_BYTES); the buffer gets a NUL after the data. */

@@ -89,6 +89,9 @@ void tc_set_memory_budget(tc_context *ctx, size_t bytes);
 size_t tc_memory_budget(const tc_context *ctx);
 size_t tc_memory_in_use(const tc_context *ctx);
 size_t tc_memory_peak(const tc_context *ctx);
+/* Hands the freed storage kept for reuse back to the allocator (the system),
+ * as a host may after loading a model; later allocations refill the cache. */
+void tc_memory_release_cached(tc_context *ctx);
 /* Threads for CPU kernels (the caller and threads - 1 workers, started by
  * the first parallel kernel or tc_start_threads). */
 void tc_set_num_threads(tc_context *ctx, int threads);
@@ -429,19 +432,24 @@ const tc_op_info *tc_op_at(int index);
 tc_status tc_layer_norm(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, double eps, tc_tensor **out);
 /* x / sqrt(mean(x^2) + eps) * weight over the last dim; weight [C] or NULL. */
 tc_status tc_rms_norm(tc_tensor *x, tc_tensor *weight, double eps, tc_tensor **out);
-/* Multi-head self-attention over packed qkv [B, T, 3C] (q, k, v concatenated
- * on the last dim, C = n_head * head_dim) giving [B, T, C] with the heads
- * merged; scores scaled by 1/sqrt(head_dim), masked above the diagonal when
- * causal. Keeps only the row log-sum-exp [B, n_head, T] (and holds the
- * output) for the backward, which recomputes the probabilities. */
-tc_status tc_attention(tc_tensor *qkv, int n_head, bool causal, tc_tensor **out);
+/* Multi-head self-attention over packed qkv [B, T, (n_head + 2 n_kv_head)
+ * * head_dim] (q, k, v concatenated on the last dim: n_head query heads,
+ * n_kv_head key and value heads) giving [B, T, n_head * head_dim] with the
+ * heads merged. n_kv_head divides n_head and query head h attends with
+ * key/value head h / (n_head / n_kv_head) (grouped-query attention;
+ * n_kv_head = n_head is plain multi-head attention over [B, T, 3C], 1 is
+ * multi-query). Scores scaled by 1/sqrt(head_dim), masked above the
+ * diagonal when causal. Keeps only the row log-sum-exp [B, n_head, T] (and
+ * holds the output) for the backward, which recomputes the probabilities. */
+tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out);
 /* Incremental decoding (never recorded): writes the keys and values of qkv
- * [B, T, 3C] into k_cache and v_cache ([B, n_head, capacity, head_dim],
- * contiguous) at positions position .. position+T-1, then attends the T
- * queries to cached positions 0 .. position+T-1 (causally within the new
- * block); out [B, T, C]. position runs from 0 to capacity - T. */
+ * (packed as for tc_attention, T new positions) into k_cache and v_cache
+ * ([B, n_kv_head, capacity, head_dim], contiguous) at positions position ..
+ * position+T-1, then attends the T queries to cached positions 0 ..
+ * position+T-1 (causally within the new block); out [B, T, n_head *
+ * head_dim]. position runs from 0 to capacity - T. */
 tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_cache, int64_t position, int n_head,
-                              bool causal, tc_tensor **out);
+                              int n_kv_head, bool causal, tc_tensor **out);
 /* Rotary position embedding (RoPE) of x, [B, T, H, D] (time_dim 1) or
  * [B, H, T, D] (time_dim 2), D even: each head's pairs of values are
  * rotated by position * base^(-2i/D) for pair i, the positions (int32 or
@@ -578,6 +586,24 @@ tc_status tc_char_tokenizer_new(tc_context *ctx, const char *text, size_t len, t
  * never produced by encoding). Errors name the file, line and column. */
 tc_status tc_tokenizer_load_gpt2(tc_context *ctx, const char *vocab_json_path, const char *merges_txt_path,
                                  tc_tokenizer **out);
+
+/* Loads Hugging Face's tokenizer.json of a BPE model: byte-level ones (a
+ * ByteLevel pre-tokenizer, alone or after a Split by GPT-2's, Llama 3's or
+ * Qwen's pattern; normalizer null or NFC; ignore_merges) as in Llama 3,
+ * Qwen 2/3 and GPT-2, and SentencePiece ones with byte fallback (Prepend
+ * "▁" and Replace " " -> "▁" normalizer, no pre-tokenizer) as in Llama 2.
+ * Encoding matches transformers.js (tokenizer.encode(text,
+ * {add_special_tokens: false})): added tokens (special or not) are found in
+ * the text first, longest first, and become their ids; nothing is added in
+ * front (no BOS). Merges apply one at a time by (rank, position). Tokens
+ * hold the bytes they decode to (SentencePiece's "▁" is " ", <0xNN> the
+ * byte); tc_tokenizer_decode drops SentencePiece's leading space,
+ * tc_tokenizer_decode_bytes keeps it (for decoding one token at a time). What else a file
+ * asks for (another model or pattern, lstrip, dropout ...) is an error
+ * naming the field. */
+tc_status tc_tokenizer_load_hf(tc_context *ctx, const char *path, tc_tokenizer **out);
+/* The lowest id whose token is exactly these bytes; -1 when none. */
+int32_t tc_tokenizer_find_token(const tc_tokenizer *tok, const char *bytes, size_t len);
 
 /* Writes a tokenizer to a text file (tokens and merges, one per line) that
  * tc_tokenizer_load reads back exactly. Replaces path atomically as

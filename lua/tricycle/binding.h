@@ -40,6 +40,11 @@ tc_tensor *binding_tensor_or_scalar(lua_State *L, int idx, tc_tensor *like, cons
 int binding_check_dim(lua_State *L, int idx, const char *function);
 /* Reads a shape given as a table or as numbers from idx on. */
 int binding_check_shape(lua_State *L, int idx, int64_t *shape, const char *function);
+/* The length of the list at idx (its __len's when honour_len, else the raw
+ * one), counting on to its largest positive integral key: `#` may stop at a
+ * nil inside (LuaJIT: #{1, nil, 3} is 1), which would drop what follows
+ * instead of naming the nil. */
+lua_Integer binding_list_length(lua_State *L, int idx, bool honour_len);
 /* The path string at idx; a Lua error naming function when it is not a
  * string, is empty or holds a NUL byte (C would cut it there). */
 const char *binding_check_path(lua_State *L, int idx, const char *function);

@@ -95,9 +95,18 @@ static int l_rms_norm(lua_State *L) {
     return push_result(L, tc_rms_norm(x, weight, eps, &out), &out);
 }
 
-/* tc.attention(qkv, n_head, {causal = true}). */
+/* The n_kv_head option of tc.attention and tc.attention_cached: n_head
+ * when absent; the engine checks that it divides n_head. */
+static int opt_kv_heads(lua_State *L, int options, lua_Integer n_head, const char *function) {
+    lua_Integer n_kv_head = opt_integer_field(L, options, "n_kv_head", n_head, false, function);
+    if (n_kv_head < 1 || n_kv_head > n_head)
+        return luaL_error(L, "%s: n_kv_head must be between 1 and n_head %I, got %I", function, n_head, n_kv_head);
+    return (int)n_kv_head;
+}
+
+/* tc.attention(qkv, n_head, {causal = true, n_kv_head = n_head}). */
 static int l_attention(lua_State *L) {
-    static const char *const allowed[] = {"causal", NULL};
+    static const char *const allowed[] = {"causal", "n_kv_head", NULL};
     tc_tensor *qkv = binding_check_tensor(L, 1, "attention");
     if (!lua_isinteger(L, 2))
         return luaL_error(L, "attention: argument 2 (n_head) must be an integer, got %s", luaL_typename(L, 2));
@@ -105,8 +114,9 @@ static int l_attention(lua_State *L) {
     if (n_head < 1 || n_head > 1 << 20) return luaL_error(L, "attention: n_head must be >= 1, got %d", (int)n_head);
     int options = binding_check_options(L, 3, "attention", allowed);
     bool causal = opt_boolean_field(L, options, "causal", true, "attention");
+    int n_kv_head = opt_kv_heads(L, options, n_head, "attention");
     tc_tensor *out = NULL;
-    return push_result(L, tc_attention(qkv, (int)n_head, causal, &out), &out);
+    return push_result(L, tc_attention(qkv, (int)n_head, n_kv_head, causal, &out), &out);
 }
 
 /* tc.rope(x, positions, {base = 10000, time_dim = 2, interleaved = false}):
@@ -142,10 +152,11 @@ static int l_linear_gelu(lua_State *L) {
 }
 
 /* tc.attention_cached(qkv, k_cache, v_cache, position, n_head, {causal =
- * true}): writes the new keys and values into the caches at `position`
- * (0-based count of cached positions) and attends; not recorded. */
+ * true, n_kv_head = n_head}): writes the new keys and values into the
+ * caches at `position` (0-based count of cached positions) and attends;
+ * not recorded. */
 static int l_attention_cached(lua_State *L) {
-    static const char *const allowed[] = {"causal", NULL};
+    static const char *const allowed[] = {"causal", "n_kv_head", NULL};
     const char *function = "attention_cached";
     tc_tensor *qkv = binding_check_tensor(L, 1, function);
     tc_tensor *k_cache = binding_check_tensor(L, 2, function), *v_cache = binding_check_tensor(L, 3, function);
@@ -155,8 +166,10 @@ static int l_attention_cached(lua_State *L) {
         return luaL_error(L, "%s: n_head must be between 1 and %d, got %I", function, 1 << 20, n_head);
     int options = binding_check_options(L, 6, function, allowed);
     bool causal = opt_boolean_field(L, options, "causal", true, function);
+    int n_kv_head = opt_kv_heads(L, options, n_head, function);
     tc_tensor *out = NULL;
-    return push_result(L, tc_attention_cached(qkv, k_cache, v_cache, position, (int)n_head, causal, &out), &out);
+    return push_result(L, tc_attention_cached(qkv, k_cache, v_cache, position, (int)n_head, n_kv_head, causal, &out),
+                       &out);
 }
 
 /* ---- sampling ----

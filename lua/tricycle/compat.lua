@@ -1,6 +1,6 @@
 -- tricycle.compat: the few things the library needs that Lua 5.1, LuaJIT 2.1, 5.2, 5.3 and 5.4 spell
 -- differently. The library is written in the subset they share and calls these instead of `//`, the
--- bitwise operators, math.type, math.tointeger, table.pack/unpack and utf8.len.
+-- bitwise operators, math.type, math.tointeger, table.pack/unpack, utf8.len and utf8.char.
 --
 -- Integers: on 5.3/5.4 they are exact 64-bit values and these keep 5.4's semantics (is_integer(3.0) is
 -- false there). On 5.1, LuaJIT and 5.2 every number is a double: an integer is an integral number
@@ -108,6 +108,67 @@ else
       count, at = count + 1, at + extra + 1
     end
     return count
+  end
+end
+
+-- os.execute(command) as true when the command exited 0 (else false) and its exit status: 5.1 and
+-- LuaJIT return the raw wait status, 5.2+ true or nil, "exit" or "signal", and the code.
+function M.execute(command)
+  local first, how, code = os.execute(command)
+  if type(first) == "number" then
+    local status = first >= 256 and math.floor(first / 256) or first
+    return status == 0, status
+  end
+  if how == "signal" then
+    return false, 128 + code
+  end
+  return first == true, code
+end
+
+-- The standard output of a shell command and its exit status (5.1's pipe:close gives no status, so
+-- the shell writes it after the output); nil and a reason when the command cannot be started.
+function M.popen_read(command)
+  local pipe = io.popen(command .. '; printf "\n%d" "$?"', "r")
+  if not pipe then
+    return nil, "cannot run " .. command
+  end
+  local output = pipe:read("*a")
+  pipe:close()
+  local body, status = output:match("^(.*)\n(%d+)$")
+  if not body then
+    return nil, "no exit status from " .. command
+  end
+  return body, tonumber(status)
+end
+
+-- The UTF-8 encoding of the code points given (utf8.char where it exists), for code points below 2^31.
+if rawget(_G, "utf8") then
+  M.utf8_char = utf8.char
+else
+  local char, floor = string.char, math.floor
+  local function encode(code)
+    if code < 0x80 then return char(code) end
+    -- continuation bytes from the lowest up, until what is left fits the lead byte beside them
+    local tail, lead_limit, lead = {}, 0x40, 0x80
+    while code >= lead_limit do
+      tail[#tail + 1] = char(0x80 + code % 64)
+      code = floor(code / 64)
+      lead_limit, lead = lead_limit / 2, lead / 2 + 0x80
+    end
+    local out = { char(lead + code) }
+    for k = #tail, 1, -1 do out[#out + 1] = tail[k] end
+    return table.concat(out)
+  end
+  function M.utf8_char(...)
+    local parts = {}
+    for k = 1, select("#", ...) do
+      local code = select(k, ...)
+      if type(code) ~= "number" or code ~= floor(code) or code < 0 or code >= 2 ^ 31 then
+        error(("utf8_char: bad argument #%d (a code point from 0 to 2^31 - 1, got %s)"):format(k, tostring(code)), 2)
+      end
+      parts[k] = encode(code)
+    end
+    return table.concat(parts)
   end
 end
 

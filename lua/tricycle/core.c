@@ -189,11 +189,27 @@ int binding_check_dim(lua_State *L, int idx, const char *function) {
     return dim > 0 ? (int)dim - 1 : (int)dim;
 }
 
+lua_Integer binding_list_length(lua_State *L, int idx, bool honour_len) {
+    idx = lua_absindex(L, idx);
+    lua_Integer n = honour_len ? luaL_len(L, idx) : (lua_Integer)lua_rawlen(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TNUMBER) continue;
+        lua_Number key = lua_tonumber(L, -1);
+        /* (keys past the largest list a table can hold are not list entries) */
+        if (key > (lua_Number)n && key == floor(key) && key <= (lua_Number)INT32_MAX) n = (lua_Integer)key;
+    }
+    return n;
+}
+
 int binding_check_shape(lua_State *L, int idx, int64_t *shape, const char *function) {
     int n = 0;
     if (lua_istable(L, idx)) {
-        n = (int)luaL_len(L, idx);
-        if (n > TC_MAX_DIMS) luaL_error(L, "%s: a shape has at most %d dims, got %d", function, TC_MAX_DIMS, n);
+        lua_Integer length = binding_list_length(L, idx, true);
+        if (length > TC_MAX_DIMS)
+            luaL_error(L, "%s: a shape has at most %d dims, got %I", function, TC_MAX_DIMS, length);
+        n = (int)length;
         for (int i = 0; i < n; i++) {
             lua_geti(L, idx, i + 1);
             if (!lua_isinteger(L, -1))
@@ -377,7 +393,7 @@ static int l_arange(lua_State *L) {
 /* Walks nested tables to find the shape, then fills values row-major. */
 static void nested_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *shape, bool *has_bool) {
     if (depth >= TC_MAX_DIMS) luaL_error(L, "tensor: data nests deeper than %d levels", TC_MAX_DIMS);
-    lua_Integer n = luaL_len(L, idx);
+    lua_Integer n = binding_list_length(L, idx, true);
     shape[depth] = n;
     *ndim = depth + 1;
     if (n == 0) return;
@@ -399,7 +415,7 @@ typedef struct entries {
 
 static void nested_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *shape, entries *values,
                         int64_t *position) {
-    lua_Integer n = luaL_len(L, idx);
+    lua_Integer n = binding_list_length(L, idx, true);
     if (n != shape[depth]) {
         luaL_error(L, "tensor: ragged data: a list at depth %d has %d entries where %d were expected", depth + 1,
                    (int)n, (int)shape[depth]);
@@ -599,6 +615,12 @@ static int l_memory(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)tc_memory_in_use(ctx));
     lua_pushinteger(L, (lua_Integer)tc_memory_peak(ctx));
     return 2;
+}
+
+static int l_release_cached_memory(lua_State *L) {
+    if (lua_gettop(L) != 0) return luaL_error(L, "release_cached_memory: takes no arguments");
+    tc_memory_release_cached(tc_lua_context(L));
+    return 0;
 }
 
 /* More threads than this is a mistake (each is a system thread). */
@@ -1012,6 +1034,7 @@ static const luaL_Reg module_functions[] = {
     {"set_grad_enabled", l_set_grad_enabled},
     {"is_grad_enabled", l_is_grad_enabled},
     {"memory", l_memory},
+    {"release_cached_memory", l_release_cached_memory},
     {"set_num_threads", l_set_num_threads},
     {"num_threads", l_num_threads},
     {"set_memory_budget", l_set_memory_budget},

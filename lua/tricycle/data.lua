@@ -381,7 +381,8 @@ function TokenShards.new(options)
   end
   local per_batch = B * T
   local stride = per_batch * world_size -- tokens the ranks take together per step
-  if compat.idiv(per_batch, B) ~= T or compat.idiv(stride, world_size) ~= per_batch then
+  -- (a wrap of int64 on 5.3+; past 2^53, where a double stops counting exactly, elsewhere)
+  if compat.idiv(per_batch, B) ~= T or compat.idiv(stride, world_size) ~= per_batch or stride > compat.max_integer then
     error(("%s: batch_size %d × context_length %d × world_size %d overflows"):format(who, B, T, world_size), 2)
   end
   local shards, largest = {}, nil

@@ -17,6 +17,7 @@
 --
 -- Every function takes options.env: a table (or a function name -> value)
 -- read in place of os.getenv, so callers and tests can point it elsewhere.
+local compat = require("tricycle.compat")
 local check_options = require("tricycle.options").check_options
 
 local M = {}
@@ -76,8 +77,7 @@ end
 
 --- Runs a shell command quietly; true when it exited 0.
 local function run_quiet(command)
-  local ok, how, code = os.execute(command .. " >/dev/null 2>&1")
-  return ok == true and how == "exit" and code == 0
+  return (compat.execute(command .. " >/dev/null 2>&1"))
 end
 
 --- The cache folder: $XDG_CACHE_HOME/tricycle, else $HOME/.cache/tricycle (nil when neither is set).
@@ -136,13 +136,11 @@ function M.download(url, dest, sha256)
   else
     return nil, "neither curl nor wget is installed"
   end
-  local pipe = io.popen(command, "r")
-  if not pipe then
+  local body, code = compat.popen_read(command)
+  if not body then
     return nil, "cannot run " .. tool
   end
-  local body = pipe:read("a")
-  local fetched, how, code = pipe:close()
-  if not (fetched and how == "exit" and code == 0) or not body then
+  if code ~= 0 then
     return nil, tool .. " could not fetch " .. url
   end
   if sha256 then

@@ -211,15 +211,16 @@ end
 -- cache when one is used); the prompt a list of integer ids it knows.
 local function check_model_and_prompt(model, prompt_ids, use_cache)
   if type(model) ~= "table" or type(model.forward) ~= "function" then
-    error("generate: model must be a module with forward (an nn.GPT), got " .. type(model), 3)
+    error("generate: model must be a module with forward (an nn.GPT or nn.Llama), got " .. type(model), 3)
   end
   local config = type(model.config) == "table" and model.config or {}
-  local context = config.context_length
+  local context = config.context_length or config.max_position_embeddings
   if not compat.is_integer(context) or context <= 0 then
-    error("generate: model.config.context_length must be a positive integer, got " .. tostring(context), 3)
+    error("generate: model.config.context_length (or max_position_embeddings) must be a positive integer, got "
+      .. tostring(context), 3)
   end
   if use_cache and type(model.new_cache) ~= "function" then
-    error("generate: use_cache needs a model with new_cache (an nn.GPT); pass use_cache = false", 3)
+    error("generate: use_cache needs a model with new_cache (an nn.GPT or nn.Llama); pass use_cache = false", 3)
   end
   if type(prompt_ids) ~= "table" or getmetatable(prompt_ids) == core.Tensor then
     error("generate: prompt_ids must be a Lua table of 0-based ids, got " .. type(prompt_ids), 3)
@@ -270,8 +271,10 @@ function M.generate(model, prompt_ids, options)
   core.set_grad_enabled(false)
   local ok, failure = pcall(function()
     local cache, logits
+    -- a cache no longer than this generation needs (models with long contexts)
+    local capacity = math.min(context, #sequence + max_tokens)
     if use_cache then
-      cache = model:new_cache(1)
+      cache = model:new_cache(1, capacity)
       logits = last_logits(model:forward(ids_tensor(sequence, 1, #sequence, device), { cache = cache }))
     else
       local first = math.max(1, #sequence - context + 1)
@@ -294,10 +297,10 @@ function M.generate(model, prompt_ids, options)
         break
       end
       if use_cache then
-        if cache.position >= context then
+        if cache.position >= capacity then
           -- slide: keep the most recent half of the context
           local keep = math.max(1, compat.idiv(context, 2))
-          cache = model:new_cache(1)
+          cache = model:new_cache(1, capacity)
           local recent = ids_tensor(sequence, #sequence - keep + 1, #sequence, device)
           logits = last_logits(model:forward(recent, { cache = cache }))
         else

@@ -170,7 +170,8 @@ static inline void compat_seti(lua_State *L, int idx, lua_Integer i) {
 #define lua_rawget(L, idx) (lua_rawget((L), (idx)), lua_type((L), -1))
 
 /* An integral number in int64's range: what 5.3+ would read as an integer
- * (larger magnitudes, the infinities and NaN stay floats, as they are there). */
+ * (larger magnitudes, the infinities and NaN stay floats, as they are there;
+ * 2^63 - 1 written in Lua is the double 2^63, such a float). */
 static inline int compat_isinteger(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TNUMBER) return 0;
     lua_Number value = lua_tonumber(L, idx);

@@ -1,5 +1,6 @@
---- tricycle.tokenizer: byte-level BPE (trained here or loaded from GPT-2's
--- files) and a character-level tokenizer.
+--- tricycle.tokenizer: byte-level BPE (trained here, or loaded from GPT-2's
+-- files or Hugging Face's tokenizer.json: Llama 2, Llama 3, Qwen 2/3) and a
+-- character-level tokenizer.
 --
 --   local tokenizer = require("tricycle.tokenizer")
 --   local bpe = tokenizer.BPETokenizer.train(text, { vocab_size = 1024, gpt2_split = true })
@@ -11,7 +12,8 @@
 -- Every tokenizer has :encode(text) -> table of 0-based integer ids,
 -- :encode_packed(text) -> string of native int32s, :decode(ids) -> string
 -- (bytes that are not valid UTF-8 become U+FFFD), :decode_bytes(ids),
--- :token(id) -> the token's bytes, :save(path), :serialize() -> the saved
+-- :token(id) -> the token's bytes, :token_id(bytes) -> the lowest id of a
+-- token with exactly these bytes (nil when none), :save(path), :serialize() -> the saved
 -- form as a string, :vocab_size(), :kind()
 -- ("bpe" or "char"), :gpt2_split(), :close(). Tokenizers are freed by the
 -- garbage collector, or at once by :close() or a `<close>` variable.
@@ -91,6 +93,18 @@ function BPETokenizer.load_gpt2(vocab_path, merges_path)
   check_string(merges_path, "BPETokenizer.load_gpt2: merges_path", 2)
   return call(core.load_gpt2, vocab_path, merges_path)
 end
+
+--- Loads Hugging Face's tokenizer.json of a BPE model: byte-level (Llama 3,
+-- Qwen 2/3, GPT-2) or SentencePiece with byte fallback (Llama 2). :encode
+-- matches transformers.js's encode(text, { add_special_tokens = false }):
+-- added tokens such as <|begin_of_text|> in the text become their ids, and
+-- nothing is put in front (add a BOS yourself: tok:token_id("<s>")).
+-- Unsupported fields of the file are errors naming the field.
+function BPETokenizer.load_hf(path)
+  check_string(path, "tokenizer.load_hf: path", 2)
+  return call(core.load_hf, path)
+end
+M.load_hf = BPETokenizer.load_hf
 
 --- One token per character (UTF-8 character; a byte outside valid UTF-8
 -- counts as a character of its own).

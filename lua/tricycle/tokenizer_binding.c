@@ -3,13 +3,14 @@
  *
  * tc_lua_open_tokenizer leaves a table of functions on the stack:
  *   train(text, {vocab_size = N, gpt2_split = false}), char(text),
- *   load(path), load_gpt2(vocab_json_path, merges_txt_path), deserialize(text)
+ *   load(path), load_gpt2(vocab_json_path, merges_txt_path), load_hf(tokenizer_json_path), deserialize(text)
  * each returning a tokenizer userdata ("tricycle.Tokenizer") with methods
  *   encode(text) -> {id, ...}        0-based integer ids
  *   encode_packed(text) -> string    the ids as native-endian int32s
  *   decode(ids) -> string            ids: a table of 0-based integers
  *   decode_bytes(ids) -> string      the same without UTF-8 repair
  *   token(id) -> string              the bytes of one token
+ *   token_id(bytes) -> id | nil      the lowest id of a token with these bytes
  *   save(path), serialize() -> string (what save writes),
  *   vocab_size(), merge_count(), kind() -> "bpe" | "char",
  *   gpt2_split() -> boolean, close()
@@ -122,6 +123,14 @@ static int tokenizer_load_gpt2(lua_State *L) {
     return 1;
 }
 
+static int tokenizer_load_hf(lua_State *L) {
+    const char *path = binding_check_path(L, 1, "tokenizer.load_hf");
+    tc_context *ctx = tc_lua_context(L);
+    tokenizer_box *box = push_box(L);
+    if (tc_tokenizer_load_hf(ctx, path, &box->tok) != TC_OK) return fail(L, ctx);
+    return 1;
+}
+
 static int tokenizer_deserialize(lua_State *L) {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
@@ -181,7 +190,7 @@ static int not_an_integer(lua_State *L, int idx, const char *function, const cha
 static const int32_t *ids_arg(lua_State *L, const tc_tokenizer *tok, const char *function, size_t *count) {
     if (!lua_istable(L, 2))
         luaL_error(L, "%s: argument 1 (ids) must be a table of integers, got %s", function, luaL_typename(L, 2));
-    size_t n = lua_rawlen(L, 2);
+    size_t n = (size_t)binding_list_length(L, 2, false);
     if (n > (size_t)INT32_MAX) luaL_error(L, "%s: %I ids are too many", function, (lua_Integer)n);
     buffer_box *box = push_buffer_box(L);
     box->data = malloc((n > 0 ? n : 1) * sizeof(int32_t));
@@ -258,6 +267,19 @@ static int method_serialize(lua_State *L) {
     return 1;
 }
 
+static int method_token_id(lua_State *L) {
+    tc_tokenizer *tok = check_tokenizer(L, 1);
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 2, &len);
+    int32_t id = tc_tokenizer_find_token(tok, bytes, len);
+    if (id < 0) {
+        lua_pushnil(L);
+    } else {
+        lua_pushinteger(L, id);
+    }
+    return 1;
+}
+
 static int method_vocab_size(lua_State *L) {
     lua_pushinteger(L, tc_tokenizer_vocab_size(check_tokenizer(L, 1)));
     return 1;
@@ -315,6 +337,7 @@ static const luaL_Reg tokenizer_methods[] = {
     {"decode", method_decode},
     {"decode_bytes", method_decode_bytes},
     {"token", method_token},
+    {"token_id", method_token_id},
     {"save", method_save},
     {"serialize", method_serialize},
     {"vocab_size", method_vocab_size},
@@ -330,6 +353,7 @@ static const luaL_Reg tokenizer_functions[] = {
     {"char", tokenizer_char},
     {"load", tokenizer_load},
     {"load_gpt2", tokenizer_load_gpt2},
+    {"load_hf", tokenizer_load_hf},
     {"deserialize", tokenizer_deserialize},
     {"split_incomplete_utf8", tokenizer_split_incomplete_utf8},
     {NULL, NULL},

@@ -25,7 +25,9 @@ return {
   end, { "empty", "float64", "too large" } },
   { "int64 of 2^60 elements", wide = true,
     function() return tc.zeros({ wide(60) }, { dtype = "int64" }) end, { "zeros", "int64" } },
-  { "maxinteger as a size", wide = true, function() return tc.zeros({ (wide(63) - 1) }) end, { "zeros", "too large" } },
+  -- (where numbers are doubles, 2^63 - 1 is 2^63, past int64: not an integer)
+  { "maxinteger as a size", wide = true, function() return tc.zeros({ (wide(63) - 1) }) end, { "zeros", "too large" },
+    on_doubles = { "zeros", "shape entry 1 must be an integer" } },
   { "2^62 with a zero size beside it (float32)", wide = true, function() return tc.ones({ big, 0 }) end,
     { "ones", "{4611686018427387904, 0}" } },
   { "three sizes of 2^21 and one of 2^22", function() return tc.empty({ 2097152, 2097152, 2097152, 4194304 }) end,
@@ -104,7 +106,12 @@ return {
   { "ragged data", function() return tc.tensor({ { 1, 2 }, { 3 } }) end, { "tensor", "ragged" } },
   { "a table where a number is expected", function() return tc.tensor({ 1, { 2 } }) end, { "tensor", "table" } },
   { "a number where a list is expected", function() return tc.tensor({ { 1 }, 2 }) end, { "tensor", "ragged" } },
-  { "nil in the data", function() return tc.tensor({ 1, nil, 3 }) end, { "tensor" } },
+  -- before (LuaJIT, where #{1, nil, 3} is 1): a tensor of the entries before the nil, the rest dropped
+  { "nil in the data", function() return tc.tensor({ 1, nil, 3 }) end, { "tensor", "entry 2 at depth 1 is a nil" } },
+  { "nil in a nested row", function() return tc.tensor({ { 1, 2 }, { 3, nil, 5 } }) end,
+    { "tensor", "ragged data", "3 entries where 2" } },
+  -- before (LuaJIT): zeros({2, nil, 3}) made a tensor of shape {2}
+  { "nil in a shape", function() return tc.zeros({ 2, nil, 3 }) end, { "zeros", "shape entry 2", "nil" } },
   { "a function as data", function() return tc.tensor(print) end, { "tensor", "function" } },
   { "300 in a uint8 tensor", function() return tc.tensor({ 300 }, { dtype = "uint8" }) end,
     { "tensor", "300", "uint8" } },

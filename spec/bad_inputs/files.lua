@@ -1,5 +1,5 @@
 -- Bad inputs: files. Hostile or odd files and paths given to the loaders
--- (tc.load, tc.io.open, checkpoint.load, gpt2.load, tc.io.read_file and the
+-- (tc.load, tc.io.open, checkpoint.load, gpt2.load, llama.load, tc.io.read_file and the
 -- Lua modules that read files) and to the writers (tc.save,
 -- checkpoint.save, tc.io.write_file, tc.io.append_file). Tokenizer files
 -- are in tokenizers.lua. Each case works in a scratch folder of its own.
@@ -10,6 +10,47 @@ local scratch = require("helpers.scratch")
 local in_dir, write, safetensors = scratch.in_dir, scratch.write, scratch.safetensors
 
 local F32_2 = binpack.pack("<ff", 1, 2)
+
+-- A small nn.Llama config, with changes.
+local function llama_config(changes)
+  local config = { vocab_size = 6, hidden_size = 8, intermediate_size = 4, num_hidden_layers = 1,
+    num_attention_heads = 2, num_key_value_heads = 1, max_position_embeddings = 4 }
+  for key, value in pairs(changes or {}) do
+    config[key] = value
+  end
+  return config
+end
+
+-- llama.load of a folder holding config (a table for config.json, text, or
+-- false for none) and the weights of a model of llama_config() written by
+-- llama.save, changed by `weights` (a function of the state), or none
+-- (false), or model.safetensors with an index of weight_map `index_map`
+-- ("index"; "none" writes an index without one).
+local function llama_folder(config, weights, folder, index_map)
+  local llama = tc.models.llama
+  if folder then
+    return llama.load(folder)
+  end
+  return in_dir(function(dir)
+    if weights ~= false then
+      local state = llama.to_hf_state(tc.nn.Llama(llama_config()))
+      if type(weights) == "function" then
+        weights(state)
+      end
+      tc.save(dir .. "/model.safetensors", state)
+    end
+    if weights == "index" then
+      local index = index_map == "none" and { metadata = {} } or { weight_map = index_map }
+      write(dir .. "/model.safetensors.index.json", tc.io.json_encode(index))
+    end
+    if type(config) == "table" then
+      write(dir .. "/config.json", tc.io.json_encode(config))
+    elseif type(config) == "string" then
+      write(dir .. "/config.json", config)
+    end
+    return llama.load(dir)
+  end)
+end
 
 --- A file holding header and data, loaded with tc.load.
 local function load_crafted(header, data)
@@ -315,4 +356,49 @@ return {
       tc.checkpoint.load(dir .. "/plain")
     end)
   end, { "checkpoint.load", "not a tricycle checkpoint" } },
+  -- models.llama folders (config.json and safetensors in Hugging Face's layout)
+  { "llama.load of a missing folder", function() return llama_folder(nil, nil, "/missing") end,
+    { "llama.load", "/missing", "not a folder" } },
+  { "llama.load of a folder without config.json", function() return llama_folder(false) end,
+    { "llama.load", "config.json" } },
+  { "llama.load of a config.json that is not JSON", function() return llama_folder("{vocab_size") end,
+    { "llama.load", "config.json" } },
+  { "llama.load of a config.json holding an array", function() return llama_folder("[1, 2]") end,
+    { "llama.load", "JSON object" } },
+  { "llama.load with hidden_act gelu", function() return llama_folder(llama_config({ hidden_act = "gelu" })) end,
+    { "llama.load", "hidden_act gelu" } },
+  { "llama.load with mlp_bias", function() return llama_folder(llama_config({ mlp_bias = true })) end,
+    { "llama.load", "mlp_bias" } },
+  { "llama.load with 3 k/v heads of 4", function()
+    return llama_folder(llama_config({ num_key_value_heads = 3 }))
+  end, { "llama.load", "num_key_value_heads", "3" } },
+  { "llama.load of a folder without weights", function() return llama_folder(llama_config(), false) end,
+    { "llama.load", "neither model.safetensors nor model.safetensors.index.json" } },
+  { "llama.load of weights of another shape, one missing and one unknown", function()
+    return llama_folder(llama_config(), function(state)
+      state["model.norm.weight"] = tc.ones({ 5 })
+      state["model.layers.0.mlp.up_proj.weight"] = nil
+      state["model.layers.0.mlp.extra.weight"] = tc.ones({ 1 })
+    end)
+  end, { "llama.load", "missing keys: model.layers.0.mlp.up_proj.weight",
+    "unexpected keys: model.layers.0.mlp.extra.weight",
+    "mis-shaped keys: model.norm.weight (checkpoint {5}, model {8})" } },
+  { "llama.load of an index naming a file outside the folder", function()
+    return llama_folder(llama_config(), "index", nil, { ["model.norm.weight"] = "../x.safetensors" })
+  end, { "llama.load", "weight_map", "../x.safetensors" } },
+  { "llama.load of an index naming a tensor its shard lacks", function()
+    return llama_folder(llama_config(), "index", nil, { ["model.norm.weight"] = "model.safetensors",
+      ["model.extra"] = "model.safetensors" })
+  end, { "llama.load", "model.extra", "does not hold it" } },
+  { "llama.load of an index without weight_map", function()
+    return llama_folder(llama_config(), "index", nil, "none")
+  end, { "llama.load", "weight_map" } },
+  { "llama.save into a missing folder", function()
+    return tc.models.llama.save(tc.nn.Llama(llama_config()), "/missing/folder")
+  end, { "llama.save", "/missing/folder", "not a folder" } },
+  { "llama.save of a GPT", function()
+    return in_dir(function(dir)
+      tc.models.llama.save(tc.nn.GPT({ vocab_size = 4, context_length = 2, n_layer = 1, n_head = 1, n_embd = 2 }), dir)
+    end)
+  end, { "llama.to_hf_state", "nn.Llama" } },
 }

@@ -1,5 +1,5 @@
 -- Bad inputs: generation (tc.generate, its sampling rules, tc.sample_logits,
--- the key/value cache of nn.GPT and tc.attention_cached). See
+-- the key/value caches of nn.GPT and nn.Llama and tc.attention_cached). See
 -- spec/bad_inputs_spec.lua for the format.
 local wide = require("helpers.wide")
 local compat = require("tricycle.compat")
@@ -13,6 +13,16 @@ local function model()
     shared_model = nn.GPT({ vocab_size = 10, context_length = 8, n_layer = 2, n_head = 2, n_embd = 8 })
   end
   return shared_model
+end
+
+local shared_llama
+local function llama_model()
+  if not shared_llama then
+    tc.manual_seed(1)
+    shared_llama = nn.Llama({ vocab_size = 10, hidden_size = 8, intermediate_size = 12, num_hidden_layers = 1,
+      num_attention_heads = 2, num_key_value_heads = 1, max_position_embeddings = 8 })
+  end
+  return shared_llama
 end
 
 local function generate(options, prompt)
@@ -127,7 +137,8 @@ return {
     { "sample_logits", "top_k", "1.5" } },
   -- before: position + T overflowed, passed the check and the keys were written far past the cache (heap corruption)
   { "attention_cached at position 2^63 - 1", wide = true, function() return attention((wide(63) - 1)) end,
-    { "attention_cached", "9223372036854775807", "8 positions" } },
+    { "attention_cached", "9223372036854775807", "8 positions" },
+    on_doubles = { "attention_cached", "position", "must be an integer", "9.2233720368548e+18" } },
   { "attention_cached at a negative position", function() return attention(-1) end,
     { "attention_cached", "position -1", "negative" } },
   { "attention_cached past the capacity", function() return attention(7) end,
@@ -179,4 +190,41 @@ return {
   -- before: "attempt to index a number value (local 'cache')"
   { "a number as the cache", function() return model()(ids({ { 1 } }), { cache = 5 }) end,
     { "GPT", "options.cache", "number" } },
+  -- nn.Llama's cache: num_key_value_heads heads of a capacity of its own
+  { "a Llama cache of batch 1 for 2 rows", function()
+    local cache = llama_model():new_cache(1)
+    return llama_model()(ids({ { 1 }, { 2 } }), { cache = cache })
+  end, { "Llama", "cache.layers[1].k", "{1, 1, 8, 4}", "{2, 1, 8, 4}" } },
+  { "a Llama cache past its capacity", function()
+    local cache = llama_model():new_cache(1, 2)
+    return llama_model()(ids({ { 1, 2, 3 } }), { cache = cache })
+  end, { "Llama", "3 new positions", "capacity 2" } },
+  { "a Llama cache of capacity 0", function() return llama_model():new_cache(1, 0) end,
+    { "Llama:new_cache", "capacity", "0" } },
+  { "a Llama cache longer than max_position_embeddings", function() return llama_model():new_cache(1, 9) end,
+    { "Llama:new_cache", "capacity", "max_position_embeddings 8", "9" } },
+  { "a Llama cache whose capacity was changed", function()
+    local cache = llama_model():new_cache(1, 4)
+    cache.capacity = 8
+    return llama_model()(ids({ { 1 } }), { cache = cache })
+  end, { "Llama", "cache.layers[1].k", "{1, 1, 4, 4}", "{1, 1, 8, 4}" } },
+  { "a GPT cache given to a Llama", function()
+    return llama_model()(ids({ { 1 } }), { cache = model():new_cache(1) })
+  end, { "Llama", "cache.layers", "per layer (1)" } },
+  { "targets with a Llama cache", function()
+    return llama_model()(ids({ { 1 } }), { cache = llama_model():new_cache(1), targets = ids({ { 1 } }) })
+  end, { "Llama", "targets cannot be given with a cache" } },
+  -- tc.attention_cached with grouped queries
+  { "attention_cached with caches of 2 heads for 1 k/v head", function()
+    local qkv = tc.zeros({ 1, 1, 12 }) -- 4 query heads, 1 k/v head, hd 2
+    return tc.attention_cached(qkv, tc.zeros({ 1, 2, 8, 2 }), tc.zeros({ 1, 2, 8, 2 }), 0, 4, { n_kv_head = 1 })
+  end, { "attention_cached", "k_cache", "{1, 2, 8, 2}", "1 key/value heads" } },
+  { "attention_cached with n_kv_head 3 of 4 heads", function()
+    return tc.attention_cached(tc.zeros({ 1, 1, 20 }), tc.zeros({ 1, 3, 8, 2 }), tc.zeros({ 1, 3, 8, 2 }), 0, 4,
+      { n_kv_head = 3 })
+  end, { "attention_cached", "n_kv_head 3", "n_head 4" } },
+  { "attention_cached with n_kv_head 0", function()
+    return tc.attention_cached(tc.zeros({ 1, 1, 12 }), tc.zeros({ 1, 1, 8, 2 }), tc.zeros({ 1, 1, 8, 2 }), 0, 4,
+      { n_kv_head = 0 })
+  end, { "attention_cached", "n_kv_head", "0" } },
 }

@@ -40,4 +40,6 @@ return {
       tc.set_memory_budget(0)
       error(ok and "allocated" or failure, 0)
     end, { "zeros", "out of memory budget", "4096 bytes asked", "in use" }, after = restore },
+  { "release_cached_memory with an argument", function() return tc.release_cached_memory(0) end,
+    { "release_cached_memory", "no arguments" } },
 }

@@ -1,4 +1,4 @@
--- Bad inputs: tc.nn (constructors, forward, GPT config, state dicts, to()).
+-- Bad inputs: tc.nn (constructors, forward, GPT and Llama configs, state dicts, to()).
 -- See spec/bad_inputs_spec.lua for the format.
 local tc = require("tricycle")
 local nn = require("tricycle.nn")
@@ -13,6 +13,15 @@ end
 
 local function ids(rows)
   return tc.tensor(rows, { dtype = "int64" })
+end
+
+local function llama(extra)
+  local config = { vocab_size = 10, hidden_size = 8, intermediate_size = 12, num_hidden_layers = 1,
+    num_attention_heads = 4, num_key_value_heads = 2, max_position_embeddings = 4 }
+  for key, value in pairs(extra or {}) do
+    config[key] = value
+  end
+  return nn.Llama(config)
 end
 
 local converted -- the module of a failed to(), for its `after` check
@@ -194,4 +203,45 @@ return {
   end, { "gpt2.load", "eps_", "valid" } },
   { "mse_loss of different shapes", function() return nn.mse_loss(tc.ones({ 2 }), tc.ones({ 3 })) end,
     { "mse_loss", "{2}", "{3}" } },
+  -- nn.Llama's config (Hugging Face's LlamaConfig names)
+  { "Llama with a misspelt key", function() return llama({ num_attention_head = 2 }) end,
+    { "Llama", "unknown option 'num_attention_head'", "num_attention_heads", "rope_theta" } },
+  { "Llama without hidden_size", function() return llama({ hidden_size = false }) end,
+    { "Llama", "hidden_size", "positive integer", "false" } },
+  { "Llama with 3 k/v heads of 4 query heads", function() return llama({ num_key_value_heads = 3 }) end,
+    { "Llama", "num_key_value_heads", "dividing num_attention_heads 4", "3" } },
+  { "Llama with more k/v heads than query heads", function() return llama({ num_key_value_heads = 8 }) end,
+    { "Llama", "num_key_value_heads", "8" } },
+  { "Llama with hidden_size 10 over 4 heads", function() return llama({ hidden_size = 10 }) end,
+    { "Llama", "hidden_size 10", "num_attention_heads 4" } },
+  { "Llama with an odd head_dim", function() return llama({ head_dim = 3 }) end,
+    { "Llama", "head_dim", "even", "3" } },
+  { "Llama with rope_theta 0", function() return llama({ rope_theta = 0 }) end, { "Llama", "rope_theta", "0" } },
+  { "Llama with rms_norm_eps NaN", function() return llama({ rms_norm_eps = 0 / 0 }) end,
+    { "Llama", "rms_norm_eps", "nan" } },
+  { "Llama with attention_bias \"yes\"", function() return llama({ attention_bias = "yes" }) end,
+    { "Llama", "attention_bias", "boolean", "yes" } },
+  { "Llama with dtype int32", function() return llama({ dtype = "int32" }) end, { "Llama", "dtype", "int32" } },
+  { "Llama with a rope_scaling of another type", function()
+    return llama({ rope_scaling = { rope_type = "yarn", factor = 2 } })
+  end, { "Llama", "rope_scaling.rope_type", "llama3", "yarn" } },
+  { "Llama with a misspelt rope_scaling key", function()
+    return llama({ rope_scaling = { rope_type = "llama3", factr = 2 } })
+  end, { "rope_scaling", "unknown option 'factr'", "low_freq_factor" } },
+  { "Llama with high_freq_factor below low_freq_factor", function()
+    return llama({ rope_scaling = { rope_type = "llama3", factor = 8, low_freq_factor = 4, high_freq_factor = 1,
+      original_max_position_embeddings = 8 } })
+  end, { "Llama", "high_freq_factor", "low_freq_factor 4", "1" } },
+  { "Llama with rope_scaling factor -1", function()
+    return llama({ rope_scaling = { rope_type = "llama3", factor = -1, low_freq_factor = 1, high_freq_factor = 4,
+      original_max_position_embeddings = 8 } })
+  end, { "Llama", "rope_scaling.factor", "-1" } },
+  { "Llama forward of float ids", function() return llama()(tc.zeros({ 1, 2 })) end,
+    { "Llama", "ids", "float32" } },
+  { "Llama forward past max_position_embeddings", function() return llama()(ids({ { 1, 2, 3, 4, 5 } })) end,
+    { "Llama", "T = 5", "max_position_embeddings 4" } },
+  { "Llama forward with a misspelt option", function() return llama()(ids({ { 1 } }), { target = 1 }) end,
+    { "Llama", "unknown option 'target'", "targets" } },
+  { "SwiGLU with an unknown option", function() return nn.Llama.SwiGLU(4, 8, { bias = true }) end,
+    { "SwiGLU", "bias" } },
 }

@@ -19,9 +19,9 @@ do
   for b = 0, 255 do
     local printable = (b >= 33 and b <= 126) or (b >= 0xA1 and b <= 0xAC) or (b >= 0xAE and b <= 0xFF)
     if printable then
-      byte_char[b] = utf8.char(b)
+      byte_char[b] = compat.utf8_char(b)
     else
-      byte_char[b] = utf8.char(256 + extra)
+      byte_char[b] = compat.utf8_char(256 + extra)
       extra = extra + 1
     end
   end
@@ -72,6 +72,80 @@ local function train_with(opts)
     BPE.train("hello hello", opts)
   end
 end
+
+-- ---- Hugging Face's tokenizer.json
+-- A byte-level file with the 256 bytes (ids 0..255) and "ab" (256, from the
+-- merge "a b"); each field of `fields` replaces the top-level field's JSON.
+local function hf_json(fields, model_fields)
+  local model = {
+    type = '"BPE"', dropout = "null", unk_token = "null", vocab = full_vocab({ "ab" }), merges = '["a b"]',
+  }
+  for k, v in pairs(model_fields or {}) do model[k] = v end
+  local model_parts = {}
+  for _, k in ipairs({ "type", "dropout", "unk_token", "vocab", "merges", "byte_fallback",
+    "continuing_subword_prefix", "extra" }) do
+    if model[k] then model_parts[#model_parts + 1] = json_string(k) .. ":" .. model[k] end
+  end
+  local top = {
+    version = '"1.0"', truncation = "null", padding = "null", added_tokens = "[]", normalizer = "null",
+    pre_tokenizer = '{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}',
+    post_processor = "null", decoder = '{"type": "ByteLevel"}', model = "{" .. table.concat(model_parts, ",") .. "}",
+  }
+  for k, v in pairs(fields or {}) do top[k] = v end
+  local parts = {}
+  for _, k in ipairs({ "version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer",
+    "post_processor", "decoder", "model", "extra" }) do
+    if top[k] then parts[#parts + 1] = json_string(k) .. ":" .. top[k] end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+--- load_hf of a file holding text.
+local function hf(text)
+  return function()
+    in_dir(function(dir)
+      tokenizer.load_hf(write(dir .. "/tokenizer.json", text))
+    end)
+  end
+end
+
+local function added(id, content, extra)
+  return '[{"id": ' .. id .. ', "content": ' .. json_string(content) .. ', "single_word": false, "lstrip": false, '
+    .. '"rstrip": false, "normalized": false, "special": true' .. (extra or "") .. "}]"
+end
+
+-- SentencePiece (Llama 2): <0x00>..<0xFF> as ids 0..255 except `skip`, then "▁" and "a".
+local function spm_json(model_fields, skip)
+  local entries = {}
+  for b = 0, 255 do
+    local name = b == skip and "x" or ("<0x%02X>"):format(b)
+    entries[#entries + 1] = json_string(name) .. ":" .. b
+  end
+  entries[#entries + 1] = '"\u{2581}": 256'
+  entries[#entries + 1] = '"a": 257'
+  local model = { vocab = "{" .. table.concat(entries, ",") .. "}", merges = "[]", byte_fallback = "true" }
+  for k, v in pairs(model_fields or {}) do model[k] = v end
+  return hf_json({
+    pre_tokenizer = "null",
+    normalizer = '{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, '
+      .. '{"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}]}',
+    decoder = '{"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u{2581}"}, '
+      .. '"content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", '
+      .. '"start": 1, "stop": 0}]}',
+  }, model)
+end
+
+local function split_pre_tokenizer(regex, behavior, invert)
+  return '{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ' .. json_string(regex)
+    .. '}, "behavior": "' .. (behavior or "Isolated") .. '", "invert": ' .. tostring(invert or false) .. '}, '
+    .. '{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]}'
+end
+
+local HF_HEAD = "tricycle-tokenizer 1\nkind bpe\nsplit none\n"
+local BYTES_TOKENS = {}
+for b = 0, 255 do BYTES_TOKENS[#BYTES_TOKENS + 1] = ("%d %s"):format(b, ('"\\x%02x"'):format(b)) end
+BYTES_TOKENS = "tokens 256\n" .. table.concat(BYTES_TOKENS, "\n") .. "\nmerges 0\nend\n"
+
 
 return {
   -- ---- paths and what they name
@@ -397,4 +471,147 @@ return {
   { "a character tokenizer of a table", function()
     Char.new({})
   end, { "CharTokenizer.new: text must be a string, got table" } },
+
+  -- ---- Hugging Face's tokenizer.json (tokenizer.load_hf)
+  { "load_hf of a path that is a number", function()
+    tokenizer.load_hf(42)
+  end, { "tokenizer.load_hf: path must be a string, got number" } },
+  { "load_hf of a missing file", function()
+    in_dir(function(dir)
+      tokenizer.load_hf(dir .. "/absent.json")
+    end)
+  end, { "tokenizer.load_hf", "absent.json" } },
+  { "load_hf of a folder", function()
+    in_dir(function(dir)
+      tokenizer.load_hf(dir)
+    end)
+  end, { "tokenizer.load_hf" } },
+  { "load_hf of an empty file", hf(""), { "tokenizer.load_hf", "tokenizer.json", "not valid JSON at byte 0" } },
+  { "load_hf of a truncated file", hf(hf_json():sub(1, 200)), { "tokenizer.load_hf", "not valid JSON" } },
+  { "load_hf of a JSON array", hf("[]"),
+    { "tokenizer.load_hf", "the file (one JSON object) must be an object, found an array" } },
+  { "load_hf with an unknown top-level field", hf(hf_json({ extra = "1" })),
+    { "tokenizer.load_hf", 'the top level has the unknown field "extra"', "known: version, truncation" } },
+  { "load_hf with truncation set", hf(hf_json({ truncation = '{"max_length": 5}' })),
+    { "tokenizer.load_hf", "truncation is not supported (null only)" } },
+  { "load_hf without a model", hf(hf_json({ model = "null" })),
+    { "tokenizer.load_hf", "model must be an object, found null" } },
+  { "load_hf of a WordPiece model", hf(hf_json(nil, { type = '"WordPiece"' })),
+    { "tokenizer.load_hf", 'model.type "WordPiece" is not supported (only BPE)' } },
+  { "load_hf with an unknown model field", hf(hf_json(nil, { extra = "1" })),
+    { "tokenizer.load_hf", 'model has the unknown field "extra"' } },
+  { "load_hf with dropout", hf(hf_json(nil, { dropout = "0.1" })),
+    { "tokenizer.load_hf", "model.dropout is not supported" } },
+  { "load_hf with a subword prefix", hf(hf_json(nil, { continuing_subword_prefix = '"##"' })),
+    { "tokenizer.load_hf", "model.continuing_subword_prefix is not supported" } },
+  { "load_hf without merges", hf(hf_json(nil, { merges = false })),
+    { "tokenizer.load_hf", "model.merges is missing" } },
+  { "load_hf with merges an object", hf(hf_json(nil, { merges = "{}" })),
+    { "tokenizer.load_hf", "model.merges must be an array, found an object" } },
+  { "load_hf with vocab an array", hf(hf_json(nil, { vocab = "[]" })),
+    { "tokenizer.load_hf", "model.vocab must be an object, found an array" } },
+  { "load_hf with an empty vocab", hf(hf_json(nil, { vocab = "{}", merges = "[]" })),
+    { "tokenizer.load_hf", "model.vocab is empty" } },
+  { "load_hf with a merge of one token", hf(hf_json(nil, { merges = '["ab"]' })),
+    { "tokenizer.load_hf", 'model.merges[0] "ab" is not `LEFT RIGHT`' } },
+  { "load_hf with a merge of three tokens", hf(hf_json(nil, { merges = '["a b c"]' })),
+    { "tokenizer.load_hf", "model.merges[0]", "is not `LEFT RIGHT`" } },
+  { "load_hf with a merge that is a number", hf(hf_json(nil, { merges = "[7]" })),
+    { "tokenizer.load_hf", "model.merges[0] must be a string `LEFT RIGHT` or a pair of strings, found an integer" } },
+  { "load_hf with a merge of an unknown token", hf(hf_json(nil, { merges = '["a b", "zz b"]' })),
+    { "tokenizer.load_hf", 'model.merges[1]: token "zz" is not in model.vocab' } },
+  { "load_hf with a merge whose result is missing", hf(hf_json(nil, { merges = '["b a"]' })),
+    { "tokenizer.load_hf", 'model.merges[0]: the merged token "ba" is not in model.vocab' } },
+  { "load_hf with a merge repeated", hf(hf_json(nil, { merges = '["a b", ["a", "b"]]' })),
+    { "tokenizer.load_hf", "merge 1 (97 98) repeats merge 0" } },
+  { "load_hf with a negative id", hf(hf_json(nil, { vocab = '{"a": -1}' })),
+    { "tokenizer.load_hf", 'model.vocab "a": its id must be an integer id from 0 to 2147483646' } },
+  { "load_hf with an id 2^31", hf(hf_json(nil, { vocab = '{"a": 2147483648}' })),
+    { "tokenizer.load_hf", "must be an integer id" } },
+  { "load_hf with a fractional id", hf(hf_json(nil, { vocab = '{"a": 1.5}' })),
+    { "tokenizer.load_hf", "must be an integer id" } },
+  { "load_hf with a gap in the ids", hf(hf_json(nil, { vocab = '{"a": 0, "b": 2}', merges = "[]" })),
+    { "tokenizer.load_hf", "ids run up to 2 but there are only 2 tokens" } },
+  { "load_hf with an id used twice", hf(hf_json(nil, { vocab = '{"a": 0, "b": 0, "c": 1}', merges = "[]" })),
+    { "tokenizer.load_hf", 'model.vocab: id 0 is given to both "a" and "b"' } },
+  { "load_hf with a token outside the byte alphabet", hf(hf_json(nil, { vocab = '{"\u{4E2D}": 0}', merges = "[]" })),
+    { "tokenizer.load_hf", "U+4E2D, which is not in the byte-level alphabet" } },
+  { "load_hf without the byte 0x00", hf(hf_json(nil, { vocab = '{"a": 0, "b": 1, "ab": 2}' })),
+    { "tokenizer.load_hf", "no token for the byte 0x00 (a byte-level BPE needs all 256)" } },
+  { "load_hf with an unknown pre_tokenizer", hf(hf_json({ pre_tokenizer = '{"type": "Whitespace"}' })),
+    { "tokenizer.load_hf", 'pre_tokenizer.type "Whitespace" is not supported' } },
+  { "load_hf with a pre_tokenizer without a type", hf(hf_json({ pre_tokenizer = "{}" })),
+    { "tokenizer.load_hf", "pre_tokenizer.type is missing" } },
+  { "load_hf with add_prefix_space", hf(hf_json({ pre_tokenizer = '{"type": "ByteLevel", "add_prefix_space": true}' })),
+    { "tokenizer.load_hf", "pre_tokenizer.add_prefix_space = true is not supported (only false)" } },
+  { "load_hf with use_regex a string", hf(hf_json({ pre_tokenizer = '{"type": "ByteLevel", "use_regex": "yes"}' })),
+    { "tokenizer.load_hf", "pre_tokenizer.use_regex must be a boolean or null" } },
+  { "load_hf with an unknown split pattern", hf(hf_json({ pre_tokenizer = split_pre_tokenizer("\\w+|\\s+") })),
+    { "tokenizer.load_hf", 'pre_tokenizer.pretokenizers[0].pattern.Regex "\\w+|\\s+" is not a supported pattern' } },
+  { "load_hf with a split that removes", hf(hf_json({ pre_tokenizer = split_pre_tokenizer("\\s+", "Removed") })),
+    { "tokenizer.load_hf", 'pre_tokenizer.pretokenizers[0].behavior is "Removed"; only "Isolated" is supported' } },
+  { "load_hf with an inverted split", hf(hf_json({ pre_tokenizer = split_pre_tokenizer("\\s+", "Isolated", true) })),
+    { "tokenizer.load_hf", "pre_tokenizer.pretokenizers[0].invert = true is not supported" } },
+  { "load_hf with three pre-tokenizers", hf(hf_json({
+    pre_tokenizer = '{"type": "Sequence", "pretokenizers": [{"type": "Split"}, {"type": "ByteLevel"}, {}]}' })),
+    { "tokenizer.load_hf", "pre_tokenizer.pretokenizers must be [Split, ByteLevel] (3 items found)" } },
+  { "load_hf with an NFKC normalizer", hf(hf_json({ normalizer = '{"type": "NFKC"}' })),
+    { "tokenizer.load_hf", 'normalizer of type "NFKC" is not supported' } },
+  { "load_hf with a WordPiece decoder", hf(hf_json({ decoder = '{"type": "WordPiece"}' })),
+    { "tokenizer.load_hf", 'decoder.type "WordPiece" does not undo a ByteLevel pre-tokenizer' } },
+  { "load_hf without a decoder", hf(hf_json({ decoder = "null" })),
+    { "tokenizer.load_hf", "decoder is missing (null)" } },
+  { "load_hf with added_tokens an object", hf(hf_json({ added_tokens = "{}" })),
+    { "tokenizer.load_hf", "added_tokens must be an array, found an object" } },
+  { "load_hf with an unknown field in an added token", hf(hf_json({ added_tokens = added(257, "<x>", ', "x": 1') })),
+    { "tokenizer.load_hf", 'added_tokens[0] has the unknown field "x"' } },
+  { "load_hf with lstrip", hf(hf_json({ added_tokens = added(257, "<x>"):gsub('"lstrip": false', '"lstrip": true') })),
+    { "tokenizer.load_hf", "added_tokens[0].lstrip = true is not supported (only false)" } },
+  { "load_hf with an empty added token", hf(hf_json({ added_tokens = added(257, "") })),
+    { "tokenizer.load_hf", "added_tokens[0].content is empty" } },
+  { "load_hf with an added token without an id",
+    hf(hf_json({ added_tokens = added(257, "<x>"):gsub('"id": 257, ', '') })),
+    { "tokenizer.load_hf", "added_tokens[0]: id must be an integer id" } },
+  { "load_hf with an added token that renames a token", hf(hf_json({ added_tokens = added(97, "<x>") })),
+    { "tokenizer.load_hf", 'added_tokens[0]: id 97 is "a" in model.vocab but "<x>" here' } },
+  { "load_hf with an added token past a gap", hf(hf_json({ added_tokens = added(300, "<x>") })),
+    { "tokenizer.load_hf", "ids run up to 300 but there are only 258 tokens" } },
+  { "load_hf of SentencePiece without byte fallback", hf(spm_json({ byte_fallback = "false" })),
+    { "tokenizer.load_hf", "model.byte_fallback must be true for a SentencePiece model" } },
+  { "load_hf of SentencePiece without the byte token <0x41>", hf(spm_json(nil, 0x41)),
+    { "tokenizer.load_hf", "model.vocab has no byte token <0x41>" } },
+  { "load_hf of SentencePiece with a byte token spelled <0x4g>", hf(spm_json({
+    vocab = spm_json():match('"vocab":(%b{})'):gsub('"<0x4A>"', '"<0x4g>"') })),
+    { "tokenizer.load_hf", "model.vocab has no byte token <0x4A>" } },
+  { "load_hf of SentencePiece with a ByteLevel decoder",
+    hf(spm_json():gsub('"decoder":%b{}', '"decoder":{"type":"ByteLevel"}')),
+    { "tokenizer.load_hf", 'decoder of type "ByteLevel" is not supported for a SentencePiece model' } },
+  { "load_hf of byte fallback with a ByteLevel pre-tokenizer", hf(hf_json(nil, { byte_fallback = "true" })),
+    { "tokenizer.load_hf", "model.byte_fallback = true with a ByteLevel pre-tokenizer" } },
+  { "load_hf with neither a pre-tokenizer nor SentencePiece", hf(hf_json({ pre_tokenizer = "null" })),
+    { "tokenizer.load_hf", "neither a byte-level nor a SentencePiece BPE" } },
+  { "token_id of a table", function()
+    trained():token_id({})
+  end, { "token_id" } },
+
+  -- ---- what load_hf adds to our format
+  { "deserialize with an unknown split", our_format("tricycle-tokenizer 1\nkind bpe\nsplit llama4\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "<text>:3", "expected `split none`, `split gpt2`, `split llama3` or `split qwen2`" } },
+  { "deserialize with an unknown hf option", our_format(HF_HEAD .. "hf nfc lowercase\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "<text>:4", "`hf`: unknown option 'lowercase'" } },
+  { "deserialize with an added token past the tokens", our_format(HF_HEAD .. "added 1 999\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "added token id 999 is past the 256 tokens" } },
+  { "deserialize with too few added ids", our_format(HF_HEAD .. "added 2 5\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "`added`: expected 2 ids, found 1" } },
+  { "deserialize with added 0", our_format(HF_HEAD .. "added 0\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "expected `added N ID ...`" } },
+  { "deserialize with a bytes line naming the wrong tokens", our_format(HF_HEAD .. "bytes" .. (" 7"):rep(256)
+    .. "\n" .. BYTES_TOKENS), { "tokenizer.deserialize", "`bytes`: token 7 is not the byte 0x00" } },
+  { "deserialize with a short bytes line", our_format(HF_HEAD .. "bytes 1 2\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "`bytes`: expected 256 ids, found 2" } },
+  { "deserialize of sentencepiece without bytes", our_format(HF_HEAD .. "hf sentencepiece\n" .. BYTES_TOKENS),
+    { "tokenizer.deserialize", "a sentencepiece tokenizer needs its `bytes` line" } },
+  { "deserialize of a character tokenizer with a pattern", our_format("tricycle-tokenizer 1\nkind char\nsplit qwen2\n"
+    .. 'tokens 1\n0 "a"\nmerges 0\nend\n'),
+    { "tokenizer.deserialize", "a character tokenizer has no split pattern" } },
 }

@@ -58,7 +58,7 @@ static bool run_attention(tc_context *ctx, tc_dtype dtype, int64_t B, int64_t T,
     int64_t n_in = B * T * 3 * C, n_out = B * T * C;
     tc_tensor *x = NULL, *y = NULL, *seed = NULL;
     bool ok = tc_from_data(ctx, dtype, 3, shape, qkv, TC_FLOAT64, &x) == TC_OK &&
-              tc_tensor_set_requires_grad(x, true) == TC_OK && tc_attention(x, H, causal, &y) == TC_OK &&
+              tc_tensor_set_requires_grad(x, true) == TC_OK && tc_attention(x, H, H, causal, &y) == TC_OK &&
               tc_from_data(ctx, dtype, 3, out_shape, weights, TC_FLOAT64, &seed) == TC_OK &&
               tc_backward(y, seed, false) == TC_OK && tc_tensor_grad(x);
     CHECK(ok, "attention (%s, T %lld, C %lld, %lld heads): %s", tc_dtype_name(dtype), (long long)T, (long long)C,

@@ -102,8 +102,8 @@ static void test_forward_refused(tc_context *ctx) {
                            "layer_norm_forward");
         CHECK(out == NULL, "layer_norm gave a result");
         expect_unsupported(ctx, "rms_norm", tc_rms_norm(x, NULL, 1e-5, &out), "rms_norm", "layer_norm_forward");
-        expect_unsupported(ctx, "attention", tc_attention(qkv, 2, true, &out), "attention", "attention_forward");
-        expect_unsupported(ctx, "attention_cached", tc_attention_cached(qkv, k_cache, v_cache, 0, 2, true, &out),
+        expect_unsupported(ctx, "attention", tc_attention(qkv, 2, 2, true, &out), "attention", "attention_forward");
+        expect_unsupported(ctx, "attention_cached", tc_attention_cached(qkv, k_cache, v_cache, 0, 2, 2, true, &out),
                            "attention_cached", "attention_cached");
         expect_unsupported(ctx, "cross_entropy", tc_cross_entropy(x, targets, -100, &out), "cross_entropy",
                            "cross_entropy_forward");
@@ -119,7 +119,7 @@ static void test_forward_refused(tc_context *ctx) {
         ctx->backends[TC_CPU] = full;
         /* with the full table again the same calls run */
         CHECK(tc_global_norm(2, list, &norm) == TC_OK && norm > 0, "global_norm afterwards: %s", tc_last_error(ctx));
-        CHECK(tc_attention(qkv, 2, true, &out) == TC_OK, "attention afterwards: %s", tc_last_error(ctx));
+        CHECK(tc_attention(qkv, 2, 2, true, &out) == TC_OK, "attention afterwards: %s", tc_last_error(ctx));
         tc_tensor_release(out);
     }
     tc_tensor *all[8] = {x, qkv, k_cache, v_cache, grad, m, v, targets};
@@ -135,7 +135,7 @@ static tc_status run_layer_norm(tc_context *ctx, tc_tensor *x, tc_tensor **out) 
 
 static tc_status run_attention(tc_context *ctx, tc_tensor *x, tc_tensor **out) {
     (void)ctx;
-    return tc_attention(x, 2, true, out);
+    return tc_attention(x, 2, 2, true, out);
 }
 
 static tc_status run_cross_entropy(tc_context *ctx, tc_tensor *x, tc_tensor **out) {

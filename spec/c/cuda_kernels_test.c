@@ -388,21 +388,25 @@ static void test_layer_norm(void) {
 
 static void test_attention(void) {
     char what[128];
-    /* T = 70 spans two tiles of 64 keys; hd = 4 is below a warp. */
-    int64_t sizes[2][4] = {{2, 70, 12, 3}, {1, 5, 16, 2}};
+    /* {B, T, H, KV, hd}: T = 70 spans two tiles of 64 keys; hd = 4 is below a
+     * warp; the last two group query heads (KV = 2 of 4, and multi-query). */
+    int64_t sizes[4][5] = {{2, 70, 3, 3, 4}, {1, 5, 2, 2, 8}, {2, 70, 4, 2, 4}, {1, 5, 4, 1, 8}};
     for (int d = 0; d < COUNT(float_dtypes); d++)
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < COUNT(sizes); s++)
             for (int causal = 0; causal < 2; causal++) {
                 tc_dtype dtype = float_dtypes[d];
-                int64_t B = sizes[s][0], T = sizes[s][1], C = sizes[s][2], H = sizes[s][3];
-                int64_t qkv_shape[3] = {B, T, 3 * C}, out_shape[3] = {B, T, C}, lse_shape[3] = {B, H, T};
+                int64_t B = sizes[s][0], T = sizes[s][1], H = sizes[s][2], KV = sizes[s][3], hd = sizes[s][4];
+                int64_t qkv_shape[3] = {B, T, (H + 2 * KV) * hd}, out_shape[3] = {B, T, H * hd};
+                int64_t lse_shape[3] = {B, H, T};
                 pair qkv = random_pair(dtype, 3, qkv_shape, 220 + (unsigned)s, -2.0, 2.0);
                 pair out = zeros_pair(dtype, 3, out_shape), lse = zeros_pair(dtype, 3, lse_shape);
-                snprintf(what, sizeof what, "attention B%lld T%lld C%lld H%lld%s %s: lse", (long long)B, (long long)T,
-                         (long long)C, (long long)H, causal ? " causal" : "", tc_dtype_name(dtype));
+                snprintf(what, sizeof what, "attention B%lld T%lld H%lld KV%lld hd%lld%s %s: lse", (long long)B,
+                         (long long)T, (long long)H, (long long)KV, (long long)hd, causal ? " causal" : "",
+                         tc_dtype_name(dtype));
                 expect_ok(what,
-                          cpu->attention_forward(ctx, dtype, on_cpu(qkv), B, T, C, H, causal, on_cpu(out), on_cpu(lse)),
-                          gpu->attention_forward(ctx, dtype, on_gpu(qkv), B, T, C, H, causal, on_gpu(out),
+                          cpu->attention_forward(ctx, dtype, on_cpu(qkv), B, T, H, KV, hd, causal, on_cpu(out),
+                                                 on_cpu(lse)),
+                          gpu->attention_forward(ctx, dtype, on_gpu(qkv), B, T, H, KV, hd, causal, on_gpu(out),
                                                  on_gpu(lse)));
                 expect_same(what, lse, 10 * tolerance_for(dtype));
                 pair all[] = {qkv, out, lse};

@@ -172,7 +172,7 @@ typedef struct attention_args {
 
 static tc_status attention_op(tc_tensor *x, void *extra, tc_tensor **out) {
     const attention_args *args = extra;
-    return tc_attention(x, args->n_head, args->causal, out);
+    return tc_attention(x, args->n_head, args->n_head, args->causal, out);
 }
 
 static void test_attention(tc_context *ctx) {
@@ -185,7 +185,7 @@ static void test_attention(tc_context *ctx) {
         for (int d = 0; d < 2; d++) {
             tc_dtype dtype = d ? TC_FLOAT32 : TC_FLOAT64;
             tc_tensor *x = tensor_of(ctx, dtype, 3, shape, qkv), *y = NULL;
-            tc_status status = tc_attention(x, H, causal, &y);
+            tc_status status = tc_attention(x, H, H, causal, &y);
             CHECK(status == TC_OK, "attention: %s", tc_last_error(ctx));
             if (status == TC_OK) {
                 CHECK(tc_tensor_ndim(y) == 3 && tc_tensor_shape(y)[2] == C, "attention output shape");
@@ -231,18 +231,36 @@ static void test_attention(tc_context *ctx) {
         int64_t bad[3] = {B, T, 10};
         tc_tensor *x = NULL, *y = NULL;
         tc_zeros(ctx, TC_FLOAT32, 3, bad, &x);
-        CHECK(tc_attention(x, H, true, &y) == TC_ERROR_SHAPE && y == NULL, "attention accepted {2, 3, 10}");
+        CHECK(tc_attention(x, H, H, true, &y) == TC_ERROR_SHAPE && y == NULL, "attention accepted {2, 3, 10}");
         CHECK(strstr(tc_last_error(ctx), "attention: qkv must be {B, T, 3C}") &&
                   strstr(tc_last_error(ctx), "{2, 3, 10}"),
               "attention shape message: %s", tc_last_error(ctx));
         tc_tensor_release(x);
         tc_zeros(ctx, TC_FLOAT32, 3, shape, &x);
-        CHECK(tc_attention(x, 3, true, &y) == TC_ERROR_ARGUMENT, "attention accepted 3 heads for C 4");
+        CHECK(tc_attention(x, 3, 3, true, &y) == TC_ERROR_ARGUMENT, "attention accepted 3 heads for C 4");
         CHECK(strstr(tc_last_error(ctx), "n_head 3 does not divide C = 4") != NULL, "message: %s",
               tc_last_error(ctx));
         tc_tensor_release(x);
         tc_zeros(ctx, TC_INT64, 3, shape, &x);
-        CHECK(tc_attention(x, H, true, &y) == TC_ERROR_DTYPE, "attention accepted int64");
+        CHECK(tc_attention(x, H, H, true, &y) == TC_ERROR_DTYPE, "attention accepted int64");
+        tc_tensor_release(x);
+        /* grouped queries: qkv {B, T, (n_head + 2 n_kv_head) head_dim} */
+        int64_t grouped[3] = {B, T, 20};
+        tc_zeros(ctx, TC_FLOAT32, 3, grouped, &x);
+        CHECK(tc_attention(x, 4, 3, true, &y) == TC_ERROR_ARGUMENT && y == NULL, "attention accepted 3 k/v heads of 4");
+        CHECK(strstr(tc_last_error(ctx), "n_kv_head 3 must divide n_head 4") != NULL, "message: %s",
+              tc_last_error(ctx));
+        CHECK(tc_attention(x, 0, 1, true, &y) == TC_ERROR_ARGUMENT, "attention accepted 0 heads");
+        CHECK(strstr(tc_last_error(ctx), "n_head 0 must be >= 1") != NULL, "message: %s", tc_last_error(ctx));
+        CHECK(tc_attention(x, 4, 2, true, &y) == TC_ERROR_SHAPE, "attention accepted width 20 for 4 + 2 * 2 heads");
+        CHECK(strstr(tc_last_error(ctx), "{B, T, 8 * head_dim}") && strstr(tc_last_error(ctx), "{2, 3, 20}"),
+              "message: %s", tc_last_error(ctx));
+        tc_tensor_release(x);
+        grouped[2] = 18; /* 4 query heads and 1 k/v head of 3 */
+        tc_zeros(ctx, TC_FLOAT32, 3, grouped, &x);
+        CHECK(tc_attention(x, 4, 1, true, &y) == TC_OK && y && tc_tensor_shape(y)[2] == 12, "grouped attention: %s",
+              tc_last_error(ctx));
+        tc_tensor_release(y);
         tc_tensor_release(x);
     }
 }

@@ -6,7 +6,7 @@
 -- built-in text otherwise. The GPT-2 seeds are this BPE written in GPT-2's vocab.json and
 -- merges.txt format, split by a NUL byte as the gpt2 target expects.
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 package.cpath = build .. "/lua/?.so;" .. package.cpath
 
 local lua_command = require("helpers.interpreter")

@@ -11,6 +11,9 @@ function M.run(command)
   return output:gsub("exit status %d+\n?$", ""), code
 end
 
+-- os.execute(command) as true when the command exited with status 0, else false, and its exit status.
+M.execute = require("tricycle.compat").execute
+
 -- Whether a program is on PATH.
 function M.found(program)
   local _, code = M.run("command -v " .. program .. " >/dev/null")

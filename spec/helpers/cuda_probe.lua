@@ -18,9 +18,7 @@ function probe.run(code, environment)
   local prelude = ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; "
     .. "package.cpath = %q .. '/%s/?.so;' .. package.cpath; "):format(build, module_dir)
   local command = ("env %s " .. lua_command .. " -e %s 2>&1"):format(environment or "", shell_quote(prelude .. code))
-  local pipe = assert(io.popen(command))
-  local output = pipe:read("a")
-  local _, _, status = pipe:close()
+  local output, status = assert(require("tricycle.compat").popen_read(command))
   return status, output
 end
 

@@ -24,8 +24,7 @@ end
 
 -- Commands run without the AddressSanitizer runtime that `make asan` preloads (node and npm hang or abort with it).
 local function quiet(command)
-  local ok = os.execute("env -u LD_PRELOAD sh -c " .. shell_quote(command) .. " > /dev/null 2>&1")
-  return ok == true
+  return (require("tricycle.compat").execute("env -u LD_PRELOAD sh -c " .. shell_quote(command) .. " > /dev/null 2>&1"))
 end
 
 local function sha256(path)

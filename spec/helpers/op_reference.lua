@@ -84,7 +84,7 @@ function R.convert(v, dtype)
     local lo, hi
     if dtype == "uint8" then lo, hi = 0, 255
     elseif dtype == "int32" then lo, hi = -2147483648, 2147483647
-    else lo, hi = math.mininteger, compat.max_integer end
+    else lo, hi = compat.min_integer, compat.max_integer end
     if v >= 2.0 ^ (bits[dtype] - (dtype == "uint8" and 0 or 1)) then return hi end
     if v <= -(2.0 ^ 63) or v < lo then return lo end
     v = compat.tointeger(v < 0 and math.ceil(v) or math.floor(v))
@@ -334,29 +334,36 @@ function R.linear(x, w, b, gelu)
   end)
 end
 
---- Attention over packed qkv {B, T, 3C}: softmax(q k^T / sqrt(hd)) v per
--- head, rows [first, last] of each sequence (all by default), keys up to the
--- row itself when causal.
-function R.attention(qkv, n_head, causal, first, last)
+--- Attention over packed qkv {B, T, (H + 2 KV) hd} (KV = n_kv_head, n_head
+-- by default: {B, T, 3C}): softmax(q k^T / sqrt(hd)) v per head, q head h
+-- reading k/v head h / (H / KV) (Hugging Face's repeat_kv), rows [first,
+-- last] of each sequence (all by default), keys up to the row itself when
+-- causal.
+function R.attention(qkv, n_head, causal, first, last, n_kv_head)
+  n_kv_head = n_kv_head or n_head
+  local group = compat.idiv(n_head, n_kv_head)
   local out = {}
   for b, rows in ipairs(qkv) do
-    local T, C = #rows, compat.idiv(#rows[1], 3)
-    local hd = compat.idiv(C, n_head)
+    local T = #rows
+    local hd = compat.idiv(#rows[1], n_head + 2 * n_kv_head)
+    local C = n_head * hd
     out[b] = {}
     for t = first or 1, last or T do
       local row = {}
       for h = 0, n_head - 1 do
+        local kv = compat.idiv(h, group)
+        local k_at, v_at = C + kv * hd, C + (n_kv_head + kv) * hd
         local scores = {}
         local keys = causal and t or T
         for s = 1, keys do
           local dot = 0
-          for d = 1, hd do dot = dot + rows[t][h * hd + d] * rows[s][C + h * hd + d] end
+          for d = 1, hd do dot = dot + rows[t][h * hd + d] * rows[s][k_at + d] end
           scores[s] = dot / math.sqrt(hd)
         end
         local p = R.softmax_row(scores)
         for d = 1, hd do
           local acc = 0
-          for s = 1, keys do acc = acc + p[s] * rows[s][2 * C + h * hd + d] end
+          for s = 1, keys do acc = acc + p[s] * rows[s][v_at + d] end
           row[h * hd + d] = acc
         end
       end

@@ -21,7 +21,10 @@
  * the keys the block can see (causal: up to its last row's position), so
  * the blocks above the diagonal are never computed; rows are softmaxed in
  * place and O_blk = P V. Both products are small GEMMs reading q, k, v in
- * place (leading dimension 3C, or hd for a cache). What a task holds is one
+ * place (leading dimension (H + 2 KV) hd, or hd for a cache). With grouped
+ * queries, q head h reads k/v head h / (H / KV); backward runs one task per
+ * (batch, k/v head), its group's q heads in turn, so dk and dv have one
+ * writer and the sums keep their order for any thread count. What a task holds is one
  * ATTENTION_BLOCK x T_k tile (two in backward); what outlives the forward is
  * the row log-sum-exp. Backward recomputes each tile's P = exp(S - lse) and
  * uses D = rowsum(dO * O) from the saved output:
@@ -36,7 +39,8 @@ typedef struct attention_job {
     const void *out_in, *lse_in, *dout;
     void *out, *lse, *dqkv;
     void *k_cache, *v_cache;
-    int64_t batch, heads, head_dim, channels;
+    int64_t batch, heads, kv_heads, head_dim;
+    int64_t channels, ld; /* out's width H hd; qkv's (H + 2 KV) hd */
     int64_t queries, keys, capacity, position;
     bool causal, cached;
     bool native; /* float32 GEMMs through cpu_sgemm */
@@ -216,22 +220,23 @@ static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, i
      * dimension (the packed qkv, or the cache). */                                                                  \
     static void head_pointers_##T(const attention_job *job, int64_t b, int64_t h, const T **q, const T **k,          \
                                   const T **v, int64_t *kv_ld) {                                                     \
-        int64_t hd = job->head_dim, ld = 3 * job->channels;                                                          \
-        *q = (const T *)job->qkv + b * job->queries * ld + h * hd;                                                   \
+        int64_t hd = job->head_dim, ld = job->ld, kv = h / (job->heads / job->kv_heads);                             \
+        const T *row = (const T *)job->qkv + b * job->queries * ld;                                                  \
+        *q = row + h * hd;                                                                                           \
         if (job->cached) {                                                                                           \
-            int64_t head = (b * job->heads + h) * job->capacity * hd;                                                \
+            int64_t head = (b * job->kv_heads + kv) * job->capacity * hd;                                            \
             *k = (const T *)job->k_cache + head;                                                                     \
             *v = (const T *)job->v_cache + head;                                                                     \
             *kv_ld = hd;                                                                                             \
         } else {                                                                                                     \
-            *k = *q + job->channels;                                                                                 \
-            *v = *q + 2 * job->channels;                                                                             \
+            *k = row + job->channels + kv * hd;                                                                      \
+            *v = row + job->channels + (job->kv_heads + kv) * hd;                                                    \
             *kv_ld = ld;                                                                                             \
         }                                                                                                            \
     }                                                                                                                \
     static void attention_forward_heads_##T(int64_t begin, int64_t end, void *argument) {                            \
         attention_job *job = argument;                                                                               \
-        int64_t hd = job->head_dim, ld = 3 * job->channels, C = job->channels;                                       \
+        int64_t hd = job->head_dim, ld = job->ld, C = job->channels;                                                 \
         double scale = 1.0 / sqrt((double)hd);                                                                       \
         int64_t block = job->queries < ATTENTION_BLOCK ? job->queries : ATTENTION_BLOCK;                             \
         T *s = malloc(sizeof(T) * (size_t)(block * job->keys + block));                                              \
@@ -262,7 +267,8 @@ static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, i
     }                                                                                                                \
     static void attention_backward_heads_##T(int64_t begin, int64_t end, void *argument) {                           \
         attention_job *job = argument;                                                                               \
-        int64_t hd = job->head_dim, ld = 3 * job->channels, C = job->channels, t_all = job->queries;                 \
+        int64_t hd = job->head_dim, ld = job->ld, C = job->channels, t_all = job->queries;                           \
+        int64_t group = job->heads / job->kv_heads;                                                                  \
         double scale = 1.0 / sqrt((double)hd);                                                                       \
         int64_t block = t_all < ATTENTION_BLOCK ? t_all : ATTENTION_BLOCK;                                           \
         T *p = malloc(sizeof(T) * (size_t)(2 * block * t_all + block));                                              \
@@ -272,93 +278,97 @@ static SIMD_CLONES void clear_rows_float(float *x, int64_t rows, int64_t cols, i
         }                                                                                                            \
         T *dp = p + block * t_all, *row_d = dp + block * t_all;                                                      \
         for (int64_t task = begin; task < end; task++) {                                                             \
-            int64_t b = task / job->heads, h = task % job->heads;                                                    \
-            const T *q, *k, *v;                                                                                      \
-            int64_t kv_ld;                                                                                           \
-            head_pointers_##T(job, b, h, &q, &k, &v, &kv_ld);                                                        \
-            const T *o = (const T *)job->out_in + b * t_all * C + h * hd;                                            \
-            const T *g = (const T *)job->dout + b * t_all * C + h * hd;                                              \
-            const T *lse = (const T *)job->lse_in + (b * job->heads + h) * t_all;                                    \
-            T *dq = (T *)job->dqkv + b * t_all * ld + h * hd, *dk = dq + C, *dv = dq + 2 * C;                        \
+            int64_t b = task / job->kv_heads, kv = task % job->kv_heads;                                             \
+            T *dk = (T *)job->dqkv + b * t_all * ld + C + kv * hd, *dv = dk + job->kv_heads * hd;                    \
             clear_rows_##T(dk, t_all, hd, ld);                                                                       \
             clear_rows_##T(dv, t_all, hd, ld);                                                                       \
-            for (int64_t i0 = 0; i0 < t_all; i0 += block) {                                                          \
-                int64_t rows = t_all - i0 < block ? t_all - i0 : block;                                              \
-                int64_t keys = visible_keys(job, i0 + rows - 1);                                                     \
-                cpu_matmul_in_task(E, job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k,           \
-                                   kv_ld, 0.0, p, keys);                                                             \
-                probability_rows_##T(p, rows, keys, visible_keys(job, i0), job->causal, lse + i0);                   \
-                row_dots_##T(g + i0 * C, o + i0 * C, C, rows, hd, row_d);                                            \
-                cpu_matmul_in_task(E, job->native, true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C,         \
-                                   1.0, dv, ld);                                                                     \
-                cpu_matmul_in_task(E, job->native, false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld,        \
-                                   0.0, dp, keys);                                                                   \
-                softmax_grad_rows_##T(p, dp, rows, keys, row_d);                                                     \
-                cpu_matmul_in_task(E, job->native, false, false, rows, hd, keys, scale, dp, keys, k, kv_ld,          \
-                                   0.0, dq + i0 * ld, ld);                                                           \
-                cpu_matmul_in_task(E, job->native, true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld,        \
-                                   ld, 1.0, dk, ld);                                                                 \
+            for (int64_t h = kv * group; h < (kv + 1) * group; h++) {                                                \
+                const T *q, *k, *v;                                                                                  \
+                int64_t kv_ld;                                                                                       \
+                head_pointers_##T(job, b, h, &q, &k, &v, &kv_ld);                                                    \
+                const T *o = (const T *)job->out_in + b * t_all * C + h * hd;                                        \
+                const T *g = (const T *)job->dout + b * t_all * C + h * hd;                                          \
+                const T *lse = (const T *)job->lse_in + (b * job->heads + h) * t_all;                                \
+                T *dq = (T *)job->dqkv + b * t_all * ld + h * hd;                                                    \
+                for (int64_t i0 = 0; i0 < t_all; i0 += block) {                                                     \
+                    int64_t rows = t_all - i0 < block ? t_all - i0 : block;                                          \
+                    int64_t keys = visible_keys(job, i0 + rows - 1);                                                 \
+                    cpu_matmul_in_task(E, job->native, false, true, rows, keys, hd, scale, q + i0 * ld, ld, k,       \
+                                       kv_ld, 0.0, p, keys);                                                         \
+                    probability_rows_##T(p, rows, keys, visible_keys(job, i0), job->causal, lse + i0);               \
+                    row_dots_##T(g + i0 * C, o + i0 * C, C, rows, hd, row_d);                                        \
+                    cpu_matmul_in_task(E, job->native, true, false, keys, hd, rows, 1.0, p, keys, g + i0 * C, C,     \
+                                       1.0, dv, ld);                                                                 \
+                    cpu_matmul_in_task(E, job->native, false, true, rows, keys, hd, 1.0, g + i0 * C, C, v, kv_ld,    \
+                                       0.0, dp, keys);                                                               \
+                    softmax_grad_rows_##T(p, dp, rows, keys, row_d);                                                 \
+                    cpu_matmul_in_task(E, job->native, false, false, rows, hd, keys, scale, dp, keys, k, kv_ld,      \
+                                       0.0, dq + i0 * ld, ld);                                                       \
+                    cpu_matmul_in_task(E, job->native, true, false, keys, hd, rows, scale, dp, keys, q + i0 * ld,    \
+                                       ld, 1.0, dk, ld);                                                             \
+                }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
         free(p);                                                                                                     \
     }                                                                                                                \
-    /* Copies the new keys and values of one (batch, head) into the cache. */                                        \
+    /* Copies the new keys and values of one (batch, k/v head) into the cache. */                                    \
     static void cache_write_heads_##T(int64_t begin, int64_t end, void *argument) {                                  \
         attention_job *job = argument;                                                                               \
-        int64_t hd = job->head_dim, ld = 3 * job->channels;                                                          \
+        int64_t hd = job->head_dim, ld = job->ld;                                                                    \
         for (int64_t task = begin; task < end; task++) {                                                             \
-            int64_t b = task / job->heads, h = task % job->heads;                                                    \
-            const T *source = (const T *)job->qkv + b * job->queries * ld + h * hd;                                  \
-            int64_t head = ((b * job->heads + h) * job->capacity + job->position) * hd;                              \
+            int64_t b = task / job->kv_heads, kv = task % job->kv_heads;                                             \
+            const T *source = (const T *)job->qkv + b * job->queries * ld + job->channels + kv * hd;                 \
+            int64_t head = ((b * job->kv_heads + kv) * job->capacity + job->position) * hd;                          \
             T *k = (T *)job->k_cache + head, *v = (T *)job->v_cache + head;                                          \
             for (int64_t t = 0; t < job->queries; t++) {                                                             \
-                memcpy(k + t * hd, source + t * ld + job->channels, sizeof(T) * (size_t)hd);                         \
-                memcpy(v + t * hd, source + t * ld + 2 * job->channels, sizeof(T) * (size_t)hd);                     \
+                memcpy(k + t * hd, source + t * ld, sizeof(T) * (size_t)hd);                                         \
+                memcpy(v + t * hd, source + t * ld + job->kv_heads * hd, sizeof(T) * (size_t)hd);                    \
             }                                                                                                        \
         }                                                                                                            \
     }
 FLOAT_DTYPES(ATTENTION_FNS)
 
-static tc_status attention_run(tc_context *ctx, attention_job *job, void (*body)(int64_t, int64_t, void *),
-                               int64_t cost_per_head) {
+static tc_status attention_run(tc_context *ctx, attention_job *job, int64_t tasks,
+                               void (*body)(int64_t, int64_t, void *), int64_t cost_per_task) {
     cpu_blas_single_threaded();
     job->native = ctx->native_sgemm;
-    cpu_parallel_for(ctx, job->batch * job->heads, grain_for(cost_per_head, 4 * CHUNK_WORK), body, job);
+    cpu_parallel_for(ctx, tasks, grain_for(cost_per_task, 4 * CHUNK_WORK), body, job);
     if (job->failed) return tc_fail(ctx, TC_ERROR_MEMORY, "attention: out of memory for a scratch tile");
     return TC_OK;
 }
 
 tc_status cpu_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                                int64_t channels, int64_t n_head, bool causal, void *out, void *lse) {
-    attention_job job = {.qkv = qkv, .out = out, .lse = lse, .batch = batch, .heads = n_head,
-                         .head_dim = channels / n_head, .channels = channels, .queries = time, .keys = time,
-                         .causal = causal};
-    return attention_run(ctx, &job,
+                                int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal, void *out,
+                                void *lse) {
+    attention_job job = {.qkv = qkv, .out = out, .lse = lse, .batch = batch, .heads = n_head, .kv_heads = n_kv_head,
+                         .head_dim = head_dim, .channels = n_head * head_dim,
+                         .ld = (n_head + 2 * n_kv_head) * head_dim, .queries = time, .keys = time, .causal = causal};
+    return attention_run(ctx, &job, batch * n_head,
                          dtype == TC_FLOAT32 ? attention_forward_heads_float : attention_forward_heads_double,
-                         time * time * channels / n_head);
+                         time * time * head_dim);
 }
 
 tc_status cpu_attention_backward(tc_context *ctx, tc_dtype dtype, const void *qkv, const void *out, const void *lse,
-                                 const void *dout, int64_t batch, int64_t time, int64_t channels, int64_t n_head,
-                                 bool causal, void *dqkv) {
+                                 const void *dout, int64_t batch, int64_t time, int64_t n_head, int64_t n_kv_head,
+                                 int64_t head_dim, bool causal, void *dqkv) {
     attention_job job = {.qkv = qkv, .out_in = out, .lse_in = lse, .dout = dout, .dqkv = dqkv, .batch = batch,
-                         .heads = n_head, .head_dim = channels / n_head, .channels = channels, .queries = time,
-                         .keys = time, .causal = causal};
-    return attention_run(ctx, &job,
+                         .heads = n_head, .kv_heads = n_kv_head, .head_dim = head_dim, .channels = n_head * head_dim,
+                         .ld = (n_head + 2 * n_kv_head) * head_dim, .queries = time, .keys = time, .causal = causal};
+    return attention_run(ctx, &job, batch * n_kv_head,
                          dtype == TC_FLOAT32 ? attention_backward_heads_float : attention_backward_heads_double,
-                         3 * time * time * channels / n_head);
+                         3 * time * time * head_dim * (n_head / n_kv_head));
 }
 
 tc_status cpu_attention_cached(tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time,
-                               int64_t channels, int64_t n_head, bool causal, void *k_cache, void *v_cache,
-                               int64_t capacity, int64_t position, void *out) {
+                               int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal, void *k_cache,
+                               void *v_cache, int64_t capacity, int64_t position, void *out) {
     attention_job job = {.qkv = qkv, .out = out, .k_cache = k_cache, .v_cache = v_cache, .batch = batch,
-                         .heads = n_head, .head_dim = channels / n_head, .channels = channels, .queries = time,
-                         .keys = position + time, .capacity = capacity, .position = position, .causal = causal,
-                         .cached = true};
-    cpu_parallel_for(ctx, batch * n_head, grain_for(time * channels / n_head, CHUNK_WORK),
+                         .heads = n_head, .kv_heads = n_kv_head, .head_dim = head_dim, .channels = n_head * head_dim,
+                         .ld = (n_head + 2 * n_kv_head) * head_dim, .queries = time, .keys = position + time,
+                         .capacity = capacity, .position = position, .causal = causal, .cached = true};
+    cpu_parallel_for(ctx, batch * n_kv_head, grain_for(time * head_dim, CHUNK_WORK),
                      dtype == TC_FLOAT32 ? cache_write_heads_float : cache_write_heads_double, &job);
-    return attention_run(ctx, &job,
+    return attention_run(ctx, &job, batch * n_head,
                          dtype == TC_FLOAT32 ? attention_forward_heads_float : attention_forward_heads_double,
-                         time * (position + time) * channels / n_head);
+                         time * (position + time) * head_dim);
 }

@@ -13,7 +13,9 @@ local M = {}
 -- signal, whose own hook stays unset, so the step runs to its end; the
 -- hook fires when control is back in the calling thread, between steps.
 -- No C state is involved, so every lua_State has its own. A second Ctrl-C
--- gets the default action (the process ends at once).
+-- gets the default action (the process ends at once). LuaJIT keeps one
+-- hook for all coroutines: there Ctrl-C raises "interrupted!" inside the
+-- running step, which this raises again like any step's error.
 function M.run_steps(more, step)
   local steps = coroutine.create(function()
     while more() do

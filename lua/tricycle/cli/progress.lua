@@ -14,8 +14,7 @@ function M.stdout_is_terminal(getenv)
     return false
   end
   -- The child inherits our stdout, so `test -t 1` asks about it.
-  local ok, how, code = os.execute("test -t 1")
-  return ok == true and how == "exit" and code == 0
+  return (compat.execute("test -t 1"))
 end
 
 --- True when stdin is a terminal (a program reading its input from it says

@@ -190,13 +190,20 @@ function GPT:run(ids, T, start, cache)
   if ids.device ~= "cpu" then
     positions = positions:to(ids.device)
   end
-  local x = self.wte(ids) + self.wpe(positions)
-  x = self.drop(x)
+  local tokens, places = self.wte(ids), self.wpe(positions)
+  local x = self.drop(tokens + places)
+  tokens:free()
+  places:free()
   for i = 1, self.h.length do
-    x = self.h:get(i)(x, cache and cache.layers[i], start)
+    local next_x = self.h:get(i)(x, cache and cache.layers[i], start)
+    x:free() -- each block's output is new (TransformerBlock:forward)
+    x = next_x
   end
-  x = self.ln_f(x)
-  return core.linear(x, self:head_weight()) -- [B, T, V], the head weight read in place
+  local normed = self.ln_f(x)
+  x:free()
+  local logits = core.linear(normed, self:head_weight()) -- [B, T, V], the head weight read in place
+  normed:free()
+  return logits
 end
 
 --- A key/value cache for incremental decoding: per layer k and v of

@@ -1,5 +1,5 @@
 --- tricycle.nn: modules (layers, transformer blocks, GPT) and loss functions,
--- written in Lua over the engine's fused ops.
+-- written in Lua over the engine's fused ops (nn.GPT, nn.Llama).
 --
 --   local nn = require("tricycle.nn")
 --   local model = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 3))
@@ -12,6 +12,7 @@ local functional = require("tricycle.nn.functional")
 local nn = {
   Module = Module,
   GPT = require("tricycle.nn.gpt"),
+  Llama = require("tricycle.nn.llama"),
   DistributedDataParallel = require("tricycle.nn.distributed"),
   functional = functional,
   cross_entropy = functional.cross_entropy,

@@ -102,7 +102,10 @@ function MultiHeadSelfAttention:forward(x, cache, position)
   else
     y = core.attention(qkv, self.n_head, { causal = self.causal })
   end
-  return self.resid_dropout(self.c_proj(y))
+  qkv:free()
+  local projected = self.c_proj(y)
+  y:free()
+  return self.resid_dropout(projected)
 end
 
 function MultiHeadSelfAttention:attend_cached(qkv, cache, position)
@@ -171,9 +174,22 @@ function TransformerBlock:init(config)
   self.mlp = FeedForward(config)
 end
 
+-- The intermediates are let go as soon as they are used (t:free()): a graph
+-- being recorded holds what its backward needs, and without one (inference)
+-- their memory is reused at once instead of waiting for the collector.
 function TransformerBlock:forward(x, cache, position)
-  x = x + self.attn(self.ln_1(x), cache, position)
-  return x + self.mlp(self.ln_2(x))
+  local normed = self.ln_1(x)
+  local attended = self.attn(normed, cache, position)
+  normed:free()
+  local mid = x + attended
+  attended:free()
+  normed = self.ln_2(mid)
+  local fed = self.mlp(normed)
+  normed:free()
+  local out = mid + fed
+  mid:free()
+  fed:free()
+  return out
 end
 
 return transformer
