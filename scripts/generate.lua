@@ -1,9 +1,14 @@
 --- Generates text from a checkpoint written by train_shakespeare.lua (or any
--- tricycle checkpoint holding a GPT's config and its tokenizer).
+-- tricycle checkpoint holding a GPT's config and its tokenizer), or from a
+-- Hugging Face Llama-family folder (config.json, model.safetensors or shards,
+-- tokenizer.json: Llama 2 and 3, TinyLlama, Qwen2 and the like).
 --
 --   lua scripts/generate.lua out/shakespeare/checkpoint.safetensors --prompt "ROMEO:" --max-tokens 200
 --   echo "To be" | lua scripts/generate.lua out/shakespeare/checkpoint.safetensors --temperature 0.7
+--   lua scripts/generate.lua path/to/TinyLlama-folder --prompt "The capital of France is"
 --
+-- A folder's prompt gets the ids its tokenizer puts in front (Llama 2's <s>),
+-- and generation stops at its end-of-text ids (config.json's eos_token_id).
 -- Tokens are printed as they are produced. A prompt longer than the model's
 -- context is cropped from the left, with a notice on stderr.
 
@@ -30,7 +35,7 @@ local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local tokenizer_module = require("tricycle.tokenizer")
 
-local USAGE = "lua scripts/generate.lua CHECKPOINT [--prompt TEXT] [--max-tokens N] [--temperature T] "
+local USAGE = "lua scripts/generate.lua CHECKPOINT|FOLDER [--prompt TEXT] [--max-tokens N] [--temperature T] "
   .. "[--top-k K] [--top-p P] [--seed S]"
 
 local OPTIONS = {
@@ -46,7 +51,7 @@ local OPTIONS = {
 
 local program = cli.program({ name = "generate", usage = USAGE, options = OPTIONS,
   positional = { { name = "CHECKPOINT", required = true } },
-  description = "Prints text generated from a checkpoint, token by token." })
+  description = "Prints text generated from a checkpoint or a Hugging Face Llama-family folder, token by token." })
 local values, positional = program:parse(arg)
 local max_tokens = values.max_tokens or 200
 if max_tokens < 0 then
@@ -63,43 +68,60 @@ if values.top_p and (values.top_p <= 0 or values.top_p > 1) then
 end
 
 local path = positional[1]
--- file_kind opens nothing: a FIFO or a directory here is left to
--- checkpoint.load, which names it, instead of an open that blocks.
-if tc.io.file_kind(path) == nil then
+-- file_kind opens nothing: a FIFO here is left to checkpoint.load, which
+-- names it, instead of an open that blocks.
+local kind = tc.io.file_kind(path)
+if kind == nil then
   program:fail(("no checkpoint at %s"):format(path))
 end
-local ok_load, state = pcall(tc.checkpoint.load, path)
-if not ok_load then
-  program:fail(tostring(state))
-end
-if not state.tokenizer then
-  program:fail(("%s holds no tokenizer"):format(path))
-end
-local config = state.config or {}
-for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd",
-  config.arch == "llama" and "intermediate_size" or nil }) do
-  if not compat.is_integer(config[key]) then
-    program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
-  end
-end
 
-local tok = tokenizer_module.deserialize(state.tokenizer)
-local model
-if config.arch == "llama" then -- train_shakespeare.lua --arch llama
-  model = tc.nn.Llama({
-    vocab_size = config.vocab_size, hidden_size = config.n_embd, intermediate_size = config.intermediate_size,
-    num_hidden_layers = config.n_layer, num_attention_heads = config.n_head,
-    num_key_value_heads = (config.n_kv_head or 0) > 0 and config.n_kv_head or config.n_head,
-    max_position_embeddings = config.context_length, tie_word_embeddings = true,
-  })
+local tok, model, context
+local prefix_ids, stop_ids = {}, nil
+if kind == "directory" then -- a Hugging Face folder
+  local ok_model, loaded = pcall(tc.models.llama.load, path)
+  if not ok_model then
+    program:fail(tostring(loaded))
+  end
+  local ok_tok, loaded_tok, info = pcall(tc.models.llama.load_tokenizer, path)
+  if not ok_tok then
+    program:fail(tostring(loaded_tok))
+  end
+  model, tok, context = loaded, loaded_tok, loaded.config.max_position_embeddings
+  prefix_ids, stop_ids = info.prefix_ids, info.stop_ids
 else
-  model = tc.nn.GPT({
-    vocab_size = config.vocab_size, context_length = config.context_length, n_layer = config.n_layer,
-    n_head = config.n_head, n_embd = config.n_embd, dropout = 0, bias = config.bias ~= false,
-    tie_weights = config.tie_weights ~= false,
-  })
+  local ok_load, state = pcall(tc.checkpoint.load, path)
+  if not ok_load then
+    program:fail(tostring(state))
+  end
+  if not state.tokenizer then
+    program:fail(("%s holds no tokenizer"):format(path))
+  end
+  local config = state.config or {}
+  for _, key in ipairs({ "vocab_size", "context_length", "n_layer", "n_head", "n_embd",
+    config.arch == "llama" and "intermediate_size" or nil }) do
+    if not compat.is_integer(config[key]) then
+      program:fail(("%s: config.%s is missing; not a GPT checkpoint from train_shakespeare.lua?"):format(path, key))
+    end
+  end
+
+  tok = tokenizer_module.deserialize(state.tokenizer)
+  if config.arch == "llama" then -- train_shakespeare.lua --arch llama
+    model = tc.nn.Llama({
+      vocab_size = config.vocab_size, hidden_size = config.n_embd, intermediate_size = config.intermediate_size,
+      num_hidden_layers = config.n_layer, num_attention_heads = config.n_head,
+      num_key_value_heads = (config.n_kv_head or 0) > 0 and config.n_kv_head or config.n_head,
+      max_position_embeddings = config.context_length, tie_word_embeddings = true,
+    })
+  else
+    model = tc.nn.GPT({
+      vocab_size = config.vocab_size, context_length = config.context_length, n_layer = config.n_layer,
+      n_head = config.n_head, n_embd = config.n_embd, dropout = 0, bias = config.bias ~= false,
+      tie_weights = config.tie_weights ~= false,
+    })
+  end
+  model:load_state_dict(state.model)
+  context = config.context_length
 end
-model:load_state_dict(state.model)
 local device = values.device or "auto"
 if device == "auto" then
   local notice
@@ -175,18 +197,30 @@ if not ok_encode then
   program:fail(("the prompt has %d character%s that the checkpoint's %s tokenizer (%d tokens) lacks: %s")
     :format(#missing, #missing == 1 and "" or "s", tok:kind(), tok:vocab_size(), shown))
 end
+if #prefix_ids > 0 then
+  local with_prefix = {}
+  for i, id in ipairs(prefix_ids) do with_prefix[i] = id end
+  for _, id in ipairs(prompt_ids) do with_prefix[#with_prefix + 1] = id end
+  prompt_ids = with_prefix
+end
 if #prompt_ids == 0 then
   program:fail("the prompt encodes to no tokens")
 end
-if #prompt_ids > config.context_length then
+if #prompt_ids > context then
   io.stderr:write(("generate: the prompt has %d tokens; only its last %d (the context length) are used\n")
-    :format(#prompt_ids, config.context_length))
+    :format(#prompt_ids, context))
 end
 
 -- Bytes of a multi-byte character may arrive in separate tokens: hold back
 -- an incomplete UTF-8 tail until the next token completes it.
 local pending = ""
+local stopping = {}
+for _, id in ipairs(stop_ids or {}) do stopping[id] = true end
 local function emit(id)
+  -- an end-of-text id is not text; nor is an id past the tokenizer's (a model's padding rows)
+  if stopping[id] or id >= tok:vocab_size() then
+    return
+  end
   local complete
   complete, pending = tokenizer_module.split_incomplete_utf8(pending .. tok:decode_bytes({ id }))
   io.write(complete)
@@ -197,7 +231,7 @@ io.write(prompt)
 io.flush()
 local ok_generate, failure = pcall(tc.generate, model, prompt_ids, {
   max_tokens = max_tokens, temperature = values.temperature or 0.8, top_k = values.top_k, top_p = values.top_p,
-  seed = values.seed or 1337, on_token = emit, use_cache = not values.no_cache,
+  seed = values.seed or 1337, on_token = emit, use_cache = not values.no_cache, stop_ids = stop_ids,
 })
 if pending ~= "" then
   io.write(pending)

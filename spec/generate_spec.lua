@@ -207,6 +207,21 @@ describe("generate with a model", function()
     end
   end)
 
+  model_it("stop_ids ends the generation after the first stop id, returned with the others", function()
+    local model = tiny_model(7)
+    local free, free_info = generate(model, { 1, 2 }, { max_tokens = 30, seed = 4 })
+    assert.is_false(free_info.stopped)
+    local stop = free[5]
+    local first = 5
+    for i = 1, 4 do
+      if free[i] == stop then first = i break end
+    end
+    local ids, info = generate(model, { 1, 2 }, { max_tokens = 30, seed = 4, stop_ids = { 99, stop } })
+    assert.is_true(info.stopped)
+    assert.are.equal(first, #ids)
+    for i = 1, first do assert.are.equal(free[i], ids[i]) end
+  end)
+
   model_it("the same seed gives the same text, another seed (usually) another", function()
     local model = tiny_model(9)
     local a = generate(model, { 1 }, { max_tokens = 20, seed = 1 })

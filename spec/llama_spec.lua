@@ -168,3 +168,61 @@ describe("nn.Llama", function()
     assert.is_true(max_difference(a, b) > 1e-6)
   end)
 end)
+
+describe("models.llama.load_tokenizer", function()
+  local hf_files = require("helpers.hf_files")
+
+  -- A folder holding the package's tokenizer files and a config.json naming eos ids.
+  local function with_folder(model, config_text, body)
+    local path, why = hf_files.tokenizer_json(model)
+    if not path then
+      pending("no " .. model .. " tokenizer.json: " .. why)
+      return
+    end
+    scratch.in_dir(function(dir)
+      local q = scratch.shell_quote
+      assert.is_true(os.execute(("cp %s %s/"):format(q(path), q(dir))) ~= false)
+      local config_source = path:gsub("tokenizer%.json$", "tokenizer_config.json")
+      os.execute(("cp %s %s/ 2>/dev/null"):format(q(config_source), q(dir)))
+      scratch.write(dir .. "/config.json", config_text)
+      body(dir)
+    end)
+  end
+
+  it("gives Llama 2's <s> as the prefix (its template) and config.json's eos", function()
+    with_folder("llama2", '{"eos_token_id": 2}', function(dir)
+      local tok, info = llama.load_tokenizer(dir)
+      assert.are.same({ 1 }, info.prefix_ids)
+      assert.are.same({ 2 }, info.stop_ids)
+      assert.are.equal("Hello", tok:decode(tok:encode("Hello")))
+    end)
+  end)
+
+  it("puts nothing before Qwen3's prompts and reads a list of eos ids", function()
+    with_folder("qwen3", '{"eos_token_id": [151645, 151643]}', function(dir)
+      local _, info = llama.load_tokenizer(dir)
+      assert.are.same({}, info.prefix_ids)
+      assert.are.same({ 151645, 151643 }, info.stop_ids)
+    end)
+  end)
+
+  it("follows tokenizer_config.json's add_bos_token when the template adds nothing", function()
+    with_folder("llama3", '{}', function(dir)
+      local tok, info = llama.load_tokenizer(dir)
+      assert.are.same({}, info.prefix_ids) -- this copy's post-processor is ByteLevel alone
+      scratch.write(dir .. "/tokenizer_config.json", '{"add_bos_token": true, "bos_token": "<|begin_of_text|>"}')
+      tok, info = llama.load_tokenizer(dir)
+      assert.are.same({ tok:token_id("<|begin_of_text|>") }, info.prefix_ids)
+      assert.are.equal(128000, info.prefix_ids[1])
+    end)
+  end)
+
+  it("names a folder without tokenizer.json", function()
+    scratch.in_dir(function(dir)
+      local ok, err = pcall(llama.load_tokenizer, dir)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("llama.load_tokenizer: '" .. dir .. "' holds no tokenizer.json", 1, true),
+        tostring(err))
+    end)
+  end)
+end)

@@ -203,6 +203,45 @@ describe("scripts", function()
     assert.truthy(err:find("/nonexistent/run/checkpoint.safetensors", 1, true))
   end)
 
+  script_it("generate.lua runs a Hugging Face Llama folder: its BOS in front, stopping at its eos", function()
+    local hf_files = require("helpers.hf_files")
+    local tokenizer_json, why = hf_files.tokenizer_json("llama2")
+    if not tokenizer_json then
+      pending("no llama2 tokenizer.json: " .. why)
+      return
+    end
+    local tc = require("tricycle")
+    local scratch = require("helpers.scratch")
+    scratch.in_dir(function(dir)
+      tc.manual_seed(11)
+      tc.models.llama.save(tc.nn.Llama({ vocab_size = 32000, hidden_size = 16, intermediate_size = 32,
+        num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1, max_position_embeddings = 64,
+        tie_word_embeddings = true }), dir)
+      assert.is_true(os.execute(("cp %s %s/"):format(shell_quote(tokenizer_json), shell_quote(dir))) ~= false)
+      local model = tc.models.llama.load(dir)
+      local tok = tc.models.llama.load_tokenizer(dir)
+      local prompt = "To be"
+      local ids = { 1 } -- Llama 2's <s>, from its template
+      for _, id in ipairs(tok:encode(prompt)) do ids[#ids + 1] = id end
+      local free = tc.generate(model, ids, { max_tokens = 8, temperature = 1, seed = 5 })
+      local stop, last = free[4], 4
+      for i = 1, 3 do
+        if free[i] == stop then last = i break end
+      end
+      assert.is_true(last >= 2, "the sampled tokens repeat from the first") -- (near-uniform logits: they do not)
+      -- config.json names the 4th sampled token as the end of text
+      local config = tc.io.json_decode(scratch.read(dir .. "/config.json"))
+      config.eos_token_id = stop
+      scratch.write(dir .. "/config.json", tc.io.json_encode(config))
+      local expected = {}
+      for i = 1, last - 1 do expected[i] = free[i] end
+      local code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt %s --max-tokens 8 "
+        .. "--temperature 1 --seed 5"):format(shell_quote(dir), shell_quote(prompt)))
+      assert.are.equal(0, code, err)
+      assert.are.equal(prompt .. tok:decode_bytes(expected) .. "\n", out)
+    end)
+  end)
+
   script_it("a missing dataset: the hint names --data, not the library's {path = ...}", function()
     local empty = os.tmpname()
     os.remove(empty)

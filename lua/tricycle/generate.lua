@@ -15,6 +15,10 @@
 -- slide), so generation can go on past the context. Without the cache every
 -- step runs the last context_length tokens again.
 --
+-- stop_ids (a list of ids, such as a model's end-of-text tokens) ends the
+-- generation after the first of them is produced; it is returned with the
+-- others, and info.stopped is true.
+--
 -- temperature 0 or top_k 1 is greedy (argmax). Otherwise draws use the
 -- engine's RNG (tc.rand), seeded with tc.manual_seed(seed) when a seed is given.
 --
@@ -204,7 +208,19 @@ local function check_options(options)
   if options.use_cache ~= nil and type(options.use_cache) ~= "boolean" then
     error("generate: use_cache must be a boolean, got " .. tostring(options.use_cache), 3)
   end
-  return options, max_tokens
+  local stops = {}
+  if options.stop_ids ~= nil then
+    if type(options.stop_ids) ~= "table" or getmetatable(options.stop_ids) == core.Tensor then
+      error("generate: stop_ids must be a Lua table of 0-based ids, got " .. type(options.stop_ids), 3)
+    end
+    for i, id in ipairs(options.stop_ids) do
+      if not compat.is_integer(id) or id < 0 then
+        error(("generate: stop_ids[%d] is %s; ids are non-negative integers"):format(i, tostring(id)), 3)
+      end
+      stops[id] = true
+    end
+  end
+  return options, max_tokens, stops
 end
 
 -- The model must be callable as a causal LM with a context length (and a
@@ -242,9 +258,9 @@ end
 --- generate(model, prompt_ids, options) -> ids, info (see the top of this file).
 function M.generate(model, prompt_ids, options)
   check_options_keys("generate", options,
-    { "max_tokens", "temperature", "top_k", "top_p", "seed", "on_token", "use_cache" })
-  local max_tokens
-  options, max_tokens = check_options(options)
+    { "max_tokens", "temperature", "top_k", "top_p", "seed", "on_token", "use_cache", "stop_ids" })
+  local max_tokens, stops
+  options, max_tokens, stops = check_options(options)
   local context = check_model_and_prompt(model, prompt_ids, options.use_cache ~= false)
   -- a seed draws from its own stream: the caller's (training) stream is put back at the end
   local caller_seed, caller_offset
@@ -260,7 +276,7 @@ function M.generate(model, prompt_ids, options)
   for i = cropped + 1, #prompt_ids do
     sequence[#sequence + 1] = prompt_ids[i]
   end
-  local info = { cropped = cropped, prompt_length = #sequence }
+  local info = { cropped = cropped, prompt_length = #sequence, stopped = false }
 
   local was_training = model.training
   if model.eval then
@@ -292,6 +308,10 @@ function M.generate(model, prompt_ids, options)
       generated[step] = id
       if options.on_token then
         options.on_token(id)
+      end
+      if stops[id] then
+        info.stopped = true
+        break
       end
       if step == max_tokens then
         break

@@ -82,6 +82,12 @@ return {
   -- before: any value but false meant true
   { "generate with use_cache = \"no\"", function() return generate({ use_cache = "no" }) end,
     { "generate:", "use_cache", "no" } },
+  { "generate with stop_ids a number", function() return generate({ stop_ids = 3 }) end,
+    { "generate:", "stop_ids", "number" } },
+  { "generate with stop_ids holding -1", function() return generate({ stop_ids = { 2, -1 } }) end,
+    { "generate:", "stop_ids[2]", "-1" } },
+  { "generate with stop_ids holding 1.5", function() return generate({ stop_ids = { 1.5 } }) end,
+    { "generate:", "stop_ids[1]", "1.5" } },
   { "generate with a misspelt option", function() return generate({ temprature = 0 }) end,
     { "generate:", "temprature", "valid" } },
   { "generate with options a number", function() return generate(5) end, { "generate:", "options", "number" } },

@@ -3,6 +3,7 @@
 --
 --   local model = tc.models.llama.load("path/to/folder")   -- config.json + model.safetensors
 --   tc.models.llama.save(model, "path/to/other_folder")     -- an existing folder
+--   local tok, info = tc.models.llama.load_tokenizer("path/to/folder")   -- tokenizer.json, BOS and EOS ids
 --
 -- A folder holds config.json (LlamaConfig's names) and model.safetensors,
 -- or shards named by model.safetensors.index.json's weight_map. F16 and
@@ -297,6 +298,86 @@ function llama.load(folder, overrides)
     error(("llama.load: cannot read '%s': %s"):format(config_path, tostring(hf_config)), 2)
   end
   return build(load_tensors(io, folder), hf_config, overrides, ("llama.load: '%s'"):format(folder), 2)
+end
+
+local function read_json(io, path, where)
+  local ok, value = pcall(function()
+    return io.json_decode(io.read_file(path, { max_bytes = 256 * 1024 * 1024 }))
+  end)
+  if not ok then
+    error(("%s: cannot read '%s': %s"):format(where, path, tostring(value)), 3)
+  end
+  return value
+end
+
+-- The ids a TemplateProcessing post-processor (alone or in a Sequence) puts
+-- before a single text: Llama 2's "<s>"; nil when there is none.
+local function template_prefix(processor)
+  if type(processor) ~= "table" then return nil end
+  if processor.type == "Sequence" and type(processor.processors) == "table" then
+    for _, inner in ipairs(processor.processors) do
+      local prefix = template_prefix(inner)
+      if prefix then return prefix end
+    end
+    return nil
+  end
+  if processor.type ~= "TemplateProcessing" or type(processor.single) ~= "table" then return nil end
+  local prefix, specials = {}, type(processor.special_tokens) == "table" and processor.special_tokens or {}
+  for _, piece in ipairs(processor.single) do
+    if type(piece) ~= "table" or piece.Sequence then break end
+    local name = type(piece.SpecialToken) == "table" and piece.SpecialToken.id
+    local entry = name and specials[name]
+    if type(entry) ~= "table" or type(entry.ids) ~= "table" then return nil end
+    for _, id in ipairs(entry.ids) do prefix[#prefix + 1] = id end
+  end
+  return prefix
+end
+
+local function id_list(value)
+  if type(value) == "number" then return { value } end
+  return type(value) == "table" and value or {}
+end
+
+--- The tokenizer of a Hugging Face folder (its tokenizer.json, see
+-- tokenizer.load_hf) and what generation needs beside it: info.prefix_ids,
+-- the ids put before a prompt (the post-processor's template, else
+-- tokenizer_config.json's bos_token when add_bos_token is true: Llama 2's
+-- "<s>"; none for Qwen), and info.stop_ids, the eos_token_id of config.json
+-- and generation_config.json (a number or a list).
+function llama.load_tokenizer(folder)
+  local io = check_folder("llama.load_tokenizer", folder)
+  local where = "llama.load_tokenizer"
+  local path = join(folder, "tokenizer.json")
+  if io.file_kind(path) == nil then
+    error(("%s: '%s' holds no tokenizer.json"):format(where, folder), 2)
+  end
+  local tokenizer = errors.call(require("tricycle.tokenizer").load_hf, path)
+  local prefix = template_prefix(read_json(io, path, where).post_processor)
+  local config_path = join(folder, "tokenizer_config.json")
+  if not prefix and io.file_kind(config_path) ~= nil then
+    local config = read_json(io, config_path, where)
+    local bos = type(config.bos_token) == "table" and config.bos_token.content or config.bos_token
+    if config.add_bos_token == true and type(bos) == "string" then
+      local id = tokenizer:token_id(bos)
+      if not id then
+        error(("%s: '%s' names bos_token %q, which tokenizer.json lacks"):format(where, config_path, bos), 2)
+      end
+      prefix = { id }
+    end
+  end
+  local stops, seen = {}, {}
+  for _, name in ipairs({ "config.json", "generation_config.json" }) do
+    local file = join(folder, name)
+    if io.file_kind(file) ~= nil then
+      for _, id in ipairs(id_list(read_json(io, file, where).eos_token_id)) do
+        if type(id) == "number" and not seen[id] then
+          seen[id] = true
+          stops[#stops + 1] = id
+        end
+      end
+    end
+  end
+  return tokenizer, { prefix_ids = prefix or {}, stop_ids = stops }
 end
 
 --- Writes an nn.Llama into an existing folder as config.json and
