@@ -347,11 +347,28 @@ static bool sole_owner(const tc_tensor *g, const tc_tensor *cast) {
            g->offset == 0 && !g->grad_fn && !g->requires_grad && tc_tensor_is_contiguous(g);
 }
 
-static tc_status run_node(tc_node *node, bool retain_graph) {
+/* tc_grad's targets: the tensors whose gradients are gathered in grads
+ * instead of the leaves' grad fields. */
+typedef struct grad_capture {
+    int count;
+    tc_tensor *const *inputs;
+    tc_tensor **grads;
+} grad_capture;
+
+static tc_status run_node(tc_node *node, bool retain_graph, grad_capture *capture) {
     tc_context *ctx = node->ctx;
     tc_tensor *grad = node->pending_grad;
     node->pending_grad = NULL;
     if (!grad) return TC_OK; /* no path from the root reaches this node */
+    if (capture) /* the whole gradient of a non-leaf target has arrived once its node runs */
+        for (int k = 0; k < capture->count; k++)
+            if (capture->inputs[k]->grad_fn == node) {
+                tc_status status = tc_accumulate(&capture->grads[k], grad);
+                if (status != TC_OK) {
+                    tc_tensor_release(grad);
+                    return status;
+                }
+            }
     if (node->released) {
         tc_tensor_release(grad);
         return tc_fail(ctx, TC_ERROR_STATE,
@@ -385,6 +402,12 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
                                  node->op->name, i + 1, TC_SHAPE(g), TC_SHAPE(input));
             } else if (input->grad_fn) {
                 status = tc_accumulate(&input->grad_fn->pending_grad, g);
+            } else if (capture) {
+                tc_tensor *cast = NULL;
+                status = tc_cast_if_needed(g, input->dtype, &cast);
+                for (int k = 0; status == TC_OK && k < capture->count; k++)
+                    if (capture->inputs[k] == input) status = tc_accumulate(&capture->grads[k], cast);
+                tc_tensor_release(cast);
             } else {
                 tc_tensor *cast = NULL;
                 status = tc_cast_if_needed(g, input->dtype, &cast);
@@ -418,7 +441,7 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
     return status;
 }
 
-tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
+static tc_status run_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph, grad_capture *capture) {
     tc_context *ctx = t->ctx;
     if (!t->requires_grad)
         return tc_fail(ctx, TC_ERROR_STATE,
@@ -446,6 +469,13 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
             return status;
         }
     }
+    if (!t->grad_fn && capture) { /* a leaf: each target that is t gets the seed */
+        tc_status status = TC_OK;
+        for (int k = 0; status == TC_OK && k < capture->count; k++)
+            if (capture->inputs[k] == t) status = tc_accumulate(&capture->grads[k], seed);
+        tc_tensor_release(seed);
+        return status;
+    }
     if (!t->grad_fn) { /* a leaf: its gradient is the seed itself */
         tc_status status = tc_accumulate(&t->grad, seed);
         tc_tensor_release(seed);
@@ -460,14 +490,14 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
     tc_status status = topological_order(ctx, t->grad_fn, &order);
     if (status == TC_OK) {
         uint64_t mark = ctx->backward_mark;
-        count_hook_feeds(order.items, order.count, mark);
+        if (!capture) count_hook_feeds(order.items, order.count, mark);
         tc_tensor_release(t->grad_fn->pending_grad);
         t->grad_fn->pending_grad = seed;
         seed = NULL;
         tc_set_grad_enabled(ctx, false);
         for (int i = 0; i < order.count && status == TC_OK; i++) {
-            status = run_node(order.items[i], retain_graph);
-            if (status == TC_OK) status = pass_hooked_leaves(order.items[i], mark);
+            status = run_node(order.items[i], retain_graph, capture);
+            if (status == TC_OK && !capture) status = pass_hooked_leaves(order.items[i], mark);
         }
         tc_set_grad_enabled(ctx, true);
         /* After a failure, drop the gradients still in flight. */
@@ -478,6 +508,43 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
     }
     tc_tensor_release(seed);
     tc_free(order.items);
+    return status;
+}
+
+tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
+    return run_backward(t, grad, retain_graph, NULL);
+}
+
+tc_status tc_grad(tc_tensor *t, tc_tensor *grad, int n_inputs, tc_tensor *const *inputs, bool retain_graph,
+                  tc_tensor **grads) {
+    tc_context *ctx = t->ctx;
+    for (int k = 0; k < n_inputs; k++) {
+        grads[k] = NULL;
+        if (!inputs[k]->requires_grad)
+            return tc_fail(ctx, TC_ERROR_STATE, "grad: input %d (shape %s) does not require grad", k + 1,
+                           TC_SHAPE(inputs[k]));
+    }
+    grad_capture capture = {n_inputs, inputs, grads};
+    tc_status status = run_backward(t, grad, retain_graph, &capture);
+    /* Each gradient handed out is the caller's own: one that the tape or
+     * the caller's seed may share is copied. */
+    for (int k = 0; status == TC_OK && k < n_inputs; k++) {
+        tc_tensor *g = grads[k];
+        if (g && (g->refcount != 1 || g->storage->refcount != 1 || g->storage->external || g->offset != 0 ||
+                  !tc_tensor_is_contiguous(g))) {
+            tc_tensor *copy;
+            status = tc_contiguous_copy(g, &copy);
+            if (status == TC_OK) {
+                tc_tensor_release(g);
+                grads[k] = copy;
+            }
+        }
+    }
+    if (status != TC_OK)
+        for (int k = 0; k < n_inputs; k++) {
+            tc_tensor_release(grads[k]);
+            grads[k] = NULL;
+        }
     return status;
 }
 

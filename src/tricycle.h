@@ -354,6 +354,12 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out);
  * Gradients accumulate (+=) into .grad of leaves that require grad. The
  * graph is freed unless retain_graph. */
 tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph);
+/* The gradients of t (seeded by grad, or 1 when t has one element) with
+ * respect to inputs[0 .. n_inputs), each requiring grad, as new references
+ * in grads (NULL for an input no path from t reaches). Unlike tc_backward
+ * no tensor's grad field changes and no leaf's gradient hook runs. */
+tc_status tc_grad(tc_tensor *t, tc_tensor *grad, int n_inputs, tc_tensor *const *inputs, bool retain_graph,
+                  tc_tensor **grads);
 
 /* A user-defined differentiable function. backward receives the gradient of
  * the output and fills grad_inputs[i] (owned references, or NULL for none)

@@ -10,6 +10,7 @@
 #include "binding.h"
 
 #include <lualib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -816,6 +817,54 @@ static int l_backward(lua_State *L) {
     return 0;
 }
 
+/* grad(t, grad_or_nil, {inputs...}, retain_graph): a list with the gradient
+ * of t for each input (false where no path reaches it); no grad field
+ * changes. tricycle.autograd.grad checks the arguments first. */
+static int l_grad(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "grad");
+    tc_tensor *grad = lua_isnoneornil(L, 2) ? NULL : binding_check_tensor(L, 2, "grad");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    bool retain = lua_toboolean(L, 4);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+    if (n < 1 || n > INT_MAX / (lua_Integer)sizeof(tc_tensor *))
+        return luaL_error(L, "grad: inputs must be a list of 1 or more tensors, got %d", (int)n);
+    /* userdata: freed by the collector even when an error unwinds */
+    tc_tensor **inputs = lua_newuserdata(L, sizeof *inputs * (size_t)n * 2);
+    tc_tensor **grads = inputs + n;
+    for (lua_Integer k = 1; k <= n; k++) {
+        lua_rawgeti(L, 3, k);
+        inputs[k - 1] = binding_check_tensor(L, -1, "grad");
+        lua_pop(L, 1);
+    }
+    binding_state *state = get_state(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    int outer = lua_gettop(L);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    lua_State *previous = state->active;
+    lua_Integer previous_serial = state->backward_serial;
+    state->active = L;
+    state->backward_serial = ++state->backwards;
+    tc_status status = tc_grad(t, grad, (int)n, inputs, retain, grads);
+    state->active = previous;
+    state->backward_serial = previous_serial;
+    lua_pushvalue(L, outer);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    binding_check(L, status);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer k = 1; k <= n; k++) {
+        tc_tensor *g = grads[k - 1];
+        grads[k - 1] = NULL;
+        if (g) {
+            binding_push_tensor(L, g);
+        } else {
+            lua_pushboolean(L, 0);
+        }
+        lua_rawseti(L, -2, k);
+    }
+    return 1;
+}
+
 /* on_backward_end(fn): runs fn once the backward now running has ended
  * (after its gradient hooks), for work that needs every gradient. */
 static int l_on_backward_end(lua_State *L) {
@@ -1048,6 +1097,7 @@ static const luaL_Reg module_functions[] = {
     {"ops", l_ops},
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
+    {"grad", l_grad},
     {"on_backward_end", l_on_backward_end},
     {"backward_serial", l_backward_serial},
     {"custom_apply", l_custom_apply},

@@ -14,11 +14,12 @@ local errors = require("tricycle.errors")
 local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
   tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
-  distributed = true,
+  distributed = true, autograd = true,
 }
 -- Core pieces reached through a Lua module: the C tokenizer table
 -- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).
-local private = { tokenizer_core = true, json_line = true, json_lines = true }
+-- core.grad is reached through tricycle.autograd.grad, which checks its arguments.
+local private = { tokenizer_core = true, json_line = true, json_lines = true, grad = true }
 
 local tricycle = {}
 for name, value in pairs(core) do
