@@ -947,6 +947,72 @@ static int l_on_grad_ready(lua_State *L) {
     return 0;
 }
 
+/* A Lua function as a tensor's gradient hook (tc_tensor_add_hook): called
+ * with the gradient; a tensor it returns replaces it. */
+static tc_status call_tensor_hook(void *user, tc_tensor *grad, tc_tensor **replacement) {
+    grad_hook *hook = user;
+    lua_State *L = hook->state->active ? hook->state->active : hook->main;
+    tc_context *ctx = hook->state->ctx;
+    int top = lua_gettop(L);
+    if (!lua_checkstack(L, 3))
+        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a tensor's hook");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->function_ref);
+    tc_tensor_retain(grad);
+    binding_push_tensor(L, grad);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        char message[768];
+        snprintf(message, sizeof message, "backward: a hook from register_hook raised an error: %s",
+                 lua_tostring(L, -1));
+        lua_settop(L, top);
+        return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+    }
+    if (!lua_isnil(L, -1)) {
+        tc_tensor *result = binding_test_tensor(L, -1);
+        if (!result) {
+            char message[256];
+            snprintf(message, sizeof message,
+                     "backward: a hook from register_hook must return a tensor or nothing, got a %s",
+                     luaL_typename(L, -1));
+            lua_settop(L, top);
+            return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+        }
+        tc_tensor_retain(result);
+        *replacement = result;
+    }
+    lua_settop(L, top);
+    return TC_OK;
+}
+
+/* core.register_hook(t, fn): adds fn as a hook of t; returns its id for
+ * core.remove_hook(t, id). */
+static int l_register_hook(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "register_hook");
+    if (!lua_isfunction(L, 2))
+        return luaL_error(L, "register_hook: argument 1 must be a function of the gradient, got %s",
+                          luaL_typename(L, 2));
+    grad_hook *hook = calloc(1, sizeof *hook);
+    if (!hook) return luaL_error(L, "register_hook: out of memory");
+    hook->state = get_state(L);
+    compat_push_main_thread(L);
+    hook->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t id = 0;
+    tc_status status = tc_tensor_add_hook(t, call_tensor_hook, release_grad_hook, hook, &id);
+    if (status != TC_OK) release_grad_hook(hook);
+    binding_check(L, status);
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static int l_remove_hook(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "remove_hook");
+    lua_Integer id = luaL_checkinteger(L, 2);
+    lua_pushboolean(L, tc_tensor_remove_hook(t, (uint64_t)id));
+    return 1;
+}
+
 static int l_set_cuda_device(lua_State *L) {
     if (!lua_isinteger(L, 1))
         return luaL_error(L, "set_cuda_device: the device index must be an integer, got %s", luaL_typename(L, 1));
@@ -1098,6 +1164,8 @@ static const luaL_Reg module_functions[] = {
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
     {"grad", l_grad},
+    {"register_hook", l_register_hook},
+    {"remove_hook", l_remove_hook},
     {"on_backward_end", l_on_backward_end},
     {"backward_serial", l_backward_serial},
     {"custom_apply", l_custom_apply},
