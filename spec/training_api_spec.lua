@@ -205,3 +205,53 @@ describe("clip_grad_value", function()
     assert_close(p.grad, { 1, -0.1, -1 }, 1e-6)
   end)
 end)
+
+describe("nn.MultiheadAttention against PyTorch", function()
+  local cases = {
+    { "a", "embed_dim 8, 2 heads, [L, N, E], a float attn_mask and a bool key_padding_mask", {} },
+    { "b", "kdim 5, vdim 6, batch_first, a bool attn_mask", { kdim = 5, vdim = 6, batch_first = true } },
+  }
+  for _, case in ipairs(cases) do
+    local p = "mha_" .. case[1]
+    it(case[2], function()
+      local options = { dtype = "float64" }
+      for key, value in pairs(case[3]) do options[key] = value end
+      local mha = nn.MultiheadAttention(8, 2, options)
+      mha:eval()
+      local state = {}
+      for name in pairs(mha:state_dict()) do
+        state[name] = f64(fixtures[p .. "_param_" .. name:gsub("%.", "_")])
+      end
+      mha:load_state_dict(state)
+      local query = f64(fixtures[p .. "_query"]):requires_grad_(true)
+      local forward_options = {}
+      if fixtures[p .. "_attn_mask"] then
+        local mask = fixtures[p .. "_attn_mask"]
+        forward_options.attn_mask = type(mask[1][1]) == "boolean" and tc.tensor(mask, { dtype = "bool" }) or f64(mask)
+      end
+      if fixtures[p .. "_key_padding_mask"] then
+        forward_options.key_padding_mask = tc.tensor(fixtures[p .. "_key_padding_mask"], { dtype = "bool" })
+      end
+      local out, weights = mha(query, f64(fixtures[p .. "_key"]), f64(fixtures[p .. "_value"]), forward_options)
+      assert_close(out, fixtures[p .. "_output"], 1e-12)
+      assert_close(weights, fixtures[p .. "_weights"], 1e-12)
+      local loss = (out * f64(fixtures[p .. "_probe"])):sum()
+      loss:backward()
+      assert_close(query.grad, fixtures[p .. "_query_grad"], 1e-12)
+    end)
+  end
+  it("names its parameters as PyTorch does, and returns no weights when need_weights is false", function()
+    local keys = {}
+    for name in pairs(nn.MultiheadAttention(4, 2, { kdim = 3 }):state_dict()) do keys[#keys + 1] = name end
+    table.sort(keys)
+    assert.are.same({ "in_proj_bias", "k_proj_weight", "out_proj.bias", "out_proj.weight", "q_proj_weight",
+      "v_proj_weight" }, keys)
+    local mha = nn.MultiheadAttention(4, 2, { batch_first = true, dropout = 0.5 })
+    local x = tc.randn({ 2, 3, 4 })
+    local out, weights = mha(x, x, x, { need_weights = false })
+    assert.are.same({ 2, 3, 4 }, out.shape)
+    assert.is_nil(weights)
+    local _, unaveraged = mha(x, x, x, { average_attn_weights = false })
+    assert.are.same({ 2, 2, 3, 3 }, unaveraged.shape)
+  end)
+end)

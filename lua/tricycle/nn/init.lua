@@ -14,6 +14,7 @@ local nn = {
   GPT = require("tricycle.nn.gpt"),
   Llama = require("tricycle.nn.llama"),
   DistributedDataParallel = require("tricycle.nn.distributed"),
+  MultiheadAttention = require("tricycle.nn.attention"),
   functional = functional,
   cross_entropy = functional.cross_entropy,
   mse_loss = functional.mse_loss,
