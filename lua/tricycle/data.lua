@@ -801,7 +801,13 @@ function DataLoader.new(options)
     fail("%s: expects {dataset, batch_size =, shuffle =, seed =, drop_last =, collate_fn =}, got %s", who,
       type(options))
   end
-  check_options(who, options, { 1, "dataset", "batch_size", "shuffle", "seed", "drop_last", "collate_fn" }, 2)
+  local named = {}
+  for key, value in pairs(options) do
+    if key ~= 1 then
+      named[key] = value
+    end
+  end
+  check_options(who, named, { "dataset", "batch_size", "shuffle", "seed", "drop_last", "collate_fn" }, 2)
   local dataset = options.dataset or options[1]
   if type(dataset) ~= "table" or (type(dataset.get) ~= "function" and type(dataset.get_batch) ~= "function") then
     fail("%s: dataset must have len() and get(i) (data.Dataset, data.TensorDataset), got %s", who, type(dataset))
