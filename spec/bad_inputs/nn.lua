@@ -328,7 +328,8 @@ return {
   end, { "MultiheadAttention", "attn_mask", "{2, 3}", "{3, 2}" } },
   { "MultiheadAttention with an int64 key_padding_mask", function()
     local mha = nn.MultiheadAttention(4, 2)
-    return mha(tc.ones({ 3, 1, 4 }), tc.ones({ 2, 1, 4 }), tc.ones({ 2, 1, 4 }), { key_padding_mask = ids({ { 0, 1 } }) })
+    return mha(tc.ones({ 3, 1, 4 }), tc.ones({ 2, 1, 4 }), tc.ones({ 2, 1, 4 }),
+      { key_padding_mask = ids({ { 0, 1 } }) })
   end, { "MultiheadAttention", "key_padding_mask", "int64" } },
   { "MultiheadAttention with batch and key lengths that disagree", function()
     local mha = nn.MultiheadAttention(4, 2)
