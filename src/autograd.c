@@ -492,8 +492,8 @@ static tc_status finish_hooked_leaves(leaf_list *deferred, grad_capture *capture
         leaf->hook_grad = NULL;
         if (status == TC_OK) status = run_tensor_hooks(leaf->hooks, &g);
         if (status == TC_OK) {
-            /* g is held here only: deliver_to_leaf copies it into a new grad (sole_owner wants two holders) */
-            status = deliver_to_leaf(leaf, g, g, capture);
+            /* a hook's result may be held by its caller: a new grad is always a copy (no g for sole_owner) */
+            status = deliver_to_leaf(leaf, NULL, g, capture);
             if (status == TC_OK && !capture && leaf->grad_hook)
                 status = leaf->grad_hook->fn(leaf->grad_hook->user, leaf);
         }

@@ -1,6 +1,6 @@
 --- tricycle.autograd: gradients as values.
 --
---   local gx, gw = table.unpack(tc.autograd.grad(loss, { x, w }))
+--   local grads = tc.autograd.grad(loss, { x, w })   -- grads[1] = d loss / d x, grads[2] = d loss / d w
 --
 -- grad(outputs, inputs, {grad_outputs =, retain_graph = false, allow_unused
 -- = false}) returns the gradients of the outputs with respect to each input
