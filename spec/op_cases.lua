@@ -1981,6 +1981,32 @@ local function logsumexp_of(list)
   for _, v in ipairs(list) do total = total + math.exp(v - m) end
   return m + math.log(total)
 end
+local function leaky_relu_of(slope) return function(v) return v > 0 and v or slope * v end end
+local function elu_of(alpha) return function(v) return v > 0 and v or alpha * (math.exp(v) - 1) end end
+row("leaky_relu", {
+  { name = "{2, 3}, the default slope 0.01", inputs = { float({ 2, 3 }, -3, 3) },
+    run = function(x) return x:leaky_relu() end,
+    reference = unary_reference(leaky_relu_of(0.01)) },
+  { name = "a transposed leaf, slope 0.2", inputs = { float({ 3, 2 }, -3, 3, { layout = "transposed" }) },
+    run = function(x) return tc.leaky_relu(x, 0.2) end, reference = unary_reference(leaky_relu_of(0.2)) },
+  { name = "{37, 19}, slope -0.5", inputs = { float({ 37, 19 }, -3, 3) },
+    run = function(x) return x:leaky_relu(-0.5) end,
+    reference = unary_reference(leaky_relu_of(-0.5)), fd = false },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:leaky_relu() end,
+    shape = { 0, 3 } },
+})
+row("elu", {
+  { name = "{2, 3}, alpha 1", inputs = { float({ 2, 3 }, -3, 3) }, run = function(x) return x:elu() end,
+    reference = unary_reference(elu_of(1)) },
+  { name = "a narrowed view, alpha 0.5",
+    inputs = { float({ 2, 4 }, -3, 3, { view = function(t) return t:narrow(2, 2, 2) end }) },
+    run = function(x) return tc.elu(x, 0.5) end, reference = unary_reference(elu_of(0.5)) },
+  { name = "large values stay finite", inputs = { given({ { 100, -100, 1000 } }) },
+    run = function(x) return x:elu() end,
+    reference = unary_reference(elu_of(1)), fd = false },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:elu() end, shape = { 0, 3 } },
+})
+
 row("logsumexp", {
   { name = "{3, 4} over dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:logsumexp(2) end,
     reference = function(x) return R.reduce(x, 2, false, logsumexp_of) end },

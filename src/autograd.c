@@ -31,6 +31,7 @@ void tc_node_release(tc_node *node) {
     node_free_saved(node);
     for (int i = 0; i < node->n_inputs; i++) tc_tensor_release(node->inputs[i]);
     tc_tensor_release(node->pending_grad);
+    tc_tensor_hooks_free(node->hooks);
     tc_free(node->input_versions); /* the allocation that holds the inputs too */
     tc_free(node);
 }
@@ -87,6 +88,84 @@ void tc_tensor_move_grad_hook(tc_tensor *from, tc_tensor *to) {
     tc_grad_hook_free(to->grad_hook);
     to->grad_hook = from->grad_hook;
     from->grad_hook = NULL;
+}
+
+struct tc_tensor_hook {
+    uint64_t id;
+    tc_tensor_hook_fn fn;
+    void (*release)(void *user);
+    void *user;
+    struct tc_tensor_hook *next;
+};
+
+void tc_tensor_hooks_free(struct tc_tensor_hook *hooks) {
+    while (hooks) {
+        struct tc_tensor_hook *next = hooks->next;
+        if (hooks->release) hooks->release(hooks->user);
+        tc_free(hooks);
+        hooks = next;
+    }
+}
+
+/* Where t's hooks live: on a leaf itself, on a non-leaf's node. */
+static struct tc_tensor_hook **hook_list(tc_tensor *t) { return t->grad_fn ? &t->grad_fn->hooks : &t->hooks; }
+
+tc_status tc_tensor_add_hook(tc_tensor *t, tc_tensor_hook_fn fn, void (*release)(void *user), void *user,
+                             uint64_t *id) {
+    if (!t->requires_grad)
+        return tc_fail(t->ctx, TC_ERROR_STATE,
+                       "register_hook: the tensor (shape %s) does not require grad, so no backward reaches it",
+                       TC_SHAPE(t));
+    struct tc_tensor_hook *hook = tc_calloc(t->ctx, 1, sizeof *hook);
+    if (!hook) return TC_ERROR_MEMORY;
+    hook->id = ++t->ctx->last_hook_id;
+    hook->fn = fn;
+    hook->release = release;
+    hook->user = user;
+    struct tc_tensor_hook **link = hook_list(t);
+    while (*link) link = &(*link)->next;
+    *link = hook;
+    *id = hook->id;
+    return TC_OK;
+}
+
+bool tc_tensor_remove_hook(tc_tensor *t, uint64_t id) {
+    for (struct tc_tensor_hook **link = hook_list(t); *link; link = &(*link)->next) {
+        struct tc_tensor_hook *hook = *link;
+        if (hook->id == id) {
+            *link = hook->next;
+            hook->next = NULL;
+            tc_tensor_hooks_free(hook);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Runs hooks in order on *grad (an owned reference), each on the result of
+ * the one before; *grad ends as the final gradient (still owned). */
+static tc_status run_tensor_hooks(const struct tc_tensor_hook *hooks, tc_tensor **grad) {
+    for (const struct tc_tensor_hook *hook = hooks; hook; hook = hook->next) {
+        tc_tensor *replacement = NULL;
+        tc_context *ctx = (*grad)->ctx;
+        TC_TRY(hook->fn(hook->user, *grad, &replacement));
+        if (!replacement) continue;
+        if (!tc_same_shape(replacement, *grad)) {
+            tc_status status = tc_fail(ctx, TC_ERROR_SHAPE,
+                                       "register_hook: a hook returned a gradient of shape %s for one of shape %s",
+                                       TC_SHAPE(replacement), TC_SHAPE(*grad));
+            tc_tensor_release(replacement);
+            return status;
+        }
+        tc_tensor *cast = NULL;
+        tc_status status = tc_check_same_device("register_hook", *grad, replacement);
+        if (status == TC_OK) status = tc_cast_if_needed(replacement, (*grad)->dtype, &cast);
+        tc_tensor_release(replacement);
+        if (status != TC_OK) return status;
+        tc_tensor_release(*grad);
+        *grad = cast;
+    }
+    return TC_OK;
 }
 
 /* A leaf's hook takes part in this backward when it requires grad. */
@@ -347,11 +426,105 @@ static bool sole_owner(const tc_tensor *g, const tc_tensor *cast) {
            g->offset == 0 && !g->grad_fn && !g->requires_grad && tc_tensor_is_contiguous(g);
 }
 
-static tc_status run_node(tc_node *node, bool retain_graph) {
+/* tc_grad's targets: the tensors whose gradients are gathered in grads
+ * instead of the leaves' grad fields. */
+typedef struct grad_capture {
+    int count;
+    tc_tensor *const *inputs;
+    tc_tensor **grads;
+} grad_capture;
+
+/* Gives a leaf its gradient g of one backward (already in its dtype): into
+ * the capture's slots under tc_grad, else into its grad. */
+static tc_status deliver_to_leaf(tc_tensor *leaf, tc_tensor *g, tc_tensor *cast, grad_capture *capture) {
+    tc_status status = TC_OK;
+    if (capture) {
+        for (int k = 0; status == TC_OK && k < capture->count; k++)
+            if (capture->inputs[k] == leaf) status = tc_accumulate(&capture->grads[k], cast);
+        return status;
+    }
+    /* Leaves keep their own buffer so that later in-place updates cannot
+     * alias a gradient of some other tensor: a fresh gradient nothing else
+     * holds is kept as it is, anything else is copied. */
+    if (!leaf->grad && sole_owner(g, cast)) {
+        tc_tensor_retain(g);
+        leaf->grad = g;
+    } else if (!leaf->grad) {
+        tc_tensor *copy;
+        status = tc_contiguous_copy(cast, &copy);
+        if (status == TC_OK) leaf->grad = copy;
+    } else {
+        status = tc_accumulate(&leaf->grad, cast);
+    }
+    if (status == TC_OK && leaf->grad_hook) leaf->grad_hook->received = true;
+    return status;
+}
+
+/* The leaves with hooks that got a gradient in this backward (in
+ * hook_grad): their hooks run once every node has run. */
+typedef struct leaf_list {
+    tc_tensor **items;
+    int count, capacity;
+} leaf_list;
+
+static tc_status defer_to_hooks(tc_tensor *leaf, tc_tensor *cast, leaf_list *deferred) {
+    if (!leaf->hook_grad) {
+        if (deferred->count == deferred->capacity) {
+            int capacity = deferred->capacity ? deferred->capacity * 2 : 8;
+            tc_tensor **items = tc_malloc(leaf->ctx, sizeof *items * (size_t)capacity);
+            if (!items) return TC_ERROR_MEMORY;
+            if (deferred->items) memcpy(items, deferred->items, sizeof *items * (size_t)deferred->count);
+            tc_free(deferred->items);
+            deferred->items = items;
+            deferred->capacity = capacity;
+        }
+        deferred->items[deferred->count++] = leaf;
+    }
+    return tc_accumulate(&leaf->hook_grad, cast);
+}
+
+/* Runs each deferred leaf's hooks on its gathered gradient and delivers the
+ * result, then its grad_hook (which waited for it); always empties the list. */
+static tc_status finish_hooked_leaves(leaf_list *deferred, grad_capture *capture, tc_status status) {
+    for (int i = 0; i < deferred->count; i++) {
+        tc_tensor *leaf = deferred->items[i];
+        tc_tensor *g = leaf->hook_grad;
+        leaf->hook_grad = NULL;
+        if (status == TC_OK) status = run_tensor_hooks(leaf->hooks, &g);
+        if (status == TC_OK) {
+            /* a hook's result may be held by its caller: a new grad is always a copy (no g for sole_owner) */
+            status = deliver_to_leaf(leaf, NULL, g, capture);
+            if (status == TC_OK && !capture && leaf->grad_hook)
+                status = leaf->grad_hook->fn(leaf->grad_hook->user, leaf);
+        }
+        tc_tensor_release(g);
+    }
+    tc_free(deferred->items);
+    *deferred = (leaf_list){0};
+    return status;
+}
+
+static tc_status run_node(tc_node *node, bool retain_graph, grad_capture *capture, leaf_list *deferred) {
     tc_context *ctx = node->ctx;
     tc_tensor *grad = node->pending_grad;
     node->pending_grad = NULL;
     if (!grad) return TC_OK; /* no path from the root reaches this node */
+    if (node->hooks && !node->released) {
+        tc_status status = run_tensor_hooks(node->hooks, &grad);
+        if (status != TC_OK) {
+            tc_tensor_release(grad);
+            return status;
+        }
+    }
+    if (capture) /* the whole gradient of a non-leaf target has arrived once its node runs */
+        for (int k = 0; k < capture->count; k++)
+            if (capture->inputs[k]->grad_fn == node) {
+                tc_status status = tc_accumulate(&capture->grads[k], grad);
+                if (status != TC_OK) {
+                    tc_tensor_release(grad);
+                    return status;
+                }
+            }
     if (node->released) {
         tc_tensor_release(grad);
         return tc_fail(ctx, TC_ERROR_STATE,
@@ -388,23 +561,9 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
             } else {
                 tc_tensor *cast = NULL;
                 status = tc_cast_if_needed(g, input->dtype, &cast);
-                if (status == TC_OK) {
-                    /* Leaves keep their own buffer so that later in-place
-                     * updates cannot alias a gradient of some other tensor:
-                     * a fresh gradient nothing else holds is kept as it is,
-                     * anything else is copied. */
-                    if (!input->grad && sole_owner(g, cast)) {
-                        tc_tensor_retain(g);
-                        input->grad = g;
-                    } else if (!input->grad) {
-                        tc_tensor *copy;
-                        status = tc_contiguous_copy(cast, &copy);
-                        if (status == TC_OK) input->grad = copy;
-                    } else {
-                        status = tc_accumulate(&input->grad, cast);
-                    }
-                    if (status == TC_OK && input->grad_hook) input->grad_hook->received = true;
-                }
+                if (status == TC_OK)
+                    status = input->hooks ? defer_to_hooks(input, cast, deferred)
+                                          : deliver_to_leaf(input, g, cast, capture);
                 tc_tensor_release(cast);
             }
         }
@@ -418,7 +577,7 @@ static tc_status run_node(tc_node *node, bool retain_graph) {
     return status;
 }
 
-tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
+static tc_status run_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph, grad_capture *capture) {
     tc_context *ctx = t->ctx;
     if (!t->requires_grad)
         return tc_fail(ctx, TC_ERROR_STATE,
@@ -446,6 +605,15 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
             return status;
         }
     }
+    if (!t->grad_fn && (capture || t->hooks)) { /* a leaf: the seed through its hooks, to grad or the capture */
+        leaf_list deferred = {0};
+        tc_status status = defer_to_hooks(t, seed, &deferred);
+        tc_tensor_release(seed);
+        tc_set_grad_enabled(ctx, false);
+        status = finish_hooked_leaves(&deferred, capture, status);
+        tc_set_grad_enabled(ctx, true);
+        return status;
+    }
     if (!t->grad_fn) { /* a leaf: its gradient is the seed itself */
         tc_status status = tc_accumulate(&t->grad, seed);
         tc_tensor_release(seed);
@@ -460,15 +628,17 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
     tc_status status = topological_order(ctx, t->grad_fn, &order);
     if (status == TC_OK) {
         uint64_t mark = ctx->backward_mark;
-        count_hook_feeds(order.items, order.count, mark);
+        if (!capture) count_hook_feeds(order.items, order.count, mark);
         tc_tensor_release(t->grad_fn->pending_grad);
         t->grad_fn->pending_grad = seed;
         seed = NULL;
+        leaf_list deferred = {0};
         tc_set_grad_enabled(ctx, false);
         for (int i = 0; i < order.count && status == TC_OK; i++) {
-            status = run_node(order.items[i], retain_graph);
-            if (status == TC_OK) status = pass_hooked_leaves(order.items[i], mark);
+            status = run_node(order.items[i], retain_graph, capture, &deferred);
+            if (status == TC_OK && !capture) status = pass_hooked_leaves(order.items[i], mark);
         }
+        status = finish_hooked_leaves(&deferred, capture, status);
         tc_set_grad_enabled(ctx, true);
         /* After a failure, drop the gradients still in flight. */
         for (int i = 0; i < order.count; i++) {
@@ -478,6 +648,43 @@ tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
     }
     tc_tensor_release(seed);
     tc_free(order.items);
+    return status;
+}
+
+tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph) {
+    return run_backward(t, grad, retain_graph, NULL);
+}
+
+tc_status tc_grad(tc_tensor *t, tc_tensor *grad, int n_inputs, tc_tensor *const *inputs, bool retain_graph,
+                  tc_tensor **grads) {
+    tc_context *ctx = t->ctx;
+    for (int k = 0; k < n_inputs; k++) {
+        grads[k] = NULL;
+        if (!inputs[k]->requires_grad)
+            return tc_fail(ctx, TC_ERROR_STATE, "grad: input %d (shape %s) does not require grad", k + 1,
+                           TC_SHAPE(inputs[k]));
+    }
+    grad_capture capture = {n_inputs, inputs, grads};
+    tc_status status = run_backward(t, grad, retain_graph, &capture);
+    /* Each gradient handed out is the caller's own: one that the tape or
+     * the caller's seed may share is copied. */
+    for (int k = 0; status == TC_OK && k < n_inputs; k++) {
+        tc_tensor *g = grads[k];
+        if (g && (g->refcount != 1 || g->storage->refcount != 1 || g->storage->external || g->offset != 0 ||
+                  !tc_tensor_is_contiguous(g))) {
+            tc_tensor *copy;
+            status = tc_contiguous_copy(g, &copy);
+            if (status == TC_OK) {
+                tc_tensor_release(g);
+                grads[k] = copy;
+            }
+        }
+    }
+    if (status != TC_OK)
+        for (int k = 0; k < n_inputs; k++) {
+            tc_tensor_release(grads[k]);
+            grads[k] = NULL;
+        }
     return status;
 }
 

@@ -39,6 +39,8 @@ struct tc_tensor {
     tc_tensor *grad;  /* leaves only */
     tc_node *grad_fn; /* the tape entry that produced this tensor */
     struct tc_grad_hook *grad_hook; /* leaves only: tc_tensor_set_grad_hook (autograd.c) */
+    struct tc_tensor_hook *hooks;   /* leaves only: tc_tensor_add_hook (a non-leaf's are on its grad_fn) */
+    tc_tensor *hook_grad;           /* a hooked leaf's gradient gathered during a backward, before its hooks */
 };
 
 /* Computes the gradients of a node's inputs from the gradient of its output.
@@ -88,6 +90,7 @@ struct tc_node {
     uint64_t visit_mark;
     int dependencies;
     bool released; /* saved state freed after a backward without retain */
+    struct tc_tensor_hook *hooks; /* the output's tc_tensor_add_hook hooks, run on pending_grad */
 };
 
 /* One tensor of a multi-tensor optimiser kernel: contiguous buffers of
@@ -170,6 +173,7 @@ struct tc_context {
     tc_log_fn log_fn;
     void *log_user;
     uint64_t backward_mark;
+    uint64_t last_hook_id; /* tc_tensor_add_hook's ids, unique in the context */
     const tc_backend *backends[TC_DEVICE_COUNT];
     char backend_unavailable_reason[256];
     void *cuda_library; /* dlopen handle of the CUDA backend, when loaded */
@@ -354,6 +358,7 @@ tc_status tc_sum_to_shape(tc_tensor *grad, int ndim, const int64_t *shape, tc_te
 tc_status tc_accumulate(tc_tensor **accumulator, tc_tensor *grad);
 /* Releases a tensor's gradient hook (tc_tensor_release). */
 void tc_grad_hook_free(struct tc_grad_hook *hook);
+void tc_tensor_hooks_free(struct tc_tensor_hook *hooks);
 
 /* ---- distributed (distributed_world.c, distributed.c) ---- */
 

@@ -103,6 +103,8 @@ void tc_tensor_release(tc_tensor *t) {
     if (t->grad) tc_tensor_release(t->grad);
     if (t->grad_fn) tc_node_release(t->grad_fn);
     tc_grad_hook_free(t->grad_hook);
+    tc_tensor_hooks_free(t->hooks);
+    tc_tensor_release(t->hook_grad);
     storage_release(t->storage);
     tc_free(t);
 }

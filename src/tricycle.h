@@ -354,6 +354,12 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out);
  * Gradients accumulate (+=) into .grad of leaves that require grad. The
  * graph is freed unless retain_graph. */
 tc_status tc_backward(tc_tensor *t, tc_tensor *grad, bool retain_graph);
+/* The gradients of t (seeded by grad, or 1 when t has one element) with
+ * respect to inputs[0 .. n_inputs), each requiring grad, as new references
+ * in grads (NULL for an input no path from t reaches). Unlike tc_backward
+ * no tensor's grad field changes and no leaf's gradient hook runs. */
+tc_status tc_grad(tc_tensor *t, tc_tensor *grad, int n_inputs, tc_tensor *const *inputs, bool retain_graph,
+                  tc_tensor **grads);
 
 /* A user-defined differentiable function. backward receives the gradient of
  * the output and fills grad_inputs[i] (owned references, or NULL for none)
@@ -386,6 +392,20 @@ tc_status tc_custom_apply(const tc_custom_function *fn, int n_inputs, tc_tensor 
 typedef tc_status (*tc_grad_hook_fn)(void *user, tc_tensor *leaf);
 tc_status tc_tensor_set_grad_hook(tc_tensor *t, tc_grad_hook_fn fn, void (*release)(void *user), void *user);
 bool tc_tensor_has_grad_hook(const tc_tensor *t);
+/* A tensor's gradient hook: called during a backward with the whole
+ * gradient of the tensor in that backward, before a leaf accumulates it into
+ * its grad (or tc_grad gathers it) and before a non-leaf passes it on. It
+ * may set *replacement to a new reference of the same shape to be used
+ * instead (it keeps grad's dtype and device). Runs with grad mode off; a
+ * status other than TC_OK stops the backward (the hook sets the error). */
+typedef tc_status (*tc_tensor_hook_fn)(void *user, tc_tensor *grad, tc_tensor **replacement);
+/* Adds fn to t's hooks (after those already there; t must require grad) and
+ * sets *id to a number naming it. release(user), if not NULL, is called once
+ * when the hook is removed or t (a leaf) or its graph node is freed. */
+tc_status tc_tensor_add_hook(tc_tensor *t, tc_tensor_hook_fn fn, void (*release)(void *user), void *user,
+                             uint64_t *id);
+/* Removes the hook `id` from t; false when t has no hook of that id. */
+bool tc_tensor_remove_hook(tc_tensor *t, uint64_t id);
 /* Moves the hook of from (a leaf) to to, as when a leaf's data is replaced
  * by another tensor that takes its place. */
 void tc_tensor_move_grad_hook(tc_tensor *from, tc_tensor *to);

@@ -8,7 +8,8 @@
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads);
 --   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
 --   (shifted adds), mm and bmm (matmul
---   with their own shape checks), tc.one_hot (eq), isclose and allclose.
+--   with their own shape checks), tc.one_hot (eq), isclose and allclose;
+--   t:leaky_relu and t:elu (where).
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
@@ -65,6 +66,10 @@ M.ops = {
   { name = "mm", arity = 2, differentiable = true, float_only = true, summary = "matrix product of two matrices" },
   { name = "bmm", arity = 2, differentiable = true, float_only = true,
     summary = "batched matrix product of {B, n, k} and {B, k, m}" },
+  { name = "leaky_relu", arity = 1, differentiable = true, float_only = true,
+    summary = "x where x > 0, negative_slope * x elsewhere (where)" },
+  { name = "elu", arity = 1, differentiable = true, float_only = true,
+    summary = "x where x > 0, alpha * (exp(x) - 1) elsewhere (where, exp of the clamped x)" },
   { name = "one_hot", arity = 1, integers = true, summary = "int64 one-hot vectors of 0-based class ids" },
   { name = "isclose", arity = 2, integers = true, bool_result = true,
     summary = "|a - b| <= atol + rtol * |b|, element-wise, broadcasting" },
@@ -684,6 +689,42 @@ local function check_float_matrices(name, a, b, ndim)
 end
 
 --- The product of an {n, k} and a {k, m} matrix (matmul without broadcasting).
+-- ---------------------------------------------------------------- activations
+
+local function check_finite_option(name, option, value)
+  if type(value) ~= "number" or value ~= value or value == math.huge or value == -math.huge then
+    fail("%s: %s must be a finite number, got %s", name, option, describe(value))
+  end
+end
+
+local function check_floating(name, t)
+  check_tensor(name, "input", t)
+  if not floats[t.dtype] then
+    fail("%s: input must be float32 or float64, got %s", name, t.dtype)
+  end
+end
+
+--- x where x > 0, negative_slope * x elsewhere (default slope 0.01).
+function methods.leaky_relu(t, negative_slope)
+  check_floating("leaky_relu", t)
+  negative_slope = negative_slope == nil and 0.01 or negative_slope
+  check_finite_option("leaky_relu", "negative_slope", negative_slope)
+  return core.where(t:gt(0), t, t * negative_slope)
+end
+
+--- x where x > 0, alpha * (exp(x) - 1) elsewhere (default alpha 1); exp
+-- sees min(x, 0), so a large x neither overflows nor sends NaN through the
+-- unused branch's gradient.
+function methods.elu(t, alpha)
+  check_floating("elu", t)
+  alpha = alpha == nil and 1 or alpha
+  check_finite_option("elu", "alpha", alpha)
+  return core.where(t:gt(0), t, (t:clamp(nil, 0):exp() - 1) * alpha)
+end
+
+functions.leaky_relu = methods.leaky_relu
+functions.elu = methods.elu
+
 function methods.mm(a, b)
   check_float_matrices("mm", a, b, 2)
   return a:matmul(b)

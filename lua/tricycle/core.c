@@ -10,6 +10,7 @@
 #include "binding.h"
 
 #include <lualib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -816,6 +817,54 @@ static int l_backward(lua_State *L) {
     return 0;
 }
 
+/* grad(t, grad_or_nil, {inputs...}, retain_graph): a list with the gradient
+ * of t for each input (false where no path reaches it); no grad field
+ * changes. tricycle.autograd.grad checks the arguments first. */
+static int l_grad(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "grad");
+    tc_tensor *grad = lua_isnoneornil(L, 2) ? NULL : binding_check_tensor(L, 2, "grad");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    bool retain = lua_toboolean(L, 4);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+    if (n < 1 || n > INT_MAX / (lua_Integer)sizeof(tc_tensor *))
+        return luaL_error(L, "grad: inputs must be a list of 1 or more tensors, got %d", (int)n);
+    /* userdata: freed by the collector even when an error unwinds */
+    tc_tensor **inputs = lua_newuserdata(L, sizeof *inputs * (size_t)n * 2);
+    tc_tensor **grads = inputs + n;
+    for (lua_Integer k = 1; k <= n; k++) {
+        lua_rawgeti(L, 3, k);
+        inputs[k - 1] = binding_check_tensor(L, -1, "grad");
+        lua_pop(L, 1);
+    }
+    binding_state *state = get_state(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    int outer = lua_gettop(L);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    lua_State *previous = state->active;
+    lua_Integer previous_serial = state->backward_serial;
+    state->active = L;
+    state->backward_serial = ++state->backwards;
+    tc_status status = tc_grad(t, grad, (int)n, inputs, retain, grads);
+    state->active = previous;
+    state->backward_serial = previous_serial;
+    lua_pushvalue(L, outer);
+    lua_setfield(L, LUA_REGISTRYINDEX, BACKWARD_END_KEY);
+    binding_check(L, status);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer k = 1; k <= n; k++) {
+        tc_tensor *g = grads[k - 1];
+        grads[k - 1] = NULL;
+        if (g) {
+            binding_push_tensor(L, g);
+        } else {
+            lua_pushboolean(L, 0);
+        }
+        lua_rawseti(L, -2, k);
+    }
+    return 1;
+}
+
 /* on_backward_end(fn): runs fn once the backward now running has ended
  * (after its gradient hooks), for work that needs every gradient. */
 static int l_on_backward_end(lua_State *L) {
@@ -896,6 +945,72 @@ static int l_on_grad_ready(lua_State *L) {
     hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     binding_check(L, tc_tensor_set_grad_hook(t, call_grad_hook, release_grad_hook, hook));
     return 0;
+}
+
+/* A Lua function as a tensor's gradient hook (tc_tensor_add_hook): called
+ * with the gradient; a tensor it returns replaces it. */
+static tc_status call_tensor_hook(void *user, tc_tensor *grad, tc_tensor **replacement) {
+    grad_hook *hook = user;
+    lua_State *L = hook->state->active ? hook->state->active : hook->main;
+    tc_context *ctx = hook->state->ctx;
+    int top = lua_gettop(L);
+    if (!lua_checkstack(L, 3))
+        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a tensor's hook");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->function_ref);
+    tc_tensor_retain(grad);
+    binding_push_tensor(L, grad);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        char message[768];
+        snprintf(message, sizeof message, "backward: a hook from register_hook raised an error: %s",
+                 lua_tostring(L, -1));
+        lua_settop(L, top);
+        return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+    }
+    if (!lua_isnil(L, -1)) {
+        tc_tensor *result = binding_test_tensor(L, -1);
+        if (!result) {
+            char message[256];
+            snprintf(message, sizeof message,
+                     "backward: a hook from register_hook must return a tensor or nothing, got a %s",
+                     luaL_typename(L, -1));
+            lua_settop(L, top);
+            return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+        }
+        tc_tensor_retain(result);
+        *replacement = result;
+    }
+    lua_settop(L, top);
+    return TC_OK;
+}
+
+/* core.register_hook(t, fn): adds fn as a hook of t; returns its id for
+ * core.remove_hook(t, id). */
+static int l_register_hook(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "register_hook");
+    if (!lua_isfunction(L, 2))
+        return luaL_error(L, "register_hook: argument 1 must be a function of the gradient, got %s",
+                          luaL_typename(L, 2));
+    grad_hook *hook = calloc(1, sizeof *hook);
+    if (!hook) return luaL_error(L, "register_hook: out of memory");
+    hook->state = get_state(L);
+    compat_push_main_thread(L);
+    hook->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t id = 0;
+    tc_status status = tc_tensor_add_hook(t, call_tensor_hook, release_grad_hook, hook, &id);
+    if (status != TC_OK) release_grad_hook(hook);
+    binding_check(L, status);
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static int l_remove_hook(lua_State *L) {
+    tc_tensor *t = binding_check_tensor(L, 1, "remove_hook");
+    lua_Integer id = luaL_checkinteger(L, 2);
+    lua_pushboolean(L, tc_tensor_remove_hook(t, (uint64_t)id));
+    return 1;
 }
 
 static int l_set_cuda_device(lua_State *L) {
@@ -1048,6 +1163,9 @@ static const luaL_Reg module_functions[] = {
     {"ops", l_ops},
     {"set_log_callback", l_set_log_callback},
     {"backward", l_backward},
+    {"grad", l_grad},
+    {"register_hook", l_register_hook},
+    {"remove_hook", l_remove_hook},
     {"on_backward_end", l_on_backward_end},
     {"backward_serial", l_backward_serial},
     {"custom_apply", l_custom_apply},

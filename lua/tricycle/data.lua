@@ -1,5 +1,6 @@
---- tricycle.data: tokenizers and a dataset of random windows for causal
--- language modelling.
+--- tricycle.data: tokenizers, a dataset of random windows for causal
+-- language modelling, and map-style datasets (Dataset, TensorDataset) with a
+-- DataLoader (see DataLoader.new below).
 --
 --   local data = require("tricycle.data")
 --   local tok = data.CharTokenizer.new(text)
@@ -613,6 +614,311 @@ function M.token_shard_bytes(ids, options)
     parts[#parts + 1] = table.concat(pieces)
   end
   return table.concat(parts)
+end
+
+-- ---------------------------------------------------------------- map-style datasets and the DataLoader
+
+local errors = require("tricycle.errors")
+
+local function fail(format, ...)
+  errors.raise(format:format(...))
+end
+
+--- Dataset: the map-style protocol, ds:len() (or #ds) samples and ds:get(i)
+-- for i in 1 .. len. A subclass: `local MyData = data.Dataset:extend()`
+-- with `function MyData:len()` and `function MyData:get(i)`; a sample is a
+-- tensor, a number, a boolean, a string or a table of them.
+local Dataset = {}
+Dataset.__index = Dataset
+Dataset.__len = function(self) return self:len() end
+M.Dataset = Dataset
+
+function Dataset:extend()
+  local class = setmetatable({}, { __index = self })
+  class.__index = class
+  class.__len = function(instance) return instance:len() end
+  return class
+end
+
+function Dataset:len()
+  fail("Dataset:len: not implemented (a dataset defines len() and get(i))")
+end
+
+function Dataset:get()
+  fail("Dataset:get: not implemented (a dataset defines len() and get(i))")
+end
+
+local function dataset_length(dataset, who)
+  local n
+  if type(dataset) == "table" and type(dataset.len) == "function" then
+    n = dataset:len()
+  elseif type(dataset) == "table" then
+    local meta = getmetatable(dataset)
+    n = meta and meta.__len and meta.__len(dataset) or nil
+  end
+  if not compat.is_integer(n) or n < 0 then
+    fail("%s: the dataset's len() must be a non-negative integer, got %s", who, tostring(n))
+  end
+  return n
+end
+
+--- TensorDataset(t1, t2, ...): sample i is {t1[i], t2[i], ...} (each
+-- tensor's row i along dim 1); every tensor has the same first dim.
+local TensorDataset = Dataset:extend()
+M.TensorDataset = TensorDataset
+
+function TensorDataset.new(...)
+  local tensors = compat.pack(...)
+  if tensors.n == 0 then
+    fail("TensorDataset: expects at least one tensor")
+  end
+  local rows
+  for i = 1, tensors.n do
+    local t = tensors[i]
+    if getmetatable(t) ~= Tensor then
+      fail("TensorDataset: argument %d must be a tensor, got %s", i, type(t))
+    end
+    if t:dim() == 0 then
+      fail("TensorDataset: argument %d is a scalar; tensors need a first dim of samples", i)
+    end
+    rows = rows or t.shape[1]
+    if t.shape[1] ~= rows then
+      fail("TensorDataset: argument %d has %d rows (shape {%s}), argument 1 has %d", i, t.shape[1],
+        table.concat(t.shape, ", "), rows)
+    end
+  end
+  return setmetatable({ tensors = { compat.unpack(tensors, 1, tensors.n) }, rows = rows }, TensorDataset)
+end
+
+setmetatable(TensorDataset, { __index = Dataset, __call = function(_, ...) return TensorDataset.new(...) end })
+
+function TensorDataset:len()
+  return self.rows
+end
+
+function TensorDataset:get(i)
+  if not compat.is_integer(i) or i < 1 or i > self.rows then
+    fail("TensorDataset:get: index %s is out of range (1 to %d)", tostring(i), self.rows)
+  end
+  local sample = {}
+  for k, t in ipairs(self.tensors) do
+    sample[k] = t:select(1, i)
+  end
+  return sample
+end
+
+--- The samples at 1-based `indices` at once (index_select), as the default
+-- collation would give them.
+function TensorDataset:get_batch(indices)
+  local index = core.tensor(indices, { dtype = "int64" }) - 1
+  local batch = {}
+  for k, t in ipairs(self.tensors) do
+    batch[k] = t:index_select(1, index)
+  end
+  return batch
+end
+
+local function is_list(value)
+  if type(value) ~= "table" or getmetatable(value) ~= nil then
+    return false
+  end
+  local n = 0
+  for _ in pairs(value) do
+    n = n + 1
+  end
+  return n > 0 and n == #value
+end
+
+--- The default collation of a list of samples: tensors stacked along a new
+-- dim 1, numbers into an int64 (all integers) or float64 tensor, booleans
+-- into a bool tensor, strings kept as a list, tables collated key by key.
+local function collate(samples, where)
+  local first = samples[1]
+  local kind = type(first)
+  if getmetatable(first) == Tensor then
+    kind = "tensor"
+  end
+  for i, sample in ipairs(samples) do
+    local this = getmetatable(sample) == Tensor and "tensor" or type(sample)
+    if this ~= kind then
+      fail("DataLoader: sample %d%s is a %s, sample 1's a %s", i, where, this, kind)
+    end
+  end
+  if kind == "tensor" then
+    local shape = table.concat(first.shape, ", ")
+    for i, sample in ipairs(samples) do
+      if table.concat(sample.shape, ", ") ~= shape then
+        fail("DataLoader: sample %d%s has shape {%s}, sample 1 {%s} (the default collate_fn stacks them)", i, where,
+          table.concat(sample.shape, ", "), shape)
+      end
+    end
+    return core.stack(samples, 1)
+  elseif kind == "number" then
+    local integers = true
+    for _, v in ipairs(samples) do
+      if not compat.is_integer(v) and v ~= math.floor(v) then
+        integers = false
+      end
+    end
+    return core.tensor(samples, { dtype = integers and "int64" or "float64" })
+  elseif kind == "boolean" then
+    return core.tensor(samples, { dtype = "bool" })
+  elseif kind == "string" then
+    return { compat.unpack(samples) }
+  elseif kind == "table" then
+    local batch = {}
+    for key in pairs(first) do
+      local column = {}
+      for i, sample in ipairs(samples) do
+        if sample[key] == nil then
+          fail("DataLoader: sample %d%s has no field %s, sample 1 has", i, where, tostring(key))
+        end
+        column[i] = sample[key]
+      end
+      batch[key] = collate(column, where .. "." .. tostring(key))
+    end
+    return batch
+  end
+  fail("DataLoader: sample 1%s is a %s; the default collate_fn takes tensors, numbers, booleans, strings and "
+    .. "tables of them", where, kind)
+end
+M.default_collate = function(samples) return collate(samples, "") end
+
+--- DataLoader{dataset, batch_size = 1, shuffle = false, seed = 0, drop_last
+-- = false, collate_fn = data.default_collate}: batches of a map-style
+-- dataset. `for x, y in loader:iter() do` goes over one epoch (a batch of
+-- list samples comes unpacked; any other batch as one value). Shuffling
+-- draws a permutation per epoch from the loader's own (seed, counter)
+-- stream, so it never moves the engine's RNG; loader:state_dict() and
+-- load_state_dict(s) resume it.
+local DataLoader = {}
+DataLoader.__index = DataLoader
+M.DataLoader = DataLoader
+
+function DataLoader.new(options)
+  local who = "DataLoader"
+  if type(options) ~= "table" then
+    fail("%s: expects {dataset, batch_size =, shuffle =, seed =, drop_last =, collate_fn =}, got %s", who,
+      type(options))
+  end
+  local named = {}
+  for key, value in pairs(options) do
+    if key ~= 1 then
+      named[key] = value
+    end
+  end
+  check_options(who, named, { "dataset", "batch_size", "shuffle", "seed", "drop_last", "collate_fn" }, 2)
+  local dataset = options.dataset or options[1]
+  if type(dataset) ~= "table" or (type(dataset.get) ~= "function" and type(dataset.get_batch) ~= "function") then
+    fail("%s: dataset must have len() and get(i) (data.Dataset, data.TensorDataset), got %s", who, type(dataset))
+  end
+  dataset_length(dataset, who)
+  local batch_size = options.batch_size == nil and 1 or options.batch_size
+  if not compat.is_integer(batch_size) or batch_size < 1 then
+    fail("%s: option batch_size must be a positive integer, got %s", who, tostring(options.batch_size))
+  end
+  for _, flag in ipairs({ "shuffle", "drop_last" }) do
+    if options[flag] ~= nil and type(options[flag]) ~= "boolean" then
+      fail("%s: option %s must be a boolean, got %s", who, flag, tostring(options[flag]))
+    end
+  end
+  local seed = options.seed == nil and 0 or options.seed
+  if not compat.is_integer(seed) or seed < 0 then
+    fail("%s: option seed must be a non-negative integer, got %s", who, tostring(options.seed))
+  end
+  if options.collate_fn ~= nil and type(options.collate_fn) ~= "function" then
+    fail("%s: option collate_fn must be a function of the list of samples, got %s", who, type(options.collate_fn))
+  end
+  return setmetatable({ dataset = dataset, batch_size = batch_size, shuffle = options.shuffle or false,
+    drop_last = options.drop_last or false, seed = seed, counter = 0, collate_fn = options.collate_fn }, DataLoader)
+end
+
+setmetatable(DataLoader, { __call = function(_, options) return DataLoader.new(options) end })
+
+--- The number of batches in an epoch.
+function DataLoader:len()
+  local n = dataset_length(self.dataset, "DataLoader:len")
+  if self.drop_last then
+    return math.floor(n / self.batch_size)
+  end
+  return math.ceil(n / self.batch_size)
+end
+DataLoader.__len = DataLoader.len
+
+-- The epoch's order of 1-based indices (a permutation when shuffling).
+function DataLoader:order(n)
+  local order = {}
+  for i = 1, n do
+    order[i] = i
+  end
+  if self.shuffle then
+    for i = n, 2, -1 do
+      local j = uniform_below(self.seed, self.counter, i) + 1
+      self.counter = self.counter + 1
+      order[i], order[j] = order[j], order[i]
+    end
+  end
+  return order
+end
+
+local function unpack_batch(batch)
+  if is_list(batch) then
+    return compat.unpack(batch)
+  end
+  return batch
+end
+
+--- An iterator over one epoch's batches.
+function DataLoader:iter()
+  if getmetatable(self) ~= DataLoader then
+    fail("DataLoader:iter: call it as loader:iter(), got a %s for the loader", type(self))
+  end
+  local n = dataset_length(self.dataset, "DataLoader:iter")
+  local order = self:order(n)
+  local batches = self:len()
+  local b = 0
+  return function()
+    if b >= batches then
+      return nil
+    end
+    b = b + 1
+    local indices = {}
+    for k = (b - 1) * self.batch_size + 1, math.min(b * self.batch_size, n) do
+      indices[#indices + 1] = order[k]
+    end
+    if self.collate_fn == nil and type(self.dataset.get_batch) == "function" then
+      return unpack_batch(self.dataset:get_batch(indices))
+    end
+    local samples = {}
+    for k, i in ipairs(indices) do
+      local sample = self.dataset:get(i)
+      if sample == nil then
+        fail("DataLoader: the dataset's get(%d) returned nil", i)
+      end
+      samples[k] = sample
+    end
+    if self.collate_fn then
+      return unpack_batch(self.collate_fn(samples))
+    end
+    return unpack_batch(collate(samples, ""))
+  end
+end
+
+function DataLoader:state_dict()
+  return { seed = self.seed, counter = self.counter }
+end
+
+function DataLoader:load_state_dict(state)
+  if type(state) ~= "table" then
+    fail("DataLoader:load_state_dict: expects {seed =, counter =}, got %s", type(state))
+  end
+  check_options("DataLoader:load_state_dict", state, { "seed", "counter" }, 2)
+  for _, field in ipairs({ "seed", "counter" }) do
+    if not compat.is_integer(state[field]) or state[field] < 0 then
+      fail("DataLoader:load_state_dict: %s must be a non-negative integer, got %s", field, tostring(state[field]))
+    end
+  end
+  self.seed, self.counter = state.seed, state.counter
 end
 
 return M

@@ -14,11 +14,13 @@ local errors = require("tricycle.errors")
 local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
   tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
-  distributed = true,
+  distributed = true, autograd = true,
 }
 -- Core pieces reached through a Lua module: the C tokenizer table
 -- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).
-local private = { tokenizer_core = true, json_line = true, json_lines = true }
+-- core.grad is reached through tricycle.autograd.grad, which checks its arguments.
+local private = { tokenizer_core = true, json_line = true, json_lines = true, grad = true, register_hook = true,
+  remove_hook = true }
 
 local tricycle = {}
 for name, value in pairs(core) do
@@ -35,6 +37,27 @@ tricycle.Tensor = Tensor
 -- options.retain_graph keeps the graph for a second backward.
 function methods.backward(self, grad, options)
   return errors.call(core.backward, self, grad, options)
+end
+
+--- t:register_hook(fn): fn(grad) runs in each backward with t's whole
+-- gradient (before a leaf's grad takes it, before a non-leaf passes it on);
+-- a tensor it returns replaces the gradient. Returns a handle whose
+-- :remove() takes the hook out (it holds t weakly).
+function methods.register_hook(self, fn)
+  if type(fn) ~= "function" then
+    errors.raise(("register_hook: argument 1 must be a function of the gradient, got %s"):format(type(fn)))
+  end
+  local id = errors.call(core.register_hook, self, fn)
+  local target = setmetatable({ self }, { __mode = "v" })
+  return {
+    remove = function()
+      local t = target[1]
+      if t ~= nil and pcall(function() return t.dtype end) then
+        core.remove_hook(t, id)
+      end
+      target[1] = nil
+    end,
+  }
 end
 
 function methods.float(self) return errors.call(methods.to, self, "float32") end

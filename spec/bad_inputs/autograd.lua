@@ -119,4 +119,55 @@ return {
   -- before: "attempt to call a number value"
   { "no_grad with a number", function() tc.no_grad(5) end, { "no_grad", "number" } },
   { "set_grad_enabled with a number", function() tc.set_grad_enabled(1) end, { "set_grad_enabled", "number" } },
+  -- ---- tc.autograd.grad and register_hook ----
+  { "autograd.grad for an input that does not require grad", function()
+    local x = leaf()
+    return tc.autograd.grad((x * 2):sum(), { tc.ones({ 2 }) })
+  end, { "grad", "inputs[1]", "does not require grad" } },
+  { "autograd.grad of a vector without grad_outputs", function()
+    local x = leaf()
+    return tc.autograd.grad(x * 2, x)
+  end, { "grad", "{2}", "grad_outputs" } },
+  { "autograd.grad with a grad_output of the wrong shape", function()
+    local x = leaf()
+    return tc.autograd.grad(x * 2, x, { grad_outputs = tc.ones({ 3 }) })
+  end, { "grad", "grad_outputs[1]", "{3}", "{2}" } },
+  { "autograd.grad for an input the output does not use", function()
+    local x, y = leaf(), leaf()
+    return tc.autograd.grad((x * 2):sum(), { x, y })
+  end, { "grad", "inputs[2]", "allow_unused" } },
+  { "autograd.grad with create_graph", function()
+    local x = leaf()
+    return tc.autograd.grad((x * 2):sum(), x, { create_graph = true })
+  end, { "grad", "create_graph" } },
+  { "autograd.grad with a misspelt option", function()
+    local x = leaf()
+    return tc.autograd.grad((x * 2):sum(), x, { retain = true })
+  end, { "grad", "unknown option 'retain'", "retain_graph" } },
+  { "autograd.grad with an empty list of inputs", function()
+    local x = leaf()
+    return tc.autograd.grad((x * 2):sum(), {})
+  end, { "grad", "inputs", "empty" } },
+  { "autograd.grad twice through a freed graph", function()
+    local x = leaf()
+    local y = (x * x):sum()
+    tc.autograd.grad(y, x)
+    return tc.autograd.grad(y, x)
+  end, { "backward", "retain_graph" } },
+  { "register_hook with a number", function() return leaf():register_hook(3) end, { "register_hook", "number" } },
+  { "register_hook on a tensor that does not require grad", function()
+    return tc.ones({ 2 }):register_hook(function() end)
+  end, { "register_hook", "does not require grad" } },
+  { "a hook that returns a gradient of another shape", function()
+    local x = leaf()
+    x:register_hook(function() return tc.ones({ 3 }) end)
+    local loss = (x * 2):sum()
+    loss:backward()
+  end, { "register_hook", "{3}", "{2}" } },
+  { "a hook that returns a string", function()
+    local x = leaf()
+    x:register_hook(function() return "g" end)
+    local loss = (x * 2):sum()
+    loss:backward()
+  end, { "register_hook", "tensor or nothing", "string" } },
 }

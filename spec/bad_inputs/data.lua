@@ -265,4 +265,44 @@ return {
     os.execute("rm -rf '" .. dir .. "'")
     error(message, 0)
   end, { "tensorboard.Writer:scalars", "loss", "low" } },
+  -- ---- map-style datasets and the DataLoader ----
+  { "DataLoader with batch_size 0", function()
+    return data.DataLoader{ data.TensorDataset(tc.ones({ 3 })), batch_size = 0 }
+  end, { "DataLoader", "batch_size", "0" } },
+  { "DataLoader with a misspelt option", function()
+    return data.DataLoader{ data.TensorDataset(tc.ones({ 3 })), shufle = true }
+  end, { "DataLoader", "unknown option 'shufle'", "shuffle" } },
+  { "DataLoader over a number", function() return data.DataLoader{ dataset = 5 } end,
+    { "DataLoader", "dataset", "number" } },
+  { "DataLoader with seed -1", function()
+    return data.DataLoader{ data.TensorDataset(tc.ones({ 3 })), shuffle = true, seed = -1 }
+  end, { "DataLoader", "seed", "-1" } },
+  { "DataLoader over samples of different shapes", function()
+    local Ragged = data.Dataset:extend()
+    function Ragged:len() return 2 end
+    function Ragged:get(i) return tc.ones({ i }) end
+    return data.DataLoader{ dataset = setmetatable({}, Ragged), batch_size = 2 }:iter()()
+  end, { "DataLoader", "sample 2", "{2}", "{1}" } },
+  { "DataLoader over samples of different kinds", function()
+    local Mixed = data.Dataset:extend()
+    function Mixed:len() return 2 end
+    function Mixed:get(i) return i == 1 and 1 or "two" end
+    return data.DataLoader{ dataset = setmetatable({}, Mixed), batch_size = 2 }:iter()()
+  end, { "DataLoader", "sample 2", "string", "number" } },
+  { "DataLoader over a dataset whose len is 2.5", function()
+    local Bad = data.Dataset:extend()
+    function Bad:len() return 2.5 end
+    function Bad:get() return 1 end
+    return data.DataLoader{ dataset = setmetatable({}, Bad) }
+  end, { "DataLoader", "len()", "2.5" } },
+  { "TensorDataset of tensors with different row counts", function()
+    return data.TensorDataset(tc.ones({ 3, 2 }), tc.ones({ 4 }))
+  end, { "TensorDataset", "argument 2", "4 rows", "3" } },
+  { "TensorDataset of a scalar", function() return data.TensorDataset(tc.tensor(1)) end,
+    { "TensorDataset", "scalar" } },
+  { "TensorDataset:get past the end", function() return data.TensorDataset(tc.ones({ 3 })):get(4) end,
+    { "TensorDataset:get", "index 4", "1 to 3" } },
+  { "DataLoader:load_state_dict with counter 'x'", function()
+    data.DataLoader{ data.TensorDataset(tc.ones({ 3 })) }:load_state_dict({ seed = 1, counter = "x" })
+  end, { "DataLoader:load_state_dict", "counter", "x" } },
 }

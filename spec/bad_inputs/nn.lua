@@ -183,9 +183,9 @@ return {
   { "cross_entropy with a misspelt option", function()
     return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { ignore = 1 })
   end, { "cross_entropy", "ignore", "ignore_index" } },
-  { "cross_entropy with label_smoothing (not an option)", function()
-    return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { label_smoothing = 0.1 })
-  end, { "cross_entropy", "label_smoothing", "valid: ignore_index" } },
+  { "cross_entropy with smoothing (not an option)", function()
+    return nn.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { smoothing = 0.1 })
+  end, { "cross_entropy", "smoothing", "valid: ignore_index, label_smoothing, reduction, weight" } },
   { "tc.cross_entropy with label_smoothing", function()
     return tc.cross_entropy(tc.randn({ 2, 3 }), ids({ 0, 1 }), { label_smoothing = 0.1 })
   end, { "cross_entropy", "label_smoothing", "valid: ignore_index" } },
@@ -244,4 +244,95 @@ return {
     { "Llama", "unknown option 'target'", "targets" } },
   { "SwiGLU with an unknown option", function() return nn.Llama.SwiGLU(4, 8, { bias = true }) end,
     { "SwiGLU", "bias" } },
+  -- ---- losses (nn.functional) ----
+  { "cross_entropy with reduction 'avg'", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ 0, 1 }), { reduction = "avg" })
+  end, { "cross_entropy", "reduction", "avg" } },
+  { "cross_entropy with a misspelt option", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ 0, 1 }), { label_smooth = 0.1 })
+  end, { "cross_entropy", "unknown option 'label_smooth'", "label_smoothing" } },
+  { "cross_entropy with label_smoothing 1.5", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ 0, 1 }), { label_smoothing = 1.5 })
+  end, { "cross_entropy", "label_smoothing", "1.5" } },
+  { "cross_entropy with a class weight of the wrong length", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ 0, 1 }), { weight = tc.ones({ 4 }) })
+  end, { "cross_entropy", "weight", "{3}", "{4}" } },
+  { "cross_entropy (weighted) with a target past the classes", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ 0, 3 }), { weight = tc.ones({ 3 }) })
+  end, { "cross_entropy", "target 3", "3 classes" } },
+  { "cross_entropy (sum) with a negative target", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), ids({ -2, 0 }), { reduction = "sum" })
+  end, { "cross_entropy", "target -2" } },
+  { "cross_entropy with float targets", function()
+    return nn.functional.cross_entropy(tc.zeros({ 2, 3 }), tc.zeros({ 2 }), { reduction = "sum" })
+  end, { "cross_entropy", "int64", "float32" } },
+  { "nll_loss with targets of the wrong shape", function()
+    return nn.functional.nll_loss(tc.zeros({ 2, 3 }), ids({ 0, 1, 2 }))
+  end, { "nll_loss", "{3}", "{2}" } },
+  { "nll_loss with a table for log_probs", function() return nn.functional.nll_loss({}, ids({ 0 })) end,
+    { "nll_loss", "log_probs", "table" } },
+  { "nll_loss with ignore_index 0.5", function()
+    return nn.functional.nll_loss(tc.zeros({ 1, 3 }), ids({ 0 }), { ignore_index = 0.5 })
+  end, { "nll_loss", "ignore_index", "0.5" } },
+  { "binary_cross_entropy with probabilities above 1", function()
+    return nn.functional.binary_cross_entropy(tc.tensor({ 0.5, 1.5 }), tc.tensor({ 0, 1 }))
+  end, { "binary_cross_entropy", "[0, 1]", "1.5" } },
+  { "binary_cross_entropy with shapes that differ", function()
+    return nn.functional.binary_cross_entropy(tc.tensor({ 0.5, 0.5 }), tc.tensor({ 0, 1, 1 }))
+  end, { "binary_cross_entropy", "{2}", "{3}" } },
+  { "binary_cross_entropy_with_logits with pos_weight of the wrong length", function()
+    return nn.functional.binary_cross_entropy_with_logits(tc.zeros({ 2, 3 }), tc.zeros({ 2, 3 }),
+      { pos_weight = tc.ones({ 2 }) })
+  end, { "binary_cross_entropy_with_logits", "pos_weight", "{3}", "{2}" } },
+  { "binary_cross_entropy_with_logits with an unknown option", function()
+    return nn.functional.binary_cross_entropy_with_logits(tc.zeros({ 2 }), tc.zeros({ 2 }), { posweight = 1 })
+  end, { "binary_cross_entropy_with_logits", "posweight", "pos_weight" } },
+  { "clip_grad_value with clip_value 0", function() nn.functional.clip_grad_value({}, 0) end,
+    { "clip_grad_value", "clip_value", "0" } },
+  { "clip_grad_value with a module", function() nn.functional.clip_grad_value(nn.Linear(2, 2), 1) end,
+    { "clip_grad_value", "module" } },
+  -- ---- activations, Flatten, containers, hooks, MultiheadAttention ----
+  { "LeakyReLU with slope 'a'", function() return nn.LeakyReLU("a") end, { "LeakyReLU", "negative_slope", "a" } },
+  { "ELU with alpha NaN", function() return nn.ELU(0 / 0) end, { "ELU", "alpha", "nan" } },
+  { "tc.elu of an int64 tensor", function() return tc.elu(ids({ 1 })) end, { "elu", "int64" } },
+  { "tc.leaky_relu with an infinite slope", function() return tc.leaky_relu(tc.ones({ 2 }), math.huge) end,
+    { "leaky_relu", "negative_slope", "inf" } },
+  { "Softmax with dim 0", function() return nn.Softmax(0) end, { "Softmax", "dim", "0" } },
+  { "LogSoftmax over a dim the input lacks", function() return nn.LogSoftmax(3)(tc.ones({ 2, 2 })) end,
+    { "log_softmax", "3" } },
+  { "Flatten of start_dim 3 on a 2-D input", function() return nn.Flatten(3)(tc.ones({ 2, 2 })) end,
+    { "Flatten", "start_dim 3", "{2, 2}" } },
+  { "Flatten with start_dim after end_dim", function() return nn.Flatten(3, 2)(tc.ones({ 2, 2, 2 })) end,
+    { "Flatten", "start_dim 3", "end_dim 2" } },
+  { "ModuleList with a number in it", function() return nn.ModuleList({ nn.ReLU(), 3 }) end,
+    { "ModuleList", "entry 2", "number" } },
+  { "ModuleList:get past the end", function() return nn.ModuleList({ nn.ReLU() }):get(2) end,
+    { "ModuleList:get", "index 2", "1 to 1" } },
+  { "ModuleDict with a key that names a method", function() return nn.ModuleDict({ keys = nn.ReLU() }) end,
+    { "ModuleDict", "keys", "taken" } },
+  { "ModuleDict:set with a dotted name", function() return nn.ModuleDict():set("a.b", nn.ReLU()) end,
+    { "ModuleDict:set", "a.b" } },
+  { "register_forward_hook with a string", function() return nn.ReLU():register_forward_hook("f") end,
+    { "register_forward_hook", "string" } },
+  { "MultiheadAttention with embed_dim 6 over 4 heads", function() return nn.MultiheadAttention(6, 4) end,
+    { "MultiheadAttention", "embed_dim 6", "num_heads 4" } },
+  { "MultiheadAttention with an unknown option", function() return nn.MultiheadAttention(4, 2, { heads = 2 }) end,
+    { "MultiheadAttention", "unknown option 'heads'", "batch_first" } },
+  { "MultiheadAttention with a key of the wrong width", function()
+    local mha = nn.MultiheadAttention(4, 2)
+    return mha(tc.ones({ 3, 1, 4 }), tc.ones({ 2, 1, 5 }), tc.ones({ 2, 1, 4 }))
+  end, { "MultiheadAttention", "key", "{2, 1, 5}", "4" } },
+  { "MultiheadAttention with an attn_mask of the wrong shape", function()
+    local mha = nn.MultiheadAttention(4, 2)
+    return mha(tc.ones({ 3, 1, 4 }), tc.ones({ 2, 1, 4 }), tc.ones({ 2, 1, 4 }), { attn_mask = tc.zeros({ 2, 3 }) })
+  end, { "MultiheadAttention", "attn_mask", "{2, 3}", "{3, 2}" } },
+  { "MultiheadAttention with an int64 key_padding_mask", function()
+    local mha = nn.MultiheadAttention(4, 2)
+    return mha(tc.ones({ 3, 1, 4 }), tc.ones({ 2, 1, 4 }), tc.ones({ 2, 1, 4 }),
+      { key_padding_mask = ids({ { 0, 1 } }) })
+  end, { "MultiheadAttention", "key_padding_mask", "int64" } },
+  { "MultiheadAttention with batch and key lengths that disagree", function()
+    local mha = nn.MultiheadAttention(4, 2)
+    return mha(tc.ones({ 3, 2, 4 }), tc.ones({ 2, 1, 4 }), tc.ones({ 2, 1, 4 }))
+  end, { "MultiheadAttention", "{3, 2, 4}", "{2, 1, 4}" } },
 }

@@ -163,4 +163,60 @@ return {
     optim.cosine_schedule({ max_lr = 1, total = 10 }):load_state_dict({ max_lr = 1, min_lr = 0, warmup = 0, total = 10,
       step = 2.5 })
   end, { "cosine_schedule:load_state_dict", "step", "2.5" } },
+  -- ---- Adam and the schedulers bound to an optimiser ----
+  { "Adam with amsgrad 'yes'", function() return optim.Adam({ param() }, { amsgrad = "yes" }) end,
+    { "Adam", "amsgrad", "yes" } },
+  { "Adam with betas {0.9, 1}", function() return optim.Adam({ param() }, { betas = { 0.9, 1 } }) end,
+    { "Adam", "betas[2]", "1" } },
+  { "Adam with a misspelt option", function() return optim.Adam({ param() }, { weight_decy = 0.1 }) end,
+    { "Adam", "unknown option 'weight_decy'", "weight_decay" } },
+  { "Adam with weight_decay -1", function() return optim.Adam({ param() }, { weight_decay = -1 }) end,
+    { "Adam", "weight_decay", "-1" } },
+  { "step_lr without step_size", function() return optim.step_lr(sgd({ lr = 1 }), { gamma = 0.5 }) end,
+    { "step_lr", "step_size", "nil" } },
+  { "step_lr over a table that is not an optimiser", function() return optim.step_lr({}, { step_size = 1 }) end,
+    { "step_lr", "optimiser", "table" } },
+  { "multistep_lr with milestones out of order", function()
+    return optim.multistep_lr(sgd({ lr = 1 }), { milestones = { 5, 2 } })
+  end, { "multistep_lr", "milestones", "2" } },
+  { "exponential_lr with a misspelt option", function()
+    return optim.exponential_lr(sgd({ lr = 1 }), { gama = 0.9 })
+  end, { "exponential_lr", "unknown option 'gama'", "gamma" } },
+  { "lambda_lr with a number for lr_lambda", function()
+    return optim.lambda_lr(sgd({ lr = 1 }), { lr_lambda = 2 })
+  end, { "lambda_lr", "lr_lambda", "number" } },
+  { "lambda_lr whose function gives NaN", function()
+    local scheduler = optim.lambda_lr(sgd({ lr = 1 }), { lr_lambda = function(e) return e == 0 and 1 or 0 / 0 end })
+    scheduler:step()
+  end, { "lambda_lr", "lr_lambda(1)", "nan" } },
+  { "warmup_lr with start_factor 0", function()
+    return optim.warmup_lr(sgd({ lr = 1 }), { start_factor = 0 })
+  end, { "warmup_lr", "start_factor", "0" } },
+  { "one_cycle_lr with total_steps 1", function()
+    return optim.one_cycle_lr(sgd({ lr = 1 }), { max_lr = 1, total_steps = 1 })
+  end, { "one_cycle_lr", "total_steps", "1" } },
+  { "one_cycle_lr with anneal_strategy 'cosine'", function()
+    return optim.one_cycle_lr(sgd({ lr = 1 }), { max_lr = 1, total_steps = 10, anneal_strategy = "cosine" })
+  end, { "one_cycle_lr", "anneal_strategy", "cosine" } },
+  { "reduce_lr_on_plateau stepped without a metric", function()
+    optim.reduce_lr_on_plateau(sgd({ lr = 1 })):step()
+  end, { "reduce_lr_on_plateau:step", "metric", "nil" } },
+  { "reduce_lr_on_plateau with mode 'lowest'", function()
+    return optim.reduce_lr_on_plateau(sgd({ lr = 1 }), { mode = "lowest" })
+  end, { "reduce_lr_on_plateau", "mode", "lowest" } },
+  { "step_lr stepped with a metric", function() optim.step_lr(sgd({ lr = 1 }), { step_size = 1 }):step(0.5) end,
+    { "step_lr:step", "metric" } },
+  { "an optimiser's load_state_dict with a scheduler it does not have", function()
+    local source = sgd({ lr = 1 })
+    optim.step_lr(source, { step_size = 2 })
+    local target = sgd({ lr = 1 })
+    optim.exponential_lr(target, { gamma = 0.5 })
+    target:load_state_dict(source:state_dict())
+  end, { "SGD:load_state_dict", "exponential_lr", "step_lr" } },
+  { "scheduler load_state_dict with a negative last_epoch", function()
+    local scheduler = optim.step_lr(sgd({ lr = 1 }), { step_size = 2 })
+    local state = scheduler:state_dict()
+    state.last_epoch = -1
+    scheduler:load_state_dict(state)
+  end, { "step_lr:load_state_dict", "last_epoch", "-1" } },
 }

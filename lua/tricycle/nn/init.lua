@@ -14,10 +14,15 @@ local nn = {
   GPT = require("tricycle.nn.gpt"),
   Llama = require("tricycle.nn.llama"),
   DistributedDataParallel = require("tricycle.nn.distributed"),
+  MultiheadAttention = require("tricycle.nn.attention"),
   functional = functional,
   cross_entropy = functional.cross_entropy,
   mse_loss = functional.mse_loss,
+  nll_loss = functional.nll_loss,
+  binary_cross_entropy = functional.binary_cross_entropy,
+  binary_cross_entropy_with_logits = functional.binary_cross_entropy_with_logits,
   clip_grad_norm = functional.clip_grad_norm,
+  clip_grad_value = functional.clip_grad_value,
   init = {
     normal = layers.normal,
     uniform = layers.uniform,
@@ -28,7 +33,8 @@ local nn = {
 }
 
 for _, name in ipairs({ "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout", "ReLU", "GELU", "SiLU", "Tanh",
-  "Sigmoid", "Identity", "Sequential", "MLP" }) do
+  "Sigmoid", "Identity", "Sequential", "MLP", "LeakyReLU", "ELU", "Softmax", "LogSoftmax", "Flatten", "ModuleList",
+  "ModuleDict" }) do
   nn[name] = layers[name]
 end
 for _, name in ipairs({ "MultiHeadSelfAttention", "FeedForward", "TransformerBlock" }) do

@@ -1,4 +1,4 @@
---- Basic layers: Linear, Embedding, norms, dropout, activations, Sequential.
+--- Basic layers: Linear, Embedding, norms, dropout, activations, Flatten, Sequential, ModuleList, ModuleDict.
 -- Each takes an optional options table last; {dtype = "float64"} makes its
 -- parameters in that dtype (float32 by default).
 local compat = require("tricycle.compat")
@@ -292,7 +292,226 @@ function GELU:extra_repr()
   return ("approximate=%q"):format(self.approximate)
 end
 
+--- LeakyReLU(negative_slope = 0.01): x, or negative_slope * x where x <= 0.
+local LeakyReLU = activation("LeakyReLU", function(self, x) return x:leaky_relu(self.negative_slope) end)
+layers.LeakyReLU = LeakyReLU
+
+local function check_finite_argument(name, argument, value)
+  if not is_finite(value) then
+    error(("%s: %s must be a finite number, got %s"):format(name, argument, tostring(value)), 4)
+  end
+end
+
+function LeakyReLU:init(negative_slope)
+  negative_slope = negative_slope == nil and 0.01 or negative_slope
+  check_finite_argument("LeakyReLU", "negative_slope", negative_slope)
+  self.negative_slope = negative_slope
+end
+
+function LeakyReLU:extra_repr()
+  return ("negative_slope=%g"):format(self.negative_slope)
+end
+
+--- ELU(alpha = 1): x, or alpha * (exp(x) - 1) where x <= 0.
+local ELU = activation("ELU", function(self, x) return x:elu(self.alpha) end)
+layers.ELU = ELU
+
+function ELU:init(alpha)
+  alpha = alpha == nil and 1 or alpha
+  check_finite_argument("ELU", "alpha", alpha)
+  self.alpha = alpha
+end
+
+function ELU:extra_repr()
+  return ("alpha=%g"):format(self.alpha)
+end
+
+-- A 1-based dim, or negative from the end, as an integer.
+local function check_dim_argument(name, argument, value)
+  if not compat.is_integer(value) or value == 0 then
+    error(("%s: %s must be a non-zero integer (1-based, negative from the end), got %s"):format(name, argument,
+      tostring(value)), 4)
+  end
+end
+
+local function softmax_class(name, method)
+  local class = activation(name, function(self, x) return errors.call(x[method], x, self.dim) end)
+  function class:init(dim)
+    dim = dim == nil and -1 or dim
+    check_dim_argument(name, "dim", dim)
+    self.dim = dim
+  end
+  function class:extra_repr()
+    return ("dim=%d"):format(self.dim)
+  end
+  return class
+end
+
+--- Softmax(dim = -1) and LogSoftmax(dim = -1).
+layers.Softmax = softmax_class("Softmax", "softmax")
+layers.LogSoftmax = softmax_class("LogSoftmax", "log_softmax")
+
+--- Flatten(start_dim = 2, end_dim = -1): dims start_dim .. end_dim merged
+-- into one (1-based: the default keeps the batch dim, as PyTorch's 1 does).
+local Flatten = Module:extend("Flatten")
+layers.Flatten = Flatten
+
+function Flatten:init(start_dim, end_dim)
+  self.start_dim = start_dim == nil and 2 or start_dim
+  self.end_dim = end_dim == nil and -1 or end_dim
+  check_dim_argument("Flatten", "start_dim", self.start_dim)
+  check_dim_argument("Flatten", "end_dim", self.end_dim)
+end
+
+function Flatten:forward(x)
+  check_input("Flatten", x)
+  local n = x:dim()
+  local first = self.start_dim < 0 and n + self.start_dim + 1 or self.start_dim
+  local last = self.end_dim < 0 and n + self.end_dim + 1 or self.end_dim
+  if n == 0 then
+    return x:reshape({ 1 })
+  end
+  if first < 1 or first > n or last < 1 or last > n or first > last then
+    errors.raise(("Flatten: start_dim %d and end_dim %d do not fit input %s (dims 1 to %d, start before end)"):format(
+      self.start_dim, self.end_dim, shape_string(x.shape), n))
+  end
+  local shape, merged = {}, 1
+  for i = 1, n do
+    if i < first or i > last then
+      shape[#shape + 1] = x.shape[i]
+    else
+      merged = merged * x.shape[i]
+      if i == last then
+        shape[#shape + 1] = merged
+      end
+    end
+  end
+  return x:reshape(shape)
+end
+
+function Flatten:extra_repr()
+  return ("start_dim=%d, end_dim=%d"):format(self.start_dim, self.end_dim)
+end
+
 -- ---------------------------------------------------------------- containers
+
+--- ModuleList({m1, m2, ...}): holds modules, registered under "0", "1", ...
+-- as PyTorch does (state_dict names "layers.0.weight"); list:get(i) and
+-- list:len() are 1-based, list:ipairs() iterates. It has no forward.
+local ModuleList = Module:extend("ModuleList")
+layers.ModuleList = ModuleList
+
+function ModuleList:init(modules)
+  if modules ~= nil and (type(modules) ~= "table" or Module.is_module(modules)) then
+    error(("ModuleList: expects a list of modules, got %s"):format(Module.is_module(modules) and "a module"
+      or type(modules)), 3)
+  end
+  self.length = 0
+  for i, module in ipairs(modules or {}) do
+    if not Module.is_module(module) then
+      error(("ModuleList: entry %d is a %s, expected a module"):format(i, type(module)), 3)
+    end
+    self:append(module)
+  end
+end
+
+function ModuleList:append(module)
+  if not Module.is_module(module) then
+    errors.raise(("ModuleList:append: entry %d is a %s, expected a module"):format(self.length + 1, type(module)))
+  end
+  self:add_module(tostring(self.length), module)
+  self.length = self.length + 1
+  return self
+end
+
+function ModuleList:len()
+  return self.length
+end
+
+function ModuleList:get(i)
+  if not compat.is_integer(i) or i < 1 or i > self.length then
+    errors.raise(("ModuleList:get: index %s is out of range (1 to %d)"):format(tostring(i), self.length))
+  end
+  return rawget(self, tostring(i - 1))
+end
+
+--- for i, module in list:ipairs() do ... end (i from 1).
+function ModuleList:ipairs()
+  local i = 0
+  return function()
+    if i < self.length then
+      i = i + 1
+      return i, rawget(self, tostring(i - 1))
+    end
+  end
+end
+
+--- ModuleDict({name = module, ...}): modules under names (sorted when given
+-- as a table; then in insertion order), state_dict names "<key>.weight".
+-- dict:get(name), dict:set(name, module), dict:keys() and dict:pairs().
+local ModuleDict = Module:extend("ModuleDict")
+layers.ModuleDict = ModuleDict
+
+function ModuleDict:init(modules)
+  if modules ~= nil and (type(modules) ~= "table" or Module.is_module(modules)) then
+    error(("ModuleDict: expects a table of name = module, got %s"):format(Module.is_module(modules) and "a module"
+      or type(modules)), 3)
+  end
+  local names = {}
+  for name in pairs(modules or {}) do
+    if type(name) ~= "string" then
+      error(("ModuleDict: names must be strings, got %s %s"):format(type(name), tostring(name)), 3)
+    end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local ok, message = pcall(self.set, self, name, modules[name])
+    if not ok then
+      error(errors.strip_location(message), 3)
+    end
+  end
+end
+
+function ModuleDict:set(name, module)
+  if type(name) ~= "string" or name == "" or name:find("%.") then
+    errors.raise(("ModuleDict:set: name must be a non-empty string without dots, got %s"):format(tostring(name)))
+  end
+  if ModuleDict[name] ~= nil or name:sub(1, 1) == "_" or name == "training" then
+    errors.raise(("ModuleDict:set: name '%s' is taken by a method or field of the module"):format(name))
+  end
+  if not Module.is_module(module) then
+    errors.raise(("ModuleDict:set: '%s' must be a module, got %s"):format(name, type(module)))
+  end
+  self:add_module(name, module)
+  return self
+end
+
+function ModuleDict:get(name)
+  return self._kinds[name] == "module" and rawget(self, name) or nil
+end
+
+function ModuleDict:keys()
+  local names = {}
+  for _, name in ipairs(self._entries) do
+    if self._kinds[name] == "module" then
+      names[#names + 1] = name
+    end
+  end
+  return names
+end
+
+--- for name, module in dict:pairs() do ... end, in insertion order.
+function ModuleDict:pairs()
+  local names, i = self:keys(), 0
+  return function()
+    i = i + 1
+    if names[i] then
+      return names[i], rawget(self, names[i])
+    end
+  end
+end
+
 
 --- Sequential(m1, m2, ...) or Sequential({m1, m2, ...}): children named "1", "2", ...
 local Sequential = Module:extend("Sequential")

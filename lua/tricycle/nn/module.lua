@@ -11,6 +11,7 @@
 --   function Scale:init(d) self.gain = tc.ones({d}, {requires_grad = true}) end
 --   function Scale:forward(x) return x * self.gain end
 --   local layer = Scale(4)
+local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 
 local Module = {}
@@ -72,8 +73,60 @@ local function instance_newindex(self, key, value)
   rawset(self, key, value)
 end
 
+-- Calling a module runs its forward pre-hooks (each may return new inputs),
+-- its forward, then its forward hooks (each may return a new output).
 local function instance_call(self, ...)
-  return self:forward(...)
+  local pre_hooks, hooks = rawget(self, "_forward_pre_hooks"), rawget(self, "_forward_hooks")
+  if not pre_hooks and not hooks then
+    return self:forward(...)
+  end
+  local inputs = compat.pack(...)
+  for _, entry in ipairs(pre_hooks or {}) do
+    local replaced = compat.pack(entry.fn(self, compat.unpack(inputs, 1, inputs.n)))
+    if replaced.n > 0 and replaced[1] ~= nil then
+      inputs = replaced
+    end
+  end
+  local outputs = compat.pack(self:forward(compat.unpack(inputs, 1, inputs.n)))
+  for _, entry in ipairs(hooks or {}) do
+    local replaced = compat.pack(entry.fn(self, inputs, compat.unpack(outputs, 1, outputs.n)))
+    if replaced.n > 0 and replaced[1] ~= nil then
+      outputs = replaced
+    end
+  end
+  return compat.unpack(outputs, 1, outputs.n)
+end
+
+-- A hook added to the list `field` of the module; the handle's :remove()
+-- takes it out (again: nothing).
+local function add_hook(self, field, method, fn)
+  if not is_module(self) then
+    error(("Module:%s: call it as module:%s(fn), got a %s for the module"):format(method, method, type(self)), 3)
+  end
+  if type(fn) ~= "function" then
+    error(("%s: %s expects a function, got %s"):format(self.__name, method, type(fn)), 3)
+  end
+  local list = rawget(self, field)
+  if not list then
+    list = {}
+    rawset(self, field, list)
+  end
+  local entry = { fn = fn }
+  list[#list + 1] = entry
+  return {
+    remove = function()
+      local current = rawget(self, field) or {}
+      for i, e in ipairs(current) do
+        if e == entry then
+          table.remove(current, i)
+          break
+        end
+      end
+      if #current == 0 then
+        rawset(self, field, nil)
+      end
+    end,
+  }
 end
 
 local function instance_tostring(self)
@@ -121,6 +174,18 @@ function Module:extend(name)
   }
   class.__index = class
   return setmetatable(class, class_metatable)
+end
+
+--- fn(module, ...inputs) runs before forward; values it returns replace
+-- the inputs. Returns a handle: handle.remove() takes the hook out.
+function Module:register_forward_pre_hook(fn)
+  return add_hook(self, "_forward_pre_hooks", "register_forward_pre_hook", fn)
+end
+
+--- fn(module, inputs (a packed list), ...outputs) runs after forward;
+-- values it returns replace the outputs. Returns a handle with remove().
+function Module:register_forward_hook(fn)
+  return add_hook(self, "_forward_hooks", "register_forward_hook", fn)
 end
 
 --- Base setup; subclasses' init need not call it (construction does).

@@ -1,17 +1,25 @@
---- tricycle.optim: optimisers (SGD, AdamW) over the engine's fused in-place
+--- tricycle.optim: optimisers (SGD, Adam, AdamW) over the engine's fused in-place
 -- update ops, parameter groups and learning-rate schedules.
 --
 --   local opt = optim.AdamW(optim.gpt_param_groups(model, 0.1), {lr = 3e-4})
 --   opt:zero_grad(); loss:backward(); opt:step()
 local schedule = require("tricycle.optim.schedule")
+local lr_scheduler = require("tricycle.optim.lr_scheduler")
 
 local optim = {
   Optimizer = require("tricycle.optim.optimizer"),
   SGD = require("tricycle.optim.sgd"),
   AdamW = require("tricycle.optim.adamw"),
+  Adam = require("tricycle.optim.adam"),
   cosine_schedule = schedule.cosine,
   linear_schedule = schedule.linear,
 }
+
+-- Schedulers bound to an optimiser (tricycle.optim.lr_scheduler).
+for _, name in ipairs({ "step_lr", "multistep_lr", "exponential_lr", "lambda_lr", "warmup_lr", "one_cycle_lr",
+  "reduce_lr_on_plateau" }) do
+  optim[name] = lr_scheduler[name]
+end
 
 --- Sets the learning rate of every group.
 function optim.set_lr(optimizer, lr)

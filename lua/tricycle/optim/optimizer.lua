@@ -348,7 +348,14 @@ function Optimizer:state_dict()
       end
     end
   end
-  return { tensors = tensors, values = { kind = self.name, groups = groups, steps = steps } }
+  local values = { kind = self.name, groups = groups, steps = steps }
+  if self.schedulers then
+    values.schedulers = {}
+    for k, scheduler in ipairs(self.schedulers) do
+      values.schedulers[k] = scheduler:state_dict()
+    end
+  end
+  return { tensors = tensors, values = values }
 end
 
 --- Restores a state_dict made by the same kind of optimiser over the same
@@ -372,6 +379,19 @@ function Optimizer:load_state_dict(sd)
   end
   if #values.groups ~= #self.param_groups then
     fail("the state has %d parameter groups, this optimiser %d", #values.groups, #self.param_groups)
+  end
+  local schedulers = self.schedulers or {}
+  local saved_schedulers = values.schedulers or {}
+  if type(saved_schedulers) ~= "table" or #saved_schedulers ~= #schedulers then
+    fail("the state has %s learning-rate schedulers, this optimiser %d",
+      type(saved_schedulers) == "table" and tostring(#saved_schedulers) or type(saved_schedulers), #schedulers)
+  end
+  for k, scheduler in ipairs(schedulers) do
+    local saved = saved_schedulers[k]
+    if type(saved) ~= "table" or saved.name ~= scheduler.name then
+      fail("scheduler %d is %s here, the state's is %s", k, scheduler.name,
+        tostring(type(saved) == "table" and saved.name or saved))
+    end
   end
   local hypers, state = {}, {}
   for g, group in ipairs(self.param_groups) do
@@ -433,6 +453,9 @@ function Optimizer:load_state_dict(sd)
     end
   end
   self.state = state
+  for k, scheduler in ipairs(schedulers) do
+    scheduler:load_state_dict(saved_schedulers[k])
+  end
 end
 
 return Optimizer
