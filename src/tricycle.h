@@ -47,6 +47,8 @@ typedef enum tc_dtype {
     TC_INT64,
     TC_UINT8,
     TC_BOOL,
+    TC_BFLOAT16, /* 16-bit floats: stored as such, computed in float32 (docs/API.md lists the ops) */
+    TC_FLOAT16,
     TC_DTYPE_COUNT
 } tc_dtype;
 
@@ -160,6 +162,8 @@ const char *tc_dtype_name(tc_dtype dtype);
  * "uint8", "bool"; returns false for anything else. */
 bool tc_dtype_from_name(const char *name, tc_dtype *dtype);
 bool tc_dtype_is_floating(tc_dtype dtype);
+/* bfloat16 or float16: floating, stored in 16 bits, computed in float32. */
+bool tc_dtype_is_16bit(tc_dtype dtype);
 /* Whether a tensor of dtype holds value exactly: for an integer dtype, an
  * integer in its range (never NaN); true for floating and bool dtypes. */
 bool tc_dtype_holds(tc_dtype dtype, double value);
