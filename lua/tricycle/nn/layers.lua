@@ -11,7 +11,8 @@ local no_grad, shape_string = Module.no_grad, Module.shape_string
 
 local layers = {}
 
-local floating = { float32 = "float32", float = "float32", float64 = "float64", double = "float64" }
+local floating = { float32 = "float32", float = "float32", float64 = "float64", double = "float64",
+  bfloat16 = "bfloat16", bf16 = "bfloat16", float16 = "float16", half = "float16" }
 
 local function dtype_of(options)
   return options and floating[options.dtype] or "float32"
@@ -39,7 +40,7 @@ function layers.check_layer_options(name, options, allowed, level)
   check_options(name, options, allowed, level)
   options = options or {}
   if options.dtype ~= nil and not floating[options.dtype] then
-    error(("%s: option dtype must be float32 or float64 (parameters are trained), got %s"):format(name,
+    error(("%s: option dtype must be float32 or float64, bfloat16 or float16 (parameters are floating), got %s"):format(name,
       tostring(options.dtype)), level)
   end
   if options.bias ~= nil and type(options.bias) ~= "boolean" then
