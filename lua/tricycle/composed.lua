@@ -139,7 +139,7 @@ local function finish(t, requires_grad)
   return t
 end
 
-local floats = { float32 = true, float64 = true }
+local floats = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
 local integers = { int32 = true, int64 = true }
 
 -- ---------------------------------------------------------------- creation
@@ -284,7 +284,8 @@ local function random_like(name, draw)
     end
     local dtype = options and options.dtype or t.dtype
     if not floats[dtype] then
-      fail("%s: dtype must be float32 or float64, got %s (give {dtype =} for an integer tensor)", name, describe(dtype))
+      fail("%s: dtype must be float32 or float64 (or bfloat16, float16), got %s (give {dtype =} for an integer tensor)",
+        name, describe(dtype))
     end
     return like(name, t, options, function(shape) return draw(shape, { dtype = dtype }) end)
   end
@@ -675,7 +676,8 @@ local function check_float_matrices(name, a, b, ndim)
       shape_string(b.shape))
   end
   if not floats[a.dtype] or a.dtype ~= b.dtype then
-    fail("%s: expects two float32 or two float64 tensors, got %s and %s", name, a.dtype, b.dtype)
+    fail("%s: expects two float32 or two float64 tensors (or two bfloat16, float16), got %s and %s", name, a.dtype,
+      b.dtype)
   end
   if a:size(-1) ~= b:size(-2) then
     fail("%s: the shapes %s and %s do not fit: %d columns against %d rows", name, shape_string(a.shape),
