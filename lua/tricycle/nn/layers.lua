@@ -65,7 +65,13 @@ layers.check_input = check_input
 --- A leaf parameter filled by `fill(shape, dtype)` without recording a graph.
 function layers.parameter(shape, dtype, fill)
   local t = no_grad(function()
-    return fill(shape, dtype)
+    local fresh = fill(shape, dtype)
+    if fresh.dtype ~= dtype then -- a 16-bit parameter drawn in float32
+      local rounded = fresh:to(dtype)
+      fresh:free()
+      fresh = rounded
+    end
+    return fresh
   end)
   return t:requires_grad_(true)
 end
@@ -80,10 +86,17 @@ local function check_init_number(name, argument, value)
   end
 end
 
+-- 16-bit parameters are drawn in float32 and rounded once when copied in
+-- (scale_ works on float32 and float64 only).
+local sixteen_bit = { bfloat16 = true, float16 = true }
+local function draw_dtype(dtype)
+  return sixteen_bit[dtype] and "float32" or dtype
+end
+
 function layers.uniform(bound)
   check_init_number("init.uniform", "bound", bound)
   return function(shape, dtype)
-    local doubled = core.rand(shape, { dtype = dtype }):scale_(2)
+    local doubled = core.rand(shape, { dtype = draw_dtype(dtype) }):scale_(2)
     local centred = doubled - 1
     doubled:free()
     return centred:scale_(bound)
@@ -96,7 +109,7 @@ function layers.normal(std)
     error(("init.normal: std must be >= 0, got %s"):format(tostring(std)), 2)
   end
   return function(shape, dtype)
-    return core.randn(shape, { dtype = dtype }):scale_(std)
+    return core.randn(shape, { dtype = draw_dtype(dtype) }):scale_(std)
   end
 end
 
