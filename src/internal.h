@@ -302,6 +302,9 @@ tc_dtype tc_promote_dtypes(tc_dtype a, tc_dtype b);
 tc_status tc_widen_16bit(tc_tensor *t, tc_tensor **out);
 tc_status tc_narrow_16bit(tc_status status, tc_tensor *wide, tc_dtype dtype, tc_tensor **out);
 tc_status tc_refuse_16bit(const char *op, const tc_tensor *t);
+/* When one of the n tensors (NULLs skipped) is 16-bit, fails naming it and
+ * the first of the others that is neither 16-bit nor float32. */
+tc_status tc_check_16bit_partners(const char *function, int n, const char *const *names, tc_tensor *const *tensors);
 /* A copy of t converted to dtype, or t retained when it already is. */
 tc_status tc_cast_if_needed(tc_tensor *t, tc_dtype dtype, tc_tensor **out);
 void *tc_tensor_data_at_offset(const tc_tensor *t);

@@ -28,6 +28,20 @@ tc_status tc_narrow_16bit(tc_status status, tc_tensor *wide, tc_dtype dtype, tc_
     return status;
 }
 
+tc_status tc_check_16bit_partners(const char *function, int n, const char *const *names, tc_tensor *const *tensors) {
+    int half = -1, other = -1;
+    for (int i = 0; i < n; i++) {
+        if (!tensors[i]) continue;
+        if (tc_dtype_is_16bit(tensors[i]->dtype)) half = half < 0 ? i : half;
+        else if (tensors[i]->dtype != TC_FLOAT32) other = other < 0 ? i : other;
+    }
+    if (half < 0 || other < 0) return TC_OK;
+    return tc_fail(tensors[half]->ctx, TC_ERROR_DTYPE,
+                   "%s: %s is %s and %s is %s; 16-bit tensors go with float32 or 16-bit ones (convert first)",
+                   function, names[half], tc_dtype_name(tensors[half]->dtype), names[other],
+                   tc_dtype_name(tensors[other]->dtype));
+}
+
 tc_status tc_refuse_16bit(const char *op, const tc_tensor *t) {
     if (!tc_dtype_is_16bit(t->dtype)) return TC_OK;
     return tc_fail(t->ctx, TC_ERROR_DTYPE,

@@ -124,6 +124,10 @@ tc_status tc_linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
 
 /* ---- forward ---- */
 
+static tc_status check_linear_shapes(const char *function, const tc_tensor *x, const tc_tensor *w,
+                                     const tc_tensor *b);
+
+/* Dtypes and devices, then check_linear_shapes. */
 static tc_status check_linear(const char *function, const tc_tensor *x, const tc_tensor *w, const tc_tensor *b) {
     if (!tc_dtype_is_floating(x->dtype))
         return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x must be float32 or float64, got %s of shape %s", function,
@@ -134,6 +138,11 @@ static tc_status check_linear(const char *function, const tc_tensor *x, const tc
         return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x is %s, weight %s%s%s (they must have one dtype)", function,
                        tc_dtype_name(x->dtype), tc_dtype_name(w->dtype), b ? ", bias " : "",
                        b ? tc_dtype_name(b->dtype) : "");
+    return check_linear_shapes(function, x, w, b);
+}
+
+static tc_status check_linear_shapes(const char *function, const tc_tensor *x, const tc_tensor *w,
+                                     const tc_tensor *b) {
     if (w->ndim != 2)
         return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: weight must be [out, in], got shape %s", function, TC_SHAPE(w));
     if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
@@ -245,13 +254,13 @@ static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *bac
 static tc_status linear_16bit(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
                               tc_tensor **out) {
     tc_tensor *inputs[3] = {x, w, b};
+    if (!tc_dtype_is_floating(x->dtype)) return check_linear(function, x, w, b); /* names x's dtype */
+    TC_TRY(tc_check_16bit_partners(function, 3, (const char *const[]){"x", "weight", "bias"}, inputs));
     if (x->dtype == TC_FLOAT32 && tc_dtype_is_16bit(w->dtype) && !(b && b->dtype != w->dtype) &&
         !tc_should_record(x->ctx, b ? 3 : 2, inputs)) {
         TC_TRY(tc_check_same_device(function, x, w));
         if (b) TC_TRY(tc_check_same_device(function, x, b));
-        if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1] ||
-            (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-            return check_linear(function, x, w, b); /* names the shapes that do not fit */
+        TC_TRY(check_linear_shapes(function, x, w, b));
         const tc_backend *backend = tc_backend_of(x);
         int64_t rows = tc_shape_numel(x->ndim - 1, x->shape), shape[TC_MAX_DIMS];
         memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
