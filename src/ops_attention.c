@@ -80,7 +80,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, t
         TC_TRY(tc_widen_16bit(qkv, &wide));
         tc_status status = tc_attention(wide, n_head, n_kv_head, causal, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, qkv->dtype, out) : status;
+        return tc_narrow_16bit(status, result, qkv->dtype, out);
     }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward),

@@ -63,7 +63,7 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
         TC_TRY(tc_widen_16bit(logits, &wide));
         tc_status status = tc_cross_entropy(wide, targets, ignore_index, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, logits->dtype, out) : status;
+        return tc_narrow_16bit(status, result, logits->dtype, out);
     }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(logits, "cross_entropy",

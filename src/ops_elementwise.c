@@ -212,7 +212,7 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
         tc_tensor_release(wide_a);
         tc_tensor_release(wide_b);
         *out = NULL;
-        return status == TC_OK ? tc_narrow_16bit(status, result, dtype, out) : status;
+        return tc_narrow_16bit(status, result, dtype, out);
     }
     if ((op == TC_DIV || op == TC_POW) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
     if ((op == TC_SUB) && dtype == TC_BOOL)
@@ -294,7 +294,7 @@ tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_clamp(wide, min, max, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     if (!isnan(min) && !isnan(max) && min > max)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "clamp: min %g is greater than max %g", min, max);
@@ -366,7 +366,7 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
         tc_tensor_release(wide_a);
         tc_tensor_release(wide_b);
         *out = NULL;
-        return status == TC_OK ? tc_narrow_16bit(status, result, promoted, out) : status;
+        return tc_narrow_16bit(status, result, promoted, out);
     }
     TC_TRY(tc_broadcast_shapes(a->ctx, "where", cond->ndim, cond->shape, ndim, shape, &ndim, shape));
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);

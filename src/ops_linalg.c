@@ -239,7 +239,7 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
         if (status == TC_OK) status = tc_matmul(wide_a, wide_b, &product);
         tc_tensor_release(wide_a);
         tc_tensor_release(wide_b);
-        return status == TC_OK ? tc_narrow_16bit(status, product, dtype, out) : status;
+        return tc_narrow_16bit(status, product, dtype, out);
     }
     tc_tensor *ca = NULL, *cb = NULL, *a2 = NULL, *b2 = NULL, *result = NULL;
     tc_status status = tc_to_dtype(a, dtype, &ca);

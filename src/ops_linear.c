@@ -283,7 +283,7 @@ static tc_status linear_16bit(const char *function, bool gelu, tc_tensor *x, tc_
     if (status == TC_OK) status = tc_widen_16bit(b, &wide[2]);
     if (status == TC_OK) status = linear_impl(function, gelu, wide[0], wide[1], wide[2], &result);
     for (int i = 0; i < 3; i++) tc_tensor_release(wide[i]);
-    return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+    return tc_narrow_16bit(status, result, x->dtype, out);
 }
 
 static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,

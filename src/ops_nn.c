@@ -50,7 +50,7 @@ static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int 
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = softmax_impl(function, log, wide, dim, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     int d;
     if (!tc_normalize_dim(dim, x->ndim > 0 ? x->ndim : 1, &d))
@@ -109,7 +109,7 @@ tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out) {
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_dropout(wide, p, training, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     if (!(p >= 0.0 && p <= 1.0)) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "dropout: p must be in [0, 1], got %g", p);
     if (!training || p == 0.0) {

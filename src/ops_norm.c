@@ -66,7 +66,7 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
         if (status == TC_OK) status = tc_widen_16bit(bias, &wide[2]);
         if (status == TC_OK) status = norm_impl(function, rms, wide[0], wide[1], wide[2], eps, &result);
         tc_release_all(3, wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward),

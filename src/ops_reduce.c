@@ -84,7 +84,7 @@ static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int
         tc_status status = reduce_impl(op, wide, ndims, dims, correction, keepdim, &result);
         tc_tensor_release(wide);
         *out = NULL;
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     if ((unsigned)op >= TC_REDUCE_OP_COUNT)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "reduce: unknown op %d", (int)op);

@@ -100,7 +100,7 @@ tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base,
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_rope(wide, positions, time_dim, base, interleaved, &result);
         tc_tensor_release(wide);
-        return status == TC_OK ? tc_narrow_16bit(status, result, x->dtype, out) : status;
+        return tc_narrow_16bit(status, result, x->dtype, out);
     }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, "rope", TC_SLOT_BIT(rope), &backend));
