@@ -340,6 +340,16 @@ describe("scripts", function()
         :format(shell_quote(dir .. "/checkpoint.safetensors")))
       assert.are.equal(0, code, err)
       assert.are.equal(#"ROMEO:" + 12 + 1, #out)
+      for _, dtype in ipairs({ "bfloat16", "float16" }) do -- 16-bit weights, float32 activations
+        code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 12 --seed 3 "
+          .. "--dtype %s"):format(shell_quote(dir .. "/checkpoint.safetensors"), dtype))
+        assert.are.equal(0, code, err)
+        assert.are.equal(#"ROMEO:" + 12 + 1, #out)
+      end
+      code, _, err = run((lua_command .. " scripts/generate.lua %s --dtype int8"):format(
+        shell_quote(dir .. "/checkpoint.safetensors")))
+      assert.are.equal(2, code)
+      assert.truthy(err:find("--dtype", 1, true), err)
       code, _, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 1 %s --arch llama --n-kv-head 3 "
         .. "--out %s"):format(tiny, shell_quote(dir)))
       assert.are.equal(2, code)
@@ -379,6 +389,10 @@ describe("scripts", function()
       local again = select(2, run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3")
         :format(shell_quote(checkpoint))))
       assert.are.equal(out, again)
+      code, out, err = run((lua_command .. " scripts/generate.lua %s --prompt ROMEO: --max-tokens 25 --seed 3 "
+        .. "--dtype bfloat16"):format(shell_quote(checkpoint))) -- the GPT with bfloat16 weights
+      assert.are.equal(0, code, err)
+      assert.are.equal(#"ROMEO:" + 25 + 1, #out)
       code, out, err = run((lua_command .. " scripts/generate.lua %s --max-tokens 5 --temperature 0")
         :format(shell_quote(checkpoint)), "To be")
       assert.are.equal(0, code)

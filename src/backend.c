@@ -28,6 +28,7 @@ bool tc_backend_supports(const tc_backend *backend, tc_backend_slot slot) {
 tc_status tc_backend_kernels(const tc_tensor *t, const char *op, uint64_t slots, const tc_backend **backend) {
     const tc_backend *candidate = tc_backend_of(t);
     *backend = NULL;
+    TC_TRY(tc_refuse_16bit(op, t)); /* the optional kernels are float32/float64 only */
     for (int slot = 0; slot < TC_SLOT_COUNT; slot++)
         if ((slots >> slot & 1) && !tc_backend_supports(candidate, (tc_backend_slot)slot))
             return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED,

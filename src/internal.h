@@ -298,6 +298,17 @@ tc_status tc_broadcast_shapes(tc_context *ctx, const char *function, int ndim_a,
 /* A view of t broadcast to shape (stride 0 on expanded dims). */
 tc_status tc_broadcast_view(const tc_tensor *t, int ndim, const int64_t *shape, tc_tensor **out);
 tc_dtype tc_promote_dtypes(tc_dtype a, tc_dtype b);
+/* ops_half.c. tc_widen_16bit: a 16-bit t as float32 (differentiably), any
+ * other t (or NULL) retained as is. tc_narrow_16bit takes `wide` (the result
+ * of a widened op, or its failure) and gives it back in dtype when that is
+ * 16-bit and wide is float32, else as is. tc_refuse_16bit fails naming op
+ * when t is 16-bit. */
+tc_status tc_widen_16bit(tc_tensor *t, tc_tensor **out);
+tc_status tc_narrow_16bit(tc_status status, tc_tensor *wide, tc_dtype dtype, tc_tensor **out);
+tc_status tc_refuse_16bit(const char *op, const tc_tensor *t);
+/* When one of the n tensors (NULLs skipped) is 16-bit, fails naming it and
+ * the first of the others that is neither 16-bit nor float32. */
+tc_status tc_check_16bit_partners(const char *function, int n, const char *const *names, tc_tensor *const *tensors);
 /* A copy of t converted to dtype, or t retained when it already is. */
 tc_status tc_cast_if_needed(tc_tensor *t, tc_dtype dtype, tc_tensor **out);
 void *tc_tensor_data_at_offset(const tc_tensor *t);

@@ -35,7 +35,7 @@
 #define MAX_HEADER_BYTES ((uint64_t)100 << 20)
 #define HEADER_JSON_DEPTH 16
 
-/* How a dtype is stored in the file; F16 and BF16 load as float32. */
+/* How a dtype is stored in the file; each loads as the engine dtype of the same bits. */
 typedef enum file_dtype { FILE_F32, FILE_F64, FILE_I32, FILE_I64, FILE_U8, FILE_BOOL, FILE_F16, FILE_BF16 } file_dtype;
 
 static const struct {
@@ -45,7 +45,7 @@ static const struct {
 } file_dtypes[] = {
     [FILE_F32] = {"F32", 4, TC_FLOAT32}, [FILE_F64] = {"F64", 8, TC_FLOAT64}, [FILE_I32] = {"I32", 4, TC_INT32},
     [FILE_I64] = {"I64", 8, TC_INT64},   [FILE_U8] = {"U8", 1, TC_UINT8},     [FILE_BOOL] = {"BOOL", 1, TC_BOOL},
-    [FILE_F16] = {"F16", 2, TC_FLOAT32}, [FILE_BF16] = {"BF16", 2, TC_FLOAT32},
+    [FILE_F16] = {"F16", 2, TC_FLOAT16}, [FILE_BF16] = {"BF16", 2, TC_BFLOAT16},
 };
 #define FILE_DTYPE_COUNT ((int)(sizeof file_dtypes / sizeof file_dtypes[0]))
 
@@ -57,6 +57,8 @@ static const char *file_dtype_name_of(tc_dtype dtype) {
     case TC_INT64: return "I64";
     case TC_UINT8: return "U8";
     case TC_BOOL: return "BOOL";
+    case TC_BFLOAT16: return "BF16";
+    case TC_FLOAT16: return "F16";
     default: return NULL;
     }
 }
@@ -621,56 +623,6 @@ int tc_safetensors_find(const tc_safetensors_file *file, const char *name) {
     return -1;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exponent = (h >> 10) & 0x1F;
-    uint32_t mantissa = h & 0x3FF;
-    uint32_t bits;
-    if (exponent == 0x1F) {
-        bits = sign | 0x7F800000u | (mantissa << 13);
-    } else if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else {
-            /* Subnormal: normalise. */
-            int shift = 0;
-            while (!(mantissa & 0x400)) {
-                mantissa <<= 1;
-                shift++;
-            }
-            mantissa &= 0x3FF;
-            bits = sign | ((uint32_t)(127 - 15 + 1 - shift) << 23) | (mantissa << 13);
-        }
-    } else {
-        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    }
-    float value;
-    memcpy(&value, &bits, 4);
-    return value;
-}
-
-static float bfloat_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float value;
-    memcpy(&value, &bits, 4);
-    return value;
-}
-
-/* F16 or BF16 values of e, converted to float32 into values, read in
- * pieces through a small buffer. */
-static tc_status read_halves(tc_safetensors_file *file, const entry *e, const char *fn, float *values) {
-    uint16_t halves[4096];
-    int64_t count = (e->end - e->begin) / 2;
-    for (int64_t done = 0; done < count;) {
-        int64_t n = count - done < 4096 ? count - done : 4096;
-        TC_TRY(read_source(file, fn, halves, (size_t)n * 2, file->data_start + e->begin + done * 2));
-        for (int64_t i = 0; i < n; i++)
-            values[done + i] = e->kind == FILE_F16 ? half_to_float(halves[i]) : bfloat_to_float(halves[i]);
-        done += n;
-    }
-    return TC_OK;
-}
-
 tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **out) {
     if (!file || !out) return TC_ERROR_ARGUMENT;
     tc_context *ctx = file->ctx;
@@ -685,8 +637,7 @@ tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **o
     tc_tensor *t;
     TC_TRY(tc_tensor_new(ctx, file_dtypes[e->kind].dtype, TC_CPU, e->ndim, e->shape, &t));
     tc_status status = TC_OK;
-    if (e->kind == FILE_F16 || e->kind == FILE_BF16) status = read_halves(file, e, fn, tc_tensor_data(t));
-    else if (nbytes) status = read_source(file, fn, tc_tensor_data(t), nbytes, file->data_start + e->begin);
+    if (nbytes) status = read_source(file, fn, tc_tensor_data(t), nbytes, file->data_start + e->begin);
     if (status == TC_OK && e->kind == FILE_BOOL) {
         const unsigned char *bytes = tc_tensor_data(t);
         for (size_t i = 0; i < nbytes && status == TC_OK; i++)

@@ -75,6 +75,13 @@ static tc_status check_qkv(const char *function, const tc_tensor *qkv, int n_hea
 tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("attention", "qkv", qkv));
+    if (tc_dtype_is_16bit(qkv->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(qkv, &wide));
+        tc_status status = tc_attention(wide, n_head, n_kv_head, causal, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, qkv->dtype, out);
+    }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward),
                               &backend));

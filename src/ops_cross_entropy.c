@@ -58,6 +58,13 @@ static tc_status check_targets(const tc_tensor *logits, tc_tensor *device_target
 tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore_index, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("cross_entropy", "logits", logits));
+    if (tc_dtype_is_16bit(logits->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(logits, &wide));
+        tc_status status = tc_cross_entropy(wide, targets, ignore_index, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, logits->dtype, out);
+    }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(logits, "cross_entropy",
                               TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward), &backend));

@@ -55,6 +55,13 @@ tc_status tc_unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inp
 
 tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
     if ((unsigned)op >= TC_UNARY_OP_COUNT) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "unary: unknown op %d", (int)op);
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = tc_unary(op, wide, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     tc_tensor *input;
     tc_dtype dtype = x->dtype;
     if (unary_is_float_only(op) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
@@ -197,6 +204,16 @@ tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out
     const char *name = tc_binary_op_name(op);
     TC_TRY(tc_check_same_device(name, a, b));
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
+    if (tc_dtype_is_16bit(dtype)) {
+        tc_tensor *wide_a = NULL, *wide_b = NULL, *result = NULL;
+        tc_status status = tc_widen_16bit(a, &wide_a);
+        if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
+        if (status == TC_OK) status = tc_binary(op, wide_a, wide_b, &result);
+        tc_tensor_release(wide_a);
+        tc_tensor_release(wide_b);
+        *out = NULL;
+        return tc_narrow_16bit(status, result, dtype, out);
+    }
     if ((op == TC_DIV || op == TC_POW) && !tc_dtype_is_floating(dtype)) dtype = TC_FLOAT32;
     if ((op == TC_SUB) && dtype == TC_BOOL)
         return tc_fail(a->ctx, TC_ERROR_DTYPE, "sub: bool tensors cannot be subtracted (use logical ops)");
@@ -272,6 +289,13 @@ static bool is_fraction(double bound) { return !isnan(bound) && !isinf(bound) &&
 
 tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = tc_clamp(wide, min, max, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     if (!isnan(min) && !isnan(max) && min > max)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "clamp: min %g is greater than max %g", min, max);
     if (x->dtype == TC_BOOL)
@@ -333,6 +357,17 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
     int ndim;
     int64_t shape[TC_MAX_DIMS];
     TC_TRY(tc_broadcast_shapes(a->ctx, "where", a->ndim, a->shape, b->ndim, b->shape, &ndim, shape));
+    tc_dtype promoted = tc_promote_dtypes(a->dtype, b->dtype);
+    if (tc_dtype_is_16bit(promoted)) {
+        tc_tensor *wide_a = NULL, *wide_b = NULL, *result = NULL;
+        tc_status status = tc_widen_16bit(a, &wide_a);
+        if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
+        if (status == TC_OK) status = tc_where(cond, wide_a, wide_b, &result);
+        tc_tensor_release(wide_a);
+        tc_tensor_release(wide_b);
+        *out = NULL;
+        return tc_narrow_16bit(status, result, promoted, out);
+    }
     TC_TRY(tc_broadcast_shapes(a->ctx, "where", cond->ndim, cond->shape, ndim, shape, &ndim, shape));
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
     tc_tensor *ca = NULL, *cb = NULL, *vc = NULL, *va = NULL, *vb = NULL;

@@ -168,14 +168,29 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out) {
  * index_add sums grad. */
 static tc_status indexed_grad(tc_node *node, tc_tensor *grad, bool by_element, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
+    tc_dtype dtype = node->inputs[0]->dtype;
     tc_tensor *g = NULL, *grad_x = NULL;
     TC_TRY(contiguous_grad(node, grad, &g));
-    tc_status status = tc_zeros_like(node->inputs[0], &grad_x);
+    if (tc_dtype_is_16bit(dtype)) { /* the sums run in float32, rounded once below */
+        tc_tensor *wide = NULL;
+        tc_status cast = tc_cast_if_needed(g, TC_FLOAT32, &wide);
+        tc_tensor_release(g);
+        TC_TRY(cast);
+        g = wide;
+    }
+    tc_status status = tc_empty_shaped(g, g->dtype, node->inputs[0]->ndim, node->inputs[0]->shape, &grad_x);
+    if (status == TC_OK) status = tc_fill_(grad_x, 0.0);
     const tc_backend *backend = tc_backend_of(g);
     if (status == TC_OK && tc_tensor_numel(g) > 0)
         status = by_element ? backend->scatter_add(grad_x, dim, node->saved[0], g)
                             : backend->index_add(grad_x, dim, node->saved[0], g);
     tc_tensor_release(g);
+    if (status == TC_OK && grad_x->dtype != dtype) {
+        tc_tensor *narrow = NULL;
+        status = tc_cast_if_needed(grad_x, dtype, &narrow);
+        tc_tensor_release(grad_x);
+        grad_x = narrow;
+    }
     if (status != TC_OK) {
         tc_tensor_release(grad_x);
         return status;

@@ -232,6 +232,15 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if (b->ndim >= 2) out_shape[out_ndim++] = b->shape[b->ndim - 1];
 
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
+    if (tc_dtype_is_16bit(dtype)) { /* float32 products of the widened operands, rounded once at the end */
+        tc_tensor *wide_a = NULL, *wide_b = NULL, *product = NULL;
+        tc_status status = tc_widen_16bit(a, &wide_a);
+        if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
+        if (status == TC_OK) status = tc_matmul(wide_a, wide_b, &product);
+        tc_tensor_release(wide_a);
+        tc_tensor_release(wide_b);
+        return tc_narrow_16bit(status, product, dtype, out);
+    }
     tc_tensor *ca = NULL, *cb = NULL, *a2 = NULL, *b2 = NULL, *result = NULL;
     tc_status status = tc_to_dtype(a, dtype, &ca);
     if (status == TC_OK) status = tc_to_dtype(b, dtype, &cb);

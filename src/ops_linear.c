@@ -124,6 +124,10 @@ tc_status tc_linear_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
 
 /* ---- forward ---- */
 
+static tc_status check_linear_shapes(const char *function, const tc_tensor *x, const tc_tensor *w,
+                                     const tc_tensor *b);
+
+/* Dtypes and devices, then check_linear_shapes. */
 static tc_status check_linear(const char *function, const tc_tensor *x, const tc_tensor *w, const tc_tensor *b) {
     if (!tc_dtype_is_floating(x->dtype))
         return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x must be float32 or float64, got %s of shape %s", function,
@@ -134,6 +138,11 @@ static tc_status check_linear(const char *function, const tc_tensor *x, const tc
         return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: x is %s, weight %s%s%s (they must have one dtype)", function,
                        tc_dtype_name(x->dtype), tc_dtype_name(w->dtype), b ? ", bias " : "",
                        b ? tc_dtype_name(b->dtype) : "");
+    return check_linear_shapes(function, x, w, b);
+}
+
+static tc_status check_linear_shapes(const char *function, const tc_tensor *x, const tc_tensor *w,
+                                     const tc_tensor *b) {
     if (w->ndim != 2)
         return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: weight must be [out, in], got shape %s", function, TC_SHAPE(w));
     if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
@@ -198,8 +207,90 @@ static tc_status affine_rows(tc_context *ctx, const tc_backend *backend, tc_tens
 }
 
 static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
+                             tc_tensor **out);
+
+/* Output features whose 16-bit weight rows are widened at a time: the
+ * float32 scratch is WEIGHT_BLOCK_ROWS x in_features, never the whole weight. */
+#define WEIGHT_BLOCK_ROWS 256
+
+/* pre [rows, out] = xc [rows, in] @ W^T + b for float32 x and a 16-bit W
+ * (b float32 or NULL): W is widened a block of output rows at a time and each
+ * block is one float32 GEMM writing its columns of pre. This is the one place
+ * a GEMM reading 16-bit W directly goes in. */
+static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *w,
+                                          tc_tensor *b, int64_t rows, tc_tensor *pre) {
+    int64_t out_features = w->shape[0], in_features = w->shape[1];
+    if (b) {
+        tc_tensor *bias_rows = NULL;
+        tc_status status = tc_broadcast_view(b, pre->ndim, pre->shape, &bias_rows);
+        if (status == TC_OK) status = backend->copy(pre, bias_rows);
+        tc_tensor_release(bias_rows);
+        TC_TRY(status);
+    } else {
+        TC_TRY(tc_fill_(pre, 0.0));
+    }
+    if (rows == 0 || in_features == 0) return TC_OK;
+    float *pre_data = tc_tensor_data_at_offset(pre);
+    for (int64_t first = 0; first < out_features; first += WEIGHT_BLOCK_ROWS) {
+        int64_t count = out_features - first < WEIGHT_BLOCK_ROWS ? out_features - first : WEIGHT_BLOCK_ROWS;
+        tc_tensor *slice = NULL, *block = NULL;
+        tc_status status = tc_narrow(w, 0, first, count, &slice);
+        if (status == TC_OK) status = tc_cast_if_needed(slice, TC_FLOAT32, &block); /* contiguous [count, in] */
+        if (status == TC_OK)
+            status = backend->gemm(ctx, TC_FLOAT32, false, true, rows, count, in_features, 1.0,
+                                   tc_tensor_data_at_offset(xc), in_features, 0, tc_tensor_data_at_offset(block),
+                                   in_features, 0, 1.0, pre_data + first, out_features, 0, 1);
+        tc_tensor_release(slice);
+        tc_tensor_release(block);
+        TC_TRY(status);
+    }
+    return TC_OK;
+}
+
+/* linear with a 16-bit operand. Inference with float32 x reads the 16-bit
+ * weight block by block (affine_rows_16bit_weight); anything else (16-bit x,
+ * a tape to record) widens the operands, runs the float32 op and rounds the
+ * result to x's dtype, differentiably. */
+static tc_status linear_16bit(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
+                              tc_tensor **out) {
+    tc_tensor *inputs[3] = {x, w, b};
+    if (!tc_dtype_is_floating(x->dtype)) return check_linear(function, x, w, b); /* names x's dtype */
+    TC_TRY(tc_check_16bit_partners(function, 3, (const char *const[]){"x", "weight", "bias"}, inputs));
+    if (x->dtype == TC_FLOAT32 && tc_dtype_is_16bit(w->dtype) && !(b && b->dtype != w->dtype) &&
+        !tc_should_record(x->ctx, b ? 3 : 2, inputs)) {
+        TC_TRY(tc_check_same_device(function, x, w));
+        if (b) TC_TRY(tc_check_same_device(function, x, b));
+        TC_TRY(check_linear_shapes(function, x, w, b));
+        const tc_backend *backend = tc_backend_of(x);
+        int64_t rows = tc_shape_numel(x->ndim - 1, x->shape), shape[TC_MAX_DIMS];
+        memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+        shape[x->ndim - 1] = w->shape[0];
+        tc_tensor *xc = NULL, *wide_b = NULL, *pre = NULL;
+        tc_status status = tc_contiguous(x, &xc);
+        if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
+        if (status == TC_OK) status = tc_empty_shaped(x, TC_FLOAT32, x->ndim, shape, &pre);
+        if (status == TC_OK) status = affine_rows_16bit_weight(x->ctx, backend, xc, w, wide_b, rows, pre);
+        if (status == TC_OK && gelu) status = tc_unary(TC_GELU_TANH, pre, out);
+        else if (status == TC_OK) tc_tensor_retain(*out = pre);
+        tc_tensor_release(xc);
+        tc_tensor_release(wide_b);
+        tc_tensor_release(pre);
+        return status;
+    }
+    tc_tensor *wide[3] = {NULL, NULL, NULL}, *result = NULL;
+    tc_status status = tc_widen_16bit(x, &wide[0]);
+    if (status == TC_OK) status = tc_widen_16bit(w, &wide[1]);
+    if (status == TC_OK) status = tc_widen_16bit(b, &wide[2]);
+    if (status == TC_OK) status = linear_impl(function, gelu, wide[0], wide[1], wide[2], &result);
+    for (int i = 0; i < 3; i++) tc_tensor_release(wide[i]);
+    return tc_narrow_16bit(status, result, x->dtype, out);
+}
+
+static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
                              tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype) || tc_dtype_is_16bit(w->dtype) || (b && tc_dtype_is_16bit(b->dtype)))
+        return linear_16bit(function, gelu, x, w, b, out);
     TC_TRY(check_linear(function, x, w, b));
     const tc_backend *backend = tc_backend_of(x);
     int64_t out_features = w->shape[0];

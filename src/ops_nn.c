@@ -45,6 +45,13 @@ tc_status tc_softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_i
 static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int dim, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating(function, x));
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = softmax_impl(function, log, wide, dim, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     int d;
     if (!tc_normalize_dim(dim, x->ndim > 0 ? x->ndim : 1, &d))
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "%s: dim %d is out of range for a tensor of shape %s", function,
@@ -97,6 +104,13 @@ tc_status tc_dropout_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_i
 tc_status tc_dropout(tc_tensor *x, double p, bool training, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating("dropout", x));
+    if (tc_dtype_is_16bit(x->dtype) && training && p != 0.0) { /* the float32 mask stream, rounded once */
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = tc_dropout(wide, p, training, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     if (!(p >= 0.0 && p <= 1.0)) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "dropout: p must be in [0, 1], got %g", p);
     if (!training || p == 0.0) {
         tc_tensor_retain(x);

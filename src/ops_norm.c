@@ -57,6 +57,17 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
                            double eps, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating(function, "x", x));
+    if (tc_dtype_is_16bit(x->dtype) || (weight && tc_dtype_is_16bit(weight->dtype)) ||
+        (bias && tc_dtype_is_16bit(bias->dtype))) { /* 16-bit x, or float32 x with 16-bit parameters */
+        tc_tensor *given[3] = {x, weight, bias}, *wide[3] = {NULL, NULL, NULL}, *result = NULL;
+        TC_TRY(tc_check_16bit_partners(function, 3, (const char *const[]){"x", "weight", "bias"}, given));
+        tc_status status = tc_widen_16bit(x, &wide[0]);
+        if (status == TC_OK) status = tc_widen_16bit(weight, &wide[1]);
+        if (status == TC_OK) status = tc_widen_16bit(bias, &wide[2]);
+        if (status == TC_OK) status = norm_impl(function, rms, wide[0], wide[1], wide[2], eps, &result);
+        tc_release_all(3, wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward),
                               &backend));

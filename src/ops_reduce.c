@@ -78,6 +78,14 @@ tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
 
 static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, int correction,
                              bool keepdim, tc_tensor **out) {
+    if (tc_dtype_is_16bit(x->dtype)) { /* argmax/argmin give int64, which stays */
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = reduce_impl(op, wide, ndims, dims, correction, keepdim, &result);
+        tc_tensor_release(wide);
+        *out = NULL;
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     if ((unsigned)op >= TC_REDUCE_OP_COUNT)
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "reduce: unknown op %d", (int)op);
     const char *name = tc_tape_ops[TC_OP_SUM + op].name;

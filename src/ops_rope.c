@@ -95,6 +95,13 @@ static tc_status check_positions(const tc_tensor *x, const tc_tensor *positions,
 tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base, bool interleaved, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("rope", "x", x));
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = tc_rope(wide, positions, time_dim, base, interleaved, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, "rope", TC_SLOT_BIT(rope), &backend));
     if (x->ndim != 4 || x->shape[3] % 2 != 0)

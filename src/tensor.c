@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include "half.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@ static const struct {
 } dtype_table[TC_DTYPE_COUNT] = {
     [TC_FLOAT32] = {"float32", 4}, [TC_FLOAT64] = {"float64", 8}, [TC_INT32] = {"int32", 4},
     [TC_INT64] = {"int64", 8},     [TC_UINT8] = {"uint8", 1},     [TC_BOOL] = {"bool", 1},
+    [TC_BFLOAT16] = {"bfloat16", 2}, [TC_FLOAT16] = {"float16", 2},
 };
 
 size_t tc_dtype_size(tc_dtype dtype) { return (unsigned)dtype < TC_DTYPE_COUNT ? dtype_table[dtype].size : 0; }
@@ -31,7 +34,8 @@ bool tc_dtype_from_name(const char *name, tc_dtype *dtype) {
     } aliases[] = {{"float32", TC_FLOAT32}, {"float", TC_FLOAT32}, {"float64", TC_FLOAT64},
                    {"double", TC_FLOAT64},  {"int32", TC_INT32},   {"int", TC_INT32},
                    {"int64", TC_INT64},     {"long", TC_INT64},    {"uint8", TC_UINT8},
-                   {"byte", TC_UINT8},      {"bool", TC_BOOL}};
+                   {"byte", TC_UINT8},      {"bool", TC_BOOL},     {"bfloat16", TC_BFLOAT16},
+                   {"bf16", TC_BFLOAT16},   {"float16", TC_FLOAT16}, {"half", TC_FLOAT16}};
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
         if (strcmp(name, aliases[i].name) == 0) {
             *dtype = aliases[i].dtype;
@@ -41,7 +45,11 @@ bool tc_dtype_from_name(const char *name, tc_dtype *dtype) {
     return false;
 }
 
-bool tc_dtype_is_floating(tc_dtype dtype) { return dtype == TC_FLOAT32 || dtype == TC_FLOAT64; }
+bool tc_dtype_is_floating(tc_dtype dtype) {
+    return dtype == TC_FLOAT32 || dtype == TC_FLOAT64 || tc_dtype_is_16bit(dtype);
+}
+
+bool tc_dtype_is_16bit(tc_dtype dtype) { return dtype == TC_BFLOAT16 || dtype == TC_FLOAT16; }
 
 const char *tc_device_name(tc_device device) {
     switch (device) {
@@ -52,10 +60,13 @@ const char *tc_device_name(tc_device device) {
 }
 
 tc_dtype tc_promote_dtypes(tc_dtype a, tc_dtype b) {
-    /* Rank order: bool < uint8 < int32 < int64 < float32 < float64. */
+    /* Rank order: bool < uint8 < int32 < int64 < float16, bfloat16 < float32 < float64; the two 16-bit
+     * floats hold different ranges, so together they give float32. */
     static const int rank[TC_DTYPE_COUNT] = {
-        [TC_BOOL] = 0, [TC_UINT8] = 1, [TC_INT32] = 2, [TC_INT64] = 3, [TC_FLOAT32] = 4, [TC_FLOAT64] = 5,
+        [TC_BOOL] = 0,     [TC_UINT8] = 1,    [TC_INT32] = 2,    [TC_INT64] = 3,
+        [TC_BFLOAT16] = 4, [TC_FLOAT16] = 4, [TC_FLOAT32] = 5, [TC_FLOAT64] = 6,
     };
+    if (a != b && rank[a] == rank[b]) return TC_FLOAT32;
     return rank[a] >= rank[b] ? a : b;
 }
 
@@ -268,6 +279,9 @@ static tc_status contiguous_over(tc_context *ctx, tc_storage *storage, tc_dtype 
 static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtype, tc_device device, int ndim,
                                   const int64_t *shape, tc_tensor **out) {
     if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+    if (tc_dtype_is_16bit(dtype) && device != TC_CPU)
+        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s: %s tensors are CPU-only for now (no %s kernels); got device %s",
+                       op, tc_dtype_name(dtype), tc_device_name(device), tc_device_name(device));
     TC_TRY(tc_check_shape(ctx, op, ndim, shape, dtype));
     size_t nbytes = (size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype);
     tc_storage *storage = NULL;
@@ -433,6 +447,8 @@ static void store_double(void *data, tc_dtype dtype, int64_t i, double v) {
     case TC_INT64: ((int64_t *)data)[i] = (int64_t)v; break;
     case TC_UINT8: ((uint8_t *)data)[i] = (uint8_t)v; break;
     case TC_BOOL: ((uint8_t *)data)[i] = v != 0.0; break;
+    case TC_BFLOAT16: ((uint16_t *)data)[i] = tc_double_to_bfloat16(v); break;
+    case TC_FLOAT16: ((uint16_t *)data)[i] = tc_double_to_float16(v); break;
     default: break;
     }
 }
@@ -445,6 +461,8 @@ static double load_double(const void *data, tc_dtype dtype, int64_t i) {
     case TC_INT64: return (double)((const int64_t *)data)[i];
     case TC_UINT8:
     case TC_BOOL: return ((const uint8_t *)data)[i];
+    case TC_BFLOAT16: return tc_bfloat16_to_float(((const uint16_t *)data)[i]);
+    case TC_FLOAT16: return tc_float16_to_float(((const uint16_t *)data)[i]);
     default: return 0.0;
     }
 }
@@ -478,8 +496,15 @@ tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, d
 static tc_status random_tensor(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, bool normal,
                                tc_tensor **out) {
     if (!tc_dtype_is_floating(dtype))
-        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: dtype must be float32 or float64, got %s",
+        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: dtype must be floating (float32, float64, bfloat16, float16), got %s",
                        normal ? "randn" : "rand", tc_dtype_name(dtype));
+    if (tc_dtype_is_16bit(dtype)) { /* float32 draws, rounded: the same stream as a float32 tensor's */
+        tc_tensor *wide;
+        TC_TRY(random_tensor(ctx, TC_FLOAT32, ndim, shape, normal, &wide));
+        tc_status status = tc_cast_if_needed(wide, dtype, out);
+        tc_tensor_release(wide);
+        return status;
+    }
     TC_TRY(tensor_new_named(ctx, normal ? "randn" : "rand", dtype, ctx->default_device, ndim, shape, out));
     int64_t n = tc_tensor_numel(*out);
     tc_status status = tc_backend_of(*out)->random(*out, normal, ctx->rng_seed, ctx->rng_offset);

@@ -47,6 +47,8 @@ typedef enum tc_dtype {
     TC_INT64,
     TC_UINT8,
     TC_BOOL,
+    TC_BFLOAT16, /* 16-bit floats: stored as such, computed in float32 (docs/API.md lists the ops) */
+    TC_FLOAT16,
     TC_DTYPE_COUNT
 } tc_dtype;
 
@@ -160,6 +162,8 @@ const char *tc_dtype_name(tc_dtype dtype);
  * "uint8", "bool"; returns false for anything else. */
 bool tc_dtype_from_name(const char *name, tc_dtype *dtype);
 bool tc_dtype_is_floating(tc_dtype dtype);
+/* bfloat16 or float16: floating, stored in 16 bits, computed in float32. */
+bool tc_dtype_is_16bit(tc_dtype dtype);
 /* Whether a tensor of dtype holds value exactly: for an integer dtype, an
  * integer in its range (never NaN); true for floating and bool dtypes. */
 bool tc_dtype_holds(tc_dtype dtype, double value);
@@ -508,8 +512,8 @@ tc_status tc_scale_(tc_tensor *t, double factor);
 /* The safetensors format: an 8-byte little-endian header length N, N bytes
  * of JSON ({name: {dtype, shape, data_offsets: [begin, end)}, optional
  * "__metadata__": {string: string}}), then the data section. Dtypes map as
- * F32 float32, F64 float64, I32 int32, I64 int64, U8 uint8, BOOL bool;
- * loading also accepts F16 and BF16 and converts them to float32. */
+ * F32 float32, F64 float64, I32 int32, I64 int64, U8 uint8, BOOL bool,
+ * BF16 bfloat16, F16 float16 (each read and written as such). */
 typedef struct tc_safetensors_file tc_safetensors_file;
 
 /* Writes count tensors under their names (distinct, non-empty, not
@@ -539,7 +543,7 @@ const char *tc_safetensors_name(const tc_safetensors_file *file, int index);
  * outlives tc_safetensors_close and never changes the file. The file is
  * not mapped, so another program truncating or rewriting it cannot crash
  * this one: a file whose size or modification time changed since it was
- * opened is an error (TC_ERROR_IO) naming it. F16/BF16 become float32. */
+ * opened is an error (TC_ERROR_IO) naming it. F16/BF16 load as float16/bfloat16. */
 tc_status tc_safetensors_get(tc_safetensors_file *file, int index, tc_tensor **out);
 /* The same by name; TC_ERROR_ARGUMENT naming the file when absent. */
 tc_status tc_safetensors_get_by_name(tc_safetensors_file *file, const char *name, tc_tensor **out);

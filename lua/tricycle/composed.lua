@@ -144,7 +144,7 @@ local function finish(t, requires_grad)
   return t
 end
 
-local floats = { float32 = true, float64 = true }
+local floats = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
 local integers = { int32 = true, int64 = true }
 
 -- ---------------------------------------------------------------- creation
@@ -289,7 +289,8 @@ local function random_like(name, draw)
     end
     local dtype = options and options.dtype or t.dtype
     if not floats[dtype] then
-      fail("%s: dtype must be float32 or float64, got %s (give {dtype =} for an integer tensor)", name, describe(dtype))
+      fail("%s: dtype must be float32 or float64 (or bfloat16, float16), got %s (give {dtype =} for an integer tensor)",
+        name, describe(dtype))
     end
     return like(name, t, options, function(shape) return draw(shape, { dtype = dtype }) end)
   end
@@ -591,9 +592,17 @@ function methods.logsumexp(t, dims, keepdim)
   return without_dims((t - shift):exp():sum(list, true):log() + shift, list, keepdim)
 end
 
--- Integer and bool tensors as int64 (sums and products of them are int64, as PyTorch's), floats as they are.
+-- Integer and bool tensors as int64 (sums and products of them are int64, as PyTorch's), 16-bit floats as float32
+-- (the partial results round once, at the end: narrowed), other floats as they are.
+local sixteen_bit = { bfloat16 = true, float16 = true }
 local function widened(t)
+  if sixteen_bit[t.dtype] then return t:float() end
   return floats[t.dtype] and t or t:to("int64")
+end
+
+-- A result computed on widened(t), in t's dtype when that is 16-bit.
+local function narrowed(result, t)
+  return sixteen_bit[t.dtype] and result:to(t.dtype) or result
 end
 
 --- The product over dims (nil: all), by halving each dim with element-wise products (exact gradients where
@@ -619,6 +628,7 @@ function methods.prod(t, dims, keepdim)
     end
   end
   result = without_dims(result, list, keepdim)
+  if sixteen_bit[t.dtype] then return narrowed(result, t) end
   -- dims of size 1 only: a copy, not a view of t
   return multiplied and result or result:clone()
 end
@@ -634,14 +644,14 @@ function methods.cumsum(t, dim)
     if dim ~= 1 and dim ~= -1 then
       fail("cumsum: dim %s is out of range for a 0-dim tensor (1 or -1)", describe(dim))
     end
-    return widened(t):clone()
+    return sixteen_bit[t.dtype] and narrowed(widened(t), t) or widened(t):clone()
   end
   dim = dim_of("cumsum", t, dim)
   local result = widened(t)
   local n = result:size(dim)
   local offset = 1
   if n <= 1 then
-    return rawequal(result, t) and result:clone() or result
+    return rawequal(result, t) and result:clone() or narrowed(result, t)
   end
   while offset < n do
     local shape = result.shape
@@ -651,7 +661,7 @@ function methods.cumsum(t, dim)
     result = result + core.cat({ zeros, result:narrow(dim, 1, n - offset) }, dim)
     offset = offset * 2
   end
-  return result
+  return narrowed(result, t)
 end
 
 --- Whether some element over dims (nil: all) is non-zero (NaN counts), as bool.
@@ -680,7 +690,8 @@ local function check_float_matrices(name, a, b, ndim)
       shape_string(b.shape))
   end
   if not floats[a.dtype] or a.dtype ~= b.dtype then
-    fail("%s: expects two float32 or two float64 tensors, got %s and %s", name, a.dtype, b.dtype)
+    fail("%s: expects two float32 or two float64 tensors (or two bfloat16, float16), got %s and %s", name, a.dtype,
+      b.dtype)
   end
   if a:size(-1) ~= b:size(-2) then
     fail("%s: the shapes %s and %s do not fit: %d columns against %d rows", name, shape_string(a.shape),

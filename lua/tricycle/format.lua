@@ -68,7 +68,8 @@ local function number_formatter(values, dtype)
   if dtype == "bool" then
     return function(v) return tostring(v) end
   end
-  if dtype ~= "float32" and dtype ~= "float64" then
+  local floating = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
+  if not floating[dtype] then
     return function(v) return string.format("%d", v) end
   end
   local integral, largest, smallest = true, 0, math.huge

@@ -62,6 +62,8 @@ end
 
 function methods.float(self) return errors.call(methods.to, self, "float32") end
 function methods.double(self) return errors.call(methods.to, self, "float64") end
+function methods.bfloat16(self) return errors.call(methods.to, self, "bfloat16") end
+function methods.half(self) return errors.call(methods.to, self, "float16") end
 function methods.long(self) return errors.call(methods.to, self, "int64") end
 function methods.int(self) return errors.call(methods.to, self, "int32") end
 function methods.bool(self) return errors.call(methods.to, self, "bool") end

@@ -10,7 +10,8 @@
 --
 -- The files are safetensors, the format PyTorch, JAX and the Hugging Face
 -- libraries read and write. Dtypes map as float32 F32, float64 F64, int32
--- I32, int64 I64, uint8 U8, bool BOOL; F16 and BF16 files load as float32.
+-- I32, int64 I64, uint8 U8, bool BOOL, bfloat16 BF16, float16 F16 (both
+-- read and written as such).
 --
 -- Saving (save, write_file) writes a temporary file next to `path`,
 -- flushes it to disk and renames it over `path`: whoever reads `path`, even

@@ -6,13 +6,15 @@ local function int64(values) return tc.tensor(values, { dtype = "int64" }) end
 local function int32(values) return tc.tensor(values, { dtype = "int32" }) end
 local function uint8(values) return tc.tensor(values, { dtype = "uint8" }) end
 local function bools() return tc.tensor({ true, false }) end
+local function bf16(values) return tc.tensor(values, { dtype = "bfloat16" }) end
+local function f16(values) return tc.tensor(values, { dtype = "float16" }) end
 
 return {
-  { "to an unknown dtype", function() return tc.ones({ 2 }):to("float16") end, { "to", "float16" } },
+  { "to an unknown dtype", function() return tc.ones({ 2 }):to("float8") end, { "to", "float8" } },
   -- before: the number was read as the string "5"
   { "to with a number", function() return tc.ones({ 2 }):to(5) end, { "to", "number" } },
   { "to with nothing", function() return tc.ones({ 2 }):to() end, { "to", "no value" } },
-  { "an unknown dtype option", function() return tc.zeros({ 2 }, { dtype = "half" }) end, { "zeros", "half" } },
+  { "an unknown dtype option", function() return tc.zeros({ 2 }, { dtype = "quarter" }) end, { "zeros", "quarter" } },
   { "a dtype option that is not a string", function() return tc.ones({ 2 }, { dtype = 64 }) end,
     { "ones", "dtype", "number" } },
   { "int64 + infinity", function() return int64({ 1 }) + math.huge end, { "add", "inf", "int64" } },
@@ -95,6 +97,58 @@ return {
     local p = tc.ones({ 2 }, { requires_grad = true })
     p.data = int64({ 1, 2 })
   end, { "data", "int64" } },
-  { "from_bytes with an unknown dtype", function() return tc.from_bytes("\0\0", "float16", { 1 }) end,
+  { "from_bytes with an unknown dtype", function() return tc.from_bytes("\0\0", "float8", { 1 }) end,
     { "from_bytes", "dtype" } },
+
+  -- bfloat16 and float16 (docs/API.md, "bfloat16 and float16")
+  { "scale_ of bfloat16", function() return tc.scale_(bf16({ 1, 2 }), 2) end, { "scale_", "no bfloat16 path" } },
+  { "global_norm of float16", function() return tc.global_norm({ f16({ 1 }) }) end,
+    { "global_norm", "no float16 path" } },
+  { "AdamW over a bfloat16 parameter", function()
+    local p = tc.ones({ 2 }, { dtype = "bfloat16", requires_grad = true })
+    return tc.optim.AdamW({ p })
+  end, { "AdamW", "parameter 1", "bfloat16" } },
+  { "SGD over a float16 parameter", function()
+    return tc.optim.SGD({ tc.ones({ 2 }, { dtype = "float16", requires_grad = true }) }, { lr = 0.1 })
+  end, { "SGD", "parameter 1", "float16" } },
+  { "linear of float64 x and a bfloat16 weight", function()
+    return tc.linear(tc.ones({ 1, 2 }, { dtype = "float64" }), bf16({ { 1, 2 } }))
+  end, { "linear", "weight is bfloat16", "x is float64" } },
+  { "linear of int64 x and a bfloat16 weight", function() return tc.linear(int64({ { 1, 2 } }), bf16({ { 1, 2 } })) end,
+    { "linear", "int64" } },
+  { "linear of bfloat16 x, weight of the wrong width", function() return tc.linear(bf16({ { 1, 2 } }), bf16({ { 1 } })) end,
+    { "linear", "{1, 2}", "{1, 1}" } },
+  { "linear of float32 x, a bfloat16 weight of the wrong width", function()
+    return tc.no_grad(function() return tc.linear(tc.ones({ 1, 3 }), bf16({ { 1, 2 } })) end)
+  end, { "linear", "{1, 3}", "{1, 2}" } },
+  { "layer_norm of float64 x and a float16 weight", function()
+    return tc.layer_norm(tc.ones({ 1, 2 }, { dtype = "float64" }), f16({ 1, 1 }))
+  end, { "layer_norm", "weight is float16", "x is float64" } },
+  { "cross_entropy of bfloat16 logits and float16 targets", function()
+    return tc.cross_entropy(bf16({ { 1, 2 } }), f16({ 1 }))
+  end, { "cross_entropy", "targets", "float16" } },
+  { "a float32 gradient for a bfloat16 tensor", function()
+    local p = tc.ones({ 2 }, { dtype = "bfloat16", requires_grad = true })
+    p.grad = tc.ones({ 2 })
+  end, { "grad", "float32", "bfloat16" } },
+  { "a bfloat16 tensor from a string", function() return tc.tensor({ 1, "x" }, { dtype = "bfloat16" }) end,
+    { "tensor", "string" } },
+  { "from_bytes of bfloat16 with too few bytes", function() return tc.from_bytes("\0\0\0", "bfloat16", { 2 }) end,
+    { "from_bytes", "bfloat16" } },
+  { "einsum of bfloat16 and int64", function() return tc.einsum("i,i->", bf16({ 1 }), int64({ 1 })) end,
+    { "einsum", "int64" } },
+  { "nn.Linear with dtype bf8", function() return tc.nn.Linear(2, 2, { dtype = "bf8" }) end,
+    { "Linear", "dtype", "bf8", "bfloat16" } },
+  { "Module:to an unknown 16-bit name", function() return tc.nn.Linear(2, 2):to("float8") end,
+    { "to", "float8", "neither a dtype nor a device" } },
+  { "rand of an unknown dtype", function() return tc.rand({ 2 }, { dtype = "bfloat8" }) end, { "rand", "bfloat8" } },
+  { "randn of int32", function() return tc.randn({ 2 }, { dtype = "int32" }) end,
+    { "randn", "int32", "bfloat16" } },
+  { "a GPT with bfloat16 weights given a bfloat16 cache", function()
+    local model = tc.nn.GPT({ vocab_size = 5, context_length = 4, n_layer = 1, n_head = 1, n_embd = 2,
+      dtype = "bfloat16" })
+    local cache = model:new_cache(1)
+    cache.layers[1].k = tc.zeros({ 1, 1, 4, 2 }, { dtype = "bfloat16" })
+    return model(tc.tensor({ { 1 } }, { dtype = "int64" }), { cache = cache })
+  end, { "GPT", "cache.layers[1].k", "bfloat16", "float32" } },
 }

@@ -420,7 +420,7 @@ static void test_hand_written(tc_context *ctx) {
     char path[512];
     path_in(path, sizeof path, "hand.safetensors");
     /* U8 [3] then F32 [2] at offset 3: misaligned, so it must be copied. And
-     * F16 / BF16 that load as float32. The header is not padded. */
+     * F16 / BF16 that load as float16 / bfloat16. The header is not padded. */
     unsigned char data[3 + 8 + 4 + 4];
     data[0] = 7;
     data[1] = 8;
@@ -447,13 +447,17 @@ static void test_hand_written(tc_context *ctx) {
     tc_tensor_release(t);
     CHECK(tc_safetensors_get_by_name(file, "bytes", &t) == TC_OK && ((uint8_t *)tc_tensor_data(t))[2] == 9, "bytes");
     tc_tensor_release(t);
-    CHECK(tc_safetensors_get_by_name(file, "half", &t) == TC_OK && tc_tensor_dtype(t) == TC_FLOAT32 &&
-              ((float *)tc_tensor_data(t))[0] == 1.0f && ((float *)tc_tensor_data(t))[1] == -2.5f,
-          "F16 to float32");
+    /* F16 and BF16 load as such, their bits unchanged */
+    CHECK(tc_safetensors_get_by_name(file, "half", &t) == TC_OK && tc_tensor_dtype(t) == TC_FLOAT16 &&
+              memcmp(tc_tensor_data(t), halves, sizeof halves) == 0,
+          "F16 as float16");
+    double values[2] = {0, 0};
+    CHECK(t && tc_copy_to_doubles(t, values, 2) == TC_OK && values[0] == 1.0 && values[1] == -2.5, "F16 values");
     tc_tensor_release(t);
     CHECK(tc_safetensors_get_by_name(file, "brain", &t) == TC_OK && tc_tensor_ndim(t) == 2 &&
-              ((float *)tc_tensor_data(t))[1] == 3.140625f,
-          "BF16 to float32");
+              tc_tensor_dtype(t) == TC_BFLOAT16 && memcmp(tc_tensor_data(t), bfloats, sizeof bfloats) == 0,
+          "BF16 as bfloat16");
+    CHECK(t && tc_copy_to_doubles(t, values, 2) == TC_OK && values[1] == 3.140625, "BF16 values");
     tc_tensor_release(t);
     tc_safetensors_close(file);
 }

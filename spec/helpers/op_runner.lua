@@ -13,7 +13,9 @@
 --   * the op's properties from tc.ops(): a bool_result op gives bool, a view
 --     sees writes to its source, a float_only op given integers gives a
 --     floating result or an error naming the op.
--- runner.coverage() checks the list against tc.ops().
+-- runner.coverage() checks the list against tc.ops(). runner.half_tests()
+-- runs the floating cases again with bfloat16 and float16 inputs against
+-- float32 on the same (rounded) values (see HALF_TOLERANCE).
 local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local assert = require("luassert")
@@ -23,6 +25,9 @@ local R = require("helpers.op_reference")
 local runner = {}
 
 local FLOATING = { float32 = true, float64 = true }
+local HALF = { bfloat16 = true, float16 = true }
+-- Inputs are generated as numbers; these dtypes keep fractions.
+local FRACTIONAL = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
 local DEFAULT_TOLERANCE = { float64 = 1e-12, float32 = { rtol = 1e-5, atol = 1e-6 } }
 -- Half of the 1e-9 and 1e-4 the device comparisons allowed relative to a
 -- result's largest magnitude: element by element relative to 1 + |cpu|,
@@ -33,7 +38,7 @@ local DEFAULT_GRAD32 = 1e-4
 local CASE_KEYS = {
   name = true, inputs = true, run = true, reference = true, dtypes = true, tolerance = true,
   device_tolerance = true, fd = true, fd_options = true, grad32 = true, check = true, backends = true, shape = true,
-  fenced = true,
+  fenced = true, half = true,
 }
 local INPUT_KEYS = {
   kind = true, shape = true, range = true, seed = true, dtype = true, layout = true, view = true, grad = true,
@@ -106,7 +111,7 @@ local function flat_values(spec, dtype)
     if dtype == "bool" then
       -- random values: half of them true; given ones: true when not 0
       if type(v) ~= "boolean" then flat[k] = spec.range and v > (spec.range[1] + spec.range[2]) / 2 or v ~= 0 end
-    elseif not FLOATING[dtype] then
+    elseif not FRACTIONAL[dtype] then
       if type(v) == "boolean" then v = v and 1 or 0 end
       flat[k] = compat.tointeger(math.floor(v)) or v
     end
@@ -155,7 +160,7 @@ local function build_input(spec, dtype, device, with_grad)
   if spec.layout == "strided" then
     -- every other element of a tensor twice as long in the last dim, the
     -- others a value the op must never read into its result
-    local filler = kind_dtype == "bool" and true or FLOATING[kind_dtype] and 0 / 0 or 77
+    local filler = kind_dtype == "bool" and true or FRACTIONAL[kind_dtype] and 0 / 0 or 77
     local wide, stored_shape = {}, { compat.unpack(shape) }
     stored_shape[#shape] = shape[#shape] * 2
     for k, v in ipairs(flat) do
@@ -176,7 +181,7 @@ local function build_input(spec, dtype, device, with_grad)
   else
     leaf = moved(make_tensor(flat, shape, kind_dtype), device)
   end
-  local grad = with_grad and spec.kind == "float" and spec.grad ~= false and FLOATING[kind_dtype]
+  local grad = with_grad and spec.kind == "float" and spec.grad ~= false and FRACTIONAL[kind_dtype]
   if grad then leaf.requires_grad = true end
   local argument = spec.view and spec.view(leaf) or leaf
   return leaf, argument, grad
@@ -306,7 +311,7 @@ end
 -- gradient of sum(output * W)); nil when there is nothing to take.
 local function gradients(outputs, leaves, grads)
   local out = outputs[1]
-  if not is_tensor(out) or not FLOATING[out.dtype] or not out.requires_grad then return nil end
+  if not is_tensor(out) or not FRACTIONAL[out.dtype] or not out.requires_grad then return nil end
   local any = false
   for i in ipairs(leaves) do any = any or grads[i] end
   if not any then return nil end
@@ -506,6 +511,109 @@ function runner.check_properties(op, row, device, other)
         op.name .. " is listed as float_only; int64 inputs fail without naming it: " .. tostring(result))
     end
   end
+end
+
+-- ---- 16-bit inputs ----
+
+-- A 16-bit run against float32 on the same values: the kernels compute in
+-- float32 and round each result once, so a result differs by that rounding
+-- (half an ulp: 2^-9 relative for bfloat16, 2^-12 for float16). Held element
+-- by element to |half - float32| <= tolerance * (1 + |float32|) with one ulp
+-- as the tolerance. Gradients get HALF_GRAD_TOLERANCE: the upstream gradient
+-- is itself 16-bit, and a leaf used twice adds 16-bit partial gradients, so
+-- a gradient that is a small difference of large terms (a norm's weight)
+-- moves by several ulps of those terms. A case's `half` is a factor on the
+-- result tolerance, or false: no 16-bit run (values that are not the op's
+-- to set).
+local HALF_TOLERANCE = { bfloat16 = 2 ^ -8, float16 = 2 ^ -11 }
+local HALF_GRAD_TOLERANCE = { bfloat16 = 2 ^ -5, float16 = 2 ^ -8 }
+
+-- Whether a case runs again in 16 bits: it has floating inputs of the case's
+-- dtype, and float32 among its dtypes.
+local function runs_in_half(case, device)
+  if not case.run or case.check or case.half == false or not runs_on(case, device) then return false end
+  local float32 = false
+  for _, dtype in ipairs(case.dtypes or { "float64", "float32" }) do float32 = float32 or dtype == "float32" end
+  if not float32 then return false end
+  for _, spec in ipairs(case.inputs or {}) do
+    if spec.kind == "float" and not spec.dtype then return true end
+  end
+  return false
+end
+
+--- Runs one case with `dtype` (bfloat16 or float16) inputs on `device`
+-- against float32 (see HALF_TOLERANCE). An op in `refusing` must fail with
+-- an error naming the dtype; any other must run.
+function runner.check_half_case(op, case, dtype, device, other, refusing)
+  local label = ("%s: %s (%s on %s)"):format(op.name, case.name, dtype, device)
+  local leaves, arguments, grads = build(case, dtype, device, op.differentiable)
+  local _, fresh = build(case, "float32", device, false)
+  local wide_leaves, wide_arguments = {}, {}
+  for i, spec in ipairs(case.inputs or {}) do
+    if HALF[leaves[i].dtype] then
+      local wide = leaves[i]:detach():float()
+      if grads[i] then wide.requires_grad = true end
+      wide_leaves[i], wide_arguments[i] = wide, spec.view and spec.view(wide) or wide
+    else
+      wide_leaves[i], wide_arguments[i] = fresh[i], fresh[i]
+    end
+  end
+  local ok, outputs = pcall(run_case, case, arguments, environment(device, dtype, other))
+  if not ok then
+    local message = tostring(outputs)
+    assert(refusing[op.name], ("%s: fails on %s inputs, and is not listed as refusing them: %s"):format(label, dtype,
+      message))
+    assert(message:find(dtype, 1, true), ("%s: the refusal does not name %s: %s"):format(label, dtype, message))
+    return
+  end
+  assert(not refusing[op.name], label .. ": listed as refusing 16-bit inputs, but runs")
+  local expected = run_case(case, wide_arguments, environment(device, "float32", other))
+  assert(expected.n == outputs.n, label .. ": a different number of results in float32")
+  local tolerance = HALF_TOLERANCE[dtype] * (type(case.half) == "number" and case.half or 1)
+  for i = 1, outputs.n do
+    local want, got = host(expected[i]), host(outputs[i])
+    local what = ("%s, result %d against float32"):format(label, i)
+    if is_tensor(want) and want.dtype == "float32" and op.name ~= "to_dtype" then
+      assert(is_tensor(got) and (got.dtype == dtype or got.dtype == "float32"),
+        ("%s: gives %s"):format(what, is_tensor(got) and got.dtype or type(got)))
+    end
+    local floating = is_tensor(want) and FRACTIONAL[want.dtype] or type(want) == "number"
+    compare_values(plain(want), plain(got), floating and tolerance or 0, what)
+  end
+  local half_grads = gradients(outputs, leaves, grads)
+  local wide_grads = half_grads and gradients(expected, wide_leaves, grads)
+  for i, grad in pairs(half_grads or {}) do
+    local want = wide_grads and wide_grads[i]
+    assert((grad == false) == (want == false or want == nil),
+      ("%s: input %d has a gradient in one dtype only"):format(label, i))
+    if grad then
+      assert(grad.dtype == dtype, ("%s: the gradient of input %d is %s"):format(label, i, grad.dtype))
+      compare_values(plain(want), plain(grad), HALF_GRAD_TOLERANCE[dtype],
+        ("%s, gradient of input %d"):format(label, i))
+    end
+  end
+end
+
+--- The 16-bit tests of every row on `device` ({group =, name =, run =});
+-- `refusing`: the set of op names that have no 16-bit path; options as
+-- runner.tests's (other).
+function runner.half_tests(device, rows, refusing, options)
+  local ops, tests = {}, {}
+  for _, op in ipairs(tc.ops()) do ops[op.name] = op end
+  for _, row in ipairs(rows) do
+    local op = ops[row.op]
+    if op then
+      for _, case in ipairs(row.cases) do
+        if runs_in_half(case, device) then
+          for _, dtype in ipairs({ "bfloat16", "float16" }) do
+            tests[#tests + 1] = { group = row.op, name = ("%s (%s)"):format(case.name, dtype),
+              run = function() runner.check_half_case(op, case, dtype, device, options.other, refusing) end }
+          end
+        end
+      end
+    end
+  end
+  return tests
 end
 
 -- ---- coverage ----

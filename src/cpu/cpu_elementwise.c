@@ -8,6 +8,8 @@
  */
 #include "cpu_backend.h"
 #include "cpu_elementwise_f32.h"
+#include "cpu_half.h"
+#include "../half.h"
 #include "../ops_math.h"
 
 #include <math.h>
@@ -70,9 +72,65 @@ static void copy_same(int64_t n, char **p, const int64_t *s, void *state) {
     for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], p[1] + i * s[1], size);
 }
 
+/* Copies touching a 16-bit float go through float32, which holds every
+ * bfloat16 and float16 exactly (wider sources are rounded to odd first, so
+ * the one rounding to 16 bits is right): contiguous float32 runs convert on
+ * the vector path when the CPU has it, anything else one element at a time. */
+typedef struct half_copy {
+    tc_dtype dst, src;
+    bool vector;
+} half_copy;
+
+static float load_as_float(const char *p, tc_dtype dtype) {
+    switch (dtype) {
+    case TC_FLOAT32: return *(const float *)(const void *)p;
+    case TC_FLOAT64: return tc_double_to_float_odd(*(const double *)(const void *)p); /* one rounding in all */
+    case TC_INT32: return tc_double_to_float_odd(*(const int32_t *)(const void *)p);
+    case TC_INT64: return tc_double_to_float_odd((double)*(const int64_t *)(const void *)p);
+    case TC_UINT8:
+    case TC_BOOL: return *(const uint8_t *)p;
+    case TC_BFLOAT16: return tc_bfloat16_to_float(*(const uint16_t *)(const void *)p);
+    case TC_FLOAT16: return tc_float16_to_float(*(const uint16_t *)(const void *)p);
+    default: return 0.0f;
+    }
+}
+
+static void store_from_float(char *p, tc_dtype dtype, float x) {
+    switch (dtype) {
+    case TC_FLOAT32: *(float *)(void *)p = x; break;
+    case TC_FLOAT64: *(double *)(void *)p = x; break;
+    case TC_INT32: *(int32_t *)(void *)p = tc_float_to_int32(x); break;
+    case TC_INT64: *(int64_t *)(void *)p = tc_float_to_int64(x); break;
+    case TC_UINT8: *(uint8_t *)p = tc_float_to_uint8(x); break;
+    case TC_BOOL: *(uint8_t *)p = x != 0.0f; break;
+    case TC_BFLOAT16: *(uint16_t *)(void *)p = tc_float_to_bfloat16(x); break;
+    case TC_FLOAT16: *(uint16_t *)(void *)p = tc_float_to_float16(x); break;
+    default: break;
+    }
+}
+
+static void copy_half(int64_t n, char **p, const int64_t *s, void *state) {
+    const half_copy *copy = state;
+    if (tc_dtype_is_16bit(copy->src) && copy->dst == TC_FLOAT32 && s[0] == 4 && s[1] == 2) {
+        cpu_half_to_float(copy->src, (const uint16_t *)(const void *)p[1], (float *)(void *)p[0], n, copy->vector);
+        return;
+    }
+    if (tc_dtype_is_16bit(copy->dst) && copy->src == TC_FLOAT32 && s[0] == 2 && s[1] == 4) {
+        cpu_float_to_half(copy->dst, (const float *)(const void *)p[1], (uint16_t *)(void *)p[0], n, copy->vector);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        store_from_float(p[0] + i * s[0], copy->dst, load_as_float(p[1] + i * s[1], copy->src));
+}
+
 tc_status cpu_copy(tc_tensor *dst, const tc_tensor *src) {
     const tc_tensor *operands[2] = {dst, src};
     tc_dtype source = src->dtype;
+    if (source != dst->dtype && (tc_dtype_is_16bit(source) || tc_dtype_is_16bit(dst->dtype))) {
+        half_copy copy = {dst->dtype, source, cpu_half_vector_available()};
+        cpu_for_each_parallel(2, operands, GRAIN_SIMPLE, copy_half, &copy);
+        return TC_OK;
+    }
     if (source == dst->dtype) {
         size_t size = tc_dtype_size(source);
         cpu_for_each_parallel(2, operands, GRAIN_SIMPLE, copy_same, &size);
@@ -102,9 +160,19 @@ tc_status cpu_copy(tc_tensor *dst, const tc_tensor *src) {
     }
 ALL_DTYPES(FILL_FN)
 
+static void fill_half(int64_t n, char **p, const int64_t *s, void *state) {
+    uint16_t value = *(const uint16_t *)state;
+    for (int64_t i = 0; i < n; i++) ELEMENT(uint16_t, p[0], s[0], i) = value;
+}
+
 tc_status cpu_fill(tc_tensor *t, double value) {
     const tc_tensor *operands[1] = {t};
     cpu_inner_fn inner = NULL;
+    if (tc_dtype_is_16bit(t->dtype)) {
+        uint16_t bits = t->dtype == TC_BFLOAT16 ? tc_double_to_bfloat16(value) : tc_double_to_float16(value);
+        cpu_for_each_parallel(1, operands, GRAIN_SIMPLE, fill_half, &bits);
+        return TC_OK;
+    }
     if (t->dtype == TC_BOOL) value = value != 0.0;
     switch (t->dtype) {
 #define FILL_CASE(E, T)                                                                                            \

@@ -7,7 +7,9 @@
 --
 -- A folder holds config.json (LlamaConfig's names) and model.safetensors,
 -- or shards named by model.safetensors.index.json's weight_map. F16 and
--- BF16 tensors load as float32 (tc.load). Hugging Face names:
+-- BF16 tensors load as float16 and bfloat16 (tc.load); the model is
+-- float32 unless `{dtype = "bfloat16"}` (or another) is asked, when the
+-- weights are kept in that dtype. Hugging Face names:
 -- model.embed_tokens.weight, model.layers.{i}.input_layernorm.weight,
 -- model.layers.{i}.self_attn.{q,k,v,o}_proj.weight (q, k, v biases with
 -- attention_bias), model.layers.{i}.post_attention_layernorm.weight,
@@ -227,7 +229,7 @@ end
 function llama.hf_config(model)
   local config = model.config
   local result = { architectures = { "LlamaForCausalLM" }, model_type = "llama", hidden_act = "silu",
-    torch_dtype = config.dtype == "float64" and "float64" or "float32" }
+    torch_dtype = config.dtype }
   for _, field in ipairs(config_fields) do
     result[field] = config[field]
   end

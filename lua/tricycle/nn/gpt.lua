@@ -90,6 +90,13 @@ end
 
 local integer_dtypes = { int64 = true, int32 = true }
 
+-- Activations (and the key/value cache) are float32 under 16-bit weights:
+-- the ops read the 16-bit weights and compute in float32.
+local sixteen_bit = { bfloat16 = true, float16 = true }
+local function activation_dtype(weight)
+  return sixteen_bit[weight.dtype] and "float32" or weight.dtype
+end
+
 -- A cache from new_cache that fits this model and `batch` rows, with an
 -- integer position: a tampered or foreign cache would otherwise run some
 -- layers without it, or fail deep inside with a message about something else.
@@ -126,9 +133,9 @@ local function check_cache(self, cache, batch)
         error(("GPT: cache.layers[%d].%s has shape %s, expected %s ({batch, n_head, context_length, head_dim})")
           :format(i, name, have, want), 5)
       end
-      if t.dtype ~= weight.dtype or t.device ~= weight.device then
-        error(("GPT: cache.layers[%d].%s is %s on %s, the model %s on %s"):format(i, name, t.dtype, t.device,
-          weight.dtype, weight.device), 5)
+      if t.dtype ~= activation_dtype(weight) or t.device ~= weight.device then
+        error(("GPT: cache.layers[%d].%s is %s on %s, the model's activations %s on %s"):format(i, name, t.dtype,
+          t.device, activation_dtype(weight), weight.device), 5)
       end
     end
   end
@@ -194,6 +201,11 @@ function GPT:run(ids, T, start, cache)
   local x = self.drop(tokens + places)
   tokens:free()
   places:free()
+  if sixteen_bit[x.dtype] then
+    local wide = x:float()
+    x:free()
+    x = wide
+  end
   for i = 1, self.h.length do
     local next_x = self.h:get(i)(x, cache and cache.layers[i], start)
     x:free() -- each block's output is new (TransformerBlock:forward)
@@ -218,8 +230,8 @@ function GPT:new_cache(batch_size)
   local shape = { batch_size, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) }
   local cache = { position = 0, batch_size = batch_size, layers = {} }
   for i = 1, c.n_layer do
-    local k = core.zeros(shape, { dtype = weight.dtype })
-    local v = core.zeros(shape, { dtype = weight.dtype })
+    local k = core.zeros(shape, { dtype = activation_dtype(weight) })
+    local v = core.zeros(shape, { dtype = activation_dtype(weight) })
     if weight.device ~= "cpu" then
       k, v = k:to(weight.device), v:to(weight.device)
     end

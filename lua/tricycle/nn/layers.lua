@@ -11,7 +11,8 @@ local no_grad, shape_string = Module.no_grad, Module.shape_string
 
 local layers = {}
 
-local floating = { float32 = "float32", float = "float32", float64 = "float64", double = "float64" }
+local floating = { float32 = "float32", float = "float32", float64 = "float64", double = "float64",
+  bfloat16 = "bfloat16", bf16 = "bfloat16", float16 = "float16", half = "float16" }
 
 local function dtype_of(options)
   return options and floating[options.dtype] or "float32"
@@ -39,7 +40,7 @@ function layers.check_layer_options(name, options, allowed, level)
   check_options(name, options, allowed, level)
   options = options or {}
   if options.dtype ~= nil and not floating[options.dtype] then
-    error(("%s: option dtype must be float32 or float64 (parameters are trained), got %s"):format(name,
+    error(("%s: option dtype must be float32 or float64, bfloat16 or float16 (parameters are floating), got %s"):format(name,
       tostring(options.dtype)), level)
   end
   if options.bias ~= nil and type(options.bias) ~= "boolean" then
@@ -61,9 +62,45 @@ local function check_input(function_name, x)
 end
 layers.check_input = check_input
 
+-- 16-bit parameters are drawn in float32 and rounded once when copied in
+-- (scale_ works on float32 and float64 only).
+local sixteen_bit = { bfloat16 = true, float16 = true }
+local function draw_dtype(dtype)
+  return sixteen_bit[dtype] and "float32" or dtype
+end
+
+-- A 16-bit tensor filled by `fill` a block of rows (about 4M elements) at a
+-- time, each drawn in float32 and rounded once: making a model of 16-bit
+-- weights never holds a float32 copy of a whole large weight.
+local HALF_FILL_ELEMENTS = 4194304
+local function fill_16bit(tensor, fill)
+  local shape = tensor.shape
+  if #shape == 0 then
+    local fresh = fill(shape, "float32")
+    tensor:copy_(fresh)
+    fresh:free()
+    return
+  end
+  local rows = shape[1]
+  local per_row = rows > 0 and tensor:numel() / rows or 1
+  local block = math.max(1, math.floor(HALF_FILL_ELEMENTS / math.max(per_row, 1)))
+  for first = 1, rows, block do
+    local part = { compat.unpack(shape) }
+    part[1] = math.min(block, rows - first + 1)
+    local fresh = fill(part, "float32")
+    tensor:narrow(1, first, part[1]):copy_(fresh)
+    fresh:free()
+  end
+end
+
 --- A leaf parameter filled by `fill(shape, dtype)` without recording a graph.
 function layers.parameter(shape, dtype, fill)
   local t = no_grad(function()
+    if sixteen_bit[dtype] then
+      local fresh = core.empty(shape, { dtype = dtype })
+      fill_16bit(fresh, fill)
+      return fresh
+    end
     return fill(shape, dtype)
   end)
   return t:requires_grad_(true)
@@ -79,10 +116,11 @@ local function check_init_number(name, argument, value)
   end
 end
 
+
 function layers.uniform(bound)
   check_init_number("init.uniform", "bound", bound)
   return function(shape, dtype)
-    local doubled = core.rand(shape, { dtype = dtype }):scale_(2)
+    local doubled = core.rand(shape, { dtype = draw_dtype(dtype) }):scale_(2)
     local centred = doubled - 1
     doubled:free()
     return centred:scale_(bound)
@@ -95,7 +133,7 @@ function layers.normal(std)
     error(("init.normal: std must be >= 0, got %s"):format(tostring(std)), 2)
   end
   return function(shape, dtype)
-    return core.randn(shape, { dtype = dtype }):scale_(std)
+    return core.randn(shape, { dtype = draw_dtype(dtype) }):scale_(std)
   end
 end
 
@@ -115,6 +153,7 @@ function layers.reset(tensor, fill)
     error(("init.reset: argument 2 must be a fill function (init.normal(std), ...), got %s"):format(type(fill)), 2)
   end
   no_grad(function()
+    if sixteen_bit[tensor.dtype] then return fill_16bit(tensor, fill) end
     local fresh = fill(tensor.shape, tensor.dtype)
     local ok, failure = pcall(tensor.copy_, tensor, fresh)
     fresh:free()

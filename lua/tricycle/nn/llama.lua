@@ -118,7 +118,8 @@ function Llama.check_config(options, level)
     if type(config[field]) ~= "boolean" then fail(field, "a boolean", config[field], level) end
   end
   local dtype = config.dtype
-  if dtype ~= "float32" and dtype ~= "float64" then fail("dtype", "float32 or float64", dtype, level) end
+  local floating = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
+  if not floating[dtype] then fail("dtype", "float32 or float64, bfloat16 or float16", dtype, level) end
   if config.rope_scaling ~= nil then config.rope_scaling = check_rope_scaling(config.rope_scaling, level) end
   return config
 end
@@ -283,6 +284,13 @@ local function cache_shape(config, batch, capacity)
   return { batch, config.num_key_value_heads, capacity, config.head_dim }
 end
 
+-- Activations (and the key/value cache) are float32 under 16-bit weights:
+-- the ops read the 16-bit weights and compute in float32.
+local sixteen_bit = { bfloat16 = true, float16 = true }
+local function activation_dtype(weight)
+  return sixteen_bit[weight.dtype] and "float32" or weight.dtype
+end
+
 -- A cache from new_cache that fits this model and `batch` rows; returns its
 -- position.
 local function check_cache(self, cache, batch)
@@ -317,9 +325,9 @@ local function check_cache(self, cache, batch)
         error(("Llama: cache.layers[%d].%s has shape %s, expected %s ({batch, num_key_value_heads, capacity, "
           .. "head_dim})"):format(i, name, shape_string(t.shape), want), 5)
       end
-      if t.dtype ~= weight.dtype or t.device ~= weight.device then
-        error(("Llama: cache.layers[%d].%s is %s on %s, the model %s on %s"):format(i, name, t.dtype, t.device,
-          weight.dtype, weight.device), 5)
+      if t.dtype ~= activation_dtype(weight) or t.device ~= weight.device then
+        error(("Llama: cache.layers[%d].%s is %s on %s, the model's activations %s on %s"):format(i, name,
+          t.dtype, t.device, activation_dtype(weight), weight.device), 5)
       end
     end
   end
@@ -381,6 +389,9 @@ end
 
 function Llama:run(ids, start, cache)
   local x = self.embed_tokens(ids)
+  if sixteen_bit[x.dtype] then
+    x = x:float()
+  end
   for i = 1, self.layers.length do
     x = self.layers:get(i)(x, cache and cache.layers[i], start)
   end
@@ -403,8 +414,8 @@ function Llama:new_cache(batch_size, capacity)
   end
   local cache = { position = 0, batch_size = batch_size, capacity = capacity, layers = {} }
   for i = 1, c.num_hidden_layers do
-    local k = core.zeros(cache_shape(c, batch_size, capacity), { dtype = weight.dtype })
-    local v = core.zeros(cache_shape(c, batch_size, capacity), { dtype = weight.dtype })
+    local k = core.zeros(cache_shape(c, batch_size, capacity), { dtype = activation_dtype(weight) })
+    local v = core.zeros(cache_shape(c, batch_size, capacity), { dtype = activation_dtype(weight) })
     if weight.device ~= "cpu" then k, v = k:to(weight.device), v:to(weight.device) end
     cache.layers[i] = { k = k, v = v }
   end

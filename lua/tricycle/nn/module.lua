@@ -470,8 +470,10 @@ end
 
 local dtype_names = {
   float32 = "float32", float = "float32", float64 = "float64", double = "float64", int32 = "int32", int = "int32",
-  int64 = "int64", long = "int64", uint8 = "uint8", byte = "uint8", bool = "bool",
+  int64 = "int64", long = "int64", uint8 = "uint8", byte = "uint8", bool = "bool", bfloat16 = "bfloat16",
+  bf16 = "bfloat16", float16 = "float16", half = "float16",
 }
+local floating_dtypes = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
 
 --- Moves or casts every parameter and buffer ("float64", "cuda", ...),
 -- keeping shared tensors shared. Parameters are converted in place, as in
@@ -492,8 +494,9 @@ function Module:to(target)
     error(("%s:to: '%s' is neither a dtype nor a device (cpu, cuda)"):format(self.__name, target), 2)
   end
   local parameters = self:named_parameters()
-  if dtype and dtype ~= "float32" and dtype ~= "float64" and #parameters > 0 then
-    error(("%s:to: parameters must stay float32 or float64 (they require grad), got %s; parameter %s would "
+  if dtype and not floating_dtypes[dtype] and #parameters > 0 then
+    error(("%s:to: parameters must stay float32 or float64, bfloat16 or float16 (they require grad), got %s; "
+      .. "parameter %s would "
       .. "become %s"):format(self.__name, target, parameters[1][1], dtype), 2)
   end
   local converted = {}

@@ -41,8 +41,10 @@ function transformer.check_config_values(name, config, level)
   if config.gelu ~= nil and config.gelu ~= "tanh" and config.gelu ~= "none" then fail("gelu", '"tanh" or "none"') end
   if config.eps ~= nil and not (is_finite(config.eps) and config.eps > 0) then fail("eps", "a finite number > 0") end
   local dtype = config.dtype
-  if dtype ~= nil and dtype ~= "float32" and dtype ~= "float64" and dtype ~= "float" and dtype ~= "double" then
-    fail("dtype", "float32 or float64")
+  local floating = { float32 = true, float64 = true, float = true, double = true, bfloat16 = true, bf16 = true,
+    float16 = true, half = true }
+  if dtype ~= nil and not floating[dtype] then
+    fail("dtype", "float32 or float64, bfloat16 or float16")
   end
 end
 
