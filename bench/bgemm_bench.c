@@ -4,10 +4,14 @@
  * each repeat runs every implementation once, in turn, so load from other
  * processes falls on all of them alike. Implementations:
  *
- *   sgemm       cpu_sgemm, float32 A and B
- *   bgemm       cpu_bgemm, bf16 A and B (native path)
- *   bgemm f32a  cpu_bgemm, float32 A rounded while packing, bf16 B: a linear
- *               layer under autocast (float32 activations, bf16 weights)
+ *   sgemm        cpu_sgemm, float32 A and B
+ *   avx512       cpu_bgemm's VDPBF16PS path, bf16 A and B
+ *   amx          cpu_bgemm's AMX path (TDPBF16PS), bf16 A and B
+ *   amx f32a     the AMX path with float32 A rounded while packing, bf16 B:
+ *                a linear layer under autocast (float32 activations, bf16
+ *                weights)
+ *
+ * A path this CPU lacks is left out (its column empty).
  *
  * OpenBLAS's cblas_sbgemm is not timed: Debian 12's OpenBLAS 0.3.21 declares
  * it in cblas.h but its libopenblas does not export it (built without
@@ -24,12 +28,12 @@
  *
  * Prints a Markdown table: per shape the median of REPS timed runs (after
  * one untimed run) of each implementation as GFLOP/s (2 M N K over the
- * median time), and the bf16 rates over sgemm's. After the timed runs, 256
+ * median time), and each bf16 rate over sgemm's. After the timed runs, 256
  * sampled elements of each C are checked against a float64 dot product (of
  * the bf16-rounded operands for the bf16 GEMMs), within 4 sqrt(K) float32
  * roundings of the sum of the terms' magnitudes (a random walk of rounding
  * errors; a skipped block of K shows as much more). Exit status: 0; 1 out of
- * memory; 2 bad arguments; 3 no AVX512_BF16 (or no AVX-512) on this CPU;
+ * memory; 2 bad arguments; 3 no AVX512_BF16 (or no AVX-512F) on this CPU;
  * 4 a wrong product. Not part of the engine; `make bgemm-bench` builds it
  * and writes bench/results/bgemm.md.
  */
@@ -47,8 +51,22 @@
 #define EXIT_UNAVAILABLE 3
 #define EXIT_WRONG 4
 #define SPLIT_ALIGNMENT 16
-#define IMPLEMENTATIONS 3
+#define IMPLEMENTATIONS 4
 #define MAX_THREADS 64
+
+/* What each implementation runs: sgemm (path unused), or cpu_bgemm on a
+ * path with A of a type. */
+static const struct {
+    const char *name;
+    bool bf16;
+    cpu_bgemm_path path;
+    cpu_bgemm_type a_type;
+} implementations[IMPLEMENTATIONS] = {
+    {"sgemm", false, CPU_BGEMM_FALLBACK, CPU_BGEMM_F32},
+    {"avx512", true, CPU_BGEMM_AVX512, CPU_BGEMM_BF16},
+    {"amx", true, CPU_BGEMM_AMX, CPU_BGEMM_BF16},
+    {"amx f32a", true, CPU_BGEMM_AMX, CPU_BGEMM_F32},
+};
 
 typedef struct {
     char label[64];
@@ -59,7 +77,7 @@ typedef struct {
 /* One product to run: its shape, operands and which implementation. */
 typedef struct {
     const gemm_shape *shape;
-    int implementation; /* 0 sgemm, 1 bgemm, 2 bgemm f32a */
+    int implementation; /* an index of `implementations` */
     const float *a, *b;
     const uint16_t *a_bits, *b_bits;
     float *c;
@@ -119,11 +137,12 @@ static bool run_block(const gemm_work *w, bool by_rows, int64_t first, int64_t l
     int64_t b_offset = by_rows ? 0 : (s->tb ? first * ldb : first);
     int64_t m = by_rows ? last - first : s->m, n = by_rows ? s->n : last - first;
     float *c = w->c + (by_rows ? first * s->n : first);
-    if (w->implementation == 0)
+    if (!implementations[w->implementation].bf16)
         return cpu_sgemm(s->ta, s->tb, m, n, s->k, 1.0f, w->a + a_offset, lda, w->b + b_offset, ldb, 0.0f, NULL, c,
                          s->n, NULL, NULL);
-    bool f32a = w->implementation == 2;
-    return cpu_bgemm(true, s->ta, s->tb, m, n, s->k, 1.0f, f32a ? CPU_BGEMM_F32 : CPU_BGEMM_BF16,
+    bool f32a = implementations[w->implementation].a_type == CPU_BGEMM_F32;
+    return cpu_bgemm(implementations[w->implementation].path, s->ta, s->tb, m, n, s->k, 1.0f,
+                     f32a ? CPU_BGEMM_F32 : CPU_BGEMM_BF16,
                      f32a ? (const void *)(w->a + a_offset) : (const void *)(w->a_bits + a_offset), lda,
                      CPU_BGEMM_BF16, w->b_bits + b_offset, ldb, 0.0f, NULL, c, s->n, NULL, NULL);
 }
@@ -228,11 +247,9 @@ static bool product_checks(const gemm_work *w, bool rounded) {
     return true;
 }
 
-static const char *const names[IMPLEMENTATIONS] = {"sgemm", "bgemm", "bgemm f32a"};
-
 /* Times one shape and prints its row. Returns 0, 1 out of memory, or
  * EXIT_WRONG. */
-static int bench_shape(const gemm_shape *s, int reps, double *times) {
+static int bench_shape(const gemm_shape *s, int reps, double *times, const bool *present) {
     unsigned seed = 12345u;
     size_t size_a = (size_t)s->m * s->k, size_b = (size_t)s->k * s->n, size_c = (size_t)s->m * s->n;
     float *a = random_floats(size_a, &seed), *b = random_floats(size_b, &seed);
@@ -245,29 +262,36 @@ static int bench_shape(const gemm_shape *s, int reps, double *times) {
     }
     gemm_work work[IMPLEMENTATIONS];
     for (int i = 0; i < IMPLEMENTATIONS; i++) work[i] = (gemm_work){s, i, a, b, a_bits, b_bits, c[i]};
-    for (int i = 0; i < IMPLEMENTATIONS && ran; i++) ran = run_product(&work[i]); /* warm-up */
+    for (int i = 0; i < IMPLEMENTATIONS && ran; i++) ran = !present[i] || run_product(&work[i]); /* warm-up */
     for (int r = 0; r < reps && ran; r++)
         for (int i = 0; i < IMPLEMENTATIONS && ran; i++) {
+            if (!present[i]) continue;
             double start = now_seconds();
             ran = run_product(&work[i]);
             times[i * reps + r] = now_seconds() - start;
         }
     int status = ran ? 0 : 1;
     for (int i = 0; i < IMPLEMENTATIONS && status == 0; i++)
-        if (!product_checks(&work[i], i > 0)) {
-            fprintf(stderr, "bgemm_bench: %s computed a wrong product for %s\n", names[i], s->label);
+        if (present[i] && !product_checks(&work[i], implementations[i].bf16)) {
+            fprintf(stderr, "bgemm_bench: %s computed a wrong product for %s\n", implementations[i].name, s->label);
             status = EXIT_WRONG;
         }
     if (status == 0) {
         double flops = 2.0 * s->m * s->n * s->k, rate[IMPLEMENTATIONS];
         for (int i = 0; i < IMPLEMENTATIONS; i++) {
+            rate[i] = 0;
+            if (!present[i]) continue;
             double *t = times + i * reps;
             qsort(t, (size_t)reps, sizeof *t, compare_doubles);
             double median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
             rate[i] = flops / median * 1e-9;
         }
-        printf("| %s | %d,%d,%d,%c,%c | %.1f | %.1f | %.1f | %.2f | %.2f |\n", s->label, s->m, s->k, s->n,
-               s->ta ? 't' : 'n', s->tb ? 't' : 'n', rate[0], rate[1], rate[2], rate[1] / rate[0], rate[2] / rate[0]);
+        printf("| %s | %d,%d,%d,%c,%c | %.1f |", s->label, s->m, s->k, s->n, s->ta ? 't' : 'n', s->tb ? 't' : 'n',
+               rate[0]);
+        for (int i = 1; i < IMPLEMENTATIONS; i++)
+            if (present[i]) printf(" %.1f (%.2fx) |", rate[i], rate[i] / rate[0]);
+            else printf(" |");
+        printf("\n");
         fflush(stdout);
     }
     free(a);
@@ -289,7 +313,8 @@ int main(int argc, char **argv) {
                 argv[1], argv[2]);
         return 2;
     }
-    if (!cpu_bgemm_native_available() || !cpu_sgemm_available()) {
+    cpu_bgemm_path best = cpu_bgemm_best_path();
+    if (best < CPU_BGEMM_AVX512 || !cpu_sgemm_available()) {
         fprintf(stderr, "bgemm_bench: this CPU lacks AVX512_BF16 (or AVX-512F): nothing to time\n");
         return EXIT_UNAVAILABLE;
     }
@@ -298,8 +323,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bgemm_bench: could not set up %d thread(s)\n", threads);
         return 1;
     }
-    printf("| product | M,K,N,TA,TB | sgemm GFLOP/s | bgemm GFLOP/s | bgemm f32a GFLOP/s | bgemm / sgemm | "
-           "f32a / sgemm |\n|---|---|---:|---:|---:|---:|---:|\n");
+    bool present[IMPLEMENTATIONS];
+    printf("| product | M,K,N,TA,TB |");
+    for (int i = 0; i < IMPLEMENTATIONS; i++) {
+        present[i] = !implementations[i].bf16 || implementations[i].path <= best;
+        printf(" %s GFLOP/s%s |", implementations[i].name, i ? " (/ sgemm)" : "");
+    }
+    printf("\n|---|---|---:|---:|---:|---:|\n");
     int status = 0;
     for (int i = 3; i < argc && status == 0; i++) {
         gemm_shape shape;
@@ -307,7 +337,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bgemm_bench: shape '%s' is not LABEL=M,K,N,TA,TB (TA/TB n or t)\n", argv[i]);
             status = 2;
         } else {
-            status = bench_shape(&shape, reps, times);
+            status = bench_shape(&shape, reps, times, present);
             if (status == 1) fprintf(stderr, "bgemm_bench: out of memory for %s\n", argv[i]);
         }
     }

@@ -5,14 +5,15 @@
  * cover ragged tiles, odd depths, several depth, row and column blocks, both
  * transposes, padded leading dimensions, alpha, beta, a bias and every mix
  * of bf16 and float32 operands. Tolerance: 4 (k + 2) float32 roundings
- * (2^-24) of the sum of the terms' magnitudes (the products of two bf16
- * values are exact in float32; only the sums round). Also: C is not read
+ * (2^-24) of the sum of the terms' magnitudes (alpha's products, the bias
+ * and beta C; the products of two bf16 values are exact in float32, only
+ * the sums round). Also: C is not read
  * when beta is 0, k == 0 and alpha == 0 read neither operand, splitting the
  * product into row or column blocks or sharing one packed op(b) keeps the
  * bits, the GELU output has the bits of the element-wise op, float32
  * operands give the bits of their bf16 rounding by cpu_bf16_from_float, and
- * TRICYCLE_BGEMM=fallback turns the native path off. Without AVX512_BF16
- * only the fallback is tested (and says so).
+ * TRICYCLE_BGEMM caps the path chosen. Every path the CPU has is tested
+ * (AMX tiles, VDPBF16PS, the fallback), or those up to TRICYCLE_BGEMM's cap.
  */
 #include "cpu/cpu_bgemm.h"
 #include "cpu/cpu_elementwise_f32.h"
@@ -99,9 +100,11 @@ static void check_against_reference(const product *p, const float *c_in, const f
                 sum += term;
                 magnitude += fabs(term);
             }
-            double base = (p->bias ? p->bias[j] : 0.0) + (p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0);
-            double expected = p->alpha * sum + base;
-            double bound = 4.0 * (double)(p->k + 2) * 0x1p-24 * (fabs(p->alpha) * magnitude + fabs(base)) + 1e-30;
+            double bias = p->bias ? p->bias[j] : 0.0, scaled = p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0;
+            double expected = p->alpha * sum + bias + scaled;
+            /* bias and beta C as separate terms: the kernels add them in separate roundings */
+            double bound =
+                4.0 * (double)(p->k + 2) * 0x1p-24 * (fabs(p->alpha) * magnitude + fabs(bias) + fabs(scaled)) + 1e-30;
             double error = fabs((double)c_out[i * p->ldc + j] - expected) / bound;
             if (!(error <= worst)) worst = error; /* NaN counts as the worst */
         }
@@ -135,8 +138,10 @@ static void free_product(product *p) {
     free(p->bias);
 }
 
-static bool run(bool native, const product *p, float *c, float *gelu) {
-    return cpu_bgemm(native, p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a.type, p->a.data, p->lda,
+static const char *const path_names[] = {"fallback", "avx512", "amx"};
+
+static bool run(cpu_bgemm_path path, const product *p, float *c, float *gelu) {
+    return cpu_bgemm(path, p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a.type, p->a.data, p->lda,
                      p->b.type, p->b.data, p->ldb, p->beta, p->bias, c, p->ldc, gelu, NULL);
 }
 
@@ -160,7 +165,7 @@ static void check_gelu(const product *p, const float *c, const float *gelu, cons
 
 /* Both paths on random shapes, each against the reference; every third
  * also with the GELU output. */
-static void random_shapes(bool have_native) {
+static void random_shapes(cpu_bgemm_path best) {
     for (int trial = 0; trial < 300; trial++) {
         int64_t m = 1 + below(60), n = 1 + below(80), k = 1 + below(300);
         if (trial % 50 == 0) { /* several row, column and depth blocks */
@@ -170,10 +175,10 @@ static void random_shapes(bool have_native) {
         }
         product p = random_product(m, n, k);
         float *c_in = random_floats(m * p.ldc);
-        for (int path = have_native ? 0 : 1; path < 2; path++) {
-            const char *what = path == 0 ? "native" : "fallback";
+        for (cpu_bgemm_path path = CPU_BGEMM_FALLBACK; path <= best; path++) {
+            const char *what = path_names[path];
             float *c = copy_floats(c_in, m * p.ldc), *gelu = trial % 3 == 0 ? random_floats(m * p.ldc) : NULL;
-            CHECK(run(path == 0, &p, c, gelu), "%s cpu_bgemm failed", what);
+            CHECK(run(path, &p, c, gelu), "%s cpu_bgemm failed", what);
             check_against_reference(&p, c_in, c, what);
             if (gelu) check_gelu(&p, c, gelu, what);
             free(c);
@@ -186,16 +191,16 @@ static void random_shapes(bool have_native) {
 
 /* beta == 0: C's old contents (NaN here) are not read; k == 0 and
  * alpha == 0: C = beta C + bias without reading a or b (NaN there). */
-static void special_cases(bool have_native) {
-    for (int path = have_native ? 0 : 1; path < 2; path++) {
+static void special_cases(cpu_bgemm_path best) {
+    for (cpu_bgemm_path path = CPU_BGEMM_FALLBACK; path <= best; path++) {
         product p = random_product(13, 33, 17);
         p.beta = 0.0f;
         int64_t size = p.m * p.ldc;
         float *c_in = malloc(sizeof(float) * (size_t)size);
         for (int64_t i = 0; i < size; i++) c_in[i] = NAN;
         float *c = copy_floats(c_in, size);
-        CHECK(run(path == 0, &p, c, NULL), "cpu_bgemm failed");
-        check_against_reference(&p, c_in, c, path == 0 ? "native, beta 0 over NaN" : "fallback, beta 0 over NaN");
+        CHECK(run(path, &p, c, NULL), "cpu_bgemm failed");
+        check_against_reference(&p, c_in, c, path_names[path]);
         for (int variant = 0; variant < 2; variant++) {
             product q = p;
             q.beta = 0.5f;
@@ -206,14 +211,14 @@ static void special_cases(bool have_native) {
             q.lda = q.ldb = 1;
             for (int64_t i = 0; i < size; i++) c[i] = c_in[i] = uniform();
             float *gelu = random_floats(size);
-            CHECK(run(path == 0, &q, c, gelu), "cpu_bgemm failed");
+            CHECK(run(path, &q, c, gelu), "cpu_bgemm failed");
             bool right = true;
             for (int64_t i = 0; i < q.m; i++)
                 for (int64_t j = 0; j < q.n; j++) {
                     float expected = 0.5f * c_in[i * q.ldc + j] + (q.bias ? q.bias[j] : 0.0f);
                     right &= fabsf(c[i * q.ldc + j] - expected) <= 1e-6f;
                 }
-            CHECK(right, "%s, %s: C must be beta C + bias", path == 0 ? "native" : "fallback",
+            CHECK(right, "%s, %s: C must be beta C + bias", path_names[path],
                   variant == 0 ? "k 0" : "alpha 0");
             check_gelu(&q, c, gelu, "nothing to sum");
             free(gelu);
@@ -226,13 +231,13 @@ static void special_cases(bool have_native) {
 
 /* Row blocks and column blocks computed separately (as threads do) give the
  * bits of the whole product. */
-static void split_invariance(void) {
+static void split_invariance(cpu_bgemm_path path) {
     for (int trial = 0; trial < 20; trial++) {
         int64_t m = 20 + below(100), n = 40 + below(100), k = 1 + below(1200);
         product p = random_product(m, n, k);
         int64_t size = m * p.ldc;
         float *c_in = random_floats(size), *whole = copy_floats(c_in, size), *parts = copy_floats(c_in, size);
-        CHECK(run(true, &p, whole, NULL), "cpu_bgemm failed");
+        CHECK(run(path, &p, whole, NULL), "cpu_bgemm failed");
         bool by_rows = trial % 2 == 0;
         int64_t extent = by_rows ? m : n, cut = 16 * (1 + below(extent / 16 > 1 ? extent / 16 - 1 : 1));
         if (cut >= extent) cut = extent / 2;
@@ -250,10 +255,11 @@ static void split_invariance(void) {
                 q.bias = p.bias ? p.bias + first : NULL;
                 c = parts + first;
             }
-            CHECK(run(true, &q, c, NULL), "cpu_bgemm failed");
+            CHECK(run(path, &q, c, NULL), "cpu_bgemm failed");
         }
         CHECK(memcmp(whole, parts, sizeof(float) * (size_t)size) == 0,
-              "split by %s at %lld (m %lld n %lld k %lld) changed the bits", by_rows ? "rows" : "columns",
+              "%s: split by %s at %lld (m %lld n %lld k %lld) changed the bits", path_names[path],
+              by_rows ? "rows" : "columns",
               (long long)cut, (long long)m, (long long)n, (long long)k);
         free(c_in);
         free(whole);
@@ -264,29 +270,29 @@ static void split_invariance(void) {
 
 /* op(b) packed once (in two halves of its panels, as two threads would)
  * and rows of C computed from it in two parts give the bits of cpu_bgemm. */
-static void shared_packing(void) {
+static void shared_packing(cpu_bgemm_path path) {
     for (int trial = 0; trial < 20; trial++) {
         int64_t m = 2 + below(150), n = 1 + below(300), k = 1 + below(1300);
         product p = random_product(m, n, k);
         int64_t size = m * p.ldc;
         float *c_in = random_floats(size), *whole = copy_floats(c_in, size), *parts = copy_floats(c_in, size);
         float *gelu_whole = calloc((size_t)size, sizeof(float)), *gelu_parts = calloc((size_t)size, sizeof(float));
-        CHECK(run(true, &p, whole, gelu_whole), "cpu_bgemm failed");
+        CHECK(run(path, &p, whole, gelu_whole), "cpu_bgemm failed");
         void *packed = aligned_alloc(64, (size_t)cpu_bgemm_packed_bytes(n, k));
         int64_t panels = cpu_bgemm_panel_count(n, k), half_panels = panels / 2;
-        cpu_bgemm_pack(p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, half_panels, panels);
-        cpu_bgemm_pack(p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, 0, half_panels);
+        cpu_bgemm_pack(path, p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, half_panels, panels);
+        cpu_bgemm_pack(path, p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, 0, half_panels);
         int64_t cut = m / 2;
         for (int part = 0; part < 2; part++) {
             int64_t first = part ? cut : 0, rows = part ? m - cut : cut;
             const void *a = at(&p.a, p.transpose_a ? first : first * p.lda);
-            CHECK(cpu_bgemm_packed(p.a.type, p.transpose_a, rows, n, k, p.alpha, a, p.lda, packed, p.beta, p.bias,
+            CHECK(cpu_bgemm_packed(path, p.a.type, p.transpose_a, rows, n, k, p.alpha, a, p.lda, packed, p.beta, p.bias,
                                    parts + first * p.ldc, p.ldc, gelu_parts + first * p.ldc),
                   "cpu_bgemm_packed failed");
         }
         CHECK(memcmp(whole, parts, sizeof(float) * (size_t)size) == 0 &&
                   memcmp(gelu_whole, gelu_parts, sizeof(float) * (size_t)size) == 0,
-              "shared packing changed the bits (m %lld n %lld k %lld)", (long long)m, (long long)n, (long long)k);
+              "%s: shared packing changed the bits (m %lld n %lld k %lld)", path_names[path], (long long)m, (long long)n, (long long)k);
         free(packed);
         free(c_in);
         free(whole);
@@ -301,7 +307,7 @@ static void shared_packing(void) {
  * the same operands rounded first by cpu_bf16_from_float: random values,
  * ties of the rounding (both directions), subnormals (to signed zero) and
  * values that round up to infinity. */
-static void conversion_matches(void) {
+static void conversion_matches(cpu_bgemm_path path) {
     cpu_bgemm_type kinds[2] = {CPU_BGEMM_F32, CPU_BGEMM_BF16};
     for (int trial = 0; trial < 8; trial++) {
         int64_t m = 5 + below(30), n = 5 + below(70), k = 1 + below(90);
@@ -317,11 +323,12 @@ static void conversion_matches(void) {
         size_t bytes = sizeof(float) * (size_t)(m * n);
         float *c[2] = {malloc(bytes), malloc(bytes)};
         for (int kind = 0; kind < 2; kind++)
-            CHECK(cpu_bgemm(true, ta, tb, m, n, k, 1.0f, kinds[kind], kind ? (const void *)a_bits : a, ta ? m : k,
+            CHECK(cpu_bgemm(path, ta, tb, m, n, k, 1.0f, kinds[kind], kind ? (const void *)a_bits : a, ta ? m : k,
                             kinds[kind], kind ? (const void *)b_bits : b, tb ? k : n, 0.0f, NULL, c[kind], n, NULL,
                             NULL),
                   "cpu_bgemm failed");
-        CHECK(memcmp(c[0], c[1], bytes) == 0, "float32 operands (ta %d tb %d) differ from their bf16 rounding", ta, tb);
+        CHECK(memcmp(c[0], c[1], bytes) == 0, "%s: float32 operands (ta %d tb %d) differ from their bf16 rounding",
+              path_names[path], ta, tb);
         free(a);
         free(b);
         free(a_bits);
@@ -336,29 +343,33 @@ static void conversion_matches(void) {
           "subnormal, overflow and NaN conversions");
 }
 
-/* TRICYCLE_BGEMM=fallback turns the native path off; anything else leaves
- * the CPU's answer. */
-static void environment_switch(bool have_native) {
+/* TRICYCLE_BGEMM=fallback turns the native paths off, =avx512 the AMX
+ * path; anything else leaves the CPU's best. */
+static void environment_switch(cpu_bgemm_path best) {
     setenv("TRICYCLE_BGEMM", "fallback", 1);
-    CHECK(!cpu_bgemm_choose_native(), "TRICYCLE_BGEMM=fallback must choose the fallback");
-    setenv("TRICYCLE_BGEMM", "native", 1);
-    CHECK(cpu_bgemm_choose_native() == have_native, "TRICYCLE_BGEMM=native must leave the CPU's answer");
+    CHECK(cpu_bgemm_choose_path() == CPU_BGEMM_FALLBACK, "TRICYCLE_BGEMM=fallback must choose the fallback");
+    setenv("TRICYCLE_BGEMM", "avx512", 1);
+    CHECK(cpu_bgemm_choose_path() == (best < CPU_BGEMM_AVX512 ? best : CPU_BGEMM_AVX512),
+          "TRICYCLE_BGEMM=avx512 must leave out AMX only");
+    setenv("TRICYCLE_BGEMM", "other", 1);
+    CHECK(cpu_bgemm_choose_path() == best, "another TRICYCLE_BGEMM must leave the CPU's best");
     unsetenv("TRICYCLE_BGEMM");
-    CHECK(cpu_bgemm_choose_native() == have_native, "without TRICYCLE_BGEMM the CPU decides");
+    CHECK(cpu_bgemm_choose_path() == best, "without TRICYCLE_BGEMM the CPU decides");
 }
 
 int main(void) {
-    bool have_native = cpu_bgemm_choose_native();
-    if (!have_native)
-        printf("bgemm_test: no AVX512_BF16 here (or TRICYCLE_BGEMM=fallback): testing the fallback only\n");
-    random_shapes(have_native);
-    special_cases(have_native);
-    if (have_native) {
-        split_invariance();
-        shared_packing();
-        conversion_matches();
+    /* TRICYCLE_BGEMM caps the paths tested, so a run can test what a CPU without AMX or AVX512_BF16 would */
+    cpu_bgemm_path best = cpu_bgemm_best_path(), tested = cpu_bgemm_choose_path();
+    printf("bgemm_test: paths tested: fallback%s%s\n", tested >= CPU_BGEMM_AVX512 ? ", avx512" : "",
+           tested >= CPU_BGEMM_AMX ? ", amx" : "");
+    random_shapes(tested);
+    special_cases(tested);
+    for (cpu_bgemm_path path = CPU_BGEMM_AVX512; path <= tested; path++) {
+        split_invariance(path);
+        shared_packing(path);
+        conversion_matches(path);
     }
-    environment_switch(cpu_bgemm_native_available());
+    environment_switch(best);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

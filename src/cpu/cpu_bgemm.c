@@ -57,9 +57,12 @@ float cpu_float_from_bf16(uint16_t bits) {
     return x;
 }
 
-bool cpu_bgemm_choose_native(void) {
+cpu_bgemm_path cpu_bgemm_choose_path(void) {
+    cpu_bgemm_path best = cpu_bgemm_best_path();
     const char *choice = getenv("TRICYCLE_BGEMM");
-    return cpu_bgemm_native_available() && !(choice && strcmp(choice, "fallback") == 0);
+    if (choice && strcmp(choice, "fallback") == 0) return CPU_BGEMM_FALLBACK;
+    if (choice && strcmp(choice, "avx512") == 0 && best > CPU_BGEMM_AVX512) return CPU_BGEMM_AVX512;
+    return best;
 }
 
 /* ---- the fallback: float32 through the BLAS ---- */
@@ -111,32 +114,48 @@ static bool fallback(bool transpose_a, bool transpose_b, int64_t m, int64_t n, i
     return true;
 }
 
+/* Depth pairs per AMX tile row (64 bytes); an AMX panel's pairs are padded
+ * with zeros to a multiple. */
+#define AMX_PAIRS 16
+
+/* The pairs a packed panel of `depth` depths holds on a path. */
+static int64_t panel_pairs(cpu_bgemm_path path, int64_t depth) {
+    return path == CPU_BGEMM_AMX ? round_up((depth + 1) / 2, AMX_PAIRS) : (depth + 1) / 2;
+}
+
 /* The packed op(b) of a whole product: depth block k0 starts at k0 / 2 *
- * round_up(n, TILE_COLUMNS) pairs (every earlier block is full and even),
- * its column panel q at q * pairs-of-the-block more. */
+ * round_up(n, TILE_COLUMNS) pairs (every earlier block is full and a
+ * multiple of AMX_PAIRS pairs), its column panel q at q * panel_pairs
+ * more. */
 int64_t cpu_bgemm_packed_bytes(int64_t n, int64_t k) {
-    return 4 * round_up(n, TILE_COLUMNS) * ((k > 0 ? k : 0) + 1) / 2;
+    return 4 * round_up(n, TILE_COLUMNS) * round_up(((k > 0 ? k : 0) + 1) / 2, AMX_PAIRS);
 }
 
 int64_t cpu_bgemm_panel_count(int64_t n, int64_t k) {
     return (k + DEPTH_BLOCK - 1) / DEPTH_BLOCK * ((n + TILE_COLUMNS - 1) / TILE_COLUMNS);
 }
 
-/* One block of op(a) (ROW_BLOCK x DEPTH_BLOCK), in pairs of bf16. */
-#define A_BLOCK_PAIRS ((int64_t)ROW_BLOCK * DEPTH_BLOCK / 2)
+/* Rows of op(a) per packed block on the AMX path: 4 tiles of 16 rows. */
+#define AMX_ROW_BLOCK 128
+/* The larger of the two paths' op(a) blocks (ROW_BLOCK or AMX_ROW_BLOCK x
+ * DEPTH_BLOCK), in pairs of bf16. */
+#define A_BLOCK_PAIRS ((int64_t)(ROW_BLOCK > AMX_ROW_BLOCK ? ROW_BLOCK : AMX_ROW_BLOCK) * DEPTH_BLOCK / 2)
 
 int64_t cpu_bgemm_scratch_bytes(int64_t n, int64_t k) {
-    int64_t pairs = (min64(k > 0 ? k : 0, DEPTH_BLOCK) + 1) / 2;
+    int64_t pairs = round_up((min64(k > 0 ? k : 0, DEPTH_BLOCK) + 1) / 2, AMX_PAIRS);
     return 4 * (round_up(min64(n > 0 ? n : 0, COLUMN_BLOCK), TILE_COLUMNS) * pairs + A_BLOCK_PAIRS);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
-bool cpu_bgemm_native_available(void) {
+static bool avx512_bf16_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
@@ -260,17 +279,18 @@ static BF16 void pack_down(cpu_bgemm_type type, const void *x, int64_t ld, int64
 
 /* Columns [column0, column0 + columns) of op(b) over depths [k0, k0 +
  * depth) into column panels of TILE_COLUMNS (panel q at packed + q *
- * pairs). */
+ * padded_pairs; the pairs past the depth's as zeros). */
 static BF16 void pack_b(cpu_bgemm_type type, bool transpose, const void *b, int64_t ldb, int64_t column0,
-                        int64_t columns, int64_t k0, int64_t depth, uint32_t *packed) {
+                        int64_t columns, int64_t k0, int64_t depth, int64_t padded_pairs, uint32_t *packed) {
     int64_t pairs = (depth + 1) / 2;
     for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
         int64_t lines = min64(columns - q, TILE_COLUMNS);
-        uint32_t *panel = packed + q * pairs;
+        uint32_t *panel = packed + q * padded_pairs;
         if (transpose)
             pack_down(type, advance(type, b, (column0 + q) * ldb + k0), ldb, lines, depth, TILE_COLUMNS, panel);
         else
             pack_across(type, advance(type, b, k0 * ldb + column0 + q), ldb, lines, depth, TILE_COLUMNS, panel);
+        memset(panel + pairs * TILE_COLUMNS, 0, sizeof(uint32_t) * (size_t)((padded_pairs - pairs) * TILE_COLUMNS));
     }
 }
 
@@ -300,6 +320,31 @@ typedef struct tile_merge {
     __mmask16 low, high; /* the valid columns among 0-15 and 16-31 */
 } tile_merge;
 
+/* The tile's bias vectors (zeros without a bias). */
+static inline __attribute__((always_inline)) BF16 void merge_bias(const tile_merge *merge, __m512 *bias0,
+                                                                  __m512 *bias1) {
+    *bias0 = merge->bias ? _mm512_maskz_loadu_ps(merge->low, merge->bias) : _mm512_setzero_ps();
+    *bias1 = merge->bias ? _mm512_maskz_loadu_ps(merge->high, merge->bias + 16) : _mm512_setzero_ps();
+}
+
+/* Row r of a tile (sums of columns 0-15 and 16-31) merged into C. */
+static inline __attribute__((always_inline)) BF16 void merge_row(const tile_merge *merge, __m512 alpha, __m512 beta,
+                                                                 __m512 bias0, __m512 bias1, __m512 sum0,
+                                                                 __m512 sum1, float *c, int64_t ldc, int r) {
+    float *row = c + r * ldc;
+    __m512 v0 = _mm512_fmadd_ps(alpha, sum0, bias0), v1 = _mm512_fmadd_ps(alpha, sum1, bias1);
+    if (merge->beta != 0.0f) {
+        v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->low, row), v0);
+        v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->high, row + 16), v1);
+    }
+    _mm512_mask_storeu_ps(row, merge->low, v0);
+    _mm512_mask_storeu_ps(row + 16, merge->high, v1);
+    if (merge->gelu) {
+        _mm512_mask_storeu_ps(merge->gelu + r * ldc, merge->low, (__m512)simd_gelu_tanh((simd_f32)v0));
+        _mm512_mask_storeu_ps(merge->gelu + r * ldc + 16, merge->high, (__m512)simd_gelu_tanh((simd_f32)v1));
+    }
+}
+
 /* The tile of `height` rows (a compile-time constant once inlined, so the
  * sums stay in registers): c[height][columns of the masks] merged with the
  * product of a packed a tile and a b panel over `pairs` depth pairs. */
@@ -324,28 +369,10 @@ static inline __attribute__((always_inline)) BF16 void tile_rows(int height, int
         a_tile += TILE_ROWS;
         b_panel += TILE_COLUMNS;
     }
-    __m512 alpha = _mm512_set1_ps(merge->alpha), beta = _mm512_set1_ps(merge->beta);
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (merge->bias) {
-        bias0 = _mm512_maskz_loadu_ps(merge->low, merge->bias);
-        bias1 = _mm512_maskz_loadu_ps(merge->high, merge->bias + 16);
-    }
-    bool read_c = merge->beta != 0.0f;
+    __m512 alpha = _mm512_set1_ps(merge->alpha), beta = _mm512_set1_ps(merge->beta), bias0, bias1;
+    merge_bias(merge, &bias0, &bias1);
 #pragma GCC unroll 12
-    for (int r = 0; r < height; r++) {
-        float *row = c + r * ldc;
-        __m512 v0 = _mm512_fmadd_ps(alpha, sum[r][0], bias0), v1 = _mm512_fmadd_ps(alpha, sum[r][1], bias1);
-        if (read_c) {
-            v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->low, row), v0);
-            v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->high, row + 16), v1);
-        }
-        _mm512_mask_storeu_ps(row, merge->low, v0);
-        _mm512_mask_storeu_ps(row + 16, merge->high, v1);
-        if (merge->gelu) {
-            _mm512_mask_storeu_ps(merge->gelu + r * ldc, merge->low, (__m512)simd_gelu_tanh((simd_f32)v0));
-            _mm512_mask_storeu_ps(merge->gelu + r * ldc + 16, merge->high, (__m512)simd_gelu_tanh((simd_f32)v1));
-        }
-    }
+    for (int r = 0; r < height; r++) merge_row(merge, alpha, beta, bias0, bias1, sum[r][0], sum[r][1], c, ldc, r);
 }
 
 /* One tile of 1..TILE_ROWS rows, through the copy of tile_rows made for
@@ -406,36 +433,205 @@ static BF16 void multiply_block(cpu_bgemm_type a_type, bool transpose_a, int64_t
     }
 }
 
-static BF16 void native(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
-                        cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type, const void *b,
-                        int64_t ldb, float beta, const float *bias, float *c, int64_t ldc, float *gelu,
-                        uint32_t *scratch) {
-    uint32_t *a_block = scratch, *packed_b = scratch + A_BLOCK_PAIRS;
-    for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
-        int64_t columns = min64(n - j0, COLUMN_BLOCK);
-        for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
-            int64_t depth = min64(k - k0, DEPTH_BLOCK);
-            pack_b(b_type, transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
-            multiply_block(a_type, transpose_a, m, columns, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda,
-                           packed_b, a_block, beta, bias ? bias + j0 : NULL, c + j0, ldc, gelu ? gelu + j0 : NULL);
+/* ---- the AMX path: TDPBF16PS on tiles ---- */
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512bf16,avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+/* CPUID leaf 7 EDX: AMX-BF16 (bit 22) and AMX-TILE (bit 24); XCR0 bits 17
+ * and 18: the OS saves tile state; then Linux's permission to use it. */
+static bool amx_available(void) {
+    unsigned eax, ebx, ecx, edx, xcr0_low, xcr0_high;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(edx & (1u << 22)) || !(edx & (1u << 24))) return false;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return false; /* OSXSAVE */
+    __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    if ((xcr0_low & (3u << 17)) != (3u << 17)) return false;
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+cpu_bgemm_path cpu_bgemm_best_path(void) {
+    if (!avx512_bf16_available()) return CPU_BGEMM_FALLBACK;
+    return amx_available() ? CPU_BGEMM_AMX : CPU_BGEMM_AVX512;
+}
+
+/* The one tile layout of this file: tiles 0-3 the 32 x 32 float32 sums
+ * (16 x 16 each), 4-5 two 16-row tiles of op(a) (16 pairs a row), 6-7 two
+ * 16-column tiles of a b panel (16 pair rows): every tile 16 rows of 64
+ * bytes. The 64-byte configuration: palette at byte 0, bytes per row of
+ * tile t at 16 + 2t, its rows at 48 + t. LDTILECFG is written out here
+ * because GCC 12's _tile_loadconfig tells the compiler it reads only 8 bytes
+ * (so the stores of the rest were dropped). */
+static AMX void amx_configure(void) {
+    uint8_t config[64] __attribute__((aligned(64))) = {1};
+    for (int t = 0; t < 8; t++) {
+        config[16 + 2 * t] = 64;
+        config[48 + t] = 16;
+    }
+    __asm__ volatile("ldtilecfg %0" : : "m"(*(const uint8_t(*)[64])config));
+}
+
+/* Rows [row0, row0 + rows) of op(a) over depths [k0, k0 + depth) into AMX
+ * tiles: 16-row tile t, chunk c of AMX_PAIRS pairs at packed + (t * chunks
+ * + c) * 256, row r's 16 pairs contiguous; rows up to a multiple of 32 and
+ * pairs past the depth as zeros. */
+static AMX void pack_a_amx(cpu_bgemm_type type, bool transpose, const void *a, int64_t lda, int64_t row0,
+                           int64_t rows, int64_t k0, int64_t depth, uint32_t *packed) {
+    int64_t chunks = panel_pairs(CPU_BGEMM_AMX, depth) / AMX_PAIRS, tiles = round_up(rows, 32) / 16;
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t lines = min64(rows - t * 16, 16); /* may be <= 0: a tile of zeros */
+        for (int64_t chunk = 0; chunk < chunks; chunk++) {
+            int64_t d = chunk * 2 * AMX_PAIRS, count = min64(depth - d, 2 * AMX_PAIRS);
+            __m512i row_pairs[16];
+            if (!transpose) { /* each row contiguous in depth: its 16 pairs are 32 consecutive values */
+                for (int r = 0; r < 16; r++)
+                    row_pairs[r] = r < lines ? load_bf16_32(type, advance(type, a, (row0 + t * 16 + r) * lda + k0 + d),
+                                                            count)
+                                             : _mm512_setzero_si512();
+            } else { /* each depth a contiguous row across op(a)'s rows: pairs by interleaving, then transpose */
+                __m512i pair_rows[16], unused;
+                for (int p = 0; p < 16; p++) {
+                    int64_t even_depth = d + 2 * p;
+                    __m512i even = lines > 0 && even_depth < depth
+                                       ? load_bf16_32(type, advance(type, a, (k0 + even_depth) * lda + row0 + t * 16),
+                                                      lines)
+                                       : _mm512_setzero_si512();
+                    __m512i odd = lines > 0 && even_depth + 1 < depth
+                                      ? load_bf16_32(type,
+                                                     advance(type, a, (k0 + even_depth + 1) * lda + row0 + t * 16),
+                                                     lines)
+                                      : _mm512_setzero_si512();
+                    interleave(even, odd, &pair_rows[p], &unused);
+                }
+                transpose_16x16(pair_rows, row_pairs);
+            }
+            uint32_t *out = packed + (t * chunks + chunk) * 256;
+            for (int r = 0; r < 16; r++) _mm512_store_si512(out + r * 16, row_pairs[r]);
         }
     }
 }
 
-void cpu_bgemm_pack(cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b, int64_t ldb,
-                    void *packed, int64_t first_panel, int64_t end_panel) {
+/* A 32 x 32 tile of sums over `chunks` chunks: op(a)'s tiles at a0 and a1
+ * (rows 0-15, 16-31), a b panel; into sums (row-major, 32 floats a row). */
+static AMX void amx_tile(int64_t chunks, const uint32_t *a0, const uint32_t *a1, const uint32_t *b_panel,
+                         float *sums) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t chunk = 0; chunk < chunks; chunk++) {
+        const uint32_t *b = b_panel + chunk * AMX_PAIRS * TILE_COLUMNS;
+        _tile_loadd(4, a0 + chunk * 256, 64);
+        _tile_loadd(5, a1 + chunk * 256, 64);
+        _tile_loadd(6, b, TILE_COLUMNS * 4);
+        _tile_loadd(7, b + 16, TILE_COLUMNS * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, sums, 128);
+    _tile_stored(1, sums + 16, 128);
+    _tile_stored(2, sums + 16 * 32, 128);
+    _tile_stored(3, sums + 16 * 32 + 16, 128);
+}
+
+/* multiply_block on the AMX path (tiles configured): op(a) packed
+ * AMX_ROW_BLOCK rows at a time, 32 x 32 tiles of C. */
+static AMX void multiply_block_amx(cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t columns, int64_t k0,
+                                   int64_t depth, bool first, bool last, float alpha, const void *a, int64_t lda,
+                                   const uint32_t *panels, uint32_t *a_block, float beta, const float *bias,
+                                   float *c, int64_t ldc, float *gelu) {
+    int64_t pairs = panel_pairs(CPU_BGEMM_AMX, depth), chunks = pairs / AMX_PAIRS;
+    float sums[32 * 32] __attribute__((aligned(64)));
+    __m512 alpha_v = _mm512_set1_ps(alpha);
+    for (int64_t i0 = 0; i0 < m; i0 += AMX_ROW_BLOCK) {
+        int64_t rows = min64(m - i0, AMX_ROW_BLOCK);
+        pack_a_amx(a_type, transpose_a, a, lda, i0, rows, k0, depth, a_block);
+        for (int64_t q = 0; q < columns; q += TILE_COLUMNS) {
+            int64_t width = min64(columns - q, TILE_COLUMNS);
+            for (int64_t p = 0; p < rows; p += 32) {
+                int64_t i = i0 + p, height = min64(rows - p, 32);
+                const uint32_t *a0 = a_block + p / 16 * chunks * 256;
+                amx_tile(chunks, a0, a0 + chunks * 256, panels + q * pairs, sums);
+                tile_merge merge = {
+                    .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + q : NULL,
+                    .gelu = last && gelu ? gelu + i * ldc + q : NULL,
+                    .low = lanes16(width), .high = lanes16(width - 16),
+                };
+                __m512 beta_v = _mm512_set1_ps(merge.beta), bias0, bias1;
+                merge_bias(&merge, &bias0, &bias1);
+                for (int r = 0; r < height; r++)
+                    merge_row(&merge, alpha_v, beta_v, bias0, bias1, _mm512_load_ps(sums + r * 32),
+                              _mm512_load_ps(sums + r * 32 + 16), c + i * ldc + q, ldc, r);
+            }
+        }
+    }
+}
+
+/* One depth block of either path. */
+static BF16 void multiply_block_on(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose_a, int64_t m,
+                                   int64_t columns, int64_t k0, int64_t depth, bool first, bool last, float alpha,
+                                   const void *a, int64_t lda, const uint32_t *panels, uint32_t *a_block, float beta,
+                                   const float *bias, float *c, int64_t ldc, float *gelu) {
+    if (path == CPU_BGEMM_AMX)
+        multiply_block_amx(a_type, transpose_a, m, columns, k0, depth, first, last, alpha, a, lda, panels, a_block,
+                           beta, bias, c, ldc, gelu);
+    else
+        multiply_block(a_type, transpose_a, m, columns, k0, depth, first, last, alpha, a, lda, panels, a_block, beta,
+                       bias, c, ldc, gelu);
+}
+
+/* Tile registers hold state of this thread: configured on entry, released
+ * on exit, so nothing leaks to the caller. */
+static AMX void amx_begin(cpu_bgemm_path path) {
+    if (path == CPU_BGEMM_AMX) amx_configure();
+}
+static AMX void amx_end(cpu_bgemm_path path) {
+    if (path == CPU_BGEMM_AMX) _tile_release();
+}
+
+static BF16 void native(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                        float alpha, cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type,
+                        const void *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc, float *gelu,
+                        uint32_t *scratch) {
+    uint32_t *a_block = scratch, *packed_b = scratch + A_BLOCK_PAIRS;
+    amx_begin(path);
+    for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
+        int64_t columns = min64(n - j0, COLUMN_BLOCK);
+        for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
+            int64_t depth = min64(k - k0, DEPTH_BLOCK);
+            pack_b(b_type, transpose_b, b, ldb, j0, columns, k0, depth, panel_pairs(path, depth), packed_b);
+            multiply_block_on(path, a_type, transpose_a, m, columns, k0, depth, k0 == 0, k0 + depth == k, alpha, a,
+                              lda, packed_b, a_block, beta, bias ? bias + j0 : NULL, c + j0, ldc,
+                              gelu ? gelu + j0 : NULL);
+        }
+    }
+    amx_end(path);
+}
+
+/* The path to run when `asked`: the fastest at or below it that this CPU
+ * has. */
+static cpu_bgemm_path usable_path(cpu_bgemm_path asked) {
+    cpu_bgemm_path best = cpu_bgemm_best_path();
+    return asked < best ? asked : best;
+}
+
+void cpu_bgemm_pack(cpu_bgemm_path path, cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b,
+                    int64_t ldb, void *packed, int64_t first_panel, int64_t end_panel) {
     int64_t panels_per_block = (n + TILE_COLUMNS - 1) / TILE_COLUMNS, width_all = round_up(n, TILE_COLUMNS);
     for (int64_t u = first_panel; u < end_panel; u++) {
         int64_t k0 = u / panels_per_block * DEPTH_BLOCK, q = u % panels_per_block * TILE_COLUMNS;
         int64_t depth = min64(k - k0, DEPTH_BLOCK), columns = min64(n - q, TILE_COLUMNS);
-        pack_b(b_type, transpose_b, b, ldb, q, columns, k0, depth,
-               (uint32_t *)packed + k0 / 2 * width_all + q * ((depth + 1) / 2));
+        int64_t pairs = panel_pairs(path, depth);
+        pack_b(b_type, transpose_b, b, ldb, q, columns, k0, depth, pairs,
+               (uint32_t *)packed + k0 / 2 * width_all + q * pairs);
     }
 }
 
-bool cpu_bgemm_packed(cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha,
-                      const void *a, int64_t lda, const void *packed, float beta, const float *bias, float *c,
-                      int64_t ldc, float *gelu) {
+bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k,
+                      float alpha, const void *a, int64_t lda, const void *packed, float beta, const float *bias,
+                      float *c, int64_t ldc, float *gelu) {
     if (m <= 0 || n <= 0) return true;
     if (k <= 0 || alpha == 0.0f) {
         scale_only(m, n, beta, bias, c, ldc, gelu);
@@ -444,52 +640,61 @@ bool cpu_bgemm_packed(cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_
     uint32_t *a_block = aligned_alloc(64, sizeof(uint32_t) * (size_t)A_BLOCK_PAIRS);
     if (!a_block) return false;
     int64_t width_all = round_up(n, TILE_COLUMNS);
+    amx_begin(path);
     for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
         int64_t depth = min64(k - k0, DEPTH_BLOCK);
-        multiply_block(a_type, transpose_a, m, n, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda,
-                       (const uint32_t *)packed + k0 / 2 * width_all, a_block, beta, bias, c, ldc, gelu);
+        multiply_block_on(path, a_type, transpose_a, m, n, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda,
+                          (const uint32_t *)packed + k0 / 2 * width_all, a_block, beta, bias, c, ldc, gelu);
     }
+    amx_end(path);
     free(a_block);
     return true;
 }
 
 #else
 
-bool cpu_bgemm_native_available(void) { return false; }
+cpu_bgemm_path cpu_bgemm_best_path(void) { return CPU_BGEMM_FALLBACK; }
 
-static void native(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
-                   cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type, const void *b,
-                   int64_t ldb, float beta, const float *bias, float *c, int64_t ldc, float *gelu,
+static cpu_bgemm_path usable_path(cpu_bgemm_path asked) {
+    (void)asked;
+    return CPU_BGEMM_FALLBACK;
+}
+
+static void native(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                   float alpha, cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type,
+                   const void *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc, float *gelu,
                    uint32_t *scratch) {
-    (void)transpose_a, (void)transpose_b, (void)m, (void)n, (void)k, (void)alpha, (void)a_type, (void)a, (void)lda;
-    (void)b_type, (void)b, (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu, (void)scratch;
+    (void)path, (void)transpose_a, (void)transpose_b, (void)m, (void)n, (void)k, (void)alpha, (void)a_type, (void)a;
+    (void)lda, (void)b_type, (void)b, (void)ldb, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
+    (void)scratch;
 }
 
 static void scale_only(int64_t m, int64_t n, float beta, const float *bias, float *c, int64_t ldc, float *gelu) {
     (void)m, (void)n, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
 }
 
-void cpu_bgemm_pack(cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b, int64_t ldb,
-                    void *packed, int64_t first_panel, int64_t end_panel) {
-    (void)b_type, (void)transpose_b, (void)n, (void)k, (void)b, (void)ldb, (void)packed, (void)first_panel;
-    (void)end_panel;
+void cpu_bgemm_pack(cpu_bgemm_path path, cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b,
+                    int64_t ldb, void *packed, int64_t first_panel, int64_t end_panel) {
+    (void)path, (void)b_type, (void)transpose_b, (void)n, (void)k, (void)b, (void)ldb, (void)packed;
+    (void)first_panel, (void)end_panel;
 }
 
-bool cpu_bgemm_packed(cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha,
-                      const void *a, int64_t lda, const void *packed, float beta, const float *bias, float *c,
-                      int64_t ldc, float *gelu) {
-    (void)a_type, (void)transpose_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)packed;
-    (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
+bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k,
+                      float alpha, const void *a, int64_t lda, const void *packed, float beta, const float *bias,
+                      float *c, int64_t ldc, float *gelu) {
+    (void)path, (void)a_type, (void)transpose_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda;
+    (void)packed, (void)beta, (void)bias, (void)c, (void)ldc, (void)gelu;
     return false;
 }
 
 #endif
 
-bool cpu_bgemm(bool use_native, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+bool cpu_bgemm(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
                cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type, const void *b, int64_t ldb,
                float beta, const float *bias, float *c, int64_t ldc, float *gelu, void *scratch) {
     if (m <= 0 || n <= 0) return true;
-    if (!use_native || !cpu_bgemm_native_available())
+    path = usable_path(path);
+    if (path == CPU_BGEMM_FALLBACK)
         return fallback(transpose_a, transpose_b, m, n, k, alpha, a_type, a, lda, b_type, b, ldb, beta, bias, c, ldc,
                         gelu);
     if (k <= 0 || alpha == 0.0f) {
@@ -498,7 +703,8 @@ bool cpu_bgemm(bool use_native, bool transpose_a, bool transpose_b, int64_t m, i
     }
     uint32_t *blocks = scratch ? scratch : aligned_alloc(64, (size_t)cpu_bgemm_scratch_bytes(n, k));
     if (!blocks) return false;
-    native(transpose_a, transpose_b, m, n, k, alpha, a_type, a, lda, b_type, b, ldb, beta, bias, c, ldc, gelu, blocks);
+    native(path, transpose_a, transpose_b, m, n, k, alpha, a_type, a, lda, b_type, b, ldb, beta, bias, c, ldc, gelu,
+           blocks);
     if (blocks != scratch) free(blocks);
     return true;
 }

@@ -15,13 +15,19 @@
  * rounds to bf16 (to nearest even) as it reads it. */
 typedef enum cpu_bgemm_type { CPU_BGEMM_BF16, CPU_BGEMM_F32 } cpu_bgemm_type;
 
-/* True when this CPU has AVX512_BF16 (VDPBF16PS), which the native path
- * needs. */
-bool cpu_bgemm_native_available(void);
+/* What runs a product, slowest first: op(a) and op(b) widened to float32
+ * and multiplied by the BLAS; VDPBF16PS (AVX512_BF16); AMX tiles
+ * (TDPBF16PS, AMX_BF16 with the kernel's permission for tile data). */
+typedef enum cpu_bgemm_path { CPU_BGEMM_FALLBACK, CPU_BGEMM_AVX512, CPU_BGEMM_AMX } cpu_bgemm_path;
 
-/* cpu_bgemm_native_available(), unless the environment's TRICYCLE_BGEMM is
- * "fallback": what a context decides once, when it is made. */
-bool cpu_bgemm_choose_native(void);
+/* The fastest path this CPU (and kernel) can run; asks the kernel for AMX
+ * tile data permission (arch_prctl, once per process in effect). */
+cpu_bgemm_path cpu_bgemm_best_path(void);
+
+/* cpu_bgemm_best_path(), capped by the environment's TRICYCLE_BGEMM:
+ * "fallback" or "avx512" (no AMX): what a context decides once, when it is
+ * made. */
+cpu_bgemm_path cpu_bgemm_choose_path(void);
 
 /* Row-major C[m,n] = alpha op(a)[m,k] op(b)[k,n] + beta C (+ bias[j] on
  * column j when bias is not NULL), single-threaded; op transposes when
@@ -29,30 +35,30 @@ bool cpu_bgemm_choose_native(void);
  * dimensions counted in elements. When gelu is not NULL it also gets GPT-2's
  * tanh GELU of each element of the result (leading dimension ldc). C is not
  * read when beta is 0; a and b are not read when k is 0 or alpha is 0.
- * native: VDPBF16PS (only when cpu_bgemm_native_available()); otherwise
- * op(a) and op(b) are widened to float32 (after rounding float32 input to
- * bf16, so both paths multiply the same values) and multiplied by the
- * BLAS. scratch: NULL, or cpu_bgemm_scratch_bytes(n, k) bytes, 64-byte
- * aligned, for the native path's packed blocks. False, with C untouched,
- * when a buffer cannot be allocated. */
-bool cpu_bgemm(bool native, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+ * path: as asked, or the fastest below it that the CPU has. The fallback
+ * rounds float32 input to bf16 before widening, so every path multiplies
+ * the same values (sums differ by float32 rounding). scratch: NULL, or
+ * cpu_bgemm_scratch_bytes(n, k) bytes, 64-byte aligned, for the packed
+ * blocks. False, with C untouched, when a buffer cannot be allocated. */
+bool cpu_bgemm(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
                cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type, const void *b, int64_t ldb,
                float beta, const float *bias, float *c, int64_t ldc, float *gelu, void *scratch);
 int64_t cpu_bgemm_scratch_bytes(int64_t n, int64_t k);
 
-/* For threads sharing one packed op(b) (native path only): its size in
- * bytes, the number of panels to pack (units that may be packed in
- * parallel), packing panels [first_panel, end_panel), and rows of C computed
- * from it (a, c and gelu at the caller's first row) with cpu_bgemm's
- * contract and bits; false when cpu_bgemm_packed cannot allocate its
- * op(a) block (C untouched). `packed` 64-byte aligned. */
+/* For threads sharing one packed op(b) (path CPU_BGEMM_AVX512 or
+ * CPU_BGEMM_AMX, one the CPU has; the same path for packing and
+ * multiplying): its size in bytes, the number of panels to pack (units that
+ * may be packed in parallel), packing panels [first_panel, end_panel), and
+ * rows of C computed from it (a, c and gelu at the caller's first row) with
+ * cpu_bgemm's contract and bits; false when cpu_bgemm_packed cannot
+ * allocate its op(a) block (C untouched). `packed` 64-byte aligned. */
 int64_t cpu_bgemm_packed_bytes(int64_t n, int64_t k);
 int64_t cpu_bgemm_panel_count(int64_t n, int64_t k);
-void cpu_bgemm_pack(cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b, int64_t ldb,
-                    void *packed, int64_t first_panel, int64_t end_panel);
-bool cpu_bgemm_packed(cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha,
-                      const void *a, int64_t lda, const void *packed, float beta, const float *bias, float *c,
-                      int64_t ldc, float *gelu);
+void cpu_bgemm_pack(cpu_bgemm_path path, cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b,
+                    int64_t ldb, void *packed, int64_t first_panel, int64_t end_panel);
+bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose_a, int64_t m, int64_t n, int64_t k,
+                      float alpha, const void *a, int64_t lda, const void *packed, float beta, const float *bias,
+                      float *c, int64_t ldc, float *gelu);
 
 /* float32 -> bf16 bits, rounded to nearest even as VCVTNE2PS2BF16 does
  * (NaN stays a quiet NaN), and back (exact). */
