@@ -100,7 +100,8 @@ static void check_against_reference(const product *p, const float *c_in, const f
                 sum += term;
                 magnitude += fabs(term);
             }
-            double bias = p->bias ? p->bias[j] : 0.0, scaled = p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0;
+            double bias = p->bias ? p->bias[j] : 0.0;
+            double scaled = p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0;
             double expected = p->alpha * sum + bias + scaled;
             /* bias and beta C as separate terms: the kernels add them in separate roundings */
             double bound =
@@ -292,7 +293,8 @@ static void shared_packing(cpu_bgemm_path path) {
         }
         CHECK(memcmp(whole, parts, sizeof(float) * (size_t)size) == 0 &&
                   memcmp(gelu_whole, gelu_parts, sizeof(float) * (size_t)size) == 0,
-              "%s: shared packing changed the bits (m %lld n %lld k %lld)", path_names[path], (long long)m, (long long)n, (long long)k);
+              "%s: shared packing changed the bits (m %lld n %lld k %lld)", path_names[path], (long long)m,
+              (long long)n, (long long)k);
         free(packed);
         free(c_in);
         free(whole);
@@ -317,7 +319,8 @@ static void conversion_matches(cpu_bgemm_path path) {
             uint32_t special[4] = {0x3f808000u, 0x3f818000u, 0x00400000u | (uint32_t)(i & 1) << 31, 0x7f7fffffu};
             memcpy(&a[i], &special[i % 4], sizeof(float));
         }
-        uint16_t *a_bits = malloc(sizeof(uint16_t) * (size_t)(m * k)), *b_bits = malloc(sizeof(uint16_t) * (size_t)(k * n));
+        uint16_t *a_bits = malloc(sizeof(uint16_t) * (size_t)(m * k));
+        uint16_t *b_bits = malloc(sizeof(uint16_t) * (size_t)(k * n));
         for (int64_t i = 0; i < m * k; i++) a_bits[i] = cpu_bf16_from_float(a[i]);
         for (int64_t i = 0; i < k * n; i++) b_bits[i] = cpu_bf16_from_float(b[i]);
         size_t bytes = sizeof(float) * (size_t)(m * n);

@@ -1,27 +1,30 @@
 /*
- * cpu_bgemm.c: a bfloat16 GEMM with float32 accumulation and output for
- * CPUs with AVX512_BF16, whose VDPBF16PS adds a two-term bf16 dot product
- * to each of 16 float32 lanes: twice the multiply-adds of a float32 FMA per
- * instruction.
+ * cpu_bgemm.c: a bfloat16 GEMM with float32 accumulation and output, on
+ * the fastest of three paths the CPU has (cpu_bgemm_best_path):
+ *  - AMX (AMX_BF16, Linux's permission for tile data): TDPBF16PS on tiles,
+ *    a 32 x 32 block of C in four 16 x 16 float32 tiles;
+ *  - AVX512_BF16: VDPBF16PS, a two-term bf16 dot product added to each of
+ *    16 float32 lanes, a 12 x 32 block of C in 24 registers;
+ *  - the fallback: op(a) and op(b) widened to float32 and the BLAS's sgemm.
+ * Why AMX: on the Xeon this was written on (AVX512_BF16 and AMX), VDPBF16PS
+ * retires about a quarter as many instructions per second as a 512-bit FMA
+ * (1.9 against 7.5 G/s, 24 independent chains), so its GEMM reaches only
+ * about half of cpu_sgemm's rate (bench/results/bgemm.md) despite doing
+ * twice the multiply-adds per instruction; the tiles run 3-4x cpu_sgemm.
  *
  * The blocked scheme of cpu_sgemm.c (GotoBLAS): for each block of
  * COLUMN_BLOCK columns and DEPTH_BLOCK depths, op(b) is packed into column
- * panels of TILE_COLUMNS, each depth pair (k, k+1) of a column stored as
- * one 32-bit bf16 pair, the operand layout VDPBF16PS wants (an odd depth
- * padded with a zero). Unlike cpu_sgemm, op(a) is packed too, ROW_BLOCK
- * rows at a time into tiles of TILE_ROWS pairs per depth pair, because the
- * kernel broadcasts a pair (a[i][k], a[i][k+1]) that op(a) as stored holds
- * only when untransposed bf16 with k even; the packing is where float32
- * input is rounded to bf16 (VCVTNE2PS2BF16). The tile kernel keeps a
- * TILE_ROWS x TILE_COLUMNS tile of float32 sums in 24 registers, streams one
- * b panel (32 KiB, in L1) and the a tile (from L2).
+ * panels of TILE_COLUMNS, each depth pair (k, k+1) of a column one 32-bit
+ * bf16 pair: the layout both VDPBF16PS and an AMX b tile want (an odd depth
+ * padded with a zero; on the AMX path the pairs padded to 16, a tile row).
+ * Unlike cpu_sgemm, op(a) is packed too, a row block at a time (as pairs
+ * across 12 rows for VDPBF16PS, which broadcasts one pair of a row; as
+ * 16-row tiles of 16 pairs for AMX), because op(a) as stored has neither
+ * layout unless untransposed bf16; the packing is also where float32 input
+ * is rounded to bf16 (VCVTNE2PS2BF16), so autocast needs no separate pass.
  *
- * Every element of C is one chain of VDPBF16PS in order of k, so results
- * do not depend on how callers split M or N between threads.
- *
- * The fallback (no AVX512_BF16, or TRICYCLE_BGEMM=fallback) widens op(a)
- * and op(b) to float32 and calls the BLAS's sgemm: the same products, up
- * to float32 rounding.
+ * Every element of C is one chain of sums in order of k on a given path,
+ * so results do not depend on how callers split M or N between threads.
  */
 #include "cpu_bgemm.h"
 
@@ -84,7 +87,8 @@ static float *widen(cpu_bgemm_type type, const void *x, int64_t ld, bool transpo
     float *wide = malloc(count ? count : 1);
     if (!wide) return NULL;
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t col = 0; col < columns; col++) wide[r * columns + col] = operand_value(type, x, ld, transpose, r, col);
+        for (int64_t col = 0; col < columns; col++)
+            wide[r * columns + col] = operand_value(type, x, ld, transpose, r, col);
     return wide;
 }
 
