@@ -11,9 +11,10 @@
  * when beta is 0, k == 0 and alpha == 0 read neither operand, splitting the
  * product into row or column blocks or sharing one packed op(b) keeps the
  * bits, the GELU output has the bits of the element-wise op, float32
- * operands give the bits of their bf16 rounding by cpu_bf16_from_float, and
- * TRICYCLE_BGEMM caps the path chosen. Every path the CPU has is tested
- * (AMX tiles, VDPBF16PS, the fallback), or those up to TRICYCLE_BGEMM's cap.
+ * operands give the bits of their bf16 rounding by cpu_bf16_from_float,
+ * TRICYCLE_BGEMM caps the path chosen, and packed sizes past int64_t are -1.
+ * Every path the CPU has is tested (AMX tiles, VDPBF16PS, the fallback), or
+ * those up to TRICYCLE_BGEMM's cap.
  */
 #include "cpu/cpu_bgemm.h"
 #include "cpu/cpu_elementwise_f32.h"
@@ -360,6 +361,17 @@ static void environment_switch(cpu_bgemm_path best) {
     CHECK(cpu_bgemm_choose_path() == best, "without TRICYCLE_BGEMM the CPU decides");
 }
 
+/* Packed sizes: exact for ordinary shapes, -1 (not a wrapped value) past
+ * int64_t and for negative sizes. */
+static void packed_sizes(void) {
+    CHECK(cpu_bgemm_packed_bytes(33, 3) == 4 * 64 * 16, "packed bytes of 33 x 3: %lld",
+          (long long)cpu_bgemm_packed_bytes(33, 3));
+    CHECK(cpu_bgemm_packed_bytes(INT32_MAX, INT32_MAX) == -1, "2^31 x 2^31 must not fit");
+    CHECK(cpu_bgemm_packed_bytes(INT64_MAX, 1) == -1 && cpu_bgemm_packed_bytes(1, INT64_MAX) == -1,
+          "INT64_MAX must not fit");
+    CHECK(cpu_bgemm_packed_bytes(-1, 4) == -1, "negative n");
+}
+
 int main(void) {
     /* TRICYCLE_BGEMM caps the paths tested, so a run can test what a CPU without AMX or AVX512_BF16 would */
     cpu_bgemm_path best = cpu_bgemm_best_path(), tested = cpu_bgemm_choose_path();
@@ -373,6 +385,7 @@ int main(void) {
         conversion_matches(path);
     }
     environment_switch(best);
+    packed_sizes();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

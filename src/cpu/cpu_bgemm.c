@@ -132,7 +132,11 @@ static int64_t panel_pairs(cpu_bgemm_path path, int64_t depth) {
  * multiple of AMX_PAIRS pairs), its column panel q at q * panel_pairs
  * more. */
 int64_t cpu_bgemm_packed_bytes(int64_t n, int64_t k) {
-    return 4 * round_up(n, TILE_COLUMNS) * round_up(((k > 0 ? k : 0) + 1) / 2, AMX_PAIRS);
+    int64_t bytes;
+    if (n < 0 || k < 0 || n > INT64_MAX / 2 || k > INT64_MAX / 2 ||
+        __builtin_mul_overflow(4 * round_up(n, TILE_COLUMNS), round_up((k + 1) / 2, AMX_PAIRS), &bytes))
+        return -1;
+    return bytes;
 }
 
 int64_t cpu_bgemm_panel_count(int64_t n, int64_t k) {

@@ -51,7 +51,8 @@ int64_t cpu_bgemm_scratch_bytes(int64_t n, int64_t k);
  * may be packed in parallel), packing panels [first_panel, end_panel), and
  * rows of C computed from it (a, c and gelu at the caller's first row) with
  * cpu_bgemm's contract and bits; false when cpu_bgemm_packed cannot
- * allocate its op(a) block (C untouched). `packed` 64-byte aligned. */
+ * allocate its op(a) block (C untouched). `packed` 64-byte aligned; the
+ * size is -1 when it does not fit an int64_t (or n or k is negative). */
 int64_t cpu_bgemm_packed_bytes(int64_t n, int64_t k);
 int64_t cpu_bgemm_panel_count(int64_t n, int64_t k);
 void cpu_bgemm_pack(cpu_bgemm_path path, cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b,
