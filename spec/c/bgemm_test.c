@@ -1,6 +1,6 @@
 /*
- * bgemm_test.c: the bfloat16 GEMM of cpu/cpu_bgemm.c, its native
- * (AVX512_BF16) path and its fallback (float32 through the BLAS), against a
+ * bgemm_test.c: the bfloat16 GEMM of cpu/cpu_bgemm.c on each of its paths
+ * (AMX tiles, VDPBF16PS, float32 through the BLAS), against a
  * float64 reference of the bf16-rounded operands, over random shapes that
  * cover ragged tiles, odd depths, several depth, row and column blocks, both
  * transposes, padded leading dimensions, alpha, beta, a bias and every mix

@@ -599,6 +599,8 @@ static AMX void amx_end(cpu_bgemm_path path) {
     if (path == CPU_BGEMM_AMX) _tile_release();
 }
 
+/* The whole product on the AMX or the VDPBF16PS path, blocks of op(a) and
+ * op(b) packed into scratch (cpu_bgemm_scratch_bytes). */
 static BF16 void native(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
                         float alpha, cpu_bgemm_type a_type, const void *a, int64_t lda, cpu_bgemm_type b_type,
                         const void *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc, float *gelu,
