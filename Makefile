@@ -247,6 +247,20 @@ $(SGEMM_BENCH): bench/sgemm_bench.c $(ENGINE_LIB)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) $(LIBS)
 
+# bgemm_bench: the bf16 GEMM (cpu_bgemm) beside cpu_sgemm on the linear layers of bench/common.lua's
+# configs B and C at 1 and 2 threads; `make bgemm-bench` writes bench/results/bgemm.md (BGEMM_REPS repeats).
+BGEMM_BENCH = $(BUILD)/bench/bgemm_bench
+BGEMM_REPS ?= 7
+$(BGEMM_BENCH): bench/bgemm_bench.c $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CFLAGS_ALL) -I src $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) $(LIBS)
+
+.PHONY: bgemm-bench
+bgemm-bench: $(BGEMM_BENCH)
+	$(Q)sh bench/bgemm_report.sh $(BGEMM_BENCH) $(BGEMM_REPS) > bench/results/bgemm.md.tmp
+	$(Q)mv bench/results/bgemm.md.tmp bench/results/bgemm.md
+
 # Installs the Lua module: core.so into INST_LIBDIR/tricycle, every Lua file under
 # lua/tricycle/ (subfolders included) into INST_LUADIR/tricycle.
 install: $(LUA_MODULE) $(if $(filter 1,$(BUILD_MPI)),$(MPI_LIB))
