@@ -785,4 +785,13 @@ end
 functions.isclose = methods.isclose
 functions.allclose = methods.allclose
 
+-- Convolution and pooling (tricycle/conv.lua).
+local conv = require("tricycle.conv")
+for _, op in ipairs(conv.ops) do
+  M.ops[#M.ops + 1] = op
+end
+for name, fn in pairs(conv.functions) do
+  functions[name] = fn
+end
+
 return M

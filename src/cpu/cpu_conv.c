@@ -1,0 +1,105 @@
+/*
+ * cpu_conv.c: im2col and col2im (the contract is on the slots,
+ * backend_slots.h; the layout on tc_conv_geometry, internal.h). im2col's
+ * threads take ranges of column rows (one channel and kernel offset of one
+ * image each); col2im's take whole input planes, each summing its rows in a
+ * fixed order, so the result does not depend on the thread count. Along a
+ * row, the output positions whose input lies inside x form one range,
+ * computed once: stride-1 rows are then a plain copy.
+ */
+#include "cpu_backend.h"
+#include "cpu_iterate.h"
+
+#include <string.h>
+
+typedef struct conv_job {
+    const tc_conv_geometry *g;
+    const void *from;
+    void *to;
+    double pad_value;
+} conv_job;
+
+/* The output positions o in [0, count) whose input o * stride + offset lies in
+ * [0, size): [*first, *last). */
+static void inside_range(int64_t offset, int64_t stride, int64_t size, int64_t count, int64_t *first,
+                         int64_t *last) {
+    int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    int64_t hi = size - offset <= 0 ? 0 : (size - offset - 1) / stride + 1;
+    if (hi > count) hi = count;
+    if (lo > hi) lo = hi;
+    *first = lo;
+    *last = hi;
+}
+
+#define CONV_KERNELS(T)                                                                                              \
+    static void im2col_rows_##T(int64_t begin, int64_t end, void *argument) {                                        \
+        const conv_job *job = argument;                                                                              \
+        const tc_conv_geometry *g = job->g;                                                                          \
+        int64_t window = g->kernel[0] * g->kernel[1], length = g->out_height * g->out_width;                         \
+        T pad = (T)job->pad_value;                                                                                   \
+        for (int64_t r = begin; r < end; r++) {                                                                      \
+            int64_t j = r % g->kernel[1], i = r / g->kernel[1] % g->kernel[0], plane = r / window;                   \
+            const T *x = (const T *)job->from + plane * g->height * g->width;                                        \
+            T *row = (T *)job->to + r * length;                                                                      \
+            int64_t column_offset = j * g->dilation[1] - g->padding[1], first, last;                                 \
+            inside_range(column_offset, g->stride[1], g->width, g->out_width, &first, &last);                        \
+            for (int64_t oh = 0; oh < g->out_height; oh++, row += g->out_width) {                                    \
+                int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                                 \
+                if (ih < 0 || ih >= g->height) {                                                                     \
+                    for (int64_t ow = 0; ow < g->out_width; ow++) row[ow] = pad;                                     \
+                    continue;                                                                                        \
+                }                                                                                                    \
+                const T *line = x + ih * g->width;                                                                   \
+                for (int64_t ow = 0; ow < first; ow++) row[ow] = pad;                                                \
+                if (g->stride[1] == 1) {                                                                             \
+                    if (last > first)                                                                                \
+                        memcpy(row + first, line + first + column_offset, sizeof(T) * (size_t)(last - first));       \
+                } else {                                                                                             \
+                    for (int64_t ow = first; ow < last; ow++) row[ow] = line[ow * g->stride[1] + column_offset];     \
+                }                                                                                                    \
+                for (int64_t ow = last; ow < g->out_width; ow++) row[ow] = pad;                                      \
+            }                                                                                                        \
+        }                                                                                                            \
+    }                                                                                                                \
+    static void col2im_planes_##T(int64_t begin, int64_t end, void *argument) {                                      \
+        const conv_job *job = argument;                                                                              \
+        const tc_conv_geometry *g = job->g;                                                                          \
+        int64_t window = g->kernel[0] * g->kernel[1], length = g->out_height * g->out_width;                         \
+        for (int64_t plane = begin; plane < end; plane++) {                                                          \
+            T *x = (T *)job->to + plane * g->height * g->width;                                                      \
+            memset(x, 0, sizeof(T) * (size_t)(g->height * g->width));                                                \
+            for (int64_t k = 0; k < window; k++) {                                                                   \
+                int64_t i = k / g->kernel[1], j = k % g->kernel[1];                                                  \
+                const T *row = (const T *)job->from + (plane * window + k) * length;                                 \
+                int64_t column_offset = j * g->dilation[1] - g->padding[1], first, last;                             \
+                inside_range(column_offset, g->stride[1], g->width, g->out_width, &first, &last);                    \
+                for (int64_t oh = 0; oh < g->out_height; oh++, row += g->out_width) {                                \
+                    int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                             \
+                    if (ih < 0 || ih >= g->height) continue;                                                         \
+                    T *line = x + ih * g->width;                                                                     \
+                    for (int64_t ow = first; ow < last; ow++) line[ow * g->stride[1] + column_offset] += row[ow];    \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+CONV_KERNELS(float)
+CONV_KERNELS(double)
+
+tc_status cpu_im2col(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x,
+                     double pad_value, void *cols) {
+    conv_job job = {geometry, x, cols, pad_value};
+    int64_t rows = geometry->batch * geometry->channels * geometry->kernel[0] * geometry->kernel[1];
+    int64_t length = geometry->out_height * geometry->out_width;
+    cpu_parallel_for(ctx, rows, 16384 / (length + 1) + 1, dtype == TC_FLOAT32 ? im2col_rows_float : im2col_rows_double,
+                     &job);
+    return TC_OK;
+}
+
+tc_status cpu_col2im(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *cols, void *x) {
+    conv_job job = {geometry, cols, x, 0.0};
+    int64_t planes = geometry->batch * geometry->channels;
+    int64_t work = geometry->kernel[0] * geometry->kernel[1] * geometry->out_height * geometry->out_width;
+    cpu_parallel_for(ctx, planes, 16384 / (work + 1) + 1,
+                     dtype == TC_FLOAT32 ? col2im_planes_float : col2im_planes_double, &job);
+    return TC_OK;
+}
