@@ -72,11 +72,20 @@ local function pair_option(name, options, key, default, minimum)
   return pair
 end
 
+local floating = { float32 = true, float64 = true }
+
+local function check_floating(name, x)
+  if not floating[x.dtype] then
+    fail("%s: x must be float32 or float64, got %s", name, x.dtype)
+  end
+end
+
 local function check_image(name, x)
   check_tensor(name, "x", x)
   if x:dim() ~= 4 then
     fail("%s: x must be {N, C, H, W} (4 dims), got shape %s", name, shape_string(x.shape))
   end
+  check_floating(name, x)
 end
 
 local function on_device(t, like)
@@ -220,6 +229,7 @@ end
 function functions.batch_norm(x, running_mean, running_var, weight, bias, options)
   local name = "batch_norm"
   check_tensor(name, "x", x)
+  check_floating(name, x)
   options = check_table(name, options, { "training", "momentum", "eps" })
   local training, momentum, eps = options.training, options.momentum or 0.1, options.eps or 1e-5
   if training ~= nil and type(training) ~= "boolean" then
