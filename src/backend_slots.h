@@ -166,6 +166,16 @@
       (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, double pad_value,           \
        void *cols))                                                                                                  \
     X(col2im, OPTIONAL, tc_status,                                                                                   \
-      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *cols, void *x))
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *cols, void *x))                \
+    /* Max pooling over the windows of x (padding never wins: it is -inf):                                           \
+     * out [batch, channels, out_height, out_width] and, for each, the                                               \
+     * position ih * width + iw of its max inside its plane (the first max;                                          \
+     * a NaN wins). The backward: dx = zeros, then grad added at each index. */                                      \
+    X(max_pool2d, OPTIONAL, tc_status,                                                                               \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, void *out,                  \
+       int64_t *indices))                                                                                            \
+    X(max_pool2d_backward, OPTIONAL, tc_status,                                                                      \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *grad,                          \
+       const int64_t *indices, void *dx))
 
 #endif

@@ -2,8 +2,10 @@
  * ops_conv.c: im2col (the windows of an image as columns, forward beside
  * its backward, col2im; the kernels: the im2col and col2im slots) and
  * conv2d, made of im2col and one batched matmul, so that its gradients come
- * from theirs and every backend with a GEMM and the two slots has it.
- * Pooling is composed from im2col in Lua (lua/tricycle/composed.lua).
+ * from theirs and every backend with a GEMM and the two slots has it, and
+ * max_pool2d (forward beside backward; the kernels: the max_pool2d slots),
+ * which keeps each window's argmax for its backward. Average pooling is
+ * composed from im2col in Lua (lua/tricycle/conv.lua).
  */
 #include "ops_fused.h"
 
@@ -81,10 +83,10 @@ static tc_status columns_shape(const char *op, const tc_tensor *x, const tc_conv
     return TC_OK;
 }
 
-tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+/* The geometry an im2col or max_pool2d node recorded (its input's shape, the
+ * packed pairs), valid since the forward checked it. */
+static tc_conv_geometry node_geometry(const tc_node *node) {
     const tc_tensor *x = node->inputs[0];
-    const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(x, "im2col", TC_SLOT_BIT(col2im), &backend));
     tc_conv_geometry g = {.batch = x->shape[0], .channels = x->shape[1], .height = x->shape[2],
                           .width = x->shape[3]};
     unpack_pair(node->ints[0], g.kernel);
@@ -93,6 +95,20 @@ tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
     unpack_pair(node->ints[3], g.dilation);
     g.out_height = (g.height + 2 * g.padding[0] - g.dilation[0] * (g.kernel[0] - 1) - 1) / g.stride[0] + 1;
     g.out_width = (g.width + 2 * g.padding[1] - g.dilation[1] * (g.kernel[1] - 1) - 1) / g.stride[1] + 1;
+    return g;
+}
+
+static tc_node_state pairs_state(const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                                 const int64_t dilation[2]) {
+    return (tc_node_state){.n_ints = 4,
+                           .ints = {pack_pair(kernel), pack_pair(stride), pack_pair(padding), pack_pair(dilation)}};
+}
+
+tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    const tc_tensor *x = node->inputs[0];
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "im2col", TC_SLOT_BIT(col2im), &backend));
+    tc_conv_geometry g = node_geometry(node);
     tc_tensor *g_cols = NULL, *dx = NULL;
     tc_status status = tc_prepare_grad(node, grad, &g_cols);
     if (status == TC_OK) status = tc_empty_shaped(g_cols, g_cols->dtype, 4, x->shape, &dx);
@@ -123,11 +139,10 @@ static tc_status im2col(const char *op, tc_tensor *x, const int64_t kernel[2], c
     if (status == TC_OK && tc_tensor_numel(result) > 0)
         status = backend->im2col(x->ctx, x->dtype, &g, tc_tensor_data_at_offset(input), pad_value,
                                  tc_tensor_data_at_offset(result));
-    if (status == TC_OK)
-        status = tc_record_op(TC_OP_IM2COL, 1, &input, result,
-                              &(tc_node_state){.n_ints = 4,
-                                               .ints = {pack_pair(kernel), pack_pair(stride), pack_pair(padding),
-                                                        pack_pair(dilation)}});
+    if (status == TC_OK) {
+        tc_node_state state = pairs_state(kernel, stride, padding, dilation);
+        status = tc_record_op(TC_OP_IM2COL, 1, &input, result, &state);
+    }
     tc_tensor_release(input);
     if (status != TC_OK) {
         tc_tensor_release(result);
@@ -213,6 +228,66 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     }
     tc_tensor *temporaries[] = {cols, grouped, w, product, y, b};
     tc_release_all(6, temporaries);
+    if (status != TC_OK) {
+        tc_tensor_release(result);
+        return status;
+    }
+    *out = result;
+    return TC_OK;
+}
+
+/* ---- max pooling ---- */
+
+/* node: inputs {x}; ints as im2col's; saved[0] the int64 indices of the maxima. */
+
+tc_status tc_max_pool2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    const tc_tensor *x = node->inputs[0], *indices = node->saved[0];
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "max_pool2d", TC_SLOT_BIT(max_pool2d_backward), &backend));
+    tc_conv_geometry g = node_geometry(node);
+    tc_tensor *g_out = NULL, *dx = NULL;
+    tc_status status = tc_prepare_grad(node, grad, &g_out);
+    if (status == TC_OK) status = tc_empty_shaped(g_out, g_out->dtype, 4, x->shape, &dx);
+    if (status == TC_OK && tc_tensor_numel(dx) > 0)
+        status = backend->max_pool2d_backward(x->ctx, dx->dtype, &g, tc_tensor_data_at_offset(g_out),
+                                              tc_tensor_data_at_offset(indices), tc_tensor_data_at_offset(dx));
+    tc_tensor_release(g_out);
+    if (status != TC_OK) {
+        tc_tensor_release(dx);
+        return status;
+    }
+    grad_inputs[0] = dx;
+    return TC_OK;
+}
+
+tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                        const int64_t dilation[2], tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_floating("max_pool2d", "x", x));
+    tc_conv_geometry g;
+    TC_TRY(make_geometry("max_pool2d", x, kernel, stride, padding, dilation, &g));
+    if (2 * padding[0] > kernel[0] || 2 * padding[1] > kernel[1])
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT,
+                       "max_pool2d: padding {%lld, %lld} must be at most half the kernel_size {%lld, %lld}",
+                       (long long)padding[0], (long long)padding[1], (long long)kernel[0], (long long)kernel[1]);
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "max_pool2d", TC_SLOT_BIT(max_pool2d) | TC_SLOT_BIT(max_pool2d_backward),
+                              &backend));
+    int64_t shape[4] = {g.batch, g.channels, g.out_height, g.out_width};
+    tc_tensor *input = NULL, *result = NULL, *indices = NULL;
+    tc_status status = tc_contiguous(x, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, 4, shape, &result);
+    if (status == TC_OK) status = tc_empty_shaped(input, TC_INT64, 4, shape, &indices);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = backend->max_pool2d(x->ctx, x->dtype, &g, tc_tensor_data_at_offset(input),
+                                     tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(indices));
+    if (status == TC_OK) {
+        tc_node_state state = pairs_state(kernel, stride, padding, dilation);
+        state.saved[0] = indices;
+        status = tc_record_op(TC_OP_MAX_POOL2D, 1, &input, result, &state);
+    }
+    tc_tensor_release(input);
+    tc_tensor_release(indices);
     if (status != TC_OK) {
         tc_tensor_release(result);
         return status;

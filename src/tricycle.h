@@ -471,6 +471,11 @@ tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[
  * them). */
 tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out);
+/* Max pooling of x [N, C, H, W] over windows as tc_im2col's (padding at most
+ * half the kernel on each side, so no window is all padding); out [N, C,
+ * out_h, out_w]. The gradient goes to each window's max (the first of ties). */
+tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                        const int64_t dilation[2], tc_tensor **out);
 /* Mean softmax cross-entropy of logits [..., V] against 0-based targets
  * [...] (int32 or int64) over the targets that are not ignore_index; 0 (and
  * zero gradients) when every target is ignored. A 0-dim result;

@@ -476,13 +476,29 @@ static int l_conv2d(lua_State *L) {
     return push_result(L, tc_conv2d(x, weight, bias, stride, padding, dilation, groups, &out), &out);
 }
 
+/* tc.max_pool2d(x, {kernel_size =, stride = kernel_size, padding = 0, dilation = 1}) */
+static int l_max_pool2d(lua_State *L) {
+    static const char *const allowed[] = {"kernel_size", "stride", "padding", "dilation", NULL};
+    tc_tensor *x = binding_check_tensor(L, 1, "max_pool2d");
+    int options = binding_check_options(L, 2, "max_pool2d", allowed);
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    opt_pair_field(L, options, "kernel_size", 0, true, "max_pool2d", kernel);
+    opt_pair_field(L, options, "stride", 0, false, "max_pool2d", stride);
+    if (options && lua_getfield(L, options, "stride") == LUA_TNIL) memcpy(stride, kernel, sizeof stride);
+    if (options) lua_pop(L, 1);
+    opt_pair_field(L, options, "padding", 0, false, "max_pool2d", padding);
+    opt_pair_field(L, options, "dilation", 1, false, "max_pool2d", dilation);
+    tc_tensor *out = NULL;
+    return push_result(L, tc_max_pool2d(x, kernel, stride, padding, dilation, &out), &out);
+}
+
 static const luaL_Reg fused_functions[] = {
     {"layer_norm", l_layer_norm},       {"rms_norm", l_rms_norm},     {"attention", l_attention},
     {"cross_entropy", l_cross_entropy}, {"adamw_step", l_adamw_step}, {"sgd_step", l_sgd_step},
     {"global_norm", l_global_norm},     {"scale_", l_scale_},         {"linear", l_linear},
     {"linear_gelu", l_linear_gelu},     {"adamw_steps", l_adamw_steps}, {"attention_cached", l_attention_cached},
     {"sample_logits", l_sample_logits}, {"rope", l_rope},         {"im2col", l_im2col},
-    {"conv2d", l_conv2d},               {NULL, NULL},
+    {"conv2d", l_conv2d},               {"max_pool2d", l_max_pool2d}, {NULL, NULL},
 };
 
 void binding_register_fused(lua_State *L, int module_index) {

@@ -1,8 +1,6 @@
 --- tricycle.conv: convolution and pooling made of the engine's ops, installed
 -- by tricycle.composed (tc.ops() lists them with composed = true):
 --   tc.conv1d        conv2d over {N, C, 1, L}
---   tc.max_pool2d    im2col with -inf padding, then max over each window
---                    (its gradient goes to the window's max, as argmax)
 --   tc.avg_pool2d    im2col, then the mean over each window (zeros of the
 --                    padding counted, as PyTorch's default), or the sum
 --                    over the count of real elements
@@ -24,8 +22,6 @@ local functions = M.functions
 M.ops = {
   { name = "conv1d", arity = 3, differentiable = true, float_only = true,
     summary = "1-D convolution of {N, C, L} (conv2d with H = 1)" },
-  { name = "max_pool2d", arity = 1, differentiable = true, float_only = true,
-    summary = "max over windows of {N, C, H, W} (im2col with -inf padding, max)" },
   { name = "avg_pool2d", arity = 1, differentiable = true, float_only = true,
     summary = "mean over windows of {N, C, H, W} (im2col, mean)" },
   { name = "adaptive_avg_pool2d", arity = 1, differentiable = true, float_only = true,
@@ -131,13 +127,9 @@ function functions.conv1d(x, weight, bias, options)
   return result:squeeze(3)
 end
 
-local function pool_options(name, x, options, extra)
+local function pool_options(name, x, options)
   check_image(name, x)
-  local allowed = { "kernel_size", "stride", "padding" }
-  for _, key in ipairs(extra) do
-    allowed[#allowed + 1] = key
-  end
-  options = check_table(name, options, allowed)
+  options = check_table(name, options, { "kernel_size", "stride", "padding", "count_include_pad" })
   if options.kernel_size == nil then
     fail("%s: option kernel_size is required", name)
   end
@@ -166,20 +158,10 @@ local function windows(name, x, kernel, stride, padding, dilation, pad_value)
   return cols:reshape({ n, c, kernel[1] * kernel[2], oh * ow }), { n, c, oh, ow }
 end
 
---- max_pool2d(x, {kernel_size =, stride = kernel_size, padding = 0, dilation = 1})
-function functions.max_pool2d(x, options)
-  local kernel, stride, padding
-  options, kernel, stride, padding = pool_options("max_pool2d", x, options, { "dilation" })
-  local dilation = pair_option("max_pool2d", options, "dilation", 1, 1)
-  local cols, shape = windows("max_pool2d", x, kernel, stride, padding, dilation, -math.huge)
-  local values = cols:max(3)
-  return values:reshape(shape)
-end
-
 --- avg_pool2d(x, {kernel_size =, stride = kernel_size, padding = 0, count_include_pad = true})
 function functions.avg_pool2d(x, options)
   local kernel, stride, padding
-  options, kernel, stride, padding = pool_options("avg_pool2d", x, options, { "count_include_pad" })
+  options, kernel, stride, padding = pool_options("avg_pool2d", x, options)
   local include = options.count_include_pad
   if include ~= nil and type(include) ~= "boolean" then
     fail("avg_pool2d: option count_include_pad must be a boolean, got %s", tostring(include))

@@ -5,11 +5,14 @@
  * image each); col2im's take whole input planes, each summing its rows in a
  * fixed order, so the result does not depend on the thread count. Along a
  * row, the output positions whose input lies inside x form one range,
- * computed once: stride-1 rows are then a plain copy.
+ * computed once: stride-1 rows are then a plain copy. Max pooling's threads
+ * take whole planes too: its backward adds each gradient at its window's
+ * argmax, and overlapping windows of a plane stay on one thread.
  */
 #include "cpu_backend.h"
 #include "cpu_iterate.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct conv_job {
@@ -17,6 +20,8 @@ typedef struct conv_job {
     const void *from;
     void *to;
     double pad_value;
+    int64_t *argmax;             /* max pooling's forward writes each window's */
+    const int64_t *argmax_read; /* and its backward reads them */
 } conv_job;
 
 /* The output positions o in [0, count) whose input o * stride + offset lies in
@@ -87,7 +92,7 @@ CONV_KERNELS(double)
 
 tc_status cpu_im2col(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x,
                      double pad_value, void *cols) {
-    conv_job job = {geometry, x, cols, pad_value};
+    conv_job job = {geometry, x, cols, pad_value, NULL, NULL};
     int64_t rows = geometry->batch * geometry->channels * geometry->kernel[0] * geometry->kernel[1];
     int64_t length = geometry->out_height * geometry->out_width;
     cpu_parallel_for(ctx, rows, 16384 / (length + 1) + 1, dtype == TC_FLOAT32 ? im2col_rows_float : im2col_rows_double,
@@ -96,10 +101,76 @@ tc_status cpu_im2col(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *ge
 }
 
 tc_status cpu_col2im(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *cols, void *x) {
-    conv_job job = {geometry, cols, x, 0.0};
+    conv_job job = {geometry, cols, x, 0.0, NULL, NULL};
     int64_t planes = geometry->batch * geometry->channels;
     int64_t work = geometry->kernel[0] * geometry->kernel[1] * geometry->out_height * geometry->out_width;
     cpu_parallel_for(ctx, planes, 16384 / (work + 1) + 1,
                      dtype == TC_FLOAT32 ? col2im_planes_float : col2im_planes_double, &job);
+    return TC_OK;
+}
+
+#define POOL_KERNELS(T)                                                                                              \
+    static void max_pool_planes_##T(int64_t begin, int64_t end, void *argument) {                                    \
+        const conv_job *job = argument;                                                                              \
+        const tc_conv_geometry *g = job->g;                                                                          \
+        int64_t length = g->out_height * g->out_width;                                                               \
+        for (int64_t plane = begin; plane < end; plane++) {                                                          \
+            const T *x = (const T *)job->from + plane * g->height * g->width;                                        \
+            T *out = (T *)job->to + plane * length;                                                                  \
+            int64_t *at = job->argmax + plane * length;                                                              \
+            for (int64_t oh = 0; oh < g->out_height; oh++) {                                                         \
+                for (int64_t ow = 0; ow < g->out_width; ow++) {                                                      \
+                    T best = -(T)INFINITY;                                                                           \
+                    int64_t where = -1;                                                                              \
+                    for (int64_t i = 0; i < g->kernel[0]; i++) {                                                     \
+                        int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                         \
+                        if (ih < 0 || ih >= g->height) continue;                                                     \
+                        for (int64_t j = 0; j < g->kernel[1]; j++) {                                                 \
+                            int64_t iw = ow * g->stride[1] - g->padding[1] + j * g->dilation[1];                     \
+                            if (iw < 0 || iw >= g->width) continue;                                                  \
+                            T v = x[ih * g->width + iw];                                                             \
+                            if (where < 0 || v > best || (isnan(v) && !isnan(best))) {                               \
+                                best = v;                                                                            \
+                                where = ih * g->width + iw;                                                          \
+                            }                                                                                        \
+                        }                                                                                            \
+                    }                                                                                                \
+                    out[oh * g->out_width + ow] = best;                                                              \
+                    at[oh * g->out_width + ow] = where;                                                              \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }                                                                                                                \
+    static void max_pool_backward_planes_##T(int64_t begin, int64_t end, void *argument) {                           \
+        const conv_job *job = argument;                                                                              \
+        const tc_conv_geometry *g = job->g;                                                                          \
+        int64_t length = g->out_height * g->out_width, size = g->height * g->width;                                  \
+        for (int64_t plane = begin; plane < end; plane++) {                                                          \
+            T *dx = (T *)job->to + plane * size;                                                                     \
+            const T *grad = (const T *)job->from + plane * length;                                                   \
+            const int64_t *at = job->argmax_read + plane * length;                                                     \
+            memset(dx, 0, sizeof(T) * (size_t)size);                                                                 \
+            for (int64_t o = 0; o < length; o++) dx[at[o]] += grad[o];                                               \
+        }                                                                                                            \
+    }
+POOL_KERNELS(float)
+POOL_KERNELS(double)
+
+tc_status cpu_max_pool2d(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, void *out,
+                         int64_t *indices) {
+    conv_job job = {geometry, x, out, 0.0, indices, NULL};
+    int64_t planes = geometry->batch * geometry->channels;
+    int64_t work = geometry->kernel[0] * geometry->kernel[1] * geometry->out_height * geometry->out_width;
+    cpu_parallel_for(ctx, planes, 16384 / (work + 1) + 1,
+                     dtype == TC_FLOAT32 ? max_pool_planes_float : max_pool_planes_double, &job);
+    return TC_OK;
+}
+
+tc_status cpu_max_pool2d_backward(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry,
+                                  const void *grad, const int64_t *indices, void *dx) {
+    conv_job job = {geometry, grad, dx, 0.0, NULL, indices};
+    int64_t planes = geometry->batch * geometry->channels;
+    cpu_parallel_for(ctx, planes, 16384 / (geometry->height * geometry->width + 1) + 1,
+                     dtype == TC_FLOAT32 ? max_pool_backward_planes_float : max_pool_backward_planes_double, &job);
     return TC_OK;
 }

@@ -164,7 +164,7 @@ local function pooling(name, fn, extra)
   return class
 end
 
-M.MaxPool2d = pooling("MaxPool2d", conv.max_pool2d, "dilation")
+M.MaxPool2d = pooling("MaxPool2d", core.max_pool2d, "dilation")
 M.AvgPool2d = pooling("AvgPool2d", conv.avg_pool2d, "count_include_pad")
 
 local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
