@@ -109,34 +109,41 @@ tc_status cpu_col2im(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *ge
     return TC_OK;
 }
 
+/* Max pooling: each output's window in registers, the elements in
+ * row-major order so ties go to the first; windows wholly inside the image
+ * (all of them without padding) skip the bounds checks. */
 #define POOL_KERNELS(T)                                                                                              \
     static void max_pool_planes_##T(int64_t begin, int64_t end, void *argument) {                                    \
         const conv_job *job = argument;                                                                              \
-        const tc_conv_geometry *g = job->g;                                                                          \
-        int64_t length = g->out_height * g->out_width;                                                               \
+        /* locals: the stores through int64_t *argmax could alias the geometry */                                    \
+        const tc_conv_geometry g = *job->g;                                                                          \
+        const int64_t length = g.out_height * g.out_width, width = g.width, height = g.height;                       \
+        const int64_t span_h = (g.kernel[0] - 1) * g.dilation[0], span_w = (g.kernel[1] - 1) * g.dilation[1];        \
         for (int64_t plane = begin; plane < end; plane++) {                                                          \
-            const T *x = (const T *)job->from + plane * g->height * g->width;                                        \
+            const T *x = (const T *)job->from + plane * height * width;                                              \
             T *out = (T *)job->to + plane * length;                                                                  \
             int64_t *at = job->argmax + plane * length;                                                              \
-            for (int64_t oh = 0; oh < g->out_height; oh++) {                                                         \
-                for (int64_t ow = 0; ow < g->out_width; ow++) {                                                      \
+            for (int64_t oh = 0; oh < g.out_height; oh++) {                                                          \
+                int64_t top = oh * g.stride[0] - g.padding[0];                                                       \
+                for (int64_t ow = 0; ow < g.out_width; ow++) {                                                       \
+                    int64_t left = ow * g.stride[1] - g.padding[1];                                                  \
+                    bool inside = top >= 0 && top + span_h < height && left >= 0 && left + span_w < width;           \
                     T best = -(T)INFINITY;                                                                           \
                     int64_t where = -1;                                                                              \
-                    for (int64_t i = 0; i < g->kernel[0]; i++) {                                                     \
-                        int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                         \
-                        if (ih < 0 || ih >= g->height) continue;                                                     \
-                        for (int64_t j = 0; j < g->kernel[1]; j++) {                                                 \
-                            int64_t iw = ow * g->stride[1] - g->padding[1] + j * g->dilation[1];                     \
-                            if (iw < 0 || iw >= g->width) continue;                                                  \
-                            T v = x[ih * g->width + iw];                                                             \
-                            if (where < 0 || v > best || (isnan(v) && !isnan(best))) {                               \
-                                best = v;                                                                            \
-                                where = ih * g->width + iw;                                                          \
-                            }                                                                                        \
+                    for (int64_t i = 0; i < g.kernel[0]; i++) {                                                      \
+                        int64_t ih = top + i * g.dilation[0];                                                        \
+                        if (!inside && (ih < 0 || ih >= height)) continue;                                           \
+                        for (int64_t j = 0; j < g.kernel[1]; j++) {                                                  \
+                            int64_t iw = left + j * g.dilation[1];                                                   \
+                            if (!inside && (iw < 0 || iw >= width)) continue;                                        \
+                            T v = x[ih * width + iw];                                                                \
+                            bool take = (v > best) | (where < 0) | (isnan(v) & !isnan(best));                        \
+                            best = take ? v : best;                                                                  \
+                            where = take ? ih * width + iw : where;                                                  \
                         }                                                                                            \
                     }                                                                                                \
-                    out[oh * g->out_width + ow] = best;                                                              \
-                    at[oh * g->out_width + ow] = where;                                                              \
+                    out[oh * g.out_width + ow] = best;                                                               \
+                    at[oh * g.out_width + ow] = where;                                                               \
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
