@@ -14,6 +14,11 @@ __global__ void im2col_kernel(tc_conv_geometry g, const T *x, T pad, T *cols, in
     int64_t window = g.kernel[0] * g.kernel[1], length = g.out_height * g.out_width;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t column = e % length, row = e / length;
+        if (g.batch_last) {
+            /* row is (c, i, j) * batch + n here: back to the image-major (n, c, i, j) */
+            int64_t n = row % g.batch;
+            row = n * g.channels * window + row / g.batch;
+        }
         int64_t oh = column / g.out_width, ow = column % g.out_width;
         int64_t j = row % g.kernel[1], i = row / g.kernel[1] % g.kernel[0], plane = row / window;
         int64_t ih = oh * g.stride[0] - g.padding[0] + i * g.dilation[0];
@@ -34,8 +39,9 @@ template <typename T> __global__ void col2im_kernel(tc_conv_geometry g, const T 
             for (int64_t j = 0; j < g.kernel[1]; j++) {
                 int64_t left = iw + g.padding[1] - j * g.dilation[1];
                 if (left < 0 || left % g.stride[1] != 0 || left / g.stride[1] >= g.out_width) continue;
-                sum += cols[(plane * window + i * g.kernel[1] + j) * length + top / g.stride[0] * g.out_width +
-                            left / g.stride[1]];
+                int64_t row = plane * window + i * g.kernel[1] + j;
+                if (g.batch_last) row = row % (g.channels * window) * g.batch + plane / g.channels;
+                sum += cols[row * length + top / g.stride[0] * g.out_width + left / g.stride[1]];
             }
         }
         x[e] = sum;

@@ -1422,6 +1422,25 @@ row("im2col", {
     { fd = false }),
   im2col_case("{3, 5, 9, 11}, kernel {4, 2}, stride {2, 3}, padding 2, dilation 2", { float({ 3, 5, 9, 11 }) },
     { kernel_size = { 4, 2 }, stride = { 2, 3 }, padding = 2, dilation = 2 }, { fd = false }),
+  { name = "batch_last: {C*kH*kW, N*L}, {3, 2, 4, 5}, kernel {2, 3}, padding 1, stride {1, 2}",
+    inputs = { float({ 3, 2, 4, 5 }) },
+    run = function(x)
+      return tc.im2col(x, { kernel_size = { 2, 3 }, padding = 1, stride = { 1, 2 }, batch_last = true })
+    end,
+    reference = function(x)
+      local cols = CR.im2col({ kernel_size = { 2, 3 }, padding = 1, stride = { 1, 2 } })(x)
+      local out = {}
+      for r = 1, #cols[1] do
+        out[r] = {}
+        for n = 1, #cols do
+          for _, v in ipairs(cols[n][r]) do out[r][#out[r] + 1] = v end
+        end
+      end
+      return out
+    end },
+  { name = "batch_last {4, 6, 9, 7}, kernel 3, padding 1", inputs = { float({ 4, 6, 9, 7 }) },
+    run = function(x) return tc.im2col(x, { kernel_size = 3, padding = 1, batch_last = true }) end,
+    fd = false, shape = { 54, 252 } },
   { name = "empty {0, 2, 4, 4}", inputs = { float({ 0, 2, 4, 4 }) },
     run = function(x) return tc.im2col(x, { kernel_size = 3 }) end, shape = { 0, 18, 4 } },
   { name = "an empty image {1, 1, 0, 2} padded: only padding", inputs = { float({ 1, 1, 0, 2 }) },

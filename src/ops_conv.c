@@ -12,7 +12,8 @@
 #include <math.h>
 
 /* node: inputs {x}; ints: kernel, stride, padding and dilation, each pair
- * packed as height << 32 | width (each fits 31 bits). */
+ * packed as height << 32 | width (each fits 31 bits); real: 1 when the
+ * columns are batch_last. */
 
 static int64_t pack_pair(const int64_t pair[2]) { return (int64_t)((uint64_t)pair[0] << 32 | (uint64_t)pair[1]); }
 
@@ -69,7 +70,8 @@ static tc_status make_geometry(const char *op, const tc_tensor *x, const int64_t
     return TC_OK;
 }
 
-/* The columns' shape {N, C*kH*kW, oH*oW}, overflow-checked. */
+/* The columns' shape {N, C*kH*kW, oH*oW} (batch_last: {C*kH*kW, N*oH*oW}),
+ * overflow-checked. */
 static tc_status columns_shape(const char *op, const tc_tensor *x, const tc_conv_geometry *g, int64_t shape[3]) {
     int64_t window, rows, length;
     if (!tc_mul_sizes(g->kernel[0], g->kernel[1], &window) || !tc_mul_sizes(g->channels, window, &rows) ||
@@ -77,9 +79,16 @@ static tc_status columns_shape(const char *op, const tc_tensor *x, const tc_conv
         return tc_fail(x->ctx, TC_ERROR_SHAPE,
                        "%s: the columns of x of shape %s with kernel {%lld, %lld} overflow int64", op, TC_SHAPE(x),
                        (long long)g->kernel[0], (long long)g->kernel[1]);
-    shape[0] = g->batch;
-    shape[1] = rows;
-    shape[2] = length;
+    if (g->batch_last) {
+        if (!tc_mul_sizes(g->batch, length, &length))
+            return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: the columns of x of shape %s overflow int64", op, TC_SHAPE(x));
+        shape[0] = rows;
+        shape[1] = length;
+    } else {
+        shape[0] = g->batch;
+        shape[1] = rows;
+        shape[2] = length;
+    }
     return TC_OK;
 }
 
@@ -95,6 +104,7 @@ static tc_conv_geometry node_geometry(const tc_node *node) {
     unpack_pair(node->ints[3], g.dilation);
     g.out_height = (g.height + 2 * g.padding[0] - g.dilation[0] * (g.kernel[0] - 1) - 1) / g.stride[0] + 1;
     g.out_width = (g.width + 2 * g.padding[1] - g.dilation[1] * (g.kernel[1] - 1) - 1) / g.stride[1] + 1;
+    g.batch_last = node->reals[0] > 0;
     return g;
 }
 
@@ -124,23 +134,26 @@ tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
 }
 
 static tc_status im2col(const char *op, tc_tensor *x, const int64_t kernel[2], const int64_t stride[2],
-                        const int64_t padding[2], const int64_t dilation[2], double pad_value, tc_tensor **out) {
+                        const int64_t padding[2], const int64_t dilation[2], double pad_value, bool batch_last,
+                        tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating(op, "x", x));
     tc_conv_geometry g;
     int64_t shape[3];
     TC_TRY(make_geometry(op, x, kernel, stride, padding, dilation, &g));
+    g.batch_last = batch_last;
     TC_TRY(columns_shape(op, x, &g, shape));
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, op, TC_SLOT_BIT(im2col) | TC_SLOT_BIT(col2im), &backend));
     tc_tensor *input = NULL, *result = NULL;
     tc_status status = tc_contiguous(x, &input);
-    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, 3, shape, &result);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, batch_last ? 2 : 3, shape, &result);
     if (status == TC_OK && tc_tensor_numel(result) > 0)
         status = backend->im2col(x->ctx, x->dtype, &g, tc_tensor_data_at_offset(input), pad_value,
                                  tc_tensor_data_at_offset(result));
     if (status == TC_OK) {
         tc_node_state state = pairs_state(kernel, stride, padding, dilation);
+        state.real = batch_last ? 1.0 : 0.0;
         status = tc_record_op(TC_OP_IM2COL, 1, &input, result, &state);
     }
     tc_tensor_release(input);
@@ -153,12 +166,12 @@ static tc_status im2col(const char *op, tc_tensor *x, const int64_t kernel[2], c
 }
 
 tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
-                    const int64_t dilation[2], double pad_value, tc_tensor **out) {
+                    const int64_t dilation[2], double pad_value, bool batch_last, tc_tensor **out) {
     if (isnan(pad_value)) {
         *out = NULL;
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "im2col: pad_value must not be NaN");
     }
-    return im2col("im2col", x, kernel, stride, padding, dilation, pad_value, out);
+    return im2col("im2col", x, kernel, stride, padding, dilation, pad_value, batch_last, out);
 }
 
 static tc_status check_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, int64_t groups) {
@@ -206,19 +219,41 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     tc_conv_geometry g;
     int64_t shape[3];
     TC_TRY(make_geometry("conv2d", x, kernel, stride, padding, dilation, &g));
+    g.batch_last = true;
     TC_TRY(columns_shape("conv2d", x, &g, shape));
-    int64_t n = g.batch, rows = shape[1] / groups, length = shape[2], outputs = weight->shape[0];
-    tc_tensor *cols = NULL, *grouped = NULL, *w = NULL, *product = NULL, *y = NULL, *b = NULL, *result = NULL;
-    tc_status status = is_pointwise(weight, stride, padding) ? tc_reshape(x, 3, shape, &cols)
-                                                              : im2col("conv2d", x, kernel, stride, padding,
-                                                                       dilation, 0.0, &cols);
-    if (status == TC_OK)
-        status = tc_reshape(cols, 4, (const int64_t[]){n, groups, rows, length}, &grouped);
+    /* cols {C*kH*kW, N*L} (batch_last): one GEMM per group over the whole batch,
+     * {G, O/G, C/G*kH*kW} @ {G, C/G*kH*kW, N*L}, whose backward is one GEMM per
+     * group for each gradient too; the result {O, N, L} is then put in order. */
+    int64_t n = g.batch, rows = shape[0] / groups, length = g.out_height * g.out_width, outputs = weight->shape[0];
+    tc_tensor *planes = NULL, *cols = NULL, *grouped = NULL, *w = NULL, *product = NULL, *y = NULL, *b = NULL,
+              *result = NULL;
+    tc_status status;
+    if (is_pointwise(weight, stride, padding)) {
+        /* {N, C, H*W} -> {C, N, H*W}: the columns of a 1x1 kernel */
+        status = tc_reshape(x, 3, (const int64_t[]){n, g.channels, length}, &planes);
+        if (status == TC_OK) status = tc_transpose(planes, 0, 1, &y);
+        if (status == TC_OK) status = tc_reshape(y, 2, shape, &cols);
+        tc_tensor_release(y);
+        y = NULL;
+    } else {
+        status = im2col("conv2d", x, kernel, stride, padding, dilation, 0.0, true, &cols);
+    }
+    if (status == TC_OK) status = tc_reshape(cols, 3, (const int64_t[]){groups, rows, n * length}, &grouped);
     if (status == TC_OK)
         status = tc_reshape(weight, 3, (const int64_t[]){groups, outputs / groups, rows}, &w);
     if (status == TC_OK) status = tc_matmul(w, grouped, &product);
-    if (status == TC_OK)
-        status = tc_reshape(product, 4, (const int64_t[]){n, outputs, g.out_height, g.out_width}, &y);
+    if (status == TC_OK) {
+        tc_release_all(1, &planes);
+        planes = NULL;
+        status = tc_reshape(product, 3, (const int64_t[]){outputs, n, length}, &planes);
+    }
+    if (status == TC_OK) {
+        tc_tensor *ordered = NULL;
+        status = tc_transpose(planes, 0, 1, &ordered);
+        if (status == TC_OK)
+            status = tc_reshape(ordered, 4, (const int64_t[]){n, outputs, g.out_height, g.out_width}, &y);
+        tc_tensor_release(ordered);
+    }
     if (status == TC_OK && bias) {
         status = tc_reshape(bias, 4, (const int64_t[]){1, outputs, 1, 1}, &b);
         if (status == TC_OK) status = tc_binary(TC_ADD, y, b, &result);
@@ -226,8 +261,8 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
         result = y;
         y = NULL;
     }
-    tc_tensor *temporaries[] = {cols, grouped, w, product, y, b};
-    tc_release_all(6, temporaries);
+    tc_tensor *temporaries[] = {planes, cols, grouped, w, product, y, b};
+    tc_release_all(7, temporaries);
     if (status != TC_OK) {
         tc_tensor_release(result);
         return status;

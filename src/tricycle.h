@@ -462,13 +462,14 @@ tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base,
  * dilation * (kernel - 1) - 1) / stride + 1 on each side; entries past the
  * edges are pad_value (0 for a convolution, -inf for max pooling). Each pair
  * is {height, width}: kernel, stride and dilation >= 1, padding >= 0, each at
- * most 2^31 - 1. Differentiable in x (its backward is col2im). */
+ * most 2^31 - 1. batch_last gives [C*kH*kW, N*L] instead (image n in
+ * columns n*L to (n+1)*L - 1). Differentiable in x (its backward is col2im). */
 tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
-                    const int64_t dilation[2], double pad_value, tc_tensor **out);
+                    const int64_t dilation[2], double pad_value, bool batch_last, tc_tensor **out);
 /* 2-D convolution (cross-correlation, as PyTorch's): x [N, C, H, W], weight
  * [O, C / groups, kH, kW], bias [O] or NULL; out [N, O, out_h, out_w]. Made
- * of tc_im2col and one batched matmul per group (differentiable through
- * them). */
+ * of tc_im2col (batch_last) and one matmul per group over the whole batch
+ * (differentiable through them). */
 tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out);
 /* Max pooling of x [N, C, H, W] over windows as tc_im2col's (padding at most

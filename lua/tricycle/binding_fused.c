@@ -446,9 +446,10 @@ static void opt_pair_field(lua_State *L, int options, const char *field, lua_Int
     lua_pop(L, 1);
 }
 
-/* tc.im2col(x, {kernel_size =, stride = 1, padding = 0, dilation = 1, pad_value = 0}) */
+/* tc.im2col(x, {kernel_size =, stride = 1, padding = 0, dilation = 1, pad_value = 0, batch_last = false}) */
 static int l_im2col(lua_State *L) {
-    static const char *const allowed[] = {"kernel_size", "stride", "padding", "dilation", "pad_value", NULL};
+    static const char *const allowed[] = {"kernel_size", "stride", "padding", "dilation", "pad_value", "batch_last",
+                                          NULL};
     tc_tensor *x = binding_check_tensor(L, 1, "im2col");
     int options = binding_check_options(L, 2, "im2col", allowed);
     int64_t kernel[2], stride[2], padding[2], dilation[2];
@@ -457,8 +458,9 @@ static int l_im2col(lua_State *L) {
     opt_pair_field(L, options, "padding", 0, false, "im2col", padding);
     opt_pair_field(L, options, "dilation", 1, false, "im2col", dilation);
     double pad_value = opt_number_field(L, options, "pad_value", 0.0, "im2col");
+    bool batch_last = opt_boolean_field(L, options, "batch_last", false, "im2col");
     tc_tensor *out = NULL;
-    return push_result(L, tc_im2col(x, kernel, stride, padding, dilation, pad_value, &out), &out);
+    return push_result(L, tc_im2col(x, kernel, stride, padding, dilation, pad_value, batch_last, &out), &out);
 }
 
 /* tc.conv2d(x, weight, bias or nil, {stride = 1, padding = 0, dilation = 1, groups = 1}) */

@@ -36,53 +36,70 @@ static void inside_range(int64_t offset, int64_t stride, int64_t size, int64_t c
     *last = hi;
 }
 
+/* The start of column row r = (n, c, i, j) of the image-major order. */
+static int64_t column_row_offset(const tc_conv_geometry *g, int64_t r, int64_t window, int64_t length) {
+    if (!g->batch_last) return r * length;
+    int64_t rows = g->channels * window;
+    return (r % rows * g->batch + r / rows) * length;
+}
+
+/* The geometry is copied to locals (the stores through T * could alias it
+ * for the compiler); stride-1 rows are sweeps of contiguous runs, which
+ * vectorise, rather than calls to memcpy for runs of a few elements. */
 #define CONV_KERNELS(T)                                                                                              \
     static void im2col_rows_##T(int64_t begin, int64_t end, void *argument) {                                        \
         const conv_job *job = argument;                                                                              \
-        const tc_conv_geometry *g = job->g;                                                                          \
-        int64_t window = g->kernel[0] * g->kernel[1], length = g->out_height * g->out_width;                         \
-        T pad = (T)job->pad_value;                                                                                   \
+        const tc_conv_geometry g = *job->g;                                                                          \
+        const int64_t window = g.kernel[0] * g.kernel[1], length = g.out_height * g.out_width;                       \
+        const int64_t out_width = g.out_width, stride = g.stride[1];                                                 \
+        const T pad = (T)job->pad_value;                                                                             \
         for (int64_t r = begin; r < end; r++) {                                                                      \
-            int64_t j = r % g->kernel[1], i = r / g->kernel[1] % g->kernel[0], plane = r / window;                   \
-            const T *x = (const T *)job->from + plane * g->height * g->width;                                        \
-            T *row = (T *)job->to + r * length;                                                                      \
-            int64_t column_offset = j * g->dilation[1] - g->padding[1], first, last;                                 \
-            inside_range(column_offset, g->stride[1], g->width, g->out_width, &first, &last);                        \
-            for (int64_t oh = 0; oh < g->out_height; oh++, row += g->out_width) {                                    \
-                int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                                 \
-                if (ih < 0 || ih >= g->height) {                                                                     \
-                    for (int64_t ow = 0; ow < g->out_width; ow++) row[ow] = pad;                                     \
+            int64_t j = r % g.kernel[1], i = r / g.kernel[1] % g.kernel[0], plane = r / window;                      \
+            const T *x = (const T *)job->from + plane * g.height * g.width;                                          \
+            T *row = (T *)job->to + column_row_offset(&g, r, window, length);                                        \
+            int64_t column_offset = j * g.dilation[1] - g.padding[1], first, last;                                   \
+            inside_range(column_offset, stride, g.width, out_width, &first, &last);                                  \
+            for (int64_t oh = 0; oh < g.out_height; oh++, row += out_width) {                                        \
+                int64_t ih = oh * g.stride[0] - g.padding[0] + i * g.dilation[0];                                    \
+                if (ih < 0 || ih >= g.height) {                                                                      \
+                    for (int64_t ow = 0; ow < out_width; ow++) row[ow] = pad;                                        \
                     continue;                                                                                        \
                 }                                                                                                    \
-                const T *line = x + ih * g->width;                                                                   \
+                const T *line = x + ih * g.width;                                                                    \
                 for (int64_t ow = 0; ow < first; ow++) row[ow] = pad;                                                \
-                if (g->stride[1] == 1) {                                                                             \
-                    if (last > first)                                                                                \
-                        memcpy(row + first, line + first + column_offset, sizeof(T) * (size_t)(last - first));       \
+                if (stride == 1) {                                                                                   \
+                    const T *source = line + (first + column_offset);                                                \
+                    for (int64_t q = 0; q < last - first; q++) row[first + q] = source[q];                           \
                 } else {                                                                                             \
-                    for (int64_t ow = first; ow < last; ow++) row[ow] = line[ow * g->stride[1] + column_offset];     \
+                    for (int64_t ow = first; ow < last; ow++) row[ow] = line[ow * stride + column_offset];           \
                 }                                                                                                    \
-                for (int64_t ow = last; ow < g->out_width; ow++) row[ow] = pad;                                      \
+                for (int64_t ow = last; ow < out_width; ow++) row[ow] = pad;                                         \
             }                                                                                                        \
         }                                                                                                            \
     }                                                                                                                \
     static void col2im_planes_##T(int64_t begin, int64_t end, void *argument) {                                      \
         const conv_job *job = argument;                                                                              \
-        const tc_conv_geometry *g = job->g;                                                                          \
-        int64_t window = g->kernel[0] * g->kernel[1], length = g->out_height * g->out_width;                         \
+        const tc_conv_geometry g = *job->g;                                                                          \
+        const int64_t window = g.kernel[0] * g.kernel[1], length = g.out_height * g.out_width;                       \
+        const int64_t out_width = g.out_width, stride = g.stride[1];                                                 \
         for (int64_t plane = begin; plane < end; plane++) {                                                          \
-            T *x = (T *)job->to + plane * g->height * g->width;                                                      \
-            memset(x, 0, sizeof(T) * (size_t)(g->height * g->width));                                                \
+            T *x = (T *)job->to + plane * g.height * g.width;                                                        \
+            memset(x, 0, sizeof(T) * (size_t)(g.height * g.width));                                                  \
             for (int64_t k = 0; k < window; k++) {                                                                   \
-                int64_t i = k / g->kernel[1], j = k % g->kernel[1];                                                  \
-                const T *row = (const T *)job->from + (plane * window + k) * length;                                 \
-                int64_t column_offset = j * g->dilation[1] - g->padding[1], first, last;                             \
-                inside_range(column_offset, g->stride[1], g->width, g->out_width, &first, &last);                    \
-                for (int64_t oh = 0; oh < g->out_height; oh++, row += g->out_width) {                                \
-                    int64_t ih = oh * g->stride[0] - g->padding[0] + i * g->dilation[0];                             \
-                    if (ih < 0 || ih >= g->height) continue;                                                         \
-                    T *line = x + ih * g->width;                                                                     \
-                    for (int64_t ow = first; ow < last; ow++) line[ow * g->stride[1] + column_offset] += row[ow];    \
+                int64_t i = k / g.kernel[1], j = k % g.kernel[1];                                                    \
+                const T *row = (const T *)job->from + column_row_offset(&g, plane * window + k, window, length);     \
+                int64_t column_offset = j * g.dilation[1] - g.padding[1], first, last;                               \
+                inside_range(column_offset, stride, g.width, out_width, &first, &last);                              \
+                for (int64_t oh = 0; oh < g.out_height; oh++, row += out_width) {                                    \
+                    int64_t ih = oh * g.stride[0] - g.padding[0] + i * g.dilation[0];                                \
+                    if (ih < 0 || ih >= g.height) continue;                                                          \
+                    T *line = x + ih * g.width;                                                                      \
+                    if (stride == 1) {                                                                               \
+                        T *target = line + (first + column_offset);                                                  \
+                        for (int64_t q = 0; q < last - first; q++) target[q] += row[first + q];                      \
+                    } else {                                                                                         \
+                        for (int64_t ow = first; ow < last; ow++) line[ow * stride + column_offset] += row[ow];      \
+                    }                                                                                                \
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
@@ -155,7 +172,7 @@ tc_status cpu_col2im(tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *ge
         for (int64_t plane = begin; plane < end; plane++) {                                                          \
             T *dx = (T *)job->to + plane * size;                                                                     \
             const T *grad = (const T *)job->from + plane * length;                                                   \
-            const int64_t *at = job->argmax_read + plane * length;                                                     \
+            const int64_t *at = job->argmax_read + plane * length;                                                   \
             memset(dx, 0, sizeof(T) * (size_t)size);                                                                 \
             for (int64_t o = 0; o < length; o++) dx[at[o]] += grad[o];                                               \
         }                                                                                                            \
