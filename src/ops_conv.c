@@ -89,7 +89,8 @@ static tc_status columns_shape(const char *op, const tc_tensor *x, const tc_conv
         shape[1] = rows;
         shape[2] = length;
     }
-    return TC_OK;
+    /* the whole, even of an empty batch, must be a valid shape */
+    return tc_check_shape(x->ctx, op, g->batch_last ? 2 : 3, shape, x->dtype);
 }
 
 /* The geometry an im2col or max_pool2d node recorded (its input's shape, the
