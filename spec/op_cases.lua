@@ -1469,7 +1469,9 @@ row("conv2d", {
     float({ 3, 2, 2, 2 }, -2, 2, { layout = { 2, 1, 3, 4 } }), float({ 3 }) }, { padding = 1 }),
   conv2d_case("{4, 16, 12, 12} * {32, 16, 3, 3}, padding 1", { float({ 4, 16, 12, 12 }), float({ 32, 16, 3, 3 }),
     float({ 32 }) }, { padding = 1 },
-    { fd = false, tolerance = { float32 = 1e-4 }, device_tolerance = { float32 = 1e-5 } }),
+    -- the weight's gradient sums 576 products per image over 4 images, in another order on a device
+    { fd = false, tolerance = { float32 = 1e-4 },
+      device_tolerance = { float32 = 1e-5, gradients = { float32 = 1e-3 } } }),
   conv2d_case("{3, 6, 11, 9} * {8, 3, 5, 3}, groups 2, stride {2, 1}, padding {2, 1}, dilation {1, 2}",
     { float({ 3, 6, 11, 9 }), float({ 8, 3, 5, 3 }), float({ 8 }) },
     { groups = 2, stride = { 2, 1 }, padding = { 2, 1 }, dilation = { 1, 2 } }, { fd = false }),
