@@ -110,8 +110,8 @@ if options.out ~= "" then
     "",
     "One step: zero_grad, forward, cross-entropy, backward, SGD (lr 0.01) on a batch of 64 random 32x32x3",
     "images; conv 3->32->64->64 (3x3, padding 1, ReLU), 2x2 max-pool after the first two, a linear layer",
-    "to 10 (bench/conv_line.lua, bench/torch_cnn.py). Each cell is the median over " .. options.rounds ..
-      " alternated runs of each run's median step time.",
+    "to 10 (bench/conv_line.lua, bench/torch_cnn.py). Each cell is the median over " .. options.rounds,
+    "alternated runs of each run's median step time.",
     "",
     ("| threads | tricycle (ms) | %s (ms) | PyTorch / tricycle |"):format(torch_version or "PyTorch"),
     "| --- | --- | --- | --- |",

@@ -2,8 +2,8 @@
  * binding_fused.c: the fused neural-network ops in the `tricycle.core`
  * module table: tc.layer_norm, tc.rms_norm, tc.attention, tc.cross_entropy,
  * tc.attention_cached, tc.sample_logits, tc.linear, tc.linear_gelu,
- * tc.adamw_step, tc.adamw_steps, tc.sgd_step, tc.global_norm and
- * tc.scale_. Each function
+ * tc.adamw_step, tc.adamw_steps, tc.sgd_step, tc.global_norm, tc.scale_,
+ * tc.im2col, tc.conv2d and tc.max_pool2d. Each function
  * checks its Lua arguments, reads its options table (unknown keys are an
  * error, so a misspelt option is not silently ignored), calls the engine and
  * pushes the result.

@@ -8,7 +8,9 @@
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads);
 --   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
 --   (shifted adds), mm and bmm (matmul
---   with their own shape checks), tc.one_hot (eq), isclose and allclose.
+--   with their own shape checks), tc.one_hot (eq), isclose and allclose;
+--   and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
+--   tc.adaptive_avg_pool2d and tc.batch_norm.
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
