@@ -205,8 +205,8 @@ static tc_status check_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, 
     return TC_OK;
 }
 
-/* A 1x1 kernel with stride 1 and no padding reads x as it is: its columns
- * are a view of x. */
+/* A 1x1 kernel with stride 1 and no padding needs no im2col: its columns
+ * are x's planes, channel by channel (a transposed copy of x). */
 static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const int64_t padding[2]) {
     return weight->shape[2] == 1 && weight->shape[3] == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 &&
            padding[1] == 0;
