@@ -1394,6 +1394,169 @@ row("rope", {
   rope_case("empty {1, 0, 2, 4}", float({ 1, 0, 2, 4 }), index({}), {}, { shape = { 1, 0, 2, 4 } }),
 })
 
+-- ---- convolution and pooling (conv2d, im2col; conv1d and the pools composed in lua/tricycle/conv.lua) ----
+
+local CR = require("helpers.conv_reference")
+-- A case whose run is fn(inputs..., options) and whose reference is reference(options).
+local function with_options(fn, reference)
+  return function(name, inputs, options, extra)
+    local case = { name = name, inputs = inputs, reference = reference(options) }
+    case.run = function(...)
+      local args = { ... }
+      args[#inputs + 1] = options
+      return fn(compat.unpack(args, 1, #inputs + 1))
+    end
+    for k, v in pairs(extra or {}) do case[k] = v end
+    return case
+  end
+end
+local im2col_case = with_options(tc.im2col, CR.im2col)
+row("im2col", {
+  im2col_case("{1, 2, 4, 5}, kernel 2", { float({ 1, 2, 4, 5 }) }, { kernel_size = 2 }),
+  im2col_case("{2, 2, 5, 6}, kernel {2, 3}, stride {2, 1}, padding 1, dilation {1, 2}, pad_value -1.5",
+    { float({ 2, 2, 5, 6 }) },
+    { kernel_size = { 2, 3 }, stride = { 2, 1 }, padding = 1, dilation = { 1, 2 }, pad_value = -1.5 }),
+  im2col_case("a permuted leaf {2, 3, 4, 4}, kernel 3, padding {0, 2}, stride 3",
+    { float({ 2, 3, 4, 4 }, -2, 2, { layout = { 1, 3, 4, 2 } }) }, { kernel_size = 3, padding = { 0, 2 }, stride = 3 }),
+  im2col_case("{2, 8, 17, 13}, kernel 3, padding 1", { float({ 2, 8, 17, 13 }) }, { kernel_size = 3, padding = 1 },
+    { fd = false }),
+  im2col_case("{3, 5, 9, 11}, kernel {4, 2}, stride {2, 3}, padding 2, dilation 2", { float({ 3, 5, 9, 11 }) },
+    { kernel_size = { 4, 2 }, stride = { 2, 3 }, padding = 2, dilation = 2 }, { fd = false }),
+  { name = "batch_last: {C*kH*kW, N*L}, {3, 2, 4, 5}, kernel {2, 3}, padding 1, stride {1, 2}",
+    inputs = { float({ 3, 2, 4, 5 }) },
+    run = function(x)
+      return tc.im2col(x, { kernel_size = { 2, 3 }, padding = 1, stride = { 1, 2 }, batch_last = true })
+    end,
+    reference = function(x)
+      local cols = CR.im2col({ kernel_size = { 2, 3 }, padding = 1, stride = { 1, 2 } })(x)
+      local out = {}
+      for r = 1, #cols[1] do
+        out[r] = {}
+        for n = 1, #cols do
+          for _, v in ipairs(cols[n][r]) do out[r][#out[r] + 1] = v end
+        end
+      end
+      return out
+    end },
+  { name = "batch_last {4, 6, 9, 7}, kernel 3, padding 1", inputs = { float({ 4, 6, 9, 7 }) },
+    run = function(x) return tc.im2col(x, { kernel_size = 3, padding = 1, batch_last = true }) end,
+    fd = false, shape = { 54, 252 } },
+  { name = "empty {0, 2, 4, 4}", inputs = { float({ 0, 2, 4, 4 }) },
+    run = function(x) return tc.im2col(x, { kernel_size = 3 }) end, shape = { 0, 18, 4 } },
+  { name = "an empty image {1, 1, 0, 2} padded: only padding", inputs = { float({ 1, 1, 0, 2 }) },
+    run = function(x) return tc.im2col(x, { kernel_size = 1, padding = 1, pad_value = 7 }) end,
+    reference = function() return { { { 7, 7, 7, 7, 7, 7, 7, 7 } } } end, shape = { 1, 1, 8 } },
+})
+
+local conv2d_case = with_options(tc.conv2d, CR.conv2d)
+local function conv2d_no_bias(name, inputs, options, extra)
+  local case = conv2d_case(name, inputs, options, extra)
+  case.run = function(x, w) return tc.conv2d(x, w, nil, options) end
+  return case
+end
+row("conv2d", {
+  conv2d_case("{2, 3, 5, 4} * {4, 3, 3, 2} + bias, padding {1, 0}",
+    { float({ 2, 3, 5, 4 }), float({ 4, 3, 3, 2 }), float({ 4 }) }, { padding = { 1, 0 } }),
+  conv2d_no_bias("{1, 2, 7, 6} * {3, 2, 2, 3}, stride 2, dilation {2, 1}, padding 1, no bias",
+    { float({ 1, 2, 7, 6 }), float({ 3, 2, 2, 3 }) }, { stride = 2, dilation = { 2, 1 }, padding = 1 }),
+  conv2d_case("groups 2: {2, 4, 4, 4} * {6, 2, 3, 3}", { float({ 2, 4, 4, 4 }), float({ 6, 2, 3, 3 }), float({ 6 }) },
+    { groups = 2, padding = 1 }),
+  conv2d_case("depthwise: {1, 3, 5, 5} * {3, 1, 3, 3}, stride {1, 2}",
+    { float({ 1, 3, 5, 5 }), float({ 3, 1, 3, 3 }), float({ 3 }) }, { groups = 3, stride = { 1, 2 } }),
+  conv2d_case("a 1x1 kernel reads x as it is: {2, 3, 3, 4} * {5, 3, 1, 1}",
+    { float({ 2, 3, 3, 4 }), float({ 5, 3, 1, 1 }), float({ 5 }) }, {}),
+  conv2d_case("a permuted x and a transposed weight view", { float({ 2, 2, 4, 3 }, -2, 2, { layout = { 1, 3, 4, 2 } }),
+    float({ 3, 2, 2, 2 }, -2, 2, { layout = { 2, 1, 3, 4 } }), float({ 3 }) }, { padding = 1 }),
+  conv2d_case("{4, 16, 12, 12} * {32, 16, 3, 3}, padding 1", { float({ 4, 16, 12, 12 }), float({ 32, 16, 3, 3 }),
+    float({ 32 }) }, { padding = 1 },
+    -- the weight's gradient sums 576 products per image over 4 images, in another order on a device
+    { fd = false, tolerance = { float32 = 1e-4 },
+      device_tolerance = { float32 = 1e-5, gradients = { float32 = 1e-3 } } }),
+  conv2d_case("{3, 6, 11, 9} * {8, 3, 5, 3}, groups 2, stride {2, 1}, padding {2, 1}, dilation {1, 2}",
+    { float({ 3, 6, 11, 9 }), float({ 8, 3, 5, 3 }), float({ 8 }) },
+    { groups = 2, stride = { 2, 1 }, padding = { 2, 1 }, dilation = { 1, 2 } }, { fd = false }),
+  { name = "empty batch {0, 3, 5, 5}", inputs = { float({ 0, 3, 5, 5 }), float({ 2, 3, 3, 3 }), float({ 2 }) },
+    run = function(x, w, b) return tc.conv2d(x, w, b) end, shape = { 0, 2, 3, 3 } },
+})
+
+local conv1d_case = with_options(tc.conv1d, CR.conv1d)
+row("conv1d", {
+  conv1d_case("{2, 3, 7} * {4, 3, 3} + bias, padding 1", { float({ 2, 3, 7 }), float({ 4, 3, 3 }), float({ 4 }) },
+    { padding = 1 }),
+  conv1d_case("groups 2, stride 2, dilation 2: {1, 4, 9} * {2, 2, 2}", { float({ 1, 4, 9 }), float({ 2, 2, 2 }),
+    float({ 2 }) }, { groups = 2, stride = 2, dilation = 2 }),
+  conv1d_case("{4, 8, 50} * {16, 8, 5}, padding 2", { float({ 4, 8, 50 }), float({ 16, 8, 5 }), float({ 16 }) },
+    { padding = 2 }, { fd = false, tolerance = { float32 = 1e-4 } }),
+  { name = "empty {0, 2, 5}", inputs = { float({ 0, 2, 5 }), float({ 3, 2, 2 }) },
+    run = function(x, w) return tc.conv1d(x, w) end, shape = { 0, 3, 4 } },
+})
+
+local max_pool_case = with_options(tc.max_pool2d, CR.max_pool2d)
+row("max_pool2d", {
+  max_pool_case("{2, 2, 4, 6}, kernel 2", { float({ 2, 2, 4, 6 }) }, { kernel_size = 2 }),
+  max_pool_case("{1, 2, 5, 5}, kernel 3, stride 2, padding 1 (negative values: -inf padding)",
+    { float({ 1, 2, 5, 5 }, -3, -1) }, { kernel_size = 3, stride = 2, padding = 1 }),
+  max_pool_case("{1, 1, 6, 7}, kernel {2, 3}, stride 1, dilation {2, 1}", { float({ 1, 1, 6, 7 }) },
+    { kernel_size = { 2, 3 }, stride = 1, dilation = { 2, 1 } }),
+  max_pool_case("{8, 16, 32, 32}, kernel 2", { float({ 8, 16, 32, 32 }) }, { kernel_size = 2 }, { fd = false }),
+  { name = "empty {0, 2, 4, 4}", inputs = { float({ 0, 2, 4, 4 }) },
+    run = function(x) return tc.max_pool2d(x, { kernel_size = 2 }) end, shape = { 0, 2, 2, 2 } },
+})
+
+local avg_pool_case = with_options(tc.avg_pool2d, CR.avg_pool2d)
+row("avg_pool2d", {
+  avg_pool_case("{2, 2, 4, 6}, kernel 2", { float({ 2, 2, 4, 6 }) }, { kernel_size = 2 }),
+  avg_pool_case("{1, 2, 5, 5}, kernel 3, stride 2, padding 1 (padding counted)", { float({ 1, 2, 5, 5 }) },
+    { kernel_size = 3, stride = 2, padding = 1 }),
+  avg_pool_case("{1, 2, 5, 4}, kernel {3, 2}, stride 1, padding 1, count_include_pad = false",
+    { float({ 1, 2, 5, 4 }) }, { kernel_size = { 3, 2 }, stride = 1, padding = 1, count_include_pad = false }),
+  avg_pool_case("{4, 8, 16, 16}, kernel 3, stride 2", { float({ 4, 8, 16, 16 }) }, { kernel_size = 3, stride = 2 },
+    { fd = false }),
+  { name = "empty {0, 2, 4, 4}", inputs = { float({ 0, 2, 4, 4 }) },
+    run = function(x) return tc.avg_pool2d(x, { kernel_size = 2 }) end, shape = { 0, 2, 2, 2 } },
+})
+
+local function adaptive_case(name, x, size, extra)
+  local case = { name = name, inputs = { x }, run = function(t) return tc.adaptive_avg_pool2d(t, size) end,
+    reference = CR.adaptive_avg_pool2d(size) }
+  for k, v in pairs(extra or {}) do case[k] = v end
+  return case
+end
+row("adaptive_avg_pool2d", {
+  adaptive_case("{2, 2, 5, 7} to {2, 3}: overlapping bins", float({ 2, 2, 5, 7 }), { 2, 3 }),
+  adaptive_case("{1, 3, 4, 4} to 1: global average", float({ 1, 3, 4, 4 }), 1),
+  adaptive_case("{1, 1, 3, 2} to {5, 4}: larger than the input", float({ 1, 1, 3, 2 }), { 5, 4 }),
+  adaptive_case("{4, 8, 13, 11} to {3, 5}", float({ 4, 8, 13, 11 }), { 3, 5 }, { fd = false }),
+  { name = "empty {0, 2, 4, 4}", inputs = { float({ 0, 2, 4, 4 }) },
+    run = function(x) return tc.adaptive_avg_pool2d(x, 2) end, shape = { 0, 2, 2, 2 } },
+})
+
+local function batch_norm_case(name, inputs, extra)
+  local case = { name = name, inputs = inputs, reference = CR.batch_norm(1e-5),
+    run = function(x, w, b) return tc.batch_norm(x, nil, nil, w, b, { training = true }) end }
+  for k, v in pairs(extra or {}) do case[k] = v end
+  return case
+end
+row("batch_norm", {
+  batch_norm_case("{4, 3, 2, 2} with weight and bias", { float({ 4, 3, 2, 2 }), float({ 3 }), float({ 3 }) }),
+  batch_norm_case("{5, 2} (BatchNorm1d's shape)", { float({ 5, 2 }), float({ 2 }), float({ 2 }) }),
+  batch_norm_case("{8, 16, 9, 9}", { float({ 8, 16, 9, 9 }), float({ 16 }), float({ 16 }) }, { fd = false }),
+  { name = "running statistics in eval: (x - mean) / sqrt(var + eps) * w + b",
+    inputs = { float({ 2, 3, 2 }), const({ 3 }), const({ 3 }, 0.5, 2), float({ 3 }), float({ 3 }) },
+    run = function(x, m, v, w, b) return tc.batch_norm(x, m, v, w, b, { training = false, eps = 1e-3 }) end,
+    reference = function(x, m, v, w, b)
+      local out = {}
+      for n = 1, #x do
+        out[n] = {}
+        for c = 1, #x[n] do
+          out[n][c] = {}
+          for l = 1, #x[n][c] do out[n][c][l] = (x[n][c][l] - m[c]) / math.sqrt(v[c] + 1e-3) * w[c] + b[c] end
+        end
+      end
+      return out
+    end },
+})
+
 local function cross_entropy_reference(ignore)
   return function(logits, targets) return R.cross_entropy(logits, targets, ignore or -100) end
 end

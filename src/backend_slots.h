@@ -157,6 +157,25 @@
      * (i, i + dim/2); inverse rotates by the opposite angle (the backward). */                                      \
     X(rope, OPTIONAL, tc_status,                                                                                     \
       (tc_context *ctx, tc_dtype dtype, const void *x, const void *table, int64_t batch, int64_t before,             \
-       int64_t time, int64_t after, int64_t dim, int64_t table_batch, bool interleaved, bool inverse, void *out))
+       int64_t time, int64_t after, int64_t dim, int64_t table_batch, bool interleaved, bool inverse, void *out))    \
+    /* Convolution's windows (the layout: tc_conv_geometry, internal.h).                                             \
+     * im2col: cols = the windows of x, with pad_value where a window reaches                                        \
+     * past x's edges; col2im, its adjoint: x = for each element, the sum of                                         \
+     * the columns' entries read from it (x is overwritten, padding dropped). */                                     \
+    X(im2col, OPTIONAL, tc_status,                                                                                   \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, double pad_value,           \
+       void *cols))                                                                                                  \
+    X(col2im, OPTIONAL, tc_status,                                                                                   \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *cols, void *x))                \
+    /* Max pooling over the windows of x (padding never wins: it is -inf):                                           \
+     * out [batch, channels, out_height, out_width] and, for each, the                                               \
+     * position ih * width + iw of its max inside its plane (the first max;                                          \
+     * a NaN wins). The backward: dx = zeros, then grad added at each index. */                                      \
+    X(max_pool2d, OPTIONAL, tc_status,                                                                               \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, void *out,                  \
+       int64_t *indices))                                                                                            \
+    X(max_pool2d_backward, OPTIONAL, tc_status,                                                                      \
+      (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *grad,                          \
+       const int64_t *indices, void *dx))
 
 #endif

@@ -103,6 +103,22 @@ typedef struct tc_step_tensor {
     double bias1, bias2; /* AdamW: 1 - beta1^step and 1 - beta2^step */
 } tc_step_tensor;
 
+/* The windows of an im2col (ops_conv.c): x [batch, channels, height,
+ * width] read through kernel-sized windows (index 0 along height, 1 along
+ * width) into columns [batch, channels * kernel[0] * kernel[1], out_height *
+ * out_width], row (c, i, j) holding x[c][oh * stride[0] - padding[0] + i *
+ * dilation[0]][ow * stride[1] - padding[1] + j * dilation[1]] at column
+ * (oh, ow). With batch_last the columns are [channels * kernel[0] *
+ * kernel[1], batch * out_height * out_width] instead (image n's in columns n *
+ * L to (n + 1) * L - 1): a convolution is then one GEMM over the whole batch.
+ * The op checked that every product of these fits int64. */
+typedef struct tc_conv_geometry {
+    int64_t batch, channels, height, width;
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    int64_t out_height, out_width;
+    bool batch_last;
+} tc_conv_geometry;
+
 /* ---- backends (the slot list: backend_slots.h; the queries: backend.c) ---- */
 
 #include "backend_slots.h"

@@ -140,6 +140,13 @@
       "attention of new positions over a key/value cache it extends in place (decoding)")                            \
     X(ROPE, "rope", 2, tc_rope_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                       \
       "rotary position embedding of {B, T, H, D} or {B, H, T, D} at given positions")                                \
+    X(IM2COL, "im2col", 1, tc_im2col_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                \
+      "the sliding windows of {N, C, H, W} as columns {N, C*kH*kW, L} (F.unfold)")                                   \
+    X(CONV2D, "conv2d", 3, tc_no_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,                                  \
+      "2-D convolution, strided, padded, dilated and grouped (an im2col and a matmul)")                              \
+    X(MAX_POOL2D, "max_pool2d", 1, tc_max_pool2d_backward,                                                           \
+      TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                                                         \
+      "max over windows of {N, C, H, W}; the gradient goes to each window's max")                                    \
     X(CROSS_ENTROPY, "cross_entropy", 2, tc_cross_entropy_backward,                                                  \
       TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                                                         \
       "mean softmax cross-entropy over targets not equal to ignore_index")                                           \

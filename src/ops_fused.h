@@ -3,7 +3,8 @@
  * checks and the gradient's preparation. The ops, each forward beside its
  * hand-written backward: ops_norm.c (layer norm, RMS norm),
  * ops_attention.c (attention, attention_cached), ops_cross_entropy.c and
- * ops_optim.c (AdamW, SGD, global norm, in-place scaling). Each checks its
+ * ops_optim.c (AdamW, SGD, global norm, in-place scaling), ops_conv.c
+ * (im2col, max pooling; conv2d made of im2col and matmul). Each checks its
  * arguments (errors name the function, the argument and the shapes), makes
  * its inputs contiguous, runs its kernel and records a tape entry. The
  * kernels are the backends' optional fused slots, reached through

@@ -481,6 +481,26 @@ tc_status tc_attention_cached(tc_tensor *qkv, tc_tensor *k_cache, tc_tensor *v_c
  * Face's rotate_half, or (2i, 2i+1) when interleaved (GPT-J, Meta's Llama).
  * Differentiable in x. */
 tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base, bool interleaved, tc_tensor **out);
+/* The sliding windows of x [N, C, H, W] as columns [N, C*kH*kW, L] (as
+ * PyTorch's F.unfold), L = out_h * out_w with out = (in + 2 * padding -
+ * dilation * (kernel - 1) - 1) / stride + 1 on each side; entries past the
+ * edges are pad_value (0 for a convolution, -inf for max pooling). Each pair
+ * is {height, width}: kernel, stride and dilation >= 1, padding >= 0, each at
+ * most 2^31 - 1. batch_last gives [C*kH*kW, N*L] instead (image n in
+ * columns n*L to (n+1)*L - 1). Differentiable in x (its backward is col2im). */
+tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                    const int64_t dilation[2], double pad_value, bool batch_last, tc_tensor **out);
+/* 2-D convolution (cross-correlation, as PyTorch's): x [N, C, H, W], weight
+ * [O, C / groups, kH, kW], bias [O] or NULL; out [N, O, out_h, out_w]. Made
+ * of tc_im2col (batch_last) and one matmul per group over the whole batch
+ * (differentiable through them). */
+tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
+                    const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out);
+/* Max pooling of x [N, C, H, W] over windows as tc_im2col's (padding at most
+ * half the kernel on each side, so no window is all padding); out [N, C,
+ * out_h, out_w]. The gradient goes to each window's max (the first of ties). */
+tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                        const int64_t dilation[2], tc_tensor **out);
 /* Mean softmax cross-entropy of logits [..., V] against 0-based targets
  * [...] (int32 or int64) over the targets that are not ignore_index; 0 (and
  * zero gradients) when every target is ignored. A 0-dim result;

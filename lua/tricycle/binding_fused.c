@@ -2,8 +2,8 @@
  * binding_fused.c: the fused neural-network ops in the `tricycle.core`
  * module table: tc.layer_norm, tc.rms_norm, tc.attention, tc.cross_entropy,
  * tc.attention_cached, tc.sample_logits, tc.linear, tc.linear_gelu,
- * tc.adamw_step, tc.adamw_steps, tc.sgd_step, tc.global_norm and
- * tc.scale_. Each function
+ * tc.adamw_step, tc.adamw_steps, tc.sgd_step, tc.global_norm, tc.scale_,
+ * tc.im2col, tc.conv2d and tc.max_pool2d. Each function
  * checks its Lua arguments, reads its options table (unknown keys are an
  * error, so a misspelt option is not silently ignored), calls the engine and
  * pushes the result.
@@ -415,12 +415,92 @@ static int l_scale_(lua_State *L) {
     return 1;
 }
 
+/* An option that is one integer for both sides or a list {height, width}
+ * (the engine checks the ranges). */
+static void opt_pair_field(lua_State *L, int options, const char *field, lua_Integer fallback, bool required,
+                           const char *function, int64_t pair[2]) {
+    int type = options ? lua_getfield(L, options, field) : LUA_TNIL;
+    if (type == LUA_TNIL) {
+        if (options) lua_pop(L, 1);
+        if (required) luaL_error(L, "%s: option %s is required", function, field);
+        pair[0] = pair[1] = fallback;
+        return;
+    }
+    if (lua_isinteger(L, -1)) {
+        pair[0] = pair[1] = lua_tointeger(L, -1);
+    } else if (type == LUA_TTABLE && lua_rawlen(L, -1) == 2) {
+        for (int i = 0; i < 2; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            if (!lua_isinteger(L, -1))
+                luaL_error(L, "%s: option %s must be an integer or a list {height, width} of integers, entry %d is %s",
+                           function, field, i + 1, lua_type(L, -1) == LUA_TNUMBER ? "a number with a fraction"
+                                                                                   : luaL_typename(L, -1));
+            pair[i] = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        luaL_error(L, "%s: option %s must be an integer or a list {height, width} of integers, got %s", function,
+                   field, type == LUA_TNUMBER ? "a number with a fraction"
+                          : type == LUA_TTABLE ? "a table whose length is not 2" : luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+}
+
+/* tc.im2col(x, {kernel_size =, stride = 1, padding = 0, dilation = 1, pad_value = 0, batch_last = false}) */
+static int l_im2col(lua_State *L) {
+    static const char *const allowed[] = {"kernel_size", "stride", "padding", "dilation", "pad_value", "batch_last",
+                                          NULL};
+    tc_tensor *x = binding_check_tensor(L, 1, "im2col");
+    int options = binding_check_options(L, 2, "im2col", allowed);
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    opt_pair_field(L, options, "kernel_size", 0, true, "im2col", kernel);
+    opt_pair_field(L, options, "stride", 1, false, "im2col", stride);
+    opt_pair_field(L, options, "padding", 0, false, "im2col", padding);
+    opt_pair_field(L, options, "dilation", 1, false, "im2col", dilation);
+    double pad_value = opt_number_field(L, options, "pad_value", 0.0, "im2col");
+    bool batch_last = opt_boolean_field(L, options, "batch_last", false, "im2col");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_im2col(x, kernel, stride, padding, dilation, pad_value, batch_last, &out), &out);
+}
+
+/* tc.conv2d(x, weight, bias or nil, {stride = 1, padding = 0, dilation = 1, groups = 1}) */
+static int l_conv2d(lua_State *L) {
+    static const char *const allowed[] = {"stride", "padding", "dilation", "groups", NULL};
+    tc_tensor *x = binding_check_tensor(L, 1, "conv2d"), *weight = binding_check_tensor(L, 2, "conv2d");
+    tc_tensor *bias = opt_tensor(L, 3, "conv2d");
+    int options = binding_check_options(L, 4, "conv2d", allowed);
+    int64_t stride[2], padding[2], dilation[2];
+    opt_pair_field(L, options, "stride", 1, false, "conv2d", stride);
+    opt_pair_field(L, options, "padding", 0, false, "conv2d", padding);
+    opt_pair_field(L, options, "dilation", 1, false, "conv2d", dilation);
+    lua_Integer groups = opt_integer_field(L, options, "groups", 1, false, "conv2d");
+    tc_tensor *out = NULL;
+    return push_result(L, tc_conv2d(x, weight, bias, stride, padding, dilation, groups, &out), &out);
+}
+
+/* tc.max_pool2d(x, {kernel_size =, stride = kernel_size, padding = 0, dilation = 1}) */
+static int l_max_pool2d(lua_State *L) {
+    static const char *const allowed[] = {"kernel_size", "stride", "padding", "dilation", NULL};
+    tc_tensor *x = binding_check_tensor(L, 1, "max_pool2d");
+    int options = binding_check_options(L, 2, "max_pool2d", allowed);
+    int64_t kernel[2], stride[2], padding[2], dilation[2];
+    opt_pair_field(L, options, "kernel_size", 0, true, "max_pool2d", kernel);
+    opt_pair_field(L, options, "stride", 0, false, "max_pool2d", stride);
+    if (options && lua_getfield(L, options, "stride") == LUA_TNIL) memcpy(stride, kernel, sizeof stride);
+    if (options) lua_pop(L, 1);
+    opt_pair_field(L, options, "padding", 0, false, "max_pool2d", padding);
+    opt_pair_field(L, options, "dilation", 1, false, "max_pool2d", dilation);
+    tc_tensor *out = NULL;
+    return push_result(L, tc_max_pool2d(x, kernel, stride, padding, dilation, &out), &out);
+}
+
 static const luaL_Reg fused_functions[] = {
     {"layer_norm", l_layer_norm},       {"rms_norm", l_rms_norm},     {"attention", l_attention},
     {"cross_entropy", l_cross_entropy}, {"adamw_step", l_adamw_step}, {"sgd_step", l_sgd_step},
     {"global_norm", l_global_norm},     {"scale_", l_scale_},         {"linear", l_linear},
     {"linear_gelu", l_linear_gelu},     {"adamw_steps", l_adamw_steps}, {"attention_cached", l_attention_cached},
-    {"sample_logits", l_sample_logits}, {"rope", l_rope},         {NULL, NULL},
+    {"sample_logits", l_sample_logits}, {"rope", l_rope},         {"im2col", l_im2col},
+    {"conv2d", l_conv2d},               {"max_pool2d", l_max_pool2d}, {NULL, NULL},
 };
 
 void binding_register_fused(lua_State *L, int module_index) {

@@ -9,7 +9,9 @@
 --   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
 --   (shifted adds), mm and bmm (matmul
 --   with their own shape checks), tc.one_hot (eq), isclose and allclose;
---   t:leaky_relu and t:elu (where).
+--   t:leaky_relu and t:elu (where);
+--   and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
+--   tc.adaptive_avg_pool2d and tc.batch_norm.
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
@@ -836,5 +838,14 @@ end
 
 functions.isclose = methods.isclose
 functions.allclose = methods.allclose
+
+-- Convolution and pooling (tricycle/conv.lua).
+local conv = require("tricycle.conv")
+for _, op in ipairs(conv.ops) do
+  M.ops[#M.ops + 1] = op
+end
+for name, fn in pairs(conv.functions) do
+  functions[name] = fn
+end
 
 return M

@@ -10,6 +10,30 @@ local function bf16(values) return tc.tensor(values, { dtype = "bfloat16" }) end
 local function f16(values) return tc.tensor(values, { dtype = "float16" }) end
 
 return {
+  -- convolution and pooling: floating inputs of one dtype
+  { "conv2d of an int64 x", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }, { dtype = "int64" }), tc.zeros({ 1, 1, 3, 3 }))
+  end, { "conv2d", "x", "int64" } },
+  { "conv2d of a float64 x with a float32 weight", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }, { dtype = "float64" }), tc.zeros({ 1, 1, 3, 3 }))
+  end, { "conv2d", "weight", "float32", "float64" } },
+  { "conv2d with an int32 bias", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), tc.zeros({ 1 }, { dtype = "int32" }))
+  end, { "conv2d", "bias", "int32" } },
+  { "max_pool2d of an int32 x", function()
+    return tc.max_pool2d(tc.zeros({ 1, 1, 4, 4 }, { dtype = "int32" }), { kernel_size = 2 })
+  end, { "max_pool2d", "int32" } },
+  { "im2col of a bool x", function()
+    return tc.im2col(tc.zeros({ 1, 1, 4, 4 }, { dtype = "bool" }), { kernel_size = 2 })
+  end, { "im2col", "bool" } },
+  { "avg_pool2d of an int64 x", function()
+    return tc.avg_pool2d(tc.zeros({ 1, 1, 4, 4 }, { dtype = "int64" }), { kernel_size = 2 })
+  end, { "avg_pool2d", "int64" } },
+  { "adaptive_avg_pool2d of a uint8 x", function()
+    return tc.adaptive_avg_pool2d(tc.zeros({ 1, 1, 4, 4 }, { dtype = "uint8" }), 2)
+  end, { "adaptive_avg_pool2d", "uint8" } },
+  { "batch_norm of an int32 x", function() return tc.batch_norm(tc.zeros({ 2, 3 }, { dtype = "int32" })) end,
+    { "batch_norm", "int32" } },
   { "to an unknown dtype", function() return tc.ones({ 2 }):to("float8") end, { "to", "float8" } },
   -- before: the number was read as the string "5"
   { "to with a number", function() return tc.ones({ 2 }):to(5) end, { "to", "number" } },

@@ -31,6 +31,50 @@ local function linear_state(weight, bias)
 end
 
 return {
+  -- convolution, pooling and batch-norm layers (lua/tricycle/nn/conv.lua)
+  { "Conv2d with a misspelt option", function() return nn.Conv2d(3, 4, 3, { pading = 1 }) end,
+    { "Conv2d", "unknown option 'pading'", "padding" } },
+  { "Conv2d with groups not dividing the channels", function() return nn.Conv2d(3, 4, 3, { groups = 2 }) end,
+    { "Conv2d", "groups (2)", "in_channels (3)" } },
+  { "Conv2d with kernel_size 0", function() return nn.Conv2d(3, 4, 0) end, { "Conv2d", "kernel_size", "0" } },
+  { "Conv2d with a kernel_size list of three", function() return nn.Conv2d(3, 4, { 1, 2, 3 }) end,
+    { "Conv2d", "kernel_size", "{1, 2, 3}" } },
+  { "Conv2d with a negative padding", function() return nn.Conv2d(3, 4, 3, { padding = -1 }) end,
+    { "Conv2d", "padding", "-1" } },
+  { "Conv2d with dtype int64", function() return nn.Conv2d(3, 4, 3, { dtype = "int64" }) end,
+    { "Conv2d", "dtype", "int64" } },
+  { "Conv2d forward with the wrong channels", function() return nn.Conv2d(3, 4, 3)(tc.zeros({ 1, 2, 5, 5 })) end,
+    { "Conv2d", "{1, 2, 5, 5}", "in_channels 3" } },
+  { "Conv2d forward of a 3-D input", function() return nn.Conv2d(3, 4, 3)(tc.zeros({ 3, 5, 5 })) end,
+    { "Conv2d", "{N, C, H, W}", "{3, 5, 5}" } },
+  { "Conv2d forward of an input smaller than the kernel", function()
+    return nn.Conv2d(1, 1, 5)(tc.zeros({ 1, 1, 3, 3 }))
+  end, { "conv2d", "kernel {5, 5}", "padded input {3, 3}" } },
+  { "Conv1d forward of a 4-D input", function() return nn.Conv1d(1, 1, 3)(tc.zeros({ 1, 1, 5, 5 })) end,
+    { "Conv1d", "{N, C, L}", "{1, 1, 5, 5}" } },
+  { "Conv1d with out_channels 0", function() return nn.Conv1d(1, 0, 3) end, { "Conv1d", "out_channels", "0" } },
+  { "MaxPool2d with kernel_size 0", function() return nn.MaxPool2d(0) end, { "MaxPool2d", "kernel_size", "0" } },
+  { "MaxPool2d with an option of AvgPool2d", function() return nn.MaxPool2d(2, { count_include_pad = true }) end,
+    { "MaxPool2d", "unknown option 'count_include_pad'", "dilation" } },
+  { "AvgPool2d forward of a 3-D input", function() return nn.AvgPool2d(2)(tc.zeros({ 1, 4, 4 })) end,
+    { "AvgPool2d", "{N, C, H, W}", "{1, 4, 4}" } },
+  { "AdaptiveAvgPool2d with an output_size of three", function() return nn.AdaptiveAvgPool2d({ 1, 2, 3 }) end,
+    { "AdaptiveAvgPool2d", "output_size", "{1, 2, 3}" } },
+  { "BatchNorm2d forward of a 3-D input", function() return nn.BatchNorm2d(3)(tc.zeros({ 2, 3, 4 })) end,
+    { "BatchNorm2d", "{N, C, H, W}", "{2, 3, 4}" } },
+  { "BatchNorm1d forward with the wrong channels", function() return nn.BatchNorm1d(3)(tc.zeros({ 2, 4 })) end,
+    { "BatchNorm1d", "{2, 4}", "num_features 3" } },
+  { "BatchNorm1d with a misspelt option", function() return nn.BatchNorm1d(3, { momentun = 0.1 }) end,
+    { "BatchNorm1d", "unknown option 'momentun'", "momentum" } },
+  { "BatchNorm1d with eps 0", function() return nn.BatchNorm1d(3, { eps = 0 }) end, { "BatchNorm1d", "eps", "0" } },
+  { "BatchNorm2d in training on one value per channel", function()
+    return nn.BatchNorm2d(3)(tc.zeros({ 1, 3, 1, 1 }))
+  end, { "batch_norm", "more than one value per channel", "{1, 3, 1, 1}" } },
+  { "Flatten with start_dim 0", function() return nn.Flatten({ start_dim = 0 }) end, { "Flatten", "start_dim", "0" } },
+  { "Flatten with an unknown option", function() return nn.Flatten({ start = 2 }) end,
+    { "Flatten", "unknown option 'start'", "end_dim, start_dim" } },
+  { "Flatten of dims past the input", function() return nn.Flatten({ start_dim = 3 })(tc.zeros({ 2, 3 })) end,
+    { "Flatten", "{2, 3}" } },
   { "Linear with in_features 0", function() return nn.Linear(0, 3) end, { "Linear", "in_features", "0" } },
   { "Linear with out_features 2.5", function() return nn.Linear(2, 2.5) end, { "Linear", "out_features", "2.5" } },
   -- before: the error came from rand, not naming Linear

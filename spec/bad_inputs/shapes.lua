@@ -7,6 +7,114 @@ local tc = require("tricycle")
 local huge = { 4294967296, 4294967296 }
 
 return {
+  -- convolution and pooling (tc.conv2d, tc.im2col and tc.max_pool2d in the engine; conv1d, the other pools and
+  -- batch_norm in lua/tricycle/conv.lua)
+  { "conv2d with channels not divisible by groups", function()
+    return tc.conv2d(tc.zeros({ 1, 3, 5, 5 }), tc.zeros({ 4, 1, 3, 3 }), nil, { groups = 2 })
+  end, { "conv2d", "groups (2)", "input channels (3", "{1, 3, 5, 5}" } },
+  { "conv2d with output channels not divisible by groups", function()
+    return tc.conv2d(tc.zeros({ 1, 4, 5, 5 }), tc.zeros({ 3, 2, 3, 3 }), nil, { groups = 2 })
+  end, { "conv2d", "groups (2)", "output channels (3", "{3, 2, 3, 3}" } },
+  { "conv2d whose weight has the wrong input channels", function()
+    return tc.conv2d(tc.zeros({ 1, 3, 5, 5 }), tc.zeros({ 4, 2, 3, 3 }))
+  end, { "conv2d", "{4, 2, 3, 3}", "{1, 3, 5, 5}", "C / groups = 3" } },
+  { "conv2d with a kernel larger than the padded input", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 7, 3 }), nil, { padding = 1 })
+  end, { "conv2d", "kernel {7, 3}", "padded input {6, 6}", "{1, 1, 4, 4}" } },
+  { "conv2d with a dilated kernel larger than the input", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { dilation = 2 })
+  end, { "conv2d", "kernel {3, 3}", "dilation {2, 2}", "padded input {4, 4}" } },
+  { "conv2d with stride 0", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { stride = 0 })
+  end, { "conv2d", "stride", "{0, 0}" } },
+  { "conv2d with a negative stride", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { stride = { -1, 1 } })
+  end, { "conv2d", "stride", "{-1, 1}" } },
+  { "conv2d with a negative padding", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { padding = -1 })
+  end, { "conv2d", "padding", "{-1, -1}" } },
+  { "conv2d with dilation 0", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { dilation = { 1, 0 } })
+  end, { "conv2d", "dilation", "{1, 0}" } },
+  { "conv2d with a stride past 2^31 - 1", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { stride = 2147483648 })
+  end, { "conv2d", "stride", "2147483648" } },
+  { "conv2d with a padding of 2^40", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { padding = 1099511627776 })
+  end, { "conv2d", "padding", "1099511627776" } },
+  { "conv2d with groups 0", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { groups = 0 })
+  end, { "conv2d", "groups", "got 0" } },
+  { "conv2d of a 3-D x", function() return tc.conv2d(tc.zeros({ 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 })) end,
+    { "conv2d", "x must be {N, C, H, W}", "{1, 4, 4}" } },
+  { "conv2d with a 2-D weight", function() return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 9 })) end,
+    { "conv2d", "weight", "{1, 9}" } },
+  { "conv2d with a bias of the wrong size", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 2, 1, 3, 3 }), tc.zeros({ 3 }))
+  end, { "conv2d", "bias must be {2}", "{3}" } },
+  { "conv2d with a misspelt option", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { pading = 1 })
+  end, { "conv2d", "unknown option 'pading'", "padding" } },
+  { "conv2d with a stride list of three", function()
+    return tc.conv2d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3, 3 }), nil, { stride = { 1, 1, 1 } })
+  end, { "conv2d", "stride", "{height, width}" } },
+  { "im2col whose columns overflow (an empty batch)", function()
+    return tc.im2col(tc.zeros({ 0, 65536, 65536, 65536 }), { kernel_size = { 32768, 32768 } })
+  end, { "im2col", "too large" } },
+  { "im2col without kernel_size", function() return tc.im2col(tc.zeros({ 1, 1, 4, 4 }), { stride = 1 }) end,
+    { "im2col", "kernel_size", "required" } },
+  { "im2col with a NaN pad_value", function()
+    return tc.im2col(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 2, pad_value = 0 / 0 })
+  end, { "im2col", "pad_value", "NaN" } },
+  { "im2col with kernel_size 0", function() return tc.im2col(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 0 }) end,
+    { "im2col", "kernel_size", "{0, 0}" } },
+  { "max_pool2d with padding over half the kernel", function()
+    return tc.max_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 2, padding = 2 })
+  end, { "max_pool2d", "padding {2, 2}", "half the kernel_size {2, 2}" } },
+  { "max_pool2d with a kernel larger than the input", function()
+    return tc.max_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 5 })
+  end, { "max_pool2d", "kernel {5, 5}", "padded input {4, 4}" } },
+  { "max_pool2d of a 2-D x", function() return tc.max_pool2d(tc.zeros({ 4, 4 }), { kernel_size = 2 }) end,
+    { "max_pool2d", "{4, 4}" } },
+  { "max_pool2d with stride 0", function()
+    return tc.max_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 2, stride = 0 })
+  end, { "max_pool2d", "stride", "{0, 0}" } },
+  { "avg_pool2d without kernel_size", function() return tc.avg_pool2d(tc.zeros({ 1, 1, 4, 4 }), {}) end,
+    { "avg_pool2d", "kernel_size", "required" } },
+  { "avg_pool2d with a kernel larger than the input", function()
+    return tc.avg_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = { 2, 6 } })
+  end, { "avg_pool2d", "kernel {2, 6}", "padded input {4, 4}" } },
+  { "avg_pool2d with count_include_pad = 1", function()
+    return tc.avg_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 2, padding = 1, count_include_pad = 1 })
+  end, { "avg_pool2d", "count_include_pad", "boolean" } },
+  { "avg_pool2d with a misspelt option", function()
+    return tc.avg_pool2d(tc.zeros({ 1, 1, 4, 4 }), { kernel_size = 2, strides = 1 })
+  end, { "avg_pool2d", "unknown option 'strides'", "stride" } },
+  { "adaptive_avg_pool2d to 0", function() return tc.adaptive_avg_pool2d(tc.zeros({ 1, 1, 4, 4 }), 0) end,
+    { "adaptive_avg_pool2d", "output_size", "0" } },
+  { "adaptive_avg_pool2d of an image with no rows", function()
+    return tc.adaptive_avg_pool2d(tc.zeros({ 1, 1, 0, 3 }), 2)
+  end, { "adaptive_avg_pool2d", "{1, 1, 0, 3}", "{2, 2}" } },
+  { "conv1d of a 4-D x", function() return tc.conv1d(tc.zeros({ 1, 1, 4, 4 }), tc.zeros({ 1, 1, 3 })) end,
+    { "conv1d", "{N, C, L}", "{1, 1, 4, 4}" } },
+  { "conv1d with channels not divisible by groups", function()
+    return tc.conv1d(tc.zeros({ 1, 3, 4 }), tc.zeros({ 2, 2, 2 }), nil, { groups = 2 })
+  end, { "conv1d", "groups (2)", "input channels (3" } },
+  { "conv1d with a fractional stride", function()
+    return tc.conv1d(tc.zeros({ 1, 1, 4 }), tc.zeros({ 1, 1, 2 }), nil, { stride = 1.5 })
+  end, { "conv1d", "stride", "1.5" } },
+  { "batch_norm with running_mean of the wrong size", function()
+    return tc.batch_norm(tc.zeros({ 2, 3 }), tc.zeros({ 4 }), tc.ones({ 4 }))
+  end, { "batch_norm", "running_mean must be {3}", "{4}", "{2, 3}" } },
+  { "batch_norm in training with one value per channel", function()
+    return tc.batch_norm(tc.zeros({ 1, 3 }), nil, nil, nil, nil, { training = true })
+  end, { "batch_norm", "more than one value per channel", "{1, 3}" } },
+  { "batch_norm with momentum 2", function()
+    return tc.batch_norm(tc.zeros({ 2, 3 }), nil, nil, nil, nil, { momentum = 2 })
+  end, { "batch_norm", "momentum", "2" } },
+  { "batch_norm with running_mean but no running_var", function()
+    return tc.batch_norm(tc.zeros({ 2, 3 }), tc.zeros({ 3 }), nil)
+  end, { "batch_norm", "running_mean and running_var" } },
   -- before: a 0-element tensor reshaped to 2^64 elements was accepted, and indexing it read out of bounds
   { "reshape of 0 elements to 2^32 x 2^32", function() return tc.zeros({ 0 }):reshape(huge)[2] end,
     { "reshape", "{4294967296, 4294967296}" } },

@@ -40,5 +40,8 @@ end
 for _, name in ipairs({ "MultiHeadSelfAttention", "FeedForward", "TransformerBlock" }) do
   nn[name] = transformer[name]
 end
+for name, class in pairs(require("tricycle.nn.conv")) do
+  nn[name] = class
+end
 
 return nn

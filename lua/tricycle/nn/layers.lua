@@ -390,12 +390,17 @@ end
 layers.Softmax = softmax_class("Softmax", "softmax")
 layers.LogSoftmax = softmax_class("LogSoftmax", "log_softmax")
 
---- Flatten(start_dim = 2, end_dim = -1): dims start_dim .. end_dim merged
--- into one (1-based: the default keeps the batch dim, as PyTorch's 1 does).
+--- Flatten(start_dim = 2, end_dim = -1), or Flatten{start_dim =, end_dim =}:
+-- dims start_dim .. end_dim merged into one (1-based: the default keeps the
+-- batch dim, as PyTorch's 1 does).
 local Flatten = Module:extend("Flatten")
 layers.Flatten = Flatten
 
 function Flatten:init(start_dim, end_dim)
+  if type(start_dim) == "table" and end_dim == nil then
+    check_options("Flatten", start_dim, { "start_dim", "end_dim" }, 3)
+    start_dim, end_dim = start_dim.start_dim, start_dim.end_dim
+  end
   self.start_dim = start_dim == nil and 2 or start_dim
   self.end_dim = end_dim == nil and -1 or end_dim
   check_dim_argument("Flatten", "start_dim", self.start_dim)

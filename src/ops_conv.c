@@ -1,0 +1,333 @@
+/*
+ * ops_conv.c: im2col (the windows of an image as columns, forward beside
+ * its backward, col2im; the kernels: the im2col and col2im slots) and
+ * conv2d, made of im2col and one batched matmul, so that its gradients come
+ * from theirs and every backend with a GEMM and the two slots has it, and
+ * max_pool2d (forward beside backward; the kernels: the max_pool2d slots),
+ * which keeps each window's argmax for its backward. Average pooling is
+ * composed from im2col in Lua (lua/tricycle/conv.lua).
+ */
+#include "ops_fused.h"
+
+#include <math.h>
+
+/* node: inputs {x}; ints: kernel, stride, padding and dilation, each pair
+ * packed as height << 32 | width (each fits 31 bits); real: 1 when the
+ * columns are batch_last. */
+
+static int64_t pack_pair(const int64_t pair[2]) { return (int64_t)((uint64_t)pair[0] << 32 | (uint64_t)pair[1]); }
+
+static void unpack_pair(int64_t packed, int64_t pair[2]) {
+    pair[0] = (int64_t)((uint64_t)packed >> 32);
+    pair[1] = (int64_t)((uint64_t)packed & 0xffffffffu);
+}
+
+static tc_status check_pair(tc_context *ctx, const char *op, const char *name, const int64_t pair[2],
+                            int64_t minimum) {
+    for (int i = 0; i < 2; i++)
+        if (pair[i] < minimum || pair[i] > INT32_MAX)
+            return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: %s must be in [%lld, 2^31 - 1] on both sides, got {%lld, %lld}",
+                           op, name, (long long)minimum, (long long)pair[0], (long long)pair[1]);
+    return TC_OK;
+}
+
+/* The geometry of x [N, C, H, W]'s windows, every size checked. */
+static tc_status make_geometry(const char *op, const tc_tensor *x, const int64_t kernel[2], const int64_t stride[2],
+                               const int64_t padding[2], const int64_t dilation[2], tc_conv_geometry *g) {
+    tc_context *ctx = x->ctx;
+    if (x->ndim != 4)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "%s: x must be {N, C, H, W} (4 dims), got shape %s", op, TC_SHAPE(x));
+    TC_TRY(check_pair(ctx, op, "kernel_size", kernel, 1));
+    TC_TRY(check_pair(ctx, op, "stride", stride, 1));
+    TC_TRY(check_pair(ctx, op, "padding", padding, 0));
+    TC_TRY(check_pair(ctx, op, "dilation", dilation, 1));
+    *g = (tc_conv_geometry){.batch = x->shape[0], .channels = x->shape[1], .height = x->shape[2],
+                            .width = x->shape[3]};
+    int64_t out[2];
+    for (int i = 0; i < 2; i++) {
+        int64_t padded, span;
+        g->kernel[i] = kernel[i];
+        g->stride[i] = stride[i];
+        g->padding[i] = padding[i];
+        g->dilation[i] = dilation[i];
+        /* span = dilation * (kernel - 1) + 1 <= 2^62; padded = in + 2 * padding. */
+        span = dilation[i] * (kernel[i] - 1) + 1;
+        if (!tc_add_sizes(x->shape[2 + i], 2 * padding[i], &padded))
+            return tc_fail(ctx, TC_ERROR_SHAPE, "%s: the padded input overflows int64 (shape %s, padding %lld)", op,
+                           TC_SHAPE(x), (long long)padding[i]);
+        if (span > padded)
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "%s: the kernel {%lld, %lld} (dilation {%lld, %lld}) is larger than the padded input "
+                           "{%lld, %lld} (x of shape %s, padding {%lld, %lld})",
+                           op, (long long)kernel[0], (long long)kernel[1], (long long)dilation[0],
+                           (long long)dilation[1], (long long)(x->shape[2] + 2 * padding[0]),
+                           (long long)(x->shape[3] + 2 * padding[1]), TC_SHAPE(x), (long long)padding[0],
+                           (long long)padding[1]);
+        out[i] = (padded - span) / stride[i] + 1;
+    }
+    g->out_height = out[0];
+    g->out_width = out[1];
+    return TC_OK;
+}
+
+/* The columns' shape {N, C*kH*kW, oH*oW} (batch_last: {C*kH*kW, N*oH*oW}),
+ * overflow-checked. */
+static tc_status columns_shape(const char *op, const tc_tensor *x, const tc_conv_geometry *g, int64_t shape[3]) {
+    int64_t window, rows, length;
+    if (!tc_mul_sizes(g->kernel[0], g->kernel[1], &window) || !tc_mul_sizes(g->channels, window, &rows) ||
+        !tc_mul_sizes(g->out_height, g->out_width, &length))
+        return tc_fail(x->ctx, TC_ERROR_SHAPE,
+                       "%s: the columns of x of shape %s with kernel {%lld, %lld} overflow int64", op, TC_SHAPE(x),
+                       (long long)g->kernel[0], (long long)g->kernel[1]);
+    if (g->batch_last) {
+        if (!tc_mul_sizes(g->batch, length, &length))
+            return tc_fail(x->ctx, TC_ERROR_SHAPE, "%s: the columns of x of shape %s overflow int64", op, TC_SHAPE(x));
+        shape[0] = rows;
+        shape[1] = length;
+    } else {
+        shape[0] = g->batch;
+        shape[1] = rows;
+        shape[2] = length;
+    }
+    /* the whole, even of an empty batch, must be a valid shape */
+    return tc_check_shape(x->ctx, op, g->batch_last ? 2 : 3, shape, x->dtype);
+}
+
+/* The geometry an im2col or max_pool2d node recorded (its input's shape, the
+ * packed pairs), valid since the forward checked it. */
+static tc_conv_geometry node_geometry(const tc_node *node) {
+    const tc_tensor *x = node->inputs[0];
+    tc_conv_geometry g = {.batch = x->shape[0], .channels = x->shape[1], .height = x->shape[2],
+                          .width = x->shape[3]};
+    unpack_pair(node->ints[0], g.kernel);
+    unpack_pair(node->ints[1], g.stride);
+    unpack_pair(node->ints[2], g.padding);
+    unpack_pair(node->ints[3], g.dilation);
+    g.out_height = (g.height + 2 * g.padding[0] - g.dilation[0] * (g.kernel[0] - 1) - 1) / g.stride[0] + 1;
+    g.out_width = (g.width + 2 * g.padding[1] - g.dilation[1] * (g.kernel[1] - 1) - 1) / g.stride[1] + 1;
+    g.batch_last = node->reals[0] > 0;
+    return g;
+}
+
+static tc_node_state pairs_state(const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                                 const int64_t dilation[2]) {
+    return (tc_node_state){.n_ints = 4,
+                           .ints = {pack_pair(kernel), pack_pair(stride), pack_pair(padding), pack_pair(dilation)}};
+}
+
+tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    const tc_tensor *x = node->inputs[0];
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "im2col", TC_SLOT_BIT(col2im), &backend));
+    tc_conv_geometry g = node_geometry(node);
+    tc_tensor *g_cols = NULL, *dx = NULL;
+    tc_status status = tc_prepare_grad(node, grad, &g_cols);
+    if (status == TC_OK) status = tc_empty_shaped(g_cols, g_cols->dtype, 4, x->shape, &dx);
+    if (status == TC_OK && tc_tensor_numel(dx) > 0)
+        status = backend->col2im(x->ctx, dx->dtype, &g, tc_tensor_data_at_offset(g_cols), tc_tensor_data_at_offset(dx));
+    tc_tensor_release(g_cols);
+    if (status != TC_OK) {
+        tc_tensor_release(dx);
+        return status;
+    }
+    grad_inputs[0] = dx;
+    return TC_OK;
+}
+
+static tc_status im2col(const char *op, tc_tensor *x, const int64_t kernel[2], const int64_t stride[2],
+                        const int64_t padding[2], const int64_t dilation[2], double pad_value, bool batch_last,
+                        tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_floating(op, "x", x));
+    tc_conv_geometry g;
+    int64_t shape[3];
+    TC_TRY(make_geometry(op, x, kernel, stride, padding, dilation, &g));
+    g.batch_last = batch_last;
+    TC_TRY(columns_shape(op, x, &g, shape));
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, op, TC_SLOT_BIT(im2col) | TC_SLOT_BIT(col2im), &backend));
+    tc_tensor *input = NULL, *result = NULL;
+    tc_status status = tc_contiguous(x, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, batch_last ? 2 : 3, shape, &result);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = backend->im2col(x->ctx, x->dtype, &g, tc_tensor_data_at_offset(input), pad_value,
+                                 tc_tensor_data_at_offset(result));
+    if (status == TC_OK) {
+        tc_node_state state = pairs_state(kernel, stride, padding, dilation);
+        state.real = batch_last ? 1.0 : 0.0;
+        status = tc_record_op(TC_OP_IM2COL, 1, &input, result, &state);
+    }
+    tc_tensor_release(input);
+    if (status != TC_OK) {
+        tc_tensor_release(result);
+        return status;
+    }
+    *out = result;
+    return TC_OK;
+}
+
+tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                    const int64_t dilation[2], double pad_value, bool batch_last, tc_tensor **out) {
+    if (isnan(pad_value)) {
+        *out = NULL;
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "im2col: pad_value must not be NaN");
+    }
+    return im2col("im2col", x, kernel, stride, padding, dilation, pad_value, batch_last, out);
+}
+
+static tc_status check_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, int64_t groups) {
+    tc_context *ctx = x->ctx;
+    TC_TRY(tc_check_floating("conv2d", "x", x));
+    TC_TRY(tc_check_companion("conv2d", "weight", x, "x", weight));
+    if (x->ndim != 4)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "conv2d: x must be {N, C, H, W} (4 dims), got shape %s", TC_SHAPE(x));
+    if (weight->ndim != 4)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "conv2d: weight must be {O, C / groups, kH, kW} (4 dims), got shape %s",
+                       TC_SHAPE(weight));
+    if (groups < 1 || groups > INT32_MAX)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "conv2d: groups must be in [1, 2^31 - 1], got %lld", (long long)groups);
+    int64_t channels = x->shape[1], outputs = weight->shape[0];
+    if (channels % groups != 0 || outputs % groups != 0)
+        return tc_fail(ctx, TC_ERROR_SHAPE,
+                       "conv2d: groups (%lld) must divide the input channels (%lld, x of shape %s) and the output "
+                       "channels (%lld, weight of shape %s)",
+                       (long long)groups, (long long)channels, TC_SHAPE(x), (long long)outputs, TC_SHAPE(weight));
+    if (weight->shape[1] != channels / groups)
+        return tc_fail(ctx, TC_ERROR_SHAPE,
+                       "conv2d: weight of shape %s does not fit x of shape %s: its dim 2 must be C / groups = %lld",
+                       TC_SHAPE(weight), TC_SHAPE(x), (long long)(channels / groups));
+    if (bias) {
+        TC_TRY(tc_check_companion("conv2d", "bias", x, "x", bias));
+        if (bias->ndim != 1 || bias->shape[0] != outputs)
+            return tc_fail(ctx, TC_ERROR_SHAPE, "conv2d: bias must be {%lld} (one per output channel), got shape %s",
+                           (long long)outputs, TC_SHAPE(bias));
+    }
+    return TC_OK;
+}
+
+/* A 1x1 kernel with stride 1 and no padding needs no im2col: its columns
+ * are x's planes, channel by channel (a transposed copy of x). */
+static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const int64_t padding[2]) {
+    return weight->shape[2] == 1 && weight->shape[3] == 1 && stride[0] == 1 && stride[1] == 1 && padding[0] == 0 &&
+           padding[1] == 0;
+}
+
+tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
+                    const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(check_conv2d(x, weight, bias, groups));
+    const int64_t kernel[2] = {weight->shape[2], weight->shape[3]};
+    tc_conv_geometry g;
+    int64_t shape[3];
+    TC_TRY(make_geometry("conv2d", x, kernel, stride, padding, dilation, &g));
+    g.batch_last = true;
+    TC_TRY(columns_shape("conv2d", x, &g, shape));
+    /* cols {C*kH*kW, N*L} (batch_last): one GEMM per group over the whole batch,
+     * {G, O/G, C/G*kH*kW} @ {G, C/G*kH*kW, N*L}, whose backward is one GEMM per
+     * group for each gradient too; the result {O, N, L} is then put in order. */
+    int64_t n = g.batch, rows = shape[0] / groups, length = g.out_height * g.out_width, outputs = weight->shape[0];
+    tc_tensor *planes = NULL, *cols = NULL, *grouped = NULL, *w = NULL, *product = NULL, *y = NULL, *b = NULL,
+              *result = NULL;
+    tc_status status;
+    if (is_pointwise(weight, stride, padding)) {
+        /* {N, C, H*W} -> {C, N, H*W}: the columns of a 1x1 kernel */
+        status = tc_reshape(x, 3, (const int64_t[]){n, g.channels, length}, &planes);
+        if (status == TC_OK) status = tc_transpose(planes, 0, 1, &y);
+        if (status == TC_OK) status = tc_reshape(y, 2, shape, &cols);
+        tc_tensor_release(y);
+        y = NULL;
+    } else {
+        status = im2col("conv2d", x, kernel, stride, padding, dilation, 0.0, true, &cols);
+    }
+    if (status == TC_OK) status = tc_reshape(cols, 3, (const int64_t[]){groups, rows, n * length}, &grouped);
+    if (status == TC_OK)
+        status = tc_reshape(weight, 3, (const int64_t[]){groups, outputs / groups, rows}, &w);
+    if (status == TC_OK) status = tc_matmul(w, grouped, &product);
+    if (status == TC_OK) {
+        tc_release_all(1, &planes);
+        planes = NULL;
+        status = tc_reshape(product, 3, (const int64_t[]){outputs, n, length}, &planes);
+    }
+    if (status == TC_OK) {
+        tc_tensor *ordered = NULL;
+        status = tc_transpose(planes, 0, 1, &ordered);
+        if (status == TC_OK)
+            status = tc_reshape(ordered, 4, (const int64_t[]){n, outputs, g.out_height, g.out_width}, &y);
+        tc_tensor_release(ordered);
+    }
+    if (status == TC_OK && bias) {
+        status = tc_reshape(bias, 4, (const int64_t[]){1, outputs, 1, 1}, &b);
+        if (status == TC_OK) status = tc_binary(TC_ADD, y, b, &result);
+    } else if (status == TC_OK) {
+        result = y;
+        y = NULL;
+    }
+    tc_tensor *temporaries[] = {planes, cols, grouped, w, product, y, b};
+    tc_release_all(7, temporaries);
+    if (status != TC_OK) {
+        tc_tensor_release(result);
+        return status;
+    }
+    *out = result;
+    return TC_OK;
+}
+
+/* ---- max pooling ---- */
+
+/* node: inputs {x}; ints as im2col's; saved[0] the int64 indices of the maxima. */
+
+tc_status tc_max_pool2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    const tc_tensor *x = node->inputs[0], *indices = node->saved[0];
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "max_pool2d", TC_SLOT_BIT(max_pool2d_backward), &backend));
+    tc_conv_geometry g = node_geometry(node);
+    tc_tensor *g_out = NULL, *dx = NULL;
+    tc_status status = tc_prepare_grad(node, grad, &g_out);
+    if (status == TC_OK) status = tc_empty_shaped(g_out, g_out->dtype, 4, x->shape, &dx);
+    if (status == TC_OK && tc_tensor_numel(dx) > 0)
+        status = backend->max_pool2d_backward(x->ctx, dx->dtype, &g, tc_tensor_data_at_offset(g_out),
+                                              tc_tensor_data_at_offset(indices), tc_tensor_data_at_offset(dx));
+    tc_tensor_release(g_out);
+    if (status != TC_OK) {
+        tc_tensor_release(dx);
+        return status;
+    }
+    grad_inputs[0] = dx;
+    return TC_OK;
+}
+
+tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                        const int64_t dilation[2], tc_tensor **out) {
+    *out = NULL;
+    TC_TRY(tc_check_floating("max_pool2d", "x", x));
+    tc_conv_geometry g;
+    TC_TRY(make_geometry("max_pool2d", x, kernel, stride, padding, dilation, &g));
+    if (2 * padding[0] > kernel[0] || 2 * padding[1] > kernel[1])
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT,
+                       "max_pool2d: padding {%lld, %lld} must be at most half the kernel_size {%lld, %lld}",
+                       (long long)padding[0], (long long)padding[1], (long long)kernel[0], (long long)kernel[1]);
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, "max_pool2d", TC_SLOT_BIT(max_pool2d) | TC_SLOT_BIT(max_pool2d_backward),
+                              &backend));
+    int64_t shape[4] = {g.batch, g.channels, g.out_height, g.out_width};
+    tc_tensor *input = NULL, *result = NULL, *indices = NULL;
+    tc_status status = tc_contiguous(x, &input);
+    if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, 4, shape, &result);
+    if (status == TC_OK) status = tc_empty_shaped(input, TC_INT64, 4, shape, &indices);
+    if (status == TC_OK && tc_tensor_numel(result) > 0)
+        status = backend->max_pool2d(x->ctx, x->dtype, &g, tc_tensor_data_at_offset(input),
+                                     tc_tensor_data_at_offset(result), tc_tensor_data_at_offset(indices));
+    if (status == TC_OK) {
+        tc_node_state state = pairs_state(kernel, stride, padding, dilation);
+        state.saved[0] = indices;
+        status = tc_record_op(TC_OP_MAX_POOL2D, 1, &input, result, &state);
+    }
+    tc_tensor_release(input);
+    tc_tensor_release(indices);
+    if (status != TC_OK) {
+        tc_tensor_release(result);
+        return status;
+    }
+    *out = result;
+    return TC_OK;
+}
