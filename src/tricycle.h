@@ -92,6 +92,8 @@ size_t tc_memory_peak(const tc_context *ctx);
 /* Hands the freed storage kept for reuse back to the allocator (the system),
  * as a host may after loading a model; later allocations refill the cache. */
 void tc_memory_release_cached(tc_context *ctx);
+/* Bytes of freed storage kept for reuse now (not counted in tc_memory_in_use). */
+size_t tc_memory_cached(const tc_context *ctx);
 /* Threads for CPU kernels (the caller and threads - 1 workers, started by
  * the first parallel kernel or tc_start_threads). */
 void tc_set_num_threads(tc_context *ctx, int threads);
