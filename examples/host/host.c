@@ -2,14 +2,16 @@
  * host.c: a C program embedding Lua 5.4 with the tricycle module linked in
  * statically, the way a game or an editor would. It loads a small GPT
  * (examples/host/frame.lua), runs one forward pass per simulated frame at a
- * fixed cadence, sleeping between frames, and prints what a host cares
- * about: the frame-time distribution, resident memory against the model's
- * tensor bytes, and the CPU time the worker threads used while the host
- * slept. A frame whose Lua call fails (--bad-frame asks for an input of the
- * wrong shape) is reported and the next frame runs.
+ * fixed cadence, sleeping between frames (a step of Lua's collector runs
+ * there), and prints what a host cares about: the frame-time distribution,
+ * resident memory against the model's tensor bytes (--memory-detail: where
+ * it is), and the CPU time the worker threads used while the host slept. A
+ * frame whose Lua call fails (--bad-frame asks for an input of the wrong
+ * shape) is reported and the next frame runs.
  *
  *   make examples-host && build/examples/host/host --frames 300
  *   build/examples/host/host --defaults    (the engine's defaults: spin, 64 MiB floor, no warm-up)
+ *   build/examples/host/host --memory-detail
  *
  * Built by `make examples-host`; docs/HOSTS.md explains each control.
  */

@@ -614,7 +614,8 @@ static int l_memory(lua_State *L) {
     tc_context *ctx = tc_lua_context(L);
     lua_pushinteger(L, (lua_Integer)tc_memory_in_use(ctx));
     lua_pushinteger(L, (lua_Integer)tc_memory_peak(ctx));
-    return 2;
+    lua_pushinteger(L, (lua_Integer)tc_memory_cached(ctx));
+    return 3;
 }
 
 static int l_release_cached_memory(lua_State *L) {
