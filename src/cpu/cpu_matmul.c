@@ -238,7 +238,7 @@ static bool shares_packing(const gemm_job *job, int64_t batch, int64_t chunks) {
 }
 
 /* The context's packing space of at least `bytes`, counted as in use (under
- * the budget) until gemm_scratch_done; NULL with the error set when it
+ * the budget) until tc_memory_discharge; NULL with the error set when it
  * cannot grow or the budget is spent. Only the thread running ops calls it,
  * never a chunk. */
 static float *gemm_scratch(tc_context *ctx, size_t bytes) {
