@@ -31,6 +31,23 @@ describe("the C host example", function()
     assert.is_true(peak < 8, output)
   end)
 
+  it("--memory-detail accounts for the resident memory; the frames leave only the model's storage in use", function()
+    local output, code = run("--frames 20 --cadence-ms 1 --warmup-ms 0 --memory-detail")
+    assert.are.equal(0, code, output)
+    for _, when in ipairs({ "at start", "after load", "after the frames" }) do
+      local total, parts = output:match("memory " .. when .. ": resident ([%d.]+) MiB: ([^\n]+)")
+      assert.is_not_nil(total, output)
+      local sum = 0
+      for part in parts:gmatch("[%d.]+") do sum = sum + tonumber(part) end
+      -- VmRSS and the sum over the mappings of smaps are read a moment apart
+      assert.is_true(math.abs(sum - tonumber(total)) < 0.1, when .. ": " .. output)
+    end
+    local bytes = tonumber(output:match("(%d+) tensor bytes"))
+    local in_use = tonumber(output:match("memory after the frames: .-storage in use ([%d.]+) MiB"))
+    assert.is_true(math.abs(in_use - bytes / 1048576) < 0.01, output)
+    assert.truthy(output:find("a collector step after each frame", 1, true), output)
+  end)
+
   it("a budget smaller than the model fails the load with the budget's message", function()
     local output, code = run("--frames 3 --budget 1000000")
     assert.are.equal(1, code, output)

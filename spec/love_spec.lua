@@ -4,22 +4,8 @@
 -- steps), then the learning scene trains its policy between frames; both
 -- scenes are screenshotted.
 local command = require("helpers.command")
-local build = os.getenv("TRICYCLE_BUILD") or "build"
-local data = os.getenv("TRICYCLE_DATA")
-
-local function skip_reason()
-  for _, program in ipairs({ "love", "xvfb-run" }) do
-    if not command.found(program) then
-      return program .. " is not installed (.ci/install-deps installs love, xvfb and xauth)"
-    end
-  end
-  if not command.exists(build .. "/luajit/tricycle/core.so") then
-    return build .. "/luajit/tricycle/core.so is not built (make LUA=luajit module)"
-  end
-  if not data then
-    return "TRICYCLE_DATA is not set (the tiny Shakespeare text trains the checkpoint)"
-  end
-end
+local examples = require("helpers.embedded_examples")
+local build = examples.build
 
 local function read(path)
   local file = io.open(path, "rb")
@@ -32,26 +18,23 @@ local function read(path)
 end
 
 describe("the LÖVE demo", function()
-  local reason = skip_reason()
+  local install = ".ci/install-deps installs love, xvfb and xauth"
+  local reason = examples.skip_reason({ { "love", install }, { "xvfb-run", install } })
   if reason then
     it("runs", function() pending(reason) end)
     return
   end
-  local dir = os.tmpname()
-  os.remove(dir)
+  local dir = examples.scratch_folder(teardown)
   local results, output
 
   setup(function()
+    local checkpoint = examples.train_checkpoint(dir, "--preset cpu --steps 10")
     local code
-    output, code = command.run(("TRICYCLE_BUILD=%q lua5.4 scripts/train_shakespeare.lua --preset cpu --steps 10 "
-      .. "--eval-batches 1 --sample-tokens 0 --out %q --data %q/tinyshakespeare.txt"):format(build, dir, data))
-    assert.are.equal(0, code, output)
     output, code = command.run(("TRICYCLE_BUILD=%q xvfb-run -a -s '-screen 0 1024x768x24' love examples/love "
-      .. "--checkpoint %q/checkpoint.safetensors --auto 300 --balance-frames 120 --out %q"):format(build, dir, dir))
+      .. "--checkpoint %q --auto 300 --balance-frames 120 --out %q"):format(build, checkpoint, dir))
     assert.are.equal(0, code, output)
     results = read(dir .. "/results.txt")
   end)
-  teardown(function() command.run(("rm -rf %q"):format(dir)) end)
 
   it("writes text after the typed prompt", function()
     assert.is_string(results, output)

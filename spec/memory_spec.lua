@@ -125,6 +125,35 @@ describe("memory", function()
       ("peak %.0f MiB of storage with %.0f MiB kept"):format(peak / MiB, kept / MiB))
   end)
 
+  -- Without a graph a GPT lets every intermediate go as it is used, so a
+  -- frame-by-frame host leaves its collector nothing: the MLP's hidden
+  -- layer (4 x n_embd, the widest) and the positions once waited for it.
+  it("an inference forward whose outputs are freed leaves no storage behind", function()
+    tc.manual_seed(3)
+    local model = tc.nn.GPT({ vocab_size = 11, context_length = 8, n_layer = 2, n_head = 2, n_embd = 16 })
+    model:eval()
+    for _, approximate in ipairs({ "tanh", "none" }) do
+      for i = 1, model.h.length do model.h:get(i).mlp.gelu.approximate = approximate end
+      collectgarbage()
+      collectgarbage()
+      local before = tc.memory()
+      for _ = 1, 3 do
+        tc.no_grad(function()
+          local ids = tc.tensor({ { 1, 2, 3, 4, 5, 6 } }, { dtype = "int64" })
+          local logits = model(ids)
+          assert.are.same({ 1, 6, 11 }, logits.shape)
+          logits:free()
+          ids:free()
+        end)
+        assert.are.equal(before, (tc.memory()), "GELU " .. approximate)
+      end
+    end
+    local _, _, cached = tc.memory()
+    assert.is_true(sanitized or cached > 0, "nothing kept for reuse") -- AddressSanitizer builds keep no blocks
+    tc.release_cached_memory()
+    assert.are.equal(0, select(3, tc.memory()))
+  end)
+
   it("frees the graph and saved tensors of a training-like loop", function()
     local w = tc.randn({ 256, 512 }, { requires_grad = true })
     local start = resident_bytes()

@@ -1,30 +1,8 @@
 -- examples/nvim: :TricycleContinue in `nvim --headless` (Neovim's LuaJIT)
 -- continues the current line from a checkpoint trained here for a few steps.
 local command = require("helpers.command")
-local build = os.getenv("TRICYCLE_BUILD") or "build"
-local data = os.getenv("TRICYCLE_DATA")
-
-local function skip_reason()
-  if not command.found("nvim") then
-    return "nvim is not installed (apt-get install neovim; .ci/install-deps does)"
-  end
-  if not command.exists(build .. "/luajit/tricycle/core.so") then
-    return build .. "/luajit/tricycle/core.so is not built (make LUA=luajit module)"
-  end
-  if not data then
-    return "TRICYCLE_DATA is not set (the tiny Shakespeare text trains the checkpoint)"
-  end
-end
-
--- A 1-layer character model trained for 3 steps: its text is noise, but it
--- is text the checkpoint's model and tokenizer produced.
-local function train_checkpoint(dir)
-  local output, code = command.run(("TRICYCLE_BUILD=%q lua5.4 scripts/train_shakespeare.lua --steps 3 --n-layer 1 "
-    .. "--n-embd 32 --n-head 2 --context-length 32 --batch-size 4 --eval-batches 1 --sample-tokens 0 "
-    .. "--threads 1 --out %q --data %q/tinyshakespeare.txt"):format(build, dir, data))
-  assert.are.equal(0, code, output)
-  return dir .. "/checkpoint.safetensors"
-end
+local examples = require("helpers.embedded_examples")
+local build = examples.build
 
 -- Runs :TricycleContinue <count> on a file holding `text`, cursor on its last
 -- line; returns the saved buffer and nvim's output.
@@ -45,17 +23,20 @@ local function continue_in_nvim(checkpoint, text, count)
 end
 
 describe("the Neovim plugin", function()
-  local reason = skip_reason()
+  local reason = examples.skip_reason({ { "nvim", "apt-get install neovim; .ci/install-deps does" } })
   if reason then
     it("runs", function() pending(reason) end)
     return
   end
-  local dir = os.tmpname()
-  os.remove(dir)
+  local dir = examples.scratch_folder(teardown)
   local checkpoint
 
-  setup(function() checkpoint = train_checkpoint(dir) end)
-  teardown(function() command.run(("rm -rf %q"):format(dir)) end)
+  -- A 1-layer character model trained for 3 steps: its text is noise, but it
+  -- is text the checkpoint's model and tokenizer produced.
+  setup(function()
+    checkpoint = examples.train_checkpoint(dir, "--steps 3 --n-layer 1 --n-embd 32 --n-head 2 --context-length 32 "
+      .. "--batch-size 4 --threads 1")
+  end)
 
   it(":TricycleContinue appends the text generate.lua gives for the same prompt and seed", function()
     local saved = continue_in_nvim(checkpoint, "First line\nROMEO:\n", 30)

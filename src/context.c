@@ -49,6 +49,7 @@ void tc_context_free(tc_context *ctx) {
     if (ctx->cuda_library) dlclose(ctx->cuda_library);
     free(ctx->cuda_library_path);
     cpu_pool_free(ctx->cpu_pool);
+    tc_memory_release_cached(ctx);
     tc_block_cache_free(ctx->block_cache, &ctx->allocator);
     free(ctx);
 }

@@ -201,6 +201,11 @@ struct tc_context {
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
     bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
+    /* cpu_sgemm's per-chunk packing space, kept between products and grown to the largest asked
+     * (cpu_matmul.c): one block instead of one cached per product shape. Counted as in use only during a
+     * product, as kept for reuse (tc_memory_cached) between them; tc_memory_release_cached frees it */
+    float *gemm_scratch;
+    size_t gemm_scratch_bytes;
     struct tc_distributed *distributed; /* the world this context joined (distributed_world.c), or NULL */
 };
 
@@ -254,6 +259,14 @@ void tc_release_memory(tc_context *ctx, void *data, size_t bytes);
  * own allocator a cache of freed blocks by size class (block_cache.h). */
 void *tc_host_allocate(tc_context *ctx, size_t bytes);
 void tc_host_release(tc_context *ctx, void *data, size_t bytes);
+/* tc_host_release for a block no one will ask the size of again (an
+ * outgrown scratch): straight back to the allocator, not to the cache. */
+void tc_host_release_uncached(tc_context *ctx, void *data, size_t bytes);
+/* Counts bytes of memory the context already holds (a kept scratch) as in
+ * use while a kernel uses them, under the budget like an allocation (the
+ * error set when it is spent); tc_memory_discharge ends that. */
+tc_status tc_memory_charge(tc_context *ctx, tc_device device, size_t bytes);
+void tc_memory_discharge(tc_context *ctx, size_t bytes);
 /* The engine's own allocator: large blocks mapped from the system, small
  * ones from the C heap. */
 extern const tc_allocator tc_default_allocator;

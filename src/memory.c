@@ -46,14 +46,31 @@ size_t tc_memory_budget(const tc_context *ctx) { return ctx->memory_budget; }
 size_t tc_memory_in_use(const tc_context *ctx) { return ctx->memory_in_use; }
 size_t tc_memory_peak(const tc_context *ctx) { return ctx->memory_peak; }
 
-void *tc_device_allocate(tc_context *ctx, tc_device device, size_t bytes) {
+/* TC_OK when bytes more fit the budget, else the error. */
+static tc_status check_budget(tc_context *ctx, tc_device device, size_t bytes) {
     size_t budget = ctx->memory_budget;
-    if (budget && (bytes > budget || ctx->memory_in_use > budget - bytes)) {
-        tc_fail(ctx, TC_ERROR_MEMORY, "out of memory budget: %zu bytes asked%s%s, %zu of %zu in use", bytes,
-                device == TC_CPU ? "" : " on ", device == TC_CPU ? "" : tc_device_name(device), ctx->memory_in_use,
-                budget);
-        return NULL;
-    }
+    if (budget && (bytes > budget || ctx->memory_in_use > budget - bytes))
+        return tc_fail(ctx, TC_ERROR_MEMORY, "out of memory budget: %zu bytes asked%s%s, %zu of %zu in use", bytes,
+                       device == TC_CPU ? "" : " on ", device == TC_CPU ? "" : tc_device_name(device),
+                       ctx->memory_in_use, budget);
+    return TC_OK;
+}
+
+static void count_in_use(tc_context *ctx, size_t bytes) {
+    ctx->memory_in_use += bytes;
+    if (ctx->memory_in_use > ctx->memory_peak) ctx->memory_peak = ctx->memory_in_use;
+}
+
+tc_status tc_memory_charge(tc_context *ctx, tc_device device, size_t bytes) {
+    TC_TRY(check_budget(ctx, device, bytes));
+    count_in_use(ctx, bytes);
+    return TC_OK;
+}
+
+void tc_memory_discharge(tc_context *ctx, size_t bytes) { ctx->memory_in_use -= bytes; }
+
+void *tc_device_allocate(tc_context *ctx, tc_device device, size_t bytes) {
+    if (check_budget(ctx, device, bytes) != TC_OK) return NULL;
     const tc_backend *backend = (int)device >= 0 && device < TC_DEVICE_COUNT ? ctx->backends[device] : NULL;
     if (!backend) {
         tc_fail(ctx, TC_ERROR_STATE, "allocating %zu bytes on device %d, which has not started", bytes, (int)device);
@@ -61,8 +78,7 @@ void *tc_device_allocate(tc_context *ctx, tc_device device, size_t bytes) {
     }
     void *data = backend->allocate(ctx, bytes);
     if (!data) return NULL;
-    ctx->memory_in_use += bytes;
-    if (ctx->memory_in_use > ctx->memory_peak) ctx->memory_peak = ctx->memory_in_use;
+    count_in_use(ctx, bytes);
     return data;
 }
 
@@ -88,8 +104,22 @@ void *tc_host_allocate(tc_context *ctx, size_t bytes) {
     return data;
 }
 
+void tc_host_release_uncached(tc_context *ctx, void *data, size_t bytes) {
+    if (!data) return;
+    ctx->allocator.release(ctx->allocator.user, data, ctx->block_cache ? tc_block_cache_rounded(bytes) : bytes);
+}
+
 void tc_memory_release_cached(tc_context *ctx) {
+    if (ctx->gemm_scratch) {
+        tc_host_release_uncached(ctx, ctx->gemm_scratch, ctx->gemm_scratch_bytes);
+        ctx->gemm_scratch = NULL;
+        ctx->gemm_scratch_bytes = 0;
+    }
     if (ctx->block_cache) tc_block_cache_flush(ctx->block_cache, &ctx->allocator);
+}
+
+size_t tc_memory_cached(const tc_context *ctx) {
+    return tc_block_cache_bytes(ctx->block_cache) + ctx->gemm_scratch_bytes;
 }
 
 void tc_host_release(tc_context *ctx, void *data, size_t bytes) {

@@ -20,6 +20,34 @@ tc_status tc_tokenizer_read_file(tc_context *ctx, const char *fn, const char *pa
     return tc_file_read_all(ctx, fn, path, MAX_TEXT_BYTES, (char **)data, len);
 }
 
+tc_status tc_tokenizer_load_file(tc_context *ctx, const char *fn, const char *path, tc_tokenizer_parse_fn parse,
+                                 tc_tokenizer **out) {
+    if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
+    *out = NULL;
+    unsigned char *data;
+    size_t len;
+    TC_TRY(tc_tokenizer_read_file(ctx, fn, path, &data, &len));
+    tc_status status = parse(ctx, fn, (const char *)data, len, path, out);
+    free(data);
+    return status;
+}
+
+tc_status tc_tokenizer_finish(tc_tokenizer *tok, tc_status status, const char *fn, const char *name,
+                              tc_tokenizer **out) {
+    if (status == TC_OK) {
+        char where[600];
+        snprintf(where, sizeof where, "%s: '%s'", fn, name);
+        status = tc_tokenizer_index(tok, where);
+        if (status == TC_OK) status = tc_tokenizer_index_hf(tok, where);
+    }
+    if (status != TC_OK) {
+        tc_tokenizer_free(tok);
+        return status;
+    }
+    *out = tok;
+    return TC_OK;
+}
+
 /* Writes bytes as a double-quoted string: printable ASCII and complete UTF-8
  * characters as they are, `"` and `\` escaped, other bytes as \xHH. */
 static void write_quoted(FILE *f, const unsigned char *s, size_t len) {
@@ -405,31 +433,17 @@ static tc_status load_tokenizer_text(load_state *st, tc_tokenizer **out) {
         if (id != NO_ID && (id >= n_tokens || token_length(tok, id) != 1 || token_data(tok, id)[0] != b))
             status = load_error(st, "`bytes`: token %d is not the byte 0x%02x", (int)id, b);
     }
-    if (status == TC_OK) {
-        char where[600];
-        snprintf(where, sizeof where, "%s: '%s'", st->fn, st->path);
-        status = tc_tokenizer_index(tok, where);
-        if (status == TC_OK) status = tc_tokenizer_index_hf(tok, where);
-    }
-    if (status != TC_OK) {
-        tc_tokenizer_free(tok);
-        return status;
-    }
-    *out = tok;
-    return TC_OK;
+    return tc_tokenizer_finish(tok, status, st->fn, st->path, out);
+}
+
+static tc_status parse_tokenizer_text(tc_context *ctx, const char *fn, const char *text, size_t len, const char *name,
+                                      tc_tokenizer **out) {
+    load_state st = {ctx, fn, name, {(const unsigned char *)text, len, 0, 0}, NULL, 0};
+    return load_tokenizer_text(&st, out);
 }
 
 tc_status tc_tokenizer_load(tc_context *ctx, const char *path, tc_tokenizer **out) {
-    static const char *const fn = "tokenizer.load";
-    if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
-    *out = NULL;
-    unsigned char *data;
-    size_t len;
-    TC_TRY(tc_tokenizer_read_file(ctx, fn, path, &data, &len));
-    load_state st = {ctx, fn, path, {data, len, 0, 0}, NULL, 0};
-    tc_status status = load_tokenizer_text(&st, out);
-    free(data);
-    return status;
+    return tc_tokenizer_load_file(ctx, "tokenizer.load", path, parse_tokenizer_text, out);
 }
 
 tc_status tc_tokenizer_deserialize(tc_context *ctx, const char *text, size_t len, tc_tokenizer **out) {
@@ -437,6 +451,5 @@ tc_status tc_tokenizer_deserialize(tc_context *ctx, const char *text, size_t len
     if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
     *out = NULL;
     if (!text && len > 0) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: text is NULL with len %zu", fn, len);
-    load_state st = {ctx, fn, "<text>", {(const unsigned char *)text, len, 0, 0}, NULL, 0};
-    return load_tokenizer_text(&st, out);
+    return parse_tokenizer_text(ctx, fn, text, len, "<text>", out);
 }

@@ -568,28 +568,15 @@ tc_status tc_tokenizer_load_hf_memory(tc_context *ctx, const char *json, size_t 
     tc_tokenizer *tok = tc_tokenizer_create(ctx, fn, TC_TOKENIZER_BPE, false);
     tc_status status = tok ? build(&r, root, tok) : TC_ERROR_MEMORY;
     tc_json_free(root);
-    if (status == TC_OK) {
-        char where[600];
-        snprintf(where, sizeof where, "%s: '%s'", fn, name);
-        status = tc_tokenizer_index(tok, where);
-        if (status == TC_OK) status = tc_tokenizer_index_hf(tok, where);
-    }
-    if (status != TC_OK) {
-        tc_tokenizer_free(tok);
-        return status;
-    }
-    *out = tok;
-    return TC_OK;
+    return tc_tokenizer_finish(tok, status, fn, name, out);
+}
+
+static tc_status parse_hf(tc_context *ctx, const char *fn, const char *text, size_t len, const char *name,
+                          tc_tokenizer **out) {
+    (void)fn; /* tc_tokenizer_load_hf_memory's own name is the same */
+    return tc_tokenizer_load_hf_memory(ctx, text, len, name, out);
 }
 
 tc_status tc_tokenizer_load_hf(tc_context *ctx, const char *path, tc_tokenizer **out) {
-    static const char *const fn = "tokenizer.load_hf";
-    if (!out) return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: out must not be NULL", fn);
-    *out = NULL;
-    unsigned char *data;
-    size_t len;
-    TC_TRY(tc_tokenizer_read_file(ctx, fn, path, &data, &len));
-    tc_status status = tc_tokenizer_load_hf_memory(ctx, (const char *)data, len, path, out);
-    free(data);
-    return status;
+    return tc_tokenizer_load_file(ctx, "tokenizer.load_hf", path, parse_hf, out);
 }

@@ -148,6 +148,18 @@ bool tc_gpt2_token_bytes(const int16_t byte_of[GPT2_ALPHABET_END], const unsigne
  * MAX_TEXT_BYTES); the buffer gets a NUL after the data. */
 tc_status tc_tokenizer_read_file(tc_context *ctx, const char *fn, const char *path, unsigned char **data,
                                  size_t *len);
+/* Makes a tokenizer from the text of a file named `name`; errors name fn. */
+typedef tc_status (*tc_tokenizer_parse_fn)(tc_context *ctx, const char *fn, const char *text, size_t len,
+                                           const char *name, tc_tokenizer **out);
+/* What every loader of one file does: out checked and cleared, the file
+ * read whole (tc_tokenizer_read_file), parsed, the text freed. */
+tc_status tc_tokenizer_load_file(tc_context *ctx, const char *fn, const char *path, tc_tokenizer_parse_fn parse,
+                                 tc_tokenizer **out);
+/* A parser's last step: on status TC_OK the tokenizer is indexed (its
+ * errors name fn and the text's name) and handed to *out; otherwise, or
+ * when indexing fails, it is freed. Returns the status. */
+tc_status tc_tokenizer_finish(tc_tokenizer *tok, tc_status status, const char *fn, const char *name,
+                              tc_tokenizer **out);
 
 /* Lines of a buffer, numbered from 1, without the line break ("\n" or
  * "\r\n"). */

@@ -91,9 +91,13 @@ void tc_set_memory_budget(tc_context *ctx, size_t bytes);
 size_t tc_memory_budget(const tc_context *ctx);
 size_t tc_memory_in_use(const tc_context *ctx);
 size_t tc_memory_peak(const tc_context *ctx);
-/* Hands the freed storage kept for reuse back to the allocator (the system),
- * as a host may after loading a model; later allocations refill the cache. */
+/* Hands the freed storage kept for reuse and the GEMM's packing space back
+ * to the allocator (the system), as a host may after loading a model; later
+ * allocations refill the cache. */
 void tc_memory_release_cached(tc_context *ctx);
+/* Bytes the CPU side keeps for reuse now, not counted in tc_memory_in_use:
+ * freed storage blocks and the GEMM's packing space (tc_memory_release_cached frees both). */
+size_t tc_memory_cached(const tc_context *ctx);
 /* Threads for CPU kernels (the caller and threads - 1 workers, started by
  * the first parallel kernel or tc_start_threads). */
 void tc_set_num_threads(tc_context *ctx, int threads);

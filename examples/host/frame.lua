@@ -50,9 +50,12 @@ return function(options)
     for _ = #row + 1, n_tokens do -- more than the window holds: the host asked for a bad shape
       row[#row + 1] = 0
     end
+    -- every tensor is closed on return, so a frame leaves no storage to the collector
     local guard <close> = tc.no_grad()
-    local logits <close> = model(tc.tensor({ row }, { dtype = "int64" }))
-    local last <close> = logits:select(2, -1):argmax(-1)
+    local input <close> = tc.tensor({ row }, { dtype = "int64" })
+    local logits <close> = model(input)
+    local final <close> = logits:select(2, -1) -- a view: it holds the logits' storage too
+    local last <close> = final:argmax(-1)
     local next_id = last:item()
     table.remove(ids, 1)
     ids[#ids + 1] = next_id

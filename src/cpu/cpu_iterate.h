@@ -26,6 +26,10 @@ void cpu_for_each_parallel(int n_operands, const tc_tensor *const *operands, int
  * and the context's thread count. */
 int cpu_parallel_chunks(tc_context *ctx, int64_t count, int64_t grain);
 
+/* The most elements of [0, count) one of those chunks gets (count when
+ * there is one chunk): per-chunk scratch is sized for it. */
+int64_t cpu_parallel_largest_chunk(tc_context *ctx, int64_t count, int64_t grain);
+
 /* Splits [0, count) into cpu_parallel_chunks(ctx, count, grain) static
  * chunks (boundaries on multiples of 16 when count allows) and runs
  * body(begin, end, state) on each, one per thread; inline when there is one

@@ -237,6 +237,20 @@ static bool shares_packing(const gemm_job *job, int64_t batch, int64_t chunks) {
            cpu_sgemm_packed_floats(p->n, p->k) <= SHARED_PACK_LIMIT;
 }
 
+/* The context's packing space of at least `bytes`, counted as in use (under
+ * the budget) until tc_memory_discharge; NULL with the error set when it
+ * cannot grow or the budget is spent. Only the thread running ops calls it,
+ * never a chunk. */
+static float *gemm_scratch(tc_context *ctx, size_t bytes) {
+    if (bytes > ctx->gemm_scratch_bytes) {
+        tc_host_release_uncached(ctx, ctx->gemm_scratch, ctx->gemm_scratch_bytes);
+        ctx->gemm_scratch = tc_host_allocate(ctx, bytes);
+        ctx->gemm_scratch_bytes = ctx->gemm_scratch ? bytes : 0;
+        if (!ctx->gemm_scratch) return NULL;
+    }
+    return tc_memory_charge(ctx, TC_CPU, bytes) == TC_OK ? ctx->gemm_scratch : NULL;
+}
+
 /* Runs the job's `batch` products over the context's pool. */
 static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     cpu_blas_single_threaded();
@@ -249,17 +263,23 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     int64_t grain = chunks > 1 ? job->units / chunks : job->units;
     if (grain < 1) grain = 1;
     if (!shares_packing(job, batch, chunks)) {
-        /* each chunk packs into its own scratch, from the context's cache
-         * (no fresh pages in a steady loop) */
+        /* each chunk packs into its own part of the context's packing space
+         * (no fresh pages in a steady loop), sized for the columns it gets:
+         * a split over columns needs 1/chunks of the whole's panels */
         size_t bytes = 0;
         if (p->native) {
-            job->scratch_floats = cpu_sgemm_scratch_floats(p->n, p->k);
+            int64_t columns = p->n;
+            if (job->split == SPLIT_COLUMNS) {
+                int64_t largest = cpu_parallel_largest_chunk(ctx, job->units, grain) * SPLIT_ALIGNMENT;
+                if (largest < columns) columns = largest;
+            }
+            job->scratch_floats = cpu_sgemm_scratch_floats(columns, p->k);
             bytes = sizeof(float) * (size_t)(job->scratch_floats * cpu_parallel_chunks(ctx, job->units, grain));
-            job->scratch = bytes ? tc_allocate(ctx, bytes) : NULL;
+            job->scratch = bytes ? gemm_scratch(ctx, bytes) : NULL;
             if (bytes && !job->scratch) return tc_last_status(ctx);
         }
         cpu_parallel_for_indexed(ctx, job->units, grain, gemm_chunk, job);
-        if (job->scratch) tc_release_memory(ctx, job->scratch, bytes);
+        if (job->scratch) tc_memory_discharge(ctx, bytes);
         return TC_OK;
     }
     size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(p->n, p->k);

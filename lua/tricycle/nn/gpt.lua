@@ -198,6 +198,7 @@ function GPT:run(ids, T, start, cache)
     positions = positions:to(ids.device)
   end
   local tokens, places = self.wte(ids), self.wpe(positions)
+  positions:free()
   local x = self.drop(tokens + places)
   tokens:free()
   places:free()

@@ -155,9 +155,13 @@ function FeedForward:forward(x)
   if self.gelu.approximate == "tanh" and getmetatable(self.c_fc) == layers.Linear then
     h = core.linear_gelu(x, self.c_fc.weight, self.c_fc.bias) -- one op for GEMM, bias and GELU
   else
-    h = self.gelu(self.c_fc(x))
+    local widened = self.c_fc(x)
+    h = self.gelu(widened)
+    widened:free()
   end
-  return self.dropout(self.c_proj(h))
+  local projected = self.c_proj(h)
+  h:free() -- the widest intermediate (4 x n_embd): reused by the next block, not left to the collector
+  return self.dropout(projected)
 end
 
 -- ---------------------------------------------------------------- block
