@@ -336,6 +336,12 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out);
 tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
 /* Picks whole slices along dim by a 1-D index. */
 tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
+/* A copy of x (float32 or float64) with src added at index's positions along dim: out[index[i][j]][j] +=
+ * src[i][j] for dim 0, and alike (index and src of one shape, no larger than x but along dim). */
+tc_status tc_scatter_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out);
+/* A copy of x with the slices of src added at a 1-D index along dim (src is x's shape with dim's size the
+ * index's length); repeated ids add up in index order. */
+tc_status tc_index_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out);
 /* weight [n, d], ids of any shape -> [..., d]. */
 tc_status tc_embedding(tc_tensor *weight, tc_tensor *ids, tc_tensor **out);
 

@@ -492,6 +492,19 @@ static int m_index_select(lua_State *L) {
     return push_result(L, "index_select", tc_index_select(t, dim, index, &out), &out);
 }
 
+/* t:scatter_add(dim, index, src) and t:index_add(dim, index, src) (index_add's alpha is tricycle.lua's). */
+static int summed_into(lua_State *L, const char *name,
+                       tc_status (*op)(tc_tensor *, int, tc_tensor *, tc_tensor *, tc_tensor **)) {
+    tc_tensor *t = self(L, name), *out;
+    int dim = binding_check_dim(L, 2, name);
+    tc_tensor *index = binding_check_tensor(L, 3, name);
+    tc_tensor *src = binding_check_tensor(L, 4, name);
+    return push_result(L, name, op(t, dim, index, src, &out), &out);
+}
+
+static int m_scatter_add(lua_State *L) { return summed_into(L, "scatter_add", tc_scatter_add); }
+static int m_index_add(lua_State *L) { return summed_into(L, "index_add", tc_index_add); }
+
 /* ---- views ---- */
 
 static int m_reshape(lua_State *L) {
@@ -814,6 +827,8 @@ static const luaL_Reg methods[] = {
     {"dropout", m_dropout},
     {"gather", m_gather},
     {"index_select", m_index_select},
+    {"scatter_add", m_scatter_add},
+    {"index_add", m_index_add},
     {"reshape", m_reshape},
     {"view", m_view},
     {"expand", m_expand},
