@@ -726,6 +726,18 @@ static int field(lua_State *L, tc_tensor *t, const char *key) {
 }
 
 /* t.key: methods first, then fields; t[i] selects along the first dim. */
+/* Calls the tensor metatable's field `handler` (set by tricycle.selection:
+ * Torch7 ranges and masks) with the metamethod's `arguments` arguments and
+ * returns its `results`. */
+static int index_handler(lua_State *L, const char *handler, int arguments, int results) {
+    if (!lua_getmetatable(L, 1) || lua_getfield(L, -1, handler) != LUA_TFUNCTION)
+        return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
+    for (int i = 1; i <= arguments; i++)
+        lua_pushvalue(L, i);
+    lua_call(L, arguments, results);
+    return results;
+}
+
 static int mm_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
         lua_pushvalue(L, 2);
@@ -742,6 +754,7 @@ static int mm_index(lua_State *L) {
         if (index == 0) return luaL_error(L, "[]: index 0 does not exist; positions are 1-based");
         return push_result(L, "[]", tc_select(t, 0, index > 0 ? index - 1 : index, &out), &out);
     }
+    if (lua_type(L, 2) == LUA_TTABLE || lua_type(L, 2) == LUA_TUSERDATA) return index_handler(L, "__index_by", 2, 1);
     return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
 }
 
@@ -776,6 +789,7 @@ static int set_data(lua_State *L) {
 
 static int mm_newindex(lua_State *L) {
     tc_tensor *t = self(L, "tensor");
+    if (lua_type(L, 2) != LUA_TSTRING) return index_handler(L, "__newindex_by", 3, 0);
     const char *key = luaL_checkstring(L, 2);
     if (strcmp(key, "data") == 0) return set_data(L);
     if (strcmp(key, "grad") == 0) {
