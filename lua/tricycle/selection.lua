@@ -482,7 +482,15 @@ local function assign_masked(t, mask, value)
 end
 
 --- t[key] = value for the keys the engine's __newindex leaves: an integer, a Torch7 index table or a bool mask.
+-- In place, so refused (as copy_ and fill_ are) on a tensor that requires grad while grad mode is on.
 local function newindex_by(t, key, value)
+  if t.requires_grad and core.is_grad_enabled() then
+    if t.grad_fn then
+      fail("[]=: the tensor is the result of '%s' and requires grad; in-place assignments are not recorded, so its "
+        .. "gradient would be wrong: assign into a clone, or wrap it in tc.no_grad", tostring(t.grad_fn))
+    end
+    fail("[]=: a leaf that requires grad is used in an in-place assignment; wrap it in tc.no_grad")
+  end
   if is_tensor(key) then
     if key.dtype ~= "bool" then
       fail("[]=: a tensor index must be a bool mask, got %s of shape %s", key.dtype, shape_string(key.shape))
