@@ -85,14 +85,17 @@ local function boolean_option(name, options, key, default)
   return value
 end
 
-local function options_table(name, options, valid, position)
+local function options_table(name, options, valid)
   if options == nil then
     return {}
   end
   if type(options) ~= "table" then
     fail("%s: options must be a table {%s}, got %s", name, table.concat(valid, " =, ") .. " =", type(options))
   end
-  check_options(name, options, valid, position)
+  local ok, message = pcall(check_options, name, options, valid)
+  if not ok then
+    errors.raise(errors.strip_location(message))
+  end
   return options
 end
 
@@ -183,7 +186,7 @@ local function sort_indices(t, dim, descending)
 end
 
 local function sort_options(name, options)
-  options = options_table(name, options, { "descending", "stable" }, 3)
+  options = options_table(name, options, { "descending", "stable" })
   boolean_option(name, options, "stable", false)
   return boolean_option(name, options, "descending", false)
 end
@@ -222,7 +225,7 @@ function methods.topk(t, k, dim, options)
   if type(dim) == "table" and options == nil then
     dim, options = nil, dim
   end
-  options = options_table("topk", options, { "largest", "sorted" }, 4)
+  options = options_table("topk", options, { "largest", "sorted" })
   local largest = boolean_option("topk", options, "largest", true)
   boolean_option("topk", options, "sorted", true)
   dim = dim_of("topk", t, dim)
@@ -336,7 +339,7 @@ end
 --- A copy of x with alpha * src's slices summed in at a 1-D index along dim (options {alpha = 1}).
 function methods.index_add(t, dim, index, src, options)
   check_tensor("index_add", "self", t)
-  options = options_table("index_add", options, { "alpha" }, 5)
+  options = options_table("index_add", options, { "alpha" })
   local alpha = options.alpha
   if alpha ~= nil and (type(alpha) ~= "number" or alpha ~= alpha) then
     fail("index_add: option alpha must be a number, got %s", describe(alpha))
