@@ -7,8 +7,11 @@
 --   t:tril/t:triu (index_select, where), t:tile and t["repeat"] (expand then
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads);
 --   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
---   (shifted adds), mm and bmm (matmul
---   with their own shape checks), tc.one_hot (eq), isclose and allclose.
+--   and t:cumprod (shifted adds and products), t:norm (abs, powers, sums,
+--   max), mm and bmm (matmul
+--   with their own shape checks), tc.one_hot (eq), isclose and allclose;
+--   and, from tricycle/selection.lua, sort, topk, masked_select, scatter and
+--   Torch7's indexing (`install` hooks the tensor metatable for the latter).
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
