@@ -2306,7 +2306,9 @@ row("argsort", {
 row("topk", {
   { name = "k = 2 along dim 2, largest", inputs = { float({ 3, 5 }) },
     run = function(x) return x:topk(2) end,
-    reference = function(x) return R.along(x, 2, sorted_values(true, 2)), R.along(x, 2, sorted_positions(true, 2)) end },
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 2)), R.along(x, 2, sorted_positions(true, 2))
+    end },
   { name = "k = 3 along dim 1, smallest", inputs = { float({ 4, 3 }) },
     run = function(x) return x:topk(3, 1, { largest = false, sorted = true }) end,
     reference = function(x)
@@ -2349,7 +2351,8 @@ row("cumprod", {
   { name = "{2, 40} along dim 2", inputs = { float({ 2, 40 }, 0.8, 1.2) }, run = function(x) return x:cumprod(2) end,
     reference = function(x) return R.along(x, 2, running_products) end, fd = false,
     tolerance = { float32 = { rtol = 1e-5, atol = 1e-5 } } },
-  { name = "0-D", inputs = { given(3) }, run = function(x) return x:cumprod(1) end, reference = function(x) return x end },
+  { name = "0-D", inputs = { given(3) }, run = function(x) return x:cumprod(1) end,
+    reference = function(x) return x end },
   { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:cumprod(1) end, shape = { 0, 3 } },
 })
 
@@ -2372,7 +2375,8 @@ row("norm", {
   { name = "p = 2 over all and over dim 2", inputs = { float({ 3, 4 }) },
     run = function(x) return x:norm(), x:norm(2, 2), x:norm("fro", { 1, 2 }, true) end,
     reference = function(x)
-      return R.reduce(x, nil, false, p_norm(2)), R.reduce(x, 2, false, p_norm(2)), R.reduce(x, { 1, 2 }, true, p_norm(2))
+      return R.reduce(x, nil, false, p_norm(2)), R.reduce(x, 2, false, p_norm(2)),
+        R.reduce(x, { 1, 2 }, true, p_norm(2))
     end },
   { name = "p = 1, 3 and 0.5 over dim 1", inputs = { float({ 4, 3 }, 0.2, 2) },
     run = function(x) return x:norm(1, 1), x:norm(3, 1), x:norm(0.5, 1, true) end,

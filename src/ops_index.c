@@ -409,7 +409,8 @@ static tc_status summed_into_backward(tc_node *node, tc_tensor *grad, bool by_el
     int dim = (int)node->ints[0];
     tc_tensor *index = (tc_tensor *)node->saved[0];
     if (tc_node_input_needs_grad(node, 1))
-        status = by_element ? tc_gather(g, dim, index, &grad_inputs[1]) : tc_index_select(g, dim, index, &grad_inputs[1]);
+        status = by_element ? tc_gather(g, dim, index, &grad_inputs[1])
+                            : tc_index_select(g, dim, index, &grad_inputs[1]);
     if (status == TC_OK && tc_node_input_needs_grad(node, 0)) {
         tc_tensor_retain(g);
         grad_inputs[0] = g;

@@ -138,7 +138,8 @@ local function sorted_positions(v, descending)
   if descending then
     class = 1 - class
   end
-  local position = on_device_of(v, core.arange(width, { dtype = "int64" })):reshape({ 1, width }):expand({ rows, width })
+  local position = on_device_of(v, core.arange(width, { dtype = "int64" }))
+  position = position:reshape({ 1, width }):expand({ rows, width })
   if width > n then
     local pad_shape = { rows, width - n }
     v = core.cat({ v, on_device_of(v, core.zeros(pad_shape, { dtype = v.dtype })) }, 2)
@@ -421,6 +422,9 @@ local function index_by(t, key)
     end
     return selected
   end
+  if type(key) ~= "table" then
+    fail("[]: cannot index a tensor with a %s", type(key))
+  end
   return indexed_view("[]", t, key)
 end
 
@@ -460,6 +464,9 @@ local function assign_masked(t, mask, value)
   end
   if not is_tensor(value) then
     fail("[]=: the value must be a number or a tensor, got %s", type(value))
+  end
+  if value.device ~= t.device then
+    fail("[]=: the tensor is on %s but the value on %s", t.device, value.device)
   end
   local positions = true_positions(full)
   local count = #positions

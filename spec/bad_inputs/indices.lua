@@ -21,7 +21,8 @@ return {
   { "t[{\"a\"}]", function() return tc.zeros({ 3 })[{ "a" }] end, { "[]", "entry 1", "string" } },
   { "t[1] of a 0-dim tensor", function() return tc.tensor(1)[1] end, { "[]", "0-dim" } },
   -- t[1] = value assigns in place now (Torch7's way); a string value is refused
-  { "t[1] = a string", function() local t = tc.zeros({ 3 }); t[1] = "2" end, { "[]=", "number or a tensor", "string" } },
+  { "t[1] = a string", function() local t = tc.zeros({ 3 }); t[1] = "2" end,
+    { "[]=", "number or a tensor", "string" } },
   { "size of dim 3 of a 2-D tensor", function() return tc.zeros({ 2, 2 }):size(3) end, { "size", "3" } },
   { "size of dim 0", function() return tc.zeros({ 2, 2 }):size(0) end, { "size", "1-based" } },
   { "gather with an index past the end",
@@ -108,7 +109,8 @@ return {
   { "one_hot of a number", function() return tc.one_hot(3, 4) end, { "one_hot", "index", "number" } },
   -- Torch7 ranges and masks (lua/tricycle/selection.lua); before: every table or tensor key was refused
   { "t[{4}] of 3 rows", function() return tc.zeros({ 3, 2 })[{ 4 }] end, { "[]", "index 4", "size 3", "{3, 2}" } },
-  { "t[{1, 3}] past dim 2", function() return tc.zeros({ 3, 2 })[{ 1, 3 }] end, { "[]", "index 3", "dim 2", "size 2" } },
+  { "t[{1, 3}] past dim 2", function() return tc.zeros({ 3, 2 })[{ 1, 3 }] end,
+    { "[]", "index 3", "dim 2", "size 2" } },
   { "t[{{2, 5}}] past the end", function() return tc.zeros({ 3, 2 })[{ { 2, 5 } }] end,
     { "[]", "range {2, 5}", "dim 1", "size 3" } },
   { "t[{{3, 2}}] ends before it starts", function() return tc.zeros({ 3, 2 })[{ { 3, 2 } }] end,
