@@ -505,6 +505,30 @@ static int summed_into(lua_State *L, const char *name,
 static int m_scatter_add(lua_State *L) { return summed_into(L, "scatter_add", tc_scatter_add); }
 static int m_index_add(lua_State *L) { return summed_into(L, "index_add", tc_index_add); }
 
+/* t:sort(dim, descending) and t:topk(k, dim, largest): the engine's, under tricycle.selection's methods, which
+ * read the options tables and return values, indices. */
+static int push_pair(lua_State *L, const char *function, tc_status status, tc_tensor **values, tc_tensor **indices) {
+    binding_check_in(L, status, function);
+    binding_push_tensor(L, *values);
+    binding_push_tensor(L, *indices);
+    return 2;
+}
+
+static int m_sort(lua_State *L) {
+    tc_tensor *t = self(L, "sort"), *values, *indices;
+    int dim = binding_check_dim(L, 2, "sort");
+    bool descending = lua_toboolean(L, 3);
+    return push_pair(L, "sort", tc_sort(t, dim, descending, &values, &indices), &values, &indices);
+}
+
+static int m_topk(lua_State *L) {
+    tc_tensor *t = self(L, "topk"), *values, *indices;
+    lua_Integer k = luaL_checkinteger(L, 2);
+    int dim = binding_check_dim(L, 3, "topk");
+    bool largest = lua_toboolean(L, 4);
+    return push_pair(L, "topk", tc_topk(t, (int64_t)k, dim, largest, &values, &indices), &values, &indices);
+}
+
 /* ---- views ---- */
 
 static int m_reshape(lua_State *L) {
@@ -843,6 +867,8 @@ static const luaL_Reg methods[] = {
     {"index_select", m_index_select},
     {"scatter_add", m_scatter_add},
     {"index_add", m_index_add},
+    {"sort", m_sort},
+    {"topk", m_topk},
     {"reshape", m_reshape},
     {"view", m_view},
     {"expand", m_expand},

@@ -1,8 +1,9 @@
---- tricycle.selection: sorting, selecting and indexing made of the engine's
+--- tricycle.selection: sorting, selecting and indexing over the engine's
 -- ops, so each runs on every device the ops run on and differentiates
 -- through them:
---   t:sort, t:argsort, t:topk (a bitonic network of compare-exchanges on
---   where, then one gather, whose backward scatters the gradient back);
+--   t:sort, t:topk (the engine's ops, their options read here; the values
+--   are a gather, whose backward scatters the gradient back), t:argsort
+--   (sort's indices);
 --   t:masked_select (index_select of the positions a bool mask picks);
 --   t:scatter (scatter_add into zeros, then where), t:index_add with alpha;
 --   Torch7's indexing: t[{{2, 4}, 1}] (narrow and select views) and t[mask],
@@ -21,11 +22,7 @@ local functions, methods = M.functions, M.methods
 local engine_index_add = Tensor.methods.index_add
 
 M.ops = {
-  { name = "sort", arity = 1, differentiable = true, integers = true,
-    summary = "values and 0-based int64 indices in order along a dim; stable, NaN as the largest" },
   { name = "argsort", arity = 1, integers = true, summary = "the 0-based int64 indices that sort a dim (sort)" },
-  { name = "topk", arity = 1, differentiable = true, integers = true,
-    summary = "the k largest (or smallest) values along a dim with their indices (sort, narrow)" },
   { name = "masked_select", arity = 2, differentiable = true, integers = true,
     summary = "a 1-D copy of the elements where a bool mask is true (index_select); t[mask]" },
   { name = "scatter", arity = 3, differentiable = true, float_only = true,
@@ -101,90 +98,7 @@ end
 
 -- ---------------------------------------------------------------- sort
 
---- Whether element a goes before element b, each given as (value, class, position): by class first (NaN's and the
--- padding's own), then by value, then by position, so the order is total and ties keep their order (stable).
-local function goes_before(va, ca, ia, vb, cb, ib, descending)
-  local a_first, b_first
-  if descending then
-    a_first, b_first = va:gt(vb), vb:gt(va)
-  else
-    a_first, b_first = va:lt(vb), vb:lt(va)
-  end
-  local within = a_first:logical_or(b_first:logical_not():logical_and(ia:lt(ib)))
-  return ca:eq(cb):where(within, ca:lt(cb))
-end
-
---- Whether each block of 2 * half elements lies in an ascending run of a bitonic merge of runs of `run`, as a
--- {1, blocks, 1} bool tensor on t's device.
-local function ascending_blocks(t, blocks, half, run)
-  local flags = {}
-  for b = 0, blocks - 1 do
-    flags[b + 1] = compat.idiv(b * 2 * half, run) % 2 == 0 and 1 or 0
-  end
-  return on_device_of(t, core.tensor(flags, { dtype = "bool" }):reshape({ 1, blocks, 1 }))
-end
-
---- The 0-based positions that sort the rows of v ({rows, n}, detached) ascending or descending: a bitonic sorting
--- network over the rows padded to a power of two, each step one compare-exchange of every pair on where.
-local function sorted_positions(v, descending)
-  local rows, n = v:size(1), v:size(2)
-  local width = 1
-  while width < n do
-    width = width * 2
-  end
-  local nan = v:ne(v)
-  -- classes: in ascending order NaN after numbers, in descending order before them; the padding always last
-  local class = nan:to("int64")
-  if descending then
-    class = 1 - class
-  end
-  local position = on_device_of(v, core.arange(width, { dtype = "int64" }))
-  position = position:reshape({ 1, width }):expand({ rows, width })
-  if width > n then
-    local pad_shape = { rows, width - n }
-    v = core.cat({ v, on_device_of(v, core.zeros(pad_shape, { dtype = v.dtype })) }, 2)
-    class = core.cat({ class, on_device_of(v, core.full(pad_shape, 2, { dtype = "int64" })) }, 2)
-  end
-  local run = 2
-  while run <= width do
-    local half = compat.idiv(run, 2)
-    while half >= 1 do
-      local blocks = compat.idiv(width, 2 * half)
-      local split_shape = { rows, blocks, 2, half }
-      local ascending = ascending_blocks(v, blocks, half, run)
-      local v4, c4, p4 = v:reshape(split_shape), class:reshape(split_shape), position:reshape(split_shape)
-      local vl, cl, pl = v4:select(3, 1), c4:select(3, 1), p4:select(3, 1)
-      local vh, ch, ph = v4:select(3, 2), c4:select(3, 2), p4:select(3, 2)
-      local swap = goes_before(vl, cl, pl, vh, ch, ph, descending):ne(ascending)
-      local function exchanged(low, high)
-        return core.stack({ swap:where(high, low), swap:where(low, high) }, 3):reshape({ rows, width })
-      end
-      v, class, position = exchanged(vl, vh), exchanged(cl, ch), exchanged(pl, ph)
-      half = compat.idiv(half, 2)
-    end
-    run = run * 2
-  end
-  return position:narrow(2, 1, n)
-end
-
---- The int64 indices that sort t along dim (1-based), shaped like t.
-local function sort_indices(t, dim, descending)
-  if t:dim() == 0 then
-    return on_device_of(t, core.zeros({}, { dtype = "int64" }))
-  end
-  local n = t:size(dim)
-  if n <= 1 or t:numel() == 0 then
-    return on_device_of(t, core.zeros(t.shape, { dtype = "int64" }))
-  end
-  local moved = t:detach():transpose(dim, -1)
-  local moved_shape = moved.shape
-  local rows = compat.idiv(t:numel(), n)
-  local values = moved:reshape({ rows, n })
-  if values.dtype == "bool" then
-    values = values:to("uint8")
-  end
-  return sorted_positions(values, descending):reshape(moved_shape):transpose(dim, -1):contiguous()
-end
+local engine_sort, engine_topk = Tensor.methods.sort, Tensor.methods.topk
 
 local function sort_options(name, options)
   options = options_table(name, options, { "descending", "stable" })
@@ -201,12 +115,7 @@ function methods.sort(t, dim, options)
     dim, options = nil, dim
   end
   local descending = sort_options("sort", options)
-  dim = dim_of("sort", t, dim)
-  local indices = sort_indices(t, dim, descending)
-  if t:dim() == 0 then
-    return t:clone(), indices
-  end
-  return t:gather(dim, indices), indices
+  return errors.call(engine_sort, t, dim_of("sort", t, dim), descending)
 end
 
 --- The 0-based int64 indices that sort t along dim (as sort's).
@@ -216,7 +125,8 @@ function methods.argsort(t, dim, options)
     dim, options = nil, dim
   end
   local descending = sort_options("argsort", options)
-  return sort_indices(t, dim_of("argsort", t, dim), descending)
+  local _, indices = errors.call(engine_sort, t, dim_of("argsort", t, dim), descending)
+  return indices
 end
 
 --- The k largest values along dim (default -1; options {largest = true, sorted = true}) and their 0-based int64
@@ -235,12 +145,7 @@ function methods.topk(t, k, dim, options)
     fail("topk: k %s is out of range for dim %d of size %d (shape %s; 0 to %d)", describe(k), dim, size,
       shape_string(t.shape), size)
   end
-  if t:dim() == 0 then
-    t = t:reshape({ 1 })
-  end
-  local indices = sort_indices(t, dim, largest)
-  indices = indices:narrow(dim, 1, k):contiguous()
-  return t:gather(dim, indices), indices
+  return errors.call(engine_topk, t, k, dim, largest)
 end
 
 functions.sort = methods.sort
