@@ -2207,7 +2207,7 @@ row("cumsum", {
   { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:cumsum(1) end, shape = { 0, 3 } },
 })
 
--- ---- sorting, selection and Torch7 indexing (lua/tricycle/selection.lua), cumprod and norm ----
+-- ---- sorting (engine ops), selection and Torch7 indexing (lua/tricycle/selection.lua), cumprod and norm ----
 
 -- A row's values and 0-based positions in stable order, NaN as the largest value.
 local function sorted_row(row_values, descending)
@@ -2284,10 +2284,15 @@ row("sort", {
   { name = "a transposed {3, 7} leaf along dim 1", inputs = { float({ 3, 7 }, -2, 2, { layout = "transposed" }) },
     run = function(x) return x:sort(1) end,
     reference = function(x) return R.along(x, 1, sorted_values(false)), R.along(x, 1, sorted_positions(false)) end },
-  { name = "{6, 300} along dim 2 (a padded network)", inputs = { float({ 6, 300 }, -50, 50) },
+  { name = "{6, 300} along dim 2 (two tiles of the CUDA kernel, merged runs on the CPU)",
+    inputs = { float({ 6, 300 }, -50, 50) },
     run = function(x) return x:sort(2, { descending = true }) end,
     reference = function(x) return R.along(x, 2, sorted_values(true)), R.along(x, 2, sorted_positions(true)) end,
     fd = false },
+  { name = "{1200, 17} along dim 2 with ties (rows split over threads)", inputs = { float({ 1200, 17 }, -4, 4) },
+    run = function(x) return x:sort(2) end,
+    reference = function(x) return R.along(x, 2, sorted_values(false)), R.along(x, 2, sorted_positions(false)) end,
+    dtypes = { "float32", "int32" }, fd = false },
   { name = "a dim of 1", inputs = { float({ 1, 3 }) }, run = function(y) return y:sort(1) end,
     reference = function(y) return y, { { 0, 0, 0 } } end },
   { name = "0-D", inputs = { given(3) }, run = function(x) return x:sort() end,
@@ -2318,6 +2323,27 @@ row("topk", {
     run = function(x) return x:topk(4, 2) end,
     reference = function(x) return R.along(x, 2, sorted_values(true, 4)), R.along(x, 2, sorted_positions(true, 4)) end,
     dtypes = SORTED, fd = false },
+  { name = "k = 5 of {3, 200}, both ways, with ties (the CPU's heap)", inputs = { float({ 3, 200 }, -3, 3) },
+    run = function(x)
+      local v, i = x:topk(5)
+      local sv, si = x:topk(5, 2, { largest = false })
+      return v, i, sv, si
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 5)), R.along(x, 2, sorted_positions(true, 5)),
+        R.along(x, 2, sorted_values(false, 5)), R.along(x, 2, sorted_positions(false, 5))
+    end, dtypes = SORTED, fd = false },
+  { name = "NaN first when largest (the CPU's heap)",
+    inputs = { given({ { 1, 0 / 0, -1, 0 / 0, 2, 7, 7, 0, 0, 5, 6, 0, 1, 2, 3, 4, 0 / 0, 0, 8, -8 } }) },
+    run = function(x)
+      local v, i = x:topk(2)
+      local sv, si = x:topk(2, 2, { largest = false })
+      return v, i, sv, si
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 2)), R.along(x, 2, sorted_positions(true, 2)),
+        R.along(x, 2, sorted_values(false, 2)), R.along(x, 2, sorted_positions(false, 2))
+    end, dtypes = { "float64", "float32" }, fd = false },
   { name = "k = 0 and k = n", inputs = { float({ 2, 3 }) },
     run = function(x)
       local _, none = x:topk(0)
