@@ -109,7 +109,7 @@ static void select_first(const sort_pair *pairs, int64_t n, int64_t k, sort_pair
 }
 
 /* A heap pays while k is a small part of the row. */
-static bool selects_with_heap(int64_t n, int64_t k) { return k < n && k <= n / 8; }
+static bool selects_with_heap(int64_t n, int64_t k) { return k < n && k <= n / 4; }
 
 static void sort_rows(int64_t begin, int64_t end, void *argument) {
     sort_job *job = argument;
