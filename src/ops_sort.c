@@ -20,8 +20,8 @@ static tc_status sort_along(const char *function, tc_tensor *x, int dim, int64_t
                        tc_dim_shown(dim), TC_SHAPE(x));
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     if (k > size)
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: k %lld is out of range for dim %d of size %lld (shape %s; 0 to %lld)",
-                       function, (long long)k, d + 1, (long long)size, TC_SHAPE(x), (long long)size);
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "%s: k %lld is out of range for dim %d of size %lld (shape %s; 0 to %lld)", function, (long long)k, d + 1, (long long)size, TC_SHAPE(x), (long long)size);
     const tc_backend *backend;
     TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(sort), &backend));
     if (x->ndim == 0) { /* as one element in 1-D; sort gives 0-dim results back, topk 1-D ones */
@@ -81,8 +81,9 @@ tc_status tc_topk(tc_tensor *x, int64_t k, int dim, bool largest, tc_tensor **va
     if (k < 0) {
         *values = NULL;
         *indices = NULL;
-        return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "topk: k %lld is out of range (it must be 0 or more) for x of shape %s",
-                       (long long)k, TC_SHAPE(x));
+        return tc_fail(x->ctx, TC_ERROR_ARGUMENT,
+                       "topk: k %lld is out of range (it must be 0 or more) for x of shape %s", (long long)k,
+                       TC_SHAPE(x));
     }
     return sort_along("topk", x, dim, k, largest, values, indices);
 }
