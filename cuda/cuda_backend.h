@@ -8,7 +8,7 @@
  *
  * The kernels cuda_<slot> live in cuda/cuda_<op>.cu, named like the CPU
  * backend's src/cpu/cpu_<op>.c: cuda_elementwise.cu, cuda_reduce.cu,
- * cuda_matmul.cu, cuda_softmax.cu, cuda_index.cu, cuda_random.cu, and the
+ * cuda_matmul.cu, cuda_softmax.cu, cuda_index.cu, cuda_sort.cu, cuda_random.cu, and the
  * fused kernels' cuda_norm.cu, cuda_attention.cu (with
  * cuda_attention_tiled.cu), cuda_cross_entropy.cu and cuda_optim.cu.
  *

@@ -2398,4 +2398,325 @@ row("cumsum", {
   { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:cumsum(1) end, shape = { 0, 3 } },
 })
 
+-- ---- sorting (engine ops), selection and Torch7 indexing (lua/tricycle/selection.lua), cumprod and norm ----
+
+-- A row's values and 0-based positions in stable order, NaN as the largest value.
+local function sorted_row(row_values, descending)
+  local order = {}
+  for i = 1, #row_values do order[i] = i end
+  local function key(v) v = number(v) return v ~= v and math.huge or v, v ~= v end
+  table.sort(order, function(i, j)
+    local a, a_nan = key(row_values[i])
+    local b, b_nan = key(row_values[j])
+    if a_nan ~= b_nan then
+      if descending then return a_nan end
+      return b_nan
+    end
+    if a ~= b then
+      if descending then return a > b end
+      return a < b
+    end
+    return i < j
+  end)
+  local values, positions = {}, {}
+  for k, i in ipairs(order) do values[k], positions[k] = row_values[i], i - 1 end
+  return values, positions
+end
+local function sorted_values(descending, k)
+  return function(row_values)
+    local values, out = sorted_row(row_values, descending), {}
+    for i = 1, k or #values do out[i] = values[i] end
+    return out
+  end
+end
+local function sorted_positions(descending, k)
+  return function(row_values)
+    local _, positions = sorted_row(row_values, descending)
+    local out = {}
+    for i = 1, k or #positions do out[i] = positions[i] end
+    return out
+  end
+end
+local SORTED = { "float64", "float32", "int64", "int32", "uint8", "bool" }
+row("sort", {
+  { name = "{3, 5} along dim 2 and dim 1", inputs = { float({ 3, 5 }) },
+    run = function(x)
+      local v2, i2 = x:sort(2)
+      local v1, i1 = x:sort(1)
+      return v2, i2, v1, i1
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(false)), R.along(x, 2, sorted_positions(false)),
+        R.along(x, 1, sorted_values(false)), R.along(x, 1, sorted_positions(false))
+    end },
+  { name = "descending, default dim -1", inputs = { float({ 2, 6 }) },
+    run = function(x) return x:sort({ descending = true }) end,
+    reference = function(x) return R.along(x, 2, sorted_values(true)), R.along(x, 2, sorted_positions(true)) end },
+  { name = "ties stay in order (stable), every dtype", inputs = { float({ 4, 9 }, -2, 2) },
+    run = function(x)
+      local v, i = x:sort(2, { stable = true })
+      local dv, di = x:sort(1, { descending = true })
+      return v, i, dv, di
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(false)), R.along(x, 2, sorted_positions(false)),
+        R.along(x, 1, sorted_values(true)), R.along(x, 1, sorted_positions(true))
+    end, dtypes = SORTED, fd = false },
+  { name = "NaN sorts as the largest", inputs = { given({ { 1, 0 / 0, -1, 0 / 0, 2 }, { 0 / 0, 3, 3, -4, 0 } }) },
+    run = function(x)
+      local v, i = x:sort(2)
+      local dv, di = x:sort(2, { descending = true })
+      return v, i, dv, di
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(false)), R.along(x, 2, sorted_positions(false)),
+        R.along(x, 2, sorted_values(true)), R.along(x, 2, sorted_positions(true))
+    end, dtypes = { "float64", "float32" }, fd = false },
+  { name = "a transposed {3, 7} leaf along dim 1", inputs = { float({ 3, 7 }, -2, 2, { layout = "transposed" }) },
+    run = function(x) return x:sort(1) end,
+    reference = function(x) return R.along(x, 1, sorted_values(false)), R.along(x, 1, sorted_positions(false)) end },
+  { name = "{6, 300} along dim 2 (two tiles of the CUDA kernel, merged runs on the CPU)",
+    inputs = { float({ 6, 300 }, -50, 50) },
+    run = function(x) return x:sort(2, { descending = true }) end,
+    reference = function(x) return R.along(x, 2, sorted_values(true)), R.along(x, 2, sorted_positions(true)) end,
+    fd = false },
+  { name = "{1200, 17} along dim 2 with ties (rows split over threads)", inputs = { float({ 1200, 17 }, -4, 4) },
+    run = function(x) return x:sort(2) end,
+    reference = function(x) return R.along(x, 2, sorted_values(false)), R.along(x, 2, sorted_positions(false)) end,
+    dtypes = { "float32", "int32" }, fd = false },
+  { name = "a dim of 1", inputs = { float({ 1, 3 }) }, run = function(y) return y:sort(1) end,
+    reference = function(y) return y, { { 0, 0, 0 } } end },
+  { name = "0-D", inputs = { given(3) }, run = function(x) return x:sort() end,
+    reference = function(x) return x, 0 end },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return (x:sort(2)) end, shape = { 0, 3 } },
+})
+
+row("argsort", {
+  { name = "{4, 5} along dims 2 and 1, every dtype", inputs = { float({ 4, 5 }, -2, 2) },
+    run = function(x) return x:argsort(2), x:argsort(1, { descending = true }) end,
+    reference = function(x) return R.along(x, 2, sorted_positions(false)), R.along(x, 1, sorted_positions(true)) end,
+    dtypes = SORTED },
+  { name = "empty {2, 0}", inputs = { float({ 2, 0 }) }, run = function(x) return x:argsort() end, shape = { 2, 0 } },
+})
+
+row("topk", {
+  { name = "k = 2 along dim 2, largest", inputs = { float({ 3, 5 }) },
+    run = function(x) return x:topk(2) end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 2)), R.along(x, 2, sorted_positions(true, 2))
+    end },
+  { name = "k = 3 along dim 1, smallest", inputs = { float({ 4, 3 }) },
+    run = function(x) return x:topk(3, 1, { largest = false, sorted = true }) end,
+    reference = function(x)
+      return R.along(x, 1, sorted_values(false, 3)), R.along(x, 1, sorted_positions(false, 3))
+    end },
+  { name = "ties by position, every dtype", inputs = { float({ 3, 8 }, -2, 2) },
+    run = function(x) return x:topk(4, 2) end,
+    reference = function(x) return R.along(x, 2, sorted_values(true, 4)), R.along(x, 2, sorted_positions(true, 4)) end,
+    dtypes = SORTED, fd = false },
+  { name = "k = 5 of {3, 200}, both ways, with ties (the CPU's heap)", inputs = { float({ 3, 200 }, -3, 3) },
+    run = function(x)
+      local v, i = x:topk(5)
+      local sv, si = x:topk(5, 2, { largest = false })
+      return v, i, sv, si
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 5)), R.along(x, 2, sorted_positions(true, 5)),
+        R.along(x, 2, sorted_values(false, 5)), R.along(x, 2, sorted_positions(false, 5))
+    end, dtypes = SORTED, fd = false },
+  { name = "NaN first when largest (the CPU's heap)",
+    inputs = { given({ { 1, 0 / 0, -1, 0 / 0, 2, 7, 7, 0, 0, 5, 6, 0, 1, 2, 3, 4, 0 / 0, 0, 8, -8 } }) },
+    run = function(x)
+      local v, i = x:topk(2)
+      local sv, si = x:topk(2, 2, { largest = false })
+      return v, i, sv, si
+    end,
+    reference = function(x)
+      return R.along(x, 2, sorted_values(true, 2)), R.along(x, 2, sorted_positions(true, 2)),
+        R.along(x, 2, sorted_values(false, 2)), R.along(x, 2, sorted_positions(false, 2))
+    end, dtypes = { "float64", "float32" }, fd = false },
+  { name = "k = 0 and k = n", inputs = { float({ 2, 3 }) },
+    run = function(x)
+      local _, none = x:topk(0)
+      return (x:topk(3)), none:numel()
+    end,
+    reference = function(x) return R.along(x, 2, sorted_values(true)), 0 end },
+})
+
+local function running_products(row_values)
+  local out, total = {}, 1
+  for i, v in ipairs(row_values) do
+    total = total * number(v)
+    out[i] = total
+  end
+  return out
+end
+row("cumprod", {
+  { name = "{3, 4} along dim 2", inputs = { float({ 3, 4 }) }, run = function(x) return x:cumprod(2) end,
+    reference = function(x) return R.along(x, 2, running_products) end },
+  { name = "zeros in the input: exact gradients", inputs = { float({ 3, 5 }, -2, 2, { patch = { [2] = 0, [9] = 0,
+    [10] = 0 } }) },
+    run = function(x) return x:cumprod(2), x:cumprod(1) end,
+    reference = function(x) return R.along(x, 2, running_products), R.along(x, 1, running_products) end },
+  { name = "{4, 6} every dtype (int64 for integers)", inputs = { float({ 4, 6 }, -3, 3) },
+    run = function(x) return x:cumprod(2), x:cumprod(-2) end,
+    reference = function(x) return R.along(x, 2, running_products), R.along(x, 1, running_products) end,
+    check = function(env)
+      local t = env.tensor({ 1, 2 }, { dtype = env.dtype })
+      assert.are.equal((env.dtype == "float32" or env.dtype == "float64") and env.dtype or "int64", t:cumprod(1).dtype)
+    end, dtypes = EVERY, fd = false },
+  { name = "{2, 40} along dim 2", inputs = { float({ 2, 40 }, 0.8, 1.2) }, run = function(x) return x:cumprod(2) end,
+    reference = function(x) return R.along(x, 2, running_products) end, fd = false,
+    tolerance = { float32 = { rtol = 1e-5, atol = 1e-5 } } },
+  { name = "0-D", inputs = { given(3) }, run = function(x) return x:cumprod(1) end,
+    reference = function(x) return x end },
+  { name = "empty {0, 3}", inputs = { float({ 0, 3 }) }, run = function(x) return x:cumprod(1) end, shape = { 0, 3 } },
+})
+
+local function p_norm(p)
+  return function(list)
+    local total, largest, smallest, count = 0, -math.huge, math.huge, 0
+    for _, v in ipairs(list) do
+      local a = math.abs(number(v))
+      total = total + a ^ p
+      largest, smallest = math.max(largest, a), math.min(smallest, a)
+      if a ~= 0 then count = count + 1 end
+    end
+    if p == math.huge then return largest end
+    if p == -math.huge then return smallest end
+    if p == 0 then return count end
+    return total ^ (1 / p)
+  end
+end
+row("norm", {
+  { name = "p = 2 over all and over dim 2", inputs = { float({ 3, 4 }) },
+    run = function(x) return x:norm(), x:norm(2, 2), x:norm("fro", { 1, 2 }, true) end,
+    reference = function(x)
+      return R.reduce(x, nil, false, p_norm(2)), R.reduce(x, 2, false, p_norm(2)),
+        R.reduce(x, { 1, 2 }, true, p_norm(2))
+    end },
+  { name = "p = 1, 3 and 0.5 over dim 1", inputs = { float({ 4, 3 }, 0.2, 2) },
+    run = function(x) return x:norm(1, 1), x:norm(3, 1), x:norm(0.5, 1, true) end,
+    reference = function(x)
+      return R.reduce(x, 1, false, p_norm(1)), R.reduce(x, 1, false, p_norm(3)), R.reduce(x, 1, true, p_norm(0.5))
+    end },
+  { name = "inf, -inf and 0 over dim 2", inputs = { float({ 3, 5 }) },
+    run = function(x) return x:norm(math.huge, 2), x:norm("-inf", 2), x:norm(0, 2) end,
+    reference = function(x)
+      return R.reduce(x, 2, false, p_norm(math.huge)), R.reduce(x, 2, false, p_norm(-math.huge)),
+        R.reduce(x, 2, false, p_norm(0))
+    end },
+  { name = "a zero row: the norm is 0 and its gradient 0", inputs = { float({ 3, 4 }, -2, 2,
+    { patch = { [5] = 0, [6] = 0, [7] = 0, [8] = 0 } }) },
+    run = function(x) return x:norm(2, 2), x:norm(3, 2) end,
+    reference = function(x) return R.reduce(x, 2, false, p_norm(2)), R.reduce(x, 2, false, p_norm(3)) end,
+    check = function(env)
+      local x = env.tensor({ { 0, 0 }, { 3, 4 } }, { dtype = env.dtype }):requires_grad_(true)
+      x:norm(2, 2):sum():backward()
+      assert.are.same({ { 0, 0 }, { 0.6, 0.8 } }, map(function(v) return math.floor(v * 1e6 + 0.5) / 1e6 end,
+        x.grad:to("cpu"):totable()))
+    end },
+  { name = "integers as float32", inputs = { float({ 2, 3 }, -3, 3) },
+    run = function(x) return x:norm(2, 2) end,
+    reference = function(x) return R.reduce(x, 2, false, p_norm(2)) end, dtypes = { "int64", "int32" }, fd = false,
+    tolerance = { int64 = { rtol = 1e-5, atol = 1e-6 }, int32 = { rtol = 1e-5, atol = 1e-6 } } },
+  { name = "empty {0, 3} over dim 1: zeros", inputs = { float({ 0, 3 }) }, run = function(x) return x:norm(2, 1) end,
+    reference = function() return { 0, 0, 0 } end },
+})
+
+local function picked(x, m)
+  local xs, ms, out = G.flatten(x), G.flatten(m), {}
+  for k, v in ipairs(xs) do
+    if ms[k] == true or ms[k] == 1 then out[#out + 1] = v end
+  end
+  return out
+end
+local PICK = { { true, false, true, true }, { false, false, true, false }, { true, true, false, true } }
+row("masked_select", {
+  { name = "{3, 4} by a mask of its shape, every dtype", inputs = { float({ 3, 4 }), mask(PICK) },
+    run = function(x, m) return x:masked_select(m), x[m] end,
+    reference = function(x, m) return picked(x, m), picked(x, m) end, dtypes = SORTED },
+  { name = "a {1, 4} mask broadcast over rows", inputs = { float({ 3, 4 }), mask({ { true, false, false, true } }) },
+    run = function(x, m) return x:masked_select(m) end,
+    reference = function(x)
+      return { x[1][1], x[1][4], x[2][1], x[2][4], x[3][1], x[3][4] }
+    end },
+  { name = "a transposed leaf", inputs = { float({ 3, 4 }, -2, 2, { layout = "transposed" }), mask(PICK) },
+    run = function(x, m) return x:masked_select(m) end, reference = function(x, m) return picked(x, m) end },
+  { name = "nothing selected", inputs = { float({ 2, 2 }), mask({ { false, false }, { false, false } }) },
+    run = function(x, m) return x:masked_select(m) end, shape = { 0 } },
+})
+
+local function scatter_sum(x, dim, index, src, overwrite)
+  local out = map(function(v) return v end, x)
+  for i, row_index in ipairs(index) do
+    for j, at in ipairs(row_index) do
+      local r, c = i, j
+      if dim == 1 then r = at + 1 else c = at + 1 end
+      out[r][c] = overwrite and src[i][j] or out[r][c] + src[i][j]
+    end
+  end
+  return out
+end
+row("scatter_add", {
+  { name = "dim 1, repeated positions add up",
+    inputs = { float({ 3, 4 }), index({ { 0, 2, 1, 0 }, { 2, 2, 0, 1 } }), float({ 2, 4 }, -1, 1, { seed = 7 }) },
+    run = function(x, i, s) return x:scatter_add(1, i, s) end,
+    reference = function(x, i, s) return scatter_sum(x, 1, i, s) end },
+  { name = "dim 2 through tc.scatter_add, an index narrower than x",
+    inputs = { float({ 3, 4 }), index({ { 3, 3 }, { 0, 1 }, { 1, 1 } }), float({ 3, 2 }, -1, 1, { seed = 8 }) },
+    run = function(x, j, u) return tc.scatter_add(x, 2, j, u) end,
+    reference = function(x, j, u) return scatter_sum(x, 2, j, u) end },
+  { name = "{40, 30} along dim 1", inputs = { float({ 40, 30 }), random_index({ 25, 30 }, 40),
+    float({ 25, 30 }, -1, 1, { seed = 3 }) },
+    run = function(x, i, s) return x:scatter_add(1, i, s) end,
+    reference = function(x, i, s) return scatter_sum(x, 1, i, s) end, fd = false,
+    tolerance = { float32 = { rtol = 1e-5, atol = 1e-5 } } },
+  { name = "an empty index", inputs = { float({ 2, 3 }), index({ {}, {} }), float({ 2, 0 }) },
+    run = function(x, i, s) return x:scatter_add(2, i, s) end, reference = function(x) return x end },
+})
+
+row("scatter", {
+  { name = "dim 1, each position once",
+    inputs = { float({ 3, 4 }), index({ { 0, 2, 1, 0 }, { 2, 1, 0, 1 } }), float({ 2, 4 }, -1, 1, { seed = 7 }) },
+    run = function(x, i, s) return x:scatter(1, i, s) end,
+    reference = function(x, i, s) return scatter_sum(x, 1, i, s, true) end },
+  { name = "dim 2 through tc.scatter",
+    inputs = { float({ 3, 4 }), index({ { 3, 0 }, { 0, 1 }, { 2, 1 } }), float({ 3, 2 }, -1, 1, { seed = 8 }) },
+    run = function(x, j, u) return tc.scatter(x, 2, j, u) end,
+    reference = function(x, j, u) return scatter_sum(x, 2, j, u, true) end },
+  { name = "a number as src", inputs = { float({ 2, 3 }), index({ { 2 }, { 0 } }) },
+    run = function(x, i) return x:scatter(2, i, 5) end,
+    reference = function(x) return { { x[1][1], x[1][2], 5 }, { 5, x[2][2], x[2][3] } } end },
+})
+
+local function index_added(x, dim, index, src, alpha)
+  local out = map(function(v) return v end, x)
+  for k, at in ipairs(index) do
+    for j = 1, dim == 1 and #x[1] or #x do
+      if dim == 1 then
+        out[at + 1][j] = out[at + 1][j] + alpha * src[k][j]
+      else
+        out[j][at + 1] = out[j][at + 1] + alpha * src[j][k]
+      end
+    end
+  end
+  return out
+end
+row("index_add", {
+  { name = "dim 1, repeated ids",
+    inputs = { float({ 3, 4 }), index({ 2, 0, 2 }), float({ 3, 4 }, -1, 1, { seed = 5 }) },
+    run = function(x, i, s) return x:index_add(1, i, s) end,
+    reference = function(x, i, s) return index_added(x, 1, i, s, 1) end },
+  { name = "dim 2 through tc.index_add with alpha",
+    inputs = { float({ 3, 4 }), index({ 1, 3 }), float({ 3, 2 }, -1, 1, { seed = 6 }) },
+    run = function(x, j, u) return tc.index_add(x, 2, j, u, { alpha = -2 }) end,
+    reference = function(x, j, u) return index_added(x, 2, j, u, -2) end },
+  { name = "{50, 20} along dim 1", inputs = { float({ 50, 20 }), random_index({ 70 }, 50),
+    float({ 70, 20 }, -1, 1, { seed = 4 }) },
+    run = function(x, i, s) return x:index_add(1, i, s) end,
+    reference = function(x, i, s) return index_added(x, 1, i, s, 1) end, fd = false,
+    tolerance = { float32 = { rtol = 1e-5, atol = 1e-5 } } },
+})
+
 return rows

@@ -41,8 +41,9 @@ describe("ops: the op list", function()
 
   it("lists every function of tricycle.composed, each reachable by its name", function()
     local composed = require("tricycle.composed")
-    local listed = {}
+    local listed, engine = {}, {}
     for _, op in ipairs(ops) do
+      engine[op.name] = not op.composed
       if op.composed then
         listed[op.name] = true
         local fn = op.method and tc.Tensor.methods[op.name] or tc[op.name]
@@ -51,7 +52,8 @@ describe("ops: the op list", function()
     end
     for _, names in ipairs({ composed.functions, composed.methods }) do
       for name in pairs(names) do
-        assert.is_true(listed[name] or name == "repeat", name .. " is composed but not in tc.ops()")
+        -- an engine op's front (tc.scatter_add, index_add's alpha) is listed as the engine op
+        assert.is_true(listed[name] or engine[name] or name == "repeat", name .. " is composed but not in tc.ops()")
       end
     end
   end)

@@ -79,6 +79,11 @@
     X(index_select, REQUIRED, tc_status, (const tc_tensor *x, int dim, const tc_tensor *index, tc_tensor *out))      \
     /* grad_x slices along dim += grad slices (grad_x zeroed by the caller). */                                      \
     X(index_add, REQUIRED, tc_status, (tc_tensor *grad_x, int dim, const tc_tensor *index, const tc_tensor *grad))   \
+    /* indices [..., k] (int64) = the positions along the last dim of a                                             \
+     * contiguous x [..., n] (any dtype; 1 <= k <= n) of the first k                                                 \
+     * elements in ascending (descending) order: stable, NaN the largest,                                            \
+     * -0 equal to 0 (ops_math.h's sort keys). */                                                                    \
+    X(sort, OPTIONAL, tc_status, (const tc_tensor *x, bool descending, tc_tensor *indices))                          \
     /* Philox uniform [0,1) or normal numbers into a contiguous tensor. */                                           \
     X(random, REQUIRED, tc_status, (tc_tensor *out, bool normal, uint64_t seed, uint64_t offset))                    \
     /* out = x * keep / (1 - p) with keep drawn from Philox; mask gets keep. */                                      \

@@ -105,6 +105,14 @@
       "values picked along a dim by an index tensor")                                                                \
     X(INDEX_SELECT, "index_select", 2, tc_index_select_backward, TC_OP_DIFFERENTIABLE | TC_OP_INTEGERS,              \
       "slices picked along a dim by a 1-D index")                                                                    \
+    X(SCATTER_ADD, "scatter_add", 2, tc_scatter_add_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,               \
+      "a copy of x with src summed in along a dim at an index tensor's positions")                                   \
+    X(INDEX_ADD, "index_add", 2, tc_index_add_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,                     \
+      "a copy of x with src's slices summed in along a dim at a 1-D index")                                          \
+    X(SORT, "sort", 1, tc_no_backward, TC_OP_DIFFERENTIABLE | TC_OP_INTEGERS,                                        \
+      "values and 0-based int64 indices in order along a dim; stable, NaN as the largest (values: a gather)")        \
+    X(TOPK, "topk", 1, tc_no_backward, TC_OP_DIFFERENTIABLE | TC_OP_INTEGERS,                                        \
+      "the k largest (or smallest) values along a dim with their indices, in order (values: a gather)")              \
     X(EMBEDDING, "embedding", 2, tc_no_backward, TC_OP_DIFFERENTIABLE | TC_OP_INTEGERS,                              \
       "rows of a weight matrix picked by ids (an index_select)")                                                     \
     X(DROPOUT, "dropout", 1, tc_dropout_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,                           \

@@ -345,3 +345,148 @@ tc_status tc_embedding(tc_tensor *weight, tc_tensor *ids, tc_tensor **out) {
     tc_tensor_release(flat_ids);
     return status;
 }
+
+/* ---- scatter_add, index_add ----
+ * Out of place: a copy of x into which src is summed at the positions an
+ * index names. Float32 and float64 (the kernels are the gradients' sums of
+ * gather and index_select). Saved: the int64 index; ints: dim. */
+
+/* Names the first id outside [0, size) before any kernel runs, on every
+ * device (a device index is read back), with the op's name. */
+static tc_status check_index_range(const char *function, const tc_tensor *x, int dim, const tc_tensor *ids) {
+    int64_t n = tc_tensor_numel(ids), size = x->shape[dim];
+    if (n == 0) return TC_OK;
+    /* ids is a valid int64 tensor: n * 8 bytes fits */
+    int64_t *values = tc_malloc(x->ctx, (size_t)n * sizeof(int64_t));
+    if (!values) return TC_ERROR_MEMORY;
+    tc_status status = tc_copy_to_int64(ids, values, n);
+    for (int64_t i = 0; i < n && status == TC_OK; i++)
+        if (values[i] < 0 || values[i] >= size)
+            status = tc_fail(x->ctx, TC_ERROR_ARGUMENT,
+                             "%s: index %lld (element %lld of index) is out of range for dim %d of size %lld (x of "
+                             "shape %s; indices are 0-based)",
+                             function, (long long)values[i], (long long)i + 1, dim + 1, (long long)size, TC_SHAPE(x));
+    tc_free(values);
+    return status;
+}
+
+/* The checks both ops share: devices, dtypes, a dim of x. */
+static tc_status check_summed_into(const char *function, tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src,
+                                   int *d) {
+    TC_TRY(tc_check_same_device(function, x, index));
+    TC_TRY(tc_check_same_device(function, x, src));
+    tc_context *ctx = x->ctx;
+    if (x->dtype != TC_FLOAT32 && x->dtype != TC_FLOAT64)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: x must be float32 or float64, got %s", function,
+                       tc_dtype_name(x->dtype));
+    if (src->dtype != x->dtype)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: src must have x's dtype %s, got %s", function,
+                       tc_dtype_name(x->dtype), tc_dtype_name(src->dtype));
+    if (index->dtype != TC_INT32 && index->dtype != TC_INT64)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: index must be int32 or int64, got %s of shape %s", function,
+                       tc_dtype_name(index->dtype), TC_SHAPE(index));
+    if (x->ndim == 0)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "%s: x must have at least 1 dim, got a 0-dim tensor", function);
+    if (!tc_normalize_dim(dim, x->ndim, d))
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "%s: dim %d is out of range for x of shape %s", function,
+                       tc_dim_shown(dim), TC_SHAPE(x));
+    return TC_OK;
+}
+
+/* out = a contiguous copy of x with src summed in by the backend's
+ * scatter_add (by_element) or index_add, recorded as op id. */
+static tc_status summed_into(tc_op_id id, tc_tensor *x, int d, tc_tensor *ids, tc_tensor *src, bool by_element,
+                             tc_tensor **out) {
+    tc_tensor *result = NULL, *values = NULL;
+    tc_status status = tc_contiguous_copy(x, &result);
+    if (status == TC_OK) status = tc_contiguous(src, &values);
+    const tc_backend *backend = tc_backend_of(x);
+    if (status == TC_OK && tc_tensor_numel(values) > 0)
+        status = by_element ? backend->scatter_add(result, d, ids, values) : backend->index_add(result, d, ids, values);
+    tc_tensor *inputs[2] = {x, src};
+    if (status == TC_OK)
+        status = tc_record_op(id, 2, inputs, result, &(tc_node_state){.n_ints = 1, .ints = {d}, .saved = {ids}});
+    if (status == TC_OK) {
+        *out = result;
+        result = NULL;
+    }
+    tc_tensor_release(result);
+    tc_tensor_release(values);
+    return status;
+}
+
+/* grad_x is grad; grad_src is grad picked at the index (gather or
+ * index_select by the saved index along the saved dim). */
+static tc_status summed_into_backward(tc_node *node, tc_tensor *grad, bool by_element, tc_tensor **grad_inputs) {
+    tc_tensor *g = NULL;
+    TC_TRY(contiguous_grad(node, grad, &g));
+    tc_status status = TC_OK;
+    int dim = (int)node->ints[0];
+    tc_tensor *index = (tc_tensor *)node->saved[0];
+    if (tc_node_input_needs_grad(node, 1))
+        status = by_element ? tc_gather(g, dim, index, &grad_inputs[1])
+                            : tc_index_select(g, dim, index, &grad_inputs[1]);
+    if (status == TC_OK && tc_node_input_needs_grad(node, 0)) {
+        tc_tensor_retain(g);
+        grad_inputs[0] = g;
+    }
+    tc_tensor_release(g);
+    return status;
+}
+
+tc_status tc_scatter_add_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    return summed_into_backward(node, grad, true, grad_inputs);
+}
+
+tc_status tc_index_add_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    return summed_into_backward(node, grad, false, grad_inputs);
+}
+
+tc_status tc_scatter_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out) {
+    *out = NULL;
+    int d;
+    TC_TRY(check_summed_into("scatter_add", x, dim, index, src, &d));
+    tc_context *ctx = x->ctx;
+    if (index->ndim != x->ndim || !tc_same_shape(index, src))
+        return tc_fail(ctx, TC_ERROR_SHAPE,
+                       "scatter_add: index of shape %s and src of shape %s must have one shape, with as many dims as "
+                       "x of shape %s",
+                       TC_SHAPE(index), TC_SHAPE(src), TC_SHAPE(x));
+    for (int e = 0; e < x->ndim; e++)
+        if (e != d && index->shape[e] > x->shape[e])
+            return tc_fail(ctx, TC_ERROR_SHAPE,
+                           "scatter_add: index of shape %s is larger than x of shape %s in dim %d (only dim %d, the "
+                           "indexed one, may be larger)",
+                           TC_SHAPE(index), TC_SHAPE(x), e + 1, d + 1);
+    tc_tensor *ids = NULL;
+    tc_status status = index_as_int64("scatter_add", "index", index, &ids);
+    if (status == TC_OK) status = check_index_range("scatter_add", x, d, ids);
+    if (status == TC_OK) status = summed_into(TC_OP_SCATTER_ADD, x, d, ids, src, true, out);
+    tc_tensor_release(ids);
+    return status;
+}
+
+tc_status tc_index_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out) {
+    *out = NULL;
+    int d;
+    TC_TRY(check_summed_into("index_add", x, dim, index, src, &d));
+    tc_context *ctx = x->ctx;
+    if (index->ndim > 1)
+        return tc_fail(ctx, TC_ERROR_SHAPE, "index_add: index must be 1-D, got shape %s", TC_SHAPE(index));
+    int64_t count = tc_tensor_numel(index);
+    bool fits = src->ndim == x->ndim;
+    for (int e = 0; fits && e < x->ndim; e++)
+        fits = src->shape[e] == (e == d ? count : x->shape[e]);
+    if (!fits)
+        return tc_fail(ctx, TC_ERROR_SHAPE,
+                       "index_add: src of shape %s must be x's shape %s with dim %d of size %lld (the index's length)",
+                       TC_SHAPE(src), TC_SHAPE(x), d + 1, (long long)count);
+    tc_tensor *ids = NULL, *flat = NULL;
+    tc_status status = index_as_int64("index_add", "index", index, &ids);
+    if (status == TC_OK) status = tc_tensor_alias(ids, 1, &count, (const int64_t[]){1}, ids->offset, &flat);
+    if (status == TC_OK) status = check_index_range("index_add", x, d, flat);
+    if (status == TC_OK) status = summed_into(TC_OP_INDEX_ADD, x, d, flat, src, false, out);
+    tc_tensor_release(flat);
+    tc_tensor_release(ids);
+    return status;
+}

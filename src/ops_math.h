@@ -341,4 +341,22 @@ TC_MATH_HELPERS(float)
 TC_MATH_HELPERS(double)
 #endif
 
+/* Sort keys (sort and topk on every backend): an element as a uint64 whose
+ * unsigned order is the ascending sort order, so kernels compare integers
+ * only. Floats (float32 widened exactly) map -0 to 0, so the two tie, and
+ * every NaN to the largest key; descending order is the complement, which
+ * puts NaN first. Ties are broken by position by the kernels (stable).
+ * FN declares the functions (static inline, or __device__ for CUDA). */
+#define TC_SORT_KEY_HELPERS(FN)                                                                                      \
+    FN uint64_t tc_sort_key_of_double(double v) {                                                                    \
+        union {                                                                                                      \
+            double value;                                                                                            \
+            uint64_t bits;                                                                                           \
+        } word;                                                                                                      \
+        if (v != v) return UINT64_MAX;                                                                               \
+        word.value = v == 0 ? 0.0 : v;                                                                               \
+        return word.bits >> 63 ? ~word.bits : word.bits | UINT64_C(0x8000000000000000);                             \
+    }                                                                                                                \
+    FN uint64_t tc_sort_key_of_int64(int64_t v) { return (uint64_t)v ^ UINT64_C(0x8000000000000000); }
+
 #endif

@@ -344,6 +344,18 @@ tc_status tc_stack(int count, tc_tensor **tensors, int dim, tc_tensor **out);
 tc_status tc_gather(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
 /* Picks whole slices along dim by a 1-D index. */
 tc_status tc_index_select(tc_tensor *x, int dim, tc_tensor *index, tc_tensor **out);
+/* A copy of x (float32 or float64) with src added at index's positions along dim: out[index[i][j]][j] +=
+ * src[i][j] for dim 0, and alike (index and src of one shape, no larger than x but along dim). */
+tc_status tc_scatter_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out);
+/* A copy of x with the slices of src added at a 1-D index along dim (src is x's shape with dim's size the
+ * index's length); repeated ids add up in index order. */
+tc_status tc_index_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out);
+/* values and 0-based int64 indices of x in order along dim (any dtype; 0-dim x as one element): stable, NaN as the
+ * largest (first when descending), -0 equal to 0. values are a gather of x by indices (differentiable). */
+tc_status tc_sort(tc_tensor *x, int dim, bool descending, tc_tensor **values, tc_tensor **indices);
+/* The first k (0 <= k <= dim's size) of sort's order along dim, largest first when largest (else smallest first);
+ * a 0-dim x gives 1-D results. */
+tc_status tc_topk(tc_tensor *x, int64_t k, int dim, bool largest, tc_tensor **values, tc_tensor **indices);
 /* weight [n, d], ids of any shape -> [..., d]. */
 tc_status tc_embedding(tc_tensor *weight, tc_tensor *ids, tc_tensor **out);
 

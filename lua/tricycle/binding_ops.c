@@ -492,6 +492,43 @@ static int m_index_select(lua_State *L) {
     return push_result(L, "index_select", tc_index_select(t, dim, index, &out), &out);
 }
 
+/* t:scatter_add(dim, index, src) and t:index_add(dim, index, src) (index_add's alpha is tricycle.lua's). */
+static int summed_into(lua_State *L, const char *name,
+                       tc_status (*op)(tc_tensor *, int, tc_tensor *, tc_tensor *, tc_tensor **)) {
+    tc_tensor *t = self(L, name), *out;
+    int dim = binding_check_dim(L, 2, name);
+    tc_tensor *index = binding_check_tensor(L, 3, name);
+    tc_tensor *src = binding_check_tensor(L, 4, name);
+    return push_result(L, name, op(t, dim, index, src, &out), &out);
+}
+
+static int m_scatter_add(lua_State *L) { return summed_into(L, "scatter_add", tc_scatter_add); }
+static int m_index_add(lua_State *L) { return summed_into(L, "index_add", tc_index_add); }
+
+/* t:sort(dim, descending) and t:topk(k, dim, largest): the engine's, under tricycle.selection's methods, which
+ * read the options tables and return values, indices. */
+static int push_pair(lua_State *L, const char *function, tc_status status, tc_tensor **values, tc_tensor **indices) {
+    binding_check_in(L, status, function);
+    binding_push_tensor(L, *values);
+    binding_push_tensor(L, *indices);
+    return 2;
+}
+
+static int m_sort(lua_State *L) {
+    tc_tensor *t = self(L, "sort"), *values, *indices;
+    int dim = binding_check_dim(L, 2, "sort");
+    bool descending = lua_toboolean(L, 3);
+    return push_pair(L, "sort", tc_sort(t, dim, descending, &values, &indices), &values, &indices);
+}
+
+static int m_topk(lua_State *L) {
+    tc_tensor *t = self(L, "topk"), *values, *indices;
+    lua_Integer k = luaL_checkinteger(L, 2);
+    int dim = binding_check_dim(L, 3, "topk");
+    bool largest = lua_toboolean(L, 4);
+    return push_pair(L, "topk", tc_topk(t, (int64_t)k, dim, largest, &values, &indices), &values, &indices);
+}
+
 /* ---- views ---- */
 
 static int m_reshape(lua_State *L) {
@@ -713,6 +750,18 @@ static int field(lua_State *L, tc_tensor *t, const char *key) {
 }
 
 /* t.key: methods first, then fields; t[i] selects along the first dim. */
+/* Calls the tensor metatable's field `handler` (set by tricycle.selection:
+ * Torch7 ranges and masks) with the metamethod's `arguments` arguments and
+ * returns its `results`. */
+static int index_handler(lua_State *L, const char *handler, int arguments, int results) {
+    if (!lua_getmetatable(L, 1) || lua_getfield(L, -1, handler) != LUA_TFUNCTION)
+        return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
+    for (int i = 1; i <= arguments; i++)
+        lua_pushvalue(L, i);
+    lua_call(L, arguments, results);
+    return results;
+}
+
 static int mm_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
         lua_pushvalue(L, 2);
@@ -729,6 +778,7 @@ static int mm_index(lua_State *L) {
         if (index == 0) return luaL_error(L, "[]: index 0 does not exist; positions are 1-based");
         return push_result(L, "[]", tc_select(t, 0, index > 0 ? index - 1 : index, &out), &out);
     }
+    if (lua_type(L, 2) == LUA_TTABLE || lua_type(L, 2) == LUA_TUSERDATA) return index_handler(L, "__index_by", 2, 1);
     return luaL_error(L, "tensor: cannot index a tensor with a %s", luaL_typename(L, 2));
 }
 
@@ -763,6 +813,7 @@ static int set_data(lua_State *L) {
 
 static int mm_newindex(lua_State *L) {
     tc_tensor *t = self(L, "tensor");
+    if (lua_type(L, 2) != LUA_TSTRING) return index_handler(L, "__newindex_by", 3, 0);
     const char *key = luaL_checkstring(L, 2);
     if (strcmp(key, "data") == 0) return set_data(L);
     if (strcmp(key, "grad") == 0) {
@@ -814,6 +865,10 @@ static const luaL_Reg methods[] = {
     {"dropout", m_dropout},
     {"gather", m_gather},
     {"index_select", m_index_select},
+    {"scatter_add", m_scatter_add},
+    {"index_add", m_index_add},
+    {"sort", m_sort},
+    {"topk", m_topk},
     {"reshape", m_reshape},
     {"view", m_view},
     {"expand", m_expand},

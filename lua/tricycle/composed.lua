@@ -7,10 +7,13 @@
 --   t:tril/t:triu (index_select, where), t:tile and t["repeat"] (expand then
 --   reshape), t:pad (cat with constant blocks, narrow for negative pads);
 --   t:std (var), t:logsumexp, t:prod, t:all, t:any (reductions), t:cumsum
---   (shifted adds), mm and bmm (matmul
+--   and t:cumprod (shifted adds and products), t:norm (abs, powers, sums,
+--   max), mm and bmm (matmul
 --   with their own shape checks), tc.one_hot (eq), isclose and allclose;
 --   t:leaky_relu and t:elu (where);
---   and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
+--   from tricycle/selection.lua, argsort over the engine's sort, masked_select,
+--   scatter and Torch7's indexing (`install` hooks the tensor metatable for
+--   the latter); and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
 --   tc.adaptive_avg_pool2d and tc.batch_norm.
 -- Dims are 1-based, negative from the end, as everywhere in the binding.
 -- init.lua installs `functions` into the tricycle table and `methods` into
@@ -63,6 +66,10 @@ M.ops = {
     summary = "product over dims (pairwise products; integers as int64)" },
   { name = "cumsum", arity = 1, differentiable = true, integers = true,
     summary = "running sums along a dim (shifted adds; integers as int64)" },
+  { name = "cumprod", arity = 1, differentiable = true, integers = true,
+    summary = "running products along a dim (shifted products, exact gradients through zeros; integers as int64)" },
+  { name = "norm", arity = 1, differentiable = true, float_only = true,
+    summary = "the p-norm over dims: p = 1, 2, inf, -inf, 0, any p > 0 or \"fro\"" },
   { name = "all", arity = 1, integers = true, bool_result = true, summary = "whether every element is non-zero" },
   { name = "any", arity = 1, integers = true, bool_result = true, summary = "whether some element is non-zero" },
   { name = "mm", arity = 2, differentiable = true, float_only = true, summary = "matrix product of two matrices" },
@@ -666,6 +673,91 @@ function methods.cumsum(t, dim)
   return narrowed(result, t)
 end
 
+--- Running products along dim: out[i] = t[1] * ... * t[i], in log2(n) steps of products with a shifted copy padded
+-- with ones. Only products, no division, so the gradient is exact where elements are 0. Integer and bool tensors
+-- give int64 (wrapping, as their mul).
+function methods.cumprod(t, dim)
+  check_tensor("cumprod", "self", t)
+  if dim == nil then
+    fail("cumprod: dim is required")
+  end
+  if t:dim() == 0 then
+    if dim ~= 1 and dim ~= -1 then
+      fail("cumprod: dim %s is out of range for a 0-dim tensor (1 or -1)", describe(dim))
+    end
+    return narrowed(widened(t):clone(), t)
+  end
+  dim = dim_of("cumprod", t, dim)
+  local result = widened(t)
+  local n = result:size(dim)
+  if n <= 1 then
+    return rawequal(result, t) and result:clone() or narrowed(result, t)
+  end
+  local offset = 1
+  while offset < n do
+    local shape = result.shape
+    shape[dim] = offset
+    local ones = core.ones(shape, { dtype = result.dtype })
+    ones = result.device ~= "cpu" and ones:to(result.device) or ones
+    result = result * core.cat({ ones, result:narrow(dim, 1, n - offset) }, dim)
+    offset = offset * 2
+  end
+  return narrowed(result, t)
+end
+
+-- The orders norm takes by name.
+local NORM_ORDERS = { fro = 2, inf = math.huge, ["-inf"] = -math.huge }
+
+--- f(x) where mask is false and 0 where it is true, with f never evaluated at the masked elements (1 stands in for
+-- them), so neither the value nor the gradient there is NaN or infinite: the subgradient 0 of a norm at 0.
+local function zero_where(mask, x, f)
+  return mask:where(0, f(mask:where(1, x)))
+end
+
+--- The p-norm of t over dims (nil: all; keepdim): (sum |x|^p)^(1/p) for p > 0 (p = 2 and "fro": the Euclidean
+-- norm), max |x| for inf, min |x| for -inf, the count of non-zeros for 0 (zero gradient). The gradient is 0 where
+-- the norm is 0 (p = 2, as PyTorch's) and at elements that are 0 (p < 1). Integers: as float32.
+function methods.norm(t, p, dims, keepdim)
+  check_tensor("norm", "self", t)
+  if p == nil then
+    p = 2
+  end
+  if type(p) == "string" and NORM_ORDERS[p] then
+    p = NORM_ORDERS[p]
+  end
+  if type(p) ~= "number" or p ~= p or (p < 0 and p ~= -math.huge) then
+    fail("norm: p must be a number >= 0, math.huge, -math.huge, \"inf\", \"-inf\" or \"fro\", got %s", describe(p))
+  end
+  check_keepdim("norm", keepdim)
+  local list = reduced_dims("norm", t, dims)
+  if not floats[t.dtype] then
+    t = t:to("float32")
+  end
+  local magnitude = t:abs()
+  local result
+  if p == math.huge or p == -math.huge then
+    if t:numel() == 0 then
+      fail("norm: the %s-norm of an empty tensor (shape %s) is not defined", describe(p), shape_string(t.shape))
+    end
+    result = magnitude
+    for _, dim in ipairs(list) do
+      result = p > 0 and result:max(dim, true) or result:min(dim, true)
+    end
+  elseif p == 0 then
+    -- the count, with t on the tape through a zero product (its gradient is 0)
+    result = magnitude:ne(0):to(t.dtype):sum(list, true) + (magnitude * 0):sum(list, true)
+  elseif p == 1 then
+    result = magnitude:sum(list, true)
+  elseif p == 2 then
+    local squares = (t * t):sum(list, true)
+    result = zero_where(squares:eq(0), squares, function(x) return x:sqrt() end)
+  else
+    local powers = zero_where(magnitude:eq(0), magnitude, function(x) return x ^ p end):sum(list, true)
+    result = zero_where(powers:eq(0), powers, function(x) return x ^ (1 / p) end)
+  end
+  return without_dims(result, list, keepdim)
+end
+
 --- Whether some element over dims (nil: all) is non-zero (NaN counts), as bool.
 function methods.any(t, dims, keepdim)
   check_tensor("any", "self", t)
@@ -839,13 +931,13 @@ end
 functions.isclose = methods.isclose
 functions.allclose = methods.allclose
 
--- Convolution and pooling (tricycle/conv.lua).
-local conv = require("tricycle.conv")
-for _, op in ipairs(conv.ops) do
-  M.ops[#M.ops + 1] = op
-end
-for name, fn in pairs(conv.functions) do
-  functions[name] = fn
-end
+--   and t:cumprod (shifted adds and products), t:norm (abs, powers, sums,
+--   max), mm and bmm (matmul
+--   with their own shape checks), tc.one_hot (eq), isclose and allclose;
+--   t:leaky_relu and t:elu (where);
+--   from tricycle/selection.lua, argsort over the engine's sort, masked_select,
+--   scatter and Torch7's indexing (`install` hooks the tensor metatable for
+--   the latter); and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
+--   tc.adaptive_avg_pool2d and tc.batch_norm.
 
 return M

@@ -82,6 +82,7 @@ end
 for name, fn in pairs(composed.methods) do
   methods[name] = fn
 end
+composed.install(Tensor)
 
 local OP_PROPERTIES = { "differentiable", "float_only", "integers", "bool_result", "view", "in_place", "fused",
   "method", "internal" }

@@ -364,4 +364,12 @@ return {
     { "attention", "{2, 12}", "n_kv_head 1" } },
   { "attention with an unknown option", function() return tc.attention(tc.zeros({ 1, 2, 12 }), 2, { kv_heads = 1 }) end,
     { "attention", "kv_heads", "n_kv_head" } },
+  -- norm (composed in lua/tricycle/composed.lua)
+  { "norm with p = -1", function() return tc.ones({ 3 }):norm(-1) end, { "norm", "p", "-1" } },
+  { "norm with p = \"nuc\"", function() return tc.ones({ 3 }):norm("nuc") end, { "norm", "p", "\"nuc\"", "fro" } },
+  { "norm with p = NaN", function() return tc.ones({ 3 }):norm(0 / 0) end, { "norm", "p", "nan" } },
+  { "norm over dim 2 of a 1-D tensor", function() return tc.ones({ 3 }):norm(2, 2) end, { "norm", "dim", "2" } },
+  { "norm with keepdim a number", function() return tc.ones({ 3 }):norm(2, 1, 1) end, { "norm", "keepdim", "1" } },
+  { "inf-norm of an empty tensor", function() return tc.ones({ 0 }):norm(math.huge) end,
+    { "norm", "empty", "{0}" } },
 }

@@ -312,6 +312,34 @@ static bool test_scalar_and_in_place_checks(void) {
 
 /* The shape rule through the C API: shapes whose element or byte counts
  * overflow are refused where they are made, naming the function. */
+/* tc_sort and tc_topk from C: stable order with NaN largest, k checked (a negative k reaches only the C API). */
+static bool test_sort_and_topk(void) {
+    tc_context *ctx = tc_context_new();
+    CHECK(ctx != NULL, "no context");
+    double values[6] = {2, NAN, -1, 2, 0, -0.0};
+    tc_tensor *x = NULL, *v = NULL, *i = NULL, *tv = NULL, *ti = NULL;
+    CHECK(tc_from_data(ctx, TC_FLOAT64, 1, (int64_t[]){6}, values, TC_FLOAT64, &x) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_sort(x, 0, false, &v, &i) == TC_OK, "%s", tc_last_error(ctx));
+    int64_t order[6], expected[6] = {2, 4, 5, 0, 3, 1};
+    CHECK(tc_copy_to_int64(i, order, 6) == TC_OK, "%s", tc_last_error(ctx));
+    for (int e = 0; e < 6; e++) CHECK(order[e] == expected[e], "sort position %d: %lld", e, (long long)order[e]);
+    CHECK(tc_topk(x, 2, -1, true, &tv, &ti) == TC_OK, "%s", tc_last_error(ctx));
+    CHECK(tc_copy_to_int64(ti, order, 2) == TC_OK && order[0] == 1 && order[1] == 0, "topk %lld %lld",
+          (long long)order[0], (long long)order[1]);
+    tc_tensor *none = NULL, *no_ids = NULL;
+    CHECK(tc_topk(x, -1, 0, true, &none, &no_ids) == TC_ERROR_ARGUMENT && none == NULL && no_ids == NULL,
+          "a negative k must fail");
+    CHECK(strstr(tc_last_error(ctx), "topk: k -1") && strstr(tc_last_error(ctx), "{6}"), "%s", tc_last_error(ctx));
+    CHECK(tc_topk(x, 7, 0, true, &none, &no_ids) == TC_ERROR_ARGUMENT && none == NULL, "k past the dim must fail");
+    CHECK(strstr(tc_last_error(ctx), "k 7") && strstr(tc_last_error(ctx), "size 6"), "%s", tc_last_error(ctx));
+    CHECK(tc_sort(x, 1, false, &none, &no_ids) == TC_ERROR_ARGUMENT && none == NULL, "dim 1 of a 1-D x must fail");
+    tc_tensor *list[] = {x, v, i, tv, ti};
+    for (int e = 0; e < 5; e++) tc_tensor_release(list[e]);
+    CHECK(tc_memory_in_use(ctx) == 0, "%zu bytes still in use", tc_memory_in_use(ctx));
+    tc_context_free(ctx);
+    return true;
+}
+
 static bool test_size_arithmetic(void) {
     tc_context *ctx = tc_context_new();
     tc_tensor *t = NULL, *v = NULL;
@@ -354,6 +382,7 @@ int main(void) {
     run("custom function", test_custom_function);
     run("scalar and in-place checks", test_scalar_and_in_place_checks);
     run("size arithmetic", test_size_arithmetic);
+    run("sort and topk", test_sort_and_topk);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
