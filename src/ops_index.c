@@ -377,8 +377,8 @@ static tc_status check_summed_into(const char *function, tc_tensor *x, int dim, 
     TC_TRY(tc_check_same_device(function, x, src));
     tc_context *ctx = x->ctx;
     if (x->dtype != TC_FLOAT32 && x->dtype != TC_FLOAT64)
-        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: x must be float32 or float64, got %s", function,
-                       tc_dtype_name(x->dtype));
+        return tc_fail(ctx, TC_ERROR_DTYPE, "%s: x must be float32, float64, bfloat16 or float16, got %s",
+                       function, tc_dtype_name(x->dtype));
     if (src->dtype != x->dtype)
         return tc_fail(ctx, TC_ERROR_DTYPE, "%s: src must have x's dtype %s, got %s", function,
                        tc_dtype_name(x->dtype), tc_dtype_name(src->dtype));
@@ -442,8 +442,27 @@ tc_status tc_index_add_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad
     return summed_into_backward(node, grad, false, grad_inputs);
 }
 
+/* scatter_add or index_add of 16-bit x and src: computed in float32, rounded once. */
+static tc_status summed_into_16bit(bool by_element, tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src,
+                                   tc_tensor **out) {
+    const char *function = by_element ? "scatter_add" : "index_add";
+    if (src->dtype != x->dtype)
+        return tc_fail(x->ctx, TC_ERROR_DTYPE, "%s: src must have x's dtype %s, got %s", function,
+                       tc_dtype_name(x->dtype), tc_dtype_name(src->dtype));
+    tc_tensor *wide[2] = {NULL, NULL}, *result = NULL;
+    tc_status status = tc_widen_16bit(x, &wide[0]);
+    if (status == TC_OK) status = tc_widen_16bit(src, &wide[1]);
+    if (status == TC_OK)
+        status = by_element ? tc_scatter_add(wide[0], dim, index, wide[1], &result)
+                            : tc_index_add(wide[0], dim, index, wide[1], &result);
+    tc_tensor_release(wide[0]);
+    tc_tensor_release(wide[1]);
+    return tc_narrow_16bit(status, result, x->dtype, out);
+}
+
 tc_status tc_scatter_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype)) return summed_into_16bit(true, x, dim, index, src, out);
     int d;
     TC_TRY(check_summed_into("scatter_add", x, dim, index, src, &d));
     tc_context *ctx = x->ctx;
@@ -468,6 +487,7 @@ tc_status tc_scatter_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src
 
 tc_status tc_index_add(tc_tensor *x, int dim, tc_tensor *index, tc_tensor *src, tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype)) return summed_into_16bit(false, x, dim, index, src, out);
     int d;
     TC_TRY(check_summed_into("index_add", x, dim, index, src, &d));
     tc_context *ctx = x->ctx;

@@ -3,8 +3,9 @@
  * the int64 positions, in order, along the last dim of a contiguous copy
  * with the dim moved last; the values are a gather of x by those indices,
  * so the tape holds gather's node and the gradient scatters back through
- * the indices. Every dtype sorts; the order is stable, NaN the largest
- * (first when descending) and -0 equal to 0.
+ * the indices. Every dtype sorts (16-bit ones through a float32 copy of
+ * their keys); the order is stable, NaN the largest (first when
+ * descending) and -0 equal to 0.
  */
 #include "internal.h"
 
@@ -22,8 +23,6 @@ static tc_status sort_along(const char *function, tc_tensor *x, int dim, int64_t
     if (k > size)
         return tc_fail(ctx, TC_ERROR_ARGUMENT,
                        "%s: k %lld is out of range for dim %d of size %lld (shape %s; 0 to %lld)", function, (long long)k, d + 1, (long long)size, TC_SHAPE(x), (long long)size);
-    const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(sort), &backend));
     if (x->ndim == 0) { /* as one element in 1-D; sort gives 0-dim results back, topk 1-D ones */
         int64_t one = 1;
         tc_tensor *x1 = NULL, *v1 = NULL, *i1 = NULL;
@@ -45,6 +44,26 @@ static tc_status sort_along(const char *function, tc_tensor *x, int dim, int64_t
         tc_tensor_release(i1);
         return status;
     }
+    if (tc_dtype_is_16bit(x->dtype)) {
+        /* widening is exact and keeps the order: the positions come from a
+         * float32 copy, the values from x itself */
+        tc_tensor *detached = NULL, *wide = NULL, *wide_values = NULL, *ids = NULL;
+        tc_status status = tc_detach(x, &detached);
+        if (status == TC_OK) status = tc_to_dtype(detached, TC_FLOAT32, &wide);
+        if (status == TC_OK) status = sort_along(function, wide, dim, k, descending, &wide_values, &ids);
+        if (status == TC_OK) status = tc_gather(x, d, ids, values);
+        if (status == TC_OK) {
+            *indices = ids;
+            ids = NULL;
+        }
+        tc_tensor_release(detached);
+        tc_tensor_release(wide);
+        tc_tensor_release(wide_values);
+        tc_tensor_release(ids);
+        return status;
+    }
+    const tc_backend *backend;
+    TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(sort), &backend));
     int last = x->ndim - 1;
     int64_t shape[TC_MAX_DIMS];
     tc_tensor *detached = NULL, *moved = NULL, *rows = NULL, *positions = NULL, *back = NULL, *ids = NULL;

@@ -730,8 +730,9 @@ function methods.norm(t, p, dims, keepdim)
   end
   check_keepdim("norm", keepdim)
   local list = reduced_dims("norm", t, dims)
-  if not floats[t.dtype] then
-    t = t:to("float32")
+  local given = t
+  if not floats[t.dtype] or sixteen_bit[t.dtype] then
+    t = t:to("float32") -- integers, and 16-bit tensors (rounded back once at the end)
   end
   local magnitude = t:abs()
   local result
@@ -755,7 +756,7 @@ function methods.norm(t, p, dims, keepdim)
     local powers = zero_where(magnitude:eq(0), magnitude, function(x) return x ^ p end):sum(list, true)
     result = zero_where(powers:eq(0), powers, function(x) return x ^ (1 / p) end)
   end
-  return without_dims(result, list, keepdim)
+  return narrowed(without_dims(result, list, keepdim), given)
 end
 
 --- Whether some element over dims (nil: all) is non-zero (NaN counts), as bool.
@@ -931,13 +932,26 @@ end
 functions.isclose = methods.isclose
 functions.allclose = methods.allclose
 
---   and t:cumprod (shifted adds and products), t:norm (abs, powers, sums,
---   max), mm and bmm (matmul
---   with their own shape checks), tc.one_hot (eq), isclose and allclose;
---   t:leaky_relu and t:elu (where);
---   from tricycle/selection.lua, argsort over the engine's sort, masked_select,
---   scatter and Torch7's indexing (`install` hooks the tensor metatable for
---   the latter); and, from tricycle/conv.lua, tc.conv1d, tc.avg_pool2d,
---   tc.adaptive_avg_pool2d and tc.batch_norm.
+-- Convolution and pooling (tricycle/conv.lua).
+local conv = require("tricycle.conv")
+for _, op in ipairs(conv.ops) do
+  M.ops[#M.ops + 1] = op
+end
+for name, fn in pairs(conv.functions) do
+  functions[name] = fn
+end
+
+-- Sorting, selection and Torch7 indexing (tricycle/selection.lua) are listed and installed with these.
+local selection = require("tricycle.selection")
+for _, op in ipairs(selection.ops) do
+  M.ops[#M.ops + 1] = op
+end
+for name, fn in pairs(selection.functions) do
+  functions[name] = fn
+end
+for name, fn in pairs(selection.methods) do
+  methods[name] = fn
+end
+M.install = selection.install
 
 return M
