@@ -183,7 +183,7 @@ return {
   end, { "scatter_add", "{1, 4}", "{2, 3}", "dim 2" } },
   { "scatter_add into int64", function()
     return tc.zeros({ 3 }, { dtype = "int64" }):scatter_add(1, int64({ 0 }), tc.ones({ 1 }, { dtype = "int64" }))
-  end, { "scatter_add", "float32 or float64", "int64" } },
+  end, { "scatter_add", "float32, float64, bfloat16 or float16", "int64" } },
   { "scatter_add with src of another dtype", function()
     return tc.zeros({ 3 }):scatter_add(1, int64({ 0 }), tc.ones({ 1 }, { dtype = "float64" }))
   end, { "scatter_add", "src", "float64" } },
