@@ -103,7 +103,7 @@ describe("tc.amp.GradScaler", function()
     end
   end)
 
-  it("unscale_ leaves the gradients of the unscaled loss, so clipping sees them; step does not unscale twice", function()
+  it("unscale_ leaves the unscaled loss's gradients, so clipping sees them; step does not unscale twice", function()
     tc.manual_seed(3)
     local model = nn.Linear(5, 3)
     local x = tc.randn({ 6, 5 })
@@ -115,11 +115,15 @@ describe("tc.amp.GradScaler", function()
     local scaler = tc.amp.GradScaler({ init_scale = 1024 })
     scaler:scale(model(x):square():sum()):backward()
     scaler:unscale_(opt)
-    for i, p in ipairs(model:parameters()) do assert.is_true(tc.allclose(plain[i], p.grad, { rtol = 1e-6, atol = 1e-6 })) end
+    for i, p in ipairs(model:parameters()) do
+      assert.is_true(tc.allclose(plain[i], p.grad, { rtol = 1e-6, atol = 1e-6 }))
+    end
     local norm = nn.clip_grad_norm(model:parameters(), 1e9)
     assert.is_true(norm < 1e4)
     scaler:step(opt)
-    for i, p in ipairs(model:parameters()) do assert.is_true(tc.allclose(plain[i], p.grad, { rtol = 1e-6, atol = 1e-6 })) end
+    for i, p in ipairs(model:parameters()) do
+      assert.is_true(tc.allclose(plain[i], p.grad, { rtol = 1e-6, atol = 1e-6 }))
+    end
     scaler:update()
     assert.are.equal(1024, scaler:get_scale())
   end)

@@ -110,7 +110,8 @@ describe_cuda("16-bit conversions on the cuda device (thread order " .. order ..
       for _, t in ipairs({ 0.5, 0.25, 0.75 }) do
         local between = low + (high - low) * t
         for _, source in ipairs({ between:float(), between }) do
-          same_bytes(source:to(dtype), source:cuda():to(dtype), ("%s from %s, fraction %g"):format(dtype, source.dtype, t))
+          local label = ("%s from %s, fraction %g"):format(dtype, source.dtype, t)
+          same_bytes(source:to(dtype), source:cuda():to(dtype), label)
         end
       end
       local integers = tc.tensor({ 16777216 + 65536 + 1, -3, 70000, 65519, 65520 }, { dtype = "int64" })

@@ -245,7 +245,9 @@ return {
     { "GradScaler", "enabled", "boolean", "number" } },
   { "GradScaler:scale of a number", function() return tc.amp.GradScaler():scale(3) end,
     { "GradScaler:scale", "tensor", "number" } },
-  { "GradScaler:scale of an int64 loss", function() return tc.amp.GradScaler():scale(tc.tensor({ 1 }, { dtype = "int64" })) end,
+  { "GradScaler:scale of an int64 loss", function()
+    return tc.amp.GradScaler():scale(tc.tensor({ 1 }, { dtype = "int64" }))
+  end,
     { "GradScaler:scale", "floating", "int64" } },
   { "GradScaler:scale of a list with a string", function() return tc.amp.GradScaler():scale({ tc.tensor(1), "x" }) end,
     { "GradScaler:scale", "entry 2", "string" } },
