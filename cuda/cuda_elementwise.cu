@@ -8,8 +8,15 @@
  * Every kernel is a grid-stride loop over the output's elements; operands
  * are cuda_strided views coalesced together (cuda_kernels.h), so broadcast
  * inputs (stride 0) and non-contiguous views need no copies.
+ *
+ * bfloat16 and float16 data are only copied, converted and filled here (the
+ * engine computes every op in float32 and rounds once: src/ops_half.c). A
+ * conversion touching them goes through float32 with src/half.h's functions,
+ * the very ones the CPU backend uses, so both devices give the same bits.
  */
 #include "cuda_kernels.h"
+
+#include "../src/half.h"
 
 /* ---- kernels ---- */
 
@@ -32,6 +39,54 @@ __global__ void copy_kernel(D *dst, cuda_strided dst_view, const S *src, cuda_st
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         S value = src[cuda_offset(src_view, i)];
         dst[cuda_offset(dst_view, i)] = to_bool ? (D)(value != (S)0) : copy_value<D>(value);
+    }
+}
+
+/* The library links no engine code (tc_dtype_is_16bit is the engine's). */
+static bool is_16bit_dtype(tc_dtype dtype) { return dtype == TC_BFLOAT16 || dtype == TC_FLOAT16; }
+
+/* The two 16-bit formats as distinct element types (their bits), so the
+ * conversions below can be picked by type. */
+struct cuda_bfloat16 {
+    uint16_t bits;
+};
+struct cuda_float16 {
+    uint16_t bits;
+};
+
+/* An element as float32, rounded once where float32 cannot hold it (to odd,
+ * so the rounding to 16 bits that follows is right): cpu_elementwise.c's
+ * load_as_float. */
+template <typename S> __device__ __forceinline__ float load_as_float(S value) {
+    if constexpr (std::is_same<S, cuda_bfloat16>::value)
+        return tc_bfloat16_to_float(value.bits);
+    else if constexpr (std::is_same<S, cuda_float16>::value)
+        return tc_float16_to_float(value.bits);
+    else if constexpr (std::is_same<S, float>::value || std::is_same<S, uint8_t>::value)
+        return (float)value;
+    else
+        return tc_double_to_float_odd((double)value);
+}
+
+/* A float32 into D: saturating into integers, as from float32 anywhere. */
+template <typename D> __device__ __forceinline__ D store_from_float(float x) {
+    if constexpr (std::is_same<D, cuda_bfloat16>::value)
+        return D{tc_float_to_bfloat16(x)};
+    else if constexpr (std::is_same<D, cuda_float16>::value)
+        return D{tc_float_to_float16(x)};
+    else
+        return copy_value<D>(x);
+}
+
+template <typename D, typename S, bool to_bool>
+__global__ void copy_through_float_kernel(D *dst, cuda_strided dst_view, const S *src, cuda_strided src_view,
+                                          int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float value = load_as_float(src[cuda_offset(src_view, i)]);
+        if constexpr (to_bool)
+            dst[cuda_offset(dst_view, i)] = (D)(value != 0.0f);
+        else
+            dst[cuda_offset(dst_view, i)] = store_from_float<D>(value);
     }
 }
 
@@ -158,6 +213,46 @@ template <typename D> static void launch_copy(tc_tensor *dst, const tc_tensor *s
     });
 }
 
+/* Every dtype's element type, the 16-bit ones included (copies only). */
+template <typename F> static bool dispatch_storage(tc_dtype dtype, F &&f) {
+    switch (dtype) {
+    case TC_BFLOAT16: f(type_tag<cuda_bfloat16>()); return true;
+    case TC_FLOAT16: f(type_tag<cuda_float16>()); return true;
+    default: return cuda_dispatch_all(dtype, f);
+    }
+}
+
+template <typename T> static constexpr bool is_16bit_type() {
+    return std::is_same<T, cuda_bfloat16>::value || std::is_same<T, cuda_float16>::value;
+}
+
+/* A copy between two dtypes at least one of which is 16-bit. */
+static bool launch_copy_through_float(tc_tensor *dst, const tc_tensor *src, const cuda_strided *views, bool to_bool,
+                                      int64_t n) {
+    cuda_stream stream = cuda_stream_of(dst->ctx);
+    bool known_source = false;
+    bool known = dispatch_storage(dst->dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type D;
+        known_source = dispatch_storage(src->dtype, [&](auto source_tag) {
+            typedef typename decltype(source_tag)::type S;
+            if constexpr (!is_16bit_type<D>() && !is_16bit_type<S>()) {
+                return; /* the other copies have their own kernel */
+            } else if (to_bool) {
+                if constexpr (std::is_same<D, uint8_t>::value) {
+                    auto kernel = copy_through_float_kernel<D, S, true>;
+                    TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, data_of<D>(dst), views[0],
+                              data_of<S>(src), views[1], n);
+                }
+            } else {
+                auto kernel = copy_through_float_kernel<D, S, false>;
+                TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, stream, data_of<D>(dst), views[0],
+                          data_of<S>(src), views[1], n);
+            }
+        });
+    });
+    return known && known_source;
+}
+
 tc_status cuda_copy_within(tc_tensor *dst, const tc_tensor *src) {
     int64_t n = tc_tensor_numel(dst);
     if (n == 0) return TC_OK;
@@ -165,6 +260,16 @@ tc_status cuda_copy_within(tc_tensor *dst, const tc_tensor *src) {
     cuda_strided views[2];
     cuda_coalesce(2, operands, views);
     bool to_bool = dst->dtype == TC_BOOL && src->dtype != TC_BOOL;
+    if (is_16bit_dtype(dst->dtype) || is_16bit_dtype(src->dtype)) {
+        if (dst->dtype == src->dtype) {
+            auto kernel = copy_kernel<uint16_t, uint16_t, false>; /* the bits as they are */
+            TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(dst->ctx), data_of<uint16_t>(dst),
+                      views[0], data_of<uint16_t>(src), views[1], n);
+        } else if (!launch_copy_through_float(dst, src, views, to_bool, n)) {
+            return tc_fail(dst->ctx, TC_ERROR_DTYPE, "copy: unknown dtype");
+        }
+        return cuda_check_launch(dst->ctx, "copy");
+    }
     bool known = cuda_dispatch_all(dst->dtype, [&](auto tag) {
         launch_copy<typename decltype(tag)::type>(dst, src, views, to_bool, n);
     });
@@ -179,6 +284,12 @@ tc_status cuda_fill(tc_tensor *t, double value) {
     const tc_tensor *operands[1] = {t};
     cuda_strided view;
     cuda_coalesce(1, operands, &view);
+    if (is_16bit_dtype(t->dtype)) { /* rounded once, on the host, as cpu_fill does */
+        uint16_t bits = t->dtype == TC_BFLOAT16 ? tc_double_to_bfloat16(value) : tc_double_to_float16(value);
+        TC_LAUNCH(fill_kernel<uint16_t>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(t->ctx),
+                  data_of<uint16_t>(t), view, bits, n);
+        return cuda_check_launch(t->ctx, "fill");
+    }
     bool known = cuda_dispatch_all(t->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         TC_LAUNCH(fill_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(t->ctx), data_of<T>(t), view,

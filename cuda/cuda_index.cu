@@ -94,10 +94,12 @@ static cuda_strided gather_view(const tc_tensor *x, int dim, const tc_tensor *in
     return where;
 }
 
-/* Calls f(type_tag<W>()) with W a word as wide as one element of dtype. */
+/* Calls f(type_tag<W>()) with W a word as wide as one element of dtype
+ * (2 bytes: bfloat16 and float16, moved as their bits). */
 template <typename F> static bool dispatch_word(tc_dtype dtype, F &&f) {
     switch (tc_dtype_size(dtype)) {
     case 1: f(type_tag<uint8_t>()); return true;
+    case 2: f(type_tag<uint16_t>()); return true;
     case 4: f(type_tag<uint32_t>()); return true;
     case 8: f(type_tag<uint64_t>()); return true;
     default: return false;

@@ -49,6 +49,126 @@ describe_cuda("ops on the cuda device (thread order " .. order .. ")", function(
   end
 end)
 
+describe_cuda("ops on 16-bit inputs on the cuda device (thread order " .. order .. ")", function()
+  -- spec/half_spec.lua's rows on the device: 16-bit data live there, every op
+  -- widens to float32 on the device and rounds once; the same ops refuse.
+  local refusing = require("helpers.half_refusing")
+  for _, test in ipairs(runner.half_tests("cuda", require("op_cases"), refusing, { other = "cpu" })) do
+    it(test.group .. ": " .. test.name, test.run)
+  end
+end)
+
+describe_cuda("16-bit conversions on the cuda device (thread order " .. order .. ")", function()
+  -- Every bit pattern of a 16-bit dtype, as a CPU tensor read from a
+  -- safetensors file written byte by byte.
+  local function every_pattern(dtype)
+    local bytes = {}
+    for bits = 0, 65535 do bytes[#bytes + 1] = string.char(bits % 256, math.floor(bits / 256)) end
+    local header = ('{"t":{"dtype":"%s","shape":[65536],"data_offsets":[0,131072]}}'):format(
+      dtype == "bfloat16" and "BF16" or "F16")
+    local length = {}
+    for i = 0, 7 do length[#length + 1] = string.char(math.floor(#header / 256 ^ i) % 256) end
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(table.concat(length), header, table.concat(bytes))
+    f:close()
+    local t = tc.load(path).t
+    os.remove(path)
+    return t
+  end
+
+  local function bytes_of(t) -- a tensor's raw data, through a safetensors file
+    local path = os.tmpname()
+    tc.save(path, { t = t:cpu() })
+    local f = assert(io.open(path, "rb"))
+    local bytes = f:read("a")
+    f:close()
+    os.remove(path)
+    return bytes:sub(-t:numel() * (t.dtype == "float32" and 4 or t.dtype == "float64" and 8 or 2))
+  end
+
+  -- The two tensors' data are the same bytes; else the first byte that differs.
+  local function same_bytes(expected, actual, label)
+    local a, b = bytes_of(expected), bytes_of(actual)
+    assert(#a == #b, ("%s: %d bytes against %d"):format(label, #b, #a))
+    for i = 1, #a do
+      if a:byte(i) ~= b:byte(i) then
+        error(("%s: byte %d is %d on cuda, %d on the cpu"):format(label, i, b:byte(i), a:byte(i)), 2)
+      end
+    end
+  end
+
+  for _, dtype in ipairs({ "bfloat16", "float16" }) do
+    it("widens every " .. dtype .. " pattern and rounds every midpoint between them as the CPU does", function()
+      local patterns = every_pattern(dtype)
+      local wide = patterns:float()
+      same_bytes(wide, patterns:cuda():float(), "widened")
+      same_bytes(patterns:to("float64"):to(dtype), patterns:cuda():to("float64"):to(dtype), "through float64")
+      -- midpoints between neighbours (ties, rounded to even) and points a
+      -- quarter of the way (rounded down or up), from float32 and float64
+      local low, high = wide:narrow(1, 1, 65535):double(), wide:narrow(1, 2, 65535):double()
+      for _, t in ipairs({ 0.5, 0.25, 0.75 }) do
+        local between = low + (high - low) * t
+        for _, source in ipairs({ between:float(), between }) do
+          local label = ("%s from %s, fraction %g"):format(dtype, source.dtype, t)
+          same_bytes(source:to(dtype), source:cuda():to(dtype), label)
+        end
+      end
+      local integers = tc.tensor({ 16777216 + 65536 + 1, -3, 70000, 65519, 65520 }, { dtype = "int64" })
+      same_bytes(integers:to(dtype), integers:cuda():to(dtype), "from int64")
+      assert.are.same(patterns:to("int32"):totable(), patterns:cuda():to("int32"):cpu():totable())
+      assert.are.same(patterns:to("uint8"):totable(), patterns:cuda():to("uint8"):cpu():totable())
+      assert.are.same(patterns:to("bool"):totable(), patterns:cuda():to("bool"):cpu():totable())
+    end)
+  end
+
+  it("fills, copies into views and converts between the two 16-bit dtypes as the CPU does", function()
+    for _, dtype in ipairs({ "bfloat16", "float16" }) do
+      for _, value in ipairs({ 1 / 3, 65520, -1e-8, 1 / 0, 0 / 0 }) do
+        local cpu, cuda = tc.zeros({ 4, 6 }, { dtype = dtype }), tc.zeros({ 4, 6 }, { dtype = dtype }):cuda()
+        cpu:reshape(4, 3, 2):select(3, 2):fill_(value)
+        cuda:reshape(4, 3, 2):select(3, 2):fill_(value)
+        same_bytes(cpu, cuda, ("fill_(%g)"):format(value))
+      end
+      local source = tc.randn({ 5, 4 }) * 1000
+      local cpu, cuda = tc.zeros({ 4, 5 }, { dtype = dtype }), tc.zeros({ 4, 5 }, { dtype = dtype }):cuda()
+      cpu:transpose():copy_(source)
+      cuda:transpose():copy_(source:cuda())
+      same_bytes(cpu, cuda, "copy_ into a transposed view")
+      local other = dtype == "bfloat16" and "float16" or "bfloat16"
+      same_bytes(cpu:to(other), cuda:to(other), "to " .. other)
+      same_bytes(cpu:transpose():contiguous(), cuda:transpose():contiguous(), "contiguous")
+    end
+  end)
+
+  it("trains a float16 forward with a GradScaler on the device as on the CPU (skips and scales alike)", function()
+    local function train(device)
+      tc.manual_seed(21)
+      local w1, w2 = (tc.randn({ 16, 6 }) * 0.3):to(device), (tc.randn({ 3, 16 }) * 0.3):to(device)
+      w1.requires_grad, w2.requires_grad = true, true
+      local opt = optim.SGD({ w1, w2 }, { lr = 0.05 })
+      local scaler = tc.amp.GradScaler({ init_scale = 2 ^ 18, growth_interval = 2 })
+      local x, y = (tc.randn({ 32, 6 }) * 2):to(device), tc.randn({ 32, 3 }):to(device)
+      local scales = {}
+      for step = 1, 8 do
+        opt:zero_grad()
+        local out = tc.linear(tc.linear(x:half(), w1:half()):tanh(), w2:half())
+        assert.are.equal("float16", out.dtype)
+        scaler:scale(((out:float() - y) ^ 2):mean()):backward()
+        scaler:step(opt)
+        scaler:update()
+        scales[step] = scaler:get_scale()
+      end
+      return scales, w2:detach():cpu()
+    end
+    local cpu_scales, cpu_weight = train("cpu")
+    local cuda_scales, cuda_weight = train("cuda")
+    assert.are.same(cpu_scales, cuda_scales)
+    assert.is_true(cpu_scales[8] ~= 2 ^ 18, "the scale never moved")
+    assert.is_true(tc.allclose(cpu_weight, cuda_weight, { rtol = 1e-3, atol = 1e-3 }))
+  end)
+end)
+
 describe_cuda("the cuda device (thread order " .. order .. ")", function()
   -- fill_ and copy_ write through strided views (not ops of the list).
   local every_dtype = { "float64", "float32", "int64", "int32", "uint8", "bool" }

@@ -7,9 +7,7 @@ local runner = require("helpers.op_runner")
 local rows = require("op_cases")
 
 -- The ops that refuse 16-bit tensors (docs/API.md, "bfloat16 and float16").
-local REFUSING = {
-  adamw_step = true, sgd_step = true, scale_ = true, global_norm = true, attention_cached = true,
-}
+local REFUSING = require("helpers.half_refusing")
 
 describe("ops on 16-bit inputs", function()
   for _, test in ipairs(runner.half_tests("cpu", rows, REFUSING, { other = "cpu" })) do

@@ -3,7 +3,9 @@
  * bfloat16 (float32's top half) and IEEE binary16. Float to 16-bit rounds to
  * nearest even; NaN stays a (quiet) NaN with its sign, values past the
  * largest finite become Inf; binary16 keeps its subnormals. These are the
- * reference the vector paths (src/cpu/cpu_half.c) must match bit for bit.
+ * reference the vector paths (src/cpu/cpu_half.c) must match bit for bit;
+ * the CUDA copy kernels (cuda/cuda_elementwise.cu) call these same functions
+ * on the device, so both backends round alike.
  */
 #ifndef TRICYCLE_HALF_H
 #define TRICYCLE_HALF_H
@@ -11,28 +13,34 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline uint32_t tc_float_bits(float x) {
+#if defined(__CUDACC__)
+#define TC_HALF_FN static inline __host__ __device__
+#else
+#define TC_HALF_FN static inline
+#endif
+
+TC_HALF_FN uint32_t tc_float_bits(float x) {
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
     return bits;
 }
 
-static inline float tc_bits_float(uint32_t bits) {
+TC_HALF_FN float tc_bits_float(uint32_t bits) {
     float x;
     memcpy(&x, &bits, sizeof x);
     return x;
 }
 
-static inline float tc_bfloat16_to_float(uint16_t h) { return tc_bits_float((uint32_t)h << 16); }
+TC_HALF_FN float tc_bfloat16_to_float(uint16_t h) { return tc_bits_float((uint32_t)h << 16); }
 
-static inline uint16_t tc_float_to_bfloat16(float x) {
+TC_HALF_FN uint16_t tc_float_to_bfloat16(float x) {
     uint32_t bits = tc_float_bits(x);
     if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040u); /* quiet NaN */
     bits += 0x7fffu + ((bits >> 16) & 1u); /* ties to even; a carry into the exponent gives Inf */
     return (uint16_t)(bits >> 16);
 }
 
-static inline float tc_float16_to_float(uint16_t h) {
+TC_HALF_FN float tc_float16_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
     if (exponent == 0x1f) /* Inf, or a NaN made quiet */
         return tc_bits_float(sign | 0x7f800000u | (mantissa ? 0x400000u | (mantissa << 13) : 0u));
@@ -43,7 +51,7 @@ static inline float tc_float16_to_float(uint16_t h) {
     return tc_bits_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
-static inline uint16_t tc_float_to_float16(float x) {
+TC_HALF_FN uint16_t tc_float_to_float16(float x) {
     uint32_t bits = tc_float_bits(x);
     uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
     uint32_t magnitude = bits & 0x7fffffffu;
@@ -64,7 +72,7 @@ static inline uint16_t tc_float_to_float16(float x) {
 
 /* double to float rounding to odd: an inexact result gets its last bit set,
  * so rounding it again to fewer bits (below) rounds as the double would. */
-static inline float tc_double_to_float_odd(double x) {
+TC_HALF_FN float tc_double_to_float_odd(double x) {
     float f = (float)x;
     if ((double)f == x || x != x) return f;
     uint32_t bits = tc_float_bits(f);
@@ -72,7 +80,7 @@ static inline float tc_double_to_float_odd(double x) {
     return tc_bits_float(bits | 1u);
 }
 
-static inline uint16_t tc_double_to_bfloat16(double x) { return tc_float_to_bfloat16(tc_double_to_float_odd(x)); }
-static inline uint16_t tc_double_to_float16(double x) { return tc_float_to_float16(tc_double_to_float_odd(x)); }
+TC_HALF_FN uint16_t tc_double_to_bfloat16(double x) { return tc_float_to_bfloat16(tc_double_to_float_odd(x)); }
+TC_HALF_FN uint16_t tc_double_to_float16(double x) { return tc_float_to_float16(tc_double_to_float_odd(x)); }
 
 #endif

@@ -279,9 +279,6 @@ static tc_status contiguous_over(tc_context *ctx, tc_storage *storage, tc_dtype 
 static tc_status tensor_new_named(tc_context *ctx, const char *op, tc_dtype dtype, tc_device device, int ndim,
                                   const int64_t *shape, tc_tensor **out) {
     if ((unsigned)dtype >= TC_DTYPE_COUNT) return tc_fail(ctx, TC_ERROR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
-    if (tc_dtype_is_16bit(dtype) && device != TC_CPU)
-        return tc_fail(ctx, TC_ERROR_UNSUPPORTED, "%s: %s tensors are CPU-only for now (no %s kernels); got device %s",
-                       op, tc_dtype_name(dtype), tc_device_name(device), tc_device_name(device));
     TC_TRY(tc_check_shape(ctx, op, ndim, shape, dtype));
     size_t nbytes = (size_t)tc_shape_numel(ndim, shape) * tc_dtype_size(dtype);
     tc_storage *storage = NULL;

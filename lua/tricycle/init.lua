@@ -14,7 +14,7 @@ local errors = require("tricycle.errors")
 local submodules = {
   nn = true, optim = true, data = true, datasets = true, models = true, checkpoint = true,
   tokenizer = true, io = true, generate = true, cuda = true, training = true, tensorboard = true,
-  distributed = true, autograd = true,
+  distributed = true, autograd = true, amp = true,
 }
 -- Core pieces reached through a Lua module: the C tokenizer table
 -- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).

@@ -219,4 +219,91 @@ return {
     state.last_epoch = -1
     scheduler:load_state_dict(state)
   end, { "step_lr:load_state_dict", "last_epoch", "-1" } },
+
+  -- tc.amp.GradScaler (new)
+  { "GradScaler with an unknown option", function() return tc.amp.GradScaler({ init_scal = 2 }) end,
+    { "GradScaler", "init_scal", "init_scale", "growth_interval" } },
+  { "GradScaler with options that are not a table", function() return tc.amp.GradScaler(3) end,
+    { "GradScaler", "options", "number" } },
+  { "GradScaler with init_scale 0", function() return tc.amp.GradScaler({ init_scale = 0 }) end,
+    { "GradScaler", "init_scale", "0" } },
+  { "GradScaler with a NaN init_scale", function() return tc.amp.GradScaler({ init_scale = 0 / 0 }) end,
+    { "GradScaler", "init_scale", "nan" } },
+  { "GradScaler with an infinite init_scale", function() return tc.amp.GradScaler({ init_scale = 1 / 0 }) end,
+    { "GradScaler", "init_scale", "inf" } },
+  { "GradScaler with growth_factor 1", function() return tc.amp.GradScaler({ growth_factor = 1 }) end,
+    { "GradScaler", "growth_factor", "> 1", "1" } },
+  { "GradScaler with backoff_factor 1", function() return tc.amp.GradScaler({ backoff_factor = 1 }) end,
+    { "GradScaler", "backoff_factor", "(0, 1)", "1" } },
+  { "GradScaler with a negative backoff_factor", function() return tc.amp.GradScaler({ backoff_factor = -0.5 }) end,
+    { "GradScaler", "backoff_factor", "-0.5" } },
+  { "GradScaler with a fractional growth_interval", function() return tc.amp.GradScaler({ growth_interval = 2.5 }) end,
+    { "GradScaler", "growth_interval", "2.5" } },
+  { "GradScaler with growth_interval 0", function() return tc.amp.GradScaler({ growth_interval = 0 }) end,
+    { "GradScaler", "growth_interval", "0" } },
+  { "GradScaler with enabled = 1", function() return tc.amp.GradScaler({ enabled = 1 }) end,
+    { "GradScaler", "enabled", "boolean", "number" } },
+  { "GradScaler:scale of a number", function() return tc.amp.GradScaler():scale(3) end,
+    { "GradScaler:scale", "tensor", "number" } },
+  { "GradScaler:scale of an int64 loss", function()
+    return tc.amp.GradScaler():scale(tc.tensor({ 1 }, { dtype = "int64" }))
+  end,
+    { "GradScaler:scale", "floating", "int64" } },
+  { "GradScaler:scale of a list with a string", function() return tc.amp.GradScaler():scale({ tc.tensor(1), "x" }) end,
+    { "GradScaler:scale", "entry 2", "string" } },
+  { "GradScaler:scale called with a dot", function() return tc.amp.GradScaler().scale(tc.tensor(1)) end,
+    { "GradScaler:scale", "':'" } },
+  { "GradScaler:step of a table that is not an optimiser", function() return tc.amp.GradScaler():step({}) end,
+    { "GradScaler:step", "optimiser", "table" } },
+  { "GradScaler:step twice before update", function()
+    local scaler, opt = tc.amp.GradScaler(), sgd({ lr = 1 })
+    scaler:step(opt)
+    scaler:step(opt)
+  end, { "GradScaler:step", "already", "update()" } },
+  { "GradScaler:unscale_ twice before update", function()
+    local scaler, opt = tc.amp.GradScaler(), sgd({ lr = 1 })
+    scaler:unscale_(opt)
+    scaler:unscale_(opt)
+  end, { "GradScaler:unscale_", "already", "update()" } },
+  { "GradScaler:unscale_ after step", function()
+    local scaler, opt = tc.amp.GradScaler(), sgd({ lr = 1 })
+    scaler:step(opt)
+    scaler:unscale_(opt)
+  end, { "GradScaler:unscale_", "after step()" } },
+  { "GradScaler:update before any step", function() tc.amp.GradScaler():update() end,
+    { "GradScaler:update", "no inf checks" } },
+  { "GradScaler:update with a negative new_scale", function() tc.amp.GradScaler():update(-2) end,
+    { "GradScaler:update", "new_scale", "-2" } },
+  { "GradScaler:unscale_ of float16 gradients", function()
+    -- the optimisers refuse 16-bit parameters; an optimiser-like table of its own holds one
+    local p = tc.zeros({ 2, 3 }, { dtype = "float16", requires_grad = true })
+    p.grad = tc.ones({ 2, 3 }, { dtype = "float16" })
+    tc.amp.GradScaler():unscale_({ param_groups = { { params = { p } } }, step = function() end })
+  end, { "GradScaler:unscale_", "parameter 1", "float16", "[2, 3]" } },
+  { "GradScaler:load_state_dict with an unknown key", function()
+    local state = tc.amp.GradScaler():state_dict()
+    state.scale_ = 3
+    tc.amp.GradScaler():load_state_dict(state)
+  end, { "GradScaler:load_state_dict", "scale_", "_growth_tracker" } },
+  { "GradScaler:load_state_dict without a key", function()
+    local state = tc.amp.GradScaler():state_dict()
+    state.backoff_factor = nil
+    tc.amp.GradScaler():load_state_dict(state)
+  end, { "GradScaler:load_state_dict", "backoff_factor" } },
+  { "GradScaler:load_state_dict with a growth tracker past the interval", function()
+    local state = tc.amp.GradScaler({ growth_interval = 4 }):state_dict()
+    state._growth_tracker = 4
+    tc.amp.GradScaler():load_state_dict(state)
+  end, { "GradScaler:load_state_dict", "_growth_tracker", "4" } },
+  { "GradScaler:load_state_dict of a disabled scaler's state", function()
+    tc.amp.GradScaler():load_state_dict(tc.amp.GradScaler({ enabled = false }):state_dict())
+  end, { "GradScaler:load_state_dict", "empty" } },
+  { "GradScaler:load_state_dict into a disabled scaler", function()
+    tc.amp.GradScaler({ enabled = false }):load_state_dict(tc.amp.GradScaler():state_dict())
+  end, { "GradScaler:load_state_dict", "disabled" } },
+  { "GradScaler:load_state_dict with a string scale", function()
+    local state = tc.amp.GradScaler():state_dict()
+    state.scale = "big"
+    tc.amp.GradScaler():load_state_dict(state)
+  end, { "GradScaler:load_state_dict", "scale", "big" } },
 }
