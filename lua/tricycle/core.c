@@ -611,6 +611,22 @@ static int l_is_grad_enabled(lua_State *L) {
     return 1;
 }
 
+/* The context's autocast dtype by name ("bfloat16", or "float32": off). */
+static int l_set_autocast(lua_State *L) {
+    tc_context *ctx = tc_lua_context(L);
+    const char *name = luaL_checkstring(L, 1);
+    tc_dtype dtype;
+    if (!tc_dtype_from_name(name, &dtype))
+        return luaL_error(L, "autocast: unknown dtype '%s' (bfloat16, or float32 for off)", name);
+    binding_check(L, tc_set_autocast(ctx, dtype));
+    return 0;
+}
+
+static int l_autocast(lua_State *L) {
+    lua_pushstring(L, tc_dtype_name(tc_autocast(tc_lua_context(L))));
+    return 1;
+}
+
 static int l_memory(lua_State *L) {
     tc_context *ctx = tc_lua_context(L);
     lua_pushinteger(L, (lua_Integer)tc_memory_in_use(ctx));
@@ -1148,6 +1164,8 @@ static const luaL_Reg module_functions[] = {
     {"set_rng_state", l_set_rng_state},
     {"set_grad_enabled", l_set_grad_enabled},
     {"is_grad_enabled", l_is_grad_enabled},
+    {"set_autocast", l_set_autocast},
+    {"autocast", l_autocast},
     {"memory", l_memory},
     {"release_cached_memory", l_release_cached_memory},
     {"set_num_threads", l_set_num_threads},
