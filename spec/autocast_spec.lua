@@ -64,6 +64,29 @@ describe("tc.autocast", function()
     assert_bf16_product(e, rounded(a):matmul(rounded(b)), a:matmul(b))
   end)
 
+  it("gives the same bf16 products however the pool splits them (rows with shared packing, columns, batch)",
+    function()
+      local threads = tc.num_threads()
+      tc.set_num_threads(2)
+      local cases = {
+        { { 300, 64 }, { 64, 40 } },  -- tall: rows split, op(b) packed once for both threads
+        { { 20, 64 }, { 64, 700 } },  -- wide: columns split
+        { { 4, 40, 64 }, { 4, 64, 50 } }, -- a batch split over the matrices
+        { { 300, 64 }, { 40, 64 } },  -- tall with a transposed b (linear's layout)
+      }
+      for _, case in ipairs(cases) do
+        local a, b = tc.randn(case[1]), tc.randn(case[2])
+        if #case[2] == 2 and case[2][1] == 40 then
+          local out = tc.autocast("bfloat16", function() return tc.linear(a, b) end)
+          assert_bf16_product(out, tc.linear(rounded(a), rounded(b)), tc.linear(a, b))
+        else
+          local out = tc.autocast("bfloat16", function() return a:matmul(b) end)
+          assert_bf16_product(out, rounded(a):matmul(rounded(b)), a:matmul(b))
+        end
+      end
+      tc.set_num_threads(threads)
+    end)
+
   it("keeps float64 products in float64", function()
     local a, b = tc.randn({8, 9}):double(), tc.randn({9, 5}):double()
     local out = tc.autocast("bfloat16", function() return a:matmul(b) end)
