@@ -4,15 +4,18 @@
 -- and C of bench/common.lua (random ids, random weights). One process, one
 -- model per config: the two kinds of step alternate, step by step, so both
 -- see the same machine load; the figure is each kind's median and their
--- ratio. Writes bench/results/autocast.md with --write.
+-- ratio. Then the weight question: a forward linear of config B's shapes
+-- with the float32 weight rounded while the GEMM packs it (what autocast
+-- does) against the same product reading a bf16 copy of the weight (what a
+-- per-step cache of bf16 weights would give, the copy made beforehand and
+-- not timed), alternated, median. Writes bench/results/autocast.md with
+-- --write.
 --
 --   lua5.4 bench/autocast_bench.lua [--configs B,C] [--steps 5] [--warmup 1] [--threads 1] [--write]
 --
 -- Run from the repository root; the build is found through $TRICYCLE_BUILD.
 -- TRICYCLE_BGEMM=avx512|fallback caps the bf16 GEMM's path (cpu_bgemm.h).
 local common = require("bench.common")
-local tc = common.tricycle()
-local clock = common.clock_for(tc)
 
 local program = common.program({
   name = "autocast_bench",
@@ -30,6 +33,11 @@ local options = program:parse(arg)
 if options.steps < 1 or options.warmup < 0 or options.threads < 1 then
   program:fail_usage("--steps and --threads must be positive, --warmup at least 0")
 end
+for name in options.configs:gmatch("[^,]+") do
+  if not common.configs[name] then program:fail_usage(("--configs: no config '%s'"):format(name)) end
+end
+local tc = common.tricycle()
+local clock = common.clock_for(tc)
 tc.set_num_threads(options.threads)
 
 local function random_ids(rows, cols, vocab)
@@ -45,7 +53,6 @@ end
 -- Times of `steps` steps of each kind, alternating (float32 first in odd rounds, autocast first in even ones).
 local function measure(name)
   local cfg = common.configs[name]
-  if not cfg then program:fail_usage("--configs: no config " .. name) end
   tc.manual_seed(0)
   math.randomseed(0)
   local model = tc.nn.GPT({ vocab_size = cfg.vocab, context_length = cfg.ctx, n_layer = cfg.n_layer,
@@ -95,6 +102,40 @@ local function list(values)
   return table.concat(out, ", ")
 end
 
+-- Forward linears of config B (2048 rows): [rows, in] x [out, in]^T.
+local WEIGHT_SHAPES = { { "qkv", 384, 1152 }, { "proj", 384, 384 }, { "fc", 384, 1536 }, { "fc_proj", 1536, 384 },
+  { "head", 384, 1024 } }
+
+local function weight_rows()
+  local out = {}
+  local reps = 2 * options.steps + 1
+  for _, shape in ipairs(WEIGHT_SHAPES) do
+    local x, w = tc.randn({ 2048, shape[2] }), tc.randn({ shape[3], shape[2] })
+    local copy = w:to("bfloat16")
+    local times = { packed = {}, copy = {} }
+    tc.no_grad(function()
+      for round = 0, reps do
+        local started = clock()
+        tc.autocast("bfloat16", function() return tc.linear(x, w) end)
+        local packed = clock() - started
+        started = clock()
+        tc.linear(x, copy)
+        local copied = clock() - started
+        if round > 0 then
+          table.insert(times.packed, packed * 1e3)
+          table.insert(times.copy, copied * 1e3)
+        end
+      end
+    end)
+    local packed, copied = common.median(times.packed), common.median(times.copy)
+    out[#out + 1] = ("| %s | 2048 x %d x %d | %.2f | %.2f | %.2f |"):format(shape[1], shape[2], shape[3], packed,
+      copied, packed / copied)
+    print(out[#out])
+    io.stdout:flush()
+  end
+  return out
+end
+
 local rows = {}
 for name in options.configs:gmatch("[^,]+") do
   local r = measure(name)
@@ -114,14 +155,24 @@ local text = table.concat({
   "| config | float32 ms | autocast ms | float32 / autocast | all steps, float32 / autocast |",
   "| --- | ---: | ---: | ---: | --- |",
   table.concat(rows, "\n") }, "\n")
+local weights = weight_rows()
+local weight_text = table.concat({
+  "| linear | rows x in x out | float32 weight, rounded while packed, ms | bf16 copy, ms | packed / copy |",
+  "| --- | --- | ---: | ---: | ---: |",
+  table.concat(weights, "\n") }, "\n")
 print(header)
 print(text)
+print(weight_text)
 if options.write then
   local path = "bench/results/autocast.md"
   local tmp = path .. ".tmp"
   local md = assert(io.open(tmp, "w"))
   md:write("# Autocast (bf16 products, float32 master weights) against float32\n\n", os.date("!%Y-%m-%d %H:%M UTC"),
-    ". ", header, "\n\n", text, "\n\nCommand: `lua5.4 bench/autocast_bench.lua --configs ", options.configs,
+    ". ", header, "\n\n", text, "\n\n## A float32 weight rounded while packed, or a bf16 copy\n\n",
+    "Forward linears of config B's shapes under autocast (the float32 weight rounded to bf16 as the GEMM packs ",
+    "it) against the same product reading a bf16 copy of the weight made beforehand (untimed: what a cache of ",
+    "bf16 weights, remade once per step, would give), alternated, ", 2 * options.steps + 1, " of each, median, ",
+    options.threads, " thread(s).\n\n", weight_text, "\n\nCommand: `lua5.4 bench/autocast_bench.lua --configs ", options.configs,
     " --steps ", options.steps, " --warmup ", options.warmup, " --threads ", options.threads, " --write`\n")
   md:close()
   assert(os.rename(tmp, path))
