@@ -172,7 +172,8 @@ if options.write then
     "Forward linears of config B's shapes under autocast (the float32 weight rounded to bf16 as the GEMM packs ",
     "it) against the same product reading a bf16 copy of the weight made beforehand (untimed: what a cache of ",
     "bf16 weights, remade once per step, would give), alternated, ", 2 * options.steps + 1, " of each, median, ",
-    options.threads, " thread(s).\n\n", weight_text, "\n\nCommand: `lua5.4 bench/autocast_bench.lua --configs ", options.configs,
+    options.threads, " thread(s).\n\n", weight_text,
+    "\n\nCommand: `lua5.4 bench/autocast_bench.lua --configs ", options.configs,
     " --steps ", options.steps, " --warmup ", options.warmup, " --threads ", options.threads, " --write`\n")
   md:close()
   assert(os.rename(tmp, path))

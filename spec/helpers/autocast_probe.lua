@@ -1,7 +1,8 @@
 -- A child process of spec/autocast_spec.lua, run in a fresh context (so that TRICYCLE_BGEMM, read when a context is
 -- made, takes effect, and the memory peak is this process's own). Prints "key value" lines:
 --   linear_error: autocast linear against float32 linear on bf16-rounded operands (forward and both gradients);
---   peak_rise: bytes the memory peak rose to above what was in use, over three autocast linears with one weight, at one thread;
+--   peak_rise: bytes the memory peak rose to above what was in use, over three autocast linears with one weight,
+--     at one thread;
 --   weight_bytes: that weight's float32 bytes.
 local tc = require("tricycle")
 tc.manual_seed(7)
