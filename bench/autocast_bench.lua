@@ -149,8 +149,8 @@ end
 
 local header = ("A GPT training step (zero_grad, forward, cross-entropy, backward, AdamW) with the forward under "
   .. "tc.autocast(\"bfloat16\") against the same step in float32, %d thread(s), %d timed steps of each kind after "
-  .. "%d untimed, alternating step by step in one process; median milliseconds. CPU flags: %s; TRICYCLE_BGEMM=%s.")
-  :format(options.threads, options.steps, options.warmup, cpu_flags(), os.getenv("TRICYCLE_BGEMM") or "(unset)")
+  .. "%d untimed, alternating step by step in one process; median milliseconds. CPU flags: %s; bf16 GEMM path: %s.")
+  :format(options.threads, options.steps, options.warmup, cpu_flags(), tc.bgemm_path())
 local text = table.concat({
   "| config | float32 ms | autocast ms | float32 / autocast | all steps, float32 / autocast |",
   "| --- | ---: | ---: | ---: | --- |",

@@ -181,7 +181,7 @@ describe("tc.autocast", function()
       :format(environment, package.path, package.cpath, interpreter))
     assert.are.equal(0, code, output)
     local values = {}
-    for key, value in output:gmatch("(%S+) (%S+)\n") do values[key] = tonumber(value) end
+    for key, value in output:gmatch("(%S+) (%S+)\n") do values[key] = tonumber(value) or value end
     return values
   end
 
@@ -189,6 +189,11 @@ describe("tc.autocast", function()
     it("gives bf16 products on the " .. path .. " path (TRICYCLE_BGEMM)", function()
       local values = probe("TRICYCLE_BGEMM=" .. path)
       assert.is_true(values.linear_error < 1e-3, tostring(values.linear_error))
+      if path == "fallback" then
+        assert.are.equal("fallback", values.path)
+      elseif path == "avx512" then
+        assert.are_not.equal("amx", values.path)
+      end
     end)
   end
 

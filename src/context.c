@@ -38,7 +38,7 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     ctx->default_device = TC_CPU;
     ctx->backends[TC_CPU] = tc_cpu_backend();
     ctx->native_sgemm = cpu_sgemm_available();
-    ctx->bgemm_path = (int)cpu_bgemm_choose_path();
+    ctx->bgemm_path = (int)cpu_bgemm_best_path();
     return ctx;
 }
 
@@ -196,6 +196,21 @@ tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype) {
     ctx->autocast_bf16 = dtype == TC_BFLOAT16;
     return TC_OK;
 }
+
+static const char *const BGEMM_PATH_NAMES[] = {"fallback", "avx512", "amx"}; /* by cpu_bgemm_path */
+
+tc_status tc_set_bgemm_path(tc_context *ctx, const char *name) {
+    for (int path = CPU_BGEMM_FALLBACK; path <= CPU_BGEMM_AMX; path++) {
+        if (!name || strcmp(name, BGEMM_PATH_NAMES[path]) != 0) continue;
+        int best = (int)cpu_bgemm_best_path();
+        ctx->bgemm_path = path < best ? path : best;
+        return TC_OK;
+    }
+    return tc_fail(ctx, TC_ERROR_ARGUMENT, "set_bgemm_path: path must be amx, avx512 or fallback, got '%s'",
+                   name ? name : "(null)");
+}
+
+const char *tc_bgemm_path(const tc_context *ctx) { return BGEMM_PATH_NAMES[ctx->bgemm_path]; }
 
 tc_dtype tc_autocast(const tc_context *ctx) { return ctx->autocast_bf16 ? TC_BFLOAT16 : TC_FLOAT32; }
 

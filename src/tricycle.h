@@ -164,6 +164,13 @@ bool tc_is_grad_enabled(const tc_context *ctx);
  * run in float32. */
 tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype);
 tc_dtype tc_autocast(const tc_context *ctx);
+/* What runs those bf16 products (and linear's bf16 weights): "amx",
+ * "avx512" or "fallback" (widened values through the BLAS), each capped by
+ * what the CPU has; the fastest by default. Another name is
+ * TC_ERROR_ARGUMENT. The same values on every path; sums differ by float32
+ * rounding. */
+tc_status tc_set_bgemm_path(tc_context *ctx, const char *name);
+const char *tc_bgemm_path(const tc_context *ctx);
 
 /* ---- dtypes ----------------------------------------------------------- */
 

@@ -44,10 +44,13 @@ static int state_gc(lua_State *L) {
  * context: TRICYCLE_SGEMM=blas keeps float32 GEMMs on the BLAS (to
  * compare), TRICYCLE_CUDA_LIBRARY names the CUDA backend library to load
  * (the emulated build, for one), TRICYCLE_CUDA_TF32 (not empty, not 0) lets
- * float32 matmuls on cuda use TF32. */
+ * float32 matmuls on cuda use TF32, TRICYCLE_BGEMM=avx512|fallback caps the
+ * bf16 GEMM's path (another value: the fastest). */
 static tc_status apply_environment(tc_context *ctx) {
     const char *sgemm = getenv("TRICYCLE_SGEMM");
     if (sgemm && strcmp(sgemm, "blas") == 0) tc_set_native_sgemm(ctx, false);
+    const char *bgemm = getenv("TRICYCLE_BGEMM");
+    if (bgemm && (strcmp(bgemm, "avx512") == 0 || strcmp(bgemm, "fallback") == 0)) tc_set_bgemm_path(ctx, bgemm);
     const char *library = getenv("TRICYCLE_CUDA_LIBRARY");
     tc_status status = library && library[0] ? tc_set_cuda_library(ctx, library) : TC_OK;
     const char *tf32 = getenv("TRICYCLE_CUDA_TF32");
@@ -622,6 +625,11 @@ static int l_set_autocast(lua_State *L) {
     return 0;
 }
 
+static int l_bgemm_path(lua_State *L) {
+    lua_pushstring(L, tc_bgemm_path(tc_lua_context(L)));
+    return 1;
+}
+
 static int l_autocast(lua_State *L) {
     lua_pushstring(L, tc_dtype_name(tc_autocast(tc_lua_context(L))));
     return 1;
@@ -1166,6 +1174,7 @@ static const luaL_Reg module_functions[] = {
     {"is_grad_enabled", l_is_grad_enabled},
     {"set_autocast", l_set_autocast},
     {"autocast", l_autocast},
+    {"bgemm_path", l_bgemm_path},
     {"memory", l_memory},
     {"release_cached_memory", l_release_cached_memory},
     {"set_num_threads", l_set_num_threads},

@@ -93,6 +93,11 @@ static void test_setting(void) {
     CHECK(tc_set_autocast(ctx, TC_INT64) == TC_ERROR_DTYPE && strstr(tc_last_error(ctx), "int64"), "int64: %s",
           tc_last_error(ctx));
     CHECK(tc_autocast(ctx) == TC_FLOAT32, "a refused setting changed it");
+    CHECK(tc_set_bgemm_path(ctx, "tpu") == TC_ERROR_ARGUMENT && strstr(tc_last_error(ctx), "'tpu'"), "path: %s",
+          tc_last_error(ctx));
+    CHECK(tc_set_bgemm_path(ctx, "fallback") == TC_OK && strcmp(tc_bgemm_path(ctx), "fallback") == 0, "fallback");
+    CHECK(tc_set_bgemm_path(ctx, "amx") == TC_OK && strcmp(tc_bgemm_path(ctx), "fallback") != 0, "amx: %s",
+          tc_bgemm_path(ctx));
     CHECK(tc_set_autocast(ctx, TC_BFLOAT16) == TC_OK && tc_autocast(ctx) == TC_BFLOAT16, "bfloat16");
 
     /* recorded under autocast, run after it is off: dx in bf16 all the same */

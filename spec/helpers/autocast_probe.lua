@@ -1,5 +1,6 @@
 -- A child process of spec/autocast_spec.lua, run in a fresh context (so that TRICYCLE_BGEMM, read when a context is
 -- made, takes effect, and the memory peak is this process's own). Prints "key value" lines:
+--   path: the bf16 GEMM's path (tc.bgemm_path());
 --   linear_error: autocast linear against float32 linear on bf16-rounded operands (forward and both gradients);
 --   peak_rise: bytes the memory peak rose to above what was in use, over three autocast linears with one weight,
 --     at one thread;
@@ -22,6 +23,7 @@ out:backward(g)
 local error = math.max(max_difference(out, reference), max_difference(xl.grad, dx_reference),
   max_difference(wl.grad, dw_reference))
 print(("linear_error %.9g"):format(error))
+print("path " .. tc.bgemm_path())
 
 tc.set_num_threads(1)
 local big = tc.randn({1024, 2048})
