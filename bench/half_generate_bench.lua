@@ -96,8 +96,10 @@ end
 local header = ("Generation with 16-bit weights, GPT config C (124M parameters, random weights), %d tokens after an "
   .. "8-token prompt, greedy, with the cache; %d thread(s); median of %d runs per dtype, the dtypes alternating. "
   .. "Peak RSS: /usr/bin/time -v's maximum resident set size of the whole process (making the model and "
-  .. "generating). Activations and the key/value cache are float32 in every line; 16-bit weights are widened "
-  .. "to float32 a block of rows at a time inside linear."):format(options.tokens, options.threads, options.repeats)
+  .. "generating). Activations and the key/value cache are float32 in every line; inside linear, bfloat16 "
+  .. "weights go to the bf16 GEMM as they are (x rounded to bf16 while packed, float32 sums) and float16 "
+  .. "weights are widened to float32 a block of rows at a time."):format(options.tokens, options.threads,
+  options.repeats)
 local table_text = table.concat({
   "| weights | peak RSS MiB | / float32 | making the model s | tokens/s | tokens/s / float32 |",
   "| --- | ---: | ---: | ---: | ---: | ---: |",

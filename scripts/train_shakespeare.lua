@@ -4,6 +4,7 @@
 --   lua scripts/train_shakespeare.lua --preset gpu --steps 2000
 --   lua scripts/train_shakespeare.lua --arch llama        -- Llama blocks (nn.Llama) of the preset's size
 --   lua scripts/train_shakespeare.lua --resume            -- goes on from out/shakespeare/checkpoint.safetensors
+--   lua scripts/train_shakespeare.lua --dtype bfloat16    -- bf16 matrix products, float32 master weights
 --
 -- --steps is the total number of optimiser steps of the run, counted from
 -- its start: --resume --steps 3000 after 2000 steps trains 1000 more. The
@@ -15,7 +16,11 @@
 -- intervals, at the end, and on Ctrl-C, which takes effect between two
 -- steps and exits with status 130), metrics.jsonl (one JSON object per
 -- logged step / evaluation), loss.svg (train and validation loss) and
--- sample.txt. Validation loss is reported in nats per token and in bits per
+-- sample.txt. --dtype bfloat16 runs the forward passes (training and
+-- validation) under tc.autocast("bfloat16"): matrix products, and their
+-- backward, read bf16-rounded operands and sum in float32, while the
+-- weights, AdamW's state and every other op stay float32 (CPU only).
+-- Validation loss is reported in nats per token and in bits per
 -- character, which compares across tokenizers.
 --
 -- Data-parallel: `mpirun -np N lua scripts/train_shakespeare.lua ...` trains
@@ -59,13 +64,13 @@ local PRESETS = {
     tokenizer = "char", vocab_size = 0, n_layer = 4, n_head = 4, n_embd = 128, context_length = 64,
     batch_size = 32, steps = 3000, lr = 3e-3, min_lr = 3e-4, warmup = 100, weight_decay = 0.1, dropout = 0.0,
     beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 250, eval_batches = 20, checkpoint_every = 500,
-    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0,
+    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0, dtype = "float32",
   },
   gpu = {
     tokenizer = "bpe", vocab_size = 1024, n_layer = 6, n_head = 6, n_embd = 384, context_length = 256,
     batch_size = 128, steps = 5000, lr = 1e-2, min_lr = 1e-4, warmup = 100, weight_decay = 0.1, dropout = 0.2,
     beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0, eval_every = 250, eval_batches = 50, checkpoint_every = 500,
-    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0,
+    log_every = 10, sample_tokens = 300, arch = "gpt", n_kv_head = 0, dtype = "float32",
   },
 }
 
@@ -73,6 +78,8 @@ local OPTIONS = {
   { name = "preset", type = "choice", choices = { "cpu", "gpu" },
     help = "starting values (default: gpu when a GPU is found, else cpu)" },
   { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to train (default auto)" },
+  { name = "dtype", type = "choice", choices = { "float32", "bfloat16", "float16" },
+    help = "precision of the matrix products: float32, or bfloat16 (autocast, float32 master weights; CPU)" },
   { name = "seed", type = "integer", help = "seed for initialisation, dropout and batches (default 1337)" },
   { name = "out", metavar = "DIR", help = "output folder (default out/shakespeare)" },
   { name = "resume", type = "flag", help = "go on from DIR/checkpoint.safetensors" },
@@ -178,6 +185,12 @@ if config.dropout < 0 or config.dropout >= 1 then
 end
 if config.tokenizer == "bpe" and config.vocab_size < 256 then
   program:fail_usage("--vocab-size must be at least 256 for the BPE tokenizer")
+end
+if config.dtype == "float16" then
+  program:fail_usage("--dtype float16 needs loss scaling, which this script does not do; use bfloat16")
+end
+if config.dtype == "bfloat16" and device ~= "cpu" then
+  program:fail(("--dtype bfloat16: autocast: bfloat16 on %s is not available yet"):format(device))
 end
 if values.threads and tc.set_num_threads then
   tc.set_num_threads(values.threads)
@@ -364,13 +377,21 @@ local function to_device(t)
   return t
 end
 
+--- fn's results, run under autocast when --dtype is bfloat16.
+local function in_precision(fn)
+  if config.dtype == "bfloat16" then
+    return tc.autocast("bfloat16", fn)
+  end
+  return fn()
+end
+
 -- Mean validation loss over the first eval_batches batches of the
 -- validation pass (all of it when full or eval_batches is 0).
 local function evaluate(full)
   model:eval()
   local total, count = 0, 0
   local limit = (not full and config.eval_batches > 0) and config.eval_batches or nil
-  tc.no_grad(function()
+  tc.no_grad(in_precision, function()
     for x, y, n in dataset:evaluation_batches({ max_batches = limit }) do
       local _, loss = model(to_device(x), { targets = to_device(y) })
       total = total + loss:item() * n
@@ -436,7 +457,8 @@ local function train_step()
     x, y = x:narrow(1, rank * config.batch_size + 1, config.batch_size),
       y:narrow(1, rank * config.batch_size + 1, config.batch_size)
   end
-  local _, loss = (ddp or model)(to_device(x), { targets = to_device(y) })
+  -- the backward of what autocast recorded runs in its precision too
+  local _, loss = in_precision(function() return (ddp or model)(to_device(x), { targets = to_device(y) }) end)
   optimizer:zero_grad()
   loss:backward()
   if config.grad_clip > 0 then

@@ -177,6 +177,18 @@ describe_cuda("the cuda device (thread order " .. order .. ")", function()
     assert.are.same(cpu:to("cpu"):totable(), cuda:to("cpu"):totable())
   end
 
+  it("refuses autocast's bf16 products by name rather than run them in float32", function()
+    local a, b = tc.ones({ 2, 3 }):to("cuda"), tc.ones({ 3, 4 }):to("cuda")
+    local ok, message = pcall(tc.autocast, "bfloat16", function() return a:matmul(b) end)
+    assert.is_false(ok)
+    assert.truthy(message:find("matmul: autocast: bfloat16 on cuda is not available yet", 1, true), message)
+    ok, message = pcall(tc.autocast, "bfloat16", function() return tc.linear(a, b:transpose(1, 2)) end)
+    assert.is_false(ok)
+    assert.truthy(message:find("linear: autocast: bfloat16 on cuda is not available yet", 1, true), message)
+    assert.are.equal("float32", tc.autocast_dtype())
+    assert.are.same({ { 3, 3, 3, 3 }, { 3, 3, 3, 3 } }, a:matmul(b):to("cpu"):totable())
+  end)
+
   it("fill_ writes every other element of a view, every dtype", function()
     for _, dtype in ipairs(every_dtype) do
       on_both(function(device)

@@ -9,6 +9,7 @@
 
 #include "block_cache.h"
 #include "cpu/cpu_pool.h"
+#include "cpu/cpu_bgemm.h"
 #include "cpu/cpu_sgemm.h"
 
 #include <dlfcn.h>
@@ -37,6 +38,7 @@ tc_context *tc_context_new_with_allocator(const tc_allocator *allocator) {
     ctx->default_device = TC_CPU;
     ctx->backends[TC_CPU] = tc_cpu_backend();
     ctx->native_sgemm = cpu_sgemm_available();
+    ctx->bgemm_path = (int)cpu_bgemm_best_path();
     return ctx;
 }
 
@@ -184,6 +186,40 @@ void tc_set_grad_enabled(tc_context *ctx, bool enabled) {
 }
 
 bool tc_is_grad_enabled(const tc_context *ctx) { return ctx->grad_disabled_depth == 0; }
+
+tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype) {
+    if (dtype == TC_FLOAT16)
+        return tc_fail(ctx, TC_ERROR_DTYPE,
+                       "autocast: float16 is not available (it needs loss scaling); use bfloat16 or float32");
+    if (dtype != TC_BFLOAT16 && dtype != TC_FLOAT32)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "autocast: dtype must be bfloat16 or float32 (off), got %s",
+                       tc_dtype_name(dtype));
+    ctx->autocast_bf16 = dtype == TC_BFLOAT16;
+    return TC_OK;
+}
+
+static const char *const BGEMM_PATH_NAMES[] = {"fallback", "avx512", "amx"}; /* by cpu_bgemm_path */
+
+tc_status tc_set_bgemm_path(tc_context *ctx, const char *name) {
+    for (int path = CPU_BGEMM_FALLBACK; path <= CPU_BGEMM_AMX; path++) {
+        if (!name || strcmp(name, BGEMM_PATH_NAMES[path]) != 0) continue;
+        int best = (int)cpu_bgemm_best_path();
+        ctx->bgemm_path = path < best ? path : best;
+        return TC_OK;
+    }
+    return tc_fail(ctx, TC_ERROR_ARGUMENT, "set_bgemm_path: path must be amx, avx512 or fallback, got '%s'",
+                   name ? name : "(null)");
+}
+
+const char *tc_bgemm_path(const tc_context *ctx) { return BGEMM_PATH_NAMES[ctx->bgemm_path]; }
+
+tc_dtype tc_autocast(const tc_context *ctx) { return ctx->autocast_bf16 ? TC_BFLOAT16 : TC_FLOAT32; }
+
+tc_status tc_check_autocast_device(const char *function, const tc_tensor *t) {
+    if (!t->ctx->autocast_bf16 || t->storage->device == TC_CPU) return TC_OK;
+    return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED, "%s: autocast: bfloat16 on %s is not available yet", function,
+                   tc_device_name(t->storage->device));
+}
 
 tc_status tc_fail(tc_context *ctx, tc_status status, const char *format, ...) {
     va_list args;

@@ -126,6 +126,7 @@ static tc_status run_gemm(tc_tensor *a, tc_tensor *b, int batch_dims, const int6
     int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1], n = b->shape[b->ndim - 1];
     int64_t batch = tc_shape_numel(batch_dims, batch_shape);
     if (batch == 0 || m == 0 || n == 0) return TC_OK;
+    TC_TRY(tc_check_autocast_device("matmul", out));
     if (k == 0) return tc_fill_(out, 0.0);
     int64_t shape_a[TC_MAX_DIMS], shape_b[TC_MAX_DIMS];
     memcpy(shape_a, batch_shape, sizeof(int64_t) * (size_t)batch_dims);

@@ -14,6 +14,8 @@
  */
 #include "internal.h"
 
+#include "cpu/cpu_matmul.h"
+
 #include <string.h>
 
 /* How gemm reads W^T [in, out] from a weight [out, in] laid out row-major
@@ -214,9 +216,10 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
 #define WEIGHT_BLOCK_ROWS 256
 
 /* pre [rows, out] = xc [rows, in] @ W^T + b for float32 x and a 16-bit W
- * (b float32 or NULL): W is widened a block of output rows at a time and each
- * block is one float32 GEMM writing its columns of pre. This is the one place
- * a GEMM reading 16-bit W directly goes in. */
+ * (b float32 or NULL). A bf16 W on the CPU goes to the bf16 GEMM as it is
+ * (x rounded to bf16 while packed, float32 sums: autocast's precision);
+ * otherwise W is widened a block of output rows at a time and each block is
+ * one float32 GEMM writing its columns of pre. */
 static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *w,
                                           tc_tensor *b, int64_t rows, tc_tensor *pre) {
     int64_t out_features = w->shape[0], in_features = w->shape[1];
@@ -231,6 +234,15 @@ static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *bac
     }
     if (rows == 0 || in_features == 0) return TC_OK;
     float *pre_data = tc_tensor_data_at_offset(pre);
+    if (w->dtype == TC_BFLOAT16 && w->storage->device == TC_CPU) {
+        tc_tensor *wc = NULL;
+        TC_TRY(tc_contiguous(w, &wc));
+        tc_status status = cpu_gemm_bf16_weight(ctx, rows, out_features, in_features, tc_tensor_data_at_offset(xc),
+                                                in_features, tc_tensor_data_at_offset(wc), in_features, pre_data,
+                                                out_features);
+        tc_tensor_release(wc);
+        return status;
+    }
     for (int64_t first = 0; first < out_features; first += WEIGHT_BLOCK_ROWS) {
         int64_t count = out_features - first < WEIGHT_BLOCK_ROWS ? out_features - first : WEIGHT_BLOCK_ROWS;
         tc_tensor *slice = NULL, *block = NULL;
@@ -292,6 +304,7 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
     if (tc_dtype_is_16bit(x->dtype) || tc_dtype_is_16bit(w->dtype) || (b && tc_dtype_is_16bit(b->dtype)))
         return linear_16bit(function, gelu, x, w, b, out);
     TC_TRY(check_linear(function, x, w, b));
+    TC_TRY(tc_check_autocast_device(function, x));
     const tc_backend *backend = tc_backend_of(x);
     int64_t out_features = w->shape[0];
     int64_t rows = tc_shape_numel(x->ndim - 1, x->shape);

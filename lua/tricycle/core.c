@@ -44,10 +44,13 @@ static int state_gc(lua_State *L) {
  * context: TRICYCLE_SGEMM=blas keeps float32 GEMMs on the BLAS (to
  * compare), TRICYCLE_CUDA_LIBRARY names the CUDA backend library to load
  * (the emulated build, for one), TRICYCLE_CUDA_TF32 (not empty, not 0) lets
- * float32 matmuls on cuda use TF32. */
+ * float32 matmuls on cuda use TF32, TRICYCLE_BGEMM=avx512|fallback caps the
+ * bf16 GEMM's path (another value: the fastest). */
 static tc_status apply_environment(tc_context *ctx) {
     const char *sgemm = getenv("TRICYCLE_SGEMM");
     if (sgemm && strcmp(sgemm, "blas") == 0) tc_set_native_sgemm(ctx, false);
+    const char *bgemm = getenv("TRICYCLE_BGEMM");
+    if (bgemm && (strcmp(bgemm, "avx512") == 0 || strcmp(bgemm, "fallback") == 0)) tc_set_bgemm_path(ctx, bgemm);
     const char *library = getenv("TRICYCLE_CUDA_LIBRARY");
     tc_status status = library && library[0] ? tc_set_cuda_library(ctx, library) : TC_OK;
     const char *tf32 = getenv("TRICYCLE_CUDA_TF32");
@@ -611,6 +614,27 @@ static int l_is_grad_enabled(lua_State *L) {
     return 1;
 }
 
+/* The context's autocast dtype by name ("bfloat16", or "float32": off). */
+static int l_set_autocast(lua_State *L) {
+    tc_context *ctx = tc_lua_context(L);
+    const char *name = luaL_checkstring(L, 1);
+    tc_dtype dtype;
+    if (!tc_dtype_from_name(name, &dtype))
+        return luaL_error(L, "autocast: unknown dtype '%s' (bfloat16, or float32 for off)", name);
+    binding_check(L, tc_set_autocast(ctx, dtype));
+    return 0;
+}
+
+static int l_bgemm_path(lua_State *L) {
+    lua_pushstring(L, tc_bgemm_path(tc_lua_context(L)));
+    return 1;
+}
+
+static int l_autocast(lua_State *L) {
+    lua_pushstring(L, tc_dtype_name(tc_autocast(tc_lua_context(L))));
+    return 1;
+}
+
 static int l_memory(lua_State *L) {
     if (lua_gettop(L) != 0) return luaL_error(L, "memory: takes no arguments");
     tc_context *ctx = tc_lua_context(L);
@@ -1150,6 +1174,9 @@ static const luaL_Reg module_functions[] = {
     {"set_rng_state", l_set_rng_state},
     {"set_grad_enabled", l_set_grad_enabled},
     {"is_grad_enabled", l_is_grad_enabled},
+    {"set_autocast", l_set_autocast},
+    {"autocast", l_autocast},
+    {"bgemm_path", l_bgemm_path},
     {"memory", l_memory},
     {"release_cached_memory", l_release_cached_memory},
     {"set_num_threads", l_set_num_threads},

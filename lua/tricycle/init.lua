@@ -20,7 +20,7 @@ local submodules = {
 -- (tricycle.tokenizer) and the JSON Lines pair (tricycle.cli.metrics).
 -- core.grad is reached through tricycle.autograd.grad, which checks its arguments.
 local private = { tokenizer_core = true, json_line = true, json_lines = true, grad = true, register_hook = true,
-  remove_hook = true }
+  remove_hook = true, set_autocast = true }
 
 local tricycle = {}
 for name, value in pairs(core) do
@@ -134,6 +134,50 @@ function tricycle.no_grad(fn, ...)
     error(results[2], 0)
   end
   return compat.unpack(results, 2, results.n)
+end
+
+--- Autocast: matrix products (matmul, einsum, linear, linear_gelu, and the
+-- backward of what ran inside) read bf16-rounded operands and sum in
+-- float32; tensors and every other op stay float32 (docs/API.md):
+--   local guard <close> = tc.autocast("bfloat16")
+-- or, with a function, runs it under autocast and returns its results.
+-- "float32" turns it off inside an autocast region. The previous setting is
+-- restored on close, on return and on error.
+local autocast_metatable = {
+  __close = function(guard)
+    if not guard.closed then
+      guard.closed = true
+      core.set_autocast(guard.previous)
+    end
+  end,
+  __name = "tricycle.AutocastGuard",
+}
+autocast_metatable.__index = { close = autocast_metatable.__close }
+
+function tricycle.autocast(dtype, fn, ...)
+  if type(dtype) ~= "string" then
+    errors.raise(("autocast: argument 1 must be a dtype name (\"bfloat16\" or \"float32\"), got %s")
+      :format(type(dtype)))
+  end
+  if fn ~= nil and type(fn) ~= "function" then
+    errors.raise(("autocast: argument 2 must be a function or nothing, got %s"):format(type(fn)))
+  end
+  local previous = core.autocast()
+  errors.call(core.set_autocast, dtype)
+  if fn == nil then
+    return setmetatable({ closed = false, previous = previous }, autocast_metatable)
+  end
+  local results = compat.pack(pcall(fn, ...))
+  core.set_autocast(previous)
+  if not results[1] then
+    error(results[2], 0)
+  end
+  return compat.unpack(results, 2, results.n)
+end
+
+--- The autocast dtype now in force: "bfloat16", or "float32" (off).
+function tricycle.autocast_dtype()
+  return core.autocast()
 end
 
 --- A differentiable function written in Lua:

@@ -175,4 +175,18 @@ return {
     cache.layers[1].k = tc.zeros({ 1, 1, 4, 2 }, { dtype = "bfloat16" })
     return model(tc.tensor({ { 1 } }, { dtype = "int64" }), { cache = cache })
   end, { "GPT", "cache.layers[1].k", "bfloat16", "float32" } },
+  -- autocast: the setting must be unchanged after each refusal
+  { "autocast to an unknown dtype", function() return tc.autocast("float8", function() end) end,
+    { "autocast", "float8", "bfloat16" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "autocast to float16", function() return tc.autocast("float16", function() end) end,
+    { "autocast", "float16", "loss scaling" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "autocast to int64", function() return tc.autocast("int64", function() end) end,
+    { "autocast", "int64", "bfloat16 or float32" } },
+  { "autocast with a dtype that is not a string", function() return tc.autocast(16, function() end) end,
+    { "autocast", "argument 1", "number" } },
+  { "autocast with a table for the function", function() return tc.autocast("bfloat16", {}) end,
+    { "autocast", "argument 2", "table" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "autocast around a linear of mismatched shapes", function()
+    return tc.autocast("bfloat16", function() return tc.linear(tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 })) end)
+  end, { "linear", "{2, 3}", "{4, 5}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
 }

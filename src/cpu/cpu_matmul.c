@@ -7,6 +7,11 @@
  *    AVX-512 and TRICYCLE_SGEMM is not "blas"), our cpu_sgemm / cpu_sgemv
  *    (cpu_sgemm.c); otherwise, and float64 always, the BLAS (row-major
  *    cblas);
+ *  - float32 under autocast (ctx->autocast_bf16), and the bf16 weights of
+ *    cpu_gemm_bf16_weight: cpu_bgemm (cpu_bgemm.c) on the context's path,
+ *    float32 operands rounded to bf16 as they are packed (no copy, no
+ *    extra pass), sums and output float32; a one-row gemv goes there too,
+ *    as a GEMM of one row, so nothing under autocast runs in float32;
  *  - gemm and gemm_bias: split over the context's worker pool (below), one
  *    product per chunk; gemv: split by blocks of the output, one GEMV each;
  *  - a product inside a task of the pool (the fused kernels): one product
@@ -39,6 +44,7 @@
 #include "cpu_matmul.h"
 
 #include "cpu_backend.h"
+#include "cpu_bgemm.h"
 #include "cpu_elementwise_f32.h"
 #include "cpu_sgemm.h"
 
@@ -61,16 +67,32 @@ void cpu_blas_single_threaded(void) {
 typedef struct product {
     tc_dtype dtype;
     bool native; /* float32 through cpu_sgemm */
+    bool bf16;   /* float32 c through cpu_bgemm on bgemm_path, a float32 and b of b_type */
+    cpu_bgemm_path bgemm_path;
+    cpu_bgemm_type b_type;
     bool transpose_a, transpose_b;
     int64_t m, n, k, lda, ldb, ldc;
     double alpha, beta;
     const void *a, *b, *bias;
     void *c, *gelu;
-    float *scratch; /* cpu_sgemm's packing space, cpu_sgemm_scratch_floats(n, k), or NULL */
+    void *scratch;  /* cpu_sgemm's or cpu_bgemm's packing space for (n, k) (product_scratch_bytes), or NULL */
+    int *failed;    /* set when cpu_bgemm could not allocate (C untouched; never redone in float32) */
 } product;
+
+/* Bytes of one element of b as stored. */
+static size_t b_element(const product *p) {
+    return p->bf16 && p->b_type == CPU_BGEMM_BF16 ? sizeof(uint16_t) : tc_dtype_size(p->dtype);
+}
 
 static void product_run(const product *p) {
     if (p->m <= 0 || p->n <= 0) return;
+    if (p->bf16) {
+        if (!cpu_bgemm(p->bgemm_path, p->transpose_a, p->transpose_b, p->m, p->n, p->k, (float)p->alpha,
+                       CPU_BGEMM_F32, p->a, p->lda, p->b_type, p->b, p->ldb, (float)p->beta, p->bias, p->c, p->ldc,
+                       p->gelu, p->scratch))
+            __atomic_store_n(p->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     if (p->native && cpu_sgemm(p->transpose_a, p->transpose_b, p->m, p->n, p->k, (float)p->alpha, p->a, p->lda, p->b,
                                p->ldb, (float)p->beta, p->bias, p->c, p->ldc, p->gelu, p->scratch))
         return;
@@ -135,20 +157,27 @@ typedef struct gemm_job {
     int64_t stride_a, stride_b, stride_c;
     enum { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLUMNS } split;
     int64_t units; /* what the chunks divide: matrices, or blocks of rows / columns */
-    float *scratch; /* cpu_sgemm's packing space, scratch_floats per chunk, or NULL */
-    int64_t scratch_floats;
+    char *scratch;  /* packing space, scratch_bytes per chunk, or NULL */
+    int64_t scratch_bytes;
+    int failed;     /* a cpu_bgemm chunk could not allocate */
 } gemm_job;
+
+/* Packing space one chunk's product needs (0: none). */
+static int64_t product_scratch_bytes(const product *p) {
+    if (p->bf16) return p->bgemm_path == CPU_BGEMM_FALLBACK ? 0 : cpu_bgemm_scratch_bytes(p->n, p->k);
+    return p->native ? (int64_t)sizeof(float) * cpu_sgemm_scratch_floats(p->n, p->k) : 0;
+}
 
 static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
     const gemm_job *job = argument;
     const product *whole = &job->whole;
-    size_t e = tc_dtype_size(whole->dtype);
+    size_t e = tc_dtype_size(whole->dtype), eb = b_element(whole);
     product p = *whole;
-    p.scratch = job->scratch ? job->scratch + chunk * job->scratch_floats : NULL;
+    p.scratch = job->scratch ? job->scratch + chunk * job->scratch_bytes : NULL;
     if (job->split == SPLIT_BATCH) {
         for (int64_t i = begin; i < end; i++) {
             p.a = (const char *)whole->a + (size_t)(i * job->stride_a) * e;
-            p.b = (const char *)whole->b + (size_t)(i * job->stride_b) * e;
+            p.b = (const char *)whole->b + (size_t)(i * job->stride_b) * eb;
             p.c = (char *)whole->c + (size_t)(i * job->stride_c) * e;
             p.gelu = whole->gelu ? (char *)whole->gelu + (size_t)(i * job->stride_c) * e : NULL;
             product_run(&p);
@@ -167,7 +196,7 @@ static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
     } else {
         if (last > whole->n) last = whole->n;
         /* Columns of op(b): columns of b, or rows of b when transposed. */
-        p.b = (const char *)whole->b + (size_t)(whole->transpose_b ? first * whole->ldb : first) * e;
+        p.b = (const char *)whole->b + (size_t)(whole->transpose_b ? first * whole->ldb : first) * eb;
         p.bias = whole->bias ? (const char *)whole->bias + (size_t)first * e : NULL;
         p.c = (char *)whole->c + (size_t)first * e;
         p.gelu = whole->gelu ? (char *)whole->gelu + (size_t)first * e : NULL;
@@ -212,13 +241,16 @@ static tc_status check_gemm(tc_context *ctx, tc_dtype dtype, int64_t m, int64_t 
 
 typedef struct shared_pack_job {
     const product *whole;
-    float *packed;
+    void *packed;
 } shared_pack_job;
 
 static void pack_panels(int64_t begin, int64_t end, void *argument) {
     const shared_pack_job *job = argument;
     const product *p = job->whole;
-    cpu_sgemm_pack(p->transpose_b, p->n, p->k, p->b, p->ldb, job->packed, begin, end);
+    if (p->bf16)
+        cpu_bgemm_pack(p->bgemm_path, p->b_type, p->transpose_b, p->n, p->k, p->b, p->ldb, job->packed, begin, end);
+    else
+        cpu_sgemm_pack(p->transpose_b, p->n, p->k, p->b, p->ldb, job->packed, begin, end);
 }
 
 static void packed_rows(int64_t begin, int64_t end, void *argument) {
@@ -227,14 +259,31 @@ static void packed_rows(int64_t begin, int64_t end, void *argument) {
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < p->m ? end * SPLIT_ALIGNMENT : p->m;
     const float *a = (const float *)p->a + (p->transpose_a ? first : first * p->lda);
     float *gelu = p->gelu ? (float *)p->gelu + first * p->ldc : NULL;
+    if (p->bf16) {
+        if (!cpu_bgemm_packed(p->bgemm_path, CPU_BGEMM_F32, p->transpose_a, last - first, p->n, p->k, (float)p->alpha,
+                              a, p->lda, job->packed, (float)p->beta, p->bias, (float *)p->c + first * p->ldc, p->ldc,
+                              gelu))
+            __atomic_store_n(p->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     cpu_sgemm_packed(p->transpose_a, last - first, p->n, p->k, (float)p->alpha, a, p->lda, job->packed,
                      (float)p->beta, p->bias, (float *)p->c + first * p->ldc, p->ldc, gelu);
 }
 
+/* Bytes of op(b) packed once for all threads. */
+static int64_t shared_pack_bytes(const product *p) {
+    return p->bf16 ? cpu_bgemm_packed_bytes(p->n, p->k) : (int64_t)sizeof(float) * cpu_sgemm_packed_floats(p->n, p->k);
+}
+
 static bool shares_packing(const gemm_job *job, int64_t batch, int64_t chunks) {
     const product *p = &job->whole;
-    return p->native && batch == 1 && job->split == SPLIT_ROWS && chunks > 1 && p->k > 0 && p->alpha != 0.0 &&
-           cpu_sgemm_packed_floats(p->n, p->k) <= SHARED_PACK_LIMIT;
+    bool packs = p->bf16 ? p->bgemm_path != CPU_BGEMM_FALLBACK : p->native;
+    return packs && batch == 1 && job->split == SPLIT_ROWS && chunks > 1 && p->k > 0 && p->alpha != 0.0 &&
+           shared_pack_bytes(p) >= 0 && shared_pack_bytes(p) <= (int64_t)sizeof(float) * SHARED_PACK_LIMIT;
+}
+
+static tc_status bgemm_failed(tc_context *ctx) {
+    return tc_fail(ctx, TC_ERROR_MEMORY, "matmul: the bfloat16 GEMM could not allocate its packing buffers");
 }
 
 /* The context's packing space of at least `bytes`, counted as in use (under
@@ -254,6 +303,7 @@ static float *gemm_scratch(tc_context *ctx, size_t bytes) {
 /* Runs the job's `batch` products over the context's pool. */
 static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
     cpu_blas_single_threaded();
+    job->whole.failed = &job->failed;
     const product *p = &job->whole;
     int threads = ctx->num_threads;
     choose_split(job, batch, threads);
@@ -266,30 +316,32 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
         /* each chunk packs into its own part of the context's packing space
          * (no fresh pages in a steady loop), sized for the columns it gets:
          * a split over columns needs 1/chunks of the whole's panels */
-        size_t bytes = 0;
-        if (p->native) {
-            int64_t columns = p->n;
-            if (job->split == SPLIT_COLUMNS) {
-                int64_t largest = cpu_parallel_largest_chunk(ctx, job->units, grain) * SPLIT_ALIGNMENT;
-                if (largest < columns) columns = largest;
-            }
-            job->scratch_floats = cpu_sgemm_scratch_floats(columns, p->k);
-            bytes = sizeof(float) * (size_t)(job->scratch_floats * cpu_parallel_chunks(ctx, job->units, grain));
-            job->scratch = bytes ? gemm_scratch(ctx, bytes) : NULL;
-            if (bytes && !job->scratch) return tc_last_status(ctx);
+        product sized = *p;
+        if (job->split == SPLIT_COLUMNS) {
+            int64_t largest = cpu_parallel_largest_chunk(ctx, job->units, grain) * SPLIT_ALIGNMENT;
+            if (largest < sized.n) sized.n = largest;
         }
+        job->scratch_bytes = product_scratch_bytes(&sized);
+        int64_t total = 0;
+        if (job->scratch_bytes < 0 ||
+            __builtin_mul_overflow(job->scratch_bytes, (int64_t)cpu_parallel_chunks(ctx, job->units, grain), &total))
+            return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: the packing space for n %lld, k %lld overflows",
+                           (long long)p->n, (long long)p->k);
+        size_t bytes = (size_t)total;
+        job->scratch = bytes ? (char *)gemm_scratch(ctx, bytes) : NULL;
+        if (bytes && !job->scratch) return tc_last_status(ctx);
         cpu_parallel_for_indexed(ctx, job->units, grain, gemm_chunk, job);
         if (job->scratch) tc_memory_discharge(ctx, bytes);
-        return TC_OK;
+        return job->failed ? bgemm_failed(ctx) : TC_OK;
     }
-    size_t bytes = sizeof(float) * (size_t)cpu_sgemm_packed_floats(p->n, p->k);
+    size_t bytes = (size_t)shared_pack_bytes(p);
     shared_pack_job shared = {p, tc_allocate(ctx, bytes)};
     if (!shared.packed) return tc_last_status(ctx);
-    int64_t panels = cpu_sgemm_panel_count(p->n, p->k);
+    int64_t panels = p->bf16 ? cpu_bgemm_panel_count(p->n, p->k) : cpu_sgemm_panel_count(p->n, p->k);
     cpu_parallel_for(ctx, panels, panels / chunks > 0 ? panels / chunks : 1, pack_panels, &shared);
     cpu_parallel_for(ctx, job->units, grain, packed_rows, &shared);
     tc_release_memory(ctx, shared.packed, bytes);
-    return TC_OK;
+    return job->failed ? bgemm_failed(ctx) : TC_OK;
 }
 
 /* The job of one product c = op(a) op(b) (alpha 1, beta 0, one matrix). */
@@ -297,6 +349,8 @@ static gemm_job product_job(const tc_context *ctx, tc_dtype dtype, bool transpos
                             int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
                             int64_t ldc) {
     return (gemm_job){.whole = {.dtype = dtype, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
+                                .bf16 = dtype == TC_FLOAT32 && ctx->autocast_bf16,
+                                .bgemm_path = (cpu_bgemm_path)ctx->bgemm_path, .b_type = CPU_BGEMM_F32,
                                 .transpose_a = transpose_a, .transpose_b = transpose_b, .m = m, .n = n, .k = k,
                                 .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = 1.0, .beta = 0.0, .a = a, .b = b,
                                 .c = c}};
@@ -362,6 +416,13 @@ tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, i
                    int64_t lda, const void *x, double beta, void *y) {
     if (m > INT32_MAX || n > INT32_MAX || lda > INT32_MAX)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "gemv: a dimension exceeds BLAS's 32-bit limit");
+    if (dtype == TC_FLOAT32 && ctx->autocast_bf16) { /* y^T [1, outputs] = x^T [1, inner] op(a)^T */
+        int64_t outputs = transpose ? n : m, inner = transpose ? m : n;
+        gemm_job job = product_job(ctx, dtype, false, !transpose, 1, outputs, inner, x, inner, a, lda, y, outputs);
+        job.whole.alpha = alpha;
+        job.whole.beta = beta;
+        return run_gemm(ctx, &job, 1);
+    }
     cpu_blas_single_threaded();
     gemv_job job = {.dtype = dtype, .transpose = transpose, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
                     .m = m, .n = n, .lda = lda, .alpha = alpha, .beta = beta, .a = a, .x = x, .y = y};
@@ -371,4 +432,14 @@ tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, i
     int64_t grain = GEMV_CHUNK_WORK / block_work;
     cpu_parallel_for(ctx, blocks, grain > 0 ? grain : 1, gemv_blocks, &job);
     return TC_OK;
+}
+
+tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                               const uint16_t *w, int64_t ldw, float *c, int64_t ldc) {
+    TC_TRY(check_gemm(ctx, TC_FLOAT32, m, n, k, ldx, ldw, ldc));
+    gemm_job job = product_job(ctx, TC_FLOAT32, false, true, m, n, k, x, ldx, w, ldw, c, ldc);
+    job.whole.bf16 = true;
+    job.whole.b_type = CPU_BGEMM_BF16;
+    job.whole.beta = 1.0;
+    return run_gemm(ctx, &job, 1);
 }

@@ -20,4 +20,10 @@ void cpu_matmul_in_task(tc_dtype dtype, bool native, bool transpose_a, bool tran
                         int64_t k, double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
                         void *c, int64_t ldc);
 
+/* c [m, n] += x [m, k] @ w^T for a bf16 weight w [n, k] (row-major, rows
+ * ldw apart): x rounded to bf16 as it is packed, sums float32 (cpu_bgemm),
+ * split over the pool. Linear's path for bf16 weights. */
+tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                               const uint16_t *w, int64_t ldw, float *c, int64_t ldc);
+
 #endif
