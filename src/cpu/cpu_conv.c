@@ -234,33 +234,89 @@ static bool is_halving(const tc_conv_geometry *g) {
            g->padding[1] == 0 && g->dilation[0] == 1 && g->dilation[1] == 1;
 }
 
-/* The same order and ties as the general loop below: the first element
- * starts, a later one wins when greater or when it is NaN and the best is
- * not. */
-#define MAX_POOL_HALVING(T)                                                                                          \
-    static void max_pool_halving_##T(const T *x, T *out, int64_t *at, const tc_conv_geometry *g) {                   \
-        const int64_t width = g->width, out_width = g->out_width;                                                    \
-        for (int64_t oh = 0; oh < g->out_height; oh++, out += out_width, at += out_width) {                          \
-            const int64_t top = 2 * oh * width;                                                                      \
-            const T *upper = x + top, *lower = upper + width;                                                        \
-            for (int64_t ow = 0; ow < out_width; ow++) {                                                             \
-                T best = upper[2 * ow];                                                                              \
-                int64_t where = top + 2 * ow;                                                                        \
-                const T candidates[3] = {upper[2 * ow + 1], lower[2 * ow], lower[2 * ow + 1]};                       \
-                const int64_t places[3] = {top + 2 * ow + 1, top + width + 2 * ow, top + width + 2 * ow + 1};        \
-                for (int k = 0; k < 3; k++) {                                                                        \
-                    T v = candidates[k];                                                                             \
-                    bool take = (v > best) | (isnan(v) & !isnan(best));                                              \
-                    best = take ? v : best;                                                                          \
-                    where = take ? places[k] : where;                                                                \
-                }                                                                                                    \
-                out[ow] = best;                                                                                      \
-                at[ow] = where;                                                                                      \
-            }                                                                                                        \
+/* One window's max and its place, in the general loop's order and ties
+ * (below): the first element starts, a later one wins when greater or when
+ * it is NaN and the best is not. */
+#define MAX_POOL_WINDOW(T)                                                                                           \
+    SIMD_INLINE void max_pool_window_##T(const T *x, int64_t place, int64_t width, T *out, int64_t *at) {            \
+        T best = x[place];                                                                                           \
+        int64_t where = place;                                                                                       \
+        const int64_t places[3] = {place + 1, place + width, place + width + 1};                                     \
+        for (int k = 0; k < 3; k++) {                                                                                \
+            T v = x[places[k]];                                                                                      \
+            bool take = (v > best) | (isnan(v) & !isnan(best));                                                      \
+            best = take ? v : best;                                                                                  \
+            where = take ? places[k] : where;                                                                        \
         }                                                                                                            \
+        *out = best;                                                                                                 \
+        *at = where;                                                                                                 \
     }
-MAX_POOL_HALVING(float)
-MAX_POOL_HALVING(double)
+MAX_POOL_WINDOW(float)
+MAX_POOL_WINDOW(double)
+
+/* 16 windows at once, the same rule lane by lane: lanes 0-7 are the windows
+ * whose upper rows are first[0, 16), places first_place + 2 * lane; lanes
+ * 8-15 those of second[0, 16). The NaN masks are sign bits of a difference,
+ * not comparisons: GCC 12 splits an OR of two vector comparisons into one
+ * scalar compare per lane, in the AVX-512 clone too. The three steps are
+ * unrolled for the same reason (a loop counter in the mask arithmetic). */
+#define MAX_POOL_BLOCK(first, second, first_place, second_place, out, at)                                            \
+    do {                                                                                                             \
+        const float *upper_first_ = (first), *upper_second_ = (second);                                              \
+        simd_f32 a_ = simd_load(upper_first_), b_ = simd_load(upper_second_);                                        \
+        simd_f32 c_ = simd_load(upper_first_ + width), d_ = simd_load(upper_second_ + width);                        \
+        simd_f32 best_ = __builtin_shuffle(a_, b_, even);                                                            \
+        const simd_f32 candidates_[3] = {__builtin_shuffle(a_, b_, odd), __builtin_shuffle(c_, d_, even),            \
+                                         __builtin_shuffle(c_, d_, odd)};                                            \
+        simd_i32 code_ = {0}; /* 0 to 3: the window's element in row-major order */                                  \
+        _Pragma("GCC unroll 3") for (int k_ = 0; k_ < 3; k_++) {                                                     \
+            simd_f32 v_ = candidates_[k_];                                                                           \
+            simd_i32 nan_v_ = (0x7f800000 - (simd_bits(v_) & 0x7fffffff)) >> 31;                                     \
+            simd_i32 nan_best_ = (0x7f800000 - (simd_bits(best_) & 0x7fffffff)) >> 31;                               \
+            simd_i32 take_ = (v_ > best_) | (nan_v_ & ~nan_best_);                                                   \
+            best_ = simd_select(take_, v_, best_);                                                                   \
+            code_ = (take_ & (k_ + 1)) | (~take_ & code_);                                                           \
+        }                                                                                                            \
+        simd_store((out), best_);                                                                                    \
+        half_i32 halves_[2];                                                                                         \
+        memcpy(halves_, &code_, sizeof halves_);                                                                     \
+        for (int half_ = 0; half_ < 2; half_++) {                                                                    \
+            half_i64 c64_ = __builtin_convertvector(halves_[half_], half_i64);                                       \
+            half_i64 places_ = steps + (half_ ? (second_place) : (first_place)) + (c64_ & 1) + (c64_ >> 1) * width;  \
+            memcpy((at) + 8 * half_, &places_, sizeof places_);                                                      \
+        }                                                                                                            \
+    } while (0)
+
+static void max_pool_halving_double(const double *x, double *out, int64_t *at, const tc_conv_geometry *g) {
+    for (int64_t oh = 0; oh < g->out_height; oh++)
+        for (int64_t ow = 0; ow < g->out_width; ow++)
+            max_pool_window_double(x, 2 * oh * g->width + 2 * ow, g->width, out + oh * g->out_width + ow,
+                                   at + oh * g->out_width + ow);
+}
+
+/* Rows of 16 or more outputs go 16 at a time, rows of 8 two at a time. */
+static SIMD_CLONES void max_pool_halving_float(const float *x, float *out, int64_t *at, const tc_conv_geometry *g) {
+    typedef int32_t half_i32 __attribute__((vector_size(32)));
+    typedef int64_t half_i64 __attribute__((vector_size(64)));
+    const simd_i32 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, odd = even + 1;
+    const half_i64 steps = {0, 2, 4, 6, 8, 10, 12, 14};
+    const int64_t width = g->width, out_width = g->out_width;
+    int64_t oh = 0;
+    if (out_width == 8)
+        for (; oh + 2 <= g->out_height; oh += 2) {
+            int64_t place = 2 * oh * width;
+            MAX_POOL_BLOCK(x + place, x + place + 2 * width, place, place + 2 * width, out + oh * out_width,
+                           at + oh * out_width);
+        }
+    for (; oh < g->out_height; oh++) {
+        int64_t ow = 0, top = 2 * oh * width;
+        for (; ow + SIMD_LANES <= out_width; ow += SIMD_LANES)
+            MAX_POOL_BLOCK(x + top + 2 * ow, x + top + 2 * ow + 16, top + 2 * ow, top + 2 * ow + 16,
+                           out + oh * out_width + ow, at + oh * out_width + ow);
+        for (; ow < out_width; ow++)
+            max_pool_window_float(x, top + 2 * ow, width, out + oh * out_width + ow, at + oh * out_width + ow);
+    }
+}
 
 /* Max pooling: each output's window in registers, the elements in
  * row-major order so ties go to the first; windows wholly inside the image
