@@ -5,9 +5,13 @@
  * image each); col2im's take whole input planes, each summing its rows in a
  * fixed order, so the result does not depend on the thread count. Along a
  * row, the output positions whose input lies inside x form one range,
- * computed once: stride-1 rows are then a plain copy. Max pooling's threads
- * take whole planes too: its backward adds each gradient at its window's
- * argmax, and overlapping windows of a plane stay on one thread.
+ * computed once: stride-1 rows are then a plain copy. Stride 1 with the
+ * output the input's size (3x3 with padding 1) goes faster still: a column
+ * row is one shifted copy of its plane (memcpy, then the padding at the
+ * edges), and col2im adds whole shifted planes 16 lanes at a time. Max
+ * pooling's threads take whole planes too: its backward adds each gradient
+ * at its window's argmax, and overlapping windows of a plane stay on one
+ * thread; 2x2 windows at stride 2 go 16 at a time.
  */
 #include "cpu_backend.h"
 #include "cpu_iterate.h"
