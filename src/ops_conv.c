@@ -172,6 +172,13 @@ tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[
         *out = NULL;
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "im2col: pad_value must not be NaN");
     }
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide = NULL, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = im2col("im2col", wide, kernel, stride, padding, dilation, pad_value, batch_last, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     return im2col("im2col", x, kernel, stride, padding, dilation, pad_value, batch_last, out);
 }
 
@@ -215,6 +222,17 @@ static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const
 tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype) || tc_dtype_is_16bit(weight->dtype) || (bias && tc_dtype_is_16bit(bias->dtype))) {
+        /* 16-bit x, or float32 x with 16-bit parameters: computed in float32, rounded once */
+        tc_tensor *given[3] = {x, weight, bias}, *wide[3] = {NULL, NULL, NULL}, *result = NULL;
+        TC_TRY(tc_check_16bit_partners("conv2d", 3, (const char *const[]){"x", "weight", "bias"}, given));
+        tc_status status = tc_widen_16bit(x, &wide[0]);
+        if (status == TC_OK) status = tc_widen_16bit(weight, &wide[1]);
+        if (status == TC_OK) status = tc_widen_16bit(bias, &wide[2]);
+        if (status == TC_OK) status = tc_conv2d(wide[0], wide[1], wide[2], stride, padding, dilation, groups, &result);
+        tc_release_all(3, wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     TC_TRY(check_conv2d(x, weight, bias, groups));
     const int64_t kernel[2] = {weight->shape[2], weight->shape[3]};
     tc_conv_geometry g;
@@ -300,6 +318,13 @@ tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t str
                         const int64_t dilation[2], tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("max_pool2d", "x", x));
+    if (tc_dtype_is_16bit(x->dtype)) {
+        tc_tensor *wide = NULL, *result = NULL;
+        TC_TRY(tc_widen_16bit(x, &wide));
+        tc_status status = tc_max_pool2d(wide, kernel, stride, padding, dilation, &result);
+        tc_tensor_release(wide);
+        return tc_narrow_16bit(status, result, x->dtype, out);
+    }
     tc_conv_geometry g;
     TC_TRY(make_geometry("max_pool2d", x, kernel, stride, padding, dilation, &g));
     if (2 * padding[0] > kernel[0] || 2 * padding[1] > kernel[1])

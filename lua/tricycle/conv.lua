@@ -68,12 +68,22 @@ local function pair_option(name, options, key, default, minimum)
   return pair
 end
 
-local floating = { float32 = true, float64 = true }
+local floating = { float32 = true, float64 = true, bfloat16 = true, float16 = true }
+local sixteen_bit = { bfloat16 = true, float16 = true }
 
 local function check_floating(name, x)
   if not floating[x.dtype] then
-    fail("%s: x must be float32 or float64, got %s", name, x.dtype)
+    fail("%s: x must be float32, float64, bfloat16 or float16, got %s", name, x.dtype)
   end
+end
+
+-- A 16-bit x is computed on in float32 and the result rounded once, as the
+-- engine's ops do: f(x) for other dtypes, f(x:to("float32")):to(x.dtype) for these.
+local function in_float32(x, f)
+  if not sixteen_bit[x.dtype] then
+    return f(x)
+  end
+  return f(x:to("float32")):to(x.dtype)
 end
 
 local function check_image(name, x)
@@ -166,14 +176,16 @@ function functions.avg_pool2d(x, options)
   if include ~= nil and type(include) ~= "boolean" then
     fail("avg_pool2d: option count_include_pad must be a boolean, got %s", tostring(include))
   end
-  local cols, shape = windows("avg_pool2d", x, kernel, stride, padding, { 1, 1 }, 0)
-  if include ~= false or (padding[1] == 0 and padding[2] == 0) then
-    return cols:mean(3):reshape(shape)
-  end
-  -- each window's count of real elements: the windows of a plane of ones
-  local ones = on_device(core.ones({ 1, 1, x.shape[3], x.shape[4] }, { dtype = x.dtype }), x)
-  local counts = windows("avg_pool2d", ones, kernel, stride, padding, { 1, 1 }, 0):sum(3)
-  return (cols:sum(3) / counts):reshape(shape)
+  return in_float32(x, function(x32)
+    local cols, shape = windows("avg_pool2d", x32, kernel, stride, padding, { 1, 1 }, 0)
+    if include ~= false or (padding[1] == 0 and padding[2] == 0) then
+      return cols:mean(3):reshape(shape)
+    end
+    -- each window's count of real elements: the windows of a plane of ones
+    local ones = on_device(core.ones({ 1, 1, x32.shape[3], x32.shape[4] }, { dtype = x32.dtype }), x32)
+    local counts = windows("avg_pool2d", ones, kernel, stride, padding, { 1, 1 }, 0):sum(3)
+    return (cols:sum(3) / counts):reshape(shape)
+  end)
 end
 
 -- The {out, size} matrix whose row i averages the bin floor(i * size / out) .. ceil((i + 1) * size / out).
@@ -200,8 +212,10 @@ function functions.adaptive_avg_pool2d(x, output_size)
     fail("adaptive_avg_pool2d: x of shape %s has no element to average into output_size %s",
       shape_string(x.shape), shape_string(size))
   end
-  local rows = bins(size[1], h, x):matmul(x)
-  return rows:matmul(bins(size[2], w, x):transpose(1, 2))
+  return in_float32(x, function(x32)
+    local rows = bins(size[1], h, x32):matmul(x32)
+    return rows:matmul(bins(size[2], w, x32):transpose(1, 2))
+  end)
 end
 
 --- batch_norm(x, running_mean, running_var, weight, bias, {training =, momentum = 0.1, eps = 1e-5}):
@@ -241,6 +255,10 @@ function functions.batch_norm(x, running_mean, running_var, weight, bias, option
   if (running_mean == nil) ~= (running_var == nil) then
     fail("%s: running_mean and running_var go together (one is nil)", name)
   end
+  local dtype = x.dtype
+  if sixteen_bit[dtype] then
+    x = x:to("float32")
+  end
   local dims, shape = { 1 }, { 1, channels }
   for d = 3, x:dim() do
     dims[#dims + 1] = d
@@ -277,7 +295,7 @@ function functions.batch_norm(x, running_mean, running_var, weight, bias, option
   if bias ~= nil then
     y = y + bias:reshape(shape)
   end
-  return y
+  return sixteen_bit[dtype] and y:to(dtype) or y
 end
 
 return M
