@@ -116,7 +116,7 @@ SIMD_INLINE void add_shifted_float(float *x, const float *row, const tc_conv_geo
         if (first > length) first = length; /* no inside row */                                                     \
         if (last < first) last = first;                                                                              \
         for (int64_t o = 0; o < first; o++) row[o] = pad;                                                            \
-        memcpy(row + first, x + (first + v->shift), sizeof(T) * (size_t)(last - first));                            \
+        if (last > first) memcpy(row + first, x + (first + v->shift), sizeof(T) * (size_t)(last - first));          \
         for (int64_t o = last; o < length; o++) row[o] = pad;                                                        \
         for (int64_t oh = v->row_first; oh < v->row_last; oh++) {                                                    \
             T *line = row + oh * width;                                                                              \
