@@ -54,7 +54,7 @@ fuzz-build: $(addprefix $(FUZZ_BUILD)/bin/,$(FUZZ_TARGETS))
 # which these files do (into always-inline helpers, which gcc accepts). Built for AVX-512 as a whole
 # they compile; their code runs only where the CPU has AVX-512 (the native sgemm checks) or in the
 # fused kernels, which no target calls.
-FUZZ_AVX512_FILES = cpu_sgemm cpu_norm cpu_attention cpu_cross_entropy cpu_optim
+FUZZ_AVX512_FILES = cpu_sgemm cpu_bgemm cpu_norm cpu_attention cpu_cross_entropy cpu_optim
 $(patsubst %,$(FUZZ_BUILD)/obj/src/cpu/%.o,$(FUZZ_AVX512_FILES)): FUZZ_FILE_FLAGS = -mavx512f
 $(FUZZ_BUILD)/obj/%.o: %.c $(wildcard src/*.h src/unicode/*.h src/cpu/*.h lua/tricycle/*.h)
 	@mkdir -p $(dir $@)

@@ -264,14 +264,22 @@ MAX_POOL_WINDOW(double)
  * not comparisons: GCC 12 splits an OR of two vector comparisons into one
  * scalar compare per lane, in the AVX-512 clone too. The three steps are
  * unrolled for the same reason (a loop counter in the mask arithmetic). */
+/* Lanes 0, 2, ..., 30 (EVEN_LANES) or 1, 3, ..., 31 (ODD_LANES) of a then b. */
+#ifdef __clang__
+#define EVEN_LANES(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODD_LANES(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EVEN_LANES(a, b) __builtin_shuffle(a, b, even)
+#define ODD_LANES(a, b) __builtin_shuffle(a, b, odd)
+#endif
+
 #define MAX_POOL_BLOCK(first, second, first_place, second_place, out, at)                                            \
     do {                                                                                                             \
         const float *upper_first_ = (first), *upper_second_ = (second);                                              \
         simd_f32 a_ = simd_load(upper_first_), b_ = simd_load(upper_second_);                                        \
         simd_f32 c_ = simd_load(upper_first_ + width), d_ = simd_load(upper_second_ + width);                        \
-        simd_f32 best_ = __builtin_shuffle(a_, b_, even);                                                            \
-        const simd_f32 candidates_[3] = {__builtin_shuffle(a_, b_, odd), __builtin_shuffle(c_, d_, even),            \
-                                         __builtin_shuffle(c_, d_, odd)};                                            \
+        simd_f32 best_ = EVEN_LANES(a_, b_);                                                                         \
+        const simd_f32 candidates_[3] = {ODD_LANES(a_, b_), EVEN_LANES(c_, d_), ODD_LANES(c_, d_)};                  \
         simd_i32 code_ = {0}; /* 0 to 3: the window's element in row-major order */                                  \
         _Pragma("GCC unroll 3") for (int k_ = 0; k_ < 3; k_++) {                                                     \
             simd_f32 v_ = candidates_[k_];                                                                           \
@@ -303,6 +311,8 @@ static SIMD_CLONES void max_pool_halving_float(const float *x, float *out, int64
     typedef int32_t half_i32 __attribute__((vector_size(32)));
     typedef int64_t half_i64 __attribute__((vector_size(64)));
     const simd_i32 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, odd = even + 1;
+    (void)even; /* read by EVEN_LANES and ODD_LANES under gcc only */
+    (void)odd;
     const half_i64 steps = {0, 2, 4, 6, 8, 10, 12, 14};
     const int64_t width = g->width, out_width = g->out_width;
     int64_t oh = 0;
