@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-/* Through malloc, freed multi-megabyte blocks stay in the heap (glibc raises
- * its mmap threshold after the first frees), so a loop that drops 8 MiB
- * tensors would keep hundreds of MiB resident; blocks from this size up are
- * mapped and unmapped directly. */
-#define MAPPED_BYTES ((size_t)1 << 20)
+/* Through malloc, freed large blocks stay in the heap (glibc raises its mmap
+ * threshold after the first frees): a loop that drops 8 MiB tensors would
+ * keep hundreds of MiB resident, and an embedding host's heap would hold
+ * activations' blocks between its own objects, where freeing them returns
+ * nothing. Blocks from this size up are mapped and unmapped directly (the
+ * block cache keeps a loop's from being remapped each step). */
+#define MAPPED_BYTES ((size_t)64 << 10)
 
 static void *default_allocate(void *user, size_t bytes, size_t alignment) {
     (void)user;

@@ -745,11 +745,13 @@ static int field(lua_State *L, tc_tensor *t, const char *key) {
         tc_tensor *out;
         return push_result(L, "data", tc_detach(t, &out), &out);
     }
-    lua_pushnil(L);
+    /* not a field: the methods table's own __index, where the Lua library
+     * installs the methods it loads on first use */
+    lua_pushstring(L, key);
+    lua_gettable(L, lua_upvalueindex(1));
     return 1;
 }
 
-/* t.key: methods first, then fields; t[i] selects along the first dim. */
 /* Calls the tensor metatable's field `handler` (set by tricycle.selection:
  * Torch7 ranges and masks) with the metamethod's `arguments` arguments and
  * returns its `results`. */
@@ -762,6 +764,7 @@ static int index_handler(lua_State *L, const char *handler, int arguments, int r
     return results;
 }
 
+/* t.key: methods first, then fields; t[i] selects along the first dim. */
 static int mm_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
         lua_pushvalue(L, 2);

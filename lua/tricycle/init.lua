@@ -72,17 +72,67 @@ function methods.cuda(self) return errors.call(methods.to, self, "cuda") end
 methods.where = core.where
 methods.scale_ = core.scale_
 
-Tensor.__tostring = require("tricycle.format").tensor
+function Tensor.__tostring(t)
+  Tensor.__tostring = require("tricycle.format").tensor
+  return Tensor.__tostring(t)
+end
 
--- Creation functions and shape methods made of the ops above (see tricycle/composed.lua).
-local composed = require("tricycle.composed")
-for name, fn in pairs(composed.functions) do
-  tricycle[name] = fn
+-- The functions and methods made of the ops above (tricycle/composed.lua,
+-- with conv.lua and selection.lua) load on first use, so that a host which
+-- only runs a model keeps their code out of memory: the first name that
+-- tricycle, the tensor methods or a table index misses installs them all.
+local composed
+local engine_methods = {} -- name -> the engine's method, while a stub stands in its place (below)
+local loading_composed = false
+local function load_composed()
+  if composed or loading_composed then -- a miss while composed.lua loads is a plain miss
+    return composed
+  end
+  loading_composed = true
+  for name, engine_method in pairs(engine_methods) do
+    rawset(methods, name, engine_method)
+  end
+  local ok, loaded = pcall(require, "tricycle.composed")
+  loading_composed = false
+  if not ok then
+    error(loaded, 0)
+  end
+  composed = loaded
+  for name, fn in pairs(composed.functions) do
+    if rawget(tricycle, name) == nil then
+      rawset(tricycle, name, fn)
+    end
+  end
+  for name, fn in pairs(composed.methods) do
+    rawset(methods, name, fn)
+  end
+  composed.install(Tensor)
+  return composed
 end
-for name, fn in pairs(composed.methods) do
-  methods[name] = fn
+
+-- The engine methods that tricycle/selection.lua wraps (dims, options) are
+-- found before a miss, so each starts as a stub that loads the wrapper.
+-- spec/lazy_loading_spec.lua checks that this list names every such method.
+for _, name in ipairs({ "sort", "topk", "index_add" }) do
+  engine_methods[name] = methods[name]
+  methods[name] = function(...)
+    load_composed()
+    return methods[name](...)
+  end
 end
-composed.install(Tensor)
+
+setmetatable(methods, {
+  __index = function(_, key)
+    load_composed()
+    return rawget(methods, key)
+  end,
+})
+for _, handler in ipairs({ "__index_by", "__newindex_by" }) do
+  Tensor[handler] = function(...)
+    load_composed()
+    return Tensor[handler](...)
+  end
+end
 
 local OP_PROPERTIES = { "differentiable", "float_only", "integers", "bool_result", "view", "in_place", "fused",
   "method", "internal" }
@@ -90,6 +140,7 @@ local OP_PROPERTIES = { "differentiable", "float_only", "integers", "bool_result
 --- The engine's ops (core.ops(), `composed = false`), then the functions of tricycle/composed.lua
 -- (`composed = true`), each with every property as a boolean.
 function tricycle.ops()
+  local composed = load_composed()
   local list = core.ops()
   for _, op in ipairs(list) do
     op.composed = false
@@ -261,6 +312,7 @@ return setmetatable(tricycle, {
       rawset(module, key, loaded)
       return loaded
     end
-    return nil
+    load_composed()
+    return rawget(module, key)
   end,
 })

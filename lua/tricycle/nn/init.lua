@@ -12,9 +12,6 @@ local functional = require("tricycle.nn.functional")
 local nn = {
   Module = Module,
   GPT = require("tricycle.nn.gpt"),
-  Llama = require("tricycle.nn.llama"),
-  DistributedDataParallel = require("tricycle.nn.distributed"),
-  MultiheadAttention = require("tricycle.nn.attention"),
   functional = functional,
   cross_entropy = functional.cross_entropy,
   mse_loss = functional.mse_loss,
@@ -40,8 +37,37 @@ end
 for _, name in ipairs({ "MultiHeadSelfAttention", "FeedForward", "TransformerBlock" }) do
   nn[name] = transformer[name]
 end
-for name, class in pairs(require("tricycle.nn.conv")) do
-  nn[name] = class
+
+-- Loaded on first use, so that a program running a GPT keeps their code out
+-- of memory: a class name that nn misses loads these and installs theirs.
+local lazy_classes = {
+  ["tricycle.nn.llama"] = "Llama",
+  ["tricycle.nn.distributed"] = "DistributedDataParallel",
+  ["tricycle.nn.attention"] = "MultiheadAttention",
+  ["tricycle.nn.conv"] = false, -- a table of classes (Conv1d, Conv2d, the pools, BatchNorm1d/2d)
+}
+local lazy_loaded = false
+
+local function load_lazy_classes()
+  lazy_loaded = true
+  for module_name, class_name in pairs(lazy_classes) do
+    local loaded = require(module_name)
+    if class_name then
+      nn[class_name] = loaded
+    else
+      for name, class in pairs(loaded) do
+        nn[name] = class
+      end
+    end
+  end
 end
 
-return nn
+return setmetatable(nn, {
+  __index = function(_, key)
+    if lazy_loaded then
+      return nil
+    end
+    load_lazy_classes()
+    return rawget(nn, key)
+  end,
+})
