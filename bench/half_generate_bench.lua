@@ -96,9 +96,10 @@ end
 local header = ("Generation with 16-bit weights, GPT config C (124M parameters, random weights), %d tokens after an "
   .. "8-token prompt, greedy, with the cache; %d thread(s); median of %d runs per dtype, the dtypes alternating. "
   .. "Peak RSS: /usr/bin/time -v's maximum resident set size of the whole process (making the model and "
-  .. "generating). Activations and the key/value cache are float32 in every line; inside linear, bfloat16 "
-  .. "weights go to the bf16 GEMM as they are (x rounded to bf16 while packed, float32 sums) and float16 "
-  .. "weights are widened to float32 a block of rows at a time."):format(options.tokens, options.threads,
+  .. "generating). Activations and the key/value cache are float32 in every line; inside linear, a decoding "
+  .. "step's row reads 16-bit weights as they are: bfloat16 through a GEMV on VDPBF16PS (x rounded to bf16, "
+  .. "float32 sums), float16 through a GEMV that widens each weight as it reads it (the prompt's 8 rows: the "
+  .. "bf16 GEMM, and float16 weights widened a block of rows at a time)."):format(options.tokens, options.threads,
   options.repeats)
 local table_text = table.concat({
   "| weights | peak RSS MiB | / float32 | making the model s | tokens/s | tokens/s / float32 |",

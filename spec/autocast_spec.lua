@@ -189,6 +189,7 @@ describe("tc.autocast", function()
     it("gives bf16 products on the " .. path .. " path (TRICYCLE_BGEMM)", function()
       local values = probe("TRICYCLE_BGEMM=" .. path)
       assert.is_true(values.linear_error < 1e-3, tostring(values.linear_error))
+      assert.is_true(values.weight_error < 1e-5, tostring(values.weight_error))
       if path == "fallback" then
         assert.are.equal("fallback", values.path)
       elseif path == "avx512" then
@@ -217,5 +218,38 @@ describe("bfloat16 weights", function()
     local one = tc.no_grad(function() return tc.linear(x:narrow(1, 1, 1), wb) end)
     reference = tc.linear(rounded(x), rounded(w))
     assert.is_true(max_difference(one, reference:narrow(1, 1, 1)) <= SUM_TOLERANCE * scale(reference))
+  end)
+
+  -- up to 4 rows (decoding) read the weight as it is, a GEMV per row, 4 weight rows and 32 depths at a time:
+  -- depths and output counts around those multiples, and 5 rows (the packing GEMM) beside them
+  it("give a few rows (decoding) the same bf16 product, for every tail of depth and output", function()
+    tc.manual_seed(6)
+    for _, k in ipairs({ 1, 7, 31, 32, 33, 64, 100 }) do
+      for _, n in ipairs({ 1, 3, 4, 5, 63, 64, 65, 130 }) do
+        local w, b = tc.randn({ n, k }), rounded(tc.randn({ n }))
+        local wb = w:to("bfloat16")
+        for rows = 1, 5 do
+          local x = tc.randn({ rows, k }) * 3
+          local out = tc.no_grad(function() return tc.linear(x, wb, b:to("bfloat16")) end)
+          local reference = tc.linear(rounded(x), rounded(w), b)
+          local off = max_difference(out, reference)
+          assert.is_true(off <= SUM_TOLERANCE * scale(reference),
+            ("rows %d, k %d, n %d: %g from the product of rounded operands"):format(rows, k, n, off))
+          local gelu = tc.no_grad(function() return tc.linear_gelu(x, wb, b:to("bfloat16")) end)
+          assert.is_true(max_difference(gelu, tc.linear_gelu(rounded(x), rounded(w), b)) <= 1e-4 * scale(reference))
+        end
+      end
+    end
+    for rows = 1, 5 do -- float16 weights: up to 4 rows widen the weight as they read it (x stays float32)
+      local x, w = tc.randn({ rows, 45 }), tc.randn({ 9, 45 })
+      local wide = w:to("float16"):to("float32")
+      local out = tc.no_grad(function() return tc.linear(x, w:to("float16")) end)
+      local reference = tc.linear(x, wide)
+      assert.is_true(max_difference(out, reference) <= SUM_TOLERANCE * scale(reference), "float16, rows " .. rows)
+    end
+    local x = tc.randn({ 2, 33 })
+    local w = tc.randn({ 6, 33 })
+    local out = tc.no_grad(function() return tc.linear(x, w:to("bfloat16")) end)
+    assert.is_true(max_difference(out, tc.linear(x, rounded(w))) > 0, "x was not rounded to bf16")
   end)
 end)

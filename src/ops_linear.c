@@ -217,9 +217,11 @@ static tc_status linear_impl(const char *function, bool gelu, tc_tensor *x, tc_t
 
 /* pre [rows, out] = xc [rows, in] @ W^T + b for float32 x and a 16-bit W
  * (b float32 or NULL). A bf16 W on the CPU goes to the bf16 GEMM as it is
- * (x rounded to bf16 while packed, float32 sums: autocast's precision);
- * otherwise W is widened a block of output rows at a time and each block is
- * one float32 GEMM writing its columns of pre. */
+ * (x rounded to bf16 while packed, float32 sums: autocast's precision; a
+ * few rows as GEMVs); a float16 W on the CPU with a few rows (decoding) to
+ * a GEMV that widens it as it reads; otherwise W is widened a block of
+ * output rows at a time and each block is one float32 GEMM writing its
+ * columns of pre. */
 static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *backend, tc_tensor *xc, tc_tensor *w,
                                           tc_tensor *b, int64_t rows, tc_tensor *pre) {
     int64_t out_features = w->shape[0], in_features = w->shape[1];
@@ -240,6 +242,15 @@ static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *bac
         tc_status status = cpu_gemm_bf16_weight(ctx, rows, out_features, in_features, tc_tensor_data_at_offset(xc),
                                                 in_features, tc_tensor_data_at_offset(wc), in_features, pre_data,
                                                 out_features);
+        tc_tensor_release(wc);
+        return status;
+    }
+    if (w->dtype == TC_FLOAT16 && w->storage->device == TC_CPU && rows <= CPU_HALF_GEMV_ROWS) {
+        tc_tensor *wc = NULL;
+        TC_TRY(tc_contiguous(w, &wc));
+        tc_status status = cpu_gemv_float16_weight(ctx, rows, out_features, in_features, tc_tensor_data_at_offset(xc),
+                                                   in_features, tc_tensor_data_at_offset(wc), in_features, pre_data,
+                                                   out_features);
         tc_tensor_release(wc);
         return status;
     }

@@ -117,6 +117,45 @@ static void check_engine(void) {
     tc_context_free(ctx);
 }
 
+/* cpu_float16_weight_gemv against a float64 sum of the widened weight, for
+ * depths and row counts around its 16-lane and 4-row steps; y starts at 1
+ * (the sums are added). */
+static void check_float16_gemv(bool vector) {
+    enum { MAX_N = 11, MAX_K = 70 };
+    static uint16_t w[MAX_N * MAX_K];
+    static float x[MAX_K], y[MAX_N];
+    unsigned seed = 7;
+    int wrong = 0;
+    const int depths[] = {1, 15, 16, 17, 33, 70}, counts[] = {1, 3, 4, 5, 8, 11};
+    for (int a = 0; a < 6; a++) {
+        for (int b = 0; b < 6; b++) {
+            int k = depths[a], n = counts[b];
+            for (int i = 0; i < k; i++) {
+                seed = seed * 1103515245u + 12345u;
+                x[i] = (float)((int)(seed >> 16) % 2001 - 1000) / 250.0f;
+            }
+            for (int i = 0; i < n * k; i++) {
+                seed = seed * 1103515245u + 12345u;
+                w[i] = tc_float_to_float16((float)((int)(seed >> 16) % 2001 - 1000) / 300.0f);
+            }
+            for (int j = 0; j < n; j++) y[j] = 1.0f;
+            cpu_float16_weight_gemv(n, k, x, w, k, y, vector);
+            for (int j = 0; j < n; j++) {
+                double want = 1.0, size = 1.0;
+                for (int i = 0; i < k; i++) {
+                    double term = (double)x[i] * tc_float16_to_float(w[j * k + i]);
+                    want += term;
+                    size += fabs(term);
+                }
+                if (fabs(y[j] - want) > 1e-6 * size && wrong++ < 3)
+                    printf("  float16 gemv (%s) k %d n %d row %d: %.9g, expected %.9g\n", vector ? "vector" : "scalar",
+                           k, n, j, y[j], want);
+            }
+        }
+    }
+    CHECK(wrong == 0, "float16-weight GEMV (%s path): %d sums differ", vector ? "vector" : "scalar", wrong);
+}
+
 int main(void) {
     bool vector = cpu_half_vector_available();
     printf("half_test: vector path %s\n", vector ? "available (AVX-512F, F16C)" : "not available: scalar only");
@@ -126,6 +165,8 @@ int main(void) {
         check_paths(dtype, false);
         if (vector) check_paths(dtype, true);
     }
+    check_float16_gemv(false);
+    if (vector) check_float16_gemv(true);
     check_engine();
     printf("half_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -10,6 +10,7 @@ tc.manual_seed(7)
 
 local function rounded(t) return t:to("bfloat16"):to("float32") end
 local function max_difference(a, b) return (a - b):abs():max():item() end
+local function scale(t) return t:abs():max():item() end
 
 local x, w, b = tc.randn({48, 200}), tc.randn({72, 200}), tc.randn({72})
 local g = tc.randn({48, 72})
@@ -24,6 +25,18 @@ local error = math.max(max_difference(out, reference), max_difference(xl.grad, d
   max_difference(wl.grad, dw_reference))
 print(("linear_error %.9g"):format(error))
 print("path " .. tc.bgemm_path())
+
+-- bf16 weights, 1 to 5 rows of x (GEMVs up to 4): against float32 on the rounded operands, relative to the scale
+local weight_error = 0
+for rows = 1, 5 do
+  for _, k in ipairs({ 5, 32, 45 }) do
+    local w, xs = tc.randn({ 7, k }), tc.randn({ rows, k })
+    local reference = tc.linear(rounded(xs), rounded(w))
+    local got = tc.no_grad(function() return tc.linear(xs, w:to("bfloat16")) end)
+    weight_error = math.max(weight_error, max_difference(got, reference) / scale(reference))
+  end
+end
+print(("weight_error %.9g"):format(weight_error))
 
 tc.set_num_threads(1)
 local big = tc.randn({1024, 2048})

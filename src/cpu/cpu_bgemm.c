@@ -661,6 +661,38 @@ bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose
     return true;
 }
 
+/* y[j] += bf16(x) . w[j] for GEMV_ROWS rows of w at a time: each
+ * 32-element chunk of x is rounded once and meets every row, so the pass is
+ * bound by reading w, half the bytes of a float32 weight. The next rows are
+ * prefetched line by line as these are read: rows of a few KiB are too short
+ * for the hardware's stream detection (the vocabulary head, 50257 rows of
+ * 768, took 9.8 ms without, 6.6 ms with, at 1 thread). */
+#define GEMV_ROWS 4
+static BF16 void gemv_native(int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw, float *y) {
+    int64_t j = 0;
+    for (; j + GEMV_ROWS <= n; j += GEMV_ROWS) {
+        __m512 sums[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; r++) sums[r] = _mm512_setzero_ps();
+        const uint16_t *next = j + 2 * GEMV_ROWS <= n ? w + (j + GEMV_ROWS) * ldw : NULL;
+        for (int64_t i = 0; i < k; i += 32) {
+            __m512bh xs = (__m512bh)load_bf16_32(CPU_BGEMM_F32, x + i, k - i);
+            for (int r = 0; r < GEMV_ROWS; r++) {
+                if (next) _mm_prefetch((const char *)(next + r * ldw + i), _MM_HINT_T0);
+                sums[r] = _mm512_dpbf16_ps(sums[r], xs,
+                                           (__m512bh)load_bf16_32(CPU_BGEMM_BF16, w + (j + r) * ldw + i, k - i));
+            }
+        }
+        for (int r = 0; r < GEMV_ROWS; r++) y[j + r] += _mm512_reduce_add_ps(sums[r]);
+    }
+    for (; j < n; j++) {
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t i = 0; i < k; i += 32)
+            sum = _mm512_dpbf16_ps(sum, (__m512bh)load_bf16_32(CPU_BGEMM_F32, x + i, k - i),
+                                   (__m512bh)load_bf16_32(CPU_BGEMM_BF16, w + j * ldw + i, k - i));
+        y[j] += _mm512_reduce_add_ps(sum);
+    }
+}
+
 #else
 
 cpu_bgemm_path cpu_bgemm_best_path(void) { return CPU_BGEMM_FALLBACK; }
@@ -697,6 +729,10 @@ bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose
     return false;
 }
 
+static void gemv_native(int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw, float *y) {
+    (void)n, (void)k, (void)x, (void)w, (void)ldw, (void)y;
+}
+
 #endif
 
 bool cpu_bgemm(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -717,4 +753,19 @@ bool cpu_bgemm(cpu_bgemm_path path, bool transpose_a, bool transpose_b, int64_t 
            blocks);
     if (blocks != scratch) free(blocks);
     return true;
+}
+
+void cpu_bgemv_bf16_weight(cpu_bgemm_path path, int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw,
+                           float *y) {
+    if (n <= 0 || k <= 0) return;
+    if (usable_path(path) != CPU_BGEMM_FALLBACK) {
+        gemv_native(n, k, x, w, ldw, y);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        float sum = 0.0f;
+        for (int64_t i = 0; i < k; i++)
+            sum += cpu_float_from_bf16(cpu_bf16_from_float(x[i])) * cpu_float_from_bf16(w[j * ldw + i]);
+        y[j] += sum;
+    }
 }

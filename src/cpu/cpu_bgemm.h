@@ -61,6 +61,13 @@ bool cpu_bgemm_packed(cpu_bgemm_path path, cpu_bgemm_type a_type, bool transpose
                       float alpha, const void *a, int64_t lda, const void *packed, float beta, const float *bias,
                       float *c, int64_t ldc, float *gelu);
 
+/* y[j] += sum_i bf16(x[i]) w[j ldw + i] for j < n, float32 sums: one row
+ * of activations against n rows of a bf16 weight (a linear layer's decoding
+ * step), with cpu_bgemm's precision and without its packing, which a single
+ * row does not repay. Single-threaded; path as cpu_bgemm's. */
+void cpu_bgemv_bf16_weight(cpu_bgemm_path path, int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw,
+                           float *y);
+
 /* float32 -> bf16 bits, rounded to nearest even as VCVTNE2PS2BF16 does
  * (NaN stays a quiet NaN), and back (exact). */
 uint16_t cpu_bf16_from_float(float x);

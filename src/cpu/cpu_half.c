@@ -59,7 +59,57 @@ static HALF_TARGET int64_t float_to_half_vector(tc_dtype dtype, const float *in,
     }
     return i;
 }
+
+#define GEMV_ROWS 4
+/* cpu_float16_weight_gemv's rows [0, n) with AVX-512 and F16C: 16 depths of
+ * GEMV_ROWS rows at a time, the next rows prefetched (as cpu_bgemm.c's GEMV). */
+static __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void
+float16_weight_gemv_vector(int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw, float *y) {
+    int64_t j = 0;
+    for (; j + GEMV_ROWS <= n; j += GEMV_ROWS) {
+        __m512 sums[GEMV_ROWS];
+        for (int r = 0; r < GEMV_ROWS; r++) sums[r] = _mm512_setzero_ps();
+        const uint16_t *next = j + 2 * GEMV_ROWS <= n ? w + (j + GEMV_ROWS) * ldw : NULL;
+        for (int64_t i = 0; i < k; i += 16) {
+            __mmask16 lanes = k - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - i)) - 1);
+            __m512 xs = _mm512_maskz_loadu_ps(lanes, x + i);
+            for (int r = 0; r < GEMV_ROWS; r++) {
+                if (next && i % 32 == 0) _mm_prefetch((const char *)(next + r * ldw + i), _MM_HINT_T0);
+                __m512 ws = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, w + (j + r) * ldw + i));
+                sums[r] = _mm512_fmadd_ps(xs, ws, sums[r]);
+            }
+        }
+        for (int r = 0; r < GEMV_ROWS; r++) y[j + r] += _mm512_reduce_add_ps(sums[r]);
+    }
+    for (; j < n; j++) {
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t i = 0; i < k; i += 16) {
+            __mmask16 lanes = k - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - i)) - 1);
+            __m512 ws = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, w + j * ldw + i));
+            sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, x + i), ws, sum);
+        }
+        y[j] += _mm512_reduce_add_ps(sum);
+    }
+}
 #endif
+
+void cpu_float16_weight_gemv(int64_t n, int64_t k, const float *x, const uint16_t *w, int64_t ldw, float *y,
+                             bool vector) {
+    if (n <= 0 || k <= 0) return;
+#if HALF_VECTOR
+    if (vector) {
+        float16_weight_gemv_vector(n, k, x, w, ldw, y);
+        return;
+    }
+#else
+    (void)vector;
+#endif
+    for (int64_t j = 0; j < n; j++) {
+        float sum = 0.0f;
+        for (int64_t i = 0; i < k; i++) sum += x[i] * tc_float16_to_float(w[j * ldw + i]);
+        y[j] += sum;
+    }
+}
 
 void cpu_half_to_float(tc_dtype dtype, const uint16_t *in, float *out, int64_t n, bool vector) {
     int64_t i = 0;

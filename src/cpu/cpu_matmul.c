@@ -7,6 +7,9 @@
  *    AVX-512 and TRICYCLE_SGEMM is not "blas"), our cpu_sgemm / cpu_sgemv
  *    (cpu_sgemm.c); otherwise, and float64 always, the BLAS (row-major
  *    cblas);
+ *  - 16-bit weights with up to CPU_HALF_GEMV_ROWS rows of x (decoding):
+ *    cpu_bgemv_bf16_weight or cpu_float16_weight_gemv per row over blocks
+ *    of the output, the weight read as it is;
  *  - float32 under autocast (ctx->autocast_bf16), and the bf16 weights of
  *    cpu_gemm_bf16_weight: cpu_bgemm (cpu_bgemm.c) on the context's path,
  *    float32 operands rounded to bf16 as they are packed (no copy, no
@@ -46,6 +49,7 @@
 #include "cpu_backend.h"
 #include "cpu_bgemm.h"
 #include "cpu_elementwise_f32.h"
+#include "cpu_half.h"
 #include "cpu_sgemm.h"
 
 #include <cblas.h>
@@ -434,9 +438,56 @@ tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, i
     return TC_OK;
 }
 
+/* ---- bf16 weights: a few rows as GEMVs over blocks of the output ---- */
+
+typedef struct half_gemv_job {
+    bool bf16;                 /* cpu_bgemv_bf16_weight on path, else cpu_float16_weight_gemv */
+    cpu_bgemm_path path;
+    bool vector;
+    int64_t m, n, k, ldx, ldw, ldc;
+    const float *x;
+    const uint16_t *w;
+    float *c;
+} half_gemv_job;
+
+/* Output columns [begin, end) in GEMV_BLOCK units, for every row of x. */
+static void half_gemv_blocks(int64_t begin, int64_t end, void *argument) {
+    const half_gemv_job *job = argument;
+    int64_t first = begin * GEMV_BLOCK, last = end * GEMV_BLOCK < job->n ? end * GEMV_BLOCK : job->n;
+    for (int64_t r = 0; r < job->m; r++) {
+        const float *x = job->x + r * job->ldx;
+        const uint16_t *w = job->w + first * job->ldw;
+        float *c = job->c + r * job->ldc + first;
+        if (job->bf16) cpu_bgemv_bf16_weight(job->path, last - first, job->k, x, w, job->ldw, c);
+        else cpu_float16_weight_gemv(last - first, job->k, x, w, job->ldw, c, job->vector);
+    }
+}
+
+static tc_status half_gemv(tc_context *ctx, half_gemv_job *job) {
+    int64_t block_work = GEMV_BLOCK * (job->k > 0 ? job->k : 1) * (job->m > 0 ? job->m : 1);
+    int64_t grain = GEMV_CHUNK_WORK / block_work;
+    cpu_parallel_for(ctx, (job->n + GEMV_BLOCK - 1) / GEMV_BLOCK, grain > 0 ? grain : 1, half_gemv_blocks, job);
+    return TC_OK;
+}
+
+tc_status cpu_gemv_float16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                  const uint16_t *w, int64_t ldw, float *c, int64_t ldc) {
+    TC_TRY(check_gemm(ctx, TC_FLOAT32, m, n, k, ldx, ldw, ldc));
+    if (m > CPU_HALF_GEMV_ROWS)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "gemv: %lld rows of x, at most %d", (long long)m, CPU_HALF_GEMV_ROWS);
+    half_gemv_job job = {.bf16 = false, .vector = cpu_half_vector_available(), .m = m, .n = n, .k = k, .ldx = ldx,
+                         .ldw = ldw, .ldc = ldc, .x = x, .w = w, .c = c};
+    return half_gemv(ctx, &job);
+}
+
 tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
                                const uint16_t *w, int64_t ldw, float *c, int64_t ldc) {
     TC_TRY(check_gemm(ctx, TC_FLOAT32, m, n, k, ldx, ldw, ldc));
+    if (m <= CPU_HALF_GEMV_ROWS) { /* decoding: the weight read as it is, once per row, not packed */
+        half_gemv_job job = {.bf16 = true, .path = (cpu_bgemm_path)ctx->bgemm_path, .m = m, .n = n, .k = k,
+                             .ldx = ldx, .ldw = ldw, .ldc = ldc, .x = x, .w = w, .c = c};
+        return half_gemv(ctx, &job);
+    }
     gemm_job job = product_job(ctx, TC_FLOAT32, false, true, m, n, k, x, ldx, w, ldw, c, ldc);
     job.whole.bf16 = true;
     job.whole.b_type = CPU_BGEMM_BF16;

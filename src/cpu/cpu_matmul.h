@@ -26,4 +26,11 @@ void cpu_matmul_in_task(tc_dtype dtype, bool native, bool transpose_a, bool tran
 tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
                                const uint16_t *w, int64_t ldw, float *c, int64_t ldc);
 
+/* c [m, n] += x [m, k] @ w^T for a float16 weight w [n, k] and at most
+ * CPU_HALF_GEMV_ROWS rows of x (decoding): the weight widened as it is read,
+ * float32 sums, split over the pool by blocks of the output. */
+#define CPU_HALF_GEMV_ROWS 4
+tc_status cpu_gemv_float16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                  const uint16_t *w, int64_t ldw, float *c, int64_t ldc);
+
 #endif
