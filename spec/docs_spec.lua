@@ -61,7 +61,8 @@ local function run_program(code)
   file:write(code)
   file:close()
   local command = ("cd %s && LUA_PATH=%s LUA_CPATH=%s " .. lua_command .. " sample.lua 2>&1"):format(shell_quote(dir),
-    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), shell_quote(build_dir .. "/" .. module_dir .. "/?.so;;"))
+    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+    shell_quote(build_dir .. "/" .. module_dir .. "/?.so;;"))
   local output, status = assert(require("tricycle.compat").popen_read(command))
   os.execute("rm -rf " .. shell_quote(dir))
   return status == 0, output
