@@ -150,6 +150,7 @@ $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(C_TEST_LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
 $(BUILD)/spec/c/sgemm_test $(BUILD)/spec/c/bgemm_test: spec/c/gemm_check.h
+$(BUILD)/spec/c/shards_test $(BUILD)/spec/c/tokenizer_test: spec/c/check_calls.h
 
 # A C program embedding Lua 5.4 with the module linked in statically (examples/host/host.c);
 # it finds the Lua modules and examples/host/frame.lua in this source tree (TRICYCLE_ROOT overrides).
