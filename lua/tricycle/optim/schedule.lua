@@ -79,15 +79,21 @@ local function checked_step(self, step)
   return step or self.step
 end
 
-function Cosine:lr(step)
-  step = checked_step(self, step)
+-- The rate of `step` in the warmup or from `total` on; otherwise nil and
+-- how far (0 to 1) the step is from the warmup's end to `total`.
+local function warmup_or_floor(self, step)
   if step < self.warmup then
     return self.max_lr * (step + 1) / self.warmup
   end
   if step >= self.total then
     return self.min_lr
   end
-  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  return nil, (step - self.warmup) / math.max(1, self.total - self.warmup)
+end
+
+function Cosine:lr(step)
+  local rate, ratio = warmup_or_floor(self, checked_step(self, step))
+  if rate then return rate end
   local coefficient = 0.5 * (1 + math.cos(math.pi * ratio))
   return self.min_lr + coefficient * (self.max_lr - self.min_lr)
 end
@@ -122,14 +128,8 @@ function schedule.linear(config)
 end
 
 function Linear:lr(step)
-  step = checked_step(self, step)
-  if step < self.warmup then
-    return self.max_lr * (step + 1) / self.warmup
-  end
-  if step >= self.total then
-    return self.min_lr
-  end
-  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  local rate, ratio = warmup_or_floor(self, checked_step(self, step))
+  if rate then return rate end
   return self.max_lr + ratio * (self.min_lr - self.max_lr)
 end
 
