@@ -16,21 +16,10 @@ local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local dist = tc.distributed
 local core = require("tricycle.core")
+local shell_quote = require("helpers.scratch").shell_quote
+local exists = require("helpers.command").exists
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
 
 local function slurp(path)
   local f = io.open(path, "rb")

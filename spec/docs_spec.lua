@@ -1,15 +1,12 @@
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
+local shell_quote = require("helpers.scratch").shell_quote
 -- The code samples of README.md and docs/*.md are real programs. Every
 -- ```lua block must at least compile; a block whose info string reads
 -- "lua run" is run as a program (in a scratch folder, against this build)
 -- and must exit cleanly. "lua run data" marks a block that reads tiny
 -- Shakespeare: it runs only when TRICYCLE_DATA is set.
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
