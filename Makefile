@@ -149,6 +149,8 @@ $(BUILD)/spec/c/%: spec/c/%.c $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src -I $(C_TEST_LUA_INCDIR) $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) -llua5.4 $(LIBS)
+$(BUILD)/spec/c/sgemm_test $(BUILD)/spec/c/bgemm_test: spec/c/gemm_check.h
+$(BUILD)/spec/c/shards_test $(BUILD)/spec/c/tokenizer_test: spec/c/check_calls.h
 
 # A C program embedding Lua 5.4 with the module linked in statically (examples/host/host.c);
 # it finds the Lua modules and examples/host/frame.lua in this source tree (TRICYCLE_ROOT overrides).
@@ -242,7 +244,7 @@ bench: all $(SGEMM_BENCH)
 	@for b in $(BENCHES); do echo "== $$b"; TRICYCLE_BUILD=$(BUILD) $(LUA) $$b || exit 1; done
 
 # sgemm_bench times OpenBLAS and the engine's own cpu_sgemm, so it links the engine library.
-$(SGEMM_BENCH): bench/sgemm_bench.c $(ENGINE_LIB)
+$(SGEMM_BENCH): bench/sgemm_bench.c bench/gemm_bench.h $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) $(LIBS)
@@ -251,7 +253,7 @@ $(SGEMM_BENCH): bench/sgemm_bench.c $(ENGINE_LIB)
 # configs B and C at 1 and 2 threads; `make bgemm-bench` writes bench/results/bgemm.md (BGEMM_REPS repeats).
 BGEMM_BENCH = $(BUILD)/bench/bgemm_bench
 BGEMM_REPS ?= 7
-$(BGEMM_BENCH): bench/bgemm_bench.c $(ENGINE_LIB)
+$(BGEMM_BENCH): bench/bgemm_bench.c bench/gemm_bench.h $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(say) CCLD $@
 	$(Q)$(CC) $(CFLAGS_ALL) -I src $< -o $@ $(ENGINE_LIB) $(LDFLAGS_ALL) $(LIBS)

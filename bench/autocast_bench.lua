@@ -164,17 +164,13 @@ print(header)
 print(text)
 print(weight_text)
 if options.write then
-  local path = "bench/results/autocast.md"
-  local tmp = path .. ".tmp"
-  local md = assert(io.open(tmp, "w"))
-  md:write("# Autocast (bf16 products, float32 master weights) against float32\n\n", os.date("!%Y-%m-%d %H:%M UTC"),
+  tc.io.write_file("bench/results/autocast.md", table.concat({
+    "# Autocast (bf16 products, float32 master weights) against float32\n\n", os.date("!%Y-%m-%d %H:%M UTC"),
     ". ", header, "\n\n", text, "\n\n## A float32 weight rounded while packed, or a bf16 copy\n\n",
     "Forward linears of config B's shapes under autocast (the float32 weight rounded to bf16 as the GEMM packs ",
     "it) against the same product reading a bf16 copy of the weight made beforehand (untimed: what a cache of ",
     "bf16 weights, remade once per step, would give), alternated, ", 2 * options.steps + 1, " of each, median, ",
     options.threads, " thread(s).\n\n", weight_text,
     "\n\nCommand: `lua5.4 bench/autocast_bench.lua --configs ", options.configs,
-    " --steps ", options.steps, " --warmup ", options.warmup, " --threads ", options.threads, " --write`\n")
-  md:close()
-  assert(os.rename(tmp, path))
+    " --steps ", options.steps, " --warmup ", options.warmup, " --threads ", options.threads, " --write`\n" }))
 end

@@ -41,16 +41,15 @@
 #include "cpu/cpu_sgemm.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "gemm_bench.h"
 
 #define EXIT_UNAVAILABLE 3
 #define EXIT_WRONG 4
-#define SPLIT_ALIGNMENT 16
 #define IMPLEMENTATIONS 4
 #define MAX_THREADS 64
 
@@ -83,46 +82,14 @@ typedef struct {
     float *c;
 } gemm_work;
 
-/* Workers 1..count-1 run chunk i of the current work between two barrier
- * waits; the main thread runs chunk 0. */
-typedef struct {
-    int count;
-    pthread_t threads[MAX_THREADS];
-    bool failed[MAX_THREADS];
-    int index[MAX_THREADS];
-    pthread_barrier_t start, done;
-    const gemm_work *work; /* NULL tells the workers to exit */
-} gemm_pool;
-
-static gemm_pool pool;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Parses "LABEL=M,K,N,TA,TB"; returns 0 on success. */
 static int parse_shape(const char *text, gemm_shape *shape) {
     const char *equals = strchr(text, '=');
     if (!equals || equals == text || (size_t)(equals - text) >= sizeof shape->label) return -1;
     memcpy(shape->label, text, (size_t)(equals - text));
     shape->label[equals - text] = '\0';
-    char ta = 0, tb = 0;
-    int used = 0;
-    if (sscanf(equals + 1, "%d,%d,%d,%c,%c%n", &shape->m, &shape->k, &shape->n, &ta, &tb, &used) != 5 ||
-        equals[1 + used] != '\0')
-        return -1;
-    if (shape->m <= 0 || shape->k <= 0 || shape->n <= 0) return -1;
-    if ((ta != 'n' && ta != 't') || (tb != 'n' && tb != 't')) return -1;
-    shape->ta = ta == 't';
-    shape->tb = tb == 't';
-    return 0;
+    int used = parse_product(equals + 1, &shape->m, &shape->k, &shape->n, &shape->ta, &shape->tb);
+    return used < 0 || equals[1 + used] != '\0' ? -1 : 0;
 }
 
 static int lead_a(const gemm_shape *s) { return s->ta ? s->m : s->k; }
@@ -149,66 +116,12 @@ static bool run_block(const gemm_work *w, bool by_rows, int64_t first, int64_t l
 
 /* Chunk `index` of `parts`: a 16-aligned block of the longer of op(A)'s
  * rows and op(B)'s columns. */
-static bool run_chunk(const gemm_work *w, int parts, int index) {
-    const gemm_shape *s = w->shape;
-    bool by_rows = s->m >= s->n;
-    int64_t extent = by_rows ? s->m : s->n, units = (extent + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT;
-    int64_t first = units * index / parts * SPLIT_ALIGNMENT, last = units * (index + 1) / parts * SPLIT_ALIGNMENT;
-    if (last > extent) last = extent;
+static bool run_chunk(const void *work, int parts, int index) {
+    const gemm_work *w = work;
+    bool by_rows = w->shape->m >= w->shape->n;
+    int64_t first, last;
+    aligned_block(by_rows ? w->shape->m : w->shape->n, parts, index, &first, &last);
     return first >= last || run_block(w, by_rows, first, last);
-}
-
-static void *pool_worker(void *argument) {
-    int index = *(const int *)argument;
-    for (;;) {
-        pthread_barrier_wait(&pool.start);
-        if (!pool.work) return NULL;
-        pool.failed[index] = !run_chunk(pool.work, pool.count, index);
-        pthread_barrier_wait(&pool.done);
-    }
-}
-
-static bool run_product(const gemm_work *w) {
-    if (pool.count == 1) return run_chunk(w, 1, 0);
-    pool.work = w;
-    pthread_barrier_wait(&pool.start);
-    pool.failed[0] = !run_chunk(w, pool.count, 0);
-    pthread_barrier_wait(&pool.done);
-    for (int i = 0; i < pool.count; i++)
-        if (pool.failed[i]) return false;
-    return true;
-}
-
-static int pool_start(int count) {
-    pool.count = count;
-    if (count == 1) return 0;
-    pthread_barrier_init(&pool.start, NULL, (unsigned)count);
-    pthread_barrier_init(&pool.done, NULL, (unsigned)count);
-    for (int i = 1; i < count; i++) {
-        pool.index[i] = i;
-        if (pthread_create(&pool.threads[i], NULL, pool_worker, &pool.index[i]) != 0) return -1;
-    }
-    return 0;
-}
-
-static void pool_stop(void) {
-    if (pool.count == 1) return;
-    pool.work = NULL;
-    pthread_barrier_wait(&pool.start);
-    for (int i = 1; i < pool.count; i++) pthread_join(pool.threads[i], NULL);
-    pthread_barrier_destroy(&pool.start);
-    pthread_barrier_destroy(&pool.done);
-}
-
-/* Page-aligned floats in [-0.5, 0.5). */
-static float *random_floats(size_t count, unsigned *seed) {
-    size_t bytes = (count * sizeof(float) + 4095) / 4096 * 4096;
-    float *data = aligned_alloc(4096, bytes);
-    for (size_t i = 0; data && i < count; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        data[i] = (float)(*seed >> 8) / 16777216.0f - 0.5f;
-    }
-    return data;
 }
 
 static uint16_t *to_bf16(const float *x, size_t count) {
@@ -218,6 +131,8 @@ static uint16_t *to_bf16(const float *x, size_t count) {
     return bits;
 }
 
+static float bf16_rounded(float x) { return cpu_float_from_bf16(cpu_bf16_from_float(x)); }
+
 /* Whether 256 sampled elements of C match a float64 dot product of the
  * operands (bf16-rounded when `rounded`), relative to the sum of the terms'
  * magnitudes. */
@@ -225,21 +140,11 @@ static bool product_checks(const gemm_work *w, bool rounded) {
     const gemm_shape *s = w->shape;
     unsigned seed = 777u;
     for (int sample = 0; sample < 256; sample++) {
-        seed = seed * 1664525u + 1013904223u;
-        size_t row = (seed >> 4) % (unsigned)s->m;
-        seed = seed * 1664525u + 1013904223u;
-        size_t column = (seed >> 4) % (unsigned)s->n;
-        double sum = 0.0, magnitude = 0.0;
-        for (size_t p = 0; p < (size_t)s->k; p++) {
-            float x = s->ta ? w->a[p * (size_t)s->m + row] : w->a[row * (size_t)s->k + p];
-            float y = s->tb ? w->b[column * (size_t)s->k + p] : w->b[p * (size_t)s->n + column];
-            if (rounded) {
-                x = cpu_float_from_bf16(cpu_bf16_from_float(x));
-                y = cpu_float_from_bf16(cpu_bf16_from_float(y));
-            }
-            sum += (double)x * y;
-            magnitude += (double)x * y < 0 ? -(double)x * y : (double)x * y;
-        }
+        size_t row = (next_seed(&seed) >> 4) % (unsigned)s->m;
+        size_t column = (next_seed(&seed) >> 4) % (unsigned)s->n;
+        double magnitude;
+        double sum = reference_element(w->a, w->b, s->ta, s->tb, s->m, s->k, s->n, row, column,
+                                       rounded ? bf16_rounded : NULL, &magnitude);
         double error = w->c[row * (size_t)s->n + column] - sum;
         if (error < 0) error = -error;
         if (error > 4.0 * sqrt((double)s->k) * 0x1p-24 * magnitude + 1e-6) return false;
@@ -249,7 +154,7 @@ static bool product_checks(const gemm_work *w, bool rounded) {
 
 /* Times one shape and prints its row. Returns 0, 1 out of memory, or
  * EXIT_WRONG. */
-static int bench_shape(const gemm_shape *s, int reps, double *times, const bool *present) {
+static int bench_shape(gemm_pool *pool, const gemm_shape *s, int reps, double *times, const bool *present) {
     unsigned seed = 12345u;
     size_t size_a = (size_t)s->m * s->k, size_b = (size_t)s->k * s->n, size_c = (size_t)s->m * s->n;
     float *a = random_floats(size_a, &seed), *b = random_floats(size_b, &seed);
@@ -262,12 +167,12 @@ static int bench_shape(const gemm_shape *s, int reps, double *times, const bool 
     }
     gemm_work work[IMPLEMENTATIONS];
     for (int i = 0; i < IMPLEMENTATIONS; i++) work[i] = (gemm_work){s, i, a, b, a_bits, b_bits, c[i]};
-    for (int i = 0; i < IMPLEMENTATIONS && ran; i++) ran = !present[i] || run_product(&work[i]); /* warm-up */
+    for (int i = 0; i < IMPLEMENTATIONS && ran; i++) ran = !present[i] || pool_run(pool, &work[i]); /* warm-up */
     for (int r = 0; r < reps && ran; r++)
         for (int i = 0; i < IMPLEMENTATIONS && ran; i++) {
             if (!present[i]) continue;
             double start = now_seconds();
-            ran = run_product(&work[i]);
+            ran = pool_run(pool, &work[i]);
             times[i * reps + r] = now_seconds() - start;
         }
     int status = ran ? 0 : 1;
@@ -278,14 +183,8 @@ static int bench_shape(const gemm_shape *s, int reps, double *times, const bool 
         }
     if (status == 0) {
         double flops = 2.0 * s->m * s->n * s->k, rate[IMPLEMENTATIONS];
-        for (int i = 0; i < IMPLEMENTATIONS; i++) {
-            rate[i] = 0;
-            if (!present[i]) continue;
-            double *t = times + i * reps;
-            qsort(t, (size_t)reps, sizeof *t, compare_doubles);
-            double median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-            rate[i] = flops / median * 1e-9;
-        }
+        for (int i = 0; i < IMPLEMENTATIONS; i++)
+            rate[i] = present[i] ? flops / sort_and_median(times + i * reps, reps) * 1e-9 : 0;
         printf("| %s | %d,%d,%d,%c,%c | %.1f |", s->label, s->m, s->k, s->n, s->ta ? 't' : 'n', s->tb ? 't' : 'n',
                rate[0]);
         for (int i = 1; i < IMPLEMENTATIONS; i++)
@@ -319,7 +218,8 @@ int main(int argc, char **argv) {
         return EXIT_UNAVAILABLE;
     }
     double *times = malloc(sizeof(double) * (size_t)reps * IMPLEMENTATIONS);
-    if (!times || pool_start(threads) != 0) {
+    gemm_pool pool;
+    if (!times || pool_start(&pool, threads, run_chunk) != 0) {
         fprintf(stderr, "bgemm_bench: could not set up %d thread(s)\n", threads);
         return 1;
     }
@@ -337,11 +237,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bgemm_bench: shape '%s' is not LABEL=M,K,N,TA,TB (TA/TB n or t)\n", argv[i]);
             status = 2;
         } else {
-            status = bench_shape(&shape, reps, times, present);
+            status = bench_shape(&pool, &shape, reps, times, present);
             if (status == 1) fprintf(stderr, "bgemm_bench: out of memory for %s\n", argv[i]);
         }
     }
-    pool_stop();
+    pool_stop(&pool);
     free(times);
     return status;
 }

@@ -120,10 +120,6 @@ if options.out ~= "" then
     lines[#lines + 1] = ("| %d | %.1f | %s | %s |"):format(row.threads, row.ours,
       row.theirs and ("%.1f"):format(row.theirs) or "-", row.theirs and ("%.2f"):format(row.theirs / row.ours) or "-")
   end
-  local temporary = options.out .. ".tmp"
-  local file = assert(io.open(temporary, "w"))
-  file:write(table.concat(lines, "\n"), "\n")
-  file:close()
-  assert(os.rename(temporary, options.out))
+  tc.io.write_file(options.out, table.concat(lines, "\n") .. "\n")
   print("wrote " .. options.out)
 end

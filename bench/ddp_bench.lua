@@ -108,12 +108,7 @@ for _, entry in ipairs({ { "1 process", single }, { "data-parallel", ddp }, { "Z
   end
 end
 local stem = options.out ~= "" and options.out or (here .. "/results/" .. (options.quick and "ddp_quick" or "ddp"))
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-write(stem .. ".md", table.concat(lines, "\n") .. "\n")
-write(stem .. ".json", tc.json_encode(results) .. "\n")
+tc.io.write_file(stem .. ".md", table.concat(lines, "\n") .. "\n")
+tc.io.write_file(stem .. ".json", tc.json_encode(results) .. "\n")
 print(table.concat(lines, "\n"))
 print(("written: %s.md, %s.json"):format(stem, stem))

@@ -486,9 +486,7 @@ local stem = options.out
 if stem == "" then stem = here .. "/results/" .. (options.quick and "quick" or "latest") end
 local results_dir = stem:match("^(.*)/")
 if results_dir then os.execute("mkdir -p " .. quote(results_dir)) end
-local f = assert(io.open(stem .. ".md", "w"))
-f:write(text)
-f:close()
+tc.io.write_file(stem .. ".md", text)
 local sgemm_json = {}
 for _, t in ipairs(thread_counts) do
   local rates = sgemm[t]
@@ -497,8 +495,7 @@ for _, t in ipairs(thread_counts) do
     openblas_auto = rates.openblas_auto, cpu_sgemm = rates.cpu_sgemm, tc_matmul = rates.tc_matmul,
     medians = rates.medians }
 end
-f = assert(io.open(stem .. ".json", "w"))
-f:write(tc.json_encode({
+tc.io.write_file(stem .. ".json", tc.json_encode({
   date_utc = os.date("!%Y-%m-%dT%H:%M:%SZ"), cpu = cpu, cores = tonumber(cores), quick = options.quick,
   settings = { steps = options.steps, warmup = options.warmup, gen_tokens = options.gen_tokens,
     gen_reps = options.gen_reps, sgemm_reps = options.sgemm_reps, sgemm_rounds = options.sgemm_rounds },
@@ -509,6 +506,5 @@ f:write(tc.json_encode({
   flops_formula = report.flops_formula, lines = lines, sgemm = sgemm_json, mfu = mfu_rows,
   failures = failures,
 }) .. "\n")
-f:close()
 say("results written to " .. stem .. ".md and " .. stem .. ".json")
 if ours_failed or not params_ok then os.exit(1) end

@@ -108,13 +108,12 @@ local table_text = table.concat({
 print(header)
 print(table_text)
 if options.write then
-  local md = assert(io.open("bench/results/half_generate.md", "w"))
-  md:write("# Generation with bfloat16 and float16 weights\n\n", os.date("!%Y-%m-%d %H:%M UTC"), ". ", header,
+  local write_file = common.tricycle().io.write_file
+  write_file("bench/results/half_generate.md", table.concat({
+    "# Generation with bfloat16 and float16 weights\n\n", os.date("!%Y-%m-%d %H:%M UTC"), ". ", header,
     "\n\n", table_text, "\n\nCommand: `lua5.4 bench/half_generate_bench.lua --tokens ", options.tokens,
-    " --repeats ", options.repeats, " --threads ", options.threads, " --write`\n")
-  md:close()
-  local js = assert(io.open("bench/results/half_generate.json", "w"))
-  js:write('{"tokens": ', options.tokens, ', "threads": ', options.threads, ', "repeats": ', options.repeats,
-    ', "lines": [', table.concat(json_rows, ", "), "]}\n")
-  js:close()
+    " --repeats ", options.repeats, " --threads ", options.threads, " --write`\n" }))
+  write_file("bench/results/half_generate.json", table.concat({
+    '{"tokens": ', options.tokens, ', "threads": ', options.threads, ', "repeats": ', options.repeats,
+    ', "lines": [', table.concat(json_rows, ", "), "]}\n" }))
 end

@@ -117,8 +117,4 @@ for _, entry in ipairs(models) do
 end
 rows = table.concat(lines, "\n") .. "\n"
 io.write(rows)
-local temporary = options.out .. ".tmp"
-local f = assert(io.open(temporary, "w"))
-f:write(rows)
-f:close()
-assert(os.rename(temporary, options.out))
+tc.io.write_file(options.out, rows)

@@ -29,25 +29,22 @@
 #include "cpu/cpu_sgemm.h"
 
 #include <cblas.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "gemm_bench.h"
 
 #define EXIT_UNAVAILABLE 3
 #define EXIT_WRONG 4
 /* Untimed runs first, as many as bench/matmul_line.lua's warm-up calls, so
  * both are timed after the same number of products. */
 #define WARM_UP_RUNS 3
-/* Row and column blocks of a split product are multiples of this, as in
- * src/cpu/cpu_matmul.c. */
-#define SPLIT_ALIGNMENT 16
 
 typedef struct {
     int m, k, n, batch;
-    char ta, tb;
+    bool ta, tb;
 } gemm_shape;
 
 /* One timed product: the shape and its operands. */
@@ -57,88 +54,36 @@ typedef struct {
     float *c;
 } gemm_work;
 
-/* The threads of `tricycle` mode: worker i (1..count-1) runs chunk i of the
- * current work between two barrier waits; the main thread runs chunk 0. */
-typedef struct {
-    int count;
-    pthread_t *threads;
-    bool *failed; /* per chunk: cpu_sgemm could not allocate its buffers */
-    pthread_barrier_t start, done;
-    const gemm_work *work; /* NULL tells the workers to exit */
-} gemm_pool;
-
-typedef struct {
-    gemm_pool *pool;
-    int index;
-} worker_arg;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Parses "M,K,N,TA,TB,BATCH"; returns 0 on success. */
 static int parse_shape(const char *text, gemm_shape *shape) {
-    char ta = 0, tb = 0;
-    int used = 0;
-    if (sscanf(text, "%d,%d,%d,%c,%c,%d%n", &shape->m, &shape->k, &shape->n, &ta, &tb, &shape->batch, &used) != 6 ||
-        text[used] != '\0')
-        return -1;
-    if (shape->m <= 0 || shape->k <= 0 || shape->n <= 0 || shape->batch <= 0) return -1;
-    if ((ta != 'n' && ta != 't') || (tb != 'n' && tb != 't')) return -1;
-    shape->ta = ta;
-    shape->tb = tb;
-    return 0;
-}
-
-/* Page-aligned floats filled with small values in [-0.5, 0.5): tensors of
- * a megabyte or more get page-aligned storage from the Lua binding (mmap),
- * so the raw programs see operands aligned as tc.matmul's are. */
-static float *random_floats(size_t count, unsigned *seed) {
-    size_t bytes = (count * sizeof(float) + 4095) / 4096 * 4096;
-    float *data = aligned_alloc(4096, bytes);
-    if (!data) return NULL;
-    for (size_t i = 0; i < count; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        data[i] = (float)(*seed >> 8) / 16777216.0f - 0.5f;
-    }
-    return data;
+    int used = parse_product(text, &shape->m, &shape->k, &shape->n, &shape->ta, &shape->tb), more = 0;
+    if (used < 0 || sscanf(text + used, ",%d%n", &shape->batch, &more) != 1 || text[used + more] != '\0') return -1;
+    return shape->batch > 0 ? 0 : -1;
 }
 
 static size_t size_a(const gemm_shape *s) { return (size_t)s->m * s->k; }
 static size_t size_b(const gemm_shape *s) { return (size_t)s->k * s->n; }
 static size_t size_c(const gemm_shape *s) { return (size_t)s->m * s->n; }
-static int lead_a(const gemm_shape *s) { return s->ta == 't' ? s->m : s->k; }
-static int lead_b(const gemm_shape *s) { return s->tb == 't' ? s->k : s->n; }
+static int lead_a(const gemm_shape *s) { return s->ta ? s->m : s->k; }
+static int lead_b(const gemm_shape *s) { return s->tb ? s->k : s->n; }
 
 /* One pass over the batch through OpenBLAS: C_i = op(A_i) op(B_i). */
 static void openblas_batch(const gemm_work *w) {
     const gemm_shape *s = w->shape;
-    enum CBLAS_TRANSPOSE ta = s->ta == 't' ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = s->tb == 't' ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE ta = s->ta ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = s->tb ? CblasTrans : CblasNoTrans;
     for (int i = 0; i < s->batch; i++)
         cblas_sgemm(CblasRowMajor, ta, tb, s->m, s->n, s->k, 1.0f, w->a + i * size_a(s), lead_a(s),
                     w->b + i * size_b(s), lead_b(s), 0.0f, w->c + i * size_c(s), s->n);
 }
 
-/* Units [begin, end) of `units` split in `parts` near-equal contiguous ranges. */
-static void chunk_range(int64_t units, int parts, int index, int64_t *begin, int64_t *end) {
-    *begin = units * index / parts;
-    *end = units * (index + 1) / parts;
-}
-
 /* Chunk `index` of `parts` of the batch through cpu_sgemm, split as
  * tc.matmul splits it: whole matrices when the batch has one per part, else
  * 16-aligned blocks of op(A)'s rows (or of op(B)'s columns when wider). */
-static bool tricycle_chunk(const gemm_work *w, int parts, int index) {
+static bool tricycle_chunk(const void *work, int parts, int index) {
+    const gemm_work *w = work;
     const gemm_shape *s = w->shape;
-    bool ta = s->ta == 't', tb = s->tb == 't';
+    bool ta = s->ta, tb = s->tb;
     int64_t lda = lead_a(s), ldb = lead_b(s), begin, end;
     bool ok = true;
     if (s->batch >= parts) {
@@ -149,9 +94,8 @@ static bool tricycle_chunk(const gemm_work *w, int parts, int index) {
         return ok;
     }
     bool by_rows = s->m >= s->n;
-    int64_t extent = by_rows ? s->m : s->n;
-    chunk_range((extent + SPLIT_ALIGNMENT - 1) / SPLIT_ALIGNMENT, parts, index, &begin, &end);
-    int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < extent ? end * SPLIT_ALIGNMENT : extent;
+    int64_t first, last;
+    aligned_block(by_rows ? s->m : s->n, parts, index, &first, &last);
     if (first >= last) return true;
     for (int64_t i = 0; i < s->batch; i++) {
         const float *a = w->a + i * size_a(s), *b = w->b + i * size_b(s);
@@ -166,65 +110,10 @@ static bool tricycle_chunk(const gemm_work *w, int parts, int index) {
     return ok;
 }
 
-static void *pool_worker(void *argument) {
-    worker_arg *arg = argument;
-    gemm_pool *pool = arg->pool;
-    for (;;) {
-        pthread_barrier_wait(&pool->start);
-        if (!pool->work) return NULL;
-        pool->failed[arg->index] = !tricycle_chunk(pool->work, pool->count, arg->index);
-        pthread_barrier_wait(&pool->done);
-    }
-}
-
-/* One pass over the batch through cpu_sgemm on the pool's threads; false
- * when a chunk could not allocate its packing buffers. */
-static bool tricycle_batch(gemm_pool *pool, const gemm_work *w) {
-    if (pool->count == 1) return tricycle_chunk(w, 1, 0);
-    pool->work = w;
-    pthread_barrier_wait(&pool->start);
-    pool->failed[0] = !tricycle_chunk(w, pool->count, 0);
-    pthread_barrier_wait(&pool->done);
-    for (int i = 0; i < pool->count; i++)
-        if (pool->failed[i]) return false;
-    return true;
-}
-
-/* Starts count-1 workers (none for one thread); returns 0 on success. */
-static int pool_start(gemm_pool *pool, worker_arg *args, int count) {
-    pool->count = count;
-    pool->threads = NULL;
-    if (count == 1) return 0;
-    pool->threads = calloc((size_t)count, sizeof *pool->threads);
-    pool->failed = calloc((size_t)count, sizeof *pool->failed);
-    if (!pool->threads || !pool->failed) return -1;
-    pthread_barrier_init(&pool->start, NULL, (unsigned)count);
-    pthread_barrier_init(&pool->done, NULL, (unsigned)count);
-    for (int i = 1; i < count; i++) {
-        args[i].pool = pool;
-        args[i].index = i;
-        if (pthread_create(&pool->threads[i], NULL, pool_worker, &args[i]) != 0) {
-            fprintf(stderr, "sgemm_bench: could not start thread %d\n", i);
-            return -1; /* main returns, which ends the workers already waiting */
-        }
-    }
-    return 0;
-}
-
-static void pool_stop(gemm_pool *pool) {
-    if (pool->count == 1) return;
-    pool->work = NULL;
-    pthread_barrier_wait(&pool->start);
-    for (int i = 1; i < pool->count; i++) pthread_join(pool->threads[i], NULL);
-    pthread_barrier_destroy(&pool->start);
-    pthread_barrier_destroy(&pool->done);
-    free(pool->threads);
-    free(pool->failed);
-}
-
-/* One timed pass; false when cpu_sgemm ran out of memory. */
+/* One timed pass, through cpu_sgemm on the pool or through OpenBLAS when
+ * pool is NULL; false when cpu_sgemm ran out of memory. */
 static bool run_batch(gemm_pool *pool, const gemm_work *w) {
-    if (pool) return tricycle_batch(pool, w);
+    if (pool) return pool_run(pool, w);
     openblas_batch(w);
     return true;
 }
@@ -236,21 +125,13 @@ static bool product_checks(const gemm_work *w) {
     const gemm_shape *s = w->shape;
     unsigned seed = 777u;
     for (int sample = 0; sample < 256; sample++) {
-        seed = seed * 1664525u + 1013904223u;
-        size_t i = (seed >> 4) % (size_t)s->batch;
-        seed = seed * 1664525u + 1013904223u;
-        int row = (int)((seed >> 4) % (unsigned)s->m);
-        seed = seed * 1664525u + 1013904223u;
-        int column = (int)((seed >> 4) % (unsigned)s->n);
-        const float *a = w->a + i * size_a(s), *b = w->b + i * size_b(s);
-        double sum = 0.0, magnitude = 0.0;
-        for (int p = 0; p < s->k; p++) {
-            double x = s->ta == 't' ? a[(size_t)p * s->m + row] : a[(size_t)row * s->k + p];
-            double y = s->tb == 't' ? b[(size_t)column * s->k + p] : b[(size_t)p * s->n + column];
-            sum += x * y;
-            magnitude += x * y < 0 ? -x * y : x * y;
-        }
-        double error = w->c[i * size_c(s) + (size_t)row * s->n + column] - sum;
+        size_t i = (next_seed(&seed) >> 4) % (size_t)s->batch;
+        size_t row = (next_seed(&seed) >> 4) % (unsigned)s->m;
+        size_t column = (next_seed(&seed) >> 4) % (unsigned)s->n;
+        double magnitude;
+        double sum = reference_element(w->a + i * size_a(s), w->b + i * size_b(s), s->ta, s->tb, s->m, s->k, s->n,
+                                       row, column, NULL, &magnitude);
+        double error = w->c[i * size_c(s) + row * (size_t)s->n + column] - sum;
         if (error < 0) error = -error;
         if (error > 1e-5 * magnitude + 1e-6) return false;
     }
@@ -279,8 +160,7 @@ static int bench_shape(const char *text, const gemm_shape *s, gemm_pool *pool, i
                 pool ? "cpu_sgemm" : "OpenBLAS", text);
         status = -2;
     } else if (ran) {
-        qsort(times, (size_t)reps, sizeof *times, compare_doubles);
-        double median = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+        double median = sort_and_median(times, reps);
         double flops = 2.0 * s->m * s->n * s->k * s->batch;
         printf("{\"shape\":\"%s\",\"ms_best\":%.4f,\"ms_median\":%.4f,\"gflops\":%.2f,\"gflops_median\":%.2f}\n",
                text, times[0] * 1e3, median * 1e3, flops / times[0] * 1e-9, flops / median * 1e-9);
@@ -309,9 +189,8 @@ int main(int argc, char **argv) {
         return EXIT_UNAVAILABLE;
     }
     gemm_pool pool;
-    worker_arg *args = calloc((size_t)threads, sizeof *args);
     double *times = malloc((size_t)reps * sizeof *times);
-    if (!args || !times || (native && pool_start(&pool, args, threads) != 0)) {
+    if (!times || (native && pool_start(&pool, threads, tricycle_chunk) != 0)) {
         fprintf(stderr, "sgemm_bench: could not set up %d thread(s)\n", threads);
         return 1;
     }
@@ -332,6 +211,5 @@ int main(int argc, char **argv) {
     }
     if (native) pool_stop(&pool);
     free(times);
-    free(args);
     return status;
 }

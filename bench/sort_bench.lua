@@ -82,11 +82,4 @@ for i, shape in ipairs(shapes) do
 end
 local text = table.concat(lines, "\n") .. "\n"
 io.write(text)
-if options.out then
-  local path = options.out
-  local temporary = path .. ".tmp"
-  local file = assert(io.open(temporary, "w"))
-  file:write("# sort and topk\n\n", text)
-  assert(file:close())
-  assert(os.rename(temporary, path))
-end
+if options.out then tc.io.write_file(options.out, "# sort and topk\n\n" .. text) end

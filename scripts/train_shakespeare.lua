@@ -270,7 +270,7 @@ do
   local part = dataset.parts.validation
   local ids = dataset.tokens:narrow(1, part.start + 1, part.length):totable()
   local decoded = tok:decode(ids)
-  validation_chars_per_token = compat.utf8_len(decoded) and (compat.utf8_len(decoded) / part.length) or (#decoded / part.length)
+  validation_chars_per_token = (compat.utf8_len(decoded) or #decoded) / part.length
 end
 
 -- ---------------------------------------------------------------- model

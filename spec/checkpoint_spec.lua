@@ -3,36 +3,10 @@
 local tc = require("tricycle")
 local number_type = require("helpers.number_type")
 local checkpoint = require("tricycle.checkpoint")
-local lfs = require("lfs")
+local scratch = require("helpers.scratch")
 
-local function temporary_directory()
-  local base = os.tmpname()
-  os.remove(base)
-  assert(lfs.mkdir(base))
-  return base
-end
-
-local function remove_tree(path)
-  for name in lfs.dir(path) do
-    if name ~= "." and name ~= ".." then
-      os.remove(path .. "/" .. name)
-    end
-  end
-  lfs.rmdir(path)
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local temporary_directory, remove_tree = scratch.new_dir, scratch.remove_dir
+local read_file, write_file = scratch.read, scratch.write
 
 --- Objects following the state_dict contract, without tricycle.nn.
 local function fake_model()

@@ -5,15 +5,8 @@ local tc = require("tricycle")
 local nn = require("tricycle.nn")
 local torch = dofile("spec/fixtures/conv/torch_reference.lua")
 
-local function flatten(value, out)
-  out = out or {}
-  if type(value) == "table" then
-    for _, v in ipairs(value) do flatten(v, out) end
-  else
-    out[#out + 1] = value
-  end
-  return out
-end
+-- the values of a nested table (or a number) in order
+local flatten = require("helpers.gradcheck").flatten
 
 local function assert_close(actual, expected, tolerance, what)
   if type(actual) ~= "table" then actual = actual:totable() end

@@ -124,9 +124,10 @@ describe("the cuda device without a usable GPU", function()
     end
     local out = os.tmpname()
     os.remove(out)
-    local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s " .. lua_command .. " scripts/train_shakespeare.lua --steps 2 "
-      .. "--n-layer 1 --n-head 2 --n-embd 16 --context-length 16 --batch-size 2 --eval-every 0 --eval-batches 1 "
-      .. "--sample-tokens 5 --out %s 2>&1"):format(shell_quote(build), shell_quote(out))
+    local command = ("env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=%s " .. lua_command
+      .. " scripts/train_shakespeare.lua --steps 2 --n-layer 1 --n-head 2 --n-embd 16 --context-length 16 "
+      .. "--batch-size 2 --eval-every 0 --eval-batches 1 --sample-tokens 5 --out %s 2>&1")
+      :format(shell_quote(build), shell_quote(out))
     local output, code = assert(compat.popen_read(command))
     os.execute("rm -rf " .. shell_quote(out))
     assert.are.equal(0, code, output)

@@ -16,21 +16,10 @@ local compat = require("tricycle.compat")
 local tc = require("tricycle")
 local dist = tc.distributed
 local core = require("tricycle.core")
+local shell_quote = require("helpers.scratch").shell_quote
+local exists = require("helpers.command").exists
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
 
 local function slurp(path)
   local f = io.open(path, "rb")
@@ -377,7 +366,8 @@ describe("#mpi several ranks", function()
     assert.is_true(result.identical)
     assert.truthy(result.max_difference < 5e-4, result.max_difference)
     assert.truthy(result.max_state_difference < 1e-6, result.max_state_difference)
-    assert.are.same({ compat.idiv(result.parameters, 2), result.parameters - compat.idiv(result.parameters, 2) }, result.state_numels)
+    local half = compat.idiv(result.parameters, 2)
+    assert.are.same({ half, result.parameters - half }, result.state_numels)
     assert.are.equal(2 * result.parameters, result.gathered_state_numel) -- state_dict still holds it all
     assert.are.equal(20 * result.buckets, result.reduce_scatter)
     assert.are.equal(20 * result.buckets, result.all_gather)
@@ -480,7 +470,8 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
     .. "--threads 1 --lr 1e-2 --warmup 1"
 
   local function train_gpt2(np, extra)
-    local command = (lua_command .. " scripts/train_gpt2.lua --data %s %s %s"):format(shell_quote(work .. "/d"), tiny, extra)
+    local command = (lua_command .. " scripts/train_gpt2.lua --data %s %s %s")
+      :format(shell_quote(work .. "/d"), tiny, extra)
     if np == 1 then
       return run(command)
     end
@@ -529,9 +520,9 @@ describe("#mpi #mpi_scripts the training scripts under mpirun", function()
   end
 
   with_text("train_shakespeare: 2 ranks of 4 sequences train as one process of 8", function()
-    local common = (lua_command .. " scripts/train_shakespeare.lua --data %s --device cpu --steps 6 --context-length 32 "
-      .. "--n-layer 2 --n-head 2 --n-embd 32 --eval-every 3 --eval-batches 2 --checkpoint-every 3 --sample-tokens 8 "
-      .. "--threads 1"):format(shell_quote(shakespeare))
+    local common = (lua_command .. " scripts/train_shakespeare.lua --data %s --device cpu --steps 6 "
+      .. "--context-length 32 --n-layer 2 --n-head 2 --n-embd 32 --eval-every 3 --eval-batches 2 "
+      .. "--checkpoint-every 3 --sample-tokens 8 --threads 1"):format(shell_quote(shakespeare))
     local code, out, err = run(common .. " --batch-size 8 --out " .. shell_quote(work .. "/s1"))
     assert.are.equal(0, code, out .. err)
     code, out, err = launch(2, common .. " --batch-size 4 --zero --out " .. shell_quote(work .. "/s2"))

@@ -1,15 +1,12 @@
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
+local shell_quote = require("helpers.scratch").shell_quote
 -- The code samples of README.md and docs/*.md are real programs. Every
 -- ```lua block must at least compile; a block whose info string reads
 -- "lua run" is run as a program (in a scratch folder, against this build)
 -- and must exit cleanly. "lua run data" marks a block that reads tiny
 -- Shakespeare: it runs only when TRICYCLE_DATA is set.
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -61,7 +58,8 @@ local function run_program(code)
   file:write(code)
   file:close()
   local command = ("cd %s && LUA_PATH=%s LUA_CPATH=%s " .. lua_command .. " sample.lua 2>&1"):format(shell_quote(dir),
-    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), shell_quote(build_dir .. "/" .. module_dir .. "/?.so;;"))
+    shell_quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+    shell_quote(build_dir .. "/" .. module_dir .. "/?.so;;"))
   local output, status = assert(require("tricycle.compat").popen_read(command))
   os.execute("rm -rf " .. shell_quote(dir))
   return status == 0, output

@@ -8,17 +8,8 @@ local files_it = it
 
 local V, T, C, L, H = 13, 8, 8, 2, 2
 
-local function flatten(value, out)
-  out = out or {}
-  if type(value) == "table" then
-    for _, v in ipairs(value) do
-      flatten(v, out)
-    end
-  else
-    out[#out + 1] = value
-  end
-  return out
-end
+-- the values of a nested table (or a number) in order
+local flatten = require("helpers.gradcheck").flatten
 
 local function randn(shape)
   return tc.randn(shape, { dtype = "float64" }) * 0.2

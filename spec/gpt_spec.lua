@@ -38,17 +38,8 @@ local function plain_params(model)
   return result
 end
 
-local function flatten(value, out)
-  out = out or {}
-  if type(value) == "table" then
-    for _, v in ipairs(value) do
-      flatten(v, out)
-    end
-  else
-    out[#out + 1] = value
-  end
-  return out
-end
+-- the values of a nested table (or a number) in order
+local flatten = require("helpers.gradcheck").flatten
 
 local function relative_error(a, b)
   return math.abs(a - b) / math.max(1e-8, math.abs(b))

@@ -53,7 +53,8 @@ describe("bfloat16 and float16 tensors", function()
   end)
 
   it("round to nearest even, once, with Inf, NaN and float16's subnormals", function()
-    local b = tc.tensor({ 1 + 2 ^ -8, 1 + 3 * 2 ^ -8, 1 + 2 ^ -8 + 2 ^ -40, 3.4e38, -1 / 0, 0 / 0 }, { dtype = "bfloat16" })
+    local b = tc.tensor({ 1 + 2 ^ -8, 1 + 3 * 2 ^ -8, 1 + 2 ^ -8 + 2 ^ -40, 3.4e38, -1 / 0, 0 / 0 },
+      { dtype = "bfloat16" })
     local v = b:totable()
     assert.are.same({ 1, 1 + 2 ^ -6, 1 + 2 ^ -7, 1 / 0, -1 / 0 }, { v[1], v[2], v[3], v[4], v[5] })
     assert.is_true(v[6] ~= v[6])

@@ -7,40 +7,10 @@ local compat = require("tricycle.compat")
 local number_type = require("helpers.number_type")
 local tc = require("tricycle")
 local lfs = require("lfs")
+local scratch = require("helpers.scratch")
 
-local function temporary_directory()
-  local base = os.tmpname()
-  os.remove(base)
-  assert(lfs.mkdir(base))
-  return base
-end
-
-local function remove_tree(path)
-  for name in lfs.dir(path) do
-    if name ~= "." and name ~= ".." then
-      local full = path .. "/" .. name
-      if lfs.attributes(full, "mode") == "directory" then
-        remove_tree(full)
-      else
-        os.remove(full)
-      end
-    end
-  end
-  lfs.rmdir(path)
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local temporary_directory, remove_tree = scratch.new_dir, scratch.remove_dir
+local read_file, write_file = scratch.read, scratch.write
 
 --- A safetensors file from a header text and packed data.
 local function write_safetensors(path, header, data)

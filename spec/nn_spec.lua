@@ -7,17 +7,8 @@ local reference = require("helpers.reference_gpt")
 
 local fused_it = it
 
-local function flatten(value, out)
-  out = out or {}
-  if type(value) == "table" then
-    for _, v in ipairs(value) do
-      flatten(v, out)
-    end
-  else
-    out[#out + 1] = value
-  end
-  return out
-end
+-- the values of a nested table (or a number) in order
+local flatten = require("helpers.gradcheck").flatten
 
 local function assert_close(actual, expected, tolerance, what)
   local a, e = flatten(actual), flatten(expected)

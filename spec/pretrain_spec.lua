@@ -11,12 +11,11 @@ local shell = require("helpers.command")
 local tc = require("tricycle")
 local cli = require("tricycle.cli")
 local gpt2_files = require("helpers.gpt2_files")
+local shell_quote = require("helpers.scratch").shell_quote
+local write = require("helpers.scratch").write
+local exists = shell.exists
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 -- Runs a command with stdin from a file (default /dev/null); returns exit code, stdout, stderr.
 local function run(command, stdin)
@@ -40,21 +39,6 @@ local function read(path)
   local bytes = f:read("a")
   f:close()
   return bytes
-end
-
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
 end
 
 local function list(dir)
@@ -302,7 +286,8 @@ describe("train_gpt2.lua", function()
     assert.are.equal(1, code)
     assert.truthy(err:find("TokenShards: no file matches '" .. work .. "/nothing/here_train_*.bin'", 1, true), err)
     os.execute("mkdir -p " .. shell_quote(work .. "/broken"))
-    write(work .. "/broken/x_train_000000.bin", binpack.pack("<i4i4i4", 20240520, 1, 100) .. string.rep("\0", 1012 + 10))
+    write(work .. "/broken/x_train_000000.bin",
+      binpack.pack("<i4i4i4", 20240520, 1, 100) .. string.rep("\0", 1012 + 10))
     code, _, err = run(train .. " --data " .. shell_quote(work .. "/broken/x"))
     assert.are.equal(1, code)
     assert.truthy(err:find("x_train_000000.bin': the header says 100 tokens", 1, true), err)

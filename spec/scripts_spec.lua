@@ -6,12 +6,10 @@ local lua_command = require("helpers.interpreter")
 local number_type = require("helpers.number_type")
 local shell = require("helpers.command")
 local cli = require("tricycle.cli")
+local shell_quote = require("helpers.scratch").shell_quote
+local exists = shell.exists
 
 local build = os.getenv("TRICYCLE_BUILD") or "build"
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 -- Runs a command; returns exit code, stdout, stderr.
 local function run(command, stdin)
@@ -41,15 +39,6 @@ local function run(command, stdin)
   local out, err = slurp("out"), slurp("err")
   os.execute("rm -rf " .. shell_quote(dir))
   return code, out, err
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
 end
 
 local function read(path)

@@ -316,7 +316,8 @@ describe("int64 data", function()
     end
     local values = { compat.max_integer, math.mininteger, (9007199254740992) + 1, -(9007199254740992) - 1, 3.0 }
     local t = tc.tensor(values, { dtype = "int64" })
-    assert.are.same({ compat.max_integer, math.mininteger, (9007199254740992) + 1, -(9007199254740992) - 1, 3 }, t:totable())
+    assert.are.same({ compat.max_integer, math.mininteger, (9007199254740992) + 1, -(9007199254740992) - 1, 3 },
+      t:totable())
     assert.are.equal(compat.max_integer, t[1]:item())
     assert.are.equal((9007199254740992) + 1, tc.tensor((9007199254740992) + 1, { dtype = "int64" }):item())
     assert.truthy(tostring(t):find("9007199254740993", 1, true))

@@ -9,18 +9,10 @@ local data = require("tricycle.data")
 local training = require("tricycle.training")
 local tensorboard = require("tricycle.tensorboard")
 local cli = require("tricycle.cli")
+local shell_quote = require("helpers.scratch").shell_quote
+local write = require("helpers.scratch").write
 
 local dir
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
 
 local function read(path)
   local f = assert(io.open(path, "rb"))

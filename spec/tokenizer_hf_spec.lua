@@ -8,31 +8,9 @@ local tokenizer = require("tricycle.tokenizer")
 local json_encode = require("tricycle.core").json_encode
 local hf_files = require("helpers.hf_files")
 
-local function temp_path()
-  local path = os.tmpname()
-  os.remove(path)
-  return path
-end
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local content = f:read("*a")
-  f:close()
-  return content
-end
-
-local function shakespeare()
-  local dir = os.getenv("TRICYCLE_DATA")
-  if not dir or dir == "" then dir = "../shared/data" end
-  return read_file(dir .. "/tinyshakespeare.txt")
-end
+local scratch = require("helpers.scratch")
+local temp_path, write_file, read_file, shakespeare = scratch.temp_path, scratch.write, scratch.read,
+  scratch.shakespeare
 
 local function utf8_char(cp)
   if cp < 0x80 then return string.char(cp) end

@@ -8,31 +8,9 @@ local tokenizer = require("tricycle.tokenizer")
 local BPETokenizer = tokenizer.BPETokenizer
 local CharTokenizer = tokenizer.CharTokenizer
 
-local function temp_path()
-  local path = os.tmpname()
-  os.remove(path)
-  return path
-end
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local content = f:read("a")
-  f:close()
-  return content
-end
-
-local function shakespeare()
-  local dir = os.getenv("TRICYCLE_DATA")
-  if not dir or dir == "" then dir = "../shared/data" end
-  return read_file(dir .. "/tinyshakespeare.txt")
-end
+local scratch = require("helpers.scratch")
+local temp_path, write_file, read_file, shakespeare = scratch.temp_path, scratch.write, scratch.read,
+  scratch.shakespeare
 
 -- GPT-2's byte-to-character mapping, for writing a small vocab.json.
 local function gpt2_alphabet()
@@ -224,7 +202,8 @@ describe("tricycle.tokenizer", function()
       write_file(path, "tricycle-tokenizer 1\nkind bpe\nsplit maybe\n")
       ok, message = pcall(BPETokenizer.load, path)
       assert.is_false(ok)
-      assert.is_truthy(message:find(path .. ":3: expected `split none`, `split gpt2`, `split llama3` or `split qwen2`", 1, true))
+      assert.is_truthy(message:find(path .. ":3: expected `split none`, `split gpt2`, `split llama3` or `split qwen2`",
+        1, true))
       os.remove(path)
     end)
   end)

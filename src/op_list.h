@@ -46,9 +46,9 @@
     X(RSQRT, "rsqrt", 1, tc_unary_backward, TC_OPS_MATH, "1 / sqrt(x)")                                              \
     X(SQUARE, "square", 1, tc_unary_backward, TC_OPS_EXACT, "x * x")                                                 \
     X(LOG1P, "log1p", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + x), exact near 0")                                 \
-    X(SOFTPLUS, "softplus", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + e^x), a smooth relu")                         \
+    X(SOFTPLUS, "softplus", 1, tc_unary_backward, TC_OPS_MATH, "log(1 + e^x), a smooth relu")                        \
     X(SIGN, "sign", 1, tc_no_backward, TC_OP_INTEGERS | TC_OP_METHOD, "-1, 0 or 1")                                  \
-    X(LOGICAL_NOT, "logical_not", 1, tc_no_backward, TC_OPS_TEST, "x == 0, as bool")                              \
+    X(LOGICAL_NOT, "logical_not", 1, tc_no_backward, TC_OPS_TEST, "x == 0, as bool")                                 \
     X(FLOOR, "floor", 1, tc_unary_backward, TC_OPS_EXACT, "the largest integer <= x (zero gradient)")                \
     X(CEIL, "ceil", 1, tc_unary_backward, TC_OPS_EXACT, "the smallest integer >= x (zero gradient)")                 \
     X(ROUND, "round", 1, tc_unary_backward, TC_OPS_EXACT, "the nearest integer, halves to even (zero gradient)")     \
@@ -143,10 +143,10 @@
     X(RMS_NORM, "rms_norm", 2, tc_norm_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,              \
       "RMS norm over the last dim, optional weight")                                                                 \
     X(ATTENTION, "attention", 1, tc_attention_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,       \
-      "multi-head or grouped-query self-attention over packed qkv, causal or not")                                         \
+      "multi-head or grouped-query self-attention over packed qkv, causal or not")                                   \
     X(ATTENTION_CACHED, "attention_cached", 3, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED | TC_OP_IN_PLACE,      \
       "attention of new positions over a key/value cache it extends in place (decoding)")                            \
-    X(ROPE, "rope", 2, tc_rope_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                       \
+    X(ROPE, "rope", 2, tc_rope_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                      \
       "rotary position embedding of {B, T, H, D} or {B, H, T, D} at given positions")                                \
     X(IM2COL, "im2col", 1, tc_im2col_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                \
       "the sliding windows of {N, C, H, W} as columns {N, C*kH*kW, L} (F.unfold)")                                   \
@@ -164,7 +164,7 @@
       "in-place SGD update with optional (Nesterov) momentum")                                                       \
     X(GLOBAL_NORM, "global_norm", -1, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED,                                \
       "sqrt of the sum of squares over a list of tensors")                                                           \
-    X(SCALE_, "scale_", 1, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED | TC_OP_IN_PLACE,                         \
+    X(SCALE_, "scale_", 1, tc_no_backward, TC_OP_FLOAT_ONLY | TC_OP_FUSED | TC_OP_IN_PLACE,                          \
       "in-place multiplication by a number")
 
 #define TC_OP_LIST(X) TC_UNARY_OP_LIST(X) TC_BINARY_OP_LIST(X) TC_REDUCE_OP_LIST(X) TC_OTHER_OP_LIST(X)

@@ -45,6 +45,7 @@ tc_status tc_check_16bit_partners(const char *function, int n, const char *const
 tc_status tc_refuse_16bit(const char *op, const tc_tensor *t) {
     if (!tc_dtype_is_16bit(t->dtype)) return TC_OK;
     return tc_fail(t->ctx, TC_ERROR_DTYPE,
-                   "%s: no %s path (tensor of shape %s); convert with :float() first (docs/API.md lists the 16-bit ops)",
+                   "%s: no %s path (tensor of shape %s); convert with :float() first "
+                   "(docs/API.md lists the 16-bit ops)",
                    op, tc_dtype_name(t->dtype), TC_SHAPE(t));
 }

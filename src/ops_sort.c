@@ -22,7 +22,8 @@ static tc_status sort_along(const char *function, tc_tensor *x, int dim, int64_t
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     if (k > size)
         return tc_fail(ctx, TC_ERROR_ARGUMENT,
-                       "%s: k %lld is out of range for dim %d of size %lld (shape %s; 0 to %lld)", function, (long long)k, d + 1, (long long)size, TC_SHAPE(x), (long long)size);
+                       "%s: k %lld is out of range for dim %d of size %lld (shape %s; 0 to %lld)", function,
+                       (long long)k, d + 1, (long long)size, TC_SHAPE(x), (long long)size);
     if (x->ndim == 0) { /* as one element in 1-D; sort gives 0-dim results back, topk 1-D ones */
         int64_t one = 1;
         tc_tensor *x1 = NULL, *v1 = NULL, *i1 = NULL;

@@ -464,6 +464,17 @@ static double load_double(const void *data, tc_dtype dtype, int64_t i) {
     }
 }
 
+/* Moves a tensor filled on the host to the context's default device, when
+ * that is not the CPU; the host tensor is released (and *t NULL on an error). */
+static tc_status to_default_device(tc_context *ctx, tc_tensor **t) {
+    if (ctx->default_device == TC_CPU) return TC_OK;
+    tc_tensor *moved = NULL;
+    tc_status status = tc_to_device(*t, ctx->default_device, &moved);
+    tc_tensor_release(*t);
+    *t = status == TC_OK ? moved : NULL;
+    return status;
+}
+
 tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, double step, tc_tensor **out) {
     if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(end))
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "arange: start, end and step must be finite and step nonzero");
@@ -480,14 +491,7 @@ tc_status tc_arange(tc_context *ctx, tc_dtype dtype, double start, double end, d
     TC_TRY(tensor_new_named(ctx, "arange", dtype, TC_CPU, 1, &n, out));
     void *data = tc_tensor_data(*out);
     for (int64_t i = 0; i < n; i++) store_double(data, dtype, i, start + (double)i * step);
-    if (ctx->default_device != TC_CPU) {
-        tc_tensor *moved;
-        tc_status status = tc_to_device(*out, ctx->default_device, &moved);
-        tc_tensor_release(*out);
-        if (status != TC_OK) return status;
-        *out = moved;
-    }
-    return TC_OK;
+    return to_default_device(ctx, out);
 }
 
 static tc_status random_tensor(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t *shape, bool normal,
@@ -549,14 +553,7 @@ tc_status tc_from_data(tc_context *ctx, tc_dtype dtype, int ndim, const int64_t 
     } else {
         for (int64_t i = 0; i < n; i++) store_double(dst, dtype, i, load_double(data, source_dtype, i));
     }
-    if (ctx->default_device != TC_CPU) {
-        tc_tensor *moved;
-        tc_status status = tc_to_device(*out, ctx->default_device, &moved);
-        tc_tensor_release(*out);
-        if (status != TC_OK) return status;
-        *out = moved;
-    }
-    return TC_OK;
+    return to_default_device(ctx, out);
 }
 
 /* ---- element access (host) ---- */

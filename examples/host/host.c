@@ -61,8 +61,8 @@ typedef struct host_options {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: host [--frames N] [--cadence-ms MS] [--threads N] [--spin US] [--floor BYTES]\n"
-            "            [--budget BYTES] [--warmup N] [--warmup-ms MS] [--bad-frame K] [--checkpoint PATH] [--root DIR]\n"
-            "            [--no-park] [--no-gc-step] [--memory-detail] [--defaults]\n"
+            "            [--budget BYTES] [--warmup N] [--warmup-ms MS] [--bad-frame K] [--checkpoint PATH]\n"
+            "            [--root DIR] [--no-park] [--no-gc-step] [--memory-detail] [--defaults]\n"
             "  --defaults keeps the engine's defaults (64 MiB collector floor, no budget, no warm-up,\n"
             "  no parking of the workers and no collector step after a frame) to compare; later options still apply.\n"
             "  --memory-detail prints where the resident memory is at the start, after loading and after\n"

@@ -911,38 +911,71 @@ static int l_backward_serial(lua_State *L) {
     return 1;
 }
 
-/* A Lua function as a leaf's gradient hook (tc_tensor_set_grad_hook):
- * called with the leaf during the backward that made its gradient final. */
-typedef struct grad_hook {
+/* A Lua function the engine calls during a backward (a gradient hook or a
+ * tc.Function's backward), held in the registry until it is released. */
+typedef struct lua_callback {
     binding_state *state;
     lua_State *main;
     int function_ref;
-} grad_hook;
+} lua_callback;
 
-static tc_status call_grad_hook(void *user, tc_tensor *leaf) {
-    grad_hook *hook = user;
-    lua_State *L = hook->state->active ? hook->state->active : hook->main;
-    tc_context *ctx = hook->state->ctx;
+/* Holds the function at `index` for `callback`; its calls run on the main
+ * thread when no backward is running (the creating coroutine may be dead). */
+static void hold_lua_callback(lua_State *L, lua_callback *callback, int index) {
+    callback->state = get_state(L);
+    compat_push_main_thread(L);
+    callback->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, index);
+    callback->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void unhold_lua_callback(lua_callback *callback) {
+    luaL_unref(callback->main, LUA_REGISTRYINDEX, callback->function_ref);
+}
+
+static lua_State *lua_callback_thread(const lua_callback *callback) {
+    return callback->state->active ? callback->state->active : callback->main;
+}
+
+/* Calls the callback on L with `tensor`, keeping `results` results (or
+ * LUA_MULTRET) and room for `stack_needed` values. On an error the stack is
+ * as before and the context's error names `caller`. */
+static tc_status call_lua_callback(const lua_callback *callback, lua_State *L, tc_tensor *tensor, int stack_needed,
+                                   int results, const char *caller) {
+    tc_context *ctx = callback->state->ctx;
     int top = lua_gettop(L);
-    if (!lua_checkstack(L, 3))
-        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a gradient hook");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->function_ref);
-    tc_tensor_retain(leaf);
-    binding_push_tensor(L, leaf);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        char message[768];
-        snprintf(message, sizeof message, "backward: a gradient hook raised an error: %s", lua_tostring(L, -1));
+    char message[768];
+    if (!lua_checkstack(L, stack_needed)) {
+        snprintf(message, sizeof message, "%s could not be called: no Lua stack space", caller);
+        return tc_set_error(ctx, TC_ERROR_MEMORY, message);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, callback->function_ref);
+    tc_tensor_retain(tensor);
+    binding_push_tensor(L, tensor);
+    if (lua_pcall(L, 1, results, 0) != LUA_OK) {
+        snprintf(message, sizeof message, "%s raised an error: %s", caller, lua_tostring(L, -1));
         lua_settop(L, top);
         return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
     }
-    lua_settop(L, top);
     return TC_OK;
 }
 
-static void release_grad_hook(void *user) {
-    grad_hook *hook = user;
-    luaL_unref(hook->main, LUA_REGISTRYINDEX, hook->function_ref);
-    free(hook);
+/* A leaf's gradient hook (tc_tensor_set_grad_hook): called with the leaf
+ * during the backward that made its gradient final. */
+static tc_status call_grad_hook(void *user, tc_tensor *leaf) {
+    lua_callback *hook = user;
+    lua_State *L = lua_callback_thread(hook);
+    int top = lua_gettop(L);
+    tc_status status = call_lua_callback(hook, L, leaf, 3, 0, "backward: a gradient hook");
+    lua_settop(L, top);
+    return status;
+}
+
+static void release_lua_callback(void *user) {
+    lua_callback *callback = user;
+    unhold_lua_callback(callback);
+    free(callback);
 }
 
 /* t:on_grad_ready(fn): fn(t) runs in each backward once t's gradient is
@@ -961,37 +994,21 @@ static int l_on_grad_ready(lua_State *L) {
                           tc_tensor_grad_fn_name(t));
     if (!tc_tensor_requires_grad(t))
         return luaL_error(L, "on_grad_ready: the tensor does not require grad, so no backward gives it a gradient");
-    grad_hook *hook = calloc(1, sizeof *hook);
+    lua_callback *hook = calloc(1, sizeof *hook);
     if (!hook) return luaL_error(L, "on_grad_ready: out of memory");
-    hook->state = get_state(L);
-    compat_push_main_thread(L);
-    hook->main = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    lua_pushvalue(L, 2);
-    hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    binding_check(L, tc_tensor_set_grad_hook(t, call_grad_hook, release_grad_hook, hook));
+    hold_lua_callback(L, hook, 2);
+    binding_check(L, tc_tensor_set_grad_hook(t, call_grad_hook, release_lua_callback, hook));
     return 0;
 }
 
-/* A Lua function as a tensor's gradient hook (tc_tensor_add_hook): called
- * with the gradient; a tensor it returns replaces it. */
+/* A tensor's gradient hook (tc_tensor_add_hook): called with the gradient;
+ * a tensor it returns replaces it. */
 static tc_status call_tensor_hook(void *user, tc_tensor *grad, tc_tensor **replacement) {
-    grad_hook *hook = user;
-    lua_State *L = hook->state->active ? hook->state->active : hook->main;
-    tc_context *ctx = hook->state->ctx;
+    lua_callback *hook = user;
+    lua_State *L = lua_callback_thread(hook);
     int top = lua_gettop(L);
-    if (!lua_checkstack(L, 3))
-        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a tensor's hook");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hook->function_ref);
-    tc_tensor_retain(grad);
-    binding_push_tensor(L, grad);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        char message[768];
-        snprintf(message, sizeof message, "backward: a hook from register_hook raised an error: %s",
-                 lua_tostring(L, -1));
-        lua_settop(L, top);
-        return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
-    }
+    tc_status status = call_lua_callback(hook, L, grad, 3, 1, "backward: a hook from register_hook");
+    if (status != TC_OK) return status;
     if (!lua_isnil(L, -1)) {
         tc_tensor *result = binding_test_tensor(L, -1);
         if (!result) {
@@ -1000,7 +1017,7 @@ static tc_status call_tensor_hook(void *user, tc_tensor *grad, tc_tensor **repla
                      "backward: a hook from register_hook must return a tensor or nothing, got a %s",
                      luaL_typename(L, -1));
             lua_settop(L, top);
-            return tc_set_error(ctx, TC_ERROR_CALLBACK, message);
+            return tc_set_error(hook->state->ctx, TC_ERROR_CALLBACK, message);
         }
         tc_tensor_retain(result);
         *replacement = result;
@@ -1016,17 +1033,12 @@ static int l_register_hook(lua_State *L) {
     if (!lua_isfunction(L, 2))
         return luaL_error(L, "register_hook: argument 1 must be a function of the gradient, got %s",
                           luaL_typename(L, 2));
-    grad_hook *hook = calloc(1, sizeof *hook);
+    lua_callback *hook = calloc(1, sizeof *hook);
     if (!hook) return luaL_error(L, "register_hook: out of memory");
-    hook->state = get_state(L);
-    compat_push_main_thread(L);
-    hook->main = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    lua_pushvalue(L, 2);
-    hook->function_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    hold_lua_callback(L, hook, 2);
     uint64_t id = 0;
-    tc_status status = tc_tensor_add_hook(t, call_tensor_hook, release_grad_hook, hook, &id);
-    if (status != TC_OK) release_grad_hook(hook);
+    tc_status status = tc_tensor_add_hook(t, call_tensor_hook, release_lua_callback, hook, &id);
+    if (status != TC_OK) release_lua_callback(hook);
     binding_check(L, status);
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
@@ -1057,30 +1069,20 @@ static int l_cuda_device(lua_State *L) {
 /* A Lua function on the tape: its backward is a Lua function called with
  * the output's gradient, returning one gradient (or nil) per input. */
 typedef struct lua_function_node {
-    binding_state *state;
-    lua_State *main;
-    int backward_ref;
+    lua_callback backward;
     int n_inputs;
     char name[64];
 } lua_function_node;
 
 static tc_status lua_function_backward(void *user, tc_tensor *grad_output, int n_inputs, tc_tensor **grad_inputs) {
     lua_function_node *fn = user;
-    lua_State *L = fn->state->active ? fn->state->active : fn->main;
-    tc_context *ctx = fn->state->ctx;
+    lua_State *L = lua_callback_thread(&fn->backward);
+    tc_context *ctx = fn->backward.state->ctx;
     int top = lua_gettop(L);
-    if (!lua_checkstack(L, n_inputs + 2))
-        return tc_set_error(ctx, TC_ERROR_MEMORY, "backward: no Lua stack space for a custom function's gradients");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, fn->backward_ref);
-    tc_tensor_retain(grad_output);
-    binding_push_tensor(L, grad_output);
-    if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
-        char message[768];
-        snprintf(message, sizeof message, "backward of '%s' raised an error: %s", fn->name, lua_tostring(L, -1));
-        tc_status status = tc_set_error(ctx, TC_ERROR_CALLBACK, message);
-        lua_settop(L, top);
-        return status;
-    }
+    char caller[96];
+    snprintf(caller, sizeof caller, "backward of '%s'", fn->name);
+    tc_status called = call_lua_callback(&fn->backward, L, grad_output, n_inputs + 2, LUA_MULTRET, caller);
+    if (called != TC_OK) return called;
     /* Fewer results than inputs leave the rest nil (no gradient); more
      * means the backward does not match the inputs it was recorded with. */
     int returned = lua_gettop(L) - top;
@@ -1119,7 +1121,7 @@ static tc_status lua_function_backward(void *user, tc_tensor *grad_output, int n
 
 static void lua_function_release(void *user) {
     lua_function_node *fn = user;
-    luaL_unref(fn->main, LUA_REGISTRYINDEX, fn->backward_ref);
+    unhold_lua_callback(&fn->backward);
     free(fn);
 }
 
@@ -1141,12 +1143,7 @@ static int l_custom_apply(lua_State *L) {
     }
     lua_function_node *fn = calloc(1, sizeof *fn);
     if (!fn) return luaL_error(L, "Function '%s': out of memory", name);
-    fn->state = get_state(L);
-    compat_push_main_thread(L);
-    fn->main = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    lua_pushvalue(L, 4);
-    fn->backward_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    hold_lua_callback(L, &fn->backward, 4);
     fn->n_inputs = n;
     snprintf(fn->name, sizeof fn->name, "%s", name);
     tc_custom_function spec = {fn->name, lua_function_backward, lua_function_release, fn};

@@ -170,4 +170,20 @@ return {
     local loss = (x * 2):sum()
     loss:backward()
   end, { "register_hook", "tensor or nothing", "string" } },
+  { "a hook that raises", function()
+    local x = leaf()
+    x:register_hook(function() error("deliberate") end)
+    local loss = (x * 2):sum()
+    loss:backward()
+  end, { "backward", "a hook from register_hook raised an error", "deliberate" } },
+  { "an on_grad_ready function that raises", function()
+    local x = leaf()
+    x:on_grad_ready(function() error("deliberate") end)
+    local loss = (x * 2):sum()
+    loss:backward()
+  end, { "backward", "a gradient hook raised an error", "deliberate" } },
+  { "on_grad_ready with a number", function() leaf():on_grad_ready(3) end,
+    { "on_grad_ready", "argument 2", "number" } },
+  { "on_grad_ready on a non-leaf", function() (leaf() * 2):on_grad_ready(print) end,
+    { "on_grad_ready", "'mul'", "not a leaf" } },
 }

@@ -140,8 +140,9 @@ return {
   end, { "linear", "weight is bfloat16", "x is float64" } },
   { "linear of int64 x and a bfloat16 weight", function() return tc.linear(int64({ { 1, 2 } }), bf16({ { 1, 2 } })) end,
     { "linear", "int64" } },
-  { "linear of bfloat16 x, weight of the wrong width", function() return tc.linear(bf16({ { 1, 2 } }), bf16({ { 1 } })) end,
-    { "linear", "{1, 2}", "{1, 1}" } },
+  { "linear of bfloat16 x, weight of the wrong width", function()
+    return tc.linear(bf16({ { 1, 2 } }), bf16({ { 1 } }))
+  end, { "linear", "{1, 2}", "{1, 1}" } },
   { "linear of float32 x, a bfloat16 weight of the wrong width", function()
     return tc.no_grad(function() return tc.linear(tc.ones({ 1, 3 }), bf16({ { 1, 2 } })) end)
   end, { "linear", "{1, 3}", "{1, 2}" } },

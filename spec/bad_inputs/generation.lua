@@ -200,7 +200,7 @@ return {
   { "a Llama cache of batch 1 for 2 rows", function()
     local cache = llama_model():new_cache(1)
     return llama_model()(ids({ { 1 }, { 2 } }), { cache = cache })
-  end, { "Llama", "cache.layers[1].k", "{1, 1, 8, 4}", "{2, 1, 8, 4}" } },
+  end, { "Llama", "the cache holds batch size 1, the input has 2", "cache.layers[1].k", "{1, 1, 8, 4}" } },
   { "a Llama cache past its capacity", function()
     local cache = llama_model():new_cache(1, 2)
     return llama_model()(ids({ { 1, 2, 3 } }), { cache = cache })

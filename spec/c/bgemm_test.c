@@ -1,7 +1,7 @@
 /*
  * bgemm_test.c: the bfloat16 GEMM of cpu/cpu_bgemm.c on each of its paths
- * (AMX tiles, VDPBF16PS, float32 through the BLAS), against a
- * float64 reference of the bf16-rounded operands, over random shapes that
+ * (AMX tiles, VDPBF16PS, float32 through the BLAS), against the float64
+ * reference of gemm_check.h on the bf16-rounded operands, over random shapes that
  * cover ragged tiles, odd depths, several depth, row and column blocks, both
  * transposes, padded leading dimensions, alpha, beta, a bias and every mix
  * of bf16 and float32 operands. Tolerance: 4 (k + 2) float32 roundings
@@ -25,25 +25,7 @@
 #include <string.h>
 
 #include "check.h"
-
-static uint64_t random_state = 0x2545f4914f6cdd1du;
-
-static uint64_t next_random(void) {
-    random_state ^= random_state << 13;
-    random_state ^= random_state >> 7;
-    random_state ^= random_state << 17;
-    return random_state;
-}
-
-static float uniform(void) { return (float)((double)(next_random() >> 11) / 9007199254740992.0) - 0.5f; }
-
-static int64_t below(int64_t n) { return (int64_t)(next_random() % (uint64_t)n); }
-
-static float *random_floats(int64_t n) {
-    float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++) x[i] = uniform();
-    return x;
-}
+#include "gemm_check.h"
 
 /* An operand: `count` elements of `type`, and the same values as float32
  * (bf16-rounded), for the reference. */
@@ -75,60 +57,20 @@ static const void *at(const operand *x, int64_t elements) {
     return (const char *)x->data + (size_t)elements * (x->type == CPU_BGEMM_BF16 ? 2 : 4);
 }
 
+/* The geometry with the operands' rounded values (values.a, values.b) for
+ * the reference, and the operands the GEMM reads. */
 typedef struct product {
-    bool transpose_a, transpose_b;
-    int64_t m, n, k, lda, ldb, ldc;
-    float alpha, beta;
+    gemm_values values;
     operand a, b;
-    float *bias;
 } product;
 
-static float op_a(const product *p, int64_t i, int64_t k) {
-    return p->transpose_a ? p->a.rounded[k * p->lda + i] : p->a.rounded[i * p->lda + k];
-}
-
-static float op_b(const product *p, int64_t k, int64_t j) {
-    return p->transpose_b ? p->b.rounded[j * p->ldb + k] : p->b.rounded[k * p->ldb + j];
-}
-
-static void check_against_reference(const product *p, const float *c_in, const float *c_out, const char *what) {
-    double worst = 0;
-    for (int64_t i = 0; i < p->m; i++)
-        for (int64_t j = 0; j < p->n; j++) {
-            double sum = 0, magnitude = 0;
-            for (int64_t k = 0; k < p->k; k++) {
-                double term = (double)op_a(p, i, k) * (double)op_b(p, k, j);
-                sum += term;
-                magnitude += fabs(term);
-            }
-            double bias = p->bias ? p->bias[j] : 0.0;
-            double scaled = p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0;
-            double expected = p->alpha * sum + bias + scaled;
-            /* bias and beta C as separate terms: the kernels add them in separate roundings */
-            double bound =
-                4.0 * (double)(p->k + 2) * 0x1p-24 * (fabs(p->alpha) * magnitude + fabs(bias) + fabs(scaled)) + 1e-30;
-            double error = fabs((double)c_out[i * p->ldc + j] - expected) / bound;
-            if (!(error <= worst)) worst = error; /* NaN counts as the worst */
-        }
-    CHECK(worst <= 1.0, "%s: m %lld n %lld k %lld ta %d tb %d types %d %d: error %.3g of the bound", what,
-          (long long)p->m, (long long)p->n, (long long)p->k, p->transpose_a, p->transpose_b, p->a.type, p->b.type,
-          worst);
-    for (int64_t i = 0; i < p->m; i++)
-        for (int64_t j = p->n; j < p->ldc; j++)
-            CHECK(memcmp(&c_out[i * p->ldc + j], &c_in[i * p->ldc + j], sizeof(float)) == 0,
-                  "%s: padding of row %lld changed", what, (long long)i);
-}
-
 static product random_product(int64_t m, int64_t n, int64_t k) {
-    product p = {.transpose_a = below(2), .transpose_b = below(2), .m = m, .n = n, .k = k};
-    p.lda = (p.transpose_a ? m : k) + below(3);
-    p.ldb = (p.transpose_b ? k : n) + below(3);
-    p.ldc = n + below(3);
-    p.alpha = below(3) == 0 ? 1.0f : 0.75f;
-    p.beta = (float[]){0.0f, 1.0f, 0.5f}[below(3)];
-    p.a = random_operand(below(2) ? CPU_BGEMM_F32 : CPU_BGEMM_BF16, (p.transpose_a ? k : m) * p.lda);
-    p.b = random_operand(below(2) ? CPU_BGEMM_F32 : CPU_BGEMM_BF16, (p.transpose_b ? n : k) * p.ldb);
-    p.bias = below(2) ? random_floats(n) : NULL;
+    product p = {.values = random_geometry(m, n, k)};
+    p.a = random_operand(below(2) ? CPU_BGEMM_F32 : CPU_BGEMM_BF16, gemm_a_count(&p.values));
+    p.b = random_operand(below(2) ? CPU_BGEMM_F32 : CPU_BGEMM_BF16, gemm_b_count(&p.values));
+    p.values.a = p.a.rounded;
+    p.values.b = p.b.rounded;
+    p.values.bias = below(2) ? random_floats(n) : NULL;
     return p;
 }
 
@@ -137,31 +79,33 @@ static void free_product(product *p) {
     free(p->a.rounded);
     free(p->b.data);
     free(p->b.rounded);
-    free(p->bias);
+    free(p->values.bias);
+}
+
+/* The reference check, naming the operands' types beside `what`. */
+static void check_product(const product *p, const float *c_in, const float *c_out, const char *what) {
+    char label[64];
+    snprintf(label, sizeof label, "%s types %d %d", what, p->a.type, p->b.type);
+    check_against_reference(&p->values, c_in, c_out, label);
 }
 
 static const char *const path_names[] = {"fallback", "avx512", "amx"};
 
 static bool run(cpu_bgemm_path path, const product *p, float *c, float *gelu) {
-    return cpu_bgemm(path, p->transpose_a, p->transpose_b, p->m, p->n, p->k, p->alpha, p->a.type, p->a.data, p->lda,
-                     p->b.type, p->b.data, p->ldb, p->beta, p->bias, c, p->ldc, gelu, NULL);
-}
-
-static float *copy_floats(const float *x, int64_t n) {
-    float *y = malloc(sizeof(float) * (size_t)n);
-    memcpy(y, x, sizeof(float) * (size_t)n);
-    return y;
+    const gemm_values *v = &p->values;
+    return cpu_bgemm(path, v->transpose_a, v->transpose_b, v->m, v->n, v->k, v->alpha, p->a.type, p->a.data, v->lda,
+                     p->b.type, p->b.data, v->ldb, v->beta, v->bias, c, v->ldc, gelu, NULL);
 }
 
 /* The GELU output of a run has the bits of the element-wise GELU of its C. */
-static void check_gelu(const product *p, const float *c, const float *gelu, const char *what) {
-    float *expected = malloc(sizeof(float) * (size_t)(p->m * p->ldc));
-    for (int64_t i = 0; i < p->m; i++) f32_unary(TC_GELU_TANH, c + i * p->ldc, expected + i * p->ldc, p->n);
+static void check_gelu(const gemm_values *v, const float *c, const float *gelu, const char *what) {
+    float *expected = malloc(sizeof(float) * (size_t)(v->m * v->ldc));
+    for (int64_t i = 0; i < v->m; i++) f32_unary(TC_GELU_TANH, c + i * v->ldc, expected + i * v->ldc, v->n);
     bool same = true;
-    for (int64_t i = 0; i < p->m; i++)
-        same &= memcmp(gelu + i * p->ldc, expected + i * p->ldc, sizeof(float) * (size_t)p->n) == 0;
-    CHECK(same, "%s: GELU output differs from the element-wise op (m %lld n %lld k %lld)", what, (long long)p->m,
-          (long long)p->n, (long long)p->k);
+    for (int64_t i = 0; i < v->m; i++)
+        same &= memcmp(gelu + i * v->ldc, expected + i * v->ldc, sizeof(float) * (size_t)v->n) == 0;
+    CHECK(same, "%s: GELU output differs from the element-wise op (m %lld n %lld k %lld)", what, (long long)v->m,
+          (long long)v->n, (long long)v->k);
     free(expected);
 }
 
@@ -176,13 +120,14 @@ static void random_shapes(cpu_bgemm_path best) {
             k = 1030 + below(40);
         }
         product p = random_product(m, n, k);
-        float *c_in = random_floats(m * p.ldc);
+        float *c_in = random_floats(m * p.values.ldc);
         for (cpu_bgemm_path path = CPU_BGEMM_FALLBACK; path <= best; path++) {
             const char *what = path_names[path];
-            float *c = copy_floats(c_in, m * p.ldc), *gelu = trial % 3 == 0 ? random_floats(m * p.ldc) : NULL;
+            float *c = copy_floats(c_in, m * p.values.ldc);
+            float *gelu = trial % 3 == 0 ? random_floats(m * p.values.ldc) : NULL;
             CHECK(run(path, &p, c, gelu), "%s cpu_bgemm failed", what);
-            check_against_reference(&p, c_in, c, what);
-            if (gelu) check_gelu(&p, c, gelu, what);
+            check_product(&p, c_in, c, what);
+            if (gelu) check_gelu(&p.values, c, gelu, what);
             free(c);
             free(gelu);
         }
@@ -196,33 +141,33 @@ static void random_shapes(cpu_bgemm_path best) {
 static void special_cases(cpu_bgemm_path best) {
     for (cpu_bgemm_path path = CPU_BGEMM_FALLBACK; path <= best; path++) {
         product p = random_product(13, 33, 17);
-        p.beta = 0.0f;
-        int64_t size = p.m * p.ldc;
+        p.values.beta = 0.0f;
+        int64_t size = p.values.m * p.values.ldc;
         float *c_in = malloc(sizeof(float) * (size_t)size);
         for (int64_t i = 0; i < size; i++) c_in[i] = NAN;
         float *c = copy_floats(c_in, size);
         CHECK(run(path, &p, c, NULL), "cpu_bgemm failed");
-        check_against_reference(&p, c_in, c, path_names[path]);
+        check_product(&p, c_in, c, path_names[path]);
         for (int variant = 0; variant < 2; variant++) {
             product q = p;
-            q.beta = 0.5f;
-            if (variant == 0) q.k = 0; else q.alpha = 0.0f;
+            q.values.beta = 0.5f;
+            if (variant == 0) q.values.k = 0; else q.values.alpha = 0.0f;
             float nan_operand = NAN;
             q.a.data = q.b.data = &nan_operand; /* must not be read */
             q.a.type = q.b.type = CPU_BGEMM_F32;
-            q.lda = q.ldb = 1;
+            q.values.lda = q.values.ldb = 1;
             for (int64_t i = 0; i < size; i++) c[i] = c_in[i] = uniform();
             float *gelu = random_floats(size);
             CHECK(run(path, &q, c, gelu), "cpu_bgemm failed");
             bool right = true;
-            for (int64_t i = 0; i < q.m; i++)
-                for (int64_t j = 0; j < q.n; j++) {
-                    float expected = 0.5f * c_in[i * q.ldc + j] + (q.bias ? q.bias[j] : 0.0f);
-                    right &= fabsf(c[i * q.ldc + j] - expected) <= 1e-6f;
+            for (int64_t i = 0; i < q.values.m; i++)
+                for (int64_t j = 0; j < q.values.n; j++) {
+                    float expected = 0.5f * c_in[i * q.values.ldc + j] + (q.values.bias ? q.values.bias[j] : 0.0f);
+                    right &= fabsf(c[i * q.values.ldc + j] - expected) <= 1e-6f;
                 }
             CHECK(right, "%s, %s: C must be beta C + bias", path_names[path],
                   variant == 0 ? "k 0" : "alpha 0");
-            check_gelu(&q, c, gelu, "nothing to sum");
+            check_gelu(&q.values, c, gelu, "nothing to sum");
             free(gelu);
         }
         free(c);
@@ -237,7 +182,7 @@ static void split_invariance(cpu_bgemm_path path) {
     for (int trial = 0; trial < 20; trial++) {
         int64_t m = 20 + below(100), n = 40 + below(100), k = 1 + below(1200);
         product p = random_product(m, n, k);
-        int64_t size = m * p.ldc;
+        int64_t size = m * p.values.ldc;
         float *c_in = random_floats(size), *whole = copy_floats(c_in, size), *parts = copy_floats(c_in, size);
         CHECK(run(path, &p, whole, NULL), "cpu_bgemm failed");
         bool by_rows = trial % 2 == 0;
@@ -248,13 +193,13 @@ static void split_invariance(cpu_bgemm_path path) {
             int64_t first = part ? cut : 0;
             float *c = parts;
             if (by_rows) {
-                q.m = part ? m - cut : cut;
-                q.a.data = (void *)at(&p.a, p.transpose_a ? first : first * p.lda);
-                c = parts + first * p.ldc;
+                q.values.m = part ? m - cut : cut;
+                q.a.data = (void *)at(&p.a, p.values.transpose_a ? first : first * p.values.lda);
+                c = parts + first * p.values.ldc;
             } else {
-                q.n = part ? n - cut : cut;
-                q.b.data = (void *)at(&p.b, p.transpose_b ? first * p.ldb : first);
-                q.bias = p.bias ? p.bias + first : NULL;
+                q.values.n = part ? n - cut : cut;
+                q.b.data = (void *)at(&p.b, p.values.transpose_b ? first * p.values.ldb : first);
+                q.values.bias = p.values.bias ? p.values.bias + first : NULL;
                 c = parts + first;
             }
             CHECK(run(path, &q, c, NULL), "cpu_bgemm failed");
@@ -276,20 +221,21 @@ static void shared_packing(cpu_bgemm_path path) {
     for (int trial = 0; trial < 20; trial++) {
         int64_t m = 2 + below(150), n = 1 + below(300), k = 1 + below(1300);
         product p = random_product(m, n, k);
-        int64_t size = m * p.ldc;
+        int64_t size = m * p.values.ldc;
         float *c_in = random_floats(size), *whole = copy_floats(c_in, size), *parts = copy_floats(c_in, size);
         float *gelu_whole = calloc((size_t)size, sizeof(float)), *gelu_parts = calloc((size_t)size, sizeof(float));
         CHECK(run(path, &p, whole, gelu_whole), "cpu_bgemm failed");
         void *packed = aligned_alloc(64, (size_t)cpu_bgemm_packed_bytes(n, k));
         int64_t panels = cpu_bgemm_panel_count(n, k), half_panels = panels / 2;
-        cpu_bgemm_pack(path, p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, half_panels, panels);
-        cpu_bgemm_pack(path, p.b.type, p.transpose_b, n, k, p.b.data, p.ldb, packed, 0, half_panels);
+        const gemm_values *v = &p.values;
+        cpu_bgemm_pack(path, p.b.type, v->transpose_b, n, k, p.b.data, v->ldb, packed, half_panels, panels);
+        cpu_bgemm_pack(path, p.b.type, v->transpose_b, n, k, p.b.data, v->ldb, packed, 0, half_panels);
         int64_t cut = m / 2;
         for (int part = 0; part < 2; part++) {
             int64_t first = part ? cut : 0, rows = part ? m - cut : cut;
-            const void *a = at(&p.a, p.transpose_a ? first : first * p.lda);
-            CHECK(cpu_bgemm_packed(path, p.a.type, p.transpose_a, rows, n, k, p.alpha, a, p.lda, packed, p.beta, p.bias,
-                                   parts + first * p.ldc, p.ldc, gelu_parts + first * p.ldc),
+            const void *a = at(&p.a, v->transpose_a ? first : first * v->lda);
+            CHECK(cpu_bgemm_packed(path, p.a.type, v->transpose_a, rows, n, k, v->alpha, a, v->lda, packed, v->beta,
+                                   v->bias, parts + first * v->ldc, v->ldc, gelu_parts + first * v->ldc),
                   "cpu_bgemm_packed failed");
         }
         CHECK(memcmp(whole, parts, sizeof(float) * (size_t)size) == 0 &&
@@ -373,6 +319,7 @@ static void packed_sizes(void) {
 }
 
 int main(void) {
+    gemm_seed(0x2545f4914f6cdd1du);
     /* TRICYCLE_BGEMM caps the paths tested, so a run can test what a CPU without AMX or AVX512_BF16 would */
     cpu_bgemm_path best = cpu_bgemm_best_path(), tested = cpu_bgemm_choose_path();
     printf("bgemm_test: paths tested: fallback%s%s\n", tested >= CPU_BGEMM_AVX512 ? ", avx512" : "",

@@ -498,8 +498,8 @@ static bool test_kernels_same_bits_for_any_thread_count(void) {
             double condition = unary_ops[op] == TC_GELU_TANH
                                    ? 1 + fabs(2 * 0.7978845608028654 * (x[i] + 0.044715 * x[i] * x[i] * x[i]))
                                    : 1;
-            CHECK(close_to(r->values[k][i], want, 4e-7 * condition, 1e-37), "%s(%.9g) = %.9g, want %.9g", r->names[k], x[i],
-                  r->values[k][i], want);
+            CHECK(close_to(r->values[k][i], want, 4e-7 * condition, 1e-37), "%s(%.9g) = %.9g, want %.9g", r->names[k],
+                  x[i], r->values[k][i], want);
             int64_t row = i / COLS, col = i % COLS; /* xt[col][row] */
             CHECK(r->values[k + 1][col * ROWS + row] == r->values[k][i], "%s: strided input differs at %lld",
                   r->names[k], (long long)i);

@@ -80,7 +80,8 @@ static void write_safetensors(const char *path, const char *header, const void *
 static void test_json(void) {
     char error[256];
     tc_json *v;
-    const char *text = "{\"a\": [1, -2, 3.5, 1e3, true, false, null], \"s\": \"q\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\","
+    const char *text = "{\"a\": [1, -2, 3.5, 1e3, true, false, null], "
+                       "\"s\": \"q\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\","
                        " \"big\": 9223372036854775807, \"small\": -9223372036854775808, \"over\": 9223372036854775808}";
     CHECK(tc_json_parse(text, strlen(text), 0, &v, error, sizeof error), "parse failed: %s", error);
     if (v) {

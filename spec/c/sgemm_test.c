@@ -1,14 +1,13 @@
 /*
- * sgemm_test.c: the AVX-512 float32 GEMM of cpu/cpu_sgemm.c against a
- * float64 reference computed here, over random shapes that cover ragged
+ * sgemm_test.c: the AVX-512 float32 GEMM of cpu/cpu_sgemm.c against the
+ * float64 reference of gemm_check.h, over random shapes that cover ragged
  * tiles and several depth, row and column blocks, both transposes, padded
  * leading dimensions, alpha, beta and a bias. Also: C is not read when beta
  * is 0 (NaN there must not leak), k == 0 and alpha == 0 only scale C, and
  * a product split into row or column blocks gives the same bits as the
  * whole (what makes results independent of the thread count); the GELU
  * output has the bits of the element-wise GELU of C; and cpu_sgemv the
- * same way. Prints why
- * and passes when the CPU has no AVX-512.
+ * same way. Prints why and passes when the CPU has no AVX-512.
  */
 #include "cpu/cpu_elementwise_f32.h"
 #include "cpu/cpu_sgemm.h"
@@ -19,78 +18,15 @@
 #include <string.h>
 
 #include "check.h"
+#include "gemm_check.h"
 
-static uint64_t random_state = 0x9e3779b97f4a7c15u;
-
-static uint64_t next_random(void) {
-    random_state ^= random_state << 13;
-    random_state ^= random_state >> 7;
-    random_state ^= random_state << 17;
-    return random_state;
-}
-
-static float uniform(void) { return (float)((double)(next_random() >> 11) / 9007199254740992.0) - 0.5f; }
-
-static int64_t below(int64_t n) { return (int64_t)(next_random() % (uint64_t)n); }
-
-static float *random_floats(int64_t n) {
-    float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++) x[i] = uniform();
-    return x;
-}
-
-typedef struct product {
-    bool transpose_a, transpose_b;
-    int64_t m, n, k, lda, ldb, ldc;
-    float alpha, beta;
-    float *a, *b, *bias;
-} product;
-
-static float op_a(const product *p, int64_t i, int64_t k) {
-    return p->transpose_a ? p->a[k * p->lda + i] : p->a[i * p->lda + k];
-}
-
-static float op_b(const product *p, int64_t k, int64_t j) {
-    return p->transpose_b ? p->b[j * p->ldb + k] : p->b[k * p->ldb + j];
-}
-
-/* Checks c_out against alpha op(a) op(b) + beta c_in + bias in float64; the
- * bound is a few float32 roundings of the sum of magnitudes. */
-static void check_against_reference(const product *p, const float *c_in, const float *c_out, const char *what) {
-    double worst = 0;
-    for (int64_t i = 0; i < p->m; i++)
-        for (int64_t j = 0; j < p->n; j++) {
-            double sum = 0, magnitude = 0;
-            for (int64_t k = 0; k < p->k; k++) {
-                double term = (double)op_a(p, i, k) * (double)op_b(p, k, j);
-                sum += term;
-                magnitude += fabs(term);
-            }
-            double base = (p->bias ? p->bias[j] : 0.0) + (p->beta != 0.0f ? p->beta * (double)c_in[i * p->ldc + j] : 0);
-            double expected = p->alpha * sum + base;
-            double bound = 4.0 * (double)(p->k + 2) * 0x1p-24 * (fabs(p->alpha) * magnitude + fabs(base)) + 1e-30;
-            double error = fabs((double)c_out[i * p->ldc + j] - expected) / bound;
-            if (!(error <= worst)) worst = error; /* NaN counts as the worst */
-        }
-    CHECK(worst <= 1.0, "%s: m %lld n %lld k %lld ta %d tb %d: error %.3g of the bound", what, (long long)p->m,
-          (long long)p->n, (long long)p->k, p->transpose_a, p->transpose_b, worst);
-    for (int64_t i = 0; i < p->m; i++)
-        for (int64_t j = p->n; j < p->ldc; j++)
-            CHECK(memcmp(&c_out[i * p->ldc + j], &c_in[i * p->ldc + j], sizeof(float)) == 0,
-                  "%s: padding of row %lld changed", what, (long long)i);
-}
+/* The operands are float32, so the reference reads them as they are. */
+typedef gemm_values product;
 
 static product random_product(int64_t m, int64_t n, int64_t k) {
-    product p = {.transpose_a = below(2), .transpose_b = below(2), .m = m, .n = n, .k = k};
-    p.lda = (p.transpose_a ? m : k) + below(3);
-    p.ldb = (p.transpose_b ? k : n) + below(3);
-    p.ldc = n + below(3);
-    if (p.lda < 1) p.lda = 1;
-    if (p.ldb < 1) p.ldb = 1;
-    p.alpha = below(3) == 0 ? 1.0f : 0.75f;
-    p.beta = (float[]){0.0f, 1.0f, 0.5f}[below(3)];
-    p.a = random_floats((p.transpose_a ? k : m) * p.lda);
-    p.b = random_floats((p.transpose_b ? n : k) * p.ldb);
+    product p = random_geometry(m, n, k);
+    p.a = random_floats(gemm_a_count(&p));
+    p.b = random_floats(gemm_b_count(&p));
     p.bias = below(2) ? random_floats(n) : NULL;
     return p;
 }
@@ -135,8 +71,7 @@ static void random_shapes(void) {
             k = 520 + below(40);
         }
         product p = random_product(m, n, k);
-        float *c_in = random_floats(m * p.ldc), *c = malloc(sizeof(float) * (size_t)(m * p.ldc));
-        memcpy(c, c_in, sizeof(float) * (size_t)(m * p.ldc));
+        float *c_in = random_floats(m * p.ldc), *c = copy_floats(c_in, m * p.ldc);
         CHECK(run(&p, c), "cpu_sgemm failed");
         check_against_reference(&p, c_in, c, "random shape");
         if (trial % 3 == 0) check_gelu_output(&p, c_in, c);
@@ -193,9 +128,8 @@ static void split_invariance(void) {
         int64_t m = 20 + below(100), n = 40 + below(100), k = 1 + below(600);
         product p = random_product(m, n, k);
         size_t bytes = sizeof(float) * (size_t)(m * p.ldc);
-        float *c_in = random_floats(m * p.ldc), *whole = malloc(bytes), *parts = malloc(bytes);
-        memcpy(whole, c_in, bytes);
-        memcpy(parts, c_in, bytes);
+        float *c_in = random_floats(m * p.ldc), *whole = copy_floats(c_in, m * p.ldc);
+        float *parts = copy_floats(c_in, m * p.ldc);
         CHECK(run(&p, whole), "cpu_sgemm failed");
         bool by_rows = trial % 2 == 0;
         int64_t cut = 16 * (1 + below((by_rows ? m : n) / 16 > 1 ? (by_rows ? m : n) / 16 - 1 : 1));
@@ -316,6 +250,7 @@ static void matrix_vector(void) {
 }
 
 int main(void) {
+    gemm_seed(0x9e3779b97f4a7c15u);
     if (!cpu_sgemm_available()) {
         printf("sgemm_test: this CPU has no AVX-512; the BLAS serves float32 GEMMs (nothing to test)\n");
         return 0;

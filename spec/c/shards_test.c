@@ -9,62 +9,15 @@
  */
 #include "tricycle.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "check_calls.h"
+
 static char temp_dir[256];
-
-#define CHECK(cond) check((cond), __FILE__, __LINE__, #cond)
-
-static bool check(bool ok, const char *file, int line, const char *what) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL %s:%d: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-#define CHECK_OK(ctx, call) check_ok((ctx), (call), __FILE__, __LINE__, #call)
-
-static bool check_ok(tc_context *ctx, tc_status status, const char *file, int line, const char *what) {
-    if (status == TC_OK) {
-        passed++;
-        return true;
-    }
-    failed++;
-    printf("FAIL %s:%d: %s returned %d: %s\n", file, line, what, (int)status, tc_last_error(ctx));
-    return false;
-}
-
-/* The call failed with `status` and a message holding each fragment. */
-#define CHECK_FAILS(ctx, call, status, ...)                                                                            \
-    check_fails((ctx), (call), (status), __FILE__, __LINE__, #call, __VA_ARGS__, (const char *)NULL)
-
-static void check_fails(tc_context *ctx, tc_status got, tc_status want, const char *file, int line, const char *what,
-                        ...) {
-    const char *message = tc_last_error(ctx);
-    const char *missing = NULL;
-    va_list args;
-    va_start(args, what);
-    for (const char *fragment = va_arg(args, const char *); fragment; fragment = va_arg(args, const char *)) {
-        if (!strstr(message, fragment) && !missing) missing = fragment;
-    }
-    va_end(args);
-    if (got == want && !missing) {
-        passed++;
-        return;
-    }
-    failed++;
-    printf("FAIL %s:%d: %s returned %d (want %d), message \"%s\"%s%s\n", file, line, what, (int)got, (int)want,
-           message, missing ? " lacks " : "", missing ? missing : "");
-}
 
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8), p[2] = (unsigned char)(v >> 16),

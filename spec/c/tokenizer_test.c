@@ -10,64 +10,15 @@
 
 #include "internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed, skipped;
+#include "check_calls.h"
+
+static int skipped;
 static char temp_dir[256];
-
-#define CHECK(cond) check((cond), __FILE__, __LINE__, #cond)
-
-static bool check(bool ok, const char *file, int line, const char *what) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL %s:%d: %s\n", file, line, what);
-    }
-    return ok;
-}
-
-/* The call succeeded; otherwise prints the context's message. */
-#define CHECK_OK(ctx, call) check_ok((ctx), (call), __FILE__, __LINE__, #call)
-
-static bool check_ok(tc_context *ctx, tc_status status, const char *file, int line, const char *what) {
-    if (status == TC_OK) {
-        passed++;
-        return true;
-    }
-    failed++;
-    printf("FAIL %s:%d: %s returned %d: %s\n", file, line, what, (int)status, tc_last_error(ctx));
-    return false;
-}
-
-/* The call failed with `status` and a message containing each of the
- * fragments. */
-#define CHECK_FAILS(ctx, call, status, ...)                                                                            \
-    check_fails((ctx), (call), (status), __FILE__, __LINE__, #call, __VA_ARGS__, (const char *)NULL)
-
-static void check_fails(tc_context *ctx, tc_status got, tc_status want, const char *file, int line, const char *what,
-                        ...) {
-    bool ok = got == want;
-    const char *message = tc_last_error(ctx);
-    va_list args;
-    va_start(args, what);
-    const char *missing = NULL;
-    for (const char *fragment = va_arg(args, const char *); fragment; fragment = va_arg(args, const char *)) {
-        if (!strstr(message, fragment) && !missing) missing = fragment;
-    }
-    va_end(args);
-    if (ok && !missing) {
-        passed++;
-        return;
-    }
-    failed++;
-    printf("FAIL %s:%d: %s returned %d (want %d), message \"%s\"%s%s\n", file, line, what, (int)got, (int)want, message,
-           missing ? " lacks " : "", missing ? missing : "");
-}
 
 static bool ids_equal(const int32_t *ids, size_t count, const int32_t *want, size_t want_count) {
     return count == want_count && (count == 0 || memcmp(ids, want, count * sizeof *ids) == 0);

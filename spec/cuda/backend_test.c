@@ -52,6 +52,28 @@ static void test_random(tc_context *ctx) {
     }
 }
 
+/* arange and from_data fill on the host and move to the default device:
+ * the values arrive there, and the host tensor is not kept. */
+static void test_host_filled_on_device(tc_context *ctx) {
+    size_t before = tc_memory_in_use(ctx);
+    tc_set_default_device(ctx, TC_CUDA);
+    tc_tensor *range = NULL, *given = NULL;
+    const double values[3] = {1.5, -2, 4};
+    int64_t shape[1] = {3};
+    bool made = tc_arange(ctx, TC_FLOAT64, 0, 5, 1, &range) == TC_OK &&
+                tc_from_data(ctx, TC_FLOAT32, 1, shape, values, TC_FLOAT64, &given) == TC_OK;
+    tc_set_default_device(ctx, TC_CPU);
+    double got_range[5] = {0}, got_given[3] = {0};
+    bool ok = made && tc_tensor_device(range) == TC_CUDA && tc_tensor_device(given) == TC_CUDA &&
+              tc_copy_to_doubles(range, got_range, 5) == TC_OK && tc_copy_to_doubles(given, got_given, 3) == TC_OK;
+    for (int i = 0; ok && i < 5; i++) ok = got_range[i] == i;
+    for (int i = 0; ok && i < 3; i++) ok = got_given[i] == values[i];
+    check(ok, "arange and from_data with cuda the default device make cuda tensors of their values");
+    tc_tensor_release(range);
+    tc_tensor_release(given);
+    check(tc_memory_in_use(ctx) == before, "arange and from_data on cuda leave nothing allocated once released");
+}
+
 static void test_memory(tc_context *ctx) {
     size_t before = tc_memory_in_use(ctx);
     int64_t shape[2] = {100, 37};
@@ -168,6 +190,7 @@ int main(void) {
     tc_tensor_release(moved);
     tc_tensor_release(probe);
     test_random(ctx);
+    test_host_filled_on_device(ctx);
     test_memory(ctx);
     test_contexts();
     test_settings(ctx);

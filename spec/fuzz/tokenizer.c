@@ -3,8 +3,9 @@
  * tc_tokenizer_deserialize), then the loaded tokenizer at work.
  *
  * A failure must carry a status and a message naming the call and the text
- * (`<text>:LINE`, or `'<text>'` for what is checked once the whole is read). A tokenizer that loads must serialize to text that loads
- * again and serializes to the same text. It then encodes a fixed short text
+ * (`<text>:LINE`, or `'<text>'` for what is checked once the whole is read).
+ * A tokenizer that loads must serialize to text that loads again and
+ * serializes to the same text. It then encodes a fixed short text
  * and the input itself: a BPE encodes anything, a character tokenizer may
  * refuse a character it lacks (with a message); what encodes must decode
  * (tc_tokenizer_decode_bytes) to exactly the bytes encoded, and

@@ -1,6 +1,7 @@
 -- Scratch folders and hand-made files for the specs of hostile files: a
 -- folder that is removed whatever the body does, FIFOs, and safetensors
--- files written byte by byte.
+-- files written byte by byte; and the files every spec reads or writes
+-- (temporary paths, Tiny Shakespeare).
 local module_dir = require("helpers.module_dir")
 local lua_command = require("helpers.interpreter")
 local binpack = require("helpers.binpack")
@@ -53,6 +54,21 @@ function M.read(path)
   local bytes = file:read("a")
   file:close()
   return bytes
+end
+
+--- A fresh path where nothing is (os.tmpname's file removed).
+function M.temp_path()
+  local path = os.tmpname()
+  os.remove(path)
+  return path
+end
+
+--- Tiny Shakespeare's text from $TRICYCLE_DATA (default ../shared/data),
+-- or nil when it is not there.
+function M.shakespeare()
+  local dir = os.getenv("TRICYCLE_DATA")
+  if not dir or dir == "" then dir = "../shared/data" end
+  return M.read(dir .. "/tinyshakespeare.txt")
 end
 
 function M.mkfifo(path)

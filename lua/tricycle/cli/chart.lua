@@ -65,7 +65,8 @@ function M.svg_chart(series, options)
     .. 'font-family="sans-serif" font-size="12">', W, H, W, H)
   add('<rect width="%d" height="%d" fill="white"/>', W, H)
   if options.title then
-    add('<text x="%d" y="20" text-anchor="middle" font-size="14">%s</text>', compat.idiv(W, 2), escape_xml(options.title))
+    add('<text x="%d" y="20" text-anchor="middle" font-size="14">%s</text>', compat.idiv(W, 2),
+      escape_xml(options.title))
   end
   local y = ymin
   while y <= ymax + ystep * 1e-6 do

@@ -10,6 +10,7 @@
 local compat = require("tricycle.compat")
 local check_options = require("tricycle.options").check_options
 local config_keys = require("tricycle.nn.transformer").config_keys
+local hf_state = require("tricycle.models.hf_state")
 local gpt2 = {}
 
 local conv1d = { ["attn.c_attn.weight"] = true, ["attn.c_proj.weight"] = true, ["mlp.c_fc.weight"] = true,
@@ -88,39 +89,12 @@ local function expected_shapes(config)
   return shapes
 end
 
-local function shape_string(shape)
-  return "{" .. table.concat(shape, ", ") .. "}"
-end
-
 -- One error listing every missing, unexpected and mis-shaped key, in
 -- Hugging Face's names.
 local function check_state(state, config)
-  local shapes = expected_shapes(config)
-  local missing, unexpected, mismatched = {}, {}, {}
-  for name, shape in pairs(shapes) do
-    local tensor = state[name]
-    if tensor == nil then
-      missing[#missing + 1] = name
-    elseif shape_string(tensor.shape) ~= shape_string(shape) then
-      mismatched[#mismatched + 1] = ("%s (checkpoint %s, model %s)"):format(name, shape_string(tensor.shape),
-        shape_string(shape))
-    end
-  end
-  for name in pairs(state) do
-    if not shapes[name] then
-      unexpected[#unexpected + 1] = name
-    end
-  end
-  local problems = {}
-  for _, part in ipairs({ { "missing keys", missing }, { "unexpected keys", unexpected },
-    { "mis-shaped keys", mismatched } }) do
-    if #part[2] > 0 then
-      table.sort(part[2])
-      problems[#problems + 1] = part[1] .. ": " .. table.concat(part[2], ", ")
-    end
-  end
-  if #problems > 0 then
-    error("gpt2.from_hf_state: the state does not fit GPT-2 with this config; " .. table.concat(problems, "; "), 3)
+  local problems = hf_state.problems(state, expected_shapes(config))
+  if problems then
+    error("gpt2.from_hf_state: the state does not fit GPT-2 with this config; " .. problems, 3)
   end
 end
 

@@ -18,6 +18,7 @@
 -- i from 0. Our qkv_proj is q_proj, k_proj and v_proj stacked by rows.
 -- Rotary inv_freq buffers of older checkpoints are ignored.
 local errors = require("tricycle.errors")
+local hf_state = require("tricycle.models.hf_state")
 
 local llama = {}
 
@@ -27,10 +28,6 @@ local llama = {}
 local config_fields = { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
   "num_attention_heads", "num_key_value_heads", "head_dim", "rope_theta", "rope_scaling", "rms_norm_eps",
   "max_position_embeddings", "tie_word_embeddings", "attention_bias", "initializer_range" }
-
-local function shape_string(shape)
-  return "{" .. table.concat(shape, ", ") .. "}"
-end
 
 -- nn.Llama's config of a parsed config.json; errors name `where` and are
 -- raised at `level` (as error's, counted from the caller of config_of).
@@ -109,33 +106,9 @@ end
 -- One error listing every missing, unexpected and mis-shaped key, in
 -- Hugging Face's names, raised at `level`.
 local function check_state(state, config, where, level)
-  local shapes = expected_shapes(config)
-  local missing, unexpected, mismatched = {}, {}, {}
-  for name, shape in pairs(shapes) do
-    local tensor = state[name]
-    if tensor == nil then
-      missing[#missing + 1] = name
-    elseif shape_string(tensor.shape) ~= shape_string(shape) then
-      mismatched[#mismatched + 1] = ("%s (checkpoint %s, model %s)"):format(name, shape_string(tensor.shape),
-        shape_string(shape))
-    end
-  end
-  for name in pairs(state) do
-    if not shapes[name] and not ignored(name, config) then
-      unexpected[#unexpected + 1] = name
-    end
-  end
-  local problems = {}
-  for _, part in ipairs({ { "missing keys", missing }, { "unexpected keys", unexpected },
-    { "mis-shaped keys", mismatched } }) do
-    if #part[2] > 0 then
-      table.sort(part[2])
-      problems[#problems + 1] = part[1] .. ": " .. table.concat(part[2], ", ")
-    end
-  end
-  if #problems > 0 then
-    error(("%s: the checkpoint does not fit Llama with this config; %s"):format(where,
-      table.concat(problems, "; ")), level + 1)
+  local problems = hf_state.problems(state, expected_shapes(config), function(name) return ignored(name, config) end)
+  if problems then
+    error(("%s: the checkpoint does not fit Llama with this config; %s"):format(where, problems), level + 1)
   end
 end
 

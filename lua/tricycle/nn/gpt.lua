@@ -14,9 +14,10 @@ local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
 local transformer = require("tricycle.nn.transformer")
+local decoder = require("tricycle.nn.decoder")
 local check_options = require("tricycle.options").check_options
 
-local no_grad, shape_string = Module.no_grad, Module.shape_string
+local no_grad = Module.no_grad
 
 local GPT = Module:extend("GPT")
 
@@ -88,71 +89,18 @@ function GPT:head_weight()
   return self.lm_head and self.lm_head.weight or self.wte.weight
 end
 
-local integer_dtypes = { int64 = true, int32 = true }
-
--- Activations (and the key/value cache) are float32 under 16-bit weights:
--- the ops read the 16-bit weights and compute in float32.
-local sixteen_bit = { bfloat16 = true, float16 = true }
-local function activation_dtype(weight)
-  return sixteen_bit[weight.dtype] and "float32" or weight.dtype
-end
-
--- A cache from new_cache that fits this model and `batch` rows, with an
--- integer position: a tampered or foreign cache would otherwise run some
--- layers without it, or fail deep inside with a message about something else.
+-- A cache from new_cache that fits this model and `batch` rows; returns its
+-- position.
 local function check_cache(self, cache, batch)
-  if type(cache) ~= "table" then
-    error(("GPT: options.cache must be a cache made by model:new_cache(batch_size), got %s"):format(type(cache)), 5)
-  end
-  local position = cache.position
-  if not compat.is_integer(position) or position < 0 then
-    error(("GPT: cache.position must be a non-negative integer (the positions already cached), got %s"):format(
-      tostring(position)), 5)
-  end
   local c = self.config
-  local layers_found = type(cache.layers) == "table" and #cache.layers or type(cache.layers)
-  if layers_found ~= c.n_layer then
-    error(("GPT: cache.layers must hold one {k =, v =} per layer (%d), got %s; make the cache with "
-      .. "model:new_cache"):format(c.n_layer, tostring(layers_found)), 5)
-  end
-  local weight = self.wte.weight
-  local want = shape_string({ batch, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) })
-  for i, layer in ipairs(cache.layers) do
-    for _, name in ipairs({ "k", "v" }) do
-      local t = type(layer) == "table" and layer[name] or nil
-      if getmetatable(t) ~= core.Tensor then
-        error(("GPT: cache.layers[%d].%s must be a tensor, got %s"):format(i, name, type(t)), 5)
-      end
-      local shape = t.shape
-      if shape[1] ~= batch and #shape == 4 then
-        error(("GPT: the cache holds batch size %d, the input has %d (cache.layers[%d].%s has shape %s)"):format(
-          shape[1], batch, i, name, shape_string(shape)), 5)
-      end
-      local have = shape_string(shape)
-      if have ~= want then
-        error(("GPT: cache.layers[%d].%s has shape %s, expected %s ({batch, n_head, context_length, head_dim})")
-          :format(i, name, have, want), 5)
-      end
-      if t.dtype ~= activation_dtype(weight) or t.device ~= weight.device then
-        error(("GPT: cache.layers[%d].%s is %s on %s, the model's activations %s on %s"):format(i, name, t.dtype,
-          t.device, activation_dtype(weight), weight.device), 5)
-      end
-    end
-  end
+  local position = decoder.check_cache_table("GPT", cache, c.n_layer, 5)
+  local want = { batch, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) }
+  decoder.check_cache_tensors("GPT", cache, want, "{batch, n_head, context_length, head_dim}", self.wte.weight, 5)
   return position
 end
 
 local function check_ids(self, ids, cache)
-  if getmetatable(ids) ~= core.Tensor then
-    error(("GPT: ids must be an integer tensor [B, T], got %s"):format(type(ids)), 4)
-  end
-  if not integer_dtypes[ids.dtype] then
-    error(("GPT: ids must be int64 or int32 token ids, got dtype %s"):format(ids.dtype), 4)
-  end
-  local shape = ids.shape
-  if #shape ~= 2 then
-    error(("GPT: ids must be [B, T], got shape %s"):format(shape_string(shape)), 4)
-  end
+  local shape = decoder.check_ids("GPT", ids, 4)
   local T, context = shape[2], self.config.context_length
   local start = cache and check_cache(self, cache, shape[1]) or 0
   if start + T > context then
@@ -202,7 +150,7 @@ function GPT:run(ids, T, start, cache)
   local x = self.drop(tokens + places)
   tokens:free()
   places:free()
-  if sixteen_bit[x.dtype] then
+  if decoder.is_16bit(x) then
     local wide = x:float()
     x:free()
     x = wide
@@ -231,8 +179,8 @@ function GPT:new_cache(batch_size)
   local shape = { batch_size, c.n_head, c.context_length, compat.idiv(c.n_embd, c.n_head) }
   local cache = { position = 0, batch_size = batch_size, layers = {} }
   for i = 1, c.n_layer do
-    local k = core.zeros(shape, { dtype = activation_dtype(weight) })
-    local v = core.zeros(shape, { dtype = activation_dtype(weight) })
+    local k = core.zeros(shape, { dtype = decoder.activation_dtype(weight) })
+    local v = core.zeros(shape, { dtype = decoder.activation_dtype(weight) })
     if weight.device ~= "cpu" then
       k, v = k:to(weight.device), v:to(weight.device)
     end

@@ -40,8 +40,8 @@ function layers.check_layer_options(name, options, allowed, level)
   check_options(name, options, allowed, level)
   options = options or {}
   if options.dtype ~= nil and not floating[options.dtype] then
-    error(("%s: option dtype must be float32 or float64, bfloat16 or float16 (parameters are floating), got %s"):format(name,
-      tostring(options.dtype)), level)
+    error(("%s: option dtype must be float32 or float64, bfloat16 or float16 (parameters are floating), got %s")
+      :format(name, tostring(options.dtype)), level)
   end
   if options.bias ~= nil and type(options.bias) ~= "boolean" then
     error(("%s: option bias must be a boolean, got %s"):format(name, tostring(options.bias)), level)

@@ -20,8 +20,9 @@ local core = require("tricycle.core")
 local Module = require("tricycle.nn.module")
 local layers = require("tricycle.nn.layers")
 local check_options = require("tricycle.options").check_options
+local decoder = require("tricycle.nn.decoder")
 
-local no_grad, shape_string = Module.no_grad, Module.shape_string
+local no_grad = Module.no_grad
 
 local Llama = Module:extend("Llama")
 
@@ -284,69 +285,23 @@ local function cache_shape(config, batch, capacity)
   return { batch, config.num_key_value_heads, capacity, config.head_dim }
 end
 
--- Activations (and the key/value cache) are float32 under 16-bit weights:
--- the ops read the 16-bit weights and compute in float32.
-local sixteen_bit = { bfloat16 = true, float16 = true }
-local function activation_dtype(weight)
-  return sixteen_bit[weight.dtype] and "float32" or weight.dtype
-end
-
 -- A cache from new_cache that fits this model and `batch` rows; returns its
 -- position.
 local function check_cache(self, cache, batch)
-  if type(cache) ~= "table" then
-    error(("Llama: options.cache must be a cache made by model:new_cache(batch_size), got %s"):format(type(cache)), 5)
-  end
-  local position = cache.position
-  if not compat.is_integer(position) or position < 0 then
-    error(("Llama: cache.position must be a non-negative integer (the positions already cached), got %s"):format(
-      tostring(position)), 5)
-  end
   local c = self.config
-  local found = type(cache.layers) == "table" and #cache.layers or type(cache.layers)
-  if found ~= c.num_hidden_layers then
-    error(("Llama: cache.layers must hold one {k =, v =} per layer (%d), got %s; make the cache with "
-      .. "model:new_cache"):format(c.num_hidden_layers, tostring(found)), 5)
-  end
+  local position = decoder.check_cache_table("Llama", cache, c.num_hidden_layers, 5)
   local capacity = cache.capacity
   if not compat.is_integer(capacity) or capacity <= 0 then
     error(("Llama: cache.capacity must be a positive integer, got %s; make the cache with model:new_cache"):format(
       tostring(capacity)), 5)
   end
-  local weight = self.embed_tokens.weight
-  local want = shape_string(cache_shape(c, batch, capacity))
-  for i, layer in ipairs(cache.layers) do
-    for _, name in ipairs({ "k", "v" }) do
-      local t = type(layer) == "table" and layer[name] or nil
-      if getmetatable(t) ~= core.Tensor then
-        error(("Llama: cache.layers[%d].%s must be a tensor, got %s"):format(i, name, type(t)), 5)
-      end
-      if shape_string(t.shape) ~= want then
-        error(("Llama: cache.layers[%d].%s has shape %s, expected %s ({batch, num_key_value_heads, capacity, "
-          .. "head_dim})"):format(i, name, shape_string(t.shape), want), 5)
-      end
-      if t.dtype ~= activation_dtype(weight) or t.device ~= weight.device then
-        error(("Llama: cache.layers[%d].%s is %s on %s, the model's activations %s on %s"):format(i, name,
-          t.dtype, t.device, activation_dtype(weight), weight.device), 5)
-      end
-    end
-  end
+  decoder.check_cache_tensors("Llama", cache, cache_shape(c, batch, capacity),
+    "{batch, num_key_value_heads, capacity, head_dim}", self.embed_tokens.weight, 5)
   return position
 end
 
-local integer_dtypes = { int64 = true, int32 = true }
-
 local function check_ids(self, ids, cache)
-  if getmetatable(ids) ~= core.Tensor then
-    error(("Llama: ids must be an integer tensor [B, T], got %s"):format(type(ids)), 4)
-  end
-  if not integer_dtypes[ids.dtype] then
-    error(("Llama: ids must be int64 or int32 token ids, got dtype %s"):format(ids.dtype), 4)
-  end
-  local shape = ids.shape
-  if #shape ~= 2 then
-    error(("Llama: ids must be [B, T], got shape %s"):format(shape_string(shape)), 4)
-  end
+  local shape = decoder.check_ids("Llama", ids, 4)
   local T, context = shape[2], self.config.max_position_embeddings
   local start = cache and check_cache(self, cache, shape[1]) or 0
   if cache and start + T > cache.capacity then
@@ -389,7 +344,7 @@ end
 
 function Llama:run(ids, start, cache)
   local x = self.embed_tokens(ids)
-  if sixteen_bit[x.dtype] then
+  if decoder.is_16bit(x) then
     x = x:float()
   end
   for i = 1, self.layers.length do
@@ -414,8 +369,8 @@ function Llama:new_cache(batch_size, capacity)
   end
   local cache = { position = 0, batch_size = batch_size, capacity = capacity, layers = {} }
   for i = 1, c.num_hidden_layers do
-    local k = core.zeros(cache_shape(c, batch_size, capacity), { dtype = activation_dtype(weight) })
-    local v = core.zeros(cache_shape(c, batch_size, capacity), { dtype = activation_dtype(weight) })
+    local k = core.zeros(cache_shape(c, batch_size, capacity), { dtype = decoder.activation_dtype(weight) })
+    local v = core.zeros(cache_shape(c, batch_size, capacity), { dtype = decoder.activation_dtype(weight) })
     if weight.device ~= "cpu" then k, v = k:to(weight.device), v:to(weight.device) end
     cache.layers[i] = { k = k, v = v }
   end

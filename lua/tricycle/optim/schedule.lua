@@ -10,28 +10,45 @@ Cosine.__index = Cosine
 local Linear = setmetatable({}, { __index = Cosine })
 Linear.__index = Linear
 
-local function check(config, name)
-  name = name or "cosine_schedule"
+-- Checks a schedule's settings; `level` as for error() in check's caller.
+local function check(config, name, level)
   if type(config) ~= "table" then
-    error(name .. ": expects {max_lr =, min_lr =, warmup =, total =}", 3)
+    error(name .. ": expects {max_lr =, min_lr =, warmup =, total =}", level + 1)
   end
   for _, field in ipairs({ "max_lr", "min_lr" }) do
     local value = config[field]
     if type(value) ~= "number" or value ~= value or value == math.huge or value < 0 then
-      error(("%s: %s must be a finite number >= 0, got %s"):format(name, field, tostring(value)), 3)
+      error(("%s: %s must be a finite number >= 0, got %s"):format(name, field, tostring(value)), level + 1)
     end
   end
   if config.min_lr > config.max_lr then
-    error(("%s: min_lr %s is above max_lr %s"):format(name, tostring(config.min_lr), tostring(config.max_lr)), 3)
+    error(("%s: min_lr %s is above max_lr %s"):format(name, tostring(config.min_lr), tostring(config.max_lr)),
+      level + 1)
   end
   for _, field in ipairs({ "warmup", "total" }) do
     if not compat.is_integer(config[field]) or config[field] < 0 then
-      error(("%s: %s must be a non-negative integer, got %s"):format(name, field, tostring(config[field])), 3)
+      error(("%s: %s must be a non-negative integer, got %s"):format(name, field, tostring(config[field])),
+        level + 1)
     end
   end
   if config.total < config.warmup then
-    error(("%s: total %d is shorter than warmup %d"):format(name, config.total, config.warmup), 3)
+    error(("%s: total %d is shorter than warmup %d"):format(name, config.total, config.warmup), level + 1)
   end
+end
+
+-- A schedule of `class` from a constructor's config, named `name`; `level`
+-- as for error() here (the constructor's caller is 3: call it without a
+-- tail call).
+local function new_schedule(name, config, class, level)
+  if config ~= nil and type(config) ~= "table" then
+    error(("%s: expects {max_lr =, min_lr =, warmup =, total =}, got %s"):format(name, type(config)), level)
+  end
+  check_options(name, config, { "max_lr", "min_lr", "warmup", "total" }, level)
+  local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
+    warmup = config and config.warmup or 0, total = config and config.total }
+  check(c, name, level)
+  c.step = 0
+  return setmetatable(c, class)
 end
 
 --- cosine_schedule{max_lr =, min_lr = 0, warmup = 0, total =}: for step
@@ -40,15 +57,7 @@ end
 -- step `total`, and min_lr after it. `:lr(step)` is pure; `:next()` returns
 -- the rate for the current step and advances it.
 function schedule.cosine(config)
-  if config ~= nil and type(config) ~= "table" then
-    error(("cosine_schedule: expects {max_lr =, min_lr =, warmup =, total =}, got %s"):format(type(config)), 2)
-  end
-  check_options("cosine_schedule", config, { "max_lr", "min_lr", "warmup", "total" }, 2)
-  local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
-    warmup = config and config.warmup or 0, total = config and config.total }
-  check(c)
-  c.step = 0
-  return setmetatable(c, Cosine)
+  return (new_schedule("cosine_schedule", config, Cosine, 3))
 end
 
 -- level: that of the method's caller, as seen from here.
@@ -70,15 +79,21 @@ local function checked_step(self, step)
   return step or self.step
 end
 
-function Cosine:lr(step)
-  step = checked_step(self, step)
+-- The rate of `step` in the warmup or from `total` on; otherwise nil and
+-- how far (0 to 1) the step is from the warmup's end to `total`.
+local function warmup_or_floor(self, step)
   if step < self.warmup then
     return self.max_lr * (step + 1) / self.warmup
   end
   if step >= self.total then
     return self.min_lr
   end
-  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  return nil, (step - self.warmup) / math.max(1, self.total - self.warmup)
+end
+
+function Cosine:lr(step)
+  local rate, ratio = warmup_or_floor(self, checked_step(self, step))
+  if rate then return rate end
   local coefficient = 0.5 * (1 + math.cos(math.pi * ratio))
   return self.min_lr + coefficient * (self.max_lr - self.min_lr)
 end
@@ -96,7 +111,7 @@ end
 
 function Cosine:load_state_dict(state)
   local name = check_self(self, "load_state_dict")
-  check(state, name)
+  check(state, name, 2)
   check_options(name .. ":load_state_dict", state, { "max_lr", "min_lr", "warmup", "total", "step" }, 2)
   if state.step ~= nil and (not compat.is_integer(state.step) or state.step < 0) then
     error(("%s:load_state_dict: step must be a non-negative integer, got %s"):format(name, tostring(state.step)), 2)
@@ -109,26 +124,12 @@ end
 -- warmup as the cosine, then a straight line from max_lr down to min_lr
 -- reached at step `total`, and min_lr after it.
 function schedule.linear(config)
-  if config ~= nil and type(config) ~= "table" then
-    error(("linear_schedule: expects {max_lr =, min_lr =, warmup =, total =}, got %s"):format(type(config)), 2)
-  end
-  check_options("linear_schedule", config, { "max_lr", "min_lr", "warmup", "total" }, 2)
-  local c = { max_lr = config and config.max_lr, min_lr = config and config.min_lr or 0,
-    warmup = config and config.warmup or 0, total = config and config.total }
-  check(c, "linear_schedule")
-  c.step = 0
-  return setmetatable(c, Linear)
+  return (new_schedule("linear_schedule", config, Linear, 3))
 end
 
 function Linear:lr(step)
-  step = checked_step(self, step)
-  if step < self.warmup then
-    return self.max_lr * (step + 1) / self.warmup
-  end
-  if step >= self.total then
-    return self.min_lr
-  end
-  local ratio = (step - self.warmup) / math.max(1, self.total - self.warmup)
+  local rate, ratio = warmup_or_floor(self, checked_step(self, step))
+  if rate then return rate end
   return self.max_lr + ratio * (self.min_lr - self.max_lr)
 end
 
