@@ -19,6 +19,8 @@
 #include "cpu/cpu_conv_same.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 /* node: inputs {x}; ints: kernel, stride, padding and dilation, each pair
  * packed as height << 32 | width (each fits 31 bits); real: 1 when the
@@ -223,6 +225,16 @@ static tc_status check_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, 
 
 /* ---- conv2d ---- */
 
+/* A failure inside conv2d's parts (an allocation past the budget, a
+ * product) reported as conv2d's. */
+static tc_status conv2d_failed(tc_context *ctx, tc_status status) {
+    const char *message = tc_last_error(ctx);
+    if (strncmp(message, "conv2d:", 7) == 0) return status;
+    char reason[TC_ERROR_CAPACITY];
+    snprintf(reason, sizeof reason, "%s", message);
+    return tc_fail(ctx, status, "conv2d: %s", reason);
+}
+
 /* node (the CPU's direct path only): inputs {x, weight, bias or none},
  * contiguous; ints as im2col's. */
 
@@ -245,7 +257,7 @@ tc_status tc_conv2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
     tc_tensor_release(dy);
     if (status != TC_OK) {
         tc_release_all(3, grads);
-        return status;
+        return conv2d_failed(node->ctx, status);
     }
     for (int i = 0; i < node->n_inputs; i++) grad_inputs[i] = grads[i];
     return TC_OK;
@@ -273,7 +285,7 @@ static tc_status conv2d_same(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, c
     tc_release_all(3, inputs);
     if (status != TC_OK) {
         tc_tensor_release(y);
-        return status;
+        return conv2d_failed(x->ctx, status);
     }
     *out = y;
     return TC_OK;
@@ -354,7 +366,7 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     tc_release_all(7, temporaries);
     if (status != TC_OK) {
         tc_tensor_release(result);
-        return status;
+        return conv2d_failed(x->ctx, status);
     }
     *out = result;
     return TC_OK;

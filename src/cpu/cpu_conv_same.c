@@ -32,6 +32,7 @@
 #include "cpu_sgemm.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 bool cpu_conv_same_applies(const tc_context *ctx, const tc_conv_geometry *g) {
     return ctx->native_sgemm && !ctx->autocast_bf16 && g->stride[0] == 1 && g->stride[1] == 1 &&
@@ -206,6 +207,21 @@ static int64_t saturating_product(int64_t a, int64_t b) {
     return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
 }
 
+/* The failed allocation's error (the budget's or the system's), naming the
+ * op and what was asked for. */
+static tc_status allocation_failed(tc_context *ctx, const char *what) {
+    char reason[TC_ERROR_CAPACITY];
+    snprintf(reason, sizeof reason, "%s", tc_last_error(ctx));
+    return tc_fail(ctx, tc_last_status(ctx), "conv2d: %s: %s", what, reason);
+}
+
+/* The context's packing space (cpu_gemm_scratch), or NULL with the error. */
+static float *packing_space(tc_context *ctx, size_t bytes) {
+    float *space = cpu_gemm_scratch(ctx, bytes);
+    if (!space) allocation_failed(ctx, "the GEMM's packing space");
+    return space;
+}
+
 /* out_n [rows, L] = a [rows, depth] @ cols(source_n) (+ row_bias) for every
  * image n: the forward (a = W, source = x) and dx (a = W', source = dy). */
 typedef struct product_job {
@@ -237,7 +253,7 @@ static tc_status run_products(tc_context *ctx, product_job *job) {
     int64_t grain = MINIMUM_CHUNK_WORK / saturating_product(saturating_product(job->rows, job->depth), unit) + 1;
     job->scratch_floats = cpu_sgemm_scratch_floats(unit, job->depth);
     size_t bytes = sizeof(float) * (size_t)job->scratch_floats * (size_t)cpu_parallel_chunks(ctx, units, grain);
-    job->scratch = cpu_gemm_scratch(ctx, bytes);
+    job->scratch = packing_space(ctx, bytes);
     if (!job->scratch) return tc_last_status(ctx);
     cpu_parallel_for_indexed(ctx, units, grain, product_units, job);
     tc_memory_discharge(ctx, bytes);
@@ -298,7 +314,7 @@ static tc_status weight_gradient(tc_context *ctx, const tc_conv_geometry *g, int
     int64_t widest = job.by_panels ? cpu_parallel_largest_chunk(ctx, units, grain) * PANEL : job.window_rows;
     job.scratch_floats = cpu_sgemm_scratch_floats(widest, length);
     size_t bytes = sizeof(float) * (size_t)job.scratch_floats * (size_t)cpu_parallel_chunks(ctx, units, grain);
-    job.scratch = cpu_gemm_scratch(ctx, bytes);
+    job.scratch = packing_space(ctx, bytes);
     if (!job.scratch) return tc_last_status(ctx);
     cpu_parallel_for_indexed(ctx, units, grain, weight_units, &job);
     tc_memory_discharge(ctx, bytes);
@@ -341,7 +357,7 @@ tc_status cpu_conv_same_backward(tc_context *ctx, const tc_conv_geometry *g, int
     /* W' [C, O * window], within the weight's own size */
     size_t bytes = sizeof(float) * (size_t)(outputs * g->channels * window);
     float *flipped = tc_allocate(ctx, bytes);
-    if (!flipped) return tc_last_status(ctx);
+    if (!flipped) return allocation_failed(ctx, "the flipped weight for dx");
     for (int64_t o = 0; o < outputs; o++)
         for (int64_t c = 0; c < g->channels; c++)
             for (int64_t ij = 0; ij < window; ij++)
