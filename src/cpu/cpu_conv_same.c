@@ -45,7 +45,7 @@ bool cpu_conv_same_applies(const tc_context *ctx, const tc_conv_geometry *g) {
 #define PANEL CPU_SGEMM_PANEL_COLUMNS
 /* Output positions per unit of the forward and dx: cpu_sgemm_packing's
  * column block, so each unit packs its windows once per depth block. */
-#define UNIT_POSITIONS 1024
+#define UNIT_POSITIONS CPU_SGEMM_BLOCK_COLUMNS
 /* Below this many multiply-adds per chunk a second thread does not pay. */
 #define MINIMUM_CHUNK_WORK ((int64_t)1 << 17)
 
@@ -95,13 +95,16 @@ static void next_window_row(const tc_conv_geometry *g, int64_t *c, int64_t *i, i
     ++*c;
 }
 
-/* The most positions a packer call covers: 1024 columns, 256 depths. */
-#define MOST_POSITIONS 1024
+/* The most positions a packer call covers (columns or depths), a whole
+ * number of panels. */
+#define MOST_POSITIONS CPU_SGEMM_BLOCK_COLUMNS
+TC_STATIC_ASSERT(CPU_SGEMM_BLOCK_COLUMNS >= CPU_SGEMM_BLOCK_DEPTH && MOST_POSITIONS % PANEL == 0,
+                 "the packers' position arrays hold a block of columns or depths");
 
 /* The output rows and columns of positions first .. first + count - 1,
- * then row -1 (inside no tap) up to the next multiple of 16. */
+ * then row -1 (inside no tap) up to the next multiple of a panel. */
 static void positions(int64_t first, int64_t count, int64_t width, int32_t *rows, int32_t *columns) {
-    int64_t row = first / width, column = first % width, padded = (count + 15) / 16 * 16;
+    int64_t row = first / width, column = first % width, padded = (count + PANEL - 1) / PANEL * PANEL;
     for (int64_t p = 0; p < padded; p++) {
         rows[p] = p < count ? (int32_t)row : -1;
         columns[p] = (int32_t)column;
@@ -137,7 +140,7 @@ static AVX512 void pack_windows(const void *source, int64_t column0, int64_t col
     const windows *w = source;
     const tc_conv_geometry *g = w->g;
     const int64_t window = g->kernel[0] * g->kernel[1], plane = g->height * g->width, first = w->first + column0;
-    int32_t rows[MOST_POSITIONS + PANEL], cols[MOST_POSITIONS + PANEL];
+    int32_t rows[MOST_POSITIONS], cols[MOST_POSITIONS];
     positions(first, columns, g->width, rows, cols);
     for (int64_t i = 0, j = 0, ij = 0; ij < window; ij++) {
         int64_t c = k0 <= ij ? 0 : (k0 - ij + window - 1) / window, k_first = c * window + ij;
@@ -168,7 +171,7 @@ static AVX512 void pack_windows_transposed(const void *source, int64_t column0, 
                                            int64_t depth, float *packed) {
     const windows *w = source;
     const tc_conv_geometry *g = w->g;
-    int32_t rows[MOST_POSITIONS + PANEL], cols[MOST_POSITIONS + PANEL];
+    int32_t rows[MOST_POSITIONS], cols[MOST_POSITIONS];
     positions(k0, depth, g->width, rows, cols);
     int64_t c, i, j;
     window_row(g, w->first + column0, &c, &i, &j);

@@ -35,9 +35,9 @@
 
 #define TILE_ROWS 12
 #define TILE_COLUMNS CPU_SGEMM_PANEL_COLUMNS
-#define DEPTH_BLOCK 256
+#define DEPTH_BLOCK CPU_SGEMM_BLOCK_DEPTH
 #define ROW_BLOCK (TILE_ROWS * 12)
-#define COLUMN_BLOCK (TILE_COLUMNS * 32)
+#define COLUMN_BLOCK CPU_SGEMM_BLOCK_COLUMNS
 #define SMALL_PACK_FLOATS 4096 /* 16 KiB: 64 columns x 64 depths */
 
 #if defined(__x86_64__) && defined(__GNUC__)
