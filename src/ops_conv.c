@@ -8,7 +8,8 @@
  * composed from im2col in Lua (lua/tricycle/conv.lua).
  *
  * On the CPU, a float32 conv2d at stride 1 whose output has the input's
- * size (3x3 with padding 1 and its kind; one group) is one op instead, with
+ * size (3x3 with padding 1 and its kind; one group; images not too small
+ * for the weight, cpu_conv_same_applies) is one op instead, with
  * its own backward (tc_conv2d_backward): cpu/cpu_conv_same.c reads the
  * windows straight into the GEMM's panels, so the columns are never
  * written, the bias is added as the output is, and the first layer's
@@ -317,8 +318,8 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     tc_conv_geometry g;
     int64_t shape[3];
     TC_TRY(make_geometry("conv2d", x, kernel, stride, padding, dilation, &g));
-    if (x->storage->device == TC_CPU && x->dtype == TC_FLOAT32 && groups == 1 && weight->shape[0] > 0 &&
-        cpu_conv_same_applies(x->ctx, &g))
+    if (x->storage->device == TC_CPU && x->dtype == TC_FLOAT32 && groups == 1 &&
+        cpu_conv_same_applies(x->ctx, &g, weight->shape[0]))
         return conv2d_same(x, weight, bias, &g, out);
     g.batch_last = true;
     TC_TRY(columns_shape("conv2d", x, &g, shape));
