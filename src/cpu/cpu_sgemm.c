@@ -24,6 +24,10 @@
  * Every element of C is its own chain of fused multiply-adds in order of
  * k, so results do not depend on how callers split M or N between threads:
  * the same bits for any thread count.
+ *
+ * cpu_sgemm_packing runs the same loop with the caller's packer in place
+ * of pack_b, for an op(b) that is never stored (a convolution's windows,
+ * cpu_conv_same.c), and can add a bias per row of C instead of per column.
  */
 #include "cpu_sgemm.h"
 
