@@ -1,9 +1,10 @@
 -- conv2d's direct CPU path (src/cpu/cpu_conv_same.c): a float32 convolution at stride 1 whose output has the
--- input's size (images of 16 positions or more) is one op whose GEMMs read the windows straight from the image. Checked against the same
--- convolution in float64, which takes the general path (im2col and a matmul): values and every gradient over
--- geometries that reach each edge of the kernels (rows and columns of the padding, several position blocks per
--- image, depths past one GEMM block, dW with one and several panels), NaN kept to the windows that read it,
--- the same bits at 1 and 2 threads, no input gradient computed when x needs none, and flat memory.
+-- input's size (images of 16 positions or more) is one op whose GEMMs read the windows straight from the
+-- image. Checked against the same convolution in float64, which takes the general path (im2col and a matmul):
+-- values and every gradient over geometries that reach each edge of the kernels (rows and columns of the
+-- padding, several position blocks per image, depths past one GEMM block, dW with one and several panels),
+-- NaN kept to the windows that read it, the same bits at 1 and 2 threads, no input gradient computed when x
+-- needs none, a budget too small for the packing space, and flat memory.
 local tc = require("tricycle")
 local compat = require("tricycle.compat")
 local unpack = compat.unpack
