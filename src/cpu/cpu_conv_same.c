@@ -39,15 +39,15 @@
  * computes 32 whatever the image has, and each image reads the whole
  * weight (forward, dx) and merges into the whole of dW (from memory once
  * they outgrow the caches). Measured on the 2-core AVX-512 machine, 3x3
- * convolutions of 32 images, forward and backward, best of 20, against the
- * general path: 1x1 and 2x2 images 1.3 to 5 times slower from 128
- * channels on; 4x4 faster up to 128 channels (1.6 ms against 3.7 at 64),
- * even at 256 (25 ms, a 2.4 MB weight), 1.5 times slower at 512; at 512
- * channels (a 9.4 MB weight) 6x6 slower (195 ms against 170: its 36
- * positions take 64 columns), 7x7 faster (208 against 226: 49 in 64); 8x8
- * and 14x14 faster at every width. So: 16 positions or more, and either a
- * weight of at most 2^20 elements or at most a third more columns than
- * positions. */
+ * convolutions of 32 images, forward and backward, against the general
+ * path (medians of 6 on a loaded machine; the close cases best of 20): 1x1
+ * and 2x2 images up to 5 times slower from 128 channels on; 4x4 faster to
+ * 128 channels (1.6 ms against 3.7 at 64), as fast at 256 (25 ms both, a
+ * 2.4 MB weight), 1.5 times slower at 512; at 512 channels (a 9.4 MB
+ * weight) 6x6 slower (195 ms against 170: its 36 positions take 64
+ * columns), 7x7 faster (208 against 226: 49 in 64); 8x8 and 14x14 faster
+ * at every width. So: 16 positions or more, and either a weight of at most
+ * 2^20 elements or at most a third more columns than positions. */
 #define FEWEST_POSITIONS 16
 #define LARGEST_WEIGHT ((int64_t)1 << 20)
 
@@ -100,7 +100,7 @@ static inline tap tap_of(const tc_conv_geometry *g, int64_t c, int64_t i, int64_
                  .column_last = clamp_size(g->width - right, g->width)};
 }
 
-/* (c, i, j) of window row r, and the next row's in place. */
+/* (c, i, j) of window row r. */
 static void window_row(const tc_conv_geometry *g, int64_t r, int64_t *c, int64_t *i, int64_t *j) {
     int64_t window = g->kernel[0] * g->kernel[1];
     *c = r / window;
@@ -108,6 +108,7 @@ static void window_row(const tc_conv_geometry *g, int64_t r, int64_t *c, int64_t
     *j = r % g->kernel[1];
 }
 
+/* (c, i, j) moved on to the next window row. */
 static void next_window_row(const tc_conv_geometry *g, int64_t *c, int64_t *i, int64_t *j) {
     if (++*j < g->kernel[1]) return;
     *j = 0;
