@@ -1478,6 +1478,19 @@ row("conv2d", {
     { groups = 2, stride = { 2, 1 }, padding = { 2, 1 }, dilation = { 1, 2 } }, { fd = false, half_grad = 4 }),
   { name = "empty batch {0, 3, 5, 5}", inputs = { float({ 0, 3, 5, 5 }), float({ 2, 3, 3, 3 }), float({ 2 }) },
     run = function(x, w, b) return tc.conv2d(x, w, b) end, shape = { 0, 2, 3, 3 } },
+  -- stride 1 with the output the input's size: one op on the CPU (src/cpu/cpu_conv_same.c) in float32
+  conv2d_case("same size: {2, 3, 5, 6} * {4, 3, 3, 3} + bias, padding 1",
+    { float({ 2, 3, 5, 6 }), float({ 4, 3, 3, 3 }), float({ 4 }) }, { padding = 1 }),
+  conv2d_no_bias("same size: {1, 2, 4, 7} * {3, 2, 3, 5}, padding {2, 4}, dilation 2, no bias",
+    { float({ 1, 2, 4, 7 }), float({ 3, 2, 3, 5 }) }, { padding = { 2, 4 }, dilation = 2 }),
+  conv2d_case("same size: {2, 30, 6, 5} * {14, 30, 3, 3}, padding 1 (depth 270, past one GEMM block)",
+    { float({ 2, 30, 6, 5 }), float({ 14, 30, 3, 3 }), float({ 14 }) }, { padding = 1 },
+    { fd = false, tolerance = { float32 = 1e-4 }, half_grad = 8,
+      device_tolerance = { float32 = 1e-5, gradients = { float32 = 1e-3 } } }),
+  conv2d_case("same size: {1, 3, 36, 37} * {5, 3, 3, 3}, padding 1 (two blocks of 1024 positions)",
+    { float({ 1, 3, 36, 37 }), float({ 5, 3, 3, 3 }), float({ 5 }) }, { padding = 1 },
+    { fd = false, tolerance = { float32 = 1e-4 }, half_grad = 8,
+      device_tolerance = { float32 = 1e-5, gradients = { float32 = 1e-3 } } }),
 })
 
 local conv1d_case = with_options(tc.conv1d, CR.conv1d)

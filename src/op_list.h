@@ -150,8 +150,9 @@
       "rotary position embedding of {B, T, H, D} or {B, H, T, D} at given positions")                                \
     X(IM2COL, "im2col", 1, tc_im2col_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                \
       "the sliding windows of {N, C, H, W} as columns {N, C*kH*kW, L} (F.unfold)")                                   \
-    X(CONV2D, "conv2d", 3, tc_no_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,                                  \
-      "2-D convolution, strided, padded, dilated and grouped (an im2col and a matmul)")                              \
+    X(CONV2D, "conv2d", 3, tc_conv2d_backward, TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY,                              \
+      "2-D convolution, strided, padded, dilated and grouped (an im2col and a matmul; one op on the CPU at stride 1 " \
+      "with the output the input's size)")                                                                           \
     X(MAX_POOL2D, "max_pool2d", 1, tc_max_pool2d_backward,                                                           \
       TC_OP_DIFFERENTIABLE | TC_OP_FLOAT_ONLY | TC_OP_FUSED,                                                         \
       "max over windows of {N, C, H, W}; the gradient goes to each window's max")                                    \

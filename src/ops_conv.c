@@ -6,10 +6,22 @@
  * max_pool2d (forward beside backward; the kernels: the max_pool2d slots),
  * which keeps each window's argmax for its backward. Average pooling is
  * composed from im2col in Lua (lua/tricycle/conv.lua).
+ *
+ * On the CPU, a float32 conv2d at stride 1 whose output has the input's
+ * size (3x3 with padding 1 and its kind; one group; images not too small
+ * for the weight, cpu_conv_same_applies) is one op instead, with
+ * its own backward (tc_conv2d_backward): cpu/cpu_conv_same.c reads the
+ * windows straight into the GEMM's panels, so the columns are never
+ * written, the bias is added as the output is, and the first layer's
+ * unneeded input gradient is not computed.
  */
 #include "ops_fused.h"
 
+#include "cpu/cpu_conv_same.h"
+
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 /* node: inputs {x}; ints: kernel, stride, padding and dilation, each pair
  * packed as height << 32 | width (each fits 31 bits); real: 1 when the
@@ -212,6 +224,74 @@ static tc_status check_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, 
     return TC_OK;
 }
 
+/* ---- conv2d ---- */
+
+/* A failure inside conv2d's parts (an allocation past the budget, a
+ * product) reported as conv2d's. */
+static tc_status conv2d_failed(tc_context *ctx, tc_status status) {
+    const char *message = tc_last_error(ctx);
+    if (strncmp(message, "conv2d:", 7) == 0) return status;
+    char reason[TC_ERROR_CAPACITY];
+    snprintf(reason, sizeof reason, "%s", message);
+    return tc_fail(ctx, status, "conv2d: %s", reason);
+}
+
+/* node (the CPU's direct path only): inputs {x, weight, bias or none},
+ * contiguous; ints as im2col's. */
+
+tc_status tc_conv2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_tensor *dy = NULL, *grads[3] = {NULL, NULL, NULL};
+    tc_conv_geometry g = node_geometry(node);
+    tc_status status = tc_prepare_grad(node, grad, &dy);
+    for (int i = 0; i < node->n_inputs && status == TC_OK; i++) {
+        const tc_tensor *input = node->inputs[i];
+        if (tc_node_input_needs_grad(node, i))
+            status = tc_empty_shaped(input, TC_FLOAT32, input->ndim, input->shape, &grads[i]);
+    }
+    if (status == TC_OK)
+        status = cpu_conv_same_backward(node->ctx, &g, node->inputs[1]->shape[0],
+                                        tc_tensor_data_at_offset(node->inputs[0]),
+                                        tc_tensor_data_at_offset(node->inputs[1]), tc_tensor_data_at_offset(dy),
+                                        grads[0] ? tc_tensor_data_at_offset(grads[0]) : NULL,
+                                        grads[1] ? tc_tensor_data_at_offset(grads[1]) : NULL,
+                                        grads[2] ? tc_tensor_data_at_offset(grads[2]) : NULL);
+    tc_tensor_release(dy);
+    if (status != TC_OK) {
+        tc_release_all(3, grads);
+        return conv2d_failed(node->ctx, status);
+    }
+    for (int i = 0; i < node->n_inputs; i++) grad_inputs[i] = grads[i];
+    return TC_OK;
+}
+
+/* The CPU's direct convolution (cpu/cpu_conv_same.h), for a geometry it
+ * applies to. */
+static tc_status conv2d_same(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const tc_conv_geometry *g,
+                             tc_tensor **out) {
+    tc_tensor *inputs[3] = {NULL, NULL, NULL}, *y = NULL;
+    int64_t outputs = weight->shape[0], shape[4] = {g->batch, outputs, g->height, g->width};
+    tc_status status = tc_contiguous(x, &inputs[0]);
+    if (status == TC_OK) status = tc_contiguous(weight, &inputs[1]);
+    if (status == TC_OK && bias) status = tc_contiguous(bias, &inputs[2]);
+    if (status == TC_OK) status = tc_empty_shaped(x, TC_FLOAT32, 4, shape, &y);
+    if (status == TC_OK)
+        status = cpu_conv_same_forward(x->ctx, g, outputs, tc_tensor_data_at_offset(inputs[0]),
+                                       tc_tensor_data_at_offset(inputs[1]),
+                                       bias ? tc_tensor_data_at_offset(inputs[2]) : NULL, tc_tensor_data_at_offset(y));
+    if (status == TC_OK) { /* dx needs the weight, dW x */
+        tc_node_state state = pairs_state(g->kernel, g->stride, g->padding, g->dilation);
+        state.reads = TC_READS(0) | TC_READS(1);
+        status = tc_record_op(TC_OP_CONV2D, bias ? 3 : 2, inputs, y, &state);
+    }
+    tc_release_all(3, inputs);
+    if (status != TC_OK) {
+        tc_tensor_release(y);
+        return conv2d_failed(x->ctx, status);
+    }
+    *out = y;
+    return TC_OK;
+}
+
 /* A 1x1 kernel with stride 1 and no padding needs no im2col: its columns
  * are x's planes, channel by channel (a transposed copy of x). */
 static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const int64_t padding[2]) {
@@ -238,6 +318,9 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     tc_conv_geometry g;
     int64_t shape[3];
     TC_TRY(make_geometry("conv2d", x, kernel, stride, padding, dilation, &g));
+    if (x->storage->device == TC_CPU && x->dtype == TC_FLOAT32 && groups == 1 &&
+        cpu_conv_same_applies(x->ctx, &g, weight->shape[0]))
+        return conv2d_same(x, weight, bias, &g, out);
     g.batch_last = true;
     TC_TRY(columns_shape("conv2d", x, &g, shape));
     /* cols {C*kH*kW, N*L} (batch_last): one GEMM per group over the whole batch,
@@ -284,7 +367,7 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
     tc_release_all(7, temporaries);
     if (status != TC_OK) {
         tc_tensor_release(result);
-        return status;
+        return conv2d_failed(x->ctx, status);
     }
     *out = result;
     return TC_OK;

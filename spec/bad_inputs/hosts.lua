@@ -40,6 +40,15 @@ return {
       tc.set_memory_budget(0)
       error(ok and "allocated" or failure, 0)
     end, { "zeros", "out of memory budget", "4096 bytes asked", "in use" }, after = restore },
+  -- the output fits the budget, the windows' packing space (or, on the general path, the columns) does not
+  { "conv2d past the budget", function()
+      local x, weight = tc.randn({ 2, 8, 16, 16 }), tc.randn({ 8, 8, 3, 3 })
+      collectgarbage()
+      tc.set_memory_budget(tc.memory() + 2 * 8 * 16 * 16 * 4 + 1024)
+      local ok, failure = pcall(tc.conv2d, x, weight, nil, { padding = 1 })
+      tc.set_memory_budget(0)
+      error(ok and "convolved" or failure, 0)
+    end, { "conv2d", "out of memory budget", "bytes asked" }, after = restore },
   { "release_cached_memory with an argument", function() return tc.release_cached_memory(0) end,
     { "release_cached_memory", "no arguments" } },
   -- before: the argument was ignored

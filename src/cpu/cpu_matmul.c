@@ -290,11 +290,7 @@ static tc_status bgemm_failed(tc_context *ctx) {
     return tc_fail(ctx, TC_ERROR_MEMORY, "matmul: the bfloat16 GEMM could not allocate its packing buffers");
 }
 
-/* The context's packing space of at least `bytes`, counted as in use (under
- * the budget) until tc_memory_discharge; NULL with the error set when it
- * cannot grow or the budget is spent. Only the thread running ops calls it,
- * never a chunk. */
-static float *gemm_scratch(tc_context *ctx, size_t bytes) {
+float *cpu_gemm_scratch(tc_context *ctx, size_t bytes) {
     if (bytes > ctx->gemm_scratch_bytes) {
         tc_host_release_uncached(ctx, ctx->gemm_scratch, ctx->gemm_scratch_bytes);
         ctx->gemm_scratch = tc_host_allocate(ctx, bytes);
@@ -332,7 +328,7 @@ static tc_status run_gemm(tc_context *ctx, gemm_job *job, int64_t batch) {
             return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: the packing space for n %lld, k %lld overflows",
                            (long long)p->n, (long long)p->k);
         size_t bytes = (size_t)total;
-        job->scratch = bytes ? (char *)gemm_scratch(ctx, bytes) : NULL;
+        job->scratch = bytes ? (char *)cpu_gemm_scratch(ctx, bytes) : NULL;
         if (bytes && !job->scratch) return tc_last_status(ctx);
         cpu_parallel_for_indexed(ctx, job->units, grain, gemm_chunk, job);
         if (job->scratch) tc_memory_discharge(ctx, bytes);

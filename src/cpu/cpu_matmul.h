@@ -20,6 +20,13 @@ void cpu_matmul_in_task(tc_dtype dtype, bool native, bool transpose_a, bool tran
                         int64_t k, double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
                         void *c, int64_t ldc);
 
+/* The context's packing space (ctx->gemm_scratch) of at least `bytes`,
+ * 64-byte aligned, counted as in use (under the budget) until
+ * tc_memory_discharge(ctx, bytes); NULL with the error set when it cannot
+ * grow or the budget is spent. Only the thread running ops calls it, never
+ * a chunk. */
+float *cpu_gemm_scratch(tc_context *ctx, size_t bytes);
+
 /* c [m, n] += x [m, k] @ w^T for a bf16 weight w [n, k] (row-major, rows
  * ldw apart): x rounded to bf16 as it is packed, sums float32 (cpu_bgemm),
  * split over the pool. Linear's path for bf16 weights. */

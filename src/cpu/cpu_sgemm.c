@@ -24,6 +24,10 @@
  * Every element of C is its own chain of fused multiply-adds in order of
  * k, so results do not depend on how callers split M or N between threads:
  * the same bits for any thread count.
+ *
+ * cpu_sgemm_packing runs the same loop with the caller's packer in place
+ * of pack_b, for an op(b) that is never stored (a convolution's windows,
+ * cpu_conv_same.c), and can add a bias per row of C instead of per column.
  */
 #include "cpu_sgemm.h"
 
@@ -34,17 +38,15 @@
 #include <string.h>
 
 #define TILE_ROWS 12
-#define TILE_COLUMNS 32
-#define DEPTH_BLOCK 256
+#define TILE_COLUMNS CPU_SGEMM_PANEL_COLUMNS
+#define DEPTH_BLOCK CPU_SGEMM_BLOCK_DEPTH
 #define ROW_BLOCK (TILE_ROWS * 12)
-#define COLUMN_BLOCK (TILE_COLUMNS * 32)
+#define COLUMN_BLOCK CPU_SGEMM_BLOCK_COLUMNS
 #define SMALL_PACK_FLOATS 4096 /* 16 KiB: 64 columns x 64 depths */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
-#include <immintrin.h>
-
-#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+#include "cpu_avx512.h"
 
 bool cpu_sgemm_available(void) {
     __builtin_cpu_init();
@@ -52,12 +54,14 @@ bool cpu_sgemm_available(void) {
 }
 
 /* What the kernel does with a finished tile: C = alpha * acc + beta * C
- * (C not read when beta is 0), plus bias[j] of its column when bias is
- * given, and GELU(C) into gelu when given (the last depth block); only the
- * tile's first `width` columns are read or written. */
+ * (C not read when beta is 0), plus bias[j] of its column or row_bias[i] of
+ * its row when given (never both), and GELU(C) into gelu when given (the
+ * last depth block); only the tile's first `width` columns are read or
+ * written. */
 typedef struct tile_merge {
     float alpha, beta;
-    const float *bias; /* at the tile's first column, or NULL */
+    const float *bias;     /* at the tile's first column, or NULL */
+    const float *row_bias; /* at the tile's first row, or NULL */
     float *gelu;       /* at the tile's first element (C's leading dimension), or NULL */
     __mmask16 low, high; /* the valid columns among 0-15 and 16-31 */
 } tile_merge;
@@ -98,7 +102,9 @@ static inline __attribute__((always_inline)) AVX512 void tile_rows(int height, i
 #pragma GCC unroll 12
     for (int r = 0; r < height; r++) {
         float *row = c + r * ldc;
-        __m512 v0 = _mm512_fmadd_ps(alpha, sum[r][0], bias0), v1 = _mm512_fmadd_ps(alpha, sum[r][1], bias1);
+        __m512 base0 = bias0, base1 = bias1;
+        if (merge->row_bias) base0 = base1 = _mm512_set1_ps(merge->row_bias[r]);
+        __m512 v0 = _mm512_fmadd_ps(alpha, sum[r][0], base0), v1 = _mm512_fmadd_ps(alpha, sum[r][1], base1);
         if (read_c) {
             v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->low, row), v0);
             v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(merge->high, row + 16), v1);
@@ -124,35 +130,6 @@ static AVX512 void tile_kernel(int height, int64_t depth, const float *a, int64_
     default: break;
     }
 #undef TILE_CASE
-}
-
-/* out[t] = (in[0][t], ..., in[15][t]): a 16 x 16 transpose in registers. */
-static AVX512 void transpose_16x16(const __m512 in[16], __m512 out[16]) {
-    __m512 pairs[16];
-    for (int i = 0; i < 16; i += 2) {
-        pairs[i] = _mm512_unpacklo_ps(in[i], in[i + 1]);
-        pairs[i + 1] = _mm512_unpackhi_ps(in[i], in[i + 1]);
-    }
-    /* quads[4g + s], 128-bit lane L: rows 4g..4g+3 at column 4L + s */
-    __m512 quads[16];
-    for (int g = 0; g < 4; g++) {
-        __m512d low = _mm512_castps_pd(pairs[4 * g]), high = _mm512_castps_pd(pairs[4 * g + 1]);
-        __m512d low2 = _mm512_castps_pd(pairs[4 * g + 2]), high2 = _mm512_castps_pd(pairs[4 * g + 3]);
-        quads[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(low, low2));
-        quads[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(low, low2));
-        quads[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(high, high2));
-        quads[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(high, high2));
-    }
-    for (int s = 0; s < 4; s++) {
-        __m512 even01 = _mm512_shuffle_f32x4(quads[s], quads[4 + s], 0x88);
-        __m512 odd01 = _mm512_shuffle_f32x4(quads[s], quads[4 + s], 0xdd);
-        __m512 even23 = _mm512_shuffle_f32x4(quads[8 + s], quads[12 + s], 0x88);
-        __m512 odd23 = _mm512_shuffle_f32x4(quads[8 + s], quads[12 + s], 0xdd);
-        out[s] = _mm512_shuffle_f32x4(even01, even23, 0x88);
-        out[8 + s] = _mm512_shuffle_f32x4(even01, even23, 0xdd);
-        out[4 + s] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
-        out[12 + s] = _mm512_shuffle_f32x4(odd01, odd23, 0xdd);
-    }
 }
 
 /* One column panel from a transposed b (op(b)[k][j] = b[j][k], each column
@@ -223,11 +200,12 @@ static inline int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to
 /* Rows [0, m) of C, columns [0, columns) and depths [k0, k0 + depth) of
  * the product: op(a) read in place, op(b) from that block's packed panels
  * (column q at panels + q * depth). bias, c and gelu point at the block's
- * first column; `first` and `last` say whether this depth block is the
- * first (beta and bias apply) and the last (the GELU is taken). */
+ * first column, row_bias at row 0; `first` and `last` say whether this
+ * depth block is the first (beta and the biases apply) and the last (the
+ * GELU is taken). */
 static AVX512 void multiply_block(bool transpose_a, int64_t m, int64_t columns, int64_t k0, int64_t depth, bool first,
                                   bool last, float alpha, const float *a, int64_t lda, const float *panels, float beta,
-                                  const float *bias, float *c, int64_t ldc, float *gelu) {
+                                  const float *bias, const float *row_bias, float *c, int64_t ldc, float *gelu) {
     /* op(a)[i][k] at a[i * row_step + k * depth_step] */
     int64_t row_step = transpose_a ? 1 : lda, depth_step = transpose_a ? lda : 1;
     for (int64_t i0 = 0; i0 < m; i0 += ROW_BLOCK) {
@@ -238,6 +216,7 @@ static AVX512 void multiply_block(bool transpose_a, int64_t m, int64_t columns, 
                 int64_t i = i0 + p, height = rows - p < TILE_ROWS ? rows - p : TILE_ROWS;
                 tile_merge merge = {
                     .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + q : NULL,
+                    .row_bias = first && row_bias ? row_bias + i : NULL,
                     .gelu = last && gelu ? gelu + i * ldc + q : NULL,
                     .low = (__mmask16)(width >= 16 ? 0xffff : (1u << width) - 1),
                     .high = (__mmask16)(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1),
@@ -277,7 +256,7 @@ bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
             int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
             pack_b(transpose_b, b, ldb, j0, columns, k0, depth, packed_b);
             multiply_block(transpose_a, m, columns, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda, packed_b,
-                           beta, bias ? bias + j0 : NULL, c + j0, ldc, gelu ? gelu + j0 : NULL);
+                           beta, bias ? bias + j0 : NULL, NULL, c + j0, ldc, gelu ? gelu + j0 : NULL);
         }
     }
     if (packed_b != small_panels && packed_b != scratch) free(packed_b);
@@ -314,13 +293,30 @@ void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float a
     for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
         int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
         multiply_block(transpose_a, m, n, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda, packed + k0 * width_all,
-                       beta, bias, c, ldc, gelu);
+                       beta, bias, NULL, c, ldc, gelu);
     }
 }
 
-/* Mask of the first `count` (0..16) lanes. */
-static inline __mmask16 first_lanes(int64_t count) {
-    return (__mmask16)(count >= 16 ? 0xffff : count <= 0 ? 0 : (1u << count) - 1);
+void cpu_sgemm_packing(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                       cpu_sgemm_packer *pack, const void *source, float beta, const float *row_bias, float *c,
+                       int64_t ldc, float *scratch) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        for (int64_t i = 0; i < m; i++) {
+            float base = row_bias ? row_bias[i] : 0.0f, *row = c + i * ldc;
+            for (int64_t j = 0; j < n; j++) row[j] = beta != 0.0f ? __builtin_fmaf(beta, row[j], base) : base;
+        }
+        return;
+    }
+    for (int64_t j0 = 0; j0 < n; j0 += COLUMN_BLOCK) {
+        int64_t columns = n - j0 < COLUMN_BLOCK ? n - j0 : COLUMN_BLOCK;
+        for (int64_t k0 = 0; k0 < k; k0 += DEPTH_BLOCK) {
+            int64_t depth = k - k0 < DEPTH_BLOCK ? k - k0 : DEPTH_BLOCK;
+            pack(source, j0, columns, k0, depth, scratch);
+            multiply_block(transpose_a, m, columns, k0, depth, k0 == 0, k0 + depth == k, alpha, a, lda, scratch, beta,
+                           NULL, row_bias, c + j0, ldc, NULL);
+        }
+    }
 }
 
 /* Lane l of the result is the sum of the 16 lanes of sums[l]: three rounds
@@ -445,6 +441,13 @@ void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float a
 }
 
 int64_t cpu_sgemm_scratch_floats(int64_t n, int64_t k) { return n * k; }
+
+void cpu_sgemm_packing(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                       cpu_sgemm_packer *pack, const void *source, float beta, const float *row_bias, float *c,
+                       int64_t ldc, float *scratch) {
+    (void)transpose_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)pack, (void)source;
+    (void)beta, (void)row_bias, (void)c, (void)ldc, (void)scratch;
+}
 
 bool cpu_sgemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, const float *bias, float *c, int64_t ldc,

@@ -44,4 +44,28 @@ void cpu_sgemm_pack(bool transpose_b, int64_t n, int64_t k, const float *b, int6
 void cpu_sgemm_packed(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                       const float *packed, float beta, const float *bias, float *c, int64_t ldc, float *gelu);
 
+/* The layout packed op(b) takes: panels of this many columns (zero past
+ * op(b)'s last), each k-major (the panel's row k at k * this many floats);
+ * and the most columns and depths packed at once (cpu_sgemm's blocks). */
+#define CPU_SGEMM_PANEL_COLUMNS 32
+#define CPU_SGEMM_BLOCK_COLUMNS 1024
+#define CPU_SGEMM_BLOCK_DEPTH 256
+
+/* Writes columns [column0, column0 + columns) of op(b) over depths [k0, k0 +
+ * depth) into packed as column panels, panel q (columns column0 + q ..) at
+ * packed + q * depth; columns <= CPU_SGEMM_BLOCK_COLUMNS, depth <=
+ * CPU_SGEMM_BLOCK_DEPTH, packed 64-byte aligned. source is the packer's own
+ * description of op(b). */
+typedef void cpu_sgemm_packer(const void *source, int64_t column0, int64_t columns, int64_t k0, int64_t depth,
+                              float *packed);
+
+/* cpu_sgemm for an op(b) that exists only as what `pack` writes (a
+ * convolution's windows, read from the image): C = alpha op(a) op(b) + beta
+ * C, plus row_bias[i] on row i when not NULL; the same blocking, sums and
+ * bits as cpu_sgemm with that op(b). scratch: cpu_sgemm_scratch_floats(n,
+ * k) floats, 64-byte aligned. Only when cpu_sgemm_available(). */
+void cpu_sgemm_packing(bool transpose_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                       cpu_sgemm_packer *pack, const void *source, float beta, const float *row_bias, float *c,
+                       int64_t ldc, float *scratch);
+
 #endif
