@@ -12,6 +12,9 @@
  *    float32 operands rounded to bf16 as they are packed (no copy, no
  *    extra pass), sums and output float32; a one-row gemv goes there too,
  *    as a GEMM of one row, so nothing under autocast runs in float32;
+ *  - gemm_16bit (16-bit operands): the reference the CUDA backend's
+ *    tensor-core GEMM is held to: both operands widened to float32 copies,
+ *    one float32 product as above without autocast, c rounded once;
  *  - gemm and gemm_bias: split over the context's worker pool (below), one
  *    product per chunk; gemv: split by blocks of the output, one GEMV each;
  *  - a product inside a task of the pool (the fused kernels): one product
@@ -46,6 +49,7 @@
 #include "cpu_backend.h"
 #include "cpu_bgemm.h"
 #include "cpu_elementwise_f32.h"
+#include "cpu_half.h"
 #include "cpu_sgemm.h"
 
 #include <cblas.h>
@@ -442,4 +446,82 @@ tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k,
     job.whole.b_type = CPU_BGEMM_BF16;
     job.whole.beta = 1.0;
     return run_gemm(ctx, &job, 1);
+}
+
+/* ---- gemm_16bit: the reference, through float32 ---- */
+
+/* `count` matrices of rows x cols (row-major, leading dimension ld, `stride`
+ * elements apart) of a 16-bit dtype, to or from packed float32 (leading
+ * dimension cols, rows * cols apart): only the matrices' elements are read
+ * and written, never the gaps between rows. */
+static void widen_matrices(tc_dtype dtype, const uint16_t *x, int64_t ld, int64_t stride, int64_t count, int64_t rows,
+                           int64_t cols, float *out, bool vector) {
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t r = 0; r < rows; r++)
+            cpu_half_to_float(dtype, x + i * stride + r * ld, out + (i * rows + r) * cols, cols, vector);
+}
+
+static void narrow_matrices(tc_dtype dtype, const float *x, int64_t count, int64_t rows, int64_t cols, uint16_t *out,
+                            int64_t ld, int64_t stride, bool vector) {
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t r = 0; r < rows; r++)
+            cpu_float_to_half(dtype, x + (i * rows + r) * cols, out + i * stride + r * ld, cols, vector);
+}
+
+/* Elements of `count` packed rows x cols matrices, or -1 past int64. */
+static int64_t packed_elements(int64_t count, int64_t rows, int64_t cols) {
+    int64_t total;
+    if (__builtin_mul_overflow(count, rows, &total) || __builtin_mul_overflow(total, cols, &total)) return -1;
+    return total;
+}
+
+/* The 16-bit operands widened to float32 copies (exact), one float32
+ * product of the context's usual kind with autocast left out (the values
+ * are 16-bit already), c written in float32 or rounded once. What the engine
+ * did before backends had this slot, in one kernel; the CUDA backend's
+ * cuBLAS call is checked against it. */
+tc_status cpu_gemm_16bit(tc_context *ctx, tc_dtype dtype, tc_dtype c_dtype, bool transpose_a, bool transpose_b,
+                         int64_t m, int64_t n, int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a,
+                         const void *b, int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc,
+                         int64_t stride_c, int64_t batch) {
+    TC_TRY(check_gemm(ctx, TC_FLOAT32, m, n, k, lda, ldb, ldc));
+    if ((dtype != TC_BFLOAT16 && dtype != TC_FLOAT16) || (c_dtype != dtype && c_dtype != TC_FLOAT32))
+        return tc_fail(ctx, TC_ERROR_DTYPE, "matmul: 16-bit GEMM of %s operands into %s is not supported",
+                       tc_dtype_name(dtype), tc_dtype_name(c_dtype));
+    if (m == 0 || n == 0 || batch == 0) return TC_OK;
+    int64_t rows_a = transpose_a ? k : m, cols_a = transpose_a ? m : k;
+    int64_t rows_b = transpose_b ? n : k, cols_b = transpose_b ? k : n;
+    int64_t count_a = stride_a ? batch : 1, count_b = stride_b ? batch : 1;
+    bool wide_c = c_dtype == TC_FLOAT32;
+    int64_t elements_a = packed_elements(count_a, rows_a, cols_a);
+    int64_t elements_b = packed_elements(count_b, rows_b, cols_b);
+    int64_t elements_c = wide_c ? 0 : packed_elements(batch, m, n), total = -1;
+    if (elements_a >= 0 && elements_b >= 0 && elements_c >= 0 &&
+        !__builtin_add_overflow(elements_a, elements_b, &total) && !__builtin_add_overflow(total, elements_c, &total) &&
+        total > (int64_t)(SIZE_MAX / sizeof(float)))
+        total = -1;
+    if (total < 0)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "matmul: the float32 copies for a 16-bit GEMM of m %lld, n %lld, k %lld, batch %lld overflow",
+                       (long long)m, (long long)n, (long long)k, (long long)batch);
+    size_t bytes = (size_t)total * sizeof(float);
+    float *scratch = bytes ? tc_allocate(ctx, bytes) : NULL;
+    if (bytes && !scratch) return tc_last_status(ctx);
+    float *wide_a = scratch, *wide_b = scratch + elements_a, *packed_c = wide_b + elements_b;
+    bool vector = cpu_half_vector_available();
+    widen_matrices(dtype, a, lda, stride_a, count_a, rows_a, cols_a, wide_a, vector);
+    widen_matrices(dtype, b, ldb, stride_b, count_b, rows_b, cols_b, wide_b, vector);
+    if (!wide_c && beta != 0.0) widen_matrices(c_dtype, c, ldc, stride_c, batch, m, n, packed_c, vector);
+    gemm_job job = product_job(ctx, TC_FLOAT32, transpose_a, transpose_b, m, n, k, wide_a, cols_a > 1 ? cols_a : 1,
+                               wide_b, cols_b > 1 ? cols_b : 1, wide_c ? c : packed_c, wide_c ? ldc : n);
+    job.whole.bf16 = false;
+    job.whole.alpha = alpha;
+    job.whole.beta = beta;
+    job.stride_a = stride_a ? rows_a * cols_a : 0;
+    job.stride_b = stride_b ? rows_b * cols_b : 0;
+    job.stride_c = wide_c ? stride_c : m * n;
+    tc_status status = run_gemm(ctx, &job, batch);
+    if (status == TC_OK && !wide_c) narrow_matrices(c_dtype, packed_c, batch, m, n, c, ldc, stride_c, vector);
+    if (scratch) tc_release_memory(ctx, scratch, bytes);
+    return status;
 }
