@@ -37,7 +37,8 @@ cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
 
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (mode != CUBLAS_DEFAULT_MATH && mode != CUBLAS_PEDANTIC_MATH && mode != CUBLAS_TF32_TENSOR_OP_MATH)
+    int base = mode & ~CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    if (base != CUBLAS_DEFAULT_MATH && base != CUBLAS_PEDANTIC_MATH && base != CUBLAS_TF32_TENSOR_OP_MATH)
         return CUBLAS_STATUS_INVALID_VALUE;
     handle->math = mode;
     return CUBLAS_STATUS_SUCCESS;
@@ -100,10 +101,14 @@ void widen_matrix(cudaDataType type, const uint16_t *x, int rows, int cols, int 
 /* C = alpha op(A) op(B) + beta C for 16-bit A and B: both widened exactly
  * (a product of two is exact in float32), multiplied and summed in float32
  * by OpenBLAS, the result written to a float32 C or rounded once into a
- * 16-bit one (whose old values are read only when beta is not 0). */
+ * 16-bit one (whose old values are read only when beta is not 0). With
+ * `reduced` (the handle allows reduced-precision reductions) a 16-bit C is
+ * what a split-K reduction in the output type gives, one way cuBLAS may
+ * compute it: the two halves of k summed apart, each rounded to C's type,
+ * then added and rounded again. */
 void gemm_16bit_inputs(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const uint16_t *A,
                        cudaDataType Atype, int lda, const uint16_t *B, int ldb, float beta, void *C,
-                       cudaDataType Ctype, int ldc) {
+                       cudaDataType Ctype, int ldc, bool reduced) {
     int rows_a = ta == CblasNoTrans ? m : k, cols_a = ta == CblasNoTrans ? k : m;
     int rows_b = tb == CblasNoTrans ? k : n, cols_b = tb == CblasNoTrans ? n : k;
     std::vector<float> a((size_t)rows_a * cols_a), b((size_t)rows_b * cols_b);
@@ -118,7 +123,22 @@ void gemm_16bit_inputs(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int
     uint16_t *c16 = (uint16_t *)C;
     std::vector<float> c((size_t)m * n, 0.0f);
     if (beta != 0.0f) widen_matrix(Ctype, c16, m, n, ldc, c.data());
-    cblas_sgemm(CblasColMajor, ta, tb, m, n, k, alpha, a.data(), packed_lda, b.data(), packed_ldb, beta, c.data(), m);
+    if (reduced && k >= 2) {
+        /* the first half of k apart: op(A)'s first columns, op(B)'s first rows */
+        int half = k / 2;
+        const float *a_rest = a.data() + (ta == CblasNoTrans ? (size_t)half * packed_lda : (size_t)half);
+        const float *b_rest = b.data() + (tb == CblasNoTrans ? (size_t)half : (size_t)half * packed_ldb);
+        std::vector<float> first((size_t)m * n);
+        cblas_sgemm(CblasColMajor, ta, tb, m, n, half, alpha, a.data(), packed_lda, b.data(), packed_ldb, 0.0f,
+                    first.data(), m);
+        cblas_sgemm(CblasColMajor, ta, tb, m, n, k - half, alpha, a_rest, packed_lda, b_rest, packed_ldb, beta,
+                    c.data(), m);
+        for (size_t i = 0; i < c.size(); i++)
+            c[i] = widen(Ctype, narrow(Ctype, first[i])) + widen(Ctype, narrow(Ctype, c[i]));
+    } else {
+        cblas_sgemm(CblasColMajor, ta, tb, m, n, k, alpha, a.data(), packed_lda, b.data(), packed_ldb, beta, c.data(),
+                    m);
+    }
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) c16[(size_t)j * ldc + i] = narrow(Ctype, c[(size_t)j * m + i]);
 }
@@ -160,7 +180,8 @@ cublasStatus_t gemm(cublasHandle_t handle, cublasOperation_t transa, cublasOpera
                             (const double *)b, ldb, *(const double *)beta, (double *)c, ldc);
             else
                 gemm_16bit_inputs(ta, tb, m, n, k, *(const float *)alpha, (const uint16_t *)a, Atype, lda,
-                                  (const uint16_t *)b, ldb, *(const float *)beta, c, Ctype, ldc);
+                                  (const uint16_t *)b, ldb, *(const float *)beta, c, Ctype, ldc,
+                                  !(handle->math & CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
         }
     } catch (const std::bad_alloc &) {
         return CUBLAS_STATUS_ALLOC_FAILED;

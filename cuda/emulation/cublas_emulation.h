@@ -41,10 +41,15 @@ typedef enum cublasComputeType_t {
 
 typedef enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1, CUBLAS_GEMM_DEFAULT_TENSOR_OP = 99 } cublasGemmAlgo_t;
 
+/* A mode, or'd with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION: without
+ * that flag cuBLAS may reduce split-K partial sums of a 16-bit C in C's
+ * type, and the emulation then does (cublas.cc), so a backend that forgets
+ * the flag differs from the CPU. */
 typedef enum cublasMath_t {
     CUBLAS_DEFAULT_MATH = 0,
     CUBLAS_PEDANTIC_MATH = 2,
-    CUBLAS_TF32_TENSOR_OP_MATH = 3
+    CUBLAS_TF32_TENSOR_OP_MATH = 3,
+    CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16
 } cublasMath_t;
 
 cublasStatus_t cublasCreate(cublasHandle_t *handle);

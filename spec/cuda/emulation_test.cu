@@ -14,7 +14,9 @@
  *    16-bit operands (GemmEx and GemmStridedBatchedEx, CUDA_R_16BF and
  *    CUDA_R_16F, every transpose, C float32 or 16-bit) it gives the exact
  *    product rounded once, leaves C's gaps alone, and refuses the type
- *    combinations cuBLAS does not have.
+ *    combinations cuBLAS does not have; without
+ *    CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION it reduces split-K
+ *    halves in the 16-bit output type, as cuBLAS may.
  *
  * `emulation_test out-of-bounds` runs a kernel reading past its buffer and
  * must be stopped by AddressSanitizer, and `emulation_test host-reads-device`
@@ -437,9 +439,34 @@ static bool gemm_16bit_matches(cublasHandle_t handle, cudaDataType type, cudaDat
     return true;
 }
 
+/* The bf16 product of [1, 2^-8, 2^-8, 0] and ones into a bf16 C, with or
+ * without reduced-precision reductions allowed: the exact sum 1 + 2^-7 is a
+ * bf16, but the first half's 1 + 2^-8 (half of bf16's ulp at 1) rounds to 1
+ * (a tie, to even), so a split-K reduction in bf16 gives 1. */
+static float reduction_result(cublasHandle_t handle, bool disallow) {
+    uint16_t quarter_ulp = tc_float_to_bfloat16(0x1p-8f), b[4], c = 0;
+    uint16_t a[4] = {exact_16bit(CUDA_R_16BF, 16), quarter_ulp, quarter_ulp, 0};
+    for (int i = 0; i < 4; i++) b[i] = exact_16bit(CUDA_R_16BF, 16);
+    float one = 1, zero = 0;
+    int mode = CUBLAS_DEFAULT_MATH | (disallow ? CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION : 0);
+    if (cublasSetMathMode(handle, (cublasMath_t)mode) != CUBLAS_STATUS_SUCCESS ||
+        cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 4, &one, a, CUDA_R_16BF, 1, b, CUDA_R_16BF, 4, &zero, &c,
+                     CUDA_R_16BF, 1, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+        return -1;
+    return tc_bfloat16_to_float(c);
+}
+
 static void test_cublas_16bit(void) {
     cublasHandle_t handle;
     cublasCreate(&handle);
+    check(reduction_result(handle, false) == 1.0f && reduction_result(handle, true) == 1.0f + 0x1p-7f,
+          "cuBLAS shim reduces split-K halves in bf16 unless CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION", "-");
+    check(cublasSetMathMode(handle, (cublasMath_t)(CUBLAS_TF32_TENSOR_OP_MATH |
+                                                   CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              cublasSetMathMode(handle, (cublasMath_t)5) == CUBLAS_STATUS_INVALID_VALUE,
+          "cuBLAS shim takes a math mode with the reduction flag and refuses an unknown one", "-");
+    cublasSetMathMode(handle, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION); /* exact results below */
     const cudaDataType types[2] = {CUDA_R_16BF, CUDA_R_16F};
     for (int t = 0; t < 2; t++)
         for (int wide = 0; wide < 2; wide++)
