@@ -315,10 +315,11 @@ static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *bac
     return TC_OK;
 }
 
-/* linear with a 16-bit operand. Inference with float32 x reads the 16-bit
- * weight block by block (affine_rows_16bit_weight); anything else (16-bit x,
- * a tape to record) widens the operands, runs the float32 op and rounds the
- * result to x's dtype, differentiably. */
+/* linear with a 16-bit operand that does not run in 16 bits (runs_in_16bit).
+ * Inference with float32 x reads the 16-bit weight as it is
+ * (affine_rows_16bit_weight); anything else (dtypes that differ, float32 x
+ * with a tape to record) widens the operands, runs the float32 op and
+ * rounds the result to x's dtype, differentiably. */
 static tc_status linear_16bit(const char *function, bool gelu, tc_tensor *x, tc_tensor *w, tc_tensor *b,
                               tc_tensor **out) {
     tc_tensor *inputs[3] = {x, w, b};
