@@ -6,7 +6,9 @@
  * dims broadcast. The backend's batched gemm reads each operand in place
  * when its matrices are row-major or column-major and its batch dims
  * collapse to one stride (0 for a broadcast operand); otherwise the operand
- * is made contiguous first.
+ * is made contiguous first. Two operands of one 16-bit dtype go to the
+ * backend's gemm_16bit (float32 sums, the product rounded once); a float32
+ * product runs in bf16 under autocast inside the backend's gemm.
  *
  * tc_einsum lowers an equation to differentiable pieces: a diagonal view for
  * indices repeated within an operand, sums for indices no longer needed,
