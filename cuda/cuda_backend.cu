@@ -200,8 +200,10 @@ tricycle_cuda_backend(tc_context *ctx, uint64_t abi, char *reason, size_t reason
     if (!probe_kernel_image(state->stream, reason, reason_size)) return NULL;
     cublasStatus_t status = cublasCreate(&state->cublas);
     if (status == CUBLAS_STATUS_SUCCESS) status = cublasSetStream(state->cublas, state->stream);
-    if (status == CUBLAS_STATUS_SUCCESS)
-        status = cublasSetMathMode(state->cublas, state->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    /* 16-bit results are float32 sums rounded once: no split-K reduction in the output type */
+    int math = (state->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) |
+               CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    if (status == CUBLAS_STATUS_SUCCESS) status = cublasSetMathMode(state->cublas, (cublasMath_t)math);
     if (status != CUBLAS_STATUS_SUCCESS) {
         say(reason, reason_size, "cuBLAS could not be started: %s", cublasGetStatusString(status));
         return NULL;

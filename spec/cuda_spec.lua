@@ -141,3 +141,74 @@ describe("the cuda device without a usable GPU", function()
     assert.are.equal(1, notices, output)
   end)
 end)
+
+describe("the emulated cuBLAS (cuda/emulation/cublas_emulation.h)", function()
+  -- What the emulation declares must be the toolkit's: every enum constant
+  -- with its value, and every function with its parameter types, so the
+  -- backend's calls mean on a GPU what they mean in `make test-cuda`.
+  local include = (os.getenv("CUDA_HOME") or "/usr/local/cuda") .. "/include/"
+  local function read(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+  local emulation = assert(read("cuda/emulation/cublas_emulation.h"))
+  local real = read(include .. "cublas_api.h")
+  local types = read(include .. "library_types.h")
+  if not real or not types then
+    pending("no CUDA toolkit headers in " .. include .. " (set CUDA_HOME) to compare with")
+    return
+  end
+  real = real .. "\n" .. types
+
+  -- `NAME = value` pairs of the enums (decimal or hex, maybe negative).
+  local function constants(text)
+    local values = {}
+    for body in text:gmatch("typedef%s+enum[%s%w_]*(%b{})") do
+      for name, value in body:gmatch("([%a_][%w_]*)%s*=%s*(%-?[%dxXa-fA-F]+)") do
+        if values[name] == nil then values[name] = tonumber(value) end
+      end
+    end
+    return values
+  end
+
+  -- A declaration's parameter types, names dropped, spacing normalised.
+  local function parameter_types(list)
+    local result = {}
+    for parameter in (list:sub(2, -2) .. ","):gmatch("%s*([^,]-)%s*,") do
+      local text = parameter:gsub("%s+", " "):gsub(" ?%* ?", "*"):gsub("long long int", "long long")
+      result[#result + 1] = text:gsub("[ %*]?[%a_][%w_]*$", function(name)
+        return name:sub(1, 1) == "*" and "*" or ""
+      end)
+    end
+    return table.concat(result, ", ")
+  end
+
+  it("has the toolkit's enum values", function()
+    local ours, theirs = constants(emulation), constants(real)
+    local count = 0
+    for name, value in pairs(ours) do
+      count = count + 1
+      assert.are.equal(theirs[name], value, name)
+    end
+    assert.is_true(count >= 20, "only " .. count .. " constants found")
+    assert.are.equal(14, ours.CUDA_R_16BF)
+  end)
+
+  it("declares the toolkit's functions with its parameter types", function()
+    local count = 0
+    for result, name, list in emulation:gmatch("\n([%w_][%w_ %*]-)([%a_][%w_]*)(%b())%s*;") do
+      count = count + 1
+      local returned, declared = real:match("\n([%w_ ]-%*?)%s*CUBLASWINAPI%s+" .. name .. "(%b())")
+      if not declared then -- cublas_v2.h maps the name to its _v2 function
+        returned, declared = real:match("\n([%w_ ]-%*?)%s*CUBLASWINAPI%s+" .. name .. "_v2(%b())")
+      end
+      assert.is_not_nil(declared, name .. " is not in the toolkit's cublas_api.h")
+      assert.are.equal(parameter_types(declared), parameter_types(list), name)
+      assert.are.equal(returned:gsub("%s+", ""), result:gsub("%s+", ""), name .. "'s result")
+    end
+    assert.is_true(count >= 8, "only " .. count .. " functions found")
+  end)
+end)

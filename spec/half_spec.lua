@@ -15,6 +15,61 @@ describe("ops on 16-bit inputs", function()
   end
 end)
 
+describe("16-bit products (the backend's gemm_16bit)", function()
+  -- Values k/8, |k| <= 8: exact in both formats, their products and sums
+  -- exact in float32 in any order, so a 16-bit result must be the float32
+  -- product of the widened operands rounded once, bit for bit, whichever way
+  -- the CPU splits the product over its threads, packs op(b) or reads a
+  -- transposed or broadcast operand.
+  local function exact(shape, dtype)
+    return ((tc.rand(shape) * 17):floor() - 8):div(8):to(dtype)
+  end
+  local function same(expected, actual, what)
+    assert.are.equal(expected.dtype, actual.dtype, what)
+    assert.are.same(expected:float():totable(), actual:float():totable(), what)
+  end
+
+  for _, dtype in ipairs({ "bfloat16", "float16" }) do
+    it("give the widened float32 product rounded once (" .. dtype .. ")", function()
+      local threads = tc.num_threads()
+      tc.set_num_threads(2)
+      tc.manual_seed(23)
+      local shapes = {
+        { { 300, 64 }, { 64, 40 } },       -- tall: rows split, op(b) packed once for both threads
+        { { 20, 64 }, { 64, 700 } },       -- wide: columns split
+        { { 4, 40, 64 }, { 4, 64, 50 } },  -- a batch split over the matrices
+        { { 4, 40, 64 }, { 64, 50 } },     -- one b for the whole batch (stride 0)
+        { { 7, 13 }, { 13, 1 } },          -- one column
+      }
+      for _, shape in ipairs(shapes) do
+        local a, b = exact(shape[1], dtype), exact(shape[2], dtype)
+        local what = ("%s {%s} @ {%s}"):format(dtype, table.concat(shape[1], ", "),
+          table.concat(shape[2], ", "))
+        same(a:float():matmul(b:float()):to(dtype), a:matmul(b), what)
+        local at, bt = a:transpose(-1, -2):contiguous():transpose(-1, -2), b:transpose(-1, -2):contiguous()
+        same(a:float():matmul(b:float()):to(dtype), at:matmul(bt:transpose(-1, -2)), what .. ", transposed reads")
+      end
+      local x, w, bias = exact({ 300, 64 }, dtype), exact({ 40, 64 }, dtype), exact({ 40 }, dtype)
+      same(tc.linear(x:float(), w:float(), bias:float()):to(dtype), tc.linear(x, w, bias), dtype .. " linear")
+      tc.set_num_threads(threads)
+    end)
+
+    it("run linear's gradients on 16-bit operands, each rounded once (" .. dtype .. ")", function()
+      tc.manual_seed(29)
+      local x, w = exact({ 33, 24 }, dtype), exact({ 10, 24 }, dtype)
+      local bias, g = exact({ 10 }, dtype), exact({ 33, 10 }, dtype)
+      local leaves = { x:clone():requires_grad_(), w:clone():requires_grad_(), bias:clone():requires_grad_() }
+      local out = tc.linear(leaves[1], leaves[2], leaves[3])
+      assert.are.equal(dtype, out.dtype)
+      out:backward(g)
+      local gf, wf, xf = g:float(), w:float(), x:float()
+      same(gf:matmul(wf):to(dtype), leaves[1].grad, dtype .. " dx")
+      same(gf:transpose(1, 2):matmul(xf):to(dtype), leaves[2].grad, dtype .. " dw")
+      same(gf:sum(1):to(dtype), leaves[3].grad, dtype .. " db")
+    end)
+  end
+end)
+
 describe("docs/API.md", function()
   it("lists every op that refuses 16-bit tensors", function()
     local f = assert(io.open("docs/API.md", "rb"))

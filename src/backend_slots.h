@@ -46,7 +46,9 @@
     X(reduce, REQUIRED, tc_status,                                                                                   \
       (tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out))                          \
     /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given                                              \
-     * element strides between batches; alpha/beta as in BLAS. */                                                    \
+     * element strides between batches; alpha/beta as in BLAS. float32 under                                         \
+     * autocast (ctx->autocast_bf16) reads both operands rounded to bf16 and                                         \
+     * sums in float32; gemm_bias and gemv likewise. */                                                              \
     X(gemm, REQUIRED, tc_status,                                                                                     \
       (tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,         \
        double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b,     \
@@ -67,6 +69,15 @@
     X(gemv, OPTIONAL, tc_status,                                                                                     \
       (tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, int64_t n, double alpha, const void *a,           \
        int64_t lda, const void *x, double beta, void *y))                                                            \
+    /* gemm for a and b of the 16-bit dtype `dtype` (TC_BFLOAT16 or                                                  \
+     * TC_FLOAT16, both): products exact, summed in float32, and c of                                                \
+     * c_dtype (dtype or TC_FLOAT32) = alpha op(a) op(b) + beta c rounded                                            \
+     * once to it (nearest even); autocast does not apply. Without it, callers                                       \
+     * widen the operands to float32 and use gemm. */                                                                \
+    X(gemm_16bit, OPTIONAL, tc_status,                                                                               \
+      (tc_context *ctx, tc_dtype dtype, tc_dtype c_dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,  \
+       int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,            \
+       int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch))                        \
     /* Softmax or log-softmax over dim of a contiguous x. */                                                         \
     X(softmax, REQUIRED, tc_status, (const tc_tensor *x, int dim, bool log, tc_tensor *out))                         \
     X(softmax_backward, REQUIRED, tc_status,                                                                         \

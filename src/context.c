@@ -215,12 +215,6 @@ const char *tc_bgemm_path(const tc_context *ctx) { return BGEMM_PATH_NAMES[ctx->
 
 tc_dtype tc_autocast(const tc_context *ctx) { return ctx->autocast_bf16 ? TC_BFLOAT16 : TC_FLOAT32; }
 
-tc_status tc_check_autocast_device(const char *function, const tc_tensor *t) {
-    if (!t->ctx->autocast_bf16 || t->storage->device == TC_CPU) return TC_OK;
-    return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED, "%s: autocast: bfloat16 on %s is not available yet", function,
-                   tc_device_name(t->storage->device));
-}
-
 tc_status tc_fail(tc_context *ctx, tc_status status, const char *format, ...) {
     va_list args;
     va_start(args, format);

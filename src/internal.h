@@ -201,7 +201,7 @@ struct tc_context {
     void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
     bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
-    bool autocast_bf16; /* float32 CPU GEMMs read bf16-rounded operands (tc_set_autocast) */
+    bool autocast_bf16; /* float32 GEMMs read bf16-rounded operands, on every backend (tc_set_autocast) */
     int bgemm_path;     /* the cpu_bgemm_path autocast and bf16 weights use, chosen when the context is made */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
     /* cpu_sgemm's per-chunk packing space, kept between products and grown to the largest asked
@@ -383,9 +383,6 @@ typedef struct tc_node_state {
 #define TC_READS(i) (1u << (i))
 /* Records op `id` on the tape with that state when grad mode is on and an
  * input requires grad; does nothing otherwise. */
-/* Fails when autocast is on and t is not on the CPU (no bf16 GEMM there yet),
- * so no product silently runs in float32 instead; names function. */
-tc_status tc_check_autocast_device(const char *function, const tc_tensor *t);
 tc_status tc_record_op(tc_op_id id, int n, tc_tensor *const *inputs, tc_tensor *out, const tc_node_state *state);
 /* Holds t (a detached alias, so saving an op's output makes no cycle). */
 tc_status tc_node_save(tc_node *node, int slot, const tc_tensor *t);

@@ -6,7 +6,9 @@
  * dims broadcast. The backend's batched gemm reads each operand in place
  * when its matrices are row-major or column-major and its batch dims
  * collapse to one stride (0 for a broadcast operand); otherwise the operand
- * is made contiguous first.
+ * is made contiguous first. Two operands of one 16-bit dtype go to the
+ * backend's gemm_16bit (float32 sums, the product rounded once); a float32
+ * product runs in bf16 under autocast inside the backend's gemm.
  *
  * tc_einsum lowers an equation to differentiable pieces: a diagonal view for
  * indices repeated within an operand, sums for indices no longer needed,
@@ -119,14 +121,15 @@ static tc_status as_matrices(const tc_tensor *t, bool as_row, tc_tensor **out) {
     return tc_tensor_alias(t, 2, shape, strides, t->offset, out);
 }
 
-/* out = a @ b for matrix stacks a [..., m, k] and b [..., k, n] whose batch
- * dims broadcast to batch_shape; out is contiguous with batch_shape + [m, n]
- * elements (its own shape may lack the dims of 1-D operands). */
+/* out = a @ b for matrix stacks a [..., m, k] and b [..., k, n] of one dtype
+ * whose batch dims broadcast to batch_shape; out is contiguous with
+ * batch_shape + [m, n] elements (its own shape may lack the dims of 1-D
+ * operands), of their dtype or, for 16-bit ones, float32 (the backend's
+ * gemm_16bit). */
 static tc_status run_gemm(tc_tensor *a, tc_tensor *b, int batch_dims, const int64_t *batch_shape, tc_tensor *out) {
     int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1], n = b->shape[b->ndim - 1];
     int64_t batch = tc_shape_numel(batch_dims, batch_shape);
     if (batch == 0 || m == 0 || n == 0) return TC_OK;
-    TC_TRY(tc_check_autocast_device("matmul", out));
     if (k == 0) return tc_fill_(out, 0.0);
     int64_t shape_a[TC_MAX_DIMS], shape_b[TC_MAX_DIMS];
     memcpy(shape_a, batch_shape, sizeof(int64_t) * (size_t)batch_dims);
@@ -138,13 +141,38 @@ static tc_status run_gemm(tc_tensor *a, tc_tensor *b, int batch_dims, const int6
     gemm_operand left = {0}, right = {0};
     TC_TRY(prepare_gemm_operand(a, batch_dims + 2, shape_a, &left));
     tc_status status = prepare_gemm_operand(b, batch_dims + 2, shape_b, &right);
-    if (status == TC_OK)
-        status = tc_backend_of(out)->gemm(out->ctx, out->dtype, left.transpose, right.transpose, m, n, k, 1.0,
-                                          tc_tensor_data_at_offset(left.view), left.leading, left.batch_stride,
-                                          tc_tensor_data_at_offset(right.view), right.leading, right.batch_stride, 0.0,
-                                          tc_tensor_data_at_offset(out), n, m * n, batch);
+    const tc_backend *backend = tc_backend_of(out);
+    const void *left_data = tc_tensor_data_at_offset(left.view);
+    const void *right_data = status == TC_OK ? tc_tensor_data_at_offset(right.view) : NULL;
+    if (status == TC_OK && tc_dtype_is_16bit(a->dtype))
+        status = backend->gemm_16bit(out->ctx, a->dtype, out->dtype, left.transpose, right.transpose, m, n, k, 1.0,
+                                     left_data, left.leading, left.batch_stride, right_data, right.leading,
+                                     right.batch_stride, 0.0, tc_tensor_data_at_offset(out), n, m * n, batch);
+    else if (status == TC_OK)
+        status = backend->gemm(out->ctx, out->dtype, left.transpose, right.transpose, m, n, k, 1.0, left_data,
+                               left.leading, left.batch_stride, right_data, right.leading, right.batch_stride, 0.0,
+                               tc_tensor_data_at_offset(out), n, m * n, batch);
     tc_tensor_release(left.view);
     tc_tensor_release(right.view);
+    return status;
+}
+
+static tc_status matmul_impl(tc_tensor *a, tc_tensor *b, bool wide, tc_tensor **out);
+
+/* x @ y (`batch` matrices), the gradient of an operand whose matrix stack is
+ * target before it is summed over the batch dims target was broadcast
+ * along: a 16-bit product to be summed stays float32 until the sum, rounded
+ * once (as when the operands are widened). */
+static tc_status gradient_product(tc_tensor *x, tc_tensor *y, int64_t batch, const tc_tensor *target,
+                                  tc_tensor **out) {
+    bool summed = batch != tc_shape_numel(target->ndim - 2, target->shape);
+    bool wide = summed && tc_dtype_is_16bit(tc_promote_dtypes(x->dtype, y->dtype));
+    tc_tensor *product = NULL, *sum = NULL;
+    TC_TRY(matmul_impl(x, y, wide, &product));
+    tc_status status = tc_sum_to_shape(product, target->ndim, target->shape, &sum);
+    tc_tensor_release(product);
+    if (status == TC_OK && wide) return tc_narrow_16bit(status, sum, target->dtype, out);
+    if (status == TC_OK) *out = sum;
     return status;
 }
 
@@ -153,33 +181,30 @@ static tc_status run_gemm(tc_tensor *a, tc_tensor *b, int batch_dims, const int6
  * operand's own shape back. */
 tc_status tc_matmul_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *a = node->inputs[0], *b = node->inputs[1];
-    tc_tensor *a2 = NULL, *b2 = NULL, *g = NULL, *g2 = NULL, *flipped = NULL, *product = NULL, *summed = NULL;
+    tc_tensor *a2 = NULL, *b2 = NULL, *g = NULL, *g2 = NULL, *flipped = NULL, *summed = NULL;
     int64_t shape[TC_MAX_DIMS];
     int batch_dims = grad->ndim - (a->ndim >= 2) - (b->ndim >= 2);
     memcpy(shape, grad->shape, sizeof(int64_t) * (size_t)batch_dims);
     shape[batch_dims] = a->ndim >= 2 ? a->shape[a->ndim - 2] : 1;
     shape[batch_dims + 1] = b->ndim >= 2 ? b->shape[b->ndim - 1] : 1;
+    int64_t batch = tc_shape_numel(batch_dims, shape);
     tc_status status = tc_cast_if_needed(grad, node->out_dtype, &g);
     if (status == TC_OK) status = tc_reshape(g, batch_dims + 2, shape, &g2);
     if (status == TC_OK) status = as_matrices(a, true, &a2);
     if (status == TC_OK) status = as_matrices(b, false, &b2);
     if (status == TC_OK && tc_node_input_needs_grad(node, 0)) {
         status = tc_transpose(b2, -1, -2, &flipped);
-        if (status == TC_OK) status = tc_matmul(g2, flipped, &product);
-        if (status == TC_OK) status = tc_sum_to_shape(product, a2->ndim, a2->shape, &summed);
+        if (status == TC_OK) status = gradient_product(g2, flipped, batch, a2, &summed);
         if (status == TC_OK) status = tc_reshape(summed, a->ndim, a->shape, &grad_inputs[0]);
         tc_tensor_release(flipped);
-        tc_tensor_release(product);
         tc_tensor_release(summed);
-        flipped = product = summed = NULL;
+        flipped = summed = NULL;
     }
     if (status == TC_OK && tc_node_input_needs_grad(node, 1)) {
         status = tc_transpose(a2, -1, -2, &flipped);
-        if (status == TC_OK) status = tc_matmul(flipped, g2, &product);
-        if (status == TC_OK) status = tc_sum_to_shape(product, b2->ndim, b2->shape, &summed);
+        if (status == TC_OK) status = gradient_product(flipped, g2, batch, b2, &summed);
         if (status == TC_OK) status = tc_reshape(summed, b->ndim, b->shape, &grad_inputs[1]);
         tc_tensor_release(flipped);
-        tc_tensor_release(product);
         tc_tensor_release(summed);
     }
     tc_tensor_release(a2);
@@ -199,7 +224,10 @@ static tc_status check_matmul_operand(const char *name, const tc_tensor *t) {
     return TC_OK;
 }
 
-tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
+/* a @ b; with wide, the product of two 16-bit operands is float32 (not
+ * rounded). 16-bit operands go to the backend's gemm_16bit, or without it
+ * are widened (on the tape) for its float32 gemm. */
+static tc_status matmul_impl(tc_tensor *a, tc_tensor *b, bool wide, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_same_device("matmul", a, b));
     TC_TRY(check_matmul_operand("a", a));
@@ -233,13 +261,19 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if (b->ndim >= 2) out_shape[out_ndim++] = b->shape[b->ndim - 1];
 
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
-    if (tc_dtype_is_16bit(dtype)) { /* float32 products of the widened operands, rounded once at the end */
+    bool half = tc_dtype_is_16bit(dtype);
+    if (half && !tc_backend_supports(tc_backend_of(a), TC_SLOT_gemm_16bit)) {
+        /* float32 products of the widened operands, rounded once at the end */
         tc_tensor *wide_a = NULL, *wide_b = NULL, *product = NULL;
         tc_status status = tc_widen_16bit(a, &wide_a);
         if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
         if (status == TC_OK) status = tc_matmul(wide_a, wide_b, &product);
         tc_tensor_release(wide_a);
         tc_tensor_release(wide_b);
+        if (wide) {
+            if (status == TC_OK) *out = product;
+            return status;
+        }
         return tc_narrow_16bit(status, product, dtype, out);
     }
     tc_tensor *ca = NULL, *cb = NULL, *a2 = NULL, *b2 = NULL, *result = NULL;
@@ -247,7 +281,8 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if (status == TC_OK) status = tc_to_dtype(b, dtype, &cb);
     if (status == TC_OK) status = as_matrices(ca, true, &a2);
     if (status == TC_OK) status = as_matrices(cb, false, &b2);
-    if (status == TC_OK) status = tc_empty_shaped(ca, dtype, out_ndim, out_shape, &result);
+    if (status == TC_OK)
+        status = tc_empty_shaped(ca, half && wide ? TC_FLOAT32 : dtype, out_ndim, out_shape, &result);
     if (status == TC_OK) status = run_gemm(a2, b2, batch_dims, batch_shape, result);
     tc_tensor *inputs[2] = {ca, cb};
     if (status == TC_OK) /* da reads b, db reads a */
@@ -263,6 +298,8 @@ tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     tc_tensor_release(cb);
     return status;
 }
+
+tc_status tc_matmul(tc_tensor *a, tc_tensor *b, tc_tensor **out) { return matmul_impl(a, b, false, out); }
 
 /* ---- einsum: parsing ----
  * Indices are labels: 'A'..'Z' are 0..25 and 'a'..'z' 26..51 (so label order

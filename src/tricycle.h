@@ -159,18 +159,17 @@ void tc_set_grad_enabled(tc_context *ctx, bool enabled);
 bool tc_is_grad_enabled(const tc_context *ctx);
 
 /* Autocast (mixed precision): while the context's autocast dtype is
- * TC_BFLOAT16, float32 matrix products on the CPU (matmul, einsum, linear,
+ * TC_BFLOAT16, float32 matrix products (matmul, einsum, linear,
  * linear_gelu, and the backward of every op recorded meanwhile, whenever it
- * runs) read their operands rounded to bfloat16 and sum in float32
- * (cpu_bgemm); tensors, outputs and every other op stay float32. TC_FLOAT32
- * turns it off; any other dtype is TC_ERROR_DTYPE (float16 needs loss
- * scaling). A product on another device while it is on fails rather than
- * run in float32. */
+ * runs) read their operands rounded to bfloat16 and sum in float32 (on the
+ * CPU cpu_bgemm, on CUDA cuBLAS's bf16 GEMM on rounded copies); tensors,
+ * outputs and every other op stay float32. TC_FLOAT32 turns it off; any
+ * other dtype is TC_ERROR_DTYPE (float16 needs loss scaling). */
 tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype);
 tc_dtype tc_autocast(const tc_context *ctx);
-/* What runs those bf16 products (and linear's bf16 weights): "amx",
- * "avx512" or "fallback" (widened values through the BLAS), each capped by
- * what the CPU has; the fastest by default. Another name is
+/* What runs those bf16 products on the CPU (and linear's bf16 weights):
+ * "amx", "avx512" or "fallback" (widened values through the BLAS), each
+ * capped by what the CPU has; the fastest by default. Another name is
  * TC_ERROR_ARGUMENT. The same values on every path; sums differ by float32
  * rounding. */
 tc_status tc_set_bgemm_path(tc_context *ctx, const char *name);

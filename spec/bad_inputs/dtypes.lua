@@ -190,4 +190,32 @@ return {
   { "autocast around a linear of mismatched shapes", function()
     return tc.autocast("bfloat16", function() return tc.linear(tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 })) end)
   end, { "linear", "{2, 3}", "{4, 5}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "autocast around a bfloat16 matmul of mismatched shapes", function()
+    return tc.autocast("bfloat16", function()
+      return tc.zeros({ 2, 3 }, { dtype = "bfloat16" }):matmul(tc.zeros({ 4, 5 }, { dtype = "bfloat16" }))
+    end)
+  end, { "matmul", "{2, 3}", "{4, 5}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  -- 16-bit products on the backends' gemm_16bit: the checks come first
+  { "matmul of bfloat16 matrices that do not align", function()
+    return tc.zeros({ 2, 3 }, { dtype = "bfloat16" }):matmul(tc.zeros({ 4, 5 }, { dtype = "bfloat16" }))
+  end, { "matmul", "{2, 3}", "{4, 5}", "do not align" } },
+  { "batched float16 matmul whose batch dims do not broadcast", function()
+    return tc.zeros({ 2, 2, 3 }, { dtype = "float16" }):matmul(tc.zeros({ 3, 3, 4 }, { dtype = "float16" }))
+  end, { "matmul", "{2, 2, 3}", "{3, 3, 4}", "2 against 3" } },
+  { "matmul of a 0-dim bfloat16 tensor", function()
+    return tc.tensor(1, { dtype = "bfloat16" }):matmul(tc.zeros({ 2 }, { dtype = "bfloat16" }))
+  end, { "matmul", "a", "0-dim" } },
+  { "matmul of bfloat16 and int64", function()
+    return tc.zeros({ 2, 3 }, { dtype = "bfloat16" }):matmul(tc.zeros({ 3, 2 }, { dtype = "int64" }))
+  end, { "matmul", "b", "int64" } },
+  { "linear_gelu of float16 x and weight with a bias of the wrong size", function()
+    return tc.linear_gelu(f16({ { 1, 2 } }), f16({ { 1, 2 }, { 3, 4 } }), f16({ 1, 2, 3 }))
+  end, { "linear_gelu", "bias of shape {3}", "{2, 2}" } },
+  { "a bfloat16 linear's backward given a gradient of the wrong shape", function()
+    local x = tc.zeros({ 2, 2 }, { dtype = "bfloat16", requires_grad = true })
+    tc.linear(x, tc.zeros({ 3, 2 }, { dtype = "bfloat16" })):backward(tc.zeros({ 3, 2 }, { dtype = "bfloat16" }))
+  end, { "backward", "{3, 2}", "{2, 3}" } },
+  { "einsum of float16 operands whose sizes disagree", function()
+    return tc.einsum("ij,jk->ik", tc.zeros({ 2, 3 }, { dtype = "float16" }), tc.zeros({ 4, 5 }, { dtype = "float16" }))
+  end, { "einsum", "'j'", "3", "4" } },
 }

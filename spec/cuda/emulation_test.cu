@@ -10,7 +10,13 @@
  *    thread missing the same barrier (right in forward order, wrong in a
  *    shuffled one: why both orders run), divergent barriers and bad launch
  *    configurations (launch errors);
- *  - the cuBLAS shim matches a naive product and refuses bad arguments.
+ *  - the cuBLAS shim matches a naive product and refuses bad arguments; on
+ *    16-bit operands (GemmEx and GemmStridedBatchedEx, CUDA_R_16BF and
+ *    CUDA_R_16F, every transpose, C float32 or 16-bit) it gives the exact
+ *    product rounded once, leaves C's gaps alone, and refuses the type
+ *    combinations cuBLAS does not have; without
+ *    CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION it reduces split-K
+ *    halves in the 16-bit output type, as cuBLAS may.
  *
  * `emulation_test out-of-bounds` runs a kernel reading past its buffer and
  * must be stopped by AddressSanitizer, and `emulation_test host-reads-device`
@@ -22,6 +28,7 @@
 
 #ifdef TC_CUDA_EMULATION
 #include "emulation/cublas_emulation.h"
+#include "half.h"
 #endif
 
 #include <math.h>
@@ -370,6 +377,138 @@ static void test_cublas_shim(void) {
     cublasDestroy(handle);
 }
 
+/* Values n/16 with |n| <= 64 are exact in both 16-bit formats; products of
+ * two and sums of a few are exact in float32, so a 16-bit result must be
+ * the one rounding of the exact value. */
+static uint16_t exact_16bit(cudaDataType type, int value) {
+    float x = (float)value / 16.0f;
+    return type == CUDA_R_16BF ? tc_float_to_bfloat16(x) : tc_float_to_float16(x);
+}
+
+/* GemmEx or (batch > 1) GemmStridedBatchedEx on 16-bit A and B into a C of
+ * c_type, against the exact product rounded once; C's rows past m (the gap
+ * of ldc) must keep their bits. */
+static bool gemm_16bit_matches(cublasHandle_t handle, cudaDataType type, cudaDataType c_type, bool ta, bool tb,
+                               int batch) {
+    const int m = 5, n = 4, k = 7;
+    int lda = ta ? k + 1 : m + 2, ldb = tb ? n + 3 : k, ldc = m + 1;
+    int a_cols = ta ? m : k, b_cols = tb ? k : n;
+    long long stride_a = (long long)lda * a_cols, stride_b = (long long)ldb * b_cols, stride_c = (long long)ldc * n;
+    std::vector<uint16_t> a((size_t)stride_a * batch), b((size_t)stride_b * batch);
+    std::vector<int> a_values(a.size()), b_values(b.size()), c_values((size_t)stride_c * batch);
+    srand(21);
+    for (size_t i = 0; i < a.size(); i++) a[i] = exact_16bit(type, a_values[i] = rand() % 129 - 64);
+    for (size_t i = 0; i < b.size(); i++) b[i] = exact_16bit(type, b_values[i] = rand() % 129 - 64);
+    for (size_t i = 0; i < c_values.size(); i++) c_values[i] = rand() % 129 - 64;
+    bool wide = c_type == CUDA_R_32F;
+    std::vector<float> c32(c_values.size());
+    std::vector<uint16_t> c16(c_values.size());
+    const uint16_t gap = 0x1234;
+    for (size_t i = 0; i < c_values.size(); i++) {
+        c32[i] = (float)c_values[i] / 16.0f;
+        c16[i] = (int)(i % ldc) < m ? exact_16bit(type, c_values[i]) : gap;
+    }
+    float alpha = 2.0f, beta = 0.5f;
+    void *c = wide ? (void *)c32.data() : (void *)c16.data();
+    cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasStatus_t status =
+        batch == 1 ? cublasGemmEx(handle, op_a, op_b, m, n, k, &alpha, a.data(), type, lda, b.data(), type, ldb,
+                                  &beta, c, c_type, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+                   : cublasGemmStridedBatchedEx(handle, op_a, op_b, m, n, k, &alpha, a.data(), type, lda, stride_a,
+                                                b.data(), type, ldb, stride_b, &beta, c, c_type, ldc, stride_c, batch,
+                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (status != CUBLAS_STATUS_SUCCESS) return false;
+    for (int matrix = 0; matrix < batch; matrix++)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < ldc; i++) {
+                size_t at = (size_t)(matrix * stride_c + (long long)j * ldc + i);
+                if (i >= m) {
+                    if (!wide && c16[at] != gap) return false;
+                    continue;
+                }
+                long long total = 0; /* in units of 2^-8 */
+                for (int p = 0; p < k; p++) {
+                    size_t ai = (size_t)(matrix * stride_a + (ta ? (long long)i * lda + p : (long long)p * lda + i));
+                    size_t bi = (size_t)(matrix * stride_b + (tb ? (long long)p * ldb + j : (long long)j * ldb + p));
+                    total += (long long)a_values[ai] * b_values[bi];
+                }
+                float exact = (float)(2.0 * (double)total / 256.0 + 0.5 * c_values[at] / 16.0);
+                uint16_t rounded = type == CUDA_R_16BF ? tc_float_to_bfloat16(exact) : tc_float_to_float16(exact);
+                if (wide ? c32[at] != exact : c16[at] != rounded) return false;
+            }
+    return true;
+}
+
+/* The bf16 product of [1, 2^-8, 2^-8, 0] and ones into a bf16 C, with or
+ * without reduced-precision reductions allowed: the exact sum 1 + 2^-7 is a
+ * bf16, but the first half's 1 + 2^-8 (half of bf16's ulp at 1) rounds to 1
+ * (a tie, to even), so a split-K reduction in bf16 gives 1. */
+static float reduction_result(cublasHandle_t handle, bool disallow) {
+    uint16_t quarter_ulp = tc_float_to_bfloat16(0x1p-8f), b[4], c = 0;
+    uint16_t a[4] = {exact_16bit(CUDA_R_16BF, 16), quarter_ulp, quarter_ulp, 0};
+    for (int i = 0; i < 4; i++) b[i] = exact_16bit(CUDA_R_16BF, 16);
+    float one = 1, zero = 0;
+    int mode = CUBLAS_DEFAULT_MATH | (disallow ? CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION : 0);
+    if (cublasSetMathMode(handle, (cublasMath_t)mode) != CUBLAS_STATUS_SUCCESS ||
+        cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 4, &one, a, CUDA_R_16BF, 1, b, CUDA_R_16BF, 4, &zero, &c,
+                     CUDA_R_16BF, 1, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+        return -1;
+    return tc_bfloat16_to_float(c);
+}
+
+static void test_cublas_16bit(void) {
+    cublasHandle_t handle;
+    cublasCreate(&handle);
+    check(reduction_result(handle, false) == 1.0f && reduction_result(handle, true) == 1.0f + 0x1p-7f,
+          "cuBLAS shim reduces split-K halves in bf16 unless CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION", "-");
+    check(cublasSetMathMode(handle, (cublasMath_t)(CUBLAS_TF32_TENSOR_OP_MATH |
+                                                   CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ==
+                  CUBLAS_STATUS_SUCCESS &&
+              cublasSetMathMode(handle, (cublasMath_t)5) == CUBLAS_STATUS_INVALID_VALUE,
+          "cuBLAS shim takes a math mode with the reduction flag and refuses an unknown one", "-");
+    cublasSetMathMode(handle, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION); /* exact results below */
+    const cudaDataType types[2] = {CUDA_R_16BF, CUDA_R_16F};
+    for (int t = 0; t < 2; t++)
+        for (int wide = 0; wide < 2; wide++)
+            for (int transposes = 0; transposes < 4; transposes++)
+                for (int batch = 1; batch <= 3; batch += 2) {
+                    bool ta = transposes & 1, tb = transposes >> 1;
+                    char what[128];
+                    snprintf(what, sizeof what, "cuBLAS shim %s on %s into %s (transa %d, transb %d, batch %d)",
+                             batch == 1 ? "GemmEx" : "GemmStridedBatchedEx", t ? "CUDA_R_16F" : "CUDA_R_16BF",
+                             wide ? "CUDA_R_32F" : "the same", ta, tb, batch);
+                    check(gemm_16bit_matches(handle, types[t], wide ? CUDA_R_32F : types[t], ta, tb, batch), what,
+                          "-");
+                }
+    float one = 1;
+    uint16_t data[64] = {0};
+    struct {
+        cudaDataType a, b, c;
+        cublasComputeType_t compute;
+        const char *what;
+    } refused[] = {
+        {CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F, "bf16 A with an f16 B"},
+        {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_16F, CUBLAS_COMPUTE_32F, "bf16 operands into an f16 C"},
+        {CUDA_R_16F, CUDA_R_16F, CUDA_R_64F, CUBLAS_COMPUTE_32F, "f16 operands into a float64 C"},
+        {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, "bf16 operands with a TF32 compute type"},
+        {CUDA_R_16F, CUDA_R_16F, CUDA_R_16F, CUBLAS_COMPUTE_16F, "f16 operands with a 16-bit compute type"},
+        {CUDA_R_32F, CUDA_R_32F, CUDA_R_16BF, CUBLAS_COMPUTE_32F, "float32 operands into a bf16 C"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "cuBLAS shim refuses %s (CUBLAS_STATUS_NOT_SUPPORTED)", refused[i].what);
+        check(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, data, refused[i].a, 4, data, refused[i].b,
+                           4, &one, data, refused[i].c, 4, refused[i].compute,
+                           CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+              what, "-");
+    }
+    cublasStatus_t short_lda = cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 4, 4, 4, &one, data, CUDA_R_16BF, 3,
+                                            data, CUDA_R_16BF, 4, &one, data, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F,
+                                            CUBLAS_GEMM_DEFAULT);
+    check(short_lda == CUBLAS_STATUS_INVALID_VALUE, "cuBLAS shim refuses a bf16 lda < k for a transposed A", "-");
+    cublasDestroy(handle);
+}
+
 static int out_of_bounds(void) {
     std::vector<float> x(100, 1.0f);
     float *dx = to_device(x), *dy;
@@ -404,6 +543,7 @@ int main(int argc, char **argv) {
     test_correct_kernels(shuffled, "shuffled");
     test_planted_bugs(forward, shuffled);
     test_cublas_shim();
+    test_cublas_16bit();
     cudaStreamDestroy(forward);
     cudaStreamDestroy(shuffled);
 #else

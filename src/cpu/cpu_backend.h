@@ -4,9 +4,9 @@
  * CPU fills every slot, optional ones included: it is the reference the
  * other backends are checked against. Where they are: cpu_backend.c
  * (memory), cpu_elementwise.c (copy, fill, unary, binary, clamp, where),
- * cpu_reduce.c, cpu_matmul.c (gemm, gemm_bias, gemv), cpu_softmax.c,
- * cpu_index.c, cpu_sort.c, cpu_random.c, and the fused kernels' cpu_norm.c,
- * cpu_attention.c, cpu_cross_entropy.c and cpu_optim.c.
+ * cpu_reduce.c, cpu_matmul.c (gemm, gemm_bias, gemv, gemm_16bit),
+ * cpu_softmax.c, cpu_index.c, cpu_sort.c, cpu_random.c, and the fused
+ * kernels' cpu_norm.c, cpu_attention.c, cpu_cross_entropy.c and cpu_optim.c.
  */
 #ifndef TRICYCLE_CPU_BACKEND_H
 #define TRICYCLE_CPU_BACKEND_H

@@ -620,12 +620,10 @@ static BF16 void native(cpu_bgemm_path path, bool transpose_a, bool transpose_b,
     amx_end(path);
 }
 
-/* The path to run when `asked`: the fastest at or below it that this CPU
- * has. */
-static cpu_bgemm_path usable_path(cpu_bgemm_path asked) {
-    cpu_bgemm_path best = cpu_bgemm_best_path();
-    return asked < best ? asked : best;
-}
+/* The caller's path, one this CPU has (cpu_bgemm.h): asking the CPU again
+ * for every product (CPUID, XGETBV and a system call) cost about 35 us a
+ * call on this project's machine, more than a 128 x 64 x 128 product. */
+static cpu_bgemm_path usable_path(cpu_bgemm_path asked) { return asked; }
 
 void cpu_bgemm_pack(cpu_bgemm_path path, cpu_bgemm_type b_type, bool transpose_b, int64_t n, int64_t k, const void *b,
                     int64_t ldb, void *packed, int64_t first_panel, int64_t end_panel) {

@@ -35,7 +35,8 @@ cpu_bgemm_path cpu_bgemm_choose_path(void);
  * dimensions counted in elements. When gelu is not NULL it also gets GPT-2's
  * tanh GELU of each element of the result (leading dimension ldc). C is not
  * read when beta is 0; a and b are not read when k is 0 or alpha is 0.
- * path: as asked, or the fastest below it that the CPU has. The fallback
+ * path: one the CPU has (cpu_bgemm_best_path() or below, as a context
+ * keeps; not checked again per call, as for cpu_bgemm_packed). The fallback
  * rounds float32 input to bf16 before widening, so every path multiplies
  * the same values (sums differ by float32 rounding). scratch: NULL, or
  * cpu_bgemm_scratch_bytes(n, k) bytes, 64-byte aligned, for the packed

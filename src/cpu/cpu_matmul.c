@@ -15,6 +15,10 @@
  *    float32 operands rounded to bf16 as they are packed (no copy, no
  *    extra pass), sums and output float32; a one-row gemv goes there too,
  *    as a GEMM of one row, so nothing under autocast runs in float32;
+ *  - gemm_16bit (16-bit operands, exact products summed in float32, c
+ *    float32 or rounded once): bf16 operands through cpu_bgemm as they are,
+ *    float16 ones widened to float32 copies for a float32 product as above
+ *    without autocast;
  *  - gemm and gemm_bias: split over the context's worker pool (below), one
  *    product per chunk; gemv: split by blocks of the output, one GEMV each;
  *  - a product inside a task of the pool (the fused kernels): one product
@@ -71,9 +75,9 @@ void cpu_blas_single_threaded(void) {
 typedef struct product {
     tc_dtype dtype;
     bool native; /* float32 through cpu_sgemm */
-    bool bf16;   /* float32 c through cpu_bgemm on bgemm_path, a float32 and b of b_type */
+    bool bf16;   /* float32 c through cpu_bgemm on bgemm_path, a of a_type and b of b_type */
     cpu_bgemm_path bgemm_path;
-    cpu_bgemm_type b_type;
+    cpu_bgemm_type a_type, b_type;
     bool transpose_a, transpose_b;
     int64_t m, n, k, lda, ldb, ldc;
     double alpha, beta;
@@ -83,7 +87,11 @@ typedef struct product {
     int *failed;    /* set when cpu_bgemm could not allocate (C untouched; never redone in float32) */
 } product;
 
-/* Bytes of one element of b as stored. */
+/* Bytes of one element of a and of b as stored. */
+static size_t a_element(const product *p) {
+    return p->bf16 && p->a_type == CPU_BGEMM_BF16 ? sizeof(uint16_t) : tc_dtype_size(p->dtype);
+}
+
 static size_t b_element(const product *p) {
     return p->bf16 && p->b_type == CPU_BGEMM_BF16 ? sizeof(uint16_t) : tc_dtype_size(p->dtype);
 }
@@ -92,7 +100,7 @@ static void product_run(const product *p) {
     if (p->m <= 0 || p->n <= 0) return;
     if (p->bf16) {
         if (!cpu_bgemm(p->bgemm_path, p->transpose_a, p->transpose_b, p->m, p->n, p->k, (float)p->alpha,
-                       CPU_BGEMM_F32, p->a, p->lda, p->b_type, p->b, p->ldb, (float)p->beta, p->bias, p->c, p->ldc,
+                       p->a_type, p->a, p->lda, p->b_type, p->b, p->ldb, (float)p->beta, p->bias, p->c, p->ldc,
                        p->gelu, p->scratch))
             __atomic_store_n(p->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -175,12 +183,12 @@ static int64_t product_scratch_bytes(const product *p) {
 static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
     const gemm_job *job = argument;
     const product *whole = &job->whole;
-    size_t e = tc_dtype_size(whole->dtype), eb = b_element(whole);
+    size_t e = tc_dtype_size(whole->dtype), ea = a_element(whole), eb = b_element(whole);
     product p = *whole;
     p.scratch = job->scratch ? job->scratch + chunk * job->scratch_bytes : NULL;
     if (job->split == SPLIT_BATCH) {
         for (int64_t i = begin; i < end; i++) {
-            p.a = (const char *)whole->a + (size_t)(i * job->stride_a) * e;
+            p.a = (const char *)whole->a + (size_t)(i * job->stride_a) * ea;
             p.b = (const char *)whole->b + (size_t)(i * job->stride_b) * eb;
             p.c = (char *)whole->c + (size_t)(i * job->stride_c) * e;
             p.gelu = whole->gelu ? (char *)whole->gelu + (size_t)(i * job->stride_c) * e : NULL;
@@ -193,7 +201,7 @@ static void gemm_chunk(int chunk, int64_t begin, int64_t end, void *argument) {
         if (last > whole->m) last = whole->m;
         /* Rows of op(a): rows of a, or columns of a when transposed. */
         size_t c_offset = (size_t)(first * whole->ldc) * e;
-        p.a = (const char *)whole->a + (size_t)(whole->transpose_a ? first : first * whole->lda) * e;
+        p.a = (const char *)whole->a + (size_t)(whole->transpose_a ? first : first * whole->lda) * ea;
         p.c = (char *)whole->c + c_offset;
         p.gelu = whole->gelu ? (char *)whole->gelu + c_offset : NULL;
         p.m = last - first;
@@ -261,11 +269,11 @@ static void packed_rows(int64_t begin, int64_t end, void *argument) {
     const shared_pack_job *job = argument;
     const product *p = job->whole;
     int64_t first = begin * SPLIT_ALIGNMENT, last = end * SPLIT_ALIGNMENT < p->m ? end * SPLIT_ALIGNMENT : p->m;
-    const float *a = (const float *)p->a + (p->transpose_a ? first : first * p->lda);
+    const void *a = (const char *)p->a + (size_t)(p->transpose_a ? first : first * p->lda) * a_element(p);
     float *gelu = p->gelu ? (float *)p->gelu + first * p->ldc : NULL;
     if (p->bf16) {
-        if (!cpu_bgemm_packed(p->bgemm_path, CPU_BGEMM_F32, p->transpose_a, last - first, p->n, p->k, (float)p->alpha,
-                              a, p->lda, job->packed, (float)p->beta, p->bias, (float *)p->c + first * p->ldc, p->ldc,
+        if (!cpu_bgemm_packed(p->bgemm_path, p->a_type, p->transpose_a, last - first, p->n, p->k, (float)p->alpha, a,
+                              p->lda, job->packed, (float)p->beta, p->bias, (float *)p->c + first * p->ldc, p->ldc,
                               gelu))
             __atomic_store_n(p->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -350,7 +358,8 @@ static gemm_job product_job(const tc_context *ctx, tc_dtype dtype, bool transpos
                             int64_t ldc) {
     return (gemm_job){.whole = {.dtype = dtype, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
                                 .bf16 = dtype == TC_FLOAT32 && ctx->autocast_bf16,
-                                .bgemm_path = (cpu_bgemm_path)ctx->bgemm_path, .b_type = CPU_BGEMM_F32,
+                                .bgemm_path = (cpu_bgemm_path)ctx->bgemm_path, .a_type = CPU_BGEMM_F32,
+                                .b_type = CPU_BGEMM_F32,
                                 .transpose_a = transpose_a, .transpose_b = transpose_b, .m = m, .n = n, .k = k,
                                 .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = 1.0, .beta = 0.0, .a = a, .b = b,
                                 .c = c}};
@@ -489,4 +498,94 @@ tc_status cpu_gemm_bf16_weight(tc_context *ctx, int64_t m, int64_t n, int64_t k,
     job.whole.b_type = CPU_BGEMM_BF16;
     job.whole.beta = 1.0;
     return run_gemm(ctx, &job, 1);
+}
+
+/* ---- gemm_16bit: bf16 through cpu_bgemm, float16 through float32 ---- */
+
+/* `count` matrices of rows x cols (row-major, leading dimension ld, `stride`
+ * elements apart) of a 16-bit dtype, to or from packed float32 (leading
+ * dimension cols, rows * cols apart): only the matrices' elements are read
+ * and written, never the gaps between rows. */
+static void widen_matrices(tc_dtype dtype, const uint16_t *x, int64_t ld, int64_t stride, int64_t count, int64_t rows,
+                           int64_t cols, float *out, bool vector) {
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t r = 0; r < rows; r++)
+            cpu_half_to_float(dtype, x + i * stride + r * ld, out + (i * rows + r) * cols, cols, vector);
+}
+
+static void narrow_matrices(tc_dtype dtype, const float *x, int64_t count, int64_t rows, int64_t cols, uint16_t *out,
+                            int64_t ld, int64_t stride, bool vector) {
+    for (int64_t i = 0; i < count; i++)
+        for (int64_t r = 0; r < rows; r++)
+            cpu_float_to_half(dtype, x + (i * rows + r) * cols, out + i * stride + r * ld, cols, vector);
+}
+
+/* Elements of `count` packed rows x cols matrices, or -1 past int64. */
+static int64_t packed_elements(int64_t count, int64_t rows, int64_t cols) {
+    int64_t total;
+    if (__builtin_mul_overflow(count, rows, &total) || __builtin_mul_overflow(total, cols, &total)) return -1;
+    return total;
+}
+
+/* Exact products summed in float32 either way: bf16 operands go to
+ * cpu_bgemm as they are (its bf16 operand type, on the context's path);
+ * float16 ones are widened to float32 copies for the float32 GEMM, with
+ * autocast left out (the values are 16-bit already). A 16-bit c is
+ * computed in a float32 copy and rounded once. */
+tc_status cpu_gemm_16bit(tc_context *ctx, tc_dtype dtype, tc_dtype c_dtype, bool transpose_a, bool transpose_b,
+                         int64_t m, int64_t n, int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a,
+                         const void *b, int64_t ldb, int64_t stride_b, double beta, void *c, int64_t ldc,
+                         int64_t stride_c, int64_t batch) {
+    TC_TRY(check_gemm(ctx, TC_FLOAT32, m, n, k, lda, ldb, ldc));
+    if ((dtype != TC_BFLOAT16 && dtype != TC_FLOAT16) || (c_dtype != dtype && c_dtype != TC_FLOAT32))
+        return tc_fail(ctx, TC_ERROR_DTYPE, "matmul: 16-bit GEMM of %s operands into %s is not supported",
+                       tc_dtype_name(dtype), tc_dtype_name(c_dtype));
+    if (m == 0 || n == 0 || batch == 0) return TC_OK;
+    bool bf16 = dtype == TC_BFLOAT16, wide_c = c_dtype == TC_FLOAT32;
+    int64_t rows_a = transpose_a ? k : m, cols_a = transpose_a ? m : k;
+    int64_t rows_b = transpose_b ? n : k, cols_b = transpose_b ? k : n;
+    int64_t count_a = stride_a ? batch : 1, count_b = stride_b ? batch : 1;
+    int64_t elements_a = bf16 ? 0 : packed_elements(count_a, rows_a, cols_a);
+    int64_t elements_b = bf16 ? 0 : packed_elements(count_b, rows_b, cols_b);
+    int64_t elements_c = wide_c ? 0 : packed_elements(batch, m, n), total = -1;
+    if (elements_a >= 0 && elements_b >= 0 && elements_c >= 0 &&
+        !__builtin_add_overflow(elements_a, elements_b, &total) && !__builtin_add_overflow(total, elements_c, &total) &&
+        total > (int64_t)(SIZE_MAX / sizeof(float)))
+        total = -1;
+    if (total < 0)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "matmul: the float32 copies for a 16-bit GEMM of m %lld, n %lld, k %lld, batch %lld overflow",
+                       (long long)m, (long long)n, (long long)k, (long long)batch);
+    size_t bytes = (size_t)total * sizeof(float);
+    float *scratch = bytes ? tc_allocate(ctx, bytes) : NULL;
+    if (bytes && !scratch) return tc_last_status(ctx);
+    float *wide_a = scratch, *wide_b = scratch ? wide_a + elements_a : NULL;
+    float *packed_c = scratch ? wide_b + elements_b : NULL;
+    bool vector = cpu_half_vector_available();
+    if (!wide_c && beta != 0.0) widen_matrices(c_dtype, c, ldc, stride_c, batch, m, n, packed_c, vector);
+    void *target = wide_c ? c : packed_c;
+    int64_t ld_target = wide_c ? ldc : n;
+    gemm_job job;
+    if (bf16) {
+        job = product_job(ctx, TC_FLOAT32, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, target, ld_target);
+        job.whole.bf16 = true;
+        job.whole.a_type = job.whole.b_type = CPU_BGEMM_BF16;
+        job.stride_a = stride_a;
+        job.stride_b = stride_b;
+    } else {
+        widen_matrices(dtype, a, lda, stride_a, count_a, rows_a, cols_a, wide_a, vector);
+        widen_matrices(dtype, b, ldb, stride_b, count_b, rows_b, cols_b, wide_b, vector);
+        job = product_job(ctx, TC_FLOAT32, transpose_a, transpose_b, m, n, k, wide_a, cols_a > 1 ? cols_a : 1, wide_b,
+                          cols_b > 1 ? cols_b : 1, target, ld_target);
+        job.whole.bf16 = false;
+        job.stride_a = stride_a ? rows_a * cols_a : 0;
+        job.stride_b = stride_b ? rows_b * cols_b : 0;
+    }
+    job.whole.alpha = alpha;
+    job.whole.beta = beta;
+    job.stride_c = wide_c ? stride_c : m * n;
+    tc_status status = run_gemm(ctx, &job, batch);
+    if (status == TC_OK && !wide_c) narrow_matrices(c_dtype, packed_c, batch, m, n, c, ldc, stride_c, vector);
+    if (scratch) tc_release_memory(ctx, scratch, bytes);
+    return status;
 }
