@@ -19,12 +19,12 @@
 -- init.lua installs `functions` into the tricycle table and `methods` into
 -- the tensor methods, and lists `ops` in tc.ops() with `composed = true`, so
 -- spec/op_cases.lua holds a row for each, run on every backend present.
+local arguments = require("tricycle.arguments")
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
 local errors = require("tricycle.errors")
 
-local Tensor = core.Tensor
 local M = { functions = {}, methods = {} }
 local functions, methods = M.functions, M.methods
 
@@ -85,22 +85,8 @@ M.ops = {
   { name = "allclose", arity = 2, integers = true, summary = "whether isclose holds everywhere (a boolean)" },
 }
 
-local function fail(format, ...)
-  errors.raise(format:format(...))
-end
-
-local function describe(value)
-  if type(value) == "string" then
-    return ("%q"):format(value)
-  end
-  return tostring(value)
-end
-
-local function check_tensor(name, argument, value)
-  if getmetatable(value) ~= Tensor then
-    fail("%s: %s must be a tensor, got %s", name, argument, type(value))
-  end
-end
+local fail, describe, check_tensor = arguments.fail, arguments.describe, arguments.check_tensor
+local shape_string = arguments.shape_string
 
 local function check_integer(name, argument, value, minimum)
   if not compat.is_integer(value) or value < minimum then
@@ -120,9 +106,6 @@ local function dim_of(name, t, dim, default)
   return dim < 0 and n + dim + 1 or dim
 end
 
-local function shape_string(shape)
-  return "{" .. table.concat(shape, ", ") .. "}"
-end
 
 -- The options of a creation function: dtype (one of `dtypes`, default the first) and requires_grad.
 local function creation_options(name, options, default_dtype, dtypes)

@@ -10,12 +10,12 @@
 --                    ceil((i + 1) * in / out))
 --   tc.batch_norm    batch statistics (training) or running ones (eval)
 -- Errors name the function, the argument and the values or shapes.
+local arguments = require("tricycle.arguments")
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
 local errors = require("tricycle.errors")
 
-local Tensor = core.Tensor
 local M = { functions = {} }
 local functions = M.functions
 
@@ -30,19 +30,7 @@ M.ops = {
     summary = "normalisation per channel by batch or running statistics" },
 }
 
-local function fail(format, ...)
-  errors.raise(format:format(...))
-end
-
-local function shape_string(shape)
-  return "{" .. table.concat(shape, ", ") .. "}"
-end
-
-local function check_tensor(name, argument, value)
-  if getmetatable(value) ~= Tensor then
-    fail("%s: %s must be a tensor, got %s", name, argument, type(value))
-  end
-end
+local fail, shape_string, check_tensor = arguments.fail, arguments.shape_string, arguments.check_tensor
 
 local function check_table(name, options, allowed)
   if options ~= nil and type(options) ~= "table" then

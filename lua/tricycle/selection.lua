@@ -11,6 +11,7 @@
 -- Indices are 0-based int64, as gather's and argmax's; dims are 1-based.
 -- composed.lua merges `ops`, `functions` and `methods` into its own, and
 -- `install(Tensor)` hooks the tensor metatable's indexing by tables and masks.
+local arguments = require("tricycle.arguments")
 local compat = require("tricycle.compat")
 local core = require("tricycle.core")
 local check_options = require("tricycle.options").check_options
@@ -29,29 +30,11 @@ M.ops = {
     summary = "a copy of x with src written at an index tensor's positions along a dim (scatter_add, where)" },
 }
 
-local function fail(format, ...)
-  errors.raise(format:format(...))
-end
-
-local function describe(value)
-  if type(value) == "string" then
-    return ("%q"):format(value)
-  end
-  return tostring(value)
-end
+local fail, describe, check_tensor = arguments.fail, arguments.describe, arguments.check_tensor
+local shape_string = arguments.shape_string
 
 local function is_tensor(value)
   return getmetatable(value) == Tensor
-end
-
-local function check_tensor(name, argument, value)
-  if not is_tensor(value) then
-    fail("%s: %s must be a tensor, got %s", name, argument, type(value))
-  end
-end
-
-local function shape_string(shape)
-  return "{" .. table.concat(shape, ", ") .. "}"
 end
 
 local function on_device_of(t, made)
