@@ -66,6 +66,10 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
     return cuda_check(ctx, cudaStreamSynchronize(stream), "copy to cuda");
 }
 
+/* The slots whose kernels take bfloat16 and float16 as well (the 16-bit
+ * contract in src/backend_slots.h). */
+#define CUDA_HALF_SLOTS ((uint64_t)0)
+
 static tc_backend make_table() {
     tc_backend table;
     memset(&table, 0, sizeof table);
@@ -75,6 +79,7 @@ static tc_backend make_table() {
     table.name = "cuda";
 #endif
     table.device = TC_CUDA;
+    table.half_slots = CUDA_HALF_SLOTS;
 #define CUDA_TABLE_ENTRY(name, kind, result, parameters) table.name = &cuda_##name;
     TC_BACKEND_SLOTS(CUDA_TABLE_ENTRY)
 #undef CUDA_TABLE_ENTRY

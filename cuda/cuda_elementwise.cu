@@ -14,9 +14,7 @@
  * conversion touching them goes through float32 with src/half.h's functions,
  * the very ones the CPU backend uses, so both devices give the same bits.
  */
-#include "cuda_kernels.h"
-
-#include "../src/half.h"
+#include "cuda_half.h"
 
 /* ---- kernels ---- */
 
@@ -42,27 +40,11 @@ __global__ void copy_kernel(D *dst, cuda_strided dst_view, const S *src, cuda_st
     }
 }
 
-/* The library links no engine code (tc_dtype_is_16bit is the engine's). */
-static bool is_16bit_dtype(tc_dtype dtype) { return dtype == TC_BFLOAT16 || dtype == TC_FLOAT16; }
-
-/* The two 16-bit formats as distinct element types (their bits), so the
- * conversions below can be picked by type. */
-struct cuda_bfloat16 {
-    uint16_t bits;
-};
-struct cuda_float16 {
-    uint16_t bits;
-};
-
 /* An element as float32, rounded once where float32 cannot hold it (to odd,
  * so the rounding to 16 bits that follows is right): cpu_elementwise.c's
  * load_as_float. */
 template <typename S> __device__ __forceinline__ float load_as_float(S value) {
-    if constexpr (std::is_same<S, cuda_bfloat16>::value)
-        return tc_bfloat16_to_float(value.bits);
-    else if constexpr (std::is_same<S, cuda_float16>::value)
-        return tc_float16_to_float(value.bits);
-    else if constexpr (std::is_same<S, float>::value || std::is_same<S, uint8_t>::value)
+    if constexpr (cuda_is_16bit<S>::value || std::is_same<S, float>::value || std::is_same<S, uint8_t>::value)
         return (float)value;
     else
         return tc_double_to_float_odd((double)value);
@@ -70,10 +52,8 @@ template <typename S> __device__ __forceinline__ float load_as_float(S value) {
 
 /* A float32 into D: saturating into integers, as from float32 anywhere. */
 template <typename D> __device__ __forceinline__ D store_from_float(float x) {
-    if constexpr (std::is_same<D, cuda_bfloat16>::value)
-        return D{tc_float_to_bfloat16(x)};
-    else if constexpr (std::is_same<D, cuda_float16>::value)
-        return D{tc_float_to_float16(x)};
+    if constexpr (cuda_is_16bit<D>::value)
+        return D(x);
     else
         return copy_value<D>(x);
 }
@@ -222,9 +202,6 @@ template <typename F> static bool dispatch_storage(tc_dtype dtype, F &&f) {
     }
 }
 
-template <typename T> static constexpr bool is_16bit_type() {
-    return std::is_same<T, cuda_bfloat16>::value || std::is_same<T, cuda_float16>::value;
-}
 
 /* A copy between two dtypes at least one of which is 16-bit. */
 static bool launch_copy_through_float(tc_tensor *dst, const tc_tensor *src, const cuda_strided *views, bool to_bool,
@@ -235,7 +212,7 @@ static bool launch_copy_through_float(tc_tensor *dst, const tc_tensor *src, cons
         typedef typename decltype(tag)::type D;
         known_source = dispatch_storage(src->dtype, [&](auto source_tag) {
             typedef typename decltype(source_tag)::type S;
-            if constexpr (!is_16bit_type<D>() && !is_16bit_type<S>()) {
+            if constexpr (!cuda_is_16bit<D>::value && !cuda_is_16bit<S>::value) {
                 return; /* the other copies have their own kernel */
             } else if (to_bool) {
                 if constexpr (std::is_same<D, uint8_t>::value) {
@@ -260,7 +237,7 @@ tc_status cuda_copy_within(tc_tensor *dst, const tc_tensor *src) {
     cuda_strided views[2];
     cuda_coalesce(2, operands, views);
     bool to_bool = dst->dtype == TC_BOOL && src->dtype != TC_BOOL;
-    if (is_16bit_dtype(dst->dtype) || is_16bit_dtype(src->dtype)) {
+    if (cuda_dtype_is_16bit(dst->dtype) || cuda_dtype_is_16bit(src->dtype)) {
         if (dst->dtype == src->dtype) {
             auto kernel = copy_kernel<uint16_t, uint16_t, false>; /* the bits as they are */
             TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(dst->ctx), data_of<uint16_t>(dst),
@@ -284,7 +261,7 @@ tc_status cuda_fill(tc_tensor *t, double value) {
     const tc_tensor *operands[1] = {t};
     cuda_strided view;
     cuda_coalesce(1, operands, &view);
-    if (is_16bit_dtype(t->dtype)) { /* rounded once, on the host, as cpu_fill does */
+    if (cuda_dtype_is_16bit(t->dtype)) { /* rounded once, on the host, as cpu_fill does */
         uint16_t bits = t->dtype == TC_BFLOAT16 ? tc_double_to_bfloat16(value) : tc_double_to_float16(value);
         TC_LAUNCH(fill_kernel<uint16_t>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(t->ctx),
                   data_of<uint16_t>(t), view, bits, n);

@@ -37,6 +37,8 @@
 --                     spec/c/cuda_kernels_test.c, which ran in the two
 --                     thread orders only)
 --   shape             the expected shape of the first result
+--   unspecified_values  true: another device's results are held to the CPU's
+--                     shapes and dtypes only (empty_like)
 --
 -- Adding an op: its row here, with a reference, a gradient case when it is
 -- differentiable and an integer case when it takes integers; ops_spec's
@@ -2001,7 +2003,7 @@ row("empty_like", {
   { name = "{2, 3}, every dtype", inputs = { float({ 2, 3 }) }, run = function(x, env)
     like_result(tc.empty_like(x), x, env)
     return like_result(tc.empty_like(x, { dtype = "float64" }), x, env, "float64")
-  end, shape = { 2, 3 }, dtypes = EVERY, half = false }, -- its values are whatever memory held
+  end, shape = { 2, 3 }, dtypes = EVERY, half = false, unspecified_values = true }, -- whatever memory held
 })
 row("rand_like", {
   { name = "{20, 30}: in [0, 1), seeded", inputs = { float({ 20, 30 }) }, run = function(x, env)

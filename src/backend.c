@@ -28,7 +28,8 @@ bool tc_backend_supports(const tc_backend *backend, tc_backend_slot slot) {
 tc_status tc_backend_kernels(const tc_tensor *t, const char *op, uint64_t slots, const tc_backend **backend) {
     const tc_backend *candidate = tc_backend_of(t);
     *backend = NULL;
-    TC_TRY(tc_refuse_16bit(op, t)); /* the optional kernels are float32/float64 only */
+    if ((slots & ~candidate->half_slots) != 0) /* float32/float64 kernels only */
+        TC_TRY(tc_refuse_16bit(op, t));
     for (int slot = 0; slot < TC_SLOT_COUNT; slot++)
         if ((slots >> slot & 1) && !tc_backend_supports(candidate, (tc_backend_slot)slot))
             return tc_fail(t->ctx, TC_ERROR_UNSUPPORTED,
@@ -36,4 +37,8 @@ tc_status tc_backend_kernels(const tc_tensor *t, const char *op, uint64_t slots,
                            tc_device_name(t->storage->device), slot_names[slot], TC_SHAPE(t));
     *backend = candidate;
     return TC_OK;
+}
+
+bool tc_backend_takes_16bit(const tc_tensor *t, uint64_t slots) {
+    return tc_dtype_is_16bit(t->dtype) && (slots & ~tc_backend_of(t)->half_slots) == 0;
 }

@@ -21,6 +21,15 @@
  * needs scratch allocates it itself and fails only with TC_ERROR_MEMORY.
  * Scalar results go to host double* out-parameters. Results depend only on
  * the inputs and ctx->num_threads (fixed chunking, ordered reductions).
+ *
+ * 16-bit: a slot in the backend's half_slots (internal.h) also takes
+ * TC_BFLOAT16 and TC_FLOAT16, as `dtype` or as the dtype of its tensors.
+ * Then every floating pointer holding an op's tensor or gradient is of that
+ * dtype, per-row statistics (mean, rstd, lse) are float32, values are
+ * computed as the float32 kernel computes them, and each result is rounded
+ * once from float32 to the 16-bit dtype (nearest even): the bits of the
+ * float32 kernel run on the widened inputs, then rounded, up to the float32
+ * kernel's own reordering. The ops widen 16-bit operands for other slots.
  */
 #ifndef TRICYCLE_BACKEND_SLOTS_H
 #define TRICYCLE_BACKEND_SLOTS_H

@@ -154,6 +154,10 @@ TC_STATIC_ASSERT(TC_SLOT_COUNT <= 64, "slot sets are 64-bit masks");
 typedef struct tc_backend {
     const char *name;
     tc_device device;
+    /* Slots (TC_SLOT_BIT) whose kernels also take bfloat16 and float16
+     * (backend_slots.h's 16-bit contract); for the others the ops widen
+     * 16-bit operands to float32 (ops_half.c). */
+    uint64_t half_slots;
     TC_BACKEND_SLOTS(TC_SLOT_MEMBER)
 } tc_backend;
 #undef TC_SLOT_MEMBER
@@ -293,10 +297,14 @@ const tc_backend *tc_backend_of(const tc_tensor *t);
 bool tc_backend_supports(const tc_backend *backend, tc_backend_slot slot);
 const char *tc_backend_slot_name(tc_backend_slot slot);
 /* The one check before calling optional slots: t's backend when it fills
- * every slot of `slots` (TC_SLOT_BIT(name) | ...); else fails with
+ * every slot of `slots` (TC_SLOT_BIT(name) | ...) for t's dtype (a 16-bit
+ * t only where they are all in its half_slots); else fails with
  * TC_ERROR_UNSUPPORTED, "<op>: not supported on <device> (...)", the
  * missing slot named, and *backend set to NULL. */
 tc_status tc_backend_kernels(const tc_tensor *t, const char *op, uint64_t slots, const tc_backend **backend);
+/* Whether t's backend runs every slot of `slots` on t's 16-bit dtype (its
+ * half_slots); false for other dtypes. */
+bool tc_backend_takes_16bit(const tc_tensor *t, uint64_t slots);
 
 /* ---- tensors (tensor.c) ---- */
 
