@@ -1,8 +1,9 @@
 /*
  * cpu_avx512.h: what the AVX-512 kernels share (cpu_sgemm.c,
- * cpu_conv_same.c): the target attribute their functions carry (the library
- * is built for any x86-64 and calls them only where the CPU has AVX-512F),
- * lane masks and a 16 x 16 transpose in registers. x86-64 GCC or Clang only.
+ * cpu_conv_same.c, cpu_bgemm.c): the target attribute their functions
+ * carry (the library is built for any x86-64 and calls them only where the
+ * CPU has AVX-512F), lane masks and a 16 x 16 transpose in registers.
+ * x86-64 GCC or Clang only.
  */
 #ifndef TRICYCLE_CPU_AVX512_H
 #define TRICYCLE_CPU_AVX512_H

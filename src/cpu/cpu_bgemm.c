@@ -156,6 +156,8 @@ int64_t cpu_bgemm_scratch_bytes(int64_t n, int64_t k) {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
+#include "cpu_avx512.h"
+
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -169,10 +171,7 @@ static bool avx512_bf16_available(void) {
            __builtin_cpu_supports("avx512vl");
 }
 
-/* Mask of the first `count` lanes (any count; clamped to 0..16 or 0..32). */
-static inline __mmask16 lanes16(int64_t count) {
-    return (__mmask16)(count >= 16 ? 0xffff : count <= 0 ? 0 : (1u << count) - 1);
-}
+/* Mask of the first `count` lanes (any count; clamped to 0..32). */
 static inline __mmask32 lanes32(int64_t count) {
     return (__mmask32)(count >= 32 ? 0xffffffffu : count <= 0 ? 0 : (1u << count) - 1);
 }
@@ -183,7 +182,8 @@ static inline __attribute__((always_inline)) BF16 __m512i load_bf16_32(cpu_bgemm
                                                                           int64_t count) {
     if (type == CPU_BGEMM_BF16) return _mm512_maskz_loadu_epi16(lanes32(count), x);
     const float *f = x;
-    __m512 low = _mm512_maskz_loadu_ps(lanes16(count), f), high = _mm512_maskz_loadu_ps(lanes16(count - 16), f + 16);
+    __m512 low = _mm512_maskz_loadu_ps(first_lanes(count), f);
+    __m512 high = _mm512_maskz_loadu_ps(first_lanes(count - 16), f + 16);
     return (__m512i)_mm512_cvtne2ps_pbh(high, low);
 }
 
@@ -197,32 +197,12 @@ static inline __attribute__((always_inline)) BF16 void interleave(__m512i even, 
     *high = _mm512_permutex2var_epi16(even, high_order, odd);
 }
 
-/* out[t] = (in[0][t], ..., in[15][t]) for 32-bit lanes: a 16 x 16 transpose
- * in registers. */
-static BF16 void transpose_16x16(const __m512i in[16], __m512i out[16]) {
-    __m512i pairs[16];
-    for (int i = 0; i < 16; i += 2) {
-        pairs[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
-        pairs[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
-    }
-    /* quads[4g + s], 128-bit lane L: rows 4g..4g+3 at column 4L + s */
-    __m512i quads[16];
-    for (int g = 0; g < 4; g++) {
-        quads[4 * g] = _mm512_unpacklo_epi64(pairs[4 * g], pairs[4 * g + 2]);
-        quads[4 * g + 1] = _mm512_unpackhi_epi64(pairs[4 * g], pairs[4 * g + 2]);
-        quads[4 * g + 2] = _mm512_unpacklo_epi64(pairs[4 * g + 1], pairs[4 * g + 3]);
-        quads[4 * g + 3] = _mm512_unpackhi_epi64(pairs[4 * g + 1], pairs[4 * g + 3]);
-    }
-    for (int s = 0; s < 4; s++) {
-        __m512i even01 = _mm512_shuffle_i32x4(quads[s], quads[4 + s], 0x88);
-        __m512i odd01 = _mm512_shuffle_i32x4(quads[s], quads[4 + s], 0xdd);
-        __m512i even23 = _mm512_shuffle_i32x4(quads[8 + s], quads[12 + s], 0x88);
-        __m512i odd23 = _mm512_shuffle_i32x4(quads[8 + s], quads[12 + s], 0xdd);
-        out[s] = _mm512_shuffle_i32x4(even01, even23, 0x88);
-        out[8 + s] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
-        out[4 + s] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
-        out[12 + s] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
-    }
+/* cpu_avx512.h's 16 x 16 transpose on 32-bit lanes (pairs of bf16). */
+static BF16 void transpose_lanes(const __m512i in[16], __m512i out[16]) {
+    __m512 rows[16], columns[16];
+    for (int i = 0; i < 16; i++) rows[i] = _mm512_castsi512_ps(in[i]);
+    transpose_16x16(rows, columns);
+    for (int i = 0; i < 16; i++) out[i] = _mm512_castps_si512(columns[i]);
 }
 
 /* Element size of an operand type, in bytes. */
@@ -250,7 +230,7 @@ static inline const void *advance(cpu_bgemm_type type, const void *x, int64_t el
  * over `depth` depths into a panel of `width` (12 or 32) lanes. */
 static BF16 void pack_across(cpu_bgemm_type type, const void *x, int64_t ld, int64_t lines, int64_t depth,
                              int width, uint32_t *panel) {
-    __mmask16 store_low = lanes16(width), store_high = lanes16(width - 16);
+    __mmask16 store_low = first_lanes(width), store_high = first_lanes(width - 16);
     for (int64_t d = 0; d < depth; d += 2) {
         __m512i even = load_bf16_32(type, advance(type, x, d * ld), lines);
         __m512i odd = d + 1 < depth ? load_bf16_32(type, advance(type, x, (d + 1) * ld), lines)
@@ -277,8 +257,8 @@ static BF16 void pack_down(cpu_bgemm_type type, const void *x, int64_t ld, int64
                 in[w] = line < lines ? load_bf16_32(type, advance(type, x, line * ld + d), count)
                                      : _mm512_setzero_si512();
             }
-            transpose_16x16(in, out);
-            __mmask16 store = lanes16(width - half * 16);
+            transpose_lanes(in, out);
+            __mmask16 store = first_lanes(width - half * 16);
             for (int64_t t = 0; t < pair_count; t++)
                 _mm512_mask_storeu_epi32(panel + (pair0 + t) * width + half * 16, store, out[t]);
         }
@@ -432,7 +412,7 @@ static BF16 void multiply_block(cpu_bgemm_type a_type, bool transpose_a, int64_t
                 tile_merge merge = {
                     .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + q : NULL,
                     .gelu = last && gelu ? gelu + i * ldc + q : NULL,
-                    .low = lanes16(width), .high = lanes16(width - 16),
+                    .low = first_lanes(width), .high = first_lanes(width - 16),
                 };
                 tile_kernel((int)height, pairs, a_block + p / TILE_ROWS * pairs * TILE_ROWS, panels + q * pairs,
                             c + i * ldc + q, ldc, &merge);
@@ -511,7 +491,7 @@ static AMX void pack_a_amx(cpu_bgemm_type type, bool transpose, const void *a, i
                                       : _mm512_setzero_si512();
                     interleave(even, odd, &pair_rows[p], &unused);
                 }
-                transpose_16x16(pair_rows, row_pairs);
+                transpose_lanes(pair_rows, row_pairs);
             }
             uint32_t *out = packed + (t * chunks + chunk) * 256;
             for (int r = 0; r < 16; r++) _mm512_store_si512(out + r * 16, row_pairs[r]);
@@ -565,7 +545,7 @@ static AMX void multiply_block_amx(cpu_bgemm_type a_type, bool transpose_a, int6
                 tile_merge merge = {
                     .alpha = alpha, .beta = first ? beta : 1.0f, .bias = first && bias ? bias + q : NULL,
                     .gelu = last && gelu ? gelu + i * ldc + q : NULL,
-                    .low = lanes16(width), .high = lanes16(width - 16),
+                    .low = first_lanes(width), .high = first_lanes(width - 16),
                 };
                 __m512 beta_v = _mm512_set1_ps(merge.beta), bias0, bias1;
                 merge_bias(&merge, &bias0, &bias1);
