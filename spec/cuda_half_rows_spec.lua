@@ -29,7 +29,7 @@ local function place(value, dtype)
   elseif magnitude == math.huge then
     result = (format.max_exponent - format.min_exponent + 2) * steps
   else
-    local exponent = math.floor(math.log(magnitude, 2))
+    local exponent = math.floor(math.log(magnitude) / math.log(2))
     if 2 ^ exponent > magnitude then exponent = exponent - 1 end
     if 2 ^ (exponent + 1) <= magnitude then exponent = exponent + 1 end
     if exponent < format.min_exponent then -- subnormal
