@@ -295,6 +295,35 @@ describe("16-bit layer norm, RMS norm, softmax, cross-entropy and rope kernels o
       end
     end)
 
+    it("checks arguments on the 16-bit path of " .. dtype .. " as the widening path does", function()
+      local function fails(fragments, f)
+        local ok, message = pcall(f)
+        assert(not ok, "no error for " .. fragments[1])
+        for _, fragment in ipairs(fragments) do
+          assert(tostring(message):find(fragment, 1, true), ("%q lacks %q"):format(tostring(message), fragment))
+        end
+      end
+      local x = tensor({ 2, 3 }, 61, dtype):cuda()
+      fails({ "rms_norm", "weight of shape {2}", "{2, 3}" }, function()
+        return tc.rms_norm(x, tensor({ 2 }, 62, dtype):cuda())
+      end)
+      fails({ "layer_norm", "weight", "cpu" }, function() return tc.layer_norm(x, tensor({ 3 }, 63, dtype)) end)
+      fails({ "layer_norm", "eps", "-1" }, function() return tc.layer_norm(x, nil, nil, -1) end)
+      fails({ "log_softmax", "dim 3", "{2, 3}" }, function() return x:log_softmax(3) end)
+      fails({ "cross_entropy", "target 3", "V = 3" }, function()
+        return tc.cross_entropy(x, tc.tensor({ 0, 3 }, { dtype = "int64" }):cuda())
+      end)
+      fails({ "cross_entropy", "targets", "float32" }, function()
+        return tc.cross_entropy(x, tc.tensor({ 0, 1 }):cuda())
+      end)
+      fails({ "rope", "even head size", "{1, 2, 1, 3}" }, function()
+        return tc.rope(tensor({ 1, 2, 1, 3 }, 64, dtype):cuda(), ROPE.positions(2, "cuda"))
+      end)
+      fails({ "rope", "positions of shape {3}" }, function()
+        return tc.rope(tensor({ 1, 2, 1, 4 }, 65, dtype):cuda(), ROPE.positions(3, "cuda"))
+      end)
+    end)
+
     it("gives a zero loss and zero gradients in " .. dtype .. " when every target is ignored", function()
       for _, shape in ipairs({ { 1, 5 }, { 7, 300 } }) do
         local want, got, _, got_grads = check_against_cpu(CROSS_ENTROPY, dtype, shape, nil, { ignore_all = true })
