@@ -2,9 +2,11 @@
  * cuda_cross_entropy.cu: softmax cross-entropy, forward beside backward:
  * the twin of src/cpu/cpu_cross_entropy.c. A block per row; the loss sum
  * and kept count are reduced over rows in a fixed order and read back.
- * Contracts are on the slots (src/backend_slots.h).
+ * Contracts are on the slots (src/backend_slots.h). Over bfloat16/float16
+ * logits (T) the arithmetic is float32's (C, cuda_compute_t<T>), lse is
+ * float32 and each gradient is rounded once to T.
  */
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 __device__ __forceinline__ int64_t target_at(bool int32_targets, const void *targets, int64_t r) {
     if (int32_targets) return static_cast<const int32_t *>(targets)[r];
@@ -13,20 +15,20 @@ __device__ __forceinline__ int64_t target_at(bool int32_targets, const void *tar
 
 /* lse per row; losses[r] = lse - logit of the target and kept[r] = 1 on
  * kept rows, 0 and 0 on ignored rows. */
-template <typename T>
+template <typename T, typename C>
 __global__ void cross_entropy_forward_kernel(const T *logits, bool int32_targets, const void *targets, int64_t rows,
-                                             int64_t classes, int64_t ignore_index, T *lse, double *losses,
+                                             int64_t classes, int64_t ignore_index, C *lse, double *losses,
                                              double *kept) {
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *row = logits + r * classes;
-        T max = -cuda_infinity<T>();
-        for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) max = nan_max(max, row[c]);
+        C max = -cuda_infinity<C>();
+        for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) max = nan_max(max, (C)row[c]);
         max = block_max(max);
         double sum = 0;
-        for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) sum += exp((double)(row[c] - max));
+        for (int64_t c = threadIdx.x; c < classes; c += blockDim.x) sum += exp((double)((C)row[c] - max));
         double l = (double)max + log(block_sum(sum));
         if (threadIdx.x == 0) {
-            lse[r] = (T)l;
+            lse[r] = (C)l;
             int64_t t = target_at(int32_targets, targets, r);
             bool keep = t != ignore_index;
             losses[r] = keep ? l - (double)row[t] : 0.0;
@@ -50,8 +52,8 @@ __global__ void cross_entropy_total_kernel(const double *losses, const double *k
     }
 }
 
-template <typename T>
-__global__ void cross_entropy_backward_kernel(const T *logits, bool int32_targets, const void *targets, const T *lse,
+template <typename T, typename C>
+__global__ void cross_entropy_backward_kernel(const T *logits, bool int32_targets, const void *targets, const C *lse,
                                               int64_t rows, int64_t classes, int64_t ignore_index, double scale,
                                               T *dlogits) {
     int64_t n = rows * classes;
@@ -59,18 +61,19 @@ __global__ void cross_entropy_backward_kernel(const T *logits, bool int32_target
         int64_t r = e / classes, c = e % classes;
         int64_t t = target_at(int32_targets, targets, r);
         if (t == ignore_index) {
-            dlogits[e] = (T)0;
+            dlogits[e] = (T)0.0f;
             continue;
         }
-        T d = (T)(scale * exp((double)logits[e] - (double)lse[r]));
-        dlogits[e] = c == t ? (T)((double)d - scale) : d;
+        C d = (C)(scale * exp((double)logits[e] - (double)lse[r]));
+        dlogits[e] = c == t ? (T)((double)d - scale) : (T)d;
     }
 }
 
 tc_status cuda_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype,
                                      const void *targets, int64_t rows, int64_t classes, int64_t ignore_index,
                                      void *lse, double *loss_sum, int64_t *count) {
-    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64) return cuda_unsupported_dtype(ctx, "cross_entropy", dtype);
+    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64 && !cuda_dtype_is_16bit(dtype))
+        return cuda_unsupported_dtype(ctx, "cross_entropy", dtype);
     *loss_sum = 0;
     *count = 0;
     if (rows == 0) return TC_OK;
@@ -80,11 +83,12 @@ tc_status cuda_cross_entropy_forward(tc_context *ctx, tc_dtype dtype, const void
     double *losses = scratch, *kept = scratch + rows, *result = scratch + 2 * rows;
     cuda_stream stream = cuda_stream_of(ctx);
     bool int32_targets = target_dtype == TC_INT32;
-    cuda_dispatch_float(dtype, [&](auto tag) {
+    cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(cross_entropy_forward_kernel<T>, cuda_rows_for(rows), cuda_row_threads(classes), 0, stream,
-                  static_cast<const T *>(logits), int32_targets, targets, rows, classes, ignore_index,
-                  static_cast<T *>(lse), losses, kept);
+        typedef cuda_compute_t<T> C;
+        auto kernel = cross_entropy_forward_kernel<T, C>;
+        TC_LAUNCH(kernel, cuda_rows_for(rows), cuda_row_threads(classes), 0, stream, static_cast<const T *>(logits),
+                  int32_targets, targets, rows, classes, ignore_index, static_cast<C *>(lse), losses, kept);
     });
     TC_LAUNCH(cross_entropy_total_kernel, 1, CUDA_BLOCK, 0, stream, losses, kept, rows, result);
     tc_status status = cuda_check_launch(ctx, "cross_entropy");
@@ -101,11 +105,13 @@ tc_status cuda_cross_entropy_backward(tc_context *ctx, tc_dtype dtype, const voi
                                       int64_t ignore_index, double scale, void *dlogits) {
     int64_t n = rows * classes;
     if (n == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(cross_entropy_backward_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(ctx),
-                  static_cast<const T *>(logits), target_dtype == TC_INT32, targets, static_cast<const T *>(lse),
-                  rows, classes, ignore_index, scale, static_cast<T *>(dlogits));
+        typedef cuda_compute_t<T> C;
+        auto kernel = cross_entropy_backward_kernel<T, C>;
+        TC_LAUNCH(kernel, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(ctx), static_cast<const T *>(logits),
+                  target_dtype == TC_INT32, targets, static_cast<const C *>(lse), rows, classes, ignore_index, scale,
+                  static_cast<T *>(dlogits));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "cross_entropy backward", dtype);
     return cuda_check_launch(ctx, "cross_entropy backward");

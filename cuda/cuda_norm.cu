@@ -4,16 +4,18 @@
  * double). A block per row; the weight and bias gradients are column sums
  * over rows, done in fixed row chunks then summed in order, so they are
  * deterministic without atomics. Contracts are on the slots
- * (src/backend_slots.h).
+ * (src/backend_slots.h). Over bfloat16/float16 (T) every value is computed as
+ * over float32 and rounded once to T; the statistics (S, cuda_compute_t<T>)
+ * stay float32, as the float32 kernel keeps them.
  */
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 /* Row chunks for the column sums. */
 #define NORM_CHUNKS 64
 
-template <typename T>
+template <typename T, typename S>
 __global__ void layer_norm_forward_kernel(bool rms, const T *x, const T *w, const T *b, double eps, int64_t rows,
-                                          int64_t cols, T *out, T *mean_out, T *rstd_out) {
+                                          int64_t cols, T *out, S *mean_out, S *rstd_out) {
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *row = x + r * cols;
         T *y = out + r * cols;
@@ -36,8 +38,8 @@ __global__ void layer_norm_forward_kernel(bool rms, const T *x, const T *w, cons
             y[c] = (T)v;
         }
         if (threadIdx.x == 0) {
-            mean_out[r] = (T)mean;
-            rstd_out[r] = (T)rstd;
+            mean_out[r] = (S)mean;
+            rstd_out[r] = (S)rstd;
         }
     }
 }
@@ -45,8 +47,8 @@ __global__ void layer_norm_forward_kernel(bool rms, const T *x, const T *w, cons
 /* With xhat = (x - mean) * rstd and g = dout * w:
  * layer norm: dx = rstd * (g - mean(g) - xhat * mean(g * xhat));
  * RMS norm:   dx = rstd * (g - xhat * mean(g * xhat)). */
-template <typename T>
-__global__ void layer_norm_backward_dx_kernel(bool rms, const T *x, const T *w, const T *mean, const T *rstd,
+template <typename T, typename S>
+__global__ void layer_norm_backward_dx_kernel(bool rms, const T *x, const T *w, const S *mean, const S *rstd,
                                               const T *dout, int64_t rows, int64_t cols, T *dx) {
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *row = x + r * cols, *g = dout + r * cols;
@@ -72,8 +74,8 @@ __global__ void layer_norm_backward_dx_kernel(bool rms, const T *x, const T *w, 
 
 /* Partial column sums of dout * xhat and dout over rows chunk*chunk_rows ..
  * +chunk_rows, one thread per (chunk, column). */
-template <typename T>
-__global__ void layer_norm_columns_kernel(bool rms, const T *x, const T *mean, const T *rstd, const T *dout,
+template <typename T, typename S>
+__global__ void layer_norm_columns_kernel(bool rms, const T *x, const S *mean, const S *rstd, const T *dout,
                                           int64_t rows, int64_t cols, int64_t chunk_rows, int64_t chunks,
                                           double *partial_w, double *partial_b) {
     int64_t items = chunks * cols;
@@ -112,11 +114,13 @@ tc_status cuda_layer_norm_forward(tc_context *ctx, tc_dtype dtype, bool rms, con
                                   const void *bias, double eps, int64_t rows, int64_t cols, void *out, void *mean,
                                   void *rstd) {
     if (rows == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(layer_norm_forward_kernel<T>, cuda_rows_for(rows), cuda_row_threads(cols), 0, cuda_stream_of(ctx),
-                  rms, static_cast<const T *>(x), static_cast<const T *>(weight), static_cast<const T *>(bias), eps,
-                  rows, cols, static_cast<T *>(out), static_cast<T *>(mean), static_cast<T *>(rstd));
+        typedef cuda_compute_t<T> S;
+        auto kernel = layer_norm_forward_kernel<T, S>;
+        TC_LAUNCH(kernel, cuda_rows_for(rows), cuda_row_threads(cols), 0, cuda_stream_of(ctx), rms,
+                  static_cast<const T *>(x), static_cast<const T *>(weight), static_cast<const T *>(bias), eps, rows,
+                  cols, static_cast<T *>(out), static_cast<S *>(mean), static_cast<S *>(rstd));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "layer_norm", dtype);
     return cuda_check_launch(ctx, rms ? "rms_norm" : "layer_norm");
@@ -126,14 +130,17 @@ tc_status cuda_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, co
                                    const void *mean, const void *rstd, const void *dout, int64_t rows, int64_t cols,
                                    void *dx, void *dweight, void *dbias) {
     const char *name = rms ? "rms_norm backward" : "layer_norm backward";
-    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64) return cuda_unsupported_dtype(ctx, name, dtype);
+    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64 && !cuda_dtype_is_16bit(dtype))
+        return cuda_unsupported_dtype(ctx, name, dtype);
     cuda_stream stream = cuda_stream_of(ctx);
     if (dx && rows > 0) {
-        cuda_dispatch_float(dtype, [&](auto tag) {
+        cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
             typedef typename decltype(tag)::type T;
-            TC_LAUNCH(layer_norm_backward_dx_kernel<T>, cuda_rows_for(rows), cuda_row_threads(cols), 0, stream, rms,
-                      static_cast<const T *>(x), static_cast<const T *>(weight), static_cast<const T *>(mean),
-                      static_cast<const T *>(rstd), static_cast<const T *>(dout), rows, cols, static_cast<T *>(dx));
+            typedef cuda_compute_t<T> S;
+            auto kernel = layer_norm_backward_dx_kernel<T, S>;
+            TC_LAUNCH(kernel, cuda_rows_for(rows), cuda_row_threads(cols), 0, stream, rms, static_cast<const T *>(x),
+                      static_cast<const T *>(weight), static_cast<const S *>(mean), static_cast<const S *>(rstd),
+                      static_cast<const T *>(dout), rows, cols, static_cast<T *>(dx));
         });
         TC_TRY(cuda_check_launch(ctx, name));
     }
@@ -143,11 +150,13 @@ tc_status cuda_layer_norm_backward(tc_context *ctx, tc_dtype dtype, bool rms, co
     size_t bytes = sizeof(double) * 2 * (size_t)(chunks * cols);
     double *partial = static_cast<double *>(cuda_scratch_allocate(ctx, bytes));
     if (!partial) return TC_ERROR_MEMORY;
-    cuda_dispatch_float(dtype, [&](auto tag) {
+    cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(layer_norm_columns_kernel<T>, cuda_blocks_for(chunks * cols), CUDA_BLOCK, 0, stream, rms,
-                  static_cast<const T *>(x), static_cast<const T *>(mean), static_cast<const T *>(rstd),
-                  static_cast<const T *>(dout), rows, cols, chunk_rows, chunks, partial, partial + chunks * cols);
+        typedef cuda_compute_t<T> S;
+        auto kernel = layer_norm_columns_kernel<T, S>;
+        TC_LAUNCH(kernel, cuda_blocks_for(chunks * cols), CUDA_BLOCK, 0, stream, rms, static_cast<const T *>(x),
+                  static_cast<const S *>(mean), static_cast<const S *>(rstd), static_cast<const T *>(dout), rows, cols,
+                  chunk_rows, chunks, partial, partial + chunks * cols);
         TC_LAUNCH(layer_norm_columns_finish_kernel<T>, cuda_blocks_for(cols), CUDA_BLOCK, 0, stream, partial,
                   partial + chunks * cols, cols, chunks, static_cast<T *>(dweight), static_cast<T *>(dbias));
     });

@@ -8,8 +8,11 @@
  * usual last-dim case) each row is contiguous and gets a block that reduces
  * it cooperatively; otherwise each (outer, inner) column gets a thread that
  * walks it in order, neighbouring threads reading neighbouring columns.
+ *
+ * Over bfloat16/float16 (T) the arithmetic is float32's (C, cuda_compute_t<T>)
+ * on the widened values, and each result is rounded once to T.
  */
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 /* ---- kernels ---- */
 
@@ -17,28 +20,30 @@
  * (or empty) row so that exp(x - max) stays defined. */
 template <typename T> __device__ __forceinline__ T usable_max(T max) { return max == -cuda_infinity<T>() ? (T)0 : max; }
 
-template <typename T>
+template <typename T, typename C>
 __device__ __forceinline__ void write_softmax(const T *in, T *result, int64_t size, int64_t stride, int64_t begin,
-                                              int64_t step, T max, double sum, bool log_result) {
+                                              int64_t step, C max, double sum, bool log_result) {
     if (log_result) {
-        T log_sum = (T)log(sum);
-        for (int64_t i = begin; i < size; i += step) result[i * stride] = in[i * stride] - max - log_sum;
+        C log_sum = (C)log(sum);
+        for (int64_t i = begin; i < size; i += step) result[i * stride] = (T)((C)in[i * stride] - max - log_sum);
     } else {
-        T scale = (T)(1.0 / sum);
-        for (int64_t i = begin; i < size; i += step) result[i * stride] = cuda_exp(in[i * stride] - max) * scale;
+        C scale = (C)(1.0 / sum);
+        for (int64_t i = begin; i < size; i += step)
+            result[i * stride] = (T)(cuda_exp((C)in[i * stride] - max) * scale);
     }
 }
 
 /* One block per contiguous row. */
 template <typename T>
 __global__ void softmax_rows_kernel(const T *x, T *y, int64_t rows, int64_t size, bool log_result) {
+    typedef cuda_compute_t<T> C;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *in = x + r * size;
-        T max = -cuda_infinity<T>();
-        for (int64_t i = threadIdx.x; i < size; i += blockDim.x) max = nan_max(max, in[i]);
+        C max = -cuda_infinity<C>();
+        for (int64_t i = threadIdx.x; i < size; i += blockDim.x) max = nan_max(max, (C)in[i]);
         max = usable_max(block_max(max));
         double sum = 0;
-        for (int64_t i = threadIdx.x; i < size; i += blockDim.x) sum += (double)cuda_exp(in[i] - max);
+        for (int64_t i = threadIdx.x; i < size; i += blockDim.x) sum += (double)cuda_exp((C)in[i] - max);
         sum = block_sum(sum);
         write_softmax(in, y + r * size, size, 1, threadIdx.x, blockDim.x, max, sum, log_result);
     }
@@ -48,16 +53,17 @@ __global__ void softmax_rows_kernel(const T *x, T *y, int64_t rows, int64_t size
 template <typename T>
 __global__ void softmax_columns_kernel(const T *x, T *y, int64_t outer, int64_t size, int64_t inner,
                                        bool log_result) {
+    typedef cuda_compute_t<T> C;
     int64_t columns = outer * inner;
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < columns;
          c += (int64_t)gridDim.x * blockDim.x) {
         int64_t base = c / inner * size * inner + c % inner;
         const T *in = x + base;
-        T max = -cuda_infinity<T>();
-        for (int64_t i = 0; i < size; i++) max = nan_max(max, in[i * inner]);
+        C max = -cuda_infinity<C>();
+        for (int64_t i = 0; i < size; i++) max = nan_max(max, (C)in[i * inner]);
         max = usable_max(max);
         double sum = 0;
-        for (int64_t i = 0; i < size; i++) sum += (double)cuda_exp(in[i * inner] - max);
+        for (int64_t i = 0; i < size; i++) sum += (double)cuda_exp((C)in[i * inner] - max);
         write_softmax(in, y + base, size, inner, 0, 1, max, sum, log_result);
     }
 }
@@ -75,10 +81,12 @@ __device__ __forceinline__ double softmax_dot(const T *y, const T *g, int64_t si
 template <typename T>
 __device__ __forceinline__ void write_softmax_backward(const T *y, const T *g, T *dx, int64_t size, int64_t stride,
                                                        int64_t begin, int64_t step, double dot, bool log_result) {
-    T d = (T)dot;
+    typedef cuda_compute_t<T> C;
+    C d = (C)dot;
     for (int64_t i = begin; i < size; i += step) {
         int64_t at = i * stride;
-        dx[at] = log_result ? g[at] - cuda_exp(y[at]) * d : y[at] * (g[at] - d);
+        C yi = (C)y[at], gi = (C)g[at];
+        dx[at] = (T)(log_result ? gi - cuda_exp(yi) * d : yi * (gi - d));
     }
 }
 
@@ -131,7 +139,7 @@ tc_status cuda_softmax(const tc_tensor *x, int dim, bool log, tc_tensor *out) {
     const char *name = log ? "log_softmax" : "softmax";
     if (outer * size * inner == 0) return TC_OK;
     cuda_stream stream = cuda_stream_of(x->ctx);
-    bool known = cuda_dispatch_float(x->dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(x->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         if (inner == 1)
             TC_LAUNCH(softmax_rows_kernel<T>, cuda_rows_for(outer), row_threads(size), 0, stream, data_at<T>(x),
@@ -152,7 +160,7 @@ tc_status cuda_softmax_backward(const tc_tensor *y, const tc_tensor *grad, int d
     const char *name = log ? "log_softmax backward" : "softmax backward";
     if (outer * size * inner == 0) return TC_OK;
     cuda_stream stream = cuda_stream_of(y->ctx);
-    bool known = cuda_dispatch_float(y->dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(y->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         if (inner == 1)
             TC_LAUNCH(softmax_backward_rows_kernel<T>, cuda_rows_for(outer), row_threads(size), 0, stream,

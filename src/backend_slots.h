@@ -87,7 +87,8 @@
       (tc_context *ctx, tc_dtype dtype, tc_dtype c_dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,  \
        int64_t k, double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,            \
        int64_t stride_b, double beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch))                        \
-    /* Softmax or log-softmax over dim of a contiguous x. */                                                         \
+    /* Softmax or log-softmax over dim of a contiguous x. 16-bit: x, out, y,                                         \
+     * grad and grad_x all of x's dtype (the backward reads the rounded y). */                                       \
     X(softmax, REQUIRED, tc_status, (const tc_tensor *x, int dim, bool log, tc_tensor *out))                         \
     X(softmax_backward, REQUIRED, tc_status,                                                                         \
       (const tc_tensor *y, const tc_tensor *grad, int dim, bool log, tc_tensor *grad_x))                             \
@@ -113,12 +114,14 @@
      * optim files of each backend) ----                                                                             \
      * Layer norm (!rms: y = (x - mean) * rstd * w + b) or RMS norm (rms: y =                                        \
      * x * rstd * w, mean written as 0) of `rows` rows of `cols` values.                                             \
-     * weight and bias may be NULL. mean and rstd get one value per row. */                                          \
+     * weight and bias may be NULL. mean and rstd get one value per row.                                             \
+     * 16-bit: x, weight, bias and out of dtype; mean and rstd float32. */                                           \
     X(layer_norm_forward, OPTIONAL, tc_status,                                                                       \
       (tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight, const void *bias, double eps,   \
        int64_t rows, int64_t cols, void *out, void *mean, void *rstd))                                               \
     /* dx (overwritten) and dweight, dbias (overwritten, summed over rows)                                           \
-     * from dout; any of dx, dweight, dbias may be NULL (not wanted). */                                             \
+     * from dout; any of dx, dweight, dbias may be NULL (not wanted).                                                \
+     * 16-bit: mean and rstd float32, every other pointer of dtype. */                                               \
     X(layer_norm_backward, OPTIONAL, tc_status,                                                                      \
       (tc_context *ctx, tc_dtype dtype, bool rms, const void *x, const void *weight, const void *mean,               \
        const void *rstd, const void *dout, int64_t rows, int64_t cols, void *dx, void *dweight, void *dbias))        \
@@ -150,11 +153,13 @@
     /* Softmax cross-entropy over rows of logits [rows, classes]; targets are                                        \
      * int32 or int64 (target_dtype) in [0, classes) or equal to                                                     \
      * ignore_index. Writes lse per row, the loss summed over kept rows to                                           \
-     * *loss_sum and their number to *count. */                                                                      \
+     * *loss_sum and their number to *count. 16-bit: logits of dtype, lse                                            \
+     * float32. */                                                                                                   \
     X(cross_entropy_forward, OPTIONAL, tc_status,                                                                    \
       (tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,              \
        int64_t rows, int64_t classes, int64_t ignore_index, void *lse, double *loss_sum, int64_t *count))            \
-    /* dlogits = scale * (softmax - onehot) on kept rows, 0 on ignored rows. */                                      \
+    /* dlogits = scale * (softmax - onehot) on kept rows, 0 on ignored rows.                                         \
+     * 16-bit: logits and dlogits of dtype, lse float32. */                                                          \
     X(cross_entropy_backward, OPTIONAL, tc_status,                                                                   \
       (tc_context *ctx, tc_dtype dtype, const void *logits, tc_dtype target_dtype, const void *targets,              \
        const void *lse, int64_t rows, int64_t classes, int64_t ignore_index, double scale, void *dlogits))           \
@@ -179,7 +184,9 @@
      * rotated by an angle. x and out are [batch, before, time, after, dim];                                         \
      * table [table_batch, time, dim/2, 2] holds (cos, sin) of each pair's angle                                     \
      * (table_batch 1 or batch). Pair i is (2i, 2i+1) when interleaved, else                                         \
-     * (i, i + dim/2); inverse rotates by the opposite angle (the backward). */                                      \
+     * (i, i + dim/2); inverse rotates by the opposite angle (the backward).                                         \
+     * 16-bit: x and out of dtype, the table float32 (the table the widening                                         \
+     * path builds for its float32 x). */                                                                            \
     X(rope, OPTIONAL, tc_status,                                                                                     \
       (tc_context *ctx, tc_dtype dtype, const void *x, const void *table, int64_t batch, int64_t before,             \
        int64_t time, int64_t after, int64_t dim, int64_t table_batch, bool interleaved, bool inverse, void *out))    \

@@ -4,9 +4,11 @@
  */
 #include "ops_fused.h"
 
-/* Saved for backward: the row log-sum-exp [N] (logits' dtype); logits and
- * targets are held as the node's inputs; the count of kept targets is in
- * reals[0] and ignore_index in ints[0]. */
+/* Saved for backward: the row log-sum-exp [N] (logits' dtype, float32 for
+ * 16-bit logits); logits and targets are held as the node's inputs; the
+ * count of kept targets is in reals[0] and ignore_index in ints[0]. */
+
+#define CROSS_ENTROPY_SLOTS (TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward))
 
 tc_status tc_cross_entropy_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_tensor *logits = node->inputs[0], *targets = node->inputs[1];
@@ -58,7 +60,9 @@ static tc_status check_targets(const tc_tensor *logits, tc_tensor *device_target
 tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore_index, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("cross_entropy", "logits", logits));
-    if (tc_dtype_is_16bit(logits->dtype)) {
+    /* 16-bit logits are widened to float32 unless the backend's kernels take them. */
+    bool native_16bit = tc_backend_takes_16bit(logits, CROSS_ENTROPY_SLOTS);
+    if (tc_dtype_is_16bit(logits->dtype) && !native_16bit) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(logits, &wide));
         tc_status status = tc_cross_entropy(wide, targets, ignore_index, &result);
@@ -66,8 +70,7 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
         return tc_narrow_16bit(status, result, logits->dtype, out);
     }
     const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(logits, "cross_entropy",
-                              TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward), &backend));
+    TC_TRY(tc_backend_kernels(logits, "cross_entropy", CROSS_ENTROPY_SLOTS, &backend));
     TC_TRY(tc_check_same_device("cross_entropy", logits, targets));
     if (targets->dtype != TC_INT32 && targets->dtype != TC_INT64)
         return tc_fail(logits->ctx, TC_ERROR_DTYPE,
@@ -92,7 +95,8 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
     tc_status status = tc_contiguous(logits, &inputs[0]);
     if (status == TC_OK) status = tc_contiguous(targets, &inputs[1]);
     if (status == TC_OK) status = check_targets(logits, inputs[1], ignore_index);
-    if (status == TC_OK) status = tc_empty_shaped(inputs[0], logits->dtype, 1, &rows, &lse);
+    tc_dtype lse_dtype = native_16bit ? TC_FLOAT32 : logits->dtype;
+    if (status == TC_OK) status = tc_empty_shaped(inputs[0], lse_dtype, 1, &rows, &lse);
     if (status == TC_OK) status = tc_empty_shaped(inputs[0], logits->dtype, 0, NULL, &result);
     int64_t count = 0;
     double total = 0;
@@ -101,7 +105,10 @@ tc_status tc_cross_entropy(tc_tensor *logits, tc_tensor *targets, int64_t ignore
             logits->ctx, logits->dtype, tc_tensor_data_at_offset(inputs[0]), targets->dtype,
             tc_tensor_data_at_offset(inputs[1]), rows, classes, ignore_index, tc_tensor_data_at_offset(lse), &total,
             &count);
-    if (status == TC_OK) status = tc_fill_(result, count > 0 ? total / (double)count : 0.0);
+    double loss = count > 0 ? total / (double)count : 0.0;
+    /* A 16-bit loss is the float32 loss rounded once, as the widening path gives it. */
+    if (native_16bit) loss = (double)(float)loss;
+    if (status == TC_OK) status = tc_fill_(result, loss);
     /* The softmax is recomputed from the logits, and the targets pick the rows' classes. */
     if (status == TC_OK)
         status = tc_record_op(TC_OP_CROSS_ENTROPY, 2, inputs, result,

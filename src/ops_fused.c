@@ -12,6 +12,10 @@ tc_status tc_check_floating(const char *function, const char *argument, const tc
 
 tc_status tc_check_companion(const char *function, const char *argument, const tc_tensor *like,
                              const char *like_name, const tc_tensor *other) {
+    if (other->ctx == like->ctx && other->storage->device != like->storage->device)
+        return tc_fail(like->ctx, TC_ERROR_ARGUMENT, "%s: %s is on %s but %s is on %s (they must be on one device)",
+                       function, argument, tc_device_name(other->storage->device), like_name,
+                       tc_device_name(like->storage->device));
     TC_TRY(tc_check_same_device(function, like, other));
     if (other->dtype != like->dtype)
         return tc_fail(like->ctx, TC_ERROR_DTYPE, "%s: %s is %s but %s is %s (they must have the same dtype)",

@@ -22,7 +22,12 @@ static tc_status contiguous_grad(const tc_node *node, tc_tensor *grad, tc_tensor
 
 /* ---- softmax and log-softmax ----
  * Saved: the output y (both backward formulas are written in terms of y);
- * ints: dim, log flag. */
+ * ints: dim, log flag. A backend whose softmax slots take x's 16-bit dtype
+ * runs on x as it is: the backward then reads y rounded to 16 bits, where
+ * the widening path (other backends) keeps its float32 y, so the two
+ * gradients differ by that rounding. */
+
+#define SOFTMAX_SLOTS (TC_SLOT_BIT(softmax) | TC_SLOT_BIT(softmax_backward))
 
 tc_status tc_softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     int dim = (int)node->ints[0];
@@ -45,7 +50,7 @@ tc_status tc_softmax_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_i
 static tc_status softmax_impl(const char *function, bool log, tc_tensor *x, int dim, tc_tensor **out) {
     *out = NULL;
     TC_TRY(check_floating(function, x));
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, SOFTMAX_SLOTS)) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = softmax_impl(function, log, wide, dim, &result);

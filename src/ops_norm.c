@@ -6,9 +6,12 @@
 
 #include <math.h>
 
-/* Saved for backward: the per-row mean and 1/std ([rows] each, x's dtype);
- * x and weight are held as the node's inputs. The normalised tensor is not
- * kept: backward recomputes it from x, mean and rstd. */
+/* Saved for backward: the per-row mean and 1/std ([rows] each, x's dtype,
+ * float32 for a 16-bit x); x and weight are held as the node's inputs. The
+ * normalised tensor is not kept: backward recomputes it from x, mean and
+ * rstd. */
+
+#define NORM_SLOTS (TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward))
 
 tc_status tc_norm_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     bool rms = node->ints[0] != 0;
@@ -57,8 +60,12 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
                            double eps, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating(function, "x", x));
-    if (tc_dtype_is_16bit(x->dtype) || (weight && tc_dtype_is_16bit(weight->dtype)) ||
-        (bias && tc_dtype_is_16bit(bias->dtype))) { /* 16-bit x, or float32 x with 16-bit parameters */
+    /* A backend whose kernels take x's 16-bit dtype reads x and parameters of
+     * that dtype as they are; other mixes are widened to float32. */
+    bool native_16bit = tc_backend_takes_16bit(x, NORM_SLOTS) && (!weight || weight->dtype == x->dtype) &&
+                        (!bias || bias->dtype == x->dtype);
+    if (!native_16bit && (tc_dtype_is_16bit(x->dtype) || (weight && tc_dtype_is_16bit(weight->dtype)) ||
+                          (bias && tc_dtype_is_16bit(bias->dtype)))) { /* 16-bit x, or float32 x with 16-bit ones */
         tc_tensor *given[3] = {x, weight, bias}, *wide[3] = {NULL, NULL, NULL}, *result = NULL;
         TC_TRY(tc_check_16bit_partners(function, 3, (const char *const[]){"x", "weight", "bias"}, given));
         tc_status status = tc_widen_16bit(x, &wide[0]);
@@ -69,8 +76,7 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
         return tc_narrow_16bit(status, result, x->dtype, out);
     }
     const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(x, function, TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward),
-                              &backend));
+    TC_TRY(tc_backend_kernels(x, function, NORM_SLOTS, &backend));
     if (x->ndim < 1)
         return tc_fail(x->ctx, TC_ERROR_SHAPE,
                        "%s: x must have at least 1 dim (normalised over the last), got shape %s", function,
@@ -86,8 +92,9 @@ static tc_status norm_impl(const char *function, bool rms, tc_tensor *x, tc_tens
     if (status == TC_OK && weight) status = tc_contiguous(weight, &inputs[1]);
     if (status == TC_OK && bias) status = tc_contiguous(bias, &inputs[2]);
     if (status == TC_OK) status = tc_empty_like(inputs[0], &result);
-    if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &mean);
-    if (status == TC_OK) status = tc_empty_shaped(inputs[0], x->dtype, 1, &rows, &rstd);
+    tc_dtype statistics = native_16bit ? TC_FLOAT32 : x->dtype;
+    if (status == TC_OK) status = tc_empty_shaped(inputs[0], statistics, 1, &rows, &mean);
+    if (status == TC_OK) status = tc_empty_shaped(inputs[0], statistics, 1, &rows, &rstd);
     if (status == TC_OK && rows > 0 && cols > 0)
         status = backend->layer_norm_forward(
             x->ctx, x->dtype, rms, tc_tensor_data_at_offset(inputs[0]),

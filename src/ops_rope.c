@@ -11,6 +11,11 @@
 
 /* node: inputs {x}; saved[0] the table; ints: time dim, interleaved. */
 
+/* A backend whose rope kernel takes x's 16-bit dtype rotates x as it is,
+ * with the float32 table the widening path would use; other backends widen
+ * a 16-bit x to float32. */
+static bool rope_takes_16bit(const tc_tensor *x) { return tc_backend_takes_16bit(x, TC_SLOT_BIT(rope)); }
+
 /* The kernel over x (contiguous, [B, T, H, D] or [B, H, T, D]) into out. */
 static tc_status rotate(const tc_backend *backend, const tc_tensor *x, const tc_tensor *table, int time_dim,
                         bool interleaved, bool inverse, tc_tensor *out) {
@@ -39,8 +44,9 @@ tc_status tc_rope_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inpu
     return TC_OK;
 }
 
-/* The (cos, sin) table [table_batch, T, D/2, 2] in x's dtype on x's device,
- * from the positions (int32 or int64, [T] or [B, T]). */
+/* The (cos, sin) table [table_batch, T, D/2, 2] in x's dtype (float32 for a
+ * 16-bit x) on x's device, from the positions (int32 or int64, [T] or
+ * [B, T]). */
 static tc_status angle_table(const tc_tensor *x, const tc_tensor *positions, int time_dim, double base,
                              tc_tensor **out) {
     int64_t time = x->shape[time_dim], half = x->shape[3] / 2;
@@ -63,7 +69,8 @@ static tc_status angle_table(const tc_tensor *x, const tc_tensor *positions, int
     }
     tc_tensor *host = NULL;
     int64_t shape[4] = {table_batch, time, half, 2};
-    if (status == TC_OK) status = tc_from_data(x->ctx, x->dtype, 4, shape, values, TC_FLOAT64, &host);
+    tc_dtype dtype = tc_dtype_is_16bit(x->dtype) ? TC_FLOAT32 : x->dtype;
+    if (status == TC_OK) status = tc_from_data(x->ctx, dtype, 4, shape, values, TC_FLOAT64, &host);
     if (status == TC_OK) {
         status = tc_to_device(host, x->storage->device, out);
         tc_tensor_release(host);
@@ -95,7 +102,7 @@ static tc_status check_positions(const tc_tensor *x, const tc_tensor *positions,
 tc_status tc_rope(tc_tensor *x, tc_tensor *positions, int time_dim, double base, bool interleaved, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("rope", "x", x));
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !rope_takes_16bit(x)) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_rope(wide, positions, time_dim, base, interleaved, &result);

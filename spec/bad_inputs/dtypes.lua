@@ -149,6 +149,19 @@ return {
   { "layer_norm of float64 x and a float16 weight", function()
     return tc.layer_norm(tc.ones({ 1, 2 }, { dtype = "float64" }), f16({ 1, 1 }))
   end, { "layer_norm", "weight is float16", "x is float64" } },
+  { "rms_norm of bfloat16 x and a bfloat16 weight of the wrong width", function()
+    return tc.rms_norm(bf16({ { 1, 2, 3 } }), bf16({ 1, 1 }))
+  end, { "rms_norm", "weight of shape {2}", "{1, 3}" } },
+  { "layer_norm of float16 x with a negative eps", function() return tc.layer_norm(f16({ { 1, 2 } }), nil, nil, -1) end,
+    { "layer_norm", "eps", "-1" } },
+  { "softmax of bfloat16 over dim 3 of a matrix", function() return bf16({ { 1, 2 } }):softmax(3) end,
+    { "softmax", "dim 3", "{1, 2}" } },
+  { "rope of float16 x with an odd head size", function()
+    return tc.rope(tc.zeros({ 1, 2, 1, 3 }, { dtype = "float16" }), tc.tensor({ 0, 1 }, { dtype = "int64" }))
+  end, { "rope", "even head size", "{1, 2, 1, 3}" } },
+  { "cross_entropy of float16 logits and a target past the classes", function()
+    return tc.cross_entropy(f16({ { 1, 2 } }), tc.tensor({ 2 }, { dtype = "int64" }))
+  end, { "cross_entropy", "target 2", "V = 2" } },
   { "cross_entropy of bfloat16 logits and float16 targets", function()
     return tc.cross_entropy(bf16({ { 1, 2 } }), f16({ 1 }))
   end, { "cross_entropy", "targets", "float16" } },
