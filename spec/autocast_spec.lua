@@ -115,4 +115,15 @@ describe("bfloat16 and float16 weights on the CPU", function()
       assert.is_true(max_difference(out, reference) <= SUM_TOLERANCE * scale(reference), "float16, rows " .. rows)
     end
   end)
+
+  it("under float16 autocast read x rounded to float16 too, a few rows or many", function()
+    tc.manual_seed(9)
+    for _, rows in ipairs({ 1, 4, 5, 40 }) do -- the decoding GEMV gives way to the blocks' GEMMs, which round x
+      local x, w = tc.randn({ rows, 45 }) * 3, tc.randn({ 9, 45 })
+      local out = tc.no_grad(tc.autocast, "float16", function() return tc.linear(x, w:to("float16")) end)
+      local reference = tc.linear(rounded(x, "float16"), rounded(w, "float16"))
+      assert.is_true(max_difference(out, reference) <= SUM_TOLERANCE * scale(reference), "rows " .. rows)
+      assert.is_true(max_difference(out, tc.linear(x, rounded(w, "float16"))) > 0, "x was not rounded, rows " .. rows)
+    end
+  end)
 end)

@@ -378,20 +378,39 @@ static int64_t packed_elements(int64_t count, int64_t rows, int64_t cols) {
 
 /* Float16 values (nearest even; past 65504 +-Inf) held as float32 at a time. */
 #define FLOAT16_ROUNDING_RUN 256
+/* Below this many elements per chunk a second thread does not pay. */
+#define ROUNDING_CHUNK_ELEMENTS ((int64_t)1 << 15)
 
 /* `count` matrices of rows x cols float32 (leading dimension ld, `stride`
- * elements apart) into packed float32 copies of their values rounded to
- * float16 (leading dimension cols, rows * cols apart). */
-static void round_matrices_to_float16(const float *x, int64_t ld, int64_t stride, int64_t count, int64_t rows,
-                                      int64_t cols, float *out, bool vector) {
+ * elements apart) to copy into packed float32 ones of their values rounded
+ * to float16 (leading dimension cols, rows * cols apart). */
+typedef struct float16_rounding {
+    const float *x;
+    int64_t ld, stride, rows, cols;
+    float *out;
+    bool vector;
+} float16_rounding;
+
+/* Rows [begin, end) of all the matrices' rows, counted matrix after matrix. */
+static void round_rows_to_float16(int64_t begin, int64_t end, void *argument) {
+    const float16_rounding *job = argument;
     uint16_t run[FLOAT16_ROUNDING_RUN];
-    for (int64_t i = 0; i < count; i++)
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = 0; j < cols; j += FLOAT16_ROUNDING_RUN) {
-                int64_t length = cols - j < FLOAT16_ROUNDING_RUN ? cols - j : FLOAT16_ROUNDING_RUN;
-                cpu_float_to_half(TC_FLOAT16, x + i * stride + r * ld + j, run, length, vector);
-                cpu_half_to_float(TC_FLOAT16, run, out + (i * rows + r) * cols + j, length, vector);
-            }
+    for (int64_t row = begin; row < end; row++) {
+        const float *x = job->x + row / job->rows * job->stride + row % job->rows * job->ld;
+        float *out = job->out + row * job->cols;
+        for (int64_t j = 0; j < job->cols; j += FLOAT16_ROUNDING_RUN) {
+            int64_t length = job->cols - j < FLOAT16_ROUNDING_RUN ? job->cols - j : FLOAT16_ROUNDING_RUN;
+            cpu_float_to_half(TC_FLOAT16, x + j, run, length, job->vector);
+            cpu_half_to_float(TC_FLOAT16, run, out + j, length, job->vector);
+        }
+    }
+}
+
+static void round_matrices_to_float16(tc_context *ctx, const float *x, int64_t ld, int64_t stride, int64_t count,
+                                      int64_t rows, int64_t cols, float *out) {
+    float16_rounding job = {x, ld, stride, rows, cols, out, cpu_half_vector_available()};
+    int64_t grain = ROUNDING_CHUNK_ELEMENTS / cols;
+    cpu_parallel_for(ctx, count * rows, grain > 0 ? grain : 1, round_rows_to_float16, &job);
 }
 
 /* run_gemm for a float32 job under float16 autocast (ctx->autocast): the
@@ -419,9 +438,8 @@ static tc_status run_gemm_autocast(tc_context *ctx, gemm_job *job, int64_t batch
     float *rounded_a = tc_allocate(ctx, bytes);
     if (!rounded_a) return tc_last_status(ctx);
     float *rounded_b = rounded_a + elements_a;
-    bool vector = cpu_half_vector_available();
-    round_matrices_to_float16(p->a, p->lda, job->stride_a, count_a, rows_a, cols_a, rounded_a, vector);
-    round_matrices_to_float16(p->b, p->ldb, job->stride_b, count_b, rows_b, cols_b, rounded_b, vector);
+    round_matrices_to_float16(ctx, p->a, p->lda, job->stride_a, count_a, rows_a, cols_a, rounded_a);
+    round_matrices_to_float16(ctx, p->b, p->ldb, job->stride_b, count_b, rows_b, cols_b, rounded_b);
     gemm_job rounded = *job;
     rounded.whole.a = rounded_a;
     rounded.whole.b = rounded_b;
