@@ -171,7 +171,8 @@ end)
 
 describe_cuda("autocast and 16-bit products on the cuda device (thread order " .. order .. ")", function()
   -- spec/autocast_spec.lua's checks on the device: float32 products under
-  -- autocast round both operands to bf16 copies and take cuBLAS's bf16 GEMM
+  -- autocast round both operands to bf16 (or float16) copies and take
+  -- cuBLAS's bf16 (float16) GEMM
   -- (tensor cores on a GPU) with float32 sums; 16-bit operands go to it as
   -- they are. Both against the CPU's results on the same values.
   local autocast_cases = require("helpers.autocast_cases")
