@@ -336,7 +336,9 @@ describe("scripts", function()
       assert.is_true(losses[12] < losses[3], "not learning")
       local saved = tc.checkpoint.load(dir .. "/checkpoint.safetensors").extra.grad_scaler
       assert.are.equal(scales[12], saved.scale)
-      assert.are.equal(12 - skipped, saved._growth_tracker) -- clean steps since the last skip, at least
+      -- the clean steps since the last skip
+      local tracker = saved._growth_tracker
+      assert.is_true(tracker >= 1 and tracker <= 12 - skipped, tostring(tracker))
       -- the resumed run goes on from the saved scale (a fresh scaler would start at 65536)
       code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 15 --resume %s --log-every 3 "
         .. "--out %s"):format(tiny, shell_quote(dir)))
