@@ -9,9 +9,12 @@
 -- does) against the same product reading a bf16 copy of the weight (what a
 -- per-step cache of bf16 weights would give, the copy made beforehand and
 -- not timed), alternated, median. Writes bench/results/autocast.md with
--- --write.
+-- --write. --dtype float16 times the steps under tc.autocast("float16")
+-- instead (float16-rounded float32 copies of both operands for the float32
+-- GEMM on the CPU), without the weight rows and without --write.
 --
---   lua5.4 bench/autocast_bench.lua [--configs B,C] [--steps 5] [--warmup 1] [--threads 1] [--write]
+--   lua5.4 bench/autocast_bench.lua [--configs B,C] [--steps 5] [--warmup 1] [--threads 1] [--dtype bfloat16]
+--     [--write]
 --
 -- Run from the repository root; the build is found through $TRICYCLE_BUILD.
 -- TRICYCLE_BGEMM=avx512|fallback caps the bf16 GEMM's path (cpu_bgemm.h).
@@ -27,9 +30,15 @@ local program = common.program({
     { name = "warmup", type = "integer", default = 1, help = "untimed steps of each kind first" },
     { name = "threads", type = "integer", default = 1, help = "engine threads" },
     { name = "write", type = "flag", default = false, help = "write bench/results/autocast.md" },
+    { name = "dtype", default = "bfloat16", help = "the autocast dtype: bfloat16 or float16" },
   },
 })
 local options = program:parse(arg)
+if options.dtype ~= "bfloat16" and options.dtype ~= "float16" then
+  program:fail_usage("--dtype must be bfloat16 or float16, got " .. options.dtype)
+elseif options.write and options.dtype ~= "bfloat16" then
+  program:fail_usage("--write is for --dtype bfloat16 (bench/results/autocast.md)")
+end
 if options.steps < 1 or options.warmup < 0 or options.threads < 1 then
   program:fail_usage("--steps and --threads must be positive, --warmup at least 0")
 end
@@ -70,17 +79,18 @@ local function measure(name)
     optimizer:step()
     return clock() - started, loss:item()
   end
-  local times = { float32 = {}, bfloat16 = {} }
+  local times = { float32 = {}, [options.dtype] = {} }
   local losses = {}
   for round = 1, options.warmup + options.steps do
-    local order = round % 2 == 1 and { "float32", "bfloat16" } or { "bfloat16", "float32" }
+    local order = round % 2 == 1 and { "float32", options.dtype } or { options.dtype, "float32" }
     for _, dtype in ipairs(order) do
       local seconds, loss = step(dtype)
       losses[dtype] = loss
       if round > options.warmup then table.insert(times[dtype], seconds * 1e3) end
     end
   end
-  local f32, bf16 = common.median(times.float32), common.median(times.bfloat16)
+  -- bf16: the autocast dtype's median, whichever it is
+  local f32, bf16 = common.median(times.float32), common.median(times[options.dtype])
   return { config = name, cfg = cfg, f32 = f32, bf16 = bf16, ratio = f32 / bf16, times = times, losses = losses }
 end
 
@@ -141,28 +151,28 @@ for name in options.configs:gmatch("[^,]+") do
   local r = measure(name)
   local line = ("| %s (%d layers, %d wide, %d x %d tokens) | %.0f | %.0f | %.2fx | %s / %s |"):format(r.config,
     r.cfg.n_layer, r.cfg.n_embd, r.cfg.batch, r.cfg.ctx, r.f32, r.bf16, r.ratio, list(r.times.float32),
-    list(r.times.bfloat16))
+    list(r.times[options.dtype]))
   print(line)
   io.stdout:flush()
   rows[#rows + 1] = line
 end
 
 local header = ("A GPT training step (zero_grad, forward, cross-entropy, backward, AdamW) with the forward under "
-  .. "tc.autocast(\"bfloat16\") against the same step in float32, %d thread(s), %d timed steps of each kind after "
+  .. "tc.autocast(\"%s\") against the same step in float32, %d thread(s), %d timed steps of each kind after "
   .. "%d untimed, alternating step by step in one process; median milliseconds. CPU flags: %s; bf16 GEMM path: %s.")
-  :format(options.threads, options.steps, options.warmup, cpu_flags(), tc.bgemm_path())
+  :format(options.dtype, options.threads, options.steps, options.warmup, cpu_flags(), tc.bgemm_path())
 local text = table.concat({
   "| config | float32 ms | autocast ms | float32 / autocast | all steps, float32 / autocast |",
   "| --- | ---: | ---: | ---: | --- |",
   table.concat(rows, "\n") }, "\n")
-local weights = weight_rows()
+local weights = options.dtype == "bfloat16" and weight_rows() or {}
 local weight_text = table.concat({
   "| linear | rows x in x out | float32 weight, rounded while packed, ms | bf16 copy, ms | packed / copy |",
   "| --- | --- | ---: | ---: | ---: |",
   table.concat(weights, "\n") }, "\n")
 print(header)
 print(text)
-print(weight_text)
+if #weights > 0 then print(weight_text) end
 if options.write then
   tc.io.write_file("bench/results/autocast.md", table.concat({
     "# Autocast (bf16 products, float32 master weights) against float32\n\n", os.date("!%Y-%m-%d %H:%M UTC"),

@@ -7,11 +7,13 @@
  * 16-bit operands (gemm_16bit) go to cuBLAS as they are, CUDA_R_16BF or
  * CUDA_R_16F with CUBLAS_COMPUTE_32F: tensor cores on sm_80 and later,
  * exact products summed in float32, C float32 or rounded once to the
- * operands' dtype by cuBLAS. Under autocast (ctx->autocast_bf16) a float32
- * product rounds both operands to bf16 first, one conversion kernel each
- * into scratch (half.h's rounding, the CPU's bits), then takes the same
- * bf16 GEMM with a float32 C: what cpu_bgemm computes, up to the order of
- * the sums. The copies' rows are padded to 8 elements (16 bytes), so their
+ * operands' dtype by cuBLAS. Under autocast (ctx->autocast: bf16 or
+ * float16) a float32 product rounds both operands to the autocast dtype
+ * first, one conversion kernel each into scratch (half.h's rounding, the
+ * CPU's bits; float16 past 65504 is +-Inf), then takes the same 16-bit GEMM
+ * (CUDA_R_16BF or CUDA_R_16F, CUBLAS_COMPUTE_32F) with a float32 C: what
+ * the CPU computes under that autocast, up to the order of the sums. The
+ * copies' rows are padded to 8 elements (16 bytes), so their
  * leading dimensions and the scratch's 256-byte alignment fit the tensor
  * cores' fastest kernels whatever the shapes; a 16-bit tensor read in place
  * may have any leading dimension and 2-byte alignment, which cuBLAS accepts
@@ -69,57 +71,63 @@ static tc_status cublas_product(tc_context *ctx, cudaDataType ab_type, cudaDataT
 }
 
 /* `count` row-major float32 matrices of rows x cols (leading dimension ld,
- * `stride` apart) rounded to bf16 into packed ones (leading dimension
- * out_ld, rows * out_ld apart); the padding columns are not written. */
-__global__ void round_to_bfloat16_kernel(const float *x, int64_t ld, int64_t stride, int64_t rows, int64_t cols,
-                                         int64_t count, uint16_t *out, int64_t out_ld) {
+ * `stride` apart) rounded to bf16 (float16 when `float16`) into packed ones
+ * (leading dimension out_ld, rows * out_ld apart); the padding columns are
+ * not written. */
+__global__ void round_to_16bit_kernel(const float *x, int64_t ld, int64_t stride, int64_t rows, int64_t cols,
+                                      int64_t count, bool float16, uint16_t *out, int64_t out_ld) {
     int64_t per_matrix = rows * cols, total = count * per_matrix;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t matrix = i / per_matrix, rest = i - matrix * per_matrix;
         int64_t row = rest / cols, column = rest - row * cols;
-        out[(matrix * rows + row) * out_ld + column] = tc_float_to_bfloat16(x[matrix * stride + row * ld + column]);
+        float value = x[matrix * stride + row * ld + column];
+        out[(matrix * rows + row) * out_ld + column] =
+            float16 ? tc_float_to_float16(value) : tc_float_to_bfloat16(value);
     }
 }
 
-/* A float32 operand's bf16 copy in scratch: its matrices as gemm reads them
- * (rows x cols stored, each; none empty), one copy when the batch shares
- * one (stride 0). */
-typedef struct bfloat16_operand {
+/* A float32 operand's 16-bit copy in scratch: its matrices as gemm reads
+ * them (rows x cols stored, each; none empty), one copy when the batch
+ * shares one (stride 0). */
+typedef struct rounded_operand {
     uint16_t *data;
     size_t bytes;
     int64_t ld, stride;
-} bfloat16_operand;
+} rounded_operand;
 
-static tc_status round_operand(tc_context *ctx, const void *x, int64_t ld, int64_t stride, int64_t rows,
-                               int64_t cols, int64_t batch, bfloat16_operand *out) {
+static tc_status round_operand(tc_context *ctx, tc_dtype dtype, const void *x, int64_t ld, int64_t stride,
+                               int64_t rows, int64_t cols, int64_t batch, rounded_operand *out) {
     int64_t count = stride ? batch : 1, elements = 0;
     out->ld = (cols + 7) / 8 * 8;
     out->stride = stride ? rows * out->ld : 0;
     if (__builtin_mul_overflow(count, rows, &elements) || __builtin_mul_overflow(elements, out->ld, &elements) ||
         elements > (int64_t)(SIZE_MAX / sizeof(uint16_t)))
-        return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: autocast's bf16 copy of %lld matrices of %lld x %lld overflows",
-                       (long long)count, (long long)rows, (long long)cols);
+        return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: autocast's %s copy of %lld matrices of %lld x %lld overflows",
+                       tc_dtype_name(dtype), (long long)count, (long long)rows, (long long)cols);
     out->bytes = (size_t)elements * sizeof(uint16_t);
     out->data = static_cast<uint16_t *>(cuda_scratch_allocate(ctx, out->bytes));
     if (!out->data) return TC_ERROR_MEMORY;
-    TC_LAUNCH(round_to_bfloat16_kernel, cuda_blocks_for(count * rows * cols), CUDA_BLOCK, 0, cuda_stream_of(ctx),
-              static_cast<const float *>(x), ld, stride, rows, cols, count, out->data, out->ld);
+    TC_LAUNCH(round_to_16bit_kernel, cuda_blocks_for(count * rows * cols), CUDA_BLOCK, 0, cuda_stream_of(ctx),
+              static_cast<const float *>(x), ld, stride, rows, cols, count, dtype == TC_FLOAT16, out->data, out->ld);
     return cuda_check_launch(ctx, "matmul");
 }
 
-/* A float32 product under autocast: both operands rounded to bf16 copies,
- * then the bf16 GEMM into float32 c. */
-static tc_status autocast_gemm(tc_context *ctx, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
-                               float alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb,
-                               int64_t stride_b, float beta, void *c, int64_t ldc, int64_t stride_c, int64_t batch) {
-    bfloat16_operand left = {NULL, 0, 0, 0}, right = {NULL, 0, 0, 0};
-    tc_status status = round_operand(ctx, a, lda, stride_a, transpose_a ? k : m, transpose_a ? m : k, batch, &left);
+/* A float32 product under autocast: both operands rounded to copies of the
+ * autocast dtype (TC_BFLOAT16 or TC_FLOAT16), then that 16-bit GEMM into
+ * float32 c. */
+static tc_status autocast_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m,
+                               int64_t n, int64_t k, float alpha, const void *a, int64_t lda, int64_t stride_a,
+                               const void *b, int64_t ldb, int64_t stride_b, float beta, void *c, int64_t ldc,
+                               int64_t stride_c, int64_t batch) {
+    rounded_operand left = {NULL, 0, 0, 0}, right = {NULL, 0, 0, 0};
+    tc_status status =
+        round_operand(ctx, dtype, a, lda, stride_a, transpose_a ? k : m, transpose_a ? m : k, batch, &left);
     if (status == TC_OK)
-        status = round_operand(ctx, b, ldb, stride_b, transpose_b ? n : k, transpose_b ? k : n, batch, &right);
+        status = round_operand(ctx, dtype, b, ldb, stride_b, transpose_b ? n : k, transpose_b ? k : n, batch, &right);
     if (status == TC_OK)
-        status = cublas_product(ctx, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, &alpha, &beta, transpose_a,
-                                transpose_b, m, n, k, left.data, left.ld, left.stride, right.data, right.ld,
-                                right.stride, c, ldc, stride_c, batch);
+        status = cublas_product(ctx, dtype == TC_FLOAT16 ? CUDA_R_16F : CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F,
+                                &alpha, &beta, transpose_a, transpose_b, m, n, k, left.data, left.ld, left.stride,
+                                right.data, right.ld, right.stride, c, ldc, stride_c, batch);
     /* the stream orders the GEMM before any later use of the blocks */
     if (left.data) cuda_scratch_release(ctx, left.data, left.bytes);
     if (right.data) cuda_scratch_release(ctx, right.data, right.bytes);
@@ -135,9 +143,9 @@ extern "C" tc_status cuda_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "matmul: a dimension exceeds cuBLAS's 32-bit limit");
     if (m == 0 || n == 0 || batch == 0) return TC_OK;
     float alpha32 = (float)alpha, beta32 = (float)beta;
-    if (dtype == TC_FLOAT32 && ctx->autocast_bf16 && k > 0)
-        return autocast_gemm(ctx, transpose_a, transpose_b, m, n, k, alpha32, a, lda, stride_a, b, ldb, stride_b,
-                             beta32, c, ldc, stride_c, batch);
+    if (dtype == TC_FLOAT32 && ctx->autocast != TC_FLOAT32 && k > 0)
+        return autocast_gemm(ctx, ctx->autocast, transpose_a, transpose_b, m, n, k, alpha32, a, lda, stride_a, b, ldb,
+                             stride_b, beta32, c, ldc, stride_c, batch);
     if (dtype == TC_FLOAT32)
         return cublas_product(ctx, CUDA_R_32F, CUDA_R_32F,
                               cuda_state_of(ctx)->allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,

@@ -5,6 +5,7 @@
 --   lua scripts/train_shakespeare.lua --arch llama        -- Llama blocks (nn.Llama) of the preset's size
 --   lua scripts/train_shakespeare.lua --resume            -- goes on from out/shakespeare/checkpoint.safetensors
 --   lua scripts/train_shakespeare.lua --dtype bfloat16    -- bf16 matrix products, float32 master weights
+--   lua scripts/train_shakespeare.lua --dtype float16     -- float16 matrix products, dynamic loss scaling
 --
 -- --steps is the total number of optimiser steps of the run, counted from
 -- its start: --resume --steps 3000 after 2000 steps trains 1000 more. The
@@ -20,7 +21,13 @@
 -- validation) under tc.autocast("bfloat16"): matrix products, and their
 -- backward, read bf16-rounded operands and sum in float32, while the
 -- weights, AdamW's state and every other op stay float32 (the CPU's bf16
--- GEMM, or cuBLAS's on CUDA).
+-- GEMM, or cuBLAS's on CUDA). --dtype float16 does the same under
+-- tc.autocast("float16") (for GPUs without bf16) with a tc.amp.GradScaler:
+-- the loss is scaled before backward, the gradients unscaled before
+-- clipping, and a step whose gradients overflowed float16 is skipped while
+-- the scale backs off (the metrics lines count the skipped steps and give
+-- the scale; the checkpoint keeps the scaler's state, so --resume goes on
+-- exactly).
 -- Validation loss is reported in nats per token and in bits per
 -- character, which compares across tokenizers.
 --
@@ -80,7 +87,10 @@ local OPTIONS = {
     help = "starting values (default: gpu when a GPU is found, else cpu)" },
   { name = "device", type = "choice", choices = { "auto", "cpu", "cuda" }, help = "where to train (default auto)" },
   { name = "dtype", type = "choice", choices = { "float32", "bfloat16", "float16" },
-    help = "precision of the matrix products: float32, or bfloat16 (autocast, float32 master weights)" },
+    help = "precision of the matrix products: float32, or bfloat16 or float16 (autocast, float32 master weights; "
+      .. "float16 with dynamic loss scaling)" },
+  { name = "init_loss_scale", type = "number",
+    help = "--dtype float16's first loss scale (default 65536; a resumed run keeps the checkpoint's)" },
   { name = "seed", type = "integer", help = "seed for initialisation, dropout and batches (default 1337)" },
   { name = "out", metavar = "DIR", help = "output folder (default out/shakespeare)" },
   { name = "resume", type = "flag", help = "go on from DIR/checkpoint.safetensors" },
@@ -187,8 +197,13 @@ end
 if config.tokenizer == "bpe" and config.vocab_size < 256 then
   program:fail_usage("--vocab-size must be at least 256 for the BPE tokenizer")
 end
-if config.dtype == "float16" then
-  program:fail_usage("--dtype float16 needs loss scaling, which this script does not do; use bfloat16")
+if values.init_loss_scale ~= nil then
+  local scale = values.init_loss_scale
+  if config.dtype ~= "float16" then
+    program:fail_usage("--init-loss-scale is for --dtype float16 only")
+  elseif not (scale > 0 and scale < math.huge) then
+    program:fail_usage(("--init-loss-scale must be a finite number > 0, got %s"):format(tostring(scale)))
+  end
 end
 if values.threads and tc.set_num_threads then
   tc.set_num_threads(values.threads)
@@ -298,6 +313,11 @@ if device ~= "cpu" then
 end
 -- several ranks (or ZeRO-1 on one): rank 0's weights everywhere, gradients averaged over the ranks
 local zero = values.zero or false
+if zero and config.dtype == "float16" then
+  -- ZeRO-1 leaves .grad empty (each rank holds its slice): the scaler could not unscale or check them
+  program:fail_usage("--zero with --dtype float16 is not supported (the loss scaler needs whole gradients); "
+    .. "use --dtype bfloat16 or leave out --zero")
+end
 local ddp = (world > 1 or zero) and tc.nn.DistributedDataParallel(model) or nil
 local optimizer = tc.optim.AdamW(tc.optim.gpt_param_groups(model, config.weight_decay), {
   lr = config.lr, betas = { config.beta1, config.beta2 }, weight_decay = config.weight_decay,
@@ -310,6 +330,10 @@ local warmup = values.warmup and math.min(values.warmup, config.steps)
 local scheduler = tc.optim.cosine_schedule({
   max_lr = config.lr, min_lr = config.min_lr, warmup = warmup, total = config.steps,
 })
+
+-- float16's loss scaling (disabled, it passes everything through, otherwise)
+local scaler = tc.amp.GradScaler({ enabled = config.dtype == "float16", init_scale = values.init_loss_scale })
+local skipped_steps = 0 -- steps since the last metrics line whose float16 gradients overflowed
 
 local start_step = 0
 -- what the runs before a --resume left: their training time, and the losses
@@ -336,6 +360,10 @@ if resumed then
   local extra = resumed.extra or {}
   if extra.dataset then
     dataset:set_state(extra.dataset)
+  end
+  -- a run that switches to float16 starts a fresh scaler
+  if scaler:is_enabled() and type(extra.grad_scaler) == "table" and next(extra.grad_scaler) ~= nil then
+    scaler:load_state_dict(extra.grad_scaler)
   end
   if type(extra.train_seconds) == "number" and extra.train_seconds >= 0 then
     earlier_seconds = extra.train_seconds
@@ -375,10 +403,10 @@ local function to_device(t)
   return t
 end
 
---- fn's results, run under autocast when --dtype is bfloat16.
+--- fn's results, run under autocast when --dtype is bfloat16 or float16.
 local function in_precision(fn)
-  if config.dtype == "bfloat16" then
-    return tc.autocast("bfloat16", fn)
+  if config.dtype ~= "float32" then
+    return tc.autocast(config.dtype, fn)
   end
   return fn()
 end
@@ -418,7 +446,8 @@ local function save_checkpoint(step)
   tc.checkpoint.save(checkpoint_path, {
     model = model, optimizer = optimizer_state, scheduler = scheduler:state_dict(), step = step,
     config = config, tokenizer = tok:serialize(), extra = { dataset = dataset:state(), world_size = world,
-      train_seconds = train_seconds(), loss_window = { sum = loss_sum, count = loss_count } },
+      train_seconds = train_seconds(), loss_window = { sum = loss_sum, count = loss_count },
+      grad_scaler = scaler:is_enabled() and scaler:state_dict() or nil },
   })
 end
 
@@ -458,15 +487,21 @@ local function train_step()
   -- the backward of what autocast recorded runs in its precision too
   local _, loss = in_precision(function() return (ddp or model)(to_device(x), { targets = to_device(y) }) end)
   optimizer:zero_grad()
-  loss:backward()
+  scaler:scale(loss):backward()
   if config.grad_clip > 0 then
+    scaler:unscale_(optimizer) -- clip the true gradients (a no-op without float16)
     if ddp then
       ddp:clip_grad_norm(config.grad_clip)
     else
       tc.nn.clip_grad_norm(model:parameters(), config.grad_clip)
     end
   end
-  optimizer:step()
+  local scale = scaler:get_scale()
+  scaler:step(optimizer) -- skipped when a gradient is Inf or NaN
+  scaler:update()
+  if scaler:get_scale() < scale then
+    skipped_steps = skipped_steps + 1
+  end
   step = step + 1
   scheduler.step = step
   local value = loss:item()
@@ -479,8 +514,16 @@ local function train_step()
   local eta = (config.steps - step) * tokens_per_step / rate
   progress:update(step, { loss = value, lr = lr, tokens_per_second = rate, eta = eta })
   if is_main and (step % config.log_every == 0 or step == config.steps) then
-    cli.append_jsonl(metrics_path, { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate })
-    loss_sum, loss_count = 0, 0
+    local record = { step = step, loss = loss_sum / loss_count, lr = lr, tokens_per_second = rate }
+    if scaler:is_enabled() then
+      record.skipped_steps, record.loss_scale = skipped_steps, scaler:get_scale()
+      if skipped_steps > 0 then
+        progress:print(("step %d: %d step%s skipped (float16 gradients overflowed); loss scale now %g")
+          :format(step, skipped_steps, skipped_steps == 1 and "" or "s", scaler:get_scale()))
+      end
+    end
+    cli.append_jsonl(metrics_path, record)
+    loss_sum, loss_count, skipped_steps = 0, 0, 0
   end
   if is_main and config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps then
     log_eval()

@@ -1,5 +1,6 @@
--- tc.autocast("bfloat16") on the CPU: matrix products read bf16-rounded operands and sum in float32 (cpu_bgemm),
--- forward and backward; everything else stays float32. The checks that hold on every device are
+-- tc.autocast("bfloat16") and tc.autocast("float16") on the CPU: matrix products read operands rounded to the dtype
+-- and sum in float32 (bf16: cpu_bgemm; float16: the float32 GEMM on rounded copies), forward and backward; everything
+-- else stays float32. The checks that hold on every device are
 -- spec/helpers/autocast_cases.lua's (spec/cuda_emulation_spec.lua runs them on the cuda device); here besides: the
 -- Lua forms (results, errors, the guard), each bf16 GEMM path, and no bf16 copy of a weight.
 local tc = require("tricycle")
@@ -20,6 +21,16 @@ describe("tc.autocast", function()
     assert.are.equal("float32", tc.autocast_dtype())
     ok = pcall(tc.autocast, "bfloat16", function() return tc.linear(tc.randn({2, 3}), tc.randn({4, 5})) end)
     assert.is_false(ok)
+    assert.are.equal("float32", tc.autocast_dtype())
+  end)
+
+  it("takes the dtype aliases tc.tensor takes (half, bf16) and reports the dtype's name", function()
+    assert.are.equal("float16", tc.autocast("half", tc.autocast_dtype))
+    assert.are.equal("bfloat16", tc.autocast("bf16", tc.autocast_dtype))
+    assert.are.equal("float32", tc.autocast("float16", function() return tc.autocast("float", tc.autocast_dtype) end))
+    local guard = tc.autocast("float16")
+    assert.are.equal("float16", tc.autocast_dtype())
+    guard:close()
     assert.are.equal("float32", tc.autocast_dtype())
   end)
 
@@ -113,6 +124,17 @@ describe("bfloat16 and float16 weights on the CPU", function()
       local out = tc.no_grad(function() return tc.linear(x, w:to("float16")) end)
       local reference = tc.linear(x, w:to("float16"):to("float32"))
       assert.is_true(max_difference(out, reference) <= SUM_TOLERANCE * scale(reference), "float16, rows " .. rows)
+    end
+  end)
+
+  it("under float16 autocast read x rounded to float16 too, a few rows or many", function()
+    tc.manual_seed(9)
+    for _, rows in ipairs({ 1, 4, 5, 40 }) do -- the decoding GEMV gives way to the blocks' GEMMs, which round x
+      local x, w = tc.randn({ rows, 45 }) * 3, tc.randn({ 9, 45 })
+      local out = tc.no_grad(tc.autocast, "float16", function() return tc.linear(x, w:to("float16")) end)
+      local reference = tc.linear(rounded(x, "float16"), rounded(w, "float16"))
+      assert.is_true(max_difference(out, reference) <= SUM_TOLERANCE * scale(reference), "rows " .. rows)
+      assert.is_true(max_difference(out, tc.linear(x, rounded(w, "float16"))) > 0, "x was not rounded, rows " .. rows)
     end
   end)
 end)

@@ -99,27 +99,27 @@ describe_cuda("16-bit conversions on the cuda device (thread order " .. order ..
   end
 
   for _, dtype in ipairs({ "bfloat16", "float16" }) do
-    it("widens every " .. dtype .. " pattern and rounds every midpoint between them as the CPU does", function()
-      local patterns = every_pattern(dtype)
-      local wide = patterns:float()
-      same_bytes(wide, patterns:cuda():float(), "widened")
-      same_bytes(patterns:to("float64"):to(dtype), patterns:cuda():to("float64"):to(dtype), "through float64")
-      -- midpoints between neighbours (ties, rounded to even) and points a
-      -- quarter of the way (rounded down or up), from float32 and float64
-      local low, high = wide:narrow(1, 1, 65535):double(), wide:narrow(1, 2, 65535):double()
-      for _, t in ipairs({ 0.5, 0.25, 0.75 }) do
-        local between = low + (high - low) * t
-        for _, source in ipairs({ between:float(), between }) do
-          local label = ("%s from %s, fraction %g"):format(dtype, source.dtype, t)
-          same_bytes(source:to(dtype), source:cuda():to(dtype), label)
+      it("widens every " .. dtype .. " pattern and rounds every midpoint between them as the CPU does", function()
+        local patterns = every_pattern(dtype)
+        local wide = patterns:float()
+        same_bytes(wide, patterns:cuda():float(), "widened")
+        same_bytes(patterns:to("float64"):to(dtype), patterns:cuda():to("float64"):to(dtype), "through float64")
+        -- midpoints between neighbours (ties, rounded to even) and points a
+        -- quarter of the way (rounded down or up), from float32 and float64
+        local low, high = wide:narrow(1, 1, 65535):double(), wide:narrow(1, 2, 65535):double()
+        for _, t in ipairs({ 0.5, 0.25, 0.75 }) do
+          local between = low + (high - low) * t
+          for _, source in ipairs({ between:float(), between }) do
+            local label = ("%s from %s, fraction %g"):format(dtype, source.dtype, t)
+            same_bytes(source:to(dtype), source:cuda():to(dtype), label)
+          end
         end
-      end
-      local integers = tc.tensor({ 16777216 + 65536 + 1, -3, 70000, 65519, 65520 }, { dtype = "int64" })
-      same_bytes(integers:to(dtype), integers:cuda():to(dtype), "from int64")
-      assert.are.same(patterns:to("int32"):totable(), patterns:cuda():to("int32"):cpu():totable())
-      assert.are.same(patterns:to("uint8"):totable(), patterns:cuda():to("uint8"):cpu():totable())
-      assert.are.same(patterns:to("bool"):totable(), patterns:cuda():to("bool"):cpu():totable())
-    end)
+        local integers = tc.tensor({ 16777216 + 65536 + 1, -3, 70000, 65519, 65520 }, { dtype = "int64" })
+        same_bytes(integers:to(dtype), integers:cuda():to(dtype), "from int64")
+        assert.are.same(patterns:to("int32"):totable(), patterns:cuda():to("int32"):cpu():totable())
+        assert.are.same(patterns:to("uint8"):totable(), patterns:cuda():to("uint8"):cpu():totable())
+        assert.are.same(patterns:to("bool"):totable(), patterns:cuda():to("bool"):cpu():totable())
+      end)
   end
 
   it("fills, copies into views and converts between the two 16-bit dtypes as the CPU does", function()
@@ -171,7 +171,8 @@ end)
 
 describe_cuda("autocast and 16-bit products on the cuda device (thread order " .. order .. ")", function()
   -- spec/autocast_spec.lua's checks on the device: float32 products under
-  -- autocast round both operands to bf16 copies and take cuBLAS's bf16 GEMM
+  -- autocast round both operands to bf16 (or float16) copies and take
+  -- cuBLAS's bf16 (float16) GEMM
   -- (tensor cores on a GPU) with float32 sums; 16-bit operands go to it as
   -- they are. Both against the CPU's results on the same values.
   local autocast_cases = require("helpers.autocast_cases")
@@ -189,7 +190,8 @@ describe_cuda("autocast and 16-bit products on the cuda device (thread order " .
     end
   end
 
-  it("trains a small MLP under autocast as the CPU does (forward, gradients, steps)", function()
+  for _, dtype in ipairs({ "bfloat16", "float16" }) do
+  it("trains a small MLP under " .. dtype .. " autocast as the CPU does (forward, gradients, steps)", function()
     local function run(device)
       tc.manual_seed(17)
       local w1, b1 = (tc.randn({ 48, 20 }) * 0.2):to(device), tc.randn({ 48 }):to(device)
@@ -201,7 +203,7 @@ describe_cuda("autocast and 16-bit products on the cuda device (thread order " .
       local results = {}
       for step = 1, 3 do
         opt:zero_grad()
-        local loss = tc.autocast("bfloat16", function()
+        local loss = tc.autocast(dtype, function()
           local h = tc.linear_gelu(x, w1, b1)
           local scores = tc.einsum("ij,kj->ik", h, w2)
           return ((scores - y) ^ 2):mean()
@@ -216,8 +218,9 @@ describe_cuda("autocast and 16-bit products on the cuda device (thread order " .
       for _, p in ipairs(parameters) do results[#results + 1] = p:detach() end
       return results
     end
-    agree(run("cpu"), run("cuda"), 1e-4, "autocast MLP")
+    agree(run("cpu"), run("cuda"), 1e-4, dtype .. " autocast MLP")
   end)
+  end
 
   it("runs 16-bit matmul, einsum and linear as the CPU's 16-bit path does, forward and gradients", function()
     for _, dtype in ipairs({ "bfloat16", "float16" }) do

@@ -315,6 +315,45 @@ describe("scripts", function()
       end
     end)
 
+    training_it("--dtype float16 trains under float16 autocast with loss scaling, skips overflowing steps, resumes "
+      .. "with the scaler's state", function()
+      local dir = out_dir .. "-float16"
+      local tc = require("tricycle")
+      -- 3e6 overflows float16 in the first backwards: those steps are skipped and the scale halves
+      local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 12 %s --log-every 3 "
+        .. "--dtype float16 --init-loss-scale 3e6 --out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(0, code, err)
+      assert.truthy(out:find("skipped (float16 gradients overflowed)", 1, true), out)
+      local skipped, scales, losses = 0, {}, {}
+      for _, r in ipairs(cli.read_jsonl(dir .. "/metrics.jsonl")) do
+        if r.loss then
+          assert.is_true(r.loss > 0 and r.loss < 10, tostring(r.loss))
+          skipped, scales[r.step], losses[r.step] = skipped + r.skipped_steps, r.loss_scale, r.loss
+        end
+      end
+      assert.is_true(skipped > 0 and skipped < 12, "skipped " .. skipped)
+      assert.are.equal(3e6 / 2 ^ skipped, scales[12])
+      assert.is_true(losses[12] < losses[3], "not learning")
+      local saved = tc.checkpoint.load(dir .. "/checkpoint.safetensors").extra.grad_scaler
+      assert.are.equal(scales[12], saved.scale)
+      -- the clean steps since the last skip
+      local tracker = saved._growth_tracker
+      assert.is_true(tracker >= 1 and tracker <= 12 - skipped, tostring(tracker))
+      -- the resumed run goes on from the saved scale (a fresh scaler would start at 65536)
+      code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 15 --resume %s --log-every 3 "
+        .. "--out %s"):format(tiny, shell_quote(dir)))
+      assert.are.equal(0, code, err)
+      local resumed = tc.checkpoint.load(dir .. "/checkpoint.safetensors").extra.grad_scaler
+      local halvings = math.log(3e6 / resumed.scale) / math.log(2)
+      assert.is_true(halvings >= skipped and halvings == math.floor(halvings), tostring(resumed.scale))
+      -- without float16 there is no scaler in the checkpoint, and --init-loss-scale is refused
+      code, _, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 1 %s --init-loss-scale 8 --out %s")
+        :format(tiny, shell_quote(dir .. "-refused")))
+      assert.are.equal(2, code)
+      assert.truthy(err:find("--init-loss-scale is for --dtype float16 only", 1, true), err)
+      os.execute("rm -rf " .. shell_quote(dir))
+    end)
+
     training_it("--arch llama trains Llama blocks with grouped queries, and generate.lua samples them", function()
       local dir = out_dir .. "-llama"
       local code, out, err = run((lua_command .. " scripts/train_shakespeare.lua --steps 10 %s --arch llama "

@@ -231,7 +231,7 @@ tc_status tc_record(const tc_op *op, int n, tc_tensor *const *inputs, tc_tensor 
     node->refcount = 1;
     node->op = op;
     node->ctx = ctx;
-    node->autocast = ctx->autocast_bf16;
+    node->autocast = ctx->autocast;
     node->n_inputs = n;
     for (int i = 0; i < n; i++) {
         node->inputs[i] = inputs[i];
@@ -547,10 +547,10 @@ static tc_status run_node(tc_node *node, bool retain_graph, grad_capture *captur
             return TC_ERROR_MEMORY;
         }
     }
-    bool autocast = ctx->autocast_bf16; /* the node's products in the precision its forward had */
-    ctx->autocast_bf16 = node->autocast;
+    tc_dtype autocast = ctx->autocast; /* the node's products in the precision its forward had */
+    ctx->autocast = node->autocast;
     tc_status status = node->op->backward(node, grad, grad_inputs);
-    ctx->autocast_bf16 = autocast;
+    ctx->autocast = autocast;
     tc_tensor_release(grad);
     for (int i = 0; i < node->n_inputs; i++) {
         tc_tensor *input = node->inputs[i];

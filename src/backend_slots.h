@@ -56,8 +56,8 @@
       (tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out))                          \
     /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given                                              \
      * element strides between batches; alpha/beta as in BLAS. float32 under                                         \
-     * autocast (ctx->autocast_bf16) reads both operands rounded to bf16 and                                         \
-     * sums in float32; gemm_bias and gemv likewise. */                                                              \
+     * autocast (ctx->autocast) reads both operands rounded to its dtype and                                         \
+     * sums in float32 (products exact); gemm_bias and gemv likewise. */                                             \
     X(gemm, REQUIRED, tc_status,                                                                                     \
       (tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,         \
        double alpha, const void *a, int64_t lda, int64_t stride_a, const void *b, int64_t ldb, int64_t stride_b,     \

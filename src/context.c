@@ -188,13 +188,10 @@ void tc_set_grad_enabled(tc_context *ctx, bool enabled) {
 bool tc_is_grad_enabled(const tc_context *ctx) { return ctx->grad_disabled_depth == 0; }
 
 tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype) {
-    if (dtype == TC_FLOAT16)
-        return tc_fail(ctx, TC_ERROR_DTYPE,
-                       "autocast: float16 is not available (it needs loss scaling); use bfloat16 or float32");
-    if (dtype != TC_BFLOAT16 && dtype != TC_FLOAT32)
-        return tc_fail(ctx, TC_ERROR_DTYPE, "autocast: dtype must be bfloat16 or float32 (off), got %s",
+    if (dtype != TC_BFLOAT16 && dtype != TC_FLOAT16 && dtype != TC_FLOAT32)
+        return tc_fail(ctx, TC_ERROR_DTYPE, "autocast: dtype must be bfloat16, float16 or float32 (off), got %s",
                        tc_dtype_name(dtype));
-    ctx->autocast_bf16 = dtype == TC_BFLOAT16;
+    ctx->autocast = dtype;
     return TC_OK;
 }
 
@@ -213,7 +210,7 @@ tc_status tc_set_bgemm_path(tc_context *ctx, const char *name) {
 
 const char *tc_bgemm_path(const tc_context *ctx) { return BGEMM_PATH_NAMES[ctx->bgemm_path]; }
 
-tc_dtype tc_autocast(const tc_context *ctx) { return ctx->autocast_bf16 ? TC_BFLOAT16 : TC_FLOAT32; }
+tc_dtype tc_autocast(const tc_context *ctx) { return ctx->autocast; }
 
 tc_status tc_fail(tc_context *ctx, tc_status status, const char *format, ...) {
     va_list args;

@@ -90,7 +90,7 @@ struct tc_node {
     uint64_t visit_mark;
     int dependencies;
     bool released; /* saved state freed after a backward without retain */
-    bool autocast; /* recorded under autocast: its backward's GEMMs run in bf16 too */
+    tc_dtype autocast; /* the autocast dtype it was recorded under: its backward's GEMMs run in it too */
     struct tc_tensor_hook *hooks; /* the output's tc_tensor_add_hook hooks, run on pending_grad */
 };
 
@@ -205,7 +205,8 @@ struct tc_context {
     void (*cuda_release_state)(tc_context *ctx); /* set by the CUDA backend */
     struct cpu_pool *cpu_pool;          /* worker threads, started by the first parallel kernel */
     bool native_sgemm; /* float32 GEMMs through cpu/cpu_sgemm.c (AVX-512) rather than the BLAS */
-    bool autocast_bf16; /* float32 GEMMs read bf16-rounded operands, on every backend (tc_set_autocast) */
+    tc_dtype autocast;  /* TC_BFLOAT16 or TC_FLOAT16: float32 GEMMs read operands rounded to it, on every
+                         * backend; TC_FLOAT32: off (tc_set_autocast) */
     int bgemm_path;     /* the cpu_bgemm_path autocast and bf16 weights use, chosen when the context is made */
     struct tc_block_cache *block_cache; /* freed storage kept for reuse (context.c) */
     /* cpu_sgemm's per-chunk packing space, kept between products and grown to the largest asked

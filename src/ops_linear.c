@@ -301,7 +301,9 @@ static tc_status affine_rows_16bit_weight(tc_context *ctx, const tc_backend *bac
         tc_tensor_release(wc);
         return status;
     }
-    if (w->dtype == TC_FLOAT16 && w->storage->device == TC_CPU && rows <= CPU_HALF_GEMV_ROWS) {
+    /* Under float16 autocast x is read rounded to float16: the blocks' GEMMs do that, the GEMV would not. */
+    if (w->dtype == TC_FLOAT16 && w->storage->device == TC_CPU && rows <= CPU_HALF_GEMV_ROWS &&
+        ctx->autocast != TC_FLOAT16) {
         tc_tensor *wc = NULL;
         TC_TRY(tc_contiguous(w, &wc));
         tc_status status = cpu_gemv_float16_weight(ctx, rows, out_features, in_features, tc_tensor_data_at_offset(xc),

@@ -159,12 +159,14 @@ void tc_set_grad_enabled(tc_context *ctx, bool enabled);
 bool tc_is_grad_enabled(const tc_context *ctx);
 
 /* Autocast (mixed precision): while the context's autocast dtype is
- * TC_BFLOAT16, float32 matrix products (matmul, einsum, linear,
- * linear_gelu, and the backward of every op recorded meanwhile, whenever it
- * runs) read their operands rounded to bfloat16 and sum in float32 (on the
- * CPU cpu_bgemm, on CUDA cuBLAS's bf16 GEMM on rounded copies); tensors,
- * outputs and every other op stay float32. TC_FLOAT32 turns it off; any
- * other dtype is TC_ERROR_DTYPE (float16 needs loss scaling). */
+ * TC_BFLOAT16 or TC_FLOAT16, float32 matrix products (matmul, einsum,
+ * linear, linear_gelu, and the backward of every op recorded meanwhile,
+ * whenever it runs) read their operands rounded to that dtype (nearest
+ * even; float16 past 65504 is +-Inf, so train with loss scaling) and sum in
+ * float32 (bf16 on the CPU cpu_bgemm; float16 on the CPU the float32 GEMM
+ * on rounded copies; on CUDA cuBLAS's 16-bit GEMM on rounded copies);
+ * tensors, outputs and every other op stay float32. TC_FLOAT32 turns it
+ * off; any other dtype is TC_ERROR_DTYPE. */
 tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype);
 tc_dtype tc_autocast(const tc_context *ctx);
 /* What runs those bf16 products on the CPU (and linear's bf16 weights):

@@ -12,8 +12,10 @@
 --   scaler:update()
 --
 -- The parameters the optimiser holds stay float32 (the optimisers refuse
--- 16-bit ones): the forward casts them with :half(), a differentiable
--- conversion, so their gradients arrive in float32.
+-- 16-bit ones): the forward runs under tc.autocast("float16") (products of
+-- float16-rounded operands, forward and backward) or casts them with
+-- :half(), a differentiable conversion; either way their gradients arrive
+-- in float32.
 local core = require("tricycle.core")
 local errors = require("tricycle.errors")
 local check_options = require("tricycle.options").check_options

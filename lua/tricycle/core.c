@@ -614,13 +614,13 @@ static int l_is_grad_enabled(lua_State *L) {
     return 1;
 }
 
-/* The context's autocast dtype by name ("bfloat16", or "float32": off). */
+/* The context's autocast dtype by name ("bfloat16", "float16", or "float32": off). */
 static int l_set_autocast(lua_State *L) {
     tc_context *ctx = tc_lua_context(L);
     const char *name = luaL_checkstring(L, 1);
     tc_dtype dtype;
     if (!tc_dtype_from_name(name, &dtype))
-        return luaL_error(L, "autocast: unknown dtype '%s' (bfloat16, or float32 for off)", name);
+        return luaL_error(L, "autocast: unknown dtype '%s' (bfloat16, float16, or float32 for off)", name);
     binding_check(L, tc_set_autocast(ctx, dtype));
     return 0;
 }

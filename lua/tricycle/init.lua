@@ -188,8 +188,9 @@ function tricycle.no_grad(fn, ...)
 end
 
 --- Autocast: matrix products (matmul, einsum, linear, linear_gelu, and the
--- backward of what ran inside) read bf16-rounded operands and sum in
--- float32; tensors and every other op stay float32 (docs/API.md):
+-- backward of what ran inside) read operands rounded to bf16 (or float16,
+-- "float16" / "half": train it with tc.amp.GradScaler) and sum in float32;
+-- tensors and every other op stay float32 (docs/API.md):
 --   local guard <close> = tc.autocast("bfloat16")
 -- or, with a function, runs it under autocast and returns its results.
 -- "float32" turns it off inside an autocast region. The previous setting is
@@ -207,7 +208,7 @@ autocast_metatable.__index = { close = autocast_metatable.__close }
 
 function tricycle.autocast(dtype, fn, ...)
   if type(dtype) ~= "string" then
-    errors.raise(("autocast: argument 1 must be a dtype name (\"bfloat16\" or \"float32\"), got %s")
+    errors.raise(("autocast: argument 1 must be a dtype name (\"bfloat16\", \"float16\" or \"float32\"), got %s")
       :format(type(dtype)))
   end
   if fn ~= nil and type(fn) ~= "function" then
@@ -226,7 +227,7 @@ function tricycle.autocast(dtype, fn, ...)
   return compat.unpack(results, 2, results.n)
 end
 
---- The autocast dtype now in force: "bfloat16", or "float32" (off).
+--- The autocast dtype now in force: "bfloat16", "float16", or "float32" (off).
 function tricycle.autocast_dtype()
   return core.autocast()
 end

@@ -191,11 +191,16 @@ return {
   end, { "GPT", "cache.layers[1].k", "bfloat16", "float32" } },
   -- autocast: the setting must be unchanged after each refusal
   { "autocast to an unknown dtype", function() return tc.autocast("float8", function() end) end,
-    { "autocast", "float8", "bfloat16" }, after = function() assert(tc.autocast_dtype() == "float32") end },
-  { "autocast to float16", function() return tc.autocast("float16", function() end) end,
-    { "autocast", "float16", "loss scaling" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+    { "autocast", "float8", "bfloat16, float16, or float32" },
+    after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "autocast to an unknown dtype inside float16 autocast", function()
+    return tc.autocast("half", function() return tc.autocast("fp8", function() end) end)
+  end, { "autocast", "fp8", "bfloat16, float16, or float32" },
+    after = function() assert(tc.autocast_dtype() == "float32") end },
   { "autocast to int64", function() return tc.autocast("int64", function() end) end,
-    { "autocast", "int64", "bfloat16 or float32" } },
+    { "autocast", "int64", "bfloat16, float16 or float32" } },
+  { "autocast to float64", function() return tc.autocast("float64", function() end) end,
+    { "autocast", "float64", "bfloat16, float16 or float32" } },
   { "autocast with a dtype that is not a string", function() return tc.autocast(16, function() end) end,
     { "autocast", "argument 1", "number" } },
   { "autocast with a table for the function", function() return tc.autocast("bfloat16", {}) end,
@@ -203,6 +208,15 @@ return {
   { "autocast around a linear of mismatched shapes", function()
     return tc.autocast("bfloat16", function() return tc.linear(tc.zeros({ 2, 3 }), tc.zeros({ 4, 5 })) end)
   end, { "linear", "{2, 3}", "{4, 5}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "float16 autocast around a linear of mismatched shapes", function()
+    return tc.autocast("float16", function() return tc.linear(tc.zeros({ 3, 7 }), tc.zeros({ 4, 6 })) end)
+  end, { "linear", "{3, 7}", "{4, 6}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "float16 autocast around a batched matmul of mismatched batches", function()
+    return tc.autocast("float16", function() return tc.zeros({ 2, 3, 4 }):matmul(tc.zeros({ 3, 4, 5 })) end)
+  end, { "matmul", "{2, 3, 4}", "{3, 4, 5}" }, after = function() assert(tc.autocast_dtype() == "float32") end },
+  { "float16 autocast around an einsum with a bad subscript", function()
+    return tc.autocast("float16", function() return tc.einsum("ij,jk->iz", tc.zeros({ 2, 3 }), tc.zeros({ 3, 4 })) end)
+  end, { "einsum", "z" }, after = function() assert(tc.autocast_dtype() == "float32") end },
   { "autocast around a bfloat16 matmul of mismatched shapes", function()
     return tc.autocast("bfloat16", function()
       return tc.zeros({ 2, 3 }, { dtype = "bfloat16" }):matmul(tc.zeros({ 4, 5 }, { dtype = "bfloat16" }))

@@ -4,9 +4,11 @@
  * under autocast and one not: the first must give the product of the
  * operands rounded to bf16 (float32 sums), the second the float32 product
  * exactly as a context that never saw autocast gives it. Also the
- * setting's errors and that the tape keeps it for backward.
+ * setting's errors and that the tape keeps it (bf16 or float16) for
+ * backward.
  */
 #include "../../src/cpu/cpu_bgemm.h"
+#include "../../src/half.h"
 #include "../../src/tricycle.h"
 #include "check.h"
 
@@ -88,19 +90,27 @@ static void test_contexts_on_threads(void) {
 static void test_setting(void) {
     tc_context *ctx = tc_context_new();
     CHECK(tc_autocast(ctx) == TC_FLOAT32, "off by default");
-    CHECK(tc_set_autocast(ctx, TC_FLOAT16) == TC_ERROR_DTYPE && strstr(tc_last_error(ctx), "float16"),
-          "float16: %s", tc_last_error(ctx));
-    CHECK(tc_set_autocast(ctx, TC_INT64) == TC_ERROR_DTYPE && strstr(tc_last_error(ctx), "int64"), "int64: %s",
-          tc_last_error(ctx));
+    CHECK(tc_set_autocast(ctx, TC_FLOAT64) == TC_ERROR_DTYPE && strstr(tc_last_error(ctx), "float64"),
+          "float64: %s", tc_last_error(ctx));
+    CHECK(tc_set_autocast(ctx, TC_INT64) == TC_ERROR_DTYPE && strstr(tc_last_error(ctx), "int64") &&
+              strstr(tc_last_error(ctx), "float16"),
+          "int64: %s", tc_last_error(ctx));
     CHECK(tc_autocast(ctx) == TC_FLOAT32, "a refused setting changed it");
     CHECK(tc_set_bgemm_path(ctx, "tpu") == TC_ERROR_ARGUMENT && strstr(tc_last_error(ctx), "'tpu'"), "path: %s",
           tc_last_error(ctx));
     CHECK(tc_set_bgemm_path(ctx, "fallback") == TC_OK && strcmp(tc_bgemm_path(ctx), "fallback") == 0, "fallback");
     CHECK(tc_set_bgemm_path(ctx, "amx") == TC_OK && strcmp(tc_bgemm_path(ctx), "fallback") != 0, "amx: %s",
           tc_bgemm_path(ctx));
+    CHECK(tc_set_autocast(ctx, TC_FLOAT16) == TC_OK && tc_autocast(ctx) == TC_FLOAT16, "float16");
     CHECK(tc_set_autocast(ctx, TC_BFLOAT16) == TC_OK && tc_autocast(ctx) == TC_BFLOAT16, "bfloat16");
+    tc_context_free(ctx);
+}
 
-    /* recorded under autocast, run after it is off: dx in bf16 all the same */
+/* Recorded under autocast(dtype), run after it is off: dx[i][k] = sum over
+ * j of w[j][k] rounded to dtype all the same. */
+static void test_backward_keeps(tc_dtype dtype) {
+    tc_context *ctx = tc_context_new();
+    CHECK(tc_set_autocast(ctx, dtype) == TC_OK, "%s", tc_last_error(ctx));
     tc_tensor *x = NULL, *w = NULL, *y = NULL, *g = NULL;
     CHECK(tc_from_data(ctx, TC_FLOAT32, 2, (int64_t[]){ROWS, INNER}, x_values, TC_FLOAT32, &x) == TC_OK, "x");
     CHECK(tc_from_data(ctx, TC_FLOAT32, 2, (int64_t[]){COLUMNS, INNER}, w_values, TC_FLOAT32, &w) == TC_OK, "w");
@@ -111,13 +121,20 @@ static void test_setting(void) {
     CHECK(tc_backward(y, g, false) == TC_OK, "%s", tc_last_error(ctx));
     double dx[ROWS * INNER];
     CHECK(tc_copy_to_doubles(tc_tensor_grad(x), dx, ROWS * INNER) == TC_OK, "dx");
-    double worst = 0;
-    for (int k = 0; k < INNER; k++) { /* dx[i][k] = sum over j of bf16(w[j][k]) */
-        double sum = 0;
-        for (int j = 0; j < COLUMNS; j++) sum += cpu_float_from_bf16(cpu_bf16_from_float(w_values[j * INNER + k]));
+    double worst = 0, from_float32 = 0;
+    for (int k = 0; k < INNER; k++) {
+        double sum = 0, exact = 0;
+        for (int j = 0; j < COLUMNS; j++) {
+            float value = w_values[j * INNER + k];
+            sum += dtype == TC_BFLOAT16 ? tc_bfloat16_to_float(tc_float_to_bfloat16(value))
+                                        : tc_float16_to_float(tc_float_to_float16(value));
+            exact += value;
+        }
         worst = fmax(worst, fabs(dx[k] - sum));
+        from_float32 = fmax(from_float32, fabs(dx[k] - exact));
     }
-    CHECK(worst < 1e-4, "backward of an autocast linear: %g from the bf16 sums", worst);
+    CHECK(worst < 2e-5, "backward of a %s autocast linear: %g from the rounded sums", tc_dtype_name(dtype), worst);
+    CHECK(from_float32 > 5e-5, "backward of a %s autocast linear gave float32's sums", tc_dtype_name(dtype));
     CHECK(tc_autocast(ctx) == TC_FLOAT32, "backward left autocast on");
     tc_tensor_release(x);
     tc_tensor_release(w);
@@ -138,6 +155,8 @@ int main(void) {
     for (int i = 0; i < COLUMNS * INNER; i++) w_values[i] = next_value(&state);
     test_contexts_on_threads();
     test_setting();
+    test_backward_keeps(TC_BFLOAT16);
+    test_backward_keeps(TC_FLOAT16);
     printf("autocast_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

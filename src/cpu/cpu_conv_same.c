@@ -52,7 +52,7 @@
 #define LARGEST_WEIGHT ((int64_t)1 << 20)
 
 bool cpu_conv_same_applies(const tc_context *ctx, const tc_conv_geometry *g, int64_t outputs) {
-    if (!ctx->native_sgemm || ctx->autocast_bf16 || g->stride[0] != 1 || g->stride[1] != 1 ||
+    if (!ctx->native_sgemm || ctx->autocast != TC_FLOAT32 || g->stride[0] != 1 || g->stride[1] != 1 ||
         g->out_height != g->height || g->out_width != g->width || g->batch <= 0 || g->channels <= 0 ||
         outputs <= 0 || g->height <= 0 || g->width <= 0 || g->height > INT32_MAX || g->width > INT32_MAX)
         return false;

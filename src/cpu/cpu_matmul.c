@@ -10,11 +10,15 @@
  *  - 16-bit weights with up to CPU_HALF_GEMV_ROWS rows of x (decoding):
  *    cpu_bgemv_bf16_weight or cpu_float16_weight_gemv per row over blocks
  *    of the output, the weight read as it is;
- *  - float32 under autocast (ctx->autocast_bf16), and the bf16 weights of
+ *  - float32 under bf16 autocast (ctx->autocast), and the bf16 weights of
  *    cpu_gemm_bf16_weight: cpu_bgemm (cpu_bgemm.c) on the context's path,
  *    float32 operands rounded to bf16 as they are packed (no copy, no
  *    extra pass), sums and output float32; a one-row gemv goes there too,
  *    as a GEMM of one row, so nothing under autocast runs in float32;
+ *  - float32 under float16 autocast: both operands copied rounded to
+ *    float16 and widened back (float32 copies holding float16 values, as
+ *    gemm_16bit's float16 path makes), then the float32 product without
+ *    autocast: products exact, sums float32; gemv as a GEMM of one row;
  *  - gemm_16bit (16-bit operands, exact products summed in float32, c
  *    float32 or rounded once): bf16 operands through cpu_bgemm as they are,
  *    float16 ones widened to float32 copies for a float32 product as above
@@ -357,12 +361,95 @@ static gemm_job product_job(const tc_context *ctx, tc_dtype dtype, bool transpos
                             int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb, void *c,
                             int64_t ldc) {
     return (gemm_job){.whole = {.dtype = dtype, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
-                                .bf16 = dtype == TC_FLOAT32 && ctx->autocast_bf16,
+                                .bf16 = dtype == TC_FLOAT32 && ctx->autocast == TC_BFLOAT16,
                                 .bgemm_path = (cpu_bgemm_path)ctx->bgemm_path, .a_type = CPU_BGEMM_F32,
                                 .b_type = CPU_BGEMM_F32,
                                 .transpose_a = transpose_a, .transpose_b = transpose_b, .m = m, .n = n, .k = k,
                                 .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = 1.0, .beta = 0.0, .a = a, .b = b,
                                 .c = c}};
+}
+
+/* Elements of `count` packed rows x cols matrices, or -1 past int64. */
+static int64_t packed_elements(int64_t count, int64_t rows, int64_t cols) {
+    int64_t total;
+    if (__builtin_mul_overflow(count, rows, &total) || __builtin_mul_overflow(total, cols, &total)) return -1;
+    return total;
+}
+
+/* Float16 values (nearest even; past 65504 +-Inf) held as float32 at a time. */
+#define FLOAT16_ROUNDING_RUN 256
+/* Below this many elements per chunk a second thread does not pay. */
+#define ROUNDING_CHUNK_ELEMENTS ((int64_t)1 << 15)
+
+/* `count` matrices of rows x cols float32 (leading dimension ld, `stride`
+ * elements apart) to copy into packed float32 ones of their values rounded
+ * to float16 (leading dimension cols, rows * cols apart). */
+typedef struct float16_rounding {
+    const float *x;
+    int64_t ld, stride, rows, cols;
+    float *out;
+    bool vector;
+} float16_rounding;
+
+/* Rows [begin, end) of all the matrices' rows, counted matrix after matrix. */
+static void round_rows_to_float16(int64_t begin, int64_t end, void *argument) {
+    const float16_rounding *job = argument;
+    uint16_t run[FLOAT16_ROUNDING_RUN];
+    for (int64_t row = begin; row < end; row++) {
+        const float *x = job->x + row / job->rows * job->stride + row % job->rows * job->ld;
+        float *out = job->out + row * job->cols;
+        for (int64_t j = 0; j < job->cols; j += FLOAT16_ROUNDING_RUN) {
+            int64_t length = job->cols - j < FLOAT16_ROUNDING_RUN ? job->cols - j : FLOAT16_ROUNDING_RUN;
+            cpu_float_to_half(TC_FLOAT16, x + j, run, length, job->vector);
+            cpu_half_to_float(TC_FLOAT16, run, out + j, length, job->vector);
+        }
+    }
+}
+
+static void round_matrices_to_float16(tc_context *ctx, const float *x, int64_t ld, int64_t stride, int64_t count,
+                                      int64_t rows, int64_t cols, float *out) {
+    float16_rounding job = {x, ld, stride, rows, cols, out, cpu_half_vector_available()};
+    int64_t grain = ROUNDING_CHUNK_ELEMENTS / cols;
+    cpu_parallel_for(ctx, count * rows, grain > 0 ? grain : 1, round_rows_to_float16, &job);
+}
+
+/* run_gemm for a float32 job under float16 autocast (ctx->autocast): the
+ * operands go to float16-rounded float32 copies and the float32 product
+ * runs on those (what gemm_16bit does for float16 operands); any other job
+ * runs as it is. */
+static tc_status run_gemm_autocast(tc_context *ctx, gemm_job *job, int64_t batch) {
+    product *p = &job->whole;
+    if (p->dtype != TC_FLOAT32 || ctx->autocast != TC_FLOAT16 || p->m <= 0 || p->n <= 0 || p->k <= 0 || batch <= 0)
+        return run_gemm(ctx, job, batch);
+    int64_t rows_a = p->transpose_a ? p->k : p->m, cols_a = p->transpose_a ? p->m : p->k;
+    int64_t rows_b = p->transpose_b ? p->n : p->k, cols_b = p->transpose_b ? p->k : p->n;
+    int64_t count_a = job->stride_a ? batch : 1, count_b = job->stride_b ? batch : 1;
+    int64_t elements_a = packed_elements(count_a, rows_a, cols_a);
+    int64_t elements_b = packed_elements(count_b, rows_b, cols_b);
+    int64_t total = -1;
+    if (elements_a >= 0 && elements_b >= 0 && !__builtin_add_overflow(elements_a, elements_b, &total) &&
+        total > (int64_t)(SIZE_MAX / sizeof(float)))
+        total = -1;
+    if (total < 0)
+        return tc_fail(ctx, TC_ERROR_ARGUMENT,
+                       "matmul: autocast's float16 copies for m %lld, n %lld, k %lld, batch %lld overflow",
+                       (long long)p->m, (long long)p->n, (long long)p->k, (long long)batch);
+    size_t bytes = (size_t)total * sizeof(float);
+    float *rounded_a = tc_allocate(ctx, bytes);
+    if (!rounded_a) return tc_last_status(ctx);
+    float *rounded_b = rounded_a + elements_a;
+    round_matrices_to_float16(ctx, p->a, p->lda, job->stride_a, count_a, rows_a, cols_a, rounded_a);
+    round_matrices_to_float16(ctx, p->b, p->ldb, job->stride_b, count_b, rows_b, cols_b, rounded_b);
+    gemm_job rounded = *job;
+    rounded.whole.a = rounded_a;
+    rounded.whole.b = rounded_b;
+    rounded.whole.lda = cols_a;
+    rounded.whole.ldb = cols_b;
+    rounded.stride_a = job->stride_a ? rows_a * cols_a : 0;
+    rounded.stride_b = job->stride_b ? rows_b * cols_b : 0;
+    tc_status status = run_gemm(ctx, &rounded, batch);
+    tc_release_memory(ctx, rounded_a, bytes);
+    return status;
 }
 
 tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -375,7 +462,7 @@ tc_status cpu_gemm(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool trans
     job.stride_a = stride_a;
     job.stride_b = stride_b;
     job.stride_c = stride_c;
-    return run_gemm(ctx, &job, batch);
+    return run_gemm_autocast(ctx, &job, batch);
 }
 
 tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
@@ -388,7 +475,7 @@ tc_status cpu_gemm_bias(tc_context *ctx, tc_dtype dtype, bool transpose_a, bool 
     gemm_job job = product_job(ctx, dtype, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc);
     job.whole.bias = bias;
     job.whole.gelu = gelu;
-    return run_gemm(ctx, &job, 1);
+    return run_gemm_autocast(ctx, &job, 1);
 }
 
 /* ---- gemv: blocks of the output over the pool ---- */
@@ -425,12 +512,12 @@ tc_status cpu_gemv(tc_context *ctx, tc_dtype dtype, bool transpose, int64_t m, i
                    int64_t lda, const void *x, double beta, void *y) {
     if (m > INT32_MAX || n > INT32_MAX || lda > INT32_MAX)
         return tc_fail(ctx, TC_ERROR_ARGUMENT, "gemv: a dimension exceeds BLAS's 32-bit limit");
-    if (dtype == TC_FLOAT32 && ctx->autocast_bf16) { /* y^T [1, outputs] = x^T [1, inner] op(a)^T */
+    if (dtype == TC_FLOAT32 && ctx->autocast != TC_FLOAT32) { /* y^T [1, outputs] = x^T [1, inner] op(a)^T */
         int64_t outputs = transpose ? n : m, inner = transpose ? m : n;
         gemm_job job = product_job(ctx, dtype, false, !transpose, 1, outputs, inner, x, inner, a, lda, y, outputs);
         job.whole.alpha = alpha;
         job.whole.beta = beta;
-        return run_gemm(ctx, &job, 1);
+        return run_gemm_autocast(ctx, &job, 1);
     }
     cpu_blas_single_threaded();
     gemv_job job = {.dtype = dtype, .transpose = transpose, .native = dtype == TC_FLOAT32 && ctx->native_sgemm,
@@ -518,13 +605,6 @@ static void narrow_matrices(tc_dtype dtype, const float *x, int64_t count, int64
     for (int64_t i = 0; i < count; i++)
         for (int64_t r = 0; r < rows; r++)
             cpu_float_to_half(dtype, x + (i * rows + r) * cols, out + i * stride + r * ld, cols, vector);
-}
-
-/* Elements of `count` packed rows x cols matrices, or -1 past int64. */
-static int64_t packed_elements(int64_t count, int64_t rows, int64_t cols) {
-    int64_t total;
-    if (__builtin_mul_overflow(count, rows, &total) || __builtin_mul_overflow(total, cols, &total)) return -1;
-    return total;
 }
 
 /* Exact products summed in float32 either way: bf16 operands go to
