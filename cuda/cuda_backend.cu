@@ -68,7 +68,9 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
 
 /* The slots whose kernels take bfloat16 and float16 as well (the 16-bit
  * contract in src/backend_slots.h). */
-#define CUDA_HALF_SLOTS ((uint64_t)0)
+#define CUDA_HALF_SLOTS                                                                                       \
+    ((uint64_t)0 | TC_SLOT_BIT(unary) | TC_SLOT_BIT(unary_backward) | TC_SLOT_BIT(binary) | TC_SLOT_BIT(clamp) | \
+     TC_SLOT_BIT(where))
 
 static tc_backend make_table() {
     tc_backend table;

@@ -42,7 +42,9 @@
     X(copy, REQUIRED, tc_status, (tc_tensor *dst, const tc_tensor *src))                                             \
     X(fill, REQUIRED, tc_status, (tc_tensor *t, double value))                                                       \
     X(unary, REQUIRED, tc_status, (tc_unary_op op, const tc_tensor *x, tc_tensor *out))                              \
-    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it). */                                          \
+    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it; a                                            \
+     * 16-bit kernel recomputes it in float32 from x instead of reading the                                          \
+     * rounded y, as the widening path keeps it). */                                                                 \
     X(unary_backward, REQUIRED, tc_status,                                                                           \
       (tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad, tc_tensor *grad_x))            \
     /* a and b already broadcast to out's shape (strides may be 0). */                                               \

@@ -3,7 +3,9 @@
  * compute in float32 only; an op given 16-bit inputs widens them to float32
  * through tc_to_dtype (differentiable, so autograd needs nothing more),
  * computes, and rounds its floating result once to the 16-bit dtype. Ops
- * with no such path refuse 16-bit tensors by name (tc_refuse_16bit).
+ * with no such path refuse 16-bit tensors by name (tc_refuse_16bit). Where
+ * the backend's kernels take 16-bit data (its half_slots, backend_slots.h),
+ * ops call them directly instead, with the same bits.
  */
 #include "internal.h"
 
