@@ -167,7 +167,8 @@ test-cuda:
 GPU_TEST = $(BUILD)/cuda/gpu_test
 test-gpu: all cuda $(GPU_TEST)
 	env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua spec/cuda_gpu_spec.lua \
-	  spec/cuda_emulation_spec.lua spec/cuda_spec.lua spec/distributed_cuda_spec.lua
+	  spec/cuda_emulation_spec.lua spec/cuda_spec.lua spec/distributed_cuda_spec.lua \
+	  spec/cuda_half_kernels_elementwise_spec.lua
 
 $(GPU_TEST): spec/cuda/emulation_test.cu $(CUDA_HEADERS)
 	@mkdir -p $(dir $@)
