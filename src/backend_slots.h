@@ -53,7 +53,8 @@
     /* cond, a, b already broadcast to out's shape. */                                                               \
     X(where, REQUIRED, tc_status, (const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out))   \
     /* Reduces the dims set in `mask` (bit d for dim d); out keeps those dims                                        \
-     * with size 1. For ARGMAX/ARGMIN exactly one bit is set. */                                                     \
+     * with size 1. For ARGMAX/ARGMIN exactly one bit is set (out int64, a                                           \
+     * 16-bit x's too). */                                                                                           \
     X(reduce, REQUIRED, tc_status,                                                                                   \
       (tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out))                          \
     /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given                                              \

@@ -38,7 +38,7 @@ local DEFAULT_GRAD32 = 1e-4
 local CASE_KEYS = {
   name = true, inputs = true, run = true, reference = true, dtypes = true, tolerance = true,
   device_tolerance = true, fd = true, fd_options = true, grad32 = true, check = true, backends = true, shape = true,
-  fenced = true, half = true, half_grad = true,
+  fenced = true, half = true, half_grad = true, unspecified_values = true,
 }
 local INPUT_KEYS = {
   kind = true, shape = true, range = true, seed = true, dtype = true, layout = true, view = true, grad = true,

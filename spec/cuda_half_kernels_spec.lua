@@ -1,16 +1,17 @@
--- The cuda device's element-wise kernels on bfloat16 and float16 tensors
--- (cuda/cuda_elementwise.cu, CUDA_HALF_SLOTS in cuda/cuda_backend.cu): the
--- unary maps and their derivatives, the binary maps, clamp and where read and
--- write 16-bit data and compute each element in float32. Checked here:
+-- The cuda device's kernels on bfloat16 and float16 tensors (CUDA_HALF_SLOTS
+-- in cuda/cuda_backend.cu): the unary maps and their derivatives, the binary
+-- maps, clamp and where (cuda/cuda_elementwise.cu) and the reductions
+-- (cuda/cuda_reduce.cu) read and write 16-bit data and compute in float32
+-- (sums in double). Checked here:
 --   - the native path is taken: an op holds only its 16-bit output, no
 --     float32 copies of its input or result (tc.memory());
---   - its results are the bits of the widening path on the same device (the
---     float32 kernel on the widened inputs, rounded once), NaN sign and
---     payload aside; gradients within one 16-bit ulp (a derivative may read
---     the rounded result where the widening path reads the float32 one);
+--   - its results and gradients are the bits of the widening path on the
+--     same device (the float32 kernel on the widened inputs, rounded once),
+--     NaN sign and payload aside;
 --   - against the CPU, which always widens: the same bits for the ops whose
 --     float32 results are exact on both (+, -, *, /, comparisons, ...), one
---     ulp for the others (the devices' exp, tanh, ... differ in float32);
+--     ulp for the others (the devices' exp, tanh, ... differ in float32, and
+--     sums over long runs are ordered differently);
 --   - shapes with tails, broadcasting, non-contiguous views, NaN, infinities,
 --     subnormals and float16's overflow to infinity past 65504.
 -- `make test-cuda` runs this file on the emulated device (CUDA_SPECS).
@@ -129,7 +130,7 @@ local function describe_cuda(name, body)
   end)
 end
 
-describe_cuda("16-bit element-wise kernels on the cuda device (thread order " .. order .. ")", function()
+describe_cuda("16-bit element-wise kernels and reductions on the cuda device (thread order " .. order .. ")", function()
   it("lists every unary and binary op of the engine", function()
     local listed = {}
     for _, op in ipairs(tc.ops()) do listed[op.name] = op end
@@ -153,7 +154,7 @@ describe_cuda("16-bit element-wise kernels on the cuda device (thread order " ..
     local shape = { 48, 67 }
     local n = 48 * 67
     for _, dtype in ipairs(DTYPES) do
-      it(dtype .. ": exp, mul, div, pow, clamp, where with a graph", function()
+      it(dtype .. ": exp, mul, div, pow, clamp, where, sum, mean, max, var, argmax with a graph", function()
         local cpu_x, x = pair(values(shape, 1, 1), dtype, true)
         local cpu_y, y = pair(values(shape, 2, 1), dtype, true)
         local mask = tc.rand(shape):gt(0.5):cuda()
@@ -169,8 +170,21 @@ describe_cuda("16-bit element-wise kernels on the cuda device (thread order " ..
           local extra = name == "pow" and 2 * n or 0 -- abs's output, held by the graph
           assert.are.equal(2 * n + extra, added_by(function() return f(x, y, mask) end), name .. " on cuda")
         end
+        local rows = 48
+        local reductions = {
+          sum = function(a) return a:sum(2) end,
+          mean = function(a) return a:mean(2) end,
+          max = function(a) return a:max(2) end,
+          var = function(a) return a:var(2) end,
+        }
+        for name, f in pairs(reductions) do
+          local indices = name == "max" and 8 * rows or 0 -- max(dim) gives the int64 indices too
+          assert.are.equal(2 * rows + indices, added_by(function() return f(x) end), name .. " on cuda")
+        end
+        assert.are.equal(8, added_by(function() return x:argmax() end), "argmax on cuda")
         -- the CPU widens: float32 copies are held too (the measure sees them)
         assert.is_true(added_by(function() return cpu_x * cpu_y end) >= 2 * n + 3 * 4 * n, "mul on the cpu")
+        assert.is_true(added_by(function() return cpu_x:sum(2) end) >= 2 * rows + 4 * n, "sum on the cpu")
       end)
     end
   end)
@@ -282,6 +296,82 @@ describe_cuda("16-bit element-wise kernels on the cuda device (thread order " ..
         agree(cpu_a.grad, a.grad, 0, "where's gradient of a")
         agree(cpu_b.grad, b.grad, 0, "where's gradient of b")
         agree(cpu_x:masked_fill(cond, -2.5), x:masked_fill(cond:cuda(), -2.5), 0, "masked_fill")
+      end)
+    end)
+  end
+
+  for _, dtype in ipairs(DTYPES) do
+    describe(dtype .. " reductions", function()
+      -- Short strided runs (a thread each) and long contiguous ones (a block
+      -- each, past 256), NaN and infinities in some rows, a transposed view.
+      local inputs = {
+        { "{5, 37}", values({ 5, 37 }, 16, 3, true) },
+        { "{3, 300}", values({ 3, 300 }, 17, 3, false) },
+        { "{37, 5} transposed", values({ 37, 5 }, 18, 3, true), transpose = true },
+      }
+      local REDUCTIONS = {
+        { "sum", function(t, dim) return t:sum(dim) end },
+        { "mean", function(t, dim) return t:mean(dim, true) end },
+        { "max", function(t, dim) return (t:max(dim)) end },
+        { "min", function(t, dim) return (t:min(dim)) end },
+        { "var", function(t, dim) return t:var(dim) end },
+        { "var, correction 0", function(t, dim) return t:var(dim, { correction = 0 }) end },
+      }
+      local ARG = {
+        { "argmax", function(t, dim) return t:argmax(dim) end },
+        { "argmin", function(t, dim) return t:argmin(dim) end },
+      }
+      local function leaves(case, grad)
+        local cpu, cuda = pair(case[2], dtype, grad)
+        if case.transpose then return cpu, cuda, cpu:transpose(), cuda:transpose() end
+        return cpu, cuda, cpu, cuda
+      end
+
+      it("values: the widening path's bits, the CPU's within one ulp (max, min: its bits)", function()
+        for _, case in ipairs(inputs) do
+          for _, dim in ipairs({ 1, 2, false }) do
+            local _, _, cpu_x, x = leaves(case, false)
+            for _, reduction in ipairs(REDUCTIONS) do
+              local label = ("%s over %s of %s"):format(reduction[1], tostring(dim), case[1])
+              local d = dim or nil
+              local native = reduction[2](x, d)
+              agree(reduction[2](x:float(), d):to(dtype), native, 0, label .. " against the widening path")
+              local exact = reduction[1] == "max" or reduction[1] == "min"
+              agree(reduction[2](cpu_x, d), native, exact and 0 or 1, label .. " against the cpu")
+            end
+            for _, reduction in ipairs(ARG) do
+              local label = ("%s over %s of %s"):format(reduction[1], tostring(dim), case[1])
+              local native = reduction[2](x, dim or nil)
+              assert.are.equal("int64", native.dtype, label)
+              assert.are.same(reduction[2](cpu_x, dim or nil):totable(), native:cpu():totable(), label)
+            end
+          end
+        end
+      end)
+
+      it("gradients: the widening path's bits, the CPU's within one ulp", function()
+        -- ties for max and min: values repeated along the rows
+        local tied = values({ 4, 300 }, 19, 1, false):round()
+        local cases = { inputs[1], inputs[2], inputs[3], { "{4, 300} with ties", tied } }
+        for _, case in ipairs(cases) do
+          for _, dim in ipairs({ 1, 2, false }) do
+            for _, reduction in ipairs(REDUCTIONS) do
+              local label = ("%s over %s of %s"):format(reduction[1], tostring(dim), case[1])
+              local cpu_leaf, leaf, cpu_x, x = leaves(case, true)
+              local out = reduction[2](x, dim or nil)
+              local g = values(out.shape, 20, 1, false):to(dtype)
+              out:backward(g:cuda())
+              local wide_leaf = leaf:detach():float()
+              wide_leaf.requires_grad = true
+              local wide_x = case.transpose and wide_leaf:transpose() or wide_leaf
+              reduction[2](wide_x, dim or nil):backward(g:float():cuda())
+              reduction[2](cpu_x, dim or nil):backward(g)
+              assert.are.equal(dtype, leaf.grad.dtype, label)
+              agree(wide_leaf.grad:to(dtype), leaf.grad, 0, label .. ", gradient against the widening path")
+              agree(cpu_leaf.grad, leaf.grad, 1, label .. ", gradient against the cpu")
+            end
+          end
+        end
       end)
     end)
   end
