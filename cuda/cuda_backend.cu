@@ -70,7 +70,7 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
  * contract in src/backend_slots.h). */
 #define CUDA_HALF_SLOTS                                                                                       \
     ((uint64_t)0 | TC_SLOT_BIT(unary) | TC_SLOT_BIT(unary_backward) | TC_SLOT_BIT(binary) | TC_SLOT_BIT(clamp) | \
-     TC_SLOT_BIT(where) | TC_SLOT_BIT(reduce))
+     TC_SLOT_BIT(where) | TC_SLOT_BIT(reduce) | TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward))
 
 static tc_backend make_table() {
     tc_backend table;

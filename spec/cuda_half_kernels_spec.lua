@@ -1,8 +1,8 @@
 -- The cuda device's kernels on bfloat16 and float16 tensors (CUDA_HALF_SLOTS
 -- in cuda/cuda_backend.cu): the unary maps and their derivatives, the binary
--- maps, clamp and where (cuda/cuda_elementwise.cu) and the reductions
--- (cuda/cuda_reduce.cu) read and write 16-bit data and compute in float32
--- (sums in double). Checked here:
+-- maps, clamp and where (cuda/cuda_elementwise.cu), the reductions
+-- (cuda/cuda_reduce.cu) and attention (cuda/cuda_attention*.cu) read and
+-- write 16-bit data and compute in float32 (sums in double). Checked here:
 --   - the native path is taken: an op holds only its 16-bit output, no
 --     float32 copies of its input or result (tc.memory());
 --   - its results and gradients are the bits of the widening path on the
@@ -13,7 +13,12 @@
 --     ulp for the others (the devices' exp, tanh, ... differ in float32, and
 --     sums over long runs are ordered differently);
 --   - shapes with tails, broadcasting, non-contiguous views, NaN, infinities,
---     subnormals and float16's overflow to infinity past 65504.
+--     subnormals and float16's overflow to infinity past 65504;
+--   - attention: its output and the values' gradient the widening path's
+--     bits, on the tiled kernels (head_dim <= 128) and the row kernels; the
+--     queries' and keys' gradients read the rounded output (D = rowsum(dout
+--     * out)) where widening reads the float32 one, so they are held to a few
+--     ulps of the largest gradient.
 -- `make test-cuda` runs this file on the emulated device (CUDA_SPECS).
 local tc = require("tricycle")
 
@@ -130,7 +135,8 @@ local function describe_cuda(name, body)
   end)
 end
 
-describe_cuda("16-bit element-wise kernels and reductions on the cuda device (thread order " .. order .. ")", function()
+local title = "16-bit element-wise kernels, reductions and attention on the cuda device (thread order %s)"
+describe_cuda(title:format(order), function()
   it("lists every unary and binary op of the engine", function()
     local listed = {}
     for _, op in ipairs(tc.ops()) do listed[op.name] = op end
@@ -182,6 +188,10 @@ describe_cuda("16-bit element-wise kernels and reductions on the cuda device (th
           assert.are.equal(2 * rows + indices, added_by(function() return f(x) end), name .. " on cuda")
         end
         assert.are.equal(8, added_by(function() return x:argmax() end), "argmax on cuda")
+        -- attention: the output and the float32 lse per (batch, head, row)
+        local _, qkv = pair(values({ 2, 37, 3 * 64 }, 3, 1, false), dtype, true)
+        assert.are.equal(2 * 37 * 64 * 2 + 2 * 4 * 37 * 4, added_by(function() return tc.attention(qkv, 4) end),
+          "attention on cuda")
         -- the CPU widens: float32 copies are held too (the measure sees them)
         assert.is_true(added_by(function() return cpu_x * cpu_y end) >= 2 * n + 3 * 4 * n, "mul on the cpu")
         assert.is_true(added_by(function() return cpu_x:sum(2) end) >= 2 * rows + 4 * n, "sum on the cpu")
@@ -373,6 +383,51 @@ describe_cuda("16-bit element-wise kernels and reductions on the cuda device (th
           end
         end
       end)
+    end)
+  end
+
+  for _, dtype in ipairs(DTYPES) do
+    describe(dtype .. " attention", function()
+      -- Largest difference of two tensors relative to the largest magnitude of the first.
+      local function relative_difference(expected, actual)
+        local e, a = expected:float():cpu(), actual:float():cpu()
+        return (e - a):abs():max():item() / math.max(e:abs():max():item(), 1e-30)
+      end
+      local ULP = { bfloat16 = 2 ^ -8, float16 = 2 ^ -11 }
+      local shapes = {
+        -- name, qkv's shape, n_head, options, the columns of v
+        { "tiled, head_dim 16, causal", { 2, 37, 3 * 64 }, 4, { causal = true }, 2 * 64 },
+        { "tiled, grouped queries, not causal", { 1, 45, (4 + 2 * 2) * 8 }, 4, { causal = false, n_kv_head = 2 },
+          6 * 8 },
+        { "row kernels, head_dim 136", { 1, 19, 3 * 136 }, 1, { causal = true }, 2 * 136 },
+      }
+      for _, shape in ipairs(shapes) do
+        it(shape[1] .. ": the widening path's output bits, the CPU's within a few ulps; gradients", function()
+          local cpu_qkv, qkv = pair(values(shape[2], 21, 1, false), dtype, true)
+          local out = tc.attention(qkv, shape[3], shape[4])
+          assert.are.equal(dtype, out.dtype)
+          local wide_qkv = qkv:detach():float()
+          wide_qkv.requires_grad = true
+          local wide_out = tc.attention(wide_qkv, shape[3], shape[4])
+          agree(wide_out:to(dtype), out, 0, shape[1] .. ": against the widening path")
+          local cpu_out = tc.attention(cpu_qkv, shape[3], shape[4])
+          assert.is_true(relative_difference(cpu_out, out) <= 2 * ULP[dtype], shape[1] .. ": against the cpu")
+
+          local g = values(out.shape, 22, 1, false):to(dtype)
+          out:backward(g:cuda())
+          wide_out:backward(g:float():cuda())
+          cpu_out:backward(g)
+          assert.are.equal(dtype, qkv.grad.dtype)
+          local v_first, width = shape[5] + 1, shape[2][3] - shape[5]
+          agree(wide_qkv.grad:to(dtype):narrow(3, v_first, width), qkv.grad:narrow(3, v_first, width), 0,
+            shape[1] .. ": the values' gradient against the widening path")
+          local off_wide = relative_difference(wide_qkv.grad, qkv.grad)
+          local off_cpu = relative_difference(cpu_qkv.grad, qkv.grad)
+          assert.is_true(off_wide <= 4 * ULP[dtype], ("%s: gradient %g off the widening path's"):format(shape[1],
+            off_wide))
+          assert.is_true(off_cpu <= 4 * ULP[dtype], ("%s: gradient %g off the cpu's"):format(shape[1], off_cpu))
+        end)
+      end
     end)
   end
 

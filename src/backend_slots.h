@@ -130,7 +130,8 @@
      * j*hd; KV divides H and q head h reads k/v head h / (H / KV) (grouped                                          \
      * queries; KV = H is plain multi-head). out [B, T, H hd] with the heads                                         \
      * merged, lse [B, H, T] the log-sum-exp of each row of scores scaled by                                         \
-     * 1/sqrt(hd) (masked above the diagonal when causal). */                                                        \
+     * 1/sqrt(hd) (masked above the diagonal when causal). 16-bit: qkv and out                                       \
+     * (backward: dout and dqkv too) of dtype, lse float32. */                                                       \
     X(attention_forward, OPTIONAL, tc_status,                                                                        \
       (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t n_head,                \
        int64_t n_kv_head, int64_t head_dim, bool causal, void *out, void *lse))                                      \
