@@ -278,7 +278,18 @@ describe_cuda(title:format(order), function()
             agree(cpu_a.grad, a.grad, (EXACT[name] and name ~= "div") and 0 or 1, label .. ", gradient of a")
             agree(cpu_b.grad, b.grad, (EXACT[name] and name ~= "div" and not broadcast) and 0 or 1,
               label .. ", gradient of b")
+            -- b a constant (a broadcast row, a number): a's gradient natively
+            local cpu_c, c = pair(b_values, dtype, false)
+            local cpu_a2, a2 = pair(wide_a, dtype, true)
+            call(name, a2, c):backward(g:cuda())
+            call(name, cpu_a2, cpu_c):backward(g)
+            agree(cpu_a2.grad, a2.grad, (EXACT[name] and name ~= "div") and 0 or 1, label .. ", b constant")
           end
+          local cpu_a3, a3 = pair(wide_a, dtype, true)
+          local g = wide_g:to(dtype)
+          call(name, a3, 0.75):backward(g:cuda())
+          call(name, cpu_a3, 0.75):backward(g)
+          agree(cpu_a3.grad, a3.grad, (EXACT[name] and name ~= "div") and 0 or 1, name .. " with a number")
         end
       end)
 

@@ -206,9 +206,10 @@ static tc_status binary_gradients(tc_node *node, tc_binary_op op, tc_tensor *a, 
     return status;
 }
 
-/* Whether input `index`'s gradient sums grad over broadcast dims. */
+/* Whether input `index` needs a gradient that sums grad over broadcast dims. */
 static bool sums_over_broadcast(const tc_node *node, int index, const tc_tensor *grad) {
     const tc_tensor *input = node->inputs[index];
+    if (!tc_node_input_needs_grad(node, index)) return false;
     if (input->ndim != grad->ndim) return true;
     for (int d = 0; d < grad->ndim; d++)
         if (input->shape[d] != grad->shape[d]) return true;
