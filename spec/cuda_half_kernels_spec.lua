@@ -19,7 +19,8 @@
 --     queries' and keys' gradients read the rounded output (D = rowsum(dout
 --     * out)) where widening reads the float32 one, so they are held to a few
 --     ulps of the largest gradient.
--- `make test-cuda` runs this file on the emulated device (CUDA_SPECS).
+-- `make test-cuda` runs this file on the emulated device (CUDA_SPECS), `make
+-- test-gpu` on a GPU.
 local tc = require("tricycle")
 
 local available, reason = require("helpers.cuda_probe").cuda_available()
