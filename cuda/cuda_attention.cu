@@ -8,9 +8,13 @@
  * D_i = dout_i . out_i. Cached attention (decoding) writes the new keys and
  * values into the caches, then runs the forward's row routine over the
  * cached positions. Contracts are on the slots (src/backend_slots.h).
+ *
+ * A kernel over storage type T computes in C = cuda_compute_t<T>: bfloat16
+ * and float16 qkv, out, dout and dqkv (CUDA_HALF_SLOTS) are read as float32,
+ * shared memory, lse and D hold float32, and each result is rounded once.
  */
 #include "cuda_attention_tiled.h"
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 #define ATTENTION_THREADS 64
 
@@ -19,9 +23,9 @@
  * fastest; heads live in qkv as attention_layout says. A key row walks the
  * query heads of its group in turn, so dk and dv have one writer. */
 
-template <typename T> __device__ __forceinline__ T dot(const T *a, const T *b, int64_t n) {
-    T sum = 0;
-    for (int64_t d = 0; d < n; d++) sum += a[d] * b[d];
+template <typename C, typename A, typename B> __device__ __forceinline__ C dot(const A *a, const B *b, int64_t n) {
+    C sum = 0;
+    for (int64_t d = 0; d < n; d++) sum += (C)a[d] * (C)b[d];
     return sum;
 }
 
@@ -30,45 +34,47 @@ template <typename T> __device__ __forceinline__ T dot(const T *a, const T *b, i
  * tile of blockDim keys, the running sum l and the accumulator are rescaled
  * by exp(m - m_new); out = acc / l. Returns lse = m + log(l) (in every
  * thread). shared holds hd + hd + blockDim elements; q_row is copied in. */
-template <typename T>
+template <typename T, typename C = cuda_compute_t<T>>
 __device__ __forceinline__ double attend_row(const T *q_row, const T *keys, const T *values, int64_t key_stride,
-                                             int64_t n, int64_t hd, T scale, T *shared, T *out_row) {
-    T *q = shared, *acc = shared + hd, *p = shared + 2 * hd;
+                                             int64_t n, int64_t hd, C scale, C *shared, T *out_row) {
+    C *q = shared, *acc = shared + hd, *p = shared + 2 * hd;
     __syncthreads(); /* the block's previous row is done with shared */
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        q[d] = q_row[d];
+        q[d] = (C)q_row[d];
         acc[d] = 0;
     }
     __syncthreads();
-    T m = -cuda_infinity<T>();
+    C m = -cuda_infinity<C>();
     double l = 0;
     for (int64_t j0 = 0; j0 < n; j0 += blockDim.x) {
         int64_t j = j0 + threadIdx.x;
-        T s = j < n ? dot(q, keys + j * key_stride, hd) * scale : -cuda_infinity<T>();
-        T m_new = nan_max(m, block_max(s));
-        T e = j < n ? cuda_exp(s - m_new) : (T)0;
+        C s = j < n ? dot<C>(q, keys + j * key_stride, hd) * scale : -cuda_infinity<C>();
+        C m_new = nan_max(m, block_max(s));
+        C e = j < n ? cuda_exp(s - m_new) : (C)0;
         p[threadIdx.x] = e;
         double tile_sum = block_sum((double)e); /* also publishes p */
-        T correction = m == -cuda_infinity<T>() ? (T)0 : cuda_exp(m - m_new);
+        C correction = m == -cuda_infinity<C>() ? (C)0 : cuda_exp(m - m_new);
         l = l * (double)correction + tile_sum;
         int64_t count = n - j0 < (int64_t)blockDim.x ? n - j0 : (int64_t)blockDim.x;
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            T a = acc[d] * correction;
-            for (int64_t t = 0; t < count; t++) a += p[t] * values[(j0 + t) * key_stride + d];
+            C a = acc[d] * correction;
+            for (int64_t t = 0; t < count; t++) a += p[t] * (C)values[(j0 + t) * key_stride + d];
             acc[d] = a;
         }
         __syncthreads(); /* p is rewritten by the next tile */
         m = m_new;
     }
-    T inverse = (T)(1.0 / l);
-    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out_row[d] = acc[d] * inverse;
+    C inverse = (C)(1.0 / l);
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) out_row[d] = T(acc[d] * inverse);
     return (double)m + log(l);
 }
 
 /* A block per query row of qkv; keys and values from qkv too. */
 template <typename T>
-__global__ void attention_forward_kernel(const T *qkv, attention_layout shape, bool causal, T scale, T *out, T *lse) {
-    TC_DYNAMIC_SHARED(T, shared);
+__global__ void attention_forward_kernel(const T *qkv, attention_layout shape, bool causal, cuda_compute_t<T> scale,
+                                         T *out, cuda_compute_t<T> *lse) {
+    typedef cuda_compute_t<T> C;
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, heads = shape.heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
     int64_t rows = shape.batch * heads * time;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -76,7 +82,7 @@ __global__ void attention_forward_kernel(const T *qkv, attention_layout shape, b
         const T *keys = qkv + b * time * ld + channels + h / shape.group * hd;
         double row_lse = attend_row(qkv + (b * time + i) * ld + h * hd, keys, keys + shape.kv_heads * hd, ld,
                                     causal ? i + 1 : time, hd, scale, shared, out + (b * time + i) * channels + h * hd);
-        if (threadIdx.x == 0) lse[row] = (T)row_lse;
+        if (threadIdx.x == 0) lse[row] = (C)row_lse;
     }
 }
 
@@ -112,56 +118,58 @@ __global__ void attention_cached_kernel(const T *qkv, attention_layout shape, bo
 
 /* D[row] = dout_i . out_i for each (b, h, i): the rowsum of P * dP. */
 template <typename T>
-__global__ void attention_rowdot_kernel(const T *out, const T *dout, attention_layout shape, T *rowdot) {
+__global__ void attention_rowdot_kernel(const T *out, const T *dout, attention_layout shape,
+                                        cuda_compute_t<T> *rowdot) {
     int64_t time = shape.time, heads = shape.heads, hd = shape.hd, channels = shape.channels;
     int64_t rows = shape.batch * heads * time;
     for (int64_t row = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; row < rows;
          row += (int64_t)gridDim.x * blockDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
         int64_t at = (b * time + i) * channels + h * hd;
-        rowdot[row] = dot(out + at, dout + at, hd);
+        rowdot[row] = dot<cuda_compute_t<T>>(out + at, dout + at, hd);
     }
 }
 
 /* dq_i = scale * sum_j P_ij (dP_ij - D_i) k_j with P_ij = exp(s_ij - lse_i),
  * dP_ij = dout_i . v_j. Shared: q[hd], g[hd] (dout_i), acc[hd], ds[blockDim]. */
-template <typename T>
-__global__ void attention_backward_query_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                attention_layout shape, bool causal, T scale, T *dqkv) {
-    TC_DYNAMIC_SHARED(T, shared);
+template <typename T, typename C = cuda_compute_t<T>>
+__global__ void attention_backward_query_kernel(const T *qkv, const C *lse, const C *rowdot, const T *dout,
+                                                attention_layout shape, bool causal, C scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, heads = shape.heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
     int64_t rows = shape.batch * heads * time;
-    T *q = shared, *g = shared + hd, *acc = shared + 2 * hd, *ds = shared + 3 * hd;
+    C *q = shared, *g = shared + hd, *acc = shared + 2 * hd, *ds = shared + 3 * hd;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         int64_t i = row % time, h = row / time % heads, b = row / time / heads;
         const T *keys = qkv + b * time * ld + channels + h / shape.group * hd, *values = keys + shape.kv_heads * hd;
         __syncthreads();
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            q[d] = qkv[(b * time + i) * ld + h * hd + d];
-            g[d] = dout[(b * time + i) * channels + h * hd + d];
+            q[d] = (C)qkv[(b * time + i) * ld + h * hd + d];
+            g[d] = (C)dout[(b * time + i) * channels + h * hd + d];
             acc[d] = 0;
         }
         __syncthreads();
         int64_t n = causal ? i + 1 : time;
-        T row_lse = lse[row], row_dot = rowdot[row];
+        C row_lse = lse[row], row_dot = rowdot[row];
         for (int64_t j0 = 0; j0 < n; j0 += blockDim.x) {
             int64_t j = j0 + threadIdx.x;
-            T value = 0;
+            C value = 0;
             if (j < n) {
-                T p = cuda_exp(dot(q, keys + j * ld, hd) * scale - row_lse);
-                value = p * (dot(g, values + j * ld, hd) - row_dot);
+                C p = cuda_exp(dot<C>(q, keys + j * ld, hd) * scale - row_lse);
+                value = p * (dot<C>(g, values + j * ld, hd) - row_dot);
             }
             ds[threadIdx.x] = value;
             __syncthreads();
             int64_t count = n - j0 < (int64_t)blockDim.x ? n - j0 : (int64_t)blockDim.x;
             for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-                T a = acc[d];
-                for (int64_t t = 0; t < count; t++) a += ds[t] * keys[(j0 + t) * ld + d];
+                C a = acc[d];
+                for (int64_t t = 0; t < count; t++) a += ds[t] * (C)keys[(j0 + t) * ld + d];
                 acc[d] = a;
             }
             __syncthreads();
         }
-        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) dqkv[(b * time + i) * ld + h * hd + d] = acc[d] * scale;
+        for (int64_t d = threadIdx.x; d < hd; d += blockDim.x)
+            dqkv[(b * time + i) * ld + h * hd + d] = T(acc[d] * scale);
     }
 }
 
@@ -169,21 +177,21 @@ __global__ void attention_backward_query_kernel(const T *qkv, const T *lse, cons
  * sum_i P_ij (dP_ij - D_i) q_i over the queries of the group's heads that
  * see j, head by head. Shared: k[hd], v[hd], acc_k[hd], acc_v[hd],
  * p[blockDim], ds[blockDim]. */
-template <typename T>
-__global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                              attention_layout shape, bool causal, T scale, T *dqkv) {
-    TC_DYNAMIC_SHARED(T, shared);
+template <typename T, typename C = cuda_compute_t<T>>
+__global__ void attention_backward_key_kernel(const T *qkv, const C *lse, const C *rowdot, const T *dout,
+                                              attention_layout shape, bool causal, C scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, kv_heads = shape.kv_heads, hd = shape.hd, ld = shape.ld, channels = shape.channels;
     int64_t rows = shape.batch * kv_heads * time;
-    T *k = shared, *v = shared + hd, *acc_k = shared + 2 * hd, *acc_v = shared + 3 * hd;
-    T *p = shared + 4 * hd, *ds = p + blockDim.x;
+    C *k = shared, *v = shared + hd, *acc_k = shared + 2 * hd, *acc_v = shared + 3 * hd;
+    C *p = shared + 4 * hd, *ds = p + blockDim.x;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         int64_t j = row % time, kv = row / time % kv_heads, b = row / time / kv_heads;
         T *dk = dqkv + (b * time + j) * ld + channels + kv * hd, *dv = dk + kv_heads * hd;
         __syncthreads();
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            k[d] = qkv[(b * time + j) * ld + channels + kv * hd + d];
-            v[d] = qkv[(b * time + j) * ld + channels + (kv_heads + kv) * hd + d];
+            k[d] = (C)qkv[(b * time + j) * ld + channels + kv * hd + d];
+            v[d] = (C)qkv[(b * time + j) * ld + channels + (kv_heads + kv) * hd + d];
             acc_k[d] = 0;
             acc_v[d] = 0;
         }
@@ -191,23 +199,23 @@ __global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const 
         for (int64_t h = kv * shape.group; h < (kv + 1) * shape.group; h++) {
             const T *queries = qkv + b * time * ld + h * hd;
             const T *grads = dout + b * time * channels + h * hd;
-            const T *head_lse = lse + (b * shape.heads + h) * time, *head_dot = rowdot + (b * shape.heads + h) * time;
+            const C *head_lse = lse + (b * shape.heads + h) * time, *head_dot = rowdot + (b * shape.heads + h) * time;
             for (int64_t i0 = causal ? j : 0; i0 < time; i0 += blockDim.x) {
                 int64_t i = i0 + threadIdx.x;
-                T probability = 0, value = 0;
+                C probability = 0, value = 0;
                 if (i < time) {
-                    probability = cuda_exp(dot(queries + i * ld, k, hd) * scale - head_lse[i]);
-                    value = probability * (dot(grads + i * channels, v, hd) - head_dot[i]);
+                    probability = cuda_exp(dot<C>(queries + i * ld, k, hd) * scale - head_lse[i]);
+                    value = probability * (dot<C>(grads + i * channels, v, hd) - head_dot[i]);
                 }
                 p[threadIdx.x] = probability;
                 ds[threadIdx.x] = value;
                 __syncthreads();
                 int64_t count = time - i0 < (int64_t)blockDim.x ? time - i0 : (int64_t)blockDim.x;
                 for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-                    T a_k = acc_k[d], a_v = acc_v[d];
+                    C a_k = acc_k[d], a_v = acc_v[d];
                     for (int64_t t = 0; t < count; t++) {
-                        a_k += ds[t] * queries[(i0 + t) * ld + d];
-                        a_v += p[t] * grads[(i0 + t) * channels + d];
+                        a_k += ds[t] * (C)queries[(i0 + t) * ld + d];
+                        a_v += p[t] * (C)grads[(i0 + t) * channels + d];
                     }
                     acc_k[d] = a_k;
                     acc_v[d] = a_v;
@@ -216,8 +224,8 @@ __global__ void attention_backward_key_kernel(const T *qkv, const T *lse, const 
             }
         }
         for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-            dk[d] = acc_k[d] * scale;
-            dv[d] = acc_v[d];
+            dk[d] = T(acc_k[d] * scale);
+            dv[d] = T(acc_v[d]);
         }
     }
 }
@@ -235,11 +243,12 @@ tc_status cuda_attention_forward(tc_context *ctx, tc_dtype dtype, const void *qk
         cuda_attention_tiled_forward(ctx, dtype, qkv, shape, causal, scale, out, lse);
         return cuda_check_launch(ctx, "attention");
     }
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        size_t shared = sizeof(T) * (size_t)(2 * hd + ATTENTION_THREADS);
+        typedef cuda_compute_t<T> C;
+        size_t shared = sizeof(C) * (size_t)(2 * hd + ATTENTION_THREADS);
         TC_LAUNCH(attention_forward_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS, shared, cuda_stream_of(ctx),
-                  static_cast<const T *>(qkv), shape, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
+                  static_cast<const T *>(qkv), shape, causal, (C)scale, static_cast<T *>(out), static_cast<C *>(lse));
     });
     if (!known) return cuda_unsupported_dtype(ctx, "attention", dtype);
     return cuda_check_launch(ctx, "attention");
@@ -271,18 +280,23 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
                                   const void *dout, int64_t batch, int64_t time, int64_t n_head, int64_t n_kv_head,
                                   int64_t head_dim, bool causal, void *dqkv) {
     int64_t rows = batch * n_head * time, hd = head_dim;
-    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64) return cuda_unsupported_dtype(ctx, "attention backward", dtype);
+    if (dtype != TC_FLOAT32 && dtype != TC_FLOAT64 && !cuda_dtype_is_16bit(dtype))
+        return cuda_unsupported_dtype(ctx, "attention backward", dtype);
     if (rows == 0) return TC_OK;
     attention_layout shape = attention_layout_of(batch, time, n_head, n_kv_head, head_dim);
     double scale = 1.0 / sqrt((double)hd);
-    size_t bytes = tc_dtype_size(dtype) * (size_t)rows;
+    /* D per row, in the compute type (float32 for 16-bit data) */
+    size_t bytes = (dtype == TC_FLOAT64 ? sizeof(double) : sizeof(float)) * (size_t)rows;
     void *rowdot = cuda_scratch_allocate(ctx, bytes);
     if (!rowdot) return TC_ERROR_MEMORY;
     cuda_stream stream = cuda_stream_of(ctx);
-    cuda_dispatch_float(dtype, [&](auto tag) {
+    cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse), *g = static_cast<const T *>(dout);
-        T *D = static_cast<T *>(rowdot), *dq = static_cast<T *>(dqkv);
+        typedef cuda_compute_t<T> C;
+        const T *q = static_cast<const T *>(qkv), *g = static_cast<const T *>(dout);
+        const C *l = static_cast<const C *>(lse);
+        C *D = static_cast<C *>(rowdot);
+        T *dq = static_cast<T *>(dqkv);
         TC_LAUNCH(attention_rowdot_kernel<T>, cuda_blocks_for(rows), CUDA_BLOCK, 0, stream,
                   static_cast<const T *>(out), g, shape, D);
         if (cuda_attention_tiled_fits(dtype, hd)) {
@@ -290,9 +304,9 @@ tc_status cuda_attention_backward(tc_context *ctx, tc_dtype dtype, const void *q
             return;
         }
         TC_LAUNCH(attention_backward_query_kernel<T>, cuda_rows_for(rows), ATTENTION_THREADS,
-                  sizeof(T) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (T)scale, dq);
+                  sizeof(C) * (size_t)(3 * hd + ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (C)scale, dq);
         TC_LAUNCH(attention_backward_key_kernel<T>, cuda_rows_for(batch * n_kv_head * time), ATTENTION_THREADS,
-                  sizeof(T) * (size_t)(4 * hd + 2 * ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (T)scale,
+                  sizeof(C) * (size_t)(4 * hd + 2 * ATTENTION_THREADS), stream, q, l, D, g, shape, causal, (C)scale,
                   dq);
     });
     tc_status status = cuda_check_launch(ctx, "attention backward");

@@ -18,9 +18,13 @@
  * the CPU within rounding, not bit for bit. With grouped queries a key
  * block walks the query heads of its k/v head in turn, so dk and dv have
  * one writer.
+ *
+ * bfloat16 and float16 qkv, out, dout and dqkv are read and written as they
+ * are; tiles, registers, lse and D hold float32 (C = cuda_compute_t<T>), so a
+ * 16-bit tile takes float32's shared memory.
  */
 #include "cuda_attention_tiled.h"
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 #define TILE 32 /* rows per tile: one per lane */
 #define TILE_WARPS 8
@@ -31,12 +35,12 @@
 
 /* Rows start .. start+31 of a [*, ld] matrix into shared [32][stride], rows
  * at or past limit as zeros; consecutive threads read consecutive elements. */
-template <typename T>
-__device__ __forceinline__ void stage_rows(T *tile, int64_t stride, const T *base, int64_t ld, int64_t start,
+template <typename C, typename T>
+__device__ __forceinline__ void stage_rows(C *tile, int64_t stride, const T *base, int64_t ld, int64_t start,
                                            int64_t limit, int64_t hd) {
     for (int64_t e = threadIdx.x; e < TILE * hd; e += blockDim.x) {
         int64_t r = e / hd, d = e - r * hd;
-        tile[r * stride + d] = start + r < limit ? base[(start + r) * ld + d] : (T)0;
+        tile[r * stride + d] = start + r < limit ? (C)base[(start + r) * ld + d] : (C)0;
     }
 }
 
@@ -44,8 +48,8 @@ __device__ __forceinline__ void stage_rows(T *tile, int64_t stride, const T *bas
  * key_head + j*ld, its value at value_head + j*ld) into their shared tiles,
  * between barriers: the previous tile is no longer read before, the new one
  * is whole after. */
-template <typename T>
-__device__ __forceinline__ void stage_keys_values(T *keys, T *values, int64_t stride, const T *key_head,
+template <typename C, typename T>
+__device__ __forceinline__ void stage_keys_values(C *keys, C *values, int64_t stride, const T *key_head,
                                                   const T *value_head, int64_t ld, int64_t j0, int64_t time,
                                                   int64_t hd) {
     __syncthreads();
@@ -60,9 +64,9 @@ __device__ __forceinline__ int64_t keys_seen(int64_t tile, int64_t time, bool ca
 }
 
 /* a . tile row (a in global memory, read by every lane alike). */
-template <typename T> __device__ __forceinline__ T dot_row(const T *a, const T *tile_row, int64_t hd) {
-    T sum = 0;
-    for (int64_t d = 0; d < hd; d++) sum += a[d] * tile_row[d];
+template <typename C, typename T> __device__ __forceinline__ C dot_row(const T *a, const C *tile_row, int64_t hd) {
+    C sum = 0;
+    for (int64_t d = 0; d < hd; d++) sum += (C)a[d] * tile_row[d];
     return sum;
 }
 
@@ -77,13 +81,13 @@ __device__ __forceinline__ tile_position position_of(int64_t block, int64_t head
 /* ---- forward ---- */
 
 /* out and lse for the 32 queries of a block; shared: keys and values [32][hd+1]. */
-template <typename T>
-__global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout shape, bool causal, T scale, T *out,
-                                               T *lse) {
-    TC_DYNAMIC_SHARED(T, shared);
+template <typename T, typename C = cuda_compute_t<T>>
+__global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout shape, bool causal, C scale, T *out,
+                                               C *lse) {
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, heads = shape.heads, channels = shape.channels;
     int64_t hd = shape.hd, ld = shape.ld, stride = hd + 1;
-    T *keys = shared, *values = shared + TILE * stride;
+    C *keys = shared, *values = shared + TILE * stride;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
     int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
@@ -91,10 +95,10 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout sh
         const T *head = qkv + at.b * time * ld + at.h * hd;
         const T *key_head = qkv + at.b * time * ld + channels + at.h / shape.group * hd;
         int64_t first = at.tile * TILE + warp * ROWS_PER_WARP;
-        T m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][LANE_DIMS];
+        C m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][LANE_DIMS];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; r++) {
-            m[r] = -cuda_infinity<T>();
+            m[r] = -cuda_infinity<C>();
             l[r] = 0;
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) acc[r][u] = 0;
@@ -106,17 +110,17 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout sh
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;
                 if (i >= time || j0 >= visible) continue;
-                T s = -cuda_infinity<T>();
+                C s = -cuda_infinity<C>();
                 if (j0 + lane < visible) s = dot_row(head + i * ld, keys + lane * stride, hd) * scale;
-                T m_new = nan_max(m[r], warp_max(s));
-                T p = j0 + lane < visible ? cuda_exp(s - m_new) : (T)0;
-                T correction = m[r] == -cuda_infinity<T>() ? (T)0 : cuda_exp(m[r] - m_new);
+                C m_new = nan_max(m[r], warp_max(s));
+                C p = j0 + lane < visible ? cuda_exp(s - m_new) : (C)0;
+                C correction = m[r] == -cuda_infinity<C>() ? (C)0 : cuda_exp(m[r] - m_new);
                 l[r] = l[r] * correction + p; /* this lane's share; summed over the warp at the end */
 #pragma unroll
                 for (int u = 0; u < LANE_DIMS; u++) acc[r][u] *= correction;
                 int count = visible - j0 < TILE ? (int)(visible - j0) : TILE;
                 for (int t = 0; t < count; t++) {
-                    T weight = __shfl_sync(CUDA_FULL_MASK, p, t);
+                    C weight = __shfl_sync(CUDA_FULL_MASK, p, t);
 #pragma unroll
                     for (int u = 0; u < LANE_DIMS; u++) {
                         int64_t d = lane + u * CUDA_WARP;
@@ -130,13 +134,13 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout sh
         for (int r = 0; r < ROWS_PER_WARP; r++) {
             int64_t i = first + r;
             if (i >= time) continue;
-            T total = warp_sum(l[r]);
-            T inverse = (T)1 / total;
+            C total = warp_sum(l[r]);
+            C inverse = (C)1 / total;
             T *out_row = out + (at.b * time + i) * channels + at.h * hd;
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) {
                 int64_t d = lane + u * CUDA_WARP;
-                if (d < hd) out_row[d] = acc[r][u] * inverse;
+                if (d < hd) out_row[d] = T(acc[r][u] * inverse);
             }
             if (lane == 0) lse[(at.b * heads + at.h) * time + i] = m[r] + cuda_log(total);
         }
@@ -148,13 +152,13 @@ __global__ void attention_forward_tiled_kernel(const T *qkv, attention_layout sh
 /* dq_i = scale * sum_j P_ij (dP_ij - D_i) k_j for the block's 32 queries,
  * P_ij = exp(s_ij - lse_i), dP_ij = dout_i . v_j. Shared: keys and values
  * [32][hd+1]. */
-template <typename T>
-__global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                      attention_layout shape, bool causal, T scale, T *dqkv) {
-    TC_DYNAMIC_SHARED(T, shared);
+template <typename T, typename C = cuda_compute_t<T>>
+__global__ void attention_backward_query_tiled_kernel(const T *qkv, const C *lse, const C *rowdot, const T *dout,
+                                                      attention_layout shape, bool causal, C scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, heads = shape.heads, channels = shape.channels;
     int64_t hd = shape.hd, ld = shape.ld, stride = hd + 1;
-    T *keys = shared, *values = shared + TILE * stride;
+    C *keys = shared, *values = shared + TILE * stride;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
     int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
@@ -163,7 +167,7 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
         const T *key_head = qkv + at.b * time * ld + channels + at.h / shape.group * hd;
         const T *grads = dout + at.b * time * channels + at.h * hd;
         int64_t rows = (at.b * heads + at.h) * time, first = at.tile * TILE + warp * ROWS_PER_WARP;
-        T acc[ROWS_PER_WARP][LANE_DIMS];
+        C acc[ROWS_PER_WARP][LANE_DIMS];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; r++)
 #pragma unroll
@@ -175,14 +179,14 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
             for (int r = 0; r < ROWS_PER_WARP; r++) {
                 int64_t i = first + r, visible = causal ? i + 1 : time;
                 if (i >= time || j0 >= visible) continue;
-                T ds = 0;
+                C ds = 0;
                 if (j0 + lane < visible) {
-                    T p = cuda_exp(dot_row(head + i * ld, keys + lane * stride, hd) * scale - lse[rows + i]);
+                    C p = cuda_exp(dot_row(head + i * ld, keys + lane * stride, hd) * scale - lse[rows + i]);
                     ds = p * (dot_row(grads + i * channels, values + lane * stride, hd) - rowdot[rows + i]);
                 }
                 int count = visible - j0 < TILE ? (int)(visible - j0) : TILE;
                 for (int t = 0; t < count; t++) {
-                    T weight = __shfl_sync(CUDA_FULL_MASK, ds, t);
+                    C weight = __shfl_sync(CUDA_FULL_MASK, ds, t);
 #pragma unroll
                     for (int u = 0; u < LANE_DIMS; u++) {
                         int64_t d = lane + u * CUDA_WARP;
@@ -199,7 +203,7 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
 #pragma unroll
             for (int u = 0; u < LANE_DIMS; u++) {
                 int64_t d = lane + u * CUDA_WARP;
-                if (d < hd) dq[d] = acc[r][u] * scale;
+                if (d < hd) dq[d] = T(acc[r][u] * scale);
             }
         }
     }
@@ -209,13 +213,13 @@ __global__ void attention_backward_query_tiled_kernel(const T *qkv, const T *lse
  * dk_j = scale * sum_i P_ij (dP_ij - D_i) q_i over the queries of the heads
  * of its group that see j, head by head. Shared: queries and dout rows
  * [32][hd+1], then the tile's lse and D. */
-template <typename T>
-__global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, const T *rowdot, const T *dout,
-                                                    attention_layout shape, bool causal, T scale, T *dqkv) {
-    TC_DYNAMIC_SHARED(T, shared);
+template <typename T, typename C = cuda_compute_t<T>>
+__global__ void attention_backward_key_tiled_kernel(const T *qkv, const C *lse, const C *rowdot, const T *dout,
+                                                    attention_layout shape, bool causal, C scale, T *dqkv) {
+    TC_DYNAMIC_SHARED(C, shared);
     int64_t time = shape.time, channels = shape.channels, hd = shape.hd, ld = shape.ld, stride = hd + 1;
-    T *queries = shared, *grads = shared + TILE * stride, *tile_lse = shared + 2 * TILE * stride;
-    T *tile_dot = tile_lse + TILE;
+    C *queries = shared, *grads = shared + TILE * stride, *tile_lse = shared + 2 * TILE * stride;
+    C *tile_dot = tile_lse + TILE;
     int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
     int64_t tiles = (time + TILE - 1) / TILE, blocks = shape.batch * shape.kv_heads * tiles;
     for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
@@ -223,7 +227,7 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
         const T *key_head = qkv + at.b * time * ld + channels + at.h * hd;
         const T *value_head = key_head + shape.kv_heads * hd;
         int64_t first = at.tile * TILE + warp * ROWS_PER_WARP;
-        T acc_k[ROWS_PER_WARP][LANE_DIMS], acc_v[ROWS_PER_WARP][LANE_DIMS];
+        C acc_k[ROWS_PER_WARP][LANE_DIMS], acc_v[ROWS_PER_WARP][LANE_DIMS];
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; r++)
 #pragma unroll
@@ -238,8 +242,8 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
                 stage_rows(queries, stride, head, ld, i0, time, hd);
                 stage_rows(grads, stride, head_grads, channels, i0, time, hd);
                 for (int64_t t = threadIdx.x; t < TILE; t += blockDim.x) {
-                    tile_lse[t] = i0 + t < time ? lse[rows + i0 + t] : (T)0;
-                    tile_dot[t] = i0 + t < time ? rowdot[rows + i0 + t] : (T)0;
+                    tile_lse[t] = i0 + t < time ? lse[rows + i0 + t] : (C)0;
+                    tile_dot[t] = i0 + t < time ? rowdot[rows + i0 + t] : (C)0;
                 }
                 __syncthreads();
                 int count = time - i0 < TILE ? (int)(time - i0) : TILE;
@@ -248,14 +252,14 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
                     int64_t j = first + r;
                     if (j >= time || (causal && i0 + TILE <= j)) continue;
                     int64_t i = i0 + lane;
-                    T p = 0, ds = 0;
+                    C p = 0, ds = 0;
                     if (i < time && (!causal || i >= j)) {
                         p = cuda_exp(dot_row(key_head + j * ld, queries + lane * stride, hd) * scale - tile_lse[lane]);
                         ds = p * (dot_row(value_head + j * ld, grads + lane * stride, hd) - tile_dot[lane]);
                     }
                     for (int t = 0; t < count; t++) {
-                        T weight_v = __shfl_sync(CUDA_FULL_MASK, p, t);
-                        T weight_k = __shfl_sync(CUDA_FULL_MASK, ds, t);
+                        C weight_v = __shfl_sync(CUDA_FULL_MASK, p, t);
+                        C weight_k = __shfl_sync(CUDA_FULL_MASK, ds, t);
 #pragma unroll
                         for (int u = 0; u < LANE_DIMS; u++) {
                             int64_t d = lane + u * CUDA_WARP;
@@ -277,8 +281,8 @@ __global__ void attention_backward_key_tiled_kernel(const T *qkv, const T *lse, 
             for (int u = 0; u < LANE_DIMS; u++) {
                 int64_t d = lane + u * CUDA_WARP;
                 if (d < hd) {
-                    dk[d] = acc_k[r][u] * scale;
-                    dv[d] = acc_v[r][u];
+                    dk[d] = T(acc_k[r][u] * scale);
+                    dv[d] = T(acc_v[r][u]);
                 }
             }
         }
@@ -293,7 +297,8 @@ static size_t tiled_shared_bytes(size_t element, int64_t hd) {
 }
 
 bool cuda_attention_tiled_fits(tc_dtype dtype, int64_t hd) {
-    return hd >= 1 && hd <= LANE_DIMS * CUDA_WARP && tiled_shared_bytes(tc_dtype_size(dtype), hd) <= TILED_SHARED_LIMIT;
+    size_t element = dtype == TC_FLOAT64 ? sizeof(double) : sizeof(float); /* the tiles' compute type */
+    return hd >= 1 && hd <= LANE_DIMS * CUDA_WARP && tiled_shared_bytes(element, hd) <= TILED_SHARED_LIMIT;
 }
 
 static unsigned tiled_blocks(int64_t batch, int64_t heads, int64_t time) {
@@ -302,11 +307,12 @@ static unsigned tiled_blocks(int64_t batch, int64_t heads, int64_t time) {
 
 void cuda_attention_tiled_forward(tc_context *ctx, tc_dtype dtype, const void *qkv, attention_layout shape,
                                   bool causal, double scale, void *out, void *lse) {
-    cuda_dispatch_float(dtype, [&](auto tag) {
+    cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
+        typedef cuda_compute_t<T> C;
         TC_LAUNCH(attention_forward_tiled_kernel<T>, tiled_blocks(shape.batch, shape.heads, shape.time),
-                  TILED_THREADS, sizeof(T) * (size_t)(2 * TILE * (shape.hd + 1)), cuda_stream_of(ctx),
-                  static_cast<const T *>(qkv), shape, causal, (T)scale, static_cast<T *>(out), static_cast<T *>(lse));
+                  TILED_THREADS, sizeof(C) * (size_t)(2 * TILE * (shape.hd + 1)), cuda_stream_of(ctx),
+                  static_cast<const T *>(qkv), shape, causal, (C)scale, static_cast<T *>(out), static_cast<C *>(lse));
     });
 }
 
@@ -314,16 +320,17 @@ void cuda_attention_tiled_backward(tc_context *ctx, tc_dtype dtype, const void *
                                    const void *rowdot, const void *dout, attention_layout shape, bool causal,
                                    double scale, void *dqkv) {
     cuda_stream stream = cuda_stream_of(ctx);
-    cuda_dispatch_float(dtype, [&](auto tag) {
+    cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        const T *q = static_cast<const T *>(qkv), *l = static_cast<const T *>(lse);
-        const T *D = static_cast<const T *>(rowdot), *g = static_cast<const T *>(dout);
+        typedef cuda_compute_t<T> C;
+        const T *q = static_cast<const T *>(qkv), *g = static_cast<const T *>(dout);
+        const C *l = static_cast<const C *>(lse), *D = static_cast<const C *>(rowdot);
         T *dq = static_cast<T *>(dqkv);
         TC_LAUNCH(attention_backward_query_tiled_kernel<T>, tiled_blocks(shape.batch, shape.heads, shape.time),
-                  TILED_THREADS, sizeof(T) * (size_t)(2 * TILE * (shape.hd + 1)), stream, q, l, D, g, shape, causal,
-                  (T)scale, dq);
+                  TILED_THREADS, sizeof(C) * (size_t)(2 * TILE * (shape.hd + 1)), stream, q, l, D, g, shape, causal,
+                  (C)scale, dq);
         TC_LAUNCH(attention_backward_key_tiled_kernel<T>, tiled_blocks(shape.batch, shape.kv_heads, shape.time),
-                  TILED_THREADS, tiled_shared_bytes(sizeof(T), shape.hd), stream, q, l, D, g, shape, causal, (T)scale,
+                  TILED_THREADS, tiled_shared_bytes(sizeof(C), shape.hd), stream, q, l, D, g, shape, causal, (C)scale,
                   dq);
     });
 }

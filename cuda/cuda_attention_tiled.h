@@ -22,8 +22,9 @@ static inline attention_layout attention_layout_of(int64_t batch, int64_t time, 
                             heads * hd, (heads + 2 * kv_heads) * hd};
 }
 
-/* Whether the tiled kernels take heads of hd dimensions in dtype (float32 or
- * float64): hd at most 128 and the tiles within 48 KiB of shared memory. */
+/* Whether the tiled kernels take heads of hd dimensions in dtype (float32,
+ * float64 or a 16-bit dtype, whose tiles are float32): hd at most 128 and
+ * the tiles within 48 KiB of shared memory. */
 bool cuda_attention_tiled_fits(tc_dtype dtype, int64_t hd);
 
 /* Launches the forward (out, and lse per (b, h, i) row) on the context's

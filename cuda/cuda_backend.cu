@@ -69,8 +69,10 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
 /* The slots whose kernels take bfloat16 and float16 as well (the 16-bit
  * contract in src/backend_slots.h). */
 #define CUDA_HALF_SLOTS                                                                                              \
-    (TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward) | TC_SLOT_BIT(softmax) |                     \
-     TC_SLOT_BIT(softmax_backward) | TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward) |      \
+    (TC_SLOT_BIT(unary) | TC_SLOT_BIT(unary_backward) | TC_SLOT_BIT(binary) | TC_SLOT_BIT(clamp) |                   \
+     TC_SLOT_BIT(where) | TC_SLOT_BIT(reduce) | TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward) |    \
+     TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward) | TC_SLOT_BIT(softmax) |                      \
+     TC_SLOT_BIT(softmax_backward) | TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward) |       \
      TC_SLOT_BIT(rope))
 
 static tc_backend make_table() {

@@ -9,8 +9,10 @@
  * are cuda_strided views coalesced together (cuda_kernels.h), so broadcast
  * inputs (stride 0) and non-contiguous views need no copies.
  *
- * bfloat16 and float16 data are only copied, converted and filled here (the
- * engine computes every op in float32 and rounds once: src/ops_half.c). A
+ * bfloat16 and float16: the maps, their derivatives, clamp and where take
+ * them too (CUDA_HALF_SLOTS): each element is read as float32, computed with
+ * the float32 formulas (cuda_compute_t) and rounded once to its dtype, the
+ * bits the engine's widen-compute-round path gives (src/ops_half.c). A
  * conversion touching them goes through float32 with src/half.h's functions,
  * the very ones the CPU backend uses, so both devices give the same bits.
  */
@@ -99,8 +101,9 @@ template <typename T> __device__ __forceinline__ T unary_value(tc_unary_op op, T
 template <typename T>
 __global__ void unary_kernel(tc_unary_op op, const T *x, cuda_strided x_view, T *out, cuda_strided out_view,
                              int64_t n) {
+    typedef cuda_compute_t<T> C;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[cuda_offset(out_view, i)] = unary_value(op, x[cuda_offset(x_view, i)]);
+        out[cuda_offset(out_view, i)] = T(unary_value<C>(op, (C)x[cuda_offset(x_view, i)]));
 }
 
 /* g * f'(x), from x and y = f(x). */
@@ -118,9 +121,16 @@ template <typename T>
 __global__ void unary_backward_kernel(tc_unary_op op, const T *x, cuda_strided x_view, const T *y,
                                       cuda_strided y_view, const T *grad, cuda_strided grad_view, T *grad_x,
                                       cuda_strided grad_x_view, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        grad_x[cuda_offset(grad_x_view, i)] = unary_derivative(op, x[cuda_offset(x_view, i)], y[cuda_offset(y_view, i)],
-                                                               grad[cuda_offset(grad_view, i)]);
+    typedef cuda_compute_t<T> C;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        C value = (C)x[cuda_offset(x_view, i)];
+        /* 16-bit: y again in float32, as the widening path keeps it; the
+         * rounded y would cost the derivative its precision (tanh's 1 - y^2
+         * near 1). */
+        C result = cuda_is_16bit<T>::value ? unary_value<C>(op, value) : (C)y[cuda_offset(y_view, i)];
+        grad_x[cuda_offset(grad_x_view, i)] =
+            T(unary_derivative<C>(op, value, result, (C)grad[cuda_offset(grad_view, i)]));
+    }
 }
 
 static bool is_bool_result(tc_binary_op op) { return (TC_MATH_BINARY_BOOL_RESULTS >> op) & 1; }
@@ -146,21 +156,28 @@ template <typename T, typename R> __device__ __forceinline__ R binary_value(tc_b
     }
 }
 
+/* R is T, or uint8_t for comparisons and logic; 16-bit T computes in float32
+ * and rounds the value once (a bool result needs no rounding). */
 template <typename T, typename R>
 __global__ void binary_kernel(tc_binary_op op, const T *a, cuda_strided a_view, const T *b, cuda_strided b_view,
                               R *out, cuda_strided out_view, int64_t n) {
+    typedef cuda_compute_t<T> C;
+    typedef typename std::conditional<std::is_same<R, T>::value, C, R>::type RC;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[cuda_offset(out_view, i)] = binary_value<T, R>(op, a[cuda_offset(a_view, i)], b[cuda_offset(b_view, i)]);
+        out[cuda_offset(out_view, i)] =
+            R(binary_value<C, RC>(op, (C)a[cuda_offset(a_view, i)], (C)b[cuda_offset(b_view, i)]));
 }
 
+/* The bounds are C (float32 for 16-bit T, as the float32 kernel has them). */
 template <typename T>
-__global__ void clamp_kernel(const T *x, cuda_strided x_view, bool has_min, T min, bool has_max, T max, T *out,
-                             cuda_strided out_view, int64_t n) {
+__global__ void clamp_kernel(const T *x, cuda_strided x_view, bool has_min, cuda_compute_t<T> min, bool has_max,
+                             cuda_compute_t<T> max, T *out, cuda_strided out_view, int64_t n) {
+    typedef cuda_compute_t<T> C;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        T value = x[cuda_offset(x_view, i)];
+        C value = (C)x[cuda_offset(x_view, i)];
         if (has_min && value < min) value = min;
         if (has_max && value > max) value = max;
-        out[cuda_offset(out_view, i)] = value;
+        out[cuda_offset(out_view, i)] = T(value);
     }
 }
 
@@ -193,7 +210,7 @@ template <typename D> static void launch_copy(tc_tensor *dst, const tc_tensor *s
     });
 }
 
-/* Every dtype's element type, the 16-bit ones included (copies only). */
+/* Every dtype's element type, the 16-bit ones included. */
 template <typename F> static bool dispatch_storage(tc_dtype dtype, F &&f) {
     switch (dtype) {
     case TC_BFLOAT16: f(type_tag<cuda_bfloat16>()); return true;
@@ -288,7 +305,7 @@ tc_status cuda_unary(tc_unary_op op, const tc_tensor *x, tc_tensor *out) {
     const tc_tensor *operands[2] = {out, x};
     cuda_strided views[2];
     cuda_coalesce(2, operands, views);
-    bool known = cuda_dispatch_all(x->dtype, [&](auto tag) {
+    bool known = dispatch_storage(x->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         TC_LAUNCH(unary_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(out->ctx), op, data_of<T>(x),
                   views[1], data_of<T>(out), views[0], n);
@@ -304,14 +321,14 @@ tc_status cuda_unary_backward(tc_unary_op op, const tc_tensor *x, const tc_tenso
     const tc_tensor *operands[4] = {grad_x, x, y, grad};
     cuda_strided views[4];
     cuda_coalesce(4, operands, views);
-    bool known = cuda_dispatch_float(x->dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(x->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         TC_LAUNCH(unary_backward_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(grad_x->ctx), op,
                   data_of<T>(x), views[1], data_of<T>(y), views[2], data_of<T>(grad), views[3], data_of<T>(grad_x),
                   views[0], n);
     });
     if (!known)
-        return tc_fail(grad_x->ctx, TC_ERROR_DTYPE, "%s backward: dtype %s is not supported (float32 or float64)",
+        return tc_fail(grad_x->ctx, TC_ERROR_DTYPE, "%s backward: dtype %s is not supported (a floating dtype)",
                        tc_unary_op_name(op), tc_dtype_name(x->dtype));
     return cuda_check_launch(grad_x->ctx, tc_unary_op_name(op));
 }
@@ -327,7 +344,7 @@ tc_status cuda_binary(tc_binary_op op, const tc_tensor *a, const tc_tensor *b, t
     cuda_coalesce(3, operands, views);
     cuda_stream stream = cuda_stream_of(out->ctx);
     bool bool_result = is_bool_result(op);
-    bool known = cuda_dispatch_all(a->dtype, [&](auto tag) {
+    bool known = dispatch_storage(a->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         if (bool_result) {
             auto kernel = binary_kernel<T, uint8_t>;
@@ -352,9 +369,10 @@ tc_status cuda_clamp(const tc_tensor *x, double min, double max, tc_tensor *out)
     cuda_strided views[2];
     cuda_coalesce(2, operands, views);
     bool has_min = !isnan(min), has_max = !isnan(max);
-    bool known = cuda_dispatch_all(x->dtype, [&](auto tag) {
+    bool known = dispatch_storage(x->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        T low = has_min ? (T)min : (T)0, high = has_max ? (T)max : (T)0;
+        typedef cuda_compute_t<T> C;
+        C low = has_min ? (C)min : (C)0, high = has_max ? (C)max : (C)0;
         TC_LAUNCH(clamp_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(out->ctx), data_of<T>(x), views[1],
                   has_min, low, has_max, high, data_of<T>(out), views[0], n);
     });
@@ -368,7 +386,7 @@ tc_status cuda_where(const tc_tensor *cond, const tc_tensor *a, const tc_tensor 
     const tc_tensor *operands[4] = {out, cond, a, b};
     cuda_strided views[4];
     cuda_coalesce(4, operands, views);
-    bool known = cuda_dispatch_all(out->dtype, [&](auto tag) {
+    bool known = dispatch_storage(out->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         TC_LAUNCH(where_kernel<T>, cuda_blocks_for(n), CUDA_BLOCK, 0, cuda_stream_of(out->ctx), data_of<uint8_t>(cond),
                   views[1], data_of<T>(a), views[2], data_of<T>(b), views[3], data_of<T>(out), views[0], n);

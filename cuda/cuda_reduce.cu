@@ -12,8 +12,12 @@
  * keep (value, index) pairs with the CPU's rules: the first NaN wins, then
  * the extreme value, ties to the lowest index, so the answer does not
  * depend on the order the pairs are combined in.
+ *
+ * bfloat16 and float16 x (CUDA_HALF_SLOTS): elements are read as float32
+ * (cuda_compute_t), sums still in double, and the result rounded once to x's
+ * dtype through float32, the bits of widening x and reducing in float32.
  */
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 /* Runs at least this long, contiguous or few, get a block each. */
 #define BLOCK_RUN_LENGTH 256
@@ -75,7 +79,7 @@ template <typename T>
 __device__ __forceinline__ double run_sum(const T *x, const cuda_strided &run, int64_t base, int64_t begin,
                                           int64_t step, int64_t length) {
     double sum = 0;
-    for (int64_t i = begin; i < length; i += step) sum += (double)x[base + cuda_offset(run, i)];
+    for (int64_t i = begin; i < length; i += step) sum += (double)(cuda_compute_t<T>)x[base + cuda_offset(run, i)];
     return sum;
 }
 
@@ -95,7 +99,7 @@ __device__ __forceinline__ double run_squares(const T *x, const cuda_strided &ru
                                               int64_t step, int64_t length, double mean) {
     double squares = 0;
     for (int64_t i = begin; i < length; i += step) {
-        double d = (double)x[base + cuda_offset(run, i)] - mean;
+        double d = (double)(cuda_compute_t<T>)x[base + cuda_offset(run, i)] - mean;
         squares += d * d;
     }
     return squares;
@@ -103,9 +107,10 @@ __device__ __forceinline__ double run_squares(const T *x, const cuda_strided &ru
 
 template <typename T>
 __device__ __forceinline__ void run_best(const T *x, const cuda_strided &run, int64_t base, int64_t begin,
-                                         int64_t step, int64_t length, bool is_max, T &best, int64_t &best_index) {
+                                         int64_t step, int64_t length, bool is_max, cuda_compute_t<T> &best,
+                                         int64_t &best_index) {
     for (int64_t i = begin; i < length; i += step) {
-        T value = x[base + cuda_offset(run, i)];
+        cuda_compute_t<T> value = (cuda_compute_t<T>)x[base + cuda_offset(run, i)];
         if (replaces(value, i, best, best_index, is_max)) {
             best = value;
             best_index = i;
@@ -140,11 +145,11 @@ __global__ void reduce_by_thread_kernel(tc_reduce_op op, int correction, const T
             static_cast<T *>(out)[r] = (T)variance_of(squares, length, correction);
         } else {
             bool is_max = op == TC_REDUCE_MAX || op == TC_REDUCE_ARGMAX;
-            T best = (T)0;
+            cuda_compute_t<T> best = 0;
             int64_t best_index = -1;
             run_best(x, run, base, 0, 1, length, is_max, best, best_index);
             if (op == TC_REDUCE_ARGMAX || op == TC_REDUCE_ARGMIN) static_cast<int64_t *>(out)[r] = best_index;
-            else static_cast<T *>(out)[r] = best;
+            else static_cast<T *>(out)[r] = T(best);
         }
     }
 }
@@ -171,13 +176,13 @@ __global__ void reduce_by_block_kernel(tc_reduce_op op, int correction, const T 
             if (threadIdx.x == 0) static_cast<T *>(out)[r] = (T)value;
         } else {
             bool is_max = op == TC_REDUCE_MAX || op == TC_REDUCE_ARGMAX;
-            T best = (T)0;
+            cuda_compute_t<T> best = 0;
             int64_t best_index = -1;
             run_best(x, run, base, threadIdx.x, blockDim.x, length, is_max, best, best_index);
             block_best(best, best_index, is_max);
             if (threadIdx.x == 0) {
                 if (op == TC_REDUCE_ARGMAX || op == TC_REDUCE_ARGMIN) static_cast<int64_t *>(out)[r] = best_index;
-                else static_cast<T *>(out)[r] = best;
+                else static_cast<T *>(out)[r] = T(best);
             }
         }
     }
@@ -213,6 +218,15 @@ static cuda_strided dims_view(const tc_tensor *x, uint32_t mask, bool reduced, i
     return view;
 }
 
+/* cuda_dispatch_all's dtypes and the two 16-bit ones. */
+template <typename F> static bool dispatch_reducible(tc_dtype dtype, F &&f) {
+    switch (dtype) {
+    case TC_BFLOAT16: f(type_tag<cuda_bfloat16>()); return true;
+    case TC_FLOAT16: f(type_tag<cuda_float16>()); return true;
+    default: return cuda_dispatch_all(dtype, f);
+    }
+}
+
 static const char *reduce_name(tc_reduce_op op) {
     switch (op) {
     case TC_REDUCE_SUM: return "sum";
@@ -242,7 +256,7 @@ tc_status cuda_reduce(tc_reduce_op op, const tc_tensor *x, uint32_t mask, int co
     cuda_stream stream = cuda_stream_of(x->ctx);
     size_t out_size = op == TC_REDUCE_ARGMAX || op == TC_REDUCE_ARGMIN ? sizeof(int64_t) : tc_dtype_size(x->dtype);
     void *result = static_cast<char *>(out->storage->data) + out->offset * (int64_t)out_size;
-    bool known = cuda_dispatch_all(x->dtype, [&](auto tag) {
+    bool known = dispatch_reducible(x->dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         const T *data = static_cast<const T *>(x->storage->data);
         if (by_block)

@@ -42,7 +42,9 @@
     X(copy, REQUIRED, tc_status, (tc_tensor *dst, const tc_tensor *src))                                             \
     X(fill, REQUIRED, tc_status, (tc_tensor *t, double value))                                                       \
     X(unary, REQUIRED, tc_status, (tc_unary_op op, const tc_tensor *x, tc_tensor *out))                              \
-    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it). */                                          \
+    /* grad_x = grad * d op(x)/dx; y is op(x) (some derivatives use it; a                                            \
+     * 16-bit kernel recomputes it in float32 from x instead of reading the                                          \
+     * rounded y, as the widening path keeps it). */                                                                 \
     X(unary_backward, REQUIRED, tc_status,                                                                           \
       (tc_unary_op op, const tc_tensor *x, const tc_tensor *y, const tc_tensor *grad, tc_tensor *grad_x))            \
     /* a and b already broadcast to out's shape (strides may be 0). */                                               \
@@ -51,7 +53,8 @@
     /* cond, a, b already broadcast to out's shape. */                                                               \
     X(where, REQUIRED, tc_status, (const tc_tensor *cond, const tc_tensor *a, const tc_tensor *b, tc_tensor *out))   \
     /* Reduces the dims set in `mask` (bit d for dim d); out keeps those dims                                        \
-     * with size 1. For ARGMAX/ARGMIN exactly one bit is set. */                                                     \
+     * with size 1. For ARGMAX/ARGMIN exactly one bit is set (out int64, a                                           \
+     * 16-bit x's too). */                                                                                           \
     X(reduce, REQUIRED, tc_status,                                                                                   \
       (tc_reduce_op op, const tc_tensor *x, uint32_t mask, int correction, tc_tensor *out))                          \
     /* out[b] = op(a[b]) @ op(b[b]) for `batch` matrices with the given                                              \
@@ -130,7 +133,8 @@
      * j*hd; KV divides H and q head h reads k/v head h / (H / KV) (grouped                                          \
      * queries; KV = H is plain multi-head). out [B, T, H hd] with the heads                                         \
      * merged, lse [B, H, T] the log-sum-exp of each row of scores scaled by                                         \
-     * 1/sqrt(hd) (masked above the diagonal when causal). */                                                        \
+     * 1/sqrt(hd) (masked above the diagonal when causal). 16-bit: qkv and out                                       \
+     * (backward: dout and dqkv too) of dtype, lse float32. */                                                       \
     X(attention_forward, OPTIONAL, tc_status,                                                                        \
       (tc_context *ctx, tc_dtype dtype, const void *qkv, int64_t batch, int64_t time, int64_t n_head,                \
        int64_t n_kv_head, int64_t head_dim, bool causal, void *out, void *lse))                                      \

@@ -9,7 +9,9 @@
 #include <limits.h>
 
 /* What is kept for backward: the row log-sum-exp of the scaled, masked
- * scores, [B, n_head, T] in qkv's dtype (flash-attention style), and the
+ * scores, [B, n_head, T] in qkv's dtype (float32 for 16-bit qkv, which the
+ * kernels take as it is where the backend's half_slots hold both attention
+ * slots; elsewhere it is widened) (flash-attention style), and the
  * output [B, T, C] (a detached alias of the result, which the next layer
  * holds anyway; backward needs rowsum(dout * out) per row); qkv is the
  * node's input. The [B, n_head, T, T] probabilities never exist: kernels
@@ -75,7 +77,8 @@ static tc_status check_qkv(const char *function, const tc_tensor *qkv, int n_hea
 tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("attention", "qkv", qkv));
-    if (tc_dtype_is_16bit(qkv->dtype)) {
+    uint64_t slots = TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward);
+    if (tc_dtype_is_16bit(qkv->dtype) && !tc_backend_takes_16bit(qkv, slots)) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(qkv, &wide));
         tc_status status = tc_attention(wide, n_head, n_kv_head, causal, &result);
@@ -83,8 +86,7 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, t
         return tc_narrow_16bit(status, result, qkv->dtype, out);
     }
     const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(qkv, "attention", TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward),
-                              &backend));
+    TC_TRY(tc_backend_kernels(qkv, "attention", slots, &backend));
     int64_t head_dim;
     TC_TRY(check_qkv("attention", qkv, n_head, n_kv_head, &head_dim));
     int64_t batch = qkv->shape[0], time = qkv->shape[1], channels = n_head * head_dim;
@@ -95,7 +97,8 @@ tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, t
     int64_t out_shape[3] = {batch, time, channels}, lse_shape[3] = {batch, n_head, time};
     tc_status status = tc_contiguous(qkv, &input);
     if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, out_shape, &result);
-    if (status == TC_OK) status = tc_empty_shaped(input, qkv->dtype, 3, lse_shape, &lse);
+    tc_dtype lse_dtype = tc_dtype_is_16bit(qkv->dtype) ? TC_FLOAT32 : qkv->dtype;
+    if (status == TC_OK) status = tc_empty_shaped(input, lse_dtype, 3, lse_shape, &lse);
     if (status == TC_OK && tc_tensor_numel(result) > 0)
         status = backend->attention_forward(qkv->ctx, qkv->dtype, tc_tensor_data_at_offset(input), batch, time,
                                             n_head, n_kv_head, head_dim, causal, tc_tensor_data_at_offset(result),

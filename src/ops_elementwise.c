@@ -1,7 +1,8 @@
 /*
  * ops_elementwise.c: unary and binary maps, clamp, where and masked_fill:
  * argument checks, dtype promotion, broadcasting, and each op's backward
- * beside its forward.
+ * beside its forward. 16-bit operands go to the kernels as they are where the
+ * backend takes them (UNARY_16BIT_SLOTS below), else are widened.
  */
 #include "internal.h"
 
@@ -15,6 +16,12 @@ const char *tc_unary_op_name(tc_unary_op op) {
 const char *tc_binary_op_name(tc_binary_op op) {
     return (unsigned)op < TC_BINARY_OP_COUNT ? tc_tape_ops[TC_OP_ADD + op].name : "unknown";
 }
+
+/* A backend whose kernels of these slots take 16-bit tensors (half_slots)
+ * runs the op on them directly when every floating operand has the one 16-bit
+ * dtype; otherwise 16-bit operands are widened to float32 and the result
+ * rounded once (ops_half.c). Both give the same bits (backend_slots.h). */
+#define UNARY_16BIT_SLOTS (TC_SLOT_BIT(unary) | TC_SLOT_BIT(unary_backward))
 
 /* ---- small helpers used by backward functions ---- */
 
@@ -55,7 +62,7 @@ tc_status tc_unary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inp
 
 tc_status tc_unary(tc_unary_op op, tc_tensor *x, tc_tensor **out) {
     if ((unsigned)op >= TC_UNARY_OP_COUNT) return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "unary: unknown op %d", (int)op);
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, UNARY_16BIT_SLOTS)) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_unary(op, wide, &result);
@@ -94,9 +101,10 @@ static bool binary_is_differentiable(tc_binary_op op) {
     return (tc_op_at(TC_OP_ADD + op)->properties & TC_OP_DIFFERENTIABLE) != 0;
 }
 
-tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
-    tc_binary_op op = (tc_binary_op)node->ints[0];
-    tc_tensor *a = node->inputs[0], *b = node->inputs[1];
+/* The gradients of a op b from its operands, its result `saved` (div and
+ * pow) and grad, all of one dtype; node gives the inputs' shapes. */
+static tc_status binary_gradients(tc_node *node, tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor *saved,
+                                  tc_tensor *grad, tc_tensor **grad_inputs) {
     bool need_a = tc_node_input_needs_grad(node, 0), need_b = tc_node_input_needs_grad(node, 1);
     tc_tensor *value = NULL, *t1 = NULL, *t2 = NULL;
     tc_status status = TC_OK;
@@ -132,7 +140,7 @@ tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
             TC_TRY(reduce_into(node, 0, value, grad_inputs));
         }
         if (need_b) { /* -g * out / b */
-            status = tc_binary(TC_MUL, grad, node->saved[0], &t1);
+            status = tc_binary(TC_MUL, grad, saved, &t1);
             if (status == TC_OK) status = tc_binary(TC_DIV, t1, b, &t2);
             if (status == TC_OK) status = tc_unary(TC_NEG, t2, &value);
             if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
@@ -159,7 +167,7 @@ tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
         }
         if (status == TC_OK && need_b) { /* g * out * log(a) */
             status = tc_unary(TC_LOG, a, &t1);
-            if (status == TC_OK) status = tc_binary(TC_MUL, t1, node->saved[0], &t2);
+            if (status == TC_OK) status = tc_binary(TC_MUL, t1, saved, &t2);
             if (status == TC_OK) status = tc_binary(TC_MUL, t2, grad, &value);
             if (status == TC_OK) status = reduce_into(node, 1, value, grad_inputs);
         }
@@ -198,13 +206,54 @@ tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
     return status;
 }
 
+/* Whether input `index` needs a gradient that sums grad over broadcast dims. */
+static bool sums_over_broadcast(const tc_node *node, int index, const tc_tensor *grad) {
+    const tc_tensor *input = node->inputs[index];
+    if (!tc_node_input_needs_grad(node, index)) return false;
+    if (input->ndim != grad->ndim) return true;
+    for (int d = 0; d < grad->ndim; d++)
+        if (input->shape[d] != grad->shape[d]) return true;
+    return false;
+}
+
+tc_status tc_binary_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_binary_op op = (tc_binary_op)node->ints[0];
+    tc_tensor *a = node->inputs[0], *b = node->inputs[1];
+    /* A 16-bit op that ran natively: div's and pow's gradients chain several
+     * products, and the others' products summed over broadcast dims would each
+     * round in 16 bits before the sum, so these are computed in float32 and
+     * rounded once, the bits of the widening path (ops_half.c). add's and
+     * sub's gradients are grad itself; a single product rounds once anyway. */
+    bool in_float32 = tc_dtype_is_16bit(grad->dtype) && op != TC_ADD && op != TC_SUB &&
+                      (op == TC_DIV || op == TC_POW || sums_over_broadcast(node, 0, grad) ||
+                       sums_over_broadcast(node, 1, grad));
+    if (!in_float32) return binary_gradients(node, op, a, b, node->saved[0], grad, grad_inputs);
+    tc_tensor *wide[4] = {NULL, NULL, NULL, NULL}, *narrow_inputs[2] = {a, b};
+    tc_tensor *sources[3] = {a, b, grad};
+    tc_status status = TC_OK;
+    for (int i = 0; i < 3 && status == TC_OK; i++) status = tc_widen_16bit(sources[i], &wide[i]);
+    /* div's and pow's result again in float32, as the widening path saves it
+     * (not the rounded one). */
+    if (status == TC_OK && (op == TC_DIV || op == TC_POW)) status = tc_binary(op, wide[0], wide[1], &wide[3]);
+    if (status == TC_OK) status = binary_gradients(node, op, wide[0], wide[1], wide[3], wide[2], grad_inputs);
+    for (int i = 0; i < 2 && status == TC_OK; i++) {
+        if (!grad_inputs[i]) continue;
+        tc_tensor *wide_grad = grad_inputs[i];
+        grad_inputs[i] = NULL;
+        status = tc_narrow_16bit(TC_OK, wide_grad, narrow_inputs[i]->dtype, &grad_inputs[i]);
+    }
+    for (int i = 0; i < 4; i++) tc_tensor_release(wide[i]);
+    return status;
+}
+
 tc_status tc_binary(tc_binary_op op, tc_tensor *a, tc_tensor *b, tc_tensor **out) {
     if ((unsigned)op >= TC_BINARY_OP_COUNT)
         return tc_fail(a->ctx, TC_ERROR_ARGUMENT, "binary: unknown op %d", (int)op);
     const char *name = tc_binary_op_name(op);
     TC_TRY(tc_check_same_device(name, a, b));
     tc_dtype dtype = tc_promote_dtypes(a->dtype, b->dtype);
-    if (tc_dtype_is_16bit(dtype)) {
+    if (tc_dtype_is_16bit(dtype) &&
+        !(a->dtype == dtype && b->dtype == dtype && tc_backend_takes_16bit(a, TC_SLOT_BIT(binary)))) {
         tc_tensor *wide_a = NULL, *wide_b = NULL, *result = NULL;
         tc_status status = tc_widen_16bit(a, &wide_a);
         if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);
@@ -289,7 +338,7 @@ static bool is_fraction(double bound) { return !isnan(bound) && !isinf(bound) &&
 
 tc_status tc_clamp(tc_tensor *x, double min, double max, tc_tensor **out) {
     *out = NULL;
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, TC_SLOT_BIT(clamp))) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_clamp(wide, min, max, &result);
@@ -358,7 +407,8 @@ tc_status tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b, tc_tensor **out)
     int64_t shape[TC_MAX_DIMS];
     TC_TRY(tc_broadcast_shapes(a->ctx, "where", a->ndim, a->shape, b->ndim, b->shape, &ndim, shape));
     tc_dtype promoted = tc_promote_dtypes(a->dtype, b->dtype);
-    if (tc_dtype_is_16bit(promoted)) {
+    if (tc_dtype_is_16bit(promoted) &&
+        !(a->dtype == promoted && b->dtype == promoted && tc_backend_takes_16bit(a, TC_SLOT_BIT(where)))) {
         tc_tensor *wide_a = NULL, *wide_b = NULL, *result = NULL;
         tc_status status = tc_widen_16bit(a, &wide_a);
         if (status == TC_OK) status = tc_widen_16bit(b, &wide_b);

@@ -1,6 +1,8 @@
 /*
  * ops_reduce.c: sum, mean, max, min, argmax, argmin and var over any dims,
- * with keepdim; each backward beside its forward.
+ * with keepdim; each backward beside its forward. A 16-bit x goes to the
+ * reduce kernel as it is where the backend takes it (half_slots), else is
+ * widened; the gradients give the widening path's bits either way.
  */
 #include "internal.h"
 
@@ -21,6 +23,36 @@ static tc_status grad_with_kept_dims(tc_node *node, tc_tensor *grad, tc_tensor *
     return tc_reshape(grad, x->ndim, shape, out);
 }
 
+/* g * 2 (x - mean) / (N - correction), g with x's rank. */
+static tc_status var_gradient(const tc_node *node, tc_tensor *x, tc_tensor *g, tc_tensor **out) {
+    tc_tensor *mean = NULL, *centered = NULL, *scaled = NULL;
+    int dims[TC_MAX_DIMS], ndims = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (node->ints[1] & (1 << d)) dims[ndims++] = d;
+    tc_status status = tc_reduce(TC_REDUCE_MEAN, x, ndims, dims, true, &mean);
+    if (status == TC_OK) status = tc_binary(TC_SUB, x, mean, &centered);
+    if (status == TC_OK)
+        status = tc_binary_scalar(TC_MUL, centered, 2.0 / (double)(node->ints[2] - node->ints[3]), false, &scaled);
+    if (status == TC_OK) status = tc_binary(TC_MUL, scaled, g, out);
+    tc_tensor_release(mean);
+    tc_tensor_release(centered);
+    tc_tensor_release(scaled);
+    return status;
+}
+
+/* A 16-bit x's: in float32, rounded once (the widening path's bits; in 16
+ * bits the mean, the centering and the scaling would each round). */
+static tc_status var_gradient_16bit(const tc_node *node, tc_tensor *x, tc_tensor *g, tc_tensor **out) {
+    tc_tensor *wide_x = NULL, *wide_g = NULL, *wide = NULL;
+    *out = NULL;
+    tc_status status = tc_widen_16bit(x, &wide_x);
+    if (status == TC_OK) status = tc_widen_16bit(g, &wide_g);
+    if (status == TC_OK) status = var_gradient(node, wide_x, wide_g, &wide);
+    tc_tensor_release(wide_x);
+    tc_tensor_release(wide_g);
+    return tc_narrow_16bit(status, wide, x->dtype, out);
+}
+
 tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     tc_reduce_op op = (tc_reduce_op)node->ints[0];
     tc_tensor *x = node->inputs[0];
@@ -31,39 +63,37 @@ tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
     switch (op) {
     case TC_REDUCE_SUM: status = tc_expand(g, x->ndim, x->shape, &t1); break;
     case TC_REDUCE_MEAN:
-        status = tc_binary_scalar(TC_DIV, g, (double)count, false, &t2);
+        if (tc_dtype_is_16bit(g->dtype)) { /* g / count in float32, rounded once: count may not fit 16 bits */
+            tc_tensor *wide = NULL, *quotient = NULL;
+            status = tc_widen_16bit(g, &wide);
+            if (status == TC_OK) status = tc_binary_scalar(TC_DIV, wide, (double)count, false, &quotient);
+            tc_tensor_release(wide);
+            if (status == TC_OK) status = tc_narrow_16bit(TC_OK, quotient, g->dtype, &t2);
+        } else {
+            status = tc_binary_scalar(TC_DIV, g, (double)count, false, &t2);
+        }
         if (status == TC_OK) status = tc_expand(t2, x->ndim, x->shape, &t1);
         break;
     case TC_REDUCE_MAX:
     case TC_REDUCE_MIN: {
-        /* Ties share the gradient evenly. */
+        /* Ties share the gradient evenly; they are counted as int64, so that
+         * g / count rounds once in any dtype. */
         tc_tensor *hits = NULL, *hit_count = NULL;
         status = tc_binary(TC_EQ, x, node->saved[0], &hits);
         if (status == TC_OK) status = tc_to_dtype(hits, grad->dtype, &t2);
         int dims[TC_MAX_DIMS], ndims = 0;
         for (int d = 0; d < x->ndim; d++)
             if (node->ints[1] & (1 << d)) dims[ndims++] = d;
-        if (status == TC_OK) status = tc_reduce(TC_REDUCE_SUM, t2, ndims, dims, true, &hit_count);
+        if (status == TC_OK) status = tc_reduce(TC_REDUCE_SUM, hits, ndims, dims, true, &hit_count);
         if (status == TC_OK) status = tc_binary(TC_DIV, g, hit_count, &t3);
         if (status == TC_OK) status = tc_binary(TC_MUL, t2, t3, &t1);
         tc_tensor_release(hits);
         tc_tensor_release(hit_count);
         break;
     }
-    case TC_REDUCE_VAR: { /* g * 2 (x - mean) / (N - correction) */
-        tc_tensor *mean = NULL, *centered = NULL;
-        int dims[TC_MAX_DIMS], ndims = 0;
-        for (int d = 0; d < x->ndim; d++)
-            if (node->ints[1] & (1 << d)) dims[ndims++] = d;
-        status = tc_reduce(TC_REDUCE_MEAN, x, ndims, dims, true, &mean);
-        if (status == TC_OK) status = tc_binary(TC_SUB, x, mean, &centered);
-        if (status == TC_OK)
-            status = tc_binary_scalar(TC_MUL, centered, 2.0 / (double)(count - node->ints[3]), false, &t2);
-        if (status == TC_OK) status = tc_binary(TC_MUL, t2, g, &t1);
-        tc_tensor_release(mean);
-        tc_tensor_release(centered);
+    case TC_REDUCE_VAR:
+        status = tc_dtype_is_16bit(x->dtype) ? var_gradient_16bit(node, x, g, &t1) : var_gradient(node, x, g, &t1);
         break;
-    }
     default:
         status =
             tc_fail(node->ctx, TC_ERROR_STATE, "backward: %s is not differentiable", tc_tape_ops[TC_OP_SUM + op].name);
@@ -78,7 +108,8 @@ tc_status tc_reduce_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_in
 
 static tc_status reduce_impl(tc_reduce_op op, tc_tensor *x, int ndims, const int *dims, int correction,
                              bool keepdim, tc_tensor **out) {
-    if (tc_dtype_is_16bit(x->dtype)) { /* argmax/argmin give int64, which stays */
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, TC_SLOT_BIT(reduce))) {
+        /* argmax/argmin give int64, which stays */
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = reduce_impl(op, wide, ndims, dims, correction, keepdim, &result);
