@@ -74,14 +74,39 @@ static tc_status check_qkv(const char *function, const tc_tensor *qkv, int n_hea
     return TC_OK;
 }
 
+static tc_status attention_impl(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out);
+
+/* Under autocast the products read qkv rounded to the autocast dtype and sum
+ * in float32, as the GEMMs do: the kernels get the rounded values widened
+ * back and give a float32 output. The round trip is two differentiable
+ * conversions, so the gradient is rounded once on its way back to qkv. */
+static tc_status attention_autocast(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out) {
+    tc_tensor *narrow = NULL, *rounded = NULL;
+    tc_status status = tc_to_dtype(qkv, qkv->ctx->autocast, &narrow);
+    if (status == TC_OK) status = tc_to_dtype(narrow, TC_FLOAT32, &rounded);
+    if (status == TC_OK) status = attention_impl(rounded, n_head, n_kv_head, causal, out);
+    tc_tensor_release(rounded);
+    tc_tensor_release(narrow);
+    return status;
+}
+
 tc_status tc_attention(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("attention", "qkv", qkv));
+    if (qkv->dtype == TC_FLOAT32 && qkv->ctx->autocast != TC_FLOAT32) {
+        int64_t head_dim; /* shapes checked before any copy is made */
+        TC_TRY(check_qkv("attention", qkv, n_head, n_kv_head, &head_dim));
+        return attention_autocast(qkv, n_head, n_kv_head, causal, out);
+    }
+    return attention_impl(qkv, n_head, n_kv_head, causal, out);
+}
+
+static tc_status attention_impl(tc_tensor *qkv, int n_head, int n_kv_head, bool causal, tc_tensor **out) {
     uint64_t slots = TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward);
     if (tc_dtype_is_16bit(qkv->dtype) && !tc_backend_takes_16bit(qkv, slots)) {
         tc_tensor *wide, *result = NULL;
         TC_TRY(tc_widen_16bit(qkv, &wide));
-        tc_status status = tc_attention(wide, n_head, n_kv_head, causal, &result);
+        tc_status status = attention_impl(wide, n_head, n_kv_head, causal, &result);
         tc_tensor_release(wide);
         return tc_narrow_16bit(status, result, qkv->dtype, out);
     }

@@ -164,8 +164,9 @@ bool tc_is_grad_enabled(const tc_context *ctx);
  * whenever it runs) read their operands rounded to that dtype (nearest
  * even; float16 past 65504 is +-Inf, so train with loss scaling) and sum in
  * float32 (bf16 on the CPU cpu_bgemm; float16 on the CPU the float32 GEMM
- * on rounded copies; on CUDA cuBLAS's 16-bit GEMM on rounded copies);
- * tensors, outputs and every other op stay float32. TC_FLOAT32 turns it
+ * on rounded copies; on CUDA cuBLAS's 16-bit GEMM on rounded copies), and
+ * tc_attention of float32 qkv reads qkv so rounded; tensors, outputs and
+ * every other op stay float32. TC_FLOAT32 turns it
  * off; any other dtype is TC_ERROR_DTYPE. */
 tc_status tc_set_autocast(tc_context *ctx, tc_dtype dtype);
 tc_dtype tc_autocast(const tc_context *ctx);

@@ -165,6 +165,39 @@ function M.on(device)
     end
   end)
 
+  case("runs the fused attention on qkv rounded to bf16 and float16, the gradient rounded once on its way back",
+    function()
+      tc.manual_seed(16)
+      for _, shape in ipairs({ { heads = 2, kv = 2, width = 3 * 16 }, { heads = 4, kv = 2, width = 8 * 8 } }) do
+        local qkv, g = randn({ 2, 9, shape.width }), nil
+        for _, causal in ipairs({ true, false }) do
+          local options = { causal = causal, n_kv_head = shape.kv }
+          local function run(dtype, input)
+            local leaf = input:clone():requires_grad_()
+            local out = tc.autocast(dtype, function() return tc.attention(leaf, shape.heads, options) end)
+            g = g or randn(out.shape)
+            out:backward(g)
+            return out, leaf.grad
+          end
+          local out32, grad32 = run("float32", qkv)
+          for _, dtype in ipairs({ "bfloat16", "float16" }) do
+            local out, grad = run(dtype, qkv)
+            assert.are.equal("float32", out.dtype)
+            assert.are.equal("float32", grad.dtype)
+            -- exactly float32's attention on the rounded qkv, its gradient rounded to dtype
+            local on_rounded, grad_on_rounded = run("float32", M.rounded(qkv, dtype))
+            assert.are.equal(0, max_difference(out, on_rounded), dtype .. ": output")
+            assert.are.equal(0, max_difference(grad, M.rounded(grad_on_rounded, dtype)), dtype .. ": gradient")
+            for _, pair in ipairs({ { out, out32 }, { grad, grad32 } }) do
+              local off, size = max_difference(pair[1], pair[2]), scale(pair[2])
+              assert.is_true(off <= TOLERANCES[dtype] * size, ("%s: %g against scale %g"):format(dtype, off, size))
+              assert.is_true(off > 0, "autocast gave float32's exact result in " .. dtype)
+            end
+          end
+        end
+      end
+    end)
+
   case("turns float16 operands past 65504 into Inf, forward and backward (what a GradScaler detects)", function()
     -- 65519 rounds down to 65504, 65520 up to Inf; float32 keeps both
     local a = tc.tensor({ { 65519, 1 }, { 65520, 1 }, { -70000, 2 }, { 3, 4 } }):to(device)
