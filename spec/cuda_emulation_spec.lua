@@ -29,15 +29,7 @@ local runner = require("helpers.op_runner")
 local order = os.getenv("TRICYCLE_CUDA_EMULATION_ORDER") or "forward"
 local tolerance = { float64 = 1e-9, float32 = 1e-4 }
 
-local function describe_cuda(name, body)
-  describe(name, function()
-    if not available then
-      pending("the CUDA backend is not available (" .. tostring(reason) .. "); run `make test-cuda`")
-      return
-    end
-    body()
-  end)
-end
+local describe_cuda = require("helpers.cuda_probe").describer(describe, pending, available, reason)
 
 describe_cuda("ops on the cuda device (thread order " .. order .. ")", function()
   -- The cases moved from spec/c/cuda_kernels_test.c run in the two thread

@@ -126,15 +126,7 @@ local function call(name, ...)
   return first[name](...)
 end
 
-local function describe_cuda(name, body)
-  describe(name, function()
-    if not available then
-      pending("the CUDA backend is not available (" .. tostring(reason) .. "); run `make test-cuda`")
-      return
-    end
-    body()
-  end)
-end
+local describe_cuda = require("helpers.cuda_probe").describer(describe, pending, available, reason)
 
 local title = "16-bit element-wise kernels, reductions and attention on the cuda device (thread order %s)"
 describe_cuda(title:format(order), function()

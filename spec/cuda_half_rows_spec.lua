@@ -224,12 +224,9 @@ local function check_against_cpu(case, dtype, shape, specials, options)
   return want, got, want_grads, got_grads
 end
 
-describe("16-bit layer norm, RMS norm, softmax, cross-entropy and rope kernels on the cuda device", function()
-  if not available then
-    pending("the CUDA backend is not available (" .. tostring(reason) .. "); run `make test-cuda`")
-    return
-  end
+local describe_cuda = require("helpers.cuda_probe").describer(describe, pending, available, reason)
 
+describe_cuda("16-bit layer norm, RMS norm, softmax, cross-entropy and rope kernels on the cuda device", function()
   for _, dtype in ipairs(DTYPES) do
     it("runs each op natively in " .. dtype .. ": its own node on the tape, no float32 copy held", function()
       for _, case in ipairs(CASES) do

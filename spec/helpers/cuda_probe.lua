@@ -35,4 +35,18 @@ function probe.cuda_available()
   return false, (output:gsub("^unavailable: ", ""))
 end
 
+--- A describe for blocks that need the cuda device (busted's describe and pending passed in, with
+-- cuda_available's results): where it is unavailable the block is pending, with the reason.
+function probe.describer(describe, pending, available, reason)
+  return function(name, body)
+    describe(name, function()
+      if not available then
+        pending("the CUDA backend is not available (" .. tostring(reason) .. "); run `make test-cuda`")
+        return
+      end
+      body()
+    end)
+  end
+end
+
 return probe
