@@ -19,31 +19,18 @@
 
 #include <type_traits>
 
-struct cuda_bfloat16 {
+/* One 16-bit float type per format (bfloat16 when `brain`, else IEEE
+ * binary16), so that kernels and conversions can be picked by type. */
+template <bool brain> struct cuda_16bit_float {
     uint16_t bits;
-    cuda_bfloat16() = default;
-    __host__ __device__ explicit cuda_bfloat16(float x) : bits(tc_float_to_bfloat16(x)) {}
-    __host__ __device__ explicit cuda_bfloat16(double x) : bits(tc_float_to_bfloat16((float)x)) {}
-    __host__ __device__ operator float() const { return tc_bfloat16_to_float(bits); }
-    static __host__ __device__ cuda_bfloat16 from_bits(uint16_t b) {
-        cuda_bfloat16 h;
-        h.bits = b;
-        return h;
-    }
+    cuda_16bit_float() = default;
+    __host__ __device__ explicit cuda_16bit_float(float x)
+        : bits(brain ? tc_float_to_bfloat16(x) : tc_float_to_float16(x)) {}
+    __host__ __device__ explicit cuda_16bit_float(double x) : cuda_16bit_float((float)x) {}
+    __host__ __device__ operator float() const { return brain ? tc_bfloat16_to_float(bits) : tc_float16_to_float(bits); }
 };
-
-struct cuda_float16 {
-    uint16_t bits;
-    cuda_float16() = default;
-    __host__ __device__ explicit cuda_float16(float x) : bits(tc_float_to_float16(x)) {}
-    __host__ __device__ explicit cuda_float16(double x) : bits(tc_float_to_float16((float)x)) {}
-    __host__ __device__ operator float() const { return tc_float16_to_float(bits); }
-    static __host__ __device__ cuda_float16 from_bits(uint16_t b) {
-        cuda_float16 h;
-        h.bits = b;
-        return h;
-    }
-};
+typedef cuda_16bit_float<true> cuda_bfloat16;
+typedef cuda_16bit_float<false> cuda_float16;
 
 template <typename T> struct cuda_is_16bit : std::false_type {};
 template <> struct cuda_is_16bit<cuda_bfloat16> : std::true_type {};
