@@ -122,7 +122,7 @@ $(BACKEND_TEST): spec/cuda/backend_test.c $(ENGINE_LIB)
 CUDA_ASAN_BUILD ?= $(if $(filter build,$(BUILD)),build-asan,$(BUILD)-asan)
 CUDA_SHUFFLE_SEED ?= 20261130
 CUDA_SPECS ?= spec/cuda_emulation_spec.lua spec/distributed_cuda_spec.lua spec/cuda_half_rows_spec.lua \
-              spec/cuda_half_kernels_spec.lua
+              spec/cuda_half_kernels_spec.lua spec/cuda_half_conv_spec.lua
 test-cuda:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(CUDA_ASAN_BUILD) WITH_CUDA=0 \
 	  OPTIMIZE="-O1 -g -fno-omit-frame-pointer" \
@@ -169,7 +169,7 @@ GPU_TEST = $(BUILD)/cuda/gpu_test
 test-gpu: all cuda $(GPU_TEST)
 	env -u TRICYCLE_CUDA_LIBRARY TRICYCLE_BUILD=$(BUILD) $(LUA) spec/run.lua spec/cuda_gpu_spec.lua \
 	  spec/cuda_emulation_spec.lua spec/cuda_spec.lua spec/distributed_cuda_spec.lua spec/cuda_half_rows_spec.lua \
-	  spec/cuda_half_kernels_spec.lua
+	  spec/cuda_half_kernels_spec.lua spec/cuda_half_conv_spec.lua
 
 $(GPU_TEST): spec/cuda/emulation_test.cu $(CUDA_HEADERS)
 	@mkdir -p $(dir $@)

@@ -73,7 +73,8 @@ tc_status cuda_copy(tc_tensor *dst, const tc_tensor *src) {
      TC_SLOT_BIT(where) | TC_SLOT_BIT(reduce) | TC_SLOT_BIT(attention_forward) | TC_SLOT_BIT(attention_backward) |    \
      TC_SLOT_BIT(layer_norm_forward) | TC_SLOT_BIT(layer_norm_backward) | TC_SLOT_BIT(softmax) |                      \
      TC_SLOT_BIT(softmax_backward) | TC_SLOT_BIT(cross_entropy_forward) | TC_SLOT_BIT(cross_entropy_backward) |       \
-     TC_SLOT_BIT(rope))
+     TC_SLOT_BIT(rope) | TC_SLOT_BIT(im2col) | TC_SLOT_BIT(col2im) | TC_SLOT_BIT(max_pool2d) |                      \
+     TC_SLOT_BIT(max_pool2d_backward))
 
 static tc_backend make_table() {
     tc_backend table;

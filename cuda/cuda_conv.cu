@@ -6,8 +6,11 @@
  * in a fixed order, so no atomics and the same sum every run. Max pooling:
  * one thread per output; its backward, one thread per input element adding
  * the gradients of the windows whose argmax it is, in the same way.
+ * Over bfloat16/float16 (T) the sums are float32's (C, cuda_compute_t<T>),
+ * rounded once to T, and the maxima are compared as float32: the bits of the
+ * float32 kernels on the widened values, rounded.
  */
-#include "cuda_kernels.h"
+#include "cuda_half.h"
 
 template <typename T>
 __global__ void im2col_kernel(tc_conv_geometry g, const T *x, T pad, T *cols, int64_t total) {
@@ -28,11 +31,12 @@ __global__ void im2col_kernel(tc_conv_geometry g, const T *x, T pad, T *cols, in
     }
 }
 
-template <typename T> __global__ void col2im_kernel(tc_conv_geometry g, const T *cols, T *x, int64_t total) {
+template <typename T, typename C>
+__global__ void col2im_kernel(tc_conv_geometry g, const T *cols, T *x, int64_t total) {
     int64_t window = g.kernel[0] * g.kernel[1], length = g.out_height * g.out_width;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t iw = e % g.width, ih = e / g.width % g.height, plane = e / (g.width * g.height);
-        T sum = 0;
+        C sum = 0;
         for (int64_t i = 0; i < g.kernel[0]; i++) {
             int64_t top = ih + g.padding[0] - i * g.dilation[0];
             if (top < 0 || top % g.stride[0] != 0 || top / g.stride[0] >= g.out_height) continue;
@@ -41,10 +45,10 @@ template <typename T> __global__ void col2im_kernel(tc_conv_geometry g, const T 
                 if (left < 0 || left % g.stride[1] != 0 || left / g.stride[1] >= g.out_width) continue;
                 int64_t row = plane * window + i * g.kernel[1] + j;
                 if (g.batch_last) row = row % (g.channels * window) * g.batch + plane / g.channels;
-                sum += cols[row * length + top / g.stride[0] * g.out_width + left / g.stride[1]];
+                sum += (C)cols[row * length + top / g.stride[0] * g.out_width + left / g.stride[1]];
             }
         }
-        x[e] = sum;
+        x[e] = (T)sum;
     }
 }
 
@@ -53,7 +57,7 @@ extern "C" tc_status cuda_im2col(tc_context *ctx, tc_dtype dtype, const tc_conv_
     const tc_conv_geometry &g = *geometry;
     int64_t total = g.batch * g.channels * g.kernel[0] * g.kernel[1] * g.out_height * g.out_width;
     if (total == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
         TC_LAUNCH(im2col_kernel<T>, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
                   static_cast<const T *>(x), static_cast<T>(pad_value), static_cast<T *>(cols), total);
@@ -67,21 +71,22 @@ extern "C" tc_status cuda_col2im(tc_context *ctx, tc_dtype dtype, const tc_conv_
     const tc_conv_geometry &g = *geometry;
     int64_t total = g.batch * g.channels * g.height * g.width;
     if (total == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(col2im_kernel<T>, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
+        auto kernel = col2im_kernel<T, cuda_compute_t<T>>;
+        TC_LAUNCH(kernel, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
                   static_cast<const T *>(cols), static_cast<T *>(x), total);
     });
     if (!known) return cuda_unsupported_dtype(ctx, "col2im", dtype);
     return cuda_check_launch(ctx, "col2im");
 }
 
-template <typename T>
+template <typename T, typename C>
 __global__ void max_pool_kernel(tc_conv_geometry g, const T *x, T *out, int64_t *indices, int64_t total) {
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t ow = e % g.out_width, oh = e / g.out_width % g.out_height, plane = e / (g.out_width * g.out_height);
         const T *image = x + plane * g.height * g.width;
-        T best = -(T)INFINITY;
+        C best = -(C)INFINITY;
         int64_t where = -1;
         for (int64_t i = 0; i < g.kernel[0]; i++) {
             int64_t ih = oh * g.stride[0] - g.padding[0] + i * g.dilation[0];
@@ -89,26 +94,26 @@ __global__ void max_pool_kernel(tc_conv_geometry g, const T *x, T *out, int64_t 
             for (int64_t j = 0; j < g.kernel[1]; j++) {
                 int64_t iw = ow * g.stride[1] - g.padding[1] + j * g.dilation[1];
                 if (iw < 0 || iw >= g.width) continue;
-                T v = image[ih * g.width + iw];
+                C v = (C)image[ih * g.width + iw];
                 if (where < 0 || v > best || (isnan(v) && !isnan(best))) {
                     best = v;
                     where = ih * g.width + iw;
                 }
             }
         }
-        out[e] = best;
+        out[e] = (T)best;
         indices[e] = where;
     }
 }
 
-template <typename T>
+template <typename T, typename C>
 __global__ void max_pool_backward_kernel(tc_conv_geometry g, const T *grad, const int64_t *indices, T *dx,
                                          int64_t total) {
     int64_t length = g.out_height * g.out_width;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t iw = e % g.width, ih = e / g.width % g.height, plane = e / (g.width * g.height);
         int64_t here = ih * g.width + iw;
-        T sum = 0;
+        C sum = 0;
         for (int64_t i = 0; i < g.kernel[0]; i++) {
             int64_t top = ih + g.padding[0] - i * g.dilation[0];
             if (top < 0 || top % g.stride[0] != 0 || top / g.stride[0] >= g.out_height) continue;
@@ -116,10 +121,10 @@ __global__ void max_pool_backward_kernel(tc_conv_geometry g, const T *grad, cons
                 int64_t left = iw + g.padding[1] - j * g.dilation[1];
                 if (left < 0 || left % g.stride[1] != 0 || left / g.stride[1] >= g.out_width) continue;
                 int64_t o = plane * length + top / g.stride[0] * g.out_width + left / g.stride[1];
-                if (indices[o] == here) sum += grad[o];
+                if (indices[o] == here) sum += (C)grad[o];
             }
         }
-        dx[e] = sum;
+        dx[e] = (T)sum;
     }
 }
 
@@ -128,9 +133,10 @@ extern "C" tc_status cuda_max_pool2d(tc_context *ctx, tc_dtype dtype, const tc_c
     const tc_conv_geometry &g = *geometry;
     int64_t total = g.batch * g.channels * g.out_height * g.out_width;
     if (total == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(max_pool_kernel<T>, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
+        auto kernel = max_pool_kernel<T, cuda_compute_t<T>>;
+        TC_LAUNCH(kernel, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
                   static_cast<const T *>(x), static_cast<T *>(out), indices, total);
     });
     if (!known) return cuda_unsupported_dtype(ctx, "max_pool2d", dtype);
@@ -142,9 +148,10 @@ extern "C" tc_status cuda_max_pool2d_backward(tc_context *ctx, tc_dtype dtype, c
     const tc_conv_geometry &g = *geometry;
     int64_t total = g.batch * g.channels * g.height * g.width;
     if (total == 0) return TC_OK;
-    bool known = cuda_dispatch_float(dtype, [&](auto tag) {
+    bool known = cuda_dispatch_float_or_16bit(dtype, [&](auto tag) {
         typedef typename decltype(tag)::type T;
-        TC_LAUNCH(max_pool_backward_kernel<T>, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
+        auto kernel = max_pool_backward_kernel<T, cuda_compute_t<T>>;
+        TC_LAUNCH(kernel, cuda_blocks_for(total), CUDA_BLOCK, 0, cuda_stream_of(ctx), g,
                   static_cast<const T *>(grad), indices, static_cast<T *>(dx), total);
     });
     if (!known) return cuda_unsupported_dtype(ctx, "max_pool2d", dtype);

@@ -197,7 +197,8 @@
     /* Convolution's windows (the layout: tc_conv_geometry, internal.h).                                             \
      * im2col: cols = the windows of x, with pad_value where a window reaches                                        \
      * past x's edges; col2im, its adjoint: x = for each element, the sum of                                         \
-     * the columns' entries read from it (x is overwritten, padding dropped). */                                     \
+     * the columns' entries read from it (x is overwritten, padding dropped).                                        \
+     * 16-bit: x and cols of dtype (col2im sums in float32). */                                                      \
     X(im2col, OPTIONAL, tc_status,                                                                                   \
       (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, double pad_value,           \
        void *cols))                                                                                                  \
@@ -206,7 +207,8 @@
     /* Max pooling over the windows of x (padding never wins: it is -inf):                                           \
      * out [batch, channels, out_height, out_width] and, for each, the                                               \
      * position ih * width + iw of its max inside its plane (the first max;                                          \
-     * a NaN wins). The backward: dx = zeros, then grad added at each index. */                                      \
+     * a NaN wins). The backward: dx = zeros, then grad added at each index.                                         \
+     * 16-bit: x, out, grad and dx of dtype, indices int64 (sums in float32). */                                     \
     X(max_pool2d, OPTIONAL, tc_status,                                                                               \
       (tc_context *ctx, tc_dtype dtype, const tc_conv_geometry *geometry, const void *x, void *out,                  \
        int64_t *indices))                                                                                            \

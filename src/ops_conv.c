@@ -127,6 +127,11 @@ static tc_node_state pairs_state(const int64_t kernel[2], const int64_t stride[2
                            .ints = {pack_pair(kernel), pack_pair(stride), pack_pair(padding), pack_pair(dilation)}};
 }
 
+/* A backend taking 16-bit tensors in both slots (half_slots) gets 16-bit x
+ * and columns as they are; else they are widened to float32 and the result
+ * rounded once (src/ops_half.c). */
+#define IM2COL_SLOTS (TC_SLOT_BIT(im2col) | TC_SLOT_BIT(col2im))
+
 tc_status tc_im2col_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *x = node->inputs[0];
     const tc_backend *backend;
@@ -157,7 +162,7 @@ static tc_status im2col(const char *op, tc_tensor *x, const int64_t kernel[2], c
     g.batch_last = batch_last;
     TC_TRY(columns_shape(op, x, &g, shape));
     const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(x, op, TC_SLOT_BIT(im2col) | TC_SLOT_BIT(col2im), &backend));
+    TC_TRY(tc_backend_kernels(x, op, IM2COL_SLOTS, &backend));
     tc_tensor *input = NULL, *result = NULL;
     tc_status status = tc_contiguous(x, &input);
     if (status == TC_OK) status = tc_empty_shaped(input, input->dtype, batch_last ? 2 : 3, shape, &result);
@@ -184,7 +189,7 @@ tc_status tc_im2col(tc_tensor *x, const int64_t kernel[2], const int64_t stride[
         *out = NULL;
         return tc_fail(x->ctx, TC_ERROR_ARGUMENT, "im2col: pad_value must not be NaN");
     }
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, IM2COL_SLOTS)) {
         tc_tensor *wide = NULL, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = im2col("im2col", wide, kernel, stride, padding, dilation, pad_value, batch_last, &result);
@@ -375,7 +380,10 @@ tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int6
 
 /* ---- max pooling ---- */
 
-/* node: inputs {x}; ints as im2col's; saved[0] the int64 indices of the maxima. */
+/* node: inputs {x}; ints as im2col's; saved[0] the int64 indices of the maxima.
+ * 16-bit x: as im2col's, with these slots. */
+
+#define MAX_POOL2D_SLOTS (TC_SLOT_BIT(max_pool2d) | TC_SLOT_BIT(max_pool2d_backward))
 
 tc_status tc_max_pool2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
     const tc_tensor *x = node->inputs[0], *indices = node->saved[0];
@@ -401,7 +409,7 @@ tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t str
                         const int64_t dilation[2], tc_tensor **out) {
     *out = NULL;
     TC_TRY(tc_check_floating("max_pool2d", "x", x));
-    if (tc_dtype_is_16bit(x->dtype)) {
+    if (tc_dtype_is_16bit(x->dtype) && !tc_backend_takes_16bit(x, MAX_POOL2D_SLOTS)) {
         tc_tensor *wide = NULL, *result = NULL;
         TC_TRY(tc_widen_16bit(x, &wide));
         tc_status status = tc_max_pool2d(wide, kernel, stride, padding, dilation, &result);
@@ -415,8 +423,7 @@ tc_status tc_max_pool2d(tc_tensor *x, const int64_t kernel[2], const int64_t str
                        "max_pool2d: padding {%lld, %lld} must be at most half the kernel_size {%lld, %lld}",
                        (long long)padding[0], (long long)padding[1], (long long)kernel[0], (long long)kernel[1]);
     const tc_backend *backend;
-    TC_TRY(tc_backend_kernels(x, "max_pool2d", TC_SLOT_BIT(max_pool2d) | TC_SLOT_BIT(max_pool2d_backward),
-                              &backend));
+    TC_TRY(tc_backend_kernels(x, "max_pool2d", MAX_POOL2D_SLOTS, &backend));
     int64_t shape[4] = {g.batch, g.channels, g.out_height, g.out_width};
     tc_tensor *input = NULL, *result = NULL, *indices = NULL;
     tc_status status = tc_contiguous(x, &input);
