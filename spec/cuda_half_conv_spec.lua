@@ -191,3 +191,82 @@ describe_cuda(("16-bit max pooling and im2col on the cuda device (thread order %
     end)
   end
 end)
+
+-- conv2d with x, weight and bias of one 16-bit dtype (src/ops_conv.c
+-- conv2d_16bit): 16-bit columns, gemm_16bit's float32 sums, the bias added
+-- in float32, the result rounded once; dx's columns float32 for col2im, dW
+-- and the bias's gradient rounded once. Its own node (grad_fn conv2d) holds
+-- x and the weight as they are; the bits are the widening path's and the
+-- CPU's (float32 kernels on widened values, rounded once) up to the order of
+-- the GEMM's sums, which the emulated device shares with float32's.
+local CONVS = {
+  { "3x3 stride 1 padding 1 (overlapping)", { 4, 3, 3, 3 }, { padding = 1 } },
+  { "3x3 stride 2 padding 2 dilation 2", { 5, 3, 3, 3 }, { stride = 2, padding = 2, dilation = 2 } },
+  { "2x3 stride {2, 1} padding {1, 0}", { 4, 3, 2, 3 }, { stride = { 2, 1 }, padding = { 1, 0 } } },
+  { "1x1 stride 1 (no im2col in float32)", { 6, 3, 1, 1 }, {} },
+  { "3x3 groups 3, no bias", { 6, 1, 3, 3 }, { padding = 1, groups = 3 }, false },
+}
+
+describe_cuda(("16-bit conv2d on the cuda device (thread order %s)"):format(order), function()
+  for _, dtype in ipairs(DTYPES) do
+    describe(dtype, function()
+      it("holds x and the weight as they are and its 16-bit output; grad_fn conv2d", function()
+        local x = values({ 2, 3, 8, 8 }, 7, 1):to(dtype):cuda()
+        local w = values({ 4, 3, 3, 3 }, 8, 0.3):to(dtype):cuda()
+        local b = values({ 4 }, 9, 1):to(dtype):cuda()
+        w.requires_grad, b.requires_grad = true, true
+        collectgarbage("collect")
+        collectgarbage("collect")
+        collectgarbage("stop")
+        local before = tc.memory()
+        local y = tc.conv2d(x, w, b, { padding = 1 })
+        local added = tc.memory() - before
+        collectgarbage("restart")
+        assert.are.equal(dtype, y.dtype)
+        assert.are.equal("conv2d", y.grad_fn)
+        -- x, w and b are contiguous leaves, held as they are: only y is new
+        assert.are.equal(2 * 2 * 4 * 8 * 8, added)
+      end)
+
+      it("forward and gradients: the widening path's and the cpu's bits", function()
+        local shape = { 2, 3, 9, 11 }
+        for _, case in ipairs(CONVS) do
+          local label, options, with_bias = case[1], case[3], case[4] ~= false
+          local wide_x = values(shape, 3, 2, true)
+          local wide_w = values(case[2], 5, 0.4, false)
+          local wide_b = values({ case[2][1] }, 6, 1, false)
+          local inputs = {}
+          for name, v in pairs({ x = wide_x, w = wide_w, b = wide_b }) do
+            local cpu = v:to(dtype)
+            local device = cpu:cuda()
+            local wide = device:float()
+            cpu.requires_grad, device.requires_grad, wide.requires_grad = true, true, true
+            inputs[name] = { cpu = cpu, device = device, wide = wide }
+          end
+          local function run(where)
+            local b = with_bias and inputs.b[where] or nil
+            local o = {}
+            for k, v in pairs(options) do o[k] = v end
+            return tc.conv2d(inputs.x[where], inputs.w[where], b, o)
+          end
+          local native, widened, on_cpu = run("device"), run("wide"), run("cpu")
+          assert.are.equal(dtype, native.dtype, label)
+          assert.are.equal("conv2d", native.grad_fn, label)
+          same_bits(widened:to(dtype), native, label .. " against the widening path")
+          same_bits(on_cpu, native, label .. " against the cpu")
+          local g = values(native.shape, 4, 1, false):to(dtype)
+          native:backward(g:cuda())
+          widened:backward(g:float():cuda())
+          on_cpu:backward(g)
+          local names = with_bias and { "x", "w", "b" } or { "x", "w" }
+          for _, name in ipairs(names) do
+            local v = inputs[name]
+            assert.are.equal(dtype, v.device.grad.dtype, label .. " " .. name)
+            same_bits(v.wide.grad:to(dtype), v.device.grad, label .. ", d" .. name .. " against the widening path")
+            same_bits(v.cpu.grad, v.device.grad, label .. ", d" .. name .. " against the cpu")
+          end
+        end
+      end)
+    end)
+  end
+end)

@@ -244,7 +244,10 @@ static tc_status conv2d_failed(tc_context *ctx, tc_status status) {
 /* node (the CPU's direct path only): inputs {x, weight, bias or none},
  * contiguous; ints as im2col's. */
 
+static tc_status conv2d_16bit_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs);
+
 tc_status tc_conv2d_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    if (tc_dtype_is_16bit(node->inputs[0]->dtype)) return conv2d_16bit_backward(node, grad, grad_inputs);
     tc_tensor *dy = NULL, *grads[3] = {NULL, NULL, NULL};
     tc_conv_geometry g = node_geometry(node);
     tc_status status = tc_prepare_grad(node, grad, &dy);
@@ -297,6 +300,142 @@ static tc_status conv2d_same(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, c
     return TC_OK;
 }
 
+/* 16-bit conv2d (x, weight and bias of one 16-bit dtype) on a backend whose
+ * im2col and col2im take 16 bits and which has gemm_16bit: 16-bit columns,
+ * their products summed in float32, the bias added in float32 and the
+ * result rounded once, so no float32 copy of x, the weight or the columns
+ * is made. The widening path's values up to the GEMM's order of summation.
+ * node: inputs {x, weight, bias or none}, contiguous; ints as im2col's; real
+ * the groups. The backward's products are float32 too: dx's columns stay
+ * float32 for col2im, dW and the bias's gradient are rounded once. */
+static bool conv2d_takes_16bit(const tc_tensor *x, const tc_tensor *weight, const tc_tensor *bias) {
+    return tc_backend_takes_16bit(x, IM2COL_SLOTS) && tc_backend_supports(tc_backend_of(x), TC_SLOT_gemm_16bit) &&
+           weight->dtype == x->dtype && (!bias || bias->dtype == x->dtype);
+}
+
+/* c[i] = op(a[i]) op(b[i]) for each of `groups` contiguous matrices of 16-bit
+ * a and b, into float32 c; an empty sum gives zeros. */
+static tc_status grouped_gemm_16bit(const tc_backend *backend, tc_dtype dtype, bool transpose_a, bool transpose_b,
+                                    int64_t groups, int64_t m, int64_t n, int64_t k, const void *a, const void *b,
+                                    tc_tensor *c) {
+    if (tc_tensor_numel(c) == 0) return TC_OK;
+    if (k == 0) return tc_fill_(c, 0.0);
+    return backend->gemm_16bit(c->ctx, dtype, TC_FLOAT32, transpose_a, transpose_b, m, n, k, 1.0, a,
+                               transpose_a ? m : k, m * k, b, transpose_b ? k : n, k * n, 0.0,
+                               tc_tensor_data_at_offset(c), n, m * n, groups);
+}
+
+/* x's 16-bit columns {C*kH*kW, N*oH*oW} (batch_last geometry g). */
+static tc_status columns_16bit(const tc_backend *backend, tc_tensor *x, const tc_conv_geometry *g,
+                               const int64_t shape[2], tc_tensor **out) {
+    TC_TRY(tc_empty_shaped(x, x->dtype, 2, shape, out));
+    if (tc_tensor_numel(*out) == 0) return TC_OK;
+    return backend->im2col(x->ctx, x->dtype, g, tc_tensor_data_at_offset(x), 0.0, tc_tensor_data_at_offset(*out));
+}
+
+static tc_status conv2d_16bit(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, tc_conv_geometry *g, int64_t groups,
+                              tc_tensor **out) {
+    tc_context *ctx = x->ctx;
+    const tc_backend *backend = tc_backend_of(x);
+    int64_t shape[3];
+    g->batch_last = true;
+    TC_TRY(columns_shape("conv2d", x, g, shape));
+    int64_t outputs = weight->shape[0], rows = shape[0] / groups, length = shape[1];
+    tc_tensor *inputs[3] = {NULL, NULL, NULL}, *cols = NULL, *product = NULL, *planes = NULL, *ordered = NULL,
+              *wide = NULL, *wide_bias = NULL, *b = NULL, *sum = NULL, *y = NULL;
+    tc_status status = tc_contiguous(x, &inputs[0]);
+    if (status == TC_OK) status = tc_contiguous(weight, &inputs[1]);
+    if (status == TC_OK && bias) status = tc_contiguous(bias, &inputs[2]);
+    tc_set_grad_enabled(ctx, false); /* the parts are not on the tape; the node below is */
+    if (status == TC_OK) status = columns_16bit(backend, inputs[0], g, shape, &cols);
+    if (status == TC_OK)
+        status = tc_empty_shaped(x, TC_FLOAT32, 3, (const int64_t[]){groups, outputs / groups, length}, &product);
+    if (status == TC_OK)
+        status = grouped_gemm_16bit(backend, x->dtype, false, false, groups, outputs / groups, length, rows,
+                                    tc_tensor_data_at_offset(inputs[1]), tc_tensor_data_at_offset(cols), product);
+    if (status == TC_OK)
+        status =
+            tc_reshape(product, 3, (const int64_t[]){outputs, g->batch, g->out_height * g->out_width}, &planes);
+    if (status == TC_OK) status = tc_transpose(planes, 0, 1, &ordered);
+    if (status == TC_OK)
+        status = tc_reshape(ordered, 4, (const int64_t[]){g->batch, outputs, g->out_height, g->out_width}, &wide);
+    if (status == TC_OK && bias) {
+        status = tc_to_dtype(inputs[2], TC_FLOAT32, &wide_bias);
+        if (status == TC_OK) status = tc_reshape(wide_bias, 4, (const int64_t[]){1, outputs, 1, 1}, &b);
+        if (status == TC_OK) status = tc_binary(TC_ADD, wide, b, &sum);
+    }
+    if (status == TC_OK) status = tc_to_dtype(sum ? sum : wide, x->dtype, &y);
+    tc_set_grad_enabled(ctx, true);
+    if (status == TC_OK) { /* dx needs the weight, dW x */
+        tc_node_state state = pairs_state(g->kernel, g->stride, g->padding, g->dilation);
+        state.real = (double)groups;
+        state.reads = TC_READS(0) | TC_READS(1);
+        status = tc_record_op(TC_OP_CONV2D, bias ? 3 : 2, inputs, y, &state);
+    }
+    tc_tensor *temporaries[] = {inputs[0], inputs[1], inputs[2], cols, product, planes, ordered, wide, wide_bias, b,
+                                sum};
+    tc_release_all(11, temporaries);
+    if (status != TC_OK) {
+        tc_tensor_release(y);
+        return conv2d_failed(ctx, status);
+    }
+    *out = y;
+    return TC_OK;
+}
+
+static tc_status conv2d_16bit_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs) {
+    tc_context *ctx = node->ctx;
+    tc_tensor *x = node->inputs[0], *weight = node->inputs[1];
+    tc_dtype dtype = x->dtype;
+    const tc_backend *backend = tc_backend_of(x);
+    tc_conv_geometry g = node_geometry(node);
+    g.batch_last = true;
+    int64_t groups = (int64_t)node->reals[0], outputs = weight->shape[0], per_group = outputs / groups;
+    int64_t rows = weight->shape[1] * g.kernel[0] * g.kernel[1], plane = g.out_height * g.out_width;
+    int64_t length = g.batch * plane, cols_shape[2] = {rows * groups, length};
+    tc_tensor *dy = NULL, *flat = NULL, *flipped = NULL, *dyt = NULL, *dcols = NULL, *dx = NULL, *cols = NULL,
+              *dw = NULL, *dw_narrow = NULL, *wide_dyt = NULL, *db = NULL, *grads[3] = {NULL, NULL, NULL};
+    /* dy as {O, N*oH*oW}, each group's rows one matrix */
+    tc_status status = tc_prepare_grad(node, grad, &dy);
+    if (status == TC_OK) status = tc_reshape(dy, 3, (const int64_t[]){g.batch, outputs, plane}, &flat);
+    if (status == TC_OK) status = tc_transpose(flat, 0, 1, &flipped);
+    if (status == TC_OK) status = tc_contiguous(flipped, &dyt);
+    if (status == TC_OK && tc_node_input_needs_grad(node, 0)) {
+        status = tc_empty_shaped(x, TC_FLOAT32, 2, cols_shape, &dcols);
+        if (status == TC_OK)
+            status = grouped_gemm_16bit(backend, dtype, true, false, groups, rows, length, per_group,
+                                        tc_tensor_data_at_offset(weight), tc_tensor_data_at_offset(dyt), dcols);
+        if (status == TC_OK) status = tc_empty_shaped(x, TC_FLOAT32, 4, x->shape, &dx);
+        if (status == TC_OK && tc_tensor_numel(dx) > 0)
+            status =
+                backend->col2im(ctx, TC_FLOAT32, &g, tc_tensor_data_at_offset(dcols), tc_tensor_data_at_offset(dx));
+        if (status == TC_OK) status = tc_to_dtype(dx, dtype, &grads[0]);
+    }
+    if (status == TC_OK && tc_node_input_needs_grad(node, 1)) {
+        status = columns_16bit(backend, x, &g, cols_shape, &cols);
+        if (status == TC_OK)
+            status = tc_empty_shaped(x, TC_FLOAT32, 3, (const int64_t[]){groups, per_group, rows}, &dw);
+        if (status == TC_OK)
+            status = grouped_gemm_16bit(backend, dtype, false, true, groups, per_group, rows, length,
+                                        tc_tensor_data_at_offset(dyt), tc_tensor_data_at_offset(cols), dw);
+        if (status == TC_OK) status = tc_to_dtype(dw, dtype, &dw_narrow);
+        if (status == TC_OK) status = tc_reshape(dw_narrow, 4, weight->shape, &grads[1]);
+    }
+    if (status == TC_OK && node->n_inputs == 3 && tc_node_input_needs_grad(node, 2)) {
+        status = tc_to_dtype(dyt, TC_FLOAT32, &wide_dyt);
+        if (status == TC_OK) status = tc_reduce(TC_REDUCE_SUM, wide_dyt, 2, (const int[]){1, 2}, false, &db);
+        if (status == TC_OK) status = tc_to_dtype(db, dtype, &grads[2]);
+    }
+    tc_tensor *temporaries[] = {dy, flat, flipped, dyt, dcols, dx, cols, dw, dw_narrow, wide_dyt, db};
+    tc_release_all(11, temporaries);
+    if (status != TC_OK) {
+        tc_release_all(3, grads);
+        return conv2d_failed(ctx, status);
+    }
+    for (int i = 0; i < node->n_inputs; i++) grad_inputs[i] = grads[i];
+    return TC_OK;
+}
+
 /* A 1x1 kernel with stride 1 and no padding needs no im2col: its columns
  * are x's planes, channel by channel (a transposed copy of x). */
 static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const int64_t padding[2]) {
@@ -307,6 +446,13 @@ static bool is_pointwise(const tc_tensor *weight, const int64_t stride[2], const
 tc_status tc_conv2d(tc_tensor *x, tc_tensor *weight, tc_tensor *bias, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups, tc_tensor **out) {
     *out = NULL;
+    if (tc_dtype_is_16bit(x->dtype) && conv2d_takes_16bit(x, weight, bias)) {
+        TC_TRY(check_conv2d(x, weight, bias, groups));
+        const int64_t kernel[2] = {weight->shape[2], weight->shape[3]};
+        tc_conv_geometry g;
+        TC_TRY(make_geometry("conv2d", x, kernel, stride, padding, dilation, &g));
+        return conv2d_16bit(x, weight, bias, &g, groups, out);
+    }
     if (tc_dtype_is_16bit(x->dtype) || tc_dtype_is_16bit(weight->dtype) || (bias && tc_dtype_is_16bit(bias->dtype))) {
         /* 16-bit x, or float32 x with 16-bit parameters: computed in float32, rounded once */
         tc_tensor *given[3] = {x, weight, bias}, *wide[3] = {NULL, NULL, NULL}, *result = NULL;
