@@ -1,5 +1,6 @@
--- The cuda device's max pooling and im2col on bfloat16 and float16 tensors
--- (cuda/cuda_conv.cu, their slots in CUDA_HALF_SLOTS): they read and write
+-- The cuda device's max pooling, im2col and conv2d on bfloat16 and float16
+-- tensors (cuda/cuda_conv.cu, their slots in CUDA_HALF_SLOTS; conv2d's own
+-- 16-bit path in src/ops_conv.c, described above its block): they read and write
 -- 16-bit data; the maxima are the inputs' own values, the gradients (max
 -- pooling's, and col2im's for im2col) are summed per input element in
 -- float32 and rounded once. Checked here:

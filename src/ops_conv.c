@@ -14,6 +14,10 @@
  * windows straight into the GEMM's panels, so the columns are never
  * written, the bias is added as the output is, and the first layer's
  * unneeded input gradient is not computed.
+ *
+ * On a backend whose im2col and col2im take 16 bits and which has
+ * gemm_16bit (CUDA), conv2d of x, weight and bias of one 16-bit dtype is one
+ * op too (conv2d_16bit): 16-bit columns, float32 products, rounded once.
  */
 #include "ops_fused.h"
 
