@@ -245,8 +245,9 @@ static tc_status conv2d_failed(tc_context *ctx, tc_status status) {
     return tc_fail(ctx, status, "conv2d: %s", reason);
 }
 
-/* node (the CPU's direct path only): inputs {x, weight, bias or none},
- * contiguous; ints as im2col's. */
+/* node (the CPU's direct path; conv2d_16bit's, below, has its own layout
+ * and backward): inputs {x, weight, bias or none}, contiguous; ints as
+ * im2col's. */
 
 static tc_status conv2d_16bit_backward(tc_node *node, tc_tensor *grad, tc_tensor **grad_inputs);
 
