@@ -21,42 +21,11 @@ local order = os.getenv("TRICYCLE_CUDA_EMULATION_ORDER") or "forward"
 
 local DTYPES = { "bfloat16", "float16" }
 
-local function words_of(t)
-  local bytes, words = t:cpu():contiguous():tobytes(), {}
-  for i = 1, #bytes, 2 do words[#words + 1] = bytes:byte(i) + 256 * bytes:byte(i + 1) end
-  return words
-end
-
-local function is_nan(word, dtype)
-  local magnitude = word % 32768
-  if dtype == "bfloat16" then return magnitude > 0x7F80 end
-  return magnitude > 0x7C00
-end
-
--- Words in the order of the values they hold (-0 and +0 both 0), so that
--- neighbouring values are one apart.
-local function ordinal(word)
-  if word >= 32768 then return -(word - 32768) end
-  return word
-end
+local agree = require("helpers.half_bits").agree
 
 --- expected and actual (tensors of one 16-bit dtype) hold the same bits,
 -- any two NaNs counting as equal; with `ulps`, values that far apart too.
-local function same_bits(expected, actual, label, ulps)
-  assert.are.equal(expected.dtype, actual.dtype, label .. ": dtypes")
-  assert.are.same(expected.shape, actual.shape, label .. ": shapes")
-  local a, b = words_of(expected), words_of(actual)
-  for i = 1, #a do
-    local nan_a, nan_b = is_nan(a[i], expected.dtype), is_nan(b[i], expected.dtype)
-    local ok
-    if nan_a or nan_b then ok = nan_a and nan_b
-    elseif ulps then ok = math.abs(ordinal(a[i]) - ordinal(b[i])) <= ulps
-    else ok = a[i] == b[i] end
-    if not ok then
-      error(("%s: element %d is 0x%04x, expected 0x%04x (%s)"):format(label, i, b[i], a[i], expected.dtype), 2)
-    end
-  end
-end
+local function same_bits(expected, actual, label, ulps) agree(expected, actual, ulps or 0, label) end
 
 --- A float32 CPU tensor of `shape`, normal values times `scale`; with
 -- `specials`, a NaN, -Inf and a run of ties planted in the first plane.
