@@ -39,8 +39,10 @@ describe("the C host example", function()
       assert.is_not_nil(total, output)
       local sum = 0
       for part in parts:gmatch("[%d.]+") do sum = sum + tonumber(part) end
-      -- VmRSS and the sum over the mappings of smaps are read a moment apart
-      assert.is_true(math.abs(sum - tonumber(total)) < 0.1, when .. ": " .. output)
+      -- VmRSS and the sum over the mappings of smaps are read a moment apart, while the process may still be
+      -- touching pages (under AddressSanitizer the start differed by 0.12 MiB): 1% or 0.25 MiB
+      local allowed = math.max(0.25, 0.01 * tonumber(total))
+      assert.is_true(math.abs(sum - tonumber(total)) < allowed, when .. ": " .. output)
     end
     local bytes = tonumber(output:match("(%d+) tensor bytes"))
     local in_use = tonumber(output:match("memory after the frames: .-storage in use ([%d.]+) MiB"))
